@@ -1,0 +1,37 @@
+"""The ``simreplay`` command line: a thin typer layer over the Python API."""
+
+from __future__ import annotations
+
+import typer
+
+from simulator import __version__
+from simulator.cli import trace
+
+app = typer.Typer(
+    name="simreplay",
+    help="Replay LLM request traces through a model of a vLLM-style serving engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(trace.app, name="trace")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"simreplay {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Replay LLM request traces through a model of a vLLM-style serving engine."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,5 @@
+"""``python -m simulator.cli`` runs the command line."""
+
+from simulator.cli import main
+
+main()

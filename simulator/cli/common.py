@@ -1,0 +1,61 @@
+"""What every command shares: consoles, the domain-error wrapper, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from simulator.errors import SimreplayError
+
+#: Results go to stdout; progress, notes and errors go to stderr.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def domain_errors(command: F) -> F:
+    """Turn a ``SimreplayError`` into one line on stderr and exit status 1, no traceback.
+
+    A Ctrl-C exits with 130 after the atomic writers have removed their temporary files.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SimreplayError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def note(message: str) -> None:
+    """Tell the user about a change made to their data (stderr)."""
+    err.print(f"note: {message}", markup=False)
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    """Exactly one JSON object on stdout, keys in insertion order, no NaN."""
+    sys.stdout.write(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def print_rows(title: str, rows: list[tuple[str, str]]) -> None:
+    """A two-column human table on stdout."""
+    table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for label, value in rows:
+        table.add_row(label, value)
+    out.print(table)

@@ -1,0 +1,1 @@
+"""Traces: the canonical schema, readers for real production formats, synthesis, transforms."""

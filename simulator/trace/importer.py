@@ -1,0 +1,144 @@
+"""Turn any supported trace file into the canonical table: detect, read, normalize.
+
+    path -> detect_format -> READERS[name].read -> RawTrace -> normalize -> canonical table
+
+A canonical parquet file written by simreplay is read back directly and re-validated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simulator.errors import TraceError
+from simulator.io import read_parquet
+from simulator.trace.options import ImportOptions
+from simulator.trace.raw import ImportReport, normalize
+from simulator.trace.readers import (
+    azure,
+    burstgpt,
+    generic,
+    lengths,
+    mooncake,
+    qwen,
+    vllm_bench,
+)
+from simulator.trace.readers.tabular import sniff_text
+from simulator.trace.schema import TraceMetadata, validate_trace
+
+#: Format name (``--format``) -> reader module. ``csv``, ``jsonl`` and ``parquet`` are the
+#: generic reader with a column mapping; ``simreplay`` is the canonical parquet file.
+READERS = {
+    "azure": azure,
+    "mooncake": mooncake,
+    "burstgpt": burstgpt,
+    "qwen": qwen,
+    "vllm-bench": vllm_bench,
+    "lengths": lengths,
+    "csv": generic,
+    "jsonl": generic,
+    "parquet": generic,
+}
+FORMATS = ("simreplay", *READERS)
+
+#: Auto-detection tries these in order; each module's ``sniff`` looks at the file's head.
+_SNIFF_ORDER = (azure, burstgpt, qwen, mooncake, vllm_bench, lengths)
+_PARQUET_MAGIC = b"PAR1"
+
+
+def import_trace(
+    path: Path | str, options: ImportOptions | None = None
+) -> tuple[pa.Table, ImportReport]:
+    """Read a trace file of any supported format into a canonical table.
+
+    Parameters
+    ----------
+    path : Path or str
+        The source file.
+    options : ImportOptions, optional
+        Format override, column mapping, repair policy; defaults detect everything.
+
+    Returns
+    -------
+    (pyarrow.Table, ImportReport)
+        The validated canonical table, and what the import changed or skipped.
+
+    Raises
+    ------
+    TraceError
+        One line naming the file (and line and column where there is one) and what was
+        expected.
+    """
+    path = Path(path)
+    options = options or ImportOptions()
+    _check_readable(path)
+    name = options.format or detect_format(path, options)
+    if name == "simreplay":
+        table = read_canonical(path)
+        return table, ImportReport(table.num_rows, table.num_rows, ())
+    if name not in READERS:
+        raise TraceError(f"unknown format {name!r}; known: {', '.join(FORMATS)}")
+    raw = READERS[name].read(path, options)
+    return normalize(raw, strict=options.strict, skip_invalid=options.skip_invalid)
+
+
+def load_trace(path: Path | str, options: ImportOptions | None = None) -> pa.Table:
+    """Like ``import_trace`` but return only the table."""
+    return import_trace(path, options)[0]
+
+
+def read_canonical(path: Path) -> pa.Table:
+    """Read and validate a canonical trace parquet file written by simreplay."""
+    table = read_parquet(path)
+    return validate_trace(table, Path(path).name)
+
+
+def detect_format(path: Path, options: ImportOptions | None = None) -> str:
+    """Name of the reader for ``path``, judged from its content (not its extension)."""
+    options = options or ImportOptions()
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic == _PARQUET_MAGIC:
+        if _is_canonical_parquet(path):
+            return "simreplay"
+        if options.time_col:
+            return "parquet"
+        raise TraceError(
+            f"{path.name}: a parquet file that is not a simreplay trace; map its columns "
+            "with --time-col, --input-col and --output-col (and --time-unit)"
+        )
+    head = sniff_text(path)
+    if not head.strip():
+        raise TraceError(f"{path.name}: file is empty")
+    if options.time_col:
+        return "jsonl" if head.lstrip().startswith("{") else "csv"
+    for module in _SNIFF_ORDER:
+        if module.sniff(path, head):
+            return module.__name__.rsplit(".", 1)[1].replace("_", "-")
+    first = head.splitlines()[0][:80] if head.splitlines() else ""
+    raise TraceError(
+        f"{path.name}: unknown trace format (first line: {first!r}); give --format "
+        f"({', '.join(FORMATS)}) or map columns with --time-col, --input-col, --output-col"
+    )
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise TraceError(f"{path}: no such file")
+    if path.is_dir():
+        raise TraceError(f"{path}: is a directory, not a trace file")
+    if path.stat().st_size == 0:
+        raise TraceError(f"{path.name}: file is empty")
+
+
+def _is_canonical_parquet(path: Path) -> bool:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise TraceError(
+            f"{path.name}: not a readable parquet file (truncated or corrupt?): "
+            f"{(str(exc).splitlines() or [''])[0]}"
+        ) from None
+    return TraceMetadata.from_arrow(schema.metadata) is not None

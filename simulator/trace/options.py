@@ -1,0 +1,60 @@
+"""Options of ``trace import`` that readers consult, in one object shared by all readers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.trace.arrivals import ArrivalProcess
+
+TIME_UNITS = ("s", "ms", "us", "ns", "datetime")
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read a source trace.
+
+    Attributes
+    ----------
+    format : str or None
+        Reader name; None detects it from the file's content.
+    strict : bool
+        Fail on out-of-order arrivals instead of sorting them.
+    skip_invalid : bool
+        Drop rows with missing or out-of-range values (counted and reported) instead of
+        failing on the first.
+    keep_failed : bool
+        BurstGPT: keep rows with 0 response tokens (failed requests) -- they then fail the
+        ``output_tokens >= 1`` check unless ``skip_invalid``. Default drops and counts them.
+    jitter : bool
+        Mooncake: spread requests uniformly inside their timestamp bucket.
+    jitter_window_s : float or None
+        Bucket width for ``jitter``; None detects it (the median gap between distinct
+        timestamps, about 3 s in the Mooncake conversation trace).
+    seed : int
+        Seed for jitter and for synthetic arrivals of length-only files.
+    arrival : ArrivalProcess or None
+        Arrival process for length-only files (they have no timestamps).
+    time_col, input_col, output_col, id_col, session_col, hash_col : str or None
+        Column mapping for generic CSV / JSONL / parquet files.
+    time_unit : str
+        Unit of ``time_col``: one of ``TIME_UNITS``.
+    hash_block_size : int or None
+        Tokens per block of ``hash_col`` (generic files).
+    """
+
+    format: str | None = None
+    strict: bool = False
+    skip_invalid: bool = False
+    keep_failed: bool = False
+    jitter: bool = False
+    jitter_window_s: float | None = None
+    seed: int = 0
+    arrival: ArrivalProcess | None = None
+    time_col: str | None = None
+    input_col: str | None = None
+    output_col: str | None = None
+    id_col: str | None = None
+    session_col: str | None = None
+    hash_col: str | None = None
+    time_unit: str = "s"
+    hash_block_size: int | None = None

@@ -1,0 +1,207 @@
+"""What a reader hands over: columns as parsed, before the shared checks and repairs.
+
+Readers only parse. ``normalize`` does everything that is the same for every format: token
+counts checked (or bad rows skipped, counted), arrivals sorted (or ``--strict`` failure),
+time rebased to the first arrival, request ids checked for duplicates, and the canonical
+table built. Each problem is reported with the line of the source file it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from simulator.errors import TraceError
+from simulator.trace.schema import (
+    INT32_MAX,
+    TraceMetadata,
+    build_trace_table,
+    check_unique_ids,
+)
+
+#: Stands for a missing (empty, null, NaN) integer cell in ``RawTrace`` token columns.
+MISSING_INT = int(np.iinfo(np.int64).min)
+
+
+@dataclass
+class RawTrace:
+    """Columns parsed from one source file, not yet checked.
+
+    Attributes
+    ----------
+    arrival_time_s : numpy.ndarray
+        float64, shape (n,). Seconds on any origin (rebased by ``normalize``); NaN where the
+        source had no usable value.
+    input_tokens, output_tokens : numpy.ndarray
+        int64, shape (n,). As parsed; may hold values < 1 or > int32 range.
+    source_file : str
+        File name for messages and metadata.
+    source_format : str
+        Reader name.
+    source_columns : dict of str to str
+        Canonical column name -> the column name in the source, for messages.
+    extra : dict of str to pyarrow.Array
+        Optional canonical columns (``request_id``, ``session_id``, ``hash_ids``, ...).
+    line_of_row : numpy.ndarray or None
+        int64, shape (n,): source line of each row when rows were dropped or reordered by
+        the reader; None means row ``i`` is on line ``first_line + i``.
+    first_line : int
+        Line (1-based) of the first data row when ``line_of_row`` is None.
+    location_word : str
+        ``"line"`` for text files, ``"row"`` for tabular binaries (parquet, JSON arrays).
+    hash_block_size, start_time : as in ``TraceMetadata``.
+    notes : list of str
+        What the reader changed or skipped, one sentence each (reported to the user).
+    """
+
+    arrival_time_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    source_file: str
+    source_format: str
+    source_columns: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, pa.Array] = field(default_factory=dict)
+    line_of_row: np.ndarray | None = None
+    first_line: int = 2
+    location_word: str = "line"
+    hash_block_size: int | None = None
+    start_time: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def where(self, row: int) -> str:
+        """Location of a 0-based row in the source file, e.g. ``"line 17"``."""
+        line = self.first_line + row if self.line_of_row is None else int(self.line_of_row[row])
+        return f"{self.location_word} {line}"
+
+    def column_label(self, name: str) -> str:
+        return self.source_columns.get(name, name)
+
+    def take(self, keep: np.ndarray) -> None:
+        """Keep only rows where the boolean mask ``keep`` is true (mutates self)."""
+        lines = (
+            self.line_of_row
+            if self.line_of_row is not None
+            else np.arange(self.first_line, self.first_line + len(keep), dtype=np.int64)
+        )
+        self.line_of_row = lines[keep]
+        self.arrival_time_s = self.arrival_time_s[keep]
+        self.input_tokens = self.input_tokens[keep]
+        self.output_tokens = self.output_tokens[keep]
+        mask = pa.array(keep)
+        self.extra = {k: v.filter(mask) for k, v in self.extra.items()}
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did, for the user: rows read and kept, and every change made."""
+
+    num_source_rows: int
+    num_rows: int
+    notes: tuple[str, ...]
+
+
+def normalize(
+    raw: RawTrace, *, strict: bool = False, skip_invalid: bool = False
+) -> tuple[pa.Table, ImportReport]:
+    """Check, repair and convert a ``RawTrace`` into a canonical table.
+
+    Parameters
+    ----------
+    raw : RawTrace
+        Mutated: invalid rows are removed from it when ``skip_invalid``.
+    strict : bool
+        Fail on arrivals out of order instead of sorting them.
+    skip_invalid : bool
+        Drop rows with a missing, non-finite or out-of-range value (and say how many)
+        instead of failing on the first one.
+
+    Returns
+    -------
+    (pyarrow.Table, ImportReport)
+    """
+    num_source_rows = len(raw.arrival_time_s)
+    notes = list(raw.notes)
+    if num_source_rows == 0:
+        raise TraceError(f"{raw.source_file}: no requests in the file (only a header?)")
+
+    checks = (
+        ("arrival_time_s", ~np.isfinite(raw.arrival_time_s), "a finite time"),
+        (
+            "input_tokens",
+            (raw.input_tokens < 1) | (raw.input_tokens > INT32_MAX),
+            f"an integer from 1 to {INT32_MAX}",
+        ),
+        (
+            "output_tokens",
+            (raw.output_tokens < 1) | (raw.output_tokens > INT32_MAX),
+            f"an integer from 1 to {INT32_MAX}",
+        ),
+    )
+    any_bad = np.zeros(num_source_rows, dtype=bool)
+    for name, bad, expected in checks:
+        num_bad = int(bad.sum())
+        if not num_bad:
+            continue
+        if not skip_invalid:
+            row = int(np.argmax(bad))
+            value = getattr(raw, name)[row]
+            missing = name == "arrival_time_s" or int(value) == MISSING_INT
+            shown = "an empty or NaN value" if missing else repr(int(value))
+            raise TraceError(
+                f"{raw.source_file}: {raw.where(row)}: column {raw.column_label(name)}: expected "
+                f"{expected}, got {shown} ({num_bad} rows like this; --skip-invalid drops them)"
+            )
+        notes.append(f"skipped {num_bad} rows whose {raw.column_label(name)} was not {expected}")
+        any_bad |= bad
+    if any_bad.any():
+        raw.take(~any_bad)
+        if len(raw.arrival_time_s) == 0:
+            raise TraceError(f"{raw.source_file}: no valid requests left after skipping")
+
+    arrival = raw.arrival_time_s
+    if np.any(arrival[1:] < arrival[:-1]):
+        late = arrival < np.maximum.accumulate(arrival)
+        num_late = int(late.sum())
+        if strict:
+            row = int(np.argmax(late))
+            raise TraceError(
+                f"{raw.source_file}: {raw.where(row)}: arrival time is earlier than a preceding "
+                f"row's ({num_late} rows out of order; drop --strict to sort them)"
+            )
+        order = np.argsort(arrival, kind="stable")
+        raw.take(np.ones(len(order), dtype=bool))  # materialise line numbers before reordering
+        raw.arrival_time_s = arrival[order]
+        raw.input_tokens = raw.input_tokens[order]
+        raw.output_tokens = raw.output_tokens[order]
+        raw.line_of_row = raw.line_of_row[order]
+        indices = pa.array(order)
+        raw.extra = {k: v.take(indices) for k, v in raw.extra.items()}
+        notes.append(
+            f"sorted by arrival time: {num_late} rows arrived earlier than a row before them"
+        )
+
+    if "request_id" in raw.extra:
+        check_unique_ids(raw.extra["request_id"], raw.source_file, raw.where)
+
+    origin_s = float(raw.arrival_time_s[0])
+    extra_meta = {}
+    if origin_s != 0.0:
+        extra_meta["time_origin_s"] = repr(origin_s)
+        raw.arrival_time_s = raw.arrival_time_s - origin_s
+    columns = {
+        "arrival_time_s": raw.arrival_time_s,
+        "input_tokens": raw.input_tokens.astype(np.int32),
+        "output_tokens": raw.output_tokens.astype(np.int32),
+        **raw.extra,
+    }
+    metadata = TraceMetadata(
+        source_format=raw.source_format,
+        source_file=raw.source_file,
+        hash_block_size=raw.hash_block_size if "hash_ids" in raw.extra else None,
+        start_time=raw.start_time,
+        extra=extra_meta,
+    )
+    table = build_trace_table(columns, metadata)
+    return table, ImportReport(num_source_rows, table.num_rows, tuple(notes))

@@ -1,0 +1,63 @@
+"""Azure LLM inference traces (2023, 2024) and the 2025 multimodal variant.
+
+Columns: ``TIMESTAMP`` (absolute wall clock, ``2023-11-16 18:15:46.6805900`` in 2023,
+``2024-05-10 00:00:00.009930+00:00`` in 2024, some rows without a fraction),
+``ContextTokens``, ``GeneratedTokens``; the multimodal files add ``NumImages`` (kept out of
+the canonical table: the engine model counts text tokens only, and the import says so).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from simulator.trace.options import ImportOptions
+from simulator.trace.raw import RawTrace
+from simulator.trace.readers.tabular import (
+    csv_header,
+    datetime_type_for,
+    first_data_value,
+    int_values,
+    read_csv_columns,
+    require_columns,
+    timestamps_to_seconds,
+)
+
+COLUMNS = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
+
+
+def read(path: Path, options: ImportOptions) -> RawTrace:
+    """Read an Azure LLM inference CSV into a ``RawTrace``."""
+    header = csv_header(path)
+    require_columns(path, header, COLUMNS, "an Azure LLM inference trace")
+    multimodal = "NumImages" in header
+    time_type = datetime_type_for(first_data_value(path, "TIMESTAMP"))
+    columns = read_csv_columns(
+        path, {"TIMESTAMP": time_type, "ContextTokens": pa.int64(), "GeneratedTokens": pa.int64()}
+    )
+    arrival_time_s, start_time = timestamps_to_seconds(columns["TIMESTAMP"])
+    notes = []
+    if multimodal:
+        notes.append("NumImages is not imported: input_tokens counts ContextTokens only")
+    return RawTrace(
+        arrival_time_s=arrival_time_s,
+        input_tokens=int_values(columns["ContextTokens"]),
+        output_tokens=int_values(columns["GeneratedTokens"]),
+        source_file=path.name,
+        source_format="azure-multimodal" if multimodal else "azure",
+        source_columns={
+            "arrival_time_s": "TIMESTAMP",
+            "input_tokens": "ContextTokens",
+            "output_tokens": "GeneratedTokens",
+        },
+        start_time=start_time,
+        notes=notes,
+    )
+
+
+def sniff(path: Path, head_text: str) -> bool:
+    """True when the header has Azure's three columns."""
+    header = head_text.split("\n", 1)[0]
+    names = [name.strip() for name in header.split(",")]
+    return all(name in names for name in COLUMNS)

@@ -1,0 +1,510 @@
+"""Any CSV, JSON-lines or parquet file, read through a column mapping given on the command line.
+
+``--time-col``, ``--input-col`` and ``--output-col`` name the arrival time and token-count
+columns (all three required); ``--id-col``, ``--session-col`` and ``--hash-col`` optionally
+name request ids, session ids and prefix-block hash lists (``--hash-block-size`` tokens per
+block). ``--time-unit`` says what the time column holds: ``s``, ``ms``, ``us`` or ``ns``
+from any origin, or ``datetime`` for ISO-8601 text (a native parquet timestamp column is
+accepted whatever the unit). The container is told by content: parquet by its ``PAR1``
+magic bytes, JSON lines when the first non-blank character is ``{``, CSV otherwise.
+
+This reader is never auto-detected (``sniff`` is always false): it is chosen with
+``--format generic`` or as the last resort. The module also holds small helpers the other
+readers share: header and first-record peeks, and parsing of ``[1, 2, 3]`` list cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from simulator.errors import TraceError
+from simulator.trace.options import TIME_UNITS, ImportOptions
+from simulator.trace.raw import RawTrace
+from simulator.trace.readers.tabular import (
+    csv_header,
+    datetime_type_for,
+    first_data_value,
+    float_values,
+    int_values,
+    read_csv_columns,
+    read_jsonl_columns,
+    timestamps_to_seconds,
+)
+
+#: A column as the readers produce it: one array, or chunks of one (large files).
+Column = pa.Array | pa.ChunkedArray
+
+PARQUET_MAGIC = b"PAR1"
+PARQUET_BATCH_ROWS = 1 << 20
+SECONDS_PER_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+#: canonical column -> (ImportOptions attribute, command-line flag), in message order.
+MAPPING = {
+    "arrival_time_s": ("time_col", "--time-col"),
+    "input_tokens": ("input_col", "--input-col"),
+    "output_tokens": ("output_col", "--output-col"),
+    "request_id": ("id_col", "--id-col"),
+    "session_id": ("session_col", "--session-col"),
+    "hash_ids": ("hash_col", "--hash-col"),
+}
+REQUIRED = ("arrival_time_s", "input_tokens", "output_tokens")
+
+
+def sniff(path: Path, head_text: str) -> bool:
+    """Never claim a file: the generic reader is chosen explicitly or as the last resort."""
+    return False
+
+
+def read(path: Path, options: ImportOptions) -> RawTrace:
+    """Read a CSV, JSON-lines or parquet file through ``options``' column mapping."""
+    container = container_of(path)
+    if container == "parquet":
+        parquet_file = _open_parquet(path)
+        names = parquet_file.schema_arrow.names
+    elif container == "jsonl":
+        parquet_file = None
+        record = first_record(path)
+        names = list(record) if record is not None else []
+    else:
+        parquet_file = None
+        names = csv_header(path)
+    mapping = _mapping(path, container, names, options)
+
+    if container == "parquet":
+        columns = _read_parquet(path, parquet_file, mapping)
+        first_line, location_word = 1, "row"
+    elif container == "jsonl":
+        columns = _read_jsonl(path, mapping, options)
+        first_line, location_word = 1, "line"
+    else:
+        columns = _read_csv(path, mapping, options)
+        first_line, location_word = 2, "line"
+
+    def where(row: int) -> str:
+        return f"{location_word} {first_line + row}"
+
+    arrival_time_s, start_time = _seconds(
+        path, columns["arrival_time_s"], mapping["arrival_time_s"], options.time_unit, where
+    )
+    extra: dict[str, Column] = {}
+    for name in ("request_id", "session_id"):
+        if name in columns:
+            extra[name] = _as_text_ids(columns[name])
+    if "hash_ids" in columns:
+        hashes = columns["hash_ids"]
+        if pa.types.is_string(hashes.type) or pa.types.is_large_string(hashes.type):
+            hashes = int_lists_from_text(hashes, path.name, mapping["hash_ids"], where)
+        extra["hash_ids"] = hashes
+    return RawTrace(
+        arrival_time_s=arrival_time_s,
+        input_tokens=_token_values(path, columns["input_tokens"], mapping["input_tokens"], where),
+        output_tokens=_token_values(
+            path, columns["output_tokens"], mapping["output_tokens"], where
+        ),
+        source_file=path.name,
+        source_format=container,
+        source_columns=dict(mapping),
+        extra=extra,
+        first_line=first_line,
+        location_word=location_word,
+        hash_block_size=options.hash_block_size if "hash_ids" in extra else None,
+        start_time=start_time,
+    )
+
+
+def container_of(path: Path) -> str:
+    """``parquet``, ``jsonl`` or ``csv``, from the file's first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    text = head.decode("utf-8-sig", errors="replace").lstrip()
+    return "jsonl" if text.startswith("{") else "csv"
+
+
+def _mapping(
+    path: Path, container: str, names: list[str], options: ImportOptions
+) -> dict[str, str]:
+    """Canonical column -> source column, checked against the file's columns."""
+    available = ", ".join(names) or "none"
+    unset = [
+        flag
+        for name, (attr, flag) in MAPPING.items()
+        if name in REQUIRED and not getattr(options, attr)
+    ]
+    if unset:
+        raise TraceError(
+            f"{path.name}: a generic {container} file needs --time-col, --input-col and "
+            f"--output-col to name its columns (missing {', '.join(unset)}); "
+            f"its columns: {available}"
+        )
+    if options.time_unit not in TIME_UNITS:
+        raise TraceError(
+            f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {options.time_unit!r}"
+        )
+    if options.hash_col and options.hash_block_size is None:
+        raise TraceError(
+            f"{path.name}: --hash-col needs --hash-block-size (tokens per hashed block)"
+        )
+    if options.hash_block_size is not None and not options.hash_block_size >= 1:
+        raise TraceError(f"--hash-block-size must be >= 1, got {options.hash_block_size!r}")
+    mapping = {}
+    for name, (attr, flag) in MAPPING.items():
+        column = getattr(options, attr)
+        if not column:
+            continue
+        if column not in names:
+            raise TraceError(
+                f"{path.name}: no column {column!r} (given by {flag}); its columns: {available}"
+            )
+        mapping[name] = column
+    return mapping
+
+
+def _read_csv(path: Path, mapping: dict[str, str], options: ImportOptions) -> dict[str, Column]:
+    time_col = mapping["arrival_time_s"]
+    sample = first_data_value(path, time_col)
+    if options.time_unit == "datetime":
+        time_type = datetime_type_for(sample)
+    else:
+        # int64 only where float64 would round epoch values before they are rebased: an
+        # integer first cell does not promise that no later cell has a fraction.
+        integer = options.time_unit in ("us", "ns") and _is_int_text(sample)
+        time_type = pa.int64() if integer else pa.float64()
+    types: dict[str, pa.DataType] = {time_col: time_type}
+    wanted = {
+        "input_tokens": pa.int64(),
+        "output_tokens": pa.int64(),
+        "request_id": pa.string(),
+        "session_id": pa.string(),
+        "hash_ids": pa.string(),
+    }
+    for name, arrow_type in wanted.items():
+        if name in mapping:
+            types.setdefault(mapping[name], arrow_type)
+    by_source = read_csv_columns(path, types)
+    columns = {name: by_source[column] for name, column in mapping.items()}
+    for name in ("request_id", "session_id", "hash_ids"):
+        if name in columns:
+            columns[name] = empty_to_null(columns[name])
+    return columns
+
+
+def _is_int_text(text: str | None) -> bool:
+    if not text:
+        return False
+    body = text[1:] if text[0] in "+-" else text
+    return body.isdigit()
+
+
+def _read_jsonl(path: Path, mapping: dict[str, str], options: ImportOptions) -> dict[str, Column]:
+    record = first_record(path) or {}
+    time_col = mapping["arrival_time_s"]
+    if options.time_unit == "datetime":
+        time_type = pa.string()
+    else:
+        time_type = json_field_type(record.get(time_col), default=pa.float64())
+        if pa.types.is_integer(time_type) and options.time_unit in ("s", "ms"):
+            # Floats parse integers too; int64 is kept for us and ns, where float64 would
+            # round epoch values before they are rebased.
+            time_type = pa.float64()
+        if pa.types.is_string(time_type):
+            raise TraceError(
+                f"{path.name}: line 1: field {time_col}: holds text "
+                f"{json.dumps(record.get(time_col))[:40]}; give --time-unit datetime for "
+                "ISO-8601 times, or a number of s, ms, us or ns"
+            )
+    types: dict[str, pa.DataType] = {time_col: time_type}
+    for name, arrow_type in (("input_tokens", pa.float64()), ("output_tokens", pa.float64())):
+        types.setdefault(mapping[name], arrow_type)
+    for name in ("request_id", "session_id"):
+        if name in mapping:
+            column = mapping[name]
+            types.setdefault(column, json_field_type(record.get(column), default=pa.string()))
+    if "hash_ids" in mapping:
+        types.setdefault(mapping["hash_ids"], pa.list_(pa.int64()))
+    by_source = read_jsonl_columns(path, types)
+    return {name: by_source[column] for name, column in mapping.items()}
+
+
+def _open_parquet(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise TraceError(_parquet_message(path, exc)) from None
+
+
+def _parquet_message(path: Path, exc: Exception) -> str:
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return f"{path.name}: not a readable parquet file (truncated or corrupt?): {reason}"
+
+
+def _read_parquet(
+    path: Path, parquet_file: pq.ParquetFile, mapping: dict[str, str]
+) -> dict[str, Column]:
+    wanted = list(dict.fromkeys(mapping.values()))
+    chunks: dict[str, list[pa.Array]] = {column: [] for column in wanted}
+    try:
+        # Batches of the wanted columns only: memory is bounded by the output columns.
+        for batch in parquet_file.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
+            for column in wanted:
+                chunks[column].append(batch.column(column))
+    except (pa.ArrowException, OSError) as exc:
+        raise TraceError(_parquet_message(path, exc)) from None
+    schema = parquet_file.schema_arrow
+    by_source = {
+        column: pa.chunked_array(chunks[column], type=schema.field(column).type)
+        for column in wanted
+    }
+    columns = {name: by_source[column] for name, column in mapping.items()}
+    if "hash_ids" in columns:
+        hashes = columns["hash_ids"]
+        if pa.types.is_list(hashes.type) or pa.types.is_large_list(hashes.type):
+            if not pa.types.is_integer(hashes.type.value_type):
+                raise TraceError(
+                    f"{path.name}: column {mapping['hash_ids']}: expected lists of integers, "
+                    f"has type {hashes.type}"
+                )
+            columns["hash_ids"] = hashes.cast(pa.list_(pa.int64()))
+        elif not pa.types.is_string(hashes.type):
+            raise TraceError(
+                f"{path.name}: column {mapping['hash_ids']}: expected lists of integers, "
+                f"has type {hashes.type}"
+            )
+    return columns
+
+
+def _seconds(
+    path: Path, values: Column, column: str, unit: str, where: Callable[[int], str]
+) -> tuple[np.ndarray, str | None]:
+    """float64 seconds (any origin) and the ISO-8601 time of the earliest, if known."""
+    values = _decoded(values)
+    if pa.types.is_timestamp(values.type):
+        return timestamps_to_seconds(values.cast(pa.timestamp("ns", tz=values.type.tz)))
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        if unit != "datetime":
+            row = _first_valid(values)
+            shown = values[row].as_py() if row is not None else ""
+            raise TraceError(
+                f"{path.name}: column {column}: holds text like {shown!r}; give --time-unit "
+                "datetime for ISO-8601 times, or a number of s, ms, us or ns"
+            )
+        sample = values[_first_valid(values)].as_py() if values.null_count < len(values) else None
+        stamps = cast_text_located(values, datetime_type_for(sample), path.name, column, where)
+        return timestamps_to_seconds(stamps)
+    if unit == "datetime":
+        raise TraceError(
+            f"{path.name}: column {column}: --time-unit datetime expects ISO-8601 text or a "
+            f"timestamp column, found {values.type}; give its unit instead (s, ms, us, ns)"
+        )
+    if not (
+        pa.types.is_integer(values.type)
+        or pa.types.is_floating(values.type)
+        or pa.types.is_null(values.type)
+    ):
+        raise TraceError(
+            f"{path.name}: column {column}: expected numbers of {unit}, has type {values.type}"
+        )
+    scale = SECONDS_PER_UNIT[unit]
+    if pa.types.is_integer(values.type):
+        # Subtract the earliest in int64 first: epoch nanoseconds do not fit a float64 mantissa.
+        ints = values.cast(pa.int64()).fill_null(0).to_numpy()
+        valid = values.is_valid().to_numpy(zero_copy_only=False)
+        origin = int(ints[valid].min()) if valid.any() else 0
+        return np.where(valid, (ints - origin) / scale, np.nan), None
+    return float_values(values) / scale, None
+
+
+def _token_values(
+    path: Path, values: Column, column: str, where: Callable[[int], str]
+) -> np.ndarray:
+    values = _decoded(values)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        values = cast_text_located(values, pa.int64(), path.name, column, where)
+    if not (
+        pa.types.is_integer(values.type)
+        or pa.types.is_floating(values.type)
+        or pa.types.is_null(values.type)
+    ):
+        raise TraceError(
+            f"{path.name}: column {column}: expected token counts, has type {values.type}"
+        )
+    return int_values(values)
+
+
+def _as_text_ids(values: Column) -> Column:
+    values = _decoded(values)
+    return values if pa.types.is_string(values.type) else values.cast(pa.string())
+
+
+def _decoded(values: Column) -> Column:
+    """Plain values of a dictionary-encoded column (parquet keeps some strings that way)."""
+    if pa.types.is_dictionary(values.type):
+        return values.cast(values.type.value_type)
+    return values
+
+
+def _first_valid(values: Column) -> int | None:
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    return int(np.argmax(valid)) if valid.any() else None
+
+
+# ---- helpers shared with the other readers ----------------------------------------------
+
+
+def head_csv_header(head_text: str) -> list[str]:
+    """Column names on the first line of ``head_text`` (spaces around names stripped)."""
+    first = head_text.split("\n", 1)[0].rstrip("\r")
+    if not first.strip():
+        return []
+    return [name.strip() for name in next(csv.reader([first]))]
+
+
+def first_record(path: Path) -> dict | None:
+    """The first non-blank line of a JSON-lines file as a dict, or None if it is not one.
+
+    Reads the whole first line, however long (a record with a long hash list can exceed
+    the 64 KiB sniffing window).
+    """
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    return None
+                return record if isinstance(record, dict) else None
+    return None
+
+
+def json_field_type(value: object, default: pa.DataType) -> pa.DataType:
+    """Arrow type to read a JSON field whose first value is ``value`` (ids: int or text)."""
+    if isinstance(value, bool) or value is None:
+        return default
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    return pa.string()
+
+
+def empty_to_null(values: Column) -> Column:
+    """Empty or blank strings become nulls (a CSV reader gives ``""`` for an empty cell)."""
+    blank = pc.equal(pc.utf8_trim_whitespace(values), "")
+    return pc.if_else(blank, pa.scalar(None, values.type), values)
+
+
+def int_lists_from_text(
+    text: Column, file_name: str, column: str, where: Callable[[int], str]
+) -> Column:
+    """Parse cells like ``[1, 2, 3]`` (or ``1 2 3``) into ``list<int64>``.
+
+    Parameters
+    ----------
+    text : pyarrow.Array or pyarrow.ChunkedArray
+        string, shape (n,); not mutated. Null or blank cells become null lists; ``[]``
+        becomes an empty list. Chunks are parsed one at a time and stay chunks.
+    file_name, column : str
+        For messages.
+    where : callable
+        0-based row -> location such as ``"line 7"``.
+
+    Raises
+    ------
+    TraceError
+        Naming the row and column of the first item that is not an integer.
+    """
+    if isinstance(text, pa.Array):
+        return _int_lists_chunk(text, 0, file_name, column, where)
+    parts, rows_before = [], 0
+    for chunk in text.chunks:
+        parts.append(_int_lists_chunk(chunk, rows_before, file_name, column, where))
+        rows_before += len(chunk)
+    return pa.chunked_array(parts, type=pa.list_(pa.int64()))
+
+
+def _int_lists_chunk(
+    text: pa.Array, rows_before: int, file_name: str, column: str, where: Callable[[int], str]
+) -> pa.Array:
+    trimmed = pc.utf8_trim_whitespace(text)
+    is_null = pc.or_kleene(pc.is_null(trimmed), pc.equal(trimmed, "")).fill_null(True)
+    body = pc.utf8_trim_whitespace(pc.utf8_trim(trimmed.fill_null(""), characters="[]"))
+    pieces = pc.split_pattern_regex(body, r"[,\s]+")
+    items = pc.list_flatten(pieces)
+    parents = pc.list_parent_indices(pieces).to_numpy()
+    keep = pc.not_equal(items, "").to_numpy(zero_copy_only=False)
+    kept_items = items.filter(pa.array(keep))
+    try:
+        values = pc.cast(kept_items, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        bad = _first_uncastable(kept_items, pa.int64())
+        row = rows_before + int(parents[keep][bad])
+        raise TraceError(
+            f"{file_name}: {where(row)}: column {column}: expected a list of integers, "
+            f"got item {kept_items[bad].as_py()!r}"
+        ) from None
+    lengths = np.bincount(parents[keep], minlength=len(text))
+    offsets = np.zeros(len(text) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets),
+        values,
+        type=pa.list_(pa.int64()),
+        mask=pa.array(is_null.to_numpy(zero_copy_only=False)),
+    )
+
+
+def cast_text_located(
+    text: Column,
+    arrow_type: pa.DataType,
+    file_name: str,
+    column: str,
+    where: Callable[[int], str],
+) -> Column:
+    """Cast a string array to ``arrow_type``; on failure name the row of the first bad cell."""
+    trimmed = pc.utf8_trim_whitespace(text)
+    try:
+        return pc.cast(trimmed, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        bad = _first_uncastable(trimmed, arrow_type)
+        raise TraceError(
+            f"{file_name}: {where(bad)}: column {column}: expected {_describe(arrow_type)}, "
+            f"got {text[bad].as_py()!r}"
+        ) from None
+
+
+def _first_uncastable(values: Column, arrow_type: pa.DataType) -> int:
+    """Index of the first value that does not cast (bisection; error path only)."""
+
+    def casts(part: Column) -> bool:
+        try:
+            pc.cast(part, arrow_type)
+            return True
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return False
+
+    lo, hi = 0, len(values)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if casts(values.slice(lo, mid - lo)):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _describe(arrow_type: pa.DataType) -> str:
+    if pa.types.is_integer(arrow_type):
+        return "an integer"
+    if pa.types.is_timestamp(arrow_type):
+        zone = " with a time zone" if arrow_type.tz else " without a time zone"
+        return f"an ISO-8601 timestamp like 2024-05-10 00:00:00.009930{zone}"
+    return str(arrow_type)

@@ -1,0 +1,62 @@
+"""Length-only CSVs (``num_prefill_tokens,num_decode_tokens``), e.g. ShareGPT or arXiv stats.
+
+They carry no arrival times; arrivals come from a synthetic process chosen on the command
+line (``--arrival``, ``--rate``, ``--cv``, ``--seed``), one arrival per row, rows kept in
+file order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from simulator.errors import TraceError
+from simulator.trace.arrivals import arrival_times_s
+from simulator.trace.options import ImportOptions
+from simulator.trace.raw import RawTrace
+from simulator.trace.readers.tabular import (
+    csv_header,
+    int_values,
+    read_csv_columns,
+    require_columns,
+)
+
+COLUMNS = ["num_prefill_tokens", "num_decode_tokens"]
+
+
+def read(path: Path, options: ImportOptions) -> RawTrace:
+    """Read a length-only CSV and give it arrivals from ``options.arrival``."""
+    if options.arrival is None:
+        raise TraceError(
+            f"{path.name}: a length-only file has no arrival times; give --rate "
+            "(and optionally --arrival, --cv, --seed)"
+        )
+    header = csv_header(path)
+    require_columns(path, header, COLUMNS, "a length-only trace")
+    columns = read_csv_columns(path, {name: pa.int64() for name in COLUMNS})
+    num_rows = len(columns[COLUMNS[0]])
+    rng = np.random.default_rng(options.seed)
+    arrival = arrival_times_s(options.arrival, rng, num_requests=num_rows) if num_rows else None
+    process = options.arrival
+    return RawTrace(
+        arrival_time_s=np.zeros(0) if arrival is None else arrival,
+        input_tokens=int_values(columns["num_prefill_tokens"]),
+        output_tokens=int_values(columns["num_decode_tokens"]),
+        source_file=path.name,
+        source_format="lengths",
+        source_columns={"input_tokens": "num_prefill_tokens", "output_tokens": "num_decode_tokens"},
+        notes=[
+            f"arrivals are synthetic: {process.kind} at {process.rate_rps:g} req/s"
+            + (f", CV {process.cv:g}" if process.kind == "gamma" else "")
+            + f", seed {options.seed}"
+        ],
+    )
+
+
+def sniff(path: Path, head_text: str) -> bool:
+    """True when the header has the two length columns and no timestamp."""
+    header = head_text.split("\n", 1)[0]
+    names = [name.strip() for name in header.split(",")]
+    return all(name in names for name in COLUMNS)

@@ -1,0 +1,99 @@
+"""Mooncake / Kimi traces (FAST'25): JSON lines with prefix-block hashes.
+
+Fields: ``timestamp`` (ms from trace start), ``input_length``, ``output_length``,
+``hash_ids`` (ids of the prompt's 512-token blocks; ``len == ceil(input_length / 512)``).
+The conversation trace quantises arrivals into ~3 s buckets, so by default many requests
+share one timestamp; ``--jitter`` spreads each bucket's requests uniformly over the bucket.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from simulator.errors import TraceError
+from simulator.trace.options import ImportOptions
+from simulator.trace.raw import RawTrace
+from simulator.trace.readers.tabular import (
+    first_json_record,
+    float_values,
+    int_values,
+    read_jsonl_columns,
+)
+
+HASH_BLOCK_SIZE = 512
+FIELDS = ("timestamp", "input_length", "output_length")
+
+
+def read(path: Path, options: ImportOptions) -> RawTrace:
+    """Read a Mooncake JSON-lines trace into a ``RawTrace``."""
+    columns = read_jsonl_columns(
+        path,
+        {
+            "timestamp": pa.float64(),
+            "input_length": pa.float64(),
+            "output_length": pa.float64(),
+            "hash_ids": pa.list_(pa.int64()),
+        },
+    )
+    for name in FIELDS:
+        array = columns[name]
+        if len(array) and array.null_count == len(array):
+            raise TraceError(f"{path.name}: missing field {name!r} expected in a Mooncake trace")
+    arrival_time_s = float_values(columns["timestamp"]) / 1000.0
+    notes = []
+    if options.jitter:
+        arrival_time_s, window_s = _jitter(arrival_time_s, options.jitter_window_s, options.seed)
+        notes.append(
+            f"jittered arrivals uniformly inside their {window_s:g} s timestamp buckets "
+            f"(seed {options.seed})"
+        )
+    extra = {}
+    hash_ids = columns["hash_ids"]
+    if len(hash_ids) and hash_ids.null_count < len(hash_ids):
+        extra["hash_ids"] = hash_ids
+    return RawTrace(
+        arrival_time_s=arrival_time_s,
+        input_tokens=int_values(columns["input_length"]),
+        output_tokens=int_values(columns["output_length"]),
+        source_file=path.name,
+        source_format="mooncake",
+        source_columns={
+            "arrival_time_s": "timestamp",
+            "input_tokens": "input_length",
+            "output_tokens": "output_length",
+        },
+        extra=extra,
+        first_line=1,
+        hash_block_size=HASH_BLOCK_SIZE,
+        notes=notes,
+    )
+
+
+def _jitter(
+    arrival_time_s: np.ndarray, window_s: float | None, seed: int
+) -> tuple[np.ndarray, float]:
+    """Add U[0, window) to every arrival; the window defaults to the median bucket gap."""
+    if window_s is None:
+        distinct = np.unique(arrival_time_s[np.isfinite(arrival_time_s)])
+        gaps = np.diff(distinct)
+        if gaps.size == 0:
+            raise TraceError(
+                "--jitter: cannot infer the bucket width from a single timestamp; "
+                "give --jitter-window-s"
+            )
+        window_s = float(np.median(gaps))
+    if not (window_s > 0 and np.isfinite(window_s)):
+        raise TraceError(f"--jitter-window-s must be > 0, got {window_s}")
+    rng = np.random.default_rng(seed)
+    return arrival_time_s + rng.uniform(0.0, window_s, size=arrival_time_s.size), window_s
+
+
+def sniff(path: Path, head_text: str) -> bool:
+    """True when the first line is a JSON object with Mooncake's three fields."""
+    record = first_json_record(path)
+    return (
+        record is not None and all(name in record for name in FIELDS) and ("chat_id" not in record)
+    )

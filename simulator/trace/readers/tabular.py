@@ -1,0 +1,349 @@
+"""Streaming CSV and JSON-lines column readers shared by the format readers.
+
+Files are read in blocks by pyarrow's multithreaded parsers, with the wanted columns typed
+up front, so memory stays bounded by the output columns plus one block, and no Python code
+runs per row. When pyarrow rejects a value, a second pass finds the exact line and column
+so the user gets one precise message (that pass runs only on the error path).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+
+from simulator.errors import TraceError
+from simulator.trace.raw import MISSING_INT
+
+BLOCK_SIZE_BYTES = 1 << 20
+
+_ZONE_SUFFIX = re.compile(r"(Z|[+-]\d\d:?\d\d)\s*$")
+
+
+def csv_header(path: Path) -> list[str]:
+    """Column names of a CSV file's first line (BOM and surrounding spaces stripped)."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        first = handle.readline()
+    if not first.strip():
+        raise TraceError(f"{path.name}: file is empty")
+    return [name.strip() for name in next(csv.reader([first]))]
+
+
+def first_data_value(path: Path, column: str) -> str | None:
+    """The raw text of ``column`` on the first data line, or None if there is none."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]
+        row = next(reader, None)
+    if row is None or column not in header or header.index(column) >= len(row):
+        return None
+    return row[header.index(column)].strip()
+
+
+def datetime_type_for(sample: str | None) -> pa.DataType:
+    """Timestamp type able to parse ``sample``: zone-aware (to UTC) if it carries a zone."""
+    if sample is not None and _ZONE_SUFFIX.search(sample):
+        return pa.timestamp("ns", tz="UTC")
+    return pa.timestamp("ns")
+
+
+def require_columns(path: Path, header: list[str], names: list[str], what: str) -> None:
+    missing = [name for name in names if name not in header]
+    if missing:
+        raise TraceError(
+            f"{path.name}: missing column {missing[0]!r} expected in {what} "
+            f"(found: {', '.join(header) or 'none'})"
+        )
+
+
+def read_csv_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, pa.ChunkedArray]:
+    """Read the named columns of a CSV file with the given Arrow types, streaming.
+
+    Parameters
+    ----------
+    path : Path
+        CSV file with a header line; the columns in ``types`` must be in it (check with
+        ``require_columns`` first for a good message).
+    types : dict of str to pyarrow.DataType
+        Column name (as in the header, stripped) -> type to parse into.
+
+    Returns
+    -------
+    dict of str to pyarrow.ChunkedArray
+        One chunked array per column (chunks are kept: ``int_values`` and friends convert
+        them straight into one numpy array, without an intermediate concatenation).
+        Empty cells and NA spellings are nulls.
+
+    Raises
+    ------
+    TraceError
+        Naming the line and column of the first value that does not parse.
+    """
+    header = csv_header(path)
+    raw_names = _raw_header(path)
+    # pyarrow matches names exactly; map our stripped names back to the file's spelling.
+    file_names = {name: raw_names[header.index(name)] for name in types}
+    convert = pa_csv.ConvertOptions(
+        column_types={file_names[n]: t for n, t in types.items()},
+        include_columns=[file_names[n] for n in types],
+        timestamp_parsers=[pa_csv.ISO8601],
+    )
+    chunks: dict[str, list[pa.Array]] = {name: [] for name in types}
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE_BYTES),
+            convert_options=convert,
+        )
+        for batch in reader:
+            for name in types:
+                chunks[name].append(batch.column(file_names[name]))
+    except pa.ArrowInvalid as exc:
+        _diagnose_csv(path, types, file_names, exc)
+    return {name: _concat(parts, types[name]) for name, parts in chunks.items()}
+
+
+def _raw_header(path: Path) -> list[str]:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader([handle.readline()]))
+
+
+def _concat(parts: list[pa.Array], arrow_type: pa.DataType) -> pa.ChunkedArray:
+    return pa.chunked_array(parts, type=arrow_type)
+
+
+def _diagnose_csv(
+    path: Path, types: dict[str, pa.DataType], file_names: dict[str, str], exc: Exception
+) -> None:
+    """Re-read the columns as text and raise a TraceError at the first unparseable cell."""
+    convert = pa_csv.ConvertOptions(
+        column_types={file_names[n]: pa.string() for n in types},
+        include_columns=[file_names[n] for n in types],
+        strings_can_be_null=True,
+    )
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE_BYTES),
+            convert_options=convert,
+        )
+        rows_before = 0
+        for batch in reader:
+            for name, arrow_type in types.items():
+                text = batch.column(file_names[name])
+                bad = _first_unparseable(text, arrow_type)
+                if bad is not None:
+                    raise TraceError(
+                        f"{path.name}: line {rows_before + bad + 2}: column {name}: expected "
+                        f"{_describe(arrow_type)}, got {text[bad].as_py()!r}"
+                    )
+            rows_before += batch.num_rows
+    except pa.ArrowInvalid as structural:
+        raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
+    raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(exc)}") from None
+
+
+def _first_unparseable(text: pa.Array, arrow_type: pa.DataType) -> int | None:
+    """Index of the first non-null string that does not cast to ``arrow_type`` (bisection)."""
+
+    def casts(values: pa.Array) -> bool:
+        try:
+            _cast_text(values, arrow_type)
+            return True
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return False
+
+    if casts(text):
+        return None
+    lo, hi = 0, len(text)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if casts(text.slice(lo, mid - lo)):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _cast_text(values: pa.Array, arrow_type: pa.DataType) -> pa.Array:
+    # pyarrow's cast parses ISO-8601 timestamps like the CSV reader's ISO8601 parser does.
+    return pc.cast(pc.utf8_trim_whitespace(values), arrow_type)
+
+
+def _describe(arrow_type: pa.DataType) -> str:
+    if pa.types.is_integer(arrow_type):
+        return "an integer"
+    if pa.types.is_floating(arrow_type):
+        return "a number"
+    if pa.types.is_timestamp(arrow_type):
+        zone = " with a time zone" if arrow_type.tz else " without a time zone"
+        return f"a timestamp like 2023-11-16 18:15:46.6805900{zone}"
+    return str(arrow_type)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def read_jsonl_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, pa.ChunkedArray]:
+    """Read fields of a JSON-lines file with the given Arrow types, streaming.
+
+    Fields not in ``types`` are ignored. A missing field is null in that row.
+
+    Raises
+    ------
+    TraceError
+        Naming the line of the first line that is not a JSON object or whose field has the
+        wrong type.
+    """
+    schema = pa.schema([pa.field(name, arrow_type) for name, arrow_type in types.items()])
+    parse = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    chunks: dict[str, list[pa.Array]] = {name: [] for name in types}
+    try:
+        reader = pa_json.open_json(
+            path,
+            read_options=pa_json.ReadOptions(block_size=BLOCK_SIZE_BYTES),
+            parse_options=parse,
+        )
+        for batch in reader:
+            for name in types:
+                chunks[name].append(batch.column(name))
+    except pa.ArrowInvalid as exc:
+        _diagnose_jsonl(path, types, exc)
+    return {name: _concat(parts, types[name]) for name, parts in chunks.items()}
+
+
+def _diagnose_jsonl(path: Path, types: dict[str, pa.DataType], exc: Exception) -> None:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise TraceError(
+                    f"{path.name}: line {line_no}: not valid JSON ({err.msg})"
+                ) from None
+            if not isinstance(record, dict):
+                raise TraceError(f"{path.name}: line {line_no}: expected a JSON object") from None
+            for name, arrow_type in types.items():
+                value = record.get(name)
+                if value is not None and not _json_value_fits(value, arrow_type):
+                    raise TraceError(
+                        f"{path.name}: line {line_no}: field {name}: expected "
+                        f"{_describe_json(arrow_type)}, got {json.dumps(value)[:60]}"
+                    ) from None
+    raise TraceError(f"{path.name}: not a valid JSON-lines file: {_first_line(exc)}") from None
+
+
+def _json_value_fits(value: object, arrow_type: pa.DataType) -> bool:
+    if isinstance(value, bool):
+        return False
+    if pa.types.is_integer(arrow_type):
+        return isinstance(value, int)
+    if pa.types.is_floating(arrow_type):
+        return isinstance(value, int | float)
+    if pa.types.is_string(arrow_type):
+        return isinstance(value, str)
+    if pa.types.is_list(arrow_type):
+        return isinstance(value, list) and all(
+            _json_value_fits(item, arrow_type.value_type) for item in value
+        )
+    return True
+
+
+def _describe_json(arrow_type: pa.DataType) -> str:
+    if pa.types.is_list(arrow_type):
+        return f"a list of {_describe_json(arrow_type.value_type)}s"
+    return {True: "an integer"}.get(pa.types.is_integer(arrow_type), _describe(arrow_type))
+
+
+def int_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """int64 numpy copy of integer or float values; null, NaN and fractions -> MISSING_INT.
+
+    Fractional values are not token counts; they become MISSING_INT so that ``normalize``
+    reports them (JSON readers parse numbers as float when a file mixes 3 and 3.5).
+    Converts chunk by chunk into one preallocated array: one copy, no temporaries.
+    """
+    out = np.empty(len(array), dtype=np.int64)
+    start = 0
+    for chunk in _chunks(array):
+        part = out[start : start + len(chunk)]
+        start += len(chunk)
+        if pa.types.is_integer(chunk.type):
+            if chunk.null_count:
+                chunk = chunk.cast(pa.int64()).fill_null(MISSING_INT)
+            part[:] = chunk.to_numpy()
+            continue
+        values = chunk.cast(pa.float64()).fill_null(np.nan).to_numpy()
+        whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2.0**62)
+        part[:] = MISSING_INT
+        part[whole] = values[whole].astype(np.int64)
+    return out
+
+
+def float_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """float64 numpy copy of numeric values; nulls -> NaN."""
+    out = np.empty(len(array), dtype=np.float64)
+    start = 0
+    for chunk in _chunks(array):
+        out[start : start + len(chunk)] = chunk.cast(pa.float64()).fill_null(np.nan).to_numpy()
+        start += len(chunk)
+    return out
+
+
+def timestamps_to_seconds(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, str | None]:
+    """Convert Arrow timestamps to float64 seconds from the earliest, and its ISO-8601 text.
+
+    Subtracting in int64 nanoseconds before converting keeps full precision: epoch
+    nanoseconds (~1.7e18) do not fit a float64 mantissa. Nulls become NaN.
+    """
+    first = pc.min_max(array)["min"]
+    if not first.is_valid:
+        return np.full(len(array), np.nan), None
+    origin_ns = first.value
+    out = np.empty(len(array), dtype=np.float64)
+    start = 0
+    for chunk in _chunks(array):
+        part = out[start : start + len(chunk)]
+        start += len(chunk)
+        ns = chunk.cast(pa.int64())
+        if ns.null_count:
+            part[:] = ns.cast(pa.float64()).fill_null(np.nan).to_numpy()
+            part -= origin_ns
+        else:
+            np.subtract(ns.to_numpy(), origin_ns, out=part, casting="unsafe")
+        part /= 1e9
+    start_time = str(np.datetime64(origin_ns, "ns"))
+    if array.type.tz is not None:
+        start_time += "+00:00"
+    return out, start_time
+
+
+def _chunks(array: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+
+
+def sniff_text(path: Path, num_bytes: int = 1 << 16) -> str:
+    """The first ``num_bytes`` of a file decoded as UTF-8 (BOM removed, bad bytes replaced)."""
+    with open(path, "rb") as handle:
+        head = handle.read(num_bytes)
+    return head.decode("utf-8-sig", errors="replace")
+
+
+def first_json_record(path: Path) -> dict | None:
+    """The first line of a JSON-lines file as a dict, or None if it is not one."""
+    text = sniff_text(path)
+    line = text.split("\n", 1)[0]
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None

@@ -1,0 +1,288 @@
+"""The canonical trace schema: one Arrow table, one row per request, sorted by arrival.
+
+Every reader produces this table and every consumer (``trace info``, transforms, the replay
+engine) reads only this table. Columns carry their unit in their name. The schema metadata
+records what kind of table it is, the format version, where it came from, and the block size
+of ``hash_ids``. ``traces/README.md`` documents every column; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from simulator.errors import TraceError
+
+FORMAT_VERSION = 1
+KIND = "trace"
+
+#: name -> (Arrow type, required, one-line meaning). Order here is the column order on disk.
+COLUMNS: dict[str, tuple[pa.DataType, bool, str]] = {
+    "arrival_time_s": (
+        pa.float64(),
+        True,
+        "seconds from trace start; finite, >= 0, non-decreasing down the table",
+    ),
+    "input_tokens": (pa.int32(), True, "prompt length in tokens, >= 1"),
+    "output_tokens": (pa.int32(), True, "tokens generated for the request, >= 1"),
+    "request_id": (pa.string(), False, "unique id of the request, as the source gave it"),
+    "session_id": (
+        pa.string(),
+        False,
+        "conversation or session the request belongs to (turns share it)",
+    ),
+    "turn": (pa.int32(), False, "1-based turn number within the session"),
+    "hash_ids": (
+        pa.list_(pa.int64()),
+        False,
+        "ids of the prompt's prefix blocks of `hash_block_size` tokens; equal ids "
+        "mean equal token blocks with equal prefixes",
+    ),
+    "model": (pa.dictionary(pa.int32(), pa.string()), False, "model the request was sent to"),
+    "priority": (
+        pa.int32(),
+        False,
+        "scheduling priority; smaller is served first (vLLM's `priority` convention)",
+    ),
+    "tenant": (pa.dictionary(pa.int32(), pa.string()), False, "customer, API key or workload"),
+}
+
+REQUIRED_COLUMNS = tuple(name for name, (_, req, _) in COLUMNS.items() if req)
+INT32_MAX = int(np.iinfo(np.int32).max)
+
+_META_PREFIX = "simreplay."
+
+
+@dataclass(frozen=True)
+class TraceMetadata:
+    """Provenance stored in the schema metadata of every canonical trace.
+
+    Attributes
+    ----------
+    source_format : str
+        Reader that produced the table (``azure``, ``mooncake``, ``synthetic``, ...).
+    source_file : str
+        File name (not path) of the source, or a description for generated traces.
+    hash_block_size : int or None
+        Tokens per ``hash_ids`` block; None when the table has no ``hash_ids``.
+    start_time : str or None
+        ISO-8601 wall-clock time of ``arrival_time_s == 0`` when the source had one.
+    extra : dict of str to str
+        Further provenance (e.g. the generator's parameters, the transforms applied).
+    """
+
+    source_format: str
+    source_file: str
+    hash_block_size: int | None = None
+    start_time: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_arrow(self) -> dict[bytes, bytes]:
+        """Encode as Arrow schema metadata (byte keys, byte values, sorted for determinism)."""
+        items = {
+            "kind": KIND,
+            "format_version": str(FORMAT_VERSION),
+            "source_format": self.source_format,
+            "source_file": self.source_file,
+            "hash_block_size": "" if self.hash_block_size is None else str(self.hash_block_size),
+            "start_time": self.start_time or "",
+        }
+        for key, value in self.extra.items():
+            items[f"extra.{key}"] = value
+        return {(_META_PREFIX + k).encode(): v.encode() for k, v in sorted(items.items())}
+
+    @classmethod
+    def from_arrow(cls, metadata: dict[bytes, bytes] | None) -> TraceMetadata | None:
+        """Decode schema metadata; None when it is not a simreplay trace."""
+        meta = {
+            k.decode()[len(_META_PREFIX) :]: v.decode()
+            for k, v in (metadata or {}).items()
+            if k.decode(errors="replace").startswith(_META_PREFIX)
+        }
+        if meta.get("kind") != KIND:
+            return None
+        block = meta.get("hash_block_size", "")
+        extra = {k[len("extra.") :]: v for k, v in meta.items() if k.startswith("extra.")}
+        return cls(
+            source_format=meta.get("source_format", ""),
+            source_file=meta.get("source_file", ""),
+            hash_block_size=int(block) if block else None,
+            start_time=meta.get("start_time") or None,
+            extra=extra,
+        )
+
+    def with_extra(self, **items: str) -> TraceMetadata:
+        """Return a copy with more provenance entries."""
+        return TraceMetadata(
+            self.source_format,
+            self.source_file,
+            self.hash_block_size,
+            self.start_time,
+            {**self.extra, **items},
+        )
+
+
+def trace_metadata(table: pa.Table) -> TraceMetadata:
+    """Return the provenance of a canonical table (it must have been validated)."""
+    meta = TraceMetadata.from_arrow(table.schema.metadata)
+    assert meta is not None, "trace_metadata() needs a table built by build_trace_table()"
+    return meta
+
+
+def build_trace_table(columns: dict[str, object], metadata: TraceMetadata) -> pa.Table:
+    """Assemble a canonical table from column arrays, in canonical order and types.
+
+    Parameters
+    ----------
+    columns : dict of str to array-like
+        At least the required columns. numpy arrays or Arrow arrays; not mutated.
+        Unknown names raise ``TraceError``.
+    metadata : TraceMetadata
+        Provenance written into the schema.
+
+    Returns
+    -------
+    pyarrow.Table
+        Columns in ``COLUMNS`` order with their canonical types. Not validated: call
+        ``validate_trace`` when the values came from outside.
+    """
+    unknown = set(columns) - set(COLUMNS)
+    if unknown:
+        raise TraceError(f"unknown trace column(s): {', '.join(sorted(unknown))}")
+    arrays, fields = [], []
+    for name, (arrow_type, _, _) in COLUMNS.items():
+        if name not in columns:
+            continue
+        arrays.append(_as_arrow(columns[name], arrow_type, name))
+        fields.append(pa.field(name, arrow_type, nullable=name not in REQUIRED_COLUMNS))
+    schema = pa.schema(fields, metadata=metadata.to_arrow())
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _as_arrow(values: object, arrow_type: pa.DataType, name: str) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        values = pa.array(values)
+    if values.type == arrow_type:
+        return values
+    if pa.types.is_dictionary(arrow_type):
+        if pa.types.is_dictionary(values.type):
+            values = values.dictionary_decode()
+        return pc.cast(values, pa.string()).dictionary_encode().cast(arrow_type)
+    try:
+        return pc.cast(values, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise TraceError(f"column {name}: cannot store as {arrow_type}: {exc}") from None
+
+
+def validate_trace(table: pa.Table, source: str) -> pa.Table:
+    """Check a table against the canonical schema and return it with canonical types.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        A table claiming to be a canonical trace (read from parquet or built in memory).
+    source : str
+        Name used in error messages (usually the file name).
+
+    Returns
+    -------
+    pyarrow.Table
+        The same rows, cast to the canonical types and column order.
+
+    Raises
+    ------
+    TraceError
+        On a missing required column, an unexpected column, a null in a required column,
+        a token count < 1, an arrival time that is not finite or negative, arrivals out of
+        order, a duplicate ``request_id``, or ``hash_ids`` without a block size.
+    """
+    metadata = TraceMetadata.from_arrow(table.schema.metadata)
+    if metadata is None:
+        raise TraceError(f"{source}: not a simreplay trace (schema metadata missing)")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise TraceError(
+            f"{source}: missing required column {missing[0]!r} "
+            f"(has: {', '.join(table.column_names) or 'no columns'})"
+        )
+    unknown = [c for c in table.column_names if c not in COLUMNS]
+    if unknown:
+        raise TraceError(f"{source}: unexpected column {unknown[0]!r}; known: {', '.join(COLUMNS)}")
+    try:
+        table = build_trace_table({c: table.column(c) for c in table.column_names}, metadata)
+    except TraceError as exc:
+        raise TraceError(f"{source}: {exc}") from None
+
+    for name in REQUIRED_COLUMNS:
+        nulls = table.column(name).null_count
+        if nulls:
+            row = _first_true(table.column(name).is_null())
+            raise TraceError(
+                f"{source}: row {row}: column {name} is empty ({nulls} rows like this)"
+            )
+    arrival = table.column("arrival_time_s").to_numpy()
+    bad = ~np.isfinite(arrival) | (arrival < 0)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise TraceError(
+            f"{source}: row {row}: arrival_time_s must be finite and >= 0, got {arrival[row]!r}"
+        )
+    if arrival.size > 1:
+        descents = np.flatnonzero(np.diff(arrival) < 0)
+        if descents.size:
+            row = int(descents[0]) + 1
+            raise TraceError(
+                f"{source}: row {row}: arrival_time_s {arrival[row]!r} is earlier than the row "
+                f"before ({arrival[row - 1]!r}); a trace must be sorted by arrival"
+            )
+    for name in ("input_tokens", "output_tokens"):
+        tokens = table.column(name).to_numpy()
+        bad = tokens < 1
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise TraceError(f"{source}: row {row}: {name} must be >= 1, got {int(tokens[row])}")
+    if "request_id" in table.column_names:
+        check_unique_ids(table.column("request_id"), source, lambda i: f"row {i}")
+    if "hash_ids" in table.column_names and metadata.hash_block_size is None:
+        raise TraceError(f"{source}: has hash_ids but no hash_block_size in its metadata")
+    return table
+
+
+def check_unique_ids(
+    ids: pa.ChunkedArray | pa.Array, source: str, where: Callable[[int], str]
+) -> None:
+    """Raise ``TraceError`` on an empty or repeated request id, naming where it occurs.
+
+    ``where(i)`` turns a 0-based row index into a location such as ``"line 7"``.
+    """
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    if ids.null_count:
+        row = _first_true(ids.is_null())
+        raise TraceError(
+            f"{source}: {where(row)}: empty request id ({ids.null_count} rows like this)"
+        )
+    encoded = ids.dictionary_encode()
+    if len(encoded.dictionary) == len(ids):
+        return
+    codes = encoded.indices.to_numpy()
+    _, first_idx, counts = np.unique(codes, return_index=True, return_counts=True)
+    num_dups = int((counts - 1).sum())
+    is_first = np.zeros(len(codes), dtype=bool)
+    is_first[first_idx] = True
+    dup_row = int(np.argmax(~is_first))
+    first_row = int(np.argmax(codes == codes[dup_row]))
+    raise TraceError(
+        f"{source}: {where(dup_row)}: duplicate request id {ids[dup_row].as_py()!r} "
+        f"(first at {where(first_row)}); {num_dups} duplicate(s) in all"
+    )
+
+
+def _first_true(mask: pa.ChunkedArray | pa.Array) -> int:
+    return int(np.argmax(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)))

@@ -1,0 +1,324 @@
+"""Synthetic traces: an arrival process plus input and output length distributions.
+
+The result is a canonical trace whose schema metadata records every generator parameter, so
+a file documents how it was made and can be made again: the same parameters and seed give
+the same table, and ``simulator.io.write_parquet_atomic`` writes it as the same bytes.
+
+Length distributions (the text the CLI's ``--input-len`` / ``--output-len`` take):
+
+``fixed:N``
+    Every request has exactly ``N`` tokens.
+``uniform:LO-HI``
+    Integers from ``LO`` to ``HI``, both included, equally likely.
+``lognormal:mean=M,cv=C[,min=A][,max=B]``
+    A lognormal with mean ``M`` and coefficient of variation ``C`` (of the continuous
+    lognormal itself, before rounding and clamping), rounded to the nearest integer and
+    clamped to ``[A, B]`` (default ``[1, 2**31 - 1]``). Clamping moves the realised mean
+    below ``M`` when ``B`` cuts the tail.
+``resample``
+    Draw from the ``input_tokens`` / ``output_tokens`` of an existing canonical trace, with
+    replacement. When both lengths are ``resample``, whole (input, output) pairs are drawn,
+    so the correlation between them is kept.
+
+Defaults, chat-like (roughly the shape of public conversation traces such as Azure's 2023
+LLM inference conversation trace): input ``lognormal:mean=1024,cv=1.0,max=16384`` and
+output ``lognormal:mean=256,cv=1.0,max=4096``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from simulator.errors import SimreplayError
+from simulator.trace.arrivals import ArrivalProcess, arrival_times_s
+from simulator.trace.schema import INT32_MAX, TraceMetadata, build_trace_table, trace_metadata
+
+LENGTH_KINDS = ("fixed", "uniform", "lognormal", "resample")
+
+_GRAMMAR = "expected fixed:N, uniform:LO-HI, lognormal:mean=M,cv=C[,min=A][,max=B] or resample"
+
+
+@dataclass(frozen=True)
+class LengthDistribution:
+    """A distribution of token counts per request.
+
+    Build one with ``parse_length_distribution``, which checks every field.
+
+    Attributes
+    ----------
+    kind : str
+        One of ``LENGTH_KINDS``.
+    min_tokens, max_tokens : int
+        Inclusive bounds: the value for ``fixed`` (both equal), the range for ``uniform``,
+        the clamps for ``lognormal``. Unused by ``resample``.
+    mean_tokens : float
+        Mean of the continuous lognormal before rounding and clamping (``lognormal`` only;
+        NaN otherwise).
+    cv : float
+        Coefficient of variation of that lognormal (``lognormal`` only; NaN otherwise).
+    """
+
+    kind: str
+    min_tokens: int = 1
+    max_tokens: int = INT32_MAX
+    mean_tokens: float = math.nan
+    cv: float = math.nan
+
+    def spec(self) -> str:
+        """Return the text ``parse_length_distribution`` reads back into this distribution."""
+        if self.kind == "fixed":
+            return f"fixed:{self.min_tokens}"
+        if self.kind == "uniform":
+            return f"uniform:{self.min_tokens}-{self.max_tokens}"
+        if self.kind == "lognormal":
+            text = f"lognormal:mean={_num(self.mean_tokens)},cv={_num(self.cv)}"
+            if self.min_tokens != 1:
+                text += f",min={self.min_tokens}"
+            if self.max_tokens != INT32_MAX:
+                text += f",max={self.max_tokens}"
+            return text
+        return "resample"
+
+
+def parse_length_distribution(text: str, option: str = "length distribution") -> LengthDistribution:
+    """Parse a length distribution such as ``"lognormal:mean=1000,cv=1.0,max=8192"``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value; the grammar is in this module's docstring.
+    option : str
+        Option name used in error messages, e.g. ``"--input-len"``.
+
+    Returns
+    -------
+    LengthDistribution
+
+    Raises
+    ------
+    SimreplayError
+        One line naming *option*, what was wrong and the expected grammar.
+    """
+    raw = str(text).strip()
+    kind, _, body = raw.partition(":")
+    kind = kind.strip().lower()
+    body = body.strip()
+
+    def fail(reason: str) -> SimreplayError:
+        return SimreplayError(f"{option}: {reason} in {raw!r}; {_GRAMMAR}")
+
+    if kind == "resample":
+        if body:
+            raise fail("resample takes no parameters")
+        return LengthDistribution("resample")
+    if kind == "fixed":
+        value = _token_count(body, fail, "the token count")
+        return LengthDistribution("fixed", value, value)
+    if kind == "uniform":
+        low_text, dash, high_text = body.partition("-")
+        if not dash:
+            raise fail("uniform needs LO-HI")
+        low = _token_count(low_text, fail, "LO")
+        high = _token_count(high_text, fail, "HI")
+        if high < low:
+            raise fail(f"HI ({high}) is below LO ({low})")
+        return LengthDistribution("uniform", low, high)
+    if kind == "lognormal":
+        params: dict[str, str] = {}
+        for item in body.split(","):
+            key, eq, value = item.partition("=")
+            key = key.strip().lower()
+            if not eq or key not in ("mean", "cv", "min", "max"):
+                raise fail(f"unknown lognormal parameter {item.strip()!r}")
+            if key in params:
+                raise fail(f"{key} given twice")
+            params[key] = value.strip()
+        if "mean" not in params or "cv" not in params:
+            raise fail("lognormal needs mean= and cv=")
+        mean_tokens = _real(params["mean"], fail, "mean")
+        cv = _real(params["cv"], fail, "cv")
+        if mean_tokens <= 0:
+            raise fail("mean must be > 0")
+        if cv < 0:
+            raise fail("cv must be >= 0")
+        low = _token_count(params.get("min", "1"), fail, "min")
+        high = _token_count(params.get("max", str(INT32_MAX)), fail, "max")
+        if high < low:
+            raise fail(f"max ({high}) is below min ({low})")
+        return LengthDistribution("lognormal", low, high, mean_tokens, cv)
+    raise fail(f"unknown kind {kind!r}")
+
+
+#: ``lognormal:mean=1024,cv=1.0,max=16384``
+DEFAULT_INPUT_LENGTHS = LengthDistribution("lognormal", 1, 16384, 1024.0, 1.0)
+#: ``lognormal:mean=256,cv=1.0,max=4096``
+DEFAULT_OUTPUT_LENGTHS = LengthDistribution("lognormal", 1, 4096, 256.0, 1.0)
+
+
+def synthesize(
+    process: ArrivalProcess,
+    *,
+    duration_s: float | None = None,
+    num_requests: int | None = None,
+    input_lengths: LengthDistribution = DEFAULT_INPUT_LENGTHS,
+    output_lengths: LengthDistribution = DEFAULT_OUTPUT_LENGTHS,
+    seed: int = 0,
+    resample_from: pa.Table | None = None,
+) -> pa.Table:
+    """Generate a canonical trace from an arrival process and two length distributions.
+
+    One ``numpy.random.default_rng(seed)`` drives everything, drawn in a fixed order
+    (arrivals, then input lengths, then output lengths; one joint draw when both lengths
+    are ``resample``), so the same arguments always give the same table.
+
+    Parameters
+    ----------
+    process : ArrivalProcess
+        Arrival process, e.g. from ``simulator.trace.arrivals.arrival_process``.
+    duration_s : float, optional
+        Generate every arrival in ``[0, duration_s)``.
+    num_requests : int, optional
+        Generate exactly this many requests (>= 1). Give exactly one of the two.
+    input_lengths, output_lengths : LengthDistribution
+        Token count distributions; defaults are chat-like (see the module docstring).
+    seed : int
+        Seed, >= 0.
+    resample_from : pyarrow.Table, optional
+        Canonical trace to draw from when a distribution is ``resample``; not mutated.
+
+    Returns
+    -------
+    pyarrow.Table
+        Canonical trace with ``arrival_time_s`` (float64, non-decreasing, first arrival one
+        gap after 0), ``input_tokens`` and ``output_tokens`` (int32, >= 1). Metadata:
+        ``source_format`` and ``source_file`` are ``"synthetic"`` and ``extra`` holds
+        ``synth.*`` entries with every parameter.
+
+    Raises
+    ------
+    SimreplayError
+        On bad parameters, ``resample`` without a source, or no arrivals at all.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SimreplayError(f"--seed must be an integer >= 0, got {seed!r}")
+    for option, dist in (("--input-len", input_lengths), ("--output-len", output_lengths)):
+        _check_distribution(dist, option)
+    uses_resample = "resample" in (input_lengths.kind, output_lengths.kind)
+    if uses_resample:
+        source_input, source_output = _resample_source(resample_from)
+    elif resample_from is not None:
+        raise SimreplayError("--lengths-from is only used with a resample length distribution")
+    if num_requests is not None and (
+        isinstance(num_requests, bool) or int(num_requests) != num_requests or num_requests < 1
+    ):
+        raise SimreplayError(f"--num-requests must be an integer >= 1, got {num_requests!r}")
+
+    rng = np.random.default_rng(int(seed))
+    arrival_s = arrival_times_s(process, rng, num_requests=num_requests, duration_s=duration_s)
+    num = len(arrival_s)
+    if num == 0:
+        raise SimreplayError(
+            f"no requests arrived in --duration {_num(float(duration_s))} s; "  # type: ignore[arg-type]
+            "give a longer duration or a higher rate"
+        )
+    if input_lengths.kind == "resample" and output_lengths.kind == "resample":
+        rows = rng.integers(0, len(source_input), num)
+        input_tokens, output_tokens = source_input[rows], source_output[rows]
+    else:
+        input_tokens = (
+            source_input[rng.integers(0, len(source_input), num)]
+            if input_lengths.kind == "resample"
+            else _draw_lengths(input_lengths, rng, num)
+        )
+        output_tokens = (
+            source_output[rng.integers(0, len(source_output), num)]
+            if output_lengths.kind == "resample"
+            else _draw_lengths(output_lengths, rng, num)
+        )
+
+    extra = {f"synth.{key}": value for key, value in process.describe().items()}
+    if duration_s is not None:
+        extra["synth.duration_s"] = repr(float(duration_s))
+    else:
+        extra["synth.num_requests"] = str(int(num_requests))  # type: ignore[arg-type]
+    extra["synth.input_lengths"] = input_lengths.spec()
+    extra["synth.output_lengths"] = output_lengths.spec()
+    extra["synth.seed"] = str(int(seed))
+    if uses_resample:
+        source = trace_metadata(resample_from)  # type: ignore[arg-type]
+        extra["synth.resample_from"] = source.source_file
+        extra["synth.resample_rows"] = str(len(source_input))
+    metadata = TraceMetadata(source_format="synthetic", source_file="synthetic", extra=extra)
+    return build_trace_table(
+        {
+            "arrival_time_s": arrival_s,
+            "input_tokens": np.asarray(input_tokens, dtype=np.int32),
+            "output_tokens": np.asarray(output_tokens, dtype=np.int32),
+        },
+        metadata,
+    )
+
+
+def _draw_lengths(dist: LengthDistribution, rng: np.random.Generator, num: int) -> np.ndarray:
+    """int32 (num,) token counts from a non-resample distribution."""
+    if dist.kind == "fixed":
+        return np.full(num, dist.min_tokens, dtype=np.int32)
+    if dist.kind == "uniform":
+        return rng.integers(dist.min_tokens, dist.max_tokens, num, endpoint=True, dtype=np.int32)
+    # A lognormal with mean m and CV c has sigma^2 = ln(1 + c^2) and mu = ln(m) - sigma^2 / 2.
+    sigma2 = math.log1p(dist.cv * dist.cv)
+    mu = math.log(dist.mean_tokens) - sigma2 / 2.0
+    values = rng.lognormal(mu, math.sqrt(sigma2), num)
+    # Clamp before the cast so a far tail cannot overflow int32.
+    return np.clip(np.rint(values), dist.min_tokens, dist.max_tokens).astype(np.int32)
+
+
+def _resample_source(table: pa.Table | None) -> tuple[np.ndarray, np.ndarray]:
+    if table is None:
+        raise SimreplayError("a resample length distribution needs --lengths-from TRACE")
+    if table.num_rows == 0:
+        raise SimreplayError("--lengths-from: the trace has no requests to resample")
+    return (
+        table.column("input_tokens").to_numpy().astype(np.int32),
+        table.column("output_tokens").to_numpy().astype(np.int32),
+    )
+
+
+def _check_distribution(dist: LengthDistribution, option: str) -> None:
+    """Hold a LengthDistribution built directly to the rules of the parser."""
+    if not isinstance(dist, LengthDistribution):
+        raise SimreplayError(f"{option}: expected a LengthDistribution, got {dist!r}")
+    parse_length_distribution(dist.spec(), option)
+    if dist.kind == "fixed" and dist.min_tokens != dist.max_tokens:
+        raise SimreplayError(f"{option}: fixed needs min_tokens == max_tokens")
+
+
+def _token_count(text: str, fail: Callable[[str], SimreplayError], what: str) -> int:
+    text = text.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        raise fail(f"{what} must be an integer, got {text!r}") from None
+    if not 1 <= value <= INT32_MAX:
+        raise fail(f"{what} must be from 1 to {INT32_MAX}, got {value}")
+    return value
+
+
+def _real(text: str, fail: Callable[[str], SimreplayError], what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise fail(f"{what} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise fail(f"{what} must be finite, got {text!r}")
+    return value
+
+
+def _num(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)

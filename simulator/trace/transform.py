@@ -1,0 +1,529 @@
+"""Transforms of canonical traces: rescale, cut, thin, cap, and combine.
+
+Every function is pure: it takes canonical tables (as built by ``build_trace_table`` or
+checked by ``validate_trace``), leaves them untouched, and returns a new canonical table
+whose metadata ``extra["transforms"]`` lists what was applied, oldest first, as
+``;``-separated entries such as ``time_window(start_s=600,end_s=1800)``.
+
+Combining traces (``concat``, ``merge``):
+
+- Optional columns that only some inputs have are null for the rows of the others.
+- ``request_id`` stays as it is when every input has one and no id repeats across inputs.
+  Otherwise every id is prefixed with its input's 0-based index, ``"0:"``, ``"1:"``, ...,
+  and rows of an input without ids get the id ``"<input>:<row>"`` (row 0-based within that
+  input), so ids stay unique and still tell where a row came from.
+- ``session_id`` values are prefixed the same way when two inputs share a session id, so
+  sessions of different traces never merge into one.
+- ``hash_ids`` are kept as they are: equal ids in two inputs mean shared prefix blocks,
+  which holds for pieces of one source trace but not for unrelated ones. Inputs whose
+  ``hash_ids`` have different block sizes cannot be combined.
+- ``model`` and ``tenant`` dictionaries are merged.
+- Metadata entries on which all inputs agree are kept; the others are kept per input as
+  ``input<i>.<name>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from simulator.errors import SimreplayError
+from simulator.trace.schema import (
+    COLUMNS,
+    INT32_MAX,
+    TraceMetadata,
+    build_trace_table,
+    trace_metadata,
+)
+
+#: The order ``apply_transforms`` applies its steps in.
+TRANSFORM_ORDER = ("window", "sample", "rate_scale", "caps")
+
+
+def scale_rate(table: pa.Table, factor: float) -> pa.Table:
+    """Multiply the arrival rate by *factor*: every ``arrival_time_s`` is divided by it.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Canonical trace; not mutated.
+    factor : float
+        Finite and > 0. 2 plays the trace twice as fast.
+
+    Returns
+    -------
+    pyarrow.Table
+        Same rows in the same order.
+    """
+    factor = _positive_finite(factor, "--rate-scale")
+    arrival_s = table.column("arrival_time_s").to_numpy() / factor
+    metadata = _append_transform(trace_metadata(table), f"scale_rate(factor={_num(factor)})")
+    return _rebuild(table, {"arrival_time_s": arrival_s}, metadata)
+
+
+def time_window(table: pa.Table, start_s: float, end_s: float = math.inf) -> pa.Table:
+    """Keep the requests with ``start_s <= arrival_time_s < end_s``, shifted so start_s is 0.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Canonical trace; not mutated.
+    start_s : float
+        Finite and >= 0.
+    end_s : float
+        > start_s; ``math.inf`` keeps everything from start_s on.
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows in the window, in their order (possibly none). ``start_time`` and the
+        ``time_origin_s`` entry, when present, move with the new origin.
+    """
+    start_s, end_s = _check_window(start_s, end_s)
+    arrival_s = table.column("arrival_time_s").to_numpy()
+    # Arrivals are sorted, so the window is one contiguous slice.
+    lo = int(np.searchsorted(arrival_s, start_s, side="left"))
+    hi = int(np.searchsorted(arrival_s, end_s, side="left"))
+    kept = table.slice(lo, hi - lo)
+    meta = trace_metadata(table)
+    extra = dict(meta.extra)
+    if "time_origin_s" in extra:
+        extra["time_origin_s"] = repr(float(extra["time_origin_s"]) + start_s)
+    meta = dataclasses.replace(meta, start_time=_shift_iso(meta.start_time, start_s), extra=extra)
+    entry = f"time_window(start_s={_num(start_s)},end_s={_num(end_s)})"
+    return _rebuild(
+        kept, {"arrival_time_s": arrival_s[lo:hi] - start_s}, _append_transform(meta, entry)
+    )
+
+
+def sample(table: pa.Table, fraction: float, seed: int) -> pa.Table:
+    """Keep each request independently with probability *fraction*.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Canonical trace; not mutated.
+    fraction : float
+        In (0, 1]; 1 keeps every row.
+    seed : int
+        Seed (>= 0) of the ``numpy.random.default_rng`` that decides.
+
+    Returns
+    -------
+    pyarrow.Table
+        The kept rows in their original order; arrival times unchanged.
+    """
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        raise SimreplayError(f"--sample must be a number, got {fraction!r}") from None
+    if not 0.0 < fraction <= 1.0:
+        raise SimreplayError(f"--sample must be in (0, 1], got {_num(fraction)}")
+    seed = _seed(seed)
+    keep = np.random.default_rng(seed).random(table.num_rows) < fraction
+    entry = f"sample(fraction={_num(fraction)},seed={seed})"
+    return _rebuild(
+        table.filter(pa.array(keep)), {}, _append_transform(trace_metadata(table), entry)
+    )
+
+
+def cap_lengths(
+    table: pa.Table,
+    max_input_tokens: int | None = None,
+    max_output_tokens: int | None = None,
+) -> tuple[pa.Table, dict[str, int]]:
+    """Clamp token counts to at most the given maxima.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Canonical trace; not mutated.
+    max_input_tokens, max_output_tokens : int or None
+        Caps (1 to 2**31 - 1); None leaves that column alone.
+
+    Returns
+    -------
+    (pyarrow.Table, dict of str to int)
+        The capped table (same rows and order) and, for ``"input_tokens"`` and
+        ``"output_tokens"``, how many rows were changed (0 for a column without a cap).
+    """
+    caps = {
+        "input_tokens": _cap(max_input_tokens, "--max-input-tokens"),
+        "output_tokens": _cap(max_output_tokens, "--max-output-tokens"),
+    }
+    num_changed = {name: 0 for name in caps}
+    if all(cap is None for cap in caps.values()):
+        return table, num_changed
+    columns = {}
+    for name, cap in caps.items():
+        if cap is None:
+            continue
+        tokens = table.column(name).to_numpy()
+        num_changed[name] = int(np.count_nonzero(tokens > cap))
+        columns[name] = np.minimum(tokens, cap).astype(np.int32)
+    entry = (
+        f"cap_lengths(max_input_tokens={_num_or_none(caps['input_tokens'])},"
+        f"max_output_tokens={_num_or_none(caps['output_tokens'])})"
+    )
+    return _rebuild(table, columns, _append_transform(trace_metadata(table), entry)), num_changed
+
+
+def concat(tables: Sequence[pa.Table], gap_s: float = 0.0) -> pa.Table:
+    """Play traces one after another on one clock.
+
+    Input ``i + 1`` is shifted so that its time 0 falls ``gap_s`` after the last arrival of
+    input ``i`` (as shifted); an empty input takes no time.
+
+    Parameters
+    ----------
+    tables : sequence of pyarrow.Table
+        At least one canonical trace; none mutated.
+    gap_s : float
+        Finite and >= 0.
+
+    Returns
+    -------
+    pyarrow.Table
+        All rows, input by input, in order. ``start_time`` is the first input's. Column and
+        id rules are in the module docstring.
+    """
+    try:
+        gap_s = float(gap_s)
+    except (TypeError, ValueError):
+        raise SimreplayError(f"--gap-s must be a number, got {gap_s!r}") from None
+    if not (math.isfinite(gap_s) and gap_s >= 0):
+        raise SimreplayError(f"--gap-s must be >= 0 seconds, got {_num(gap_s)}")
+    tables = _check_tables(tables)
+    parts_s = []
+    end_s = 0.0
+    for idx, table in enumerate(tables):
+        # One step per input, not per row.
+        offset_s = 0.0 if idx == 0 else end_s + gap_s
+        shifted_s = table.column("arrival_time_s").to_numpy() + offset_s
+        parts_s.append(shifted_s)
+        end_s = float(shifted_s[-1]) if len(shifted_s) else offset_s
+    columns, meta = _combine(tables)
+    columns["arrival_time_s"] = np.concatenate(parts_s)
+    meta = dataclasses.replace(meta, start_time=trace_metadata(tables[0]).start_time)
+    entry = f"concat(inputs={len(tables)},gap_s={_num(gap_s)})"
+    return build_trace_table(columns, _append_transform(meta, entry))
+
+
+def merge(tables: Sequence[pa.Table]) -> pa.Table:
+    """Superpose traces on one clock (each input's time 0 is the same instant).
+
+    Parameters
+    ----------
+    tables : sequence of pyarrow.Table
+        At least one canonical trace; none mutated.
+
+    Returns
+    -------
+    pyarrow.Table
+        All rows sorted by arrival time, stably: ties keep input order and each input's
+        rows keep their relative order. ``start_time`` is kept only when all inputs agree.
+        Column and id rules are in the module docstring.
+    """
+    tables = _check_tables(tables)
+    columns, meta = _combine(tables)
+    arrival_s = np.concatenate([t.column("arrival_time_s").to_numpy() for t in tables])
+    order = np.argsort(arrival_s, kind="stable")
+    indices = pa.array(order)
+    merged = {"arrival_time_s": arrival_s[order]}
+    for name, values in columns.items():
+        merged[name] = values.take(indices)
+    starts = {trace_metadata(t).start_time for t in tables}
+    meta = dataclasses.replace(meta, start_time=starts.pop() if len(starts) == 1 else None)
+    return build_trace_table(merged, _append_transform(meta, f"merge(inputs={len(tables)})"))
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """Parse ``--window`` text ``START_S:END_S`` (seconds; END_S may be empty for "to the end").
+
+    Returns
+    -------
+    (float, float)
+        ``(start_s, end_s)``, with ``end_s = math.inf`` when it was left empty.
+    """
+    start_text, sep, end_text = str(text).partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        start_s = float(start_text)
+        end_s = float(end_text) if end_text.strip() else math.inf
+    except ValueError:
+        raise SimreplayError(
+            f"--window: cannot read {text!r}; expected START_S:END_S in seconds, e.g. 600:1800 "
+            "(END_S may be left empty)"
+        ) from None
+    return _check_window(start_s, end_s)
+
+
+def apply_transforms(
+    table: pa.Table,
+    *,
+    window: tuple[float, float] | None = None,
+    sample_fraction: float | None = None,
+    rate_scale: float | None = None,
+    max_input_tokens: int | None = None,
+    max_output_tokens: int | None = None,
+    seed: int = 0,
+) -> tuple[pa.Table, list[str]]:
+    """Apply the requested transforms in the order window, sample, rate scale, caps.
+
+    The window is in the input trace's seconds, before any rate scaling.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Canonical trace; not mutated.
+    window : (start_s, end_s), optional
+        See ``time_window``.
+    sample_fraction : float, optional
+        See ``sample``; uses *seed*.
+    rate_scale : float, optional
+        See ``scale_rate``.
+    max_input_tokens, max_output_tokens : int, optional
+        See ``cap_lengths``.
+    seed : int
+        Seed for sampling.
+
+    Returns
+    -------
+    (pyarrow.Table, list of str)
+        The result and one sentence per step applied, for the user.
+
+    Raises
+    ------
+    SimreplayError
+        On a bad parameter, or when the window or the sample leaves no requests.
+    """
+    notes = []
+    if window is not None:
+        start_s, end_s = _check_window(*window)
+        num_before = table.num_rows
+        table = time_window(table, start_s, end_s)
+        shown = f"[{_num(start_s)} s, {_num(end_s)} s)"
+        if table.num_rows == 0:
+            raise SimreplayError(f"--window {shown} contains no requests")
+        notes.append(
+            f"kept {table.num_rows} of {num_before} requests in the window {shown}, "
+            "shifted to start at 0 s"
+        )
+    if sample_fraction is not None:
+        num_before = table.num_rows
+        table = sample(table, sample_fraction, seed)
+        if table.num_rows == 0:
+            raise SimreplayError(
+                f"--sample {_num(sample_fraction)} kept none of the {num_before} requests; "
+                "use a larger fraction"
+            )
+        notes.append(
+            f"sampled {table.num_rows} of {num_before} requests "
+            f"(fraction {_num(sample_fraction)}, seed {seed})"
+        )
+    if rate_scale is not None:
+        table = scale_rate(table, rate_scale)
+        notes.append(
+            f"scaled the arrival rate by {_num(rate_scale)} "
+            f"(arrival times divided by {_num(rate_scale)})"
+        )
+    if max_input_tokens is not None or max_output_tokens is not None:
+        table, num_changed = cap_lengths(table, max_input_tokens, max_output_tokens)
+        for name, cap in (("input_tokens", max_input_tokens), ("output_tokens", max_output_tokens)):
+            if cap is not None:
+                notes.append(f"capped {name} on {num_changed[name]} rows to {int(cap)}")
+    return table, notes
+
+
+def _rebuild(table: pa.Table, columns: dict[str, object], metadata: TraceMetadata) -> pa.Table:
+    """Canonical table from *table*'s columns with some replaced, under new metadata."""
+    return build_trace_table(
+        {name: columns.get(name, table.column(name)) for name in table.column_names}, metadata
+    )
+
+
+def _append_transform(meta: TraceMetadata, entry: str) -> TraceMetadata:
+    previous = meta.extra.get("transforms", "")
+    return meta.with_extra(transforms=f"{previous};{entry}" if previous else entry)
+
+
+def _combine(tables: list[pa.Table]) -> tuple[dict[str, pa.ChunkedArray], TraceMetadata]:
+    """Columns other than arrival_time_s concatenated in input order, and merged metadata."""
+    metas = [trace_metadata(t) for t in tables]
+    block_sizes = sorted(
+        {
+            m.hash_block_size
+            for t, m in zip(tables, metas, strict=True)
+            if "hash_ids" in t.column_names
+        }
+    )
+    if len(block_sizes) > 1:
+        raise SimreplayError(
+            "cannot combine traces whose hash_ids use different block sizes "
+            f"({' and '.join(str(b) for b in block_sizes)} tokens)"
+        )
+    present = [name for name in COLUMNS if any(name in t.column_names for t in tables)]
+    columns = {}
+    for name in present:
+        if name == "arrival_time_s":
+            continue
+        arrow_type = COLUMNS[name][0]
+        # Dictionaries differ between inputs; combine as plain strings and let
+        # build_trace_table encode one dictionary.
+        part_type = pa.string() if pa.types.is_dictionary(arrow_type) else arrow_type
+        chunks: list[pa.Array] = []
+        for t in tables:
+            if name in t.column_names:
+                chunks.extend(pc.cast(t.column(name), part_type).chunks)
+            else:
+                chunks.append(pa.nulls(t.num_rows, part_type))
+        columns[name] = pa.chunked_array(chunks, part_type)
+    if "request_id" in columns:
+        columns["request_id"] = _combined_request_ids(tables)
+    if "session_id" in columns and _sessions_overlap(tables):
+        columns["session_id"] = pa.chunked_array(
+            [
+                _prefixed(t.column("session_id"), idx)
+                if "session_id" in t.column_names
+                else pa.nulls(t.num_rows, pa.string())
+                for idx, t in enumerate(tables)
+            ],
+            pa.string(),
+        )
+    return columns, _combined_metadata(metas, block_sizes[0] if block_sizes else None)
+
+
+def _combined_request_ids(tables: list[pa.Table]) -> pa.ChunkedArray:
+    has_ids = ["request_id" in t.column_names for t in tables]
+    if all(has_ids):
+        ids = pa.chunked_array(
+            [chunk for t in tables for chunk in t.column("request_id").chunks], pa.string()
+        )
+        if pc.count_distinct(ids).as_py() == len(ids):
+            return ids
+    parts = []
+    for idx, t in enumerate(tables):
+        if "request_id" in t.column_names:
+            parts.append(_prefixed(t.column("request_id"), idx))
+        else:
+            rows = pa.array(np.arange(t.num_rows).astype(str), pa.string())
+            parts.append(_prefixed(rows, idx))
+    return pa.chunked_array(parts, pa.string())
+
+
+def _sessions_overlap(tables: list[pa.Table]) -> bool:
+    uniques = [
+        pc.unique(t.column("session_id").drop_null())
+        for t in tables
+        if "session_id" in t.column_names
+    ]
+    if len(uniques) < 2:
+        return False
+    together = pa.chunked_array(uniques, pa.string())
+    return pc.count_distinct(together).as_py() < len(together)
+
+
+def _prefixed(values: pa.ChunkedArray | pa.Array, idx: int) -> pa.Array:
+    """Strings with ``"<idx>:"`` in front; nulls stay null."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return pc.binary_join_element_wise(f"{idx}:", values, "")
+
+
+def _combined_metadata(metas: list[TraceMetadata], hash_block_size: int | None) -> TraceMetadata:
+    keys = list(dict.fromkeys(key for m in metas for key in m.extra))
+    extra = {}
+    for key in keys:
+        values = [m.extra.get(key) for m in metas]
+        if all(v == values[0] for v in values):
+            extra[key] = values[0]
+            continue
+        for idx, value in enumerate(values):
+            if value is not None:
+                extra[f"input{idx}.{key}"] = value
+    return TraceMetadata(
+        source_format=_join_distinct(m.source_format for m in metas),
+        source_file=_join_distinct(m.source_file for m in metas),
+        hash_block_size=hash_block_size,
+        start_time=None,
+        extra=extra,
+    )
+
+
+def _join_distinct(values) -> str:
+    return "+".join(dict.fromkeys(values))
+
+
+def _check_tables(tables: Sequence[pa.Table]) -> list[pa.Table]:
+    tables = list(tables)
+    if not tables:
+        raise SimreplayError("need at least one trace to combine")
+    return tables
+
+
+def _check_window(start_s: float, end_s: float) -> tuple[float, float]:
+    try:
+        start_s, end_s = float(start_s), float(end_s)
+    except (TypeError, ValueError):
+        raise SimreplayError(f"--window must be two numbers, got {start_s!r}:{end_s!r}") from None
+    if not (math.isfinite(start_s) and start_s >= 0):
+        raise SimreplayError(f"--window start must be finite and >= 0 s, got {_num(start_s)}")
+    if math.isnan(end_s) or end_s <= start_s:
+        raise SimreplayError(
+            f"--window end must be after its start ({_num(start_s)} s), got {_num(end_s)}"
+        )
+    return start_s, end_s
+
+
+def _shift_iso(start_time: str | None, delta_s: float) -> str | None:
+    """ISO-8601 time *delta_s* later; None when absent or unreadable (it would be wrong)."""
+    if start_time is None:
+        return None
+    try:
+        return (datetime.fromisoformat(start_time) + timedelta(seconds=delta_s)).isoformat()
+    except (ValueError, OverflowError):
+        return None
+
+
+def _cap(value: int | None, option: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        is_int = not isinstance(value, bool) and int(value) == value
+    except (TypeError, ValueError, OverflowError):
+        is_int = False
+    if not is_int or not 1 <= value <= INT32_MAX:
+        raise SimreplayError(f"{option} must be an integer from 1 to {INT32_MAX}, got {value!r}")
+    return int(value)
+
+
+def _seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SimreplayError(f"--seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _positive_finite(value: float, option: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SimreplayError(f"{option} must be a number, got {value!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise SimreplayError(f"{option} must be > 0, got {_num(number)}")
+    return number
+
+
+def _num(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _num_or_none(value: int | None) -> str:
+    return "none" if value is None else str(value)

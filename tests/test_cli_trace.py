@@ -1,0 +1,272 @@
+"""``simreplay trace ...`` as a user meets it: outputs, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from simulator.trace.importer import read_canonical
+
+runner = CliRunner()
+
+AZURE = """TIMESTAMP,ContextTokens,GeneratedTokens
+2023-11-16 18:15:46.6805900,374,44
+2023-11-16 18:15:50.9951690,396,109
+2023-11-16 18:15:51.0000000,879,20
+2023-11-16 18:15:53.2500000,12,7
+"""
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_import_then_info(tmp_path):
+    src = write(tmp_path, "a.csv", AZURE)
+    out = tmp_path / "a.parquet"
+    result = invoke("trace", "import", src, "-o", out)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "wrote" in result.stdout and "4 requests" in result.stdout
+    assert read_canonical(out).num_rows == 4
+
+    result = invoke("trace", "info", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["num_requests"] == 4
+    assert stats["span_s"] == pytest.approx(6.56941, abs=1e-6)
+
+    result = invoke("trace", "info", out)
+    assert result.exit_code == 0, result.stderr
+    assert "Requests" in result.stdout
+
+
+def test_info_reads_raw_formats_directly(tmp_path):
+    src = write(tmp_path, "a.csv", AZURE)
+    result = invoke("trace", "info", src, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["num_requests"] == 4
+
+
+def test_import_reports_sorted_rows_on_stderr(tmp_path):
+    lines = AZURE.splitlines()
+    src = write(tmp_path, "a.csv", "\n".join([lines[0], lines[3], lines[1], lines[2], lines[4]]))
+    result = invoke("trace", "import", src, "-o", tmp_path / "a.parquet")
+    assert result.exit_code == 0
+    assert "note: sorted by arrival time: 2 rows" in result.stderr
+
+
+def test_synth_is_byte_identical_for_a_seed(tmp_path):
+    paths = [tmp_path / f"{name}.parquet" for name in ("one", "two", "three")]
+    for path, seed in zip(paths, (7, 7, 8), strict=True):
+        result = invoke(
+            "trace",
+            "synth",
+            "-o",
+            path,
+            "--rate",
+            "5",
+            "--duration",
+            "600",
+            "--arrival",
+            "gamma",
+            "--cv",
+            "3",
+            "--seed",
+            str(seed),
+        )
+        assert result.exit_code == 0, result.stderr
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert paths[0].read_bytes() != paths[2].read_bytes()
+
+
+def test_transform_rate_scale_halves_times(tmp_path):
+    src = write(tmp_path, "a.csv", AZURE)
+    out = tmp_path / "x2.parquet"
+    result = invoke("trace", "transform", src, "-o", out, "--rate-scale", "2")
+    assert result.exit_code == 0, result.stderr
+    before = read_canonical(invoke_import(tmp_path, src)).column("arrival_time_s").to_numpy()
+    after = read_canonical(out).column("arrival_time_s").to_numpy()
+    assert after.tolist() == pytest.approx((before / 2).tolist())
+
+
+def invoke_import(tmp_path: Path, src: Path) -> Path:
+    out = tmp_path / (src.stem + ".imported.parquet")
+    assert invoke("trace", "import", src, "-o", out).exit_code == 0
+    return out
+
+
+# Every bad input: exit 1, one line naming the problem, no output file left behind.
+BAD_INPUTS = {
+    "missing file": (None, ["nope.csv", "no such file"]),
+    "empty file": ("", ["file is empty"]),
+    "unknown format": ("a,b\n1,2\n", ["unknown trace format"]),
+    "non-numeric tokens": (AZURE.replace(",396,", ",lots,"), ["line 3", "ContextTokens", "'lots'"]),
+    "negative tokens": (AZURE.replace(",396,", ",-3,"), ["line 3", "ContextTokens", "got -3"]),
+    "zero tokens": (AZURE.replace(",109\n", ",0\n"), ["line 3", "GeneratedTokens", "got 0"]),
+    "NaN tokens": (AZURE.replace(",109\n", ",NaN\n"), ["line 3", "GeneratedTokens", "NaN"]),
+    "bad timestamp": (
+        AZURE.replace("2023-11-16 18:15:51.0000000", "yesterday"),
+        ["line 4", "TIMESTAMP", "'yesterday'"],
+    ),
+    "not JSON": (
+        '{"timestamp": 0, "input_length": 5, "output_length": 3, "hash_ids": [1]}\n{oops\n',
+        ["line 2", "not valid JSON"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_and_no_output(tmp_path, case):
+    content, fragments = BAD_INPUTS[case]
+    src = tmp_path / "nope.csv" if content is None else write(tmp_path, "in.csv", content)
+    out = tmp_path / "out.parquet"
+    assert_one_line_error(invoke("trace", "import", src, "-o", out), *fragments)
+    assert list(tmp_path.glob("*.parquet")) == [] and list(tmp_path.glob(".*tmp")) == []
+
+
+def test_strict_rejects_out_of_order(tmp_path):
+    lines = AZURE.splitlines()
+    src = write(tmp_path, "a.csv", "\n".join([lines[0], lines[2], lines[1], lines[3]]))
+    out = tmp_path / "a.parquet"
+    assert_one_line_error(
+        invoke("trace", "import", src, "-o", out, "--strict"), "line 3", "out of order"
+    )
+    assert not out.exists()
+
+
+def test_duplicate_request_ids(tmp_path):
+    src = write(tmp_path, "g.csv", "t,i,o,id\n0,5,5,a\n1,5,5,b\n2,5,5,a\n")
+    out = tmp_path / "g.parquet"
+    result = invoke(
+        "trace",
+        "import",
+        src,
+        "-o",
+        out,
+        "--time-col",
+        "t",
+        "--input-col",
+        "i",
+        "--output-col",
+        "o",
+        "--id-col",
+        "id",
+    )
+    assert_one_line_error(result, "line 4", "duplicate request id 'a'", "line 2")
+    assert not out.exists()
+
+
+def test_truncated_parquet(tmp_path):
+    good = invoke_import(tmp_path, write(tmp_path, "a.csv", AZURE))
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(good.read_bytes()[:-20])
+    assert_one_line_error(invoke("trace", "info", bad), "bad.parquet", "not a readable parquet")
+
+
+def test_output_in_missing_directory(tmp_path):
+    src = write(tmp_path, "a.csv", AZURE)
+    out = tmp_path / "no" / "such" / "dir" / "a.parquet"
+    assert_one_line_error(invoke("trace", "import", src, "-o", out), "does not exist")
+    assert_one_line_error(invoke("trace", "synth", "-o", out, "--duration", "10"), "does not exist")
+
+
+def test_existing_output_survives_a_failed_import(tmp_path):
+    out = invoke_import(tmp_path, write(tmp_path, "a.csv", AZURE))
+    before = out.read_bytes()
+    bad = write(tmp_path, "b.csv", AZURE.replace(",396,", ",x,"))
+    assert_one_line_error(invoke("trace", "import", bad, "-o", out), "line 3")
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--rate", "-1", "--duration", "10"], "--rate"),
+        (["--rate", "5", "--duration", "10", "--arrival", "weibull"], "weibull"),
+        (["--rate", "5", "--duration", "10", "--arrival", "gamma", "--cv", "0"], "--cv"),
+        (["--rate", "5", "--duration", "10", "--input-len", "fixed:zero"], "--input-len"),
+        (["--rate", "5"], "--duration"),
+    ],
+)
+def test_synth_bad_options(tmp_path, args, fragment):
+    out = tmp_path / "s.parquet"
+    assert_one_line_error(invoke("trace", "synth", "-o", out, *args), fragment)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--rate-scale", "0"], "rate"),
+        (["--window", "abc"], "--window"),
+        (["--sample", "1.5"], "sample"),
+        (["--combine", "zip"], "--combine"),
+    ],
+)
+def test_transform_bad_options(tmp_path, args, fragment):
+    src = invoke_import(tmp_path, write(tmp_path, "a.csv", AZURE))
+    out = tmp_path / "t.parquet"
+    assert_one_line_error(invoke("trace", "transform", src, "-o", out, *args), fragment)
+    assert not out.exists()
+
+
+def test_console_script_exit_codes():
+    """The installed entry point: 0 on --help, 1 on a domain error without traceback, 2 on usage."""
+    exe = [sys.executable, "-m", "simulator.cli"]
+    ok = subprocess.run([*exe, "trace", "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "import" in ok.stdout
+    bad = subprocess.run(
+        [*exe, "trace", "info", "/nonexistent.csv"], capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "error: /nonexistent.csv: no such file"
+    usage = subprocess.run([*exe, "trace", "import"], capture_output=True, text=True)
+    assert usage.returncode == 2
+
+
+def test_shipped_example_matches_its_regeneration_command(tmp_path):
+    """traces/README.md's command regenerates traces/chat-1h.parquet exactly."""
+    shipped = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    regenerated = tmp_path / "chat-1h.parquet"
+    result = invoke(
+        "trace",
+        "synth",
+        "-o",
+        regenerated,
+        "--rate",
+        "5",
+        "--duration",
+        "3600",
+        "--arrival",
+        "gamma",
+        "--cv",
+        "1.5",
+        "--seed",
+        "2026",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert pq.read_table(regenerated).equals(pq.read_table(shipped), check_metadata=True)
+    assert 4.5 < read_canonical(shipped).num_rows / 3600 < 5.5

@@ -1,0 +1,263 @@
+"""Readers for Azure, Mooncake and length-only files; detection; the shared normalisation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator.errors import TraceError
+from simulator.trace.arrivals import ArrivalProcess
+from simulator.trace.importer import detect_format, import_trace
+from simulator.trace.options import ImportOptions
+from simulator.trace.schema import trace_metadata
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+AZURE_2023 = """TIMESTAMP,ContextTokens,GeneratedTokens
+2023-11-16 18:15:46.6805900,374,44
+2023-11-16 18:15:50.9951690,396,109
+2023-11-16 18:15:51,879,20
+"""
+
+AZURE_2024 = """TIMESTAMP,ContextTokens,GeneratedTokens
+2024-05-10 00:00:00.009930+00:00,2048,12
+2024-05-10 00:00:01+00:00,100,7
+2024-05-10 00:00:01.500000+00:00,10,3
+"""
+
+
+def test_azure_2023_times_are_seconds_from_first_arrival(tmp_path):
+    table, report = import_trace(write(tmp_path, "a.csv", AZURE_2023))
+    np.testing.assert_allclose(
+        table.column("arrival_time_s").to_numpy(), [0.0, 4.314579, 4.31941], atol=1e-9
+    )
+    assert table.column("input_tokens").to_pylist() == [374, 396, 879]
+    assert table.column("output_tokens").to_pylist() == [44, 109, 20]
+    meta = trace_metadata(table)
+    assert meta.source_format == "azure"
+    assert meta.start_time.startswith("2023-11-16T18:15:46.68059")
+    assert report.notes == ()
+
+
+def test_azure_2024_with_time_zone_and_rows_without_fraction(tmp_path):
+    table, _ = import_trace(write(tmp_path, "b.csv", AZURE_2024))
+    np.testing.assert_allclose(
+        table.column("arrival_time_s").to_numpy(), [0.0, 0.99007, 1.49007], atol=1e-9
+    )
+    assert trace_metadata(table).start_time.endswith("+00:00")
+
+
+def test_azure_multimodal_says_images_are_not_imported(tmp_path):
+    text = "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n2025-01-01 00:00:00.1,2,900,50\n"
+    table, report = import_trace(write(tmp_path, "m.csv", text))
+    assert trace_metadata(table).source_format == "azure-multimodal"
+    assert any("NumImages" in n for n in report.notes)
+    assert table.column("input_tokens").to_pylist() == [900]
+
+
+def test_out_of_order_rows_are_sorted_and_counted(tmp_path):
+    text = AZURE_2023.splitlines()
+    shuffled = "\n".join([text[0], text[2], text[3], text[1]]) + "\n"
+    table, report = import_trace(write(tmp_path, "o.csv", shuffled))
+    assert table.column("input_tokens").to_pylist() == [374, 396, 879]
+    assert report.notes == (
+        "sorted by arrival time: 1 rows arrived earlier than a row before them",
+    )
+
+
+def test_strict_fails_on_out_of_order_rows_naming_the_line(tmp_path):
+    text = AZURE_2023.splitlines()
+    shuffled = "\n".join([text[0], text[2], text[1], text[3]]) + "\n"
+    with pytest.raises(TraceError, match=r"o\.csv: line 3: arrival time is earlier"):
+        import_trace(write(tmp_path, "o.csv", shuffled), ImportOptions(strict=True))
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("abc", r"line 3: column ContextTokens: expected an integer, got 'abc'"),
+        ("-5", r"line 3: column ContextTokens: expected an integer from 1 to \d+, got -5 "),
+        ("0", r"line 3: column ContextTokens: expected an integer from 1 to \d+, got 0 "),
+        ("NaN", r"line 3: column ContextTokens: expected .*got an empty or NaN value"),
+        ("", r"line 3: column ContextTokens: expected .*got an empty or NaN value"),
+        ("12.5", r"line 3: column ContextTokens: expected an integer, got '12.5'"),
+    ],
+)
+def test_bad_token_cells_name_line_and_column(tmp_path, cell, expected):
+    text = AZURE_2023.replace(",396,", f",{cell},")
+    with pytest.raises(TraceError, match=expected):
+        import_trace(write(tmp_path, "t.csv", text))
+
+
+def test_skip_invalid_drops_and_counts(tmp_path):
+    text = AZURE_2023.replace(",396,", ",0,")
+    table, report = import_trace(write(tmp_path, "t.csv", text), ImportOptions(skip_invalid=True))
+    assert table.num_rows == 2
+    assert report.num_source_rows == 3
+    assert report.notes == (
+        "skipped 1 rows whose ContextTokens was not an integer from 1 to 2147483647",
+    )
+
+
+def test_unparseable_timestamp_names_line(tmp_path):
+    text = AZURE_2023.replace("2023-11-16 18:15:50.9951690", "16/11/2023 18:15")
+    with pytest.raises(TraceError, match=r"line 3: column TIMESTAMP: expected a timestamp"):
+        import_trace(write(tmp_path, "t.csv", text))
+
+
+def test_bad_line_far_into_a_large_file_is_located(tmp_path):
+    rows = [f"2023-11-16 18:15:{i // 1000000:02d}.{i:07d},{10 + i % 7},5" for i in range(300_000)]
+    rows[250_123] = rows[250_123].replace(",5", ",x5")
+    path = write(tmp_path, "big.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows))
+    with pytest.raises(TraceError, match=r"line 250125: column GeneratedTokens: .*'x5'"):
+        import_trace(path)
+
+
+def test_missing_column_lists_what_was_found(tmp_path):
+    path = write(tmp_path, "m.csv", "TIMESTAMP,ContextTokens,Other\n2023-11-16 18:15:46,3,4\n")
+    with pytest.raises(TraceError, match=r"unknown trace format"):
+        import_trace(path)
+    with pytest.raises(TraceError, match=r"missing column 'GeneratedTokens'.*found: TIMESTAMP"):
+        import_trace(path, ImportOptions(format="azure"))
+
+
+def test_header_only_file_has_no_requests(tmp_path):
+    with pytest.raises(TraceError, match="no requests"):
+        import_trace(write(tmp_path, "h.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"))
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_file(tmp_path, content):
+    with pytest.raises(TraceError, match="file is empty"):
+        import_trace(write(tmp_path, "e.csv", content))
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(TraceError, match="no such file"):
+        import_trace(tmp_path / "nope.csv")
+    with pytest.raises(TraceError, match="is a directory"):
+        import_trace(tmp_path)
+
+
+def mooncake_lines(records: list[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+MOONCAKE = [
+    {"timestamp": 0, "input_length": 1030, "output_length": 5, "hash_ids": [0, 1, 2]},
+    {"timestamp": 0, "input_length": 512, "output_length": 7, "hash_ids": [0]},
+    {"timestamp": 3000, "input_length": 10, "output_length": 1, "hash_ids": [3]},
+    {"timestamp": 6000, "input_length": 600, "output_length": 2, "hash_ids": [0, 4]},
+]
+
+
+def test_mooncake_reads_hash_ids_and_ms_timestamps(tmp_path):
+    table, _ = import_trace(write(tmp_path, "m.jsonl", mooncake_lines(MOONCAKE)))
+    assert table.column("arrival_time_s").to_pylist() == [0.0, 0.0, 3.0, 6.0]
+    assert table.column("hash_ids").to_pylist() == [[0, 1, 2], [0], [3], [0, 4]]
+    assert trace_metadata(table).hash_block_size == 512
+
+
+def test_mooncake_jitter_stays_inside_buckets_and_is_seeded(tmp_path):
+    path = write(tmp_path, "m.jsonl", mooncake_lines(MOONCAKE))
+    one, report = import_trace(path, ImportOptions(jitter=True, seed=3))
+    again, _ = import_trace(path, ImportOptions(jitter=True, seed=3))
+    other, _ = import_trace(path, ImportOptions(jitter=True, seed=4))
+    assert one.equals(again)
+    assert not one.column("arrival_time_s").equals(other.column("arrival_time_s"))
+    assert any("3 s timestamp buckets" in n for n in report.notes)
+    # Rebased to the first jittered arrival; every request stays within its 3 s bucket.
+    origin = float(trace_metadata(one).extra.get("time_origin_s", 0.0))
+    times = np.sort(one.column("arrival_time_s").to_numpy() + origin)
+    buckets = np.floor(times / 3.0)
+    assert sorted(buckets.tolist()) == [0.0, 0.0, 1.0, 2.0]
+
+
+def test_jsonl_line_that_is_not_json(tmp_path):
+    text = mooncake_lines(MOONCAKE[:2]) + "{not json\n" + mooncake_lines(MOONCAKE[2:])
+    with pytest.raises(TraceError, match=r"m\.jsonl: line 3: not valid JSON"):
+        import_trace(write(tmp_path, "m.jsonl", text), ImportOptions(format="mooncake"))
+
+
+def test_jsonl_field_of_wrong_type(tmp_path):
+    bad = dict(MOONCAKE[1], input_length="many")
+    text = mooncake_lines([MOONCAKE[0], bad])
+    with pytest.raises(TraceError, match=r"line 2: field input_length: expected a number"):
+        import_trace(write(tmp_path, "m.jsonl", text))
+
+
+def test_jsonl_missing_field_is_a_bad_row(tmp_path):
+    bad = {k: v for k, v in MOONCAKE[1].items() if k != "output_length"}
+    text = mooncake_lines([MOONCAKE[0], bad])
+    with pytest.raises(TraceError, match=r"line 2: column output_length: .*empty or NaN"):
+        import_trace(write(tmp_path, "m.jsonl", text))
+
+
+def test_lengths_file_needs_an_arrival_process(tmp_path):
+    path = write(tmp_path, "l.csv", "num_prefill_tokens,num_decode_tokens\n10,2\n20,4\n30,6\n")
+    with pytest.raises(TraceError, match="--rate"):
+        import_trace(path)
+    options = ImportOptions(arrival=ArrivalProcess("poisson", 2.0), seed=5)
+    table, report = import_trace(path, options)
+    assert table.column("input_tokens").to_pylist() == [10, 20, 30]
+    assert np.all(np.diff(table.column("arrival_time_s").to_numpy()) >= 0)
+    assert "poisson at 2 req/s" in report.notes[0]
+    assert table.equals(import_trace(path, options)[0])
+
+
+def test_unknown_format_names_first_line(tmp_path):
+    path = write(tmp_path, "x.csv", "a,b,c\n1,2,3\n")
+    with pytest.raises(TraceError, match=r"unknown trace format \(first line: 'a,b,c'\)"):
+        detect_format(path)
+
+
+def test_truncated_parquet(tmp_path):
+    table, _ = import_trace(write(tmp_path, "a.csv", AZURE_2023))
+    from simulator.io import write_parquet_atomic
+
+    good = tmp_path / "good.parquet"
+    write_parquet_atomic(table, good)
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(Exception, match=r"bad\.parquet: not a readable parquet file"):
+        import_trace(bad)
+    assert import_trace(good)[0].equals(table)
+
+
+def test_real_azure_conversation_trace(shared_traces):
+    table, report = import_trace(shared_traces / "azure2023" / "AzureLLMInferenceTrace_conv.csv")
+    assert table.num_rows == 19_366
+    span_s = table.column("arrival_time_s")[-1].as_py()
+    assert math.isclose(span_s, 3502, abs_tol=1.0)
+    assert report.notes == ()
+
+
+def test_real_mooncake_conversation_trace(shared_traces):
+    table, _ = import_trace(shared_traces / "mooncake" / "conversation_trace.jsonl")
+    assert table.num_rows == 12_031
+    lengths = table.column("input_tokens").to_numpy()
+    num_blocks = np.array([len(h) for h in table.column("hash_ids").to_pylist()])
+    assert np.array_equal(num_blocks, np.ceil(lengths / 512).astype(int))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
+        "arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv",
+    ],
+)
+def test_real_length_files(shared_traces, name):
+    options = ImportOptions(arrival=ArrivalProcess("poisson", 4.0), seed=1)
+    table, _ = import_trace(shared_traces / "lengths" / name, options)
+    assert table.num_rows > 28_000
+    assert trace_metadata(table).source_format == "lengths"

@@ -1,0 +1,51 @@
+"""Project-level checks: lint, documented schema, import direction."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from simulator.trace.schema import COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    result = subprocess.run(
+        [ruff, "check", "simulator", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_schema_column_is_documented_with_its_meaning():
+    readme = (ROOT / "traces" / "README.md").read_text()
+    for name, (_, required, meaning) in COLUMNS.items():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"traces/README.md does not document column {name}"
+        assert meaning in row, f"traces/README.md's meaning of {name} differs from schema.py"
+        assert ("| yes |" in row) == required, name
+
+
+def test_imports_flow_one_way():
+    """Library modules never import the CLI; the trace package never imports the engine."""
+    for path in (ROOT / "simulator").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if not module.startswith(("simulator.cli", "simulator.__main__")):
+                    assert not name.startswith("simulator.cli"), f"{module} imports {name}"

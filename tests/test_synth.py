@@ -1,0 +1,212 @@
+"""Synthetic traces: reproducible bytes, valid tables, and the requested length shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from simulator.errors import SimreplayError
+from simulator.io import write_parquet_atomic
+from simulator.trace.arrivals import arrival_process
+from simulator.trace.schema import INT32_MAX, TraceMetadata, build_trace_table, validate_trace
+from simulator.trace.schema import trace_metadata as metadata_of
+from simulator.trace.synth import (
+    DEFAULT_INPUT_LENGTHS,
+    DEFAULT_OUTPUT_LENGTHS,
+    LengthDistribution,
+    parse_length_distribution,
+    synthesize,
+)
+
+POISSON = arrival_process("poisson", 20.0)
+
+
+def _lengths(spec: str, num: int = 50_000, seed: int = 0) -> np.ndarray:
+    dist = parse_length_distribution(spec)
+    table = synthesize(
+        POISSON, num_requests=num, input_lengths=dist, output_lengths=dist, seed=seed
+    )
+    return table.column("input_tokens").to_numpy()
+
+
+def _source_table() -> tuple:
+    """A canonical table whose (input, output) pairs are all distinct: output = 1000 + input."""
+    input_tokens = np.arange(1, 201, dtype=np.int32)
+    table = build_trace_table(
+        {
+            "arrival_time_s": np.arange(200, dtype=np.float64),
+            "input_tokens": input_tokens,
+            "output_tokens": input_tokens + 1000,
+        },
+        TraceMetadata("csv", "source.csv"),
+    )
+    return table, input_tokens
+
+
+def test_same_seed_gives_byte_identical_parquet(tmp_path):
+    process = arrival_process("diurnal", 30.0, cv=2.0, period_s=600.0)
+    paths = []
+    for name in ("a.parquet", "b.parquet"):
+        table = synthesize(process, duration_s=900.0, seed=9)
+        write_parquet_atomic(table, tmp_path / name)
+        paths.append(tmp_path / name)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_different_seed_gives_different_trace(tmp_path):
+    first = synthesize(POISSON, num_requests=500, seed=1)
+    second = synthesize(POISSON, num_requests=500, seed=2)
+    assert not first.equals(second)
+    write_parquet_atomic(first, tmp_path / "a.parquet")
+    write_parquet_atomic(second, tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() != (tmp_path / "b.parquet").read_bytes()
+
+
+def test_output_is_a_valid_canonical_trace_with_provenance(tmp_path):
+    process = arrival_process("piecewise", 1.0, rate_profile="0:5,60:50")
+    table = synthesize(process, duration_s=120.0, seed=3)
+    assert validate_trace(table, "synthetic").equals(table, check_metadata=True)
+    write_parquet_atomic(table, tmp_path / "t.parquet")
+    read = validate_trace(pq.read_table(tmp_path / "t.parquet"), "t.parquet")
+    assert read.equals(table, check_metadata=True)
+    meta = metadata_of(table)
+    assert meta.source_format == "synthetic" and meta.source_file == "synthetic"
+    assert meta.extra["synth.arrival"] == "piecewise"
+    assert meta.extra["synth.rate_profile"] == "0:5,60:50"
+    assert meta.extra["synth.duration_s"] == "120.0"
+    assert meta.extra["synth.seed"] == "3"
+    assert meta.extra["synth.input_lengths"] == DEFAULT_INPUT_LENGTHS.spec()
+    assert meta.extra["synth.output_lengths"] == DEFAULT_OUTPUT_LENGTHS.spec()
+    assert table.column("arrival_time_s").to_numpy().max() < 120.0
+
+
+def test_num_requests_gives_exactly_that_many():
+    table = synthesize(POISSON, num_requests=777, seed=0)
+    assert table.num_rows == 777
+    assert metadata_of(table).extra["synth.num_requests"] == "777"
+
+
+def test_fixed_lengths():
+    assert np.all(_lengths("fixed:512", 1000) == 512)
+
+
+def test_uniform_lengths_are_inclusive_integers():
+    values = _lengths("uniform:3-7")
+    assert values.dtype == np.int32
+    assert set(np.unique(values)) == {3, 4, 5, 6, 7}
+    assert abs(values.mean() - 5) < 0.05
+
+
+def test_lognormal_lengths_have_the_requested_mean_and_cv():
+    values = _lengths("lognormal:mean=800,cv=0.5", 100_000).astype(np.float64)
+    assert abs(values.mean() / 800 - 1) < 0.02
+    assert abs(values.std() / values.mean() / 0.5 - 1) < 0.05
+
+
+def test_lognormal_clamps_respect_min_and_max():
+    values = _lengths("lognormal:mean=1000,cv=2.0,min=64,max=4096")
+    assert values.min() == 64 and values.max() == 4096
+    # Clamping a heavy tail pulls the mean below the lognormal's own mean.
+    assert values.mean() < 1000
+
+
+def test_default_lengths_are_within_their_caps():
+    table = synthesize(POISSON, num_requests=20_000, seed=0)
+    input_tokens = table.column("input_tokens").to_numpy()
+    output_tokens = table.column("output_tokens").to_numpy()
+    assert 1 <= input_tokens.min() and input_tokens.max() <= 16384
+    assert 1 <= output_tokens.min() and output_tokens.max() <= 4096
+    assert abs(np.median(input_tokens) / (1024 / np.sqrt(2)) - 1) < 0.05
+
+
+def test_resample_keeps_input_output_pairs():
+    source, input_tokens = _source_table()
+    resample = parse_length_distribution("resample")
+    table = synthesize(
+        POISSON,
+        num_requests=5000,
+        input_lengths=resample,
+        output_lengths=resample,
+        seed=4,
+        resample_from=source,
+    )
+    drawn_in = table.column("input_tokens").to_numpy()
+    drawn_out = table.column("output_tokens").to_numpy()
+    assert np.all(drawn_out == drawn_in + 1000)
+    assert set(np.unique(drawn_in)) <= set(input_tokens)
+    assert len(np.unique(drawn_in)) > 150
+    assert metadata_of(table).extra["synth.resample_from"] == "source.csv"
+
+
+def test_resample_one_side_only_draws_that_column_from_the_source():
+    source, input_tokens = _source_table()
+    table = synthesize(
+        POISSON,
+        num_requests=2000,
+        input_lengths=parse_length_distribution("resample"),
+        output_lengths=parse_length_distribution("fixed:9"),
+        seed=4,
+        resample_from=source,
+    )
+    assert set(np.unique(table.column("input_tokens").to_numpy())) <= set(input_tokens)
+    assert np.all(table.column("output_tokens").to_numpy() == 9)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fixed:512",
+        "uniform:100-2000",
+        "lognormal:mean=1000,cv=1",
+        "lognormal:mean=1000.5,cv=0.25,min=8,max=8192",
+        "resample",
+    ],
+)
+def test_spec_round_trips(text):
+    dist = parse_length_distribution(text)
+    assert dist.spec() == text
+    assert parse_length_distribution(dist.spec()) == dist
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "normal:5",
+        "fixed:0",
+        "fixed:abc",
+        f"fixed:{INT32_MAX + 1}",
+        "uniform:5",
+        "uniform:9-3",
+        "lognormal:mean=100",
+        "lognormal:mean=-1,cv=1",
+        "lognormal:mean=100,cv=1,max=0",
+        "lognormal:mean=100,cv=1,min=50,max=10",
+        "lognormal:mean=100,cv=1,shape=2",
+        "resample:5",
+    ],
+)
+def test_bad_length_specs_name_the_option_and_grammar(text):
+    with pytest.raises(SimreplayError) as info:
+        parse_length_distribution(text, "--input-len")
+    message = str(info.value)
+    assert message.startswith("--input-len: ")
+    assert "uniform:LO-HI" in message
+    assert "\n" not in message
+
+
+def test_bad_synthesize_arguments():
+    resample = parse_length_distribution("resample")
+    with pytest.raises(SimreplayError, match="--lengths-from"):
+        synthesize(POISSON, num_requests=5, input_lengths=resample, seed=0)
+    with pytest.raises(SimreplayError, match="--seed"):
+        synthesize(POISSON, num_requests=5, seed=-1)
+    with pytest.raises(SimreplayError, match="--num-requests"):
+        synthesize(POISSON, num_requests=0, seed=0)
+    with pytest.raises(SimreplayError, match="exactly one"):
+        synthesize(POISSON, seed=0)
+    with pytest.raises(SimreplayError, match="no requests arrived"):
+        synthesize(arrival_process("poisson", 1e-6), duration_s=1.0, seed=0)
+    with pytest.raises(SimreplayError, match="--output-len"):
+        synthesize(POISSON, num_requests=5, output_lengths=LengthDistribution("lognormal"), seed=0)

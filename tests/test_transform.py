@@ -1,0 +1,351 @@
+"""Trace transforms: invariants checked with hypothesis, plus the combining rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator.errors import SimreplayError
+from simulator.io import write_parquet_atomic
+from simulator.trace.schema import (
+    INT32_MAX,
+    TraceMetadata,
+    build_trace_table,
+    trace_metadata,
+    validate_trace,
+)
+from simulator.trace.transform import (
+    apply_transforms,
+    cap_lengths,
+    concat,
+    merge,
+    parse_window,
+    sample,
+    scale_rate,
+    time_window,
+)
+
+OPTIONAL = ("request_id", "session_id", "turn", "hash_ids", "model", "priority", "tenant")
+INT32_MIN = int(np.iinfo(np.int32).min)
+INT64 = st.integers(int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max))
+TIMES = st.floats(0.0, 1e6, allow_nan=False, allow_infinity=False)
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+
+@st.composite
+def canonical_tables(draw, max_rows: int = 12, optional=OPTIONAL) -> pa.Table:
+    """Any valid canonical table: sorted times, tokens >= 1, any subset of optional columns."""
+    num = draw(st.integers(0, max_rows))
+
+    def column(values):
+        return draw(st.lists(values, min_size=num, max_size=num))
+
+    columns: dict[str, object] = {
+        "arrival_time_s": np.array(sorted(column(TIMES)), dtype=np.float64),
+        "input_tokens": np.array(column(st.integers(1, INT32_MAX)), dtype=np.int32),
+        "output_tokens": np.array(column(st.integers(1, INT32_MAX)), dtype=np.int32),
+    }
+    chosen = draw(st.sets(st.sampled_from(optional)))
+    names = st.one_of(st.none(), st.sampled_from(["a", "b", "llama-70b", "ünï"]))
+    int32s = st.one_of(st.none(), st.integers(INT32_MIN, INT32_MAX))
+    if "request_id" in chosen:
+        columns["request_id"] = pa.array(
+            draw(st.lists(st.text(max_size=6), min_size=num, max_size=num, unique=True)),
+            pa.string(),
+        )
+    if "session_id" in chosen:
+        columns["session_id"] = pa.array(column(st.one_of(st.none(), st.text(max_size=4))))
+    if "turn" in chosen:
+        columns["turn"] = pa.array(column(int32s), pa.int32())
+    if "hash_ids" in chosen:
+        lists = st.one_of(st.none(), st.lists(INT64, max_size=4))
+        columns["hash_ids"] = pa.array(column(lists), pa.list_(pa.int64()))
+    if "model" in chosen:
+        columns["model"] = pa.array(column(names), pa.string())
+    if "priority" in chosen:
+        columns["priority"] = pa.array(column(int32s), pa.int32())
+    if "tenant" in chosen:
+        columns["tenant"] = pa.array(column(names), pa.string())
+    metadata = TraceMetadata(
+        source_format=draw(st.sampled_from(["azure", "mooncake", "synthetic"])),
+        source_file=draw(st.text(max_size=10)),
+        hash_block_size=draw(st.integers(1, 512)) if "hash_ids" in chosen else None,
+        start_time=draw(st.one_of(st.none(), st.just("2024-05-01T00:00:00+00:00"))),
+        extra=draw(st.dictionaries(st.sampled_from(["x", "note", "y.z"]), st.text(max_size=5))),
+    )
+    return build_trace_table(columns, metadata)
+
+
+def _times(table: pa.Table) -> np.ndarray:
+    return table.column("arrival_time_s").to_numpy()
+
+
+def _tagged(table: pa.Table, tag: int) -> pa.Table:
+    """The table with ``priority`` replaced by tag * 1000 + row, to follow rows through."""
+    columns = {name: table.column(name) for name in table.column_names}
+    columns["priority"] = np.arange(table.num_rows, dtype=np.int32) + tag * 1000
+    return build_trace_table(columns, trace_metadata(table))
+
+
+def _assert_canonical(table: pa.Table) -> None:
+    assert validate_trace(table, "result").equals(table, check_metadata=True)
+
+
+@SETTINGS
+@given(canonical_tables())
+def test_any_canonical_table_round_trips_through_parquet(tmp_path_factory, table):
+    path = tmp_path_factory.mktemp("rt") / "trace.parquet"
+    write_parquet_atomic(table, path)
+    read = validate_trace(pq.read_table(path), "trace.parquet")
+    assert read.equals(table, check_metadata=True)
+
+
+@SETTINGS
+@given(canonical_tables(), st.floats(1e-3, 1e3))
+def test_scale_rate_keeps_rows_and_order_and_multiplies_the_rate(table, factor):
+    scaled = scale_rate(table, factor)
+    _assert_canonical(scaled)
+    assert scaled.num_rows == table.num_rows
+    assert np.array_equal(_times(scaled), _times(table) / factor)
+    assert scaled.drop(["arrival_time_s"]).equals(table.drop(["arrival_time_s"]))
+    span_s = _times(table)[-1] - _times(table)[0] if table.num_rows > 1 else 0.0
+    if span_s > 1e-3:
+        new_span_s = _times(scaled)[-1] - _times(scaled)[0]
+        assert math.isclose(span_s / new_span_s, factor, rel_tol=1e-9)
+    assert trace_metadata(scaled).extra["transforms"].endswith(")")
+    assert "scale_rate(factor=" in trace_metadata(scaled).extra["transforms"]
+
+
+@SETTINGS
+@given(canonical_tables(), TIMES, st.one_of(TIMES, st.just(math.inf)))
+def test_time_window_keeps_exactly_the_rows_in_range(table, start_s, end_s):
+    if end_s <= start_s:
+        with pytest.raises(SimreplayError, match="--window end"):
+            time_window(table, start_s, end_s)
+        return
+    windowed = time_window(table, start_s, end_s)
+    _assert_canonical(windowed)
+    times = _times(table)
+    inside = (times >= start_s) & (times < end_s)
+    expected = table.filter(pa.array(inside))
+    assert windowed.num_rows == int(inside.sum())
+    assert np.array_equal(_times(windowed), times[inside] - start_s)
+    assert windowed.drop(["arrival_time_s"]).equals(expected.drop(["arrival_time_s"]))
+
+
+@SETTINGS
+@given(canonical_tables(max_rows=40), st.floats(0.01, 1.0), st.integers(0, 2**32))
+def test_sample_keeps_a_subset_in_original_order(table, fraction, seed):
+    tagged = _tagged(table, 0)
+    sampled = sample(tagged, fraction, seed)
+    _assert_canonical(sampled)
+    rows = sampled.column("priority").to_numpy()
+    assert np.all(np.diff(rows) > 0)
+    assert np.array_equal(_times(sampled), _times(tagged)[rows])
+    assert sampled.equals(
+        tagged.take(pa.array(rows, pa.int64())).replace_schema_metadata(sampled.schema.metadata)
+    )
+    assert sample(tagged, fraction, seed).equals(sampled, check_metadata=True)
+    assert sample(tagged, 1.0, seed).num_rows == tagged.num_rows
+
+
+@SETTINGS
+@given(
+    canonical_tables(),
+    st.one_of(st.none(), st.integers(1, INT32_MAX)),
+    st.one_of(st.none(), st.integers(1, INT32_MAX)),
+)
+def test_caps_never_increase_and_report_exact_counts(table, max_input, max_output):
+    capped, num_changed = cap_lengths(table, max_input, max_output)
+    _assert_canonical(capped)
+    assert capped.num_rows == table.num_rows
+    for name, cap in (("input_tokens", max_input), ("output_tokens", max_output)):
+        before = table.column(name).to_numpy()
+        after = capped.column(name).to_numpy()
+        assert np.all(after <= before)
+        assert num_changed[name] == int(np.count_nonzero(after != before))
+        if cap is not None:
+            assert np.all(after <= cap)
+            assert num_changed[name] == int(np.count_nonzero(before > cap))
+        else:
+            assert num_changed[name] == 0
+
+
+def _same_block_size(tables: list[pa.Table]) -> list[pa.Table]:
+    """Give every input with hash_ids the same block size, as combining requires."""
+    fixed = []
+    for table in tables:
+        meta = trace_metadata(table)
+        if meta.hash_block_size is not None:
+            meta = TraceMetadata(
+                meta.source_format, meta.source_file, 16, meta.start_time, meta.extra
+            )
+        fixed.append(table.replace_schema_metadata(meta.to_arrow()))
+    return fixed
+
+
+@SETTINGS
+@given(st.lists(canonical_tables(), min_size=1, max_size=4), st.floats(0.0, 100.0))
+def test_concat_row_count_is_the_sum_and_times_are_sorted(tables, gap_s):
+    tables = _same_block_size([_tagged(t, idx) for idx, t in enumerate(tables)])
+    combined = concat(tables, gap_s)
+    _assert_canonical(combined)
+    assert combined.num_rows == sum(t.num_rows for t in tables)
+    assert np.all(np.diff(_times(combined)) >= 0)
+    # Inputs are played in order, each whole.
+    expected_tags = np.concatenate([t.column("priority").to_numpy() for t in tables])
+    assert np.array_equal(combined.column("priority").to_numpy(), expected_tags)
+
+
+@SETTINGS
+@given(st.lists(canonical_tables(), min_size=1, max_size=4))
+def test_merge_row_count_is_the_sum_sorted_and_each_input_keeps_its_order(tables):
+    tables = _same_block_size([_tagged(t, idx) for idx, t in enumerate(tables)])
+    merged = merge(tables)
+    _assert_canonical(merged)
+    assert merged.num_rows == sum(t.num_rows for t in tables)
+    times = _times(merged)
+    assert np.all(np.diff(times) >= 0)
+    tags = merged.column("priority").to_numpy()
+    for idx, table in enumerate(tables):
+        mine = tags // 1000 == idx
+        assert np.array_equal(tags[mine] % 1000, np.arange(table.num_rows))
+        assert np.array_equal(times[mine], _times(table))
+
+
+def _table(times, ids=None, **extra_columns) -> pa.Table:
+    columns = {
+        "arrival_time_s": np.asarray(times, dtype=np.float64),
+        "input_tokens": np.full(len(times), 10, dtype=np.int32),
+        "output_tokens": np.full(len(times), 5, dtype=np.int32),
+    }
+    if ids is not None:
+        columns["request_id"] = ids
+    block = 16 if "hash_ids" in extra_columns else None
+    block = extra_columns.pop("block", block)
+    columns.update(extra_columns)
+    return build_trace_table(columns, TraceMetadata("test", "t.csv", hash_block_size=block))
+
+
+def test_merge_ties_keep_input_order():
+    first = _table([0.0, 1.0], ["a", "b"])
+    second = _table([1.0, 1.0], ["c", "d"])
+    merged = merge([first, second])
+    assert merged.column("request_id").to_pylist() == ["a", "b", "c", "d"]
+
+
+def test_distinct_ids_are_kept_and_colliding_ids_are_prefixed():
+    first = _table([0.0, 1.0], ["a", "b"])
+    second = _table([0.5], ["c"])
+    assert merge([first, second]).column("request_id").to_pylist() == ["a", "c", "b"]
+    clash = _table([0.5], ["a"])
+    assert merge([first, clash]).column("request_id").to_pylist() == ["0:a", "1:a", "0:b"]
+    no_ids = _table([0.2, 0.7])
+    assert concat([first, no_ids]).column("request_id").to_pylist() == [
+        "0:a",
+        "0:b",
+        "1:0",
+        "1:1",
+    ]
+
+
+def test_shared_session_ids_are_prefixed_only_when_they_collide():
+    first = _table([0.0], session_id=["s1"])
+    second = _table([0.0], session_id=["s2"])
+    assert merge([first, second]).column("session_id").to_pylist() == ["s1", "s2"]
+    again = _table([0.0, 1.0], session_id=["s1", None])
+    assert concat([first, again]).column("session_id").to_pylist() == ["0:s1", "1:s1", None]
+
+
+def test_dictionary_columns_and_missing_columns_combine():
+    first = _table([0.0, 2.0], model=["m1", "m2"])
+    second = _table([1.0], model=["m3"], tenant=["t1"])
+    merged = merge([first, second])
+    assert merged.column("model").to_pylist() == ["m1", "m3", "m2"]
+    assert merged.column("tenant").to_pylist() == [None, "t1", None]
+    assert pa.types.is_dictionary(merged.column("model").type)
+
+
+def test_hash_ids_with_different_block_sizes_cannot_combine():
+    first = _table([0.0], hash_ids=[[1, 2]])
+    second = _table([0.0], hash_ids=[[3]], block=32)
+    with pytest.raises(SimreplayError, match="different block sizes"):
+        merge([first, second])
+    plain = _table([0.5])
+    merged = merge([first, plain])
+    assert merged.column("hash_ids").to_pylist() == [[1, 2], None]
+    assert trace_metadata(merged).hash_block_size == 16
+
+
+def test_concat_shifts_each_input_to_the_previous_end_plus_gap():
+    first = _table([0.0, 3.0])
+    second = _table([0.5, 1.0])
+    assert _times(concat([first, second], gap_s=2.0)).tolist() == [0.0, 3.0, 5.5, 6.0]
+    with pytest.raises(SimreplayError, match="--gap"):
+        concat([first, second], gap_s=-1.0)
+    with pytest.raises(SimreplayError, match="at least one"):
+        merge([])
+
+
+def test_transforms_are_recorded_in_order():
+    table = _table(np.arange(100, dtype=np.float64))
+    out, notes = apply_transforms(
+        table,
+        window=(10.0, 60.0),
+        sample_fraction=0.5,
+        rate_scale=2.0,
+        max_input_tokens=8,
+        max_output_tokens=100,
+        seed=3,
+    )
+    assert trace_metadata(out).extra["transforms"] == (
+        "time_window(start_s=10,end_s=60);sample(fraction=0.5,seed=3);scale_rate(factor=2);"
+        "cap_lengths(max_input_tokens=8,max_output_tokens=100)"
+    )
+    assert notes[0] == "kept 50 of 100 requests in the window [10 s, 60 s), shifted to start at 0 s"
+    assert notes[1].startswith(f"sampled {out.num_rows} of 50 requests")
+    assert notes[3] == f"capped input_tokens on {out.num_rows} rows to 8"
+    assert notes[4] == "capped output_tokens on 0 rows to 100"
+    # Applying more transforms later appends to the list.
+    again = scale_rate(out, 3.0)
+    assert trace_metadata(again).extra["transforms"].endswith(";scale_rate(factor=3)")
+
+
+def test_window_moves_the_wall_clock_origin():
+    table = build_trace_table(
+        {"arrival_time_s": [0.0, 90.0], "input_tokens": [1, 1], "output_tokens": [1, 1]},
+        TraceMetadata("t", "t", start_time="2024-05-01T00:00:00+00:00"),
+    )
+    assert trace_metadata(time_window(table, 60.0)).start_time == "2024-05-01T00:01:00+00:00"
+
+
+def test_bad_parameters_are_one_line_errors():
+    table = _table([0.0, 1.0])
+    cases = [
+        (lambda: scale_rate(table, 0), "--rate-scale must be > 0"),
+        (lambda: scale_rate(table, math.inf), "--rate-scale must be > 0"),
+        (lambda: time_window(table, -1, 5), "--window start"),
+        (lambda: sample(table, 0.0, 0), "--sample must be in"),
+        (lambda: sample(table, 1.5, 0), "--sample must be in"),
+        (lambda: sample(table, 0.5, -2), "--seed"),
+        (lambda: cap_lengths(table, 0), "--max-input-tokens"),
+        (lambda: cap_lengths(table, None, 2.5), "--max-output-tokens"),
+        (lambda: apply_transforms(table, window=(5.0, 9.0)), "contains no requests"),
+        (lambda: parse_window("abc"), "expected START_S:END_S"),
+    ]
+    for call, message in cases:
+        with pytest.raises(SimreplayError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+def test_parse_window():
+    assert parse_window("600:1800") == (600.0, 1800.0)
+    assert parse_window("60:") == (60.0, math.inf)
