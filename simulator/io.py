@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator.errors import SimreplayError
+from simulator.errors import SimreplayError, TraceError
 
 #: Parquet options fixed so that the same table gives the same bytes on every run.
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
@@ -53,24 +53,17 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
 
 
-def write_text_atomic(text: str, path: Path) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def with_atomic_output(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` and move ``tmp`` onto ``path`` only if it returns normally."""
-    with atomic_path(path) as tmp:
-        write(tmp)
-
-
 def read_parquet(path: Path) -> pa.Table:
     """Read a whole parquet file; a truncated or corrupt file is a one-line error."""
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SimreplayError(
-            f"{Path(path).name}: not a readable parquet file (truncated or corrupt?): {reason}"
-        ) from None
+        raise unreadable_parquet(path, exc) from None
+
+
+def unreadable_parquet(path: Path, exc: Exception) -> TraceError:
+    """The one-line error for a parquet file that pyarrow cannot read."""
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return TraceError(
+        f"{Path(path).name}: not a readable parquet file (truncated or corrupt?): {reason}"
+    )

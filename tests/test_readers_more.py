@@ -151,7 +151,7 @@ def test_burstgpt_drops_failed_rows_and_says_how_many(tmp_path):
     assert column(table, "output_tokens") == [18, 276]
     assert column(table, "model") == ["ChatGPT", "GPT-4"]
     assert "session_id" not in table.column_names and "turn" not in table.column_names
-    assert report.num_source_rows == 2
+    assert report.num_source_rows == 4 and report.num_rows == 2
     assert (
         "dropped 2 rows with 0 Response tokens (failed requests; --keep-failed keeps them)"
         in report.notes

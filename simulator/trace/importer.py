@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator.errors import TraceError
-from simulator.io import read_parquet
+from simulator.io import read_parquet, unreadable_parquet
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import ImportReport, normalize
 from simulator.trace.readers import (
@@ -25,7 +25,7 @@ from simulator.trace.readers import (
     qwen,
     vllm_bench,
 )
-from simulator.trace.readers.tabular import sniff_text
+from simulator.trace.readers.tabular import PARQUET_MAGIC, sniff_text
 from simulator.trace.schema import TraceMetadata, validate_trace
 
 #: Format name (``--format``) -> reader module. ``csv``, ``jsonl`` and ``parquet`` are the
@@ -45,7 +45,6 @@ FORMATS = ("simreplay", *READERS)
 
 #: Auto-detection tries these in order; each module's ``sniff`` looks at the file's head.
 _SNIFF_ORDER = (azure, burstgpt, qwen, mooncake, vllm_bench, lengths)
-_PARQUET_MAGIC = b"PAR1"
 
 
 def import_trace(
@@ -100,7 +99,7 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     options = options or ImportOptions()
     with open(path, "rb") as handle:
         magic = handle.read(4)
-    if magic == _PARQUET_MAGIC:
+    if magic == PARQUET_MAGIC:
         if _is_canonical_parquet(path):
             return "simreplay"
         if options.time_col:
@@ -137,8 +136,5 @@ def _is_canonical_parquet(path: Path) -> bool:
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as exc:
-        raise TraceError(
-            f"{path.name}: not a readable parquet file (truncated or corrupt?): "
-            f"{(str(exc).splitlines() or [''])[0]}"
-        ) from None
+        raise unreadable_parquet(path, exc) from None
     return TraceMetadata.from_arrow(schema.metadata) is not None

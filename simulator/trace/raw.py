@@ -54,6 +54,9 @@ class RawTrace:
     hash_block_size, start_time : as in ``TraceMetadata``.
     notes : list of str
         What the reader changed or skipped, one sentence each (reported to the user).
+    num_source_rows : int
+        Requests in the source file before anything was dropped (set on construction;
+        ``take`` keeps it).
     """
 
     arrival_time_s: np.ndarray
@@ -69,6 +72,11 @@ class RawTrace:
     hash_block_size: int | None = None
     start_time: str | None = None
     notes: list[str] = field(default_factory=list)
+    num_source_rows: int = field(default=-1)
+
+    def __post_init__(self) -> None:
+        if self.num_source_rows < 0:
+            self.num_source_rows = len(self.arrival_time_s)
 
     def where(self, row: int) -> str:
         """Location of a 0-based row in the source file, e.g. ``"line 17"``."""
@@ -121,9 +129,9 @@ def normalize(
     -------
     (pyarrow.Table, ImportReport)
     """
-    num_source_rows = len(raw.arrival_time_s)
+    num_source_rows = raw.num_source_rows
     notes = list(raw.notes)
-    if num_source_rows == 0:
+    if len(raw.arrival_time_s) == 0:
         raise TraceError(f"{raw.source_file}: no requests in the file (only a header?)")
 
     checks = (
@@ -139,7 +147,7 @@ def normalize(
             f"an integer from 1 to {INT32_MAX}",
         ),
     )
-    any_bad = np.zeros(num_source_rows, dtype=bool)
+    any_bad = np.zeros(len(raw.arrival_time_s), dtype=bool)
     for name, bad, expected in checks:
         num_bad = int(bad.sum())
         if not num_bad:

@@ -22,10 +22,11 @@ import pyarrow.compute as pc
 
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import RawTrace
-from simulator.trace.readers.generic import empty_to_null, head_csv_header
 from simulator.trace.readers.tabular import (
     csv_header,
+    empty_to_null,
     float_values,
+    head_csv_header,
     int_values,
     read_csv_columns,
     require_columns,

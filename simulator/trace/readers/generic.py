@@ -15,34 +15,36 @@ readers share: header and first-record peeks, and parsing of ``[1, 2, 3]`` list 
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from simulator.errors import TraceError
+from simulator.io import unreadable_parquet
 from simulator.trace.options import TIME_UNITS, ImportOptions
 from simulator.trace.raw import RawTrace
 from simulator.trace.readers.tabular import (
+    Column,
+    cast_text_located,
+    container_of,
     csv_header,
     datetime_type_for,
+    empty_to_null,
     first_data_value,
+    first_record,
     float_values,
+    int_lists_from_text,
     int_values,
+    json_field_type,
     read_csv_columns,
     read_jsonl_columns,
     timestamps_to_seconds,
 )
 
-#: A column as the readers produce it: one array, or chunks of one (large files).
-Column = pa.Array | pa.ChunkedArray
-
-PARQUET_MAGIC = b"PAR1"
 PARQUET_BATCH_ROWS = 1 << 20
 SECONDS_PER_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
@@ -118,16 +120,6 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         hash_block_size=options.hash_block_size if "hash_ids" in extra else None,
         start_time=start_time,
     )
-
-
-def container_of(path: Path) -> str:
-    """``parquet``, ``jsonl`` or ``csv``, from the file's first bytes."""
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    if head.startswith(PARQUET_MAGIC):
-        return "parquet"
-    text = head.decode("utf-8-sig", errors="replace").lstrip()
-    return "jsonl" if text.startswith("{") else "csv"
 
 
 def _mapping(
@@ -239,12 +231,7 @@ def _open_parquet(path: Path) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        raise TraceError(_parquet_message(path, exc)) from None
-
-
-def _parquet_message(path: Path, exc: Exception) -> str:
-    reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return f"{path.name}: not a readable parquet file (truncated or corrupt?): {reason}"
+        raise unreadable_parquet(path, exc) from None
 
 
 def _read_parquet(
@@ -258,7 +245,7 @@ def _read_parquet(
             for column in wanted:
                 chunks[column].append(batch.column(column))
     except (pa.ArrowException, OSError) as exc:
-        raise TraceError(_parquet_message(path, exc)) from None
+        raise unreadable_parquet(path, exc) from None
     schema = parquet_file.schema_arrow
     by_source = {
         column: pa.chunked_array(chunks[column], type=schema.field(column).type)
@@ -355,156 +342,3 @@ def _decoded(values: Column) -> Column:
 def _first_valid(values: Column) -> int | None:
     valid = values.is_valid().to_numpy(zero_copy_only=False)
     return int(np.argmax(valid)) if valid.any() else None
-
-
-# ---- helpers shared with the other readers ----------------------------------------------
-
-
-def head_csv_header(head_text: str) -> list[str]:
-    """Column names on the first line of ``head_text`` (spaces around names stripped)."""
-    first = head_text.split("\n", 1)[0].rstrip("\r")
-    if not first.strip():
-        return []
-    return [name.strip() for name in next(csv.reader([first]))]
-
-
-def first_record(path: Path) -> dict | None:
-    """The first non-blank line of a JSON-lines file as a dict, or None if it is not one.
-
-    Reads the whole first line, however long (a record with a long hash list can exceed
-    the 64 KiB sniffing window).
-    """
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    return None
-                return record if isinstance(record, dict) else None
-    return None
-
-
-def json_field_type(value: object, default: pa.DataType) -> pa.DataType:
-    """Arrow type to read a JSON field whose first value is ``value`` (ids: int or text)."""
-    if isinstance(value, bool) or value is None:
-        return default
-    if isinstance(value, int):
-        return pa.int64()
-    if isinstance(value, float):
-        return pa.float64()
-    return pa.string()
-
-
-def empty_to_null(values: Column) -> Column:
-    """Empty or blank strings become nulls (a CSV reader gives ``""`` for an empty cell)."""
-    blank = pc.equal(pc.utf8_trim_whitespace(values), "")
-    return pc.if_else(blank, pa.scalar(None, values.type), values)
-
-
-def int_lists_from_text(
-    text: Column, file_name: str, column: str, where: Callable[[int], str]
-) -> Column:
-    """Parse cells like ``[1, 2, 3]`` (or ``1 2 3``) into ``list<int64>``.
-
-    Parameters
-    ----------
-    text : pyarrow.Array or pyarrow.ChunkedArray
-        string, shape (n,); not mutated. Null or blank cells become null lists; ``[]``
-        becomes an empty list. Chunks are parsed one at a time and stay chunks.
-    file_name, column : str
-        For messages.
-    where : callable
-        0-based row -> location such as ``"line 7"``.
-
-    Raises
-    ------
-    TraceError
-        Naming the row and column of the first item that is not an integer.
-    """
-    if isinstance(text, pa.Array):
-        return _int_lists_chunk(text, 0, file_name, column, where)
-    parts, rows_before = [], 0
-    for chunk in text.chunks:
-        parts.append(_int_lists_chunk(chunk, rows_before, file_name, column, where))
-        rows_before += len(chunk)
-    return pa.chunked_array(parts, type=pa.list_(pa.int64()))
-
-
-def _int_lists_chunk(
-    text: pa.Array, rows_before: int, file_name: str, column: str, where: Callable[[int], str]
-) -> pa.Array:
-    trimmed = pc.utf8_trim_whitespace(text)
-    is_null = pc.or_kleene(pc.is_null(trimmed), pc.equal(trimmed, "")).fill_null(True)
-    body = pc.utf8_trim_whitespace(pc.utf8_trim(trimmed.fill_null(""), characters="[]"))
-    pieces = pc.split_pattern_regex(body, r"[,\s]+")
-    items = pc.list_flatten(pieces)
-    parents = pc.list_parent_indices(pieces).to_numpy()
-    keep = pc.not_equal(items, "").to_numpy(zero_copy_only=False)
-    kept_items = items.filter(pa.array(keep))
-    try:
-        values = pc.cast(kept_items, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        bad = _first_uncastable(kept_items, pa.int64())
-        row = rows_before + int(parents[keep][bad])
-        raise TraceError(
-            f"{file_name}: {where(row)}: column {column}: expected a list of integers, "
-            f"got item {kept_items[bad].as_py()!r}"
-        ) from None
-    lengths = np.bincount(parents[keep], minlength=len(text))
-    offsets = np.zeros(len(text) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    return pa.ListArray.from_arrays(
-        pa.array(offsets),
-        values,
-        type=pa.list_(pa.int64()),
-        mask=pa.array(is_null.to_numpy(zero_copy_only=False)),
-    )
-
-
-def cast_text_located(
-    text: Column,
-    arrow_type: pa.DataType,
-    file_name: str,
-    column: str,
-    where: Callable[[int], str],
-) -> Column:
-    """Cast a string array to ``arrow_type``; on failure name the row of the first bad cell."""
-    trimmed = pc.utf8_trim_whitespace(text)
-    try:
-        return pc.cast(trimmed, arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        bad = _first_uncastable(trimmed, arrow_type)
-        raise TraceError(
-            f"{file_name}: {where(bad)}: column {column}: expected {_describe(arrow_type)}, "
-            f"got {text[bad].as_py()!r}"
-        ) from None
-
-
-def _first_uncastable(values: Column, arrow_type: pa.DataType) -> int:
-    """Index of the first value that does not cast (bisection; error path only)."""
-
-    def casts(part: Column) -> bool:
-        try:
-            pc.cast(part, arrow_type)
-            return True
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return False
-
-    lo, hi = 0, len(values)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if casts(values.slice(lo, mid - lo)):
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def _describe(arrow_type: pa.DataType) -> str:
-    if pa.types.is_integer(arrow_type):
-        return "an integer"
-    if pa.types.is_timestamp(arrow_type):
-        zone = " with a time zone" if arrow_type.tz else " without a time zone"
-        return f"an ISO-8601 timestamp like 2024-05-10 00:00:00.009930{zone}"
-    return str(arrow_type)

@@ -17,7 +17,7 @@ from simulator.errors import TraceError
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import RawTrace
 from simulator.trace.readers.tabular import (
-    first_json_record,
+    first_record,
     float_values,
     int_values,
     read_jsonl_columns,
@@ -93,7 +93,7 @@ def _jitter(
 
 def sniff(path: Path, head_text: str) -> bool:
     """True when the first line is a JSON object with Mooncake's three fields."""
-    record = first_json_record(path)
+    record = first_record(path)
     return (
         record is not None and all(name in record for name in FIELDS) and ("chat_id" not in record)
     )

@@ -24,19 +24,17 @@ import pyarrow.compute as pc
 from simulator.errors import TraceError
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import RawTrace
-from simulator.trace.readers.generic import (
+from simulator.trace.readers.tabular import (
     Column,
     container_of,
+    csv_header,
     empty_to_null,
     first_record,
+    float_values,
     head_csv_header,
     int_lists_from_text,
-    json_field_type,
-)
-from simulator.trace.readers.tabular import (
-    csv_header,
-    float_values,
     int_values,
+    json_field_type,
     read_csv_columns,
     read_jsonl_columns,
     require_columns,

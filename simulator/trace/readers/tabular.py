@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,11 @@ from simulator.errors import TraceError
 from simulator.trace.raw import MISSING_INT
 
 BLOCK_SIZE_BYTES = 1 << 20
+
+PARQUET_MAGIC = b"PAR1"
+
+#: A column as the readers produce it: one array, or chunks of one (large files).
+Column = pa.Array | pa.ChunkedArray
 
 _ZONE_SUFFIX = re.compile(r"(Z|[+-]\d\d:?\d\d)\s*$")
 
@@ -138,7 +144,7 @@ def _diagnose_csv(
         for batch in reader:
             for name, arrow_type in types.items():
                 text = batch.column(file_names[name])
-                bad = _first_unparseable(text, arrow_type)
+                bad = first_uncastable(text, arrow_type)
                 if bad is not None:
                     raise TraceError(
                         f"{path.name}: line {rows_before + bad + 2}: column {name}: expected "
@@ -150,8 +156,11 @@ def _diagnose_csv(
     raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(exc)}") from None
 
 
-def _first_unparseable(text: pa.Array, arrow_type: pa.DataType) -> int | None:
-    """Index of the first non-null string that does not cast to ``arrow_type`` (bisection)."""
+def first_uncastable(text: pa.Array, arrow_type: pa.DataType) -> int | None:
+    """Index of the first value that does not cast to ``arrow_type``, or None (bisection).
+
+    For error paths only: about log2(n) casts of shrinking slices.
+    """
 
     def casts(values: pa.Array) -> bool:
         try:
@@ -338,12 +347,132 @@ def sniff_text(path: Path, num_bytes: int = 1 << 16) -> str:
     return head.decode("utf-8-sig", errors="replace")
 
 
-def first_json_record(path: Path) -> dict | None:
-    """The first line of a JSON-lines file as a dict, or None if it is not one."""
-    text = sniff_text(path)
-    line = text.split("\n", 1)[0]
+def head_csv_header(head_text: str) -> list[str]:
+    """Column names on the first line of ``head_text`` (spaces around names stripped)."""
+    first = head_text.split("\n", 1)[0].rstrip("\r")
+    if not first.strip():
+        return []
+    return [name.strip() for name in next(csv.reader([first]))]
+
+
+def first_record(path: Path) -> dict | None:
+    """The first non-blank line of a JSON-lines file as a dict, or None if it is not one.
+
+    Reads the whole first line, however long (a record with a long hash list can exceed
+    the 64 KiB sniffing window).
+    """
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    return None
+                return record if isinstance(record, dict) else None
+    return None
+
+
+def json_field_type(value: object, default: pa.DataType) -> pa.DataType:
+    """Arrow type to read a JSON field whose first value is ``value`` (ids: int or text)."""
+    if isinstance(value, bool) or value is None:
+        return default
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    return pa.string()
+
+
+def empty_to_null(values: Column) -> Column:
+    """Empty or blank strings become nulls (a CSV reader gives ``""`` for an empty cell)."""
+    blank = pc.equal(pc.utf8_trim_whitespace(values), "")
+    return pc.if_else(blank, pa.scalar(None, values.type), values)
+
+
+def int_lists_from_text(
+    text: Column, file_name: str, column: str, where: Callable[[int], str]
+) -> Column:
+    """Parse cells like ``[1, 2, 3]`` (or ``1 2 3``) into ``list<int64>``.
+
+    Parameters
+    ----------
+    text : pyarrow.Array or pyarrow.ChunkedArray
+        string, shape (n,); not mutated. Null or blank cells become null lists; ``[]``
+        becomes an empty list. Chunks are parsed one at a time and stay chunks.
+    file_name, column : str
+        For messages.
+    where : callable
+        0-based row -> location such as ``"line 7"``.
+
+    Raises
+    ------
+    TraceError
+        Naming the row and column of the first item that is not an integer.
+    """
+    if isinstance(text, pa.Array):
+        return _int_lists_chunk(text, 0, file_name, column, where)
+    parts, rows_before = [], 0
+    for chunk in text.chunks:
+        parts.append(_int_lists_chunk(chunk, rows_before, file_name, column, where))
+        rows_before += len(chunk)
+    return pa.chunked_array(parts, type=pa.list_(pa.int64()))
+
+
+def _int_lists_chunk(
+    text: pa.Array, rows_before: int, file_name: str, column: str, where: Callable[[int], str]
+) -> pa.Array:
+    trimmed = pc.utf8_trim_whitespace(text)
+    is_null = pc.or_kleene(pc.is_null(trimmed), pc.equal(trimmed, "")).fill_null(True)
+    body = pc.utf8_trim_whitespace(pc.utf8_trim(trimmed.fill_null(""), characters="[]"))
+    pieces = pc.split_pattern_regex(body, r"[,\s]+")
+    items = pc.list_flatten(pieces)
+    parents = pc.list_parent_indices(pieces).to_numpy()
+    keep = pc.not_equal(items, "").to_numpy(zero_copy_only=False)
+    kept_items = items.filter(pa.array(keep))
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
+        values = pc.cast(kept_items, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        bad = first_uncastable(kept_items, pa.int64())
+        row = rows_before + int(parents[keep][bad])
+        raise TraceError(
+            f"{file_name}: {where(row)}: column {column}: expected a list of integers, "
+            f"got item {kept_items[bad].as_py()!r}"
+        ) from None
+    lengths = np.bincount(parents[keep], minlength=len(text))
+    offsets = np.zeros(len(text) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets),
+        values,
+        type=pa.list_(pa.int64()),
+        mask=pa.array(is_null.to_numpy(zero_copy_only=False)),
+    )
+
+
+def cast_text_located(
+    text: Column,
+    arrow_type: pa.DataType,
+    file_name: str,
+    column: str,
+    where: Callable[[int], str],
+) -> Column:
+    """Cast a string array to ``arrow_type``; on failure name the row of the first bad cell."""
+    trimmed = pc.utf8_trim_whitespace(text)
+    try:
+        return pc.cast(trimmed, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        bad = first_uncastable(trimmed, arrow_type)
+        raise TraceError(
+            f"{file_name}: {where(bad)}: column {column}: expected {_describe(arrow_type)}, "
+            f"got {text[bad].as_py()!r}"
+        ) from None
+
+
+def container_of(path: Path) -> str:
+    """``parquet``, ``jsonl`` or ``csv``, from the file's first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    text = head.decode("utf-8-sig", errors="replace").lstrip()
+    return "jsonl" if text.startswith("{") else "csv"

@@ -206,9 +206,13 @@ def _arrivals(
     rng = np.random.default_rng(options.seed)
     if options.arrival is not None:
         process = options.arrival
+        if process.kind == "piecewise":
+            rate_text = f"rates {arrivals.format_rate_profile(process.rate_profile)}"
+        else:
+            rate_text = f"{process.rate_rps:g} req/s"
         notes.append(
-            f"arrivals are synthetic ({why}): {process.kind} at {process.rate_rps:g} req/s"
-            + (f", CV {process.cv:g}" if process.kind == "gamma" else "")
+            f"arrivals are synthetic ({why}): {process.kind} at {rate_text}"
+            + (f", CV {process.cv:g}" if process.kind != "poisson" else "")
             + f", seed {options.seed}"
         )
         return arrivals.arrival_times_s(process, rng, num_requests=num_requests)
