@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from simulator.errors import SimreplayError
 
@@ -52,10 +51,7 @@ def print_json(payload: dict[str, Any]) -> None:
 
 
 def print_rows(title: str, rows: list[tuple[str, str]]) -> None:
-    """A two-column human table on stdout."""
-    table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column()
-    for label, value in rows:
-        table.add_row(label, value)
-    out.print(table)
+    """A two-column human table on stdout: labels padded to one width, values never wrapped."""
+    width = max((len(label) for label, _ in rows), default=0)
+    lines = [title, *(f"  {label.ljust(width)}  {value}" for label, value in rows)]
+    sys.stdout.write("\n".join(lines) + "\n")

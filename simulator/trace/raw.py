@@ -100,6 +100,19 @@ class RawTrace:
         mask = pa.array(keep)
         self.extra = {k: v.filter(mask) for k, v in self.extra.items()}
 
+    def reorder(self, order: np.ndarray) -> None:
+        """Put rows in the order of the int64 permutation ``order`` (mutates self)."""
+        if self.line_of_row is None:
+            self.line_of_row = np.arange(
+                self.first_line, self.first_line + len(order), dtype=np.int64
+            )
+        self.line_of_row = self.line_of_row[order]
+        self.arrival_time_s = self.arrival_time_s[order]
+        self.input_tokens = self.input_tokens[order]
+        self.output_tokens = self.output_tokens[order]
+        indices = pa.array(order)
+        self.extra = {k: v.take(indices) for k, v in self.extra.items()}
+
 
 @dataclass(frozen=True)
 class ImportReport:
@@ -178,14 +191,7 @@ def normalize(
                 f"{raw.source_file}: {raw.where(row)}: arrival time is earlier than a preceding "
                 f"row's ({num_late} rows out of order; drop --strict to sort them)"
             )
-        order = np.argsort(arrival, kind="stable")
-        raw.take(np.ones(len(order), dtype=bool))  # materialise line numbers before reordering
-        raw.arrival_time_s = arrival[order]
-        raw.input_tokens = raw.input_tokens[order]
-        raw.output_tokens = raw.output_tokens[order]
-        raw.line_of_row = raw.line_of_row[order]
-        indices = pa.array(order)
-        raw.extra = {k: v.take(indices) for k, v in raw.extra.items()}
+        raw.reorder(np.argsort(arrival, kind="stable"))
         notes.append(
             f"sorted by arrival time: {num_late} rows arrived earlier than a row before them"
         )

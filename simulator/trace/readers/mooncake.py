@@ -48,13 +48,13 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         arrival_time_s, window_s = _jitter(arrival_time_s, options.jitter_window_s, options.seed)
         notes.append(
             f"jittered arrivals uniformly inside their {window_s:g} s timestamp buckets "
-            f"(seed {options.seed})"
+            f"(seed {options.seed}) and re-sorted them"
         )
     extra = {}
     hash_ids = columns["hash_ids"]
     if len(hash_ids) and hash_ids.null_count < len(hash_ids):
         extra["hash_ids"] = hash_ids
-    return RawTrace(
+    raw = RawTrace(
         arrival_time_s=arrival_time_s,
         input_tokens=int_values(columns["input_length"]),
         output_tokens=int_values(columns["output_length"]),
@@ -70,6 +70,10 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         hash_block_size=HASH_BLOCK_SIZE,
         notes=notes,
     )
+    if options.jitter:
+        # Jitter reorders requests of neighbouring buckets; that is not the file's disorder.
+        raw.reorder(np.argsort(arrival_time_s, kind="stable"))
+    return raw
 
 
 def _jitter(
