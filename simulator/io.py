@@ -16,7 +16,23 @@ import pyarrow.parquet as pq
 from simulator.errors import SimreplayError, TraceError
 
 #: Parquet options fixed so that the same table gives the same bytes on every run.
-PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
+#: zstd level 1 over byte-stream-split numbers is ~4x faster to write than dictionary
+#: encoding + zstd 3 on 10M-row traces, and smaller (72 vs 83 MB; benchmarks/import_csv.py).
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "write_statistics": True}
+
+
+def _encodings(schema: pa.Schema) -> dict[str, list[str]]:
+    """Dictionary pages for text, byte-stream-split for fixed-width numbers, per column."""
+    numeric = [
+        f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+    ]
+    # Request ids are unique: a dictionary would only be built to be thrown away.
+    text = [
+        f.name
+        for f in schema
+        if (pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)) and f.name != "request_id"
+    ]
+    return {"use_dictionary": text, "use_byte_stream_split": numeric}
 
 
 def check_output_path(path: Path) -> Path:
@@ -50,7 +66,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` as parquet, atomically and deterministically."""
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, **PARQUET_OPTIONS)
+        pq.write_table(table, tmp, **PARQUET_OPTIONS, **_encodings(table.schema))
 
 
 def read_parquet(path: Path) -> pa.Table:
