@@ -261,3 +261,35 @@ def test_real_length_files(shared_traces, name):
     table, _ = import_trace(shared_traces / "lengths" / name, options)
     assert table.num_rows > 28_000
     assert trace_metadata(table).source_format == "lengths"
+
+
+def test_ragged_csv_row_names_its_line(tmp_path):
+    text = AZURE_2023.replace("396,109", "396,109,7")
+    with pytest.raises(TraceError, match=r"line 3: expected 3 fields like the header, found 4"):
+        import_trace(write(tmp_path, "r.csv", text))
+
+
+def test_windows_line_endings_and_byte_order_mark(tmp_path):
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + AZURE_2023.replace("\n", "\r\n").encode())
+    table, _ = import_trace(path)
+    assert table.column("input_tokens").to_pylist() == [374, 396, 879]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd", "bz2"])
+def test_compressed_files_are_read_transparently(tmp_path, codec):
+    import pyarrow as pa
+
+    csv_path = tmp_path / f"azure.csv.{codec}"
+    with pa.output_stream(csv_path, compression=codec) as stream:
+        stream.write(AZURE_2023.encode())
+    assert import_trace(csv_path)[0].column("input_tokens").to_pylist() == [374, 396, 879]
+    bad_path = tmp_path / f"bad.csv.{codec}"
+    with pa.output_stream(bad_path, compression=codec) as stream:
+        stream.write(AZURE_2023.replace(",396,", ",x,").encode())
+    with pytest.raises(TraceError, match="line 3: column ContextTokens"):
+        import_trace(bad_path)
+    jsonl_path = tmp_path / f"m.jsonl.{codec}"
+    with pa.output_stream(jsonl_path, compression=codec) as stream:
+        stream.write(mooncake_lines(MOONCAKE).encode())
+    assert import_trace(jsonl_path)[0].num_rows == 4

@@ -5,14 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pyarrow as pa
 import typer
 
 from simulator.cli.common import domain_errors, note, out, print_json, print_rows
+from simulator.cli.import_options import (
+    ArrivalOpt,
+    CvOpt,
+    PeakOpt,
+    PeriodOpt,
+    RateProfileOpt,
+    SeedOpt,
+    arrival_from_options,
+    reads_trace,
+)
 from simulator.errors import SimreplayError
 from simulator.io import check_output_path, write_parquet_atomic
-from simulator.trace.arrivals import ARRIVAL_KINDS, arrival_process, parse_rate_profile
-from simulator.trace.importer import FORMATS, import_trace
-from simulator.trace.options import TIME_UNITS, ImportOptions
+from simulator.trace.importer import import_trace
+from simulator.trace.options import ImportOptions
+from simulator.trace.raw import ImportReport
 from simulator.trace.stats import format_stats, trace_stats
 from simulator.trace.synth import (
     DEFAULT_INPUT_LENGTHS,
@@ -26,63 +37,8 @@ app = typer.Typer(
     help="Import, inspect, synthesize and transform request traces.", no_args_is_help=True
 )
 
-# Options shared by every command that reads a trace file.
 SourceArg = Annotated[
     Path, typer.Argument(help="Trace file in any supported format.", show_default=False)
-]
-FormatOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--format",
-        "-f",
-        help=f"Source format ({', '.join(FORMATS)}); detected from content if omitted.",
-    ),
-]
-SkipInvalidOpt = Annotated[
-    bool,
-    typer.Option(
-        "--skip-invalid",
-        help="Drop rows with missing or out-of-range values (counted) instead of failing.",
-    ),
-]
-StrictOpt = Annotated[
-    bool, typer.Option("--strict", help="Fail on arrivals out of order instead of sorting them.")
-]
-JitterOpt = Annotated[
-    bool,
-    typer.Option(
-        "--jitter", help="Mooncake: spread requests uniformly inside their timestamp bucket."
-    ),
-]
-JitterWindowOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--jitter-window-s",
-        help="Bucket width for --jitter; default: detected (about 3 s for Mooncake).",
-    ),
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
-ArrivalOpt = Annotated[
-    str, typer.Option("--arrival", help=f"Arrival process: {', '.join(ARRIVAL_KINDS)}.")
-]
-RateOpt = Annotated[
-    float | None, typer.Option("--rate", help="Mean arrival rate, requests per second.")
-]
-CvOpt = Annotated[
-    float,
-    typer.Option(
-        "--cv", help="Coefficient of variation of inter-arrival times (gamma; 1 = Poisson)."
-    ),
-]
-RateProfileOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--rate-profile", help="Piecewise rates as START_S:RATE_RPS,... e.g. 0:2,1800:8,3600:2."
-    ),
-]
-PeriodOpt = Annotated[float, typer.Option("--period-s", help="Diurnal period in seconds.")]
-PeakOpt = Annotated[
-    float, typer.Option("--peak-to-trough", help="Diurnal ratio of the highest to the lowest rate.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
 OutputOpt = Annotated[
@@ -90,30 +46,7 @@ OutputOpt = Annotated[
 ]
 
 
-def _arrival_or_none(
-    arrival: str,
-    rate: float | None,
-    cv: float,
-    rate_profile: str | None,
-    period_s: float,
-    peak_to_trough: float,
-):
-    if rate is None and rate_profile is None:
-        return None
-    profile = parse_rate_profile(rate_profile) if rate_profile else None
-    if profile and arrival == "poisson":
-        arrival = "piecewise"
-    return arrival_process(
-        arrival,
-        rate_rps=rate if rate is not None else 1.0,
-        cv=cv,
-        rate_profile=profile,
-        period_s=period_s,
-        peak_to_trough=peak_to_trough,
-    )
-
-
-def _read(source: Path, options: ImportOptions):
+def _read(source: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]:
     table, report = import_trace(source, options)
     for message in report.notes:
         note(message)
@@ -122,56 +55,13 @@ def _read(source: Path, options: ImportOptions):
 
 @app.command("import")
 @domain_errors
+@reads_trace
 def import_(
     source: SourceArg,
     output: OutputOpt,
-    format: FormatOpt = None,
-    strict: StrictOpt = False,
-    skip_invalid: SkipInvalidOpt = False,
-    keep_failed: Annotated[
-        bool,
-        typer.Option(
-            "--keep-failed", help="BurstGPT: keep rows with 0 response tokens (failed requests)."
-        ),
-    ] = False,
-    jitter: JitterOpt = False,
-    jitter_window_s: JitterWindowOpt = None,
-    seed: SeedOpt = 0,
-    arrival: ArrivalOpt = "poisson",
-    rate: RateOpt = None,
-    cv: CvOpt = 1.0,
-    rate_profile: RateProfileOpt = None,
-    period_s: PeriodOpt = 86400.0,
-    peak_to_trough: PeakOpt = 3.0,
-    time_col: Annotated[
-        str | None, typer.Option("--time-col", help="Generic files: arrival time column.")
-    ] = None,
-    input_col: Annotated[
-        str | None, typer.Option("--input-col", help="Generic files: prompt token column.")
-    ] = None,
-    output_col: Annotated[
-        str | None, typer.Option("--output-col", help="Generic files: output token column.")
-    ] = None,
-    time_unit: Annotated[
-        str,
-        typer.Option(
-            "--time-unit", help=f"Generic files: unit of --time-col ({'|'.join(TIME_UNITS)})."
-        ),
-    ] = "s",
-    id_col: Annotated[
-        str | None, typer.Option("--id-col", help="Generic files: request id column.")
-    ] = None,
-    session_col: Annotated[
-        str | None, typer.Option("--session-col", help="Generic files: session id column.")
-    ] = None,
-    hash_col: Annotated[
-        str | None, typer.Option("--hash-col", help="Generic files: prefix-block hash list column.")
-    ] = None,
-    hash_block_size: Annotated[
-        int | None,
-        typer.Option("--hash-block-size", help="Generic files: tokens per block of --hash-col."),
-    ] = None,
     json_output: JsonOpt = False,
+    *,
+    import_options: ImportOptions,
 ) -> None:
     """Convert a trace file to the canonical parquet format.
 
@@ -179,29 +69,7 @@ def import_(
     and any CSV/JSONL/parquet with a column mapping.
     """
     check_output_path(output)
-    if time_unit not in TIME_UNITS:
-        raise SimreplayError(
-            f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {time_unit!r}"
-        )
-    options = ImportOptions(
-        format=format,
-        strict=strict,
-        skip_invalid=skip_invalid,
-        keep_failed=keep_failed,
-        jitter=jitter,
-        jitter_window_s=jitter_window_s,
-        seed=seed,
-        arrival=_arrival_or_none(arrival, rate, cv, rate_profile, period_s, peak_to_trough),
-        time_col=time_col,
-        input_col=input_col,
-        output_col=output_col,
-        id_col=id_col,
-        session_col=session_col,
-        hash_col=hash_col,
-        time_unit=time_unit,
-        hash_block_size=hash_block_size,
-    )
-    table, report = _read(source, options)
+    table, report = _read(source, import_options)
     write_parquet_atomic(table, output)
     span_s = float(table.column("arrival_time_s")[-1].as_py())
     if json_output:
@@ -224,24 +92,10 @@ def import_(
 
 @app.command("info")
 @domain_errors
-def info(
-    source: SourceArg,
-    format: FormatOpt = None,
-    skip_invalid: SkipInvalidOpt = False,
-    jitter: JitterOpt = False,
-    jitter_window_s: JitterWindowOpt = None,
-    seed: SeedOpt = 0,
-    json_output: JsonOpt = False,
-) -> None:
+@reads_trace
+def info(source: SourceArg, json_output: JsonOpt = False, *, import_options: ImportOptions) -> None:
     """Summarise a trace: size, span, rates, burstiness, token lengths, prefix reuse."""
-    options = ImportOptions(
-        format=format,
-        skip_invalid=skip_invalid,
-        jitter=jitter,
-        jitter_window_s=jitter_window_s,
-        seed=seed,
-    )
-    table, _ = _read(source, options)
+    table, _ = _read(source, import_options)
     stats = trace_stats(table)
     if json_output:
         print_json(stats)
@@ -294,7 +148,7 @@ def synth(
     check_output_path(output)
     if (duration_s is None) == (num_requests is None):
         raise SimreplayError("give exactly one of --duration and --num-requests")
-    process = _arrival_or_none(arrival, rate, cv, rate_profile, period_s, peak_to_trough)
+    process = arrival_from_options(arrival, rate, cv, rate_profile, period_s, peak_to_trough)
     resample_from = _read(lengths_from, ImportOptions())[0] if lengths_from else None
     table = synthesize(
         process,
@@ -311,6 +165,7 @@ def synth(
 
 @app.command("transform")
 @domain_errors
+@reads_trace
 def transform(
     sources: Annotated[
         list[Path],
@@ -350,14 +205,14 @@ def transform(
     gap_s: Annotated[
         float, typer.Option("--gap-s", help="concat: idle seconds between traces.")
     ] = 0.0,
-    format: FormatOpt = None,
-    seed: SeedOpt = 0,
+    *,
+    import_options: ImportOptions,
 ) -> None:
     """Make a what-if variant: rescale the rate, slice a window, sample, cap lengths, combine."""
     check_output_path(output)
     if combine not in ("concat", "merge"):
         raise SimreplayError(f"--combine must be concat or merge, got {combine!r}")
-    tables = [_read(source, ImportOptions(format=format))[0] for source in sources]
+    tables = [_read(source, import_options)[0] for source in sources]
     table = tables[0]
     if len(tables) > 1:
         table = concat(tables, gap_s=gap_s) if combine == "concat" else merge(tables)
@@ -368,7 +223,7 @@ def transform(
         rate_scale=rate_scale,
         max_input_tokens=max_input_tokens,
         max_output_tokens=max_output_tokens,
-        seed=seed,
+        seed=import_options.seed,
     )
     for message in notes:
         note(message)

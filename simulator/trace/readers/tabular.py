@@ -9,6 +9,7 @@ so the user gets one precise message (that pass runs only on the error path).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Callable
@@ -30,12 +31,35 @@ PARQUET_MAGIC = b"PAR1"
 #: A column as the readers produce it: one array, or chunks of one (large files).
 Column = pa.Array | pa.ChunkedArray
 
+#: Leading bytes of compressed files -> pyarrow codec; such files are read decompressed.
+_COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bz2"}
+
+
+def compression_of(path: Path) -> str | None:
+    """Codec of a gzip, zstd or bzip2 file (by content, not name), or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return next(
+        (codec for magic, codec in _COMPRESSION_MAGIC.items() if head.startswith(magic)), None
+    )
+
+
+def open_input(path: Path) -> pa.NativeFile:
+    """A binary input stream of ``path``, decompressed when the file is compressed."""
+    return pa.input_stream(path, compression=compression_of(path))
+
+
+def open_text(path: Path, encoding: str = "utf-8-sig") -> io.TextIOWrapper:
+    """``path`` as text (decompressed if needed); bad bytes become U+FFFD, newlines kept."""
+    return io.TextIOWrapper(open_input(path), encoding=encoding, errors="replace", newline="")
+
+
 _ZONE_SUFFIX = re.compile(r"(Z|[+-]\d\d:?\d\d)\s*$")
 
 
 def csv_header(path: Path) -> list[str]:
     """Column names of a CSV file's first line (BOM and surrounding spaces stripped)."""
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with open_text(path) as handle:
         first = handle.readline()
     if not first.strip():
         raise TraceError(f"{path.name}: file is empty")
@@ -44,7 +68,7 @@ def csv_header(path: Path) -> list[str]:
 
 def first_data_value(path: Path, column: str) -> str | None:
     """The raw text of ``column`` on the first data line, or None if there is none."""
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with open_text(path) as handle:
         reader = csv.reader(handle)
         header = [name.strip() for name in next(reader, [])]
         row = next(reader, None)
@@ -107,7 +131,7 @@ def read_csv_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, pa.
     )
     try:
         table = pa_csv.read_csv(
-            path,
+            open_input(path),
             read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE_BYTES, use_threads=True),
             convert_options=convert,
         )
@@ -117,7 +141,7 @@ def read_csv_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, pa.
 
 
 def _raw_header(path: Path) -> list[str]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with open_text(path) as handle:
         return next(csv.reader([handle.readline()]))
 
 
@@ -136,7 +160,7 @@ def _diagnose_csv(
     )
     try:
         reader = pa_csv.open_csv(
-            path,
+            open_input(path),
             read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE_BYTES),
             convert_options=convert,
         )
@@ -152,8 +176,22 @@ def _diagnose_csv(
                     )
             rows_before += batch.num_rows
     except pa.ArrowInvalid as structural:
+        _raise_ragged_row(path)
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
     raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(exc)}") from None
+
+
+def _raise_ragged_row(path: Path) -> None:
+    """Raise at the first line whose number of fields differs from the header's."""
+    with open_text(path) as handle:
+        reader = csv.reader(handle)
+        num_fields = len(next(reader, []))
+        for row in reader:
+            if row and len(row) != num_fields:
+                raise TraceError(
+                    f"{path.name}: line {reader.line_num}: expected {num_fields} fields like "
+                    f"the header, found {len(row)}"
+                )
 
 
 def first_uncastable(text: pa.Array, arrow_type: pa.DataType) -> int | None:
@@ -217,7 +255,7 @@ def read_jsonl_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, p
     chunks: dict[str, list[pa.Array]] = {name: [] for name in types}
     try:
         reader = pa_json.open_json(
-            path,
+            open_input(path),
             read_options=pa_json.ReadOptions(block_size=BLOCK_SIZE_BYTES),
             parse_options=parse,
         )
@@ -230,7 +268,7 @@ def read_jsonl_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, p
 
 
 def _diagnose_jsonl(path: Path, types: dict[str, pa.DataType], exc: Exception) -> None:
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open_text(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -342,8 +380,8 @@ def _chunks(array: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
 
 def sniff_text(path: Path, num_bytes: int = 1 << 16) -> str:
     """The first ``num_bytes`` of a file decoded as UTF-8 (BOM removed, bad bytes replaced)."""
-    with open(path, "rb") as handle:
-        head = handle.read(num_bytes)
+    with open_input(path) as stream:
+        head = stream.read(num_bytes)
     return head.decode("utf-8-sig", errors="replace")
 
 
@@ -361,7 +399,7 @@ def first_record(path: Path) -> dict | None:
     Reads the whole first line, however long (a record with a long hash list can exceed
     the 64 KiB sniffing window).
     """
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+    with open_text(path) as handle:
         for line in handle:
             if line.strip():
                 try:
@@ -470,8 +508,8 @@ def cast_text_located(
 
 def container_of(path: Path) -> str:
     """``parquet``, ``jsonl`` or ``csv``, from the file's first bytes."""
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
+    with open_input(path) as stream:
+        head = stream.read(4096)
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
     text = head.decode("utf-8-sig", errors="replace").lstrip()

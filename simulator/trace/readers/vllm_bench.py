@@ -33,7 +33,7 @@ from simulator.errors import TraceError
 from simulator.trace import arrivals
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import RawTrace
-from simulator.trace.readers.tabular import float_values, int_values
+from simulator.trace.readers.tabular import float_values, int_values, open_input
 
 _SNIFF_KEYS = ('"request_throughput"', '"total_input_tokens"')
 
@@ -96,7 +96,8 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
 
 def _load(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open_input(path) as stream:
+            text = stream.read().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise TraceError(
             f"{path.name}: byte {exc.start}: not UTF-8 text, so not a vLLM result JSON file"
