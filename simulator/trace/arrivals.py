@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.checks import format_number as _num
+from simulator.checks import positive_finite
 from simulator.errors import SimreplayError
 
 ARRIVAL_KINDS = ("poisson", "gamma", "piecewise", "diurnal")
@@ -164,11 +166,11 @@ def arrival_process(
     """
     if kind not in ARRIVAL_KINDS:
         raise SimreplayError(f"--arrival must be one of {', '.join(ARRIVAL_KINDS)}; got {kind!r}")
-    rate_rps = _positive_finite(rate_rps, "--rate")
-    cv = _positive_finite(cv, "--cv")
+    rate_rps = positive_finite(rate_rps, "--rate")
+    cv = positive_finite(cv, "--cv")
     if kind == "poisson" and cv != 1.0:
         raise SimreplayError(f"--cv {_num(cv)} needs --arrival gamma (a Poisson process has cv 1)")
-    period_s = _positive_finite(period_s, "--period-s")
+    period_s = positive_finite(period_s, "--period-s")
     try:
         peak_to_trough = float(peak_to_trough)
     except (TypeError, ValueError):
@@ -259,7 +261,7 @@ def arrival_times_s(
         operational_s = np.cumsum(_unit_gaps(rng, cv, num_requests))
         return _invert_intensity(process, operational_s)
 
-    duration_s = _positive_finite(duration_s, "--duration")
+    duration_s = positive_finite(duration_s, "--duration")
     target = float(_intensity(process, np.array([duration_s]))[0])
     if target > MAX_NUM_REQUESTS:
         raise SimreplayError(
@@ -393,19 +395,3 @@ def _check_rate_profile(pairs: list[tuple[float, float]]) -> tuple[tuple[float, 
     if all(rate_rps == 0 for _, rate_rps in pairs):
         raise SimreplayError("--rate-profile: every rate is 0; at least one must be > 0")
     return tuple(pairs)
-
-
-def _positive_finite(value: object, option: str) -> float:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise SimreplayError(f"{option} must be a number, got {value!r}") from None
-    if not (math.isfinite(number) and number > 0):
-        raise SimreplayError(f"{option} must be > 0, got {_num(number)}")
-    return number
-
-
-def _num(value: float) -> str:
-    """Shortest text for a number: 2 rather than 2.0, otherwise Python's repr."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from simulator.checks import format_number as _num
 from simulator.errors import SimreplayError
 from simulator.trace.arrivals import ArrivalProcess, arrival_times_s
 from simulator.trace.schema import INT32_MAX, TraceMetadata, build_trace_table, trace_metadata
@@ -317,8 +318,3 @@ def _real(text: str, fail: Callable[[str], SimreplayError], what: str) -> float:
     if not math.isfinite(value):
         raise fail(f"{what} must be finite, got {text!r}")
     return value
-
-
-def _num(value: float) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)

@@ -33,6 +33,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from simulator.checks import format_number as _num
+from simulator.checks import positive_finite
 from simulator.errors import SimreplayError
 from simulator.trace.schema import (
     COLUMNS,
@@ -61,7 +63,7 @@ def scale_rate(table: pa.Table, factor: float) -> pa.Table:
     pyarrow.Table
         Same rows in the same order.
     """
-    factor = _positive_finite(factor, "--rate-scale")
+    factor = positive_finite(factor, "--rate-scale")
     arrival_s = table.column("arrival_time_s").to_numpy() / factor
     metadata = _append_transform(trace_metadata(table), f"scale_rate(factor={_num(factor)})")
     return _rebuild(table, {"arrival_time_s": arrival_s}, metadata)
@@ -508,21 +510,6 @@ def _seed(seed: int) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise SimreplayError(f"--seed must be an integer >= 0, got {seed!r}")
     return int(seed)
-
-
-def _positive_finite(value: float, option: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise SimreplayError(f"{option} must be a number, got {value!r}") from None
-    if not (math.isfinite(number) and number > 0):
-        raise SimreplayError(f"{option} must be > 0, got {_num(number)}")
-    return number
-
-
-def _num(value: float) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 def _num_or_none(value: int | None) -> str:

@@ -1,0 +1,24 @@
+"""Checks and formatting for user-supplied numbers, shared by every option parser."""
+
+from __future__ import annotations
+
+import math
+
+from simulator.errors import SimreplayError
+
+
+def positive_finite(value: object, option: str) -> float:
+    """``value`` as a float that is finite and > 0, or a ``SimreplayError`` naming ``option``."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SimreplayError(f"{option} must be a number, got {value!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise SimreplayError(f"{option} must be > 0, got {format_number(number)}")
+    return number
+
+
+def format_number(value: float) -> str:
+    """Shortest text for a number: 2 rather than 2.0, otherwise Python's repr."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
