@@ -270,3 +270,11 @@ def test_shipped_example_matches_its_regeneration_command(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert pq.read_table(regenerated).equals(pq.read_table(shipped), check_metadata=True)
     assert 4.5 < read_canonical(shipped).num_rows / 3600 < 5.5
+
+
+def test_import_is_deterministic(tmp_path):
+    src = write(tmp_path, "a.csv", AZURE)
+    first, second = tmp_path / "1.parquet", tmp_path / "2.parquet"
+    for out in (first, second):
+        assert invoke("trace", "import", src, "-o", out).exit_code == 0
+    assert first.read_bytes() == second.read_bytes()
