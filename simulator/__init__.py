@@ -1,3 +1,8 @@
 """simreplay: replay LLM request traces through a model of a vLLM-style serving engine."""
 
 __version__ = "0.1.0"
+
+from simulator.api import simulate  # noqa: E402
+from simulator.scenario import Scenario  # noqa: E402
+
+__all__ = ["Scenario", "simulate", "__version__"]

@@ -69,6 +69,12 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         pq.write_table(table, tmp, **PARQUET_OPTIONS, **_encodings(table.schema))
 
 
+def write_text_atomic(text: str, path: Path) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def read_parquet(path: Path) -> pa.Table:
     """Read a whole parquet file; a truncated or corrupt file is a one-line error."""
     try:

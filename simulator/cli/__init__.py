@@ -6,6 +6,8 @@ import typer
 
 from simulator import __version__
 from simulator.cli import trace
+from simulator.cli.catalog import hardware_app, models_app
+from simulator.cli.run import run
 
 app = typer.Typer(
     name="simreplay",
@@ -15,6 +17,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(trace.app, name="trace")
+app.add_typer(hardware_app, name="hardware")
+app.add_typer(models_app, name="models")
+app.command("run")(run)
 
 
 def _version(value: bool) -> None:

@@ -55,3 +55,20 @@ def print_rows(title: str, rows: list[tuple[str, str]]) -> None:
     width = max((len(label) for label, _ in rows), default=0)
     lines = [title, *(f"  {label.ljust(width)}  {value}" for label, value in rows)]
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def print_table(headers: list[str], rows: list[list[str]], numeric_from: int) -> None:
+    """Plain aligned text on stdout: a header row, then rows.
+
+    Columns before ``numeric_from`` are left-aligned, the rest right-aligned.
+    """
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        padded = [
+            cell.ljust(width) if i < numeric_from else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    sys.stdout.write("\n".join(line(cells) for cells in [headers, *rows]) + "\n")

@@ -1,0 +1,91 @@
+"""The Python API: ``simulate(trace, scenario) -> Result``. The CLI is a thin layer over it.
+
+    trace (table or file) -> resolve(scenario) -> engine state -> cluster run -> Result
+
+Example::
+
+    from simulator import Scenario, simulate
+    result = simulate("traces/chat-1h.parquet", Scenario(gpus="4xA100"))
+    print(result.summary["ttft_ms"]["p99"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from simulator.cluster import Router, replay
+from simulator.errors import SimreplayError
+from simulator.metrics import parse_slo
+from simulator.results import Result, build_result
+from simulator.scenario import Scenario, resolve
+from simulator.trace.importer import load_trace
+from simulator.trace.options import ImportOptions
+
+ORCHESTRATIONS = ("auto", "fused", "simpy")
+
+
+def simulate(
+    trace: pa.Table | str | Path,
+    scenario: Scenario | None = None,
+    *,
+    router: Router | None = None,
+    slo: str | dict | None = None,
+    orchestration: str = "auto",
+    import_options: ImportOptions | None = None,
+) -> Result:
+    """Replay ``trace`` through the deployment ``scenario`` describes.
+
+    Parameters
+    ----------
+    trace : pyarrow.Table, str or Path
+        A canonical trace table, or a trace file in any supported format.
+    scenario : Scenario, optional
+        The deployment; ``Scenario()`` (1xH100, Llama-3.1-8B, vLLM defaults) when omitted.
+    router : callable, optional
+        ``router(request: RequestView, replicas: list[ReplicaView]) -> int``; overrides the
+        scenario's built-in router and runs the simpy orchestration.
+    slo : str or dict, optional
+        ``"ttft_p99_ms=2000,tpot_p99_ms=80"`` or the parsed form; adds ``summary["slo"]``.
+    orchestration : str
+        ``auto`` (all-numba when every policy is built in), ``fused`` or ``simpy``. Both give
+        identical results; ``simpy`` is slower and is what custom routers use.
+    import_options : ImportOptions, optional
+        How to read ``trace`` when it is a file.
+
+    Returns
+    -------
+    Result
+    """
+    if orchestration not in ORCHESTRATIONS:
+        raise SimreplayError(
+            f"orchestration must be one of {ORCHESTRATIONS}, got {orchestration!r}"
+        )
+    if router is not None and orchestration == "fused":
+        raise SimreplayError("a custom router needs the simpy orchestration")
+    table = trace if isinstance(trace, pa.Table) else load_trace(trace, import_options)
+    resolved = resolve(scenario or Scenario())
+    bounds = parse_slo(slo) if isinstance(slo, str) else slo
+
+    scenario_ = resolved.scenario
+    state = replay(
+        table.column("arrival_time_s").to_numpy(),
+        table.column("input_tokens").to_numpy(),
+        table.column("output_tokens").to_numpy(),
+        num_replicas=resolved.num_replicas,
+        scheduler=scenario_.scheduler,
+        router=scenario_.router,
+        max_num_seqs=resolved.max_num_seqs,
+        token_budget=resolved.token_budget,
+        block_size=resolved.memory.block_size,
+        num_kv_blocks=resolved.memory.num_kv_blocks,
+        max_model_len=resolved.max_model_len,
+        params=resolved.step_model.params,
+        draws=np.random.default_rng(scenario_.seed).random(table.num_rows),
+        orchestration="simpy" if orchestration == "simpy" else "fused",
+        router_fn=router,
+    )
+    ids = table.column("request_id") if "request_id" in table.column_names else None
+    return build_result(resolved, state, ids, bounds)

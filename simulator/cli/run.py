@@ -1,0 +1,217 @@
+"""``simreplay run``: replay a trace on a deployment and report latency, throughput and KV use."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from simulator.api import simulate
+from simulator.cli.common import domain_errors, err, note, print_json, print_rows, print_table
+from simulator.cli.import_options import reads_trace
+from simulator.engine.state import ROUTERS, SCHEDULERS
+from simulator.errors import SimreplayError
+from simulator.metrics import parse_slo
+from simulator.models import DEFAULT_MODEL
+from simulator.results import Result
+from simulator.scenario import DEFAULT_SARATHI_CHUNK, Scenario
+from simulator.trace.importer import import_trace
+from simulator.trace.options import ImportOptions
+
+PANEL = "Deployment"
+
+
+def _opt(*names: str, help: str) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=PANEL)
+
+
+@domain_errors
+@reads_trace
+def run(
+    trace: Annotated[
+        Path, typer.Argument(help="Trace file in any supported format.", show_default=False)
+    ],
+    gpus: Annotated[str, _opt("--gpus", help="GPUs as NxNAME, e.g. 4xA100, 8xH100.")] = "1xH100",
+    model: Annotated[
+        str, _opt("--model", help="Catalog model name or a Hugging Face config.json path.")
+    ] = DEFAULT_MODEL,
+    tp: Annotated[
+        int | None, _opt("--tp", help="Tensor-parallel degree; chosen when omitted.")
+    ] = None,
+    scheduler: Annotated[
+        str, _opt("--scheduler", help=f"Engine scheduler: {', '.join(SCHEDULERS)}.")
+    ] = "vllm",
+    router: Annotated[str, _opt("--router", help=f"Router: {', '.join(ROUTERS)}.")] = (
+        "least-outstanding"
+    ),
+    max_num_seqs: Annotated[
+        int | None,
+        _opt(
+            "--max-num-seqs", help="Most running requests per replica (vLLM default for the GPU)."
+        ),
+    ] = None,
+    max_num_batched_tokens: Annotated[
+        int | None,
+        _opt("--max-num-batched-tokens", help="Token budget per step (vLLM default for the GPU)."),
+    ] = None,
+    chunk_size: Annotated[
+        int, _opt("--chunk-size", help="Token budget per step of the sarathi scheduler.")
+    ] = DEFAULT_SARATHI_CHUNK,
+    block_size: Annotated[int, _opt("--block-size", help="Tokens per KV block.")] = 16,
+    gpu_memory_utilization: Annotated[
+        float, _opt("--gpu-memory-utilization", help="Fraction of GPU memory vLLM may use.")
+    ] = 0.9,
+    max_model_len: Annotated[
+        int | None, _opt("--max-model-len", help="Longest request served (input + output).")
+    ] = None,
+    slo: Annotated[
+        str | None,
+        typer.Option(
+            "--slo", help="Latency bounds, e.g. ttft_p99_ms=2000,tpot_p99_ms=80,e2e_p99_ms=30000."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write requests.parquet, steps.parquet and summary.json to this folder."
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object.")
+    ] = False,
+    *,
+    import_options: ImportOptions,
+) -> None:
+    """Replay a trace through a model of vLLM on the given GPUs and report what it would see."""
+    bounds = parse_slo(slo) if slo is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise SimreplayError(f"--out {out}: exists and is not a directory")
+    if out is not None and not out.parent.is_dir():
+        raise SimreplayError(f"--out {out}: parent directory {out.parent} is missing")
+    scenario = Scenario(
+        gpus=gpus,
+        model=model,
+        tp=tp,
+        scheduler=scheduler,
+        router=router,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        chunk_size=chunk_size,
+        block_size=block_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
+        seed=import_options.seed,
+    )
+    table, report = import_trace(trace, import_options)
+    for message in report.notes:
+        note(message)
+    started = time.perf_counter()
+    result = simulate(table, scenario, slo=bounds)
+    elapsed_s = time.perf_counter() - started
+    for message in result.scenario.notes:
+        note(message)
+    err.print(
+        f"simulated {table.num_rows:,} requests in {elapsed_s:.2f} s "
+        f"({table.num_rows / max(elapsed_s, 1e-9):,.0f} requests/s, JIT compilation included)",
+        markup=False,
+    )
+    if out is not None:
+        result.write(out)
+        err.print(f"wrote {out}/requests.parquet, steps.parquet, summary.json", markup=False)
+    if json_output:
+        print_json(result.summary)
+    else:
+        _print_human(result, trace.name)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def _print_human(result: Result, trace_name: str) -> None:
+    summary = result.summary
+    scenario = summary["scenario"]
+    memory = result.scenario.memory
+    print_rows(
+        f"{trace_name} on {scenario['gpus']}",
+        [
+            (
+                "Model",
+                f"{scenario['model']}, tp={scenario['tp']}"
+                + (" (chosen)" if scenario["tp_chosen_automatically"] else ""),
+            ),
+            ("Replicas", f"{scenario['num_replicas']} x {scenario['tp']} GPU"),
+            (
+                "KV cache per replica",
+                f"{scenario['kv_blocks_per_replica']:,} blocks of "
+                f"{scenario['block_size']} tokens ({memory.kv_capacity_tokens:,} tokens)",
+            ),
+            ("Engine", f"{scenario['scheduler']} scheduler, {scenario['engine']}"),
+            (
+                "Batch knobs",
+                f"max_num_seqs={scenario['max_num_seqs']}, "
+                f"max_num_batched_tokens={scenario['max_num_batched_tokens']}, "
+                f"max_model_len={scenario['max_model_len']:,}",
+            ),
+            ("Router", scenario["router"]),
+            ("Step times", scenario["calibration"]),
+            ("Cost", f"${scenario['cost_per_hour_usd']:,.2f}/hour (indicative)"),
+        ],
+    )
+    print()
+    rows = []
+    for label, key in (
+        ("TTFT", "ttft_ms"),
+        ("TPOT", "tpot_ms"),
+        ("ITL", "itl_ms"),
+        ("E2E", "e2e_ms"),
+        ("Queueing", "queue_ms"),
+    ):
+        stats = summary[key]
+        rows.append([label, *(_ms(stats[k]) for k in ("mean", "p50", "p90", "p99", "max"))])
+    print_table(["latency (ms)", "mean", "p50", "p90", "p99", "max"], rows, numeric_from=1)
+    print()
+    kv = summary["kv_cache"]
+    throughput = summary["throughput_rps"]
+    tokens_per_s = summary["output_tokens_per_s"]
+    lines = [
+        (
+            "Requests",
+            f"{summary['num_requests']:,} ({summary['num_completed']:,} completed, "
+            f"{summary['num_rejected']:,} rejected)",
+        ),
+        ("Makespan", f"{summary['makespan_s']:,.1f} s"),
+        (
+            "Throughput",
+            "n/a"
+            if throughput is None
+            else f"{throughput:,.2f} req/s, {tokens_per_s:,.0f} output tokens/s",
+        ),
+        ("Preemptions", f"{summary['num_preemptions']:,}"),
+        ("KV cache use", f"peak {kv['peak_fraction']:.1%}, mean {kv['mean_fraction']:.1%}"),
+    ]
+    for reason, count in summary["rejected_by_reason"].items():
+        lines.append(("Rejected", f"{count:,}: {reason}"))
+    print_rows("Totals", lines)
+    if "slo" in summary:
+        print()
+        slo = summary["slo"]
+        rows = [
+            [
+                key,
+                _ms(b["bound_ms"]),
+                _ms(b["value_ms"]),
+                "yes" if b["met"] else "NO",
+                f"{b['attainment']:.1%}",
+            ]
+            for key, b in slo["bounds"].items()
+        ]
+        print_table(["SLO", "bound", "value", "met", "attainment"], rows, numeric_from=1)
+        goodput = slo["goodput_rps"]
+        print(
+            f"All met: {'yes' if slo['all_met'] else 'NO'}; requests meeting every bound: "
+            f"{slo['attainment_all']:.1%}; goodput "
+            f"{'n/a' if goodput is None else f'{goodput:,.2f} req/s'}"
+        )

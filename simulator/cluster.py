@@ -1,0 +1,254 @@
+"""The cluster: arrivals, routing and replicas, orchestrated by simpy at request granularity.
+
+simpy decides *when* (each arrival is a simpy event); the numba kernels decide *how long*:
+before an arrival is routed every replica is advanced to its time in one kernel call, so no
+Python runs per token or per engine step. A user-supplied router is a Python callable that
+sees every replica's state; built-in routers run the same kernel the fused path uses.
+
+    arrivals (simpy process) -> advance replicas (numba) -> route -> enqueue (numba)
+    end of trace -> drain replicas (numba)
+
+``run_fused`` in ``engine/fused.py`` does the same with no simpy and no Python per arrival;
+``tests/test_engine.py`` holds the two paths to identical per-request results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from simulator.engine.fused import advance_all, choose_replica, run_fused
+from simulator.engine.kernels import (
+    ADVANCE_LOG_FULL,
+    ADVANCE_OK,
+    admission_reject_reason,
+    enqueue,
+    reject,
+)
+from simulator.engine.state import (
+    C_ROUTED,
+    CFG_NUM_KV_BLOCKS,
+    P_FREE_BLOCKS,
+    P_NUM_RUNNING,
+    P_NUM_WAITING,
+    P_OUTSTANDING,
+    R_ARRIVAL_S,
+    R_OUTPUT,
+    R_PROMPT,
+    ROUTERS,
+    SCHEDULERS,
+    EngineState,
+    make_config,
+    make_state,
+)
+from simulator.errors import SimreplayError
+
+
+@dataclass(frozen=True)
+class ReplicaView:
+    """What a router may know about one replica at the moment it routes a request."""
+
+    index: int
+    num_outstanding: int
+    num_waiting: int
+    num_running: int
+    kv_blocks_used: int
+    kv_blocks_total: int
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """The request being routed."""
+
+    index: int
+    arrival_time_s: float
+    input_tokens: int
+    output_tokens: int
+
+
+#: A user-supplied router: (request, replicas) -> index of the chosen replica.
+Router = Callable[[RequestView, Sequence[ReplicaView]], int]
+
+
+def replay(
+    arrival_s: np.ndarray,
+    input_tokens: np.ndarray,
+    output_tokens: np.ndarray,
+    *,
+    num_replicas: int,
+    scheduler: str,
+    router: str,
+    max_num_seqs: int,
+    token_budget: int,
+    block_size: int,
+    num_kv_blocks: int,
+    max_model_len: int,
+    params: object,
+    draws: np.ndarray,
+    orchestration: str = "fused",
+    router_fn: Router | None = None,
+) -> EngineState:
+    """Replay a trace with explicit engine knobs; return the final engine state.
+
+    The level below ``simulate``: no catalogs, no memory planning. ``token_budget`` is the
+    per-step token budget (``--max-num-batched-tokens``, or the chunk size for ``sarathi``).
+    ``orchestration`` is ``fused`` (all numba) or ``simpy``; ``router_fn`` (simpy only)
+    replaces the built-in ``router``.
+    """
+    state = make_state(
+        arrival_s,
+        input_tokens,
+        output_tokens,
+        num_replicas=num_replicas,
+        max_num_seqs=max_num_seqs,
+        num_kv_blocks=num_kv_blocks,
+        log_capacity=max(1024, 4 * len(arrival_s)),
+    )
+    cfg = make_config(
+        scheduler=SCHEDULERS[scheduler],
+        max_num_seqs=max_num_seqs,
+        token_budget=token_budget,
+        block_size=block_size,
+        num_kv_blocks=num_kv_blocks,
+        max_model_len=max_model_len,
+        router=ROUTERS[router],
+    )
+    draws = np.ascontiguousarray(draws, dtype=np.float64)
+    if orchestration == "simpy" or router_fn is not None:
+        run_simpy(state, cfg, params, draws, router_fn)
+    else:
+        run_all_numba(state, cfg, params, draws)
+    return state
+
+
+def run_simpy(
+    state: EngineState,
+    cfg: np.ndarray,
+    params: object,
+    draws: np.ndarray,
+    router: Router | None = None,
+) -> None:
+    """Replay the trace in ``state`` through simpy; mutates ``state`` in place.
+
+    Parameters
+    ----------
+    state : EngineState
+        Fresh state from ``engine.state.make_state``.
+    cfg : numpy.ndarray
+        int64 knob array from ``make_config``.
+    params : object
+        Step-time parameters for ``perf.kernel.step_time_s``.
+    draws : numpy.ndarray
+        float64 (n,), uniform draws for the ``random`` router.
+    router : callable, optional
+        A user-supplied router; the built-in router in ``cfg`` when None.
+    """
+    env = simpy.Environment()
+    env.process(_arrivals(env, state, cfg, params, draws, router))
+    env.run()
+    _call_until_done(state, lambda: _advance_all(state, cfg, params, math.inf))
+
+
+def run_all_numba(state: EngineState, cfg: np.ndarray, params: object, draws: np.ndarray) -> None:
+    """Replay the trace in ``state`` in one numba kernel (built-in policies only)."""
+    _call_until_done(
+        state,
+        lambda: run_fused(
+            state.req_i,
+            state.req_f,
+            state.rep_i,
+            state.rep_f,
+            state.running,
+            cfg,
+            params,
+            state.log_i,
+            state.log_f,
+            state.itl_histogram,
+            state.counters,
+            draws,
+        ),
+    )
+
+
+def _arrivals(env, state, cfg, params, draws, router):
+    arrival_s = state.req_f[:, R_ARRIVAL_S]
+    for i in range(len(arrival_s)):
+        delay_s = arrival_s[i] - env.now
+        if delay_s > 0:
+            yield env.timeout(delay_s)
+        now_s = float(arrival_s[i])
+        _call_until_done(state, lambda t=now_s: _advance_all(state, cfg, params, t))
+        reason = admission_reject_reason(state.req_i, cfg, i)
+        if reason != 0:
+            reject(state.req_i, i, reason)
+            continue
+        if router is None:
+            r = choose_replica(state.rep_i, cfg, state.counters[C_ROUTED], draws[i])
+        else:
+            r = _ask_router(router, state, cfg, i, now_s)
+        state.counters[C_ROUTED] += 1
+        enqueue(state.req_i, state.req_f, state.rep_i, state.rep_f, state.running, r, i, now_s)
+
+
+def _advance_all(state: EngineState, cfg: np.ndarray, params: object, until_s: float) -> int:
+    return advance_all(
+        state.req_i,
+        state.req_f,
+        state.rep_i,
+        state.rep_f,
+        state.running,
+        cfg,
+        params,
+        state.log_i,
+        state.log_f,
+        state.itl_histogram,
+        state.counters,
+        until_s,
+    )
+
+
+def _call_until_done(state: EngineState, call: Callable[[], int]) -> None:
+    """Call a resumable kernel, growing the step log whenever it fills."""
+    while True:
+        code = call()
+        if code == ADVANCE_OK:
+            return
+        if code != ADVANCE_LOG_FULL:
+            raise RuntimeError(f"engine kernel stopped with code {code}: an invariant broke")
+        state.grow_log()
+
+
+def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now_s: float) -> int:
+    rep_i = state.rep_i
+    total_blocks = int(cfg[CFG_NUM_KV_BLOCKS])
+    replicas = [
+        ReplicaView(
+            index=r,
+            num_outstanding=int(rep_i[P_OUTSTANDING, r]),
+            num_waiting=int(rep_i[P_NUM_WAITING, r]),
+            num_running=int(rep_i[P_NUM_RUNNING, r]),
+            kv_blocks_used=total_blocks - int(rep_i[P_FREE_BLOCKS, r]),
+            kv_blocks_total=total_blocks,
+        )
+        for r in range(rep_i.shape[1])
+    ]
+    request = RequestView(
+        index=i,
+        arrival_time_s=now_s,
+        input_tokens=int(state.req_i[i, R_PROMPT]),
+        output_tokens=int(state.req_i[i, R_OUTPUT]),
+    )
+    choice = router(request, replicas)
+    if isinstance(choice, bool) or not isinstance(choice, int | np.integer):
+        raise SimreplayError(
+            f"router returned {choice!r} for request {i}; expected a replica index"
+        )
+    if not 0 <= int(choice) < len(replicas):
+        raise SimreplayError(
+            f"router returned replica {choice} for request {i}; there are {len(replicas)}"
+        )
+    return int(choice)

@@ -1,0 +1,162 @@
+"""The all-numba path: arrivals, built-in routing and every replica in one kernel.
+
+Used when every policy of a run is built in. It calls the same replica kernels, in the same
+order, as the simpy orchestration in ``cluster.py``; a differential test holds the two to
+identical per-request results.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from simulator.engine.kernels import (
+    ADVANCE_OK,
+    admission_reject_reason,
+    advance,
+    enqueue,
+    kv_blocks_used,
+    reject,
+)
+from simulator.engine.state import (
+    C_NEXT_REQUEST,
+    C_ROUTED,
+    CFG_ROUTER,
+    P_OUTSTANDING,
+    R_ARRIVAL_S,
+    ROUTE_LEAST_KV,
+    ROUTE_LEAST_OUTSTANDING,
+    ROUTE_RANDOM,
+)
+
+
+@njit(cache=True)
+def choose_replica(rep_i, cfg, num_routed, draw):
+    """Replica for the next routed request under the built-in router in ``cfg``.
+
+    ``num_routed`` is the number of requests routed so far (round-robin position); ``draw``
+    a uniform [0, 1) number pre-drawn for this request (``random``). Ties go to the lowest
+    index.
+    """
+    num_replicas = rep_i.shape[1]
+    router = cfg[CFG_ROUTER]
+    if router == ROUTE_RANDOM:
+        return min(int(draw * num_replicas), num_replicas - 1)
+    if router == ROUTE_LEAST_OUTSTANDING:
+        best = 0
+        for r in range(1, num_replicas):
+            if rep_i[P_OUTSTANDING, r] < rep_i[P_OUTSTANDING, best]:
+                best = r
+        return best
+    if router == ROUTE_LEAST_KV:
+        best = 0
+        for r in range(1, num_replicas):
+            if kv_blocks_used(rep_i, cfg, r) < kv_blocks_used(rep_i, cfg, best):
+                best = r
+        return best
+    return num_routed % num_replicas
+
+
+@njit(cache=True)
+def advance_all(
+    req_i,
+    req_f,
+    rep_i,
+    rep_f,
+    running,
+    cfg,
+    params,
+    log_i,
+    log_f,
+    itl_histogram,
+    counters,
+    until_s,
+):
+    """``advance`` every replica to ``until_s``; stop at the first non-OK code."""
+    for r in range(rep_i.shape[1]):
+        code = advance(
+            req_i,
+            req_f,
+            rep_i,
+            rep_f,
+            running,
+            cfg,
+            params,
+            log_i,
+            log_f,
+            itl_histogram,
+            counters,
+            r,
+            until_s,
+        )
+        if code != ADVANCE_OK:
+            return code
+    return ADVANCE_OK
+
+
+@njit(cache=True)
+def run_fused(
+    req_i,
+    req_f,
+    rep_i,
+    rep_f,
+    running,
+    cfg,
+    params,
+    log_i,
+    log_f,
+    itl_histogram,
+    counters,
+    draws,
+):
+    """Replay every request, then drain; resumable after ``ADVANCE_LOG_FULL``.
+
+    Arrays are those of ``state.EngineState`` (mutated in place) plus ``draws``, float64
+    (n,), one uniform draw per request for the ``random`` router. Returns ``ADVANCE_OK`` when
+    every request has finished or been rejected; on ``ADVANCE_LOG_FULL`` grow the log and
+    call again with the same state (``counters`` remembers where it stopped).
+    """
+    num_requests = req_i.shape[0]
+    i = counters[C_NEXT_REQUEST]
+    while i < num_requests:
+        now_s = req_f[i, R_ARRIVAL_S]
+        code = advance_all(
+            req_i,
+            req_f,
+            rep_i,
+            rep_f,
+            running,
+            cfg,
+            params,
+            log_i,
+            log_f,
+            itl_histogram,
+            counters,
+            now_s,
+        )
+        if code != ADVANCE_OK:
+            return code
+        reason = admission_reject_reason(req_i, cfg, i)
+        if reason != 0:
+            reject(req_i, i, reason)
+        else:
+            r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
+            counters[C_ROUTED] += 1
+            enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
+        i += 1
+        counters[C_NEXT_REQUEST] = i
+    return advance_all(
+        req_i,
+        req_f,
+        rep_i,
+        rep_f,
+        running,
+        cfg,
+        params,
+        log_i,
+        log_f,
+        itl_histogram,
+        counters,
+        math.inf,
+    )

@@ -1,0 +1,509 @@
+"""Numba kernels of one replica: admission, waiting queue, scheduling, step completion.
+
+Every rule is stated in ``engine/README.md``; ``tests/reference_engine.py`` implements the
+same rules in plain Python. The kernels work in place on the arrays of ``state.py`` and
+allocate nothing per step: a step costs O(running requests).
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from simulator.engine.state import (
+    C_LOG_SIZE,
+    CFG_BLOCK_SIZE,
+    CFG_MAX_MODEL_LEN,
+    CFG_MAX_NUM_SEQS,
+    CFG_NUM_KV_BLOCKS,
+    CFG_SCHEDULER,
+    CFG_TOKEN_BUDGET,
+    CFG_WATERMARK_BLOCKS,
+    FINISHED,
+    ITL_BINS_PER_DECADE,
+    ITL_MIN_S,
+    ITL_NUM_BINS,
+    L_DECODE_SEQS,
+    L_END_S,
+    L_KV_BLOCKS,
+    L_NUM_STEPS,
+    L_PREFILL_TOKENS,
+    L_REPLICA,
+    L_START_S,
+    L_WAITING,
+    P_CLOCK_S,
+    P_FREE_BLOCKS,
+    P_IN_FLIGHT,
+    P_LAST_RUN,
+    P_NUM_RUNNING,
+    P_NUM_WAITING,
+    P_OUTSTANDING,
+    P_PREEMPTIONS,
+    P_STEP_DECODE_SEQS,
+    P_STEP_END_S,
+    P_STEP_PREFILL_TOKENS,
+    P_STEP_WAITING,
+    P_WAIT_HEAD,
+    P_WAIT_TAIL,
+    R_BLOCKS,
+    R_COMPUTED,
+    R_FINISH_S,
+    R_FIRST_SCHEDULED_S,
+    R_FIRST_TOKEN_S,
+    R_GENERATED,
+    R_LAST_TOKEN_S,
+    R_NEXT_WAIT,
+    R_OUTPUT,
+    R_PREEMPTIONS,
+    R_PREV_WAIT,
+    R_PROMPT,
+    R_REJECT,
+    R_REPLICA,
+    R_SCHEDULED,
+    R_STATUS,
+    REJECT_CONTEXT,
+    REJECT_KV,
+    REJECT_V0_PROMPT,
+    REJECTED,
+    RUNNING,
+    SCHED_SARATHI,
+    SCHED_V0,
+    WAITING,
+)
+from simulator.perf.kernel import step_time_s
+
+#: ``advance`` return codes.
+ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
+
+#: A replica that schedules nothing this many times in a row at one instant is broken.
+_MAX_EMPTY_RESCHEDULES = 1_000_000
+
+
+@njit(cache=True, inline="always")
+def _ceil_div(a, b):
+    return (a + b - 1) // b
+
+
+@njit(cache=True)
+def admission_reject_reason(req_i, cfg, i):
+    """Why request ``i`` can never be served (a ``REJECT_*`` code), or 0."""
+    prompt = req_i[i, R_PROMPT]
+    output = req_i[i, R_OUTPUT]
+    if prompt + output > cfg[CFG_MAX_MODEL_LEN]:
+        return REJECT_CONTEXT
+    # The KV of the last generated token is never written: P + O - 1 tokens at most.
+    blocks = _ceil_div(prompt + output - 1, cfg[CFG_BLOCK_SIZE])
+    if blocks > cfg[CFG_NUM_KV_BLOCKS] - cfg[CFG_WATERMARK_BLOCKS]:
+        return REJECT_KV
+    if cfg[CFG_SCHEDULER] == SCHED_V0 and prompt + output - 1 > cfg[CFG_TOKEN_BUDGET]:
+        return REJECT_V0_PROMPT
+    return 0
+
+
+@njit(cache=True)
+def reject(req_i, i, reason):
+    """Mark request ``i`` rejected at its arrival."""
+    req_i[i, R_STATUS] = REJECTED
+    req_i[i, R_REJECT] = reason
+
+
+# ---- the waiting queue: a doubly linked list through the request arrays, per replica ----
+
+
+@njit(cache=True, inline="always")
+def _push_back(req_i, req_f, rep_i, rep_f, running, r, i):
+    req_i[i, R_NEXT_WAIT] = -1
+    req_i[i, R_PREV_WAIT] = rep_i[P_WAIT_TAIL, r]
+    if rep_i[P_WAIT_TAIL, r] >= 0:
+        req_i[rep_i[P_WAIT_TAIL, r], R_NEXT_WAIT] = i
+    else:
+        rep_i[P_WAIT_HEAD, r] = i
+    rep_i[P_WAIT_TAIL, r] = i
+    rep_i[P_NUM_WAITING, r] += 1
+
+
+@njit(cache=True, inline="always")
+def _push_front(req_i, req_f, rep_i, rep_f, running, r, i):
+    req_i[i, R_PREV_WAIT] = -1
+    req_i[i, R_NEXT_WAIT] = rep_i[P_WAIT_HEAD, r]
+    if rep_i[P_WAIT_HEAD, r] >= 0:
+        req_i[rep_i[P_WAIT_HEAD, r], R_PREV_WAIT] = i
+    else:
+        rep_i[P_WAIT_TAIL, r] = i
+    rep_i[P_WAIT_HEAD, r] = i
+    rep_i[P_NUM_WAITING, r] += 1
+
+
+@njit(cache=True, inline="always")
+def _pop_front(req_i, req_f, rep_i, rep_f, running, r):
+    i = rep_i[P_WAIT_HEAD, r]
+    nxt = req_i[i, R_NEXT_WAIT]
+    rep_i[P_WAIT_HEAD, r] = nxt
+    if nxt >= 0:
+        req_i[nxt, R_PREV_WAIT] = -1
+    else:
+        rep_i[P_WAIT_TAIL, r] = -1
+    req_i[i, R_NEXT_WAIT] = -1
+    rep_i[P_NUM_WAITING, r] -= 1
+    return i
+
+
+@njit(cache=True)
+def enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
+    """Route request ``i`` (arriving at ``now_s``) to the back of replica ``r``'s queue."""
+    req_i[i, R_STATUS] = WAITING
+    req_i[i, R_REPLICA] = r
+    _push_back(req_i, req_f, rep_i, rep_f, running, r, i)
+    rep_i[P_OUTSTANDING, r] += 1
+    if rep_i[P_IN_FLIGHT, r] == 0 and rep_f[P_CLOCK_S, r] < now_s:
+        rep_f[P_CLOCK_S, r] = now_s  # an idle replica starts its next step at the arrival
+
+
+# ---- scheduling one step ----
+
+
+@njit(cache=True, inline="always")
+def _preempt_last(req_i, req_f, rep_i, rep_f, running, r):
+    """Preempt the last running request of replica ``r`` (recompute).
+
+    Returns (victim, tokens it had scheduled in this step, which go back to the budget).
+    """
+    k = rep_i[P_NUM_RUNNING, r] - 1
+    victim = running[r, k]
+    unscheduled = req_i[victim, R_SCHEDULED]
+    running[r, k] = -1
+    rep_i[P_NUM_RUNNING, r] = k
+    rep_i[P_FREE_BLOCKS, r] += req_i[victim, R_BLOCKS]
+    req_i[victim, R_BLOCKS] = 0
+    req_i[victim, R_COMPUTED] = 0
+    req_i[victim, R_SCHEDULED] = 0
+    req_i[victim, R_STATUS] = WAITING
+    req_i[victim, R_PREEMPTIONS] += 1
+    rep_i[P_PREEMPTIONS, r] += 1
+    _push_front(req_i, req_f, rep_i, rep_f, running, r, victim)
+    return victim, unscheduled
+
+
+@njit(cache=True, inline="always")
+def _in_decode_phase(req_i, req_f, i):
+    known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
+    return req_i[i, R_GENERATED] >= 1 and known - req_i[i, R_COMPUTED] == 1
+
+
+@njit(cache=True, inline="always")
+def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decode_phase):
+    """Step 1 of a V1-style step over the running list; return (budget, preempted, stop).
+
+    ``decode_phase`` -1 takes every request (vLLM), 1 only decode-phase and 0 only
+    prefill-phase ones (the two passes of Sarathi). ``stop`` is true when the request being
+    scheduled was itself preempted, which ends step 1.
+    """
+    block_size = cfg[CFG_BLOCK_SIZE]
+    preempted = 0
+    k = 0
+    while k < rep_i[P_NUM_RUNNING, r] and budget > 0:
+        i = running[r, k]
+        if decode_phase >= 0 and (1 if _in_decode_phase(req_i, req_f, i) else 0) != decode_phase:
+            k += 1
+            continue
+        if req_i[i, R_SCHEDULED] > 0:
+            k += 1
+            continue
+        n = min(req_i[i, R_PROMPT] + req_i[i, R_GENERATED] - req_i[i, R_COMPUTED], budget)
+        if n <= 0:
+            k += 1
+            continue
+        need = _ceil_div(req_i[i, R_COMPUTED] + n, block_size) - req_i[i, R_BLOCKS]
+        scheduled = True
+        while need > rep_i[P_FREE_BLOCKS, r]:
+            victim, unscheduled = _preempt_last(req_i, req_f, rep_i, rep_f, running, r)
+            preempted += 1
+            budget += unscheduled  # non-zero only in Sarathi's second pass
+            if victim == i:
+                scheduled = False
+                break
+        if not scheduled:
+            return budget, preempted, True
+        if need > 0:
+            rep_i[P_FREE_BLOCKS, r] -= need
+            req_i[i, R_BLOCKS] += need
+        req_i[i, R_SCHEDULED] = n
+        budget -= n
+        k += 1
+    return budget, preempted, False
+
+
+@njit(cache=True, inline="always")
+def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget):
+    """Step 2 of a V1-style step: admit from the front of the queue under the budget."""
+    block_size = cfg[CFG_BLOCK_SIZE]
+    max_num_seqs = cfg[CFG_MAX_NUM_SEQS]
+    while rep_i[P_WAIT_HEAD, r] >= 0 and budget > 0 and rep_i[P_NUM_RUNNING, r] < max_num_seqs:
+        i = rep_i[P_WAIT_HEAD, r]
+        n = min(req_i[i, R_PROMPT] + req_i[i, R_GENERATED] - req_i[i, R_COMPUTED], budget)
+        need = _ceil_div(req_i[i, R_COMPUTED] + n, block_size) - req_i[i, R_BLOCKS]
+        if need > rep_i[P_FREE_BLOCKS, r]:
+            break
+        _pop_front(req_i, req_f, rep_i, rep_f, running, r)
+        _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
+        rep_i[P_FREE_BLOCKS, r] -= need
+        req_i[i, R_BLOCKS] += need
+        req_i[i, R_SCHEDULED] = n
+        budget -= n
+    return budget
+
+
+@njit(cache=True, inline="always")
+def _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
+    running[r, rep_i[P_NUM_RUNNING, r]] = i
+    rep_i[P_NUM_RUNNING, r] += 1
+    req_i[i, R_STATUS] = RUNNING
+    if math.isnan(req_f[i, R_FIRST_SCHEDULED_S]):
+        req_f[i, R_FIRST_SCHEDULED_S] = now_s
+
+
+@njit(cache=True, inline="always")
+def _schedule_v1(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, sarathi):
+    budget = cfg[CFG_TOKEN_BUDGET]
+    if sarathi:
+        budget, preempted, stop = _schedule_running(
+            req_i, req_f, rep_i, rep_f, running, cfg, r, budget, 1
+        )
+        if not stop:
+            budget, more, stop = _schedule_running(
+                req_i, req_f, rep_i, rep_f, running, cfg, r, budget, 0
+            )
+            preempted += more
+    else:
+        budget, preempted, stop = _schedule_running(
+            req_i, req_f, rep_i, rep_f, running, cfg, r, budget, -1
+        )
+    if preempted == 0:
+        _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget)
+
+
+@njit(cache=True, inline="always")
+def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
+    """vLLM v0.6 default scheduler without chunking: a prefill step, else a decode step."""
+    block_size = cfg[CFG_BLOCK_SIZE]
+    batched = 0
+    admitted = 0
+    while rep_i[P_WAIT_HEAD, r] >= 0 and rep_i[P_NUM_RUNNING, r] < cfg[CFG_MAX_NUM_SEQS]:
+        i = rep_i[P_WAIT_HEAD, r]
+        n = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
+        if batched + n > cfg[CFG_TOKEN_BUDGET]:
+            break
+        need = _ceil_div(n, block_size)
+        if rep_i[P_FREE_BLOCKS, r] - need < cfg[CFG_WATERMARK_BLOCKS]:
+            break
+        _pop_front(req_i, req_f, rep_i, rep_f, running, r)
+        _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
+        rep_i[P_FREE_BLOCKS, r] -= need
+        req_i[i, R_BLOCKS] = need
+        req_i[i, R_SCHEDULED] = n
+        batched += n
+        admitted += 1
+    if admitted > 0:
+        return
+    k = 0
+    while k < rep_i[P_NUM_RUNNING, r]:
+        i = running[r, k]
+        need = _ceil_div(req_i[i, R_COMPUTED] + 1, block_size) - req_i[i, R_BLOCKS]
+        scheduled = True
+        while need > rep_i[P_FREE_BLOCKS, r]:
+            victim, _ = _preempt_last(req_i, req_f, rep_i, rep_f, running, r)
+            if victim == i:
+                scheduled = False
+                break
+        if not scheduled:
+            return
+        if need > 0:
+            rep_i[P_FREE_BLOCKS, r] -= need
+            req_i[i, R_BLOCKS] += need
+        req_i[i, R_SCHEDULED] = 1
+        k += 1
+
+
+@njit(cache=True, inline="always")
+def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, r, now_s):
+    """Schedule a step at ``now_s``; return True when it holds any request."""
+    waiting_before = rep_i[P_NUM_WAITING, r]
+    if cfg[CFG_SCHEDULER] == SCHED_V0:
+        _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s)
+    else:
+        _schedule_v1(
+            req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, cfg[CFG_SCHEDULER] == SCHED_SARATHI
+        )
+
+    prefill_tokens = 0
+    prefill_seqs = 0
+    prefill_work = 0.0
+    prefill_context = 0
+    decode_seqs = 0
+    decode_context = 0
+    for k in range(rep_i[P_NUM_RUNNING, r]):
+        i = running[r, k]
+        n = req_i[i, R_SCHEDULED]
+        if n == 0:
+            continue
+        c = req_i[i, R_COMPUTED]
+        if _in_decode_phase(req_i, req_f, i):
+            decode_seqs += 1
+            decode_context += c + 1
+        else:
+            prefill_tokens += n
+            prefill_seqs += 1
+            prefill_work += float(n) * float(c + n)
+            prefill_context += c + n
+    if prefill_seqs + decode_seqs == 0:
+        return False
+    duration_s = step_time_s(
+        params,
+        prefill_tokens,
+        prefill_seqs,
+        prefill_work,
+        prefill_context,
+        decode_seqs,
+        decode_context,
+    )
+    rep_i[P_IN_FLIGHT, r] = 1
+    rep_f[P_STEP_END_S, r] = now_s + duration_s
+    rep_i[P_STEP_PREFILL_TOKENS, r] = prefill_tokens
+    rep_i[P_STEP_DECODE_SEQS, r] = decode_seqs
+    rep_i[P_STEP_WAITING, r] = waiting_before
+    return True
+
+
+# ---- completing a step ----
+
+
+@njit(cache=True, inline="always")
+def _itl_bin(gap_s):
+    if gap_s < ITL_MIN_S:
+        return 0
+    b = int(math.floor(math.log10(gap_s / ITL_MIN_S) * ITL_BINS_PER_DECADE)) + 1
+    return min(b, ITL_NUM_BINS - 1)
+
+
+@njit(cache=True, inline="always")
+def _complete_step(
+    req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, r
+):
+    """Apply the in-flight step of replica ``r`` at its end time; log it."""
+    end_s = rep_f[P_STEP_END_S, r]
+    kept = 0
+    for k in range(rep_i[P_NUM_RUNNING, r]):
+        i = running[r, k]
+        n = req_i[i, R_SCHEDULED]
+        if n > 0:
+            req_i[i, R_SCHEDULED] = 0
+            req_i[i, R_COMPUTED] += n
+            if req_i[i, R_COMPUTED] == req_i[i, R_PROMPT] + req_i[i, R_GENERATED]:
+                req_i[i, R_GENERATED] += 1
+                if req_i[i, R_GENERATED] == 1:
+                    req_f[i, R_FIRST_TOKEN_S] = end_s
+                else:
+                    itl_histogram[_itl_bin(end_s - req_f[i, R_LAST_TOKEN_S])] += 1
+                req_f[i, R_LAST_TOKEN_S] = end_s
+                if req_i[i, R_GENERATED] == req_i[i, R_OUTPUT]:
+                    req_f[i, R_FINISH_S] = end_s
+                    req_i[i, R_STATUS] = FINISHED
+                    rep_i[P_FREE_BLOCKS, r] += req_i[i, R_BLOCKS]
+                    req_i[i, R_BLOCKS] = 0
+                    rep_i[P_OUTSTANDING, r] -= 1
+                    continue
+        running[r, kept] = i
+        kept += 1
+    for k in range(kept, rep_i[P_NUM_RUNNING, r]):
+        running[r, k] = -1
+    rep_i[P_NUM_RUNNING, r] = kept
+    _log_step(rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, r, end_s)
+    rep_f[P_CLOCK_S, r] = end_s
+    rep_i[P_IN_FLIGHT, r] = 0
+
+
+@njit(cache=True, inline="always")
+def _log_step(rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, r, end_s):
+    start_s = rep_f[P_CLOCK_S, r]  # the clock stays at the step's start while it is in flight
+    used = cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]
+    last = rep_i[P_LAST_RUN, r]
+    if (
+        last >= 0
+        and rep_i[P_STEP_PREFILL_TOKENS, r] == 0
+        and log_i[L_PREFILL_TOKENS, last] == 0
+        and log_i[L_DECODE_SEQS, last] == rep_i[P_STEP_DECODE_SEQS, r]
+        and log_i[L_WAITING, last] == rep_i[P_STEP_WAITING, r]
+        and log_f[L_END_S, last] == start_s
+    ):
+        log_f[L_END_S, last] = end_s
+        log_i[L_NUM_STEPS, last] += 1
+        log_i[L_KV_BLOCKS, last] = used
+        return
+    row = counters[C_LOG_SIZE]
+    counters[C_LOG_SIZE] = row + 1
+    log_i[L_REPLICA, row] = r
+    log_f[L_START_S, row] = start_s
+    log_f[L_END_S, row] = end_s
+    log_i[L_NUM_STEPS, row] = 1
+    log_i[L_PREFILL_TOKENS, row] = rep_i[P_STEP_PREFILL_TOKENS, r]
+    log_i[L_DECODE_SEQS, row] = rep_i[P_STEP_DECODE_SEQS, r]
+    log_i[L_KV_BLOCKS, row] = used
+    log_i[L_WAITING, row] = rep_i[P_STEP_WAITING, r]
+    rep_i[P_LAST_RUN, r] = row
+
+
+# ---- moving a replica forward in time ----
+
+
+@njit(cache=True)
+def advance(
+    req_i,
+    req_f,
+    rep_i,
+    rep_f,
+    running,
+    cfg,
+    params,
+    log_i,
+    log_f,
+    itl_histogram,
+    counters,
+    r,
+    until_s,
+):
+    """Run replica ``r`` up to ``until_s``: start steps before it, finish steps ending by it.
+
+    A step that starts before ``until_s`` and ends after it stays in flight, so that routers
+    at ``until_s`` see only what has happened by then. Returns ``ADVANCE_LOG_FULL`` (with
+    the state consistent, ready to resume) when the step log has no room for another row.
+    """
+    capacity = log_i.shape[1]
+    empty = 0
+    while True:
+        if rep_i[P_IN_FLIGHT, r] == 1:
+            if rep_f[P_STEP_END_S, r] > until_s:
+                return ADVANCE_OK
+            if counters[C_LOG_SIZE] >= capacity:
+                return ADVANCE_LOG_FULL
+            _complete_step(
+                req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, r
+            )
+            empty = 0
+            continue
+        if rep_i[P_NUM_RUNNING, r] == 0 and rep_i[P_NUM_WAITING, r] == 0:
+            return ADVANCE_OK
+        if rep_f[P_CLOCK_S, r] >= until_s:
+            return ADVANCE_OK
+        if not _start_step(
+            req_i, req_f, rep_i, rep_f, running, cfg, params, r, rep_f[P_CLOCK_S, r]
+        ):
+            empty += 1
+            if empty > _MAX_EMPTY_RESCHEDULES:
+                return ADVANCE_STUCK
+
+
+@njit(cache=True)
+def kv_blocks_used(rep_i, cfg, r):
+    """KV blocks held by requests on replica ``r``."""
+    return cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]

@@ -1,0 +1,202 @@
+"""Engine state as a struct of arrays: a few 2-D arrays with one named row per field.
+
+``req_i`` / ``req_f`` hold one row per request of the trace (int64 / float64 fields, so a
+request's fields share a cache line or two),
+``rep_i`` / ``rep_f`` one column per replica, ``running`` the running list of each replica,
+``log_i`` / ``log_f`` the growable log of runs of engine steps. Field rows are the ``R*``,
+``P*`` and ``L*`` constants below. Few arrays, rather than a named tuple of dozens, because
+numba reference-counts every array it passes between kernels: with ~40 arrays a step cost
+~1 us of atomic increments alone; with 2-D rows it is a few nanoseconds.
+
+Nothing here runs per step; ``kernels.py`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Request status codes.
+NOT_ARRIVED, WAITING, RUNNING, FINISHED, REJECTED = 0, 1, 2, 3, 4
+
+# Reject reasons (0 = not rejected).
+REJECT_CONTEXT, REJECT_KV, REJECT_V0_PROMPT = 1, 2, 3
+REJECT_REASONS = {
+    0: "",
+    REJECT_CONTEXT: "longer than the model's context (input + output > max model length)",
+    REJECT_KV: "needs more KV cache than a replica has",
+    REJECT_V0_PROMPT: "prompt + output longer than --max-num-batched-tokens without chunked "
+    "prefill (vllm-v0 could not admit or recompute it)",
+}
+
+# Schedulers.
+SCHED_VLLM, SCHED_SARATHI, SCHED_V0 = 0, 1, 2
+SCHEDULERS = {"vllm": SCHED_VLLM, "sarathi": SCHED_SARATHI, "vllm-v0": SCHED_V0}
+
+# Built-in routers.
+ROUTE_ROUND_ROBIN, ROUTE_LEAST_OUTSTANDING, ROUTE_LEAST_KV, ROUTE_RANDOM = 0, 1, 2, 3
+ROUTERS = {
+    "round-robin": ROUTE_ROUND_ROBIN,
+    "least-outstanding": ROUTE_LEAST_OUTSTANDING,
+    "least-kv": ROUTE_LEAST_KV,
+    "random": ROUTE_RANDOM,
+}
+
+# Rows of ``cfg`` (int64, engine knobs).
+CFG_SCHEDULER, CFG_MAX_NUM_SEQS, CFG_TOKEN_BUDGET, CFG_BLOCK_SIZE = 0, 1, 2, 3
+CFG_NUM_KV_BLOCKS, CFG_MAX_MODEL_LEN, CFG_WATERMARK_BLOCKS, CFG_ROUTER = 4, 5, 6, 7
+CFG_SIZE = 8
+
+# Columns of ``req_i`` (int64, one row per request).
+R_PROMPT = 0  # prompt tokens P
+R_OUTPUT = 1  # output tokens to generate O
+R_STATUS = 2  # status code
+R_REPLICA = 3  # replica index, -1 until routed
+R_COMPUTED = 4  # tokens with KV computed (c)
+R_GENERATED = 5  # output tokens generated (g)
+R_BLOCKS = 6  # KV blocks held
+R_SCHEDULED = 7  # tokens scheduled in the replica's in-flight step
+R_PREEMPTIONS = 8  # times preempted
+R_REJECT = 9  # reject reason
+R_NEXT_WAIT = 10  # waiting queue links (doubly linked list per replica), -1 = none
+R_PREV_WAIT = 11
+NUM_R_INT = 12
+
+# Columns of ``req_f`` (float64, seconds, NaN until set).
+R_ARRIVAL_S = 0
+R_FIRST_SCHEDULED_S = 1
+R_FIRST_TOKEN_S = 2
+R_LAST_TOKEN_S = 3
+R_FINISH_S = 4
+NUM_R_FLOAT = 5
+
+# Rows of ``rep_i`` (int64, one column per replica).
+P_NUM_RUNNING = 0
+P_WAIT_HEAD = 1  # -1 when the queue is empty
+P_WAIT_TAIL = 2
+P_NUM_WAITING = 3
+P_FREE_BLOCKS = 4
+P_IN_FLIGHT = 5  # 1 while a step is scheduled and not completed
+P_STEP_PREFILL_TOKENS = 6  # of the in-flight step, for the log
+P_STEP_DECODE_SEQS = 7
+P_STEP_WAITING = 8  # waiting requests when the in-flight step started
+P_OUTSTANDING = 9  # routed, not finished
+P_PREEMPTIONS = 10
+P_LAST_RUN = 11  # log row of this replica's latest run, -1
+NUM_P_INT = 12
+
+# Rows of ``rep_f`` (float64).
+P_CLOCK_S = 0  # start of the in-flight or next step; end of the last one
+P_STEP_END_S = 1
+NUM_P_FLOAT = 2
+
+# Rows of ``log_i`` / ``log_f``: runs of consecutive steps of one replica. A decode-only step
+# joins the previous run when it has the same number of decoding sequences and of waiting
+# requests and starts where the run ended; any other step starts a run of its own.
+L_REPLICA, L_NUM_STEPS, L_PREFILL_TOKENS, L_DECODE_SEQS, L_KV_BLOCKS, L_WAITING = range(6)
+NUM_L_INT = 6
+L_START_S, L_END_S = 0, 1
+NUM_L_FLOAT = 2
+
+# Slots of ``counters`` (int64).
+C_LOG_SIZE = 0  # rows of the log in use
+C_NEXT_REQUEST = 1  # fused path: next request to route (makes it resumable)
+C_ROUTED = 2  # requests routed so far (round-robin position)
+NUM_COUNTERS = 3
+
+#: Inter-token latencies are counted in log-spaced bins from 1 us to 1000 s, 200 per decade:
+#: a percentile read from the histogram is within 0.6% of the exact one.
+ITL_MIN_S, ITL_BINS_PER_DECADE, ITL_NUM_DECADES = 1e-6, 200, 9
+ITL_NUM_BINS = ITL_BINS_PER_DECADE * ITL_NUM_DECADES + 2  # + underflow and overflow bins
+
+
+@dataclass
+class EngineState:
+    """Every array the kernels share, for one run. Python-side holder; kernels take arrays."""
+
+    req_i: np.ndarray
+    req_f: np.ndarray
+    rep_i: np.ndarray
+    rep_f: np.ndarray
+    running: np.ndarray
+    log_i: np.ndarray
+    log_f: np.ndarray
+    itl_histogram: np.ndarray
+    counters: np.ndarray
+
+    @property
+    def num_log_rows(self) -> int:
+        return int(self.counters[C_LOG_SIZE])
+
+    def grow_log(self) -> None:
+        """Double the room of the step log, keeping its rows."""
+        capacity = self.log_i.shape[1] * 2
+        used = self.num_log_rows
+        log_i = np.zeros((NUM_L_INT, capacity), np.int64)
+        log_f = np.zeros((NUM_L_FLOAT, capacity), np.float64)
+        log_i[:, :used] = self.log_i[:, :used]
+        log_f[:, :used] = self.log_f[:, :used]
+        self.log_i, self.log_f = log_i, log_f
+
+
+def make_state(
+    arrival_s: np.ndarray,
+    prompt_tokens: np.ndarray,
+    output_tokens: np.ndarray,
+    *,
+    num_replicas: int,
+    max_num_seqs: int,
+    num_kv_blocks: int,
+    log_capacity: int = 1024,
+) -> EngineState:
+    """Fresh state: every request not yet arrived, every replica idle with all blocks free."""
+    n = len(arrival_s)
+    req_i = np.zeros((n, NUM_R_INT), np.int64)
+    req_i[:, R_PROMPT] = prompt_tokens
+    req_i[:, R_OUTPUT] = output_tokens
+    req_i[:, R_REPLICA] = -1
+    req_i[:, R_NEXT_WAIT] = -1
+    req_i[:, R_PREV_WAIT] = -1
+    req_f = np.full((n, NUM_R_FLOAT), np.nan)
+    req_f[:, R_ARRIVAL_S] = arrival_s
+    rep_i = np.zeros((NUM_P_INT, num_replicas), np.int64)
+    rep_i[P_WAIT_HEAD] = -1
+    rep_i[P_WAIT_TAIL] = -1
+    rep_i[P_FREE_BLOCKS] = num_kv_blocks
+    rep_i[P_LAST_RUN] = -1
+    return EngineState(
+        req_i=req_i,
+        req_f=req_f,
+        rep_i=rep_i,
+        rep_f=np.zeros((NUM_P_FLOAT, num_replicas), np.float64),
+        running=np.full((num_replicas, max_num_seqs), -1, np.int64),
+        log_i=np.zeros((NUM_L_INT, log_capacity), np.int64),
+        log_f=np.zeros((NUM_L_FLOAT, log_capacity), np.float64),
+        itl_histogram=np.zeros(ITL_NUM_BINS, np.int64),
+        counters=np.zeros(NUM_COUNTERS, np.int64),
+    )
+
+
+def make_config(
+    *,
+    scheduler: int,
+    max_num_seqs: int,
+    token_budget: int,
+    block_size: int,
+    num_kv_blocks: int,
+    max_model_len: int,
+    router: int,
+) -> np.ndarray:
+    """The int64 knob array the kernels read (rows ``CFG_*``)."""
+    config = np.zeros(CFG_SIZE, np.int64)
+    config[CFG_SCHEDULER] = scheduler
+    config[CFG_MAX_NUM_SEQS] = max_num_seqs
+    config[CFG_TOKEN_BUDGET] = token_budget
+    config[CFG_BLOCK_SIZE] = block_size
+    config[CFG_NUM_KV_BLOCKS] = num_kv_blocks
+    config[CFG_MAX_MODEL_LEN] = max_model_len
+    # vLLM v0's block manager keeps 1% of blocks free when admitting prefills.
+    config[CFG_WATERMARK_BLOCKS] = int(0.01 * num_kv_blocks) if scheduler == SCHED_V0 else 0
+    config[CFG_ROUTER] = router
+    return config

@@ -1,0 +1,357 @@
+"""GPU catalog: peak FLOP/s, memory, bandwidths and an indicative price for each accelerator.
+
+Sources (vendor documents; every figure below is a published peak, not a measurement)
+------------------------------------------------------------------------------------
+- NVIDIA A100 Tensor Core GPU datasheet (2021) and "NVIDIA A100 Tensor Core GPU
+  Architecture" whitepaper (2020): A100 40GB/80GB, SXM4 and PCIe.
+- NVIDIA H100 Tensor Core GPU datasheet (2022/2023) and "NVIDIA H100 Tensor Core GPU
+  Architecture" whitepaper: H100 SXM5 and H100 PCIe.
+- NVIDIA H200 Tensor Core GPU datasheet (2024): H200 SXM.
+- NVIDIA DGX B200 datasheet and HGX B200 specifications (2024/2025): B200 as shipped in
+  8-GPU HGX/DGX boards (1,440 GB and 64 TB/s per 8 GPUs, 1,000 W).
+- NVIDIA L40S datasheet (2023), NVIDIA L4 datasheet (2023), NVIDIA A40 datasheet (2021).
+- NVIDIA Ada Lovelace GPU architecture whitepaper (v1.1): GeForce RTX 4090.
+- NVIDIA RTX PRO 6000 Blackwell Server Edition product page and datasheet (2025).
+- AMD Instinct MI300X data sheet (2023) and AMD CDNA 3 architecture whitepaper.
+- A10G: an AWS-only part with no NVIDIA datasheet; figures from the Amazon EC2 G5 instance
+  documentation and NVIDIA's A10 datasheet (same GA102 memory system).
+
+Conventions
+-----------
+- FLOP/s are dense tensor-core peaks. Datasheets usually headline the 2:4-sparsity figure;
+  every number here is that figure halved where the datasheet gives only the sparse one.
+  BF16 means BF16 inputs with FP32 accumulation, the mode vLLM's GEMMs use (this halves the
+  GeForce RTX 4090 and the A10G relative to FP16 accumulation).
+- Memory capacity is binary: an "80 GB" HBM part carries 80 x 2**30 bytes, which is what
+  the driver reports (to within about 1 %) and what vLLM multiplies by
+  ``gpu_memory_utilization``. GDDR parts with ECC enabled report a few percent less.
+- Bandwidths are decimal (1 TB/s = 1e12 bytes/s). ``link_bytes_per_s`` is per direction:
+  NVLink's and Infinity Fabric's advertised totals are bidirectional and are halved here;
+  GPUs without a switched fabric use PCIe x16 (Gen4: 32 GB/s, Gen5: 64 GB/s per direction),
+  because NVLink bridges on PCIe cards join only pairs of GPUs.
+- $/GPU-hour is indicative only: public cloud on-demand list prices seen in 2025, per GPU,
+  from the providers named in each entry. Prices vary by provider, region and commitment;
+  pass your own for real cost studies.
+"""
+
+from __future__ import annotations
+
+import re
+
+from simulator.errors import SimreplayError
+from simulator.specs import GPUSpec
+
+TERA = 1e12
+GIGA = 1e9
+GIB = float(2**30)
+
+_PRICE = "price indicative: public cloud on-demand list prices, 2025"
+
+#: Canonical name -> spec. Plain dict registry; order is the order of ``hardware list``.
+GPUS: dict[str, GPUSpec] = {
+    spec.name: spec
+    for spec in (
+        GPUSpec(
+            name="A100-40GB-SXM",
+            peak_bf16_flops=312 * TERA,
+            peak_fp8_flops=None,
+            hbm_bytes=40 * GIB,
+            hbm_bytes_per_s=1555 * GIGA,
+            link_bytes_per_s=300 * GIGA,  # NVLink 3: 600 GB/s bidirectional
+            usd_per_hour=1.29,
+            aliases=("A100-40GB", "A100-SXM-40GB", "A100-SXM4-40GB"),
+            source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
+            "40 GB HBM2 at 1,555 GB/s, NVLink 600 GB/s; "
+            f"{_PRICE} (Lambda, Google Cloud a2-highgpu)",
+        ),
+        GPUSpec(
+            name="A100-80GB-SXM",
+            peak_bf16_flops=312 * TERA,
+            peak_fp8_flops=None,
+            hbm_bytes=80 * GIB,
+            hbm_bytes_per_s=2039 * GIGA,
+            link_bytes_per_s=300 * GIGA,
+            usd_per_hour=1.79,
+            aliases=("A100", "A100-80GB", "A100-SXM", "A100-SXM-80GB", "A100-SXM4-80GB"),
+            source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
+            "80 GB HBM2e at 2,039 GB/s, NVLink 600 GB/s; "
+            f"{_PRICE} (Lambda, RunPod; hyperscalers list about 2-3x more)",
+        ),
+        GPUSpec(
+            name="A100-40GB-PCIe",
+            peak_bf16_flops=312 * TERA,
+            peak_fp8_flops=None,
+            hbm_bytes=40 * GIB,
+            hbm_bytes_per_s=1555 * GIGA,
+            link_bytes_per_s=32 * GIGA,  # PCIe Gen4 x16: 64 GB/s bidirectional
+            usd_per_hour=1.29,
+            aliases=("A100-PCIe-40GB",),
+            source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
+            "40 GB HBM2 at 1,555 GB/s, PCIe Gen4 64 GB/s (NVLink bridge joins pairs only); "
+            f"{_PRICE} (Lambda)",
+        ),
+        GPUSpec(
+            name="A100-80GB-PCIe",
+            peak_bf16_flops=312 * TERA,
+            peak_fp8_flops=None,
+            hbm_bytes=80 * GIB,
+            hbm_bytes_per_s=1935 * GIGA,
+            link_bytes_per_s=32 * GIGA,
+            usd_per_hour=1.64,
+            aliases=("A100-PCIe", "A100-PCIe-80GB"),
+            source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
+            "80 GB HBM2e at 1,935 GB/s, PCIe Gen4 64 GB/s (NVLink bridge joins pairs only); "
+            f"{_PRICE} (RunPod, Azure NC A100 v4)",
+        ),
+        GPUSpec(
+            name="H100-SXM",
+            peak_bf16_flops=989 * TERA,
+            peak_fp8_flops=1979 * TERA,
+            hbm_bytes=80 * GIB,
+            hbm_bytes_per_s=3350 * GIGA,
+            link_bytes_per_s=450 * GIGA,  # NVLink 4: 900 GB/s bidirectional
+            usd_per_hour=2.99,
+            aliases=("H100", "H100-80GB", "H100-SXM5", "H100-SXM-80GB"),
+            source="NVIDIA H100 Tensor Core GPU datasheet: BF16 1,979 / FP8 3,958 TFLOPS with "
+            "sparsity (989 / 1,979 dense), 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s; "
+            f"{_PRICE} (Lambda, RunPod; AWS p5 and Google a3 list more)",
+        ),
+        GPUSpec(
+            name="H100-PCIe",
+            peak_bf16_flops=756 * TERA,
+            peak_fp8_flops=1513 * TERA,
+            hbm_bytes=80 * GIB,
+            hbm_bytes_per_s=2000 * GIGA,
+            link_bytes_per_s=64 * GIGA,  # PCIe Gen5 x16: 128 GB/s bidirectional
+            usd_per_hour=2.49,
+            aliases=("H100-PCIe-80GB",),
+            source="NVIDIA H100 Tensor Core GPU datasheet (H100 PCIe): BF16 1,513 / FP8 3,026 "
+            "TFLOPS with sparsity (756 / 1,513 dense), 80 GB HBM2e at 2.0 TB/s, PCIe Gen5 "
+            f"128 GB/s (NVLink bridge joins pairs only); {_PRICE} (Lambda)",
+        ),
+        GPUSpec(
+            name="H200",
+            peak_bf16_flops=989 * TERA,
+            peak_fp8_flops=1979 * TERA,
+            hbm_bytes=141 * GIB,
+            hbm_bytes_per_s=4800 * GIGA,
+            link_bytes_per_s=450 * GIGA,
+            usd_per_hour=3.79,
+            aliases=("H200-SXM", "H200-141GB"),
+            source="NVIDIA H200 Tensor Core GPU datasheet (H200 SXM): same compute as H100 SXM "
+            "(BF16 989 / FP8 1,979 TFLOPS dense), 141 GB HBM3e at 4.8 TB/s, NVLink 900 GB/s; "
+            f"{_PRICE} (RunPod, Nebius, CoreWeave)",
+        ),
+        GPUSpec(
+            name="B200",
+            peak_bf16_flops=2250 * TERA,
+            peak_fp8_flops=4500 * TERA,
+            hbm_bytes=180 * GIB,
+            hbm_bytes_per_s=8000 * GIGA,
+            link_bytes_per_s=900 * GIGA,  # NVLink 5: 1.8 TB/s bidirectional
+            usd_per_hour=4.99,
+            aliases=("B200-SXM", "B200-180GB", "HGX-B200"),
+            source="NVIDIA DGX B200 datasheet / HGX B200 specifications: 8 GPUs give 36 PFLOPS "
+            "BF16 and 72 PFLOPS FP8 with sparsity (2.25 / 4.5 PFLOPS dense per GPU), 1,440 GB "
+            "HBM3e at 64 TB/s (180 GB at 8 TB/s per GPU), NVLink 5 1.8 TB/s per GPU; "
+            f"{_PRICE} (Lambda, RunPod)",
+        ),
+        GPUSpec(
+            name="L40S",
+            peak_bf16_flops=362.05 * TERA,
+            peak_fp8_flops=733 * TERA,
+            hbm_bytes=48 * GIB,
+            hbm_bytes_per_s=864 * GIGA,
+            link_bytes_per_s=32 * GIGA,
+            usd_per_hour=0.86,
+            aliases=("L40S-48GB",),
+            source="NVIDIA L40S datasheet (2023): BF16 362.05 / FP8 733 TFLOPS dense (733 / "
+            "1,466 with sparsity), 48 GB GDDR6 at 864 GB/s, PCIe Gen4 x16, no NVLink; "
+            f"{_PRICE} (RunPod, AWS g6e)",
+        ),
+        GPUSpec(
+            name="L4",
+            peak_bf16_flops=121 * TERA,
+            peak_fp8_flops=242.5 * TERA,
+            hbm_bytes=24 * GIB,
+            hbm_bytes_per_s=300 * GIGA,
+            link_bytes_per_s=32 * GIGA,
+            usd_per_hour=0.55,
+            aliases=("L4-24GB",),
+            source="NVIDIA L4 Tensor Core GPU datasheet (2023): BF16 242 / FP8 485 TFLOPS with "
+            "sparsity (121 / 242.5 dense), 24 GB GDDR6 at 300 GB/s, PCIe Gen4 x16; "
+            f"{_PRICE} (Google Cloud g2, AWS g6, RunPod)",
+        ),
+        GPUSpec(
+            name="A10G",
+            peak_bf16_flops=70 * TERA,
+            peak_fp8_flops=None,
+            hbm_bytes=24 * GIB,
+            hbm_bytes_per_s=600 * GIGA,
+            link_bytes_per_s=32 * GIGA,
+            usd_per_hour=1.01,
+            aliases=("A10G-24GB",),
+            source="AWS-only GA102 part, no NVIDIA datasheet: Amazon EC2 G5 documentation and "
+            "public A10 vs A10G comparisons give 80 SMs, BF16 about 70 TFLOPS dense with FP32 "
+            "accumulate (uncertain), 24 GB GDDR6 at 600 GB/s as on the NVIDIA A10 datasheet, "
+            f"PCIe Gen4 x16; {_PRICE} (AWS g5.xlarge on-demand, us-east-1)",
+        ),
+        GPUSpec(
+            name="A40",
+            peak_bf16_flops=149.7 * TERA,
+            peak_fp8_flops=None,
+            hbm_bytes=48 * GIB,
+            hbm_bytes_per_s=696 * GIGA,
+            link_bytes_per_s=32 * GIGA,
+            usd_per_hour=0.40,
+            aliases=("A40-48GB",),
+            source="NVIDIA A40 datasheet (2021): BF16 149.7 TFLOPS dense (299.4 with sparsity), "
+            "48 GB GDDR6 at 696 GB/s, PCIe Gen4 64 GB/s (NVLink bridge 112.5 GB/s joins pairs "
+            f"only); {_PRICE} (RunPod, Paperspace)",
+        ),
+        GPUSpec(
+            name="RTX-4090",
+            peak_bf16_flops=165.2 * TERA,
+            peak_fp8_flops=330.3 * TERA,
+            hbm_bytes=24 * GIB,
+            hbm_bytes_per_s=1008 * GIGA,
+            link_bytes_per_s=32 * GIGA,
+            usd_per_hour=0.69,
+            aliases=("4090", "RTX4090", "GeForce-RTX-4090"),
+            source="NVIDIA Ada Lovelace GPU architecture whitepaper (RTX 4090): BF16 165.2 / "
+            "FP8 330.3 TFLOPS dense with FP32 accumulate, 24 GB GDDR6X at 1,008 GB/s, "
+            f"PCIe Gen4 x16, no NVLink or peer-to-peer; {_PRICE} (RunPod, Vast.ai)",
+        ),
+        GPUSpec(
+            name="RTX-PRO-6000",
+            peak_bf16_flops=500 * TERA,
+            peak_fp8_flops=1000 * TERA,
+            hbm_bytes=96 * GIB,
+            hbm_bytes_per_s=1597 * GIGA,
+            link_bytes_per_s=64 * GIGA,
+            usd_per_hour=1.79,
+            aliases=("RTXPRO6000", "RTX-PRO-6000-Blackwell", "RTX-PRO-6000-BSE", "PRO6000"),
+            source="NVIDIA RTX PRO 6000 Blackwell Server Edition product page and datasheet: "
+            "FP16/BF16 1 PFLOPS and FP8 2 PFLOPS with sparsity (about 0.5 / 1.0 PFLOPS dense; "
+            "NVIDIA publishes no dense BF16 figure), 96 GB GDDR7 at 1,597 GB/s, PCIe Gen5 x16; "
+            f"{_PRICE} (RunPod, AWS g7e)",
+        ),
+        GPUSpec(
+            name="MI300X",
+            peak_bf16_flops=1307.4 * TERA,
+            peak_fp8_flops=2614.9 * TERA,
+            hbm_bytes=192 * GIB,
+            hbm_bytes_per_s=5300 * GIGA,
+            # 7 Infinity Fabric links x 64 GB/s per direction, all used by an 8-GPU ring;
+            # a single pair of GPUs shares one link (64 GB/s).
+            link_bytes_per_s=448 * GIGA,
+            usd_per_hour=2.49,
+            vendor="AMD",
+            aliases=("Instinct-MI300X", "AMD-MI300X"),
+            source="AMD Instinct MI300X data sheet (2023): BF16 1,307.4 / FP8 2,614.9 TFLOPS "
+            "dense, 192 GB HBM3 at 5.3 TB/s, 7 Infinity Fabric links of 128 GB/s "
+            "(896 GB/s peer aggregate, bidirectional); "
+            f"{_PRICE} (RunPod, Vultr, TensorWave)",
+        ),
+    )
+}
+
+
+def _key(name: str) -> str:
+    """Lookup key: case, hyphens, underscores and spaces do not matter."""
+    return re.sub(r"[\s_\-]+", "", name).lower()
+
+
+def _build_lookup(gpus: dict[str, GPUSpec]) -> dict[str, str]:
+    lookup: dict[str, str] = {}
+    for spec in gpus.values():
+        for name in (spec.name, *spec.aliases):
+            key = _key(name)
+            if lookup.setdefault(key, spec.name) != spec.name:
+                raise ValueError(f"GPU alias {name!r} names both {lookup[key]} and {spec.name}")
+    return lookup
+
+
+_LOOKUP = _build_lookup(GPUS)
+
+_GPUS_FORM = "expected NxNAME, e.g. 4xA100"
+_GPUS_PATTERN = re.compile(r"\s*([+-]?[0-9][0-9.]*)\s*[x×*]\s*(.*?)\s*", re.IGNORECASE)
+_MISSING_COUNT = re.compile(r"\s*[x×*]\s*\S.*", re.IGNORECASE)
+
+
+def known_gpu_names() -> str:
+    """The canonical names, comma-separated, for error messages."""
+    return ", ".join(GPUS)
+
+
+def get_gpu(name: str) -> GPUSpec:
+    """Look up a GPU by canonical name or alias, ignoring case, ``-``, ``_`` and spaces.
+
+    Parameters
+    ----------
+    name : str
+        E.g. ``"A100"``, ``"h100-sxm"``, ``"RTX PRO 6000"``.
+
+    Returns
+    -------
+    GPUSpec
+
+    Raises
+    ------
+    SimreplayError
+        For an unknown name; the message lists the canonical names.
+    """
+    canonical = _LOOKUP.get(_key(name))
+    if canonical is None:
+        raise SimreplayError(f"unknown GPU {name.strip()!r}; known: {known_gpu_names()}")
+    return GPUS[canonical]
+
+
+def parse_gpus(text: str) -> tuple[int, GPUSpec]:
+    """Parse the ``--gpus`` value ``NxNAME`` into a GPU count and a spec.
+
+    ``4xA100``, ``8xH100``, ``2xl40s`` and ``4 x A100`` are accepted; ``NAME`` alone means one
+    GPU. The separator may be ``x``, ``X``, ``*`` or ``×``.
+
+    Parameters
+    ----------
+    text : str
+        The option value as typed.
+
+    Returns
+    -------
+    num_gpus : int
+        At least 1.
+    gpu : GPUSpec
+
+    Raises
+    ------
+    SimreplayError
+        One line naming ``--gpus``, the text and the expected form, for a count that is
+        missing, not a whole number or below 1, a missing name, or an unknown name.
+    """
+
+    def fail(reason: str) -> SimreplayError:
+        return SimreplayError(f"--gpus {text!r}: {reason} ({_GPUS_FORM})")
+
+    if not text.strip():
+        raise fail("empty value")
+    match = _GPUS_PATTERN.fullmatch(text)
+    if match is None:
+        if _MISSING_COUNT.fullmatch(text):
+            raise fail("missing GPU count before 'x'")
+        count, name = 1, text.strip()
+    else:
+        count_text, name = match.groups()
+        if not re.fullmatch(r"[+-]?\d+", count_text):
+            raise fail(f"GPU count {count_text!r} is not a whole number")
+        count = int(count_text)
+        if count < 1:
+            raise fail(f"GPU count must be at least 1, got {count}")
+        if not name:
+            raise fail("missing GPU name after the count")
+    try:
+        gpu = get_gpu(name)
+    except SimreplayError as exc:
+        raise fail(str(exc)) from None
+    return count, gpu

@@ -1,0 +1,443 @@
+"""Memory planning: weights per GPU, KV bytes per token, KV blocks per replica, TP choice.
+
+Semantics follow vLLM v0.11 (V1 engine, OpenAI API server defaults):
+
+- At start-up each worker takes ``total_memory x gpu_memory_utilization`` as its budget,
+  loads its shard of the weights, then runs one profiling forward pass over
+  ``max_num_batched_tokens`` dummy tokens plus a sampler pass over ``max_num_seqs`` rows
+  (``Worker.determine_available_memory``). Whatever the weights, the activation peak of that
+  run and the memory allocated outside PyTorch since start-up leave is the KV cache, cut
+  into blocks of ``block_size`` tokens. Every GPU of a tensor-parallel group holds the same
+  number of blocks, so the block count is that of the replica.
+- Weights are split evenly across TP ranks, embeddings and LM head included
+  (``VocabParallelEmbedding``/``ParallelLMHead``). Replicated K/V projections when
+  TP > KV heads and vocabulary padding are ignored (well under 1 % of the weights).
+- KV heads are split across TP ranks; when TP exceeds the number of KV heads vLLM
+  replicates them, so each GPU holds at least one KV head.
+- CUDA context and CUDA-graph memory are not subtracted: vLLM v0.11 takes its baseline
+  snapshot after the context exists and captures CUDA graphs after sizing the KV cache, so
+  both live in the ``1 - gpu_memory_utilization`` headroom.
+
+The activation reserve is an estimate (vLLM measures it); see ``activation_reserve_bytes``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from simulator.errors import SimreplayError
+from simulator.models import weight_bytes
+from simulator.specs import GPUSpec, ModelSpec
+
+GIB = float(2**30)
+MIB = float(2**20)
+
+#: TP degrees ``choose_tp`` considers (one node).
+TP_CHOICES = (1, 2, 4, 8)
+
+#: Memory allocated outside PyTorch's caching allocator during vLLM's profiling run, per
+#: GPU: cuBLAS/cuDNN workspaces, Triton/FlashInfer scratch and allocator slack (vLLM v0.11
+#: counts its growth since the start-up snapshot as ``non_torch_increase``).
+NON_TORCH_BYTES = 1.0 * GIB
+#: Extra per GPU when TP > 1: NCCL communicator buffers and vLLM's custom all-reduce buffers.
+NON_TORCH_TP_BYTES = 0.5 * GIB
+
+#: Activation tensors of hidden width that are alive at the profiling run's peak: the
+#: residual stream, the normalised input of the current sub-layer, the attention output and
+#: the MLP output.
+RESIDUAL_BUFFERS = 4
+#: Bytes per vocabulary entry per sampled row at the sampler's peak, on top of the
+#: activation dtype's copy of the logits: an FP32 copy and FP32 probabilities.
+SAMPLER_FP32_COPIES = 2
+
+#: "Useful" KV cache for ``choose_tp``: at least this many bytes of KV per GPU for every
+#: byte of weights per GPU (see ``has_useful_kv``).
+MIN_KV_TO_WEIGHT_RATIO = 0.5
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How one replica's memory is spent, per GPU unless said otherwise.
+
+    Attributes
+    ----------
+    tp : int
+        Tensor-parallel degree (GPUs per replica).
+    memory_budget_bytes : float
+        ``hbm_bytes x gpu_memory_utilization``.
+    weights_bytes_per_gpu : float
+        This GPU's shard of the weights.
+    activation_reserve_bytes : float
+        Estimated activation peak of vLLM's profiling run.
+    non_torch_bytes : float
+        Memory allocated outside PyTorch (workspaces, NCCL buffers).
+    kv_bytes_per_token : float
+        KV-cache bytes one token occupies on this GPU.
+    kv_cache_bytes_per_gpu : float
+        Bytes the KV blocks occupy: ``num_kv_blocks x block_size x kv_bytes_per_token``.
+    num_kv_blocks : int
+        KV blocks of the replica (the same on every GPU of the TP group).
+    block_size : int
+        Tokens per KV block.
+    kv_capacity_tokens : int
+        ``num_kv_blocks x block_size``: tokens of context the replica can hold.
+    """
+
+    tp: int
+    memory_budget_bytes: float
+    weights_bytes_per_gpu: float
+    activation_reserve_bytes: float
+    non_torch_bytes: float
+    kv_bytes_per_token: float
+    kv_cache_bytes_per_gpu: float
+    num_kv_blocks: int
+    block_size: int
+    kv_capacity_tokens: int
+
+
+def default_batch_knobs(gpu: GPUSpec) -> tuple[int, int]:
+    """``(max_num_batched_tokens, max_num_seqs)`` as vLLM v0.11's OpenAI API server sets them.
+
+    ``EngineArgs.get_batch_defaults``: GPUs with at least 70 GiB of memory whose name does
+    not contain "a100" (H100, H200, B200, MI300X, RTX PRO 6000) get 8192 and 1024; all
+    others (A100s, which regress with a large token budget, and smaller GPUs) 2048 and 256.
+
+    Parameters
+    ----------
+    gpu : GPUSpec
+
+    Returns
+    -------
+    max_num_batched_tokens : int
+    max_num_seqs : int
+    """
+    if gpu.hbm_bytes >= 70 * GIB and "a100" not in gpu.name.lower():
+        return 8192, 1024
+    return 2048, 256
+
+
+def kv_bytes_per_token(model: ModelSpec, tp: int, kv_dtype_bytes: float = 2) -> float:
+    """KV-cache bytes one token occupies on each GPU of a TP group.
+
+    ``2 (K and V) x layers x KV heads per GPU x head_dim x kv_dtype_bytes``, with
+    ``max(num_kv_heads / tp, 1)`` KV heads per GPU: vLLM replicates KV heads when TP
+    exceeds their number.
+
+    Parameters
+    ----------
+    model : ModelSpec
+    tp : int
+        Tensor-parallel degree, at least 1.
+    kv_dtype_bytes : float
+        2 for a BF16/FP16 cache, 1 for FP8.
+
+    Returns
+    -------
+    float
+        Bytes per token per GPU.
+    """
+    if tp < 1:
+        raise SimreplayError(f"--tp must be at least 1, got {tp}")
+    kv_heads_per_gpu = max(model.num_kv_heads / tp, 1.0)
+    return 2.0 * model.num_layers * kv_heads_per_gpu * model.head_dim * kv_dtype_bytes
+
+
+def activation_reserve_bytes(
+    model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int
+) -> float:
+    """Estimate the activation peak of vLLM's profiling run on one GPU.
+
+    vLLM measures this; we model its two largest terms. PyTorch frees each layer's
+    intermediates before the next layer runs, so the peak is one layer's worth plus the
+    sampler's logits:
+
+    - MLP: the fused gate/up output (``2 x FFN / tp`` wide) and the activated product
+      (``FFN / tp``) coexist, ``3 x FFN / tp`` per token (``2 x`` for a plain MLP); an MoE
+      keeps these per routed copy of a token (``x top_k``) plus its ``hidden``-wide
+      per-expert outputs, as the fused-MoE kernel's intermediate caches do. The attention
+      sub-layer's QKV output is narrower than this for every catalog model and is ignored.
+    - ``RESIDUAL_BUFFERS`` hidden-wide tensors (not split by TP).
+    - Sampler: ``min(max_num_seqs, max_num_batched_tokens)`` rows of logits over the full
+      vocabulary (V1 all-gathers logits to every rank), in the activation dtype plus
+      ``SAMPLER_FP32_COPIES`` FP32 copies (upcast logits and probabilities).
+
+    All but the FP32 copies are in the checkpoint dtype. For Llama-3.1-8B on an H100
+    (8192 tokens, 1024 sequences) this gives 2.1 GiB.
+
+    Parameters
+    ----------
+    model : ModelSpec
+    tp : int
+    max_num_batched_tokens : int
+        Tokens in the profiling forward pass.
+    max_num_seqs : int
+        Rows in the profiling sampler pass.
+
+    Returns
+    -------
+    float
+        Bytes.
+    """
+    act_bytes = model.weight_bytes_per_param
+    tokens = max_num_batched_tokens
+    ffn_per_gpu = model.intermediate_size / tp
+    mlp_widths = (3 if model.gated_mlp else 2) * ffn_per_gpu
+    if model.is_moe:
+        mlp_widths = model.num_experts_per_token * (mlp_widths + model.hidden_size)
+    mlp = tokens * mlp_widths * act_bytes
+    residual = RESIDUAL_BUFFERS * tokens * model.hidden_size * act_bytes
+    rows = min(max_num_seqs, max_num_batched_tokens)
+    logits = rows * model.vocab_size * (act_bytes + 4 * SAMPLER_FP32_COPIES)
+    return mlp + residual + logits
+
+
+def non_torch_bytes(tp: int) -> float:
+    """Memory outside PyTorch's allocator per GPU: ``NON_TORCH_BYTES`` plus NCCL when TP > 1."""
+    return NON_TORCH_BYTES + (NON_TORCH_TP_BYTES if tp > 1 else 0.0)
+
+
+def _check_tp_shards(model: ModelSpec, tp: int) -> None:
+    """Raise unless ``tp`` splits the attention heads as vLLM requires."""
+    if tp < 1:
+        raise SimreplayError(f"--tp must be at least 1, got {tp}")
+    if model.num_heads % tp:
+        raise SimreplayError(
+            f"--tp {tp}: {model.name}'s {model.num_heads} attention heads do not split evenly "
+            f"across {tp} GPUs"
+        )
+    if model.num_kv_heads % tp and tp % model.num_kv_heads:
+        raise SimreplayError(
+            f"--tp {tp}: {model.name}'s {model.num_kv_heads} KV heads can be neither split "
+            f"evenly across nor replicated evenly over {tp} GPUs"
+        )
+
+
+def validate_tp(model: ModelSpec, num_gpus: int, tp: int) -> None:
+    """Check a user-given ``--tp`` against the GPU count and the model's heads.
+
+    Parameters
+    ----------
+    model : ModelSpec
+    num_gpus : int
+        GPUs in ``--gpus``.
+    tp : int
+        Requested tensor-parallel degree.
+
+    Raises
+    ------
+    SimreplayError
+        One line naming ``--tp`` when ``tp < 1``, when it does not divide ``num_gpus``
+        (replicas = GPUs / TP must be whole), when the attention heads are not divisible by
+        it, or when the KV heads are neither divisible by it nor a divisor of it.
+    """
+    if tp < 1:
+        raise SimreplayError(f"--tp must be at least 1, got {tp}")
+    if num_gpus < 1:
+        raise SimreplayError(f"--gpus must name at least 1 GPU, got {num_gpus}")
+    if num_gpus % tp:
+        raise SimreplayError(
+            f"--tp {tp} does not divide the {num_gpus} GPUs of --gpus "
+            "(replicas = GPUs / TP must be a whole number)"
+        )
+    _check_tp_shards(model, tp)
+
+
+def _check_knob(value: float, option: str, *, low: float, high: float = math.inf) -> None:
+    if not (low <= value <= high) or not math.isfinite(value):
+        bound = f"between {low:g} and {high:g}" if math.isfinite(high) else f"at least {low:g}"
+        raise SimreplayError(f"{option} must be {bound}, got {value!r}")
+
+
+def plan_memory(
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int,
+    *,
+    gpu_memory_utilization: float = 0.9,
+    block_size: int = 16,
+    max_num_batched_tokens: int | None = None,
+    max_num_seqs: int | None = None,
+    kv_dtype_bytes: float = 2,
+) -> MemoryPlan:
+    """Size one replica's KV cache the way vLLM v0.11 does at start-up.
+
+    ``kv = hbm x gpu_memory_utilization - weights / tp - activation reserve - non-torch``;
+    ``num_kv_blocks = floor(kv / (kv_bytes_per_token x block_size))``.
+
+    Parameters
+    ----------
+    model : ModelSpec
+    gpu : GPUSpec
+    tp : int
+        GPUs per replica.
+    gpu_memory_utilization : float
+        Fraction of each GPU's memory vLLM may use, in (0, 1].
+    block_size : int
+        Tokens per KV block.
+    max_num_batched_tokens, max_num_seqs : int, optional
+        Size of the profiling run; ``default_batch_knobs(gpu)`` when omitted.
+    kv_dtype_bytes : float
+        Bytes per KV element (2 for BF16/FP16, 1 for FP8).
+
+    Returns
+    -------
+    MemoryPlan
+
+    Raises
+    ------
+    SimreplayError
+        One line when a knob is out of range, when ``tp`` does not split the heads, when the
+        weights alone exceed the budget, or when no KV block is left.
+    """
+    _check_knob(gpu_memory_utilization, "--gpu-memory-utilization", low=1e-9, high=1.0)
+    _check_knob(block_size, "--block-size", low=1)
+    _check_knob(kv_dtype_bytes, "KV dtype bytes", low=1e-9)
+    default_tokens, default_seqs = default_batch_knobs(gpu)
+    tokens = default_tokens if max_num_batched_tokens is None else max_num_batched_tokens
+    seqs = default_seqs if max_num_seqs is None else max_num_seqs
+    _check_knob(tokens, "--max-num-batched-tokens", low=1)
+    _check_knob(seqs, "--max-num-seqs", low=1)
+    _check_tp_shards(model, tp)
+
+    setting = f"--gpu-memory-utilization {gpu_memory_utilization:g}"
+    where = f"{model.name} does not fit on {tp}x{gpu.name} with --tp {tp}"
+    advice = f"try --tp {2 * tp} or more" + ("" if tp < 8 else ", or GPUs with more memory")
+    budget = gpu.hbm_bytes * gpu_memory_utilization
+    weights = weight_bytes(model) / tp
+    if weights > budget:
+        raise SimreplayError(
+            f"{where}: weights need {weights / GIB:.1f} GiB per GPU, {budget / GIB:.1f} GiB "
+            f"usable at {setting}; {advice}"
+        )
+    activations = activation_reserve_bytes(model, tp, tokens, seqs)
+    non_torch = non_torch_bytes(tp)
+    per_token = kv_bytes_per_token(model, tp, kv_dtype_bytes)
+    block_bytes = per_token * block_size
+    free = budget - weights - activations - non_torch
+    num_blocks = math.floor(free / block_bytes) if free > 0 else 0
+    if num_blocks < 1:
+        raise SimreplayError(
+            f"{where}: of {budget / GIB:.1f} GiB usable at {setting}, weights take "
+            f"{weights / GIB:.1f} GiB per GPU and activations and buffers "
+            f"{(activations + non_torch) / GIB:.1f} GiB, leaving no room for one "
+            f"{block_size}-token KV block ({block_bytes / MIB:.1f} MiB); {advice}"
+        )
+    return MemoryPlan(
+        tp=tp,
+        memory_budget_bytes=budget,
+        weights_bytes_per_gpu=weights,
+        activation_reserve_bytes=activations,
+        non_torch_bytes=non_torch,
+        kv_bytes_per_token=per_token,
+        kv_cache_bytes_per_gpu=num_blocks * block_bytes,
+        num_kv_blocks=num_blocks,
+        block_size=block_size,
+        kv_capacity_tokens=num_blocks * block_size,
+    )
+
+
+def has_useful_kv(plan: MemoryPlan, max_context_tokens: int) -> bool:
+    """Whether a plan's KV cache is big enough for ``choose_tp`` to stop at its TP.
+
+    Useful means both:
+
+    1. The replica holds at least one sequence of the model's full context. vLLM v0.11
+       refuses to start otherwise (``check_enough_kv_cache_memory``) unless the user lowers
+       ``--max-model-len``.
+    2. The KV cache per GPU is at least ``MIN_KV_TO_WEIGHT_RATIO`` (0.5) times the weights
+       per GPU. A decode step streams the weights once and each running sequence's KV; when
+       the KV cache is much smaller than the weights, the batch can never grow large enough
+       to amortise the weight reads, and a larger TP serves more traffic per GPU.
+
+    Parameters
+    ----------
+    plan : MemoryPlan
+    max_context_tokens : int
+        Longest sequence to hold (the model's context unless capped).
+
+    Returns
+    -------
+    bool
+    """
+    holds_one_sequence = plan.kv_capacity_tokens >= max_context_tokens
+    worth_its_weights = (
+        plan.kv_cache_bytes_per_gpu >= MIN_KV_TO_WEIGHT_RATIO * plan.weights_bytes_per_gpu
+    )
+    return holds_one_sequence and worth_its_weights
+
+
+def choose_tp(
+    model: ModelSpec,
+    gpu: GPUSpec,
+    num_gpus: int,
+    *,
+    gpu_memory_utilization: float = 0.9,
+    block_size: int = 16,
+    max_num_batched_tokens: int | None = None,
+    max_num_seqs: int | None = None,
+    kv_dtype_bytes: float = 2,
+    max_context_tokens: int | None = None,
+) -> int:
+    """Pick the tensor-parallel degree when ``--tp`` is omitted.
+
+    Candidates are the TPs in ``TP_CHOICES`` (1, 2, 4, 8) that divide ``num_gpus`` and split
+    the model's heads (``validate_tp``). The smallest candidate whose plan
+    ``has_useful_kv`` wins. When none is useful, the largest candidate that fits at all
+    (weights plus at least one KV block) wins: it has the most KV per replica.
+
+    Parameters
+    ----------
+    model : ModelSpec
+    gpu : GPUSpec
+    num_gpus : int
+        GPUs in ``--gpus``.
+    gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, kv_dtype_bytes
+        As for ``plan_memory``.
+    max_context_tokens : int, optional
+        Longest sequence the KV cache must hold; the model's context when omitted.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    SimreplayError
+        When the model fits at no candidate TP (the message is ``plan_memory``'s for the
+        largest candidate).
+    """
+    if num_gpus < 1:
+        raise SimreplayError(f"--gpus must name at least 1 GPU, got {num_gpus}")
+    context = model.max_context_tokens if max_context_tokens is None else max_context_tokens
+    candidates = []
+    for tp in TP_CHOICES:  # TP 1 always qualifies, so there is at least one candidate
+        try:
+            validate_tp(model, num_gpus, tp)
+        except SimreplayError:
+            continue
+        candidates.append(tp)
+    fitting: list[int] = []
+    last_error: SimreplayError | None = None
+    for tp in candidates:
+        try:
+            plan = plan_memory(
+                model,
+                gpu,
+                tp,
+                gpu_memory_utilization=gpu_memory_utilization,
+                block_size=block_size,
+                max_num_batched_tokens=max_num_batched_tokens,
+                max_num_seqs=max_num_seqs,
+                kv_dtype_bytes=kv_dtype_bytes,
+            )
+        except SimreplayError as exc:
+            last_error = exc
+            continue
+        if has_useful_kv(plan, context):
+            return tp
+        fitting.append(tp)
+    if fitting:
+        return fitting[-1]
+    assert last_error is not None
+    raise last_error

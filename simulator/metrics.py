@@ -1,0 +1,131 @@
+"""Summaries from per-request records: latency percentiles, throughput, SLO attainment.
+
+Definitions (times in seconds in the records, milliseconds in summaries):
+
+- TTFT = first token time - arrival; E2E = completion - arrival;
+  queueing delay = first scheduled - arrival;
+- TPOT = (E2E - TTFT) / (output tokens - 1), for requests with more than one output token;
+- ITL = every gap between consecutive tokens of a request (counted in the engine in
+  log-spaced bins, so ITL percentiles and max are within 0.6% of exact; the mean is exact).
+
+Percentiles use numpy's default (linear) method over completed requests. Rejected requests
+have no latencies; they count against SLO attainment.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from simulator.engine.state import ITL_BINS_PER_DECADE, ITL_MIN_S, ITL_NUM_BINS
+from simulator.errors import SimreplayError
+
+PERCENTILES = (50, 90, 95, 99)
+#: Metrics an SLO can bound: name -> per-request array name in ``latency_arrays``.
+SLO_METRICS = ("ttft", "tpot", "e2e", "queue")
+
+
+def describe_ms(values_s: np.ndarray) -> dict[str, float | None]:
+    """``{mean, p50, p90, p95, p99, max}`` in ms of the finite values (None if there are none)."""
+    values = values_s[np.isfinite(values_s)]
+    if values.size == 0:
+        return {"mean": None, **{f"p{p}": None for p in PERCENTILES}, "max": None}
+    quantiles = np.percentile(values, PERCENTILES)
+    return {
+        "mean": float(values.mean()) * 1e3,
+        **{f"p{p}": float(q) * 1e3 for p, q in zip(PERCENTILES, quantiles, strict=True)},
+        "max": float(values.max()) * 1e3,
+    }
+
+
+def itl_summary_ms(histogram: np.ndarray, itl_sum_s: float) -> dict[str, float | None]:
+    """ITL ``{mean, p50, ..., max}`` in ms from the engine's log-binned histogram.
+
+    A bin's value is its geometric centre; ``itl_sum_s`` (exact) gives the mean.
+    """
+    count = int(histogram.sum())
+    if count == 0:
+        return {"mean": None, **{f"p{p}": None for p in PERCENTILES}, "max": None}
+    edges_s = ITL_MIN_S * 10.0 ** (np.arange(ITL_NUM_BINS - 1) / ITL_BINS_PER_DECADE)
+    centres_s = np.empty(ITL_NUM_BINS)
+    centres_s[0] = ITL_MIN_S / 2
+    centres_s[1:-1] = np.sqrt(edges_s[:-1] * edges_s[1:])
+    centres_s[-1] = edges_s[-1]
+    cumulative = np.cumsum(histogram)
+    out: dict[str, float | None] = {"mean": itl_sum_s / count * 1e3}
+    for p in PERCENTILES:
+        rank = max(1, math.ceil(p / 100 * count))
+        out[f"p{p}"] = float(centres_s[np.searchsorted(cumulative, rank)]) * 1e3
+    out["max"] = float(centres_s[np.flatnonzero(histogram)[-1]]) * 1e3
+    return out
+
+
+def parse_slo(text: str) -> dict[str, tuple[str, int, float]]:
+    """Parse ``ttft_p99_ms=2000,tpot_p99_ms=80`` into ``{key: (metric, percentile, bound_ms)}``."""
+    grammar = "expected METRIC_pNN_ms=BOUND pairs, e.g. ttft_p99_ms=2000,tpot_p99_ms=80"
+    bounds: dict[str, tuple[str, int, float]] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        parts = key.strip().split("_")
+        if (
+            not sep
+            or len(parts) != 3
+            or parts[0] not in SLO_METRICS
+            or not parts[1].startswith("p")
+            or not parts[1][1:].isdigit()
+            or parts[2] != "ms"
+        ):
+            raise SimreplayError(
+                f"--slo: cannot read {item!r}; {grammar}; metrics: {', '.join(SLO_METRICS)}"
+            )
+        percentile = int(parts[1][1:])
+        if not 1 <= percentile <= 100:
+            raise SimreplayError(f"--slo: percentile in {key!r} must be 1 to 100")
+        try:
+            bound_ms = float(value)
+        except ValueError:
+            raise SimreplayError(f"--slo: bound of {key} must be a number, got {value!r}") from None
+        if not (math.isfinite(bound_ms) and bound_ms > 0):
+            raise SimreplayError(f"--slo: bound of {key} must be > 0, got {value!r}")
+        bounds[key.strip()] = (parts[0], percentile, bound_ms)
+    if not bounds:
+        raise SimreplayError(f"--slo is empty; {grammar}")
+    return bounds
+
+
+def slo_report(
+    latencies_s: dict[str, np.ndarray],
+    completed: np.ndarray,
+    bounds: dict[str, tuple[str, int, float]],
+    makespan_s: float,
+) -> dict[str, Any]:
+    """Per-bound attainment and whether each percentile target is met, plus goodput.
+
+    Attainment is the fraction of all requests (rejected ones count as misses) whose metric
+    is within the bound; the target is met when the metric's percentile over completed
+    requests is within it. Goodput is completed requests per second meeting every bound.
+    """
+    num_requests = len(completed)
+    meets_all = completed.copy()
+    report: dict[str, Any] = {"bounds": {}}
+    for key, (metric, percentile, bound_ms) in bounds.items():
+        values_ms = latencies_s[metric] * 1e3
+        # TPOT is undefined for single-token outputs: they cannot miss a TPOT bound.
+        ok = completed & ((values_ms <= bound_ms) | (np.isnan(values_ms) & (metric == "tpot")))
+        meets_all &= ok
+        finite = values_ms[completed & np.isfinite(values_ms)]
+        value = float(np.percentile(finite, percentile)) if finite.size else None
+        report["bounds"][key] = {
+            "bound_ms": bound_ms,
+            "value_ms": value,
+            "met": value is not None and value <= bound_ms,
+            "attainment": float(ok.sum() / num_requests) if num_requests else None,
+        }
+    report["all_met"] = all(b["met"] for b in report["bounds"].values())
+    report["attainment_all"] = float(meets_all.sum() / num_requests) if num_requests else None
+    report["goodput_rps"] = float(meets_all.sum() / makespan_s) if makespan_s > 0 else None
+    return report

@@ -1,0 +1,462 @@
+"""Model catalog, a Hugging Face ``config.json`` loader, and parameter counts.
+
+Every catalog shape is copied from the model's published Hugging Face ``config.json``
+(the repository named in ``source``): ``num_hidden_layers``, ``hidden_size``,
+``num_attention_heads``, ``num_key_value_heads``, ``head_dim``, ``intermediate_size`` (or
+``moe_intermediate_size``), ``vocab_size``, ``max_position_embeddings``, the MoE expert
+counts and ``tie_word_embeddings``. Choices where a family has several configs:
+
+- ``mistral-7b`` is Mistral-7B-v0.3 (vocabulary 32,768, no sliding window);
+  ``mistral-7b-v0.1`` is kept apart (vocabulary 32,000; its 4,096-token sliding window is
+  not modelled, so its KV use is that of full attention, an upper bound).
+- ``qwen2.5-*`` are the Instruct configs, whose ``max_position_embeddings`` is 32,768 (the
+  base checkpoints say 131,072; the shapes are otherwise identical).
+
+Parameter counts include embeddings, attention and MLP matrices, MoE routers and RMSNorm
+weights; biases (Qwen2.5's QKV bias, phi-2's) and per-head Q/K norms are left out (under
+0.1 % of any catalog model).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import SimreplayError
+from simulator.specs import ModelSpec
+
+#: The model ``--model`` means when omitted.
+DEFAULT_MODEL = "llama-3.1-8b"
+
+
+#: Dense Llama-style models (SwiGLU MLP, head_dim = hidden / heads, untied embeddings):
+#: name, layers, hidden, heads, KV heads, FFN, vocab, max context, Hugging Face repo.
+_DENSE_LLAMA_LIKE = (
+    ("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, 4096, "meta-llama/Llama-2-7b-hf"),
+    ("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, 4096, "meta-llama/Llama-2-13b-hf"),
+    ("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, 4096, "meta-llama/Llama-2-70b-hf"),
+    ("llama-3-8b", 32, 4096, 32, 8, 14336, 128256, 8192, "meta-llama/Meta-Llama-3-8B"),
+    ("llama-3-70b", 80, 8192, 64, 8, 28672, 128256, 8192, "meta-llama/Meta-Llama-3-70B"),
+    ("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256, 131072, "meta-llama/Llama-3.1-8B"),
+    ("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, 131072, "meta-llama/Llama-3.1-70B"),
+    ("mistral-7b", 32, 4096, 32, 8, 14336, 32768, 32768, "mistralai/Mistral-7B-v0.3"),
+    ("mistral-7b-v0.1", 32, 4096, 32, 8, 14336, 32000, 32768, "mistralai/Mistral-7B-v0.1"),
+    ("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, 32768, "Qwen/Qwen2.5-7B-Instruct"),
+    ("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064, 32768, "Qwen/Qwen2.5-32B-Instruct"),
+    ("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, 32768, "Qwen/Qwen2.5-72B-Instruct"),
+    ("codellama-34b", 48, 8192, 64, 8, 22016, 32000, 16384, "codellama/CodeLlama-34b-hf"),
+)
+
+_ALIASES = {
+    "llama-3-8b": ("meta-llama-3-8b",),
+    "llama-3-70b": ("meta-llama-3-70b",),
+    "llama-3.1-8b": ("meta-llama-3.1-8b",),
+    "llama-3.1-70b": ("meta-llama-3.1-70b",),
+    "mistral-7b": ("mistral-7b-v0.3",),
+    "mixtral-8x7b": ("mixtral-8x7b-v0.1",),
+    "codellama-34b": ("code-llama-34b",),
+}
+
+
+def _dense(row: tuple[str, int, int, int, int, int, int, int, str]) -> ModelSpec:
+    name, layers, hidden, heads, kv_heads, ffn, vocab, context, repo = row
+    return ModelSpec(
+        name=name,
+        num_layers=layers,
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=hidden // heads,
+        intermediate_size=ffn,
+        vocab_size=vocab,
+        max_context_tokens=context,
+        aliases=_ALIASES.get(name, ()),
+        source=f"{repo} config.json",
+    )
+
+
+_SPECS = {
+    spec.name: spec
+    for spec in (
+        *(_dense(row) for row in _DENSE_LLAMA_LIKE),
+        ModelSpec(
+            name="mixtral-8x7b",
+            num_layers=32,
+            hidden_size=4096,
+            num_heads=32,
+            num_kv_heads=8,
+            head_dim=128,
+            intermediate_size=14336,
+            vocab_size=32000,
+            max_context_tokens=32768,
+            num_experts=8,
+            num_experts_per_token=2,
+            aliases=_ALIASES["mixtral-8x7b"],
+            source="mistralai/Mixtral-8x7B-v0.1 config.json",
+        ),
+        ModelSpec(
+            name="qwen3-8b",
+            num_layers=36,
+            hidden_size=4096,
+            num_heads=32,
+            num_kv_heads=8,
+            head_dim=128,
+            intermediate_size=12288,
+            vocab_size=151936,
+            max_context_tokens=40960,
+            source="Qwen/Qwen3-8B config.json",
+        ),
+        ModelSpec(
+            name="qwen3-32b",
+            num_layers=64,
+            hidden_size=5120,
+            num_heads=64,
+            num_kv_heads=8,
+            head_dim=128,  # explicit in the config: 64 x 128 = 8192 != hidden 5120
+            intermediate_size=25600,
+            vocab_size=151936,
+            max_context_tokens=40960,
+            source="Qwen/Qwen3-32B config.json",
+        ),
+        ModelSpec(
+            name="qwen3-30b-a3b",
+            num_layers=48,
+            hidden_size=2048,
+            num_heads=32,
+            num_kv_heads=4,
+            head_dim=128,
+            intermediate_size=768,  # moe_intermediate_size; the dense 6144 is unused
+            vocab_size=151936,
+            max_context_tokens=40960,
+            num_experts=128,
+            num_experts_per_token=8,
+            source="Qwen/Qwen3-30B-A3B config.json",
+        ),
+        ModelSpec(
+            name="phi-2",
+            num_layers=32,
+            hidden_size=2560,
+            num_heads=32,
+            num_kv_heads=32,
+            head_dim=80,
+            intermediate_size=10240,
+            vocab_size=51200,
+            max_context_tokens=2048,
+            gated_mlp=False,  # fc1 -> gelu_new -> fc2; partial rotary (0.4) does not change shape
+            source="microsoft/phi-2 config.json",
+        ),
+    )
+}
+
+#: Canonical name -> spec. Plain dict registry; order is the order of ``models list``.
+MODELS: dict[str, ModelSpec] = {
+    name: _SPECS[name]
+    for name in (
+        "llama-2-7b",
+        "llama-2-13b",
+        "llama-2-70b",
+        "llama-3-8b",
+        "llama-3-70b",
+        "llama-3.1-8b",
+        "llama-3.1-70b",
+        "mistral-7b",
+        "mistral-7b-v0.1",
+        "mixtral-8x7b",
+        "qwen2.5-7b",
+        "qwen2.5-32b",
+        "qwen2.5-72b",
+        "qwen3-8b",
+        "qwen3-32b",
+        "qwen3-30b-a3b",
+        "codellama-34b",
+        "phi-2",
+    )
+}
+
+
+def _key(name: str) -> str:
+    """Lookup key: case, hyphens, underscores and spaces do not matter (dots do)."""
+    return re.sub(r"[\s_\-]+", "", name).lower()
+
+
+def _build_lookup(models: dict[str, ModelSpec]) -> dict[str, str]:
+    lookup: dict[str, str] = {}
+    for spec in models.values():
+        for name in (spec.name, *spec.aliases):
+            key = _key(name)
+            if lookup.setdefault(key, spec.name) != spec.name:
+                raise ValueError(f"model alias {name!r} names both {lookup[key]} and {spec.name}")
+    return lookup
+
+
+_LOOKUP = _build_lookup(MODELS)
+
+#: Suffixes that name a fine-tune of the same shape, e.g. ``Llama-2-7b-chat-hf``.
+_VARIANT_SUFFIX = re.compile(r"([-_ ](instruct|chat|hf|base|it))+$", re.IGNORECASE)
+
+
+def known_model_names() -> str:
+    """The canonical names, comma-separated, for error messages."""
+    return ", ".join(MODELS)
+
+
+def _catalog_lookup(name: str) -> ModelSpec | None:
+    candidates = [name.strip()]
+    if "/" in name:  # a Hugging Face repo id: the organisation does not matter
+        candidates.append(name.strip().rsplit("/", 1)[1])
+    for candidate in list(candidates):
+        candidates.append(_VARIANT_SUFFIX.sub("", candidate))
+    for candidate in candidates:
+        canonical = _LOOKUP.get(_key(candidate))
+        if canonical is not None:
+            return MODELS[canonical]
+    return None
+
+
+def get_model(name_or_path: str) -> ModelSpec:
+    """Resolve ``--model``: a catalog name or alias, or a Hugging Face ``config.json``.
+
+    Parameters
+    ----------
+    name_or_path : str
+        A catalog name (``"llama-3.1-8b"``; case, ``-``, ``_`` and spaces are ignored, a
+        Hugging Face organisation prefix and ``-Instruct``/``-chat``/``-hf`` suffixes are
+        dropped), or the path of a ``config.json`` or of a directory that holds one. An
+        existing config wins over a catalog name.
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    SimreplayError
+        For an unknown name (the message lists the catalog) or an unreadable config.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_file() or (path / "config.json").is_file():
+        return load_hf_config(path)
+    spec = _catalog_lookup(name_or_path)
+    if spec is not None:
+        return spec
+    if path.is_dir():
+        return load_hf_config(path)  # names the missing config.json
+    looks_like_path = "/" in name_or_path or name_or_path.endswith(".json")
+    where = " (and no config.json at that path)" if looks_like_path else ""
+    raise SimreplayError(
+        f"unknown model {name_or_path!r}{where}; known: {known_model_names()}; "
+        "or give the path of a Hugging Face config.json"
+    )
+
+
+#: ``hidden_act`` values of SwiGLU-style MLPs (gate, up and down projections).
+_GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
+#: Families with a plain two-matrix MLP whatever the activation.
+_PLAIN_MLP_TYPES = {"phi", "gpt2", "gpt_neox", "gptj", "opt", "falcon", "starcoder2", "bloom"}
+_DTYPE_BYTES = {"bfloat16": 2.0, "float16": 2.0, "half": 2.0, "float32": 4.0, "float": 4.0}
+#: Rope-scaling types whose ``factor`` does not extend ``max_position_embeddings``
+#: (vLLM v0.11 ``_get_and_verify_max_len``).
+_ROPE_TYPES_NOT_EXTENDING = {"su", "longrope", "llama3", "default", "mrope"}
+
+
+def load_hf_config(path: Path | str) -> ModelSpec:
+    """Read a model shape from a Hugging Face ``config.json``.
+
+    Parameters
+    ----------
+    path : Path or str
+        The file, or a directory containing ``config.json``.
+
+    Returns
+    -------
+    ModelSpec
+        Named after the directory holding the file; ``source`` is the file path.
+
+    Raises
+    ------
+    SimreplayError
+        One line naming the file and the problem: unreadable or invalid JSON, a missing or
+        non-positive required key (``num_hidden_layers``, ``hidden_size``,
+        ``num_attention_heads``, ``intermediate_size``, ``vocab_size``,
+        ``max_position_embeddings``), or an architecture the simulator does not model
+        (multi-head latent attention, shared experts, mixed dense/MoE layers, quantized
+        weights).
+
+    Notes
+    -----
+    Defaults follow transformers' config classes: ``num_key_value_heads`` = heads,
+    ``head_dim`` = hidden / heads, ``tie_word_embeddings`` = false, ``hidden_act`` = silu,
+    ``torch_dtype`` = bfloat16. A multimodal config's ``text_config`` is used when the top
+    level has no ``num_hidden_layers``. A ``rope_scaling`` factor extends the context as vLLM
+    v0.11 does (YaRN: ``original_max_position_embeddings`` x factor).
+    """
+    path = Path(path).expanduser()
+    file = path / "config.json" if path.is_dir() else path
+    try:
+        raw = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise SimreplayError(f"{file}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimreplayError(f"{file}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SimreplayError(f"{file}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(raw, dict):
+        raise SimreplayError(f"{file}: expected a JSON object, got {type(raw).__name__}")
+    config: dict[str, Any] = raw
+    if "num_hidden_layers" not in config and isinstance(config.get("text_config"), dict):
+        config = {"torch_dtype": raw.get("torch_dtype"), **config["text_config"]}
+    return _spec_from_config(config, file)
+
+
+def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
+    def value(key: str, default: Any = None) -> Any:
+        found = config.get(key)
+        return default if found is None else found
+
+    def positive_int(key: str, default: Any = None) -> int:
+        found = value(key, default)
+        if found is None:
+            raise SimreplayError(f"{file}: missing required key {key!r}")
+        if isinstance(found, bool) or not isinstance(found, int) or found < 1:
+            raise SimreplayError(f"{file}: {key!r} must be a positive integer, got {found!r}")
+        return found
+
+    def unsupported(what: str) -> SimreplayError:
+        return SimreplayError(f"{file}: {what} is not modelled by simreplay yet")
+
+    model_type = str(value("model_type", "")).lower()
+    if value("kv_lora_rank") is not None:
+        raise unsupported("multi-head latent attention (kv_lora_rank)")
+    if value("shared_expert_intermediate_size", 0) or value("n_shared_experts", 0):
+        raise unsupported("an MoE with shared experts")
+    if value("first_k_dense_replace", 0) or value("mlp_only_layers", []):
+        raise unsupported("an MoE with some dense layers")
+    if value("decoder_sparse_step", 1) != 1:
+        raise unsupported("an MoE with decoder_sparse_step != 1")
+    if value("quantization_config") is not None:
+        raise unsupported("a quantized checkpoint (quantization_config)")
+
+    num_layers = positive_int("num_hidden_layers")
+    hidden = positive_int("hidden_size")
+    num_heads = positive_int("num_attention_heads")
+    num_kv_heads = positive_int("num_key_value_heads", num_heads)
+    if num_heads % num_kv_heads:
+        raise SimreplayError(
+            f"{file}: num_attention_heads {num_heads} is not a multiple of "
+            f"num_key_value_heads {num_kv_heads}"
+        )
+    if value("head_dim") is None and hidden % num_heads:
+        raise SimreplayError(
+            f"{file}: hidden_size {hidden} is not divisible by num_attention_heads {num_heads} "
+            "and there is no head_dim"
+        )
+    head_dim = positive_int("head_dim", hidden // num_heads)
+
+    num_experts = 0
+    for key in ("num_local_experts", "num_experts", "n_routed_experts"):
+        if value(key):
+            num_experts = positive_int(key)
+            break
+    experts_per_token = positive_int("num_experts_per_tok") if num_experts else 0
+    if experts_per_token > num_experts:
+        raise SimreplayError(
+            f"{file}: num_experts_per_tok {experts_per_token} exceeds the {num_experts} experts"
+        )
+    if num_experts and value("moe_intermediate_size") is not None:
+        ffn = positive_int("moe_intermediate_size")
+    else:
+        ffn = positive_int("intermediate_size")
+
+    dtype_name = str(value("torch_dtype", value("dtype", "bfloat16"))).lower()
+    dtype_name = dtype_name.removeprefix("torch.")
+    if dtype_name not in _DTYPE_BYTES:
+        raise SimreplayError(
+            f"{file}: torch_dtype {dtype_name!r} is not one of {', '.join(_DTYPE_BYTES)}"
+        )
+    activation = str(value("hidden_act", value("hidden_activation", "silu"))).lower()
+    gated = model_type not in _PLAIN_MLP_TYPES and (
+        activation in _GATED_ACTIVATIONS or model_type.startswith("gemma")
+    )
+
+    name = file.parent.name if file.name == "config.json" and file.parent.name else file.stem
+    return ModelSpec(
+        name=name,
+        num_layers=num_layers,
+        hidden_size=hidden,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        head_dim=head_dim,
+        intermediate_size=ffn,
+        vocab_size=positive_int("vocab_size"),
+        max_context_tokens=_max_context(config, positive_int("max_position_embeddings"), file),
+        num_experts=num_experts,
+        num_experts_per_token=experts_per_token,
+        gated_mlp=gated,
+        tied_embeddings=bool(value("tie_word_embeddings", False)),
+        weight_bytes_per_param=_DTYPE_BYTES[dtype_name],
+        source=f"{file}" + (f" ({model_type})" if model_type else ""),
+    )
+
+
+def _max_context(config: dict[str, Any], max_positions: int, file: Path) -> int:
+    """``max_position_embeddings`` extended by a rope-scaling factor, as vLLM v0.11 does."""
+    scaling = config.get("rope_scaling")
+    if not isinstance(scaling, dict):
+        return max_positions
+    rope_type = str(scaling.get("rope_type", scaling.get("type", "default"))).lower()
+    factor = scaling.get("factor")
+    if rope_type in _ROPE_TYPES_NOT_EXTENDING or not isinstance(factor, int | float):
+        return max_positions
+    if factor <= 0:
+        raise SimreplayError(f"{file}: rope_scaling factor must be > 0, got {factor!r}")
+    base = max_positions
+    if rope_type == "yarn":
+        base = int(scaling.get("original_max_position_embeddings", max_positions))
+    return int(base * factor)
+
+
+def param_count(model: ModelSpec) -> dict[str, int]:
+    """Count a model's parameters by part.
+
+    Parameters
+    ----------
+    model : ModelSpec
+
+    Returns
+    -------
+    dict of str to int
+        ``embedding`` (input embedding), ``attention`` (Q, K, V and O projections of all
+        layers), ``mlp`` (all experts and routers; the dense MLP of a dense model),
+        ``mlp_active`` (what one token uses: top-k experts and the router), ``norms``
+        (RMSNorm weights), ``lm_head`` (0 when tied to the embedding), ``total`` and
+        ``active`` (``total`` with ``mlp`` replaced by ``mlp_active``).
+    """
+    hidden = model.hidden_size
+    embedding = model.vocab_size * hidden
+    lm_head = 0 if model.tied_embeddings else model.vocab_size * hidden
+    q_and_o = 2 * model.num_heads * model.head_dim * hidden
+    k_and_v = 2 * model.num_kv_heads * model.head_dim * hidden
+    attention = model.num_layers * (q_and_o + k_and_v)
+    per_expert = (3 if model.gated_mlp else 2) * hidden * model.intermediate_size
+    router = hidden * model.num_experts
+    mlp = model.num_layers * (max(model.num_experts, 1) * per_expert + router)
+    mlp_active = model.num_layers * (max(model.num_experts_per_token, 1) * per_expert + router)
+    norms = (2 * model.num_layers + 1) * hidden
+    total = embedding + attention + mlp + norms + lm_head
+    return {
+        "embedding": embedding,
+        "attention": attention,
+        "mlp": mlp,
+        "mlp_active": mlp_active,
+        "norms": norms,
+        "lm_head": lm_head,
+        "total": total,
+        "active": total - mlp + mlp_active,
+    }
+
+
+def weight_bytes(model: ModelSpec) -> float:
+    """Bytes of all weights at the checkpoint's precision (tied embeddings counted once)."""
+    return param_count(model)["total"] * model.weight_bytes_per_param

@@ -1,0 +1,273 @@
+"""Step-time kernel: the wall time of one engine step from six batch features.
+
+The engine calls ``step_time_s`` once per forward pass of one replica (one TP group), so it
+is O(1), allocation-free and compiled once for ``(float64[:], int64, int64, float64, int64,
+int64, int64)``. Everything that depends on the model, the GPU, the tensor-parallel degree
+and the efficiencies is folded beforehand into ``params``, a 1-D float64 array of seconds
+per unit of work, built by ``simulator.perf.roofline.roofline_model``; the slot indices are
+the constants below. The formula itself is stated in ``simulator/perf/roofline.py``.
+
+Every coefficient in ``params`` is >= 0, and each term is a sum or ``max`` of non-negative
+multiples of the features (plus the expected number of distinct MoE experts, which grows
+with the token count), so the step time never decreases when any feature grows.
+
+This module imports only numpy, numba and math (a test enforces it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# --- params layout -------------------------------------------------------------------------
+# Linear (GEMM) operations run over all T = prefill tokens + decoding sequences. Each has
+# three coefficients; its time is max(compute, memory), taken per operation so that the
+# compute/memory knee of each matrix shape is where it belongs:
+#     max(compute_s_per_token * T, memory_s + memory_s_per_token * T)
+# ``memory_s`` holds the weight read plus the per-kernel latency, summed over layers.
+LINEAR_QKV = 0
+LINEAR_O = 1
+LINEAR_MLP_IN = 2  # gate+up (one merged matrix in vLLM) or up; zero for MoE models
+LINEAR_MLP_OUT = 3  # down; zero for MoE models
+LINEAR_ROUTER = 4  # MoE gate; zero for dense models
+NUM_LINEAR_OPS = 5
+LINEAR_STRIDE = 3
+LINEAR_COMPUTE_S_PER_TOKEN = 0  # offsets within one linear op's slots
+LINEAR_MEMORY_S = 1
+LINEAR_MEMORY_S_PER_TOKEN = 2
+
+_AFTER_LINEAR = NUM_LINEAR_OPS * LINEAR_STRIDE
+# LM head over the rows that produce logits (one per scheduled request).
+LM_HEAD_COMPUTE_S_PER_ROW = _AFTER_LINEAR + 0
+LM_HEAD_MEMORY_S = _AFTER_LINEAR + 1
+LM_HEAD_MEMORY_S_PER_ROW = _AFTER_LINEAR + 2
+# Routed experts of MoE layers (all expert matrices together: they share one arithmetic
+# intensity, tokens per touched expert). Weight bytes scale with the expected number of
+# distinct experts touched, E * (1 - (1 - k/E) ** T).
+MOE_COMPUTE_S_PER_TOKEN = _AFTER_LINEAR + 3
+MOE_MEMORY_S = _AFTER_LINEAR + 4  # kernel latencies
+MOE_MEMORY_S_PER_EXPERT = _AFTER_LINEAR + 5
+MOE_MEMORY_S_PER_TOKEN = _AFTER_LINEAR + 6
+MOE_NUM_EXPERTS = _AFTER_LINEAR + 7  # 0 for dense models
+MOE_TOP_K = _AFTER_LINEAR + 8
+# Memory-bound element-wise kernels (norms, RoPE, activation, KV-cache write).
+ELEMENTWISE_S = _AFTER_LINEAR + 9
+ELEMENTWISE_S_PER_TOKEN = _AFTER_LINEAR + 10
+# Attention. Prefill and decode both cost max(compute, memory):
+#   prefill: max(compute_s_per_work * work, kv_s_per_context_token * prefill_context
+#                + query_s_per_token * prefill_tokens)
+#   decode:  max(compute_s_per_work * decode_context, kv_s_per_context_token * decode_context
+#                + query_s_per_token * decode_seqs)
+ATTN_LATENCY_S = _AFTER_LINEAR + 11
+ATTN_COMPUTE_S_PER_WORK = _AFTER_LINEAR + 12
+ATTN_KV_S_PER_CONTEXT_TOKEN = _AFTER_LINEAR + 13
+ATTN_QUERY_S_PER_TOKEN = _AFTER_LINEAR + 14
+# Tensor-parallel all-reduce (zero when tp = 1).
+ALLREDUCE_S = _AFTER_LINEAR + 15
+ALLREDUCE_S_PER_TOKEN = _AFTER_LINEAR + 16
+# Host (CPU) overhead of the engine loop.
+HOST_S = _AFTER_LINEAR + 17
+HOST_S_PER_SEQ = _AFTER_LINEAR + 18
+NUM_PARAMS = _AFTER_LINEAR + 19
+
+# --- parts of a step, as ``step_time_parts_s`` reports them ---------------------------------
+PART_LINEAR = 0  # QKV, O, MLP and router GEMMs
+PART_MOE = 1
+PART_LM_HEAD = 2
+PART_ELEMENTWISE = 3
+PART_PREFILL_ATTENTION = 4
+PART_DECODE_ATTENTION = 5
+PART_ALLREDUCE = 6
+PART_HOST = 7
+NUM_PARTS = 8
+PART_NAMES = (
+    "linear",
+    "moe",
+    "lm_head",
+    "elementwise",
+    "prefill_attention",
+    "decode_attention",
+    "allreduce",
+    "host",
+)
+
+
+@njit(cache=True)
+def _linear_s(params, num_tokens):
+    total_s = 0.0
+    for op_idx in range(NUM_LINEAR_OPS):
+        base = op_idx * LINEAR_STRIDE
+        compute_s = params[base + LINEAR_COMPUTE_S_PER_TOKEN] * num_tokens
+        memory_s = (
+            params[base + LINEAR_MEMORY_S] + params[base + LINEAR_MEMORY_S_PER_TOKEN] * num_tokens
+        )
+        total_s += max(compute_s, memory_s)
+    return total_s
+
+
+@njit(cache=True)
+def _moe_s(params, num_tokens):
+    num_experts = params[MOE_NUM_EXPERTS]
+    if num_experts <= 0.0:
+        return 0.0
+    # Each token picks k distinct experts; an expert is missed by one token with
+    # probability 1 - k/E, so by all T tokens (taken as independent) with (1 - k/E) ** T.
+    miss = 1.0 - params[MOE_TOP_K] / num_experts
+    experts_touched = num_experts * (1.0 - miss**num_tokens)
+    compute_s = params[MOE_COMPUTE_S_PER_TOKEN] * num_tokens
+    memory_s = (
+        params[MOE_MEMORY_S]
+        + params[MOE_MEMORY_S_PER_EXPERT] * experts_touched
+        + params[MOE_MEMORY_S_PER_TOKEN] * num_tokens
+    )
+    return max(compute_s, memory_s)
+
+
+@njit(cache=True)
+def _lm_head_s(params, num_rows):
+    if num_rows <= 0.0:
+        return 0.0
+    compute_s = params[LM_HEAD_COMPUTE_S_PER_ROW] * num_rows
+    memory_s = params[LM_HEAD_MEMORY_S] + params[LM_HEAD_MEMORY_S_PER_ROW] * num_rows
+    return max(compute_s, memory_s)
+
+
+@njit(cache=True)
+def _attention_s(params, num_query_tokens, work, context_tokens):
+    compute_s = params[ATTN_COMPUTE_S_PER_WORK] * work
+    memory_s = (
+        params[ATTN_KV_S_PER_CONTEXT_TOKEN] * context_tokens
+        + params[ATTN_QUERY_S_PER_TOKEN] * num_query_tokens
+    )
+    return max(compute_s, memory_s)
+
+
+@njit(cache=True)
+def step_time_parts_s(
+    params,
+    num_prefill_tokens,
+    num_prefill_seqs,
+    prefill_attn_work,
+    prefill_context_tokens,
+    num_decode_seqs,
+    decode_context_tokens,
+    parts_s,
+):
+    """Fill ``parts_s`` with the time of each part of one engine step; return their sum.
+
+    Parameters
+    ----------
+    params : float64 array, shape (NUM_PARAMS,)
+        Coefficients from ``roofline_model``; not mutated.
+    num_prefill_tokens, num_prefill_seqs, prefill_attn_work, prefill_context_tokens,
+    num_decode_seqs, decode_context_tokens
+        The step's batch features, as for ``step_time_s``.
+    parts_s : float64 array, shape (NUM_PARTS,)
+        Overwritten with seconds per part, indexed by the ``PART_*`` constants.
+
+    Returns
+    -------
+    float
+        Step wall time in seconds, 0.0 for a step that processes no token.
+    """
+    for part_idx in range(NUM_PARTS):
+        parts_s[part_idx] = 0.0
+    num_tokens = float(num_prefill_tokens + num_decode_seqs)
+    if num_tokens <= 0.0:
+        return 0.0
+    num_seqs = float(num_prefill_seqs + num_decode_seqs)
+
+    parts_s[PART_LINEAR] = _linear_s(params, num_tokens)
+    parts_s[PART_MOE] = _moe_s(params, num_tokens)
+    # vLLM V1 computes logits for every scheduled request, partial prefills included (their
+    # sampled token is discarded), so the LM head's rows are the scheduled sequences.
+    parts_s[PART_LM_HEAD] = _lm_head_s(params, num_seqs)
+    parts_s[PART_ELEMENTWISE] = params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
+    # One attention kernel per layer serves prefill chunks and decodes together (vLLM V1);
+    # its launch latency is counted once, with the prefill part.
+    parts_s[PART_PREFILL_ATTENTION] = params[ATTN_LATENCY_S] + _attention_s(
+        params,
+        float(num_prefill_tokens),
+        prefill_attn_work,
+        float(prefill_context_tokens),
+    )
+    parts_s[PART_DECODE_ATTENTION] = _attention_s(
+        params,
+        float(num_decode_seqs),
+        float(decode_context_tokens),
+        float(decode_context_tokens),
+    )
+    parts_s[PART_ALLREDUCE] = params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
+    parts_s[PART_HOST] = params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
+
+    total_s = 0.0
+    for part_idx in range(NUM_PARTS):
+        total_s += parts_s[part_idx]
+    return total_s
+
+
+@njit(cache=True)
+def step_time_s(
+    params,
+    num_prefill_tokens,
+    num_prefill_seqs,
+    prefill_attn_work,
+    prefill_context_tokens,
+    num_decode_seqs,
+    decode_context_tokens,
+):
+    """Wall time of one engine step (one forward pass of one TP group), in seconds.
+
+    Parameters
+    ----------
+    params : float64 array, shape (NUM_PARAMS,)
+        Coefficients built by ``simulator.perf.roofline.roofline_model``; not mutated.
+    num_prefill_tokens : int64
+        Prompt tokens computed in this step, over all prefill chunks.
+    num_prefill_seqs : int64
+        Requests with a prefill chunk in this step.
+    prefill_attn_work : float64
+        Sum over prefill chunks of ``q * (c + q)``: q chunk tokens, c tokens of that
+        request already in the KV cache.
+    prefill_context_tokens : int64
+        Sum over prefill chunks of ``c + q``.
+    num_decode_seqs : int64
+        Requests decoding one token in this step.
+    decode_context_tokens : int64
+        Sum over decoding requests of the tokens whose KV is read, the new one included.
+
+    Returns
+    -------
+    float
+        Step wall time in seconds: > 0 when any token is processed, 0.0 otherwise. The
+        same value ``step_time_parts_s`` returns, summed in the same order.
+    """
+    num_tokens = float(num_prefill_tokens + num_decode_seqs)
+    if num_tokens <= 0.0:
+        return 0.0
+    num_seqs = float(num_prefill_seqs + num_decode_seqs)
+    # Summed in PART_* order so the total equals step_time_parts_s's bit for bit.
+    total_s = _linear_s(params, num_tokens)
+    total_s += _moe_s(params, num_tokens)
+    total_s += _lm_head_s(params, num_seqs)
+    total_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
+    total_s += params[ATTN_LATENCY_S] + _attention_s(
+        params,
+        float(num_prefill_tokens),
+        prefill_attn_work,
+        float(prefill_context_tokens),
+    )
+    total_s += _attention_s(
+        params,
+        float(num_decode_seqs),
+        float(decode_context_tokens),
+        float(decode_context_tokens),
+    )
+    total_s += params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
+    total_s += params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
+    return total_s
+
+
+def new_params() -> np.ndarray:
+    """A zeroed ``params`` array (float64, shape ``(NUM_PARAMS,)``) for a builder to fill."""
+    return np.zeros(NUM_PARAMS, dtype=np.float64)

@@ -1,0 +1,561 @@
+"""Roofline step-time model: per-operation compute and memory bounds from model and GPU specs.
+
+One engine step is one forward pass of one replica, a tensor-parallel (TP) group of ``tp``
+GPUs running in lockstep. The model below is per GPU of that group; the operations of a
+step run one after another, so their times add. With
+
+    T  = num_prefill_tokens + num_decode_seqs          (rows through every linear layer)
+    R  = num_prefill_seqs + num_decode_seqs            (rows that produce logits)
+    L  = layers, H = hidden, d = head_dim
+    h  = heads / tp, g = max(kv_heads / tp, 1)         (vLLM replicates KV heads, tp > kv_heads)
+    F  = intermediate_size / tp, V = vocab / tp        (weights are split by tp)
+    b  = weight bytes per parameter; activations and the KV cache are 16-bit (2 bytes)
+    P  = peak dense tensor FLOP/s (FP8 for 1-byte weights where the GPU has it), B = HBM
+         bytes/s, N = link bytes/s per direction, and the efficiencies ``e_*`` below
+
+the step time is
+
+    linear  = L * sum over op in (QKV, O, MLP-in, MLP-out, router) of
+              max(2 * T * n_in * n_out / (P * e_gemm),
+                  (n_in * n_out * b + T * (n_in + n_out) * 2) / (B * e_mem) + lat)
+              QKV: H -> (h + 2g) d; O: h d -> H; MLP-in: H -> 2F (gate and up, one merged
+              matrix in vLLM) or H -> F without a gate; MLP-out: F -> H; router (MoE only,
+              replicated on every GPU): H -> E.
+    moe     = L * max(T * k * m * 2 H F / (P * e_gemm),
+                      D(T) * m H F b / (B * e_mem) + T * k * a * 2 / (B * e_mem) + 2 lat)
+              for E routed experts of which each token uses k, m = 3 matrices (gated) or 2,
+              a = activation elements read and written per token and expert, and
+              D(T) = E * (1 - (1 - k/E) ** T) the expected number of distinct experts the
+              step's tokens touch (tokens routed independently and uniformly).
+    lm_head = max(2 R H V / (P * e_gemm), (H V b + R (H + V) 2) / (B * e_mem) + lat); 0 if R = 0
+    elementwise = L * (n_kernels * lat + T * bytes_per_token / (B * e_mem))
+              two fused residual-add + RMSNorm (each reads and writes hidden and residual),
+              RoPE on q and k, the KV-cache write, the MLP activation (and for MoE the
+              routing kernels): 5 kernels per layer, 8 for MoE.
+    prefill_attention = L * lat + L * max(4 h d W / (P * e_prefill_attn),
+                                          (2 g d C_p + 2 h d T_p) 2 / (B * e_decode_attn))
+              W = prefill_attn_work = sum q (c + q), C_p = prefill_context_tokens,
+              T_p = num_prefill_tokens. One attention kernel per layer serves the whole
+              mixed batch in vLLM V1, so its latency is counted once, here.
+    decode_attention  = L * max(4 h d C_d / (P * e_prefill_attn),
+                                (2 g d C_d + 2 h d N_d) 2 / (B * e_decode_attn))
+              C_d = decode_context_tokens, N_d = num_decode_seqs: one query row per
+              sequence, so the FLOPs are 4 h d per context token and the KV read dominates.
+    allreduce = L * 2 * (2 (tp - 1) / tp * T H 2 / (N * e_link) + lat_allreduce); 0 if tp = 1
+              (ring all-reduce after attention and after the MLP of every layer).
+    host    = host_overhead_s + host_overhead_per_seq_s * R
+
+and the step time is their sum (0 for a step with no token). The embedding lookup and the
+final norm are negligible and left out.
+
+Approximations to know about:
+  * Attention FLOPs count the full q x (c + q) rectangle. A causal kernel skips the masked
+    triangle of each chunk, about half the rectangle for a fresh prompt (c = 0) and almost
+    nothing behind a long cached prefix (c >> q). ``prefill_attention`` is therefore defined
+    relative to the rectangle; its default (0.8) matches fresh prompts of 0.5-4k tokens,
+    overestimates longer fresh prompts and probably underestimates chunks behind long
+    cached prefixes. Exact causal FLOPs would need sum q^2, which the interface lacks.
+  * vLLM V1 computes logits for every scheduled request, including partial prefill chunks
+    whose sampled token it discards, so ``R`` is exact for V1; an engine that skipped them
+    would be overcounted by one row per non-final chunk.
+  * A per-operation max is the optimistic roofline: near a GEMM's knee (about 64-1024
+    tokens) real kernels are slower than either bound. AIConfigurator's A100 GEMMs at
+    m = 65-256 run 26 % slower than predicted; Vidur's older profiles (torch GEMMs, no CUDA
+    graphs) run 20-30 % slower at 65-1024 tokens and their unfused element-wise kernels
+    20-40 % slower. Calibrated tables (issue 4) are meant to remove this.
+  * Per-operation latencies stand for launch, ramp and tail effects of small kernels under
+    CUDA graphs; they matter only for small batches.
+  * Host overhead is serial with the GPU (vLLM V1 without async scheduling).
+
+Default efficiencies (``DEFAULT_EFFICIENCIES``) and where they come from. Figures quoted as
+"AIConfigurator" are NVIDIA AIConfigurator's measurements of vLLM's own kernels in
+``../shared/calibration-data/aiconfigurator`` (H100 SXM: vLLM 0.24; A100 SXM: vLLM 0.14);
+"Vidur" is Microsoft Vidur's profiling data in ``../shared/calibration-data/vidur``.
+
+  gemm_compute = 0.80
+      BF16 GEMMs with m >= 512 and n * k >= 8M reach a median 0.78-0.82 of peak on H100 and
+      0.73-0.88 on A100 (AIConfigurator ``gemm_perf``). Over all bf16 GEMMs with
+      n, k >= 1024 and n * k >= 8M, max(compute, memory + 3 us) with 0.8 and 0.8 has a
+      median |error| of 6 % on H100 (within +-9 % in every band of m) and 14 % on A100
+      (predicted 10-26 % fast for m <= 256); the best single fits are 0.80 (H100) and 0.85
+      (A100).
+  gemm_memory = 0.80
+      The same data with m <= 64 reach a median 0.80 of HBM bandwidth on H100 and 0.69 on
+      A100; AIConfigurator's own roofline uses ``mem_bw_empirical_scaling_factor: 0.8``.
+      Also used for element-wise kernels and the LM head's weight read.
+  prefill_attention = 0.80
+      FlashAttention (FA3 on H100, FA2 on A100) on fresh prompts, bs 1-16, GQA 4 and 8:
+      relative to the rectangle count, 0.5-0.9 at 1-2k tokens and 1.0-1.3 beyond 4k (the
+      causal kernel skips half). 0.8 has a median error of -9 % (H100) and +1 % (A100) for
+      512-4096 tokens, and overestimates prompts beyond 4k by 35-50 % (AIConfigurator
+      ``context_attention_perf``). calibration-data holds no current measurement of chunks
+      behind a cached prefix (c > 0), where nothing is masked and the rectangle count is
+      the real one; there 0.8 of peak is probably optimistic.
+  decode_attention = 0.70
+      Decode (paged) attention KV reads, batches >= 16, >= 512 tokens of context, GQA 8,
+      with 3 us latency: about 0.75 of HBM bandwidth on H100 and 0.6 on A100; at 0.70 the
+      median error is +7 % (H100) and -14 % (A100) (AIConfigurator
+      ``generation_attention_perf``). Vidur's older A100 FlashAttention profile reaches
+      0.5-0.77 at batch >= 32. Small batches with one KV head per GPU cannot fill the GPU
+      and run several times slower than this roofline.
+  allreduce_link = 0.60, allreduce_latency_s = 5e-6
+      vLLM's custom all-reduce under CUDA graphs, 8 KB-128 MB, 2-8 GPUs, fitted with the
+      ring formula: best fits 0.55-0.6 of the per-direction NVLink bandwidth and 5-6 us
+      per call; at the defaults the median |error| is 14 % on both H100 and A100
+      (AIConfigurator ``custom_allreduce_perf``).
+  kernel_latency_s = 3e-6
+      AIConfigurator's ``mem_empirical_constant_latency`` for H100 and A100, which also gave
+      the best GEMM fit above. Vidur's H100 profile shows 4-6 us for a norm, RoPE or
+      activation kernel at one token (its kernels are unfused and run without CUDA graphs).
+  host_overhead_s = 0.5e-3, host_overhead_per_seq_s = 10e-6
+      Vidur measured vLLM (V0) on A100: schedule + prepare inputs + sampler take
+      0.75 ms + 27 us per sequence, and output processing another 0.07 ms + 15 us per
+      sequence (``history/a100_cpu_overheads.csv``, Llama-2-7B and phi-2 at TP 1, batch
+      8-128; more at TP > 1, where V0 used Ray). vLLM V1 moves
+      detokenisation and output processing into the front-end process, keeps a persistent
+      batch instead of rebuilding inputs, and samples on the GPU, so the serial part is
+      smaller; we take about 2/3 of V0's fixed cost and 40 % of its per-sequence cost.
+      This is the least certain default: fit it to a measured benchmark
+      (``simreplay calibrate validate --fit``) before trusting small-model TPOT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from simulator.errors import SimreplayError
+from simulator.perf import kernel
+from simulator.specs import GPUSpec, ModelSpec
+
+#: Bytes of one activation or KV-cache element (BF16/FP16).
+ACTIVATION_BYTES = 2.0
+
+#: Element-wise kernels per layer: two fused residual-add + RMSNorm, RoPE, KV-cache write,
+#: MLP activation. MoE layers add routing (top-k softmax), token sorting by expert, and the
+#: weighted sum of expert outputs.
+DENSE_ELEMENTWISE_KERNELS_PER_LAYER = 5
+MOE_EXTRA_KERNELS_PER_LAYER = 3
+#: Grouped GEMM kernels of a fused MoE layer (experts' up/gate and down projections).
+MOE_GEMM_KERNELS_PER_LAYER = 2
+
+
+@dataclass(frozen=True)
+class Efficiencies:
+    """Fractions of peak that each kind of kernel reaches, and fixed per-call latencies.
+
+    The module docstring of ``simulator.perf.roofline`` gives the measurements behind each
+    default.
+
+    Attributes
+    ----------
+    gemm_compute : float
+        Fraction of peak tensor FLOP/s reached by compute-bound GEMMs.
+    gemm_memory : float
+        Fraction of peak HBM bandwidth reached by memory-bound GEMMs (weight reads) and by
+        element-wise kernels.
+    prefill_attention : float
+        Achieved over peak FLOP/s of prefill attention, FLOPs counted over the full
+        ``q * (c + q)`` rectangle (so a causal kernel on a fresh prompt may exceed 1).
+    decode_attention : float
+        Fraction of peak HBM bandwidth reached by attention's KV-cache reads.
+    allreduce_link : float
+        Fraction of the per-direction link bandwidth reached by a ring all-reduce.
+    allreduce_latency_s : float
+        Fixed time of one all-reduce call.
+    kernel_latency_s : float
+        Fixed time of one GPU kernel (launch, ramp and tail under CUDA graphs).
+    host_overhead_s : float
+        CPU time per engine step on the critical path (scheduling, input preparation,
+        sampling launch).
+    host_overhead_per_seq_s : float
+        Additional CPU time per scheduled sequence per step.
+    """
+
+    gemm_compute: float = 0.80
+    gemm_memory: float = 0.80
+    prefill_attention: float = 0.80
+    decode_attention: float = 0.70
+    allreduce_link: float = 0.60
+    allreduce_latency_s: float = 5e-6
+    kernel_latency_s: float = 3e-6
+    host_overhead_s: float = 0.5e-3
+    host_overhead_per_seq_s: float = 10e-6
+
+    def __post_init__(self) -> None:
+        for name in ("gemm_compute", "gemm_memory", "decode_attention", "allreduce_link"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 < value <= 1.0):
+                raise SimreplayError(f"efficiency {name} must be in (0, 1], got {value!r}")
+        # Relative to the rectangle count, a causal kernel can do "better" than peak.
+        if not (math.isfinite(self.prefill_attention) and 0.0 < self.prefill_attention <= 2.0):
+            raise SimreplayError(
+                f"efficiency prefill_attention must be in (0, 2], got {self.prefill_attention!r}"
+            )
+        for name in (
+            "allreduce_latency_s",
+            "kernel_latency_s",
+            "host_overhead_s",
+            "host_overhead_per_seq_s",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise SimreplayError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+DEFAULT_EFFICIENCIES = Efficiencies()
+
+
+# eq=False: the params array has no usable == or hash; identity is what callers need.
+@dataclass(frozen=True, eq=False)
+class StepTimeModel:
+    """A step-time model the engine can call, and what it is made of.
+
+    Attributes
+    ----------
+    params : numpy.ndarray
+        float64, shape ``(kernel.NUM_PARAMS,)``: the coefficients passed to
+        ``kernel.step_time_s``. Treat it as read-only; it is left writeable on purpose,
+        because numba types a read-only array differently and every engine kernel would
+        then compile twice when callers mix the two.
+    source : str
+        Where the step times come from, for every output (e.g. uncalibrated roofline).
+    description : dict of str to float or str
+        Efficiencies and derived per-GPU quantities, for outputs.
+    """
+
+    params: np.ndarray
+    source: str
+    description: dict[str, float | str] = field(default_factory=dict)
+
+    def predict(
+        self,
+        *,
+        num_prefill_tokens: int = 0,
+        num_prefill_seqs: int = 0,
+        prefill_attn_work: float = 0.0,
+        prefill_context_tokens: int = 0,
+        num_decode_seqs: int = 0,
+        decode_context_tokens: int = 0,
+    ) -> float:
+        """Wall time in seconds of one step with the given batch features.
+
+        A convenience for Python callers; the engine calls ``kernel.step_time_s`` directly.
+        Features have the meanings documented there; missing ones are 0.
+        """
+        features = _checked_features(
+            num_prefill_tokens,
+            num_prefill_seqs,
+            prefill_attn_work,
+            prefill_context_tokens,
+            num_decode_seqs,
+            decode_context_tokens,
+        )
+        return float(kernel.step_time_s(self.params, *features))
+
+    def predict_parts(
+        self,
+        *,
+        num_prefill_tokens: int = 0,
+        num_prefill_seqs: int = 0,
+        prefill_attn_work: float = 0.0,
+        prefill_context_tokens: int = 0,
+        num_decode_seqs: int = 0,
+        decode_context_tokens: int = 0,
+    ) -> dict[str, float]:
+        """Seconds per part of one step (``kernel.PART_NAMES``); they sum to ``predict``."""
+        features = _checked_features(
+            num_prefill_tokens,
+            num_prefill_seqs,
+            prefill_attn_work,
+            prefill_context_tokens,
+            num_decode_seqs,
+            decode_context_tokens,
+        )
+        parts_s = np.zeros(kernel.NUM_PARTS, dtype=np.float64)
+        kernel.step_time_parts_s(self.params, *features, parts_s)
+        return {name: float(parts_s[idx]) for idx, name in enumerate(kernel.PART_NAMES)}
+
+
+def _checked_features(
+    num_prefill_tokens: int,
+    num_prefill_seqs: int,
+    prefill_attn_work: float,
+    prefill_context_tokens: int,
+    num_decode_seqs: int,
+    decode_context_tokens: int,
+) -> tuple[np.int64, np.int64, float, np.int64, np.int64, np.int64]:
+    counts = {
+        "num_prefill_tokens": num_prefill_tokens,
+        "num_prefill_seqs": num_prefill_seqs,
+        "prefill_context_tokens": prefill_context_tokens,
+        "num_decode_seqs": num_decode_seqs,
+        "decode_context_tokens": decode_context_tokens,
+    }
+    for name, value in counts.items():
+        if int(value) != value or value < 0:
+            raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+    work = float(prefill_attn_work)
+    if not (math.isfinite(work) and work >= 0.0):
+        raise ValueError(f"prefill_attn_work must be a finite number >= 0, got {work!r}")
+    return (
+        np.int64(num_prefill_tokens),
+        np.int64(num_prefill_seqs),
+        work,
+        np.int64(prefill_context_tokens),
+        np.int64(num_decode_seqs),
+        np.int64(decode_context_tokens),
+    )
+
+
+def roofline_model(
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int,
+    efficiencies: Efficiencies = DEFAULT_EFFICIENCIES,
+) -> StepTimeModel:
+    """Build the roofline step-time model of ``model`` on a TP group of ``tp`` ``gpu``\\ s.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The transformer's shape.
+    gpu : GPUSpec
+        One GPU of the group (all are alike).
+    tp : int
+        Tensor-parallel degree (GPUs per replica), >= 1, dividing ``model.num_heads``.
+    efficiencies : Efficiencies
+        Fractions of peak and fixed latencies; ``DEFAULT_EFFICIENCIES`` unless calibrated.
+
+    Returns
+    -------
+    StepTimeModel
+        ``params`` for ``kernel.step_time_s``, the source string and a description.
+
+    Raises
+    ------
+    SimreplayError
+        If ``tp`` does not fit the model's heads, or a spec field is not positive.
+    """
+    _check_shapes(model, gpu, tp)
+    eff = efficiencies
+    num_layers = float(model.num_layers)
+    hidden = float(model.hidden_size)
+    head_dim = float(model.head_dim)
+    heads_per_gpu = model.num_heads / tp
+    kv_heads_per_gpu = max(model.num_kv_heads / tp, 1.0)
+    ffn_per_gpu = model.intermediate_size / tp
+    vocab_per_gpu = model.vocab_size / tp
+    weight_bytes = float(model.weight_bytes_per_param)
+    act_bytes = ACTIVATION_BYTES
+    lat = eff.kernel_latency_s
+
+    # FP8 checkpoints run FP8 GEMMs where the GPU has them; attention stays 16-bit.
+    use_fp8 = weight_bytes <= 1.0 and gpu.peak_fp8_flops is not None
+    gemm_flops = (gpu.peak_fp8_flops if use_fp8 else gpu.peak_bf16_flops) * eff.gemm_compute
+    mem_bytes_per_s = gpu.hbm_bytes_per_s * eff.gemm_memory
+    attn_flops = gpu.peak_bf16_flops * eff.prefill_attention
+    kv_bytes_per_s = gpu.hbm_bytes_per_s * eff.decode_attention
+
+    params = kernel.new_params()
+
+    def set_linear(op_idx: int, n_in: float, n_out: float) -> None:
+        base = op_idx * kernel.LINEAR_STRIDE
+        params[base + kernel.LINEAR_COMPUTE_S_PER_TOKEN] = (
+            num_layers * 2.0 * n_in * n_out / gemm_flops
+        )
+        params[base + kernel.LINEAR_MEMORY_S] = num_layers * (
+            n_in * n_out * weight_bytes / mem_bytes_per_s + lat
+        )
+        params[base + kernel.LINEAR_MEMORY_S_PER_TOKEN] = (
+            num_layers * (n_in + n_out) * act_bytes / mem_bytes_per_s
+        )
+
+    qkv_out = (heads_per_gpu + 2.0 * kv_heads_per_gpu) * head_dim
+    set_linear(kernel.LINEAR_QKV, hidden, qkv_out)
+    set_linear(kernel.LINEAR_O, heads_per_gpu * head_dim, hidden)
+    num_mlp_matrices = 3.0 if model.gated_mlp else 2.0
+    mlp_in_out = (num_mlp_matrices - 1.0) * ffn_per_gpu  # gate+up merged, or up alone
+    # Elements the MLP activation kernel reads and writes per token: gated, it reads gate
+    # and up and writes their product (3F); otherwise it reads and writes F (2F).
+    act_elements = num_mlp_matrices * ffn_per_gpu
+    elementwise_kernels = DENSE_ELEMENTWISE_KERNELS_PER_LAYER
+    if model.is_moe:
+        num_experts = float(model.num_experts)
+        top_k = float(model.num_experts_per_token)
+        set_linear(kernel.LINEAR_ROUTER, hidden, num_experts)  # replicated, not split by tp
+        expert_params = num_mlp_matrices * hidden * ffn_per_gpu
+        params[kernel.MOE_COMPUTE_S_PER_TOKEN] = (
+            num_layers * top_k * 2.0 * expert_params / gemm_flops
+        )
+        params[kernel.MOE_MEMORY_S] = num_layers * MOE_GEMM_KERNELS_PER_LAYER * lat
+        params[kernel.MOE_MEMORY_S_PER_EXPERT] = (
+            num_layers * expert_params * weight_bytes / mem_bytes_per_s
+        )
+        # Each expert visit reads and writes both GEMMs' inputs and outputs.
+        expert_io_elements = 2.0 * hidden + mlp_in_out + ffn_per_gpu
+        params[kernel.MOE_MEMORY_S_PER_TOKEN] = (
+            num_layers * top_k * expert_io_elements * act_bytes / mem_bytes_per_s
+        )
+        params[kernel.MOE_NUM_EXPERTS] = num_experts
+        params[kernel.MOE_TOP_K] = top_k
+        act_elements *= top_k
+        elementwise_kernels += MOE_EXTRA_KERNELS_PER_LAYER
+    else:
+        set_linear(kernel.LINEAR_MLP_IN, hidden, mlp_in_out)
+        set_linear(kernel.LINEAR_MLP_OUT, ffn_per_gpu, hidden)
+
+    params[kernel.LM_HEAD_COMPUTE_S_PER_ROW] = 2.0 * hidden * vocab_per_gpu / gemm_flops
+    params[kernel.LM_HEAD_MEMORY_S] = hidden * vocab_per_gpu * weight_bytes / mem_bytes_per_s + lat
+    params[kernel.LM_HEAD_MEMORY_S_PER_ROW] = (hidden + vocab_per_gpu) * act_bytes / mem_bytes_per_s
+
+    # Bytes per token per layer of the element-wise kernels: 2 x (residual add + RMSNorm
+    # reading and writing hidden and residual), RoPE reading and writing q and k, the
+    # KV-cache write reading k, v and writing them to the cache, and the activation.
+    elementwise_elements = (
+        2.0 * 4.0 * hidden
+        + 2.0 * (heads_per_gpu + kv_heads_per_gpu) * head_dim
+        + 4.0 * kv_heads_per_gpu * head_dim
+        + act_elements
+    )
+    params[kernel.ELEMENTWISE_S] = num_layers * elementwise_kernels * lat
+    params[kernel.ELEMENTWISE_S_PER_TOKEN] = (
+        num_layers * elementwise_elements * act_bytes / mem_bytes_per_s
+    )
+
+    params[kernel.ATTN_LATENCY_S] = num_layers * lat
+    params[kernel.ATTN_COMPUTE_S_PER_WORK] = (
+        num_layers * 4.0 * heads_per_gpu * head_dim / attn_flops
+    )
+    params[kernel.ATTN_KV_S_PER_CONTEXT_TOKEN] = (
+        num_layers * 2.0 * kv_heads_per_gpu * head_dim * act_bytes / kv_bytes_per_s
+    )
+    # Each query row reads q and writes the attention output.
+    params[kernel.ATTN_QUERY_S_PER_TOKEN] = (
+        num_layers * 2.0 * heads_per_gpu * head_dim * act_bytes / kv_bytes_per_s
+    )
+
+    if tp > 1:
+        ring_bytes_per_token = 2.0 * (tp - 1) / tp * hidden * act_bytes
+        link_bytes_per_s = gpu.link_bytes_per_s * eff.allreduce_link
+        params[kernel.ALLREDUCE_S] = num_layers * 2.0 * eff.allreduce_latency_s
+        params[kernel.ALLREDUCE_S_PER_TOKEN] = (
+            num_layers * 2.0 * ring_bytes_per_token / link_bytes_per_s
+        )
+
+    params[kernel.HOST_S] = eff.host_overhead_s
+    params[kernel.HOST_S_PER_SEQ] = eff.host_overhead_per_seq_s
+
+    weight_params_per_gpu = num_layers * (
+        hidden * qkv_out
+        + heads_per_gpu * head_dim * hidden
+        + (0.0 if model.is_moe else num_mlp_matrices * hidden * ffn_per_gpu)
+    ) + (hidden * vocab_per_gpu)
+    if model.is_moe:
+        weight_params_per_gpu += num_layers * hidden * model.num_experts
+        weight_params_per_gpu += (
+            num_layers * model.num_experts * num_mlp_matrices * hidden * ffn_per_gpu
+        )
+    description: dict[str, float | str] = {
+        "model": model.name,
+        "gpu": gpu.name,
+        "tp": float(tp),
+        "gemm_dtype": "fp8" if use_fp8 else "bf16",
+        **{f"efficiency_{k}": float(v) for k, v in asdict(eff).items()},
+        "kv_heads_per_gpu": float(kv_heads_per_gpu),
+        "weight_bytes_per_gpu": weight_params_per_gpu * weight_bytes,
+        "kv_bytes_per_context_token_per_gpu": num_layers
+        * 2.0
+        * kv_heads_per_gpu
+        * head_dim
+        * act_bytes,
+        "linear_compute_bound_above_tokens": float(_knee_tokens(params)),
+    }
+    is_default = efficiencies == DEFAULT_EFFICIENCIES
+    source = (
+        "roofline with default efficiencies (uncalibrated)"
+        if is_default
+        else "roofline with custom efficiencies"
+    )
+    return StepTimeModel(params=params, source=source, description=description)
+
+
+def constant_step_model(step_s: float) -> StepTimeModel:
+    """A model whose every step that processes a token takes ``step_s`` seconds.
+
+    For queueing checks (an M/D/1 replica) and hand-computed golden cases: only the host
+    slot is set, so the engine's code path is the same as with a roofline model.
+
+    Parameters
+    ----------
+    step_s : float
+        Duration of every non-empty step, > 0.
+
+    Returns
+    -------
+    StepTimeModel
+    """
+    if not (math.isfinite(step_s) and step_s > 0.0):
+        raise SimreplayError(f"constant step time must be > 0 seconds, got {step_s!r}")
+    params = kernel.new_params()
+    params[kernel.HOST_S] = step_s
+    return StepTimeModel(
+        params=params,
+        source=f"constant {step_s!r} s per step",
+        description={"step_s": float(step_s)},
+    )
+
+
+def _knee_tokens(params: np.ndarray) -> float:
+    """Tokens per step above which the largest dense or router GEMM is compute bound."""
+    best_tokens = math.nan
+    largest_weight_s = -1.0
+    for op_idx in range(kernel.NUM_LINEAR_OPS):
+        base = op_idx * kernel.LINEAR_STRIDE
+        compute = params[base + kernel.LINEAR_COMPUTE_S_PER_TOKEN]
+        fixed = params[base + kernel.LINEAR_MEMORY_S]
+        per_token = params[base + kernel.LINEAR_MEMORY_S_PER_TOKEN]
+        if fixed > largest_weight_s and compute > per_token:
+            largest_weight_s = fixed
+            best_tokens = fixed / (compute - per_token)
+    return best_tokens
+
+
+def _check_shapes(model: ModelSpec, gpu: GPUSpec, tp: int) -> None:
+    if isinstance(tp, bool) or int(tp) != tp or tp < 1:
+        raise SimreplayError(f"tensor-parallel degree must be a whole number >= 1, got {tp!r}")
+    for name in (
+        "num_layers",
+        "hidden_size",
+        "num_heads",
+        "num_kv_heads",
+        "head_dim",
+        "intermediate_size",
+        "vocab_size",
+        "weight_bytes_per_param",
+    ):
+        if not getattr(model, name) > 0:
+            raise SimreplayError(f"model {model.name}: {name} must be > 0")
+    if model.is_moe and not 0 < model.num_experts_per_token <= model.num_experts:
+        raise SimreplayError(
+            f"model {model.name}: experts per token must be in 1..{model.num_experts}, "
+            f"got {model.num_experts_per_token}"
+        )
+    for name in ("peak_bf16_flops", "hbm_bytes_per_s", "link_bytes_per_s"):
+        value = getattr(gpu, name)
+        if not (math.isfinite(value) and value > 0):
+            raise SimreplayError(f"GPU {gpu.name}: {name} must be > 0")
+    # vLLM shards attention heads evenly; KV heads are split when tp divides them and
+    # replicated when they are fewer than tp (then tp must be a multiple of them).
+    if model.num_heads % tp:
+        raise SimreplayError(
+            f"--tp {tp} does not divide the {model.num_heads} attention heads of {model.name}"
+        )
+    kv = model.num_kv_heads
+    if (kv >= tp and kv % tp) or (kv < tp and tp % kv):
+        raise SimreplayError(
+            f"--tp {tp} does not fit the {kv} KV heads of {model.name} "
+            "(it must divide them or be a multiple of them)"
+        )

@@ -1,0 +1,261 @@
+"""What a run produces: per-request records, the step log, and the summary; and their files.
+
+``--out DIR`` writes ``requests.parquet``, ``steps.parquet`` and ``summary.json`` (each
+atomically). Columns (seconds in files, NaN where a time does not exist):
+
+requests.parquet, one row per request of the trace, in trace order:
+
+| column | type | meaning |
+|---|---|---|
+| `request_index` | int64 | row of the request in the trace |
+| `request_id` | string | the trace's id, when it has one |
+| `replica` | int32 | replica that served it; -1 if rejected |
+| `input_tokens`, `output_tokens` | int32 | from the trace |
+| `arrival_time_s` | float64 | arrival |
+| `first_scheduled_s` | float64 | start of the first step that computed any of its tokens |
+| `first_token_s` | float64 | end of the step that produced its first output token |
+| `completion_s` | float64 | end of the step that produced its last token |
+| `ttft_s`, `tpot_s`, `e2e_s`, `queue_s` | float64 | see ``metrics.py`` |
+| `num_preemptions` | int32 | times it was preempted (and recomputed) |
+| `cached_tokens` | int32 | prompt tokens served from a prefix cache (0: prefix caching off) |
+| `status` | string | `completed` or `rejected` |
+| `reject_reason` | string | why it was rejected; null otherwise |
+
+steps.parquet, one row per run of consecutive engine steps of one replica (a decode-only
+step joins the previous run when its batch has the same decoding sequences and waiting
+requests; every step with prefill tokens is its own row):
+
+| column | type | meaning |
+|---|---|---|
+| `replica` | int32 | replica index |
+| `start_s` | float64 | start of the run's first step |
+| `duration_s` | float64 | total duration of the run |
+| `num_steps` | int64 | engine steps in the run |
+| `prefill_tokens` | int64 | prompt tokens computed in the run |
+| `decode_seqs` | int32 | sequences decoding one token per step |
+| `kv_blocks_used` | int64 | KV blocks held after the run's last step |
+| `num_waiting` | int32 | requests waiting when each step started |
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from simulator.engine.state import (
+    FINISHED,
+    L_DECODE_SEQS,
+    L_END_S,
+    L_KV_BLOCKS,
+    L_NUM_STEPS,
+    L_PREFILL_TOKENS,
+    L_REPLICA,
+    L_START_S,
+    L_WAITING,
+    R_ARRIVAL_S,
+    R_FINISH_S,
+    R_FIRST_SCHEDULED_S,
+    R_FIRST_TOKEN_S,
+    R_LAST_TOKEN_S,
+    R_OUTPUT,
+    R_PREEMPTIONS,
+    R_PROMPT,
+    R_REJECT,
+    R_REPLICA,
+    R_STATUS,
+    REJECT_REASONS,
+    EngineState,
+)
+from simulator.errors import SimreplayError
+from simulator.io import write_parquet_atomic, write_text_atomic
+from simulator.metrics import describe_ms, itl_summary_ms, slo_report
+from simulator.scenario import ResolvedScenario
+
+RESULTS_FORMAT_VERSION = 1
+
+
+@dataclass
+class Result:
+    """The outcome of one simulated run.
+
+    Attributes
+    ----------
+    scenario : ResolvedScenario
+    requests : pyarrow.Table
+        One row per request (columns in the module docstring).
+    steps : pyarrow.Table
+        One row per run of engine steps.
+    summary : dict
+        The object ``--json`` prints and ``summary.json`` holds.
+    """
+
+    scenario: ResolvedScenario
+    requests: pa.Table
+    steps: pa.Table
+    summary: dict[str, Any]
+
+    def write(self, out_dir: Path) -> None:
+        """Write ``requests.parquet``, ``steps.parquet`` and ``summary.json`` into ``out_dir``."""
+        out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise SimreplayError(f"--out {out_dir}: exists and is not a directory")
+        if not out_dir.parent.is_dir():
+            raise SimreplayError(f"--out {out_dir}: parent directory {out_dir.parent} is missing")
+        out_dir.mkdir(exist_ok=True)
+        write_parquet_atomic(self.requests, out_dir / "requests.parquet")
+        write_parquet_atomic(self.steps, out_dir / "steps.parquet")
+        write_text_atomic(summary_json(self.summary), out_dir / "summary.json")
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """The summary as JSON text, the same bytes for the same summary."""
+    return json.dumps(summary, indent=2, allow_nan=False) + "\n"
+
+
+def build_result(
+    resolved: ResolvedScenario,
+    state: EngineState,
+    request_ids: pa.Array | None,
+    slo: dict[str, tuple[str, int, float]] | None,
+) -> Result:
+    """Turn the engine's final state into tables and the summary."""
+    requests, latencies_s, completed = _request_table(state, request_ids)
+    steps = _step_table(state)
+    summary = _summary(resolved, state, steps, latencies_s, completed, slo)
+    return Result(resolved, requests, steps, summary)
+
+
+def _request_table(
+    state: EngineState, request_ids: pa.Array | None
+) -> tuple[pa.Table, dict[str, np.ndarray], np.ndarray]:
+    req_i, req_f = state.req_i, state.req_f
+    arrival = req_f[:, R_ARRIVAL_S]
+    first_token = req_f[:, R_FIRST_TOKEN_S]
+    finish = req_f[:, R_FINISH_S]
+    output = req_i[:, R_OUTPUT]
+    completed = req_i[:, R_STATUS] == FINISHED
+    ttft = first_token - arrival
+    e2e = finish - arrival
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(output > 1, (e2e - ttft) / (output - 1), np.nan)
+    queue = req_f[:, R_FIRST_SCHEDULED_S] - arrival
+    reasons = req_i[:, R_REJECT]
+    reason_text = pa.array(
+        [REJECT_REASONS[int(c)] or None for c in np.unique(reasons)], pa.string()
+    ).take(pa.array(np.searchsorted(np.unique(reasons), reasons)))
+    columns: dict[str, Any] = {"request_index": np.arange(len(arrival), dtype=np.int64)}
+    if request_ids is not None:
+        columns["request_id"] = request_ids
+    columns.update(
+        replica=req_i[:, R_REPLICA].astype(np.int32),
+        input_tokens=req_i[:, R_PROMPT].astype(np.int32),
+        output_tokens=output.astype(np.int32),
+        arrival_time_s=arrival,
+        first_scheduled_s=req_f[:, R_FIRST_SCHEDULED_S],
+        first_token_s=first_token,
+        completion_s=finish,
+        ttft_s=ttft,
+        tpot_s=tpot,
+        e2e_s=e2e,
+        queue_s=queue,
+        num_preemptions=req_i[:, R_PREEMPTIONS].astype(np.int32),
+        cached_tokens=np.zeros(len(arrival), np.int32),
+        status=pa.array(np.where(completed, "completed", "rejected")),
+        reject_reason=reason_text,
+    )
+    table = pa.table(
+        columns, metadata={b"simreplay.kind": b"requests", b"simreplay.format_version": b"1"}
+    )
+    latencies = {"ttft": ttft, "tpot": tpot, "e2e": e2e, "queue": queue}
+    return table, latencies, completed
+
+
+def _step_table(state: EngineState) -> pa.Table:
+    n = state.num_log_rows
+    log_i, log_f = state.log_i[:, :n], state.log_f[:, :n]
+    # Rows were logged as steps completed; order by replica then time for readers.
+    order = np.lexsort((log_f[L_START_S], log_i[L_REPLICA]))
+    return pa.table(
+        {
+            "replica": log_i[L_REPLICA][order].astype(np.int32),
+            "start_s": log_f[L_START_S][order],
+            "duration_s": (log_f[L_END_S] - log_f[L_START_S])[order],
+            "num_steps": log_i[L_NUM_STEPS][order],
+            "prefill_tokens": log_i[L_PREFILL_TOKENS][order],
+            "decode_seqs": log_i[L_DECODE_SEQS][order].astype(np.int32),
+            "kv_blocks_used": log_i[L_KV_BLOCKS][order],
+            "num_waiting": log_i[L_WAITING][order].astype(np.int32),
+        },
+        metadata={b"simreplay.kind": b"steps", b"simreplay.format_version": b"1"},
+    )
+
+
+def _summary(
+    resolved: ResolvedScenario,
+    state: EngineState,
+    steps: pa.Table,
+    latencies_s: dict[str, np.ndarray],
+    completed: np.ndarray,
+    slo: dict[str, tuple[str, int, float]] | None,
+) -> dict[str, Any]:
+    req_i, req_f = state.req_i, state.req_f
+    arrival = req_f[:, R_ARRIVAL_S]
+    finish = req_f[:, R_FINISH_S]
+    num_requests = len(arrival)
+    last_s = float(np.nanmax(finish)) if completed.any() else float(arrival.max(initial=0.0))
+    makespan_s = max(last_s - float(arrival.min(initial=0.0)), 0.0)
+    output_done = int(req_i[completed, R_OUTPUT].sum())
+    itl_sum_s = float(
+        np.nansum(req_f[completed, R_LAST_TOKEN_S] - req_f[completed, R_FIRST_TOKEN_S])
+    )
+    reasons = req_i[:, R_REJECT]
+    summary: dict[str, Any] = {
+        "num_requests": num_requests,
+        "num_completed": int(completed.sum()),
+        "num_rejected": int((reasons != 0).sum()),
+        "num_preemptions": int(req_i[:, R_PREEMPTIONS].sum()),
+        "makespan_s": makespan_s,
+        "throughput_rps": completed.sum() / makespan_s if makespan_s > 0 else None,
+        "output_tokens_per_s": output_done / makespan_s if makespan_s > 0 else None,
+        "ttft_ms": describe_ms(latencies_s["ttft"]),
+        "tpot_ms": describe_ms(latencies_s["tpot"]),
+        "itl_ms": itl_summary_ms(state.itl_histogram, itl_sum_s),
+        "e2e_ms": describe_ms(latencies_s["e2e"]),
+        "queue_ms": describe_ms(latencies_s["queue"]),
+        "kv_cache": _kv_usage(steps, resolved.memory.num_kv_blocks, resolved.num_replicas),
+        "rejected_by_reason": {
+            REJECT_REASONS[int(code)]: int((reasons == code).sum())
+            for code in np.unique(reasons)
+            if code != 0
+        },
+    }
+    if summary["throughput_rps"] is not None:
+        summary["throughput_rps"] = float(summary["throughput_rps"])
+    if slo:
+        summary["slo"] = slo_report(latencies_s, completed, slo, makespan_s)
+    summary["scenario"] = resolved.to_dict()
+    return summary
+
+
+def _kv_usage(steps: pa.Table, num_kv_blocks: int, num_replicas: int) -> dict[str, Any]:
+    """Peak and time-weighted mean fraction of KV blocks in use, over the replicas' steps."""
+    if steps.num_rows == 0:
+        return {"peak_fraction": 0.0, "mean_fraction": 0.0, "per_replica_peak_fraction": []}
+    used = steps.column("kv_blocks_used").to_numpy() / num_kv_blocks
+    duration = steps.column("duration_s").to_numpy()
+    replica = steps.column("replica").to_numpy()
+    per_replica = [
+        float(used[replica == r].max()) if (replica == r).any() else 0.0
+        for r in range(num_replicas)
+    ]
+    mean = float((used * duration).sum() / duration.sum()) if duration.sum() > 0 else 0.0
+    return {
+        "peak_fraction": float(used.max()),
+        "mean_fraction": mean,
+        "per_replica_peak_fraction": per_replica,
+    }

@@ -1,0 +1,207 @@
+"""What to simulate: a ``Scenario`` as the user states it, resolved against the catalogs.
+
+``resolve`` turns names and optional knobs into everything the engine needs: the GPU and
+model specs, TP (chosen when omitted), replicas, the memory plan and KV blocks, vLLM's
+default batch knobs for the GPU, and the step-time model with its source.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from simulator.checks import format_number
+from simulator.engine.state import ROUTERS, SCHEDULERS
+from simulator.errors import SimreplayError
+from simulator.hardware import parse_gpus
+from simulator.memory import MemoryPlan, choose_tp, default_batch_knobs, plan_memory, validate_tp
+from simulator.models import DEFAULT_MODEL, get_model
+from simulator.perf.roofline import StepTimeModel, roofline_model
+from simulator.specs import GPUSpec, ModelSpec
+
+#: Sarathi-Serve's chunk size used in its paper's evaluation of Llama-class models.
+DEFAULT_SARATHI_CHUNK = 512
+#: Engine behaviour the defaults follow (named in every output).
+ENGINE_VERSION = "vLLM v0.11 (V1 engine), prefix caching off"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A deployment to simulate, as the user states it. ``None`` means "the default".
+
+    Attributes
+    ----------
+    gpus : str
+        ``NxNAME``, e.g. ``"4xA100"``.
+    model : str
+        Catalog name or a path to a Hugging Face ``config.json``.
+    tp : int or None
+        Tensor-parallel degree; chosen (smallest with a useful KV cache) when None.
+    scheduler : str
+        ``vllm`` (V1: chunked prefill, decodes first), ``vllm-v0`` or ``sarathi``.
+    router : str
+        ``least-outstanding``, ``round-robin``, ``least-kv`` or ``random``.
+    max_num_seqs, max_num_batched_tokens : int or None
+        vLLM's batch knobs; None takes vLLM v0.11's OpenAI-server defaults for the GPU.
+    chunk_size : int
+        Token budget per step of the ``sarathi`` scheduler.
+    block_size : int
+        Tokens per KV block (vLLM's default 16).
+    gpu_memory_utilization : float
+        Fraction of GPU memory vLLM may use (default 0.9).
+    max_model_len : int or None
+        Longest request (input + output) served; None takes the model's context, capped to
+        what the KV cache can hold.
+    seed : int
+        Seed of every random choice (the ``random`` router).
+    """
+
+    gpus: str = "1xH100"
+    model: str = DEFAULT_MODEL
+    tp: int | None = None
+    scheduler: str = "vllm"
+    router: str = "least-outstanding"
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    chunk_size: int = DEFAULT_SARATHI_CHUNK
+    block_size: int = 16
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ResolvedScenario:
+    """A scenario with every default filled in and every derived quantity computed."""
+
+    scenario: Scenario
+    gpu: GPUSpec
+    num_gpus: int
+    model: ModelSpec
+    tp: int
+    tp_chosen: bool
+    num_replicas: int
+    memory: MemoryPlan
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    token_budget: int
+    max_model_len: int
+    step_model: StepTimeModel
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration for outputs (``scenario`` in ``summary.json``)."""
+        return {
+            "gpus": f"{self.num_gpus}x{self.gpu.name}",
+            "gpu": self.gpu.name,
+            "num_gpus": self.num_gpus,
+            "model": self.model.name,
+            "tp": self.tp,
+            "tp_chosen_automatically": self.tp_chosen,
+            "num_replicas": self.num_replicas,
+            "scheduler": self.scenario.scheduler,
+            "router": self.scenario.router,
+            "engine": ENGINE_VERSION,
+            "max_num_seqs": self.max_num_seqs,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "token_budget_per_step": self.token_budget,
+            "block_size": self.memory.block_size,
+            "gpu_memory_utilization": self.scenario.gpu_memory_utilization,
+            "max_model_len": self.max_model_len,
+            "kv_blocks_per_replica": self.memory.num_kv_blocks,
+            "kv_capacity_tokens_per_replica": self.memory.kv_capacity_tokens,
+            "kv_bytes_per_token_per_gpu": self.memory.kv_bytes_per_token,
+            "weights_bytes_per_gpu": self.memory.weights_bytes_per_gpu,
+            "memory": asdict(self.memory),
+            "calibration": self.step_model.source,
+            "step_time_model": dict(self.step_model.description),
+            "cost_per_hour_usd": self.num_gpus * self.gpu.usd_per_hour,
+            "seed": self.scenario.seed,
+            "notes": list(self.notes),
+        }
+
+
+def resolve(scenario: Scenario) -> ResolvedScenario:
+    """Fill in defaults and derive replicas, KV blocks and step times.
+
+    Raises
+    ------
+    SimreplayError
+        One line naming the option for an unknown GPU, model, scheduler or router, a TP that
+        does not divide the GPUs or the model's heads, weights that do not fit, or a knob
+        out of range.
+    """
+    if scenario.scheduler not in SCHEDULERS:
+        raise SimreplayError(
+            f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scenario.scheduler!r}"
+        )
+    if scenario.router not in ROUTERS:
+        raise SimreplayError(
+            f"--router must be one of {', '.join(ROUTERS)}, got {scenario.router!r}"
+        )
+    num_gpus, gpu = parse_gpus(scenario.gpus)
+    model = get_model(scenario.model)
+    default_tokens, default_seqs = default_batch_knobs(gpu)
+    max_num_seqs = _positive_int(scenario.max_num_seqs, default_seqs, "--max-num-seqs")
+    max_batched = _positive_int(
+        scenario.max_num_batched_tokens, default_tokens, "--max-num-batched-tokens"
+    )
+    chunk_size = _positive_int(scenario.chunk_size, DEFAULT_SARATHI_CHUNK, "--chunk-size")
+    block_size = _positive_int(scenario.block_size, 16, "--block-size")
+    if scenario.max_model_len is not None:
+        _positive_int(scenario.max_model_len, 0, "--max-model-len")
+    notes: list[str] = []
+    knobs = {
+        "gpu_memory_utilization": scenario.gpu_memory_utilization,
+        "block_size": block_size,
+        "max_num_batched_tokens": max_batched,
+        "max_num_seqs": max_num_seqs,
+    }
+    context = scenario.max_model_len or model.max_context_tokens
+    tp_chosen = scenario.tp is None
+    if tp_chosen:
+        tp = choose_tp(model, gpu, num_gpus, max_context_tokens=context, **knobs)
+        notes.append(f"--tp not given: chose tp={tp} (smallest with a useful KV cache)")
+    else:
+        tp = scenario.tp
+        validate_tp(model, num_gpus, tp)
+    memory = plan_memory(model, gpu, tp, **knobs)
+
+    max_model_len = scenario.max_model_len or model.max_context_tokens
+    if scenario.max_model_len is None and memory.kv_capacity_tokens < max_model_len:
+        notes.append(
+            f"max_model_len capped from the model's {model.max_context_tokens:,} to the "
+            f"{memory.kv_capacity_tokens:,} tokens the KV cache holds (vLLM refuses to start "
+            "otherwise; pass --max-model-len to choose)"
+        )
+        max_model_len = memory.kv_capacity_tokens
+    token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
+    if scenario.scheduler == "vllm-v0" and scenario.max_num_batched_tokens is None:
+        # vLLM v0 without chunked prefill: max(max_model_len, 2048), so any prompt fits.
+        max_batched = token_budget = max(max_model_len, 2048)
+    return ResolvedScenario(
+        scenario=scenario,
+        gpu=gpu,
+        num_gpus=num_gpus,
+        model=model,
+        tp=tp,
+        tp_chosen=tp_chosen,
+        num_replicas=num_gpus // tp,
+        memory=memory,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_batched,
+        token_budget=token_budget,
+        max_model_len=max_model_len,
+        step_model=roofline_model(model, gpu, tp),
+        notes=tuple(notes),
+    )
+
+
+def _positive_int(value: int | None, default: int, option: str) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        shown = format_number(value) if isinstance(value, float) and math.isfinite(value) else value
+        raise SimreplayError(f"{option} must be an integer >= 1, got {shown!r}")
+    return value

@@ -1,0 +1,101 @@
+"""What a GPU and a model are, as the rest of the simulator sees them (units in every name).
+
+The catalogs (``hardware.py``, ``models.py``) hold instances; ``memory.py`` and ``perf/``
+compute with them. Nothing here knows about traces or the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GPUSpec:
+    """One accelerator model.
+
+    Attributes
+    ----------
+    name : str
+        Canonical catalog name, e.g. ``"A100-80GB-SXM"``.
+    peak_bf16_flops : float
+        Dense BF16/FP16 tensor-core FLOP/s (no sparsity).
+    peak_fp8_flops : float or None
+        Dense FP8 FLOP/s where the GPU has FP8 tensor cores.
+    hbm_bytes : float
+        Device memory in bytes (as the vendor states it, GB = 1e9 unless noted).
+    hbm_bytes_per_s : float
+        Peak memory bandwidth, bytes/s.
+    link_bytes_per_s : float
+        Intra-node GPU-to-GPU bandwidth per direction, bytes/s (NVLink, Infinity Fabric,
+        or PCIe where there is no bridge).
+    usd_per_hour : float
+        Indicative on-demand cloud price of one GPU-hour, for cost comparisons.
+    vendor : str
+    aliases : tuple of str
+        Extra names accepted on the command line (case-insensitive).
+    source : str
+        Where the figures come from.
+    """
+
+    name: str
+    peak_bf16_flops: float
+    peak_fp8_flops: float | None
+    hbm_bytes: float
+    hbm_bytes_per_s: float
+    link_bytes_per_s: float
+    usd_per_hour: float
+    vendor: str = "NVIDIA"
+    aliases: tuple[str, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only transformer's shape.
+
+    Attributes
+    ----------
+    name : str
+        Catalog name, e.g. ``"llama-3.1-8b"``.
+    num_layers, hidden_size, num_heads, num_kv_heads, head_dim : int
+        Attention shape (``head_dim`` need not equal hidden / heads, as in Qwen3).
+    intermediate_size : int
+        FFN width of one expert (dense models: of the MLP).
+    vocab_size : int
+    max_context_tokens : int
+        Longest sequence (prompt + output) the model accepts.
+    num_experts : int
+        Routed experts per MoE layer; 0 for a dense model.
+    num_experts_per_token : int
+        Experts each token is routed to (top-k); 0 for a dense model.
+    gated_mlp : bool
+        SwiGLU-style MLP with gate, up and down projections (3 matrices) instead of 2.
+    tied_embeddings : bool
+        LM head shares the input embedding's weights (counted once in memory).
+    weight_bytes_per_param : float
+        2 for BF16/FP16 checkpoints.
+    aliases : tuple of str
+    source : str
+        Where the shape comes from (the model's config.json).
+    """
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_context_tokens: int
+    num_experts: int = 0
+    num_experts_per_token: int = 0
+    gated_mlp: bool = True
+    tied_embeddings: bool = False
+    weight_bytes_per_param: float = 2.0
+    aliases: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0

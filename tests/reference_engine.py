@@ -1,0 +1,568 @@
+"""A slow, obvious reference of the replica engine, for differential tests.
+
+Implements exactly the rules of ``simulator/engine/README.md`` (schedulers ``vllm``,
+``sarathi`` and ``vllm-v0``; paged KV blocks; preemption by recompute; rejection at arrival;
+routing across replicas; the time rules) with plain Python objects, lists and deques, the
+way stumpy's ``tests/naive.py`` shadows its fast kernels. Clarity beats speed here: every
+rule is one visible block of code, and the README's symbols are spelled out in comments
+(``P`` prompt tokens, ``O`` output tokens, ``c`` computed tokens, ``g`` generated tokens).
+
+It imports nothing from ``simulator.engine`` on purpose.
+
+Where the README leaves a case open, the choice made here is stated in a comment marked
+``README gap``; the cases where the README's rules would leave a request waiting forever
+raise :class:`ReferenceEngineStuck` instead of guessing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SCHEDULERS = ("vllm", "sarathi", "vllm-v0")
+ROUTERS = ("round-robin", "least-outstanding", "least-kv", "random")
+
+REJECT_NONE = 0
+REJECT_LONGER_THAN_CONTEXT = 1
+REJECT_MORE_KV_THAN_REPLICA = 2
+REJECT_V0_PROMPT_OVER_BUDGET = 3
+
+
+class ReferenceEngineStuck(RuntimeError):
+    """A replica holds requests, yet the README's rules schedule none of them.
+
+    Only ``vllm-v0`` can get here: a waiting request whose whole prompt (plus the output to
+    recompute after a preemption) exceeds ``max_num_batched_tokens``, or whose blocks would
+    cut into the watermark even on an empty replica, is never admitted, and the README
+    names no rejection for it (vLLM v0.6 marks such a request ``FINISHED_IGNORED``).
+    """
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(eq=False)  # identity semantics: `req in running` means this very request
+class _Request:
+    idx: int
+    arrival_s: float
+    prompt_tokens: int  # P
+    output_tokens: int  # O
+    num_computed: int = 0  # c
+    num_generated: int = 0  # g
+    blocks: int = 0  # ceil(c_target / block_size) after each allocation
+    first_scheduled_s: float = math.nan
+    first_token_s: float = math.nan
+    last_token_s: float = math.nan
+    finish_s: float = math.nan
+    num_preemptions: int = 0
+
+    def num_known(self) -> int:
+        """P + g: the tokens the request knows (prompt plus generated output)."""
+        return self.prompt_tokens + self.num_generated
+
+    def num_remaining(self) -> int:
+        """P + g - c."""
+        return self.num_known() - self.num_computed
+
+    def in_decode_phase(self) -> bool:
+        return self.num_generated >= 1 and self.num_remaining() == 1
+
+
+@dataclass(eq=False)
+class _Step:
+    start_s: float
+    end_s: float
+    batch: dict  # _Request -> tokens scheduled (n), in scheduling order
+    record: dict  # the public per-step debug record, completed at the end of the step
+
+
+@dataclass(eq=False)
+class _Replica:
+    idx: int
+    num_kv_blocks: int
+    free_blocks: int
+    clock_s: float = -math.inf  # when the next step may start; meaningful while not in flight
+    waiting: deque = field(default_factory=deque)
+    running: list = field(default_factory=list)  # admission order
+    in_flight: _Step | None = None
+    num_outstanding: int = 0  # routed here and not finished
+    preempted_since_last_step: list = field(default_factory=list)
+    step_records: list = field(default_factory=list)  # public per-step records, in time order
+
+    def has_requests(self) -> bool:
+        return bool(self.waiting) or bool(self.running)
+
+    def kv_blocks_used(self) -> int:
+        return self.num_kv_blocks - self.free_blocks
+
+
+@dataclass(frozen=True)
+class _Config:
+    scheduler: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    chunk_size: int
+    block_size: int
+    num_kv_blocks: int
+    max_model_len: int
+    step_time_fn: Callable
+
+
+# ---------------------------------------------------------------------------------------------
+# Admission checks (at arrival, before routing)
+
+
+def reject_reason(prompt_tokens: int, output_tokens: int, cfg: _Config) -> int:
+    """The README's admission checks, in its order; the first that applies wins."""
+    if prompt_tokens + output_tokens > cfg.max_model_len:
+        return REJECT_LONGER_THAN_CONTEXT
+    # The KV of the last generated token is never written, hence P + O - 1.
+    watermark = int(0.01 * cfg.num_kv_blocks) if cfg.scheduler == "vllm-v0" else 0
+    needed = _ceil_div(prompt_tokens + output_tokens - 1, cfg.block_size)
+    if needed > cfg.num_kv_blocks - watermark:
+        return REJECT_MORE_KV_THAN_REPLICA
+    if (
+        cfg.scheduler == "vllm-v0"
+        and prompt_tokens + output_tokens - 1 > cfg.max_num_batched_tokens
+    ):
+        return REJECT_V0_PROMPT_OVER_BUDGET
+    return REJECT_NONE
+
+
+# ---------------------------------------------------------------------------------------------
+# KV blocks and preemption
+
+
+def _blocks_needed(req: _Request, num_tokens: int, block_size: int) -> int:
+    """need = ceil((c + n) / block_size) - blocks."""
+    return _ceil_div(req.num_computed + num_tokens, block_size) - req.blocks
+
+
+def _allocate(rep: _Replica, req: _Request, need: int) -> None:
+    assert 0 <= need <= rep.free_blocks
+    rep.free_blocks -= need
+    req.blocks += need
+
+
+def _preempt_last(rep: _Replica) -> _Request:
+    """Preempt the last request of the running list by recompute; return it."""
+    victim = rep.running.pop()
+    rep.free_blocks += victim.blocks
+    victim.blocks = 0
+    victim.num_computed = 0  # recompute; g is kept
+    victim.num_preemptions += 1
+    rep.waiting.appendleft(victim)
+    rep.preempted_since_last_step.append(victim.idx)
+    return victim
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedulers: each forms one batch at the replica's clock and returns (batch, preempted_any).
+# A batch maps request -> tokens scheduled, in scheduling order.
+
+
+def _schedule_chunked(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
+    """``vllm`` (one pass over the running list) and ``sarathi`` (decodes, then prefills)."""
+    sarathi = cfg.scheduler == "sarathi"
+    budget = cfg.chunk_size if sarathi else cfg.max_num_batched_tokens
+    batch: dict[_Request, int] = {}
+    preempted = False
+
+    # Step 1: running requests.
+    if sarathi:
+        order = [r for r in rep.running if r.in_decode_phase()]
+        order += [r for r in rep.running if not r.in_decode_phase()]
+    else:
+        order = list(rep.running)
+    for req in order:
+        if budget <= 0:
+            break
+        if req not in rep.running:  # preempted earlier in this step as a victim
+            continue
+        n = min(req.num_remaining(), budget)
+        if n == 0:
+            continue
+        need = _blocks_needed(req, n, cfg.block_size)
+        scheduled_itself_out = False
+        while need > rep.free_blocks:
+            victim = _preempt_last(rep)
+            preempted = True
+            if victim is req:
+                scheduled_itself_out = True
+                break
+            if victim in batch:
+                # README gap (sarathi only): the victim was already scheduled in the decode
+                # pass. It leaves the batch and its tokens go back to the budget, as vLLM
+                # does for an already-scheduled victim. Unreachable from a trace: only the
+                # last running request is ever mid-prefill (a request is admitted only when
+                # the budget outlasts every earlier chunk), so a prefill-pass request is the
+                # last of the list and its own first victim.
+                budget += batch.pop(victim)
+        if scheduled_itself_out:
+            break
+        _allocate(rep, req, need)
+        batch[req] = n
+        budget -= n
+
+    # Step 2: waiting requests, only if step 1 preempted nothing.
+    if not preempted:
+        while budget > 0 and rep.waiting and len(rep.running) < cfg.max_num_seqs:
+            req = rep.waiting[0]
+            n = min(req.num_remaining(), budget)  # c is 0 here
+            need = _blocks_needed(req, n, cfg.block_size)
+            if need > rep.free_blocks:
+                break  # stays at the front
+            rep.waiting.popleft()
+            rep.running.append(req)
+            _allocate(rep, req, need)
+            batch[req] = n
+            budget -= n
+    return batch, preempted
+
+
+def _schedule_v0(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
+    """``vllm-v0``: a whole-prompt prefill step if any waiting request fits, else decodes."""
+    batch: dict[_Request, int] = {}
+    # vLLM: int(0.01 * num_gpu_blocks); equals num_kv_blocks // 100 for every count < 2e6.
+    watermark = int(0.01 * cfg.num_kv_blocks)
+
+    # 1. Prefill step.
+    num_tokens = 0
+    while rep.waiting and len(rep.running) < cfg.max_num_seqs:
+        req = rep.waiting[0]
+        n = req.num_known()  # P + g: the whole prompt plus any output to recompute (c == 0)
+        if num_tokens + n > cfg.max_num_batched_tokens:
+            break
+        need = _ceil_div(n, cfg.block_size)
+        if rep.free_blocks - need < watermark:
+            break
+        rep.waiting.popleft()
+        rep.running.append(req)
+        _allocate(rep, req, need)
+        batch[req] = n
+        num_tokens += n
+    if batch:
+        return batch, False
+
+    # 2. Decode step over every running request, in list order.
+    preempted = False
+    for req in list(rep.running):
+        if req not in rep.running:  # preempted as a victim earlier in this pass
+            break
+        need = _blocks_needed(req, 1, cfg.block_size)
+        scheduled_itself_out = False
+        while need > rep.free_blocks:
+            victim = _preempt_last(rep)
+            preempted = True
+            if victim is req:
+                scheduled_itself_out = True
+                break
+        if scheduled_itself_out:
+            break
+        _allocate(rep, req, need)
+        batch[req] = 1
+    return batch, preempted
+
+
+_SCHEDULE = {"vllm": _schedule_chunked, "sarathi": _schedule_chunked, "vllm-v0": _schedule_v0}
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps: start (schedule, time it) and end (advance tokens, finish requests)
+
+
+def _check_blocks(rep: _Replica, cfg: _Config) -> None:
+    """KV accounting invariants between steps."""
+    assert rep.free_blocks >= 0
+    assert rep.free_blocks + sum(r.blocks for r in rep.running) == cfg.num_kv_blocks
+    for r in rep.running:
+        assert r.blocks == _ceil_div(r.num_computed, cfg.block_size)
+    for r in rep.waiting:
+        assert r.blocks == 0 and r.num_computed == 0
+
+
+def _start_step(rep: _Replica, cfg: _Config) -> None:
+    """Form a batch at the replica's clock and put it in flight."""
+    start_s = rep.clock_s
+    _check_blocks(rep, cfg)
+    while True:
+        num_waiting = len(rep.waiting)
+        # Phases are read before scheduling: c before the step decides decode vs prefill.
+        was_decode = {r: r.in_decode_phase() for r in list(rep.running) + list(rep.waiting)}
+        batch, preempted = _SCHEDULE[cfg.scheduler](rep, cfg)
+        if batch:
+            break
+        if not preempted:
+            raise ReferenceEngineStuck(
+                f"replica {rep.idx} at t={start_s!r} holds {len(rep.waiting)} waiting and "
+                f"{len(rep.running)} running requests but the {cfg.scheduler} rules schedule "
+                "none (the README names no rejection for this case)"
+            )
+        # Rule 3: nothing scheduled but something preempted; schedule again at the same time.
+        # (Unreachable from a trace: the first running request is never its own victim, as
+        # check 2 makes a lone request fit, and no scheduler skips it; kept as the README says.)
+
+    num_prefill_tokens = num_prefill_seqs = prefill_attn_work = prefill_context_tokens = 0
+    num_decode_seqs = decode_context_tokens = 0
+    for req, n in batch.items():
+        c = req.num_computed  # before the step
+        if was_decode[req]:
+            assert n == 1
+            num_decode_seqs += 1
+            decode_context_tokens += c + 1
+        else:
+            num_prefill_seqs += 1
+            num_prefill_tokens += n
+            prefill_attn_work += n * (c + n)
+            prefill_context_tokens += c + n
+        if math.isnan(req.first_scheduled_s):
+            req.first_scheduled_s = start_s
+
+    duration_s = float(
+        cfg.step_time_fn(
+            num_prefill_tokens,
+            num_prefill_seqs,
+            prefill_attn_work,
+            prefill_context_tokens,
+            num_decode_seqs,
+            decode_context_tokens,
+        )
+    )
+    if not (math.isfinite(duration_s) and duration_s >= 0.0):
+        raise ValueError(f"step_time_fn returned {duration_s!r}; need a finite time >= 0")
+    end_s = start_s + duration_s
+    record = {
+        "replica": rep.idx,
+        "start_s": start_s,
+        "end_s": end_s,
+        "num_prefill_tokens": num_prefill_tokens,
+        "num_prefill_seqs": num_prefill_seqs,
+        "num_decode_seqs": num_decode_seqs,
+        "kv_blocks_used": -1,  # after the step; filled in by _end_step
+        "num_waiting": num_waiting,  # at the start of the scheduling pass that formed it
+        # Debugging extras: (request index, tokens, counted as decode) in scheduling order,
+        # and requests preempted while forming this step.
+        "scheduled": [(req.idx, n, was_decode[req]) for req, n in batch.items()],
+        "preempted": list(rep.preempted_since_last_step),
+    }
+    rep.preempted_since_last_step.clear()
+    rep.step_records.append(record)
+    rep.in_flight = _Step(start_s=start_s, end_s=end_s, batch=batch, record=record)
+
+
+def _end_step(rep: _Replica, cfg: _Config, itl_s: list[float]) -> None:
+    """Finish the in-flight step: advance every scheduled request, in running-list order."""
+    step = rep.in_flight
+    end_s = step.end_s
+    for req in list(rep.running):
+        if req not in step.batch:
+            continue
+        req.num_computed += step.batch[req]
+        if req.num_computed == req.num_known():
+            req.num_generated += 1  # a token is sampled
+            if req.num_generated == 1:
+                req.first_token_s = end_s
+            else:
+                itl_s.append(end_s - req.last_token_s)
+            req.last_token_s = end_s
+            if req.num_generated == req.output_tokens:
+                req.finish_s = end_s
+                rep.free_blocks += req.blocks
+                req.blocks = 0
+                rep.running.remove(req)
+                rep.num_outstanding -= 1
+    rep.clock_s = end_s
+    rep.in_flight = None
+    step.record["kv_blocks_used"] = rep.kv_blocks_used()
+    _check_blocks(rep, cfg)
+
+
+def _advance(rep: _Replica, cfg: _Config, t: float, itl_s: list[float]) -> None:
+    """Run the steps that start before ``t``; complete the steps that end at or before it.
+
+    A step that started before ``t`` and ends after it stays in flight. A step that would
+    start exactly at ``t`` is not started, so an arrival at ``t`` is visible to it.
+    """
+    while True:
+        if rep.in_flight is not None:
+            if rep.in_flight.end_s <= t:
+                _end_step(rep, cfg, itl_s)
+                continue
+            return
+        if rep.clock_s < t and rep.has_requests():
+            _start_step(rep, cfg)
+            continue
+        return
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing
+
+
+def _route(replicas: list[_Replica], router: str, num_routed: int, draw: float | None) -> int:
+    """Pick a replica; ties go to the lowest index."""
+    if router == "round-robin":
+        return num_routed % len(replicas)
+    if router == "least-outstanding":
+        return min(range(len(replicas)), key=lambda k: (replicas[k].num_outstanding, k))
+    if router == "least-kv":
+        return min(range(len(replicas)), key=lambda k: (replicas[k].kv_blocks_used(), k))
+    if router == "random":
+        return int(draw * len(replicas))
+    raise ValueError(f"unknown router {router!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _positive_int(name: str, value) -> int:
+    as_int = int(value)
+    if as_int != value or as_int < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return as_int
+
+
+def simulate_reference(
+    arrival_s: Sequence[float],
+    input_tokens: Sequence[int],
+    output_tokens: Sequence[int],
+    *,
+    num_replicas: int,
+    scheduler: str,
+    router: str,
+    max_num_seqs: int,
+    max_num_batched_tokens: int,
+    chunk_size: int,
+    block_size: int,
+    num_kv_blocks: int,
+    max_model_len: int,
+    step_time_fn: Callable[[int, int, int, int, int, int], float],
+    route_draws: Sequence[float] | None = None,
+) -> dict:
+    """Replay requests through ``num_replicas`` replicas by the rules of the engine README.
+
+    Parameters
+    ----------
+    arrival_s : array-like of float64, shape (n,)
+        Arrival times in seconds, non-decreasing. Not mutated.
+    input_tokens, output_tokens : array-like of int, shape (n,)
+        Prompt tokens ``P`` (>= 1) and output tokens ``O`` (>= 1) per request. Not mutated.
+    num_replicas : int
+        Replicas behind the router.
+    scheduler : {"vllm", "sarathi", "vllm-v0"}
+    router : {"round-robin", "least-outstanding", "least-kv", "random"}
+    max_num_seqs, max_num_batched_tokens, chunk_size, block_size, num_kv_blocks, max_model_len
+        Engine knobs, each an integer >= 1. ``chunk_size`` is the token budget of
+        ``sarathi`` (which ignores ``max_num_batched_tokens``); the others ignore it.
+    step_time_fn : callable
+        ``step_time_fn(num_prefill_tokens, num_prefill_seqs, prefill_attn_work,
+        prefill_context_tokens, num_decode_seqs, decode_context_tokens) -> seconds``, called
+        once per step with Python ints.
+    route_draws : array-like of float64, shape (n,), optional
+        For ``random`` only: one uniform draw in [0, 1) per request, indexed by the request's
+        position (a rejected request's draw goes unused); replica ``int(u * num_replicas)``.
+
+    Returns
+    -------
+    dict
+        Per request, in input order: ``replica`` (int64, -1 if rejected),
+        ``first_scheduled_s``, ``first_token_s``, ``finish_s`` (float64, NaN if rejected),
+        ``num_preemptions`` (int64), ``reject_reason`` (int64: 0 none, 1 longer than the
+        context, 2 more KV than a replica has, 3 v0 prompt over max_num_batched_tokens).
+        Also ``itl_s`` (float64, every inter-token gap, in completion order) and ``steps``
+        (list of dicts, one per step: replica 0's steps in time order, then replica 1's...).
+
+    Raises
+    ------
+    ReferenceEngineStuck
+        When the README's rules leave a replica holding requests it never schedules.
+    """
+    arrival = [float(x) for x in np.asarray(arrival_s, dtype=np.float64)]
+    prompts = [int(x) for x in np.asarray(input_tokens)]
+    outputs = [int(x) for x in np.asarray(output_tokens)]
+    num_requests = len(arrival)
+    if not (len(prompts) == len(outputs) == num_requests):
+        raise ValueError("arrival_s, input_tokens and output_tokens differ in length")
+    if any(not math.isfinite(a) for a in arrival):
+        raise ValueError("arrival_s must be finite")
+    if any(b < a for a, b in zip(arrival, arrival[1:], strict=False)):
+        raise ValueError("arrival_s must be non-decreasing")
+    if any(p < 1 for p in prompts) or any(o < 1 for o in outputs):
+        raise ValueError("input_tokens and output_tokens must be >= 1")
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {scheduler!r}; known: {', '.join(SCHEDULERS)}")
+    if router not in ROUTERS:
+        raise ValueError(f"unknown router {router!r}; known: {', '.join(ROUTERS)}")
+    draws = None
+    if router == "random":
+        if route_draws is None:
+            raise ValueError("router 'random' needs route_draws")
+        draws = [float(x) for x in np.asarray(route_draws, dtype=np.float64)]
+        if len(draws) != num_requests or any(not (0.0 <= u < 1.0) for u in draws):
+            raise ValueError("route_draws must hold one value in [0, 1) per request")
+    cfg = _Config(
+        scheduler=scheduler,
+        max_num_seqs=_positive_int("max_num_seqs", max_num_seqs),
+        max_num_batched_tokens=_positive_int("max_num_batched_tokens", max_num_batched_tokens),
+        chunk_size=_positive_int("chunk_size", chunk_size),
+        block_size=_positive_int("block_size", block_size),
+        num_kv_blocks=_positive_int("num_kv_blocks", num_kv_blocks),
+        max_model_len=_positive_int("max_model_len", max_model_len),
+        step_time_fn=step_time_fn,
+    )
+    num_replicas = _positive_int("num_replicas", num_replicas)
+
+    replicas = [
+        _Replica(idx=k, num_kv_blocks=cfg.num_kv_blocks, free_blocks=cfg.num_kv_blocks)
+        for k in range(num_replicas)
+    ]
+    requests = [
+        _Request(idx=i, arrival_s=arrival[i], prompt_tokens=prompts[i], output_tokens=outputs[i])
+        for i in range(num_requests)
+    ]
+    replica_of = [-1] * num_requests
+    reasons = [REJECT_NONE] * num_requests
+    itl_s: list[float] = []
+    num_routed = 0
+
+    for i, req in enumerate(requests):
+        t = req.arrival_s
+        reasons[i] = reject_reason(req.prompt_tokens, req.output_tokens, cfg)
+        if reasons[i] != REJECT_NONE:
+            continue  # never queued, never routed
+        for rep in replicas:
+            _advance(rep, cfg, t, itl_s)
+        k = _route(replicas, router, num_routed, None if draws is None else draws[i])
+        num_routed += 1
+        rep = replicas[k]
+        replica_of[i] = k
+        rep.waiting.append(req)
+        rep.num_outstanding += 1
+        if rep.in_flight is None:
+            # An arrival at an idle replica starts a step at its arrival time (once every
+            # arrival at this same time has been routed). A busy replica not in flight
+            # already has its clock at t.
+            assert rep.clock_s <= t
+            rep.clock_s = t
+
+    for rep in replicas:
+        _advance(rep, cfg, math.inf, itl_s)
+        assert not rep.has_requests() and rep.num_outstanding == 0
+
+    steps = [record for rep in replicas for record in rep.step_records]
+    return {
+        "replica": np.array(replica_of, dtype=np.int64),
+        "first_scheduled_s": np.array([r.first_scheduled_s for r in requests], dtype=np.float64),
+        "first_token_s": np.array([r.first_token_s for r in requests], dtype=np.float64),
+        "finish_s": np.array([r.finish_s for r in requests], dtype=np.float64),
+        "num_preemptions": np.array([r.num_preemptions for r in requests], dtype=np.int64),
+        "reject_reason": np.array(reasons, dtype=np.int64),
+        "itl_s": np.array(itl_s, dtype=np.float64),
+        "steps": steps,
+    }

@@ -1,0 +1,259 @@
+"""Memory planning: KV bytes per token, KV blocks per replica, TP choice and validation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simulator.errors import SimreplayError
+from simulator.hardware import GPUS, get_gpu
+from simulator.memory import (
+    choose_tp,
+    default_batch_knobs,
+    has_useful_kv,
+    kv_bytes_per_token,
+    plan_memory,
+    validate_tp,
+)
+from simulator.models import MODELS, weight_bytes
+
+GIB = 2**30
+LLAMA_8B = MODELS["llama-3.1-8b"]
+LLAMA_70B = MODELS["llama-2-70b"]
+A100 = GPUS["A100-80GB-SXM"]
+H100 = GPUS["H100-SXM"]
+
+
+def test_kv_bytes_per_token_llama_3_1_8b_tp1():
+    assert kv_bytes_per_token(LLAMA_8B, 1) == 2 * 32 * 8 * 128 * 2 == 131_072
+
+
+def test_kv_bytes_per_token_llama_2_70b_tp4():
+    assert kv_bytes_per_token(LLAMA_70B, 4) == 2 * 80 * 8 * 128 * 2 / 4 == 81_920
+
+
+def test_kv_bytes_per_token_fp8_cache_halves_it():
+    assert kv_bytes_per_token(LLAMA_8B, 2, kv_dtype_bytes=1) == 131_072 / 4
+
+
+@pytest.mark.parametrize(
+    ("name", "tp", "heads_per_gpu"),
+    [
+        ("llama-3.1-8b", 8, 1),  # 8 KV heads over 8 GPUs: one each
+        ("llama-3.1-8b", 16, 1),  # replicated: still one per GPU, not half
+        ("qwen3-30b-a3b", 8, 1),  # 4 KV heads replicated over 8
+        ("qwen2.5-7b", 2, 2),
+    ],
+)
+def test_kv_heads_are_replicated_when_tp_exceeds_them(name, tp, heads_per_gpu):
+    model = MODELS[name]
+    expected = 2 * model.num_layers * heads_per_gpu * model.head_dim * 2
+    assert kv_bytes_per_token(model, tp) == expected
+
+
+def test_plan_llama_3_1_8b_on_one_h100_is_in_vllms_range():
+    # vLLM v0.11 reports roughly 50-60 GiB of KV cache for Llama-3.1-8B on one H100-80GB at
+    # --gpu-memory-utilization 0.9 (its startup log: "Available KV cache memory"), about
+    # 410k-490k tokens; the range is chosen wide enough for driver-reported totals.
+    plan = plan_memory(LLAMA_8B, H100, 1)
+    assert 50 * GIB <= plan.kv_cache_bytes_per_gpu <= 60 * GIB
+    assert 400_000 <= plan.kv_capacity_tokens <= 500_000
+    assert plan.weights_bytes_per_gpu == pytest.approx(14.96 * GIB, rel=0.01)
+    assert plan.kv_bytes_per_token == 131_072
+    assert plan.block_size == 16
+    assert plan.kv_capacity_tokens == plan.num_kv_blocks * 16
+    assert plan.kv_cache_bytes_per_gpu == plan.num_kv_blocks * 16 * 131_072
+    assert plan.memory_budget_bytes == 0.9 * 80 * GIB
+
+
+def test_plan_spends_no_more_than_the_budget():
+    plan = plan_memory(LLAMA_70B, A100, 4)
+    spent = (
+        plan.weights_bytes_per_gpu
+        + plan.activation_reserve_bytes
+        + plan.non_torch_bytes
+        + plan.kv_cache_bytes_per_gpu
+    )
+    block_bytes = plan.kv_bytes_per_token * plan.block_size
+    assert plan.memory_budget_bytes - block_bytes < spent <= plan.memory_budget_bytes
+    assert plan.weights_bytes_per_gpu == weight_bytes(LLAMA_70B) / 4
+    assert plan.tp == 4
+
+
+@given(
+    utilization=st.floats(min_value=0.5, max_value=1.0),
+    gpu_name=st.sampled_from(["H100-SXM", "A100-80GB-SXM", "L40S", "B200", "MI300X"]),
+    block_size=st.sampled_from([8, 16, 32]),
+)
+def test_kv_blocks_fill_what_is_left_and_never_more(utilization, gpu_name, block_size):
+    gpu = GPUS[gpu_name]
+    plan = plan_memory(LLAMA_8B, gpu, 1, gpu_memory_utilization=utilization, block_size=block_size)
+    left = (
+        gpu.hbm_bytes * utilization
+        - plan.weights_bytes_per_gpu
+        - plan.activation_reserve_bytes
+        - plan.non_torch_bytes
+    )
+    block_bytes = plan.kv_bytes_per_token * block_size
+    assert plan.num_kv_blocks == math.floor(left / block_bytes)
+    assert plan.kv_cache_bytes_per_gpu <= left < plan.kv_cache_bytes_per_gpu + block_bytes
+
+
+def test_more_utilization_and_more_tp_give_more_kv_tokens():
+    low = plan_memory(LLAMA_70B, A100, 4, gpu_memory_utilization=0.8)
+    high = plan_memory(LLAMA_70B, A100, 4, gpu_memory_utilization=0.95)
+    wider = plan_memory(LLAMA_70B, A100, 8)
+    assert low.kv_capacity_tokens < high.kv_capacity_tokens
+    assert plan_memory(LLAMA_70B, A100, 4).kv_capacity_tokens < wider.kv_capacity_tokens
+
+
+def test_bigger_batch_knobs_reserve_more_activation_memory():
+    small = plan_memory(LLAMA_8B, H100, 1, max_num_batched_tokens=2048, max_num_seqs=256)
+    large = plan_memory(LLAMA_8B, H100, 1, max_num_batched_tokens=16384, max_num_seqs=1024)
+    assert small.activation_reserve_bytes < large.activation_reserve_bytes
+    assert small.num_kv_blocks > large.num_kv_blocks
+    assert 1 * GIB < plan_memory(LLAMA_8B, H100, 1).activation_reserve_bytes < 4 * GIB
+
+
+def test_70b_on_one_a100_fails_with_one_clear_line():
+    with pytest.raises(SimreplayError) as info:
+        plan_memory(LLAMA_70B, A100, 1)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "llama-2-70b does not fit on 1xA100-80GB-SXM with --tp 1: weights need 128.5 GiB per "
+        "GPU, 72.0 GiB usable at --gpu-memory-utilization 0.9; try --tp 2 or more"
+    )
+
+
+def test_no_room_for_a_kv_block_fails_with_one_clear_line():
+    with pytest.raises(SimreplayError) as info:
+        plan_memory(LLAMA_8B, GPUS["L4"], 1, gpu_memory_utilization=0.66)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("llama-3.1-8b does not fit on 1xL4 with --tp 1: ")
+    assert "leaving no room for one 16-token KV block" in message
+    assert message.endswith("try --tp 2 or more")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"gpu_memory_utilization": 0.0}, "--gpu-memory-utilization must be between"),
+        ({"gpu_memory_utilization": 1.5}, "--gpu-memory-utilization must be between"),
+        ({"block_size": 0}, "--block-size must be at least 1"),
+        ({"max_num_batched_tokens": 0}, "--max-num-batched-tokens must be at least 1"),
+        ({"max_num_seqs": -1}, "--max-num-seqs must be at least 1"),
+    ],
+)
+def test_bad_knobs_name_their_flag(kwargs, fragment):
+    with pytest.raises(SimreplayError, match=fragment):
+        plan_memory(LLAMA_8B, H100, 1, **kwargs)
+
+
+def test_choose_tp_picks_4_for_llama_2_70b_on_8_a100s():
+    # TP 1 does not fit; TP 2 fits with 5.9 GiB of KV per GPU against 64 GiB of weights
+    # (about 39k tokens per replica), not useful; TP 4 leaves 38 GiB per GPU.
+    gpu = get_gpu("A100-80GB")
+    assert not has_useful_kv(plan_memory(LLAMA_70B, gpu, 2), LLAMA_70B.max_context_tokens)
+    assert choose_tp(LLAMA_70B, gpu, 8) == 4
+
+
+@pytest.mark.parametrize(("gpu", "num_gpus"), [("A100-80GB", 8), ("H100", 1), ("H100", 8)])
+def test_choose_tp_picks_1_for_llama_3_1_8b(gpu, num_gpus):
+    assert choose_tp(LLAMA_8B, get_gpu(gpu), num_gpus) == 1
+
+
+def test_choose_tp_wants_one_full_context_sequence():
+    # On an L40S at 0.6 an 8B model keeps about 12 GiB of KV at TP 1 (more than half its
+    # weights) but only about 100k tokens, less than its 131,072 context: vLLM would refuse
+    # to start. TP 2 holds a full-context sequence; a shorter context is fine at TP 1.
+    l40s = GPUS["L40S"]
+    plan = plan_memory(LLAMA_8B, l40s, 1, gpu_memory_utilization=0.6)
+    assert plan.kv_cache_bytes_per_gpu > 0.5 * plan.weights_bytes_per_gpu
+    assert plan.kv_capacity_tokens < LLAMA_8B.max_context_tokens
+    assert choose_tp(LLAMA_8B, l40s, 2, gpu_memory_utilization=0.6) == 2
+    assert choose_tp(LLAMA_8B, l40s, 2, gpu_memory_utilization=0.6, max_context_tokens=8192) == 1
+
+
+def test_choose_tp_wants_kv_worth_its_weights():
+    # On an L4 an 8B model leaves about 5 GiB of KV at TP 1 against 15 GiB of weights.
+    l4 = GPUS["L4"]
+    assert choose_tp(LLAMA_8B, l4, 2, max_context_tokens=8192) == 2
+
+
+def test_choose_tp_falls_back_to_the_largest_tp_that_fits():
+    assert choose_tp(LLAMA_70B, A100, 2) == 2  # fits, though its KV cache is small
+    assert choose_tp(LLAMA_8B, GPUS["L4"], 1) == 1
+    assert choose_tp(LLAMA_8B, GPUS["L4"], 3) == 1  # only TP 1 divides 3
+
+
+def test_choose_tp_skips_tps_that_do_not_split_the_heads():
+    # 28 attention heads: TP 8 is never a candidate, even when only it would fit.
+    heavy = replace(MODELS["qwen2.5-7b"], name="heavy-28-heads", num_layers=800)
+    assert weight_bytes(heavy) / 8 < 0.9 * A100.hbm_bytes < weight_bytes(heavy) / 4
+    with pytest.raises(SimreplayError, match="with --tp 4"):
+        choose_tp(heavy, A100, 8)
+
+
+def test_choose_tp_errors_when_nothing_fits():
+    with pytest.raises(SimreplayError) as info:
+        choose_tp(LLAMA_70B, GPUS["L4"], 1)
+    assert str(info.value).startswith("llama-2-70b does not fit on 1xL4 with --tp 1")
+
+
+def test_choose_tp_falls_back_to_tp_1_when_no_larger_tp_splits_the_heads():
+    odd = replace(LLAMA_8B, name="odd-heads", num_heads=33, num_kv_heads=11)
+    assert choose_tp(odd, GPUS["L4"], 8) == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "num_gpus", "tp", "fragment"),
+    [
+        ("llama-3.1-8b", 4, 0, "--tp must be at least 1, got 0"),
+        ("llama-3.1-8b", 4, -2, "--tp must be at least 1"),
+        ("llama-3.1-8b", 4, 3, "--tp 3 does not divide the 4 GPUs of --gpus"),
+        ("qwen2.5-7b", 8, 8, "--tp 8: qwen2.5-7b's 28 attention heads"),
+    ],
+)
+def test_validate_tp_errors_name_the_flag(model, num_gpus, tp, fragment):
+    with pytest.raises(SimreplayError) as info:
+        validate_tp(MODELS[model], num_gpus, tp)
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_validate_tp_kv_heads_must_split_or_replicate_evenly():
+    model = replace(LLAMA_8B, name="six-kv-heads", num_heads=24, num_kv_heads=6)
+    validate_tp(model, 12, 12)  # 24 % 12 == 0 and 12 % 6 == 0: replicated twice
+    validate_tp(model, 6, 3)  # 6 % 3 == 0: split
+    with pytest.raises(SimreplayError, match="--tp 4: six-kv-heads's 6 KV heads"):
+        validate_tp(model, 8, 4)
+
+
+def test_validate_tp_accepts_good_settings():
+    validate_tp(LLAMA_70B, 16, 4)
+    validate_tp(LLAMA_8B, 1, 1)
+    validate_tp(MODELS["qwen3-30b-a3b"], 8, 8)  # 4 KV heads replicated over 8
+
+
+@pytest.mark.parametrize(
+    ("gpu", "knobs"),
+    [
+        ("H100-SXM", (8192, 1024)),
+        ("H200", (8192, 1024)),
+        ("B200", (8192, 1024)),
+        ("MI300X", (8192, 1024)),
+        ("RTX-PRO-6000", (8192, 1024)),
+        ("A100-80GB-SXM", (2048, 256)),
+        ("A100-80GB-PCIe", (2048, 256)),
+        ("L40S", (2048, 256)),
+        ("L4", (2048, 256)),
+    ],
+)
+def test_default_batch_knobs_follow_vllm_0_11(gpu, knobs):
+    assert default_batch_knobs(GPUS[gpu]) == knobs

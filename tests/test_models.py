@@ -1,0 +1,448 @@
+"""The model catalog, the ``config.json`` loader, parameter counts, ``simreplay models list``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from simulator.cli.catalog import models_app
+from simulator.errors import SimreplayError
+from simulator.models import (
+    DEFAULT_MODEL,
+    MODELS,
+    get_model,
+    load_hf_config,
+    param_count,
+    weight_bytes,
+)
+
+REQUIRED_MODELS = {
+    "llama-2-7b",
+    "llama-2-13b",
+    "llama-2-70b",
+    "llama-3-8b",
+    "llama-3-70b",
+    "llama-3.1-8b",
+    "llama-3.1-70b",
+    "mistral-7b",
+    "mixtral-8x7b",
+    "qwen2.5-7b",
+    "qwen2.5-32b",
+    "qwen2.5-72b",
+    "qwen3-8b",
+    "qwen3-32b",
+    "qwen3-30b-a3b",
+    "codellama-34b",
+    "phi-2",
+}
+
+LLAMA_31_8B_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_act": "silu",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "max_position_embeddings": 131072,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "rope_scaling": {
+        "factor": 8.0,
+        "rope_type": "llama3",
+        "original_max_position_embeddings": 8192,
+    },
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "vocab_size": 128256,
+}
+
+QWEN3_32B_CONFIG = {
+    "model_type": "qwen3",
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "hidden_size": 5120,
+    "intermediate_size": 25600,
+    "max_position_embeddings": 40960,
+    "num_attention_heads": 64,
+    "num_hidden_layers": 64,
+    "num_key_value_heads": 8,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "vocab_size": 151936,
+}
+
+MIXTRAL_CONFIG = {
+    "model_type": "mixtral",
+    "hidden_act": "silu",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "max_position_embeddings": 32768,
+    "num_attention_heads": 32,
+    "num_experts_per_tok": 2,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "num_local_experts": 8,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "vocab_size": 32000,
+}
+
+QWEN3_MOE_CONFIG = {
+    "model_type": "qwen3_moe",
+    "decoder_sparse_step": 1,
+    "head_dim": 128,
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "moe_intermediate_size": 768,
+    "max_position_embeddings": 40960,
+    "mlp_only_layers": [],
+    "num_attention_heads": 32,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 48,
+    "num_key_value_heads": 4,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "vocab_size": 151936,
+}
+
+PHI2_CONFIG = {
+    "model_type": "phi",
+    "hidden_act": "gelu_new",
+    "hidden_size": 2560,
+    "intermediate_size": 10240,
+    "max_position_embeddings": 2048,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": None,
+    "partial_rotary_factor": 0.4,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float16",
+    "vocab_size": 51200,
+}
+
+
+def write_config(directory: Path, config: dict, name: str = "config.json") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_catalog_covers_the_required_models_and_the_default():
+    assert REQUIRED_MODELS <= set(MODELS)
+    assert DEFAULT_MODEL == "llama-3.1-8b"
+    assert DEFAULT_MODEL in MODELS
+
+
+@pytest.mark.parametrize("model", list(MODELS.values()), ids=list(MODELS))
+def test_every_catalog_model_resolves_by_name_and_alias_and_is_consistent(model):
+    assert get_model(model.name) is model
+    assert get_model(model.name.upper()) is model
+    for alias in model.aliases:
+        assert get_model(alias) is model
+    assert model.name == model.name.lower()
+    assert model.num_heads % model.num_kv_heads == 0
+    assert model.num_experts_per_token <= model.num_experts
+    assert model.max_context_tokens >= 2048
+    assert model.source.endswith("config.json") and "/" in model.source
+
+
+#: (layers, hidden, heads, KV heads, head dim, FFN, vocab, context, experts, top-k) as the
+#: published config.json files give them.
+PUBLISHED_SHAPES = {
+    "llama-2-7b": (32, 4096, 32, 32, 128, 11008, 32000, 4096, 0, 0),
+    "llama-2-13b": (40, 5120, 40, 40, 128, 13824, 32000, 4096, 0, 0),
+    "llama-2-70b": (80, 8192, 64, 8, 128, 28672, 32000, 4096, 0, 0),
+    "llama-3-8b": (32, 4096, 32, 8, 128, 14336, 128256, 8192, 0, 0),
+    "llama-3-70b": (80, 8192, 64, 8, 128, 28672, 128256, 8192, 0, 0),
+    "llama-3.1-8b": (32, 4096, 32, 8, 128, 14336, 128256, 131072, 0, 0),
+    "llama-3.1-70b": (80, 8192, 64, 8, 128, 28672, 128256, 131072, 0, 0),
+    "mistral-7b": (32, 4096, 32, 8, 128, 14336, 32768, 32768, 0, 0),
+    "mistral-7b-v0.1": (32, 4096, 32, 8, 128, 14336, 32000, 32768, 0, 0),
+    "mixtral-8x7b": (32, 4096, 32, 8, 128, 14336, 32000, 32768, 8, 2),
+    "qwen2.5-7b": (28, 3584, 28, 4, 128, 18944, 152064, 32768, 0, 0),
+    "qwen2.5-32b": (64, 5120, 40, 8, 128, 27648, 152064, 32768, 0, 0),
+    "qwen2.5-72b": (80, 8192, 64, 8, 128, 29568, 152064, 32768, 0, 0),
+    "qwen3-8b": (36, 4096, 32, 8, 128, 12288, 151936, 40960, 0, 0),
+    "qwen3-32b": (64, 5120, 64, 8, 128, 25600, 151936, 40960, 0, 0),
+    "qwen3-30b-a3b": (48, 2048, 32, 4, 128, 768, 151936, 40960, 128, 8),
+    "codellama-34b": (48, 8192, 64, 8, 128, 22016, 32000, 16384, 0, 0),
+    "phi-2": (32, 2560, 32, 32, 80, 10240, 51200, 2048, 0, 0),
+}
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED_SHAPES))
+def test_catalog_shapes_match_the_published_configs(name):
+    m = MODELS[name]
+    shape = (
+        m.num_layers,
+        m.hidden_size,
+        m.num_heads,
+        m.num_kv_heads,
+        m.head_dim,
+        m.intermediate_size,
+        m.vocab_size,
+        m.max_context_tokens,
+        m.num_experts,
+        m.num_experts_per_token,
+    )
+    assert shape == PUBLISHED_SHAPES[name]
+    assert m.gated_mlp == (name != "phi-2")
+    assert not m.tied_embeddings
+    assert set(PUBLISHED_SHAPES) == set(MODELS)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Llama-3.1-8B", "llama-3.1-8b"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+        ("meta-llama/Meta-Llama-3-70B-Instruct", "llama-3-70b"),
+        ("meta-llama/Llama-2-7b-chat-hf", "llama-2-7b"),
+        ("mistralai/Mistral-7B-Instruct-v0.3", None),  # version after -Instruct: not an alias
+        ("Mixtral_8x7B", "mixtral-8x7b"),
+        ("Qwen/Qwen2.5-72B-Instruct", "qwen2.5-72b"),
+        ("QWEN3 30B A3B", "qwen3-30b-a3b"),
+        ("microsoft/phi-2", "phi-2"),
+        ("CodeLlama-34b-hf", "codellama-34b"),
+    ],
+)
+def test_model_names_are_forgiving(text, name):
+    if name is None:
+        with pytest.raises(SimreplayError):
+            get_model(text)
+    else:
+        assert get_model(text) is MODELS[name]
+
+
+def test_unknown_model_lists_the_catalog():
+    with pytest.raises(SimreplayError) as info:
+        get_model("gpt-5")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("unknown model 'gpt-5'; known: ")
+    for name in MODELS:
+        assert name in message
+
+
+def test_a_directory_without_config_json_does_not_shadow_the_catalog(tmp_path, monkeypatch):
+    (tmp_path / "phi-2").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert get_model("phi-2") is MODELS["phi-2"]
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(SimreplayError, match="config.json: no such file"):
+        get_model("mine")
+
+
+def test_missing_config_path_says_so(tmp_path):
+    with pytest.raises(SimreplayError, match="no config.json at that path"):
+        get_model(str(tmp_path / "nowhere" / "config.json"))
+
+
+@pytest.mark.parametrize(
+    ("name", "published_total", "published_active"),
+    [
+        ("llama-3.1-8b", 8.03e9, None),
+        ("llama-2-7b", 6.74e9, None),
+        ("llama-2-13b", 13.0e9, None),
+        ("llama-2-70b", 6.9e10, None),
+        ("llama-3.1-70b", 70.6e9, None),
+        ("mistral-7b", 7.25e9, None),
+        ("mixtral-8x7b", 4.67e10, 1.29e10),
+        ("qwen2.5-7b", 7.61e9, None),
+        ("qwen2.5-72b", 72.7e9, None),
+        ("qwen3-8b", 8.2e9, None),
+        ("qwen3-32b", 32.8e9, None),
+        ("qwen3-30b-a3b", 30.5e9, 3.3e9),
+        ("codellama-34b", 33.7e9, None),
+        ("phi-2", 2.78e9, None),
+    ],
+)
+def test_param_counts_match_published_totals(name, published_total, published_active):
+    counts = param_count(MODELS[name])
+    assert counts["total"] == pytest.approx(published_total, rel=0.02)
+    if published_active is None:
+        assert counts["active"] == counts["total"]
+    else:
+        assert counts["active"] == pytest.approx(published_active, rel=0.02)
+    parts = ("embedding", "attention", "mlp", "norms", "lm_head")
+    assert counts["total"] == sum(counts[part] for part in parts)
+
+
+def test_param_count_parts_for_llama_3_1_8b():
+    counts = param_count(MODELS["llama-3.1-8b"])
+    assert counts["embedding"] == 128256 * 4096
+    assert counts["lm_head"] == 128256 * 4096
+    assert counts["attention"] == 32 * (2 * 4096 * 4096 + 2 * 1024 * 4096)
+    assert counts["mlp"] == 32 * 3 * 4096 * 14336
+    assert weight_bytes(MODELS["llama-3.1-8b"]) == 2 * counts["total"]
+
+
+def test_tied_embeddings_count_the_lm_head_once():
+    from dataclasses import replace
+
+    untied = MODELS["llama-3.1-8b"]
+    tied = replace(untied, tied_embeddings=True)
+    assert param_count(tied)["lm_head"] == 0
+    assert param_count(untied)["total"] - param_count(tied)["total"] == 128256 * 4096
+
+
+def test_config_json_of_llama_3_1_8b_matches_the_catalog(tmp_path):
+    spec = get_model(str(write_config(tmp_path / "Llama-3.1-8B", LLAMA_31_8B_CONFIG)))
+    catalog = MODELS["llama-3.1-8b"]
+    assert spec.name == "Llama-3.1-8B"
+    for field in (
+        "num_layers",
+        "hidden_size",
+        "num_heads",
+        "num_kv_heads",
+        "head_dim",
+        "intermediate_size",
+        "vocab_size",
+        "max_context_tokens",  # rope_type llama3 does not extend the context
+        "gated_mlp",
+        "tied_embeddings",
+        "weight_bytes_per_param",
+    ):
+        assert getattr(spec, field) == getattr(catalog, field), field
+    assert param_count(spec) == param_count(catalog)
+
+
+def test_directory_holding_config_json_is_accepted(tmp_path):
+    write_config(tmp_path / "qwen3-32b-local", QWEN3_32B_CONFIG)
+    spec = get_model(str(tmp_path / "qwen3-32b-local"))
+    assert spec.name == "qwen3-32b-local"
+
+
+def test_qwen3_style_explicit_head_dim_wins_over_hidden_over_heads(tmp_path):
+    spec = load_hf_config(write_config(tmp_path, QWEN3_32B_CONFIG))
+    assert spec.head_dim == 128  # not 5120 / 64 = 80
+    assert param_count(spec)["total"] == param_count(MODELS["qwen3-32b"])["total"]
+
+
+def test_mixtral_style_moe(tmp_path):
+    spec = load_hf_config(write_config(tmp_path, MIXTRAL_CONFIG))
+    assert (spec.num_experts, spec.num_experts_per_token) == (8, 2)
+    assert spec.intermediate_size == 14336
+    assert spec.is_moe
+    assert param_count(spec) == param_count(MODELS["mixtral-8x7b"])
+
+
+def test_qwen3_moe_uses_moe_intermediate_size(tmp_path):
+    spec = load_hf_config(write_config(tmp_path, QWEN3_MOE_CONFIG))
+    assert (spec.num_experts, spec.num_experts_per_token) == (128, 8)
+    assert spec.intermediate_size == 768
+    assert spec.num_kv_heads == 4
+    assert param_count(spec)["active"] == pytest.approx(3.3e9, rel=0.02)
+
+
+def test_phi_style_plain_mlp_and_null_kv_heads(tmp_path):
+    spec = load_hf_config(write_config(tmp_path, PHI2_CONFIG))
+    assert not spec.gated_mlp
+    assert spec.num_kv_heads == 32
+    assert spec.head_dim == 80
+    assert spec.weight_bytes_per_param == 2
+    assert param_count(spec) == param_count(MODELS["phi-2"])
+
+
+def test_float32_checkpoint_counts_four_bytes_per_param(tmp_path):
+    spec = load_hf_config(write_config(tmp_path, {**PHI2_CONFIG, "torch_dtype": "float32"}))
+    assert spec.weight_bytes_per_param == 4
+    assert weight_bytes(spec) == 4 * param_count(spec)["total"]
+
+
+def test_yarn_rope_scaling_extends_the_context(tmp_path):
+    config = {
+        **QWEN3_32B_CONFIG,
+        "rope_scaling": {
+            "rope_type": "yarn",
+            "factor": 4.0,
+            "original_max_position_embeddings": 32768,
+        },
+    }
+    assert load_hf_config(write_config(tmp_path, config)).max_context_tokens == 131072
+
+
+def test_multimodal_text_config_is_used(tmp_path):
+    config = {"model_type": "llava", "torch_dtype": "bfloat16", "text_config": QWEN3_32B_CONFIG}
+    spec = load_hf_config(write_config(tmp_path, config))
+    assert spec.num_layers == 64 and spec.head_dim == 128
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "num_hidden_layers",
+        "hidden_size",
+        "num_attention_heads",
+        "intermediate_size",
+        "vocab_size",
+        "max_position_embeddings",
+    ],
+)
+def test_missing_required_key_names_the_file_and_key(tmp_path, key):
+    config = {k: v for k, v in LLAMA_31_8B_CONFIG.items() if k != key}
+    path = write_config(tmp_path, config)
+    with pytest.raises(SimreplayError) as info:
+        get_model(str(path))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == f"{path}: missing required key {key!r}"
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"num_hidden_layers": 0}, "'num_hidden_layers' must be a positive integer"),
+        ({"hidden_size": "4096"}, "'hidden_size' must be a positive integer"),
+        ({"num_key_value_heads": 5}, "not a multiple of num_key_value_heads 5"),
+        ({"torch_dtype": "int8"}, "torch_dtype 'int8'"),
+        ({"kv_lora_rank": 512}, "multi-head latent attention"),
+        ({"quantization_config": {"quant_method": "awq"}}, "quantized checkpoint"),
+        ({"num_local_experts": 8}, "missing required key 'num_experts_per_tok'"),
+    ],
+)
+def test_bad_configs_get_one_line(tmp_path, change, fragment):
+    path = write_config(tmp_path, {**LLAMA_31_8B_CONFIG, **change})
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    assert fragment in message
+
+
+def test_invalid_json_names_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("{not json")
+    with pytest.raises(SimreplayError, match="not valid JSON"):
+        get_model(str(path))
+
+
+runner = CliRunner()
+
+
+def test_models_list_prints_an_aligned_table():
+    result = runner.invoke(models_app, ["list"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[0] == "name"
+    assert [line.split()[0] for line in lines[1:]] == list(MODELS)
+    mixtral = next(line for line in lines if line.startswith("mixtral-8x7b "))
+    assert "8/2" in mixtral and "46.70 (12.88)" in mixtral
+    assert "llama-3.1-8b (default)" in result.stdout
+
+
+def test_models_list_json_parses():
+    result = runner.invoke(models_app, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["default"] == DEFAULT_MODEL
+    records = {r["name"]: r for r in payload["models"]}
+    assert list(records) == list(MODELS)
+    assert records["llama-3.1-8b"]["kv_bytes_per_token"] == 131072
+    assert records["qwen3-30b-a3b"]["num_experts"] == 128
