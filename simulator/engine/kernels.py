@@ -80,7 +80,7 @@ ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
 _MAX_EMPTY_RESCHEDULES = 1_000_000
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _ceil_div(a, b):
     return (a + b - 1) // b
 
@@ -111,7 +111,7 @@ def reject(req_i, i, reason):
 # ---- the waiting queue: a doubly linked list through the request arrays, per replica ----
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _push_back(req_i, req_f, rep_i, rep_f, running, r, i):
     req_i[i, R_NEXT_WAIT] = -1
     req_i[i, R_PREV_WAIT] = rep_i[P_WAIT_TAIL, r]
@@ -123,7 +123,7 @@ def _push_back(req_i, req_f, rep_i, rep_f, running, r, i):
     rep_i[P_NUM_WAITING, r] += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _push_front(req_i, req_f, rep_i, rep_f, running, r, i):
     req_i[i, R_PREV_WAIT] = -1
     req_i[i, R_NEXT_WAIT] = rep_i[P_WAIT_HEAD, r]
@@ -135,7 +135,7 @@ def _push_front(req_i, req_f, rep_i, rep_f, running, r, i):
     rep_i[P_NUM_WAITING, r] += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pop_front(req_i, req_f, rep_i, rep_f, running, r):
     i = rep_i[P_WAIT_HEAD, r]
     nxt = req_i[i, R_NEXT_WAIT]
@@ -163,7 +163,7 @@ def enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
 # ---- scheduling one step ----
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _preempt_last(req_i, req_f, rep_i, rep_f, running, r):
     """Preempt the last running request of replica ``r`` (recompute).
 
@@ -185,13 +185,13 @@ def _preempt_last(req_i, req_f, rep_i, rep_f, running, r):
     return victim, unscheduled
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _in_decode_phase(req_i, req_f, i):
     known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
     return req_i[i, R_GENERATED] >= 1 and known - req_i[i, R_COMPUTED] == 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decode_phase):
     """Step 1 of a V1-style step over the running list; return (budget, preempted, stop).
 
@@ -234,7 +234,7 @@ def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decod
     return budget, preempted, False
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget):
     """Step 2 of a V1-style step: admit from the front of the queue under the budget."""
     block_size = cfg[CFG_BLOCK_SIZE]
@@ -254,7 +254,7 @@ def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget):
     return budget
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
     running[r, rep_i[P_NUM_RUNNING, r]] = i
     rep_i[P_NUM_RUNNING, r] += 1
@@ -263,7 +263,7 @@ def _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
         req_f[i, R_FIRST_SCHEDULED_S] = now_s
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _schedule_v1(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, sarathi):
     budget = cfg[CFG_TOKEN_BUDGET]
     if sarathi:
@@ -283,7 +283,7 @@ def _schedule_v1(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, sarathi):
         _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
     """vLLM v0.6 default scheduler without chunking: a prefill step, else a decode step."""
     block_size = cfg[CFG_BLOCK_SIZE]
@@ -325,7 +325,7 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
         k += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, r, now_s):
     """Schedule a step at ``now_s``; return True when it holds any request."""
     waiting_before = rep_i[P_NUM_WAITING, r]
@@ -378,7 +378,7 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, r, now_s):
 # ---- completing a step ----
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _itl_bin(gap_s):
     if gap_s < ITL_MIN_S:
         return 0
@@ -386,7 +386,7 @@ def _itl_bin(gap_s):
     return min(b, ITL_NUM_BINS - 1)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _complete_step(
     req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, r
 ):
@@ -423,7 +423,7 @@ def _complete_step(
     rep_i[P_IN_FLIGHT, r] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _log_step(rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, r, end_s):
     start_s = rep_f[P_CLOCK_S, r]  # the clock stays at the step's start while it is in flight
     used = cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]

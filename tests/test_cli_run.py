@@ -1,0 +1,151 @@
+"""``simreplay run``, ``hardware list`` and ``models list`` as a user meets them."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from simulator.io import write_parquet_atomic
+from simulator.trace.arrivals import arrival_process
+from simulator.trace.synth import parse_length_distribution, synthesize
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def small_trace(tmp_path_factory):
+    path = tmp_path_factory.mktemp("trace") / "small.parquet"
+    table = synthesize(
+        arrival_process("poisson", 4.0),
+        duration_s=60.0,
+        input_lengths=parse_length_distribution("lognormal:mean=800,cv=1,max=8000"),
+        output_lengths=parse_length_distribution("lognormal:mean=150,cv=1,max=1000"),
+        seed=3,
+    )
+    write_parquet_atomic(table, path)
+    return path
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_run_prints_the_table_and_the_scenario(small_trace):
+    result = invoke("run", small_trace, "--gpus", "2xA100")
+    assert result.exit_code == 0, result.stderr
+    for text in ("TTFT", "TPOT", "ITL", "E2E", "Queueing", "A100-80GB-SXM", "llama-3.1-8b",
+                 "Replicas", "KV cache per replica", "Step times", "roofline", "Preemptions"):
+        assert text in result.stdout, text
+    assert "chose tp=1" in result.stderr
+
+
+def test_run_json_has_the_documented_keys(small_trace):
+    result = invoke("run", small_trace, "--gpus", "2xA100", "--json", "--slo",
+                    "ttft_p99_ms=2000,tpot_p99_ms=80")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    for key in ("num_requests", "num_completed", "num_rejected", "num_preemptions",
+                "makespan_s", "throughput_rps", "output_tokens_per_s", "slo", "scenario"):
+        assert key in summary
+    for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "queue_ms"):
+        assert set(summary[key]) == {"mean", "p50", "p90", "p95", "p99", "max"}
+    assert summary["scenario"]["calibration"]
+    assert summary["scenario"]["num_replicas"] == 2
+    assert set(summary["slo"]["bounds"]) == {"ttft_p99_ms", "tpot_p99_ms"}
+    assert summary["num_completed"] + summary["num_rejected"] == summary["num_requests"]
+
+
+def test_run_out_writes_three_files_matching_json(small_trace, tmp_path):
+    out = tmp_path / "results"
+    result = invoke("run", small_trace, "--gpus", "8xH100", "--model", "llama-3.1-70b", "--tp",
+                    "4", "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "requests.parquet", "steps.parquet", "summary.json"]
+    assert json.loads((out / "summary.json").read_text()) == json.loads(result.stdout)
+    requests = pq.read_table(out / "requests.parquet")
+    assert requests.num_rows == json.loads(result.stdout)["num_requests"]
+    assert set(requests.column("replica").to_pylist()) <= {0, 1}
+    steps = pq.read_table(out / "steps.parquet")
+    assert steps.num_rows > 0
+
+
+def test_same_inputs_give_the_same_bytes(small_trace, tmp_path):
+    for name in ("a", "b"):
+        result = invoke("run", small_trace, "--gpus", "2xL40S", "--router", "random",
+                        "--seed", "5", "--out", tmp_path / name)
+        assert result.exit_code == 0, result.stderr
+    for file in ("requests.parquet", "steps.parquet", "summary.json"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
+
+
+def test_run_reads_raw_traces(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                   "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n")
+    result = invoke("run", src, "--gpus", "1xA100", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["num_completed"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--gpus", "4xV100"], ["unknown GPU", "V100"]),
+        (["--gpus", "0xA100"], ["--gpus"]),
+        (["--gpus", "-2xA100"], ["--gpus"]),
+        (["--gpus", "A100x4"], ["--gpus"]),
+        (["--model", "gpt-5"], ["unknown model", "gpt-5"]),
+        (["--gpus", "4xA100", "--tp", "3"], ["--tp"]),
+        (["--gpus", "1xA100", "--model", "llama-2-70b", "--tp", "1"], ["does not fit"]),
+        (["--max-num-seqs", "0"], ["--max-num-seqs"]),
+        (["--max-num-batched-tokens", "-5"], ["--max-num-batched-tokens"]),
+        (["--gpu-memory-utilization", "1.5"], ["--gpu-memory-utilization"]),
+        (["--block-size", "0"], ["--block-size"]),
+        (["--scheduler", "fifo"], ["--scheduler"]),
+        (["--router", "magic"], ["--router"]),
+        (["--slo", "ttft=5"], ["--slo"]),
+        (["--slo", "ttft_p99_ms=-1"], ["--slo"]),
+    ],
+)
+def test_bad_scenarios_are_one_line_errors(small_trace, tmp_path, args, fragments):
+    out = tmp_path / "out"
+    assert_one_line_error(invoke("run", small_trace, *args, "--out", out), *fragments)
+    assert not out.exists()
+
+
+def test_missing_trace_and_missing_out_parent(small_trace, tmp_path):
+    assert_one_line_error(invoke("run", tmp_path / "nope.csv"), "no such file")
+    assert_one_line_error(invoke("run", small_trace, "--out", tmp_path / "a" / "b"), "missing")
+
+
+def test_requests_that_never_fit_are_rejected_with_reasons(tmp_path):
+    src = tmp_path / "g.csv"
+    src.write_text("t,i,o\n0,100,10\n1,200000,10\n2,100,10\n")
+    result = invoke("run", src, "--time-col", "t", "--input-col", "i", "--output-col", "o",
+                    "--gpus", "1xH100", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["num_rejected"] == 1 and summary["num_completed"] == 2
+    assert "longer than the model's context" in next(iter(summary["rejected_by_reason"]))
+
+
+def test_hardware_and_models_lists():
+    result = invoke("hardware", "list", "--json")
+    assert result.exit_code == 0, result.stderr
+    names = {gpu["name"] for gpu in json.loads(result.stdout)["gpus"]}
+    assert {"A100-80GB-SXM", "H100-SXM", "L40S", "MI300X"} <= names
+    result = invoke("models", "list")
+    assert result.exit_code == 0 and "llama-3.1-70b" in result.stdout
