@@ -106,6 +106,7 @@ def replay(
         num_replicas=num_replicas,
         max_num_seqs=max_num_seqs,
         num_kv_blocks=num_kv_blocks,
+        block_size=block_size,
         log_capacity=max(1024, 4 * len(arrival_s)),
     )
     cfg = make_config(
@@ -169,6 +170,7 @@ def run_all_numba(state: EngineState, cfg: np.ndarray, params: object, draws: np
             state.log_f,
             state.itl_histogram,
             state.counters,
+            state.scratch,
             draws,
         ),
     )
@@ -207,6 +209,7 @@ def _advance_all(state: EngineState, cfg: np.ndarray, params: object, until_s: f
         state.log_f,
         state.itl_histogram,
         state.counters,
+        state.scratch,
         until_s,
     )
 

@@ -31,7 +31,7 @@ from simulator.engine.state import (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def choose_replica(rep_i, cfg, num_routed, draw):
     """Replica for the next routed request under the built-in router in ``cfg``.
 
@@ -58,7 +58,7 @@ def choose_replica(rep_i, cfg, num_routed, draw):
     return num_routed % num_replicas
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def advance_all(
     req_i,
     req_f,
@@ -71,6 +71,7 @@ def advance_all(
     log_f,
     itl_histogram,
     counters,
+    scratch,
     until_s,
 ):
     """``advance`` every replica to ``until_s``; stop at the first non-OK code."""
@@ -87,6 +88,7 @@ def advance_all(
             log_f,
             itl_histogram,
             counters,
+            scratch,
             r,
             until_s,
         )
@@ -95,7 +97,7 @@ def advance_all(
     return ADVANCE_OK
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def run_fused(
     req_i,
     req_f,
@@ -108,6 +110,7 @@ def run_fused(
     log_f,
     itl_histogram,
     counters,
+    scratch,
     draws,
 ):
     """Replay every request, then drain; resumable after ``ADVANCE_LOG_FULL``.
@@ -133,6 +136,7 @@ def run_fused(
             log_f,
             itl_histogram,
             counters,
+            scratch,
             now_s,
         )
         if code != ADVANCE_OK:
@@ -158,5 +162,6 @@ def run_fused(
         log_f,
         itl_histogram,
         counters,
+        scratch,
         math.inf,
     )

@@ -12,6 +12,7 @@ import math
 from numba import njit
 
 from simulator.engine.state import (
+    C_FAST_STEPS,
     C_LOG_SIZE,
     CFG_BLOCK_SIZE,
     CFG_MAX_MODEL_LEN,
@@ -21,8 +22,9 @@ from simulator.engine.state import (
     CFG_TOKEN_BUDGET,
     CFG_WATERMARK_BLOCKS,
     FINISHED,
-    ITL_BINS_PER_DECADE,
-    ITL_MIN_S,
+    ITL_BINS_PER_OCTAVE,
+    ITL_MAX_EXP,
+    ITL_MIN_EXP,
     ITL_NUM_BINS,
     L_DECODE_SEQS,
     L_END_S,
@@ -80,12 +82,12 @@ ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
 _MAX_EMPTY_RESCHEDULES = 1_000_000
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _ceil_div(a, b):
     return (a + b - 1) // b
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def admission_reject_reason(req_i, cfg, i):
     """Why request ``i`` can never be served (a ``REJECT_*`` code), or 0."""
     prompt = req_i[i, R_PROMPT]
@@ -101,7 +103,7 @@ def admission_reject_reason(req_i, cfg, i):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reject(req_i, i, reason):
     """Mark request ``i`` rejected at its arrival."""
     req_i[i, R_STATUS] = REJECTED
@@ -111,7 +113,7 @@ def reject(req_i, i, reason):
 # ---- the waiting queue: a doubly linked list through the request arrays, per replica ----
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _push_back(req_i, req_f, rep_i, rep_f, running, r, i):
     req_i[i, R_NEXT_WAIT] = -1
     req_i[i, R_PREV_WAIT] = rep_i[P_WAIT_TAIL, r]
@@ -123,7 +125,7 @@ def _push_back(req_i, req_f, rep_i, rep_f, running, r, i):
     rep_i[P_NUM_WAITING, r] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _push_front(req_i, req_f, rep_i, rep_f, running, r, i):
     req_i[i, R_PREV_WAIT] = -1
     req_i[i, R_NEXT_WAIT] = rep_i[P_WAIT_HEAD, r]
@@ -135,7 +137,7 @@ def _push_front(req_i, req_f, rep_i, rep_f, running, r, i):
     rep_i[P_NUM_WAITING, r] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _pop_front(req_i, req_f, rep_i, rep_f, running, r):
     i = rep_i[P_WAIT_HEAD, r]
     nxt = req_i[i, R_NEXT_WAIT]
@@ -149,7 +151,7 @@ def _pop_front(req_i, req_f, rep_i, rep_f, running, r):
     return i
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
     """Route request ``i`` (arriving at ``now_s``) to the back of replica ``r``'s queue."""
     req_i[i, R_STATUS] = WAITING
@@ -163,7 +165,7 @@ def enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
 # ---- scheduling one step ----
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _preempt_last(req_i, req_f, rep_i, rep_f, running, r):
     """Preempt the last running request of replica ``r`` (recompute).
 
@@ -185,13 +187,13 @@ def _preempt_last(req_i, req_f, rep_i, rep_f, running, r):
     return victim, unscheduled
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _in_decode_phase(req_i, req_f, i):
     known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
     return req_i[i, R_GENERATED] >= 1 and known - req_i[i, R_COMPUTED] == 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decode_phase):
     """Step 1 of a V1-style step over the running list; return (budget, preempted, stop).
 
@@ -234,7 +236,7 @@ def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decod
     return budget, preempted, False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget):
     """Step 2 of a V1-style step: admit from the front of the queue under the budget."""
     block_size = cfg[CFG_BLOCK_SIZE]
@@ -254,7 +256,7 @@ def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget):
     return budget
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
     running[r, rep_i[P_NUM_RUNNING, r]] = i
     rep_i[P_NUM_RUNNING, r] += 1
@@ -263,7 +265,7 @@ def _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
         req_f[i, R_FIRST_SCHEDULED_S] = now_s
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _schedule_v1(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, sarathi):
     budget = cfg[CFG_TOKEN_BUDGET]
     if sarathi:
@@ -283,7 +285,7 @@ def _schedule_v1(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, sarathi):
         _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
     """vLLM v0.6 default scheduler without chunking: a prefill step, else a decode step."""
     block_size = cfg[CFG_BLOCK_SIZE]
@@ -325,7 +327,7 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
         k += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, r, now_s):
     """Schedule a step at ``now_s``; return True when it holds any request."""
     waiting_before = rep_i[P_NUM_WAITING, r]
@@ -378,17 +380,21 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, r, now_s):
 # ---- completing a step ----
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _itl_bin(gap_s):
-    if gap_s < ITL_MIN_S:
+    """Histogram bin of an inter-token gap (see ``state.itl_bin_bounds_s``)."""
+    mantissa, exponent = math.frexp(gap_s)
+    if exponent < ITL_MIN_EXP:
         return 0
-    b = int(math.floor(math.log10(gap_s / ITL_MIN_S) * ITL_BINS_PER_DECADE)) + 1
-    return min(b, ITL_NUM_BINS - 1)
+    if exponent >= ITL_MAX_EXP:
+        return ITL_NUM_BINS - 1
+    slice_ = int((mantissa - 0.5) * (2 * ITL_BINS_PER_OCTAVE))
+    return 1 + (exponent - ITL_MIN_EXP) * ITL_BINS_PER_OCTAVE + slice_
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", _nrt=False)
 def _complete_step(
-    req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, r
+    req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, scratch, r
 ):
     """Apply the in-flight step of replica ``r`` at its end time; log it."""
     end_s = rep_f[P_STEP_END_S, r]
@@ -418,13 +424,18 @@ def _complete_step(
     for k in range(kept, rep_i[P_NUM_RUNNING, r]):
         running[r, k] = -1
     rep_i[P_NUM_RUNNING, r] = kept
-    _log_step(rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, r, end_s)
+    _log_step(
+        rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, scratch, r, end_s, 1
+    )
     rep_f[P_CLOCK_S, r] = end_s
     rep_i[P_IN_FLIGHT, r] = 0
 
 
-@njit(cache=True)
-def _log_step(rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, r, end_s):
+@njit(cache=True, inline="always", _nrt=False)
+def _log_step(
+    rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, scratch, r, end_s, num_steps
+):
+    """Log ``num_steps`` identical-composition steps ending at ``end_s`` (P_STEP_* fields)."""
     start_s = rep_f[P_CLOCK_S, r]  # the clock stays at the step's start while it is in flight
     used = cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]
     last = rep_i[P_LAST_RUN, r]
@@ -437,7 +448,7 @@ def _log_step(rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters,
         and log_f[L_END_S, last] == start_s
     ):
         log_f[L_END_S, last] = end_s
-        log_i[L_NUM_STEPS, last] += 1
+        log_i[L_NUM_STEPS, last] += num_steps
         log_i[L_KV_BLOCKS, last] = used
         return
     row = counters[C_LOG_SIZE]
@@ -445,7 +456,7 @@ def _log_step(rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters,
     log_i[L_REPLICA, row] = r
     log_f[L_START_S, row] = start_s
     log_f[L_END_S, row] = end_s
-    log_i[L_NUM_STEPS, row] = 1
+    log_i[L_NUM_STEPS, row] = num_steps
     log_i[L_PREFILL_TOKENS, row] = rep_i[P_STEP_PREFILL_TOKENS, r]
     log_i[L_DECODE_SEQS, row] = rep_i[P_STEP_DECODE_SEQS, r]
     log_i[L_KV_BLOCKS, row] = used
@@ -453,10 +464,169 @@ def _log_step(rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters,
     rep_i[P_LAST_RUN, r] = row
 
 
+# ---- decode-only runs in closed form ----
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _admission_blocked(req_i, rep_i, cfg, r, num_decodes, free_after_decodes):
+    """True when no waiting request could be admitted in any step of a decode-only run.
+
+    Admission can only become possible when a request finishes (freeing blocks and a seat),
+    and a run stops at the first finish; within the run free blocks only shrink.
+    """
+    head = rep_i[P_WAIT_HEAD, r]
+    if head < 0 or rep_i[P_NUM_RUNNING, r] >= cfg[CFG_MAX_NUM_SEQS]:
+        return True
+    block_size = cfg[CFG_BLOCK_SIZE]
+    if cfg[CFG_SCHEDULER] == SCHED_V0:
+        n = req_i[head, R_PROMPT] + req_i[head, R_GENERATED]
+        if n > cfg[CFG_TOKEN_BUDGET]:
+            return True
+        # v0 checks prefills before allocating decode slots: against the free blocks now.
+        need = _ceil_div(n, block_size)
+        return rep_i[P_FREE_BLOCKS, r] - need < cfg[CFG_WATERMARK_BLOCKS]
+    budget = cfg[CFG_TOKEN_BUDGET] - num_decodes
+    if budget <= 0:
+        return True
+    n = min(req_i[head, R_PROMPT] + req_i[head, R_GENERATED] - req_i[head, R_COMPUTED], budget)
+    need = _ceil_div(req_i[head, R_COMPUTED] + n, block_size) - req_i[head, R_BLOCKS]
+    return need > free_after_decodes
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _fast_forward_decodes(
+    req_i,
+    req_f,
+    rep_i,
+    rep_f,
+    running,
+    cfg,
+    params,
+    log_i,
+    log_f,
+    itl_histogram,
+    counters,
+    scratch,
+    r,
+    until_s,
+):
+    """Apply a run of decode-only steps of replica ``r`` at once; return how many (0 = none).
+
+    Applies only when every running request decodes, none is left out by the token budget,
+    and no waiting request can be admitted: then consecutive steps differ only in context
+    length, and the run lasts until the first request finishes, the KV blocks run out, or a
+    step would end after ``until_s``. Each step's time is still computed step by step (the
+    same float operations as the step-by-step path, so results are identical), but the work
+    per request is done once per run instead of once per step.
+    """
+    num_decodes = rep_i[P_NUM_RUNNING, r]
+    if num_decodes == 0:
+        return 0
+    if cfg[CFG_SCHEDULER] != SCHED_V0 and num_decodes > cfg[CFG_TOKEN_BUDGET]:
+        return 0
+    block_size = cfg[CFG_BLOCK_SIZE]
+    steps_to_finish = 1 << 62
+    context0 = 0
+    first_step_blocks = 0
+    for k in range(num_decodes):
+        i = running[r, k]
+        if not _in_decode_phase(req_i, req_f, i):
+            return 0
+        steps_to_finish = min(steps_to_finish, req_i[i, R_OUTPUT] - req_i[i, R_GENERATED])
+        context0 += req_i[i, R_COMPUTED] + 1
+        if req_i[i, R_COMPUTED] % block_size == 0:
+            first_step_blocks += 1
+    free = rep_i[P_FREE_BLOCKS, r]
+    if first_step_blocks > free:
+        return 0
+    if not _admission_blocked(req_i, rep_i, cfg, r, num_decodes, free - first_step_blocks):
+        return 0
+    if counters[C_LOG_SIZE] >= log_i.shape[1]:
+        return 0  # let the step-by-step path report a full log
+
+    # Requests whose context is c (mod block_size) take a new block on the steps j with
+    # (c + j) % block_size == 0: count them by residue.
+    residue_count = scratch  # len >= block_size (state.make_state)
+    for k in range(block_size):
+        residue_count[k] = 0
+    for k in range(num_decodes):
+        residue_count[req_i[running[r, k], R_COMPUTED] % block_size] += 1
+
+    start_s = rep_f[P_CLOCK_S, r]
+    end_s = start_s
+    num_steps = 0
+    new_blocks = 0
+    context = context0
+    while num_steps < steps_to_finish:
+        need = residue_count[(block_size - num_steps % block_size) % block_size]
+        if new_blocks + need > free:
+            break
+        step_s = step_time_s(params, 0, 0, 0.0, 0, num_decodes, context)
+        step_end_s = end_s + step_s
+        if step_end_s > until_s:
+            break
+        if num_steps >= 1:
+            itl_histogram[_itl_bin(step_end_s - end_s)] += num_decodes
+        end_s = step_end_s
+        new_blocks += need
+        context += num_decodes
+        num_steps += 1
+    if num_steps < 2:
+        return 0
+
+    # The first step's gaps are per request (their previous tokens came at different times).
+    first_end_s = start_s + step_time_s(params, 0, 0, 0.0, 0, num_decodes, context0)
+    for k in range(num_decodes):
+        i = running[r, k]
+        itl_histogram[_itl_bin(first_end_s - req_f[i, R_LAST_TOKEN_S])] += 1
+
+    rep_i[P_FREE_BLOCKS, r] -= new_blocks
+    kept = 0
+    for k in range(num_decodes):
+        i = running[r, k]
+        computed = req_i[i, R_COMPUTED] + num_steps
+        req_i[i, R_COMPUTED] = computed
+        req_i[i, R_GENERATED] += num_steps
+        req_i[i, R_BLOCKS] = _ceil_div(computed, block_size)
+        req_f[i, R_LAST_TOKEN_S] = end_s
+        if req_i[i, R_GENERATED] == req_i[i, R_OUTPUT]:
+            req_f[i, R_FINISH_S] = end_s
+            req_i[i, R_STATUS] = FINISHED
+            rep_i[P_FREE_BLOCKS, r] += req_i[i, R_BLOCKS]
+            req_i[i, R_BLOCKS] = 0
+            rep_i[P_OUTSTANDING, r] -= 1
+            continue
+        running[r, kept] = i
+        kept += 1
+    for k in range(kept, num_decodes):
+        running[r, k] = -1
+    rep_i[P_NUM_RUNNING, r] = kept
+    rep_i[P_STEP_PREFILL_TOKENS, r] = 0
+    rep_i[P_STEP_DECODE_SEQS, r] = num_decodes
+    rep_i[P_STEP_WAITING, r] = rep_i[P_NUM_WAITING, r]
+    _log_step(
+        rep_i,
+        rep_f,
+        running,
+        cfg,
+        log_i,
+        log_f,
+        itl_histogram,
+        counters,
+        scratch,
+        r,
+        end_s,
+        num_steps,
+    )
+    rep_f[P_CLOCK_S, r] = end_s
+    counters[C_FAST_STEPS] += num_steps
+    return num_steps
+
+
 # ---- moving a replica forward in time ----
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def advance(
     req_i,
     req_f,
@@ -469,6 +639,7 @@ def advance(
     log_f,
     itl_histogram,
     counters,
+    scratch,
     r,
     until_s,
 ):
@@ -487,7 +658,18 @@ def advance(
             if counters[C_LOG_SIZE] >= capacity:
                 return ADVANCE_LOG_FULL
             _complete_step(
-                req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, r
+                req_i,
+                req_f,
+                rep_i,
+                rep_f,
+                running,
+                cfg,
+                log_i,
+                log_f,
+                itl_histogram,
+                counters,
+                scratch,
+                r,
             )
             empty = 0
             continue
@@ -495,6 +677,23 @@ def advance(
             return ADVANCE_OK
         if rep_f[P_CLOCK_S, r] >= until_s:
             return ADVANCE_OK
+        if _fast_forward_decodes(
+            req_i,
+            req_f,
+            rep_i,
+            rep_f,
+            running,
+            cfg,
+            params,
+            log_i,
+            log_f,
+            itl_histogram,
+            counters,
+            scratch,
+            r,
+            until_s,
+        ):
+            continue
         if not _start_step(
             req_i, req_f, rep_i, rep_f, running, cfg, params, r, rep_f[P_CLOCK_S, r]
         ):
@@ -503,7 +702,7 @@ def advance(
                 return ADVANCE_STUCK
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def kv_blocks_used(rep_i, cfg, r):
     """KV blocks held by requests on replica ``r``."""
     return cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]

@@ -103,12 +103,27 @@ NUM_L_FLOAT = 2
 C_LOG_SIZE = 0  # rows of the log in use
 C_NEXT_REQUEST = 1  # fused path: next request to route (makes it resumable)
 C_ROUTED = 2  # requests routed so far (round-robin position)
-NUM_COUNTERS = 3
+C_FAST_STEPS = 3  # engine steps applied by the decode-run fast path (for benchmarks)
+NUM_COUNTERS = 4
 
-#: Inter-token latencies are counted in log-spaced bins from 1 us to 1000 s, 200 per decade:
-#: a percentile read from the histogram is within 0.6% of the exact one.
-ITL_MIN_S, ITL_BINS_PER_DECADE, ITL_NUM_DECADES = 1e-6, 200, 9
-ITL_NUM_BINS = ITL_BINS_PER_DECADE * ITL_NUM_DECADES + 2  # + underflow and overflow bins
+#: Inter-token latencies are counted in bins found from the float's binary exponent and
+#: mantissa (no logarithm per token): octaves 2**ITL_MIN_EXP .. 2**ITL_MAX_EXP seconds
+#: (~1 us .. ~2000 s), each cut into ITL_BINS_PER_OCTAVE equal slices. A bin is at most 0.8%
+#: wide relative to its value, so a percentile read at its centre is within 0.4%.
+ITL_MIN_EXP, ITL_MAX_EXP, ITL_BINS_PER_OCTAVE = -19, 11, 128
+ITL_NUM_BINS = (ITL_MAX_EXP - ITL_MIN_EXP) * ITL_BINS_PER_OCTAVE + 2  # + under/overflow
+
+
+def itl_bin_bounds_s() -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) edges in seconds of every ITL bin; the first and last are open-ended."""
+    octave = np.repeat(np.arange(ITL_MIN_EXP, ITL_MAX_EXP), ITL_BINS_PER_OCTAVE)
+    slice_ = np.tile(np.arange(ITL_BINS_PER_OCTAVE), ITL_MAX_EXP - ITL_MIN_EXP)
+    # frexp: x = m * 2**e with m in [0.5, 1); slice k holds m in [0.5 + k/(2B), 0.5 + (k+1)/(2B)).
+    lower = (0.5 + slice_ / (2 * ITL_BINS_PER_OCTAVE)) * np.exp2(octave.astype(np.float64))
+    upper = (0.5 + (slice_ + 1) / (2 * ITL_BINS_PER_OCTAVE)) * np.exp2(octave.astype(np.float64))
+    lower = np.concatenate([[0.0], lower, [upper[-1]]])
+    upper = np.concatenate([[lower[1]], upper, [np.inf]])
+    return lower, upper
 
 
 @dataclass
@@ -124,6 +139,7 @@ class EngineState:
     log_f: np.ndarray
     itl_histogram: np.ndarray
     counters: np.ndarray
+    scratch: np.ndarray
 
     @property
     def num_log_rows(self) -> int:
@@ -148,6 +164,7 @@ def make_state(
     num_replicas: int,
     max_num_seqs: int,
     num_kv_blocks: int,
+    block_size: int,
     log_capacity: int = 1024,
 ) -> EngineState:
     """Fresh state: every request not yet arrived, every replica idle with all blocks free."""
@@ -175,6 +192,9 @@ def make_state(
         log_f=np.zeros((NUM_L_FLOAT, log_capacity), np.float64),
         itl_histogram=np.zeros(ITL_NUM_BINS, np.int64),
         counters=np.zeros(NUM_COUNTERS, np.int64),
+        # Work space of the kernels (one slot per token of a KV block), so that they never
+        # allocate and can run without numba's reference counting.
+        scratch=np.zeros(max(block_size, 1), np.int64),
     )
 
 

@@ -92,7 +92,7 @@ PART_NAMES = (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _linear_s(params, num_tokens):
     total_s = 0.0
     for op_idx in range(NUM_LINEAR_OPS):
@@ -105,7 +105,7 @@ def _linear_s(params, num_tokens):
     return total_s
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _moe_s(params, num_tokens):
     num_experts = params[MOE_NUM_EXPERTS]
     if num_experts <= 0.0:
@@ -123,7 +123,7 @@ def _moe_s(params, num_tokens):
     return max(compute_s, memory_s)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _lm_head_s(params, num_rows):
     if num_rows <= 0.0:
         return 0.0
@@ -132,7 +132,7 @@ def _lm_head_s(params, num_rows):
     return max(compute_s, memory_s)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _attention_s(params, num_query_tokens, work, context_tokens):
     compute_s = params[ATTN_COMPUTE_S_PER_WORK] * work
     memory_s = (
@@ -142,7 +142,7 @@ def _attention_s(params, num_query_tokens, work, context_tokens):
     return max(compute_s, memory_s)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step_time_parts_s(
     params,
     num_prefill_tokens,
@@ -206,7 +206,7 @@ def step_time_parts_s(
     return total_s
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step_time_s(
     params,
     num_prefill_tokens,

@@ -1,0 +1,36 @@
+"""Where numba caches compiled kernels: a folder keyed by the kernels' source code.
+
+numba invalidates a cached function when its own file changes, but not when a kernel it
+calls (in another file) changes: the caller's stale machine code would keep running the
+old callee. Keying the cache folder by a hash of every kernel source file (and the numba
+version) makes any change start a fresh cache. The folder is in the user's cache directory,
+so installs into read-only site-packages still cache. ``NUMBA_CACHE_DIR``, if set, wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+#: Every module that defines numba kernels, relative to the package.
+KERNEL_SOURCES = ("engine/state.py", "engine/kernels.py", "engine/fused.py", "perf/kernel.py")
+
+
+def configure() -> None:
+    """Point numba's cache at ``<user cache>/simreplay/numba-<hash>`` unless the user chose."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    import numba
+
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256(numba.__version__.encode())
+    for name in KERNEL_SOURCES:
+        digest.update((package / name).read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "simreplay" / f"numba-{digest.hexdigest()[:16]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # no writable cache folder: numba falls back to its own choice
+    numba.config.CACHE_DIR = str(folder)
