@@ -1,0 +1,137 @@
+"""Benchmark: how fast `simreplay run` replays traces, and how much memory it takes.
+
+    python benchmarks/replay_speed.py                  # all cases below
+    python benchmarks/replay_speed.py --only azure     # or: synthetic
+
+Cases (from the replay issue):
+- the Azure 2023 conversation trace (19,366 requests, ../shared/traces) on
+  `16xA100 --model llama-2-70b --tp 4` (4 replicas) and on the default model on `4xA100`;
+- a synthetic 1,000,000-request trace (Poisson, lognormal lengths with mean 1,000 prompt and
+  250 output tokens) on `16xH100` at a rate near 80% of the fleet's capacity.
+
+For each: the replay alone (``simulate`` on an in-memory table, JIT already compiled;
+median of repeats), and the whole command in a fresh process, cold (empty numba cache, so
+JIT compilation is included) and warm (cache filled), plus the command's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AZURE = ROOT.parent / "shared" / "traces" / "azure2023" / "AzureLLMInferenceTrace_conv.csv"
+
+
+def replay_alone_s(trace: Path, gpus: str, extra: dict, repeats: int) -> tuple[float, dict]:
+    """Median wall time of ``simulate`` on a table already in memory (kernels compiled)."""
+    from simulator import Scenario, simulate
+    from simulator.trace.importer import load_trace
+
+    table = load_trace(trace)
+    scenario = Scenario(gpus=gpus, **extra)
+    result = simulate(table, scenario)  # compile or load the kernels
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = simulate(table, scenario)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result.summary
+
+
+def command_s(args: list[str], cache_dir: str) -> tuple[float, int]:
+    """Wall time and peak RSS (bytes) of ``simreplay ARGS`` in a fresh process."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulator", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"simreplay {' '.join(args)} failed: {proc.stderr.strip()}")
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(peak_kib, before) * 1024
+
+
+def bench_case(name: str, trace: Path, gpus: str, extra: dict, repeats: int) -> None:
+    alone_s, summary = replay_alone_s(trace, gpus, extra, repeats)
+    n = summary["num_requests"]
+    args = ["run", str(trace), "--gpus", gpus, "--json"]
+    for key, value in extra.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    with tempfile.TemporaryDirectory() as cache:
+        cold_s, cold_rss = command_s(args, cache)
+        warm = [command_s(args, cache) for _ in range(repeats)]
+    warm_s = statistics.median(w[0] for w in warm)
+    peak = max([cold_rss, *(w[1] for w in warm)])
+    print(f"{name}: {n:,} requests, {gpus} {extra or ''}")
+    print(f"  replay alone (median of {repeats}): {alone_s:.3f} s  ({n / alone_s:,.0f} requests/s)")
+    print(
+        f"  whole command: cold {cold_s:.2f} s (JIT compile included), warm {warm_s:.2f} s "
+        f"(median of {repeats})"
+    )
+    print(f"  peak RSS of the command: {peak / 2**20:,.0f} MiB")
+    print(
+        f"  p99 TTFT {summary['ttft_ms']['p99']:,.1f} ms, "
+        f"p99 TPOT {summary['tpot_ms']['p99']:,.1f} ms, "
+        f"preemptions {summary['num_preemptions']:,}"
+    )
+
+
+def synthetic_trace(path: Path, num_requests: int, rate_rps: float) -> None:
+    from simulator.io import write_parquet_atomic
+    from simulator.trace.arrivals import arrival_process
+    from simulator.trace.synth import parse_length_distribution, synthesize
+
+    table = synthesize(
+        arrival_process("poisson", rate_rps),
+        num_requests=num_requests,
+        input_lengths=parse_length_distribution("lognormal:mean=1000,cv=1,max=16000"),
+        output_lengths=parse_length_distribution("lognormal:mean=250,cv=1,max=4000"),
+        seed=7,
+    )
+    write_parquet_atomic(table, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["azure", "synthetic"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=300.0,
+        help="synthetic arrival rate (req/s); ~80%% of 16xH100 for 8B at defaults",
+    )
+    parser.add_argument("--num-requests", type=int, default=1_000_000)
+    args = parser.parse_args()
+    print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}")
+    if args.only in (None, "azure"):
+        if not AZURE.exists():
+            print(f"skipping Azure cases: {AZURE} not found")
+        else:
+            bench_case(
+                "azure-conv 70B", AZURE, "16xA100", {"model": "llama-2-70b", "tp": 4}, args.repeats
+            )
+            bench_case("azure-conv 8B", AZURE, "4xA100", {}, args.repeats)
+    if args.only in (None, "synthetic"):
+        with tempfile.TemporaryDirectory() as tmp:
+            trace = Path(tmp) / "synthetic.parquet"
+            synthetic_trace(trace, args.num_requests, args.rate)
+            bench_case("synthetic 1M", trace, "16xH100", {}, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
