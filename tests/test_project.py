@@ -49,3 +49,16 @@ def test_imports_flow_one_way():
             for name in names:
                 if not module.startswith(("simulator.cli", "simulator.__main__")):
                     assert not name.startswith("simulator.cli"), f"{module} imports {name}"
+
+
+def test_engine_kernels_never_allocate():
+    """The kernels run without numba's reference counting (``_nrt=False``): no numpy calls."""
+    for name in ("engine/kernels.py", "engine/fused.py", "perf/kernel.py"):
+        tree = ast.parse((ROOT / "simulator" / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and any(
+                "njit" in ast.unparse(d) for d in node.decorator_list
+            ):
+                calls = [ast.unparse(c.func) for c in ast.walk(node) if isinstance(c, ast.Call)]
+                assert not [c for c in calls if c.startswith(("np.", "numpy."))], (name, node.name)
+                assert all("_nrt=False" in ast.unparse(d) for d in node.decorator_list), node.name

@@ -1,0 +1,707 @@
+"""The numba engine (``simulator.cluster.replay``) against the reference, theory and itself.
+
+- differential: the numba engine and ``tests/reference_engine.py`` on random small
+  scenarios, with a dyadic step-time model so that both sum the same exact floats;
+- the fused (all-numba) and simpy orchestrations give identical states;
+- user routers through simpy: a Python copy of each built-in router reproduces it, and a
+  router that answers nonsense is an error;
+- invariants on a few hundred requests with a KV cache small enough to preempt;
+- M/D/1 queueing ground truth, golden single-request times from the roofline model, and a
+  throughput bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engine_cases import check_work_conserving, scenarios
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference_engine import simulate_reference
+
+from simulator.cluster import replay
+from simulator.engine import state as engine_state
+from simulator.engine.kernels import _itl_bin
+from simulator.engine.state import (
+    FINISHED,
+    ITL_NUM_BINS,
+    L_DECODE_SEQS,
+    L_END_S,
+    L_KV_BLOCKS,
+    L_NUM_STEPS,
+    L_PREFILL_TOKENS,
+    L_REPLICA,
+    L_START_S,
+    L_WAITING,
+    P_FREE_BLOCKS,
+    P_IN_FLIGHT,
+    P_NUM_RUNNING,
+    P_NUM_WAITING,
+    P_OUTSTANDING,
+    R_ARRIVAL_S,
+    R_BLOCKS,
+    R_FINISH_S,
+    R_FIRST_SCHEDULED_S,
+    R_FIRST_TOKEN_S,
+    R_GENERATED,
+    R_OUTPUT,
+    R_PREEMPTIONS,
+    R_PROMPT,
+    R_REJECT,
+    R_REPLICA,
+    R_STATUS,
+    REJECTED,
+    EngineState,
+)
+from simulator.errors import SimreplayError
+from simulator.hardware import get_gpu
+from simulator.models import get_model
+from simulator.perf import kernel
+from simulator.perf.roofline import constant_step_model, roofline_model
+
+SCHEDULERS = ["vllm", "sarathi", "vllm-v0"]
+ROUTERS = ["round-robin", "least-outstanding", "least-kv", "random"]
+
+
+def dyadic_params() -> np.ndarray:
+    """Step-time params whose every term is a small dyadic rational.
+
+    With every other slot 0, ``kernel.step_time_s`` is
+    ``HOST_S + HOST_S_PER_SEQ * seqs + ELEMENTWISE_S_PER_TOKEN * tokens
+    + ATTN_KV_S_PER_CONTEXT_TOKEN * (prefill context + decode context)`` (the linear, MoE,
+    LM-head and all-reduce terms are ``max(0, 0)`` or 0), so every step time and every
+    clock sum is exact in float64 and ``==`` between two implementations is fair.
+    """
+    params = kernel.new_params()
+    params[kernel.HOST_S] = 2.0**-6
+    params[kernel.HOST_S_PER_SEQ] = 2.0**-11
+    params[kernel.ELEMENTWISE_S_PER_TOKEN] = 2.0**-12
+    params[kernel.ATTN_KV_S_PER_CONTEXT_TOKEN] = 2.0**-16
+    return params
+
+
+DYADIC = dyadic_params()
+
+
+def dyadic_step_time(*features) -> float:
+    return kernel.step_time_s.py_func(DYADIC, *features)
+
+
+@st.composite
+def dyadic_params_variants(draw) -> np.ndarray:
+    """``dyadic_params`` with each slot possibly zeroed or scaled, still exact in float64.
+
+    The first choice of every slot is ``DYADIC``'s value (what hypothesis shrinks to); zero
+    step times (every slot 0) are allowed: the README's rules still apply.
+    """
+    params = kernel.new_params()
+    for slot in (
+        kernel.HOST_S,
+        kernel.HOST_S_PER_SEQ,
+        kernel.ELEMENTWISE_S_PER_TOKEN,
+        kernel.ATTN_KV_S_PER_CONTEXT_TOKEN,
+        kernel.ATTN_QUERY_S_PER_TOKEN,
+    ):
+        params[slot] = draw(st.sampled_from([DYADIC[slot], 0.0, 2.0**-8, 2.0**-3]))
+    return params
+
+
+def replay_case(arrival, prompts, outputs, knobs, *, params=DYADIC, **extra) -> EngineState:
+    """``replay`` on a ``scenarios()`` case (knobs spelled as for ``simulate_reference``)."""
+    sarathi = knobs["scheduler"] == "sarathi"
+    draws = knobs.get("route_draws")
+    return replay(
+        arrival,
+        prompts,
+        outputs,
+        num_replicas=knobs["num_replicas"],
+        scheduler=knobs["scheduler"],
+        router=knobs["router"],
+        max_num_seqs=knobs["max_num_seqs"],
+        token_budget=knobs["chunk_size"] if sarathi else knobs["max_num_batched_tokens"],
+        block_size=knobs["block_size"],
+        num_kv_blocks=knobs["num_kv_blocks"],
+        max_model_len=knobs["max_model_len"],
+        params=params,
+        draws=np.zeros(len(arrival)) if draws is None else draws,
+        **extra,
+    )
+
+
+def log_rows(state: EngineState) -> dict[str, np.ndarray]:
+    """The used step-log rows, sorted by (replica, start)."""
+    n = state.num_log_rows
+    order = np.lexsort((state.log_f[L_START_S, :n], state.log_i[L_REPLICA, :n]))
+    return {
+        "log_i": state.log_i[:, :n][:, order],
+        "log_f": state.log_f[:, :n][:, order],
+    }
+
+
+def runs_from_steps(steps: list[dict]) -> np.ndarray:
+    """The reference's steps merged into runs by the rule in state.py, as log rows.
+
+    Returns int64 (n, 6) rows ``(replica, steps, prefill tokens, decode seqs, kv blocks,
+    waiting)`` and float64 (n, 2) rows ``(start, end)``, sorted by (replica, start).
+    """
+    ints: list[list[int]] = []
+    floats: list[list[float]] = []
+    last_of: dict[int, int] = {}
+    for step in sorted(steps, key=lambda s: (s["replica"], s["start_s"])):
+        r = step["replica"]
+        last = last_of.get(r)
+        if (
+            last is not None
+            and step["num_prefill_tokens"] == 0
+            and ints[last][2] == 0
+            and ints[last][3] == step["num_decode_seqs"]
+            and ints[last][5] == step["num_waiting"]
+            and floats[last][1] == step["start_s"]
+        ):
+            ints[last][1] += 1
+            ints[last][4] = step["kv_blocks_used"]
+            floats[last][1] = step["end_s"]
+            continue
+        last_of[r] = len(ints)
+        ints.append(
+            [
+                r,
+                1,
+                step["num_prefill_tokens"],
+                step["num_decode_seqs"],
+                step["kv_blocks_used"],
+                step["num_waiting"],
+            ]
+        )
+        floats.append([step["start_s"], step["end_s"]])
+    return (
+        np.array(ints, dtype=np.int64).reshape(-1, 6),
+        np.array(floats, dtype=np.float64).reshape(-1, 2),
+    )
+
+
+def random_trace(seed: int, n: int = 400):
+    """Poisson arrivals (20/s) of prompts up to 1,200 and outputs up to 400 tokens."""
+    rng = np.random.default_rng(seed)
+    arrival = np.cumsum(rng.exponential(0.05, n))
+    prompts = rng.integers(1, 1200, n)
+    outputs = rng.integers(1, 400, n)
+    return arrival, prompts, outputs
+
+
+def replay_big(scheduler, router, arrival, prompts, outputs, *, num_kv_blocks, seed=0, **over):
+    """``replay`` on 3 replicas with realistic knobs and dyadic step times; ``over`` wins."""
+    knobs = dict(
+        num_replicas=3,
+        scheduler=scheduler,
+        router=router,
+        max_num_seqs=32,
+        token_budget=256 if scheduler == "sarathi" else 2048,
+        block_size=16,
+        num_kv_blocks=num_kv_blocks,
+        max_model_len=1400,
+        params=DYADIC,
+        draws=np.random.default_rng(seed).random(len(arrival)),
+    )
+    return replay(arrival, prompts, outputs, **{**knobs, **over})
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Differential: numba engine vs the plain-Python reference
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), dyadic_params_variants())
+def test_numba_engine_matches_reference(case, params):
+    arrival, prompts, outputs, knobs = case
+    ref = simulate_reference(
+        arrival,
+        prompts,
+        outputs,
+        step_time_fn=lambda *features: kernel.step_time_s.py_func(params, *features),
+        **knobs,
+    )
+    state = replay_case(arrival, prompts, outputs, knobs, params=params, orchestration="fused")
+    assert_matches_reference(state, ref)
+
+
+def assert_matches_reference(state: EngineState, ref: dict) -> None:
+    """Per request, per ITL bin and per run of steps, exactly."""
+    req_i, req_f = state.req_i, state.req_f
+    np.testing.assert_array_equal(req_i[:, R_REPLICA], ref["replica"])
+    np.testing.assert_array_equal(req_i[:, R_REJECT], ref["reject_reason"])
+    np.testing.assert_array_equal(req_f[:, R_FIRST_SCHEDULED_S], ref["first_scheduled_s"])
+    np.testing.assert_array_equal(req_f[:, R_FIRST_TOKEN_S], ref["first_token_s"])
+    np.testing.assert_array_equal(req_f[:, R_FINISH_S], ref["finish_s"])
+    np.testing.assert_array_equal(req_i[:, R_PREEMPTIONS], ref["num_preemptions"])
+
+    # Every inter-token gap, in the engine's bin for that gap.
+    expected_histogram = np.zeros(ITL_NUM_BINS, np.int64)
+    for gap_s in ref["itl_s"]:
+        expected_histogram[_itl_bin.py_func(gap_s)] += 1
+    assert state.itl_histogram.sum() == len(ref["itl_s"])
+    np.testing.assert_array_equal(state.itl_histogram, expected_histogram)
+
+    # The step log: step and prefill-token totals, then run by run.
+    rows = log_rows(state)
+    log_i, log_f = rows["log_i"], rows["log_f"]
+    assert log_i[L_NUM_STEPS].sum() == len(ref["steps"])
+    assert log_i[L_PREFILL_TOKENS].sum() == sum(s["num_prefill_tokens"] for s in ref["steps"])
+    ref_ints, ref_floats = runs_from_steps(ref["steps"])
+    fields = (L_REPLICA, L_NUM_STEPS, L_PREFILL_TOKENS, L_DECODE_SEQS, L_KV_BLOCKS, L_WAITING)
+    np.testing.assert_array_equal(log_i[list(fields)].T, ref_ints)
+    np.testing.assert_array_equal(log_f[[L_START_S, L_END_S]].T, ref_floats)
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_numba_engine_matches_reference_on_a_mid_sized_trace(scheduler):
+    """Longer prompts and outputs than the hypothesis cases, with preemptions and rejects."""
+    rng = np.random.default_rng(7)
+    n = 120
+    arrival = np.cumsum(rng.integers(0, 16, n)) / 64.0
+    prompts = rng.integers(1, 700, n)
+    outputs = rng.integers(1, 120, n)
+    knobs = dict(
+        num_replicas=2,
+        scheduler=scheduler,
+        router="least-kv",
+        max_num_seqs=16,
+        max_num_batched_tokens=1024,
+        chunk_size=256,
+        block_size=16,
+        num_kv_blocks=40,
+        max_model_len=700,
+    )
+    ref = simulate_reference(arrival, prompts, outputs, step_time_fn=dyadic_step_time, **knobs)
+    state = replay_case(arrival, prompts, outputs, knobs)
+    assert ref["num_preemptions"].sum() > 0
+    assert set(ref["reject_reason"].tolist()) >= {1, 2}
+    assert_matches_reference(state, ref)
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_numba_engine_matches_reference_on_long_decode_runs(scheduler):
+    """Long runs of decode-only steps, which the engine may apply as a run, not step by step.
+
+    Short prompts, long outputs, small blocks and a cache that fills now and then.
+    """
+    rng = np.random.default_rng(1)
+    n = 80
+    arrival = np.cumsum(rng.integers(0, 40, n)) / 64.0
+    prompts = rng.integers(1, 64, n)
+    outputs = rng.integers(20, 200, n)
+    knobs = dict(
+        num_replicas=2,
+        scheduler=scheduler,
+        router="round-robin",
+        max_num_seqs=8,
+        max_num_batched_tokens=256,
+        chunk_size=32,
+        block_size=4,
+        num_kv_blocks=120,
+        max_model_len=512,
+    )
+    ref = simulate_reference(arrival, prompts, outputs, step_time_fn=dyadic_step_time, **knobs)
+    state = replay_case(arrival, prompts, outputs, knobs)
+    assert ref["num_preemptions"].sum() > 0
+    assert_matches_reference(state, ref)
+    # The engine counts the steps it applied as decode runs: this case must exercise them.
+    assert state.counters[engine_state.C_FAST_STEPS] > len(ref["steps"]) // 2
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. fused vs simpy orchestration
+
+
+def assert_same_state(a: EngineState, b: EngineState) -> None:
+    np.testing.assert_array_equal(a.req_i, b.req_i)
+    np.testing.assert_array_equal(a.req_f, b.req_f)  # NaN where NaN
+    np.testing.assert_array_equal(a.rep_i, b.rep_i)
+    np.testing.assert_array_equal(a.rep_f, b.rep_f)
+    np.testing.assert_array_equal(a.itl_histogram, b.itl_histogram)
+    rows_a, rows_b = log_rows(a), log_rows(b)
+    np.testing.assert_array_equal(rows_a["log_i"], rows_b["log_i"])
+    np.testing.assert_array_equal(rows_a["log_f"], rows_b["log_f"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_fused_and_simpy_orchestration_are_identical(case):
+    arrival, prompts, outputs, knobs = case
+    fused = replay_case(arrival, prompts, outputs, knobs, orchestration="fused")
+    via_simpy = replay_case(arrival, prompts, outputs, knobs, orchestration="simpy")
+    assert_same_state(fused, via_simpy)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. User-supplied routers (simpy path)
+
+
+def python_router(name: str, draws: np.ndarray):
+    """A Python copy of built-in router ``name``, reading only the views it is given."""
+    routed = [0]
+
+    def route(request, replicas):
+        if name == "round-robin":
+            choice = routed[0] % len(replicas)
+        elif name == "least-outstanding":
+            choice = min(replicas, key=lambda v: (v.num_outstanding, v.index)).index
+        elif name == "least-kv":
+            choice = min(replicas, key=lambda v: (v.kv_blocks_used, v.index)).index
+        else:
+            choice = int(draws[request.index] * len(replicas))
+        routed[0] += 1
+        return choice
+
+    return route
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+@settings(max_examples=60, deadline=None)
+@given(case=scenarios(max_requests=16), num_replicas=st.integers(2, 3))
+def test_python_copy_of_each_builtin_router_reproduces_it(router, case, num_replicas):
+    """The views a user router sees are the state the built-in routers decide on."""
+    arrival, prompts, outputs, knobs = case
+    draws = np.random.default_rng(len(arrival)).random(len(arrival))
+    knobs = {**knobs, "router": router, "num_replicas": num_replicas, "route_draws": draws}
+    builtin = replay_case(arrival, prompts, outputs, knobs)
+    user = replay_case(arrival, prompts, outputs, knobs, router_fn=python_router(router, draws))
+    assert_same_state(builtin, user)
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_python_copy_of_each_builtin_router_reproduces_it_on_a_busy_trace(router):
+    arrival, prompts, outputs = random_trace(seed=3, n=300)
+    draws = np.random.default_rng(3).random(len(arrival))
+    common = dict(num_kv_blocks=90, draws=draws)
+    builtin = replay_big("vllm", router, arrival, prompts, outputs, **common)
+    user = replay_big(
+        "vllm", router, arrival, prompts, outputs, router_fn=python_router(router, draws), **common
+    )
+    assert builtin.req_i[:, R_PREEMPTIONS].sum() > 0
+    assert_same_state(builtin, user)
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios(max_requests=16), st.integers(2, 4))
+def test_router_sending_everything_to_one_replica_equals_a_one_replica_run(case, num_replicas):
+    arrival, prompts, outputs, knobs = case
+    seen = []
+
+    def last_replica(request, replicas):
+        seen.append((request.index, len(replicas), replicas[-1].kv_blocks_total))
+        return len(replicas) - 1
+
+    many = replay_case(
+        arrival,
+        prompts,
+        outputs,
+        {**knobs, "num_replicas": num_replicas},
+        router_fn=last_replica,
+    )
+    one = replay_case(arrival, prompts, outputs, {**knobs, "num_replicas": 1})
+
+    admitted = one.req_i[:, R_REJECT] == 0
+    assert [i for i, _, _ in seen] == np.flatnonzero(admitted).tolist()  # rejects not routed
+    assert all(n == num_replicas and kv == knobs["num_kv_blocks"] for _, n, kv in seen)
+    np.testing.assert_array_equal(many.req_i[admitted, R_REPLICA], num_replicas - 1)
+    np.testing.assert_array_equal(many.req_i[~admitted, R_REPLICA], -1)
+    np.testing.assert_array_equal(many.req_f, one.req_f)
+    for col in (R_STATUS, R_REJECT, R_PREEMPTIONS, R_GENERATED):
+        np.testing.assert_array_equal(many.req_i[:, col], one.req_i[:, col])
+    # The other replicas never ran a step.
+    assert set(log_rows(many)["log_i"][L_REPLICA].tolist()) <= {num_replicas - 1}
+
+
+@pytest.mark.parametrize(
+    "answer", [2, -1, 99, 1.0, True, None, "0"], ids=lambda a: f"returns {a!r}"
+)
+def test_router_returning_no_valid_replica_index_is_an_error(answer):
+    arrival = np.array([0.0, 0.5])
+    with pytest.raises(SimreplayError, match="router returned"):
+        replay(
+            arrival,
+            np.array([10, 10]),
+            np.array([2, 2]),
+            num_replicas=2,
+            scheduler="vllm",
+            router="round-robin",
+            max_num_seqs=4,
+            token_budget=64,
+            block_size=16,
+            num_kv_blocks=16,
+            max_model_len=256,
+            params=DYADIC,
+            draws=np.zeros(2),
+            router_fn=lambda request, replicas: answer,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Invariants on a few hundred requests
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_invariants_under_kv_pressure(scheduler, router):
+    arrival, prompts, outputs = random_trace(seed=SCHEDULERS.index(scheduler))
+    num_kv_blocks = 90  # 1,440 tokens: a few requests at a time, preempting often
+    state = replay_big(scheduler, router, arrival, prompts, outputs, num_kv_blocks=num_kv_blocks)
+    req_i, req_f, rep_i = state.req_i, state.req_f, state.rep_i
+    status = req_i[:, R_STATUS]
+    finished, rejected = status == FINISHED, status == REJECTED
+
+    # Every request ends completed or rejected with a reason; the case exercises both, and
+    # preemption.
+    assert (finished | rejected).all()
+    assert (req_i[rejected, R_REJECT] > 0).all() and (req_i[finished, R_REJECT] == 0).all()
+    assert rejected.any() and finished.any()
+    assert req_i[:, R_PREEMPTIONS].sum() > 0
+    np.testing.assert_array_equal(req_i[finished, R_GENERATED], req_i[finished, R_OUTPUT])
+    assert (req_i[:, R_BLOCKS] == 0).all()
+    assert (req_i[rejected, R_REPLICA] == -1).all() and (req_i[finished, R_REPLICA] >= 0).all()
+
+    # Every replica is drained with all its blocks back.
+    np.testing.assert_array_equal(rep_i[P_FREE_BLOCKS], num_kv_blocks)
+    for row in (P_NUM_RUNNING, P_NUM_WAITING, P_OUTSTANDING, P_IN_FLIGHT):
+        np.testing.assert_array_equal(rep_i[row], 0)
+
+    # Times are ordered; a rejected request has none.
+    t = req_f[finished]
+    assert (t[:, R_ARRIVAL_S] <= t[:, R_FIRST_SCHEDULED_S]).all()
+    assert (t[:, R_FIRST_SCHEDULED_S] < t[:, R_FIRST_TOKEN_S]).all()
+    assert (t[:, R_FIRST_TOKEN_S] <= t[:, R_FINISH_S]).all()
+    single = req_i[finished, R_OUTPUT] == 1
+    np.testing.assert_array_equal(t[single, R_FIRST_TOKEN_S], t[single, R_FINISH_S])
+    assert np.isnan(req_f[rejected, R_FIRST_SCHEDULED_S:]).all()
+
+    # KV in use never exceeds the cache; runs of one replica never overlap, and a replica
+    # never idles while a request routed to it waits.
+    n = state.num_log_rows
+    kv = state.log_i[L_KV_BLOCKS, :n]
+    assert (kv >= 0).all() and (kv <= num_kv_blocks).all()
+    steps = [
+        {"replica": int(r), "start_s": float(s), "end_s": float(e)}
+        for r, s, e in zip(
+            state.log_i[L_REPLICA, :n],
+            state.log_f[L_START_S, :n],
+            state.log_f[L_END_S, :n],
+            strict=True,
+        )
+    ]
+    out = {"replica": req_i[:, R_REPLICA], "finish_s": req_f[:, R_FINISH_S], "steps": steps}
+    check_work_conserving(out, req_f[:, R_ARRIVAL_S], rep_i.shape[1])
+
+    # Same inputs and seed, same arrays.
+    again = replay_big(scheduler, router, arrival, prompts, outputs, num_kv_blocks=num_kv_blocks)
+    assert_same_state(state, again)
+    np.testing.assert_array_equal(state.log_i[:, :n], again.log_i[:, : again.num_log_rows])
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_tokens_are_conserved_without_preemption(scheduler):
+    """With room for everything, the log holds each prompt once and O - 1 decodes each."""
+    arrival, prompts, outputs = random_trace(seed=11, n=300)
+    state = replay_big(
+        scheduler, "least-outstanding", arrival, prompts, outputs, num_kv_blocks=100_000
+    )
+    req_i = state.req_i
+    finished = req_i[:, R_STATUS] == FINISHED
+    assert req_i[:, R_PREEMPTIONS].sum() == 0
+    n = state.num_log_rows
+    log_i = state.log_i[:, :n]
+    assert log_i[L_PREFILL_TOKENS].sum() == req_i[finished, R_PROMPT].sum()
+    decode_tokens = (log_i[L_DECODE_SEQS] * log_i[L_NUM_STEPS]).sum()
+    assert decode_tokens == (req_i[finished, R_OUTPUT] - 1).sum()
+    assert state.itl_histogram.sum() == decode_tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Queueing ground truth: one request per step is an M/D/1 queue
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.7])
+def test_batch_of_one_with_constant_steps_is_an_md1_queue(rho):
+    step_s = 0.01
+    n = 200_000
+    rng = np.random.default_rng(2024)
+    arrival = np.cumsum(rng.exponential(step_s / rho, n))
+    state = replay(
+        arrival,
+        rng.integers(1, 500, n),  # any prompt fits one step: the step time is constant
+        np.ones(n, np.int64),
+        num_replicas=1,
+        scheduler="vllm",
+        router="round-robin",
+        max_num_seqs=1,
+        token_budget=512,
+        block_size=16,
+        num_kv_blocks=64,
+        max_model_len=4096,
+        params=constant_step_model(step_s).params,
+        draws=np.zeros(n),
+    )
+    start = state.req_f[:, R_FIRST_SCHEDULED_S]
+    finish = state.req_f[:, R_FINISH_S]
+
+    # Exactly a FIFO single server with deterministic service, request by request.
+    np.testing.assert_array_equal(finish, start + step_s)
+    np.testing.assert_array_equal(state.req_f[:, R_FIRST_TOKEN_S], finish)
+    np.testing.assert_array_equal(start[1:], np.maximum(arrival[1:], finish[:-1]))
+    assert start[0] == arrival[0]
+
+    # Pollaczek-Khinchine: W = rho D / (2 (1 - rho)). With 200k requests the sample mean's
+    # standard error is about 1 % at rho = 0.7 (measured over seeds), so 4 % is ~4 sigma.
+    expected_wait_s = rho * step_s / (2.0 * (1.0 - rho))
+    mean_wait_s = (start - arrival).mean()
+    assert mean_wait_s == pytest.approx(expected_wait_s, rel=0.04)
+    # Utilisation: busy fraction of the makespan is rho.
+    assert n * step_s / (finish[-1] - arrival[0]) == pytest.approx(rho, rel=0.02)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Golden single request on an idle replica, real roofline model
+
+
+@pytest.fixture(scope="module")
+def llama_8b_h100():
+    return roofline_model(get_model("llama-3.1-8b"), get_gpu("H100-SXM"), tp=1)
+
+
+def replay_one(model, scheduler, token_budget, prompt, output, arrival_s=0.25):
+    return replay(
+        np.array([arrival_s]),
+        np.array([prompt]),
+        np.array([output]),
+        num_replicas=1,
+        scheduler=scheduler,
+        router="least-outstanding",
+        max_num_seqs=256,
+        token_budget=token_budget,
+        block_size=16,
+        num_kv_blocks=10_000,
+        max_model_len=131_072,
+        params=model.params,
+        draws=np.zeros(1),
+    )
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_single_request_times_are_the_step_model_predictions(llama_8b_h100, scheduler):
+    model = llama_8b_h100
+    prompt, output, arrival_s = 1000, 50, 0.25
+    state = replay_one(model, scheduler, 2048, prompt, output, arrival_s)
+    req_f = state.req_f[0]
+
+    prefill_s = model.predict(
+        num_prefill_tokens=prompt,
+        num_prefill_seqs=1,
+        prefill_attn_work=prompt * prompt,
+        prefill_context_tokens=prompt,
+    )
+    assert req_f[R_FIRST_SCHEDULED_S] == arrival_s
+    assert req_f[R_FIRST_TOKEN_S] == arrival_s + prefill_s
+    assert req_f[R_FIRST_TOKEN_S] - arrival_s == pytest.approx(prefill_s, rel=1e-12)
+
+    # Token g + 1 comes from a decode step that reads the KV of P + g tokens (the new one
+    # included); the clock adds the steps one by one.
+    decode_s = [
+        model.predict(num_decode_seqs=1, decode_context_tokens=prompt + g) for g in range(1, output)
+    ]
+    clock_s = arrival_s + prefill_s
+    for step_s in decode_s:
+        clock_s += step_s
+    assert req_f[R_FINISH_S] == pytest.approx(clock_s, rel=1e-12, abs=0.0)
+    tpot_s = (req_f[R_FINISH_S] - req_f[R_FIRST_TOKEN_S]) / (output - 1)
+    assert tpot_s == pytest.approx(sum(decode_s) / len(decode_s), rel=1e-9)
+    assert decode_s[0] < decode_s[-1] < prefill_s  # the context grows; decode is cheap
+
+    log_i = state.log_i[:, : state.num_log_rows]
+    assert log_i[L_NUM_STEPS].sum() == output
+    assert log_i[L_PREFILL_TOKENS].sum() == prompt
+    assert state.itl_histogram.sum() == output - 1
+
+
+def test_single_request_prefill_is_chunked_by_the_token_budget(llama_8b_h100):
+    model = llama_8b_h100
+    state = replay_one(model, "vllm", 512, prompt=1000, output=1, arrival_s=0.0)
+    first_s = model.predict(
+        num_prefill_tokens=512,
+        num_prefill_seqs=1,
+        prefill_attn_work=512 * 512,
+        prefill_context_tokens=512,
+    )
+    second_s = model.predict(
+        num_prefill_tokens=488,
+        num_prefill_seqs=1,
+        prefill_attn_work=488 * 1000,
+        prefill_context_tokens=1000,
+    )
+    assert state.req_f[0, R_FIRST_TOKEN_S] == first_s + second_s
+    assert state.req_f[0, R_FINISH_S] == first_s + second_s
+    log_i = state.log_i[:, : state.num_log_rows]
+    assert log_i[L_PREFILL_TOKENS].tolist() == [512, 488]
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Throughput never beats the budget / fastest-step bound
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_throughput_is_bounded_by_budget_over_fastest_step(llama_8b_h100, scheduler):
+    model = llama_8b_h100
+    rng = np.random.default_rng(5)
+    n, num_replicas = 400, 2
+    token_budget = 256 if scheduler == "sarathi" else 2048
+    prompts = rng.integers(50, 1700, n)  # P + O - 1 <= 2048: vllm-v0 admits every one
+    outputs = rng.integers(10, 300, n)
+    state = replay(
+        np.zeros(n),  # everything at once: the replicas are saturated throughout
+        prompts,
+        outputs,
+        num_replicas=num_replicas,
+        scheduler=scheduler,
+        router="round-robin",
+        max_num_seqs=64,
+        token_budget=token_budget,
+        block_size=16,
+        num_kv_blocks=4000,
+        max_model_len=8192,
+        params=model.params,
+        draws=np.zeros(n),
+    )
+    req_i, req_f = state.req_i, state.req_f
+    assert (req_i[:, R_STATUS] == FINISHED).all()
+
+    # The step time never decreases when a feature grows, so a step is at least the
+    # one-token step.
+    fastest_step_s = min(
+        model.predict(num_decode_seqs=1, decode_context_tokens=1),
+        model.predict(
+            num_prefill_tokens=1,
+            num_prefill_seqs=1,
+            prefill_attn_work=1,
+            prefill_context_tokens=1,
+        ),
+    )
+    makespan_s = np.nanmax(req_f[:, R_FINISH_S])
+    computed_tokens = (prompts + outputs - 1).sum()  # at least once each
+    bound_tokens_per_s = num_replicas * token_budget / fastest_step_s
+    assert computed_tokens / makespan_s <= bound_tokens_per_s
+
+    # Run by run: no step over the budget or faster than the fastest step.
+    n_rows = state.num_log_rows
+    log_i, log_f = state.log_i[:, :n_rows], state.log_f[:, :n_rows]
+    tokens = log_i[L_PREFILL_TOKENS] + log_i[L_DECODE_SEQS] * log_i[L_NUM_STEPS]
+    assert (tokens <= token_budget * log_i[L_NUM_STEPS]).all()
+    assert (log_f[L_END_S] - log_f[L_START_S] >= fastest_step_s * log_i[L_NUM_STEPS]).all()
+
+    # Saturated from t = 0, each replica is busy without a gap until its last request ends.
+    for r in range(num_replicas):
+        mine = log_i[L_REPLICA] == r
+        starts, ends = log_f[L_START_S, mine], log_f[L_END_S, mine]
+        order = np.argsort(starts)
+        starts, ends = starts[order], ends[order]
+        assert starts[0] == 0.0
+        np.testing.assert_array_equal(starts[1:], ends[:-1])
+        assert ends[-1] == np.nanmax(req_f[req_i[:, R_REPLICA] == r, R_FINISH_S])
