@@ -114,7 +114,8 @@ def run(
         note(message)
     err.print(
         f"simulated {table.num_rows:,} requests in {elapsed_s:.2f} s "
-        f"({table.num_rows / max(elapsed_s, 1e-9):,.0f} requests/s, JIT compilation included)",
+        f"({table.num_rows / max(elapsed_s, 1e-9):,.0f} requests/s, including loading or "
+        "compiling the numba kernels)",
         markup=False,
     )
     if out is not None:
