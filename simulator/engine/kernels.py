@@ -14,6 +14,7 @@ from numba import njit
 from simulator.engine.state import (
     C_FAST_STEPS,
     C_LOG_SIZE,
+    CFG_BLOCK_SHIFT,
     CFG_BLOCK_SIZE,
     CFG_MAX_MODEL_LEN,
     CFG_MAX_NUM_SEQS,
@@ -80,6 +81,24 @@ ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
 
 #: A replica that schedules nothing this many times in a row at one instant is broken.
 _MAX_EMPTY_RESCHEDULES = 1_000_000
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _blocks_for(num_tokens, cfg):
+    """KV blocks that hold ``num_tokens`` tokens (>= 0): a shift when the size is 2**k."""
+    shift = cfg[CFG_BLOCK_SHIFT]
+    if shift >= 0:
+        return (num_tokens + (1 << shift) - 1) >> shift
+    return _ceil_div(num_tokens, cfg[CFG_BLOCK_SIZE])
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _block_offset(num_tokens, cfg):
+    """``num_tokens % block_size`` (a mask when the size is 2**k)."""
+    shift = cfg[CFG_BLOCK_SHIFT]
+    if shift >= 0:
+        return num_tokens & ((1 << shift) - 1)
+    return num_tokens % cfg[CFG_BLOCK_SIZE]
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -201,7 +220,6 @@ def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decod
     prefill-phase ones (the two passes of Sarathi). ``stop`` is true when the request being
     scheduled was itself preempted, which ends step 1.
     """
-    block_size = cfg[CFG_BLOCK_SIZE]
     preempted = 0
     k = 0
     while k < rep_i[P_NUM_RUNNING, r] and budget > 0:
@@ -216,7 +234,7 @@ def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decod
         if n <= 0:
             k += 1
             continue
-        need = _ceil_div(req_i[i, R_COMPUTED] + n, block_size) - req_i[i, R_BLOCKS]
+        need = _blocks_for(req_i[i, R_COMPUTED] + n, cfg) - req_i[i, R_BLOCKS]
         scheduled = True
         while need > rep_i[P_FREE_BLOCKS, r]:
             victim, unscheduled = _preempt_last(req_i, req_f, rep_i, rep_f, running, r)
@@ -239,12 +257,11 @@ def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decod
 @njit(cache=True, inline="always", _nrt=False)
 def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget):
     """Step 2 of a V1-style step: admit from the front of the queue under the budget."""
-    block_size = cfg[CFG_BLOCK_SIZE]
     max_num_seqs = cfg[CFG_MAX_NUM_SEQS]
     while rep_i[P_WAIT_HEAD, r] >= 0 and budget > 0 and rep_i[P_NUM_RUNNING, r] < max_num_seqs:
         i = rep_i[P_WAIT_HEAD, r]
         n = min(req_i[i, R_PROMPT] + req_i[i, R_GENERATED] - req_i[i, R_COMPUTED], budget)
-        need = _ceil_div(req_i[i, R_COMPUTED] + n, block_size) - req_i[i, R_BLOCKS]
+        need = _blocks_for(req_i[i, R_COMPUTED] + n, cfg) - req_i[i, R_BLOCKS]
         if need > rep_i[P_FREE_BLOCKS, r]:
             break
         _pop_front(req_i, req_f, rep_i, rep_f, running, r)
@@ -311,7 +328,7 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
     k = 0
     while k < rep_i[P_NUM_RUNNING, r]:
         i = running[r, k]
-        need = _ceil_div(req_i[i, R_COMPUTED] + 1, block_size) - req_i[i, R_BLOCKS]
+        need = _blocks_for(req_i[i, R_COMPUTED] + 1, cfg) - req_i[i, R_BLOCKS]
         scheduled = True
         while need > rep_i[P_FREE_BLOCKS, r]:
             victim, _ = _preempt_last(req_i, req_f, rep_i, rep_f, running, r)
@@ -398,6 +415,9 @@ def _complete_step(
 ):
     """Apply the in-flight step of replica ``r`` at its end time; log it."""
     end_s = rep_f[P_STEP_END_S, r]
+    start_s = rep_f[P_CLOCK_S, r]
+    # Requests whose previous token came at this step's start share one gap: bin it once.
+    gaps_from_start = 0
     kept = 0
     for k in range(rep_i[P_NUM_RUNNING, r]):
         i = running[r, k]
@@ -409,6 +429,8 @@ def _complete_step(
                 req_i[i, R_GENERATED] += 1
                 if req_i[i, R_GENERATED] == 1:
                     req_f[i, R_FIRST_TOKEN_S] = end_s
+                elif req_f[i, R_LAST_TOKEN_S] == start_s:
+                    gaps_from_start += 1
                 else:
                     itl_histogram[_itl_bin(end_s - req_f[i, R_LAST_TOKEN_S])] += 1
                 req_f[i, R_LAST_TOKEN_S] = end_s
@@ -421,6 +443,8 @@ def _complete_step(
                     continue
         running[r, kept] = i
         kept += 1
+    if gaps_from_start > 0:
+        itl_histogram[_itl_bin(end_s - start_s)] += gaps_from_start
     for k in range(kept, rep_i[P_NUM_RUNNING, r]):
         running[r, k] = -1
     rep_i[P_NUM_RUNNING, r] = kept
@@ -524,6 +548,16 @@ def _fast_forward_decodes(
         return 0
     if cfg[CFG_SCHEDULER] != SCHED_V0 and num_decodes > cfg[CFG_TOKEN_BUDGET]:
         return 0
+    # Cheap refusals before the O(running) scan. Each context is >= 1, and a step is no
+    # faster than with the smallest contexts, so fewer than two steps fit before until_s:
+    clock_s = rep_f[P_CLOCK_S, r]
+    shortest_s = step_time_s(params, 0, 0, 0.0, 0, num_decodes, num_decodes)
+    if clock_s + shortest_s + shortest_s > until_s:
+        return 0
+    # A waiting request that fits even if every decode takes a new block will be admitted.
+    pessimistic_free = rep_i[P_FREE_BLOCKS, r] - num_decodes
+    if not _admission_blocked(req_i, rep_i, cfg, r, num_decodes, pessimistic_free):
+        return 0
     block_size = cfg[CFG_BLOCK_SIZE]
     steps_to_finish = 1 << 62
     context0 = 0
@@ -534,7 +568,7 @@ def _fast_forward_decodes(
             return 0
         steps_to_finish = min(steps_to_finish, req_i[i, R_OUTPUT] - req_i[i, R_GENERATED])
         context0 += req_i[i, R_COMPUTED] + 1
-        if req_i[i, R_COMPUTED] % block_size == 0:
+        if _block_offset(req_i[i, R_COMPUTED], cfg) == 0:
             first_step_blocks += 1
     free = rep_i[P_FREE_BLOCKS, r]
     if first_step_blocks > free:
@@ -550,9 +584,9 @@ def _fast_forward_decodes(
     for k in range(block_size):
         residue_count[k] = 0
     for k in range(num_decodes):
-        residue_count[req_i[running[r, k], R_COMPUTED] % block_size] += 1
+        residue_count[_block_offset(req_i[running[r, k], R_COMPUTED], cfg)] += 1
 
-    start_s = rep_f[P_CLOCK_S, r]
+    start_s = clock_s
     end_s = start_s
     num_steps = 0
     new_blocks = 0
@@ -587,7 +621,7 @@ def _fast_forward_decodes(
         computed = req_i[i, R_COMPUTED] + num_steps
         req_i[i, R_COMPUTED] = computed
         req_i[i, R_GENERATED] += num_steps
-        req_i[i, R_BLOCKS] = _ceil_div(computed, block_size)
+        req_i[i, R_BLOCKS] = _blocks_for(computed, cfg)
         req_f[i, R_LAST_TOKEN_S] = end_s
         if req_i[i, R_GENERATED] == req_i[i, R_OUTPUT]:
             req_f[i, R_FINISH_S] = end_s

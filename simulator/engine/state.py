@@ -46,7 +46,8 @@ ROUTERS = {
 # Rows of ``cfg`` (int64, engine knobs).
 CFG_SCHEDULER, CFG_MAX_NUM_SEQS, CFG_TOKEN_BUDGET, CFG_BLOCK_SIZE = 0, 1, 2, 3
 CFG_NUM_KV_BLOCKS, CFG_MAX_MODEL_LEN, CFG_WATERMARK_BLOCKS, CFG_ROUTER = 4, 5, 6, 7
-CFG_SIZE = 8
+CFG_BLOCK_SHIFT = 8  # log2(block size) when it is a power of two (shifts, not divisions), else -1
+CFG_SIZE = 9
 
 # Columns of ``req_i`` (int64, one row per request).
 R_PROMPT = 0  # prompt tokens P
@@ -219,4 +220,6 @@ def make_config(
     # vLLM v0's block manager keeps 1% of blocks free when admitting prefills.
     config[CFG_WATERMARK_BLOCKS] = int(0.01 * num_kv_blocks) if scheduler == SCHED_V0 else 0
     config[CFG_ROUTER] = router
+    is_power_of_two = block_size > 0 and block_size & (block_size - 1) == 0
+    config[CFG_BLOCK_SHIFT] = block_size.bit_length() - 1 if is_power_of_two else -1
     return config
