@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 from simulator.engine.kernels import (
@@ -30,6 +31,9 @@ from simulator.engine.state import (
     ROUTE_RANDOM,
 )
 
+#: Typed, so that ``kv_blocks_used`` is not compiled again for a literal 0.
+_FIRST_REPLICA = np.int64(0)
+
 
 @njit(cache=True, _nrt=False)
 def choose_replica(rep_i, cfg, num_routed, draw):
@@ -50,7 +54,7 @@ def choose_replica(rep_i, cfg, num_routed, draw):
                 best = r
         return best
     if router == ROUTE_LEAST_KV:
-        best = 0
+        best = _FIRST_REPLICA
         for r in range(1, num_replicas):
             if kv_blocks_used(rep_i, cfg, r) < kv_blocks_used(rep_i, cfg, best):
                 best = r

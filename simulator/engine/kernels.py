@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 from simulator.engine.state import (
@@ -78,6 +79,12 @@ from simulator.perf.kernel import step_time_s
 
 #: ``advance`` return codes.
 ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
+
+# Typed zeros: literal 0 arguments would compile extra specialisations of step_time_s.
+_NO_TOKENS = np.int64(0)
+_NO_WORK = np.float64(0.0)
+# Which running requests a pass of step 1 takes (typed for the same reason).
+_ALL_PHASES, _PREFILL_PHASE, _DECODE_PHASE = np.int64(-1), np.int64(0), np.int64(1)
 
 #: A replica that schedules nothing this many times in a row at one instant is broken.
 _MAX_EMPTY_RESCHEDULES = 1_000_000
@@ -212,7 +219,7 @@ def _in_decode_phase(req_i, req_f, i):
     return req_i[i, R_GENERATED] >= 1 and known - req_i[i, R_COMPUTED] == 1
 
 
-@njit(cache=True, inline="always", _nrt=False)
+@njit(cache=True, _nrt=False)
 def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decode_phase):
     """Step 1 of a V1-style step over the running list; return (budget, preempted, stop).
 
@@ -254,7 +261,7 @@ def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decod
     return budget, preempted, False
 
 
-@njit(cache=True, inline="always", _nrt=False)
+@njit(cache=True, _nrt=False)
 def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget):
     """Step 2 of a V1-style step: admit from the front of the queue under the budget."""
     max_num_seqs = cfg[CFG_MAX_NUM_SEQS]
@@ -282,27 +289,27 @@ def _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
         req_f[i, R_FIRST_SCHEDULED_S] = now_s
 
 
-@njit(cache=True, inline="always", _nrt=False)
+@njit(cache=True, _nrt=False)
 def _schedule_v1(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, sarathi):
     budget = cfg[CFG_TOKEN_BUDGET]
     if sarathi:
         budget, preempted, stop = _schedule_running(
-            req_i, req_f, rep_i, rep_f, running, cfg, r, budget, 1
+            req_i, req_f, rep_i, rep_f, running, cfg, r, budget, _DECODE_PHASE
         )
         if not stop:
             budget, more, stop = _schedule_running(
-                req_i, req_f, rep_i, rep_f, running, cfg, r, budget, 0
+                req_i, req_f, rep_i, rep_f, running, cfg, r, budget, _PREFILL_PHASE
             )
             preempted += more
     else:
         budget, preempted, stop = _schedule_running(
-            req_i, req_f, rep_i, rep_f, running, cfg, r, budget, -1
+            req_i, req_f, rep_i, rep_f, running, cfg, r, budget, _ALL_PHASES
         )
     if preempted == 0:
         _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget)
 
 
-@njit(cache=True, inline="always", _nrt=False)
+@njit(cache=True, _nrt=False)
 def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
     """vLLM v0.6 default scheduler without chunking: a prefill step, else a decode step."""
     block_size = cfg[CFG_BLOCK_SIZE]
@@ -344,7 +351,7 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
         k += 1
 
 
-@njit(cache=True, inline="always", _nrt=False)
+@njit(cache=True, _nrt=False)
 def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, r, now_s):
     """Schedule a step at ``now_s``; return True when it holds any request."""
     waiting_before = rep_i[P_NUM_WAITING, r]
@@ -409,7 +416,7 @@ def _itl_bin(gap_s):
     return 1 + (exponent - ITL_MIN_EXP) * ITL_BINS_PER_OCTAVE + slice_
 
 
-@njit(cache=True, inline="always", _nrt=False)
+@njit(cache=True, _nrt=False)
 def _complete_step(
     req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, scratch, r
 ):
@@ -517,7 +524,7 @@ def _admission_blocked(req_i, rep_i, cfg, r, num_decodes, free_after_decodes):
     return need > free_after_decodes
 
 
-@njit(cache=True, inline="always", _nrt=False)
+@njit(cache=True, _nrt=False)
 def _fast_forward_decodes(
     req_i,
     req_f,
@@ -551,7 +558,9 @@ def _fast_forward_decodes(
     # Cheap refusals before the O(running) scan. Each context is >= 1, and a step is no
     # faster than with the smallest contexts, so fewer than two steps fit before until_s:
     clock_s = rep_f[P_CLOCK_S, r]
-    shortest_s = step_time_s(params, 0, 0, 0.0, 0, num_decodes, num_decodes)
+    shortest_s = step_time_s(
+        params, _NO_TOKENS, _NO_TOKENS, _NO_WORK, _NO_TOKENS, num_decodes, num_decodes
+    )
     if clock_s + shortest_s + shortest_s > until_s:
         return 0
     # A waiting request that fits even if every decode takes a new block will be admitted.
@@ -595,7 +604,9 @@ def _fast_forward_decodes(
         need = residue_count[(block_size - num_steps % block_size) % block_size]
         if new_blocks + need > free:
             break
-        step_s = step_time_s(params, 0, 0, 0.0, 0, num_decodes, context)
+        step_s = step_time_s(
+            params, _NO_TOKENS, _NO_TOKENS, _NO_WORK, _NO_TOKENS, num_decodes, context
+        )
         step_end_s = end_s + step_s
         if step_end_s > until_s:
             break
@@ -609,7 +620,9 @@ def _fast_forward_decodes(
         return 0
 
     # The first step's gaps are per request (their previous tokens came at different times).
-    first_end_s = start_s + step_time_s(params, 0, 0, 0.0, 0, num_decodes, context0)
+    first_end_s = start_s + step_time_s(
+        params, _NO_TOKENS, _NO_TOKENS, _NO_WORK, _NO_TOKENS, num_decodes, context0
+    )
     for k in range(num_decodes):
         i = running[r, k]
         itl_histogram[_itl_bin(first_end_s - req_f[i, R_LAST_TOKEN_S])] += 1
