@@ -156,24 +156,7 @@ def run_simpy(
 
 def run_all_numba(state: EngineState, cfg: np.ndarray, params: object, draws: np.ndarray) -> None:
     """Replay the trace in ``state`` in one numba kernel (built-in policies only)."""
-    _call_until_done(
-        state,
-        lambda: run_fused(
-            state.req_i,
-            state.req_f,
-            state.rep_i,
-            state.rep_f,
-            state.running,
-            cfg,
-            params,
-            state.log_i,
-            state.log_f,
-            state.itl_histogram,
-            state.counters,
-            state.scratch,
-            draws,
-        ),
-    )
+    _call_until_done(state, lambda: run_fused(*state.kernel_args(cfg, params), draws))
 
 
 def _arrivals(env, state, cfg, params, draws, router):
@@ -197,21 +180,7 @@ def _arrivals(env, state, cfg, params, draws, router):
 
 
 def _advance_all(state: EngineState, cfg: np.ndarray, params: object, until_s: float) -> int:
-    return advance_all(
-        state.req_i,
-        state.req_f,
-        state.rep_i,
-        state.rep_f,
-        state.running,
-        cfg,
-        params,
-        state.log_i,
-        state.log_f,
-        state.itl_histogram,
-        state.counters,
-        state.scratch,
-        until_s,
-    )
+    return advance_all(*state.kernel_args(cfg, params), until_s)
 
 
 def _call_until_done(state: EngineState, call: Callable[[], int]) -> None:

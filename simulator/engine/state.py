@@ -142,6 +142,26 @@ class EngineState:
     counters: np.ndarray
     scratch: np.ndarray
 
+    def kernel_args(self, cfg: np.ndarray, params: object) -> tuple:
+        """The leading arguments every engine kernel takes, in their order.
+
+        Built anew at each call: ``grow_log`` replaces the log arrays.
+        """
+        return (
+            self.req_i,
+            self.req_f,
+            self.rep_i,
+            self.rep_f,
+            self.running,
+            cfg,
+            params,
+            self.log_i,
+            self.log_f,
+            self.itl_histogram,
+            self.counters,
+            self.scratch,
+        )
+
     @property
     def num_log_rows(self) -> int:
         return int(self.counters[C_LOG_SIZE])
