@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+from importlib.metadata import version
 from pathlib import Path
 
 #: Every module that defines numba kernels, relative to the package.
@@ -18,13 +20,15 @@ KERNEL_SOURCES = ("engine/state.py", "engine/kernels.py", "engine/fused.py", "pe
 
 
 def configure() -> None:
-    """Point numba's cache at ``<user cache>/simreplay/numba-<hash>`` unless the user chose."""
+    """Point numba's cache at ``<user cache>/simreplay/numba-<hash>`` unless the user chose.
+
+    Does not import numba (commands that never compile should not pay for it): sets
+    ``NUMBA_CACHE_DIR``, which numba reads when it is first imported.
+    """
     if os.environ.get("NUMBA_CACHE_DIR"):
         return
-    import numba
-
     package = Path(__file__).resolve().parent
-    digest = hashlib.sha256(numba.__version__.encode())
+    digest = hashlib.sha256(version("numba").encode())
     for name in KERNEL_SOURCES:
         digest.update((package / name).read_bytes())
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -33,4 +37,6 @@ def configure() -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return  # no writable cache folder: numba falls back to its own choice
-    numba.config.CACHE_DIR = str(folder)
+    os.environ["NUMBA_CACHE_DIR"] = str(folder)
+    if "numba" in sys.modules:  # imported before simulator: tell its live config too
+        sys.modules["numba"].config.CACHE_DIR = str(folder)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from simulator.checks import format_number
-from simulator.engine.state import ROUTERS, SCHEDULERS
+from simulator.engine.state import DEFAULT_SARATHI_CHUNK, ROUTERS, SCHEDULERS
 from simulator.errors import SimreplayError
 from simulator.hardware import parse_gpus
 from simulator.memory import MemoryPlan, choose_tp, default_batch_knobs, plan_memory, validate_tp
@@ -20,8 +20,6 @@ from simulator.models import DEFAULT_MODEL, get_model
 from simulator.perf.roofline import StepTimeModel, roofline_model
 from simulator.specs import GPUSpec, ModelSpec
 
-#: Sarathi-Serve's chunk size used in its paper's evaluation of Llama-class models.
-DEFAULT_SARATHI_CHUNK = 512
 #: Engine behaviour the defaults follow (named in every output).
 ENGINE_VERSION = "vLLM v0.11 (V1 engine), prefix caching off"
 

@@ -8,15 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
-from simulator.api import simulate
 from simulator.cli.common import domain_errors, err, note, print_json, print_rows, print_table
 from simulator.cli.import_options import reads_trace
-from simulator.engine.state import ROUTERS, SCHEDULERS
+from simulator.engine.state import DEFAULT_SARATHI_CHUNK, ROUTERS, SCHEDULERS
 from simulator.errors import SimreplayError
 from simulator.metrics import parse_slo
 from simulator.models import DEFAULT_MODEL
-from simulator.results import Result
-from simulator.scenario import DEFAULT_SARATHI_CHUNK, Scenario
 from simulator.trace.importer import import_trace
 from simulator.trace.options import ImportOptions
 
@@ -85,6 +82,9 @@ def run(
     import_options: ImportOptions,
 ) -> None:
     """Replay a trace through a model of vLLM on the given GPUs and report what it would see."""
+    from simulator.api import simulate  # imports numba: only the commands that need it
+    from simulator.scenario import Scenario
+
     bounds = parse_slo(slo) if slo is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise SimreplayError(f"--out {out}: exists and is not a directory")
@@ -131,7 +131,7 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f}"
 
 
-def _print_human(result: Result, trace_name: str) -> None:
+def _print_human(result: Any, trace_name: str) -> None:
     summary = result.summary
     scenario = summary["scenario"]
     memory = result.scenario.memory

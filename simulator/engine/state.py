@@ -33,6 +33,8 @@ REJECT_REASONS = {
 # Schedulers.
 SCHED_VLLM, SCHED_SARATHI, SCHED_V0 = 0, 1, 2
 SCHEDULERS = {"vllm": SCHED_VLLM, "sarathi": SCHED_SARATHI, "vllm-v0": SCHED_V0}
+#: Token budget per step of ``sarathi``: the chunk size of Sarathi-Serve's evaluation.
+DEFAULT_SARATHI_CHUNK = 512
 
 # Built-in routers.
 ROUTE_ROUND_ROBIN, ROUTE_LEAST_OUTSTANDING, ROUTE_LEAST_KV, ROUTE_RANDOM = 0, 1, 2, 3
