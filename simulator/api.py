@@ -17,12 +17,13 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.cluster import Router, replay
-from simulator.errors import SimreplayError
+from simulator.errors import SimreplayError, TraceError
 from simulator.metrics import parse_slo
 from simulator.results import Result, build_result
 from simulator.scenario import Scenario, resolve
 from simulator.trace.importer import load_trace
 from simulator.trace.options import ImportOptions
+from simulator.trace.schema import TraceMetadata, build_trace_table, validate_trace
 
 ORCHESTRATIONS = ("auto", "fused", "simpy")
 
@@ -65,27 +66,38 @@ def simulate(
         )
     if router is not None and orchestration == "fused":
         raise SimreplayError("a custom router needs the simpy orchestration")
-    table = trace if isinstance(trace, pa.Table) else load_trace(trace, import_options)
+    table = _as_trace(trace) if isinstance(trace, pa.Table) else load_trace(trace, import_options)
     resolved = resolve(scenario or Scenario())
     bounds = parse_slo(slo) if isinstance(slo, str) else slo
 
-    scenario_ = resolved.scenario
+    chosen = resolved.scenario
     state = replay(
         table.column("arrival_time_s").to_numpy(),
         table.column("input_tokens").to_numpy(),
         table.column("output_tokens").to_numpy(),
         num_replicas=resolved.num_replicas,
-        scheduler=scenario_.scheduler,
-        router=scenario_.router,
+        scheduler=chosen.scheduler,
+        router=chosen.router,
         max_num_seqs=resolved.max_num_seqs,
         token_budget=resolved.token_budget,
         block_size=resolved.memory.block_size,
         num_kv_blocks=resolved.memory.num_kv_blocks,
         max_model_len=resolved.max_model_len,
         params=resolved.step_model.params,
-        draws=np.random.default_rng(scenario_.seed).random(table.num_rows),
+        draws=np.random.default_rng(chosen.seed).random(table.num_rows),
         orchestration="simpy" if orchestration == "simpy" else "fused",
         router_fn=router,
     )
     ids = table.column("request_id") if "request_id" in table.column_names else None
     return build_result(resolved, state, ids, bounds)
+
+
+def _as_trace(table: pa.Table) -> pa.Table:
+    """Validate an in-memory table; one built by hand (no trace metadata) is accepted too."""
+    if TraceMetadata.from_arrow(table.schema.metadata) is None:
+        columns = {name: table.column(name) for name in table.column_names}
+        try:
+            table = build_trace_table(columns, TraceMetadata("python", "in-memory table"))
+        except TraceError as exc:
+            raise TraceError(f"trace table: {exc}") from None
+    return validate_trace(table, "trace table")

@@ -149,3 +149,20 @@ def test_hardware_and_models_lists():
     assert {"A100-80GB-SXM", "H100-SXM", "L40S", "MI300X"} <= names
     result = invoke("models", "list")
     assert result.exit_code == 0 and "llama-3.1-70b" in result.stdout
+
+
+def test_simulate_accepts_a_hand_built_table_and_checks_it():
+    import pyarrow as pa
+
+    from simulator import Scenario, simulate
+    from simulator.errors import TraceError
+
+    table = pa.table(
+        {"arrival_time_s": [0.0, 1.0], "input_tokens": [100, 200], "output_tokens": [10, 20]}
+    )
+    assert simulate(table, Scenario(gpus="1xA100")).summary["num_completed"] == 2
+    unsorted = pa.table(
+        {"arrival_time_s": [1.0, 0.0], "input_tokens": [100, 200], "output_tokens": [10, 20]}
+    )
+    with pytest.raises(TraceError, match="row 1: arrival_time_s 0.0 is earlier"):
+        simulate(unsorted)

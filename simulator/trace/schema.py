@@ -231,15 +231,16 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
     if bad.any():
         row = int(np.argmax(bad))
         raise TraceError(
-            f"{source}: row {row}: arrival_time_s must be finite and >= 0, got {arrival[row]!r}"
+            f"{source}: row {row}: arrival_time_s must be finite and >= 0, "
+            f"got {float(arrival[row])!r}"
         )
     if arrival.size > 1:
         descents = np.flatnonzero(np.diff(arrival) < 0)
         if descents.size:
             row = int(descents[0]) + 1
             raise TraceError(
-                f"{source}: row {row}: arrival_time_s {arrival[row]!r} is earlier than the row "
-                f"before ({arrival[row - 1]!r}); a trace must be sorted by arrival"
+                f"{source}: row {row}: arrival_time_s {float(arrival[row])!r} is earlier than "
+                f"the row before ({float(arrival[row - 1])!r}); a trace must be sorted by arrival"
             )
     for name in ("input_tokens", "output_tokens"):
         tokens = table.column(name).to_numpy()
