@@ -228,6 +228,11 @@ def _summary(
         "e2e_ms": describe_ms(latencies_s["e2e"]),
         "queue_ms": describe_ms(latencies_s["queue"]),
         "kv_cache": _kv_usage(steps, resolved.memory.num_kv_blocks, resolved.num_replicas),
+        # Requests not yet started when the last request arrived: a backlog that grows with
+        # the trace means the deployment does not keep up and tail latency has no ceiling.
+        "backlog_at_last_arrival": int(
+            (req_f[completed, R_FIRST_SCHEDULED_S] > float(arrival.max(initial=0.0))).sum()
+        ),
         "rejected_by_reason": {
             REJECT_REASONS[int(code)]: int((reasons == code).sum())
             for code in np.unique(reasons)

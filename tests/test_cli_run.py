@@ -45,19 +45,41 @@ def assert_one_line_error(result, *fragments):
 def test_run_prints_the_table_and_the_scenario(small_trace):
     result = invoke("run", small_trace, "--gpus", "2xA100")
     assert result.exit_code == 0, result.stderr
-    for text in ("TTFT", "TPOT", "ITL", "E2E", "Queueing", "A100-80GB-SXM", "llama-3.1-8b",
-                 "Replicas", "KV cache per replica", "Step times", "roofline", "Preemptions"):
+    for text in (
+        "TTFT",
+        "TPOT",
+        "ITL",
+        "E2E",
+        "Queueing",
+        "A100-80GB-SXM",
+        "llama-3.1-8b",
+        "Replicas",
+        "KV cache per replica",
+        "Step times",
+        "roofline",
+        "Preemptions",
+    ):
         assert text in result.stdout, text
     assert "chose tp=1" in result.stderr
 
 
 def test_run_json_has_the_documented_keys(small_trace):
-    result = invoke("run", small_trace, "--gpus", "2xA100", "--json", "--slo",
-                    "ttft_p99_ms=2000,tpot_p99_ms=80")
+    result = invoke(
+        "run", small_trace, "--gpus", "2xA100", "--json", "--slo", "ttft_p99_ms=2000,tpot_p99_ms=80"
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
-    for key in ("num_requests", "num_completed", "num_rejected", "num_preemptions",
-                "makespan_s", "throughput_rps", "output_tokens_per_s", "slo", "scenario"):
+    for key in (
+        "num_requests",
+        "num_completed",
+        "num_rejected",
+        "num_preemptions",
+        "makespan_s",
+        "throughput_rps",
+        "output_tokens_per_s",
+        "slo",
+        "scenario",
+    ):
         assert key in summary
     for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "queue_ms"):
         assert set(summary[key]) == {"mean", "p50", "p90", "p95", "p99", "max"}
@@ -69,11 +91,25 @@ def test_run_json_has_the_documented_keys(small_trace):
 
 def test_run_out_writes_three_files_matching_json(small_trace, tmp_path):
     out = tmp_path / "results"
-    result = invoke("run", small_trace, "--gpus", "8xH100", "--model", "llama-3.1-70b", "--tp",
-                    "4", "--out", out, "--json")
+    result = invoke(
+        "run",
+        small_trace,
+        "--gpus",
+        "8xH100",
+        "--model",
+        "llama-3.1-70b",
+        "--tp",
+        "4",
+        "--out",
+        out,
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == [
-        "requests.parquet", "steps.parquet", "summary.json"]
+        "requests.parquet",
+        "steps.parquet",
+        "summary.json",
+    ]
     assert json.loads((out / "summary.json").read_text()) == json.loads(result.stdout)
     requests = pq.read_table(out / "requests.parquet")
     assert requests.num_rows == json.loads(result.stdout)["num_requests"]
@@ -84,8 +120,18 @@ def test_run_out_writes_three_files_matching_json(small_trace, tmp_path):
 
 def test_same_inputs_give_the_same_bytes(small_trace, tmp_path):
     for name in ("a", "b"):
-        result = invoke("run", small_trace, "--gpus", "2xL40S", "--router", "random",
-                        "--seed", "5", "--out", tmp_path / name)
+        result = invoke(
+            "run",
+            small_trace,
+            "--gpus",
+            "2xL40S",
+            "--router",
+            "random",
+            "--seed",
+            "5",
+            "--out",
+            tmp_path / name,
+        )
         assert result.exit_code == 0, result.stderr
     for file in ("requests.parquet", "steps.parquet", "summary.json"):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
@@ -93,8 +139,10 @@ def test_same_inputs_give_the_same_bytes(small_trace, tmp_path):
 
 def test_run_reads_raw_traces(tmp_path):
     src = tmp_path / "a.csv"
-    src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
-                   "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n")
+    src.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n"
+    )
     result = invoke("run", src, "--gpus", "1xA100", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["num_completed"] == 2
@@ -134,8 +182,19 @@ def test_missing_trace_and_missing_out_parent(small_trace, tmp_path):
 def test_requests_that_never_fit_are_rejected_with_reasons(tmp_path):
     src = tmp_path / "g.csv"
     src.write_text("t,i,o\n0,100,10\n1,200000,10\n2,100,10\n")
-    result = invoke("run", src, "--time-col", "t", "--input-col", "i", "--output-col", "o",
-                    "--gpus", "1xH100", "--json")
+    result = invoke(
+        "run",
+        src,
+        "--time-col",
+        "t",
+        "--input-col",
+        "i",
+        "--output-col",
+        "o",
+        "--gpus",
+        "1xH100",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["num_rejected"] == 1 and summary["num_completed"] == 2
@@ -166,3 +225,22 @@ def test_simulate_accepts_a_hand_built_table_and_checks_it():
     )
     with pytest.raises(TraceError, match="row 1: arrival_time_s 0.0 is earlier"):
         simulate(unsorted)
+
+
+def test_an_overloaded_deployment_is_called_out(tmp_path):
+    from simulator.io import write_parquet_atomic as write
+
+    table = synthesize(
+        arrival_process("poisson", 200.0),
+        duration_s=20.0,
+        input_lengths=parse_length_distribution("fixed:2000"),
+        output_lengths=parse_length_distribution("fixed:300"),
+        seed=1,
+    )
+    path = tmp_path / "heavy.parquet"
+    write(table, path)
+    result = invoke("run", path, "--gpus", "1xL4")
+    assert result.exit_code == 0, result.stderr
+    assert "Overloaded" in result.stdout
+    summary = json.loads(invoke("run", path, "--gpus", "1xL4", "--json").stdout)
+    assert summary["backlog_at_last_arrival"] > 1000

@@ -195,6 +195,15 @@ def _print_human(result: Any, trace_name: str) -> None:
     ]
     for reason, count in summary["rejected_by_reason"].items():
         lines.append(("Rejected", f"{count:,}: {reason}"))
+    backlog = summary["backlog_at_last_arrival"]
+    if backlog > max(10, 0.01 * summary["num_requests"]):
+        lines.append(
+            (
+                "Overloaded",
+                f"{backlog:,} requests had not started when the last one "
+                "arrived: the queue grows, so latencies grow with the trace's length",
+            )
+        )
     print_rows("Totals", lines)
     if "slo" in summary:
         print()
