@@ -107,7 +107,7 @@ def replay(
         max_num_seqs=max_num_seqs,
         num_kv_blocks=num_kv_blocks,
         block_size=block_size,
-        log_capacity=max(1024, len(arrival_s)),  # grows by doubling when full
+        log_capacity=max(1024, 3 * len(arrival_s)),  # ~2 rows a request; grows when full
     )
     cfg = make_config(
         scheduler=SCHEDULERS[scheduler],
