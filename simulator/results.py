@@ -79,6 +79,13 @@ from simulator.scenario import ResolvedScenario
 RESULTS_FORMAT_VERSION = 1
 
 
+def _table_metadata(kind: str) -> dict[bytes, bytes]:
+    return {
+        b"simreplay.kind": kind.encode(),
+        b"simreplay.format_version": str(RESULTS_FORMAT_VERSION).encode(),
+    }
+
+
 @dataclass
 class Result:
     """The outcome of one simulated run.
@@ -168,9 +175,7 @@ def _request_table(
         status=pa.array(np.where(completed, "completed", "rejected")),
         reject_reason=reason_text,
     )
-    table = pa.table(
-        columns, metadata={b"simreplay.kind": b"requests", b"simreplay.format_version": b"1"}
-    )
+    table = pa.table(columns, metadata=_table_metadata("requests"))
     latencies = {"ttft": ttft, "tpot": tpot, "e2e": e2e, "queue": queue}
     return table, latencies, completed
 
@@ -191,7 +196,7 @@ def _step_table(state: EngineState) -> pa.Table:
             "kv_blocks_used": log_i[L_KV_BLOCKS][order],
             "num_waiting": log_i[L_WAITING][order].astype(np.int32),
         },
-        metadata={b"simreplay.kind": b"steps", b"simreplay.format_version": b"1"},
+        metadata=_table_metadata("steps"),
     )
 
 
