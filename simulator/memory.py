@@ -290,7 +290,10 @@ def plan_memory(
         One line when a knob is out of range, when ``tp`` does not split the heads, when the
         weights alone exceed the budget, or when no KV block is left.
     """
-    _check_knob(gpu_memory_utilization, "--gpu-memory-utilization", low=1e-9, high=1.0)
+    if not (0.0 < gpu_memory_utilization <= 1.0):  # also false for NaN
+        raise SimreplayError(
+            f"--gpu-memory-utilization must be > 0 and <= 1, got {gpu_memory_utilization!r}"
+        )
     _check_knob(block_size, "--block-size", low=1)
     _check_knob(kv_dtype_bytes, "KV dtype bytes", low=1e-9)
     default_tokens, default_seqs = default_batch_knobs(gpu)

@@ -138,6 +138,8 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         raise SimreplayError(
             f"--router must be one of {', '.join(ROUTERS)}, got {scenario.router!r}"
         )
+    if isinstance(scenario.seed, bool) or not isinstance(scenario.seed, int) or scenario.seed < 0:
+        raise SimreplayError(f"--seed must be an integer >= 0, got {scenario.seed!r}")
     num_gpus, gpu = parse_gpus(scenario.gpus)
     model = get_model(scenario.model)
     default_tokens, default_seqs = default_batch_knobs(gpu)

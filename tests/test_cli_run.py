@@ -166,6 +166,12 @@ def test_run_reads_raw_traces(tmp_path):
         (["--router", "magic"], ["--router"]),
         (["--slo", "ttft=5"], ["--slo"]),
         (["--slo", "ttft_p99_ms=-1"], ["--slo"]),
+        (["--seed", "-1"], ["--seed"]),
+        (["--gpu-memory-utilization", "0"], ["--gpu-memory-utilization", "> 0"]),
+        (["--gpu-memory-utilization", "nan"], ["--gpu-memory-utilization"]),
+        (["--tp", "0"], ["--tp"]),
+        (["--gpus", "1.5xA100"], ["--gpus"]),
+        (["--max-model-len", "0"], ["--max-model-len"]),
     ],
 )
 def test_bad_scenarios_are_one_line_errors(small_trace, tmp_path, args, fragments):

@@ -143,8 +143,8 @@ def test_no_room_for_a_kv_block_fails_with_one_clear_line():
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"gpu_memory_utilization": 0.0}, "--gpu-memory-utilization must be between"),
-        ({"gpu_memory_utilization": 1.5}, "--gpu-memory-utilization must be between"),
+        ({"gpu_memory_utilization": 0.0}, "--gpu-memory-utilization must be > 0 and <= 1"),
+        ({"gpu_memory_utilization": 1.5}, "--gpu-memory-utilization must be > 0 and <= 1"),
         ({"block_size": 0}, "--block-size must be at least 1"),
         ({"max_num_batched_tokens": 0}, "--max-num-batched-tokens must be at least 1"),
         ({"max_num_seqs": -1}, "--max-num-seqs must be at least 1"),

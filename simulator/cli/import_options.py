@@ -214,6 +214,8 @@ def arrival_from_options(
 
 def build_import_options(values: dict[str, Any]) -> ImportOptions:
     """``ImportOptions`` from the flag values of ``IMPORT_PARAMETERS``."""
+    if values["seed"] < 0:
+        raise SimreplayError(f"--seed must be an integer >= 0, got {values['seed']}")
     if values["time_unit"] not in TIME_UNITS:
         raise SimreplayError(
             f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {values['time_unit']!r}"
