@@ -29,6 +29,7 @@ from simulator.engine.state import (
     ROUTE_LEAST_KV,
     ROUTE_LEAST_OUTSTANDING,
     ROUTE_RANDOM,
+    ROUTE_ROUND_ROBIN,
 )
 
 #: Typed, so that ``kv_blocks_used`` is not compiled again for a literal 0.
@@ -125,31 +126,54 @@ def run_fused(
     call again with the same state (``counters`` remembers where it stopped).
     """
     num_requests = req_i.shape[0]
+    # Round-robin and random choices read no replica state, so only the chosen replica has
+    # to be brought up to each arrival; the others run on undisturbed (their steps are the
+    # same whenever they are computed), which lets their decode runs be applied in one go.
+    lazy = cfg[CFG_ROUTER] == ROUTE_ROUND_ROBIN or cfg[CFG_ROUTER] == ROUTE_RANDOM
     i = counters[C_NEXT_REQUEST]
     while i < num_requests:
         now_s = req_f[i, R_ARRIVAL_S]
-        code = advance_all(
-            req_i,
-            req_f,
-            rep_i,
-            rep_f,
-            running,
-            cfg,
-            params,
-            log_i,
-            log_f,
-            itl_histogram,
-            counters,
-            scratch,
-            now_s,
-        )
-        if code != ADVANCE_OK:
-            return code
         reason = admission_reject_reason(req_i, cfg, i)
         if reason != 0:
             reject(req_i, i, reason)
         else:
-            r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
+            if lazy:
+                r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
+                code = advance(
+                    req_i,
+                    req_f,
+                    rep_i,
+                    rep_f,
+                    running,
+                    cfg,
+                    params,
+                    log_i,
+                    log_f,
+                    itl_histogram,
+                    counters,
+                    scratch,
+                    r,
+                    now_s,
+                )
+            else:
+                code = advance_all(
+                    req_i,
+                    req_f,
+                    rep_i,
+                    rep_f,
+                    running,
+                    cfg,
+                    params,
+                    log_i,
+                    log_f,
+                    itl_histogram,
+                    counters,
+                    scratch,
+                    now_s,
+                )
+                r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
+            if code != ADVANCE_OK:
+                return code  # resumable: request i is routed again on the next call
             counters[C_ROUTED] += 1
             enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
         i += 1
