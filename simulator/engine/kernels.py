@@ -666,6 +666,7 @@ def _fast_forward_decodes(
         num_steps,
     )
     rep_f[P_CLOCK_S, r] = end_s
+    rep_f[P_STEP_END_S, r] = end_s  # as after a step-by-step run: the latest step's end
     counters[C_FAST_STEPS] += num_steps
     return num_steps
 
