@@ -1,0 +1,64 @@
+"""Summaries: ITL percentiles from the engine's histogram, SLO parsing and attainment."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from simulator.engine.kernels import _itl_bin
+from simulator.engine.state import ITL_NUM_BINS
+from simulator.errors import SimreplayError
+from simulator.metrics import describe_ms, itl_summary_ms, parse_slo, slo_report
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_itl_percentiles_from_histogram_are_within_half_a_percent(seed):
+    rng = np.random.default_rng(seed)
+    gaps_s = np.exp(rng.normal(math.log(0.02), 0.6, 50_000))
+    histogram = np.zeros(ITL_NUM_BINS, np.int64)
+    for gap in gaps_s:
+        histogram[_itl_bin.py_func(gap)] += 1
+    summary = itl_summary_ms(histogram, float(gaps_s.sum()))
+    assert summary["mean"] == pytest.approx(gaps_s.mean() * 1e3, rel=1e-12)
+    for p in (50, 90, 99):
+        exact_ms = np.percentile(gaps_s, p, method="inverted_cdf") * 1e3
+        assert summary[f"p{p}"] == pytest.approx(exact_ms, rel=0.005)
+    assert summary["max"] == pytest.approx(gaps_s.max() * 1e3, rel=0.005)
+
+
+def test_empty_inputs_give_none_not_nan():
+    assert itl_summary_ms(np.zeros(ITL_NUM_BINS, np.int64), 0.0)["p99"] is None
+    assert describe_ms(np.array([np.nan]))["mean"] is None
+
+
+def test_parse_slo_grammar_and_errors():
+    assert parse_slo("ttft_p99_ms=2000, tpot_p90_ms=80") == {
+        "ttft_p99_ms": ("ttft", 99, 2000.0),
+        "tpot_p90_ms": ("tpot", 90, 80.0),
+    }
+    for bad in (
+        "",
+        "ttft=5",
+        "ttft_p99=5",
+        "itl_p99_ms=5",
+        "ttft_p0_ms=5",
+        "ttft_p99_ms=x",
+        "ttft_p99_ms=0",
+        "ttft_p99_ms=inf",
+    ):
+        with pytest.raises(SimreplayError, match="--slo"):
+            parse_slo(bad)
+
+
+def test_slo_attainment_counts_rejected_requests_as_misses():
+    ttft_s = np.array([0.1, 0.3, np.nan, 0.2])
+    completed = np.array([True, True, False, True])
+    latencies = {"ttft": ttft_s, "tpot": ttft_s, "e2e": ttft_s, "queue": ttft_s}
+    report = slo_report(latencies, completed, parse_slo("ttft_p50_ms=250"), makespan_s=10.0)
+    bound = report["bounds"]["ttft_p50_ms"]
+    assert bound["value_ms"] == pytest.approx(200.0)
+    assert bound["met"] is True
+    assert bound["attainment"] == pytest.approx(0.5)  # 2 of 4: one too slow, one rejected
+    assert report["goodput_rps"] == pytest.approx(0.2)
