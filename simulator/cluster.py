@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import simpy
 
 from simulator.engine.fused import advance_all, choose_replica, run_fused
 from simulator.engine.kernels import (
@@ -148,6 +147,8 @@ def run_simpy(
     router : callable, optional
         A user-supplied router; the built-in router in ``cfg`` when None.
     """
+    import simpy  # only this orchestration needs it; the fused path starts faster without
+
     env = simpy.Environment()
     env.process(_arrivals(env, state, cfg, params, draws, router))
     env.run()

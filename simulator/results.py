@@ -151,10 +151,14 @@ def _request_table(
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(output > 1, (e2e - ttft) / (output - 1), np.nan)
     queue = req_f[:, R_FIRST_SCHEDULED_S] - arrival
-    reasons = req_i[:, R_REJECT]
+    # Texts looked up by code in Arrow (a take from a tiny array), not per row in Python.
     reason_text = pa.array(
-        [REJECT_REASONS[int(c)] or None for c in np.unique(reasons)], pa.string()
-    ).take(pa.array(np.searchsorted(np.unique(reasons), reasons)))
+        [REJECT_REASONS.get(code) or None for code in range(max(REJECT_REASONS) + 1)],
+        pa.string(),
+    ).take(pa.array(req_i[:, R_REJECT]))
+    status_text = pa.array(["rejected", "completed"], pa.string()).take(
+        pa.array(completed.view(np.int8))
+    )
     columns: dict[str, Any] = {"request_index": np.arange(len(arrival), dtype=np.int64)}
     if request_ids is not None:
         columns["request_id"] = request_ids
@@ -172,7 +176,7 @@ def _request_table(
         queue_s=queue,
         num_preemptions=req_i[:, R_PREEMPTIONS].astype(np.int32),
         cached_tokens=np.zeros(len(arrival), np.int32),
-        status=pa.array(np.where(completed, "completed", "rejected")),
+        status=status_text,
         reject_reason=reason_text,
     )
     table = pa.table(columns, metadata=_table_metadata("requests"))
@@ -183,8 +187,9 @@ def _request_table(
 def _step_table(state: EngineState) -> pa.Table:
     n = state.num_log_rows
     log_i, log_f = state.log_i[:, :n], state.log_f[:, :n]
-    # Rows were logged as steps completed; order by replica then time for readers.
-    order = np.lexsort((log_f[L_START_S], log_i[L_REPLICA]))
+    # Rows were logged as steps completed, each replica's in time order but the replicas'
+    # interleaved: a stable sort by replica orders them by replica then time.
+    order = np.argsort(log_i[L_REPLICA].astype(np.int32), kind="stable")
     return pa.table(
         {
             "replica": log_i[L_REPLICA][order].astype(np.int32),

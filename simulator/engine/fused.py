@@ -18,13 +18,17 @@ from simulator.engine.kernels import (
     advance,
     enqueue,
     kv_blocks_used,
+    quiet_until_s,
     reject,
 )
 from simulator.engine.state import (
     C_NEXT_REQUEST,
     C_ROUTED,
     CFG_ROUTER,
+    P_IN_FLIGHT,
     P_OUTSTANDING,
+    P_QUIET_UNTIL_S,
+    P_STEP_END_S,
     R_ARRIVAL_S,
     ROUTE_LEAST_KV,
     ROUTE_LEAST_OUTSTANDING,
@@ -76,11 +80,13 @@ def advance_all(
     log_f,
     itl_histogram,
     counters,
-    scratch,
+    residues,
     until_s,
 ):
     """``advance`` every replica to ``until_s``; stop at the first non-OK code."""
     for r in range(rep_i.shape[1]):
+        if rep_i[P_IN_FLIGHT, r] == 1 and rep_f[P_STEP_END_S, r] > until_s:
+            continue  # what ``advance`` would find first: nothing to do (saves the call)
         code = advance(
             req_i,
             req_f,
@@ -93,12 +99,60 @@ def advance_all(
             log_f,
             itl_histogram,
             counters,
-            scratch,
+            residues,
             r,
             until_s,
         )
         if code != ADVANCE_OK:
             return code
+    return ADVANCE_OK
+
+
+@njit(cache=True, _nrt=False)
+def _advance_quiet(
+    req_i,
+    req_f,
+    rep_i,
+    rep_f,
+    running,
+    cfg,
+    params,
+    log_i,
+    log_f,
+    itl_histogram,
+    counters,
+    residues,
+    until_s,
+):
+    """Bring up to ``until_s`` the replicas whose outstanding count may have changed by then.
+
+    The least-outstanding router reads only outstanding counts, which fall only when a
+    request finishes; a replica whose next possible finish (``quiet_until_s``) is after
+    ``until_s`` is left where it is, and runs on undisturbed (its steps are the same whenever
+    they are computed), so its decode runs are applied in one go.
+    """
+    for r in range(rep_i.shape[1]):
+        if rep_f[P_QUIET_UNTIL_S, r] > until_s:
+            continue
+        code = advance(
+            req_i,
+            req_f,
+            rep_i,
+            rep_f,
+            running,
+            cfg,
+            params,
+            log_i,
+            log_f,
+            itl_histogram,
+            counters,
+            residues,
+            r,
+            until_s,
+        )
+        if code != ADVANCE_OK:
+            return code
+        rep_f[P_QUIET_UNTIL_S, r] = quiet_until_s(req_i, rep_i, rep_f, cfg, params, residues, r)
     return ADVANCE_OK
 
 
@@ -115,7 +169,7 @@ def run_fused(
     log_f,
     itl_histogram,
     counters,
-    scratch,
+    residues,
     draws,
 ):
     """Replay every request, then drain; resumable after ``ADVANCE_LOG_FULL``.
@@ -151,10 +205,45 @@ def run_fused(
                     log_f,
                     itl_histogram,
                     counters,
-                    scratch,
+                    residues,
                     r,
                     now_s,
                 )
+            elif cfg[CFG_ROUTER] == ROUTE_LEAST_OUTSTANDING:
+                code = _advance_quiet(
+                    req_i,
+                    req_f,
+                    rep_i,
+                    rep_f,
+                    running,
+                    cfg,
+                    params,
+                    log_i,
+                    log_f,
+                    itl_histogram,
+                    counters,
+                    residues,
+                    now_s,
+                )
+                r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
+                if code == ADVANCE_OK:
+                    # The chosen replica may have been left behind: bring it up to now.
+                    code = advance(
+                        req_i,
+                        req_f,
+                        rep_i,
+                        rep_f,
+                        running,
+                        cfg,
+                        params,
+                        log_i,
+                        log_f,
+                        itl_histogram,
+                        counters,
+                        residues,
+                        r,
+                        now_s,
+                    )
             else:
                 code = advance_all(
                     req_i,
@@ -168,7 +257,7 @@ def run_fused(
                     log_f,
                     itl_histogram,
                     counters,
-                    scratch,
+                    residues,
                     now_s,
                 )
                 r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
@@ -176,6 +265,8 @@ def run_fused(
                 return code  # resumable: request i is routed again on the next call
             counters[C_ROUTED] += 1
             enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
+            # A new request can change the chosen replica's next steps: look again next time.
+            rep_f[P_QUIET_UNTIL_S, r] = -math.inf
         i += 1
         counters[C_NEXT_REQUEST] = i
     return advance_all(
@@ -190,6 +281,6 @@ def run_fused(
         log_f,
         itl_histogram,
         counters,
-        scratch,
+        residues,
         math.inf,
     )

@@ -2,7 +2,10 @@
 
 Every rule is stated in ``engine/README.md``; ``tests/reference_engine.py`` implements the
 same rules in plain Python. The kernels work in place on the arrays of ``state.py`` and
-allocate nothing per step: a step costs O(running requests).
+allocate nothing per step. Running requests that decode one token in every step are advanced
+implicitly (see "steady decodes" below), so a step costs O(1) plus O(1) per other running
+request, and a request costs O(running) at the events where its replica's running list
+changes.
 """
 
 from __future__ import annotations
@@ -36,20 +39,28 @@ from simulator.engine.state import (
     L_REPLICA,
     L_START_S,
     L_WAITING,
+    NO_FINISH,
     P_CLOCK_S,
     P_FREE_BLOCKS,
     P_IN_FLIGHT,
     P_LAST_RUN,
     P_NUM_RUNNING,
+    P_NUM_STEADY,
     P_NUM_WAITING,
     P_OUTSTANDING,
     P_PREEMPTIONS,
+    P_STEADY_CONTEXT,
+    P_STEADY_LAST_S,
+    P_STEADY_NEXT_FINISH,
+    P_STEADY_STEPS,
     P_STEP_DECODE_SEQS,
     P_STEP_END_S,
     P_STEP_PREFILL_TOKENS,
+    P_STEP_STEADY,
     P_STEP_WAITING,
     P_WAIT_HEAD,
     P_WAIT_TAIL,
+    R_ANCHOR,
     R_BLOCKS,
     R_COMPUTED,
     R_FINISH_S,
@@ -188,12 +199,144 @@ def enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
         rep_f[P_CLOCK_S, r] = now_s  # an idle replica starts its next step at the arrival
 
 
+# ---- steady decodes: running requests advanced implicitly, one token per step ----
+#
+# In steady state most running requests decode one token in every step, and nothing about
+# them changes between steps but their context length. Touching each of them every step
+# would make a step cost O(running); instead a prefix of each replica's running list, the
+# *steady decodes* running[r, :P_NUM_STEADY], is advanced implicitly:
+# - a steady decode is scheduled one token in every step of its replica (a step that would
+#   not schedule all of them, or could need to preempt one, materialises them first and
+#   runs step by step), so after P_STEADY_STEPS - R_ANCHOR steps its computed and generated
+#   counts are those stored plus that difference, its blocks ``_blocks_for(computed)``, and
+#   its latest token came at P_STEADY_LAST_S;
+# - the replica keeps their aggregates: how many (P_NUM_STEADY), their decode context
+#   (P_STEADY_CONTEXT), how many take a new KV block in the next step (``residues``), and
+#   the step at which the first of them finishes (P_STEADY_NEXT_FINISH).
+# A step then costs O(1) for the steady decodes plus O(1) per other running request. The
+# requests are scheduled, preempted and finished exactly as a step-by-step pass over the
+# running list does (a differential test holds it to the reference engine).
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _steady_new_blocks(rep_i, cfg, residues, r, steps_ahead):
+    """Steady decodes that take a new KV block ``steps_ahead`` steps from now."""
+    block_size = cfg[CFG_BLOCK_SIZE]
+    t = rep_i[P_STEADY_STEPS, r] + steps_ahead
+    # A steady decode's computed count is (its residue + t) mod block_size: it takes a block
+    # in the step that starts with a computed count that is a multiple of block_size.
+    return residues[r, (block_size - t % block_size) % block_size]
+
+
+@njit(cache=True, _nrt=False)
+def _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s):
+    """Make the running requests after the steady prefix steady while they qualify.
+
+    A request qualifies when it is in its decode phase and produced a token at ``end_s``,
+    the end of the step just completed (so it is scheduled again in the next step and its
+    next gap is the steady decodes' gap). Only a contiguous prefix of the running list can
+    be steady, so the first request that does not qualify stops the scan.
+    """
+    block_size = cfg[CFG_BLOCK_SIZE]
+    num_running = rep_i[P_NUM_RUNNING, r]
+    k = rep_i[P_NUM_STEADY, r]
+    while k < num_running:
+        i = running[r, k]
+        if req_f[i, R_LAST_TOKEN_S] != end_s or not _in_decode_phase(req_i, req_f, i):
+            break
+        if k == 0:
+            rep_f[P_STEADY_LAST_S, r] = end_s
+        t = rep_i[P_STEADY_STEPS, r]
+        computed = req_i[i, R_COMPUTED]
+        req_i[i, R_ANCHOR] = t
+        residues[r, (computed - t) % block_size] += 1
+        rep_i[P_STEADY_CONTEXT, r] += computed + 1
+        finish = t + req_i[i, R_OUTPUT] - req_i[i, R_GENERATED]
+        if finish < rep_i[P_STEADY_NEXT_FINISH, r]:
+            rep_i[P_STEADY_NEXT_FINISH, r] = finish
+        k += 1
+    rep_i[P_NUM_STEADY, r] = k
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, i):
+    """Write steady decode ``i``'s implicit progress into its fields."""
+    behind = rep_i[P_STEADY_STEPS, r] - req_i[i, R_ANCHOR]
+    if behind > 0:
+        req_i[i, R_COMPUTED] += behind
+        req_i[i, R_GENERATED] += behind
+        req_i[i, R_BLOCKS] = _blocks_for(req_i[i, R_COMPUTED], cfg)
+        req_f[i, R_LAST_TOKEN_S] = rep_f[P_STEADY_LAST_S, r]
+        req_i[i, R_ANCHOR] = rep_i[P_STEADY_STEPS, r]
+
+
+@njit(cache=True, _nrt=False)
+def _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r):
+    """Turn every steady decode of replica ``r`` back into an explicit running request."""
+    for k in range(rep_i[P_NUM_STEADY, r]):
+        _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, running[r, k])
+    for b in range(residues.shape[1]):
+        residues[r, b] = 0
+    rep_i[P_NUM_STEADY, r] = 0
+    rep_i[P_STEADY_CONTEXT, r] = 0
+    rep_i[P_STEADY_NEXT_FINISH, r] = NO_FINISH
+
+
+@njit(cache=True, _nrt=False)
+def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s):
+    """Finish the steady decodes that produced their last token at ``end_s``.
+
+    Called when P_STEADY_STEPS reaches P_STEADY_NEXT_FINISH. Keeps the running list's order;
+    the explicit requests after the steady prefix are left where they are (the caller
+    closes the gap). Returns how many finished.
+    """
+    block_size = cfg[CFG_BLOCK_SIZE]
+    t = rep_i[P_STEADY_STEPS, r]
+    num_steady = rep_i[P_NUM_STEADY, r]
+    next_finish = NO_FINISH
+    kept = 0
+    for k in range(num_steady):
+        i = running[r, k]
+        finish = req_i[i, R_ANCHOR] + req_i[i, R_OUTPUT] - req_i[i, R_GENERATED]
+        if finish == t:
+            _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, i)
+            residues[r, (req_i[i, R_COMPUTED] - t) % block_size] -= 1
+            rep_i[P_STEADY_CONTEXT, r] -= req_i[i, R_COMPUTED] + 1
+            req_f[i, R_FINISH_S] = end_s
+            req_i[i, R_STATUS] = FINISHED
+            rep_i[P_FREE_BLOCKS, r] += req_i[i, R_BLOCKS]
+            req_i[i, R_BLOCKS] = 0
+            rep_i[P_OUTSTANDING, r] -= 1
+            continue
+        if finish < next_finish:
+            next_finish = finish
+        running[r, kept] = i
+        kept += 1
+    rep_i[P_NUM_STEADY, r] = kept
+    rep_i[P_STEADY_NEXT_FINISH, r] = next_finish
+    return num_steady - kept
+
+
+@njit(cache=True, _nrt=False)
+def _close_running_gap(rep_i, running, r, gap_start, gap_end):
+    """Move running[r, gap_end:] down to gap_start (order kept); clear the freed tail."""
+    num_running = rep_i[P_NUM_RUNNING, r]
+    shift = gap_end - gap_start
+    if shift == 0:
+        return
+    for k in range(gap_end, num_running):
+        running[r, k - shift] = running[r, k]
+    for k in range(num_running - shift, num_running):
+        running[r, k] = -1
+    rep_i[P_NUM_RUNNING, r] = num_running - shift
+
+
 # ---- scheduling one step ----
 
 
 @njit(cache=True, inline="always", _nrt=False)
 def _preempt_last(req_i, req_f, rep_i, rep_f, running, r):
-    """Preempt the last running request of replica ``r`` (recompute).
+    """Preempt the last running request of replica ``r`` (recompute); never a steady one.
 
     Returns (victim, tokens it had scheduled in this step, which go back to the budget).
     """
@@ -220,15 +363,17 @@ def _in_decode_phase(req_i, req_f, i):
 
 
 @njit(cache=True, _nrt=False)
-def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, budget, decode_phase):
-    """Step 1 of a V1-style step over the running list; return (budget, preempted, stop).
+def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budget, decode_phase):
+    """Step 1 of a V1-style step over running[r, start_k:]; return (budget, preempted, stop).
 
     ``decode_phase`` -1 takes every request (vLLM), 1 only decode-phase and 0 only
     prefill-phase ones (the two passes of Sarathi). ``stop`` is true when the request being
-    scheduled was itself preempted, which ends step 1.
+    scheduled was itself preempted, which ends step 1. Victims are taken from the end of the
+    list and the scan stops at the request being scheduled, so requests before ``start_k``
+    (the steady decodes, already scheduled) are never preempted here.
     """
     preempted = 0
-    k = 0
+    k = start_k
     while k < rep_i[P_NUM_RUNNING, r] and budget > 0:
         i = running[r, k]
         if decode_phase >= 0 and (1 if _in_decode_phase(req_i, req_f, i) else 0) != decode_phase:
@@ -290,39 +435,54 @@ def _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
 
 
 @njit(cache=True, _nrt=False)
-def _schedule_v1(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, sarathi):
-    budget = cfg[CFG_TOKEN_BUDGET]
+def _schedule_v1(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, sarathi, start_k, budget):
+    """A V1-style step after the first ``start_k`` running requests took ``budget``'s share."""
     if sarathi:
         budget, preempted, stop = _schedule_running(
-            req_i, req_f, rep_i, rep_f, running, cfg, r, budget, _DECODE_PHASE
+            req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budget, _DECODE_PHASE
         )
         if not stop:
             budget, more, stop = _schedule_running(
-                req_i, req_f, rep_i, rep_f, running, cfg, r, budget, _PREFILL_PHASE
+                req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budget, _PREFILL_PHASE
             )
             preempted += more
     else:
         budget, preempted, stop = _schedule_running(
-            req_i, req_f, rep_i, rep_f, running, cfg, r, budget, _ALL_PHASES
+            req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budget, _ALL_PHASES
         )
     if preempted == 0:
         _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget)
 
 
+@njit(cache=True, inline="always", _nrt=False)
+def _v0_admits(req_i, rep_i, cfg, r):
+    """True when vLLM v0's scheduler would admit the queue's head now (a prefill step)."""
+    i = rep_i[P_WAIT_HEAD, r]
+    if i < 0 or rep_i[P_NUM_RUNNING, r] >= cfg[CFG_MAX_NUM_SEQS]:
+        return False
+    n = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
+    if n > cfg[CFG_TOKEN_BUDGET]:
+        return False
+    need = _ceil_div(n, cfg[CFG_BLOCK_SIZE])
+    return rep_i[P_FREE_BLOCKS, r] - need >= cfg[CFG_WATERMARK_BLOCKS]
+
+
 @njit(cache=True, _nrt=False)
-def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
-    """vLLM v0.6 default scheduler without chunking: a prefill step, else a decode step."""
+def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, start_k):
+    """vLLM v0.6 default scheduler without chunking: a prefill step, else a decode step.
+
+    The first ``start_k`` running requests are already scheduled for a decode step (the
+    caller made sure no prefill step happens then).
+    """
     block_size = cfg[CFG_BLOCK_SIZE]
     batched = 0
     admitted = 0
-    while rep_i[P_WAIT_HEAD, r] >= 0 and rep_i[P_NUM_RUNNING, r] < cfg[CFG_MAX_NUM_SEQS]:
+    while _v0_admits(req_i, rep_i, cfg, r):
         i = rep_i[P_WAIT_HEAD, r]
         n = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
         if batched + n > cfg[CFG_TOKEN_BUDGET]:
             break
         need = _ceil_div(n, block_size)
-        if rep_i[P_FREE_BLOCKS, r] - need < cfg[CFG_WATERMARK_BLOCKS]:
-            break
         _pop_front(req_i, req_f, rep_i, rep_f, running, r)
         _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
         rep_i[P_FREE_BLOCKS, r] -= need
@@ -332,7 +492,7 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
         admitted += 1
     if admitted > 0:
         return
-    k = 0
+    k = start_k
     while k < rep_i[P_NUM_RUNNING, r]:
         i = running[r, k]
         need = _blocks_for(req_i[i, R_COMPUTED] + 1, cfg) - req_i[i, R_BLOCKS]
@@ -352,23 +512,53 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s):
 
 
 @njit(cache=True, _nrt=False)
-def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, r, now_s):
+def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, residues, r, now_s):
     """Schedule a step at ``now_s``; return True when it holds any request."""
     waiting_before = rep_i[P_NUM_WAITING, r]
-    if cfg[CFG_SCHEDULER] == SCHED_V0:
-        _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s)
+    scheduler = cfg[CFG_SCHEDULER]
+    budget = cfg[CFG_TOKEN_BUDGET]
+    num_steady = rep_i[P_NUM_STEADY, r]
+    if num_steady > 0:
+        # The steady decodes come first in the running list, so a step-by-step pass would
+        # give each of them one token and one block where its context fills one, before any
+        # other request. That is what happens here, in O(1), unless the budget or the free
+        # blocks run out among them (a preemption) or v0 runs a prefill step instead: then
+        # they are materialised and the step is scheduled request by request.
+        steady_blocks = _steady_new_blocks(rep_i, cfg, residues, r, 0)
+        if (
+            (scheduler != SCHED_V0 and num_steady > budget)
+            or steady_blocks > rep_i[P_FREE_BLOCKS, r]
+            or (scheduler == SCHED_V0 and _v0_admits(req_i, rep_i, cfg, r))
+        ):
+            _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r)
+            num_steady = 0
+        else:
+            rep_i[P_FREE_BLOCKS, r] -= steady_blocks
+            budget -= num_steady
+    if scheduler == SCHED_V0:
+        _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, num_steady)
     else:
         _schedule_v1(
-            req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, cfg[CFG_SCHEDULER] == SCHED_SARATHI
+            req_i,
+            req_f,
+            rep_i,
+            rep_f,
+            running,
+            cfg,
+            r,
+            now_s,
+            scheduler == SCHED_SARATHI,
+            num_steady,
+            budget,
         )
 
     prefill_tokens = 0
     prefill_seqs = 0
     prefill_work = 0.0
     prefill_context = 0
-    decode_seqs = 0
-    decode_context = 0
-    for k in range(rep_i[P_NUM_RUNNING, r]):
+    decode_seqs = num_steady
+    decode_context = rep_i[P_STEADY_CONTEXT, r] if num_steady > 0 else 0
+    for k in range(num_steady, rep_i[P_NUM_RUNNING, r]):
         i = running[r, k]
         n = req_i[i, R_SCHEDULED]
         if n == 0:
@@ -398,6 +588,7 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, r, now_s):
     rep_i[P_STEP_PREFILL_TOKENS, r] = prefill_tokens
     rep_i[P_STEP_DECODE_SEQS, r] = decode_seqs
     rep_i[P_STEP_WAITING, r] = waiting_before
+    rep_i[P_STEP_STEADY, r] = num_steady
     return True
 
 
@@ -417,16 +608,35 @@ def _itl_bin(gap_s):
 
 
 @njit(cache=True, _nrt=False)
+def _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, num_steps, end_s):
+    """Record ``num_steps`` steps of the steady decodes ending at ``end_s``; finish those due.
+
+    Returns how many steady decodes finished (they leave a gap before the explicit requests).
+    """
+    rep_i[P_STEADY_STEPS, r] += num_steps
+    rep_i[P_STEADY_CONTEXT, r] += num_steps * rep_i[P_NUM_STEADY, r]
+    rep_f[P_STEADY_LAST_S, r] = end_s
+    if rep_i[P_STEADY_STEPS, r] == rep_i[P_STEADY_NEXT_FINISH, r]:
+        return _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s)
+    return 0
+
+
+@njit(cache=True, _nrt=False)
 def _complete_step(
-    req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, scratch, r
+    req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, residues, r
 ):
     """Apply the in-flight step of replica ``r`` at its end time; log it."""
     end_s = rep_f[P_STEP_END_S, r]
     start_s = rep_f[P_CLOCK_S, r]
+    num_steady = rep_i[P_STEP_STEADY, r]
+    kept = 0
+    if num_steady > 0:
+        itl_histogram[_itl_bin(end_s - rep_f[P_STEADY_LAST_S, r])] += num_steady
+        finished = _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, 1, end_s)
+        kept = num_steady - finished
     # Requests whose previous token came at this step's start share one gap: bin it once.
     gaps_from_start = 0
-    kept = 0
-    for k in range(rep_i[P_NUM_RUNNING, r]):
+    for k in range(num_steady, rep_i[P_NUM_RUNNING, r]):
         i = running[r, k]
         n = req_i[i, R_SCHEDULED]
         if n > 0:
@@ -455,16 +665,18 @@ def _complete_step(
     for k in range(kept, rep_i[P_NUM_RUNNING, r]):
         running[r, k] = -1
     rep_i[P_NUM_RUNNING, r] = kept
+    _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s)
     _log_step(
-        rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, scratch, r, end_s, 1
+        rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, residues, r, end_s, 1
     )
     rep_f[P_CLOCK_S, r] = end_s
     rep_i[P_IN_FLIGHT, r] = 0
+    rep_i[P_STEP_STEADY, r] = 0
 
 
 @njit(cache=True, inline="always", _nrt=False)
 def _log_step(
-    rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, scratch, r, end_s, num_steps
+    rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, residues, r, end_s, num_steps
 ):
     """Log ``num_steps`` identical-composition steps ending at ``end_s`` (P_STEP_* fields)."""
     start_s = rep_f[P_CLOCK_S, r]  # the clock stays at the step's start while it is in flight
@@ -495,7 +707,7 @@ def _log_step(
     rep_i[P_LAST_RUN, r] = row
 
 
-# ---- decode-only runs in closed form ----
+# ---- decode-only runs in one go ----
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -537,71 +749,41 @@ def _fast_forward_decodes(
     log_f,
     itl_histogram,
     counters,
-    scratch,
+    residues,
     r,
     until_s,
 ):
     """Apply a run of decode-only steps of replica ``r`` at once; return how many (0 = none).
 
-    Applies only when every running request decodes, none is left out by the token budget,
-    and no waiting request can be admitted: then consecutive steps differ only in context
-    length, and the run lasts until the first request finishes, the KV blocks run out, or a
-    step would end after ``until_s``. Each step's time is still computed step by step (the
-    same float operations as the step-by-step path, so results are identical), but the work
-    per request is done once per run instead of once per step.
+    Applies when every running request is a steady decode, none is left out by the token
+    budget, and no waiting request can be admitted: then consecutive steps differ only in
+    context length, and the run lasts until the first request finishes, the KV blocks run
+    out, or a step would end after ``until_s``. Each step's time is still computed step by
+    step (the same float operations as the step-by-step path, so results are identical),
+    but nothing is done per request.
     """
-    num_decodes = rep_i[P_NUM_RUNNING, r]
-    if num_decodes == 0:
+    num_decodes = rep_i[P_NUM_STEADY, r]
+    if num_decodes == 0 or num_decodes != rep_i[P_NUM_RUNNING, r]:
         return 0
     if cfg[CFG_SCHEDULER] != SCHED_V0 and num_decodes > cfg[CFG_TOKEN_BUDGET]:
         return 0
-    # Cheap refusals before the O(running) scan. Each context is >= 1, and a step is no
-    # faster than with the smallest contexts, so fewer than two steps fit before until_s:
-    clock_s = rep_f[P_CLOCK_S, r]
-    shortest_s = step_time_s(
-        params, _NO_TOKENS, _NO_TOKENS, _NO_WORK, _NO_TOKENS, num_decodes, num_decodes
-    )
-    if clock_s + shortest_s + shortest_s > until_s:
-        return 0
-    # A waiting request that fits even if every decode takes a new block will be admitted.
-    pessimistic_free = rep_i[P_FREE_BLOCKS, r] - num_decodes
-    if not _admission_blocked(req_i, rep_i, cfg, r, num_decodes, pessimistic_free):
-        return 0
-    block_size = cfg[CFG_BLOCK_SIZE]
-    steps_to_finish = 1 << 62
-    context0 = 0
-    first_step_blocks = 0
-    for k in range(num_decodes):
-        i = running[r, k]
-        if not _in_decode_phase(req_i, req_f, i):
-            return 0
-        steps_to_finish = min(steps_to_finish, req_i[i, R_OUTPUT] - req_i[i, R_GENERATED])
-        context0 += req_i[i, R_COMPUTED] + 1
-        if _block_offset(req_i[i, R_COMPUTED], cfg) == 0:
-            first_step_blocks += 1
+    if counters[C_LOG_SIZE] >= log_i.shape[1]:
+        return 0  # let the step-by-step path report a full log
     free = rep_i[P_FREE_BLOCKS, r]
+    first_step_blocks = _steady_new_blocks(rep_i, cfg, residues, r, 0)
     if first_step_blocks > free:
         return 0
     if not _admission_blocked(req_i, rep_i, cfg, r, num_decodes, free - first_step_blocks):
         return 0
-    if counters[C_LOG_SIZE] >= log_i.shape[1]:
-        return 0  # let the step-by-step path report a full log
 
-    # Requests whose context is c (mod block_size) take a new block on the steps j with
-    # (c + j) % block_size == 0: count them by residue.
-    residue_count = scratch  # len >= block_size (state.make_state)
-    for k in range(block_size):
-        residue_count[k] = 0
-    for k in range(num_decodes):
-        residue_count[_block_offset(req_i[running[r, k], R_COMPUTED], cfg)] += 1
-
-    start_s = clock_s
-    end_s = start_s
+    steps_to_finish = rep_i[P_STEADY_NEXT_FINISH, r] - rep_i[P_STEADY_STEPS, r]
+    last_token_s = rep_f[P_STEADY_LAST_S, r]
+    end_s = rep_f[P_CLOCK_S, r]
     num_steps = 0
     new_blocks = 0
-    context = context0
+    context = rep_i[P_STEADY_CONTEXT, r]
     while num_steps < steps_to_finish:
-        need = residue_count[(block_size - num_steps % block_size) % block_size]
+        need = _steady_new_blocks(rep_i, cfg, residues, r, num_steps)
         if new_blocks + need > free:
             break
         step_s = step_time_s(
@@ -610,47 +792,24 @@ def _fast_forward_decodes(
         step_end_s = end_s + step_s
         if step_end_s > until_s:
             break
-        if num_steps >= 1:
-            itl_histogram[_itl_bin(step_end_s - end_s)] += num_decodes
+        itl_histogram[_itl_bin(step_end_s - last_token_s)] += num_decodes
+        last_token_s = step_end_s
         end_s = step_end_s
         new_blocks += need
         context += num_decodes
         num_steps += 1
-    if num_steps < 2:
+    if num_steps == 0:
         return 0
 
-    # The first step's gaps are per request (their previous tokens came at different times).
-    first_end_s = start_s + step_time_s(
-        params, _NO_TOKENS, _NO_TOKENS, _NO_WORK, _NO_TOKENS, num_decodes, context0
-    )
-    for k in range(num_decodes):
-        i = running[r, k]
-        itl_histogram[_itl_bin(first_end_s - req_f[i, R_LAST_TOKEN_S])] += 1
-
     rep_i[P_FREE_BLOCKS, r] -= new_blocks
-    kept = 0
-    for k in range(num_decodes):
-        i = running[r, k]
-        computed = req_i[i, R_COMPUTED] + num_steps
-        req_i[i, R_COMPUTED] = computed
-        req_i[i, R_GENERATED] += num_steps
-        req_i[i, R_BLOCKS] = _blocks_for(computed, cfg)
-        req_f[i, R_LAST_TOKEN_S] = end_s
-        if req_i[i, R_GENERATED] == req_i[i, R_OUTPUT]:
-            req_f[i, R_FINISH_S] = end_s
-            req_i[i, R_STATUS] = FINISHED
-            rep_i[P_FREE_BLOCKS, r] += req_i[i, R_BLOCKS]
-            req_i[i, R_BLOCKS] = 0
-            rep_i[P_OUTSTANDING, r] -= 1
-            continue
-        running[r, kept] = i
-        kept += 1
-    for k in range(kept, num_decodes):
-        running[r, k] = -1
-    rep_i[P_NUM_RUNNING, r] = kept
     rep_i[P_STEP_PREFILL_TOKENS, r] = 0
     rep_i[P_STEP_DECODE_SEQS, r] = num_decodes
     rep_i[P_STEP_WAITING, r] = rep_i[P_NUM_WAITING, r]
+    finished = _advance_steady(
+        req_i, req_f, rep_i, rep_f, running, cfg, residues, r, num_steps, end_s
+    )
+    if finished > 0:
+        _close_running_gap(rep_i, running, r, num_decodes - finished, num_decodes)
     _log_step(
         rep_i,
         rep_f,
@@ -660,7 +819,7 @@ def _fast_forward_decodes(
         log_f,
         itl_histogram,
         counters,
-        scratch,
+        residues,
         r,
         end_s,
         num_steps,
@@ -687,7 +846,7 @@ def advance(
     log_f,
     itl_histogram,
     counters,
-    scratch,
+    residues,
     r,
     until_s,
 ):
@@ -716,7 +875,7 @@ def advance(
                 log_f,
                 itl_histogram,
                 counters,
-                scratch,
+                residues,
                 r,
             )
             empty = 0
@@ -737,13 +896,13 @@ def advance(
             log_f,
             itl_histogram,
             counters,
-            scratch,
+            residues,
             r,
             until_s,
         ):
             continue
         if not _start_step(
-            req_i, req_f, rep_i, rep_f, running, cfg, params, r, rep_f[P_CLOCK_S, r]
+            req_i, req_f, rep_i, rep_f, running, cfg, params, residues, r, rep_f[P_CLOCK_S, r]
         ):
             empty += 1
             if empty > _MAX_EMPTY_RESCHEDULES:
@@ -754,3 +913,53 @@ def advance(
 def kv_blocks_used(rep_i, cfg, r):
     """KV blocks held by requests on replica ``r``."""
     return cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]
+
+
+#: How many steps ahead ``quiet_until_s`` looks for the next finish.
+_QUIET_LOOKAHEAD_STEPS = 64
+
+
+@njit(cache=True, _nrt=False)
+def quiet_until_s(req_i, rep_i, rep_f, cfg, params, residues, r):
+    """A time before which replica ``r``'s outstanding count cannot change, new arrivals aside.
+
+    The count falls only when a request finishes, at the end of a step. When the in-flight
+    step is a decode-only step of steady decodes that no waiting request can join, the steps
+    after it are the same decode-only run (what ``_fast_forward_decodes`` would apply), so
+    their ends are computed here, with the same float operations, up to the step in which
+    the first request finishes or the blocks run out (at most ``_QUIET_LOOKAHEAD_STEPS``).
+    Nothing is mutated. Lets the least-outstanding router leave a replica alone until then.
+    """
+    if rep_i[P_IN_FLIGHT, r] == 0:
+        if rep_i[P_NUM_RUNNING, r] == 0 and rep_i[P_NUM_WAITING, r] == 0:
+            return math.inf
+        return rep_f[P_CLOCK_S, r]
+    end_s = rep_f[P_STEP_END_S, r]
+    num_decodes = rep_i[P_STEP_STEADY, r]
+    if (
+        num_decodes == 0
+        or num_decodes != rep_i[P_NUM_RUNNING, r]
+        or rep_i[P_STEP_PREFILL_TOKENS, r] != 0
+        or (cfg[CFG_SCHEDULER] != SCHED_V0 and num_decodes > cfg[CFG_TOKEN_BUDGET])
+    ):
+        return end_s
+    steps_to_finish = rep_i[P_STEADY_NEXT_FINISH, r] - rep_i[P_STEADY_STEPS, r]
+    if steps_to_finish <= 1:
+        return end_s  # a request finishes at the in-flight step's end
+    free = rep_i[P_FREE_BLOCKS, r]  # the in-flight step's blocks are taken already
+    if not _admission_blocked(
+        req_i, rep_i, cfg, r, num_decodes, free - _steady_new_blocks(rep_i, cfg, residues, r, 1)
+    ):
+        return end_s
+    context = rep_i[P_STEADY_CONTEXT, r] + num_decodes
+    new_blocks = 0
+    for ahead in range(1, min(steps_to_finish, _QUIET_LOOKAHEAD_STEPS)):
+        need = _steady_new_blocks(rep_i, cfg, residues, r, ahead)
+        if new_blocks + need > free:
+            return end_s  # this step preempts: the run ends at its start
+        end_s += step_time_s(
+            params, _NO_TOKENS, _NO_TOKENS, _NO_WORK, _NO_TOKENS, num_decodes, context
+        )
+        new_blocks += need
+        context += num_decodes
+    return end_s

@@ -64,7 +64,8 @@ R_PREEMPTIONS = 8  # times preempted
 R_REJECT = 9  # reject reason
 R_NEXT_WAIT = 10  # waiting queue links (doubly linked list per replica), -1 = none
 R_PREV_WAIT = 11
-NUM_R_INT = 12
+R_ANCHOR = 12  # steady decodes: the replica's P_STEADY_STEPS when the request joined
+NUM_R_INT = 13
 
 # Columns of ``req_f`` (float64, seconds, NaN until set).
 R_ARRIVAL_S = 0
@@ -87,12 +88,22 @@ P_STEP_WAITING = 8  # waiting requests when the in-flight step started
 P_OUTSTANDING = 9  # routed, not finished
 P_PREEMPTIONS = 10
 P_LAST_RUN = 11  # log row of this replica's latest run, -1
-NUM_P_INT = 12
+# Steady decodes (see kernels.py): running[r, :P_NUM_STEADY] decode one token in every step
+# and are advanced implicitly; their R_COMPUTED / R_GENERATED / R_BLOCKS / R_LAST_TOKEN_S are
+# as of the step they joined, and P_STEADY_STEPS - R_ANCHOR steps behind.
+P_NUM_STEADY = 12
+P_STEADY_STEPS = 13  # steps in which the steady decodes advanced, since the start
+P_STEADY_CONTEXT = 14  # sum over steady decodes of (computed + 1): their decode context
+P_STEADY_NEXT_FINISH = 15  # P_STEADY_STEPS value at which the first steady decode finishes
+P_STEP_STEADY = 16  # steady decodes in the in-flight step (0 when they were materialised)
+NUM_P_INT = 17
 
 # Rows of ``rep_f`` (float64).
 P_CLOCK_S = 0  # start of the in-flight or next step; end of the last one
 P_STEP_END_S = 1
-NUM_P_FLOAT = 2
+P_STEADY_LAST_S = 2  # when every steady decode produced its latest token
+P_QUIET_UNTIL_S = 3  # fused least-outstanding path: outstanding is unchanged before this
+NUM_P_FLOAT = 4
 
 # Rows of ``log_i`` / ``log_f``: runs of consecutive steps of one replica. A decode-only step
 # joins the previous run when it has the same number of decoding sequences and of waiting
@@ -101,6 +112,9 @@ L_REPLICA, L_NUM_STEPS, L_PREFILL_TOKENS, L_DECODE_SEQS, L_KV_BLOCKS, L_WAITING 
 NUM_L_INT = 6
 L_START_S, L_END_S = 0, 1
 NUM_L_FLOAT = 2
+
+#: P_STEADY_NEXT_FINISH when there is no steady decode.
+NO_FINISH = 1 << 62
 
 # Slots of ``counters`` (int64).
 C_LOG_SIZE = 0  # rows of the log in use
@@ -142,7 +156,7 @@ class EngineState:
     log_f: np.ndarray
     itl_histogram: np.ndarray
     counters: np.ndarray
-    scratch: np.ndarray
+    residues: np.ndarray
 
     def kernel_args(self, cfg: np.ndarray, params: object) -> tuple:
         """The leading arguments every engine kernel takes, in their order.
@@ -161,7 +175,7 @@ class EngineState:
             self.log_f,
             self.itl_histogram,
             self.counters,
-            self.scratch,
+            self.residues,
         )
 
     @property
@@ -192,19 +206,22 @@ def make_state(
 ) -> EngineState:
     """Fresh state: every request not yet arrived, every replica idle with all blocks free."""
     n = len(arrival_s)
-    req_i = np.zeros((n, NUM_R_INT), np.int64)
+    # Each array is written in one pass over its rows where it can be (rows are requests).
+    fresh_i = np.zeros(NUM_R_INT, np.int64)
+    fresh_i[[R_REPLICA, R_NEXT_WAIT, R_PREV_WAIT]] = -1
+    req_i = np.empty((n, NUM_R_INT), np.int64)
+    req_i[:] = fresh_i
     req_i[:, R_PROMPT] = prompt_tokens
     req_i[:, R_OUTPUT] = output_tokens
-    req_i[:, R_REPLICA] = -1
-    req_i[:, R_NEXT_WAIT] = -1
-    req_i[:, R_PREV_WAIT] = -1
-    req_f = np.full((n, NUM_R_FLOAT), np.nan)
+    req_f = np.empty((n, NUM_R_FLOAT), np.float64)
+    req_f[:] = np.nan
     req_f[:, R_ARRIVAL_S] = arrival_s
     rep_i = np.zeros((NUM_P_INT, num_replicas), np.int64)
     rep_i[P_WAIT_HEAD] = -1
     rep_i[P_WAIT_TAIL] = -1
     rep_i[P_FREE_BLOCKS] = num_kv_blocks
     rep_i[P_LAST_RUN] = -1
+    rep_i[P_STEADY_NEXT_FINISH] = NO_FINISH
     return EngineState(
         req_i=req_i,
         req_f=req_f,
@@ -215,9 +232,9 @@ def make_state(
         log_f=np.zeros((NUM_L_FLOAT, log_capacity), np.float64),
         itl_histogram=np.zeros(ITL_NUM_BINS, np.int64),
         counters=np.zeros(NUM_COUNTERS, np.int64),
-        # Work space of the kernels (one slot per token of a KV block), so that they never
-        # allocate and can run without numba's reference counting.
-        scratch=np.zeros(max(block_size, 1), np.int64),
+        # Per replica, steady decodes counted by (computed - R_ANCHOR) % block_size: those
+        # with residue (-P_STEADY_STEPS) % block_size take a new KV block in the next step.
+        residues=np.zeros((num_replicas, max(block_size, 1)), np.int64),
     )
 
 
