@@ -76,7 +76,10 @@ def time_bins(start_s: float, end_s: float, max_bins: int = MAX_BINS) -> np.ndar
     if width_s is None:
         width_s = span_s / (max_bins - 1)
     num_bins = math.floor(span_s / width_s) + 1
-    return start_s + width_s * np.arange(num_bins + 1, dtype=np.float64)
+    edges = start_s + width_s * np.arange(num_bins + 1, dtype=np.float64)
+    # Rounding can land the last edge on end_s itself; it must lie after it.
+    edges[-1] = max(edges[-1], np.nextafter(start_s + span_s, np.inf))
+    return edges
 
 
 def binned_level(
@@ -102,9 +105,12 @@ def binned_level(
         float64, shape (m,) each: the level's mean over each bin, and its largest value in
         each bin (the value held at the bin's start or any value reached inside it).
     """
-    order = np.argsort(times_s, kind="stable")
-    t = np.asarray(times_s, dtype=np.float64)[order]
-    level = np.cumsum(np.asarray(deltas, dtype=np.float64)[order])
+    t = np.asarray(times_s, dtype=np.float64)
+    d = np.asarray(deltas, dtype=np.float64)
+    if t.size > 1 and not (t[1:] >= t[:-1]).all():
+        order = np.argsort(t, kind="stable")
+        t, d = t[order], d[order]
+    level = np.cumsum(d)
     # Integral of the level from the first event to each event time.
     held_s = np.diff(t)
     integral = np.concatenate(([0.0], np.cumsum(level[:-1] * held_s))) if t.size else t

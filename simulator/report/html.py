@@ -22,9 +22,13 @@ def esc(text: Any) -> str:
 
 
 def script_json(payload: Any) -> str:
-    """JSON safe inside ``<script type="application/json">``: no ``</`` or ``<!--``."""
+    """JSON safe inside ``<script type="application/json">``: no ``<`` at all.
+
+    ``<`` can only occur inside JSON strings, where ``\\u003c`` means the same character, so
+    neither ``</script>`` nor ``<!--`` can end or confuse the block.
+    """
     text = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return text.replace("<", "\\u003c")
 
 
 def number_cell(value: float | int | None, text: str, key: str | None = None) -> str:

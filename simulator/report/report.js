@@ -254,11 +254,22 @@ function interact(spec, box, svg, X, Y, m, W, H) {
   hit.addEventListener("dblclick", function () { setZoom(null); });
 }
 
-function setZoom(z) {
+function setZoom(z, keepUrl) {
   zoom = z;
   specs.forEach(function (s) { if (s.zoom) draw(s); });
   var r = document.getElementById("zoom-state");
-  if (r) r.textContent = z ? "zoomed" : "";
+  if (r) r.textContent = z ? "showing " + fmt(z[0]) + " s to " + fmt(z[1]) + " s of the trace" : "";
+  // The span is kept in the address (#t=START-END, trace seconds) so a zoomed view can be shared.
+  if (!keepUrl) {
+    try {
+      history.replaceState(null, "", z ? "#t=" + z[0].toFixed(3) + "-" + z[1].toFixed(3)
+                                       : location.pathname + location.search);
+    } catch (e) { /* some viewers forbid it; the zoom still works */ }
+  }
+}
+function zoomFromUrl() {
+  var m = /^#t=(-?[0-9.]+)-(-?[0-9.]+)$/.exec(location.hash);
+  if (m && +m[2] > +m[1]) setZoom([+m[1], +m[2]], true);
 }
 
 function draw(spec) {
@@ -291,11 +302,13 @@ function legends() {
 
 legends();
 specs.forEach(draw);
+zoomFromUrl();
 document.body.setAttribute("data-rendered", Object.keys(drawn).length);
 var reset = document.getElementById("reset-zoom");
 if (reset) reset.addEventListener("click", function () { setZoom(null); });
 var timer = null;
 window.addEventListener("resize", function () {
-  clearTimeout(timer); timer = setTimeout(function () { specs.forEach(draw); }, 150);
+  clearTimeout(timer);
+  timer = setTimeout(function () { specs.forEach(draw); }, 150);
 });
 })();
