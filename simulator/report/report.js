@@ -32,10 +32,14 @@ function linTicks(lo, hi, n) {
 }
 function logTicks(lo, hi) {
   var out = [], a = Math.floor(Math.log10(lo)), b = Math.ceil(Math.log10(hi));
-  var mult = (b - a) <= 3 ? [1, 2, 5] : [1];
-  for (var e = a; e <= b; e++) for (var i = 0; i < mult.length; i++) {
-    var v = mult[i] * Math.pow(10, e);
-    if (v >= lo * 0.999 && v <= hi * 1.001) out.push(v);
+  // Decades; 1-2-5 within three decades; every integer multiple when that is still too few.
+  var sets = (b - a) <= 3 ? [[1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]] : [[1]];
+  for (var k = 0; k < sets.length && out.length < 3; k++) {
+    out = [];
+    for (var e = a; e <= b; e++) for (var i = 0; i < sets[k].length; i++) {
+      var v = sets[k][i] * Math.pow(10, e);
+      if (v >= lo * 0.999 && v <= hi * 1.001) out.push(v);
+    }
   }
   return out.length >= 2 ? out : [lo, hi];
 }
@@ -47,8 +51,8 @@ function tailTicks(top) {
 function fmt(v) {
   if (!finite(v)) return "n/a";
   var a = Math.abs(v);
-  if (a >= 1e6) return (v / 1e6).toPrecision(3) + "M";
-  if (a >= 1e4) return (v / 1e3).toPrecision(3) + "k";
+  if (a >= 1e6) return +(v / 1e6).toPrecision(3) + "M";
+  if (a >= 1e4) return +(v / 1e3).toPrecision(3) + "k";
   if (a >= 100) return Math.round(v).toString();
   if (a >= 1) return (+v.toPrecision(3)).toString();
   if (a === 0) return "0";
@@ -97,7 +101,7 @@ function extent(spec, xlo, xhi) {
 
 function drawLine(spec, box) {
   var W = Math.max(box.clientWidth, 320), H = spec.x.time ? 200 : 250;
-  var m = {l: 56, r: 14, t: 10, b: 34};
+  var m = {l: spec.y.scale === "tail" ? 68 : 56, r: 14, t: 10, b: 34};
   box.innerHTML = "";
   var svg = el("svg", {width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img",
                        "aria-label": spec.title}, box);
