@@ -259,7 +259,7 @@ def _truncate(path: Path) -> None:
     "copy, damage, fragments",
     [
         (False, lambda d: None, ("no such directory",)),
-        (False, lambda d: d.mkdir(), ("missing summary.json, requests.parquet, steps.parquet",)),
+        (False, lambda d: d.mkdir(), ("neither a run's outputs",)),
         (
             True,
             lambda d: (d / "summary.json").write_text('{"num_requests": 3,'),

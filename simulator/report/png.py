@@ -52,6 +52,8 @@ def draw_png(spec: dict[str, Any], path: Path) -> None:
     ax = fig.add_subplot()
     if spec["kind"] == "bar":
         _bars(ax, spec)
+    elif spec["kind"] == "heatmap":
+        _heatmap(fig, ax, spec)
     else:
         _lines(ax, spec)
     ax.set_title(spec["title"], fontsize=11, loc="left")
@@ -88,15 +90,17 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
         x = _values(s["x"]) if "x" in s else x_shared
         y = ty(_values(s["y"]))
         style = {
-            "color": PALETTE[i % len(PALETTE)],
+            "color": PALETTE[s.get("color", i) % len(PALETTE)],
             "linewidth": 0.9 if many else 1.4,
             "linestyle": "--" if s.get("dash") else "-",
             "label": s["name"] if not many or i < 10 else None,
         }
         if s.get("step"):
             ax.step(x / unit, y, where="post", **style)
+        elif s.get("points") and not s.get("line"):
+            ax.plot(x / unit, y, "o", ms=4, alpha=0.8, color=style["color"], label=style["label"])
         else:
-            ax.plot(x / unit, y, **style)
+            ax.plot(x / unit, y, marker="o" if s.get("points") else None, ms=4, **style)
     for v in spec["vlines"]:
         ax.axvline(v["x"] / unit, color="#cf222e", linestyle="--", linewidth=1)
         ax.annotate(
@@ -110,18 +114,26 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
             xytext=(-4, 3), textcoords="offset points", ha="right", color="#cf222e", fontsize=8,
         )  # fmt: skip
     for m in spec["markers"]:
-        ax.plot([m["x"] / unit], [ty(m["y"])], "o", mfc="white", mec="#1f2328", ms=5)
-        ax.annotate(m["name"], (m["x"] / unit, ty(m["y"])), xytext=(6, -3),
-                    textcoords="offset points", fontsize=8)  # fmt: skip
+        if m.get("highlight"):
+            ax.plot([m["x"] / unit], [ty(m["y"])], "o", mfc="none", mec="#cf222e", ms=14, mew=2)
+        else:
+            ax.plot([m["x"] / unit], [ty(m["y"])], "o", mfc="white", mec="#1f2328", ms=5)
+        ax.annotate(
+            m["name"], (m["x"] / unit, ty(m["y"])), xytext=(9 if m.get("highlight") else 6, -3),
+            textcoords="offset points", fontsize=8,
+            color="#cf222e" if m.get("highlight") else "black",
+        )  # fmt: skip
     if spec["x"]["scale"] == "log":
         ax.set_xscale("log")
+    if spec["y"]["scale"] == "log":
+        ax.set_yscale("log")
     label = spec["x"]["label"] + (f" ({unit_name})" if unit_name else "")
     ax.set_xlabel(label)
     if tail:
         ticks = [0.0, 0.5] + [1 - 10.0**-k for k in range(1, 8) if 1 - 10.0**-k <= top + 1e-12]
         ax.set_yticks(ty(np.array(ticks)), [f"{t * 100:.6g}%" for t in ticks])
         ax.set_ylim(0, float(ty(np.array(top))))
-    else:
+    elif spec["y"]["scale"] != "log":
         if "min" in spec["y"]:
             ax.set_ylim(bottom=spec["y"]["min"])
         if "max" in spec["y"]:
@@ -144,6 +156,26 @@ def _bars(ax: Any, spec: dict[str, Any]) -> None:
     ax.set_xticks(positions[::step], categories[::step])
     ax.set_xlabel(spec["x"]["label"])
     ax.set_ylim(bottom=0)
+
+
+def _heatmap(fig: Any, ax: Any, spec: dict[str, Any]) -> None:
+    from matplotlib.colors import LinearSegmentedColormap
+
+    z = np.array([[np.nan if v is None else v for v in row] for row in spec["z"]], dtype=float)
+    # The page's colours (report.js, heatColour): red 0, yellow 0.5, green 1.
+    cmap = LinearSegmentedColormap.from_list(
+        "slo", ["#cf222e", "#edc948", "#2da44e"]
+    ).with_extremes(bad="#eaeef2")
+    image = ax.imshow(np.ma.masked_invalid(z), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(spec["x"]["values"])), spec["x"]["values"])
+    ax.set_yticks(range(len(spec["y"]["values"])), spec["y"]["values"])
+    ax.set_xlabel(spec["x"]["label"])
+    if z.size <= 400:
+        for (i, j), v in np.ndenumerate(z):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.0%}", ha="center", va="center", color="white", fontsize=8)
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label="SLO attainment", format=lambda v, _: f"{v:.0%}")
 
 
 def write_pngs(figures: list[dict[str, Any]], plots_dir: Path) -> list[Path]:

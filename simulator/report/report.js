@@ -73,18 +73,20 @@ function scale(lo, hi, a, b, log) {
 function xsOf(spec, s) { return s.x || spec.x.values; }
 
 function extent(spec, xlo, xhi) {
-  var logx = spec.x.scale === "log", xs = [], ys = [];
+  var logx = spec.x.scale === "log", logy = spec.y.scale === "log", xs = [], ys = [];
   spec.series.forEach(function (s) {
     var x = xsOf(spec, s);
     for (var i = 0; i < s.y.length; i++) {
-      if (!finite(s.y[i]) || !finite(x[i]) || (logx && x[i] <= 0)) continue;
+      if (!finite(s.y[i]) || !finite(x[i]) || (logx && x[i] <= 0) || (logy && s.y[i] <= 0)) continue;
       if (xlo !== null && (x[i] < xlo || x[i] > xhi)) continue;
       xs.push(x[i]); ys.push(s.y[i]);
     }
   });
-  spec.markers.forEach(function (m) { if (!logx || m.x > 0) xs.push(m.x); });
+  spec.markers.forEach(function (m) {
+    if ((!logx || m.x > 0) && (!logy || m.y > 0)) { xs.push(m.x); ys.push(m.y); }
+  });
   spec.vlines.forEach(function (v) { if (!logx || v.x > 0) xs.push(v.x); });
-  spec.hlines.forEach(function (h) { ys.push(h.y); });
+  spec.hlines.forEach(function (h) { if (!logy || h.y > 0) ys.push(h.y); });
   function mm(a) {
     var lo = Infinity, hi = -Infinity;
     for (var i = 0; i < a.length; i++) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i]; }
@@ -93,9 +95,19 @@ function extent(spec, xlo, xhi) {
   var X = mm(xs), Y = mm(ys);
   if (xlo !== null) X = [xlo, xhi];
   if (spec.y.min !== undefined) Y[0] = spec.y.min;
-  if (spec.y.max !== undefined) Y[1] = spec.y.max; else Y[1] = Y[1] + (Y[1] - Y[0]) * 0.06;
-  if (!(Y[1] > Y[0])) Y[1] = Y[0] + 1;
+  if (logy) {
+    if (!(Y[0] > 0)) Y = [1, 10];
+    Y = [Y[0] / 1.25, Y[1] * 1.25];
+    if (!(Y[1] > Y[0] * 1.01)) Y = [Y[0] / 2, Y[1] * 2];
+  } else {
+    if (spec.y.max !== undefined) Y[1] = spec.y.max; else Y[1] = Y[1] + (Y[1] - Y[0]) * 0.06;
+    if (!(Y[1] > Y[0])) Y[1] = Y[0] + 1;
+  }
   if (!(X[1] > X[0])) { X = logx ? [X[0] / 2 || 1, (X[0] || 1) * 2] : [X[0] - 1, X[0] + 1]; }
+  else if (spec.series.some(function (s) { return s.points; })) {
+    // Room for the dots and rings at the ends.
+    X = logx ? [X[0] / 1.15, X[1] * 1.15] : [X[0] - (X[1] - X[0]) * 0.04, X[1] + (X[1] - X[0]) * 0.04];
+  }
   return [X, Y];
 }
 
@@ -110,14 +122,18 @@ function drawLine(spec, box) {
   var X = scale(dom[0][0], dom[0][1], m.l, W - m.r, logx);
   var tail = spec.y.scale === "tail", top = spec.y.max;
   // "tail": the distance to 1 on a log scale, so p50, p90, p99, p99.9 are evenly spaced.
+  var logy = spec.y.scale === "log";
   var ty = tail ? function (v) { return -Math.log10(Math.max(1 - Math.min(v, top), 1e-12)); }
+         : logy ? function (v) { return Math.log10(v); }
                 : function (v) { return v; };
   var Ylin = scale(ty(dom[1][0]), ty(dom[1][1]), H - m.b, m.t, false);
   var Y = function (v) { return Ylin(ty(v)); };
   var unit = spec.x.time ? timeUnit(dom[0][1] - dom[0][0]) : [1, ""];
   var xt = logx ? logTicks(dom[0][0], dom[0][1])
-                : linTicks(dom[0][0] / unit[0], dom[0][1] / unit[0], W / 110).map(function (v) { return v * unit[0]; });
-  var yt = tail ? tailTicks(top) : linTicks(dom[1][0], dom[1][1], H / 45);
+                : linTicks(dom[0][0] / unit[0], dom[0][1] / unit[0], W / 110).map(function (v) { return v * unit[0]; })
+                  .filter(function (v) { return !spec.x.integer || v === Math.round(v); });
+  var yt = tail ? tailTicks(top) : logy ? logTicks(dom[1][0], dom[1][1])
+                                        : linTicks(dom[1][0], dom[1][1], H / 45);
   yt.forEach(function (v) {
     el("line", {x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), "class": "grid"}, svg);
     el("text", {x: m.l - 5, y: Y(v) + 4, "text-anchor": "end"}, svg).textContent =
@@ -141,7 +157,9 @@ function drawLine(spec, box) {
     var x = xsOf(spec, s), d = [], pen = false, step = s.step;
     var dx = step && x.length > 1 ? x[1] - x[0] : 0;
     for (var i = 0; i < s.y.length; i++) {
-      if (!finite(s.y[i]) || !finite(x[i]) || (logx && x[i] <= 0)) { pen = false; continue; }
+      if (!finite(s.y[i]) || !finite(x[i]) || (logx && x[i] <= 0) || (logy && s.y[i] <= 0)) {
+        pen = false; continue;
+      }
       if (spec.zoom && zoom && (x[i] + dx < zoom[0] - (zoom[1] - zoom[0]) * 0.02 || x[i] > zoom[1] * 1.0 + (zoom[1] - zoom[0]) * 0.02)) { pen = false; continue; }
       var px = X(x[i]).toFixed(1), py = Y(s.y[i]).toFixed(1);
       if (step) {
@@ -151,9 +169,18 @@ function drawLine(spec, box) {
       }
       pen = true;
     }
-    el("path", {d: d.join(""), fill: "none", stroke: PALETTE[si % PALETTE.length],
+    var colour = PALETTE[(s.color !== undefined ? s.color : si) % PALETTE.length];
+    el("path", {d: s.points && !s.line ? "" : d.join(""), fill: "none", stroke: colour,
                 "stroke-width": spec.series.length > 8 ? 1 : 1.6, "class": "series",
                 "data-series": s.name, "stroke-dasharray": s.dash ? "5 3" : "none"}, plot);
+    if (s.points) {
+      for (var j = 0; j < s.y.length; j++) {
+        if (!finite(s.y[j]) || !finite(x[j]) || (logx && x[j] <= 0) || (logy && s.y[j] <= 0)) continue;
+        var c = el("circle", {cx: X(x[j]), cy: Y(s.y[j]), r: 3.5, fill: colour, "fill-opacity": 0.75,
+                              "class": "point"}, plot);
+        el("title", {}, c).textContent = (s.labels ? s.labels[j] + ": " : "") + fmt(x[j]) + ", " + fmt(s.y[j]);
+      }
+    }
   });
   spec.vlines.forEach(function (v) {
     if (logx && v.x <= 0) return;
@@ -166,10 +193,12 @@ function drawLine(spec, box) {
   });
   spec.markers.forEach(function (mk) {
     if (logx && mk.x <= 0) return;
-    var c = el("circle", {cx: X(mk.x), cy: Y(mk.y), r: 3.5, fill: "#fff", stroke: "#1f2328",
-                          "stroke-width": 1.4, "class": "marker"}, plot);
+    var c = el("circle", {cx: X(mk.x), cy: Y(mk.y), r: mk.highlight ? 8 : 3.5, fill: mk.highlight ? "none" : "#fff",
+                          stroke: mk.highlight ? "#cf222e" : "#1f2328", "stroke-width": mk.highlight ? 2.5 : 1.4,
+                          "class": mk.highlight ? "marker highlight" : "marker"}, plot);
     el("title", {}, c).textContent = mk.name;
-    el("text", {x: X(mk.x) + 6, y: Y(mk.y) + 4}, plot).textContent = mk.name;
+    el("text", {x: X(mk.x) + (mk.highlight ? 11 : 6), y: Y(mk.y) + 4,
+                "class": mk.highlight ? "ref-label" : ""}, plot).textContent = mk.name;
   });
   interact(spec, box, svg, X, Y, m, W, H);
 }
@@ -209,6 +238,43 @@ function drawBars(spec, box) {
               transform: "rotate(-90 12 " + (m.t + H - m.b) / 2 + ")"}, svg).textContent = spec.y.label;
 }
 
+function heatColour(v) {
+  // 0 red, 0.5 yellow, 1 green: SLO attainment reads at a glance.
+  var stops = [[207, 34, 46], [237, 201, 72], [45, 164, 78]], t = Math.max(0, Math.min(1, v));
+  var k = t < 0.5 ? 0 : 1, f = t < 0.5 ? t * 2 : (t - 0.5) * 2, a = stops[k], b = stops[k + 1];
+  return "rgb(" + [0, 1, 2].map(function (i) { return Math.round(a[i] + (b[i] - a[i]) * f); }).join(",") + ")";
+}
+
+function drawHeatmap(spec, box) {
+  var xs = spec.x.values, ys = spec.y.values, W = Math.max(box.clientWidth, 320);
+  var m = {l: 110, r: 14, t: 10, b: 40}, cell = Math.min(36, Math.max(18, 300 / Math.max(ys.length, 1)));
+  var H = m.t + m.b + cell * ys.length;
+  box.innerHTML = "";
+  var svg = el("svg", {width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img",
+                       "aria-label": spec.title}, box);
+  var cw = (W - m.l - m.r) / Math.max(xs.length, 1);
+  ys.forEach(function (yv, yi) {
+    el("text", {x: m.l - 6, y: m.t + (yi + 0.5) * cell + 4, "text-anchor": "end"}, svg).textContent = yv;
+    xs.forEach(function (xv, xi) {
+      var v = spec.z[yi][xi];
+      var r = el("rect", {x: m.l + xi * cw, y: m.t + yi * cell, width: Math.max(cw - 2, 1), height: cell - 2,
+                          fill: finite(v) ? heatColour(v) : "#eaeef2", "class": "cell"}, svg);
+      el("title", {}, r).textContent = spec.y.label + " " + yv + ", " + spec.x.label + " " + xv + ": " +
+        (finite(v) ? (v * 100).toFixed(1) + "%" : "no scenario");
+      if (finite(v) && cw > 34)
+        el("text", {x: m.l + (xi + 0.5) * cw - 1, y: m.t + (yi + 0.5) * cell + 4, "text-anchor": "middle",
+                    style: "fill: #fff; font-weight: 600"}, svg).textContent = Math.round(v * 100) + "%";
+    });
+  });
+  var every = Math.ceil(xs.length / Math.max((W - m.l - m.r) / 40, 1));
+  xs.forEach(function (xv, xi) {
+    if (xi % every === 0)
+      el("text", {x: m.l + (xi + 0.5) * cw, y: H - m.b + 14, "text-anchor": "middle"}, svg).textContent = xv;
+  });
+  el("text", {x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle"}, svg).textContent = spec.x.label;
+  el("text", {x: 4, y: m.t - 0, "text-anchor": "start"}, svg).textContent = spec.y.label;
+}
+
 function nearest(arr, v) {
   var lo = 0, hi = arr.length - 1;
   while (hi - lo > 1) { var mid = (lo + hi) >> 1; if (arr[mid] < v) lo = mid; else hi = mid; }
@@ -216,6 +282,8 @@ function nearest(arr, v) {
 }
 
 function interact(spec, box, svg, X, Y, m, W, H) {
+  // Scatter plots keep each point's own tooltip (<title>); nothing may cover them.
+  if (spec.series.some(function (s) { return s.points; })) return;
   var tip = box.parentNode.querySelector(".tip");
   var guide = el("line", {y1: m.t, y2: H - m.b, "class": "guide", visibility: "hidden"}, svg);
   var brush = el("rect", {y: m.t, height: H - m.t - m.b, width: 0, "class": "brush", visibility: "hidden"}, svg);
@@ -281,7 +349,9 @@ function draw(spec) {
   if (!fig) return;
   var box = fig.querySelector(".plot");
   try {
-    if (spec.kind === "bar") drawBars(spec, box); else drawLine(spec, box);
+    if (spec.kind === "bar") drawBars(spec, box);
+    else if (spec.kind === "heatmap") drawHeatmap(spec, box);
+    else drawLine(spec, box);
     drawn[spec.id] = true;
   } catch (e) {
     box.innerHTML = "";
@@ -298,7 +368,7 @@ function legends() {
     var lg = fig.querySelector(".legend");
     spec.series.forEach(function (s, si) {
       var span = document.createElement("span");
-      span.style.setProperty("--c", PALETTE[si % PALETTE.length]);
+      span.style.setProperty("--c", PALETTE[(s.color !== undefined ? s.color : si) % PALETTE.length]);
       span.textContent = s.name; lg.appendChild(span);
     });
   });
