@@ -127,3 +127,45 @@ def test_the_page_paints(page, tmp_path):
     _, log = _open(page, tmp_path, f"--screenshot={shot}", "--window-size=1400,3000")
     assert _console_messages(log) == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+@pytest.fixture(scope="module")
+def sweep_page(tmp_path_factory):
+    import pyarrow as pa
+
+    from simulator.report import write_sweep_report
+
+    root = tmp_path_factory.mktemp("sweep") / "sweep"
+    root.mkdir()
+    rows = []
+    for gpu, speed, price in (("A100", 1.0, 1.79), ("H100", 2.2, 2.99)):
+        for count in (1, 2, 4, 8):
+            for rate in (1.0, 2.0):
+                p99 = 4000.0 * rate / (speed * count) ** 1.5
+                rows.append(
+                    {
+                        "gpus": f"{count}x{gpu}",
+                        "rate_scale": rate,
+                        "ttft_p99_ms": p99,
+                        "tpot_p99_ms": 30.0 * rate / speed,
+                        "cost_per_hour_usd": price * count,
+                        "slo_met": p99 <= 1000.0,
+                        "status": "ok",
+                    }
+                )
+    write_parquet_atomic(pa.Table.from_pylist(rows), root / "rows.parquet")
+    write_sweep_report(root, pngs=False, slo={"ttft_p99_ms": ("ttft", 99, 1000.0)})
+    return root / "report.html"
+
+
+def test_the_sweep_page_draws_every_figure(sweep_page, tmp_path):
+    dom, log = _open(sweep_page, tmp_path, "--dump-dom")
+    assert _console_messages(log) == []
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert f'data-rendered="{_figure_count(dom)}"' in body, body
+    assert _figure_count(dom) == 4
+    heat = re.search(r'id="fig-sweep_slo_heatmap".*?</svg>', dom, re.S).group(0)
+    assert len(re.findall(r'class="cell"', heat)) == 2 * 8  # rate scales x gpus
+    cost = re.search(r'id="fig-sweep_cost_front".*?</svg>', dom, re.S).group(0)
+    assert cost.count('class="point"') == 16  # every scenario; the frontier is a line
+    assert 'class="marker highlight"' in cost

@@ -58,7 +58,8 @@ def draw_png(spec: dict[str, Any], path: Path) -> None:
         _lines(ax, spec)
     ax.set_title(spec["title"], fontsize=11, loc="left")
     ax.set_ylabel(spec["y"]["label"])
-    ax.grid(True, color="#eaeef2", linewidth=0.8)
+    if spec["kind"] != "heatmap":
+        ax.grid(True, color="#eaeef2", linewidth=0.8)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -123,10 +124,17 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
             textcoords="offset points", fontsize=8,
             color="#cf222e" if m.get("highlight") else "black",
         )  # fmt: skip
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
     if spec["x"]["scale"] == "log":
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plain)
     if spec["y"]["scale"] == "log":
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+    if spec["x"].get("integer"):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     label = spec["x"]["label"] + (f" ({unit_name})" if unit_name else "")
     ax.set_xlabel(label)
     if tail:
@@ -174,7 +182,6 @@ def _heatmap(fig: Any, ax: Any, spec: dict[str, Any]) -> None:
         for (i, j), v in np.ndenumerate(z):
             if np.isfinite(v):
                 ax.text(j, i, f"{v:.0%}", ha="center", va="center", color="white", fontsize=8)
-    ax.grid(False)
     fig.colorbar(image, ax=ax, label="SLO attainment", format=lambda v, _: f"{v:.0%}")
 
 
