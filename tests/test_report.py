@@ -496,3 +496,14 @@ def test_a_million_request_page_stays_under_5_mb():
     for fig in figures:
         for s in fig["series"]:
             assert len(s["y"]) <= max(F.MAX_BINS, F.CDF_POINTS + 6, 64)
+
+
+def test_run_without_the_report_flag_writes_no_page(run_dir, tmp_path):
+    out = tmp_path / "plain"
+    result = invoke("run", run_dir.parent / "trace.parquet", "--gpus", "3xL40S", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "requests.parquet",
+        "steps.parquet",
+        "summary.json",
+    ]

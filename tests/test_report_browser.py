@@ -129,6 +129,27 @@ def test_the_page_paints(page, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
 
 
+def test_a_run_with_nothing_completed_draws_empty_frames(tmp_path):
+    from simulator.api import simulate
+    from simulator.scenario import Scenario
+
+    table = synthesize(
+        arrival_process("poisson", 2.0),
+        duration_s=10.0,
+        input_lengths=parse_length_distribution("fixed:500"),
+        output_lengths=parse_length_distribution("fixed:100"),
+        seed=1,
+    )
+    result = simulate(table, Scenario(gpus="1xA100", max_model_len=200))
+    assert result.summary["num_completed"] == 0
+    out = tmp_path / "rejected"
+    result.write(out)
+    write_run_report(out, pngs=False)
+    dom, log = _open(out / "report.html", tmp_path, "--dump-dom")
+    assert _console_messages(log) == []
+    assert f'data-rendered="{_figure_count(dom)}"' in re.search(r"<body[^>]*>", dom).group(0)
+
+
 @pytest.fixture(scope="module")
 def sweep_page(tmp_path_factory):
     import pyarrow as pa

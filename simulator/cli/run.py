@@ -78,7 +78,7 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
-    report: Annotated[
+    with_report: Annotated[
         bool,
         typer.Option(
             "--report", help="Also write report.html and plots/*.png into --out (see `report`)."
@@ -92,7 +92,7 @@ def run(
     from simulator.scenario import Scenario
 
     bounds = parse_slo(slo) if slo is not None else None
-    if report and out is None:
+    if with_report and out is None:
         raise SimreplayError("--report needs --out DIR: the page is written beside the outputs")
     if out is not None and out.exists() and not out.is_dir():
         raise SimreplayError(f"--out {out}: exists and is not a directory")
@@ -129,7 +129,7 @@ def run(
     if out is not None:
         result.write(out)
         err.print(f"wrote {out}/requests.parquet, steps.parquet, summary.json", markup=False)
-        if report:
+        if with_report:
             from simulator.cli.report import announce
             from simulator.report import write_run_report
 

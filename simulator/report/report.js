@@ -93,6 +93,12 @@ function extent(spec, xlo, xhi) {
     return [lo, hi];
   }
   var X = mm(xs), Y = mm(ys);
+  if (!(X[1] >= X[0])) {
+    // Nothing finite to draw (no completed request, an empty window): an empty frame.
+    var shared = (spec.x.values || []).filter(function (v) { return finite(v) && (!logx || v > 0); });
+    X = shared.length ? mm(shared) : logx ? [1, 10] : [0, 1];
+  }
+  if (!(Y[1] >= Y[0])) Y = logy ? [1, 10] : [0, 1];
   if (xlo !== null) X = [xlo, xhi];
   if (spec.y.min !== undefined) Y[0] = spec.y.min;
   if (logy) {
