@@ -7,6 +7,7 @@ import typer
 from simulator import __version__
 from simulator.cli import trace
 from simulator.cli.catalog import hardware_app, models_app
+from simulator.cli.report import report
 from simulator.cli.run import run
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app.add_typer(trace.app, name="trace")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(models_app, name="models")
 app.command("run")(run)
+app.command("report")(report)
 
 
 def _version(value: bool) -> None:

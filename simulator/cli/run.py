@@ -78,6 +78,12 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
+    with_report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="Also write report.html and plots/*.png into --out (see `report`)."
+        ),
+    ] = False,
     *,
     import_options: ImportOptions,
 ) -> None:
@@ -86,6 +92,8 @@ def run(
     from simulator.scenario import Scenario
 
     bounds = parse_slo(slo) if slo is not None else None
+    if with_report and out is None:
+        raise SimreplayError("--report needs --out DIR: the page is written beside the outputs")
     if out is not None and out.exists() and not out.is_dir():
         raise SimreplayError(f"--out {out}: exists and is not a directory")
     if out is not None and not out.parent.is_dir():
@@ -121,6 +129,11 @@ def run(
     if out is not None:
         result.write(out)
         err.print(f"wrote {out}/requests.parquet, steps.parquet, summary.json", markup=False)
+        if with_report:
+            from simulator.cli.report import announce
+            from simulator.report import write_run_report
+
+            announce(write_run_report(out))
     if json_output:
         print_json(result.summary)
     else:

@@ -1,0 +1,117 @@
+"""Reports people look at: one self-contained HTML page and the same figures as PNG.
+
+    write_run_report("results/")   # results/report.html + results/plots/*.png
+    write_sweep_report("sweep/")    # the same for a sweep's scenario rows
+
+``run_page`` reads a run's ``--out`` directory and builds the page; ``sweep_page`` does the
+same for a directory of scenario rows; ``figures`` reduces the
+data to figure specs; ``html`` and ``assets`` write the page and its inline script;
+``png`` draws the PNGs with matplotlib (optional extra ``report``). See README.md here for
+why the page draws its own SVG instead of embedding a plotting library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simulator.errors import SimreplayError
+from simulator.io import write_text_atomic
+from simulator.report.png import MISSING, matplotlib_available, write_pngs
+from simulator.report.run_page import (
+    PLOTS_DIR,
+    REPORT_FILE,
+    REQUESTS_FILE,
+    STEPS_FILE,
+    SUMMARY_FILE,
+    load_run_outputs,
+    render_run_page,
+    run_figures,
+)
+from simulator.report.sweep_page import load_sweep, render_sweep_page, sweep_figures
+
+
+@dataclass
+class ReportFiles:
+    """What a report wrote: the page, the PNGs, and why PNGs are missing if they are."""
+
+    page: Path
+    pngs: list[Path] = field(default_factory=list)
+    png_skipped: str | None = None
+
+
+def write_run_report(directory: Path, *, pngs: bool = True) -> ReportFiles:
+    """Build ``report.html`` (and ``plots/*.png``) from the outputs of ``simreplay run --out``.
+
+    Parameters
+    ----------
+    directory : Path
+        A directory holding ``summary.json``, ``requests.parquet`` and ``steps.parquet``.
+    pngs : bool
+        Also draw the PNGs; skipped, with the reason in ``png_skipped``, when matplotlib is
+        not installed.
+
+    Raises
+    ------
+    SimreplayError
+        One line naming the directory or file when outputs are missing or unreadable.
+    """
+    directory = Path(directory)
+    outputs = load_run_outputs(directory)
+    figures = run_figures(outputs)
+    return _write(directory, render_run_page(outputs, figures), figures, pngs)
+
+
+def write_sweep_report(
+    directory: Path,
+    *,
+    pngs: bool = True,
+    slo: dict[str, tuple[str, int, float]] | None = None,
+    heatmap_axes: tuple[str, str] | None = None,
+) -> ReportFiles:
+    """Build ``report.html`` (and ``plots/*.png``) from a sweep's scenario rows.
+
+    Parameters
+    ----------
+    directory : Path
+        A directory with one or more parquet files of scenario rows (``sweep_page.py``
+        lists the columns used).
+    slo : dict, optional
+        Parsed SLO bounds to draw (``metrics.parse_slo``); a ``slo`` column is used otherwise.
+    heatmap_axes : (str, str), optional
+        Columns for the attainment heat map's x and y; chosen from the knobs that vary
+        otherwise.
+    """
+    directory = Path(directory)
+    sweep = load_sweep(directory, slo)
+    figures = sweep_figures(sweep, heatmap_axes)
+    return _write(directory, render_sweep_page(sweep, figures), figures, pngs)
+
+
+def write_report(directory: Path, **options: object) -> ReportFiles:
+    """The run page when ``directory`` holds a run's outputs, the sweep page otherwise."""
+    directory = Path(directory)
+    run_files = (SUMMARY_FILE, REQUESTS_FILE, STEPS_FILE)
+    if not directory.is_dir() or any((directory / name).exists() for name in run_files):
+        if options.get("slo") is not None or options.get("heatmap_axes") is not None:
+            raise SimreplayError(
+                f"{directory}: holds a run's outputs; --slo and --heatmap are for sweep pages "
+                "(a run's SLO is the one given to `simreplay run --slo`)"
+            )
+        return write_run_report(directory, pngs=bool(options.get("pngs", True)))
+    return write_sweep_report(directory, **options)  # type: ignore[arg-type]
+
+
+def _write(directory: Path, text: str, figures: list[dict], pngs: bool) -> ReportFiles:
+    page_path = directory / REPORT_FILE
+    write_text_atomic(text, page_path)
+    files = ReportFiles(page_path)
+    if pngs:
+        if matplotlib_available():
+            files.pngs = write_pngs(figures, directory / PLOTS_DIR)
+        else:
+            files.png_skipped = MISSING
+    return files
+
+
+__all__ = ["ReportFiles", "write_report", "write_run_report", "write_sweep_report"]

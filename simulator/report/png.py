@@ -1,0 +1,204 @@
+"""The report's figures as PNG files for slides, drawn by matplotlib (the ``report`` extra).
+
+The same figure specs as the page (``figures.py``), so a PNG shows what the page shows for
+the whole run (no zoom). PNGs carry no timestamp or version, so the same run gives the same
+bytes with the same matplotlib.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.errors import SimreplayError
+from simulator.io import atomic_path
+from simulator.report.assets import PALETTE
+
+MISSING = (
+    "PNG figures need matplotlib: pip install 'simreplay[report]' "
+    "(report.html was written; it needs nothing)"
+)
+
+
+def matplotlib_available() -> bool:
+    """Whether matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _values(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _time_unit(span_s: float) -> tuple[float, str]:
+    # The page's script picks the same unit (assets.py, timeUnit).
+    return (3600.0, "h") if span_s > 7200 else (60.0, "min") if span_s > 180 else (1.0, "s")
+
+
+def draw_png(spec: dict[str, Any], path: Path) -> None:
+    """Draw one figure spec to ``path`` (atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    wide = spec["x"].get("time", False)
+    fig = Figure(figsize=(11, 3.4) if wide else (7, 4.2), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    if spec["kind"] == "bar":
+        _bars(ax, spec)
+    elif spec["kind"] == "heatmap":
+        _heatmap(fig, ax, spec)
+    else:
+        _lines(ax, spec)
+    ax.set_title(spec["title"], fontsize=11, loc="left")
+    ax.set_ylabel(spec["y"]["label"])
+    if spec["kind"] != "heatmap":
+        ax.grid(True, color="#eaeef2", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if len(spec["series"]) > 1:
+        fig.legend(
+            fontsize=8, ncols=min(len(spec["series"]), 8 if wide else 4), frameon=False,
+            loc="outside lower center",
+        )  # fmt: skip
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+
+
+def _lines(ax: Any, spec: dict[str, Any]) -> None:
+    x_shared = _values(spec["x"]["values"]) if "values" in spec["x"] else None
+    unit, unit_name = 1.0, ""
+    if spec["x"].get("time") and x_shared is not None and x_shared.size:
+        unit, unit_name = _time_unit(float(np.nanmax(x_shared) - np.nanmin(x_shared)))
+    many = len(spec["series"]) > 8
+    tail = spec["y"]["scale"] == "tail"
+    top = spec["y"].get("max", 1.0)
+
+    def ty(values: Any) -> Any:
+        # The page's "tail" scale: distance to 1 on a log scale (assets.py, ty).
+        if not tail:
+            return values
+        return -np.log10(np.maximum(1 - np.minimum(values, top), 1e-12))
+
+    for i, s in enumerate(spec["series"]):
+        x = _values(s["x"]) if "x" in s else x_shared
+        y = ty(_values(s["y"]))
+        style = {
+            "color": PALETTE[s.get("color", i) % len(PALETTE)],
+            "linewidth": 0.9 if many else 1.4,
+            "linestyle": "--" if s.get("dash") else "-",
+            "label": s["name"] if not many or i < 10 else None,
+        }
+        if s.get("step"):
+            ax.step(x / unit, y, where="post", **style)
+        elif s.get("points") and not s.get("line"):
+            ax.plot(x / unit, y, "o", ms=4, alpha=0.8, color=style["color"], label=style["label"])
+        else:
+            ax.plot(x / unit, y, marker="o" if s.get("points") else None, ms=4, **style)
+    for v in spec["vlines"]:
+        ax.axvline(v["x"] / unit, color="#cf222e", linestyle="--", linewidth=1)
+        ax.annotate(
+            v["label"], (v["x"] / unit, 1), xycoords=("data", "axes fraction"),
+            xytext=(-4, -12), textcoords="offset points", ha="right", color="#cf222e", fontsize=8,
+        )  # fmt: skip
+    for h in spec["hlines"]:
+        ax.axhline(ty(h["y"]), color="#cf222e", linestyle="--", linewidth=1)
+        ax.annotate(
+            h["label"], (1, ty(h["y"])), xycoords=("axes fraction", "data"),
+            xytext=(-4, 3), textcoords="offset points", ha="right", color="#cf222e", fontsize=8,
+        )  # fmt: skip
+    for m in spec["markers"]:
+        if m.get("highlight"):
+            ax.plot([m["x"] / unit], [ty(m["y"])], "o", mfc="none", mec="#cf222e", ms=14, mew=2)
+        else:
+            ax.plot([m["x"] / unit], [ty(m["y"])], "o", mfc="white", mec="#1f2328", ms=5)
+        ax.annotate(
+            m["name"], (m["x"] / unit, ty(m["y"])), xytext=(9 if m.get("highlight") else 6, -3),
+            textcoords="offset points", fontsize=8,
+            color="#cf222e" if m.get("highlight") else "black",
+        )  # fmt: skip
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    if spec["x"]["scale"] == "log":
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plain)
+    if spec["y"]["scale"] == "log":
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+    if spec["x"].get("integer"):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    label = spec["x"]["label"] + (f" ({unit_name})" if unit_name else "")
+    ax.set_xlabel(label)
+    if tail:
+        ticks = [0.0, 0.5] + [1 - 10.0**-k for k in range(1, 8) if 1 - 10.0**-k <= top + 1e-12]
+        ax.set_yticks(ty(np.array(ticks)), [f"{t * 100:.6g}%" for t in ticks])
+        ax.set_ylim(0, float(ty(np.array(top))))
+    elif spec["y"]["scale"] != "log":
+        if "min" in spec["y"]:
+            ax.set_ylim(bottom=spec["y"]["min"])
+        if "max" in spec["y"]:
+            ax.set_ylim(top=spec["y"]["max"])
+    if x_shared is not None and x_shared.size and spec["x"].get("time"):
+        ax.set_xlim(np.nanmin(x_shared) / unit, np.nanmax(x_shared) / unit)
+
+
+def _bars(ax: Any, spec: dict[str, Any]) -> None:
+    categories = spec["x"]["values"]
+    n = max(len(spec["series"]), 1)
+    width = 0.8 / n
+    positions = np.arange(len(categories), dtype=np.float64)
+    for i, s in enumerate(spec["series"]):
+        ax.bar(
+            positions - 0.4 + width * (i + 0.5), _values(s["y"]), width,
+            color=PALETTE[i % len(PALETTE)], label=s["name"],
+        )  # fmt: skip
+    step = max(1, len(categories) // 32)
+    ax.set_xticks(positions[::step], categories[::step])
+    ax.set_xlabel(spec["x"]["label"])
+    ax.set_ylim(bottom=0)
+
+
+def _heatmap(fig: Any, ax: Any, spec: dict[str, Any]) -> None:
+    from matplotlib.colors import LinearSegmentedColormap
+
+    z = np.array([[np.nan if v is None else v for v in row] for row in spec["z"]], dtype=float)
+    # The page's colours (report.js, heatColour): red 0, yellow 0.5, green 1.
+    cmap = LinearSegmentedColormap.from_list(
+        "slo", ["#cf222e", "#edc948", "#2da44e"]
+    ).with_extremes(bad="#eaeef2")
+    image = ax.imshow(np.ma.masked_invalid(z), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(spec["x"]["values"])), spec["x"]["values"])
+    ax.set_yticks(range(len(spec["y"]["values"])), spec["y"]["values"])
+    ax.set_xlabel(spec["x"]["label"])
+    if z.size <= 400:
+        for (i, j), v in np.ndenumerate(z):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.0%}", ha="center", va="center", color="white", fontsize=8)
+    fig.colorbar(image, ax=ax, label="SLO attainment", format=lambda v, _: f"{v:.0%}")
+
+
+def write_pngs(figures: list[dict[str, Any]], plots_dir: Path) -> list[Path]:
+    """Draw every figure into ``plots_dir/<id>.png``; returns the paths written.
+
+    Raises
+    ------
+    SimreplayError
+        When matplotlib is not installed (``MISSING``).
+    """
+    if not matplotlib_available():
+        raise SimreplayError(MISSING)
+    plots_dir.mkdir(exist_ok=True)
+    paths = []
+    for spec in figures:
+        path = plots_dir / f"{spec['id']}.png"
+        draw_png(spec, path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,776 @@
+"""The report of one run: read ``--out`` outputs, reduce them to figures, write the page.
+
+summary.json + requests.parquet + steps.parquet -> figures (figures.py)
+  -> report.html (html.py, inline SVG drawn by a small script) + plots/*.png (png.py)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from simulator.errors import SimreplayError
+from simulator.io import read_parquet
+from simulator.report import figures as F
+from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
+
+SUMMARY_FILE = "summary.json"
+REQUESTS_FILE = "requests.parquet"
+STEPS_FILE = "steps.parquet"
+REPORT_FILE = "report.html"
+PLOTS_DIR = "plots"
+
+#: Columns the report reads, per file (``simulator/results.py`` documents them).
+REQUEST_COLUMNS = (
+    "replica",
+    "input_tokens",
+    "output_tokens",
+    "arrival_time_s",
+    "first_scheduled_s",
+    "first_token_s",
+    "completion_s",
+    "ttft_s",
+    "tpot_s",
+    "e2e_s",
+    "queue_s",
+    "num_preemptions",
+    "status",
+)
+STEP_COLUMNS = (
+    "replica",
+    "start_s",
+    "duration_s",
+    "num_steps",
+    "prefill_tokens",
+    "decode_seqs",
+    "kv_blocks_used",
+)
+SUMMARY_KEYS = (
+    "num_requests",
+    "num_completed",
+    "num_rejected",
+    "num_preemptions",
+    "makespan_s",
+    "ttft_ms",
+    "tpot_ms",
+    "itl_ms",
+    "e2e_ms",
+    "queue_ms",
+    "kv_cache",
+    "scenario",
+)
+SCENARIO_KEYS = ("gpus", "model", "tp", "num_replicas", "kv_blocks_per_replica", "calibration")
+#: (label, summary key, per-request column) of each latency; ITL has no per-request column.
+LATENCIES = (
+    ("TTFT", "ttft_ms", "ttft_s"),
+    ("TPOT", "tpot_ms", "tpot_s"),
+    ("ITL", "itl_ms", None),
+    ("E2E", "e2e_ms", "e2e_s"),
+    ("Queueing", "queue_ms", "queue_s"),
+)
+
+
+@dataclass
+class RunOutputs:
+    """What ``simreplay run --out DIR`` wrote, read back and checked.
+
+    Attributes
+    ----------
+    directory : Path
+    summary : dict
+        ``summary.json`` as written.
+    requests : dict of numpy.ndarray
+        The columns of ``requests.parquet`` the report uses, one row per request.
+    steps : dict of numpy.ndarray
+        The columns of ``steps.parquet`` the report uses.
+    """
+
+    directory: Path
+    summary: dict[str, Any]
+    requests: dict[str, np.ndarray]
+    steps: dict[str, np.ndarray]
+
+
+def load_run_outputs(directory: Path) -> RunOutputs:
+    """Read and check the outputs of one run.
+
+    Raises
+    ------
+    SimreplayError
+        One line naming the directory or file and what is missing or wrong.
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        raise SimreplayError(f"{directory}: no such directory")
+    if not directory.is_dir():
+        raise SimreplayError(f"{directory}: not a directory")
+    missing = [
+        name
+        for name in (SUMMARY_FILE, REQUESTS_FILE, STEPS_FILE)
+        if not (directory / name).is_file()
+    ]
+    if missing:
+        raise SimreplayError(
+            f"{directory}: missing {', '.join(missing)}; expected the outputs of "
+            f"`simreplay run TRACE --out {directory}`"
+        )
+    summary = read_summary(directory / SUMMARY_FILE)
+    requests = _columns(directory / REQUESTS_FILE, REQUEST_COLUMNS)
+    steps = _columns(directory / STEPS_FILE, STEP_COLUMNS)
+    num_rows = len(requests["arrival_time_s"])
+    if num_rows != summary["num_requests"]:
+        raise SimreplayError(
+            f"{directory / REQUESTS_FILE}: {num_rows:,} rows but {SUMMARY_FILE} says "
+            f"{summary['num_requests']:,} requests: are they from different runs?"
+        )
+    num_replicas = summary["scenario"]["num_replicas"]
+    for name, columns in ((REQUESTS_FILE, requests), (STEPS_FILE, steps)):
+        replica = columns["replica"]
+        if replica.size and (replica.max() >= num_replicas or replica.min() < -1):
+            raise SimreplayError(
+                f"{directory / name}: column replica has values outside -1..{num_replicas - 1} "
+                f"({SUMMARY_FILE} says {num_replicas} replicas)"
+            )
+    return RunOutputs(directory, summary, requests, steps)
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """``summary.json`` as a dict, checked for the keys the report reads."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SimreplayError(f"{path}: not UTF-8 text (corrupt?)") from None
+    except json.JSONDecodeError as exc:
+        raise SimreplayError(
+            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(summary, dict):
+        raise SimreplayError(f"{path}: expected a JSON object, got {type(summary).__name__}")
+    missing = [key for key in SUMMARY_KEYS if key not in summary]
+    if missing:
+        raise SimreplayError(
+            f"{path}: missing {', '.join(missing)}; not the summary of `simreplay run`?"
+        )
+    scenario = summary["scenario"]
+    missing = [key for key in SCENARIO_KEYS if key not in scenario]
+    if missing:
+        raise SimreplayError(f"{path}: scenario is missing {', '.join(missing)}")
+    return summary
+
+
+def _columns(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    table = read_parquet(path)
+    missing = [name for name in names if name not in table.column_names]
+    if missing:
+        raise SimreplayError(
+            f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        )
+    out = {}
+    for name in names:
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            out[name] = np.asarray(column.to_pylist(), dtype=object)
+        else:
+            out[name] = column.to_numpy(zero_copy_only=False)
+    return out
+
+
+def run_figures(outputs: RunOutputs) -> list[dict[str, Any]]:
+    """Every figure of the run page, in page order (specs as in ``figures.py``)."""
+    summary, req, steps = outputs.summary, outputs.requests, outputs.steps
+    figures = [*_distribution_figures(summary, req, steps)]
+    figures.extend(_timeline_figures(summary, req, steps))
+    figures.extend(_balance_figures(summary, req, steps))
+    return figures
+
+
+def _slo_for(summary: dict[str, Any], metric: str) -> list[tuple[int, float]]:
+    bounds = summary.get("slo", {}).get("bounds", {})
+    out = []
+    for key, bound in bounds.items():
+        name, percentile, _ = key.split("_")
+        if name == metric:
+            out.append((int(percentile[1:]), float(bound["bound_ms"])))
+    return out
+
+
+def itl_from_steps(steps: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Inter-token gaps implied by the step log, as (gap_s, weight) pairs.
+
+    Each sequence decoding in a step waits that step's duration for its next token, so a
+    run of ``num_steps`` steps with ``decode_seqs`` decoding sequences contributes
+    ``num_steps * decode_seqs`` gaps, each taken as the run's mean step time (the log keeps
+    only a run's total duration). Gaps a preempted request spends waiting are not in it.
+    """
+    count = steps["num_steps"].astype(np.float64) * steps["decode_seqs"]
+    gap_s = steps["duration_s"] / np.maximum(steps["num_steps"], 1)
+    keep = count > 0
+    return gap_s[keep], count[keep]
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Quantiles of ``values`` each repeated ``weights`` times (the inverse of the CDF)."""
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cumulative = np.cumsum(w)
+    if cumulative.size == 0:
+        return np.full(probs.shape, np.nan)
+    ranks = np.maximum(np.ceil(probs * cumulative[-1]), 1)
+    return v[np.minimum(np.searchsorted(cumulative, ranks), v.size - 1)]
+
+
+def tail_top(num_values: int) -> float:
+    """Top of a tail-scaled CDF axis: 99.9% up to 99.999%, as far as the sample supports."""
+    digits = min(max(math.floor(math.log10(max(num_values, 1))), 3), 5)
+    return 1.0 - 10.0**-digits
+
+
+def _distribution_figures(
+    summary: dict[str, Any], req: dict[str, np.ndarray], steps: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    out = []
+    completed = req["status"] == "completed"
+    for label, key, column in LATENCIES:
+        if key == "queue_ms":
+            continue
+        stats = summary[key]
+        if column is not None:
+            values_ms, probs = F.cdf_points(req[column][completed] * 1e3)
+            num_values = int(np.isfinite(req[column][completed]).sum())
+            caption = (
+                f"{num_values:,} completed requests; curve through {values_ms.size} quantiles."
+            )
+        else:
+            gaps_s, weights = itl_from_steps(steps)
+            probs = F.cdf_probabilities() if weights.size else np.empty(0)
+            values_ms = weighted_quantiles(gaps_s * 1e3, weights, probs)
+            num_values = int(weights.sum())
+            caption = (
+                "Curve: token gaps implied by the step log (each run's mean step time, for "
+                f"{int(weights.sum()):,} gaps); dots: the summary's percentiles, from the "
+                "engine's histogram of every gap (within 0.4%)."
+            )
+        if key == "tpot_ms":
+            caption += " Requests with one output token have no TPOT."
+        figure = F.line_figure(
+            f"{key[:-3]}_cdf",
+            f"{label} distribution",
+            f"{label} (ms)",
+            "fraction of requests" if column else "fraction of token gaps",
+            [F.series(label, probs, x=values_ms, cdf=True)] if values_ms.size else [],
+            x_scale="log",
+            y_scale="tail",
+            y_min=0.0,
+            y_max=tail_top(num_values),
+            caption=caption,
+        )
+        figure["markers"] = [
+            {"name": f"p{p} {stats[f'p{p}']:,.1f} ms", "x": stats[f"p{p}"], "y": p / 100}
+            for p in F.SUMMARY_PERCENTILES
+            if stats.get(f"p{p}") is not None
+        ]
+        figure["vlines"] = [
+            {"x": bound_ms, "label": f"SLO p{p} \u2264 {bound_ms:,.0f} ms"}
+            for p, bound_ms in _slo_for(summary, key[:-3])
+        ]
+        figure["hlines"] = [
+            {"y": p / 100, "label": f"p{p}"} for p, _ in _slo_for(summary, key[:-3])
+        ]
+        out.append(figure)
+    return out
+
+
+def _clock(req: dict[str, np.ndarray], steps: dict[str, np.ndarray]) -> tuple[float, float]:
+    arrival = req["arrival_time_s"]
+    ends = [arrival, req["completion_s"], steps["start_s"] + steps["duration_s"]]
+    finite = [a[np.isfinite(a)] for a in ends]
+    start = float(arrival.min()) if arrival.size else 0.0
+    end = max((float(a.max()) for a in finite if a.size), default=start)
+    return start, max(end, start)
+
+
+def _timeline_figures(
+    summary: dict[str, Any], req: dict[str, np.ndarray], steps: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    scenario = summary["scenario"]
+    num_replicas = int(scenario["num_replicas"])
+    start_s, end_s = _clock(req, steps)
+    edges = F.time_bins(start_s, end_s)
+    width_s = float(edges[1] - edges[0])
+    centres = (edges[:-1] + edges[1:]) / 2
+    bin_text = F.format_duration_s(width_s)
+    arrival = req["arrival_time_s"]
+    completed = req["status"] == "completed"
+    figures = []
+
+    rate = F.binned_count(arrival, edges) / width_s
+    figures.append(
+        F.line_figure(
+            "arrival_rate",
+            "Arrival rate",
+            "trace time",
+            "requests/s",
+            [F.series("arrivals", rate, step=True)],
+            x_values=edges[:-1],
+            time_axis=True,
+            y_min=0.0,
+            caption=f"Requests arriving per second, in bins of {bin_text}.",
+        )
+    )
+
+    sched, done = req["first_scheduled_s"][completed], req["completion_s"][completed]
+    waiting, _ = F.binned_level(
+        np.concatenate((arrival[completed], sched)),
+        np.concatenate((np.ones(sched.size), -np.ones(sched.size))),
+        edges,
+    )
+    running, _ = F.binned_level(
+        np.concatenate((sched, done)),
+        np.concatenate((np.ones(sched.size), -np.ones(sched.size))),
+        edges,
+    )
+    figures.append(
+        F.line_figure(
+            "queue_depth",
+            "Waiting and running requests (all replicas)",
+            "trace time",
+            "requests",
+            [F.series("waiting", waiting), F.series("running", running)],
+            x_values=centres,
+            time_axis=True,
+            y_min=0.0,
+            caption=(
+                f"Mean over bins of {bin_text}. Waiting: arrived, not yet scheduled; running: "
+                "scheduled, not finished (a preempted request stays counted as running)."
+            ),
+        )
+    )
+
+    step_end = steps["start_s"] + steps["duration_s"]
+    duration = np.maximum(steps["duration_s"], 1e-12)
+    tokens = steps["prefill_tokens"] + steps["decode_seqs"].astype(np.int64) * steps["num_steps"]
+    tok_rate, _ = F.binned_level(
+        np.concatenate((steps["start_s"], step_end)),
+        np.concatenate((tokens / duration, -tokens / duration)),
+        edges,
+    )
+    step_rate, _ = F.binned_level(
+        np.concatenate((steps["start_s"], step_end)),
+        np.concatenate((steps["num_steps"] / duration, -steps["num_steps"] / duration)),
+        edges,
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_tokens = np.where(step_rate > 0, tok_rate / step_rate, np.nan)
+    max_tokens = F.binned_max(
+        steps["start_s"], steps["prefill_tokens"] + steps["decode_seqs"], edges
+    )
+    batch = F.line_figure(
+        "batch_tokens",
+        "Tokens per engine step",
+        "trace time",
+        "tokens",
+        [F.series("mean", mean_tokens), F.series("largest step", max_tokens, dash=True)],
+        x_values=centres,
+        time_axis=True,
+        y_min=0.0,
+        caption=(
+            f"Prompt plus decode tokens computed per engine step over all replicas, in bins of "
+            f"{bin_text}; the line is the token budget per step."
+        ),
+    )
+    budget = scenario.get("token_budget_per_step")
+    if budget:
+        batch["hlines"] = [{"y": budget, "label": f"budget {budget:,}"}]
+    figures.append(batch)
+
+    kv_bins = max(50, min(F.MAX_BINS, F.MAX_REPLICA_POINTS // max(num_replicas, 1)))
+    kv_edges = F.time_bins(start_s, end_s, kv_bins)
+    kv_blocks = float(scenario["kv_blocks_per_replica"])
+    kv_series = []
+    for r in range(num_replicas):
+        mine = steps["replica"] == r
+        used = steps["kv_blocks_used"][mine].astype(np.float64)
+        deltas = np.diff(used, prepend=0.0)
+        _, peak = F.binned_level(step_end[mine], deltas, kv_edges)
+        kv_series.append(F.series(f"replica {r}", peak / kv_blocks * 100, step=True))
+    figures.append(
+        F.line_figure(
+            "kv_cache",
+            "KV-cache use per replica",
+            "trace time",
+            "% of KV blocks",
+            kv_series,
+            x_values=kv_edges[:-1],
+            time_axis=True,
+            y_min=0.0,
+            caption=(
+                f"Largest share of the replica's {int(kv_blocks):,} KV blocks in use in bins of "
+                f"{F.format_duration_s(float(kv_edges[1] - kv_edges[0]))} "
+                f"(peak over the run: {summary['kv_cache']['peak_fraction']:.1%})."
+            ),
+        )
+    )
+
+    preempted = completed & (req["num_preemptions"] > 0)
+    in_flight, _ = F.binned_level(
+        np.concatenate((req["first_scheduled_s"][preempted], req["completion_s"][preempted])),
+        np.concatenate((np.ones(preempted.sum()), -np.ones(preempted.sum()))),
+        edges,
+    )
+    figures.append(
+        F.line_figure(
+            "preemptions",
+            f"Preempted requests in flight ({summary['num_preemptions']:,} preemptions in all)",
+            "trace time",
+            "requests",
+            [F.series("preempted at least once", in_flight)],
+            x_values=centres,
+            time_axis=True,
+            y_min=0.0,
+            caption=(
+                f"Mean over bins of {bin_text} of running requests that are preempted (and "
+                "recomputed) at least once between their first scheduling and completion; "
+                "the step log does not record the instant of each preemption."
+            ),
+        )
+    )
+
+    num_done = int(completed.sum())
+    span_s = max(end_s - start_s, 1e-9)
+    # Windows wide enough to hold ~200 requests at the mean rate, at least one bin and 10 s.
+    window_s = min(max(200 * span_s / max(num_done, 1), width_s, 10.0), span_s)
+    window_s = next((w for w in F.NICE_WIDTHS_S if w >= window_s), window_s)
+    ttft_ms = req["ttft_s"] * 1e3
+    roll_edges = F.time_bins(start_s, end_s, 400)
+    roll_centres = (roll_edges[:-1] + roll_edges[1:]) / 2
+    p99 = F.rolling_percentile(arrival, ttft_ms, roll_centres, window_s, 99)
+    p50 = F.rolling_percentile(arrival, ttft_ms, roll_centres, window_s, 50)
+    ttft = F.line_figure(
+        "rolling_ttft",
+        "TTFT over time (by arrival)",
+        "trace time",
+        "TTFT (ms)",
+        [F.series("p99", p99), F.series("p50", p50, dash=True)],
+        x_values=roll_centres,
+        time_axis=True,
+        y_min=0.0,
+        caption=(
+            f"Percentiles of the TTFT of requests arriving in a {F.format_duration_s(window_s)}"
+            " window around each point (windows with fewer than 20 requests are left blank)."
+        ),
+    )
+    ttft["hlines"] = [
+        {"y": bound_ms, "label": f"SLO p{p} \u2264 {bound_ms:,.0f} ms"}
+        for p, bound_ms in _slo_for(summary, "ttft")
+    ]
+    figures.append(ttft)
+    return figures
+
+
+def replica_table(
+    summary: dict[str, Any], req: dict[str, np.ndarray], steps: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    """Per replica: requests, tokens, busy share of the makespan, peak KV share."""
+    num_replicas = int(summary["scenario"]["num_replicas"])
+    makespan_s = float(summary["makespan_s"])
+    kv_blocks = float(summary["scenario"]["kv_blocks_per_replica"])
+    served = np.bincount(req["replica"][req["replica"] >= 0], minlength=num_replicas)
+    out_tokens = np.bincount(
+        req["replica"][req["replica"] >= 0],
+        weights=req["output_tokens"][req["replica"] >= 0],
+        minlength=num_replicas,
+    )
+    busy_s = np.bincount(steps["replica"], weights=steps["duration_s"], minlength=num_replicas)
+    rows = []
+    for r in range(num_replicas):
+        mine = steps["replica"] == r
+        rows.append(
+            {
+                "replica": r,
+                "requests": int(served[r]),
+                "output_tokens": int(out_tokens[r]),
+                "busy_fraction": float(busy_s[r] / makespan_s) if makespan_s > 0 else math.nan,
+                "peak_kv_fraction": float(steps["kv_blocks_used"][mine].max() / kv_blocks)
+                if mine.any()
+                else 0.0,
+            }
+        )
+    return rows
+
+
+def _balance_figures(
+    summary: dict[str, Any], req: dict[str, np.ndarray], steps: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    rows = replica_table(summary, req, steps)
+    names = [str(row["replica"]) for row in rows]
+    total = max(sum(row["requests"] for row in rows), 1)
+    total_tokens = max(sum(row["output_tokens"] for row in rows), 1)
+    return [
+        F.bar_figure(
+            "replica_balance",
+            "Load balance across replicas",
+            names,
+            "replica",
+            "%",
+            [
+                F.series(
+                    "share of requests", np.array([r["requests"] / total * 100 for r in rows])
+                ),
+                F.series(
+                    "share of output tokens",
+                    np.array([r["output_tokens"] / total_tokens * 100 for r in rows]),
+                ),
+                F.series(
+                    "busy time (% of makespan)", np.array([r["busy_fraction"] * 100 for r in rows])
+                ),
+                F.series("peak KV use (%)", np.array([r["peak_kv_fraction"] * 100 for r in rows])),
+            ],
+            caption=(
+                "An even router gives every replica the same share (100 / replicas %); busy "
+                "time is the time the replica spent in engine steps."
+            ),
+        )
+    ]
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    s = summary["scenario"]
+    tp_note = " (chosen)" if s.get("tp_chosen_automatically") else ""
+    rows = [
+        ("GPUs", esc(s["gpus"])),
+        ("Model", esc(f"{s['model']}, tp={s['tp']}{tp_note}")),
+        ("Replicas", esc(f"{s['num_replicas']} \u00d7 {s['tp']} GPU")),
+        (
+            "KV cache per replica",
+            esc(
+                f"{s['kv_blocks_per_replica']:,} blocks of {s.get('block_size', '?')} tokens"
+                + (
+                    f" ({s['kv_capacity_tokens_per_replica']:,} tokens)"
+                    if "kv_capacity_tokens_per_replica" in s
+                    else ""
+                )
+            ),
+        ),
+    ]
+    if "scheduler" in s:
+        rows.append(("Engine", esc(f"{s['scheduler']} scheduler, {s.get('engine', '')}")))
+    if "max_num_seqs" in s:
+        rows.append(
+            (
+                "Batch knobs",
+                esc(
+                    f"max_num_seqs={s['max_num_seqs']}, "
+                    f"max_num_batched_tokens={s.get('max_num_batched_tokens')}, "
+                    f"max_model_len={s.get('max_model_len', 0):,}"
+                ),
+            )
+        )
+    if "router" in s:
+        rows.append(("Router", esc(s["router"])))
+    calibration = str(s["calibration"])
+    badge = "warn" if "uncalibrated" in calibration or "roofline" in calibration else ""
+    rows.append(("Step times", f'<span class="badge {badge}">{esc(calibration)}</span>'))
+    if "cost_per_hour_usd" in s:
+        rows.append(("Cost", esc(f"${s['cost_per_hour_usd']:,.2f}/hour (indicative)")))
+    if "seed" in s:
+        rows.append(("Seed", esc(s["seed"])))
+    for note in s.get("notes", []):
+        rows.append(("Note", esc(note)))
+    return rows
+
+
+def _latency_table(summary: dict[str, Any]) -> str:
+    columns = ("mean", "p50", "p90", "p95", "p99", "max")
+    rows = []
+    for label, key, _ in LATENCIES:
+        stats = summary[key]
+        cells = [f"<td>{esc(label)}</td>"]
+        cells += [number_cell(stats.get(c), _ms(stats.get(c)), f"{key}.{c}") for c in columns]
+        rows.append(cells)
+    return table(["latency (ms)", *columns], rows, "latency")
+
+
+def _totals_table(summary: dict[str, Any]) -> str:
+    kv = summary["kv_cache"]
+    throughput = summary.get("throughput_rps")
+    tokens = summary.get("output_tokens_per_s")
+
+    def row(label: str, key: str, value: Any, text: str) -> list[str]:
+        return [f"<td>{esc(label)}</td>", number_cell(value, text, key)]
+
+    rows = [
+        row("Requests", "num_requests", summary["num_requests"], f"{summary['num_requests']:,}"),
+        row(
+            "Completed", "num_completed", summary["num_completed"], f"{summary['num_completed']:,}"
+        ),
+        row("Rejected", "num_rejected", summary["num_rejected"], f"{summary['num_rejected']:,}"),
+        row(
+            "Preemptions",
+            "num_preemptions",
+            summary["num_preemptions"],
+            f"{summary['num_preemptions']:,}",
+        ),
+        row("Makespan (s)", "makespan_s", summary["makespan_s"], f"{summary['makespan_s']:,.1f}"),
+        row(
+            "Throughput (req/s)",
+            "throughput_rps",
+            throughput,
+            "n/a" if throughput is None else f"{throughput:,.2f}",
+        ),
+        row(
+            "Output tokens/s",
+            "output_tokens_per_s",
+            tokens,
+            "n/a" if tokens is None else f"{tokens:,.0f}",
+        ),
+        row(
+            "KV cache peak",
+            "kv_cache.peak_fraction",
+            kv["peak_fraction"],
+            f"{kv['peak_fraction']:.1%}",
+        ),
+        row(
+            "KV cache mean",
+            "kv_cache.mean_fraction",
+            kv["mean_fraction"],
+            f"{kv['mean_fraction']:.1%}",
+        ),
+    ]
+    if "backlog_at_last_arrival" in summary:
+        backlog = summary["backlog_at_last_arrival"]
+        rows.append(
+            row("Backlog at last arrival", "backlog_at_last_arrival", backlog, f"{backlog:,}")
+        )
+    for reason, count in summary.get("rejected_by_reason", {}).items():
+        rows.append(row(f"Rejected: {reason}", f"rejected_by_reason.{reason}", count, f"{count:,}"))
+    return table(["totals", "value"], rows, "totals")
+
+
+def _slo_table(summary: dict[str, Any]) -> str:
+    slo = summary.get("slo")
+    if not slo:
+        return ""
+    rows = []
+    for key, b in slo["bounds"].items():
+        base = f"slo.bounds.{key}"
+        attainment = b.get("attainment")
+        rows.append(
+            [
+                f"<td>{esc(key)}</td>",
+                number_cell(b["bound_ms"], _ms(b["bound_ms"]), f"{base}.bound_ms"),
+                number_cell(b["value_ms"], _ms(b["value_ms"]), f"{base}.value_ms"),
+                f'<td><span class="badge {"" if b["met"] else "bad"}">'
+                f"{'met' if b['met'] else 'missed'}</span></td>",
+                number_cell(
+                    attainment,
+                    "n/a" if attainment is None else f"{attainment:.1%}",
+                    f"{base}.attainment",
+                ),
+            ]
+        )
+    goodput = slo.get("goodput_rps")
+    all_att = slo.get("attainment_all")
+    rows.append(
+        [
+            "<td>all bounds</td>",
+            "<td></td>",
+            "<td></td>",
+            f'<td><span class="badge {"" if slo["all_met"] else "bad"}">'
+            f"{'met' if slo['all_met'] else 'missed'}</span></td>",
+            number_cell(
+                all_att, "n/a" if all_att is None else f"{all_att:.1%}", "slo.attainment_all"
+            ),
+        ]
+    )
+    out = table(["SLO", "bound (ms)", "value (ms)", "", "attainment"], rows, "slo")
+    out += (
+        '<p class="sub">Goodput (requests/s meeting every bound): '
+        f'<span data-key="slo.goodput_rps" data-value="{esc(json.dumps(goodput))}">'
+        f"{'n/a' if goodput is None else f'{goodput:,.2f}'}</span></p>"
+    )
+    return out
+
+
+def _replica_rows(rows: list[dict[str, Any]]) -> str:
+    cells = [
+        [
+            f"<td>{row['replica']}</td>",
+            number_cell(row["requests"], f"{row['requests']:,}"),
+            number_cell(row["output_tokens"], f"{row['output_tokens']:,}"),
+            number_cell(
+                None if math.isnan(row["busy_fraction"]) else row["busy_fraction"],
+                f"{row['busy_fraction']:.1%}",
+            ),
+            number_cell(
+                row["peak_kv_fraction"],
+                f"{row['peak_kv_fraction']:.1%}",
+                f"kv_cache.per_replica_peak_fraction.{row['replica']}",
+            ),
+        ]
+        for row in rows
+    ]
+    return table(["replica", "requests", "output tokens", "busy", "peak KV use"], cells, "replicas")
+
+
+def render_run_page(outputs: RunOutputs, figures: list[dict[str, Any]]) -> str:
+    """The run page as HTML text (same outputs, same bytes)."""
+    summary = outputs.summary
+    scenario = summary["scenario"]
+    by_id = {f["id"]: f for f in figures}
+    distributions = [f for f in figures if f["id"].endswith("_cdf")]
+    timelines = [f for f in figures if f["zoom"]]
+    title = f"simreplay run: {scenario['gpus']}, {scenario['model']}"
+    overloaded = ""
+    backlog = summary.get("backlog_at_last_arrival", 0)
+    if backlog > max(10, 0.01 * summary["num_requests"]):
+        overloaded = (
+            f'<p><span class="badge bad">overloaded</span> {backlog:,} requests had not '
+            "started when the last one arrived: the queue grows, so latencies grow with the "
+            "trace's length.</p>"
+        )
+    parts = [
+        f"<header><h1>{esc(title)}</h1>",
+        f'<p class="sub">{summary["num_requests"]:,} requests replayed; outputs in '
+        f"<code>{esc(outputs.directory.name or outputs.directory)}</code>. Step times: "
+        f"<strong>{esc(scenario['calibration'])}</strong>.</p></header>",
+        overloaded,
+        "<h2>Scenario</h2>",
+        key_value_table(_scenario_rows(summary)),
+        "<h2>Summary</h2>",
+        '<div class="tables">',
+        _latency_table(summary),
+        _totals_table(summary),
+        f"<div>{_slo_table(summary)}</div>" if "slo" in summary else "",
+        "</div>",
+        "<h2>Latency distributions</h2>",
+        '<div class="grid">',
+        *(figure_div(f) for f in distributions),
+        "</div>",
+        '<h2>Over the trace\'s clock</h2><section class="timelines">',
+        '<p class="toolbar">Drag across any timeline to zoom all of them to that span; '
+        'double-click or <button id="reset-zoom" type="button">reset zoom</button> to see the '
+        'whole run. <span id="zoom-state"></span></p>',
+        *(figure_div(f) for f in timelines),
+        "</section>",
+        "<h2>Replicas</h2>",
+        figure_div(by_id["replica_balance"]),
+        '<div class="tables" style="margin-top:12px">',
+        _replica_rows(replica_table(summary, outputs.requests, outputs.steps)),
+        "</div>",
+        "<footer>Written by <code>simreplay report</code> from summary.json, "
+        "requests.parquet and steps.parquet. Tables show summary.json's numbers (exact values "
+        "in each cell's data-value); figures are reduced for size: time series in bins, "
+        "distributions through quantiles. The same figures are in "
+        "<code>plots/*.png</code>.</footer>",
+    ]
+    return page(title, "\n".join(p for p in parts if p), summary, figures)

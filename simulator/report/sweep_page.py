@@ -1,0 +1,591 @@
+"""The report of a sweep: one row per scenario (parquet files under a directory) -> one page.
+
+Reads whatever flat columns the rows have and draws what they support; the columns used,
+when present (``simreplay sweep``'s row format):
+
+| column | use |
+|---|---|
+| `gpus` (``4xA100``), or `gpu` / `gpu_type` and `num_gpus` | GPU type and count |
+| `ttft_p99_ms`, `tpot_p99_ms` (and any other `*_ms`, `throughput_rps`) | latency figures, table |
+| `cost_per_hour_usd` | cost against p99, Pareto frontier |
+| `slo_met`, `slo_attainment_all` / `attainment_all` / `slo_attainment` | heat map, answer |
+| `status` (`ok` or anything else), `reason` | infeasible scenarios are listed, not drawn |
+| knobs: `model`, `tp`, `rate_scale`, `max_num_seqs`, ... | series, heat-map axes, table |
+
+The `plan` answer is read from ``plan.json`` in the directory when present (the object
+``simreplay plan --json`` prints); otherwise the cheapest scenario meeting the SLO is
+marked, and the page says which it is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from simulator.errors import SimreplayError
+from simulator.io import read_parquet
+from simulator.report import figures as F
+from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
+
+PLAN_FILE = "plan.json"
+#: Scenario knobs, in the order heat-map axes and series are chosen from.
+KNOBS = (
+    "rate_scale",
+    "num_gpus",
+    "gpu",
+    "gpus",
+    "tp",
+    "model",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "scheduler",
+    "router",
+    "block_size",
+    "gpu_memory_utilization",
+    "chunk_size",
+    "calibration",
+    "trace",
+    "seed",
+)
+ATTAINMENT_COLUMNS = ("slo_attainment_all", "attainment_all", "slo_attainment")
+LATENCY_COLUMNS = ("ttft_p99_ms", "tpot_p99_ms")
+#: Most rows the page's table lists (all rows stay in the parquet files).
+MAX_TABLE_ROWS = 500
+#: Most lines of one "p99 against GPU count" figure before other knobs are folded.
+MAX_GROUPS = 10
+STAR = "\u2605"
+_GPUS = re.compile(r"^\s*(\d+)\s*[xX]\s*(\S+)\s*$")
+
+
+@dataclass
+class SweepRows:
+    """A sweep's rows, read back and normalised.
+
+    Attributes
+    ----------
+    directory : Path
+    rows : list of dict
+        One dict per scenario, the parquet columns plus ``gpu`` (type), ``num_gpus`` and
+        ``ok`` (bool) filled in.
+    columns : list of str
+        The parquet columns, in file order.
+    slo : dict
+        ``{"ttft": (percentile, bound_ms), ...}`` when known, else empty.
+    answer : dict or None
+        The ``plan`` answer (``plan.json``) when present.
+    """
+
+    directory: Path
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    slo: dict[str, tuple[int, float]]
+    answer: dict[str, Any] | None
+
+
+def sweep_files(directory: Path) -> list[Path]:
+    """Parquet files under ``directory`` (recursively), hidden and temporary files excluded."""
+    return sorted(
+        path
+        for path in Path(directory).rglob("*.parquet")
+        if not any(part.startswith(".") for part in path.relative_to(directory).parts)
+    )
+
+
+def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = None) -> SweepRows:
+    """Read every scenario row under ``directory``.
+
+    Parameters
+    ----------
+    slo : dict, optional
+        Parsed ``--slo`` bounds (``metrics.parse_slo``); otherwise taken from a ``slo``
+        column holding one value for every row, when there is one.
+
+    Raises
+    ------
+    SimreplayError
+        One line when there are no rows, a file is unreadable, or the rows lack the
+        columns a sweep page needs.
+    """
+    from simulator.metrics import parse_slo
+
+    directory = Path(directory)
+    files = sweep_files(directory)
+    if not files:
+        raise SimreplayError(
+            f"{directory}: neither a run's outputs (summary.json, requests.parquet, "
+            "steps.parquet) nor a sweep's rows (*.parquet)"
+        )
+    tables = [read_parquet(path) for path in files]
+    try:
+        combined = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowException, TypeError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SimreplayError(f"{directory}: sweep rows do not share one schema: {reason}") from None
+    columns = combined.column_names
+    has_gpus = "gpus" in columns or (
+        ("gpu" in columns or "gpu_type" in columns) and "num_gpus" in columns
+    )
+    if not has_gpus:
+        raise SimreplayError(
+            f"{directory}: sweep rows need a gpus column (e.g. 4xA100) or gpu and num_gpus; "
+            f"found {', '.join(columns)}"
+        )
+    if not any(name in columns for name in LATENCY_COLUMNS):
+        raise SimreplayError(
+            f"{directory}: sweep rows need {' or '.join(LATENCY_COLUMNS)}; "
+            f"found {', '.join(columns)}"
+        )
+    rows = [_normalise(row, directory) for row in combined.to_pylist()]
+    if slo is None and "slo" in columns:
+        values = {row.get("slo") for row in rows} - {None, ""}
+        if len(values) == 1:
+            slo = parse_slo(values.pop())
+    bounds = {metric: (p, bound) for _, (metric, p, bound) in (slo or {}).items()}
+    return SweepRows(directory, rows, columns, bounds, _read_plan(directory))
+
+
+def _normalise(row: dict[str, Any], directory: Path) -> dict[str, Any]:
+    row = dict(row)
+    gpu = row.get("gpu") or row.get("gpu_type")
+    num_gpus = row.get("num_gpus")
+    match = _GPUS.match(str(row.get("gpus") or ""))
+    if match:
+        num_gpus = num_gpus if num_gpus is not None else int(match.group(1))
+        gpu = gpu or match.group(2)
+    if gpu is None or num_gpus is None:
+        raise SimreplayError(
+            f"{directory}: a row has gpus={row.get('gpus')!r}; expected NxNAME, e.g. 4xA100"
+        )
+    row["gpu"], row["num_gpus"] = str(gpu), int(num_gpus)
+    if not row.get("gpus"):
+        row["gpus"] = f"{row['num_gpus']}x{row['gpu']}"
+    row["ok"] = str(row.get("status") or "ok").lower() in ("ok", "completed", "feasible")
+    return row
+
+
+def _read_plan(directory: Path) -> dict[str, Any] | None:
+    path = directory / PLAN_FILE
+    if not path.is_file():
+        return None
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SimreplayError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(plan, dict) or "answer" not in plan:
+        raise SimreplayError(f"{path}: expected the object `simreplay plan --json` prints")
+    answer = plan["answer"]
+    if answer is not None and not isinstance(answer, dict):
+        raise SimreplayError(f"{path}: answer must be an object or null")
+    return answer if answer is not None else {"none": plan.get("reason", "no answer")}
+
+
+def _number(value: Any) -> float:
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def varying_knobs(sweep: SweepRows) -> list[str]:
+    """Knob columns with more than one value over the rows, in ``KNOBS`` order."""
+    out = []
+    for knob in KNOBS:
+        values = {json.dumps(row.get(knob), default=str) for row in sweep.rows}
+        if len(values) > 1:
+            out.append(knob)
+    return out
+
+
+def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
+    """The scenario to highlight and what it is: the plan answer, or the cheapest meeting
+    the SLO among these rows."""
+    if sweep.answer is not None and "none" not in sweep.answer:
+        want_gpus = sweep.answer.get("gpus")
+        want_tp = sweep.answer.get("tp")
+        for row in sweep.rows:
+            if (
+                row["ok"]
+                and row["gpus"] == want_gpus
+                and (want_tp is None or row.get("tp") == want_tp)
+            ):
+                return row, "plan answer"
+        return None, f"plan answer {want_gpus} is not among these rows"
+    if sweep.answer is not None:
+        return None, f"plan found no answer: {sweep.answer['none']}"
+    met = [
+        row
+        for row in sweep.rows
+        if row["ok"]
+        and row.get("slo_met") is True
+        and not math.isnan(_number(row.get("cost_per_hour_usd")))
+    ]
+    if not met:
+        return None, ""
+    best = min(met, key=lambda r: (_number(r["cost_per_hour_usd"]), r["gpus"]))
+    return best, "cheapest scenario meeting the SLO"
+
+
+def pareto_front(cost: np.ndarray, latency: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both cost and latency, by latency.
+
+    A point is on the front when every point with lower or equal latency costs more.
+    """
+    finite = np.flatnonzero(np.isfinite(cost) & np.isfinite(latency))
+    order = finite[np.lexsort((cost[finite], latency[finite]))]
+    front, best = [], math.inf
+    for i in order:
+        if cost[i] < best:
+            front.append(i)
+            best = cost[i]
+    return np.array(front, dtype=np.int64)
+
+
+def _label(row: dict[str, Any], knobs: list[str]) -> str:
+    extra = [f"{k}={row.get(k)}" for k in knobs if k not in ("gpus", "gpu", "num_gpus")]
+    return " ".join([row["gpus"], *extra])
+
+
+def sweep_figures(
+    sweep: SweepRows, heatmap_axes: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Every figure of the sweep page, in page order."""
+    ok = [row for row in sweep.rows if row["ok"]]
+    knobs = varying_knobs(sweep)
+    answer, answer_kind = answer_row(sweep)
+    figures = []
+    for metric in ("ttft", "tpot"):
+        column = f"{metric}_p99_ms"
+        if column in sweep.columns:
+            figures.append(_against_gpus(sweep, ok, knobs, metric, column, answer))
+    if "cost_per_hour_usd" in sweep.columns and "ttft_p99_ms" in sweep.columns:
+        figures.append(_cost_front(sweep, ok, knobs, answer, answer_kind))
+    heat = _heatmap(sweep, knobs, heatmap_axes)
+    if heat is not None:
+        figures.append(heat)
+    return figures
+
+
+def _against_gpus(
+    sweep: SweepRows,
+    ok: list[dict[str, Any]],
+    knobs: list[str],
+    metric: str,
+    column: str,
+    answer: dict[str, Any] | None,
+) -> dict[str, Any]:
+    others = [k for k in knobs if k not in ("gpus", "gpu", "num_gpus")]
+    groups: dict[str, dict[int, list[float]]] = {}
+
+    def key(row: dict[str, Any], folded: bool) -> str:
+        if folded:
+            return row["gpu"]
+        return " ".join([row["gpu"], *(f"{k}={row.get(k)}" for k in others)])
+
+    folded = len({key(row, False) for row in ok}) > MAX_GROUPS
+    for row in ok:
+        value = _number(row.get(column))
+        if math.isfinite(value):
+            groups.setdefault(key(row, folded), {}).setdefault(row["num_gpus"], []).append(value)
+    series = []
+    for name in sorted(groups):
+        counts = sorted(groups[name])
+        # Several rows per point (folded knobs, seeds): the best one, as a planner would pick.
+        series.append(
+            F.series(
+                name,
+                np.array([min(groups[name][n]) for n in counts]),
+                x=np.array(counts, dtype=np.float64),
+                points=True,
+                line=True,
+            )
+        )
+    label = metric.upper()
+    caption = "Scenarios that ran; infeasible ones are listed in the table."
+    if folded:
+        caption += f" Lines per GPU type, the lowest p99 over {', '.join(others)} at each count."
+    figure = F.line_figure(
+        f"sweep_{metric}_p99",
+        f"p99 {label} against GPU count",
+        "GPUs",
+        f"p99 {label} (ms)",
+        series,
+        y_scale="log",
+        caption=caption,
+    )
+    figure["x"]["integer"] = True
+    if metric in sweep.slo:
+        p, bound = sweep.slo[metric]
+        figure["hlines"] = [{"y": bound, "label": f"SLO p{p} \u2264 {bound:,.0f} ms"}]
+    if answer is not None and math.isfinite(_number(answer.get(column))):
+        figure["markers"] = [
+            {
+                "name": answer["gpus"],
+                "x": answer["num_gpus"],
+                "y": _number(answer[column]),
+                "highlight": True,
+            }
+        ]
+    return figure
+
+
+def _cost_front(
+    sweep: SweepRows,
+    ok: list[dict[str, Any]],
+    knobs: list[str],
+    answer: dict[str, Any] | None,
+    answer_kind: str,
+) -> dict[str, Any]:
+    cost = np.array([_number(r.get("cost_per_hour_usd")) for r in ok])
+    p99 = np.array([_number(r.get("ttft_p99_ms")) for r in ok])
+    types = sorted({r["gpu"] for r in ok})
+    series = []
+    for colour, gpu in enumerate(types):
+        mine = [i for i, r in enumerate(ok) if r["gpu"] == gpu]
+        series.append(
+            {
+                **F.series(gpu, cost[mine], x=p99[mine], points=True, color=colour),
+                "labels": [_label(ok[i], knobs) for i in mine],
+            }
+        )
+    front = pareto_front(cost, p99)
+    if front.size:
+        series.append(
+            {
+                **F.series(
+                    "Pareto frontier", cost[front], x=p99[front], dash=True, color=len(types)
+                ),
+                "labels": [_label(ok[i], knobs) for i in front],
+            }
+        )
+    figure = F.line_figure(
+        "sweep_cost_front",
+        "Cost per hour against p99 TTFT",
+        "p99 TTFT (ms)",
+        "$ per hour",
+        series,
+        x_scale="log",
+        y_min=0.0,
+        caption=(
+            "Each point is a scenario; the dashed line joins the Pareto frontier (no scenario is "
+            "both cheaper and faster)." + (f" Ringed: {answer_kind}." if answer is not None else "")
+        ),
+    )
+    if "ttft" in sweep.slo:
+        p, bound = sweep.slo["ttft"]
+        figure["vlines"] = [{"x": bound, "label": f"SLO p{p} \u2264 {bound:,.0f} ms"}]
+    if answer is not None:
+        figure["markers"] = [
+            {
+                "name": f"{answer['gpus']} ${_number(answer.get('cost_per_hour_usd')):,.2f}/h",
+                "x": _number(answer.get("ttft_p99_ms")),
+                "y": _number(answer.get("cost_per_hour_usd")),
+                "highlight": True,
+            }
+        ]
+    return figure
+
+
+def _heatmap_value(row: dict[str, Any]) -> float:
+    for name in ATTAINMENT_COLUMNS:
+        value = _number(row.get(name))
+        if math.isfinite(value):
+            return value
+    met = row.get("slo_met")
+    if not row["ok"]:
+        return 0.0  # an infeasible scenario meets nothing
+    return math.nan if met is None else float(bool(met))
+
+
+def _sort_key(value: Any) -> tuple[int, float, str]:
+    number = _number(value)
+    return (0, number, "") if math.isfinite(number) else (1, 0.0, str(value))
+
+
+def _heatmap(
+    sweep: SweepRows, knobs: list[str], axes: tuple[str, str] | None
+) -> dict[str, Any] | None:
+    if axes is None:
+        if "rate_scale" in knobs and len(knobs) > 1:
+            second = "gpus" if "gpus" in knobs else next(k for k in knobs if k != "rate_scale")
+            axes = ("rate_scale", second)
+        elif "num_gpus" in knobs and "gpu" in knobs:
+            axes = ("num_gpus", "gpu")
+        elif len(knobs) >= 2:
+            axes = (knobs[0], knobs[1])
+        else:
+            return None
+    else:
+        for name in axes:
+            if name not in sweep.columns and name not in ("gpu", "num_gpus"):
+                raise SimreplayError(
+                    f"--heatmap: no column {name!r} in the sweep rows; columns: "
+                    f"{', '.join(sweep.columns)}"
+                )
+    x_name, y_name = axes
+    cells: dict[tuple[str, str], list[float]] = {}
+    for row in sweep.rows:
+        value = _heatmap_value(row)
+        if math.isfinite(value):
+            cells.setdefault((str(row.get(x_name)), str(row.get(y_name))), []).append(value)
+    if not cells:
+        return None
+    xs = sorted({row.get(x_name) for row in sweep.rows}, key=_sort_key)
+    ys = sorted({row.get(y_name) for row in sweep.rows}, key=_sort_key)
+    z = [
+        [float(np.mean(cells[(str(x), str(y))])) if (str(x), str(y)) in cells else None for x in xs]
+        for y in ys
+    ]
+    uses = next((c for c in ATTAINMENT_COLUMNS if c in sweep.columns), None)
+    return {
+        "id": "sweep_slo_heatmap",
+        "title": f"SLO attainment over {x_name} and {y_name}",
+        "kind": "heatmap",
+        "x": {"label": x_name, "scale": "category", "time": False, "values": [str(x) for x in xs]},
+        "y": {"label": y_name, "scale": "category", "values": [str(y) for y in ys]},
+        "z": z,
+        "series": [],
+        "markers": [],
+        "vlines": [],
+        "hlines": [],
+        "zoom": False,
+        "caption": (
+            f"Mean of {uses} over the scenarios in each cell"
+            if uses
+            else "Share of the scenarios in each cell that meet every SLO bound (slo_met)"
+        )
+        + "; infeasible scenarios count as 0; grey: no scenario.",
+    }
+
+
+#: Columns the table shows after the knobs, when present.
+TABLE_METRICS = (
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "tpot_p50_ms",
+    "tpot_p99_ms",
+    "e2e_p99_ms",
+    "throughput_rps",
+    "cost_per_hour_usd",
+)
+
+
+def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
+    knobs = [k for k in KNOBS if k in sweep.columns and k not in ("gpu", "num_gpus")]
+    metrics = [m for m in TABLE_METRICS if m in sweep.columns]
+    ordered = sorted(
+        sweep.rows,
+        key=lambda r: (
+            not r["ok"],
+            _number(r.get("cost_per_hour_usd"))
+            if math.isfinite(_number(r.get("cost_per_hour_usd")))
+            else math.inf,
+            _number(r.get("ttft_p99_ms"))
+            if math.isfinite(_number(r.get("ttft_p99_ms")))
+            else math.inf,
+        ),
+    )
+    rows = []
+    for row in ordered[:MAX_TABLE_ROWS]:
+        cells = [f"<td>{esc(row.get(k))}</td>" for k in knobs]
+        for m in metrics:
+            value = _number(row.get(m))
+            cells.append(
+                number_cell(
+                    value if math.isfinite(value) else None,
+                    f"{value:,.2f}" if math.isfinite(value) else "",
+                )
+            )
+        met = row.get("slo_met")
+        badge = "" if met else "bad"
+        cells.append(
+            f'<td><span class="badge {badge}">{"met" if met else "missed"}</span></td>'
+            if met is not None and row["ok"]
+            else "<td></td>"
+        )
+        status = "ok" if row["ok"] else f"{row.get('status')}: {row.get('reason') or ''}"
+        cells.append(f"<td>{esc(status)}</td>")
+        mark = ' class="answer"' if row is answer else ""
+        rows.append([f"<td{mark}>{STAR if row is answer else ''}</td>", *cells])
+    html = table(["", *knobs, *metrics, "SLO", "status"], rows, "scenarios")
+    if len(ordered) > MAX_TABLE_ROWS:
+        html += (
+            f'<p class="sub">The first {MAX_TABLE_ROWS:,} of {len(ordered):,} scenarios by cost; '
+            "every row is in the parquet files.</p>"
+        )
+    return html
+
+
+def _shown_knobs(knobs: list[str]) -> list[str]:
+    # gpu and num_gpus are read from gpus: name gpus only, as the user gave it.
+    return [k for k in knobs if "gpus" not in knobs or k not in ("gpu", "num_gpus")]
+
+
+def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
+    """The sweep page as HTML text."""
+    answer, answer_kind = answer_row(sweep)
+    num_ok = sum(row["ok"] for row in sweep.rows)
+    types = sorted({row["gpu"] for row in sweep.rows})
+    facts = [
+        (
+            "Scenarios",
+            esc(f"{len(sweep.rows):,} ({num_ok:,} ran, {len(sweep.rows) - num_ok:,} infeasible)"),
+        ),
+        ("GPU types", esc(", ".join(types))),
+        ("Knobs varied", esc(", ".join(_shown_knobs(varying_knobs(sweep))) or "none")),
+        (
+            "SLO",
+            esc(
+                ", ".join(f"{m} p{p} \u2264 {b:,.0f} ms" for m, (p, b) in sweep.slo.items())
+                or "not given"
+            ),
+        ),
+    ]
+    if answer is not None:
+        cost = _number(answer.get("cost_per_hour_usd"))
+        text = f"{answer['gpus']}" + (
+            f", tp={answer['tp']}" if answer.get("tp") is not None else ""
+        )
+        if math.isfinite(cost):
+            text += f", ${cost:,.2f}/hour"
+        label = answer_kind[0].upper() + answer_kind[1:]
+        facts.append((label, f'<span class="badge">{STAR} {esc(text)}</span>'))
+    elif answer_kind:
+        facts.append(("Answer", f'<span class="badge bad">{esc(answer_kind)}</span>'))
+    parts = [
+        f"<header><h1>simreplay sweep: {len(sweep.rows):,} scenarios</h1>",
+        f'<p class="sub">Rows from <code>{esc(sweep.directory.name or sweep.directory)}</code>.</p>'
+        "</header>",
+        key_value_table(facts),
+        "<h2>Latency and cost</h2>",
+        '<div class="grid">',
+        *(figure_div(f) for f in figures if f["kind"] != "heatmap"),
+        "</div>",
+    ]
+    heat = [f for f in figures if f["kind"] == "heatmap"]
+    if heat:
+        parts += ["<h2>SLO attainment</h2>", figure_div(heat[0])]
+    parts += ["<h2>Scenarios</h2>", f'<div class="scroll">{_scenario_table(sweep, answer)}</div>']
+    parts.append(
+        "<footer>Written by <code>simreplay report</code> from the sweep's parquet rows. "
+        "The same figures are in <code>plots/*.png</code>.</footer>"
+    )
+    summary = {
+        "num_scenarios": len(sweep.rows),
+        "num_ok": num_ok,
+        "answer": None
+        if answer is None
+        else {k: answer.get(k) for k in ("gpus", "tp", "cost_per_hour_usd")},
+        "answer_kind": answer_kind,
+    }
+    return page(
+        f"simreplay sweep: {len(sweep.rows):,} scenarios", "\n".join(parts), summary, figures
+    )

@@ -1,0 +1,509 @@
+"""``simreplay report`` and ``run --report``: the page, its numbers, its figures, its size."""
+
+from __future__ import annotations
+
+import json
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from simulator.io import write_parquet_atomic
+from simulator.metrics import describe_ms
+from simulator.report import figures as F
+from simulator.report.html import script_json
+from simulator.report.png import matplotlib_available
+from simulator.report.run_page import (
+    RunOutputs,
+    itl_from_steps,
+    load_run_outputs,
+    render_run_page,
+    run_figures,
+    weighted_quantiles,
+)
+from simulator.trace.arrivals import arrival_process
+from simulator.trace.synth import parse_length_distribution, synthesize
+
+runner = CliRunner()
+SLO = "ttft_p99_ms=300,tpot_p99_ms=40,e2e_p90_ms=20000"
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A small overloaded-at-times run written by ``run --out --report``."""
+    root = tmp_path_factory.mktemp("report")
+    trace = root / "trace.parquet"
+    table = synthesize(
+        arrival_process("gamma", 12.0, cv=3.0),
+        duration_s=90.0,
+        input_lengths=parse_length_distribution("lognormal:mean=1500,cv=1,max=12000"),
+        output_lengths=parse_length_distribution("lognormal:mean=200,cv=1,max=1500"),
+        seed=5,
+    )
+    write_parquet_atomic(table, trace)
+    out = root / "results"
+    result = invoke(
+        "run", trace, "--gpus", "3xL40S", "--out", out, "--report", "--slo", SLO, "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "report.html" in result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def summary(run_dir):
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def page(run_dir):
+    return (run_dir / "report.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def figures(run_dir):
+    return {f["id"]: f for f in run_figures(load_run_outputs(run_dir))}
+
+
+class _Collect(HTMLParser):
+    """Elements with ``data-key``, the two JSON blocks, and every external reference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[tuple[str, str, str]] = []
+        self.blocks: dict[str, str] = {}
+        self.external: list[str] = []
+        self._open: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in ("src", "href"):
+            if attrs.get(name) and not attrs[name].startswith(("#", "plots/")):
+                self.external.append(attrs[name])
+        if tag == "link":
+            self.external.append(str(attrs))
+        self._open.append((tag, attrs))
+
+    def handle_endtag(self, tag):
+        if self._open:
+            self._open.pop()
+
+    def handle_data(self, data):
+        if not self._open:
+            return
+        tag, attrs = self._open[-1]
+        if "data-key" in attrs:
+            self.cells.append((attrs["data-key"], attrs["data-value"], data))
+        if tag == "script" and attrs.get("type") == "application/json":
+            self.blocks[attrs["id"]] = self.blocks.get(attrs["id"], "") + data
+
+
+def _lookup(summary, dotted):
+    value = summary
+    for part in dotted.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def test_run_report_writes_a_self_contained_page_and_pngs(run_dir, page, figures):
+    assert page.startswith("<!DOCTYPE html>")
+    parsed = _Collect()
+    parsed.feed(page)
+    assert parsed.external == [], parsed.external
+    assert "<script src" not in page and "cdn" not in page.lower()
+    # The drawing script and style are inlined, not referenced.
+    assert "function drawLine" in page and "--muted" in page
+    if not matplotlib_available():
+        pytest.skip("matplotlib (extra 'report') is not installed")
+    pngs = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
+    assert pngs == sorted(f"{fig_id}.png" for fig_id in figures)
+    for name in pngs:
+        data = (run_dir / "plots" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+    assert not list(run_dir.glob(".*.tmp")) and not list((run_dir / "plots").glob(".*.tmp"))
+
+
+def test_page_numbers_are_the_numbers_of_summary_json(page, summary):
+    parsed = _Collect()
+    parsed.feed(page)
+    assert json.loads(parsed.blocks["simreplay-summary"]) == summary
+    shown = {key: (json.loads(value), text) for key, value, text in parsed.cells}
+    for key, (value, _) in shown.items():
+        assert value == _lookup(summary, key), key
+    # Every latency statistic, the totals and every SLO bound are on the page.
+    for metric in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "queue_ms"):
+        for stat in ("mean", "p50", "p90", "p95", "p99", "max"):
+            value, text = shown[f"{metric}.{stat}"]
+            assert text == f"{summary[metric][stat]:,.1f}"
+    for key in ("num_requests", "num_completed", "num_rejected", "num_preemptions", "makespan_s"):
+        assert key in shown
+    for bound in summary["slo"]["bounds"]:
+        assert f"slo.bounds.{bound}.value_ms" in shown and f"slo.bounds.{bound}.attainment" in shown
+    replicas = summary["scenario"]["num_replicas"]
+    for r in range(replicas):
+        value, _ = shown[f"kv_cache.per_replica_peak_fraction.{r}"]
+        assert value == summary["kv_cache"]["per_replica_peak_fraction"][r]
+    assert summary["scenario"]["calibration"] in page
+
+
+def test_figures_contain_the_expected_series(figures, summary):
+    scenario = summary["scenario"]
+    assert set(figures) == {
+        "ttft_cdf",
+        "tpot_cdf",
+        "itl_cdf",
+        "e2e_cdf",
+        "arrival_rate",
+        "queue_depth",
+        "batch_tokens",
+        "kv_cache",
+        "preemptions",
+        "rolling_ttft",
+        "replica_balance",
+    }
+    assert scenario["num_replicas"] == 3
+    assert [s["name"] for s in figures["kv_cache"]["series"]] == [f"replica {r}" for r in range(3)]
+    assert figures["replica_balance"]["x"]["values"] == ["0", "1", "2"]
+    # The distributions pass through the summary's percentiles and draw the SLO bounds.
+    for metric in ("ttft", "tpot", "e2e", "itl"):
+        fig = figures[f"{metric}_cdf"]
+        marked = {round(m["y"] * 100): m["x"] for m in fig["markers"]}
+        assert marked == {p: summary[f"{metric}_ms"][f"p{p}"] for p in (50, 90, 95, 99)}
+    assert [v["x"] for v in figures["ttft_cdf"]["vlines"]] == [300.0]
+    assert [v["x"] for v in figures["tpot_cdf"]["vlines"]] == [40.0]
+    assert [v["x"] for v in figures["e2e_cdf"]["vlines"]] == [20000.0]
+    assert [h["y"] for h in figures["rolling_ttft"]["hlines"]] == [300.0]
+    curve = figures["ttft_cdf"]["series"][0]
+    at = dict(zip(curve["y"], curve["x"], strict=True))
+    for p in (50, 90, 95, 99):
+        assert at[p / 100] == pytest.approx(summary["ttft_ms"][f"p{p}"], rel=1e-4)
+    assert at[1.0] == pytest.approx(summary["ttft_ms"]["max"], rel=1e-4)
+    # Timelines: arrivals integrate to the requests; KV lines peak where the summary says.
+    rate = figures["arrival_rate"]
+    edges = np.array(rate["x"]["values"])
+    width = edges[1] - edges[0]
+    assert sum(rate["series"][0]["y"]) * width == pytest.approx(summary["num_requests"], rel=1e-3)
+    for r, s in enumerate(figures["kv_cache"]["series"]):
+        peak = max(v for v in s["y"] if v is not None)
+        expected = summary["kv_cache"]["per_replica_peak_fraction"][r] * 100
+        assert peak == pytest.approx(expected, rel=1e-4)
+    budget = scenario["token_budget_per_step"]
+    largest = [v for v in figures["batch_tokens"]["series"][1]["y"] if v is not None]
+    assert 0 < max(largest) <= budget
+
+
+def test_itl_from_the_step_log_agrees_with_the_engine_histogram(run_dir, summary):
+    """Two independent routes to ITL: per-run mean step times vs the engine's gap histogram."""
+    outputs = load_run_outputs(run_dir)
+    gaps_s, weights = itl_from_steps(outputs.steps)
+    probs = np.array([0.5, 0.9, 0.95])
+    got = weighted_quantiles(gaps_s * 1e3, weights, probs)
+    for p, value in zip((50, 90, 95), got, strict=True):
+        assert value == pytest.approx(summary["itl_ms"][f"p{p}"], rel=0.02), p
+    assert weights.sum() * summary["itl_ms"]["mean"] / 1e3 == pytest.approx(
+        (gaps_s * weights).sum(), rel=0.02
+    )
+
+
+def test_report_rebuilds_the_same_bytes(run_dir):
+    before = (run_dir / "report.html").read_bytes()
+    pngs = {p.name: p.read_bytes() for p in (run_dir / "plots").glob("*.png")}
+    result = invoke("report", run_dir)
+    assert result.exit_code == 0, result.stderr
+    assert (run_dir / "report.html").read_bytes() == before
+    assert {p.name: p.read_bytes() for p in (run_dir / "plots").glob("*.png")} == pngs
+
+
+def test_report_without_matplotlib_writes_the_page_and_says_so(run_dir, monkeypatch, tmp_path):
+    import simulator.report as report
+
+    monkeypatch.setattr(report, "matplotlib_available", lambda: False)
+    (run_dir / "report.html").unlink()
+    result = invoke("report", run_dir)
+    assert result.exit_code == 0, result.stderr
+    assert (run_dir / "report.html").is_file()
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "pip install 'simreplay[report]'" in notes[0]
+
+
+def _copy_outputs(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for name in ("summary.json", "requests.parquet", "steps.parquet"):
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
+
+
+@pytest.mark.parametrize(
+    "copy, damage, fragments",
+    [
+        (False, lambda d: None, ("no such directory",)),
+        (False, lambda d: d.mkdir(), ("neither a run's outputs",)),
+        (
+            True,
+            lambda d: (d / "summary.json").write_text('{"num_requests": 3,'),
+            ("not valid JSON",),
+        ),
+        (True, lambda d: (d / "summary.json").write_text("[1, 2]"), ("expected a JSON object",)),
+        (True, lambda d: (d / "summary.json").write_bytes(b"\xff\xfe{"), ("not UTF-8",)),
+        (True, lambda d: (d / "summary.json").write_text('{"num_requests": 3}'), ("ttft_ms",)),
+        (
+            True,
+            lambda d: _truncate(d / "requests.parquet"),
+            ("requests.parquet", "not a readable parquet file"),
+        ),
+        (True, lambda d: (d / "steps.parquet").unlink(), ("missing steps.parquet",)),
+        (
+            True,
+            lambda d: (d / "steps.parquet").write_bytes((d / "requests.parquet").read_bytes()),
+            ("steps.parquet", "missing columns start_s"),
+        ),
+    ],
+)
+def test_missing_or_corrupt_outputs_are_one_line_errors(run_dir, tmp_path, copy, damage, fragments):
+    target = tmp_path / "outputs"
+    if copy:
+        _copy_outputs(run_dir, target)
+    damage(target)
+    result = invoke("report", target)
+    assert_one_line_error(result, *fragments)
+    assert not (target / "report.html").exists()
+
+
+def test_outputs_of_two_runs_mixed_are_refused(run_dir, tmp_path):
+    target = _copy_outputs(run_dir, tmp_path / "mixed")
+    summary = json.loads((target / "summary.json").read_text())
+    summary["num_requests"] += 1
+    (target / "summary.json").write_text(json.dumps(summary))
+    assert_one_line_error(invoke("report", target), "requests.parquet", "different runs")
+
+
+def test_a_file_instead_of_a_directory_is_refused(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text("{}")
+    assert_one_line_error(invoke("report", path), "not a directory")
+
+
+def test_report_flag_needs_out(run_dir):
+    result = invoke("run", "trace.parquet", "--report")
+    assert_one_line_error(result, "--report needs --out")
+
+
+# --- reductions: fast paths against slow, obvious references -------------------------------
+
+
+def _level_reference(times, deltas, edges):
+    """Walk the events in order and integrate the held level exactly, bin by bin."""
+    order = np.argsort(times, kind="stable")
+    events = [(float(times[i]), float(deltas[i])) for i in order]
+    means, peaks = [], []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        level = sum(d for t, d in events if t <= a)
+        peak = level
+        area, clock = 0.0, a
+        for t, d in events:
+            if a < t < b:
+                area += level * (t - clock)
+                level += d
+                clock = t
+                peak = max(peak, level)
+        area += level * (b - clock)
+        means.append(area / (b - a))
+        peaks.append(peak)
+    return np.array(means), np.array(peaks)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 100, allow_nan=False), st.integers(-3, 5)), min_size=0, max_size=40
+    ),
+    st.integers(1, 30),
+)
+def test_binned_level_matches_a_direct_integration(events, num_bins):
+    # Distinct times: at a shared instant, the reference and the fast path may order deltas
+    # differently for the peak (the mean does not depend on it).
+    seen, unique = set(), []
+    for t, d in events:
+        if t not in seen:
+            seen.add(t)
+            unique.append((t, d))
+    times = np.array([t for t, _ in unique], dtype=np.float64)
+    deltas = np.array([d for _, d in unique], dtype=np.float64)
+    edges = F.time_bins(0.0, 100.0, num_bins)
+    mean, peak = F.binned_level(times, deltas, edges)
+    ref_mean, ref_peak = _level_reference(times, deltas, edges)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(peak, ref_peak)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0, 1e6), st.floats(0, 1e6), st.integers(2, 3000))
+def test_time_bins_cover_the_span_with_round_widths(start, span, max_bins):
+    edges = F.time_bins(start, start + span, max_bins)
+    assert edges[0] == start and edges[-1] > start + span
+    assert 1 <= edges.size - 1 <= max_bins
+    widths = np.diff(edges)
+    assert np.allclose(widths, widths[0])
+
+
+def test_rolling_percentile_matches_a_loop():
+    rng = np.random.default_rng(1)
+    times = np.sort(rng.uniform(0, 1000, 5000))
+    values = rng.lognormal(0, 1, 5000)
+    values[::37] = np.nan
+    centres = np.linspace(0, 1000, 57)
+    got = F.rolling_percentile(times, values, centres, 60.0, 99, min_count=20)
+    for c, g in zip(centres, got, strict=True):
+        inside = (np.abs(times - c) <= 30.0) & np.isfinite(values)
+        if inside.sum() >= 20:
+            assert g == pytest.approx(np.percentile(values[inside], 99))
+        else:
+            assert math.isnan(g)
+
+
+def test_cdf_points_pass_through_the_summary_percentiles():
+    values = np.random.default_rng(2).exponential(1.0, 10_001)
+    x, probs = F.cdf_points(values)
+    described = describe_ms(values)
+    for p in (50, 90, 95, 99):
+        assert x[np.flatnonzero(probs == p / 100)[0]] * 1e3 == pytest.approx(described[f"p{p}"])
+    assert x[-1] == values.max() and x[0] == values.min()
+    assert np.all(np.diff(x) >= 0) and x.size <= F.CDF_POINTS + 6
+
+
+def test_round_values_keeps_significant_digits_and_gaps():
+    got = F.round_values(np.array([123456.0, 0.000123456, -9.87654, 0.0, np.nan, np.inf]), 3)
+    assert got == [123000.0, 0.000123, -9.88, 0.0, None, None]
+
+
+def test_script_json_cannot_close_its_script_tag():
+    text = script_json({"note": "</script><script>alert(1)</script>", "x": "<!--"})
+    assert "<" not in text
+    assert json.loads(text)["note"].startswith("</script>")
+
+
+# --- a million requests stay light -----------------------------------------------------------
+
+
+def _synthetic_outputs(num_requests: int, num_replicas: int, span_s: float) -> RunOutputs:
+    """Outputs shaped like a long busy run, made directly (no simulation)."""
+    rng = np.random.default_rng(7)
+    arrival = np.sort(rng.uniform(0, span_s, num_requests))
+    queue = rng.exponential(0.05, num_requests)
+    ttft = queue + rng.lognormal(-2.5, 0.6, num_requests)
+    output = rng.integers(1, 800, num_requests)
+    tpot = rng.lognormal(-4, 0.2, num_requests)
+    e2e = ttft + tpot * (output - 1)
+    replica = rng.integers(0, num_replicas, num_requests)
+    num_steps_rows = 3 * num_requests
+    step_replica = np.sort(rng.integers(0, num_replicas, num_steps_rows))
+    start = np.empty(num_steps_rows)
+    for r in range(num_replicas):
+        mine = step_replica == r
+        start[mine] = np.sort(rng.uniform(0, span_s, mine.sum()))
+    steps = {
+        "replica": step_replica.astype(np.int32),
+        "start_s": start,
+        "duration_s": rng.uniform(0.005, 0.05, num_steps_rows),
+        "num_steps": rng.integers(1, 40, num_steps_rows),
+        "prefill_tokens": rng.integers(0, 2048, num_steps_rows),
+        "decode_seqs": rng.integers(0, 256, num_steps_rows).astype(np.int32),
+        "kv_blocks_used": rng.integers(0, 20000, num_steps_rows),
+    }
+    requests = {
+        "replica": replica.astype(np.int32),
+        "input_tokens": rng.integers(1, 4000, num_requests).astype(np.int32),
+        "output_tokens": output.astype(np.int32),
+        "arrival_time_s": arrival,
+        "first_scheduled_s": arrival + queue,
+        "first_token_s": arrival + ttft,
+        "completion_s": arrival + e2e,
+        "ttft_s": ttft,
+        "tpot_s": np.where(output > 1, tpot, np.nan),
+        "e2e_s": e2e,
+        "queue_s": queue,
+        "num_preemptions": (rng.uniform(size=num_requests) < 0.01).astype(np.int32),
+        "status": np.full(num_requests, "completed", dtype=object),
+    }
+    used = steps["kv_blocks_used"] / 20000
+    summary = {
+        "num_requests": num_requests,
+        "num_completed": num_requests,
+        "num_rejected": 0,
+        "num_preemptions": int(requests["num_preemptions"].sum()),
+        "makespan_s": float(span_s),
+        "throughput_rps": num_requests / span_s,
+        "output_tokens_per_s": float(output.sum() / span_s),
+        "ttft_ms": describe_ms(ttft),
+        "tpot_ms": describe_ms(requests["tpot_s"]),
+        "itl_ms": describe_ms(requests["tpot_s"]),
+        "e2e_ms": describe_ms(e2e),
+        "queue_ms": describe_ms(queue),
+        "kv_cache": {
+            "peak_fraction": float(used.max()),
+            "mean_fraction": float(used.mean()),
+            "per_replica_peak_fraction": [
+                float(used[step_replica == r].max()) for r in range(num_replicas)
+            ],
+        },
+        "backlog_at_last_arrival": 0,
+        "rejected_by_reason": {},
+        "scenario": {
+            "gpus": f"{num_replicas}xH100",
+            "model": "llama-3.1-8b",
+            "tp": 1,
+            "num_replicas": num_replicas,
+            "kv_blocks_per_replica": 20000,
+            "calibration": "synthetic",
+            "token_budget_per_step": 2048,
+        },
+    }
+    return RunOutputs(Path("synthetic"), summary, requests, steps)
+
+
+def test_a_million_request_page_stays_under_5_mb():
+    outputs = _synthetic_outputs(1_000_000, 64, 6 * 3600.0)
+    figures = run_figures(outputs)
+    text = render_run_page(outputs, figures)
+    size = len(text.encode())
+    assert size < 5_000_000, size
+    by_id = {f["id"]: f for f in figures}
+    assert len(by_id["kv_cache"]["series"]) == 64
+    points = sum(len(s["y"]) for s in by_id["kv_cache"]["series"])
+    assert points <= F.MAX_REPLICA_POINTS
+    for fig in figures:
+        for s in fig["series"]:
+            assert len(s["y"]) <= max(F.MAX_BINS, F.CDF_POINTS + 6, 64)
+
+
+def test_run_without_the_report_flag_writes_no_page(run_dir, tmp_path):
+    out = tmp_path / "plain"
+    result = invoke("run", run_dir.parent / "trace.parquet", "--gpus", "3xL40S", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "requests.parquet",
+        "steps.parquet",
+        "summary.json",
+    ]

@@ -1,0 +1,271 @@
+"""The sweep page: scenario rows (parquet) -> p99 against GPUs, cost frontier, heat map."""
+
+from __future__ import annotations
+
+import json
+import math
+from html.parser import HTMLParser
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from simulator.errors import SimreplayError
+from simulator.io import write_parquet_atomic
+from simulator.report.png import matplotlib_available
+from simulator.report.sweep_page import load_sweep, pareto_front, sweep_figures
+from simulator.trace.arrivals import arrival_process
+from simulator.trace.synth import parse_length_distribution, synthesize
+from simulator.trace.transform import scale_rate
+
+runner = CliRunner()
+SLO = "ttft_p99_ms=1500,tpot_p99_ms=60"
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """A real small sweep: 3 GPU types x 3 counts x 2 rate scales, one infeasible row each
+    written as its own parquet file, as a resumable store would."""
+    from simulator.api import simulate
+    from simulator.scenario import Scenario
+
+    root = tmp_path_factory.mktemp("sweep")
+    trace = synthesize(
+        arrival_process("poisson", 8.0),
+        duration_s=40.0,
+        input_lengths=parse_length_distribution("lognormal:mean=1500,cv=1,max=8000"),
+        output_lengths=parse_length_distribution("lognormal:mean=150,cv=1,max=800"),
+        seed=2,
+    )
+    rows = []
+    for rate_scale in (1.0, 3.0):
+        scaled = scale_rate(trace, rate_scale)
+        for gpu in ("A100", "H100", "L40S"):
+            for count in (1, 2, 4):
+                gpus = f"{count}x{gpu}"
+                result = simulate(scaled, Scenario(gpus=gpus), slo=SLO)
+                s = result.summary
+                rows.append(
+                    {
+                        "gpus": gpus,
+                        "model": s["scenario"]["model"],
+                        "tp": s["scenario"]["tp"],
+                        "rate_scale": rate_scale,
+                        "ttft_p50_ms": s["ttft_ms"]["p50"],
+                        "ttft_p99_ms": s["ttft_ms"]["p99"],
+                        "tpot_p99_ms": s["tpot_ms"]["p99"],
+                        "e2e_p99_ms": s["e2e_ms"]["p99"],
+                        "throughput_rps": s["throughput_rps"],
+                        "cost_per_hour_usd": s["scenario"]["cost_per_hour_usd"],
+                        "slo_met": s["slo"]["all_met"],
+                        "slo_attainment_all": s["slo"]["attainment_all"],
+                        "status": "ok",
+                        "reason": None,
+                    }
+                )
+        rows.append(
+            {
+                "gpus": "1xL4",
+                "model": "llama-3.1-8b",
+                "tp": 1,
+                "rate_scale": rate_scale,
+                "cost_per_hour_usd": 0.8,
+                "status": "infeasible",
+                "reason": "weights do not fit",
+            }
+        )
+    schema = pa.schema(
+        [
+            ("gpus", pa.string()),
+            ("model", pa.string()),
+            ("tp", pa.int64()),
+            ("rate_scale", pa.float64()),
+            ("ttft_p50_ms", pa.float64()),
+            ("ttft_p99_ms", pa.float64()),
+            ("tpot_p99_ms", pa.float64()),
+            ("e2e_p99_ms", pa.float64()),
+            ("throughput_rps", pa.float64()),
+            ("cost_per_hour_usd", pa.float64()),
+            ("slo_met", pa.bool_()),
+            ("slo_attainment_all", pa.float64()),
+            ("status", pa.string()),
+            ("reason", pa.string()),
+        ]
+    )
+    out = root / "sweep"
+    (out / "rows").mkdir(parents=True)
+    for i, row in enumerate(rows):
+        write_parquet_atomic(
+            pa.Table.from_pylist([row], schema=schema), out / "rows" / f"{i:04d}.parquet"
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def rows(sweep_dir):
+    return load_sweep(sweep_dir).rows
+
+
+def test_sweep_report_writes_the_page_and_pngs(sweep_dir):
+    result = invoke("report", sweep_dir, "--slo", SLO)
+    assert result.exit_code == 0, result.stderr
+    page = (sweep_dir / "report.html").read_text()
+    assert "simreplay sweep: 20 scenarios" in page
+    assert "weights do not fit" in page
+    if matplotlib_available():
+        names = sorted(p.name for p in (sweep_dir / "plots").glob("*.png"))
+        assert names == [
+            "sweep_cost_front.png",
+            "sweep_slo_heatmap.png",
+            "sweep_tpot_p99.png",
+            "sweep_ttft_p99.png",
+        ]
+
+
+def test_p99_against_gpu_count_has_a_line_per_gpu_type_and_rate(sweep_dir, rows):
+    sweep = load_sweep(sweep_dir, {"ttft_p99_ms": ("ttft", 99, 1500.0)})
+    figures = {f["id"]: f for f in sweep_figures(sweep)}
+    ttft = figures["sweep_ttft_p99"]
+    names = [s["name"] for s in ttft["series"]]
+    assert names == sorted(
+        f"{g} rate_scale={r}" for g in ("A100", "H100", "L40S") for r in (1.0, 3.0)
+    )
+    assert ttft["hlines"] == [{"y": 1500.0, "label": "SLO p99 \u2264 1,500 ms"}]
+    for s in ttft["series"]:
+        gpu, rate = s["name"].split(" rate_scale=")
+        expected = {
+            r["num_gpus"]: r["ttft_p99_ms"]
+            for r in rows
+            if r["gpu"] == gpu and r["rate_scale"] == float(rate) and r["ok"]
+        }
+        assert s["x"] == [1.0, 2.0, 4.0]
+        assert s["y"] == pytest.approx([expected[n] for n in (1, 2, 4)], rel=1e-4)
+
+
+def test_cost_frontier_and_the_answer(sweep_dir, rows):
+    figures = {f["id"]: f for f in sweep_figures(load_sweep(sweep_dir))}
+    fig = figures["sweep_cost_front"]
+    front = next(s for s in fig["series"] if s["name"] == "Pareto frontier")
+    # No scenario that ran is both cheaper and faster than a frontier point.
+    ok = [r for r in rows if r["ok"]]
+    for cost, p99 in zip(front["y"], front["x"], strict=True):
+        assert not any(
+            r["cost_per_hour_usd"] < cost * (1 - 1e-4) and r["ttft_p99_ms"] < p99 * (1 - 1e-4)
+            for r in ok
+        )
+    # The ringed scenario is the cheapest that meets the SLO.
+    met = [r for r in ok if r["slo_met"]]
+    best = min(met, key=lambda r: r["cost_per_hour_usd"])
+    (marker,) = fig["markers"]
+    assert marker["highlight"] and marker["y"] == best["cost_per_hour_usd"]
+    assert marker["name"].startswith(best["gpus"])
+
+
+def test_plan_json_answer_is_the_one_highlighted(sweep_dir, tmp_path):
+    target = tmp_path / "with-plan"
+    target.mkdir()
+    for path in (sweep_dir / "rows").glob("*.parquet"):
+        (target / path.name).write_bytes(path.read_bytes())
+    (target / "plan.json").write_text(
+        json.dumps({"answer": {"gpus": "4xH100", "tp": 1}, "runners_up": []})
+    )
+    result = invoke("report", target, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    page = (target / "report.html").read_text()
+    assert "Plan answer" in page and "\u2605 4xH100" in page
+    figures = {f["id"]: f for f in sweep_figures(load_sweep(target))}
+    assert all(m["name"].startswith("4xH100") for m in figures["sweep_cost_front"]["markers"])
+
+
+def test_heatmap_cells_are_mean_attainment(sweep_dir, rows):
+    figures = {f["id"]: f for f in sweep_figures(load_sweep(sweep_dir))}
+    heat = figures["sweep_slo_heatmap"]
+    assert heat["x"]["label"] == "rate_scale" and heat["y"]["label"] == "gpus"
+    for yi, gpus in enumerate(heat["y"]["values"]):
+        for xi, rate in enumerate(heat["x"]["values"]):
+            inside = [r for r in rows if r["gpus"] == gpus and str(r["rate_scale"]) == rate]
+            value = heat["z"][yi][xi]
+            if not inside:
+                assert value is None
+            elif not inside[0]["ok"]:
+                assert value == 0.0
+            else:
+                assert value == pytest.approx(inside[0]["slo_attainment_all"])
+    other = {f["id"]: f for f in sweep_figures(load_sweep(sweep_dir), ("num_gpus", "gpu"))}
+    assert other["sweep_slo_heatmap"]["x"]["values"] == ["1", "2", "4"]
+
+
+def test_table_numbers_are_the_rows(sweep_dir, rows):
+    invoke("report", sweep_dir, "--no-png")
+    page = (sweep_dir / "report.html").read_text()
+
+    class Cells(HTMLParser):
+        values: list[float] = []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "td" and attrs.get("data-value") not in (None, "null"):
+                self.values.append(json.loads(attrs["data-value"]))
+
+    parser = Cells()
+    parser.feed(page)
+    shown = set(parser.values)
+    for r in rows:
+        for column in ("ttft_p99_ms", "tpot_p99_ms", "cost_per_hour_usd"):
+            value = r.get(column)
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                assert value in shown, (r["gpus"], column)
+
+
+def test_pareto_front_against_brute_force():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        cost = rng.integers(1, 20, 30).astype(float)
+        latency = rng.integers(1, 20, 30).astype(float)
+        latency[rng.integers(0, 30, 3)] = np.nan
+        front = set(pareto_front(cost, latency).tolist())
+        for i in range(30):
+            if np.isnan(latency[i]):
+                assert i not in front
+                continue
+            dominated = any(
+                (cost[j] <= cost[i] and latency[j] <= latency[i])
+                and (cost[j] < cost[i] or latency[j] < latency[i])
+                for j in range(30)
+                if not np.isnan(latency[j])
+            )
+            if dominated:
+                assert i not in front
+            else:
+                # Ties: exactly one of equal (cost, latency) points is kept.
+                twins = [j for j in front if cost[j] == cost[i] and latency[j] == latency[i]]
+                assert len(twins) == 1
+
+
+def test_rows_without_the_needed_columns_are_one_line_errors(tmp_path):
+    target = tmp_path / "odd"
+    target.mkdir()
+    write_parquet_atomic(pa.table({"x": [1, 2]}), target / "a.parquet")
+    result = invoke("report", target)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "need a gpus column" in lines[0]
+    write_parquet_atomic(pa.table({"gpus": ["4xA100"]}), target / "a.parquet")
+    with pytest.raises(SimreplayError, match="ttft_p99_ms or tpot_p99_ms"):
+        load_sweep(target)
+    write_parquet_atomic(
+        pa.table({"gpus": ["four A100"], "ttft_p99_ms": [3.0]}), target / "a.parquet"
+    )
+    with pytest.raises(SimreplayError, match="expected NxNAME"):
+        load_sweep(target)
+
+
+def test_an_unknown_heatmap_axis_is_refused(sweep_dir):
+    result = invoke("report", sweep_dir, "--heatmap", "rate_scale,colour", "--no-png")
+    assert result.exit_code == 1 and "no column 'colour'" in result.stderr
