@@ -646,7 +646,8 @@ def _capture(
                 fn()
         torch.cuda.synchronize(device)
     except Exception as exc:  # noqa: BLE001 - any capture failure means: time eagerly
-        torch.cuda.synchronize(device)
+        with contextlib.suppress(Exception):  # an invalidated capture may fail to sync too
+            torch.cuda.synchronize(device)
         if stats is not None:
             stats.graph_failures.append((str(exc).splitlines() or [type(exc).__name__])[0])
         return None
