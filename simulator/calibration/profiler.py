@@ -634,14 +634,16 @@ def _capture(
     """Capture ``inner`` calls of ``fn`` in a CUDA graph; None when capture fails."""
     torch = import_torch()
     try:
-        # Warm up on a side stream before capture, as torch.cuda.graphs' docs require.
+        # Warm up on a side stream before capture, as torch.cuda.graphs' docs require, and
+        # capture on that same stream: cuBLAS (hipBLASLt) handles and workspaces are cached
+        # per stream, and creating them mid-capture fails (pytorch#187745).
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             fn()
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=side):
             for _ in range(inner):
                 fn()
         torch.cuda.synchronize(device)
