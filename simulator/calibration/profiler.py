@@ -1276,18 +1276,19 @@ def plan_profile(
     attn: list[AttentionShape] = []
     unique_models = list({m.name: m for m in models}.values())
     for model in unique_models:
-        usable = []
+        usable, reasons = [], []
         for tp in sorted(set(tps)):
             reason = check_tp(model, tp)
             if reason is None:
                 usable.append(tp)
             else:
-                notes.append(f"{reason}: skipped")
+                reasons.append(reason)
         if not usable:
             raise SimreplayError(
                 f"--tp {','.join(map(str, tps))}: none splits {model.name} as vLLM does "
-                f"({model.num_heads} heads, {model.num_kv_heads} KV heads)"
+                f"({'; '.join(reasons)})"
             )
+        notes.extend(f"{reason}: skipped" for reason in reasons)
         if model.is_moe:
             notes.append(
                 f"{model.name}: expert layers are fused MoE kernels, not measured here "
