@@ -426,3 +426,156 @@ def test_a_failure_while_measuring_leaves_no_output(tiny_config, tmp_path, monke
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == ["error: decode attention failed"], result.stderr  # after progress lines
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- CUDA paths, faked
+# No GPU in CI: these replace torch.cuda's events, streams and graphs with host-clock fakes
+# to check the control flow of the CUDA timer (warm-up, calls per sample, graph replay,
+# fallback when capture fails) and the flash-attn call layouts against flash-attn's
+# documented signatures.
+
+
+class _FakeCuda:
+    """torch.cuda stand-ins: events read the host clock, a graph records the calls made
+    while capturing and replays them."""
+
+    def __init__(self, fail_capture: bool = False):
+        self.capturing = None
+        self.fail_capture = fail_capture
+
+    def install(self, monkeypatch, torch):
+        import contextlib
+        import time
+
+        fake = self
+
+        class Event:
+            def __init__(self, enable_timing=False):
+                self.t = None
+
+            def record(self, stream=None):
+                self.t = time.perf_counter()
+
+            def elapsed_time(self, end):
+                return (end.t - self.t) * 1e3
+
+        class Stream:
+            def __init__(self, device=None):
+                pass
+
+            def wait_stream(self, other):
+                pass
+
+        class CUDAGraph:
+            def __init__(self):
+                self.calls = []
+
+            def replay(self):
+                for call in self.calls:
+                    call()
+
+        @contextlib.contextmanager
+        def graph(cuda_graph, stream=None, **kwargs):
+            if fake.fail_capture:
+                raise RuntimeError("operation not permitted when stream is capturing")
+            fake.capturing = cuda_graph
+            try:
+                yield
+            finally:
+                fake.capturing = None
+
+        for name, value in {
+            "Event": Event,
+            "Stream": Stream,
+            "CUDAGraph": CUDAGraph,
+            "graph": graph,
+            "device": lambda device: contextlib.nullcontext(),
+            "stream": lambda stream: contextlib.nullcontext(),
+            "current_stream": lambda device=None: Stream(),
+            "synchronize": lambda device=None: None,
+        }.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+
+    def op(self, per_call_ms: float, counter: list[int]):
+        """An operator that sleeps; while capturing, it is recorded instead of run."""
+        import time
+
+        def run():
+            counter[0] += 1
+            time.sleep(per_call_ms / 1e3)
+
+        def call():
+            if self.capturing is not None:
+                self.capturing.calls.append(run)
+            else:
+                run()
+
+        return call
+
+
+@pytest.mark.parametrize("mode", ["graph", "capture fails", "eager"])
+def test_cuda_timer_divides_each_sample_by_its_calls(mode, monkeypatch, torch):
+    fake = _FakeCuda(fail_capture=mode == "capture fails")
+    fake.install(monkeypatch, torch)
+    runs = [0]
+    # min_sample_ms this large makes every sample hold max_inner = 4 calls.
+    timing = Timing(warmup=2, repeats=3, cuda_graph=mode != "eager", min_sample_ms=1e6, max_inner=4)
+    stats = profiler._TimingStats()
+    per_call_ms = profiler.time_op(fake.op(2.0, runs), torch.device("cuda", 0), timing, stats)
+    assert 2.0 <= per_call_ms < 6.0, per_call_ms
+    # 2 warm-up + 1 first timed call (+ 1 side-stream warm-up before a capture) + (1 upload
+    # + 3 timed samples) x 4 calls.
+    side = 0 if mode == "eager" else 1
+    assert runs[0] == 2 + 1 + side + 4 * 4
+    assert (stats.graph_points, stats.eager_points) == ((1, 0) if mode == "graph" else (0, 1))
+    if mode == "capture fails":
+        assert stats.graph_failures == ["operation not permitted when stream is capturing"]
+
+
+def test_flash_attn_calls_follow_its_documented_layouts(monkeypatch, torch):
+    """A stand-in flash_attn checks our arguments against flash-attn 2's signatures
+    (``flash_attn_varlen_func``: packed (tokens, heads, dim) with int32 cumulative lengths;
+    ``flash_attn_with_kvcache``: (batch, 1, heads, dim) queries, (batch, context, KV heads,
+    dim) caches, int32 cache lengths) and answers with SDPA."""
+    import types
+
+    calls = []
+
+    def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, **kwargs):
+        assert kwargs == {"causal": True}
+        assert q.dim() == 3 and k.shape == v.shape and k.shape[0] == q.shape[0]
+        assert cu_seqlens_q.dtype == torch.int32 and torch.equal(cu_seqlens_q, cu_seqlens_k)
+        assert max_seqlen_q == max_seqlen_k == 12
+        assert cu_seqlens_q.tolist() == [0, 12, 24, 36] and q.shape == (36, 8, 16)
+        assert k.shape == (36, 2, 16)
+        calls.append("varlen")
+        packed = (x.reshape(3, 12, x.shape[1], 16).transpose(1, 2) for x in (q, k, v))
+        out = torch.nn.functional.scaled_dot_product_attention(
+            *packed, is_causal=True, enable_gqa=True
+        )
+        return out.transpose(1, 2).reshape(q.shape)
+
+    def with_kvcache(q, k_cache, v_cache, **kwargs):
+        assert set(kwargs) == {"cache_seqlens"}
+        assert q.shape == (3, 1, 8, 16) and k_cache.shape == v_cache.shape == (3, 40, 2, 16)
+        lengths = kwargs["cache_seqlens"]
+        assert lengths.dtype == torch.int32 and lengths.tolist() == [40, 40, 40]
+        calls.append("kvcache")
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k_cache.transpose(1, 2), v_cache.transpose(1, 2), enable_gqa=True
+        )
+        return out.transpose(1, 2)
+
+    fake = types.SimpleNamespace(
+        flash_attn_varlen_func=varlen, flash_attn_with_kvcache=with_kvcache, __version__="0"
+    )
+    monkeypatch.setitem(sys.modules, "flash_attn", fake)
+    shape = AttentionShape("m", 1, 8, 2, 16)
+    cpu, f32, gen = torch.device("cpu"), torch.float32, torch.Generator().manual_seed(5)
+    prefill = profiler._prefill_call(torch, "flash-attn", shape, 3, 12, cpu, f32, gen)()
+    decode = profiler._decode_call(torch, "flash-attn", shape, 3, 40, cpu, f32, gen)()
+    assert calls == ["varlen", "kvcache"]
+    assert prefill.shape == (36, 8, 16) and decode.shape == (3, 1, 8, 16)
+    assert profiler.attention_backend(cpu, f32, "auto") == "sdpa"  # flash-attn is CUDA-only
+    with pytest.raises(SimreplayError, match="needs --device cuda"):
+        profiler.attention_backend(cpu, f32, "flash-attn")
