@@ -1049,8 +1049,14 @@ def _allreduce_worker(
     if cuda:
         torch.cuda.set_device(rank)
     device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    # A rank that never arrives fails the run after the timeout instead of hanging it
+    # (torch's NCCL watchdog enforces it).
     dist.init_process_group(
-        backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+        backend,
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=dt.timedelta(minutes=10),
     )
     try:
         dtype = getattr(torch, dtype_name)
@@ -1063,8 +1069,8 @@ def _allreduce_worker(
             inner = max(1, min(int(timing["max_inner"]), (1 << 24) // max(size, 1)))
             samples = []
             for _ in range(int(timing["repeats"])):
-                dist.barrier(device_ids=[rank]) if cuda else dist.barrier()
                 if cuda:
+                    dist.barrier(device_ids=[rank])
                     torch.cuda.synchronize(device)
                     start = torch.cuda.Event(enable_timing=True)
                     end = torch.cuda.Event(enable_timing=True)
@@ -1075,6 +1081,7 @@ def _allreduce_worker(
                     end.synchronize()
                     samples.append(start.elapsed_time(end) / inner)
                 else:
+                    dist.barrier()
                     started = time.perf_counter()
                     for _ in range(inner):
                         dist.all_reduce(x)
