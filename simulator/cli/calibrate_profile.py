@@ -14,6 +14,7 @@ from simulator.errors import SimreplayError
 from simulator.models import DEFAULT_MODEL, get_model
 
 PANEL = "What to measure"
+TIMING = "How to time"
 
 
 def _parse_tps(values: list[str]) -> list[int]:
@@ -88,11 +89,16 @@ def profile(
         typer.Option(
             "--repeats",
             help="Timed samples per point; the median is kept (default 20 CUDA, 5 CPU, 3 quick).",
+            rich_help_panel=TIMING,
         ),
     ] = None,
     warmup: Annotated[
         int | None,
-        typer.Option("--warmup", help="Untimed calls per point first (default 3, 1 with --quick)."),
+        typer.Option(
+            "--warmup",
+            help="Untimed calls per point first (default 3, 1 with --quick).",
+            rich_help_panel=TIMING,
+        ),
     ] = None,
     attention: Annotated[
         str,
@@ -100,6 +106,7 @@ def profile(
             "--attention",
             help="Attention kernel: auto (flash-attn when importable on CUDA, else torch SDPA), "
             "sdpa or flash-attn.",
+            rich_help_panel=TIMING,
         ),
     ] = "auto",
     cuda_graph: Annotated[
@@ -107,6 +114,7 @@ def profile(
         typer.Option(
             "--cuda-graph/--no-cuda-graph",
             help="On CUDA, time replays of captured CUDA graphs, as vLLM runs (default).",
+            rich_help_panel=TIMING,
         ),
     ] = True,
     force: Annotated[
