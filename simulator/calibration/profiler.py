@@ -1443,6 +1443,14 @@ def _metadata(
         "gemm_shapes": [asdict(s) for s in request.gemm],
         "attention_shapes": [asdict(s) for s in request.attention_shapes],
         "tables": tables,
+        "conventions": {
+            "latency": "milliseconds per call (median of the timed samples)",
+            "gemm": "y (m, n) = x (m, k) @ w (n, k).T; n and k per TP shard",
+            "context_attention": "batch_size prompts of isl tokens each, causal; step = 0",
+            "generation_attention": "one query token per sequence; isl = 1, step = tokens "
+            "already cached; keys attended = isl + step",
+            "nccl": "message_size in elements of nccl_dtype; latency of the slowest rank",
+        },
         "notes": list(request.notes),
     }
 
