@@ -80,7 +80,7 @@ def advance_all(
     log_f,
     itl_histogram,
     counters,
-    residues,
+    steady,
     until_s,
 ):
     """``advance`` every replica to ``until_s``; stop at the first non-OK code."""
@@ -99,7 +99,7 @@ def advance_all(
             log_f,
             itl_histogram,
             counters,
-            residues,
+            steady,
             r,
             until_s,
         )
@@ -121,7 +121,7 @@ def _advance_quiet(
     log_f,
     itl_histogram,
     counters,
-    residues,
+    steady,
     until_s,
 ):
     """Bring up to ``until_s`` the replicas whose outstanding count may have changed by then.
@@ -129,10 +129,13 @@ def _advance_quiet(
     The least-outstanding router reads only outstanding counts, which fall only when a
     request finishes; a replica whose next possible finish (``quiet_until_s``) is after
     ``until_s`` is left where it is, and runs on undisturbed (its steps are the same whenever
-    they are computed), so its decode runs are applied in one go.
+    they are computed), so its decode runs are applied in one go. Returns the code and the
+    earliest of the replicas' quiet times (nothing needs advancing before it).
     """
+    earliest_s = math.inf
     for r in range(rep_i.shape[1]):
         if rep_f[P_QUIET_UNTIL_S, r] > until_s:
+            earliest_s = min(earliest_s, rep_f[P_QUIET_UNTIL_S, r])
             continue
         code = advance(
             req_i,
@@ -146,14 +149,15 @@ def _advance_quiet(
             log_f,
             itl_histogram,
             counters,
-            residues,
+            steady,
             r,
             until_s,
         )
         if code != ADVANCE_OK:
-            return code
-        rep_f[P_QUIET_UNTIL_S, r] = quiet_until_s(req_i, rep_i, rep_f, cfg, params, residues, r)
-    return ADVANCE_OK
+            return code, -math.inf
+        rep_f[P_QUIET_UNTIL_S, r] = quiet_until_s(req_i, rep_i, rep_f, cfg, params, steady, r)
+        earliest_s = min(earliest_s, rep_f[P_QUIET_UNTIL_S, r])
+    return ADVANCE_OK, earliest_s
 
 
 @njit(cache=True, _nrt=False)
@@ -169,7 +173,7 @@ def run_fused(
     log_f,
     itl_histogram,
     counters,
-    residues,
+    steady,
     draws,
 ):
     """Replay every request, then drain; resumable after ``ADVANCE_LOG_FULL``.
@@ -185,6 +189,9 @@ def run_fused(
     # same whenever they are computed), which lets their decode runs be applied in one go.
     lazy = cfg[CFG_ROUTER] == ROUTE_ROUND_ROBIN or cfg[CFG_ROUTER] == ROUTE_RANDOM
     i = counters[C_NEXT_REQUEST]
+    # Least-outstanding: no replica's outstanding count can change before ``quiet_s`` (the
+    # earliest of their P_QUIET_UNTIL_S), so arrivals before it need not look at them.
+    quiet_s = -math.inf
     while i < num_requests:
         now_s = req_f[i, R_ARRIVAL_S]
         reason = admission_reject_reason(req_i, cfg, i)
@@ -205,26 +212,28 @@ def run_fused(
                     log_f,
                     itl_histogram,
                     counters,
-                    residues,
+                    steady,
                     r,
                     now_s,
                 )
             elif cfg[CFG_ROUTER] == ROUTE_LEAST_OUTSTANDING:
-                code = _advance_quiet(
-                    req_i,
-                    req_f,
-                    rep_i,
-                    rep_f,
-                    running,
-                    cfg,
-                    params,
-                    log_i,
-                    log_f,
-                    itl_histogram,
-                    counters,
-                    residues,
-                    now_s,
-                )
+                code = ADVANCE_OK
+                if now_s >= quiet_s:
+                    code, quiet_s = _advance_quiet(
+                        req_i,
+                        req_f,
+                        rep_i,
+                        rep_f,
+                        running,
+                        cfg,
+                        params,
+                        log_i,
+                        log_f,
+                        itl_histogram,
+                        counters,
+                        steady,
+                        now_s,
+                    )
                 r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
                 if code == ADVANCE_OK:
                     # The chosen replica may have been left behind: bring it up to now.
@@ -240,7 +249,7 @@ def run_fused(
                         log_f,
                         itl_histogram,
                         counters,
-                        residues,
+                        steady,
                         r,
                         now_s,
                     )
@@ -257,7 +266,7 @@ def run_fused(
                     log_f,
                     itl_histogram,
                     counters,
-                    residues,
+                    steady,
                     now_s,
                 )
                 r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
@@ -265,8 +274,11 @@ def run_fused(
                 return code  # resumable: request i is routed again on the next call
             counters[C_ROUTED] += 1
             enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
-            # A new request can change the chosen replica's next steps: look again next time.
-            rep_f[P_QUIET_UNTIL_S, r] = -math.inf
+            if cfg[CFG_ROUTER] == ROUTE_LEAST_OUTSTANDING:
+                # The new request can change the chosen replica's next steps: look again.
+                quiet_r_s = quiet_until_s(req_i, rep_i, rep_f, cfg, params, steady, r)
+                rep_f[P_QUIET_UNTIL_S, r] = quiet_r_s
+                quiet_s = min(quiet_s, quiet_r_s)
         i += 1
         counters[C_NEXT_REQUEST] = i
     return advance_all(
@@ -281,6 +293,6 @@ def run_fused(
         log_f,
         itl_histogram,
         counters,
-        residues,
+        steady,
         math.inf,
     )

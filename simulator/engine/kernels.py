@@ -211,25 +211,27 @@ def enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
 #   counts are those stored plus that difference, its blocks ``_blocks_for(computed)``, and
 #   its latest token came at P_STEADY_LAST_S;
 # - the replica keeps their aggregates: how many (P_NUM_STEADY), their decode context
-#   (P_STEADY_CONTEXT), how many take a new KV block in the next step (``residues``), and
-#   the step at which the first of them finishes (P_STEADY_NEXT_FINISH).
+#   (P_STEADY_CONTEXT), how many take a new KV block in the next step (counted by residue
+#   in ``steady[r, :block_size]``), the step at which each finishes (``steady[r, block_size
+#   + k]`` for running[r, k], contiguous so that finding who finishes reads no request
+#   rows) and the first of those steps (P_STEADY_NEXT_FINISH).
 # A step then costs O(1) for the steady decodes plus O(1) per other running request. The
 # requests are scheduled, preempted and finished exactly as a step-by-step pass over the
 # running list does (a differential test holds it to the reference engine).
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _steady_new_blocks(rep_i, cfg, residues, r, steps_ahead):
+def _steady_new_blocks(rep_i, cfg, steady, r, steps_ahead):
     """Steady decodes that take a new KV block ``steps_ahead`` steps from now."""
     block_size = cfg[CFG_BLOCK_SIZE]
     t = rep_i[P_STEADY_STEPS, r] + steps_ahead
     # A steady decode's computed count is (its residue + t) mod block_size: it takes a block
     # in the step that starts with a computed count that is a multiple of block_size.
-    return residues[r, (block_size - t % block_size) % block_size]
+    return steady[r, (block_size - t % block_size) % block_size]
 
 
 @njit(cache=True, _nrt=False)
-def _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s):
+def _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, end_s):
     """Make the running requests after the steady prefix steady while they qualify.
 
     A request qualifies when it is in its decode phase and produced a token at ``end_s``,
@@ -249,9 +251,10 @@ def _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s):
         t = rep_i[P_STEADY_STEPS, r]
         computed = req_i[i, R_COMPUTED]
         req_i[i, R_ANCHOR] = t
-        residues[r, (computed - t) % block_size] += 1
+        steady[r, (computed - t) % block_size] += 1
         rep_i[P_STEADY_CONTEXT, r] += computed + 1
         finish = t + req_i[i, R_OUTPUT] - req_i[i, R_GENERATED]
+        steady[r, block_size + k] = finish
         if finish < rep_i[P_STEADY_NEXT_FINISH, r]:
             rep_i[P_STEADY_NEXT_FINISH, r] = finish
         k += 1
@@ -271,19 +274,19 @@ def _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, i):
 
 
 @njit(cache=True, _nrt=False)
-def _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r):
+def _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r):
     """Turn every steady decode of replica ``r`` back into an explicit running request."""
     for k in range(rep_i[P_NUM_STEADY, r]):
         _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, running[r, k])
-    for b in range(residues.shape[1]):
-        residues[r, b] = 0
+    for b in range(cfg[CFG_BLOCK_SIZE]):
+        steady[r, b] = 0  # the finish steps beyond are dead until requests join again
     rep_i[P_NUM_STEADY, r] = 0
     rep_i[P_STEADY_CONTEXT, r] = 0
     rep_i[P_STEADY_NEXT_FINISH, r] = NO_FINISH
 
 
 @njit(cache=True, _nrt=False)
-def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s):
+def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, end_s):
     """Finish the steady decodes that produced their last token at ``end_s``.
 
     Called when P_STEADY_STEPS reaches P_STEADY_NEXT_FINISH. Keeps the running list's order;
@@ -296,11 +299,11 @@ def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s)
     next_finish = NO_FINISH
     kept = 0
     for k in range(num_steady):
+        finish = steady[r, block_size + k]
         i = running[r, k]
-        finish = req_i[i, R_ANCHOR] + req_i[i, R_OUTPUT] - req_i[i, R_GENERATED]
         if finish == t:
             _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, i)
-            residues[r, (req_i[i, R_COMPUTED] - t) % block_size] -= 1
+            steady[r, (req_i[i, R_COMPUTED] - t) % block_size] -= 1
             rep_i[P_STEADY_CONTEXT, r] -= req_i[i, R_COMPUTED] + 1
             req_f[i, R_FINISH_S] = end_s
             req_i[i, R_STATUS] = FINISHED
@@ -311,6 +314,7 @@ def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s)
         if finish < next_finish:
             next_finish = finish
         running[r, kept] = i
+        steady[r, block_size + kept] = finish
         kept += 1
     rep_i[P_NUM_STEADY, r] = kept
     rep_i[P_STEADY_NEXT_FINISH, r] = next_finish
@@ -512,7 +516,7 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, start_k):
 
 
 @njit(cache=True, _nrt=False)
-def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, residues, r, now_s):
+def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, steady, r, now_s):
     """Schedule a step at ``now_s``; return True when it holds any request."""
     waiting_before = rep_i[P_NUM_WAITING, r]
     scheduler = cfg[CFG_SCHEDULER]
@@ -524,13 +528,13 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, residues, r, n
         # other request. That is what happens here, in O(1), unless the budget or the free
         # blocks run out among them (a preemption) or v0 runs a prefill step instead: then
         # they are materialised and the step is scheduled request by request.
-        steady_blocks = _steady_new_blocks(rep_i, cfg, residues, r, 0)
+        steady_blocks = _steady_new_blocks(rep_i, cfg, steady, r, 0)
         if (
             (scheduler != SCHED_V0 and num_steady > budget)
             or steady_blocks > rep_i[P_FREE_BLOCKS, r]
             or (scheduler == SCHED_V0 and _v0_admits(req_i, rep_i, cfg, r))
         ):
-            _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r)
+            _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r)
             num_steady = 0
         else:
             rep_i[P_FREE_BLOCKS, r] -= steady_blocks
@@ -608,7 +612,7 @@ def _itl_bin(gap_s):
 
 
 @njit(cache=True, _nrt=False)
-def _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, num_steps, end_s):
+def _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, num_steps, end_s):
     """Record ``num_steps`` steps of the steady decodes ending at ``end_s``; finish those due.
 
     Returns how many steady decodes finished (they leave a gap before the explicit requests).
@@ -617,13 +621,13 @@ def _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, num_s
     rep_i[P_STEADY_CONTEXT, r] += num_steps * rep_i[P_NUM_STEADY, r]
     rep_f[P_STEADY_LAST_S, r] = end_s
     if rep_i[P_STEADY_STEPS, r] == rep_i[P_STEADY_NEXT_FINISH, r]:
-        return _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s)
+        return _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, end_s)
     return 0
 
 
 @njit(cache=True, _nrt=False)
 def _complete_step(
-    req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, residues, r
+    req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, steady, r
 ):
     """Apply the in-flight step of replica ``r`` at its end time; log it."""
     end_s = rep_f[P_STEP_END_S, r]
@@ -632,7 +636,7 @@ def _complete_step(
     kept = 0
     if num_steady > 0:
         itl_histogram[_itl_bin(end_s - rep_f[P_STEADY_LAST_S, r])] += num_steady
-        finished = _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, 1, end_s)
+        finished = _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, 1, end_s)
         kept = num_steady - finished
     # Requests whose previous token came at this step's start share one gap: bin it once.
     gaps_from_start = 0
@@ -665,9 +669,9 @@ def _complete_step(
     for k in range(kept, rep_i[P_NUM_RUNNING, r]):
         running[r, k] = -1
     rep_i[P_NUM_RUNNING, r] = kept
-    _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, residues, r, end_s)
+    _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, end_s)
     _log_step(
-        rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, residues, r, end_s, 1
+        rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, steady, r, end_s, 1
     )
     rep_f[P_CLOCK_S, r] = end_s
     rep_i[P_IN_FLIGHT, r] = 0
@@ -676,7 +680,7 @@ def _complete_step(
 
 @njit(cache=True, inline="always", _nrt=False)
 def _log_step(
-    rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, residues, r, end_s, num_steps
+    rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, steady, r, end_s, num_steps
 ):
     """Log ``num_steps`` identical-composition steps ending at ``end_s`` (P_STEP_* fields)."""
     start_s = rep_f[P_CLOCK_S, r]  # the clock stays at the step's start while it is in flight
@@ -749,7 +753,7 @@ def _fast_forward_decodes(
     log_f,
     itl_histogram,
     counters,
-    residues,
+    steady,
     r,
     until_s,
 ):
@@ -770,7 +774,7 @@ def _fast_forward_decodes(
     if counters[C_LOG_SIZE] >= log_i.shape[1]:
         return 0  # let the step-by-step path report a full log
     free = rep_i[P_FREE_BLOCKS, r]
-    first_step_blocks = _steady_new_blocks(rep_i, cfg, residues, r, 0)
+    first_step_blocks = _steady_new_blocks(rep_i, cfg, steady, r, 0)
     if first_step_blocks > free:
         return 0
     if not _admission_blocked(req_i, rep_i, cfg, r, num_decodes, free - first_step_blocks):
@@ -783,7 +787,7 @@ def _fast_forward_decodes(
     new_blocks = 0
     context = rep_i[P_STEADY_CONTEXT, r]
     while num_steps < steps_to_finish:
-        need = _steady_new_blocks(rep_i, cfg, residues, r, num_steps)
+        need = _steady_new_blocks(rep_i, cfg, steady, r, num_steps)
         if new_blocks + need > free:
             break
         step_s = step_time_s(
@@ -806,7 +810,7 @@ def _fast_forward_decodes(
     rep_i[P_STEP_DECODE_SEQS, r] = num_decodes
     rep_i[P_STEP_WAITING, r] = rep_i[P_NUM_WAITING, r]
     finished = _advance_steady(
-        req_i, req_f, rep_i, rep_f, running, cfg, residues, r, num_steps, end_s
+        req_i, req_f, rep_i, rep_f, running, cfg, steady, r, num_steps, end_s
     )
     if finished > 0:
         _close_running_gap(rep_i, running, r, num_decodes - finished, num_decodes)
@@ -819,7 +823,7 @@ def _fast_forward_decodes(
         log_f,
         itl_histogram,
         counters,
-        residues,
+        steady,
         r,
         end_s,
         num_steps,
@@ -846,7 +850,7 @@ def advance(
     log_f,
     itl_histogram,
     counters,
-    residues,
+    steady,
     r,
     until_s,
 ):
@@ -875,7 +879,7 @@ def advance(
                 log_f,
                 itl_histogram,
                 counters,
-                residues,
+                steady,
                 r,
             )
             empty = 0
@@ -896,13 +900,13 @@ def advance(
             log_f,
             itl_histogram,
             counters,
-            residues,
+            steady,
             r,
             until_s,
         ):
             continue
         if not _start_step(
-            req_i, req_f, rep_i, rep_f, running, cfg, params, residues, r, rep_f[P_CLOCK_S, r]
+            req_i, req_f, rep_i, rep_f, running, cfg, params, steady, r, rep_f[P_CLOCK_S, r]
         ):
             empty += 1
             if empty > _MAX_EMPTY_RESCHEDULES:
@@ -920,7 +924,7 @@ _QUIET_LOOKAHEAD_STEPS = 64
 
 
 @njit(cache=True, _nrt=False)
-def quiet_until_s(req_i, rep_i, rep_f, cfg, params, residues, r):
+def quiet_until_s(req_i, rep_i, rep_f, cfg, params, steady, r):
     """A time before which replica ``r``'s outstanding count cannot change, new arrivals aside.
 
     The count falls only when a request finishes, at the end of a step. When the in-flight
@@ -948,13 +952,13 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, params, residues, r):
         return end_s  # a request finishes at the in-flight step's end
     free = rep_i[P_FREE_BLOCKS, r]  # the in-flight step's blocks are taken already
     if not _admission_blocked(
-        req_i, rep_i, cfg, r, num_decodes, free - _steady_new_blocks(rep_i, cfg, residues, r, 1)
+        req_i, rep_i, cfg, r, num_decodes, free - _steady_new_blocks(rep_i, cfg, steady, r, 1)
     ):
         return end_s
     context = rep_i[P_STEADY_CONTEXT, r] + num_decodes
     new_blocks = 0
     for ahead in range(1, min(steps_to_finish, _QUIET_LOOKAHEAD_STEPS)):
-        need = _steady_new_blocks(rep_i, cfg, residues, r, ahead)
+        need = _steady_new_blocks(rep_i, cfg, steady, r, ahead)
         if new_blocks + need > free:
             return end_s  # this step preempts: the run ends at its start
         end_s += step_time_s(

@@ -156,7 +156,7 @@ class EngineState:
     log_f: np.ndarray
     itl_histogram: np.ndarray
     counters: np.ndarray
-    residues: np.ndarray
+    steady: np.ndarray
 
     def kernel_args(self, cfg: np.ndarray, params: object) -> tuple:
         """The leading arguments every engine kernel takes, in their order.
@@ -175,7 +175,7 @@ class EngineState:
             self.log_f,
             self.itl_histogram,
             self.counters,
-            self.residues,
+            self.steady,
         )
 
     @property
@@ -232,9 +232,11 @@ def make_state(
         log_f=np.zeros((NUM_L_FLOAT, log_capacity), np.float64),
         itl_histogram=np.zeros(ITL_NUM_BINS, np.int64),
         counters=np.zeros(NUM_COUNTERS, np.int64),
-        # Per replica, steady decodes counted by (computed - R_ANCHOR) % block_size: those
-        # with residue (-P_STEADY_STEPS) % block_size take a new KV block in the next step.
-        residues=np.zeros((num_replicas, max(block_size, 1)), np.int64),
+        # Per replica: steady decodes counted by (computed - R_ANCHOR) % block_size in the
+        # first block_size columns (those with residue (-P_STEADY_STEPS) % block_size take a
+        # new KV block in the next step), then the P_STEADY_STEPS value at which each steady
+        # decode finishes, by its position in the running list.
+        steady=np.zeros((num_replicas, max(block_size, 1) + max_num_seqs), np.int64),
     )
 
 
