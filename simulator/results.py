@@ -189,7 +189,9 @@ def _step_table(state: EngineState) -> pa.Table:
     log_i, log_f = state.log_i[:, :n], state.log_f[:, :n]
     # Rows were logged as steps completed, each replica's in time order but the replicas'
     # interleaved: a stable sort by replica orders them by replica then time.
-    order = np.argsort(log_i[L_REPLICA].astype(np.int32), kind="stable")
+    # (numpy's stable sort is a linear-time radix sort on 16-bit keys.)
+    key_type = np.int16 if state.rep_i.shape[1] <= np.iinfo(np.int16).max else np.int32
+    order = np.argsort(log_i[L_REPLICA].astype(key_type), kind="stable")
     return pa.table(
         {
             "replica": log_i[L_REPLICA][order].astype(np.int32),
