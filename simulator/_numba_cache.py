@@ -40,3 +40,14 @@ def configure() -> None:
     os.environ["NUMBA_CACHE_DIR"] = str(folder)
     if "numba" in sys.modules:  # imported before simulator: tell its live config too
         sys.modules["numba"].config.CACHE_DIR = str(folder)
+
+
+def is_cold() -> bool:
+    """True when no compiled kernel is cached yet, so the next run compiles them (~15-30 s)."""
+    folder = os.environ.get("NUMBA_CACHE_DIR")
+    if not folder:
+        return True
+    try:
+        return not any(Path(folder).rglob("*.nbi"))
+    except OSError:
+        return True

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from simulator import _numba_cache
 from simulator.cli.common import domain_errors, err, note, print_json, print_rows, print_table
 from simulator.cli.import_options import reads_trace
 from simulator.engine.state import DEFAULT_SARATHI_CHUNK, ROUTERS, SCHEDULERS
@@ -115,6 +116,11 @@ def run(
     table, report = import_trace(trace, import_options)
     for message in report.notes:
         note(message)
+    if _numba_cache.is_cold():
+        note(
+            "first run with this version: compiling the simulation kernels (15-30 s, once; "
+            "later runs load them from the cache)"
+        )
     started = time.perf_counter()
     result = simulate(table, scenario, slo=bounds)
     elapsed_s = time.perf_counter() - started
