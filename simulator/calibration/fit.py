@@ -309,8 +309,12 @@ def fit_from_source(
     *,
     fitted_on: str | None = None,
     progress: Callable[[str], None] | None = None,
+    relatives_dir: Path | None = None,
 ) -> Profile:
     """Read the measurements of one GPU under ``source`` and fit its profile.
+
+    With ``relatives_dir``, also measure the leave-one-GPU-out fallback error against the
+    other GPUs' profiles there (``fallback.leave_one_out``).
 
     Raises
     ------
@@ -327,13 +331,19 @@ def fit_from_source(
         # Vidur's tree holds only compute CSVs for this GPU under profiling/compute/<gpu>;
         # its network and history files are not operator tables of this reader.
         meas.engine = "Vidur profiling (vLLM V0-era torch kernels, no CUDA graphs)"
-    return fit_profile(
+    ref = reference_for(gpu)
+    profile = fit_profile(
         meas,
         gpu,
-        reference_for(gpu),
+        ref,
         source=kind,
         source_dir=str(source),
         system=system or Path(source).name,
         fitted_on=fitted_on,
         progress=progress,
     )
+    if relatives_dir is not None:
+        from simulator.calibration.fallback import leave_one_out
+
+        profile.errors_leave_one_out = leave_one_out(meas, gpu, ref, relatives_dir)
+    return profile

@@ -114,6 +114,9 @@ class Profile:
         Optional ``host_overhead_s`` and ``host_overhead_per_seq_s`` replacing the defaults.
     model, tp : optional
         The model and TP degree a profile was fitted for (None: any).
+    errors_leave_one_out : dict
+        Per grid: the error of predicting this GPU's points from its nearest measured
+        relatives' profiles, and which (``fallback.leave_one_out``).
     path : Path or None
         Where it was loaded from.
     """
@@ -127,6 +130,7 @@ class Profile:
     model: str | None = None
     tp: int | None = None
     path: Path | None = None
+    errors_leave_one_out: dict[str, Any] = field(default_factory=dict)
 
     def predict(
         self, grid_name: str, features: dict[str, np.ndarray], ref: Reference | None = None
@@ -178,6 +182,7 @@ class Profile:
             },
             "host": self.host,
             "errors": self.errors,
+            "leave_one_out": self.errors_leave_one_out,
             "grids": {name: grid.to_json() for name, grid in sorted(self.grids.items())},
         }
 
@@ -289,6 +294,7 @@ def _from_json(data: Any, path: Path) -> Profile:
         grids=grids,
         provenance=dict(data.get("provenance") or {}),
         errors=dict(data.get("errors") or {}),
+        errors_leave_one_out=dict(data.get("leave_one_out") or {}),
         host=host,
         model=data.get("model"),
         tp=tp,

@@ -46,7 +46,7 @@ def fit(
     from simulator.calibration.select import profile_path
 
     target = profile_path(_gpu_name(gpu), out) if out.is_dir() else out
-    profile = fit_from_source(source, gpu, progress=_progress)
+    profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
     save_profile(profile, target)
     err.print(f"wrote {target}", markup=False)
     if json_output:

@@ -63,6 +63,14 @@ def run(
     max_model_len: Annotated[
         int | None, _opt("--max-model-len", help="Longest request served (input + output).")
     ] = None,
+    calibration: Annotated[
+        Path | None,
+        _opt(
+            "--calibration",
+            help="Calibration profile JSON (from `simreplay calibrate fit` or `validate --fit`);"
+            " default: the shipped profile of the GPU or its nearest measured architecture.",
+        ),
+    ] = None,
     slo: Annotated[
         str | None,
         typer.Option(
@@ -103,6 +111,7 @@ def run(
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
         seed=import_options.seed,
+        calibration=None if calibration is None else str(calibration),
     )
     table, report = import_trace(trace, import_options)
     for message in report.notes:
