@@ -111,5 +111,141 @@ def _print_errors(errors_by_gpu: dict[str, dict]) -> None:
     )
 
 
-def _unused() -> None:  # pragma: no cover - keeps the import used until more commands land
-    raise SimreplayError("unused")
+@app.command("report")
+@domain_errors
+def report(
+    profiles: Annotated[
+        Path | None,
+        typer.Option("--profiles", help="Folder of profiles (default: the shipped ones)."),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Every profile: source, fit and held-out error, and leave-one-GPU-out fallback error."""
+    from simulator.calibration.select import PROFILES_DIR, shipped_profiles
+
+    directory = profiles or PROFILES_DIR
+    found = shipped_profiles(directory)
+    if not found:
+        raise SimreplayError(f"{directory}: no calibration profiles (*.json)")
+    payload = {
+        "profiles_dir": str(directory),
+        "profiles": [
+            {
+                "file": p.path.name if p.path else None,
+                "gpu": p.gpu,
+                "source": p.provenance.get("source"),
+                "engine": p.provenance.get("engine"),
+                "device": p.provenance.get("device"),
+                "fitted_on": p.provenance.get("fitted_on"),
+                "grids": sorted(p.grids),
+                "host": p.host,
+                "errors": p.errors,
+                "leave_one_out": p.errors_leave_one_out,
+            }
+            for p in found
+        ],
+    }
+    if json_output:
+        print_json(payload)
+        return
+    rows = []
+    for p in payload["profiles"]:
+        for grid_name in p["grids"]:
+            errs = p["errors"].get(grid_name, {})
+            fit_e = errs.get("fit", {})
+            rnd = errs.get("holdout_random_20pct", {})
+            off = errs.get("holdout_offgrid_shapes", {})
+            loo = p["leave_one_out"].get(grid_name, {})
+            rows.append(
+                [
+                    p["file"],
+                    f"{p['source']} ({p['engine']})",
+                    grid_name,
+                    f"{fit_e.get('n', 0):,}",
+                    f"{_fmt(fit_e.get('median_abs_pct'))}/{_fmt(fit_e.get('p90_abs_pct'))}",
+                    f"{_fmt(rnd.get('median_abs_pct'))}/{_fmt(rnd.get('p90_abs_pct'))}",
+                    f"{_fmt(off.get('median_abs_pct'))}/{_fmt(off.get('p90_abs_pct'))}",
+                    (
+                        f"{_fmt(loo.get('median_abs_pct'))}/{_fmt(loo.get('p90_abs_pct'))} "
+                        f"from {loo['borrowed_from']}"
+                    )
+                    if loo
+                    else "n/a",
+                ]
+            )
+    print_table(
+        [
+            "profile",
+            "source",
+            "grid",
+            "points",
+            "fit med/p90 %",
+            "rand20 med/p90 %",
+            "off-grid med/p90 %",
+            "leave-GPU-out med/p90 %",
+        ],
+        rows,
+        numeric_from=3,
+    )
+    print(
+        "errors are |predicted / measured - 1| per operator call; rand20: a random 20% of "
+        "grid points held out of the fit; off-grid: shapes between grid nodes; "
+        "leave-GPU-out: this GPU predicted from its nearest measured relative's profile"
+    )
+
+
+@app.command("check")
+@domain_errors
+def check(
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="Measured operators: AIConfigurator-named parquet files "
+            "(any depth) or Vidur mlp.csv files.",
+            show_default=False,
+        ),
+    ],
+    gpu: Annotated[str, typer.Option("--gpu", help="GPU they were measured on, e.g. H200.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Accepted for symmetry with run; the operator shapes come from the files.",
+        ),
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option("--calibration", help="Profile to check instead of the one a run would pick."),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Predicted vs measured latency per operator family for measurements you bring."""
+    from simulator.calibration.check import check_measurements
+    from simulator.hardware import get_gpu
+
+    if model is not None:
+        from simulator.models import get_model
+
+        get_model(model)
+    result = check_measurements(directory, get_gpu(gpu), calibration=calibration)
+    if json_output:
+        print_json(result)
+        return
+    print(f"{result['gpu']}: step times from {result['source']}")
+    rows = [
+        [
+            family,
+            f"{s['n']:,}",
+            _fmt(s["median_signed_pct"]),
+            _fmt(s["p90_signed_pct"]),
+            _fmt(s["median_abs_pct"]),
+            _fmt(s["p90_abs_pct"]),
+            "; ".join(sorted(set(s["predicted_by"].values()))),
+        ]
+        for family, s in result["families"].items()
+    ]
+    print_table(
+        ["family", "n", "median %", "p90 %", "median |%|", "p90 |%|", "predicted by"],
+        rows,
+        numeric_from=1,
+    )
