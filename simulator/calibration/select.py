@@ -102,7 +102,7 @@ def step_model_for(
     model: ModelSpec,
     gpu: GPUSpec,
     tp: int,
-    calibration: str | Path | None = None,
+    calibration: str | Path | Profile | None = None,
     *,
     directory: Path = PROFILES_DIR,
     exclude: tuple[str, ...] = (),
@@ -113,8 +113,9 @@ def step_model_for(
     ----------
     model, gpu, tp
         As for ``roofline_model``.
-    calibration : str or Path, optional
-        A profile file (``--calibration``); its grids come first, then the shipped ones.
+    calibration : str, Path or Profile, optional
+        A profile file (``--calibration``) or a loaded profile; its grids and host
+        constants come first, then the shipped profiles'.
     directory : Path
         Folder of shipped profiles.
     exclude : tuple of str
@@ -132,7 +133,9 @@ def step_model_for(
         For an unreadable or invalid ``calibration`` file.
     """
     chain: list[Profile] = []
-    if calibration is not None:
+    if isinstance(calibration, Profile):
+        chain.append(calibration)
+    elif calibration is not None:
         chain.append(load_profile(Path(calibration)))
     for name in borrow_order(gpu.name):
         if name in exclude:

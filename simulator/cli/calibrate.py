@@ -249,3 +249,133 @@ def check(
         rows,
         numeric_from=1,
     )
+
+
+@app.command("validate")
+@domain_errors
+def validate(
+    bench: Annotated[
+        Path,
+        typer.Argument(
+            help="Measured benchmark: `vllm bench serve --save-result "
+            "--save-detailed` JSON, or per-request JSONL/CSV.",
+            show_default=False,
+        ),
+    ],
+    gpus: Annotated[str, typer.Option("--gpus", help="GPUs as NxNAME, e.g. 1xH100.")],
+    model: Annotated[str, typer.Option("--model", help="Model served in the benchmark.")],
+    tp: Annotated[int | None, typer.Option("--tp", help="Tensor-parallel degree.")] = None,
+    max_num_seqs: Annotated[
+        int | None, typer.Option("--max-num-seqs", help="vLLM --max-num-seqs used.")
+    ] = None,
+    max_num_batched_tokens: Annotated[
+        int | None,
+        typer.Option("--max-num-batched-tokens", help="vLLM --max-num-batched-tokens used."),
+    ] = None,
+    gpu_memory_utilization: Annotated[
+        float, typer.Option("--gpu-memory-utilization", help="vLLM's value (default 0.9).")
+    ] = 0.9,
+    num_kv_blocks: Annotated[
+        int | None,
+        typer.Option(
+            "--num-kv-blocks",
+            help="KV blocks per replica vLLM reported "
+            '("# GPU blocks"); overrides the memory estimate.',
+        ),
+    ] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option("--max-model-len", help="vLLM --max-model-len used.")
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration", help="Profile to validate instead of the one a run would pick."
+        ),
+    ] = None,
+    fit_host: Annotated[
+        bool,
+        typer.Option(
+            "--fit",
+            help="Also fit the host-overhead constants to this benchmark and write a profile (-o).",
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Profile file --fit writes.")
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replay a measured benchmark; print predicted vs measured TTFT, TPOT and E2E."""
+    from simulator.calibration.profile import save_profile
+    from simulator.calibration.validate import (
+        fit_host_overhead,
+        fitted_profile,
+        read_benchmark,
+        resolve_for_benchmark,
+    )
+    from simulator.calibration.validate import validate as run_validate
+    from simulator.io import check_output_path
+    from simulator.scenario import Scenario
+
+    if fit_host and out is None:
+        raise SimreplayError("--fit needs -o PROFILE.json to write the fitted profile to")
+    if out is not None:
+        if not fit_host:
+            raise SimreplayError("-o is only used with --fit")
+        check_output_path(out)
+    data = read_benchmark(bench)
+    for message in data.notes:
+        err.print(f"note: {message}", markup=False)
+    scenario = Scenario(
+        gpus=gpus,
+        model=model,
+        tp=tp,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
+        calibration=None if calibration is None else str(calibration),
+    )
+    resolved = resolve_for_benchmark(scenario, num_kv_blocks)
+    report = run_validate(data, resolved)
+    payload: dict = {"validation": report}
+    if fit_host:
+        host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)
+        profile = fitted_profile(resolved, base, host, fitted, report)
+        save_profile(profile, out)
+        err.print(f"wrote {out}", markup=False)
+        payload["fit"] = {"host": host, "profile": str(out), "validation": fitted}
+    if json_output:
+        print_json(payload)
+        return
+    _print_validation(report, "before fit" if fit_host else None)
+    if fit_host:
+        print()
+        host = payload["fit"]["host"]
+        print(
+            f"fitted host overhead: {host['host_overhead_s'] * 1e3:.3f} ms per step + "
+            f"{host['host_overhead_per_seq_s'] * 1e6:.2f} us per sequence -> {out}"
+        )
+        _print_validation(payload["fit"]["validation"], "after fit")
+
+
+def _print_validation(report: dict, label: str | None) -> None:
+    title = f"{report['benchmark']}: {report['num_requests']:,} requests"
+    if report["num_rejected"]:
+        title += f" ({report['num_rejected']:,} rejected by the simulator)"
+    print(title + (f" [{label}]" if label else ""))
+    print(f"step times: {report['step_times']}")
+    rows = []
+    for metric in ("ttft", "tpot", "e2e"):
+        for stat in ("mean", "p50", "p90", "p99"):
+            m = report["measured"][metric][stat]
+            p = report["predicted"][metric][stat]
+            e = report["error_pct"][metric][stat]
+            rows.append(
+                [
+                    f"{metric.upper()} {stat}",
+                    "n/a" if m is None else f"{m:,.1f}",
+                    "n/a" if p is None else f"{p:,.1f}",
+                    "n/a" if e is None else f"{e:+.1f}%",
+                ]
+            )
+    print_table(["ms", "measured", "predicted", "error"], rows, numeric_from=1)
