@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from simulator.calibration.fit import error_stats, fit_one, fit_profile, grid_points
 from simulator.calibration.profile import (
+    GRID_FEATURES,
     Profile,
     Reference,
     load_profile,
@@ -164,22 +165,14 @@ def test_fitter_recovers_a_constant_efficiency_for_every_family(tmp_path):
 def _toy_profile() -> Profile:
     rng = np.random.default_rng(1)
     grids = {}
-    meas_dirs = {}
     from simulator.calibration.fit import GRID_AXES
     from simulator.calibration.grid import Grid
 
     for name, axes in GRID_AXES.items():
         shape = tuple(len(a) for a in axes)
         values = rng.normal(0.5, 0.4, size=shape)
-        names = {
-            "gemm_bfloat16": ("m", "n", "k"),
-            "gemm_fp8": ("m", "n", "k"),
-            "context_attention": ("batch", "isl", "heads", "head_dim"),
-            "generation_attention": ("batch", "context", "kv_heads", "head_dim"),
-            "allreduce": ("num_gpus", "message_bytes"),
-        }[name]
+        names = GRID_FEATURES[name][1]
         grids[name] = Grid(names, axes, values, np.ones(shape, dtype=np.int64))
-    del meas_dirs
     return Profile(
         gpu="H100-SXM",
         reference=Reference.of(get_gpu("H100")),

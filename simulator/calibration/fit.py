@@ -38,11 +38,13 @@ HOLDOUT_SEED = 0
 GRID_AXES = {
     "gemm_bfloat16": (powers_of_two(1, 32768), powers_of_two(32, 65536), powers_of_two(32, 65536)),
     "gemm_fp8": (powers_of_two(1, 32768), powers_of_two(32, 65536), powers_of_two(32, 65536)),
+    # AIConfigurator measures prompts of 1 and 16-16384 tokens.
     "context_attention": (
         powers_of_two(1, 256),
-        powers_of_two(1, 16384),
+        np.concatenate([[1.0], powers_of_two(16, 16384)]),
         powers_of_two(1, 64),
         np.array([64.0, 128.0, 256.0]),
+        powers_of_two(1, 8),
     ),
     "generation_attention": (
         powers_of_two(1, 2048),
@@ -82,7 +84,10 @@ def grid_points(meas: Measurements, grid_name: str) -> tuple[dict[str, np.ndarra
     if not cols:
         return {}, np.zeros(0)
     names = GRID_FEATURES[grid_name][1]
-    return {k: cols[k] for k in names}, cols["latency_s"]
+    feats = {k: cols[k] for k in names if k in cols}
+    if grid_name == "context_attention":
+        feats["gqa"] = cols["heads"] / cols["kv_heads"]  # query heads per KV head
+    return feats, cols["latency_s"]
 
 
 def error_stats(predicted_s: np.ndarray, measured_s: np.ndarray) -> dict[str, float | int]:

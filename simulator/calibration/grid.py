@@ -30,13 +30,17 @@ class Grid:
     values : numpy.ndarray
         float64, shape ``tuple(len(a) for a in axes)``: natural log of measured / roofline.
     counts : numpy.ndarray
-        int64, same shape: measured points behind each node (0: filled from neighbours).
+        int64, same shape: measured points behind each node (0: filled from neighbours);
+        all 0 for a grid read from a file, which stores only the totals.
+    stored_totals : tuple of int or None
+        ``(nodes_measured, points)`` as read from a file.
     """
 
     names: tuple[str, ...]
     axes: tuple[np.ndarray, ...]
     values: np.ndarray
     counts: np.ndarray
+    stored_totals: tuple[int, int] | None = None
 
     def log_ratio(self, features: dict[str, np.ndarray]) -> np.ndarray:
         """Interpolated log-ratio at each point (float64, shape of the features)."""
@@ -69,11 +73,14 @@ class Grid:
         return total.reshape(shape)
 
     def to_json(self) -> dict:
-        """Plain lists for the profile file (values rounded to 1e-4 in log space)."""
+        """Plain lists for the profile file (log-ratios rounded to 1e-3, i.e. 0.1 %)."""
         return {
             "axes": {n: [float(v) for v in a] for n, a in zip(self.names, self.axes, strict=True)},
-            "log_ratio": [round(float(v), 4) for v in self.values.ravel()],
-            "points_per_node": [int(c) for c in self.counts.ravel()],
+            "nodes_measured": self.stored_totals[0]
+            if self.stored_totals
+            else int((self.counts > 0).sum()),
+            "points": self.stored_totals[1] if self.stored_totals else int(self.counts.sum()),
+            "log_ratio": [round(float(v), 3) for v in self.values.ravel()],
         }
 
     @classmethod
@@ -99,10 +106,10 @@ class Grid:
                 f"{where}.log_ratio must hold {int(np.prod(shape))} finite numbers, "
                 f"got {values.size}"
             )
-        counts = np.asarray(data.get("points_per_node", [0] * values.size), dtype=np.int64)
-        if counts.size != values.size:
-            counts = np.zeros(values.size, dtype=np.int64)
-        return cls(names, axes, values.reshape(shape), counts.reshape(shape))
+        # Per-node counts are not stored (they would double the file); zeros stand in.
+        counts = np.zeros(shape, dtype=np.int64)
+        totals = (int(data.get("nodes_measured", 0)), int(data.get("points", 0)))
+        return cls(names, axes, values.reshape(shape), counts, totals)
 
 
 def fit_grid(
@@ -116,9 +123,10 @@ def fit_grid(
     Points whose features are not all node values are ignored (they are the off-grid
     held-out set); an axis with a single node pools every point. Points that differ only
     in a feature the grid does not have (e.g. the number of query heads of a
-    decode-attention grid) are pooled into one node. Nodes
-    without points take the mean of their filled neighbours, repeatedly, and finally the
-    median of all points.
+    decode-attention grid) are pooled into one node. A node without points lying between
+    filled nodes on some axis takes the mean over such axes of the linear interpolation
+    (in log2 of the feature) between them; the rest (outside the measured range) take the
+    mean of their filled neighbours, repeatedly, and finally the median of all points.
 
     Parameters
     ----------
@@ -158,8 +166,45 @@ def fit_grid(
     for node in np.nonzero(counts)[0]:
         sums[node] = float(np.median(ratios_sorted[starts[node] : ends[node]]))
     values = sums.reshape(shape)
+    _interpolate_missing(values, [np.log2(a) for a in axes])
     _fill_missing(values, fallback=float(np.median(ratios)) if ratios.size else 0.0)
     return Grid(tuple(names), tuple(axes), values, counts.reshape(shape))
+
+
+def _interpolate_missing(values: np.ndarray, log_axes: list[np.ndarray]) -> None:
+    """Fill empty nodes that lie between filled ones on some axis line (in place).
+
+    Each empty node takes the mean over axes of the linear interpolation (in log2 of the
+    feature) between the nearest filled nodes on either side along that axis; repeated
+    while it fills anything. Nodes outside every line's filled range are left NaN.
+    """
+    for _ in range(values.ndim + 1):
+        missing = np.isnan(values)
+        if not missing.any():
+            return
+        total = np.zeros(values.shape)
+        count = np.zeros(values.shape)
+        for axis, coords in enumerate(log_axes):
+            if len(coords) < 3:
+                continue
+            moved = np.moveaxis(values, axis, -1)
+            lines = moved.reshape(-1, len(coords))
+            estimate = np.full(lines.shape, np.nan)
+            for row_idx, row in enumerate(lines):
+                ok = ~np.isnan(row)
+                if ok.sum() < 2 or ok.all():
+                    continue
+                known = coords[ok]
+                inside = ~ok & (coords > known[0]) & (coords < known[-1])
+                estimate[row_idx, inside] = np.interp(coords[inside], known, row[ok])
+            estimate = np.moveaxis(estimate.reshape(moved.shape), -1, axis)
+            got = missing & ~np.isnan(estimate)
+            total[got] += estimate[got]
+            count[got] += 1
+        fill = missing & (count > 0)
+        if not fill.any():
+            return
+        values[fill] = total[fill] / count[fill]
 
 
 def _fill_missing(values: np.ndarray, fallback: float) -> None:

@@ -33,7 +33,7 @@ ACT_BYTES = 2.0
 GRID_FEATURES = {
     "gemm_bfloat16": ("gemm", ("m", "n", "k")),
     "gemm_fp8": ("gemm", ("m", "n", "k")),
-    "context_attention": ("context_attention", ("batch", "isl", "heads", "head_dim")),
+    "context_attention": ("context_attention", ("batch", "isl", "heads", "head_dim", "gqa")),
     "generation_attention": ("generation_attention", ("batch", "context", "kv_heads", "head_dim")),
     "allreduce": ("allreduce", ("num_gpus", "message_bytes")),
 }
@@ -61,7 +61,8 @@ def roofline_latency_s(grid_name: str, f: dict[str, np.ndarray], ref: Reference)
 
     GEMM: max(2 m n k / P, (n k b + m (n + k) 2) / B), b = 1 for FP8 else 2. Prefill
     attention (causal, fresh prompts): max(2 h d batch isl^2 / P, 4 (kv + h) d batch isl / B)
-    with kv = h (the grid pools KV heads). Decode attention: max(4 h d batch ctx / P,
+    with kv = h (the grid's ``gqa`` axis, heads per KV head, carries the rest). Decode
+    attention: max(4 h d batch ctx / P,
     (2 kv d batch ctx + 2 h d batch) 2 / B) with h = kv (pooled over query heads). All-reduce:
     ring, 2 (g - 1) / g bytes / link.
     """

@@ -8,7 +8,8 @@ roofline ``params`` as the tables ``kernel.table_s`` interpolates (layout in
     linear(T)          = L x sum over QKV, O, MLP-in, MLP-out (router for MoE) of
                          GEMM(m = T, n, k) for the per-GPU n, k of each matrix
     lm_head(R)         = GEMM(m = R, n = vocab / tp, k = hidden)
-    prefill(b, W)      = L x context_attention(batch = b, isl = sqrt(W / b), heads / tp, d)
+    prefill(b, W)      = L x context_attention(batch = b, isl = sqrt(W / b), heads / tp, d,
+                                           heads per KV head)
                          (b prompts of equal length with the step's attention work W)
     decode(N, C)       = L x generation_attention(batch = N, context = C / N, kv_heads / tp, d)
     allreduce(T)       = 2 L x all_reduce(tp GPUs, T x hidden x 2 bytes); absent at tp = 1
@@ -130,6 +131,7 @@ def calibrated_model(
             "isl": isl,
             "heads": np.full_like(b_p, heads),
             "head_dim": np.full_like(b_p, d),
+            "gqa": np.full_like(b_p, heads / kv_heads),
         },
     )
     used["prefill_attention"] = "roofline" if prefill is None else "context_attention"
