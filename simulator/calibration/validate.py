@@ -19,11 +19,11 @@ with more than one output token, on both sides.
 
 ``fit_host_overhead`` adjusts the two host-overhead constants (per step, per scheduled
 sequence) by a deterministic search: a log-spaced 13 x 10 grid (0 and 0.05-10 ms; 0 and
-1-100 us per sequence), then five rounds of a 5 x 5 multiplicative grid shrinking around
-the best point, minimising the median |log ratio| of each request's TPOT plus that of its
-TTFT (requests are matched one to one). The two constants are told apart only by steps of
-different batch sizes: a benchmark at one steady load fixes their sum at that batch size,
-not each one.
+1-100 us per sequence), then a pattern search from each of the three best nodes (eight
+neighbours in log space, step halved when none improves), minimising the mean |log ratio|
+of each request's TPOT (requests are matched one to one). The two constants
+are told apart only by steps of different batch sizes: a benchmark at one steady load
+fixes their sum at that batch size, not each one.
 """
 
 from __future__ import annotations
@@ -402,25 +402,24 @@ def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, A
 
 
 def _request_loss(bench: Benchmark, ttft_s: np.ndarray, e2e_s: np.ndarray) -> float:
-    """Median |log ratio| of each request's TPOT plus that of its TTFT.
+    """Mean |log ratio| of each request's TPOT, predicted against measured.
 
-    Requests are matched one to one, so each one's latency tells which batches it shared
+    Requests are matched one to one, so each one's TPOT tells which batches it shared
     steps with: far more than summary statistics, and what lets the per-step and
-    per-sequence host overheads be told apart. Medians, because a small change of step
-    time moves a few requests into other batches (a chaotic change of their TTFT) while
-    the bulk moves smoothly. A request the simulator rejects counts as an error of 1.
+    per-sequence host overheads be told apart (requests of a quiet phase see small
+    batches, those of a busy phase large ones). TTFT is left out: one request's TTFT
+    depends chaotically on where its arrival falls in a step, which makes the loss rough.
+    A request the simulator rejects counts as an error of 1.
     """
-    floor_s = 1e-5
     many = bench.output_tokens > 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot_pred = (e2e_s - ttft_s)[many] / (bench.output_tokens[many] - 1)
-        tpot_meas = (bench.e2e_s - bench.ttft_s)[many] / (bench.output_tokens[many] - 1)
     total = 0.0
-    for pred, meas in ((tpot_pred, tpot_meas), (ttft_s, bench.ttft_s)):
-        if len(meas) == 0:
-            continue
-        diff = np.abs(np.log(np.maximum(pred, floor_s)) - np.log(np.maximum(meas, floor_s)))
-        total += float(np.median(np.where(np.isfinite(diff), diff, 1.0)))
+    if many.any():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pred = (e2e_s - ttft_s)[many] / (bench.output_tokens[many] - 1)
+            meas = (bench.e2e_s - bench.ttft_s)[many] / (bench.output_tokens[many] - 1)
+            diff = np.abs(np.log(np.maximum(pred, 1e-6)) - np.log(np.maximum(meas, 1e-6)))
+        total += float(np.mean(np.where(np.isfinite(diff), diff, 1.0)))
+    total += float(np.mean(~np.isfinite(ttft_s)))
     return total
 
 
@@ -453,24 +452,40 @@ def fit_host_overhead(
 
     fixed_grid = [0.0, *np.geomspace(5e-5, 1e-2, 12)]
     per_seq_grid = [0.0, *np.geomspace(1e-6, 1e-4, 9)]
-    best = min(((f, p) for f in fixed_grid for p in per_seq_grid), key=lambda fp: (loss(*fp), fp))
-    # Refine around the best node: multiplicative steps shrinking from the grid's spacing.
-    ratio_f, ratio_p = 10 ** (math.log10(200) / 11), 10 ** (2 / 8)
-    for round_idx in range(5):
-        fixed = (
-            [best[0] * ratio_f**i for i in (-1, -0.5, 0, 0.5, 1)]
-            if best[0]
-            else [0.0, 2.5e-5, 5e-5]
-        )
-        per_seq = (
-            [best[1] * ratio_p**i for i in (-1, -0.5, 0, 0.5, 1)] if best[1] else [0.0, 5e-7, 1e-6]
-        )
-        best = min(((f, p) for f in fixed for p in per_seq), key=lambda fp: (loss(*fp), fp))
-        ratio_f, ratio_p = ratio_f**0.5, ratio_p**0.5
+    nodes = sorted((loss(f, p), (f, p)) for f in fixed_grid for p in per_seq_grid)
+    # Pattern search from each of the three best nodes, in u = log(x + eps): move to the
+    # best of the eight neighbours (diagonals follow the valley where fixed and
+    # per-sequence costs trade off) while that improves, halve the step when it does not;
+    # stop below 0.5 %. The loss is rough (a change of step time moves a few requests into
+    # other batches), hence several starts.
+    eps = (2e-5, 2e-7)
+
+    def point(uu: tuple[float, float]) -> tuple[float, float]:
+        return (max(math.exp(uu[0]) - eps[0], 0.0), max(math.exp(uu[1]) - eps[1], 0.0))
+
+    best_loss, best = math.inf, nodes[0][1]
+    for start_idx, (_, start) in enumerate(nodes[:3]):
+        u = (math.log(start[0] + eps[0]), math.log(start[1] + eps[1]))
+        current = loss(*point(u))
+        step = 0.4
+        for _ in range(60):
+            trials = [
+                (u[0] + i * step, u[1] + j * step) for i in (-1, 0, 1) for j in (-1, 0, 1) if i or j
+            ]
+            trial_loss, trial = min((loss(*point(t)), t) for t in trials)
+            if trial_loss < current:
+                current, u = trial_loss, trial
+            else:
+                step /= 2.0
+                if step < 0.005:
+                    break
+        if current < best_loss:
+            best_loss, best = current, point(u)
         if progress is not None:
+            f_s, p_s = point(u)
             progress(
-                f"round {round_idx + 1}: host {best[0] * 1e3:.4f} ms + "
-                f"{best[1] * 1e6:.3f} us/seq, loss {loss(*best):.6f}"
+                f"start {start_idx + 1}: host {f_s * 1e3:.4f} ms + {p_s * 1e6:.3f} "
+                f"us/seq, loss {current:.6f}"
             )
     host = {"host_overhead_s": round(best[0], 9), "host_overhead_per_seq_s": round(best[1], 10)}
     report, best_loss = _validate(bench, _with_host(resolved, base, host))
