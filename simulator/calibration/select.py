@@ -177,7 +177,16 @@ def step_model_for(
             f"architecture; {_label(primary)}); no measurements of {gpu.name}"
         )
     if host:
-        source += f"; host overheads from {_label(next(p for p in chain if p.host))}"
+        host_owner = next(p for p in chain if p.host)
+        source += f"; host overheads from {_label(host_owner)}"
+        if host_owner.model is not None and (host_owner.model, host_owner.tp) != (
+            model.name,
+            tp,
+        ):
+            source += (
+                f" (fitted on {host_owner.model} tp={host_owner.tp}; this run is "
+                f"{model.name} tp={tp})"
+            )
     step = calibrated_model(
         model,
         gpu,
