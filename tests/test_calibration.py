@@ -457,3 +457,73 @@ def test_llama2_70b_tp4_a100_decode_step_matches_vidur_layer_sums():
         errors.append(abs(ours_ms / vidur_ms - 1))
     assert len(errors) >= 10
     assert np.median(errors) <= 0.10 and max(errors) <= 0.20, (np.median(errors), max(errors))
+
+
+def test_report_lists_every_shipped_profile_with_errors():
+    result = runner.invoke(app, ["calibrate", "report", "--json"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    gpus = {p["gpu"] for p in payload["profiles"]}
+    assert {"H100-SXM", "A40", "GB200"} <= gpus
+    for profile in payload["profiles"]:
+        for grid_name in profile["grids"]:
+            stats = profile["errors"][grid_name]["holdout_random_20pct"]
+            assert stats["n"] > 0 and stats["median_abs_pct"] is not None
+    table = runner.invoke(app, ["calibrate", "report"])
+    assert (
+        table.exit_code == 0
+        and "leave-GPU-out" in table.stdout
+        and "h100-sxm.json" in (table.stdout)
+    )
+
+
+def test_check_reports_each_family_for_user_files(tmp_path):
+    """A user's own folder (no system folders): synthetic H200 GEMMs 10 % slower than the
+    profile predicts come back as a -9.1 % median signed error."""
+    m, n, k = np.meshgrid([16.0, 256, 2048], [4096.0, 8192], [4096.0, 14336], indexing="ij")
+    feats = {"m": m.ravel(), "n": n.ravel(), "k": k.ravel()}
+    from simulator.calibration.select import shipped_profile
+
+    h100 = shipped_profile("H100-SXM")
+    measured = h100.predict("gemm_bfloat16", feats, Reference.of(get_gpu("H200"))) * 1.1
+    _write(
+        {
+            "gemm_dtype": ["bfloat16"] * m.size,
+            "m": feats["m"],
+            "n": feats["n"],
+            "k": feats["k"],
+            "latency": measured * 1e3,
+        },
+        tmp_path / "mine" / "gemm_perf.parquet",
+    )
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H200", "--json"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["gpu"] == "H200" and payload["profile"].endswith("h100-sxm.json")
+    gemm = payload["families"]["gemm"]
+    assert gemm["n"] == m.size
+    assert gemm["median_signed_pct"] == pytest.approx(-100 / 11, abs=0.2)
+    assert set(gemm) >= {"n", "median_abs_pct", "p90_abs_pct"}
+
+
+@needs_shared
+def test_fit_from_vidur_writes_a_loadable_a40_profile(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "calibrate",
+            "fit",
+            "--source",
+            str(SHARED / "vidur"),
+            "--gpu",
+            "A40",
+            "-o",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    profile = load_profile(tmp_path / "a40.json")
+    assert profile.provenance["source"] == "vidur" and list(profile.grids) == ["gemm_bfloat16"]
+    assert all("/a40/" in f"/{f}" for f in profile.provenance["files"])
+    assert profile.errors["gemm_bfloat16"]["holdout_offgrid_shapes"]["median_abs_pct"] < 8.0
