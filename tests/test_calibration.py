@@ -221,7 +221,11 @@ def _ref_step(model, params, pt, ps, work, pc, nd, dc):
     roof = np.zeros(kernel.NUM_PARTS)
     kernel.step_time_parts_s(np.ascontiguousarray(base), pt, ps, work, pc, nd, dc, roof)
     total = _ref_table(params, kernel.CAL_LINEAR, 0, tokens)
-    total += roof[kernel.PART_MOE] + roof[kernel.PART_ELEMENTWISE] + roof[kernel.PART_HOST]
+    if params[kernel.CAL_HEADER + kernel.CAL_MOE] > 0:
+        total += _ref_table(params, kernel.CAL_MOE, 0, tokens)
+    else:
+        total += roof[kernel.PART_MOE]
+    total += roof[kernel.PART_ELEMENTWISE] + roof[kernel.PART_HOST]
     total += _ref_table(params, kernel.CAL_LM_HEAD, 0, seqs)
     if pt > 0:
         total += _ref_table(params, kernel.CAL_PREFILL_ATTENTION, ps, max(work, pt))
@@ -241,9 +245,9 @@ features = st.tuples(
 
 
 @settings(max_examples=300, deadline=None)
-@given(features)
-def test_calibrated_kernel_matches_slow_reference(feats):
-    model = _calibrated()
+@given(features, st.sampled_from(["llama-2-70b", "mixtral-8x7b"]))
+def test_calibrated_kernel_matches_slow_reference(feats, model_name):
+    model = _calibrated(model_name)
     pt, ps, work, pc, nd, dc = feats
     ps = min(ps, pt) if pt else 0
     dc = max(dc, nd)

@@ -53,6 +53,12 @@ GRID_AXES = {
         np.array([64.0, 128.0, 256.0]),
     ),
     "allreduce": (np.array([2.0, 4.0, 8.0]), powers_of_two(256, 2**28)),
+    "moe": (
+        powers_of_two(1, 16384),
+        powers_of_two(8, 512),
+        powers_of_two(1, 16),
+        powers_of_two(128, 16384),
+    ),
 }
 
 
@@ -87,6 +93,8 @@ def grid_points(meas: Measurements, grid_name: str) -> tuple[dict[str, np.ndarra
     feats = {k: cols[k] for k in names if k in cols}
     if grid_name == "context_attention":
         feats["gqa"] = cols["heads"] / cols["kv_heads"]  # query heads per KV head
+    if grid_name == "moe":
+        feats["hidden"] = cols["hidden"]  # used by the roofline, pooled by the grid
     return feats, cols["latency_s"]
 
 

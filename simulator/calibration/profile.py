@@ -36,6 +36,7 @@ GRID_FEATURES = {
     "context_attention": ("context_attention", ("batch", "isl", "heads", "head_dim", "gqa")),
     "generation_attention": ("generation_attention", ("batch", "context", "kv_heads", "head_dim")),
     "allreduce": ("allreduce", ("num_gpus", "message_bytes")),
+    "moe": ("moe", ("num_tokens", "num_experts", "topk", "inter_per_gpu")),
 }
 
 
@@ -64,7 +65,8 @@ def roofline_latency_s(grid_name: str, f: dict[str, np.ndarray], ref: Reference)
     with kv = h (the grid's ``gqa`` axis, heads per KV head, carries the rest). Decode
     attention: max(4 h d batch ctx / P,
     (2 kv d batch ctx + 2 h d batch) 2 / B) with h = kv (pooled over query heads). All-reduce:
-    ring, 2 (g - 1) / g bytes / link.
+    ring, 2 (g - 1) / g bytes / link. MoE layer (gated experts, 16-bit): max(6 T k H I / P,
+    (D(T) 3 H I 2 + T k (2 H + 3 I) 2) / B), D(T) = E (1 - (1 - k/E)^T) experts touched.
     """
     if grid_name.startswith("gemm"):
         fp8 = grid_name.endswith("fp8")
@@ -90,6 +92,16 @@ def roofline_latency_s(grid_name: str, f: dict[str, np.ndarray], ref: Reference)
     if grid_name == "allreduce":
         g, size = f["num_gpus"], f["message_bytes"]
         return 2.0 * (g - 1.0) / g * size / ref.link_bytes_per_s
+    if grid_name == "moe":
+        t, e, k = f["num_tokens"], f["num_experts"], f["topk"]
+        h, i = f["hidden"], f["inter_per_gpu"]
+        touched = e * (1.0 - (1.0 - np.minimum(k / e, 1.0)) ** t)
+        expert_params = 3.0 * h * i  # gate, up and down
+        return np.maximum(
+            2.0 * t * k * expert_params / ref.peak_bf16_flops,
+            (touched * expert_params * 2.0 + t * k * (2.0 * h + 3.0 * i) * ACT_BYTES)
+            / ref.hbm_bytes_per_s,
+        )
     raise KeyError(grid_name)
 
 

@@ -17,7 +17,10 @@ profile`` writes): files are found by name anywhere under the directory, recursi
                                        optional allreduce_dtype, backend / kernel_source
     nccl_perf.parquet                  op_name, num_gpus, message_size, latency (ms);
                                        optional nccl_dtype
-    moe_perf.parquet                   counted, not fitted (MoE layers keep the roofline)
+    moe_perf.parquet                   num_tokens, hidden_size, inter_size, topk,
+                                       num_experts, latency (ms); optional moe_tp_size,
+                                       moe_ep_size, moe_dtype, distribution (16-bit,
+                                       balanced routing, no expert parallelism are used)
 
 Vidur layout (``profiling/compute/<gpu>/<org>/<model>/mlp.csv``): the linear layers of one
 transformer layer (``attn_pre_proj``, ``attn_post_proj``, ``mlp_up_proj``,
@@ -70,7 +73,7 @@ _REQUIRED = {
     ),
     "allreduce": ("num_gpus", "message_size", "latency"),
     "nccl": ("op_name", "num_gpus", "message_size", "latency"),
-    "moe": ("num_tokens", "latency"),
+    "moe": ("num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "latency"),
 }
 
 #: Bytes per element of the dtypes the collective files name.
@@ -87,7 +90,7 @@ _DTYPE_BYTES = {
 }
 
 #: Families the step-time model uses, in report order.
-FAMILIES = ("gemm", "context_attention", "generation_attention", "allreduce")
+FAMILIES = ("gemm", "context_attention", "generation_attention", "allreduce", "moe")
 
 
 @dataclass
@@ -108,6 +111,10 @@ class Measurements:
     allreduce : dict
         ``num_gpus``, ``message_bytes``, ``latency_s``: vLLM's custom all-reduce under
         CUDA graphs where measured, else NCCL all-reduce (``backend`` says which).
+    moe : dict
+        ``num_tokens``, ``num_experts``, ``topk``, ``hidden``, ``inter_per_gpu`` (expert
+        intermediate size / moe_tp_size), ``latency_s``: one fused MoE layer, 16-bit
+        weights, balanced routing, tensor-parallel experts only.
     files : list of str
         The files read, relative to the directory given.
     engine : str
@@ -122,6 +129,7 @@ class Measurements:
     context_attention: dict[str, np.ndarray] = field(default_factory=dict)
     generation_attention: dict[str, np.ndarray] = field(default_factory=dict)
     allreduce: dict[str, np.ndarray] = field(default_factory=dict)
+    moe: dict[str, np.ndarray] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     engine: str = "unknown"
     device: str = "unknown"
@@ -375,7 +383,37 @@ def _add_nccl(result: Measurements, columns: dict, path: Path) -> None:
 
 
 def _add_moe(result: Measurements, columns: dict, path: Path) -> None:
-    result.num_moe_rows += len(columns["latency"])
+    num_rows = len(columns["latency"])
+    result.num_moe_rows += num_rows
+    keep = np.ones(num_rows, dtype=bool)
+    if "moe_dtype" in columns:
+        is16 = np.asarray([str(d) in ("bfloat16", "float16") for d in columns["moe_dtype"]])
+        _skip(result, "moe: quantised rows", int((~is16).sum()))
+        keep &= is16
+    if "distribution" in columns:
+        balanced = np.asarray([str(d) == "balanced" for d in columns["distribution"]])
+        _skip(result, "moe: skewed-routing rows", int((keep & ~balanced).sum()))
+        keep &= balanced
+    if "moe_ep_size" in columns:
+        no_ep = _floats(columns["moe_ep_size"], path, "moe_ep_size") == 1
+        _skip(result, "moe: expert-parallel rows", int((keep & ~no_ep).sum()))
+        keep &= no_ep
+    tp = (
+        _floats(columns["moe_tp_size"], path, "moe_tp_size")
+        if "moe_tp_size" in columns
+        else np.ones(num_rows)
+    )
+    _append(
+        result.moe,
+        {
+            "num_tokens": _floats(columns["num_tokens"], path, "num_tokens")[keep],
+            "num_experts": _floats(columns["num_experts"], path, "num_experts")[keep],
+            "topk": _floats(columns["topk"], path, "topk")[keep],
+            "hidden": _floats(columns["hidden_size"], path, "hidden_size")[keep],
+            "inter_per_gpu": (_floats(columns["inter_size"], path, "inter_size") / tp)[keep],
+            "latency_s": _latency_s(columns, path)[keep],
+        },
+    )
 
 
 _ADD = {

@@ -13,13 +13,14 @@ roofline ``params`` as the tables ``kernel.table_s`` interpolates (layout in
                          (b prompts of equal length with the step's attention work W)
     decode(N, C)       = L x generation_attention(batch = N, context = C / N, kv_heads / tp, d)
     allreduce(T)       = 2 L x all_reduce(tp GPUs, T x hidden x 2 bytes); absent at tp = 1
+    moe(T)             = L x fused MoE layer(T tokens, experts, top-k, intermediate / tp)
 
 with T the step's tokens, R its sequences, W its prefill attention work and C its decode
 context tokens. Each table is made non-decreasing along every axis (one-feature tables by a
 running maximum over nodes, since measured latencies are noisy by a few percent; two-feature
 tables as ``monotone_batch_work`` says), so the step time never decreases when a feature
-grows. MoE experts, element-wise kernels and host overhead keep the
-roofline terms (the data has no element-wise kernels, and MoE layers are not fitted yet).
+grows. Element-wise kernels and host overhead keep the roofline terms (the data has no
+element-wise kernels).
 Operator families the profile lacks are tabulated from the roofline terms themselves.
 """
 
@@ -181,12 +182,29 @@ def calibrated_model(
         else:
             allreduce = 2.0 * layers * allreduce
 
+    moe = None
+    if model.is_moe:
+        moe = predict(
+            "moe",
+            {
+                "num_tokens": tokens,
+                "num_experts": np.full_like(tokens, float(model.num_experts)),
+                "topk": np.full_like(tokens, float(model.num_experts_per_token)),
+                "inter_per_gpu": np.full_like(tokens, ffn),
+                "hidden": np.full_like(tokens, hidden),
+            },
+        )
+        used["moe"] = "roofline" if moe is None else "moe"
+        if moe is not None:
+            moe = layers * moe
+
     tables = [
         (tokens, None, linear),
         (tokens, None, lm_head),
         (BATCH_NODES_PREFILL, WORK_NODES, prefill),
         (BATCH_NODES_DECODE, CONTEXT_NODES, decode),
         (tokens, None, allreduce) if allreduce is not None else None,
+        (tokens, None, moe) if moe is not None else None,
     ]
     params = pack_tables(base.params, tables)
     info: dict[str, float | str] = dict(base.description)

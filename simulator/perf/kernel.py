@@ -21,10 +21,11 @@ Table values are non-decreasing along both axes (the builder enforces it), so th
 interpolation is too. Below the first node the first value holds; above the last node of
 the work axis (``x`` of a one-feature table, ``y`` of a two-feature one) time grows in proportion
 to the feature. When tables are present,
-they replace the linear, LM-head, attention and all-reduce terms (``x`` of a two-feature
-table is the batch axis, which is clamped); the MoE, element-wise and
-host terms keep their roofline slots. A ``params`` of exactly ``NUM_PARAMS`` slots is the
-roofline model, computed as before.
+they replace the linear, LM-head, attention, all-reduce and (for MoE models with
+measurements) MoE terms (``x`` of a two-feature table is the batch axis, which is
+clamped); the element-wise and host terms, and MoE without a table, keep their roofline
+slots. A ``params`` of exactly ``NUM_PARAMS`` slots is the roofline model, computed as
+before.
 
 This module imports only numpy, numba and math (a test enforces it).
 """
@@ -94,7 +95,8 @@ CAL_LM_HEAD = 1  # f(R): the LM head GEMM over the rows that produce logits
 CAL_PREFILL_ATTENTION = 2  # f(num_prefill_seqs, prefill_attn_work) over all layers
 CAL_DECODE_ATTENTION = 3  # f(num_decode_seqs, decode_context_tokens) over all layers
 CAL_ALLREDUCE = 4  # f(T): 2 all-reduces per layer of T x hidden activations
-NUM_CAL_TABLES = 5
+CAL_MOE = 5  # f(T): fused MoE layers (routed experts) over all layers; roofline if absent
+NUM_CAL_TABLES = 6
 CAL_TABLES_START = CAL_HEADER + NUM_CAL_TABLES
 
 # --- parts of a step, as ``step_time_parts_s`` reports them ---------------------------------
@@ -246,7 +248,10 @@ def _calibrated_parts(
     num_tokens = float(num_prefill_tokens + num_decode_seqs)
     num_seqs = float(num_prefill_seqs + num_decode_seqs)
     parts_s[PART_LINEAR] = table_s(params, CAL_LINEAR, 0.0, num_tokens)
-    parts_s[PART_MOE] = _moe_s(params, num_tokens)
+    if params[CAL_HEADER + CAL_MOE] > 0.0:
+        parts_s[PART_MOE] = table_s(params, CAL_MOE, 0.0, num_tokens)
+    else:
+        parts_s[PART_MOE] = _moe_s(params, num_tokens)
     parts_s[PART_LM_HEAD] = table_s(params, CAL_LM_HEAD, 0.0, num_seqs)
     parts_s[PART_ELEMENTWISE] = params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
     if num_prefill_tokens > 0:
@@ -430,7 +435,10 @@ def _calibrated_step_s(
     num_tokens = float(num_prefill_tokens + num_decode_seqs)
     num_seqs = float(num_prefill_seqs + num_decode_seqs)
     total_s = table_s(params, CAL_LINEAR, 0.0, num_tokens)
-    total_s += _moe_s(params, num_tokens)
+    if params[CAL_HEADER + CAL_MOE] > 0.0:
+        total_s += table_s(params, CAL_MOE, 0.0, num_tokens)
+    else:
+        total_s += _moe_s(params, num_tokens)
     total_s += table_s(params, CAL_LM_HEAD, 0.0, num_seqs)
     total_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
     if num_prefill_tokens > 0:
