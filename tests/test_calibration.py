@@ -500,7 +500,10 @@ def test_check_reports_each_family_for_user_files(tmp_path):
         },
         tmp_path / "mine" / "gemm_perf.parquet",
     )
-    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H200", "--json"])
+    result = runner.invoke(
+        app,
+        ["calibrate", "check", str(tmp_path), "--gpu", "H200", "--model", "llama-3.1-8b", "--json"],
+    )
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["gpu"] == "H200" and payload["profile"].endswith("h100-sxm.json")
@@ -508,6 +511,10 @@ def test_check_reports_each_family_for_user_files(tmp_path):
     assert gemm["n"] == m.size
     assert gemm["median_signed_pct"] == pytest.approx(-100 / 11, abs=0.2)
     assert set(gemm) >= {"n", "median_abs_pct", "p90_abs_pct"}
+    # Llama-3.1-8B's own layers among them, at TP 1: O (n = k = 4096) and MLP down
+    # (n = 4096, k = 14336), three m each.
+    own = payload["families"]["model_gemm"]
+    assert own["n"] == 2 * 3 and own["median_signed_pct"] == pytest.approx(-100 / 11, abs=0.2)
 
 
 @needs_shared

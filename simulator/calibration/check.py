@@ -8,11 +8,17 @@ from typing import Any
 import numpy as np
 
 from simulator.calibration.fit import error_stats, grid_points
-from simulator.calibration.profile import GRID_FEATURES, Profile, Reference, load_profile
+from simulator.calibration.profile import (
+    GRID_FEATURES,
+    Profile,
+    Reference,
+    load_profile,
+    roofline_latency_s,
+)
 from simulator.calibration.select import PROFILES_DIR, UNCALIBRATED, borrow_order, shipped_profile
 from simulator.calibration.sources import read_measurements
 from simulator.errors import SimreplayError
-from simulator.specs import GPUSpec
+from simulator.specs import GPUSpec, ModelSpec
 
 
 def check_measurements(
@@ -21,6 +27,7 @@ def check_measurements(
     *,
     calibration: Path | None = None,
     profiles_dir: Path = PROFILES_DIR,
+    model: ModelSpec | None = None,
 ) -> dict[str, Any]:
     """Compare every measured operator under ``directory`` with the simulator's prediction.
 
@@ -38,6 +45,9 @@ def check_measurements(
         A profile file to check instead of the shipped one.
     profiles_dir : Path
         Folder of shipped profiles.
+    model : ModelSpec, optional
+        Also report ``model_gemm``: the GEMM points whose (n, k) is one of this model's
+        linear layers at TP 1, 2, 4 or 8 (what its steps are made of).
 
     Returns
     -------
@@ -67,8 +77,6 @@ def check_measurements(
             continue
         owner = next((p for p in chain if grid_name in p.grids), None)
         if owner is None:
-            from simulator.calibration.profile import roofline_latency_s
-
             predicted = roofline_latency_s(grid_name, feats, ref)
             used[grid_name] = "roofline bound (no calibrated grid)"
         else:
@@ -82,10 +90,40 @@ def check_measurements(
             f"{directory}: no GEMM, attention or all-reduce rows to check "
             f"({meas.num_moe_rows} MoE rows are not modelled)"
         )
+    if model is not None:
+        shapes = model_gemm_shapes(model)
+        for grid_name in ("gemm_bfloat16", "gemm_fp8"):
+            feats, latency_s = grid_points(meas, grid_name)
+            if len(latency_s) == 0:
+                continue
+            pairs = set(zip(feats["n"].tolist(), feats["k"].tolist(), strict=True))
+            mine = (
+                np.array([(n, k) in shapes for n, k in zip(feats["n"], feats["k"], strict=True)])
+                if pairs
+                else None
+            )
+            if mine is None or not mine.any():
+                continue
+            owner = next((p for p in chain if grid_name in p.grids), None)
+            sub = {k: v[mine] for k, v in feats.items()}
+            predicted = (
+                roofline_latency_s(grid_name, sub, ref)
+                if owner is None
+                else owner.predict(grid_name, sub, ref)
+            )
+            entry = families.setdefault("model_gemm", {"predicted": [], "measured": []})
+            entry["predicted"].append(predicted)
+            entry["measured"].append(latency_s[mine])
+            used[f"model_{grid_name}"] = used[grid_name]
     result_families = {}
     for family, entry in families.items():
         stats = error_stats(np.concatenate(entry["predicted"]), np.concatenate(entry["measured"]))
-        grids = {g: used[g] for g in used if GRID_FEATURES[g][0] == family}
+        grids = {
+            g: used[g]
+            for g in used
+            if g.startswith("model_") == (family == "model_gemm")
+            and (family == "model_gemm" or GRID_FEATURES[g][0] == family)
+        }
         result_families[family] = {**stats, "predicted_by": grids}
     primary = chain[0] if chain else None
     return {
@@ -100,3 +138,24 @@ def check_measurements(
 
 def _name(profile: Profile) -> str:
     return str(profile.path) if profile.path is not None else f"{profile.gpu} (in memory)"
+
+
+def model_gemm_shapes(model: ModelSpec) -> set[tuple[float, float]]:
+    """``(n, k)`` of the model's dense linear layers and LM head at TP 1, 2, 4 and 8."""
+    shapes = set()
+    for tp in (1, 2, 4, 8):
+        if model.num_heads % tp:
+            continue
+        heads = model.num_heads / tp
+        kv = max(model.num_kv_heads / tp, 1.0)
+        ffn = model.intermediate_size / tp
+        d = model.head_dim
+        h = model.hidden_size
+        shapes |= {
+            ((heads + 2 * kv) * d, h),
+            (h, heads * d),
+            ((2.0 if model.gated_mlp else 1.0) * ffn, h),
+            (h, ffn),
+            (model.vocab_size / tp, h),
+        }
+    return {(float(n), float(k)) for n, k in shapes}

@@ -222,12 +222,10 @@ def check(
     """Predicted vs measured latency per operator family for measurements you bring."""
     from simulator.calibration.check import check_measurements
     from simulator.hardware import get_gpu
+    from simulator.models import get_model
 
-    if model is not None:
-        from simulator.models import get_model
-
-        get_model(model)
-    result = check_measurements(directory, get_gpu(gpu), calibration=calibration)
+    spec = None if model is None else get_model(model)
+    result = check_measurements(directory, get_gpu(gpu), calibration=calibration, model=spec)
     if json_output:
         print_json(result)
         return
