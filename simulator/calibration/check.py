@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.calibration.fit import error_stats, grid_points
+from simulator.calibration.fit import error_stats, grid_points, model_gemm_shapes
 from simulator.calibration.profile import (
     GRID_FEATURES,
     Profile,
@@ -138,24 +138,3 @@ def check_measurements(
 
 def _name(profile: Profile) -> str:
     return str(profile.path) if profile.path is not None else f"{profile.gpu} (in memory)"
-
-
-def model_gemm_shapes(model: ModelSpec) -> set[tuple[float, float]]:
-    """``(n, k)`` of the model's dense linear layers and LM head at TP 1, 2, 4 and 8."""
-    shapes = set()
-    for tp in (1, 2, 4, 8):
-        if model.num_heads % tp:
-            continue
-        heads = model.num_heads / tp
-        kv = max(model.num_kv_heads / tp, 1.0)
-        ffn = model.intermediate_size / tp
-        d = model.head_dim
-        h = model.hidden_size
-        shapes |= {
-            ((heads + 2 * kv) * d, h),
-            (h, heads * d),
-            ((2.0 if model.gated_mlp else 1.0) * ffn, h),
-            (h, ffn),
-            (model.vocab_size / tp, h),
-        }
-    return {(float(n), float(k)) for n, k in shapes}

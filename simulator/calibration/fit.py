@@ -9,7 +9,10 @@ absolute percentage error of the predicted against the measured latency:
 - ``holdout_random_20pct``: a seeded random 20 % of the on-grid points, predicted by a grid
   fitted to the other 80 % (nodes that lose all their points are filled from neighbours);
 - ``holdout_offgrid_shapes``: every point off the grid (e.g. GEMMs with m = 65, 1537 or
-  n = 3072, 12288; attention with 12, 40 or 96 heads), predicted by interpolation.
+  n = 3072, 12288; attention with 12, 40 or 96 heads), predicted by interpolation;
+- ``holdout_model_shapes`` (GEMM): for each dense catalog model in turn, the points whose
+  (n, k) is one of its layers at TP 1-8, predicted by a grid fitted without them (pooled
+  over models).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from simulator.calibration.profile import (
 )
 from simulator.calibration.sources import Measurements
 from simulator.errors import SimreplayError
+from simulator.specs import ModelSpec
 
 HOLDOUT_FRACTION = 0.2
 HOLDOUT_SEED = 0
@@ -176,7 +180,68 @@ def fit_one(
         "holdout_random_20pct": error_stats(predict(grid_80, held), latency_s[held]),
         "holdout_offgrid_shapes": error_stats(predict(grid, ~on), latency_s[~on]),
     }
+    if grid_name.startswith("gemm") and all(len(a) > 1 for a in axes):
+        errors["holdout_model_shapes"] = _model_holdout(
+            grid_name, names, axes, feats, log_ratio, latency_s, on, grid, predict
+        )
     return grid, errors
+
+
+def _model_holdout(
+    grid_name: str,
+    names: tuple[str, ...],
+    axes: tuple[np.ndarray, ...],
+    feats: dict[str, np.ndarray],
+    log_ratio: np.ndarray,
+    latency_s: np.ndarray,
+    on: np.ndarray,
+    grid: Grid,
+    predict: Callable[[Grid, np.ndarray], np.ndarray],
+) -> dict[str, float | int | None]:
+    """Each catalog model's GEMM shapes predicted by a grid fitted without them."""
+    from simulator.models import MODELS
+
+    pairs = list(zip(feats["n"].tolist(), feats["k"].tolist(), strict=True))
+    predicted, measured = [], []
+    for model in MODELS.values():
+        if model.is_moe:
+            continue
+        shapes = model_gemm_shapes(model)
+        mine = np.fromiter((p in shapes for p in pairs), dtype=bool, count=len(pairs))
+        if not mine.any():
+            continue
+        train = on & ~mine
+        held_grid = grid
+        if (on & mine).any():
+            held_grid = fit_grid(
+                names, axes, {k: v[train] for k, v in feats.items()}, log_ratio[train]
+            )
+        predicted.append(predict(held_grid, mine))
+        measured.append(latency_s[mine])
+    if not measured:
+        return error_stats(np.zeros(0), np.zeros(0))
+    return error_stats(np.concatenate(predicted), np.concatenate(measured))
+
+
+def model_gemm_shapes(model: ModelSpec) -> set[tuple[float, float]]:
+    """``(n, k)`` of the model's dense linear layers and LM head at TP 1, 2, 4 and 8."""
+    shapes = set()
+    for tp in (1, 2, 4, 8):
+        if model.num_heads % tp:
+            continue
+        heads = model.num_heads / tp
+        kv = max(model.num_kv_heads / tp, 1.0)
+        ffn = model.intermediate_size / tp
+        d = model.head_dim
+        h = model.hidden_size
+        shapes |= {
+            ((heads + 2 * kv) * d, h),
+            (h, heads * d),
+            ((2.0 if model.gated_mlp else 1.0) * ffn, h),
+            (h, ffn),
+            (model.vocab_size / tp, h),
+        }
+    return {(float(n), float(k)) for n, k in shapes}
 
 
 def vidur_axes(feats: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:

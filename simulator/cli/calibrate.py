@@ -155,6 +155,7 @@ def report(
             fit_e = errs.get("fit", {})
             rnd = errs.get("holdout_random_20pct", {})
             off = errs.get("holdout_offgrid_shapes", {})
+            mod = errs.get("holdout_model_shapes", {})
             loo = p["leave_one_out"].get(grid_name, {})
             rows.append(
                 [
@@ -165,6 +166,7 @@ def report(
                     f"{_fmt(fit_e.get('median_abs_pct'))}/{_fmt(fit_e.get('p90_abs_pct'))}",
                     f"{_fmt(rnd.get('median_abs_pct'))}/{_fmt(rnd.get('p90_abs_pct'))}",
                     f"{_fmt(off.get('median_abs_pct'))}/{_fmt(off.get('p90_abs_pct'))}",
+                    f"{_fmt(mod.get('median_abs_pct'))}/{_fmt(mod.get('p90_abs_pct'))}",
                     (
                         f"{_fmt(loo.get('median_abs_pct'))}/{_fmt(loo.get('p90_abs_pct'))} "
                         f"from {loo['borrowed_from']}"
@@ -182,6 +184,7 @@ def report(
             "fit med/p90 %",
             "rand20 med/p90 %",
             "off-grid med/p90 %",
+            "model-shapes med/p90 %",
             "leave-GPU-out med/p90 %",
         ],
         rows,
@@ -189,7 +192,8 @@ def report(
     )
     print(
         "errors are |predicted / measured - 1| per operator call; rand20: a random 20% of "
-        "grid points held out of the fit; off-grid: shapes between grid nodes; "
+        "grid points held out of the fit; off-grid: shapes between grid nodes; model-shapes: "
+        "each catalog model's GEMM shapes held out of the fit in turn; "
         "leave-GPU-out: this GPU predicted from its nearest measured relative's profile"
     )
 
