@@ -192,7 +192,7 @@ def _calibrated(model="llama-2-70b", gpu="H100", tp=4):
 
 
 def _ref_table(params, table_idx, x, y):
-    """Slow reference of kernel.table_s: the same layout, plain Python lists."""
+    """Slow reference of kernel.table_s: the same layout, numpy's interp per axis."""
     offset = int(params[kernel.CAL_HEADER + table_idx])
     if offset <= 0 or y <= 0:
         return 0.0
@@ -201,14 +201,12 @@ def _ref_table(params, table_idx, x, y):
     ys = list(params[offset + 2 + nx : offset + 2 + nx + ny])
     vals = np.asarray(params[offset + 2 + nx + ny : offset + 2 + nx + ny + nx * ny]).reshape(nx, ny)
     if ny == 1:
-        ly = math.log(y)
-        log_s = float(np.interp(ly, xs, vals[:, 0]))
-        return math.exp(log_s) * (math.exp(ly - xs[-1]) if ly > xs[-1] else 1.0)
-    lx, ly = math.log(max(x, 1.0)), math.log(y)
+        seconds = float(np.interp(y, xs, vals[:, 0]))
+        return seconds * (y / xs[-1] if y > xs[-1] else 1.0)
     # Bilinear = interpolate each row along y, then along x.
-    rows = [float(np.interp(ly, ys, vals[i])) for i in range(nx)]
-    log_s = float(np.interp(lx, xs, rows))
-    return math.exp(log_s) * (math.exp(ly - ys[-1]) if ly > ys[-1] else 1.0)
+    rows = [float(np.interp(y, ys, vals[i])) for i in range(nx)]
+    seconds = float(np.interp(max(x, 1.0), xs, rows))
+    return seconds * (y / ys[-1] if y > ys[-1] else 1.0)
 
 
 def _ref_step(model, params, pt, ps, work, pc, nd, dc):

@@ -283,9 +283,14 @@ def pack_tables(
         seconds = monotone(seconds) if ys is None else monotone_batch_work(seconds, xs, ys)
         if not (np.all(np.isfinite(seconds)) and np.all(seconds > 0)):
             raise ValueError(f"table {table_idx}: seconds must be finite and > 0")
-        log_y = np.zeros(1) if ys is None else np.log(ys)
+        y_nodes = np.ones(1) if ys is None else np.asarray(ys, dtype=np.float64)
         chunk = np.concatenate(
-            [[float(len(xs)), float(len(log_y))], np.log(xs), log_y, np.log(seconds).ravel()]
+            [
+                [float(len(xs)), float(len(y_nodes))],
+                np.asarray(xs, dtype=np.float64),
+                y_nodes,
+                seconds.ravel(),
+            ]
         )
         chunks[1][table_idx] = float(offset)
         chunks.append(chunk)
