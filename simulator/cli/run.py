@@ -94,6 +94,10 @@ def run(
     from simulator.scenario import Scenario
 
     bounds = parse_slo(slo) if slo is not None else None
+    if calibration is not None:
+        from simulator.calibration.profile import load_profile
+
+        load_profile(calibration)  # a bad profile fails before the trace is read
     if out is not None and out.exists() and not out.is_dir():
         raise SimreplayError(f"--out {out}: exists and is not a directory")
     if out is not None and not out.parent.is_dir():
