@@ -125,7 +125,10 @@ def step_model_for(
     -------
     step_model : StepTimeModel
     calibration : dict
-        ``profile`` (name or None), ``source`` (one line), ``grids`` (grid -> profile).
+        ``profile`` (name or None), ``source`` (one line), ``grids`` (grid -> profile),
+        ``held_out_error_pct`` (grid -> off-grid held-out median / p90 |error| %), and
+        for a GPU without measurements ``fallback_error_estimate_pct`` (the primary
+        profile's leave-one-GPU-out errors).
 
     Raises
     ------
@@ -176,6 +179,12 @@ def step_model_for(
             f"roofline scaled by efficiencies learned on {primary.gpu} (nearest measured "
             f"architecture; {_label(primary)}); no measurements of {gpu.name}"
         )
+        loo = primary.errors_leave_one_out.get("gemm_bfloat16")
+        if loo and loo.get("n"):
+            source += (
+                f"; expect errors like a measured GPU predicted from its relative: GEMM "
+                f"median {loo['median_abs_pct']:.0f}% (leave-one-GPU-out)"
+            )
     if host:
         host_owner = next(p for p in chain if p.host)
         source += f"; host overheads from {_label(host_owner)}"
@@ -196,12 +205,31 @@ def step_model_for(
         host=host,
         description={"calibration_profile": _label(primary)},
     )
-    return step, {
+    errors = {
+        name: _headline(owner.errors.get(name, {}).get("holdout_offgrid_shapes"))
+        for name, owner in grid_owner.items()
+    }
+    info: dict[str, object] = {
         "profile": _label(primary),
         "source": source,
         "grids": owners,
         "path": None if primary.path is None else str(primary.path),
+        "measured_gpu": own,
+        "held_out_error_pct": errors,
     }
+    if not own:
+        # How well a measured GPU is predicted from its relative: the best available
+        # estimate of this fallback's error.
+        info["fallback_error_estimate_pct"] = {
+            name: _headline(loo) for name, loo in primary.errors_leave_one_out.items()
+        }
+    return step, info
+
+
+def _headline(stats: dict | None) -> dict[str, float | None] | None:
+    if not stats or not stats.get("n"):
+        return None
+    return {"median_abs": stats.get("median_abs_pct"), "p90_abs": stats.get("p90_abs_pct")}
 
 
 def _label(profile: Profile) -> str:
