@@ -91,8 +91,16 @@ def test_fitter_recovers_known_gemm_constants(tmp_path):
     root = _synthetic_gemm(tmp_path, m_values, nk_values)
     meas = read_measurements(root)
     assert meas.count("gemm") == len(m_values) * len(nk_values) ** 2
+    # The default power-of-two nodes (as for AIConfigurator's sweeps), so that the shapes
+    # between them test the interpolation.
     profile = fit_profile(
-        meas, "X", REF, source="user", source_dir=str(root), system="mygpu", fitted_on="2026-01-01"
+        meas,
+        "X",
+        REF,
+        source="aiconfigurator",
+        source_dir=str(root),
+        system="mygpu",
+        fitted_on="2026-01-01",
     )
     errs = profile.errors["gemm_bfloat16"]
     assert errs["fit"]["p90_abs_pct"] < 1e-6
@@ -536,3 +544,29 @@ def test_fit_from_vidur_writes_a_loadable_a40_profile(tmp_path):
     assert profile.provenance["source"] == "vidur" and list(profile.grids) == ["gemm_bfloat16"]
     assert all("/a40/" in f"/{f}" for f in profile.provenance["files"])
     assert profile.errors["gemm_bfloat16"]["holdout_offgrid_shapes"]["median_abs_pct"] < 8.0
+
+
+def test_a_few_model_shapes_still_calibrate(tmp_path):
+    """A profiler run timing only one model's GEMMs (n, k not powers of two): the grid uses
+    the measured values as nodes, so the model's own step reproduces the measurements."""
+    m_values = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+    shapes = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]  # Llama-3-8B, TP 1
+    m, idx = np.meshgrid(np.asarray(m_values, float), np.arange(len(shapes)), indexing="ij")
+    n = np.array([shapes[i][0] for i in idx.ravel()], float)
+    k = np.array([shapes[i][1] for i in idx.ravel()], float)
+    m = m.ravel()
+    lat_s = roofline_latency_s("gemm_bfloat16", {"m": m, "n": n, "k": k}, REF) * _true_ratio(
+        m, n, k
+    )
+    _write(
+        {"gemm_dtype": ["bfloat16"] * len(m), "m": m, "n": n, "k": k, "latency": lat_s * 1e3},
+        tmp_path / "gemm_perf.parquet",
+    )
+    profile = fit_profile(
+        read_measurements(tmp_path), "X", REF, source="user", source_dir=str(tmp_path), system="x"
+    )
+    assert profile.errors["gemm_bfloat16"]["fit"]["n"] == len(m)
+    assert profile.errors["gemm_bfloat16"]["fit"]["p90_abs_pct"] < 1e-6
+    between = {"m": np.array([3.0, 48.0, 700.0]), "n": np.full(3, 6144.0), "k": np.full(3, 4096.0)}
+    truth = roofline_latency_s("gemm_bfloat16", between, REF) * _true_ratio(**between)
+    np.testing.assert_allclose(profile.predict("gemm_bfloat16", between), truth, rtol=0.05)

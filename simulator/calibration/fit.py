@@ -244,6 +244,37 @@ def model_gemm_shapes(model: ModelSpec) -> set[tuple[float, float]]:
     return {(float(n), float(k)) for n, k in shapes}
 
 
+#: At most this many measured values of a feature become its nodes (``adapted_axes``).
+MAX_MEASURED_NODES = 32
+
+
+def adapted_axes(grid_name: str, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The default axes, or the measured values where the defaults would waste the data.
+
+    AIConfigurator measures dense sweeps that include every power of two, so most grid
+    nodes have points. A profiler run or a user's folder may measure only a few model
+    shapes (n = 6144, 14336, ...), which the power-of-two nodes would mostly miss: then
+    (fewer than a quarter of the nodes measured) every feature with at most
+    ``MAX_MEASURED_NODES`` distinct values uses those values as its nodes. Used for data
+    other than AIConfigurator's (whose MoE sweep is sparse by design and interpolates
+    better on the default nodes).
+    """
+    names = GRID_FEATURES[grid_name][1]
+    axes = GRID_AXES[grid_name]
+    on = _on_grid(axes, names, feats)
+    total = int(np.prod([len(a) for a in axes]))
+    index = [np.searchsorted(a, feats[n][on]) for n, a in zip(names, axes, strict=True)]
+    measured = len({tuple(ix) for ix in np.stack(index, axis=1).tolist()}) if on.any() else 0
+    if measured >= 0.25 * total:
+        return axes
+    adapted = []
+    for name, axis in zip(names, axes, strict=True):
+        values = np.unique(np.asarray(feats[name], dtype=np.float64))
+        values = values[values > 0]
+        adapted.append(values if 0 < len(values) <= MAX_MEASURED_NODES else axis)
+    return tuple(adapted)
+
+
 def vidur_axes(feats: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
     """GEMM grid for Vidur's few model shapes: m in powers of two, n and k pooled."""
     m = feats["m"]
@@ -298,6 +329,8 @@ def fit_profile(
         axes = None
         if grid_name.startswith("gemm") and source == "vidur":
             axes = vidur_axes(feats)
+        elif source != "aiconfigurator":
+            axes = adapted_axes(grid_name, feats)
         grid, errs = fit_one(grid_name, feats, latency_s, ref, axes)
         grids[grid_name] = grid
         errors[grid_name] = errs
