@@ -11,13 +11,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from simulator.calibration.select import step_model_for
 from simulator.checks import format_number
 from simulator.engine.state import DEFAULT_SARATHI_CHUNK, ROUTERS, SCHEDULERS
 from simulator.errors import SimreplayError
 from simulator.hardware import parse_gpus
 from simulator.memory import MemoryPlan, choose_tp, default_batch_knobs, plan_memory, validate_tp
 from simulator.models import DEFAULT_MODEL, get_model
-from simulator.perf.roofline import StepTimeModel, roofline_model
+from simulator.perf.roofline import StepTimeModel
 from simulator.specs import GPUSpec, ModelSpec
 
 #: Engine behaviour the defaults follow (named in every output).
@@ -53,6 +54,9 @@ class Scenario:
         what the KV cache can hold.
     seed : int
         Seed of every random choice (the ``random`` router).
+    calibration : str or None
+        Path of a calibration profile (``--calibration``); None picks the shipped profile
+        of the GPU, or of its nearest measured architecture, or the uncalibrated roofline.
     """
 
     gpus: str = "1xH100"
@@ -67,6 +71,7 @@ class Scenario:
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
     seed: int = 0
+    calibration: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class ResolvedScenario:
     max_model_len: int
     step_model: StepTimeModel
     notes: tuple[str, ...] = field(default_factory=tuple)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration for outputs (``scenario`` in ``summary.json``)."""
@@ -113,6 +119,7 @@ class ResolvedScenario:
             "weights_bytes_per_gpu": self.memory.weights_bytes_per_gpu,
             "memory": asdict(self.memory),
             "calibration": self.step_model.source,
+            "calibration_profile": dict(self.calibration),
             "step_time_model": dict(self.step_model.description),
             "cost_per_hour_usd": self.num_gpus * self.gpu.usd_per_hour,
             "seed": self.scenario.seed,
@@ -180,6 +187,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     if scenario.scheduler == "vllm-v0" and scenario.max_num_batched_tokens is None:
         # vLLM v0 without chunked prefill: max(max_model_len, 2048), so any prompt fits.
         max_batched = token_budget = max(max_model_len, 2048)
+    step_model, calibration = step_model_for(model, gpu, tp, scenario.calibration)
     return ResolvedScenario(
         scenario=scenario,
         gpu=gpu,
@@ -193,8 +201,9 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         max_num_batched_tokens=max_batched,
         token_budget=token_budget,
         max_model_len=max_model_len,
-        step_model=roofline_model(model, gpu, tp),
+        step_model=step_model,
         notes=tuple(notes),
+        calibration=calibration,
     )
 
 

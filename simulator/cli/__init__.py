@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from simulator import __version__
-from simulator.cli import trace
+from simulator.cli import calibrate, calibrate_profile, trace
 from simulator.cli.catalog import hardware_app, models_app
 from simulator.cli.report import report
 from simulator.cli.run import run
@@ -20,6 +20,8 @@ app = typer.Typer(
 app.add_typer(trace.app, name="trace")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(models_app, name="models")
+calibrate.app.command("profile")(calibrate_profile.profile)
+app.add_typer(calibrate.app, name="calibrate")
 app.command("run")(run)
 app.command("report")(report)
 

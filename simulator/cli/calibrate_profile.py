@@ -124,11 +124,12 @@ def profile(
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
 ) -> None:
-    """Measure this machine's operators with torch and write them as a calibration profile.
+    """Measure this machine's GPU operators with torch; `calibrate fit --source` them.
 
     The files use NVIDIA AIConfigurator's names and columns (gemm_perf.parquet,
     context_attention_perf.parquet, generation_attention_perf.parquet, nccl_perf.parquet,
-    collection_meta.json), so `calibrate fit` reads them as it reads published data.
+    collection_meta.json), so `calibrate fit --source DIR --gpu NAME -o profile.json` reads
+    them as it reads published data, and `run --calibration profile.json` uses the result.
     """
     from simulator.calibration.profiler import (
         TABLES,

@@ -64,6 +64,14 @@ def run(
     max_model_len: Annotated[
         int | None, _opt("--max-model-len", help="Longest request served (input + output).")
     ] = None,
+    calibration: Annotated[
+        Path | None,
+        _opt(
+            "--calibration",
+            help="Calibration profile JSON (from `simreplay calibrate fit` or `validate --fit`);"
+            " default: the shipped profile of the GPU or its nearest measured architecture.",
+        ),
+    ] = None,
     slo: Annotated[
         str | None,
         typer.Option(
@@ -95,6 +103,10 @@ def run(
     bounds = parse_slo(slo) if slo is not None else None
     if with_report and out is None:
         raise SimreplayError("--report needs --out DIR: the page is written beside the outputs")
+    if calibration is not None:
+        from simulator.calibration.profile import load_profile
+
+        load_profile(calibration)  # a bad profile fails before the trace is read
     if out is not None and out.exists() and not out.is_dir():
         raise SimreplayError(f"--out {out}: exists and is not a directory")
     if out is not None and not out.parent.is_dir():
@@ -112,6 +124,7 @@ def run(
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
         seed=import_options.seed,
+        calibration=None if calibration is None else str(calibration),
     )
     table, report = import_trace(trace, import_options)
     for message in report.notes:

@@ -11,6 +11,23 @@ Every coefficient in ``params`` is >= 0, and each term is a sum or ``max`` of no
 multiples of the features (plus the expected number of distinct MoE experts, which grows
 with the token count), so the step time never decreases when any feature grows.
 
+Calibrated models (``simulator.perf.calibrated``) append measured tables after the
+``NUM_PARAMS`` roofline slots: a header at ``CAL_HEADER`` holding the offset of each table
+(0 = absent), then the tables. A table is ``[nx, ny, x[0..nx), y[0..ny), seconds[nx *
+ny]]`` (row-major; a one-feature table has ``ny = 1``, a dummy ``y[0]``, and its feature on
+the ``x`` nodes), interpolated (bi)linearly after a binary search on each axis: O(log
+size), no allocation, no log or exp (nodes are a factor sqrt(2) or 2 apart, so linear
+interpolation between them is within a few tenths of a percent of log-log).
+Table values are non-decreasing along both axes (the builder enforces it), so the
+interpolation is too. Below the first node the first value holds; above the last node of
+the work axis (``x`` of a one-feature table, ``y`` of a two-feature one) time grows in proportion
+to the feature. When tables are present,
+they replace the linear, LM-head, attention, all-reduce and (for MoE models with
+measurements) MoE terms (``x`` of a two-feature table is the batch axis, which is
+clamped); the element-wise and host terms, and MoE without a table, keep their roofline
+slots. A ``params`` of exactly ``NUM_PARAMS`` slots is the roofline model, computed as
+before.
+
 This module imports only numpy, numba and math (a test enforces it).
 """
 
@@ -69,6 +86,17 @@ ALLREDUCE_S_PER_TOKEN = _AFTER_LINEAR + 16
 HOST_S = _AFTER_LINEAR + 17
 HOST_S_PER_SEQ = _AFTER_LINEAR + 18
 NUM_PARAMS = _AFTER_LINEAR + 19
+
+# --- calibrated tables (present only when len(params) > NUM_PARAMS) ------------------------
+CAL_HEADER = NUM_PARAMS
+CAL_LINEAR = 0  # f(T): all dense linear layers (QKV, O, MLP, router) over all layers
+CAL_LM_HEAD = 1  # f(R): the LM head GEMM over the rows that produce logits
+CAL_PREFILL_ATTENTION = 2  # f(num_prefill_seqs, prefill_attn_work) over all layers
+CAL_DECODE_ATTENTION = 3  # f(num_decode_seqs, decode_context_tokens) over all layers
+CAL_ALLREDUCE = 4  # f(T): 2 all-reduces per layer of T x hidden activations
+CAL_MOE = 5  # f(T): fused MoE layers (routed experts) over all layers; roofline if absent
+NUM_CAL_TABLES = 6
+CAL_TABLES_START = CAL_HEADER + NUM_CAL_TABLES
 
 # --- parts of a step, as ``step_time_parts_s`` reports them ---------------------------------
 PART_LINEAR = 0  # QKV, O, MLP and router GEMMs
@@ -143,6 +171,103 @@ def _attention_s(params, num_query_tokens, work, context_tokens):
 
 
 @njit(cache=True, _nrt=False)
+def _locate(params, start, n, value):
+    """Segment index and fraction of ``value`` on the ``n`` sorted nodes at ``start``."""
+    if n == 1 or value <= params[start]:
+        return 0, 0.0
+    if value >= params[start + n - 1]:
+        return n - 2, 1.0
+    lo = 0
+    hi = n - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if params[start + mid] <= value:
+            lo = mid
+        else:
+            hi = mid
+    frac = (value - params[start + lo]) / (params[start + lo + 1] - params[start + lo])
+    return lo, frac
+
+
+@njit(cache=True, _nrt=False)
+def table_s(params, table_idx, x, y):
+    """Seconds from calibrated table ``table_idx`` at features ``(x, y)``; 0 if absent.
+
+    For a one-feature table ``x`` is ignored and ``y`` is the feature. ``y <= 0`` gives 0.
+    """
+    offset = int(params[CAL_HEADER + table_idx])
+    if offset <= 0 or y <= 0.0:
+        return 0.0
+    nx = int(params[offset])
+    ny = int(params[offset + 1])
+    xs = offset + 2
+    ys = xs + nx
+    values = ys + ny
+    if ny == 1:  # one feature: it lies on the x nodes
+        i, t = _locate(params, xs, nx, y)
+        if nx == 1:
+            seconds = params[values]
+        else:
+            seconds = (1.0 - t) * params[values + i] + t * params[values + i + 1]
+        last = params[xs + nx - 1]
+        if y > last:
+            seconds *= y / last
+        return seconds
+    i, tx = _locate(params, xs, nx, max(x, 1.0))
+    j, ty = _locate(params, ys, ny, y)
+    i1 = min(i + 1, nx - 1)
+    j1 = min(j + 1, ny - 1)
+    seconds = (
+        (1.0 - tx) * (1.0 - ty) * params[values + i * ny + j]
+        + (1.0 - tx) * ty * params[values + i * ny + j1]
+        + tx * (1.0 - ty) * params[values + i1 * ny + j]
+        + tx * ty * params[values + i1 * ny + j1]
+    )
+    last = params[ys + ny - 1]
+    if y > last:
+        seconds *= y / last
+    return seconds
+
+
+@njit(cache=True, _nrt=False)
+def _calibrated_parts(
+    params,
+    num_prefill_tokens,
+    num_prefill_seqs,
+    prefill_attn_work,
+    num_decode_seqs,
+    decode_context_tokens,
+    parts_s,
+):
+    num_tokens = float(num_prefill_tokens + num_decode_seqs)
+    num_seqs = float(num_prefill_seqs + num_decode_seqs)
+    parts_s[PART_LINEAR] = table_s(params, CAL_LINEAR, 0.0, num_tokens)
+    if params[CAL_HEADER + CAL_MOE] > 0.0:
+        parts_s[PART_MOE] = table_s(params, CAL_MOE, 0.0, num_tokens)
+    else:
+        parts_s[PART_MOE] = _moe_s(params, num_tokens)
+    parts_s[PART_LM_HEAD] = table_s(params, CAL_LM_HEAD, 0.0, num_seqs)
+    parts_s[PART_ELEMENTWISE] = params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
+    if num_prefill_tokens > 0:
+        parts_s[PART_PREFILL_ATTENTION] = table_s(
+            params,
+            CAL_PREFILL_ATTENTION,
+            float(num_prefill_seqs),
+            max(prefill_attn_work, float(num_prefill_tokens)),
+        )
+    else:
+        parts_s[PART_PREFILL_ATTENTION] = 0.0
+    parts_s[PART_DECODE_ATTENTION] = table_s(
+        params,
+        CAL_DECODE_ATTENTION,
+        float(num_decode_seqs),
+        max(float(decode_context_tokens), float(num_decode_seqs)),
+    )
+    parts_s[PART_ALLREDUCE] = table_s(params, CAL_ALLREDUCE, 0.0, num_tokens)
+    parts_s[PART_HOST] = params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
+
+
+@njit(cache=True, _nrt=False)
 def step_time_parts_s(
     params,
     num_prefill_tokens,
@@ -176,6 +301,20 @@ def step_time_parts_s(
     if num_tokens <= 0.0:
         return 0.0
     num_seqs = float(num_prefill_seqs + num_decode_seqs)
+    if params.shape[0] > NUM_PARAMS:
+        _calibrated_parts(
+            params,
+            num_prefill_tokens,
+            num_prefill_seqs,
+            prefill_attn_work,
+            num_decode_seqs,
+            decode_context_tokens,
+            parts_s,
+        )
+        total_s = 0.0
+        for part_idx in range(NUM_PARTS):
+            total_s += parts_s[part_idx]
+        return total_s
 
     parts_s[PART_LINEAR] = _linear_s(params, num_tokens)
     parts_s[PART_MOE] = _moe_s(params, num_tokens)
@@ -246,6 +385,15 @@ def step_time_s(
     if num_tokens <= 0.0:
         return 0.0
     num_seqs = float(num_prefill_seqs + num_decode_seqs)
+    if params.shape[0] > NUM_PARAMS:
+        return _calibrated_step_s(
+            params,
+            num_prefill_tokens,
+            num_prefill_seqs,
+            prefill_attn_work,
+            num_decode_seqs,
+            decode_context_tokens,
+        )
     # Summed in PART_* order so the total equals step_time_parts_s's bit for bit.
     total_s = _linear_s(params, num_tokens)
     total_s += _moe_s(params, num_tokens)
@@ -264,6 +412,45 @@ def step_time_s(
         float(decode_context_tokens),
     )
     total_s += params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
+    total_s += params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
+    return total_s
+
+
+@njit(cache=True, _nrt=False)
+def _calibrated_step_s(
+    params,
+    num_prefill_tokens,
+    num_prefill_seqs,
+    prefill_attn_work,
+    num_decode_seqs,
+    decode_context_tokens,
+):
+    # The same terms as _calibrated_parts, summed in PART_* order without a parts array.
+    num_tokens = float(num_prefill_tokens + num_decode_seqs)
+    num_seqs = float(num_prefill_seqs + num_decode_seqs)
+    total_s = table_s(params, CAL_LINEAR, 0.0, num_tokens)
+    if params[CAL_HEADER + CAL_MOE] > 0.0:
+        total_s += table_s(params, CAL_MOE, 0.0, num_tokens)
+    else:
+        total_s += _moe_s(params, num_tokens)
+    total_s += table_s(params, CAL_LM_HEAD, 0.0, num_seqs)
+    total_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
+    if num_prefill_tokens > 0:
+        total_s += table_s(
+            params,
+            CAL_PREFILL_ATTENTION,
+            float(num_prefill_seqs),
+            max(prefill_attn_work, float(num_prefill_tokens)),
+        )
+    else:
+        total_s += 0.0
+    total_s += table_s(
+        params,
+        CAL_DECODE_ATTENTION,
+        float(num_decode_seqs),
+        max(float(decode_context_tokens), float(num_decode_seqs)),
+    )
+    total_s += table_s(params, CAL_ALLREDUCE, 0.0, num_tokens)
     total_s += params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
     return total_s
 

@@ -1,0 +1,140 @@
+"""Predicted against measured latencies for operator data a user brings (``calibrate check``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.calibration.fit import error_stats, grid_points, model_gemm_shapes
+from simulator.calibration.profile import (
+    GRID_FEATURES,
+    Profile,
+    Reference,
+    load_profile,
+    roofline_latency_s,
+)
+from simulator.calibration.select import PROFILES_DIR, UNCALIBRATED, borrow_order, shipped_profile
+from simulator.calibration.sources import read_measurements
+from simulator.errors import SimreplayError
+from simulator.specs import GPUSpec, ModelSpec
+
+
+def check_measurements(
+    directory: Path,
+    gpu: GPUSpec,
+    *,
+    calibration: Path | None = None,
+    profiles_dir: Path = PROFILES_DIR,
+    model: ModelSpec | None = None,
+) -> dict[str, Any]:
+    """Compare every measured operator under ``directory`` with the simulator's prediction.
+
+    The prediction is what a run on ``gpu`` would use: ``calibration`` when given, else the
+    GPU's shipped profile, else its nearest measured relative's grids scaled to its peaks,
+    else the roofline bound with the default efficiencies (grid ratio 1).
+
+    Parameters
+    ----------
+    directory : Path
+        Measurements in either supported layout (``sources.read_measurements``).
+    gpu : GPUSpec
+        The GPU they were measured on.
+    calibration : Path, optional
+        A profile file to check instead of the shipped one.
+    profiles_dir : Path
+        Folder of shipped profiles.
+    model : ModelSpec, optional
+        Also report ``model_gemm``: the GEMM points whose (n, k) is one of this model's
+        linear layers at TP 1, 2, 4 or 8 (what its steps are made of).
+
+    Returns
+    -------
+    dict
+        ``{"gpu", "profile", "source_files", "families": {family: error_stats + grids}}``
+        with signed and absolute % error (predicted / measured - 1).
+
+    Raises
+    ------
+    SimreplayError
+        For unreadable measurements or profile.
+    """
+    meas = read_measurements(Path(directory))
+    chain: list[Profile] = []
+    if calibration is not None:
+        chain.append(load_profile(Path(calibration)))
+    for name in borrow_order(gpu.name):
+        found = shipped_profile(name, profiles_dir)
+        if found is not None:
+            chain.append(found)
+    ref = Reference.of(gpu)
+    families: dict[str, dict[str, Any]] = {}
+    used: dict[str, str] = {}
+    for grid_name, (family, _) in GRID_FEATURES.items():
+        feats, latency_s = grid_points(meas, grid_name)
+        if len(latency_s) == 0:
+            continue
+        owner = next((p for p in chain if grid_name in p.grids), None)
+        if owner is None:
+            predicted = roofline_latency_s(grid_name, feats, ref)
+            used[grid_name] = "roofline bound (no calibrated grid)"
+        else:
+            predicted = owner.predict(grid_name, feats, ref)
+            used[grid_name] = _name(owner)
+        entry = families.setdefault(family, {"predicted": [], "measured": []})
+        entry["predicted"].append(predicted)
+        entry["measured"].append(latency_s)
+    if not families:
+        raise SimreplayError(
+            f"{directory}: no GEMM, attention or all-reduce rows to check "
+            f"({meas.num_moe_rows} MoE rows are not modelled)"
+        )
+    if model is not None:
+        shapes = model_gemm_shapes(model)
+        for grid_name in ("gemm_bfloat16", "gemm_fp8"):
+            feats, latency_s = grid_points(meas, grid_name)
+            if len(latency_s) == 0:
+                continue
+            pairs = set(zip(feats["n"].tolist(), feats["k"].tolist(), strict=True))
+            mine = (
+                np.array([(n, k) in shapes for n, k in zip(feats["n"], feats["k"], strict=True)])
+                if pairs
+                else None
+            )
+            if mine is None or not mine.any():
+                continue
+            owner = next((p for p in chain if grid_name in p.grids), None)
+            sub = {k: v[mine] for k, v in feats.items()}
+            predicted = (
+                roofline_latency_s(grid_name, sub, ref)
+                if owner is None
+                else owner.predict(grid_name, sub, ref)
+            )
+            entry = families.setdefault("model_gemm", {"predicted": [], "measured": []})
+            entry["predicted"].append(predicted)
+            entry["measured"].append(latency_s[mine])
+            used[f"model_{grid_name}"] = used[grid_name]
+    result_families = {}
+    for family, entry in families.items():
+        stats = error_stats(np.concatenate(entry["predicted"]), np.concatenate(entry["measured"]))
+        grids = {
+            g: used[g]
+            for g in used
+            if g.startswith("model_") == (family == "model_gemm")
+            and (family == "model_gemm" or GRID_FEATURES[g][0] == family)
+        }
+        result_families[family] = {**stats, "predicted_by": grids}
+    primary = chain[0] if chain else None
+    return {
+        "gpu": gpu.name,
+        "profile": None if primary is None else _name(primary),
+        "source": UNCALIBRATED if primary is None else primary.summary(),
+        "files": sorted(meas.files),
+        "rows_skipped": dict(sorted(meas.skipped.items())),
+        "families": result_families,
+    }
+
+
+def _name(profile: Profile) -> str:
+    return str(profile.path) if profile.path is not None else f"{profile.gpu} (in memory)"

@@ -1,0 +1,460 @@
+"""Fit a profile's correction grids to measured operator latencies, and measure its error.
+
+Every family is fitted the same way (``grid.fit_grid``): the measured latency of each point
+is divided by its roofline bound on the GPU's published peaks, and each grid node takes the
+median log-ratio of the points that sit exactly on it. Error is measured three ways, as
+absolute percentage error of the predicted against the measured latency:
+
+- ``fit``: the on-grid points, predicted by the grid fitted to all of them;
+- ``holdout_random_20pct``: a seeded random 20 % of the on-grid points, predicted by a grid
+  fitted to the other 80 % (nodes that lose all their points are filled from neighbours);
+- ``holdout_offgrid_shapes``: every point off the grid (e.g. GEMMs with m = 65, 1537 or
+  n = 3072, 12288; attention with 12, 40 or 96 heads), predicted by interpolation;
+- ``holdout_model_shapes`` (GEMM): for each dense catalog model in turn, the points whose
+  (n, k) is one of its layers at TP 1-8, predicted by a grid fitted without them (pooled
+  over models).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from simulator import __version__
+from simulator.calibration.grid import Grid, fit_grid, powers_of_two
+from simulator.calibration.profile import (
+    GRID_FEATURES,
+    Profile,
+    Reference,
+    roofline_latency_s,
+)
+from simulator.calibration.sources import Measurements
+from simulator.errors import SimreplayError
+from simulator.specs import ModelSpec
+
+HOLDOUT_FRACTION = 0.2
+HOLDOUT_SEED = 0
+
+#: Node lists of each grid (features not listed are pooled).
+GRID_AXES = {
+    "gemm_bfloat16": (powers_of_two(1, 32768), powers_of_two(32, 65536), powers_of_two(32, 65536)),
+    "gemm_fp8": (powers_of_two(1, 32768), powers_of_two(32, 65536), powers_of_two(32, 65536)),
+    # AIConfigurator measures prompts of 1 and 16-16384 tokens.
+    "context_attention": (
+        powers_of_two(1, 256),
+        np.concatenate([[1.0], powers_of_two(16, 16384)]),
+        powers_of_two(1, 64),
+        np.array([64.0, 128.0, 256.0]),
+        powers_of_two(1, 8),
+    ),
+    "generation_attention": (
+        powers_of_two(1, 2048),
+        powers_of_two(2, 131072),
+        powers_of_two(1, 8),
+        np.array([64.0, 128.0, 256.0]),
+    ),
+    "allreduce": (np.array([2.0, 4.0, 8.0]), powers_of_two(256, 2**28)),
+    "moe": (
+        powers_of_two(1, 16384),
+        powers_of_two(8, 512),
+        powers_of_two(1, 16),
+        powers_of_two(128, 16384),
+    ),
+}
+
+
+def grid_points(meas: Measurements, grid_name: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The features and measured latencies (s) behind one grid.
+
+    GEMMs are split by dtype (``bfloat16`` and ``float16`` share the 16-bit grid); the
+    all-reduce grid uses vLLM's custom all-reduce where measured and NCCL otherwise.
+    """
+    if grid_name.startswith("gemm"):
+        cols = meas.gemm
+        if not cols:
+            return {}, np.zeros(0)
+        dtype = grid_name.split("_", 1)[1]
+        names = ("bfloat16", "float16", "bf16", "fp16") if dtype == "bfloat16" else ("fp8",)
+        keep = np.isin(cols["dtype"].astype(str), names)
+        return {k: cols[k][keep] for k in ("m", "n", "k")}, cols["latency_s"][keep]
+    if grid_name == "allreduce":
+        cols = meas.allreduce
+        if not cols:
+            return {}, np.zeros(0)
+        custom = cols["backend"] == "vllm_custom_graph"
+        keep = custom if custom.any() else np.ones(len(custom), dtype=bool)
+        return (
+            {"num_gpus": cols["num_gpus"][keep], "message_bytes": cols["message_bytes"][keep]},
+            cols["latency_s"][keep],
+        )
+    cols = getattr(meas, grid_name)
+    if not cols:
+        return {}, np.zeros(0)
+    names = GRID_FEATURES[grid_name][1]
+    feats = {k: cols[k] for k in names if k in cols}
+    if grid_name == "context_attention":
+        feats["gqa"] = cols["heads"] / cols["kv_heads"]  # query heads per KV head
+    if grid_name == "moe":
+        feats["hidden"] = cols["hidden"]  # used by the roofline, pooled by the grid
+    return feats, cols["latency_s"]
+
+
+def error_stats(predicted_s: np.ndarray, measured_s: np.ndarray) -> dict[str, float | int]:
+    """Count, median and p90 of signed and absolute % error of predicted vs measured."""
+    if len(measured_s) == 0:
+        return {
+            "n": 0,
+            "median_abs_pct": None,
+            "p90_abs_pct": None,
+            "median_signed_pct": None,
+            "p90_signed_pct": None,
+        }
+    signed = (np.asarray(predicted_s) / np.asarray(measured_s) - 1.0) * 100.0
+    absolute = np.abs(signed)
+    return {
+        "n": int(len(signed)),
+        "median_abs_pct": round(float(np.median(absolute)), 2),
+        "p90_abs_pct": round(float(np.quantile(absolute, 0.9)), 2),
+        "median_signed_pct": round(float(np.median(signed)), 2),
+        "p90_signed_pct": round(float(np.quantile(signed, 0.9)), 2),
+    }
+
+
+def _on_grid(
+    axes: tuple[np.ndarray, ...], names: tuple[str, ...], feats: dict[str, np.ndarray]
+) -> np.ndarray:
+    mask = np.ones(len(next(iter(feats.values()))), dtype=bool)
+    for name, axis in zip(names, axes, strict=True):
+        if len(axis) > 1:
+            mask &= np.isin(feats[name], axis)
+    return mask
+
+
+def fit_one(
+    grid_name: str,
+    feats: dict[str, np.ndarray],
+    latency_s: np.ndarray,
+    ref: Reference,
+    axes: tuple[np.ndarray, ...] | None = None,
+) -> tuple[Grid, dict[str, dict]]:
+    """Fit one grid and measure its fit and held-out errors.
+
+    Parameters
+    ----------
+    grid_name : str
+        A key of ``GRID_FEATURES``.
+    feats : dict of str to numpy.ndarray
+        float64 features per point.
+    latency_s : numpy.ndarray
+        float64 measured seconds per point.
+    ref : Reference
+        Peaks of the measured GPU.
+    axes : tuple of numpy.ndarray, optional
+        Node lists; ``GRID_AXES[grid_name]`` by default.
+
+    Returns
+    -------
+    grid : Grid
+    errors : dict
+        ``fit``, ``holdout_random_20pct``, ``holdout_offgrid_shapes`` (``error_stats``).
+    """
+    names = GRID_FEATURES[grid_name][1]
+    axes = axes or GRID_AXES[grid_name]
+    log_ratio = np.log(latency_s / roofline_latency_s(grid_name, feats, ref))
+    grid = fit_grid(names, axes, feats, log_ratio)
+
+    def predict(g: Grid, mask: np.ndarray) -> np.ndarray:
+        sub = {k: v[mask] for k, v in feats.items()}
+        return roofline_latency_s(grid_name, sub, ref) * np.exp(g.log_ratio(sub))
+
+    on = _on_grid(axes, names, feats)
+    rng = np.random.default_rng(HOLDOUT_SEED)
+    held = on & (rng.random(len(latency_s)) < HOLDOUT_FRACTION)
+    train = on & ~held
+    grid_80 = fit_grid(names, axes, {k: v[train] for k, v in feats.items()}, log_ratio[train])
+    errors = {
+        "fit": error_stats(predict(grid, on), latency_s[on]),
+        "holdout_random_20pct": error_stats(predict(grid_80, held), latency_s[held]),
+        "holdout_offgrid_shapes": error_stats(predict(grid, ~on), latency_s[~on]),
+    }
+    if grid_name.startswith("gemm") and all(len(a) > 1 for a in axes):
+        errors["holdout_model_shapes"] = _model_holdout(
+            grid_name, names, axes, feats, log_ratio, latency_s, on, grid, predict
+        )
+    return grid, errors
+
+
+def _model_holdout(
+    grid_name: str,
+    names: tuple[str, ...],
+    axes: tuple[np.ndarray, ...],
+    feats: dict[str, np.ndarray],
+    log_ratio: np.ndarray,
+    latency_s: np.ndarray,
+    on: np.ndarray,
+    grid: Grid,
+    predict: Callable[[Grid, np.ndarray], np.ndarray],
+) -> dict[str, float | int | None]:
+    """Each catalog model's GEMM shapes predicted by a grid fitted without them."""
+    from simulator.models import MODELS
+
+    pairs = list(zip(feats["n"].tolist(), feats["k"].tolist(), strict=True))
+    predicted, measured = [], []
+    for model in MODELS.values():
+        if model.is_moe:
+            continue
+        shapes = model_gemm_shapes(model)
+        mine = np.fromiter((p in shapes for p in pairs), dtype=bool, count=len(pairs))
+        if not mine.any():
+            continue
+        train = on & ~mine
+        held_grid = grid
+        if (on & mine).any():
+            held_grid = fit_grid(
+                names, axes, {k: v[train] for k, v in feats.items()}, log_ratio[train]
+            )
+        predicted.append(predict(held_grid, mine))
+        measured.append(latency_s[mine])
+    if not measured:
+        return error_stats(np.zeros(0), np.zeros(0))
+    return error_stats(np.concatenate(predicted), np.concatenate(measured))
+
+
+def model_gemm_shapes(model: ModelSpec) -> set[tuple[float, float]]:
+    """``(n, k)`` of the model's dense linear layers and LM head at TP 1, 2, 4 and 8."""
+    shapes = set()
+    for tp in (1, 2, 4, 8):
+        if model.num_heads % tp:
+            continue
+        heads = model.num_heads / tp
+        kv = max(model.num_kv_heads / tp, 1.0)
+        ffn = model.intermediate_size / tp
+        d = model.head_dim
+        h = model.hidden_size
+        shapes |= {
+            ((heads + 2 * kv) * d, h),
+            (h, heads * d),
+            ((2.0 if model.gated_mlp else 1.0) * ffn, h),
+            (h, ffn),
+            (model.vocab_size / tp, h),
+        }
+    return {(float(n), float(k)) for n, k in shapes}
+
+
+#: At most this many measured values of a feature become its nodes (``adapted_axes``).
+MAX_MEASURED_NODES = 32
+
+
+def adapted_axes(grid_name: str, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The default axes, or the measured values where the defaults would waste the data.
+
+    AIConfigurator measures dense sweeps that include every power of two, so most grid
+    nodes have points. A profiler run or a user's folder may measure only a few model
+    shapes (n = 6144, 14336, ...), which the power-of-two nodes would mostly miss: then
+    (fewer than a quarter of the nodes measured) every feature with at most
+    ``MAX_MEASURED_NODES`` distinct values uses those values as its nodes. Used for data
+    other than AIConfigurator's (whose MoE sweep is sparse by design and interpolates
+    better on the default nodes).
+    """
+    names = GRID_FEATURES[grid_name][1]
+    axes = GRID_AXES[grid_name]
+    on = _on_grid(axes, names, feats)
+    total = int(np.prod([len(a) for a in axes]))
+    index = [np.searchsorted(a, feats[n][on]) for n, a in zip(names, axes, strict=True)]
+    measured = len({tuple(ix) for ix in np.stack(index, axis=1).tolist()}) if on.any() else 0
+    if measured >= 0.25 * total:
+        return axes
+    adapted = []
+    for name, axis in zip(names, axes, strict=True):
+        values = np.unique(np.asarray(feats[name], dtype=np.float64))
+        values = values[values > 0]
+        adapted.append(values if 0 < len(values) <= MAX_MEASURED_NODES else axis)
+    return tuple(adapted)
+
+
+def vidur_axes(feats: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """GEMM grid for Vidur's few model shapes: m in powers of two, n and k pooled."""
+    m = feats["m"]
+    m_nodes = powers_of_two(1, 2.0 ** np.floor(np.log2(max(float(m.max()), 1.0))))
+    return (
+        m_nodes,
+        np.array([float(np.median(feats["n"]))]),
+        np.array([float(np.median(feats["k"]))]),
+    )
+
+
+def fit_profile(
+    meas: Measurements,
+    gpu: str,
+    ref: Reference,
+    *,
+    source: str,
+    source_dir: str,
+    system: str,
+    fitted_on: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Profile:
+    """Fit every grid the measurements support into a ``Profile``.
+
+    Parameters
+    ----------
+    meas : Measurements
+        Points of one GPU.
+    gpu : str
+        Canonical GPU name the profile is for.
+    ref : Reference
+        That GPU's peaks.
+    source, source_dir, system : str
+        Provenance: ``aiconfigurator`` / ``vidur`` / ``user``, the directory given, and the
+        system folder read.
+    fitted_on : str, optional
+        ISO date for the provenance (today by default; tests pin it).
+    progress : callable, optional
+        Receives one line per fitted grid.
+
+    Raises
+    ------
+    SimreplayError
+        If no grid has points.
+    """
+    grids: dict[str, Grid] = {}
+    errors: dict[str, dict] = {}
+    for grid_name in GRID_FEATURES:
+        feats, latency_s = grid_points(meas, grid_name)
+        if len(latency_s) == 0:
+            continue
+        axes = None
+        if grid_name.startswith("gemm") and source == "vidur":
+            axes = vidur_axes(feats)
+        elif source != "aiconfigurator":
+            axes = adapted_axes(grid_name, feats)
+        grid, errs = fit_one(grid_name, feats, latency_s, ref, axes)
+        grids[grid_name] = grid
+        errors[grid_name] = errs
+        if progress is not None:
+            off = errs["holdout_offgrid_shapes"]
+            rnd = errs["holdout_random_20pct"]
+            progress(
+                f"{grid_name}: {len(latency_s):,} points; held-out random 20% median "
+                f"{_pct(rnd['median_abs_pct'])} p90 {_pct(rnd['p90_abs_pct'])}; off-grid "
+                f"shapes ({off['n']:,}) median {_pct(off['median_abs_pct'])} p90 "
+                f"{_pct(off['p90_abs_pct'])}"
+            )
+    if not grids:
+        raise SimreplayError(
+            f"{source_dir}: no GEMM, attention or all-reduce rows for {gpu} ({system})"
+        )
+    provenance = {
+        "source": source,
+        "source_dir": source_dir,
+        "system": system,
+        "files": sorted(meas.files),
+        "engine": meas.engine,
+        "device": meas.device,
+        "fitted_on": fitted_on or _dt.date.today().isoformat(),
+        "fitted_by": f"simreplay {__version__} calibrate fit",
+        "rows_skipped": dict(sorted(meas.skipped.items())),
+        "moe_rows_not_fitted": meas.num_moe_rows,
+    }
+    return Profile(gpu=gpu, reference=ref, grids=grids, provenance=provenance, errors=errors)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
+def canonical_gpu(name: str) -> str:
+    """Canonical GPU name for ``--gpu`` (catalog aliases, plus ``GB200``)."""
+    from simulator.hardware import get_gpu
+
+    if name.strip().replace("-", "").replace("_", "").lower() == "gb200":
+        return "GB200"
+    return get_gpu(name).name
+
+
+def find_system(source: Path, gpu: str) -> tuple[str | None, str]:
+    """The system folder of ``gpu`` under ``source`` and the source kind.
+
+    Returns ``(folder name or None, kind)``: kind is ``aiconfigurator`` when the tree holds
+    AIConfigurator system folders, ``vidur`` for Vidur's ``profiling/compute`` folders,
+    else ``measured operator files`` (a profiler's or user's own folder, read whole).
+
+    Raises
+    ------
+    SimreplayError
+        If the tree has system folders but none for ``gpu``.
+    """
+    from simulator.calibration.select import AICONFIGURATOR_SYSTEMS, VIDUR_SYSTEMS
+
+    source = Path(source)
+    if not source.is_dir():
+        return None, "measured operator files"
+    folders = {p.name for p in source.iterdir() if p.is_dir()}
+    aic = [s for s in AICONFIGURATOR_SYSTEMS if s in folders]
+    if aic:
+        match = [s for s in aic if AICONFIGURATOR_SYSTEMS[s] == gpu]
+        if not match:
+            have = ", ".join(AICONFIGURATOR_SYSTEMS[s] for s in aic)
+            raise SimreplayError(
+                f"{source}: no AIConfigurator measurements for {gpu} (it has {have})"
+            )
+        return match[0], "aiconfigurator"
+    compute = source / "profiling" / "compute"
+    if compute.is_dir() or source.name == "compute":
+        base = compute if compute.is_dir() else source
+        found = [s for s in VIDUR_SYSTEMS if (base / s).is_dir()]
+        match = [s for s in found if VIDUR_SYSTEMS[s] == gpu]
+        if not match:
+            have = ", ".join(VIDUR_SYSTEMS[s] for s in found)
+            raise SimreplayError(f"{source}: no Vidur profiling data for {gpu} (it has {have})")
+        return match[0], "vidur"
+    return None, "measured operator files"
+
+
+def fit_from_source(
+    source: Path,
+    gpu_name: str,
+    *,
+    fitted_on: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    relatives_dir: Path | None = None,
+) -> Profile:
+    """Read the measurements of one GPU under ``source`` and fit its profile.
+
+    With ``relatives_dir``, also measure the leave-one-GPU-out fallback error against the
+    other GPUs' profiles there (``fallback.leave_one_out``).
+
+    Raises
+    ------
+    SimreplayError
+        For an unknown GPU, a tree without its measurements, or unreadable files.
+    """
+    from simulator.calibration.select import reference_for
+    from simulator.calibration.sources import read_measurements
+
+    gpu = canonical_gpu(gpu_name)
+    system, kind = find_system(Path(source), gpu)
+    meas = read_measurements(Path(source), system=system)
+    if kind == "vidur":
+        # Vidur's tree holds only compute CSVs for this GPU under profiling/compute/<gpu>;
+        # its network and history files are not operator tables of this reader.
+        meas.engine = "Vidur profiling (vLLM V0-era torch kernels, no CUDA graphs)"
+    ref = reference_for(gpu)
+    profile = fit_profile(
+        meas,
+        gpu,
+        ref,
+        source=kind,
+        source_dir=str(source),
+        system=system or Path(source).name,
+        fitted_on=fitted_on,
+        progress=progress,
+    )
+    if relatives_dir is not None:
+        from simulator.calibration.fallback import leave_one_out
+
+        profile.errors_leave_one_out = leave_one_out(meas, gpu, ref, relatives_dir)
+    return profile

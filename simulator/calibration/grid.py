@@ -1,0 +1,235 @@
+"""Correction grids: measured latency over roofline latency, tabulated in log2 space.
+
+Each operator family's measured latency is divided by a roofline bound computed from the
+GPU's published peaks (``reference.py``); the log of that ratio, an inverse efficiency,
+varies slowly with shape and is tabulated on a grid of powers of two per axis, then
+interpolated multilinearly in log2 of the features and clamped at the grid's edges. The
+roofline carries the steep part of the dependence (FLOPs and bytes), so one grid serves
+shapes that were never measured, and the same grid scaled to another GPU's peaks is the
+fallback for GPUs without measurements.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A table of log-ratios on the product of per-axis node lists.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Feature name of each axis.
+    axes : tuple of numpy.ndarray
+        float64, strictly increasing node values (features, not logs) of each axis.
+    values : numpy.ndarray
+        float64, shape ``tuple(len(a) for a in axes)``: natural log of measured / roofline.
+    counts : numpy.ndarray
+        int64, same shape: measured points behind each node (0: filled from neighbours);
+        all 0 for a grid read from a file, which stores only the totals.
+    stored_totals : tuple of int or None
+        ``(nodes_measured, points)`` as read from a file.
+    """
+
+    names: tuple[str, ...]
+    axes: tuple[np.ndarray, ...]
+    values: np.ndarray
+    counts: np.ndarray
+    stored_totals: tuple[int, int] | None = None
+
+    def log_ratio(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """Interpolated log-ratio at each point (float64, shape of the features)."""
+        coords = [
+            np.log2(np.maximum(np.asarray(features[n], dtype=np.float64), 1e-300))
+            for n in self.names
+        ]
+        shape = np.broadcast(*coords).shape
+        coords = [np.broadcast_to(c, shape).ravel() for c in coords]
+        lows = []
+        weights = []
+        for axis, coord in zip(self.axes, coords, strict=True):
+            log_axis = np.log2(axis)
+            if len(axis) == 1:
+                lows.append(np.zeros(coord.shape, dtype=np.int64))
+                weights.append(np.zeros(coord.shape))
+                continue
+            idx = np.clip(np.searchsorted(log_axis, coord, side="right") - 1, 0, len(axis) - 2)
+            t = (coord - log_axis[idx]) / (log_axis[idx + 1] - log_axis[idx])
+            lows.append(idx)
+            weights.append(np.clip(t, 0.0, 1.0))
+        total = np.zeros(coords[0].shape)
+        for corner in itertools.product((0, 1), repeat=len(self.axes)):
+            weight = np.ones(coords[0].shape)
+            index = []
+            for bit, low, t, axis in zip(corner, lows, weights, self.axes, strict=True):
+                weight = weight * (t if bit else 1.0 - t)
+                index.append(np.minimum(low + bit, len(axis) - 1))
+            total += weight * self.values[tuple(index)]
+        return total.reshape(shape)
+
+    def to_json(self) -> dict:
+        """Plain lists for the profile file (log-ratios rounded to 1e-3, i.e. 0.1 %)."""
+        return {
+            "axes": {n: [float(v) for v in a] for n, a in zip(self.names, self.axes, strict=True)},
+            "nodes_measured": self.stored_totals[0]
+            if self.stored_totals
+            else int((self.counts > 0).sum()),
+            "points": self.stored_totals[1] if self.stored_totals else int(self.counts.sum()),
+            "log_ratio": [round(float(v), 3) for v in self.values.ravel()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, where: str) -> Grid:
+        """Rebuild from ``to_json``; ``ValueError`` naming ``where`` when malformed."""
+        axes_map = data["axes"]
+        if not isinstance(axes_map, dict) or not axes_map:
+            raise ValueError(f"{where}.axes must be a non-empty object")
+        names = tuple(axes_map)
+        axes = tuple(np.asarray(axes_map[n], dtype=np.float64) for n in names)
+        for name, axis in zip(names, axes, strict=True):
+            if (
+                axis.ndim != 1
+                or len(axis) == 0
+                or not np.all(axis > 0)
+                or np.any(np.diff(axis) <= 0)
+            ):
+                raise ValueError(f"{where}.axes.{name} must be increasing positive numbers")
+        shape = tuple(len(a) for a in axes)
+        values = np.asarray(data["log_ratio"], dtype=np.float64)
+        if values.size != int(np.prod(shape)) or not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"{where}.log_ratio must hold {int(np.prod(shape))} finite numbers, "
+                f"got {values.size}"
+            )
+        # Per-node counts are not stored (they would double the file); zeros stand in.
+        counts = np.zeros(shape, dtype=np.int64)
+        totals = (int(data.get("nodes_measured", 0)), int(data.get("points", 0)))
+        return cls(names, axes, values.reshape(shape), counts, totals)
+
+
+def fit_grid(
+    names: tuple[str, ...],
+    axes: tuple[np.ndarray, ...],
+    features: dict[str, np.ndarray],
+    log_ratio: np.ndarray,
+) -> Grid:
+    """Fit a grid: each node takes the median log-ratio of the points that sit on it.
+
+    Points whose features are not all node values are ignored (they are the off-grid
+    held-out set); an axis with a single node pools every point. Points that differ only
+    in a feature the grid does not have (e.g. the number of query heads of a
+    decode-attention grid) are pooled into one node. A node without points lying between
+    filled nodes on some axis takes the mean over such axes of the linear interpolation
+    (in log2 of the feature) between them; the rest (outside the measured range) take the
+    mean of their filled neighbours, repeatedly, and finally the median of all points.
+
+    Parameters
+    ----------
+    names : tuple of str
+    axes : tuple of numpy.ndarray
+        Node values per axis (increasing, positive).
+    features : dict of str to numpy.ndarray
+        float64, one value per point, for every name.
+    log_ratio : numpy.ndarray
+        float64, natural log of measured / roofline per point.
+
+    Returns
+    -------
+    Grid
+    """
+    shape = tuple(len(a) for a in axes)
+    on_grid = np.ones(len(log_ratio), dtype=bool)
+    index = []
+    for name, axis in zip(names, axes, strict=True):
+        values = np.asarray(features[name], dtype=np.float64)
+        if len(axis) == 1:  # a one-node axis pools every point
+            index.append(np.zeros(len(values), dtype=np.int64))
+            continue
+        pos = np.searchsorted(axis, values)
+        pos_c = np.clip(pos, 0, len(axis) - 1)
+        on_grid &= axis[pos_c] == values
+        index.append(pos_c)
+    flat = np.ravel_multi_index(tuple(i[on_grid] for i in index), shape)
+    sums = np.full(int(np.prod(shape)), np.nan)
+    counts = np.bincount(flat, minlength=sums.size).astype(np.int64)
+    ratios = log_ratio[on_grid]
+    order = np.argsort(flat, kind="stable")
+    flat_sorted = flat[order]
+    ratios_sorted = ratios[order]
+    starts = np.searchsorted(flat_sorted, np.arange(sums.size), side="left")
+    ends = np.searchsorted(flat_sorted, np.arange(sums.size), side="right")
+    for node in np.nonzero(counts)[0]:
+        sums[node] = float(np.median(ratios_sorted[starts[node] : ends[node]]))
+    values = sums.reshape(shape)
+    _interpolate_missing(values, [np.log2(a) for a in axes])
+    _fill_missing(values, fallback=float(np.median(ratios)) if ratios.size else 0.0)
+    return Grid(tuple(names), tuple(axes), values, counts.reshape(shape))
+
+
+def _interpolate_missing(values: np.ndarray, log_axes: list[np.ndarray]) -> None:
+    """Fill empty nodes that lie between filled ones on some axis line (in place).
+
+    Each empty node takes the mean over axes of the linear interpolation (in log2 of the
+    feature) between the nearest filled nodes on either side along that axis; repeated
+    while it fills anything. Nodes outside every line's filled range are left NaN.
+    """
+    for _ in range(values.ndim + 1):
+        missing = np.isnan(values)
+        if not missing.any():
+            return
+        total = np.zeros(values.shape)
+        count = np.zeros(values.shape)
+        for axis, coords in enumerate(log_axes):
+            if len(coords) < 3:
+                continue
+            moved = np.moveaxis(values, axis, -1)
+            lines = moved.reshape(-1, len(coords))
+            estimate = np.full(lines.shape, np.nan)
+            for row_idx, row in enumerate(lines):
+                ok = ~np.isnan(row)
+                if ok.sum() < 2 or ok.all():
+                    continue
+                known = coords[ok]
+                inside = ~ok & (coords > known[0]) & (coords < known[-1])
+                estimate[row_idx, inside] = np.interp(coords[inside], known, row[ok])
+            estimate = np.moveaxis(estimate.reshape(moved.shape), -1, axis)
+            got = missing & ~np.isnan(estimate)
+            total[got] += estimate[got]
+            count[got] += 1
+        fill = missing & (count > 0)
+        if not fill.any():
+            return
+        values[fill] = total[fill] / count[fill]
+
+
+def _fill_missing(values: np.ndarray, fallback: float) -> None:
+    for _ in range(sum(values.shape)):
+        missing = np.isnan(values)
+        if not missing.any():
+            return
+        total = np.zeros(values.shape)
+        count = np.zeros(values.shape)
+        for axis in range(values.ndim):
+            for shift in (1, -1):
+                neighbour = np.roll(values, shift, axis=axis)
+                # np.roll wraps around; the wrapped slice is not a neighbour.
+                edge = [slice(None)] * values.ndim
+                edge[axis] = 0 if shift == 1 else -1
+                neighbour[tuple(edge)] = np.nan
+                ok = ~np.isnan(neighbour)
+                total[ok] += neighbour[ok]
+                count[ok] += 1
+        fill = missing & (count > 0)
+        values[fill] = total[fill] / count[fill]
+    values[np.isnan(values)] = fallback
+
+
+def powers_of_two(low: float, high: float) -> np.ndarray:
+    """Node list ``low, 2 low, ..., high`` (float64)."""
+    exponents = np.arange(round(np.log2(low)), round(np.log2(high)) + 1)
+    return np.exp2(exponents).astype(np.float64)

@@ -1,0 +1,315 @@
+"""Calibration profiles: fitted correction grids of one GPU, with provenance and errors.
+
+A profile is one small JSON file (format in ``calibration/README.md``). It holds, per
+operator family, a ``Grid`` of log(measured / roofline) latency, the GPU peaks the roofline
+used, the files it was fitted from, and its fit and held-out errors. ``Profile.predict``
+gives an operator's latency on any GPU: the roofline of that GPU's peaks times the
+profile's correction, which is the measured latency itself on the profiled GPU and the
+fallback (roofline scaled by the nearest measured architecture's efficiencies) elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.calibration.grid import Grid
+from simulator.errors import SimreplayError
+from simulator.io import write_text_atomic
+from simulator.specs import GPUSpec
+
+FORMAT = "simreplay-calibration-profile"
+FORMAT_VERSION = 1
+
+#: Bytes of a 16-bit activation or KV element.
+ACT_BYTES = 2.0
+
+#: Grids a profile may hold: name -> (family, feature names).
+GRID_FEATURES = {
+    "gemm_bfloat16": ("gemm", ("m", "n", "k")),
+    "gemm_fp8": ("gemm", ("m", "n", "k")),
+    "context_attention": ("context_attention", ("batch", "isl", "heads", "head_dim", "gqa")),
+    "generation_attention": ("generation_attention", ("batch", "context", "kv_heads", "head_dim")),
+    "allreduce": ("allreduce", ("num_gpus", "message_bytes")),
+    "moe": ("moe", ("num_tokens", "num_experts", "topk", "inter_per_gpu")),
+}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The GPU peaks a profile's roofline bounds use (from ``simulator.hardware``)."""
+
+    peak_bf16_flops: float
+    peak_fp8_flops: float | None
+    hbm_bytes_per_s: float
+    link_bytes_per_s: float
+
+    @classmethod
+    def of(cls, gpu: GPUSpec) -> Reference:
+        """The peaks of ``gpu``."""
+        return cls(
+            gpu.peak_bf16_flops, gpu.peak_fp8_flops, gpu.hbm_bytes_per_s, gpu.link_bytes_per_s
+        )
+
+
+def roofline_latency_s(grid_name: str, f: dict[str, np.ndarray], ref: Reference) -> np.ndarray:
+    """Roofline bound of one operator call (float64 seconds per point).
+
+    GEMM: max(2 m n k / P, (n k b + m (n + k) 2) / B), b = 1 for FP8 else 2. Prefill
+    attention (causal, fresh prompts): max(2 h d batch isl^2 / P, 4 (kv + h) d batch isl / B)
+    with kv = h (the grid's ``gqa`` axis, heads per KV head, carries the rest). Decode
+    attention: max(4 h d batch ctx / P,
+    (2 kv d batch ctx + 2 h d batch) 2 / B) with h = kv (pooled over query heads). All-reduce:
+    ring, 2 (g - 1) / g bytes / link. MoE layer (gated experts, 16-bit): max(6 T k H I / P,
+    (D(T) 3 H I 2 + T k (2 H + 3 I) 2) / B), D(T) = E (1 - (1 - k/E)^T) experts touched.
+    """
+    if grid_name.startswith("gemm"):
+        fp8 = grid_name.endswith("fp8")
+        flops = (ref.peak_fp8_flops or 2.0 * ref.peak_bf16_flops) if fp8 else ref.peak_bf16_flops
+        wbytes = 1.0 if fp8 else 2.0
+        m, n, k = f["m"], f["n"], f["k"]
+        return np.maximum(
+            2.0 * m * n * k / flops,
+            (n * k * wbytes + m * (n + k) * ACT_BYTES) / ref.hbm_bytes_per_s,
+        )
+    if grid_name == "context_attention":
+        b, s, h, d = f["batch"], f["isl"], f["heads"], f["head_dim"]
+        return np.maximum(
+            2.0 * h * d * b * s * s / ref.peak_bf16_flops,
+            4.0 * 2.0 * h * d * b * s * ACT_BYTES / ref.hbm_bytes_per_s,
+        )
+    if grid_name == "generation_attention":
+        b, c, g, d = f["batch"], f["context"], f["kv_heads"], f["head_dim"]
+        return np.maximum(
+            4.0 * g * d * b * c / ref.peak_bf16_flops,
+            (2.0 * g * d * b * c + 2.0 * g * d * b) * ACT_BYTES / ref.hbm_bytes_per_s,
+        )
+    if grid_name == "allreduce":
+        g, size = f["num_gpus"], f["message_bytes"]
+        return 2.0 * (g - 1.0) / g * size / ref.link_bytes_per_s
+    if grid_name == "moe":
+        t, e, k = f["num_tokens"], f["num_experts"], f["topk"]
+        h, i = f["hidden"], f["inter_per_gpu"]
+        touched = e * (1.0 - (1.0 - np.minimum(k / e, 1.0)) ** t)
+        expert_params = 3.0 * h * i  # gate, up and down
+        return np.maximum(
+            2.0 * t * k * expert_params / ref.peak_bf16_flops,
+            (touched * expert_params * 2.0 + t * k * (2.0 * h + 3.0 * i) * ACT_BYTES)
+            / ref.hbm_bytes_per_s,
+        )
+    raise KeyError(grid_name)
+
+
+@dataclass
+class Profile:
+    """A calibration profile (see ``calibration/README.md``).
+
+    Attributes
+    ----------
+    gpu : str
+        Canonical GPU name of ``simulator.hardware`` (or the measured system's name).
+    reference : Reference
+        Peaks the grids were fitted against.
+    grids : dict of str to Grid
+        Keys from ``GRID_FEATURES``; a family without a grid keeps the roofline.
+    provenance : dict
+        ``source`` (aiconfigurator, vidur, benchmark), ``files``, ``engine``, ``device``,
+        ``fitted_on`` (date), and for grids taken from another profile, ``borrowed``.
+    errors : dict
+        Per family: ``fit``, ``holdout_random_20pct``, ``holdout_offgrid_shapes``, each
+        ``{"n", "median_abs_pct", "p90_abs_pct"}``.
+    host : dict
+        Optional ``host_overhead_s`` and ``host_overhead_per_seq_s`` replacing the defaults.
+    model, tp : optional
+        The model and TP degree a profile was fitted for (None: any).
+    errors_leave_one_out : dict
+        Per grid: the error of predicting this GPU's points from its nearest measured
+        relatives' profiles, and which (``fallback.leave_one_out``).
+    path : Path or None
+        Where it was loaded from.
+    """
+
+    gpu: str
+    reference: Reference
+    grids: dict[str, Grid]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, Any] = field(default_factory=dict)
+    host: dict[str, float] = field(default_factory=dict)
+    model: str | None = None
+    tp: int | None = None
+    path: Path | None = None
+    errors_leave_one_out: dict[str, Any] = field(default_factory=dict)
+
+    def predict(
+        self, grid_name: str, features: dict[str, np.ndarray], ref: Reference | None = None
+    ) -> np.ndarray:
+        """Latency in seconds of each operator call: roofline(ref) x this profile's ratio.
+
+        Parameters
+        ----------
+        grid_name : str
+            A key of ``grids``.
+        features : dict of str to numpy.ndarray
+            The grid's features (float64, broadcastable).
+        ref : Reference, optional
+            Peaks of the GPU to predict for; this profile's own by default.
+        """
+        grid = self.grids[grid_name]
+        feats = {k: np.asarray(v, dtype=np.float64) for k, v in features.items()}
+        roof = roofline_latency_s(grid_name, feats, ref or self.reference)
+        return roof * np.exp(grid.log_ratio(_fold_heads(grid, feats)))
+
+    def summary(self) -> str:
+        """One line for outputs: GPU, source, engine and headline held-out error."""
+        prov = self.provenance
+        parts = [f"calibrated profile {self.gpu}"]
+        if self.path is not None:
+            parts.append(f"({self.path.name})")
+        parts.append(f"from {prov.get('source', 'unknown source')}")
+        if prov.get("engine"):
+            parts.append(f"[{prov['engine']}]")
+        gemm = self.errors.get("gemm", {}).get("holdout_offgrid_shapes")
+        if gemm and gemm.get("n"):
+            parts.append(f"GEMM held-out median |err| {gemm['median_abs_pct']:.1f}%")
+        return " ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """The profile file's object (keys in a fixed order)."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "gpu": self.gpu,
+            "model": self.model,
+            "tp": self.tp,
+            "provenance": self.provenance,
+            "reference": {
+                "peak_bf16_flops": self.reference.peak_bf16_flops,
+                "peak_fp8_flops": self.reference.peak_fp8_flops,
+                "hbm_bytes_per_s": self.reference.hbm_bytes_per_s,
+                "link_bytes_per_s": self.reference.link_bytes_per_s,
+            },
+            "host": self.host,
+            "errors": self.errors,
+            "leave_one_out": self.errors_leave_one_out,
+            "grids": {name: grid.to_json() for name, grid in sorted(self.grids.items())},
+        }
+
+
+#: Attention kernels parallelise over (sequence, head) pairs: heads beyond the grid's last
+#: node count as more sequences, so a 32-KV-head decode is looked up as 4x the batch at 8.
+_HEAD_AXES = {"heads": "batch", "kv_heads": "batch"}
+
+
+def _fold_heads(grid: Grid, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = dict(feats)
+    for head_name, batch_name in _HEAD_AXES.items():
+        if head_name in grid.names and batch_name in grid.names:
+            top = grid.axes[grid.names.index(head_name)][-1]
+            excess = np.maximum(out[head_name] / top, 1.0)
+            out[batch_name] = out[batch_name] * excess
+            out[head_name] = np.minimum(out[head_name], top)
+    return out
+
+
+def save_profile(profile: Profile, path: Path) -> None:
+    """Write ``profile`` to ``path`` atomically (write, then rename), deterministically."""
+    write_text_atomic(dumps(profile.to_json()) + "\n", Path(path))
+
+
+def dumps(value: Any, indent: int = 0) -> str:
+    """JSON with objects indented and lists of numbers or strings kept on one line."""
+    pad = " " * (indent + 1)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{pad}{json.dumps(str(k))}: {dumps(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        items = [f"{pad}{dumps(v, indent + 1)}" for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate a profile file.
+
+    Raises
+    ------
+    SimreplayError
+        One line naming the file and what is wrong (not JSON, wrong format, a missing or
+        malformed field).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SimreplayError(f"--calibration {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimreplayError(f"--calibration {path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SimreplayError(
+            f"{path}: not a calibration profile: invalid JSON at line {exc.lineno}, "
+            f"column {exc.colno}: {exc.msg}"
+        ) from None
+    try:
+        return _from_json(data, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        what = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+        raise SimreplayError(f"{path}: not a valid calibration profile: {what}") from None
+
+
+def _from_json(data: Any, path: Path) -> Profile:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f'expected an object with "format": "{FORMAT}"')
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+    ref = data["reference"]
+    reference = Reference(
+        float(ref["peak_bf16_flops"]),
+        None if ref.get("peak_fp8_flops") is None else float(ref["peak_fp8_flops"]),
+        float(ref["hbm_bytes_per_s"]),
+        float(ref["link_bytes_per_s"]),
+    )
+    for name in ("peak_bf16_flops", "hbm_bytes_per_s", "link_bytes_per_s"):
+        value = getattr(reference, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"reference.{name} must be > 0")
+    grids_data = data["grids"]
+    if not isinstance(grids_data, dict):
+        raise ValueError("grids must be an object")
+    grids = {}
+    for name, grid_data in grids_data.items():
+        if name not in GRID_FEATURES:
+            raise ValueError(f"grids.{name}: unknown grid (known: {', '.join(GRID_FEATURES)})")
+        grid = Grid.from_json(grid_data, f"grids.{name}")
+        if grid.names != GRID_FEATURES[name][1]:
+            raise ValueError(f"grids.{name}.axes must be {', '.join(GRID_FEATURES[name][1])}")
+        grids[name] = grid
+    host = {}
+    for key, value in (data.get("host") or {}).items():
+        if key not in ("host_overhead_s", "host_overhead_per_seq_s"):
+            raise ValueError(f"host.{key}: unknown constant")
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"host.{key} must be a number >= 0 (seconds)")
+        host[key] = float(value)
+    tp = data.get("tp")
+    if tp is not None and (not isinstance(tp, int) or tp < 1):
+        raise ValueError("tp must be null or an integer >= 1")
+    return Profile(
+        gpu=str(data["gpu"]),
+        reference=reference,
+        grids=grids,
+        provenance=dict(data.get("provenance") or {}),
+        errors=dict(data.get("errors") or {}),
+        errors_leave_one_out=dict(data.get("leave_one_out") or {}),
+        host=host,
+        model=data.get("model"),
+        tp=tp,
+        path=path,
+    )

@@ -1,0 +1,250 @@
+"""Which profile a scenario uses: the GPU's own, the nearest measured architecture's, or none.
+
+Shipped profiles live in ``calibration/profiles/<gpu>.json`` beside the package. For a GPU
+with its own profile, its grids give the measured latencies; a family that profile lacks
+(the A40's Vidur data has no attention) comes from the nearest measured GPU's grid, scaled
+to this GPU's peaks. A GPU without measurements uses the nearest measured architecture's
+grids the same way ("roofline scaled by efficiencies learned on ..."); the order of
+preference below is by architecture and memory type (HBM or GDDR), checked against the
+leave-one-GPU-out errors: H100 and A100 predict each other best (GEMM median 14 %), much
+better than B200 does (33 %), whose tensor cores reach a lower fraction of their peak; B200
+and GB200 predict each other within 4-7 % (all-reduce 24-33 %).
+A GPU with no measured relative (AMD MI300X) keeps the uncalibrated roofline.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from simulator.calibration.profile import GRID_FEATURES, Profile, Reference, load_profile
+from simulator.errors import SimreplayError
+from simulator.perf.calibrated import calibrated_model
+from simulator.perf.roofline import StepTimeModel, roofline_model
+from simulator.specs import GPUSpec, ModelSpec
+
+#: The repository's ``calibration/profiles`` folder.
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "calibration" / "profiles"
+
+UNCALIBRATED = "roofline with default efficiencies (uncalibrated)"
+
+#: AIConfigurator system folder -> GPU; Vidur compute folder -> GPU.
+AICONFIGURATOR_SYSTEMS = {
+    "a100_sxm": "A100-80GB-SXM",
+    "h100_sxm": "H100-SXM",
+    "l40s": "L40S",
+    "rtx_pro_6000_server": "RTX-PRO-6000",
+    "b200_sxm": "B200",
+    "gb200": "GB200",
+}
+VIDUR_SYSTEMS = {"a100": "A100-80GB-SXM", "h100": "H100-SXM", "a40": "A40"}
+
+#: GB200 is not in the GPU catalog (a Grace-Blackwell superchip): its profile keeps these
+#: peaks from NVIDIA's GB200 NVL72 datasheet, per GPU: BF16 2.5 / FP8 5 PFLOPS dense,
+#: HBM3e 8 TB/s, NVLink 5 1.8 TB/s bidirectional.
+GB200_REFERENCE = Reference(2500e12, 5000e12, 8000e9, 900e9)
+
+#: GPU -> measured GPUs to borrow from, nearest first (its own first when measured).
+NEAREST = {
+    "A100-80GB-SXM": ("A100-80GB-SXM", "H100-SXM", "A40"),
+    "A100-40GB-SXM": ("A100-80GB-SXM", "H100-SXM", "A40"),
+    "A100-80GB-PCIe": ("A100-80GB-SXM", "H100-SXM", "A40"),
+    "A100-40GB-PCIe": ("A100-80GB-SXM", "H100-SXM", "A40"),
+    "A40": ("A40", "A100-80GB-SXM", "L40S"),
+    "A10G": ("A40", "A100-80GB-SXM", "L40S"),
+    "H100-SXM": ("H100-SXM", "A100-80GB-SXM", "B200"),
+    "H100-PCIe": ("H100-SXM", "A100-80GB-SXM", "B200"),
+    "H200": ("H100-SXM", "A100-80GB-SXM", "B200"),
+    "B200": ("B200", "GB200", "H100-SXM"),
+    "GB200": ("GB200", "B200", "H100-SXM"),
+    "L40S": ("L40S", "RTX-PRO-6000", "A40"),
+    "L4": ("L40S", "RTX-PRO-6000", "A40"),
+    "RTX-4090": ("L40S", "RTX-PRO-6000", "A40"),
+    "RTX-PRO-6000": ("RTX-PRO-6000", "L40S", "B200"),
+}
+
+
+def profile_path(gpu_name: str, directory: Path = PROFILES_DIR) -> Path:
+    """Where the shipped profile of ``gpu_name`` lives (``h100-sxm.json``)."""
+    return Path(directory) / f"{gpu_name.lower()}.json"
+
+
+@functools.lru_cache(maxsize=64)
+def _load_cached(path: str, mtime_ns: int) -> Profile:
+    return load_profile(Path(path))
+
+
+def shipped_profile(gpu_name: str, directory: Path = PROFILES_DIR) -> Profile | None:
+    """The shipped profile of ``gpu_name``, or None when there is none."""
+    path = profile_path(gpu_name, directory)
+    if not path.is_file():
+        return None
+    return _load_cached(str(path), path.stat().st_mtime_ns)
+
+
+def shipped_profiles(directory: Path = PROFILES_DIR) -> list[Profile]:
+    """Every profile in ``directory``, sorted by file name."""
+    if not Path(directory).is_dir():
+        return []
+    return [
+        _load_cached(str(p), p.stat().st_mtime_ns) for p in sorted(Path(directory).glob("*.json"))
+    ]
+
+
+def borrow_order(gpu_name: str) -> tuple[str, ...]:
+    """Measured GPUs whose grids ``gpu_name`` may use, nearest first."""
+    return NEAREST.get(gpu_name, ())
+
+
+def step_model_for(
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int,
+    calibration: str | Path | Profile | None = None,
+    *,
+    directory: Path = PROFILES_DIR,
+    exclude: tuple[str, ...] = (),
+) -> tuple[StepTimeModel, dict[str, object]]:
+    """The step-time model of a scenario and a description of the calibration used.
+
+    Parameters
+    ----------
+    model, gpu, tp
+        As for ``roofline_model``.
+    calibration : str, Path or Profile, optional
+        A profile file (``--calibration``) or a loaded profile; its grids and host
+        constants come first, then the shipped profiles'.
+    directory : Path
+        Folder of shipped profiles.
+    exclude : tuple of str
+        GPUs whose shipped profiles are ignored (the leave-one-GPU-out measurement).
+
+    Returns
+    -------
+    step_model : StepTimeModel
+    calibration : dict
+        ``profile`` (name or None), ``source`` (one line), ``grids`` (grid -> profile),
+        ``held_out_error_pct`` (grid -> off-grid held-out median / p90 |error| %), and
+        for a GPU without measurements ``fallback_error_estimate_pct`` (the primary
+        profile's leave-one-GPU-out errors).
+
+    Raises
+    ------
+    SimreplayError
+        For an unreadable or invalid ``calibration`` file.
+    """
+    chain: list[Profile] = []
+    if isinstance(calibration, Profile):
+        chain.append(calibration)
+    elif calibration is not None:
+        chain.append(load_profile(Path(calibration)))
+    for name in borrow_order(gpu.name):
+        if name in exclude:
+            continue
+        found = shipped_profile(name, directory)
+        if found is not None:
+            chain.append(found)
+    if not chain:
+        step = roofline_model(model, gpu, tp)
+        return step, {"profile": None, "source": UNCALIBRATED, "grids": {}}
+
+    ref = Reference.of(gpu)
+    grid_owner: dict[str, Profile] = {}
+    for grid_name in GRID_FEATURES:
+        for prof in chain:
+            if grid_name in prof.grids:
+                grid_owner[grid_name] = prof
+                break
+
+    def predict(grid_name: str, features: dict[str, np.ndarray]) -> np.ndarray | None:
+        owner = grid_owner.get(grid_name)
+        return None if owner is None else owner.predict(grid_name, features, ref)
+
+    primary = chain[0]
+    own = calibration is not None or primary.gpu == gpu.name
+    host = next((p.host for p in chain if p.host), {})
+    owners = {g: _label(p) for g, p in grid_owner.items()}
+    if own:
+        source = f"calibrated: {primary.summary()}"
+        borrowed = sorted({_label(p) for p in grid_owner.values()} - {_label(primary)})
+        if borrowed:
+            source += (
+                f"; families it lacks from {', '.join(borrowed)} (nearest measured "
+                f"architecture), scaled to {gpu.name} peaks"
+            )
+    else:
+        source = (
+            f"roofline scaled by efficiencies learned on {primary.gpu} (nearest measured "
+            f"architecture; {_label(primary)}); no measurements of {gpu.name}"
+        )
+        loo = primary.errors_leave_one_out.get("gemm_bfloat16")
+        if loo and loo.get("n"):
+            source += (
+                f"; expect errors like a measured GPU predicted from its relative: GEMM "
+                f"median {loo['median_abs_pct']:.0f}% (leave-one-GPU-out)"
+            )
+    if host:
+        host_owner = next(p for p in chain if p.host)
+        source += f"; host overheads from {_label(host_owner)}"
+        if host_owner.model is not None and (host_owner.model, host_owner.tp) != (
+            model.name,
+            tp,
+        ):
+            source += (
+                f" (fitted on {host_owner.model} tp={host_owner.tp}; this run is "
+                f"{model.name} tp={tp})"
+            )
+    step = calibrated_model(
+        model,
+        gpu,
+        tp,
+        predict,
+        source=source,
+        host=host,
+        description={"calibration_profile": _label(primary)},
+    )
+    errors = {
+        name: _headline(owner.errors.get(name, {}).get("holdout_offgrid_shapes"))
+        for name, owner in grid_owner.items()
+    }
+    info: dict[str, object] = {
+        "profile": _label(primary),
+        "source": source,
+        "grids": owners,
+        "path": None if primary.path is None else str(primary.path),
+        "measured_gpu": own,
+        "held_out_error_pct": errors,
+    }
+    if not own:
+        # How well a measured GPU is predicted from its relative: the best available
+        # estimate of this fallback's error.
+        info["fallback_error_estimate_pct"] = {
+            name: _headline(loo) for name, loo in primary.errors_leave_one_out.items()
+        }
+    return step, info
+
+
+def _headline(stats: dict | None) -> dict[str, float | None] | None:
+    if not stats or not stats.get("n"):
+        return None
+    return {"median_abs": stats.get("median_abs_pct"), "p90_abs": stats.get("p90_abs_pct")}
+
+
+def _label(profile: Profile) -> str:
+    name = profile.path.name if profile.path is not None else f"{profile.gpu} (in memory)"
+    src = profile.provenance.get("source", "unknown")
+    return f"{name} ({src}, {profile.gpu})"
+
+
+def reference_for(gpu_name: str) -> Reference:
+    """Peaks of a measured GPU: the catalog's, or ``GB200_REFERENCE``."""
+    from simulator.hardware import get_gpu
+
+    if gpu_name == "GB200":
+        return GB200_REFERENCE
+    try:
+        return Reference.of(get_gpu(gpu_name))
+    except SimreplayError:
+        raise SimreplayError(f"no peaks known for GPU {gpu_name!r}") from None

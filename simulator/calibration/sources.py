@@ -1,0 +1,494 @@
+"""Readers of measured operator latencies: AIConfigurator's per-op parquet tree and Vidur CSVs.
+
+Both layouts are read into one ``Measurements`` record of flat numpy columns per operator
+family, in seconds and elements, so the fitter and ``calibrate check`` never see a file
+format.
+
+AIConfigurator layout (NVIDIA AIConfigurator's silicon database, and what ``calibrate
+profile`` writes): files are found by name anywhere under the directory, recursively:
+
+    gemm_perf.parquet                  gemm_dtype, m, n, k, latency (ms)
+    context_attention_perf.parquet     batch_size, isl, num_heads, num_key_value_heads,
+                                       head_dim, kv_cache_dtype, latency (ms); optional
+                                       window_size (0 = full attention)
+    generation_attention_perf.parquet  the same columns plus step; the cached context of
+                                       each decoded token is isl + step
+    custom_allreduce_perf.parquet      num_gpus, message_size (elements), latency (ms);
+                                       optional allreduce_dtype, backend / kernel_source
+    nccl_perf.parquet                  op_name, num_gpus, message_size, latency (ms);
+                                       optional nccl_dtype
+    moe_perf.parquet                   num_tokens, hidden_size, inter_size, topk,
+                                       num_experts, latency (ms); optional moe_tp_size,
+                                       moe_ep_size, moe_dtype, distribution (16-bit,
+                                       balanced routing, no expert parallelism are used)
+
+Vidur layout (``profiling/compute/<gpu>/<org>/<model>/mlp.csv``): the linear layers of one
+transformer layer (``attn_pre_proj``, ``attn_post_proj``, ``mlp_up_proj``,
+``mlp_down_proj``) become GEMM points with the shapes the file's model columns give.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simulator.errors import SimreplayError
+
+MS = 1e-3
+
+#: AIConfigurator file name -> operator family.
+AICONFIGURATOR_FILES = {
+    "gemm_perf.parquet": "gemm",
+    "context_attention_perf.parquet": "context_attention",
+    "generation_attention_perf.parquet": "generation_attention",
+    "custom_allreduce_perf.parquet": "allreduce",
+    "nccl_perf.parquet": "nccl",
+    "moe_perf.parquet": "moe",
+}
+
+_REQUIRED = {
+    "gemm": ("m", "n", "k", "latency"),
+    "context_attention": (
+        "batch_size",
+        "isl",
+        "num_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "latency",
+    ),
+    "generation_attention": (
+        "batch_size",
+        "isl",
+        "num_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "step",
+        "latency",
+    ),
+    "allreduce": ("num_gpus", "message_size", "latency"),
+    "nccl": ("op_name", "num_gpus", "message_size", "latency"),
+    "moe": ("num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "latency"),
+}
+
+#: Bytes per element of the dtypes the collective files name.
+_DTYPE_BYTES = {
+    "bfloat16": 2,
+    "float16": 2,
+    "half": 2,
+    "fp16": 2,
+    "bf16": 2,
+    "int8": 1,
+    "fp8": 1,
+    "float32": 4,
+    "float": 4,
+}
+
+#: Families the step-time model uses, in report order.
+FAMILIES = ("gemm", "context_attention", "generation_attention", "allreduce", "moe")
+
+
+@dataclass
+class Measurements:
+    """Measured operator latencies of one GPU, as flat columns per family.
+
+    Attributes
+    ----------
+    gemm : dict of str to numpy.ndarray
+        ``dtype`` (object: ``bfloat16``, ``fp8``, ...), ``m``, ``n``, ``k`` (float64) and
+        ``latency_s`` (float64), one entry per measured point.
+    context_attention : dict
+        ``batch``, ``isl``, ``heads``, ``kv_heads``, ``head_dim``, ``latency_s``: fresh
+        prompts of ``isl`` tokens, full attention with a 16-bit KV cache only.
+    generation_attention : dict
+        ``batch``, ``context``, ``heads``, ``kv_heads``, ``head_dim``, ``latency_s``: one
+        new token per sequence reading ``context`` cached tokens.
+    allreduce : dict
+        ``num_gpus``, ``message_bytes``, ``latency_s``: vLLM's custom all-reduce under
+        CUDA graphs where measured, else NCCL all-reduce (``backend`` says which).
+    moe : dict
+        ``num_tokens``, ``num_experts``, ``topk``, ``hidden``, ``inter_per_gpu`` (expert
+        intermediate size / moe_tp_size), ``latency_s``: one fused MoE layer, 16-bit
+        weights, balanced routing, tensor-parallel experts only.
+    files : list of str
+        The files read, relative to the directory given.
+    engine : str
+        Engine and version the files name (e.g. ``vLLM 0.24.0``), or ``unknown``.
+    device : str
+        The device string of the files (e.g. ``NVIDIA H100 80GB HBM3``), or ``unknown``.
+    skipped : dict of str to int
+        Rows left out per reason (e.g. sliding-window or FP8-KV attention rows).
+    """
+
+    gemm: dict[str, np.ndarray] = field(default_factory=dict)
+    context_attention: dict[str, np.ndarray] = field(default_factory=dict)
+    generation_attention: dict[str, np.ndarray] = field(default_factory=dict)
+    allreduce: dict[str, np.ndarray] = field(default_factory=dict)
+    moe: dict[str, np.ndarray] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    engine: str = "unknown"
+    device: str = "unknown"
+    num_moe_rows: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def count(self, family: str) -> int:
+        """Measured points of ``family`` (0 when absent)."""
+        columns = getattr(self, family)
+        return int(len(columns["latency_s"])) if columns else 0
+
+    def families(self) -> list[str]:
+        """Families with at least one point, in ``FAMILIES`` order."""
+        return [name for name in FAMILIES if self.count(name)]
+
+
+def read_measurements(directory: Path, *, system: str | None = None) -> Measurements:
+    """Read every operator measurement under ``directory``, in either supported layout.
+
+    Parameters
+    ----------
+    directory : Path
+        A folder holding AIConfigurator-named parquet files (at any depth) or Vidur's
+        ``profiling/compute`` CSVs, or a single such file.
+    system : str, optional
+        Keep only files whose path has a folder of this name (e.g. ``h100_sxm`` under an
+        AIConfigurator tree holding several systems, or ``a40`` under Vidur's tree).
+
+    Returns
+    -------
+    Measurements
+
+    Raises
+    ------
+    SimreplayError
+        If the path is missing, a file lacks a required column or cannot be read, or
+        nothing measurable is found.
+    """
+    root = Path(directory)
+    if not root.exists():
+        raise SimreplayError(f"{root}: no such file or directory")
+    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    if system is not None:
+        paths = [p for p in paths if system in _rel(p, root).parts[:-1] or root.name == system]
+    result = Measurements()
+    engines: set[str] = set()
+    devices: set[str] = set()
+    for path in paths:
+        family = AICONFIGURATOR_FILES.get(path.name)
+        if family is not None:
+            table = _read_parquet(path)
+            _check_columns(table.column_names, _REQUIRED[family], path)
+            columns = table.to_pydict()
+            if "device" in columns and columns["device"]:
+                devices.add(str(columns["device"][0]))
+            if family != "nccl" and "framework" in columns and columns["framework"]:
+                framework = str(columns["framework"][0])
+                if framework.lower() == "vllm":
+                    framework = "vLLM"
+                engines.add(f"{framework} {columns.get('version', ['?'])[0]}")
+            _ADD[family](result, columns, path)
+            result.files.append(str(_rel(path, root)))
+        elif path.name == "mlp.csv":
+            _add_vidur_mlp(result, path)
+            result.files.append(str(_rel(path, root)))
+    if not result.files:
+        raise SimreplayError(
+            f"{root}: no operator measurements found (expected files named "
+            f"{', '.join(AICONFIGURATOR_FILES)} or Vidur's mlp.csv"
+            + (f" under a folder named {system!r}" if system else "")
+            + ")"
+        )
+    result.engine = ", ".join(sorted(engines)) or (
+        "Vidur (vLLM V0 kernels, torch)"
+        if any(f.endswith("mlp.csv") for f in result.files)
+        else "unknown"
+    )
+    result.device = ", ".join(sorted(devices)) or "unknown"
+    return result
+
+
+def _rel(path: Path, root: Path) -> Path:
+    try:
+        return path.relative_to(root) if root.is_dir() else Path(path.name)
+    except ValueError:
+        return path
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SimreplayError(f"{path}: not a readable parquet file: {reason}") from None
+
+
+def _check_columns(names: list[str], required: tuple[str, ...], path: Path) -> None:
+    missing = [name for name in required if name not in names]
+    if missing:
+        raise SimreplayError(
+            f"{path}: missing column(s) {', '.join(missing)} (expected AIConfigurator's "
+            f"{', '.join(required)}; latency in ms)"
+        )
+
+
+def _floats(values: list, path: Path, column: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SimreplayError(f"{path}: column {column!r} must be numeric") from None
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise SimreplayError(f"{path}: row {row}: column {column!r} is not a finite number")
+    return array
+
+
+def _latency_s(columns: dict, path: Path) -> np.ndarray:
+    latency_ms = _floats(columns["latency"], path, "latency")
+    if (latency_ms <= 0).any():
+        row = int(np.argmax(latency_ms <= 0))
+        raise SimreplayError(f"{path}: row {row}: latency must be > 0 ms")
+    return latency_ms * MS
+
+
+def _append(target: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> None:
+    for key, values in new.items():
+        target[key] = np.concatenate([target[key], values]) if key in target else values
+
+
+def _skip(result: Measurements, reason: str, count: int) -> None:
+    if count:
+        result.skipped[reason] = result.skipped.get(reason, 0) + int(count)
+
+
+def _add_gemm(result: Measurements, columns: dict, path: Path) -> None:
+    num_rows = len(columns["latency"])
+    dtype = columns.get("gemm_dtype") or ["bfloat16"] * num_rows
+    _append(
+        result.gemm,
+        {
+            "dtype": np.asarray([str(d) for d in dtype], dtype=object),
+            "m": _floats(columns["m"], path, "m"),
+            "n": _floats(columns["n"], path, "n"),
+            "k": _floats(columns["k"], path, "k"),
+            "latency_s": _latency_s(columns, path),
+        },
+    )
+
+
+def _attention_keep(result: Measurements, columns: dict, family: str) -> np.ndarray:
+    num_rows = len(columns["latency"])
+    keep = np.ones(num_rows, dtype=bool)
+    if "window_size" in columns:
+        window = np.asarray(columns["window_size"], dtype=np.float64)
+        _skip(result, f"{family}: sliding-window rows", int(((window != 0) & keep).sum()))
+        keep &= window == 0
+    if "kv_cache_dtype" in columns:
+        kv16 = np.asarray(
+            [
+                str(d) in ("bfloat16", "float16", "fp16", "bf16", "auto")
+                for d in columns["kv_cache_dtype"]
+            ],
+            dtype=bool,
+        )
+        _skip(result, f"{family}: FP8 KV-cache rows", int((~kv16 & keep).sum()))
+        keep &= kv16
+    return keep
+
+
+def _add_context_attention(result: Measurements, columns: dict, path: Path) -> None:
+    keep = _attention_keep(result, columns, "context_attention")
+    _append(
+        result.context_attention,
+        {
+            "batch": _floats(columns["batch_size"], path, "batch_size")[keep],
+            "isl": _floats(columns["isl"], path, "isl")[keep],
+            "heads": _floats(columns["num_heads"], path, "num_heads")[keep],
+            "kv_heads": _floats(columns["num_key_value_heads"], path, "num_key_value_heads")[keep],
+            "head_dim": _floats(columns["head_dim"], path, "head_dim")[keep],
+            "latency_s": _latency_s(columns, path)[keep],
+        },
+    )
+
+
+def _add_generation_attention(result: Measurements, columns: dict, path: Path) -> None:
+    keep = _attention_keep(result, columns, "generation_attention")
+    context = _floats(columns["isl"], path, "isl") + _floats(columns["step"], path, "step")
+    _append(
+        result.generation_attention,
+        {
+            "batch": _floats(columns["batch_size"], path, "batch_size")[keep],
+            "context": context[keep],
+            "heads": _floats(columns["num_heads"], path, "num_heads")[keep],
+            "kv_heads": _floats(columns["num_key_value_heads"], path, "num_key_value_heads")[keep],
+            "head_dim": _floats(columns["head_dim"], path, "head_dim")[keep],
+            "latency_s": _latency_s(columns, path)[keep],
+        },
+    )
+
+
+def _collective(
+    result: Measurements,
+    columns: dict,
+    path: Path,
+    keep: np.ndarray,
+    dtype_column: str,
+    backend: np.ndarray,
+) -> None:
+    dtypes = columns.get(dtype_column) or ["bfloat16"] * len(columns["latency"])
+    try:
+        elem_bytes = np.asarray([_DTYPE_BYTES[str(d).lower()] for d in dtypes], dtype=np.float64)
+    except KeyError as exc:
+        raise SimreplayError(
+            f"{path}: column {dtype_column!r}: unknown dtype {exc.args[0]!r} "
+            f"(known: {', '.join(_DTYPE_BYTES)})"
+        ) from None
+    message_bytes = _floats(columns["message_size"], path, "message_size") * elem_bytes
+    _append(
+        result.allreduce,
+        {
+            "num_gpus": _floats(columns["num_gpus"], path, "num_gpus")[keep],
+            "message_bytes": message_bytes[keep],
+            "latency_s": _latency_s(columns, path)[keep],
+            "backend": backend[keep],
+        },
+    )
+
+
+def _add_custom_allreduce(result: Measurements, columns: dict, path: Path) -> None:
+    num_rows = len(columns["latency"])
+    labels = columns.get("backend") or columns.get("kernel_source") or ["graph"] * num_rows
+    # vLLM captures decode steps in CUDA graphs; eager timings include launch overhead the
+    # engine does not pay, so only the graph rows are used when a file has both.
+    is_graph = np.asarray(["graph" in str(label).lower() for label in labels], dtype=bool)
+    keep = is_graph if is_graph.any() else np.ones(num_rows, dtype=bool)
+    _skip(result, "allreduce: eager-mode rows (graph rows used)", int((~keep).sum()))
+    backend = np.asarray(["vllm_custom_graph"] * num_rows, dtype=object)
+    _collective(result, columns, path, keep, "allreduce_dtype", backend)
+
+
+def _add_nccl(result: Measurements, columns: dict, path: Path) -> None:
+    num_rows = len(columns["latency"])
+    keep = np.asarray([str(op) == "all_reduce" for op in columns["op_name"]], dtype=bool)
+    if "nccl_dtype" in columns:
+        keep &= np.asarray(
+            [str(d) in ("half", "bfloat16", "float16") for d in columns["nccl_dtype"]], dtype=bool
+        )
+    backend = np.asarray(["nccl"] * num_rows, dtype=object)
+    _collective(result, columns, path, keep, "nccl_dtype", backend)
+
+
+def _add_moe(result: Measurements, columns: dict, path: Path) -> None:
+    num_rows = len(columns["latency"])
+    result.num_moe_rows += num_rows
+    keep = np.ones(num_rows, dtype=bool)
+    if "moe_dtype" in columns:
+        is16 = np.asarray([str(d) in ("bfloat16", "float16") for d in columns["moe_dtype"]])
+        _skip(result, "moe: quantised rows", int((~is16).sum()))
+        keep &= is16
+    if "distribution" in columns:
+        balanced = np.asarray([str(d) == "balanced" for d in columns["distribution"]])
+        _skip(result, "moe: skewed-routing rows", int((keep & ~balanced).sum()))
+        keep &= balanced
+    if "moe_ep_size" in columns:
+        no_ep = _floats(columns["moe_ep_size"], path, "moe_ep_size") == 1
+        _skip(result, "moe: expert-parallel rows", int((keep & ~no_ep).sum()))
+        keep &= no_ep
+    tp = (
+        _floats(columns["moe_tp_size"], path, "moe_tp_size")
+        if "moe_tp_size" in columns
+        else np.ones(num_rows)
+    )
+    _append(
+        result.moe,
+        {
+            "num_tokens": _floats(columns["num_tokens"], path, "num_tokens")[keep],
+            "num_experts": _floats(columns["num_experts"], path, "num_experts")[keep],
+            "topk": _floats(columns["topk"], path, "topk")[keep],
+            "hidden": _floats(columns["hidden_size"], path, "hidden_size")[keep],
+            "inter_per_gpu": (_floats(columns["inter_size"], path, "inter_size") / tp)[keep],
+            "latency_s": _latency_s(columns, path)[keep],
+        },
+    )
+
+
+_ADD = {
+    "gemm": _add_gemm,
+    "context_attention": _add_context_attention,
+    "generation_attention": _add_generation_attention,
+    "allreduce": _add_custom_allreduce,
+    "nccl": _add_nccl,
+    "moe": _add_moe,
+}
+
+# --- Vidur ---------------------------------------------------------------------------------
+_VIDUR_REQUIRED = (
+    "n_head",
+    "n_kv_head",
+    "n_embd",
+    "n_expanded_embd",
+    "use_gated_mlp",
+    "num_tokens",
+    "num_tensor_parallel_workers",
+)
+_VIDUR_OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
+
+
+def vidur_gemm_shape(op: str, row: dict[str, str]) -> tuple[float, float]:
+    """``(n, k)`` of a Vidur linear operator for one ``mlp.csv`` row (per TP rank)."""
+    heads = float(row["n_head"])
+    kv_heads = float(row["n_kv_head"])
+    hidden = float(row["n_embd"])
+    ffn = float(row["n_expanded_embd"])
+    tp = float(row["num_tensor_parallel_workers"])
+    head_dim = hidden / heads
+    gated = str(row["use_gated_mlp"]).strip().lower() == "true"
+    if op == "attn_pre_proj":
+        return (heads / tp + 2.0 * max(kv_heads / tp, 1.0)) * head_dim, hidden
+    if op == "attn_post_proj":
+        return hidden, heads / tp * head_dim
+    if op == "mlp_up_proj":
+        return (2.0 if gated else 1.0) * ffn / tp, hidden
+    return hidden, ffn / tp
+
+
+def _add_vidur_mlp(result: Measurements, path: Path) -> None:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SimreplayError(f"{path}: cannot read CSV: {exc}") from None
+    if not rows:
+        raise SimreplayError(f"{path}: no rows")
+    header = list(rows[0])
+    _check_columns(header, _VIDUR_REQUIRED, path)
+    points: dict[str, list[float]] = {"m": [], "n": [], "k": [], "latency_s": []}
+    for row_idx, row in enumerate(rows):
+        for op in _VIDUR_OPS:
+            column = f"time_stats.{op}.median"
+            if column not in row or row[column] in ("", None):
+                continue
+            try:
+                latency_ms = float(row[column])
+                m = float(row["num_tokens"])
+                n, k = vidur_gemm_shape(op, row)
+            except (ValueError, ZeroDivisionError):
+                raise SimreplayError(
+                    f"{path}: row {row_idx + 1}: {column} or the shape columns are not numbers"
+                ) from None
+            if not (math.isfinite(latency_ms) and latency_ms > 0):
+                _skip(result, "gemm: Vidur rows without a positive time", 1)
+                continue
+            points["m"].append(m)
+            points["n"].append(n)
+            points["k"].append(k)
+            points["latency_s"].append(latency_ms * MS)
+    if not points["m"]:
+        raise SimreplayError(f"{path}: no time_stats.<op>.median column for {_VIDUR_OPS}")
+    new = {key: np.asarray(values, dtype=np.float64) for key, values in points.items()}
+    new["dtype"] = np.asarray(["bfloat16"] * len(points["m"]), dtype=object)
+    _append(result.gemm, new)

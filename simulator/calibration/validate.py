@@ -1,0 +1,529 @@
+"""Replay a measured serving benchmark and compare predicted with measured latencies.
+
+Inputs (``read_benchmark``):
+
+- ``vllm bench serve --save-result --save-detailed`` JSON: per-request ``input_lens``,
+  ``output_lens``, ``ttfts`` (s), ``latencies`` (s, end to end), ``errors`` and
+  ``start_times`` (client send times, newer vLLM). Without ``start_times`` only a benchmark
+  that sent every request at once (``request_rate`` inf, no ``max_concurrency``) can be
+  replayed; failed requests are dropped and counted.
+- A per-request JSONL or CSV with ``arrival_time_s``, ``input_tokens``, ``output_tokens``,
+  ``ttft_s`` or ``first_token_time_s`` (absolute), and ``e2e_s`` or ``completion_time_s``
+  (absolute). Times in seconds; the earliest arrival becomes 0.
+
+The requests are replayed through the simulator with the engine configuration given
+(``--max-num-seqs``, ``--max-num-batched-tokens``, ``--gpu-memory-utilization`` or
+``--num-kv-blocks``) and the mean, p50, p90 and p99 of TTFT, TPOT and E2E compared, signed
+% error = predicted / measured - 1. TPOT is (E2E - TTFT) / (output tokens - 1) for requests
+with more than one output token, on both sides.
+
+``fit_host_overhead`` adjusts the two host-overhead constants (per step, per scheduled
+sequence) by a deterministic search: a log-spaced 13 x 10 grid (0 and 0.05-10 ms; 0 and
+1-100 us per sequence), then a pattern search from each of the three best nodes (eight
+neighbours in log space, step halved when none improves), minimising the mean |log ratio|
+of each request's TPOT (requests are matched one to one). The two constants
+are told apart only by steps of different batch sizes: a benchmark at one steady load
+fixes their sum at that batch size, not each one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.calibration.profile import Profile, load_profile
+from simulator.calibration.select import borrow_order, shipped_profile, step_model_for
+from simulator.errors import SimreplayError
+from simulator.perf.roofline import DEFAULT_EFFICIENCIES
+from simulator.scenario import ResolvedScenario, Scenario, resolve
+
+METRICS = ("ttft", "tpot", "e2e")
+STATS = ("mean", "p50", "p90", "p99")
+
+
+@dataclasses.dataclass
+class Benchmark:
+    """Measured requests: arrays of one entry per request, in send order.
+
+    Attributes
+    ----------
+    arrival_time_s, ttft_s, e2e_s : numpy.ndarray
+        float64; arrivals start at 0.
+    input_tokens, output_tokens : numpy.ndarray
+        int64.
+    source : str
+        File name and format.
+    notes : list of str
+        What was dropped or assumed.
+    """
+
+    arrival_time_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    ttft_s: np.ndarray
+    e2e_s: np.ndarray
+    source: str
+    notes: list[str]
+
+
+def read_benchmark(path: Path) -> Benchmark:
+    """Read a measured benchmark (vLLM result JSON, or per-request JSONL / CSV).
+
+    Raises
+    ------
+    SimreplayError
+        One line naming the file and the missing field or column, or the row at fault.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise SimreplayError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimreplayError(f"{path}: cannot read: {exc}") from None
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # JSON lines: one object per line
+        if isinstance(data, dict) and "input_lens" in data:
+            return _from_vllm(path, data)
+        if isinstance(data, dict) and "arrival_time_s" in data:
+            return _from_rows(path, [data], "line")  # JSON lines holding one request
+        if isinstance(data, dict):
+            raise SimreplayError(
+                f"{path.name}: a JSON object without input_lens: not a vLLM bench result "
+                "saved with --save-result --save-detailed"
+            )
+        rows = []
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise SimreplayError(f"{path.name}: line {line_no}: not JSON ({exc.msg})") from None
+        return _from_rows(path, rows, "line")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return _from_rows(path, rows, "row")
+
+
+def _from_vllm(path: Path, data: dict) -> Benchmark:
+    for name in ("output_lens", "ttfts", "latencies"):
+        if not isinstance(data.get(name), list):
+            raise SimreplayError(
+                f"{path.name}: field {name} is missing: re-run `vllm bench serve` with "
+                "--save-result --save-detailed"
+            )
+    count = len(data["input_lens"])
+    for name in ("output_lens", "ttfts", "latencies"):
+        if len(data[name]) != count:
+            raise SimreplayError(
+                f"{path.name}: field {name} has {len(data[name])} entries, input_lens {count}"
+            )
+    notes: list[str] = []
+    errors = data.get("errors") or [""] * count
+    ok = np.array([not e for e in errors], dtype=bool)
+    starts = data.get("start_times")
+    if starts is not None:
+        arrival = np.asarray(starts, dtype=np.float64)
+    else:
+        rate = data.get("request_rate")
+        all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
+        if not all_at_once or data.get("max_concurrency") not in (None, 0):
+            raise SimreplayError(
+                f"{path.name}: no start_times (older vLLM), and the benchmark did not send "
+                "every request at once (request_rate "
+                f"{rate!r}, max_concurrency {data.get('max_concurrency')!r}): the measured "
+                "arrivals cannot be matched; re-run with a vLLM that saves start_times"
+            )
+        arrival = np.zeros(count)
+        notes.append("no start_times: every request sent at 0 s (request_rate inf)")
+    ttft = np.array([np.nan if v is None else float(v) for v in data["ttfts"]])
+    e2e = np.array([np.nan if v is None else float(v) for v in data["latencies"]])
+    if (~ok).any():
+        notes.append(f"dropped {int((~ok).sum()):,} requests that failed in the benchmark")
+    return _finish(
+        path,
+        arrival[ok],
+        np.asarray(data["input_lens"])[ok],
+        np.asarray(data["output_lens"])[ok],
+        ttft[ok],
+        e2e[ok],
+        "vLLM bench serve result",
+        notes,
+    )
+
+
+def _column(
+    rows: list[dict], names: tuple[str, ...], path: Path, word: str, required: bool = True
+) -> np.ndarray | None:
+    if not rows:
+        raise SimreplayError(f"{path.name}: no requests")
+    name = next((n for n in names if n in rows[0]), None)
+    if name is None:
+        if not required:
+            return None
+        raise SimreplayError(
+            f"{path.name}: missing column {' or '.join(names)} (have: {', '.join(rows[0])})"
+        )
+    values = np.empty(len(rows))
+    for idx, row in enumerate(rows):
+        try:
+            values[idx] = float(row[name])
+        except (KeyError, TypeError, ValueError):
+            raise SimreplayError(
+                f"{path.name}: {word} {idx + 1}: {name} must be a number, got {row.get(name)!r}"
+            ) from None
+    return values
+
+
+def _from_rows(path: Path, rows: list[dict], word: str) -> Benchmark:
+    arrival = _column(rows, ("arrival_time_s",), path, word)
+    inputs = _column(rows, ("input_tokens",), path, word)
+    outputs = _column(rows, ("output_tokens",), path, word)
+    ttft = _column(rows, ("ttft_s",), path, word, required=False)
+    if ttft is None:
+        first = _column(rows, ("first_token_time_s",), path, word, required=False)
+        if first is None:
+            raise SimreplayError(f"{path.name}: missing column ttft_s or first_token_time_s")
+        ttft = first - arrival
+    e2e = _column(rows, ("e2e_s",), path, word, required=False)
+    if e2e is None:
+        done = _column(rows, ("completion_time_s",), path, word, required=False)
+        if done is None:
+            raise SimreplayError(f"{path.name}: missing column e2e_s or completion_time_s")
+        e2e = done - arrival
+    return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", [])
+
+
+def _finish(
+    path: Path, arrival, inputs, outputs, ttft, e2e, kind: str, notes: list[str]
+) -> Benchmark:
+    arrival = np.asarray(arrival, dtype=np.float64)
+    if len(arrival) == 0:
+        raise SimreplayError(f"{path.name}: no successful requests to replay")
+    inputs = np.asarray(inputs, dtype=np.float64)
+    outputs = np.asarray(outputs, dtype=np.float64)
+    for name, values in (("input tokens", inputs), ("output tokens", outputs)):
+        bad = ~(np.isfinite(values) & (values >= 1) & (values == np.round(values)))
+        if bad.any():
+            raise SimreplayError(
+                f"{path.name}: request {int(np.argmax(bad)) + 1}: {name} must be a whole "
+                f"number >= 1, got {values[bad][0]!r}"
+            )
+    bad = ~(np.isfinite(ttft) & np.isfinite(e2e) & (ttft >= 0) & (e2e >= ttft))
+    if bad.any():
+        raise SimreplayError(
+            f"{path.name}: request {int(np.argmax(bad)) + 1}: needs 0 <= TTFT <= E2E, got "
+            f"TTFT {ttft[bad][0]!r} s, E2E {e2e[bad][0]!r} s"
+        )
+    order = np.argsort(arrival, kind="stable")
+    arrival = arrival[order] - arrival.min()
+    return Benchmark(
+        arrival,
+        inputs[order].astype(np.int64),
+        outputs[order].astype(np.int64),
+        np.asarray(ttft, dtype=np.float64)[order],
+        np.asarray(e2e)[order],
+        f"{path.name} ({kind})",
+        notes,
+    )
+
+
+def _describe_ms(values_s: np.ndarray) -> dict[str, float | None]:
+    values = values_s[np.isfinite(values_s)]
+    if values.size == 0:
+        return dict.fromkeys(STATS)
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {
+        "mean": float(values.mean()) * 1e3,
+        "p50": float(p50) * 1e3,
+        "p90": float(p90) * 1e3,
+        "p99": float(p99) * 1e3,
+    }
+
+
+def _metrics(ttft_s: np.ndarray, e2e_s: np.ndarray, outputs: np.ndarray) -> dict[str, dict]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(outputs > 1, (e2e_s - ttft_s) / (outputs - 1), np.nan)
+    return {"ttft": _describe_ms(ttft_s), "tpot": _describe_ms(tpot), "e2e": _describe_ms(e2e_s)}
+
+
+def _replay(bench: Benchmark, resolved: ResolvedScenario) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-request predicted TTFT and E2E (s, NaN if rejected) and the rejected count.
+
+    Mirrors ``simulator.api.simulate`` with an already resolved scenario, so that the step
+    model and the KV block count can be set directly (``--num-kv-blocks``, host search).
+    """
+    from simulator.cluster import replay
+    from simulator.results import build_result
+
+    chosen = resolved.scenario
+    state = replay(
+        bench.arrival_time_s,
+        bench.input_tokens,
+        bench.output_tokens,
+        num_replicas=resolved.num_replicas,
+        scheduler=chosen.scheduler,
+        router=chosen.router,
+        max_num_seqs=resolved.max_num_seqs,
+        token_budget=resolved.token_budget,
+        block_size=resolved.memory.block_size,
+        num_kv_blocks=resolved.memory.num_kv_blocks,
+        max_model_len=resolved.max_model_len,
+        params=resolved.step_model.params,
+        draws=np.random.default_rng(chosen.seed).random(len(bench.arrival_time_s)),
+        orchestration="fused",
+        router_fn=None,
+    )
+    result = build_result(resolved, state, None, None)
+    requests = result.requests
+    ttft = requests.column("ttft_s").to_numpy(zero_copy_only=False)
+    e2e = requests.column("e2e_s").to_numpy(zero_copy_only=False)
+    return ttft, e2e, int(result.summary.get("num_rejected", 0))
+
+
+def compare(predicted: dict[str, dict], measured: dict[str, dict]) -> dict[str, dict]:
+    """Signed % error of every statistic: predicted / measured - 1 (None when undefined)."""
+    out: dict[str, dict] = {}
+    for metric in METRICS:
+        out[metric] = {}
+        for stat in STATS:
+            p, m = predicted[metric][stat], measured[metric][stat]
+            out[metric][stat] = None if p is None or not m else round((p / m - 1) * 100, 2)
+    return out
+
+
+def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> ResolvedScenario:
+    """Resolve ``scenario``; with ``num_kv_blocks``, use that many KV blocks per replica.
+
+    vLLM logs its block count at start-up ("# GPU blocks: N"); giving it replaces the
+    memory plan's estimate, the way ``--num-gpu-blocks-override`` does in vLLM.
+    """
+    resolved = resolve(scenario)
+    if num_kv_blocks is None:
+        return resolved
+    if isinstance(num_kv_blocks, bool) or not isinstance(num_kv_blocks, int) or (num_kv_blocks < 1):
+        raise SimreplayError(f"--num-kv-blocks must be an integer >= 1, got {num_kv_blocks!r}")
+    memory = dataclasses.replace(
+        resolved.memory,
+        num_kv_blocks=num_kv_blocks,
+        kv_capacity_tokens=num_kv_blocks * resolved.memory.block_size,
+    )
+    max_model_len = resolved.max_model_len
+    notes = list(resolved.notes)
+    if scenario.max_model_len is None and memory.kv_capacity_tokens < max_model_len:
+        max_model_len = memory.kv_capacity_tokens
+        notes.append(f"max_model_len capped to the {max_model_len:,} tokens of --num-kv-blocks")
+    return dataclasses.replace(
+        resolved, memory=memory, max_model_len=max_model_len, notes=tuple(notes)
+    )
+
+
+def _base_profile(resolved: ResolvedScenario) -> Profile | None:
+    if resolved.scenario.calibration is not None:
+        return load_profile(Path(resolved.scenario.calibration))
+    for name in borrow_order(resolved.gpu.name):
+        found = shipped_profile(name)
+        if found is not None:
+            return found
+    return None
+
+
+def _with_host(
+    resolved: ResolvedScenario, base: Profile | None, host: dict[str, float]
+) -> ResolvedScenario:
+    profile = _host_profile(resolved, base, host, provenance={"source": "host-overhead search"})
+    step, info = step_model_for(resolved.model, resolved.gpu, resolved.tp, profile)
+    return dataclasses.replace(resolved, step_model=step, calibration=info)
+
+
+def _host_profile(
+    resolved: ResolvedScenario,
+    base: Profile | None,
+    host: dict[str, float],
+    provenance: dict[str, Any],
+) -> Profile:
+    from simulator.calibration.select import reference_for
+
+    if base is None:
+        return Profile(
+            gpu=resolved.gpu.name,
+            reference=reference_for(resolved.gpu.name),
+            grids={},
+            provenance=provenance,
+            host=dict(host),
+        )
+    return dataclasses.replace(
+        base,
+        host=dict(host),
+        provenance=provenance or base.provenance,
+        path=None,
+        errors=dict(base.errors),
+        errors_leave_one_out=dict(base.errors_leave_one_out),
+    )
+
+
+def validate(bench: Benchmark, resolved: ResolvedScenario) -> dict[str, Any]:
+    """Predicted vs measured statistics of one benchmark under ``resolved``.
+
+    Returns
+    -------
+    dict
+        ``measured`` and ``predicted`` (``{metric: {mean, p50, p90, p99}}`` in ms),
+        ``error_pct`` (signed), ``num_requests``, ``num_rejected`` and the step-time source.
+    """
+    return _validate(bench, resolved)[0]
+
+
+def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, Any], float]:
+    measured = _metrics(bench.ttft_s, bench.e2e_s, bench.output_tokens)
+    ttft, e2e, rejected = _replay(bench, resolved)
+    predicted = _metrics(ttft, e2e, bench.output_tokens)
+    report = {
+        "benchmark": bench.source,
+        "num_requests": int(len(bench.arrival_time_s)),
+        "num_rejected": rejected,
+        "step_times": resolved.step_model.source,
+        "measured": measured,
+        "predicted": predicted,
+        "error_pct": compare(predicted, measured),
+    }
+    return report, _request_loss(bench, ttft, e2e)
+
+
+def _request_loss(bench: Benchmark, ttft_s: np.ndarray, e2e_s: np.ndarray) -> float:
+    """Mean |log ratio| of each request's TPOT, predicted against measured.
+
+    Requests are matched one to one, so each one's TPOT tells which batches it shared
+    steps with: far more than summary statistics, and what lets the per-step and
+    per-sequence host overheads be told apart (requests of a quiet phase see small
+    batches, those of a busy phase large ones). TTFT is left out: one request's TTFT
+    depends chaotically on where its arrival falls in a step, which makes the loss rough.
+    A request the simulator rejects counts as an error of 1.
+    """
+    many = bench.output_tokens > 1
+    total = 0.0
+    if many.any():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pred = (e2e_s - ttft_s)[many] / (bench.output_tokens[many] - 1)
+            meas = (bench.e2e_s - bench.ttft_s)[many] / (bench.output_tokens[many] - 1)
+            diff = np.abs(np.log(np.maximum(pred, 1e-6)) - np.log(np.maximum(meas, 1e-6)))
+        total += float(np.mean(np.where(np.isfinite(diff), diff, 1.0)))
+    total += float(np.mean(~np.isfinite(ttft_s)))
+    return total
+
+
+def fit_host_overhead(
+    bench: Benchmark,
+    resolved: ResolvedScenario,
+    *,
+    progress: Any = None,
+) -> tuple[dict[str, float], dict[str, Any], Profile | None]:
+    """Search the host-overhead constants that best reproduce ``bench``.
+
+    Returns
+    -------
+    host : dict
+        ``host_overhead_s`` and ``host_overhead_per_seq_s`` (seconds).
+    report : dict
+        ``validate``'s report at the best constants, plus ``loss``.
+    base : Profile or None
+        The profile whose grids the search used (None: uncalibrated roofline).
+    """
+    base = _base_profile(resolved)
+    cache: dict[tuple[float, float], float] = {}
+
+    def loss(fixed_s: float, per_seq_s: float) -> float:
+        key = (round(fixed_s, 9), round(per_seq_s, 10))
+        if key not in cache:
+            host = {"host_overhead_s": key[0], "host_overhead_per_seq_s": key[1]}
+            cache[key] = _validate(bench, _with_host(resolved, base, host))[1]
+        return cache[key]
+
+    fixed_grid = [0.0, *np.geomspace(5e-5, 1e-2, 12)]
+    per_seq_grid = [0.0, *np.geomspace(1e-6, 1e-4, 9)]
+    nodes = sorted((loss(f, p), (f, p)) for f in fixed_grid for p in per_seq_grid)
+    # Pattern search from each of the three best nodes, in u = log(x + eps): move to the
+    # best of the eight neighbours (diagonals follow the valley where fixed and
+    # per-sequence costs trade off) while that improves, halve the step when it does not;
+    # stop below 0.5 %. The loss is rough (a change of step time moves a few requests into
+    # other batches), hence several starts.
+    eps = (2e-5, 2e-7)
+
+    def point(uu: tuple[float, float]) -> tuple[float, float]:
+        return (max(math.exp(uu[0]) - eps[0], 0.0), max(math.exp(uu[1]) - eps[1], 0.0))
+
+    best_loss, best = math.inf, nodes[0][1]
+    for start_idx, (_, start) in enumerate(nodes[:3]):
+        u = (math.log(start[0] + eps[0]), math.log(start[1] + eps[1]))
+        current = loss(*point(u))
+        step = 0.4
+        for _ in range(60):
+            trials = [
+                (u[0] + i * step, u[1] + j * step) for i in (-1, 0, 1) for j in (-1, 0, 1) if i or j
+            ]
+            trial_loss, trial = min((loss(*point(t)), t) for t in trials)
+            if trial_loss < current:
+                current, u = trial_loss, trial
+            else:
+                step /= 2.0
+                if step < 0.005:
+                    break
+        if current < best_loss:
+            best_loss, best = current, point(u)
+        if progress is not None:
+            f_s, p_s = point(u)
+            progress(
+                f"start {start_idx + 1}: host {f_s * 1e3:.4f} ms + {p_s * 1e6:.3f} "
+                f"us/seq, loss {current:.6f}"
+            )
+    host = {"host_overhead_s": round(best[0], 9), "host_overhead_per_seq_s": round(best[1], 10)}
+    report, best_loss = _validate(bench, _with_host(resolved, base, host))
+    report["loss"] = round(best_loss, 6)
+    return host, report, base
+
+
+def fitted_profile(
+    resolved: ResolvedScenario,
+    base: Profile | None,
+    host: dict[str, float],
+    report: dict[str, Any],
+    before: dict[str, Any],
+) -> Profile:
+    """The profile ``--fit`` writes: the base grids plus the fitted host constants."""
+    import datetime as _dt
+
+    from simulator import __version__
+
+    provenance = {
+        "source": "benchmark",
+        "benchmark": report["benchmark"],
+        "base_profile": None if base is None else (base.path.name if base.path else base.gpu),
+        "base_source": None if base is None else base.provenance.get("source"),
+        "engine": None if base is None else base.provenance.get("engine"),
+        "model": resolved.model.name,
+        "tp": resolved.tp,
+        "fitted_on": _dt.date.today().isoformat(),
+        "fitted_by": f"simreplay {__version__} calibrate validate --fit",
+        "default_host": {
+            "host_overhead_s": DEFAULT_EFFICIENCIES.host_overhead_s,
+            "host_overhead_per_seq_s": DEFAULT_EFFICIENCIES.host_overhead_per_seq_s,
+        },
+        "error_pct_before": before["error_pct"],
+        "error_pct_after": report["error_pct"],
+    }
+    profile = _host_profile(resolved, base, host, provenance)
+    profile.gpu = resolved.gpu.name
+    profile.model = resolved.model.name
+    profile.tp = resolved.tp
+    return profile

@@ -1,0 +1,383 @@
+"""``simreplay calibrate``: fit profiles from measured operators, report, check and validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from simulator.cli.common import domain_errors, err, print_json, print_table
+from simulator.errors import SimreplayError
+
+app = typer.Typer(
+    help="Fit step-time profiles to measured GPU data and measure their error.",
+    no_args_is_help=True,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+
+
+def _progress(line: str) -> None:
+    err.print(line, markup=False)
+
+
+@app.command("fit")
+@domain_errors
+def fit(
+    source: Annotated[
+        Path,
+        typer.Option(
+            "--source",
+            help="Measured operator files: an AIConfigurator tree, "
+            "Vidur's data folder, or a folder of AIConfigurator-named parquet files.",
+        ),
+    ],
+    gpu: Annotated[str, typer.Option("--gpu", help="GPU the measurements are of, e.g. H100.")],
+    out: Annotated[
+        Path,
+        typer.Option("-o", "--out", help="Profile file, or a folder to write <gpu>.json into."),
+    ],
+    json_output: JsonOpt = False,
+) -> None:
+    """Fit a GPU's profile (correction grids over roofline) and print its errors."""
+    from simulator.calibration.fit import fit_from_source
+    from simulator.calibration.profile import save_profile
+    from simulator.calibration.select import profile_path
+
+    target = profile_path(_gpu_name(gpu), out) if out.is_dir() else out
+    profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
+    save_profile(profile, target)
+    err.print(f"wrote {target}", markup=False)
+    if json_output:
+        print_json(
+            {
+                "gpu": profile.gpu,
+                "profile": str(target),
+                "errors": profile.errors,
+                "provenance": profile.provenance,
+            }
+        )
+    else:
+        _print_errors({profile.gpu: profile.errors})
+
+
+def _gpu_name(name: str) -> str:
+    from simulator.calibration.fit import canonical_gpu
+
+    return canonical_gpu(name)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def _print_errors(errors_by_gpu: dict[str, dict]) -> None:
+    rows = []
+    for gpu, errors in errors_by_gpu.items():
+        for grid_name, errs in errors.items():
+            fit_e = errs.get("fit", {})
+            rnd = errs.get("holdout_random_20pct", {})
+            off = errs.get("holdout_offgrid_shapes", {})
+            rows.append(
+                [
+                    gpu,
+                    grid_name,
+                    f"{fit_e.get('n', 0):,}",
+                    _fmt(fit_e.get("median_abs_pct")),
+                    _fmt(fit_e.get("p90_abs_pct")),
+                    _fmt(rnd.get("median_abs_pct")),
+                    _fmt(rnd.get("p90_abs_pct")),
+                    f"{off.get('n', 0):,}",
+                    _fmt(off.get("median_abs_pct")),
+                    _fmt(off.get("p90_abs_pct")),
+                ]
+            )
+    print_table(
+        [
+            "gpu",
+            "grid",
+            "fit n",
+            "fit med%",
+            "fit p90%",
+            "rand20 med%",
+            "rand20 p90%",
+            "offgrid n",
+            "offgrid med%",
+            "offgrid p90%",
+        ],
+        rows,
+        numeric_from=2,
+    )
+
+
+@app.command("report")
+@domain_errors
+def report(
+    profiles: Annotated[
+        Path | None,
+        typer.Option("--profiles", help="Folder of profiles (default: the shipped ones)."),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Every profile: source, fit and held-out error, and leave-one-GPU-out fallback error."""
+    from simulator.calibration.select import PROFILES_DIR, shipped_profiles
+
+    directory = profiles or PROFILES_DIR
+    found = shipped_profiles(directory)
+    if not found:
+        raise SimreplayError(f"{directory}: no calibration profiles (*.json)")
+    payload = {
+        "profiles_dir": str(directory),
+        "profiles": [
+            {
+                "file": p.path.name if p.path else None,
+                "gpu": p.gpu,
+                "source": p.provenance.get("source"),
+                "engine": p.provenance.get("engine"),
+                "device": p.provenance.get("device"),
+                "fitted_on": p.provenance.get("fitted_on"),
+                "grids": sorted(p.grids),
+                "host": p.host,
+                "errors": p.errors,
+                "leave_one_out": p.errors_leave_one_out,
+            }
+            for p in found
+        ],
+    }
+    if json_output:
+        print_json(payload)
+        return
+    rows = []
+    for p in payload["profiles"]:
+        for grid_name in p["grids"]:
+            errs = p["errors"].get(grid_name, {})
+            fit_e = errs.get("fit", {})
+            rnd = errs.get("holdout_random_20pct", {})
+            off = errs.get("holdout_offgrid_shapes", {})
+            mod = errs.get("holdout_model_shapes", {})
+            loo = p["leave_one_out"].get(grid_name, {})
+            rows.append(
+                [
+                    p["file"],
+                    f"{p['source']} ({p['engine']})",
+                    grid_name,
+                    f"{fit_e.get('n', 0):,}",
+                    f"{_fmt(fit_e.get('median_abs_pct'))}/{_fmt(fit_e.get('p90_abs_pct'))}",
+                    f"{_fmt(rnd.get('median_abs_pct'))}/{_fmt(rnd.get('p90_abs_pct'))}",
+                    f"{_fmt(off.get('median_abs_pct'))}/{_fmt(off.get('p90_abs_pct'))}",
+                    f"{_fmt(mod.get('median_abs_pct'))}/{_fmt(mod.get('p90_abs_pct'))}",
+                    (
+                        f"{_fmt(loo.get('median_abs_pct'))}/{_fmt(loo.get('p90_abs_pct'))} "
+                        f"from {loo['borrowed_from']}"
+                    )
+                    if loo
+                    else "n/a",
+                ]
+            )
+    print_table(
+        [
+            "profile",
+            "source",
+            "grid",
+            "points",
+            "fit med/p90 %",
+            "rand20 med/p90 %",
+            "off-grid med/p90 %",
+            "model-shapes med/p90 %",
+            "leave-GPU-out med/p90 %",
+        ],
+        rows,
+        numeric_from=3,
+    )
+    print(
+        "errors are |predicted / measured - 1| per operator call; rand20: a random 20% of "
+        "grid points held out of the fit; off-grid: shapes between grid nodes; model-shapes: "
+        "each catalog model's GEMM shapes held out of the fit in turn; "
+        "leave-GPU-out: this GPU predicted from its nearest measured relative's profile"
+    )
+
+
+@app.command("check")
+@domain_errors
+def check(
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="Measured operators: AIConfigurator-named parquet files "
+            "(any depth) or Vidur mlp.csv files.",
+            show_default=False,
+        ),
+    ],
+    gpu: Annotated[str, typer.Option("--gpu", help="GPU they were measured on, e.g. H200.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Accepted for symmetry with run; the operator shapes come from the files.",
+        ),
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option("--calibration", help="Profile to check instead of the one a run would pick."),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Predicted vs measured latency per operator family for measurements you bring."""
+    from simulator.calibration.check import check_measurements
+    from simulator.hardware import get_gpu
+    from simulator.models import get_model
+
+    spec = None if model is None else get_model(model)
+    result = check_measurements(directory, get_gpu(gpu), calibration=calibration, model=spec)
+    if json_output:
+        print_json(result)
+        return
+    print(f"{result['gpu']}: step times from {result['source']}")
+    rows = [
+        [
+            family,
+            f"{s['n']:,}",
+            _fmt(s["median_signed_pct"]),
+            _fmt(s["p90_signed_pct"]),
+            _fmt(s["median_abs_pct"]),
+            _fmt(s["p90_abs_pct"]),
+            "; ".join(sorted(set(s["predicted_by"].values()))),
+        ]
+        for family, s in result["families"].items()
+    ]
+    print_table(
+        ["family", "n", "median %", "p90 %", "median |%|", "p90 |%|", "predicted by"],
+        rows,
+        numeric_from=1,
+    )
+
+
+@app.command("validate")
+@domain_errors
+def validate(
+    bench: Annotated[
+        Path,
+        typer.Argument(
+            help="Measured benchmark: `vllm bench serve --save-result "
+            "--save-detailed` JSON, or per-request JSONL/CSV.",
+            show_default=False,
+        ),
+    ],
+    gpus: Annotated[str, typer.Option("--gpus", help="GPUs as NxNAME, e.g. 1xH100.")],
+    model: Annotated[str, typer.Option("--model", help="Model served in the benchmark.")],
+    tp: Annotated[int | None, typer.Option("--tp", help="Tensor-parallel degree.")] = None,
+    max_num_seqs: Annotated[
+        int | None, typer.Option("--max-num-seqs", help="vLLM --max-num-seqs used.")
+    ] = None,
+    max_num_batched_tokens: Annotated[
+        int | None,
+        typer.Option("--max-num-batched-tokens", help="vLLM --max-num-batched-tokens used."),
+    ] = None,
+    gpu_memory_utilization: Annotated[
+        float, typer.Option("--gpu-memory-utilization", help="vLLM's value (default 0.9).")
+    ] = 0.9,
+    num_kv_blocks: Annotated[
+        int | None,
+        typer.Option(
+            "--num-kv-blocks",
+            help="KV blocks per replica vLLM reported "
+            '("# GPU blocks"); overrides the memory estimate.',
+        ),
+    ] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option("--max-model-len", help="vLLM --max-model-len used.")
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration", help="Profile to validate instead of the one a run would pick."
+        ),
+    ] = None,
+    fit_host: Annotated[
+        bool,
+        typer.Option(
+            "--fit",
+            help="Also fit the host-overhead constants to this benchmark and write a profile (-o).",
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Profile file --fit writes.")
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replay a measured benchmark; print predicted vs measured TTFT, TPOT and E2E."""
+    from simulator.calibration.profile import save_profile
+    from simulator.calibration.validate import (
+        fit_host_overhead,
+        fitted_profile,
+        read_benchmark,
+        resolve_for_benchmark,
+    )
+    from simulator.calibration.validate import validate as run_validate
+    from simulator.io import check_output_path
+    from simulator.scenario import Scenario
+
+    if fit_host and out is None:
+        raise SimreplayError("--fit needs -o PROFILE.json to write the fitted profile to")
+    if out is not None:
+        if not fit_host:
+            raise SimreplayError("-o is only used with --fit")
+        check_output_path(out)
+    data = read_benchmark(bench)
+    for message in data.notes:
+        err.print(f"note: {message}", markup=False)
+    scenario = Scenario(
+        gpus=gpus,
+        model=model,
+        tp=tp,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
+        calibration=None if calibration is None else str(calibration),
+    )
+    resolved = resolve_for_benchmark(scenario, num_kv_blocks)
+    report = run_validate(data, resolved)
+    payload: dict = {"validation": report}
+    if fit_host:
+        host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)
+        profile = fitted_profile(resolved, base, host, fitted, report)
+        save_profile(profile, out)
+        err.print(f"wrote {out}", markup=False)
+        payload["fit"] = {"host": host, "profile": str(out), "validation": fitted}
+    if json_output:
+        print_json(payload)
+        return
+    _print_validation(report, "before fit" if fit_host else None)
+    if fit_host:
+        print()
+        host = payload["fit"]["host"]
+        print(
+            f"fitted host overhead: {host['host_overhead_s'] * 1e3:.3f} ms per step + "
+            f"{host['host_overhead_per_seq_s'] * 1e6:.2f} us per sequence -> {out}"
+        )
+        _print_validation(payload["fit"]["validation"], "after fit")
+
+
+def _print_validation(report: dict, label: str | None) -> None:
+    title = f"{report['benchmark']}: {report['num_requests']:,} requests"
+    if report["num_rejected"]:
+        title += f" ({report['num_rejected']:,} rejected by the simulator)"
+    print(title + (f" [{label}]" if label else ""))
+    print(f"step times: {report['step_times']}")
+    rows = []
+    for metric in ("ttft", "tpot", "e2e"):
+        for stat in ("mean", "p50", "p90", "p99"):
+            m = report["measured"][metric][stat]
+            p = report["predicted"][metric][stat]
+            e = report["error_pct"][metric][stat]
+            rows.append(
+                [
+                    f"{metric.upper()} {stat}",
+                    "n/a" if m is None else f"{m:,.1f}",
+                    "n/a" if p is None else f"{p:,.1f}",
+                    "n/a" if e is None else f"{e:+.1f}%",
+                ]
+            )
+    print_table(["ms", "measured", "predicted", "error"], rows, numeric_from=1)

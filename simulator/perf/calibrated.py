@@ -1,0 +1,300 @@
+"""Calibrated step-time model: measured operator tables packed into the kernel's ``params``.
+
+At resolve time the profile's correction grids are evaluated for this model's shapes on
+this GPU and TP degree, at fixed nodes of the step's batch features, and appended to the
+roofline ``params`` as the tables ``kernel.table_s`` interpolates (layout in
+``simulator/perf/kernel.py``):
+
+    linear(T)          = L x sum over QKV, O, MLP-in, MLP-out (router for MoE) of
+                         GEMM(m = T, n, k) for the per-GPU n, k of each matrix
+    lm_head(R)         = GEMM(m = R, n = vocab / tp, k = hidden)
+    prefill(b, W)      = L x context_attention(batch = b, isl = sqrt(W / b), heads / tp, d,
+                                           heads per KV head)
+                         (b prompts of equal length with the step's attention work W)
+    decode(N, C)       = L x generation_attention(batch = N, context = C / N, kv_heads / tp, d)
+    allreduce(T)       = 2 L x all_reduce(tp GPUs, T x hidden x 2 bytes); absent at tp = 1
+    moe(T)             = L x fused MoE layer(T tokens, experts, top-k, intermediate / tp)
+
+with T the step's tokens, R its sequences, W its prefill attention work and C its decode
+context tokens. Each table is made non-decreasing along every axis (one-feature tables by a
+running maximum over nodes, since measured latencies are noisy by a few percent; two-feature
+tables as ``monotone_batch_work`` says), so the step time never decreases when a feature
+grows. Element-wise kernels and host overhead keep the roofline terms (the data has no
+element-wise kernels).
+Operator families the profile lacks are tabulated from the roofline terms themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from simulator.perf import kernel
+from simulator.perf.roofline import DEFAULT_EFFICIENCIES, StepTimeModel, roofline_model
+from simulator.specs import GPUSpec, ModelSpec
+
+#: A predictor: grid name and features -> seconds per call (None when it has no such grid).
+Predictor = Callable[[str, dict[str, np.ndarray]], np.ndarray | None]
+
+TOKEN_NODES = np.unique(np.round(np.exp2(np.arange(0, 33) / 2.0))).astype(np.float64)
+BATCH_NODES_PREFILL = np.exp2(np.arange(0, 9)).astype(np.float64)  # 1..256 prompts
+WORK_NODES = np.exp2(np.arange(0, 37)).astype(np.float64)  # 1..6.9e10 token pairs
+BATCH_NODES_DECODE = np.exp2(np.arange(0, 12)).astype(np.float64)  # 1..2048 sequences
+CONTEXT_NODES = np.exp2(np.arange(0, 28)).astype(np.float64)  # 1..1.3e8 cached tokens
+
+
+def calibrated_model(
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int,
+    predict: Predictor,
+    *,
+    source: str,
+    host: dict[str, float] | None = None,
+    description: dict[str, float | str] | None = None,
+) -> StepTimeModel:
+    """Build a ``StepTimeModel`` whose linear, attention and all-reduce terms are measured.
+
+    Parameters
+    ----------
+    model, gpu, tp
+        As for ``roofline_model`` (which also validates them).
+    predict : callable
+        ``predict(grid_name, features)`` -> seconds per operator call (float64 array), or
+        None when no measurement covers that grid; grid names as in
+        ``simulator.calibration.profile.GRID_FEATURES``.
+    source : str
+        The source string for outputs.
+    host : dict, optional
+        ``host_overhead_s`` / ``host_overhead_per_seq_s`` replacing the defaults.
+    description : dict, optional
+        Extra entries for the description (profile names, errors).
+
+    Returns
+    -------
+    StepTimeModel
+        ``params`` longer than ``kernel.NUM_PARAMS``: the roofline slots, then the tables.
+    """
+    efficiencies = replace(DEFAULT_EFFICIENCIES, **(host or {}))
+    base = roofline_model(model, gpu, tp, efficiencies)
+    layers = float(model.num_layers)
+    hidden = float(model.hidden_size)
+    d = float(model.head_dim)
+    heads = model.num_heads / tp
+    kv_heads = max(model.num_kv_heads / tp, 1.0)
+    ffn = model.intermediate_size / tp
+    use_fp8 = model.weight_bytes_per_param <= 1.0 and gpu.peak_fp8_flops is not None
+    gemm_grid = "gemm_fp8" if use_fp8 else "gemm_bfloat16"
+    used: dict[str, str] = {}
+
+    def gemm(m: np.ndarray, n: float, k: float) -> np.ndarray | None:
+        m = np.asarray(m, dtype=np.float64)
+        out = predict(gemm_grid, {"m": m, "n": np.full_like(m, n), "k": np.full_like(m, k)})
+        if out is None and use_fp8:
+            out = predict(
+                "gemm_bfloat16", {"m": m, "n": np.full_like(m, n), "k": np.full_like(m, k)}
+            )
+        return out
+
+    shapes = [((heads + 2.0 * kv_heads) * d, hidden), (hidden, heads * d)]
+    gated = 3.0 if model.gated_mlp else 2.0
+    if model.is_moe:
+        shapes.append((float(model.num_experts), hidden))
+    else:
+        shapes += [((gated - 1.0) * ffn, hidden), (hidden, ffn)]
+    tokens = TOKEN_NODES
+    linear = np.zeros(len(tokens))
+    for n, k in shapes:
+        part = gemm(tokens, n, k)
+        if part is None:
+            linear = None
+            break
+        linear += layers * part
+    if linear is None:
+        linear = _roofline_part(base, "linear", tokens)
+        used["linear"] = "roofline"
+    else:
+        used["linear"] = gemm_grid
+    lm_head = gemm(tokens, model.vocab_size / tp, hidden)
+    used["lm_head"] = "roofline" if lm_head is None else gemm_grid
+    if lm_head is None:
+        lm_head = _roofline_part(base, "lm_head", tokens)
+
+    b_p, w_p = np.meshgrid(BATCH_NODES_PREFILL, WORK_NODES, indexing="ij")
+    isl = np.maximum(np.sqrt(w_p / b_p), 1.0)
+    prefill = predict(
+        "context_attention",
+        {
+            "batch": b_p,
+            "isl": isl,
+            "heads": np.full_like(b_p, heads),
+            "head_dim": np.full_like(b_p, d),
+            "gqa": np.full_like(b_p, heads / kv_heads),
+        },
+    )
+    used["prefill_attention"] = "roofline" if prefill is None else "context_attention"
+    if prefill is None:
+        prefill = np.vectorize(
+            lambda b, s: base.predict_parts(
+                num_prefill_tokens=int(round(b * s)),
+                num_prefill_seqs=int(b),
+                prefill_attn_work=float(b * s * s),
+                prefill_context_tokens=int(round(b * s)),
+            )["prefill_attention"]
+        )(b_p, isl)
+    else:
+        prefill = layers * prefill
+
+    n_d, c_d = np.meshgrid(BATCH_NODES_DECODE, CONTEXT_NODES, indexing="ij")
+    ctx = np.maximum(c_d / n_d, 1.0)
+    decode = predict(
+        "generation_attention",
+        {
+            "batch": n_d,
+            "context": ctx,
+            "kv_heads": np.full_like(n_d, kv_heads),
+            "head_dim": np.full_like(n_d, d),
+        },
+    )
+    used["decode_attention"] = "roofline" if decode is None else "generation_attention"
+    if decode is None:
+        decode = np.vectorize(
+            lambda n, c: base.predict_parts(
+                num_decode_seqs=int(n),
+                decode_context_tokens=int(round(max(c, n))),
+            )["decode_attention"]
+        )(n_d, c_d)
+    else:
+        decode = layers * decode
+
+    allreduce = None
+    if tp > 1:
+        allreduce = predict(
+            "allreduce",
+            {"num_gpus": np.full_like(tokens, float(tp)), "message_bytes": tokens * hidden * 2.0},
+        )
+        used["allreduce"] = "roofline" if allreduce is None else "allreduce"
+        if allreduce is None:
+            allreduce = _roofline_part(base, "allreduce", tokens)
+        else:
+            allreduce = 2.0 * layers * allreduce
+
+    moe = None
+    if model.is_moe:
+        moe = predict(
+            "moe",
+            {
+                "num_tokens": tokens,
+                "num_experts": np.full_like(tokens, float(model.num_experts)),
+                "topk": np.full_like(tokens, float(model.num_experts_per_token)),
+                "inter_per_gpu": np.full_like(tokens, ffn),
+                "hidden": np.full_like(tokens, hidden),
+            },
+        )
+        used["moe"] = "roofline" if moe is None else "moe"
+        if moe is not None:
+            moe = layers * moe
+
+    tables = [
+        (tokens, None, linear),
+        (tokens, None, lm_head),
+        (BATCH_NODES_PREFILL, WORK_NODES, prefill),
+        (BATCH_NODES_DECODE, CONTEXT_NODES, decode),
+        (tokens, None, allreduce) if allreduce is not None else None,
+        (tokens, None, moe) if moe is not None else None,
+    ]
+    params = pack_tables(base.params, tables)
+    info: dict[str, float | str] = dict(base.description)
+    info.update({f"calibrated_{part}": grid for part, grid in used.items()})
+    info.update(description or {})
+    return StepTimeModel(params=params, source=source, description=info)
+
+
+def _roofline_part(base: StepTimeModel, part: str, tokens: np.ndarray) -> np.ndarray:
+    return np.array(
+        [
+            base.predict_parts(num_decode_seqs=int(t), decode_context_tokens=int(t))[part]
+            for t in tokens
+        ]
+    )
+
+
+def monotone(values: np.ndarray) -> np.ndarray:
+    """Running maximum along every axis: the smallest non-decreasing table above ``values``."""
+    out = np.asarray(values, dtype=np.float64).copy()
+    for axis in range(out.ndim):
+        out = np.maximum.accumulate(out, axis=axis)
+    return out
+
+
+def monotone_batch_work(values: np.ndarray, batch: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """Make a (batch, work) table non-decreasing in both, keeping large batches exact.
+
+    At a fixed total work (prefill token pairs, decode context tokens) fewer sequences
+    mean longer ones, which kernels often run less efficiently (one long decode cannot
+    fill the GPU), so measured time can fall as the batch grows. A running maximum over
+    the batch would carry the slow single-sequence row to every batch; instead each cell
+    takes the minimum over batches at least as large (exact for the largest batches,
+    optimistic for few long sequences), then a running maximum over work. Cells with
+    work below the batch (impossible: every sequence brings at least one token) first
+    take the row's value at its first possible node.
+    """
+    out = np.asarray(values, dtype=np.float64).copy()
+    for row, b in enumerate(batch):
+        feasible = np.nonzero(work >= b)[0]
+        first = feasible[0] if len(feasible) else len(work) - 1
+        out[row, :first] = out[row, first]
+    out = np.minimum.accumulate(out[::-1], axis=0)[::-1]
+    return np.maximum.accumulate(out, axis=1)
+
+
+def pack_tables(
+    base_params: np.ndarray,
+    tables: list[tuple[np.ndarray, np.ndarray | None, np.ndarray] | None],
+) -> np.ndarray:
+    """Append tables to roofline ``params`` in the layout ``kernel.table_s`` reads.
+
+    Parameters
+    ----------
+    base_params : numpy.ndarray
+        float64, shape ``(kernel.NUM_PARAMS,)``; not mutated.
+    tables : list
+        ``kernel.NUM_CAL_TABLES`` entries in ``CAL_*`` order: ``(x_nodes, None, seconds)``
+        for one feature, ``(x_nodes, y_nodes, seconds[len(x), len(y)])`` for two, or None
+        for an absent table. Node values > 0 and increasing; seconds > 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, writeable, ``NUM_PARAMS + header + tables`` long.
+    """
+    if len(tables) != kernel.NUM_CAL_TABLES:
+        raise ValueError(f"expected {kernel.NUM_CAL_TABLES} tables, got {len(tables)}")
+    chunks = [np.asarray(base_params, dtype=np.float64), np.zeros(kernel.NUM_CAL_TABLES)]
+    offset = kernel.CAL_TABLES_START
+    for table_idx, table in enumerate(tables):
+        if table is None:
+            continue
+        xs, ys, seconds = table
+        seconds = np.asarray(seconds, dtype=np.float64)
+        seconds = monotone(seconds) if ys is None else monotone_batch_work(seconds, xs, ys)
+        if not (np.all(np.isfinite(seconds)) and np.all(seconds > 0)):
+            raise ValueError(f"table {table_idx}: seconds must be finite and > 0")
+        y_nodes = np.ones(1) if ys is None else np.asarray(ys, dtype=np.float64)
+        chunk = np.concatenate(
+            [
+                [float(len(xs)), float(len(y_nodes))],
+                np.asarray(xs, dtype=np.float64),
+                y_nodes,
+                seconds.ravel(),
+            ]
+        )
+        chunks[1][table_idx] = float(offset)
+        chunks.append(chunk)
+        offset += len(chunk)
+    params = np.concatenate(chunks)
+    assert math.isclose(len(params), offset)
+    return params

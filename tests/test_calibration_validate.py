@@ -1,0 +1,183 @@
+"""``calibrate validate``: a benchmark produced by simreplay itself is reproduced with ~0 %
+error, ``--fit`` recovers the host overhead it was made with, and bad input is one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from simulator.api import simulate
+from simulator.calibration.profile import load_profile, save_profile
+from simulator.calibration.select import shipped_profile
+from simulator.calibration.validate import read_benchmark
+from simulator.cli import app
+from simulator.scenario import Scenario
+from simulator.trace.arrivals import arrival_process
+from simulator.trace.synth import parse_length_distribution, synthesize
+
+runner = CliRunner()
+TRUE_HOST = {"host_overhead_s": 1.3e-3, "host_overhead_per_seq_s": 17e-6}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """A 'measured' benchmark: simreplay's own predictions with a known host overhead."""
+    root = tmp_path_factory.mktemp("bench")
+    # A quiet phase then a busy one: batches of 1-2 and of tens of sequences, so the fixed
+    # and per-sequence host overheads can be told apart.
+    table = synthesize(
+        arrival_process("piecewise", 1.0, rate_profile=[(0.0, 1.0), (20.0, 16.0)]),
+        duration_s=40.0,
+        input_lengths=parse_length_distribution("lognormal:mean=800,cv=1,max=8000"),
+        output_lengths=parse_length_distribution("lognormal:mean=150,cv=1,max=1000"),
+        seed=5,
+    )
+    truth = dataclasses.replace(shipped_profile("H100-SXM"), host=dict(TRUE_HOST), path=None)
+    save_profile(truth, root / "truth.json")
+    result = simulate(
+        table, Scenario(gpus="1xH100", model="llama-3.1-8b", calibration=str(root / "truth.json"))
+    )
+    r = result.requests.to_pydict()
+    rows = zip(
+        r["arrival_time_s"],
+        r["input_tokens"],
+        r["output_tokens"],
+        r["ttft_s"],
+        r["e2e_s"],
+        strict=True,
+    )
+    with (root / "bench.jsonl").open("w") as handle:
+        for arrival, inp, out, ttft, e2e in rows:
+            handle.write(
+                json.dumps(
+                    {
+                        "arrival_time_s": arrival + 100.0,
+                        "input_tokens": inp,
+                        "output_tokens": out,
+                        "first_token_time_s": arrival + 100.0 + ttft,
+                        "e2e_s": e2e,
+                    }
+                )
+                + "\n"
+            )
+    # The same requests as vLLM's bench serve JSON (start_times are perf_counter values).
+    vllm = {
+        "request_throughput": 1.0,
+        "total_input_tokens": 1,
+        "input_lens": r["input_tokens"],
+        "output_lens": r["output_tokens"],
+        "ttfts": r["ttft_s"],
+        "latencies": r["e2e_s"],
+        "itls": [[] for _ in r["ttft_s"]],
+        "errors": [""] * len(r["ttft_s"]),
+        "start_times": [a + 5000.0 for a in r["arrival_time_s"]],
+    }
+    (root / "vllm.json").write_text(json.dumps(vllm))
+    return root
+
+
+def _validate(*args):
+    return runner.invoke(
+        app,
+        [
+            "calibrate",
+            "validate",
+            *map(str, args),
+            "--gpus",
+            "1xH100",
+            "--model",
+            "llama-3.1-8b",
+            "--json",
+        ],
+    )
+
+
+@pytest.mark.parametrize("name", ["bench.jsonl", "vllm.json"])
+def test_validate_reproduces_its_own_benchmark(bench, name):
+    result = _validate(bench / name, "--calibration", bench / "truth.json")
+    assert result.exit_code == 0, result.stderr
+    errors = json.loads(result.stdout)["validation"]["error_pct"]
+    for metric in ("ttft", "tpot", "e2e"):
+        for stat in ("mean", "p50", "p90", "p99"):
+            assert abs(errors[metric][stat]) < 0.01, (metric, stat, errors)
+
+
+def test_fit_recovers_the_host_overhead(bench, tmp_path):
+    out = tmp_path / "mine.json"
+    before = _validate(bench / "bench.jsonl")
+    assert before.exit_code == 0, before.stderr
+    tpot_before = json.loads(before.stdout)["validation"]["error_pct"]["tpot"]["mean"]
+    assert tpot_before < -5  # the default host overhead (0.5 ms + 10 us) is too fast
+    result = _validate(bench / "bench.jsonl", "--fit", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    fit = json.loads(result.stdout)["fit"]
+    assert fit["host"]["host_overhead_s"] == pytest.approx(TRUE_HOST["host_overhead_s"], rel=0.1)
+    assert fit["host"]["host_overhead_per_seq_s"] == pytest.approx(
+        TRUE_HOST["host_overhead_per_seq_s"], rel=0.25
+    )
+    for metric in ("ttft", "tpot", "e2e"):
+        assert abs(fit["validation"]["error_pct"][metric]["mean"]) < 2.0
+    profile = load_profile(out)
+    assert profile.provenance["source"] == "benchmark" and profile.model == "llama-3.1-8b"
+    # run accepts the written profile.
+    trace_result = runner.invoke(app, ["run", "--help"])
+    assert "--calibration" in trace_result.stdout
+    again = _validate(bench / "bench.jsonl", "--calibration", out)
+    errs = json.loads(again.stdout)["validation"]["error_pct"]
+    assert abs(errs["tpot"]["mean"]) < 2.0
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (
+            '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3}\n',
+            "missing column ttft_s or first_token_time_s",
+        ),
+        (
+            "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,x,0.1,0.2\n",
+            "row 1: output_tokens must be a number",
+        ),
+        (
+            "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,3,0.3,0.2\n",
+            "needs 0 <= TTFT <= E2E",
+        ),
+        (
+            '{"request_throughput": 1, "total_input_tokens": 1, "input_lens": [5], '
+            '"output_lens": [3], "ttfts": [0.1], "latencies": [0.3], "request_rate": 4.0}',
+            "no start_times",
+        ),
+    ],
+)
+def test_bad_benchmark_is_one_line(tmp_path, content, fragment):
+    path = tmp_path / ("b.json" if content.startswith('{"request') else "b.csv")
+    if content.startswith('{"arrival'):
+        path = tmp_path / "b.jsonl"
+    path.write_text(content)
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines
+
+
+def test_read_benchmark_drops_failed_requests(tmp_path):
+    path = tmp_path / "v.json"
+    path.write_text(
+        json.dumps(
+            {
+                "input_lens": [5, 6, 7],
+                "output_lens": [3, 0, 2],
+                "ttfts": [0.1, None, 0.2],
+                "latencies": [0.3, None, 0.5],
+                "errors": ["", "timeout", ""],
+                "start_times": [10.0, 10.5, 11.0],
+            }
+        )
+    )
+    bench = read_benchmark(path)
+    np.testing.assert_array_equal(bench.arrival_time_s, [0.0, 1.0])
+    assert any("dropped 1" in note for note in bench.notes)
