@@ -19,6 +19,7 @@ from simulator.perf import (
     Efficiencies,
     StepTimeModel,
     constant_step_model,
+    kernel,
     roofline_model,
     step_time_parts_s,
     step_time_s,
@@ -441,3 +442,31 @@ def test_kernel_imports_only_numpy_numba_math():
             continue
         for name in names:
             assert name.split(".")[0] in allowed, f"kernel.py imports {name}"
+
+
+@pytest.mark.parametrize(
+    ("gpus", "model", "tp"),
+    [
+        ("1xH100", "llama-3.1-8b", 1),  # shipped calibration profile
+        ("4xA100", "llama-2-70b", 4),  # shipped profile, TP all-reduce
+        ("2xMI300X", "mixtral-8x7b", 2),  # no profile: roofline, MoE
+        ("1xL4", "qwen2.5-7b", 1),  # fallback from a measured relative
+    ],
+)
+def test_decode_run_split_equals_step_time_bit_for_bit(gpus, model, tp):
+    """The engine's decode runs add the same terms in the same order as step_time_s."""
+    from simulator.scenario import Scenario, resolve
+
+    params = resolve(Scenario(gpus=gpus, model=model, tp=tp)).step_model.params
+    rng = np.random.default_rng(11)
+    zero = np.int64(0)
+    for num_decodes in [1, 2, 3, 7, 64, 255, 1024]:
+        before_s, allreduce_s, host_s = kernel.decode_run_terms_s(params, np.int64(num_decodes))
+        for context in rng.integers(num_decodes, num_decodes * 40_000, 25):
+            split = kernel.decode_run_step_s.py_func(
+                params, before_s, allreduce_s, host_s, np.int64(num_decodes), np.int64(context)
+            )
+            whole = kernel.step_time_s(
+                params, zero, zero, 0.0, zero, np.int64(num_decodes), np.int64(context)
+            )
+            assert split == whole and split > 0.0

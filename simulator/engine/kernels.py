@@ -86,14 +86,11 @@ from simulator.engine.state import (
     SCHED_V0,
     WAITING,
 )
-from simulator.perf.kernel import step_time_s
+from simulator.perf.kernel import decode_run_step_s, decode_run_terms_s, step_time_s
 
 #: ``advance`` return codes.
 ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
 
-# Typed zeros: literal 0 arguments would compile extra specialisations of step_time_s.
-_NO_TOKENS = np.int64(0)
-_NO_WORK = np.float64(0.0)
 # Which running requests a pass of step 1 takes (typed for the same reason).
 _ALL_PHASES, _PREFILL_PHASE, _DECODE_PHASE = np.int64(-1), np.int64(0), np.int64(1)
 
@@ -786,13 +783,12 @@ def _fast_forward_decodes(
     num_steps = 0
     new_blocks = 0
     context = rep_i[P_STEADY_CONTEXT, r]
+    before_s, allreduce_s, host_s = decode_run_terms_s(params, num_decodes)
     while num_steps < steps_to_finish:
         need = _steady_new_blocks(rep_i, cfg, steady, r, num_steps)
         if new_blocks + need > free:
             break
-        step_s = step_time_s(
-            params, _NO_TOKENS, _NO_TOKENS, _NO_WORK, _NO_TOKENS, num_decodes, context
-        )
+        step_s = decode_run_step_s(params, before_s, allreduce_s, host_s, num_decodes, context)
         step_end_s = end_s + step_s
         if step_end_s > until_s:
             break
@@ -957,13 +953,12 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, params, steady, r):
         return end_s
     context = rep_i[P_STEADY_CONTEXT, r] + num_decodes
     new_blocks = 0
+    before_s, allreduce_s, host_s = decode_run_terms_s(params, num_decodes)
     for ahead in range(1, min(steps_to_finish, _QUIET_LOOKAHEAD_STEPS)):
         need = _steady_new_blocks(rep_i, cfg, steady, r, ahead)
         if new_blocks + need > free:
             return end_s  # this step preempts: the run ends at its start
-        end_s += step_time_s(
-            params, _NO_TOKENS, _NO_TOKENS, _NO_WORK, _NO_TOKENS, num_decodes, context
-        )
+        end_s += decode_run_step_s(params, before_s, allreduce_s, host_s, num_decodes, context)
         new_blocks += need
         context += num_decodes
     return end_s

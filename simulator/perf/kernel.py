@@ -458,3 +458,60 @@ def _calibrated_step_s(
 def new_params() -> np.ndarray:
     """A zeroed ``params`` array (float64, shape ``(NUM_PARAMS,)``) for a builder to fill."""
     return np.zeros(NUM_PARAMS, dtype=np.float64)
+
+
+# --- decode-only runs ------------------------------------------------------------------------
+# In a run of decode-only steps only the decode context changes from step to step, so the
+# engine splits ``step_time_s`` of such a step into the terms that do not depend on the
+# context (computed once per run) and the decode-attention term, and adds them in exactly
+# the order ``step_time_s`` does: the result is the same float, bit for bit (tested).
+
+
+@njit(cache=True, _nrt=False)
+def decode_run_terms_s(params, num_decode_seqs):
+    """(before_s, allreduce_s, host_s): a decode-only step's context-free terms, in seconds.
+
+    ``before_s`` is the running sum of every term ``step_time_s`` adds before the decode
+    attention; ``allreduce_s`` and ``host_s`` are the two it adds after. ``num_decode_seqs``
+    must be >= 1.
+    """
+    num_tokens = float(num_decode_seqs)
+    if params.shape[0] > NUM_PARAMS:
+        before_s = table_s(params, CAL_LINEAR, 0.0, num_tokens)
+        if params[CAL_HEADER + CAL_MOE] > 0.0:
+            before_s += table_s(params, CAL_MOE, 0.0, num_tokens)
+        else:
+            before_s += _moe_s(params, num_tokens)
+        before_s += table_s(params, CAL_LM_HEAD, 0.0, num_tokens)
+        before_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
+        before_s += 0.0  # no prefill attention
+        allreduce_s = table_s(params, CAL_ALLREDUCE, 0.0, num_tokens)
+    else:
+        before_s = _linear_s(params, num_tokens)
+        before_s += _moe_s(params, num_tokens)
+        before_s += _lm_head_s(params, num_tokens)
+        before_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
+        before_s += params[ATTN_LATENCY_S] + _attention_s(params, 0.0, 0.0, 0.0)
+        allreduce_s = params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
+    host_s = params[HOST_S] + params[HOST_S_PER_SEQ] * num_tokens
+    return before_s, allreduce_s, host_s
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def decode_run_step_s(params, before_s, allreduce_s, host_s, num_decode_seqs, context_tokens):
+    """``step_time_s`` of a decode-only step, from ``decode_run_terms_s``'s terms."""
+    total_s = before_s
+    if params.shape[0] > NUM_PARAMS:
+        total_s += table_s(
+            params,
+            CAL_DECODE_ATTENTION,
+            float(num_decode_seqs),
+            max(float(context_tokens), float(num_decode_seqs)),
+        )
+    else:
+        total_s += _attention_s(
+            params, float(num_decode_seqs), float(context_tokens), float(context_tokens)
+        )
+    total_s += allreduce_s
+    total_s += host_s
+    return total_s
