@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from simulator import __version__
-from simulator.cli import trace
+from simulator.cli import sweep, trace
 from simulator.cli.catalog import hardware_app, models_app
 from simulator.cli.run import run
 
@@ -17,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(trace.app, name="trace")
+app.add_typer(sweep.app, name="sweep")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(models_app, name="models")
 app.command("run")(run)
