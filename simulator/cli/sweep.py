@@ -68,7 +68,9 @@ def _knob_parameters() -> list[inspect.Parameter]:
             continue
         default = defaults.get(knob)
         shown = "auto" if default is None else default
-        help_text = _KNOB_HELP.get(knob, f"Values of the {knob} knob, comma list (default {shown}).")
+        help_text = _KNOB_HELP.get(
+            knob, f"Values of the {knob} knob, comma list (default {shown})."
+        )
         params.append(
             inspect.Parameter(
                 knob,
@@ -141,8 +143,10 @@ def _duration(seconds: float) -> str:
 def run(
     traces: Annotated[
         list[Path] | None,
-        typer.Argument(help="Trace files (any supported format, read with default options).",
-                       show_default=False),
+        typer.Argument(
+            help="Trace files (any supported format, read with default options).",
+            show_default=False,
+        ),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", help="Store folder (created; reused to resume).")
@@ -152,7 +156,8 @@ def run(
         typer.Option("--spec", help="TOML spec: [grid] axes and/or [[scenarios]] (see docs)."),
     ] = None,
     seeds: Annotated[
-        int | None, typer.Option("--seeds", help="Seed replicates: every scenario with seed 0..N-1.")
+        int | None,
+        typer.Option("--seeds", help="Seed replicates: every scenario with seed 0..N-1."),
     ] = None,
     slo: Annotated[
         str | None,
@@ -166,8 +171,10 @@ def run(
     ] = "local",
     address: Annotated[
         str | None,
-        typer.Option("--address", help="Ray cluster address (auto, ray://HOST:10001); "
-                     "a local Ray instance when omitted."),
+        typer.Option(
+            "--address",
+            help="Ray cluster address (auto, ray://HOST:10001); a local Ray instance when omitted.",
+        ),
     ] = None,
     max_scenarios: Annotated[
         int, typer.Option("--max-scenarios", help="Refuse specs that expand to more scenarios.")
@@ -234,7 +241,9 @@ SHOW_METRICS = (
 @app.command("show")
 @domain_errors
 def show(
-    directory: Annotated[Path, typer.Argument(help="The sweep's --out folder.", show_default=False)],
+    directory: Annotated[
+        Path, typer.Argument(help="The sweep's --out folder.", show_default=False)
+    ],
     sort: Annotated[
         str | None,
         typer.Option("--sort", help="Column to sort by (any column of --json), e.g. ttft_p99_ms."),
@@ -267,8 +276,10 @@ def show(
     varying = [k for k in knob_types() if len({repr(r[k]) for r in rows}) > 1] or ["gpus"]
     metrics = [m for m in SHOW_METRICS if m != "slo_met" or any(r["slo"] for r in rows)]
     headers = [*varying, "status", *metrics]
-    body = [[_cell(r.get(c)) for c in varying] + [r["status"]] + [_cell(r[m]) for m in metrics]
-            for r in rows]
+    body = [
+        [_cell(r.get(c)) for c in varying] + [r["status"]] + [_cell(r[m]) for m in metrics]
+        for r in rows
+    ]
     print_table(headers, body, numeric_from=len(varying) + 1)
     infeasible = [r for r in rows if r["status"] != "ok"]
     for r in infeasible[:5]:

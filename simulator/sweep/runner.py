@@ -124,9 +124,7 @@ def evaluate(task: Task, table: pa.Table | None = None) -> dict[str, Any]:
     row.update(dict.fromkeys(RESULT_COLUMNS))
     row.update(scenario_key=task.key, trace_sha256=task.trace_sha256, slo=task.slo)
     num_gpus, gpu = parse_gpus(knobs["gpus"])
-    row.update(
-        gpu_type=gpu.name, num_gpus=num_gpus, cost_per_hour_usd=num_gpus * gpu.usd_per_hour
-    )
+    row.update(gpu_type=gpu.name, num_gpus=num_gpus, cost_per_hour_usd=num_gpus * gpu.usd_per_hour)
     scenario = Scenario(**{name: knobs[name] for name in scenario_knobs()})
     try:
         if knobs["rate_scale"] != 1.0:
@@ -218,9 +216,7 @@ def check_ray(address: str | None) -> Any:
     try:
         import ray
     except ImportError:
-        raise SimreplayError(
-            "--backend ray needs ray: pip install 'simreplay[ray]'"
-        ) from None
+        raise SimreplayError("--backend ray needs ray: pip install 'simreplay[ray]'") from None
     if not ray.is_initialized():
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)

@@ -331,9 +331,7 @@ def expand(
             points.append({**base, **dict(zip(names, combo, strict=True))})
     points.extend({**base, **knobs} for knobs in explicit)
     points = [
-        q
-        for p in points
-        for q in ([p] if "trace" in p else [{**p, "trace": t} for t in traces])
+        q for p in points for q in ([p] if "trace" in p else [{**p, "trace": t} for t in traces])
     ]
     if seeds is not None:
         points = [{**p, "seed": s} for p in points for s in range(seeds)]
@@ -367,9 +365,7 @@ def _check_names(points: list[dict[str, Any]]) -> None:
             raise SimreplayError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
     for p in points:
         if p["rate_scale"] <= 0:
-            raise SimreplayError(
-                f"--rate-scale must be > 0, got {format_number(p['rate_scale'])}"
-            )
+            raise SimreplayError(f"--rate-scale must be > 0, got {format_number(p['rate_scale'])}")
     for trace in sorted({p["trace"] for p in points}):
         if not Path(trace).is_file():
             raise SimreplayError(f"trace {trace}: no such file")

@@ -19,10 +19,10 @@ Row columns (``sweep show --json`` prints the same names):
 
 | column | type | meaning |
 |---|---|---|
-| every knob (``gpus``, ``model``, ``tp``, ..., ``seed``, ``rate_scale``, ``trace``) | as typed | the scenario as given; null = the default |
+| each knob (`gpus`, `tp`, ..., `rate_scale`, `trace`) | its type | as given; null: default |
 | `scenario_key` | string | the key above (hex) |
 | `trace_sha256` | string | content hash of the trace file |
-| `status` | string | `ok`, or `infeasible` when the scenario cannot be resolved (weights do not fit, ...) |
+| `status` | string | `ok`, or `infeasible` (cannot be resolved: weights do not fit, ...) |
 | `reason` | string | why it is infeasible; null when ok |
 | `gpu_type`, `num_gpus` | string, int64 | the GPU catalog name and count |
 | `tp_used`, `num_replicas` | int64 | the TP degree used (chosen when `tp` is null) and replicas |
@@ -35,7 +35,7 @@ Row columns (``sweep show --json`` prints the same names):
 | `backlog_at_last_arrival` | int64 | requests not started when the last one arrived |
 | `slo` | string | the SLO the row was judged against; null without one |
 | `slo_met` | bool | every bound met; null without an SLO or when infeasible |
-| `slo_attainment`, `goodput_rps` | float64 | fraction of requests meeting every bound, and their rate |
+| `slo_attainment`, `goodput_rps` | float64 | share of requests meeting every bound; their rate |
 """
 
 from __future__ import annotations
@@ -147,7 +147,9 @@ class ResultStore:
         if self.root.exists() and not self.root.is_dir():
             raise SimreplayError(f"--out {self.root}: exists and is not a directory")
         if not self.root.parent.is_dir():
-            raise SimreplayError(f"--out {self.root}: parent directory {self.root.parent} is missing")
+            raise SimreplayError(
+                f"--out {self.root}: parent directory {self.root.parent} is missing"
+            )
         manifest = self.read_manifest()
         if manifest is not None and manifest.get("slo") != slo:
             raise SimreplayError(
