@@ -7,6 +7,7 @@ import typer
 from simulator import __version__
 from simulator.cli import sweep, trace
 from simulator.cli.catalog import hardware_app, models_app
+from simulator.cli.plan import plan_command
 from simulator.cli.run import run
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app.add_typer(sweep.app, name="sweep")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(models_app, name="models")
 app.command("run")(run)
+app.command("plan")(plan_command)
 
 
 def _version(value: bool) -> None:

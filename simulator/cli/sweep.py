@@ -59,18 +59,24 @@ _KNOB_HELP = {
 }
 
 
-def _knob_parameters() -> list[inspect.Parameter]:
-    """One comma-list option per sweep knob: every Scenario field, rate_scale, trace."""
+def knob_parameters(exclude: tuple[str, ...] = ("trace",), lists: bool = True) -> list[Any]:
+    """One option per sweep knob (every Scenario field, rate_scale, trace) not in ``exclude``.
+
+    ``lists``: the option takes a comma list (sweep axes) rather than one value (plan).
+    """
     params = []
     defaults = knob_defaults()
     for knob in knob_types():
-        if knob == "trace":
+        if knob in exclude:
             continue
         default = defaults.get(knob)
         shown = "auto" if default is None else default
-        help_text = _KNOB_HELP.get(
-            knob, f"Values of the {knob} knob, comma list (default {shown})."
-        )
+        if lists:
+            help_text = _KNOB_HELP.get(
+                knob, f"Values of the {knob} knob, comma list (default {shown})."
+            )
+        else:
+            help_text = f"The {knob} knob of every scenario (default {shown})."
         params.append(
             inspect.Parameter(
                 knob,
@@ -78,26 +84,36 @@ def _knob_parameters() -> list[inspect.Parameter]:
                 default=None,
                 annotation=Annotated[
                     str | None,
-                    typer.Option(cli_name(knob), help=help_text, rich_help_panel="Axes"),
+                    typer.Option(
+                        cli_name(knob),
+                        help=help_text,
+                        rich_help_panel="Axes" if lists else "Deployment",
+                    ),
                 ],
             )
         )
     return params
 
 
-def _with_knob_options(command: Any) -> Any:
-    """Replace ``command``'s ``axes`` keyword with one option per knob (read at import)."""
+def with_knob_options(
+    command: Any, exclude: tuple[str, ...] = ("trace",), lists: bool = True
+) -> Any:
+    """Replace ``command``'s ``knobs`` keyword with one option per knob (``knob_parameters``).
+
+    The command receives ``knobs``: knob name -> text as typed, for the options given.
+    """
     own = inspect.signature(command, eval_str=True)
-    params = [p for name, p in own.parameters.items() if name != "axes"]
-    names = [p.name for p in _knob_parameters()]
+    params = [p for name, p in own.parameters.items() if name != "knobs"]
+    extra = knob_parameters(exclude, lists)
+    names = [p.name for p in extra]
 
     def wrapper(**kwargs: Any) -> Any:
-        axes = {name: kwargs.pop(name) for name in names if kwargs.get(name) is not None}
+        knobs = {name: kwargs[name] for name in names if kwargs.get(name) is not None}
         for name in names:
             kwargs.pop(name, None)
-        return command(axes=axes, **kwargs)
+        return command(knobs=knobs, **kwargs)
 
-    wrapper.__signature__ = inspect.Signature(params + _knob_parameters())  # type: ignore[attr-defined]
+    wrapper.__signature__ = inspect.Signature(params + extra)  # type: ignore[attr-defined]
     wrapper.__doc__ = command.__doc__
     wrapper.__name__ = command.__name__
     return wrapper
@@ -180,7 +196,7 @@ def run(
         int, typer.Option("--max-scenarios", help="Refuse specs that expand to more scenarios.")
     ] = DEFAULT_MAX_SCENARIOS,
     *,
-    axes: dict[str, str],
+    knobs: dict[str, str],
 ) -> None:
     """Simulate every scenario of a grid and store one row per scenario under --out.
 
@@ -188,6 +204,7 @@ def run(
     """
     from simulator.sweep.runner import run_sweep
 
+    axes = knobs
     traces = traces or []
     if address is not None and backend != "ray":
         raise SimreplayError("--address is only used with --backend ray")
@@ -223,7 +240,7 @@ def run(
     )
 
 
-app.command("run")(_with_knob_options(run))
+app.command("run")(with_knob_options(run))
 
 #: Columns ``sweep show`` prints after the knobs that vary.
 SHOW_METRICS = (
