@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -218,12 +219,27 @@ def check_ray(address: str | None) -> Any:
     except ImportError:
         raise SimreplayError("--backend ray needs ray: pip install 'simreplay[ray]'") from None
     if not ray.is_initialized():
+        if address not in (None, "auto", "local"):
+            _check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError, ...
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise SimreplayError(f"--address {address}: cannot reach Ray: {first}") from None
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes of Ray's retries, when nothing listens at ``address``."""
+    host_port = address.removeprefix("ray://")
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise SimreplayError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5.0):
+            pass
+    except OSError as exc:
+        raise SimreplayError(f"--address {address}: cannot reach Ray: {exc}") from None
 
 
 def _evaluate_on_ray(task: Task, table_ref: Any) -> dict[str, Any]:
@@ -289,9 +305,37 @@ def run_sweep(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
     store.prepare(slo)
-    tasks, hashes = plan_tasks(scenarios, slo)
+    tasks, _ = plan_tasks(scenarios, slo)
+    ray_started_here = False
     if backend == "ray":
+        ray_started_here = not _ray_initialized()
         check_ray(address)
+    try:
+        return _run(tasks, store, slo, workers, backend, address, progress)
+    finally:
+        if ray_started_here:
+            import ray
+
+            ray.shutdown()
+
+
+def _ray_initialized() -> bool:
+    try:
+        import ray
+    except ImportError:
+        return False
+    return bool(ray.is_initialized())
+
+
+def _run(
+    tasks: list[Task],
+    store: ResultStore,
+    slo: str | None,
+    workers: int,
+    backend: str,
+    address: str | None,
+    progress: Callable[[Progress], None] | None,
+) -> Progress:
     store.create(slo)
     done_keys = store.done_keys()
     todo = [t for t in tasks if t.key not in done_keys]

@@ -230,6 +230,10 @@ def from_toml(
                 raise SimreplayError(f"{where}: one value per explicit scenario, got a list")
             knobs[knob] = _toml_value(knob, raw, where, path)
         explicit.append(knobs)
+    if not values and not explicit:
+        raise SimreplayError(
+            f"--spec {path}: the spec expands to zero scenarios (no [grid] axis, no [[scenarios]])"
+        )
     file_traces = doc.get("traces", [])
     if isinstance(file_traces, str):
         file_traces = [file_traces]
