@@ -15,7 +15,7 @@ from simulator.errors import SimreplayError
 from simulator.hardware import get_gpu
 from simulator.metrics import parse_slo
 from simulator.sweep.plan import DEFAULT_TPS, PlanResult, Simulator, describe
-from simulator.sweep.spec import cli_name, coerce, split_list
+from simulator.sweep.spec import check_names, cli_name, coerce, knob_defaults, split_list
 
 FINDS = ("cheapest", "max-rate")
 DEFAULT_GPU_TYPES = "A100,H100,H200,L40S"
@@ -116,6 +116,11 @@ def plan(
         raise SimreplayError("--gpus is the fleet of --find max-rate; use --gpu-types here")
     if tps is not None and any(t is None for t in tps):
         raise SimreplayError("--tp: give whole numbers (auto is only for max-rate's default)")
+    fleets = (
+        [gpus] if find == "max-rate" else [f"1x{t}" for t in split_list(gpu_types, "--gpu-types")]
+    )
+    base = {**knob_defaults(), **values, "rate_scale": rate_scale, "trace": str(trace)}
+    check_names([{**base, "gpus": fleet} for fleet in fleets])
     sim = Simulator(load_trace(trace), bounds, values, seeds=seeds, prices=prices)
     if find == "max-rate":
         result = find_max_rate(sim, gpus, tp=tps[0] if tps else None, tolerance=tolerance)

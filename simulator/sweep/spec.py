@@ -348,12 +348,12 @@ def expand(
         if marker not in seen:
             seen.add(marker)
             unique.append(p)
-    _check_names(unique)
+    check_names(unique)
     axes = [k for k in order if len({repr(p[k]) for p in unique}) > 1]
     return SweepSpec(unique, axes, slo, len(points) - len(unique))
 
 
-def _check_names(points: list[dict[str, Any]]) -> None:
+def check_names(points: list[dict[str, Any]]) -> None:
     """Fail early on a name no scenario could use (a typo), before anything is written."""
     for gpus in sorted({p["gpus"] for p in points}):
         parse_gpus(gpus)
