@@ -230,12 +230,10 @@ def run(
         address=address,
         progress=_ProgressLine(),
     )
-    rows = store.read()
-    statuses = rows.column("status").to_pylist()
     err.print(
-        f"{out}: {rows.num_rows:,} rows ({statuses.count('ok'):,} ok, "
-        f"{statuses.count('infeasible'):,} infeasible); simulated {final.done:,} now in "
-        f"{final.elapsed_s:.1f} s. See: simreplay sweep show {out}",
+        f"{out}: {final.done + final.skipped:,} scenarios stored ({final.skipped:,} from before); "
+        f"simulated {final.done:,} in {final.elapsed_s:.1f} s "
+        f"({final.num_infeasible:,} infeasible). See: simreplay sweep show {out}",
         markup=False,
     )
 

@@ -54,6 +54,7 @@ class Progress:
     total: int
     skipped: int
     elapsed_s: float
+    num_infeasible: int = 0
 
     @property
     def rate_per_s(self) -> float:
@@ -98,13 +99,19 @@ def plan_tasks(
 _TRACES: dict[str, pa.Table] = {}
 
 
-def load_traces(paths: Iterable[str]) -> None:
-    """Load each trace into this process's cache (a worker initializer)."""
+def load_traces(paths: Iterable[str]) -> dict[str, pa.Table]:
+    """Load each trace into this process's cache (once) and return the cache."""
     from simulator.trace.importer import load_trace
 
     for path in paths:
         if path not in _TRACES:
             _TRACES[path] = load_trace(path)
+    return _TRACES
+
+
+def _install_traces(tables: dict[str, pa.Table]) -> None:
+    """Worker initializer: keep the driver's parsed traces (no re-parsing per worker)."""
+    _TRACES.update(tables)
 
 
 def evaluate(task: Task, table: pa.Table | None = None) -> dict[str, Any]:
@@ -186,8 +193,8 @@ def default_workers() -> int:
 
 
 def _local(tasks: list[Task], traces: list[str], workers: int) -> Iterator[dict[str, Any]]:
+    tables = load_traces(traces)
     if workers == 1:
-        load_traces(traces)
         for task in tasks:
             yield evaluate(task)
         return
@@ -195,7 +202,10 @@ def _local(tasks: list[Task], traces: list[str], workers: int) -> Iterator[dict[
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     with cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=load_traces, initargs=(traces,)
+        max_workers=workers,
+        mp_context=context,
+        initializer=_install_traces,
+        initargs=({path: tables[path] for path in traces},),
     ) as pool:
         pending = {pool.submit(evaluate, task) for task in tasks}
         try:
@@ -354,6 +364,7 @@ def _run(
     for row in rows:
         store.write_row(row)
         state.done += 1
+        state.num_infeasible += row["status"] == "infeasible"
         state.elapsed_s = time.perf_counter() - started
         if progress is not None:
             progress(state)

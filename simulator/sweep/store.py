@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 from simulator import __version__
 from simulator.errors import SimreplayError
@@ -223,26 +223,15 @@ class ResultStore:
             raise SimreplayError(f"{self.root}: not a sweep folder (no sweep.json and rows/)")
         self.check_compatible()
         schema = row_schema()
-        tables = []
-        for path in sorted(self.rows_dir.glob("*.parquet")):
-            if path.name.startswith("."):
-                continue
-            try:
-                table = pq.read_table(path)
-            except (pa.ArrowException, OSError) as exc:
-                raise SimreplayError(f"{path}: unreadable sweep row: {exc}") from None
-            tables.append(_conform(table, schema))
-        if not tables:
+        files = sorted(
+            str(p) for p in self.rows_dir.glob("*.parquet") if not p.name.startswith(".")
+        )
+        if not files:
             return schema.empty_table()
-        return pa.concat_tables(tables).sort_by("scenario_key")
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Give a row written by an older build the current columns (missing ones null)."""
-    columns = []
-    for field in schema:
-        if field.name in table.column_names:
-            columns.append(table.column(field.name).cast(field.type))
-        else:
-            columns.append(pa.nulls(table.num_rows, field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
+        try:
+            # One multi-threaded scan; columns a row file lacks (older build) read as null.
+            table = ds.dataset(files, schema=schema, format="parquet").to_table()
+        except (pa.ArrowException, OSError) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise SimreplayError(f"{self.rows_dir}: unreadable sweep row: {reason}") from None
+        return table.sort_by("scenario_key")
