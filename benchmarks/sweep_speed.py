@@ -67,7 +67,7 @@ def main() -> None:
         raise SystemExit(f"{AZURE} is not present")
     num = GRID_SIZES[options.grid]
     for backend in options.backend.split(","):
-        for workers in options.workers.split(","):
+        for workers in options.workers.split(",") if backend == "local" else ["-"]:
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "sweep"
                 args = [str(AZURE), *GRIDS[options.grid], "--out", str(out)]
@@ -78,11 +78,24 @@ def main() -> None:
                 resume = run(args)
                 show = run(["show", str(out), "--json"])
             label = f"{backend}, {workers} workers" if backend == "local" else "ray (local)"
+            if backend == "ray":
+                label += f", of which Ray start/stop {ray_start_stop_s():.1f} s"
             print(
                 f"{options.grid} grid ({num} scenarios), {label}: {elapsed:.1f} s, "
                 f"{num / elapsed:.1f} scenarios/s; resume with all stored: {resume:.1f} s; "
                 f"sweep show --json: {show:.1f} s"
             )
+
+
+def ray_start_stop_s() -> float:
+    """Wall time of starting and stopping a local Ray instance (paid once per sweep)."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "import ray; ray.init(include_dashboard=False); ray.shutdown()"],
+        capture_output=True,
+        check=True,
+    )
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

@@ -316,12 +316,14 @@ def run_sweep(
         raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
     store.prepare(slo)
     tasks, _ = plan_tasks(scenarios, slo)
+    done_keys = store.done_keys()
+    todo = [t for t in tasks if t.key not in done_keys]
     ray_started_here = False
-    if backend == "ray":
+    if backend == "ray" and todo:
         ray_started_here = not _ray_initialized()
         check_ray(address)
     try:
-        return _run(tasks, store, slo, workers, backend, address, progress)
+        return _run(todo, len(tasks) - len(todo), store, slo, workers, backend, address, progress)
     finally:
         if ray_started_here:
             import ray
@@ -338,7 +340,8 @@ def _ray_initialized() -> bool:
 
 
 def _run(
-    tasks: list[Task],
+    todo: list[Task],
+    skipped: int,
     store: ResultStore,
     slo: str | None,
     workers: int,
@@ -347,10 +350,8 @@ def _run(
     progress: Callable[[Progress], None] | None,
 ) -> Progress:
     store.create(slo)
-    done_keys = store.done_keys()
-    todo = [t for t in tasks if t.key not in done_keys]
     started = time.perf_counter()
-    state = Progress(0, len(todo), len(tasks) - len(todo), 0.0)
+    state = Progress(0, len(todo), skipped, 0.0)
     if progress is not None:
         progress(state)
     if not todo:
