@@ -235,3 +235,20 @@ def test_plan_bad_input_is_one_line(trace_file, args, fragment):
     assert result.exit_code == 1, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+
+
+def test_seeds_report_a_spread_and_every_seed_must_meet(trace):
+    bounds = parse_slo(SLO)
+    sim = Simulator(trace, bounds, {"router": "random"}, seeds=3)
+    ev = sim.evaluate("3xL40S", 1)
+    assert sim.num_simulated == 3
+    per_seed = [
+        simulate(trace, Scenario(gpus="3xL40S", tp=1, router="random", seed=s), slo=bounds)
+        for s in range(3)
+    ]
+    for key in bounds:
+        values = [r.summary["slo"]["bounds"][key]["value_ms"] for r in per_seed]
+        assert ev.bound_spread[key]["values_ms"] == values
+        assert ev.bound_values_ms[key] == max(values)
+    assert ev.meets == all(r.summary["slo"]["all_met"] for r in per_seed)
+    assert len(set(ev.bound_spread["ttft_p99_ms"]["values_ms"])) > 1  # the seeds differ

@@ -4,6 +4,10 @@ Each scenario is independent. Workers load every trace of the sweep once (an exe
 initializer locally; a per-process cache on Ray), simulate the scenarios sent to them and
 return rows; the driver writes each row atomically as it arrives (``store.ResultStore``),
 so whatever was finished before a kill is kept and the rest is redone on restart.
+
+Local workers are started with ``forkserver`` (``spawn`` where it is missing): a script that
+calls ``run_sweep`` with more than one worker must guard its entry point with
+``if __name__ == "__main__":``, as ``multiprocessing`` requires.
 """
 
 from __future__ import annotations
