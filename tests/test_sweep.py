@@ -383,3 +383,26 @@ def test_show_sorts_and_puts_missing_values_last(reference):
 def test_show_bad_input(tmp_path, reference):
     assert_one_line_error(invoke("sweep", "show", reference, "--sort", "nope"), "no such column")
     assert_one_line_error(invoke("sweep", "show", tmp_path), "not a sweep folder")
+
+
+def test_show_seed_spread_folds_replicates(tmp_path, small_trace):
+    out = tmp_path / "sweep"
+    result = invoke(
+        "sweep", small_trace, "--gpus", "1xL40S,2xL40S", "--router", "random", "--seeds", 3,
+        "--slo", "ttft_p99_ms=400", "--out", out, "--workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(invoke("sweep", "show", out, "--json").stdout)["rows"]
+    folded = json.loads(invoke("sweep", "show", out, "--json", "--seed-spread").stdout)["rows"]
+    assert len(rows) == 6 and len(folded) == 2
+    for group in folded:
+        members = [r for r in rows if r["gpus"] == group["gpus"]]
+        assert "seed" not in group and group["seeds"] == [0, 1, 2]
+        values = [r["ttft_p99_ms"] for r in members]
+        assert (group["ttft_p99_ms_min"], group["ttft_p99_ms_max"]) == (min(values), max(values))
+        assert group["slo_met"] == all(r["slo_met"] for r in members)
+        assert group["slo_met_fraction"] == sum(r["slo_met"] for r in members) / 3
+    two = next(g for g in folded if g["gpus"] == "2xL40S")
+    assert two["ttft_p99_ms_min"] < two["ttft_p99_ms_max"]  # the random router's seeds differ
+    table = invoke("sweep", "show", out, "--seed-spread")
+    assert table.exit_code == 0 and "num_seeds" in table.stdout

@@ -27,6 +27,7 @@ from simulator.sweep.spec import (
     knob_types,
 )
 from simulator.sweep.store import ResultStore
+from simulator.sweep.uncertainty import group_seeds
 
 
 class _DefaultRun(TyperGroup):
@@ -157,6 +158,12 @@ def _duration(seconds: float) -> str:
 
 @domain_errors
 def run(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Store folder (created; the same folder resumes).", show_default=False
+        ),
+    ],
     traces: Annotated[
         list[Path] | None,
         typer.Argument(
@@ -164,9 +171,6 @@ def run(
             show_default=False,
         ),
     ] = None,
-    out: Annotated[
-        Path, typer.Option("--out", help="Store folder (created; reused to resume).")
-    ] = Path("sweep"),
     spec: Annotated[
         Path | None,
         typer.Option("--spec", help="TOML spec: [grid] axes and/or [[scenarios]] (see docs)."),
@@ -264,6 +268,13 @@ def show(
         typer.Option("--sort", help="Column to sort by (any column of --json), e.g. ttft_p99_ms."),
     ] = None,
     descending: Annotated[bool, typer.Option("--desc", help="Sort largest first.")] = False,
+    seed_spread: Annotated[
+        bool,
+        typer.Option(
+            "--seed-spread",
+            help="One row per scenario over its seeds: min and max of each percentile.",
+        ),
+    ] = False,
     json_output: Annotated[
         bool, typer.Option("--json", help='Print {"rows": [...]} with every column.')
     ] = False,
@@ -272,6 +283,9 @@ def show(
     table = ResultStore(directory).read()
     rows = table.to_pylist()
     columns = table.column_names
+    if seed_spread:
+        rows = group_seeds(rows, list(knob_types()))
+        columns = list(rows[0]) if rows else columns
     if sort is not None:
         if sort not in columns:
             raise SimreplayError(f"--sort {sort!r}: no such column; columns: {', '.join(columns)}")
@@ -280,7 +294,7 @@ def show(
         present.sort(key=lambda r: r[sort], reverse=descending)
         rows = present + missing  # nulls (infeasible rows) last either way
     else:
-        knobs = list(knob_types())
+        knobs = [k for k in knob_types() if not seed_spread or k != "seed"]
         rows.sort(key=lambda r: tuple(_order_key(r[k]) for k in knobs))
     if json_output:
         print_json({"rows": [{k: _json_value(v) for k, v in r.items()} for r in rows]})
@@ -288,8 +302,20 @@ def show(
     if not rows:
         sys.stdout.write("no rows yet\n")
         return
-    varying = [k for k in knob_types() if len({repr(r[k]) for r in rows}) > 1] or ["gpus"]
-    metrics = [m for m in SHOW_METRICS if m != "slo_met" or any(r["slo"] for r in rows)]
+    varying = [k for k in knob_types() if k in rows[0] and len({repr(r[k]) for r in rows}) > 1]
+    varying = varying or ["gpus"]
+    if seed_spread:
+        metrics = (
+            ["num_seeds"]
+            + [
+                f"{m}_{end}"
+                for m in ("ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms")
+                for end in ("min", "max")
+            ]
+            + ["slo_met", "cost_per_hour_usd"]
+        )
+    else:
+        metrics = [m for m in SHOW_METRICS if m != "slo_met" or any(r["slo"] for r in rows)]
     headers = [*varying, "status", *metrics]
     body = [
         [_cell(r.get(c)) for c in varying] + [r["status"]] + [_cell(r[m]) for m in metrics]

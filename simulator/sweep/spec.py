@@ -368,7 +368,7 @@ def check_names(points: list[dict[str, Any]]) -> None:
         if router not in ROUTERS:
             raise SimreplayError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
     for p in points:
-        if p["rate_scale"] <= 0:
+        if not (math.isfinite(p["rate_scale"]) and p["rate_scale"] > 0):
             raise SimreplayError(f"--rate-scale must be > 0, got {format_number(p['rate_scale'])}")
     for trace in sorted({p["trace"] for p in points}):
         if not Path(trace).is_file():

@@ -69,3 +69,57 @@ def seed_spread(values_ms: list[float | None]) -> dict[str, Any]:
         "max_ms": max(finite) if finite else None,
         "values_ms": list(values_ms),
     }
+
+
+#: Metrics whose spread across seeds ``sweep show --seed-spread`` reports.
+SPREAD_METRICS = (
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "tpot_p50_ms",
+    "tpot_p99_ms",
+    "itl_p99_ms",
+    "e2e_p99_ms",
+    "queue_p99_ms",
+    "throughput_rps",
+)
+
+
+def group_seeds(rows: list[dict[str, Any]], knobs: list[str]) -> list[dict[str, Any]]:
+    """One row per scenario with its seed replicates folded: min and max of each metric.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Store rows (``sweep show --json``), in the order groups should appear.
+    knobs : list of str
+        Knob columns; every one but ``seed`` identifies a group.
+
+    Returns
+    -------
+    list of dict
+        The knobs (``seed`` left out), ``num_seeds``, ``seeds``, ``status`` (``ok`` when
+        every replicate is), ``{metric}_min`` / ``{metric}_max`` for ``SPREAD_METRICS``
+        over the ok replicates, ``slo_met`` (every replicate met the SLO; None without
+        one), ``slo_met_fraction`` and ``cost_per_hour_usd``.
+    """
+    identity = [k for k in knobs if k != "seed"]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(repr(row[k]) for k in identity), []).append(row)
+    out = []
+    for members in groups.values():
+        ok = [m for m in members if m["status"] == "ok"]
+        folded: dict[str, Any] = {k: members[0][k] for k in identity}
+        folded["num_seeds"] = len(members)
+        folded["seeds"] = sorted(m["seed"] for m in members)
+        folded["status"] = "ok" if len(ok) == len(members) else "infeasible"
+        for metric in SPREAD_METRICS:
+            values = [m[metric] for m in ok if m[metric] is not None]
+            folded[f"{metric}_min"] = min(values) if values else None
+            folded[f"{metric}_max"] = max(values) if values else None
+        verdicts = [m["slo_met"] for m in members if m["slo_met"] is not None]
+        folded["slo_met"] = all(verdicts) if len(verdicts) == len(members) else None
+        folded["slo_met_fraction"] = sum(verdicts) / len(members) if verdicts else None
+        folded["cost_per_hour_usd"] = members[0]["cost_per_hour_usd"]
+        out.append(folded)
+    return out
