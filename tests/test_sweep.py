@@ -406,3 +406,21 @@ def test_show_seed_spread_folds_replicates(tmp_path, small_trace):
     assert two["ttft_p99_ms_min"] < two["ttft_p99_ms_max"]  # the random router's seeds differ
     table = invoke("sweep", "show", out, "--seed-spread")
     assert table.exit_code == 0 and "num_seeds" in table.stdout
+
+
+def test_a_knob_added_to_scenario_becomes_an_axis_and_a_column(monkeypatch, small_trace):
+    import simulator.sweep.spec as spec_module
+    from simulator.sweep.store import row_schema
+
+    extended = dataclasses.make_dataclass(
+        "Scenario",
+        [("calibration", str | None, dataclasses.field(default=None))],
+        bases=(Scenario,),
+        frozen=True,
+    )
+    monkeypatch.setattr(spec_module, "Scenario", extended)
+    assert "calibration" in knob_types()
+    spec = from_cli({"calibration": "none,a100-vidur"}, [small_trace], seeds=None, slo=None)
+    assert [s["calibration"] for s in spec.scenarios] == [None, "a100-vidur"]
+    assert spec.axes == ["calibration"]
+    assert row_schema().field("calibration").type == "string"
