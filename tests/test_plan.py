@@ -252,3 +252,17 @@ def test_seeds_report_a_spread_and_every_seed_must_meet(trace):
         assert ev.bound_values_ms[key] == max(values)
     assert ev.meets == all(r.summary["slo"]["all_met"] for r in per_seed)
     assert len(set(ev.bound_spread["ttft_p99_ms"]["values_ms"])) > 1  # the seeds differ
+
+
+def test_parallel_search_gives_the_same_plan(trace):
+    one = plan_cheapest(Simulator(trace, parse_slo(SLO)), TYPES, max_gpus=MAX_GPUS, tps=TPS)
+    two = plan_cheapest(
+        Simulator(trace, parse_slo(SLO)), TYPES, max_gpus=MAX_GPUS, tps=TPS, workers=2
+    )
+    assert two.scenarios_simulated == one.scenarios_simulated
+    assert (two.answer.gpus, two.answer.tp_used) == (one.answer.gpus, one.answer.tp_used)
+    assert two.answer.bound_values_ms == one.answer.bound_values_ms
+    assert [(e.gpus, e.tp_used) for e in two.runners_up] == [
+        (e.gpus, e.tp_used) for e in one.runners_up
+    ]
+    assert two.skipped == one.skipped

@@ -86,6 +86,10 @@ def plan(
     seeds: Annotated[
         int, typer.Option("--seeds", help="Simulate each fleet with seeds 0..N-1; all must pass.")
     ] = 1,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help="Processes searching GPU types in parallel (default 1)."),
+    ] = 1,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object: answer, runners_up, count.")
     ] = False,
@@ -131,6 +135,7 @@ def plan(
             max_gpus=max_gpus,
             tps=tps or DEFAULT_TPS,
             rate_scale=rate_scale,
+            workers=workers,
         )
     for line in result.skipped:
         err.print(f"note: skipped {line}", markup=False)

@@ -202,6 +202,7 @@ def plan_cheapest(
     max_gpus: int,
     tps: Sequence[int] = DEFAULT_TPS,
     rate_scale: float = 1.0,
+    workers: int = 1,
 ) -> PlanResult:
     """The cheapest ``replicas x TP`` fleet of any GPU type that meets the SLO.
 
@@ -216,6 +217,8 @@ def plan_cheapest(
         TP degrees tried.
     rate_scale : float
         Arrival-rate factor applied to the trace.
+    workers : int
+        Processes searching GPU types in parallel (the answer does not depend on it).
 
     Returns
     -------
@@ -230,26 +233,24 @@ def plan_cheapest(
         raise SimreplayError("--gpu-types is empty; give at least one GPU type")
     if not tps or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in tps):
         raise SimreplayError(f"--tp must be integers >= 1, got {list(tps)!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
     names = [str(name).strip() for name in gpu_types]
     for name in names:
         get_gpu(name)
+    tp_list = sorted(set(tps))
+    jobs = [(rank, name, tp_list, max_gpus, rate_scale) for rank, name in enumerate(names)]
+    if workers > 1 and len(jobs) > 1:
+        outcomes = _search_in_processes(sim, jobs, workers)
+    else:
+        outcomes = [_search_type(sim, *job) for job in jobs]
     skipped: list[str] = []
-    # Per GPU type: every fleet found meeting the SLO (the cheapest per TP).
     found: list[tuple[tuple[Any, ...], Evaluation]] = []
-    for type_rank, name in enumerate(names):
-        best_cost = math.inf
-        price = sim.price(get_gpu(name).name)
-        for tp in sorted(set(tps)):
-            # Only replica counts that would be strictly cheaper than this type's best.
-            limit = max_gpus // tp
-            if math.isfinite(best_cost):
-                limit = min(limit, math.ceil(best_cost / (tp * price)) - 1)
-            if limit < 1:
-                continue
-            hit = _fewest_replicas(sim, name, tp, limit, rate_scale, skipped)
-            if hit is not None:
-                best_cost = min(best_cost, hit.cost_per_hour_usd)
-                found.append(((hit.cost_per_hour_usd, hit.num_gpus, type_rank, tp), hit))
+    for type_found, type_skipped, num_simulated in outcomes:
+        found.extend(type_found)
+        skipped.extend(type_skipped)
+        if workers > 1 and len(jobs) > 1:
+            sim.num_simulated += num_simulated
     found.sort(key=lambda item: item[0])
     if not found:
         return PlanResult(
@@ -270,6 +271,70 @@ def plan_cheapest(
             seen_types.add(ev.gpu_type)
             runners_up.append(ev)
     return PlanResult(answer, runners_up, sim.num_simulated, skipped=skipped)
+
+
+def _search_type(
+    sim: Simulator,
+    type_rank: int,
+    name: str,
+    tps: list[int],
+    max_gpus: int,
+    rate_scale: float,
+) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int]:
+    """The fleets of one GPU type meeting the SLO, each cheaper than the type's previous.
+
+    Returns ``(found, skipped, scenarios simulated here)``; ``found`` holds
+    ``(sort key, evaluation)`` with the key ``(cost, num_gpus, type_rank, tp)``.
+    """
+    before = sim.num_simulated
+    skipped: list[str] = []
+    found: list[tuple[tuple[Any, ...], Evaluation]] = []
+    best_cost = math.inf
+    price = sim.price(get_gpu(name).name)
+    for tp in tps:
+        # Only replica counts that would be strictly cheaper than this type's best.
+        limit = max_gpus // tp
+        if math.isfinite(best_cost):
+            limit = min(limit, math.ceil(best_cost / (tp * price) - 1e-9) - 1)
+        if limit < 1:
+            continue
+        hit = _fewest_replicas(sim, name, tp, limit, rate_scale, skipped)
+        if hit is not None:
+            best_cost = min(best_cost, hit.cost_per_hour_usd)
+            key = (round(hit.cost_per_hour_usd, 6), hit.num_gpus, type_rank, tp)
+            found.append((key, hit))
+    return found, skipped, sim.num_simulated - before
+
+
+_WORKER_SIM: list[Simulator] = []
+
+
+def _install_simulator(sim: Simulator) -> None:
+    _WORKER_SIM[:] = [sim]
+
+
+def _search_type_in_worker(
+    job: tuple[int, str, list[int], int, float],
+) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int]:
+    return _search_type(_WORKER_SIM[0], *job)
+
+
+def _search_in_processes(
+    sim: Simulator, jobs: list[tuple[int, str, list[int], int, float]], workers: int
+) -> list[tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int]]:
+    """Search GPU types in parallel processes (forkserver), one type per task, in order."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    fresh = Simulator(sim.table, sim.bounds, sim.knobs, seeds=sim.seeds, prices=sim.prices)
+    with cf.ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)),
+        mp_context=multiprocessing.get_context(method),
+        initializer=_install_simulator,
+        initargs=(fresh,),
+    ) as pool:
+        return list(pool.map(_search_type_in_worker, jobs))
 
 
 def _fewest_replicas(
