@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from simulator import __version__
-from simulator.cli import calibrate, calibrate_profile, trace
+from simulator.cli import calibrate, calibrate_profile, sweep, trace
 from simulator.cli.catalog import hardware_app, models_app
+from simulator.cli.plan import plan_command
 from simulator.cli.report import report
 from simulator.cli.run import run
 
@@ -18,12 +19,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(trace.app, name="trace")
+app.add_typer(sweep.app, name="sweep")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(models_app, name="models")
 calibrate.app.command("profile")(calibrate_profile.profile)
 app.add_typer(calibrate.app, name="calibrate")
 app.command("run")(run)
 app.command("report")(report)
+app.command("plan")(plan_command)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,224 @@
+"""``simreplay plan``: the cheapest fleet meeting an SLO, or the highest rate a fleet sustains."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from simulator.cli.common import domain_errors, err, print_json, print_table
+from simulator.cli.sweep import with_knob_options
+from simulator.errors import SimreplayError
+from simulator.hardware import get_gpu
+from simulator.metrics import parse_slo
+from simulator.sweep.plan import DEFAULT_TPS, PlanResult, Simulator, describe
+from simulator.sweep.spec import check_names, cli_name, coerce, knob_defaults, split_list
+
+FINDS = ("cheapest", "max-rate")
+DEFAULT_GPU_TYPES = "A100,H100,H200,L40S"
+
+
+def parse_prices(items: list[str]) -> dict[str, float]:
+    """``["H100=2.5", "A100=1.2"]`` -> canonical GPU name -> $/GPU-hour."""
+    prices: dict[str, float] = {}
+    for item in items:
+        for part in split_list(item, "--price"):
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise SimreplayError(f"--price {part!r}: expected NAME=USD_PER_GPU_HOUR")
+            try:
+                usd = float(value)
+            except ValueError:
+                raise SimreplayError(f"--price {part!r}: {value!r} is not a number") from None
+            if not (math.isfinite(usd) and usd > 0):
+                raise SimreplayError(f"--price {part!r}: price must be > 0")
+            prices[get_gpu(name).name] = usd
+    return prices
+
+
+@domain_errors
+def plan(
+    trace: Annotated[
+        Path,
+        typer.Argument(
+            help="Trace file (any supported format, default options).", show_default=False
+        ),
+    ],
+    slo: Annotated[
+        str,
+        typer.Option(
+            "--slo",
+            help="Bounds to meet, e.g. ttft_p99_ms=2000,tpot_p99_ms=80.",
+            show_default=False,
+        ),
+    ],
+    find: Annotated[
+        str, typer.Option("--find", help="cheapest (fleet) or max-rate (of --gpus).")
+    ] = "cheapest",
+    gpu_types: Annotated[
+        str, typer.Option("--gpu-types", help="GPU types to consider, comma list.")
+    ] = DEFAULT_GPU_TYPES,
+    max_gpus: Annotated[int, typer.Option("--max-gpus", help="Largest fleet considered.")] = 64,
+    tp: Annotated[
+        str | None,
+        typer.Option(
+            "--tp",
+            help="TP degrees to consider, comma list (default 1,2,4,8); "
+            "with --find max-rate one degree (chosen when omitted).",
+        ),
+    ] = None,
+    gpus: Annotated[
+        str | None, typer.Option("--gpus", help="The fleet for --find max-rate, e.g. 8xH100.")
+    ] = None,
+    rate_scale: Annotated[
+        float, typer.Option("--rate-scale", help="Arrival-rate factor for --find cheapest.")
+    ] = 1.0,
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="Relative bracket width for --find max-rate.")
+    ] = 0.02,
+    price: Annotated[
+        list[str] | None,
+        typer.Option("--price", help="$/GPU-hour overriding the catalog: NAME=USD (repeatable)."),
+    ] = None,
+    seeds: Annotated[
+        int, typer.Option("--seeds", help="Simulate each fleet with seeds 0..N-1; all must pass.")
+    ] = 1,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help="Processes searching GPU types in parallel (default 1)."),
+    ] = 1,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object: answer, runners_up, count.")
+    ] = False,
+    *,
+    knobs: dict[str, str],
+) -> None:
+    """Find the cheapest GPU fleet whose simulated percentiles meet every SLO bound.
+
+    Searches each GPU type and TP degree by bisection on the replica count (assuming more
+    replicas never hurt), not a blind grid. --find max-rate bisects the arrival-rate scale a
+    fixed fleet (--gpus) sustains.
+    """
+    from simulator.sweep.plan import find_max_rate, plan_cheapest
+    from simulator.trace.importer import load_trace
+
+    if find not in FINDS:
+        raise SimreplayError(f"--find must be one of {', '.join(FINDS)}, got {find!r}")
+    bounds = parse_slo(slo)
+    prices = parse_prices(price or [])
+    values = {k: coerce(k, v, cli_name(k)) for k, v in knobs.items()}
+    tps = [coerce("tp", t, "--tp") for t in split_list(tp, "--tp")] if tp else None
+    if find == "max-rate":
+        if gpus is None:
+            raise SimreplayError("--find max-rate needs the fleet: --gpus NxNAME")
+        if tps is not None and len(tps) != 1:
+            raise SimreplayError("--find max-rate takes one --tp degree")
+    elif gpus is not None:
+        raise SimreplayError("--gpus is the fleet of --find max-rate; use --gpu-types here")
+    if tps is not None and any(t is None for t in tps):
+        raise SimreplayError("--tp: give whole numbers (auto is only for max-rate's default)")
+    fleets = (
+        [gpus] if find == "max-rate" else [f"1x{t}" for t in split_list(gpu_types, "--gpu-types")]
+    )
+    base = {**knob_defaults(), **values, "rate_scale": rate_scale, "trace": str(trace)}
+    check_names([{**base, "gpus": fleet} for fleet in fleets])
+    sim = Simulator(load_trace(trace), bounds, values, seeds=seeds, prices=prices)
+    if find == "max-rate":
+        result = find_max_rate(sim, gpus, tp=tps[0] if tps else None, tolerance=tolerance)
+    else:
+        result = plan_cheapest(
+            sim,
+            split_list(gpu_types, "--gpu-types"),
+            max_gpus=max_gpus,
+            tps=tps or DEFAULT_TPS,
+            rate_scale=rate_scale,
+            workers=workers,
+        )
+    for line in result.skipped:
+        err.print(f"note: skipped {line}", markup=False)
+    err.print(f"simulated {result.scenarios_simulated} scenarios", markup=False)
+    payload = _payload(result, sim)
+    if json_output:
+        print_json(payload)
+    else:
+        _print_human(payload, find)
+
+
+def _payload(result: PlanResult, sim: Simulator) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "answer": None if result.answer is None else describe(result.answer, sim, bootstrap=True)
+    }
+    if result.answer is None:
+        payload["reason"] = result.reason
+    elif result.bracket is not None:
+        fails = result.bracket[1]
+        payload["answer"]["fails_at_rate_scale"] = None if math.isinf(fails) else fails
+        payload["answer"]["tolerance"] = result.tolerance
+    payload["runners_up"] = [describe(ev, sim, bootstrap=False) for ev in result.runners_up]
+    payload["scenarios_simulated"] = result.scenarios_simulated
+    return payload
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def _print_human(payload: dict[str, Any], find: str) -> None:
+    answer = payload["answer"]
+    if answer is None:
+        sys.stdout.write(f"No answer: {payload['reason']}\n")
+        sys.stdout.write(f"Scenarios simulated: {payload['scenarios_simulated']}\n")
+        return
+    head = (
+        f"{answer['gpus']} ({answer['gpu_type']}, tp={answer['tp']}, "
+        f"{answer['num_replicas']} replicas), ${answer['cost_per_hour_usd']:,.2f}/hour"
+    )
+    if find == "max-rate":
+        fails = answer["fails_at_rate_scale"]
+        sys.stdout.write(
+            f"Highest rate scale meeting the SLO: {answer['rate_scale']:.4g} on {head}\n"
+            + (
+                f"  fails at {fails:.4g} (bracket within {answer['tolerance']:.0%})\n"
+                if fails is not None
+                else "  still meets the SLO at the search limit\n"
+            )
+        )
+    else:
+        sys.stdout.write(f"Cheapest fleet meeting the SLO: {head}\n")
+    rows = []
+    for key, b in answer["slo"].items():
+        ci = b.get("ci95_ms")
+        rows.append(
+            [
+                key,
+                _ms(b["bound_ms"]),
+                _ms(b["value_ms"]),
+                "n/a" if b["margin_pct"] is None else f"{b['margin_pct']:+.1f}%",
+                "n/a" if ci is None else f"{ci[0]:,.1f} - {ci[1]:,.1f}",
+            ]
+        )
+    print_table(["SLO", "bound", "value", "margin", "95% CI (bootstrap)"], rows, numeric_from=1)
+    if answer.get("near_boundary"):
+        sys.stdout.write(
+            "Near the boundary: a bound lies inside the uncertainty of its percentile; "
+            "consider the next size up or more seeds.\n"
+        )
+    if payload["runners_up"]:
+        sys.stdout.write("\nRunner-up per GPU type:\n")
+        rows = []
+        for ev in payload["runners_up"]:
+            margins = ", ".join(
+                f"{k} {'n/a' if b['margin_pct'] is None else format(b['margin_pct'], '+.1f')}%"
+                for k, b in ev["slo"].items()
+            )
+            rows.append([ev["gpus"], str(ev["tp"]), f"${ev['cost_per_hour_usd']:,.2f}", margins])
+        print_table(["fleet", "tp", "$/hour", "margin to SLO"], rows, numeric_from=1)
+    sys.stdout.write(f"\nScenarios simulated: {payload['scenarios_simulated']}\n")
+
+
+plan_command = with_knob_options(
+    plan, exclude=("gpus", "tp", "seed", "trace", "rate_scale"), lists=False
+)

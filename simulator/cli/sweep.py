@@ -1,0 +1,357 @@
+"""``simreplay sweep``: simulate a grid of scenarios into a resumable store; ``sweep show``.
+
+``simreplay sweep TRACE... --gpus 2xH100,4xH100 --rate-scale 1,2`` is the default command
+(``sweep run``); ``simreplay sweep show DIR`` prints what a sweep stored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from simulator.cli.common import domain_errors, err, print_json, print_table
+from simulator.errors import SimreplayError
+from simulator.sweep.spec import (
+    DEFAULT_MAX_SCENARIOS,
+    cli_name,
+    from_cli,
+    from_toml,
+    knob_defaults,
+    knob_types,
+)
+from simulator.sweep.store import ResultStore
+from simulator.sweep.uncertainty import group_seeds
+
+
+class _DefaultRun(TyperGroup):
+    """``sweep ARGS`` means ``sweep run ARGS`` unless ARGS start with a subcommand name."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        elif not args:
+            args = ["run"]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DefaultRun,
+    help=(
+        "Simulate many scenarios (a grid over any knob) into a resumable parquet store. "
+        "`simreplay sweep TRACE --gpus 2xH100,4xH100 --rate-scale 1,2 --out DIR`; "
+        "`simreplay sweep show DIR`."
+    ),
+)
+
+_KNOB_HELP = {
+    "gpus": "GPUs as NxNAME, comma list, e.g. 2xH100,4xH100,8xA100.",
+    "model": "Models (catalog names or config.json paths), comma list.",
+    "tp": "Tensor-parallel degrees, comma list; auto = chosen per scenario.",
+    "seed": "Seeds, comma list (or --seeds N for 0..N-1).",
+    "rate_scale": "Arrival-rate factors, comma list; 2 replays the trace twice as fast.",
+    "trace": "Trace files, comma list (or give them as TRACE arguments).",
+}
+
+
+def knob_parameters(exclude: tuple[str, ...] = ("trace",), lists: bool = True) -> list[Any]:
+    """One option per sweep knob (every Scenario field, rate_scale, trace) not in ``exclude``.
+
+    ``lists``: the option takes a comma list (sweep axes) rather than one value (plan).
+    """
+    params = []
+    defaults = knob_defaults()
+    for knob in knob_types():
+        if knob in exclude:
+            continue
+        default = defaults.get(knob)
+        shown = "auto" if default is None else default
+        if lists:
+            help_text = _KNOB_HELP.get(
+                knob, f"Values of the {knob} knob, comma list (default {shown})."
+            )
+        else:
+            help_text = f"The {knob} knob of every scenario (default {shown})."
+        params.append(
+            inspect.Parameter(
+                knob,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    str | None,
+                    typer.Option(
+                        cli_name(knob),
+                        help=help_text,
+                        rich_help_panel="Axes" if lists else "Deployment",
+                    ),
+                ],
+            )
+        )
+    return params
+
+
+def with_knob_options(
+    command: Any, exclude: tuple[str, ...] = ("trace",), lists: bool = True
+) -> Any:
+    """Replace ``command``'s ``knobs`` keyword with one option per knob (``knob_parameters``).
+
+    The command receives ``knobs``: knob name -> text as typed, for the options given.
+    """
+    own = inspect.signature(command, eval_str=True)
+    params = [p for name, p in own.parameters.items() if name != "knobs"]
+    extra = knob_parameters(exclude, lists)
+    names = [p.name for p in extra]
+
+    def wrapper(**kwargs: Any) -> Any:
+        knobs = {name: kwargs[name] for name in names if kwargs.get(name) is not None}
+        for name in names:
+            kwargs.pop(name, None)
+        return command(knobs=knobs, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params + extra)  # type: ignore[attr-defined]
+    wrapper.__doc__ = command.__doc__
+    wrapper.__name__ = command.__name__
+    return wrapper
+
+
+class _ProgressLine:
+    """Scenarios done, rate and ETA on stderr: one rewritten line on a terminal, else a line
+    every few seconds."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last_s = -math.inf
+
+    def __call__(self, state: Any) -> None:
+        now = time.perf_counter()
+        final = state.done == state.total
+        if not final and now - self.last_s < (0.2 if self.tty else 5.0):
+            return
+        self.last_s = now
+        eta = state.eta_s
+        text = (
+            f"sweep: {state.done:,}/{state.total:,} scenarios"
+            + (f" ({state.skipped:,} already in the store)" if state.skipped else "")
+            + f", {state.rate_per_s:,.1f}/s"
+            + ("" if final or eta is None else f", ETA {_duration(eta)}")
+        )
+        if self.tty:
+            sys.stderr.write("\r" + text.ljust(79) + ("\n" if final else ""))
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
+
+
+@domain_errors
+def run(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Store folder (created; the same folder resumes).", show_default=False
+        ),
+    ],
+    traces: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Trace files (any supported format, read with default options).",
+            show_default=False,
+        ),
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option("--spec", help="TOML spec: [grid] axes and/or [[scenarios]] (see docs)."),
+    ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option("--seeds", help="Seed replicates: every scenario with seed 0..N-1."),
+    ] = None,
+    slo: Annotated[
+        str | None,
+        typer.Option("--slo", help="Bounds every row is judged against, e.g. ttft_p99_ms=2000."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Local worker processes (default: cores).")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="local (processes) or ray (needs simreplay[ray]).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster address (auto, ray://HOST:10001); a local Ray instance when omitted.",
+        ),
+    ] = None,
+    max_scenarios: Annotated[
+        int, typer.Option("--max-scenarios", help="Refuse specs that expand to more scenarios.")
+    ] = DEFAULT_MAX_SCENARIOS,
+    *,
+    knobs: dict[str, str],
+) -> None:
+    """Simulate every scenario of a grid and store one row per scenario under --out.
+
+    Finished scenarios are skipped, so the same command resumes a killed sweep.
+    """
+    from simulator.sweep.runner import run_sweep
+
+    axes = knobs
+    traces = traces or []
+    if address is not None and backend != "ray":
+        raise SimreplayError("--address is only used with --backend ray")
+    if spec is not None:
+        if axes:
+            first = cli_name(next(iter(axes)))
+            raise SimreplayError(f"{first}: give axes in --spec or on the command line, not both")
+        sweep = from_toml(spec, traces, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
+    else:
+        sweep = from_cli(axes, traces, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
+    if sweep.num_duplicates:
+        err.print(
+            f"note: {sweep.num_duplicates:,} repeated scenarios in the spec are run once",
+            markup=False,
+        )
+    store = ResultStore(out)
+    final = run_sweep(
+        sweep.scenarios,
+        store,
+        slo=sweep.slo,
+        workers=workers,
+        backend=backend,
+        address=address,
+        progress=_ProgressLine(),
+    )
+    err.print(
+        f"{out}: {final.done + final.skipped:,} scenarios stored ({final.skipped:,} from before); "
+        f"simulated {final.done:,} in {final.elapsed_s:.1f} s "
+        f"({final.num_infeasible:,} infeasible). See: simreplay sweep show {out}",
+        markup=False,
+    )
+
+
+app.command("run")(with_knob_options(run))
+
+#: Columns ``sweep show`` prints after the knobs that vary.
+SHOW_METRICS = (
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "tpot_p99_ms",
+    "e2e_p99_ms",
+    "throughput_rps",
+    "num_rejected",
+    "slo_met",
+    "cost_per_hour_usd",
+)
+
+
+@app.command("show")
+@domain_errors
+def show(
+    directory: Annotated[
+        Path, typer.Argument(help="The sweep's --out folder.", show_default=False)
+    ],
+    sort: Annotated[
+        str | None,
+        typer.Option("--sort", help="Column to sort by (any column of --json), e.g. ttft_p99_ms."),
+    ] = None,
+    descending: Annotated[bool, typer.Option("--desc", help="Sort largest first.")] = False,
+    seed_spread: Annotated[
+        bool,
+        typer.Option(
+            "--seed-spread",
+            help="One row per scenario over its seeds: min and max of each percentile.",
+        ),
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help='Print {"rows": [...]} with every column.')
+    ] = False,
+) -> None:
+    """Print the rows of a sweep: knobs that vary, status, key metrics, SLO, cost."""
+    table = ResultStore(directory).read()
+    rows = table.to_pylist()
+    columns = table.column_names
+    if seed_spread:
+        rows = group_seeds(rows, list(knob_types()))
+        columns = list(rows[0]) if rows else columns
+    if sort is not None:
+        if sort not in columns:
+            raise SimreplayError(f"--sort {sort!r}: no such column; columns: {', '.join(columns)}")
+        present = [r for r in rows if _sortable(r[sort])]
+        missing = [r for r in rows if not _sortable(r[sort])]
+        present.sort(key=lambda r: r[sort], reverse=descending)
+        rows = present + missing  # nulls (infeasible rows) last either way
+    else:
+        knobs = [k for k in knob_types() if not seed_spread or k != "seed"]
+        rows.sort(key=lambda r: tuple(_order_key(r[k]) for k in knobs))
+    if json_output:
+        print_json({"rows": [{k: _json_value(v) for k, v in r.items()} for r in rows]})
+        return
+    if not rows:
+        sys.stdout.write("no rows yet\n")
+        return
+    varying = [k for k in knob_types() if k in rows[0] and len({repr(r[k]) for r in rows}) > 1]
+    varying = varying or ["gpus"]
+    if seed_spread:
+        metrics = (
+            ["num_seeds"]
+            + [
+                f"{m}_{end}"
+                for m in ("ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms")
+                for end in ("min", "max")
+            ]
+            + ["slo_met", "cost_per_hour_usd"]
+        )
+    else:
+        metrics = [m for m in SHOW_METRICS if m != "slo_met" or any(r["slo"] for r in rows)]
+    headers = [*varying, "status", *metrics]
+    body = [
+        [_cell(r.get(c)) for c in varying] + [r["status"]] + [_cell(r[m]) for m in metrics]
+        for r in rows
+    ]
+    print_table(headers, body, numeric_from=len(varying) + 1)
+    infeasible = [r for r in rows if r["status"] != "ok"]
+    for r in infeasible[:5]:
+        sys.stdout.write(f"infeasible {', '.join(f'{k}={r[k]}' for k in varying)}: {r['reason']}\n")
+    if len(infeasible) > 5:
+        sys.stdout.write(f"... and {len(infeasible) - 5} more infeasible (see --json)\n")
+
+
+def _sortable(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _order_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, (int, float)):
+        return (1, value)
+    return (2, str(value))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)

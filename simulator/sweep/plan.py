@@ -1,0 +1,482 @@
+"""Capacity search: the cheapest fleet that meets an SLO, and the highest rate a fleet sustains.
+
+Cheapest configuration (``plan_cheapest``). For each GPU type and TP degree the fleet is
+``replicas x TP`` GPUs, and the search assumes that adding replicas never breaks an SLO that
+fewer replicas met (more capacity for the same traffic; a test checks the property within
+seed noise). Under that assumption the fewest replicas meeting the SLO is found by a
+galloping search (1, 2, 4, ... replicas until one meets the SLO, capped at ``--max-gpus``)
+followed by bisection: O(log(max_gpus)) simulations per (type, TP) instead of max_gpus.
+Within a GPU type, a TP degree (or a replica count) that cannot be cheaper than the best
+fleet already found for that type is not simulated. A TP degree whose weights do not fit is
+skipped after one resolution (it fails the same way at every replica count).
+
+Cost is ``num_gpus x $/GPU-hour`` from the hardware catalog or ``--price NAME=USD``. Ties
+go to fewer GPUs, then to the order of ``--gpu-types``, then to the lower TP.
+
+Highest rate (``find_max_rate``). The trace's arrival rate is scaled (``rate_scale``):
+doubling or halving from 1 until the SLO's verdict flips, then bisecting (geometrically)
+until the rate that meets the SLO and the rate that fails are within ``tolerance``
+(relative) of each other.
+
+With ``seeds > 1`` every configuration is simulated once per seed and meets the SLO only
+when every seed does; each bound reports the spread across seeds. The answer also reports
+a bootstrap confidence interval of each bounded percentile (``uncertainty``), and is
+flagged ``near_boundary`` when a bound lies inside that interval or the seeds' spread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from simulator.errors import SimreplayError
+from simulator.hardware import get_gpu, parse_gpus
+from simulator.scenario import Scenario
+from simulator.sweep.runner import summary_columns
+from simulator.sweep.uncertainty import bootstrap_percentile_ci_ms, seed_spread
+
+#: TP degrees tried when ``--tp`` is not given.
+DEFAULT_TPS = (1, 2, 4, 8)
+#: Rate scales searched by ``find_max_rate``: 2**-10 to 2**10.
+RATE_SCALE_LIMITS = (2.0**-10, 2.0**10)
+#: Flat metrics an answer reports (besides every SLO bound).
+ANSWER_METRICS = (
+    "ttft_p50_ms",
+    "ttft_p90_ms",
+    "ttft_p99_ms",
+    "tpot_p50_ms",
+    "tpot_p99_ms",
+    "itl_p99_ms",
+    "e2e_p50_ms",
+    "e2e_p99_ms",
+    "queue_p99_ms",
+    "throughput_rps",
+    "num_rejected",
+    "num_preemptions",
+)
+
+
+@dataclass
+class Evaluation:
+    """One configuration simulated (once per seed)."""
+
+    gpus: str
+    gpu_type: str
+    num_gpus: int
+    tp: int | None
+    rate_scale: float
+    cost_per_hour_usd: float
+    feasible: bool
+    reason: str | None = None
+    meets: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+    #: bound key -> worst value across seeds (ms, None when no value) and its spread.
+    bound_values_ms: dict[str, float | None] = field(default_factory=dict)
+    bound_spread: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per-request latencies (s) of seed 0, for bootstrap intervals.
+    latencies_s: dict[str, np.ndarray] = field(default_factory=dict)
+    tp_used: int | None = None
+
+
+class Simulator:
+    """Simulates configurations of one trace with memoisation, counting simulations.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Canonical trace; not mutated.
+    bounds : dict
+        Parsed SLO (``metrics.parse_slo``).
+    knobs : dict
+        ``Scenario`` fields other than ``gpus``, ``tp`` and ``seed``.
+    seeds : int
+        Replicates per configuration (seed 0..seeds-1).
+    prices : dict
+        Canonical GPU name -> $/GPU-hour overriding the catalog.
+    """
+
+    def __init__(
+        self,
+        table: pa.Table,
+        bounds: dict[str, tuple[str, int, float]],
+        knobs: dict[str, Any] | None = None,
+        *,
+        seeds: int = 1,
+        prices: dict[str, float] | None = None,
+    ) -> None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise SimreplayError(f"--seeds must be an integer >= 1, got {seeds!r}")
+        self.table = table
+        self.bounds = bounds
+        self.knobs = dict(knobs or {})
+        self.seeds = seeds
+        self.prices = dict(prices or {})
+        self.num_simulated = 0
+        self._cache: dict[tuple[str, int | None, float], Evaluation] = {}
+        self._scaled: dict[float, pa.Table] = {}
+
+    def price(self, gpu_name: str) -> float:
+        """$/GPU-hour of a canonical GPU name."""
+        return self.prices.get(gpu_name, get_gpu(gpu_name).usd_per_hour)
+
+    def evaluate(self, gpus: str, tp: int | None, rate_scale: float = 1.0) -> Evaluation:
+        """Simulate ``gpus`` at TP ``tp`` (None: chosen) on the trace scaled by ``rate_scale``."""
+        key = (gpus, tp, float(rate_scale))
+        if key in self._cache:
+            return self._cache[key]
+        from simulator.api import simulate
+
+        num_gpus, gpu = parse_gpus(gpus)
+        ev = Evaluation(
+            gpus=gpus,
+            gpu_type=gpu.name,
+            num_gpus=num_gpus,
+            tp=tp,
+            rate_scale=float(rate_scale),
+            cost_per_hour_usd=num_gpus * self.price(gpu.name),
+            feasible=True,
+        )
+        table = self._table(float(rate_scale))
+        per_seed: list[dict[str, Any]] = []
+        for seed in range(self.seeds):
+            scenario = Scenario(**{**self.knobs, "gpus": gpus, "tp": tp, "seed": seed})
+            try:
+                result = simulate(table, scenario, slo=self.bounds)
+            except SimreplayError as exc:
+                ev.feasible, ev.reason = False, str(exc)
+                break
+            self.num_simulated += 1
+            per_seed.append(result.summary)
+            if seed == 0:
+                requests = result.requests
+                completed = np.asarray(requests.column("status").to_pylist()) == "completed"
+                ev.latencies_s = {
+                    m: np.where(completed, requests.column(f"{m}_s").to_numpy(), np.nan)
+                    for m in ("ttft", "tpot", "e2e", "queue")
+                }
+        if ev.feasible:
+            flat = summary_columns(per_seed[0])
+            ev.tp_used = flat["tp_used"]
+            ev.metrics = {name: flat[name] for name in ANSWER_METRICS}
+            ev.meets = all(s["slo"]["all_met"] for s in per_seed)
+            for bound in self.bounds:
+                values = [s["slo"]["bounds"][bound]["value_ms"] for s in per_seed]
+                finite = [v for v in values if v is not None]
+                ev.bound_values_ms[bound] = max(finite) if len(finite) == len(values) else None
+                ev.bound_spread[bound] = seed_spread(values)
+        self._cache[key] = ev
+        return ev
+
+    def _table(self, rate_scale: float) -> pa.Table:
+        if rate_scale == 1.0:
+            return self.table
+        if rate_scale not in self._scaled:
+            from simulator.trace.transform import scale_rate
+
+            self._scaled[rate_scale] = scale_rate(self.table, rate_scale)
+        return self._scaled[rate_scale]
+
+
+@dataclass
+class PlanResult:
+    """What ``plan`` answers."""
+
+    answer: Evaluation | None
+    runners_up: list[Evaluation]
+    scenarios_simulated: int
+    reason: str | None = None
+    bracket: tuple[float, float] | None = None
+    tolerance: float | None = None
+    skipped: list[str] = field(default_factory=list)
+
+
+def plan_cheapest(
+    sim: Simulator,
+    gpu_types: Sequence[str],
+    *,
+    max_gpus: int,
+    tps: Sequence[int] = DEFAULT_TPS,
+    rate_scale: float = 1.0,
+    workers: int = 1,
+) -> PlanResult:
+    """The cheapest ``replicas x TP`` fleet of any GPU type that meets the SLO.
+
+    Parameters
+    ----------
+    sim : Simulator
+    gpu_types : sequence of str
+        GPU names as the user gave them (catalog names or aliases), in preference order.
+    max_gpus : int
+        Largest fleet considered.
+    tps : sequence of int
+        TP degrees tried.
+    rate_scale : float
+        Arrival-rate factor applied to the trace.
+    workers : int
+        Processes searching GPU types in parallel (the answer does not depend on it).
+
+    Returns
+    -------
+    PlanResult
+        ``answer`` None (with ``reason``) when no fleet within ``max_gpus`` meets the SLO;
+        ``runners_up``: the cheapest fleet of each other GPU type that has one, cheapest
+        first.
+    """
+    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 1:
+        raise SimreplayError(f"--max-gpus must be an integer >= 1, got {max_gpus!r}")
+    if not gpu_types:
+        raise SimreplayError("--gpu-types is empty; give at least one GPU type")
+    if not tps or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in tps):
+        raise SimreplayError(f"--tp must be integers >= 1, got {list(tps)!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
+    names = [str(name).strip() for name in gpu_types]
+    for name in names:
+        get_gpu(name)
+    tp_list = sorted(set(tps))
+    jobs = [(rank, name, tp_list, max_gpus, rate_scale) for rank, name in enumerate(names)]
+    if workers > 1 and len(jobs) > 1:
+        outcomes = _search_in_processes(sim, jobs, workers)
+    else:
+        outcomes = [_search_type(sim, *job) for job in jobs]
+    skipped: list[str] = []
+    found: list[tuple[tuple[Any, ...], Evaluation]] = []
+    for type_found, type_skipped, num_simulated in outcomes:
+        found.extend(type_found)
+        skipped.extend(type_skipped)
+        if workers > 1 and len(jobs) > 1:
+            sim.num_simulated += num_simulated
+    found.sort(key=lambda item: item[0])
+    if not found:
+        return PlanResult(
+            None,
+            [],
+            sim.num_simulated,
+            reason=(
+                f"no fleet of {', '.join(names)} with tp in {sorted(set(tps))} and at most "
+                f"{max_gpus} GPUs meets the SLO"
+            ),
+            skipped=skipped,
+        )
+    answer = found[0][1]
+    runners_up: list[Evaluation] = []
+    seen_types = {answer.gpu_type}
+    for _, ev in found[1:]:
+        if ev.gpu_type not in seen_types:
+            seen_types.add(ev.gpu_type)
+            runners_up.append(ev)
+    return PlanResult(answer, runners_up, sim.num_simulated, skipped=skipped)
+
+
+def _search_type(
+    sim: Simulator,
+    type_rank: int,
+    name: str,
+    tps: list[int],
+    max_gpus: int,
+    rate_scale: float,
+) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int]:
+    """The fleets of one GPU type meeting the SLO, each cheaper than the type's previous.
+
+    Returns ``(found, skipped, scenarios simulated here)``; ``found`` holds
+    ``(sort key, evaluation)`` with the key ``(cost, num_gpus, type_rank, tp)``.
+    """
+    before = sim.num_simulated
+    skipped: list[str] = []
+    found: list[tuple[tuple[Any, ...], Evaluation]] = []
+    best_cost = math.inf
+    price = sim.price(get_gpu(name).name)
+    for tp in tps:
+        # Only replica counts that would be strictly cheaper than this type's best.
+        limit = max_gpus // tp
+        if math.isfinite(best_cost):
+            limit = min(limit, math.ceil(best_cost / (tp * price) - 1e-9) - 1)
+        if limit < 1:
+            continue
+        hit = _fewest_replicas(sim, name, tp, limit, rate_scale, skipped)
+        if hit is not None:
+            best_cost = min(best_cost, hit.cost_per_hour_usd)
+            key = (round(hit.cost_per_hour_usd, 6), hit.num_gpus, type_rank, tp)
+            found.append((key, hit))
+    return found, skipped, sim.num_simulated - before
+
+
+_WORKER_SIM: list[Simulator] = []
+
+
+def _install_simulator(sim: Simulator) -> None:
+    _WORKER_SIM[:] = [sim]
+
+
+def _search_type_in_worker(
+    job: tuple[int, str, list[int], int, float],
+) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int]:
+    return _search_type(_WORKER_SIM[0], *job)
+
+
+def _search_in_processes(
+    sim: Simulator, jobs: list[tuple[int, str, list[int], int, float]], workers: int
+) -> list[tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int]]:
+    """Search GPU types in parallel processes (forkserver), one type per task, in order."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    fresh = Simulator(sim.table, sim.bounds, sim.knobs, seeds=sim.seeds, prices=sim.prices)
+    with cf.ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)),
+        mp_context=multiprocessing.get_context(method),
+        initializer=_install_simulator,
+        initargs=(fresh,),
+    ) as pool:
+        return list(pool.map(_search_type_in_worker, jobs))
+
+
+def _fewest_replicas(
+    sim: Simulator, name: str, tp: int, limit: int, rate_scale: float, skipped: list[str]
+) -> Evaluation | None:
+    """Fewest replicas in 1..limit meeting the SLO (monotone in replicas), or None."""
+
+    def probe(replicas: int) -> Evaluation:
+        return sim.evaluate(f"{replicas * tp}x{name}", tp, rate_scale)
+
+    first = probe(1)
+    if not first.feasible:
+        skipped.append(f"{name} tp={tp}: {first.reason}")
+        return None
+    if first.meets:
+        return first
+    fails, meets = 1, None
+    replicas = 1
+    while meets is None and replicas < limit:
+        replicas = min(replicas * 2, limit)
+        ev = probe(replicas)
+        if not ev.feasible:  # pragma: no cover - resolution does not depend on replicas
+            skipped.append(f"{name} tp={tp}: {ev.reason}")
+            return None
+        if ev.meets:
+            meets = replicas
+        else:
+            fails = replicas
+    if meets is None:
+        return None
+    while meets - fails > 1:
+        mid = (fails + meets) // 2
+        if probe(mid).meets:
+            meets = mid
+        else:
+            fails = mid
+    return probe(meets)
+
+
+def find_max_rate(
+    sim: Simulator, gpus: str, *, tp: int | None = None, tolerance: float = 0.02
+) -> PlanResult:
+    """The highest rate scale at which the fleet ``gpus`` meets the SLO.
+
+    Parameters
+    ----------
+    sim : Simulator
+    gpus : str
+        ``NxNAME``.
+    tp : int, optional
+        TP degree; chosen when None.
+    tolerance : float
+        Relative width of the final bracket: the answer meets the SLO at ``rate_scale``
+        and fails at ``fails_at_rate_scale`` <= ``rate_scale * (1 + tolerance)``.
+
+    Returns
+    -------
+    PlanResult
+        ``answer`` None (with ``reason``) when even ``2**-10`` fails, or the fleet does not
+        resolve; ``bracket`` = (meets, fails); fails is ``inf`` when ``2**10`` still meets.
+    """
+    if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 1):
+        raise SimreplayError(f"--tolerance must be in (0, 1), got {tolerance!r}")
+    low_limit, high_limit = RATE_SCALE_LIMITS
+    start = sim.evaluate(gpus, tp, 1.0)
+    if not start.feasible:
+        return PlanResult(None, [], sim.num_simulated, reason=start.reason)
+    if start.meets:
+        meets, fails = 1.0, None
+        while fails is None:
+            if meets * 2 > high_limit:
+                answer = sim.evaluate(gpus, tp, meets)
+                return PlanResult(
+                    answer, [], sim.num_simulated, bracket=(meets, math.inf), tolerance=tolerance
+                )
+            if sim.evaluate(gpus, tp, meets * 2).meets:
+                meets *= 2
+            else:
+                fails = meets * 2
+    else:
+        meets, fails = None, 1.0
+        while meets is None:
+            if fails / 2 < low_limit:
+                return PlanResult(
+                    None,
+                    [],
+                    sim.num_simulated,
+                    reason=f"{gpus} misses the SLO even at rate scale {low_limit:g}",
+                )
+            if sim.evaluate(gpus, tp, fails / 2).meets:
+                meets = fails / 2
+            else:
+                fails /= 2
+    while fails > meets * (1 + tolerance):
+        mid = math.sqrt(meets * fails)
+        if sim.evaluate(gpus, tp, mid).meets:
+            meets = mid
+        else:
+            fails = mid
+    return PlanResult(
+        sim.evaluate(gpus, tp, meets),
+        [],
+        sim.num_simulated,
+        bracket=(meets, fails),
+        tolerance=tolerance,
+    )
+
+
+def describe(ev: Evaluation, sim: Simulator, *, bootstrap: bool) -> dict[str, Any]:
+    """The JSON object of one fleet: identity, cost, metrics and the margin to each bound."""
+    slo: dict[str, Any] = {}
+    near = False
+    for key, (metric, percentile, bound_ms) in sim.bounds.items():
+        value = ev.bound_values_ms.get(key)
+        entry: dict[str, Any] = {
+            "bound_ms": bound_ms,
+            "value_ms": value,
+            "margin_ms": None if value is None else bound_ms - value,
+            "margin_pct": None if value is None else (bound_ms - value) / bound_ms * 100.0,
+        }
+        spread = ev.bound_spread.get(key)
+        if sim.seeds > 1 and spread is not None:
+            entry["seed_spread"] = spread
+            if spread["min_ms"] is not None and spread["min_ms"] <= bound_ms < spread["max_ms"]:
+                near = True
+        if bootstrap and ev.latencies_s:
+            ci = bootstrap_percentile_ci_ms(ev.latencies_s[metric], percentile)
+            entry["ci95_ms"] = None if ci is None else list(ci)
+            if ci is not None and ci[0] <= bound_ms <= ci[1]:
+                near = True
+        slo[key] = entry
+    out: dict[str, Any] = {
+        "gpus": ev.gpus,
+        "gpu_type": ev.gpu_type,
+        "num_gpus": ev.num_gpus,
+        "tp": ev.tp_used,
+        "num_replicas": None if ev.tp_used is None else ev.num_gpus // ev.tp_used,
+        "cost_per_hour_usd": ev.cost_per_hour_usd,
+        "rate_scale": ev.rate_scale,
+        "metrics": ev.metrics,
+        "slo": slo,
+    }
+    if bootstrap:
+        out["near_boundary"] = near
+    return out

@@ -1,0 +1,376 @@
+"""Run the scenarios of a sweep on local processes or Ray and store one row per scenario.
+
+Each scenario is independent. Workers load every trace of the sweep once (an executor
+initializer locally; a per-process cache on Ray), simulate the scenarios sent to them and
+return rows; the driver writes each row atomically as it arrives (``store.ResultStore``),
+so whatever was finished before a kill is kept and the rest is redone on restart.
+
+Local workers are started with ``forkserver`` (``spawn`` where it is missing): a script that
+calls ``run_sweep`` with more than one worker must guard its entry point with
+``if __name__ == "__main__":``, as ``multiprocessing`` requires.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from simulator.errors import SimreplayError
+from simulator.hardware import parse_gpus
+from simulator.metrics import parse_slo
+from simulator.scenario import Scenario
+from simulator.sweep.spec import scenario_knobs
+from simulator.sweep.store import (
+    LATENCY_METRICS,
+    LATENCY_STATS,
+    RESULT_COLUMNS,
+    ResultStore,
+    file_sha256,
+    scenario_key,
+)
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One scenario to simulate: its key, knobs and the SLO text (or None)."""
+
+    key: str
+    knobs: dict[str, Any]
+    trace_sha256: str
+    slo: str | None
+
+
+@dataclass
+class Progress:
+    """What a progress callback is told after each scenario."""
+
+    done: int
+    total: int
+    skipped: int
+    elapsed_s: float
+    num_infeasible: int = 0
+
+    @property
+    def rate_per_s(self) -> float:
+        """Scenarios simulated per second in this run (skipped ones excluded)."""
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the current rate, None before the first scenario."""
+        rate = self.rate_per_s
+        return (self.total - self.done) / rate if rate > 0 else None
+
+
+def plan_tasks(
+    scenarios: list[dict[str, Any]], slo: str | None
+) -> tuple[list[Task], dict[str, str]]:
+    """Key every scenario (hashing each trace file once); drop scenarios with equal keys.
+
+    Returns
+    -------
+    tasks : list of Task
+        In the order of ``scenarios``, without repeats.
+    traces : dict
+        Trace path -> content SHA-256.
+    """
+    hashes: dict[str, str] = {}
+    for path in dict.fromkeys(s["trace"] for s in scenarios):
+        try:
+            hashes[path] = file_sha256(path)
+        except OSError as exc:
+            raise SimreplayError(f"trace {path}: cannot read: {exc}") from None
+    tasks: dict[str, Task] = {}
+    for knobs in scenarios:
+        sha = hashes[knobs["trace"]]
+        key = scenario_key(knobs, sha)
+        tasks.setdefault(key, Task(key, knobs, sha, slo))
+    return list(tasks.values()), hashes
+
+
+# --- evaluating one scenario --------------------------------------------------------------
+
+_TRACES: dict[str, pa.Table] = {}
+
+
+def load_traces(paths: Iterable[str]) -> dict[str, pa.Table]:
+    """Load each trace into this process's cache (once) and return the cache."""
+    from simulator.trace.importer import load_trace
+
+    for path in paths:
+        if path not in _TRACES:
+            _TRACES[path] = load_trace(path)
+    return _TRACES
+
+
+def _install_traces(tables: dict[str, pa.Table]) -> None:
+    """Worker initializer: keep the driver's parsed traces (no re-parsing per worker)."""
+    _TRACES.update(tables)
+
+
+def evaluate(task: Task, table: pa.Table | None = None) -> dict[str, Any]:
+    """Simulate one scenario and return its row (``store`` module docstring).
+
+    ``table`` is the scenario's trace; when None it comes from this process's cache
+    (``load_traces``). A ``SimreplayError`` while resolving or simulating makes an
+    ``infeasible`` row with its reason; any other exception is a bug and propagates.
+    """
+    from simulator.api import simulate
+    from simulator.trace.transform import scale_rate
+
+    knobs = task.knobs
+    if table is None:
+        load_traces([knobs["trace"]])
+        table = _TRACES[knobs["trace"]]
+    row: dict[str, Any] = dict(knobs)
+    row.update(dict.fromkeys(RESULT_COLUMNS))
+    row.update(scenario_key=task.key, trace_sha256=task.trace_sha256, slo=task.slo)
+    num_gpus, gpu = parse_gpus(knobs["gpus"])
+    row.update(gpu_type=gpu.name, num_gpus=num_gpus, cost_per_hour_usd=num_gpus * gpu.usd_per_hour)
+    scenario = Scenario(**{name: knobs[name] for name in scenario_knobs()})
+    try:
+        if knobs["rate_scale"] != 1.0:
+            table = scale_rate(table, knobs["rate_scale"])
+        result = simulate(table, scenario, slo=parse_slo(task.slo) if task.slo else None)
+    except SimreplayError as exc:
+        row.update(status="infeasible", reason=str(exc))
+        return row
+    row.update(summary_columns(result.summary))
+    row.update(status="ok")
+    return row
+
+
+def summary_columns(summary: dict[str, Any]) -> dict[str, Any]:
+    """The flat result columns of one ``Result.summary``."""
+    scenario = summary["scenario"]
+    flat: dict[str, Any] = {
+        "gpu_type": scenario["gpu"],
+        "num_gpus": scenario["num_gpus"],
+        "tp_used": scenario["tp"],
+        "num_replicas": scenario["num_replicas"],
+        "cost_per_hour_usd": scenario["cost_per_hour_usd"],
+        "step_time_source": scenario["calibration"],
+    }
+    for name in (
+        "num_requests",
+        "num_completed",
+        "num_rejected",
+        "num_preemptions",
+        "makespan_s",
+        "throughput_rps",
+        "output_tokens_per_s",
+        "backlog_at_last_arrival",
+    ):
+        flat[name] = summary[name]
+    for metric in LATENCY_METRICS:
+        for stat in LATENCY_STATS:
+            flat[f"{metric}_{stat}_ms"] = summary[f"{metric}_ms"][stat]
+    flat["kv_peak_fraction"] = summary["kv_cache"]["peak_fraction"]
+    flat["kv_mean_fraction"] = summary["kv_cache"]["mean_fraction"]
+    slo = summary.get("slo")
+    if slo is not None:
+        flat["slo_met"] = slo["all_met"]
+        flat["slo_attainment"] = slo["attainment_all"]
+        flat["goodput_rps"] = slo["goodput_rps"]
+    return flat
+
+
+# --- backends -----------------------------------------------------------------------------
+
+
+def default_workers() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _local(tasks: list[Task], traces: list[str], workers: int) -> Iterator[dict[str, Any]]:
+    tables = load_traces(traces)
+    if workers == 1:
+        for task in tasks:
+            yield evaluate(task)
+        return
+    # forkserver: no fork of a process that may hold numba or thread state.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    with cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_install_traces,
+        initargs=({path: tables[path] for path in traces},),
+    ) as pool:
+        pending = {pool.submit(evaluate, task) for task in tasks}
+        try:
+            for future in cf.as_completed(pending):
+                yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def check_ray(address: str | None) -> Any:
+    """Import ray and connect (``address``) or start a local instance; return the module.
+
+    Raises
+    ------
+    SimreplayError
+        When ray is not installed or the cluster cannot be reached.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise SimreplayError("--backend ray needs ray: pip install 'simreplay[ray]'") from None
+    if not ray.is_initialized():
+        if address not in (None, "auto", "local"):
+            _check_reachable(address)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError, ...
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise SimreplayError(f"--address {address}: cannot reach Ray: {first}") from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes of Ray's retries, when nothing listens at ``address``."""
+    host_port = address.removeprefix("ray://")
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise SimreplayError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5.0):
+            pass
+    except OSError as exc:
+        raise SimreplayError(f"--address {address}: cannot reach Ray: {exc}") from None
+
+
+def _evaluate_on_ray(task: Task, table_ref: Any) -> dict[str, Any]:
+    # Ray resolves a top-level ObjectRef argument to the table (zero-copy from the object
+    # store), and a worker process keeps it; nothing is re-read from disk per scenario.
+    return evaluate(task, table_ref)
+
+
+def _ray(tasks: list[Task], traces: list[str], address: str | None) -> Iterator[dict[str, Any]]:
+    ray = check_ray(address)
+    from simulator.trace.importer import load_trace
+
+    refs = {path: ray.put(load_trace(path)) for path in traces}
+    remote = ray.remote(num_cpus=1)(_evaluate_on_ray)
+    pending = [remote.remote(task, refs[task.knobs["trace"]]) for task in tasks]
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                yield ray.get(ref)
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+
+
+def run_sweep(
+    scenarios: list[dict[str, Any]],
+    store: ResultStore,
+    *,
+    slo: str | None,
+    workers: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> Progress:
+    """Simulate every scenario not already in ``store`` and write its row.
+
+    Parameters
+    ----------
+    scenarios : list of dict
+        From ``SweepSpec.scenarios``.
+    store : ResultStore
+        Where rows go; ``prepare`` is called here before anything is written.
+    slo : str or None
+        SLO text every row is judged against.
+    workers : int, optional
+        Local processes (default: the cores this process may use).
+    backend : str
+        ``local`` or ``ray``.
+    address : str, optional
+        Ray cluster address (``auto``, ``ray://host:10001``); a local instance when None.
+    progress : callable, optional
+        Called after each scenario, and once before the first.
+
+    Returns
+    -------
+    Progress
+        The final count: ``done`` simulated now, ``skipped`` found finished.
+    """
+    if backend not in BACKENDS:
+        raise SimreplayError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    workers = default_workers() if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
+    store.prepare(slo)
+    tasks, _ = plan_tasks(scenarios, slo)
+    done_keys = store.done_keys()
+    todo = [t for t in tasks if t.key not in done_keys]
+    ray_started_here = False
+    if backend == "ray" and todo:
+        ray_started_here = not _ray_initialized()
+        check_ray(address)
+    try:
+        return _run(todo, len(tasks) - len(todo), store, slo, workers, backend, address, progress)
+    finally:
+        if ray_started_here:
+            import ray
+
+            ray.shutdown()
+
+
+def _ray_initialized() -> bool:
+    try:
+        import ray
+    except ImportError:
+        return False
+    return bool(ray.is_initialized())
+
+
+def _run(
+    todo: list[Task],
+    skipped: int,
+    store: ResultStore,
+    slo: str | None,
+    workers: int,
+    backend: str,
+    address: str | None,
+    progress: Callable[[Progress], None] | None,
+) -> Progress:
+    store.create(slo)
+    started = time.perf_counter()
+    state = Progress(0, len(todo), skipped, 0.0)
+    if progress is not None:
+        progress(state)
+    if not todo:
+        return state
+    traces = list(dict.fromkeys(t.knobs["trace"] for t in todo))
+    rows = (
+        _ray(todo, traces, address)
+        if backend == "ray"
+        else _local(todo, traces, min(workers, len(todo)))
+    )
+    for row in rows:
+        store.write_row(row)
+        state.done += 1
+        state.num_infeasible += row["status"] == "infeasible"
+        state.elapsed_s = time.perf_counter() - started
+        if progress is not None:
+            progress(state)
+    return state

@@ -1,0 +1,377 @@
+"""What a sweep simulates: axes over scenario knobs, expanded to a list of scenarios.
+
+The knobs are every field of ``simulator.scenario.Scenario`` (read with
+``dataclasses.fields``, so a knob added there is a sweep axis with no change here), plus two
+that act on the trace: ``rate_scale`` (arrivals sped up by this factor, as
+``simreplay trace transform --rate-scale`` does) and ``trace`` (a trace file).
+
+A spec comes from command-line comma lists (``--gpus 2xH100,4xH100 --rate-scale 1,2``) or a
+TOML file (Python's ``tomllib``)::
+
+    traces = ["traces/chat-1h.parquet"]   # or the positional TRACE arguments
+    slo = "ttft_p99_ms=2000,tpot_p99_ms=80"
+    seeds = 3                              # seed replicates: seed = 0, 1, 2
+
+    [grid]                                 # full product of every axis
+    gpus = ["2xH100", "4xH100"]
+    rate_scale = [0.5, 1, 2]
+    model = "llama-3.1-8b"                 # a scalar is a one-value axis
+
+    [[scenarios]]                          # and/or an explicit list, each one scenario
+    gpus = "8xA100"
+    tp = 4
+
+Explicit scenarios are added to the grid product; a knob they leave out takes the value of a
+one-value grid axis when there is one, else the ``Scenario`` default. Optional knobs take
+``none`` for None; numeric ones (``tp: int | None``) also ``auto``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simulator.checks import format_number
+from simulator.engine.state import ROUTERS, SCHEDULERS
+from simulator.errors import SimreplayError
+from simulator.hardware import parse_gpus
+from simulator.metrics import parse_slo
+from simulator.models import get_model
+from simulator.scenario import Scenario
+
+#: Sweeps at most this many scenarios unless ``--max-scenarios`` says otherwise.
+DEFAULT_MAX_SCENARIOS = 10_000
+
+#: Knobs that transform the trace rather than the deployment.
+TRACE_KNOBS = ("rate_scale", "trace")
+
+
+def scenario_knobs() -> dict[str, Any]:
+    """Every ``Scenario`` field name -> its resolved type annotation, in declaration order."""
+    hints = typing.get_type_hints(Scenario)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Scenario)}
+
+
+def knob_types() -> dict[str, Any]:
+    """Every sweep knob -> its type: the ``Scenario`` fields, then ``rate_scale``, ``trace``."""
+    return {**scenario_knobs(), "rate_scale": float, "trace": str}
+
+
+def knob_defaults() -> dict[str, Any]:
+    """Every sweep knob -> the value used when no axis names it."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Scenario)}
+    return {**defaults, "rate_scale": 1.0}
+
+
+def cli_name(knob: str) -> str:
+    """``max_num_seqs`` -> ``--max-num-seqs``."""
+    return "--" + knob.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated, expanded sweep.
+
+    Attributes
+    ----------
+    scenarios : list of dict
+        One dict per scenario: every knob of ``knob_types()`` -> its value (coerced to the
+        knob's type), in a stable order: grid product first (axes varying fastest last),
+        then the explicit scenarios, each repeated once per seed.
+    axes : list of str
+        Knobs that take more than one value, in knob order (the columns worth showing).
+    slo : str or None
+        The SLO text, parsed once to check it.
+    num_duplicates : int
+        Scenarios dropped because an identical one came earlier.
+    """
+
+    scenarios: list[dict[str, Any]]
+    axes: list[str]
+    slo: str | None
+    num_duplicates: int
+
+
+def coerce(knob: str, value: Any, where: str) -> Any:
+    """Coerce one value given for ``knob`` (text from the CLI, or a TOML value) to its type.
+
+    Raises
+    ------
+    SimreplayError
+        Naming ``where`` (the option or TOML key), the value, and the expected type.
+    """
+    kind = knob_types()[knob]
+    optional = False
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(kind))
+        kind = args[0] if len(args) == 1 else str
+    text = value.strip() if isinstance(value, str) else None
+    # "none" means None for any optional knob; "auto" only where it cannot be a real value.
+    nulls = ("none", "auto") if kind in (int, float) else ("none",)
+    if optional and text is not None and text.lower() in nulls:
+        return None
+
+    def fail(expected: str) -> SimreplayError:
+        return SimreplayError(f"{where}: {value!r} is not {expected}")
+
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if text is not None and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise fail("true or false")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if text is not None:
+            try:
+                return int(text)
+            except ValueError:
+                pass
+        raise fail("a whole number" + (" or auto" if optional else ""))
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif text is not None:
+            try:
+                number = float(text)
+            except ValueError:
+                raise fail("a number") from None
+        else:
+            raise fail("a number")
+        if not math.isfinite(number):
+            raise fail("a finite number")
+        return number
+    if text is None or not text:
+        raise fail("a non-empty string")
+    return text
+
+
+def split_list(text: str, option: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; an empty item or list is an error."""
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise SimreplayError(f"{option} {text!r}: empty value in the comma list")
+    return items
+
+
+def from_cli(
+    axes: dict[str, str],
+    traces: list[Path],
+    *,
+    seeds: int | None,
+    slo: str | None,
+    max_scenarios: int = DEFAULT_MAX_SCENARIOS,
+) -> SweepSpec:
+    """Build a spec from command-line comma lists: knob name -> text as typed."""
+    values: dict[str, list[Any]] = {}
+    for knob, text in axes.items():
+        option = cli_name(knob)
+        values[knob] = [coerce(knob, item, option) for item in split_list(text, option)]
+    if traces:
+        values["trace"] = [str(path) for path in traces]
+    return expand(values, [], seeds=seeds, slo=slo, max_scenarios=max_scenarios)
+
+
+def from_toml(
+    path: Path,
+    traces: list[Path],
+    *,
+    seeds: int | None,
+    slo: str | None,
+    max_scenarios: int = DEFAULT_MAX_SCENARIOS,
+) -> SweepSpec:
+    """Build a spec from a TOML file (module docstring); CLI ``seeds``/``slo`` win when given.
+
+    Trace paths in the file are relative to the file's folder.
+    """
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SimreplayError(f"--spec {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimreplayError(f"--spec {path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SimreplayError(f"--spec {path}: not valid TOML: {exc}") from None
+    allowed = {"grid", "scenarios", "traces", "slo", "seeds"}
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise SimreplayError(
+            f"--spec {path}: unknown top-level key {unknown[0]!r}; expected {sorted(allowed)}"
+        )
+    grid = doc.get("grid", {})
+    if not isinstance(grid, dict):
+        raise SimreplayError(f"--spec {path}: [grid] must be a table of knob = [values]")
+    values: dict[str, list[Any]] = {}
+    for knob, raw in grid.items():
+        where = f"--spec {path}: grid.{knob}"
+        _check_knob(knob, where)
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            raise SimreplayError(f"{where}: empty axis; give at least one value")
+        values[knob] = [_toml_value(knob, item, where, path) for item in items]
+    explicit_raw = doc.get("scenarios", [])
+    if not isinstance(explicit_raw, list) or not all(isinstance(s, dict) for s in explicit_raw):
+        raise SimreplayError(f"--spec {path}: scenarios must be an array of tables [[scenarios]]")
+    explicit = []
+    for i, entry in enumerate(explicit_raw):
+        knobs = {}
+        for knob, raw in entry.items():
+            where = f"--spec {path}: scenarios[{i}].{knob}"
+            _check_knob(knob, where)
+            if isinstance(raw, list):
+                raise SimreplayError(f"{where}: one value per explicit scenario, got a list")
+            knobs[knob] = _toml_value(knob, raw, where, path)
+        explicit.append(knobs)
+    if not values and not explicit:
+        raise SimreplayError(
+            f"--spec {path}: the spec expands to zero scenarios (no [grid] axis, no [[scenarios]])"
+        )
+    file_traces = doc.get("traces", [])
+    if isinstance(file_traces, str):
+        file_traces = [file_traces]
+    if file_traces:
+        if traces:
+            raise SimreplayError(
+                f"--spec {path} names traces; give trace files there or on the command line"
+            )
+        if "trace" in values:
+            raise SimreplayError(f"--spec {path}: give traces or grid.trace, not both")
+        values["trace"] = [
+            _toml_value("trace", t, f"--spec {path}: traces", path) for t in file_traces
+        ]
+    elif traces:
+        if "trace" in values:
+            raise SimreplayError(
+                f"--spec {path} has grid.trace; do not also give trace files on the command line"
+            )
+        values["trace"] = [str(t) for t in traces]
+    if seeds is None and "seeds" in doc:
+        seeds = doc["seeds"]
+        if isinstance(seeds, bool) or not isinstance(seeds, int):
+            raise SimreplayError(f"--spec {path}: seeds must be a whole number, got {seeds!r}")
+    if slo is None and "slo" in doc:
+        slo = doc["slo"]
+        if not isinstance(slo, str):
+            raise SimreplayError(f"--spec {path}: slo must be a string like 'ttft_p99_ms=2000'")
+    return expand(values, explicit, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
+
+
+def _check_knob(knob: str, where: str) -> None:
+    if knob not in knob_types():
+        raise SimreplayError(f"{where}: unknown knob; known: {', '.join(knob_types())}")
+
+
+def _toml_value(knob: str, value: Any, where: str, spec_path: Path) -> Any:
+    value = coerce(knob, value, where)
+    if knob == "trace":
+        trace = Path(value)
+        value = str(trace if trace.is_absolute() else spec_path.parent / trace)
+    return value
+
+
+def expand(
+    grid: dict[str, list[Any]],
+    explicit: list[dict[str, Any]],
+    *,
+    seeds: int | None,
+    slo: str | None,
+    max_scenarios: int = DEFAULT_MAX_SCENARIOS,
+) -> SweepSpec:
+    """Expand grid axes and explicit scenarios into a checked list of scenarios.
+
+    Raises
+    ------
+    SimreplayError
+        For an empty axis, no trace, seed options that clash, zero scenarios or more than
+        ``max_scenarios``, an unknown GPU, model, scheduler or router, a missing trace file,
+        or an unreadable SLO.
+    """
+    if isinstance(max_scenarios, bool) or not isinstance(max_scenarios, int) or max_scenarios < 1:
+        raise SimreplayError(f"--max-scenarios must be an integer >= 1, got {max_scenarios!r}")
+    for knob, items in grid.items():
+        if not items:
+            raise SimreplayError(f"{cli_name(knob)}: empty axis; give at least one value")
+    if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise SimreplayError(f"--seeds must be an integer >= 1, got {seeds!r}")
+        if "seed" in grid or any("seed" in s for s in explicit):
+            raise SimreplayError("give --seeds N or a seed axis, not both")
+    if slo is not None:
+        parse_slo(slo)
+    if "trace" not in grid and not all("trace" in s for s in explicit or [{}]):
+        raise SimreplayError("no trace: give trace files (TRACE arguments or traces in --spec)")
+
+    grid = dict(grid)
+    traces = grid.pop("trace", [])
+    # A grid of one-value axes beside explicit scenarios only sets their defaults.
+    use_grid = not explicit or any(len(v) > 1 for v in grid.values())
+    num_points = (math.prod(len(v) for v in grid.values()) if use_grid else 0) + len(explicit)
+    num_traced = sum(1 for s in explicit if "trace" in s)
+    total = (num_points * max(len(traces), 1) - num_traced * (max(len(traces), 1) - 1)) * (
+        seeds or 1
+    )
+    if total == 0:
+        raise SimreplayError("the spec expands to zero scenarios")
+    if total > max_scenarios:
+        raise SimreplayError(
+            f"the spec expands to {total:,} scenarios, more than --max-scenarios "
+            f"{max_scenarios:,}; narrow the axes or raise --max-scenarios"
+        )
+
+    order = list(knob_types())
+    base = {**knob_defaults(), **{k: v[0] for k, v in grid.items() if len(v) == 1}}
+    points: list[dict[str, Any]] = []
+    if use_grid:
+        names = [k for k in order if k in grid]
+        for combo in itertools.product(*(grid[k] for k in names)):
+            points.append({**base, **dict(zip(names, combo, strict=True))})
+    points.extend({**base, **knobs} for knobs in explicit)
+    points = [
+        q for p in points for q in ([p] if "trace" in p else [{**p, "trace": t} for t in traces])
+    ]
+    if seeds is not None:
+        points = [{**p, "seed": s} for p in points for s in range(seeds)]
+    points = [{k: p[k] for k in order} for p in points]
+
+    unique: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for p in points:
+        marker = repr(sorted(p.items()))
+        if marker not in seen:
+            seen.add(marker)
+            unique.append(p)
+    check_names(unique)
+    axes = [k for k in order if len({repr(p[k]) for p in unique}) > 1]
+    return SweepSpec(unique, axes, slo, len(points) - len(unique))
+
+
+def check_names(points: list[dict[str, Any]]) -> None:
+    """Fail early on a name no scenario could use (a typo), before anything is written."""
+    for gpus in sorted({p["gpus"] for p in points}):
+        parse_gpus(gpus)
+    for model in sorted({p["model"] for p in points}):
+        get_model(model)
+    for scheduler in sorted({p["scheduler"] for p in points}):
+        if scheduler not in SCHEDULERS:
+            raise SimreplayError(
+                f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}"
+            )
+    for router in sorted({p["router"] for p in points}):
+        if router not in ROUTERS:
+            raise SimreplayError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
+    for p in points:
+        if not (math.isfinite(p["rate_scale"]) and p["rate_scale"] > 0):
+            raise SimreplayError(f"--rate-scale must be > 0, got {format_number(p['rate_scale'])}")
+    for trace in sorted({p["trace"] for p in points}):
+        if not Path(trace).is_file():
+            raise SimreplayError(f"trace {trace}: no such file")

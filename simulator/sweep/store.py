@@ -1,0 +1,237 @@
+"""The sweep's result store: a parquet dataset, one file per finished scenario.
+
+Layout of ``--out DIR``::
+
+    DIR/sweep.json                 what the rows mean: store format, SLO (written first)
+    DIR/rows/<key>.parquet         one row: the scenario's knobs, status, metrics
+
+Each row file is written to a temporary name and renamed into place (``simulator.io``), so
+a file is either absent or complete; a sweep killed at any point leaves at most hidden
+``.*.tmp`` files, which the next run removes. A scenario is done exactly when its file
+exists, so a restarted sweep skips it, and no scenario can have two rows: the file name is
+the scenario's key.
+
+The key is the SHA-256 of the scenario's knobs (as coerced to their types), the trace's
+*content* hash (SHA-256 of the file's bytes: a trace moved or touched keeps its results, a
+trace rewritten with other requests does not), and the simreplay version.
+
+Row columns (``sweep show --json`` prints the same names):
+
+| column | type | meaning |
+|---|---|---|
+| each knob (`gpus`, `tp`, ..., `rate_scale`, `trace`) | its type | as given; null: default |
+| `scenario_key` | string | the key above (hex) |
+| `trace_sha256` | string | content hash of the trace file |
+| `status` | string | `ok`, or `infeasible` (cannot be resolved: weights do not fit, ...) |
+| `reason` | string | why it is infeasible; null when ok |
+| `gpu_type`, `num_gpus` | string, int64 | the GPU catalog name and count |
+| `tp_used`, `num_replicas` | int64 | the TP degree used (chosen when `tp` is null) and replicas |
+| `cost_per_hour_usd` | float64 | catalog price x GPUs |
+| `step_time_source` | string | where step times came from (roofline or a calibration) |
+| `num_requests`, `num_completed`, `num_rejected`, `num_preemptions` | int64 | counts |
+| `makespan_s`, `throughput_rps`, `output_tokens_per_s` | float64 | totals |
+| `{ttft,tpot,itl,e2e,queue}_{mean,p50,p90,p95,p99,max}_ms` | float64 | latency statistics |
+| `kv_peak_fraction`, `kv_mean_fraction` | float64 | KV cache use |
+| `backlog_at_last_arrival` | int64 | requests not started when the last one arrived |
+| `slo` | string | the SLO the row was judged against; null without one |
+| `slo_met` | bool | every bound met; null without an SLO or when infeasible |
+| `slo_attainment`, `goodput_rps` | float64 | share of requests meeting every bound; their rate |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from simulator import __version__
+from simulator.errors import SimreplayError
+from simulator.io import write_parquet_atomic, write_text_atomic
+from simulator.sweep.spec import knob_types
+
+STORE_FORMAT_VERSION = 1
+LATENCY_METRICS = ("ttft", "tpot", "itl", "e2e", "queue")
+LATENCY_STATS = ("mean", "p50", "p90", "p95", "p99", "max")
+
+#: Result columns after the knobs: name -> arrow type.
+RESULT_COLUMNS: dict[str, pa.DataType] = {
+    "scenario_key": pa.string(),
+    "trace_sha256": pa.string(),
+    "status": pa.string(),
+    "reason": pa.string(),
+    "gpu_type": pa.string(),
+    "num_gpus": pa.int64(),
+    "tp_used": pa.int64(),
+    "num_replicas": pa.int64(),
+    "cost_per_hour_usd": pa.float64(),
+    "step_time_source": pa.string(),
+    "num_requests": pa.int64(),
+    "num_completed": pa.int64(),
+    "num_rejected": pa.int64(),
+    "num_preemptions": pa.int64(),
+    "makespan_s": pa.float64(),
+    "throughput_rps": pa.float64(),
+    "output_tokens_per_s": pa.float64(),
+    **{f"{m}_{s}_ms": pa.float64() for m in LATENCY_METRICS for s in LATENCY_STATS},
+    "kv_peak_fraction": pa.float64(),
+    "kv_mean_fraction": pa.float64(),
+    "backlog_at_last_arrival": pa.int64(),
+    "slo": pa.string(),
+    "slo_met": pa.bool_(),
+    "slo_attainment": pa.float64(),
+    "goodput_rps": pa.float64(),
+}
+
+
+def _arrow_type(kind: Any) -> pa.DataType:
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = args[0] if len(args) == 1 else str
+    return {bool: pa.bool_(), int: pa.int64(), float: pa.float64()}.get(kind, pa.string())
+
+
+def row_schema() -> pa.Schema:
+    """The schema of every row file: knob columns, then ``RESULT_COLUMNS``."""
+    knobs = [pa.field(name, _arrow_type(kind)) for name, kind in knob_types().items()]
+    results = [pa.field(name, kind) for name, kind in RESULT_COLUMNS.items()]
+    return pa.schema(
+        knobs + results,
+        metadata={
+            b"simreplay.kind": b"sweep-row",
+            b"simreplay.format_version": str(STORE_FORMAT_VERSION).encode(),
+        },
+    )
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def scenario_key(knobs: dict[str, Any], trace_sha256: str) -> str:
+    """The stable key of a scenario: knobs (trace path excluded) + trace content + version."""
+    payload = {k: v for k, v in sorted(knobs.items()) if k != "trace"}
+    payload["trace_sha256"] = trace_sha256
+    payload["simreplay_version"] = __version__
+    text = json.dumps(payload, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class ResultStore:
+    """Rows of one sweep under ``root``; see the module docstring for the layout."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.rows_dir = self.root / "rows"
+
+    def prepare(self, slo: str | None) -> None:
+        """Check ``root`` can hold this sweep, create it, and remove leftovers of a kill.
+
+        Raises
+        ------
+        SimreplayError
+            When ``root`` is a file, its parent is missing, or it holds rows judged against
+            another SLO (their ``slo_met`` would mean something else).
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise SimreplayError(f"--out {self.root}: exists and is not a directory")
+        if not self.root.parent.is_dir():
+            raise SimreplayError(
+                f"--out {self.root}: parent directory {self.root.parent} is missing"
+            )
+        manifest = self.read_manifest()
+        if manifest is not None and manifest.get("slo") != slo:
+            raise SimreplayError(
+                f"--out {self.root} holds a sweep with --slo {manifest.get('slo')!r}, not "
+                f"{slo!r}; use another --out or the same --slo"
+            )
+        self.check_compatible()
+
+    def create(self, slo: str | None) -> None:
+        """Create the folders and manifest (after ``prepare``), and remove stale temp files."""
+        self.rows_dir.mkdir(parents=True, exist_ok=True)
+        if self.read_manifest() is None:
+            write_text_atomic(
+                json.dumps(
+                    {"kind": "simreplay-sweep", "format_version": STORE_FORMAT_VERSION, "slo": slo},
+                    indent=2,
+                )
+                + "\n",
+                self.root / "sweep.json",
+            )
+        for stale in self.rows_dir.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        """``sweep.json`` as a dict, or None when there is none yet."""
+        path = self.root / "sweep.json"
+        if not path.is_file():
+            return None
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SimreplayError(f"{path}: not a readable sweep manifest: {exc}") from None
+        if not isinstance(manifest, dict) or manifest.get("kind") != "simreplay-sweep":
+            raise SimreplayError(f"{path}: not a simreplay sweep manifest")
+        return manifest
+
+    def check_compatible(self) -> None:
+        """Fail when the manifest's format version is not this one."""
+        manifest = self.read_manifest()
+        if manifest is not None and manifest.get("format_version") != STORE_FORMAT_VERSION:
+            raise SimreplayError(
+                f"{self.root}: sweep store format {manifest.get('format_version')}, this "
+                f"simreplay reads {STORE_FORMAT_VERSION}"
+            )
+
+    def path_of(self, key: str) -> Path:
+        """Where the row of scenario ``key`` lives."""
+        return self.rows_dir / f"{key}.parquet"
+
+    def done_keys(self) -> set[str]:
+        """Keys of the scenarios that have a (complete) row file."""
+        if not self.rows_dir.is_dir():
+            return set()
+        return {p.stem for p in self.rows_dir.glob("*.parquet") if not p.name.startswith(".")}
+
+    def write_row(self, row: dict[str, Any]) -> None:
+        """Write one scenario's row atomically."""
+        table = pa.Table.from_pylist([row], schema=row_schema())
+        write_parquet_atomic(table, self.path_of(row["scenario_key"]))
+
+    def read(self) -> pa.Table:
+        """Every row, sorted by ``scenario_key`` (a stable order for comparisons).
+
+        Raises
+        ------
+        SimreplayError
+            When ``root`` is not a sweep folder or a row file is unreadable.
+        """
+        if not (self.root / "sweep.json").is_file() or not self.rows_dir.is_dir():
+            raise SimreplayError(f"{self.root}: not a sweep folder (no sweep.json and rows/)")
+        self.check_compatible()
+        schema = row_schema()
+        files = sorted(
+            str(p) for p in self.rows_dir.glob("*.parquet") if not p.name.startswith(".")
+        )
+        if not files:
+            return schema.empty_table()
+        try:
+            # One multi-threaded scan; columns a row file lacks (older build) read as null.
+            table = ds.dataset(files, schema=schema, format="parquet").to_table()
+        except (pa.ArrowException, OSError) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise SimreplayError(f"{self.rows_dir}: unreadable sweep row: {reason}") from None
+        return table.sort_by("scenario_key")

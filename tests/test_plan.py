@@ -1,0 +1,268 @@
+"""``simreplay plan``: cheapest fleet against a brute-force grid, max-rate bracket, uncertainty."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from simulator.api import simulate
+from simulator.cli import app
+from simulator.errors import SimreplayError
+from simulator.hardware import get_gpu
+from simulator.io import write_parquet_atomic
+from simulator.metrics import parse_slo
+from simulator.scenario import Scenario
+from simulator.sweep.plan import Simulator, find_max_rate, plan_cheapest
+from simulator.sweep.uncertainty import bootstrap_percentile_ci_ms
+from simulator.trace.arrivals import arrival_process
+from simulator.trace.synth import parse_length_distribution, synthesize
+
+runner = CliRunner()
+SLO = "ttft_p99_ms=1000,tpot_p99_ms=60"
+TYPES = ["L4", "L40S", "A100"]
+TPS = [1, 2]
+MAX_GPUS = 8
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def make_trace(num_requests=400, rate=12.0, seed=7):
+    return synthesize(
+        arrival_process("poisson", rate),
+        num_requests=num_requests,
+        input_lengths=parse_length_distribution("lognormal:mean=1500,cv=1,max=8000"),
+        output_lengths=parse_length_distribution("lognormal:mean=150,cv=1,max=800"),
+        seed=seed,
+    )
+
+
+@pytest.fixture(scope="module")
+def trace():
+    return make_trace()
+
+
+@pytest.fixture(scope="module")
+def trace_file(tmp_path_factory, trace):
+    path = tmp_path_factory.mktemp("plan") / "trace.parquet"
+    write_parquet_atomic(trace, path)
+    return path
+
+
+def brute_force(trace, slo, types, tps, max_gpus):
+    """Every (type, TP, replicas) fleet simulated; the SLO-meeting ones with their sort key."""
+    meeting = []
+    simulated = 0
+    for rank, name in enumerate(types):
+        for tp in tps:
+            for replicas in range(1, max_gpus // tp + 1):
+                num_gpus = replicas * tp
+                try:
+                    result = simulate(trace, Scenario(gpus=f"{num_gpus}x{name}", tp=tp), slo=slo)
+                except SimreplayError:
+                    continue
+                simulated += 1
+                if result.summary["slo"]["all_met"]:
+                    cost = num_gpus * get_gpu(name).usd_per_hour
+                    meeting.append(((cost, num_gpus, rank, tp), f"{num_gpus}x{name}", tp))
+    meeting.sort()
+    return meeting, simulated
+
+
+def test_plan_matches_the_brute_force_grid_with_fewer_simulations(trace):
+    sim = Simulator(trace, parse_slo(SLO))
+    result = plan_cheapest(sim, TYPES, max_gpus=MAX_GPUS, tps=TPS)
+    meeting, grid_size = brute_force(trace, SLO, TYPES, TPS, MAX_GPUS)
+    assert meeting, "the case must have a feasible answer"
+    _, gpus, tp = meeting[0]
+    assert (result.answer.gpus, result.answer.tp_used) == (gpus, tp)
+    assert result.answer.meets
+    assert result.scenarios_simulated == sim.num_simulated < grid_size
+    # Runner-up per other GPU type: that type's cheapest fleet in the grid.
+    best_per_type = {}
+    for _key, gpus_i, tp_i in meeting:
+        best_per_type.setdefault(get_gpu(gpus_i.split("x", 1)[1]).name, (gpus_i, tp_i))
+    expected = [v for k, v in best_per_type.items() if k != result.answer.gpu_type]
+    assert [(ev.gpus, ev.tp_used) for ev in result.runners_up] == expected
+
+
+def test_plan_with_a_price_override_changes_the_answer(trace):
+    sim = Simulator(trace, parse_slo(SLO), prices={"A100-80GB-SXM": 0.5})
+    result = plan_cheapest(sim, TYPES, max_gpus=MAX_GPUS, tps=TPS)
+    assert result.answer.gpu_type == "A100-80GB-SXM"
+    assert result.answer.cost_per_hour_usd == pytest.approx(result.answer.num_gpus * 0.5)
+
+
+def test_nothing_fits_gives_no_answer_and_a_reason(trace):
+    sim = Simulator(trace, parse_slo("ttft_p99_ms=1"))
+    result = plan_cheapest(sim, ["L40S"], max_gpus=4, tps=[1])
+    assert result.answer is None and "at most 4 GPUs" in result.reason
+
+
+def test_max_rate_brackets_the_boundary(trace):
+    bounds = parse_slo(SLO)
+    sim = Simulator(trace, bounds)
+    result = find_max_rate(sim, "2xA100", tp=1, tolerance=0.05)
+    meets, fails = result.bracket
+    assert meets < fails <= meets * 1.05
+    assert result.answer.rate_scale == meets and result.answer.meets
+
+    from simulator.trace.transform import scale_rate
+
+    def met(scale):
+        table = scale_rate(trace, scale)
+        return simulate(table, Scenario(gpus="2xA100", tp=1), slo=bounds).summary["slo"]["all_met"]
+
+    assert met(meets) and not met(fails)
+
+
+def test_max_rate_on_an_unresolvable_fleet_has_no_answer(trace):
+    sim = Simulator(trace, parse_slo(SLO), {"model": "llama-3.1-70b"})
+    result = find_max_rate(sim, "1xL4")
+    assert result.answer is None and "does not fit" in result.reason
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    seed=st.integers(0, 1000),
+    rate=st.floats(4.0, 16.0),
+    gpu=st.sampled_from(["L40S", "A100", "H100"]),
+    replicas=st.integers(1, 4),
+)
+def test_doubling_replicas_never_makes_p99_worse_beyond_noise(seed, rate, gpu, replicas):
+    table = make_trace(num_requests=1500, rate=rate, seed=seed)
+    small = simulate(table, Scenario(gpus=f"{replicas}x{gpu}", tp=1)).summary
+    large = simulate(table, Scenario(gpus=f"{2 * replicas}x{gpu}", tp=1)).summary
+    for metric in ("ttft_ms", "e2e_ms"):
+        # Noise: p99 of 1,500 requests is the 15th worst; allow 15% + 20 ms.
+        assert large[metric]["p99"] <= small[metric]["p99"] * 1.15 + 20.0, metric
+
+
+def test_bootstrap_interval_covers_the_percentile_and_narrows_with_more_data():
+    rng = np.random.default_rng(1)
+    true_p99_ms = -np.log(0.01) * 1e3  # exponential with mean 1 s
+    widths = []
+    for n in (500, 8000):
+        low, high = bootstrap_percentile_ci_ms(rng.exponential(1.0, n), 99)
+        widths.append(high - low)
+        assert low <= true_p99_ms <= high
+    assert widths[1] < widths[0] / 2
+    values = np.array([np.nan, 0.1, 0.2])
+    assert bootstrap_percentile_ci_ms(values, 50, seed=3) == bootstrap_percentile_ci_ms(
+        values, 50, seed=3
+    )
+    assert bootstrap_percentile_ci_ms(np.array([np.nan]), 50) is None
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def test_plan_json_shape(trace_file):
+    result = invoke(
+        "plan", trace_file, "--slo", SLO, "--gpu-types", ",".join(TYPES), "--tp", "1,2",
+        "--max-gpus", MAX_GPUS, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert list(payload) == ["answer", "runners_up", "scenarios_simulated"]
+    answer = payload["answer"]
+    for key in ("gpus", "gpu_type", "num_gpus", "tp", "cost_per_hour_usd", "metrics"):
+        assert key in answer
+    assert answer["gpus"] == "3xL40S" and answer["gpu_type"] == "L40S"
+    assert answer["cost_per_hour_usd"] == pytest.approx(3 * 0.86)
+    for key, bound in answer["slo"].items():
+        assert bound["margin_ms"] == pytest.approx(bound["bound_ms"] - bound["value_ms"])
+        assert bound["value_ms"] == pytest.approx(answer["metrics"][key])
+        low, high = bound["ci95_ms"]
+        assert low <= high
+    assert isinstance(answer["near_boundary"], bool)
+    assert payload["scenarios_simulated"] > 0
+    assert [r["gpu_type"] for r in payload["runners_up"]] == ["A100-80GB-SXM"]
+
+
+def test_plan_human_output_and_no_answer(trace_file):
+    result = invoke("plan", trace_file, "--slo", SLO, "--gpu-types", "L40S,A100", "--tp", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "Cheapest fleet meeting the SLO: 3xL40S" in result.stdout
+    assert "Runner-up per GPU type" in result.stdout and "2xA100" in result.stdout
+    result = invoke(
+        "plan", trace_file, "--slo", "ttft_p99_ms=1", "--gpu-types", "L40S", "--max-gpus", 2,
+        "--json",
+    )  # fmt: skip
+    payload = json.loads(result.stdout)
+    assert payload["answer"] is None and "meets the SLO" in payload["reason"]
+    assert set(payload) == {"answer", "reason", "runners_up", "scenarios_simulated"}
+
+
+def test_plan_max_rate_command(trace_file):
+    result = invoke(
+        "plan", trace_file, "--slo", SLO, "--find", "max-rate", "--gpus", "2xA100", "--tp", 1,
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    answer = json.loads(result.stdout)["answer"]
+    assert answer["rate_scale"] < answer["fails_at_rate_scale"] <= answer["rate_scale"] * 1.02
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--find", "fastest"], "--find"),
+        (["--find", "max-rate"], "--gpus"),
+        (["--gpus", "2xA100"], "max-rate"),
+        (["--gpu-types", "B300"], "unknown GPU"),
+        (["--price", "H100"], "NAME=USD"),
+        (["--price", "H100=-1"], "> 0"),
+        (["--max-gpus", "0"], "--max-gpus"),
+        (["--tp", "1,x"], "--tp"),
+        (["--seeds", "0"], "--seeds"),
+        (["--scheduler", "fifo"], "--scheduler"),
+    ],
+)
+def test_plan_bad_input_is_one_line(trace_file, args, fragment):
+    result = invoke("plan", trace_file, "--slo", SLO, *args)
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+
+
+def test_seeds_report_a_spread_and_every_seed_must_meet(trace):
+    bounds = parse_slo(SLO)
+    sim = Simulator(trace, bounds, {"router": "random"}, seeds=3)
+    ev = sim.evaluate("3xL40S", 1)
+    assert sim.num_simulated == 3
+    per_seed = [
+        simulate(trace, Scenario(gpus="3xL40S", tp=1, router="random", seed=s), slo=bounds)
+        for s in range(3)
+    ]
+    for key in bounds:
+        values = [r.summary["slo"]["bounds"][key]["value_ms"] for r in per_seed]
+        assert ev.bound_spread[key]["values_ms"] == values
+        assert ev.bound_values_ms[key] == max(values)
+    assert ev.meets == all(r.summary["slo"]["all_met"] for r in per_seed)
+    assert len(set(ev.bound_spread["ttft_p99_ms"]["values_ms"])) > 1  # the seeds differ
+
+
+def test_parallel_search_gives_the_same_plan(trace):
+    one = plan_cheapest(Simulator(trace, parse_slo(SLO)), TYPES, max_gpus=MAX_GPUS, tps=TPS)
+    two = plan_cheapest(
+        Simulator(trace, parse_slo(SLO)), TYPES, max_gpus=MAX_GPUS, tps=TPS, workers=2
+    )
+    assert two.scenarios_simulated == one.scenarios_simulated
+    assert (two.answer.gpus, two.answer.tp_used) == (one.answer.gpus, one.answer.tp_used)
+    assert two.answer.bound_values_ms == one.answer.bound_values_ms
+    assert [(e.gpus, e.tp_used) for e in two.runners_up] == [
+        (e.gpus, e.tp_used) for e in one.runners_up
+    ]
+    assert two.skipped == one.skipped

@@ -1,0 +1,426 @@
+"""``simreplay sweep``: spec expansion, the resumable store, backends, ``sweep show``."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from simulator.errors import SimreplayError
+from simulator.io import write_parquet_atomic
+from simulator.scenario import Scenario
+from simulator.sweep.spec import expand, from_cli, from_toml, knob_types
+from simulator.sweep.store import ResultStore
+from simulator.trace.arrivals import arrival_process
+from simulator.trace.synth import parse_length_distribution, synthesize
+
+runner = CliRunner()
+
+#: 2 x 3 x 2 = 12 scenarios, two of them infeasible (70B on one L40S).
+GRID = [
+    "--gpus", "1xL40S,2xA100",
+    "--model", "llama-3.1-8b,llama-3.1-70b,qwen2.5-7b",
+    "--rate-scale", "1,2",
+    "--slo", "ttft_p99_ms=500,tpot_p99_ms=50",
+]  # fmt: skip
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _trace(path: Path, num_requests: int, seed: int) -> Path:
+    table = synthesize(
+        arrival_process("poisson", 5.0),
+        num_requests=num_requests,
+        input_lengths=parse_length_distribution("lognormal:mean=600,cv=1,max=6000"),
+        output_lengths=parse_length_distribution("lognormal:mean=120,cv=1,max=800"),
+        seed=seed,
+    )
+    write_parquet_atomic(table, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_trace(tmp_path_factory):
+    return _trace(tmp_path_factory.mktemp("trace") / "small.parquet", 200, 3)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, small_trace):
+    """The grid run uninterrupted with one worker."""
+    out = tmp_path_factory.mktemp("ref") / "sweep"
+    result = invoke("sweep", small_trace, *GRID, "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def row_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "rows").glob("*.parquet"))}
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# --- spec ---------------------------------------------------------------------------------
+
+
+def test_knobs_are_the_scenario_fields_plus_rate_scale_and_trace():
+    names = [f.name for f in dataclasses.fields(Scenario)]
+    assert list(knob_types()) == [*names, "rate_scale", "trace"]
+
+
+def test_cli_lists_expand_to_the_full_grid_in_a_stable_order(small_trace):
+    spec = from_cli(
+        {"gpus": "1xH100,2xH100", "rate_scale": "0.5,1,2", "tp": "auto,1"},
+        [small_trace],
+        seeds=2,
+        slo=None,
+    )
+    assert len(spec.scenarios) == 2 * 3 * 2 * 2
+    assert spec.axes == ["gpus", "tp", "seed", "rate_scale"]
+    first = spec.scenarios[0]
+    assert (first["gpus"], first["tp"], first["rate_scale"], first["seed"]) == (
+        "1xH100",
+        None,
+        0.5,
+        0,
+    )
+    assert spec.scenarios[1]["seed"] == 1
+    assert {s["trace"] for s in spec.scenarios} == {str(small_trace)}
+    keys = {tuple(sorted(s.items(), key=lambda kv: kv[0])) for s in spec.scenarios}
+    assert len(keys) == len(spec.scenarios)
+
+
+def test_toml_grid_plus_explicit_scenarios(tmp_path, small_trace):
+    spec_file = tmp_path / "sweep.toml"
+    spec_file.write_text(
+        f"""
+traces = ["{small_trace}"]
+seeds = 2
+[grid]
+gpus = ["1xH100", "2xH100"]
+max_num_seqs = [128, 256]
+model = "qwen2.5-7b"
+
+[[scenarios]]
+gpus = "4xA100"
+tp = 2
+"""
+    )
+    spec = from_toml(spec_file, [], seeds=None, slo="ttft_p99_ms=1000")
+    assert len(spec.scenarios) == (4 + 1) * 2
+    explicit = [s for s in spec.scenarios if s["gpus"] == "4xA100"]
+    assert [s["seed"] for s in explicit] == [0, 1]
+    # The one-value grid axis is the explicit scenario's default too.
+    assert all(s["model"] == "qwen2.5-7b" and s["tp"] == 2 for s in explicit)
+    assert spec.slo == "ttft_p99_ms=1000"
+
+
+def test_repeated_scenarios_run_once(small_trace):
+    spec = expand(
+        {"gpus": ["1xH100", "2xH100"], "trace": [str(small_trace)]},
+        [{"gpus": "1xH100"}],
+        seeds=None,
+        slo=None,
+    )
+    assert len(spec.scenarios) == 2 and spec.num_duplicates == 1
+
+
+@pytest.mark.parametrize(
+    ("axes", "fragment"),
+    [
+        ({"gpus": "1xH100,"}, "empty value"),
+        ({"gpus": ""}, "empty value"),
+        ({"tp": "two"}, "not a whole number"),
+        ({"rate_scale": "fast"}, "not a number"),
+        ({"rate_scale": "0"}, "--rate-scale must be > 0"),
+        ({"gpus": "4xB300"}, "unknown GPU"),
+        ({"scheduler": "fifo"}, "--scheduler"),
+        ({"model": "no-such-model"}, "no-such-model"),
+    ],
+)
+def test_bad_axes_are_one_line_errors(small_trace, axes, fragment):
+    with pytest.raises(SimreplayError, match=fragment.replace("-", r"\-")):
+        from_cli(axes, [small_trace], seeds=None, slo=None)
+
+
+def test_too_many_scenarios(small_trace):
+    with pytest.raises(SimreplayError, match="more than --max-scenarios 3"):
+        from_cli({"gpus": "1xH100,2xH100"}, [small_trace], seeds=2, slo=None, max_scenarios=3)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[grid]\ngpus = [\n", "not valid TOML"),
+        ("[grid]\ngpu = ['1xH100']\n", "unknown knob"),
+        ("[grid]\ngpus = []\n", "empty axis"),
+        ("scenarios = []\n", "zero scenarios"),
+        ("[grid]\ntp = ['x']\n", "not a whole number"),
+        ("colour = 1\n", "unknown top-level key"),
+    ],
+)
+def test_bad_toml_is_one_line_and_writes_nothing(tmp_path, small_trace, text, fragment):
+    spec_file = tmp_path / "bad.toml"
+    spec_file.write_text(text)
+    out = tmp_path / "out"
+    result = invoke("sweep", small_trace, "--spec", spec_file, "--out", out)
+    assert_one_line_error(result, fragment)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--gpus", "1xH100,,2xH100"], "empty value"),
+        (["--gpus", "1xH100,2xH100", "--max-scenarios", "1"], "more than --max-scenarios"),
+        (["--seeds", "0"], "--seeds"),
+        (["--seeds", "2", "--seed", "1,2"], "not both"),
+        (["--slo", "ttft=3"], "--slo"),
+        (["--workers", "0"], "--workers"),
+        (["--backend", "dask"], "--backend"),
+        (["--address", "auto"], "only used with --backend ray"),
+    ],
+)
+def test_bad_cli_input_is_one_line_and_writes_nothing(tmp_path, small_trace, args, fragment):
+    out = tmp_path / "out"
+    result = invoke("sweep", small_trace, *args, "--out", out)
+    assert_one_line_error(result, fragment)
+    assert not out.exists()
+
+
+def test_missing_trace_is_one_line(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("sweep", tmp_path / "nope.parquet", "--out", out)
+    assert_one_line_error(result, "nope.parquet")
+    assert not out.exists()
+
+
+def test_ray_without_ray_or_unreachable_address_is_one_line(tmp_path, small_trace):
+    out = tmp_path / "out"
+    result = invoke(
+        "sweep", small_trace, "--out", out, "--backend", "ray", "--address", "127.0.0.1:1"
+    )
+    assert_one_line_error(result)
+    if importlib.util.find_spec("ray") is None:
+        assert "pip install 'simreplay[ray]'" in result.stderr
+    else:
+        assert "cannot reach Ray" in result.stderr
+    assert not out.exists()
+
+
+# --- store and execution ------------------------------------------------------------------
+
+
+def test_rows_hold_knobs_status_metrics_slo_and_cost(reference):
+    table = ResultStore(reference).read()
+    assert table.num_rows == 12
+    rows = table.to_pylist()
+    infeasible = [r for r in rows if r["status"] == "infeasible"]
+    assert len(infeasible) == 2
+    assert all(r["model"] == "llama-3.1-70b" and r["gpus"] == "1xL40S" for r in infeasible)
+    assert all("does not fit" in r["reason"] and r["ttft_p99_ms"] is None for r in infeasible)
+    assert all(r["cost_per_hour_usd"] == pytest.approx(0.86) for r in infeasible)
+    ok = [r for r in rows if r["status"] == "ok"]
+    for r in ok:
+        assert r["reason"] is None
+        assert r["ttft_p50_ms"] <= r["ttft_p99_ms"] <= r["ttft_max_ms"]
+        assert isinstance(r["slo_met"], bool)
+        assert r["slo_met"] == (r["ttft_p99_ms"] <= 500 and r["tpot_p99_ms"] <= 50)
+        assert r["num_requests"] == 200
+        assert r["cost_per_hour_usd"] == pytest.approx(
+            r["num_gpus"] * {"L40S": 0.86, "A100-80GB-SXM": 1.79}[r["gpu_type"]]
+        )
+    # Doubling the rate shortens the makespan of the same requests.
+    by = {(r["gpus"], r["model"], r["rate_scale"]): r for r in ok}
+    assert (
+        by[("2xA100", "llama-3.1-8b", 2.0)]["makespan_s"]
+        < by[("2xA100", "llama-3.1-8b", 1.0)]["makespan_s"]
+    )
+
+
+def test_one_and_two_workers_give_identical_bytes(tmp_path, small_trace, reference):
+    out = tmp_path / "sweep"
+    result = invoke("sweep", small_trace, *GRID, "--out", out, "--workers", 2)
+    assert result.exit_code == 0, result.stderr
+    assert row_bytes(out) == row_bytes(reference)
+    assert ResultStore(out).read().equals(ResultStore(reference).read())
+
+
+def test_progress_is_on_stderr_only(tmp_path, small_trace):
+    out = tmp_path / "sweep"
+    result = invoke("sweep", small_trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert "sweep: 2/2 scenarios" in result.stderr
+
+
+def test_rerun_skips_finished_scenarios_and_extends_the_store(tmp_path, small_trace):
+    out = tmp_path / "sweep"
+    assert (
+        invoke("sweep", small_trace, "--gpus", "1xH100", "--out", out, "--workers", 1).exit_code
+        == 0
+    )
+    before = row_bytes(out)
+    result = invoke("sweep", small_trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    assert "1/1 scenarios (1 already in the store)" in result.stderr
+    after = row_bytes(out)
+    assert len(after) == 2 and all(after[name] == data for name, data in before.items())
+
+
+def test_another_slo_in_the_same_store_is_refused(tmp_path, small_trace):
+    out = tmp_path / "sweep"
+    assert invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=100").exit_code == 0
+    result = invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=200")
+    assert_one_line_error(result, "another --out")
+
+
+def test_sigkill_mid_sweep_then_restart_loses_and_duplicates_nothing(
+    tmp_path, small_trace, reference
+):
+    out = tmp_path / "sweep"
+    # A bigger trace so the sweep is still running when it is killed.
+    big = _trace(tmp_path / "big.parquet", 1500, 5)
+    args = ["--gpus", "1xL40S,1xH100,2xA100,2xH100,1xA100", "--rate-scale", "1,1.5,2,3",
+            "--model", "llama-3.1-8b,qwen2.5-7b", "--out", str(out), "--workers", "2"]  # fmt: skip
+    total = 5 * 4 * 2
+    command = [sys.executable, "-m", "simulator", "sweep", str(big), *args]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    rows_dir = out / "rows"
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = len(list(rows_dir.glob("*.parquet"))) if rows_dir.is_dir() else 0
+            if done >= 3:
+                break
+            time.sleep(0.02)
+    finally:
+        # The driver and its worker pool, all at once.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done_at_kill = len(list(rows_dir.glob("*.parquet")))
+    assert 0 < done_at_kill < total, f"kill did not land mid-sweep ({done_at_kill}/{total})"
+    for path in rows_dir.glob("*.parquet"):
+        assert pq.read_table(path).num_rows == 1  # no partial row file
+
+    result = invoke("sweep", big, *args)
+    assert result.exit_code == 0, result.stderr
+    assert f"({done_at_kill} already in the store)" in result.stderr
+    assert not list(rows_dir.glob(".*.tmp"))
+    table = ResultStore(out).read()
+    assert table.num_rows == total
+    knobs = list(knob_types())
+    combos = {tuple(r[k] for k in knobs) for r in table.select(knobs).to_pylist()}
+    assert len(combos) == total
+    # Same values as an uninterrupted run.
+    clean = tmp_path / "clean"
+    args_clean = [a if a != str(out) else str(clean) for a in args]
+    assert invoke("sweep", big, *args_clean).exit_code == 0
+    assert row_bytes(clean) == row_bytes(out)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+def test_ray_local_instance_gives_the_same_table_as_local_processes(
+    tmp_path, small_trace, reference
+):
+    out = tmp_path / "sweep"
+    result = invoke("sweep", small_trace, *GRID, "--out", out, "--backend", "ray")
+    assert result.exit_code == 0, result.stderr
+    assert row_bytes(out) == row_bytes(reference)
+
+
+# --- sweep show ---------------------------------------------------------------------------
+
+
+def test_show_json_rows_use_cli_names_and_flat_metrics(reference):
+    result = invoke("sweep", "show", reference, "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)["rows"]
+    assert len(rows) == 12
+    for key in ("gpus", "model", "tp", "rate_scale", "max_num_seqs", "status", "reason",
+                "ttft_p50_ms", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms", "throughput_rps",
+                "slo_met", "cost_per_hour_usd"):  # fmt: skip
+        assert key in rows[0], key
+    assert {r["gpus"] for r in rows} == {"1xL40S", "2xA100"}
+    assert {r["status"] for r in rows} == {"ok", "infeasible"}
+
+
+def test_show_sorts_and_puts_missing_values_last(reference):
+    result = invoke("sweep", "show", reference, "--json", "--sort", "ttft_p99_ms")
+    values = [r["ttft_p99_ms"] for r in json.loads(result.stdout)["rows"]]
+    present = [v for v in values if v is not None]
+    assert present == sorted(present) and values[len(present) :] == [None, None]
+    result = invoke("sweep", "show", reference, "--json", "--sort", "ttft_p99_ms", "--desc")
+    values = [r["ttft_p99_ms"] for r in json.loads(result.stdout)["rows"]]
+    assert values[:10] == sorted(present, reverse=True)
+    table = invoke("sweep", "show", reference, "--sort", "cost_per_hour_usd")
+    assert table.exit_code == 0, table.stderr
+    header = table.stdout.splitlines()[0].split()
+    assert header[:4] == ["gpus", "model", "rate_scale", "status"]
+    assert "infeasible gpus=1xL40S, model=llama-3.1-70b" in table.stdout
+
+
+def test_show_bad_input(tmp_path, reference):
+    assert_one_line_error(invoke("sweep", "show", reference, "--sort", "nope"), "no such column")
+    assert_one_line_error(invoke("sweep", "show", tmp_path), "not a sweep folder")
+
+
+def test_show_seed_spread_folds_replicates(tmp_path, small_trace):
+    out = tmp_path / "sweep"
+    result = invoke(
+        "sweep", small_trace, "--gpus", "1xL40S,2xL40S", "--router", "random", "--seeds", 3,
+        "--slo", "ttft_p99_ms=400", "--out", out, "--workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(invoke("sweep", "show", out, "--json").stdout)["rows"]
+    folded = json.loads(invoke("sweep", "show", out, "--json", "--seed-spread").stdout)["rows"]
+    assert len(rows) == 6 and len(folded) == 2
+    for group in folded:
+        members = [r for r in rows if r["gpus"] == group["gpus"]]
+        assert "seed" not in group and group["seeds"] == [0, 1, 2]
+        values = [r["ttft_p99_ms"] for r in members]
+        assert (group["ttft_p99_ms_min"], group["ttft_p99_ms_max"]) == (min(values), max(values))
+        assert group["slo_met"] == all(r["slo_met"] for r in members)
+        assert group["slo_met_fraction"] == sum(r["slo_met"] for r in members) / 3
+    two = next(g for g in folded if g["gpus"] == "2xL40S")
+    assert two["ttft_p99_ms_min"] < two["ttft_p99_ms_max"]  # the random router's seeds differ
+    table = invoke("sweep", "show", out, "--seed-spread")
+    assert table.exit_code == 0 and "num_seeds" in table.stdout
+
+
+def test_a_knob_added_to_scenario_becomes_an_axis_and_a_column(monkeypatch, small_trace):
+    import simulator.sweep.spec as spec_module
+    from simulator.sweep.store import row_schema
+
+    extended = dataclasses.make_dataclass(
+        "Scenario",
+        [("calibration", str | None, dataclasses.field(default=None))],
+        bases=(Scenario,),
+        frozen=True,
+    )
+    monkeypatch.setattr(spec_module, "Scenario", extended)
+    assert "calibration" in knob_types()
+    spec = from_cli({"calibration": "none,a100-vidur"}, [small_trace], seeds=None, slo=None)
+    assert [s["calibration"] for s in spec.scenarios] == [None, "a100-vidur"]
+    assert spec.axes == ["calibration"]
+    assert row_schema().field("calibration").type == "string"
