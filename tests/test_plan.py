@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from simulator.api import simulate
 from simulator.cli import app
 from simulator.errors import SimreplayError
-from simulator.hardware import get_gpu
+from simulator.hardware import get_gpu, parse_gpus
 from simulator.io import write_parquet_atomic
 from simulator.metrics import parse_slo
 from simulator.scenario import Scenario
@@ -179,9 +179,13 @@ def test_plan_json_shape(trace_file):
     answer = payload["answer"]
     for key in ("gpus", "gpu_type", "num_gpus", "tp", "cost_per_hour_usd", "metrics"):
         assert key in answer
-    assert answer["gpus"] == "3xL40S" and answer["gpu_type"] == "L40S"
-    assert answer["cost_per_hour_usd"] == pytest.approx(3 * 0.86)
+    # Which fleet wins depends on the step-time profiles (the brute-force grid test checks
+    # the choice). Here: the fields agree with each other and with the catalog.
+    num_gpus, gpu = parse_gpus(answer["gpus"])
+    assert (num_gpus, gpu.name) == (answer["num_gpus"], answer["gpu_type"])
+    assert answer["cost_per_hour_usd"] == pytest.approx(num_gpus * gpu.usd_per_hour)
     for key, bound in answer["slo"].items():
+        assert bound["margin_ms"] >= 0.0
         assert bound["margin_ms"] == pytest.approx(bound["bound_ms"] - bound["value_ms"])
         assert bound["value_ms"] == pytest.approx(answer["metrics"][key])
         low, high = bound["ci95_ms"]
@@ -192,10 +196,14 @@ def test_plan_json_shape(trace_file):
 
 
 def test_plan_human_output_and_no_answer(trace_file):
-    result = invoke("plan", trace_file, "--slo", SLO, "--gpu-types", "L40S,A100", "--tp", "1")
+    args = ("plan", trace_file, "--slo", SLO, "--gpu-types", "L40S,A100", "--tp", "1")
+    payload = json.loads(invoke(*args, "--json").stdout)
+    result = invoke(*args)
     assert result.exit_code == 0, result.stderr
-    assert "Cheapest fleet meeting the SLO: 3xL40S" in result.stdout
-    assert "Runner-up per GPU type" in result.stdout and "2xA100" in result.stdout
+    assert f"Cheapest fleet meeting the SLO: {payload['answer']['gpus']}" in result.stdout
+    assert "Runner-up per GPU type" in result.stdout
+    for runner_up in payload["runners_up"]:
+        assert runner_up["gpus"] in result.stdout
     result = invoke(
         "plan", trace_file, "--slo", "ttft_p99_ms=1", "--gpu-types", "L40S", "--max-gpus", 2,
         "--json",
