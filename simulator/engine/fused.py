@@ -155,7 +155,7 @@ def _advance_quiet(
         )
         if code != ADVANCE_OK:
             return code, -math.inf
-        rep_f[P_QUIET_UNTIL_S, r] = quiet_until_s(req_i, rep_i, rep_f, cfg, params, steady, r)
+        rep_f[P_QUIET_UNTIL_S, r] = quiet_until_s(req_i, rep_i, rep_f, cfg, steady, r)
         earliest_s = min(earliest_s, rep_f[P_QUIET_UNTIL_S, r])
     return ADVANCE_OK, earliest_s
 
@@ -276,7 +276,7 @@ def run_fused(
             enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
             if cfg[CFG_ROUTER] == ROUTE_LEAST_OUTSTANDING:
                 # The new request can change the chosen replica's next steps: look again.
-                quiet_r_s = quiet_until_s(req_i, rep_i, rep_f, cfg, params, steady, r)
+                quiet_r_s = quiet_until_s(req_i, rep_i, rep_f, cfg, steady, r)
                 rep_f[P_QUIET_UNTIL_S, r] = quiet_r_s
                 quiet_s = min(quiet_s, quiet_r_s)
         i += 1

@@ -915,20 +915,23 @@ def kv_blocks_used(rep_i, cfg, r):
     return cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]
 
 
-#: How many steps ahead ``quiet_until_s`` looks for the next finish.
-_QUIET_LOOKAHEAD_STEPS = 64
+#: Slack on the lower bound of ``quiet_until_s`` against float rounding of summed step times:
+#: relative to the steps' time, and per addition relative to the clock (> 2 ** -53).
+_QUIET_SLACK = 1.0 - 1e-9
+_ULP_SLACK = 4e-16
 
 
 @njit(cache=True, _nrt=False)
-def quiet_until_s(req_i, rep_i, rep_f, cfg, params, steady, r):
+def quiet_until_s(req_i, rep_i, rep_f, cfg, steady, r):
     """A time before which replica ``r``'s outstanding count cannot change, new arrivals aside.
 
     The count falls only when a request finishes, at the end of a step. When the in-flight
-    step is a decode-only step of steady decodes that no waiting request can join, the steps
-    after it are the same decode-only run (what ``_fast_forward_decodes`` would apply), so
-    their ends are computed here, with the same float operations, up to the step in which
-    the first request finishes or the blocks run out (at most ``_QUIET_LOOKAHEAD_STEPS``).
-    Nothing is mutated. Lets the least-outstanding router leave a replica alone until then.
+    step is a decode-only step of steady decodes that no waiting request can join and whose
+    blocks cannot run out before the first of them finishes, the steps after it are the
+    same decode-only run with contexts that only grow, so none is shorter than the in-flight
+    one (the step time never decreases when a feature grows): the first finish comes no
+    sooner than ``steps_to_finish - 1`` such steps after the in-flight step's end. O(1);
+    nothing is mutated. Lets the least-outstanding router leave a replica alone until then.
     """
     if rep_i[P_IN_FLIGHT, r] == 0:
         if rep_i[P_NUM_RUNNING, r] == 0 and rep_i[P_NUM_WAITING, r] == 0:
@@ -951,14 +954,13 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, params, steady, r):
         req_i, rep_i, cfg, r, num_decodes, free - _steady_new_blocks(rep_i, cfg, steady, r, 1)
     ):
         return end_s
-    context = rep_i[P_STEADY_CONTEXT, r] + num_decodes
-    new_blocks = 0
-    before_s, allreduce_s, host_s = decode_run_terms_s(params, num_decodes)
-    for ahead in range(1, min(steps_to_finish, _QUIET_LOOKAHEAD_STEPS)):
-        need = _steady_new_blocks(rep_i, cfg, steady, r, ahead)
-        if new_blocks + need > free:
-            return end_s  # this step preempts: the run ends at its start
-        end_s += decode_run_step_s(params, before_s, allreduce_s, host_s, num_decodes, context)
-        new_blocks += need
-        context += num_decodes
-    return end_s
+    # Over the steps_to_finish - 1 steps after the in-flight one, a request takes at most one
+    # block per block_size steps, plus one: when even that fits, no step can preempt.
+    worst_blocks = num_decodes * ((steps_to_finish - 1) // cfg[CFG_BLOCK_SIZE] + 1)
+    if worst_blocks > free:
+        return end_s
+    step_s = end_s - rep_f[P_CLOCK_S, r]
+    bound_s = end_s + (steps_to_finish - 1) * step_s * _QUIET_SLACK
+    # The engine sums step times one by one: each addition may round by half an ulp of the
+    # running end time, and step_s above by one. Stay below by that much too.
+    return bound_s - (steps_to_finish + 1) * _ULP_SLACK * abs(bound_s)
