@@ -167,7 +167,7 @@ def step_model_for(
     host = next((p.host for p in chain if p.host), {})
     owners = {g: _label(p) for g, p in grid_owner.items()}
     if own:
-        source = f"calibrated: {primary.summary()}"
+        source = primary.summary()
         borrowed = sorted({_label(p) for p in grid_owner.values()} - {_label(primary)})
         if borrowed:
             source += (
