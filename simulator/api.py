@@ -17,10 +17,11 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.cluster import Router, replay
+from simulator.engine.state import EngineState
 from simulator.errors import SimreplayError, TraceError
 from simulator.metrics import parse_slo
 from simulator.results import Result, build_result
-from simulator.scenario import Scenario, resolve
+from simulator.scenario import ResolvedScenario, Scenario, resolve
 from simulator.trace.importer import load_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.schema import TraceMetadata, build_trace_table, validate_trace
@@ -70,11 +71,38 @@ def simulate(
     resolved = resolve(scenario or Scenario())
     bounds = parse_slo(slo) if isinstance(slo, str) else slo
 
-    chosen = resolved.scenario
-    state = replay(
+    state = replay_resolved(
+        resolved,
         table.column("arrival_time_s").to_numpy(),
         table.column("input_tokens").to_numpy(),
         table.column("output_tokens").to_numpy(),
+        orchestration="simpy" if orchestration == "simpy" else "fused",
+        router=router,
+    )
+    ids = table.column("request_id") if "request_id" in table.column_names else None
+    return build_result(resolved, state, ids, bounds)
+
+
+def replay_resolved(
+    resolved: ResolvedScenario,
+    arrival_time_s: np.ndarray,
+    input_tokens: np.ndarray,
+    output_tokens: np.ndarray,
+    *,
+    orchestration: str = "fused",
+    router: Router | None = None,
+) -> EngineState:
+    """Replay requests through an already resolved scenario; return the engine's final state.
+
+    What ``simulate`` does after reading the trace and resolving the scenario, for callers
+    that adjust a ``ResolvedScenario`` themselves (``calibrate validate`` sets the KV block
+    count and the step model). ``orchestration`` is ``fused`` or ``simpy``.
+    """
+    chosen = resolved.scenario
+    return replay(
+        arrival_time_s,
+        input_tokens,
+        output_tokens,
         num_replicas=resolved.num_replicas,
         scheduler=chosen.scheduler,
         router=chosen.router,
@@ -84,12 +112,10 @@ def simulate(
         num_kv_blocks=resolved.memory.num_kv_blocks,
         max_model_len=resolved.max_model_len,
         params=resolved.step_model.params,
-        draws=np.random.default_rng(chosen.seed).random(table.num_rows),
-        orchestration="simpy" if orchestration == "simpy" else "fused",
+        draws=np.random.default_rng(chosen.seed).random(len(arrival_time_s)),
+        orchestration=orchestration,
         router_fn=router,
     )
-    ids = table.column("request_id") if "request_id" in table.column_names else None
-    return build_result(resolved, state, ids, bounds)
 
 
 def _as_trace(table: pa.Table) -> pa.Table:

@@ -261,30 +261,13 @@ def _metrics(ttft_s: np.ndarray, e2e_s: np.ndarray, outputs: np.ndarray) -> dict
 def _replay(bench: Benchmark, resolved: ResolvedScenario) -> tuple[np.ndarray, np.ndarray, int]:
     """Per-request predicted TTFT and E2E (s, NaN if rejected) and the rejected count.
 
-    Mirrors ``simulator.api.simulate`` with an already resolved scenario, so that the step
-    model and the KV block count can be set directly (``--num-kv-blocks``, host search).
+    ``simulate`` with an already resolved scenario, so that the step model and the KV block
+    count can be set directly (``--num-kv-blocks``, host search).
     """
-    from simulator.cluster import replay
+    from simulator.api import replay_resolved
     from simulator.results import build_result
 
-    chosen = resolved.scenario
-    state = replay(
-        bench.arrival_time_s,
-        bench.input_tokens,
-        bench.output_tokens,
-        num_replicas=resolved.num_replicas,
-        scheduler=chosen.scheduler,
-        router=chosen.router,
-        max_num_seqs=resolved.max_num_seqs,
-        token_budget=resolved.token_budget,
-        block_size=resolved.memory.block_size,
-        num_kv_blocks=resolved.memory.num_kv_blocks,
-        max_model_len=resolved.max_model_len,
-        params=resolved.step_model.params,
-        draws=np.random.default_rng(chosen.seed).random(len(bench.arrival_time_s)),
-        orchestration="fused",
-        router_fn=None,
-    )
+    state = replay_resolved(resolved, bench.arrival_time_s, bench.input_tokens, bench.output_tokens)
     result = build_result(resolved, state, None, None)
     requests = result.requests
     ttft = requests.column("ttft_s").to_numpy(zero_copy_only=False)
