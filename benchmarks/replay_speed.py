@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -48,22 +47,24 @@ def replay_alone_s(trace: Path, gpus: str, extra: dict, repeats: int) -> tuple[f
 
 
 def command_s(args: list[str], cache_dir: str) -> tuple[float, int]:
-    """Wall time and peak RSS (bytes) of ``simreplay ARGS`` in a fresh process."""
+    """Wall time and peak RSS (bytes) of ``simreplay ARGS`` in a fresh process.
+
+    The peak is read by GNU time around the command: a child's ``ru_maxrss`` seen from this
+    process would count the pages it shared with this (large) process between fork and exec.
+    """
     env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "simulator", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"simreplay {' '.join(args)} failed: {proc.stderr.strip()}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, max(peak_kib, before) * 1024
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
+        command = [sys.executable, "-m", "simulator", *args]
+        if Path("/usr/bin/time").exists():
+            command = ["/usr/bin/time", "-f", "%M", "-o", rss_file.name, *command]
+        started = time.perf_counter()
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"simreplay {' '.join(args)} failed: {proc.stderr.strip()}")
+        text = rss_file.read().strip()
+    peak_kib = int(text.splitlines()[-1]) if text else 0
+    return elapsed, peak_kib * 1024
 
 
 def bench_case(name: str, trace: Path, gpus: str, extra: dict, repeats: int) -> None:
