@@ -461,10 +461,20 @@ def test_decode_run_split_equals_step_time_bit_for_bit(gpus, model, tp):
     rng = np.random.default_rng(11)
     zero = np.int64(0)
     for num_decodes in [1, 2, 3, 7, 64, 255, 1024]:
-        before_s, allreduce_s, host_s = kernel.decode_run_terms_s(params, np.int64(num_decodes))
-        for context in rng.integers(num_decodes, num_decodes * 40_000, 25):
-            split = kernel.decode_run_step_s.py_func(
-                params, before_s, allreduce_s, host_s, np.int64(num_decodes), np.int64(context)
+        terms = kernel.decode_run_terms_s(params, np.int64(num_decodes))
+        # A run's contexts grow step by step (and jump: a long run from short to long
+        # contexts); out-of-order ones must still give the same answer.
+        contexts = np.concatenate(
+            [
+                np.sort(rng.integers(num_decodes, num_decodes * 40_000, 40)),
+                num_decodes * np.arange(1, 30),
+                rng.integers(num_decodes, num_decodes * 40_000, 10),
+            ]
+        )
+        context_lo = 0
+        for context in contexts:
+            split, context_lo = kernel.decode_run_step_s.py_func(
+                params, *terms, context_lo, np.int64(num_decodes), np.int64(context)
             )
             whole = kernel.step_time_s(
                 params, zero, zero, 0.0, zero, np.int64(num_decodes), np.int64(context)

@@ -783,12 +783,23 @@ def _fast_forward_decodes(
     num_steps = 0
     new_blocks = 0
     context = rep_i[P_STEADY_CONTEXT, r]
-    before_s, allreduce_s, host_s = decode_run_terms_s(params, num_decodes)
+    before_s, allreduce_s, host_s, batch_i, batch_frac = decode_run_terms_s(params, num_decodes)
+    context_lo = 0
     while num_steps < steps_to_finish:
         need = _steady_new_blocks(rep_i, cfg, steady, r, num_steps)
         if new_blocks + need > free:
             break
-        step_s = decode_run_step_s(params, before_s, allreduce_s, host_s, num_decodes, context)
+        step_s, context_lo = decode_run_step_s(
+            params,
+            before_s,
+            allreduce_s,
+            host_s,
+            batch_i,
+            batch_frac,
+            context_lo,
+            num_decodes,
+            context,
+        )
         step_end_s = end_s + step_s
         if step_end_s > until_s:
             break

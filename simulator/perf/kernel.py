@@ -464,18 +464,22 @@ def new_params() -> np.ndarray:
 # In a run of decode-only steps only the decode context changes from step to step, so the
 # engine splits ``step_time_s`` of such a step into the terms that do not depend on the
 # context (computed once per run) and the decode-attention term, and adds them in exactly
-# the order ``step_time_s`` does: the result is the same float, bit for bit (tested).
+# the order ``step_time_s`` does: the result is the same float, bit for bit (tested). A
+# calibrated decode-attention table is read at the run's fixed batch size (its segment found
+# once) and at contexts that only grow (its segment found by walking on from the last one).
 
 
 @njit(cache=True, _nrt=False)
 def decode_run_terms_s(params, num_decode_seqs):
-    """(before_s, allreduce_s, host_s): a decode-only step's context-free terms, in seconds.
+    """A decode-only step's context-free terms: (before_s, allreduce_s, host_s, i, frac).
 
     ``before_s`` is the running sum of every term ``step_time_s`` adds before the decode
-    attention; ``allreduce_s`` and ``host_s`` are the two it adds after. ``num_decode_seqs``
-    must be >= 1.
+    attention; ``allreduce_s`` and ``host_s`` are the two it adds after (seconds); ``i`` and
+    ``frac`` locate ``num_decode_seqs`` (>= 1) on a calibrated decode table's batch axis.
     """
     num_tokens = float(num_decode_seqs)
+    batch_i = 0
+    batch_frac = 0.0
     if params.shape[0] > NUM_PARAMS:
         before_s = table_s(params, CAL_LINEAR, 0.0, num_tokens)
         if params[CAL_HEADER + CAL_MOE] > 0.0:
@@ -486,6 +490,11 @@ def decode_run_terms_s(params, num_decode_seqs):
         before_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
         before_s += 0.0  # no prefill attention
         allreduce_s = table_s(params, CAL_ALLREDUCE, 0.0, num_tokens)
+        offset = int(params[CAL_HEADER + CAL_DECODE_ATTENTION])
+        if offset > 0 and int(params[offset + 1]) > 1:
+            batch_i, batch_frac = _locate(
+                params, offset + 2, int(params[offset]), max(num_tokens, 1.0)
+            )
     else:
         before_s = _linear_s(params, num_tokens)
         before_s += _moe_s(params, num_tokens)
@@ -494,24 +503,87 @@ def decode_run_terms_s(params, num_decode_seqs):
         before_s += params[ATTN_LATENCY_S] + _attention_s(params, 0.0, 0.0, 0.0)
         allreduce_s = params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
     host_s = params[HOST_S] + params[HOST_S_PER_SEQ] * num_tokens
-    return before_s, allreduce_s, host_s
+    return before_s, allreduce_s, host_s, batch_i, batch_frac
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def decode_run_step_s(params, before_s, allreduce_s, host_s, num_decode_seqs, context_tokens):
-    """``step_time_s`` of a decode-only step, from ``decode_run_terms_s``'s terms."""
+def _walk(params, start, n, value, lo):
+    """``_locate`` for a value no smaller than the one that gave segment ``lo``."""
+    if n == 1 or value <= params[start]:
+        return 0, 0.0
+    if value >= params[start + n - 1]:
+        return n - 2, 1.0
+    if params[start + lo] > value:
+        lo = 0  # not called in increasing order after all: start over
+    while params[start + lo + 1] <= value:
+        lo += 1
+    frac = (value - params[start + lo]) / (params[start + lo + 1] - params[start + lo])
+    return lo, frac
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _decode_attention_run_s(params, batch_i, batch_frac, context_lo, num_seqs, context):
+    """``table_s(params, CAL_DECODE_ATTENTION, num_seqs, context)`` with the batch segment
+    given and the context segment walked on from ``context_lo``; returns (seconds, lo)."""
+    offset = int(params[CAL_HEADER + CAL_DECODE_ATTENTION])
+    if offset <= 0 or context <= 0.0:
+        return 0.0, context_lo
+    nx = int(params[offset])
+    ny = int(params[offset + 1])
+    xs = offset + 2
+    ys = xs + nx
+    values = ys + ny
+    if ny == 1:
+        return table_s(params, CAL_DECODE_ATTENTION, num_seqs, context), context_lo
+    j, ty = _walk(params, ys, ny, context, context_lo)
+    i = batch_i
+    tx = batch_frac
+    i1 = min(i + 1, nx - 1)
+    j1 = min(j + 1, ny - 1)
+    seconds = (
+        (1.0 - tx) * (1.0 - ty) * params[values + i * ny + j]
+        + (1.0 - tx) * ty * params[values + i * ny + j1]
+        + tx * (1.0 - ty) * params[values + i1 * ny + j]
+        + tx * ty * params[values + i1 * ny + j1]
+    )
+    last = params[ys + ny - 1]
+    if context > last:
+        seconds *= context / last
+    return seconds, j
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def decode_run_step_s(
+    params,
+    before_s,
+    allreduce_s,
+    host_s,
+    batch_i,
+    batch_frac,
+    context_lo,
+    num_decode_seqs,
+    context_tokens,
+):
+    """``step_time_s`` of a decode-only step, from ``decode_run_terms_s``'s terms.
+
+    ``context_lo`` is the decode table's context segment of the run's previous step (0 for
+    its first); returns (seconds, the segment of this step) for the next call.
+    """
     total_s = before_s
     if params.shape[0] > NUM_PARAMS:
-        total_s += table_s(
+        attention_s, context_lo = _decode_attention_run_s(
             params,
-            CAL_DECODE_ATTENTION,
+            batch_i,
+            batch_frac,
+            context_lo,
             float(num_decode_seqs),
             max(float(context_tokens), float(num_decode_seqs)),
         )
+        total_s += attention_s
     else:
         total_s += _attention_s(
             params, float(num_decode_seqs), float(context_tokens), float(context_tokens)
         )
     total_s += allreduce_s
     total_s += host_s
-    return total_s
+    return total_s, context_lo
