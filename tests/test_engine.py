@@ -734,3 +734,22 @@ def test_throughput_is_bounded_by_budget_over_fastest_step(llama_8b_h100, schedu
         assert starts[0] == 0.0
         np.testing.assert_array_equal(starts[1:], ends[:-1])
         assert ends[-1] == np.nanmax(req_f[req_i[:, R_REPLICA] == r, R_FINISH_S])
+
+
+def test_itl_bin_bounds_are_exactly_the_gaps_of_that_bin():
+    """Decode runs reuse a bin while gaps stay in its bounds: the bounds must be exact."""
+    from simulator.engine.kernels import _itl_bin, _itl_bin_bounds
+
+    rng = np.random.default_rng(4)
+    gaps = np.concatenate([10.0 ** rng.uniform(-7, 3.5, 3000), [1e-9, 5e3, 0.016, 0.5, 1.0]])
+    for gap in gaps:
+        bin_idx, lo, hi = _itl_bin_bounds(gap)
+        assert bin_idx == _itl_bin(gap)
+        if lo > hi:  # open-ended end bins: never reused
+            assert bin_idx in (0, engine_state.ITL_NUM_BINS - 1)
+            continue
+        assert lo <= gap < hi
+        inside = [lo, np.nextafter(hi, 0.0), lo + (hi - lo) * rng.random()]
+        assert all(_itl_bin(x) == bin_idx for x in inside)
+        assert _itl_bin(np.nextafter(lo, 0.0)) == bin_idx - 1
+        assert _itl_bin(hi) == bin_idx + 1

@@ -609,6 +609,25 @@ def _itl_bin(gap_s):
 
 
 @njit(cache=True, _nrt=False)
+def _itl_bin_bounds(gap_s):
+    """(``_itl_bin(gap_s)``, lo_s, hi_s): every gap in [lo_s, hi_s) falls in that bin.
+
+    The open-ended first and last bins get an empty range, so they are always recomputed.
+    A slice edge is (0.5 + slice / (2 * ITL_BINS_PER_OCTAVE)) * 2 ** exponent, exact in
+    floating point (a power-of-two count of slices), which is where frexp's slicing flips.
+    """
+    bin_idx = _itl_bin(gap_s)
+    if bin_idx == 0 or bin_idx == ITL_NUM_BINS - 1:
+        return bin_idx, 1.0, 0.0
+    _, exponent = math.frexp(gap_s)
+    slice_ = (bin_idx - 1) - (exponent - ITL_MIN_EXP) * ITL_BINS_PER_OCTAVE
+    width = 2.0 * ITL_BINS_PER_OCTAVE
+    lo_s = math.ldexp((ITL_BINS_PER_OCTAVE + slice_) / width, exponent)
+    hi_s = math.ldexp((ITL_BINS_PER_OCTAVE + slice_ + 1) / width, exponent)
+    return bin_idx, lo_s, hi_s
+
+
+@njit(cache=True, _nrt=False)
 def _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, num_steps, end_s):
     """Record ``num_steps`` steps of the steady decodes ending at ``end_s``; finish those due.
 
@@ -785,8 +804,14 @@ def _fast_forward_decodes(
     context = rep_i[P_STEADY_CONTEXT, r]
     before_s, allreduce_s, host_s, batch_i, batch_frac = decode_run_terms_s(params, num_decodes)
     context_lo = 0
+    # The residue of the steady decodes that take a block falls by one (mod block size) a
+    # step: index steady[r, :] by a rotating counter instead of two modulos a step.
+    block_size = cfg[CFG_BLOCK_SIZE]
+    residue = (block_size - rep_i[P_STEADY_STEPS, r] % block_size) % block_size
+    # Consecutive gaps mostly share an ITL bin: test the last bin's bounds before binning.
+    bin_idx, bin_lo_s, bin_hi_s = 0, 1.0, 0.0
     while num_steps < steps_to_finish:
-        need = _steady_new_blocks(rep_i, cfg, steady, r, num_steps)
+        need = steady[r, residue]
         if new_blocks + need > free:
             break
         step_s, context_lo = decode_run_step_s(
@@ -803,12 +828,16 @@ def _fast_forward_decodes(
         step_end_s = end_s + step_s
         if step_end_s > until_s:
             break
-        itl_histogram[_itl_bin(step_end_s - last_token_s)] += num_decodes
+        gap_s = step_end_s - last_token_s
+        if not (bin_lo_s <= gap_s < bin_hi_s):
+            bin_idx, bin_lo_s, bin_hi_s = _itl_bin_bounds(gap_s)
+        itl_histogram[bin_idx] += num_decodes
         last_token_s = step_end_s
         end_s = step_end_s
         new_blocks += need
         context += num_decodes
         num_steps += 1
+        residue = residue - 1 if residue > 0 else block_size - 1
     if num_steps == 0:
         return 0
 
