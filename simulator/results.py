@@ -40,7 +40,6 @@ requests; every step with prefill tokens is its own row):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +85,6 @@ def _table_metadata(kind: str) -> dict[bytes, bytes]:
     }
 
 
-@dataclass
 class Result:
     """The outcome of one simulated run.
 
@@ -94,17 +92,45 @@ class Result:
     ----------
     scenario : ResolvedScenario
     requests : pyarrow.Table
-        One row per request (columns in the module docstring).
+        One row per request (columns in the module docstring); built on first use, so
+        callers that need only the summary (sweeps) never pay for it.
     steps : pyarrow.Table
-        One row per run of engine steps.
+        One row per run of engine steps; built on first use.
     summary : dict
         The object ``--json`` prints and ``summary.json`` holds.
     """
 
-    scenario: ResolvedScenario
-    requests: pa.Table
-    steps: pa.Table
-    summary: dict[str, Any]
+    def __init__(
+        self,
+        scenario: ResolvedScenario,
+        summary: dict[str, Any],
+        state: EngineState,
+        request_ids: pa.Array | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.summary = summary
+        self._state = state
+        self._request_ids = request_ids
+        self._requests: pa.Table | None = None
+        self._steps: pa.Table | None = None
+
+    @property
+    def requests(self) -> pa.Table:
+        if self._requests is None:
+            self._requests = _request_table(self._state, self._request_ids)
+            self._release_state()
+        return self._requests
+
+    @property
+    def steps(self) -> pa.Table:
+        if self._steps is None:
+            self._steps = _step_table(self._state)
+            self._release_state()
+        return self._steps
+
+    def _release_state(self) -> None:
+        if self._requests is not None and self._steps is not None:
+            self._state = None  # both tables exist: the engine's arrays can go
 
     def write(self, out_dir: Path) -> None:
         """Write ``requests.parquet``, ``steps.parquet`` and ``summary.json`` into ``out_dir``."""
@@ -130,27 +156,31 @@ def build_result(
     request_ids: pa.Array | None,
     slo: dict[str, tuple[str, int, float]] | None,
 ) -> Result:
-    """Turn the engine's final state into tables and the summary."""
-    requests, latencies_s, completed = _request_table(state, request_ids)
-    steps = _step_table(state)
-    summary = _summary(resolved, state, steps, latencies_s, completed, slo)
-    return Result(resolved, requests, steps, summary)
+    """The summary of the engine's final state; its tables are built when first asked for."""
+    latencies_s, completed = _latencies_s(state)
+    summary = _summary(resolved, state, latencies_s, completed, slo)
+    return Result(resolved, summary, state, request_ids)
 
 
-def _request_table(
-    state: EngineState, request_ids: pa.Array | None
-) -> tuple[pa.Table, dict[str, np.ndarray], np.ndarray]:
+def _latencies_s(state: EngineState) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-request TTFT, TPOT, E2E and queueing delay (s, NaN where undefined), completed."""
     req_i, req_f = state.req_i, state.req_f
     arrival = req_f[:, R_ARRIVAL_S]
-    first_token = req_f[:, R_FIRST_TOKEN_S]
-    finish = req_f[:, R_FINISH_S]
     output = req_i[:, R_OUTPUT]
-    completed = req_i[:, R_STATUS] == FINISHED
-    ttft = first_token - arrival
-    e2e = finish - arrival
+    ttft = req_f[:, R_FIRST_TOKEN_S] - arrival
+    e2e = req_f[:, R_FINISH_S] - arrival
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(output > 1, (e2e - ttft) / (output - 1), np.nan)
     queue = req_f[:, R_FIRST_SCHEDULED_S] - arrival
+    completed = req_i[:, R_STATUS] == FINISHED
+    return {"ttft": ttft, "tpot": tpot, "e2e": e2e, "queue": queue}, completed
+
+
+def _request_table(state: EngineState, request_ids: pa.Array | None) -> pa.Table:
+    req_i, req_f = state.req_i, state.req_f
+    latencies_s, completed = _latencies_s(state)
+    arrival = req_f[:, R_ARRIVAL_S]
+    output = req_i[:, R_OUTPUT]
     # Texts looked up by code in Arrow (a take from a tiny array), not per row in Python.
     reason_text = pa.array(
         [REJECT_REASONS.get(code) or None for code in range(max(REJECT_REASONS) + 1)],
@@ -168,20 +198,18 @@ def _request_table(
         output_tokens=output.astype(np.int32),
         arrival_time_s=arrival,
         first_scheduled_s=req_f[:, R_FIRST_SCHEDULED_S],
-        first_token_s=first_token,
-        completion_s=finish,
-        ttft_s=ttft,
-        tpot_s=tpot,
-        e2e_s=e2e,
-        queue_s=queue,
+        first_token_s=req_f[:, R_FIRST_TOKEN_S],
+        completion_s=req_f[:, R_FINISH_S],
+        ttft_s=latencies_s["ttft"],
+        tpot_s=latencies_s["tpot"],
+        e2e_s=latencies_s["e2e"],
+        queue_s=latencies_s["queue"],
         num_preemptions=req_i[:, R_PREEMPTIONS].astype(np.int32),
         cached_tokens=np.zeros(len(arrival), np.int32),
         status=status_text,
         reject_reason=reason_text,
     )
-    table = pa.table(columns, metadata=_table_metadata("requests"))
-    latencies = {"ttft": ttft, "tpot": tpot, "e2e": e2e, "queue": queue}
-    return table, latencies, completed
+    return pa.table(columns, metadata=_table_metadata("requests"))
 
 
 def _step_table(state: EngineState) -> pa.Table:
@@ -210,7 +238,6 @@ def _step_table(state: EngineState) -> pa.Table:
 def _summary(
     resolved: ResolvedScenario,
     state: EngineState,
-    steps: pa.Table,
     latencies_s: dict[str, np.ndarray],
     completed: np.ndarray,
     slo: dict[str, tuple[str, int, float]] | None,
@@ -239,7 +266,7 @@ def _summary(
         "itl_ms": itl_summary_ms(state.itl_histogram, itl_sum_s),
         "e2e_ms": describe_ms(latencies_s["e2e"]),
         "queue_ms": describe_ms(latencies_s["queue"]),
-        "kv_cache": _kv_usage(steps, resolved.memory.num_kv_blocks, resolved.num_replicas),
+        "kv_cache": _kv_usage(state, resolved.memory.num_kv_blocks, resolved.num_replicas),
         # Requests not yet started when the last request arrived: a backlog that grows with
         # the trace means the deployment does not keep up and tail latency has no ceiling.
         "backlog_at_last_arrival": int(
@@ -259,20 +286,19 @@ def _summary(
     return summary
 
 
-def _kv_usage(steps: pa.Table, num_kv_blocks: int, num_replicas: int) -> dict[str, Any]:
+def _kv_usage(state: EngineState, num_kv_blocks: int, num_replicas: int) -> dict[str, Any]:
     """Peak and time-weighted mean fraction of KV blocks in use, over the replicas' steps."""
-    if steps.num_rows == 0:
+    n = state.num_log_rows
+    if n == 0:
         return {"peak_fraction": 0.0, "mean_fraction": 0.0, "per_replica_peak_fraction": []}
-    used = steps.column("kv_blocks_used").to_numpy() / num_kv_blocks
-    duration = steps.column("duration_s").to_numpy()
-    replica = steps.column("replica").to_numpy()
-    per_replica = [
-        float(used[replica == r].max()) if (replica == r).any() else 0.0
-        for r in range(num_replicas)
-    ]
+    log_i, log_f = state.log_i[:, :n], state.log_f[:, :n]
+    used = log_i[L_KV_BLOCKS] / num_kv_blocks
+    duration = log_f[L_END_S] - log_f[L_START_S]
+    per_replica = np.zeros(num_replicas)
+    np.maximum.at(per_replica, log_i[L_REPLICA], used)
     mean = float((used * duration).sum() / duration.sum()) if duration.sum() > 0 else 0.0
     return {
         "peak_fraction": float(used.max()),
         "mean_fraction": mean,
-        "per_replica_peak_fraction": per_replica,
+        "per_replica_peak_fraction": [float(x) for x in per_replica],
     }

@@ -7,8 +7,10 @@ default batch knobs for the GPU, and the step-time model with its source.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from simulator.calibration.select import step_model_for
@@ -187,7 +189,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     if scenario.scheduler == "vllm-v0" and scenario.max_num_batched_tokens is None:
         # vLLM v0 without chunked prefill: max(max_model_len, 2048), so any prompt fits.
         max_batched = token_budget = max(max_model_len, 2048)
-    step_model, calibration = step_model_for(model, gpu, tp, scenario.calibration)
+    step_model, calibration = _step_model(model, gpu, tp, scenario.calibration)
     return ResolvedScenario(
         scenario=scenario,
         gpu=gpu,
@@ -205,6 +207,34 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         notes=tuple(notes),
         calibration=calibration,
     )
+
+
+#: Step models already built in this process (sweeps resolve the same pairs many times).
+_STEP_MODELS: dict[tuple, tuple[StepTimeModel, dict[str, Any]]] = {}
+
+
+def _step_model(
+    model: ModelSpec, gpu: GPUSpec, tp: int, calibration: str | None
+) -> tuple[StepTimeModel, dict[str, Any]]:
+    """``step_model_for``, cached by its inputs and the profile file's size and mtime."""
+    stamp = None
+    if calibration is not None:
+        try:
+            info = Path(calibration).stat()
+            stamp = (info.st_size, info.st_mtime_ns)
+        except OSError:
+            return step_model_for(model, gpu, tp, calibration)  # let it report the error
+    try:
+        key = (model, gpu, tp, calibration, stamp)
+        hash(key)
+    except TypeError:
+        return step_model_for(model, gpu, tp, calibration)
+    if key not in _STEP_MODELS:
+        if len(_STEP_MODELS) >= 256:
+            _STEP_MODELS.clear()
+        _STEP_MODELS[key] = step_model_for(model, gpu, tp, calibration)
+    step_model, description = _STEP_MODELS[key]
+    return step_model, copy.deepcopy(description)
 
 
 def _positive_int(value: int | None, default: int, option: str) -> int:
