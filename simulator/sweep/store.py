@@ -41,6 +41,7 @@ Row columns (``sweep show --json`` prints the same names):
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import types
@@ -50,10 +51,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from simulator import __version__
 from simulator.errors import SimreplayError
-from simulator.io import write_parquet_atomic, write_text_atomic
+from simulator.io import atomic_path, write_text_atomic
 from simulator.sweep.spec import knob_types
 
 STORE_FORMAT_VERSION = 1
@@ -97,8 +99,9 @@ def _arrow_type(kind: Any) -> pa.DataType:
     return {bool: pa.bool_(), int: pa.int64(), float: pa.float64()}.get(kind, pa.string())
 
 
+@functools.cache
 def row_schema() -> pa.Schema:
-    """The schema of every row file: knob columns, then ``RESULT_COLUMNS``."""
+    """The schema of every row file: knob columns, then ``RESULT_COLUMNS`` (built once)."""
     knobs = [pa.field(name, _arrow_type(kind)) for name, kind in knob_types().items()]
     results = [pa.field(name, kind) for name, kind in RESULT_COLUMNS.items()]
     return pa.schema(
@@ -108,6 +111,9 @@ def row_schema() -> pa.Schema:
             b"simreplay.format_version": str(STORE_FORMAT_VERSION).encode(),
         },
     )
+
+
+_ROW_FILE_OPTIONS = {"compression": "none", "use_dictionary": False, "write_statistics": False}
 
 
 def file_sha256(path: Path | str) -> str:
@@ -209,7 +215,10 @@ class ResultStore:
     def write_row(self, row: dict[str, Any]) -> None:
         """Write one scenario's row atomically."""
         table = pa.Table.from_pylist([row], schema=row_schema())
-        write_parquet_atomic(table, self.path_of(row["scenario_key"]))
+        # One row of ~70 columns: compression, dictionaries and statistics would cost more
+        # than the whole row (4 ms against 1.3 ms a file); the bytes stay deterministic.
+        with atomic_path(self.path_of(row["scenario_key"])) as tmp:
+            pq.write_table(table, tmp, **_ROW_FILE_OPTIONS)
 
     def read(self) -> pa.Table:
         """Every row, sorted by ``scenario_key`` (a stable order for comparisons).
