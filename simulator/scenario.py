@@ -11,17 +11,18 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from simulator.calibration.select import step_model_for
 from simulator.checks import format_number
 from simulator.engine.state import DEFAULT_SARATHI_CHUNK, ROUTERS, SCHEDULERS
 from simulator.errors import SimreplayError
 from simulator.hardware import parse_gpus
 from simulator.memory import MemoryPlan, choose_tp, default_batch_knobs, plan_memory, validate_tp
 from simulator.models import DEFAULT_MODEL, get_model
-from simulator.perf.roofline import StepTimeModel
 from simulator.specs import GPUSpec, ModelSpec
+
+if TYPE_CHECKING:  # the step-time model pulls in numba: imported when resolving only
+    from simulator.perf.roofline import StepTimeModel
 
 #: Engine behaviour the defaults follow (named in every output).
 ENGINE_VERSION = "vLLM v0.11 (V1 engine), prefix caching off"
@@ -217,6 +218,7 @@ def _step_model(
     model: ModelSpec, gpu: GPUSpec, tp: int, calibration: str | None
 ) -> tuple[StepTimeModel, dict[str, Any]]:
     """``step_model_for``, cached by its inputs and the profile file's size and mtime."""
+    from simulator.calibration.select import step_model_for
     stamp = None
     if calibration is not None:
         try:

@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from simulator import __version__
@@ -237,6 +236,8 @@ class ResultStore:
         )
         if not files:
             return schema.empty_table()
+        import pyarrow.dataset as ds  # ~80 ms to import: only when reading a store
+
         try:
             # One multi-threaded scan; columns a row file lacks (older build) read as null.
             table = ds.dataset(files, schema=schema, format="parquet").to_table()
