@@ -424,3 +424,23 @@ def test_a_knob_added_to_scenario_becomes_an_axis_and_a_column(monkeypatch, smal
     assert [s["calibration"] for s in spec.scenarios] == [None, "a100-vidur"]
     assert spec.axes == ["calibration"]
     assert row_schema().field("calibration").type == "string"
+
+
+def test_show_names_a_foreign_file_in_the_rows_folder(tmp_path):
+    """A parquet file that is not a sweep row (other columns, other rows) is one clear line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from simulator.sweep.store import ResultStore
+
+    store = ResultStore(tmp_path / "sw")
+    store.prepare(None)
+    store.create(None)
+    rows_dir = tmp_path / "sw" / "rows"
+    rows_dir.mkdir(exist_ok=True)
+    pq.write_table(pa.table({"x": [1]}), rows_dir / "foreign.parquet")
+    with pytest.raises(SimreplayError, match="foreign.parquet: not a row of this sweep"):
+        store.read()
+    pq.write_table(pa.table({"x": [1, 2]}), rows_dir / "foreign.parquet")
+    with pytest.raises(SimreplayError, match="foreign.parquet: 2 rows"):
+        store.read()

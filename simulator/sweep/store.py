@@ -244,4 +244,21 @@ class ResultStore:
         except (pa.ArrowException, OSError) as exc:
             reason = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise SimreplayError(f"{self.rows_dir}: unreadable sweep row: {reason}") from None
+        # A file dropped into rows/ by something else reads as nulls: name it, do not show it.
+        if table.num_rows != len(files):
+            for path in files:
+                num_rows = pq.ParquetFile(path).metadata.num_rows
+                if num_rows != 1:
+                    raise SimreplayError(
+                        f"{path}: {num_rows} rows, not a row of this sweep (one row a file); "
+                        "remove it"
+                    )
+        keys = table.column("scenario_key").to_pylist()
+        statuses = table.column("status").to_pylist()
+        for path, key, status in zip(files, keys, statuses, strict=True):
+            if key is None or status is None or Path(path).stem != key:
+                raise SimreplayError(
+                    f"{path}: not a row of this sweep (scenario_key and status expected, and "
+                    "the file named after its key); remove it"
+                )
         return table.sort_by("scenario_key")
