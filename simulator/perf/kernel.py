@@ -215,6 +215,13 @@ def table_s(params, table_idx, x, y):
         return seconds
     i, tx = _locate(params, xs, nx, max(x, 1.0))
     j, ty = _locate(params, ys, ny, y)
+    return _bilinear(params, values, nx, ny, i, tx, j, ty, y, params[ys + ny - 1])
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _bilinear(params, values, nx, ny, i, tx, j, ty, y, last_y):
+    """A two-feature table's value in segment (i, j) at fractions (tx, ty); beyond the last
+    work node ``last_y`` it grows in proportion to ``y``."""
     i1 = min(i + 1, nx - 1)
     j1 = min(j + 1, ny - 1)
     seconds = (
@@ -223,9 +230,8 @@ def table_s(params, table_idx, x, y):
         + tx * (1.0 - ty) * params[values + i1 * ny + j]
         + tx * ty * params[values + i1 * ny + j1]
     )
-    last = params[ys + ny - 1]
-    if y > last:
-        seconds *= y / last
+    if y > last_y:
+        seconds *= y / last_y
     return seconds
 
 
@@ -536,19 +542,9 @@ def _decode_attention_run_s(params, batch_i, batch_frac, context_lo, num_seqs, c
     if ny == 1:
         return table_s(params, CAL_DECODE_ATTENTION, num_seqs, context), context_lo
     j, ty = _walk(params, ys, ny, context, context_lo)
-    i = batch_i
-    tx = batch_frac
-    i1 = min(i + 1, nx - 1)
-    j1 = min(j + 1, ny - 1)
-    seconds = (
-        (1.0 - tx) * (1.0 - ty) * params[values + i * ny + j]
-        + (1.0 - tx) * ty * params[values + i * ny + j1]
-        + tx * (1.0 - ty) * params[values + i1 * ny + j]
-        + tx * ty * params[values + i1 * ny + j1]
+    seconds = _bilinear(
+        params, values, nx, ny, batch_i, batch_frac, j, ty, context, params[ys + ny - 1]
     )
-    last = params[ys + ny - 1]
-    if context > last:
-        seconds *= context / last
     return seconds, j
 
 
