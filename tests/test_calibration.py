@@ -570,3 +570,15 @@ def test_a_few_model_shapes_still_calibrate(tmp_path):
     between = {"m": np.array([3.0, 48.0, 700.0]), "n": np.full(3, 6144.0), "k": np.full(3, 4096.0)}
     truth = roofline_latency_s("gemm_bfloat16", between, REF) * _true_ratio(**between)
     np.testing.assert_allclose(profile.predict("gemm_bfloat16", between), truth, rtol=0.05)
+
+
+def test_a_profile_of_another_gpu_says_it_is_applied_as_efficiencies():
+    """--calibration with a profile measured on another GPU is allowed, and said."""
+    from simulator.calibration.select import PROFILES_DIR
+    from simulator.scenario import Scenario, resolve
+
+    a100 = str(PROFILES_DIR / "a100-80gb-sxm.json")
+    source = resolve(Scenario(gpus="1xH100", calibration=a100)).to_dict()["calibration"]
+    assert "measured on A100-80GB-SXM, applied to H100-SXM" in source
+    own = resolve(Scenario(gpus="1xA100", calibration=a100)).to_dict()["calibration"]
+    assert "applied to" not in own

@@ -168,6 +168,11 @@ def step_model_for(
     owners = {g: _label(p) for g, p in grid_owner.items()}
     if own:
         source = primary.summary()
+        if primary.gpu != gpu.name:
+            source += (
+                f"; measured on {primary.gpu}, applied to {gpu.name} as efficiencies over "
+                f"its roofline"
+            )
         borrowed = sorted({_label(p) for p in grid_owner.values()} - {_label(primary)})
         if borrowed:
             source += (
