@@ -124,12 +124,12 @@ def profile(
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
 ) -> None:
-    """Measure this machine's GPU operators with torch; `calibrate fit --source` them.
+    """Measure this machine's GPU operators with torch, for `calibrate fit`.
 
-    The files use NVIDIA AIConfigurator's names and columns (gemm_perf.parquet,
-    context_attention_perf.parquet, generation_attention_perf.parquet, nccl_perf.parquet,
-    collection_meta.json), so `calibrate fit --source DIR --gpu NAME -o profile.json` reads
-    them as it reads published data, and `run --calibration profile.json` uses the result.
+    Writes NVIDIA AIConfigurator's file names and columns (gemm_perf,
+    context/generation_attention and nccl_perf parquet files, plus
+    collection_meta.json). Then: `calibrate fit --source DIR --gpu NAME
+    -o profile.json`, and `run --calibration profile.json`.
     """
     from simulator.calibration.profiler import (
         TABLES,
