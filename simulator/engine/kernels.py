@@ -108,15 +108,6 @@ def _blocks_for(num_tokens, cfg):
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _block_offset(num_tokens, cfg):
-    """``num_tokens % block_size`` (a mask when the size is 2**k)."""
-    shift = cfg[CFG_BLOCK_SHIFT]
-    if shift >= 0:
-        return num_tokens & ((1 << shift) - 1)
-    return num_tokens % cfg[CFG_BLOCK_SIZE]
-
-
-@njit(cache=True, inline="always", _nrt=False)
 def _ceil_div(a, b):
     return (a + b - 1) // b
 
