@@ -16,7 +16,13 @@ import sys
 from pathlib import Path
 
 #: Every module that defines numba kernels, relative to the package.
-KERNEL_SOURCES = ("engine/state.py", "engine/kernels.py", "engine/fused.py", "perf/kernel.py")
+KERNEL_SOURCES = (
+    "engine/state.py",
+    "engine/prefix_cache.py",
+    "engine/kernels.py",
+    "engine/fused.py",
+    "perf/kernel.py",
+)
 
 
 def configure() -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.cluster import Router, replay
+from simulator.engine.prefix_keys import PrefixInputs, prefix_inputs, session_indices
 from simulator.engine.state import EngineState
 from simulator.errors import SimreplayError, TraceError
 from simulator.metrics import parse_slo
@@ -71,13 +72,17 @@ def simulate(
     resolved = resolve(scenario or Scenario())
     bounds = parse_slo(slo) if isinstance(slo, str) else slo
 
+    input_tokens = table.column("input_tokens").to_numpy()
+    prefix, session_idx = _cache_and_session_inputs(resolved, table, input_tokens)
     state = replay_resolved(
         resolved,
         table.column("arrival_time_s").to_numpy(),
-        table.column("input_tokens").to_numpy(),
+        input_tokens,
         table.column("output_tokens").to_numpy(),
         orchestration="simpy" if orchestration == "simpy" else "fused",
         router=router,
+        prefix=prefix,
+        session_idx=session_idx,
     )
     ids = table.column("request_id") if "request_id" in table.column_names else None
     return build_result(resolved, state, ids, bounds)
@@ -91,13 +96,21 @@ def replay_resolved(
     *,
     orchestration: str = "fused",
     router: Router | None = None,
+    prefix: PrefixInputs | None = None,
+    session_idx: np.ndarray | None = None,
 ) -> EngineState:
     """Replay requests through an already resolved scenario; return the engine's final state.
 
     What ``simulate`` does after reading the trace and resolving the scenario, for callers
     that adjust a ``ResolvedScenario`` themselves (``calibrate validate`` sets the KV block
-    count and the step model). ``orchestration`` is ``fused`` or ``simpy``.
+    count and the step model). ``orchestration`` is ``fused`` or ``simpy``. ``prefix`` is
+    required when the scenario enables prefix caching (``engine.prefix_keys.prefix_inputs``;
+    its empty form when the trace has no ``hash_ids``).
     """
+    if chosen_caching(resolved) and prefix is None:
+        prefix = prefix_inputs(
+            None, input_tokens, hash_block_tokens=None, block_size=resolved.memory.block_size
+        )
     chosen = resolved.scenario
     return replay(
         arrival_time_s,
@@ -115,7 +128,43 @@ def replay_resolved(
         draws=np.random.default_rng(chosen.seed).random(len(arrival_time_s)),
         orchestration=orchestration,
         router_fn=router,
+        prefix=prefix if chosen_caching(resolved) else None,
+        prefix_load_cap=chosen.prefix_load_cap,
+        session_idx=session_idx,
     )
+
+
+def chosen_caching(resolved: ResolvedScenario) -> bool:
+    """True when the scenario turns vLLM's prefix cache on."""
+    return bool(resolved.scenario.enable_prefix_caching)
+
+
+def _cache_and_session_inputs(
+    resolved: ResolvedScenario, table: pa.Table, input_tokens: np.ndarray
+) -> tuple[PrefixInputs | None, np.ndarray | None]:
+    """Prefix-cache keys (when caching is on) and session indices (when the trace has them)."""
+    names = table.column_names
+    prefix = None
+    if chosen_caching(resolved):
+        meta = TraceMetadata.from_arrow(table.schema.metadata)
+        has_ids = "hash_ids" in names and meta is not None and meta.hash_block_size
+        prefix = prefix_inputs(
+            table.column("hash_ids") if has_ids else None,
+            input_tokens,
+            hash_block_tokens=meta.hash_block_size if has_ids else None,
+            block_size=resolved.memory.block_size,
+        )
+    session_idx = None
+    if "session_id" in names:
+        session_idx = session_indices(table.column("session_id"), table.num_rows)
+    if resolved.scenario.router == "session-affinity" and (
+        session_idx is None or not (session_idx >= 0).any()
+    ):
+        raise SimreplayError(
+            "--router session-affinity needs session ids in the trace (a session_id column); "
+            "this trace has none"
+        )
+    return prefix, session_idx
 
 
 def _as_trace(table: pa.Table) -> pa.Table:

@@ -28,16 +28,23 @@ from simulator.engine.kernels import (
     enqueue,
     reject,
 )
+from simulator.engine.prefix_cache import prefix_hit
+from simulator.engine.prefix_keys import PrefixInputs
 from simulator.engine.state import (
     C_ROUTED,
+    CFG_BLOCK_SIZE,
     CFG_NUM_KV_BLOCKS,
+    CFG_PREFIX_CACHING,
+    DEFAULT_PREFIX_LOAD_CAP,
     P_FREE_BLOCKS,
+    P_NUM_CACHED,
     P_NUM_RUNNING,
     P_NUM_WAITING,
     P_OUTSTANDING,
     R_ARRIVAL_S,
     R_OUTPUT,
     R_PROMPT,
+    R_SESSION,
     ROUTERS,
     SCHEDULERS,
     EngineState,
@@ -57,6 +64,10 @@ class ReplicaView:
     num_running: int
     kv_blocks_used: int
     kv_blocks_total: int
+    #: Prefix cache (0 when it is off): prompt tokens of the request being routed that this
+    #: replica holds in its cache (its longest cached prefix), and blocks cached here.
+    cached_prefix_tokens: int = 0
+    num_cached_blocks: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class RequestView:
     arrival_time_s: float
     input_tokens: int
     output_tokens: int
+    session: int = -1  # dense session index, -1 when the trace has none
 
 
 #: A user-supplied router: (request, replicas) -> index of the chosen replica.
@@ -90,13 +102,18 @@ def replay(
     draws: np.ndarray,
     orchestration: str = "fused",
     router_fn: Router | None = None,
+    prefix: PrefixInputs | None = None,
+    prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP,
+    session_idx: np.ndarray | None = None,
 ) -> EngineState:
     """Replay a trace with explicit engine knobs; return the final engine state.
 
     The level below ``simulate``: no catalogs, no memory planning. ``token_budget`` is the
     per-step token budget (``--max-num-batched-tokens``, or the chunk size for ``sarathi``).
     ``orchestration`` is ``fused`` (all numba) or ``simpy``; ``router_fn`` (simpy only)
-    replaces the built-in ``router``.
+    replaces the built-in ``router``. ``prefix`` turns the prefix cache on (its keys from
+    ``engine.prefix_keys.prefix_inputs``); ``session_idx`` (int64, -1 for none) gives each
+    request's session for ``session-affinity``.
     """
     state = make_state(
         arrival_s,
@@ -107,6 +124,11 @@ def replay(
         num_kv_blocks=num_kv_blocks,
         block_size=block_size,
         log_capacity=max(1024, 3 * len(arrival_s)),  # ~2 rows a request; grows when full
+        prefix_caching=prefix is not None,
+        prefix_ids=None if prefix is None else prefix.chained_ids,
+        id_offsets=None if prefix is None else prefix.id_offsets,
+        num_keys=None if prefix is None else prefix.num_keys,
+        session_idx=session_idx,
     )
     cfg = make_config(
         scheduler=SCHEDULERS[scheduler],
@@ -116,6 +138,9 @@ def replay(
         num_kv_blocks=num_kv_blocks,
         max_model_len=max_model_len,
         router=ROUTERS[router],
+        prefix_caching=prefix is not None,
+        hash_block_tokens=0 if prefix is None else prefix.hash_block_tokens,
+        prefix_load_cap=prefix_load_cap,
     )
     draws = np.ascontiguousarray(draws, dtype=np.float64)
     if orchestration == "simpy" or router_fn is not None:
@@ -157,7 +182,9 @@ def run_simpy(
 
 def run_all_numba(state: EngineState, cfg: np.ndarray, params: object, draws: np.ndarray) -> None:
     """Replay the trace in ``state`` in one numba kernel (built-in policies only)."""
-    _call_until_done(state, lambda: run_fused(*state.kernel_args(cfg, params), draws))
+    _call_until_done(
+        state, lambda: run_fused(*state.kernel_args(cfg, params), draws, state.session_replica)
+    )
 
 
 def _arrivals(env, state, cfg, params, draws, router):
@@ -173,7 +200,17 @@ def _arrivals(env, state, cfg, params, draws, router):
             reject(state.req_i, i, reason)
             continue
         if router is None:
-            r = choose_replica(state.rep_i, cfg, state.counters[C_ROUTED], draws[i])
+            r = choose_replica(
+                state.req_i,
+                state.rep_i,
+                cfg,
+                state.pcache,
+                state.prefix_ids,
+                state.session_replica,
+                i,
+                state.counters[C_ROUTED],
+                draws[i],
+            )
         else:
             r = _ask_router(router, state, cfg, i, now_s)
         state.counters[C_ROUTED] += 1
@@ -198,6 +235,8 @@ def _call_until_done(state: EngineState, call: Callable[[], int]) -> None:
 def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now_s: float) -> int:
     rep_i = state.rep_i
     total_blocks = int(cfg[CFG_NUM_KV_BLOCKS])
+    caching = bool(cfg[CFG_PREFIX_CACHING])
+    block_size = int(cfg[CFG_BLOCK_SIZE])
     replicas = [
         ReplicaView(
             index=r,
@@ -206,6 +245,11 @@ def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now
             num_running=int(rep_i[P_NUM_RUNNING, r]),
             kv_blocks_used=total_blocks - int(rep_i[P_FREE_BLOCKS, r]),
             kv_blocks_total=total_blocks,
+            cached_prefix_tokens=block_size
+            * int(prefix_hit(state.req_i, cfg, state.pcache, state.prefix_ids, r, i)[0])
+            if caching
+            else 0,
+            num_cached_blocks=int(rep_i[P_NUM_CACHED, r]),
         )
         for r in range(rep_i.shape[1])
     ]
@@ -214,6 +258,7 @@ def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now
         arrival_time_s=now_s,
         input_tokens=int(state.req_i[i, R_PROMPT]),
         output_tokens=int(state.req_i[i, R_OUTPUT]),
+        session=int(state.req_i[i, R_SESSION]),
     )
     choice = router(request, replicas)
     if isinstance(choice, bool) or not isinstance(choice, int | np.integer):

@@ -17,7 +17,7 @@ requests.parquet, one row per request of the trace, in trace order:
 | `completion_s` | float64 | end of the step that produced its last token |
 | `ttft_s`, `tpot_s`, `e2e_s`, `queue_s` | float64 | see ``metrics.py`` |
 | `num_preemptions` | int32 | times it was preempted (and recomputed) |
-| `cached_tokens` | int32 | prompt tokens served from a prefix cache (0: prefix caching off) |
+| `cached_tokens` | int32 | prompt tokens found in the prefix cache when first admitted |
 | `status` | string | `completed` or `rejected` |
 | `reject_reason` | string | why it was rejected; null otherwise |
 
@@ -35,6 +35,11 @@ requests; every step with prefill tokens is its own row):
 | `decode_seqs` | int32 | sequences decoding one token per step |
 | `kv_blocks_used` | int64 | KV blocks held after the run's last step |
 | `num_waiting` | int32 | requests waiting when each step started |
+| `cache_hit_tokens` | int64 | tokens of requests admitted in the run found in the cache |
+| `cache_query_tokens` | int64 | tokens those requests asked for (prompt + output to redo) |
+
+The three prefix-cache columns are 0 with prefix caching off. Hit rate over time is
+``cache_hit_tokens / cache_query_tokens`` over any window of rows.
 """
 
 from __future__ import annotations
@@ -50,13 +55,17 @@ from simulator.engine.state import (
     FINISHED,
     L_DECODE_SEQS,
     L_END_S,
+    L_HIT_TOKENS,
     L_KV_BLOCKS,
     L_NUM_STEPS,
     L_PREFILL_TOKENS,
+    L_QUERY_TOKENS,
     L_REPLICA,
     L_START_S,
     L_WAITING,
+    P_EVICTIONS,
     R_ARRIVAL_S,
+    R_CACHED_TOKENS,
     R_FINISH_S,
     R_FIRST_SCHEDULED_S,
     R_FIRST_TOKEN_S,
@@ -205,7 +214,7 @@ def _request_table(state: EngineState, request_ids: pa.Array | None) -> pa.Table
         e2e_s=latencies_s["e2e"],
         queue_s=latencies_s["queue"],
         num_preemptions=req_i[:, R_PREEMPTIONS].astype(np.int32),
-        cached_tokens=np.zeros(len(arrival), np.int32),
+        cached_tokens=np.maximum(req_i[:, R_CACHED_TOKENS], 0).astype(np.int32),
         status=status_text,
         reject_reason=reason_text,
     )
@@ -230,6 +239,8 @@ def _step_table(state: EngineState) -> pa.Table:
             "decode_seqs": log_i[L_DECODE_SEQS][order].astype(np.int32),
             "kv_blocks_used": log_i[L_KV_BLOCKS][order],
             "num_waiting": log_i[L_WAITING][order].astype(np.int32),
+            "cache_hit_tokens": log_i[L_HIT_TOKENS][order],
+            "cache_query_tokens": log_i[L_QUERY_TOKENS][order],
         },
         metadata=_table_metadata("steps"),
     )
@@ -278,6 +289,8 @@ def _summary(
             if code != 0
         },
     }
+    if resolved.scenario.enable_prefix_caching:
+        summary["prefix_cache"] = _prefix_cache_usage(state, completed)
     if summary["throughput_rps"] is not None:
         summary["throughput_rps"] = float(summary["throughput_rps"])
     if slo:
@@ -301,4 +314,26 @@ def _kv_usage(state: EngineState, num_kv_blocks: int, num_replicas: int) -> dict
         "peak_fraction": float(used.max()),
         "mean_fraction": mean,
         "per_replica_peak_fraction": [float(x) for x in per_replica],
+    }
+
+
+def _prefix_cache_usage(state: EngineState, completed: np.ndarray) -> dict[str, Any]:
+    """Hit rates of the prefix cache: over every admission, and over first admissions."""
+    n = state.num_log_rows
+    hit = int(state.log_i[L_HIT_TOKENS, :n].sum())
+    query = int(state.log_i[L_QUERY_TOKENS, :n].sum())
+    cached = np.maximum(state.req_i[completed, R_CACHED_TOKENS], 0)
+    prompts = state.req_i[completed, R_PROMPT]
+    return {
+        # vLLM's prefix_cache_hit_rate counts every admission, re-admissions after a
+        # preemption included.
+        "hit_rate": hit / query if query else 0.0,
+        "hit_tokens": hit,
+        "query_tokens": query,
+        # Of the completed requests' prompts, the share found in the cache when first
+        # admitted (the requests table's cached_tokens over input_tokens).
+        "prompt_tokens_cached_fraction": float(cached.sum() / prompts.sum())
+        if prompts.sum()
+        else 0.0,
+        "evicted_blocks": int(state.rep_i[P_EVICTIONS].sum()),
     }

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator.checks import format_number
-from simulator.engine.state import DEFAULT_SARATHI_CHUNK, ROUTERS, SCHEDULERS
+from simulator.engine.state import (
+    DEFAULT_PREFIX_LOAD_CAP,
+    DEFAULT_SARATHI_CHUNK,
+    ROUTERS,
+    SCHEDULERS,
+)
 from simulator.errors import SimreplayError
 from simulator.hardware import parse_gpus
 from simulator.memory import MemoryPlan, choose_tp, default_batch_knobs, plan_memory, validate_tp
@@ -26,6 +31,7 @@ if TYPE_CHECKING:  # the step-time model pulls in numba: imported when resolving
 
 #: Engine behaviour the defaults follow (named in every output).
 ENGINE_VERSION = "vLLM v0.11 (V1 engine), prefix caching off"
+ENGINE_VERSION_CACHING = "vLLM v0.11 (V1 engine), prefix caching on (V1 KVCacheManager)"
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,10 @@ class Scenario:
     scheduler : str
         ``vllm`` (V1: chunked prefill, decodes first), ``vllm-v0`` or ``sarathi``.
     router : str
-        ``least-outstanding``, ``round-robin``, ``least-kv`` or ``random``.
+        ``least-outstanding``, ``round-robin``, ``least-kv``, ``random``, ``prefix-aware``
+        (longest cached prefix within a load cap; needs the prefix cache) or
+        ``session-affinity`` (a session's requests go where its first went; needs session
+        ids in the trace).
     max_num_seqs, max_num_batched_tokens : int or None
         vLLM's batch knobs; None takes vLLM v0.11's OpenAI-server defaults for the GPU.
     chunk_size : int
@@ -60,6 +69,11 @@ class Scenario:
     calibration : str or None
         Path of a calibration profile (``--calibration``); None picks the shipped profile
         of the GPU, or of its nearest measured architecture, or the uncalibrated roofline.
+    enable_prefix_caching : bool
+        Model vLLM's automatic prefix caching over the trace's ``hash_ids``.
+    prefix_load_cap : int
+        ``prefix-aware`` router: a replica is a candidate while its outstanding requests
+        exceed the least loaded replica's by at most this many.
     """
 
     gpus: str = "1xH100"
@@ -75,6 +89,8 @@ class Scenario:
     max_model_len: int | None = None
     seed: int = 0
     calibration: str | None = None
+    enable_prefix_caching: bool = False
+    prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP
 
 
 @dataclass(frozen=True)
@@ -109,7 +125,15 @@ class ResolvedScenario:
             "num_replicas": self.num_replicas,
             "scheduler": self.scenario.scheduler,
             "router": self.scenario.router,
-            "engine": ENGINE_VERSION,
+            **(
+                {"prefix_load_cap": self.scenario.prefix_load_cap}
+                if self.scenario.router == "prefix-aware"
+                else {}
+            ),
+            "engine": ENGINE_VERSION_CACHING
+            if self.scenario.enable_prefix_caching
+            else ENGINE_VERSION,
+            "enable_prefix_caching": self.scenario.enable_prefix_caching,
             "max_num_seqs": self.max_num_seqs,
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "token_budget_per_step": self.token_budget,
@@ -148,6 +172,22 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         raise SimreplayError(
             f"--router must be one of {', '.join(ROUTERS)}, got {scenario.router!r}"
         )
+    if not isinstance(scenario.enable_prefix_caching, bool):
+        raise SimreplayError(
+            f"enable_prefix_caching must be true or false, got {scenario.enable_prefix_caching!r}"
+        )
+    if scenario.router == "prefix-aware" and not scenario.enable_prefix_caching:
+        raise SimreplayError(
+            "--router prefix-aware routes by cached prefixes: add --enable-prefix-caching"
+        )
+    if scenario.enable_prefix_caching and scenario.scheduler == "vllm-v0":
+        raise SimreplayError(
+            "--enable-prefix-caching is modelled for the vllm and sarathi schedulers "
+            "(vLLM's V1 cache manager), not vllm-v0"
+        )
+    cap = scenario.prefix_load_cap
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+        raise SimreplayError(f"--prefix-load-cap must be an integer >= 0, got {cap!r}")
     if isinstance(scenario.seed, bool) or not isinstance(scenario.seed, int) or scenario.seed < 0:
         raise SimreplayError(f"--seed must be an integer >= 0, got {scenario.seed!r}")
     num_gpus, gpu = parse_gpus(scenario.gpus)
@@ -219,6 +259,7 @@ def _step_model(
 ) -> tuple[StepTimeModel, dict[str, Any]]:
     """``step_model_for``, cached by its inputs and the profile file's size and mtime."""
     from simulator.calibration.select import step_model_for
+
     stamp = None
     if calibration is not None:
         try:

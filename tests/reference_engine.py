@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SCHEDULERS = ("vllm", "sarathi", "vllm-v0")
-ROUTERS = ("round-robin", "least-outstanding", "least-kv", "random")
+ROUTERS = (
+    "round-robin",
+    "least-outstanding",
+    "least-kv",
+    "random",
+    "prefix-aware",
+    "session-affinity",
+)
 
 REJECT_NONE = 0
 REJECT_LONGER_THAN_CONTEXT = 1
@@ -60,6 +67,14 @@ class _Request:
     last_token_s: float = math.nan
     finish_s: float = math.nan
     num_preemptions: int = 0
+    # Prefix cache: the key of each full block of hashed prompt (a tuple of the trace's
+    # block ids up to the one holding the block's last token, and the block's position),
+    # the blocks held in position order, how many leading ones are registered in the cache,
+    # and the prompt tokens found in the cache at the first admission (-1 before).
+    keys: list = field(default_factory=list)
+    block_table: list = field(default_factory=list)
+    num_registered: int = 0
+    cached_tokens: int = -1
 
     def num_known(self) -> int:
         """P + g: the tokens the request knows (prompt plus generated output)."""
@@ -71,6 +86,28 @@ class _Request:
 
     def in_decode_phase(self) -> bool:
         return self.num_generated >= 1 and self.num_remaining() == 1
+
+
+@dataclass(eq=False)
+class _Block:
+    idx: int
+    key: tuple | None = None  # set while the block is in the cache
+    ref: int = 0  # requests using it
+
+
+@dataclass(eq=False)
+class _PrefixCache:
+    """vLLM V1's block pool: free queue (least recently freed first) and key -> block."""
+
+    blocks: list
+    free_queue: dict  # block idx -> block, in queue order (dicts keep insertion order)
+    cached: dict = field(default_factory=dict)  # key -> block
+    evictions: int = 0
+
+    @classmethod
+    def empty(cls, num_blocks: int) -> _PrefixCache:
+        blocks = [_Block(idx=b) for b in range(num_blocks)]
+        return cls(blocks=blocks, free_queue={b.idx: b for b in blocks})
 
 
 @dataclass(eq=False)
@@ -93,6 +130,10 @@ class _Replica:
     num_outstanding: int = 0  # routed here and not finished
     preempted_since_last_step: list = field(default_factory=list)
     step_records: list = field(default_factory=list)  # public per-step records, in time order
+    cache: _PrefixCache | None = None  # prefix caching on
+    step_hit_tokens: int = 0  # of the step being formed: tokens found in the cache
+    step_query_tokens: int = 0  # and tokens the requests admitted in it asked for
+    admitted_with_hit: list = field(default_factory=list)  # in the step being formed
 
     def has_requests(self) -> bool:
         return bool(self.waiting) or bool(self.running)
@@ -143,17 +184,90 @@ def _blocks_needed(req: _Request, num_tokens: int, block_size: int) -> int:
     return _ceil_div(req.num_computed + num_tokens, block_size) - req.blocks
 
 
-def _allocate(rep: _Replica, req: _Request, need: int) -> None:
+def _allocate(rep: _Replica, req: _Request, need: int, num_tokens: int, cfg: _Config) -> None:
+    """Give ``req`` ``need`` new blocks for ``num_tokens`` computed tokens."""
     assert 0 <= need <= rep.free_blocks
-    rep.free_blocks -= need
     req.blocks += need
+    if rep.cache is None:
+        rep.free_blocks -= need
+        return
+    cache = rep.cache
+    for _ in range(need):
+        block = _queue_pop_front(rep)
+        if block.key is not None:  # evicted
+            del cache.cached[block.key]
+            block.key = None
+            cache.evictions += 1
+        block.ref = 1
+        req.block_table.append(block)
+    # vLLM caches a block as soon as it is scheduled to be filled.
+    full = min(len(req.keys), num_tokens // cfg.block_size)
+    for m in range(req.num_registered, full):
+        own = req.block_table[m]
+        other = cache.cached.get(req.keys[m])
+        if other is None:
+            own.key = req.keys[m]
+            cache.cached[own.key] = own
+        else:
+            # Someone computed the same block meanwhile: share theirs, give ours back.
+            _take_ref(rep, other)
+            req.block_table[m] = other
+            own.ref = 0
+            _queue_push_back(rep, own)
+        req.num_registered = m + 1
+
+
+def _queue_pop_front(rep: _Replica) -> _Block:
+    idx = next(iter(rep.cache.free_queue))
+    rep.free_blocks -= 1
+    return rep.cache.free_queue.pop(idx)
+
+
+def _queue_push_back(rep: _Replica, block: _Block) -> None:
+    assert block.ref == 0 and block.idx not in rep.cache.free_queue
+    rep.cache.free_queue[block.idx] = block
+    rep.free_blocks += 1
+
+
+def _take_ref(rep: _Replica, block: _Block) -> None:
+    if block.ref == 0:
+        del rep.cache.free_queue[block.idx]
+        rep.free_blocks -= 1
+    block.ref += 1
+
+
+def _release(rep: _Replica, req: _Request) -> None:
+    """Drop every block of ``req``; vLLM frees them last first, to the back of the queue."""
+    if rep.cache is None:
+        rep.free_blocks += req.blocks
+    else:
+        for block in reversed(req.block_table):
+            block.ref -= 1
+            if block.ref == 0:
+                _queue_push_back(rep, block)
+        req.block_table = []
+        req.num_registered = 0
+    req.blocks = 0
+
+
+def _cache_hit(rep: _Replica, req: _Request, cfg: _Config) -> list:
+    """The cached blocks of ``req``'s longest cached prefix (the last token is never hit)."""
+    if rep.cache is None:
+        return []
+    limit = min(len(req.keys), (req.num_known() - 1) // cfg.block_size)
+    hit = []
+    for m in range(limit):
+        block = rep.cache.cached.get(req.keys[m])
+        if block is None:
+            break
+        hit.append(block)
+    return hit
 
 
 def _preempt_last(rep: _Replica) -> _Request:
     """Preempt the last request of the running list by recompute; return it."""
     victim = rep.running.pop()
-    rep.free_blocks += victim.blocks
-    victim.blocks = 0
+    _release(rep, victim)
     victim.num_computed = 0  # recompute; g is kept
     victim.num_preemptions += 1
     rep.waiting.appendleft(victim)
@@ -205,7 +319,7 @@ def _schedule_chunked(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
                 budget += batch.pop(victim)
         if scheduled_itself_out:
             break
-        _allocate(rep, req, need)
+        _allocate(rep, req, need, req.num_computed + n, cfg)
         batch[req] = n
         budget -= n
 
@@ -213,13 +327,29 @@ def _schedule_chunked(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
     if not preempted:
         while budget > 0 and rep.waiting and len(rep.running) < cfg.max_num_seqs:
             req = rep.waiting[0]
-            n = min(req.num_remaining(), budget)  # c is 0 here
-            need = _blocks_needed(req, n, cfg.block_size)
-            if need > rep.free_blocks:
+            # c is 0 here, but for the longest cached prefix, which counts as computed.
+            hit = _cache_hit(rep, req, cfg)
+            computed = len(hit) * cfg.block_size
+            n = min(req.num_known() - computed, budget)
+            need = _ceil_div(computed + n, cfg.block_size) - len(hit)
+            # Cached blocks with no user leave the free queue when taken: they count too.
+            if need + sum(1 for b in hit if b.ref == 0) > rep.free_blocks:
                 break  # stays at the front
             rep.waiting.popleft()
             rep.running.append(req)
-            _allocate(rep, req, need)
+            if rep.cache is not None:
+                for block in hit:
+                    _take_ref(rep, block)
+                req.block_table = list(hit)
+                req.num_registered = len(hit)
+                req.blocks = len(hit)
+                req.num_computed = computed
+                if req.cached_tokens < 0:
+                    req.cached_tokens = computed
+                rep.admitted_with_hit.append(req)
+                rep.step_hit_tokens += computed
+                rep.step_query_tokens += req.num_known()
+            _allocate(rep, req, need, computed + n, cfg)
             batch[req] = n
             budget -= n
     return batch, preempted
@@ -243,7 +373,7 @@ def _schedule_v0(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
             break
         rep.waiting.popleft()
         rep.running.append(req)
-        _allocate(rep, req, need)
+        _allocate(rep, req, need, n, cfg)
         batch[req] = n
         num_tokens += n
     if batch:
@@ -264,7 +394,7 @@ def _schedule_v0(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
                 break
         if scheduled_itself_out:
             break
-        _allocate(rep, req, need)
+        _allocate(rep, req, need, req.num_computed + 1, cfg)
         batch[req] = 1
     return batch, preempted
 
@@ -279,22 +409,46 @@ _SCHEDULE = {"vllm": _schedule_chunked, "sarathi": _schedule_chunked, "vllm-v0":
 def _check_blocks(rep: _Replica, cfg: _Config) -> None:
     """KV accounting invariants between steps."""
     assert rep.free_blocks >= 0
-    assert rep.free_blocks + sum(r.blocks for r in rep.running) == cfg.num_kv_blocks
     for r in rep.running:
         assert r.blocks == _ceil_div(r.num_computed, cfg.block_size)
     for r in rep.waiting:
         assert r.blocks == 0 and r.num_computed == 0
+    if rep.cache is None:
+        assert rep.free_blocks + sum(r.blocks for r in rep.running) == cfg.num_kv_blocks
+        return
+    cache = rep.cache
+    assert rep.free_blocks == len(cache.free_queue)
+    refs: dict[int, int] = {}
+    for r in rep.running:
+        assert len(r.block_table) == r.blocks
+        for block in r.block_table:
+            refs[block.idx] = refs.get(block.idx, 0) + 1
+    # Blocks in use never exceed the capacity; a block with users is never in the free
+    # queue (so never evicted); reference counts are exactly the users.
+    assert len(refs) + len(cache.free_queue) == cfg.num_kv_blocks
+    for block in cache.blocks:
+        assert block.ref == refs.get(block.idx, 0)
+        assert (block.ref == 0) == (block.idx in cache.free_queue)
+    for key, block in cache.cached.items():
+        assert block.key == key
 
 
 def _start_step(rep: _Replica, cfg: _Config) -> None:
     """Form a batch at the replica's clock and put it in flight."""
     start_s = rep.clock_s
     _check_blocks(rep, cfg)
+    rep.step_hit_tokens = rep.step_query_tokens = 0
     while True:
         num_waiting = len(rep.waiting)
         # Phases are read before scheduling: c before the step decides decode vs prefill.
         was_decode = {r: r.in_decode_phase() for r in list(rep.running) + list(rep.waiting)}
+        rep.admitted_with_hit.clear()
         batch, preempted = _SCHEDULE[cfg.scheduler](rep, cfg)
+        # A cache hit counts as computed before the request's tokens are scheduled: its
+        # phase is read with c after the hit (a readmitted request whose prompt and output
+        # are all cached but the last token is a decode).
+        for req in rep.admitted_with_hit:
+            was_decode[req] = req.in_decode_phase()
         if batch:
             break
         if not preempted:
@@ -345,6 +499,8 @@ def _start_step(rep: _Replica, cfg: _Config) -> None:
         "num_decode_seqs": num_decode_seqs,
         "kv_blocks_used": -1,  # after the step; filled in by _end_step
         "num_waiting": num_waiting,  # at the start of the scheduling pass that formed it
+        "cache_hit_tokens": rep.step_hit_tokens,
+        "cache_query_tokens": rep.step_query_tokens,
         # Debugging extras: (request index, tokens, counted as decode) in scheduling order,
         # and requests preempted while forming this step.
         "scheduled": [(req.idx, n, was_decode[req]) for req, n in batch.items()],
@@ -372,8 +528,7 @@ def _end_step(rep: _Replica, cfg: _Config, itl_s: list[float]) -> None:
             req.last_token_s = end_s
             if req.num_generated == req.output_tokens:
                 req.finish_s = end_s
-                rep.free_blocks += req.blocks
-                req.blocks = 0
+                _release(rep, req)
                 rep.running.remove(req)
                 rep.num_outstanding -= 1
     rep.clock_s = end_s
@@ -404,8 +559,34 @@ def _advance(rep: _Replica, cfg: _Config, t: float, itl_s: list[float]) -> None:
 # Routing
 
 
-def _route(replicas: list[_Replica], router: str, num_routed: int, draw: float | None) -> int:
+def _route(
+    replicas: list[_Replica],
+    router: str,
+    num_routed: int,
+    draw: float | None,
+    req: _Request,
+    cfg: _Config,
+    load_cap: int,
+    session,
+    session_replica: dict,
+) -> int:
     """Pick a replica; ties go to the lowest index."""
+    if router == "prefix-aware":
+        # Longest cached prefix among replicas within load_cap of the least outstanding;
+        # ties to fewer outstanding, then the lowest index.
+        least = min(rep.num_outstanding for rep in replicas)
+        candidates = [
+            k for k in range(len(replicas)) if replicas[k].num_outstanding <= least + load_cap
+        ]
+        return min(
+            candidates,
+            key=lambda k: (-len(_cache_hit(replicas[k], req, cfg)), replicas[k].num_outstanding, k),
+        )
+    if router == "session-affinity":
+        least = min(range(len(replicas)), key=lambda k: (replicas[k].num_outstanding, k))
+        if session is None:
+            return least
+        return session_replica.setdefault(session, least)
     if router == "round-robin":
         return num_routed % len(replicas)
     if router == "least-outstanding":
@@ -444,6 +625,11 @@ def simulate_reference(
     max_model_len: int,
     step_time_fn: Callable[[int, int, int, int, int, int], float],
     route_draws: Sequence[float] | None = None,
+    enable_prefix_caching: bool = False,
+    hash_ids: Sequence[Sequence[int]] | None = None,
+    hash_block_size: int | None = None,
+    prefix_load_cap: int = 8,
+    session_ids: Sequence | None = None,
 ) -> dict:
     """Replay requests through ``num_replicas`` replicas by the rules of the engine README.
 
@@ -467,6 +653,14 @@ def simulate_reference(
     route_draws : array-like of float64, shape (n,), optional
         For ``random`` only: one uniform draw in [0, 1) per request, indexed by the request's
         position (a rejected request's draw goes unused); replica ``int(u * num_replicas)``.
+    enable_prefix_caching : bool
+        Model vLLM V1's prefix cache (see ``engine/prefix_cache.py``'s docstring).
+    hash_ids : sequence of sequences of int, optional
+        Per request, ids of its prompt's blocks of ``hash_block_size`` tokens.
+    prefix_load_cap : int
+        ``prefix-aware``'s load cap.
+    session_ids : sequence, optional
+        Per request, its session (None for none), for ``session-affinity``.
 
     Returns
     -------
@@ -522,10 +716,22 @@ def simulate_reference(
         _Replica(idx=k, num_kv_blocks=cfg.num_kv_blocks, free_blocks=cfg.num_kv_blocks)
         for k in range(num_replicas)
     ]
+    if enable_prefix_caching:
+        for rep in replicas:
+            rep.cache = _PrefixCache.empty(cfg.num_kv_blocks)
     requests = [
         _Request(idx=i, arrival_s=arrival[i], prompt_tokens=prompts[i], output_tokens=outputs[i])
         for i in range(num_requests)
     ]
+    if enable_prefix_caching and hash_ids is not None:
+        for req, ids in zip(requests, hash_ids, strict=True):
+            ids = [int(x) for x in (ids if ids is not None else [])]
+            hashed = min(req.prompt_tokens, len(ids) * hash_block_size)
+            req.keys = [
+                (tuple(ids[: ((m + 1) * cfg.block_size - 1) // hash_block_size + 1]), m)
+                for m in range(hashed // cfg.block_size)
+            ]
+    session_replica: dict = {}
     replica_of = [-1] * num_requests
     reasons = [REJECT_NONE] * num_requests
     itl_s: list[float] = []
@@ -538,7 +744,17 @@ def simulate_reference(
             continue  # never queued, never routed
         for rep in replicas:
             _advance(rep, cfg, t, itl_s)
-        k = _route(replicas, router, num_routed, None if draws is None else draws[i])
+        k = _route(
+            replicas,
+            router,
+            num_routed,
+            None if draws is None else draws[i],
+            req,
+            cfg,
+            prefix_load_cap,
+            None if session_ids is None else session_ids[i],
+            session_replica,
+        )
         num_routed += 1
         rep = replicas[k]
         replica_of[i] = k
@@ -562,6 +778,7 @@ def simulate_reference(
         "first_token_s": np.array([r.first_token_s for r in requests], dtype=np.float64),
         "finish_s": np.array([r.finish_s for r in requests], dtype=np.float64),
         "num_preemptions": np.array([r.num_preemptions for r in requests], dtype=np.int64),
+        "cached_tokens": np.array([max(r.cached_tokens, 0) for r in requests], dtype=np.int64),
         "reject_reason": np.array(reasons, dtype=np.int64),
         "itl_s": np.array(itl_s, dtype=np.float64),
         "steps": steps,

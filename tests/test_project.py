@@ -53,7 +53,12 @@ def test_imports_flow_one_way():
 
 def test_engine_kernels_never_allocate():
     """The kernels run without numba's reference counting (``_nrt=False``): no numpy calls."""
-    for name in ("engine/kernels.py", "engine/fused.py", "perf/kernel.py"):
+    for name in (
+        "engine/kernels.py",
+        "engine/fused.py",
+        "engine/prefix_cache.py",
+        "perf/kernel.py",
+    ):
         tree = ast.parse((ROOT / "simulator" / name).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and any(

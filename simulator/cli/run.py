@@ -11,7 +11,12 @@ import typer
 from simulator import _numba_cache
 from simulator.cli.common import domain_errors, err, note, print_json, print_rows, print_table
 from simulator.cli.import_options import reads_trace
-from simulator.engine.state import DEFAULT_SARATHI_CHUNK, ROUTERS, SCHEDULERS
+from simulator.engine.state import (
+    DEFAULT_PREFIX_LOAD_CAP,
+    DEFAULT_SARATHI_CHUNK,
+    ROUTERS,
+    SCHEDULERS,
+)
 from simulator.errors import SimreplayError
 from simulator.metrics import parse_slo
 from simulator.models import DEFAULT_MODEL
@@ -64,6 +69,22 @@ def run(
     max_model_len: Annotated[
         int | None, _opt("--max-model-len", help="Longest request served (input + output).")
     ] = None,
+    enable_prefix_caching: Annotated[
+        bool,
+        _opt(
+            "--enable-prefix-caching",
+            help="Model vLLM's automatic prefix caching over the trace's hash_ids (V1 cache "
+            "manager: shared blocks, LRU eviction of unused ones).",
+        ),
+    ] = False,
+    prefix_load_cap: Annotated[
+        int,
+        _opt(
+            "--prefix-load-cap",
+            help="Router prefix-aware: replicas within this many outstanding requests of the "
+            "least loaded compete on cached prefix length.",
+        ),
+    ] = DEFAULT_PREFIX_LOAD_CAP,
     calibration: Annotated[
         Path | None,
         _opt(
@@ -125,6 +146,8 @@ def run(
         max_model_len=max_model_len,
         seed=import_options.seed,
         calibration=None if calibration is None else str(calibration),
+        enable_prefix_caching=enable_prefix_caching,
+        prefix_load_cap=prefix_load_cap,
     )
     table, report = import_trace(trace, import_options)
     for message in report.notes:
@@ -188,7 +211,15 @@ def _print_human(result: Any, trace_name: str) -> None:
                 f"max_num_batched_tokens={scenario['max_num_batched_tokens']}, "
                 f"max_model_len={scenario['max_model_len']:,}",
             ),
-            ("Router", scenario["router"]),
+            (
+                "Router",
+                scenario["router"]
+                + (
+                    f" (load cap {scenario['prefix_load_cap']})"
+                    if "prefix_load_cap" in scenario
+                    else ""
+                ),
+            ),
             ("Step times", scenario["calibration"]),
             ("Cost", f"${scenario['cost_per_hour_usd']:,.2f}/hour (indicative)"),
         ],
@@ -225,6 +256,16 @@ def _print_human(result: Any, trace_name: str) -> None:
         ("Preemptions", f"{summary['num_preemptions']:,}"),
         ("KV cache use", f"peak {kv['peak_fraction']:.1%}, mean {kv['mean_fraction']:.1%}"),
     ]
+    if "prefix_cache" in summary:
+        cache = summary["prefix_cache"]
+        lines.append(
+            (
+                "Prefix cache",
+                f"hit rate {cache['hit_rate']:.1%} of {cache['query_tokens']:,} tokens asked "
+                f"at admission; {cache['prompt_tokens_cached_fraction']:.1%} of prompt tokens "
+                f"cached on first admission; {cache['evicted_blocks']:,} blocks evicted",
+            )
+        )
     for reason, count in summary["rejected_by_reason"].items():
         lines.append(("Rejected", f"{count:,}: {reason}"))
     backlog = summary["backlog_at_last_arrival"]

@@ -21,19 +21,24 @@ from simulator.engine.kernels import (
     quiet_until_s,
     reject,
 )
+from simulator.engine.prefix_cache import prefix_hit
 from simulator.engine.state import (
     C_NEXT_REQUEST,
     C_ROUTED,
+    CFG_PREFIX_LOAD_CAP,
     CFG_ROUTER,
     P_IN_FLIGHT,
     P_OUTSTANDING,
     P_QUIET_UNTIL_S,
     P_STEP_END_S,
     R_ARRIVAL_S,
+    R_SESSION,
     ROUTE_LEAST_KV,
     ROUTE_LEAST_OUTSTANDING,
+    ROUTE_PREFIX_AWARE,
     ROUTE_RANDOM,
     ROUTE_ROUND_ROBIN,
+    ROUTE_SESSION_AFFINITY,
 )
 
 #: Typed, so that ``kv_blocks_used`` is not compiled again for a literal 0.
@@ -41,23 +46,58 @@ _FIRST_REPLICA = np.int64(0)
 
 
 @njit(cache=True, _nrt=False)
-def choose_replica(rep_i, cfg, num_routed, draw):
-    """Replica for the next routed request under the built-in router in ``cfg``.
+def _least_outstanding(rep_i):
+    best = 0
+    for r in range(1, rep_i.shape[1]):
+        if rep_i[P_OUTSTANDING, r] < rep_i[P_OUTSTANDING, best]:
+            best = r
+    return best
+
+
+@njit(cache=True, _nrt=False)
+def _longest_cached_prefix(req_i, rep_i, cfg, pcache, prefix_ids, i):
+    """``prefix-aware``: the replica holding most of request ``i``'s prefix among those whose
+    outstanding requests are within the load cap of the least loaded; ties go to fewer
+    outstanding requests, then the lowest index. No hit anywhere: least outstanding."""
+    cap = rep_i[P_OUTSTANDING, _least_outstanding(rep_i)] + cfg[CFG_PREFIX_LOAD_CAP]
+    best = -1
+    best_hit = -1
+    for r in range(rep_i.shape[1]):
+        if rep_i[P_OUTSTANDING, r] > cap:
+            continue
+        hit, _ = prefix_hit(req_i, cfg, pcache, prefix_ids, r, i)
+        if hit > best_hit or (
+            hit == best_hit and rep_i[P_OUTSTANDING, r] < rep_i[P_OUTSTANDING, best]
+        ):
+            best = r
+            best_hit = hit
+    return best
+
+
+@njit(cache=True, _nrt=False)
+def choose_replica(req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, num_routed, draw):
+    """Replica for request ``i`` under the built-in router in ``cfg``.
 
     ``num_routed`` is the number of requests routed so far (round-robin position); ``draw``
-    a uniform [0, 1) number pre-drawn for this request (``random``). Ties go to the lowest
-    index.
+    a uniform [0, 1) number pre-drawn for this request (``random``). ``session_replica``
+    (int64, one per session, mutated) remembers where ``session-affinity`` sent each
+    session's first request. Ties go to the lowest index.
     """
     num_replicas = rep_i.shape[1]
     router = cfg[CFG_ROUTER]
     if router == ROUTE_RANDOM:
         return min(int(draw * num_replicas), num_replicas - 1)
     if router == ROUTE_LEAST_OUTSTANDING:
-        best = 0
-        for r in range(1, num_replicas):
-            if rep_i[P_OUTSTANDING, r] < rep_i[P_OUTSTANDING, best]:
-                best = r
-        return best
+        return _least_outstanding(rep_i)
+    if router == ROUTE_PREFIX_AWARE:
+        return _longest_cached_prefix(req_i, rep_i, cfg, pcache, prefix_ids, i)
+    if router == ROUTE_SESSION_AFFINITY:
+        session = req_i[i, R_SESSION]
+        if session < 0:
+            return _least_outstanding(rep_i)
+        if session_replica[session] < 0:
+            session_replica[session] = _least_outstanding(rep_i)
+        return session_replica[session]
     if router == ROUTE_LEAST_KV:
         best = _FIRST_REPLICA
         for r in range(1, num_replicas):
@@ -81,6 +121,8 @@ def advance_all(
     itl_histogram,
     counters,
     steady,
+    pcache,
+    prefix_ids,
     until_s,
 ):
     """``advance`` every replica to ``until_s``; stop at the first non-OK code."""
@@ -100,6 +142,8 @@ def advance_all(
             itl_histogram,
             counters,
             steady,
+            pcache,
+            prefix_ids,
             r,
             until_s,
         )
@@ -122,6 +166,8 @@ def _advance_quiet(
     itl_histogram,
     counters,
     steady,
+    pcache,
+    prefix_ids,
     until_s,
 ):
     """Bring up to ``until_s`` the replicas whose outstanding count may have changed by then.
@@ -150,12 +196,16 @@ def _advance_quiet(
             itl_histogram,
             counters,
             steady,
+            pcache,
+            prefix_ids,
             r,
             until_s,
         )
         if code != ADVANCE_OK:
             return code, -math.inf
-        rep_f[P_QUIET_UNTIL_S, r] = quiet_until_s(req_i, rep_i, rep_f, cfg, steady, r)
+        rep_f[P_QUIET_UNTIL_S, r] = quiet_until_s(
+            req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids, r
+        )
         earliest_s = min(earliest_s, rep_f[P_QUIET_UNTIL_S, r])
     return ADVANCE_OK, earliest_s
 
@@ -174,7 +224,10 @@ def run_fused(
     itl_histogram,
     counters,
     steady,
+    pcache,
+    prefix_ids,
     draws,
+    session_replica,
 ):
     """Replay every request, then drain; resumable after ``ADVANCE_LOG_FULL``.
 
@@ -199,7 +252,17 @@ def run_fused(
             reject(req_i, i, reason)
         else:
             if lazy:
-                r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
+                r = choose_replica(
+                    req_i,
+                    rep_i,
+                    cfg,
+                    pcache,
+                    prefix_ids,
+                    session_replica,
+                    i,
+                    counters[C_ROUTED],
+                    draws[i],
+                )
                 code = advance(
                     req_i,
                     req_f,
@@ -213,6 +276,8 @@ def run_fused(
                     itl_histogram,
                     counters,
                     steady,
+                    pcache,
+                    prefix_ids,
                     r,
                     now_s,
                 )
@@ -232,9 +297,21 @@ def run_fused(
                         itl_histogram,
                         counters,
                         steady,
+                        pcache,
+                        prefix_ids,
                         now_s,
                     )
-                r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
+                r = choose_replica(
+                    req_i,
+                    rep_i,
+                    cfg,
+                    pcache,
+                    prefix_ids,
+                    session_replica,
+                    i,
+                    counters[C_ROUTED],
+                    draws[i],
+                )
                 if code == ADVANCE_OK:
                     # The chosen replica may have been left behind: bring it up to now.
                     code = advance(
@@ -250,6 +327,8 @@ def run_fused(
                         itl_histogram,
                         counters,
                         steady,
+                        pcache,
+                        prefix_ids,
                         r,
                         now_s,
                     )
@@ -267,16 +346,28 @@ def run_fused(
                     itl_histogram,
                     counters,
                     steady,
+                    pcache,
+                    prefix_ids,
                     now_s,
                 )
-                r = choose_replica(rep_i, cfg, counters[C_ROUTED], draws[i])
+                r = choose_replica(
+                    req_i,
+                    rep_i,
+                    cfg,
+                    pcache,
+                    prefix_ids,
+                    session_replica,
+                    i,
+                    counters[C_ROUTED],
+                    draws[i],
+                )
             if code != ADVANCE_OK:
                 return code  # resumable: request i is routed again on the next call
             counters[C_ROUTED] += 1
             enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
             if cfg[CFG_ROUTER] == ROUTE_LEAST_OUTSTANDING:
                 # The new request can change the chosen replica's next steps: look again.
-                quiet_r_s = quiet_until_s(req_i, rep_i, rep_f, cfg, steady, r)
+                quiet_r_s = quiet_until_s(req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids, r)
                 rep_f[P_QUIET_UNTIL_S, r] = quiet_r_s
                 quiet_s = min(quiet_s, quiet_r_s)
         i += 1
@@ -294,5 +385,7 @@ def run_fused(
         itl_histogram,
         counters,
         steady,
+        pcache,
+        prefix_ids,
         math.inf,
     )

@@ -15,6 +15,13 @@ import math
 import numpy as np
 from numba import njit
 
+from simulator.engine.prefix_cache import (
+    prefix_hit,
+    register_full_blocks,
+    release_blocks,
+    take_cached_prefix,
+    take_private_blocks,
+)
 from simulator.engine.state import (
     C_FAST_STEPS,
     C_LOG_SIZE,
@@ -23,6 +30,7 @@ from simulator.engine.state import (
     CFG_MAX_MODEL_LEN,
     CFG_MAX_NUM_SEQS,
     CFG_NUM_KV_BLOCKS,
+    CFG_PREFIX_CACHING,
     CFG_SCHEDULER,
     CFG_TOKEN_BUDGET,
     CFG_WATERMARK_BLOCKS,
@@ -33,9 +41,11 @@ from simulator.engine.state import (
     ITL_NUM_BINS,
     L_DECODE_SEQS,
     L_END_S,
+    L_HIT_TOKENS,
     L_KV_BLOCKS,
     L_NUM_STEPS,
     L_PREFILL_TOKENS,
+    L_QUERY_TOKENS,
     L_REPLICA,
     L_START_S,
     L_WAITING,
@@ -55,13 +65,16 @@ from simulator.engine.state import (
     P_STEADY_STEPS,
     P_STEP_DECODE_SEQS,
     P_STEP_END_S,
+    P_STEP_HIT_TOKENS,
     P_STEP_PREFILL_TOKENS,
+    P_STEP_QUERY_TOKENS,
     P_STEP_STEADY,
     P_STEP_WAITING,
     P_WAIT_HEAD,
     P_WAIT_TAIL,
     R_ANCHOR,
     R_BLOCKS,
+    R_CACHED_TOKENS,
     R_COMPUTED,
     R_FINISH_S,
     R_FIRST_SCHEDULED_S,
@@ -110,6 +123,33 @@ def _blocks_for(num_tokens, cfg):
 @njit(cache=True, inline="always", _nrt=False)
 def _ceil_div(a, b):
     return (a + b - 1) // b
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _take_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, need, num_tokens):
+    """Give request ``i`` ``need`` more (free) blocks for ``num_tokens`` computed tokens.
+
+    With the prefix cache on, the blocks come from the front of the free queue (evicting
+    what they cached) and the keyed blocks those tokens fill are put in the cache.
+    """
+    if cfg[CFG_PREFIX_CACHING] == 0:
+        rep_i[P_FREE_BLOCKS, r] -= need
+        req_i[i, R_BLOCKS] += need
+        return
+    if need > 0:
+        take_private_blocks(pcache, rep_i, cfg, r, need)
+        req_i[i, R_BLOCKS] += need
+    register_full_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, num_tokens)
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _free_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i):
+    """Request ``i`` drops every block it holds."""
+    if cfg[CFG_PREFIX_CACHING] == 0:
+        rep_i[P_FREE_BLOCKS, r] += req_i[i, R_BLOCKS]
+        req_i[i, R_BLOCKS] = 0
+        return
+    release_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i)
 
 
 @njit(cache=True, _nrt=False)
@@ -274,7 +314,7 @@ def _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r):
 
 
 @njit(cache=True, _nrt=False)
-def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, end_s):
+def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, prefix_ids, r, end_s):
     """Finish the steady decodes that produced their last token at ``end_s``.
 
     Called when P_STEADY_STEPS reaches P_STEADY_NEXT_FINISH. Keeps the running list's order;
@@ -295,8 +335,7 @@ def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, end_s):
             rep_i[P_STEADY_CONTEXT, r] -= req_i[i, R_COMPUTED] + 1
             req_f[i, R_FINISH_S] = end_s
             req_i[i, R_STATUS] = FINISHED
-            rep_i[P_FREE_BLOCKS, r] += req_i[i, R_BLOCKS]
-            req_i[i, R_BLOCKS] = 0
+            _free_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i)
             rep_i[P_OUTSTANDING, r] -= 1
             continue
         if finish < next_finish:
@@ -327,7 +366,7 @@ def _close_running_gap(rep_i, running, r, gap_start, gap_end):
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _preempt_last(req_i, req_f, rep_i, rep_f, running, r):
+def _preempt_last(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r):
     """Preempt the last running request of replica ``r`` (recompute); never a steady one.
 
     Returns (victim, tokens it had scheduled in this step, which go back to the budget).
@@ -337,8 +376,7 @@ def _preempt_last(req_i, req_f, rep_i, rep_f, running, r):
     unscheduled = req_i[victim, R_SCHEDULED]
     running[r, k] = -1
     rep_i[P_NUM_RUNNING, r] = k
-    rep_i[P_FREE_BLOCKS, r] += req_i[victim, R_BLOCKS]
-    req_i[victim, R_BLOCKS] = 0
+    _free_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, victim)
     req_i[victim, R_COMPUTED] = 0
     req_i[victim, R_SCHEDULED] = 0
     req_i[victim, R_STATUS] = WAITING
@@ -355,7 +393,9 @@ def _in_decode_phase(req_i, req_f, i):
 
 
 @njit(cache=True, _nrt=False)
-def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budget, decode_phase):
+def _schedule_running(
+    req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, start_k, budget, decode_phase
+):
     """Step 1 of a V1-style step over running[r, start_k:]; return (budget, preempted, stop).
 
     ``decode_phase`` -1 takes every request (vLLM), 1 only decode-phase and 0 only
@@ -381,7 +421,9 @@ def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budg
         need = _blocks_for(req_i[i, R_COMPUTED] + n, cfg) - req_i[i, R_BLOCKS]
         scheduled = True
         while need > rep_i[P_FREE_BLOCKS, r]:
-            victim, unscheduled = _preempt_last(req_i, req_f, rep_i, rep_f, running, r)
+            victim, unscheduled = _preempt_last(
+                req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r
+            )
             preempted += 1
             budget += unscheduled  # non-zero only in Sarathi's second pass
             if victim == i:
@@ -389,9 +431,7 @@ def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budg
                 break
         if not scheduled:
             return budget, preempted, True
-        if need > 0:
-            rep_i[P_FREE_BLOCKS, r] -= need
-            req_i[i, R_BLOCKS] += need
+        _take_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, need, req_i[i, R_COMPUTED] + n)
         req_i[i, R_SCHEDULED] = n
         budget -= n
         k += 1
@@ -399,19 +439,38 @@ def _schedule_running(req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budg
 
 
 @njit(cache=True, _nrt=False)
-def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget):
-    """Step 2 of a V1-style step: admit from the front of the queue under the budget."""
+def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, now_s, budget):
+    """Step 2 of a V1-style step: admit from the front of the queue under the budget.
+
+    With the prefix cache on, the head's longest cached prefix counts as computed; the
+    cached blocks it takes that have no user leave the free queue, so they count against
+    the free blocks as new ones do (vLLM's ``get_num_blocks_to_allocate``).
+    """
     max_num_seqs = cfg[CFG_MAX_NUM_SEQS]
+    caching = cfg[CFG_PREFIX_CACHING] != 0
+    block_size = cfg[CFG_BLOCK_SIZE]
     while rep_i[P_WAIT_HEAD, r] >= 0 and budget > 0 and rep_i[P_NUM_RUNNING, r] < max_num_seqs:
         i = rep_i[P_WAIT_HEAD, r]
-        n = min(req_i[i, R_PROMPT] + req_i[i, R_GENERATED] - req_i[i, R_COMPUTED], budget)
-        need = _blocks_for(req_i[i, R_COMPUTED] + n, cfg) - req_i[i, R_BLOCKS]
-        if need > rep_i[P_FREE_BLOCKS, r]:
+        hit = 0
+        hit_free = 0
+        if caching:
+            hit, hit_free = prefix_hit(req_i, cfg, pcache, prefix_ids, r, i)
+        computed = hit * block_size  # 0 without a hit: a waiting request holds nothing
+        known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
+        n = min(known - computed, budget)
+        need = _blocks_for(computed + n, cfg) - hit
+        if need + hit_free > rep_i[P_FREE_BLOCKS, r]:
             break
         _pop_front(req_i, req_f, rep_i, rep_f, running, r)
         _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
-        rep_i[P_FREE_BLOCKS, r] -= need
-        req_i[i, R_BLOCKS] += need
+        if caching:
+            take_cached_prefix(req_i, rep_i, cfg, pcache, prefix_ids, r, i, hit)
+            req_i[i, R_COMPUTED] = computed
+            if req_i[i, R_CACHED_TOKENS] < 0:
+                req_i[i, R_CACHED_TOKENS] = computed
+            rep_i[P_STEP_HIT_TOKENS, r] += computed
+            rep_i[P_STEP_QUERY_TOKENS, r] += known
+        _take_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, need, computed + n)
         req_i[i, R_SCHEDULED] = n
         budget -= n
     return budget
@@ -427,23 +486,60 @@ def _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
 
 
 @njit(cache=True, _nrt=False)
-def _schedule_v1(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, sarathi, start_k, budget):
+def _schedule_v1(
+    req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, now_s, sarathi, start_k, budget
+):
     """A V1-style step after the first ``start_k`` running requests took ``budget``'s share."""
     if sarathi:
         budget, preempted, stop = _schedule_running(
-            req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budget, _DECODE_PHASE
+            req_i,
+            req_f,
+            rep_i,
+            rep_f,
+            running,
+            cfg,
+            pcache,
+            prefix_ids,
+            r,
+            start_k,
+            budget,
+            _DECODE_PHASE,
         )
         if not stop:
             budget, more, stop = _schedule_running(
-                req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budget, _PREFILL_PHASE
+                req_i,
+                req_f,
+                rep_i,
+                rep_f,
+                running,
+                cfg,
+                pcache,
+                prefix_ids,
+                r,
+                start_k,
+                budget,
+                _PREFILL_PHASE,
             )
             preempted += more
     else:
         budget, preempted, stop = _schedule_running(
-            req_i, req_f, rep_i, rep_f, running, cfg, r, start_k, budget, _ALL_PHASES
+            req_i,
+            req_f,
+            rep_i,
+            rep_f,
+            running,
+            cfg,
+            pcache,
+            prefix_ids,
+            r,
+            start_k,
+            budget,
+            _ALL_PHASES,
         )
     if preempted == 0:
-        _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, budget)
+        _admit_waiting(
+            req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, now_s, budget
+        )
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -460,7 +556,7 @@ def _v0_admits(req_i, rep_i, cfg, r):
 
 
 @njit(cache=True, _nrt=False)
-def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, start_k):
+def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, now_s, start_k):
     """vLLM v0.6 default scheduler without chunking: a prefill step, else a decode step.
 
     The first ``start_k`` running requests are already scheduled for a decode step (the
@@ -490,7 +586,9 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, start_k):
         need = _blocks_for(req_i[i, R_COMPUTED] + 1, cfg) - req_i[i, R_BLOCKS]
         scheduled = True
         while need > rep_i[P_FREE_BLOCKS, r]:
-            victim, _ = _preempt_last(req_i, req_f, rep_i, rep_f, running, r)
+            victim, _ = _preempt_last(
+                req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r
+            )
             if victim == i:
                 scheduled = False
                 break
@@ -504,9 +602,13 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, start_k):
 
 
 @njit(cache=True, _nrt=False)
-def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, steady, r, now_s):
+def _start_step(
+    req_i, req_f, rep_i, rep_f, running, cfg, params, steady, pcache, prefix_ids, r, now_s
+):
     """Schedule a step at ``now_s``; return True when it holds any request."""
     waiting_before = rep_i[P_NUM_WAITING, r]
+    rep_i[P_STEP_HIT_TOKENS, r] = 0
+    rep_i[P_STEP_QUERY_TOKENS, r] = 0
     scheduler = cfg[CFG_SCHEDULER]
     budget = cfg[CFG_TOKEN_BUDGET]
     num_steady = rep_i[P_NUM_STEADY, r]
@@ -525,10 +627,15 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, steady, r, now
             _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r)
             num_steady = 0
         else:
-            rep_i[P_FREE_BLOCKS, r] -= steady_blocks
+            if cfg[CFG_PREFIX_CACHING] == 0:
+                rep_i[P_FREE_BLOCKS, r] -= steady_blocks
+            else:
+                take_private_blocks(pcache, rep_i, cfg, r, steady_blocks)
             budget -= num_steady
     if scheduler == SCHED_V0:
-        _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, r, now_s, num_steady)
+        _schedule_v0(
+            req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, now_s, num_steady
+        )
     else:
         _schedule_v1(
             req_i,
@@ -537,6 +644,8 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, steady, r, now
             rep_f,
             running,
             cfg,
+            pcache,
+            prefix_ids,
             r,
             now_s,
             scheduler == SCHED_SARATHI,
@@ -619,7 +728,9 @@ def _itl_bin_bounds(gap_s):
 
 
 @njit(cache=True, _nrt=False)
-def _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, num_steps, end_s):
+def _advance_steady(
+    req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, prefix_ids, r, num_steps, end_s
+):
     """Record ``num_steps`` steps of the steady decodes ending at ``end_s``; finish those due.
 
     Returns how many steady decodes finished (they leave a gap before the explicit requests).
@@ -628,13 +739,28 @@ def _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, num_ste
     rep_i[P_STEADY_CONTEXT, r] += num_steps * rep_i[P_NUM_STEADY, r]
     rep_f[P_STEADY_LAST_S, r] = end_s
     if rep_i[P_STEADY_STEPS, r] == rep_i[P_STEADY_NEXT_FINISH, r]:
-        return _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, end_s)
+        return _finish_steady(
+            req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, prefix_ids, r, end_s
+        )
     return 0
 
 
 @njit(cache=True, _nrt=False)
 def _complete_step(
-    req_i, req_f, rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, steady, r
+    req_i,
+    req_f,
+    rep_i,
+    rep_f,
+    running,
+    cfg,
+    log_i,
+    log_f,
+    itl_histogram,
+    counters,
+    steady,
+    pcache,
+    prefix_ids,
+    r,
 ):
     """Apply the in-flight step of replica ``r`` at its end time; log it."""
     end_s = rep_f[P_STEP_END_S, r]
@@ -643,7 +769,9 @@ def _complete_step(
     kept = 0
     if num_steady > 0:
         itl_histogram[_itl_bin(end_s - rep_f[P_STEADY_LAST_S, r])] += num_steady
-        finished = _advance_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, 1, end_s)
+        finished = _advance_steady(
+            req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, prefix_ids, r, 1, end_s
+        )
         kept = num_steady - finished
     # Requests whose previous token came at this step's start share one gap: bin it once.
     gaps_from_start = 0
@@ -665,8 +793,7 @@ def _complete_step(
                 if req_i[i, R_GENERATED] == req_i[i, R_OUTPUT]:
                     req_f[i, R_FINISH_S] = end_s
                     req_i[i, R_STATUS] = FINISHED
-                    rep_i[P_FREE_BLOCKS, r] += req_i[i, R_BLOCKS]
-                    req_i[i, R_BLOCKS] = 0
+                    _free_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i)
                     rep_i[P_OUTSTANDING, r] -= 1
                     continue
         running[r, kept] = i
@@ -715,6 +842,8 @@ def _log_step(
     log_i[L_DECODE_SEQS, row] = rep_i[P_STEP_DECODE_SEQS, r]
     log_i[L_KV_BLOCKS, row] = used
     log_i[L_WAITING, row] = rep_i[P_STEP_WAITING, r]
+    log_i[L_HIT_TOKENS, row] = rep_i[P_STEP_HIT_TOKENS, r]
+    log_i[L_QUERY_TOKENS, row] = rep_i[P_STEP_QUERY_TOKENS, r]
     rep_i[P_LAST_RUN, r] = row
 
 
@@ -722,11 +851,14 @@ def _log_step(
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _admission_blocked(req_i, rep_i, cfg, r, num_decodes, free_after_decodes):
+def _admission_blocked(req_i, rep_i, cfg, pcache, prefix_ids, r, num_decodes, free_after_decodes):
     """True when no waiting request could be admitted in any step of a decode-only run.
 
     Admission can only become possible when a request finishes (freeing blocks and a seat),
-    and a run stops at the first finish; within the run free blocks only shrink.
+    and a run stops at the first finish; within the run free blocks only shrink. With the
+    prefix cache on, the run's new blocks may evict the head's cached prefix: that can only
+    raise the new blocks it needs, so the check leaves out the cached free blocks it would
+    take (which eviction can lower) and asks whether the new blocks alone do not fit.
     """
     head = rep_i[P_WAIT_HEAD, r]
     if head < 0 or rep_i[P_NUM_RUNNING, r] >= cfg[CFG_MAX_NUM_SEQS]:
@@ -742,8 +874,12 @@ def _admission_blocked(req_i, rep_i, cfg, r, num_decodes, free_after_decodes):
     budget = cfg[CFG_TOKEN_BUDGET] - num_decodes
     if budget <= 0:
         return True
-    n = min(req_i[head, R_PROMPT] + req_i[head, R_GENERATED] - req_i[head, R_COMPUTED], budget)
-    need = _ceil_div(req_i[head, R_COMPUTED] + n, block_size) - req_i[head, R_BLOCKS]
+    hit = 0
+    if cfg[CFG_PREFIX_CACHING] != 0:
+        hit, _ = prefix_hit(req_i, cfg, pcache, prefix_ids, r, head)
+    computed = hit * block_size
+    n = min(req_i[head, R_PROMPT] + req_i[head, R_GENERATED] - computed, budget)
+    need = _ceil_div(computed + n, block_size) - hit
     return need > free_after_decodes
 
 
@@ -761,6 +897,8 @@ def _fast_forward_decodes(
     itl_histogram,
     counters,
     steady,
+    pcache,
+    prefix_ids,
     r,
     until_s,
 ):
@@ -784,7 +922,9 @@ def _fast_forward_decodes(
     first_step_blocks = _steady_new_blocks(rep_i, cfg, steady, r, 0)
     if first_step_blocks > free:
         return 0
-    if not _admission_blocked(req_i, rep_i, cfg, r, num_decodes, free - first_step_blocks):
+    if not _admission_blocked(
+        req_i, rep_i, cfg, pcache, prefix_ids, r, num_decodes, free - first_step_blocks
+    ):
         return 0
 
     steps_to_finish = rep_i[P_STEADY_NEXT_FINISH, r] - rep_i[P_STEADY_STEPS, r]
@@ -832,12 +972,17 @@ def _fast_forward_decodes(
     if num_steps == 0:
         return 0
 
-    rep_i[P_FREE_BLOCKS, r] -= new_blocks
+    if cfg[CFG_PREFIX_CACHING] == 0:
+        rep_i[P_FREE_BLOCKS, r] -= new_blocks
+    else:
+        take_private_blocks(pcache, rep_i, cfg, r, new_blocks)
+    rep_i[P_STEP_HIT_TOKENS, r] = 0
+    rep_i[P_STEP_QUERY_TOKENS, r] = 0
     rep_i[P_STEP_PREFILL_TOKENS, r] = 0
     rep_i[P_STEP_DECODE_SEQS, r] = num_decodes
     rep_i[P_STEP_WAITING, r] = rep_i[P_NUM_WAITING, r]
     finished = _advance_steady(
-        req_i, req_f, rep_i, rep_f, running, cfg, steady, r, num_steps, end_s
+        req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, prefix_ids, r, num_steps, end_s
     )
     if finished > 0:
         _close_running_gap(rep_i, running, r, num_decodes - finished, num_decodes)
@@ -878,6 +1023,8 @@ def advance(
     itl_histogram,
     counters,
     steady,
+    pcache,
+    prefix_ids,
     r,
     until_s,
 ):
@@ -907,6 +1054,8 @@ def advance(
                 itl_histogram,
                 counters,
                 steady,
+                pcache,
+                prefix_ids,
                 r,
             )
             empty = 0
@@ -928,12 +1077,25 @@ def advance(
             itl_histogram,
             counters,
             steady,
+            pcache,
+            prefix_ids,
             r,
             until_s,
         ):
             continue
         if not _start_step(
-            req_i, req_f, rep_i, rep_f, running, cfg, params, steady, r, rep_f[P_CLOCK_S, r]
+            req_i,
+            req_f,
+            rep_i,
+            rep_f,
+            running,
+            cfg,
+            params,
+            steady,
+            pcache,
+            prefix_ids,
+            r,
+            rep_f[P_CLOCK_S, r],
         ):
             empty += 1
             if empty > _MAX_EMPTY_RESCHEDULES:
@@ -953,7 +1115,7 @@ _ULP_SLACK = 4e-16
 
 
 @njit(cache=True, _nrt=False)
-def quiet_until_s(req_i, rep_i, rep_f, cfg, steady, r):
+def quiet_until_s(req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids, r):
     """A time before which replica ``r``'s outstanding count cannot change, new arrivals aside.
 
     The count falls only when a request finishes, at the end of a step. When the in-flight
@@ -981,9 +1143,8 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, steady, r):
     if steps_to_finish <= 1:
         return end_s  # a request finishes at the in-flight step's end
     free = rep_i[P_FREE_BLOCKS, r]  # the in-flight step's blocks are taken already
-    if not _admission_blocked(
-        req_i, rep_i, cfg, r, num_decodes, free - _steady_new_blocks(rep_i, cfg, steady, r, 1)
-    ):
+    after_next = free - _steady_new_blocks(rep_i, cfg, steady, r, 1)
+    if not _admission_blocked(req_i, rep_i, cfg, pcache, prefix_ids, r, num_decodes, after_next):
         return end_s
     # Over the steps_to_finish - 1 steps after the in-flight one, a request takes at most one
     # block per block_size steps, plus one: when even that fits, no step can preempt.

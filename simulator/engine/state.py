@@ -38,18 +38,28 @@ DEFAULT_SARATHI_CHUNK = 512
 
 # Built-in routers.
 ROUTE_ROUND_ROBIN, ROUTE_LEAST_OUTSTANDING, ROUTE_LEAST_KV, ROUTE_RANDOM = 0, 1, 2, 3
+ROUTE_PREFIX_AWARE, ROUTE_SESSION_AFFINITY = 4, 5
 ROUTERS = {
     "round-robin": ROUTE_ROUND_ROBIN,
     "least-outstanding": ROUTE_LEAST_OUTSTANDING,
     "least-kv": ROUTE_LEAST_KV,
     "random": ROUTE_RANDOM,
+    "prefix-aware": ROUTE_PREFIX_AWARE,
+    "session-affinity": ROUTE_SESSION_AFFINITY,
 }
+#: ``prefix-aware``: a replica is a candidate while its outstanding requests are at most the
+#: fewest of any replica plus this many (``--prefix-load-cap``).
+DEFAULT_PREFIX_LOAD_CAP = 8
 
 # Rows of ``cfg`` (int64, engine knobs).
 CFG_SCHEDULER, CFG_MAX_NUM_SEQS, CFG_TOKEN_BUDGET, CFG_BLOCK_SIZE = 0, 1, 2, 3
 CFG_NUM_KV_BLOCKS, CFG_MAX_MODEL_LEN, CFG_WATERMARK_BLOCKS, CFG_ROUTER = 4, 5, 6, 7
 CFG_BLOCK_SHIFT = 8  # log2(block size) when it is a power of two (shifts, not divisions), else -1
-CFG_SIZE = 9
+CFG_PREFIX_CACHING = 9  # 1 when the prefix cache is on
+CFG_HASH_BLOCK_TOKENS = 10  # tokens per trace ``hash_ids`` block (0 when the trace has none)
+CFG_CACHE_TABLE_SHIFT = 11  # 64 - log2(hash table slots) of the prefix cache
+CFG_PREFIX_LOAD_CAP = 12  # prefix-aware router's load cap
+CFG_SIZE = 13
 
 # Columns of ``req_i`` (int64, one row per request).
 R_PROMPT = 0  # prompt tokens P
@@ -65,7 +75,17 @@ R_REJECT = 9  # reject reason
 R_NEXT_WAIT = 10  # waiting queue links (doubly linked list per replica), -1 = none
 R_PREV_WAIT = 11
 R_ANCHOR = 12  # steady decodes: the replica's P_STEADY_STEPS when the request joined
-NUM_R_INT = 13
+# Prefix cache (see kernels.py): the request's chained trace-block ids are
+# prefix_ids[R_ID_START : R_ID_START + R_NUM_IDS]; its first R_NUM_KEYS KV blocks are full
+# blocks of hashed prompt that can be shared; the first R_KEYED_HELD of them are held
+# through the cache (the rest of its R_BLOCKS are private, "anonymous" blocks).
+R_ID_START = 13
+R_NUM_IDS = 14
+R_NUM_KEYS = 15
+R_KEYED_HELD = 16
+R_CACHED_TOKENS = 17  # prompt tokens found in the cache at its first admission, -1 before
+R_SESSION = 18  # dense session index, -1 when the request has none
+NUM_R_INT = 19
 
 # Columns of ``req_f`` (float64, seconds, NaN until set).
 R_ARRIVAL_S = 0
@@ -96,7 +116,16 @@ P_STEADY_STEPS = 13  # steps in which the steady decodes advanced, since the sta
 P_STEADY_CONTEXT = 14  # sum over steady decodes of (computed + 1): their decode context
 P_STEADY_NEXT_FINISH = 15  # P_STEADY_STEPS value at which the first steady decode finishes
 P_STEP_STEADY = 16  # steady decodes in the in-flight step (0 when they were materialised)
-NUM_P_INT = 17
+# Prefix cache: the free queue (blocks with no user, least recently freed first) and the
+# stack of private blocks in use.
+P_FREE_HEAD = 17  # -1 when empty
+P_FREE_TAIL = 18
+P_NUM_ANON = 19
+P_STEP_HIT_TOKENS = 20  # of the in-flight step: prompt tokens found in the cache at admission
+P_STEP_QUERY_TOKENS = 21  # and the tokens those admitted requests asked for (P + g)
+P_EVICTIONS = 22  # cached blocks evicted to make room
+P_NUM_CACHED = 23  # blocks holding a key (in use or free)
+NUM_P_INT = 24
 
 # Rows of ``rep_f`` (float64).
 P_CLOCK_S = 0  # start of the in-flight or next step; end of the last one
@@ -109,7 +138,8 @@ NUM_P_FLOAT = 4
 # joins the previous run when it has the same number of decoding sequences and of waiting
 # requests and starts where the run ended; any other step starts a run of its own.
 L_REPLICA, L_NUM_STEPS, L_PREFILL_TOKENS, L_DECODE_SEQS, L_KV_BLOCKS, L_WAITING = range(6)
-NUM_L_INT = 6
+L_HIT_TOKENS, L_QUERY_TOKENS = 6, 7  # prefix cache: tokens found / asked for at admission
+NUM_L_INT = 8
 L_START_S, L_END_S = 0, 1
 NUM_L_FLOAT = 2
 
@@ -122,6 +152,15 @@ C_NEXT_REQUEST = 1  # fused path: next request to route (makes it resumable)
 C_ROUTED = 2  # requests routed so far (round-robin position)
 C_FAST_STEPS = 3  # engine steps applied by the decode-run fast path (for benchmarks)
 NUM_COUNTERS = 4
+
+# Columns of each replica's row of ``pcache`` (int64), in sections of num_kv_blocks:
+# block key (-1: holds nothing shareable), reference count, free-queue links (prev, next;
+# -2 when not in the queue), the stack of private blocks in use; then the hash table
+# (``table_slots`` block indices, -1 empty) from key to block.
+PC_KEY, PC_REF, PC_PREV, PC_NEXT, PC_ANON, PC_TABLE = range(6)
+NOT_QUEUED = -2
+#: Engine-block key = chained trace-block id << KEY_POSITION_BITS | block position.
+KEY_POSITION_BITS = 20
 
 #: Inter-token latencies are counted in bins found from the float's binary exponent and
 #: mantissa (no logarithm per token): octaves 2**ITL_MIN_EXP .. 2**ITL_MAX_EXP seconds
@@ -157,6 +196,9 @@ class EngineState:
     itl_histogram: np.ndarray
     counters: np.ndarray
     steady: np.ndarray
+    pcache: np.ndarray
+    prefix_ids: np.ndarray
+    session_replica: np.ndarray
 
     def kernel_args(self, cfg: np.ndarray, params: object) -> tuple:
         """The leading arguments every engine kernel takes, in their order.
@@ -176,6 +218,8 @@ class EngineState:
             self.itl_histogram,
             self.counters,
             self.steady,
+            self.pcache,
+            self.prefix_ids,
         )
 
     @property
@@ -203,8 +247,20 @@ def make_state(
     num_kv_blocks: int,
     block_size: int,
     log_capacity: int = 1024,
+    prefix_caching: bool = False,
+    prefix_ids: np.ndarray | None = None,
+    id_offsets: np.ndarray | None = None,
+    num_keys: np.ndarray | None = None,
+    session_idx: np.ndarray | None = None,
 ) -> EngineState:
-    """Fresh state: every request not yet arrived, every replica idle with all blocks free."""
+    """Fresh state: every request not yet arrived, every replica idle with all blocks free.
+
+    With ``prefix_caching``, ``prefix_ids`` (int64, flat) holds each request's chained
+    trace-block ids, request ``i``'s at ``prefix_ids[id_offsets[i]:id_offsets[i + 1]]``, and
+    ``num_keys[i]`` counts its shareable KV blocks (see ``engine/prefix.py``).
+    ``session_idx`` (int64, -1 for none) names each request's session for
+    ``session-affinity`` routing.
+    """
     n = len(arrival_s)
     # Each array is written in one pass over its rows where it can be (rows are requests).
     fresh_i = np.zeros(NUM_R_INT, np.int64)
@@ -213,6 +269,15 @@ def make_state(
     req_i[:] = fresh_i
     req_i[:, R_PROMPT] = prompt_tokens
     req_i[:, R_OUTPUT] = output_tokens
+    req_i[:, R_CACHED_TOKENS] = -1
+    req_i[:, R_SESSION] = -1 if session_idx is None else session_idx
+    if prefix_ids is None:
+        prefix_ids = np.zeros(0, np.int64)
+    else:
+        req_i[:, R_ID_START] = id_offsets[:-1]
+        req_i[:, R_NUM_IDS] = np.diff(id_offsets)
+        req_i[:, R_NUM_KEYS] = num_keys
+    num_sessions = 0 if session_idx is None or n == 0 else int(session_idx.max()) + 1
     req_f = np.empty((n, NUM_R_FLOAT), np.float64)
     req_f[:] = np.nan
     req_f[:, R_ARRIVAL_S] = arrival_s
@@ -222,6 +287,14 @@ def make_state(
     rep_i[P_FREE_BLOCKS] = num_kv_blocks
     rep_i[P_LAST_RUN] = -1
     rep_i[P_STEADY_NEXT_FINISH] = NO_FINISH
+    rep_i[P_FREE_HEAD] = -1
+    rep_i[P_FREE_TAIL] = -1
+    if prefix_caching:
+        pcache = make_prefix_cache(num_replicas, num_kv_blocks)
+        rep_i[P_FREE_HEAD] = 0
+        rep_i[P_FREE_TAIL] = num_kv_blocks - 1
+    else:
+        pcache = np.zeros((num_replicas, 1), np.int64)
     return EngineState(
         req_i=req_i,
         req_f=req_f,
@@ -237,7 +310,30 @@ def make_state(
         # new KV block in the next step), then the P_STEADY_STEPS value at which each steady
         # decode finishes, by its position in the running list.
         steady=np.zeros((num_replicas, max(block_size, 1) + max_num_seqs), np.int64),
+        pcache=pcache,
+        prefix_ids=np.ascontiguousarray(prefix_ids, dtype=np.int64),
+        session_replica=np.full(max(num_sessions, 1), -1, np.int64),
     )
+
+
+def cache_table_slots(num_kv_blocks: int) -> int:
+    """Hash-table slots of a replica's prefix cache: a power of two >= 2 x its blocks."""
+    return 1 << max(2 * num_kv_blocks - 1, 1).bit_length()
+
+
+def make_prefix_cache(num_replicas: int, num_kv_blocks: int) -> np.ndarray:
+    """Every replica's prefix cache, empty: all blocks free, in index order, none cached."""
+    blocks = num_kv_blocks
+    slots = cache_table_slots(blocks)
+    pcache = np.empty((num_replicas, 5 * blocks + slots), np.int64)
+    ids = np.arange(blocks, dtype=np.int64)
+    pcache[:, PC_KEY * blocks : (PC_KEY + 1) * blocks] = -1
+    pcache[:, PC_REF * blocks : (PC_REF + 1) * blocks] = 0
+    pcache[:, PC_PREV * blocks : (PC_PREV + 1) * blocks] = ids - 1
+    pcache[:, PC_NEXT * blocks : (PC_NEXT + 1) * blocks] = np.where(ids + 1 < blocks, ids + 1, -1)
+    pcache[:, PC_ANON * blocks : (PC_ANON + 1) * blocks] = -1
+    pcache[:, PC_TABLE * blocks :] = -1
+    return pcache
 
 
 def make_config(
@@ -249,6 +345,9 @@ def make_config(
     num_kv_blocks: int,
     max_model_len: int,
     router: int,
+    prefix_caching: bool = False,
+    hash_block_tokens: int = 0,
+    prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP,
 ) -> np.ndarray:
     """The int64 knob array the kernels read (rows ``CFG_*``)."""
     config = np.zeros(CFG_SIZE, np.int64)
@@ -263,4 +362,8 @@ def make_config(
     config[CFG_ROUTER] = router
     is_power_of_two = block_size > 0 and block_size & (block_size - 1) == 0
     config[CFG_BLOCK_SHIFT] = block_size.bit_length() - 1 if is_power_of_two else -1
+    config[CFG_PREFIX_CACHING] = 1 if prefix_caching else 0
+    config[CFG_HASH_BLOCK_TOKENS] = hash_block_tokens
+    config[CFG_CACHE_TABLE_SHIFT] = 64 - (cache_table_slots(num_kv_blocks).bit_length() - 1)
+    config[CFG_PREFIX_LOAD_CAP] = prefix_load_cap
     return config

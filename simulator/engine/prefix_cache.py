@@ -1,0 +1,272 @@
+"""Numba kernels of the prefix cache: shared KV blocks, reference counts, LRU eviction.
+
+Follows vLLM v0.11's V1 ``KVCacheManager`` / ``BlockPool`` (``vllm/v1/core/``), per replica:
+
+- Every KV block is either in use (reference count >= 1) or in the *free queue*, ordered
+  least recently freed first. The free-block count the scheduler checks counts every block
+  in the queue, cached or not: a cached block with no user is free, and is evicted (its key
+  forgotten) only when it is popped from the front to hold something else.
+- A request's full KV blocks of hashed prompt have *keys*: equal keys mean equal tokens with
+  equal prefixes (``engine/prefix_keys.py`` derives them from the trace's ``hash_ids``). A
+  block is registered under its key as soon as it is allocated for tokens that fill it
+  (vLLM caches a block when scheduled, before its step runs). Blocks of unhashed prompt and
+  of generated tokens are private: no other request could ever match them.
+- Admission finds the longest run of leading keys resident in the cache (at most
+  ``(P + g - 1) // block_size`` blocks: the last token is always computed), takes a
+  reference on each, and computes only the rest. Blocks with no user that it takes leave
+  the free queue; that is why they count against the free blocks in the admission check.
+- A finished or preempted request drops its blocks last first, each reaching zero users
+  going to the back of the free queue: its tail is evicted before its head, and before
+  anything freed later.
+
+Two requests computing the same prefix at once (the second admitted before the first's
+blocks were registered) would each hold a copy in vLLM; here the second one's copy is
+given back when it fills and the cached one is shared instead (it holds the same tokens).
+
+The state is ``pcache``: one row per replica of ``5 x num_kv_blocks + table_slots`` int64
+(see ``state.PC_*``). A request holds its first ``R_KEYED_HELD`` keyed blocks through the
+cache (found from their keys, no block table per request) and ``R_BLOCKS - R_KEYED_HELD``
+private blocks, whose indices sit on the replica's stack of private blocks in use: private
+blocks are interchangeable, so which one a request gives back does not matter.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from simulator.engine.state import (
+    CFG_BLOCK_SIZE,
+    CFG_CACHE_TABLE_SHIFT,
+    CFG_HASH_BLOCK_TOKENS,
+    CFG_NUM_KV_BLOCKS,
+    KEY_POSITION_BITS,
+    NOT_QUEUED,
+    P_EVICTIONS,
+    P_FREE_BLOCKS,
+    P_FREE_HEAD,
+    P_FREE_TAIL,
+    P_NUM_ANON,
+    P_NUM_CACHED,
+    PC_ANON,
+    PC_KEY,
+    PC_NEXT,
+    PC_PREV,
+    PC_REF,
+    PC_TABLE,
+    R_BLOCKS,
+    R_GENERATED,
+    R_ID_START,
+    R_KEYED_HELD,
+    R_NUM_KEYS,
+    R_PROMPT,
+)
+
+#: Fibonacci hashing: 2**64 / golden ratio, as a signed int64 (the product wraps).
+_GOLDEN = -7046029254386353131
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def block_key(req_i, cfg, prefix_ids, i, m):
+    """Key of request ``i``'s KV block ``m`` (m < R_NUM_KEYS): the chained id of the trace
+    block holding the block's last token, and the position."""
+    last_token = (m + 1) * cfg[CFG_BLOCK_SIZE] - 1
+    chained = prefix_ids[req_i[i, R_ID_START] + last_token // cfg[CFG_HASH_BLOCK_TOKENS]]
+    return (chained << KEY_POSITION_BITS) | m
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _home_slot(cfg, key, mask):
+    return ((key * _GOLDEN) >> cfg[CFG_CACHE_TABLE_SHIFT]) & mask
+
+
+@njit(cache=True, _nrt=False)
+def find_block(pcache, cfg, r, key):
+    """Block holding ``key`` on replica ``r``, or -1."""
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    table = PC_TABLE * blocks
+    mask = pcache.shape[1] - table - 1
+    slot = _home_slot(cfg, key, mask)
+    while True:
+        b = pcache[r, table + slot]
+        if b < 0:
+            return -1
+        if pcache[r, PC_KEY * blocks + b] == key:
+            return b
+        slot = (slot + 1) & mask
+
+
+@njit(cache=True, _nrt=False)
+def _table_insert(pcache, rep_i, cfg, r, key, b):
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    table = PC_TABLE * blocks
+    mask = pcache.shape[1] - table - 1
+    slot = _home_slot(cfg, key, mask)
+    while pcache[r, table + slot] >= 0:
+        slot = (slot + 1) & mask
+    pcache[r, table + slot] = b
+    pcache[r, PC_KEY * blocks + b] = key
+    rep_i[P_NUM_CACHED, r] += 1
+
+
+@njit(cache=True, _nrt=False)
+def _table_delete(pcache, rep_i, cfg, r, b):
+    """Forget block ``b``'s key (linear probing, backward-shift deletion: no tombstones)."""
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    table = PC_TABLE * blocks
+    mask = pcache.shape[1] - table - 1
+    key = pcache[r, PC_KEY * blocks + b]
+    hole = _home_slot(cfg, key, mask)
+    while pcache[r, table + hole] != b:
+        hole = (hole + 1) & mask
+    j = hole
+    while True:
+        j = (j + 1) & mask
+        moved = pcache[r, table + j]
+        if moved < 0:
+            break
+        home = _home_slot(cfg, pcache[r, PC_KEY * blocks + moved], mask)
+        # The entry at j may fill the hole unless its home lies cyclically in (hole, j].
+        if hole <= j:
+            stays = hole < home <= j
+        else:
+            stays = home > hole or home <= j
+        if not stays:
+            pcache[r, table + hole] = moved
+            hole = j
+    pcache[r, table + hole] = -1
+    pcache[r, PC_KEY * blocks + b] = -1
+    rep_i[P_NUM_CACHED, r] -= 1
+
+
+# ---- the free queue: a doubly linked list through the blocks, least recently freed first ----
+
+
+@njit(cache=True, _nrt=False)
+def _queue_remove(pcache, rep_i, cfg, r, b):
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    prev = pcache[r, PC_PREV * blocks + b]
+    nxt = pcache[r, PC_NEXT * blocks + b]
+    if prev >= 0:
+        pcache[r, PC_NEXT * blocks + prev] = nxt
+    else:
+        rep_i[P_FREE_HEAD, r] = nxt
+    if nxt >= 0:
+        pcache[r, PC_PREV * blocks + nxt] = prev
+    else:
+        rep_i[P_FREE_TAIL, r] = prev
+    pcache[r, PC_PREV * blocks + b] = NOT_QUEUED
+    pcache[r, PC_NEXT * blocks + b] = NOT_QUEUED
+    rep_i[P_FREE_BLOCKS, r] -= 1
+
+
+@njit(cache=True, _nrt=False)
+def _queue_append(pcache, rep_i, cfg, r, b):
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    tail = rep_i[P_FREE_TAIL, r]
+    pcache[r, PC_PREV * blocks + b] = tail
+    pcache[r, PC_NEXT * blocks + b] = -1
+    if tail >= 0:
+        pcache[r, PC_NEXT * blocks + tail] = b
+    else:
+        rep_i[P_FREE_HEAD, r] = b
+    rep_i[P_FREE_TAIL, r] = b
+    rep_i[P_FREE_BLOCKS, r] += 1
+
+
+@njit(cache=True, _nrt=False)
+def take_private_blocks(pcache, rep_i, cfg, r, count):
+    """Take ``count`` blocks from the front of the free queue as private blocks in use.
+
+    A taken block that was cached is evicted. The caller checked that ``count`` are free.
+    """
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    for _ in range(count):
+        b = rep_i[P_FREE_HEAD, r]
+        _queue_remove(pcache, rep_i, cfg, r, b)
+        if pcache[r, PC_KEY * blocks + b] >= 0:
+            _table_delete(pcache, rep_i, cfg, r, b)
+            rep_i[P_EVICTIONS, r] += 1
+        pcache[r, PC_REF * blocks + b] = 1
+        pcache[r, PC_ANON * blocks + rep_i[P_NUM_ANON, r]] = b
+        rep_i[P_NUM_ANON, r] += 1
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _give_back_private(pcache, rep_i, cfg, r):
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    rep_i[P_NUM_ANON, r] -= 1
+    b = pcache[r, PC_ANON * blocks + rep_i[P_NUM_ANON, r]]
+    pcache[r, PC_REF * blocks + b] = 0
+    _queue_append(pcache, rep_i, cfg, r, b)
+
+
+@njit(cache=True, _nrt=False)
+def register_full_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, num_tokens):
+    """Put request ``i``'s keyed blocks that ``num_tokens`` computed tokens fill in the cache.
+
+    Each such block is one of the request's private blocks: it takes the block's key, or,
+    when another block already holds that key, the request shares that one and gives its
+    own copy back to the free queue.
+    """
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    full = min(req_i[i, R_NUM_KEYS], num_tokens // cfg[CFG_BLOCK_SIZE])
+    for m in range(req_i[i, R_KEYED_HELD], full):
+        key = block_key(req_i, cfg, prefix_ids, i, m)
+        b = find_block(pcache, cfg, r, key)
+        if b >= 0:
+            if pcache[r, PC_REF * blocks + b] == 0:
+                _queue_remove(pcache, rep_i, cfg, r, b)
+            pcache[r, PC_REF * blocks + b] += 1
+            _give_back_private(pcache, rep_i, cfg, r)
+        else:
+            rep_i[P_NUM_ANON, r] -= 1
+            own = pcache[r, PC_ANON * blocks + rep_i[P_NUM_ANON, r]]
+            _table_insert(pcache, rep_i, cfg, r, key, own)
+        req_i[i, R_KEYED_HELD] = m + 1
+
+
+@njit(cache=True, _nrt=False)
+def release_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i):
+    """Drop every block request ``i`` holds, last first (vLLM frees a request in reverse)."""
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    held = req_i[i, R_KEYED_HELD]
+    for _ in range(req_i[i, R_BLOCKS] - held):
+        _give_back_private(pcache, rep_i, cfg, r)
+    for m in range(held - 1, -1, -1):
+        b = find_block(pcache, cfg, r, block_key(req_i, cfg, prefix_ids, i, m))
+        pcache[r, PC_REF * blocks + b] -= 1
+        if pcache[r, PC_REF * blocks + b] == 0:
+            _queue_append(pcache, rep_i, cfg, r, b)
+    req_i[i, R_KEYED_HELD] = 0
+    req_i[i, R_BLOCKS] = 0
+
+
+@njit(cache=True, _nrt=False)
+def prefix_hit(req_i, cfg, pcache, prefix_ids, r, i):
+    """(blocks, of which free) of waiting request ``i``'s longest prefix cached on ``r``."""
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
+    limit = min(req_i[i, R_NUM_KEYS], (known - 1) // cfg[CFG_BLOCK_SIZE])
+    hit = 0
+    free = 0
+    while hit < limit:
+        b = find_block(pcache, cfg, r, block_key(req_i, cfg, prefix_ids, i, hit))
+        if b < 0:
+            break
+        if pcache[r, PC_REF * blocks + b] == 0:
+            free += 1
+        hit += 1
+    return hit, free
+
+
+@njit(cache=True, _nrt=False)
+def take_cached_prefix(req_i, rep_i, cfg, pcache, prefix_ids, r, i, hit):
+    """Request ``i`` takes a reference on its first ``hit`` blocks, all cached on ``r``."""
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    for m in range(hit):
+        b = find_block(pcache, cfg, r, block_key(req_i, cfg, prefix_ids, i, m))
+        if pcache[r, PC_REF * blocks + b] == 0:
+            _queue_remove(pcache, rep_i, cfg, r, b)
+        pcache[r, PC_REF * blocks + b] += 1
+    req_i[i, R_KEYED_HELD] = hit
+    req_i[i, R_BLOCKS] = hit

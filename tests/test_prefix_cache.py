@@ -1,0 +1,401 @@
+"""The prefix cache: numba engine against the reference, invariants, and the Mooncake trace.
+
+- differential: hypothesis traces whose prompts share prefixes, replayed by the numba engine
+  and by ``tests/reference_engine.py`` (which keeps an explicit block table per request and
+  checks reference counts, the free queue and capacity after every step);
+- fused and simpy orchestrations agree with the cache-aware routers;
+- caching on without ``hash_ids`` equals caching off;
+- the chained ids and the hash table against plain Python dicts;
+- one replica with room for everything hits exactly the trace's own repeats (Mooncake).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from engine_cases import scenarios
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference_engine import simulate_reference
+from test_engine import (
+    DYADIC,
+    assert_matches_reference,
+    dyadic_params_variants,
+    log_rows,
+    replay_case,
+)
+
+from simulator.engine.prefix_cache import _table_delete, _table_insert, find_block
+from simulator.engine.prefix_keys import chain_block_ids, prefix_inputs, session_indices
+from simulator.engine.state import (
+    CFG_NUM_KV_BLOCKS,
+    L_HIT_TOKENS,
+    L_QUERY_TOKENS,
+    NUM_P_INT,
+    P_NUM_CACHED,
+    R_CACHED_TOKENS,
+    make_config,
+    make_prefix_cache,
+)
+from simulator.perf import kernel
+
+MOONCAKE = Path(__file__).resolve().parents[2] / "shared/traces/mooncake/conversation_trace.jsonl"
+
+
+@st.composite
+def shared_prefix_cases(draw):
+    """A ``scenarios()`` case with hash_ids drawn so that prompts share prefixes.
+
+    Each request's ids extend one of a few "documents" (common prefixes) by a private tail;
+    its prompt covers its ids' blocks, the last possibly in part.
+    """
+    arrival, prompts, outputs, knobs = draw(scenarios(max_requests=12))
+    knobs["scheduler"] = draw(st.sampled_from(["vllm", "sarathi"]))
+    knobs["router"] = draw(
+        st.sampled_from(["round-robin", "least-outstanding", "least-kv", "prefix-aware"])
+    )
+    knobs.pop("route_draws", None)
+    hash_block = draw(st.sampled_from([1, 2, 4, 8]))
+    documents = draw(
+        st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=6), min_size=1, max_size=3)
+    )
+    hash_ids = []
+    prompts = prompts.copy()
+    for i in range(len(prompts)):
+        doc = documents[draw(st.integers(0, len(documents) - 1))]
+        shared = doc[: draw(st.integers(0, len(doc)))]
+        tail = [1000 + 10 * i + k for k in range(draw(st.integers(0, 3)))]
+        ids = shared + tail
+        if ids and draw(st.booleans()):
+            # The prompt covers the ids' blocks, the last one partly.
+            prompts[i] = max(1, len(ids) * hash_block - draw(st.integers(0, hash_block - 1)))
+        hash_ids.append(ids)
+    knobs["prefix_load_cap"] = draw(st.integers(0, 3))
+    return arrival, prompts, outputs, knobs, hash_ids, hash_block
+
+
+def _list_array(hash_ids) -> pa.Array:
+    return pa.array(hash_ids, pa.list_(pa.int64()))
+
+
+def replay_cached(arrival, prompts, outputs, knobs, hash_ids, hash_block, **extra):
+    prefix = prefix_inputs(
+        None if hash_ids is None else _list_array(hash_ids),
+        np.asarray(prompts),
+        hash_block_tokens=None if hash_ids is None else hash_block,
+        block_size=knobs["block_size"],
+    )
+    engine_knobs = {k: v for k, v in knobs.items() if k != "prefix_load_cap"}
+    return replay_case(
+        arrival,
+        prompts,
+        outputs,
+        engine_knobs,
+        prefix=prefix,
+        prefix_load_cap=knobs.get("prefix_load_cap", 8),
+        **extra,
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shared_prefix_cases(), dyadic_params_variants())
+def test_numba_prefix_cache_matches_reference(case, params):
+    arrival, prompts, outputs, knobs, hash_ids, hash_block = case
+    ref = simulate_reference(
+        arrival,
+        prompts,
+        outputs,
+        step_time_fn=lambda *features: kernel.step_time_s.py_func(params, *features),
+        enable_prefix_caching=True,
+        hash_ids=hash_ids,
+        hash_block_size=hash_block,
+        **knobs,
+    )
+    state = replay_cached(arrival, prompts, outputs, knobs, hash_ids, hash_block, params=params)
+    assert_matches_reference(state, ref)
+    np.testing.assert_array_equal(
+        np.maximum(state.req_i[:, R_CACHED_TOKENS], 0), ref["cached_tokens"]
+    )
+    rows = log_rows(state)["log_i"]
+    assert rows[L_HIT_TOKENS].sum() == sum(s["cache_hit_tokens"] for s in ref["steps"])
+    assert rows[L_QUERY_TOKENS].sum() == sum(s["cache_query_tokens"] for s in ref["steps"])
+
+
+def _conversation_trace(seed: int, n: int, hash_block: int = 16):
+    """Multi-turn chats: turn k's ids extend turn k-1's (its prompt and a reply)."""
+    rng = np.random.default_rng(seed)
+    arrival = np.cumsum(rng.exponential(0.08, n))
+    sessions = rng.integers(0, max(n // 6, 1), n)
+    history: dict[int, list[int]] = {}
+    hash_ids, prompts, outputs = [], [], []
+    next_id = 0
+    for i in range(n):
+        ids = list(history.get(int(sessions[i]), []))
+        if not ids:
+            ids = [int(rng.integers(0, 3))]  # a few shared system prompts
+        added = int(rng.integers(1, 12))
+        ids += list(range(next_id + 10, next_id + 10 + added))
+        next_id += added
+        history[int(sessions[i])] = ids
+        hash_ids.append(ids)
+        prompts.append(len(ids) * hash_block - int(rng.integers(0, hash_block)))
+        outputs.append(int(rng.integers(1, 200)))
+    return arrival, np.array(prompts), np.array(outputs), hash_ids, [str(s) for s in sessions]
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi"])
+def test_numba_prefix_cache_matches_reference_on_conversations(scheduler):
+    """Long multi-turn prompts, evictions and preemptions on a tight cache."""
+    arrival, prompts, outputs, hash_ids, _ = _conversation_trace(3, 150)
+    knobs = dict(
+        num_replicas=2,
+        scheduler=scheduler,
+        router="prefix-aware",
+        max_num_seqs=12,
+        max_num_batched_tokens=512,
+        chunk_size=128,
+        block_size=16,
+        num_kv_blocks=160,
+        max_model_len=4000,
+        prefix_load_cap=2,
+    )
+    ref = simulate_reference(
+        arrival,
+        prompts,
+        outputs,
+        step_time_fn=lambda *f: kernel.step_time_s.py_func(DYADIC, *f),
+        enable_prefix_caching=True,
+        hash_ids=hash_ids,
+        hash_block_size=16,
+        **knobs,
+    )
+    state = replay_cached(arrival, prompts, outputs, knobs, hash_ids, 16)
+    assert_matches_reference(state, ref)
+    np.testing.assert_array_equal(
+        np.maximum(state.req_i[:, R_CACHED_TOKENS], 0), ref["cached_tokens"]
+    )
+    assert ref["cached_tokens"].sum() > 0.2 * prompts.sum()  # the case exercises hits
+    assert ref["num_preemptions"].sum() > 0  # and preemptions
+
+
+@pytest.mark.parametrize("router", ["prefix-aware", "session-affinity", "least-outstanding"])
+def test_fused_and_simpy_agree_with_the_cache_on(router):
+    arrival, prompts, outputs, hash_ids, sessions = _conversation_trace(5, 200)
+    knobs = dict(
+        num_replicas=3,
+        scheduler="vllm",
+        router=router,
+        max_num_seqs=16,
+        max_num_batched_tokens=1024,
+        chunk_size=256,
+        block_size=16,
+        num_kv_blocks=300,
+        max_model_len=4000,
+    )
+    session_idx = session_indices(pa.array(sessions), len(sessions))
+    states = [
+        replay_cached(
+            arrival,
+            prompts,
+            outputs,
+            knobs,
+            hash_ids,
+            16,
+            orchestration=orchestration,
+            session_idx=session_idx,
+        )
+        for orchestration in ("fused", "simpy")
+    ]
+    np.testing.assert_array_equal(states[0].req_i, states[1].req_i)
+    np.testing.assert_array_equal(states[0].req_f, states[1].req_f)
+    np.testing.assert_array_equal(states[0].pcache, states[1].pcache)
+    if router == "session-affinity":
+        replica = states[0].req_i[:, 3]
+        for s in set(sessions):
+            mine = [i for i, x in enumerate(sessions) if x == s]
+            assert len(set(replica[mine])) == 1, "a session's requests went to two replicas"
+
+
+def test_session_affinity_matches_reference():
+    arrival, prompts, outputs, hash_ids, sessions = _conversation_trace(9, 120)
+    knobs = dict(
+        num_replicas=3,
+        scheduler="vllm",
+        router="session-affinity",
+        max_num_seqs=8,
+        max_num_batched_tokens=512,
+        chunk_size=128,
+        block_size=16,
+        num_kv_blocks=400,
+        max_model_len=4000,
+    )
+    ref = simulate_reference(
+        arrival,
+        prompts,
+        outputs,
+        step_time_fn=lambda *f: kernel.step_time_s.py_func(DYADIC, *f),
+        enable_prefix_caching=True,
+        hash_ids=hash_ids,
+        hash_block_size=16,
+        session_ids=sessions,
+        **knobs,
+    )
+    state = replay_cached(
+        arrival,
+        prompts,
+        outputs,
+        knobs,
+        hash_ids,
+        16,
+        session_idx=session_indices(pa.array(sessions), len(sessions)),
+    )
+    assert_matches_reference(state, ref)
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi"])
+def test_cache_without_hash_ids_equals_cache_off(scheduler):
+    """Nothing can be shared, so every block is private: the same run as without a cache."""
+    rng = np.random.default_rng(1)
+    n = 300
+    arrival = np.cumsum(rng.exponential(0.05, n))
+    prompts = rng.integers(1, 1200, n)
+    outputs = rng.integers(1, 300, n)
+    knobs = dict(
+        num_replicas=2,
+        scheduler=scheduler,
+        router="least-outstanding",
+        max_num_seqs=24,
+        max_num_batched_tokens=1024,
+        chunk_size=256,
+        block_size=16,
+        num_kv_blocks=500,
+        max_model_len=1600,
+    )
+    off = replay_case(arrival, prompts, outputs, knobs)
+    on = replay_cached(arrival, prompts, outputs, knobs, None, None)
+    assert off.req_i[:, 8].sum() > 0, "the case should preempt"
+    np.testing.assert_array_equal(off.req_f, on.req_f)
+    np.testing.assert_array_equal(off.itl_histogram, on.itl_histogram)
+    np.testing.assert_array_equal(off.req_i[:, :12], on.req_i[:, :12])
+
+
+def test_chained_ids_equal_exactly_when_prefixes_are_equal():
+    rng = np.random.default_rng(0)
+    lists = [list(rng.integers(0, 3, rng.integers(0, 7))) for _ in range(300)]
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+    values = np.array([v for x in lists for v in x], np.int64)
+    chained = chain_block_ids(offsets, values)
+    seen: dict[tuple, int] = {}
+    for i, ids in enumerate(lists):
+        for j in range(len(ids)):
+            prefix = tuple(ids[: j + 1])
+            got = int(chained[offsets[i] + j])
+            assert seen.setdefault(prefix, got) == got
+    assert len(set(seen.values())) == len(seen)  # different prefixes, different ids
+
+
+def test_prefix_inputs_count_only_full_hashed_blocks():
+    ids = pa.array([[1, 2, 3], None, [4], []], pa.list_(pa.int64()))
+    prompts = np.array([40, 100, 600, 50])
+    got = prefix_inputs(ids, prompts, hash_block_tokens=16, block_size=16)
+    # 40 tokens of 3 hashed blocks: 2 full; no ids: 0; 600 tokens but 1 hashed block: 1.
+    np.testing.assert_array_equal(got.num_keys, [2, 0, 1, 0])
+    np.testing.assert_array_equal(got.id_offsets, [0, 3, 3, 4, 4])
+    got = prefix_inputs(ids, prompts, hash_block_tokens=512, block_size=16)
+    np.testing.assert_array_equal(got.num_keys, [2, 0, 32, 0])
+
+
+def test_hash_table_matches_a_dict_under_inserts_and_deletes():
+    blocks = 64
+    cfg = make_config(
+        scheduler=0,
+        max_num_seqs=1,
+        token_budget=1,
+        block_size=16,
+        num_kv_blocks=blocks,
+        max_model_len=16,
+        router=0,
+    )
+    assert cfg[CFG_NUM_KV_BLOCKS] == blocks
+    pcache = make_prefix_cache(1, blocks)
+    rep_i = np.zeros((NUM_P_INT, 1), np.int64)
+    rng = np.random.default_rng(2)
+    truth: dict[int, int] = {}
+    free = list(range(blocks))
+    for _ in range(4000):
+        if free and (not truth or rng.random() < 0.55):
+            key = int(rng.integers(0, 1 << 40))
+            if key in truth:
+                continue
+            b = free.pop()
+            _table_insert(pcache, rep_i, cfg, 0, key, b)
+            truth[key] = b
+        else:
+            key = list(truth)[int(rng.integers(0, len(truth)))]
+            b = truth.pop(key)
+            _table_delete(pcache, rep_i, cfg, 0, b)
+            free.append(b)
+        assert rep_i[P_NUM_CACHED, 0] == len(truth)
+        for key, b in truth.items():
+            assert find_block(pcache, cfg, 0, key) == b
+    for _ in range(200):
+        key = int(rng.integers(0, 1 << 40))
+        if key not in truth:
+            assert find_block(pcache, cfg, 0, key) == -1
+
+
+@pytest.mark.skipif(not MOONCAKE.exists(), reason="../shared traces absent")
+def test_unbounded_cache_hits_the_mooncake_trace_own_repeats():
+    """One replica with room for every block, one request at a time: a request finds in the
+    cache exactly the blocks whose prefix an earlier request had, which is the trace's own
+    repeat ratio (36.6% of its 512-token blocks). KV blocks of 512 tokens, the trace's own,
+    so that blocks count alike (with 16-token blocks the cache would need ~6M entries)."""
+    from simulator.trace.importer import load_trace
+
+    table = load_trace(MOONCAKE)
+    prompts = table.column("input_tokens").to_numpy().astype(np.int64)
+    outputs = np.minimum(table.column("output_tokens").to_numpy(), 4).astype(np.int64)
+    hash_ids = table.column("hash_ids").to_pylist()
+    seen: set[int] = set()
+    repeated = total = expected_hit_blocks = full_blocks = 0
+    for ids, prompt in zip(hash_ids, prompts, strict=True):
+        total += len(ids)
+        repeated += sum(h in seen for h in ids)
+        # Full blocks only, and never the last token (vLLM recomputes at least one token).
+        limit = (int(prompt) - 1) // 512
+        full_blocks += int(prompt) // 512
+        hits = 0
+        while hits < limit and ids[hits] in seen:
+            hits += 1
+        expected_hit_blocks += hits
+        seen.update(ids)
+    assert repeated / total == pytest.approx(0.3664, abs=0.0001)
+    state = replay_cached(
+        np.arange(len(prompts), dtype=np.float64) * 1e3,  # one request at a time
+        prompts,
+        outputs,
+        dict(
+            num_replicas=1,
+            scheduler="vllm",
+            router="round-robin",
+            max_num_seqs=4,
+            max_num_batched_tokens=1 << 20,
+            chunk_size=1,
+            block_size=512,
+            num_kv_blocks=total + 2 * len(prompts),
+            max_model_len=1 << 20,
+        ),
+        hash_ids,
+        512,
+    )
+    cached = np.maximum(state.req_i[:, R_CACHED_TOKENS], 0)
+    assert not np.isnan(state.req_f[:, 4]).any()
+    assert int(cached.sum()) == 512 * expected_hit_blocks
+    # Of the blocks, as the trace counts them: 36.6% repeat; the engine finds all of them
+    # but the few that are a prompt's partial last block or hold its last token.
+    hit_fraction = expected_hit_blocks / total
+    assert hit_fraction == pytest.approx(repeated / total, abs=0.005)
+    assert expected_hit_blocks <= repeated
