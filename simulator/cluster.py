@@ -10,6 +10,11 @@ sees every replica's state; built-in routers run the same kernel the fused path 
 
 ``run_fused`` in ``engine/fused.py`` does the same with no simpy and no Python per arrival;
 ``tests/test_engine.py`` holds the two paths to identical per-request results.
+
+With pipeline parallelism (``pipeline_stages`` N > 1) a replica is N vLLM v0.6 virtual
+engines, each an engine replica of its own (``engine/fused.py``); routers, built in or
+user-supplied, choose among replicas and the replica's least-loaded virtual engine takes the
+request.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.engine.fused import advance_all, choose_replica, run_fused
+from simulator.engine.fused import advance_all, choose_replica, choose_virtual_engine, run_fused
 from simulator.engine.kernels import (
     ADVANCE_LOG_FULL,
     ADVANCE_OK,
@@ -31,6 +36,7 @@ from simulator.engine.kernels import (
 from simulator.engine.state import (
     C_ROUTED,
     CFG_NUM_KV_BLOCKS,
+    CFG_PIPELINE_STAGES,
     P_FREE_BLOCKS,
     P_NUM_RUNNING,
     P_NUM_WAITING,
@@ -49,7 +55,11 @@ from simulator.errors import SimreplayError
 
 @dataclass(frozen=True)
 class ReplicaView:
-    """What a router may know about one replica at the moment it routes a request."""
+    """What a router may know about one replica at the moment it routes a request.
+
+    With pipeline parallelism the counts are sums over the replica's virtual engines, and
+    ``kv_blocks_total`` is their blocks together (``num_virtual_engines`` x each one's).
+    """
 
     index: int
     num_outstanding: int
@@ -57,6 +67,7 @@ class ReplicaView:
     num_running: int
     kv_blocks_used: int
     kv_blocks_total: int
+    num_virtual_engines: int = 1
 
 
 @dataclass(frozen=True)
@@ -90,19 +101,29 @@ def replay(
     draws: np.ndarray,
     orchestration: str = "fused",
     router_fn: Router | None = None,
+    pipeline_stages: int = 1,
 ) -> EngineState:
     """Replay a trace with explicit engine knobs; return the final engine state.
 
     The level below ``simulate``: no catalogs, no memory planning. ``token_budget`` is the
     per-step token budget (``--max-num-batched-tokens``, or the chunk size for ``sarathi``).
     ``orchestration`` is ``fused`` (all numba) or ``simpy``; ``router_fn`` (simpy only)
-    replaces the built-in ``router``.
+    replaces the built-in ``router``. With ``pipeline_stages`` N > 1 each of the
+    ``num_replicas`` replicas runs N virtual engines, and ``max_num_seqs`` and
+    ``num_kv_blocks`` are each virtual engine's; the state then has ``num_replicas x N``
+    engine replicas, virtual engine ``v`` of replica ``g`` at index ``g x N + v``.
     """
+    if (
+        isinstance(pipeline_stages, bool)
+        or not isinstance(pipeline_stages, int | np.integer)
+        or pipeline_stages < 1
+    ):
+        raise SimreplayError(f"--pp must be an integer >= 1, got {pipeline_stages!r}")
     state = make_state(
         arrival_s,
         input_tokens,
         output_tokens,
-        num_replicas=num_replicas,
+        num_replicas=num_replicas * int(pipeline_stages),
         max_num_seqs=max_num_seqs,
         num_kv_blocks=num_kv_blocks,
         block_size=block_size,
@@ -116,6 +137,7 @@ def replay(
         num_kv_blocks=num_kv_blocks,
         max_model_len=max_model_len,
         router=ROUTERS[router],
+        pipeline_stages=int(pipeline_stages),
     )
     draws = np.ascontiguousarray(draws, dtype=np.float64)
     if orchestration == "simpy" or router_fn is not None:
@@ -196,6 +218,9 @@ def _call_until_done(state: EngineState, call: Callable[[], int]) -> None:
 
 
 def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now_s: float) -> int:
+    if int(cfg[CFG_PIPELINE_STAGES]) > 1:
+        group = _ask_router_groups(router, state, cfg, i, now_s)
+        return int(choose_virtual_engine(state.rep_i, cfg, np.int64(group)))
     rep_i = state.rep_i
     total_blocks = int(cfg[CFG_NUM_KV_BLOCKS])
     replicas = [
@@ -209,6 +234,13 @@ def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now
         )
         for r in range(rep_i.shape[1])
     ]
+    return _consult(router, replicas, state, i, now_s)
+
+
+def _consult(
+    router: Router, replicas: list[ReplicaView], state: EngineState, i: int, now_s: float
+) -> int:
+    """Ask ``router`` about request ``i`` given ``replicas``; check and return its answer."""
     request = RequestView(
         index=i,
         arrival_time_s=now_s,
@@ -225,3 +257,28 @@ def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now
             f"router returned replica {choice} for request {i}; there are {len(replicas)}"
         )
     return int(choice)
+
+
+def _ask_router_groups(
+    router: Router, state: EngineState, cfg: np.ndarray, i: int, now_s: float
+) -> int:
+    """``_ask_router`` with pipeline stages: the router sees replicas (groups of virtual
+    engines, their counts summed) and answers a replica index."""
+    rep_i = state.rep_i
+    stages = int(cfg[CFG_PIPELINE_STAGES])
+    blocks = int(cfg[CFG_NUM_KV_BLOCKS])
+    replicas = []
+    for g in range(rep_i.shape[1] // stages):
+        engines = slice(g * stages, (g + 1) * stages)
+        replicas.append(
+            ReplicaView(
+                index=g,
+                num_outstanding=int(rep_i[P_OUTSTANDING, engines].sum()),
+                num_waiting=int(rep_i[P_NUM_WAITING, engines].sum()),
+                num_running=int(rep_i[P_NUM_RUNNING, engines].sum()),
+                kv_blocks_used=stages * blocks - int(rep_i[P_FREE_BLOCKS, engines].sum()),
+                kv_blocks_total=stages * blocks,
+                num_virtual_engines=stages,
+            )
+        )
+    return _consult(router, replicas, state, i, now_s)

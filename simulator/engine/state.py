@@ -49,7 +49,10 @@ ROUTERS = {
 CFG_SCHEDULER, CFG_MAX_NUM_SEQS, CFG_TOKEN_BUDGET, CFG_BLOCK_SIZE = 0, 1, 2, 3
 CFG_NUM_KV_BLOCKS, CFG_MAX_MODEL_LEN, CFG_WATERMARK_BLOCKS, CFG_ROUTER = 4, 5, 6, 7
 CFG_BLOCK_SHIFT = 8  # log2(block size) when it is a power of two (shifts, not divisions), else -1
-CFG_SIZE = 9
+# Pipeline stages per replica (1: none). With N > 1 every N consecutive engine replicas are
+# the N vLLM v0.6 virtual engines of one replica (see ``fused.choose_replica``).
+CFG_PIPELINE_STAGES = 9
+CFG_SIZE = 10
 
 # Columns of ``req_i`` (int64, one row per request).
 R_PROMPT = 0  # prompt tokens P
@@ -249,8 +252,13 @@ def make_config(
     num_kv_blocks: int,
     max_model_len: int,
     router: int,
+    pipeline_stages: int = 1,
 ) -> np.ndarray:
-    """The int64 knob array the kernels read (rows ``CFG_*``)."""
+    """The int64 knob array the kernels read (rows ``CFG_*``).
+
+    With ``pipeline_stages`` N > 1, ``num_kv_blocks`` and ``max_num_seqs`` are those of one
+    virtual engine (an engine replica), N of which make a replica.
+    """
     config = np.zeros(CFG_SIZE, np.int64)
     config[CFG_SCHEDULER] = scheduler
     config[CFG_MAX_NUM_SEQS] = max_num_seqs
@@ -263,4 +271,5 @@ def make_config(
     config[CFG_ROUTER] = router
     is_power_of_two = block_size > 0 and block_size & (block_size - 1) == 0
     config[CFG_BLOCK_SHIFT] = block_size.bit_length() - 1 if is_power_of_two else -1
+    config[CFG_PIPELINE_STAGES] = pipeline_stages
     return config
