@@ -109,12 +109,13 @@ def replay_resolved(
         max_num_seqs=resolved.max_num_seqs,
         token_budget=resolved.token_budget,
         block_size=resolved.memory.block_size,
-        num_kv_blocks=resolved.memory.num_kv_blocks,
+        num_kv_blocks=resolved.memory.num_kv_blocks // resolved.pp,  # per virtual engine
         max_model_len=resolved.max_model_len,
         params=resolved.step_model.params,
         draws=np.random.default_rng(chosen.seed).random(len(arrival_time_s)),
         orchestration=orchestration,
         router_fn=router,
+        pipeline_stages=resolved.pp,
     )
 
 
