@@ -122,7 +122,7 @@ def replay_resolved(
         max_num_seqs=resolved.max_num_seqs,
         token_budget=resolved.token_budget,
         block_size=resolved.memory.block_size,
-        num_kv_blocks=resolved.memory.num_kv_blocks,
+        num_kv_blocks=resolved.memory.num_kv_blocks // resolved.pp,  # per virtual engine
         max_model_len=resolved.max_model_len,
         params=resolved.step_model.params,
         draws=np.random.default_rng(chosen.seed).random(len(arrival_time_s)),
@@ -131,6 +131,7 @@ def replay_resolved(
         prefix=prefix if chosen_caching(resolved) else None,
         prefix_load_cap=chosen.prefix_load_cap,
         session_idx=session_idx,
+        pipeline_stages=resolved.pp,
     )
 
 

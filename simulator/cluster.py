@@ -10,6 +10,11 @@ sees every replica's state; built-in routers run the same kernel the fused path 
 
 ``run_fused`` in ``engine/fused.py`` does the same with no simpy and no Python per arrival;
 ``tests/test_engine.py`` holds the two paths to identical per-request results.
+
+With pipeline parallelism (``pipeline_stages`` N > 1) a replica is N vLLM v0.6 virtual
+engines, each an engine replica of its own (``engine/fused.py``); routers, built in or
+user-supplied, choose among replicas and the replica's least-loaded virtual engine takes the
+request.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.engine.fused import advance_all, choose_replica, run_fused
+from simulator.engine.fused import advance_all, choose_replica, choose_virtual_engine, run_fused
 from simulator.engine.kernels import (
     ADVANCE_LOG_FULL,
     ADVANCE_OK,
@@ -34,6 +39,7 @@ from simulator.engine.state import (
     C_ROUTED,
     CFG_BLOCK_SIZE,
     CFG_NUM_KV_BLOCKS,
+    CFG_PIPELINE_STAGES,
     CFG_PREFIX_CACHING,
     DEFAULT_PREFIX_LOAD_CAP,
     P_FREE_BLOCKS,
@@ -56,7 +62,11 @@ from simulator.errors import SimreplayError
 
 @dataclass(frozen=True)
 class ReplicaView:
-    """What a router may know about one replica at the moment it routes a request."""
+    """What a router may know about one replica at the moment it routes a request.
+
+    With pipeline parallelism the counts are sums over the replica's virtual engines, and
+    ``kv_blocks_total`` is their blocks together (``num_virtual_engines`` x each one's).
+    """
 
     index: int
     num_outstanding: int
@@ -68,6 +78,7 @@ class ReplicaView:
     #: replica holds in its cache (its longest cached prefix), and blocks cached here.
     cached_prefix_tokens: int = 0
     num_cached_blocks: int = 0
+    num_virtual_engines: int = 1
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,7 @@ def replay(
     prefix: PrefixInputs | None = None,
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP,
     session_idx: np.ndarray | None = None,
+    pipeline_stages: int = 1,
 ) -> EngineState:
     """Replay a trace with explicit engine knobs; return the final engine state.
 
@@ -114,12 +126,22 @@ def replay(
     replaces the built-in ``router``. ``prefix`` turns the prefix cache on (its keys from
     ``engine.prefix_keys.prefix_inputs``); ``session_idx`` (int64, -1 for none) gives each
     request's session for ``session-affinity``.
+    replaces the built-in ``router``. With ``pipeline_stages`` N > 1 each of the
+    ``num_replicas`` replicas runs N virtual engines, and ``max_num_seqs`` and
+    ``num_kv_blocks`` are each virtual engine's; the state then has ``num_replicas x N``
+    engine replicas, virtual engine ``v`` of replica ``g`` at index ``g x N + v``.
     """
+    if (
+        isinstance(pipeline_stages, bool)
+        or not isinstance(pipeline_stages, int | np.integer)
+        or pipeline_stages < 1
+    ):
+        raise SimreplayError(f"--pp must be an integer >= 1, got {pipeline_stages!r}")
     state = make_state(
         arrival_s,
         input_tokens,
         output_tokens,
-        num_replicas=num_replicas,
+        num_replicas=num_replicas * int(pipeline_stages),
         max_num_seqs=max_num_seqs,
         num_kv_blocks=num_kv_blocks,
         block_size=block_size,
@@ -141,6 +163,7 @@ def replay(
         prefix_caching=prefix is not None,
         hash_block_tokens=0 if prefix is None else prefix.hash_block_tokens,
         prefix_load_cap=prefix_load_cap,
+        pipeline_stages=int(pipeline_stages),
     )
     draws = np.ascontiguousarray(draws, dtype=np.float64)
     if orchestration == "simpy" or router_fn is not None:
@@ -233,10 +256,11 @@ def _call_until_done(state: EngineState, call: Callable[[], int]) -> None:
 
 
 def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now_s: float) -> int:
+    if int(cfg[CFG_PIPELINE_STAGES]) > 1:
+        group = _ask_router_groups(router, state, cfg, i, now_s)
+        return int(choose_virtual_engine(state.rep_i, cfg, np.int64(group)))
     rep_i = state.rep_i
     total_blocks = int(cfg[CFG_NUM_KV_BLOCKS])
-    caching = bool(cfg[CFG_PREFIX_CACHING])
-    block_size = int(cfg[CFG_BLOCK_SIZE])
     replicas = [
         ReplicaView(
             index=r,
@@ -245,14 +269,26 @@ def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now
             num_running=int(rep_i[P_NUM_RUNNING, r]),
             kv_blocks_used=total_blocks - int(rep_i[P_FREE_BLOCKS, r]),
             kv_blocks_total=total_blocks,
-            cached_prefix_tokens=block_size
-            * int(prefix_hit(state.req_i, cfg, state.pcache, state.prefix_ids, r, i)[0])
-            if caching
-            else 0,
+            cached_prefix_tokens=_cached_prefix_tokens(state, cfg, r, i),
             num_cached_blocks=int(rep_i[P_NUM_CACHED, r]),
         )
         for r in range(rep_i.shape[1])
     ]
+    return _consult(router, replicas, state, i, now_s)
+
+
+def _cached_prefix_tokens(state: EngineState, cfg: np.ndarray, r: int, i: int) -> int:
+    """Prompt tokens of request ``i`` that engine replica ``r`` holds in its prefix cache."""
+    if not cfg[CFG_PREFIX_CACHING]:
+        return 0
+    hit, _ = prefix_hit(state.req_i, cfg, state.pcache, state.prefix_ids, r, i)
+    return int(cfg[CFG_BLOCK_SIZE]) * int(hit)
+
+
+def _consult(
+    router: Router, replicas: list[ReplicaView], state: EngineState, i: int, now_s: float
+) -> int:
+    """Ask ``router`` about request ``i`` given ``replicas``; check and return its answer."""
     request = RequestView(
         index=i,
         arrival_time_s=now_s,
@@ -270,3 +306,34 @@ def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now
             f"router returned replica {choice} for request {i}; there are {len(replicas)}"
         )
     return int(choice)
+
+
+def _ask_router_groups(
+    router: Router, state: EngineState, cfg: np.ndarray, i: int, now_s: float
+) -> int:
+    """``_ask_router`` with pipeline stages: the router sees replicas (groups of virtual
+    engines, their counts summed) and answers a replica index."""
+    rep_i = state.rep_i
+    stages = int(cfg[CFG_PIPELINE_STAGES])
+    blocks = int(cfg[CFG_NUM_KV_BLOCKS])
+    replicas = []
+    for g in range(rep_i.shape[1] // stages):
+        engines = slice(g * stages, (g + 1) * stages)
+        replicas.append(
+            ReplicaView(
+                index=g,
+                num_outstanding=int(rep_i[P_OUTSTANDING, engines].sum()),
+                num_waiting=int(rep_i[P_NUM_WAITING, engines].sum()),
+                num_running=int(rep_i[P_NUM_RUNNING, engines].sum()),
+                kv_blocks_used=stages * blocks - int(rep_i[P_FREE_BLOCKS, engines].sum()),
+                kv_blocks_total=stages * blocks,
+                num_virtual_engines=stages,
+                # Each virtual engine has its own cache: the best of them.
+                cached_prefix_tokens=max(
+                    _cached_prefix_tokens(state, cfg, r, i)
+                    for r in range(g * stages, (g + 1) * stages)
+                ),
+                num_cached_blocks=int(rep_i[P_NUM_CACHED, engines].sum()),
+            )
+        )
+    return _consult(router, replicas, state, i, now_s)

@@ -19,6 +19,14 @@ Semantics follow vLLM v0.11 (V1 engine, OpenAI API server defaults):
   both live in the ``1 - gpu_memory_utilization`` headroom.
 
 The activation reserve is an estimate (vLLM measures it); see ``activation_reserve_bytes``.
+
+Pipeline parallelism (``pp`` stages, vLLM v0.6 *virtual engines*): layers are split into
+stages as vLLM's ``get_pp_indices`` does (``pp_layer_partition``); the first stage also holds
+the input embedding, the last the final norm and the LM head (its own copy of a tied
+embedding), and only the last runs the sampler. Each stage sizes its KV cache for its own
+layers; every GPU of the replica then takes the smallest block count, which the replica's
+``pp`` virtual engines share equally (``num_gpu_blocks // pp`` each, as vLLM v0's
+``Scheduler`` divides them).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import math
 from dataclasses import dataclass
 
 from simulator.errors import SimreplayError
-from simulator.models import weight_bytes
+from simulator.models import param_count, weight_bytes
 from simulator.specs import GPUSpec, ModelSpec
 
 GIB = float(2**30)
@@ -82,6 +90,12 @@ class MemoryPlan:
         Tokens per KV block.
     kv_capacity_tokens : int
         ``num_kv_blocks x block_size``: tokens of context the replica can hold.
+    pp : int
+        Pipeline-parallel stages (1: none). With ``pp > 1`` the per-GPU figures above are
+        those of the largest stage (most weights, most KV bytes per token, largest
+        activation reserve), and ``num_kv_blocks`` is the smallest count any stage holds.
+    num_layers_per_stage : tuple of int
+        Layers of each stage (one entry without pipeline parallelism).
     """
 
     tp: int
@@ -94,6 +108,18 @@ class MemoryPlan:
     num_kv_blocks: int
     block_size: int
     kv_capacity_tokens: int
+    pp: int = 1
+    num_layers_per_stage: tuple[int, ...] = ()
+
+    @property
+    def num_kv_blocks_per_virtual_engine(self) -> int:
+        """KV blocks of each of the replica's ``pp`` virtual engines (``num_kv_blocks // pp``)."""
+        return self.num_kv_blocks // self.pp
+
+    @property
+    def kv_capacity_tokens_per_virtual_engine(self) -> int:
+        """Tokens of context one virtual engine, so one request, can hold."""
+        return self.num_kv_blocks_per_virtual_engine * self.block_size
 
 
 def default_batch_knobs(gpu: GPUSpec) -> tuple[int, int]:
@@ -117,12 +143,15 @@ def default_batch_knobs(gpu: GPUSpec) -> tuple[int, int]:
     return 2048, 256
 
 
-def kv_bytes_per_token(model: ModelSpec, tp: int, kv_dtype_bytes: float = 2) -> float:
+def kv_bytes_per_token(
+    model: ModelSpec, tp: int, kv_dtype_bytes: float = 2, *, num_layers: int | None = None
+) -> float:
     """KV-cache bytes one token occupies on each GPU of a TP group.
 
     ``2 (K and V) x layers x KV heads per GPU x head_dim x kv_dtype_bytes``, with
     ``max(num_kv_heads / tp, 1)`` KV heads per GPU: vLLM replicates KV heads when TP
-    exceeds their number.
+    exceeds their number. ``num_layers`` counts the layers on the GPU (a pipeline stage's);
+    all of the model's when omitted.
 
     Parameters
     ----------
@@ -140,7 +169,8 @@ def kv_bytes_per_token(model: ModelSpec, tp: int, kv_dtype_bytes: float = 2) -> 
     if tp < 1:
         raise SimreplayError(f"--tp must be at least 1, got {tp}")
     kv_heads_per_gpu = max(model.num_kv_heads / tp, 1.0)
-    return 2.0 * model.num_layers * kv_heads_per_gpu * model.head_dim * kv_dtype_bytes
+    layers = model.num_layers if num_layers is None else num_layers
+    return 2.0 * layers * kv_heads_per_gpu * model.head_dim * kv_dtype_bytes
 
 
 def activation_reserve_bytes(
@@ -192,9 +222,85 @@ def activation_reserve_bytes(
     return mlp + residual + logits
 
 
-def non_torch_bytes(tp: int) -> float:
-    """Memory outside PyTorch's allocator per GPU: ``NON_TORCH_BYTES`` plus NCCL when TP > 1."""
-    return NON_TORCH_BYTES + (NON_TORCH_TP_BYTES if tp > 1 else 0.0)
+def non_torch_bytes(tp: int, pp: int = 1) -> float:
+    """Memory outside PyTorch's allocator per GPU: ``NON_TORCH_BYTES`` plus NCCL when TP > 1
+    or PP > 1 (pipeline stages exchange activations over NCCL too)."""
+    return NON_TORCH_BYTES + (NON_TORCH_TP_BYTES if tp > 1 or pp > 1 else 0.0)
+
+
+def pp_layer_partition(num_layers: int, pp: int) -> tuple[int, ...]:
+    """Layers of each of ``pp`` pipeline stages, as vLLM's ``get_pp_indices`` splits them.
+
+    ``num_layers // pp`` each; the remainder goes one layer each to the stages just before
+    the last (the last holds the final norm and LM head), e.g. 80 layers over 3 stages are
+    ``(27, 27, 26)``.
+    """
+    layers = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        layers[-i] += 1
+    return tuple(layers)
+
+
+def stage_weight_bytes(model: ModelSpec, pp: int) -> tuple[float, ...]:
+    """Bytes of the weights of each pipeline stage (all its TP ranks together).
+
+    Each stage holds its layers (attention, MLP or experts and routers, two RMSNorms each);
+    the first also the input embedding; the last the final norm and the LM head, which with
+    ``pp > 1`` is a copy of its own even when tied to the embedding (vLLM loads the embedding
+    on the last stage to tie it). With ``pp = 1`` this is ``weight_bytes(model)``.
+    """
+    if pp == 1:
+        return (weight_bytes(model),)
+    counts = param_count(model)
+    hidden = model.hidden_size
+    per_layer = (counts["attention"] + counts["mlp"]) // model.num_layers + 2 * hidden
+    head = model.vocab_size * hidden + hidden  # LM head and final norm
+    stages = []
+    for stage_idx, layers in enumerate(pp_layer_partition(model.num_layers, pp)):
+        params = layers * per_layer
+        if stage_idx == 0:
+            params += counts["embedding"]
+        if stage_idx == pp - 1:
+            params += head
+        stages.append(params * model.weight_bytes_per_param)
+    return tuple(stages)
+
+
+def validate_pp(model: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> None:
+    """Check a user-given ``--pp`` against the model's layers and the GPU count.
+
+    Parameters
+    ----------
+    model : ModelSpec
+    num_gpus : int
+        GPUs in ``--gpus``.
+    tp : int or None
+        Tensor-parallel degree (already checked); None while it is still to be chosen.
+    pp : int
+        Requested pipeline-parallel degree.
+
+    Raises
+    ------
+    SimreplayError
+        One line naming ``--pp`` when ``pp`` is not a whole number >= 1, exceeds the model's
+        layers, or ``tp x pp`` does not divide ``num_gpus`` (replicas = GPUs / (TP x PP)).
+    """
+    if isinstance(pp, bool) or not isinstance(pp, int) or pp < 1:
+        raise SimreplayError(f"--pp must be an integer >= 1, got {pp!r}")
+    if pp > model.num_layers:
+        raise SimreplayError(
+            f"--pp {pp}: {model.name} has only {model.num_layers} layers to split into stages"
+        )
+    if tp is None and num_gpus % pp:
+        raise SimreplayError(
+            f"--pp {pp} does not divide the {num_gpus} GPUs of --gpus "
+            "(replicas = GPUs / (TP x PP) must be a whole number)"
+        )
+    if tp is not None and num_gpus % (tp * pp):
+        raise SimreplayError(
+            f"--pp {pp} with --tp {tp} needs GPUs in multiples of tp x pp = {tp * pp}; "
+            f"--gpus has {num_gpus} (replicas = GPUs / (TP x PP) must be a whole number)"
+        )
 
 
 def _check_tp_shards(model: ModelSpec, tp: int) -> None:
@@ -259,11 +365,14 @@ def plan_memory(
     max_num_batched_tokens: int | None = None,
     max_num_seqs: int | None = None,
     kv_dtype_bytes: float = 2,
+    pp: int = 1,
 ) -> MemoryPlan:
     """Size one replica's KV cache the way vLLM v0.11 does at start-up.
 
     ``kv = hbm x gpu_memory_utilization - weights / tp - activation reserve - non-torch``;
-    ``num_kv_blocks = floor(kv / (kv_bytes_per_token x block_size))``.
+    ``num_kv_blocks = floor(kv / (kv_bytes_per_token x block_size))``. With ``pp`` pipeline
+    stages each stage computes this for its own weights and layers (module docstring) and
+    the replica takes the smallest count.
 
     Parameters
     ----------
@@ -279,6 +388,8 @@ def plan_memory(
         Size of the profiling run; ``default_batch_knobs(gpu)`` when omitted.
     kv_dtype_bytes : float
         Bytes per KV element (2 for BF16/FP16, 1 for FP8).
+    pp : int
+        Pipeline-parallel stages (GPUs per replica = ``tp x pp``).
 
     Returns
     -------
@@ -288,7 +399,8 @@ def plan_memory(
     ------
     SimreplayError
         One line when a knob is out of range, when ``tp`` does not split the heads, when the
-        weights alone exceed the budget, or when no KV block is left.
+        weights alone exceed the budget, or when no KV block is left (with ``pp > 1``: fewer
+        blocks than virtual engines).
     """
     if not (0.0 < gpu_memory_utilization <= 1.0):  # also false for NaN
         raise SimreplayError(
@@ -302,6 +414,11 @@ def plan_memory(
     _check_knob(tokens, "--max-num-batched-tokens", low=1)
     _check_knob(seqs, "--max-num-seqs", low=1)
     _check_tp_shards(model, tp)
+    if pp != 1:
+        validate_pp(model, tp * pp, tp, pp)
+        return _plan_pipeline(
+            model, gpu, tp, pp, gpu_memory_utilization, block_size, tokens, seqs, kv_dtype_bytes
+        )
 
     setting = f"--gpu-memory-utilization {gpu_memory_utilization:g}"
     where = f"{model.name} does not fit on {tp}x{gpu.name} with --tp {tp}"
@@ -337,6 +454,71 @@ def plan_memory(
         num_kv_blocks=num_blocks,
         block_size=block_size,
         kv_capacity_tokens=num_blocks * block_size,
+        pp=1,
+        num_layers_per_stage=(model.num_layers,),
+    )
+
+
+def _plan_pipeline(
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int,
+    pp: int,
+    gpu_memory_utilization: float,
+    block_size: int,
+    tokens: int,
+    seqs: int,
+    kv_dtype_bytes: float,
+) -> MemoryPlan:
+    """``plan_memory`` for ``pp > 1``: one plan per stage, the fewest blocks win."""
+    setting = f"--gpu-memory-utilization {gpu_memory_utilization:g}"
+    where = f"{model.name} does not fit on {tp * pp}x{gpu.name} with --tp {tp} --pp {pp}"
+    advice = "try a larger --tp or --pp, or GPUs with more memory"
+    budget = gpu.hbm_bytes * gpu_memory_utilization
+    layers = pp_layer_partition(model.num_layers, pp)
+    weights = [w / tp for w in stage_weight_bytes(model, pp)]
+    if max(weights) > budget:
+        raise SimreplayError(
+            f"{where}: the largest stage's weights need {max(weights) / GIB:.1f} GiB per GPU, "
+            f"{budget / GIB:.1f} GiB usable at {setting}; {advice}"
+        )
+    full = activation_reserve_bytes(model, tp, tokens, seqs)
+    # Only the last stage samples: the others hold no logits.
+    logits = (
+        min(seqs, tokens)
+        * model.vocab_size
+        * (model.weight_bytes_per_param + 4 * SAMPLER_FP32_COPIES)
+    )
+    non_torch = non_torch_bytes(tp, pp)
+    blocks = []
+    for stage_idx in range(pp):
+        activations = full if stage_idx == pp - 1 else full - logits
+        per_token = kv_bytes_per_token(model, tp, kv_dtype_bytes, num_layers=layers[stage_idx])
+        free = budget - weights[stage_idx] - activations - non_torch
+        blocks.append(math.floor(free / (per_token * block_size)) if free > 0 else 0)
+    num_blocks = min(blocks)
+    per_token = kv_bytes_per_token(model, tp, kv_dtype_bytes, num_layers=max(layers))
+    if num_blocks < pp:
+        worst = blocks.index(num_blocks)
+        raise SimreplayError(
+            f"{where}: of {budget / GIB:.1f} GiB usable at {setting}, stage {worst}'s weights "
+            f"take {weights[worst] / GIB:.1f} GiB per GPU and activations and buffers "
+            f"{(full + non_torch) / GIB:.1f} GiB, leaving {num_blocks} "
+            f"{block_size}-token KV blocks for {pp} virtual engines; {advice}"
+        )
+    return MemoryPlan(
+        tp=tp,
+        memory_budget_bytes=budget,
+        weights_bytes_per_gpu=max(weights),
+        activation_reserve_bytes=full,
+        non_torch_bytes=non_torch,
+        kv_bytes_per_token=per_token,
+        kv_cache_bytes_per_gpu=num_blocks * block_size * per_token,
+        num_kv_blocks=num_blocks,
+        block_size=block_size,
+        kv_capacity_tokens=num_blocks * block_size,
+        pp=pp,
+        num_layers_per_stage=layers,
     )
 
 
@@ -345,7 +527,8 @@ def has_useful_kv(plan: MemoryPlan, max_context_tokens: int) -> bool:
 
     Useful means both:
 
-    1. The replica holds at least one sequence of the model's full context. vLLM v0.11
+    1. The replica holds at least one sequence of the model's full context (with pipeline
+       parallelism: one virtual engine does, since a request lives in one). vLLM v0.11
        refuses to start otherwise (``check_enough_kv_cache_memory``) unless the user lowers
        ``--max-model-len``.
     2. The KV cache per GPU is at least ``MIN_KV_TO_WEIGHT_RATIO`` (0.5) times the weights
@@ -363,7 +546,7 @@ def has_useful_kv(plan: MemoryPlan, max_context_tokens: int) -> bool:
     -------
     bool
     """
-    holds_one_sequence = plan.kv_capacity_tokens >= max_context_tokens
+    holds_one_sequence = plan.kv_capacity_tokens_per_virtual_engine >= max_context_tokens
     worth_its_weights = (
         plan.kv_cache_bytes_per_gpu >= MIN_KV_TO_WEIGHT_RATIO * plan.weights_bytes_per_gpu
     )
@@ -381,11 +564,12 @@ def choose_tp(
     max_num_seqs: int | None = None,
     kv_dtype_bytes: float = 2,
     max_context_tokens: int | None = None,
+    pp: int = 1,
 ) -> int:
     """Pick the tensor-parallel degree when ``--tp`` is omitted.
 
-    Candidates are the TPs in ``TP_CHOICES`` (1, 2, 4, 8) that divide ``num_gpus`` and split
-    the model's heads (``validate_tp``). The smallest candidate whose plan
+    Candidates are the TPs in ``TP_CHOICES`` (1, 2, 4, 8) that divide ``num_gpus / pp`` and
+    split the model's heads (``validate_tp``). The smallest candidate whose plan
     ``has_useful_kv`` wins. When none is useful, the largest candidate that fits at all
     (weights plus at least one KV block) wins: it has the most KV per replica.
 
@@ -399,6 +583,8 @@ def choose_tp(
         As for ``plan_memory``.
     max_context_tokens : int, optional
         Longest sequence the KV cache must hold; the model's context when omitted.
+    pp : int
+        Pipeline-parallel stages given with ``--pp`` (checked by ``validate_pp``).
 
     Returns
     -------
@@ -413,10 +599,12 @@ def choose_tp(
     if num_gpus < 1:
         raise SimreplayError(f"--gpus must name at least 1 GPU, got {num_gpus}")
     context = model.max_context_tokens if max_context_tokens is None else max_context_tokens
+    if pp != 1:
+        validate_pp(model, num_gpus, None, pp)
     candidates = []
     for tp in TP_CHOICES:  # TP 1 always qualifies, so there is at least one candidate
         try:
-            validate_tp(model, num_gpus, tp)
+            validate_tp(model, num_gpus // pp, tp)
         except SimreplayError:
             continue
         candidates.append(tp)
@@ -433,6 +621,7 @@ def choose_tp(
                 max_num_batched_tokens=max_num_batched_tokens,
                 max_num_seqs=max_num_seqs,
                 kv_dtype_bytes=kv_dtype_bytes,
+                pp=pp,
             )
         except SimreplayError as exc:
             last_error = exc

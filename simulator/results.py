@@ -10,6 +10,7 @@ requests.parquet, one row per request of the trace, in trace order:
 | `request_index` | int64 | row of the request in the trace |
 | `request_id` | string | the trace's id, when it has one |
 | `replica` | int32 | replica that served it; -1 if rejected |
+| `virtual_engine` | int32 | `--pp N > 1` only: its virtual engine, 0..N-1; -1 if rejected |
 | `input_tokens`, `output_tokens` | int32 | from the trace |
 | `arrival_time_s` | float64 | arrival |
 | `first_scheduled_s` | float64 | start of the first step that computed any of its tokens |
@@ -28,6 +29,7 @@ requests; every step with prefill tokens is its own row):
 | column | type | meaning |
 |---|---|---|
 | `replica` | int32 | replica index |
+| `virtual_engine` | int32 | with `--pp N > 1` only: the virtual engine whose steps these are |
 | `start_s` | float64 | start of the run's first step |
 | `duration_s` | float64 | total duration of the run |
 | `num_steps` | int64 | engine steps in the run |
@@ -40,6 +42,15 @@ requests; every step with prefill tokens is its own row):
 
 The three prefix-cache columns are 0 with prefix caching off. Hit rate over time is
 ``cache_hit_tokens / cache_query_tokens`` over any window of rows.
+
+With pipeline parallelism (``--pp N``, vLLM v0.6 virtual engines) each replica runs N
+schedulers; the `virtual_engine` columns exist only then (without ``--pp`` the files are as
+before). A step row is one virtual engine's micro-batch; its `kv_blocks_used` and
+`num_waiting` are that virtual engine's (it holds ``kv_blocks_per_virtual_engine`` blocks).
+In the summary, `kv_cache` fractions are then of one virtual engine's blocks, the unit
+that runs out (a request lives in one virtual engine); `per_replica_peak_fraction` is the
+largest over the replica's virtual engines and `per_virtual_engine_peak_fraction` lists
+them all.
 """
 
 from __future__ import annotations
@@ -126,14 +137,14 @@ class Result:
     @property
     def requests(self) -> pa.Table:
         if self._requests is None:
-            self._requests = _request_table(self._state, self._request_ids)
+            self._requests = _request_table(self._state, self._request_ids, self.scenario.pp)
             self._release_state()
         return self._requests
 
     @property
     def steps(self) -> pa.Table:
         if self._steps is None:
-            self._steps = _step_table(self._state)
+            self._steps = _step_table(self._state, self.scenario.pp)
             self._release_state()
         return self._steps
 
@@ -185,7 +196,7 @@ def _latencies_s(state: EngineState) -> tuple[dict[str, np.ndarray], np.ndarray]
     return {"ttft": ttft, "tpot": tpot, "e2e": e2e, "queue": queue}, completed
 
 
-def _request_table(state: EngineState, request_ids: pa.Array | None) -> pa.Table:
+def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1) -> pa.Table:
     req_i, req_f = state.req_i, state.req_f
     latencies_s, completed = _latencies_s(state)
     arrival = req_f[:, R_ARRIVAL_S]
@@ -218,10 +229,24 @@ def _request_table(state: EngineState, request_ids: pa.Array | None) -> pa.Table
         status=status_text,
         reject_reason=reason_text,
     )
-    return pa.table(columns, metadata=_table_metadata("requests"))
+    table = pa.table(columns, metadata=_table_metadata("requests"))
+    if pp > 1:
+        table = _pipeline_columns(table, req_i[:, R_REPLICA], pp)
+    return table
 
 
-def _step_table(state: EngineState) -> pa.Table:
+def _pipeline_columns(table: pa.Table, engine_replica: np.ndarray, pp: int) -> pa.Table:
+    """``table`` with its engine replicas (virtual engines) split into `replica` and a
+    `virtual_engine` column after it (-1 in both where the engine replica is -1)."""
+    routed = engine_replica >= 0
+    replica = np.where(routed, engine_replica // pp, -1).astype(np.int32)
+    virtual_engine = np.where(routed, engine_replica % pp, -1).astype(np.int32)
+    at = table.schema.get_field_index("replica")
+    table = table.set_column(at, "replica", pa.array(replica))
+    return table.add_column(at + 1, "virtual_engine", pa.array(virtual_engine))
+
+
+def _step_table(state: EngineState, pp: int = 1) -> pa.Table:
     n = state.num_log_rows
     log_i, log_f = state.log_i[:, :n], state.log_f[:, :n]
     # Rows were logged as steps completed, each replica's in time order but the replicas'
@@ -229,7 +254,7 @@ def _step_table(state: EngineState) -> pa.Table:
     # (numpy's stable sort is a linear-time radix sort on 16-bit keys.)
     key_type = np.int16 if state.rep_i.shape[1] <= np.iinfo(np.int16).max else np.int32
     order = np.argsort(log_i[L_REPLICA].astype(key_type), kind="stable")
-    return pa.table(
+    table = pa.table(
         {
             "replica": log_i[L_REPLICA][order].astype(np.int32),
             "start_s": log_f[L_START_S][order],
@@ -244,6 +269,9 @@ def _step_table(state: EngineState) -> pa.Table:
         },
         metadata=_table_metadata("steps"),
     )
+    if pp > 1:
+        table = _pipeline_columns(table, log_i[L_REPLICA][order], pp)
+    return table
 
 
 def _summary(
@@ -277,7 +305,9 @@ def _summary(
         "itl_ms": itl_summary_ms(state.itl_histogram, itl_sum_s),
         "e2e_ms": describe_ms(latencies_s["e2e"]),
         "queue_ms": describe_ms(latencies_s["queue"]),
-        "kv_cache": _kv_usage(state, resolved.memory.num_kv_blocks, resolved.num_replicas),
+        "kv_cache": _kv_usage(
+            state, resolved.memory.num_kv_blocks // resolved.pp, resolved.num_replicas, resolved.pp
+        ),
         # Requests not yet started when the last request arrived: a backlog that grows with
         # the trace means the deployment does not keep up and tail latency has no ceiling.
         "backlog_at_last_arrival": int(
@@ -299,22 +329,40 @@ def _summary(
     return summary
 
 
-def _kv_usage(state: EngineState, num_kv_blocks: int, num_replicas: int) -> dict[str, Any]:
-    """Peak and time-weighted mean fraction of KV blocks in use, over the replicas' steps."""
+def _kv_usage(
+    state: EngineState, num_kv_blocks: int, num_replicas: int, pp: int = 1
+) -> dict[str, Any]:
+    """Peak and time-weighted mean fraction of KV blocks in use, over the replicas' steps.
+
+    ``num_kv_blocks`` is each engine replica's (a virtual engine's when ``pp > 1``).
+    """
     n = state.num_log_rows
     if n == 0:
-        return {"peak_fraction": 0.0, "mean_fraction": 0.0, "per_replica_peak_fraction": []}
+        empty: dict[str, Any] = {
+            "peak_fraction": 0.0,
+            "mean_fraction": 0.0,
+            "per_replica_peak_fraction": [],
+        }
+        if pp > 1:
+            empty["per_virtual_engine_peak_fraction"] = []
+        return empty
     log_i, log_f = state.log_i[:, :n], state.log_f[:, :n]
     used = log_i[L_KV_BLOCKS] / num_kv_blocks
     duration = log_f[L_END_S] - log_f[L_START_S]
-    per_replica = np.zeros(num_replicas)
-    np.maximum.at(per_replica, log_i[L_REPLICA], used)
+    per_engine = np.zeros(num_replicas * pp)
+    np.maximum.at(per_engine, log_i[L_REPLICA], used)
+    per_replica = per_engine.reshape(num_replicas, pp).max(axis=1)
     mean = float((used * duration).sum() / duration.sum()) if duration.sum() > 0 else 0.0
-    return {
+    usage: dict[str, Any] = {
         "peak_fraction": float(used.max()),
         "mean_fraction": mean,
         "per_replica_peak_fraction": [float(x) for x in per_replica],
     }
+    if pp > 1:
+        usage["per_virtual_engine_peak_fraction"] = [
+            [float(x) for x in row] for row in per_engine.reshape(num_replicas, pp)
+        ]
+    return usage
 
 
 def _prefix_cache_usage(state: EngineState, completed: np.ndarray) -> dict[str, Any]:

@@ -22,7 +22,14 @@ from simulator.engine.state import (
 )
 from simulator.errors import SimreplayError
 from simulator.hardware import parse_gpus
-from simulator.memory import MemoryPlan, choose_tp, default_batch_knobs, plan_memory, validate_tp
+from simulator.memory import (
+    MemoryPlan,
+    choose_tp,
+    default_batch_knobs,
+    plan_memory,
+    validate_pp,
+    validate_tp,
+)
 from simulator.models import DEFAULT_MODEL, get_model
 from simulator.specs import GPUSpec, ModelSpec
 
@@ -32,6 +39,12 @@ if TYPE_CHECKING:  # the step-time model pulls in numba: imported when resolving
 #: Engine behaviour the defaults follow (named in every output).
 ENGINE_VERSION = "vLLM v0.11 (V1 engine), prefix caching off"
 ENGINE_VERSION_CACHING = "vLLM v0.11 (V1 engine), prefix caching on (V1 KVCacheManager)"
+#: What ``--pp N`` means (named in outputs when N > 1).
+PIPELINE_SEMANTICS = (
+    "vLLM v0.6 virtual engines: {pp} schedulers per replica, each with 1/{pp} of the KV "
+    "blocks and its own max_num_seqs; a step takes the full model's time plus {transfers} "
+    "stage-to-stage transfer(s); contention between unequal micro-batches not modelled"
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,9 @@ class Scenario:
         Catalog name or a path to a Hugging Face ``config.json``.
     tp : int or None
         Tensor-parallel degree; chosen (smallest with a useful KV cache) when None.
+    pp : int
+        Pipeline-parallel stages per replica (default 1: none); replicas = GPUs / (TP x PP).
+        Each replica runs ``pp`` vLLM v0.6 virtual engines (``simulator/engine/README.md``).
     scheduler : str
         ``vllm`` (V1: chunked prefill, decodes first), ``vllm-v0`` or ``sarathi``.
     router : str
@@ -79,6 +95,7 @@ class Scenario:
     gpus: str = "1xH100"
     model: str = DEFAULT_MODEL
     tp: int | None = None
+    pp: int = 1
     scheduler: str = "vllm"
     router: str = "least-outstanding"
     max_num_seqs: int | None = None
@@ -112,9 +129,29 @@ class ResolvedScenario:
     step_model: StepTimeModel
     notes: tuple[str, ...] = field(default_factory=tuple)
     calibration: dict[str, Any] = field(default_factory=dict)
+    pp: int = 1
+
+    @property
+    def num_engine_replicas(self) -> int:
+        """Schedulers the engine runs: ``pp`` virtual engines per replica."""
+        return self.num_replicas * self.pp
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration for outputs (``scenario`` in ``summary.json``)."""
+        return self._to_dict() | self._pipeline_dict()
+
+    def _pipeline_dict(self) -> dict[str, Any]:
+        return {
+            "pp": self.pp,
+            "gpus_per_replica": self.tp * self.pp,
+            "virtual_engines_per_replica": self.pp,
+            "kv_blocks_per_virtual_engine": self.memory.num_kv_blocks // self.pp,
+            "pipeline_parallel": None
+            if self.pp == 1
+            else PIPELINE_SEMANTICS.format(pp=self.pp, transfers=self.pp - 1),
+        }
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "gpus": f"{self.num_gpus}x{self.gpu.name}",
             "gpu": self.gpu.name,
@@ -209,28 +246,34 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         "max_num_seqs": max_num_seqs,
     }
     context = scenario.max_model_len or model.max_context_tokens
+    pp = scenario.pp
+    validate_pp(model, num_gpus, None, pp)  # pp alone; with the TP below once it is known
+    pp_knobs = {"pp": pp} if pp != 1 else {}
     tp_chosen = scenario.tp is None
     if tp_chosen:
-        tp = choose_tp(model, gpu, num_gpus, max_context_tokens=context, **knobs)
+        tp = choose_tp(model, gpu, num_gpus, max_context_tokens=context, **knobs, **pp_knobs)
         notes.append(f"--tp not given: chose tp={tp} (smallest with a useful KV cache)")
     else:
         tp = scenario.tp
         validate_tp(model, num_gpus, tp)
-    memory = plan_memory(model, gpu, tp, **knobs)
+    validate_pp(model, num_gpus, tp, pp)
+    memory = plan_memory(model, gpu, tp, **knobs, **pp_knobs)
 
     max_model_len = scenario.max_model_len or model.max_context_tokens
-    if scenario.max_model_len is None and memory.kv_capacity_tokens < max_model_len:
+    # A request lives in one virtual engine: with pipeline stages it holds 1/pp of the blocks.
+    capacity_tokens = memory.kv_capacity_tokens_per_virtual_engine
+    if scenario.max_model_len is None and capacity_tokens < max_model_len:
         notes.append(
             f"max_model_len capped from the model's {model.max_context_tokens:,} to the "
-            f"{memory.kv_capacity_tokens:,} tokens the KV cache holds (vLLM refuses to start "
+            f"{capacity_tokens:,} tokens the KV cache holds (vLLM refuses to start "
             "otherwise; pass --max-model-len to choose)"
         )
-        max_model_len = memory.kv_capacity_tokens
+        max_model_len = capacity_tokens
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
     if scenario.scheduler == "vllm-v0" and scenario.max_num_batched_tokens is None:
         # vLLM v0 without chunked prefill: max(max_model_len, 2048), so any prompt fits.
         max_batched = token_budget = max(max_model_len, 2048)
-    step_model, calibration = _step_model(model, gpu, tp, scenario.calibration)
+    step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp)
     return ResolvedScenario(
         scenario=scenario,
         gpu=gpu,
@@ -238,7 +281,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         model=model,
         tp=tp,
         tp_chosen=tp_chosen,
-        num_replicas=num_gpus // tp,
+        num_replicas=num_gpus // (tp * pp),
         memory=memory,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_batched,
@@ -247,6 +290,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         step_model=step_model,
         notes=tuple(notes),
         calibration=calibration,
+        pp=pp,
     )
 
 
@@ -255,7 +299,7 @@ _STEP_MODELS: dict[tuple, tuple[StepTimeModel, dict[str, Any]]] = {}
 
 
 def _step_model(
-    model: ModelSpec, gpu: GPUSpec, tp: int, calibration: str | None
+    model: ModelSpec, gpu: GPUSpec, tp: int, calibration: str | None, pp: int = 1
 ) -> tuple[StepTimeModel, dict[str, Any]]:
     """``step_model_for``, cached by its inputs and the profile file's size and mtime."""
     from simulator.calibration.select import step_model_for
@@ -266,16 +310,16 @@ def _step_model(
             info = Path(calibration).stat()
             stamp = (info.st_size, info.st_mtime_ns)
         except OSError:
-            return step_model_for(model, gpu, tp, calibration)  # let it report the error
+            return step_model_for(model, gpu, tp, calibration, pp=pp)  # let it report the error
     try:
-        key = (model, gpu, tp, calibration, stamp)
+        key = (model, gpu, tp, calibration, stamp, pp)
         hash(key)
     except TypeError:
-        return step_model_for(model, gpu, tp, calibration)
+        return step_model_for(model, gpu, tp, calibration, pp=pp)
     if key not in _STEP_MODELS:
         if len(_STEP_MODELS) >= 256:
             _STEP_MODELS.clear()
-        _STEP_MODELS[key] = step_model_for(model, gpu, tp, calibration)
+        _STEP_MODELS[key] = step_model_for(model, gpu, tp, calibration, pp=pp)
     step_model, description = _STEP_MODELS[key]
     return step_model, copy.deepcopy(description)
 

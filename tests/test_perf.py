@@ -445,19 +445,22 @@ def test_kernel_imports_only_numpy_numba_math():
 
 
 @pytest.mark.parametrize(
-    ("gpus", "model", "tp"),
+    ("gpus", "model", "tp", "pp"),
     [
-        ("1xH100", "llama-3.1-8b", 1),  # shipped calibration profile
-        ("4xA100", "llama-2-70b", 4),  # shipped profile, TP all-reduce
-        ("2xMI300X", "mixtral-8x7b", 2),  # no profile: roofline, MoE
-        ("1xL4", "qwen2.5-7b", 1),  # fallback from a measured relative
+        ("1xH100", "llama-3.1-8b", 1, 1),  # shipped calibration profile
+        ("4xA100", "llama-2-70b", 4, 1),  # shipped profile, TP all-reduce
+        ("2xMI300X", "mixtral-8x7b", 2, 1),  # no profile: roofline, MoE
+        ("1xL4", "qwen2.5-7b", 1, 1),  # fallback from a measured relative
+        ("8xA100", "llama-2-70b", 4, 2),  # pipeline stages: the transfer term, calibrated
+        ("8xMI300X", "mixtral-8x7b", 2, 4),  # pipeline stages, roofline
     ],
 )
-def test_decode_run_split_equals_step_time_bit_for_bit(gpus, model, tp):
+def test_decode_run_split_equals_step_time_bit_for_bit(gpus, model, tp, pp):
     """The engine's decode runs add the same terms in the same order as step_time_s."""
     from simulator.scenario import Scenario, resolve
 
-    params = resolve(Scenario(gpus=gpus, model=model, tp=tp)).step_model.params
+    params = resolve(Scenario(gpus=gpus, model=model, tp=tp, pp=pp)).step_model.params
+    assert (params[kernel.PP_TRANSFER_S] > 0.0) == (pp > 1)
     rng = np.random.default_rng(11)
     zero = np.int64(0)
     for num_decodes in [1, 2, 3, 7, 64, 255, 1024]:

@@ -22,7 +22,7 @@ import numpy as np
 from simulator.calibration.profile import GRID_FEATURES, Profile, Reference, load_profile
 from simulator.errors import SimreplayError
 from simulator.perf.calibrated import calibrated_model
-from simulator.perf.roofline import StepTimeModel, roofline_model
+from simulator.perf.roofline import StepTimeModel, roofline_model, with_pipeline_stages
 from simulator.specs import GPUSpec, ModelSpec
 
 #: The repository's ``calibration/profiles`` folder.
@@ -106,8 +106,13 @@ def step_model_for(
     *,
     directory: Path = PROFILES_DIR,
     exclude: tuple[str, ...] = (),
+    pp: int = 1,
 ) -> tuple[StepTimeModel, dict[str, object]]:
     """The step-time model of a scenario and a description of the calibration used.
+
+    Profiles are per (GPU, model, TP) and give the full model's step time; with ``pp``
+    pipeline stages the stage-to-stage transfers are added on top
+    (``perf.roofline.with_pipeline_stages``).
 
     Parameters
     ----------
@@ -120,6 +125,8 @@ def step_model_for(
         Folder of shipped profiles.
     exclude : tuple of str
         GPUs whose shipped profiles are ignored (the leave-one-GPU-out measurement).
+    pp : int
+        Pipeline-parallel stages (1: none).
 
     Returns
     -------
@@ -147,7 +154,7 @@ def step_model_for(
         if found is not None:
             chain.append(found)
     if not chain:
-        step = roofline_model(model, gpu, tp)
+        step = with_pipeline_stages(roofline_model(model, gpu, tp), model, gpu, pp)
         return step, {"profile": None, "source": UNCALIBRATED, "grids": {}}
 
     ref = Reference.of(gpu)
@@ -210,6 +217,7 @@ def step_model_for(
         host=host,
         description={"calibration_profile": _label(primary)},
     )
+    step = with_pipeline_stages(step, model, gpu, pp)
     errors = {
         name: _headline(owner.errors.get(name, {}).get("holdout_offgrid_shapes"))
         for name, owner in grid_owner.items()

@@ -220,5 +220,5 @@ def _print_human(payload: dict[str, Any], find: str) -> None:
 
 
 plan_command = with_knob_options(
-    plan, exclude=("gpus", "tp", "seed", "trace", "rate_scale"), lists=False
+    plan, exclude=("gpus", "tp", "pp", "seed", "trace", "rate_scale"), lists=False
 )

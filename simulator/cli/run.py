@@ -43,6 +43,14 @@ def run(
     tp: Annotated[
         int | None, _opt("--tp", help="Tensor-parallel degree; chosen when omitted.")
     ] = None,
+    pp: Annotated[
+        int,
+        _opt(
+            "--pp",
+            help="Pipeline-parallel stages per replica (vLLM v0.6 virtual engines); "
+            "replicas = GPUs / (TP x PP).",
+        ),
+    ] = 1,
     scheduler: Annotated[
         str, _opt("--scheduler", help=f"Engine scheduler: {', '.join(SCHEDULERS)}.")
     ] = "vllm",
@@ -136,6 +144,7 @@ def run(
         gpus=gpus,
         model=model,
         tp=tp,
+        pp=pp,
         scheduler=scheduler,
         router=router,
         max_num_seqs=max_num_seqs,
@@ -186,6 +195,25 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f}"
 
 
+def _replicas_text(scenario: dict[str, Any]) -> str:
+    pp = scenario.get("pp", 1)
+    if pp == 1:
+        return f"{scenario['num_replicas']} x {scenario['tp']} GPU"
+    return f"{scenario['num_replicas']} x (tp {scenario['tp']} x pp {pp}) GPUs"
+
+
+def _pipeline_rows(scenario: dict[str, Any]) -> list[tuple[str, str]]:
+    if scenario.get("pp", 1) == 1:
+        return []
+    return [("Pipeline", f"pp={scenario['pp']}: {scenario['pipeline_parallel']}")]
+
+
+def _per_virtual_engine_text(scenario: dict[str, Any]) -> str:
+    if scenario.get("pp", 1) == 1:
+        return ""
+    return f"; {scenario['kv_blocks_per_virtual_engine']:,} per virtual engine"
+
+
 def _print_human(result: Any, trace_name: str) -> None:
     summary = result.summary
     scenario = summary["scenario"]
@@ -198,11 +226,13 @@ def _print_human(result: Any, trace_name: str) -> None:
                 f"{scenario['model']}, tp={scenario['tp']}"
                 + (" (chosen)" if scenario["tp_chosen_automatically"] else ""),
             ),
-            ("Replicas", f"{scenario['num_replicas']} x {scenario['tp']} GPU"),
+            ("Replicas", _replicas_text(scenario)),
+            *_pipeline_rows(scenario),
             (
                 "KV cache per replica",
                 f"{scenario['kv_blocks_per_replica']:,} blocks of "
-                f"{scenario['block_size']} tokens ({memory.kv_capacity_tokens:,} tokens)",
+                f"{scenario['block_size']} tokens ({memory.kv_capacity_tokens:,} tokens)"
+                + _per_virtual_engine_text(scenario),
             ),
             ("Engine", f"{scenario['scheduler']} scheduler, {scenario['engine']}"),
             (

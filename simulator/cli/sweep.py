@@ -54,6 +54,7 @@ _KNOB_HELP = {
     "gpus": "GPUs as NxNAME, comma list, e.g. 2xH100,4xH100,8xA100.",
     "model": "Models (catalog names or config.json paths), comma list.",
     "tp": "Tensor-parallel degrees, comma list; auto = chosen per scenario.",
+    "pp": "Pipeline-parallel degrees, comma list (vLLM v0.6 virtual engines; default 1).",
     "seed": "Seeds, comma list (or --seeds N for 0..N-1).",
     "rate_scale": "Arrival-rate factors, comma list; 2 replays the trace twice as fast.",
     "trace": "Trace files, comma list (or give them as TRACE arguments).",

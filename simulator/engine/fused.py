@@ -3,6 +3,13 @@
 Used when every policy of a run is built in. It calls the same replica kernels, in the same
 order, as the simpy orchestration in ``cluster.py``; a differential test holds the two to
 identical per-request results.
+
+Pipeline parallelism follows vLLM v0.6's *virtual engines*: with ``cfg[CFG_PIPELINE_STAGES]``
+N > 1 each replica is N engine replicas (engine replica ``r`` is virtual engine ``r % N`` of
+replica ``r // N``), each an independent scheduler with its own requests and KV blocks.
+Routing is two-level: the built-in router picks a replica from its virtual engines'
+aggregates (``choose_group``), then the replica's virtual engine with the fewest unfinished
+requests takes the request (``choose_virtual_engine``), as vLLM v0's ``LLMEngine`` does.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from simulator.engine.prefix_cache import prefix_hit
 from simulator.engine.state import (
     C_NEXT_REQUEST,
     C_ROUTED,
+    CFG_PIPELINE_STAGES,
     CFG_PREFIX_LOAD_CAP,
     CFG_ROUTER,
     P_IN_FLIGHT,
@@ -81,8 +89,15 @@ def choose_replica(req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, nu
     ``num_routed`` is the number of requests routed so far (round-robin position); ``draw``
     a uniform [0, 1) number pre-drawn for this request (``random``). ``session_replica``
     (int64, one per session, mutated) remembers where ``session-affinity`` sent each
-    session's first request. Ties go to the lowest index.
+    session's first request. Ties go to the lowest index. With pipeline stages the answer
+    is an engine replica (a virtual engine): the group ``choose_group`` picks, then its
+    ``choose_virtual_engine``.
     """
+    if cfg[CFG_PIPELINE_STAGES] > 1:
+        group = choose_group(
+            req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, num_routed, draw
+        )
+        return choose_virtual_engine(rep_i, cfg, group)
     num_replicas = rep_i.shape[1]
     router = cfg[CFG_ROUTER]
     if router == ROUTE_RANDOM:
@@ -105,6 +120,91 @@ def choose_replica(req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, nu
                 best = r
         return best
     return num_routed % num_replicas
+
+
+@njit(cache=True, _nrt=False)
+def _group_load(rep_i, cfg, g, kv):
+    """Outstanding requests (or KV blocks in use, when ``kv``) summed over group ``g``."""
+    stages = cfg[CFG_PIPELINE_STAGES]
+    load = 0
+    for r in range(g * stages, (g + 1) * stages):
+        load += kv_blocks_used(rep_i, cfg, r) if kv else rep_i[P_OUTSTANDING, r]
+    return load
+
+
+@njit(cache=True, _nrt=False)
+def _least_loaded_group(rep_i, cfg, kv):
+    best = 0
+    best_load = _group_load(rep_i, cfg, 0, kv)
+    for g in range(1, rep_i.shape[1] // cfg[CFG_PIPELINE_STAGES]):
+        load = _group_load(rep_i, cfg, g, kv)
+        if load < best_load:
+            best = g
+            best_load = load
+    return best
+
+
+@njit(cache=True, _nrt=False)
+def choose_group(req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, num_routed, draw):
+    """Replica (group of ``cfg[CFG_PIPELINE_STAGES]`` virtual engines) for request ``i``.
+
+    The built-in router over groups: ``least-outstanding`` and ``least-kv`` compare the sums
+    over each group's virtual engines, ``round-robin`` and ``random`` count groups;
+    ``prefix-aware`` takes a group's longest cached prefix as the longest in any of its
+    virtual engines (each has its own cache, as each v0 scheduler has its own block
+    manager), and ``session-affinity`` remembers groups. Ties go to the lowest index.
+    """
+    stages = cfg[CFG_PIPELINE_STAGES]
+    num_groups = rep_i.shape[1] // stages
+    router = cfg[CFG_ROUTER]
+    if router == ROUTE_RANDOM:
+        return min(int(draw * num_groups), num_groups - 1)
+    if router == ROUTE_LEAST_OUTSTANDING:
+        return _least_loaded_group(rep_i, cfg, False)
+    if router == ROUTE_LEAST_KV:
+        return _least_loaded_group(rep_i, cfg, True)
+    if router == ROUTE_SESSION_AFFINITY:
+        session = req_i[i, R_SESSION]
+        if session < 0:
+            return _least_loaded_group(rep_i, cfg, False)
+        if session_replica[session] < 0:
+            session_replica[session] = _least_loaded_group(rep_i, cfg, False)
+        return session_replica[session]
+    if router == ROUTE_PREFIX_AWARE:
+        cap = _group_load(rep_i, cfg, _least_loaded_group(rep_i, cfg, False), False)
+        cap += cfg[CFG_PREFIX_LOAD_CAP]
+        best = -1
+        best_hit = -1
+        best_load = 0
+        for g in range(num_groups):
+            load = _group_load(rep_i, cfg, g, False)
+            if load > cap:
+                continue
+            hit = 0
+            for r in range(g * stages, (g + 1) * stages):
+                hit = max(hit, prefix_hit(req_i, cfg, pcache, prefix_ids, r, i)[0])
+            if hit > best_hit or (hit == best_hit and load < best_load):
+                best = g
+                best_hit = hit
+                best_load = load
+        return best
+    return num_routed % num_groups
+
+
+@njit(cache=True, _nrt=False)
+def choose_virtual_engine(rep_i, cfg, group):
+    """The virtual engine of replica ``group`` with the fewest outstanding requests.
+
+    vLLM v0 (``LLMEngine.add_request`` with pipeline parallelism) gives a new request to the
+    scheduler with the fewest unfinished sequence groups; ties go to the lowest index.
+    Returns the engine replica index ``group x stages + virtual engine``.
+    """
+    stages = cfg[CFG_PIPELINE_STAGES]
+    best = group * stages
+    for r in range(best + 1, best + stages):
+        if rep_i[P_OUTSTANDING, r] < rep_i[P_OUTSTANDING, best]:
+            best = r
+    return best
 
 
 @njit(cache=True, _nrt=False)
@@ -241,9 +341,12 @@ def run_fused(
     # to be brought up to each arrival; the others run on undisturbed (their steps are the
     # same whenever they are computed), which lets their decode runs be applied in one go.
     lazy = cfg[CFG_ROUTER] == ROUTE_ROUND_ROBIN or cfg[CFG_ROUTER] == ROUTE_RANDOM
+    stages = cfg[CFG_PIPELINE_STAGES]
     i = counters[C_NEXT_REQUEST]
     # Least-outstanding: no replica's outstanding count can change before ``quiet_s`` (the
-    # earliest of their P_QUIET_UNTIL_S), so arrivals before it need not look at them.
+    # earliest of their P_QUIET_UNTIL_S), so arrivals before it need not look at them. With
+    # pipeline stages a group's sum changes only when one of its virtual engines' counts
+    # does, so the same per-engine-replica times hold.
     quiet_s = -math.inf
     while i < num_requests:
         now_s = req_f[i, R_ARRIVAL_S]
@@ -251,7 +354,44 @@ def run_fused(
         if reason != 0:
             reject(req_i, i, reason)
         else:
-            if lazy:
+            if lazy and stages > 1:
+                # The group's choice reads no state; its virtual engine is the one with the
+                # fewest outstanding requests *now*, so the whole group is brought up to now.
+                g = choose_group(
+                    req_i,
+                    rep_i,
+                    cfg,
+                    pcache,
+                    prefix_ids,
+                    session_replica,
+                    i,
+                    counters[C_ROUTED],
+                    draws[i],
+                )
+                code = ADVANCE_OK
+                for r in range(g * stages, (g + 1) * stages):
+                    code = advance(
+                        req_i,
+                        req_f,
+                        rep_i,
+                        rep_f,
+                        running,
+                        cfg,
+                        params,
+                        log_i,
+                        log_f,
+                        itl_histogram,
+                        counters,
+                        steady,
+                        pcache,
+                        prefix_ids,
+                        r,
+                        now_s,
+                    )
+                    if code != ADVANCE_OK:
+                        break
+                r = choose_virtual_engine(rep_i, cfg, g)
+            elif lazy:
                 r = choose_replica(
                     req_i,
                     rep_i,

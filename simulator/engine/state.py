@@ -59,7 +59,10 @@ CFG_PREFIX_CACHING = 9  # 1 when the prefix cache is on
 CFG_HASH_BLOCK_TOKENS = 10  # tokens per trace ``hash_ids`` block (0 when the trace has none)
 CFG_CACHE_TABLE_SHIFT = 11  # 64 - log2(hash table slots) of the prefix cache
 CFG_PREFIX_LOAD_CAP = 12  # prefix-aware router's load cap
-CFG_SIZE = 13
+# Pipeline stages per replica (1: none). With N > 1 every N consecutive engine replicas are
+# the N vLLM v0.6 virtual engines of one replica (see ``fused.choose_replica``).
+CFG_PIPELINE_STAGES = 13
+CFG_SIZE = 14
 
 # Columns of ``req_i`` (int64, one row per request).
 R_PROMPT = 0  # prompt tokens P
@@ -348,8 +351,13 @@ def make_config(
     prefix_caching: bool = False,
     hash_block_tokens: int = 0,
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP,
+    pipeline_stages: int = 1,
 ) -> np.ndarray:
-    """The int64 knob array the kernels read (rows ``CFG_*``)."""
+    """The int64 knob array the kernels read (rows ``CFG_*``).
+
+    With ``pipeline_stages`` N > 1, ``num_kv_blocks`` and ``max_num_seqs`` are those of one
+    virtual engine (an engine replica), N of which make a replica.
+    """
     config = np.zeros(CFG_SIZE, np.int64)
     config[CFG_SCHEDULER] = scheduler
     config[CFG_MAX_NUM_SEQS] = max_num_seqs
@@ -366,4 +374,5 @@ def make_config(
     config[CFG_HASH_BLOCK_TOKENS] = hash_block_tokens
     config[CFG_CACHE_TABLE_SHIFT] = 64 - (cache_table_slots(num_kv_blocks).bit_length() - 1)
     config[CFG_PREFIX_LOAD_CAP] = prefix_load_cap
+    config[CFG_PIPELINE_STAGES] = pipeline_stages
     return config

@@ -12,6 +12,7 @@ from simulator.perf.roofline import (
     StepTimeModel,
     constant_step_model,
     roofline_model,
+    with_pipeline_stages,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "roofline_model",
     "step_time_parts_s",
     "step_time_s",
+    "with_pipeline_stages",
 ]

@@ -28,6 +28,13 @@ clamped); the element-wise and host terms, and MoE without a table, keep their r
 slots. A ``params`` of exactly ``NUM_PARAMS`` slots is the roofline model, computed as
 before.
 
+With pipeline parallelism (``simulator.perf.roofline.with_pipeline_stages``) one engine step
+is one micro-batch of a vLLM v0.6 virtual engine passing through every stage: the full
+model's step time (whatever built it, roofline or calibrated) plus the ``pp - 1``
+stage-to-stage activation transfers, slots ``PP_TRANSFER_S`` and
+``PP_TRANSFER_S_PER_TOKEN``. They are zero when pp = 1 and are added last, so a model
+without pipeline parallelism gives the same floats as before, bit for bit.
+
 This module imports only numpy, numba and math (a test enforces it).
 """
 
@@ -85,7 +92,11 @@ ALLREDUCE_S_PER_TOKEN = _AFTER_LINEAR + 16
 # Host (CPU) overhead of the engine loop.
 HOST_S = _AFTER_LINEAR + 17
 HOST_S_PER_SEQ = _AFTER_LINEAR + 18
-NUM_PARAMS = _AFTER_LINEAR + 19
+# Pipeline parallelism (vLLM v0.6 virtual engines): the (pp - 1) stage-to-stage activation
+# transfers of one micro-batch, a fixed latency plus a cost per token; zero when pp = 1.
+PP_TRANSFER_S = _AFTER_LINEAR + 19
+PP_TRANSFER_S_PER_TOKEN = _AFTER_LINEAR + 20
+NUM_PARAMS = _AFTER_LINEAR + 21
 
 # --- calibrated tables (present only when len(params) > NUM_PARAMS) ------------------------
 CAL_HEADER = NUM_PARAMS
@@ -107,7 +118,8 @@ PART_PREFILL_ATTENTION = 4
 PART_DECODE_ATTENTION = 5
 PART_ALLREDUCE = 6
 PART_HOST = 7
-NUM_PARTS = 8
+PART_PP_TRANSFER = 8  # stage-to-stage activation transfers (0 without pipeline parallelism)
+NUM_PARTS = 9
 PART_NAMES = (
     "linear",
     "moe",
@@ -117,6 +129,7 @@ PART_NAMES = (
     "decode_attention",
     "allreduce",
     "host",
+    "pp_transfer",
 )
 
 
@@ -158,6 +171,12 @@ def _lm_head_s(params, num_rows):
     compute_s = params[LM_HEAD_COMPUTE_S_PER_ROW] * num_rows
     memory_s = params[LM_HEAD_MEMORY_S] + params[LM_HEAD_MEMORY_S_PER_ROW] * num_rows
     return max(compute_s, memory_s)
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _pp_transfer_s(params, num_tokens):
+    """Seconds of a micro-batch's stage-to-stage transfers; 0.0 when pp = 1 (slots zero)."""
+    return params[PP_TRANSFER_S] + params[PP_TRANSFER_S_PER_TOKEN] * num_tokens
 
 
 @njit(cache=True, _nrt=False)
@@ -271,6 +290,7 @@ def _calibrated_parts(
     )
     parts_s[PART_ALLREDUCE] = table_s(params, CAL_ALLREDUCE, 0.0, num_tokens)
     parts_s[PART_HOST] = params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
+    parts_s[PART_PP_TRANSFER] = _pp_transfer_s(params, num_tokens)
 
 
 @njit(cache=True, _nrt=False)
@@ -344,6 +364,7 @@ def step_time_parts_s(
     )
     parts_s[PART_ALLREDUCE] = params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
     parts_s[PART_HOST] = params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
+    parts_s[PART_PP_TRANSFER] = _pp_transfer_s(params, num_tokens)
 
     total_s = 0.0
     for part_idx in range(NUM_PARTS):
@@ -419,6 +440,8 @@ def step_time_s(
     )
     total_s += params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
     total_s += params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
+    # Added last: + 0.0 without pipeline parallelism leaves the sum as it was, bit for bit.
+    total_s += _pp_transfer_s(params, num_tokens)
     return total_s
 
 
@@ -458,6 +481,7 @@ def _calibrated_step_s(
     )
     total_s += table_s(params, CAL_ALLREDUCE, 0.0, num_tokens)
     total_s += params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
+    total_s += _pp_transfer_s(params, num_tokens)
     return total_s
 
 
@@ -582,4 +606,5 @@ def decode_run_step_s(
         )
     total_s += allreduce_s
     total_s += host_s
+    total_s += _pp_transfer_s(params, float(num_decode_seqs))
     return total_s, context_lo

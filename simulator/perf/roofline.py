@@ -44,6 +44,9 @@ the step time is
     allreduce = L * 2 * (2 (tp - 1) / tp * T H 2 / (N * e_link) + lat_allreduce); 0 if tp = 1
               (ring all-reduce after attention and after the MLP of every layer).
     host    = host_overhead_s + host_overhead_per_seq_s * R
+    pp_transfer = (pp - 1) * (p2p latency + T * 2 H 2 / N); 0 without pipeline parallelism
+              (``with_pipeline_stages``: a virtual engine's micro-batch crosses pp - 1
+              stage boundaries, hidden states and residual in 16-bit)
 
 and the step time is their sum (0 for a step with no token). The embedding lookup and the
 final norm are negligible and left out.
@@ -480,6 +483,66 @@ def roofline_model(
         else "roofline with custom efficiencies"
     )
     return StepTimeModel(params=params, source=source, description=description)
+
+
+#: Fixed time of one stage-to-stage send of a micro-batch's activations: NVIDIA
+#: AIConfigurator's ``p2p_latency`` (10 us, "nonofficial correction based on observations")
+#: in every NVLink and PCIe system file of ``../shared/calibration-data/aiconfigurator/systems``.
+PP_P2P_LATENCY_S = 10e-6
+#: Activation tensors sent from stage to stage per token: vLLM's ``IntermediateTensors`` of
+#: Llama-style models hold the hidden states and the residual, each ``hidden`` wide.
+PP_TENSORS_PER_TOKEN = 2
+
+
+def with_pipeline_stages(
+    step: StepTimeModel, model: ModelSpec, gpu: GPUSpec, pp: int
+) -> StepTimeModel:
+    """``step`` with the stage-to-stage activation transfers of ``pp`` pipeline stages added.
+
+    Pipeline parallelism follows vLLM v0.6's *virtual engines*: a replica of ``pp`` stages
+    runs ``pp`` independent schedulers whose micro-batches interleave through the stages.
+    When their batches are alike the pipeline is full and each virtual engine's step takes
+    the whole pipeline's latency: the full model's step time (``step``, all layers at this
+    TP) plus ``pp - 1`` transfers, each
+
+        PP_P2P_LATENCY_S + T x PP_TENSORS_PER_TOKEN x hidden x 2 bytes / link_bytes_per_s
+
+    for the step's ``T`` tokens over the GPU's intra-node link (per direction, as
+    AIConfigurator models a p2p send). With TP each rank sends 1/TP of the tensors and the
+    next stage all-gathers them, which together move about the same bytes per link. Stages
+    on different nodes (``tp x pp`` above a node) would be slower; they are not modelled.
+
+    Parameters
+    ----------
+    step : StepTimeModel
+        The full model's step time at this TP (roofline or calibrated); not mutated.
+    model : ModelSpec
+    gpu : GPUSpec
+    pp : int
+        Pipeline stages, >= 1; 1 returns ``step`` itself.
+
+    Returns
+    -------
+    StepTimeModel
+        A copy whose ``PP_TRANSFER_*`` slots are set, with the transfer terms described.
+    """
+    if isinstance(pp, bool) or int(pp) != pp or pp < 1:
+        raise SimreplayError(f"--pp must be a whole number >= 1, got {pp!r}")
+    if pp == 1:
+        return step
+    params = step.params.copy()
+    bytes_per_token = PP_TENSORS_PER_TOKEN * model.hidden_size * ACTIVATION_BYTES
+    params[kernel.PP_TRANSFER_S] = (pp - 1) * PP_P2P_LATENCY_S
+    params[kernel.PP_TRANSFER_S_PER_TOKEN] = (pp - 1) * bytes_per_token / gpu.link_bytes_per_s
+    description: dict[str, float | str] = dict(step.description)
+    description.update(
+        {
+            "pp": float(pp),
+            "pp_transfer_s_per_step": float(params[kernel.PP_TRANSFER_S]),
+            "pp_transfer_s_per_token": float(params[kernel.PP_TRANSFER_S_PER_TOKEN]),
+        }
+    )
+    return StepTimeModel(params=params, source=step.source, description=description)
 
 
 def constant_step_model(step_s: float) -> StepTimeModel:

@@ -122,7 +122,7 @@ def load_run_outputs(directory: Path) -> RunOutputs:
         )
     summary = read_summary(directory / SUMMARY_FILE)
     requests = _columns(directory / REQUESTS_FILE, REQUEST_COLUMNS)
-    steps = _columns(directory / STEPS_FILE, STEP_COLUMNS)
+    steps = _columns(directory / STEPS_FILE, STEP_COLUMNS, optional=("virtual_engine",))
     num_rows = len(requests["arrival_time_s"])
     if num_rows != summary["num_requests"]:
         raise SimreplayError(
@@ -164,7 +164,9 @@ def read_summary(path: Path) -> dict[str, Any]:
     return summary
 
 
-def _columns(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _columns(
+    path: Path, names: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
     table = read_parquet(path)
     missing = [name for name in names if name not in table.column_names]
     if missing:
@@ -172,7 +174,7 @@ def _columns(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
             f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
         )
     out = {}
-    for name in names:
+    for name in (*names, *(n for n in optional if n in table.column_names)):
         column = table.column(name)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             out[name] = np.asarray(column.to_pylist(), dtype=object)
@@ -392,12 +394,20 @@ def _timeline_figures(
     kv_bins = max(50, min(F.MAX_BINS, F.MAX_REPLICA_POINTS // max(num_replicas, 1)))
     kv_edges = F.time_bins(start_s, end_s, kv_bins)
     kv_blocks = float(scenario["kv_blocks_per_replica"])
+    engines = _virtual_engines(scenario, steps)
+    if engines is not None:  # pipeline parallel: the blocks a virtual engine holds
+        kv_blocks = float(scenario["kv_blocks_per_virtual_engine"])
     kv_series = []
     for r in range(num_replicas):
-        mine = steps["replica"] == r
-        used = steps["kv_blocks_used"][mine].astype(np.float64)
-        deltas = np.diff(used, prepend=0.0)
-        _, peak = F.binned_level(step_end[mine], deltas, kv_edges)
+        peak = np.zeros(len(kv_edges) - 1)
+        for v in range(1 if engines is None else int(scenario["pp"])):
+            mine = steps["replica"] == r
+            if engines is not None:
+                mine &= engines == v
+            used = steps["kv_blocks_used"][mine].astype(np.float64)
+            deltas = np.diff(used, prepend=0.0)
+            _, engine_peak = F.binned_level(step_end[mine], deltas, kv_edges)
+            peak = np.maximum(peak, engine_peak)
         kv_series.append(F.series(f"replica {r}", peak / kv_blocks * 100, step=True))
     figures.append(
         F.line_figure(
@@ -411,6 +421,9 @@ def _timeline_figures(
             y_min=0.0,
             caption=(
                 f"Largest share of the replica's {int(kv_blocks):,} KV blocks in use in bins of "
+                if engines is None
+                else f"Largest share of the {int(kv_blocks):,} KV blocks of one of the "
+                f"replica's {scenario['pp']} virtual engines in use in bins of "
                 f"{F.format_duration_s(float(kv_edges[1] - kv_edges[0]))} "
                 f"(peak over the run: {summary['kv_cache']['peak_fraction']:.1%})."
             ),
@@ -473,13 +486,29 @@ def _timeline_figures(
     return figures
 
 
+def _virtual_engines(scenario: dict[str, Any], steps: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The steps' virtual engines with pipeline parallelism (``--pp`` > 1), else None."""
+    if scenario.get("pp", 1) <= 1 or "virtual_engine" not in steps:
+        return None
+    return steps["virtual_engine"]
+
+
 def replica_table(
     summary: dict[str, Any], req: dict[str, np.ndarray], steps: dict[str, np.ndarray]
 ) -> list[dict[str, Any]]:
-    """Per replica: requests, tokens, busy share of the makespan, peak KV share."""
+    """Per replica: requests, tokens, busy share of the makespan, peak KV share.
+
+    With pipeline parallelism busy time is the mean over the replica's virtual engines and
+    KV shares are of one virtual engine's blocks.
+    """
     num_replicas = int(summary["scenario"]["num_replicas"])
     makespan_s = float(summary["makespan_s"])
     kv_blocks = float(summary["scenario"]["kv_blocks_per_replica"])
+    num_engines = 1
+    if _virtual_engines(summary["scenario"], steps) is not None:
+        num_engines = int(summary["scenario"]["pp"])
+        kv_blocks = float(summary["scenario"]["kv_blocks_per_virtual_engine"])
+        makespan_s *= num_engines
     served = np.bincount(req["replica"][req["replica"] >= 0], minlength=num_replicas)
     out_tokens = np.bincount(
         req["replica"][req["replica"] >= 0],
@@ -549,7 +578,15 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("GPUs", esc(s["gpus"])),
         ("Model", esc(f"{s['model']}, tp={s['tp']}{tp_note}")),
-        ("Replicas", esc(f"{s['num_replicas']} \u00d7 {s['tp']} GPU")),
+        (
+            "Replicas",
+            esc(f"{s['num_replicas']} \u00d7 {s['tp']} GPU")
+            if s.get("pp", 1) <= 1
+            else esc(
+                f"{s['num_replicas']} \u00d7 (tp {s['tp']} \u00d7 pp {s['pp']}) GPU; "
+                f"{s['pipeline_parallel']}"
+            ),
+        ),
         (
             "KV cache per replica",
             esc(
