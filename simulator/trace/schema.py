@@ -36,6 +36,12 @@ COLUMNS: dict[str, tuple[pa.DataType, bool, str]] = {
         "conversation or session the request belongs to (turns share it)",
     ),
     "turn": (pa.int32(), False, "1-based turn number within the session"),
+    "think_time_s": (
+        pa.float64(),
+        False,
+        "seconds the user waited after the previous turn's last token before sending this "
+        "one (closed-loop replay); finite, >= 0",
+    ),
     "hash_ids": (
         pa.list_(pa.int64()),
         False,
@@ -248,6 +254,15 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
         if bad.any():
             row = int(np.argmax(bad))
             raise TraceError(f"{source}: row {row}: {name} must be >= 1, got {int(tokens[row])}")
+    if "think_time_s" in table.column_names:
+        think = table.column("think_time_s").to_numpy(zero_copy_only=False)
+        bad = ~np.isnan(think) & (~np.isfinite(think) | (think < 0))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise TraceError(
+                f"{source}: row {row}: think_time_s must be finite and >= 0, "
+                f"got {float(think[row])!r}"
+            )
     if "request_id" in table.column_names:
         check_unique_ids(table.column("request_id"), source, lambda i: f"row {i}")
     if "hash_ids" in table.column_names and metadata.hash_block_size is None:
