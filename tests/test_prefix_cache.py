@@ -399,3 +399,98 @@ def test_unbounded_cache_hits_the_mooncake_trace_own_repeats():
     hit_fraction = expected_hit_blocks / total
     assert hit_fraction == pytest.approx(repeated / total, abs=0.005)
     assert expected_hit_blocks <= repeated
+
+
+# ---- the CLI ----
+
+
+@pytest.fixture(scope="module")
+def mooncake_like(tmp_path_factory):
+    """A small trace in Mooncake's JSONL format: chats that share prefixes of 512 tokens."""
+    import json
+
+    rng = np.random.default_rng(4)
+    path = tmp_path_factory.mktemp("trace") / "chats.jsonl"
+    lines = []
+    history: dict[int, list[int]] = {}
+    next_id = 100
+    for k in range(300):
+        session = int(rng.integers(0, 40))
+        ids = history.get(session, [int(rng.integers(0, 3))])
+        added = int(rng.integers(1, 4))
+        ids = ids + list(range(next_id, next_id + added))
+        next_id += added
+        history[session] = ids
+        record = {
+            "timestamp": 200 * k,
+            "input_length": 512 * len(ids) - int(rng.integers(0, 400)),
+            "output_length": int(rng.integers(10, 300)),
+            "hash_ids": ids,
+        }
+        lines.append(json.dumps(record))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_run_with_prefix_caching_reports_hits(mooncake_like, tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    out = tmp_path / "out"
+    args = ["run", str(mooncake_like), "--gpus", "2xH100", "--out", str(out), "--json"]
+    results = {}
+    for extra in (
+        [],
+        ["--enable-prefix-caching"],
+        ["--enable-prefix-caching", "--router", "prefix-aware"],
+    ):
+        result = CliRunner().invoke(app, args + extra)
+        assert result.exit_code == 0, result.stderr
+        results[" ".join(extra)] = json.loads(result.stdout)
+        if extra:
+            requests = pq.read_table(out / "requests.parquet")
+            cached = requests.column("cached_tokens").to_numpy()
+            summary = results[" ".join(extra)]
+            assert cached.sum() / requests.column("input_tokens").to_numpy().sum() == (
+                pytest.approx(summary["prefix_cache"]["prompt_tokens_cached_fraction"])
+            )
+            steps = pq.read_table(out / "steps.parquet")
+            assert (
+                steps.column("cache_hit_tokens").to_numpy().sum()
+                == (summary["prefix_cache"]["hit_tokens"])
+            )
+    assert "prefix_cache" not in results[""]
+    on = results["--enable-prefix-caching"]
+    aware = results["--enable-prefix-caching --router prefix-aware"]
+    assert on["scenario"]["enable_prefix_caching"] is True
+    assert "prefix caching on" in on["scenario"]["engine"]
+    # Prefixes are shared, so a cache finds some; routing by them finds more.
+    assert 0.0 < on["prefix_cache"]["hit_rate"] < aware["prefix_cache"]["hit_rate"]
+    assert aware["ttft_ms"]["mean"] < results[""]["ttft_ms"]["mean"]
+    assert aware["scenario"]["prefix_load_cap"] == 8
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--router", "prefix-aware"], "--enable-prefix-caching"),
+        (["--enable-prefix-caching", "--scheduler", "vllm-v0"], "vllm-v0"),
+        (["--router", "session-affinity"], "session"),
+        (["--enable-prefix-caching", "--prefix-load-cap", "-1"], "--prefix-load-cap"),
+    ],
+)
+def test_cli_bad_cache_options_are_one_line_errors(mooncake_like, tmp_path, args, fragment):
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(mooncake_like), "--out", str(out), *args])
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert not out.exists()
