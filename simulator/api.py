@@ -12,10 +12,12 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from simulator.closed_loop import session_turn_links, think_times_s
 from simulator.cluster import Router, replay
 from simulator.engine.prefix_keys import PrefixInputs, prefix_inputs, session_indices
 from simulator.engine.state import EngineState
@@ -73,16 +75,15 @@ def simulate(
     bounds = parse_slo(slo) if isinstance(slo, str) else slo
 
     input_tokens = table.column("input_tokens").to_numpy()
-    prefix, session_idx = _cache_and_session_inputs(resolved, table, input_tokens)
+    arrival_time_s = table.column("arrival_time_s").to_numpy()
     state = replay_resolved(
         resolved,
-        table.column("arrival_time_s").to_numpy(),
+        arrival_time_s,
         input_tokens,
         table.column("output_tokens").to_numpy(),
         orchestration="simpy" if orchestration == "simpy" else "fused",
         router=router,
-        prefix=prefix,
-        session_idx=session_idx,
+        **_trace_inputs(resolved, table, input_tokens, arrival_time_s),
     )
     ids = table.column("request_id") if "request_id" in table.column_names else None
     return build_result(resolved, state, ids, bounds)
@@ -98,6 +99,8 @@ def replay_resolved(
     router: Router | None = None,
     prefix: PrefixInputs | None = None,
     session_idx: np.ndarray | None = None,
+    next_turn: np.ndarray | None = None,
+    think_s: np.ndarray | None = None,
 ) -> EngineState:
     """Replay requests through an already resolved scenario; return the engine's final state.
 
@@ -105,8 +108,12 @@ def replay_resolved(
     that adjust a ``ResolvedScenario`` themselves (``calibrate validate`` sets the KV block
     count and the step model). ``orchestration`` is ``fused`` or ``simpy``. ``prefix`` is
     required when the scenario enables prefix caching (``engine.prefix_keys.prefix_inputs``;
-    its empty form when the trace has no ``hash_ids``).
+    its empty form when the trace has no ``hash_ids``). ``next_turn`` and ``think_s``
+    (``closed_loop.session_turn_links`` and ``think_times_s``) are required for a
+    closed-loop scenario.
     """
+    if resolved.scenario.closed_loop and next_turn is None:
+        raise SimreplayError("--closed-loop needs the trace's sessions (next_turn)")
     if chosen_caching(resolved) and prefix is None:
         prefix = prefix_inputs(
             None, input_tokens, hash_block_tokens=None, block_size=resolved.memory.block_size
@@ -132,6 +139,8 @@ def replay_resolved(
         prefix_load_cap=chosen.prefix_load_cap,
         session_idx=session_idx,
         pipeline_stages=resolved.pp,
+        next_turn=next_turn if resolved.scenario.closed_loop else None,
+        think_s=think_s,
     )
 
 
@@ -140,10 +149,14 @@ def chosen_caching(resolved: ResolvedScenario) -> bool:
     return bool(resolved.scenario.enable_prefix_caching)
 
 
-def _cache_and_session_inputs(
-    resolved: ResolvedScenario, table: pa.Table, input_tokens: np.ndarray
-) -> tuple[PrefixInputs | None, np.ndarray | None]:
-    """Prefix-cache keys (when caching is on) and session indices (when the trace has them)."""
+def _trace_inputs(
+    resolved: ResolvedScenario,
+    table: pa.Table,
+    input_tokens: np.ndarray,
+    arrival_time_s: np.ndarray,
+) -> dict[str, Any]:
+    """``replay_resolved``'s keyword arguments that come from the trace's optional columns:
+    prefix-cache keys (caching on), session indices, and turn links (closed loop)."""
     names = table.column_names
     prefix = None
     if chosen_caching(resolved):
@@ -165,7 +178,20 @@ def _cache_and_session_inputs(
             "--router session-affinity needs session ids in the trace (a session_id column); "
             "this trace has none"
         )
-    return prefix, session_idx
+    inputs: dict[str, Any] = {"prefix": prefix, "session_idx": session_idx}
+    if resolved.scenario.closed_loop:
+        if session_idx is None or not (session_idx >= 0).any():
+            raise SimreplayError(
+                "--closed-loop replays sessions turn by turn: the trace has no session ids "
+                "(a session_id column)"
+            )
+        turn = None
+        if "turn" in table.column_names:
+            turn = table.column("turn").to_numpy(zero_copy_only=False)
+            turn = np.nan_to_num(turn.astype(np.float64), nan=0.0).astype(np.int64)
+        inputs["next_turn"] = session_turn_links(session_idx, turn, arrival_time_s)
+        inputs["think_s"] = think_times_s(table)
+    return inputs
 
 
 def _as_trace(table: pa.Table) -> pa.Table:

@@ -117,6 +117,8 @@ def replay(
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP,
     session_idx: np.ndarray | None = None,
     pipeline_stages: int = 1,
+    next_turn: np.ndarray | None = None,
+    think_s: np.ndarray | None = None,
 ) -> EngineState:
     """Replay a trace with explicit engine knobs; return the final engine state.
 
@@ -130,6 +132,8 @@ def replay(
     ``num_replicas`` replicas runs N virtual engines, and ``max_num_seqs`` and
     ``num_kv_blocks`` are each virtual engine's; the state then has ``num_replicas x N``
     engine replicas, virtual engine ``v`` of replica ``g`` at index ``g x N + v``.
+    ``next_turn`` (int64, -1 for none) turns on closed-loop replay of sessions
+    (``closed_loop.py``), with ``think_s`` each turn's think time.
     """
     if (
         isinstance(pipeline_stages, bool)
@@ -166,7 +170,17 @@ def replay(
         pipeline_stages=int(pipeline_stages),
     )
     draws = np.ascontiguousarray(draws, dtype=np.float64)
-    if orchestration == "simpy" or router_fn is not None:
+    if next_turn is not None:
+        from simulator.closed_loop import run_closed_loop
+
+        def choose(i: int, now_s: float) -> int:
+            return _ask_router(router_fn, state, cfg, i, now_s)
+
+        think = np.zeros(len(arrival_s)) if think_s is None else think_s
+        run_closed_loop(
+            state, cfg, params, draws, next_turn, think, None if router_fn is None else choose
+        )
+    elif orchestration == "simpy" or router_fn is not None:
         run_simpy(state, cfg, params, draws, router_fn)
     else:
         run_all_numba(state, cfg, params, draws)
@@ -200,12 +214,12 @@ def run_simpy(
     env = simpy.Environment()
     env.process(_arrivals(env, state, cfg, params, draws, router))
     env.run()
-    _call_until_done(state, lambda: _advance_all(state, cfg, params, math.inf))
+    call_until_done(state, lambda: _advance_all(state, cfg, params, math.inf))
 
 
 def run_all_numba(state: EngineState, cfg: np.ndarray, params: object, draws: np.ndarray) -> None:
     """Replay the trace in ``state`` in one numba kernel (built-in policies only)."""
-    _call_until_done(
+    call_until_done(
         state, lambda: run_fused(*state.kernel_args(cfg, params), draws, state.session_replica)
     )
 
@@ -217,7 +231,7 @@ def _arrivals(env, state, cfg, params, draws, router):
         if delay_s > 0:
             yield env.timeout(delay_s)
         now_s = float(arrival_s[i])
-        _call_until_done(state, lambda t=now_s: _advance_all(state, cfg, params, t))
+        call_until_done(state, lambda t=now_s: _advance_all(state, cfg, params, t))
         reason = admission_reject_reason(state.req_i, cfg, i)
         if reason != 0:
             reject(state.req_i, i, reason)
@@ -244,7 +258,7 @@ def _advance_all(state: EngineState, cfg: np.ndarray, params: object, until_s: f
     return advance_all(*state.kernel_args(cfg, params), until_s)
 
 
-def _call_until_done(state: EngineState, call: Callable[[], int]) -> None:
+def call_until_done(state: EngineState, call: Callable[[], int]) -> None:
     """Call a resumable kernel, growing the step log whenever it fills."""
     while True:
         code = call()

@@ -21,6 +21,9 @@ requests.parquet, one row per request of the trace, in trace order:
 | `cached_tokens` | int32 | prompt tokens found in the prefix cache when first admitted |
 | `status` | string | `completed` or `rejected` |
 | `reject_reason` | string | why it was rejected; null otherwise |
+| `recorded_arrival_time_s` | float64 | `--closed-loop` only: the trace's arrival time |
+
+With ``--closed-loop``, `arrival_time_s` is when the turn was sent (``closed_loop.py``).
 
 steps.parquet, one row per run of consecutive engine steps of one replica (a decode-only
 step joins the previous run when its batch has the same decoding sequences and waiting
@@ -229,6 +232,8 @@ def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1
         status=status_text,
         reject_reason=reason_text,
     )
+    if state.recorded_arrival_s is not None:
+        columns["recorded_arrival_time_s"] = state.recorded_arrival_s
     table = pa.table(columns, metadata=_table_metadata("requests"))
     if pp > 1:
         table = _pipeline_columns(table, req_i[:, R_REPLICA], pp)
@@ -321,6 +326,13 @@ def _summary(
     }
     if resolved.scenario.enable_prefix_caching:
         summary["prefix_cache"] = _prefix_cache_usage(state, completed)
+    if state.recorded_arrival_s is not None:
+        delay_s = arrival - state.recorded_arrival_s
+        summary["closed_loop"] = {
+            "turns_delayed": int((delay_s > 0).sum()),
+            "mean_delay_s": float(delay_s.mean()) if num_requests else 0.0,
+            "max_delay_s": float(delay_s.max(initial=0.0)),
+        }
     if summary["throughput_rps"] is not None:
         summary["throughput_rps"] = float(summary["throughput_rps"])
     if slo:

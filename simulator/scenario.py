@@ -90,6 +90,9 @@ class Scenario:
     prefix_load_cap : int
         ``prefix-aware`` router: a replica is a candidate while its outstanding requests
         exceed the least loaded replica's by at most this many.
+    closed_loop : bool
+        Send a session's turn only after the previous turn's answer plus its think time
+        (``closed_loop.py``); needs session ids in the trace.
     """
 
     gpus: str = "1xH100"
@@ -108,6 +111,7 @@ class Scenario:
     calibration: str | None = None
     enable_prefix_caching: bool = False
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP
+    closed_loop: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,7 @@ class ResolvedScenario:
             if self.scenario.enable_prefix_caching
             else ENGINE_VERSION,
             "enable_prefix_caching": self.scenario.enable_prefix_caching,
+            "closed_loop": self.scenario.closed_loop,
             "max_num_seqs": self.max_num_seqs,
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "token_budget_per_step": self.token_budget,
@@ -213,6 +218,8 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         raise SimreplayError(
             f"enable_prefix_caching must be true or false, got {scenario.enable_prefix_caching!r}"
         )
+    if not isinstance(scenario.closed_loop, bool):
+        raise SimreplayError(f"closed_loop must be true or false, got {scenario.closed_loop!r}")
     if scenario.router == "prefix-aware" and not scenario.enable_prefix_caching:
         raise SimreplayError(
             "--router prefix-aware routes by cached prefixes: add --enable-prefix-caching"

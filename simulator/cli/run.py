@@ -93,6 +93,14 @@ def run(
             "least loaded compete on cached prefix length.",
         ),
     ] = DEFAULT_PREFIX_LOAD_CAP,
+    closed_loop: Annotated[
+        bool,
+        _opt(
+            "--closed-loop",
+            help="Send a session's turn only after the previous turn's answer plus its "
+            "think_time_s (needs session ids in the trace).",
+        ),
+    ] = False,
     calibration: Annotated[
         Path | None,
         _opt(
@@ -157,6 +165,7 @@ def run(
         calibration=None if calibration is None else str(calibration),
         enable_prefix_caching=enable_prefix_caching,
         prefix_load_cap=prefix_load_cap,
+        closed_loop=closed_loop,
     )
     table, report = import_trace(trace, import_options)
     for message in report.notes:
@@ -286,6 +295,15 @@ def _print_human(result: Any, trace_name: str) -> None:
         ("Preemptions", f"{summary['num_preemptions']:,}"),
         ("KV cache use", f"peak {kv['peak_fraction']:.1%}, mean {kv['mean_fraction']:.1%}"),
     ]
+    if "closed_loop" in summary:
+        loop = summary["closed_loop"]
+        lines.append(
+            (
+                "Closed loop",
+                f"{loop['turns_delayed']:,} turns sent later than recorded (mean delay "
+                f"{loop['mean_delay_s']:,.1f} s, max {loop['max_delay_s']:,.1f} s)",
+            )
+        )
     if "prefix_cache" in summary:
         cache = summary["prefix_cache"]
         lines.append(

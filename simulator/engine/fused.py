@@ -35,12 +35,14 @@ from simulator.engine.state import (
     CFG_PIPELINE_STAGES,
     CFG_PREFIX_LOAD_CAP,
     CFG_ROUTER,
+    FINISHED,
     P_IN_FLIGHT,
     P_OUTSTANDING,
     P_QUIET_UNTIL_S,
     P_STEP_END_S,
     R_ARRIVAL_S,
     R_SESSION,
+    R_STATUS,
     ROUTE_LEAST_KV,
     ROUTE_LEAST_OUTSTANDING,
     ROUTE_PREFIX_AWARE,
@@ -529,3 +531,34 @@ def run_fused(
         prefix_ids,
         math.inf,
     )
+
+
+@njit(cache=True, _nrt=False)
+def earliest_finish_bound_s(req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids):
+    """A time before which no request can finish on any replica (``quiet_until_s``'s min)."""
+    bound_s = math.inf
+    for r in range(rep_i.shape[1]):
+        bound_s = min(
+            bound_s, quiet_until_s(req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids, r)
+        )
+    return bound_s
+
+
+@njit(cache=True, _nrt=False)
+def take_finished(req_i, watched, num_watched, finished):
+    """Move the finished requests of ``watched[:num_watched]`` into ``finished``, in order.
+
+    ``watched`` (int64, mutated) keeps the others, in order, at its front. Returns (how many
+    remain watched, how many finished).
+    """
+    kept = 0
+    done = 0
+    for k in range(num_watched):
+        i = watched[k]
+        if req_i[i, R_STATUS] == FINISHED:
+            finished[done] = i
+            done += 1
+        else:
+            watched[kept] = i
+            kept += 1
+    return kept, done

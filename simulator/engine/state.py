@@ -202,6 +202,8 @@ class EngineState:
     pcache: np.ndarray
     prefix_ids: np.ndarray
     session_replica: np.ndarray
+    #: Closed-loop replay only: the trace's arrival times (``req_f``'s are those replayed).
+    recorded_arrival_s: np.ndarray | None = None
 
     def kernel_args(self, cfg: np.ndarray, params: object) -> tuple:
         """The leading arguments every engine kernel takes, in their order.
