@@ -38,6 +38,30 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def conversation_trace(path: Path, num_requests: int, seed: int) -> Path:
+    """A Mooncake-style JSONL trace of multi-turn chats: a turn's ``hash_ids`` extend the
+    previous turn's, and every chat starts with one of three shared system prompts."""
+    rng = np.random.default_rng(seed)
+    clock_ms, history, next_id = 0.0, {}, 100
+    with path.open("w") as handle:
+        for _ in range(num_requests):
+            clock_ms += rng.exponential(150.0)
+            chat = int(rng.integers(0, max(num_requests // 7, 1)))
+            ids = history.get(chat) or [int(rng.integers(0, 3))]
+            added = int(rng.integers(1, 6))
+            ids = ids + list(range(next_id, next_id + added))
+            next_id += added
+            history[chat] = ids
+            row = {
+                "timestamp": int(clock_ms),
+                "input_length": len(ids) * 512 - int(rng.integers(0, 512)),
+                "output_length": int(rng.integers(1, 300)),
+                "hash_ids": ids,
+            }
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A small overloaded-at-times run written by ``run --out --report``."""
