@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from simulator.report import figures as F
 from simulator.report.html import script_json
 from simulator.report.png import matplotlib_available
 from simulator.report.run_page import (
+    CACHED_FRACTION_BINS,
     RunOutputs,
     itl_from_steps,
     load_run_outputs,
@@ -36,6 +38,30 @@ SLO = "ttft_p99_ms=300,tpot_p99_ms=40,e2e_p90_ms=20000"
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
+
+
+def conversation_trace(path: Path, num_requests: int, seed: int) -> Path:
+    """A Mooncake-style JSONL trace of multi-turn chats: a turn's ``hash_ids`` extend the
+    previous turn's, and every chat starts with one of three shared system prompts."""
+    rng = np.random.default_rng(seed)
+    clock_ms, history, next_id = 0.0, {}, 100
+    with path.open("w") as handle:
+        for _ in range(num_requests):
+            clock_ms += rng.exponential(150.0)
+            chat = int(rng.integers(0, max(num_requests // 7, 1)))
+            ids = history.get(chat) or [int(rng.integers(0, 3))]
+            added = int(rng.integers(1, 6))
+            ids = ids + list(range(next_id, next_id + added))
+            next_id += added
+            history[chat] = ids
+            row = {
+                "timestamp": int(clock_ms),
+                "input_length": len(ids) * 512 - int(rng.integers(0, 512)),
+                "output_length": int(rng.integers(1, 300)),
+                "hash_ids": ids,
+            }
+            handle.write(json.dumps(row) + "\n")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +226,165 @@ def test_figures_contain_the_expected_series(figures, summary):
     budget = scenario["token_budget_per_step"]
     largest = [v for v in figures["batch_tokens"]["series"][1]["y"] if v is not None]
     assert 0 < max(largest) <= budget
+
+
+# --- the prefix cache -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cache_run_dir(tmp_path_factory):
+    """A run with the prefix cache on: multi-turn chats on two replicas, with preemptions (so
+    the hit rate over all admissions differs from the first-admission share)."""
+    root = tmp_path_factory.mktemp("report-cache")
+    trace = conversation_trace(root / "chats.jsonl", 400, seed=3)
+    out = root / "results"
+    result = invoke(
+        "run", trace, "--gpus", "2xL40S", "--enable-prefix-caching", "--router", "prefix-aware",
+        "--out", out, "--report", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def cache_summary(cache_run_dir):
+    summary = json.loads((cache_run_dir / "summary.json").read_text())
+    cache = summary["prefix_cache"]
+    assert summary["num_preemptions"] > 0 and cache["evicted_blocks"] > 0
+    assert cache["hit_rate"] != cache["prompt_tokens_cached_fraction"]
+    return summary
+
+
+@pytest.fixture(scope="module")
+def cache_figures(cache_run_dir):
+    return {f["id"]: f for f in run_figures(load_run_outputs(cache_run_dir))}
+
+
+def test_prefix_cache_numbers_are_those_of_summary_json(cache_run_dir, cache_summary):
+    page = (cache_run_dir / "report.html").read_text()
+    parsed = _Collect()
+    parsed.feed(page)
+    assert json.loads(parsed.blocks["simreplay-summary"]) == cache_summary
+    shown = {key: (json.loads(value), text) for key, value, text in parsed.cells}
+    for key, (value, _) in shown.items():
+        assert value == _lookup(cache_summary, key), key
+    cache = cache_summary["prefix_cache"]
+    expected = {
+        "hit_rate": f"{cache['hit_rate']:.1%}",
+        "hit_tokens": f"{cache['hit_tokens']:,}",
+        "query_tokens": f"{cache['query_tokens']:,}",
+        "prompt_tokens_cached_fraction": f"{cache['prompt_tokens_cached_fraction']:.1%}",
+        "evicted_blocks": f"{cache['evicted_blocks']:,}",
+    }
+    assert {k[len("prefix_cache.") :]: t for k, (_, t) in shown.items() if "prefix" in k} == (
+        expected
+    )
+    assert "<th>prefix cache</th>" in page and "<th>prefix-cache hit rate</th>" in page
+
+
+def test_prefix_cache_figures_and_pngs(cache_run_dir, cache_figures):
+    page = (cache_run_dir / "report.html").read_text()
+    timelines = page[page.index('<section class="timelines">') : page.index("</section>")]
+    assert 'id="fig-prefix_cache_hit_rate"' in timelines  # zoomed with the other timelines
+    assert 'id="fig-prefix_cached_fraction"' in page
+    assert cache_figures["prefix_cache_hit_rate"]["zoom"] is True
+    if not matplotlib_available():
+        pytest.skip("matplotlib (extra 'report') is not installed")
+    for name in ("prefix_cache_hit_rate", "prefix_cached_fraction"):
+        data = (cache_run_dir / "plots" / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+
+
+def test_hit_rate_timeline_is_hits_over_lookups_of_the_step_log(
+    cache_run_dir, cache_summary, cache_figures
+):
+    fig = cache_figures["prefix_cache_hit_rate"]
+    # The bins of the other rate timeline (arrivals), each series value at its bin's start.
+    assert fig["x"]["values"] == cache_figures["arrival_rate"]["x"]["values"]
+    edges = np.array(fig["x"]["values"])
+    edges = np.append(edges, np.inf)  # the last bin holds everything after its start
+    steps = pq.read_table(cache_run_dir / "steps.parquet").to_pylist()
+    (series,) = fig["series"]
+    assert len(series["y"]) == edges.size - 1
+    total_hit = total_query = 0
+    for k, value in enumerate(series["y"]):
+        inside = [row for row in steps if edges[k] <= row["start_s"] < edges[k + 1]]
+        hit = sum(row["cache_hit_tokens"] for row in inside)
+        query = sum(row["cache_query_tokens"] for row in inside)
+        total_hit, total_query = total_hit + hit, total_query + query
+        if query == 0:
+            assert value is None, k  # a bin without admissions is a gap, not a zero
+        else:
+            assert value == pytest.approx(hit / query * 100, rel=1e-4), k
+    assert None in series["y"] and any(v for v in series["y"])
+    cache = cache_summary["prefix_cache"]
+    assert (total_hit, total_query) == (cache["hit_tokens"], cache["query_tokens"])
+    assert fig["hlines"][0]["y"] == cache["hit_rate"] * 100
+
+
+def test_cached_fraction_histogram_counts_each_completed_request(cache_run_dir, cache_figures):
+    requests = pq.read_table(cache_run_dir / "requests.parquet").to_pylist()
+    counts, tokens = [0] * 11, [0] * 11
+    for row in requests:
+        if row["status"] != "completed":
+            continue
+        fraction = row["cached_tokens"] / row["input_tokens"]
+        k = 0 if fraction == 0 else 1 + min(math.floor(fraction * 10), 9)
+        counts[k] += 1
+        tokens[k] += row["input_tokens"]
+    fig = cache_figures["prefix_cached_fraction"]
+    assert fig["x"]["values"] == list(CACHED_FRACTION_BINS)
+    share_requests, share_tokens = (s["y"] for s in fig["series"])
+    for k in range(11):
+        assert share_requests[k] == pytest.approx(counts[k] / sum(counts) * 100, rel=1e-4)
+        assert share_tokens[k] == pytest.approx(tokens[k] / sum(tokens) * 100, rel=1e-4)
+    assert sum(counts[1:]) > 0
+
+
+def test_replica_hit_rates_are_those_of_the_step_log(cache_run_dir, cache_summary):
+    from simulator.report.run_page import replica_table
+
+    outputs = load_run_outputs(cache_run_dir)
+    rows = replica_table(cache_summary, outputs.requests, outputs.steps)
+    steps = pq.read_table(cache_run_dir / "steps.parquet").to_pylist()
+    for row in rows:
+        mine = [s for s in steps if s["replica"] == row["replica"]]
+        hit = sum(s["cache_hit_tokens"] for s in mine)
+        query = sum(s["cache_query_tokens"] for s in mine)
+        assert row["prefix_hit_rate"] == pytest.approx(hit / query)
+
+
+def test_no_prefix_cache_on_the_page_of_a_run_without_it(run_dir, page, summary, figures):
+    assert "prefix_cache" not in summary
+    parsed = _Collect()
+    parsed.feed(page)
+    assert not [key for key, _, _ in parsed.cells if key.startswith("prefix_cache")]
+    body = page[: page.index('<script type="application/json"')]
+    # The scenario table says "prefix caching off"; nothing else mentions the cache.
+    assert body.lower().count("prefix") == 1 and "prefix caching off" in body
+    assert "hit rate" not in body and "Prefix cache" not in body
+    assert not any("prefix" in fig_id for fig_id in figures)
+    assert not list((run_dir / "plots").glob("prefix*.png"))
+    # Outputs written before the step log had cache columns still make the same page.
+    old = run_dir.parent / "without-cache-columns"
+    _copy_outputs(run_dir, old)
+    for name in ("requests.parquet", "steps.parquet"):
+        table = pq.read_table(old / name)
+        table = table.drop_columns(
+            [c for c in table.column_names if c.startswith("cache") or c == "cached_tokens"]
+        )
+        pq.write_table(table, old / name)
+    result = invoke("report", old, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    assert (old / "report.html").read_text().replace("without-cache-columns", "results") == page
+
+
+def test_cache_columns_missing_with_the_cache_on_is_one_line(cache_run_dir, tmp_path):
+    target = _copy_outputs(cache_run_dir, tmp_path / "outputs")
+    table = pq.read_table(target / "steps.parquet")
+    pq.write_table(table.drop_columns(["cache_hit_tokens"]), target / "steps.parquet")
+    assert_one_line_error(invoke("report", target), "steps.parquet", "cache_hit_tokens")
+    assert not (target / "report.html").exists()
 
 
 def test_itl_from_the_step_log_agrees_with_the_engine_histogram(run_dir, summary):

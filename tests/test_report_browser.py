@@ -129,6 +129,39 @@ def test_the_page_paints(page, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
 
 
+@pytest.fixture(scope="module")
+def cache_page(tmp_path_factory):
+    from test_report import conversation_trace
+
+    from simulator.api import simulate
+    from simulator.scenario import Scenario
+
+    root = tmp_path_factory.mktemp("browser-cache")
+    trace = conversation_trace(root / "chats.jsonl", 400, seed=3)
+    scenario = Scenario(gpus="2xL40S", enable_prefix_caching=True, router="prefix-aware")
+    out = root / "results"
+    simulate(trace, scenario).write(out)
+    write_run_report(out, pngs=False)
+    return out / "report.html"
+
+
+def test_the_prefix_cache_figures_are_drawn_and_zoom(cache_page, tmp_path):
+    dom, log = _open(cache_page, tmp_path, "--dump-dom")
+    assert _console_messages(log) == []
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert f'data-rendered="{_figure_count(dom)}"' in body, body
+    assert "data-render-errors" not in body and '<p class="error">' not in dom
+    rate = re.search(r'id="fig-prefix_cache_hit_rate".*?</svg>', dom, re.S).group(0)
+    (path,) = re.findall(r'<path d="([^"]*)"[^>]*class="series"', rate)
+    assert path.count("M") > 1  # bins without admissions break the line
+    bars = re.search(r'id="fig-prefix_cached_fraction".*?</svg>', dom, re.S).group(0)
+    assert bars.count('class="bar"') > 2
+    dom, log = _open(cache_page, tmp_path, "--dump-dom", fragment="#t=30-60")
+    assert _console_messages(log) == []
+    rate = re.search(r'id="fig-prefix_cache_hit_rate".*?</svg>', dom, re.S).group(0)
+    assert "trace time (s)" in rate
+
+
 def test_a_run_with_nothing_completed_draws_empty_frames(tmp_path):
     from simulator.api import simulate
     from simulator.scenario import Scenario

@@ -256,6 +256,26 @@ def test_rows_hold_knobs_status_metrics_slo_and_cost(reference):
     )
 
 
+def test_rows_carry_the_prefix_cache_hit_rate_when_caching_is_on(tmp_path):
+    from test_report import conversation_trace
+
+    from simulator.api import simulate
+
+    trace = conversation_trace(tmp_path / "chats.jsonl", 150, seed=4)
+    out = tmp_path / "sweep"
+    result = invoke(
+        "sweep", trace, "--gpus", "2xL40S", "--enable-prefix-caching", "true,false",
+        "--out", out, "--workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    rows = {r["enable_prefix_caching"]: r for r in ResultStore(out).read().to_pylist()}
+    assert rows[False]["status"] == rows[True]["status"] == "ok"
+    assert rows[False]["prefix_cache_hit_rate"] is None
+    summary = simulate(trace, Scenario(gpus="2xL40S", enable_prefix_caching=True)).summary
+    assert 0 < summary["prefix_cache"]["hit_rate"] < 1
+    assert rows[True]["prefix_cache_hit_rate"] == summary["prefix_cache"]["hit_rate"]
+
+
 def test_one_and_two_workers_give_identical_bytes(tmp_path, small_trace, reference):
     out = tmp_path / "sweep"
     result = invoke("sweep", small_trace, *GRID, "--out", out, "--workers", 2)

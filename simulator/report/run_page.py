@@ -51,6 +51,10 @@ STEP_COLUMNS = (
     "decode_seqs",
     "kv_blocks_used",
 )
+#: Columns read only when the run had the prefix cache on (``summary.json`` has
+#: ``prefix_cache``); outputs of runs without it need not have them.
+CACHE_REQUEST_COLUMNS = ("cached_tokens",)
+CACHE_STEP_COLUMNS = ("cache_hit_tokens", "cache_query_tokens")
 SUMMARY_KEYS = (
     "num_requests",
     "num_completed",
@@ -121,8 +125,15 @@ def load_run_outputs(directory: Path) -> RunOutputs:
             f"`simreplay run TRACE --out {directory}`"
         )
     summary = read_summary(directory / SUMMARY_FILE)
-    requests = _columns(directory / REQUESTS_FILE, REQUEST_COLUMNS)
-    steps = _columns(directory / STEPS_FILE, STEP_COLUMNS, optional=("virtual_engine",))
+    cached = "prefix_cache" in summary
+    requests = _columns(
+        directory / REQUESTS_FILE, REQUEST_COLUMNS + (CACHE_REQUEST_COLUMNS if cached else ())
+    )
+    steps = _columns(
+        directory / STEPS_FILE,
+        STEP_COLUMNS + (CACHE_STEP_COLUMNS if cached else ()),
+        optional=("virtual_engine",),
+    )
     num_rows = len(requests["arrival_time_s"])
     if num_rows != summary["num_requests"]:
         raise SimreplayError(
@@ -189,6 +200,8 @@ def run_figures(outputs: RunOutputs) -> list[dict[str, Any]]:
     figures = [*_distribution_figures(summary, req, steps)]
     figures.extend(_timeline_figures(summary, req, steps))
     figures.extend(_balance_figures(summary, req, steps))
+    if "prefix_cache" in summary:
+        figures.append(_cached_fraction_figure(summary, req))
     return figures
 
 
@@ -429,6 +442,8 @@ def _timeline_figures(
             ),
         )
     )
+    if "prefix_cache" in summary:
+        figures.append(_hit_rate_figure(summary, steps, edges))
 
     preempted = completed & (req["num_preemptions"] > 0)
     in_flight, _ = F.binned_level(
@@ -486,6 +501,110 @@ def _timeline_figures(
     return figures
 
 
+def binned_hit_rate(
+    steps: dict[str, np.ndarray], edges_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prefix-cache hit rate over the whole cluster per time bin, from the step log.
+
+    A request's cache lookup happens when a step admits it, and every step that admits one
+    computes prompt tokens, so it is a row of its own: its tokens are counted at the row's
+    ``start_s``. Re-admissions after a preemption count again, as in the summary's
+    ``prefix_cache.hit_rate``.
+
+    Returns
+    -------
+    rate, hit_tokens, query_tokens : numpy.ndarray
+        float64, shape (m,) each: ``hit / query`` per bin (NaN for a bin without an
+        admission: a gap, not a zero), and the two sums.
+    """
+    num_bins = edges_s.size - 1
+    idx = np.searchsorted(edges_s, steps["start_s"], side="right") - 1
+    ok = (idx >= 0) & (idx < num_bins)
+    hit = np.bincount(idx[ok], weights=steps["cache_hit_tokens"][ok], minlength=num_bins)
+    query = np.bincount(idx[ok], weights=steps["cache_query_tokens"][ok], minlength=num_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(query > 0, hit / query, np.nan)
+    return rate, hit, query
+
+
+def _hit_rate_figure(
+    summary: dict[str, Any], steps: dict[str, np.ndarray], edges: np.ndarray
+) -> dict[str, Any]:
+    # One cluster-wide line: it is what the summary's hit rate measures, and a replica's
+    # share of a bin holds few admissions (a handful at a few requests/s over 8 replicas),
+    # so per-replica lines would be noise; the replica table gives each replica's rate.
+    rate, _, _ = binned_hit_rate(steps, edges)
+    cache = summary["prefix_cache"]
+    bin_text = F.format_duration_s(float(edges[1] - edges[0]))
+    figure = F.line_figure(
+        "prefix_cache_hit_rate",
+        "Prefix-cache hit rate (all replicas)",
+        "trace time",
+        "% of tokens found",
+        [F.series("hit rate", rate * 100, step=True)],
+        x_values=edges[:-1],
+        time_axis=True,
+        y_min=0.0,
+        caption=(
+            f"Tokens found in the prefix cache over tokens looked up, of the requests admitted "
+            f"in bins of {bin_text} (re-admissions after a preemption included); bins with no "
+            "admission are left blank. The dashed line is the whole run's rate."
+        ),
+    )
+    figure["hlines"] = [
+        {"y": cache["hit_rate"] * 100, "label": f"whole run {cache['hit_rate']:.1%}"}
+    ]
+    return figure
+
+
+#: Bins of the cached share of a prompt, in %: none, then (0, 10), [10, 20), ..., [90, 100].
+CACHED_FRACTION_BINS = ("0", *(f"{k}\u2013{k + 10}" for k in range(0, 100, 10)))
+
+
+def cached_fraction_histogram(req: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Completed requests and their prompt tokens per bin of ``CACHED_FRACTION_BINS``.
+
+    A request's bin is that of ``cached_tokens / input_tokens`` (the cache hit of its first
+    admission): 0 when nothing was found, else ``1 + floor(10 * fraction)`` (at most 10).
+
+    Returns
+    -------
+    requests, prompt_tokens : numpy.ndarray
+        int64, shape (11,) each.
+    """
+    keep = (req["status"] == "completed") & (req["input_tokens"] > 0)
+    prompt = req["input_tokens"][keep].astype(np.int64)
+    cached = np.maximum(req["cached_tokens"][keep].astype(np.int64), 0)
+    bins = np.where(cached > 0, 1 + np.minimum(cached * 10 // prompt, 9), 0)
+    size = len(CACHED_FRACTION_BINS)
+    return (
+        np.bincount(bins, minlength=size).astype(np.int64),
+        np.bincount(bins, weights=prompt, minlength=size).astype(np.int64),
+    )
+
+
+def _cached_fraction_figure(summary: dict[str, Any], req: dict[str, np.ndarray]) -> dict[str, Any]:
+    requests, tokens = cached_fraction_histogram(req)
+    fraction = summary["prefix_cache"]["prompt_tokens_cached_fraction"]
+    return F.bar_figure(
+        "prefix_cached_fraction",
+        "Share of each prompt found in the prefix cache",
+        list(CACHED_FRACTION_BINS),
+        "% of the prompt cached at first admission",
+        "%",
+        [
+            F.series("share of requests", requests / max(requests.sum(), 1) * 100),
+            F.series("share of prompt tokens", tokens / max(tokens.sum(), 1) * 100),
+        ],
+        caption=(
+            f"Completed requests ({int(requests.sum()):,}) by the share of their prompt found in "
+            "the cache when first admitted (cached_tokens / input_tokens), and those requests' "
+            f"share of all prompt tokens; over all of them {fraction:.1%} of prompt tokens were "
+            "cached."
+        ),
+    )
+
+
 def _virtual_engines(scenario: dict[str, Any], steps: dict[str, np.ndarray]) -> np.ndarray | None:
     """The steps' virtual engines with pipeline parallelism (``--pp`` > 1), else None."""
     if scenario.get("pp", 1) <= 1 or "virtual_engine" not in steps:
@@ -499,7 +618,8 @@ def replica_table(
     """Per replica: requests, tokens, busy share of the makespan, peak KV share.
 
     With pipeline parallelism busy time is the mean over the replica's virtual engines and
-    KV shares are of one virtual engine's blocks.
+    KV shares are of one virtual engine's blocks. With the prefix cache on, also the
+    replica's hit rate over its admissions (``prefix_hit_rate``, NaN without any).
     """
     num_replicas = int(summary["scenario"]["num_replicas"])
     makespan_s = float(summary["makespan_s"])
@@ -516,6 +636,14 @@ def replica_table(
         minlength=num_replicas,
     )
     busy_s = np.bincount(steps["replica"], weights=steps["duration_s"], minlength=num_replicas)
+    cached = "prefix_cache" in summary
+    if cached:
+        hit = np.bincount(
+            steps["replica"], weights=steps["cache_hit_tokens"], minlength=num_replicas
+        )
+        query = np.bincount(
+            steps["replica"], weights=steps["cache_query_tokens"], minlength=num_replicas
+        )
     rows = []
     for r in range(num_replicas):
         mine = steps["replica"] == r
@@ -530,6 +658,8 @@ def replica_table(
                 else 0.0,
             }
         )
+        if cached:
+            rows[-1]["prefix_hit_rate"] = float(hit[r] / query[r]) if query[r] > 0 else math.nan
     return rows
 
 
@@ -739,6 +869,7 @@ def _slo_table(summary: dict[str, Any]) -> str:
 
 
 def _replica_rows(rows: list[dict[str, Any]]) -> str:
+    cached = bool(rows) and "prefix_hit_rate" in rows[0]
     cells = [
         [
             f"<td>{row['replica']}</td>",
@@ -756,7 +887,37 @@ def _replica_rows(rows: list[dict[str, Any]]) -> str:
         ]
         for row in rows
     ]
-    return table(["replica", "requests", "output tokens", "busy", "peak KV use"], cells, "replicas")
+    headers = ["replica", "requests", "output tokens", "busy", "peak KV use"]
+    if cached:
+        headers.append("prefix-cache hit rate")
+        for row, row_cells in zip(rows, cells, strict=True):
+            rate = row["prefix_hit_rate"]
+            row_cells.append(
+                number_cell(None, "n/a") if math.isnan(rate) else number_cell(rate, f"{rate:.1%}")
+            )
+    return table(headers, cells, "replicas")
+
+
+def _prefix_cache_table(summary: dict[str, Any]) -> str:
+    cache = summary.get("prefix_cache")
+    if cache is None:
+        return ""
+
+    def row(label: str, key: str, text: str) -> list[str]:
+        return [f"<td>{esc(label)}</td>", number_cell(cache[key], text, f"prefix_cache.{key}")]
+
+    rows = [
+        row("Hit rate (all admissions)", "hit_rate", f"{cache['hit_rate']:.1%}"),
+        row("Tokens found in the cache", "hit_tokens", f"{cache['hit_tokens']:,}"),
+        row("Tokens looked up", "query_tokens", f"{cache['query_tokens']:,}"),
+        row(
+            "Prompt tokens cached at first admission",
+            "prompt_tokens_cached_fraction",
+            f"{cache['prompt_tokens_cached_fraction']:.1%}",
+        ),
+        row("Evicted blocks", "evicted_blocks", f"{cache['evicted_blocks']:,}"),
+    ]
+    return table(["prefix cache", "value"], rows, "prefix-cache")
 
 
 def render_run_page(outputs: RunOutputs, figures: list[dict[str, Any]]) -> str:
@@ -788,6 +949,7 @@ def render_run_page(outputs: RunOutputs, figures: list[dict[str, Any]]) -> str:
         _latency_table(summary),
         _totals_table(summary),
         f"<div>{_slo_table(summary)}</div>" if "slo" in summary else "",
+        _prefix_cache_table(summary),
         "</div>",
         "<h2>Latency distributions</h2>",
         '<div class="grid">',
@@ -804,6 +966,16 @@ def render_run_page(outputs: RunOutputs, figures: list[dict[str, Any]]) -> str:
         '<div class="tables" style="margin-top:12px">',
         _replica_rows(replica_table(summary, outputs.requests, outputs.steps)),
         "</div>",
+        *(
+            (
+                "<h2>Prefix cache</h2>",
+                '<div class="grid">',
+                figure_div(by_id["prefix_cached_fraction"]),
+                "</div>",
+            )
+            if "prefix_cache" in summary
+            else ()
+        ),
         "<footer>Written by <code>simreplay report</code> from summary.json, "
         "requests.parquet and steps.parquet. Tables show summary.json's numbers (exact values "
         "in each cell's data-value); figures are reduced for size: time series in bins, "

@@ -177,6 +177,9 @@ def summary_columns(summary: dict[str, Any]) -> dict[str, Any]:
             flat[f"{metric}_{stat}_ms"] = summary[f"{metric}_ms"][stat]
     flat["kv_peak_fraction"] = summary["kv_cache"]["peak_fraction"]
     flat["kv_mean_fraction"] = summary["kv_cache"]["mean_fraction"]
+    cache = summary.get("prefix_cache")
+    if cache is not None:  # caching off: the column stays null
+        flat["prefix_cache_hit_rate"] = cache["hit_rate"]
     slo = summary.get("slo")
     if slo is not None:
         flat["slo_met"] = slo["all_met"]

@@ -32,6 +32,7 @@ Row columns (``sweep show --json`` prints the same names):
 | `makespan_s`, `throughput_rps`, `output_tokens_per_s` | float64 | totals |
 | `{ttft,tpot,itl,e2e,queue}_{mean,p50,p90,p95,p99,max}_ms` | float64 | latency statistics |
 | `kv_peak_fraction`, `kv_mean_fraction` | float64 | KV cache use |
+| `prefix_cache_hit_rate` | float64 | summary's `prefix_cache.hit_rate`; null with caching off |
 | `backlog_at_last_arrival` | int64 | requests not started when the last one arrived |
 | `slo` | string | the SLO the row was judged against; null without one |
 | `slo_met` | bool | every bound met; null without an SLO or when infeasible |
@@ -83,6 +84,7 @@ RESULT_COLUMNS: dict[str, pa.DataType] = {
     **{f"{m}_{s}_ms": pa.float64() for m in LATENCY_METRICS for s in LATENCY_STATS},
     "kv_peak_fraction": pa.float64(),
     "kv_mean_fraction": pa.float64(),
+    "prefix_cache_hit_rate": pa.float64(),
     "backlog_at_last_arrival": pa.int64(),
     "slo": pa.string(),
     "slo_met": pa.bool_(),
