@@ -692,3 +692,9 @@ def test_run_without_the_report_flag_writes_no_page(run_dir, tmp_path):
         "steps.parquet",
         "summary.json",
     ]
+
+
+def test_kv_caption_names_the_bin_width_and_the_peak(figures, summary):
+    caption = figures["kv_cache"]["caption"]
+    assert caption.startswith("Largest share of the replica's") and " in bins of " in caption
+    assert f"(peak over the run: {summary['kv_cache']['peak_fraction']:.1%})." in caption

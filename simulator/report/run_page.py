@@ -433,11 +433,13 @@ def _timeline_figures(
             time_axis=True,
             y_min=0.0,
             caption=(
-                f"Largest share of the replica's {int(kv_blocks):,} KV blocks in use in bins of "
-                if engines is None
-                else f"Largest share of the {int(kv_blocks):,} KV blocks of one of the "
-                f"replica's {scenario['pp']} virtual engines in use in bins of "
-                f"{F.format_duration_s(float(kv_edges[1] - kv_edges[0]))} "
+                (
+                    f"Largest share of the replica's {int(kv_blocks):,} KV blocks in use"
+                    if engines is None
+                    else f"Largest share of the {int(kv_blocks):,} KV blocks of one of the "
+                    f"replica's {scenario['pp']} virtual engines in use"
+                )
+                + f" in bins of {F.format_duration_s(float(kv_edges[1] - kv_edges[0]))} "
                 f"(peak over the run: {summary['kv_cache']['peak_fraction']:.1%})."
             ),
         )
