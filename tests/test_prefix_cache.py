@@ -121,7 +121,46 @@ def test_numba_prefix_cache_matches_reference(case, params):
     )
     rows = log_rows(state)["log_i"]
     assert rows[L_HIT_TOKENS].sum() == sum(s["cache_hit_tokens"] for s in ref["steps"])
+    assert_cache_drained(state, knobs["num_kv_blocks"])
     assert rows[L_QUERY_TOKENS].sum() == sum(s["cache_query_tokens"] for s in ref["steps"])
+
+
+def assert_cache_drained(state, num_blocks: int) -> None:
+    """After the run: no block has a user, every block is in the free queue exactly once
+    (walked both ways), and the table holds exactly the blocks that have a key."""
+    from simulator.engine.state import (
+        P_FREE_BLOCKS,
+        P_FREE_HEAD,
+        P_FREE_TAIL,
+        P_NUM_ANON,
+        PC_KEY,
+        PC_NEXT,
+        PC_PREV,
+        PC_REF,
+        PC_TABLE,
+    )
+
+    for r in range(state.rep_i.shape[1]):
+        row = state.pcache[r]
+        assert state.rep_i[P_FREE_BLOCKS, r] == num_blocks
+        assert state.rep_i[P_NUM_ANON, r] == 0
+        assert (row[PC_REF * num_blocks : (PC_REF + 1) * num_blocks] == 0).all()
+        seen = []
+        b = state.rep_i[P_FREE_HEAD, r]
+        while b >= 0:
+            seen.append(b)
+            b = row[PC_NEXT * num_blocks + b]
+        assert sorted(seen) == list(range(num_blocks))
+        back = []
+        b = state.rep_i[P_FREE_TAIL, r]
+        while b >= 0:
+            back.append(b)
+            b = row[PC_PREV * num_blocks + b]
+        assert back == seen[::-1]
+        keyed = np.flatnonzero(row[PC_KEY * num_blocks : (PC_KEY + 1) * num_blocks] >= 0)
+        table = row[PC_TABLE * num_blocks :]
+        assert sorted(table[table >= 0].tolist()) == keyed.tolist()
+        assert state.rep_i[P_NUM_CACHED, r] == len(keyed)
 
 
 def _conversation_trace(seed: int, n: int, hash_block: int = 16):
@@ -177,6 +216,7 @@ def test_numba_prefix_cache_matches_reference_on_conversations(scheduler):
     np.testing.assert_array_equal(
         np.maximum(state.req_i[:, R_CACHED_TOKENS], 0), ref["cached_tokens"]
     )
+    assert_cache_drained(state, knobs["num_kv_blocks"])
     assert ref["cached_tokens"].sum() > 0.2 * prompts.sum()  # the case exercises hits
     assert ref["num_preemptions"].sum() > 0  # and preemptions
 
