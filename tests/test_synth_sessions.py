@@ -4,16 +4,19 @@
   every session's token stream explicitly and names each block by its content and prefix;
 - invariants on larger traces: prompts grow by exactly answer + message, turn k's ids extend
   turn k-1's full blocks, system prompt blocks are shared, the chain property, think times;
-- determinism, metadata, validation (one line, exit 1), and the engine's prefix cache.
+- determinism, metadata, validation (one line, exit 1), the engine's prefix cache, and the
+  shipped example trace.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -38,6 +41,7 @@ from simulator.trace.synth import _draw_lengths, draw_length_pairs, parse_length
 
 runner = CliRunner()
 POISSON = arrival_process("poisson", 2.0)
+SHIPPED = Path(__file__).resolve().parents[1] / "traces" / "chat-sessions.parquet"
 
 #: Small lengths and blocks, so that blocks straddle system prompts, messages and answers.
 SMALL = {
@@ -478,3 +482,27 @@ def test_prefix_cache_hits_the_shared_history():
     assert cached.summary["prefix_cache"]["hit_rate"] > 0.6
     sticky = simulate(table, Scenario(gpus="2xH100", router="session-affinity"))
     assert sticky.summary["num_completed"] == table.num_rows
+
+
+CHAT_SESSIONS_COMMAND = [
+    "-o", "{out}", "--sessions", "--rate", "2", "--duration", "1800",
+    "--arrival", "gamma", "--cv", "1.5",
+    "--turns", "geometric:mean=4,max=16", "--think-time", "lognormal:mean=30,cv=1",
+    "--input-len", "lognormal:mean=150,cv=1,max=2048",
+    "--output-len", "lognormal:mean=300,cv=1,max=2048",
+    "--system-prompts", "4", "--system-prompt-len", "uniform:500-1500",
+    "--seed", "2026",
+]  # fmt: skip
+
+
+def test_shipped_example_matches_its_regeneration_command(tmp_path):
+    """traces/README.md's command regenerates traces/chat-sessions.parquet exactly."""
+    regenerated = tmp_path / "chat-sessions.parquet"
+    args = [arg.format(out=regenerated) for arg in CHAT_SESSIONS_COMMAND]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    assert pq.read_table(regenerated).equals(pq.read_table(SHIPPED), check_metadata=True)
+    readme = " ".join((SHIPPED.parent / "README.md").read_text().replace("\\\n", " ").split())
+    command = "simreplay trace synth -o traces/chat-sessions.parquet"
+    assert " ".join([command, *CHAT_SESSIONS_COMMAND[2:]]) in readme
+    assert SHIPPED.stat().st_size < 3_000_000
