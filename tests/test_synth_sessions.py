@@ -451,6 +451,14 @@ def test_cli_session_options_need_sessions(tmp_path, args):
     assert_one_line_error(result, f"{args[0]} is only used with --sessions")
 
 
+def test_cli_help_shows_the_session_defaults():
+    """Their defaults are written into the help text (rich would eat a [default: ...])."""
+    result = runner.invoke(app, ["trace", "synth", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for text in ("(default geometric:mean=4)", "(default lognormal:mean=30,cv=1)", "(default 16)"):
+        assert text in result.output
+
+
 def test_cli_writes_sessions_and_trace_info_reads_them(tmp_path):
     out = tmp_path / "s.parquet"
     result = invoke("-o", out, "--sessions", "--num-sessions", "40", "--turns", "fixed:3")

@@ -191,7 +191,7 @@ def synth(
         _session_opt(
             "--turns",
             help="Turns per session: fixed:N | uniform:LO-HI | geometric:mean=M[,max=B] "
-            f"[default: {DEFAULT_TURNS.spec()}].",
+            f"(default {DEFAULT_TURNS.spec()}).",
         ),
     ] = None,
     think_spec: Annotated[
@@ -200,7 +200,7 @@ def synth(
             "--think-time",
             help="Seconds from an answer to the next message: fixed:S | uniform:LO-HI | "
             "exponential:mean=S | lognormal:mean=S,cv=C[,min=A,max=B] "
-            f"[default: {DEFAULT_THINK_TIME.spec()}].",
+            f"(default {DEFAULT_THINK_TIME.spec()}).",
         ),
     ] = None,
     num_system_prompts: Annotated[
@@ -208,7 +208,7 @@ def synth(
         _session_opt(
             "--system-prompts",
             help="Shared system prompts, one chosen uniformly per session; 0 for none "
-            f"[default: {DEFAULT_NUM_SYSTEM_PROMPTS}].",
+            f"(default {DEFAULT_NUM_SYSTEM_PROMPTS}).",
         ),
     ] = None,
     system_prompt_spec: Annotated[
@@ -216,14 +216,14 @@ def synth(
         _session_opt(
             "--system-prompt-len",
             help="System prompt lengths, drawn once per system prompt (grammar of --input-len, "
-            f"no resample) [default: {DEFAULT_SYSTEM_PROMPT_LENGTHS.spec()}].",
+            f"no resample) (default {DEFAULT_SYSTEM_PROMPT_LENGTHS.spec()}).",
         ),
     ] = None,
     hash_block_size: Annotated[
         int | None,
         _session_opt(
             "--hash-block-size",
-            help=f"Tokens per hash_ids block [default: {DEFAULT_HASH_BLOCK_SIZE}].",
+            help=f"Tokens per hash_ids block (default {DEFAULT_HASH_BLOCK_SIZE}).",
         ),
     ] = None,
     nominal_ttft_s: Annotated[
@@ -231,7 +231,7 @@ def synth(
         _session_opt(
             "--nominal-ttft-s",
             help="Nominal seconds to an answer's first token, used to place the next turn "
-            f"[default: {DEFAULT_NOMINAL_TTFT_S}].",
+            f"(default {DEFAULT_NOMINAL_TTFT_S}).",
         ),
     ] = None,
     nominal_tpot_s: Annotated[
@@ -239,7 +239,7 @@ def synth(
         _session_opt(
             "--nominal-tpot-s",
             help="Nominal seconds per further answer token, used to place the next turn "
-            f"[default: {DEFAULT_NOMINAL_TPOT_S}].",
+            f"(default {DEFAULT_NOMINAL_TPOT_S}).",
         ),
     ] = None,
 ) -> None:
