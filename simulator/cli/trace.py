@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import typer
 
 from simulator.cli.common import domain_errors, note, out, print_json, print_rows
@@ -24,6 +25,18 @@ from simulator.io import check_output_path, write_parquet_atomic
 from simulator.trace.importer import import_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import ImportReport
+from simulator.trace.sessions import (
+    DEFAULT_HASH_BLOCK_SIZE,
+    DEFAULT_NOMINAL_TPOT_S,
+    DEFAULT_NOMINAL_TTFT_S,
+    DEFAULT_NUM_SYSTEM_PROMPTS,
+    DEFAULT_SYSTEM_PROMPT_LENGTHS,
+    DEFAULT_THINK_TIME,
+    DEFAULT_TURNS,
+    parse_think_time_distribution,
+    parse_turns_distribution,
+    synthesize_sessions,
+)
 from simulator.trace.stats import format_stats, trace_stats
 from simulator.trace.synth import (
     DEFAULT_INPUT_LENGTHS,
@@ -103,17 +116,30 @@ def info(source: SourceArg, json_output: JsonOpt = False, *, import_options: Imp
         print_rows(f"{source.name}", format_stats(stats))
 
 
+SESSIONS_PANEL = "Conversations (with --sessions)"
+
+
+def _session_opt(*names: str, help: str) -> typer.models.OptionInfo:
+    return typer.Option(*names, help=help, rich_help_panel=SESSIONS_PANEL, show_default=False)
+
+
 @app.command("synth")
 @domain_errors
 def synth(
     output: OutputOpt,
     rate: Annotated[
-        float, typer.Option("--rate", help="Mean arrival rate, requests per second.")
+        float,
+        typer.Option(
+            "--rate",
+            help="Mean arrival rate, requests per second (session starts per second with "
+            "--sessions).",
+        ),
     ] = 5.0,
     duration_s: Annotated[
         float | None,
         typer.Option(
-            "--duration", help="Length of the trace in seconds (give this or --num-requests)."
+            "--duration",
+            help="Length of the trace in seconds (give this or --num-requests / --num-sessions).",
         ),
     ] = None,
     num_requests: Annotated[
@@ -129,12 +155,16 @@ def synth(
         str,
         typer.Option(
             "--input-len",
-            help="Prompt lengths: fixed:N | uniform:LO-HI | "
-            "lognormal:mean=M,cv=C[,min=A,max=B] | resample.",
+            help="Prompt lengths (with --sessions: each new user message): fixed:N | "
+            "uniform:LO-HI | lognormal:mean=M,cv=C[,min=A,max=B] | resample.",
         ),
     ] = DEFAULT_INPUT_LENGTHS.spec(),
     output_spec: Annotated[
-        str, typer.Option("--output-len", help="Output lengths, same grammar as --input-len.")
+        str,
+        typer.Option(
+            "--output-len",
+            help="Output lengths (with --sessions: each answer), same grammar as --input-len.",
+        ),
     ] = DEFAULT_OUTPUT_LENGTHS.spec(),
     lengths_from: Annotated[
         Path | None,
@@ -143,24 +173,156 @@ def synth(
         ),
     ] = None,
     seed: SeedOpt = 0,
+    sessions: Annotated[
+        bool,
+        typer.Option(
+            "--sessions",
+            help="Multi-turn conversations: each turn's prompt carries the session's history, "
+            "with session ids, turns, think times and prefix block ids.",
+            rich_help_panel=SESSIONS_PANEL,
+        ),
+    ] = False,
+    num_sessions: Annotated[
+        int | None,
+        _session_opt("--num-sessions", help="Number of whole sessions (instead of --duration)."),
+    ] = None,
+    turns_spec: Annotated[
+        str | None,
+        _session_opt(
+            "--turns",
+            help="Turns per session: fixed:N | uniform:LO-HI | geometric:mean=M[,max=B] "
+            f"(default {DEFAULT_TURNS.spec()}).",
+        ),
+    ] = None,
+    think_spec: Annotated[
+        str | None,
+        _session_opt(
+            "--think-time",
+            help="Seconds from an answer to the next message: fixed:S | uniform:LO-HI | "
+            "exponential:mean=S | lognormal:mean=S,cv=C[,min=A,max=B] "
+            f"(default {DEFAULT_THINK_TIME.spec()}).",
+        ),
+    ] = None,
+    num_system_prompts: Annotated[
+        int | None,
+        _session_opt(
+            "--system-prompts",
+            help="Shared system prompts, one chosen uniformly per session; 0 for none "
+            f"(default {DEFAULT_NUM_SYSTEM_PROMPTS}).",
+        ),
+    ] = None,
+    system_prompt_spec: Annotated[
+        str | None,
+        _session_opt(
+            "--system-prompt-len",
+            help="System prompt lengths, drawn once per system prompt (grammar of --input-len, "
+            f"no resample) (default {DEFAULT_SYSTEM_PROMPT_LENGTHS.spec()}).",
+        ),
+    ] = None,
+    hash_block_size: Annotated[
+        int | None,
+        _session_opt(
+            "--hash-block-size",
+            help=f"Tokens per hash_ids block (default {DEFAULT_HASH_BLOCK_SIZE}).",
+        ),
+    ] = None,
+    nominal_ttft_s: Annotated[
+        float | None,
+        _session_opt(
+            "--nominal-ttft-s",
+            help="Nominal seconds to an answer's first token, used to place the next turn "
+            f"(default {DEFAULT_NOMINAL_TTFT_S}).",
+        ),
+    ] = None,
+    nominal_tpot_s: Annotated[
+        float | None,
+        _session_opt(
+            "--nominal-tpot-s",
+            help="Nominal seconds per further answer token, used to place the next turn "
+            f"(default {DEFAULT_NOMINAL_TPOT_S}).",
+        ),
+    ] = None,
 ) -> None:
-    """Generate a seeded synthetic trace (byte-for-byte reproducible)."""
+    """Generate a seeded synthetic trace (byte-for-byte reproducible).
+
+    With --sessions, --rate is session starts per second and each turn of a session arrives
+    a nominal answer time (--nominal-ttft-s + --nominal-tpot-s per further answer token) plus
+    a think time after the previous one; with --duration, turns after its end are cut off.
+    """
     check_output_path(output)
-    if (duration_s is None) == (num_requests is None):
-        raise SimreplayError("give exactly one of --duration and --num-requests")
+    session_options = {
+        "--num-sessions": num_sessions,
+        "--turns": turns_spec,
+        "--think-time": think_spec,
+        "--system-prompts": num_system_prompts,
+        "--system-prompt-len": system_prompt_spec,
+        "--hash-block-size": hash_block_size,
+        "--nominal-ttft-s": nominal_ttft_s,
+        "--nominal-tpot-s": nominal_tpot_s,
+    }
+    if not sessions:
+        given = [name for name, value in session_options.items() if value is not None]
+        if given:
+            raise SimreplayError(f"{given[0]} is only used with --sessions")
+        if (duration_s is None) == (num_requests is None):
+            raise SimreplayError("give exactly one of --duration and --num-requests")
+    elif num_requests is not None:
+        raise SimreplayError(
+            "--num-requests is not used with --sessions; give --num-sessions or --duration"
+        )
+    elif (duration_s is None) == (num_sessions is None):
+        raise SimreplayError("with --sessions give exactly one of --duration and --num-sessions")
     process = arrival_from_options(arrival, rate, cv, rate_profile, period_s, peak_to_trough)
+    input_lengths = parse_length_distribution(input_spec, option="--input-len")
+    output_lengths = parse_length_distribution(output_spec, option="--output-len")
+    if not sessions:
+        resample_from = _read(lengths_from, ImportOptions())[0] if lengths_from else None
+        table = synthesize(
+            process,
+            duration_s=duration_s,
+            num_requests=num_requests,
+            input_lengths=input_lengths,
+            output_lengths=output_lengths,
+            seed=seed,
+            resample_from=resample_from,
+        )
+        write_parquet_atomic(table, output)
+        out.print(f"wrote {output}: {table.num_rows:,} synthetic requests", markup=False)
+        return
+
+    turns = parse_turns_distribution(turns_spec) if turns_spec else DEFAULT_TURNS
+    think_time = parse_think_time_distribution(think_spec) if think_spec else DEFAULT_THINK_TIME
+    system_prompt_lengths = (
+        parse_length_distribution(system_prompt_spec, option="--system-prompt-len")
+        if system_prompt_spec
+        else DEFAULT_SYSTEM_PROMPT_LENGTHS
+    )
     resample_from = _read(lengths_from, ImportOptions())[0] if lengths_from else None
-    table = synthesize(
+    table = synthesize_sessions(
         process,
         duration_s=duration_s,
-        num_requests=num_requests,
-        input_lengths=parse_length_distribution(input_spec, option="--input-len"),
-        output_lengths=parse_length_distribution(output_spec, option="--output-len"),
+        num_sessions=num_sessions,
+        input_lengths=input_lengths,
+        output_lengths=output_lengths,
+        turns=turns,
+        think_time=think_time,
+        num_system_prompts=(
+            DEFAULT_NUM_SYSTEM_PROMPTS if num_system_prompts is None else num_system_prompts
+        ),
+        system_prompt_lengths=system_prompt_lengths,
+        hash_block_size=DEFAULT_HASH_BLOCK_SIZE if hash_block_size is None else hash_block_size,
+        nominal_ttft_s=DEFAULT_NOMINAL_TTFT_S if nominal_ttft_s is None else nominal_ttft_s,
+        nominal_tpot_s=DEFAULT_NOMINAL_TPOT_S if nominal_tpot_s is None else nominal_tpot_s,
         seed=seed,
         resample_from=resample_from,
     )
     write_parquet_atomic(table, output)
-    out.print(f"wrote {output}: {table.num_rows:,} synthetic requests", markup=False)
+    num_sessions_written = pc.count_distinct(table.column("session_id")).as_py()
+    out.print(
+        f"wrote {output}: {table.num_rows:,} synthetic requests in "
+        f"{num_sessions_written:,} sessions",
+        markup=False,
+    )
 
 
 @app.command("transform")

@@ -211,7 +211,7 @@ def synthesize(
         _check_distribution(dist, option)
     uses_resample = "resample" in (input_lengths.kind, output_lengths.kind)
     if uses_resample:
-        source_input, source_output = _resample_source(resample_from)
+        source_input, _ = _resample_source(resample_from)
     elif resample_from is not None:
         raise SimreplayError("--lengths-from is only used with a resample length distribution")
     if num_requests is not None and (
@@ -227,20 +227,9 @@ def synthesize(
             f"no requests arrived in --duration {_num(float(duration_s))} s; "  # type: ignore[arg-type]
             "give a longer duration or a higher rate"
         )
-    if input_lengths.kind == "resample" and output_lengths.kind == "resample":
-        rows = rng.integers(0, len(source_input), num)
-        input_tokens, output_tokens = source_input[rows], source_output[rows]
-    else:
-        input_tokens = (
-            source_input[rng.integers(0, len(source_input), num)]
-            if input_lengths.kind == "resample"
-            else _draw_lengths(input_lengths, rng, num)
-        )
-        output_tokens = (
-            source_output[rng.integers(0, len(source_output), num)]
-            if output_lengths.kind == "resample"
-            else _draw_lengths(output_lengths, rng, num)
-        )
+    input_tokens, output_tokens = draw_length_pairs(
+        input_lengths, output_lengths, rng, num, resample_from if uses_resample else None
+    )
 
     extra = {f"synth.{key}": value for key, value in process.describe().items()}
     if duration_s is not None:
@@ -263,6 +252,52 @@ def synthesize(
         },
         metadata,
     )
+
+
+def draw_length_pairs(
+    input_lengths: LengthDistribution,
+    output_lengths: LengthDistribution,
+    rng: np.random.Generator,
+    num: int,
+    resample_from: pa.Table | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw *num* (input, output) token counts: input first, then output.
+
+    When both distributions are ``resample`` whole pairs are drawn from *resample_from* in one
+    draw, so their correlation is kept; otherwise each side is drawn on its own.
+
+    Parameters
+    ----------
+    input_lengths, output_lengths : LengthDistribution
+        Already checked (``parse_length_distribution``).
+    rng : numpy.random.Generator
+        Advanced by the draws.
+    num : int
+        Number of pairs, >= 0.
+    resample_from : pyarrow.Table, optional
+        Canonical trace for ``resample``; required when either side is ``resample``.
+
+    Returns
+    -------
+    input_tokens, output_tokens : numpy.ndarray
+        int32, shape (num,) each, >= 1.
+    """
+    if "resample" in (input_lengths.kind, output_lengths.kind):
+        source_input, source_output = _resample_source(resample_from)
+    if input_lengths.kind == "resample" and output_lengths.kind == "resample":
+        rows = rng.integers(0, len(source_input), num)
+        return source_input[rows], source_output[rows]
+    input_tokens = (
+        source_input[rng.integers(0, len(source_input), num)]
+        if input_lengths.kind == "resample"
+        else _draw_lengths(input_lengths, rng, num)
+    )
+    output_tokens = (
+        source_output[rng.integers(0, len(source_output), num)]
+        if output_lengths.kind == "resample"
+        else _draw_lengths(output_lengths, rng, num)
+    )
+    return input_tokens, output_tokens
 
 
 def _draw_lengths(dist: LengthDistribution, rng: np.random.Generator, num: int) -> np.ndarray:
