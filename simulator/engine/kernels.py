@@ -933,7 +933,9 @@ def _fast_forward_decodes(
     num_steps = 0
     new_blocks = 0
     context = rep_i[P_STEADY_CONTEXT, r]
-    before_s, allreduce_s, host_s, batch_i, batch_frac = decode_run_terms_s(params, num_decodes)
+    before_s, allreduce_s, host_s, batch_i, batch_frac, transfer_s = decode_run_terms_s(
+        params, num_decodes
+    )
     context_lo = 0
     # The residue of the steady decodes that take a block falls by one (mod block size) a
     # step: index steady[r, :] by a rotating counter instead of two modulos a step.
@@ -952,6 +954,7 @@ def _fast_forward_decodes(
             host_s,
             batch_i,
             batch_frac,
+            transfer_s,
             context_lo,
             num_decodes,
             context,

@@ -501,11 +501,13 @@ def new_params() -> np.ndarray:
 
 @njit(cache=True, _nrt=False)
 def decode_run_terms_s(params, num_decode_seqs):
-    """A decode-only step's context-free terms: (before_s, allreduce_s, host_s, i, frac).
+    """A decode-only step's context-free terms: (before_s, allreduce_s, host_s, i, frac,
+    transfer_s).
 
     ``before_s`` is the running sum of every term ``step_time_s`` adds before the decode
-    attention; ``allreduce_s`` and ``host_s`` are the two it adds after (seconds); ``i`` and
-    ``frac`` locate ``num_decode_seqs`` (>= 1) on a calibrated decode table's batch axis.
+    attention; ``allreduce_s``, ``host_s`` and ``transfer_s`` (pipeline stages; 0.0 without)
+    are the ones it adds after (seconds); ``i`` and ``frac`` locate ``num_decode_seqs``
+    (>= 1) on a calibrated decode table's batch axis.
     """
     num_tokens = float(num_decode_seqs)
     batch_i = 0
@@ -533,7 +535,7 @@ def decode_run_terms_s(params, num_decode_seqs):
         before_s += params[ATTN_LATENCY_S] + _attention_s(params, 0.0, 0.0, 0.0)
         allreduce_s = params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
     host_s = params[HOST_S] + params[HOST_S_PER_SEQ] * num_tokens
-    return before_s, allreduce_s, host_s, batch_i, batch_frac
+    return before_s, allreduce_s, host_s, batch_i, batch_frac, _pp_transfer_s(params, num_tokens)
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -580,6 +582,7 @@ def decode_run_step_s(
     host_s,
     batch_i,
     batch_frac,
+    transfer_s,
     context_lo,
     num_decode_seqs,
     context_tokens,
@@ -606,5 +609,6 @@ def decode_run_step_s(
         )
     total_s += allreduce_s
     total_s += host_s
-    total_s += _pp_transfer_s(params, float(num_decode_seqs))
+    if transfer_s != 0.0:  # adding 0.0 would leave the sum as it is: skip the work
+        total_s += transfer_s
     return total_s, context_lo
