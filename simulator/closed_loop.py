@@ -124,7 +124,7 @@ def run_closed_loop(
         while True:
             next_s = heap[0][0] if heap else math.inf
             bound_s = earliest_finish_bound_s(
-                req_i, state.rep_i, state.rep_f, cfg, state.steady, state.pcache, state.prefix_ids
+                req_i, state.rep_i, state.rep_f, cfg, state.rep_tables, state.prefix_ids
             )
             if next_s < bound_s or (heap and next_s <= now_s):
                 # No request can finish before this arrival: route it.
@@ -144,7 +144,7 @@ def run_closed_loop(
                         req_i,
                         state.rep_i,
                         cfg,
-                        state.pcache,
+                        state.rep_tables,
                         state.prefix_ids,
                         state.session_replica,
                         i,

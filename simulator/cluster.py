@@ -241,7 +241,7 @@ def _arrivals(env, state, cfg, params, draws, router):
                 state.req_i,
                 state.rep_i,
                 cfg,
-                state.pcache,
+                state.rep_tables,
                 state.prefix_ids,
                 state.session_replica,
                 i,
@@ -295,7 +295,7 @@ def _cached_prefix_tokens(state: EngineState, cfg: np.ndarray, r: int, i: int) -
     """Prompt tokens of request ``i`` that engine replica ``r`` holds in its prefix cache."""
     if not cfg[CFG_PREFIX_CACHING]:
         return 0
-    hit, _ = prefix_hit(state.req_i, cfg, state.pcache, state.prefix_ids, r, i)
+    hit, _ = prefix_hit(state.req_i, cfg, state.rep_tables, state.prefix_ids, r, i)
     return int(cfg[CFG_BLOCK_SIZE]) * int(hit)
 
 

@@ -32,6 +32,7 @@ from simulator.engine.prefix_cache import _table_delete, _table_insert, find_blo
 from simulator.engine.prefix_keys import chain_block_ids, prefix_inputs, session_indices
 from simulator.engine.state import (
     CFG_NUM_KV_BLOCKS,
+    CFG_PCACHE_BASE,
     L_HIT_TOKENS,
     L_QUERY_TOKENS,
     NUM_P_INT,
@@ -39,6 +40,7 @@ from simulator.engine.state import (
     R_CACHED_TOKENS,
     make_config,
     make_prefix_cache,
+    pcache_base,
 )
 from simulator.perf import kernel
 
@@ -121,11 +123,11 @@ def test_numba_prefix_cache_matches_reference(case, params):
     )
     rows = log_rows(state)["log_i"]
     assert rows[L_HIT_TOKENS].sum() == sum(s["cache_hit_tokens"] for s in ref["steps"])
-    assert_cache_drained(state, knobs["num_kv_blocks"])
+    assert_cache_drained(state, knobs)
     assert rows[L_QUERY_TOKENS].sum() == sum(s["cache_query_tokens"] for s in ref["steps"])
 
 
-def assert_cache_drained(state, num_blocks: int) -> None:
+def assert_cache_drained(state, knobs: dict) -> None:
     """After the run: no block has a user, every block is in the free queue exactly once
     (walked both ways), and the table holds exactly the blocks that have a key."""
     from simulator.engine.state import (
@@ -140,8 +142,10 @@ def assert_cache_drained(state, num_blocks: int) -> None:
         PC_TABLE,
     )
 
+    num_blocks = knobs["num_kv_blocks"]
+    base = pcache_base(knobs["block_size"], knobs["max_num_seqs"])
     for r in range(state.rep_i.shape[1]):
-        row = state.pcache[r]
+        row = state.rep_tables[r, base:]
         assert state.rep_i[P_FREE_BLOCKS, r] == num_blocks
         assert state.rep_i[P_NUM_ANON, r] == 0
         assert (row[PC_REF * num_blocks : (PC_REF + 1) * num_blocks] == 0).all()
@@ -216,7 +220,7 @@ def test_numba_prefix_cache_matches_reference_on_conversations(scheduler):
     np.testing.assert_array_equal(
         np.maximum(state.req_i[:, R_CACHED_TOKENS], 0), ref["cached_tokens"]
     )
-    assert_cache_drained(state, knobs["num_kv_blocks"])
+    assert_cache_drained(state, knobs)
     assert ref["cached_tokens"].sum() > 0.2 * prompts.sum()  # the case exercises hits
     assert ref["num_preemptions"].sum() > 0  # and preemptions
 
@@ -251,7 +255,7 @@ def test_fused_and_simpy_agree_with_the_cache_on(router):
     ]
     np.testing.assert_array_equal(states[0].req_i, states[1].req_i)
     np.testing.assert_array_equal(states[0].req_f, states[1].req_f)
-    np.testing.assert_array_equal(states[0].pcache, states[1].pcache)
+    np.testing.assert_array_equal(states[0].rep_tables, states[1].rep_tables)
     if router == "session-affinity":
         replica = states[0].req_i[:, 3]
         for s in set(sessions):
@@ -360,6 +364,7 @@ def test_hash_table_matches_a_dict_under_inserts_and_deletes():
         router=0,
     )
     assert cfg[CFG_NUM_KV_BLOCKS] == blocks
+    cfg[CFG_PCACHE_BASE] = 0  # the table below is the prefix cache alone
     pcache = make_prefix_cache(1, blocks)
     rep_i = np.zeros((NUM_P_INT, 1), np.int64)
     rng = np.random.default_rng(2)

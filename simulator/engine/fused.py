@@ -65,7 +65,7 @@ def _least_outstanding(rep_i):
 
 
 @njit(cache=True, _nrt=False)
-def _longest_cached_prefix(req_i, rep_i, cfg, pcache, prefix_ids, i):
+def _longest_cached_prefix(req_i, rep_i, cfg, rep_tables, prefix_ids, i):
     """``prefix-aware``: the replica holding most of request ``i``'s prefix among those whose
     outstanding requests are within the load cap of the least loaded; ties go to fewer
     outstanding requests, then the lowest index. No hit anywhere: least outstanding."""
@@ -75,7 +75,7 @@ def _longest_cached_prefix(req_i, rep_i, cfg, pcache, prefix_ids, i):
     for r in range(rep_i.shape[1]):
         if rep_i[P_OUTSTANDING, r] > cap:
             continue
-        hit, _ = prefix_hit(req_i, cfg, pcache, prefix_ids, r, i)
+        hit, _ = prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, i)
         if hit > best_hit or (
             hit == best_hit and rep_i[P_OUTSTANDING, r] < rep_i[P_OUTSTANDING, best]
         ):
@@ -85,7 +85,7 @@ def _longest_cached_prefix(req_i, rep_i, cfg, pcache, prefix_ids, i):
 
 
 @njit(cache=True, _nrt=False)
-def choose_replica(req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, num_routed, draw):
+def choose_replica(req_i, rep_i, cfg, rep_tables, prefix_ids, session_replica, i, num_routed, draw):
     """Replica for request ``i`` under the built-in router in ``cfg``.
 
     ``num_routed`` is the number of requests routed so far (round-robin position); ``draw``
@@ -97,7 +97,7 @@ def choose_replica(req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, nu
     """
     if cfg[CFG_PIPELINE_STAGES] > 1:
         group = choose_group(
-            req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, num_routed, draw
+            req_i, rep_i, cfg, rep_tables, prefix_ids, session_replica, i, num_routed, draw
         )
         return choose_virtual_engine(rep_i, cfg, group)
     num_replicas = rep_i.shape[1]
@@ -107,7 +107,7 @@ def choose_replica(req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, nu
     if router == ROUTE_LEAST_OUTSTANDING:
         return _least_outstanding(rep_i)
     if router == ROUTE_PREFIX_AWARE:
-        return _longest_cached_prefix(req_i, rep_i, cfg, pcache, prefix_ids, i)
+        return _longest_cached_prefix(req_i, rep_i, cfg, rep_tables, prefix_ids, i)
     if router == ROUTE_SESSION_AFFINITY:
         session = req_i[i, R_SESSION]
         if session < 0:
@@ -147,7 +147,7 @@ def _least_loaded_group(rep_i, cfg, kv):
 
 
 @njit(cache=True, _nrt=False)
-def choose_group(req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, num_routed, draw):
+def choose_group(req_i, rep_i, cfg, rep_tables, prefix_ids, session_replica, i, num_routed, draw):
     """Replica (group of ``cfg[CFG_PIPELINE_STAGES]`` virtual engines) for request ``i``.
 
     The built-in router over groups: ``least-outstanding`` and ``least-kv`` compare the sums
@@ -184,7 +184,7 @@ def choose_group(req_i, rep_i, cfg, pcache, prefix_ids, session_replica, i, num_
                 continue
             hit = 0
             for r in range(g * stages, (g + 1) * stages):
-                hit = max(hit, prefix_hit(req_i, cfg, pcache, prefix_ids, r, i)[0])
+                hit = max(hit, prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, i)[0])
             if hit > best_hit or (hit == best_hit and load < best_load):
                 best = g
                 best_hit = hit
@@ -222,8 +222,7 @@ def advance_all(
     log_f,
     itl_histogram,
     counters,
-    steady,
-    pcache,
+    rep_tables,
     prefix_ids,
     until_s,
 ):
@@ -243,8 +242,7 @@ def advance_all(
             log_f,
             itl_histogram,
             counters,
-            steady,
-            pcache,
+            rep_tables,
             prefix_ids,
             r,
             until_s,
@@ -267,8 +265,7 @@ def _advance_quiet(
     log_f,
     itl_histogram,
     counters,
-    steady,
-    pcache,
+    rep_tables,
     prefix_ids,
     until_s,
 ):
@@ -297,8 +294,7 @@ def _advance_quiet(
             log_f,
             itl_histogram,
             counters,
-            steady,
-            pcache,
+            rep_tables,
             prefix_ids,
             r,
             until_s,
@@ -306,7 +302,7 @@ def _advance_quiet(
         if code != ADVANCE_OK:
             return code, -math.inf
         rep_f[P_QUIET_UNTIL_S, r] = quiet_until_s(
-            req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids, r
+            req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r
         )
         earliest_s = min(earliest_s, rep_f[P_QUIET_UNTIL_S, r])
     return ADVANCE_OK, earliest_s
@@ -325,8 +321,7 @@ def run_fused(
     log_f,
     itl_histogram,
     counters,
-    steady,
-    pcache,
+    rep_tables,
     prefix_ids,
     draws,
     session_replica,
@@ -363,7 +358,7 @@ def run_fused(
                     req_i,
                     rep_i,
                     cfg,
-                    pcache,
+                    rep_tables,
                     prefix_ids,
                     session_replica,
                     i,
@@ -384,8 +379,7 @@ def run_fused(
                         log_f,
                         itl_histogram,
                         counters,
-                        steady,
-                        pcache,
+                        rep_tables,
                         prefix_ids,
                         r,
                         now_s,
@@ -398,7 +392,7 @@ def run_fused(
                     req_i,
                     rep_i,
                     cfg,
-                    pcache,
+                    rep_tables,
                     prefix_ids,
                     session_replica,
                     i,
@@ -417,8 +411,7 @@ def run_fused(
                     log_f,
                     itl_histogram,
                     counters,
-                    steady,
-                    pcache,
+                    rep_tables,
                     prefix_ids,
                     r,
                     now_s,
@@ -438,8 +431,7 @@ def run_fused(
                         log_f,
                         itl_histogram,
                         counters,
-                        steady,
-                        pcache,
+                        rep_tables,
                         prefix_ids,
                         now_s,
                     )
@@ -447,7 +439,7 @@ def run_fused(
                     req_i,
                     rep_i,
                     cfg,
-                    pcache,
+                    rep_tables,
                     prefix_ids,
                     session_replica,
                     i,
@@ -468,8 +460,7 @@ def run_fused(
                         log_f,
                         itl_histogram,
                         counters,
-                        steady,
-                        pcache,
+                        rep_tables,
                         prefix_ids,
                         r,
                         now_s,
@@ -487,8 +478,7 @@ def run_fused(
                     log_f,
                     itl_histogram,
                     counters,
-                    steady,
-                    pcache,
+                    rep_tables,
                     prefix_ids,
                     now_s,
                 )
@@ -496,7 +486,7 @@ def run_fused(
                     req_i,
                     rep_i,
                     cfg,
-                    pcache,
+                    rep_tables,
                     prefix_ids,
                     session_replica,
                     i,
@@ -509,7 +499,7 @@ def run_fused(
             enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
             if cfg[CFG_ROUTER] == ROUTE_LEAST_OUTSTANDING:
                 # The new request can change the chosen replica's next steps: look again.
-                quiet_r_s = quiet_until_s(req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids, r)
+                quiet_r_s = quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r)
                 rep_f[P_QUIET_UNTIL_S, r] = quiet_r_s
                 quiet_s = min(quiet_s, quiet_r_s)
         i += 1
@@ -526,21 +516,18 @@ def run_fused(
         log_f,
         itl_histogram,
         counters,
-        steady,
-        pcache,
+        rep_tables,
         prefix_ids,
         math.inf,
     )
 
 
 @njit(cache=True, _nrt=False)
-def earliest_finish_bound_s(req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids):
+def earliest_finish_bound_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids):
     """A time before which no request can finish on any replica (``quiet_until_s``'s min)."""
     bound_s = math.inf
     for r in range(rep_i.shape[1]):
-        bound_s = min(
-            bound_s, quiet_until_s(req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids, r)
-        )
+        bound_s = min(bound_s, quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r))
     return bound_s
 
 

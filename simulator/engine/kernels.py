@@ -126,7 +126,7 @@ def _ceil_div(a, b):
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _take_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, need, num_tokens):
+def _take_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, need, num_tokens):
     """Give request ``i`` ``need`` more (free) blocks for ``num_tokens`` computed tokens.
 
     With the prefix cache on, the blocks come from the front of the free queue (evicting
@@ -137,19 +137,19 @@ def _take_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, need, num_tokens):
         req_i[i, R_BLOCKS] += need
         return
     if need > 0:
-        take_private_blocks(pcache, rep_i, cfg, r, need)
+        take_private_blocks(rep_tables, rep_i, cfg, r, need)
         req_i[i, R_BLOCKS] += need
-    register_full_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, num_tokens)
+    register_full_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, num_tokens)
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _free_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i):
+def _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i):
     """Request ``i`` drops every block it holds."""
     if cfg[CFG_PREFIX_CACHING] == 0:
         rep_i[P_FREE_BLOCKS, r] += req_i[i, R_BLOCKS]
         req_i[i, R_BLOCKS] = 0
         return
-    release_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i)
+    release_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i)
 
 
 @njit(cache=True, _nrt=False)
@@ -240,26 +240,26 @@ def enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
 #   its latest token came at P_STEADY_LAST_S;
 # - the replica keeps their aggregates: how many (P_NUM_STEADY), their decode context
 #   (P_STEADY_CONTEXT), how many take a new KV block in the next step (counted by residue
-#   in ``steady[r, :block_size]``), the step at which each finishes (``steady[r, block_size
-#   + k]`` for running[r, k], contiguous so that finding who finishes reads no request
-#   rows) and the first of those steps (P_STEADY_NEXT_FINISH).
+#   in ``rep_tables[r, :block_size]``), the step at which each finishes
+#   (``rep_tables[r, block_size + k]`` for running[r, k], contiguous so that finding who
+#   finishes reads no request rows) and the first of those steps (P_STEADY_NEXT_FINISH).
 # A step then costs O(1) for the steady decodes plus O(1) per other running request. The
 # requests are scheduled, preempted and finished exactly as a step-by-step pass over the
 # running list does (a differential test holds it to the reference engine).
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _steady_new_blocks(rep_i, cfg, steady, r, steps_ahead):
+def _steady_new_blocks(rep_i, cfg, rep_tables, r, steps_ahead):
     """Steady decodes that take a new KV block ``steps_ahead`` steps from now."""
     block_size = cfg[CFG_BLOCK_SIZE]
     t = rep_i[P_STEADY_STEPS, r] + steps_ahead
     # A steady decode's computed count is (its residue + t) mod block_size: it takes a block
     # in the step that starts with a computed count that is a multiple of block_size.
-    return steady[r, (block_size - t % block_size) % block_size]
+    return rep_tables[r, (block_size - t % block_size) % block_size]
 
 
 @njit(cache=True, _nrt=False)
-def _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, end_s):
+def _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r, end_s):
     """Make the running requests after the steady prefix steady while they qualify.
 
     A request qualifies when it is in its decode phase and produced a token at ``end_s``,
@@ -279,10 +279,10 @@ def _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, end_s):
         t = rep_i[P_STEADY_STEPS, r]
         computed = req_i[i, R_COMPUTED]
         req_i[i, R_ANCHOR] = t
-        steady[r, (computed - t) % block_size] += 1
+        rep_tables[r, (computed - t) % block_size] += 1
         rep_i[P_STEADY_CONTEXT, r] += computed + 1
         finish = t + req_i[i, R_OUTPUT] - req_i[i, R_GENERATED]
-        steady[r, block_size + k] = finish
+        rep_tables[r, block_size + k] = finish
         if finish < rep_i[P_STEADY_NEXT_FINISH, r]:
             rep_i[P_STEADY_NEXT_FINISH, r] = finish
         k += 1
@@ -302,19 +302,19 @@ def _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, i):
 
 
 @njit(cache=True, _nrt=False)
-def _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r):
+def _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r):
     """Turn every steady decode of replica ``r`` back into an explicit running request."""
     for k in range(rep_i[P_NUM_STEADY, r]):
         _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, running[r, k])
     for b in range(cfg[CFG_BLOCK_SIZE]):
-        steady[r, b] = 0  # the finish steps beyond are dead until requests join again
+        rep_tables[r, b] = 0  # the finish steps beyond are dead until requests join again
     rep_i[P_NUM_STEADY, r] = 0
     rep_i[P_STEADY_CONTEXT, r] = 0
     rep_i[P_STEADY_NEXT_FINISH, r] = NO_FINISH
 
 
 @njit(cache=True, _nrt=False)
-def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, prefix_ids, r, end_s):
+def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, end_s):
     """Finish the steady decodes that produced their last token at ``end_s``.
 
     Called when P_STEADY_STEPS reaches P_STEADY_NEXT_FINISH. Keeps the running list's order;
@@ -327,21 +327,21 @@ def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, pre
     next_finish = NO_FINISH
     kept = 0
     for k in range(num_steady):
-        finish = steady[r, block_size + k]
+        finish = rep_tables[r, block_size + k]
         i = running[r, k]
         if finish == t:
             _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, i)
-            steady[r, (req_i[i, R_COMPUTED] - t) % block_size] -= 1
+            rep_tables[r, (req_i[i, R_COMPUTED] - t) % block_size] -= 1
             rep_i[P_STEADY_CONTEXT, r] -= req_i[i, R_COMPUTED] + 1
             req_f[i, R_FINISH_S] = end_s
             req_i[i, R_STATUS] = FINISHED
-            _free_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i)
+            _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i)
             rep_i[P_OUTSTANDING, r] -= 1
             continue
         if finish < next_finish:
             next_finish = finish
         running[r, kept] = i
-        steady[r, block_size + kept] = finish
+        rep_tables[r, block_size + kept] = finish
         kept += 1
     rep_i[P_NUM_STEADY, r] = kept
     rep_i[P_STEADY_NEXT_FINISH, r] = next_finish
@@ -366,7 +366,7 @@ def _close_running_gap(rep_i, running, r, gap_start, gap_end):
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _preempt_last(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r):
+def _preempt_last(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r):
     """Preempt the last running request of replica ``r`` (recompute); never a steady one.
 
     Returns (victim, tokens it had scheduled in this step, which go back to the budget).
@@ -376,7 +376,7 @@ def _preempt_last(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, 
     unscheduled = req_i[victim, R_SCHEDULED]
     running[r, k] = -1
     rep_i[P_NUM_RUNNING, r] = k
-    _free_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, victim)
+    _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, victim)
     req_i[victim, R_COMPUTED] = 0
     req_i[victim, R_SCHEDULED] = 0
     req_i[victim, R_STATUS] = WAITING
@@ -394,7 +394,18 @@ def _in_decode_phase(req_i, req_f, i):
 
 @njit(cache=True, _nrt=False)
 def _schedule_running(
-    req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, start_k, budget, decode_phase
+    req_i,
+    req_f,
+    rep_i,
+    rep_f,
+    running,
+    cfg,
+    rep_tables,
+    prefix_ids,
+    r,
+    start_k,
+    budget,
+    decode_phase,
 ):
     """Step 1 of a V1-style step over running[r, start_k:]; return (budget, preempted, stop).
 
@@ -422,7 +433,7 @@ def _schedule_running(
         scheduled = True
         while need > rep_i[P_FREE_BLOCKS, r]:
             victim, unscheduled = _preempt_last(
-                req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r
+                req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r
             )
             preempted += 1
             budget += unscheduled  # non-zero only in Sarathi's second pass
@@ -431,7 +442,9 @@ def _schedule_running(
                 break
         if not scheduled:
             return budget, preempted, True
-        _take_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, need, req_i[i, R_COMPUTED] + n)
+        _take_blocks(
+            req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, need, req_i[i, R_COMPUTED] + n
+        )
         req_i[i, R_SCHEDULED] = n
         budget -= n
         k += 1
@@ -439,7 +452,9 @@ def _schedule_running(
 
 
 @njit(cache=True, _nrt=False)
-def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, now_s, budget):
+def _admit_waiting(
+    req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, now_s, budget
+):
     """Step 2 of a V1-style step: admit from the front of the queue under the budget.
 
     With the prefix cache on, the head's longest cached prefix counts as computed; the
@@ -454,7 +469,7 @@ def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids,
         hit = 0
         hit_free = 0
         if caching:
-            hit, hit_free = prefix_hit(req_i, cfg, pcache, prefix_ids, r, i)
+            hit, hit_free = prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, i)
         computed = hit * block_size  # 0 without a hit: a waiting request holds nothing
         known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
         n = min(known - computed, budget)
@@ -464,13 +479,13 @@ def _admit_waiting(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids,
         _pop_front(req_i, req_f, rep_i, rep_f, running, r)
         _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
         if caching:
-            take_cached_prefix(req_i, rep_i, cfg, pcache, prefix_ids, r, i, hit)
+            take_cached_prefix(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, hit)
             req_i[i, R_COMPUTED] = computed
             if req_i[i, R_CACHED_TOKENS] < 0:
                 req_i[i, R_CACHED_TOKENS] = computed
             rep_i[P_STEP_HIT_TOKENS, r] += computed
             rep_i[P_STEP_QUERY_TOKENS, r] += known
-        _take_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, need, computed + n)
+        _take_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, need, computed + n)
         req_i[i, R_SCHEDULED] = n
         budget -= n
     return budget
@@ -487,7 +502,19 @@ def _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
 
 @njit(cache=True, _nrt=False)
 def _schedule_v1(
-    req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, now_s, sarathi, start_k, budget
+    req_i,
+    req_f,
+    rep_i,
+    rep_f,
+    running,
+    cfg,
+    rep_tables,
+    prefix_ids,
+    r,
+    now_s,
+    sarathi,
+    start_k,
+    budget,
 ):
     """A V1-style step after the first ``start_k`` running requests took ``budget``'s share."""
     if sarathi:
@@ -498,7 +525,7 @@ def _schedule_v1(
             rep_f,
             running,
             cfg,
-            pcache,
+            rep_tables,
             prefix_ids,
             r,
             start_k,
@@ -513,7 +540,7 @@ def _schedule_v1(
                 rep_f,
                 running,
                 cfg,
-                pcache,
+                rep_tables,
                 prefix_ids,
                 r,
                 start_k,
@@ -529,7 +556,7 @@ def _schedule_v1(
             rep_f,
             running,
             cfg,
-            pcache,
+            rep_tables,
             prefix_ids,
             r,
             start_k,
@@ -538,7 +565,7 @@ def _schedule_v1(
         )
     if preempted == 0:
         _admit_waiting(
-            req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, now_s, budget
+            req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, now_s, budget
         )
 
 
@@ -556,7 +583,9 @@ def _v0_admits(req_i, rep_i, cfg, r):
 
 
 @njit(cache=True, _nrt=False)
-def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, now_s, start_k):
+def _schedule_v0(
+    req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, now_s, start_k
+):
     """vLLM v0.6 default scheduler without chunking: a prefill step, else a decode step.
 
     The first ``start_k`` running requests are already scheduled for a decode step (the
@@ -587,7 +616,7 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r
         scheduled = True
         while need > rep_i[P_FREE_BLOCKS, r]:
             victim, _ = _preempt_last(
-                req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r
+                req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r
             )
             if victim == i:
                 scheduled = False
@@ -602,9 +631,7 @@ def _schedule_v0(req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r
 
 
 @njit(cache=True, _nrt=False)
-def _start_step(
-    req_i, req_f, rep_i, rep_f, running, cfg, params, steady, pcache, prefix_ids, r, now_s
-):
+def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, prefix_ids, r, now_s):
     """Schedule a step at ``now_s``; return True when it holds any request."""
     waiting_before = rep_i[P_NUM_WAITING, r]
     rep_i[P_STEP_HIT_TOKENS, r] = 0
@@ -618,23 +645,23 @@ def _start_step(
         # other request. That is what happens here, in O(1), unless the budget or the free
         # blocks run out among them (a preemption) or v0 runs a prefill step instead: then
         # they are materialised and the step is scheduled request by request.
-        steady_blocks = _steady_new_blocks(rep_i, cfg, steady, r, 0)
+        steady_blocks = _steady_new_blocks(rep_i, cfg, rep_tables, r, 0)
         if (
             (scheduler != SCHED_V0 and num_steady > budget)
             or steady_blocks > rep_i[P_FREE_BLOCKS, r]
             or (scheduler == SCHED_V0 and _v0_admits(req_i, rep_i, cfg, r))
         ):
-            _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r)
+            _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r)
             num_steady = 0
         else:
             if cfg[CFG_PREFIX_CACHING] == 0:
                 rep_i[P_FREE_BLOCKS, r] -= steady_blocks
             else:
-                take_private_blocks(pcache, rep_i, cfg, r, steady_blocks)
+                take_private_blocks(rep_tables, rep_i, cfg, r, steady_blocks)
             budget -= num_steady
     if scheduler == SCHED_V0:
         _schedule_v0(
-            req_i, req_f, rep_i, rep_f, running, cfg, pcache, prefix_ids, r, now_s, num_steady
+            req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, now_s, num_steady
         )
     else:
         _schedule_v1(
@@ -644,7 +671,7 @@ def _start_step(
             rep_f,
             running,
             cfg,
-            pcache,
+            rep_tables,
             prefix_ids,
             r,
             now_s,
@@ -729,7 +756,7 @@ def _itl_bin_bounds(gap_s):
 
 @njit(cache=True, _nrt=False)
 def _advance_steady(
-    req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, prefix_ids, r, num_steps, end_s
+    req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, num_steps, end_s
 ):
     """Record ``num_steps`` steps of the steady decodes ending at ``end_s``; finish those due.
 
@@ -740,7 +767,7 @@ def _advance_steady(
     rep_f[P_STEADY_LAST_S, r] = end_s
     if rep_i[P_STEADY_STEPS, r] == rep_i[P_STEADY_NEXT_FINISH, r]:
         return _finish_steady(
-            req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, prefix_ids, r, end_s
+            req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, end_s
         )
     return 0
 
@@ -757,8 +784,7 @@ def _complete_step(
     log_f,
     itl_histogram,
     counters,
-    steady,
-    pcache,
+    rep_tables,
     prefix_ids,
     r,
 ):
@@ -770,7 +796,7 @@ def _complete_step(
     if num_steady > 0:
         itl_histogram[_itl_bin(end_s - rep_f[P_STEADY_LAST_S, r])] += num_steady
         finished = _advance_steady(
-            req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, prefix_ids, r, 1, end_s
+            req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, 1, end_s
         )
         kept = num_steady - finished
     # Requests whose previous token came at this step's start share one gap: bin it once.
@@ -793,7 +819,7 @@ def _complete_step(
                 if req_i[i, R_GENERATED] == req_i[i, R_OUTPUT]:
                     req_f[i, R_FINISH_S] = end_s
                     req_i[i, R_STATUS] = FINISHED
-                    _free_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i)
+                    _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i)
                     rep_i[P_OUTSTANDING, r] -= 1
                     continue
         running[r, kept] = i
@@ -803,9 +829,9 @@ def _complete_step(
     for k in range(kept, rep_i[P_NUM_RUNNING, r]):
         running[r, k] = -1
     rep_i[P_NUM_RUNNING, r] = kept
-    _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, steady, r, end_s)
+    _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r, end_s)
     _log_step(
-        rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, steady, r, end_s, 1
+        rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, rep_tables, r, end_s, 1
     )
     rep_f[P_CLOCK_S, r] = end_s
     rep_i[P_IN_FLIGHT, r] = 0
@@ -814,7 +840,18 @@ def _complete_step(
 
 @njit(cache=True, inline="always", _nrt=False)
 def _log_step(
-    rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, steady, r, end_s, num_steps
+    rep_i,
+    rep_f,
+    running,
+    cfg,
+    log_i,
+    log_f,
+    itl_histogram,
+    counters,
+    rep_tables,
+    r,
+    end_s,
+    num_steps,
 ):
     """Log ``num_steps`` identical-composition steps ending at ``end_s`` (P_STEP_* fields)."""
     start_s = rep_f[P_CLOCK_S, r]  # the clock stays at the step's start while it is in flight
@@ -851,7 +888,9 @@ def _log_step(
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _admission_blocked(req_i, rep_i, cfg, pcache, prefix_ids, r, num_decodes, free_after_decodes):
+def _admission_blocked(
+    req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, free_after_decodes
+):
     """True when no waiting request could be admitted in any step of a decode-only run.
 
     Admission can only become possible when a request finishes (freeing blocks and a seat),
@@ -876,7 +915,7 @@ def _admission_blocked(req_i, rep_i, cfg, pcache, prefix_ids, r, num_decodes, fr
         return True
     hit = 0
     if cfg[CFG_PREFIX_CACHING] != 0:
-        hit, _ = prefix_hit(req_i, cfg, pcache, prefix_ids, r, head)
+        hit, _ = prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, head)
     computed = hit * block_size
     n = min(req_i[head, R_PROMPT] + req_i[head, R_GENERATED] - computed, budget)
     need = _ceil_div(computed + n, block_size) - hit
@@ -896,8 +935,7 @@ def _fast_forward_decodes(
     log_f,
     itl_histogram,
     counters,
-    steady,
-    pcache,
+    rep_tables,
     prefix_ids,
     r,
     until_s,
@@ -919,11 +957,11 @@ def _fast_forward_decodes(
     if counters[C_LOG_SIZE] >= log_i.shape[1]:
         return 0  # let the step-by-step path report a full log
     free = rep_i[P_FREE_BLOCKS, r]
-    first_step_blocks = _steady_new_blocks(rep_i, cfg, steady, r, 0)
+    first_step_blocks = _steady_new_blocks(rep_i, cfg, rep_tables, r, 0)
     if first_step_blocks > free:
         return 0
     if not _admission_blocked(
-        req_i, rep_i, cfg, pcache, prefix_ids, r, num_decodes, free - first_step_blocks
+        req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, free - first_step_blocks
     ):
         return 0
 
@@ -938,13 +976,13 @@ def _fast_forward_decodes(
     )
     context_lo = 0
     # The residue of the steady decodes that take a block falls by one (mod block size) a
-    # step: index steady[r, :] by a rotating counter instead of two modulos a step.
+    # step: index rep_tables[r, :] by a rotating counter instead of two modulos a step.
     block_size = cfg[CFG_BLOCK_SIZE]
     residue = (block_size - rep_i[P_STEADY_STEPS, r] % block_size) % block_size
     # Consecutive gaps mostly share an ITL bin: test the last bin's bounds before binning.
     bin_idx, bin_lo_s, bin_hi_s = 0, 1.0, 0.0
     while num_steps < steps_to_finish:
-        need = steady[r, residue]
+        need = rep_tables[r, residue]
         if new_blocks + need > free:
             break
         step_s, context_lo = decode_run_step_s(
@@ -978,14 +1016,14 @@ def _fast_forward_decodes(
     if cfg[CFG_PREFIX_CACHING] == 0:
         rep_i[P_FREE_BLOCKS, r] -= new_blocks
     else:
-        take_private_blocks(pcache, rep_i, cfg, r, new_blocks)
+        take_private_blocks(rep_tables, rep_i, cfg, r, new_blocks)
     rep_i[P_STEP_HIT_TOKENS, r] = 0
     rep_i[P_STEP_QUERY_TOKENS, r] = 0
     rep_i[P_STEP_PREFILL_TOKENS, r] = 0
     rep_i[P_STEP_DECODE_SEQS, r] = num_decodes
     rep_i[P_STEP_WAITING, r] = rep_i[P_NUM_WAITING, r]
     finished = _advance_steady(
-        req_i, req_f, rep_i, rep_f, running, cfg, steady, pcache, prefix_ids, r, num_steps, end_s
+        req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, num_steps, end_s
     )
     if finished > 0:
         _close_running_gap(rep_i, running, r, num_decodes - finished, num_decodes)
@@ -998,7 +1036,7 @@ def _fast_forward_decodes(
         log_f,
         itl_histogram,
         counters,
-        steady,
+        rep_tables,
         r,
         end_s,
         num_steps,
@@ -1025,8 +1063,7 @@ def advance(
     log_f,
     itl_histogram,
     counters,
-    steady,
-    pcache,
+    rep_tables,
     prefix_ids,
     r,
     until_s,
@@ -1056,8 +1093,7 @@ def advance(
                 log_f,
                 itl_histogram,
                 counters,
-                steady,
-                pcache,
+                rep_tables,
                 prefix_ids,
                 r,
             )
@@ -1079,8 +1115,7 @@ def advance(
             log_f,
             itl_histogram,
             counters,
-            steady,
-            pcache,
+            rep_tables,
             prefix_ids,
             r,
             until_s,
@@ -1094,8 +1129,7 @@ def advance(
             running,
             cfg,
             params,
-            steady,
-            pcache,
+            rep_tables,
             prefix_ids,
             r,
             rep_f[P_CLOCK_S, r],
@@ -1118,7 +1152,7 @@ _ULP_SLACK = 4e-16
 
 
 @njit(cache=True, _nrt=False)
-def quiet_until_s(req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids, r):
+def quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r):
     """A time before which replica ``r``'s outstanding count cannot change, new arrivals aside.
 
     The count falls only when a request finishes, at the end of a step. When the in-flight
@@ -1146,8 +1180,10 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, steady, pcache, prefix_ids, r):
     if steps_to_finish <= 1:
         return end_s  # a request finishes at the in-flight step's end
     free = rep_i[P_FREE_BLOCKS, r]  # the in-flight step's blocks are taken already
-    after_next = free - _steady_new_blocks(rep_i, cfg, steady, r, 1)
-    if not _admission_blocked(req_i, rep_i, cfg, pcache, prefix_ids, r, num_decodes, after_next):
+    after_next = free - _steady_new_blocks(rep_i, cfg, rep_tables, r, 1)
+    if not _admission_blocked(
+        req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, after_next
+    ):
         return end_s
     # Over the steps_to_finish - 1 steps after the in-flight one, a request takes at most one
     # block per block_size steps, plus one: when even that fits, no step can preempt.

@@ -23,7 +23,7 @@ Two requests computing the same prefix at once (the second admitted before the f
 blocks were registered) would each hold a copy in vLLM; here the second one's copy is
 given back when it fills and the cached one is shared instead (it holds the same tokens).
 
-The state is ``pcache``: one row per replica of ``5 x num_kv_blocks + table_slots`` int64
+The state is ``tables``: one row per replica of ``5 x num_kv_blocks + table_slots`` int64
 (see ``state.PC_*``). A request holds its first ``R_KEYED_HELD`` keyed blocks through the
 cache (found from their keys, no block table per request) and ``R_BLOCKS - R_KEYED_HELD``
 private blocks, whose indices sit on the replica's stack of private blocks in use: private
@@ -39,6 +39,7 @@ from simulator.engine.state import (
     CFG_CACHE_TABLE_SHIFT,
     CFG_HASH_BLOCK_TOKENS,
     CFG_NUM_KV_BLOCKS,
+    CFG_PCACHE_BASE,
     KEY_POSITION_BITS,
     NOT_QUEUED,
     P_EVICTIONS,
@@ -80,61 +81,64 @@ def _home_slot(cfg, key, mask):
 
 
 @njit(cache=True, _nrt=False)
-def find_block(pcache, cfg, r, key):
+def find_block(tables, cfg, r, key):
     """Block holding ``key`` on replica ``r``, or -1."""
     blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
     table = PC_TABLE * blocks
-    mask = pcache.shape[1] - table - 1
+    mask = (1 << (64 - cfg[CFG_CACHE_TABLE_SHIFT])) - 1
     slot = _home_slot(cfg, key, mask)
     while True:
-        b = pcache[r, table + slot]
+        b = tables[r, base + table + slot]
         if b < 0:
             return -1
-        if pcache[r, PC_KEY * blocks + b] == key:
+        if tables[r, base + PC_KEY * blocks + b] == key:
             return b
         slot = (slot + 1) & mask
 
 
 @njit(cache=True, _nrt=False)
-def _table_insert(pcache, rep_i, cfg, r, key, b):
+def _table_insert(tables, rep_i, cfg, r, key, b):
     blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
     table = PC_TABLE * blocks
-    mask = pcache.shape[1] - table - 1
+    mask = (1 << (64 - cfg[CFG_CACHE_TABLE_SHIFT])) - 1
     slot = _home_slot(cfg, key, mask)
-    while pcache[r, table + slot] >= 0:
+    while tables[r, base + table + slot] >= 0:
         slot = (slot + 1) & mask
-    pcache[r, table + slot] = b
-    pcache[r, PC_KEY * blocks + b] = key
+    tables[r, base + table + slot] = b
+    tables[r, base + PC_KEY * blocks + b] = key
     rep_i[P_NUM_CACHED, r] += 1
 
 
 @njit(cache=True, _nrt=False)
-def _table_delete(pcache, rep_i, cfg, r, b):
+def _table_delete(tables, rep_i, cfg, r, b):
     """Forget block ``b``'s key (linear probing, backward-shift deletion: no tombstones)."""
     blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
     table = PC_TABLE * blocks
-    mask = pcache.shape[1] - table - 1
-    key = pcache[r, PC_KEY * blocks + b]
+    mask = (1 << (64 - cfg[CFG_CACHE_TABLE_SHIFT])) - 1
+    key = tables[r, base + PC_KEY * blocks + b]
     hole = _home_slot(cfg, key, mask)
-    while pcache[r, table + hole] != b:
+    while tables[r, base + table + hole] != b:
         hole = (hole + 1) & mask
     j = hole
     while True:
         j = (j + 1) & mask
-        moved = pcache[r, table + j]
+        moved = tables[r, base + table + j]
         if moved < 0:
             break
-        home = _home_slot(cfg, pcache[r, PC_KEY * blocks + moved], mask)
+        home = _home_slot(cfg, tables[r, base + PC_KEY * blocks + moved], mask)
         # The entry at j may fill the hole unless its home lies cyclically in (hole, j].
         if hole <= j:
             stays = hole < home <= j
         else:
             stays = home > hole or home <= j
         if not stays:
-            pcache[r, table + hole] = moved
+            tables[r, base + table + hole] = moved
             hole = j
-    pcache[r, table + hole] = -1
-    pcache[r, PC_KEY * blocks + b] = -1
+    tables[r, base + table + hole] = -1
+    tables[r, base + PC_KEY * blocks + b] = -1
     rep_i[P_NUM_CACHED, r] -= 1
 
 
@@ -142,31 +146,33 @@ def _table_delete(pcache, rep_i, cfg, r, b):
 
 
 @njit(cache=True, _nrt=False)
-def _queue_remove(pcache, rep_i, cfg, r, b):
+def _queue_remove(tables, rep_i, cfg, r, b):
     blocks = cfg[CFG_NUM_KV_BLOCKS]
-    prev = pcache[r, PC_PREV * blocks + b]
-    nxt = pcache[r, PC_NEXT * blocks + b]
+    base = cfg[CFG_PCACHE_BASE]
+    prev = tables[r, base + PC_PREV * blocks + b]
+    nxt = tables[r, base + PC_NEXT * blocks + b]
     if prev >= 0:
-        pcache[r, PC_NEXT * blocks + prev] = nxt
+        tables[r, base + PC_NEXT * blocks + prev] = nxt
     else:
         rep_i[P_FREE_HEAD, r] = nxt
     if nxt >= 0:
-        pcache[r, PC_PREV * blocks + nxt] = prev
+        tables[r, base + PC_PREV * blocks + nxt] = prev
     else:
         rep_i[P_FREE_TAIL, r] = prev
-    pcache[r, PC_PREV * blocks + b] = NOT_QUEUED
-    pcache[r, PC_NEXT * blocks + b] = NOT_QUEUED
+    tables[r, base + PC_PREV * blocks + b] = NOT_QUEUED
+    tables[r, base + PC_NEXT * blocks + b] = NOT_QUEUED
     rep_i[P_FREE_BLOCKS, r] -= 1
 
 
 @njit(cache=True, _nrt=False)
-def _queue_append(pcache, rep_i, cfg, r, b):
+def _queue_append(tables, rep_i, cfg, r, b):
     blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
     tail = rep_i[P_FREE_TAIL, r]
-    pcache[r, PC_PREV * blocks + b] = tail
-    pcache[r, PC_NEXT * blocks + b] = -1
+    tables[r, base + PC_PREV * blocks + b] = tail
+    tables[r, base + PC_NEXT * blocks + b] = -1
     if tail >= 0:
-        pcache[r, PC_NEXT * blocks + tail] = b
+        tables[r, base + PC_NEXT * blocks + tail] = b
     else:
         rep_i[P_FREE_HEAD, r] = b
     rep_i[P_FREE_TAIL, r] = b
@@ -174,34 +180,36 @@ def _queue_append(pcache, rep_i, cfg, r, b):
 
 
 @njit(cache=True, _nrt=False)
-def take_private_blocks(pcache, rep_i, cfg, r, count):
+def take_private_blocks(tables, rep_i, cfg, r, count):
     """Take ``count`` blocks from the front of the free queue as private blocks in use.
 
     A taken block that was cached is evicted. The caller checked that ``count`` are free.
     """
     blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
     for _ in range(count):
         b = rep_i[P_FREE_HEAD, r]
-        _queue_remove(pcache, rep_i, cfg, r, b)
-        if pcache[r, PC_KEY * blocks + b] >= 0:
-            _table_delete(pcache, rep_i, cfg, r, b)
+        _queue_remove(tables, rep_i, cfg, r, b)
+        if tables[r, base + PC_KEY * blocks + b] >= 0:
+            _table_delete(tables, rep_i, cfg, r, b)
             rep_i[P_EVICTIONS, r] += 1
-        pcache[r, PC_REF * blocks + b] = 1
-        pcache[r, PC_ANON * blocks + rep_i[P_NUM_ANON, r]] = b
+        tables[r, base + PC_REF * blocks + b] = 1
+        tables[r, base + PC_ANON * blocks + rep_i[P_NUM_ANON, r]] = b
         rep_i[P_NUM_ANON, r] += 1
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _give_back_private(pcache, rep_i, cfg, r):
+def _give_back_private(tables, rep_i, cfg, r):
     blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
     rep_i[P_NUM_ANON, r] -= 1
-    b = pcache[r, PC_ANON * blocks + rep_i[P_NUM_ANON, r]]
-    pcache[r, PC_REF * blocks + b] = 0
-    _queue_append(pcache, rep_i, cfg, r, b)
+    b = tables[r, base + PC_ANON * blocks + rep_i[P_NUM_ANON, r]]
+    tables[r, base + PC_REF * blocks + b] = 0
+    _queue_append(tables, rep_i, cfg, r, b)
 
 
 @njit(cache=True, _nrt=False)
-def register_full_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, num_tokens):
+def register_full_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i, num_tokens):
     """Put request ``i``'s keyed blocks that ``num_tokens`` computed tokens fill in the cache.
 
     Each such block is one of the request's private blocks: it takes the block's key, or,
@@ -209,64 +217,68 @@ def register_full_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i, num_tokens
     own copy back to the free queue.
     """
     blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
     full = min(req_i[i, R_NUM_KEYS], num_tokens // cfg[CFG_BLOCK_SIZE])
     for m in range(req_i[i, R_KEYED_HELD], full):
         key = block_key(req_i, cfg, prefix_ids, i, m)
-        b = find_block(pcache, cfg, r, key)
+        b = find_block(tables, cfg, r, key)
         if b >= 0:
-            if pcache[r, PC_REF * blocks + b] == 0:
-                _queue_remove(pcache, rep_i, cfg, r, b)
-            pcache[r, PC_REF * blocks + b] += 1
-            _give_back_private(pcache, rep_i, cfg, r)
+            if tables[r, base + PC_REF * blocks + b] == 0:
+                _queue_remove(tables, rep_i, cfg, r, b)
+            tables[r, base + PC_REF * blocks + b] += 1
+            _give_back_private(tables, rep_i, cfg, r)
         else:
             rep_i[P_NUM_ANON, r] -= 1
-            own = pcache[r, PC_ANON * blocks + rep_i[P_NUM_ANON, r]]
-            _table_insert(pcache, rep_i, cfg, r, key, own)
+            own = tables[r, base + PC_ANON * blocks + rep_i[P_NUM_ANON, r]]
+            _table_insert(tables, rep_i, cfg, r, key, own)
         req_i[i, R_KEYED_HELD] = m + 1
 
 
 @njit(cache=True, _nrt=False)
-def release_blocks(req_i, rep_i, cfg, pcache, prefix_ids, r, i):
+def release_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i):
     """Drop every block request ``i`` holds, last first (vLLM frees a request in reverse)."""
     blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
     held = req_i[i, R_KEYED_HELD]
     for _ in range(req_i[i, R_BLOCKS] - held):
-        _give_back_private(pcache, rep_i, cfg, r)
+        _give_back_private(tables, rep_i, cfg, r)
     for m in range(held - 1, -1, -1):
-        b = find_block(pcache, cfg, r, block_key(req_i, cfg, prefix_ids, i, m))
-        pcache[r, PC_REF * blocks + b] -= 1
-        if pcache[r, PC_REF * blocks + b] == 0:
-            _queue_append(pcache, rep_i, cfg, r, b)
+        b = find_block(tables, cfg, r, block_key(req_i, cfg, prefix_ids, i, m))
+        tables[r, base + PC_REF * blocks + b] -= 1
+        if tables[r, base + PC_REF * blocks + b] == 0:
+            _queue_append(tables, rep_i, cfg, r, b)
     req_i[i, R_KEYED_HELD] = 0
     req_i[i, R_BLOCKS] = 0
 
 
 @njit(cache=True, _nrt=False)
-def prefix_hit(req_i, cfg, pcache, prefix_ids, r, i):
+def prefix_hit(req_i, cfg, tables, prefix_ids, r, i):
     """(blocks, of which free) of waiting request ``i``'s longest prefix cached on ``r``."""
     blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
     known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
     limit = min(req_i[i, R_NUM_KEYS], (known - 1) // cfg[CFG_BLOCK_SIZE])
     hit = 0
     free = 0
     while hit < limit:
-        b = find_block(pcache, cfg, r, block_key(req_i, cfg, prefix_ids, i, hit))
+        b = find_block(tables, cfg, r, block_key(req_i, cfg, prefix_ids, i, hit))
         if b < 0:
             break
-        if pcache[r, PC_REF * blocks + b] == 0:
+        if tables[r, base + PC_REF * blocks + b] == 0:
             free += 1
         hit += 1
     return hit, free
 
 
 @njit(cache=True, _nrt=False)
-def take_cached_prefix(req_i, rep_i, cfg, pcache, prefix_ids, r, i, hit):
+def take_cached_prefix(req_i, rep_i, cfg, tables, prefix_ids, r, i, hit):
     """Request ``i`` takes a reference on its first ``hit`` blocks, all cached on ``r``."""
     blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
     for m in range(hit):
-        b = find_block(pcache, cfg, r, block_key(req_i, cfg, prefix_ids, i, m))
-        if pcache[r, PC_REF * blocks + b] == 0:
-            _queue_remove(pcache, rep_i, cfg, r, b)
-        pcache[r, PC_REF * blocks + b] += 1
+        b = find_block(tables, cfg, r, block_key(req_i, cfg, prefix_ids, i, m))
+        if tables[r, base + PC_REF * blocks + b] == 0:
+            _queue_remove(tables, rep_i, cfg, r, b)
+        tables[r, base + PC_REF * blocks + b] += 1
     req_i[i, R_KEYED_HELD] = hit
     req_i[i, R_BLOCKS] = hit

@@ -62,7 +62,8 @@ CFG_PREFIX_LOAD_CAP = 12  # prefix-aware router's load cap
 # Pipeline stages per replica (1: none). With N > 1 every N consecutive engine replicas are
 # the N vLLM v0.6 virtual engines of one replica (see ``fused.choose_replica``).
 CFG_PIPELINE_STAGES = 13
-CFG_SIZE = 14
+CFG_PCACHE_BASE = 14  # first column of the prefix cache in each row of ``rep_tables``
+CFG_SIZE = 15
 
 # Columns of ``req_i`` (int64, one row per request).
 R_PROMPT = 0  # prompt tokens P
@@ -198,8 +199,7 @@ class EngineState:
     log_f: np.ndarray
     itl_histogram: np.ndarray
     counters: np.ndarray
-    steady: np.ndarray
-    pcache: np.ndarray
+    rep_tables: np.ndarray
     prefix_ids: np.ndarray
     session_replica: np.ndarray
     #: Closed-loop replay only: the trace's arrival times (``req_f``'s are those replayed).
@@ -222,8 +222,7 @@ class EngineState:
             self.log_f,
             self.itl_histogram,
             self.counters,
-            self.steady,
-            self.pcache,
+            self.rep_tables,
             self.prefix_ids,
         )
 
@@ -294,12 +293,21 @@ def make_state(
     rep_i[P_STEADY_NEXT_FINISH] = NO_FINISH
     rep_i[P_FREE_HEAD] = -1
     rep_i[P_FREE_TAIL] = -1
+    # Per replica: steady decodes counted by (computed - R_ANCHOR) % block_size in the first
+    # block_size columns (those with residue (-P_STEADY_STEPS) % block_size take a new KV
+    # block in the next step), then the P_STEADY_STEPS value at which each steady decode
+    # finishes, by its position in the running list; then, with prefix caching, the cache
+    # (``prefix_cache.py``). One array, not three: every array a kernel takes is copied into
+    # each call's arguments.
+    steady = np.zeros((num_replicas, pcache_base(block_size, max_num_seqs)), np.int64)
     if prefix_caching:
-        pcache = make_prefix_cache(num_replicas, num_kv_blocks)
+        rep_tables = np.concatenate(
+            [steady, make_prefix_cache(num_replicas, num_kv_blocks)], axis=1
+        )
         rep_i[P_FREE_HEAD] = 0
         rep_i[P_FREE_TAIL] = num_kv_blocks - 1
     else:
-        pcache = np.zeros((num_replicas, 1), np.int64)
+        rep_tables = steady
     return EngineState(
         req_i=req_i,
         req_f=req_f,
@@ -310,15 +318,15 @@ def make_state(
         log_f=np.zeros((NUM_L_FLOAT, log_capacity), np.float64),
         itl_histogram=np.zeros(ITL_NUM_BINS, np.int64),
         counters=np.zeros(NUM_COUNTERS, np.int64),
-        # Per replica: steady decodes counted by (computed - R_ANCHOR) % block_size in the
-        # first block_size columns (those with residue (-P_STEADY_STEPS) % block_size take a
-        # new KV block in the next step), then the P_STEADY_STEPS value at which each steady
-        # decode finishes, by its position in the running list.
-        steady=np.zeros((num_replicas, max(block_size, 1) + max_num_seqs), np.int64),
-        pcache=pcache,
+        rep_tables=rep_tables,
         prefix_ids=np.ascontiguousarray(prefix_ids, dtype=np.int64),
         session_replica=np.full(max(num_sessions, 1), -1, np.int64),
     )
+
+
+def pcache_base(block_size: int, max_num_seqs: int) -> int:
+    """First column of the prefix cache in a row of ``rep_tables``."""
+    return max(block_size, 1) + max_num_seqs
 
 
 def cache_table_slots(num_kv_blocks: int) -> int:
@@ -376,5 +384,6 @@ def make_config(
     config[CFG_HASH_BLOCK_TOKENS] = hash_block_tokens
     config[CFG_CACHE_TABLE_SHIFT] = 64 - (cache_table_slots(num_kv_blocks).bit_length() - 1)
     config[CFG_PREFIX_LOAD_CAP] = prefix_load_cap
+    config[CFG_PCACHE_BASE] = pcache_base(block_size, max_num_seqs)
     config[CFG_PIPELINE_STAGES] = pipeline_stages
     return config
