@@ -71,6 +71,7 @@ from simulator.trace.synth import (
     LengthDistribution,
     _check_distribution,
     _draw_lengths,
+    _int_range,
     _real,
     _resample_source,
     _token_count,
@@ -213,14 +214,7 @@ def parse_turns_distribution(text: str, option: str = "--turns") -> TurnsDistrib
         value = _token_count(body, fail, "the number of turns")
         return TurnsDistribution("fixed", value, value)
     if kind == "uniform":
-        low_text, dash, high_text = body.partition("-")
-        if not dash:
-            raise fail("uniform needs LO-HI")
-        low = _token_count(low_text, fail, "LO")
-        high = _token_count(high_text, fail, "HI")
-        if high < low:
-            raise fail(f"HI ({high}) is below LO ({low})")
-        return TurnsDistribution("uniform", low, high)
+        return TurnsDistribution("uniform", *_int_range(body, fail))
     if kind == "geometric":
         params = _key_values(body, ("mean", "max"), fail)
         if "mean" not in params:

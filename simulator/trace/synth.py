@@ -121,14 +121,7 @@ def parse_length_distribution(text: str, option: str = "length distribution") ->
         value = _token_count(body, fail, "the token count")
         return LengthDistribution("fixed", value, value)
     if kind == "uniform":
-        low_text, dash, high_text = body.partition("-")
-        if not dash:
-            raise fail("uniform needs LO-HI")
-        low = _token_count(low_text, fail, "LO")
-        high = _token_count(high_text, fail, "HI")
-        if high < low:
-            raise fail(f"HI ({high}) is below LO ({low})")
-        return LengthDistribution("uniform", low, high)
+        return LengthDistribution("uniform", *_int_range(body, fail))
     if kind == "lognormal":
         params: dict[str, str] = {}
         for item in body.split(","):
@@ -332,6 +325,18 @@ def _check_distribution(dist: LengthDistribution, option: str) -> None:
     parse_length_distribution(dist.spec(), option)
     if dist.kind == "fixed" and dist.min_tokens != dist.max_tokens:
         raise SimreplayError(f"{option}: fixed needs min_tokens == max_tokens")
+
+
+def _int_range(body: str, fail: Callable[[str], SimreplayError]) -> tuple[int, int]:
+    """``LO-HI`` (integers >= 1, LO <= HI) of a ``uniform:LO-HI`` distribution."""
+    low_text, dash, high_text = body.partition("-")
+    if not dash:
+        raise fail("uniform needs LO-HI")
+    low = _token_count(low_text, fail, "LO")
+    high = _token_count(high_text, fail, "HI")
+    if high < low:
+        raise fail(f"HI ({high}) is below LO ({low})")
+    return low, high
 
 
 def _token_count(text: str, fail: Callable[[str], SimreplayError], what: str) -> int:
