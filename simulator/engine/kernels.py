@@ -630,7 +630,7 @@ def _schedule_v0(
         k += 1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, prefix_ids, r, now_s):
     """Schedule a step at ``now_s``; return True when it holds any request."""
     waiting_before = rep_i[P_NUM_WAITING, r]
@@ -772,7 +772,7 @@ def _advance_steady(
     return 0
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def _complete_step(
     req_i,
     req_f,
@@ -922,7 +922,7 @@ def _admission_blocked(
     return need > free_after_decodes
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def _fast_forward_decodes(
     req_i,
     req_f,
