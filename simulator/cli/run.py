@@ -172,7 +172,7 @@ def run(
         note(message)
     if _numba_cache.is_cold():
         note(
-            "first run with this version: compiling the simulation kernels (15-30 s, once; "
+            "first run with this version: compiling the simulation kernels (about a minute at most, once; "
             "later runs load them from the cache)"
         )
     started = time.perf_counter()
