@@ -49,7 +49,7 @@ def configure() -> None:
 
 
 def is_cold() -> bool:
-    """True when no compiled kernel is cached yet, so the next run compiles them (40-50 s on 2 cores)."""
+    """True when no compiled kernel is cached yet: the next run compiles them (40-50 s, 2 cores)."""
     folder = os.environ.get("NUMBA_CACHE_DIR")
     if not folder:
         return True

@@ -172,8 +172,8 @@ def run(
         note(message)
     if _numba_cache.is_cold():
         note(
-            "first run with this version: compiling the simulation kernels (about a minute at most, once; "
-            "later runs load them from the cache)"
+            "first run with this version: compiling the simulation kernels (up to a minute, "
+            "once; later runs load them from the cache)"
         )
     started = time.perf_counter()
     result = simulate(table, scenario, slo=bounds)
