@@ -19,7 +19,12 @@ import pyarrow as pa
 
 from simulator.closed_loop import session_turn_links, think_times_s
 from simulator.cluster import Router, replay
-from simulator.engine.prefix_keys import PrefixInputs, prefix_inputs, session_indices
+from simulator.engine.prefix_keys import (
+    PrefixInputs,
+    link_answers_to_next_turns,
+    prefix_inputs,
+    session_indices,
+)
 from simulator.engine.state import EngineState
 from simulator.errors import SimreplayError, TraceError
 from simulator.metrics import parse_slo
@@ -178,18 +183,30 @@ def _trace_inputs(
             "--router session-affinity needs session ids in the trace (a session_id column); "
             "this trace has none"
         )
-    inputs: dict[str, Any] = {"prefix": prefix, "session_idx": session_idx}
-    if resolved.scenario.closed_loop:
-        if session_idx is None or not (session_idx >= 0).any():
-            raise SimreplayError(
-                "--closed-loop replays sessions turn by turn: the trace has no session ids "
-                "(a session_id column)"
-            )
+    has_sessions = session_idx is not None and bool((session_idx >= 0).any())
+    next_turn = None
+    if has_sessions:
         turn = None
         if "turn" in table.column_names:
             turn = table.column("turn").to_numpy(zero_copy_only=False)
             turn = np.nan_to_num(turn.astype(np.float64), nan=0.0).astype(np.int64)
-        inputs["next_turn"] = session_turn_links(session_idx, turn, arrival_time_s)
+        next_turn = session_turn_links(session_idx, turn, arrival_time_s)
+        if prefix is not None and len(prefix.chained_ids):
+            prefix = link_answers_to_next_turns(
+                prefix,
+                next_turn,
+                input_tokens,
+                table.column("output_tokens").to_numpy(),
+                block_size=resolved.memory.block_size,
+            )
+    inputs: dict[str, Any] = {"prefix": prefix, "session_idx": session_idx}
+    if resolved.scenario.closed_loop:
+        if not has_sessions:
+            raise SimreplayError(
+                "--closed-loop replays sessions turn by turn: the trace has no session ids "
+                "(a session_id column)"
+            )
+        inputs["next_turn"] = next_turn
         inputs["think_s"] = think_times_s(table)
     return inputs
 

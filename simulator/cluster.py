@@ -155,6 +155,8 @@ def replay(
         id_offsets=None if prefix is None else prefix.id_offsets,
         num_keys=None if prefix is None else prefix.num_keys,
         session_idx=session_idx,
+        num_out_keys=None if prefix is None else prefix.num_out_keys,
+        out_id_start=None if prefix is None else prefix.out_id_start,
     )
     cfg = make_config(
         scheduler=SCHEDULERS[scheduler],

@@ -72,6 +72,7 @@ class _Request:
     # the blocks held in position order, how many leading ones are registered in the cache,
     # and the prompt tokens found in the cache at the first admission (-1 before).
     keys: list = field(default_factory=list)
+    out_keys: list = field(default_factory=list)  # answer blocks the next turn starts with
     block_table: list = field(default_factory=list)
     num_registered: int = 0
     cached_tokens: int = -1
@@ -101,13 +102,14 @@ class _PrefixCache:
 
     blocks: list
     free_queue: dict  # block idx -> block, in queue order (dicts keep insertion order)
+    block_size: int
     cached: dict = field(default_factory=dict)  # key -> block
     evictions: int = 0
 
     @classmethod
-    def empty(cls, num_blocks: int) -> _PrefixCache:
+    def empty(cls, num_blocks: int, block_size: int) -> _PrefixCache:
         blocks = [_Block(idx=b) for b in range(num_blocks)]
-        return cls(blocks=blocks, free_queue={b.idx: b for b in blocks})
+        return cls(blocks=blocks, free_queue={b.idx: b for b in blocks}, block_size=block_size)
 
 
 @dataclass(eq=False)
@@ -201,12 +203,18 @@ def _allocate(rep: _Replica, req: _Request, need: int, num_tokens: int, cfg: _Co
         block.ref = 1
         req.block_table.append(block)
     # vLLM caches a block as soon as it is scheduled to be filled.
-    full = min(len(req.keys), num_tokens // cfg.block_size)
+    _register(rep, req, min(len(req.keys), num_tokens // cfg.block_size))
+
+
+def _register(rep: _Replica, req: _Request, full: int) -> None:
+    """Put ``req``'s blocks up to position ``full`` in the cache (sharing any already there)."""
+    cache = rep.cache
+    all_keys = req.keys + req.out_keys
     for m in range(req.num_registered, full):
         own = req.block_table[m]
-        other = cache.cached.get(req.keys[m])
+        other = cache.cached.get(all_keys[m])
         if other is None:
-            own.key = req.keys[m]
+            own.key = all_keys[m]
             cache.cached[own.key] = own
         else:
             # Someone computed the same block meanwhile: share theirs, give ours back.
@@ -241,6 +249,11 @@ def _release(rep: _Replica, req: _Request) -> None:
     if rep.cache is None:
         rep.free_blocks += req.blocks
     else:
+        # The answer's blocks the next turn starts with: nobody else could ask for them
+        # before now, so they enter the cache here (vLLM caches them as they fill).
+        if req.out_keys and req.num_registered >= len(req.keys):
+            limit = len(req.keys) + len(req.out_keys)
+            _register(rep, req, min(limit, req.num_computed // rep.cache.block_size))
         for block in reversed(req.block_table):
             block.ref -= 1
             if block.ref == 0:
@@ -254,10 +267,11 @@ def _cache_hit(rep: _Replica, req: _Request, cfg: _Config) -> list:
     """The cached blocks of ``req``'s longest cached prefix (the last token is never hit)."""
     if rep.cache is None:
         return []
-    limit = min(len(req.keys), (req.num_known() - 1) // cfg.block_size)
+    all_keys = req.keys + req.out_keys
+    limit = min(len(all_keys), (req.num_known() - 1) // cfg.block_size)
     hit = []
     for m in range(limit):
-        block = rep.cache.cached.get(req.keys[m])
+        block = rep.cache.cached.get(all_keys[m])
         if block is None:
             break
         hit.append(block)
@@ -555,6 +569,50 @@ def _advance(rep: _Replica, cfg: _Config, t: float, itl_s: list[float]) -> None:
         return
 
 
+def _link_answers(requests, hash_ids, next_turn, hash_block_size, block_size) -> None:
+    """Keys of each turn's answer blocks, from the turns after it that resend it.
+
+    Turn ``j = next_turn[i]`` resends turn ``i`` when its ids start with ``i``'s full prompt
+    blocks and its prompt is at least ``i``'s prompt plus answer long (and ``i``'s ids
+    cover its prompt). Then the trace block ``J`` holding a block of ``i``'s answer is named
+    by the first turn down that chain where block ``J`` is full, or by the last one.
+    """
+    ids = [[int(x) for x in (h if h is not None else [])] for h in hash_ids]
+
+    def resends(i: int) -> int | None:
+        j = int(next_turn[i])
+        last = requests[i].prompt_tokens // hash_block_size - 1
+        if j < 0 or last < 0 or len(ids[i]) * hash_block_size < requests[i].prompt_tokens:
+            return None
+        if requests[j].prompt_tokens < requests[i].prompt_tokens + requests[i].output_tokens:
+            return None
+        if len(ids[j]) <= last or ids[j][: last + 1] != ids[i][: last + 1]:
+            return None
+        return j
+
+    def name(i: int, trace_block: int):
+        # i resends its predecessor; name trace block J as i's chain does.
+        if trace_block < requests[i].prompt_tokens // hash_block_size:
+            return tuple(ids[i][: trace_block + 1])
+        j = resends(i)
+        if j is not None:
+            return name(j, trace_block)
+        if trace_block < len(ids[i]):
+            return tuple(ids[i][: trace_block + 1])
+        return None
+
+    for i, req in enumerate(requests):
+        j = resends(i)
+        if j is None:
+            continue
+        last_token = req.prompt_tokens + req.output_tokens - 1  # the last token's KV: never
+        for m in range(len(req.keys), last_token // block_size):
+            key = name(j, ((m + 1) * block_size - 1) // hash_block_size)
+            if key is None:
+                break
+            req.out_keys.append((key, m))
+
+
 # ---------------------------------------------------------------------------------------------
 # Routing
 
@@ -630,6 +688,7 @@ def simulate_reference(
     hash_block_size: int | None = None,
     prefix_load_cap: int = 8,
     session_ids: Sequence | None = None,
+    next_turn: Sequence[int] | None = None,
 ) -> dict:
     """Replay requests through ``num_replicas`` replicas by the rules of the engine README.
 
@@ -718,7 +777,7 @@ def simulate_reference(
     ]
     if enable_prefix_caching:
         for rep in replicas:
-            rep.cache = _PrefixCache.empty(cfg.num_kv_blocks)
+            rep.cache = _PrefixCache.empty(cfg.num_kv_blocks, cfg.block_size)
     requests = [
         _Request(idx=i, arrival_s=arrival[i], prompt_tokens=prompts[i], output_tokens=outputs[i])
         for i in range(num_requests)
@@ -731,6 +790,8 @@ def simulate_reference(
                 (tuple(ids[: ((m + 1) * cfg.block_size - 1) // hash_block_size + 1]), m)
                 for m in range(hashed // cfg.block_size)
             ]
+        if next_turn is not None:
+            _link_answers(requests, hash_ids, next_turn, hash_block_size, cfg.block_size)
     session_replica: dict = {}
     replica_of = [-1] * num_requests
     reasons = [REJECT_NONE] * num_requests

@@ -539,3 +539,82 @@ def test_cli_bad_cache_options_are_one_line_errors(mooncake_like, tmp_path, args
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
     assert not out.exists()
+
+
+# ---- answers the next turn resends ----
+
+
+def _resending_conversations(seed: int, n: int, hash_block: int = 16):
+    """Chats whose turn k+1 prompt is turn k's prompt + answer + a new message (as chat
+    clients send), with hash ids over blocks of ``hash_block`` tokens (a new id for each
+    block whose content is new, including the previous prompt's partial last block)."""
+    rng = np.random.default_rng(seed)
+    arrival = np.cumsum(rng.exponential(0.3, n))
+    num_sessions = max(n // 4, 1)
+    sessions = rng.integers(0, num_sessions, n)
+    last: dict[int, tuple[list[int], int, int]] = {}  # session -> (ids, prompt, output)
+    prompts, outputs, hash_ids = [], [], []
+    next_id = 10
+    for i in range(n):
+        s = int(sessions[i])
+        if s in last:
+            ids, prompt, output = last[s]
+            prompt = prompt + output + int(rng.integers(1, 60))
+            ids = ids[: last[s][1] // hash_block]  # the previous prompt's full blocks
+        else:
+            prompt, ids = int(rng.integers(20, 300)), []
+        num_ids = -(-prompt // hash_block)
+        ids = ids + list(range(next_id, next_id + num_ids - len(ids)))
+        next_id += num_ids
+        output = int(rng.integers(1, 120))
+        last[s] = (ids, prompt, output)
+        prompts.append(prompt)
+        outputs.append(output)
+        hash_ids.append(ids)
+    return arrival, np.array(prompts), np.array(outputs), hash_ids, [str(s) for s in sessions]
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi"])
+def test_answers_resent_by_the_next_turn_are_hit_as_in_the_reference(scheduler):
+    from simulator.closed_loop import session_turn_links
+    from simulator.engine.prefix_keys import link_answers_to_next_turns
+
+    arrival, prompts, outputs, hash_ids, sessions = _resending_conversations(6, 160)
+    session_idx = session_indices(pa.array(sessions), len(sessions))
+    next_turn = session_turn_links(session_idx, None, arrival)
+    knobs = dict(
+        num_replicas=2,
+        scheduler=scheduler,
+        router="session-affinity",
+        max_num_seqs=10,
+        max_num_batched_tokens=256,
+        chunk_size=96,
+        block_size=16,
+        num_kv_blocks=220,
+        max_model_len=20000,
+    )
+    ref = simulate_reference(
+        arrival,
+        prompts,
+        outputs,
+        step_time_fn=lambda *f: kernel.step_time_s.py_func(DYADIC, *f),
+        enable_prefix_caching=True,
+        hash_ids=hash_ids,
+        hash_block_size=16,
+        session_ids=sessions,
+        next_turn=next_turn,
+        **knobs,
+    )
+    prefix = prefix_inputs(_list_array(hash_ids), prompts, hash_block_tokens=16, block_size=16)
+    linked = link_answers_to_next_turns(prefix, next_turn, prompts, outputs, block_size=16)
+    assert (linked.num_out_keys > linked.num_keys).sum() > 50, "the case should link answers"
+    state = replay_case(arrival, prompts, outputs, knobs, prefix=linked, session_idx=session_idx)
+    assert_matches_reference(state, ref)
+    np.testing.assert_array_equal(
+        np.maximum(state.req_i[:, R_CACHED_TOKENS], 0), ref["cached_tokens"]
+    )
+    assert_cache_drained(state, knobs)
+    # Without the links, the same run finds less: the resent answers are what it adds.
+    plain = replay_case(arrival, prompts, outputs, knobs, prefix=prefix, session_idx=session_idx)
+    assert plain.req_i[:, R_CACHED_TOKENS].sum() < state.req_i[:, R_CACHED_TOKENS].sum()
+    assert ref["num_preemptions"].sum() > 0

@@ -82,6 +82,7 @@ from simulator.engine.state import (
     R_GENERATED,
     R_LAST_TOKEN_S,
     R_NEXT_WAIT,
+    R_NUM_KEYS,
     R_OUTPUT,
     R_PREEMPTIONS,
     R_PREV_WAIT,
@@ -139,7 +140,9 @@ def _take_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, need, num_toke
     if need > 0:
         take_private_blocks(rep_tables, rep_i, cfg, r, need)
         req_i[i, R_BLOCKS] += need
-    register_full_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, num_tokens)
+    register_full_blocks(
+        req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, num_tokens, req_i[i, R_NUM_KEYS]
+    )
 
 
 @njit(cache=True, inline="always", _nrt=False)

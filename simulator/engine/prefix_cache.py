@@ -55,10 +55,13 @@ from simulator.engine.state import (
     PC_REF,
     PC_TABLE,
     R_BLOCKS,
+    R_COMPUTED,
     R_GENERATED,
     R_ID_START,
     R_KEYED_HELD,
     R_NUM_KEYS,
+    R_NUM_OUT_KEYS,
+    R_OUT_ID_START,
     R_PROMPT,
 )
 
@@ -68,10 +71,12 @@ _GOLDEN = -7046029254386353131
 
 @njit(cache=True, inline="always", _nrt=False)
 def block_key(req_i, cfg, prefix_ids, i, m):
-    """Key of request ``i``'s KV block ``m`` (m < R_NUM_KEYS): the chained id of the trace
-    block holding the block's last token, and the position."""
+    """Key of request ``i``'s KV block ``m`` (m < R_NUM_OUT_KEYS): the chained id of the trace
+    block holding the block's last token, and the position. Blocks past the request's own
+    hashed prompt (m >= R_NUM_KEYS) take their ids from its next turn's."""
     last_token = (m + 1) * cfg[CFG_BLOCK_SIZE] - 1
-    chained = prefix_ids[req_i[i, R_ID_START] + last_token // cfg[CFG_HASH_BLOCK_TOKENS]]
+    start = req_i[i, R_ID_START] if m < req_i[i, R_NUM_KEYS] else req_i[i, R_OUT_ID_START]
+    chained = prefix_ids[start + last_token // cfg[CFG_HASH_BLOCK_TOKENS]]
     return (chained << KEY_POSITION_BITS) | m
 
 
@@ -209,8 +214,10 @@ def _give_back_private(tables, rep_i, cfg, r):
 
 
 @njit(cache=True, _nrt=False)
-def register_full_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i, num_tokens):
-    """Put request ``i``'s keyed blocks that ``num_tokens`` computed tokens fill in the cache.
+def register_full_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i, num_tokens, num_keys):
+    """Put request ``i``'s first ``num_keys`` keyed blocks that ``num_tokens`` computed tokens
+    fill in the cache (``num_keys`` is R_NUM_KEYS when blocks are allocated, R_NUM_OUT_KEYS
+    when the request finishes or is preempted).
 
     Each such block is one of the request's private blocks: it takes the block's key, or,
     when another block already holds that key, the request shares that one and gives its
@@ -218,7 +225,7 @@ def register_full_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i, num_tokens
     """
     blocks = cfg[CFG_NUM_KV_BLOCKS]
     base = cfg[CFG_PCACHE_BASE]
-    full = min(req_i[i, R_NUM_KEYS], num_tokens // cfg[CFG_BLOCK_SIZE])
+    full = min(num_keys, num_tokens // cfg[CFG_BLOCK_SIZE])
     for m in range(req_i[i, R_KEYED_HELD], full):
         key = block_key(req_i, cfg, prefix_ids, i, m)
         b = find_block(tables, cfg, r, key)
@@ -236,7 +243,27 @@ def register_full_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i, num_tokens
 
 @njit(cache=True, _nrt=False)
 def release_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i):
-    """Drop every block request ``i`` holds, last first (vLLM frees a request in reverse)."""
+    """Drop every block request ``i`` holds, last first (vLLM frees a request in reverse).
+
+    First its blocks of answer that its next turn starts with enter the cache: no other
+    request can ask for them before (their content is this request's own output), so
+    registering them now rather than as each fills changes nothing anyone sees.
+    """
+    if (
+        req_i[i, R_NUM_OUT_KEYS] > req_i[i, R_NUM_KEYS]
+        and req_i[i, R_KEYED_HELD] >= req_i[i, R_NUM_KEYS]
+    ):
+        register_full_blocks(
+            req_i,
+            rep_i,
+            cfg,
+            tables,
+            prefix_ids,
+            r,
+            i,
+            req_i[i, R_COMPUTED],
+            req_i[i, R_NUM_OUT_KEYS],
+        )
     blocks = cfg[CFG_NUM_KV_BLOCKS]
     base = cfg[CFG_PCACHE_BASE]
     held = req_i[i, R_KEYED_HELD]
@@ -257,7 +284,7 @@ def prefix_hit(req_i, cfg, tables, prefix_ids, r, i):
     blocks = cfg[CFG_NUM_KV_BLOCKS]
     base = cfg[CFG_PCACHE_BASE]
     known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
-    limit = min(req_i[i, R_NUM_KEYS], (known - 1) // cfg[CFG_BLOCK_SIZE])
+    limit = min(req_i[i, R_NUM_OUT_KEYS], (known - 1) // cfg[CFG_BLOCK_SIZE])
     hit = 0
     free = 0
     while hit < limit:

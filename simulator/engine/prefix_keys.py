@@ -38,12 +38,19 @@ class PrefixInputs:
         int64, shape (n,): shareable (full, hashed) KV blocks of each request.
     hash_block_tokens : int
         Tokens per trace block (the trace's ``hash_block_size``; 1 when it has none).
+    num_out_keys : numpy.ndarray or None
+        int64, shape (n,): keyed blocks including those of the answer the next turn starts
+        with (``link_answers_to_next_turns``); None: ``num_keys``.
+    out_id_start : numpy.ndarray or None
+        int64, shape (n,): where in ``chained_ids`` the ids of those blocks start, -1 none.
     """
 
     chained_ids: np.ndarray
     id_offsets: np.ndarray
     num_keys: np.ndarray
     hash_block_tokens: int
+    num_out_keys: np.ndarray | None = None
+    out_id_start: np.ndarray | None = None
 
 
 def chain_block_ids(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -121,6 +128,85 @@ def prefix_inputs(
         id_offsets=offsets,
         num_keys=num_keys.astype(np.int64),
         hash_block_tokens=int(hash_block_tokens),
+    )
+
+
+def link_answers_to_next_turns(
+    prefix: PrefixInputs,
+    next_turn: np.ndarray,
+    input_tokens: np.ndarray,
+    output_tokens: np.ndarray,
+    *,
+    block_size: int,
+) -> PrefixInputs:
+    """Give each turn's answer the block ids its next turn's prompt has for it.
+
+    Chat clients send the whole conversation again: turn ``k + 1``'s prompt is turn ``k``'s
+    prompt, its answer and a new message, and vLLM finds turn ``k``'s answer blocks in its
+    cache (it caches generated tokens' blocks too). A trace only names prompt blocks, so
+    the answer's blocks are named here from the next turn's ids: when the next turn's ids
+    start with this turn's full prompt blocks and its prompt is at least this turn's prompt
+    plus answer long, this turn's KV blocks past its prompt take the next turn's ids (and,
+    past those, the turn after's, as far as each extends the one before). Those blocks enter
+    the cache when the turn finishes or is preempted. A trace whose follow-ups do not
+    resend the answer gets no such links unless it meets both conditions by chance.
+
+    Parameters
+    ----------
+    prefix : PrefixInputs
+        From ``prefix_inputs``.
+    next_turn : numpy.ndarray
+        int64 (n,), index of each request's next turn, -1 for none
+        (``closed_loop.session_turn_links``).
+    input_tokens, output_tokens : numpy.ndarray
+        int (n,).
+    """
+    tbs = prefix.hash_block_tokens
+    own, offsets = prefix.chained_ids, prefix.id_offsets
+    prompts = np.asarray(input_tokens, np.int64)
+    outputs = np.asarray(output_tokens, np.int64)
+    lengths = np.diff(offsets)
+    full = prompts // tbs  # trace blocks of the prompt that are full
+    n = len(prompts)
+    successor = np.asarray(next_turn, np.int64)
+    has_prev = np.zeros(n, bool)
+    has_prev[successor[successor >= 0]] = True
+    canon: list[np.ndarray | None] = [None] * n
+    extends = np.zeros(n, bool)
+    # Walk each chain of turns from its last turn back, so a turn's successor is done first.
+    for head in np.flatnonzero(~has_prev).tolist():
+        chain = [head]
+        while successor[chain[-1]] >= 0:
+            chain.append(int(successor[chain[-1]]))
+        for i in reversed(chain):
+            mine = own[offsets[i] : offsets[i + 1]]
+            j = int(successor[i])
+            last = int(full[i]) - 1
+            if (
+                j >= 0
+                and last >= 0
+                and lengths[i] * tbs >= prompts[i]
+                and prompts[j] >= prompts[i] + outputs[i]
+                and lengths[j] > last
+                and own[offsets[j] + last] == mine[last]
+            ):
+                extends[i] = True
+                canon[i] = np.concatenate([mine[: last + 1], canon[j][last + 1 :]])
+            else:
+                canon[i] = mine
+    canon_offsets = np.concatenate([[0], np.cumsum([len(c) for c in canon])]).astype(np.int64)
+    canonical = np.concatenate([own, *canon]) if n else own
+    keyed_tokens = np.minimum(prompts + outputs - 1, np.diff(canon_offsets) * tbs)
+    num_out_keys = np.where(
+        extends, np.maximum(keyed_tokens // block_size, prefix.num_keys), prefix.num_keys
+    )
+    return PrefixInputs(
+        chained_ids=canonical,
+        id_offsets=offsets,
+        num_keys=prefix.num_keys,
+        hash_block_tokens=tbs,
+        num_out_keys=num_out_keys.astype(np.int64),
+        out_id_start=np.where(extends, len(own) + canon_offsets[:-1], -1).astype(np.int64),
     )
 
 

@@ -89,7 +89,13 @@ R_NUM_KEYS = 15
 R_KEYED_HELD = 16
 R_CACHED_TOKENS = 17  # prompt tokens found in the cache at its first admission, -1 before
 R_SESSION = 18  # dense session index, -1 when the request has none
-NUM_R_INT = 19
+# Blocks R_NUM_KEYS .. R_NUM_OUT_KEYS - 1 hold the end of the prompt and the answer that the
+# request's next turn starts with: their keys are that turn's, read from
+# prefix_ids[R_OUT_ID_START:] (-1: none), and they enter the cache when the request
+# finishes or is preempted (``prefix_keys.link_answers_to_next_turns``).
+R_NUM_OUT_KEYS = 19
+R_OUT_ID_START = 20
+NUM_R_INT = 21
 
 # Columns of ``req_f`` (float64, seconds, NaN until set).
 R_ARRIVAL_S = 0
@@ -256,6 +262,8 @@ def make_state(
     id_offsets: np.ndarray | None = None,
     num_keys: np.ndarray | None = None,
     session_idx: np.ndarray | None = None,
+    num_out_keys: np.ndarray | None = None,
+    out_id_start: np.ndarray | None = None,
 ) -> EngineState:
     """Fresh state: every request not yet arrived, every replica idle with all blocks free.
 
@@ -281,6 +289,8 @@ def make_state(
         req_i[:, R_ID_START] = id_offsets[:-1]
         req_i[:, R_NUM_IDS] = np.diff(id_offsets)
         req_i[:, R_NUM_KEYS] = num_keys
+        req_i[:, R_NUM_OUT_KEYS] = num_keys if num_out_keys is None else num_out_keys
+        req_i[:, R_OUT_ID_START] = -1 if out_id_start is None else out_id_start
     num_sessions = 0 if session_idx is None or n == 0 else int(session_idx.max()) + 1
     req_f = np.empty((n, NUM_R_FLOAT), np.float64)
     req_f[:] = np.nan
