@@ -618,3 +618,18 @@ def test_answers_resent_by_the_next_turn_are_hit_as_in_the_reference(scheduler):
     plain = replay_case(arrival, prompts, outputs, knobs, prefix=prefix, session_idx=session_idx)
     assert plain.req_i[:, R_CACHED_TOKENS].sum() < state.req_i[:, R_CACHED_TOKENS].sum()
     assert ref["num_preemptions"].sum() > 0
+
+
+def test_ids_that_are_chained_already_are_kept_and_others_are_chained():
+    # A tree of prefixes numbered so that an id always follows the same id (as Mooncake's):
+    # kept as they are. Reusing an id after a different parent: chained anew.
+    lists = [[0, 1, 2], [0, 1, 3], [0, 4], [5], [0, 1, 2, 6]]
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+    values = np.array([v for x in lists for v in x], np.int64)
+    np.testing.assert_array_equal(chain_block_ids(offsets, values), values)
+    lists[3] = [2]  # 2 starts a list here but follows 1 elsewhere
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+    values = np.array([v for x in lists for v in x], np.int64)
+    chained = chain_block_ids(offsets, values)
+    assert chained[offsets[3]] != chained[2]  # [2] is not the prefix [0, 1, 2]
+    assert chained[0] == chained[3] and chained[1] == chained[4]  # shared prefixes kept

@@ -69,23 +69,74 @@ def chain_block_ids(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
         int64, same shape as ``values``. Deterministic: ids are numbered block position by
         block position, in sorted order of (parent, id) within a position.
     """
+    already = _already_chained(offsets, values)
+    if already is not None:
+        return already
     chained = np.empty(len(values), np.int64)
     lengths = np.diff(offsets)
+    # Ids as dense codes, so that a (parent, id) pair packs into one int64 and each position
+    # is one 1-D unique (a sort) rather than a unique over rows.
+    codes, value_code = np.unique(values, return_inverse=True)
+    value_code = value_code.reshape(-1).astype(np.int64)
+    num_codes = max(len(codes), 1)
+    packable = (len(values) + 1) * num_codes < (1 << 62)
     parent = np.full(len(lengths), -1, np.int64)
     next_id = 0
     position = 0
     rows = np.nonzero(lengths > 0)[0]
     while len(rows):
         at = offsets[rows] + position
-        pairs = np.stack([parent[rows], values[at]], axis=1)
-        unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
-        ids = next_id + inverse.reshape(-1).astype(np.int64)
-        next_id += len(unique)
+        if packable:
+            pairs = (parent[rows] + 1) * num_codes + value_code[at]
+            unique_count, inverse = _dense(pairs)
+        else:
+            pairs2 = np.stack([parent[rows], values[at]], axis=1)
+            unique, inverse = np.unique(pairs2, axis=0, return_inverse=True)
+            unique_count, inverse = len(unique), inverse.reshape(-1).astype(np.int64)
+        ids = next_id + inverse
+        next_id += unique_count
         chained[at] = ids
         parent[rows] = ids
         position += 1
         rows = rows[lengths[rows] > position]
     return chained
+
+
+def _already_chained(offsets: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    """``values`` itself when the ids are chained already (each id always follows the same
+    id, or always starts a list), as Mooncake's and ``trace synth``'s are; else None.
+
+    O(n) with a table indexed by id, so only for ids in [0, 2n + 1024) (int32).
+    """
+    if len(values) == 0:
+        return values
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= min(2 * len(values) + 1024, 1 << 31):
+        return None
+    parents = np.empty(len(values), np.int32)
+    parents[1:] = values[:-1]
+    starts = offsets[:-1][np.diff(offsets) > 0]
+    parents[starts] = -1
+    parent_of = np.full(high + 1, -2, np.int32)
+    parent_of[values] = parents  # of repeated ids, one write wins: the check below sees all
+    if not np.array_equal(parent_of[values], parents):
+        return None
+    return values
+
+
+def _dense(keys: np.ndarray) -> tuple[int, np.ndarray]:
+    """(number of distinct keys, each key's rank among them): int64 ``keys``, 1-D."""
+    if len(keys) == 0:
+        return 0, keys
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    is_new = np.empty(len(keys), bool)
+    is_new[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=is_new[1:])
+    rank = np.cumsum(is_new) - 1
+    inverse = np.empty(len(keys), np.int64)
+    inverse[order] = rank
+    return int(rank[-1]) + 1, inverse
 
 
 def prefix_inputs(
@@ -171,7 +222,10 @@ def link_answers_to_next_turns(
     successor = np.asarray(next_turn, np.int64)
     has_prev = np.zeros(n, bool)
     has_prev[successor[successor >= 0]] = True
-    canon: list[np.ndarray | None] = [None] * n
+    # tail[i]: the ids that name trace blocks full[i], full[i] + 1, ... of request i's chain
+    # (what its answer blocks take); a request's own full blocks keep its own ids.
+    empty = np.zeros(0, np.int64)
+    tail: list[np.ndarray] = [empty] * n
     extends = np.zeros(n, bool)
     # Walk each chain of turns from its last turn back, so a turn's successor is done first.
     for head in np.flatnonzero(~has_prev).tolist():
@@ -179,7 +233,6 @@ def link_answers_to_next_turns(
         while successor[chain[-1]] >= 0:
             chain.append(int(successor[chain[-1]]))
         for i in reversed(chain):
-            mine = own[offsets[i] : offsets[i + 1]]
             j = int(successor[i])
             last = int(full[i]) - 1
             if (
@@ -188,25 +241,35 @@ def link_answers_to_next_turns(
                 and lengths[i] * tbs >= prompts[i]
                 and prompts[j] >= prompts[i] + outputs[i]
                 and lengths[j] > last
-                and own[offsets[j] + last] == mine[last]
+                and own[offsets[j] + last] == own[offsets[i] + last]
             ):
                 extends[i] = True
-                canon[i] = np.concatenate([mine[: last + 1], canon[j][last + 1 :]])
+                # j names block J >= full[i] by its own id while J < full[j], then its tail.
+                own_part = own[offsets[j] + full[i] : offsets[j] + max(full[j], full[i])]
+                skip = max(int(full[i]) - int(full[j]), 0)
+                tail[i] = np.concatenate([own_part, tail[j][skip:]])
             else:
-                canon[i] = mine
-    canon_offsets = np.concatenate([[0], np.cumsum([len(c) for c in canon])]).astype(np.int64)
-    canonical = np.concatenate([own, *canon]) if n else own
-    keyed_tokens = np.minimum(prompts + outputs - 1, np.diff(canon_offsets) * tbs)
+                tail[i] = own[offsets[i] + full[i] : offsets[i + 1]]
+            # Keep what this turn's answer and its predecessor's (at most one block past this
+            # turn's full ones, as this prompt holds that answer) need.
+            needed = max(-(-(prompts[i] + outputs[i]) // tbs) - int(full[i]), 1)
+            tail[i] = tail[i][:needed]
+    tail_offsets = np.concatenate([[0], np.cumsum([len(t) for t in tail])]).astype(np.int64)
+    canonical = np.concatenate([own, *tail]) if n else own
+    named_blocks = full + np.diff(tail_offsets)  # trace blocks the chain names for request i
+    keyed_tokens = np.minimum(prompts + outputs - 1, named_blocks * tbs)
     num_out_keys = np.where(
         extends, np.maximum(keyed_tokens // block_size, prefix.num_keys), prefix.num_keys
     )
+    # block_key reads prefix_ids[out_id_start + J] for trace block J >= full[i].
+    out_id_start = np.where(extends, len(own) + tail_offsets[:-1] - full, -1)
     return PrefixInputs(
         chained_ids=canonical,
         id_offsets=offsets,
         num_keys=prefix.num_keys,
         hash_block_tokens=tbs,
         num_out_keys=num_out_keys.astype(np.int64),
-        out_id_start=np.where(extends, len(own) + canon_offsets[:-1], -1).astype(np.int64),
+        out_id_start=out_id_start.astype(np.int64),
     )
 
 
