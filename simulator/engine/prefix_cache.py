@@ -102,6 +102,23 @@ def find_block(tables, cfg, r, key):
         slot = (slot + 1) & mask
 
 
+@njit(cache=True, inline="always", _nrt=False)
+def _find_slot(tables, cfg, r, key):
+    """(block holding ``key``, -1) on replica ``r``, or (-1, the empty slot it would take)."""
+    blocks = cfg[CFG_NUM_KV_BLOCKS]
+    base = cfg[CFG_PCACHE_BASE]
+    table = PC_TABLE * blocks
+    mask = (1 << (64 - cfg[CFG_CACHE_TABLE_SHIFT])) - 1
+    slot = _home_slot(cfg, key, mask)
+    while True:
+        b = tables[r, base + table + slot]
+        if b < 0:
+            return -1, slot
+        if tables[r, base + PC_KEY * blocks + b] == key:
+            return b, -1
+        slot = (slot + 1) & mask
+
+
 @njit(cache=True, _nrt=False)
 def _table_insert(tables, rep_i, cfg, r, key, b):
     blocks = cfg[CFG_NUM_KV_BLOCKS]
@@ -228,7 +245,7 @@ def register_full_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i, num_tokens
     full = min(num_keys, num_tokens // cfg[CFG_BLOCK_SIZE])
     for m in range(req_i[i, R_KEYED_HELD], full):
         key = block_key(req_i, cfg, prefix_ids, i, m)
-        b = find_block(tables, cfg, r, key)
+        b, slot = _find_slot(tables, cfg, r, key)
         if b >= 0:
             if tables[r, base + PC_REF * blocks + b] == 0:
                 _queue_remove(tables, rep_i, cfg, r, b)
@@ -237,7 +254,9 @@ def register_full_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i, num_tokens
         else:
             rep_i[P_NUM_ANON, r] -= 1
             own = tables[r, base + PC_ANON * blocks + rep_i[P_NUM_ANON, r]]
-            _table_insert(tables, rep_i, cfg, r, key, own)
+            tables[r, base + PC_TABLE * blocks + slot] = own  # where the probe found a hole
+            tables[r, base + PC_KEY * blocks + own] = key
+            rep_i[P_NUM_CACHED, r] += 1
         req_i[i, R_KEYED_HELD] = m + 1
 
 
