@@ -633,3 +633,44 @@ def test_ids_that_are_chained_already_are_kept_and_others_are_chained():
     chained = chain_block_ids(offsets, values)
     assert chained[offsets[3]] != chained[2]  # [2] is not the prefix [0, 1, 2]
     assert chained[0] == chained[3] and chained[1] == chained[4]  # shared prefixes kept
+
+
+def test_a_readmission_that_decodes_at_once_keeps_its_cache_hit_in_the_step_log():
+    """Found by hypothesis: a preempted request whose prompt and output are cached but its
+    last token decodes in its first step after readmission; that step joins a decode run,
+    and its cache hit must join the run's row too."""
+    arrival = np.array([0.0, 0.0, 0.0, 0.125, 0.875, 0.875, 1.25, 2.0, 2.0, 2.0, 2.0])
+    prompts = np.array([1, 23, 1, 1, 4, 1, 1, 1, 1, 1, 1])
+    outputs = np.array([1, 6, 1, 1, 2, 1, 1, 1, 1, 1, 1])
+    knobs = dict(
+        num_replicas=3,
+        scheduler="vllm",
+        router="round-robin",
+        max_num_seqs=2,
+        max_num_batched_tokens=12,
+        chunk_size=4,
+        block_size=2,
+        num_kv_blocks=16,
+        max_model_len=29,
+        prefix_load_cap=0,
+    )
+    hash_ids = [[], [], [], [], [0, 1040, 1041, 1042], [], [], [], [], [], []]
+    params = kernel.new_params()
+    params[kernel.HOST_S] = params[kernel.HOST_S_PER_SEQ] = 0.125
+    params[kernel.ELEMENTWISE_S_PER_TOKEN] = 2.0**-12
+    params[kernel.ATTN_KV_S_PER_CONTEXT_TOKEN] = 2.0**-16
+    ref = simulate_reference(
+        arrival,
+        prompts,
+        outputs,
+        step_time_fn=lambda *f: kernel.step_time_s.py_func(params, *f),
+        enable_prefix_caching=True,
+        hash_ids=hash_ids,
+        hash_block_size=1,
+        **knobs,
+    )
+    state = replay_cached(arrival, prompts, outputs, knobs, hash_ids, 1, params=params)
+    assert_matches_reference(state, ref)
+    rows = log_rows(state)["log_i"]
+    assert rows[L_HIT_TOKENS].sum() == sum(s["cache_hit_tokens"] for s in ref["steps"]) > 0
+    assert rows[L_QUERY_TOKENS].sum() == sum(s["cache_query_tokens"] for s in ref["steps"])

@@ -871,6 +871,10 @@ def _log_step(
         log_f[L_END_S, last] = end_s
         log_i[L_NUM_STEPS, last] += num_steps
         log_i[L_KV_BLOCKS, last] = used
+        # A readmitted request with all but its last token cached decodes in its first step:
+        # its cache hit joins the run.
+        log_i[L_HIT_TOKENS, last] += rep_i[P_STEP_HIT_TOKENS, r]
+        log_i[L_QUERY_TOKENS, last] += rep_i[P_STEP_QUERY_TOKENS, r]
         return
     row = counters[C_LOG_SIZE]
     counters[C_LOG_SIZE] = row + 1

@@ -3,10 +3,13 @@
 ``req_i`` / ``req_f`` hold one row per request of the trace (int64 / float64 fields, so a
 request's fields share a cache line or two),
 ``rep_i`` / ``rep_f`` one column per replica, ``running`` the running list of each replica,
+``rep_tables`` each replica's steady-decode counts and, with prefix caching, its cache,
 ``log_i`` / ``log_f`` the growable log of runs of engine steps. Field rows are the ``R*``,
 ``P*`` and ``L*`` constants below. Few arrays, rather than a named tuple of dozens, because
 numba reference-counts every array it passes between kernels: with ~40 arrays a step cost
-~1 us of atomic increments alone; with 2-D rows it is a few nanoseconds.
+~1 us of atomic increments alone; with 2-D rows it is a few nanoseconds. Even without
+reference counting, each array a kernel takes is copied into every call (pointer, shape
+and strides), so arrays that serve the same replica share one.
 
 Nothing here runs per step; ``kernels.py`` does.
 """
@@ -163,7 +166,8 @@ C_ROUTED = 2  # requests routed so far (round-robin position)
 C_FAST_STEPS = 3  # engine steps applied by the decode-run fast path (for benchmarks)
 NUM_COUNTERS = 4
 
-# Columns of each replica's row of ``pcache`` (int64), in sections of num_kv_blocks:
+# The prefix cache's columns in each row of ``rep_tables`` (int64), from column
+# CFG_PCACHE_BASE, in sections of num_kv_blocks:
 # block key (-1: holds nothing shareable), reference count, free-queue links (prev, next;
 # -2 when not in the queue), the stack of private blocks in use; then the hash table
 # (``table_slots`` block indices, -1 empty) from key to block.
