@@ -674,3 +674,18 @@ def test_a_readmission_that_decodes_at_once_keeps_its_cache_hit_in_the_step_log(
     rows = log_rows(state)["log_i"]
     assert rows[L_HIT_TOKENS].sum() == sum(s["cache_hit_tokens"] for s in ref["steps"]) > 0
     assert rows[L_QUERY_TOKENS].sum() == sum(s["cache_query_tokens"] for s in ref["steps"])
+
+
+def test_a_hash_ids_cell_that_is_no_list_is_one_line_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": "abc"}\n')
+    result = CliRunner().invoke(app, ["run", str(src), "--enable-prefix-caching"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        'error: bad.jsonl: line 1: field hash_ids: expected a list of integers, got "abc"'
+    ], lines

@@ -308,7 +308,8 @@ def _json_value_fits(value: object, arrow_type: pa.DataType) -> bool:
 
 def _describe_json(arrow_type: pa.DataType) -> str:
     if pa.types.is_list(arrow_type):
-        return f"a list of {_describe_json(arrow_type.value_type)}s"
+        item = _describe_json(arrow_type.value_type).removeprefix("an ").removeprefix("a ")
+        return f"a list of {item}s"
     return {True: "an integer"}.get(pa.types.is_integer(arrow_type), _describe(arrow_type))
 
 
