@@ -119,7 +119,7 @@ def replay_resolved(
     """
     if resolved.scenario.closed_loop and next_turn is None:
         raise SimreplayError("--closed-loop needs the trace's sessions (next_turn)")
-    if chosen_caching(resolved) and prefix is None:
+    if resolved.scenario.enable_prefix_caching and prefix is None:
         prefix = prefix_inputs(
             None, input_tokens, hash_block_tokens=None, block_size=resolved.memory.block_size
         )
@@ -140,18 +140,13 @@ def replay_resolved(
         draws=np.random.default_rng(chosen.seed).random(len(arrival_time_s)),
         orchestration=orchestration,
         router_fn=router,
-        prefix=prefix if chosen_caching(resolved) else None,
+        prefix=prefix if resolved.scenario.enable_prefix_caching else None,
         prefix_load_cap=chosen.prefix_load_cap,
         session_idx=session_idx,
         pipeline_stages=resolved.pp,
         next_turn=next_turn if resolved.scenario.closed_loop else None,
         think_s=think_s,
     )
-
-
-def chosen_caching(resolved: ResolvedScenario) -> bool:
-    """True when the scenario turns vLLM's prefix cache on."""
-    return bool(resolved.scenario.enable_prefix_caching)
 
 
 def _trace_inputs(
@@ -164,7 +159,7 @@ def _trace_inputs(
     prefix-cache keys (caching on), session indices, and turn links (closed loop)."""
     names = table.column_names
     prefix = None
-    if chosen_caching(resolved):
+    if resolved.scenario.enable_prefix_caching:
         meta = TraceMetadata.from_arrow(table.schema.metadata)
         has_ids = "hash_ids" in names and meta is not None and meta.hash_block_size
         prefix = prefix_inputs(

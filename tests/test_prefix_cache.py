@@ -28,7 +28,7 @@ from test_engine import (
     replay_case,
 )
 
-from simulator.engine.prefix_cache import _table_delete, _table_insert, find_block
+from simulator.engine.prefix_cache import _find_slot, _table_delete, _table_put, find_block
 from simulator.engine.prefix_keys import chain_block_ids, prefix_inputs, session_indices
 from simulator.engine.state import (
     CFG_NUM_KV_BLOCKS,
@@ -369,7 +369,9 @@ def test_hash_table_matches_a_dict_under_inserts_and_deletes():
             if key in truth:
                 continue
             b = free.pop()
-            _table_insert(pcache, rep_i, cfg, 0, key, b)
+            found, slot = _find_slot(pcache, cfg, 0, key)
+            assert found == -1
+            _table_put(pcache, rep_i, cfg, 0, slot, key, b)
             truth[key] = b
         else:
             key = list(truth)[int(rng.integers(0, len(truth)))]

@@ -119,16 +119,12 @@ def _find_slot(tables, cfg, r, key):
         slot = (slot + 1) & mask
 
 
-@njit(cache=True, _nrt=False)
-def _table_insert(tables, rep_i, cfg, r, key, b):
+@njit(cache=True, inline="always", _nrt=False)
+def _table_put(tables, rep_i, cfg, r, slot, key, b):
+    """Cache block ``b`` under ``key`` in ``slot``, the hole ``_find_slot`` found for it."""
     blocks = cfg[CFG_NUM_KV_BLOCKS]
     base = cfg[CFG_PCACHE_BASE]
-    table = PC_TABLE * blocks
-    mask = (1 << (64 - cfg[CFG_CACHE_TABLE_SHIFT])) - 1
-    slot = _home_slot(cfg, key, mask)
-    while tables[r, base + table + slot] >= 0:
-        slot = (slot + 1) & mask
-    tables[r, base + table + slot] = b
+    tables[r, base + PC_TABLE * blocks + slot] = b
     tables[r, base + PC_KEY * blocks + b] = key
     rep_i[P_NUM_CACHED, r] += 1
 
@@ -254,9 +250,7 @@ def register_full_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i, num_tokens
         else:
             rep_i[P_NUM_ANON, r] -= 1
             own = tables[r, base + PC_ANON * blocks + rep_i[P_NUM_ANON, r]]
-            tables[r, base + PC_TABLE * blocks + slot] = own  # where the probe found a hole
-            tables[r, base + PC_KEY * blocks + own] = key
-            rep_i[P_NUM_CACHED, r] += 1
+            _table_put(tables, rep_i, cfg, r, slot, key, own)
         req_i[i, R_KEYED_HELD] = m + 1
 
 
