@@ -483,3 +483,48 @@ def test_decode_run_split_equals_step_time_bit_for_bit(gpus, model, tp, pp):
                 params, zero, zero, 0.0, zero, np.int64(num_decodes), np.int64(context)
             )
             assert split == whole and split > 0.0
+
+
+@pytest.mark.parametrize(
+    ("gpus", "model", "tp"),
+    [
+        ("1xH100", "llama-3.1-8b", 1),
+        ("4xA100", "llama-2-70b", 4),
+        ("2xMI300X", "mixtral-8x7b", 2),  # roofline: no cell, always the slow path
+    ],
+)
+def test_decode_run_table_cell_reuse_equals_step_time_bit_for_bit(gpus, model, tp):
+    """A run reuses the decode table's cell while its context stays inside it (as the
+    engine's decode-run loop does); every step still equals step_time_s exactly."""
+    from simulator.scenario import Scenario, resolve
+
+    params = resolve(Scenario(gpus=gpus, model=model, tp=tp)).step_model.params
+    zero = np.int64(0)
+    calibrated = params.shape[0] > kernel.NUM_PARAMS
+    for num_decodes in [1, 3, 64, 255]:
+        terms = kernel.decode_run_terms_s(params, np.int64(num_decodes))
+        before_s, allreduce_s, host_s, batch_i, batch_frac, transfer_s = terms
+        context_lo = 0
+        cell = (np.inf, -np.inf, 0.0, 0.0, 0.0, 0.0)
+        reused = 0
+        # Contexts that grow a step at a time, from short to past the table's last node.
+        for context in range(num_decodes, num_decodes * 300_000, num_decodes * 97):
+            y = float(max(context, num_decodes))
+            if cell[0] < y < cell[1]:
+                attention_s = kernel.segment_attention_s.py_func(batch_frac, y, *cell)
+                table = kernel.table_s(params, kernel.CAL_DECODE_ATTENTION, float(num_decodes), y)
+                assert attention_s == table
+                split = kernel.decode_run_total_s.py_func(
+                    before_s, attention_s, allreduce_s, host_s, transfer_s
+                )
+                reused += 1
+            else:
+                split, context_lo = kernel.decode_run_step_s.py_func(
+                    params, *terms, context_lo, np.int64(num_decodes), np.int64(context)
+                )
+                cell = kernel.decode_segment.py_func(params, batch_i, context_lo)
+            whole = kernel.step_time_s(
+                params, zero, zero, 0.0, zero, np.int64(num_decodes), np.int64(context)
+            )
+            assert split == whole
+        assert (reused > 0) == calibrated

@@ -100,7 +100,14 @@ from simulator.engine.state import (
     SCHED_V0,
     WAITING,
 )
-from simulator.perf.kernel import decode_run_step_s, decode_run_terms_s, step_time_s
+from simulator.perf.kernel import (
+    decode_run_step_s,
+    decode_run_terms_s,
+    decode_run_total_s,
+    decode_segment,
+    segment_attention_s,
+    step_time_s,
+)
 
 #: ``advance`` return codes.
 ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
@@ -982,6 +989,7 @@ def _fast_forward_decodes(
         params, num_decodes
     )
     context_lo = 0
+    cell_lo, cell_hi, v00, v01, v10, v11 = math.inf, -math.inf, 0.0, 0.0, 0.0, 0.0
     # The residue of the steady decodes that take a block falls by one (mod block size) a
     # step: index rep_tables[r, :] by a rotating counter instead of two modulos a step.
     block_size = cfg[CFG_BLOCK_SIZE]
@@ -992,18 +1000,29 @@ def _fast_forward_decodes(
         need = rep_tables[r, residue]
         if new_blocks + need > free:
             break
-        step_s, context_lo = decode_run_step_s(
-            params,
-            before_s,
-            allreduce_s,
-            host_s,
-            batch_i,
-            batch_frac,
-            transfer_s,
-            context_lo,
-            num_decodes,
-            context,
-        )
+        y = max(float(context), float(num_decodes))
+        if cell_lo < y < cell_hi:  # still in the table cell of an earlier step
+            step_s = decode_run_total_s(
+                before_s,
+                segment_attention_s(batch_frac, y, cell_lo, cell_hi, v00, v01, v10, v11),
+                allreduce_s,
+                host_s,
+                transfer_s,
+            )
+        else:
+            step_s, context_lo = decode_run_step_s(
+                params,
+                before_s,
+                allreduce_s,
+                host_s,
+                batch_i,
+                batch_frac,
+                transfer_s,
+                context_lo,
+                num_decodes,
+                context,
+            )
+            cell_lo, cell_hi, v00, v01, v10, v11 = decode_segment(params, batch_i, context_lo)
         step_end_s = end_s + step_s
         if step_end_s > until_s:
             break

@@ -40,6 +40,8 @@ This module imports only numpy, numba and math (a test enforces it).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -238,16 +240,29 @@ def table_s(params, table_idx, x, y):
 
 
 @njit(cache=True, inline="always", _nrt=False)
+def _blend(tx, ty, v00, v01, v10, v11):
+    """Bilinear blend of a cell's corner values (v_ij: i on x, j on y) at fractions (tx, ty)."""
+    return (
+        (1.0 - tx) * (1.0 - ty) * v00
+        + (1.0 - tx) * ty * v01
+        + tx * (1.0 - ty) * v10
+        + tx * ty * v11
+    )
+
+
+@njit(cache=True, inline="always", _nrt=False)
 def _bilinear(params, values, nx, ny, i, tx, j, ty, y, last_y):
     """A two-feature table's value in segment (i, j) at fractions (tx, ty); beyond the last
     work node ``last_y`` it grows in proportion to ``y``."""
     i1 = min(i + 1, nx - 1)
     j1 = min(j + 1, ny - 1)
-    seconds = (
-        (1.0 - tx) * (1.0 - ty) * params[values + i * ny + j]
-        + (1.0 - tx) * ty * params[values + i * ny + j1]
-        + tx * (1.0 - ty) * params[values + i1 * ny + j]
-        + tx * ty * params[values + i1 * ny + j1]
+    seconds = _blend(
+        tx,
+        ty,
+        params[values + i * ny + j],
+        params[values + i * ny + j1],
+        params[values + i1 * ny + j],
+        params[values + i1 * ny + j1],
     )
     if y > last_y:
         seconds *= y / last_y
@@ -592,7 +607,6 @@ def decode_run_step_s(
     ``context_lo`` is the decode table's context segment of the run's previous step (0 for
     its first); returns (seconds, the segment of this step) for the next call.
     """
-    total_s = before_s
     if params.shape[0] > NUM_PARAMS:
         attention_s, context_lo = _decode_attention_run_s(
             params,
@@ -602,13 +616,55 @@ def decode_run_step_s(
             float(num_decode_seqs),
             max(float(context_tokens), float(num_decode_seqs)),
         )
-        total_s += attention_s
     else:
-        total_s += _attention_s(
+        attention_s = _attention_s(
             params, float(num_decode_seqs), float(context_tokens), float(context_tokens)
         )
+    return decode_run_total_s(before_s, attention_s, allreduce_s, host_s, transfer_s), context_lo
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def decode_run_total_s(before_s, attention_s, allreduce_s, host_s, transfer_s):
+    """A decode-only step's seconds from its terms, added in ``step_time_s``'s order."""
+    total_s = before_s
+    total_s += attention_s
     total_s += allreduce_s
     total_s += host_s
     if transfer_s != 0.0:  # adding 0.0 would leave the sum as it is: skip the work
         total_s += transfer_s
-    return total_s, context_lo
+    return total_s
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def decode_segment(params, batch_i, context_lo):
+    """The calibrated decode-attention table's cell at batch segment ``batch_i`` and context
+    segment ``context_lo``: (lo, hi, v00, v01, v10, v11).
+
+    For a context ``y`` with ``lo < y < hi`` the decode attention of a run's step is
+    ``_blend(batch_frac, (y - lo) / (hi - lo), v00, v01, v10, v11)``: the same operations on
+    the same numbers as ``decode_run_step_s``, so the same float; a run reads its table only
+    when its context leaves the cell. Without such a table (roofline, or one context node)
+    the range is empty.
+    """
+    offset = int(params[CAL_HEADER + CAL_DECODE_ATTENTION]) if params.shape[0] > NUM_PARAMS else 0
+    if offset <= 0 or int(params[offset + 1]) == 1:
+        return math.inf, -math.inf, 0.0, 0.0, 0.0, 0.0
+    nx = int(params[offset])
+    ny = int(params[offset + 1])
+    ys = offset + 2 + nx
+    row0 = ys + ny + batch_i * ny + context_lo
+    row1 = ys + ny + min(batch_i + 1, nx - 1) * ny + context_lo
+    return (
+        params[ys + context_lo],
+        params[ys + context_lo + 1],
+        params[row0],
+        params[row0 + 1],
+        params[row1],
+        params[row1 + 1],
+    )
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def segment_attention_s(batch_frac, y, lo, hi, v00, v01, v10, v11):
+    """Decode attention at context ``y`` inside the cell ``decode_segment`` returned."""
+    return _blend(batch_frac, (y - lo) / (hi - lo), v00, v01, v10, v11)
