@@ -95,6 +95,7 @@ from simulator.engine.state import (
     REJECT_KV,
     REJECT_V0_PROMPT,
     REJECTED,
+    RUN_TERMS_FILLED,
     RUNNING,
     SCHED_SARATHI,
     SCHED_V0,
@@ -937,6 +938,32 @@ def _admission_blocked(
 
 
 @njit(cache=True, inline="always", _nrt=False)
+def _run_terms(params, run_terms, num_decodes):
+    """``decode_run_terms_s(params, num_decodes)``, computed once per batch size and kept in
+    row ``num_decodes`` of ``run_terms`` (``state.EngineState.run_terms``)."""
+    n = num_decodes
+    if run_terms[n, RUN_TERMS_FILLED] == 0.0:
+        before_s, allreduce_s, host_s, batch_i, batch_frac, transfer_s = decode_run_terms_s(
+            params, n
+        )
+        run_terms[n, 0] = before_s
+        run_terms[n, 1] = allreduce_s
+        run_terms[n, 2] = host_s
+        run_terms[n, 3] = float(batch_i)
+        run_terms[n, 4] = batch_frac
+        run_terms[n, 5] = transfer_s
+        run_terms[n, RUN_TERMS_FILLED] = 1.0
+    return (
+        run_terms[n, 0],
+        run_terms[n, 1],
+        run_terms[n, 2],
+        int(run_terms[n, 3]),
+        run_terms[n, 4],
+        run_terms[n, 5],
+    )
+
+
+@njit(cache=True, inline="always", _nrt=False)
 def _fast_forward_decodes(
     req_i,
     req_f,
@@ -945,6 +972,7 @@ def _fast_forward_decodes(
     running,
     cfg,
     params,
+    run_terms,
     log_i,
     log_f,
     itl_histogram,
@@ -985,8 +1013,8 @@ def _fast_forward_decodes(
     num_steps = 0
     new_blocks = 0
     context = rep_i[P_STEADY_CONTEXT, r]
-    before_s, allreduce_s, host_s, batch_i, batch_frac, transfer_s = decode_run_terms_s(
-        params, num_decodes
+    before_s, allreduce_s, host_s, batch_i, batch_frac, transfer_s = _run_terms(
+        params, run_terms, num_decodes
     )
     context_lo = 0
     cell_lo, cell_hi, v00, v01, v10, v11 = math.inf, -math.inf, 0.0, 0.0, 0.0, 0.0
@@ -1085,6 +1113,7 @@ def advance(
     running,
     cfg,
     params,
+    run_terms,
     log_i,
     log_f,
     itl_histogram,
@@ -1137,6 +1166,7 @@ def advance(
             running,
             cfg,
             params,
+            run_terms,
             log_i,
             log_f,
             itl_histogram,

@@ -166,6 +166,10 @@ C_ROUTED = 2  # requests routed so far (round-robin position)
 C_FAST_STEPS = 3  # engine steps applied by the decode-run fast path (for benchmarks)
 NUM_COUNTERS = 4
 
+# Columns of EngineState.run_terms: decode_run_terms_s's six values, then a filled flag.
+RUN_TERMS_FILLED = 6
+NUM_RUN_TERMS = 7
+
 # The prefix cache's columns in each row of ``rep_tables`` (int64), from column
 # CFG_PCACHE_BASE, in sections of num_kv_blocks:
 # block key (-1: holds nothing shareable), reference count, free-queue links (prev, next;
@@ -212,6 +216,9 @@ class EngineState:
     rep_tables: np.ndarray
     prefix_ids: np.ndarray
     session_replica: np.ndarray
+    #: Decode-run terms by batch size (``kernels._run_terms``): float64 (max_num_seqs + 1,
+    #: NUM_RUN_TERMS), row n filled on the first run of n decodes (RUN_TERMS_FILLED = 1).
+    run_terms: np.ndarray
     #: Closed-loop replay only: the trace's arrival times (``req_f``'s are those replayed).
     recorded_arrival_s: np.ndarray | None = None
 
@@ -228,6 +235,7 @@ class EngineState:
             self.running,
             cfg,
             params,
+            self.run_terms,
             self.log_i,
             self.log_f,
             self.itl_histogram,
@@ -335,6 +343,7 @@ def make_state(
         rep_tables=rep_tables,
         prefix_ids=np.ascontiguousarray(prefix_ids, dtype=np.int64),
         session_replica=np.full(max(num_sessions, 1), -1, np.int64),
+        run_terms=np.zeros((max_num_seqs + 1, NUM_RUN_TERMS), np.float64),
     )
 
 
