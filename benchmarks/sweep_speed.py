@@ -7,12 +7,15 @@ Trace: the Azure 2023 conversation trace (19,366 requests, ../shared/traces). Gr
 
 - ``full`` (1,000 scenarios): --gpus 1xH100,2xH100,4xH100,2xA100,4xA100
   x --rate-scale 0.5,1,1.5,2,3 x --max-num-seqs 64,128,256,512
-  x --gpu-memory-utilization 0.8,0.85,0.9,0.92,0.95
+  x --gpu-memory-utilization 0.8,0.85,0.9,0.92,0.95 x --max-num-batched-tokens 2048,8192
+  (5 x 5 x 4 x 5 x 2)
 - ``small`` (80 scenarios): 5 GPU fleets x --rate-scale 0.5,1,2,3 x --max-num-seqs
   128,256,512,1024 (5 x 4 x 4), at --gpu-memory-utilization 0.85.
 
-Each run is the whole command in a fresh process into an empty --out (numba cache warm),
-so the figure includes worker start-up, trace loading and per-scenario row writes. A
+The scenario count printed is what the sweep stored (read back with ``sweep show
+--json``), not the grid's intended size. Each run is the whole command in a fresh process
+into an empty --out (numba cache warm), so the figure includes worker start-up, trace
+loading and per-scenario row writes. A
 second run of the same command (everything already stored) measures the resume overhead,
 and ``sweep show --json`` the time to read the store back.
 """
@@ -20,6 +23,7 @@ and ``sweep show --json`` the time to read the store back.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -35,6 +39,7 @@ GRIDS = {
         "--rate-scale", "0.5,1,1.5,2,3",
         "--max-num-seqs", "64,128,256,512",
         "--gpu-memory-utilization", "0.8,0.85,0.9,0.92,0.95",
+        "--max-num-batched-tokens", "2048,8192",
     ],
     "small": [
         "--gpus", "1xH100,2xH100,2xA100,4xA100,4xH100",
@@ -43,10 +48,10 @@ GRIDS = {
         "--gpu-memory-utilization", "0.85",
     ],
 }  # fmt: skip
-GRID_SIZES = {"full": 1000, "small": 80}
 
 
-def run(args: list[str]) -> float:
+def run(args: list[str]) -> tuple[float, str]:
+    """Wall seconds of one ``simreplay sweep`` command, and its stdout."""
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "simulator", "sweep", *args], capture_output=True, text=True
@@ -54,7 +59,7 @@ def run(args: list[str]) -> float:
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(proc.stderr)
-    return elapsed
+    return elapsed, proc.stdout
 
 
 def main() -> None:
@@ -65,7 +70,6 @@ def main() -> None:
     options = parser.parse_args()
     if not AZURE.is_file():
         raise SystemExit(f"{AZURE} is not present")
-    num = GRID_SIZES[options.grid]
     for backend in options.backend.split(","):
         for workers in options.workers.split(",") if backend == "local" else ["-"]:
             with tempfile.TemporaryDirectory() as tmp:
@@ -74,9 +78,10 @@ def main() -> None:
                 args += ["--backend", backend]
                 if backend == "local":
                     args += ["--workers", workers]
-                elapsed = run(args)
-                resume = run(args)
-                show = run(["show", str(out), "--json"])
+                elapsed, _ = run(args)
+                resume, _ = run(args)
+                show, shown = run(["show", str(out), "--json"])
+                num = len(json.loads(shown)["rows"])
             label = f"{backend}, {workers} workers" if backend == "local" else "ray (local)"
             if backend == "ray":
                 label += f", of which Ray start/stop {ray_start_stop_s():.1f} s"
