@@ -21,6 +21,7 @@ from reference_engine import simulate_reference
 
 from simulator.cluster import replay
 from simulator.engine import state as engine_state
+from simulator.engine.capacity import CapacityBounds, capacity_bounds
 from simulator.engine.kernels import _itl_bin
 from simulator.engine.state import (
     FINISHED,
@@ -753,3 +754,86 @@ def test_itl_bin_bounds_are_exactly_the_gaps_of_that_bin():
         assert all(_itl_bin(x) == bin_idx for x in inside)
         assert _itl_bin(np.nextafter(lo, 0.0)) == bin_idx - 1
         assert _itl_bin(hi) == bin_idx + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Capacity that never held a run back: more of it gives the same run (engine/capacity.py)
+
+
+def assert_same_run(a: EngineState, b: EngineState) -> None:
+    """Same requests, step log and ITL histogram (KV use is logged in blocks, not shares)."""
+    np.testing.assert_array_equal(a.req_i, b.req_i)
+    np.testing.assert_array_equal(a.req_f, b.req_f)
+    np.testing.assert_array_equal(a.itl_histogram, b.itl_histogram)
+    rows_a, rows_b = log_rows(a), log_rows(b)
+    np.testing.assert_array_equal(rows_a["log_i"], rows_b["log_i"])
+    np.testing.assert_array_equal(rows_a["log_f"], rows_b["log_f"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.integers(1, 40), st.integers(1, 6))
+def test_more_of_a_capacity_that_never_bound_gives_the_same_run(case, more_blocks, more_seqs):
+    arrival, prompts, outputs, knobs = case
+    base = replay_case(arrival, prompts, outputs, knobs)
+    bounds = capacity_bounds(base)
+    blocks, seqs = knobs["num_kv_blocks"], knobs["max_num_seqs"]
+    for extra_blocks, extra_seqs in [(more_blocks, 0), (0, more_seqs), (more_blocks, more_seqs)]:
+        bigger = dict(knobs, num_kv_blocks=blocks + extra_blocks, max_num_seqs=seqs + extra_seqs)
+        if bounds.covers(blocks, seqs, bigger["num_kv_blocks"], bigger["max_num_seqs"]):
+            assert_same_run(base, replay_case(arrival, prompts, outputs, bigger))
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_capacity_bounds_flag_kv_and_seats_that_held_requests_back(scheduler):
+    arrival, prompts, outputs = random_trace(3, n=300)
+
+    def run(num_kv_blocks, max_num_seqs):
+        return replay_big(
+            scheduler,
+            "least-outstanding",
+            arrival,
+            prompts,
+            outputs,
+            num_kv_blocks=num_kv_blocks,
+            max_num_seqs=max_num_seqs,
+        )
+
+    roomy = run(10**5, 400)
+    assert capacity_bounds(roomy) == CapacityBounds(kv=False, seqs=False)
+    # A lot of KV, few seats: seats bind, KV does not; more seats change the run.
+    seats = run(10**5, 2)
+    assert capacity_bounds(seats) == CapacityBounds(kv=False, seqs=True)
+    assert not np.array_equal(seats.req_f, roomy.req_f)
+    # Few KV blocks: KV binds (admissions held, preemptions); more blocks change the run.
+    tight = run(200, 400)
+    assert capacity_bounds(tight).kv
+    assert not np.array_equal(tight.req_f, roomy.req_f)
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize(
+    ("blocks", "seqs", "bound"),
+    [(4, 4, CapacityBounds(kv=True, seqs=False)), (8, 1, CapacityBounds(kv=False, seqs=True))],
+)
+def test_a_request_held_back_once_by_a_capacity_is_flagged(scheduler, blocks, seqs, bound):
+    """Two one-token requests at once: the second waits for the first's blocks or seat and
+    is admitted when it finishes (no decode run, no preemption: only admission sees it)."""
+    arrival = np.zeros(2)
+    prompts = np.array([48, 32])
+    outputs = np.array([1, 1])
+    knobs = dict(
+        num_replicas=1,
+        scheduler=scheduler,
+        router="round-robin",
+        max_num_seqs=seqs,
+        max_num_batched_tokens=128,
+        chunk_size=128,
+        block_size=16,
+        num_kv_blocks=blocks,
+        max_model_len=96,
+    )
+    held = replay_case(arrival, prompts, outputs, knobs)
+    assert capacity_bounds(held) == bound
+    roomy = replay_case(arrival, prompts, outputs, dict(knobs, num_kv_blocks=8, max_num_seqs=4))
+    assert capacity_bounds(roomy) == CapacityBounds(kv=False, seqs=False)
+    assert held.req_f[1, R_FIRST_SCHEDULED_S] > roomy.req_f[1, R_FIRST_SCHEDULED_S]

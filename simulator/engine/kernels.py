@@ -53,12 +53,14 @@ from simulator.engine.state import (
     P_CLOCK_S,
     P_FREE_BLOCKS,
     P_IN_FLIGHT,
+    P_KV_LIMITED,
     P_LAST_RUN,
     P_NUM_RUNNING,
     P_NUM_STEADY,
     P_NUM_WAITING,
     P_OUTSTANDING,
     P_PREEMPTIONS,
+    P_SEQS_LIMITED,
     P_STEADY_CONTEXT,
     P_STEADY_LAST_S,
     P_STEADY_NEXT_FINISH,
@@ -109,6 +111,13 @@ from simulator.perf.kernel import (
     segment_attention_s,
     step_time_s,
 )
+
+# Whether the head of a replica's queue can be admitted now, or what holds it back.
+ADMIT = 0
+HELD_EMPTY = 1  # nothing is waiting
+HELD_BUDGET = 2  # the step's token budget
+HELD_SEATS = 3  # --max-num-seqs
+HELD_KV = 4  # free KV blocks
 
 #: ``advance`` return codes.
 ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
@@ -475,7 +484,10 @@ def _admit_waiting(
     max_num_seqs = cfg[CFG_MAX_NUM_SEQS]
     caching = cfg[CFG_PREFIX_CACHING] != 0
     block_size = cfg[CFG_BLOCK_SIZE]
-    while rep_i[P_WAIT_HEAD, r] >= 0 and budget > 0 and rep_i[P_NUM_RUNNING, r] < max_num_seqs:
+    while rep_i[P_WAIT_HEAD, r] >= 0 and budget > 0:
+        if rep_i[P_NUM_RUNNING, r] >= max_num_seqs:
+            rep_i[P_SEQS_LIMITED, r] = 1
+            break
         i = rep_i[P_WAIT_HEAD, r]
         hit = 0
         hit_free = 0
@@ -486,6 +498,7 @@ def _admit_waiting(
         n = min(known - computed, budget)
         need = _blocks_for(computed + n, cfg) - hit
         if need + hit_free > rep_i[P_FREE_BLOCKS, r]:
+            rep_i[P_KV_LIMITED, r] = 1
             break
         _pop_front(req_i, req_f, rep_i, rep_f, running, r)
         _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
@@ -583,14 +596,34 @@ def _schedule_v1(
 @njit(cache=True, inline="always", _nrt=False)
 def _v0_admits(req_i, rep_i, cfg, r):
     """True when vLLM v0's scheduler would admit the queue's head now (a prefill step)."""
+    return _v0_head(req_i, rep_i, cfg, r) == ADMIT
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _v0_head(req_i, rep_i, cfg, r):
+    """What vLLM v0's scheduler would do with the queue's head now: ADMIT it, or why not
+    (HELD_EMPTY, HELD_BUDGET, HELD_SEATS, HELD_KV)."""
     i = rep_i[P_WAIT_HEAD, r]
-    if i < 0 or rep_i[P_NUM_RUNNING, r] >= cfg[CFG_MAX_NUM_SEQS]:
-        return False
+    if i < 0:
+        return HELD_EMPTY
+    if rep_i[P_NUM_RUNNING, r] >= cfg[CFG_MAX_NUM_SEQS]:
+        return HELD_SEATS
     n = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
     if n > cfg[CFG_TOKEN_BUDGET]:
-        return False
+        return HELD_BUDGET
     need = _ceil_div(n, cfg[CFG_BLOCK_SIZE])
-    return rep_i[P_FREE_BLOCKS, r] - need >= cfg[CFG_WATERMARK_BLOCKS]
+    if rep_i[P_FREE_BLOCKS, r] - need >= cfg[CFG_WATERMARK_BLOCKS]:
+        return ADMIT
+    return HELD_KV
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _flag_limit(rep_i, r, held):
+    """Flag a decision in which a capacity held the queue's head back."""
+    if held == HELD_SEATS:
+        rep_i[P_SEQS_LIMITED, r] = 1
+    elif held == HELD_KV:
+        rep_i[P_KV_LIMITED, r] = 1
 
 
 @njit(cache=True, _nrt=False)
@@ -605,7 +638,11 @@ def _schedule_v0(
     block_size = cfg[CFG_BLOCK_SIZE]
     batched = 0
     admitted = 0
-    while _v0_admits(req_i, rep_i, cfg, r):
+    while True:
+        held = _v0_head(req_i, rep_i, cfg, r)
+        if held != ADMIT:
+            _flag_limit(rep_i, r, held)
+            break
         i = rep_i[P_WAIT_HEAD, r]
         n = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
         if batched + n > cfg[CFG_TOKEN_BUDGET]:
@@ -914,27 +951,36 @@ def _admission_blocked(
     raise the new blocks it needs, so the check leaves out the cached free blocks it would
     take (which eviction can lower) and asks whether the new blocks alone do not fit.
     """
+    return (
+        _admission_held(
+            req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, free_after_decodes
+        )
+        != ADMIT
+    )
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, free_after_decodes):
+    """``_admission_blocked`` as ADMIT or the reason the head is held (``_v0_head``'s codes)."""
     head = rep_i[P_WAIT_HEAD, r]
-    if head < 0 or rep_i[P_NUM_RUNNING, r] >= cfg[CFG_MAX_NUM_SEQS]:
-        return True
-    block_size = cfg[CFG_BLOCK_SIZE]
+    if head < 0:
+        return HELD_EMPTY
     if cfg[CFG_SCHEDULER] == SCHED_V0:
-        n = req_i[head, R_PROMPT] + req_i[head, R_GENERATED]
-        if n > cfg[CFG_TOKEN_BUDGET]:
-            return True
         # v0 checks prefills before allocating decode slots: against the free blocks now.
-        need = _ceil_div(n, block_size)
-        return rep_i[P_FREE_BLOCKS, r] - need < cfg[CFG_WATERMARK_BLOCKS]
+        return _v0_head(req_i, rep_i, cfg, r)
+    if cfg[CFG_TOKEN_BUDGET] - num_decodes <= 0:
+        return HELD_BUDGET
+    if rep_i[P_NUM_RUNNING, r] >= cfg[CFG_MAX_NUM_SEQS]:
+        return HELD_SEATS
+    block_size = cfg[CFG_BLOCK_SIZE]
     budget = cfg[CFG_TOKEN_BUDGET] - num_decodes
-    if budget <= 0:
-        return True
     hit = 0
     if cfg[CFG_PREFIX_CACHING] != 0:
         hit, _ = prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, head)
     computed = hit * block_size
     n = min(req_i[head, R_PROMPT] + req_i[head, R_GENERATED] - computed, budget)
     need = _ceil_div(computed + n, block_size) - hit
-    return need > free_after_decodes
+    return HELD_KV if need > free_after_decodes else ADMIT
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -1002,10 +1048,12 @@ def _fast_forward_decodes(
     first_step_blocks = _steady_new_blocks(rep_i, cfg, rep_tables, r, 0)
     if first_step_blocks > free:
         return 0
-    if not _admission_blocked(
+    held = _admission_held(
         req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, free - first_step_blocks
-    ):
+    )
+    if held == ADMIT:
         return 0
+    _flag_limit(rep_i, r, held)  # as each step of the run would in _admit_waiting
 
     steps_to_finish = rep_i[P_STEADY_NEXT_FINISH, r] - rep_i[P_STEADY_STEPS, r]
     last_token_s = rep_f[P_STEADY_LAST_S, r]

@@ -138,7 +138,14 @@ P_STEP_HIT_TOKENS = 20  # of the in-flight step: prompt tokens found in the cach
 P_STEP_QUERY_TOKENS = 21  # and the tokens those admitted requests asked for (P + g)
 P_EVICTIONS = 22  # cached blocks evicted to make room
 P_NUM_CACHED = 23  # blocks holding a key (in use or free)
-NUM_P_INT = 24
+# 1 once a capacity bound: a waiting request that the token budget let in was held back by
+# the free KV blocks (P_KV_LIMITED) or by --max-num-seqs (P_SEQS_LIMITED), else 0. Flags,
+# not counts: a decode run decides for all its steps at once, a step at a time each step.
+# With preemptions (P_PREEMPTIONS) and KV rejections they say whether a run would have gone
+# differently with more of either (``sweep`` reuses runs that would not: sweep/README.md).
+P_KV_LIMITED = 24
+P_SEQS_LIMITED = 25
+NUM_P_INT = 26
 
 # Rows of ``rep_f`` (float64).
 P_CLOCK_S = 0  # start of the in-flight or next step; end of the last one
