@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 
 from simulator.closed_loop import session_turn_links, think_times_s
 from simulator.cluster import Router, replay
+from simulator.engine.capacity import CapacityBounds, capacity_bounds
 from simulator.engine.prefix_keys import (
     PrefixInputs,
     link_answers_to_next_turns,
@@ -123,30 +125,142 @@ def replay_resolved(
         prefix = prefix_inputs(
             None, input_tokens, hash_block_tokens=None, block_size=resolved.memory.block_size
         )
-    chosen = resolved.scenario
     return replay(
         arrival_time_s,
         input_tokens,
         output_tokens,
-        num_replicas=resolved.num_replicas,
-        scheduler=chosen.scheduler,
-        router=chosen.router,
-        max_num_seqs=resolved.max_num_seqs,
-        token_budget=resolved.token_budget,
-        block_size=resolved.memory.block_size,
-        num_kv_blocks=resolved.memory.num_kv_blocks // resolved.pp,  # per virtual engine
-        max_model_len=resolved.max_model_len,
-        params=resolved.step_model.params,
-        draws=np.random.default_rng(chosen.seed).random(len(arrival_time_s)),
+        **_engine_knobs(resolved),
+        draws=np.random.default_rng(resolved.scenario.seed).random(len(arrival_time_s)),
         orchestration=orchestration,
         router_fn=router,
         prefix=prefix if resolved.scenario.enable_prefix_caching else None,
-        prefix_load_cap=chosen.prefix_load_cap,
         session_idx=session_idx,
-        pipeline_stages=resolved.pp,
         next_turn=next_turn if resolved.scenario.closed_loop else None,
         think_s=think_s,
     )
+
+
+def _engine_knobs(resolved: ResolvedScenario) -> dict[str, Any]:
+    """The engine knobs ``replay_resolved`` passes to ``cluster.replay`` (trace aside)."""
+    chosen = resolved.scenario
+    return {
+        "num_replicas": resolved.num_replicas,
+        "scheduler": chosen.scheduler,
+        "router": chosen.router,
+        "max_num_seqs": resolved.max_num_seqs,
+        "token_budget": resolved.token_budget,
+        "block_size": resolved.memory.block_size,
+        "num_kv_blocks": resolved.memory.num_kv_blocks // resolved.pp,  # per virtual engine
+        "max_model_len": resolved.max_model_len,
+        "params": resolved.step_model.params,
+        "prefix_load_cap": chosen.prefix_load_cap,
+        "pipeline_stages": resolved.pp,
+    }
+
+
+def simulate_many(
+    trace: pa.Table | str | Path,
+    scenarios: list[Scenario],
+    *,
+    slo: str | dict | None = None,
+    import_options: ImportOptions | None = None,
+) -> list[Result | SimreplayError]:
+    """``simulate`` for each of ``scenarios`` on one trace, running the engine less often.
+
+    Scenarios that resolve to the same engine knobs except the KV blocks and
+    ``max_num_seqs`` share one run when the capacities of the run made never held a request
+    back (``engine/capacity.py``): its results are then exactly those of the other run, so
+    each ``Result`` is what ``simulate`` would return. Runs with the prefix cache, closed
+    loop or pipeline stages are never shared. Built-in routers only.
+
+    Returns
+    -------
+    list
+        In the order of ``scenarios``: a ``Result``, or the ``SimreplayError`` that
+        ``simulate`` would have raised for that scenario (say, weights that do not fit).
+    """
+    table = _as_trace(trace) if isinstance(trace, pa.Table) else load_trace(trace, import_options)
+    bounds = parse_slo(slo) if isinstance(slo, str) else slo
+    input_tokens = table.column("input_tokens").to_numpy()
+    arrival_time_s = table.column("arrival_time_s").to_numpy()
+    output_tokens = table.column("output_tokens").to_numpy()
+    ids = table.column("request_id") if "request_id" in table.column_names else None
+    # Smaller capacities first: a run that nothing held back answers every larger one.
+    order = sorted(
+        range(len(scenarios)),
+        key=lambda k: (scenarios[k].gpu_memory_utilization, scenarios[k].max_num_seqs or 0),
+    )
+    kept: list[_SharedRun] = []
+    results: list[Result | SimreplayError | None] = [None] * len(scenarios)
+    for k in order:
+        try:
+            resolved = resolve(scenarios[k])
+            state = _shared_state(kept, resolved)
+            if state is None:
+                state = replay_resolved(
+                    resolved,
+                    arrival_time_s,
+                    input_tokens,
+                    output_tokens,
+                    **_trace_inputs(resolved, table, input_tokens, arrival_time_s),
+                )
+                _keep(kept, resolved, state)
+            results[k] = build_result(resolved, state, ids, bounds)
+        except SimreplayError as exc:
+            results[k] = exc
+    return results  # type: ignore[return-value]
+
+
+@dataclass
+class _SharedRun:
+    key: tuple
+    num_kv_blocks: int
+    max_num_seqs: int
+    bounds: CapacityBounds
+    state: EngineState
+
+
+#: Runs ``simulate_many`` keeps for reuse (each holds its engine state, ~0.5 kB a request):
+#: up to 4, fewer for traces of over 500,000 requests.
+_MAX_KEPT_RUNS = 4
+_MAX_KEPT_REQUESTS = 2_000_000
+
+
+def _share_key(resolved: ResolvedScenario) -> tuple | None:
+    """What must be equal for two scenarios to share a run; None when they never may."""
+    chosen = resolved.scenario
+    if chosen.enable_prefix_caching or chosen.closed_loop or resolved.pp > 1:
+        return None
+    knobs = _engine_knobs(resolved)
+    del knobs["num_kv_blocks"], knobs["max_num_seqs"]
+    knobs["params"] = knobs["params"].tobytes()
+    return (*sorted(knobs.items()), ("seed", chosen.seed))
+
+
+def _shared_state(kept: list[_SharedRun], resolved: ResolvedScenario) -> EngineState | None:
+    key = _share_key(resolved)
+    if key is None:
+        return None
+    knobs = _engine_knobs(resolved)
+    for run in kept:
+        if run.key == key and run.bounds.covers(
+            run.num_kv_blocks, run.max_num_seqs, knobs["num_kv_blocks"], knobs["max_num_seqs"]
+        ):
+            return run.state
+    return None
+
+
+def _keep(kept: list[_SharedRun], resolved: ResolvedScenario, state: EngineState) -> None:
+    key = _share_key(resolved)
+    if key is None:
+        return
+    bounds = capacity_bounds(state)
+    if bounds.kv and bounds.seqs:
+        return  # answers no other scenario
+    knobs = _engine_knobs(resolved)
+    kept.append(_SharedRun(key, knobs["num_kv_blocks"], knobs["max_num_seqs"], bounds, state))
+    most = max(1, min(_MAX_KEPT_RUNS, _MAX_KEPT_REQUESTS // max(len(state.req_i), 1)))
+    del kept[:-most]
 
 
 def _trace_inputs(

@@ -364,7 +364,12 @@ def _kv_usage(
     per_engine = np.zeros(num_replicas * pp)
     np.maximum.at(per_engine, log_i[L_REPLICA], used)
     per_replica = per_engine.reshape(num_replicas, pp).max(axis=1)
-    mean = float((used * duration).sum() / duration.sum()) if duration.sum() > 0 else 0.0
+    # Summed per engine replica in its own step order, then across replicas: the same floats
+    # whatever order the replicas' rows were logged in (runs may be brought up in any order).
+    replica = log_i[L_REPLICA]
+    weighted = np.bincount(replica, weights=used * duration, minlength=len(per_engine)).sum()
+    busy_s = np.bincount(replica, weights=duration, minlength=len(per_engine)).sum()
+    mean = float(weighted / busy_s) if busy_s > 0 else 0.0
     usage: dict[str, Any] = {
         "peak_fraction": float(used.max()),
         "mean_fraction": mean,

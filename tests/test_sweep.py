@@ -464,3 +464,101 @@ def test_show_names_a_foreign_file_in_the_rows_folder(tmp_path):
     pq.write_table(pa.table({"x": [1, 2]}), rows_dir / "foreign.parquet")
     with pytest.raises(SimreplayError, match="foreign.parquet: 2 rows"):
         store.read()
+
+
+# --- one engine run answering several capacities (api.simulate_many) --------------------------
+
+#: 1xH100 8B, busy: small KV shares and few seats hold requests back; large ones do not.
+CAPACITY_GRID = [
+    (gmu, seqs, scheduler)
+    for gmu in (0.2, 0.25, 0.5, 0.9)
+    for seqs in (2, 8, 64, 256)
+    for scheduler in ("vllm", "vllm-v0")
+]
+
+
+@pytest.fixture(scope="module")
+def busy_table(tmp_path_factory):
+    from simulator.trace.importer import load_trace
+    from simulator.trace.transform import scale_rate
+
+    path = _trace(tmp_path_factory.mktemp("busy") / "busy.parquet", 300, 5)
+    return scale_rate(load_trace(str(path)), 4.0)
+
+
+def test_simulate_many_equals_simulate_scenario_by_scenario_with_fewer_runs(
+    busy_table, monkeypatch
+):
+    import simulator.api as api
+
+    scenarios = [
+        Scenario(gpus="1xH100", gpu_memory_utilization=gmu, max_num_seqs=seqs, scheduler=sched)
+        for gmu, seqs, sched in CAPACITY_GRID
+    ]
+    slo = "ttft_p99_ms=500,tpot_p99_ms=50"
+    alone = []
+    for scenario in scenarios:
+        try:
+            alone.append(api.simulate(busy_table, scenario, slo=slo).summary)
+        except SimreplayError as exc:
+            alone.append(str(exc))
+    runs = []
+    replay_resolved = api.replay_resolved
+
+    def counted(*args, **kwargs):
+        runs.append(1)
+        return replay_resolved(*args, **kwargs)
+
+    monkeypatch.setattr(api, "replay_resolved", counted)
+    together = [
+        str(r) if isinstance(r, SimreplayError) else r.summary
+        for r in api.simulate_many(busy_table, scenarios, slo=slo)
+    ]
+    assert together == alone
+    # Both kinds of run happen: some shared, some held back by KV or seats.
+    assert any(isinstance(s, dict) and s["num_preemptions"] > 0 for s in alone)
+    # A run answers scenarios whose latencies are the same: never fewer runs than those.
+    latencies = {
+        json.dumps([s[m] for m in ("ttft_ms", "tpot_ms", "e2e_ms", "num_preemptions")])
+        for s in alone
+        if isinstance(s, dict)
+    }
+    assert len(latencies) <= len(runs) < len(scenarios)
+
+
+def test_prefix_caching_and_pipeline_runs_are_never_shared(busy_table, monkeypatch):
+    import simulator.api as api
+
+    runs = []
+    replay_resolved = api.replay_resolved
+
+    def counted(*args, **kwargs):
+        runs.append(1)
+        return replay_resolved(*args, **kwargs)
+
+    monkeypatch.setattr(api, "replay_resolved", counted)
+    cached = [
+        Scenario(gpus="1xH100", gpu_memory_utilization=gmu, enable_prefix_caching=True)
+        for gmu in (0.8, 0.9)
+    ]
+    staged = [Scenario(gpus="2xH100", pp=2, gpu_memory_utilization=gmu) for gmu in (0.8, 0.9)]
+    api.simulate_many(busy_table, cached + staged)
+    assert len(runs) == 4
+
+
+def test_sweep_rows_of_a_capacity_grid_equal_scenario_by_scenario_rows(tmp_path, small_trace):
+    from simulator.sweep import runner as sweep_runner
+
+    axes = {
+        "gpus": "1xA100",
+        "rate_scale": "3",
+        "gpu_memory_utilization": "0.3,0.6,0.9",
+        "max_num_seqs": "4,256",
+    }
+    spec = from_cli(axes, [small_trace], seeds=None, slo="ttft_p99_ms=900")
+    tasks, _ = sweep_runner.plan_tasks(spec.scenarios, "ttft_p99_ms=900")
+    groups = sweep_runner.group_tasks(tasks)
+    assert [len(g) for g in groups] == [6]
+    grouped = sweep_runner.evaluate_group(groups[0])
+    one_by_one = [sweep_runner.evaluate(task) for task in tasks]
+    assert grouped == one_by_one

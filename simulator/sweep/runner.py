@@ -118,6 +118,63 @@ def _install_traces(tables: dict[str, pa.Table]) -> None:
     _TRACES.update(tables)
 
 
+#: Knobs that change only the engine's capacities: scenarios that differ in nothing else
+#: are evaluated together, so that one engine run can answer several
+#: (``api.simulate_many``).
+CAPACITY_KNOBS = ("gpu_memory_utilization", "max_num_seqs")
+
+
+def group_tasks(tasks: list[Task]) -> list[list[Task]]:
+    """Tasks that differ only in ``CAPACITY_KNOBS``, together; groups in first-seen order."""
+    groups: dict[tuple, list[Task]] = {}
+    for task in tasks:
+        key = tuple(
+            (name, value) for name, value in task.knobs.items() if name not in CAPACITY_KNOBS
+        )
+        groups.setdefault((key, task.slo), []).append(task)
+    return list(groups.values())
+
+
+def evaluate_group(tasks: list[Task], table: pa.Table | None = None) -> list[dict[str, Any]]:
+    """The rows of ``tasks`` (``group_tasks``: one trace and rate scale), in their order.
+
+    Each row is the one ``evaluate`` gives; the engine runs once for the scenarios that
+    ``api.simulate_many`` finds it can answer with one run.
+    """
+    from simulator.api import simulate_many
+    from simulator.trace.transform import scale_rate
+
+    knobs = tasks[0].knobs
+    if table is None:
+        load_traces([knobs["trace"]])
+        table = _TRACES[knobs["trace"]]
+    if knobs["rate_scale"] != 1.0:
+        table = scale_rate(table, knobs["rate_scale"])
+    rows = [_row_start(task) for task in tasks]
+    scenarios = [
+        Scenario(**{name: task.knobs[name] for name in scenario_knobs()}) for task in tasks
+    ]
+    slo = parse_slo(tasks[0].slo) if tasks[0].slo else None
+    for row, result in zip(rows, simulate_many(table, scenarios, slo=slo), strict=True):
+        if isinstance(result, SimreplayError):
+            row.update(status="infeasible", reason=str(result))
+        else:
+            row.update(summary_columns(result.summary))
+            row.update(status="ok")
+    return rows
+
+
+def _row_start(task: Task) -> dict[str, Any]:
+    """A row's knobs, keys and cost; the result columns empty."""
+    knobs = task.knobs
+    row: dict[str, Any] = dict(knobs)
+    row.update(dict.fromkeys(RESULT_COLUMNS))
+    row.update(scenario_key=task.key, trace_sha256=task.trace_sha256, slo=task.slo)
+    num_gpus, gpu = parse_gpus(knobs["gpus"])
+    row.update(gpu_type=gpu.name, num_gpus=num_gpus, cost_per_hour_usd=num_gpus * gpu.usd_per_hour)
+    return row
+
+
 def evaluate(task: Task, table: pa.Table | None = None) -> dict[str, Any]:
     """Simulate one scenario and return its row (``store`` module docstring).
 
@@ -132,11 +189,7 @@ def evaluate(task: Task, table: pa.Table | None = None) -> dict[str, Any]:
     if table is None:
         load_traces([knobs["trace"]])
         table = _TRACES[knobs["trace"]]
-    row: dict[str, Any] = dict(knobs)
-    row.update(dict.fromkeys(RESULT_COLUMNS))
-    row.update(scenario_key=task.key, trace_sha256=task.trace_sha256, slo=task.slo)
-    num_gpus, gpu = parse_gpus(knobs["gpus"])
-    row.update(gpu_type=gpu.name, num_gpus=num_gpus, cost_per_hour_usd=num_gpus * gpu.usd_per_hour)
+    row = _row_start(task)
     scenario = Scenario(**{name: knobs[name] for name in scenario_knobs()})
     try:
         if knobs["rate_scale"] != 1.0:
@@ -201,9 +254,10 @@ def default_workers() -> int:
 
 def _local(tasks: list[Task], traces: list[str], workers: int) -> Iterator[dict[str, Any]]:
     tables = load_traces(traces)
+    groups = group_tasks(tasks)
     if workers == 1:
-        for task in tasks:
-            yield evaluate(task)
+        for group in groups:
+            yield from evaluate_group(group)
         return
     # forkserver: no fork of a process that may hold numba or thread state.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -214,10 +268,10 @@ def _local(tasks: list[Task], traces: list[str], workers: int) -> Iterator[dict[
         initializer=_install_traces,
         initargs=({path: tables[path] for path in traces},),
     ) as pool:
-        pending = {pool.submit(evaluate, task) for task in tasks}
+        pending = {pool.submit(evaluate_group, group) for group in groups}
         try:
             for future in cf.as_completed(pending):
-                yield future.result()
+                yield from future.result()
         finally:
             for future in pending:
                 future.cancel()
@@ -259,10 +313,10 @@ def _check_reachable(address: str) -> None:
         raise SimreplayError(f"--address {address}: cannot reach Ray: {exc}") from None
 
 
-def _evaluate_on_ray(task: Task, table_ref: Any) -> dict[str, Any]:
+def _evaluate_on_ray(group: list[Task], table_ref: Any) -> list[dict[str, Any]]:
     # Ray resolves a top-level ObjectRef argument to the table (zero-copy from the object
     # store), and a worker process keeps it; nothing is re-read from disk per scenario.
-    return evaluate(task, table_ref)
+    return evaluate_group(group, table_ref)
 
 
 def _ray(tasks: list[Task], traces: list[str], address: str | None) -> Iterator[dict[str, Any]]:
@@ -271,12 +325,12 @@ def _ray(tasks: list[Task], traces: list[str], address: str | None) -> Iterator[
 
     refs = {path: ray.put(load_trace(path)) for path in traces}
     remote = ray.remote(num_cpus=1)(_evaluate_on_ray)
-    pending = [remote.remote(task, refs[task.knobs["trace"]]) for task in tasks]
+    pending = [remote.remote(group, refs[group[0].knobs["trace"]]) for group in group_tasks(tasks)]
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                yield ray.get(ref)
+                yield from ray.get(ref)
     finally:
         for ref in pending:
             ray.cancel(ref)

@@ -29,6 +29,7 @@ one-value grid axis when there is one, else the ``Scenario`` default. Optional k
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import tomllib
@@ -55,8 +56,13 @@ TRACE_KNOBS = ("rate_scale", "trace")
 
 def scenario_knobs() -> dict[str, Any]:
     """Every ``Scenario`` field name -> its resolved type annotation, in declaration order."""
+    return dict(_scenario_knobs())
+
+
+@functools.cache
+def _scenario_knobs() -> tuple[tuple[str, Any], ...]:
     hints = typing.get_type_hints(Scenario)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Scenario)}
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(Scenario))
 
 
 def knob_types() -> dict[str, Any]:
