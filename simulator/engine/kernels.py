@@ -968,12 +968,12 @@ def _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, f
     if cfg[CFG_SCHEDULER] == SCHED_V0:
         # v0 checks prefills before allocating decode slots: against the free blocks now.
         return _v0_head(req_i, rep_i, cfg, r)
-    if cfg[CFG_TOKEN_BUDGET] - num_decodes <= 0:
+    budget = cfg[CFG_TOKEN_BUDGET] - num_decodes
+    if budget <= 0:
         return HELD_BUDGET
     if rep_i[P_NUM_RUNNING, r] >= cfg[CFG_MAX_NUM_SEQS]:
         return HELD_SEATS
     block_size = cfg[CFG_BLOCK_SIZE]
-    budget = cfg[CFG_TOKEN_BUDGET] - num_decodes
     hit = 0
     if cfg[CFG_PREFIX_CACHING] != 0:
         hit, _ = prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, head)
