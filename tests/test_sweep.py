@@ -486,8 +486,24 @@ def busy_table(tmp_path_factory):
     return scale_rate(load_trace(str(path)), 4.0)
 
 
+@pytest.fixture
+def engine_runs(monkeypatch):
+    """A list that gains an item each time ``api`` runs the engine."""
+    import simulator.api as api
+
+    runs = []
+    replay_resolved = api.replay_resolved
+
+    def counted(*args, **kwargs):
+        runs.append(1)
+        return replay_resolved(*args, **kwargs)
+
+    monkeypatch.setattr(api, "replay_resolved", counted)
+    return runs
+
+
 def test_simulate_many_equals_simulate_scenario_by_scenario_with_fewer_runs(
-    busy_table, monkeypatch
+    busy_table, engine_runs
 ):
     import simulator.api as api
 
@@ -502,18 +518,12 @@ def test_simulate_many_equals_simulate_scenario_by_scenario_with_fewer_runs(
             alone.append(api.simulate(busy_table, scenario, slo=slo).summary)
         except SimreplayError as exc:
             alone.append(str(exc))
-    runs = []
-    replay_resolved = api.replay_resolved
-
-    def counted(*args, **kwargs):
-        runs.append(1)
-        return replay_resolved(*args, **kwargs)
-
-    monkeypatch.setattr(api, "replay_resolved", counted)
+    alone_runs = len(engine_runs)
     together = [
         str(r) if isinstance(r, SimreplayError) else r.summary
         for r in api.simulate_many(busy_table, scenarios, slo=slo)
     ]
+    runs = engine_runs[alone_runs:]
     assert together == alone
     # Both kinds of run happen: some shared, some held back by KV or seats.
     assert any(isinstance(s, dict) and s["num_preemptions"] > 0 for s in alone)
@@ -526,24 +536,16 @@ def test_simulate_many_equals_simulate_scenario_by_scenario_with_fewer_runs(
     assert len(latencies) <= len(runs) < len(scenarios)
 
 
-def test_prefix_caching_and_pipeline_runs_are_never_shared(busy_table, monkeypatch):
+def test_prefix_caching_and_pipeline_runs_are_never_shared(busy_table, engine_runs):
     import simulator.api as api
 
-    runs = []
-    replay_resolved = api.replay_resolved
-
-    def counted(*args, **kwargs):
-        runs.append(1)
-        return replay_resolved(*args, **kwargs)
-
-    monkeypatch.setattr(api, "replay_resolved", counted)
     cached = [
         Scenario(gpus="1xH100", gpu_memory_utilization=gmu, enable_prefix_caching=True)
         for gmu in (0.8, 0.9)
     ]
     staged = [Scenario(gpus="2xH100", pp=2, gpu_memory_utilization=gmu) for gmu in (0.8, 0.9)]
     api.simulate_many(busy_table, cached + staged)
-    assert len(runs) == 4
+    assert len(engine_runs) == 4
 
 
 def test_sweep_rows_of_a_capacity_grid_equal_scenario_by_scenario_rows(tmp_path, small_trace):

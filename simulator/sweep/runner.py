@@ -138,8 +138,11 @@ def group_tasks(tasks: list[Task]) -> list[list[Task]]:
 def evaluate_group(tasks: list[Task], table: pa.Table | None = None) -> list[dict[str, Any]]:
     """The rows of ``tasks`` (``group_tasks``: one trace and rate scale), in their order.
 
-    Each row is the one ``evaluate`` gives; the engine runs once for the scenarios that
-    ``api.simulate_many`` finds it can answer with one run.
+    ``table`` is their trace; when None it comes from this process's cache
+    (``load_traces``). The engine runs once for the scenarios that ``api.simulate_many``
+    finds one run can answer; each row is the one the scenario would get alone. A
+    ``SimreplayError`` while resolving or simulating makes an ``infeasible`` row with its
+    reason; any other exception is a bug and propagates.
     """
     from simulator.api import simulate_many
     from simulator.trace.transform import scale_rate
@@ -148,14 +151,18 @@ def evaluate_group(tasks: list[Task], table: pa.Table | None = None) -> list[dic
     if table is None:
         load_traces([knobs["trace"]])
         table = _TRACES[knobs["trace"]]
-    if knobs["rate_scale"] != 1.0:
-        table = scale_rate(table, knobs["rate_scale"])
     rows = [_row_start(task) for task in tasks]
     scenarios = [
         Scenario(**{name: task.knobs[name] for name in scenario_knobs()}) for task in tasks
     ]
-    slo = parse_slo(tasks[0].slo) if tasks[0].slo else None
-    for row, result in zip(rows, simulate_many(table, scenarios, slo=slo), strict=True):
+    try:
+        if knobs["rate_scale"] != 1.0:
+            table = scale_rate(table, knobs["rate_scale"])
+        slo = parse_slo(tasks[0].slo) if tasks[0].slo else None
+        results = simulate_many(table, scenarios, slo=slo)
+    except SimreplayError as exc:  # the trace or SLO, so every scenario of the group
+        results = [exc] * len(tasks)
+    for row, result in zip(rows, results, strict=True):
         if isinstance(result, SimreplayError):
             row.update(status="infeasible", reason=str(result))
         else:
@@ -176,31 +183,8 @@ def _row_start(task: Task) -> dict[str, Any]:
 
 
 def evaluate(task: Task, table: pa.Table | None = None) -> dict[str, Any]:
-    """Simulate one scenario and return its row (``store`` module docstring).
-
-    ``table`` is the scenario's trace; when None it comes from this process's cache
-    (``load_traces``). A ``SimreplayError`` while resolving or simulating makes an
-    ``infeasible`` row with its reason; any other exception is a bug and propagates.
-    """
-    from simulator.api import simulate
-    from simulator.trace.transform import scale_rate
-
-    knobs = task.knobs
-    if table is None:
-        load_traces([knobs["trace"]])
-        table = _TRACES[knobs["trace"]]
-    row = _row_start(task)
-    scenario = Scenario(**{name: knobs[name] for name in scenario_knobs()})
-    try:
-        if knobs["rate_scale"] != 1.0:
-            table = scale_rate(table, knobs["rate_scale"])
-        result = simulate(table, scenario, slo=parse_slo(task.slo) if task.slo else None)
-    except SimreplayError as exc:
-        row.update(status="infeasible", reason=str(exc))
-        return row
-    row.update(summary_columns(result.summary))
-    row.update(status="ok")
-    return row
+    """Simulate one scenario and return its row (``store`` module docstring)."""
+    return evaluate_group([task], table)[0]
 
 
 def summary_columns(summary: dict[str, Any]) -> dict[str, Any]:
