@@ -173,9 +173,12 @@ class Profile:
         parts.append(f"from {prov.get('source', 'unknown source')}")
         if prov.get("engine"):
             parts.append(f"[{prov['engine']}]")
-        gemm = self.errors.get("gemm", {}).get("holdout_offgrid_shapes")
+        gemm = self.errors.get("gemm_bfloat16", {}).get("holdout_model_shapes")
         if gemm and gemm.get("n"):
-            parts.append(f"GEMM held-out median |err| {gemm['median_abs_pct']:.1f}%")
+            parts.append(
+                f"GEMM held-out model shapes median |err| {gemm['median_abs_pct']:.1f}%, "
+                f"p90 {gemm['p90_abs_pct']:.1f}%"
+            )
         return " ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
