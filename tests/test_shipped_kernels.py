@@ -1,0 +1,108 @@
+"""The compiled kernels shipped in ``simulator/_jitcache``: fresh, found, and used.
+
+A new user's first run loads them instead of compiling for 40-50 s. These tests fail when
+a kernel source changed without ``python -m simulator.build_kernels``, when the copy into
+an empty cache lands where numba does not look, or when numba recompiles anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import pytest
+from numba.core.caching import UserProvidedCacheLocator
+
+from simulator import _numba_cache
+from simulator._numba_cache import SHIPPED_DIR, cache_subfolder, kernel_hash, seed_from_shipped
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _manifest() -> dict:
+    found = sorted(SHIPPED_DIR.glob("*/BUILD.json"))
+    assert len(found) == 1, f"expected one shipped build in {SHIPPED_DIR}, found {found}"
+    return json.loads(found[0].read_text())
+
+
+def _same_toolchain(manifest: dict) -> bool:
+    return (
+        manifest["numba"] == numba.__version__
+        and manifest["python"] == sys.implementation.cache_tag
+        and manifest["machine"] == platform.machine()
+    )
+
+
+def test_shipped_kernels_match_the_kernel_sources():
+    manifest = _manifest()
+    if manifest["numba"] != numba.__version__:
+        pytest.skip(f"shipped kernels are for numba {manifest['numba']}, not {numba.__version__}")
+    assert manifest["kernel_hash"] == kernel_hash(), (
+        "a kernel source changed since the shipped kernels were built: run "
+        "python -m simulator.build_kernels and commit simulator/_jitcache"
+    )
+    assert manifest["not_compiled"] == []
+    names = {p.name for p in (SHIPPED_DIR / kernel_hash()).glob("*/*.nbi")}
+    assert "fused.run_fused-" in " ".join(names) and any(n.startswith("kernel.") for n in names)
+
+
+def test_cache_subfolder_is_the_one_numba_looks_in(tmp_path):
+    source = tmp_path / "pkg" / "engine" / "fused.py"
+    assert cache_subfolder("engine", str(tmp_path / "pkg")) == (
+        UserProvidedCacheLocator.get_suitable_cache_subpath(str(source))
+    )
+
+
+def test_seeding_copies_whole_files_and_only_for_its_hash(tmp_path):
+    shipped = tmp_path / "shipped"
+    (shipped / "abc" / "engine").mkdir(parents=True)
+    (shipped / "abc" / "engine" / "f.run-1.py311.nbi").write_bytes(b"index")
+    (shipped / "abc" / "engine" / "f.run-1.py311.1.nbc").write_bytes(b"code")
+    cache = tmp_path / "cache"
+    assert seed_from_shipped(cache, "other", shipped) == 0
+    assert seed_from_shipped(cache, "abc", shipped) == 2
+    target = cache / cache_subfolder("engine")
+    assert sorted(p.name for p in target.iterdir()) == ["f.run-1.py311.1.nbc", "f.run-1.py311.nbi"]
+    assert (target / "f.run-1.py311.1.nbc").read_bytes() == b"code"
+
+
+def test_a_first_run_with_an_empty_cache_loads_the_shipped_kernels(tmp_path):
+    """A fresh user (no cache, no numba settings) simulates without compiling anything."""
+    manifest = _manifest()
+    if not _same_toolchain(manifest) or manifest["kernel_hash"] != kernel_hash():
+        pytest.skip("the shipped kernels are for another numba, CPython or machine")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "home-cache")
+    code = """
+import json
+from simulator import Scenario, simulate
+from simulator.engine import fused
+from simulator.trace.importer import load_trace
+trace = load_trace("traces/chat-1h.parquet").slice(0, 300)
+simulate(trace, Scenario(gpus="2xA100"))
+simulate(trace, Scenario(gpus="2xA100"), orchestration="simpy")
+stats = [fused.run_fused.stats, fused.advance_all.stats]
+print(json.dumps([[sum(s.cache_hits.values()), sum(s.cache_misses.values())] for s in stats]))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    (fused_hits, fused_misses), (advance_hits, advance_misses) = json.loads(
+        proc.stdout.splitlines()[-1]
+    )
+    assert fused_misses == 0 and fused_hits >= 1
+    assert advance_misses == 0 and advance_hits >= 1
+    assert list((tmp_path / "home-cache" / "simreplay").glob("numba-*/engine_*/*.nbi"))
+
+
+def test_configure_leaves_a_chosen_cpu_alone(monkeypatch):
+    monkeypatch.setenv("NUMBA_CPU_NAME", "znver3")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/nonexistent-never-created")
+    _numba_cache.configure()
+    assert os.environ["NUMBA_CPU_NAME"] == "znver3"
