@@ -67,3 +67,28 @@ def test_engine_kernels_never_allocate():
                 calls = [ast.unparse(c.func) for c in ast.walk(node) if isinstance(c, ast.Call)]
                 assert not [c for c in calls if c.startswith(("np.", "numpy."))], (name, node.name)
                 assert all("_nrt=False" in ast.unparse(d) for d in node.decorator_list), node.name
+
+
+def test_a_wheel_installs_every_shipped_profile_and_the_compiled_kernels():
+    """``pip install .`` (no -e) must carry the calibration profiles (top-level folder,
+    installed as data files where ``select._profiles_dir`` looks) and the compiled kernels
+    (package data): without them a wheel install silently runs uncalibrated and compiles."""
+    import glob
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["data-files"]["share/simreplay/profiles"]
+    shipped = {str(p.relative_to(root)) for p in (root / "calibration" / "profiles").glob("*")}
+    covered = {f for pattern in patterns for f in glob.glob(pattern, root_dir=root)}
+    assert shipped and shipped == covered
+    kernel_patterns = config["package-data"]["simulator"]
+    kernels = {
+        str(p.relative_to(root / "simulator"))
+        for p in (root / "simulator" / "_jitcache").rglob("*")
+        if p.is_file()
+    }
+    covered = {
+        f for pattern in kernel_patterns for f in glob.glob(pattern, root_dir=root / "simulator")
+    }
+    assert kernels and kernels == covered

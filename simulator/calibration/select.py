@@ -25,8 +25,26 @@ from simulator.perf.calibrated import calibrated_model
 from simulator.perf.roofline import StepTimeModel, roofline_model, with_pipeline_stages
 from simulator.specs import GPUSpec, ModelSpec
 
-#: The repository's ``calibration/profiles`` folder.
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "calibration" / "profiles"
+
+def _profiles_dir() -> Path:
+    """The shipped profiles: the checkout's ``calibration/profiles`` (a source tree or an
+    editable install), else where a wheel installs them (``pyproject.toml``'s data-files:
+    ``<prefix>/share/simreplay/profiles``, under the environment or the user base)."""
+    checkout = Path(__file__).resolve().parents[2] / "calibration" / "profiles"
+    if checkout.is_dir():
+        return checkout
+    import site
+    import sys
+
+    for base in (sys.prefix, site.getuserbase()):
+        installed = Path(base) / "share" / "simreplay" / "profiles"
+        if installed.is_dir():
+            return installed
+    return checkout
+
+
+#: Folder of the shipped profiles (``_profiles_dir``).
+PROFILES_DIR = _profiles_dir()
 
 UNCALIBRATED = "roofline with default efficiencies (uncalibrated)"
 
