@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -375,6 +376,32 @@ def test_grid_log_ratios_read_packed_or_as_a_list():
         Grid.from_json(dict(packed, log_ratio=packed["log_ratio"][:8]), "g")
     with pytest.raises(ValueError, match="cannot be stored"):
         Grid(("a", "b"), axes, values + 40.0, grid.counts).to_json()
+
+
+def test_a_borrowed_grid_keeps_its_latency_floor_and_scales_the_rest(tmp_path):
+    """On another GPU, the first floor_s of a call is kept and the rest scales with the
+    roofline: twice the peaks halve the part above the floor, not the floor."""
+    axes = (np.array([1.0, 4096.0]), np.array([4096.0]), np.array([4096.0]))
+    grid = Grid(("m", "n", "k"), axes, np.zeros((2, 1, 1)), np.ones((2, 1, 1), np.int64))
+    ref = Reference(1e15, 2e15, 2e12, 4e11)
+    fast = Reference(2e15, 4e15, 4e12, 8e11)
+    feats = {"m": np.array([1.0, 4096.0]), "n": np.array([4096.0] * 2), "k": np.array([4096.0] * 2)}
+    for floor_s in (None, 5e-6):
+        profile = Profile("X", ref, {"gemm_bfloat16": replace(grid, floor_s=floor_s)})
+        own = profile.predict("gemm_bfloat16", feats)
+        np.testing.assert_array_equal(own, roofline_latency_s("gemm_bfloat16", feats, ref))
+        np.testing.assert_array_equal(profile.predict("gemm_bfloat16", feats, ref), own)
+        borrowed = profile.predict("gemm_bfloat16", feats, fast)
+        floor = floor_s or 0.0
+        np.testing.assert_allclose(borrowed, floor + (own - floor) / 2, rtol=1e-12)
+        path = tmp_path / f"p{floor_s}.json"
+        save_profile(profile, path)
+        assert load_profile(path).grids["gemm_bfloat16"].floor_s == floor_s
+    tiny = Profile("X", ref, {"gemm_bfloat16": replace(grid, floor_s=1.0)})
+    np.testing.assert_array_equal(tiny.predict("gemm_bfloat16", feats, fast), own)
+    bad = dict(grid.to_json(), floor_s=-1)
+    with pytest.raises(ValueError, match="floor_s must be a positive number"):
+        Grid.from_json(bad, "g")
 
 
 def test_an_empty_node_takes_the_median_of_its_axes_interpolations():

@@ -17,6 +17,7 @@ absolute percentage error of the predicted against the measured latency:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,9 @@ from simulator.errors import SimreplayError
 from simulator.specs import ModelSpec
 
 HOLDOUT_FRACTION = 0.2
+
+#: Quantile of a family's measured latencies taken as its floor (``latency_floor_s``).
+FLOOR_QUANTILE = 0.01
 HOLDOUT_SEED = 0
 
 #: Node lists of each grid (features not listed are pooled).
@@ -141,6 +145,16 @@ def grid_points(meas: Measurements, grid_name: str) -> tuple[dict[str, np.ndarra
     return feats, cols["latency_s"]
 
 
+def latency_floor_s(latency_s: np.ndarray) -> float:
+    """A family's latency floor: the 1st percentile of its measured calls (seconds).
+
+    The shortest calls are launch, synchronisation and a wave of tiny tiles: time that does
+    not shrink on a GPU with more FLOP/s or bandwidth. When another GPU borrows the grid,
+    that part is kept and only the rest is scaled by the roofline (``Profile.predict``).
+    """
+    return float(np.quantile(np.asarray(latency_s, dtype=np.float64), FLOOR_QUANTILE))
+
+
 def error_stats(predicted_s: np.ndarray, measured_s: np.ndarray) -> dict[str, float | int]:
     """Count, median and p90 of signed and absolute % error of predicted vs measured."""
     if len(measured_s) == 0:
@@ -209,6 +223,7 @@ def fit_one(
         sub = {k: v[mask] for k, v in feats.items()}
         return roofline_latency_s(grid_name, sub, ref) * np.exp(g.log_ratio(sub))
 
+    grid = dataclasses.replace(grid, floor_s=latency_floor_s(latency_s))
     on = _on_grid(axes, names, feats)
     rng = np.random.default_rng(HOLDOUT_SEED)
     held = on & (rng.random(len(latency_s)) < HOLDOUT_FRACTION)

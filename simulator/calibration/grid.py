@@ -35,6 +35,10 @@ class Grid:
         all 0 for a grid read from a file, which stores only the totals.
     stored_totals : tuple of int or None
         ``(nodes_measured, points)`` as read from a file.
+    floor_s : float or None
+        The measured family's latency floor (1st percentile of its points, seconds): the
+        part of a kernel's time that does not scale with the GPU's peaks when the grid is
+        borrowed by another GPU (``Profile.predict``). None in files that predate it.
     """
 
     names: tuple[str, ...]
@@ -42,6 +46,7 @@ class Grid:
     values: np.ndarray
     counts: np.ndarray
     stored_totals: tuple[int, int] | None = None
+    floor_s: float | None = None
 
     def log_ratio(self, features: dict[str, np.ndarray]) -> np.ndarray:
         """Interpolated log-ratio at each point (float64, shape of the features)."""
@@ -91,6 +96,7 @@ class Grid:
             if self.stored_totals
             else int((self.counts > 0).sum()),
             "points": self.stored_totals[1] if self.stored_totals else int(self.counts.sum()),
+            **({} if self.floor_s is None else {"floor_s": float(self.floor_s)}),
             "log_ratio_encoding": LOG_RATIO_ENCODING,
             "log_ratio": packed,
         }
@@ -121,7 +127,12 @@ class Grid:
         # Per-node counts are not stored (they would double the file); zeros stand in.
         counts = np.zeros(shape, dtype=np.int64)
         totals = (int(data.get("nodes_measured", 0)), int(data.get("points", 0)))
-        return cls(names, axes, values.reshape(shape), counts, totals)
+        floor_s = data.get("floor_s")
+        if floor_s is not None:
+            if not isinstance(floor_s, int | float) or not (0 < floor_s < 1e3):
+                raise ValueError(f"{where}.floor_s must be a positive number of seconds")
+            floor_s = float(floor_s)
+        return cls(names, axes, values.reshape(shape), counts, totals, floor_s)
 
 
 #: How ``to_json`` packs log-ratios (a plain JSON list of numbers is read too).

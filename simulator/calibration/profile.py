@@ -148,7 +148,13 @@ class Profile:
     def predict(
         self, grid_name: str, features: dict[str, np.ndarray], ref: Reference | None = None
     ) -> np.ndarray:
-        """Latency in seconds of each operator call: roofline(ref) x this profile's ratio.
+        """Latency in seconds of each operator call, on this GPU or on another one.
+
+        On this profile's GPU: its roofline times the grid's measured / roofline ratio.
+        For another GPU (``ref`` other than the profile's peaks): the same latency, with
+        the part above the grid's ``floor_s`` scaled by that GPU's roofline over this
+        one's; the floor itself (launch, synchronisation) is kept. Without a floor (older
+        files) that is the roofline of ``ref`` times the ratio.
 
         Parameters
         ----------
@@ -161,8 +167,15 @@ class Profile:
         """
         grid = self.grids[grid_name]
         feats = {k: np.asarray(v, dtype=np.float64) for k, v in features.items()}
-        roof = roofline_latency_s(grid_name, feats, ref or self.reference)
-        return roof * np.exp(grid.log_ratio(_fold_heads(grid, feats)))
+        own = roofline_latency_s(grid_name, feats, self.reference)
+        measured_like = own * np.exp(grid.log_ratio(_fold_heads(grid, feats)))
+        if ref is None or ref == self.reference:
+            return measured_like
+        # Borrowed by another GPU: the first floor_s of a call (launch, synchronisation,
+        # tail) stays; the rest scales with the roofline, i.e. the efficiency carries over.
+        scale = roofline_latency_s(grid_name, feats, ref) / own
+        floor = 0.0 if grid.floor_s is None else grid.floor_s
+        return np.minimum(measured_like, floor) + np.maximum(measured_like - floor, 0.0) * scale
 
     def summary(self) -> str:
         """One line for outputs: GPU, source, engine and headline held-out error."""

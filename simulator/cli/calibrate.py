@@ -79,6 +79,7 @@ def _print_errors(errors_by_gpu: dict[str, dict]) -> None:
             fit_e = errs.get("fit", {})
             rnd = errs.get("holdout_random_20pct", {})
             off = errs.get("holdout_offgrid_shapes", {})
+            mod = errs.get("holdout_model_shapes", {})
             rows.append(
                 [
                     gpu,
@@ -88,6 +89,8 @@ def _print_errors(errors_by_gpu: dict[str, dict]) -> None:
                     _fmt(fit_e.get("p90_abs_pct")),
                     _fmt(rnd.get("median_abs_pct")),
                     _fmt(rnd.get("p90_abs_pct")),
+                    _fmt(mod.get("median_abs_pct")),
+                    _fmt(mod.get("p90_abs_pct")),
                     f"{off.get('n', 0):,}",
                     _fmt(off.get("median_abs_pct")),
                     _fmt(off.get("p90_abs_pct")),
@@ -102,6 +105,8 @@ def _print_errors(errors_by_gpu: dict[str, dict]) -> None:
             "fit p90%",
             "rand20 med%",
             "rand20 p90%",
+            "models med%",
+            "models p90%",
             "offgrid n",
             "offgrid med%",
             "offgrid p90%",
