@@ -57,7 +57,13 @@ def command_s(args: list[str], cache_dir: str, *, user_cache: bool = False) -> t
     child's ``ru_maxrss`` seen from this process would count the pages it shared with this
     (large) process between fork and exec.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    # As a user runs it: no numba settings, and Python caching bytecode (some CI images
+    # set PYTHONDONTWRITEBYTECODE, which recompiles every module of the package each run).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("NUMBA_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update({"XDG_CACHE_HOME": cache_dir} if user_cache else {"NUMBA_CACHE_DIR": cache_dir})
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
         command = [sys.executable, "-m", "simulator", *args]
