@@ -108,7 +108,7 @@ def seed_from_shipped(folder: Path, key: str, shipped: Path = SHIPPED_DIR) -> in
     folder cannot be written).
     """
     source = shipped / key
-    if not source.is_dir():
+    if not source.is_dir() or not _built_for_this_platform(source / "BUILD.json"):
         return 0
     copied = 0
     try:
@@ -124,6 +124,23 @@ def seed_from_shipped(folder: Path, key: str, shipped: Path = SHIPPED_DIR) -> in
     except OSError:
         return copied
     return copied
+
+
+def _built_for_this_platform(manifest: Path) -> bool:
+    """Whether the shipped build's CPython and machine are this process's (the numba version
+    is part of the hash that named the folder). On another platform nothing is copied, so
+    the cache stays empty and ``run`` says that it compiles."""
+    import json
+    import platform
+
+    try:
+        built = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        built.get("python") == sys.implementation.cache_tag
+        and built.get("machine") == platform.machine()
+    )
 
 
 def _is_empty(folder: Path) -> bool:

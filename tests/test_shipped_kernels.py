@@ -58,12 +58,19 @@ def test_cache_subfolder_is_the_one_numba_looks_in(tmp_path):
     )
 
 
-def test_seeding_copies_whole_files_and_only_for_its_hash(tmp_path):
+def test_seeding_copies_whole_files_only_for_its_hash_and_platform(tmp_path):
     shipped = tmp_path / "shipped"
     (shipped / "abc" / "engine").mkdir(parents=True)
     (shipped / "abc" / "engine" / "f.run-1.py311.nbi").write_bytes(b"index")
     (shipped / "abc" / "engine" / "f.run-1.py311.1.nbc").write_bytes(b"code")
+    manifest = shipped / "abc" / "BUILD.json"
     cache = tmp_path / "cache"
+    for other in ({"python": "cpython-399", "machine": platform.machine()}, {}):
+        manifest.write_text(json.dumps(other))
+        assert seed_from_shipped(cache, "abc", shipped) == 0
+    assert not cache.exists()
+    here = {"python": sys.implementation.cache_tag, "machine": platform.machine()}
+    manifest.write_text(json.dumps(here))
     assert seed_from_shipped(cache, "other", shipped) == 0
     assert seed_from_shipped(cache, "abc", shipped) == 2
     target = cache / cache_subfolder("engine")
