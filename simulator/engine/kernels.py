@@ -594,12 +594,6 @@ def _schedule_v1(
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _v0_admits(req_i, rep_i, cfg, r):
-    """True when vLLM v0's scheduler would admit the queue's head now (a prefill step)."""
-    return _v0_head(req_i, rep_i, cfg, r) == ADMIT
-
-
-@njit(cache=True, inline="always", _nrt=False)
 def _v0_head(req_i, rep_i, cfg, r):
     """What vLLM v0's scheduler would do with the queue's head now: ADMIT it, or why not
     (HELD_EMPTY, HELD_BUDGET, HELD_SEATS, HELD_KV)."""
@@ -697,7 +691,7 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, pr
         if (
             (scheduler != SCHED_V0 and num_steady > budget)
             or steady_blocks > rep_i[P_FREE_BLOCKS, r]
-            or (scheduler == SCHED_V0 and _v0_admits(req_i, rep_i, cfg, r))
+            or (scheduler == SCHED_V0 and _v0_head(req_i, rep_i, cfg, r) == ADMIT)
         ):
             _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r)
             num_steady = 0
@@ -940,10 +934,9 @@ def _log_step(
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _admission_blocked(
-    req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, free_after_decodes
-):
-    """True when no waiting request could be admitted in any step of a decode-only run.
+def _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, free_after_decodes):
+    """ADMIT when a waiting request could be admitted in some step of a decode-only run,
+    else why not (``_v0_head``'s codes).
 
     Admission can only become possible when a request finishes (freeing blocks and a seat),
     and a run stops at the first finish; within the run free blocks only shrink. With the
@@ -951,17 +944,6 @@ def _admission_blocked(
     raise the new blocks it needs, so the check leaves out the cached free blocks it would
     take (which eviction can lower) and asks whether the new blocks alone do not fit.
     """
-    return (
-        _admission_held(
-            req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, free_after_decodes
-        )
-        != ADMIT
-    )
-
-
-@njit(cache=True, inline="always", _nrt=False)
-def _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, free_after_decodes):
-    """``_admission_blocked`` as ADMIT or the reason the head is held (``_v0_head``'s codes)."""
     head = rep_i[P_WAIT_HEAD, r]
     if head < 0:
         return HELD_EMPTY
@@ -1285,8 +1267,9 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r):
         return end_s  # a request finishes at the in-flight step's end
     free = rep_i[P_FREE_BLOCKS, r]  # the in-flight step's blocks are taken already
     after_next = free - _steady_new_blocks(rep_i, cfg, rep_tables, r, 1)
-    if not _admission_blocked(
-        req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, after_next
+    if (
+        _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, after_next)
+        == ADMIT
     ):
         return end_s
     # Over the steps_to_finish - 1 steps after the in-flight one, a request takes at most one
