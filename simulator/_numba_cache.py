@@ -144,21 +144,17 @@ def _built_for_this_platform(manifest: Path) -> bool:
 
 
 def _is_empty(folder: Path) -> bool:
+    """No compiled kernel indexed in ``folder`` (True too when it cannot be read)."""
     try:
         return not any(folder.rglob("*.nbi"))
     except OSError:
-        return False
+        return True
 
 
 def is_cold() -> bool:
     """True when no compiled kernel is cached yet: the next run compiles them (40-50 s, 2 cores)."""
     folder = os.environ.get("NUMBA_CACHE_DIR")
-    if not folder:
-        return True
-    try:
-        return not any(Path(folder).rglob("*.nbi"))
-    except OSError:
-        return True
+    return not folder or _is_empty(Path(folder))
 
 
 def _numba_version_stamp() -> bytes:

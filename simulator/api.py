@@ -195,7 +195,10 @@ def simulate_many(
     for k in order:
         try:
             resolved = resolve(scenarios[k])
-            state = _shared_state(kept, resolved)
+            key = _share_key(resolved)
+            knobs = _engine_knobs(resolved)
+            capacity = (knobs["num_kv_blocks"], knobs["max_num_seqs"])
+            state = _shared_state(kept, key, capacity)
             if state is None:
                 state = replay_resolved(
                     resolved,
@@ -204,7 +207,7 @@ def simulate_many(
                     output_tokens,
                     **_trace_inputs(resolved, table, input_tokens, arrival_time_s),
                 )
-                _keep(kept, resolved, state)
+                _keep(kept, key, capacity, state)
             results[k] = build_result(resolved, state, ids, bounds)
         except SimreplayError as exc:
             results[k] = exc
@@ -237,28 +240,28 @@ def _share_key(resolved: ResolvedScenario) -> tuple | None:
     return (*sorted(knobs.items()), ("seed", chosen.seed))
 
 
-def _shared_state(kept: list[_SharedRun], resolved: ResolvedScenario) -> EngineState | None:
-    key = _share_key(resolved)
+def _shared_state(
+    kept: list[_SharedRun], key: tuple | None, capacity: tuple[int, int]
+) -> EngineState | None:
+    """A kept run that answers the scenario of ``key`` with (KV blocks, seats) ``capacity``."""
     if key is None:
         return None
-    knobs = _engine_knobs(resolved)
     for run in kept:
-        if run.key == key and run.bounds.covers(
-            run.num_kv_blocks, run.max_num_seqs, knobs["num_kv_blocks"], knobs["max_num_seqs"]
-        ):
+        if run.key == key and run.bounds.covers(run.num_kv_blocks, run.max_num_seqs, *capacity):
             return run.state
     return None
 
 
-def _keep(kept: list[_SharedRun], resolved: ResolvedScenario, state: EngineState) -> None:
-    key = _share_key(resolved)
+def _keep(
+    kept: list[_SharedRun], key: tuple | None, capacity: tuple[int, int], state: EngineState
+) -> None:
+    """Keep a finished run for reuse when some other capacity could share it."""
     if key is None:
         return
     bounds = capacity_bounds(state)
     if bounds.kv and bounds.seqs:
         return  # answers no other scenario
-    knobs = _engine_knobs(resolved)
-    kept.append(_SharedRun(key, knobs["num_kv_blocks"], knobs["max_num_seqs"], bounds, state))
+    kept.append(_SharedRun(key, *capacity, bounds, state))
     most = max(1, min(_MAX_KEPT_RUNS, _MAX_KEPT_REQUESTS // max(len(state.req_i), 1)))
     del kept[:-most]
 

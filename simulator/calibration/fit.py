@@ -101,12 +101,17 @@ def measured_axes(grid_name: str, feats: dict[str, np.ndarray]) -> tuple[np.ndar
     keep = MEASURED_NODE_FEATURES.get(grid_name, ())
     axes = []
     for name, axis in zip(names, GRID_AXES[grid_name], strict=True):
-        values = np.unique(np.asarray(feats.get(name, ()), dtype=np.float64))
-        values = values[np.isfinite(values) & (values > 0)]
+        values = _measured_values(feats, name)
         if name in keep and 0 < len(values) <= MAX_EXTRA_NODES:
             axis = np.union1d(axis, values)
         axes.append(axis)
     return tuple(axes)
+
+
+def _measured_values(feats: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The distinct finite positive values of one feature (float64, increasing)."""
+    values = np.unique(np.asarray(feats.get(name, ()), dtype=np.float64))
+    return values[np.isfinite(values) & (values > 0)]
 
 
 def grid_points(meas: Measurements, grid_name: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -322,8 +327,7 @@ def adapted_axes(grid_name: str, feats: dict[str, np.ndarray]) -> tuple[np.ndarr
         return measured_axes(grid_name, feats)
     adapted = []
     for name, axis in zip(names, axes, strict=True):
-        values = np.unique(np.asarray(feats[name], dtype=np.float64))
-        values = values[values > 0]
+        values = _measured_values(feats, name)
         adapted.append(values if 0 < len(values) <= MAX_MEASURED_NODES else axis)
     return tuple(adapted)
 
