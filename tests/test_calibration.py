@@ -679,3 +679,76 @@ def test_a_profile_of_another_gpu_says_it_is_applied_as_efficiencies():
     assert "measured on A100-80GB-SXM, applied to H100-SXM" in source
     own = resolve(Scenario(gpus="1xA100", calibration=a100)).to_dict()["calibration"]
     assert "applied to" not in own
+
+
+def test_decode_attention_fit_recovers_a_query_head_effect(tmp_path):
+    """Synthetic decode-attention data whose efficiency depends on batch x context and,
+    separately, on query heads per KV head (multi-head 3x slower at batch 1, 24 heads per
+    KV head 15 % slower) is reproduced by the main grid plus its additive gqa term; the
+    grid alone (heads pooled) cannot, and a profile file keeps the term."""
+    from simulator.calibration.fit import fit_family_grid
+
+    b, c, kv, h = (
+        a.ravel()
+        for a in np.meshgrid(
+            [1.0, 4, 16, 64], [64.0, 1024, 16384], [1.0, 2, 8], [1.0, 2, 4, 8, 24], indexing="ij"
+        )
+    )
+    heads = kv * h
+    d = np.full_like(b, 128.0)
+    feats = {"batch": b, "context": c, "kv_heads": kv, "head_dim": d, "gqa": heads / kv}
+    truth = 0.3 + 0.1 * np.log2(b) - 0.05 * np.log2(c / 64.0)
+    truth = truth + np.where(h == 1, np.log(3.0) / np.log2(2 * b), 0.0)
+    truth = truth + np.where(h == 24, np.log(1.15), 0.0)
+    latency_s = roofline_latency_s("generation_attention", feats, REF) * np.exp(truth)
+    axes = measured_axes("generation_attention", feats)
+    assert axes[-1].tolist() == [1.0, 2.0]  # multi-head / grouped class
+    log_ratio = np.log(latency_s / roofline_latency_s("generation_attention", feats, REF))
+    grid = fit_family_grid("generation_attention", axes, feats, log_ratio)
+    assert grid.terms and grid.terms[0].names == ("gqa", "batch", "context")
+    np.testing.assert_allclose(grid.log_ratio(feats), truth, atol=1e-9)
+    pooled = fit_grid(GRID_FEATURES["generation_attention"][1][:4], axes[:4], feats, log_ratio)
+    assert np.abs(pooled.log_ratio(feats) - truth).max() > 0.1
+
+    profile = Profile("X", REF, {"generation_attention": grid})
+    save_profile(profile, tmp_path / "p.json")
+    again = load_profile(tmp_path / "p.json")
+    np.testing.assert_allclose(again.predict("generation_attention", feats), latency_s, rtol=2e-3)
+
+
+def test_profiles_with_a_pooled_decode_attention_grid_still_load(tmp_path):
+    """Files written before the gqa axis (decode attention over batch, context, KV heads
+    and head size) load and predict, ignoring the extra feature; a grid with other axes
+    is refused with one line naming them."""
+    names = ("batch", "context", "kv_heads", "head_dim")
+    axes = (np.array([1.0, 8.0]), np.array([64.0, 4096.0]), np.array([8.0]), np.array([128.0]))
+    grid = Grid(names, axes, np.full((2, 2, 1, 1), 0.5), np.ones((2, 2, 1, 1), np.int64))
+    save_profile(Profile("X", REF, {"generation_attention": grid}), tmp_path / "old.json")
+    old = load_profile(tmp_path / "old.json")
+    feats = {
+        "batch": np.array([4.0]),
+        "context": np.array([512.0]),
+        "kv_heads": np.array([8.0]),
+        "head_dim": np.array([128.0]),
+        "gqa": np.array([4.0]),
+    }
+    np.testing.assert_allclose(
+        old.predict("generation_attention", feats),
+        roofline_latency_s("generation_attention", feats, REF) * math.exp(0.5),
+        rtol=2e-3,
+    )
+    odd = Grid(("batch", "context"), axes[:2], np.zeros((2, 2)), np.ones((2, 2), np.int64))
+    save_profile(Profile("X", REF, {"generation_attention": odd}), tmp_path / "odd.json")
+    with pytest.raises(SimreplayError, match="generation_attention.axes must be batch, context"):
+        load_profile(tmp_path / "odd.json")
+
+
+def test_grid_terms_must_be_grids():
+    axes = (np.array([1.0, 2.0]),)
+    data = Grid(("a",), axes, np.zeros(2), np.ones(2, np.int64)).to_json()
+    with pytest.raises(ValueError, match=r"g.terms\[0\] must be an object"):
+        Grid.from_json(dict(data, terms=[3]), "g")
+    with pytest.raises(ValueError, match="g.terms must be a list"):
+        Grid.from_json(dict(data, terms={}), "g")
+    with pytest.raises(ValueError, match=r"g.terms\[0\].axes must be a non-empty object"):
+        Grid.from_json(dict(data, terms=[dict(data, axes={})]), "g")

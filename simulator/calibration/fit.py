@@ -1,6 +1,7 @@
 """Fit a profile's correction grids to measured operator latencies, and measure its error.
 
-Every family is fitted the same way (``grid.fit_grid``): the measured latency of each point
+Every family is fitted the same way (``grid.fit_grid``; decode attention adds an additive
+term, ``grid.fit_additive``): the measured latency of each point
 is divided by its roofline bound on the GPU's published peaks, and each grid node takes the
 median log-ratio of the points that sit exactly on it. Error is measured three ways, as
 absolute percentage error of the predicted against the measured latency:
@@ -10,9 +11,9 @@ absolute percentage error of the predicted against the measured latency:
   fitted to the other 80 % (nodes that lose all their points are filled from neighbours);
 - ``holdout_offgrid_shapes``: every point off the grid (e.g. GEMMs with m = 65, 1537 or
   n = 3072, 12288; attention with 12, 40 or 96 heads), predicted by interpolation;
-- ``holdout_model_shapes`` (GEMM): for each dense catalog model in turn, the points whose
-  (n, k) is one of its layers at TP 1-8, predicted by a grid fitted without them (pooled
-  over models).
+- ``holdout_model_shapes`` (GEMM and attention): for each catalog model in turn, the points
+  with its shapes at TP 1-8 (GEMM: the (n, k) of a dense model's layers; attention: its
+  query heads, KV heads and head size per GPU), predicted by a grid fitted without them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator import __version__
-from simulator.calibration.grid import Grid, fit_grid, powers_of_two
+from simulator.calibration.grid import Grid, fit_additive, fit_grid, powers_of_two
 from simulator.calibration.profile import (
     GRID_FEATURES,
     Profile,
@@ -52,13 +53,15 @@ GRID_AXES = {
         np.concatenate([[1.0], powers_of_two(16, 16384)]),
         powers_of_two(1, 64),
         np.array([64.0, 128.0, 256.0]),
-        powers_of_two(1, 8),
+        np.array([1.0, 2.0]),
     ),
+    # gqa (query heads per KV head) is a class: 1 (multi-head) or 2+ (grouped), clamped.
     "generation_attention": (
         powers_of_two(1, 2048),
         powers_of_two(2, 131072),
         powers_of_two(1, 8),
         np.array([64.0, 128.0, 256.0]),
+        np.array([1.0, 2.0]),
     ),
     "allreduce": (np.array([2.0, 4.0, 8.0]), powers_of_two(256, 2**28)),
     "moe": (
@@ -70,13 +73,32 @@ GRID_AXES = {
 }
 
 
+#: Additive terms (``grid.fit_additive``): grid -> features of a second grid fitted to what
+#: the first leaves. Decode attention's time depends on how many query heads share a KV
+#: head, beyond the multi-head / grouped split of the main grid: on B200 and GB200 (vLLM
+#: 0.24) 20 or more query heads per KV head run 13-16 % slower than 16 at the same batch
+#: and context, and on A100 multi-head decode of few sequences is up to 5x slower than
+#: grouped (no split over the context). A term over (gqa, batch, context) learns that
+#: from every model's points; with it a random 20 % of points held out is predicted with
+#: p90 error 6.8-11.4 % instead of 6.4-20.9 % (``calibrate report``).
+#: Prefill attention likewise: with query heads per KV head as a full axis (1-8) each
+#: model's (heads, KV heads) pair is its own slice of the grid, and a model whose pair was
+#: not measured (hold out the catalog models' shapes in turn) was predicted with p90 error
+#: 28-58 %; as a multi-head / grouped class plus a (gqa, batch, prompt) term, 19-27 %.
+ADDITIVE_TERMS = {
+    "context_attention": ("gqa", "batch", "isl"),
+    "generation_attention": ("gqa", "batch", "context"),
+}
+
+#: Main-grid features clamped into their axis' range when fitting (class axes).
+CLAMPED_FEATURES = {"context_attention": ("gqa",), "generation_attention": ("gqa",)}
+
 #: Features whose measured values join the grid's nodes (``measured_axes``). Left out:
-#: prefill attention's query heads and heads per KV head (17 and 16 values, which would
-#: make that grid 200,000 nodes) and nothing else.
+#: the class axes (``CLAMPED_FEATURES``) and nothing else.
 MEASURED_NODE_FEATURES = {
     "gemm_bfloat16": ("m", "n", "k"),
     "gemm_fp8": ("m", "n", "k"),
-    "context_attention": ("batch", "isl", "head_dim"),
+    "context_attention": ("batch", "isl", "heads", "head_dim"),
     "generation_attention": ("batch", "context", "kv_heads", "head_dim"),
     "allreduce": ("num_gpus", "message_bytes"),
     "moe": ("num_tokens", "num_experts", "topk", "inter_per_gpu"),
@@ -143,7 +165,7 @@ def grid_points(meas: Measurements, grid_name: str) -> tuple[dict[str, np.ndarra
         return {}, np.zeros(0)
     names = GRID_FEATURES[grid_name][1]
     feats = {k: cols[k] for k in names if k in cols}
-    if grid_name == "context_attention":
+    if grid_name in ("context_attention", "generation_attention"):
         feats["gqa"] = cols["heads"] / cols["kv_heads"]  # query heads per KV head
     if grid_name == "moe":
         feats["hidden"] = cols["hidden"]  # used by the roofline, pooled by the grid
@@ -222,33 +244,91 @@ def fit_one(
     names = GRID_FEATURES[grid_name][1]
     axes = axes or measured_axes(grid_name, feats)
     log_ratio = np.log(latency_s / roofline_latency_s(grid_name, feats, ref))
-    grid = fit_grid(names, axes, feats, log_ratio)
+    grid = fit_family_grid(grid_name, axes, feats, log_ratio)
 
     def predict(g: Grid, mask: np.ndarray) -> np.ndarray:
         sub = {k: v[mask] for k, v in feats.items()}
         return roofline_latency_s(grid_name, sub, ref) * np.exp(g.log_ratio(sub))
 
     grid = dataclasses.replace(grid, floor_s=latency_floor_s(latency_s))
-    on = _on_grid(axes, names, feats)
+    on = _on_grid(axes, names, _clamp(grid_name, axes, feats))
     rng = np.random.default_rng(HOLDOUT_SEED)
     held = on & (rng.random(len(latency_s)) < HOLDOUT_FRACTION)
     train = on & ~held
-    grid_80 = fit_grid(names, axes, {k: v[train] for k, v in feats.items()}, log_ratio[train])
+    grid_80 = fit_family_grid(
+        grid_name, axes, {k: v[train] for k, v in feats.items()}, log_ratio[train]
+    )
     errors = {
         "fit": error_stats(predict(grid, on), latency_s[on]),
         "holdout_random_20pct": error_stats(predict(grid_80, held), latency_s[held]),
         "holdout_offgrid_shapes": error_stats(predict(grid, ~on), latency_s[~on]),
     }
-    if grid_name.startswith("gemm") and all(len(a) > 1 for a in axes):
+    model_shapes = grid_name.startswith("gemm") or grid_name in ATTENTION_GRIDS
+    if model_shapes and all(len(a) > 1 for a in axes):
         errors["holdout_model_shapes"] = _model_holdout(
-            grid_name, names, axes, feats, log_ratio, latency_s, on, grid, predict
+            grid_name, axes, feats, log_ratio, latency_s, on, grid, predict
         )
     return grid, errors
 
 
+def fit_family_grid(
+    grid_name: str,
+    axes: tuple[np.ndarray, ...],
+    feats: dict[str, np.ndarray],
+    log_ratio: np.ndarray,
+) -> Grid:
+    """``fit_grid``, or ``fit_additive`` with its term for grids in ``ADDITIVE_TERMS``."""
+    names = GRID_FEATURES[grid_name][1]
+    term_names = ADDITIVE_TERMS.get(grid_name)
+    if term_names is None:
+        return fit_grid(names, axes, feats, log_ratio)
+    return fit_additive(
+        names,
+        axes,
+        feats,
+        log_ratio,
+        term_names,
+        term_axes(grid_name, axes, feats),
+        clamped=CLAMPED_FEATURES.get(grid_name, ()),
+    )
+
+
+def term_axes(
+    grid_name: str, axes: tuple[np.ndarray, ...], feats: dict[str, np.ndarray]
+) -> tuple[np.ndarray, ...]:
+    """Nodes of a grid's additive term: each feature's measured values, or (more than
+    ``MAX_EXTRA_NODES`` of them) the main grid's nodes for it."""
+    names = GRID_FEATURES[grid_name][1]
+    out = []
+    for name in ADDITIVE_TERMS[grid_name]:
+        values = _measured_values(feats, name)
+        if 0 < len(values) <= MAX_EXTRA_NODES:
+            out.append(values)
+        elif name in names and name not in CLAMPED_FEATURES.get(grid_name, ()):
+            out.append(axes[names.index(name)])
+        else:
+            out.append(powers_of_two(1, 2.0 ** np.ceil(np.log2(max(values.max(), 1.0)))))
+    return tuple(out)
+
+
+def _clamp(
+    grid_name: str, axes: tuple[np.ndarray, ...], feats: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``feats`` with the grid's class features clipped into their axis' range."""
+    names = GRID_FEATURES[grid_name][1]
+    out = dict(feats)
+    for name in CLAMPED_FEATURES.get(grid_name, ()):
+        axis = axes[names.index(name)]
+        out[name] = np.clip(feats[name], axis[0], axis[-1])
+    return out
+
+
+#: Grids whose points a catalog model's attention shapes pick out (``_model_points``).
+ATTENTION_GRIDS = ("context_attention", "generation_attention")
+
+
 def _model_holdout(
     grid_name: str,
-    names: tuple[str, ...],
     axes: tuple[np.ndarray, ...],
     feats: dict[str, np.ndarray],
     log_ratio: np.ndarray,
@@ -257,29 +337,49 @@ def _model_holdout(
     grid: Grid,
     predict: Callable[[Grid, np.ndarray], np.ndarray],
 ) -> dict[str, float | int | None]:
-    """Each catalog model's GEMM shapes predicted by a grid fitted without them."""
+    """Each catalog model's shapes predicted by a grid fitted without them."""
     from simulator.models import MODELS
 
-    pairs = list(zip(feats["n"].tolist(), feats["k"].tolist(), strict=True))
     predicted, measured = [], []
     for model in MODELS.values():
-        if model.is_moe:
+        if model.is_moe and grid_name.startswith("gemm"):
             continue
-        shapes = model_gemm_shapes(model)
-        mine = np.fromiter((p in shapes for p in pairs), dtype=bool, count=len(pairs))
+        mine = _model_points(grid_name, feats, model)
         if not mine.any():
             continue
         train = on & ~mine
         held_grid = grid
         if (on & mine).any():
-            held_grid = fit_grid(
-                names, axes, {k: v[train] for k, v in feats.items()}, log_ratio[train]
+            held_grid = fit_family_grid(
+                grid_name, axes, {k: v[train] for k, v in feats.items()}, log_ratio[train]
             )
         predicted.append(predict(held_grid, mine))
         measured.append(latency_s[mine])
     if not measured:
         return error_stats(np.zeros(0), np.zeros(0))
     return error_stats(np.concatenate(predicted), np.concatenate(measured))
+
+
+def _model_points(grid_name: str, feats: dict[str, np.ndarray], model: ModelSpec) -> np.ndarray:
+    """Points with one of ``model``'s shapes: GEMM (n, k), or attention (query heads, KV
+    heads, head size) per GPU at TP 1, 2, 4 and 8."""
+    if grid_name.startswith("gemm"):
+        shapes = model_gemm_shapes(model)
+        pairs = zip(feats["n"].tolist(), feats["k"].tolist(), strict=True)
+        return np.fromiter((p in shapes for p in pairs), dtype=bool, count=len(feats["n"]))
+    if grid_name == "generation_attention":
+        kv = feats["kv_heads"]
+        heads = feats["gqa"] * kv
+    else:
+        heads = feats["heads"]
+        kv = heads / feats["gqa"]
+    mine = np.zeros(len(heads), dtype=bool)
+    for tp in (1, 2, 4, 8):
+        if model.num_heads % tp:
+            continue
+        model_kv = max(model.num_kv_heads / tp, 1.0)
+        mine |= (heads == model.num_heads / tp) & (kv == model_kv)
+    return mine & (feats["head_dim"] == model.head_dim)
 
 
 def model_gemm_shapes(model: ModelSpec) -> set[tuple[float, float]]:
@@ -319,6 +419,7 @@ def adapted_axes(grid_name: str, feats: dict[str, np.ndarray]) -> tuple[np.ndarr
     """
     names = GRID_FEATURES[grid_name][1]
     axes = GRID_AXES[grid_name]
+    feats = _clamp(grid_name, axes, feats)
     on = _on_grid(axes, names, feats)
     total = int(np.prod([len(a) for a in axes]))
     index = [np.searchsorted(a, feats[n][on]) for n, a in zip(names, axes, strict=True)]
@@ -328,7 +429,9 @@ def adapted_axes(grid_name: str, feats: dict[str, np.ndarray]) -> tuple[np.ndarr
     adapted = []
     for name, axis in zip(names, axes, strict=True):
         values = _measured_values(feats, name)
-        adapted.append(values if 0 < len(values) <= MAX_MEASURED_NODES else axis)
+        class_axis = name in CLAMPED_FEATURES.get(grid_name, ())
+        use_values = 0 < len(values) <= MAX_MEASURED_NODES and not class_axis
+        adapted.append(values if use_values else axis)
     return tuple(adapted)
 
 

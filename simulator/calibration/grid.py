@@ -39,6 +39,9 @@ class Grid:
         The measured family's latency floor (1st percentile of its points, seconds): the
         part of a kernel's time that does not scale with the GPU's peaks when the grid is
         borrowed by another GPU (``Profile.predict``). None in files that predate it.
+    terms : tuple of Grid
+        Additive terms: grids over a few of the features (or others the predictor is
+        given) whose log-ratios add to this one's (``fit_additive``). Empty for most.
     """
 
     names: tuple[str, ...]
@@ -47,9 +50,19 @@ class Grid:
     counts: np.ndarray
     stored_totals: tuple[int, int] | None = None
     floor_s: float | None = None
+    terms: tuple[Grid, ...] = ()
 
     def log_ratio(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        """Interpolated log-ratio at each point (float64, shape of the features)."""
+        """Interpolated log-ratio at each point (float64, shape of the features).
+
+        The sum of this grid's own interpolation and each of its ``terms``.
+        """
+        total = self._own_log_ratio(features)
+        for term in self.terms:
+            total = total + term.log_ratio(features)
+        return total
+
+    def _own_log_ratio(self, features: dict[str, np.ndarray]) -> np.ndarray:
         coords = [
             np.log2(np.maximum(np.asarray(features[n], dtype=np.float64), 1e-300))
             for n in self.names
@@ -99,6 +112,7 @@ class Grid:
             **({} if self.floor_s is None else {"floor_s": float(self.floor_s)}),
             "log_ratio_encoding": LOG_RATIO_ENCODING,
             "log_ratio": packed,
+            **({"terms": [t.to_json() for t in self.terms]} if self.terms else {}),
         }
 
     @classmethod
@@ -132,7 +146,15 @@ class Grid:
             if not isinstance(floor_s, int | float) or not (0 < floor_s < 1e3):
                 raise ValueError(f"{where}.floor_s must be a positive number of seconds")
             floor_s = float(floor_s)
-        return cls(names, axes, values.reshape(shape), counts, totals, floor_s)
+        terms_data = data.get("terms", [])
+        if not isinstance(terms_data, list):
+            raise ValueError(f"{where}.terms must be a list of grids")
+        terms = []
+        for i, term in enumerate(terms_data):
+            if not isinstance(term, dict):
+                raise ValueError(f"{where}.terms[{i}] must be an object")
+            terms.append(cls.from_json(term, f"{where}.terms[{i}]"))
+        return cls(names, axes, values.reshape(shape), counts, totals, floor_s, tuple(terms))
 
 
 #: How ``to_json`` packs log-ratios (a plain JSON list of numbers is read too).
@@ -214,6 +236,59 @@ def fit_grid(
     _interpolate_missing(values, [np.log2(a) for a in axes])
     _fill_missing(values, fallback=float(np.median(ratios)) if ratios.size else 0.0)
     return Grid(tuple(names), tuple(axes), values, counts.reshape(shape))
+
+
+def fit_additive(
+    names: tuple[str, ...],
+    axes: tuple[np.ndarray, ...],
+    features: dict[str, np.ndarray],
+    log_ratio: np.ndarray,
+    term_names: tuple[str, ...],
+    term_axes: tuple[np.ndarray, ...],
+    *,
+    clamped: tuple[str, ...] = (),
+    iterations: int = 2,
+) -> Grid:
+    """A grid plus one additive term, fitted by backfitting.
+
+    The main grid is fitted to the log-ratios (``fit_grid``), the term grid to what it
+    leaves, the main grid again to what the term leaves, ``iterations`` times. A term over
+    a feature the main grid pools (or holds as a coarse class) and the features that
+    matter most with it is fitted from every point of the family rather than from the few
+    points of each main-grid node: for decode attention, the number of query heads per KV
+    head is such a feature (see ``fit.ADDITIVE_TERMS``).
+
+    Parameters
+    ----------
+    names, axes : as ``fit_grid``, for the main grid.
+    features : dict of str to numpy.ndarray
+        float64 features of every point, for the main grid's and the term's names.
+    log_ratio : numpy.ndarray
+        float64, natural log of measured / roofline per point.
+    term_names, term_axes : as ``fit_grid``, for the term.
+    clamped : tuple of str
+        Main-grid features clipped into their axis' range before fitting (a class axis:
+        ``gqa`` with nodes 1 and 2 takes every grouped-query point at node 2). Prediction
+        clamps at the grid's edges anyway.
+    iterations : int
+        Backfitting rounds (2 is within 0.1 point of converged on the measured data).
+
+    Returns
+    -------
+    Grid
+        The main grid with the term in ``terms``.
+    """
+    main_features = dict(features)
+    for name in clamped:
+        axis = axes[names.index(name)]
+        main_features[name] = np.clip(np.asarray(features[name], np.float64), axis[0], axis[-1])
+    grid = fit_grid(names, axes, main_features, log_ratio)
+    term = None
+    for _ in range(max(iterations, 1)):
+        term = fit_grid(term_names, term_axes, features, log_ratio - grid.log_ratio(features))
+        grid = fit_grid(names, axes, main_features, log_ratio - term.log_ratio(features))
+    assert term is not None
+    return Grid(grid.names, grid.axes, grid.values, grid.counts, terms=(term,))
 
 
 def _interpolate_missing(values: np.ndarray, log_axes: list[np.ndarray]) -> None:

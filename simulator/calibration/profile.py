@@ -34,9 +34,19 @@ GRID_FEATURES = {
     "gemm_bfloat16": ("gemm", ("m", "n", "k")),
     "gemm_fp8": ("gemm", ("m", "n", "k")),
     "context_attention": ("context_attention", ("batch", "isl", "heads", "head_dim", "gqa")),
-    "generation_attention": ("generation_attention", ("batch", "context", "kv_heads", "head_dim")),
+    "generation_attention": (
+        "generation_attention",
+        ("batch", "context", "kv_heads", "head_dim", "gqa"),
+    ),
     "allreduce": ("allreduce", ("num_gpus", "message_bytes")),
     "moe": ("moe", ("num_tokens", "num_experts", "topk", "inter_per_gpu")),
+}
+
+
+#: Feature lists of earlier files still read: decode attention grids fitted before the
+#: ``gqa`` axis pooled query heads (such a grid ignores the ``gqa`` feature).
+LEGACY_GRID_FEATURES = {
+    "generation_attention": (("batch", "context", "kv_heads", "head_dim"),),
 }
 
 
@@ -64,7 +74,8 @@ def roofline_latency_s(grid_name: str, f: dict[str, np.ndarray], ref: Reference)
     attention (causal, fresh prompts): max(2 h d batch isl^2 / P, 4 (kv + h) d batch isl / B)
     with kv = h (the grid's ``gqa`` axis, heads per KV head, carries the rest). Decode
     attention: max(4 h d batch ctx / P,
-    (2 kv d batch ctx + 2 h d batch) 2 / B) with h = kv (pooled over query heads). All-reduce:
+    (2 kv d batch ctx + 2 h d batch) 2 / B) with h = kv (the grid's ``gqa`` class axis and
+    its additive term carry the query heads). All-reduce:
     ring, 2 (g - 1) / g bytes / link. MoE layer (gated experts, 16-bit): max(6 T k H I / P,
     (D(T) 3 H I 2 + T k (2 H + 3 I) 2) / B), D(T) = E (1 - (1 - k/E)^T) experts touched.
     """
@@ -304,7 +315,8 @@ def _from_json(data: Any, path: Path) -> Profile:
         if name not in GRID_FEATURES:
             raise ValueError(f"grids.{name}: unknown grid (known: {', '.join(GRID_FEATURES)})")
         grid = Grid.from_json(grid_data, f"grids.{name}")
-        if grid.names != GRID_FEATURES[name][1]:
+        legacy = LEGACY_GRID_FEATURES.get(name, ())
+        if grid.names != GRID_FEATURES[name][1] and grid.names not in legacy:
             raise ValueError(f"grids.{name}.axes must be {', '.join(GRID_FEATURES[name][1])}")
         grids[name] = grid
     host = {}

@@ -198,7 +198,7 @@ def report(
     print(
         "errors are |predicted / measured - 1| per operator call; rand20: a random 20% of "
         "grid points held out of the fit; off-grid: shapes between grid nodes; model-shapes: "
-        "each catalog model's GEMM shapes held out of the fit in turn; "
+        "each catalog model's GEMM or attention shapes held out of the fit in turn; "
         "leave-GPU-out: this GPU predicted from its nearest measured relative's profile"
     )
 

@@ -11,7 +11,8 @@ roofline ``params`` as the tables ``kernel.table_s`` interpolates (layout in
     prefill(b, W)      = L x context_attention(batch = b, isl = sqrt(W / b), heads / tp, d,
                                            heads per KV head)
                          (b prompts of equal length with the step's attention work W)
-    decode(N, C)       = L x generation_attention(batch = N, context = C / N, kv_heads / tp, d)
+    decode(N, C)       = L x generation_attention(batch = N, context = C / N, kv_heads / tp, d,
+                                              heads per KV head)
     allreduce(T)       = 2 L x all_reduce(tp GPUs, T x hidden x 2 bytes); absent at tp = 1
     moe(T)             = L x fused MoE layer(T tokens, experts, top-k, intermediate / tp)
 
@@ -157,6 +158,7 @@ def calibrated_model(
             "context": ctx,
             "kv_heads": np.full_like(n_d, kv_heads),
             "head_dim": np.full_like(n_d, d),
+            "gqa": np.full_like(n_d, heads / kv_heads),
         },
     )
     used["decode_attention"] = "roofline" if decode is None else "generation_attention"
