@@ -95,14 +95,19 @@ simulate(trace, Scenario(gpus="2xA100"))
 simulate(trace, Scenario(gpus="2xA100"), orchestration="simpy")
 stats = [fused.run_fused.stats, fused.advance_all.stats]
 print(json.dumps([[sum(s.cache_hits.values()), sum(s.cache_misses.values())] for s in stats]))
+import sys
+print(json.dumps("numba.np.linalg" in sys.modules))
 """
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
     (fused_hits, fused_misses), (advance_hits, advance_misses) = json.loads(
-        proc.stdout.splitlines()[-1]
+        proc.stdout.splitlines()[-2]
     )
+    # Loaded without numba's target-context refresh (``_numba_cache.lean_loads``), which
+    # would have imported numba's lowering modules, linalg among them.
+    assert json.loads(proc.stdout.splitlines()[-1]) is False
     assert fused_misses == 0 and fused_hits >= 1
     assert advance_misses == 0 and advance_hits >= 1
     assert list((tmp_path / "home-cache" / "simreplay").glob("numba-*/engine_*/*.nbi"))
@@ -113,3 +118,50 @@ def test_configure_leaves_a_chosen_cpu_alone(monkeypatch):
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/nonexistent-never-created")
     _numba_cache.configure()
     assert os.environ["NUMBA_CPU_NAME"] == "znver3"
+
+
+LEAN_MODULE = """
+from numba import njit
+from simulator import _numba_cache
+
+@njit(cache=True, _nrt=False)
+def triangle(n):
+    total = 0
+    for i in range(n + 1):
+        total += i
+    return total
+
+_numba_cache.lean_loads(globals())
+"""
+
+LEAN_CALL = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import lean_kernel
+value = lean_kernel.triangle(100)
+stats = lean_kernel.triangle.stats
+print(json.dumps([value, sum(stats.cache_hits.values()), sum(stats.cache_misses.values()),
+                  "numba.np.linalg" in sys.modules]))
+"""
+
+
+def test_lean_loads_compile_on_a_miss_and_load_without_refreshing_on_a_hit(tmp_path):
+    """A kernel module under ``lean_loads``: the first process misses the cache and compiles
+    (numba's own path); the second loads it from the cache without numba's context refresh
+    (no lowering module imported) and computes the same."""
+    (tmp_path / "lean_kernel.py").write_text(LEAN_MODULE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", LEAN_CALL, str(tmp_path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        runs.append(json.loads(proc.stdout.splitlines()[-1]))
+    assert runs[0] == [5050, 0, 1, True]  # compiled: the refresh imported the lowering
+    assert runs[1] == [5050, 1, 0, False]  # loaded lean

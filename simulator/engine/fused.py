@@ -19,6 +19,7 @@ import math
 import numpy as np
 from numba import njit
 
+from simulator import _numba_cache
 from simulator.engine.kernels import (
     ADVANCE_OK,
     admission_reject_reason,
@@ -560,3 +561,6 @@ def take_finished(req_i, watched, num_watched, finished):
             watched[kept] = i
             kept += 1
     return kept, done
+
+
+_numba_cache.lean_loads(globals())  # skip numba's context refresh on cache loads

@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
+from simulator import _numba_cache
 from simulator.engine.prefix_cache import (
     prefix_hit,
     register_full_blocks,
@@ -1282,3 +1283,6 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r):
     # The engine sums step times one by one: each addition may round by half an ulp of the
     # running end time, and step_s above by one. Stay below by that much too.
     return bound_s - (steps_to_finish + 1) * _ULP_SLACK * abs(bound_s)
+
+
+_numba_cache.lean_loads(globals())  # skip numba's context refresh on cache loads

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from simulator import _numba_cache
 from simulator.engine.state import (
     CFG_BLOCK_SIZE,
     CFG_CACHE_TABLE_SHIFT,
@@ -322,3 +323,6 @@ def take_cached_prefix(req_i, rep_i, cfg, tables, prefix_ids, r, i, hit):
         tables[r, base + PC_REF * blocks + b] += 1
     req_i[i, R_KEYED_HELD] = hit
     req_i[i, R_BLOCKS] = hit
+
+
+_numba_cache.lean_loads(globals())  # skip numba's context refresh on cache loads

@@ -5,6 +5,8 @@
 fills the same ``params`` slots with measured constants without touching the engine.
 """
 
+from simulator import _numba_cache
+from simulator.perf import kernel
 from simulator.perf.kernel import step_time_parts_s, step_time_s
 from simulator.perf.roofline import (
     DEFAULT_EFFICIENCIES,
@@ -14,6 +16,9 @@ from simulator.perf.roofline import (
     roofline_model,
     with_pipeline_stages,
 )
+
+# kernel.py imports only numpy, numba and math; its cache loads are made lean here.
+_numba_cache.lean_loads(vars(kernel))
 
 __all__ = [
     "DEFAULT_EFFICIENCIES",
