@@ -113,3 +113,32 @@ def test_importing_simulator_first_turns_numpy_huge_pages_off():
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         )
         assert out.stdout.strip() == expected, out.stderr
+
+
+def test_run_on_a_canonical_trace_skips_the_slow_optional_imports():
+    """``simreplay run`` on a canonical parquet trace (no ``--out``: writing the request
+    table uses Arrow's take) never imports pyarrow.compute or pyarrow.dataset (0.1 s of
+    start-up together) nor pydantic (typer >= 0.29 would), and its kernels load without
+    numba's lowering modules (``_numba_cache.lean_loads``)."""
+    import sys
+
+    code = (
+        "import sys\n"
+        "from simulator.cli import app\n"
+        "sys.argv = ['simreplay', 'run', 'traces/chat-1h.parquet', '--gpus', '2xA100', '--json']\n"
+        "try:\n"
+        "    app()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "names = ('pyarrow.compute', 'pyarrow.dataset', 'pydantic', 'numba.np.linalg')\n"
+        "print([n for n in names if n in sys.modules], file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
+    assert '"num_completed"' in out.stdout

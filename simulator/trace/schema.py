@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from simulator.errors import TraceError
 
@@ -176,6 +175,8 @@ def _as_arrow(values: object, arrow_type: pa.DataType, name: str) -> pa.Array:
         values = pa.array(values)
     if values.type == arrow_type:
         return values
+    import pyarrow.compute as pc  # only when casting: 0.1 s to import
+
     if pa.types.is_dictionary(arrow_type):
         if pa.types.is_dictionary(values.type):
             values = values.dictionary_decode()

@@ -31,7 +31,6 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from simulator.checks import format_number as _num
 from simulator.checks import positive_finite
@@ -358,6 +357,8 @@ def _append_transform(meta: TraceMetadata, entry: str) -> TraceMetadata:
 
 def _combine(tables: list[pa.Table]) -> tuple[dict[str, pa.ChunkedArray], TraceMetadata]:
     """Columns other than arrival_time_s concatenated in input order, and merged metadata."""
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     metas = [trace_metadata(t) for t in tables]
     block_sizes = sorted(
         {
@@ -403,6 +404,8 @@ def _combine(tables: list[pa.Table]) -> tuple[dict[str, pa.ChunkedArray], TraceM
 
 
 def _combined_request_ids(tables: list[pa.Table]) -> pa.ChunkedArray:
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     has_ids = ["request_id" in t.column_names for t in tables]
     if all(has_ids):
         ids = pa.chunked_array(
@@ -421,6 +424,8 @@ def _combined_request_ids(tables: list[pa.Table]) -> pa.ChunkedArray:
 
 
 def _sessions_overlap(tables: list[pa.Table]) -> bool:
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     uniques = [
         pc.unique(t.column("session_id").drop_null())
         for t in tables
@@ -434,6 +439,8 @@ def _sessions_overlap(tables: list[pa.Table]) -> bool:
 
 def _prefixed(values: pa.ChunkedArray | pa.Array, idx: int) -> pa.Array:
     """Strings with ``"<idx>:"`` in front; nulls stay null."""
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     return pc.binary_join_element_wise(f"{idx}:", values, "")

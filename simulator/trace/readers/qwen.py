@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from simulator.errors import TraceError
 from simulator.trace.options import ImportOptions
@@ -130,6 +129,8 @@ def _read_jsonl(path: Path) -> dict[str, Column]:
 
 
 def _read_csv(path: Path) -> dict[str, Column]:
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     header = csv_header(path)
     require_columns(path, header, list(FIELDS), "a Qwen trace")
     types = {
@@ -175,6 +176,8 @@ def session_roots(
     TraceError
         When a parent chain loops back on itself.
     """
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     num_rows = len(chat_id)
     rows = np.arange(num_rows, dtype=np.int64)
     if pa.types.is_integer(parent_chat_id.type):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
@@ -221,6 +220,8 @@ def first_uncastable(text: pa.Array, arrow_type: pa.DataType) -> int | None:
 
 def _cast_text(values: pa.Array, arrow_type: pa.DataType) -> pa.Array:
     # pyarrow's cast parses ISO-8601 timestamps like the CSV reader's ISO8601 parser does.
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     return pc.cast(pc.utf8_trim_whitespace(values), arrow_type)
 
 
@@ -353,6 +354,8 @@ def timestamps_to_seconds(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray
     Subtracting in int64 nanoseconds before converting keeps full precision: epoch
     nanoseconds (~1.7e18) do not fit a float64 mantissa. Nulls become NaN.
     """
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     first = pc.min_max(array)["min"]
     if not first.is_valid:
         return np.full(len(array), np.nan), None
@@ -424,6 +427,8 @@ def json_field_type(value: object, default: pa.DataType) -> pa.DataType:
 
 def empty_to_null(values: Column) -> Column:
     """Empty or blank strings become nulls (a CSV reader gives ``""`` for an empty cell)."""
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     blank = pc.equal(pc.utf8_trim_whitespace(values), "")
     return pc.if_else(blank, pa.scalar(None, values.type), values)
 
@@ -460,6 +465,8 @@ def int_lists_from_text(
 def _int_lists_chunk(
     text: pa.Array, rows_before: int, file_name: str, column: str, where: Callable[[int], str]
 ) -> pa.Array:
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     trimmed = pc.utf8_trim_whitespace(text)
     is_null = pc.or_kleene(pc.is_null(trimmed), pc.equal(trimmed, "")).fill_null(True)
     body = pc.utf8_trim_whitespace(pc.utf8_trim(trimmed.fill_null(""), characters="[]"))
@@ -496,6 +503,8 @@ def cast_text_located(
     where: Callable[[int], str],
 ) -> Column:
     """Cast a string array to ``arrow_type``; on failure name the row of the first bad cell."""
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
     trimmed = pc.utf8_trim_whitespace(text)
     try:
         return pc.cast(trimmed, arrow_type)
