@@ -752,3 +752,44 @@ def test_grid_terms_must_be_grids():
         Grid.from_json(dict(data, terms={}), "g")
     with pytest.raises(ValueError, match=r"g.terms\[0\].axes must be a non-empty object"):
         Grid.from_json(dict(data, terms=[dict(data, axes={})]), "g")
+
+
+def test_rows_no_grid_fits_are_counted_by_data_type_and_named_when_nothing_fits(tmp_path):
+    """A CPU profiler run in float32: its GEMMs and float32 KV-cache attention rows fit no
+    grid; the one-line error says which rows were skipped and why instead of claiming the
+    folder has no rows; FP8 KV-cache rows keep their own label."""
+    _write(
+        {
+            "gemm_dtype": ["float32"] * 2,
+            "m": [1, 8],
+            "n": [4096, 4096],
+            "k": [4096, 4096],
+            "latency": [0.1, 0.2],
+        },
+        tmp_path / "gemm_perf.parquet",
+    )
+    _write(
+        {
+            "batch_size": [1, 2, 4],
+            "isl": [1, 1, 1],
+            "step": [15, 15, 15],
+            "num_heads": [32] * 3,
+            "num_key_value_heads": [8] * 3,
+            "head_dim": [128] * 3,
+            "kv_cache_dtype": ["float32", "float32", "fp8"],
+            "window_size": [0] * 3,
+            "latency": [0.01, 0.02, 0.03],
+        },
+        tmp_path / "generation_attention_perf.parquet",
+    )
+    meas = read_measurements(tmp_path)
+    assert meas.skipped == {
+        "gemm: float32 rows (16-bit and FP8 GEMMs are fitted)": 2,
+        "generation_attention: float32 KV-cache rows": 2,
+        "generation_attention: FP8 KV-cache rows": 1,
+    }
+    with pytest.raises(SimreplayError) as err:
+        fit_profile(meas, "L4", REF, source="user", source_dir=str(tmp_path), system="x")
+    message = str(err.value)
+    assert "that can be fitted; skipped: 2 gemm: float32 rows" in message
+    assert "\n" not in message

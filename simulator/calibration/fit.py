@@ -512,8 +512,10 @@ def fit_profile(
                     )
             progress(line)
     if not grids:
+        skipped = "; ".join(f"{n:,} {why}" for why, n in sorted(meas.skipped.items()) if n)
         raise SimreplayError(
             f"{source_dir}: no GEMM, attention or all-reduce rows for {gpu} ({system})"
+            + (f" that can be fitted; skipped: {skipped}" if skipped else "")
         )
     provenance = {
         "source": source,

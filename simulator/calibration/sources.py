@@ -265,9 +265,16 @@ def _skip(result: Measurements, reason: str, count: int) -> None:
         result.skipped[reason] = result.skipped.get(reason, 0) + int(count)
 
 
+#: GEMM data types some grid fits (16-bit and FP8; ``fit.grid_points``).
+FITTED_GEMM_DTYPES = ("bfloat16", "float16", "bf16", "fp16", "fp8")
+
+
 def _add_gemm(result: Measurements, columns: dict, path: Path) -> None:
     num_rows = len(columns["latency"])
     dtype = columns.get("gemm_dtype") or ["bfloat16"] * num_rows
+    for other in sorted({str(d) for d in dtype} - set(FITTED_GEMM_DTYPES)):
+        count = sum(1 for d in dtype if str(d) == other)
+        _skip(result, f"gemm: {other} rows (16-bit and FP8 GEMMs are fitted)", count)
     _append(
         result.gemm,
         {
@@ -288,14 +295,12 @@ def _attention_keep(result: Measurements, columns: dict, family: str) -> np.ndar
         _skip(result, f"{family}: sliding-window rows", int(((window != 0) & keep).sum()))
         keep &= window == 0
     if "kv_cache_dtype" in columns:
-        kv16 = np.asarray(
-            [
-                str(d) in ("bfloat16", "float16", "fp16", "bf16", "auto")
-                for d in columns["kv_cache_dtype"]
-            ],
-            dtype=bool,
-        )
-        _skip(result, f"{family}: FP8 KV-cache rows", int((~kv16 & keep).sum()))
+        kv_dtypes = np.asarray([str(d) for d in columns["kv_cache_dtype"]], dtype=object)
+        kv16 = np.isin(kv_dtypes, ("bfloat16", "float16", "fp16", "bf16", "auto"))
+        for other in sorted(set(kv_dtypes[~kv16 & keep].tolist())):
+            label = "FP8" if "8" in other else other
+            count = int(((kv_dtypes == other) & keep).sum())
+            _skip(result, f"{family}: {label} KV-cache rows", count)
         keep &= kv16
     return keep
 
