@@ -10,6 +10,13 @@ calibrated model (``simreplay run``'s step model, fitted on AIConfigurator's mea
 and by the uncalibrated roofline, and compared with the sum of Vidur's measured operator
 medians for the same T, times the layers. Vidur measured torch GEMMs without CUDA graphs on
 an older stack, so a few percent of disagreement is expected at any T.
+
+Then attention: Vidur's A100 FlashAttention profile of Llama-2-70B at TP 2
+(``history/a100_llama2_70b_tp2_attention.csv``: decode of b sequences with c cached tokens
+each, and prefill chunks of n tokens after k cached ones, per layer) against the decode and
+prefill attention parts of the same step model, fed as the engine feeds them (decode
+context b x c; prefill work n (k + n), context k + n). Vidur rounds times to 1 us, so the
+smallest kernels (15-20 us) carry a few percent of rounding.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import csv
 import statistics
 from pathlib import Path
 
+from simulator.calibration.select import step_model_for
+from simulator.hardware import get_gpu
 from simulator.models import get_model
 from simulator.perf.roofline import roofline_model
 from simulator.scenario import Scenario, resolve
@@ -93,13 +102,88 @@ def main() -> None:
                     + f"   {statistics.median(abs(e) for e in ours_err):.1%} / "
                     f"{statistics.median(abs(e) for e in roof_err):.1%}"
                 )
+    compare_attention()
 
 
 def step_gpu(name: str):
     """The catalog spec of a GPU name."""
-    from simulator.hardware import get_gpu
-
     return get_gpu(name)
+
+
+VIDUR_ATTENTION = VIDUR / "history" / "a100_llama2_70b_tp2_attention.csv"
+
+#: The file's last 12 columns (its header names only 5 of them).
+ATTENTION_TAIL = (
+    "n_embd n_q_head n_kv_head block_size tp max_model_len batch_size prefill_chunk_size "
+    "kv_cache_size is_prefill backend method"
+).split()
+
+
+def attention_rows() -> list[dict[str, str]]:
+    """Vidur's A100 attention rows with every column named."""
+    with VIDUR_ATTENTION.open() as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        names = header[:20] + ATTENTION_TAIL
+        return [dict(zip(names, row, strict=True)) for row in reader]
+
+
+def compare_attention() -> None:
+    """Decode and prefill attention per layer: ours and the roofline against Vidur's."""
+    if not VIDUR_ATTENTION.is_file():
+        print(f"skipping attention: {VIDUR_ATTENTION} not found")
+        return
+    model = get_model("llama-2-70b")
+    gpu = get_gpu("A100")
+    ours, info = step_model_for(model, gpu, 2)
+    roof = roofline_model(model, gpu, 2)
+    layers = model.num_layers
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for row in attention_rows():
+        batch = int(row["batch_size"])
+        cached = int(row["kv_cache_size"])
+        if row["is_prefill"] == "True":
+            chunk = int(row["prefill_chunk_size"])
+            vidur_ms = float(row["time_stats.attn_prefill.median"] or "nan")
+            features = {
+                "num_prefill_tokens": chunk,
+                "num_prefill_seqs": 1,
+                "prefill_attn_work": float(chunk) * (cached + chunk),
+                "prefill_context_tokens": cached + chunk,
+            }
+            part, key = "prefill_attention", ("prefill", _bucket(chunk, "chunk"))
+        else:
+            vidur_ms = float(row["time_stats.attn_decode.median"] or "nan")
+            features = {"num_decode_seqs": batch, "decode_context_tokens": batch * cached}
+            part, key = "decode_attention", ("decode", _bucket(batch, "batch"))
+        if not vidur_ms > 0:
+            continue
+        vidur_s = vidur_ms * 1e-3
+        ours_s = ours.predict_parts(**features)[part] / layers
+        roof_s = roof.predict_parts(**features)[part] / layers
+        groups.setdefault(key, []).append((ours_s / vidur_s - 1, roof_s / vidur_s - 1))
+    print()
+    print(f"attention per layer vs Vidur's A100 FlashAttention (Llama-2-70B, TP 2): {info}")
+    print("kind     group            points  ours median / p90 |err|  signed median  roofline")
+    for (kind, group), errs in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))):
+        ours_abs = sorted(abs(e[0]) for e in errs)
+        print(
+            f"{kind:8} {group:15} {len(errs):7,}  "
+            f"{statistics.median(ours_abs):6.1%} / {ours_abs[int(0.9 * (len(ours_abs) - 1))]:6.1%}"
+            f"          {statistics.median(e[0] for e in errs):+6.1%}"
+            f"    {statistics.median(abs(e[1]) for e in errs):6.1%}"
+        )
+
+
+def _bucket(value: int, name: str) -> str:
+    for low, high in ((1, 1), (2, 8), (9, 32), (33, 128), (129, 512), (513, 4096)):
+        if low <= value <= high:
+            return f"{name} {low}-{high}" if low != high else f"{name} {low}"
+    return f"{name} > 4096"
+
+
+def _order(group: str) -> int:
+    return int(group.split()[1].split("-")[0].replace(">", "").strip() or 0)
 
 
 if __name__ == "__main__":
