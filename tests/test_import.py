@@ -293,3 +293,33 @@ def test_compressed_files_are_read_transparently(tmp_path, codec):
     with pa.output_stream(jsonl_path, compression=codec) as stream:
         stream.write(mooncake_lines(MOONCAKE).encode())
     assert import_trace(jsonl_path)[0].num_rows == 4
+
+
+def test_timestamps_to_seconds_matches_exact_integer_arithmetic():
+    """Arrival seconds from epoch-nanosecond timestamps, read from the Arrow buffers (no
+    pyarrow.compute): equal to exact Python integer arithmetic for nulls, sliced arrays
+    (non-zero offsets) and chunked arrays; all-null input gives NaN and no start time."""
+    import pyarrow as pa
+
+    from simulator.trace.readers.tabular import timestamps_to_seconds
+
+    rng = np.random.default_rng(7)
+    base = 1_700_000_000_123_456_789  # beyond float64's exact integers
+    for _ in range(100):
+        n = int(rng.integers(0, 30))
+        values = [None if rng.random() < 0.2 else base + int(v) for v in rng.integers(0, 10**12, n)]
+        array = pa.array(values, pa.timestamp("ns"))
+        cut = int(rng.integers(0, n + 1))
+        sliced = array.slice(cut)
+        half = len(sliced) // 2
+        chunked = pa.chunked_array([sliced.slice(0, half), sliced.slice(half)], sliced.type)
+        for case, ints in ((array, values), (sliced, values[cut:]), (chunked, values[cut:])):
+            seconds, start = timestamps_to_seconds(case)
+            present = [v for v in ints if v is not None]
+            if not present:
+                assert start is None and np.isnan(seconds).all()
+                continue
+            origin = min(present)
+            want = [math.nan if v is None else (v - origin) / 1e9 for v in ints]
+            np.testing.assert_array_equal(seconds, np.array(want, dtype=np.float64))
+            assert start == str(np.datetime64(origin, "ns"))

@@ -115,17 +115,28 @@ def test_importing_simulator_first_turns_numpy_huge_pages_off():
         assert out.stdout.strip() == expected, out.stderr
 
 
-def test_run_on_a_canonical_trace_skips_the_slow_optional_imports():
-    """``simreplay run`` on a canonical parquet trace (no ``--out``: writing the request
-    table uses Arrow's take) never imports pyarrow.compute or pyarrow.dataset (0.1 s of
-    start-up together) nor pydantic (typer >= 0.29 would), and its kernels load without
-    numba's lowering modules (``_numba_cache.lean_loads``)."""
+AZURE_CSV = """TIMESTAMP,ContextTokens,GeneratedTokens
+2023-11-16 18:15:46.6805900,374,44
+2023-11-16 18:15:50.9951690,396,109
+2023-11-16 18:15:51,879,20
+"""
+
+
+@pytest.mark.parametrize("trace", ["traces/chat-1h.parquet", "azure.csv"])
+def test_run_skips_the_slow_optional_imports(trace, tmp_path):
+    """``simreplay run`` on a canonical parquet trace or a raw Azure CSV (no ``--out``:
+    writing the request table uses Arrow's take) never imports pyarrow.compute or
+    pyarrow.dataset (0.1 s of start-up together) nor pydantic (typer >= 0.29 would), and
+    its kernels load without numba's lowering modules (``_numba_cache.lean_loads``)."""
     import sys
 
+    if trace == "azure.csv":
+        (tmp_path / trace).write_text(AZURE_CSV)
+        trace = str(tmp_path / trace)
     code = (
         "import sys\n"
         "from simulator.cli import app\n"
-        "sys.argv = ['simreplay', 'run', 'traces/chat-1h.parquet', '--gpus', '2xA100', '--json']\n"
+        "sys.argv = ['simreplay', 'run', sys.argv[1], '--gpus', '2xA100', '--json']\n"
         "try:\n"
         "    app()\n"
         "except SystemExit:\n"
@@ -134,7 +145,7 @@ def test_run_on_a_canonical_trace_skips_the_slow_optional_imports():
         "print([n for n in names if n in sys.modules], file=sys.stderr)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, trace],
         cwd=ROOT,
         capture_output=True,
         text=True,

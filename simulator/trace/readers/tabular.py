@@ -349,33 +349,43 @@ def float_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def timestamps_to_seconds(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, str | None]:
-    """Convert Arrow timestamps to float64 seconds from the earliest, and its ISO-8601 text.
+    """Convert Arrow timestamps[ns] to float64 seconds from the earliest, and its ISO text.
 
     Subtracting in int64 nanoseconds before converting keeps full precision: epoch
-    nanoseconds (~1.7e18) do not fit a float64 mantissa. Nulls become NaN.
+    nanoseconds (~1.7e18) do not fit a float64 mantissa. Nulls become NaN. The integers
+    and validity are read from the Arrow buffers with numpy (no ``pyarrow.compute``, whose
+    import is 0.06-0.1 s of a command).
     """
-    import pyarrow.compute as pc  # imported here: 0.1 s
-
-    first = pc.min_max(array)["min"]
-    if not first.is_valid:
-        return np.full(len(array), np.nan), None
-    origin_ns = first.value
-    out = np.empty(len(array), dtype=np.float64)
-    start = 0
-    for chunk in _chunks(array):
-        part = out[start : start + len(chunk)]
-        start += len(chunk)
-        ns = chunk.cast(pa.int64())
-        if ns.null_count:
-            part[:] = ns.cast(pa.float64()).fill_null(np.nan).to_numpy()
-            part -= origin_ns
-        else:
-            np.subtract(ns.to_numpy(), origin_ns, out=part, casting="unsafe")
-        part /= 1e9
+    nanos, valid = _int64_values(array)
+    if not valid.any():
+        return np.full(len(nanos), np.nan), None
+    origin_ns = int(nanos[valid].min())
+    out = np.empty(len(nanos), dtype=np.float64)
+    np.subtract(nanos, origin_ns, out=out, casting="unsafe")
+    out /= 1e9
+    out[~valid] = np.nan
     start_time = str(np.datetime64(origin_ns, "ns"))
     if array.type.tz is not None:
         start_time += "+00:00"
     return out, start_time
+
+
+def _int64_values(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """The raw 64-bit integers of a fixed-width 8-byte array and its validity (bool)."""
+    chunks = _chunks(array)
+    values = np.empty(len(array), dtype=np.int64)
+    valid = np.ones(len(array), dtype=bool)
+    start = 0
+    for chunk in chunks:
+        n, offset = len(chunk), chunk.offset
+        validity, data = chunk.buffers()[:2]
+        if n and data is not None:
+            values[start : start + n] = np.frombuffer(data, np.int64, n + offset)[offset:]
+        if chunk.null_count and validity is not None:
+            bits = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+            valid[start : start + n] = bits[offset : offset + n].astype(bool)
+        start += n
+    return values, valid
 
 
 def _chunks(array: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
