@@ -126,8 +126,9 @@ AZURE_CSV = """TIMESTAMP,ContextTokens,GeneratedTokens
 def test_run_skips_the_slow_optional_imports(trace, tmp_path):
     """``simreplay run`` on a canonical parquet trace or a raw Azure CSV (no ``--out``:
     writing the request table uses Arrow's take) never imports pyarrow.compute or
-    pyarrow.dataset (0.1 s of start-up together) nor pydantic (typer >= 0.29 would), and
-    its kernels load without numba's lowering modules (``_numba_cache.lean_loads``)."""
+    pyarrow.dataset (0.1 s of start-up together), pydantic (typer >= 0.29 would) or rich
+    (the CLI prints plain lines), and its kernels load without numba's lowering modules
+    (``_numba_cache.lean_loads``)."""
     import sys
 
     if trace == "azure.csv":
@@ -141,7 +142,7 @@ def test_run_skips_the_slow_optional_imports(trace, tmp_path):
         "    app()\n"
         "except SystemExit:\n"
         "    pass\n"
-        "names = ('pyarrow.compute', 'pyarrow.dataset', 'pydantic', 'numba.np.linalg')\n"
+        "names = ('pyarrow.compute', 'pyarrow.dataset', 'pydantic', 'rich', 'numba.np.linalg')\n"
         "print([n for n in names if n in sys.modules], file=sys.stderr)\n"
     )
     out = subprocess.run(

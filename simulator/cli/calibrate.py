@@ -19,7 +19,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 
 
 def _progress(line: str) -> None:
-    err.print(line, markup=False)
+    err.print(line)
 
 
 @app.command("fit")
@@ -48,7 +48,7 @@ def fit(
     target = profile_path(_gpu_name(gpu), out) if out.is_dir() else out
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
     save_profile(profile, target)
-    err.print(f"wrote {target}", markup=False)
+    err.print(f"wrote {target}")
     if json_output:
         print_json(
             {
@@ -331,7 +331,7 @@ def validate(
         check_output_path(out)
     data = read_benchmark(bench)
     for message in data.notes:
-        err.print(f"note: {message}", markup=False)
+        err.print(f"note: {message}")
     scenario = Scenario(
         gpus=gpus,
         model=model,
@@ -349,7 +349,7 @@ def validate(
         host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)
         profile = fitted_profile(resolved, base, host, fitted, report)
         save_profile(profile, out)
-        err.print(f"wrote {out}", markup=False)
+        err.print(f"wrote {out}")
         payload["fit"] = {"host": host, "profile": str(out), "validation": fitted}
     if json_output:
         print_json(payload)

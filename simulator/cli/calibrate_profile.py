@@ -163,14 +163,11 @@ def profile(
         f"profiling {', '.join(m.name for m in r.models)} at TP {','.join(map(str, r.tps))} on "
         f"{r.device} ({str(r.dtype).removeprefix('torch.')}, {r.attention} attention, "
         f"{r.timing.warmup} warm-up + {r.timing.repeats} timed calls per point)",
-        markup=False,
     )
     started = time.perf_counter()
-    results, metadata = run_profile(
-        request, out, force=force, progress=lambda m: err.print(m, markup=False)
-    )
+    results, metadata = run_profile(request, out, force=force, progress=lambda m: err.print(m))
     elapsed_s = time.perf_counter() - started
-    err.print(f"wrote {out} in {elapsed_s:.1f} s", markup=False)
+    err.print(f"wrote {out} in {elapsed_s:.1f} s")
     for res in results:
         if res.skipped:
             reasons = sorted({point["reason"] for point in res.skipped})

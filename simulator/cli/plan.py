@@ -138,8 +138,8 @@ def plan(
             workers=workers,
         )
     for line in result.skipped:
-        err.print(f"note: skipped {line}", markup=False)
-    err.print(f"simulated {result.scenarios_simulated} scenarios", markup=False)
+        err.print(f"note: skipped {line}")
+    err.print(f"simulated {result.scenarios_simulated} scenarios")
     payload = _payload(result, sim)
     if json_output:
         print_json(payload)

@@ -17,7 +17,7 @@ def announce(files: ReportFiles) -> None:
     """Tell the user what a report wrote (stderr), and why PNGs are missing if they are."""
     size_kb = files.page.stat().st_size / 1024
     where = f" and {len(files.pngs)} PNGs in {files.pngs[0].parent}" if files.pngs else ""
-    err.print(f"wrote {files.page} ({size_kb:,.0f} kB){where}", markup=False)
+    err.print(f"wrote {files.page} ({size_kb:,.0f} kB){where}")
     if files.png_skipped:
         note(files.png_skipped)
 

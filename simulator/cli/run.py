@@ -184,11 +184,10 @@ def run(
         f"simulated {table.num_rows:,} requests in {elapsed_s:.2f} s "
         f"({table.num_rows / max(elapsed_s, 1e-9):,.0f} requests/s, including loading or "
         "compiling the numba kernels)",
-        markup=False,
     )
     if out is not None:
         result.write(out)
-        err.print(f"wrote {out}/requests.parquet, steps.parquet, summary.json", markup=False)
+        err.print(f"wrote {out}/requests.parquet, steps.parquet, summary.json")
         if with_report:
             from simulator.cli.report import announce
             from simulator.report import write_run_report

@@ -223,7 +223,6 @@ def run(
     if sweep.num_duplicates:
         err.print(
             f"note: {sweep.num_duplicates:,} repeated scenarios in the spec are run once",
-            markup=False,
         )
     store = ResultStore(out)
     final = run_sweep(
@@ -239,7 +238,6 @@ def run(
         f"{out}: {final.done + final.skipped:,} scenarios stored ({final.skipped:,} from before); "
         f"simulated {final.done:,} in {final.elapsed_s:.1f} s "
         f"({final.num_infeasible:,} infeasible). See: simreplay sweep show {out}",
-        markup=False,
     )
 
 

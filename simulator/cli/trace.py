@@ -98,7 +98,6 @@ def import_(
     out.print(
         f"wrote {output}: {table.num_rows:,} requests over {span_s:,.1f} s "
         f"(from {report.num_source_rows:,} source rows)",
-        markup=False,
     )
 
 
@@ -288,7 +287,7 @@ def synth(
             resample_from=resample_from,
         )
         write_parquet_atomic(table, output)
-        out.print(f"wrote {output}: {table.num_rows:,} synthetic requests", markup=False)
+        out.print(f"wrote {output}: {table.num_rows:,} synthetic requests")
         return
 
     turns = parse_turns_distribution(turns_spec) if turns_spec else DEFAULT_TURNS
@@ -322,7 +321,6 @@ def synth(
     out.print(
         f"wrote {output}: {table.num_rows:,} synthetic requests in "
         f"{num_sessions_written:,} sessions",
-        markup=False,
     )
 
 
@@ -391,4 +389,4 @@ def transform(
     for message in notes:
         note(message)
     write_parquet_atomic(table, output)
-    out.print(f"wrote {output}: {table.num_rows:,} requests", markup=False)
+    out.print(f"wrote {output}: {table.num_rows:,} requests")
