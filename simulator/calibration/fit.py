@@ -33,7 +33,7 @@ from simulator.calibration.profile import (
     Reference,
     roofline_latency_s,
 )
-from simulator.calibration.sources import Measurements
+from simulator.calibration.sources import GEMM_16BIT_DTYPES, Measurements
 from simulator.errors import SimreplayError
 from simulator.specs import ModelSpec
 
@@ -147,7 +147,7 @@ def grid_points(meas: Measurements, grid_name: str) -> tuple[dict[str, np.ndarra
         if not cols:
             return {}, np.zeros(0)
         dtype = grid_name.split("_", 1)[1]
-        names = ("bfloat16", "float16", "bf16", "fp16") if dtype == "bfloat16" else ("fp8",)
+        names = GEMM_16BIT_DTYPES if dtype == "bfloat16" else ("fp8",)
         keep = np.isin(cols["dtype"].astype(str), names)
         return {k: cols[k][keep] for k in ("m", "n", "k")}, cols["latency_s"][keep]
     if grid_name == "allreduce":

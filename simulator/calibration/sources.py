@@ -265,8 +265,9 @@ def _skip(result: Measurements, reason: str, count: int) -> None:
         result.skipped[reason] = result.skipped.get(reason, 0) + int(count)
 
 
-#: GEMM data types some grid fits (16-bit and FP8; ``fit.grid_points``).
-FITTED_GEMM_DTYPES = ("bfloat16", "float16", "bf16", "fp16", "fp8")
+#: GEMM data types of the 16-bit grid, and of every grid (16-bit and FP8; ``fit.grid_points``).
+GEMM_16BIT_DTYPES = ("bfloat16", "float16", "bf16", "fp16")
+FITTED_GEMM_DTYPES = (*GEMM_16BIT_DTYPES, "fp8")
 
 
 def _add_gemm(result: Measurements, columns: dict, path: Path) -> None:
