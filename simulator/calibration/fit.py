@@ -1,6 +1,6 @@
 """Fit a profile's correction grids to measured operator latencies, and measure its error.
 
-Every family is fitted the same way (``grid.fit_grid``; decode attention adds an additive
+Every family is fitted the same way (``grid.fit_grid``; the attention grids add an additive
 term, ``grid.fit_additive``): the measured latency of each point
 is divided by its roofline bound on the GPU's published peaks, and each grid node takes the
 median log-ratio of the points that sit exactly on it. Error is measured three ways, as
@@ -26,7 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from simulator import __version__
-from simulator.calibration.grid import Grid, fit_additive, fit_grid, powers_of_two
+from simulator.calibration.grid import (
+    Grid,
+    clamp_features,
+    fit_additive,
+    fit_grid,
+    powers_of_two,
+)
 from simulator.calibration.profile import (
     GRID_FEATURES,
     Profile,
@@ -307,7 +313,8 @@ def term_axes(
         elif name in names and name not in CLAMPED_FEATURES.get(grid_name, ()):
             out.append(axes[names.index(name)])
         else:
-            out.append(powers_of_two(1, 2.0 ** np.ceil(np.log2(max(values.max(), 1.0)))))
+            top = max(float(values.max(initial=1.0)), 1.0)
+            out.append(powers_of_two(1, 2.0 ** np.ceil(np.log2(top))))
     return tuple(out)
 
 
@@ -316,11 +323,7 @@ def _clamp(
 ) -> dict[str, np.ndarray]:
     """``feats`` with the grid's class features clipped into their axis' range."""
     names = GRID_FEATURES[grid_name][1]
-    out = dict(feats)
-    for name in CLAMPED_FEATURES.get(grid_name, ()):
-        axis = axes[names.index(name)]
-        out[name] = np.clip(feats[name], axis[0], axis[-1])
-    return out
+    return clamp_features(names, axes, feats, CLAMPED_FEATURES.get(grid_name, ()))
 
 
 #: Grids whose points a catalog model's attention shapes pick out (``_model_points``).

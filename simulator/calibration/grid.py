@@ -255,7 +255,7 @@ def fit_additive(
     leaves, the main grid again to what the term leaves, ``iterations`` times. A term over
     a feature the main grid pools (or holds as a coarse class) and the features that
     matter most with it is fitted from every point of the family rather than from the few
-    points of each main-grid node: for decode attention, the number of query heads per KV
+    points of each main-grid node: for the attention grids, the number of query heads per KV
     head is such a feature (see ``fit.ADDITIVE_TERMS``).
 
     Parameters
@@ -278,10 +278,7 @@ def fit_additive(
     Grid
         The main grid with the term in ``terms``.
     """
-    main_features = dict(features)
-    for name in clamped:
-        axis = axes[names.index(name)]
-        main_features[name] = np.clip(np.asarray(features[name], np.float64), axis[0], axis[-1])
+    main_features = clamp_features(names, axes, features, clamped)
     grid = fit_grid(names, axes, main_features, log_ratio)
     term = None
     for _ in range(max(iterations, 1)):
@@ -289,6 +286,20 @@ def fit_additive(
         grid = fit_grid(names, axes, main_features, log_ratio - term.log_ratio(features))
     assert term is not None
     return Grid(grid.names, grid.axes, grid.values, grid.counts, terms=(term,))
+
+
+def clamp_features(
+    names: tuple[str, ...],
+    axes: tuple[np.ndarray, ...],
+    features: dict[str, np.ndarray],
+    clamped: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """``features`` with each of ``clamped`` clipped into its axis' range (a class axis)."""
+    out = dict(features)
+    for name in clamped:
+        axis = axes[names.index(name)]
+        out[name] = np.clip(np.asarray(features[name], np.float64), axis[0], axis[-1])
+    return out
 
 
 def _interpolate_missing(values: np.ndarray, log_axes: list[np.ndarray]) -> None:

@@ -260,8 +260,8 @@ def step_model_for(
 def held_out_stats(errors: dict) -> dict | None:
     """The held-out error that best stands for a grid's predictions of unmeasured shapes.
 
-    Catalog models' GEMM or attention shapes held out of the fit when measured; else shapes between
-    the nodes; else a random 20 % of points held out.
+    Catalog models' GEMM or attention shapes held out of the fit when measured; else
+    shapes between the nodes; else a random 20 % of points held out.
     """
     for kind in ("holdout_model_shapes", "holdout_offgrid_shapes", "holdout_random_20pct"):
         stats = errors.get(kind)
