@@ -166,22 +166,24 @@ def lean_loads(namespace: dict) -> None:
     Before loading a cached function numba (0.59-0.68, ``Cache.load_overload``) refreshes
     its CPU target context: it imports some thirty modules of lowering implementations and
     installs their registries, 0.3 s of every command on a 2-core machine (1.6 -> 1.3 s for
-    ``run`` on the shipped example). Machine code read from the cache needs none of it; it
-    needs the runtime's symbols (``rtsys.initialize``, 35 ms), which are still set up. A
-    cache miss, or any failure of the lean load, takes numba's own path, and compiling
-    refreshes the context anyway (``CompilerBase``). Only this package's dispatchers are
-    changed, and only when numba has the private method this relies on.
+    ``run`` on the shipped example). Machine code read from the cache needs none of it. The
+    refresh also compiles the runtime's (NRT's) functions (``rtsys.initialize``, 35-55 ms):
+    kernels compiled with ``_nrt=False`` reference none of them (their object code's only
+    external symbols are CPython's, the C library's and numba's helper library's, which
+    ``numba.core.base`` registers on import), so only dispatchers with that flag are
+    changed. A cache miss, or any failure of the lean load, takes numba's own path, and
+    compiling refreshes the context anyway (``CompilerBase``), runtime included. Only this
+    package's dispatchers are changed, and only when numba has the private method this
+    relies on.
     """
     for value in list(namespace.values()):
         cache = getattr(value, "_cache", None)
-        if cache is not None and callable(getattr(cache, "_load_overload", None)):
+        no_runtime = getattr(value, "targetoptions", {}).get("_nrt") is False
+        if no_runtime and cache is not None and callable(getattr(cache, "_load_overload", None)):
             cache.load_overload = functools.partial(_lean_load_overload, cache)
 
 
 def _lean_load_overload(cache: Any, sig: Any, target_context: Any) -> Any:
-    from numba.core.runtime import rtsys
-
-    rtsys.initialize(target_context)
     try:
         data = cache._load_overload(sig, target_context)
     except Exception:  # noqa: BLE001 - numba's own path below reports real problems

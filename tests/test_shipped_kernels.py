@@ -7,6 +7,7 @@ an empty cache lands where numba does not look, or when numba recompiles anyway.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -140,8 +141,9 @@ sys.path.insert(0, sys.argv[1])
 import lean_kernel
 value = lean_kernel.triangle(100)
 stats = lean_kernel.triangle.stats
+from numba.core.runtime import rtsys
 print(json.dumps([value, sum(stats.cache_hits.values()), sum(stats.cache_misses.values()),
-                  "numba.np.linalg" in sys.modules]))
+                  "numba.np.linalg" in sys.modules, rtsys._init]))
 """
 
 
@@ -163,5 +165,25 @@ def test_lean_loads_compile_on_a_miss_and_load_without_refreshing_on_a_hit(tmp_p
         )
         assert proc.returncode == 0, proc.stderr
         runs.append(json.loads(proc.stdout.splitlines()[-1]))
-    assert runs[0] == [5050, 0, 1, True]  # compiled: the refresh imported the lowering
-    assert runs[1] == [5050, 1, 0, False]  # loaded lean
+    # Compiled: the refresh imported the lowering and set up the runtime (NRT).
+    assert runs[0] == [5050, 0, 1, True, True]
+    # Loaded lean: neither (an ``_nrt=False`` kernel's machine code references no NRT symbol).
+    assert runs[1] == [5050, 1, 0, False, False]
+
+
+def test_lean_loads_leaves_kernels_that_use_the_runtime_to_numba():
+    """Only ``_nrt=False`` kernels skip the runtime's set-up; others keep numba's loader."""
+    from numba import njit
+
+    @njit(cache=True)
+    def with_runtime(n):
+        return n
+
+    @njit(cache=True, _nrt=False)
+    def without_runtime(n):
+        return n
+
+    namespace = {"with_runtime": with_runtime, "without_runtime": without_runtime}
+    _numba_cache.lean_loads(namespace)
+    assert "load_overload" not in vars(with_runtime._cache)
+    assert isinstance(vars(without_runtime._cache)["load_overload"], functools.partial)
