@@ -1011,14 +1011,17 @@ def _fast_forward_decodes(
     r,
     until_s,
 ):
-    """Apply a run of decode-only steps of replica ``r`` at once; return how many (0 = none).
+    """Apply a run of decode-only steps of replica ``r`` at once; return how many steps it
+    applied or started (0 = none: the step-by-step path takes over).
 
     Applies when every running request is a steady decode, none is left out by the token
     budget, and no waiting request can be admitted: then consecutive steps differ only in
     context length, and the run lasts until the first request finishes, the KV blocks run
     out, or a step would end after ``until_s``. Each step's time is still computed step by
     step (the same float operations as the step-by-step path, so results are identical),
-    but nothing is done per request.
+    but nothing is done per request. A step that would end after ``until_s`` is the one
+    ``_start_step`` would start next, with the same time and blocks: it is started here
+    and left in flight (``_start_steady_step``), which spares the scheduler's pass.
     """
     num_decodes = rep_i[P_NUM_STEADY, r]
     if num_decodes == 0 or num_decodes != rep_i[P_NUM_RUNNING, r]:
@@ -1055,6 +1058,9 @@ def _fast_forward_decodes(
     residue = (block_size - rep_i[P_STEADY_STEPS, r] % block_size) % block_size
     # Consecutive gaps mostly share an ITL bin: test the last bin's bounds before binning.
     bin_idx, bin_lo_s, bin_hi_s = 0, 1.0, 0.0
+    straddles = False  # the loop stopped at a step that ends after until_s
+    straddle_end_s = 0.0
+    straddle_blocks = 0
     while num_steps < steps_to_finish:
         need = rep_tables[r, residue]
         if new_blocks + need > free:
@@ -1084,6 +1090,11 @@ def _fast_forward_decodes(
             cell_lo, cell_hi, v00, v01, v10, v11 = decode_segment(params, batch_i, context_lo)
         step_end_s = end_s + step_s
         if step_end_s > until_s:
+            # Started before until_s, it is the step ``advance`` would start next; one that
+            # would start at until_s waits, as there, for what arrives then.
+            straddles = end_s < until_s
+            straddle_end_s = step_end_s
+            straddle_blocks = need
             break
         gap_s = step_end_s - last_token_s
         if not (bin_lo_s <= gap_s < bin_hi_s):
@@ -1095,9 +1106,56 @@ def _fast_forward_decodes(
         context += num_decodes
         num_steps += 1
         residue = residue - 1 if residue > 0 else block_size - 1
-    if num_steps == 0:
-        return 0
+    if num_steps > 0:
+        _apply_decode_run(
+            req_i,
+            req_f,
+            rep_i,
+            rep_f,
+            running,
+            cfg,
+            log_i,
+            log_f,
+            itl_histogram,
+            counters,
+            rep_tables,
+            prefix_ids,
+            r,
+            num_decodes,
+            num_steps,
+            new_blocks,
+            end_s,
+        )
+    if straddles:
+        _start_steady_step(
+            rep_i, rep_f, cfg, rep_tables, r, num_decodes, straddle_blocks, straddle_end_s
+        )
+        return num_steps + 1
+    return num_steps
 
+
+@njit(cache=True, inline="always", _nrt=False)
+def _apply_decode_run(
+    req_i,
+    req_f,
+    rep_i,
+    rep_f,
+    running,
+    cfg,
+    log_i,
+    log_f,
+    itl_histogram,
+    counters,
+    rep_tables,
+    prefix_ids,
+    r,
+    num_decodes,
+    num_steps,
+    new_blocks,
+    end_s,
+):
+    """Record ``num_steps`` decode-only steps of the steady decodes, the last ending at
+    ``end_s``, that took ``new_blocks`` KV blocks; finish the requests due; log the run."""
     if cfg[CFG_PREFIX_CACHING] == 0:
         rep_i[P_FREE_BLOCKS, r] -= new_blocks
     else:
@@ -1129,7 +1187,27 @@ def _fast_forward_decodes(
     rep_f[P_CLOCK_S, r] = end_s
     rep_f[P_STEP_END_S, r] = end_s  # as after a step-by-step run: the latest step's end
     counters[C_FAST_STEPS] += num_steps
-    return num_steps
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _start_steady_step(rep_i, rep_f, cfg, rep_tables, r, num_decodes, blocks, end_s):
+    """Leave in flight, from the replica's clock to ``end_s``, the step ``_start_step``
+    would start there: every running request a steady decode, all of them scheduled, no
+    waiting request admitted (the caller checked), ``blocks`` new KV blocks. It sets what
+    ``_start_step`` sets; its scheduler pass would change nothing else (its capacity flag
+    is set once per run)."""
+    if cfg[CFG_PREFIX_CACHING] == 0:
+        rep_i[P_FREE_BLOCKS, r] -= blocks
+    else:
+        take_private_blocks(rep_tables, rep_i, cfg, r, blocks)
+    rep_i[P_STEP_HIT_TOKENS, r] = 0
+    rep_i[P_STEP_QUERY_TOKENS, r] = 0
+    rep_i[P_IN_FLIGHT, r] = 1
+    rep_f[P_STEP_END_S, r] = end_s
+    rep_i[P_STEP_PREFILL_TOKENS, r] = 0
+    rep_i[P_STEP_DECODE_SEQS, r] = num_decodes
+    rep_i[P_STEP_WAITING, r] = rep_i[P_NUM_WAITING, r]
+    rep_i[P_STEP_STEADY, r] = num_decodes
 
 
 # ---- moving a replica forward in time ----
