@@ -181,3 +181,51 @@ def test_read_benchmark_drops_failed_requests(tmp_path):
     bench = read_benchmark(path)
     np.testing.assert_array_equal(bench.arrival_time_s, [0.0, 1.0])
     assert any("dropped 1" in note for note in bench.notes)
+
+
+def test_read_benchmark_takes_e2e_from_itls_when_vllm_saved_no_latencies(tmp_path):
+    """vLLM's bench serve before late 2025 saved no per-request latencies: a request's E2E is
+    its TTFT plus its inter-token gaps; a failed request's gaps are not looked at."""
+    path = tmp_path / "old-vllm.json"
+    path.write_text(
+        json.dumps(
+            {
+                "input_lens": [5, 6, 7],
+                "output_lens": [3, 0, 2],
+                "ttfts": [0.1, 0.0, 0.2],
+                "itls": [[0.02, 0.03], "garbage", [0.05]],
+                "errors": ["", "timeout", ""],
+                "start_times": [10.0, 10.5, 11.0],
+            }
+        )
+    )
+    bench = read_benchmark(path)
+    np.testing.assert_allclose(bench.e2e_s, [0.1 + 0.02 + 0.03, 0.2 + 0.05])
+    np.testing.assert_allclose(bench.ttft_s, [0.1, 0.2])
+    assert any("E2E is TTFT plus" in note for note in bench.notes)
+
+
+@pytest.mark.parametrize(
+    ("itls", "fragment"),
+    [
+        ([[0.02], ["x"]], "request 2: itls must be a list of seconds"),
+        ([[0.02]], "field itls has 1 entries, input_lens 2"),
+    ],
+)
+def test_bad_itls_in_an_old_vllm_result_is_one_line(tmp_path, itls, fragment):
+    path = tmp_path / "b.json"
+    path.write_text(
+        json.dumps(
+            {
+                "input_lens": [5, 6],
+                "output_lens": [3, 2],
+                "ttfts": [0.1, 0.2],
+                "itls": itls,
+                "start_times": [10.0, 11.0],
+            }
+        )
+    )
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines

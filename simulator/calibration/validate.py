@@ -3,7 +3,8 @@
 Inputs (``read_benchmark``):
 
 - ``vllm bench serve --save-result --save-detailed`` JSON: per-request ``input_lens``,
-  ``output_lens``, ``ttfts`` (s), ``latencies`` (s, end to end), ``errors`` and
+  ``output_lens``, ``ttfts`` (s), ``latencies`` (s, end to end; older vLLM saved none, and
+  E2E is then the TTFT plus the request's ``itls``, its inter-token gaps), ``errors`` and
   ``start_times`` (client send times, newer vLLM). Without ``start_times`` only a benchmark
   that sent every request at once (``request_rate`` inf, no ``max_concurrency``) can be
   replayed; failed requests are dropped and counted.
@@ -117,14 +118,18 @@ def read_benchmark(path: Path) -> Benchmark:
 
 
 def _from_vllm(path: Path, data: dict) -> Benchmark:
-    for name in ("output_lens", "ttfts", "latencies"):
+    # vLLM saves per-request "latencies" since late 2025; before that a detailed result has
+    # the inter-token gaps ("itls") of each request, whose sum after the TTFT is its E2E.
+    e2e_field = "latencies" if isinstance(data.get("latencies"), list) else "itls"
+    for name in ("output_lens", "ttfts", e2e_field):
         if not isinstance(data.get(name), list):
+            missing = "latencies (or itls)" if name == "itls" else name
             raise SimreplayError(
-                f"{path.name}: field {name} is missing: re-run `vllm bench serve` with "
+                f"{path.name}: field {missing} is missing: re-run `vllm bench serve` with "
                 "--save-result --save-detailed"
             )
     count = len(data["input_lens"])
-    for name in ("output_lens", "ttfts", "latencies"):
+    for name in ("output_lens", "ttfts", e2e_field):
         if len(data[name]) != count:
             raise SimreplayError(
                 f"{path.name}: field {name} has {len(data[name])} entries, input_lens {count}"
@@ -148,7 +153,15 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         arrival = np.zeros(count)
         notes.append("no start_times: every request sent at 0 s (request_rate inf)")
     ttft = np.array([np.nan if v is None else float(v) for v in data["ttfts"]])
-    e2e = np.array([np.nan if v is None else float(v) for v in data["latencies"]])
+    if e2e_field == "latencies":
+        e2e = np.array([np.nan if v is None else float(v) for v in data["latencies"]])
+    else:
+        after_first_s = [
+            _sum_of_gaps(path, k, gaps) if ok[k] else math.nan
+            for k, gaps in enumerate(data["itls"])
+        ]
+        e2e = ttft + np.array(after_first_s, dtype=np.float64)
+        notes.append("no latencies field (older vLLM): E2E is TTFT plus the request's itls")
     if (~ok).any():
         notes.append(f"dropped {int((~ok).sum()):,} requests that failed in the benchmark")
     return _finish(
@@ -161,6 +174,19 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         "vLLM bench serve result",
         notes,
     )
+
+
+def _sum_of_gaps(path: Path, k: int, gaps: object) -> float:
+    """Seconds after the first token of request ``k`` (the sum of its ``itls`` list)."""
+    if gaps is None:
+        return math.nan
+    if not isinstance(gaps, list) or not all(
+        isinstance(g, (int, float)) and not isinstance(g, bool) for g in gaps
+    ):
+        raise SimreplayError(
+            f"{path.name}: request {k + 1}: itls must be a list of seconds, got {gaps!r:.60}"
+        )
+    return float(sum(gaps))
 
 
 def _column(
