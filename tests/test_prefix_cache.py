@@ -38,6 +38,9 @@ from simulator.engine.state import (
     NUM_P_INT,
     P_NUM_CACHED,
     R_CACHED_TOKENS,
+    R_FINISH_S,
+    R_PREEMPTIONS,
+    R_REPLICA,
     make_config,
     make_prefix_cache,
     pcache_base,
@@ -270,7 +273,7 @@ def test_fused_and_simpy_agree_with_the_cache_on(router):
     np.testing.assert_array_equal(states[0].req_f, states[1].req_f)
     np.testing.assert_array_equal(states[0].rep_tables, states[1].rep_tables)
     if router == "session-affinity":
-        replica = states[0].req_i[:, 3]
+        replica = states[0].req_i[:, R_REPLICA]
         for s in set(sessions):
             mine = [i for i, x in enumerate(sessions) if x == s]
             assert len(set(replica[mine])) == 1, "a session's requests went to two replicas"
@@ -313,7 +316,7 @@ def test_cache_without_hash_ids_equals_cache_off(scheduler):
     )
     off = replay_case(arrival, prompts, outputs, knobs)
     on = replay_cached(arrival, prompts, outputs, knobs, None, None)
-    assert off.req_i[:, 8].sum() > 0, "the case should preempt"
+    assert off.req_i[:, R_PREEMPTIONS].sum() > 0, "the case should preempt"
     np.testing.assert_array_equal(off.req_f, on.req_f)
     np.testing.assert_array_equal(off.itl_histogram, on.itl_histogram)
     np.testing.assert_array_equal(off.req_i[:, :12], on.req_i[:, :12])
@@ -432,7 +435,7 @@ def test_unbounded_cache_hits_the_mooncake_trace_own_repeats():
         512,
     )
     cached = np.maximum(state.req_i[:, R_CACHED_TOKENS], 0)
-    assert not np.isnan(state.req_f[:, 4]).any()
+    assert not np.isnan(state.req_f[:, R_FINISH_S]).any()
     assert int(cached.sum()) == 512 * expected_hit_blocks
     # Of the blocks, as the trace counts them: 36.6% repeat; the engine finds all of them
     # but the few that are a prompt's partial last block or hold its last token.
