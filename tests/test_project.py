@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,10 +137,10 @@ def test_run_skips_the_slow_optional_imports(trace, tmp_path):
         trace = str(tmp_path / trace)
     code = (
         "import sys\n"
-        "from simulator.cli import app\n"
+        "from simulator.cli import main\n"
         "sys.argv = ['simreplay', 'run', sys.argv[1], '--gpus', '2xA100', '--json']\n"
         "try:\n"
-        "    app()\n"
+        "    main()\n"
         "except SystemExit:\n"
         "    pass\n"
         "names = ('pyarrow.compute', 'pyarrow.dataset', 'pydantic', 'rich', 'numba.np.linalg')\n"
@@ -154,3 +155,33 @@ def test_run_skips_the_slow_optional_imports(trace, tmp_path):
     )
     assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
     assert '"num_completed"' in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["run"], " run: Missing argument 'trace'"),
+        (["run", "t.parquet", "--bogus"], " run: No such option: --bogus"),
+        (["run", "t.parquet", "--max-num-seqs", "abc"], "'abc' is not a valid int"),
+        (["calibrate", "validate", "b.json", "--gpus", "1xH100"], "Missing option '--model'"),
+        (["nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_a_command_line_that_does_not_parse_gets_one_line_and_status_1(args, fragment):
+    """As every other bad input: one line on stderr naming the command, exit status 1 (not
+    click's boxed usage text and status 2)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "simulator", *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 1, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert out.stdout == ""
+
+
+def test_simreplay_alone_prints_the_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "simulator"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Usage: " in out.stdout and "Replay a trace" in out.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from simulator import __version__
@@ -44,6 +46,36 @@ def _root(
     """Replay LLM request traces through a model of a vLLM-style serving engine."""
 
 
+def _click_errors() -> tuple[type[Exception], type[Exception] | None]:
+    """click's ``ClickException`` and ``NoArgsIsHelpError`` (None before click 8.2) as this
+    typer uses them: its own copy of click since typer 0.2x, the click package before."""
+    base = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    module = sys.modules[
+        next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError").__module__
+    ]
+    return base, getattr(module, "NoArgsIsHelpError", None)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    A command line click cannot parse (a missing argument, an unknown option, a value of the
+    wrong type) gets one line on stderr and exit status 1, like every other bad input;
+    ``simreplay`` alone prints the help.
+    """
+    click_exception, no_args_is_help = _click_errors()
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        sys.exit(1)
+    except click_exception as exc:
+        if no_args_is_help is not None and isinstance(exc, no_args_is_help):
+            sys.stdout.write(exc.format_message() + "\n")
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "simreplay"
+        message = " ".join(exc.format_message().split())
+        sys.stderr.write(f"error: {command}: {message} (see: {command} --help)\n")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
