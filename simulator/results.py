@@ -162,7 +162,10 @@ class Result:
             raise SimreplayError(f"--out {out_dir}: exists and is not a directory")
         if not out_dir.parent.is_dir():
             raise SimreplayError(f"--out {out_dir}: parent directory {out_dir.parent} is missing")
-        out_dir.mkdir(exist_ok=True)
+        try:
+            out_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise SimreplayError(f"--out {out_dir}: cannot create it ({exc.strerror})") from None
         write_parquet_atomic(self.requests, out_dir / "requests.parquet")
         write_parquet_atomic(self.steps, out_dir / "steps.parquet")
         write_text_atomic(summary_json(self.summary), out_dir / "summary.json")

@@ -250,3 +250,31 @@ def test_an_overloaded_deployment_is_called_out(tmp_path):
     assert "Overloaded" in result.stdout
     summary = json.loads(invoke("run", path, "--gpus", "1xL4", "--json").stdout)
     assert summary["backlog_at_last_arrival"] > 1000
+
+
+def test_an_out_folder_that_cannot_be_created_is_one_line(small_trace, tmp_path):
+    """The parent exists but the folder cannot be made there (procfs refuses new entries)."""
+    result = invoke("run", small_trace, "--gpus", "1xA100", "--out", "/proc/simreplay-out")
+    assert result.exit_code == 1, result.stderr
+    # Found when the results are written, after the run's notes.
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: --out /proc/simreplay-out: cannot create it (No such file or directory)"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_an_os_error_no_check_foresaw_is_one_line(capsys):
+    """The last line of defence of every command: an OSError names its path, status 1."""
+    import typer
+
+    from simulator.cli.common import domain_errors
+
+    @domain_errors
+    def command() -> None:
+        raise PermissionError(13, "Permission denied", "/data/out/requests.parquet")
+
+    with pytest.raises(typer.Exit) as exit_info:
+        command()
+    assert exit_info.value.exit_code == 1
+    assert capsys.readouterr().err == "error: /data/out/requests.parquet: Permission denied\n"

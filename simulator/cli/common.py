@@ -38,6 +38,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def domain_errors(command: F) -> F:
     """Turn a ``SimreplayError`` into one line on stderr and exit status 1, no traceback.
 
+    So too an operating-system error no check foresaw (a folder that cannot be created, a
+    file that cannot be written: permissions, a full or read-only disk), named by its path.
     A Ctrl-C exits with 130 after the atomic writers have removed their temporary files.
     """
 
@@ -47,6 +49,12 @@ def domain_errors(command: F) -> F:
             return command(*args, **kwargs)
         except SimreplayError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        except BrokenPipeError:
+            raise  # stdout closed early (``| head``): the command line layer exits quietly
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -148,6 +149,8 @@ def run(
         raise SimreplayError(f"--out {out}: exists and is not a directory")
     if out is not None and not out.parent.is_dir():
         raise SimreplayError(f"--out {out}: parent directory {out.parent} is missing")
+    if out is not None and not os.access(out if out.exists() else out.parent, os.W_OK):
+        raise SimreplayError(f"--out {out}: {out if out.exists() else out.parent} is not writable")
     scenario = Scenario(
         gpus=gpus,
         model=model,
