@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -185,3 +186,32 @@ def test_simreplay_alone_prints_the_help():
     )
     assert out.returncode == 0, out.stderr
     assert "Usage: " in out.stdout and "Replay a trace" in out.stdout
+
+
+def test_help_prose_is_reflowed_and_examples_keep_their_lines():
+    from simulator.cli import _reflow
+
+    text = """Summary line.
+
+    First paragraph that the source
+    broke over two lines.
+
+    Example:
+
+        simreplay run a.parquet
+        simreplay run b.parquet
+    """
+    assert _reflow(text).split("\n\n") == [
+        "Summary line.",
+        "First paragraph that the source broke over two lines.",
+        "Example:",
+        "    simreplay run a.parquet\n    simreplay run b.parquet",
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "simulator", "plan", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "(assuming more replicas never hurt)" in out.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import typer
@@ -29,6 +30,32 @@ app.add_typer(calibrate.app, name="calibrate")
 app.command("run")(run)
 app.command("report")(report)
 app.command("plan")(plan_command)
+
+
+def _reflow(text: str) -> str:
+    """A command's help with each prose paragraph on one line: typer (0.2x) keeps the source's
+    line breaks after the first paragraph, so ``--help`` showed ragged half-empty lines.
+    Paragraphs with indented lines or list items keep their breaks."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        p
+        if any(line[:1].isspace() or line.startswith("- ") for line in p.splitlines())
+        else " ".join(p.split("\n"))
+        for p in paragraphs
+    )
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """``_reflow`` every command's docstring under ``typer_app`` (read when click is built)."""
+    for info in typer_app.registered_commands:
+        if info.callback is not None and info.callback.__doc__:
+            info.callback.__doc__ = _reflow(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def _version(value: bool) -> None:
