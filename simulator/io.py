@@ -56,8 +56,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = check_output_path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        except (OSError, pa.ArrowException) as exc:
+            # Permissions, a full or read-only disk, a folder that takes no new files: say
+            # so for the file asked for, not the temporary one.
+            reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or ["?"])[0]
+            reason = reason.replace(str(tmp), str(path))
+            raise SimreplayError(f"{path}: cannot write it: {reason}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

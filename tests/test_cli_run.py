@@ -278,3 +278,11 @@ def test_an_os_error_no_check_foresaw_is_one_line(capsys):
         command()
     assert exit_info.value.exit_code == 1
     assert capsys.readouterr().err == "error: /data/out/requests.parquet: Permission denied\n"
+
+
+def test_an_output_file_that_cannot_be_written_is_one_line_naming_it(small_trace):
+    result = invoke("trace", "transform", small_trace, "-o", "/proc/x.parquet", "--rate-scale", 2)
+    assert result.exit_code == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: /proc/x.parquet: cannot write it")
+    assert ".tmp" not in errors[0]
