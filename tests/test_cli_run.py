@@ -286,3 +286,12 @@ def test_an_output_file_that_cannot_be_written_is_one_line_naming_it(small_trace
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith("error: /proc/x.parquet: cannot write it")
     assert ".tmp" not in errors[0]
+
+
+def test_prefix_caching_on_a_trace_without_hashes_says_it_changes_nothing(small_trace):
+    on = invoke("run", small_trace, "--gpus", "1xA100", "--enable-prefix-caching", "--json")
+    off = invoke("run", small_trace, "--gpus", "1xA100", "--json")
+    assert on.exit_code == 0 and off.exit_code == 0, on.stderr
+    assert "no prefix hashes (hash_ids)" in on.stderr
+    assert "no prefix hashes" not in off.stderr
+    assert json.loads(on.stdout)["ttft_ms"] == json.loads(off.stdout)["ttft_ms"]

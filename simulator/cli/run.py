@@ -173,6 +173,11 @@ def run(
     table, report = import_trace(trace, import_options)
     for message in report.notes:
         note(message)
+    if enable_prefix_caching and "hash_ids" not in table.column_names:
+        note(
+            "the trace has no prefix hashes (hash_ids): no request can find another's blocks "
+            "in the cache, so --enable-prefix-caching changes nothing here"
+        )
     if _numba_cache.is_cold():
         note(
             "first run with this version: compiling the simulation kernels (up to a minute, "
