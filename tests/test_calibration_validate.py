@@ -229,3 +229,41 @@ def test_bad_itls_in_an_old_vllm_result_is_one_line(tmp_path, itls, fragment):
     assert result.exit_code == 1, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], lines
+
+
+def _vllm_result(**fields):
+    result = {
+        "input_lens": [5, 6],
+        "output_lens": [3, 2],
+        "ttfts": [0.1, 0.2],
+        "latencies": [0.3, 0.5],
+        "start_times": [10.0, 11.0],
+        "errors": ["", ""],
+    }
+    result.update(fields)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"input_lens": 3.5}, "field input_lens is missing or not a list"),
+        ({"ttfts": [0.1, {"a": 1}]}, "request 2: field ttfts must hold numbers"),
+        ({"latencies": [0.3, ""]}, "request 2: field latencies must hold numbers"),
+        ({"input_lens": [5, [6]]}, "request 2: field input_lens must hold numbers"),
+        ({"start_times": [10.0]}, "field start_times has 1 entries, input_lens 2"),
+        ({"errors": [""]}, "field errors has 1 entries, input_lens 2"),
+        ({"start_times": 7}, "field start_times must be a list"),
+        ({"output_lens": [3, 1e308]}, "output tokens must be a whole number from 1 to"),
+        ({"start_times": [10.0, None]}, "request 2: its start time must be a finite number"),
+    ],
+)
+def test_a_malformed_vllm_result_is_one_line(tmp_path, fields, fragment):
+    """Found by fuzzing: these raised TypeError, IndexError, or (1e308 output tokens) ran the
+    engine out of memory."""
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(_vllm_result(**fields)))
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines

@@ -121,25 +121,28 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     # vLLM saves per-request "latencies" since late 2025; before that a detailed result has
     # the inter-token gaps ("itls") of each request, whose sum after the TTFT is its E2E.
     e2e_field = "latencies" if isinstance(data.get("latencies"), list) else "itls"
-    for name in ("output_lens", "ttfts", e2e_field):
+    for name in ("input_lens", "output_lens", "ttfts", e2e_field):
         if not isinstance(data.get(name), list):
             missing = "latencies (or itls)" if name == "itls" else name
             raise SimreplayError(
-                f"{path.name}: field {missing} is missing: re-run `vllm bench serve` with "
-                "--save-result --save-detailed"
+                f"{path.name}: field {missing} is missing or not a list: re-run `vllm bench "
+                "serve` with --save-result --save-detailed"
             )
     count = len(data["input_lens"])
-    for name in ("output_lens", "ttfts", e2e_field):
-        if len(data[name]) != count:
-            raise SimreplayError(
-                f"{path.name}: field {name} has {len(data[name])} entries, input_lens {count}"
-            )
+    for name in ("output_lens", "ttfts", e2e_field, "errors", "start_times"):
+        if name in data and data[name] is not None:
+            if not isinstance(data[name], list):
+                raise SimreplayError(f"{path.name}: field {name} must be a list")
+            if len(data[name]) != count:
+                raise SimreplayError(
+                    f"{path.name}: field {name} has {len(data[name])} entries, input_lens {count}"
+                )
     notes: list[str] = []
     errors = data.get("errors") or [""] * count
     ok = np.array([not e for e in errors], dtype=bool)
     starts = data.get("start_times")
     if starts is not None:
-        arrival = np.asarray(starts, dtype=np.float64)
+        arrival = _numbers(path, "start_times", starts)
     else:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
@@ -152,9 +155,9 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             )
         arrival = np.zeros(count)
         notes.append("no start_times: every request sent at 0 s (request_rate inf)")
-    ttft = np.array([np.nan if v is None else float(v) for v in data["ttfts"]])
+    ttft = _numbers(path, "ttfts", data["ttfts"])
     if e2e_field == "latencies":
-        e2e = np.array([np.nan if v is None else float(v) for v in data["latencies"]])
+        e2e = _numbers(path, "latencies", data["latencies"])
     else:
         after_first_s = [
             _sum_of_gaps(path, k, gaps) if ok[k] else math.nan
@@ -167,13 +170,30 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     return _finish(
         path,
         arrival[ok],
-        np.asarray(data["input_lens"])[ok],
-        np.asarray(data["output_lens"])[ok],
+        _numbers(path, "input_lens", data["input_lens"])[ok],
+        _numbers(path, "output_lens", data["output_lens"])[ok],
         ttft[ok],
         e2e[ok],
         "vLLM bench serve result",
         notes,
     )
+
+
+def _numbers(path: Path, name: str, values: list) -> np.ndarray:
+    """A per-request field of a vLLM result (seconds or token counts) as float64, None as
+    NaN; anything but a number is one error line naming the field and the request
+    (``_finish`` checks the ranges)."""
+    out = np.empty(len(values), dtype=np.float64)
+    for k, value in enumerate(values):
+        if value is None:
+            out[k] = math.nan
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[k] = float(value)
+        else:
+            raise SimreplayError(
+                f"{path.name}: request {k + 1}: field {name} must hold numbers, got {value!r:.40}"
+            )
+    return out
 
 
 def _sum_of_gaps(path: Path, k: int, gaps: object) -> float:
@@ -231,6 +251,10 @@ def _from_rows(path: Path, rows: list[dict], word: str) -> Benchmark:
     return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", [])
 
 
+#: The most tokens a request may have: the trace importer's bound (int32 columns).
+MAX_TOKENS = 2**31 - 1
+
+
 def _finish(
     path: Path, arrival, inputs, outputs, ttft, e2e, kind: str, notes: list[str]
 ) -> Benchmark:
@@ -240,17 +264,28 @@ def _finish(
     inputs = np.asarray(inputs, dtype=np.float64)
     outputs = np.asarray(outputs, dtype=np.float64)
     for name, values in (("input tokens", inputs), ("output tokens", outputs)):
-        bad = ~(np.isfinite(values) & (values >= 1) & (values == np.round(values)))
+        bad = ~(
+            np.isfinite(values)
+            & (values >= 1)
+            & (values <= MAX_TOKENS)
+            & (values == np.round(values))
+        )
         if bad.any():
             raise SimreplayError(
                 f"{path.name}: request {int(np.argmax(bad)) + 1}: {name} must be a whole "
-                f"number >= 1, got {values[bad][0]!r}"
+                f"number from 1 to {MAX_TOKENS:,}, got {float(values[bad][0])!r}"
             )
+    if not np.isfinite(arrival).all():
+        bad_at = int(np.argmax(~np.isfinite(arrival)))
+        raise SimreplayError(
+            f"{path.name}: request {bad_at + 1}: its start time must be a finite number of "
+            f"seconds, got {float(arrival[bad_at])!r}"
+        )
     bad = ~(np.isfinite(ttft) & np.isfinite(e2e) & (ttft >= 0) & (e2e >= ttft))
     if bad.any():
         raise SimreplayError(
             f"{path.name}: request {int(np.argmax(bad)) + 1}: needs 0 <= TTFT <= E2E, got "
-            f"TTFT {ttft[bad][0]!r} s, E2E {e2e[bad][0]!r} s"
+            f"TTFT {float(ttft[bad][0])!r} s, E2E {float(e2e[bad][0])!r} s"
         )
     order = np.argsort(arrival, kind="stable")
     arrival = arrival[order] - arrival.min()
