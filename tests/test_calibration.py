@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -793,3 +794,29 @@ def test_rows_no_grid_fits_are_counted_by_data_type_and_named_when_nothing_fits(
     message = str(err.value)
     assert "that can be fitted; skipped: 2 gemm: float32 rows" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda d: d.update(errors=3), "errors must be an object"),
+        (lambda d: d["errors"].update(gemm_bfloat16=3.0), "errors.gemm_bfloat16 must be an object"),
+        (
+            lambda d: d["errors"]["gemm_bfloat16"]["holdout_model_shapes"].update(
+                median_abs_pct="x"
+            ),
+            "errors.gemm_bfloat16.holdout_model_shapes.median_abs_pct must be a number or null",
+        ),
+        (lambda d: d["leave_one_out"].update(gemm_fp8=1), "leave_one_out.gemm_fp8 must be"),
+        (lambda d: d.update(provenance=[1]), "provenance must be an object"),
+    ],
+)
+def test_a_profile_with_malformed_error_tables_is_one_line(tmp_path, edit, fragment):
+    """Found by fuzzing ``run --calibration``: these reached the summary line's formatting
+    as AttributeError or ValueError tracebacks."""
+    data = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
+    edit(data)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SimreplayError, match=re.escape(fragment)):
+        load_profile(path)

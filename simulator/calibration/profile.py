@@ -290,6 +290,33 @@ def load_profile(path: Path) -> Profile:
         raise SimreplayError(f"{path}: not a valid calibration profile: {what}") from None
 
 
+#: The numbers of one ``fit.error_stats`` record (each may be null: no points).
+_STAT_FIELDS = ("n", "median_abs_pct", "p90_abs_pct", "median_signed_pct", "p90_signed_pct")
+
+
+def _error_tables(data: Any, where: str, *, nested: bool) -> dict[str, Any]:
+    """A profile's ``errors`` (grid -> hold-out kind -> stats) or ``leave_one_out`` (grid ->
+    stats and ``borrowed_from``), checked: outputs print these numbers."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be an object")
+    for grid_name, entry in data.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}.{grid_name} must be an object")
+        records = entry.items() if nested else [(None, entry)]
+        for kind, stats in records:
+            at = f"{where}.{grid_name}" + (f".{kind}" if kind is not None else "")
+            if not isinstance(stats, dict):
+                raise ValueError(f"{at} must be an object")
+            for name in _STAT_FIELDS:
+                value = stats.get(name)
+                number = isinstance(value, int | float) and not isinstance(value, bool)
+                if value is not None and not (number and math.isfinite(value)):
+                    raise ValueError(f"{at}.{name} must be a number or null")
+    return dict(data)
+
+
 def _from_json(data: Any, path: Path) -> Profile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f'expected an object with "format": "{FORMAT}"')
@@ -329,13 +356,18 @@ def _from_json(data: Any, path: Path) -> Profile:
     tp = data.get("tp")
     if tp is not None and (not isinstance(tp, int) or tp < 1):
         raise ValueError("tp must be null or an integer >= 1")
+    provenance = data.get("provenance") or {}
+    if not isinstance(provenance, dict):
+        raise ValueError("provenance must be an object")
+    errors = _error_tables(data.get("errors"), "errors", nested=True)
+    leave_one_out = _error_tables(data.get("leave_one_out"), "leave_one_out", nested=False)
     return Profile(
         gpu=str(data["gpu"]),
         reference=reference,
         grids=grids,
-        provenance=dict(data.get("provenance") or {}),
-        errors=dict(data.get("errors") or {}),
-        errors_leave_one_out=dict(data.get("leave_one_out") or {}),
+        provenance=dict(provenance),
+        errors=errors,
+        errors_leave_one_out=leave_one_out,
         host=host,
         model=data.get("model"),
         tp=tp,
