@@ -820,3 +820,48 @@ def test_a_profile_with_malformed_error_tables_is_one_line(tmp_path, edit, fragm
     path.write_text(json.dumps(data))
     with pytest.raises(SimreplayError, match=re.escape(fragment)):
         load_profile(path)
+
+
+@pytest.mark.parametrize(
+    ("columns", "fragment"),
+    [
+        ({"m": [1, 1e308], "n": [2, 2], "k": [3, 3]}, "column 'm' must be from 1 to 2**40"),
+        ({"m": [1, 0], "n": [2, 2], "k": [3, 3]}, "row 1: column 'm' must be from 1"),
+        ({"m": [1, 2], "n": [2, -2], "k": [3, 3]}, "column 'n' must be from 1"),
+    ],
+)
+def test_operator_shapes_out_of_range_are_one_line(tmp_path, columns, fragment):
+    """Found by fuzzing ``calibrate check``: a shape of 1e308 overflowed the roofline and the
+    report printed nan (and ``--json`` a traceback)."""
+    _write({**columns, "latency": [0.1, 0.2]}, tmp_path / "gemm_perf.parquet")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H200", "--json"])
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines
+
+
+def test_a_moe_file_without_rows_is_read(tmp_path):
+    """Found by fuzzing: an empty moe_perf.parquet failed on its empty text columns."""
+    _write(
+        {"m": [64.0], "n": [4096.0], "k": [4096.0], "latency": [0.05]},
+        tmp_path / "gemm_perf.parquet",
+    )
+    empty = {
+        name: pa.array([], pa.string() if name in ("moe_dtype", "distribution") else pa.float64())
+        for name in (
+            "moe_dtype",
+            "distribution",
+            "num_tokens",
+            "hidden_size",
+            "inter_size",
+            "topk",
+            "num_experts",
+            "moe_tp_size",
+            "moe_ep_size",
+            "latency",
+        )
+    }
+    pq.write_table(pa.table(empty), tmp_path / "moe_perf.parquet")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H200", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["families"]["gemm"]["n"] == 1

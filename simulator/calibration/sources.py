@@ -235,7 +235,14 @@ def _check_columns(names: list[str], required: tuple[str, ...], path: Path) -> N
         )
 
 
-def _floats(values: list, path: Path, column: str) -> np.ndarray:
+#: Largest value a measured column may hold (sizes, counts, milliseconds): 2 ** 40. Larger
+#: ones are corrupt data and would overflow the rooflines.
+MAX_COLUMN_VALUE = float(2**40)
+
+
+def _floats(values: list, path: Path, column: str, lowest: float = 1.0) -> np.ndarray:
+    """A numeric column as float64; every value finite and in [lowest, MAX_COLUMN_VALUE]
+    (shapes and counts are >= 1 unless ``lowest`` says otherwise)."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
@@ -244,11 +251,18 @@ def _floats(values: list, path: Path, column: str) -> np.ndarray:
     if bad.any():
         row = int(np.argmax(bad))
         raise SimreplayError(f"{path}: row {row}: column {column!r} is not a finite number")
+    out = (array < lowest) | (array > MAX_COLUMN_VALUE)
+    if out.any():
+        row = int(np.argmax(out))
+        raise SimreplayError(
+            f"{path}: row {row}: column {column!r} must be from {lowest:g} to 2**40, "
+            f"got {array[row]:g}"
+        )
     return array
 
 
 def _latency_s(columns: dict, path: Path) -> np.ndarray:
-    latency_ms = _floats(columns["latency"], path, "latency")
+    latency_ms = _floats(columns["latency"], path, "latency", lowest=0.0)
     if (latency_ms <= 0).any():
         row = int(np.argmax(latency_ms <= 0))
         raise SimreplayError(f"{path}: row {row}: latency must be > 0 ms")
@@ -323,7 +337,9 @@ def _add_context_attention(result: Measurements, columns: dict, path: Path) -> N
 
 def _add_generation_attention(result: Measurements, columns: dict, path: Path) -> None:
     keep = _attention_keep(result, columns, "generation_attention")
-    context = _floats(columns["isl"], path, "isl") + _floats(columns["step"], path, "step")
+    context = _floats(columns["isl"], path, "isl") + _floats(
+        columns["step"], path, "step", lowest=0.0
+    )
     _append(
         result.generation_attention,
         {
@@ -393,11 +409,13 @@ def _add_moe(result: Measurements, columns: dict, path: Path) -> None:
     result.num_moe_rows += num_rows
     keep = np.ones(num_rows, dtype=bool)
     if "moe_dtype" in columns:
-        is16 = np.asarray([str(d) in ("bfloat16", "float16") for d in columns["moe_dtype"]])
+        is16 = np.asarray(
+            [str(d) in ("bfloat16", "float16") for d in columns["moe_dtype"]], dtype=bool
+        )
         _skip(result, "moe: quantised rows", int((~is16).sum()))
         keep &= is16
     if "distribution" in columns:
-        balanced = np.asarray([str(d) == "balanced" for d in columns["distribution"]])
+        balanced = np.asarray([str(d) == "balanced" for d in columns["distribution"]], dtype=bool)
         _skip(result, "moe: skewed-routing rows", int((keep & ~balanced).sum()))
         keep &= balanced
     if "moe_ep_size" in columns:
