@@ -295,3 +295,25 @@ def test_prefix_caching_on_a_trace_without_hashes_says_it_changes_nothing(small_
     assert "no prefix hashes (hash_ids)" in on.stderr
     assert "no prefix hashes" not in off.stderr
     assert json.loads(on.stdout)["ttft_ms"] == json.loads(off.stdout)["ttft_ms"]
+
+
+def test_json_is_valid_when_no_gemm_is_ever_compute_bound(small_trace, tmp_path):
+    """Found by fuzzing --model config.json: a model whose GEMMs are never compute bound
+    (hidden size 1) made the scenario's knee NaN and --json fail; it is null."""
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": 1,
+        "intermediate_size": 14336,
+        "num_attention_heads": 32,
+        "num_hidden_layers": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "max_position_embeddings": 131072,
+        "head_dim": 128,
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = invoke("run", small_trace, "--gpus", "1xH100", "--model", path, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["scenario"]["step_time_model"]["linear_compute_bound_above_tokens"] is None

@@ -474,7 +474,8 @@ def roofline_model(
         * kv_heads_per_gpu
         * head_dim
         * act_bytes,
-        "linear_compute_bound_above_tokens": float(_knee_tokens(params)),
+        # None: no GEMM of this model is compute bound at any batch on this GPU.
+        "linear_compute_bound_above_tokens": _knee_tokens(params),
     }
     is_default = efficiencies == DEFAULT_EFFICIENCIES
     source = (
@@ -571,9 +572,10 @@ def constant_step_model(step_s: float) -> StepTimeModel:
     )
 
 
-def _knee_tokens(params: np.ndarray) -> float:
-    """Tokens per step above which the largest dense or router GEMM is compute bound."""
-    best_tokens = math.nan
+def _knee_tokens(params: np.ndarray) -> float | None:
+    """Tokens per step above which the largest dense or router GEMM is compute bound (None
+    when none ever is)."""
+    best_tokens = None
     largest_weight_s = -1.0
     for op_idx in range(kernel.NUM_LINEAR_OPS):
         base = op_idx * kernel.LINEAR_STRIDE
@@ -582,7 +584,7 @@ def _knee_tokens(params: np.ndarray) -> float:
         per_token = params[base + kernel.LINEAR_MEMORY_S_PER_TOKEN]
         if fixed > largest_weight_s and compute > per_token:
             largest_weight_s = fixed
-            best_tokens = fixed / (compute - per_token)
+            best_tokens = float(fixed / (compute - per_token))
     return best_tokens
 
 
