@@ -307,6 +307,11 @@ def get_gpu(name: str) -> GPUSpec:
     return GPUS[canonical]
 
 
+#: The most GPUs a scenario may have: above the largest training clusters (~100k GPUs), and
+#: what one machine can hold the engine state of (each replica keeps its own arrays).
+MAX_GPUS = 100_000
+
+
 def parse_gpus(text: str) -> tuple[int, GPUSpec]:
     """Parse the ``--gpus`` value ``NxNAME`` into a GPU count and a spec.
 
@@ -348,6 +353,8 @@ def parse_gpus(text: str) -> tuple[int, GPUSpec]:
         count = int(count_text)
         if count < 1:
             raise fail(f"GPU count must be at least 1, got {count}")
+        if count > MAX_GPUS:
+            raise fail(f"GPU count must be at most {MAX_GPUS:,}, got {count:,}")
         if not name:
             raise fail("missing GPU name after the count")
     try:

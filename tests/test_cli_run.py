@@ -317,3 +317,31 @@ def test_json_is_valid_when_no_gemm_is_ever_compute_bound(small_trace, tmp_path)
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["scenario"]["step_time_model"]["linear_compute_bound_above_tokens"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--gpus", "10000000000000xA100"], "GPU count must be at most 100,000"),
+    ],
+)
+def test_absurd_sizes_are_one_line_not_a_memory_error(small_trace, args, fragment):
+    """Found by fuzzing: 10^13 GPUs asked numpy for 1.85 PiB and died with a traceback."""
+    assert_one_line_error(invoke("run", small_trace, *args), fragment)
+
+
+def test_running_out_of_memory_is_one_line(capsys):
+    import typer
+
+    from simulator.cli.common import domain_errors
+
+    @domain_errors
+    def command() -> None:
+        raise MemoryError("Unable to allocate 1.85 PiB for an array with shape (26, 10**13)")
+
+    with pytest.raises(typer.Exit) as exit_info:
+        command()
+    assert exit_info.value.exit_code == 1
+    assert capsys.readouterr().err == (
+        "error: not enough memory for this command (Unable to allocate 1.85 PiB)\n"
+    )

@@ -235,6 +235,8 @@ def test_plan_max_rate_command(trace_file):
         (["--max-gpus", "0"], "--max-gpus"),
         (["--tp", "1,x"], "--tp"),
         (["--seeds", "0"], "--seeds"),
+        (["--seeds", "10000000000000"], "--seeds must be an integer from 1 to 1,000"),
+        (["--max-gpus", "10000000000000"], "--max-gpus must be an integer from 1 to 100,000"),
         (["--scheduler", "fifo"], "--scheduler"),
     ],
 )

@@ -39,7 +39,8 @@ def domain_errors(command: F) -> F:
     """Turn a ``SimreplayError`` into one line on stderr and exit status 1, no traceback.
 
     So too an operating-system error no check foresaw (a folder that cannot be created, a
-    file that cannot be written: permissions, a full or read-only disk), named by its path.
+    file that cannot be written: permissions, a full or read-only disk), named by its path,
+    and running out of memory.
     A Ctrl-C exits with 130 after the atomic writers have removed their temporary files.
     """
 
@@ -55,6 +56,11 @@ def domain_errors(command: F) -> F:
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        except MemoryError as exc:
+            # numpy says how much it asked for: "Unable to allocate 1.9 PiB for an array ...".
+            detail = str(exc).split(" for an array")[0] or "an allocation failed"
+            print(f"error: not enough memory for this command ({detail})", file=sys.stderr)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -35,10 +35,13 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.errors import SimreplayError
-from simulator.hardware import get_gpu, parse_gpus
+from simulator.hardware import MAX_GPUS, get_gpu, parse_gpus
 from simulator.scenario import Scenario
 from simulator.sweep.runner import summary_columns
 from simulator.sweep.uncertainty import bootstrap_percentile_ci_ms, seed_spread
+
+#: The most seeds a plan may replicate each fleet over.
+MAX_SEEDS = 1000
 
 #: TP degrees tried when ``--tp`` is not given.
 DEFAULT_TPS = (1, 2, 4, 8)
@@ -109,8 +112,11 @@ class Simulator:
         seeds: int = 1,
         prices: dict[str, float] | None = None,
     ) -> None:
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise SimreplayError(f"--seeds must be an integer >= 1, got {seeds!r}")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+            raise SimreplayError(
+                f"--seeds must be an integer from 1 to {MAX_SEEDS:,} (each seed is a full "
+                f"simulation of every fleet tried), got {seeds!r}"
+            )
         self.table = table
         self.bounds = bounds
         self.knobs = dict(knobs or {})
@@ -227,8 +233,10 @@ def plan_cheapest(
         ``runners_up``: the cheapest fleet of each other GPU type that has one, cheapest
         first.
     """
-    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 1:
-        raise SimreplayError(f"--max-gpus must be an integer >= 1, got {max_gpus!r}")
+    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or not 1 <= max_gpus <= MAX_GPUS:
+        raise SimreplayError(
+            f"--max-gpus must be an integer from 1 to {MAX_GPUS:,}, got {max_gpus!r}"
+        )
     if not gpu_types:
         raise SimreplayError("--gpu-types is empty; give at least one GPU type")
     if not tps or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in tps):
