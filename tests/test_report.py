@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -698,3 +699,58 @@ def test_kv_caption_names_the_bin_width_and_the_peak(figures, summary):
     caption = figures["kv_cache"]["caption"]
     assert caption.startswith("Largest share of the replica's") and " in bins of " in caption
     assert f"(peak over the run: {summary['kv_cache']['peak_fraction']:.1%})." in caption
+
+
+def _edit_summary(directory: Path, edit) -> None:
+    summary = json.loads((directory / "summary.json").read_text())
+    edit(summary)
+    (directory / "summary.json").write_text(json.dumps(summary))
+
+
+def _text_column(path: Path, name: str) -> None:
+    table = pq.read_table(path)
+    index = table.column_names.index(name)
+    strings = pa.array([str(x) for x in table.column(name).to_pylist()])
+    pq.write_table(table.set_column(index, name, strings), path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [
+        (
+            lambda d: _edit_summary(d, lambda s: s["ttft_ms"].update(p50="fast")),
+            "ttft_ms.p50 must be a number or null",
+        ),
+        (
+            lambda d: _edit_summary(d, lambda s: s["kv_cache"].pop("peak_fraction")),
+            "kv_cache.peak_fraction must be a number",
+        ),
+        (
+            lambda d: _edit_summary(d, lambda s: s.update(rejected_by_reason=[1])),
+            "rejected_by_reason must be an object of counts",
+        ),
+        (
+            lambda d: _edit_summary(d, lambda s: s["scenario"].update(max_model_len={})),
+            "scenario.max_model_len must be a number",
+        ),
+        (
+            lambda d: (d / "summary.json").write_text(
+                (d / "summary.json")
+                .read_text()
+                .replace('"makespan_s": ', '"makespan_s": NaN, "x": ', 1)
+            ),
+            "NaN is not a number JSON allows",
+        ),
+        (
+            lambda d: _text_column(d / "requests.parquet", "num_preemptions"),
+            "column num_preemptions must hold numbers, not string",
+        ),
+    ],
+)
+def test_edited_outputs_are_one_line_errors(run_dir, tmp_path, damage, fragment):
+    """Found by fuzzing ``report``: these reached the drawing code as TypeError, KeyError or
+    a NaN that the page's JSON refused."""
+    target = _copy_outputs(run_dir, tmp_path / "outputs")
+    damage(target)
+    assert_one_line_error(invoke("report", target), fragment)
+    assert not (target / "report.html").exists()

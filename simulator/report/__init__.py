@@ -58,8 +58,17 @@ def write_run_report(directory: Path, *, pngs: bool = True) -> ReportFiles:
     """
     directory = Path(directory)
     outputs = load_run_outputs(directory)
-    figures = run_figures(outputs)
-    return _write(directory, render_run_page(outputs, figures), figures, pngs)
+    try:
+        figures = run_figures(outputs)
+        page = render_run_page(outputs, figures)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # ``load_run_outputs`` checks what ``simreplay run`` writes; a file edited in a way
+        # it does not foresee still gets one line, naming what the drawing tripped on.
+        raise SimreplayError(
+            f"{directory}: cannot draw its report ({type(exc).__name__}: {exc}); its "
+            "summary.json or tables do not look like `simreplay run --out` output"
+        ) from None
+    return _write(directory, page, figures, pngs)
 
 
 def write_sweep_report(

@@ -42,6 +42,8 @@ REQUEST_COLUMNS = (
     "num_preemptions",
     "status",
 )
+#: Columns of the tables above that hold text; every other one holds numbers.
+TEXT_COLUMNS = ("status", "reject_reason")
 STEP_COLUMNS = (
     "replica",
     "start_s",
@@ -154,13 +156,15 @@ def load_run_outputs(directory: Path) -> RunOutputs:
 def read_summary(path: Path) -> dict[str, Any]:
     """``summary.json`` as a dict, checked for the keys the report reads."""
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise SimreplayError(f"{path}: not UTF-8 text (corrupt?)") from None
     except json.JSONDecodeError as exc:
         raise SimreplayError(
             f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except ValueError as exc:  # _no_constant
+        raise SimreplayError(f"{path}: {exc}") from None
     if not isinstance(summary, dict):
         raise SimreplayError(f"{path}: expected a JSON object, got {type(summary).__name__}")
     missing = [key for key in SUMMARY_KEYS if key not in summary]
@@ -169,10 +173,93 @@ def read_summary(path: Path) -> dict[str, Any]:
             f"{path}: missing {', '.join(missing)}; not the summary of `simreplay run`?"
         )
     scenario = summary["scenario"]
+    if not isinstance(scenario, dict):
+        raise SimreplayError(f"{path}: scenario must be an object")
     missing = [key for key in SCENARIO_KEYS if key not in scenario]
     if missing:
         raise SimreplayError(f"{path}: scenario is missing {', '.join(missing)}")
+    _check_summary_types(path, summary)
     return summary
+
+
+def _no_constant(name: str) -> float:
+    """``json.loads``' hook for NaN and Infinity, which ``simreplay run`` never writes."""
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_summary_types(path: Path, summary: dict[str, Any]) -> None:
+    """The types ``simreplay run`` writes for the fields the page reads (an edited or
+    corrupted summary.json is one line, not a traceback from the drawing code)."""
+
+    def fail(field: str, expected: str) -> SimreplayError:
+        return SimreplayError(f"{path}: {field} must be {expected}; not the summary of a run?")
+
+    for key in ("num_requests", "num_completed", "num_rejected", "num_preemptions"):
+        value = summary[key]
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise fail(key, "a whole number >= 0")
+    for key in ("makespan_s", "throughput_rps", "output_tokens_per_s"):
+        value = summary.get(key)
+        if value is not None and not (_is_number(value) and value >= 0):
+            raise fail(key, "a number >= 0 or null")
+    for _, key, _ in LATENCIES:
+        stats = summary[key]
+        if not isinstance(stats, dict):
+            raise fail(key, "an object")
+        for stat, value in stats.items():
+            if value is not None and not _is_number(value):
+                raise fail(f"{key}.{stat}", "a number or null")
+    kv = summary["kv_cache"]
+    if not isinstance(kv, dict):
+        raise fail("kv_cache", "an object")
+    for key in ("peak_fraction", "mean_fraction"):
+        if not _is_number(kv.get(key)):
+            raise fail(f"kv_cache.{key}", "a number")
+    peaks = kv.get("per_replica_peak_fraction", [])
+    if not isinstance(peaks, list) or not all(_is_number(x) for x in peaks):
+        raise fail("kv_cache.per_replica_peak_fraction", "a list of numbers")
+    reasons = summary.get("rejected_by_reason", {})
+    if not isinstance(reasons, dict) or not all(_is_number(v) for v in reasons.values()):
+        raise fail("rejected_by_reason", "an object of counts")
+    for key in ("slo", "prefix_cache", "closed_loop"):
+        if key in summary and not isinstance(summary[key], dict):
+            raise fail(key, "an object")
+    scenario = summary["scenario"]
+    for key in ("tp", "num_replicas", "kv_blocks_per_replica"):
+        value = scenario[key]
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise fail(f"scenario.{key}", "a whole number >= 1")
+    for key in ("gpus", "model", "calibration"):
+        if not isinstance(scenario[key], str):
+            raise fail(f"scenario.{key}", "text")
+    for key in _SCENARIO_NUMBERS:
+        if scenario.get(key) is not None and not _is_number(scenario[key]):
+            raise fail(f"scenario.{key}", "a number")
+    for key in ("scheduler", "router", "engine"):
+        if key in scenario and not isinstance(scenario[key], str):
+            raise fail(f"scenario.{key}", "text")
+    notes = scenario.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise fail("scenario.notes", "a list of text")
+
+
+#: Optional scenario fields the page prints as numbers.
+_SCENARIO_NUMBERS = (
+    "kv_capacity_tokens_per_replica",
+    "cost_per_hour_usd",
+    "max_model_len",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "block_size",
+    "pp",
+    "token_budget_per_step",
+    "kv_blocks_per_virtual_engine",
+    "seed",
+)
 
 
 def _columns(
@@ -187,10 +274,16 @@ def _columns(
     out = {}
     for name in (*names, *(n for n in optional if n in table.column_names)):
         column = table.column(name)
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        is_text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        if name in TEXT_COLUMNS and is_text:
             out[name] = np.asarray(column.to_pylist(), dtype=object)
-        else:
+        elif name not in TEXT_COLUMNS and (
+            pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+        ):
             out[name] = column.to_numpy(zero_copy_only=False)
+        else:
+            expected = "text" if name in TEXT_COLUMNS else "numbers"
+            raise SimreplayError(f"{path}: column {name} must hold {expected}, not {column.type}")
     return out
 
 
