@@ -636,3 +636,32 @@ def test_qwen_sniff_survives_a_first_line_longer_than_the_window():
     record = dict(QWEN_RECORDS[0], hash_ids=list(range(20000)))
     head = (json.dumps(record) + "\n")[: 1 << 16]
     assert qwen.sniff(Path("x"), head)
+
+
+def test_an_arrival_thousands_of_years_after_the_first_is_one_line(tmp_path):
+    """Found by fuzzing ``trace info``: a timestamp of 1e30 s overflowed the rate statistics'
+    window counts (OverflowError)."""
+    from simulator.trace.importer import load_trace
+
+    path = write(tmp_path, "BurstGPT_1.csv", BURSTGPT_V1.replace("118.25,", "1e30,"))
+    with pytest.raises(
+        TraceError, match=r"BurstGPT_1.csv: line 5: arrives 1e\+30 s after the first request"
+    ):
+        load_trace(path)
+
+
+def test_a_canonical_trace_with_an_absurd_arrival_is_refused(tmp_path):
+    import pyarrow.parquet as pq
+
+    from simulator.trace.importer import read_canonical
+    from simulator.trace.schema import MAX_ARRIVAL_S
+
+    shipped = pq.read_table(Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet")
+    table = shipped.slice(0, 3)
+    arrival = table.column("arrival_time_s").to_pylist()
+    arrival[2] = MAX_ARRIVAL_S * 10
+    index = table.column_names.index("arrival_time_s")
+    table = table.set_column(index, table.schema.field(index), pa.array(arrival))
+    pq.write_table(table.replace_schema_metadata(shipped.schema.metadata), tmp_path / "t.parquet")
+    with pytest.raises(TraceError, match="row 2: arrival_time_s must be finite, >= 0 and at most"):
+        read_canonical(tmp_path / "t.parquet")

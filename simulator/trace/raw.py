@@ -16,6 +16,7 @@ import pyarrow as pa
 from simulator.errors import TraceError
 from simulator.trace.schema import (
     INT32_MAX,
+    MAX_ARRIVAL_S,
     TraceMetadata,
     build_trace_table,
     check_unique_ids,
@@ -204,6 +205,13 @@ def normalize(
     if origin_s != 0.0:
         extra_meta["time_origin_s"] = repr(origin_s)
         raw.arrival_time_s = raw.arrival_time_s - origin_s
+    last = len(raw.arrival_time_s) - 1
+    if raw.arrival_time_s[last] > MAX_ARRIVAL_S:
+        raise TraceError(
+            f"{raw.source_file}: {raw.where(last)}: arrives {raw.arrival_time_s[last]:.3g} s "
+            f"after the first request, more than {MAX_ARRIVAL_S:.0e} s (3,000 years): a corrupt "
+            "time, or times in another unit (--time-unit)"
+        )
     columns = {
         "arrival_time_s": raw.arrival_time_s,
         "input_tokens": raw.input_tokens.astype(np.int32),

@@ -187,6 +187,10 @@ def _as_arrow(values: object, arrow_type: pa.DataType, name: str) -> pa.Array:
         raise TraceError(f"column {name}: cannot store as {arrow_type}: {exc}") from None
 
 
+#: Latest arrival a trace may have, in seconds from its start (about 3,000 years).
+MAX_ARRIVAL_S = 1e11
+
+
 def validate_trace(table: pa.Table, source: str) -> pa.Table:
     """Check a table against the canonical schema and return it with canonical types.
 
@@ -234,12 +238,13 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
                 f"{source}: row {row}: column {name} is empty ({nulls} rows like this)"
             )
     arrival = table.column("arrival_time_s").to_numpy()
-    bad = ~np.isfinite(arrival) | (arrival < 0)
+    bad = ~np.isfinite(arrival) | (arrival < 0) | (arrival > MAX_ARRIVAL_S)
     if bad.any():
         row = int(np.argmax(bad))
         raise TraceError(
-            f"{source}: row {row}: arrival_time_s must be finite and >= 0, "
-            f"got {float(arrival[row])!r}"
+            f"{source}: row {row}: arrival_time_s must be finite, >= 0 and at most "
+            f"{MAX_ARRIVAL_S:.0e} s (3,000 years: a larger one is corrupt or in the wrong "
+            f"unit), got {float(arrival[row])!r}"
         )
     if arrival.size > 1:
         descents = np.flatnonzero(np.diff(arrival) < 0)
