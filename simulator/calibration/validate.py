@@ -44,6 +44,7 @@ from simulator.calibration.select import borrow_order, shipped_profile, step_mod
 from simulator.errors import SimreplayError
 from simulator.perf.roofline import DEFAULT_EFFICIENCIES
 from simulator.scenario import ResolvedScenario, Scenario, resolve
+from simulator.trace.schema import INT32_MAX
 
 METRICS = ("ttft", "tpot", "e2e")
 STATS = ("mean", "p50", "p90", "p99")
@@ -179,6 +180,10 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     )
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _numbers(path: Path, name: str, values: list) -> np.ndarray:
     """A per-request field of a vLLM result (seconds or token counts) as float64, None as
     NaN; anything but a number is one error line naming the field and the request
@@ -187,7 +192,7 @@ def _numbers(path: Path, name: str, values: list) -> np.ndarray:
     for k, value in enumerate(values):
         if value is None:
             out[k] = math.nan
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif _is_number(value):
             out[k] = float(value)
         else:
             raise SimreplayError(
@@ -200,9 +205,7 @@ def _sum_of_gaps(path: Path, k: int, gaps: object) -> float:
     """Seconds after the first token of request ``k`` (the sum of its ``itls`` list)."""
     if gaps is None:
         return math.nan
-    if not isinstance(gaps, list) or not all(
-        isinstance(g, (int, float)) and not isinstance(g, bool) for g in gaps
-    ):
+    if not isinstance(gaps, list) or not all(_is_number(g) for g in gaps):
         raise SimreplayError(
             f"{path.name}: request {k + 1}: itls must be a list of seconds, got {gaps!r:.60}"
         )
@@ -251,10 +254,6 @@ def _from_rows(path: Path, rows: list[dict], word: str) -> Benchmark:
     return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", [])
 
 
-#: The most tokens a request may have: the trace importer's bound (int32 columns).
-MAX_TOKENS = 2**31 - 1
-
-
 def _finish(
     path: Path, arrival, inputs, outputs, ttft, e2e, kind: str, notes: list[str]
 ) -> Benchmark:
@@ -267,13 +266,13 @@ def _finish(
         bad = ~(
             np.isfinite(values)
             & (values >= 1)
-            & (values <= MAX_TOKENS)
+            & (values <= INT32_MAX)
             & (values == np.round(values))
         )
         if bad.any():
             raise SimreplayError(
                 f"{path.name}: request {int(np.argmax(bad)) + 1}: {name} must be a whole "
-                f"number from 1 to {MAX_TOKENS:,}, got {float(values[bad][0])!r}"
+                f"number from 1 to {INT32_MAX:,}, got {float(values[bad][0])!r}"
             )
     if not np.isfinite(arrival).all():
         bad_at = int(np.argmax(~np.isfinite(arrival)))

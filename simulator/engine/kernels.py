@@ -674,6 +674,28 @@ def _schedule_v0(
 
 
 @njit(cache=True, inline="always", _nrt=False)
+def _take_steady_blocks(rep_i, cfg, rep_tables, r, blocks):
+    """Take the ``blocks`` new KV blocks the steady decodes need (private blocks: with the
+    prefix cache on, from its free queue, evicting cached ones)."""
+    if cfg[CFG_PREFIX_CACHING] == 0:
+        rep_i[P_FREE_BLOCKS, r] -= blocks
+    else:
+        take_private_blocks(rep_tables, rep_i, cfg, r, blocks)
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _put_in_flight(rep_i, rep_f, r, end_s, prefill_tokens, decode_seqs, waiting, num_steady):
+    """Record the step just scheduled as in flight until ``end_s`` (the P_STEP_* fields
+    ``_complete_step`` and ``_log_step`` read)."""
+    rep_i[P_IN_FLIGHT, r] = 1
+    rep_f[P_STEP_END_S, r] = end_s
+    rep_i[P_STEP_PREFILL_TOKENS, r] = prefill_tokens
+    rep_i[P_STEP_DECODE_SEQS, r] = decode_seqs
+    rep_i[P_STEP_WAITING, r] = waiting
+    rep_i[P_STEP_STEADY, r] = num_steady
+
+
+@njit(cache=True, inline="always", _nrt=False)
 def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, prefix_ids, r, now_s):
     """Schedule a step at ``now_s``; return True when it holds any request."""
     waiting_before = rep_i[P_NUM_WAITING, r]
@@ -697,10 +719,7 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, pr
             _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r)
             num_steady = 0
         else:
-            if cfg[CFG_PREFIX_CACHING] == 0:
-                rep_i[P_FREE_BLOCKS, r] -= steady_blocks
-            else:
-                take_private_blocks(rep_tables, rep_i, cfg, r, steady_blocks)
+            _take_steady_blocks(rep_i, cfg, rep_tables, r, steady_blocks)
             budget -= num_steady
     if scheduler == SCHED_V0:
         _schedule_v0(
@@ -754,12 +773,9 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, pr
         decode_seqs,
         decode_context,
     )
-    rep_i[P_IN_FLIGHT, r] = 1
-    rep_f[P_STEP_END_S, r] = now_s + duration_s
-    rep_i[P_STEP_PREFILL_TOKENS, r] = prefill_tokens
-    rep_i[P_STEP_DECODE_SEQS, r] = decode_seqs
-    rep_i[P_STEP_WAITING, r] = waiting_before
-    rep_i[P_STEP_STEADY, r] = num_steady
+    _put_in_flight(
+        rep_i, rep_f, r, now_s + duration_s, prefill_tokens, decode_seqs, waiting_before, num_steady
+    )
     return True
 
 
@@ -1156,10 +1172,7 @@ def _apply_decode_run(
 ):
     """Record ``num_steps`` decode-only steps of the steady decodes, the last ending at
     ``end_s``, that took ``new_blocks`` KV blocks; finish the requests due; log the run."""
-    if cfg[CFG_PREFIX_CACHING] == 0:
-        rep_i[P_FREE_BLOCKS, r] -= new_blocks
-    else:
-        take_private_blocks(rep_tables, rep_i, cfg, r, new_blocks)
+    _take_steady_blocks(rep_i, cfg, rep_tables, r, new_blocks)
     rep_i[P_STEP_HIT_TOKENS, r] = 0
     rep_i[P_STEP_QUERY_TOKENS, r] = 0
     rep_i[P_STEP_PREFILL_TOKENS, r] = 0
@@ -1196,18 +1209,10 @@ def _start_steady_step(rep_i, rep_f, cfg, rep_tables, r, num_decodes, blocks, en
     waiting request admitted (the caller checked), ``blocks`` new KV blocks. It sets what
     ``_start_step`` sets; its scheduler pass would change nothing else (its capacity flag
     is set once per run)."""
-    if cfg[CFG_PREFIX_CACHING] == 0:
-        rep_i[P_FREE_BLOCKS, r] -= blocks
-    else:
-        take_private_blocks(rep_tables, rep_i, cfg, r, blocks)
+    _take_steady_blocks(rep_i, cfg, rep_tables, r, blocks)
     rep_i[P_STEP_HIT_TOKENS, r] = 0
     rep_i[P_STEP_QUERY_TOKENS, r] = 0
-    rep_i[P_IN_FLIGHT, r] = 1
-    rep_f[P_STEP_END_S, r] = end_s
-    rep_i[P_STEP_PREFILL_TOKENS, r] = 0
-    rep_i[P_STEP_DECODE_SEQS, r] = num_decodes
-    rep_i[P_STEP_WAITING, r] = rep_i[P_NUM_WAITING, r]
-    rep_i[P_STEP_STEADY, r] = num_decodes
+    _put_in_flight(rep_i, rep_f, r, end_s, 0, num_decodes, rep_i[P_NUM_WAITING, r], num_decodes)
 
 
 # ---- moving a replica forward in time ----
