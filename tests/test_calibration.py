@@ -28,7 +28,7 @@ from simulator.calibration.fit import (
     measured_axes,
     model_gemm_shapes,
 )
-from simulator.calibration.grid import Grid, fit_grid
+from simulator.calibration.grid import Grid, fit_additive, fit_grid
 from simulator.calibration.profile import (
     GRID_FEATURES,
     Profile,
@@ -715,6 +715,45 @@ def test_decode_attention_fit_recovers_a_query_head_effect(tmp_path):
     save_profile(profile, tmp_path / "p.json")
     again = load_profile(tmp_path / "p.json")
     np.testing.assert_allclose(again.predict("generation_attention", feats), latency_s, rtol=2e-3)
+
+
+def test_prefill_attention_fit_recovers_grouping_that_depends_on_query_heads(tmp_path):
+    """Synthetic prefill-attention data in which sharing a KV head among more query heads
+    helps only models with few query heads (short prompts packed into one tile) is
+    reproduced by the main grid plus its three additive terms; with the (gqa, batch,
+    length) term alone it is not, and a profile file keeps every term."""
+    from simulator.calibration.fit import ADDITIVE_TERMS, fit_family_grid
+
+    b, s, h, g = (
+        a.ravel()
+        for a in np.meshgrid(
+            [1.0, 8, 64], [16.0, 256, 4096], [8.0, 16, 32], [1.0, 2, 4, 8], indexing="ij"
+        )
+    )
+    feats = {"batch": b, "isl": s, "heads": h, "head_dim": np.full_like(b, 128.0), "gqa": g}
+    truth = 0.2 + 0.1 * np.log2(b) - 0.05 * np.log2(s / 16.0)
+    truth = truth - np.where(h == 8, 0.2 * np.log2(g), 0.0)
+    latency_s = roofline_latency_s("context_attention", feats, REF) * np.exp(truth)
+    axes = measured_axes("context_attention", feats)
+    log_ratio = np.log(latency_s / roofline_latency_s("context_attention", feats, REF))
+    grid = fit_family_grid("context_attention", axes, feats, log_ratio)
+    assert [t.names for t in grid.terms] == list(ADDITIVE_TERMS["context_attention"])
+    np.testing.assert_allclose(grid.log_ratio(feats), truth, atol=0.01)
+
+    one_term = fit_additive(
+        GRID_FEATURES["context_attention"][1],
+        axes,
+        feats,
+        log_ratio,
+        ((grid.terms[0].names, grid.terms[0].axes),),
+        clamped=("gqa",),
+    )
+    assert np.abs(one_term.log_ratio(feats) - truth).max() > 0.1
+
+    save_profile(Profile("X", REF, {"context_attention": grid}), tmp_path / "p.json")
+    again = load_profile(tmp_path / "p.json")
+    assert len(again.grids["context_attention"].terms) == 3
+    np.testing.assert_allclose(again.predict("context_attention", feats), latency_s, rtol=0.015)
 
 
 def test_profiles_with_a_pooled_decode_attention_grid_still_load(tmp_path):

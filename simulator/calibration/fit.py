@@ -1,7 +1,7 @@
 """Fit a profile's correction grids to measured operator latencies, and measure its error.
 
-Every family is fitted the same way (``grid.fit_grid``; the attention grids add an additive
-term, ``grid.fit_additive``): the measured latency of each point
+Every family is fitted the same way (``grid.fit_grid``; the attention grids add additive
+terms, ``grid.fit_additive``): the measured latency of each point
 is divided by its roofline bound on the GPU's published peaks, and each grid node takes the
 median log-ratio of the points that sit exactly on it. Error is measured three ways, as
 absolute percentage error of the predicted against the measured latency:
@@ -79,21 +79,31 @@ GRID_AXES = {
 }
 
 
-#: Additive terms (``grid.fit_additive``): grid -> features of a second grid fitted to what
-#: the first leaves. Decode attention's time depends on how many query heads share a KV
-#: head, beyond the multi-head / grouped split of the main grid: on B200 and GB200 (vLLM
-#: 0.24) 20 or more query heads per KV head run 13-16 % slower than 16 at the same batch
-#: and context, and on A100 multi-head decode of few sequences is up to 5x slower than
-#: grouped (no split over the context). A term over (gqa, batch, context) learns that
+#: Additive terms (``grid.fit_additive``): grid -> the features of each further grid fitted
+#: to what the first leaves. Decode attention's time depends on how many query heads share
+#: a KV head, beyond the multi-head / grouped split of the main grid: on B200 and GB200
+#: (vLLM 0.24) 20 or more query heads per KV head run 13-16 % slower than 16 at the same
+#: batch and context, and on A100 multi-head decode of few sequences is up to 5x slower
+#: than grouped (no split over the context). A term over (gqa, batch, context) learns that
 #: from every model's points; with it a random 20 % of points held out is predicted with
 #: p90 error 6.8-11.4 % instead of 6.4-20.9 % (``calibrate report``).
 #: Prefill attention likewise: with query heads per KV head as a full axis (1-8) each
 #: model's (heads, KV heads) pair is its own slice of the grid, and a model whose pair was
 #: not measured (hold out the catalog models' shapes in turn) was predicted with p90 error
 #: 28-58 %; as a multi-head / grouped class plus a (gqa, batch, prompt) term, 19-27 %.
+#: How much grouping helps a prefill also depends on the number of query heads: at short
+#: prompts the kernels pack a KV head's query heads into one tile, so on H100 (vLLM 0.24)
+#: 128 prompts of 128 tokens with 8 query heads take 49 us with 1 KV head and about twice
+#: that with 4. Two more terms, (gqa, heads, batch) and (gqa, heads, prompt), learn that:
+#: random 20 % held out, p90 13.1-15.8 % instead of 15.8-19.4 % on the six AIConfigurator
+#: GPUs; model shapes held out, 14.5-23.1 % instead of 18.9-26.8 %.
 ADDITIVE_TERMS = {
-    "context_attention": ("gqa", "batch", "isl"),
-    "generation_attention": ("gqa", "batch", "context"),
+    "context_attention": (
+        ("gqa", "batch", "isl"),
+        ("gqa", "heads", "batch"),
+        ("gqa", "heads", "isl"),
+    ),
+    "generation_attention": (("gqa", "batch", "context"),),
 }
 
 #: Main-grid features clamped into their axis' range when fitting (class axes).
@@ -283,30 +293,32 @@ def fit_family_grid(
     feats: dict[str, np.ndarray],
     log_ratio: np.ndarray,
 ) -> Grid:
-    """``fit_grid``, or ``fit_additive`` with its term for grids in ``ADDITIVE_TERMS``."""
+    """``fit_grid``, or ``fit_additive`` with its terms for grids in ``ADDITIVE_TERMS``."""
     names = GRID_FEATURES[grid_name][1]
-    term_names = ADDITIVE_TERMS.get(grid_name)
-    if term_names is None:
+    terms = ADDITIVE_TERMS.get(grid_name)
+    if terms is None:
         return fit_grid(names, axes, feats, log_ratio)
     return fit_additive(
         names,
         axes,
         feats,
         log_ratio,
-        term_names,
-        term_axes(grid_name, axes, feats),
+        tuple((t, term_axes(grid_name, t, axes, feats)) for t in terms),
         clamped=CLAMPED_FEATURES.get(grid_name, ()),
     )
 
 
 def term_axes(
-    grid_name: str, axes: tuple[np.ndarray, ...], feats: dict[str, np.ndarray]
+    grid_name: str,
+    term_names: tuple[str, ...],
+    axes: tuple[np.ndarray, ...],
+    feats: dict[str, np.ndarray],
 ) -> tuple[np.ndarray, ...]:
-    """Nodes of a grid's additive term: each feature's measured values, or (more than
-    ``MAX_EXTRA_NODES`` of them) the main grid's nodes for it."""
+    """Nodes of one of a grid's additive terms: each feature's measured values, or (more
+    than ``MAX_EXTRA_NODES`` of them) the main grid's nodes for it."""
     names = GRID_FEATURES[grid_name][1]
     out = []
-    for name in ADDITIVE_TERMS[grid_name]:
+    for name in term_names:
         values = _measured_values(feats, name)
         if 0 < len(values) <= MAX_EXTRA_NODES:
             out.append(values)

@@ -243,29 +243,30 @@ def fit_additive(
     axes: tuple[np.ndarray, ...],
     features: dict[str, np.ndarray],
     log_ratio: np.ndarray,
-    term_names: tuple[str, ...],
-    term_axes: tuple[np.ndarray, ...],
+    terms: tuple[tuple[tuple[str, ...], tuple[np.ndarray, ...]], ...],
     *,
     clamped: tuple[str, ...] = (),
     iterations: int = 2,
 ) -> Grid:
-    """A grid plus one additive term, fitted by backfitting.
+    """A grid plus additive terms, fitted by backfitting.
 
-    The main grid is fitted to the log-ratios (``fit_grid``), the term grid to what it
-    leaves, the main grid again to what the term leaves, ``iterations`` times. A term over
-    a feature the main grid pools (or holds as a coarse class) and the features that
-    matter most with it is fitted from every point of the family rather than from the few
-    points of each main-grid node: for the attention grids, the number of query heads per KV
-    head is such a feature (see ``fit.ADDITIVE_TERMS``).
+    The main grid is fitted to the log-ratios (``fit_grid``); then, ``iterations`` times,
+    each term grid in turn to what the main grid and the other terms leave, and the main
+    grid again to what the terms leave. A term over a feature the main grid pools (or holds
+    as a coarse class) and the features that matter most with it is fitted from every
+    point of the family rather than from the few points of each main-grid node: for the
+    attention grids, the number of query heads per KV head is such a feature (see
+    ``fit.ADDITIVE_TERMS``).
 
     Parameters
     ----------
     names, axes : as ``fit_grid``, for the main grid.
     features : dict of str to numpy.ndarray
-        float64 features of every point, for the main grid's and the term's names.
+        float64 features of every point, for the main grid's and the terms' names.
     log_ratio : numpy.ndarray
         float64, natural log of measured / roofline per point.
-    term_names, term_axes : as ``fit_grid``, for the term.
+    terms : tuple of (names, axes)
+        Each term grid's feature names and node lists, as ``fit_grid`` takes them.
     clamped : tuple of str
         Main-grid features clipped into their axis' range before fitting (a class axis:
         ``gqa`` with nodes 1 and 2 takes every grouped-query point at node 2). Prediction
@@ -276,16 +277,26 @@ def fit_additive(
     Returns
     -------
     Grid
-        The main grid with the term in ``terms``.
+        The main grid with the term grids in ``terms``, in the order given.
     """
     main_features = clamp_features(names, axes, features, clamped)
     grid = fit_grid(names, axes, main_features, log_ratio)
-    term = None
+    fitted: list[Grid | None] = [None] * len(terms)
+
+    def others(skip: int) -> np.ndarray:
+        total = np.zeros(len(log_ratio))
+        for j, term in enumerate(fitted):
+            if j != skip and term is not None:
+                total = total + term.log_ratio(features)
+        return total
+
     for _ in range(max(iterations, 1)):
-        term = fit_grid(term_names, term_axes, features, log_ratio - grid.log_ratio(features))
-        grid = fit_grid(names, axes, main_features, log_ratio - term.log_ratio(features))
-    assert term is not None
-    return Grid(grid.names, grid.axes, grid.values, grid.counts, terms=(term,))
+        main_part = grid.log_ratio(main_features)
+        for j, (term_names, term_axes) in enumerate(terms):
+            fitted[j] = fit_grid(term_names, term_axes, features, log_ratio - main_part - others(j))
+        grid = fit_grid(names, axes, main_features, log_ratio - others(-1))
+    done = tuple(t for t in fitted if t is not None)
+    return Grid(grid.names, grid.axes, grid.values, grid.counts, terms=done)
 
 
 def clamp_features(
