@@ -266,6 +266,10 @@ class EngineState:
         self.log_i, self.log_f = log_i, log_f
 
 
+#: Request rows ``make_state`` fills at a time (4096 x 208 bytes: within a core's L2).
+_FILL_ROWS = 4096
+
+
 def make_state(
     arrival_s: np.ndarray,
     prompt_tokens: np.ndarray,
@@ -293,27 +297,37 @@ def make_state(
     ``session-affinity`` routing.
     """
     n = len(arrival_s)
-    # Each array is written in one pass over its rows where it can be (rows are requests).
     fresh_i = np.zeros(NUM_R_INT, np.int64)
-    fresh_i[[R_REPLICA, R_NEXT_WAIT, R_PREV_WAIT]] = -1
-    req_i = np.empty((n, NUM_R_INT), np.int64)
-    req_i[:] = fresh_i
-    req_i[:, R_PROMPT] = prompt_tokens
-    req_i[:, R_OUTPUT] = output_tokens
-    req_i[:, R_CACHED_TOKENS] = -1
-    req_i[:, R_SESSION] = -1 if session_idx is None else session_idx
+    fresh_i[[R_REPLICA, R_NEXT_WAIT, R_PREV_WAIT, R_CACHED_TOKENS, R_SESSION]] = -1
+    columns: dict[int, np.ndarray] = {R_PROMPT: prompt_tokens, R_OUTPUT: output_tokens}
+    if session_idx is not None:
+        columns[R_SESSION] = session_idx
     if prefix_ids is None:
         prefix_ids = np.zeros(0, np.int64)
     else:
-        req_i[:, R_ID_START] = id_offsets[:-1]
-        req_i[:, R_NUM_IDS] = np.diff(id_offsets)
-        req_i[:, R_NUM_KEYS] = num_keys
-        req_i[:, R_NUM_OUT_KEYS] = num_keys if num_out_keys is None else num_out_keys
-        req_i[:, R_OUT_ID_START] = -1 if out_id_start is None else out_id_start
+        columns[R_ID_START] = id_offsets[:-1]
+        columns[R_NUM_IDS] = np.diff(id_offsets)
+        columns[R_NUM_KEYS] = num_keys
+        columns[R_NUM_OUT_KEYS] = num_keys if num_out_keys is None else num_out_keys
+        if out_id_start is not None:
+            columns[R_OUT_ID_START] = out_id_start
+        else:
+            fresh_i[R_OUT_ID_START] = -1
     num_sessions = 0 if session_idx is None or n == 0 else int(session_idx.max()) + 1
+    req_i = np.empty((n, NUM_R_INT), np.int64)
     req_f = np.empty((n, NUM_R_FLOAT), np.float64)
-    req_f[:] = np.nan
-    req_f[:, R_ARRIVAL_S] = arrival_s
+    # Rows are written a block at a time, every field of a block while it is in the CPU's
+    # cache: writing whole columns of a 1M-request table instead passes over its 200 MB
+    # once per column (1M requests, no prefix caching: 70-78 -> 46-48 ms).
+    for start in range(0, n, _FILL_ROWS):
+        stop = min(start + _FILL_ROWS, n)
+        block_i = req_i[start:stop]
+        block_i[:] = fresh_i
+        for column, values in columns.items():
+            block_i[:, column] = values[start:stop]
+        block_f = req_f[start:stop]
+        block_f[:] = np.nan
+        block_f[:, R_ARRIVAL_S] = arrival_s[start:stop]
     rep_i = np.zeros((NUM_P_INT, num_replicas), np.int64)
     rep_i[P_WAIT_HEAD] = -1
     rep_i[P_WAIT_TAIL] = -1
