@@ -427,6 +427,22 @@ def test_an_empty_node_takes_the_median_of_its_axes_interpolations():
     assert grid.values[1, 1, 1] == pytest.approx(0.2)
 
 
+def test_one_outlying_neighbour_does_not_decide_an_empty_node():
+    """Two axes: along one the empty node's neighbours agree (0), along the other one
+    neighbour sits on another kernel (3). The median of each axis' interpolation and of the
+    neighbours' values gives 0; the two interpolations alone would give their mean, 0.75."""
+    axes = (np.array([1.0, 2.0, 4.0]), np.array([1.0, 2.0, 4.0]))
+    points = [(i, j) for i, j in np.ndindex(3, 3) if (i, j) != (1, 1)]
+    feats = {
+        "a": np.array([2.0**i for i, _ in points]),
+        "b": np.array([2.0**j for _, j in points]),
+    }
+    ratios = np.array([3.0 if (i, j) == (1, 2) else 0.0 for i, j in points])
+    grid = fit_grid(("a", "b"), axes, feats, ratios)
+    assert grid.counts[1, 1] == 0
+    assert grid.values[1, 1] == pytest.approx(0.0)
+
+
 @pytest.mark.parametrize(
     ("content", "fragment"),
     [
