@@ -920,3 +920,50 @@ def test_a_moe_file_without_rows_is_read(tmp_path):
     result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H200", "--json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["families"]["gemm"]["n"] == 1
+
+
+def test_held_out_model_shapes_are_not_scored_when_nothing_else_was_measured():
+    """A profile that timed only one model's GEMM shapes has no fit to hold them out of:
+    their held-out error is absent (n = 0), not the roofline's miss on an empty grid."""
+    shapes = sorted(model_gemm_shapes(get_model("qwen2.5-7b")))
+    m = np.repeat([1.0, 16.0, 256.0], len(shapes))
+    n = np.tile([s[0] for s in shapes], 3)
+    k = np.tile([s[1] for s in shapes], 3)
+    feats = {"m": m, "n": n, "k": k}
+    latency_s = roofline_latency_s("gemm_bfloat16", feats, REF) * 1.5
+    _, errors = fit_one("gemm_bfloat16", feats, latency_s, REF)
+    held = errors["holdout_model_shapes"]
+    assert held["n"] == 0 and held["median_abs_pct"] is None
+    # With a second model's shapes measured too, each is scored against the other's fit.
+    extra = sorted(model_gemm_shapes(get_model("llama-2-70b")) - set(shapes))
+    feats2 = {
+        "m": np.concatenate([m, np.repeat([1.0, 16.0, 256.0], len(extra))]),
+        "n": np.concatenate([n, np.tile([s[0] for s in extra], 3)]),
+        "k": np.concatenate([k, np.tile([s[1] for s in extra], 3)]),
+    }
+    latency2_s = roofline_latency_s("gemm_bfloat16", feats2, REF) * 1.5
+    _, errors2 = fit_one("gemm_bfloat16", feats2, latency2_s, REF)
+    assert errors2["holdout_model_shapes"]["n"] > 0
+    assert errors2["holdout_model_shapes"]["median_abs_pct"] == pytest.approx(0.0, abs=0.2)
+
+
+def test_profile_summary_names_the_held_out_gemm_error_it_has():
+    """Outputs name a profile's measured error: held-out model shapes when measured, else
+    the random 20 % held out, else they say none was measured."""
+    axes = tuple(np.array([1.0, 64.0]) for _ in range(3))
+    grid = Grid(("m", "n", "k"), axes, np.zeros((2, 2, 2)), np.ones((2, 2, 2), np.int64))
+    stats = {"n": 10, "median_abs_pct": 3.2, "p90_abs_pct": 9.1}
+    empty = {"n": 0, "median_abs_pct": None, "p90_abs_pct": None}
+    both = Profile(
+        "X",
+        REF,
+        {"gemm_bfloat16": grid},
+        errors={"gemm_bfloat16": {"holdout_model_shapes": stats, "holdout_random_20pct": stats}},
+    )
+    assert "GEMM held-out model shapes median |err| 3.2%, p90 9.1%" in both.summary()
+    random_only = replace(
+        both,
+        errors={"gemm_bfloat16": {"holdout_model_shapes": empty, "holdout_random_20pct": stats}},
+    )
+    assert "GEMM random 20% held out median |err| 3.2%, p90 9.1%" in random_only.summary()
+    assert "(no held-out GEMM error measured)" in replace(both, errors={}).summary()

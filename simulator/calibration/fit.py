@@ -365,9 +365,13 @@ def _model_holdout(
         mine = _model_points(grid_name, feats, model)
         if not mine.any():
             continue
+        train = on & ~mine
+        if not train.any():
+            # Nothing else was measured: no fit to hold these shapes out of (a profile of
+            # one model's shapes), so no error to report for them.
+            continue
         key = np.packbits(mine).tobytes()
         if key not in by_points:
-            train = on & ~mine
             held_grid = grid
             if (on & mine).any():
                 held_grid = fit_family_grid(
