@@ -247,7 +247,7 @@ def fit_additive(
     terms: tuple[tuple[tuple[str, ...], tuple[np.ndarray, ...]], ...],
     *,
     clamped: tuple[str, ...] = (),
-    iterations: int = 2,
+    iterations: int = 4,
 ) -> Grid:
     """A grid plus additive terms, fitted by backfitting.
 
@@ -273,7 +273,10 @@ def fit_additive(
         ``gqa`` with nodes 1 and 2 takes every grouped-query point at node 2). Prediction
         clamps at the grid's edges anyway.
     iterations : int
-        Backfitting rounds (2 is within 0.1 point of converged on the measured data).
+        Backfitting rounds. 4 instead of 2 cut the p90 error of held-out model shapes of
+        prefill attention (three terms) on H100 from 20.1 to 18.3 % (random 20 % held
+        out: A100 13.1 -> 12.3 %) and of decode attention (one term) on A100 from 9.0 to
+        8.2 %; no held-out error grew.
 
     Returns
     -------
