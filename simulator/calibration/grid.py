@@ -285,22 +285,27 @@ def fit_additive(
     """
     main_features = clamp_features(names, axes, features, clamped)
     grid = fit_grid(names, axes, main_features, log_ratio)
-    fitted: list[Grid | None] = [None] * len(terms)
+    fitted: list[Grid] = []
+    # Each term's log-ratio at every point, kept from its latest fit (not re-interpolated
+    # for every other term's fit); None until the term's first fit.
+    parts: list[np.ndarray | None] = [None] * len(terms)
 
     def others(skip: int) -> np.ndarray:
         total = np.zeros(len(log_ratio))
-        for j, term in enumerate(fitted):
-            if j != skip and term is not None:
-                total = total + term.log_ratio(features)
+        for j, part in enumerate(parts):
+            if j != skip and part is not None:
+                total = total + part
         return total
 
     for _ in range(max(iterations, 1)):
         main_part = grid.log_ratio(main_features)
+        fitted = []
         for j, (term_names, term_axes) in enumerate(terms):
-            fitted[j] = fit_grid(term_names, term_axes, features, log_ratio - main_part - others(j))
+            term = fit_grid(term_names, term_axes, features, log_ratio - main_part - others(j))
+            fitted.append(term)
+            parts[j] = term.log_ratio(features)
         grid = fit_grid(names, axes, main_features, log_ratio - others(-1))
-    done = tuple(t for t in fitted if t is not None)
-    return Grid(grid.names, grid.axes, grid.values, grid.counts, terms=done)
+    return Grid(grid.names, grid.axes, grid.values, grid.counts, terms=tuple(fitted))
 
 
 def clamp_features(
