@@ -180,6 +180,42 @@ def test_a_command_line_that_does_not_parse_gets_one_line_and_status_1(args, fra
     assert out.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("args", "status", "stdout_fragment"),
+    [(["models", "list"], 0, "llama-3.1-8b"), (["run", "no-such.parquet"], 1, "")],
+)
+def test_the_executable_exits_quickly_with_the_commands_status(args, status, stdout_fragment):
+    """``entry`` ends the process without Python's teardown, after the atexit handlers ran and
+    stdout was flushed, with the command's own status."""
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: sys.stderr.write('atexit handler ran\\n'))\n"
+        "sys.argv = ['simreplay', *sys.argv[1:]]\n"
+        "from simulator.cli import entry\n"
+        "entry()\n"
+        "print('not reached')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == status, out.stderr
+    assert stdout_fragment in out.stdout and "not reached" not in out.stdout
+    assert out.stderr.endswith("atexit handler ran\n"), out.stderr
+
+
+def test_only_the_named_command_is_built_and_everything_else_gets_the_whole_app():
+    from simulator.cli import _app_for, app
+
+    only_run = _app_for(["run", "t.parquet", "--gpus", "1xA100"])
+    assert [c.name for c in only_run.registered_commands] == ["run"]
+    assert only_run.registered_groups == [] and len(app.registered_commands) > 1
+    only_sweep = _app_for(["sweep", "status"])
+    assert [g.name for g in only_sweep.registered_groups] == ["sweep"]
+    assert only_sweep.registered_commands == []
+    for args in ([], ["--help"], ["--version"], ["nosuch"], ["RUN"]):
+        assert _app_for(args) is app
+
+
 def test_simreplay_alone_prints_the_help():
     out = subprocess.run(
         [sys.executable, "-m", "simulator"], cwd=ROOT, capture_output=True, text=True
