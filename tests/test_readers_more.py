@@ -525,6 +525,46 @@ def test_generic_missing_mapping_lists_columns_and_flags(tmp_path):
     assert "its columns: when, in, out" in message
 
 
+@pytest.mark.parametrize("container", ["csv", "jsonl", "parquet"])
+def test_a_file_with_the_canonical_column_names_needs_no_flags(tmp_path, container):
+    """Columns named as in the canonical schema are found and the format detected with no
+    flags; a flag still overrides a name; hash_ids waits for --hash-block-size, and says so."""
+    from simulator.trace.importer import detect_format, import_trace
+
+    rows = {
+        "arrival_time_s": [0.0, 1.5],
+        "input_tokens": [10, 20],
+        "output_tokens": [3, 4],
+        "request_id": ["a", "b"],
+        "gen": [7, 8],
+        "hash_ids": [[1, 2], [1]],
+    }
+    path = tmp_path / f"log.{container}"
+    if container == "parquet":
+        pq.write_table(pa.table(rows), path)  # no simreplay metadata: not a canonical file
+    elif container == "jsonl":
+        write_jsonl(tmp_path, path.name, [dict(zip(rows, v)) for v in zip(*rows.values())])
+    else:
+        lines = [f'{t},{i},{o},{r},{g},"{h}"' for t, i, o, r, g, h in zip(*rows.values())]
+        write(tmp_path, path.name, ",".join(rows) + "\n" + "\n".join(lines) + "\n")
+    assert detect_format(path) == container
+    table, report = import_trace(path)
+    assert column(table, "arrival_time_s") == [0.0, 1.5]
+    assert column(table, "input_tokens") == [10, 20]
+    assert column(table, "request_id") == ["a", "b"]
+    assert "hash_ids" not in table.column_names
+    assert any("hash_ids not read: give --hash-block-size" in n for n in report.notes)
+    table, report = import_trace(path, ImportOptions(output_col="gen", hash_block_size=16))
+    assert column(table, "output_tokens") == [7, 8]
+    assert column(table, "hash_ids") == [[1, 2], [1]] and report.notes == ()
+
+
+def test_canonical_names_missing_one_still_lists_what_to_give(tmp_path):
+    path = write(tmp_path, "log.csv", "arrival_time_s,input_tokens,out\n1,2,3\n")
+    with pytest.raises(TraceError, match=r"missing --output-col"):
+        generic.read(path, ImportOptions())
+
+
 def test_generic_mapped_column_not_in_file(tmp_path):
     path = write_jsonl(tmp_path, "log.jsonl", [{"t": 1, "prompt": 2, "gen": 3}])
     with pytest.raises(

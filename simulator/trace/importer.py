@@ -25,7 +25,7 @@ from simulator.trace.readers import (
     qwen,
     vllm_bench,
 )
-from simulator.trace.readers.tabular import PARQUET_MAGIC, sniff_text
+from simulator.trace.readers.tabular import PARQUET_MAGIC, csv_header, first_record, sniff_text
 from simulator.trace.schema import TraceMetadata, validate_trace
 
 #: Format name (``--format``) -> reader module. ``csv``, ``jsonl`` and ``parquet`` are the
@@ -102,7 +102,7 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     if magic == PARQUET_MAGIC:
         if _is_canonical_parquet(path):
             return "simreplay"
-        if options.time_col:
+        if options.time_col or generic.has_canonical_columns(pq.read_schema(path).names):
             return "parquet"
         raise TraceError(
             f"{path.name}: a parquet file that is not a simreplay trace; map its columns "
@@ -116,10 +116,17 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     for module in _SNIFF_ORDER:
         if module.sniff(path, head):
             return module.__name__.rsplit(".", 1)[1].replace("_", "-")
+    if head.lstrip().startswith("{"):
+        record = first_record(path)
+        if record is not None and generic.has_canonical_columns(list(record)):
+            return "jsonl"
+    elif generic.has_canonical_columns(csv_header(path)):
+        return "csv"
     first = head.splitlines()[0][:80] if head.splitlines() else ""
     raise TraceError(
         f"{path.name}: unknown trace format (first line: {first!r}); give --format "
-        f"({', '.join(FORMATS)}) or map columns with --time-col, --input-col, --output-col"
+        f"({', '.join(FORMATS)}), map columns with --time-col, --input-col, --output-col, "
+        f"or name them {', '.join(generic.REQUIRED)}"
     )
 
 

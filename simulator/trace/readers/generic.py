@@ -65,6 +65,12 @@ def sniff(path: Path, head_text: str) -> bool:
     return False
 
 
+def has_canonical_columns(names: list[str]) -> bool:
+    """True when a file's columns include the canonical schema's three required names, so it
+    can be read with no column flags."""
+    return all(name in names for name in REQUIRED)
+
+
 def read(path: Path, options: ImportOptions) -> RawTrace:
     """Read a CSV, JSON-lines or parquet file through ``options``' column mapping."""
     container = container_of(path)
@@ -78,7 +84,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     else:
         parquet_file = None
         names = csv_header(path)
-    mapping = _mapping(path, container, names, options)
+    mapping, notes = _mapping(path, container, names, options)
 
     if container == "parquet":
         columns = _read_parquet(path, parquet_file, mapping)
@@ -119,24 +125,40 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         location_word=location_word,
         hash_block_size=options.hash_block_size if "hash_ids" in extra else None,
         start_time=start_time,
+        notes=notes,
     )
 
 
 def _mapping(
     path: Path, container: str, names: list[str], options: ImportOptions
-) -> dict[str, str]:
-    """Canonical column -> source column, checked against the file's columns."""
+) -> tuple[dict[str, str], list[str]]:
+    """Canonical column -> source column, checked against the file's columns, and notes.
+
+    A column flag not given defaults to the column of the canonical name when the file has
+    one (``arrival_time_s``, ``input_tokens``, ``output_tokens``, ``request_id``,
+    ``session_id``; ``hash_ids`` only with ``--hash-block-size``, which nothing else gives).
+    """
     available = ", ".join(names) or "none"
+    chosen = {attr: getattr(options, attr) for attr, _ in MAPPING.values()}
+    notes = []
+    for name, (attr, _flag) in MAPPING.items():
+        if chosen[attr] or name not in names:
+            continue
+        if name == "hash_ids" and options.hash_block_size is None:
+            notes.append(
+                "column hash_ids not read: give --hash-block-size (tokens per hashed block) "
+                "to use it as prefix hashes"
+            )
+            continue
+        chosen[attr] = name
     unset = [
-        flag
-        for name, (attr, flag) in MAPPING.items()
-        if name in REQUIRED and not getattr(options, attr)
+        flag for name, (attr, flag) in MAPPING.items() if name in REQUIRED and not chosen[attr]
     ]
     if unset:
         raise TraceError(
             f"{path.name}: a generic {container} file needs --time-col, --input-col and "
-            f"--output-col to name its columns (missing {', '.join(unset)}); "
-            f"its columns: {available}"
+            f"--output-col to name its columns, or columns named {', '.join(REQUIRED)} "
+            f"(missing {', '.join(unset)}); its columns: {available}"
         )
     if options.time_unit not in TIME_UNITS:
         raise TraceError(
@@ -150,7 +172,7 @@ def _mapping(
         raise TraceError(f"--hash-block-size must be >= 1, got {options.hash_block_size!r}")
     mapping = {}
     for name, (attr, flag) in MAPPING.items():
-        column = getattr(options, attr)
+        column = chosen[attr]
         if not column:
             continue
         if column not in names:
@@ -158,7 +180,7 @@ def _mapping(
                 f"{path.name}: no column {column!r} (given by {flag}); its columns: {available}"
             )
         mapping[name] = column
-    return mapping
+    return mapping, notes
 
 
 def _read_csv(path: Path, mapping: dict[str, str], options: ImportOptions) -> dict[str, Column]:
