@@ -543,9 +543,15 @@ def test_a_file_with_the_canonical_column_names_needs_no_flags(tmp_path, contain
     if container == "parquet":
         pq.write_table(pa.table(rows), path)  # no simreplay metadata: not a canonical file
     elif container == "jsonl":
-        write_jsonl(tmp_path, path.name, [dict(zip(rows, v)) for v in zip(*rows.values())])
+        write_jsonl(
+            tmp_path,
+            path.name,
+            [dict(zip(rows, v, strict=True)) for v in zip(*rows.values(), strict=True)],
+        )
     else:
-        lines = [f'{t},{i},{o},{r},{g},"{h}"' for t, i, o, r, g, h in zip(*rows.values())]
+        lines = [
+            f'{t},{i},{o},{r},{g},"{h}"' for t, i, o, r, g, h in zip(*rows.values(), strict=True)
+        ]
         write(tmp_path, path.name, ",".join(rows) + "\n" + "\n".join(lines) + "\n")
     assert detect_format(path) == container
     table, report = import_trace(path)

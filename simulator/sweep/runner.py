@@ -256,9 +256,24 @@ def _local(tasks: list[Task], traces: list[str], workers: int) -> Iterator[dict[
         try:
             for future in cf.as_completed(pending):
                 yield from future.result()
+        except BaseException:  # Ctrl-C, a failed scenario, or the caller closing early
+            _stop_workers(pool)
+            raise
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now, so that leaving the pool does not
+    wait for their scenarios. A sweep interrupted during the workers' start-up once stayed
+    alive with idle workers after printing "interrupted" (CPython 3.11). The rows already
+    stored stay, and a rerun of the same command runs only what is missing."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown drops it
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
 
 
 def check_ray(address: str | None) -> Any:
