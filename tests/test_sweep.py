@@ -565,25 +565,3 @@ def test_sweep_rows_of_a_capacity_grid_equal_scenario_by_scenario_rows(tmp_path,
     one_by_one = [sweep_runner.evaluate(task) for task in tasks]
     assert grouped == one_by_one
 
-
-def test_stopping_the_workers_ends_a_running_scenario_without_waiting_for_it():
-    """What an interrupted sweep does before leaving its pool: the workers end now, not when
-    their scenarios finish."""
-    import concurrent.futures as cf
-    import multiprocessing
-    import time
-
-    from simulator.sweep.runner import _stop_workers
-
-    pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    running = pool.submit(time.sleep, 60)
-    pool.submit(time.sleep, 60)  # queued behind it
-    while not running.running():
-        time.sleep(0.05)
-    processes = list(pool._processes.values())
-    started = time.perf_counter()
-    _stop_workers(pool)
-    for process in processes:
-        process.join(timeout=20)
-    assert not any(p.is_alive() for p in processes)
-    assert time.perf_counter() - started < 20
