@@ -564,4 +564,3 @@ def test_sweep_rows_of_a_capacity_grid_equal_scenario_by_scenario_rows(tmp_path,
     grouped = sweep_runner.evaluate_group(groups[0])
     one_by_one = [sweep_runner.evaluate(task) for task in tasks]
     assert grouped == one_by_one
-
