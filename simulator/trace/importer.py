@@ -100,13 +100,15 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     with open(path, "rb") as handle:
         magic = handle.read(4)
     if magic == PARQUET_MAGIC:
-        if _is_canonical_parquet(path):
+        schema = _parquet_schema(path)
+        if TraceMetadata.from_arrow(schema.metadata) is not None:
             return "simreplay"
-        if options.time_col or generic.has_canonical_columns(pq.read_schema(path).names):
+        if options.time_col or generic.has_canonical_columns(schema.names):
             return "parquet"
         raise TraceError(
             f"{path.name}: a parquet file that is not a simreplay trace; map its columns "
-            "with --time-col, --input-col and --output-col (and --time-unit)"
+            "with --time-col, --input-col and --output-col (and --time-unit), or name them "
+            f"{', '.join(generic.REQUIRED)}"
         )
     head = sniff_text(path)
     if not head.strip():
@@ -139,9 +141,8 @@ def _check_readable(path: Path) -> None:
         raise TraceError(f"{path.name}: file is empty")
 
 
-def _is_canonical_parquet(path: Path) -> bool:
+def _parquet_schema(path: Path) -> pa.Schema:
     try:
-        schema = pq.read_schema(path)
+        return pq.read_schema(path)
     except (pa.ArrowException, OSError) as exc:
         raise unreadable_parquet(path, exc) from None
-    return TraceMetadata.from_arrow(schema.metadata) is not None
