@@ -102,10 +102,12 @@ def cache_subfolder(kernel_folder: str, package_dir: str = _PACKAGE_AS_IMPORTED)
 
 
 def seed_from_shipped(folder: Path, key: str, shipped: Path = SHIPPED_DIR) -> int:
-    """Copy the shipped compiled kernels of ``key`` into the empty cache ``folder``.
+    """Copy the shipped compiled kernels of ``key`` into the cache ``folder``.
 
-    Each file is written under a temporary name and renamed, index files (``.nbi``) last,
-    so a process that reads the cache meanwhile sees either nothing or whole files.
+    Only into kernel sub-folders of this installation that index no kernel yet (the cache
+    folder may hold another installation's). Each file is written under a temporary name
+    and renamed, index files (``.nbi``) last, so a process that reads the cache meanwhile
+    sees either nothing or whole files.
     Returns the number of files copied (0 when nothing is shipped for ``key`` or the
     folder cannot be written).
     """
@@ -116,6 +118,8 @@ def seed_from_shipped(folder: Path, key: str, shipped: Path = SHIPPED_DIR) -> in
     try:
         for kernel_dir in sorted(p for p in source.iterdir() if p.is_dir()):
             target = folder / cache_subfolder(kernel_dir.name)
+            if target.is_dir() and any(target.glob("*.nbi")):
+                continue  # this installation's kernels are there already: keep them
             target.mkdir(parents=True, exist_ok=True)
             files = sorted(kernel_dir.iterdir(), key=lambda p: (p.suffix == ".nbi", p.name))
             for path in files:
@@ -145,10 +149,23 @@ def _built_for_this_platform(manifest: Path) -> bool:
     )
 
 
+#: The folders (relative to the package) that hold kernel sources: numba caches each
+#: folder's kernels in its own sub-folder of the cache (``cache_subfolder``).
+KERNEL_FOLDERS = tuple(sorted({name.split("/", 1)[0] for name in KERNEL_SOURCES}))
+
+
 def _is_empty(folder: Path) -> bool:
-    """No compiled kernel indexed in ``folder`` (True too when it cannot be read)."""
+    """Some kernel folder of *this* installation has no compiled kernel indexed in the cache
+    ``folder`` (True too when it cannot be read).
+
+    numba names the cache sub-folders after the installation's path, so one cache folder
+    (one per kernel hash) can hold another checkout's or virtual environment's kernels and
+    none of this one's: a second installation of the same version must be seeded too.
+    """
     try:
-        return not any(folder.rglob("*.nbi"))
+        return any(
+            not any((folder / cache_subfolder(name)).glob("*.nbi")) for name in KERNEL_FOLDERS
+        )
     except OSError:
         return True
 

@@ -79,6 +79,31 @@ def test_seeding_copies_whole_files_only_for_its_hash_and_platform(tmp_path):
     assert (target / "f.run-1.py311.1.nbc").read_bytes() == b"code"
 
 
+def test_a_second_installation_sharing_the_cache_folder_is_seeded_too(tmp_path):
+    """The cache folder is per kernel hash, its sub-folders per installation path: a
+    folder holding only another checkout's kernels must not count as warm for this one
+    (a fresh clone next to an older one compiled for 44 s)."""
+    shipped = tmp_path / "shipped"
+    for name in _numba_cache.KERNEL_FOLDERS:
+        (shipped / "abc" / name).mkdir(parents=True)
+        (shipped / "abc" / name / "k.f-1.py311.nbi").write_bytes(b"index " + name.encode())
+    here = {"python": sys.implementation.cache_tag, "machine": platform.machine()}
+    (shipped / "abc" / "BUILD.json").write_text(json.dumps(here))
+    cache = tmp_path / "cache"
+    other = cache / "engine_0123456789abcdef0123456789abcdef01234567"
+    other.mkdir(parents=True)
+    (other / "k.f-1.py311.nbi").write_bytes(b"another installation's")
+    assert _numba_cache._is_empty(cache)
+    assert seed_from_shipped(cache, "abc", shipped) == len(_numba_cache.KERNEL_FOLDERS)
+    assert not _numba_cache._is_empty(cache)
+    assert (other / "k.f-1.py311.nbi").read_bytes() == b"another installation's"
+    # Already seeded (or compiled here): nothing is copied over this installation's files.
+    mine = cache / cache_subfolder("engine") / "k.f-1.py311.nbi"
+    mine.write_bytes(b"compiled here")
+    assert seed_from_shipped(cache, "abc", shipped) == 0
+    assert mine.read_bytes() == b"compiled here"
+
+
 def test_a_first_run_with_an_empty_cache_loads_the_shipped_kernels(tmp_path):
     """A fresh user (no cache, no numba settings) simulates without compiling anything."""
     manifest = _manifest()
