@@ -864,6 +864,8 @@ def test_rows_no_grid_fits_are_counted_by_data_type_and_named_when_nothing_fits(
         ),
         (lambda d: d["leave_one_out"].update(gemm_fp8=1), "leave_one_out.gemm_fp8 must be"),
         (lambda d: d.update(provenance=[1]), "provenance must be an object"),
+        (lambda d: d.update(host=[1]), "host must be an object"),
+        (lambda d: d.update(host="fast"), "host must be an object"),
     ],
 )
 def test_a_profile_with_malformed_error_tables_is_one_line(tmp_path, edit, fragment):

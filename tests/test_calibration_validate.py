@@ -151,6 +151,13 @@ def test_fit_recovers_the_host_overhead(bench, tmp_path):
             '"output_lens": [3], "ttfts": [0.1], "latencies": [0.3], "request_rate": 4.0}',
             "no start_times",
         ),
+        # Found by a new-user fuzzing pass: these three were tracebacks.
+        (
+            '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3}\n[1, 2]\n',
+            "line 2: expected a JSON object (one request), got list",
+        ),
+        ("arrival_time_s,input_tokens\n0,5,3\n", "row 1 (line 2): 3 fields, the header has 2"),
+        ("\n  \n", "file is empty"),
     ],
 )
 def test_bad_benchmark_is_one_line(tmp_path, content, fragment):

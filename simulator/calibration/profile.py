@@ -357,7 +357,10 @@ def _from_json(data: Any, path: Path) -> Profile:
             raise ValueError(f"grids.{name}.axes must be {', '.join(GRID_FEATURES[name][1])}")
         grids[name] = grid
     host = {}
-    for key, value in (data.get("host") or {}).items():
+    host_data = data.get("host") or {}
+    if not isinstance(host_data, dict):
+        raise ValueError("host must be an object (host_overhead_s, host_overhead_per_seq_s)")
+    for key, value in host_data.items():
         if key not in ("host_overhead_s", "host_overhead_per_seq_s"):
             raise ValueError(f"host.{key}: unknown constant")
         if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):

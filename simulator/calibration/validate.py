@@ -110,11 +110,28 @@ def read_benchmark(path: Path) -> Benchmark:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise SimreplayError(f"{path.name}: line {line_no}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise SimreplayError(
+                    f"{path.name}: line {line_no}: expected a JSON object (one request), "
+                    f"got {type(row).__name__}"
+                )
+            rows.append(row)
         return _from_rows(path, rows, "line")
-    rows = list(csv.DictReader(io.StringIO(text)))
+    if not stripped:
+        raise SimreplayError(f"{path.name}: file is empty")
+    rows = []
+    reader = csv.DictReader(io.StringIO(text))
+    for row in reader:
+        if None in row:  # DictReader keeps a row's cells beyond the header under None
+            raise SimreplayError(
+                f"{path.name}: row {len(rows) + 1} (line {reader.line_num}): "
+                f"{len(reader.fieldnames or []) + len(row[None])} fields, the header has "
+                f"{len(reader.fieldnames or [])}"
+            )
+        rows.append(row)
     return _from_rows(path, rows, "row")
 
 
