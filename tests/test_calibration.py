@@ -484,6 +484,28 @@ def test_fit_writes_nothing_when_the_source_has_no_data(tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "empty"]
 
 
+@pytest.mark.parametrize(
+    ("out", "fragment"),
+    [
+        ("newdir/", "newdir/: output folder does not exist"),
+        ("missing/p.json", "output directory"),
+        ("", "not an empty name"),
+    ],
+)
+def test_fit_checks_its_output_before_fitting(tmp_path, monkeypatch, out, fragment):
+    """Found by a new-user pass: ``-o newdir/`` wrote a file named newdir, ``-o ''`` wrote
+    into the current folder, a missing parent failed only after the whole fit."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(
+        app, ["calibrate", "fit", "--source", str(tmp_path / "empty"), "--gpu", "H100", "-o", out]
+    )
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines
+    assert list(tmp_path.iterdir()) == [tmp_path / "empty"]
+
+
 def test_run_names_the_profile_and_a_given_calibration_wins(tmp_path):
     path = tmp_path / "mine.json"
     save_profile(_toy_profile(), path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,25 @@ def _progress(line: str) -> None:
     err.print(line)
 
 
+def _fit_target(out: str, gpu: str) -> Path:
+    """Where ``calibrate fit -o OUT`` writes, checked before the fit starts.
+
+    A folder (existing, or named with a trailing slash) gets ``<gpu>.json``; a folder named
+    with a trailing slash that does not exist is an error, not a file of that name.
+    """
+    from simulator.calibration.select import profile_path
+    from simulator.io import check_output_path
+
+    if not out.strip():
+        raise SimreplayError("-o: give a profile file or a folder, not an empty name")
+    path = Path(out)
+    if path.is_dir():
+        return profile_path(gpu, path)
+    if out.endswith(("/", os.sep)):
+        raise SimreplayError(f"{out}: output folder does not exist")
+    return check_output_path(path)
+
+
 @app.command("fit")
 @domain_errors
 def fit(
@@ -35,7 +55,7 @@ def fit(
     ],
     gpu: Annotated[str, typer.Option("--gpu", help="GPU the measurements are of, e.g. H100.")],
     out: Annotated[
-        Path,
+        str,
         typer.Option("-o", "--out", help="Profile file, or a folder to write <gpu>.json into."),
     ],
     json_output: JsonOpt = False,
@@ -43,9 +63,8 @@ def fit(
     """Fit a GPU's profile (correction grids over roofline) and print its errors."""
     from simulator.calibration.fit import fit_from_source
     from simulator.calibration.profile import save_profile
-    from simulator.calibration.select import profile_path
 
-    target = profile_path(_gpu_name(gpu), out) if out.is_dir() else out
+    target = _fit_target(out, _gpu_name(gpu))
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
     save_profile(profile, target)
     err.print(f"wrote {target}")
