@@ -873,6 +873,10 @@ def test_rows_no_grid_fits_are_counted_by_data_type_and_named_when_nothing_fits(
     assert "\n" not in message
 
 
+def _node_count(grid: dict) -> int:
+    return int(np.prod([len(axis) for axis in grid["axes"].values()]))
+
+
 @pytest.mark.parametrize(
     ("edit", "fragment"),
     [
@@ -888,6 +892,16 @@ def test_rows_no_grid_fits_are_counted_by_data_type_and_named_when_nothing_fits(
         (lambda d: d.update(provenance=[1]), "provenance must be an object"),
         (lambda d: d.update(host=[1]), "host must be an object"),
         (lambda d: d.update(host="fast"), "host must be an object"),
+        (
+            lambda d: d["grids"]["context_attention"]["terms"][0]["axes"].update(zzz=[1.0]),
+            "grids.context_attention.terms[0].axes.zzz: not a feature of context_attention",
+        ),
+        (
+            lambda d: d["grids"]["allreduce"].update(
+                log_ratio=[800.0] * _node_count(d["grids"]["allreduce"]), log_ratio_encoding=None
+            ),
+            "grids.allreduce.log_ratio: values must be within +-32.767",
+        ),
     ],
 )
 def test_a_profile_with_malformed_error_tables_is_one_line(tmp_path, edit, fragment):

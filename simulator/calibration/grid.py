@@ -137,6 +137,12 @@ class Grid:
             raise ValueError(
                 f"{where}.log_ratio must hold {int(np.prod(shape))} finite numbers, "
                 f"got {values.size}"
+                + ("" if values.size != int(np.prod(shape)) else " (some null, NaN or inf)")
+            )
+        if np.any(np.abs(values) > 32.767):
+            raise ValueError(
+                f"{where}.log_ratio: values must be within +-32.767 (the natural log of "
+                "measured / roofline; what the int16 encoding can store)"
             )
         # Per-node counts are not stored (they would double the file); zeros stand in.
         counts = np.zeros(shape, dtype=np.int64)

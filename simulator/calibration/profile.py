@@ -352,6 +352,13 @@ def _from_json(data: Any, path: Path) -> Profile:
         if name not in GRID_FEATURES:
             raise ValueError(f"grids.{name}: unknown grid (known: {', '.join(GRID_FEATURES)})")
         grid = Grid.from_json(grid_data, f"grids.{name}")
+        for j, term in enumerate(grid.terms):
+            unknown = [n for n in term.names if n not in GRID_FEATURES[name][1]]
+            if unknown:
+                raise ValueError(
+                    f"grids.{name}.terms[{j}].axes.{unknown[0]}: not a feature of {name} "
+                    f"({', '.join(GRID_FEATURES[name][1])})"
+                )
         legacy = LEGACY_GRID_FEATURES.get(name, ())
         if grid.names != GRID_FEATURES[name][1] and grid.names not in legacy:
             raise ValueError(f"grids.{name}.axes must be {', '.join(GRID_FEATURES[name][1])}")
