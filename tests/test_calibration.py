@@ -1005,3 +1005,68 @@ def test_profile_summary_names_the_held_out_gemm_error_it_has():
     )
     assert "GEMM random 20% held out median |err| 3.2%, p90 9.1%" in random_only.summary()
     assert "(no held-out GEMM error measured)" in replace(both, errors={}).summary()
+
+
+_VIDUR_HEADER = (
+    "n_head,n_kv_head,n_embd,n_expanded_embd,use_gated_mlp,num_tokens,"
+    "num_tensor_parallel_workers,time_stats.mlp_up_proj.median,time_stats.mlp_down_proj.median"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        (
+            "mlp.csv",
+            _VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,0.1,0.05\n32,32,4096,11008,true\n",
+            "row 2: fewer fields than the header",
+        ),
+        (
+            "mlp.csv",
+            _VIDUR_HEADER + "\n32,32,4096,11008,true,nan,1,0.1,0.05\n",
+            "row 1: num_tokens and the model shape columns must give a GEMM of 1 to 2**40",
+        ),
+        (
+            "custom_allreduce_perf.parquet",
+            {"num_gpus": [1, 2], "message_size": [1024, 1024], "latency": [0.01, 0.02]},
+            "row 0: column 'num_gpus' must be from 2",
+        ),
+        (
+            "gemm_perf.parquet",
+            {"m": [1, 2], "n": [8, 8], "k": [8, 8], "latency": [0.01, 1e-300]},
+            "row 1: latency must be at least 1e-6 ms",
+        ),
+        (
+            "context_attention_perf.parquet",
+            {
+                "batch_size": [1],
+                "isl": [16],
+                "num_heads": [8],
+                "num_key_value_heads": [8],
+                "head_dim": [128],
+                "window_size": ["x"],
+                "latency": [0.01],
+            },
+            "column 'window_size' must be numeric",
+        ),
+    ],
+)
+def test_malformed_operator_rows_are_one_line(tmp_path, name, content, fragment):
+    """Found by a new-user fuzzing pass of ``calibrate check`` and ``fit``: these were
+    tracebacks, or a nan in the report."""
+    path = tmp_path / name
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        _write(content, path)
+    with pytest.raises(SimreplayError, match=re.escape(fragment)):
+        read_measurements(tmp_path)
+
+
+def test_blank_vidur_medians_are_counted_not_silently_skipped(tmp_path):
+    (tmp_path / "mlp.csv").write_text(
+        _VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,0.1,\n32,32,4096,11008,true,32,1,,\n"
+    )
+    meas = read_measurements(tmp_path)
+    assert len(meas.gemm["m"]) == 1
+    assert meas.skipped == {"gemm: Vidur cells without a time (blank median)": 3}

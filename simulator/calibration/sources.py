@@ -263,9 +263,12 @@ def _floats(values: list, path: Path, column: str, lowest: float = 1.0) -> np.nd
 
 def _latency_s(columns: dict, path: Path) -> np.ndarray:
     latency_ms = _floats(columns["latency"], path, "latency", lowest=0.0)
-    if (latency_ms <= 0).any():
-        row = int(np.argmax(latency_ms <= 0))
-        raise SimreplayError(f"{path}: row {row}: latency must be > 0 ms")
+    # No GPU operator call takes under a nanosecond: smaller values are a unit mix-up.
+    if (latency_ms < 1e-6).any():
+        row = int(np.argmax(latency_ms < 1e-6))
+        raise SimreplayError(
+            f"{path}: row {row}: latency must be at least 1e-6 ms (1 ns), got {latency_ms[row]:g}"
+        )
     return latency_ms * MS
 
 
@@ -302,11 +305,16 @@ def _add_gemm(result: Measurements, columns: dict, path: Path) -> None:
     )
 
 
-def _attention_keep(result: Measurements, columns: dict, family: str) -> np.ndarray:
+def _attention_keep(result: Measurements, columns: dict, family: str, path: Path) -> np.ndarray:
     num_rows = len(columns["latency"])
     keep = np.ones(num_rows, dtype=bool)
     if "window_size" in columns:
-        window = np.asarray(columns["window_size"], dtype=np.float64)
+        try:
+            window = np.asarray(columns["window_size"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SimreplayError(
+                f"{path}: column 'window_size' must be numeric (0 = full attention)"
+            ) from None
         _skip(result, f"{family}: sliding-window rows", int(((window != 0) & keep).sum()))
         keep &= window == 0
     if "kv_cache_dtype" in columns:
@@ -321,7 +329,7 @@ def _attention_keep(result: Measurements, columns: dict, family: str) -> np.ndar
 
 
 def _add_context_attention(result: Measurements, columns: dict, path: Path) -> None:
-    keep = _attention_keep(result, columns, "context_attention")
+    keep = _attention_keep(result, columns, "context_attention", path)
     _append(
         result.context_attention,
         {
@@ -336,7 +344,7 @@ def _add_context_attention(result: Measurements, columns: dict, path: Path) -> N
 
 
 def _add_generation_attention(result: Measurements, columns: dict, path: Path) -> None:
-    keep = _attention_keep(result, columns, "generation_attention")
+    keep = _attention_keep(result, columns, "generation_attention", path)
     context = _floats(columns["isl"], path, "isl") + _floats(
         columns["step"], path, "step", lowest=0.0
     )
@@ -373,7 +381,8 @@ def _collective(
     _append(
         result.allreduce,
         {
-            "num_gpus": _floats(columns["num_gpus"], path, "num_gpus")[keep],
+            # An all-reduce needs two GPUs; a 1-GPU row has no ring to time (its roofline is 0).
+            "num_gpus": _floats(columns["num_gpus"], path, "num_gpus", lowest=2.0)[keep],
             "message_bytes": message_bytes[keep],
             "latency_s": _latency_s(columns, path)[keep],
             "backend": backend[keep],
@@ -492,9 +501,17 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> None:
     _check_columns(header, _VIDUR_REQUIRED, path)
     points: dict[str, list[float]] = {"m": [], "n": [], "k": [], "latency_s": []}
     for row_idx, row in enumerate(rows):
+        if None in row or None in row.values():
+            raise SimreplayError(
+                f"{path}: row {row_idx + 1}: {'more' if None in row else 'fewer'} fields than "
+                "the header (a truncated or malformed line)"
+            )
         for op in _VIDUR_OPS:
             column = f"time_stats.{op}.median"
-            if column not in row or row[column] in ("", None):
+            if column not in row:
+                continue
+            if row[column].strip() == "":
+                _skip(result, "gemm: Vidur cells without a time (blank median)", 1)
                 continue
             try:
                 latency_ms = float(row[column])
@@ -504,6 +521,11 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> None:
                 raise SimreplayError(
                     f"{path}: row {row_idx + 1}: {column} or the shape columns are not numbers"
                 ) from None
+            if not all(math.isfinite(v) and 1 <= v <= MAX_COLUMN_VALUE for v in (m, n, k)):
+                raise SimreplayError(
+                    f"{path}: row {row_idx + 1}: num_tokens and the model shape columns must "
+                    f"give a GEMM of 1 to 2**40 per side, got m={m:g}, n={n:g}, k={k:g}"
+                )
             if not (math.isfinite(latency_ms) and latency_ms > 0):
                 _skip(result, "gemm: Vidur rows without a positive time", 1)
                 continue
