@@ -1070,3 +1070,24 @@ def test_blank_vidur_medians_are_counted_not_silently_skipped(tmp_path):
     meas = read_measurements(tmp_path)
     assert len(meas.gemm["m"]) == 1
     assert meas.skipped == {"gemm: Vidur cells without a time (blank median)": 3}
+
+
+def test_check_says_how_many_rows_it_left_out_and_why(tmp_path):
+    """Skipped rows were listed only in ``--json``; the table now ends with a note."""
+    _write(
+        {
+            "batch_size": [1, 1],
+            "isl": [16, 32],
+            "num_heads": [8, 8],
+            "num_key_value_heads": [8, 8],
+            "head_dim": [128, 128],
+            "window_size": [0, 4096],
+            "latency": [0.01, 0.02],
+        },
+        tmp_path / "context_attention_perf.parquet",
+    )
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
+    assert result.exit_code == 0, result.stderr
+    assert "note: 1 measured rows not used: 1 context_attention: sliding-window rows" in (
+        result.stderr
+    )

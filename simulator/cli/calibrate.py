@@ -67,6 +67,7 @@ def fit(
     target = _fit_target(out, _gpu_name(gpu))
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
     save_profile(profile, target)
+    _print_skipped(profile.provenance.get("rows_skipped") or {})
     err.print(f"wrote {target}")
     if json_output:
         print_json(
@@ -275,6 +276,16 @@ def check(
         rows,
         numeric_from=1,
     )
+    _print_skipped(result.get("rows_skipped") or {})
+
+
+def _print_skipped(skipped: dict[str, int]) -> None:
+    """One note on stderr with the rows left out of a check or a fit, and why."""
+    counts = [(why, n) for why, n in sorted(skipped.items()) if n]
+    if counts:
+        total = sum(n for _, n in counts)
+        detail = "; ".join(f"{n:,} {why}" for why, n in counts)
+        err.print(f"note: {total:,} measured rows not used: {detail}")
 
 
 @app.command("validate")
