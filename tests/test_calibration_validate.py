@@ -274,3 +274,14 @@ def test_a_malformed_vllm_result_is_one_line(tmp_path, fields, fragment):
     assert result.exit_code == 1, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], lines
+
+
+def test_fit_refuses_when_every_request_is_rejected(bench, tmp_path):
+    """Found by a new-user pass: with one KV block every request was rejected and --fit
+    still wrote a profile of 0 ms host overhead, exit 0."""
+    out = tmp_path / "mine.json"
+    result = _validate(bench / "bench.jsonl", "--num-kv-blocks", 1, "--fit", "-o", out)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert "the simulator rejected all" in lines[-1], lines
+    assert not out.exists()

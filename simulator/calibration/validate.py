@@ -501,6 +501,13 @@ def fit_host_overhead(
         The profile whose grids the search used (None: uncalibrated roofline).
     """
     base = _base_profile(resolved)
+    _, _, rejected = _replay(bench, resolved)
+    if rejected >= len(bench.arrival_time_s):
+        raise SimreplayError(
+            f"--fit: the simulator rejected all {rejected:,} requests under this configuration "
+            "(see the validate report's reject reasons: KV blocks, context length), so there "
+            "is nothing to fit host overheads to"
+        )
     cache: dict[tuple[float, float], float] = {}
 
     def loss(fixed_s: float, per_seq_s: float) -> float:
