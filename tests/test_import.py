@@ -295,6 +295,20 @@ def test_compressed_files_are_read_transparently(tmp_path, codec):
     assert import_trace(jsonl_path)[0].num_rows == 4
 
 
+@pytest.mark.parametrize("cut_bytes", [3000, 40])
+def test_a_truncated_compressed_trace_names_its_file(tmp_path, cut_bytes):
+    """Found by a new-user pass: the error was pyarrow's bare 'Truncated compressed stream'."""
+    import gzip
+
+    text = "arrival_time_s,input_tokens,output_tokens\n" + "".join(
+        f"{i},100,10\n" for i in range(3000)
+    )
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(gzip.compress(text.encode())[:cut_bytes])
+    with pytest.raises(TraceError, match=r"^cut\.csv\.gz: cannot read"):
+        import_trace(path)
+
+
 def test_timestamps_to_seconds_matches_exact_integer_arithmetic():
     """Arrival seconds from epoch-nanosecond timestamps, read from the Arrow buffers (no
     pyarrow.compute): equal to exact Python integer arithmetic for nulls, sliced arrays

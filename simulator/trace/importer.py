@@ -73,13 +73,19 @@ def import_trace(
     path = Path(path)
     options = options or ImportOptions()
     _check_readable(path)
-    name = options.format or detect_format(path, options)
+    try:
+        name = options.format or detect_format(path, options)
+    except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream
+        raise TraceError(f"{path.name}: cannot read: {exc}") from None
     if name == "simreplay":
         table = read_canonical(path)
         return table, ImportReport(table.num_rows, table.num_rows, ())
     if name not in READERS:
         raise TraceError(f"unknown format {name!r}; known: {', '.join(FORMATS)}")
-    raw = READERS[name].read(path, options)
+    try:
+        raw = READERS[name].read(path, options)
+    except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream, read part way
+        raise TraceError(f"{path.name}: cannot read as {name}: {exc}") from None
     return normalize(raw, strict=options.strict, skip_invalid=options.skip_invalid)
 
 
