@@ -295,6 +295,14 @@ def test_compressed_files_are_read_transparently(tmp_path, codec):
     assert import_trace(jsonl_path)[0].num_rows == 4
 
 
+def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
+    """Found by a new-user pass: the first of two input_tokens columns was used silently."""
+    path = tmp_path / "dup.csv"
+    path.write_text("arrival_time_s,input_tokens,output_tokens,input_tokens\n0,10,5,20\n")
+    with pytest.raises(TraceError, match="dup.csv: column 'input_tokens' appears twice"):
+        import_trace(path)
+
+
 @pytest.mark.parametrize("cut_bytes", [3000, 40])
 def test_a_truncated_compressed_trace_names_its_file(tmp_path, cut_bytes):
     """Found by a new-user pass: the error was pyarrow's bare 'Truncated compressed stream'."""

@@ -50,6 +50,9 @@ def test_parse_slo_grammar_and_errors():
     ):
         with pytest.raises(SimreplayError, match="--slo"):
             parse_slo(bad)
+    # A repeated bound kept the last one silently before.
+    with pytest.raises(SimreplayError, match="ttft_p99_ms is given twice"):
+        parse_slo("ttft_p99_ms=100,ttft_p99_ms=200")
 
 
 def test_slo_attainment_counts_rejected_requests_as_misses():

@@ -62,7 +62,15 @@ def csv_header(path: Path) -> list[str]:
         first = handle.readline()
     if not first.strip():
         raise TraceError(f"{path.name}: file is empty")
-    return [name.strip() for name in next(csv.reader([first]))]
+    names = [name.strip() for name in next(csv.reader([first]))]
+    seen: set[str] = set()
+    for name in names:
+        if name and name in seen:
+            raise TraceError(
+                f"{path.name}: column {name!r} appears twice in the header; rename one"
+            )
+        seen.add(name)
+    return names
 
 
 def first_data_value(path: Path, column: str) -> str | None:
