@@ -1027,6 +1027,11 @@ _VIDUR_HEADER = (
             "row 1: num_tokens and the model shape columns must give a GEMM of 1 to 2**40",
         ),
         (
+            "mlp.csv",
+            _VIDUR_HEADER + "\n32,32,4096,11008,yes,16,1,0.1,0.05\n",
+            "row 1: use_gated_mlp must be True or False, got 'yes'",
+        ),
+        (
             "custom_allreduce_perf.parquet",
             {"num_gpus": [1, 2], "message_size": [1024, 1024], "latency": [0.01, 0.02]},
             "row 0: column 'num_gpus' must be from 2",

@@ -506,6 +506,11 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> None:
                 f"{path}: row {row_idx + 1}: {'more' if None in row else 'fewer'} fields than "
                 "the header (a truncated or malformed line)"
             )
+        if row["use_gated_mlp"].strip().lower() not in ("true", "false"):
+            raise SimreplayError(
+                f"{path}: row {row_idx + 1}: use_gated_mlp must be True or False, "
+                f"got {row['use_gated_mlp']!r}"
+            )
         for op in _VIDUR_OPS:
             column = f"time_stats.{op}.median"
             if column not in row:
