@@ -39,7 +39,7 @@ from simulator.calibration.profile import (
     Reference,
     roofline_latency_s,
 )
-from simulator.calibration.sources import GEMM_16BIT_DTYPES, Measurements
+from simulator.calibration.sources import GEMM_16BIT_DTYPES, Measurements, describe_skipped
 from simulator.errors import SimreplayError
 from simulator.specs import ModelSpec
 
@@ -537,7 +537,7 @@ def fit_profile(
                     )
             progress(line)
     if not grids:
-        skipped = "; ".join(f"{n:,} {why}" for why, n in sorted(meas.skipped.items()) if n)
+        skipped = describe_skipped(meas.skipped)
         raise SimreplayError(
             f"{source_dir}: no GEMM, attention or all-reduce rows for {gpu} ({system})"
             + (f" that can be fitted; skipped: {skipped}" if skipped else "")

@@ -277,6 +277,12 @@ def _append(target: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> None:
         target[key] = np.concatenate([target[key], values]) if key in target else values
 
 
+def describe_skipped(skipped: dict[str, int]) -> str:
+    """``"12 gemm: float32 rows; 3 ..."``: the non-zero counts of ``Measurements.skipped``,
+    by reason ("" when none)."""
+    return "; ".join(f"{n:,} {why}" for why, n in sorted(skipped.items()) if n)
+
+
 def _skip(result: Measurements, reason: str, count: int) -> None:
     if count:
         result.skipped[reason] = result.skipped.get(reason, 0) + int(count)

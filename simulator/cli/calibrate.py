@@ -26,8 +26,8 @@ def _progress(line: str) -> None:
 def _fit_target(out: str, gpu: str) -> Path:
     """Where ``calibrate fit -o OUT`` writes, checked before the fit starts.
 
-    A folder (existing, or named with a trailing slash) gets ``<gpu>.json``; a folder named
-    with a trailing slash that does not exist is an error, not a file of that name.
+    An existing folder gets ``<gpu>.json``; a name ending in a slash that is not an existing
+    folder is an error (it used to become a file of that name).
     """
     from simulator.calibration.select import profile_path
     from simulator.io import check_output_path
@@ -281,11 +281,11 @@ def check(
 
 def _print_skipped(skipped: dict[str, int]) -> None:
     """One note on stderr with the rows left out of a check or a fit, and why."""
-    counts = [(why, n) for why, n in sorted(skipped.items()) if n]
-    if counts:
-        total = sum(n for _, n in counts)
-        detail = "; ".join(f"{n:,} {why}" for why, n in counts)
-        err.print(f"note: {total:,} measured rows not used: {detail}")
+    from simulator.calibration.sources import describe_skipped
+
+    total = sum(skipped.values())
+    if total:
+        err.print(f"note: {total:,} measured rows not used: {describe_skipped(skipped)}")
 
 
 @app.command("validate")
