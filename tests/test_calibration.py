@@ -1096,3 +1096,28 @@ def test_check_says_how_many_rows_it_left_out_and_why(tmp_path):
     assert "note: 1 measured rows not used: 1 context_attention: sliding-window rows" in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [("m", [[1.0], [2.0]]), ("k", [[1.0, 2.0], [3.0, 4.0]]), ("n", [[], []])],
+)
+def test_a_list_typed_shape_column_is_one_line(tmp_path, command, column, values):
+    """A list-typed ``m`` (or other shape) column of equal-length lists was read as a 2-D
+    array: a traceback, or a check that ran on broadcast nonsense."""
+    columns = {"m": [1.0, 2.0], "n": [8.0, 8.0], "k": [8.0, 8.0], "latency": [0.01, 0.02]}
+    _write({**columns, column: values}, tmp_path / "ops" / "gemm_perf.parquet")
+    args = {
+        "check": ["calibrate", "check", str(tmp_path / "ops"), "--gpu", "H100"],
+        "fit": ["calibrate", "fit", "--source", str(tmp_path / "ops"), "--gpu", "H100"],
+    }[command]
+    if command == "fit":
+        args += ["-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "gemm_perf.parquet: column " + repr(column) in lines[0], lines
+    assert "one number per row, not lists" in lines[0], lines
+    assert not (tmp_path / "p.json").exists()

@@ -240,13 +240,29 @@ def _check_columns(names: list[str], required: tuple[str, ...], path: Path) -> N
 MAX_COLUMN_VALUE = float(2**40)
 
 
-def _floats(values: list, path: Path, column: str, lowest: float = 1.0) -> np.ndarray:
-    """A numeric column as float64; every value finite and in [lowest, MAX_COLUMN_VALUE]
-    (shapes and counts are >= 1 unless ``lowest`` says otherwise)."""
+def _numeric(values: list, path: Path, column: str, hint: str = "") -> np.ndarray:
+    """A column's values as a 1-D float64 array, or one line naming the file and column.
+
+    A column of lists (a list-typed parquet column) is refused too: numpy would make a 2-D
+    array of equal-length lists, which broadcasts silently or fails far from the file.
+    """
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        raise SimreplayError(f"{path}: column {column!r} must be numeric") from None
+        array = None
+    if array is None or array.ndim != 1:
+        nested = next((v for v in values if isinstance(v, list | tuple | dict)), None)
+        got = f", not {type(nested).__name__}s" if nested is not None else ""
+        raise SimreplayError(
+            f"{path}: column {column!r} must be numeric, one number per row{got}{hint}"
+        )
+    return array
+
+
+def _floats(values: list, path: Path, column: str, lowest: float = 1.0) -> np.ndarray:
+    """A numeric column as float64; every value finite and in [lowest, MAX_COLUMN_VALUE]
+    (shapes and counts are >= 1 unless ``lowest`` says otherwise)."""
+    array = _numeric(values, path, column)
     bad = ~np.isfinite(array)
     if bad.any():
         row = int(np.argmax(bad))
@@ -315,12 +331,7 @@ def _attention_keep(result: Measurements, columns: dict, family: str, path: Path
     num_rows = len(columns["latency"])
     keep = np.ones(num_rows, dtype=bool)
     if "window_size" in columns:
-        try:
-            window = np.asarray(columns["window_size"], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise SimreplayError(
-                f"{path}: column 'window_size' must be numeric (0 = full attention)"
-            ) from None
+        window = _numeric(columns["window_size"], path, "window_size", " (0 = full attention)")
         _skip(result, f"{family}: sliding-window rows", int(((window != 0) & keep).sum()))
         keep &= window == 0
     if "kv_cache_dtype" in columns:
