@@ -1121,3 +1121,37 @@ def test_a_list_typed_shape_column_is_one_line(tmp_path, command, column, values
     assert "gemm_perf.parquet: column " + repr(column) in lines[0], lines
     assert "one number per row, not lists" in lines[0], lines
     assert not (tmp_path / "p.json").exists()
+
+
+def test_nccl_rows_left_out_beside_custom_all_reduce_are_counted(tmp_path):
+    """NCCL all-reduce rows were dropped without a count when a custom all-reduce file was
+    measured too, and so were rows of other collectives."""
+    _write(
+        {"num_gpus": [2, 2], "message_size": [1024, 4096], "latency": [0.01, 0.02]},
+        tmp_path / "custom_allreduce_perf.parquet",
+    )
+    _write(
+        {
+            "op_name": ["all_reduce", "all_reduce", "all_gather", "all_reduce"],
+            "nccl_dtype": ["half", "half", "half", "float"],
+            "num_gpus": [2, 2, 2, 2],
+            "message_size": [1024, 4096, 1024, 1024],
+            "latency": [0.02, 0.03, 0.01, 0.04],
+        },
+        tmp_path / "nccl_perf.parquet",
+    )
+    meas = read_measurements(tmp_path)
+    assert list(meas.allreduce["backend"]) == ["vllm_custom_graph"] * 2
+    assert meas.skipped == {
+        "allreduce: NCCL rows (custom all-reduce measured, used instead)": 2,
+        "nccl: rows of other collectives (all_reduce is used)": 1,
+        "nccl: all-reduce rows not in a 16-bit dtype": 1,
+    }
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
+    assert result.exit_code == 0, result.stderr
+    assert "note: 4 measured rows not used: 2 allreduce: NCCL rows" in result.stderr
+    # Without the custom file, NCCL's all-reduce rows are the ones used.
+    (tmp_path / "custom_allreduce_perf.parquet").unlink()
+    meas = read_measurements(tmp_path)
+    assert list(meas.allreduce["backend"]) == ["nccl"] * 2
+    assert sum(meas.skipped.values()) == 2

@@ -156,7 +156,8 @@ def grid_points(meas: Measurements, grid_name: str) -> tuple[dict[str, np.ndarra
     """The features and measured latencies (s) behind one grid.
 
     GEMMs are split by dtype (``bfloat16`` and ``float16`` share the 16-bit grid); the
-    all-reduce grid uses vLLM's custom all-reduce where measured and NCCL otherwise.
+    all-reduce grid uses vLLM's custom all-reduce where measured and NCCL otherwise (the
+    reader leaves the NCCL rows out beside custom ones, ``sources.read_measurements``).
     """
     if grid_name.startswith("gemm"):
         cols = meas.gemm
@@ -170,11 +171,9 @@ def grid_points(meas: Measurements, grid_name: str) -> tuple[dict[str, np.ndarra
         cols = meas.allreduce
         if not cols:
             return {}, np.zeros(0)
-        custom = cols["backend"] == "vllm_custom_graph"
-        keep = custom if custom.any() else np.ones(len(custom), dtype=bool)
         return (
-            {"num_gpus": cols["num_gpus"][keep], "message_bytes": cols["message_bytes"][keep]},
-            cols["latency_s"][keep],
+            {"num_gpus": cols["num_gpus"], "message_bytes": cols["message_bytes"]},
+            cols["latency_s"],
         )
     cols = getattr(meas, grid_name)
     if not cols:

@@ -110,7 +110,8 @@ class Measurements:
         new token per sequence reading ``context`` cached tokens.
     allreduce : dict
         ``num_gpus``, ``message_bytes``, ``latency_s``: vLLM's custom all-reduce under
-        CUDA graphs where measured, else NCCL all-reduce (``backend`` says which).
+        CUDA graphs where measured, else NCCL all-reduce (``backend`` says which; the NCCL
+        rows left out beside custom ones are counted in ``skipped``).
     moe : dict
         ``num_tokens``, ``num_experts``, ``topk``, ``hidden``, ``inter_per_gpu`` (expert
         intermediate size / moe_tp_size), ``latency_s``: one fused MoE layer, 16-bit
@@ -195,6 +196,7 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
         elif path.name == "mlp.csv":
             _add_vidur_mlp(result, path)
             result.files.append(str(_rel(path, root)))
+    _prefer_custom_allreduce(result)
     if not result.files:
         raise SimreplayError(
             f"{root}: no operator measurements found (expected files named "
@@ -422,12 +424,31 @@ def _add_custom_allreduce(result: Measurements, columns: dict, path: Path) -> No
 def _add_nccl(result: Measurements, columns: dict, path: Path) -> None:
     num_rows = len(columns["latency"])
     keep = np.asarray([str(op) == "all_reduce" for op in columns["op_name"]], dtype=bool)
+    _skip(result, "nccl: rows of other collectives (all_reduce is used)", int((~keep).sum()))
     if "nccl_dtype" in columns:
-        keep &= np.asarray(
+        is16 = np.asarray(
             [str(d) in ("half", "bfloat16", "float16") for d in columns["nccl_dtype"]], dtype=bool
         )
+        _skip(result, "nccl: all-reduce rows not in a 16-bit dtype", int((keep & ~is16).sum()))
+        keep &= is16
     backend = np.asarray(["nccl"] * num_rows, dtype=object)
     _collective(result, columns, path, keep, "nccl_dtype", backend)
+
+
+def _prefer_custom_allreduce(result: Measurements) -> None:
+    """Where vLLM's custom all-reduce was measured, leave out (and count) the NCCL
+    all-reduce rows: the engine uses the custom kernel wherever it applies."""
+    columns = result.allreduce
+    if not columns:
+        return
+    custom = columns["backend"] == "vllm_custom_graph"
+    if custom.any() and not custom.all():
+        _skip(
+            result,
+            "allreduce: NCCL rows (custom all-reduce measured, used instead)",
+            int((~custom).sum()),
+        )
+        result.allreduce = {key: values[custom] for key, values in columns.items()}
 
 
 def _add_moe(result: Measurements, columns: dict, path: Path) -> None:
