@@ -1155,3 +1155,57 @@ def test_nccl_rows_left_out_beside_custom_all_reduce_are_counted(tmp_path):
     meas = read_measurements(tmp_path)
     assert list(meas.allreduce["backend"]) == ["nccl"] * 2
     assert sum(meas.skipped.values()) == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (
+            lambda d: d["reference"].update(hbm_bytes_per_s=1e-300),
+            "reference.hbm_bytes_per_s must be from 1e+08 to 1e+16 bytes/s, got 1e-300",
+        ),
+        (
+            lambda d: d["reference"].update(peak_bf16_flops=1e300),
+            "reference.peak_bf16_flops must be from 1e+09 to 1e+19 FLOP/s, got 1e+300",
+        ),
+        (
+            lambda d: d["reference"].update(peak_bf16_flops="fast"),
+            "reference.peak_bf16_flops must be a number (FLOP/s), got 'fast'",
+        ),
+        (
+            lambda d: d["reference"].update(link_bytes_per_s=[1]),
+            "reference.link_bytes_per_s must be a number (bytes/s), got [1]",
+        ),
+        (lambda d: d.update(reference=3), "reference must be an object"),
+        (
+            lambda d: d.update(host={"host_overhead_s": 1e300}),
+            "host.host_overhead_s must be from 0 to 10 seconds per step, got 1e+300",
+        ),
+        (
+            lambda d: d.update(host={"host_overhead_per_seq_s": "1e-5"}),
+            "host.host_overhead_per_seq_s must be a number (seconds per scheduled sequence)",
+        ),
+        (
+            lambda d: d["grids"]["allreduce"]["axes"].update(num_gpus=[2, "4", 8]),
+            "grids.allreduce.axes.num_gpus must be a list of numbers, got '4' in it",
+        ),
+        (
+            lambda d: d["grids"]["allreduce"].update(points="many"),
+            "grids.allreduce.points must be a whole number >= 0, got 'many'",
+        ),
+    ],
+)
+def test_absurd_or_mistyped_profile_numbers_are_one_line(tmp_path, edit, fragment):
+    """A 1e-300 bytes/s reference was a traceback in ``run --calibration``, a 1e300 s host
+    overhead was accepted, and a string where a number belongs gave Python's own text
+    ("could not convert string to float: 'fast'") without the key."""
+    data = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
+    edit(data)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    result = runner.invoke(app, ["run", str(trace), "--calibration", str(path)])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), lines
+    assert fragment in lines[0], lines

@@ -122,7 +122,7 @@ class Grid:
         if not isinstance(axes_map, dict) or not axes_map:
             raise ValueError(f"{where}.axes must be a non-empty object")
         names = tuple(axes_map)
-        axes = tuple(np.asarray(axes_map[n], dtype=np.float64) for n in names)
+        axes = tuple(_number_list(axes_map[n], f"{where}.axes.{n}") for n in names)
         for name, axis in zip(names, axes, strict=True):
             if (
                 axis.ndim != 1
@@ -146,7 +146,10 @@ class Grid:
             )
         # Per-node counts are not stored (they would double the file); zeros stand in.
         counts = np.zeros(shape, dtype=np.int64)
-        totals = (int(data.get("nodes_measured", 0)), int(data.get("points", 0)))
+        totals = tuple(data.get(key, 0) for key in ("nodes_measured", "points"))
+        for key, total in zip(("nodes_measured", "points"), totals, strict=True):
+            if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+                raise ValueError(f"{where}.{key} must be a whole number >= 0, got {total!r:.40}")
         floor_s = data.get("floor_s")
         if floor_s is not None:
             if not isinstance(floor_s, int | float) or not (0 < floor_s < 1e3):
@@ -182,7 +185,18 @@ def _log_ratio_values(data: dict, where: str) -> np.ndarray:
         return np.frombuffer(packed, dtype="<i2").astype(np.float64) / 1000.0
     if not isinstance(raw, list):
         raise ValueError(f"{where}.log_ratio must be a list of numbers or a packed string")
-    return np.asarray(raw, dtype=np.float64)
+    return _number_list(raw, f"{where}.log_ratio")
+
+
+def _number_list(values: object, where: str) -> np.ndarray:
+    """A JSON list of numbers (null as NaN, for the caller's range check) as float64; else
+    a ValueError naming ``where`` (numpy's own text names neither key nor expectation)."""
+    if not isinstance(values, list):
+        raise ValueError(f"{where} must be a list of numbers, got {values!r:.40}")
+    for value in values:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"{where} must be a list of numbers, got {value!r:.40} in it")
+    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def fit_grid(

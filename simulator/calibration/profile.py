@@ -300,6 +300,34 @@ def load_profile(path: Path) -> Profile:
         raise SimreplayError(f"{path}: not a valid calibration profile: {what}") from None
 
 
+#: Physically sane reference peaks, (lowest, highest, unit): a value outside is corrupt or
+#: in another unit, and would overflow or underflow the roofline (1e-300 bytes/s did).
+REFERENCE_RANGES = {
+    "peak_bf16_flops": (1e9, 1e19, "FLOP/s"),
+    "peak_fp8_flops": (1e9, 1e19, "FLOP/s"),
+    "hbm_bytes_per_s": (1e8, 1e16, "bytes/s"),
+    "link_bytes_per_s": (1e8, 1e16, "bytes/s"),
+}
+
+#: Host overheads a serving engine could have, (lowest, highest, unit); the defaults are
+#: 0.5 ms per step and 10 us per sequence (``perf.roofline.Efficiencies``).
+HOST_RANGES = {
+    "host_overhead_s": (0.0, 10.0, "seconds per step"),
+    "host_overhead_per_seq_s": (0.0, 1.0, "seconds per scheduled sequence"),
+}
+
+
+def _number(value: Any, where: str, ranges: dict[str, tuple[float, float, str]]) -> float:
+    """``value`` as a float, if it is a JSON number in the range ``ranges`` gives for the
+    last part of ``where`` (``"reference.hbm_bytes_per_s"``); else a ValueError naming it."""
+    lowest, highest, unit = ranges[where.rsplit(".", 1)[-1]]
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{where} must be a number ({unit}), got {value!r:.40}")
+    if not (math.isfinite(value) and lowest <= value <= highest):
+        raise ValueError(f"{where} must be from {lowest:g} to {highest:g} {unit}, got {value!r}")
+    return float(value)
+
+
 #: The numbers of one ``fit.error_stats`` record (each may be null: no points).
 _STAT_FIELDS = ("n", "median_abs_pct", "p90_abs_pct", "median_signed_pct", "p90_signed_pct")
 
@@ -334,16 +362,15 @@ def _from_json(data: Any, path: Path) -> Profile:
     if version != FORMAT_VERSION:
         raise ValueError(f"format_version {version!r} is not supported (expected {FORMAT_VERSION})")
     ref = data["reference"]
+    if not isinstance(ref, dict):
+        raise ValueError(f"reference must be an object ({', '.join(REFERENCE_RANGES)})")
+    fp8 = ref.get("peak_fp8_flops")
     reference = Reference(
-        float(ref["peak_bf16_flops"]),
-        None if ref.get("peak_fp8_flops") is None else float(ref["peak_fp8_flops"]),
-        float(ref["hbm_bytes_per_s"]),
-        float(ref["link_bytes_per_s"]),
+        _number(ref["peak_bf16_flops"], "reference.peak_bf16_flops", REFERENCE_RANGES),
+        None if fp8 is None else _number(fp8, "reference.peak_fp8_flops", REFERENCE_RANGES),
+        _number(ref["hbm_bytes_per_s"], "reference.hbm_bytes_per_s", REFERENCE_RANGES),
+        _number(ref["link_bytes_per_s"], "reference.link_bytes_per_s", REFERENCE_RANGES),
     )
-    for name in ("peak_bf16_flops", "hbm_bytes_per_s", "link_bytes_per_s"):
-        value = getattr(reference, name)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"reference.{name} must be > 0")
     grids_data = data["grids"]
     if not isinstance(grids_data, dict):
         raise ValueError("grids must be an object")
@@ -368,11 +395,9 @@ def _from_json(data: Any, path: Path) -> Profile:
     if not isinstance(host_data, dict):
         raise ValueError("host must be an object (host_overhead_s, host_overhead_per_seq_s)")
     for key, value in host_data.items():
-        if key not in ("host_overhead_s", "host_overhead_per_seq_s"):
+        if key not in HOST_RANGES:
             raise ValueError(f"host.{key}: unknown constant")
-        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"host.{key} must be a number >= 0 (seconds)")
-        host[key] = float(value)
+        host[key] = _number(value, f"host.{key}", HOST_RANGES)
     tp = data.get("tp")
     if tp is not None and (not isinstance(tp, int) or tp < 1):
         raise ValueError("tp must be null or an integer >= 1")
