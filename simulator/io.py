@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +45,51 @@ def check_output_path(path: Path) -> Path:
     if path.is_dir():
         raise SimreplayError(f"{path}: is a directory; give a file name")
     return path
+
+
+#: What a path that is not a regular file is, for messages.
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
+
+
+def check_input_file(
+    path: Path,
+    what: str = "a file",
+    label: str | None = None,
+    error: type[SimreplayError] = SimreplayError,
+) -> None:
+    """Fail, with one line, unless ``path`` is an existing regular file.
+
+    A named pipe would block the read until something writes to it (forever, typed by
+    mistake), and a device may never end; a folder cannot be read as a file.
+
+    Parameters
+    ----------
+    path : Path
+        The file to read.
+    what : str
+        What it should be, for the message (``"a trace file"``).
+    label : str, optional
+        How the message names it (``"--calibration p.json"``); ``path`` by default.
+    error : type
+        The ``SimreplayError`` subclass to raise.
+    """
+    name = str(path) if label is None else label
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise error(f"{name}: no such file") from None
+    except OSError as exc:
+        raise error(f"{name}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise error(f"{name}: is a directory, not {what}")
+    kind = next((kind for test, kind in _SPECIAL_FILES if test(mode)), None)
+    if kind is not None:
+        raise error(f"{name}: is {kind}, not {what}; save it to a regular file first")
 
 
 @contextlib.contextmanager

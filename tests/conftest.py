@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,3 +19,27 @@ def shared_traces() -> Path:
     if not SHARED_TRACES.is_dir():
         pytest.skip("../shared/traces is not present")
     return SHARED_TRACES
+
+
+@pytest.fixture
+def named_pipe(tmp_path) -> Iterator[Path]:
+    """A named pipe (FIFO) ``tmp_path/pipe``.
+
+    A thread opens it for writing and closes it at once, so code that wrongly reads it sees
+    an empty file instead of blocking forever: a test that it is refused fails rather than
+    hangs when the refusal is missing. Teardown opens the read end, letting the thread go
+    when nothing read it.
+    """
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+
+    def write_nothing() -> None:
+        with open(path, "wb"):
+            pass
+
+    writer = threading.Thread(target=write_nothing, daemon=True)
+    writer.start()
+    yield path
+    read_end = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    writer.join(5)
+    os.close(read_end)

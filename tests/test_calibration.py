@@ -1209,3 +1209,9 @@ def test_absurd_or_mistyped_profile_numbers_are_one_line(tmp_path, edit, fragmen
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), lines
     assert fragment in lines[0], lines
+
+
+def test_a_named_pipe_given_as_a_profile_is_one_line(named_pipe):
+    """``run --calibration FIFO`` blocked forever reading it."""
+    with pytest.raises(SimreplayError, match=r"pipe: is a named pipe \(FIFO\), not a calib"):
+        load_profile(named_pipe)

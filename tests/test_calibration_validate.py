@@ -285,3 +285,15 @@ def test_fit_refuses_when_every_request_is_rejected(bench, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert "the simulator rejected all" in lines[-1], lines
     assert not out.exists()
+
+
+def test_validate_refuses_a_named_pipe(named_pipe):
+    """A FIFO blocked ``calibrate validate`` forever (trace import said 'file is empty')."""
+    fifo = named_pipe
+    result = _validate(fifo)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: {fifo}: is a named pipe (FIFO), not a benchmark file; save it to a regular "
+        "file first"
+    ]

@@ -280,3 +280,14 @@ def test_import_is_deterministic(tmp_path):
     for out in (first, second):
         assert invoke("trace", "import", src, "-o", out).exit_code == 0
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_a_named_pipe_is_refused_like_a_folder(tmp_path, named_pipe):
+    """A FIFO was reported as 'file is empty' (its size is 0), which it need not be."""
+    fifo = named_pipe
+    result = runner.invoke(app, ["trace", "import", str(fifo), "-o", str(tmp_path / "t.parquet")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: {fifo}: is a named pipe (FIFO), not a trace file; save it to a regular file first"
+    )
+    assert not (tmp_path / "t.parquet").exists()

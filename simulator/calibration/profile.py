@@ -20,7 +20,7 @@ import numpy as np
 
 from simulator.calibration.grid import Grid
 from simulator.errors import SimreplayError
-from simulator.io import write_text_atomic
+from simulator.io import check_input_file, write_text_atomic
 from simulator.specs import GPUSpec
 
 FORMAT = "simreplay-calibration-profile"
@@ -282,10 +282,9 @@ def load_profile(path: Path) -> Profile:
         malformed field).
     """
     path = Path(path)
+    check_input_file(path, "a calibration profile", label=f"--calibration {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SimreplayError(f"--calibration {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SimreplayError(f"--calibration {path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:

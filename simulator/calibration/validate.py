@@ -42,6 +42,7 @@ import numpy as np
 from simulator.calibration.profile import Profile, load_profile
 from simulator.calibration.select import borrow_order, shipped_profile, step_model_for
 from simulator.errors import SimreplayError
+from simulator.io import check_input_file
 from simulator.perf.roofline import DEFAULT_EFFICIENCIES
 from simulator.scenario import ResolvedScenario, Scenario, resolve
 from simulator.trace.schema import INT32_MAX
@@ -84,10 +85,9 @@ def read_benchmark(path: Path) -> Benchmark:
         One line naming the file and the missing field or column, or the row at fault.
     """
     path = Path(path)
+    check_input_file(path, "a benchmark file")
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise SimreplayError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SimreplayError(f"{path}: cannot read: {exc}") from None
     stripped = text.lstrip()

@@ -43,6 +43,7 @@ from simulator.checks import format_number
 from simulator.engine.state import ROUTERS, SCHEDULERS
 from simulator.errors import SimreplayError
 from simulator.hardware import parse_gpus
+from simulator.io import check_input_file
 from simulator.metrics import parse_slo
 from simulator.models import get_model
 from simulator.scenario import Scenario
@@ -200,10 +201,9 @@ def from_toml(
     Trace paths in the file are relative to the file's folder.
     """
     path = Path(path)
+    check_input_file(path, "a sweep spec", label=f"--spec {path}")
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SimreplayError(f"--spec {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SimreplayError(f"--spec {path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator.errors import TraceError
-from simulator.io import read_parquet, unreadable_parquet
+from simulator.io import check_input_file, read_parquet, unreadable_parquet
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import ImportReport, normalize
 from simulator.trace.readers import (
@@ -139,10 +139,7 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
 
 
 def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise TraceError(f"{path}: no such file")
-    if path.is_dir():
-        raise TraceError(f"{path}: is a directory, not a trace file")
+    check_input_file(path, "a trace file", error=TraceError)
     if path.stat().st_size == 0:
         raise TraceError(f"{path.name}: file is empty")
 
