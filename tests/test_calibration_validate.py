@@ -297,3 +297,35 @@ def test_validate_refuses_a_named_pipe(named_pipe):
         f"error: {fifo}: is a named pipe (FIFO), not a benchmark file; save it to a regular "
         "file first"
     ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"start_times": [1e308, -1e308]}, "request 1: start time 1e+308 s is not a clock reading"),
+        ({"start_times": [10.0, 2e11]}, "request 2: start time 200000000000.0 s is not a clock"),
+        ({"latencies": [0.3, 1e308]}, "request 2: needs 0 <= TTFT <= E2E <= 1e+11 s"),
+    ],
+)
+def test_absurd_benchmark_times_are_one_line(tmp_path, fields, fragment):
+    """Found by a new-user pass: start times of +-1e308 were replayed (exit 0) after their
+    difference overflowed to inf."""
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(_vllm_result(**fields)))
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines
+
+
+def test_absurd_absolute_times_in_a_table_are_one_line_without_warnings(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,first_token_time_s,completion_time_s\n"
+        "1e308,5,3,-1e308,2\n0,5,3,1,2\n"
+    )
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines  # no RuntimeWarning lines
+    assert "b.csv: request 1: start time 1e+308 s is not a clock reading" in lines[0]

@@ -45,7 +45,7 @@ from simulator.errors import SimreplayError
 from simulator.io import check_input_file
 from simulator.perf.roofline import DEFAULT_EFFICIENCIES
 from simulator.scenario import ResolvedScenario, Scenario, resolve
-from simulator.trace.schema import INT32_MAX
+from simulator.trace.schema import INT32_MAX, MAX_ARRIVAL_S
 
 METRICS = ("ttft", "tpot", "e2e")
 STATS = ("mean", "p50", "p90", "p99")
@@ -261,13 +261,15 @@ def _from_rows(path: Path, rows: list[dict], word: str) -> Benchmark:
         first = _column(rows, ("first_token_time_s",), path, word, required=False)
         if first is None:
             raise SimreplayError(f"{path.name}: missing column ttft_s or first_token_time_s")
-        ttft = first - arrival
+        with np.errstate(over="ignore", invalid="ignore"):  # +-1e308: ``_finish`` says so
+            ttft = first - arrival
     e2e = _column(rows, ("e2e_s",), path, word, required=False)
     if e2e is None:
         done = _column(rows, ("completion_time_s",), path, word, required=False)
         if done is None:
             raise SimreplayError(f"{path.name}: missing column e2e_s or completion_time_s")
-        e2e = done - arrival
+        with np.errstate(over="ignore", invalid="ignore"):
+            e2e = done - arrival
     return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", [])
 
 
@@ -297,10 +299,23 @@ def _finish(
             f"{path.name}: request {bad_at + 1}: its start time must be a finite number of "
             f"seconds, got {float(arrival[bad_at])!r}"
         )
-    bad = ~(np.isfinite(ttft) & np.isfinite(e2e) & (ttft >= 0) & (e2e >= ttft))
+    # Clock readings (perf_counter, Unix time) are far inside +-MAX_ARRIVAL_S, and a replay
+    # spans at most that; +-1e308 overflowed the rebased times to inf.
+    with np.errstate(over="ignore"):
+        since_first_s = arrival - arrival.min()
+    absurd = (np.abs(arrival) > MAX_ARRIVAL_S) | (since_first_s > MAX_ARRIVAL_S)
+    if absurd.any():
+        bad_at = int(np.argmax(absurd))
+        raise SimreplayError(
+            f"{path.name}: request {bad_at + 1}: start time {float(arrival[bad_at])!r} s is "
+            f"not a clock reading: start times must be within {MAX_ARRIVAL_S:.0e} s (3,000 "
+            "years) of 0 and of each other (a corrupt time, or a unit other than seconds?)"
+        )
+    bad = ~((ttft >= 0) & (e2e >= ttft) & (e2e <= MAX_ARRIVAL_S))  # False for NaN
     if bad.any():
         raise SimreplayError(
-            f"{path.name}: request {int(np.argmax(bad)) + 1}: needs 0 <= TTFT <= E2E, got "
+            f"{path.name}: request {int(np.argmax(bad)) + 1}: needs 0 <= TTFT <= E2E <= "
+            f"{MAX_ARRIVAL_S:.0e} s, got "
             f"TTFT {float(ttft[bad][0])!r} s, E2E {float(e2e[bad][0])!r} s"
         )
     order = np.argsort(arrival, kind="stable")
