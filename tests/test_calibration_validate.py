@@ -329,3 +329,39 @@ def test_absurd_absolute_times_in_a_table_are_one_line_without_warnings(tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines  # no RuntimeWarning lines
     assert "b.csv: request 1: start time 1e+308 s is not a clock reading" in lines[0]
+
+
+def test_fit_refuses_a_benchmark_without_tpot(tmp_path):
+    """Found by a new-user pass: with every output 1 token long (no TPOT anywhere) --fit
+    wrote a profile, exit 0, of constants nothing had constrained."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        "0,500,1,0.1,0.1\n0.5,800,1,0.12,0.12\n1,300,1,0.05,0.05\n"
+    )
+    out = tmp_path / "mine.json"
+    result = _validate(path, "--fit", "-o", out)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "every request in b.csv (per-request table) has 1 output token" in lines[0]
+    assert "no TPOT" in lines[0] and "nothing was written" in lines[0]
+    assert not out.exists()
+
+
+def test_fit_keeps_the_host_overheads_within_what_a_profile_holds(tmp_path):
+    """The pattern search may walk past its grid: with a TPOT of minutes it would write host
+    overheads that ``load_profile`` refuses (at most 10 s per step, 1 s per sequence)."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        "0,500,3,0.1,400.1\n1000,800,1,0.12,0.12\n2000,300,3,0.05,400.05\n"
+    )
+    out = tmp_path / "mine.json"
+    result = _validate(path, "--fit", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert "note: --fit matches TPOT, which 1 requests with 1 output token do not have" in (
+        result.stderr
+    )
+    host = load_profile(out).host
+    assert host["host_overhead_s"] <= 10.0 and host["host_overhead_per_seq_s"] <= 1.0

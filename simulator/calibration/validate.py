@@ -22,7 +22,10 @@ with more than one output token, on both sides.
 sequence) by a deterministic search: a log-spaced 13 x 10 grid (0 and 0.05-10 ms; 0 and
 1-100 us per sequence), then a pattern search from each of the three best nodes (eight
 neighbours in log space, step halved when none improves), minimising the mean |log ratio|
-of each request's TPOT (requests are matched one to one). The two constants
+of each request's TPOT (requests are matched one to one; requests of one output token
+have no TPOT and are left out of the loss, and a benchmark with no other request is refused
+rather than fitted to nothing). The constants never exceed the ``host`` ranges a profile
+may hold (``profile.HOST_RANGES``). The two constants
 are told apart only by steps of different batch sizes: a benchmark at one steady load
 fixes their sum at that batch size, not each one.
 """
@@ -39,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.calibration.profile import Profile, load_profile
+from simulator.calibration.profile import HOST_RANGES, Profile, load_profile
 from simulator.calibration.select import borrow_order, shipped_profile, step_model_for
 from simulator.errors import SimreplayError
 from simulator.io import check_input_file
@@ -515,6 +518,18 @@ def fit_host_overhead(
     base : Profile or None
         The profile whose grids the search used (None: uncalibrated roofline).
     """
+    with_tpot = int((bench.output_tokens > 1).sum())
+    if not with_tpot:
+        raise SimreplayError(
+            f"--fit: every request in {bench.source} has 1 output token, so there is no "
+            "TPOT (decode-step time) to fit the host overheads to; nothing was written "
+            "(benchmark outputs of 2 or more tokens, e.g. vllm bench serve --random-output-len 128)"
+        )
+    if with_tpot < len(bench.output_tokens) and progress is not None:
+        progress(
+            f"note: --fit matches TPOT, which {len(bench.output_tokens) - with_tpot:,} "
+            f"requests with 1 output token do not have: fitted to the other {with_tpot:,}"
+        )
     base = _base_profile(resolved)
     _, _, rejected = _replay(bench, resolved)
     if rejected >= len(bench.arrival_time_s):
@@ -542,8 +557,14 @@ def fit_host_overhead(
     # other batches), hence several starts.
     eps = (2e-5, 2e-7)
 
+    # The search may walk past the grid; it stops at what a profile may hold.
+    highest = (HOST_RANGES["host_overhead_s"][1], HOST_RANGES["host_overhead_per_seq_s"][1])
+
     def point(uu: tuple[float, float]) -> tuple[float, float]:
-        return (max(math.exp(uu[0]) - eps[0], 0.0), max(math.exp(uu[1]) - eps[1], 0.0))
+        return (
+            min(max(math.exp(uu[0]) - eps[0], 0.0), highest[0]),
+            min(max(math.exp(uu[1]) - eps[1], 0.0), highest[1]),
+        )
 
     best_loss, best = math.inf, nodes[0][1]
     for start_idx, (_, start) in enumerate(nodes[:3]):

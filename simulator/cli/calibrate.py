@@ -333,7 +333,8 @@ def validate(
         bool,
         typer.Option(
             "--fit",
-            help="Also fit the host-overhead constants to this benchmark and write a profile (-o).",
+            help="Also fit the host-overhead constants to this benchmark's per-request TPOT "
+            "and write a profile (-o); refused when no request has 2 or more output tokens.",
         ),
     ] = False,
     out: Annotated[
