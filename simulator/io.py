@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,6 +34,48 @@ def _encodings(schema: pa.Schema) -> dict[str, list[str]]:
         if (pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)) and f.name != "request_id"
     ]
     return {"use_dictionary": text, "use_byte_stream_split": numeric}
+
+
+def output_file(
+    out: str,
+    option: str,
+    what: str = "a file name",
+    in_folder: Callable[[Path], Path] | None = None,
+) -> Path:
+    """Where the file option ``option`` (``-o``) writes, checked before any work is done.
+
+    ``out`` is the text given, not a ``Path``: ``Path`` turns ``""`` into the current folder
+    and drops a trailing slash. An empty name is an error (not the current folder); a name
+    ending in a slash must be an existing folder (it used to become a file of that name).
+    An existing folder gets ``in_folder(folder)`` when that is given, else is an error.
+    """
+    if not out.strip():
+        raise SimreplayError(f"{option}: give {what}, not an empty name")
+    path = Path(out)
+    if in_folder is not None and path.is_dir():
+        return in_folder(path)
+    if out.endswith(("/", os.sep)) and not path.is_dir():
+        raise SimreplayError(f"{out}: output folder does not exist")
+    return check_output_path(path)
+
+
+def output_folder(out: str, option: str) -> Path:
+    """The folder the option ``option`` (``--out``) writes into, checked before any work.
+
+    It may not exist yet (the command creates it) but its parent must; an empty name is an
+    error, not the current folder.
+    """
+    if not out.strip():
+        raise SimreplayError(f"{option}: give a folder, not an empty name")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise SimreplayError(f"{option} {out}: exists and is not a directory")
+    if not path.parent.is_dir():
+        raise SimreplayError(f"{option} {out}: parent directory {path.parent} is missing")
+    writable = path if path.exists() else path.parent
+    if not os.access(writable, os.W_OK):
+        raise SimreplayError(f"{option} {out}: {writable} is not writable")
+    return path
 
 
 def check_output_path(path: Path) -> Path:

@@ -365,3 +365,21 @@ def test_fit_keeps_the_host_overheads_within_what_a_profile_holds(tmp_path):
     )
     host = load_profile(out).host
     assert host["host_overhead_s"] <= 10.0 and host["host_overhead_per_seq_s"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("out", "fragment"),
+    [
+        ("", "-o: give a profile file, not an empty name"),
+        ("newdir/", "newdir/: output folder does not exist"),
+    ],
+)
+def test_fit_checks_an_empty_or_missing_folder_output(tmp_path, monkeypatch, out, fragment):
+    """``-o newdir/`` wrote a profile named newdir; ``-o ''`` said '.: is a directory'."""
+    path = tmp_path / "b.csv"
+    path.write_text("arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,3,0.1,0.2\n")
+    monkeypatch.chdir(tmp_path)
+    result = _validate(path, "--fit", "-o", out)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [f"error: {fragment}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv"]

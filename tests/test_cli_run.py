@@ -345,3 +345,11 @@ def test_running_out_of_memory_is_one_line(capsys):
     assert capsys.readouterr().err == (
         "error: not enough memory for this command (Unable to allocate 1.85 PiB)\n"
     )
+
+
+def test_an_empty_out_is_one_line_not_the_current_folder(small_trace, tmp_path, monkeypatch):
+    """``--out ''`` wrote requests.parquet, steps.parquet and summary.json into the current
+    folder."""
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(invoke("run", small_trace, "--out", ""), "--out: give a folder")
+    assert list(tmp_path.iterdir()) == []

@@ -291,3 +291,21 @@ def test_a_named_pipe_is_refused_like_a_folder(tmp_path, named_pipe):
         f"error: {fifo}: is a named pipe (FIFO), not a trace file; save it to a regular file first"
     )
     assert not (tmp_path / "t.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "fragment"),
+    [
+        ("", "-o: give an output parquet file, not an empty name"),
+        ("newdir/", "newdir/: output folder does not exist"),
+    ],
+)
+def test_import_checks_an_empty_or_missing_folder_output(tmp_path, monkeypatch, out, fragment):
+    """``-o newdir/`` wrote a file named newdir; ``-o ''`` said '.: is a directory'."""
+    source = tmp_path / "t.csv"
+    source.write_text("arrival_time_s,input_tokens,output_tokens\n0,5,3\n1,6,2\n")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["trace", "import", str(source), "-o", out])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [f"error: {fragment}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -24,22 +23,14 @@ def _progress(line: str) -> None:
 
 
 def _fit_target(out: str, gpu: str) -> Path:
-    """Where ``calibrate fit -o OUT`` writes, checked before the fit starts.
-
-    An existing folder gets ``<gpu>.json``; a name ending in a slash that is not an existing
-    folder is an error (it used to become a file of that name).
-    """
+    """Where ``calibrate fit -o OUT`` writes, checked before the fit starts: an existing
+    folder gets ``<gpu>.json`` (``io.output_file`` has the other rules)."""
     from simulator.calibration.select import profile_path
-    from simulator.io import check_output_path
+    from simulator.io import output_file
 
-    if not out.strip():
-        raise SimreplayError("-o: give a profile file or a folder, not an empty name")
-    path = Path(out)
-    if path.is_dir():
-        return profile_path(gpu, path)
-    if out.endswith(("/", os.sep)):
-        raise SimreplayError(f"{out}: output folder does not exist")
-    return check_output_path(path)
+    return output_file(
+        out, "-o", "a profile file or a folder", in_folder=lambda folder: profile_path(gpu, folder)
+    )
 
 
 @app.command("fit")
@@ -338,7 +329,7 @@ def validate(
         ),
     ] = False,
     out: Annotated[
-        Path | None, typer.Option("-o", "--out", help="Profile file --fit writes.")
+        str | None, typer.Option("-o", "--out", help="Profile file --fit writes.")
     ] = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -351,15 +342,16 @@ def validate(
         resolve_for_benchmark,
     )
     from simulator.calibration.validate import validate as run_validate
-    from simulator.io import check_output_path
+    from simulator.io import output_file
     from simulator.scenario import Scenario
 
     if fit_host and out is None:
         raise SimreplayError("--fit needs -o PROFILE.json to write the fitted profile to")
+    target = None
     if out is not None:
         if not fit_host:
             raise SimreplayError("-o is only used with --fit")
-        check_output_path(out)
+        target = output_file(out, "-o", "a profile file")
     data = read_benchmark(bench)
     for message in data.notes:
         err.print(f"note: {message}")
@@ -379,9 +371,9 @@ def validate(
     if fit_host:
         host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)
         profile = fitted_profile(resolved, base, host, fitted, report)
-        save_profile(profile, out)
-        err.print(f"wrote {out}")
-        payload["fit"] = {"host": host, "profile": str(out), "validation": fitted}
+        save_profile(profile, target)
+        err.print(f"wrote {target}")
+        payload["fit"] = {"host": host, "profile": str(target), "validation": fitted}
     if json_output:
         print_json(payload)
         return
@@ -391,7 +383,7 @@ def validate(
         host = payload["fit"]["host"]
         print(
             f"fitted host overhead: {host['host_overhead_s'] * 1e3:.3f} ms per step + "
-            f"{host['host_overhead_per_seq_s'] * 1e6:.2f} us per sequence -> {out}"
+            f"{host['host_overhead_per_seq_s'] * 1e6:.2f} us per sequence -> {target}"
         )
         _print_validation(payload["fit"]["validation"], "after fit")
 

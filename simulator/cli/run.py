@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +18,7 @@ from simulator.engine.state import (
     SCHEDULERS,
 )
 from simulator.errors import SimreplayError
+from simulator.io import output_folder
 from simulator.metrics import parse_slo
 from simulator.models import DEFAULT_MODEL
 from simulator.trace.importer import import_trace
@@ -117,7 +117,7 @@ def run(
         ),
     ] = None,
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--out", help="Write requests.parquet, steps.parquet and summary.json to this folder."
         ),
@@ -145,12 +145,7 @@ def run(
         from simulator.calibration.profile import load_profile
 
         load_profile(calibration)  # a bad profile fails before the trace is read
-    if out is not None and out.exists() and not out.is_dir():
-        raise SimreplayError(f"--out {out}: exists and is not a directory")
-    if out is not None and not out.parent.is_dir():
-        raise SimreplayError(f"--out {out}: parent directory {out.parent} is missing")
-    if out is not None and not os.access(out if out.exists() else out.parent, os.W_OK):
-        raise SimreplayError(f"--out {out}: {out if out.exists() else out.parent} is not writable")
+    out_dir = None if out is None else output_folder(out, "--out")
     scenario = Scenario(
         gpus=gpus,
         model=model,
@@ -193,14 +188,14 @@ def run(
         f"({table.num_rows / max(elapsed_s, 1e-9):,.0f} requests/s, including loading or "
         "compiling the numba kernels)",
     )
-    if out is not None:
-        result.write(out)
-        err.print(f"wrote {out}/requests.parquet, steps.parquet, summary.json")
+    if out_dir is not None:
+        result.write(out_dir)
+        err.print(f"wrote {out_dir}/requests.parquet, steps.parquet, summary.json")
         if with_report:
             from simulator.cli.report import announce
             from simulator.report import write_run_report
 
-            announce(write_run_report(out))
+            announce(write_run_report(out_dir))
     if json_output:
         print_json(result.summary)
     else:

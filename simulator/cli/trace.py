@@ -20,7 +20,7 @@ from simulator.cli.import_options import (
     reads_trace,
 )
 from simulator.errors import SimreplayError
-from simulator.io import check_output_path, write_parquet_atomic
+from simulator.io import output_file, write_parquet_atomic
 from simulator.trace.importer import import_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import ImportReport
@@ -54,7 +54,7 @@ SourceArg = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
 OutputOpt = Annotated[
-    Path, typer.Option("--output", "-o", help="Output parquet file.", show_default=False)
+    str, typer.Option("--output", "-o", help="Output parquet file.", show_default=False)
 ]
 
 
@@ -80,7 +80,7 @@ def import_(
     Formats: Azure, Mooncake, BurstGPT, Qwen/Bailian, vLLM bench results, length-only CSVs,
     and any CSV/JSONL/parquet with a column mapping.
     """
-    check_output_path(output)
+    output = output_file(output, "-o", "an output parquet file")
     table, report = _read(source, import_options)
     write_parquet_atomic(table, output)
     span_s = float(table.column("arrival_time_s")[-1].as_py())
@@ -249,7 +249,7 @@ def synth(
     """
     import pyarrow.compute as pc  # imported here: 0.1 s
 
-    check_output_path(output)
+    output = output_file(output, "-o", "an output parquet file")
     session_options = {
         "--num-sessions": num_sessions,
         "--turns": turns_spec,
@@ -370,7 +370,7 @@ def transform(
     import_options: ImportOptions,
 ) -> None:
     """Make a what-if variant: rescale the rate, slice a window, sample, cap lengths, combine."""
-    check_output_path(output)
+    output = output_file(output, "-o", "an output parquet file")
     if combine not in ("concat", "merge"):
         raise SimreplayError(f"--combine must be concat or merge, got {combine!r}")
     tables = [_read(source, import_options)[0] for source in sources]
