@@ -353,3 +353,11 @@ def test_an_empty_out_is_one_line_not_the_current_folder(small_trace, tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert_one_line_error(invoke("run", small_trace, "--out", ""), "--out: give a folder")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_with_a_text_format_on_a_parquet_trace_says_it_is_parquet(small_trace):
+    """``run trace.parquet --format azure`` printed the file's raw bytes as its columns."""
+    assert_one_line_error(
+        invoke("run", small_trace, "--format", "azure"),
+        "small.parquet: a parquet file, not the CSV text --format azure reads",
+    )

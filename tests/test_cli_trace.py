@@ -309,3 +309,21 @@ def test_import_checks_an_empty_or_missing_folder_output(tmp_path, monkeypatch, 
     assert result.exit_code == 1, result.stdout
     assert result.stderr.strip().splitlines() == [f"error: {fragment}"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+@pytest.mark.parametrize("fmt", ["azure", "burstgpt", "qwen", "mooncake", "vllm-bench", "lengths"])
+def test_a_text_format_forced_on_a_parquet_file_says_so(tmp_path, fmt):
+    """``--format azure`` on a parquet file listed its raw bytes as the header's columns."""
+    source = tmp_path / "t.csv"
+    source.write_text("arrival_time_s,input_tokens,output_tokens\n0,5,3\n1,6,2\n")
+    trace = tmp_path / "t.parquet"
+    assert runner.invoke(app, ["trace", "import", str(source), "-o", str(trace)]).exit_code == 0
+    result = runner.invoke(
+        app,
+        ["trace", "import", str(trace), "--format", fmt, "--rate", "1", "-o", str(trace) + "2"],
+    )
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: t.parquet: a parquet file, not the ")
+    assert f"text --format {fmt} reads; leave --format out" in lines[0], lines
+    assert "PAR1" not in lines[0]

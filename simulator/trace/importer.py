@@ -43,6 +43,16 @@ READERS = {
 }
 FORMATS = ("simreplay", *READERS)
 
+#: Formats read from text (CSV, JSON lines or JSON) only; the others read parquet too.
+_TEXT_FORMATS = {
+    "azure": "CSV",
+    "mooncake": "JSON lines",
+    "burstgpt": "CSV",
+    "qwen": "CSV or JSON lines",
+    "vllm-bench": "JSON",
+    "lengths": "CSV",
+}
+
 #: Auto-detection tries these in order; each module's ``sniff`` looks at the file's head.
 _SNIFF_ORDER = (azure, burstgpt, qwen, mooncake, vllm_bench, lengths)
 
@@ -82,6 +92,12 @@ def import_trace(
         return table, ImportReport(table.num_rows, table.num_rows, ())
     if name not in READERS:
         raise TraceError(f"unknown format {name!r}; known: {', '.join(FORMATS)}")
+    if name in _TEXT_FORMATS and _is_parquet(path):
+        raise TraceError(
+            f"{path.name}: a parquet file, not the {_TEXT_FORMATS[name]} text --format {name} "
+            "reads; leave --format out to detect the file's format, or map its columns with "
+            "--format parquet --time-col ... --input-col ... --output-col ..."
+        )
     try:
         raw = READERS[name].read(path, options)
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream, read part way
@@ -100,12 +116,15 @@ def read_canonical(path: Path) -> pa.Table:
     return validate_trace(table, Path(path).name)
 
 
+def _is_parquet(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == PARQUET_MAGIC
+
+
 def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     """Name of the reader for ``path``, judged from its content (not its extension)."""
     options = options or ImportOptions()
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if magic == PARQUET_MAGIC:
+    if _is_parquet(path):
         schema = _parquet_schema(path)
         if TraceMetadata.from_arrow(schema.metadata) is not None:
             return "simreplay"
