@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from simulator.errors import TraceError
@@ -345,3 +347,26 @@ def test_timestamps_to_seconds_matches_exact_integer_arithmetic():
             want = [math.nan if v is None else (v - origin) / 1e9 for v in ints]
             np.testing.assert_array_equal(seconds, np.array(want, dtype=np.float64))
             assert start == str(np.datetime64(origin, "ns"))
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([5.0, 1.5], r"g\.parquet: row 2: column input_tokens: .*got a non-integer number "),
+        ([5.0, float("inf")], r"row 2: column input_tokens: .*got an infinite number or one "),
+        ([5.0, 1e20], r"row 2: column input_tokens: .*got an infinite number or one beyond"),
+        ([5.0, None], r"row 2: column input_tokens: .*got an empty or NaN value"),
+    ],
+)
+def test_non_integer_token_counts_in_a_parquet_trace_are_named(tmp_path, values, expected):
+    """A 1.5 token count in a parquet file was reported as 'an empty or NaN value'."""
+    table = pa.table(
+        {
+            "arrival_time_s": [0.0, 1.0],
+            "input_tokens": pa.array(values, pa.float64()),
+            "output_tokens": [3, 3],
+        }
+    )
+    pq.write_table(table, tmp_path / "g.parquet")
+    with pytest.raises(TraceError, match=expected):
+        import_trace(tmp_path / "g.parquet")

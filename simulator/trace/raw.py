@@ -24,6 +24,17 @@ from simulator.trace.schema import (
 
 #: Stands for a missing (empty, null, NaN) integer cell in ``RawTrace`` token columns.
 MISSING_INT = int(np.iinfo(np.int64).min)
+#: Stands for a number with a fraction (1.5) in a token column: not a token count.
+FRACTION_INT = MISSING_INT + 1
+#: Stands for an infinite number, or one beyond int64, in a token column.
+HUGE_INT = MISSING_INT + 2
+
+#: How ``normalize`` names each stand-in when it reports a bad cell.
+_STAND_INS = {
+    MISSING_INT: "an empty or NaN value",
+    FRACTION_INT: "a non-integer number",
+    HUGE_INT: "an infinite number or one beyond int64",
+}
 
 
 @dataclass
@@ -169,8 +180,10 @@ def normalize(
         if not skip_invalid:
             row = int(np.argmax(bad))
             value = getattr(raw, name)[row]
-            missing = name == "arrival_time_s" or int(value) == MISSING_INT
-            shown = "an empty or NaN value" if missing else repr(int(value))
+            if name == "arrival_time_s":
+                shown = "an empty or NaN value"
+            else:
+                shown = _STAND_INS.get(int(value), repr(int(value)))
             raise TraceError(
                 f"{raw.source_file}: {raw.where(row)}: column {raw.column_label(name)}: expected "
                 f"{expected}, got {shown} ({num_bad} rows like this; --skip-invalid drops them)"

@@ -21,7 +21,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from simulator.errors import TraceError
-from simulator.trace.raw import MISSING_INT
+from simulator.trace.raw import FRACTION_INT, HUGE_INT, MISSING_INT
 
 BLOCK_SIZE_BYTES = 4 << 20
 
@@ -323,10 +323,11 @@ def _describe_json(arrow_type: pa.DataType) -> str:
 
 
 def int_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """int64 numpy copy of integer or float values; null, NaN and fractions -> MISSING_INT.
+    """int64 numpy copy of integer or float values; null and NaN -> MISSING_INT, fractions
+    -> FRACTION_INT, infinite or beyond +-2**62 -> HUGE_INT.
 
-    Fractional values are not token counts; they become MISSING_INT so that ``normalize``
-    reports them (JSON readers parse numbers as float when a file mixes 3 and 3.5).
+    None of these is a token count; the stand-ins let ``normalize`` report each for what it
+    is (JSON readers parse numbers as float when a file mixes 3 and 3.5).
     Converts chunk by chunk into one preallocated array: one copy, no temporaries.
     """
     out = np.empty(len(array), dtype=np.int64)
@@ -340,8 +341,13 @@ def int_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
             part[:] = chunk.to_numpy()
             continue
         values = chunk.cast(pa.float64()).fill_null(np.nan).to_numpy()
-        whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2.0**62)
+        with np.errstate(invalid="ignore"):
+            huge = ~(np.abs(values) < 2.0**62) & ~np.isnan(values)
+            fraction = ~huge & (values != np.round(values)) & ~np.isnan(values)
+        whole = ~(huge | fraction | np.isnan(values))
         part[:] = MISSING_INT
+        part[huge] = HUGE_INT
+        part[fraction] = FRACTION_INT
         part[whole] = values[whole].astype(np.int64)
     return out
 
