@@ -361,3 +361,14 @@ def test_run_with_a_text_format_on_a_parquet_trace_says_it_is_parquet(small_trac
         invoke("run", small_trace, "--format", "azure"),
         "small.parquet: a parquet file, not the CSV text --format azure reads",
     )
+
+
+def test_an_empty_trace_is_one_line_whatever_its_format(small_trace, tmp_path):
+    """A zero-row canonical parquet trace ran, exit 0, while a header-only CSV was an error."""
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pq.read_table(small_trace).slice(0, 0), empty)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("arrival_time_s,input_tokens,output_tokens\n")
+    assert_one_line_error(invoke("run", empty), "empty.parquet: no requests in the file")
+    assert_one_line_error(invoke("run", header_only), "header.csv: no requests in the file")
+    assert_one_line_error(invoke("trace", "info", empty), "empty.parquet: no requests")

@@ -111,9 +111,14 @@ def load_trace(path: Path | str, options: ImportOptions | None = None) -> pa.Tab
 
 
 def read_canonical(path: Path) -> pa.Table:
-    """Read and validate a canonical trace parquet file written by simreplay."""
-    table = read_parquet(path)
-    return validate_trace(table, Path(path).name)
+    """Read and validate a canonical trace parquet file written by simreplay.
+
+    A file without rows is an error, as a CSV with only a header is (``raw.normalize``).
+    """
+    table = validate_trace(read_parquet(path), Path(path).name)
+    if table.num_rows == 0:
+        raise TraceError(f"{Path(path).name}: no requests in the file (a trace with no rows)")
+    return table
 
 
 def _is_parquet(path: Path) -> bool:
