@@ -237,7 +237,9 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     num_gpus, gpu = parse_gpus(scenario.gpus)
     model = get_model(scenario.model)
     default_tokens, default_seqs = default_batch_knobs(gpu)
-    max_num_seqs = _positive_int(scenario.max_num_seqs, default_seqs, "--max-num-seqs")
+    max_num_seqs = _positive_int(
+        scenario.max_num_seqs, default_seqs, "--max-num-seqs", most=MAX_NUM_SEQS
+    )
     max_batched = _positive_int(
         scenario.max_num_batched_tokens, default_tokens, "--max-num-batched-tokens"
     )
@@ -331,10 +333,20 @@ def _step_model(
     return step_model, copy.deepcopy(description)
 
 
-def _positive_int(value: int | None, default: int, option: str) -> int:
+#: Most running requests per replica: the engine's per-replica arrays are this long, and
+#: vLLM's defaults are 256-1,024 (10**15 asked numpy for 7 PiB).
+MAX_NUM_SEQS = 1 << 20
+
+
+def _positive_int(value: int | None, default: int, option: str, most: int | None = None) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         shown = format_number(value) if isinstance(value, float) and math.isfinite(value) else value
         raise SimreplayError(f"{option} must be an integer >= 1, got {shown!r}")
+    if most is not None and value > most:
+        raise SimreplayError(
+            f"{option} must be at most {most:,} (running requests per replica; vLLM's defaults "
+            f"are 256-1,024), got {value:,}"
+        )
     return value

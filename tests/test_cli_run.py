@@ -323,6 +323,10 @@ def test_json_is_valid_when_no_gemm_is_ever_compute_bound(small_trace, tmp_path)
     ("args", "fragment"),
     [
         (["--gpus", "10000000000000xA100"], "GPU count must be at most 100,000"),
+        (
+            ["--max-num-seqs", str(10**15)],
+            "--max-num-seqs must be at most 1,048,576 (running requests per replica",
+        ),
     ],
 )
 def test_absurd_sizes_are_one_line_not_a_memory_error(small_trace, args, fragment):
