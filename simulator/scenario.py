@@ -206,47 +206,24 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         does not divide the GPUs or the model's heads, weights that do not fit, or a knob
         out of range.
     """
-    if scenario.scheduler not in SCHEDULERS:
-        raise SimreplayError(
-            f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scenario.scheduler!r}"
-        )
-    if scenario.router not in ROUTERS:
-        raise SimreplayError(
-            f"--router must be one of {', '.join(ROUTERS)}, got {scenario.router!r}"
-        )
-    if not isinstance(scenario.enable_prefix_caching, bool):
-        raise SimreplayError(
-            f"enable_prefix_caching must be true or false, got {scenario.enable_prefix_caching!r}"
-        )
-    if not isinstance(scenario.closed_loop, bool):
-        raise SimreplayError(f"closed_loop must be true or false, got {scenario.closed_loop!r}")
-    if scenario.router == "prefix-aware" and not scenario.enable_prefix_caching:
-        raise SimreplayError(
-            "--router prefix-aware routes by cached prefixes: add --enable-prefix-caching"
-        )
-    if scenario.enable_prefix_caching and scenario.scheduler == "vllm-v0":
-        raise SimreplayError(
-            "--enable-prefix-caching is modelled for the vllm and sarathi schedulers "
-            "(vLLM's V1 cache manager), not vllm-v0"
-        )
-    cap = scenario.prefix_load_cap
-    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
-        raise SimreplayError(f"--prefix-load-cap must be an integer >= 0, got {cap!r}")
-    if isinstance(scenario.seed, bool) or not isinstance(scenario.seed, int) or scenario.seed < 0:
-        raise SimreplayError(f"--seed must be an integer >= 0, got {scenario.seed!r}")
+    check_knobs(scenario)
     num_gpus, gpu = parse_gpus(scenario.gpus)
     model = get_model(scenario.model)
     default_tokens, default_seqs = default_batch_knobs(gpu)
-    max_num_seqs = _positive_int(
-        scenario.max_num_seqs, default_seqs, "--max-num-seqs", most=MAX_NUM_SEQS
+    max_num_seqs = default_seqs if scenario.max_num_seqs is None else scenario.max_num_seqs
+    max_batched = (
+        default_tokens
+        if scenario.max_num_batched_tokens is None
+        else scenario.max_num_batched_tokens
     )
-    max_batched = _positive_int(
-        scenario.max_num_batched_tokens, default_tokens, "--max-num-batched-tokens"
-    )
-    chunk_size = _positive_int(scenario.chunk_size, DEFAULT_SARATHI_CHUNK, "--chunk-size")
-    block_size = _positive_int(scenario.block_size, 16, "--block-size")
-    if scenario.max_model_len is not None:
-        _positive_int(scenario.max_model_len, 0, "--max-model-len")
+    chunk_size = scenario.chunk_size
+    block_size = scenario.block_size
+    if scenario.max_model_len is not None and scenario.max_model_len > model.max_context_tokens:
+        raise SimreplayError(
+            f"--max-model-len {scenario.max_model_len:,} is above {model.name}'s context of "
+            f"{model.max_context_tokens:,} tokens (vLLM refuses to start with it unless "
+            "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, and the model was not trained for it)"
+        )
     notes: list[str] = []
     knobs = {
         "gpu_memory_utilization": scenario.gpu_memory_utilization,
@@ -336,17 +313,93 @@ def _step_model(
 #: Most running requests per replica: the engine's per-replica arrays are this long, and
 #: vLLM's defaults are 256-1,024 (10**15 asked numpy for 7 PiB).
 MAX_NUM_SEQS = 1 << 20
+#: Most tokens a token knob may name (--max-num-batched-tokens, --chunk-size,
+#: --max-model-len): a trace's token counts are 32-bit, and so are vLLM's.
+MAX_TOKENS = 2**31 - 1
+#: Most tokens per KV block (vLLM's CUDA kernels take 8 to 256; the engine keeps a column
+#: per residue, so a block size is bounded there too).
+MAX_BLOCK_SIZE = 1 << 16
+#: Seeds are stored as int64 (a sweep's store, ``summary.json`` readers).
+MAX_SEED = 2**63 - 1
 
 
-def _positive_int(value: int | None, default: int, option: str, most: int | None = None) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        shown = format_number(value) if isinstance(value, float) and math.isfinite(value) else value
-        raise SimreplayError(f"{option} must be an integer >= 1, got {shown!r}")
-    if most is not None and value > most:
+def check_knobs(scenario: Scenario) -> None:
+    """Check every knob's type and range, and their combinations, without the catalogs.
+
+    These are values no deployment has (a typo, a negative count), unlike what ``resolve``
+    finds infeasible for a GPU and model (weights that do not fit, a TP that does not divide
+    the GPUs): a sweep refuses the first before it starts and records the second as a row.
+
+    Raises
+    ------
+    SimreplayError
+        One line naming the option and the range it takes.
+    """
+    if scenario.scheduler not in SCHEDULERS:
         raise SimreplayError(
-            f"{option} must be at most {most:,} (running requests per replica; vLLM's defaults "
-            f"are 256-1,024), got {value:,}"
+            f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scenario.scheduler!r}"
         )
-    return value
+    if scenario.router not in ROUTERS:
+        raise SimreplayError(
+            f"--router must be one of {', '.join(ROUTERS)}, got {scenario.router!r}"
+        )
+    if not isinstance(scenario.enable_prefix_caching, bool):
+        raise SimreplayError(
+            f"enable_prefix_caching must be true or false, got {scenario.enable_prefix_caching!r}"
+        )
+    if not isinstance(scenario.closed_loop, bool):
+        raise SimreplayError(f"closed_loop must be true or false, got {scenario.closed_loop!r}")
+    if scenario.router == "prefix-aware" and not scenario.enable_prefix_caching:
+        raise SimreplayError(
+            "--router prefix-aware routes by cached prefixes: add --enable-prefix-caching"
+        )
+    if scenario.enable_prefix_caching and scenario.scheduler == "vllm-v0":
+        raise SimreplayError(
+            "--enable-prefix-caching is modelled for the vllm and sarathi schedulers "
+            "(vLLM's V1 cache manager), not vllm-v0"
+        )
+    _int_knob(scenario.prefix_load_cap, "--prefix-load-cap", 0, MAX_NUM_SEQS, "requests")
+    _int_knob(scenario.seed, "--seed", 0, MAX_SEED)
+    if scenario.tp is not None:
+        _int_knob(scenario.tp, "--tp", 1, MAX_NUM_SEQS, "GPUs per replica")
+    _int_knob(scenario.pp, "--pp", 1, MAX_NUM_SEQS, "pipeline stages")
+    if scenario.max_num_seqs is not None:
+        _int_knob(
+            scenario.max_num_seqs,
+            "--max-num-seqs",
+            1,
+            MAX_NUM_SEQS,
+            "running requests per replica; vLLM's defaults are 256-1,024",
+        )
+    if scenario.max_num_batched_tokens is not None:
+        _int_knob(scenario.max_num_batched_tokens, "--max-num-batched-tokens", 1, MAX_TOKENS)
+    _int_knob(scenario.chunk_size, "--chunk-size", 1, MAX_TOKENS)
+    _int_knob(scenario.block_size, "--block-size", 1, MAX_BLOCK_SIZE)
+    if scenario.max_model_len is not None:
+        _int_knob(scenario.max_model_len, "--max-model-len", 1, MAX_TOKENS)
+    utilization = scenario.gpu_memory_utilization
+    if (
+        isinstance(utilization, bool)
+        or not isinstance(utilization, int | float)
+        or not 0.0 < utilization <= 1.0  # also false for NaN
+    ):
+        raise SimreplayError(
+            f"--gpu-memory-utilization must be a number > 0 and <= 1, got {utilization!r}"
+        )
+    if scenario.calibration is not None and not isinstance(scenario.calibration, str | Path):
+        raise SimreplayError(f"--calibration must be a file path, got {scenario.calibration!r}")
+
+
+def _int_knob(value: object, option: str, low: int, high: int, what: str = "") -> None:
+    """One line naming ``option`` unless ``value`` is an integer in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if isinstance(value, float) and math.isfinite(value):
+            shown = format_number(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            shown = f"{value:,}"
+        else:
+            shown = repr(value)
+        hint = f" ({what})" if what else ""
+        raise SimreplayError(
+            f"{option} must be an integer from {low:,} to {high:,}{hint}, got {shown}"
+        )

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from simulator.cli import app
+from simulator.errors import SimreplayError
 from simulator.io import write_parquet_atomic
 from simulator.trace.arrivals import arrival_process
 from simulator.trace.synth import parse_length_distribution, synthesize
@@ -325,13 +326,59 @@ def test_json_is_valid_when_no_gemm_is_ever_compute_bound(small_trace, tmp_path)
         (["--gpus", "10000000000000xA100"], "GPU count must be at most 100,000"),
         (
             ["--max-num-seqs", str(10**15)],
-            "--max-num-seqs must be at most 1,048,576 (running requests per replica",
+            "--max-num-seqs must be an integer from 1 to 1,048,576 (running requests per replica",
         ),
     ],
 )
 def test_absurd_sizes_are_one_line_not_a_memory_error(small_trace, args, fragment):
     """Found by fuzzing: 10^13 GPUs asked numpy for 1.85 PiB and died with a traceback."""
     assert_one_line_error(invoke("run", small_trace, *args), fragment)
+
+
+BEYOND_INT64 = str(2**63)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--max-model-len", BEYOND_INT64], "--max-model-len must be an integer from 1 to"),
+        (
+            ["--scheduler", "sarathi", "--chunk-size", BEYOND_INT64],
+            "--chunk-size must be an integer from 1 to 2,147,483,647",
+        ),
+        (["--prefix-load-cap", BEYOND_INT64], "--prefix-load-cap must be an integer from 0"),
+        (["--max-num-batched-tokens", BEYOND_INT64], "--max-num-batched-tokens must be"),
+        (["--seed", str(10**20)], "--seed must be an integer from 0 to 9,223,372,036,854,775,807"),
+        (["--block-size", str(10**6)], "--block-size must be an integer from 1 to 65,536"),
+        (["--max-model-len", "300000"], "above llama-3.1-8b's context of 131,072 tokens"),
+    ],
+)
+def test_knobs_beyond_their_range_are_one_line(small_trace, args, fragment):
+    """Found by a new-user pass: integers past int64 were an OverflowError traceback where
+    the engine's knob array is filled, a seed past int64 was accepted (and broke a sweep's
+    store), and a --max-model-len above the model's context served longer requests than
+    vLLM would start with."""
+    assert_one_line_error(invoke("run", small_trace, "--gpus", "1xH100", *args), fragment)
+
+
+def test_check_knobs_takes_the_edges_of_each_range():
+    from simulator.scenario import MAX_SEED, MAX_TOKENS, Scenario, check_knobs
+
+    check_knobs(Scenario(seed=MAX_SEED, max_model_len=MAX_TOKENS, max_num_batched_tokens=1))
+    check_knobs(Scenario(gpu_memory_utilization=1.0, prefix_load_cap=0, block_size=1))
+    for bad in (
+        {"seed": MAX_SEED + 1},
+        {"max_model_len": MAX_TOKENS + 1},
+        {"max_num_batched_tokens": 0},
+        {"gpu_memory_utilization": 0.0},
+        {"gpu_memory_utilization": float("nan")},
+        {"gpu_memory_utilization": True},
+        {"tp": 0},
+        {"pp": 1.0},
+        {"calibration": 5},
+    ):
+        with pytest.raises(SimreplayError):
+            check_knobs(Scenario(**bad))
 
 
 def test_running_out_of_memory_is_one_line(capsys):
