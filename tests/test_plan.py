@@ -238,6 +238,17 @@ def test_plan_max_rate_command(trace_file):
         (["--seeds", "10000000000000"], "--seeds must be an integer from 1 to 1,000"),
         (["--max-gpus", "10000000000000"], "--max-gpus must be an integer from 1 to 100,000"),
         (["--scheduler", "fifo"], "--scheduler"),
+        # Found by a new-user pass: each was answered (exit 0) or silently resolved.
+        (["--find", "max-rate", "--gpus", "2xA100", "--tp", "3"], "--gpus 2xA100: --tp 3"),
+        (["--gpu-types", "A100", "--tp", "3", "--max-gpus", "6"], "no GPU type and --tp"),
+        (["--gpu-types", "A100", "--tp", "2", "--max-gpus", "1"], "no fleet to simulate"),
+        (["--find", "max-rate", "--gpus", "2xA100", "--rate-scale", "5"], "--rate-scale is for"),
+        (["--find", "max-rate", "--gpus", "2xA100", "--gpu-types", "H100"], "--gpu-types is"),
+        (["--find", "max-rate", "--gpus", "2xA100", "--max-gpus", "1"], "--max-gpus is for"),
+        (["--gpu-types", "A100,a100"], "are the same GPU (A100-80GB-SXM)"),
+        (["--gpu-types", "A100,FOO"], "--gpu-types: unknown GPU 'FOO'"),
+        (["--price", "H100=1", "--price", "h100=5"], "H100-SXM is priced twice"),
+        (["--max-num-seqs", "0"], "--max-num-seqs must be an integer from 1"),
     ],
 )
 def test_plan_bad_input_is_one_line(trace_file, args, fragment):
@@ -245,6 +256,20 @@ def test_plan_bad_input_is_one_line(trace_file, args, fragment):
     assert result.exit_code == 1, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+
+
+def test_plan_notes_what_the_import_dropped(tmp_path):
+    """Like run, plan says which trace rows it dropped (it said nothing)."""
+    path = tmp_path / "burst.csv"
+    path.write_text(
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+        "0,ChatGPT,100,20,120,Conversation log\n"
+        "1.5,GPT-4,200,0,200,Conversation log\n"
+        "3,ChatGPT,50,10,60,API log\n"
+    )
+    result = invoke("plan", path, "--slo", SLO, "--gpu-types", "A100", "--max-gpus", 1)
+    assert result.exit_code == 0, result.stderr
+    assert "note: dropped 1 rows with 0 Response tokens" in result.stderr
 
 
 def test_seeds_report_a_spread_and_every_seed_must_meet(trace):

@@ -9,21 +9,24 @@ from typing import Annotated, Any
 
 import typer
 
-from simulator.cli.common import domain_errors, err, print_json, print_table
+from simulator.cli.common import domain_errors, err, note, print_json, print_table
 from simulator.cli.sweep import with_knob_options
 from simulator.errors import SimreplayError
 from simulator.hardware import get_gpu
 from simulator.metrics import parse_slo
+from simulator.scenario import Scenario, check_knobs
 from simulator.sweep.plan import DEFAULT_TPS, PlanResult, Simulator, describe
 from simulator.sweep.spec import check_names, cli_name, coerce, knob_defaults, split_list
 
 FINDS = ("cheapest", "max-rate")
 DEFAULT_GPU_TYPES = "A100,H100,H200,L40S"
+DEFAULT_MAX_GPUS = 64
 
 
 def parse_prices(items: list[str]) -> dict[str, float]:
     """``["H100=2.5", "A100=1.2"]`` -> canonical GPU name -> $/GPU-hour."""
     prices: dict[str, float] = {}
+    given: dict[str, str] = {}
     for item in items:
         for part in split_list(item, "--price"):
             name, sep, value = part.partition("=")
@@ -35,8 +38,38 @@ def parse_prices(items: list[str]) -> dict[str, float]:
                 raise SimreplayError(f"--price {part!r}: {value!r} is not a number") from None
             if not (math.isfinite(usd) and usd > 0):
                 raise SimreplayError(f"--price {part!r}: price must be > 0")
-            prices[get_gpu(name).name] = usd
+            canonical = _gpu_type(name, "--price")
+            if canonical in prices:
+                raise SimreplayError(
+                    f"--price: {canonical} is priced twice (as {given[canonical]!r} and "
+                    f"{name!r}); give each GPU once"
+                )
+            prices[canonical] = usd
+            given[canonical] = name
     return prices
+
+
+def _gpu_type(name: str, option: str) -> str:
+    """The catalog name of GPU type ``name``, or one line naming ``option``."""
+    try:
+        return get_gpu(name).name
+    except SimreplayError as exc:
+        raise SimreplayError(f"{option}: {exc}") from None
+
+
+def parse_gpu_types(text: str) -> list[str]:
+    """``A100,H100`` -> the names as given, each a known GPU, no GPU named twice."""
+    names = split_list(text, "--gpu-types")
+    seen: dict[str, str] = {}
+    for name in names:
+        canonical = _gpu_type(name, "--gpu-types")
+        if canonical in seen:
+            raise SimreplayError(
+                f"--gpu-types: {seen[canonical]!r} and {name!r} are the same GPU "
+                f"({canonical}); give each type once"
+            )
+        seen[canonical] = name
+    return names
 
 
 @domain_errors
@@ -59,9 +92,22 @@ def plan(
         str, typer.Option("--find", help="cheapest (fleet) or max-rate (of --gpus).")
     ] = "cheapest",
     gpu_types: Annotated[
-        str, typer.Option("--gpu-types", help="GPU types to consider, comma list.")
-    ] = DEFAULT_GPU_TYPES,
-    max_gpus: Annotated[int, typer.Option("--max-gpus", help="Largest fleet considered.")] = 64,
+        str | None,
+        typer.Option(
+            "--gpu-types",
+            help="GPU types to consider, comma list (--find cheapest; default "
+            f"{DEFAULT_GPU_TYPES}).",
+            show_default=False,
+        ),
+    ] = None,
+    max_gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--max-gpus",
+            help=f"Largest fleet considered (--find cheapest; default {DEFAULT_MAX_GPUS}).",
+            show_default=False,
+        ),
+    ] = None,
     tp: Annotated[
         str | None,
         typer.Option(
@@ -74,8 +120,13 @@ def plan(
         str | None, typer.Option("--gpus", help="The fleet for --find max-rate, e.g. 8xH100.")
     ] = None,
     rate_scale: Annotated[
-        float, typer.Option("--rate-scale", help="Arrival-rate factor for --find cheapest.")
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            "--rate-scale",
+            help="Arrival-rate factor for --find cheapest (default 1).",
+            show_default=False,
+        ),
+    ] = None,
     tolerance: Annotated[
         float, typer.Option("--tolerance", help="Relative bracket width for --find max-rate.")
     ] = 0.02,
@@ -103,7 +154,7 @@ def plan(
     fixed fleet (--gpus) sustains.
     """
     from simulator.sweep.plan import find_max_rate, plan_cheapest
-    from simulator.trace.importer import load_trace
+    from simulator.trace.importer import import_trace
 
     if find not in FINDS:
         raise SimreplayError(f"--find must be one of {', '.join(FINDS)}, got {find!r}")
@@ -116,29 +167,56 @@ def plan(
             raise SimreplayError("--find max-rate needs the fleet: --gpus NxNAME")
         if tps is not None and len(tps) != 1:
             raise SimreplayError("--find max-rate takes one --tp degree")
+        given = {"--gpu-types": gpu_types, "--max-gpus": max_gpus, "--rate-scale": rate_scale}
+        for option, value in given.items():
+            if value is not None:
+                raise SimreplayError(
+                    f"{option} is for --find cheapest; --find max-rate searches the rate "
+                    "scale of the fleet --gpus"
+                )
     elif gpus is not None:
         raise SimreplayError("--gpus is the fleet of --find max-rate; use --gpu-types here")
     if tps is not None and any(t is None for t in tps):
         raise SimreplayError("--tp: give whole numbers (auto is only for max-rate's default)")
-    fleets = (
-        [gpus] if find == "max-rate" else [f"1x{t}" for t in split_list(gpu_types, "--gpu-types")]
-    )
+    types = parse_gpu_types(DEFAULT_GPU_TYPES if gpu_types is None else gpu_types)
+    max_gpus = DEFAULT_MAX_GPUS if max_gpus is None else max_gpus
+    rate_scale = 1.0 if rate_scale is None else rate_scale
+    fleets = [gpus] if find == "max-rate" else [f"1x{t}" for t in types]
     base = {**knob_defaults(), **values, "rate_scale": rate_scale, "trace": str(trace)}
     check_names([{**base, "gpus": fleet} for fleet in fleets])
-    sim = Simulator(load_trace(trace), bounds, values, seeds=seeds, prices=prices)
+    for degree in tps or [None]:
+        check_knobs(Scenario(**values, tp=degree))
+    table, report = import_trace(trace)
+    for message in report.notes:
+        note(message)
+    sim = Simulator(table, bounds, values, seeds=seeds, prices=prices)
     if find == "max-rate":
         result = find_max_rate(sim, gpus, tp=tps[0] if tps else None, tolerance=tolerance)
     else:
         result = plan_cheapest(
             sim,
-            split_list(gpu_types, "--gpu-types"),
+            types,
             max_gpus=max_gpus,
             tps=tps or DEFAULT_TPS,
             rate_scale=rate_scale,
             workers=workers,
         )
+    if result.answer is None and result.scenarios_simulated == 0:
+        # Nothing could be simulated: the fleet, or every GPU type and TP asked for, fails
+        # to resolve (a TP that does not split the model, weights that do not fit).
+        if find == "max-rate":
+            raise SimreplayError(f"--gpus {gpus}: {result.reason}")
+        if not result.skipped:
+            smallest = min(tps or DEFAULT_TPS)
+            raise SimreplayError(
+                f"--max-gpus {max_gpus}: no fleet to simulate (the smallest --tp tried, "
+                f"{smallest}, needs {smallest} GPUs a replica)"
+            )
+        raise SimreplayError(
+            f"no GPU type and --tp asked for can run the model: {result.skipped[0]}"
+        )
     for line in result.skipped:
-        err.print(f"note: skipped {line}")
+        note(f"skipped {line}")
     err.print(f"simulated {result.scenarios_simulated} scenarios")
     payload = _payload(result, sim)
     if json_output:
