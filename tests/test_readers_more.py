@@ -153,23 +153,25 @@ def test_burstgpt_drops_failed_rows_and_says_how_many(tmp_path):
     assert "session_id" not in table.column_names and "turn" not in table.column_names
     assert report.num_source_rows == 4 and report.num_rows == 2
     assert (
-        "dropped 2 rows with 0 Response tokens (failed requests; --keep-failed keeps them)"
-        in report.notes
+        "dropped 2 rows with 0 Response tokens "
+        "(failed requests; --keep-failed keeps them as 1-token requests)" in report.notes
     )
     assert trace_metadata(table).source_format == "burstgpt"
 
 
-def test_burstgpt_keep_failed_keeps_them_for_the_shared_checks(tmp_path):
+def test_burstgpt_keep_failed_keeps_them_as_one_token_requests(tmp_path):
+    """--keep-failed used to keep the rows for the shared checks to refuse, so it could
+    never work; a failed request's prompt still loads the prefill, so it is kept as a
+    request of one output token (vLLM's least), and counted."""
     path = write(tmp_path, "BurstGPT_1.csv", BURSTGPT_V1)
-    raw = burstgpt.read(path, ImportOptions(keep_failed=True))
-    assert list(raw.output_tokens) == [18, 0, 0, 276]
-    assert not any("dropped" in note for note in raw.notes)
-    with pytest.raises(TraceError, match=r"line 3: column Response tokens: expected an integer"):
-        normalize(raw)
-    raw = burstgpt.read(path, ImportOptions(keep_failed=True))
-    table, report = normalize(raw, skip_invalid=True)
-    assert table.num_rows == 2
-    assert any("skipped 2 rows whose Response tokens" in note for note in report.notes)
+    table, report = import_table(burstgpt, path, ImportOptions(keep_failed=True))
+    assert column(table, "output_tokens") == [18, 1, 1, 276]
+    assert report.num_rows == 4
+    assert any(
+        note.startswith("kept 2 rows with 0 Response tokens (failed requests) as requests of 1")
+        for note in report.notes
+    )
+    assert not any("dropped" in note for note in report.notes)
 
 
 def test_burstgpt_v2_sessions_and_turns(tmp_path):

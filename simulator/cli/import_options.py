@@ -82,7 +82,8 @@ IMPORT_PARAMETERS: dict[str, tuple[Any, Any]] = {
             bool,
             _opt(
                 "--keep-failed",
-                help="BurstGPT: keep rows with 0 response tokens (failed requests).",
+                help="BurstGPT: keep rows with 0 response tokens (failed requests) as "
+                "requests of 1 output token (their prompts still load the prefill).",
             ),
         ],
         False,

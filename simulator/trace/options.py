@@ -23,8 +23,8 @@ class ImportOptions:
         Drop rows with missing or out-of-range values (counted and reported) instead of
         failing on the first.
     keep_failed : bool
-        BurstGPT: keep rows with 0 response tokens (failed requests) -- they then fail the
-        ``output_tokens >= 1`` check unless ``skip_invalid``. Default drops and counts them.
+        BurstGPT: keep rows with 0 response tokens (failed requests) as requests of 1 output
+        token, counted (their prompts still load the prefill). Default drops and counts them.
     jitter : bool
         Mooncake: spread requests uniformly inside their timestamp bucket.
     jitter_window_s : float or None

@@ -8,8 +8,9 @@ request in its session by timestamp, then file order. ``Total tokens``, ``Log Ty
 ``Elapsed time`` are not imported.
 
 Rows with 0 ``Response tokens`` are requests that failed; they are dropped and counted
-unless ``--keep-failed``, which keeps them for the shared checks to reject (or, with
-``--skip-invalid``, to skip and count).
+unless ``--keep-failed``, which keeps them as requests of 1 output token (counted): a failed
+request's prompt was still sent and loads the prefill, and vLLM ends a request no sooner
+than its first token.
 """
 
 from __future__ import annotations
@@ -71,15 +72,20 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         },
         extra=extra,
     )
-    if not options.keep_failed:
-        failed = raw.output_tokens == 0
-        num_failed = int(failed.sum())
-        if num_failed:
-            raw.take(~failed)
-            raw.notes.append(
-                f"dropped {num_failed:,} rows with 0 Response tokens "
-                "(failed requests; --keep-failed keeps them)"
-            )
+    failed = raw.output_tokens == 0
+    num_failed = int(failed.sum())
+    if num_failed and options.keep_failed:
+        raw.output_tokens = np.where(failed, 1, raw.output_tokens)
+        raw.notes.append(
+            f"kept {num_failed:,} rows with 0 Response tokens (failed requests) as requests "
+            "of 1 output token: their prompts still load the prefill (--keep-failed)"
+        )
+    elif num_failed:
+        raw.take(~failed)
+        raw.notes.append(
+            f"dropped {num_failed:,} rows with 0 Response tokens "
+            "(failed requests; --keep-failed keeps them as 1-token requests)"
+        )
     if has_sessions:
         raw.extra["turn"] = session_turns(raw.extra["session_id"], raw.arrival_time_s)
     return raw
