@@ -370,3 +370,23 @@ def test_non_integer_token_counts_in_a_parquet_trace_are_named(tmp_path, values,
     pq.write_table(table, tmp_path / "g.parquet")
     with pytest.raises(TraceError, match=expected):
         import_trace(tmp_path / "g.parquet")
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (ImportOptions(jitter=True), "--jitter applies to mooncake traces"),
+        (ImportOptions(jitter_window_s=2.0), "--jitter-window-s applies to mooncake"),
+        (ImportOptions(keep_failed=True), "--keep-failed applies to burstgpt traces"),
+        (
+            ImportOptions(arrival=ArrivalProcess(kind="poisson", rate_rps=5.0)),
+            "--rate/--rate-profile applies to lengths and vllm-bench traces",
+        ),
+    ],
+)
+def test_an_option_the_format_never_reads_is_an_error(tmp_path, options, fragment):
+    """Found by a new-user pass: --rate or --jitter on an Azure trace was ignored silently."""
+    path = write(tmp_path, "azure.csv", AZURE_2023)
+    with pytest.raises(TraceError, match="azure.csv: " + fragment.replace("/", ".")):
+        import_trace(path, options)
+    import_trace(path, ImportOptions(seed=3, strict=True))  # format-free options still apply

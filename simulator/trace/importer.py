@@ -88,6 +88,7 @@ def import_trace(
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream
         raise TraceError(f"{path.name}: cannot read: {exc}") from None
     if name == "simreplay":
+        _check_format_options(path, name, options)
         table = read_canonical(path)
         return table, ImportReport(table.num_rows, table.num_rows, ())
     if name not in READERS:
@@ -98,6 +99,7 @@ def import_trace(
             "reads; leave --format out to detect the file's format, or map its columns with "
             "--format parquet --time-col ... --input-col ... --output-col ..."
         )
+    _check_format_options(path, name, options)
     try:
         raw = READERS[name].read(path, options)
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream, read part way
@@ -108,6 +110,26 @@ def import_trace(
 def load_trace(path: Path | str, options: ImportOptions | None = None) -> pa.Table:
     """Like ``import_trace`` but return only the table."""
     return import_trace(path, options)[0]
+
+
+#: Import options that only some formats read: (field, option as typed, those formats).
+_FORMAT_OPTIONS = (
+    ("jitter", "--jitter", ("mooncake",)),
+    ("jitter_window_s", "--jitter-window-s", ("mooncake",)),
+    ("keep_failed", "--keep-failed", ("burstgpt",)),
+    ("arrival", "--rate/--rate-profile", ("lengths", "vllm-bench")),
+)
+
+
+def _check_format_options(path: Path, name: str, options: ImportOptions) -> None:
+    """One line when an option given is one that ``name``'s reader never reads (it was
+    ignored without a word: --rate on an Azure trace, which has its own arrivals)."""
+    for field, option, formats in _FORMAT_OPTIONS:
+        if getattr(options, field) not in (None, False) and name not in formats:
+            raise TraceError(
+                f"{path.name}: {option} applies to {' and '.join(formats)} traces; this one "
+                f"is read as {name}, which it would not change"
+            )
 
 
 def read_canonical(path: Path) -> pa.Table:
