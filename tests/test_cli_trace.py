@@ -327,3 +327,18 @@ def test_a_text_format_forced_on_a_parquet_file_says_so(tmp_path, fmt):
     assert len(lines) == 1 and lines[0].startswith("error: t.parquet: a parquet file, not the ")
     assert f"text --format {fmt} reads; leave --format out" in lines[0], lines
     assert "PAR1" not in lines[0]
+
+
+def test_gap_s_without_a_concat_of_several_traces_is_an_error(tmp_path):
+    """Found by a new-user pass: --gap-s -5 with one source was accepted and ignored."""
+    source = tmp_path / "a.csv"
+    source.write_text("arrival_time_s,input_tokens,output_tokens\n0,10,5\n1,10,5\n")
+    for args in (["--gap-s", "-5"], ["--gap-s", "2", "--combine", "merge", str(source)]):
+        result = runner.invoke(
+            app, ["trace", "transform", str(source), "-o", str(tmp_path / "b.parquet"), *args]
+        )
+        assert result.exit_code == 1
+        assert result.stderr.strip() == (
+            "error: --gap-s is the idle time between traces of --combine concat"
+        )
+        assert not (tmp_path / "b.parquet").exists()

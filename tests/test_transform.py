@@ -349,3 +349,15 @@ def test_bad_parameters_are_one_line_errors():
 def test_parse_window():
     assert parse_window("600:1800") == (600.0, 1800.0)
     assert parse_window("60:") == (60.0, math.inf)
+
+
+def test_a_transform_that_would_outlast_a_trace_span_is_refused():
+    """Found by a new-user pass: --rate-scale 1e-12 wrote a trace that every command
+    reading it then refused (an arrival beyond 1e11 s)."""
+    table = _table([0.0, 84.0])
+    with pytest.raises(SimreplayError, match=r"--rate-scale 1e-12: the last arrival would come"):
+        scale_rate(table, 1e-12)
+    with pytest.raises(SimreplayError, match=r"--gap-s 1000000000000: the last arrival would come"):
+        concat([table, table], gap_s=1e12)
+    assert _times(scale_rate(table, 1e-9))[-1] == pytest.approx(8.4e10)
+    assert _times(concat([table, table], gap_s=1e10))[-1] == pytest.approx(1e10 + 168.0)

@@ -364,8 +364,11 @@ def transform(
         ),
     ] = "concat",
     gap_s: Annotated[
-        float, typer.Option("--gap-s", help="concat: idle seconds between traces.")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            "--gap-s", help="concat: idle seconds between traces (default 0).", show_default=False
+        ),
+    ] = None,
     *,
     import_options: ImportOptions,
 ) -> None:
@@ -373,10 +376,12 @@ def transform(
     output = output_file(output, "-o", "an output parquet file")
     if combine not in ("concat", "merge"):
         raise SimreplayError(f"--combine must be concat or merge, got {combine!r}")
+    if gap_s is not None and (len(sources) < 2 or combine != "concat"):
+        raise SimreplayError("--gap-s is the idle time between traces of --combine concat")
     tables = [_read(source, import_options)[0] for source in sources]
     table = tables[0]
     if len(tables) > 1:
-        table = concat(tables, gap_s=gap_s) if combine == "concat" else merge(tables)
+        table = concat(tables, gap_s=gap_s or 0.0) if combine == "concat" else merge(tables)
     table, notes = apply_transforms(
         table,
         window=parse_window(window) if window else None,

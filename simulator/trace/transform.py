@@ -38,6 +38,7 @@ from simulator.errors import SimreplayError
 from simulator.trace.schema import (
     COLUMNS,
     INT32_MAX,
+    MAX_ARRIVAL_S,
     TraceMetadata,
     build_trace_table,
     trace_metadata,
@@ -64,6 +65,7 @@ def scale_rate(table: pa.Table, factor: float) -> pa.Table:
     """
     factor = positive_finite(factor, "--rate-scale")
     arrival_s = table.column("arrival_time_s").to_numpy() / factor
+    _check_span(arrival_s, f"--rate-scale {_num(factor)}")
     metadata = _append_transform(trace_metadata(table), f"scale_rate(factor={_num(factor)})")
     return _rebuild(table, {"arrival_time_s": arrival_s}, metadata)
 
@@ -211,6 +213,7 @@ def concat(tables: Sequence[pa.Table], gap_s: float = 0.0) -> pa.Table:
         end_s = float(shifted_s[-1]) if len(shifted_s) else offset_s
     columns, meta = _combine(tables)
     columns["arrival_time_s"] = np.concatenate(parts_s)
+    _check_span(columns["arrival_time_s"], f"--gap-s {_num(gap_s)}")
     meta = dataclasses.replace(meta, start_time=trace_metadata(tables[0]).start_time)
     entry = f"concat(inputs={len(tables)},gap_s={_num(gap_s)})"
     return build_trace_table(columns, _append_transform(meta, entry))
@@ -475,6 +478,17 @@ def _check_tables(tables: Sequence[pa.Table]) -> list[pa.Table]:
     if not tables:
         raise SimreplayError("need at least one trace to combine")
     return tables
+
+
+def _check_span(arrival_s: np.ndarray, what: str) -> None:
+    """One line naming ``what`` when the arrivals would outlast what a trace may span (the
+    result would be written, then refused by every command that reads it)."""
+    last_s = float(arrival_s.max(initial=0.0))
+    if last_s > MAX_ARRIVAL_S:
+        raise SimreplayError(
+            f"{what}: the last arrival would come at {last_s:.3g} s, beyond the "
+            f"{MAX_ARRIVAL_S:.0e} s (3,000 years) a trace may span"
+        )
 
 
 def _check_window(start_s: float, end_s: float) -> tuple[float, float]:
