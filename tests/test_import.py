@@ -116,6 +116,39 @@ def test_unparseable_timestamp_names_line(tmp_path):
         import_trace(write(tmp_path, "t.csv", text))
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "note"),
+    [
+        (",396,", ",abc,", "skipped 1 rows whose ContextTokens was not an integer from 1"),
+        ("2023-11-16 18:15:50.9951690", "bad", "skipped 1 rows whose TIMESTAMP was not a finite"),
+    ],
+)
+def test_skip_invalid_drops_cells_that_do_not_parse(tmp_path, old, new, note):
+    """Found by a new-user pass: --skip-invalid skipped out-of-range values but still failed
+    on text in a token column or a timestamp it cannot parse (and the error did not offer
+    it)."""
+    path = write(tmp_path, "t.csv", AZURE_2023.replace(old, new))
+    with pytest.raises(TraceError, match=r"line 3: .*\(--skip-invalid drops such rows\)$"):
+        import_trace(path)
+    table, report = import_trace(path, ImportOptions(skip_invalid=True))
+    assert table.num_rows == 2 and report.num_source_rows == 3
+    assert any(line.startswith(note) for line in report.notes), report.notes
+
+
+def test_cast_or_null_keeps_every_value_that_parses():
+    from simulator.trace.readers.tabular import cast_or_null
+
+    values = [str(i) for i in range(10_000)]
+    values[5] = "x"
+    values[9_999] = "1.5"
+    cast = cast_or_null(pa.array(values), pa.int64()).to_pylist()
+    assert cast[5] is None and cast[9_999] is None
+    assert [v for i, v in enumerate(cast) if i not in (5, 9_999)] == [
+        i for i in range(10_000) if i not in (5, 9_999)
+    ]
+    assert cast_or_null(pa.array([], pa.string()), pa.float64()).to_pylist() == []
+
+
 def test_bad_line_far_into_a_large_file_is_located(tmp_path):
     rows = [f"2023-11-16 18:15:{i // 1000000:02d}.{i:07d},{10 + i % 7},5" for i in range(300_000)]
     rows[250_123] = rows[250_123].replace(",5", ",x5")

@@ -34,7 +34,9 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     multimodal = "NumImages" in header
     time_type = datetime_type_for(first_data_value(path, "TIMESTAMP"))
     columns = read_csv_columns(
-        path, {"TIMESTAMP": time_type, "ContextTokens": pa.int64(), "GeneratedTokens": pa.int64()}
+        path,
+        {"TIMESTAMP": time_type, "ContextTokens": pa.int64(), "GeneratedTokens": pa.int64()},
+        skip_invalid=options.skip_invalid,
     )
     arrival_time_s, start_time = timestamps_to_seconds(columns["TIMESTAMP"])
     notes = []

@@ -55,7 +55,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     }
     if has_sessions:
         types[SESSION_COLUMN] = pa.string()
-    columns = read_csv_columns(path, types)
+    columns = read_csv_columns(path, types, skip_invalid=options.skip_invalid)
     extra = {"model": empty_to_null(columns["Model"])}
     if has_sessions:
         extra["session_id"] = empty_to_null(columns[SESSION_COLUMN])

@@ -204,7 +204,7 @@ def _read_csv(path: Path, mapping: dict[str, str], options: ImportOptions) -> di
     for name, arrow_type in wanted.items():
         if name in mapping:
             types.setdefault(mapping[name], arrow_type)
-    by_source = read_csv_columns(path, types)
+    by_source = read_csv_columns(path, types, skip_invalid=options.skip_invalid)
     columns = {name: by_source[column] for name, column in mapping.items()}
     for name in ("request_id", "session_id", "hash_ids"):
         if name in columns:

@@ -35,7 +35,9 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         )
     header = csv_header(path)
     require_columns(path, header, COLUMNS, "a length-only trace")
-    columns = read_csv_columns(path, {name: pa.int64() for name in COLUMNS})
+    columns = read_csv_columns(
+        path, {name: pa.int64() for name in COLUMNS}, skip_invalid=options.skip_invalid
+    )
     num_rows = len(columns[COLUMNS[0]])
     rng = np.random.default_rng(options.seed)
     arrival = arrival_times_s(options.arrival, rng, num_requests=num_rows) if num_rows else None

@@ -144,7 +144,9 @@ def _read_csv(path: Path) -> dict[str, Column]:
         types["turn"] = pa.int64()
     if "hash_ids" in header:
         types["hash_ids"] = pa.string()
-    columns = read_csv_columns(path, types)
+    # Strict even with --skip-invalid: an optional column (turn) that did not parse would
+    # become null without a word, and a null turn means "not known", not "invalid".
+    columns = read_csv_columns(path, types, skip_invalid=None)
     for name in ("chat_id", "parent_chat_id"):
         columns[name] = pc.utf8_trim_whitespace(empty_to_null(columns[name]))
     return columns

@@ -100,7 +100,9 @@ def require_columns(path: Path, header: list[str], names: list[str], what: str) 
         )
 
 
-def read_csv_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, pa.ChunkedArray]:
+def read_csv_columns(
+    path: Path, types: dict[str, pa.DataType], *, skip_invalid: bool | None = False
+) -> dict[str, pa.ChunkedArray]:
     """Read the named columns of a CSV file with the given Arrow types.
 
     pyarrow's multithreaded reader parses blocks of ``BLOCK_SIZE_BYTES`` on all cores and
@@ -115,6 +117,11 @@ def read_csv_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, pa.
         ``require_columns`` first for a good message).
     types : dict of str to pyarrow.DataType
         Column name (as in the header, stripped) -> type to parse into.
+    skip_invalid : bool or None
+        ``--skip-invalid``: a cell that does not parse (``abc`` in a token column, ``bad``
+        as a timestamp) becomes null, for ``raw.normalize`` to skip its row and count it,
+        instead of failing. None: the reader never skips such cells (and the error does
+        not suggest it).
 
     Returns
     -------
@@ -125,7 +132,8 @@ def read_csv_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, pa.
     Raises
     ------
     TraceError
-        Naming the line and column of the first value that does not parse.
+        Naming the line and column of the first value that does not parse (unless
+        ``skip_invalid``).
     """
     header = csv_header(path)
     raw_names = _raw_header(path)
@@ -143,8 +151,69 @@ def read_csv_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, pa.
             convert_options=convert,
         )
     except pa.ArrowInvalid as exc:
-        _diagnose_csv(path, types, file_names, exc)
+        if not skip_invalid:
+            _diagnose_csv(path, types, file_names, exc, hint=skip_invalid is not None)
+        return _read_csv_lenient(path, types, file_names)
     return {name: table.column(file_names[name]) for name in types}
+
+
+def _text_columns(path: Path, types: dict[str, pa.DataType], file_names: dict[str, str]):
+    """The columns of ``types`` as text, one record batch at a time (a streaming reader)."""
+    convert = pa_csv.ConvertOptions(
+        column_types={file_names[n]: pa.string() for n in types},
+        include_columns=[file_names[n] for n in types],
+        strings_can_be_null=True,
+    )
+    return pa_csv.open_csv(
+        open_input(path),
+        read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE_BYTES),
+        convert_options=convert,
+    )
+
+
+def _read_csv_lenient(
+    path: Path, types: dict[str, pa.DataType], file_names: dict[str, str]
+) -> dict[str, pa.ChunkedArray]:
+    """``read_csv_columns`` with every cell that does not parse as null (``--skip-invalid``)."""
+    parts: dict[str, list[pa.Array]] = {name: [] for name in types}
+    try:
+        for batch in _text_columns(path, types, file_names):
+            for name, arrow_type in types.items():
+                parts[name].append(cast_or_null(batch.column(file_names[name]), arrow_type))
+    except pa.ArrowInvalid as structural:
+        _raise_ragged_row(path)
+        raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
+    return {name: _concat(parts[name], types[name]) for name in types}
+
+
+#: Values cast together before ``cast_or_null`` falls back to one value at a time.
+_LENIENT_BLOCK = 4096
+
+
+def cast_or_null(text: pa.Array, arrow_type: pa.DataType) -> pa.Array:
+    """``text`` (strings) cast to ``arrow_type``, each value that does not parse as null.
+
+    Casts blocks of values at once and only a failing block value by value, so a file with a
+    few bad cells costs about one cast.
+    """
+    pieces = []
+    for start in range(0, len(text), _LENIENT_BLOCK):
+        block = text.slice(start, _LENIENT_BLOCK)
+        try:
+            pieces.append(_cast_text(block, arrow_type))
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        values = []
+        for k in range(len(block)):
+            try:
+                values.append(_cast_text(block.slice(k, 1), arrow_type)[0].as_py())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                values.append(None)
+        pieces.append(pa.array(values, type=arrow_type))
+    if not pieces:
+        return pa.array([], type=arrow_type)
+    return pa.concat_arrays(pieces)
 
 
 def _raw_header(path: Path) -> list[str]:
@@ -157,22 +226,16 @@ def _concat(parts: list[pa.Array], arrow_type: pa.DataType) -> pa.ChunkedArray:
 
 
 def _diagnose_csv(
-    path: Path, types: dict[str, pa.DataType], file_names: dict[str, str], exc: Exception
+    path: Path,
+    types: dict[str, pa.DataType],
+    file_names: dict[str, str],
+    exc: Exception,
+    hint: bool = True,
 ) -> None:
     """Re-read the columns as text and raise a TraceError at the first unparseable cell."""
-    convert = pa_csv.ConvertOptions(
-        column_types={file_names[n]: pa.string() for n in types},
-        include_columns=[file_names[n] for n in types],
-        strings_can_be_null=True,
-    )
     try:
-        reader = pa_csv.open_csv(
-            open_input(path),
-            read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE_BYTES),
-            convert_options=convert,
-        )
         rows_before = 0
-        for batch in reader:
+        for batch in _text_columns(path, types, file_names):
             for name, arrow_type in types.items():
                 text = batch.column(file_names[name])
                 bad = first_uncastable(text, arrow_type)
@@ -180,6 +243,7 @@ def _diagnose_csv(
                     raise TraceError(
                         f"{path.name}: line {rows_before + bad + 2}: column {name}: expected "
                         f"{_describe(arrow_type)}, got {text[bad].as_py()!r}"
+                        + (" (--skip-invalid drops such rows)" if hint else "")
                     )
             rows_before += batch.num_rows
     except pa.ArrowInvalid as structural:
