@@ -632,4 +632,13 @@ def choose_tp(
     if fitting:
         return fitting[-1]
     assert last_error is not None
-    raise last_error
+    # plan_memory's advice (a larger --tp) is for a TP the user chose; every TP these GPUs
+    # allow was tried here, so say that instead.
+    detail = str(last_error).split("; try --tp", 1)[0]
+    higher = ", a higher --gpu-memory-utilization" if gpu_memory_utilization < 0.9 else ""
+    tried = ", ".join(str(tp) for tp in candidates)
+    gpus = f"{num_gpus} GPU" + ("s" if num_gpus != 1 else "")
+    raise SimreplayError(
+        f"{detail}; no TP that divides {gpus} fits (tried --tp {tried}): use more GPUs "
+        f"(a larger TP){higher}, or GPUs with more memory"
+    )

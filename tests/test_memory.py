@@ -140,6 +140,18 @@ def test_no_room_for_a_kv_block_fails_with_one_clear_line():
     assert message.endswith("try --tp 2 or more")
 
 
+def test_automatic_tp_that_fits_nowhere_does_not_advise_a_tp_beyond_the_gpus():
+    """Found by a new-user pass: with --tp not given, 2 GPUs were told to 'try --tp 4'."""
+    with pytest.raises(SimreplayError) as info:
+        choose_tp(LLAMA_8B, A100, 2, gpu_memory_utilization=0.1)
+    message = str(info.value)
+    assert "try --tp" not in message and "\n" not in message
+    assert message.endswith(
+        "; no TP that divides 2 GPUs fits (tried --tp 1, 2): use more GPUs (a larger TP), a "
+        "higher --gpu-memory-utilization, or GPUs with more memory"
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
