@@ -754,3 +754,19 @@ def test_edited_outputs_are_one_line_errors(run_dir, tmp_path, damage, fragment)
     damage(target)
     assert_one_line_error(invoke("report", target), fragment)
     assert not (target / "report.html").exists()
+
+
+def test_a_run_into_a_folder_with_an_earlier_report_redraws_it(tmp_path, run_dir):
+    """Found by a new-user pass: `run --out X` after `run --out X --report` left the first
+    run's page beside the second run's outputs."""
+    import shutil
+
+    out = tmp_path / "results"
+    shutil.copytree(run_dir, out)
+    assert "3xL40S" in (out / "report.html").read_text()
+    trace = run_dir.parent / "trace.parquet"
+    result = invoke("run", trace, "--gpus", "4xA100", "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "showed an earlier run's outputs: redrawing it for these" in result.stderr
+    page = (out / "report.html").read_text()
+    assert "4xA100-80GB-SXM" in page and "3xL40S" not in page

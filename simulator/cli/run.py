@@ -196,10 +196,25 @@ def run(
             from simulator.report import write_run_report
 
             announce(write_run_report(out_dir))
+        else:
+            _redraw_stale_report(out_dir)
     if json_output:
         print_json(result.summary)
     else:
         _print_human(result, trace.name)
+
+
+def _redraw_stale_report(out_dir: Path) -> None:
+    """Redraw the report an earlier ``run --report`` left in ``out_dir``: it showed the
+    outputs just replaced (another run's page beside these files misleads)."""
+    from simulator.cli.report import announce
+    from simulator.report import write_run_report
+    from simulator.report.run_page import PLOTS_DIR, REPORT_FILE
+
+    if not (out_dir / REPORT_FILE).is_file():
+        return
+    note(f"{out_dir / REPORT_FILE} showed an earlier run's outputs: redrawing it for these")
+    announce(write_run_report(out_dir, pngs=(out_dir / PLOTS_DIR).is_dir()))
 
 
 def _ms(value: float | None) -> str:
