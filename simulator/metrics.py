@@ -64,7 +64,11 @@ def parse_slo(text: str) -> dict[str, tuple[str, int, float]]:
     """Parse ``ttft_p99_ms=2000,tpot_p99_ms=80`` into ``{key: (metric, percentile, bound_ms)}``."""
     grammar = "expected METRIC_pNN_ms=BOUND pairs, e.g. ttft_p99_ms=2000,tpot_p99_ms=80"
     bounds: dict[str, tuple[str, int, float]] = {}
-    for item in (part.strip() for part in text.split(",")):
+    items = [part.strip() for part in text.split(",")]
+    if len(items) > 1 and not all(items):
+        # As an empty item in a sweep axis is: a stray comma may have lost a bound.
+        raise SimreplayError(f"--slo {text!r}: an empty item (a stray comma?); {grammar}")
+    for item in items:
         if not item:
             continue
         key, sep, value = item.partition("=")

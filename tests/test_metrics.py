@@ -53,6 +53,9 @@ def test_parse_slo_grammar_and_errors():
     # A repeated bound kept the last one silently before.
     with pytest.raises(SimreplayError, match="ttft_p99_ms is given twice"):
         parse_slo("ttft_p99_ms=100,ttft_p99_ms=200")
+    for text in ("ttft_p99_ms=300,", ",ttft_p99_ms=300", "ttft_p99_ms=300,,tpot_p99_ms=80"):
+        with pytest.raises(SimreplayError, match=r"an empty item \(a stray comma\?\)"):
+            parse_slo(text)
 
 
 def test_slo_attainment_counts_rejected_requests_as_misses():
