@@ -247,7 +247,7 @@ def test_plan_max_rate_command(trace_file):
         (["--find", "max-rate", "--gpus", "2xA100", "--max-gpus", "1"], "--max-gpus is for"),
         (["--gpu-types", "A100,a100"], "are the same GPU (A100-80GB-SXM)"),
         (["--gpu-types", "A100,FOO"], "--gpu-types: unknown GPU 'FOO'"),
-        (["--price", "H100=1", "--price", "h100=5"], "H100-SXM is priced twice"),
+        (["--price", "H100=1", "--price", "h100=5"], "--price: 'H100' and 'h100' are the same"),
         (["--max-num-seqs", "0"], "--max-num-seqs must be an integer from 1"),
     ],
 )

@@ -26,7 +26,7 @@ DEFAULT_MAX_GPUS = 64
 def parse_prices(items: list[str]) -> dict[str, float]:
     """``["H100=2.5", "A100=1.2"]`` -> canonical GPU name -> $/GPU-hour."""
     prices: dict[str, float] = {}
-    given: dict[str, str] = {}
+    given: dict[str, str] = {}  # catalog name -> the name as given
     for item in items:
         for part in split_list(item, "--price"):
             name, sep, value = part.partition("=")
@@ -38,23 +38,24 @@ def parse_prices(items: list[str]) -> dict[str, float]:
                 raise SimreplayError(f"--price {part!r}: {value!r} is not a number") from None
             if not (math.isfinite(usd) and usd > 0):
                 raise SimreplayError(f"--price {part!r}: price must be > 0")
-            canonical = _gpu_type(name, "--price")
-            if canonical in prices:
-                raise SimreplayError(
-                    f"--price: {canonical} is priced twice (as {given[canonical]!r} and "
-                    f"{name!r}); give each GPU once"
-                )
-            prices[canonical] = usd
-            given[canonical] = name
+            prices[_gpu_type_once(name, "--price", given)] = usd
     return prices
 
 
-def _gpu_type(name: str, option: str) -> str:
-    """The catalog name of GPU type ``name``, or one line naming ``option``."""
+def _gpu_type_once(name: str, option: str, seen: dict[str, str]) -> str:
+    """The catalog name of GPU type ``name``, recorded in ``seen`` (catalog name -> name as
+    given); one line naming ``option`` for an unknown GPU or one ``seen`` already holds."""
     try:
-        return get_gpu(name).name
+        canonical = get_gpu(name).name
     except SimreplayError as exc:
         raise SimreplayError(f"{option}: {exc}") from None
+    if canonical in seen:
+        raise SimreplayError(
+            f"{option}: {seen[canonical]!r} and {name!r} are the same GPU ({canonical}); "
+            "give each GPU once"
+        )
+    seen[canonical] = name
+    return canonical
 
 
 def parse_gpu_types(text: str) -> list[str]:
@@ -62,13 +63,7 @@ def parse_gpu_types(text: str) -> list[str]:
     names = split_list(text, "--gpu-types")
     seen: dict[str, str] = {}
     for name in names:
-        canonical = _gpu_type(name, "--gpu-types")
-        if canonical in seen:
-            raise SimreplayError(
-                f"--gpu-types: {seen[canonical]!r} and {name!r} are the same GPU "
-                f"({canonical}); give each type once"
-            )
-        seen[canonical] = name
+        _gpu_type_once(name, "--gpu-types", seen)
     return names
 
 
