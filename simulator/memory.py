@@ -437,6 +437,10 @@ def plan_memory(
     free = budget - weights - activations - non_torch
     num_blocks = math.floor(free / block_bytes) if free > 0 else 0
     if num_blocks < 1:
+        if activations > weights:
+            # The batch knobs' activation reserve, not the weights, fills the GPU: a larger
+            # TP would not help as much as a smaller batch.
+            advice = "lower --max-num-batched-tokens or --max-num-seqs, or " + advice
         raise SimreplayError(
             f"{where}: of {budget / GIB:.1f} GiB usable at {setting}, weights take "
             f"{weights / GIB:.1f} GiB per GPU and activations and buffers "
@@ -634,11 +638,12 @@ def choose_tp(
     assert last_error is not None
     # plan_memory's advice (a larger --tp) is for a TP the user chose; every TP these GPUs
     # allow was tried here, so say that instead.
-    detail = str(last_error).split("; try --tp", 1)[0]
-    higher = ", a higher --gpu-memory-utilization" if gpu_memory_utilization < 0.9 else ""
+    detail, _, advice = str(last_error).partition("; ")
+    batch = "lower --max-num-batched-tokens or --max-num-seqs, " if "lower" in advice else ""
+    higher = "a higher --gpu-memory-utilization, " if gpu_memory_utilization < 0.9 else ""
     tried = ", ".join(str(tp) for tp in candidates)
     gpus = f"{num_gpus} GPU" + ("s" if num_gpus != 1 else "")
     raise SimreplayError(
-        f"{detail}; no TP that divides {gpus} fits (tried --tp {tried}): use more GPUs "
-        f"(a larger TP){higher}, or GPUs with more memory"
+        f"{detail}; no TP that divides {gpus} fits (tried --tp {tried}): {batch}{higher}use "
+        "more GPUs (a larger TP), or GPUs with more memory"
     )

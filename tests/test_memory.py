@@ -140,6 +140,19 @@ def test_no_room_for_a_kv_block_fails_with_one_clear_line():
     assert message.endswith("try --tp 2 or more")
 
 
+def test_a_batch_reserve_that_fills_the_gpu_advises_a_smaller_batch():
+    with pytest.raises(SimreplayError) as info:
+        plan_memory(LLAMA_8B, A100, 1, max_num_batched_tokens=2**31 - 1)
+    assert str(info.value).endswith(
+        "; lower --max-num-batched-tokens or --max-num-seqs, or try --tp 2 or more"
+    )
+    with pytest.raises(SimreplayError) as info:
+        choose_tp(LLAMA_8B, A100, 1, max_num_batched_tokens=2**31 - 1)
+    assert "(tried --tp 1): lower --max-num-batched-tokens or --max-num-seqs, use more" in str(
+        info.value
+    )
+
+
 def test_automatic_tp_that_fits_nowhere_does_not_advise_a_tp_beyond_the_gpus():
     """Found by a new-user pass: with --tp not given, 2 GPUs were told to 'try --tp 4'."""
     with pytest.raises(SimreplayError) as info:
@@ -147,8 +160,8 @@ def test_automatic_tp_that_fits_nowhere_does_not_advise_a_tp_beyond_the_gpus():
     message = str(info.value)
     assert "try --tp" not in message and "\n" not in message
     assert message.endswith(
-        "; no TP that divides 2 GPUs fits (tried --tp 1, 2): use more GPUs (a larger TP), a "
-        "higher --gpu-memory-utilization, or GPUs with more memory"
+        "; no TP that divides 2 GPUs fits (tried --tp 1, 2): a higher "
+        "--gpu-memory-utilization, use more GPUs (a larger TP), or GPUs with more memory"
     )
 
 
