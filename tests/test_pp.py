@@ -396,9 +396,9 @@ def test_weights_that_fit_no_stage_are_one_clear_error():
 @pytest.mark.parametrize(
     ("gpus", "tp", "pp", "fragment"),
     [
-        (16, 4, 0, "--pp must be an integer >= 1"),
-        (16, 4, True, "--pp must be an integer >= 1"),
-        (16, 4, 2.0, "--pp must be an integer >= 1"),
+        (16, 4, 0, "--pp must be an integer from 1"),
+        (16, 4, True, "--pp must be an integer from 1"),
+        (16, 4, 2.0, "--pp must be an integer from 1"),
         (16, 4, 81, "only 80 layers"),
         (16, 4, 3, "--pp 3"),
         (8, 4, 4, "multiples of tp x pp = 16"),
@@ -539,7 +539,7 @@ def test_run_with_pp_one_prints_what_it_printed_without(small_trace):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--pp", "0"], "--pp must be an integer >= 1"),
+        (["--pp", "0"], "--pp must be an integer from 1"),
         (["--pp", "3"], "--pp 3"),
         (["--pp", "200"], "--pp 200"),
         (["--tp", "8", "--pp", "4"], "--pp 4"),
