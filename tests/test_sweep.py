@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -197,13 +198,82 @@ def test_bad_toml_is_one_line_and_writes_nothing(tmp_path, small_trace, text, fr
         (["--workers", "0"], "--workers"),
         (["--backend", "dask"], "--backend"),
         (["--address", "auto"], "only used with --backend ray"),
+        # Values no deployment has are refused, not stored as infeasible rows.
+        (["--tp", "1,0"], "--tp must be an integer from 1"),
+        (["--pp", "0"], "--pp must be an integer from 1"),
+        (["--gpu-memory-utilization", "0.9,2"], "--gpu-memory-utilization must be"),
+        (["--seed", "-1"], "--seed must be an integer from 0"),
+        (["--seed", "99999999999999999999"], "--seed must be an integer from 0"),
+        (["--max-num-seqs", "99999999999999999999"], "--max-num-seqs must be an integer"),
+        (["--router", "prefix-aware"], "add --enable-prefix-caching"),
+        (["--out", ""], "--out: give a folder"),
     ],
 )
-def test_bad_cli_input_is_one_line_and_writes_nothing(tmp_path, small_trace, args, fragment):
-    out = tmp_path / "out"
-    result = invoke("sweep", small_trace, *args, "--out", out)
+def test_bad_cli_input_is_one_line_and_writes_nothing(
+    tmp_path, monkeypatch, small_trace, args, fragment
+):
+    monkeypatch.chdir(tmp_path)  # --out "" once wrote into the current folder
+    result = invoke("sweep", small_trace, "--out", "out", *args)
     assert_one_line_error(result, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_trace_writes_nothing_and_blocks_no_corrected_rerun(tmp_path, small_trace):
+    bad = tmp_path / "neg.csv"
+    bad.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:47.68,-5,44\n"
+    )
+    out = tmp_path / "out"
+    assert_one_line_error(invoke("sweep", bad, "--gpus", "1xH100", "--out", out), "neg.csv")
     assert not out.exists()
+    result = invoke("sweep", small_trace, "--gpus", "1xH100", "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_a_folder_of_other_files_is_refused(tmp_path, small_trace):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    result = invoke("sweep", small_trace, "--out", out)
+    assert_one_line_error(result, "summary.json", "no sweep.json")
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
+def test_slo_in_both_the_spec_and_the_command_line_is_refused(tmp_path, small_trace):
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text('slo = "ttft_p99_ms=100"\n[grid]\ngpus = "1xH100"\n')
+    result = invoke(
+        "sweep", small_trace, "--spec", spec_file, "--slo", "ttft_p99_ms=200", "--out",
+        tmp_path / "out",
+    )  # fmt: skip
+    assert_one_line_error(result, "--slo", "not both")
+    assert not (tmp_path / "out").exists()
+
+
+def test_aliases_of_one_gpu_are_one_scenario(tmp_path, small_trace):
+    out = tmp_path / "out"
+    result = invoke(
+        "sweep", small_trace, "--gpus", "1xH100,1xH100-SXM,1xh100,2xH100", "--out", out,
+        "--workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "note: --gpus 1xh100 is the same deployment as 1xH100" in result.stderr
+    assert sorted(r["gpus"] for r in ResultStore(out).read().to_pylist()) == ["1xH100", "2xH100"]
+
+
+def test_import_notes_are_printed_once_per_trace(tmp_path):
+    trace = tmp_path / "unsorted.csv"
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:47.68,374,44\n2023-11-16 18:15:46.68,200,44\n"
+    )
+    result = invoke(
+        "sweep", trace, "--gpus", "1xH100,2xH100", "--out", tmp_path / "out", "--workers", 1
+    )
+    assert result.exit_code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "sorted by arrival time" in line]
+    assert len(notes) == 1 and notes[0].startswith(f"note: {trace}: "), result.stderr
 
 
 def test_missing_trace_is_one_line(tmp_path):
@@ -311,6 +381,108 @@ def test_another_slo_in_the_same_store_is_refused(tmp_path, small_trace):
     assert invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=100").exit_code == 0
     result = invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=200")
     assert_one_line_error(result, "another --out")
+
+
+def test_a_changed_trace_is_refused_in_the_same_store(tmp_path):
+    trace = _trace(tmp_path / "t.parquet", 50, 1)
+    out = tmp_path / "sweep"
+    assert invoke("sweep", trace, "--gpus", "1xH100", "--out", out, "--workers", 1).exit_code == 0
+    before = row_bytes(out)
+    _trace(trace, 60, 2)
+    result = invoke("sweep", trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1)
+    assert_one_line_error(result, f"trace {trace}: its content changed", "new --out")
+    assert row_bytes(out) == before
+
+
+def test_a_damaged_row_file_is_redone(tmp_path, small_trace):
+    out = tmp_path / "sweep"
+    args = ["sweep", small_trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    before = row_bytes(out)
+    damaged = sorted((out / "rows").glob("*.parquet"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    assert_one_line_error(invoke("sweep", "show", out), "unreadable sweep row", "rerun")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    assert "note: 1 row files" in result.stderr, result.stderr
+    assert "1 of them are scenarios of this sweep, simulated again" in result.stderr
+    assert "1/1 scenarios (1 already in the store)" in result.stderr
+    assert row_bytes(out) == before
+    assert invoke("sweep", "show", out).exit_code == 0
+
+
+def _start_sweep(big: Path, out: Path, min_rows: int = 1) -> subprocess.Popen:
+    """A two-worker sweep in its own process group, once ``min_rows`` rows are stored."""
+    args = ["--gpus", "1xL40S,1xH100,2xA100,2xH100,1xA100", "--rate-scale", "1,1.5,2,3",
+            "--model", "llama-3.1-8b,qwen2.5-7b", "--out", str(out), "--workers", "2"]  # fmt: skip
+    command = [sys.executable, "-m", "simulator", "sweep", str(big), *args]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    rows_dir = out / "rows"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if rows_dir.is_dir() and len(list(rows_dir.glob("*.parquet"))) >= min_rows:
+            break
+        time.sleep(0.02)
+    return proc
+
+
+def _state(pid: int) -> str | None:
+    """The /proc state letter of ``pid`` (``Z``: a zombie), or None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every descendant of ``pid`` (from /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                text = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(text.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_ctrl_c_mid_sweep_says_interrupted_and_exits_130(tmp_path):
+    big = _trace(tmp_path / "big.parquet", 1500, 5)
+    # Tracebacks came about every other time (from the pool's thread, or a worker), so try
+    # a few times, and at a few points of the sweep.
+    for attempt, min_rows in enumerate((1, 3, 6)):
+        proc = _start_sweep(big, tmp_path / f"sweep{attempt}", min_rows)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, stderr = proc.communicate(timeout=60)
+        text = stderr.decode()
+        assert proc.returncode == 130, text
+        assert text.splitlines()[-1] == "interrupted"
+        assert "Traceback" not in text and "Error" not in text, text
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_exit_when_the_driver_is_killed(tmp_path):
+    proc = _start_sweep(_trace(tmp_path / "big.parquet", 1500, 5), tmp_path / "sweep")
+    children = _descendants(proc.pid)  # resource tracker, forkserver, workers
+    try:
+        assert len(children) >= 3, "the sweep had no worker processes"
+        proc.kill()  # the driver only
+        proc.wait()
+        deadline = time.monotonic() + 30
+        alive = children
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = {pid for pid in alive if _state(pid) not in (None, "Z", "X")}
+        assert not alive, f"processes outlived the driver: {sorted(alive)}"
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_sigkill_mid_sweep_then_restart_loses_and_duplicates_nothing(

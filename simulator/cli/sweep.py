@@ -16,8 +16,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from simulator.cli.common import domain_errors, err, print_json, print_table
+from simulator.cli.common import domain_errors, err, note, print_json, print_table
 from simulator.errors import SimreplayError
+from simulator.io import output_folder
 from simulator.sweep.spec import (
     DEFAULT_MAX_SCENARIOS,
     cli_name,
@@ -160,7 +161,7 @@ def _duration(seconds: float) -> str:
 @domain_errors
 def run(
     out: Annotated[
-        Path,
+        str,
         typer.Option(
             "--out", help="Store folder (created; the same folder resumes).", show_default=False
         ),
@@ -220,11 +221,11 @@ def run(
         sweep = from_toml(spec, traces, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
     else:
         sweep = from_cli(axes, traces, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
+    for alias, kept in sweep.merged_gpus.items():
+        note(f"--gpus {alias} is the same deployment as {kept}: run once, stored as {kept}")
     if sweep.num_duplicates:
-        err.print(
-            f"note: {sweep.num_duplicates:,} repeated scenarios in the spec are run once",
-        )
-    store = ResultStore(out)
+        note(f"{sweep.num_duplicates:,} repeated scenarios in the spec are run once")
+    store = ResultStore(output_folder(out, "--out"))
     final = run_sweep(
         sweep.scenarios,
         store,
@@ -233,9 +234,11 @@ def run(
         backend=backend,
         address=address,
         progress=_ProgressLine(),
+        note=note,
     )
     err.print(
-        f"{out}: {final.done + final.skipped:,} scenarios stored ({final.skipped:,} from before); "
+        f"{out}: the sweep's {final.done + final.skipped:,} scenarios are stored "
+        f"({final.skipped:,} from before; {len(store.done_keys()):,} rows in the store); "
         f"simulated {final.done:,} in {final.elapsed_s:.1f} s "
         f"({final.num_infeasible:,} infeasible). See: simreplay sweep show {out}",
     )

@@ -15,7 +15,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -103,19 +105,55 @@ def plan_tasks(
 _TRACES: dict[str, pa.Table] = {}
 
 
-def load_traces(paths: Iterable[str]) -> dict[str, pa.Table]:
-    """Load each trace into this process's cache (once) and return the cache."""
-    from simulator.trace.importer import load_trace
+def load_traces(
+    paths: Iterable[str], note: Callable[[str], None] | None = None
+) -> dict[str, pa.Table]:
+    """Load each trace into this process's cache (once) and return the cache.
+
+    ``note`` is told, once per trace read, each change the import made (rows dropped or
+    reordered: ``ImportReport.notes``), prefixed with the trace's path.
+    """
+    from simulator.trace.importer import import_trace
 
     for path in paths:
         if path not in _TRACES:
-            _TRACES[path] = load_trace(path)
+            _TRACES[path], report = import_trace(path)
+            for message in report.notes if note is not None else ():
+                note(f"{path}: {message}")
     return _TRACES
 
 
-def _install_traces(tables: dict[str, pa.Table]) -> None:
-    """Worker initializer: keep the driver's parsed traces (no re-parsing per worker)."""
+def _start_worker(tables: dict[str, pa.Table], driver_pid: int) -> None:
+    """Worker initializer: keep the driver's parsed traces (no re-parsing per worker), and
+    exit when the driver is gone (a SIGKILL of it once left the workers idle forever)."""
     _TRACES.update(tables)
+    threading.Thread(target=_exit_after, args=(driver_pid,), daemon=True).start()
+
+
+def _exit_after(pid: int, poll_s: float = 0.5) -> None:
+    # A worker's parent is the forkserver, not the driver, so PR_SET_PDEATHSIG would not
+    # see the driver die; polling does, on any platform. A kernel holding the GIL delays
+    # the exit until it returns.
+    while _is_alive(pid):
+        time.sleep(poll_s)
+    os._exit(1)
+
+
+def _is_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: not Linux
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 #: Knobs that change only the engine's capacities: scenarios that differ in nothing else
@@ -236,8 +274,9 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _local(tasks: list[Task], traces: list[str], workers: int) -> Iterator[dict[str, Any]]:
-    tables = load_traces(traces)
+def _local(
+    tasks: list[Task], tables: dict[str, pa.Table], workers: int
+) -> Iterator[dict[str, Any]]:
     groups = group_tasks(tasks)
     if workers == 1:
         for group in groups:
@@ -246,34 +285,77 @@ def _local(tasks: list[Task], traces: list[str], workers: int) -> Iterator[dict[
     # forkserver: no fork of a process that may hold numba or thread state.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with cf.ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_install_traces,
-        initargs=({path: tables[path] for path in traces},),
-    ) as pool:
+    # Ctrl-C only sets a flag that this loop checks: a KeyboardInterrupt raised anywhere
+    # (inside a finalizer, or the pool's start-up) printed tracebacks.
+    interrupted: list[int] = []
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = (
+        signal.signal(signal.SIGINT, lambda num, _: interrupted.append(num)) if in_main else None
+    )
+    pool = None
+    try:
+        _start_helpers(method)
+        pool = cf.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(tables, os.getpid()),
+        )
         pending = {pool.submit(evaluate_group, group) for group in groups}
-        try:
-            for future in cf.as_completed(pending):
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                if interrupted:
+                    break
                 yield from future.result()
-        except BaseException:  # Ctrl-C, a failed scenario, or the caller closing early
+            if interrupted:
+                raise KeyboardInterrupt
+        pool.shutdown()
+    except BaseException:  # Ctrl-C, a failed scenario, or the caller closing early
+        if pool is not None:
             _stop_workers(pool)
-            raise
-        finally:
-            for future in pending:
-                future.cancel()
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _start_helpers(method: str) -> None:
+    """Start multiprocessing's resource tracker and forkserver with SIGINT ignored.
+
+    A process started with SIGINT ignored keeps it so (Python installs its Ctrl-C handler
+    only over the default), and the forkserver's workers inherit that. Ctrl-C, sent to the
+    whole process group, then reaches only the driver, which ends the workers; before, the
+    helpers and workers died with tracebacks of whatever they were importing or unpickling.
+    A Ctrl-C within the few milliseconds of the two starts is lost.
+    """
+    if not hasattr(signal, "SIGINT") or threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import resource_tracker
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+        if method == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
-    """Cancel what has not started and end the workers now, so that leaving the pool does not
-    wait for their scenarios. A sweep interrupted during the workers' start-up once stayed
-    alive with idle workers after printing "interrupted" (CPython 3.11). The rows already
-    stored stay, and a rerun of the same command runs only what is missing."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown drops it
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
+    """End the workers now, so that leaving the pool does not wait for their scenarios.
+
+    Futures are not cancelled: the pool's manager thread fails the unfinished ones as
+    "broken" when the workers end, and on CPython 3.11 a cancelled one made it print an
+    ``InvalidStateError`` traceback. The rows already stored stay, and a rerun of the same
+    command runs only what is missing.
+    """
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
         if process.is_alive():
             process.terminate()
+    pool.shutdown(wait=True)
 
 
 def check_ray(address: str | None) -> Any:
@@ -318,11 +400,11 @@ def _evaluate_on_ray(group: list[Task], table_ref: Any) -> list[dict[str, Any]]:
     return evaluate_group(group, table_ref)
 
 
-def _ray(tasks: list[Task], traces: list[str], address: str | None) -> Iterator[dict[str, Any]]:
+def _ray(
+    tasks: list[Task], tables: dict[str, pa.Table], address: str | None
+) -> Iterator[dict[str, Any]]:
     ray = check_ray(address)
-    from simulator.trace.importer import load_trace
-
-    refs = {path: ray.put(load_trace(path)) for path in traces}
+    refs = {path: ray.put(table) for path, table in tables.items()}
     remote = ray.remote(num_cpus=1)(_evaluate_on_ray)
     pending = [remote.remote(group, refs[group[0].knobs["trace"]]) for group in group_tasks(tasks)]
     try:
@@ -344,8 +426,12 @@ def run_sweep(
     backend: str = "local",
     address: str | None = None,
     progress: Callable[[Progress], None] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> Progress:
     """Simulate every scenario not already in ``store`` and write its row.
+
+    Every input is checked, and every trace read, before anything is written: a bad trace
+    leaves no store behind.
 
     Parameters
     ----------
@@ -363,11 +449,20 @@ def run_sweep(
         Ray cluster address (``auto``, ``ray://host:10001``); a local instance when None.
     progress : callable, optional
         Called after each scenario, and once before the first.
+    note : callable, optional
+        Told what the sweep changed: rows each trace's import dropped or reordered, damaged
+        row files it redoes.
 
     Returns
     -------
     Progress
         The final count: ``done`` simulated now, ``skipped`` found finished.
+
+    Raises
+    ------
+    SimreplayError
+        For bad options, an unreadable trace, a ``store`` that cannot hold the sweep, or a
+        trace whose content changed since the store's rows were simulated from it.
     """
     if backend not in BACKENDS:
         raise SimreplayError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -375,15 +470,37 @@ def run_sweep(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
     store.prepare(slo)
-    tasks, _ = plan_tasks(scenarios, slo)
-    done_keys = store.done_keys()
-    todo = [t for t in tasks if t.key not in done_keys]
+    tasks, hashes = plan_tasks(scenarios, slo)
+    stored = store.scan()
+    for path, sha in hashes.items():
+        other = sorted(stored.traces.get(path, set()) - {sha})
+        if other:
+            raise SimreplayError(
+                f"trace {path}: its content changed since the rows in {store.root} were "
+                f"simulated from it (SHA-256 {sha[:12]} now, {other[0][:12]} then); use a new "
+                "--out, or the trace as it was"
+            )
+    todo = [t for t in tasks if t.key not in stored.keys]
+    traces = list(dict.fromkeys(t.knobs["trace"] for t in todo))
+    tables = load_traces(traces, note)
+    tables = {path: tables[path] for path in traces}
+    if stored.unreadable and note is not None:
+        keys = {t.key for t in tasks}
+        redo = sum(path.stem in keys for path in stored.unreadable)
+        note(
+            f"{len(stored.unreadable):,} row files in {store.rows_dir} are unreadable "
+            f"(truncated or corrupt): removed; {redo:,} of them are scenarios of this sweep, "
+            "simulated again"
+        )
     ray_started_here = False
     if backend == "ray" and todo:
         ray_started_here = not _ray_initialized()
         check_ray(address)
     try:
-        return _run(todo, len(tasks) - len(todo), store, slo, workers, backend, address, progress)
+        store.create(slo, stored.unreadable)
+        return _run(
+            todo, tables, len(tasks) - len(todo), store, workers, backend, address, progress
+        )
     finally:
         if ray_started_here:
             import ray
@@ -401,26 +518,24 @@ def _ray_initialized() -> bool:
 
 def _run(
     todo: list[Task],
+    tables: dict[str, pa.Table],
     skipped: int,
     store: ResultStore,
-    slo: str | None,
     workers: int,
     backend: str,
     address: str | None,
     progress: Callable[[Progress], None] | None,
 ) -> Progress:
-    store.create(slo)
     started = time.perf_counter()
     state = Progress(0, len(todo), skipped, 0.0)
     if progress is not None:
         progress(state)
     if not todo:
         return state
-    traces = list(dict.fromkeys(t.knobs["trace"] for t in todo))
     rows = (
-        _ray(todo, traces, address)
+        _ray(todo, tables, address)
         if backend == "ray"
-        else _local(todo, traces, min(workers, len(todo)))
+        else _local(todo, tables, min(workers, len(todo)))
     )
     for row in rows:
         store.write_row(row)

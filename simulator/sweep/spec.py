@@ -40,13 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from simulator.checks import format_number
-from simulator.engine.state import ROUTERS, SCHEDULERS
 from simulator.errors import SimreplayError
 from simulator.hardware import parse_gpus
 from simulator.io import check_input_file
 from simulator.metrics import parse_slo
 from simulator.models import get_model
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, check_knobs
 
 #: Sweeps at most this many scenarios unless ``--max-scenarios`` says otherwise.
 DEFAULT_MAX_SCENARIOS = 10_000
@@ -98,12 +97,17 @@ class SweepSpec:
         The SLO text, parsed once to check it.
     num_duplicates : int
         Scenarios dropped because an identical one came earlier.
+    merged_gpus : dict
+        ``--gpus`` text -> the text of an earlier value naming the same GPUs (an alias or
+        another spelling: ``1xa100`` -> ``1xA100``); their scenarios were run once, under
+        the earlier text.
     """
 
     scenarios: list[dict[str, Any]]
     axes: list[str]
     slo: str | None
     num_duplicates: int
+    merged_gpus: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def coerce(knob: str, value: Any, where: str) -> Any:
@@ -196,7 +200,9 @@ def from_toml(
     slo: str | None,
     max_scenarios: int = DEFAULT_MAX_SCENARIOS,
 ) -> SweepSpec:
-    """Build a spec from a TOML file (module docstring); CLI ``seeds``/``slo`` win when given.
+    """Build a spec from a TOML file (module docstring), with CLI ``seeds``/``slo`` if given.
+
+    ``seeds`` or ``slo`` set both here and in the file is an error, as an axis is.
 
     Trace paths in the file are relative to the file's folder.
     """
@@ -261,11 +267,18 @@ def from_toml(
                 f"--spec {path} has grid.trace; do not also give trace files on the command line"
             )
         values["trace"] = [str(t) for t in traces]
-    if seeds is None and "seeds" in doc:
+    # As with axes and traces, a setting in both places is an error, not a silent override.
+    for key, given in (("seeds", seeds), ("slo", slo)):
+        if given is not None and key in doc:
+            raise SimreplayError(
+                f"--{key}: --spec {path} sets {key} too; give it in the spec or on the "
+                "command line, not both"
+            )
+    if "seeds" in doc:
         seeds = doc["seeds"]
         if isinstance(seeds, bool) or not isinstance(seeds, int):
             raise SimreplayError(f"--spec {path}: seeds must be a whole number, got {seeds!r}")
-    if slo is None and "slo" in doc:
+    if "slo" in doc:
         slo = doc["slo"]
         if not isinstance(slo, str):
             raise SimreplayError(f"--spec {path}: slo must be a string like 'ttft_p99_ms=2000'")
@@ -348,6 +361,7 @@ def expand(
     if seeds is not None:
         points = [{**p, "seed": s} for p in points for s in range(seeds)]
     points = [{k: p[k] for k in order} for p in points]
+    merged = _merge_gpu_aliases(points)
 
     unique: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -358,23 +372,43 @@ def expand(
             unique.append(p)
     check_names(unique)
     axes = [k for k in order if len({repr(p[k]) for p in unique}) > 1]
-    return SweepSpec(unique, axes, slo, len(points) - len(unique))
+    return SweepSpec(unique, axes, slo, len(points) - len(unique), merged)
+
+
+def _merge_gpu_aliases(points: list[dict[str, Any]]) -> dict[str, str]:
+    """Rewrite each ``gpus`` value to the first text naming the same count and GPU.
+
+    ``1xA100``, ``1xa100`` and ``1xA100-80GB-SXM`` are one deployment; without this they
+    would be three scenarios with identical rows. Mutates ``points``; returns text -> the
+    text kept. An unknown GPU is left for ``check_names`` to report.
+    """
+    first: dict[tuple[int, str], str] = {}
+    merged: dict[str, str] = {}
+    for text in dict.fromkeys(p["gpus"] for p in points):
+        try:
+            num_gpus, gpu = parse_gpus(text)
+        except SimreplayError:
+            continue
+        kept = first.setdefault((num_gpus, gpu.name), text)
+        if kept != text:
+            merged[text] = kept
+    for p in points:
+        p["gpus"] = merged.get(p["gpus"], p["gpus"])
+    return merged
 
 
 def check_names(points: list[dict[str, Any]]) -> None:
-    """Fail early on a name no scenario could use (a typo), before anything is written."""
+    """Fail early on a name no scenario could use (a typo) or a knob value no deployment
+    has (``Scenario.check_knobs``: ``--tp 0``, a seed past int64), before anything is
+    written. What only the catalogs rule out (weights that do not fit) is a row instead.
+    """
     for gpus in sorted({p["gpus"] for p in points}):
         parse_gpus(gpus)
     for model in sorted({p["model"] for p in points}):
         get_model(model)
-    for scheduler in sorted({p["scheduler"] for p in points}):
-        if scheduler not in SCHEDULERS:
-            raise SimreplayError(
-                f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}"
-            )
-    for router in sorted({p["router"] for p in points}):
-        if router not in ROUTERS:
-            raise SimreplayError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
+    names = list(scenario_knobs())
+    for p in points:
+        check_knobs(Scenario(**{name: p[name] for name in names}))
     for p in points:
         if not (math.isfinite(p["rate_scale"]) and p["rate_scale"] > 0):
             raise SimreplayError(f"--rate-scale must be > 0, got {format_number(p['rate_scale'])}")

@@ -47,6 +47,8 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,7 @@ import pyarrow.parquet as pq
 
 from simulator import __version__
 from simulator.errors import SimreplayError
-from simulator.io import atomic_path, write_text_atomic
+from simulator.io import atomic_path, output_folder, write_text_atomic
 from simulator.sweep.spec import knob_types
 
 STORE_FORMAT_VERSION = 1
@@ -135,6 +137,16 @@ def scenario_key(knobs: dict[str, Any], trace_sha256: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class StoredRows:
+    """What ``ResultStore.scan`` found: keys of readable rows, trace path -> content hashes
+    of their rows, and the row files that cannot be read."""
+
+    keys: set[str]
+    traces: dict[str, set[str]]
+    unreadable: list[Path]
+
+
 class ResultStore:
     """Rows of one sweep under ``root``; see the module docstring for the layout."""
 
@@ -143,21 +155,26 @@ class ResultStore:
         self.rows_dir = self.root / "rows"
 
     def prepare(self, slo: str | None) -> None:
-        """Check ``root`` can hold this sweep, create it, and remove leftovers of a kill.
+        """Check ``root`` can hold this sweep; writes nothing (``create`` does).
 
         Raises
         ------
         SimreplayError
-            When ``root`` is a file, its parent is missing, or it holds rows judged against
-            another SLO (their ``slo_met`` would mean something else).
+            When ``root`` is a file, its parent is missing, it holds files but no sweep (the
+            output of ``simreplay run``, say), or it holds rows judged against another SLO
+            (their ``slo_met`` would mean something else).
         """
-        if self.root.exists() and not self.root.is_dir():
-            raise SimreplayError(f"--out {self.root}: exists and is not a directory")
-        if not self.root.parent.is_dir():
-            raise SimreplayError(
-                f"--out {self.root}: parent directory {self.root.parent} is missing"
-            )
+        output_folder(str(self.root), "--out")
         manifest = self.read_manifest()
+        if manifest is None and self.root.is_dir():
+            # A killed first run leaves nothing, or an empty rows/ (``create``'s order).
+            foreign = sorted(p.name for p in self.root.iterdir() if p.name != "rows")
+            if foreign or any(self.rows_dir.iterdir() if self.rows_dir.is_dir() else ()):
+                shown = ", ".join((foreign or ["rows/"])[:3])
+                raise SimreplayError(
+                    f"--out {self.root}: holds other files ({shown}) and no sweep.json; "
+                    "give a new or empty folder"
+                )
         if manifest is not None and manifest.get("slo") != slo:
             raise SimreplayError(
                 f"--out {self.root} holds a sweep with --slo {manifest.get('slo')!r}, not "
@@ -165,9 +182,10 @@ class ResultStore:
             )
         self.check_compatible()
 
-    def create(self, slo: str | None) -> None:
-        """Create the folders and manifest (after ``prepare``), and remove stale temp files."""
-        self.rows_dir.mkdir(parents=True, exist_ok=True)
+    def create(self, slo: str | None, unreadable: Iterable[Path] = ()) -> None:
+        """Create the folders and manifest (after ``prepare``); remove stale temporary files
+        and the ``unreadable`` row files of ``scan`` (their scenarios are to be redone)."""
+        self.root.mkdir(exist_ok=True)
         if self.read_manifest() is None:
             write_text_atomic(
                 json.dumps(
@@ -177,7 +195,8 @@ class ResultStore:
                 + "\n",
                 self.root / "sweep.json",
             )
-        for stale in self.rows_dir.glob(".*.tmp"):
+        self.rows_dir.mkdir(exist_ok=True)
+        for stale in [*self.rows_dir.glob(".*.tmp"), *unreadable]:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
 
@@ -208,10 +227,48 @@ class ResultStore:
         return self.rows_dir / f"{key}.parquet"
 
     def done_keys(self) -> set[str]:
-        """Keys of the scenarios that have a (complete) row file."""
+        """Keys of the scenarios that have a row file (complete, unless corrupted since)."""
+        return {p.stem for p in self._row_files()}
+
+    def _row_files(self) -> list[Path]:
         if not self.rows_dir.is_dir():
-            return set()
-        return {p.stem for p in self.rows_dir.glob("*.parquet") if not p.name.startswith(".")}
+            return []
+        return sorted(p for p in self.rows_dir.glob("*.parquet") if not p.name.startswith("."))
+
+    def scan(self) -> StoredRows:
+        """What the store holds: readable rows' keys and traces, and unreadable row files.
+
+        A row file is written whole or not at all, so an unreadable one (truncated or
+        corrupt) was damaged afterwards: its scenario counts as not done.
+        """
+        files = self._row_files()
+        columns = ["scenario_key", "trace", "trace_sha256"]
+        if not files:
+            return StoredRows(set(), {}, [])
+        import pyarrow.dataset as ds  # ~80 ms to import: only when a store has rows
+
+        try:  # one multi-threaded scan; file by file only when a file is damaged
+            tables = [ds.dataset(files, schema=row_schema(), format="parquet").to_table(columns)]
+            readable = files
+            unreadable: list[Path] = []
+        except (pa.ArrowException, OSError):
+            tables, readable, unreadable = [], [], []
+            for path in files:
+                try:
+                    with pq.ParquetFile(path) as parquet_file:
+                        tables.append(parquet_file.read(columns))
+                    readable.append(path)
+                except (pa.ArrowException, OSError):
+                    unreadable.append(path)
+        traces: dict[str, set[str]] = {}
+        for table in tables:
+            for trace, sha in zip(
+                table.column("trace").to_pylist(),
+                table.column("trace_sha256").to_pylist(),
+                strict=True,
+            ):
+                traces.setdefault(trace, set()).add(sha)
+        return StoredRows({p.stem for p in readable}, traces, unreadable)
 
     def write_row(self, row: dict[str, Any]) -> None:
         """Write one scenario's row atomically."""
@@ -233,9 +290,7 @@ class ResultStore:
             raise SimreplayError(f"{self.root}: not a sweep folder (no sweep.json and rows/)")
         self.check_compatible()
         schema = row_schema()
-        files = sorted(
-            str(p) for p in self.rows_dir.glob("*.parquet") if not p.name.startswith(".")
-        )
+        files = [str(p) for p in self._row_files()]
         if not files:
             return schema.empty_table()
         import pyarrow.dataset as ds  # ~80 ms to import: only when reading a store
@@ -245,7 +300,10 @@ class ResultStore:
             table = ds.dataset(files, schema=schema, format="parquet").to_table()
         except (pa.ArrowException, OSError) as exc:
             reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise SimreplayError(f"{self.rows_dir}: unreadable sweep row: {reason}") from None
+            raise SimreplayError(
+                f"{self.rows_dir}: unreadable sweep row: {reason}; rerun the sweep's command "
+                "to redo it"
+            ) from None
         # A file dropped into rows/ by something else reads as nulls: name it, do not show it.
         if table.num_rows != len(files):
             for path in files:
