@@ -148,7 +148,7 @@ def compare_attention() -> None:
             features = {
                 "num_prefill_tokens": chunk,
                 "num_prefill_seqs": 1,
-                "prefill_attn_work": float(chunk) * (cached + chunk),
+                "prefill_attn_work": float(chunk) * (cached + chunk / 2.0),
                 "prefill_context_tokens": cached + chunk,
             }
             part, key = "prefill_attention", ("prefill", _bucket(chunk, "chunk"))

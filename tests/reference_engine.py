@@ -486,7 +486,7 @@ def _start_step(rep: _Replica, cfg: _Config) -> None:
         else:
             num_prefill_seqs += 1
             num_prefill_tokens += n
-            prefill_attn_work += n * (c + n)
+            prefill_attn_work += n * (c + 0.5 * n)
             prefill_context_tokens += c + n
         if math.isnan(req.first_scheduled_s):
             req.first_scheduled_s = start_s

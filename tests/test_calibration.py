@@ -1215,3 +1215,24 @@ def test_a_named_pipe_given_as_a_profile_is_one_line(named_pipe):
     """``run --calibration FIFO`` blocked forever reading it."""
     with pytest.raises(SimreplayError, match=r"pipe: is a named pipe \(FIFO\), not a calib"):
         load_profile(named_pipe)
+
+
+@pytest.mark.parametrize("gpu", ["H100", "A100", "B200", "L40S", "RTX-PRO-6000", "H200"])
+def test_prefill_attention_never_beats_the_gpus_peak(gpu):
+    """Found by a new-user pass: the step's attention work counted the full q x (c + q)
+    rectangle while the measured (fresh, causal) prompts compute half of it, so a chunk
+    behind a long cached prefix ran at up to twice the fresh prompts' rate: 1,273 TF/s on
+    an H100 (989 peak), a 100k-token prompt at 94 % of peak end to end."""
+    model = get_model("llama-3.1-8b")
+    spec = get_gpu(gpu)
+    step = resolve(Scenario(gpus=f"1x{gpu}", model=model.name)).step_model
+    flops_per_pair = 4.0 * model.num_heads * model.head_dim * model.num_layers
+    for cached, chunk in ((0, 512), (0, 8192), (8192, 8192), (90_112, 8192), (500_000, 2048)):
+        pairs = chunk * (cached + chunk / 2)
+        seconds = step.predict_parts(
+            num_prefill_tokens=chunk,
+            num_prefill_seqs=1,
+            prefill_attn_work=pairs,
+            prefill_context_tokens=cached + chunk,
+        )["prefill_attention"]
+        assert flops_per_pair * pairs / seconds <= spec.peak_bf16_flops, (cached, chunk)

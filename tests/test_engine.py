@@ -626,7 +626,7 @@ def test_single_request_times_are_the_step_model_predictions(llama_8b_h100, sche
     prefill_s = model.predict(
         num_prefill_tokens=prompt,
         num_prefill_seqs=1,
-        prefill_attn_work=prompt * prompt,
+        prefill_attn_work=prompt * prompt / 2,
         prefill_context_tokens=prompt,
     )
     assert req_f[R_FIRST_SCHEDULED_S] == arrival_s
@@ -658,13 +658,13 @@ def test_single_request_prefill_is_chunked_by_the_token_budget(llama_8b_h100):
     first_s = model.predict(
         num_prefill_tokens=512,
         num_prefill_seqs=1,
-        prefill_attn_work=512 * 512,
+        prefill_attn_work=512 * 512 / 2,
         prefill_context_tokens=512,
     )
     second_s = model.predict(
         num_prefill_tokens=488,
         num_prefill_seqs=1,
-        prefill_attn_work=488 * 1000,
+        prefill_attn_work=488 * (512 + 488 / 2),
         prefill_context_tokens=1000,
     )
     assert state.req_f[0, R_FIRST_TOKEN_S] == first_s + second_s
@@ -710,7 +710,7 @@ def test_throughput_is_bounded_by_budget_over_fastest_step(llama_8b_h100, schedu
         model.predict(
             num_prefill_tokens=1,
             num_prefill_seqs=1,
-            prefill_attn_work=1,
+            prefill_attn_work=0.5,
             prefill_context_tokens=1,
         ),
     )

@@ -160,7 +160,7 @@ def prefill(num_seqs, tokens_each, cached_each=0):
     return dict(
         num_prefill_tokens=num_seqs * q,
         num_prefill_seqs=num_seqs,
-        prefill_attn_work=float(num_seqs * q * (c + q)),
+        prefill_attn_work=float(num_seqs * q * (c + q / 2)),
         prefill_context_tokens=num_seqs * (c + q),
         num_decode_seqs=0,
         decode_context_tokens=0,
@@ -204,7 +204,7 @@ efficiency_values = st.builds(
     Efficiencies,
     gemm_compute=st.floats(0.05, 1.0),
     gemm_memory=st.floats(0.05, 1.0),
-    prefill_attention=st.floats(0.05, 2.0),
+    prefill_attention=st.floats(0.05, 1.0),
     decode_attention=st.floats(0.05, 1.0),
     allreduce_link=st.floats(0.05, 1.0),
     allreduce_latency_s=st.floats(0.0, 1e-4),

@@ -84,9 +84,10 @@ def test_single_request_on_idle_replica_takes_one_prefill_and_o_minus_1_decodes(
     assert sorted(out["itl_s"].tolist()) == [0.25] * 4
     assert out["num_preemptions"].tolist() == [0]
     assert out["reject_reason"].tolist() == [REJECT_NONE]
-    # Features: (prefill tokens, prefill seqs, sum n(c+n), sum (c+n), decode seqs, sum (c+1))
+    # Features: (prefill tokens, prefill seqs, sum n(c+n/2), sum (c+n), decode seqs,
+    # sum (c+1))
     assert calls == [
-        (100, 1, 100 * 100, 100, 0, 0),
+        (100, 1, 100 * 100 / 2, 100, 0, 0),
         (0, 0, 0, 0, 1, 101),
         (0, 0, 0, 0, 1, 102),
         (0, 0, 0, 0, 1, 103),
@@ -125,10 +126,10 @@ def test_long_prompt_is_chunked_across_steps(knobs):
 
     assert column(out["steps"], "num_prefill_tokens") == [32, 32, 32, 4, 0]
     assert calls[:4] == [
-        (32, 1, 32 * 32, 32, 0, 0),
-        (32, 1, 32 * 64, 64, 0, 0),
-        (32, 1, 32 * 96, 96, 0, 0),
-        (4, 1, 4 * 100, 100, 0, 0),
+        (32, 1, 32 * (0 + 32 / 2), 32, 0, 0),
+        (32, 1, 32 * (32 + 32 / 2), 64, 0, 0),
+        (32, 1, 32 * (64 + 32 / 2), 96, 0, 0),
+        (4, 1, 4 * (96 + 4 / 2), 100, 0, 0),
     ]
     assert calls[4] == (0, 0, 0, 0, 1, 101)
     assert out["first_scheduled_s"].tolist() == [0.0]
@@ -147,8 +148,8 @@ def test_two_requests_share_the_token_budget():
     out = run([0.0, 0.0], [10, 30], [3, 2], step_time, max_num_batched_tokens=32)
 
     assert calls == [
-        (10 + 22, 2, 10 * 10 + 22 * 22, 10 + 22, 0, 0),
-        (8, 1, 8 * 30, 30, 1, 11),
+        (10 + 22, 2, 10 * 10 / 2 + 22 * 22 / 2, 10 + 22, 0, 0),
+        (8, 1, 8 * (22 + 8 / 2), 30, 1, 11),
         (0, 0, 0, 0, 2, 12 + 31),
     ]
     assert out["first_scheduled_s"].tolist() == [0.0, 0.0]
@@ -230,7 +231,7 @@ def test_last_token_of_a_chunked_recompute_counts_as_a_decode():
         max_num_batched_tokens=8,
     )
     assert out["num_preemptions"].tolist() == [0, 1]
-    assert calls[6:] == [(8, 1, 8 * 8, 8, 0, 0), (0, 0, 0, 0, 1, 8 + 1)]
+    assert calls[6:] == [(8, 1, 8 * 8 / 2, 8, 0, 0), (0, 0, 0, 0, 1, 8 + 1)]
     assert out["steps"][7]["scheduled"] == [(1, 1, True)]
     assert out["finish_s"].tolist() == [6.0, 8.0]
 

@@ -760,7 +760,9 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, pr
         else:
             prefill_tokens += n
             prefill_seqs += 1
-            prefill_work += float(n) * float(c + n)
+            # Causal (query, key) pairs: each of the n new tokens attends to the c cached
+            # ones and to the new ones up to itself (n c + n^2 / 2; see perf/roofline.py).
+            prefill_work += float(n) * (float(c) + 0.5 * float(n))
             prefill_context += c + n
     if prefill_seqs + decode_seqs == 0:
         return False

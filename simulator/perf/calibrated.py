@@ -8,9 +8,10 @@ roofline ``params`` as the tables ``kernel.table_s`` interpolates (layout in
     linear(T)          = L x sum over QKV, O, MLP-in, MLP-out (router for MoE) of
                          GEMM(m = T, n, k) for the per-GPU n, k of each matrix
     lm_head(R)         = GEMM(m = R, n = vocab / tp, k = hidden)
-    prefill(b, W)      = L x context_attention(batch = b, isl = sqrt(W / b), heads / tp, d,
+    prefill(b, W)      = L x context_attention(batch = b, isl = sqrt(2 W / b), heads / tp, d,
                                            heads per KV head)
-                         (b prompts of equal length with the step's attention work W)
+                         (b fresh prompts of equal length whose causal attention computes
+                         the step's W query-key pairs: b isl^2 / 2 = W)
     decode(N, C)       = L x generation_attention(batch = N, context = C / N, kv_heads / tp, d,
                                               heads per KV head)
     allreduce(T)       = 2 L x all_reduce(tp GPUs, T x hidden x 2 bytes); absent at tp = 1
@@ -125,7 +126,10 @@ def calibrated_model(
         lm_head = _roofline_part(base, "lm_head", tokens)
 
     b_p, w_p = np.meshgrid(BATCH_NODES_PREFILL, WORK_NODES, indexing="ij")
-    isl = np.maximum(np.sqrt(w_p / b_p), 1.0)
+    # The measured prompts are fresh (no cached context): a causal kernel computes
+    # isl^2 / 2 pairs of each, so b of them match the step's W pairs at isl = sqrt(2 W / b),
+    # whether W came from fresh prompts or from chunks behind a cached prefix.
+    isl = np.maximum(np.sqrt(2.0 * w_p / b_p), 1.0)
     prefill = predict(
         "context_attention",
         {
@@ -142,7 +146,7 @@ def calibrated_model(
             lambda b, s: base.predict_parts(
                 num_prefill_tokens=int(round(b * s)),
                 num_prefill_seqs=int(b),
-                prefill_attn_work=float(b * s * s),
+                prefill_attn_work=float(b * s * s / 2.0),
                 prefill_context_tokens=int(round(b * s)),
             )["prefill_attention"]
         )(b_p, isl)

@@ -408,8 +408,8 @@ def step_time_s(
     num_prefill_seqs : int64
         Requests with a prefill chunk in this step.
     prefill_attn_work : float64
-        Sum over prefill chunks of ``q * (c + q)``: q chunk tokens, c tokens of that
-        request already in the KV cache.
+        Sum over prefill chunks of ``q * (c + q / 2)``, the query-key pairs a causal kernel
+        computes: q chunk tokens, c tokens of that request already in the KV cache.
     prefill_context_tokens : int64
         Sum over prefill chunks of ``c + q``.
     num_decode_seqs : int64

@@ -34,7 +34,9 @@ the step time is
               routing kernels): 5 kernels per layer, 8 for MoE.
     prefill_attention = L * lat + L * max(4 h d W / (P * e_prefill_attn),
                                           (2 g d C_p + 2 h d T_p) 2 / (B * e_decode_attn))
-              W = prefill_attn_work = sum q (c + q), C_p = prefill_context_tokens,
+              W = prefill_attn_work = sum q (c + q / 2), the query-key pairs a causal kernel
+              computes for chunks of q new tokens behind c cached ones, C_p =
+              prefill_context_tokens,
               T_p = num_prefill_tokens. One attention kernel per layer serves the whole
               mixed batch in vLLM V1, so its latency is counted once, here.
     decode_attention  = L * max(4 h d C_d / (P * e_prefill_attn),
@@ -52,12 +54,11 @@ and the step time is their sum (0 for a step with no token). The embedding looku
 final norm are negligible and left out.
 
 Approximations to know about:
-  * Attention FLOPs count the full q x (c + q) rectangle. A causal kernel skips the masked
-    triangle of each chunk, about half the rectangle for a fresh prompt (c = 0) and almost
-    nothing behind a long cached prefix (c >> q). ``prefill_attention`` is therefore defined
-    relative to the rectangle; its default (0.8) matches fresh prompts of 0.5-4k tokens,
-    overestimates longer fresh prompts and probably underestimates chunks behind long
-    cached prefixes. Exact causal FLOPs would need sum q^2, which the interface lacks.
+  * Attention FLOPs are those of a causal kernel: a chunk of q new tokens behind c cached
+    ones computes q c + q^2 / 2 query-key pairs (the masked triangle of the chunk is
+    skipped). Until 2026-12 W counted the full q (c + q) rectangle, which made a chunk
+    behind a long cached prefix about twice as fast as its FLOPs allow (a calibrated
+    100k-token prompt ran at 94 % of H100's dense peak).
   * vLLM V1 computes logits for every scheduled request, including partial prefill chunks
     whose sampled token it discards, so ``R`` is exact for V1; an engine that skipped them
     would be overcounted by one row per non-final chunk.
@@ -86,14 +87,14 @@ Default efficiencies (``DEFAULT_EFFICIENCIES``) and where they come from. Figure
       The same data with m <= 64 reach a median 0.80 of HBM bandwidth on H100 and 0.69 on
       A100; AIConfigurator's own roofline uses ``mem_bw_empirical_scaling_factor: 0.8``.
       Also used for element-wise kernels and the LM head's weight read.
-  prefill_attention = 0.80
-      FlashAttention (FA3 on H100, FA2 on A100) on fresh prompts, bs 1-16, GQA 4 and 8:
-      relative to the rectangle count, 0.5-0.9 at 1-2k tokens and 1.0-1.3 beyond 4k (the
-      causal kernel skips half). 0.8 has a median error of -9 % (H100) and +1 % (A100) for
-      512-4096 tokens, and overestimates prompts beyond 4k by 35-50 % (AIConfigurator
-      ``context_attention_perf``). calibration-data holds no current measurement of chunks
-      behind a cached prefix (c > 0), where nothing is masked and the rectangle count is
-      the real one; there 0.8 of peak is probably optimistic.
+  prefill_attention = 0.40
+      FlashAttention (FA3 on H100, FA2 on A100) on fresh prompts, bs 1-16, GQA 4 and 8,
+      over the causal FLOPs: 0.25-0.45 of peak at 1-2k tokens and 0.5-0.65 beyond 4k. 0.4
+      has a median error of -9 % (H100) and +1 % (A100) for 512-4096 tokens, and
+      overestimates prompts beyond 4k by 35-50 % (AIConfigurator ``context_attention_perf``;
+      the same predictions as 0.8 over the rectangle count used before). calibration-data
+      holds no measurement of chunks behind a cached prefix (c > 0); their FLOPs are counted
+      exactly, at the fresh prompts' efficiency.
   decode_attention = 0.70
       Decode (paged) attention KV reads, batches >= 16, >= 512 tokens of context, GQA 8,
       with 3 us latency: about 0.75 of HBM bandwidth on H100 and 0.6 on A100; at 0.70 the
@@ -160,8 +161,8 @@ class Efficiencies:
         Fraction of peak HBM bandwidth reached by memory-bound GEMMs (weight reads) and by
         element-wise kernels.
     prefill_attention : float
-        Achieved over peak FLOP/s of prefill attention, FLOPs counted over the full
-        ``q * (c + q)`` rectangle (so a causal kernel on a fresh prompt may exceed 1).
+        Fraction of peak tensor FLOP/s reached by prefill attention, over the FLOPs a causal
+        kernel computes (``q * (c + q / 2)`` query-key pairs per chunk).
     decode_attention : float
         Fraction of peak HBM bandwidth reached by attention's KV-cache reads.
     allreduce_link : float
@@ -179,7 +180,7 @@ class Efficiencies:
 
     gemm_compute: float = 0.80
     gemm_memory: float = 0.80
-    prefill_attention: float = 0.80
+    prefill_attention: float = 0.40
     decode_attention: float = 0.70
     allreduce_link: float = 0.60
     allreduce_latency_s: float = 5e-6
@@ -188,15 +189,16 @@ class Efficiencies:
     host_overhead_per_seq_s: float = 10e-6
 
     def __post_init__(self) -> None:
-        for name in ("gemm_compute", "gemm_memory", "decode_attention", "allreduce_link"):
+        for name in (
+            "gemm_compute",
+            "gemm_memory",
+            "prefill_attention",
+            "decode_attention",
+            "allreduce_link",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 < value <= 1.0):
                 raise SimreplayError(f"efficiency {name} must be in (0, 1], got {value!r}")
-        # Relative to the rectangle count, a causal kernel can do "better" than peak.
-        if not (math.isfinite(self.prefill_attention) and 0.0 < self.prefill_attention <= 2.0):
-            raise SimreplayError(
-                f"efficiency prefill_attention must be in (0, 2], got {self.prefill_attention!r}"
-            )
         for name in (
             "allreduce_latency_s",
             "kernel_latency_s",
