@@ -255,7 +255,15 @@ def get_model(name_or_path: str) -> ModelSpec:
 _GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
 #: Families with a plain two-matrix MLP whatever the activation.
 _PLAIN_MLP_TYPES = {"phi", "gpt2", "gpt_neox", "gptj", "opt", "falcon", "starcoder2", "bloom"}
-_DTYPE_BYTES = {"bfloat16": 2.0, "float16": 2.0, "half": 2.0, "float32": 4.0, "float": 4.0}
+#: Bytes per weight as vLLM serves a checkpoint of each dtype with its default
+#: ``--dtype auto``: float32 checkpoints are served in 16-bit (vLLM v0.11
+#: ``_resolve_auto_dtype``: bfloat16 where the GPU supports it, else float16), as every
+#: float32 config on the Hub would otherwise double its weights.
+_DTYPE_BYTES = {"bfloat16": 2.0, "float16": 2.0, "half": 2.0, "float32": 2.0, "float": 2.0}
+#: Model types whose transformers config class ties the LM head to the embeddings unless
+#: the file says otherwise (GemmaConfig, Gemma2Config, Gemma3TextConfig); every other
+#: family here defaults to untied.
+_TIED_BY_DEFAULT_PREFIXES = ("gemma",)
 #: Rope-scaling types whose ``factor`` does not extend ``max_position_embeddings``
 #: (vLLM v0.11 ``_get_and_verify_max_len``).
 _ROPE_TYPES_NOT_EXTENDING = {"su", "longrope", "llama3", "default", "mrope"}
@@ -287,10 +295,12 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     Notes
     -----
     Defaults follow transformers' config classes: ``num_key_value_heads`` = heads,
-    ``head_dim`` = hidden / heads, ``tie_word_embeddings`` = false, ``hidden_act`` = silu,
-    ``torch_dtype`` = bfloat16. A multimodal config's ``text_config`` is used when the top
-    level has no ``num_hidden_layers``. A ``rope_scaling`` factor extends the context as vLLM
-    v0.11 does (YaRN: ``original_max_position_embeddings`` x factor).
+    ``head_dim`` = hidden / heads, ``tie_word_embeddings`` = false (true for Gemma
+    families), ``hidden_act`` = silu, ``torch_dtype`` = bfloat16. Weights are 2 bytes each,
+    float32 checkpoints included: vLLM's ``--dtype auto`` serves them in 16-bit. A
+    multimodal config's ``text_config`` is used when the top level has no
+    ``num_hidden_layers``. A ``rope_scaling`` factor extends the context as vLLM v0.11 does
+    (YaRN: ``original_max_position_embeddings`` x factor).
     """
     path = Path(path).expanduser()
     file = path / "config.json" if path.is_dir() else path
@@ -394,7 +404,9 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
         num_experts=num_experts,
         num_experts_per_token=experts_per_token,
         gated_mlp=gated,
-        tied_embeddings=bool(value("tie_word_embeddings", False)),
+        tied_embeddings=bool(
+            value("tie_word_embeddings", model_type.startswith(_TIED_BY_DEFAULT_PREFIXES))
+        ),
         weight_bytes_per_param=_DTYPE_BYTES[dtype_name],
         source=f"{file}" + (f" ({model_type})" if model_type else ""),
     )

@@ -349,10 +349,48 @@ def test_phi_style_plain_mlp_and_null_kv_heads(tmp_path):
     assert param_count(spec) == param_count(MODELS["phi-2"])
 
 
-def test_float32_checkpoint_counts_four_bytes_per_param(tmp_path):
+def test_float32_checkpoint_is_served_in_16_bit(tmp_path):
+    """vLLM's --dtype auto "will use FP16 precision for FP32 and FP16 models" (engine
+    arguments, v0.11): a float32 config.json counted 4 bytes a weight, twice what vLLM
+    loads, while its KV cache and step times were those of 16-bit."""
     spec = load_hf_config(write_config(tmp_path, {**PHI2_CONFIG, "torch_dtype": "float32"}))
-    assert spec.weight_bytes_per_param == 4
-    assert weight_bytes(spec) == 4 * param_count(spec)["total"]
+    assert spec.weight_bytes_per_param == 2
+    assert weight_bytes(spec) == 2 * param_count(spec)["total"]
+
+
+GEMMA2_9B_CONFIG = {
+    "architectures": ["Gemma2ForCausalLM"],
+    "model_type": "gemma2",
+    "num_hidden_layers": 42,
+    "hidden_size": 3584,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 256,
+    "intermediate_size": 14336,
+    "vocab_size": 256000,
+    "max_position_embeddings": 8192,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "torch_dtype": "float32",
+}
+
+
+def test_gemma_ties_its_embeddings_unless_the_file_says_otherwise(tmp_path):
+    """transformers' Gemma config classes default tie_word_embeddings to true, and Gemma-2's
+    published config.json leaves the key out: 10.16B parameters were counted for a 9.24B
+    model."""
+    spec = load_hf_config(write_config(tmp_path, GEMMA2_9B_CONFIG))
+    assert spec.tied_embeddings
+    assert param_count(spec)["total"] / 1e9 == pytest.approx(9.24, abs=0.01)
+    untied = load_hf_config(
+        write_config(tmp_path, {**GEMMA2_9B_CONFIG, "tie_word_embeddings": False})
+    )
+    assert not untied.tied_embeddings
+    llama = load_hf_config(
+        write_config(
+            tmp_path, {k: v for k, v in LLAMA_31_8B_CONFIG.items() if k != "tie_word_embeddings"}
+        )
+    )
+    assert not llama.tied_embeddings
 
 
 def test_yarn_rope_scaling_extends_the_context(tmp_path):
