@@ -225,13 +225,27 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, and the model was not trained for it)"
         )
     notes: list[str] = []
+    context = scenario.max_model_len or model.max_context_tokens
+    # vLLM v0.6's defaults, whatever the GPU: 256 sequences, and without chunked prefill a
+    # token budget of max(max_model_len, 2048) so that any prompt fits one step. vLLM sizes
+    # its activation memory by profiling a batch of that many tokens, so the KV cache is
+    # planned with the same budget.
+    v0_default_budget = scenario.scheduler == "vllm-v0" and scenario.max_num_batched_tokens is None
+    # With max_model_len left to the model, the budget is settled with it below (a longer
+    # max_model_len profiles more activation memory and leaves less KV cache); TP is chosen
+    # at the smallest budget any max_model_len gives.
+    v0_settle = v0_default_budget and scenario.max_model_len is None
+    if scenario.scheduler == "vllm-v0":
+        if scenario.max_num_seqs is None:
+            max_num_seqs = V0_DEFAULT_MAX_NUM_SEQS
+        if v0_default_budget:
+            max_batched = 2048 if v0_settle else max(context, 2048)
     knobs = {
         "gpu_memory_utilization": scenario.gpu_memory_utilization,
         "block_size": block_size,
         "max_num_batched_tokens": max_batched,
         "max_num_seqs": max_num_seqs,
     }
-    context = scenario.max_model_len or model.max_context_tokens
     pp = scenario.pp
     validate_pp(model, num_gpus, None, pp)  # pp alone; with the TP below once it is known
     pp_knobs = {"pp": pp} if pp != 1 else {}
@@ -243,12 +257,23 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         tp = scenario.tp
         validate_tp(model, num_gpus, tp)
     validate_pp(model, num_gpus, tp, pp)
+    if v0_settle:
+        v0_len = _v0_settled_len(model, gpu, tp, context, knobs, pp_knobs)
+        max_batched = knobs["max_num_batched_tokens"] = max(v0_len, 2048)
     memory = plan_memory(model, gpu, tp, **knobs, **pp_knobs)
 
     max_model_len = scenario.max_model_len or model.max_context_tokens
     # A request lives in one virtual engine: with pipeline stages it holds 1/pp of the blocks.
     capacity_tokens = memory.kv_capacity_tokens_per_virtual_engine
-    if scenario.max_model_len is None and capacity_tokens < max_model_len:
+    if v0_settle and v0_len < max_model_len:
+        notes.append(
+            f"max_model_len capped from the model's {model.max_context_tokens:,} to "
+            f"{v0_len:,} tokens: with vLLM v0's budget of max(max_model_len, 2048) tokens a "
+            "step, the longest whose activation memory leaves a KV cache that holds it "
+            "(vLLM refuses to start otherwise; pass --max-model-len to choose)"
+        )
+        max_model_len = v0_len
+    elif scenario.max_model_len is None and capacity_tokens < max_model_len:
         notes.append(
             f"max_model_len capped from the model's {model.max_context_tokens:,} to the "
             f"{capacity_tokens:,} tokens the KV cache holds (vLLM refuses to start "
@@ -256,9 +281,6 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         )
         max_model_len = capacity_tokens
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
-    if scenario.scheduler == "vllm-v0" and scenario.max_num_batched_tokens is None:
-        # vLLM v0 without chunked prefill: max(max_model_len, 2048), so any prompt fits.
-        max_batched = token_budget = max(max_model_len, 2048)
     step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp)
     return ResolvedScenario(
         scenario=scenario,
@@ -309,6 +331,49 @@ def _step_model(
     step_model, description = _STEP_MODELS[key]
     return step_model, copy.deepcopy(description)
 
+
+def _v0_settled_len(
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int,
+    context: int,
+    knobs: dict[str, Any],
+    pp_knobs: dict[str, int],
+) -> int:
+    """The longest max_model_len M <= ``context`` whose KV cache holds M with the activation
+    memory vLLM v0 profiles for its default budget of max(M, 2048) tokens a step.
+
+    M = ``context`` when it fits; otherwise the largest M that does (bisection: a longer M
+    only shrinks the cache), which the caller caps max_model_len to, as vLLM would refuse
+    to start with more. A cache that holds nothing even at 2,048 tokens is
+    ``plan_memory``'s error.
+    """
+
+    def holds(max_model_len: int) -> bool:
+        budget = {**knobs, "max_num_batched_tokens": max(max_model_len, 2048)}
+        try:
+            plan = plan_memory(model, gpu, tp, **budget, **pp_knobs)
+        except SimreplayError:
+            return False
+        return plan.kv_capacity_tokens_per_virtual_engine >= max_model_len
+
+    if holds(context):
+        return context
+    if not holds(1):
+        plan_memory(model, gpu, tp, **{**knobs, "max_num_batched_tokens": 2048}, **pp_knobs)
+        return 1  # pragma: no cover - plan_memory raised: no KV block at all
+    low, high = 1, context  # holds(low), not holds(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if holds(middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+#: vLLM v0.6's default --max-num-seqs (the same for every GPU; v0.11 raised it on large ones).
+V0_DEFAULT_MAX_NUM_SEQS = 256
 
 #: Most running requests per replica: the engine's per-replica arrays are this long, and
 #: vLLM's defaults are 256-1,024 (10**15 asked numpy for 7 PiB).

@@ -19,7 +19,7 @@ from simulator.memory import (
     plan_memory,
     validate_tp,
 )
-from simulator.models import MODELS, weight_bytes
+from simulator.models import MODELS, get_model, weight_bytes
 
 GIB = 2**30
 LLAMA_8B = MODELS["llama-3.1-8b"]
@@ -282,3 +282,26 @@ def test_validate_tp_accepts_good_settings():
 )
 def test_default_batch_knobs_follow_vllm_0_11(gpu, knobs):
     assert default_batch_knobs(GPUS[gpu]) == knobs
+
+
+def test_vllm_v0_plans_its_kv_cache_with_its_own_defaults():
+    """Found by a new-user pass: with --scheduler vllm-v0 the KV cache was planned for
+    v0.11's 8,192-token budget on an H100 while the engine then used v0's
+    max(max_model_len, 2048) = 131,072 (vLLM profiles activations with the budget it runs),
+    and max_num_seqs was v0.11's 1,024, not v0.6's 256."""
+    from simulator.scenario import Scenario, resolve
+
+    v0 = resolve(Scenario(gpus="1xH100", scheduler="vllm-v0"))
+    explicit = resolve(Scenario(gpus="1xH100", scheduler="vllm-v0", max_num_batched_tokens=131_072))
+    assert v0.max_num_seqs == 256 and v0.max_num_batched_tokens == 131_072
+    assert v0.memory.num_kv_blocks == explicit.memory.num_kv_blocks
+    assert v0.memory.activation_reserve_bytes == explicit.memory.activation_reserve_bytes
+    short = resolve(Scenario(gpus="1xH100", scheduler="vllm-v0", max_model_len=8192))
+    assert short.max_num_batched_tokens == 8192
+    assert short.memory.num_kv_blocks > v0.memory.num_kv_blocks
+    # A model whose context the KV cache cannot hold: max_model_len is capped, and the
+    # budget (and the memory profiled for it) with it; the cache still holds max_model_len.
+    capped = resolve(Scenario(gpus="1xL4", scheduler="vllm-v0", gpu_memory_utilization=0.8))
+    assert capped.max_model_len < get_model("llama-3.1-8b").max_context_tokens
+    assert capped.max_num_batched_tokens == max(capped.max_model_len, 2048)
+    assert capped.memory.kv_capacity_tokens >= capped.max_model_len
