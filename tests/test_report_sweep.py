@@ -269,3 +269,14 @@ def test_rows_without_the_needed_columns_are_one_line_errors(tmp_path):
 def test_an_unknown_heatmap_axis_is_refused(sweep_dir):
     result = invoke("report", sweep_dir, "--heatmap", "rate_scale,colour", "--no-png")
     assert result.exit_code == 1 and "no column 'colour'" in result.stderr
+
+
+def test_knob_cells_are_empty_where_a_knob_is_unset_or_unused():
+    """Found by a new-user pass: the table showed 'None' for knobs left to their defaults
+    and chunk_size 512 on rows whose scheduler never reads it."""
+    from simulator.report.sweep_page import _knob_text
+
+    vllm = {"scheduler": "vllm", "chunk_size": 512, "max_num_seqs": None, "tp": 2}
+    sarathi = {"scheduler": "sarathi", "chunk_size": 512}
+    assert _knob_text(vllm, "chunk_size") == "" and _knob_text(vllm, "max_num_seqs") == ""
+    assert _knob_text(vllm, "tp") == "2" and _knob_text(sarathi, "chunk_size") == "512"

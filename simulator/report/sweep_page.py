@@ -478,6 +478,15 @@ TABLE_METRICS = (
 )
 
 
+def _knob_text(row: dict[str, Any], knob: str) -> str:
+    """A knob's cell: empty where it was left to its default (None) or where the row's
+    scheduler never reads it (``chunk_size`` outside ``sarathi``)."""
+    value = row.get(knob)
+    if value is None or (knob == "chunk_size" and row.get("scheduler") != "sarathi"):
+        return ""
+    return str(value)
+
+
 def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
     knobs = [k for k in KNOBS if k in sweep.columns and k not in ("gpu", "num_gpus")]
     metrics = [m for m in TABLE_METRICS if m in sweep.columns]
@@ -495,7 +504,7 @@ def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
     )
     rows = []
     for row in ordered[:MAX_TABLE_ROWS]:
-        cells = [f"<td>{esc(row.get(k))}</td>" for k in knobs]
+        cells = [f"<td>{esc(_knob_text(row, k))}</td>" for k in knobs]
         for m in metrics:
             value = _number(row.get(m))
             cells.append(
