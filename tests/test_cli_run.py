@@ -423,3 +423,14 @@ def test_an_empty_trace_is_one_line_whatever_its_format(small_trace, tmp_path):
     assert_one_line_error(invoke("run", empty), "empty.parquet: no requests in the file")
     assert_one_line_error(invoke("run", header_only), "header.csv: no requests in the file")
     assert_one_line_error(invoke("trace", "info", empty), "empty.parquet: no requests")
+
+
+def test_a_burst_is_a_backlog_not_an_overload(tmp_path):
+    """Found by a new-user pass: a benchmark sending every request at once (request rate
+    inf) was told its latencies grow with the trace's length."""
+    path = tmp_path / "burst.csv"
+    path.write_text("arrival_time_s,input_tokens,output_tokens\n" + "0,1500,200\n" * 300)
+    result = invoke("run", path, "--gpus", "1xL4")
+    assert result.exit_code == 0, result.stderr
+    assert "Overloaded" not in result.stdout
+    assert "a burst worked off over" in result.stdout
