@@ -47,6 +47,10 @@ def _naive_window_stats(arrival_s: list[float], width_s: float) -> tuple[float, 
     """
     t0, span_s = arrival_s[0], arrival_s[-1] - arrival_s[0]
     num_whole = math.floor(span_s / width_s)
+    peak = None
+    if span_s >= width_s:  # the busiest [t, t + w) over every start t at an arrival
+        peak = max(sum(1 for u in arrival_s if t <= u < t + width_s) for t in arrival_s)
+        peak /= width_s
     counts = [0] * (num_whole + 1)
     whole = [0] * max(num_whole, 1)
     for t in arrival_s:
@@ -54,7 +58,6 @@ def _naive_window_stats(arrival_s: list[float], width_s: float) -> tuple[float, 
         counts[k] += 1
         if num_whole >= 1 and t - t0 <= num_whole * width_s:
             whole[min(k, num_whole - 1)] += 1
-    peak = max(counts) / width_s
     if num_whole < 2:
         return peak, None
     mean = sum(whole) / num_whole
@@ -66,10 +69,11 @@ def test_hand_computed_arrival_statistics():
     stats = trace_stats(_table([0.0, 0.5, 1.0, 3.0]))
     assert stats["num_requests"] == 4
     assert stats["span_s"] == 3.0
-    assert stats["mean_rate_rps"] == pytest.approx(4 / 3)
-    # 1 s windows from t=0: [0, 1) holds 2 arrivals; the whole trace fits one 60 s window.
+    assert stats["mean_rate_rps"] == pytest.approx(3 / 3)  # 3 gaps over 3 s
+    # The busiest second, [0, 1) or [0.5, 1.5), holds 2 arrivals; a minute is longer than the
+    # trace, whose rate over it would read below its mean.
     assert stats["peak_rate_1s_rps"] == 2.0
-    assert stats["peak_rate_60s_rps"] == pytest.approx(4 / 60)
+    assert stats["peak_rate_60s_rps"] is None
     # Gaps 0.5, 0.5, 2.0: mean 1, sample variance (0.25 + 0.25 + 1) / 2 = 0.75.
     assert stats["interarrival_cv"] == pytest.approx(math.sqrt(0.75))
     # Three whole 1 s windows, the arrival at 3.0 closing the last: counts 2, 1, 1.
@@ -86,12 +90,16 @@ def test_fano_counts_empty_windows_and_drops_the_partial_last_window():
     assert stats["span_s"] == 3.5
 
 
-def test_short_trace_peak_is_count_over_full_window_width():
+def test_peak_is_none_for_a_window_longer_than_the_trace_and_slides_otherwise():
+    """Found by a new-user pass: 4 arrivals in 1.5 s had a mean of 2.67 req/s and a 60 s
+    peak of 0.07; and an 84 s trace's busiest aligned minute (3.18/s) read below its mean
+    (3.57/s) because the busier tail was a partial window."""
     stats = trace_stats(_table([10.0, 10.2, 10.4]))
-    assert stats["peak_rate_1s_rps"] == 3.0
-    assert stats["peak_rate_60s_rps"] == pytest.approx(3 / 60)
-    assert stats["fano_factor_1s"] is None
-    assert stats["fano_factor_60s"] is None
+    assert stats["peak_rate_1s_rps"] is None and stats["peak_rate_60s_rps"] is None
+    # Aligned seconds [0, 1) and [1, 2) hold 2 each; the busiest second, [0.6, 1.6), holds 4.
+    stats = trace_stats(_table([0.0, 0.6, 0.8, 1.2, 1.4, 2.5]))
+    assert stats["peak_rate_1s_rps"] == 4.0
+    assert stats["peak_rate_1s_rps"] >= stats["mean_rate_rps"]
 
 
 def test_degenerate_traces_give_none_not_nan():
@@ -99,7 +107,7 @@ def test_degenerate_traces_give_none_not_nan():
     assert single["span_s"] == 0.0
     assert single["mean_rate_rps"] is None
     assert single["interarrival_cv"] is None
-    assert single["peak_rate_1s_rps"] == 1.0
+    assert single["peak_rate_1s_rps"] is None
     simultaneous = trace_stats(_table([2.0, 2.0, 2.0]))
     assert simultaneous["mean_rate_rps"] is None
     assert simultaneous["interarrival_cv"] is None  # zero mean gap
@@ -126,7 +134,9 @@ def test_window_statistics_match_naive_reference(arrival_s):
     stats = trace_stats(_table(arrival_s))
     for width_s in (1.0, 60.0):
         peak, fano = _naive_window_stats(arrival_s, width_s)
-        assert stats[f"peak_rate_{width_s:g}s_rps"] == pytest.approx(peak)
+        assert stats[f"peak_rate_{width_s:g}s_rps"] == (
+            None if peak is None else pytest.approx(peak)
+        )
         if fano is None:
             assert stats[f"fano_factor_{width_s:g}s"] is None
         else:
@@ -241,8 +251,8 @@ def test_format_stats_rows():
     assert all(isinstance(v, str) for v in rows.values())
     assert rows["Requests"] == "4"
     assert rows["Span"] == "3.0 s"
-    assert rows["Mean rate"] == "1.33 req/s"
-    assert rows["Peak rate (1 s / 60 s windows)"] == "2.00 / 0.0667 req/s"
+    assert rows["Mean rate"] == "1.00 req/s"
+    assert rows["Peak rate (1 s / 60 s windows)"] == "2.00 / n/a req/s"
     assert rows["Fano factor (1 s / 60 s)"] == "0.25 / n/a"
     assert rows["Input tokens mean / p50 / p90 / p99 / max"].endswith("/ 19,366")
     assert rows["Prefix reuse"] == "37.5%"

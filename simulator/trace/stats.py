@@ -6,8 +6,9 @@ vectorised over the Arrow columns; nothing loops over rows in Python.
 
 Conventions used throughout
 ---------------------------
-* Counting windows are aligned: window ``k`` of width ``w`` covers
-  ``[t0 + k*w, t0 + (k+1)*w)`` where ``t0`` is the first arrival.
+* Counting windows (Fano factors) are aligned: window ``k`` of width ``w`` covers
+  ``[t0 + k*w, t0 + (k+1)*w)`` where ``t0`` is the first arrival. Peak rates slide instead:
+  the busiest ``[t, t + w)`` wherever it starts.
 * Spreads (inter-arrival CV, Fano factor) use the sample variance (``ddof=1``), which is
   unbiased for the Poisson reference value of 1 and is why they need at least two samples.
 * Undefined values are ``None`` rather than NaN, so ``json.dumps(..., allow_nan=False)``
@@ -57,11 +58,14 @@ def trace_stats(table: pa.Table) -> dict:
         ``hash_block_size`` : int or None
             Tokens per ``hash_ids`` block, from the metadata.
         ``mean_rate_rps`` : float or None
-            ``num_requests / span_s``; None when the span is 0.
+            ``(num_requests - 1) / span_s``, the gaps between arrivals over their sum;
+            None when the span is 0.
         ``peak_rate_1s_rps``, ``peak_rate_60s_rps`` : float or None
-            Largest count in any aligned window of 1 s / 60 s, divided by the window width.
-            A trace shorter than the window falls into a single window, so the value is its
-            whole count divided by the full window width (not by the span). None when empty.
+            Most arrivals in any 1 s / 60 s interval of the trace (sliding: each interval
+            starts at an arrival, ``[t, t + w)``), divided by the window width: the busiest
+            second or minute wherever it falls. None when the span is shorter than the
+            window (a rate over a window the trace does not fill would read below its mean:
+            4 arrivals in 1.5 s are not 0.07 requests/s).
         ``interarrival_cv`` : float or None
             Sample standard deviation over mean of the gaps between consecutive arrivals
             (1 for a Poisson process); None with fewer than 2 gaps or a zero mean gap.
@@ -160,7 +164,9 @@ def _arrival_stats(arrival_s: np.ndarray) -> dict:
     span_s = float(arrival_s[-1] - arrival_s[0])
     out["span_s"] = span_s
     if span_s > 0:
-        out["mean_rate_rps"] = num / span_s
+        # n - 1 gaps span the trace: their count over their sum is the rate (the maximum-
+        # likelihood rate of a Poisson process; n / span reads high for short traces).
+        out["mean_rate_rps"] = (num - 1) / span_s
     if gaps_s.size >= 2:
         mean_gap_s = float(gaps_s.mean())
         if mean_gap_s > 0:
@@ -168,9 +174,14 @@ def _arrival_stats(arrival_s: np.ndarray) -> dict:
 
     offset_s = arrival_s - arrival_s[0]
     for width_s in WINDOWS_S:
+        if span_s >= width_s:
+            # Arrivals in [t_i, t_i + w) for every arrival i: a busiest interval can always
+            # be slid to start at an arrival without losing one.
+            ends = np.searchsorted(arrival_s, arrival_s + width_s, side="left")
+            in_window = ends - np.arange(num)
+            out[f"peak_rate_{width_s:g}s_rps"] = float(in_window.max()) / width_s
         # Offsets are >= 0, so truncating toward zero is the floor, and much cheaper.
         window_idx = (offset_s / width_s).astype(np.int64)
-        out[f"peak_rate_{width_s:g}s_rps"] = float(_run_lengths(window_idx).max()) / width_s
 
         num_whole = int(math.floor(span_s / width_s))
         if num_whole < 2:
