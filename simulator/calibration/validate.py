@@ -16,7 +16,9 @@ The requests are replayed through the simulator with the engine configuration gi
 (``--max-num-seqs``, ``--max-num-batched-tokens``, ``--gpu-memory-utilization`` or
 ``--num-kv-blocks``) and the mean, p50, p90 and p99 of TTFT, TPOT and E2E compared, signed
 % error = predicted / measured - 1. TPOT is (E2E - TTFT) / (output tokens - 1) for requests
-with more than one output token, on both sides.
+with more than one output token, on both sides. Every request of a benchmark completed in
+the engine that ran it, so a configuration under which the simulator rejects any of them is
+refused (``_refuse_rejections``): it is not the one that ran.
 
 ``fit_host_overhead`` adjusts the two host-overhead constants (per step, per scheduled
 sequence) by a deterministic search: a log-spaced 13 x 10 grid (0 and 0.05-10 ms; 0 and
@@ -353,8 +355,11 @@ def _metrics(ttft_s: np.ndarray, e2e_s: np.ndarray, outputs: np.ndarray) -> dict
     return {"ttft": _describe_ms(ttft_s), "tpot": _describe_ms(tpot), "e2e": _describe_ms(e2e_s)}
 
 
-def _replay(bench: Benchmark, resolved: ResolvedScenario) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-request predicted TTFT and E2E (s, NaN if rejected) and the rejected count.
+def _replay(
+    bench: Benchmark, resolved: ResolvedScenario
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Per-request predicted TTFT and E2E (s, NaN if rejected) and the rejected count per
+    reason.
 
     ``simulate`` with an already resolved scenario, so that the step model and the KV block
     count can be set directly (``--num-kv-blocks``, host search).
@@ -367,7 +372,29 @@ def _replay(bench: Benchmark, resolved: ResolvedScenario) -> tuple[np.ndarray, n
     requests = result.requests
     ttft = requests.column("ttft_s").to_numpy(zero_copy_only=False)
     e2e = requests.column("e2e_s").to_numpy(zero_copy_only=False)
-    return ttft, e2e, int(result.summary.get("num_rejected", 0))
+    return ttft, e2e, dict(result.summary.get("rejected_by_reason", {}))
+
+
+def _refuse_rejections(bench: Benchmark, rejected_by_reason: dict[str, int]) -> None:
+    """Refuse a configuration under which the simulator rejects requests of ``bench``.
+
+    Every request left in a benchmark completed in the engine that ran it (failed ones are
+    dropped on reading), so a configuration that rejects one (context length, KV blocks,
+    token budget) is not the one that ran: its statistics would compare the measured
+    requests with a subset, and a fit would tune constants to the wrong deployment.
+    """
+    rejected = sum(rejected_by_reason.values())
+    if not rejected:
+        return
+    total = len(bench.arrival_time_s)
+    how_many = f"all {rejected:,}" if rejected >= total else f"{rejected:,} of {total:,}"
+    reasons = "; ".join(f"{n:,} {why}" for why, n in sorted(rejected_by_reason.items()))
+    raise SimreplayError(
+        f"{bench.source}: the simulator rejected {how_many} requests, which all completed in "
+        f"the benchmark ({reasons}), so this is not the configuration that ran; nothing was "
+        "compared or written (give the benchmark's --max-model-len, --num-kv-blocks or "
+        "--gpu-memory-utilization, --max-num-batched-tokens)"
+    )
 
 
 def compare(predicted: dict[str, dict], measured: dict[str, dict]) -> dict[str, dict]:
@@ -387,7 +414,7 @@ def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> Reso
     vLLM logs its block count at start-up ("# GPU blocks: N"); giving it replaces the
     memory plan's estimate, the way ``--num-gpu-blocks-override`` does in vLLM.
     """
-    resolved = resolve(scenario)
+    resolved = _with_replica_note(resolve(scenario))
     if num_kv_blocks is None:
         return resolved
     if isinstance(num_kv_blocks, bool) or not isinstance(num_kv_blocks, int) or (num_kv_blocks < 1):
@@ -405,6 +432,36 @@ def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> Reso
     return dataclasses.replace(
         resolved, memory=memory, max_model_len=max_model_len, notes=tuple(notes)
     )
+
+
+def _with_replica_note(resolved: ResolvedScenario) -> ResolvedScenario:
+    """Say so when the GPUs make several replicas: one ``vllm bench serve`` result comes
+    from one server, and replicas behind a router are another deployment."""
+    if resolved.num_replicas <= 1:
+        return resolved
+    note = (
+        f"simulating {resolved.num_replicas} replicas of tp={resolved.tp} behind a "
+        f"{resolved.scenario.router} router; a `vllm bench serve` result comes from one "
+        f"server: if it ran one server on all {resolved.num_gpus} GPUs, give --tp "
+        f"{resolved.num_gpus}"
+    )
+    return dataclasses.replace(resolved, notes=(*resolved.notes, note))
+
+
+def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
+    """The deployment a validation simulated: what ``validate`` reports beside its errors."""
+    return {
+        "gpus": f"{resolved.num_gpus}x{resolved.gpu.name}",
+        "model": resolved.model.name,
+        "tp": resolved.tp,
+        "num_replicas": resolved.num_replicas,
+        "kv_blocks_per_replica": resolved.memory.num_kv_blocks,
+        "kv_capacity_tokens_per_replica": resolved.memory.kv_capacity_tokens,
+        "max_num_seqs": resolved.max_num_seqs,
+        "max_num_batched_tokens": resolved.max_num_batched_tokens,
+        "max_model_len": resolved.max_model_len,
+        "calibration": resolved.step_model.source,
+    }
 
 
 def _base_profile(resolved: ResolvedScenario) -> Profile | None:
@@ -458,20 +515,28 @@ def validate(bench: Benchmark, resolved: ResolvedScenario) -> dict[str, Any]:
     -------
     dict
         ``measured`` and ``predicted`` (``{metric: {mean, p50, p90, p99}}`` in ms),
-        ``error_pct`` (signed), ``num_requests``, ``num_rejected`` and the step-time source.
+        ``error_pct`` (signed), ``num_requests``, the step-time source, the ``deployment``
+        simulated and the scenario's ``notes``.
+
+    Raises
+    ------
+    SimreplayError
+        When the simulator rejects any request (``_refuse_rejections``).
     """
     return _validate(bench, resolved)[0]
 
 
 def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, Any], float]:
     measured = _metrics(bench.ttft_s, bench.e2e_s, bench.output_tokens)
-    ttft, e2e, rejected = _replay(bench, resolved)
+    ttft, e2e, rejected_by_reason = _replay(bench, resolved)
+    _refuse_rejections(bench, rejected_by_reason)
     predicted = _metrics(ttft, e2e, bench.output_tokens)
     report = {
         "benchmark": bench.source,
         "num_requests": int(len(bench.arrival_time_s)),
-        "num_rejected": rejected,
         "step_times": resolved.step_model.source,
+        "deployment": deployment(resolved),
+        "notes": list(resolved.notes),
         "measured": measured,
         "predicted": predicted,
         "error_pct": compare(predicted, measured),
@@ -487,7 +552,6 @@ def _request_loss(bench: Benchmark, ttft_s: np.ndarray, e2e_s: np.ndarray) -> fl
     per-sequence host overheads be told apart (requests of a quiet phase see small
     batches, those of a busy phase large ones). TTFT is left out: one request's TTFT
     depends chaotically on where its arrival falls in a step, which makes the loss rough.
-    A request the simulator rejects counts as an error of 1.
     """
     many = bench.output_tokens > 1
     total = 0.0
@@ -497,7 +561,6 @@ def _request_loss(bench: Benchmark, ttft_s: np.ndarray, e2e_s: np.ndarray) -> fl
             meas = (bench.e2e_s - bench.ttft_s)[many] / (bench.output_tokens[many] - 1)
             diff = np.abs(np.log(np.maximum(pred, 1e-6)) - np.log(np.maximum(meas, 1e-6)))
         total += float(np.mean(np.where(np.isfinite(diff), diff, 1.0)))
-    total += float(np.mean(~np.isfinite(ttft_s)))
     return total
 
 
@@ -531,13 +594,7 @@ def fit_host_overhead(
             f"requests with 1 output token do not have: fitted to the other {with_tpot:,}"
         )
     base = _base_profile(resolved)
-    _, _, rejected = _replay(bench, resolved)
-    if rejected >= len(bench.arrival_time_s):
-        raise SimreplayError(
-            f"--fit: the simulator rejected all {rejected:,} requests under this configuration "
-            "(see the validate report's reject reasons: KV blocks, context length), so there "
-            "is nothing to fit host overheads to"
-        )
+    _validate(bench, resolved)  # refuses a configuration that rejects requests
     cache: dict[tuple[float, float], float] = {}
 
     def loss(fixed_s: float, per_seq_s: float) -> float:

@@ -366,6 +366,8 @@ def validate(
         calibration=None if calibration is None else str(calibration),
     )
     resolved = resolve_for_benchmark(scenario, num_kv_blocks)
+    for message in resolved.notes:
+        err.print(f"note: {message}")
     report = run_validate(data, resolved)
     payload: dict = {"validation": report}
     if fit_host:
@@ -390,9 +392,15 @@ def validate(
 
 def _print_validation(report: dict, label: str | None) -> None:
     title = f"{report['benchmark']}: {report['num_requests']:,} requests"
-    if report["num_rejected"]:
-        title += f" ({report['num_rejected']:,} rejected by the simulator)"
     print(title + (f" [{label}]" if label else ""))
+    d = report["deployment"]
+    print(
+        f"simulated: {d['gpus']}, {d['model']}, tp={d['tp']} x {d['num_replicas']} "
+        f"replica(s), {d['kv_blocks_per_replica']:,} KV blocks per replica "
+        f"({d['kv_capacity_tokens_per_replica']:,} tokens), max_num_seqs {d['max_num_seqs']:,}, "
+        f"max_num_batched_tokens {d['max_num_batched_tokens']:,}, "
+        f"max_model_len {d['max_model_len']:,}"
+    )
     print(f"step times: {report['step_times']}")
     rows = []
     for metric in ("ttft", "tpot", "e2e"):
