@@ -1236,3 +1236,89 @@ def test_prefill_attention_never_beats_the_gpus_peak(gpu):
             prefill_context_tokens=cached + chunk,
         )["prefill_attention"]
         assert flops_per_pair * pairs / seconds <= spec.peak_bf16_flops, (cached, chunk)
+
+
+def _gemm_folder(path: Path, device: str | None, scale: float = 1.0) -> None:
+    """Three bf16 GEMMs at H100's shipped-profile prediction x ``scale``, in ``path``."""
+    from simulator.calibration.select import shipped_profile
+
+    feats = {"m": np.array([16.0, 256, 2048]), "n": np.full(3, 4096.0), "k": np.full(3, 4096.0)}
+    latency_s = shipped_profile("H100-SXM").predict("gemm_bfloat16", feats) * scale
+    table = {"gemm_dtype": ["bfloat16"] * 3, **feats, "latency": latency_s * 1e3}
+    if device is not None:
+        table["device"] = [device] * 3
+    _write(table, path / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet")
+
+
+def test_check_of_a_tree_reads_only_the_gpus_own_folder(tmp_path):
+    """Found by QA: ``check .../aiconfigurator --gpu H100`` mixed every GPU's rows (n =
+    366,566, median 33.8 %) where ``h100_sxm`` alone is n = 71,484 at 0.0 %; ``fit`` already
+    picked the system folder (``find_system``)."""
+    _gemm_folder(tmp_path / "h100_sxm", "NVIDIA H100 80GB HBM3")
+    _gemm_folder(tmp_path / "b200_sxm", "NVIDIA B200", scale=3.0)
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100", "--json"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["system"] == "h100_sxm" and payload["source_kind"] == "aiconfigurator"
+    assert payload["families"]["gemm"]["n"] == 3
+    assert payload["families"]["gemm"]["p90_abs_pct"] < 0.01
+    assert (
+        f"note: read H100-SXM's folder h100_sxm/ of the aiconfigurator tree {tmp_path}; the "
+        "other GPUs' folders are left out"
+    ) in result.stderr.splitlines()
+    refused = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "L40S"])
+    assert refused.exit_code == 1, refused.stdout
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: no AIConfigurator measurements for L40S (it has H100-SXM, B200)"
+    ]
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_files_measured_on_another_gpu_are_refused(tmp_path, command):
+    """Found by QA: ``fit --source .../h100_sxm --gpu H200`` wrote an 'H200' profile from
+    H100 measurements, which every H200 run would then take as its own; and a folder of
+    several GPUs' files was read as one."""
+    _gemm_folder(tmp_path / "mine", "NVIDIA H100 80GB HBM3")
+    args = ["--source", str(tmp_path / "mine"), "-o", str(tmp_path / "p.json")]
+    if command == "check":
+        args = [str(tmp_path / "mine")]
+    result = runner.invoke(app, ["calibrate", command, *args, "--gpu", "H200"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'mine'}: the files were measured on NVIDIA H100 80GB HBM3, not "
+        "H200: fit them as --gpu H100-SXM; runs on H200 borrow measured GPUs' profiles "
+        "scaled to H200's peaks"
+    ]
+    assert not (tmp_path / "p.json").exists()
+    # The same files under their own GPU pass; one more GPU's files in the folder do not.
+    same = runner.invoke(app, ["calibrate", command, *args, "--gpu", "H100"])
+    assert same.exit_code == 0, same.stderr
+    _gemm_folder(tmp_path / "mine" / "more", "NVIDIA A100-SXM4-80GB")
+    mixed = runner.invoke(app, ["calibrate", command, *args, "--gpu", "H100"])
+    assert mixed.exit_code == 1, mixed.stdout
+    assert mixed.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'mine'}: the files were measured on several GPUs (NVIDIA "
+        "A100-SXM4-80GB, NVIDIA H100 80GB HBM3); give the folder of one GPU's measurements"
+    ]
+
+
+def test_check_of_only_skipped_rows_says_which_and_why(tmp_path):
+    """Found by QA: on a CPU profiler run (float32 rows only) check said 'no GEMM,
+    attention or all-reduce rows to check' without saying that rows were skipped, and why."""
+    _write(
+        {
+            "gemm_dtype": ["float32"] * 2,
+            "m": [1, 8],
+            "n": [64, 64],
+            "k": [64, 64],
+            "latency": [0.1, 0.2],
+            "device": ["cpu"] * 2,
+        },
+        tmp_path / "gemm_perf.parquet",
+    )
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: no GEMM, attention, all-reduce or MoE rows to check; skipped: "
+        "2 gemm: float32 rows (16-bit and FP8 GEMMs are fitted)"
+    ]

@@ -221,7 +221,8 @@ def check(
         Path,
         typer.Argument(
             help="Measured operators: AIConfigurator-named parquet files "
-            "(any depth) or Vidur mlp.csv files.",
+            "(any depth) or Vidur mlp.csv files; of an AIConfigurator or Vidur tree, "
+            "the --gpu's folder.",
             show_default=False,
         ),
     ],
@@ -246,6 +247,11 @@ def check(
 
     spec = None if model is None else get_model(model)
     result = check_measurements(directory, get_gpu(gpu), calibration=calibration, model=spec)
+    if result["system"] is not None:
+        err.print(
+            f"note: read {result['gpu']}'s folder {result['system']}/ of the "
+            f"{result['source_kind']} tree {directory}; the other GPUs' folders are left out"
+        )
     if json_output:
         print_json(result)
         return
