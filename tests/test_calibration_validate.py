@@ -415,3 +415,61 @@ def test_fit_checks_an_empty_or_missing_folder_output(tmp_path, monkeypatch, out
     assert result.exit_code == 1, result.stdout
     assert result.stderr.strip().splitlines() == [f"error: {fragment}"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv"]
+
+
+def test_fit_refuses_when_no_host_overhead_is_still_too_slow(tmp_path):
+    """Found by QA: --fit ended at its lower bound (0 ms + ~0 per sequence) with TPOT still
+    +29 % off, wrote the profile, exit 0, and runs then called it 'from benchmark'. Here
+    Llama-3.1-8B decodes at 1 ms a token on one H100, faster than its weights can be read."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        "0,500,101,0.05,0.15\n10,800,101,0.06,0.16\n20,300,101,0.04,0.14\n"
+    )
+    out = tmp_path / "mine.json"
+    result = _validate(path, "--fit", "-o", out, "--tp", "1")
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(
+        "error: --fit: with no host overhead at all the simulated TPOT is still +"
+    ), lines
+    assert "the kernels alone are slower than the benchmark" in lines[-1]
+    assert "nothing was written" in lines[-1]
+    assert not out.exists()
+
+
+def test_fit_at_zero_host_overhead_with_a_small_residual_says_so(tmp_path):
+    """A benchmark the kernels explain alone (made with zero host overhead) is fitted, with a
+    note that the search ended at zero."""
+    table = synthesize(
+        arrival_process("poisson", 2.0),
+        duration_s=5.0,
+        input_lengths=parse_length_distribution("lognormal:mean=400,cv=0.5,max=2000"),
+        output_lengths=parse_length_distribution("lognormal:mean=40,cv=0.5,max=200"),
+        seed=3,
+    )
+    zero = {"host_overhead_s": 0.0, "host_overhead_per_seq_s": 0.0}
+    truth = dataclasses.replace(shipped_profile("H100-SXM"), host=zero, path=None)
+    save_profile(truth, tmp_path / "truth.json")
+    scenario = Scenario(
+        gpus="1xH100", model="llama-3.1-8b", tp=1, calibration=str(tmp_path / "truth.json")
+    )
+    r = simulate(table, scenario).requests.to_pydict()
+    path = tmp_path / "b.csv"
+    rows = zip(
+        r["arrival_time_s"],
+        r["input_tokens"],
+        r["output_tokens"],
+        r["ttft_s"],
+        r["e2e_s"],
+        strict=True,
+    )
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        + "".join(",".join(map(str, row)) + "\n" for row in rows)
+    )
+    out = tmp_path / "mine.json"
+    result = _validate(path, "--fit", "-o", out, "--tp", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "note: --fit ended at zero host overhead (median TPOT error " in result.stderr
+    assert load_profile(out).host["host_overhead_s"] < 5e-5
