@@ -473,3 +473,29 @@ def test_fit_at_zero_host_overhead_with_a_small_residual_says_so(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "note: --fit ended at zero host overhead (median TPOT error " in result.stderr
     assert load_profile(out).host["host_overhead_s"] < 5e-5
+
+
+@pytest.mark.parametrize(
+    ("model_id", "noted"),
+    [
+        ("meta-llama/Llama-3.1-8B-Instruct", False),
+        ("/models/my-llama-3.1-8b-finetune", False),
+        ("Qwen/Qwen2.5-7B-Instruct", True),
+        ("mistralai/Mistral-Small-24B", True),
+    ],
+)
+def test_validate_notes_a_benchmark_of_another_model(bench, tmp_path, model_id, noted):
+    """Found by QA: validate never compared the vLLM result's model_id with --model."""
+    data = json.loads((bench / "vllm.json").read_text())
+    path = tmp_path / "vllm.json"
+    path.write_text(json.dumps({**data, "model_id": model_id}))
+    result = _validate(path, "--tp", "1")
+    assert result.exit_code == 0, result.stderr
+    note = (
+        f"note: the benchmark served {model_id!r} (its model_id), which does not look like "
+        "--model llama-3.1-8b: the simulated model may not be the one benchmarked"
+    )
+    assert (note in result.stderr.splitlines()) == noted, result.stderr
+    assert (
+        note.removeprefix("note: ") in json.loads(result.stdout)["validation"]["notes"]
+    ) == noted

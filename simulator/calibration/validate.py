@@ -72,6 +72,8 @@ class Benchmark:
         File name and format.
     notes : list of str
         What was dropped or assumed.
+    model_id : str or None
+        The model the benchmark names (a vLLM result's ``model_id``), if any.
     """
 
     arrival_time_s: np.ndarray
@@ -81,6 +83,7 @@ class Benchmark:
     e2e_s: np.ndarray
     source: str
     notes: list[str]
+    model_id: str | None = None
 
 
 def read_benchmark(path: Path) -> Benchmark:
@@ -192,7 +195,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         notes.append("no latencies field (older vLLM): E2E is TTFT plus the request's itls")
     if (~ok).any():
         notes.append(f"dropped {int((~ok).sum()):,} requests that failed in the benchmark")
-    return _finish(
+    bench = _finish(
         path,
         arrival[ok],
         _numbers(path, "input_lens", data["input_lens"])[ok],
@@ -202,6 +205,9 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         "vLLM bench serve result",
         notes,
     )
+    model_id = data.get("model_id")
+    bench.model_id = model_id if isinstance(model_id, str) and model_id.strip() else None
+    return bench
 
 
 def _is_number(value: object) -> bool:
@@ -464,6 +470,42 @@ def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
         "max_model_len": resolved.max_model_len,
         "calibration": resolved.step_model.source,
     }
+
+
+def model_mismatch(bench: Benchmark, model: str, resolved: ResolvedScenario) -> str | None:
+    """A note when the benchmark's ``model_id`` clearly names another model than ``--model``.
+
+    The ``model_id`` is looked up in the catalog as ``--model`` would be (Hugging Face
+    organisation and ``-Instruct`` suffixes do not matter); one the catalog does not know
+    must contain the catalog name's words (case and punctuation ignored:
+    ``meta-llama/Llama-3.1-8B-Instruct`` contains ``llama-3.1-8b``). Nothing is said
+    without a ``model_id``, or when ``--model`` is a ``config.json`` path.
+    """
+    from simulator.models import get_model
+
+    given = Path(model).expanduser()
+    if bench.model_id is None or given.is_file() or (given / "config.json").is_file():
+        return None
+    named = None
+    if not Path(bench.model_id).expanduser().exists():  # a served local folder: no lookup
+        try:
+            named = get_model(bench.model_id).name
+        except SimreplayError:
+            named = None
+    if named is not None:
+        differs = named != resolved.model.name
+    else:
+
+        def compact(text: str) -> str:
+            return "".join(c for c in text.lower() if c.isalnum())
+
+        differs = compact(resolved.model.name) not in compact(bench.model_id)
+    if not differs:
+        return None
+    return (
+        f"the benchmark served {bench.model_id!r} (its model_id), which does not look like "
+        f"--model {resolved.model.name}: the simulated model may not be the one benchmarked"
+    )
 
 
 def _base_profile(resolved: ResolvedScenario) -> Profile | None:

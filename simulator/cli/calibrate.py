@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -344,6 +345,7 @@ def validate(
     from simulator.calibration.validate import (
         fit_host_overhead,
         fitted_profile,
+        model_mismatch,
         read_benchmark,
         resolve_for_benchmark,
     )
@@ -372,6 +374,9 @@ def validate(
         calibration=None if calibration is None else str(calibration),
     )
     resolved = resolve_for_benchmark(scenario, num_kv_blocks)
+    mismatch = model_mismatch(data, model, resolved)
+    if mismatch is not None:
+        resolved = dataclasses.replace(resolved, notes=(*resolved.notes, mismatch))
     for message in resolved.notes:
         err.print(f"note: {message}")
     report = run_validate(data, resolved)
