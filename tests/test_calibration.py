@@ -23,6 +23,7 @@ from simulator.calibration.fit import (
     GRID_AXES,
     error_stats,
     fit_one,
+    fit_from_source,
     fit_profile,
     grid_points,
     measured_axes,
@@ -1322,3 +1323,49 @@ def test_check_of_only_skipped_rows_says_which_and_why(tmp_path):
         f"error: {tmp_path}: no GEMM, attention, all-reduce or MoE rows to check; skipped: "
         "2 gemm: float32 rows (16-bit and FP8 GEMMs are fitted)"
     ]
+
+
+def _fit_both_ways(tree: Path, copy: Path, gpu: str) -> tuple[Profile, Profile]:
+    return (
+        fit_from_source(tree, gpu, fitted_on="2026-12-01"),
+        fit_from_source(copy, gpu, fitted_on="2026-12-01"),
+    )
+
+
+def test_a_copied_aiconfigurator_system_folder_fits_like_the_tree(tmp_path):
+    """Found by QA: ``h100_sxm`` copied elsewhere was fitted as a user's folder (only its
+    measured values as nodes: 1,539 of 2,565 MoE points off the grid) and the tree as
+    AIConfigurator's (defaults plus measured values: all on the grid)."""
+    m, n, k = np.meshgrid([1.0, 2, 3, 64, 65], [3072.0, 5120], [3072.0, 5120], indexing="ij")
+    feats = {"m": m.ravel(), "n": n.ravel(), "k": k.ravel()}
+    latency_s = roofline_latency_s("gemm_bfloat16", feats, REF) * _true_ratio(**feats)
+    table = {"gemm_dtype": ["bfloat16"] * m.size, **feats, "latency": latency_s * 1e3}
+    for folder in (tmp_path / "tree" / "h100_sxm", tmp_path / "h100c"):
+        _write(table, folder / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet")
+        (folder / "gemm" / "vllm" / "0.24.0" / "collection_meta.yaml").write_text(
+            "schema_version: 1\n"
+        )
+    tree, copy = _fit_both_ways(tmp_path / "tree", tmp_path / "h100c", "H100")
+    assert copy.provenance["source"] == tree.provenance["source"] == "aiconfigurator"
+    assert (
+        copy.grids["gemm_bfloat16"].axes[0].tolist() == tree.grids["gemm_bfloat16"].axes[0].tolist()
+    )
+    assert copy.errors == tree.errors
+
+
+def test_one_gpus_vidur_folder_fits_like_the_tree(tmp_path):
+    """Found by QA: ``vidur/profiling/compute/a40`` was fitted as a user's folder (fit p90
+    13.9 %) and ``vidur`` as Vidur's (1.0 %)."""
+    rows = [
+        f"32,32,4096,11008,true,{t},{tp},{0.01 * t / tp + 0.02},{0.01 * t / tp + 0.03}"
+        for t in (1, 2, 4, 8, 16, 64, 256, 1024)
+        for tp in (1, 2)
+    ]
+    text = _VIDUR_HEADER + "\n" + "\n".join(rows) + "\n"
+    for folder in (tmp_path / "vidur" / "profiling" / "compute" / "a40", tmp_path / "mine"):
+        (folder / "meta-llama" / "Llama-2-7b-hf").mkdir(parents=True)
+        (folder / "meta-llama" / "Llama-2-7b-hf" / "mlp.csv").write_text(text)
+    tree, copy = _fit_both_ways(tmp_path / "vidur", tmp_path / "mine", "A40")
+    assert copy.provenance["source"] == tree.provenance["source"] == "vidur"
+    assert copy.provenance["engine"] == tree.provenance["engine"]
+    assert copy.errors == tree.errors

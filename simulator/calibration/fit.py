@@ -40,7 +40,12 @@ from simulator.calibration.profile import (
     Reference,
     roofline_latency_s,
 )
-from simulator.calibration.sources import GEMM_16BIT_DTYPES, Measurements, describe_skipped
+from simulator.calibration.sources import (
+    AICONFIGURATOR_FILES,
+    GEMM_16BIT_DTYPES,
+    Measurements,
+    describe_skipped,
+)
 from simulator.errors import SimreplayError
 from simulator.specs import ModelSpec
 
@@ -577,6 +582,13 @@ def find_system(source: Path, gpu: str) -> tuple[str | None, str]:
     AIConfigurator system folders, ``vidur`` for Vidur's ``profiling/compute`` folders,
     else ``measured operator files`` (a profiler's or user's own folder, read whole).
 
+    The kind decides the fit's grid nodes (``fit_profile``), so a folder of one GPU's data
+    is recognised by its files, not by where it sits: AIConfigurator's (one system folder,
+    or a copy of it under any name) hold ``collection_meta.yaml`` beside the parquet files
+    (``calibrate profile`` writes ``collection_meta.json``), Vidur's hold ``mlp.csv`` and no
+    parquet files. Found only through the tree, ``h100_sxm`` copied elsewhere was fitted
+    on other nodes (1,539 of H100's 2,565 MoE points off the grid).
+
     Raises
     ------
     SimreplayError
@@ -597,15 +609,20 @@ def find_system(source: Path, gpu: str) -> tuple[str | None, str]:
                 f"{source}: no AIConfigurator measurements for {gpu} (it has {have})"
             )
         return match[0], "aiconfigurator"
-    compute = source / "profiling" / "compute"
-    if compute.is_dir() or source.name == "compute":
-        base = compute if compute.is_dir() else source
+    candidates = (source / "profiling" / "compute", source / "compute", source)
+    base = next((c for c in candidates if c.name == "compute" and c.is_dir()), None)
+    if base is not None:
         found = [s for s in VIDUR_SYSTEMS if (base / s).is_dir()]
         match = [s for s in found if VIDUR_SYSTEMS[s] == gpu]
         if not match:
             have = ", ".join(VIDUR_SYSTEMS[s] for s in found)
             raise SimreplayError(f"{source}: no Vidur profiling data for {gpu} (it has {have})")
         return match[0], "vidur"
+    names = {p.name for p in source.rglob("*") if p.is_file()}
+    if "collection_meta.yaml" in names and names & set(AICONFIGURATOR_FILES):
+        return None, "aiconfigurator"
+    if "mlp.csv" in names and not names & set(AICONFIGURATOR_FILES):
+        return None, "vidur"
     return None, "measured operator files"
 
 
