@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from simulator.calibration.fit import (
     GRID_AXES,
     error_stats,
-    fit_one,
     fit_from_source,
+    fit_one,
     fit_profile,
     grid_points,
     measured_axes,
