@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from simulator.calibration.fit import (
     GRID_AXES,
     error_stats,
+    fit_from_source,
     fit_one,
     fit_profile,
     grid_points,
@@ -1236,3 +1237,135 @@ def test_prefill_attention_never_beats_the_gpus_peak(gpu):
             prefill_context_tokens=cached + chunk,
         )["prefill_attention"]
         assert flops_per_pair * pairs / seconds <= spec.peak_bf16_flops, (cached, chunk)
+
+
+def _gemm_folder(path: Path, device: str | None, scale: float = 1.0) -> None:
+    """Three bf16 GEMMs at H100's shipped-profile prediction x ``scale``, in ``path``."""
+    from simulator.calibration.select import shipped_profile
+
+    feats = {"m": np.array([16.0, 256, 2048]), "n": np.full(3, 4096.0), "k": np.full(3, 4096.0)}
+    latency_s = shipped_profile("H100-SXM").predict("gemm_bfloat16", feats) * scale
+    table = {"gemm_dtype": ["bfloat16"] * 3, **feats, "latency": latency_s * 1e3}
+    if device is not None:
+        table["device"] = [device] * 3
+    _write(table, path / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet")
+
+
+def test_check_of_a_tree_reads_only_the_gpus_own_folder(tmp_path):
+    """Found by QA: ``check .../aiconfigurator --gpu H100`` mixed every GPU's rows (n =
+    366,566, median 33.8 %) where ``h100_sxm`` alone is n = 71,484 at 0.0 %; ``fit`` already
+    picked the system folder (``find_system``)."""
+    _gemm_folder(tmp_path / "h100_sxm", "NVIDIA H100 80GB HBM3")
+    _gemm_folder(tmp_path / "b200_sxm", "NVIDIA B200", scale=3.0)
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100", "--json"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["system"] == "h100_sxm" and payload["source_kind"] == "aiconfigurator"
+    assert payload["families"]["gemm"]["n"] == 3
+    assert payload["families"]["gemm"]["p90_abs_pct"] < 0.01
+    assert (
+        f"note: read H100-SXM's folder h100_sxm/ of the aiconfigurator tree {tmp_path}; the "
+        "other GPUs' folders are left out"
+    ) in result.stderr.splitlines()
+    refused = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "L40S"])
+    assert refused.exit_code == 1, refused.stdout
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: no AIConfigurator measurements for L40S (it has H100-SXM, B200)"
+    ]
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_files_measured_on_another_gpu_are_refused(tmp_path, command):
+    """Found by QA: ``fit --source .../h100_sxm --gpu H200`` wrote an 'H200' profile from
+    H100 measurements, which every H200 run would then take as its own; and a folder of
+    several GPUs' files was read as one."""
+    _gemm_folder(tmp_path / "mine", "NVIDIA H100 80GB HBM3")
+    args = ["--source", str(tmp_path / "mine"), "-o", str(tmp_path / "p.json")]
+    if command == "check":
+        args = [str(tmp_path / "mine")]
+    result = runner.invoke(app, ["calibrate", command, *args, "--gpu", "H200"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'mine'}: the files were measured on NVIDIA H100 80GB HBM3, not "
+        "H200: fit them as --gpu H100-SXM; runs on H200 borrow measured GPUs' profiles "
+        "scaled to H200's peaks"
+    ]
+    assert not (tmp_path / "p.json").exists()
+    # The same files under their own GPU pass; one more GPU's files in the folder do not.
+    same = runner.invoke(app, ["calibrate", command, *args, "--gpu", "H100"])
+    assert same.exit_code == 0, same.stderr
+    _gemm_folder(tmp_path / "mine" / "more", "NVIDIA A100-SXM4-80GB")
+    mixed = runner.invoke(app, ["calibrate", command, *args, "--gpu", "H100"])
+    assert mixed.exit_code == 1, mixed.stdout
+    assert mixed.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'mine'}: the files were measured on several GPUs (NVIDIA "
+        "A100-SXM4-80GB, NVIDIA H100 80GB HBM3); give the folder of one GPU's measurements"
+    ]
+
+
+def test_check_of_only_skipped_rows_says_which_and_why(tmp_path):
+    """Found by QA: on a CPU profiler run (float32 rows only) check said 'no GEMM,
+    attention or all-reduce rows to check' without saying that rows were skipped, and why."""
+    _write(
+        {
+            "gemm_dtype": ["float32"] * 2,
+            "m": [1, 8],
+            "n": [64, 64],
+            "k": [64, 64],
+            "latency": [0.1, 0.2],
+            "device": ["cpu"] * 2,
+        },
+        tmp_path / "gemm_perf.parquet",
+    )
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: no GEMM, attention, all-reduce or MoE rows to check; skipped: "
+        "2 gemm: float32 rows (16-bit and FP8 GEMMs are fitted)"
+    ]
+
+
+def _fit_both_ways(tree: Path, copy: Path, gpu: str) -> tuple[Profile, Profile]:
+    return (
+        fit_from_source(tree, gpu, fitted_on="2026-12-01"),
+        fit_from_source(copy, gpu, fitted_on="2026-12-01"),
+    )
+
+
+def test_a_copied_aiconfigurator_system_folder_fits_like_the_tree(tmp_path):
+    """Found by QA: ``h100_sxm`` copied elsewhere was fitted as a user's folder (only its
+    measured values as nodes: 1,539 of 2,565 MoE points off the grid) and the tree as
+    AIConfigurator's (defaults plus measured values: all on the grid)."""
+    m, n, k = np.meshgrid([1.0, 2, 3, 64, 65], [3072.0, 5120], [3072.0, 5120], indexing="ij")
+    feats = {"m": m.ravel(), "n": n.ravel(), "k": k.ravel()}
+    latency_s = roofline_latency_s("gemm_bfloat16", feats, REF) * _true_ratio(**feats)
+    table = {"gemm_dtype": ["bfloat16"] * m.size, **feats, "latency": latency_s * 1e3}
+    for folder in (tmp_path / "tree" / "h100_sxm", tmp_path / "h100c"):
+        _write(table, folder / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet")
+        (folder / "gemm" / "vllm" / "0.24.0" / "collection_meta.yaml").write_text(
+            "schema_version: 1\n"
+        )
+    tree, copy = _fit_both_ways(tmp_path / "tree", tmp_path / "h100c", "H100")
+    assert copy.provenance["source"] == tree.provenance["source"] == "aiconfigurator"
+    assert (
+        copy.grids["gemm_bfloat16"].axes[0].tolist() == tree.grids["gemm_bfloat16"].axes[0].tolist()
+    )
+    assert copy.errors == tree.errors
+
+
+def test_one_gpus_vidur_folder_fits_like_the_tree(tmp_path):
+    """Found by QA: ``vidur/profiling/compute/a40`` was fitted as a user's folder (fit p90
+    13.9 %) and ``vidur`` as Vidur's (1.0 %)."""
+    rows = [
+        f"32,32,4096,11008,true,{t},{tp},{0.01 * t / tp + 0.02},{0.01 * t / tp + 0.03}"
+        for t in (1, 2, 4, 8, 16, 64, 256, 1024)
+        for tp in (1, 2)
+    ]
+    text = _VIDUR_HEADER + "\n" + "\n".join(rows) + "\n"
+    for folder in (tmp_path / "vidur" / "profiling" / "compute" / "a40", tmp_path / "mine"):
+        (folder / "meta-llama" / "Llama-2-7b-hf").mkdir(parents=True)
+        (folder / "meta-llama" / "Llama-2-7b-hf" / "mlp.csv").write_text(text)
+    tree, copy = _fit_both_ways(tmp_path / "vidur", tmp_path / "mine", "A40")
+    assert copy.provenance["source"] == tree.provenance["source"] == "vidur"
+    assert copy.provenance["engine"] == tree.provenance["engine"]
+    assert copy.errors == tree.errors

@@ -86,12 +86,12 @@ def _validate(*args):
         [
             "calibrate",
             "validate",
-            *map(str, args),
             "--gpus",
             "1xH100",
             "--model",
             "llama-3.1-8b",
             "--json",
+            *map(str, args),  # after the defaults: a later --gpus or --model wins
         ],
     )
 
@@ -292,6 +292,52 @@ def test_fit_refuses_when_every_request_is_rejected(bench, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("fit", [False, True])
+def test_validate_refuses_a_configuration_that_rejects_some_requests(bench, tmp_path, fit):
+    """Found by QA: --max-model-len 1200 rejected 111 of 200 requests, and validate compared
+    the measured statistics of all of them with the predicted ones of the rest (TTFT -55 %);
+    --fit wrote a profile from that, exit 0. Every benchmark request completed in vLLM."""
+    out = tmp_path / "mine.json"
+    args = ("--fit", "-o", out) if fit else ()
+    result = _validate(bench / "bench.jsonl", "--max-model-len", 1200, *args)
+    assert result.exit_code == 1, result.stdout
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: bench.jsonl (per-request table): the simulator rejected ")
+    assert " requests, which all completed in the benchmark (" in lines[-1]
+    assert "longer than the model's context (input + output > max model length))" in lines[-1]
+    assert "nothing was compared or written" in lines[-1]
+    assert all(line.startswith("note: ") for line in lines[:-1]), lines
+    assert not out.exists()
+
+
+def test_validate_reports_the_deployment_it_simulated(bench):
+    """Found by QA: with --gpus 2xH100 validate silently simulated tp=1 x 2 replicas behind a
+    router, dropped the scenario's notes, and --json had no tp, replica or KV fields."""
+    result = _validate(bench / "bench.jsonl", "--gpus", "2xH100", "--max-model-len", 16384)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)["validation"]
+    deployment = report["deployment"]
+    assert deployment["tp"] == 1 and deployment["num_replicas"] == 2
+    assert deployment["gpus"] == "2xH100-SXM" and deployment["max_model_len"] == 16384
+    assert deployment["kv_blocks_per_replica"] > 0 and deployment["max_num_seqs"] > 0
+    assert deployment["max_num_batched_tokens"] > 0 and deployment["calibration"]
+    replicas = (
+        "note: simulating 2 replicas of tp=1 behind a least-outstanding router; a `vllm bench "
+        "serve` result comes from one server: if it ran one server on all 2 GPUs, give --tp 2"
+    )
+    assert replicas in result.stderr.splitlines()
+    assert "note: --tp not given: chose tp=1" in result.stderr
+    assert report["notes"] == [
+        line.removeprefix("note: ") for line in result.stderr.splitlines()[-2:]
+    ]
+    args = ["--gpus", "2xH100", "--tp", "2", "--model", "llama-3.1-8b"]
+    human = runner.invoke(app, ["calibrate", "validate", str(bench / "bench.jsonl"), *args])
+    assert human.exit_code == 0, human.stderr
+    assert "replicas" not in human.stderr
+    assert "simulated: 2xH100-SXM, llama-3.1-8b, tp=2 x 1 replica(s), " in human.stdout
+
+
 def test_validate_refuses_a_named_pipe(named_pipe):
     """A FIFO blocked ``calibrate validate`` forever (trace import said 'file is empty')."""
     fifo = named_pipe
@@ -326,7 +372,7 @@ def test_fit_refuses_a_benchmark_without_tpot(tmp_path):
         "0,500,1,0.1,0.1\n0.5,800,1,0.12,0.12\n1,300,1,0.05,0.05\n"
     )
     out = tmp_path / "mine.json"
-    result = _validate(path, "--fit", "-o", out)
+    result = _validate(path, "--fit", "-o", out, "--tp", "1")
     assert result.exit_code == 1, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
@@ -369,3 +415,87 @@ def test_fit_checks_an_empty_or_missing_folder_output(tmp_path, monkeypatch, out
     assert result.exit_code == 1, result.stdout
     assert result.stderr.strip().splitlines() == [f"error: {fragment}"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv"]
+
+
+def test_fit_refuses_when_no_host_overhead_is_still_too_slow(tmp_path):
+    """Found by QA: --fit ended at its lower bound (0 ms + ~0 per sequence) with TPOT still
+    +29 % off, wrote the profile, exit 0, and runs then called it 'from benchmark'. Here
+    Llama-3.1-8B decodes at 1 ms a token on one H100, faster than its weights can be read."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        "0,500,101,0.05,0.15\n10,800,101,0.06,0.16\n20,300,101,0.04,0.14\n"
+    )
+    out = tmp_path / "mine.json"
+    result = _validate(path, "--fit", "-o", out, "--tp", "1")
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(
+        "error: --fit: with no host overhead at all the simulated TPOT is still +"
+    ), lines
+    assert "the kernels alone are slower than the benchmark" in lines[-1]
+    assert "nothing was written" in lines[-1]
+    assert not out.exists()
+
+
+def test_fit_at_zero_host_overhead_with_a_small_residual_says_so(tmp_path):
+    """A benchmark the kernels explain alone (made with zero host overhead) is fitted, with a
+    note that the search ended at zero."""
+    table = synthesize(
+        arrival_process("poisson", 2.0),
+        duration_s=5.0,
+        input_lengths=parse_length_distribution("lognormal:mean=400,cv=0.5,max=2000"),
+        output_lengths=parse_length_distribution("lognormal:mean=40,cv=0.5,max=200"),
+        seed=3,
+    )
+    zero = {"host_overhead_s": 0.0, "host_overhead_per_seq_s": 0.0}
+    truth = dataclasses.replace(shipped_profile("H100-SXM"), host=zero, path=None)
+    save_profile(truth, tmp_path / "truth.json")
+    scenario = Scenario(
+        gpus="1xH100", model="llama-3.1-8b", tp=1, calibration=str(tmp_path / "truth.json")
+    )
+    r = simulate(table, scenario).requests.to_pydict()
+    path = tmp_path / "b.csv"
+    rows = zip(
+        r["arrival_time_s"],
+        r["input_tokens"],
+        r["output_tokens"],
+        r["ttft_s"],
+        r["e2e_s"],
+        strict=True,
+    )
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        + "".join(",".join(map(str, row)) + "\n" for row in rows)
+    )
+    out = tmp_path / "mine.json"
+    result = _validate(path, "--fit", "-o", out, "--tp", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "note: --fit ended at zero host overhead (median TPOT error " in result.stderr
+    assert load_profile(out).host["host_overhead_s"] < 5e-5
+
+
+@pytest.mark.parametrize(
+    ("model_id", "noted"),
+    [
+        ("meta-llama/Llama-3.1-8B-Instruct", False),
+        ("/models/my-llama-3.1-8b-finetune", False),
+        ("Qwen/Qwen2.5-7B-Instruct", True),
+        ("mistralai/Mistral-Small-24B", True),
+    ],
+)
+def test_validate_notes_a_benchmark_of_another_model(bench, tmp_path, model_id, noted):
+    """Found by QA: validate never compared the vLLM result's model_id with --model."""
+    data = json.loads((bench / "vllm.json").read_text())
+    path = tmp_path / "vllm.json"
+    path.write_text(json.dumps({**data, "model_id": model_id}))
+    result = _validate(path, "--tp", "1")
+    assert result.exit_code == 0, result.stderr
+    note = (
+        f"note: the benchmark served {model_id!r} (its model_id), which does not look like "
+        "--model llama-3.1-8b: the simulated model may not be the one benchmarked"
+    )
+    assert (note in result.stderr.splitlines()) == noted, result.stderr
+    assert (
+        note.removeprefix("note: ") in json.loads(result.stdout)["validation"]["notes"]
+    ) == noted

@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from simulator.calibration.fit import error_stats, grid_points, model_gemm_shapes
+from simulator.calibration.fit import (
+    error_stats,
+    grid_points,
+    model_gemm_shapes,
+    read_gpu_measurements,
+)
 from simulator.calibration.profile import (
     GRID_FEATURES,
     Profile,
@@ -16,7 +21,7 @@ from simulator.calibration.profile import (
     roofline_latency_s,
 )
 from simulator.calibration.select import PROFILES_DIR, UNCALIBRATED, borrow_order, shipped_profile
-from simulator.calibration.sources import read_measurements
+from simulator.calibration.sources import describe_skipped
 from simulator.errors import SimreplayError
 from simulator.specs import GPUSpec, ModelSpec
 
@@ -38,7 +43,9 @@ def check_measurements(
     Parameters
     ----------
     directory : Path
-        Measurements in either supported layout (``sources.read_measurements``).
+        Measurements in either supported layout (``sources.read_measurements``); of an
+        AIConfigurator or Vidur tree, only ``gpu``'s system folder is read, as ``calibrate
+        fit`` reads it (``fit.read_gpu_measurements``).
     gpu : GPUSpec
         The GPU they were measured on.
     calibration : Path, optional
@@ -52,15 +59,18 @@ def check_measurements(
     Returns
     -------
     dict
-        ``{"gpu", "profile", "source_files", "families": {family: error_stats + grids}}``
-        with signed and absolute % error (predicted / measured - 1).
+        ``{"gpu", "profile", "source", "system", "source_kind", "files", "rows_skipped",
+        "families": {family: error_stats + grids}}`` with signed and absolute % error
+        (predicted / measured - 1); ``system`` is the tree's folder read (None: all of
+        ``directory``).
 
     Raises
     ------
     SimreplayError
-        For unreadable measurements or profile.
+        For unreadable measurements or profile, a tree without ``gpu``'s folder, files
+        measured on another GPU or on several, or no row to check (the skipped rows and why).
     """
-    meas = read_measurements(Path(directory))
+    meas, system, kind = read_gpu_measurements(Path(directory), gpu.name)
     chain: list[Profile] = []
     if calibration is not None:
         chain.append(load_profile(Path(calibration)))
@@ -86,9 +96,10 @@ def check_measurements(
         entry["predicted"].append(predicted)
         entry["measured"].append(latency_s)
     if not families:
+        skipped = describe_skipped(meas.skipped)
         raise SimreplayError(
-            f"{directory}: no GEMM, attention or all-reduce rows to check "
-            f"({meas.num_moe_rows} MoE rows are not modelled)"
+            f"{directory}: no GEMM, attention, all-reduce or MoE rows to check"
+            + (f"; skipped: {skipped}" if skipped else "")
         )
     if model is not None:
         shapes = model_gemm_shapes(model)
@@ -130,6 +141,8 @@ def check_measurements(
         "gpu": gpu.name,
         "profile": None if primary is None else _name(primary),
         "source": UNCALIBRATED if primary is None else primary.summary(),
+        "system": system,
+        "source_kind": kind,
         "files": sorted(meas.files),
         "rows_skipped": dict(sorted(meas.skipped.items())),
         "families": result_families,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +40,12 @@ from simulator.calibration.profile import (
     Reference,
     roofline_latency_s,
 )
-from simulator.calibration.sources import GEMM_16BIT_DTYPES, Measurements, describe_skipped
+from simulator.calibration.sources import (
+    AICONFIGURATOR_FILES,
+    GEMM_16BIT_DTYPES,
+    Measurements,
+    describe_skipped,
+)
 from simulator.errors import SimreplayError
 from simulator.specs import ModelSpec
 
@@ -576,6 +582,13 @@ def find_system(source: Path, gpu: str) -> tuple[str | None, str]:
     AIConfigurator system folders, ``vidur`` for Vidur's ``profiling/compute`` folders,
     else ``measured operator files`` (a profiler's or user's own folder, read whole).
 
+    The kind decides the fit's grid nodes (``fit_profile``), so a folder of one GPU's data
+    is recognised by its files, not by where it sits: AIConfigurator's (one system folder,
+    or a copy of it under any name) hold ``collection_meta.yaml`` beside the parquet files
+    (``calibrate profile`` writes ``collection_meta.json``), Vidur's hold ``mlp.csv`` and no
+    parquet files. Found only through the tree, ``h100_sxm`` copied elsewhere was fitted
+    on other nodes (1,539 of H100's 2,565 MoE points off the grid).
+
     Raises
     ------
     SimreplayError
@@ -596,16 +609,108 @@ def find_system(source: Path, gpu: str) -> tuple[str | None, str]:
                 f"{source}: no AIConfigurator measurements for {gpu} (it has {have})"
             )
         return match[0], "aiconfigurator"
-    compute = source / "profiling" / "compute"
-    if compute.is_dir() or source.name == "compute":
-        base = compute if compute.is_dir() else source
+    candidates = (source / "profiling" / "compute", source / "compute", source)
+    base = next((c for c in candidates if c.name == "compute" and c.is_dir()), None)
+    if base is not None:
         found = [s for s in VIDUR_SYSTEMS if (base / s).is_dir()]
         match = [s for s in found if VIDUR_SYSTEMS[s] == gpu]
         if not match:
             have = ", ".join(VIDUR_SYSTEMS[s] for s in found)
             raise SimreplayError(f"{source}: no Vidur profiling data for {gpu} (it has {have})")
         return match[0], "vidur"
+    names = {p.name for p in source.rglob("*") if p.is_file()}
+    if "collection_meta.yaml" in names and names & set(AICONFIGURATOR_FILES):
+        return None, "aiconfigurator"
+    if "mlp.csv" in names and not names & set(AICONFIGURATOR_FILES):
+        return None, "vidur"
     return None, "measured operator files"
+
+
+def read_gpu_measurements(source: Path, gpu: str) -> tuple[Measurements, str | None, str]:
+    """The measurements of ``gpu`` under ``source``: ``find_system``'s folder of a tree, or
+    the whole folder, checked against the device the files name (``check_device``).
+
+    Returns
+    -------
+    meas : Measurements
+    system : str or None
+        The system folder read (None: all of ``source``).
+    kind : str
+        ``find_system``'s source kind.
+
+    Raises
+    ------
+    SimreplayError
+        For a tree without ``gpu``'s folder, files of another GPU or of several, or
+        unreadable files.
+    """
+    from simulator.calibration.sources import read_measurements
+
+    system, kind = find_system(Path(source), gpu)
+    meas = read_measurements(Path(source), system=system)
+    if kind == "vidur":
+        # Vidur's tree holds only compute CSVs for this GPU under profiling/compute/<gpu>;
+        # its network and history files are not operator tables of this reader.
+        meas.engine = "Vidur profiling (vLLM V0-era torch kernels, no CUDA graphs)"
+    check_device(meas, gpu, Path(source) / system if system else Path(source))
+    return meas, system, kind
+
+
+def _gpu_family(text: str) -> frozenset[str]:
+    """Lower-case alphanumeric words of a GPU or device name, less memory size and form
+    factor (``A100-80GB-SXM`` and ``NVIDIA A100-SXM4-80GB`` are both ``{a100}`` plus
+    ``nvidia``)."""
+    words = re.split(r"[^0-9a-z]+", text.lower())
+    return frozenset(w for w in words if w and not re.fullmatch(r"\d+gb|sxm\d*|pcie|hbm\d*e?", w))
+
+
+def _named_gpus(device: str) -> set[str]:
+    """GPU families (a catalog GPU's name, or GB200) a device string names, e.g. ``NVIDIA
+    H100 80GB HBM3`` -> ``{"H100-SXM", "H100-PCIe"}``; empty for ``cpu`` or ``unknown``."""
+    from simulator.hardware import GPUS
+
+    words = _gpu_family(device)
+    names = {*GPUS, "GB200"}
+    return {name for name in names if _gpu_family(name) <= words}
+
+
+def check_device(meas: Measurements, gpu: str, source: Path) -> None:
+    """Refuse measurements whose files name a GPU other than ``gpu``, or several GPUs.
+
+    A profile fitted from another GPU's files under this GPU's name would be taken as this
+    GPU's own measurements by every later run; the calibrated way to use another GPU's data
+    is to fit it under that GPU's name, which a run on ``gpu`` then borrows scaled to its
+    peaks (``select.NEAREST``). Device strings that name no known GPU (``cpu``, none) are
+    not checked.
+    """
+    devices = [d for d in meas.device.split(", ") if d and d != "unknown"]
+    named = {d: _named_gpus(d) for d in devices}
+    families = {frozenset(n) for n in named.values() if n}
+    if len(families) > 1:
+        raise SimreplayError(
+            f"{source}: the files were measured on several GPUs ({', '.join(devices)}); "
+            "give the folder of one GPU's measurements"
+        )
+    for device, gpus in named.items():
+        if gpus and gpu not in gpus:
+            raise SimreplayError(
+                f"{source}: the files were measured on {device}, not {gpu}: fit them as "
+                f"--gpu {_closest_name(device, gpus)}; runs on {gpu} borrow measured GPUs' "
+                f"profiles scaled to {gpu}'s peaks"
+            )
+
+
+def _closest_name(device: str, gpus: set[str]) -> str:
+    """Of the GPUs a device string names, the one sharing most of its words, memory size
+    and form factor included (``NVIDIA A100-SXM4-80GB`` -> ``A100-80GB-SXM``); ties in
+    catalog order."""
+    from simulator.hardware import GPUS
+
+    def words(text: str) -> set[str]:
+        return {re.sub(r"^sxm\d*$", "sxm", w) for w in re.split(r"[^0-9a-z]+", text.lower())}
+
+    order = [*GPUS, "GB200"]
+    return max(sorted(gpus, key=order.index), key=lambda g: len(words(g) & words(device)))
 
 
 def fit_from_source(
@@ -627,15 +732,9 @@ def fit_from_source(
         For an unknown GPU, a tree without its measurements, or unreadable files.
     """
     from simulator.calibration.select import reference_for
-    from simulator.calibration.sources import read_measurements
 
     gpu = canonical_gpu(gpu_name)
-    system, kind = find_system(Path(source), gpu)
-    meas = read_measurements(Path(source), system=system)
-    if kind == "vidur":
-        # Vidur's tree holds only compute CSVs for this GPU under profiling/compute/<gpu>;
-        # its network and history files are not operator tables of this reader.
-        meas.engine = "Vidur profiling (vLLM V0-era torch kernels, no CUDA graphs)"
+    meas, system, kind = read_gpu_measurements(Path(source), gpu)
     ref = reference_for(gpu)
     profile = fit_profile(
         meas,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -221,7 +222,8 @@ def check(
         Path,
         typer.Argument(
             help="Measured operators: AIConfigurator-named parquet files "
-            "(any depth) or Vidur mlp.csv files.",
+            "(any depth) or Vidur mlp.csv files; of an AIConfigurator or Vidur tree, "
+            "the --gpu's folder.",
             show_default=False,
         ),
     ],
@@ -246,6 +248,11 @@ def check(
 
     spec = None if model is None else get_model(model)
     result = check_measurements(directory, get_gpu(gpu), calibration=calibration, model=spec)
+    if result["system"] is not None:
+        err.print(
+            f"note: read {result['gpu']}'s folder {result['system']}/ of the "
+            f"{result['source_kind']} tree {directory}; the other GPUs' folders are left out"
+        )
     if json_output:
         print_json(result)
         return
@@ -338,6 +345,7 @@ def validate(
     from simulator.calibration.validate import (
         fit_host_overhead,
         fitted_profile,
+        model_mismatch,
         read_benchmark,
         resolve_for_benchmark,
     )
@@ -366,6 +374,11 @@ def validate(
         calibration=None if calibration is None else str(calibration),
     )
     resolved = resolve_for_benchmark(scenario, num_kv_blocks)
+    mismatch = model_mismatch(data, model, resolved)
+    if mismatch is not None:
+        resolved = dataclasses.replace(resolved, notes=(*resolved.notes, mismatch))
+    for message in resolved.notes:
+        err.print(f"note: {message}")
     report = run_validate(data, resolved)
     payload: dict = {"validation": report}
     if fit_host:
@@ -390,9 +403,15 @@ def validate(
 
 def _print_validation(report: dict, label: str | None) -> None:
     title = f"{report['benchmark']}: {report['num_requests']:,} requests"
-    if report["num_rejected"]:
-        title += f" ({report['num_rejected']:,} rejected by the simulator)"
     print(title + (f" [{label}]" if label else ""))
+    d = report["deployment"]
+    print(
+        f"simulated: {d['gpus']}, {d['model']}, tp={d['tp']} x {d['num_replicas']} "
+        f"replica(s), {d['kv_blocks_per_replica']:,} KV blocks per replica "
+        f"({d['kv_capacity_tokens_per_replica']:,} tokens), max_num_seqs {d['max_num_seqs']:,}, "
+        f"max_num_batched_tokens {d['max_num_batched_tokens']:,}, "
+        f"max_model_len {d['max_model_len']:,}"
+    )
     print(f"step times: {report['step_times']}")
     rows = []
     for metric in ("ttft", "tpot", "e2e"):
