@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,16 @@ def simulate(
         )
     if router is not None and orchestration == "fused":
         raise SimreplayError("a custom router needs the simpy orchestration")
-    table = _as_trace(trace) if isinstance(trace, pa.Table) else load_trace(trace, import_options)
+    if router is not None and not callable(router):
+        raise SimreplayError(f"router must be a callable, got {type(router).__name__}")
+    if scenario is not None and not isinstance(scenario, Scenario):
+        raise SimreplayError(
+            f"scenario must be a simulator.Scenario, e.g. Scenario(gpus='2xH100'), got "
+            f"{type(scenario).__name__}"
+        )
+    table = _trace_table(trace, import_options)
     resolved = resolve(scenario or Scenario())
-    bounds = parse_slo(slo) if isinstance(slo, str) else slo
+    bounds = slo_bounds(slo)
 
     input_tokens = table.column("input_tokens").to_numpy()
     arrival_time_s = table.column("arrival_time_s").to_numpy()
@@ -93,7 +101,62 @@ def simulate(
         **_trace_inputs(resolved, table, input_tokens, arrival_time_s),
     )
     ids = table.column("request_id") if "request_id" in table.column_names else None
-    return build_result(resolved, state, ids, bounds)
+    result = build_result(resolved, state, ids, bounds)
+    if router is not None:
+        # The scenario's built-in router did not route this run: say whose did.
+        name = getattr(router, "__name__", None) or type(router).__name__
+        result.summary["scenario"]["router"] = f"custom ({name})"
+    return result
+
+
+def _trace_table(trace: object, import_options: ImportOptions | None) -> pa.Table:
+    """The canonical table of ``trace``: a table, a record batch or any Arrow stream, or a
+    trace file's path; one line for anything else."""
+    if isinstance(trace, pa.RecordBatch):
+        trace = pa.Table.from_batches([trace])
+    elif not isinstance(trace, pa.Table) and hasattr(trace, "__arrow_c_stream__"):
+        trace = pa.table(trace)
+    if isinstance(trace, pa.Table):
+        return _as_trace(trace)
+    if not isinstance(trace, str | os.PathLike):
+        raise SimreplayError(
+            "trace must be a pyarrow Table (or record batch) or the path of a trace file, "
+            f"got {type(trace).__name__}"
+        )
+    return load_trace(trace, import_options)
+
+
+def slo_bounds(slo: object) -> dict[str, tuple[str, int, float]] | None:
+    """The SLO bounds of ``simulate(..., slo=...)``: None, ``"ttft_p99_ms=2000,..."``, a dict
+    of bounds in ms (``{"ttft_p99_ms": 2000}``) or the parsed form ``parse_slo`` returns
+    (``{"ttft_p99_ms": ("ttft", 99, 2000.0)}``); each checked as the text form is."""
+    if slo is None:
+        return None
+    if isinstance(slo, str):
+        return parse_slo(slo)
+    if not isinstance(slo, dict) or not slo:
+        raise SimreplayError(
+            "slo must be text like 'ttft_p99_ms=2000' or a non-empty dict like "
+            f"{{'ttft_p99_ms': 2000}}, got {slo!r}"
+        )
+    items = []
+    for key, value in slo.items():
+        if isinstance(value, tuple) and len(value) == 3:
+            metric, percentile, bound_ms = value
+            if key != f"{metric}_p{percentile}_ms":
+                raise SimreplayError(
+                    f"slo: {key!r} does not name its bound {value!r} "
+                    f"(expected {metric}_p{percentile}_ms)"
+                )
+            value = bound_ms
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not isinstance(key, str)
+        ):
+            raise SimreplayError(f"slo: {key!r} must map to a bound in ms, got {value!r}")
+        items.append(f"{key}={value!r}")
+    return parse_slo(",".join(items))
 
 
 def replay_resolved(

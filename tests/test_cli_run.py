@@ -434,3 +434,60 @@ def test_a_burst_is_a_backlog_not_an_overload(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "Overloaded" not in result.stdout
     assert "a burst worked off over" in result.stdout
+
+
+def _api_trace():
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "arrival_time_s": [0.0, 0.5, 1.0],
+            "input_tokens": [100, 200, 300],
+            "output_tokens": [5, 6, 7],
+        }
+    )
+
+
+def test_a_custom_router_is_named_in_the_summary():
+    """Found by a new-user pass: a run routed by a Python function said 'least-outstanding'
+    in summary.json and on the report page."""
+    from simulator import Scenario, simulate
+
+    def everything_to_one(request, replicas):
+        return 1
+
+    result = simulate(_api_trace(), Scenario(gpus="2xH100"), router=everything_to_one)
+    assert result.summary["scenario"]["router"] == "custom (everything_to_one)"
+    assert set(result.requests.column("replica").to_pylist()) == {1}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"trace": {"arrival_time_s": [0.0]}}, "trace must be a pyarrow Table"),
+        ({"trace": None}, "trace must be a pyarrow Table"),
+        ({"scenario": "2xH100"}, "scenario must be a simulator.Scenario"),
+        ({"router": 5}, "router must be a callable"),
+        ({"slo": {"ttft_p99_ms": "2000"}}, "must map to a bound in ms"),
+        ({"slo": {"x": ("ttft", 150, 5.0)}}, "does not name its bound"),
+        ({"slo": {}}, "non-empty dict"),
+        ({"slo": ["ttft_p99_ms=2000"]}, "slo must be text"),
+        ({"slo": {"ttft_p99_ms": -5}}, "must be > 0"),
+    ],
+)
+def test_python_api_bad_arguments_are_one_line_errors(kwargs, fragment):
+    """Each was a raw TypeError, AttributeError, KeyError or numpy error from deep inside."""
+    from simulator import simulate
+
+    args = {"trace": _api_trace(), **kwargs}
+    with pytest.raises(SimreplayError, match=fragment.replace("(", r"\(")):
+        simulate(args.pop("trace"), **args)
+
+
+def test_python_api_accepts_a_record_batch_and_a_dict_of_bounds():
+    from simulator import simulate
+
+    table = _api_trace()
+    from_batch = simulate(table.to_batches()[0], slo={"ttft_p99_ms": 2000})
+    from_text = simulate(table, slo="ttft_p99_ms=2000")
+    assert from_batch.summary == from_text.summary
