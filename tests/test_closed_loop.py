@@ -205,3 +205,22 @@ def test_cli_closed_loop_without_sessions_is_one_line_error(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--closed-loop" in lines[0] and "session" in lines[0], lines
     assert not out.exists()
+
+
+def test_an_empty_session_id_is_no_session():
+    """Found by a new-user pass: a hand-built table's "" chained every such request into
+    one session (3 of 4 turns delayed), while importing a CSV reads an empty cell as none."""
+    import pyarrow as pa
+
+    from simulator import Scenario, simulate
+
+    table = pa.table(
+        {
+            "arrival_time_s": [0.0, 0.01, 0.02, 0.03],
+            "input_tokens": [500] * 4,
+            "output_tokens": [300] * 4,
+            "session_id": ["a", "", "a", None],
+        }
+    )
+    loop = simulate(table, Scenario(gpus="1xL40S", closed_loop=True)).summary["closed_loop"]
+    assert loop["turns_delayed"] == 1  # only a's second turn waits for its first

@@ -273,10 +273,16 @@ def link_answers_to_next_turns(
 
 
 def session_indices(session_id: pa.Array | pa.ChunkedArray | None, n: int) -> np.ndarray:
-    """Dense session index per request (int64, shape (n,)), -1 where there is none."""
+    """Dense session index per request (int64, shape (n,)), -1 where there is none.
+
+    An empty id is no session, as the trace importers read an empty cell (a hand-built
+    table's ``""`` would otherwise chain every such request into one session).
+    """
     import pyarrow.compute as pc  # imported here: 0.1 s
 
     if session_id is None:
         return np.full(n, -1, np.int64)
-    codes = pc.index_in(session_id, value_set=pc.unique(session_id).drop_null())
+    text = pc.cast(session_id, pa.large_string())
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.large_string()), text)
+    codes = pc.index_in(text, value_set=pc.unique(text).drop_null())
     return codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
