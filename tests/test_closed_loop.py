@@ -224,3 +224,18 @@ def test_an_empty_session_id_is_no_session():
     )
     loop = simulate(table, Scenario(gpus="1xL40S", closed_loop=True)).summary["closed_loop"]
     assert loop["turns_delayed"] == 1  # only a's second turn waits for its first
+
+
+def test_the_report_page_shows_the_closed_loop_numbers(session_file, tmp_path):
+    """Found by a new-user pass: the page's tables said nothing of a closed-loop run (its
+    delays were only in the embedded JSON)."""
+    out = tmp_path / "out"
+    args = ["run", str(session_file), "--gpus", "1xL4", "--closed-loop", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--report", "--json"])
+    assert result.exit_code == 0, result.stderr
+    loop = json.loads(result.stdout)["closed_loop"]
+    page = (out / "report.html").read_text()
+    assert "Closed loop</td>" in page or "Closed loop" in page
+    for key in ("turns_delayed", "mean_delay_s", "max_delay_s"):
+        value = json.dumps(loop[key])
+        assert f'data-value="{value}" data-key="closed_loop.{key}"' in page, key

@@ -826,6 +826,14 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     if "scheduler" in s:
         rows.append(("Engine", esc(f"{s['scheduler']} scheduler, {s.get('engine', '')}")))
+    if s.get("closed_loop"):
+        rows.append(
+            (
+                "Closed loop",
+                "on: a session's turn is sent no earlier than its previous turn's completion "
+                "plus its think time",
+            )
+        )
     if "max_num_seqs" in s:
         rows.append(
             (
@@ -993,6 +1001,34 @@ def _replica_rows(rows: list[dict[str, Any]]) -> str:
     return table(headers, cells, "replicas")
 
 
+def _closed_loop_table(summary: dict[str, Any]) -> str:
+    """``summary.json``'s ``closed_loop`` section: turns sent later than recorded."""
+    loop = summary.get("closed_loop")
+    if loop is None:
+        return ""
+    rows = [
+        [
+            "<td>Turns sent later than recorded</td>",
+            number_cell(
+                loop["turns_delayed"], f"{loop['turns_delayed']:,}", "closed_loop.turns_delayed"
+            ),
+        ],
+        [
+            "<td>Mean delay (s)</td>",
+            number_cell(
+                loop["mean_delay_s"], f"{loop['mean_delay_s']:,.2f}", "closed_loop.mean_delay_s"
+            ),
+        ],
+        [
+            "<td>Max delay (s)</td>",
+            number_cell(
+                loop["max_delay_s"], f"{loop['max_delay_s']:,.2f}", "closed_loop.max_delay_s"
+            ),
+        ],
+    ]
+    return table(["closed loop", "value"], rows, "closed-loop")
+
+
 def _prefix_cache_table(summary: dict[str, Any]) -> str:
     cache = summary.get("prefix_cache")
     if cache is None:
@@ -1045,6 +1081,7 @@ def render_run_page(outputs: RunOutputs, figures: list[dict[str, Any]]) -> str:
         _totals_table(summary),
         f"<div>{_slo_table(summary)}</div>" if "slo" in summary else "",
         _prefix_cache_table(summary),
+        _closed_loop_table(summary),
         "</div>",
         "<h2>Latency distributions</h2>",
         '<div class="grid">',
