@@ -155,17 +155,20 @@ class Result:
         if self._requests is not None and self._steps is not None:
             self._state = None  # both tables exist: the engine's arrays can go
 
-    def write(self, out_dir: Path) -> None:
-        """Write ``requests.parquet``, ``steps.parquet`` and ``summary.json`` into ``out_dir``."""
+    def write(self, out_dir: Path | str, label: str | None = None) -> None:
+        """Write ``requests.parquet``, ``steps.parquet`` and ``summary.json`` into ``out_dir``
+        (created if missing; its parent must exist). ``label`` names it in errors (the CLI
+        passes ``--out DIR``); the folder's path by default."""
         out_dir = Path(out_dir)
+        name = label or str(out_dir)
         if out_dir.exists() and not out_dir.is_dir():
-            raise SimreplayError(f"--out {out_dir}: exists and is not a directory")
+            raise SimreplayError(f"{name}: exists and is not a directory")
         if not out_dir.parent.is_dir():
-            raise SimreplayError(f"--out {out_dir}: parent directory {out_dir.parent} is missing")
+            raise SimreplayError(f"{name}: parent folder {out_dir.parent} does not exist")
         try:
             out_dir.mkdir(exist_ok=True)
         except OSError as exc:
-            raise SimreplayError(f"--out {out_dir}: cannot create it ({exc.strerror})") from None
+            raise SimreplayError(f"{name}: cannot create it ({exc.strerror})") from None
         write_parquet_atomic(self.requests, out_dir / "requests.parquet")
         write_parquet_atomic(self.steps, out_dir / "steps.parquet")
         write_text_atomic(summary_json(self.summary), out_dir / "summary.json")

@@ -491,3 +491,17 @@ def test_python_api_accepts_a_record_batch_and_a_dict_of_bounds():
     from_batch = simulate(table.to_batches()[0], slo={"ttft_p99_ms": 2000})
     from_text = simulate(table, slo="ttft_p99_ms=2000")
     assert from_batch.summary == from_text.summary
+
+
+def test_result_write_names_the_folder_not_a_cli_option(tmp_path):
+    from simulator import simulate
+
+    result = simulate(_api_trace())
+    with pytest.raises(SimreplayError, match=r"^\S*missing/a: parent folder \S*missing does not"):
+        result.write(tmp_path / "missing" / "a")
+    result.write(tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "requests.parquet",
+        "steps.parquet",
+        "summary.json",
+    ]
