@@ -75,7 +75,10 @@ class ReplicaView:
     kv_blocks_used: int
     kv_blocks_total: int
     #: Prefix cache (0 when it is off): prompt tokens of the request being routed that this
-    #: replica holds in its cache (its longest cached prefix), and blocks cached here.
+    #: replica holds in its cache (its longest cached prefix), and blocks cached here. With
+    #: pipeline stages it is the best of the replica's virtual engines, while the request
+    #: goes to the one with the fewest unfinished requests (vLLM v0's choice): an upper
+    #: bound on what the request finds.
     cached_prefix_tokens: int = 0
     num_cached_blocks: int = 0
     num_virtual_engines: int = 1
