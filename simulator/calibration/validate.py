@@ -645,7 +645,8 @@ def fit_host_overhead(
             f"requests with 1 output token do not have: fitted to the other {with_tpot:,}"
         )
     base = _base_profile(resolved)
-    _validate(bench, resolved)  # refuses a configuration that rejects requests
+    # The grid's first evaluation refuses a configuration that rejects requests (admission
+    # does not depend on host overhead), before anything is written.
     cache: dict[tuple[float, float], float] = {}
 
     def loss(fixed_s: float, per_seq_s: float) -> float:
