@@ -59,22 +59,24 @@ def output_file(
     return check_output_path(path)
 
 
-def output_folder(out: str, option: str) -> Path:
+def output_folder(out: str, option: str | None) -> Path:
     """The folder the option ``option`` (``--out``) writes into, checked before any work.
 
     It may not exist yet (the command creates it) but its parent must; an empty name is an
-    error, not the current folder.
+    error, not the current folder. With ``option`` None (the Python API) messages name the
+    folder alone.
     """
+    name = out if option is None else f"{option} {out}"
     if not out.strip():
-        raise SimreplayError(f"{option}: give a folder, not an empty name")
+        raise SimreplayError(f"{option or 'output folder'}: give a folder, not an empty name")
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise SimreplayError(f"{option} {out}: exists and is not a directory")
+        raise SimreplayError(f"{name}: exists and is not a directory")
     if not path.parent.is_dir():
-        raise SimreplayError(f"{option} {out}: parent directory {path.parent} is missing")
+        raise SimreplayError(f"{name}: parent directory {path.parent} is missing")
     writable = path if path.exists() else path.parent
     if not os.access(writable, os.W_OK):
-        raise SimreplayError(f"{option} {out}: {writable} is not writable")
+        raise SimreplayError(f"{name}: {writable} is not writable")
     return path
 
 

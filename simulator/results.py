@@ -94,7 +94,7 @@ from simulator.engine.state import (
     EngineState,
 )
 from simulator.errors import SimreplayError
-from simulator.io import write_parquet_atomic, write_text_atomic
+from simulator.io import output_folder, write_parquet_atomic, write_text_atomic
 from simulator.metrics import describe_ms, itl_summary_ms, slo_report
 from simulator.scenario import ResolvedScenario
 
@@ -155,19 +155,15 @@ class Result:
         if self._requests is not None and self._steps is not None:
             self._state = None  # both tables exist: the engine's arrays can go
 
-    def write(self, out_dir: Path | str, label: str | None = None) -> None:
+    def write(self, out_dir: Path | str, option: str | None = None) -> None:
         """Write ``requests.parquet``, ``steps.parquet`` and ``summary.json`` into ``out_dir``
-        (created if missing; its parent must exist). ``label`` names it in errors (the CLI
-        passes ``--out DIR``); the folder's path by default."""
-        out_dir = Path(out_dir)
-        name = label or str(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise SimreplayError(f"{name}: exists and is not a directory")
-        if not out_dir.parent.is_dir():
-            raise SimreplayError(f"{name}: parent folder {out_dir.parent} does not exist")
+        (created if missing; its parent must exist). ``option`` names it in errors as the
+        CLI does (``--out``); the folder's path alone by default."""
+        out_dir = output_folder(str(out_dir), option)
         try:
             out_dir.mkdir(exist_ok=True)
         except OSError as exc:
+            name = out_dir if option is None else f"{option} {out_dir}"
             raise SimreplayError(f"{name}: cannot create it ({exc.strerror})") from None
         write_parquet_atomic(self.requests, out_dir / "requests.parquet")
         write_parquet_atomic(self.steps, out_dir / "steps.parquet")

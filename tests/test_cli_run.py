@@ -497,7 +497,9 @@ def test_result_write_names_the_folder_not_a_cli_option(tmp_path):
     from simulator import simulate
 
     result = simulate(_api_trace())
-    with pytest.raises(SimreplayError, match=r"^\S*missing/a: parent folder \S*missing does not"):
+    with pytest.raises(
+        SimreplayError, match=r"^\S*missing/a: parent directory \S*missing is missing"
+    ):
         result.write(tmp_path / "missing" / "a")
     result.write(tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [

@@ -189,7 +189,7 @@ def run(
         "compiling the numba kernels)",
     )
     if out_dir is not None:
-        result.write(out_dir, label=f"--out {out_dir}")
+        result.write(out_dir, option="--out")
         err.print(f"wrote {out_dir}/requests.parquet, steps.parquet, summary.json")
         if with_report:
             from simulator.cli.report import announce
