@@ -14,7 +14,6 @@ from simulator.cli.sweep import with_knob_options
 from simulator.errors import SimreplayError
 from simulator.hardware import get_gpu
 from simulator.metrics import parse_slo
-from simulator.scenario import Scenario, check_knobs
 from simulator.sweep.plan import DEFAULT_TPS, PlanResult, Simulator, describe
 from simulator.sweep.spec import check_names, cli_name, coerce, knob_defaults, split_list
 
@@ -178,9 +177,7 @@ def plan(
     rate_scale = 1.0 if rate_scale is None else rate_scale
     fleets = [gpus] if find == "max-rate" else [f"1x{t}" for t in types]
     base = {**knob_defaults(), **values, "rate_scale": rate_scale, "trace": str(trace)}
-    check_names([{**base, "gpus": fleet} for fleet in fleets])
-    for degree in tps or [None]:
-        check_knobs(Scenario(**values, tp=degree))
+    check_names([{**base, "gpus": fleet, "tp": t} for fleet in fleets for t in tps or [None]])
     table, report = import_trace(trace)
     for message in report.notes:
         note(message)
