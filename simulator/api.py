@@ -176,15 +176,17 @@ def replay_resolved(
 
     What ``simulate`` does after reading the trace and resolving the scenario, for callers
     that adjust a ``ResolvedScenario`` themselves (``calibrate validate`` sets the KV block
-    count and the step model). ``orchestration`` is ``fused`` or ``simpy``. ``prefix`` is
-    required when the scenario enables prefix caching (``engine.prefix_keys.prefix_inputs``;
-    its empty form when the trace has no ``hash_ids``). ``next_turn`` and ``think_s``
-    (``closed_loop.session_turn_links`` and ``think_times_s``) are required for a
-    closed-loop scenario.
+    count and the step model). ``orchestration`` is ``fused`` or ``simpy``. ``prefix``
+    (``engine.prefix_keys.prefix_inputs``) runs the engine's prefix cache when the scenario
+    has caching on; None runs without it, which gives the same results when no request
+    carries ``hash_ids`` (the prefix-aware router gets the empty form, to read).
+    ``next_turn`` and ``think_s`` (``closed_loop.session_turn_links`` and ``think_times_s``)
+    are required for a closed-loop scenario.
     """
     if resolved.scenario.closed_loop and next_turn is None:
         raise SimreplayError("--closed-loop needs the trace's sessions (next_turn)")
-    if resolved.scenario.enable_prefix_caching and prefix is None:
+    if prefix is None and resolved.prefix_caching and resolved.scenario.router == "prefix-aware":
+        # The router reads the (here empty) caches: it routes as least-outstanding.
         prefix = prefix_inputs(
             None, input_tokens, hash_block_tokens=None, block_size=resolved.memory.block_size
         )
@@ -196,7 +198,7 @@ def replay_resolved(
         draws=np.random.default_rng(resolved.scenario.seed).random(len(arrival_time_s)),
         orchestration=orchestration,
         router_fn=router,
-        prefix=prefix if resolved.scenario.enable_prefix_caching else None,
+        prefix=prefix if resolved.prefix_caching else None,
         session_idx=session_idx,
         next_turn=next_turn if resolved.scenario.closed_loop else None,
         think_s=think_s,
@@ -234,7 +236,8 @@ def simulate_many(
     ``max_num_seqs`` share one run when the capacities of the run made never held a request
     back (``engine/capacity.py``): its results are then exactly those of the other run, so
     each ``Result`` is what ``simulate`` would return. Runs with the prefix cache, closed
-    loop or pipeline stages are never shared. Built-in routers only.
+    loop or pipeline stages are never shared (prefix caching on over a trace without
+    ``hash_ids`` runs without the cache, and is shared). Built-in routers only.
 
     Returns
     -------
@@ -258,17 +261,14 @@ def simulate_many(
     for k in order:
         try:
             resolved = resolve(scenarios[k])
-            key = _share_key(resolved)
+            inputs = _trace_inputs(resolved, table, input_tokens, arrival_time_s)
+            key = _share_key(resolved, cache_runs=inputs["prefix"] is not None)
             knobs = _engine_knobs(resolved)
             capacity = (knobs["num_kv_blocks"], knobs["max_num_seqs"])
             state = _shared_state(kept, key, capacity)
             if state is None:
                 state = replay_resolved(
-                    resolved,
-                    arrival_time_s,
-                    input_tokens,
-                    output_tokens,
-                    **_trace_inputs(resolved, table, input_tokens, arrival_time_s),
+                    resolved, arrival_time_s, input_tokens, output_tokens, **inputs
                 )
                 _keep(kept, key, capacity, state)
             results[k] = build_result(resolved, state, ids, bounds)
@@ -292,10 +292,14 @@ _MAX_KEPT_RUNS = 4
 _MAX_KEPT_REQUESTS = 2_000_000
 
 
-def _share_key(resolved: ResolvedScenario) -> tuple | None:
-    """What must be equal for two scenarios to share a run; None when they never may."""
+def _share_key(resolved: ResolvedScenario, *, cache_runs: bool) -> tuple | None:
+    """What must be equal for two scenarios to share a run; None when they never may.
+
+    ``cache_runs``: whether the engine runs its prefix cache (caching on and a trace with
+    ``hash_ids``, or the prefix-aware router); caching on without them runs as off.
+    """
     chosen = resolved.scenario
-    if chosen.enable_prefix_caching or chosen.closed_loop or resolved.pp > 1:
+    if cache_runs or chosen.closed_loop or resolved.pp > 1:
         return None
     knobs = _engine_knobs(resolved)
     del knobs["num_kv_blocks"], knobs["max_num_seqs"]
@@ -339,9 +343,12 @@ def _trace_inputs(
     prefix-cache keys (caching on), session indices, and turn links (closed loop)."""
     names = table.column_names
     prefix = None
-    if resolved.scenario.enable_prefix_caching:
-        meta = TraceMetadata.from_arrow(table.schema.metadata)
-        has_ids = "hash_ids" in names and meta is not None and meta.hash_block_size
+    meta = TraceMetadata.from_arrow(table.schema.metadata)
+    has_ids = bool("hash_ids" in names and meta is not None and meta.hash_block_size)
+    # Without hash_ids no request can find another's blocks, and the engine without its
+    # cache gives the same results (tested) faster: the cache runs only where it can hit,
+    # or where the prefix-aware router reads it.
+    if resolved.prefix_caching and (has_ids or resolved.scenario.router == "prefix-aware"):
         prefix = prefix_inputs(
             table.column("hash_ids") if has_ids else None,
             input_tokens,

@@ -328,7 +328,9 @@ def _summary(
             if code != 0 and count > 0
         },
     }
-    if resolved.scenario.enable_prefix_caching:
+    if resolved.prefix_caching and len(state.prefix_ids):
+        # Only where requests carried prefix hashes: without them the cache cannot hit and
+        # the engine ran without it (``api._trace_inputs``).
         summary["prefix_cache"] = _prefix_cache_usage(state, completed)
     if state.recorded_arrival_s is not None:
         delay_s = arrival - state.recorded_arrival_s

@@ -36,9 +36,22 @@ from simulator.specs import GPUSpec, ModelSpec
 if TYPE_CHECKING:  # the step-time model pulls in numba: imported when resolving only
     from simulator.perf.roofline import StepTimeModel
 
-#: Engine behaviour the defaults follow (named in every output).
-ENGINE_VERSION = "vLLM v0.11 (V1 engine), prefix caching off"
-ENGINE_VERSION_CACHING = "vLLM v0.11 (V1 engine), prefix caching on (V1 KVCacheManager)"
+#: Engine behaviour each scheduler follows (named in every output as ``engine``), by
+#: scheduler, then by whether prefix caching is on.
+ENGINE_VERSIONS = {
+    ("vllm", False): "vLLM v0.11 (V1 engine), prefix caching off",
+    ("vllm", True): "vLLM v0.11 (V1 engine), prefix caching on (V1 KVCacheManager)",
+    ("sarathi", False): "Sarathi-Serve stall-free batching on vLLM v0.11's V1 rules, "
+    "prefix caching off",
+    ("sarathi", True): "Sarathi-Serve stall-free batching on vLLM v0.11's V1 rules, "
+    "prefix caching on (V1 KVCacheManager)",
+    ("vllm-v0", False): "vLLM v0.6 (V0 scheduler, no chunked prefill), prefix caching off",
+}
+#: Whether prefix caching is on when the scenario leaves it to the engine
+#: (``enable_prefix_caching=None``): vLLM's V1 engine turns it on by default (v0.11
+#: ``EngineArgs``: ``enable_prefix_caching`` None becomes True for generative models);
+#: vLLM v0.6's V0 engine left it off, and Sarathi-Serve (built on vLLM V0) has none.
+PREFIX_CACHING_DEFAULT = {"vllm": True, "vllm-v0": False, "sarathi": False}
 #: What ``--pp N`` means (named in outputs when N > 1).
 PIPELINE_SEMANTICS = (
     "vLLM v0.6 virtual engines: {pp} schedulers per replica, each with 1/{pp} of the KV "
@@ -85,8 +98,10 @@ class Scenario:
     calibration : str or None
         Path of a calibration profile (``--calibration``); None picks the shipped profile
         of the GPU, or of its nearest measured architecture, or the uncalibrated roofline.
-    enable_prefix_caching : bool
-        Model vLLM's automatic prefix caching over the trace's ``hash_ids``.
+    enable_prefix_caching : bool or None
+        Model vLLM's automatic prefix caching over the trace's ``hash_ids``. None takes the
+        scheduler's engine default (``PREFIX_CACHING_DEFAULT``): on for ``vllm``, as vLLM
+        V1 has it; off for ``vllm-v0`` and ``sarathi``.
     prefix_load_cap : int
         ``prefix-aware`` router: a replica is a candidate while its outstanding requests
         exceed the least loaded replica's by at most this many.
@@ -109,7 +124,7 @@ class Scenario:
     max_model_len: int | None = None
     seed: int = 0
     calibration: str | None = None
-    enable_prefix_caching: bool = False
+    enable_prefix_caching: bool | None = None
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP
     closed_loop: bool = False
 
@@ -134,6 +149,12 @@ class ResolvedScenario:
     notes: tuple[str, ...] = field(default_factory=tuple)
     calibration: dict[str, Any] = field(default_factory=dict)
     pp: int = 1
+
+    @property
+    def prefix_caching(self) -> bool:
+        """Whether the engine caches prefixes: the scenario's choice, else the scheduler's
+        default (``PREFIX_CACHING_DEFAULT``)."""
+        return prefix_caching_on(self.scenario)
 
     @property
     def num_engine_replicas(self) -> int:
@@ -171,10 +192,8 @@ class ResolvedScenario:
                 if self.scenario.router == "prefix-aware"
                 else {}
             ),
-            "engine": ENGINE_VERSION_CACHING
-            if self.scenario.enable_prefix_caching
-            else ENGINE_VERSION,
-            "enable_prefix_caching": self.scenario.enable_prefix_caching,
+            "engine": ENGINE_VERSIONS[(self.scenario.scheduler, self.prefix_caching)],
+            "enable_prefix_caching": self.prefix_caching,
             "closed_loop": self.scenario.closed_loop,
             "max_num_seqs": self.max_num_seqs,
             "max_num_batched_tokens": self.max_num_batched_tokens,
@@ -388,6 +407,14 @@ MAX_BLOCK_SIZE = 1 << 16
 MAX_SEED = 2**63 - 1
 
 
+def prefix_caching_on(scenario: Scenario) -> bool:
+    """Whether ``scenario`` runs with prefix caching: its own choice, else its scheduler's
+    engine default (``PREFIX_CACHING_DEFAULT``; an unknown scheduler counts as off)."""
+    if scenario.enable_prefix_caching is not None:
+        return bool(scenario.enable_prefix_caching)
+    return PREFIX_CACHING_DEFAULT.get(scenario.scheduler, False)
+
+
 def check_knobs(scenario: Scenario) -> None:
     """Check every knob's type and range, and their combinations, without the catalogs.
 
@@ -408,15 +435,24 @@ def check_knobs(scenario: Scenario) -> None:
         raise SimreplayError(
             f"--router must be one of {', '.join(ROUTERS)}, got {scenario.router!r}"
         )
-    if not isinstance(scenario.enable_prefix_caching, bool):
+    if scenario.enable_prefix_caching is not None and not isinstance(
+        scenario.enable_prefix_caching, bool
+    ):
         raise SimreplayError(
-            f"enable_prefix_caching must be true or false, got {scenario.enable_prefix_caching!r}"
+            "enable_prefix_caching must be true, false or none (the scheduler's default), "
+            f"got {scenario.enable_prefix_caching!r}"
         )
     if not isinstance(scenario.closed_loop, bool):
         raise SimreplayError(f"closed_loop must be true or false, got {scenario.closed_loop!r}")
-    if scenario.router == "prefix-aware" and not scenario.enable_prefix_caching:
+    if scenario.router == "prefix-aware" and not prefix_caching_on(scenario):
         raise SimreplayError(
-            "--router prefix-aware routes by cached prefixes: add --enable-prefix-caching"
+            "--router prefix-aware routes by cached prefixes, which are off"
+            + (
+                " (--no-enable-prefix-caching)"
+                if scenario.enable_prefix_caching is False
+                else f" by default with --scheduler {scenario.scheduler}"
+            )
+            + ": add --enable-prefix-caching"
         )
     if scenario.enable_prefix_caching and scenario.scheduler == "vllm-v0":
         raise SimreplayError(

@@ -486,15 +486,18 @@ def test_cli_run_with_prefix_caching_reports_hits(mooncake_like, tmp_path):
     out = tmp_path / "out"
     args = ["run", str(mooncake_like), "--gpus", "2xH100", "--out", str(out), "--json"]
     results = {}
+    notes = {}
     for extra in (
         [],
+        ["--no-enable-prefix-caching"],
         ["--enable-prefix-caching"],
         ["--enable-prefix-caching", "--router", "prefix-aware"],
     ):
         result = CliRunner().invoke(app, args + extra)
         assert result.exit_code == 0, result.stderr
         results[" ".join(extra)] = json.loads(result.stdout)
-        if extra:
+        notes[" ".join(extra)] = result.stderr
+        if extra != ["--no-enable-prefix-caching"]:
             requests = pq.read_table(out / "requests.parquet")
             cached = requests.column("cached_tokens").to_numpy()
             summary = results[" ".join(extra)]
@@ -506,21 +509,30 @@ def test_cli_run_with_prefix_caching_reports_hits(mooncake_like, tmp_path):
                 steps.column("cache_hit_tokens").to_numpy().sum()
                 == (summary["prefix_cache"]["hit_tokens"])
             )
-    assert "prefix_cache" not in results[""]
+    # vLLM V1 caches prefixes unless told not to: so does the default vllm scheduler.
+    off = results["--no-enable-prefix-caching"]
+    assert "prefix_cache" not in off
+    assert off["scenario"]["enable_prefix_caching"] is False
+    assert "prefix caching off" in off["scenario"]["engine"]
+    assert results[""] == results["--enable-prefix-caching"]
+    assert "as vLLM's V1 engine has it by default" in notes[""]
+    assert "by default" not in notes["--enable-prefix-caching"]
     on = results["--enable-prefix-caching"]
     aware = results["--enable-prefix-caching --router prefix-aware"]
     assert on["scenario"]["enable_prefix_caching"] is True
     assert "prefix caching on" in on["scenario"]["engine"]
     # Prefixes are shared, so a cache finds some; routing by them finds more.
     assert 0.0 < on["prefix_cache"]["hit_rate"] < aware["prefix_cache"]["hit_rate"]
-    assert aware["ttft_ms"]["mean"] < results[""]["ttft_ms"]["mean"]
+    assert aware["ttft_ms"]["mean"] < off["ttft_ms"]["mean"]
     assert aware["scenario"]["prefix_load_cap"] == 8
 
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--router", "prefix-aware"], "--enable-prefix-caching"),
+        (["--no-enable-prefix-caching", "--router", "prefix-aware"], "--enable-prefix-caching"),
+        (["--scheduler", "sarathi", "--router", "prefix-aware"], "by default with --scheduler"),
+        (["--scheduler", "vllm-v0", "--router", "prefix-aware"], "--enable-prefix-caching"),
         (["--enable-prefix-caching", "--scheduler", "vllm-v0"], "vllm-v0"),
         (["--router", "session-affinity"], "session"),
         (["--enable-prefix-caching", "--prefix-load-cap", "-1"], "--prefix-load-cap"),

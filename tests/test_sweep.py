@@ -205,7 +205,7 @@ def test_bad_toml_is_one_line_and_writes_nothing(tmp_path, small_trace, text, fr
         (["--seed", "-1"], "--seed must be an integer from 0"),
         (["--seed", "99999999999999999999"], "--seed must be an integer from 0"),
         (["--max-num-seqs", "99999999999999999999"], "--max-num-seqs must be an integer"),
-        (["--router", "prefix-aware"], "add --enable-prefix-caching"),
+        (["--router", "prefix-aware", "--scheduler", "sarathi"], "add --enable-prefix-caching"),
         (["--out", ""], "--out: give a folder"),
     ],
 )
@@ -710,14 +710,37 @@ def test_simulate_many_equals_simulate_scenario_by_scenario_with_fewer_runs(
 
 def test_prefix_caching_and_pipeline_runs_are_never_shared(busy_table, engine_runs):
     import simulator.api as api
+    from simulator.trace.importer import load_trace
 
+    root = Path(__file__).resolve().parents[1]
+    hashed = load_trace(str(root / "traces" / "chat-sessions.parquet")).slice(0, 300)
     cached = [
         Scenario(gpus="1xH100", gpu_memory_utilization=gmu, enable_prefix_caching=True)
         for gmu in (0.8, 0.9)
     ]
+    api.simulate_many(hashed, cached)
+    assert len(engine_runs) == 2
     staged = [Scenario(gpus="2xH100", pp=2, gpu_memory_utilization=gmu) for gmu in (0.8, 0.9)]
-    api.simulate_many(busy_table, cached + staged)
+    api.simulate_many(busy_table, staged)
     assert len(engine_runs) == 4
+
+
+def test_prefix_caching_over_a_trace_without_hashes_runs_without_the_cache(busy_table, engine_runs):
+    """No request can hit: the engine runs without its cache (vLLM V1's default is on), so
+    the results equal caching off, and capacity runs are shared as without it."""
+    import simulator.api as api
+
+    scenarios = [
+        Scenario(gpus="1xH100", gpu_memory_utilization=gmu, enable_prefix_caching=on)
+        for on in (None, False)
+        for gmu in (0.8, 0.9)
+    ]
+    results = api.simulate_many(busy_table, scenarios)
+    assert len(engine_runs) < 4
+    for on, off in zip(results[:2], results[2:], strict=True):
+        assert on.scenario.prefix_caching and not off.scenario.prefix_caching
+        assert "prefix_cache" not in on.summary
+        assert on.requests.equals(off.requests)
 
 
 def test_sweep_rows_of_a_capacity_grid_equal_scenario_by_scenario_rows(tmp_path, small_trace):

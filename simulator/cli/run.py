@@ -79,13 +79,14 @@ def run(
         int | None, _opt("--max-model-len", help="Longest request served (input + output).")
     ] = None,
     enable_prefix_caching: Annotated[
-        bool,
+        bool | None,
         _opt(
-            "--enable-prefix-caching",
-            help="Model vLLM's automatic prefix caching over the trace's hash_ids (V1 cache "
-            "manager: shared blocks, LRU eviction of unused ones).",
+            "--enable-prefix-caching/--no-enable-prefix-caching",
+            help="vLLM's automatic prefix caching over the trace's hash_ids (V1 cache "
+            "manager: shared blocks, LRU eviction of unused ones). Default: the scheduler's "
+            "engine default, on for vllm (as vLLM V1), off for vllm-v0 and sarathi.",
         ),
-    ] = False,
+    ] = None,
     prefix_load_cap: Annotated[
         int,
         _opt(
@@ -181,6 +182,11 @@ def run(
     started = time.perf_counter()
     result = simulate(table, scenario, slo=bounds)
     elapsed_s = time.perf_counter() - started
+    if enable_prefix_caching is None and "prefix_cache" in result.summary:
+        note(
+            "prefix caching is on over the trace's hash_ids, as vLLM's V1 engine has it by "
+            "default (--no-enable-prefix-caching to model a deployment without it)"
+        )
     for message in result.scenario.notes:
         note(message)
     err.print(
