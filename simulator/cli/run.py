@@ -102,6 +102,14 @@ def run(
             "think_time_s (needs session ids in the trace).",
         ),
     ] = False,
+    enforce_eager: Annotated[
+        bool,
+        _opt(
+            "--enforce-eager",
+            help="As vLLM's --enforce-eager: no CUDA graphs, so no step is padded up to a "
+            "captured batch size.",
+        ),
+    ] = False,
     calibration: Annotated[
         Path | None,
         _opt(
@@ -164,6 +172,7 @@ def run(
         enable_prefix_caching=enable_prefix_caching,
         prefix_load_cap=prefix_load_cap,
         closed_loop=closed_loop,
+        enforce_eager=enforce_eager,
     )
     table, report = import_trace(trace, import_options)
     for message in report.notes:

@@ -548,6 +548,43 @@ def with_pipeline_stages(
     return StepTimeModel(params=params, source=step.source, description=description)
 
 
+def with_cuda_graphs(
+    step: StepTimeModel, max_graph_tokens: int, *, decode_only: bool = False
+) -> StepTimeModel:
+    """``step`` with vLLM's CUDA-graph batch padding: the GEMMs, norms, activations, MoE,
+    all-reduce and stage transfers of a step of ``T <= max_graph_tokens`` token rows run
+    over the next captured size instead (1, 2, 4, then multiples of 8; ``kernel.graph_rows``).
+
+    Parameters
+    ----------
+    step : StepTimeModel
+        Roofline or calibrated; not mutated.
+    max_graph_tokens : int
+        The largest captured size, >= 0; 0 leaves every step eager (returns ``step``).
+    decode_only : bool
+        Only decode-only steps run as graphs (vLLM v0.6); otherwise every step of few enough
+        tokens does (vLLM V1).
+
+    Returns
+    -------
+    StepTimeModel
+        A copy with the ``CUDA_GRAPH_*`` slots set and the padding described.
+    """
+    if isinstance(max_graph_tokens, bool) or int(max_graph_tokens) != max_graph_tokens:
+        raise SimreplayError(f"largest CUDA graph must be a whole number, got {max_graph_tokens!r}")
+    if max_graph_tokens < 0:
+        raise SimreplayError(f"largest CUDA graph must be >= 0, got {max_graph_tokens!r}")
+    if max_graph_tokens == 0:
+        return step
+    params = step.params.copy()
+    params[kernel.CUDA_GRAPH_MAX_TOKENS] = float(max_graph_tokens)
+    params[kernel.CUDA_GRAPH_DECODE_ONLY] = 1.0 if decode_only else 0.0
+    description: dict[str, float | str] = dict(step.description)
+    description["cuda_graph_max_tokens"] = float(max_graph_tokens)
+    description["cuda_graph_steps"] = "decode-only" if decode_only else "all"
+    return StepTimeModel(params=params, source=step.source, description=description)
+
+
 def constant_step_model(step_s: float) -> StepTimeModel:
     """A model whose every step that processes a token takes ``step_s`` seconds.
 
