@@ -53,6 +53,17 @@ the step time is
 and the step time is their sum (0 for a step with no token). The embedding lookup and the
 final norm are negligible and left out.
 
+CUDA graphs (``with_cuda_graphs``; ``kernel.graph_rows``, ``simulator/perf/cuda_graphs.py``):
+vLLM replays a graph captured for a fixed token count, so a step of ``T`` tokens at most the
+largest captured size runs its graphed operations over ``T`` padded up to the next captured
+size (1, 2, 4, then the next multiple of 8; vLLM v0.11 V1 for every such step, vLLM v0.6
+for decode-only steps). In the formulas above ``linear``, ``moe``, ``elementwise``,
+``allreduce`` and ``pp_transfer`` then take the padded ``T``; ``lm_head`` (logits for the
+real rows ``R``), both attention terms (padded requests have no context) and ``host`` do
+not. The calibrated tables (``simulator.perf.calibrated``) are read at the padded ``T`` in
+the same way. ``--enforce-eager`` (or a model built without ``with_cuda_graphs``) pads
+nothing.
+
 Approximations to know about:
   * Attention FLOPs are those of a causal kernel: a chunk of q new tokens behind c cached
     ones computes q c + q^2 / 2 query-key pairs (the masked triangle of the chunk is
