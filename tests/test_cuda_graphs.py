@@ -181,7 +181,9 @@ def test_padding_never_makes_a_step_faster_when_a_feature_grows(
 
 def test_enforce_eager_on_the_command_line(tmp_path):
     trace = tmp_path / "t.csv"
-    trace.write_text("arrival_time_s,input_tokens,output_tokens\n0.0,100,20\n0.0,100,20\n0.0,100,20\n")
+    trace.write_text(
+        "arrival_time_s,input_tokens,output_tokens\n0.0,100,20\n0.0,100,20\n0.0,100,20\n"
+    )
     runner = CliRunner()
     outputs = {}
     for flags in ([], ["--enforce-eager"]):

@@ -334,9 +334,7 @@ def _calibrated_parts(
     decode_context_tokens,
     parts_s,
 ):
-    num_tokens = graph_rows(
-        params, float(num_prefill_tokens + num_decode_seqs), num_decode_seqs
-    )
+    num_tokens = graph_rows(params, float(num_prefill_tokens + num_decode_seqs), num_decode_seqs)
     num_seqs = float(num_prefill_seqs + num_decode_seqs)
     parts_s[PART_LINEAR] = table_s(params, CAL_LINEAR, 0.0, num_tokens)
     if params[CAL_HEADER + CAL_MOE] > 0.0:
@@ -529,9 +527,7 @@ def _calibrated_step_s(
     decode_context_tokens,
 ):
     # The same terms as _calibrated_parts, summed in PART_* order without a parts array.
-    num_tokens = graph_rows(
-        params, float(num_prefill_tokens + num_decode_seqs), num_decode_seqs
-    )
+    num_tokens = graph_rows(params, float(num_prefill_tokens + num_decode_seqs), num_decode_seqs)
     num_seqs = float(num_prefill_seqs + num_decode_seqs)
     total_s = table_s(params, CAL_LINEAR, 0.0, num_tokens)
     if params[CAL_HEADER + CAL_MOE] > 0.0:
