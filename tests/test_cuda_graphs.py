@@ -197,3 +197,8 @@ def test_enforce_eager_on_the_command_line(tmp_path):
     assert "cuda_graph_max_tokens" not in eager["scenario"]["step_time_model"]
     # Three decodes run as a graph of four: slower than eager.
     assert graphed["tpot_ms"]["p50"] > eager["tpot_ms"]["p50"]
+    human = runner.invoke(app, ["run", str(trace), "--gpus", "1xA100"])
+    assert human.exit_code == 0, human.output
+    assert "steps of up to 512 tokens padded to a captured size" in human.stdout
+    human = runner.invoke(app, ["run", str(trace), "--gpus", "1xA100", "--enforce-eager"])
+    assert "off (--enforce-eager)" in human.stdout

@@ -249,6 +249,15 @@ def _per_virtual_engine_text(scenario: dict[str, Any]) -> str:
     return f"; {scenario['kv_blocks_per_virtual_engine']:,} per virtual engine"
 
 
+def _graphs_text(scenario: dict[str, Any]) -> str:
+    largest = scenario["step_time_model"].get("cuda_graph_max_tokens")
+    if largest is None:
+        return "off (--enforce-eager)" if scenario.get("enforce_eager") else "off"
+    which = scenario["step_time_model"].get("cuda_graph_steps")
+    steps = "decode-only steps" if which == "decode-only" else "steps"
+    return f"{steps} of up to {largest:,.0f} tokens padded to a captured size (1, 2, 4, 8k)"
+
+
 def _print_human(result: Any, trace_name: str) -> None:
     summary = result.summary
     scenario = summary["scenario"]
@@ -286,6 +295,7 @@ def _print_human(result: Any, trace_name: str) -> None:
                 ),
             ),
             ("Step times", scenario["calibration"]),
+            ("CUDA graphs", _graphs_text(scenario)),
             ("Cost", f"${scenario['cost_per_hour_usd']:,.2f}/hour (indicative)"),
         ],
     )
