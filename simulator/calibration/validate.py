@@ -468,6 +468,8 @@ def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
         "max_num_seqs": resolved.max_num_seqs,
         "max_num_batched_tokens": resolved.max_num_batched_tokens,
         "max_model_len": resolved.max_model_len,
+        "enforce_eager": resolved.scenario.enforce_eager,
+        "cuda_graph_max_tokens": resolved.step_model.description.get("cuda_graph_max_tokens"),
         "calibration": resolved.step_model.source,
     }
 
