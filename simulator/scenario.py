@@ -108,6 +108,9 @@ class Scenario:
     closed_loop : bool
         Send a session's turn only after the previous turn's answer plus its think time
         (``closed_loop.py``); needs session ids in the trace.
+    enforce_eager : bool
+        vLLM's ``--enforce-eager``: no CUDA graphs, so no step is padded to a captured
+        batch size (``simulator/perf/cuda_graphs.py``).
     """
 
     gpus: str = "1xH100"
@@ -127,6 +130,7 @@ class Scenario:
     enable_prefix_caching: bool | None = None
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP
     closed_loop: bool = False
+    enforce_eager: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,7 @@ class ResolvedScenario:
             "engine": ENGINE_VERSIONS[(self.scenario.scheduler, self.prefix_caching)],
             "enable_prefix_caching": self.prefix_caching,
             "closed_loop": self.scenario.closed_loop,
+            "enforce_eager": self.scenario.enforce_eager,
             "max_num_seqs": self.max_num_seqs,
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "token_budget_per_step": self.token_budget,
@@ -301,6 +306,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         max_model_len = capacity_tokens
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
     step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp)
+    step_model = graphed(step_model, scenario.scheduler, max_num_seqs, token_budget, scenario)
     return ResolvedScenario(
         scenario=scenario,
         gpu=gpu,
@@ -319,6 +325,19 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         calibration=calibration,
         pp=pp,
     )
+
+
+def graphed(
+    step: StepTimeModel, scheduler: str, max_num_seqs: int, token_budget: int, scenario: Scenario
+) -> StepTimeModel:
+    """``step`` with the CUDA-graph padding of vLLM for this scheduler and batch knobs."""
+    from simulator.perf.cuda_graphs import max_graph_tokens
+    from simulator.perf.roofline import with_cuda_graphs
+
+    max_tokens, decode_only = max_graph_tokens(
+        scheduler, max_num_seqs, token_budget, enforce_eager=scenario.enforce_eager
+    )
+    return with_cuda_graphs(step, max_tokens, decode_only=decode_only)
 
 
 #: Step models already built in this process (sweeps resolve the same pairs many times).
@@ -444,6 +463,8 @@ def check_knobs(scenario: Scenario) -> None:
         )
     if not isinstance(scenario.closed_loop, bool):
         raise SimreplayError(f"closed_loop must be true or false, got {scenario.closed_loop!r}")
+    if not isinstance(scenario.enforce_eager, bool):
+        raise SimreplayError(f"enforce_eager must be true or false, got {scenario.enforce_eager!r}")
     if scenario.router == "prefix-aware" and not prefix_caching_on(scenario):
         raise SimreplayError(
             "--router prefix-aware routes by cached prefixes, which are off"

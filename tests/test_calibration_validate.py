@@ -498,3 +498,21 @@ def test_validate_notes_a_benchmark_of_another_model(bench, tmp_path, model_id, 
     assert (
         note.removeprefix("note: ") in json.loads(result.stdout)["validation"]["notes"]
     ) == noted
+
+
+def test_validate_models_the_benchmarked_servers_cuda_graphs(bench):
+    """The benchmark was simulated with CUDA-graph padding; --enforce-eager says the server
+    ran without graphs, so the deployment says so and the predictions move."""
+    graphed = _validate(bench / "bench.jsonl", "--calibration", bench / "truth.json")
+    eager = _validate(
+        bench / "bench.jsonl", "--calibration", bench / "truth.json", "--enforce-eager"
+    )
+    assert graphed.exit_code == 0 and eager.exit_code == 0, eager.stderr
+    graphed_report = json.loads(graphed.stdout)["validation"]
+    eager_report = json.loads(eager.stdout)["validation"]
+    assert graphed_report["deployment"]["enforce_eager"] is False
+    assert graphed_report["deployment"]["cuda_graph_max_tokens"] == 512.0
+    assert eager_report["deployment"]["enforce_eager"] is True
+    assert eager_report["deployment"]["cuda_graph_max_tokens"] is None
+    # Without the padding every step is at most as long: the mean E2E is predicted shorter.
+    assert eager_report["predicted"]["e2e"]["mean"] < graphed_report["predicted"]["e2e"]["mean"]

@@ -104,6 +104,10 @@ def dyadic_params_variants(draw) -> np.ndarray:
         kernel.ATTN_QUERY_S_PER_TOKEN,
     ):
         params[slot] = draw(st.sampled_from([DYADIC[slot], 0.0, 2.0**-8, 2.0**-3]))
+    # CUDA-graph padding: eager first (what hypothesis shrinks to), then V1 (every step of
+    # few enough tokens) and v0.6 (decode-only steps) with small and large captures.
+    params[kernel.CUDA_GRAPH_MAX_TOKENS] = draw(st.sampled_from([0.0, 8.0, 16.0, 512.0]))
+    params[kernel.CUDA_GRAPH_DECODE_ONLY] = draw(st.sampled_from([0.0, 1.0]))
     return params
 
 
@@ -280,12 +284,19 @@ def test_numba_engine_matches_reference_on_a_mid_sized_trace(scheduler):
     assert_matches_reference(state, ref)
 
 
+@pytest.mark.parametrize("graphs", ["eager", "v1", "v0"])
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
-def test_numba_engine_matches_reference_on_long_decode_runs(scheduler):
+def test_numba_engine_matches_reference_on_long_decode_runs(scheduler, graphs):
     """Long runs of decode-only steps, which the engine may apply as a run, not step by step.
 
-    Short prompts, long outputs, small blocks and a cache that fills now and then.
+    Short prompts, long outputs, small blocks and a cache that fills now and then; with and
+    without CUDA-graph padding of the step's token rows (V1: every step up to 16 tokens;
+    v0.6: decode-only steps).
     """
+    params = DYADIC.copy()
+    if graphs != "eager":
+        params[kernel.CUDA_GRAPH_MAX_TOKENS] = 16.0
+        params[kernel.CUDA_GRAPH_DECODE_ONLY] = 1.0 if graphs == "v0" else 0.0
     rng = np.random.default_rng(1)
     n = 80
     arrival = np.cumsum(rng.integers(0, 40, n)) / 64.0
@@ -302,8 +313,14 @@ def test_numba_engine_matches_reference_on_long_decode_runs(scheduler):
         num_kv_blocks=120,
         max_model_len=512,
     )
-    ref = simulate_reference(arrival, prompts, outputs, step_time_fn=dyadic_step_time, **knobs)
-    state = replay_case(arrival, prompts, outputs, knobs)
+    ref = simulate_reference(
+        arrival,
+        prompts,
+        outputs,
+        step_time_fn=lambda *features: kernel.step_time_s.py_func(params, *features),
+        **knobs,
+    )
+    state = replay_case(arrival, prompts, outputs, knobs, params=params)
     assert ref["num_preemptions"].sum() > 0
     assert_matches_reference(state, ref)
     # The engine counts the steps it applied as decode runs: this case must exercise them.

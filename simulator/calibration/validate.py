@@ -51,7 +51,7 @@ from simulator.calibration.select import borrow_order, shipped_profile, step_mod
 from simulator.errors import SimreplayError
 from simulator.io import check_input_file
 from simulator.perf.roofline import DEFAULT_EFFICIENCIES
-from simulator.scenario import ResolvedScenario, Scenario, resolve
+from simulator.scenario import ResolvedScenario, Scenario, graphed, resolve
 from simulator.trace.schema import INT32_MAX, MAX_ARRIVAL_S
 
 METRICS = ("ttft", "tpot", "e2e")
@@ -468,6 +468,8 @@ def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
         "max_num_seqs": resolved.max_num_seqs,
         "max_num_batched_tokens": resolved.max_num_batched_tokens,
         "max_model_len": resolved.max_model_len,
+        "enforce_eager": resolved.scenario.enforce_eager,
+        "cuda_graph_max_tokens": resolved.step_model.description.get("cuda_graph_max_tokens"),
         "calibration": resolved.step_model.source,
     }
 
@@ -523,6 +525,8 @@ def _with_host(
 ) -> ResolvedScenario:
     profile = _host_profile(resolved, base, host, provenance={"source": "host-overhead search"})
     step, info = step_model_for(resolved.model, resolved.gpu, resolved.tp, profile)
+    chosen = resolved.scenario
+    step = graphed(step, chosen.scheduler, resolved.max_num_seqs, resolved.token_budget, chosen)
     return dataclasses.replace(resolved, step_model=step, calibration=info)
 
 

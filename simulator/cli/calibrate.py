@@ -327,6 +327,13 @@ def validate(
             "--calibration", help="Profile to validate instead of the one a run would pick."
         ),
     ] = None,
+    enforce_eager: Annotated[
+        bool,
+        typer.Option(
+            "--enforce-eager",
+            help="The benchmarked server ran with vLLM's --enforce-eager (no CUDA graphs).",
+        ),
+    ] = False,
     fit_host: Annotated[
         bool,
         typer.Option(
@@ -372,6 +379,7 @@ def validate(
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
         calibration=None if calibration is None else str(calibration),
+        enforce_eager=enforce_eager,
     )
     resolved = resolve_for_benchmark(scenario, num_kv_blocks)
     mismatch = model_mismatch(data, model, resolved)

@@ -103,6 +103,14 @@ def run(
             "think_time_s (needs session ids in the trace).",
         ),
     ] = False,
+    enforce_eager: Annotated[
+        bool,
+        _opt(
+            "--enforce-eager",
+            help="As vLLM's --enforce-eager: no CUDA graphs, so no step is padded up to a "
+            "captured batch size.",
+        ),
+    ] = False,
     calibration: Annotated[
         Path | None,
         _opt(
@@ -165,6 +173,7 @@ def run(
         enable_prefix_caching=enable_prefix_caching,
         prefix_load_cap=prefix_load_cap,
         closed_loop=closed_loop,
+        enforce_eager=enforce_eager,
     )
     table, report = import_trace(trace, import_options)
     for message in report.notes:
@@ -246,6 +255,15 @@ def _per_virtual_engine_text(scenario: dict[str, Any]) -> str:
     return f"; {scenario['kv_blocks_per_virtual_engine']:,} per virtual engine"
 
 
+def _graphs_text(scenario: dict[str, Any]) -> str:
+    largest = scenario["step_time_model"].get("cuda_graph_max_tokens")
+    if largest is None:
+        return "off (--enforce-eager)" if scenario.get("enforce_eager") else "off"
+    which = scenario["step_time_model"].get("cuda_graph_steps")
+    steps = "decode-only steps" if which == "decode-only" else "steps"
+    return f"{steps} of up to {largest:,.0f} tokens padded to a captured size (1, 2, 4, 8k)"
+
+
 def _print_human(result: Any, trace_name: str) -> None:
     summary = result.summary
     scenario = summary["scenario"]
@@ -283,6 +301,7 @@ def _print_human(result: Any, trace_name: str) -> None:
                 ),
             ),
             ("Step times", scenario["calibration"]),
+            ("CUDA graphs", _graphs_text(scenario)),
             ("Cost", f"${scenario['cost_per_hour_usd']:,.2f}/hour (indicative)"),
         ],
     )

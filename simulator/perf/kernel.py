@@ -11,6 +11,14 @@ Every coefficient in ``params`` is >= 0, and each term is a sum or ``max`` of no
 multiples of the features (plus the expected number of distinct MoE experts, which grows
 with the token count), so the step time never decreases when any feature grows.
 
+CUDA graphs: vLLM pads a step's token rows up to the next captured batch size (slots
+``CUDA_GRAPH_*``, set by ``simulator.perf.roofline.with_cuda_graphs``; both 0.0 = eager).
+The GEMMs, MoE, element-wise kernels, all-reduce and stage transfers then run over the
+padded rows ``graph_rows(T)``; attention, the LM head (logits rows only) and the host keep
+the real counts. The padded rows are a closed form of T (1, 2, 4, then the next multiple of
+8, up to the largest captured size; O(1), no table) and never decrease when T grows, so
+the step time still never decreases when a feature grows.
+
 Calibrated models (``simulator.perf.calibrated``) append measured tables after the
 ``NUM_PARAMS`` roofline slots: a header at ``CAL_HEADER`` holding the offset of each table
 (0 = absent), then the tables. A table is ``[nx, ny, x[0..nx), y[0..ny), seconds[nx *
@@ -98,7 +106,14 @@ HOST_S_PER_SEQ = _AFTER_LINEAR + 18
 # transfers of one micro-batch, a fixed latency plus a cost per token; zero when pp = 1.
 PP_TRANSFER_S = _AFTER_LINEAR + 19
 PP_TRANSFER_S_PER_TOKEN = _AFTER_LINEAR + 20
-NUM_PARAMS = _AFTER_LINEAR + 21
+# CUDA-graph batch padding (vLLM pads a step's token rows up to the next captured size).
+# CUDA_GRAPH_MAX_TOKENS is the largest captured size, 0.0 for none (eager, or a builder that
+# leaves it unset). CUDA_GRAPH_DECODE_ONLY is 1.0 when only decode-only steps run as graphs
+# (vLLM v0.6), 0.0 when every step with few enough tokens does (vLLM V1 since v0.11's
+# FULL_AND_PIECEWISE default). See ``graph_rows``.
+CUDA_GRAPH_MAX_TOKENS = _AFTER_LINEAR + 21
+CUDA_GRAPH_DECODE_ONLY = _AFTER_LINEAR + 22
+NUM_PARAMS = _AFTER_LINEAR + 23
 
 # --- calibrated tables (present only when len(params) > NUM_PARAMS) ------------------------
 CAL_HEADER = NUM_PARAMS
@@ -133,6 +148,46 @@ PART_NAMES = (
     "host",
     "pp_transfer",
 )
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _capture_size(rows):
+    """The smallest size in vLLM's default capture list 1, 2, 4, 8, 16, 24, ... that is >=
+    ``rows`` (a whole number >= 0, as a float): closed form, no table."""
+    if rows <= 2.0:
+        return rows
+    if rows <= 4.0:
+        return 4.0
+    return math.floor((rows + 7.0) / 8.0) * 8.0
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def graph_rows(params, num_tokens, num_decode_seqs):
+    """Token rows the step's GEMMs, norms, activations, MoE, all-reduce and stage transfers
+    run over: ``num_tokens`` padded up to the next CUDA-graph capture size where vLLM does.
+
+    vLLM v0.11 V1 (``vllm/v1/worker/gpu_model_runner.py``): a step of T scheduled tokens with
+    T <= the largest capture size runs as a graph of the next captured size (piecewise for
+    mixed batches, full for uniform decodes; attention runs on the real requests either
+    way, and the LM head on the logits rows only). The default capture list is
+    [1, 2, 4, 8, 16, ..., max] (``VllmConfig._set_cudagraph_sizes``), so
+    the padded size is ``_capture_size(T)`` whenever T <= ``CUDA_GRAPH_MAX_TOKENS``.
+
+    vLLM v0.6 (``vllm/worker/model_runner.py``): only decode-only batches run as graphs, of
+    ``_get_graph_batch_size(num_decodes)`` rows. Its scheduler never mixes prefills and
+    decodes, so a mixed step's value is free: ``max(T, padded decodes)`` keeps the step
+    time non-decreasing in every feature (a prefill token added to a padded decode batch
+    never makes it faster).
+    """
+    max_rows = params[CUDA_GRAPH_MAX_TOKENS]
+    if params[CUDA_GRAPH_DECODE_ONLY] > 0.0:
+        decode_rows = float(num_decode_seqs)
+        if decode_rows > max_rows:
+            return num_tokens
+        return max(num_tokens, _capture_size(decode_rows))
+    if num_tokens > max_rows:
+        return num_tokens
+    return _capture_size(num_tokens)
 
 
 @njit(cache=True, _nrt=False)
@@ -279,7 +334,7 @@ def _calibrated_parts(
     decode_context_tokens,
     parts_s,
 ):
-    num_tokens = float(num_prefill_tokens + num_decode_seqs)
+    num_tokens = graph_rows(params, float(num_prefill_tokens + num_decode_seqs), num_decode_seqs)
     num_seqs = float(num_prefill_seqs + num_decode_seqs)
     parts_s[PART_LINEAR] = table_s(params, CAL_LINEAR, 0.0, num_tokens)
     if params[CAL_HEADER + CAL_MOE] > 0.0:
@@ -357,6 +412,7 @@ def step_time_parts_s(
             total_s += parts_s[part_idx]
         return total_s
 
+    num_tokens = graph_rows(params, num_tokens, num_decode_seqs)
     parts_s[PART_LINEAR] = _linear_s(params, num_tokens)
     parts_s[PART_MOE] = _moe_s(params, num_tokens)
     # vLLM V1 computes logits for every scheduled request, partial prefills included (their
@@ -436,6 +492,7 @@ def step_time_s(
             num_decode_seqs,
             decode_context_tokens,
         )
+    num_tokens = graph_rows(params, num_tokens, num_decode_seqs)
     # Summed in PART_* order so the total equals step_time_parts_s's bit for bit.
     total_s = _linear_s(params, num_tokens)
     total_s += _moe_s(params, num_tokens)
@@ -470,7 +527,7 @@ def _calibrated_step_s(
     decode_context_tokens,
 ):
     # The same terms as _calibrated_parts, summed in PART_* order without a parts array.
-    num_tokens = float(num_prefill_tokens + num_decode_seqs)
+    num_tokens = graph_rows(params, float(num_prefill_tokens + num_decode_seqs), num_decode_seqs)
     num_seqs = float(num_prefill_seqs + num_decode_seqs)
     total_s = table_s(params, CAL_LINEAR, 0.0, num_tokens)
     if params[CAL_HEADER + CAL_MOE] > 0.0:
@@ -524,33 +581,35 @@ def decode_run_terms_s(params, num_decode_seqs):
     are the ones it adds after (seconds); ``i`` and ``frac`` locate ``num_decode_seqs``
     (>= 1) on a calibrated decode table's batch axis.
     """
-    num_tokens = float(num_decode_seqs)
+    num_seqs = float(num_decode_seqs)
+    # The graphed ops see the padded rows; the LM head, attention and host the real ones.
+    num_rows = graph_rows(params, num_seqs, num_decode_seqs)
     batch_i = 0
     batch_frac = 0.0
     if params.shape[0] > NUM_PARAMS:
-        before_s = table_s(params, CAL_LINEAR, 0.0, num_tokens)
+        before_s = table_s(params, CAL_LINEAR, 0.0, num_rows)
         if params[CAL_HEADER + CAL_MOE] > 0.0:
-            before_s += table_s(params, CAL_MOE, 0.0, num_tokens)
+            before_s += table_s(params, CAL_MOE, 0.0, num_rows)
         else:
-            before_s += _moe_s(params, num_tokens)
-        before_s += table_s(params, CAL_LM_HEAD, 0.0, num_tokens)
-        before_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
+            before_s += _moe_s(params, num_rows)
+        before_s += table_s(params, CAL_LM_HEAD, 0.0, num_seqs)
+        before_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_rows
         before_s += 0.0  # no prefill attention
-        allreduce_s = table_s(params, CAL_ALLREDUCE, 0.0, num_tokens)
+        allreduce_s = table_s(params, CAL_ALLREDUCE, 0.0, num_rows)
         offset = int(params[CAL_HEADER + CAL_DECODE_ATTENTION])
         if offset > 0 and int(params[offset + 1]) > 1:
             batch_i, batch_frac = _locate(
-                params, offset + 2, int(params[offset]), max(num_tokens, 1.0)
+                params, offset + 2, int(params[offset]), max(num_seqs, 1.0)
             )
     else:
-        before_s = _linear_s(params, num_tokens)
-        before_s += _moe_s(params, num_tokens)
-        before_s += _lm_head_s(params, num_tokens)
-        before_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_tokens
+        before_s = _linear_s(params, num_rows)
+        before_s += _moe_s(params, num_rows)
+        before_s += _lm_head_s(params, num_seqs)
+        before_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * num_rows
         before_s += params[ATTN_LATENCY_S] + _attention_s(params, 0.0, 0.0, 0.0)
-        allreduce_s = params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
-    host_s = params[HOST_S] + params[HOST_S_PER_SEQ] * num_tokens
-    return before_s, allreduce_s, host_s, batch_i, batch_frac, _pp_transfer_s(params, num_tokens)
+        allreduce_s = params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_rows
+    host_s = params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
+    return before_s, allreduce_s, host_s, batch_i, batch_frac, _pp_transfer_s(params, num_rows)
 
 
 @njit(cache=True, inline="always", _nrt=False)

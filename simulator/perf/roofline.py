@@ -53,6 +53,17 @@ the step time is
 and the step time is their sum (0 for a step with no token). The embedding lookup and the
 final norm are negligible and left out.
 
+CUDA graphs (``with_cuda_graphs``; ``kernel.graph_rows``, ``simulator/perf/cuda_graphs.py``):
+vLLM replays a graph captured for a fixed token count, so a step of ``T`` tokens at most the
+largest captured size runs its graphed operations over ``T`` padded up to the next captured
+size (1, 2, 4, then the next multiple of 8; vLLM v0.11 V1 for every such step, vLLM v0.6
+for decode-only steps). In the formulas above ``linear``, ``moe``, ``elementwise``,
+``allreduce`` and ``pp_transfer`` then take the padded ``T``; ``lm_head`` (logits for the
+real rows ``R``), both attention terms (padded requests have no context) and ``host`` do
+not. The calibrated tables (``simulator.perf.calibrated``) are read at the padded ``T`` in
+the same way. ``--enforce-eager`` (or a model built without ``with_cuda_graphs``) pads
+nothing.
+
 Approximations to know about:
   * Attention FLOPs are those of a causal kernel: a chunk of q new tokens behind c cached
     ones computes q c + q^2 / 2 query-key pairs (the masked triangle of the chunk is
@@ -545,6 +556,43 @@ def with_pipeline_stages(
             "pp_transfer_s_per_token": float(params[kernel.PP_TRANSFER_S_PER_TOKEN]),
         }
     )
+    return StepTimeModel(params=params, source=step.source, description=description)
+
+
+def with_cuda_graphs(
+    step: StepTimeModel, max_graph_tokens: int, *, decode_only: bool = False
+) -> StepTimeModel:
+    """``step`` with vLLM's CUDA-graph batch padding: the GEMMs, norms, activations, MoE,
+    all-reduce and stage transfers of a step of ``T <= max_graph_tokens`` token rows run
+    over the next captured size instead (1, 2, 4, then multiples of 8; ``kernel.graph_rows``).
+
+    Parameters
+    ----------
+    step : StepTimeModel
+        Roofline or calibrated; not mutated.
+    max_graph_tokens : int
+        The largest captured size, >= 0; 0 leaves every step eager (returns ``step``).
+    decode_only : bool
+        Only decode-only steps run as graphs (vLLM v0.6); otherwise every step of few enough
+        tokens does (vLLM V1).
+
+    Returns
+    -------
+    StepTimeModel
+        A copy with the ``CUDA_GRAPH_*`` slots set and the padding described.
+    """
+    if isinstance(max_graph_tokens, bool) or int(max_graph_tokens) != max_graph_tokens:
+        raise SimreplayError(f"largest CUDA graph must be a whole number, got {max_graph_tokens!r}")
+    if max_graph_tokens < 0:
+        raise SimreplayError(f"largest CUDA graph must be >= 0, got {max_graph_tokens!r}")
+    if max_graph_tokens == 0:
+        return step
+    params = step.params.copy()
+    params[kernel.CUDA_GRAPH_MAX_TOKENS] = float(max_graph_tokens)
+    params[kernel.CUDA_GRAPH_DECODE_ONLY] = 1.0 if decode_only else 0.0
+    description: dict[str, float | str] = dict(step.description)
+    description["cuda_graph_max_tokens"] = float(max_graph_tokens)
+    description["cuda_graph_steps"] = "decode-only" if decode_only else "all"
     return StepTimeModel(params=params, source=step.source, description=description)
 
 
