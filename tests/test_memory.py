@@ -405,6 +405,7 @@ def test_kv_cache_is_within_6_percent_of_vllms_logs(
         # 1.26GiB" at 8,192 tokens, where the sampler's 256 x 128,256 logits peak higher.
         ("llama-3-8b", 8192, 256, 1.26),
     ],
+    ids=["v0.6.4-20k-tokens", "v0.6.4-29k-tokens", "v0.6.5.dev-8k-tokens-sampler"],
 )
 def test_activation_peak_matches_vllms_logs(model, tokens, seqs, vllm_gib):
     reserve = activation_reserve_bytes(MODELS[model], 1, tokens, seqs)
