@@ -103,7 +103,11 @@ RESIDUAL_BUFFERS = 3
 #: exponential noise of random sampling (4). With the activation dtype's 2 bytes this is the
 #: 39 bytes that public logs imply: 1.40 GiB of activations for 256 rows of Qwen3's 151,936
 #: entries (v0.10-v0.11, L40S and 24 GB cards) and 1.26 GiB for 256 rows of Llama-3's
-#: 128,256 (v0.6.5, H100, vllm-project/vllm PR #10511).
+#: 128,256 (v0.6.5, H100, vllm-project/vllm PR #10511). Where FlashInfer is installed, V1
+#: samples with its fused top-k/top-p kernel instead (``TopKTopPSampler.forward_cuda``,
+#: chosen unless ``VLLM_USE_FLASHINFER_SAMPLER=0``), which holds nearer 12 bytes beyond the
+#: logits; there vLLM keeps more KV than planned here (about 3 GiB, 6 %, for Llama-3.1-8B on
+#: an H100 with its 1,024 sampled rows), so this errs on the side of a smaller cache.
 SAMPLER_BYTES_PER_LOGIT = 37
 #: Bytes per activation element: vLLM computes in the model's 16-bit dtype.
 ACTIVATION_BYTES = 2
