@@ -3,20 +3,27 @@
 Semantics follow vLLM v0.11 (V1 engine, OpenAI API server defaults):
 
 - At start-up each worker takes ``total_memory x gpu_memory_utilization`` as its budget,
-  loads its shard of the weights, then runs one profiling forward pass over
-  ``max_num_batched_tokens`` dummy tokens plus a sampler pass over ``max_num_seqs`` rows
-  (``Worker.determine_available_memory``). Whatever the weights, the activation peak of that
-  run and the memory allocated outside PyTorch since start-up leave is the KV cache, cut
-  into blocks of ``block_size`` tokens. Every GPU of a tensor-parallel group holds the same
+  where ``total_memory`` is what CUDA reports (``torch.cuda.mem_get_info()[1]``, read by
+  ``MemorySnapshot`` in ``vllm/utils/mem_utils.py``), not the card's marketing capacity:
+  79.2 GiB on an "80 GB" H100 (``cuda_total_memory_bytes``). It loads its shard of the
+  weights, then runs one profiling forward pass over ``max_num_batched_tokens`` dummy tokens
+  and a sampler pass over ``min(max_num_seqs, max_num_batched_tokens)`` rows
+  (``GPUModelRunner.profile_run``, ``vllm/v1/worker/gpu_model_runner.py``). Whatever the
+  weights, the activation peak of that run and the memory allocated outside PyTorch since
+  the start-up snapshot leave is the KV cache (``Worker.determine_available_memory``,
+  ``vllm/v1/worker/gpu_worker.py``: ``requested_memory - non_kv_cache_memory``), cut into
+  blocks of ``block_size`` tokens. Every GPU of a tensor-parallel group holds the same
   number of blocks, so the block count is that of the replica.
 - Weights are split evenly across TP ranks, embeddings and LM head included
   (``VocabParallelEmbedding``/``ParallelLMHead``). Replicated K/V projections when
   TP > KV heads and vocabulary padding are ignored (well under 1 % of the weights).
 - KV heads are split across TP ranks; when TP exceeds the number of KV heads vLLM
   replicates them, so each GPU holds at least one KV head.
-- CUDA context and CUDA-graph memory are not subtracted: vLLM v0.11 takes its baseline
-  snapshot after the context exists and captures CUDA graphs after sizing the KV cache, so
-  both live in the ``1 - gpu_memory_utilization`` headroom.
+- CUDA context, NCCL communicators and CUDA-graph memory are not subtracted: vLLM v0.11
+  takes its baseline snapshot in ``Worker.init_device`` after the context and the
+  distributed environment exist, and captures CUDA graphs after sizing the KV cache
+  (``compile_or_warm_up_model``), so all three live in the ``1 - gpu_memory_utilization``
+  headroom.
 
 The activation reserve is an estimate (vLLM measures it); see ``activation_reserve_bytes``.
 
@@ -44,20 +51,66 @@ MIB = float(2**20)
 #: TP degrees ``choose_tp`` considers (one node).
 TP_CHOICES = (1, 2, 4, 8)
 
-#: Memory allocated outside PyTorch's caching allocator during vLLM's profiling run, per
-#: GPU: cuBLAS/cuDNN workspaces, Triton/FlashInfer scratch and allocator slack (vLLM v0.11
-#: counts its growth since the start-up snapshot as ``non_torch_increase``).
-NON_TORCH_BYTES = 1.0 * GIB
-#: Extra per GPU when TP > 1: NCCL communicator buffers and vLLM's custom all-reduce buffers.
-NON_TORCH_TP_BYTES = 0.5 * GIB
+#: Total memory CUDA reports per GPU (``torch.cuda.mem_get_info()[1]``), in GiB, which is
+#: what vLLM multiplies by ``gpu_memory_utilization``. Sources: vLLM's own start-up lines
+#: ("total_gpu_memory (79.22GiB)" on an H100-80GB in vllm-project/vllm PR #10511 and
+#: #12126; "(39.38GiB)" on A100-40GB in issue #16570; "Free memory on device
+#: (43.93/44.42 GiB)" on an L40S with v0.11) and PyTorch's out-of-memory message "GPU 0 has
+#: a total capacity of X GiB" (A100-80GB with nvidia-smi 81,920 MiB: 79.15; 8xH200: 139.80;
+#: 8xB200: 178.36; L4: 22.04; A10G: 22.06; RTX 3090: "total_gpu_memory=23.58GiB", issue
+#: #10517, for a user-defined GPU of that name). PCIe parts carry the SXM parts' memory; the
+#: A40 has the L40S's 46,068 MiB. Other GPUs: ``FALLBACK_CUDA_TOTAL_FRACTION`` of
+#: ``hbm_bytes``.
+CUDA_TOTAL_MEMORY_GIB = {
+    "A100-40GB-SXM": 39.38,
+    "A100-40GB-PCIe": 39.38,
+    "A100-80GB-SXM": 79.15,
+    "A100-80GB-PCIe": 79.15,
+    "H100-SXM": 79.22,
+    "H100-PCIe": 79.22,
+    "H200": 139.80,
+    "B200": 178.36,
+    "L40S": 44.42,
+    "A40": 44.42,
+    "L4": 22.04,
+    "A10G": 22.06,
+    "RTX-3090": 23.58,
+}
+#: The driver keeps about 1 % of an 80 GiB part for itself (79.15-79.22 of 80).
+FALLBACK_CUDA_TOTAL_FRACTION = 0.99
 
-#: Activation tensors of hidden width that are alive at the profiling run's peak: the
-#: residual stream, the normalised input of the current sub-layer, the attention output and
-#: the MLP output.
-RESIDUAL_BUFFERS = 4
-#: Bytes per vocabulary entry per sampled row at the sampler's peak, on top of the
-#: activation dtype's copy of the logits: an FP32 copy and FP32 probabilities.
-SAMPLER_FP32_COPIES = 2
+#: Memory allocated outside PyTorch's caching allocator during vLLM's profiling run, per
+#: GPU (cuBLAS workspaces, Triton/FlashAttention scratch): vLLM v0.11 counts its growth
+#: since the start-up snapshot as ``non_torch_increase`` (``memory_profiling``,
+#: ``vllm/utils/mem_utils.py``). Public logs show 0.02-0.35 GiB on one GPU.
+NON_TORCH_BYTES = 0.25 * GIB
+#: Extra per GPU when TP > 1 or PP > 1. NCCL communicators and the custom all-reduce
+#: buffers exist before the snapshot, so little grows: 0.21 GiB in all at TP 4 (v0.11,
+#: L40S), 0.34-0.43 GiB (v0.8, TP 4 on A100-40GB, vllm-project/vllm issue #16570).
+NON_TORCH_TP_BYTES = 0.15 * GIB
+
+#: Hidden-wide activation tensors alive at a decoder layer's peak next to the MLP's
+#: intermediates (residual stream, normalised input, sub-layer output). Three reproduces
+#: vLLM's measured peaks for Llama-3.1-8B at 20,000 and 29,000 tokens (2.07 and 2.99 GiB,
+#: vllm-project/vllm issue #10517) to 0.01 GiB.
+RESIDUAL_BUFFERS = 3
+#: Bytes per vocabulary entry per sampled row at the sampler's peak, beyond the logits in
+#: the activation dtype. vLLM's dummy sampler run (``_dummy_sampler_run``) samples with
+#: ``top_k = vocab - 1`` and ``top_p = 0.9``, so the PyTorch top-k/top-p path
+#: (``apply_top_k_top_p``, ``vllm/v1/sample/ops/topk_topp_sampler.py``) runs over the whole
+#: vocabulary: an FP32 copy (4), sorted values (4) and int64 sort indices (8), softmax (4),
+#: cumulative sum (4), mask (1), the scattered-back logits (4), probabilities (4) and the
+#: exponential noise of random sampling (4). With the activation dtype's 2 bytes this is the
+#: 39 bytes that public logs imply: 1.40 GiB of activations for 256 rows of Qwen3's 151,936
+#: entries (v0.10-v0.11, L40S and 24 GB cards) and 1.26 GiB for 256 rows of Llama-3's
+#: 128,256 (v0.6.5, H100, vllm-project/vllm PR #10511). Where FlashInfer is installed, V1
+#: samples with its fused top-k/top-p kernel instead (``TopKTopPSampler.forward_cuda``,
+#: chosen unless ``VLLM_USE_FLASHINFER_SAMPLER=0``), which holds nearer 12 bytes beyond the
+#: logits; there vLLM keeps more KV than planned here (about 3 GiB, 6 %, for Llama-3.1-8B on
+#: an H100 with its 1,024 sampled rows), so this errs on the side of a smaller cache.
+SAMPLER_BYTES_PER_LOGIT = 37
+#: Bytes per activation element: vLLM computes in the model's 16-bit dtype.
+ACTIVATION_BYTES = 2
 
 #: "Useful" KV cache for ``choose_tp``: at least this many bytes of KV per GPU for every
 #: byte of weights per GPU (see ``has_useful_kv``).
@@ -73,7 +126,8 @@ class MemoryPlan:
     tp : int
         Tensor-parallel degree (GPUs per replica).
     memory_budget_bytes : float
-        ``hbm_bytes x gpu_memory_utilization``.
+        ``cuda_total_memory_bytes(gpu) x gpu_memory_utilization``: what vLLM calls
+        ``requested_memory``.
     weights_bytes_per_gpu : float
         This GPU's shard of the weights.
     activation_reserve_bytes : float
@@ -173,27 +227,60 @@ def kv_bytes_per_token(
     return 2.0 * layers * kv_heads_per_gpu * model.head_dim * kv_dtype_bytes
 
 
+def layer_activation_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int) -> float:
+    """Activation peak of one decoder layer over the profiling run's tokens, on one GPU.
+
+    PyTorch frees each layer's intermediates before the next layer runs, so one layer's
+    worth is alive at a time: the MLP's fused gate/up output (``2 x FFN / tp`` wide) and the
+    activated product (``FFN / tp``), ``3 x FFN / tp`` per token (``2 x`` for a plain MLP);
+    an MoE keeps these per routed copy of a token (``x top_k``) plus its ``hidden``-wide
+    per-expert outputs, as the fused-MoE kernel's intermediate caches do. Next to them,
+    ``RESIDUAL_BUFFERS`` hidden-wide tensors (not split by TP). The attention sub-layer's
+    QKV output is narrower than the MLP's for every catalog model and is ignored.
+
+    Activations are in the model's 16-bit dtype whatever the weights' precision (an FP8
+    checkpoint still computes in BF16), so 2 bytes per element.
+    """
+    tokens = max_num_batched_tokens
+    ffn_per_gpu = model.intermediate_size / tp
+    mlp_widths = (3 if model.gated_mlp else 2) * ffn_per_gpu
+    if model.is_moe:
+        mlp_widths = model.num_experts_per_token * (mlp_widths + model.hidden_size)
+    return tokens * (mlp_widths + RESIDUAL_BUFFERS * model.hidden_size) * ACTIVATION_BYTES
+
+
+def sampler_activation_bytes(
+    model: ModelSpec, max_num_batched_tokens: int, max_num_seqs: int
+) -> float:
+    """Activation peak of vLLM's dummy sampler run on one GPU (the last pipeline stage).
+
+    ``profile_run`` (vLLM v0.11 ``vllm/v1/worker/gpu_model_runner.py``) keeps the forward
+    pass's output hidden states (``max_num_batched_tokens x hidden``) while
+    ``_dummy_sampler_run`` computes logits for ``min(max_num_seqs, max_num_batched_tokens)``
+    rows over the full vocabulary (V1 all-gathers logits to every TP rank) and samples them:
+    the logits in the activation dtype plus ``SAMPLER_BYTES_PER_LOGIT`` per entry.
+    """
+    rows = min(max_num_seqs, max_num_batched_tokens)
+    hidden_out = max_num_batched_tokens * model.hidden_size * ACTIVATION_BYTES
+    logits = rows * model.vocab_size * (ACTIVATION_BYTES + SAMPLER_BYTES_PER_LOGIT)
+    return hidden_out + logits
+
+
 def activation_reserve_bytes(
-    model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int
+    model: ModelSpec,
+    tp: int,
+    max_num_batched_tokens: int,
+    max_num_seqs: int,
+    *,
+    samples: bool = True,
 ) -> float:
     """Estimate the activation peak of vLLM's profiling run on one GPU.
 
-    vLLM measures this; we model its two largest terms. PyTorch frees each layer's
-    intermediates before the next layer runs, so the peak is one layer's worth plus the
-    sampler's logits:
-
-    - MLP: the fused gate/up output (``2 x FFN / tp`` wide) and the activated product
-      (``FFN / tp``) coexist, ``3 x FFN / tp`` per token (``2 x`` for a plain MLP); an MoE
-      keeps these per routed copy of a token (``x top_k``) plus its ``hidden``-wide
-      per-expert outputs, as the fused-MoE kernel's intermediate caches do. The attention
-      sub-layer's QKV output is narrower than this for every catalog model and is ignored.
-    - ``RESIDUAL_BUFFERS`` hidden-wide tensors (not split by TP).
-    - Sampler: ``min(max_num_seqs, max_num_batched_tokens)`` rows of logits over the full
-      vocabulary (V1 all-gathers logits to every rank), in the activation dtype plus
-      ``SAMPLER_FP32_COPIES`` FP32 copies (upcast logits and probabilities).
-
-    All but the FP32 copies are in the checkpoint dtype. For Llama-3.1-8B on an H100
-    (8192 tokens, 1024 sequences) this gives 2.1 GiB.
+    vLLM measures ``torch_peak_increase``, the highest PyTorch allocation of the run above
+    what it started with. The forward pass and the sampler run one after the other, so the
+    peak is the larger of ``layer_activation_bytes`` and ``sampler_activation_bytes``, not
+    their sum. For Llama-3.1-8B on an H100 (8,192 tokens, 1,024 sequences) the sampler's
+    4.8 GiB wins; with 256 sequences it is 1.25 GiB, as vLLM logged (PR #10511).
 
     Parameters
     ----------
@@ -203,23 +290,29 @@ def activation_reserve_bytes(
         Tokens in the profiling forward pass.
     max_num_seqs : int
         Rows in the profiling sampler pass.
+    samples : bool
+        False for a pipeline stage other than the last: it runs no sampler.
 
     Returns
     -------
     float
         Bytes.
     """
-    act_bytes = model.weight_bytes_per_param
-    tokens = max_num_batched_tokens
-    ffn_per_gpu = model.intermediate_size / tp
-    mlp_widths = (3 if model.gated_mlp else 2) * ffn_per_gpu
-    if model.is_moe:
-        mlp_widths = model.num_experts_per_token * (mlp_widths + model.hidden_size)
-    mlp = tokens * mlp_widths * act_bytes
-    residual = RESIDUAL_BUFFERS * tokens * model.hidden_size * act_bytes
-    rows = min(max_num_seqs, max_num_batched_tokens)
-    logits = rows * model.vocab_size * (act_bytes + 4 * SAMPLER_FP32_COPIES)
-    return mlp + residual + logits
+    layer = layer_activation_bytes(model, tp, max_num_batched_tokens)
+    if not samples:
+        return layer
+    return max(layer, sampler_activation_bytes(model, max_num_batched_tokens, max_num_seqs))
+
+
+def cuda_total_memory_bytes(gpu: GPUSpec) -> float:
+    """Memory CUDA reports for one GPU, which vLLM multiplies by ``gpu_memory_utilization``.
+
+    ``CUDA_TOTAL_MEMORY_GIB`` for the GPUs it lists (measured), else
+    ``FALLBACK_CUDA_TOTAL_FRACTION x hbm_bytes``.
+    """
+    if gpu.name in CUDA_TOTAL_MEMORY_GIB:
+        return CUDA_TOTAL_MEMORY_GIB[gpu.name] * GIB
+    return FALLBACK_CUDA_TOTAL_FRACTION * gpu.hbm_bytes
 
 
 def non_torch_bytes(tp: int, pp: int = 1) -> float:
@@ -369,7 +462,8 @@ def plan_memory(
 ) -> MemoryPlan:
     """Size one replica's KV cache the way vLLM v0.11 does at start-up.
 
-    ``kv = hbm x gpu_memory_utilization - weights / tp - activation reserve - non-torch``;
+    ``kv = CUDA total x gpu_memory_utilization - weights / tp - activation reserve -
+    non-torch``;
     ``num_kv_blocks = floor(kv / (kv_bytes_per_token x block_size))``. With ``pp`` pipeline
     stages each stage computes this for its own weights and layers (module docstring) and
     the replica takes the smallest count.
@@ -423,7 +517,7 @@ def plan_memory(
     setting = f"--gpu-memory-utilization {gpu_memory_utilization:g}"
     where = f"{model.name} does not fit on {tp}x{gpu.name} with --tp {tp}"
     advice = f"try --tp {2 * tp} or more" + ("" if tp < 8 else ", or GPUs with more memory")
-    budget = gpu.hbm_bytes * gpu_memory_utilization
+    budget = cuda_total_memory_bytes(gpu) * gpu_memory_utilization
     weights = weight_bytes(model) / tp
     if weights > budget:
         raise SimreplayError(
@@ -478,7 +572,7 @@ def _plan_pipeline(
     setting = f"--gpu-memory-utilization {gpu_memory_utilization:g}"
     where = f"{model.name} does not fit on {tp * pp}x{gpu.name} with --tp {tp} --pp {pp}"
     advice = "try a larger --tp or --pp, or GPUs with more memory"
-    budget = gpu.hbm_bytes * gpu_memory_utilization
+    budget = cuda_total_memory_bytes(gpu) * gpu_memory_utilization
     layers = pp_layer_partition(model.num_layers, pp)
     weights = [w / tp for w in stage_weight_bytes(model, pp)]
     if max(weights) > budget:
@@ -487,16 +581,12 @@ def _plan_pipeline(
             f"{budget / GIB:.1f} GiB usable at {setting}; {advice}"
         )
     full = activation_reserve_bytes(model, tp, tokens, seqs)
-    # Only the last stage samples: the others hold no logits.
-    logits = (
-        min(seqs, tokens)
-        * model.vocab_size
-        * (model.weight_bytes_per_param + 4 * SAMPLER_FP32_COPIES)
-    )
+    # Only the last stage samples (vLLM v0.11 profile_run skips the sampler elsewhere).
+    layer_only = activation_reserve_bytes(model, tp, tokens, seqs, samples=False)
     non_torch = non_torch_bytes(tp, pp)
     blocks = []
     for stage_idx in range(pp):
-        activations = full if stage_idx == pp - 1 else full - logits
+        activations = full if stage_idx == pp - 1 else layer_only
         per_token = kv_bytes_per_token(model, tp, kv_dtype_bytes, num_layers=layers[stage_idx])
         free = budget - weights[stage_idx] - activations - non_torch
         blocks.append(math.floor(free / (per_token * block_size)) if free > 0 else 0)

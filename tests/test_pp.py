@@ -48,9 +48,9 @@ from simulator.errors import SimreplayError
 from simulator.hardware import GPUS
 from simulator.io import write_parquet_atomic
 from simulator.memory import (
-    SAMPLER_FP32_COPIES,
     activation_reserve_bytes,
     choose_tp,
+    cuda_total_memory_bytes,
     non_torch_bytes,
     plan_memory,
     pp_layer_partition,
@@ -370,12 +370,13 @@ def test_plan_memory_with_pp2_in_closed_form():
     assert plan.weights_bytes_per_gpu == last
     assert first < last == pytest.approx(one.weights_bytes_per_gpu / 2, rel=1e-4)
     assert plan.kv_bytes_per_token == 2 * 40 * (8 / 4) * 128 * 2 == one.kv_bytes_per_token / 2
-    budget = 0.9 * A100.hbm_bytes
+    budget = 0.9 * cuda_total_memory_bytes(A100)
     act_last = activation_reserve_bytes(m, 4, 2048, 256)
-    logits = 256 * v * (2 + 4 * SAMPLER_FP32_COPIES)
+    act_first = activation_reserve_bytes(m, 4, 2048, 256, samples=False)  # no sampler
+    assert act_first < act_last
     nccl = non_torch_bytes(4, 2)
     block = plan.kv_bytes_per_token * 16
-    blocks_first = math.floor((budget - first - (act_last - logits) - nccl) / block)
+    blocks_first = math.floor((budget - first - act_first - nccl) / block)
     blocks_last = math.floor((budget - last - act_last - nccl) / block)
     assert plan.num_kv_blocks == min(blocks_first, blocks_last) == blocks_last
     assert plan.num_kv_blocks_per_virtual_engine == plan.num_kv_blocks // 2
