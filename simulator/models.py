@@ -20,6 +20,7 @@ weights; biases (Qwen2.5's QKV bias, phi-2's) and per-head Q/K norms are left ou
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -390,6 +391,9 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
         activation in _GATED_ACTIVATIONS or model_type.startswith("gemma")
     )
 
+    tied = value("tie_word_embeddings", model_type.startswith(_TIED_BY_DEFAULT_PREFIXES))
+    if not isinstance(tied, bool):
+        raise SimreplayError(f"{file}: 'tie_word_embeddings' must be true or false, got {tied!r}")
     name = file.parent.name if file.name == "config.json" and file.parent.name else file.stem
     return ModelSpec(
         name=name,
@@ -404,9 +408,7 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
         num_experts=num_experts,
         num_experts_per_token=experts_per_token,
         gated_mlp=gated,
-        tied_embeddings=bool(
-            value("tie_word_embeddings", model_type.startswith(_TIED_BY_DEFAULT_PREFIXES))
-        ),
+        tied_embeddings=tied,
         weight_bytes_per_param=_DTYPE_BYTES[dtype_name],
         source=f"{file}" + (f" ({model_type})" if model_type else ""),
     )
@@ -421,11 +423,16 @@ def _max_context(config: dict[str, Any], max_positions: int, file: Path) -> int:
     factor = scaling.get("factor")
     if rope_type in _ROPE_TYPES_NOT_EXTENDING or not isinstance(factor, int | float):
         return max_positions
-    if factor <= 0:
-        raise SimreplayError(f"{file}: rope_scaling factor must be > 0, got {factor!r}")
+    if not math.isfinite(factor) or factor <= 0:
+        raise SimreplayError(f"{file}: rope_scaling factor must be a number > 0, got {factor!r}")
     base = max_positions
     if rope_type == "yarn":
-        base = int(scaling.get("original_max_position_embeddings", max_positions))
+        base = scaling.get("original_max_position_embeddings", max_positions)
+        if isinstance(base, bool) or not isinstance(base, int) or base < 1:
+            raise SimreplayError(
+                f"{file}: rope_scaling original_max_position_embeddings must be a positive "
+                f"integer, got {base!r}"
+            )
     return int(base * factor)
 
 

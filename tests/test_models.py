@@ -484,3 +484,65 @@ def test_models_list_json_parses():
     assert list(records) == list(MODELS)
     assert records["llama-3.1-8b"]["kv_bytes_per_token"] == 131072
     assert records["qwen3-30b-a3b"]["num_experts"] == 128
+
+
+# --- configs as users download them (QA pass over real Hugging Face files) -------------
+
+#: google/gemma-3-27b-it config.json, as published: its text_config leaves vocab_size,
+#: max_position_embeddings and tie_word_embeddings to Gemma3TextConfig's defaults.
+GEMMA3_27B_IT_CONFIG = {
+    "architectures": ["Gemma3ForConditionalGeneration"],
+    "model_type": "gemma3",
+    "text_config": {
+        "head_dim": 128,
+        "hidden_size": 5376,
+        "intermediate_size": 21504,
+        "model_type": "gemma3_text",
+        "num_attention_heads": 32,
+        "num_hidden_layers": 62,
+        "num_key_value_heads": 16,
+        "query_pre_attn_scalar": 168,
+        "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+        "sliding_window": 1024,
+    },
+    "torch_dtype": "bfloat16",
+    "vision_config": {
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "model_type": "siglip_vision_model",
+        "num_hidden_layers": 27,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("rope_scaling", "fragment"),
+    [
+        ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": "abc"}, "'abc'"),
+        ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": None}, "None"),
+        ({"rope_type": "yarn", "factor": float("nan")}, "nan"),
+        ({"rope_type": "dynamic", "factor": float("inf")}, "inf"),
+    ],
+)
+def test_bad_rope_scaling_is_one_line_not_a_traceback(tmp_path, rope_scaling, fragment):
+    """A string or null original_max_position_embeddings raised ValueError/TypeError, a NaN
+    or infinite factor (Python's json reads both) ValueError/OverflowError: tracebacks."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**LLAMA_31_8B_CONFIG, "rope_scaling": rope_scaling}))
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: rope_scaling ")
+    assert fragment in message and "\n" not in message
+
+
+@pytest.mark.parametrize("tied", ["false", 0, None])
+def test_tie_word_embeddings_must_be_a_json_boolean(tmp_path, tied):
+    """ "false" (a string) was read as true: 0.5B parameters of Llama-3.1-8B's LM head
+    silently left out. null means the family default, as transformers has it."""
+    path = write_config(tmp_path, {**LLAMA_31_8B_CONFIG, "tie_word_embeddings": tied})
+    if tied is None:
+        assert not load_hf_config(path).tied_embeddings
+        return
+    with pytest.raises(SimreplayError, match="'tie_word_embeddings' must be true or false"):
+        load_hf_config(path)
