@@ -268,6 +268,20 @@ _TIED_BY_DEFAULT_PREFIXES = ("gemma",)
 #: Rope-scaling types whose ``factor`` does not extend ``max_position_embeddings``
 #: (vLLM v0.11 ``_get_and_verify_max_len``).
 _ROPE_TYPES_NOT_EXTENDING = {"su", "longrope", "llama3", "default", "mrope"}
+#: Defaults of transformers' config classes for keys published configs leave out
+#: (``Gemma3TextConfig``: gemma-3-4b/12b/27b's ``text_config`` has no ``vocab_size``).
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {
+        "vocab_size": 262208,
+        "max_position_embeddings": 131072,
+        "head_dim": 256,
+        "num_key_value_heads": 4,
+        "hidden_activation": "gelu_pytorch_tanh",
+    },
+}
+#: Top-level keys of a multimodal config that apply to its ``text_config`` too (vLLM reads
+#: ``quantization_config`` from the top level).
+_TOP_LEVEL_KEYS_FOR_TEXT = ("torch_dtype", "dtype", "quantization_config")
 
 
 def load_hf_config(path: Path | str) -> ModelSpec:
@@ -289,9 +303,9 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         One line naming the file and the problem: unreadable or invalid JSON, a missing or
         non-positive required key (``num_hidden_layers``, ``hidden_size``,
         ``num_attention_heads``, ``intermediate_size``, ``vocab_size``,
-        ``max_position_embeddings``), or an architecture the simulator does not model
-        (multi-head latent attention, shared experts, mixed dense/MoE layers, quantized
-        weights).
+        ``max_position_embeddings``), a ``rope_scaling`` or ``tie_word_embeddings`` of the
+        wrong type, or an architecture the simulator does not model (multi-head latent
+        attention, shared experts, mixed dense/MoE layers, quantized weights).
 
     Notes
     -----
@@ -300,8 +314,11 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     families), ``hidden_act`` = silu, ``torch_dtype`` = bfloat16. Weights are 2 bytes each,
     float32 checkpoints included: vLLM's ``--dtype auto`` serves them in 16-bit. A
     multimodal config's ``text_config`` is used when the top level has no
-    ``num_hidden_layers``. A ``rope_scaling`` factor extends the context as vLLM v0.11 does
-    (YaRN: ``original_max_position_embeddings`` x factor).
+    ``num_hidden_layers``, with the top level's ``torch_dtype`` and
+    ``quantization_config``; keys a family's published files leave out take the family's
+    transformers defaults (``_FAMILY_DEFAULTS``). A ``rope_scaling`` factor extends the
+    context as vLLM v0.11 does (YaRN: ``original_max_position_embeddings`` x factor; never
+    for Gemma-3).
     """
     path = Path(path).expanduser()
     file = path / "config.json" if path.is_dir() else path
@@ -317,11 +334,17 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         raise SimreplayError(f"{file}: expected a JSON object, got {type(raw).__name__}")
     config: dict[str, Any] = raw
     if "num_hidden_layers" not in config and isinstance(config.get("text_config"), dict):
-        config = {"torch_dtype": raw.get("torch_dtype"), **config["text_config"]}
+        top = {key: raw[key] for key in _TOP_LEVEL_KEYS_FOR_TEXT if raw.get(key) is not None}
+        config = {**top, **config["text_config"]}
+        if "quantization_config" in top:
+            config["quantization_config"] = top["quantization_config"]
     return _spec_from_config(config, file)
 
 
 def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
+    model_type = str(config.get("model_type") or "").lower()
+    config = {**_FAMILY_DEFAULTS.get(model_type, {}), **config}
+
     def value(key: str, default: Any = None) -> Any:
         found = config.get(key)
         return default if found is None else found
@@ -337,7 +360,6 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
     def unsupported(what: str) -> SimreplayError:
         return SimreplayError(f"{file}: {what} is not modelled by simreplay yet")
 
-    model_type = str(value("model_type", "")).lower()
     if value("kv_lora_rank") is not None:
         raise unsupported("multi-head latent attention (kv_lora_rank)")
     if value("shared_expert_intermediate_size", 0) or value("n_shared_experts", 0):
@@ -346,8 +368,13 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
         raise unsupported("an MoE with some dense layers")
     if value("decoder_sparse_step", 1) != 1:
         raise unsupported("an MoE with decoder_sparse_step != 1")
-    if value("quantization_config") is not None:
-        raise unsupported("a quantized checkpoint (quantization_config)")
+    quantization = value("quantization_config")
+    if quantization is not None:
+        method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+        raise unsupported(
+            f"a quantized checkpoint (quantization_config, quant_method {method!r}: weights "
+            "are not 2 bytes each)"
+        )
 
     num_layers = positive_int("num_hidden_layers")
     hidden = positive_int("hidden_size")
@@ -394,6 +421,7 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
     tied = value("tie_word_embeddings", model_type.startswith(_TIED_BY_DEFAULT_PREFIXES))
     if not isinstance(tied, bool):
         raise SimreplayError(f"{file}: 'tie_word_embeddings' must be true or false, got {tied!r}")
+    max_context = _max_context(config, positive_int("max_position_embeddings"), file, model_type)
     name = file.parent.name if file.name == "config.json" and file.parent.name else file.stem
     return ModelSpec(
         name=name,
@@ -404,7 +432,7 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
         head_dim=head_dim,
         intermediate_size=ffn,
         vocab_size=positive_int("vocab_size"),
-        max_context_tokens=_max_context(config, positive_int("max_position_embeddings"), file),
+        max_context_tokens=max_context,
         num_experts=num_experts,
         num_experts_per_token=experts_per_token,
         gated_mlp=gated,
@@ -414,10 +442,11 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
     )
 
 
-def _max_context(config: dict[str, Any], max_positions: int, file: Path) -> int:
-    """``max_position_embeddings`` extended by a rope-scaling factor, as vLLM v0.11 does."""
+def _max_context(config: dict[str, Any], max_positions: int, file: Path, model_type: str) -> int:
+    """``max_position_embeddings`` extended by a rope-scaling factor, as vLLM v0.11 does
+    (not for Gemma-3, whose ``max_position_embeddings`` is already the scaled length)."""
     scaling = config.get("rope_scaling")
-    if not isinstance(scaling, dict):
+    if not isinstance(scaling, dict) or "gemma3" in model_type:
         return max_positions
     rope_type = str(scaling.get("rope_type", scaling.get("type", "default"))).lower()
     factor = scaling.get("factor")

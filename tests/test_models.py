@@ -546,3 +546,27 @@ def test_tie_word_embeddings_must_be_a_json_boolean(tmp_path, tied):
         return
     with pytest.raises(SimreplayError, match="'tie_word_embeddings' must be true or false"):
         load_hf_config(path)
+
+
+def test_gemma3_published_config_is_read_with_its_family_defaults(tmp_path):
+    """Gemma-3-27B's published file was refused ("missing required key 'vocab_size'");
+    its linear rope factor of 8 must not extend the context (vLLM v0.11 skips rope
+    scaling for gemma3: max_position_embeddings is already the scaled 128K)."""
+    spec = load_hf_config(write_config(tmp_path, GEMMA3_27B_IT_CONFIG))
+    assert spec.vocab_size == 262208
+    assert spec.max_context_tokens == 131072
+    assert spec.tied_embeddings and spec.head_dim == 128
+    # 27.4B published, of which the SigLIP vision tower is about 0.4B
+    assert param_count(spec)["total"] / 1e9 == pytest.approx(27.0, abs=0.05)
+
+
+def test_quantization_config_at_the_top_of_a_multimodal_config_is_not_dropped(tmp_path):
+    """vLLM reads quantization_config from the top level; it was dropped with the rest of
+    the top level when text_config was used, so an AWQ checkpoint counted 2 bytes a weight."""
+    config = {
+        "model_type": "llava",
+        "text_config": QWEN3_32B_CONFIG,
+        "quantization_config": {"bits": 4, "quant_method": "awq"},
+    }
+    with pytest.raises(SimreplayError, match="quant_method 'awq'"):
+        load_hf_config(write_config(tmp_path, config))
