@@ -268,6 +268,36 @@ _TIED_BY_DEFAULT_PREFIXES = ("gemma",)
 #: Rope-scaling types whose ``factor`` does not extend ``max_position_embeddings``
 #: (vLLM v0.11 ``_get_and_verify_max_len``).
 _ROPE_TYPES_NOT_EXTENDING = {"su", "longrope", "llama3", "default", "mrope"}
+#: ``model_type`` values whose configs this loader reads completely: every one of their
+#: shape keys is one it knows (or refuses by name). Any other family (Falcon's
+#: ``multi_query``, Jamba's Mamba layers, Llama-4's shared expert) could pass the key checks
+#: and be simulated with the wrong shape, so it is refused; a config without ``model_type``
+#: is read as Llama-shaped.
+_KNOWN_MODEL_TYPES = {
+    "",
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "qwen2_vl",
+    "qwen2_vl_text",
+    "qwen2_5_vl",
+    "qwen2_5_vl_text",
+    "phi",
+    "phi3",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3_text",
+    "gpt_oss",
+    "deepseek_v2",
+    "deepseek_v3",
+    "llava",
+    "llava_next",
+}
 #: Defaults of transformers' config classes for keys published configs leave out
 #: (``Gemma3TextConfig``: gemma-3-4b/12b/27b's ``text_config`` has no ``vocab_size``).
 _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -282,6 +312,8 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 #: Top-level keys of a multimodal config that apply to its ``text_config`` too (vLLM reads
 #: ``quantization_config`` from the top level).
 _TOP_LEVEL_KEYS_FOR_TEXT = ("torch_dtype", "dtype", "quantization_config")
+#: Attention kinds of ``layer_types`` that the KV accounting covers (sliding as full).
+_ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention"}
 
 
 def load_hf_config(path: Path | str) -> ModelSpec:
@@ -304,8 +336,9 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         non-positive required key (``num_hidden_layers``, ``hidden_size``,
         ``num_attention_heads``, ``intermediate_size``, ``vocab_size``,
         ``max_position_embeddings``), a ``rope_scaling`` or ``tie_word_embeddings`` of the
-        wrong type, or an architecture the simulator does not model (multi-head latent
-        attention, shared experts, mixed dense/MoE layers, quantized weights).
+        wrong type, a ``model_type`` outside ``_KNOWN_MODEL_TYPES``, or an architecture the
+        simulator does not model (multi-head latent attention, shared experts, Llama-4's
+        MoE, mixed dense/MoE layers, non-attention ``layer_types``, quantized weights).
 
     Notes
     -----
@@ -362,6 +395,20 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
 
     if value("kv_lora_rank") is not None:
         raise unsupported("multi-head latent attention (kv_lora_rank)")
+    if model_type.startswith("llama4") or value("intermediate_size_mlp") is not None:
+        raise unsupported(
+            "Llama-4's MoE (a shared expert beside the routed ones, dense layers by "
+            "interleave_moe_layer_step, chunked attention)"
+        )
+    if model_type not in _KNOWN_MODEL_TYPES:
+        raise SimreplayError(
+            f"{file}: model_type {model_type!r} is not a family simreplay reads (known: "
+            f"{', '.join(sorted(_KNOWN_MODEL_TYPES - {''}))})"
+        )
+    layer_types = value("layer_types", [])
+    other_layers = sorted({str(kind) for kind in layer_types} - _ATTENTION_LAYER_TYPES)
+    if not isinstance(layer_types, list) or other_layers:
+        raise unsupported(f"layer_types {', '.join(other_layers) or repr(layer_types)}")
     if value("shared_expert_intermediate_size", 0) or value("n_shared_experts", 0):
         raise unsupported("an MoE with shared experts")
     if value("first_k_dense_replace", 0) or value("mlp_only_layers", []):

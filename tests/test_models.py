@@ -570,3 +570,48 @@ def test_quantization_config_at_the_top_of_a_multimodal_config_is_not_dropped(tm
     }
     with pytest.raises(SimreplayError, match="quant_method 'awq'"):
         load_hf_config(write_config(tmp_path, config))
+
+
+LLAMA4_SCOUT_TEXT = {
+    "model_type": "llama4_text",
+    "hidden_size": 5120,
+    "intermediate_size": 8192,
+    "intermediate_size_mlp": 16384,
+    "num_hidden_layers": 48,
+    "num_attention_heads": 40,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 202048,
+    "max_position_embeddings": 10485760,
+    "num_local_experts": 16,
+    "num_experts_per_tok": 1,
+    "interleave_moe_layer_step": 1,
+    "attention_chunk_size": 8192,
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        # Llama-4 Scout: 101.7B counted for 109B, 11.1B active for 17B (no shared expert);
+        # Maverick (interleave 2) 778B for 400B.
+        (
+            {"model_type": "llama4", "text_config": LLAMA4_SCOUT_TEXT},
+            "Llama-4's MoE",
+        ),
+        # Jamba: Mamba layers counted as attention, every layer as MoE.
+        (
+            {**MIXTRAL_CONFIG, "model_type": "jamba", "attn_layer_period": 8},
+            "model_type 'jamba' is not a family simreplay reads",
+        ),
+        (
+            {**QWEN3_32B_CONFIG, "layer_types": ["full_attention", "linear_attention"] * 32},
+            "layer_types linear_attention",
+        ),
+    ],
+)
+def test_families_with_unread_shape_keys_are_refused(tmp_path, config, fragment):
+    path = write_config(tmp_path, config)
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    assert str(info.value).startswith(str(path)) and fragment in str(info.value)
