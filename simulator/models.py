@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,14 @@ def _dense(row: tuple[str, int, int, int, int, int, int, int, str]) -> ModelSpec
         max_context_tokens=context,
         aliases=_ALIASES.get(name, ()),
         source=f"{repo} config.json",
+    )
+
+
+def _sliding_window_note(name: str, window_tokens: int) -> str:
+    return (
+        f"{name}: sliding-window attention ({window_tokens:,} tokens) is not modelled: the KV "
+        "cache is counted as full attention on every layer, more than vLLM allocates, so KV "
+        "capacity is understated (results err pessimistic)"
     )
 
 
@@ -150,6 +159,10 @@ _SPECS = {
         ),
     )
 }
+
+_SPECS["mistral-7b-v0.1"] = replace(
+    _SPECS["mistral-7b-v0.1"], notes=(_sliding_window_note("mistral-7b-v0.1", 4096),)
+)
 
 #: Canonical name -> spec. Plain dict registry; order is the order of ``models list``.
 MODELS: dict[str, ModelSpec] = {
@@ -312,6 +325,8 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 #: Top-level keys of a multimodal config that apply to its ``text_config`` too (vLLM reads
 #: ``quantization_config`` from the top level).
 _TOP_LEVEL_KEYS_FOR_TEXT = ("torch_dtype", "dtype", "quantization_config")
+#: Keys naming a non-text encoder whose weights are not counted.
+_ENCODER_KEYS = ("vision_config", "audio_config")
 #: Attention kinds of ``layer_types`` that the KV accounting covers (sliding as full).
 _ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention"}
 
@@ -351,7 +366,8 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     ``quantization_config``; keys a family's published files leave out take the family's
     transformers defaults (``_FAMILY_DEFAULTS``). A ``rope_scaling`` factor extends the
     context as vLLM v0.11 does (YaRN: ``original_max_position_embeddings`` x factor; never
-    for Gemma-3).
+    for Gemma-3). What is read but not modelled (a sliding window, a vision encoder) is
+    said in ``ModelSpec.notes``, which ``simreplay run`` prints.
     """
     path = Path(path).expanduser()
     file = path / "config.json" if path.is_dir() else path
@@ -371,10 +387,11 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         config = {**top, **config["text_config"]}
         if "quantization_config" in top:
             config["quantization_config"] = top["quantization_config"]
-    return _spec_from_config(config, file)
+    encoders = [key for key in _ENCODER_KEYS if raw.get(key) is not None]
+    return _spec_from_config(config, file, encoders)
 
 
-def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
+def _spec_from_config(config: dict[str, Any], file: Path, encoders: list[str]) -> ModelSpec:
     model_type = str(config.get("model_type") or "").lower()
     config = {**_FAMILY_DEFAULTS.get(model_type, {}), **config}
 
@@ -470,6 +487,7 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
         raise SimreplayError(f"{file}: 'tie_word_embeddings' must be true or false, got {tied!r}")
     max_context = _max_context(config, positive_int("max_position_embeddings"), file, model_type)
     name = file.parent.name if file.name == "config.json" and file.parent.name else file.stem
+    notes = _approximation_notes(config, name, max_context, encoders)
     return ModelSpec(
         name=name,
         num_layers=num_layers,
@@ -486,7 +504,31 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
         tied_embeddings=tied,
         weight_bytes_per_param=_DTYPE_BYTES[dtype_name],
         source=f"{file}" + (f" ({model_type})" if model_type else ""),
+        notes=notes,
     )
+
+
+def _approximation_notes(
+    config: dict[str, Any], name: str, max_context_tokens: int, encoders: list[str]
+) -> tuple[str, ...]:
+    """What the config has that is not modelled, and which way the results err."""
+    notes = []
+    window = config.get("sliding_window")
+    # vLLM v0.11 get_sliding_window: Qwen2-style configs switch it off with
+    # use_sliding_window false; a window as long as the context changes nothing.
+    if (
+        config.get("use_sliding_window", True) is not False
+        and isinstance(window, int)
+        and not isinstance(window, bool)
+        and 0 < window < max_context_tokens
+    ):
+        notes.append(_sliding_window_note(name, window))
+    if encoders:
+        notes.append(
+            f"{name}: encoder weights ({', '.join(encoders)}) are not counted, only the "
+            "language model's: the KV cache is larger than vLLM's by their size"
+        )
+    return tuple(notes)
 
 
 def _max_context(config: dict[str, Any], max_positions: int, file: Path, model_type: str) -> int:

@@ -615,3 +615,33 @@ def test_families_with_unread_shape_keys_are_refused(tmp_path, config, fragment)
     with pytest.raises(SimreplayError) as info:
         load_hf_config(path)
     assert str(info.value).startswith(str(path)) and fragment in str(info.value)
+
+
+def test_sliding_window_and_vision_tower_are_noted(tmp_path):
+    """Mistral-7B-v0.1's 4,096-token window and Gemma-3's vision tower were dropped without
+    a word; Qwen2's use_sliding_window false (vLLM get_sliding_window) is no window."""
+    mistral = {**LLAMA_31_8B_CONFIG, "model_type": "mistral", "sliding_window": 4096}
+    notes = load_hf_config(write_config(tmp_path / "m", mistral)).notes
+    assert len(notes) == 1 and "sliding-window attention (4,096 tokens)" in notes[0]
+    gemma3 = load_hf_config(write_config(tmp_path / "g", GEMMA3_27B_IT_CONFIG)).notes
+    assert any("vision_config" in note for note in gemma3)
+    qwen2 = {**QWEN3_32B_CONFIG, "sliding_window": 4096, "use_sliding_window": False}
+    assert load_hf_config(write_config(tmp_path / "q", qwen2)).notes == ()
+    assert load_hf_config(write_config(tmp_path / "l", LLAMA_31_8B_CONFIG)).notes == ()
+    assert "sliding-window attention (4,096 tokens)" in MODELS["mistral-7b-v0.1"].notes[0]
+    assert MODELS["mistral-7b"].notes == ()
+
+
+def test_run_prints_the_model_notes(tmp_path):
+    from simulator.cli import app
+    from simulator.io import write_parquet_atomic
+    from simulator.trace.arrivals import arrival_process
+    from simulator.trace.synth import synthesize
+
+    trace = tmp_path / "t.parquet"
+    write_parquet_atomic(synthesize(arrival_process("poisson", 2.0), num_requests=20), trace)
+    mistral = {**LLAMA_31_8B_CONFIG, "model_type": "mistral", "sliding_window": 4096}
+    config = write_config(tmp_path / "mistral-v0.1", mistral)
+    result = runner.invoke(app, ["run", str(trace), "--gpus", "1xH100", "--model", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "mistral-v0.1: sliding-window attention (4,096 tokens)" in result.stderr
