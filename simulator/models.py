@@ -379,6 +379,9 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         raise SimreplayError(f"{file}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise SimreplayError(f"{file}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:  # nesting or an integer too large to parse
+        reason = str(exc).split(";")[0] or type(exc).__name__
+        raise SimreplayError(f"{file}: not valid JSON: {reason}") from None
     if not isinstance(raw, dict):
         raise SimreplayError(f"{file}: expected a JSON object, got {type(raw).__name__}")
     config: dict[str, Any] = raw

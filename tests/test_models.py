@@ -645,3 +645,19 @@ def test_run_prints_the_model_notes(tmp_path):
     result = runner.invoke(app, ["run", str(trace), "--gpus", "1xH100", "--model", str(config)])
     assert result.exit_code == 0, result.output
     assert "mistral-v0.1: sliding-window attention (4,096 tokens)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",  # RecursionError in json
+        '{"num_hidden_layers": ' + "9" * 5000 + "}",  # int above Python's 4,300 digits
+    ],
+)
+def test_json_python_cannot_parse_is_one_line_not_a_traceback(tmp_path, text):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    assert str(info.value).startswith(f"{path}: not valid JSON")
+    assert "\n" not in str(info.value)
