@@ -322,9 +322,10 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "hidden_activation": "gelu_pytorch_tanh",
     },
 }
-#: Top-level keys of a multimodal config that apply to its ``text_config`` too (vLLM reads
-#: ``quantization_config`` from the top level).
-_TOP_LEVEL_KEYS_FOR_TEXT = ("torch_dtype", "dtype", "quantization_config")
+#: Top-level keys of a multimodal config that apply to its ``text_config`` too, unless the
+#: text_config has its own (vLLM reads ``quantization_config`` from the top level, where it
+#: wins; transformers' nested layouts keep ``tie_word_embeddings`` there).
+_TOP_LEVEL_KEYS_FOR_TEXT = ("torch_dtype", "dtype", "quantization_config", "tie_word_embeddings")
 #: Keys naming a non-text encoder whose weights are not counted.
 _ENCODER_KEYS = ("vision_config", "audio_config")
 #: Attention kinds of ``layer_types`` that the KV accounting covers (sliding as full).

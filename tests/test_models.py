@@ -661,3 +661,14 @@ def test_json_python_cannot_parse_is_one_line_not_a_traceback(tmp_path, text):
         load_hf_config(path)
     assert str(info.value).startswith(f"{path}: not valid JSON")
     assert "\n" not in str(info.value)
+
+
+def test_tie_word_embeddings_at_the_top_of_a_nested_config_applies(tmp_path):
+    """Qwen2.5-VL-3B saved in transformers' nested layout keeps tie_word_embeddings at the
+    top level: it was dropped with the top level, counting a 0.31B LM head that is not
+    there. A text_config's own value wins."""
+    text = {k: v for k, v in QWEN3_32B_CONFIG.items() if k != "tie_word_embeddings"}
+    config = {"model_type": "qwen2_5_vl", "tie_word_embeddings": True, "text_config": text}
+    assert load_hf_config(write_config(tmp_path / "a", config)).tied_embeddings
+    config["text_config"] = {**text, "tie_word_embeddings": False}
+    assert not load_hf_config(write_config(tmp_path / "b", config)).tied_embeddings
