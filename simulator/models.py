@@ -265,6 +265,12 @@ def get_model(name_or_path: str) -> ModelSpec:
     )
 
 
+def model_notes(names_or_paths: list[str]) -> list[str]:
+    """Each model's ``ModelSpec.notes`` in order, for commands that resolve many scenarios
+    (``sweep``, ``plan``) and print a model's notes once instead of per scenario."""
+    return [message for name in names_or_paths for message in get_model(name).notes]
+
+
 #: ``hidden_act`` values of SwiGLU-style MLPs (gate, up and down projections).
 _GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
 #: Families with a plain two-matrix MLP whatever the activation.

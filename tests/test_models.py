@@ -672,3 +672,31 @@ def test_tie_word_embeddings_at_the_top_of_a_nested_config_applies(tmp_path):
     assert load_hf_config(write_config(tmp_path / "a", config)).tied_embeddings
     config["text_config"] = {**text, "tie_word_embeddings": False}
     assert not load_hf_config(write_config(tmp_path / "b", config)).tied_embeddings
+
+
+def test_sweep_and_plan_print_the_model_notes(tmp_path):
+    """run printed a config's notes; sweep and plan resolved the same model and said nothing."""
+    from simulator.cli import app
+    from simulator.io import write_parquet_atomic
+    from simulator.trace.arrivals import arrival_process
+    from simulator.trace.synth import synthesize
+
+    trace = tmp_path / "t.parquet"
+    write_parquet_atomic(synthesize(arrival_process("poisson", 2.0), num_requests=20), trace)
+    mistral = {**LLAMA_31_8B_CONFIG, "model_type": "mistral", "sliding_window": 4096}
+    config = str(write_config(tmp_path / "mistral-v0.1", mistral))
+    expected = "note: mistral-v0.1: sliding-window attention (4,096 tokens)"
+    sweep = runner.invoke(
+        app,
+        ["sweep", str(trace), "--gpus", "1xH100", "--model", config, "--out",
+         str(tmp_path / "sweep"), "--workers", "1"],
+    )  # fmt: skip
+    assert sweep.exit_code == 0, sweep.output
+    assert sum(line.startswith(expected) for line in sweep.stderr.splitlines()) == 1
+    plan = runner.invoke(
+        app,
+        ["plan", str(trace), "--slo", "ttft_p99_ms=100000", "--gpu-types", "H100",
+         "--tp", "1", "--max-gpus", "1", "--model", config],
+    )  # fmt: skip
+    assert plan.exit_code == 0, plan.output
+    assert sum(line.startswith(expected) for line in plan.stderr.splitlines()) == 1
