@@ -271,10 +271,13 @@ def model_notes(names_or_paths: list[str]) -> list[str]:
     return [message for name in names_or_paths for message in get_model(name).notes]
 
 
-#: ``hidden_act`` values of SwiGLU-style MLPs (gate, up and down projections).
+#: ``hidden_act`` values of SwiGLU-style MLPs (gate, up and down projections), for a config
+#: without ``model_type``.
 _GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
-#: Families with a plain two-matrix MLP whatever the activation.
-_PLAIN_MLP_TYPES = {"phi", "gpt2", "gpt_neox", "gptj", "opt", "falcon", "starcoder2", "bloom"}
+#: Known families with a plain two-matrix MLP; every other one in ``_KNOWN_MODEL_TYPES``
+#: has gate, up and down projections whatever ``hidden_act`` is (transformers' LlamaMLP,
+#: Qwen2MLP, GemmaMLP and Phi3MLP apply it to the gate).
+_PLAIN_MLP_TYPES = {"phi"}
 #: Bytes per weight as vLLM serves a checkpoint of each dtype with its default
 #: ``--dtype auto``: float32 checkpoints are served in 16-bit (vLLM v0.11
 #: ``_resolve_auto_dtype``: bfloat16 where the GPU supports it, else float16), as every
@@ -489,7 +492,7 @@ def _spec_from_config(config: dict[str, Any], file: Path, encoders: list[str]) -
         )
     activation = str(value("hidden_act", value("hidden_activation", "silu"))).lower()
     gated = model_type not in _PLAIN_MLP_TYPES and (
-        activation in _GATED_ACTIVATIONS or model_type.startswith("gemma")
+        model_type != "" or activation in _GATED_ACTIVATIONS
     )
 
     tied = value("tie_word_embeddings", model_type.startswith(_TIED_BY_DEFAULT_PREFIXES))

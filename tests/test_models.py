@@ -700,3 +700,18 @@ def test_sweep_and_plan_print_the_model_notes(tmp_path):
     )  # fmt: skip
     assert plan.exit_code == 0, plan.output
     assert sum(line.startswith(expected) for line in plan.stderr.splitlines()) == 1
+
+
+def test_a_known_family_mlp_is_gated_whatever_hidden_act_says(tmp_path):
+    """transformers' LlamaMLP (and Qwen2's, Mistral's, Phi-3's) applies hidden_act to a gate
+    projection: a Llama config with "gelu" lost a third of its MLP weights. A config without
+    model_type is still judged by its activation."""
+    gelu = load_hf_config(
+        write_config(tmp_path / "a", {**LLAMA_31_8B_CONFIG, "hidden_act": "gelu"})
+    )
+    assert gelu.gated_mlp
+    assert param_count(gelu) == param_count(MODELS["llama-3.1-8b"])
+    untyped = {k: v for k, v in LLAMA_31_8B_CONFIG.items() if k != "model_type"}
+    plain = load_hf_config(write_config(tmp_path / "b", {**untyped, "hidden_act": "gelu"}))
+    assert not plain.gated_mlp
+    assert not load_hf_config(write_config(tmp_path / "c", PHI2_CONFIG)).gated_mlp
