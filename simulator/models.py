@@ -395,16 +395,25 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     if not isinstance(raw, dict):
         raise SimreplayError(f"{file}: expected a JSON object, got {type(raw).__name__}")
     config: dict[str, Any] = raw
-    if "num_hidden_layers" not in config and isinstance(config.get("text_config"), dict):
+    where = ""  # prefix naming where a shape key was looked for
+    text_config = raw.get("text_config")
+    if "num_hidden_layers" not in raw and text_config is not None:
+        if not isinstance(text_config, dict):
+            raise SimreplayError(
+                f"{file}: 'text_config' must be a JSON object, got {type(text_config).__name__}"
+            )
         top = {key: raw[key] for key in _TOP_LEVEL_KEYS_FOR_TEXT if raw.get(key) is not None}
-        config = {**top, **config["text_config"]}
+        config = {**top, **text_config}
         if "quantization_config" in top:
             config["quantization_config"] = top["quantization_config"]
+        where = "text_config."
     encoders = [key for key in _ENCODER_KEYS if raw.get(key) is not None]
-    return _spec_from_config(config, file, encoders)
+    return _spec_from_config(config, file, encoders, where)
 
 
-def _spec_from_config(config: dict[str, Any], file: Path, encoders: list[str]) -> ModelSpec:
+def _spec_from_config(
+    config: dict[str, Any], file: Path, encoders: list[str], where: str = ""
+) -> ModelSpec:
     model_type = str(config.get("model_type") or "").lower()
     config = {**_FAMILY_DEFAULTS.get(model_type, {}), **config}
 
@@ -415,9 +424,11 @@ def _spec_from_config(config: dict[str, Any], file: Path, encoders: list[str]) -
     def positive_int(key: str, default: Any = None) -> int:
         found = value(key, default)
         if found is None:
-            raise SimreplayError(f"{file}: missing required key {key!r}")
+            raise SimreplayError(f"{file}: missing required key {where + key!r}")
         if isinstance(found, bool) or not isinstance(found, int) or found < 1:
-            raise SimreplayError(f"{file}: {key!r} must be a positive integer, got {found!r}")
+            raise SimreplayError(
+                f"{file}: {where + key!r} must be a positive integer, got {found!r}"
+            )
         return found
 
     def unsupported(what: str) -> SimreplayError:

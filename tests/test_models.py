@@ -715,3 +715,17 @@ def test_a_known_family_mlp_is_gated_whatever_hidden_act_says(tmp_path):
     plain = load_hf_config(write_config(tmp_path / "b", {**untyped, "hidden_act": "gelu"}))
     assert not plain.gated_mlp
     assert not load_hf_config(write_config(tmp_path / "c", PHI2_CONFIG)).gated_mlp
+
+
+def test_a_key_missing_from_text_config_is_named_there(tmp_path):
+    """llava-1.5-7b-hf's text_config leaves its shape to LlamaConfig's defaults while the top
+    level has a vocab_size: "missing required key 'num_hidden_layers'" did not say where."""
+    text = {"model_type": "llama", "max_position_embeddings": 4096, "vocab_size": 32064}
+    path = write_config(tmp_path, {"model_type": "llava", "vocab_size": 32064, "text_config": text})
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    assert str(info.value) == f"{path}: missing required key 'text_config.num_hidden_layers'"
+    path = write_config(tmp_path, {"model_type": "llava", "text_config": [1, 2]})
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    assert str(info.value) == f"{path}: 'text_config' must be a JSON object, got list"
