@@ -20,7 +20,9 @@ weights; biases (Qwen2.5's QKV bias, phi-2's) and per-head Q/K norms are left ou
 from __future__ import annotations
 
 import json
+import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,14 @@ def _dense(row: tuple[str, int, int, int, int, int, int, int, str]) -> ModelSpec
         max_context_tokens=context,
         aliases=_ALIASES.get(name, ()),
         source=f"{repo} config.json",
+    )
+
+
+def _sliding_window_note(name: str, window_tokens: int) -> str:
+    return (
+        f"{name}: sliding-window attention ({window_tokens:,} tokens) is not modelled: the KV "
+        "cache is counted as full attention on every layer, more than vLLM allocates, so KV "
+        "capacity is understated (results err pessimistic)"
     )
 
 
@@ -149,6 +159,10 @@ _SPECS = {
         ),
     )
 }
+
+_SPECS["mistral-7b-v0.1"] = replace(
+    _SPECS["mistral-7b-v0.1"], notes=(_sliding_window_note("mistral-7b-v0.1", 4096),)
+)
 
 #: Canonical name -> spec. Plain dict registry; order is the order of ``models list``.
 MODELS: dict[str, ModelSpec] = {
@@ -251,10 +265,19 @@ def get_model(name_or_path: str) -> ModelSpec:
     )
 
 
-#: ``hidden_act`` values of SwiGLU-style MLPs (gate, up and down projections).
+def model_notes(names_or_paths: list[str]) -> list[str]:
+    """Each model's ``ModelSpec.notes`` in order, for commands that resolve many scenarios
+    (``sweep``, ``plan``) and print a model's notes once instead of per scenario."""
+    return [message for name in names_or_paths for message in get_model(name).notes]
+
+
+#: ``hidden_act`` values of SwiGLU-style MLPs (gate, up and down projections), for a config
+#: without ``model_type``.
 _GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
-#: Families with a plain two-matrix MLP whatever the activation.
-_PLAIN_MLP_TYPES = {"phi", "gpt2", "gpt_neox", "gptj", "opt", "falcon", "starcoder2", "bloom"}
+#: Known families with a plain two-matrix MLP; every other one in ``_KNOWN_MODEL_TYPES``
+#: has gate, up and down projections whatever ``hidden_act`` is (transformers' LlamaMLP,
+#: Qwen2MLP, GemmaMLP and Phi3MLP apply it to the gate).
+_PLAIN_MLP_TYPES = {"phi"}
 #: Bytes per weight as vLLM serves a checkpoint of each dtype with its default
 #: ``--dtype auto``: float32 checkpoints are served in 16-bit (vLLM v0.11
 #: ``_resolve_auto_dtype``: bfloat16 where the GPU supports it, else float16), as every
@@ -267,6 +290,55 @@ _TIED_BY_DEFAULT_PREFIXES = ("gemma",)
 #: Rope-scaling types whose ``factor`` does not extend ``max_position_embeddings``
 #: (vLLM v0.11 ``_get_and_verify_max_len``).
 _ROPE_TYPES_NOT_EXTENDING = {"su", "longrope", "llama3", "default", "mrope"}
+#: ``model_type`` values whose configs this loader reads completely: every one of their
+#: shape keys is one it knows (or refuses by name). Any other family (Falcon's
+#: ``multi_query``, Jamba's Mamba layers, Llama-4's shared expert) could pass the key checks
+#: and be simulated with the wrong shape, so it is refused; a config without ``model_type``
+#: is read as Llama-shaped.
+_KNOWN_MODEL_TYPES = {
+    "",
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "qwen2_vl",
+    "qwen2_vl_text",
+    "qwen2_5_vl",
+    "qwen2_5_vl_text",
+    "phi",
+    "phi3",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3_text",
+    "gpt_oss",
+    "deepseek_v2",
+    "deepseek_v3",
+    "llava",
+    "llava_next",
+}
+#: Defaults of transformers' config classes for keys published configs leave out
+#: (``Gemma3TextConfig``: gemma-3-4b/12b/27b's ``text_config`` has no ``vocab_size``).
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {
+        "vocab_size": 262208,
+        "max_position_embeddings": 131072,
+        "head_dim": 256,
+        "num_key_value_heads": 4,
+        "hidden_activation": "gelu_pytorch_tanh",
+    },
+}
+#: Top-level keys of a multimodal config that apply to its ``text_config`` too, unless the
+#: text_config has its own (vLLM reads ``quantization_config`` from the top level, where it
+#: wins; transformers' nested layouts keep ``tie_word_embeddings`` there).
+_TOP_LEVEL_KEYS_FOR_TEXT = ("torch_dtype", "dtype", "quantization_config", "tie_word_embeddings")
+#: Keys naming a non-text encoder whose weights are not counted.
+_ENCODER_KEYS = ("vision_config", "audio_config")
+#: Attention kinds of ``layer_types`` that the KV accounting covers (sliding as full).
+_ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention"}
 
 
 def load_hf_config(path: Path | str) -> ModelSpec:
@@ -288,9 +360,10 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         One line naming the file and the problem: unreadable or invalid JSON, a missing or
         non-positive required key (``num_hidden_layers``, ``hidden_size``,
         ``num_attention_heads``, ``intermediate_size``, ``vocab_size``,
-        ``max_position_embeddings``), or an architecture the simulator does not model
-        (multi-head latent attention, shared experts, mixed dense/MoE layers, quantized
-        weights).
+        ``max_position_embeddings``), a ``rope_scaling`` or ``tie_word_embeddings`` of the
+        wrong type, a ``model_type`` outside ``_KNOWN_MODEL_TYPES``, or an architecture the
+        simulator does not model (multi-head latent attention, shared experts, Llama-4's
+        MoE, mixed dense/MoE layers, non-attention ``layer_types``, quantized weights).
 
     Notes
     -----
@@ -299,8 +372,12 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     families), ``hidden_act`` = silu, ``torch_dtype`` = bfloat16. Weights are 2 bytes each,
     float32 checkpoints included: vLLM's ``--dtype auto`` serves them in 16-bit. A
     multimodal config's ``text_config`` is used when the top level has no
-    ``num_hidden_layers``. A ``rope_scaling`` factor extends the context as vLLM v0.11 does
-    (YaRN: ``original_max_position_embeddings`` x factor).
+    ``num_hidden_layers``, with the top level's ``torch_dtype`` and
+    ``quantization_config``; keys a family's published files leave out take the family's
+    transformers defaults (``_FAMILY_DEFAULTS``). A ``rope_scaling`` factor extends the
+    context as vLLM v0.11 does (YaRN: ``original_max_position_embeddings`` x factor; never
+    for Gemma-3). What is read but not modelled (a sliding window, a vision encoder) is
+    said in ``ModelSpec.notes``, which ``simreplay run`` prints.
     """
     path = Path(path).expanduser()
     file = path / "config.json" if path.is_dir() else path
@@ -312,15 +389,34 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         raise SimreplayError(f"{file}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise SimreplayError(f"{file}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:  # nesting or an integer too large to parse
+        reason = str(exc).split(";")[0] or type(exc).__name__
+        raise SimreplayError(f"{file}: not valid JSON: {reason}") from None
     if not isinstance(raw, dict):
         raise SimreplayError(f"{file}: expected a JSON object, got {type(raw).__name__}")
     config: dict[str, Any] = raw
-    if "num_hidden_layers" not in config and isinstance(config.get("text_config"), dict):
-        config = {"torch_dtype": raw.get("torch_dtype"), **config["text_config"]}
-    return _spec_from_config(config, file)
+    where = ""  # prefix naming where a shape key was looked for
+    text_config = raw.get("text_config")
+    if "num_hidden_layers" not in raw and text_config is not None:
+        if not isinstance(text_config, dict):
+            raise SimreplayError(
+                f"{file}: 'text_config' must be a JSON object, got {type(text_config).__name__}"
+            )
+        top = {key: raw[key] for key in _TOP_LEVEL_KEYS_FOR_TEXT if raw.get(key) is not None}
+        config = {**top, **text_config}
+        if "quantization_config" in top:
+            config["quantization_config"] = top["quantization_config"]
+        where = "text_config."
+    encoders = [key for key in _ENCODER_KEYS if raw.get(key) is not None]
+    return _spec_from_config(config, file, encoders, where)
 
 
-def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
+def _spec_from_config(
+    config: dict[str, Any], file: Path, encoders: list[str], where: str = ""
+) -> ModelSpec:
+    model_type = str(config.get("model_type") or "").lower()
+    config = {**_FAMILY_DEFAULTS.get(model_type, {}), **config}
+
     def value(key: str, default: Any = None) -> Any:
         found = config.get(key)
         return default if found is None else found
@@ -328,25 +424,45 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
     def positive_int(key: str, default: Any = None) -> int:
         found = value(key, default)
         if found is None:
-            raise SimreplayError(f"{file}: missing required key {key!r}")
+            raise SimreplayError(f"{file}: missing required key {where + key!r}")
         if isinstance(found, bool) or not isinstance(found, int) or found < 1:
-            raise SimreplayError(f"{file}: {key!r} must be a positive integer, got {found!r}")
+            raise SimreplayError(
+                f"{file}: {where + key!r} must be a positive integer, got {found!r}"
+            )
         return found
 
     def unsupported(what: str) -> SimreplayError:
         return SimreplayError(f"{file}: {what} is not modelled by simreplay yet")
 
-    model_type = str(value("model_type", "")).lower()
     if value("kv_lora_rank") is not None:
         raise unsupported("multi-head latent attention (kv_lora_rank)")
+    if model_type.startswith("llama4") or value("intermediate_size_mlp") is not None:
+        raise unsupported(
+            "Llama-4's MoE (a shared expert beside the routed ones, dense layers by "
+            "interleave_moe_layer_step, chunked attention)"
+        )
+    if model_type not in _KNOWN_MODEL_TYPES:
+        raise SimreplayError(
+            f"{file}: model_type {model_type!r} is not a family simreplay reads (known: "
+            f"{', '.join(sorted(_KNOWN_MODEL_TYPES - {''}))})"
+        )
+    layer_types = value("layer_types", [])
+    other_layers = sorted({str(kind) for kind in layer_types} - _ATTENTION_LAYER_TYPES)
+    if not isinstance(layer_types, list) or other_layers:
+        raise unsupported(f"layer_types {', '.join(other_layers) or repr(layer_types)}")
     if value("shared_expert_intermediate_size", 0) or value("n_shared_experts", 0):
         raise unsupported("an MoE with shared experts")
     if value("first_k_dense_replace", 0) or value("mlp_only_layers", []):
         raise unsupported("an MoE with some dense layers")
     if value("decoder_sparse_step", 1) != 1:
         raise unsupported("an MoE with decoder_sparse_step != 1")
-    if value("quantization_config") is not None:
-        raise unsupported("a quantized checkpoint (quantization_config)")
+    quantization = value("quantization_config")
+    if quantization is not None:
+        method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+        raise unsupported(
+            f"a quantized checkpoint (quantization_config, quant_method {method!r}: weights "
+            "are not 2 bytes each)"
+        )
 
     num_layers = positive_int("num_hidden_layers")
     hidden = positive_int("hidden_size")
@@ -387,10 +503,15 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
         )
     activation = str(value("hidden_act", value("hidden_activation", "silu"))).lower()
     gated = model_type not in _PLAIN_MLP_TYPES and (
-        activation in _GATED_ACTIVATIONS or model_type.startswith("gemma")
+        model_type != "" or activation in _GATED_ACTIVATIONS
     )
 
+    tied = value("tie_word_embeddings", model_type.startswith(_TIED_BY_DEFAULT_PREFIXES))
+    if not isinstance(tied, bool):
+        raise SimreplayError(f"{file}: 'tie_word_embeddings' must be true or false, got {tied!r}")
+    max_context = _max_context(config, positive_int("max_position_embeddings"), file, model_type)
     name = file.parent.name if file.name == "config.json" and file.parent.name else file.stem
+    notes = _approximation_notes(config, name, max_context, encoders)
     return ModelSpec(
         name=name,
         num_layers=num_layers,
@@ -400,32 +521,60 @@ def _spec_from_config(config: dict[str, Any], file: Path) -> ModelSpec:
         head_dim=head_dim,
         intermediate_size=ffn,
         vocab_size=positive_int("vocab_size"),
-        max_context_tokens=_max_context(config, positive_int("max_position_embeddings"), file),
+        max_context_tokens=max_context,
         num_experts=num_experts,
         num_experts_per_token=experts_per_token,
         gated_mlp=gated,
-        tied_embeddings=bool(
-            value("tie_word_embeddings", model_type.startswith(_TIED_BY_DEFAULT_PREFIXES))
-        ),
+        tied_embeddings=tied,
         weight_bytes_per_param=_DTYPE_BYTES[dtype_name],
         source=f"{file}" + (f" ({model_type})" if model_type else ""),
+        notes=notes,
     )
 
 
-def _max_context(config: dict[str, Any], max_positions: int, file: Path) -> int:
-    """``max_position_embeddings`` extended by a rope-scaling factor, as vLLM v0.11 does."""
+def _approximation_notes(
+    config: dict[str, Any], name: str, max_context_tokens: int, encoders: list[str]
+) -> tuple[str, ...]:
+    """What the config has that is not modelled, and which way the results err."""
+    notes = []
+    window = config.get("sliding_window")
+    # vLLM v0.11 get_sliding_window: Qwen2-style configs switch it off with
+    # use_sliding_window false; a window as long as the context changes nothing.
+    if (
+        config.get("use_sliding_window", True) is not False
+        and isinstance(window, int)
+        and not isinstance(window, bool)
+        and 0 < window < max_context_tokens
+    ):
+        notes.append(_sliding_window_note(name, window))
+    if encoders:
+        notes.append(
+            f"{name}: encoder weights ({', '.join(encoders)}) are not counted, only the "
+            "language model's: the KV cache is larger than vLLM's by their size"
+        )
+    return tuple(notes)
+
+
+def _max_context(config: dict[str, Any], max_positions: int, file: Path, model_type: str) -> int:
+    """``max_position_embeddings`` extended by a rope-scaling factor, as vLLM v0.11 does
+    (not for Gemma-3, whose ``max_position_embeddings`` is already the scaled length)."""
     scaling = config.get("rope_scaling")
-    if not isinstance(scaling, dict):
+    if not isinstance(scaling, dict) or "gemma3" in model_type:
         return max_positions
     rope_type = str(scaling.get("rope_type", scaling.get("type", "default"))).lower()
     factor = scaling.get("factor")
     if rope_type in _ROPE_TYPES_NOT_EXTENDING or not isinstance(factor, int | float):
         return max_positions
-    if factor <= 0:
-        raise SimreplayError(f"{file}: rope_scaling factor must be > 0, got {factor!r}")
+    if not math.isfinite(factor) or factor <= 0:
+        raise SimreplayError(f"{file}: rope_scaling factor must be a number > 0, got {factor!r}")
     base = max_positions
     if rope_type == "yarn":
-        base = int(scaling.get("original_max_position_embeddings", max_positions))
+        base = scaling.get("original_max_position_embeddings", max_positions)
+        if isinstance(base, bool) or not isinstance(base, int) or base < 1:
+            raise SimreplayError(
+                f"{file}: rope_scaling original_max_position_embeddings must be a positive "
+                f"integer, got {base!r}"
+            )
     return int(base * factor)
 
 

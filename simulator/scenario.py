@@ -248,7 +248,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             f"{model.max_context_tokens:,} tokens (vLLM refuses to start with it unless "
             "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, and the model was not trained for it)"
         )
-    notes: list[str] = []
+    notes: list[str] = list(model.notes)
     context = scenario.max_model_len or model.max_context_tokens
     # vLLM v0.6's defaults, whatever the GPU: 256 sequences, and without chunked prefill a
     # token budget of max(max_model_len, 2048) so that any prompt fits one step. vLLM sizes

@@ -77,6 +77,10 @@ class ModelSpec:
     aliases : tuple of str
     source : str
         Where the shape comes from (the model's config.json).
+    notes : tuple of str
+        One line each on what a loaded config has that the simulator does not model and
+        which way it errs (e.g. sliding-window KV counted as full attention); the CLI
+        prints them with the scenario's notes.
     """
 
     name: str
@@ -95,6 +99,7 @@ class ModelSpec:
     weight_bytes_per_param: float = 2.0
     aliases: tuple[str, ...] = ()
     source: str = ""
+    notes: tuple[str, ...] = ()
 
     @property
     def is_moe(self) -> bool:

@@ -484,3 +484,248 @@ def test_models_list_json_parses():
     assert list(records) == list(MODELS)
     assert records["llama-3.1-8b"]["kv_bytes_per_token"] == 131072
     assert records["qwen3-30b-a3b"]["num_experts"] == 128
+
+
+# --- configs as users download them (QA pass over real Hugging Face files) -------------
+
+#: google/gemma-3-27b-it config.json, as published: its text_config leaves vocab_size,
+#: max_position_embeddings and tie_word_embeddings to Gemma3TextConfig's defaults.
+GEMMA3_27B_IT_CONFIG = {
+    "architectures": ["Gemma3ForConditionalGeneration"],
+    "model_type": "gemma3",
+    "text_config": {
+        "head_dim": 128,
+        "hidden_size": 5376,
+        "intermediate_size": 21504,
+        "model_type": "gemma3_text",
+        "num_attention_heads": 32,
+        "num_hidden_layers": 62,
+        "num_key_value_heads": 16,
+        "query_pre_attn_scalar": 168,
+        "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+        "sliding_window": 1024,
+    },
+    "torch_dtype": "bfloat16",
+    "vision_config": {
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "model_type": "siglip_vision_model",
+        "num_hidden_layers": 27,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("rope_scaling", "fragment"),
+    [
+        ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": "abc"}, "'abc'"),
+        ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": None}, "None"),
+        ({"rope_type": "yarn", "factor": float("nan")}, "nan"),
+        ({"rope_type": "dynamic", "factor": float("inf")}, "inf"),
+    ],
+)
+def test_bad_rope_scaling_is_one_line_not_a_traceback(tmp_path, rope_scaling, fragment):
+    """A string or null original_max_position_embeddings raised ValueError/TypeError, a NaN
+    or infinite factor (Python's json reads both) ValueError/OverflowError: tracebacks."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**LLAMA_31_8B_CONFIG, "rope_scaling": rope_scaling}))
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: rope_scaling ")
+    assert fragment in message and "\n" not in message
+
+
+@pytest.mark.parametrize("tied", ["false", 0, None])
+def test_tie_word_embeddings_must_be_a_json_boolean(tmp_path, tied):
+    """ "false" (a string) was read as true: 0.5B parameters of Llama-3.1-8B's LM head
+    silently left out. null means the family default, as transformers has it."""
+    path = write_config(tmp_path, {**LLAMA_31_8B_CONFIG, "tie_word_embeddings": tied})
+    if tied is None:
+        assert not load_hf_config(path).tied_embeddings
+        return
+    with pytest.raises(SimreplayError, match="'tie_word_embeddings' must be true or false"):
+        load_hf_config(path)
+
+
+def test_gemma3_published_config_is_read_with_its_family_defaults(tmp_path):
+    """Gemma-3-27B's published file was refused ("missing required key 'vocab_size'");
+    its linear rope factor of 8 must not extend the context (vLLM v0.11 skips rope
+    scaling for gemma3: max_position_embeddings is already the scaled 128K)."""
+    spec = load_hf_config(write_config(tmp_path, GEMMA3_27B_IT_CONFIG))
+    assert spec.vocab_size == 262208
+    assert spec.max_context_tokens == 131072
+    assert spec.tied_embeddings and spec.head_dim == 128
+    # 27.4B published, of which the SigLIP vision tower is about 0.4B
+    assert param_count(spec)["total"] / 1e9 == pytest.approx(27.0, abs=0.05)
+
+
+def test_quantization_config_at_the_top_of_a_multimodal_config_is_not_dropped(tmp_path):
+    """vLLM reads quantization_config from the top level; it was dropped with the rest of
+    the top level when text_config was used, so an AWQ checkpoint counted 2 bytes a weight."""
+    config = {
+        "model_type": "llava",
+        "text_config": QWEN3_32B_CONFIG,
+        "quantization_config": {"bits": 4, "quant_method": "awq"},
+    }
+    with pytest.raises(SimreplayError, match="quant_method 'awq'"):
+        load_hf_config(write_config(tmp_path, config))
+
+
+LLAMA4_SCOUT_TEXT = {
+    "model_type": "llama4_text",
+    "hidden_size": 5120,
+    "intermediate_size": 8192,
+    "intermediate_size_mlp": 16384,
+    "num_hidden_layers": 48,
+    "num_attention_heads": 40,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 202048,
+    "max_position_embeddings": 10485760,
+    "num_local_experts": 16,
+    "num_experts_per_tok": 1,
+    "interleave_moe_layer_step": 1,
+    "attention_chunk_size": 8192,
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        # Llama-4 Scout: 101.7B counted for 109B, 11.1B active for 17B (no shared expert);
+        # Maverick (interleave 2) 778B for 400B.
+        (
+            {"model_type": "llama4", "text_config": LLAMA4_SCOUT_TEXT},
+            "Llama-4's MoE",
+        ),
+        # Jamba: Mamba layers counted as attention, every layer as MoE.
+        (
+            {**MIXTRAL_CONFIG, "model_type": "jamba", "attn_layer_period": 8},
+            "model_type 'jamba' is not a family simreplay reads",
+        ),
+        (
+            {**QWEN3_32B_CONFIG, "layer_types": ["full_attention", "linear_attention"] * 32},
+            "layer_types linear_attention",
+        ),
+    ],
+)
+def test_families_with_unread_shape_keys_are_refused(tmp_path, config, fragment):
+    path = write_config(tmp_path, config)
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    assert str(info.value).startswith(str(path)) and fragment in str(info.value)
+
+
+def test_sliding_window_and_vision_tower_are_noted(tmp_path):
+    """Mistral-7B-v0.1's 4,096-token window and Gemma-3's vision tower were dropped without
+    a word; Qwen2's use_sliding_window false (vLLM get_sliding_window) is no window."""
+    mistral = {**LLAMA_31_8B_CONFIG, "model_type": "mistral", "sliding_window": 4096}
+    notes = load_hf_config(write_config(tmp_path / "m", mistral)).notes
+    assert len(notes) == 1 and "sliding-window attention (4,096 tokens)" in notes[0]
+    gemma3 = load_hf_config(write_config(tmp_path / "g", GEMMA3_27B_IT_CONFIG)).notes
+    assert any("vision_config" in note for note in gemma3)
+    qwen2 = {**QWEN3_32B_CONFIG, "sliding_window": 4096, "use_sliding_window": False}
+    assert load_hf_config(write_config(tmp_path / "q", qwen2)).notes == ()
+    assert load_hf_config(write_config(tmp_path / "l", LLAMA_31_8B_CONFIG)).notes == ()
+    assert "sliding-window attention (4,096 tokens)" in MODELS["mistral-7b-v0.1"].notes[0]
+    assert MODELS["mistral-7b"].notes == ()
+
+
+def test_run_prints_the_model_notes(tmp_path):
+    from simulator.cli import app
+    from simulator.io import write_parquet_atomic
+    from simulator.trace.arrivals import arrival_process
+    from simulator.trace.synth import synthesize
+
+    trace = tmp_path / "t.parquet"
+    write_parquet_atomic(synthesize(arrival_process("poisson", 2.0), num_requests=20), trace)
+    mistral = {**LLAMA_31_8B_CONFIG, "model_type": "mistral", "sliding_window": 4096}
+    config = write_config(tmp_path / "mistral-v0.1", mistral)
+    result = runner.invoke(app, ["run", str(trace), "--gpus", "1xH100", "--model", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "mistral-v0.1: sliding-window attention (4,096 tokens)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",  # RecursionError in json
+        '{"num_hidden_layers": ' + "9" * 5000 + "}",  # int above Python's 4,300 digits
+    ],
+)
+def test_json_python_cannot_parse_is_one_line_not_a_traceback(tmp_path, text):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    assert str(info.value).startswith(f"{path}: not valid JSON")
+    assert "\n" not in str(info.value)
+
+
+def test_tie_word_embeddings_at_the_top_of_a_nested_config_applies(tmp_path):
+    """Qwen2.5-VL-3B saved in transformers' nested layout keeps tie_word_embeddings at the
+    top level: it was dropped with the top level, counting a 0.31B LM head that is not
+    there. A text_config's own value wins."""
+    text = {k: v for k, v in QWEN3_32B_CONFIG.items() if k != "tie_word_embeddings"}
+    config = {"model_type": "qwen2_5_vl", "tie_word_embeddings": True, "text_config": text}
+    assert load_hf_config(write_config(tmp_path / "a", config)).tied_embeddings
+    config["text_config"] = {**text, "tie_word_embeddings": False}
+    assert not load_hf_config(write_config(tmp_path / "b", config)).tied_embeddings
+
+
+def test_sweep_and_plan_print_the_model_notes(tmp_path):
+    """run printed a config's notes; sweep and plan resolved the same model and said nothing."""
+    from simulator.cli import app
+    from simulator.io import write_parquet_atomic
+    from simulator.trace.arrivals import arrival_process
+    from simulator.trace.synth import synthesize
+
+    trace = tmp_path / "t.parquet"
+    write_parquet_atomic(synthesize(arrival_process("poisson", 2.0), num_requests=20), trace)
+    mistral = {**LLAMA_31_8B_CONFIG, "model_type": "mistral", "sliding_window": 4096}
+    config = str(write_config(tmp_path / "mistral-v0.1", mistral))
+    expected = "note: mistral-v0.1: sliding-window attention (4,096 tokens)"
+    sweep = runner.invoke(
+        app,
+        ["sweep", str(trace), "--gpus", "1xH100", "--model", config, "--out",
+         str(tmp_path / "sweep"), "--workers", "1"],
+    )  # fmt: skip
+    assert sweep.exit_code == 0, sweep.output
+    assert sum(line.startswith(expected) for line in sweep.stderr.splitlines()) == 1
+    plan = runner.invoke(
+        app,
+        ["plan", str(trace), "--slo", "ttft_p99_ms=100000", "--gpu-types", "H100",
+         "--tp", "1", "--max-gpus", "1", "--model", config],
+    )  # fmt: skip
+    assert plan.exit_code == 0, plan.output
+    assert sum(line.startswith(expected) for line in plan.stderr.splitlines()) == 1
+
+
+def test_a_known_family_mlp_is_gated_whatever_hidden_act_says(tmp_path):
+    """transformers' LlamaMLP (and Qwen2's, Mistral's, Phi-3's) applies hidden_act to a gate
+    projection: a Llama config with "gelu" lost a third of its MLP weights. A config without
+    model_type is still judged by its activation."""
+    gelu = load_hf_config(
+        write_config(tmp_path / "a", {**LLAMA_31_8B_CONFIG, "hidden_act": "gelu"})
+    )
+    assert gelu.gated_mlp
+    assert param_count(gelu) == param_count(MODELS["llama-3.1-8b"])
+    untyped = {k: v for k, v in LLAMA_31_8B_CONFIG.items() if k != "model_type"}
+    plain = load_hf_config(write_config(tmp_path / "b", {**untyped, "hidden_act": "gelu"}))
+    assert not plain.gated_mlp
+    assert not load_hf_config(write_config(tmp_path / "c", PHI2_CONFIG)).gated_mlp
+
+
+def test_a_key_missing_from_text_config_is_named_there(tmp_path):
+    """llava-1.5-7b-hf's text_config leaves its shape to LlamaConfig's defaults while the top
+    level has a vocab_size: "missing required key 'num_hidden_layers'" did not say where."""
+    text = {"model_type": "llama", "max_position_embeddings": 4096, "vocab_size": 32064}
+    path = write_config(tmp_path, {"model_type": "llava", "vocab_size": 32064, "text_config": text})
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    assert str(info.value) == f"{path}: missing required key 'text_config.num_hidden_layers'"
+    path = write_config(tmp_path, {"model_type": "llava", "text_config": [1, 2]})
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    assert str(info.value) == f"{path}: 'text_config' must be a JSON object, got list"

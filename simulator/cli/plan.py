@@ -14,6 +14,7 @@ from simulator.cli.sweep import with_knob_options
 from simulator.errors import SimreplayError
 from simulator.hardware import get_gpu
 from simulator.metrics import parse_slo
+from simulator.models import model_notes
 from simulator.sweep.plan import DEFAULT_TPS, PlanResult, Simulator, describe
 from simulator.sweep.spec import check_names, cli_name, coerce, knob_defaults, split_list
 
@@ -178,6 +179,8 @@ def plan(
     fleets = [gpus] if find == "max-rate" else [f"1x{t}" for t in types]
     base = {**knob_defaults(), **values, "rate_scale": rate_scale, "trace": str(trace)}
     check_names([{**base, "gpus": fleet, "tp": t} for fleet in fleets for t in tps or [None]])
+    for message in model_notes([str(base["model"])]):
+        note(message)
     table, report = import_trace(trace)
     for message in report.notes:
         note(message)

@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from simulator.cli.common import domain_errors, err, note, print_json, print_table
 from simulator.errors import SimreplayError
 from simulator.io import output_folder
+from simulator.models import model_notes
 from simulator.sweep.spec import (
     DEFAULT_MAX_SCENARIOS,
     cli_name,
@@ -225,6 +226,8 @@ def run(
         note(f"--gpus {alias} is the same deployment as {kept}: run once, stored as {kept}")
     if sweep.num_duplicates:
         note(f"{sweep.num_duplicates:,} repeated scenarios in the spec are run once")
+    for message in model_notes(sorted({str(s["model"]) for s in sweep.scenarios})):
+        note(message)
     store = ResultStore(output_folder(out, "--out"))
     final = run_sweep(
         sweep.scenarios,
