@@ -295,6 +295,29 @@ _ROPE_TYPES_NOT_EXTENDING = {"su", "longrope", "llama3", "default", "mrope"}
 #: ``multi_query``, Jamba's Mamba layers, Llama-4's shared expert) could pass the key checks
 #: and be simulated with the wrong shape, so it is refused; a config without ``model_type``
 #: is read as Llama-shaped.
+#: ``model_type`` values refused outright: state-space, recurrent, hybrid or
+#: encoder-decoder families whose layers a Llama-shaped reading would get wrong. Other
+#: unchecked families are read as Llama-shaped decoders with a note (most are: Granite,
+#: OLMo, InternLM3, Yi, ...).
+_UNLIKE_MODEL_TYPES = {
+    "jamba",
+    "bamba",
+    "zamba",
+    "zamba2",
+    "falcon_h1",
+    "falcon_mamba",
+    "nemotron_h",
+    "granitemoehybrid",
+    "qwen3_next",
+    "recurrent_gemma",
+    "lfm2",
+    "minimax",
+    "minimax_m1",
+    "t5",
+    "bart",
+    "whisper",
+    "bert",
+}
 _KNOWN_MODEL_TYPES = {
     "",
     "llama",
@@ -441,11 +464,13 @@ def _spec_from_config(
             "Llama-4's MoE (a shared expert beside the routed ones, dense layers by "
             "interleave_moe_layer_step, chunked attention)"
         )
-    if model_type not in _KNOWN_MODEL_TYPES:
+    if model_type in _UNLIKE_MODEL_TYPES or model_type.startswith(("mamba", "rwkv")):
         raise SimreplayError(
-            f"{file}: model_type {model_type!r} is not a family simreplay reads (known: "
+            f"{file}: model_type {model_type!r} is not a family simreplay reads: its layers "
+            "are not all attention + MLP decoder layers (known: "
             f"{', '.join(sorted(_KNOWN_MODEL_TYPES - {''}))})"
         )
+    unchecked = model_type not in _KNOWN_MODEL_TYPES
     layer_types = value("layer_types", [])
     other_layers = sorted({str(kind) for kind in layer_types} - _ATTENTION_LAYER_TYPES)
     if not isinstance(layer_types, list) or other_layers:
@@ -503,7 +528,7 @@ def _spec_from_config(
         )
     activation = str(value("hidden_act", value("hidden_activation", "silu"))).lower()
     gated = model_type not in _PLAIN_MLP_TYPES and (
-        model_type != "" or activation in _GATED_ACTIVATIONS
+        (model_type != "" and not unchecked) or activation in _GATED_ACTIVATIONS
     )
 
     tied = value("tie_word_embeddings", model_type.startswith(_TIED_BY_DEFAULT_PREFIXES))
@@ -512,6 +537,14 @@ def _spec_from_config(
     max_context = _max_context(config, positive_int("max_position_embeddings"), file, model_type)
     name = file.parent.name if file.name == "config.json" and file.parent.name else file.stem
     notes = _approximation_notes(config, name, max_context, encoders)
+    if unchecked:
+        notes = (
+            f"{name}: model_type {model_type!r} is not a family simreplay has checked: read "
+            f"as a Llama-shaped decoder ({'gated' if gated else 'plain'} MLP from hidden_act "
+            f"{activation!r}, embeddings {'tied' if tied else 'untied'}); compare its "
+            "parameter count with the published one",
+            *notes,
+        )
     return ModelSpec(
         name=name,
         num_layers=num_layers,

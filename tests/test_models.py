@@ -729,3 +729,20 @@ def test_a_key_missing_from_text_config_is_named_there(tmp_path):
     with pytest.raises(SimreplayError) as info:
         load_hf_config(path)
     assert str(info.value) == f"{path}: 'text_config' must be a JSON object, got list"
+
+
+def test_an_unchecked_llama_shaped_family_is_read_with_a_note(tmp_path):
+    """Granite, OLMo2, InternLM3 and the like carry Llama's keys: they are read as Llama,
+    judged by their activation, with a note saying the family was not checked; a hybrid
+    state-space family is refused instead (above)."""
+    granite = {**LLAMA_31_8B_CONFIG, "model_type": "granite"}
+    spec = load_hf_config(write_config(tmp_path / "g", granite))
+    llama = load_hf_config(write_config(tmp_path / "l", LLAMA_31_8B_CONFIG))
+    assert param_count(spec) == param_count(llama) and spec.gated_mlp
+    assert len(spec.notes) == 1 and "model_type 'granite' is not a family" in spec.notes[0]
+    assert "gated MLP" in spec.notes[0]
+    plain = {**granite, "model_type": "starcoder2", "hidden_act": "gelu_pytorch_tanh"}
+    spec = load_hf_config(write_config(tmp_path / "s", plain))
+    assert not spec.gated_mlp and "plain MLP" in spec.notes[0]
+    with pytest.raises(SimreplayError, match="model_type 'falcon_h1' is not a family"):
+        load_hf_config(write_config(tmp_path / "f", {**granite, "model_type": "falcon_h1"}))
