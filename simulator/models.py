@@ -537,15 +537,7 @@ def _spec_from_config(
     max_context = _max_context(config, positive_int("max_position_embeddings"), file, model_type)
     name = file.parent.name if file.name == "config.json" and file.parent.name else file.stem
     notes = _approximation_notes(config, name, max_context, encoders)
-    if unchecked:
-        notes = (
-            f"{name}: model_type {model_type!r} is not a family simreplay has checked: read "
-            f"as a Llama-shaped decoder ({'gated' if gated else 'plain'} MLP from hidden_act "
-            f"{activation!r}, embeddings {'tied' if tied else 'untied'}); compare its "
-            "parameter count with the published one",
-            *notes,
-        )
-    return ModelSpec(
+    spec = ModelSpec(
         name=name,
         num_layers=num_layers,
         hidden_size=hidden,
@@ -562,6 +554,19 @@ def _spec_from_config(
         weight_bytes_per_param=_DTYPE_BYTES[dtype_name],
         source=f"{file}" + (f" ({model_type})" if model_type else ""),
         notes=notes,
+    )
+    if not unchecked:
+        return spec
+    total = param_count(spec)["total"] / 1e9
+    return replace(
+        spec,
+        notes=(
+            f"{name}: model_type {model_type!r} is not a family simreplay has checked: read "
+            f"as a Llama-shaped decoder ({'gated' if gated else 'plain'} MLP from hidden_act "
+            f"{activation!r}, embeddings {'tied' if tied else 'untied'}) of {total:,.2f}B "
+            "parameters; compare with the published count",
+            *notes,
+        ),
     )
 
 
