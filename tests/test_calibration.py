@@ -1303,6 +1303,28 @@ def test_files_measured_on_another_gpu_are_refused(tmp_path, command):
     ]
 
 
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_one_file_of_several_gpus_rows_is_refused(tmp_path, command):
+    """Found by QA: only a file's first ``device`` was read, so one parquet file holding
+    H200 rows then H100 rows was checked (exit 0, its H100 rows predicted as H200's) and
+    would have been fitted under H200's name."""
+    _gemm_folder(tmp_path / "mine", "NVIDIA H200")
+    path = tmp_path / "mine" / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet"
+    table = pq.read_table(path).to_pydict()
+    table["device"] = ["NVIDIA H200", "NVIDIA H200", "NVIDIA H100 80GB HBM3"]
+    _write(table, path)
+    args = ["--source", str(tmp_path / "mine"), "-o", str(tmp_path / "p.json")]
+    if command == "check":
+        args = [str(tmp_path / "mine")]
+    result = runner.invoke(app, ["calibrate", command, *args, "--gpu", "H200"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'mine'}: the files were measured on several GPUs (NVIDIA H100 "
+        "80GB HBM3, NVIDIA H200); give the folder of one GPU's measurements"
+    ]
+    assert not (tmp_path / "p.json").exists()
+
+
 def test_check_of_only_skipped_rows_says_which_and_why(tmp_path):
     """Found by QA: on a CPU profiler run (float32 rows only) check said 'no GEMM,
     attention or all-reduce rows to check' without saying that rows were skipped, and why."""
