@@ -195,6 +195,32 @@ def test_read_benchmark_drops_failed_requests(tmp_path):
     assert any("dropped 1" in note for note in bench.notes)
 
 
+@pytest.mark.parametrize("errors", [["", "", ""], None])
+def test_read_benchmark_drops_failed_requests_without_error_text(tmp_path, errors):
+    """Found by QA: vLLM's bench serve marks a failed request by 0 output tokens (and TTFT
+    and latency 0); its error text is the HTTP reason, which may be empty (``response.reason
+    or ""``, vllm/benchmarks/lib/endpoint_request_func.py, v0.6-v0.11). Such a file was
+    refused whole ("request 2: output tokens must be a whole number from 1")."""
+    path = tmp_path / "v.json"
+    result = {
+        "input_lens": [5, 6, 7],
+        "output_lens": [3, 0, 2],
+        "ttfts": [0.1, 0.0, 0.2],
+        "latencies": [0.3, 0.0, 0.5],
+        "start_times": [10.0, 10.5, 11.0],
+    }
+    if errors is not None:
+        result["errors"] = errors
+    path.write_text(json.dumps(result))
+    bench = read_benchmark(path)
+    np.testing.assert_array_equal(bench.arrival_time_s, [0.0, 1.0])
+    np.testing.assert_array_equal(bench.output_tokens, [3, 2])
+    assert (
+        "dropped 1 request with 0 output tokens, which vLLM's bench serve writes for a "
+        "failed request (its error text was empty)"
+    ) in bench.notes
+
+
 def test_read_benchmark_takes_e2e_from_itls_when_vllm_saved_no_latencies(tmp_path):
     """vLLM's bench serve before late 2025 saved no per-request latencies: a request's E2E is
     its TTFT plus its inter-token gaps; a failed request's gaps are not looked at."""

@@ -7,7 +7,8 @@ Inputs (``read_benchmark``):
   E2E is then the TTFT plus the request's ``itls``, its inter-token gaps), ``errors`` and
   ``start_times`` (client send times, newer vLLM). Without ``start_times`` only a benchmark
   that sent every request at once (``request_rate`` inf, no ``max_concurrency``) can be
-  replayed; failed requests are dropped and counted.
+  replayed; failed requests (an error text, or 0 output tokens: vLLM's mark of a failure
+  whose HTTP reason was empty) are dropped and counted.
 - A per-request JSONL or CSV with ``arrival_time_s``, ``input_tokens``, ``output_tokens``,
   ``ttft_s`` or ``first_token_time_s`` (absolute), and ``e2e_s`` or ``completion_time_s``
   (absolute). Times in seconds; the earliest arrival becomes 0.
@@ -168,6 +169,11 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     notes: list[str] = []
     errors = data.get("errors") or [""] * count
     ok = np.array([not e for e in errors], dtype=bool)
+    output_lens = _numbers(path, "output_lens", data["output_lens"])
+    # vLLM's bench serve (v0.6 benchmark_serving.py to v0.11+) writes 0 output tokens for
+    # every failed request, whose error text is the HTTP reason and may be empty.
+    silent = ok & (output_lens == 0)
+    ok &= ~silent
     starts = data.get("start_times")
     if starts is not None:
         arrival = _numbers(path, "start_times", starts)
@@ -193,13 +199,21 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         ]
         e2e = ttft + np.array(after_first_s, dtype=np.float64)
         notes.append("no latencies field (older vLLM): E2E is TTFT plus the request's itls")
-    if (~ok).any():
-        notes.append(f"dropped {int((~ok).sum()):,} requests that failed in the benchmark")
+    num_failed = int((~ok).sum()) - int(silent.sum())
+    if num_failed:
+        notes.append(f"dropped {num_failed:,} requests that failed in the benchmark")
+    if silent.any():
+        num_silent = int(silent.sum())
+        notes.append(
+            f"dropped {num_silent:,} request{'' if num_silent == 1 else 's'} with 0 output "
+            "tokens, which vLLM's bench serve writes for a failed request (its error text "
+            "was empty)"
+        )
     bench = _finish(
         path,
         arrival[ok],
         _numbers(path, "input_lens", data["input_lens"])[ok],
-        _numbers(path, "output_lens", data["output_lens"])[ok],
+        output_lens[ok],
         ttft[ok],
         e2e[ok],
         "vLLM bench serve result",
