@@ -176,6 +176,20 @@ def test_bad_benchmark_is_one_line(tmp_path, content, fragment):
     assert len(lines) == 1 and fragment in lines[0], lines
 
 
+def test_read_benchmark_takes_a_csv_header_with_spaces_and_a_bom(tmp_path):
+    """Found by QA: a spreadsheet's CSV (BOM, spaces after the commas) was refused with
+    "missing column arrival_time_s (have:  arrival_time_s ,  input_tokens , ...)"."""
+    path = tmp_path / "b.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbf arrival_time_s , input_tokens, output_tokens ,ttft_s, e2e_s\n"
+        b"100.5, 5, 3, 0.1, 0.3\n101.0 ,6 ,2 ,0.2 ,0.5\n"
+    )
+    bench = read_benchmark(path)
+    np.testing.assert_array_equal(bench.arrival_time_s, [0.0, 0.5])
+    np.testing.assert_array_equal(bench.input_tokens, [5, 6])
+    np.testing.assert_allclose(bench.e2e_s, [0.3, 0.5])
+
+
 def test_read_benchmark_drops_failed_requests(tmp_path):
     path = tmp_path / "v.json"
     path.write_text(

@@ -135,6 +135,8 @@ def read_benchmark(path: Path) -> Benchmark:
         raise SimreplayError(f"{path.name}: file is empty")
     rows = []
     reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is not None:  # spreadsheets write " name" after ", "
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
     for row in reader:
         if None in row:  # DictReader keeps a row's cells beyond the header under None
             raise SimreplayError(
