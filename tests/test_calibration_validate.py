@@ -326,6 +326,49 @@ def test_a_malformed_vllm_result_is_one_line(tmp_path, fields, fragment):
     assert len(lines) == 1 and fragment in lines[0], lines
 
 
+def test_validate_says_when_the_replay_exceeds_the_clients_max_concurrency(tmp_path):
+    """Found by QA: a ``vllm bench serve --max-concurrency`` result (a closed-loop client:
+    a request is sent when an earlier one finishes) was replayed open loop at its recorded
+    send times without a word, so when the simulated server is slower than the measured one
+    the replay keeps more requests in flight than the client ever did."""
+    num_requests = 20
+    # One request at a time, each sent when the previous one finished after 0.5 s: for
+    # 1,000 output tokens the simulated H100 is slower (about 7 ms per token).
+    result = {
+        "request_rate": "inf",
+        "max_concurrency": 1,
+        "input_lens": [500] * num_requests,
+        "output_lens": [1000] * num_requests,
+        "ttfts": [0.02] * num_requests,
+        "latencies": [0.5] * num_requests,
+        "errors": [""] * num_requests,
+        "start_times": [100.0 + 0.5 * k for k in range(num_requests)],
+    }
+    path = tmp_path / "closed.json"
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    read_note = (
+        "note: the benchmark's client kept at most 1 request in flight (max_concurrency 1) "
+        "and sent each one when a slot freed: its recorded send times are replayed as they "
+        "are (open loop), which a simulated server slower than the measured one cannot "
+        "delay"
+    )
+    assert read_note in run.stderr.splitlines()
+    notes = json.loads(run.stdout)["validation"]["notes"]
+    exceeded = [n for n in notes if "above the client's max_concurrency 1" in n]
+    assert len(exceeded) == 1, notes
+    assert exceeded[0].startswith("the replay had up to ")
+    assert f"note: {exceeded[0]}" in run.stderr.splitlines()
+    # Within the limit (requests far apart) only the first note is given.
+    result["start_times"] = [100.0 + 30.0 * k for k in range(num_requests)]
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    assert read_note in run.stderr.splitlines()
+    assert not any("above the client" in n for n in json.loads(run.stdout)["validation"]["notes"])
+
+
 def test_fit_refuses_when_every_request_is_rejected(bench, tmp_path):
     """Found by a new-user pass: with one KV block every request was rejected and --fit
     still wrote a profile of 0 ms host overhead, exit 0."""

@@ -75,6 +75,8 @@ class Benchmark:
         What was dropped or assumed.
     model_id : str or None
         The model the benchmark names (a vLLM result's ``model_id``), if any.
+    max_concurrency : int or None
+        The client's limit on requests in flight (a vLLM result's ``max_concurrency``).
     """
 
     arrival_time_s: np.ndarray
@@ -85,6 +87,7 @@ class Benchmark:
     source: str
     notes: list[str]
     model_id: str | None = None
+    max_concurrency: int | None = None
 
 
 def read_benchmark(path: Path) -> Benchmark:
@@ -223,6 +226,18 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     )
     model_id = data.get("model_id")
     bench.model_id = model_id if isinstance(model_id, str) and model_id.strip() else None
+    limit = data.get("max_concurrency")
+    if starts is not None and _is_number(limit) and limit >= 1 and limit == int(limit):
+        # vLLM's client sends a request once a semaphore of max_concurrency slots lets it:
+        # a closed loop, whose send times depend on the measured server's speed.
+        bench.max_concurrency = int(limit)
+        bench.notes.append(
+            f"the benchmark's client kept at most {limit:,} "
+            f"request{'' if limit == 1 else 's'} in flight (max_concurrency {limit}) and "
+            "sent each one when a slot freed: its recorded send times are replayed as they "
+            "are (open loop), which a simulated server slower than the measured one cannot "
+            "delay"
+        )
     return bench
 
 
@@ -597,12 +612,43 @@ def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, A
         "num_requests": int(len(bench.arrival_time_s)),
         "step_times": resolved.step_model.source,
         "deployment": deployment(resolved),
-        "notes": list(resolved.notes),
+        "notes": [*resolved.notes, *_concurrency_notes(bench, e2e)],
         "measured": measured,
         "predicted": predicted,
         "error_pct": compare(predicted, measured),
     }
     return report, _tpot_log_ratios(bench, ttft, e2e)
+
+
+def _concurrency_notes(bench: Benchmark, e2e_s: np.ndarray) -> list[str]:
+    """A note when the replay had more requests in flight than the benchmark's client
+    allowed (``max_concurrency``); none without a limit or within it.
+
+    ``e2e_s`` is each request's predicted E2E (float64, NaN if rejected; not mutated).
+    """
+    limit = bench.max_concurrency
+    if limit is None or len(e2e_s) == 0:
+        return []
+    arrival = bench.arrival_time_s  # sorted
+
+    def in_flight(latency_s: np.ndarray) -> np.ndarray:
+        # Requests sent at or before each arrival, less those finished by then.
+        ends = np.sort(arrival + np.nan_to_num(latency_s, nan=0.0))
+        sent = np.searchsorted(arrival, arrival, side="right")
+        return sent - np.searchsorted(ends, arrival, side="right")
+
+    predicted = in_flight(e2e_s)
+    over = predicted > limit
+    if not over.any():
+        return []
+    return [
+        f"the replay had up to {int(predicted.max()):,} requests in flight (the measured "
+        f"requests up to {int(in_flight(bench.e2e_s).max()):,}), above the client's "
+        f"max_concurrency {limit:,}, at {int(over.sum()):,} of {len(arrival):,} arrivals: "
+        "where the simulated server is slower than the measured one, the later requests' "
+        "predicted TTFT and E2E include queueing that the benchmark's client would have "
+        "avoided by sending them later"
+    ]
 
 
 def _tpot_log_ratios(bench: Benchmark, ttft_s: np.ndarray, e2e_s: np.ndarray) -> np.ndarray:

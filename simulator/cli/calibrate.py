@@ -380,6 +380,8 @@ def validate(
     for message in resolved.notes:
         err.print(f"note: {message}")
     report = run_validate(data, resolved)
+    for message in report["notes"][len(resolved.notes) :]:
+        err.print(f"note: {message}")
     payload: dict = {"validation": report}
     if fit_host:
         host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)
