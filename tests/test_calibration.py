@@ -1325,6 +1325,31 @@ def test_one_file_of_several_gpus_rows_is_refused(tmp_path, command):
     assert not (tmp_path / "p.json").exists()
 
 
+def test_fit_into_a_folder_it_cannot_write_is_refused_before_fitting(tmp_path, monkeypatch):
+    """Found by QA: ``fit -o read-only-dir/`` fitted (4 minutes for AIConfigurator's H100
+    tree) and only then failed to write; ``-o`` is now checked before any work."""
+    import os
+
+    _gemm_folder(tmp_path / "mine", "NVIDIA H100 80GB HBM3")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # Root may write anywhere, so the read-only folder is what os.access says of it.
+    monkeypatch.setattr(
+        "simulator.io.os.access",
+        lambda path, mode: False if Path(path) == locked else real_access(path, mode),
+    )
+    for out in (locked, locked / "p.json"):
+        args = ["--source", str(tmp_path / "mine"), "--gpu", "H100", "-o", str(out)]
+        result = runner.invoke(app, ["calibrate", "fit", *args])
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.strip().splitlines() == [
+            f"error: {locked / 'h100-sxm.json' if out == locked else out}: output directory "
+            f"{locked} is not writable"
+        ]
+    assert list(locked.iterdir()) == []
+
+
 def test_check_of_only_skipped_rows_says_which_and_why(tmp_path):
     """Found by QA: on a CPU profiler run (float32 rows only) check said 'no GEMM,
     attention or all-reduce rows to check' without saying that rows were skipped, and why."""
