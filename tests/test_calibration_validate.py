@@ -527,6 +527,22 @@ def test_fit_checks_an_empty_or_missing_folder_output(tmp_path, monkeypatch, out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv"]
 
 
+def test_fit_refuses_to_write_over_the_benchmark(tmp_path, monkeypatch):
+    """Found by QA: ``validate bench.csv --fit -o bench.csv`` replaced the measured
+    benchmark with the fitted profile."""
+    path = tmp_path / "b.csv"
+    text = "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,3,0.1,0.2\n"
+    path.write_text(text)
+    monkeypatch.chdir(tmp_path)
+    for out in (str(path), "b.csv", "./b.csv"):
+        result = _validate(path, "--fit", "-o", out)
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.strip().splitlines() == [
+            f"error: -o {out} is the benchmark file {path}: give another file for the profile"
+        ]
+    assert path.read_text() == text
+
+
 def test_fit_at_zero_host_overhead_with_a_small_residual_says_so(tmp_path):
     """A benchmark the kernels explain alone (made with zero host overhead) is fitted, with a
     note that the search ended at zero."""

@@ -360,6 +360,10 @@ def validate(
         if not fit_host:
             raise SimreplayError("-o is only used with --fit")
         target = output_file(out, "-o", "a profile file")
+        if target.exists() and bench.exists() and target.samefile(bench):
+            raise SimreplayError(
+                f"-o {out} is the benchmark file {bench}: give another file for the profile"
+            )
     data = read_benchmark(bench)
     for message in data.notes:
         err.print(f"note: {message}")
