@@ -15,6 +15,7 @@ from simulator.calibration.profile import load_profile, save_profile
 from simulator.calibration.select import shipped_profile
 from simulator.calibration.validate import read_benchmark
 from simulator.cli import app
+from simulator.errors import SimreplayError
 from simulator.scenario import Scenario
 from simulator.trace.arrivals import arrival_process
 from simulator.trace.synth import parse_length_distribution, synthesize
@@ -188,6 +189,27 @@ def test_read_benchmark_takes_a_csv_header_with_spaces_and_a_bom(tmp_path):
     np.testing.assert_array_equal(bench.arrival_time_s, [0.0, 0.5])
     np.testing.assert_array_equal(bench.input_tokens, [5, 6])
     np.testing.assert_allclose(bench.e2e_s, [0.3, 0.5])
+
+
+def test_a_truncated_or_appended_vllm_result_is_one_clear_line(tmp_path):
+    """Found by QA: a vLLM result cut short (pretty-printed) said "line 1: not JSON"
+    of its valid first line "{"; two runs saved with ``--append-result`` (one JSON object
+    per line) said "missing column arrival_time_s (have: date, backend, ...)"."""
+    result = json.dumps(_vllm_result(), indent=4)
+    path = tmp_path / "cut.json"
+    path.write_text(result[: len(result) // 2])
+    with pytest.raises(SimreplayError) as cut:
+        read_benchmark(path)
+    assert str(cut.value).startswith("cut.json: not valid JSON at line ")
+    assert str(cut.value).endswith("; the file ends inside it: cut short (truncated)?")
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(_vllm_result()) + "\n" + json.dumps(_vllm_result()) + "\n")
+    with pytest.raises(SimreplayError) as two:
+        read_benchmark(path)
+    assert str(two.value) == (
+        "two.json: 2 vLLM bench serve results, one per line (saved with --append-result?); "
+        "validate takes one run: put each line in a file of its own"
+    )
 
 
 def test_read_benchmark_drops_failed_requests(tmp_path):

@@ -106,10 +106,12 @@ def read_benchmark(path: Path) -> Benchmark:
         raise SimreplayError(f"{path}: cannot read: {exc}") from None
     stripped = text.lstrip()
     if stripped.startswith("{"):
+        document_error = None
         try:
             data = json.loads(text)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
             data = None  # JSON lines: one object per line
+            document_error = exc
         if isinstance(data, dict) and "input_lens" in data:
             return _from_vllm(path, data)
         if isinstance(data, dict) and "arrival_time_s" in data:
@@ -126,6 +128,10 @@ def read_benchmark(path: Path) -> Benchmark:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
+                if not rows and document_error is not None:
+                    # Not JSON lines either: one document (a vLLM result, perhaps
+                    # pretty-printed), damaged where json says.
+                    raise _bad_document(path, text, document_error) from None
                 raise SimreplayError(f"{path.name}: line {line_no}: not JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise SimreplayError(
@@ -133,6 +139,13 @@ def read_benchmark(path: Path) -> Benchmark:
                     f"got {type(row).__name__}"
                 )
             rows.append(row)
+        num_results = sum(1 for row in rows if "input_lens" in row)
+        if num_results:
+            raise SimreplayError(
+                f"{path.name}: {num_results:,} vLLM bench serve results, one per line (saved "
+                "with --append-result?); validate takes one run: put each line in a file of "
+                "its own"
+            )
         return _from_rows(path, rows, "line")
     if not stripped:
         raise SimreplayError(f"{path.name}: file is empty")
@@ -149,6 +162,16 @@ def read_benchmark(path: Path) -> Benchmark:
             )
         rows.append(row)
     return _from_rows(path, rows, "row")
+
+
+def _bad_document(path: Path, text: str, exc: json.JSONDecodeError) -> SimreplayError:
+    """One line for a JSON document that does not parse, saying so when the text ends
+    inside it (a copy or a save cut short)."""
+    cut = exc.pos >= len(text.rstrip())
+    return SimreplayError(
+        f"{path.name}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
+        + ("; the file ends inside it: cut short (truncated)?" if cut else "")
+    )
 
 
 def _from_vllm(path: Path, data: dict) -> Benchmark:
