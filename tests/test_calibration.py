@@ -624,6 +624,18 @@ def test_report_lists_every_shipped_profile_with_errors():
     )
 
 
+def test_report_of_a_missing_folder_or_a_file_says_which(tmp_path):
+    """Found by QA: ``report --profiles`` of a misspelt folder, or of a profile file, said
+    "no calibration profiles (*.json)" as of an empty folder."""
+    (tmp_path / "mine.json").write_text("{}")
+    for name, what in (("nope", "no such folder"), ("mine.json", "is a file, not a folder")):
+        result = runner.invoke(app, ["calibrate", "report", "--profiles", str(tmp_path / name)])
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.strip().splitlines() == [
+            f"error: --profiles {tmp_path / name}: {what} of profiles"
+        ]
+
+
 def test_check_reports_each_family_for_user_files(tmp_path):
     """A user's own folder (no system folders): synthetic H200 GEMMs 10 % slower than the
     profile predicts come back as a -9.1 % median signed error."""

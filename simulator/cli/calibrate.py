@@ -141,6 +141,9 @@ def report(
     from simulator.calibration.select import PROFILES_DIR, shipped_profiles
 
     directory = profiles or PROFILES_DIR
+    if profiles is not None and not profiles.is_dir():
+        what = "is a file, not a folder" if profiles.exists() else "no such folder"
+        raise SimreplayError(f"--profiles {profiles}: {what} of profiles")
     found = shipped_profiles(directory)
     if not found:
         raise SimreplayError(f"{directory}: no calibration profiles (*.json)")
