@@ -1362,6 +1362,35 @@ def test_fit_into_a_folder_it_cannot_write_is_refused_before_fitting(tmp_path, m
     assert list(locked.iterdir()) == []
 
 
+def test_fit_refuses_latencies_faster_than_the_gpu_and_notes_absurdly_slow_ones(tmp_path):
+    """Found by QA: AIConfigurator's latency column holds milliseconds; files holding
+    seconds or microseconds were fitted without a word ("fit error 0.0 %") into profiles
+    1,000 times too fast or too slow."""
+    _gemm_folder(tmp_path / "seconds", "NVIDIA H100 80GB HBM3", scale=1e-3)
+    args = ["calibrate", "fit", "--gpu", "H100", "-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, [*args, "--source", str(tmp_path / "seconds")])
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {tmp_path / 'seconds'}: the gemm_bfloat16 calls measured are a median "
+    ), lines
+    assert "times faster than H100-SXM's roofline (peak FLOP/s and memory bandwidth)" in lines[0]
+    assert not (tmp_path / "p.json").exists()
+    _gemm_folder(tmp_path / "micro", "NVIDIA H100 80GB HBM3", scale=1e3)
+    result = runner.invoke(app, [*args, "--source", str(tmp_path / "micro")])
+    assert result.exit_code == 0, result.stderr
+    assert any(
+        line.startswith("note: every gemm_bfloat16 call measured is at least ")
+        and "latency in microseconds" in line
+        for line in result.stderr.splitlines()
+    ), result.stderr
+    # The shipped profile's own predictions (scale 1) pass without a note.
+    _gemm_folder(tmp_path / "ms", "NVIDIA H100 80GB HBM3")
+    result = runner.invoke(app, [*args, "--source", str(tmp_path / "ms")])
+    assert result.exit_code == 0, result.stderr
+    assert "roofline" not in result.stderr
+
+
 def test_check_of_only_skipped_rows_says_which_and_why(tmp_path):
     """Found by QA: on a CPU profiler run (float32 rows only) check said 'no GEMM,
     attention or all-reduce rows to check' without saying that rows were skipped, and why."""
