@@ -391,6 +391,51 @@ def test_validate_says_when_the_replay_exceeds_the_clients_max_concurrency(tmp_p
     assert not any("above the client" in n for n in json.loads(run.stdout)["validation"]["notes"])
 
 
+def test_closed_loop_sends_free_a_slot_at_the_earliest_completion():
+    from simulator.calibration.client import closed_loop_sends
+
+    # Slots: requests 0 and 1 at 0 s; 1 finishes first (1 s), so 2 is sent then and ends
+    # at 3 s, as 0 does: 3 is sent at 3 s.
+    sends = closed_loop_sends(np.array([3.0, 1.0, 2.0, 1.0]), 2)
+    np.testing.assert_array_equal(sends, [0.0, 0.0, 1.0, 3.0])
+    np.testing.assert_array_equal(closed_loop_sends(np.array([0.5, 0.25, 1.0]), 1), [0, 0.5, 0.75])
+
+
+def test_validate_replays_an_old_max_concurrency_benchmark_closed_loop(tmp_path):
+    """Found by QA: a ``vllm bench serve --max-concurrency N`` result of vLLM before
+    start_times were saved (v0.6-v0.10: itls, no latencies) was refused ("the measured
+    arrivals cannot be matched"), though its client's send times follow from the
+    completions. One request at a time, all alike: no request queues behind another, so
+    every predicted TTFT is the same, unlike all sent at once."""
+    num_requests = 12
+    result = {
+        "request_rate": "inf",
+        "max_concurrency": 1,
+        "input_lens": [2000] * num_requests,
+        "output_lens": [50] * num_requests,
+        "ttfts": [0.05] * num_requests,
+        "itls": [[0.008] * 49] * num_requests,
+        "errors": [""] * num_requests,
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    assert (
+        "note: no start_times: replayed as the benchmark's client sent them (request_rate "
+        "inf, max_concurrency 1): the first 1 at 0 s, each later one in list order when a "
+        "simulated request finishes"
+    ) in run.stderr.splitlines()
+    ttft = json.loads(run.stdout)["validation"]["predicted"]["ttft"]
+    assert ttft["p99"] == pytest.approx(ttft["p50"], rel=1e-9)
+    result["max_concurrency"] = None  # all at once: the last prompts queue behind the first
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    ttft_at_once = json.loads(run.stdout)["validation"]["predicted"]["ttft"]
+    assert ttft_at_once["p99"] > 3 * ttft["p99"]
+
+
 def test_fit_refuses_when_every_request_is_rejected(bench, tmp_path):
     """Found by a new-user pass: with one KV block every request was rejected and --fit
     still wrote a profile of 0 ms host overhead, exit 0."""

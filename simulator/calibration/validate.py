@@ -6,9 +6,10 @@ Inputs (``read_benchmark``):
   ``output_lens``, ``ttfts`` (s), ``latencies`` (s, end to end; older vLLM saved none, and
   E2E is then the TTFT plus the request's ``itls``, its inter-token gaps), ``errors`` and
   ``start_times`` (client send times, newer vLLM). Without ``start_times`` only a benchmark
-  that sent every request at once (``request_rate`` inf, no ``max_concurrency``) can be
-  replayed; failed requests (an error text, or 0 output tokens: vLLM's mark of a failure
-  whose HTTP reason was empty) are dropped and counted.
+  of ``request_rate`` inf can be replayed: every request at once, or with
+  ``max_concurrency`` as its closed-loop client sent them (``client.py``); failed
+  requests (an error text, or 0 output tokens: vLLM's mark of a failure whose HTTP reason
+  was empty) are dropped and counted.
 - A per-request JSONL or CSV with ``arrival_time_s``, ``input_tokens``, ``output_tokens``,
   ``ttft_s`` or ``first_token_time_s`` (absolute), and ``e2e_s`` or ``completion_time_s``
   (absolute). Times in seconds; the earliest arrival becomes 0.
@@ -77,6 +78,9 @@ class Benchmark:
         The model the benchmark names (a vLLM result's ``model_id``), if any.
     max_concurrency : int or None
         The client's limit on requests in flight (a vLLM result's ``max_concurrency``).
+    closed_loop : bool
+        No send times were recorded: the requests are replayed as ``max_concurrency``'s
+        client sends them (``client.replay_closed_loop``), not at ``arrival_time_s``.
     """
 
     arrival_time_s: np.ndarray
@@ -88,6 +92,7 @@ class Benchmark:
     notes: list[str]
     model_id: str | None = None
     max_concurrency: int | None = None
+    closed_loop: bool = False
 
 
 def read_benchmark(path: Path) -> Benchmark:
@@ -203,20 +208,30 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     silent = ok & (output_lens == 0)
     ok &= ~silent
     starts = data.get("start_times")
+    limit = data.get("max_concurrency")
+    closed_loop = False
     if starts is not None:
         arrival = _numbers(path, "start_times", starts)
     else:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
-        if not all_at_once or data.get("max_concurrency") not in (None, 0):
+        closed_loop = _is_number(limit) and limit >= 1 and limit == int(limit)
+        if not all_at_once or not (closed_loop or limit in (None, 0)):
             raise SimreplayError(
-                f"{path.name}: no start_times (older vLLM), and the benchmark did not send "
-                "every request at once (request_rate "
-                f"{rate!r}, max_concurrency {data.get('max_concurrency')!r}): the measured "
-                "arrivals cannot be matched; re-run with a vLLM that saves start_times"
+                f"{path.name}: no start_times (older vLLM), and the benchmark neither sent "
+                "every request at once nor kept a fixed number in flight (request_rate "
+                f"{rate!r}, max_concurrency {limit!r}): the measured arrivals cannot be "
+                "matched; re-run with a vLLM that saves start_times"
             )
         arrival = np.zeros(count)
-        notes.append("no start_times: every request sent at 0 s (request_rate inf)")
+        if closed_loop:
+            notes.append(
+                f"no start_times: replayed as the benchmark's client sent them (request_rate "
+                f"inf, max_concurrency {limit}): the first {limit:,} at 0 s, each later one "
+                "in list order when a simulated request finishes"
+            )
+        else:
+            notes.append("no start_times: every request sent at 0 s (request_rate inf)")
     ttft = _numbers(path, "ttfts", data["ttfts"])
     if e2e_field == "latencies":
         e2e = _numbers(path, "latencies", data["latencies"])
@@ -249,8 +264,9 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     )
     model_id = data.get("model_id")
     bench.model_id = model_id if isinstance(model_id, str) and model_id.strip() else None
-    limit = data.get("max_concurrency")
-    if starts is not None and _is_number(limit) and limit >= 1 and limit == int(limit):
+    if closed_loop:
+        bench.max_concurrency, bench.closed_loop = int(limit), True
+    elif starts is not None and _is_number(limit) and limit >= 1 and limit == int(limit):
         # vLLM's client sends a request once a semaphore of max_concurrency slots lets it:
         # a closed loop, whose send times depend on the measured server's speed.
         bench.max_concurrency = int(limit)
@@ -427,14 +443,20 @@ def _replay(
     count can be set directly (``--num-kv-blocks``, host search).
     """
     from simulator.api import replay_resolved
+    from simulator.calibration.client import replay_closed_loop
     from simulator.results import build_result
 
-    state = replay_resolved(resolved, bench.arrival_time_s, bench.input_tokens, bench.output_tokens)
-    result = build_result(resolved, state, None, None)
-    requests = result.requests
-    ttft = requests.column("ttft_s").to_numpy(zero_copy_only=False)
-    e2e = requests.column("e2e_s").to_numpy(zero_copy_only=False)
-    return ttft, e2e, dict(result.summary.get("rejected_by_reason", {}))
+    def replay(arrival_time_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        state = replay_resolved(resolved, arrival_time_s, bench.input_tokens, bench.output_tokens)
+        result = build_result(resolved, state, None, None)
+        requests = result.requests
+        ttft = requests.column("ttft_s").to_numpy(zero_copy_only=False)
+        e2e = requests.column("e2e_s").to_numpy(zero_copy_only=False)
+        return ttft, e2e, dict(result.summary.get("rejected_by_reason", {}))
+
+    if bench.closed_loop and bench.max_concurrency is not None:
+        return replay_closed_loop(replay, len(bench.arrival_time_s), bench.max_concurrency)[:3]
+    return replay(bench.arrival_time_s)
 
 
 def _refuse_rejections(bench: Benchmark, rejected_by_reason: dict[str, int]) -> None:
@@ -650,7 +672,7 @@ def _concurrency_notes(bench: Benchmark, e2e_s: np.ndarray) -> list[str]:
     ``e2e_s`` is each request's predicted E2E (float64, NaN if rejected; not mutated).
     """
     limit = bench.max_concurrency
-    if limit is None or len(e2e_s) == 0:
+    if limit is None or bench.closed_loop or len(e2e_s) == 0:
         return []
     arrival = bench.arrival_time_s  # sorted
 
