@@ -401,6 +401,44 @@ def test_closed_loop_sends_free_a_slot_at_the_earliest_completion():
     np.testing.assert_array_equal(closed_loop_sends(np.array([0.5, 0.25, 1.0]), 1), [0, 0.5, 0.75])
 
 
+def test_one_slot_closed_loop_matches_the_session_replay():
+    """Differential: with one slot each request is sent when the previous one finishes,
+    which is the engine's own closed-loop replay of one session (``closed_loop.py``)."""
+    from simulator.api import replay_resolved
+    from simulator.calibration.client import replay_closed_loop
+    from simulator.calibration.validate import resolve_for_benchmark
+    from simulator.results import build_result
+
+    rng = np.random.default_rng(4)
+    num_requests = 15
+    inputs = rng.integers(10, 3000, num_requests)
+    outputs = rng.integers(1, 300, num_requests)
+    scenario = Scenario(gpus="1xH100", model="llama-3.1-8b", tp=1)
+
+    def replay(sends_s, resolved):
+        state = replay_resolved(
+            resolved,
+            sends_s,
+            inputs,
+            outputs,
+            session_idx=np.zeros(num_requests, np.int64),
+            next_turn=np.append(np.arange(1, num_requests), -1),
+            think_s=np.zeros(num_requests),
+        )
+        requests = build_result(resolved, state, None, None).requests.to_pydict()
+        return np.array(requests["ttft_s"]), np.array(requests["e2e_s"]), {}
+
+    plain = resolve_for_benchmark(scenario, None)
+    ttft, e2e, _, sends = replay_closed_loop(
+        lambda s: replay(s, plain), num_requests, max_concurrency=1
+    )
+    sessions = resolve_for_benchmark(dataclasses.replace(scenario, closed_loop=True), None)
+    ttft_ref, e2e_ref, _ = replay(np.zeros(num_requests), sessions)
+    np.testing.assert_allclose(e2e, e2e_ref, rtol=1e-12)
+    np.testing.assert_allclose(ttft, ttft_ref, rtol=1e-12)
+    np.testing.assert_allclose(sends[1:], np.cumsum(e2e)[:-1], rtol=1e-12)
+
+
 def test_validate_replays_an_old_max_concurrency_benchmark_closed_loop(tmp_path):
     """Found by QA: a ``vllm bench serve --max-concurrency N`` result of vLLM before
     start_times were saved (v0.6-v0.10: itls, no latencies) was refused ("the measured
