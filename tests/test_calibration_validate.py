@@ -401,6 +401,34 @@ def test_closed_loop_sends_free_a_slot_at_the_earliest_completion():
     np.testing.assert_array_equal(closed_loop_sends(np.array([0.5, 0.25, 1.0]), 1), [0, 0.5, 0.75])
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"request_rate": 8.0, "max_concurrency": 16},
+            "no start_times (older vLLM), and at request_rate 8.0 the client drew its send "
+            "times at random (Poisson or gamma gaps), so they cannot be matched; re-run with "
+            "a vLLM that saves start_times",
+        ),
+        (
+            {"request_rate": "inf", "max_concurrency": 2.5},
+            "no start_times (older vLLM): max_concurrency must be a whole number >= 1 or "
+            "null to replay the client's sends, got 2.5",
+        ),
+    ],
+)
+def test_an_old_result_whose_sends_cannot_be_replayed_says_why(tmp_path, fields, message):
+    """Found by QA: both said "the benchmark neither sent every request at once nor kept a
+    fixed number in flight", which the first (16 in flight at most) did."""
+    result = _vllm_result(**fields)
+    del result["start_times"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 1, run.stdout
+    assert run.stderr.strip().splitlines() == [f"error: old.json: {message}"]
+
+
 def test_one_slot_closed_loop_matches_the_session_replay():
     """Differential: with one slot each request is sent when the previous one finishes,
     which is the engine's own closed-loop replay of one session (``closed_loop.py``)."""

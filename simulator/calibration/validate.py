@@ -216,12 +216,16 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
         closed_loop = _is_number(limit) and limit >= 1 and limit == int(limit)
-        if not all_at_once or not (closed_loop or limit in (None, 0)):
+        if not all_at_once:
             raise SimreplayError(
-                f"{path.name}: no start_times (older vLLM), and the benchmark neither sent "
-                "every request at once nor kept a fixed number in flight (request_rate "
-                f"{rate!r}, max_concurrency {limit!r}): the measured arrivals cannot be "
-                "matched; re-run with a vLLM that saves start_times"
+                f"{path.name}: no start_times (older vLLM), and at request_rate {rate!r} the "
+                "client drew its send times at random (Poisson or gamma gaps), so they cannot "
+                "be matched; re-run with a vLLM that saves start_times"
+            )
+        if not (closed_loop or limit in (None, 0)):
+            raise SimreplayError(
+                f"{path.name}: no start_times (older vLLM): max_concurrency must be a whole "
+                f"number >= 1 or null to replay the client's sends, got {limit!r}"
             )
         arrival = np.zeros(count)
         if closed_loop:
