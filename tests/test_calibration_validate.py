@@ -257,6 +257,28 @@ def test_read_benchmark_drops_failed_requests_without_error_text(tmp_path, error
     ) in bench.notes
 
 
+def test_validate_json_carries_what_reading_the_benchmark_dropped(tmp_path):
+    """Found by QA: ``--json`` left out the benchmark's own notes (requests dropped as
+    failed, E2E taken from itls), which only went to stderr; a script saw 2 requests
+    where the file had 3, without a word why."""
+    path = tmp_path / "v.json"
+    path.write_text(
+        json.dumps(
+            _vllm_result(errors=["", "timeout"], output_lens=[3, 0], latencies=None)
+        ).replace('"latencies": null', '"itls": [[0.1, 0.1], []]')
+    )
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    notes = json.loads(run.stdout)["validation"]["notes"]
+    assert notes[:2] == [
+        "no latencies field (older vLLM): E2E is TTFT plus the request's itls",
+        "dropped 1 requests that failed in the benchmark",
+    ]
+    # Each note is printed once on stderr.
+    for note in notes:
+        assert run.stderr.splitlines().count(f"note: {note}") == 1, run.stderr
+
+
 def test_read_benchmark_takes_e2e_from_itls_when_vllm_saved_no_latencies(tmp_path):
     """vLLM's bench serve before late 2025 saved no per-request latencies: a request's E2E is
     its TTFT plus its inter-token gaps; a failed request's gaps are not looked at."""

@@ -640,7 +640,8 @@ def validate(bench: Benchmark, resolved: ResolvedScenario) -> dict[str, Any]:
     dict
         ``measured`` and ``predicted`` (``{metric: {mean, p50, p90, p99}}`` in ms),
         ``error_pct`` (signed), ``num_requests``, the step-time source, the ``deployment``
-        simulated and the scenario's ``notes``.
+        simulated and the ``notes``: the benchmark's (what reading it dropped or assumed),
+        the scenario's, and the replay's.
 
     Raises
     ------
@@ -661,7 +662,7 @@ def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, A
         "num_requests": int(len(bench.arrival_time_s)),
         "step_times": resolved.step_model.source,
         "deployment": deployment(resolved),
-        "notes": [*resolved.notes, *_concurrency_notes(bench, e2e)],
+        "notes": [*bench.notes, *resolved.notes, *_concurrency_notes(bench, e2e)],
         "measured": measured,
         "predicted": predicted,
         "error_pct": compare(predicted, measured),

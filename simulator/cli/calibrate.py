@@ -387,7 +387,7 @@ def validate(
     for message in resolved.notes:
         err.print(f"note: {message}")
     report = run_validate(data, resolved)
-    for message in report["notes"][len(resolved.notes) :]:
+    for message in report["notes"][len(data.notes) + len(resolved.notes) :]:
         err.print(f"note: {message}")
     payload: dict = {"validation": report}
     if fit_host:
