@@ -510,7 +510,8 @@ def _check_latency_unit(
         progress(
             f"note: every {grid_name} call measured is at least {lowest:,.0f} times slower "
             f"than {gpu}'s roofline (median {median:,.0f} times): the latency column is read "
-            "in milliseconds; with latency in microseconds this profile is 1,000 times too slow"
+            "in milliseconds; with latency in microseconds this profile is 1,000 times too "
+            f"slow (or they were measured on a far slower device than {gpu})"
         )
 
 
