@@ -142,7 +142,7 @@ def test_fit_recovers_the_host_overhead(bench, tmp_path):
     [
         (
             '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3}\n',
-            "missing column ttft_s or first_token_time_s",
+            "missing column(s) ttft_s or first_token_time_s, e2e_s or completion_time_s",
         ),
         (
             "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,x,0.1,0.2\n",
@@ -209,6 +209,26 @@ def test_a_truncated_or_appended_vllm_result_is_one_clear_line(tmp_path):
     assert str(two.value) == (
         "two.json: 2 vLLM bench serve results, one per line (saved with --append-result?); "
         "validate takes one run: put each line in a file of its own"
+    )
+
+
+def test_a_per_request_table_names_every_missing_column_at_once(tmp_path):
+    """Found by QA: a guidellm-style export (prompt_tokens, output_tokens, start_time,
+    first_token_time, end_time) was refused one column at a time ("missing column
+    arrival_time_s", then after a rename "missing column input_tokens", ...)."""
+    path = tmp_path / "g.jsonl"
+    path.write_text(
+        '{"prompt_tokens": 5, "output_tokens": 3, "start_time": 1.0, '
+        '"first_token_time": 1.1, "end_time": 1.3}\n'
+    )
+    with pytest.raises(SimreplayError) as missing:
+        read_benchmark(path)
+    assert str(missing.value) == (
+        "g.jsonl: missing column(s) arrival_time_s, input_tokens, ttft_s or "
+        "first_token_time_s, e2e_s or completion_time_s (a per-request table needs "
+        "arrival_time_s, input_tokens, output_tokens, ttft_s or first_token_time_s, and "
+        "e2e_s or completion_time_s, times in seconds; have: prompt_tokens, output_tokens, "
+        "start_time, first_token_time, end_time)"
     )
 
 

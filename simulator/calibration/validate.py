@@ -57,6 +57,8 @@ from simulator.scenario import ResolvedScenario, Scenario, resolve
 from simulator.trace.schema import INT32_MAX, MAX_ARRIVAL_S
 
 METRICS = ("ttft", "tpot", "e2e")
+#: Run-level keys of every vLLM bench serve result (v0.6 on), kept without --save-detailed.
+VLLM_SUMMARY_KEYS = ("request_throughput", "total_input_tokens", "completed", "duration")
 STATS = ("mean", "p50", "p90", "p99")
 
 
@@ -119,13 +121,13 @@ def read_benchmark(path: Path) -> Benchmark:
             document_error = exc
         if isinstance(data, dict) and "input_lens" in data:
             return _from_vllm(path, data)
-        if isinstance(data, dict) and "arrival_time_s" in data:
-            return _from_rows(path, [data], "line")  # JSON lines holding one request
-        if isinstance(data, dict):
+        if isinstance(data, dict) and any(key in data for key in VLLM_SUMMARY_KEYS):
             raise SimreplayError(
                 f"{path.name}: a JSON object without input_lens: not a vLLM bench result "
                 "saved with --save-result --save-detailed"
             )
+        if isinstance(data, dict):
+            return _from_rows(path, [data], "line")  # JSON lines holding one request
         rows = []
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -339,7 +341,28 @@ def _column(
     return values
 
 
+#: Columns of a per-request table: each group needs one of its names.
+TABLE_COLUMNS = (
+    ("arrival_time_s",),
+    ("input_tokens",),
+    ("output_tokens",),
+    ("ttft_s", "first_token_time_s"),
+    ("e2e_s", "completion_time_s"),
+)
+
+
 def _from_rows(path: Path, rows: list[dict], word: str) -> Benchmark:
+    if rows:
+        missing = [
+            " or ".join(names) for names in TABLE_COLUMNS if not any(n in rows[0] for n in names)
+        ]
+        if missing:
+            raise SimreplayError(
+                f"{path.name}: missing column(s) {', '.join(missing)} (a per-request table "
+                "needs arrival_time_s, input_tokens, output_tokens, ttft_s or "
+                "first_token_time_s, and e2e_s or completion_time_s, times in seconds; have: "
+                f"{', '.join(rows[0]) or 'none'})"
+            )
     arrival = _column(rows, ("arrival_time_s",), path, word)
     inputs = _column(rows, ("input_tokens",), path, word)
     outputs = _column(rows, ("output_tokens",), path, word)
