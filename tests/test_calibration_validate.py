@@ -702,6 +702,22 @@ def test_fit_checks_an_empty_or_missing_folder_output(tmp_path, monkeypatch, out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv"]
 
 
+def test_after_fit_step_times_name_the_grids_source_and_the_fitted_host(tmp_path):
+    """Found by QA: after --fit the step times read "calibrated profile H100-SXM from
+    host-overhead search ...; host overheads from H100-SXM (in memory) (host-overhead
+    search, H100-SXM)": the grids' source (AIConfigurator) was lost and the host constants
+    were named by an internal label."""
+    path = tmp_path / "b.csv"
+    rows = [f"{k},500,40,0.03,{0.03 + 39 * 0.012}" for k in range(6)]
+    path.write_text("arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n" + "\n".join(rows))
+    run = _validate(path, "--fit", "-o", tmp_path / "p.json")
+    assert run.exit_code == 0, run.stderr
+    step_times = json.loads(run.stdout)["fit"]["validation"]["step_times"]
+    assert step_times.startswith("calibrated profile H100-SXM (h100-sxm.json) from aiconfigurator")
+    assert step_times.endswith("; host overheads fitted to this benchmark"), step_times
+    assert "in memory" not in step_times
+
+
 def test_fit_refuses_to_write_over_the_benchmark(tmp_path, monkeypatch):
     """Found by QA: ``validate bench.csv --fit -o bench.csv`` replaced the measured
     benchmark with the fitted profile."""

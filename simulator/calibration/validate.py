@@ -624,9 +624,15 @@ def _base_profile(resolved: ResolvedScenario) -> Profile | None:
 def _with_host(
     resolved: ResolvedScenario, base: Profile | None, host: dict[str, float]
 ) -> ResolvedScenario:
-    profile = _host_profile(resolved, base, host, provenance={"source": "host-overhead search"})
+    if base is None:
+        profile = _host_profile(resolved, None, host, provenance={"source": "host-overhead search"})
+    else:  # the base's grids, named as the base names them, with trial host constants
+        profile = dataclasses.replace(_host_profile(resolved, base, host, {}), path=base.path)
     step, info = step_model_for(resolved.model, resolved.gpu, resolved.tp, profile)
-    return dataclasses.replace(resolved, step_model=step, calibration=info)
+    source = step.source.split("; host overheads from ")[0]
+    source += "; host overheads fitted to this benchmark"
+    step = dataclasses.replace(step, source=source)
+    return dataclasses.replace(resolved, step_model=step, calibration={**info, "source": source})
 
 
 def _host_profile(
