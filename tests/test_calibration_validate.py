@@ -232,6 +232,19 @@ def test_a_per_request_table_names_every_missing_column_at_once(tmp_path):
     )
 
 
+def test_a_binary_file_is_named_as_not_text(tmp_path):
+    """Found by QA: a parquet or binary file said "cannot read: 'utf-8' codec can't decode
+    byte 0xb4 in position 0: invalid start byte"."""
+    path = tmp_path / "b.json"
+    path.write_bytes(b"PAR1\xb4\x00\x15" + bytes(range(256)))
+    with pytest.raises(SimreplayError) as bad:
+        read_benchmark(path)
+    assert str(bad.value) == (
+        "b.json: byte 4 is not UTF-8 text: a benchmark is a vLLM result JSON, or a "
+        "per-request JSON lines or CSV file"
+    )
+
+
 def test_read_benchmark_drops_failed_requests(tmp_path):
     path = tmp_path / "v.json"
     path.write_text(

@@ -109,8 +109,13 @@ def read_benchmark(path: Path) -> Benchmark:
     check_input_file(path, "a benchmark file")
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SimreplayError(f"{path}: cannot read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SimreplayError(
+            f"{path.name}: byte {exc.start} is not UTF-8 text: a benchmark is a vLLM result "
+            "JSON, or a per-request JSON lines or CSV file"
+        ) from None
+    except OSError as exc:
+        raise SimreplayError(f"{path}: cannot read: {exc.strerror or exc}") from None
     stripped = text.lstrip()
     if stripped.startswith("{"):
         document_error = None
