@@ -245,6 +245,31 @@ def test_a_binary_file_is_named_as_not_text(tmp_path):
     )
 
 
+@pytest.mark.parametrize("delimiter", ["\t", ";"])
+def test_read_benchmark_takes_a_tab_or_semicolon_separated_table(tmp_path, delimiter):
+    """Found by QA: a TSV, or a CSV saved by a spreadsheet with semicolons, was refused as
+    missing every column (its header read as one name)."""
+    path = tmp_path / "b.csv"
+    names = ["arrival_time_s", "input_tokens", "output_tokens", "ttft_s", "e2e_s"]
+    lines = [names, ["3.5", "5", "3", "0.1", "0.3"], ["4.0", "6", "2", "0.2", "0.5"]]
+    path.write_text("\n".join(delimiter.join(line) for line in lines) + "\n")
+    bench = read_benchmark(path)
+    np.testing.assert_array_equal(bench.arrival_time_s, [0.0, 0.5])
+    np.testing.assert_array_equal(bench.output_tokens, [3, 2])
+
+
+def test_a_short_csv_row_names_its_field_count(tmp_path):
+    """Found by QA: a row with fewer cells than the header said "row 2: ttft_s must be a
+    number, got None"."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,3,0.1,0.3\n1,5,3\n"
+    )
+    with pytest.raises(SimreplayError) as short:
+        read_benchmark(path)
+    assert str(short.value) == "b.csv: row 2 (line 3): 3 fields, the header has 5"
+
+
 def test_read_benchmark_drops_failed_requests(tmp_path):
     path = tmp_path / "v.json"
     path.write_text(

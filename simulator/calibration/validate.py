@@ -162,15 +162,22 @@ def read_benchmark(path: Path) -> Benchmark:
     if not stripped:
         raise SimreplayError(f"{path.name}: file is empty")
     rows = []
-    reader = csv.DictReader(io.StringIO(text))
+    header = stripped.splitlines()[0]
+    # Commas, else the tabs of a TSV or the semicolons of a spreadsheet in a comma-decimal
+    # locale, as the header shows.
+    delimiter = next((d for d in (",", "\t", ";") if d in header), ",")
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     if reader.fieldnames is not None:  # spreadsheets write " name" after ", "
         reader.fieldnames = [name.strip() for name in reader.fieldnames]
     for row in reader:
-        if None in row:  # DictReader keeps a row's cells beyond the header under None
+        num_header = len(reader.fieldnames or [])
+        # DictReader keeps a row's cells beyond the header under None, and fills the
+        # cells of a short row with None.
+        num_fields = num_header + len(row.get(None) or []) - list(row.values()).count(None)
+        if num_fields != num_header:
             raise SimreplayError(
                 f"{path.name}: row {len(rows) + 1} (line {reader.line_num}): "
-                f"{len(reader.fieldnames or []) + len(row[None])} fields, the header has "
-                f"{len(reader.fieldnames or [])}"
+                f"{num_fields} fields, the header has {num_header}"
             )
         rows.append(row)
     return _from_rows(path, rows, "row")
