@@ -491,6 +491,19 @@ def test_closed_loop_sends_free_a_slot_at_the_earliest_completion():
             "a vLLM that saves start_times",
         ),
         (
+            # vLLM requires request_rate inf with a ramp-up (vllm/benchmarks/serve.py,
+            # v0.9.2 on): this was replayed as all sent at once.
+            {
+                "request_rate": "inf",
+                "ramp_up_strategy": "linear",
+                "ramp_up_start_rps": 1,
+                "ramp_up_end_rps": 20,
+            },  # fmt: skip
+            "no start_times (older vLLM), and the client ramped its request rate (linear "
+            "from 1 to 20 req/s) with random send times, so they cannot be matched; re-run "
+            "with a vLLM that saves start_times",
+        ),
+        (
             {"request_rate": "inf", "max_concurrency": 2.5},
             "no start_times (older vLLM): max_concurrency must be a whole number >= 1 or "
             "null to replay the client's sends, got 2.5",

@@ -230,6 +230,14 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
         closed_loop = _is_number(limit) and limit >= 1 and limit == int(limit)
+        ramp = data.get("ramp_up_strategy")
+        if ramp is not None:  # vLLM sets request_rate inf for a ramp-up
+            raise SimreplayError(
+                f"{path.name}: no start_times (older vLLM), and the client ramped its request "
+                f"rate ({ramp} from {data.get('ramp_up_start_rps')} to "
+                f"{data.get('ramp_up_end_rps')} req/s) with random send times, so they cannot "
+                "be matched; re-run with a vLLM that saves start_times"
+            )
         if not all_at_once:
             raise SimreplayError(
                 f"{path.name}: no start_times (older vLLM), and at request_rate {rate!r} the "
