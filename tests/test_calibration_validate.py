@@ -230,6 +230,12 @@ def test_a_per_request_table_names_every_missing_column_at_once(tmp_path):
         "e2e_s or completion_time_s, times in seconds; have: prompt_tokens, output_tokens, "
         "start_time, first_token_time, end_time)"
     )
+    # One request whose columns include a name of vLLM's summary is still one request.
+    path.write_text(
+        '{"arrival_time_s": 1.0, "input_tokens": 5, "output_tokens": 3, "ttft_s": 0.1, '
+        '"e2e_s": 0.3, "duration": 0.3}\n'
+    )
+    assert read_benchmark(path).input_tokens.tolist() == [5]
 
 
 def test_a_binary_file_is_named_as_not_text(tmp_path):

@@ -126,7 +126,11 @@ def read_benchmark(path: Path) -> Benchmark:
             document_error = exc
         if isinstance(data, dict) and "input_lens" in data:
             return _from_vllm(path, data)
-        if isinstance(data, dict) and any(key in data for key in VLLM_SUMMARY_KEYS):
+        if (
+            isinstance(data, dict)
+            and "arrival_time_s" not in data
+            and any(key in data for key in VLLM_SUMMARY_KEYS)
+        ):
             raise SimreplayError(
                 f"{path.name}: a JSON object without input_lens: not a vLLM bench result "
                 "saved with --save-result --save-detailed"
