@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -510,6 +511,11 @@ def test_closed_loop_sends_free_a_slot_at_the_earliest_completion():
             "with a vLLM that saves start_times",
         ),
         (
+            {"request_rate": "inf", "max_concurrency": math.inf},
+            "no start_times (older vLLM): max_concurrency must be a whole number >= 1 or "
+            "null to replay the client's sends, got inf",
+        ),
+        (
             {"request_rate": "inf", "max_concurrency": 2.5},
             "no start_times (older vLLM): max_concurrency must be a whole number >= 1 or "
             "null to replay the client's sends, got 2.5",
@@ -526,6 +532,15 @@ def test_an_old_result_whose_sends_cannot_be_replayed_says_why(tmp_path, fields,
     run = _validate(path)
     assert run.exit_code == 1, run.stdout
     assert run.stderr.strip().splitlines() == [f"error: old.json: {message}"]
+
+
+def test_an_infinite_max_concurrency_beside_start_times_is_not_a_traceback(tmp_path):
+    """Found by QA: "max_concurrency": Infinity raised OverflowError (int(inf))."""
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(_vllm_result(max_concurrency=math.inf)))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    assert "max_concurrency" not in run.stderr
 
 
 def test_one_slot_closed_loop_matches_the_session_replay():

@@ -233,7 +233,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     else:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
-        closed_loop = _is_number(limit) and limit >= 1 and limit == int(limit)
+        closed_loop = _whole_number(limit) is not None
         ramp = data.get("ramp_up_strategy")
         if ramp is not None:  # vLLM sets request_rate inf for a ramp-up
             raise SimreplayError(
@@ -257,7 +257,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         if closed_loop:
             notes.append(
                 f"no start_times: replayed as the benchmark's client sent them (request_rate "
-                f"inf, max_concurrency {limit}): the first {limit:,} at 0 s, each later one "
+                f"inf, max_concurrency {limit:g}): the first {limit:,g} at 0 s, each later one "
                 "in list order when a simulated request finishes"
             )
         else:
@@ -294,15 +294,16 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     )
     model_id = data.get("model_id")
     bench.model_id = model_id if isinstance(model_id, str) and model_id.strip() else None
+    slots = _whole_number(limit)
     if closed_loop:
-        bench.max_concurrency, bench.closed_loop = int(limit), True
-    elif starts is not None and _is_number(limit) and limit >= 1 and limit == int(limit):
+        bench.max_concurrency, bench.closed_loop = slots, True
+    elif starts is not None and slots is not None:
         # vLLM's client sends a request once a semaphore of max_concurrency slots lets it:
         # a closed loop, whose send times depend on the measured server's speed.
-        bench.max_concurrency = int(limit)
+        bench.max_concurrency = slots
         bench.notes.append(
-            f"the benchmark's client kept at most {limit:,} "
-            f"request{'' if limit == 1 else 's'} in flight (max_concurrency {limit}) and "
+            f"the benchmark's client kept at most {slots:,} "
+            f"request{'' if slots == 1 else 's'} in flight (max_concurrency {slots}) and "
             "sent each one when a slot freed: its recorded send times are replayed as they "
             "are (open loop), which a simulated server slower than the measured one cannot "
             "delay"
@@ -312,6 +313,13 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole_number(value: object) -> int | None:
+    """``value`` as an int if it is a finite whole JSON number >= 1, else None."""
+    if not _is_number(value) or not math.isfinite(value) or value < 1:  # type: ignore[arg-type]
+        return None
+    return int(value) if value == int(value) else None  # type: ignore[arg-type]
 
 
 def _numbers(path: Path, name: str, values: list) -> np.ndarray:
