@@ -477,10 +477,10 @@ def vidur_axes(feats: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
 
 
 #: Median measured / roofline latency below which a family's calls are impossible: faster
-#: than the GPU's peaks allow (the shipped data's smallest single call is 0.18).
+#: than the GPU's peaks allow (the shipped profiles' smallest grid node is 0.18).
 MIN_MEDIAN_ROOFLINE_RATIO = 0.1
-#: Smallest measured / roofline latency above which every call of a family is suspect: the
-#: shipped data's most efficient call of every family is within 1.8 times its roofline.
+#: Smallest measured / roofline latency above which every call of a family is suspect: in
+#: the shipped profiles every family's most efficient grid node is within 1.8 times it.
 MAX_MIN_ROOFLINE_RATIO = 200.0
 
 
