@@ -53,7 +53,7 @@ def output_file(
         raise SimreplayError(f"{option}: give {what}, not an empty name")
     path = Path(out)
     if in_folder is not None and path.is_dir():
-        return in_folder(path)
+        return check_output_path(in_folder(path))
     if out.endswith(("/", os.sep)) and not path.is_dir():
         raise SimreplayError(f"{out}: output folder does not exist")
     return check_output_path(path)
@@ -88,6 +88,9 @@ def check_output_path(path: Path) -> Path:
         raise SimreplayError(f"{path}: output directory {parent} does not exist")
     if path.is_dir():
         raise SimreplayError(f"{path}: is a directory; give a file name")
+    # The atomic writers create a temporary file beside ``path``: the folder must be writable.
+    if not os.access(parent, os.W_OK):
+        raise SimreplayError(f"{path}: output directory {parent} is not writable")
     return path
 
 

@@ -624,6 +624,18 @@ def test_report_lists_every_shipped_profile_with_errors():
     )
 
 
+def test_report_of_a_missing_folder_or_a_file_says_which(tmp_path):
+    """Found by QA: ``report --profiles`` of a misspelt folder, or of a profile file, said
+    "no calibration profiles (*.json)" as of an empty folder."""
+    (tmp_path / "mine.json").write_text("{}")
+    for name, what in (("nope", "no such folder"), ("mine.json", "is a file, not a folder")):
+        result = runner.invoke(app, ["calibrate", "report", "--profiles", str(tmp_path / name)])
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.strip().splitlines() == [
+            f"error: --profiles {tmp_path / name}: {what} of profiles"
+        ]
+
+
 def test_check_reports_each_family_for_user_files(tmp_path):
     """A user's own folder (no system folders): synthetic H200 GEMMs 10 % slower than the
     profile predicts come back as a -9.1 % median signed error."""
@@ -1301,6 +1313,82 @@ def test_files_measured_on_another_gpu_are_refused(tmp_path, command):
         f"error: {tmp_path / 'mine'}: the files were measured on several GPUs (NVIDIA "
         "A100-SXM4-80GB, NVIDIA H100 80GB HBM3); give the folder of one GPU's measurements"
     ]
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_one_file_of_several_gpus_rows_is_refused(tmp_path, command):
+    """Found by QA: only a file's first ``device`` was read, so one parquet file holding
+    H200 rows then H100 rows was checked (exit 0, its H100 rows predicted as H200's) and
+    would have been fitted under H200's name."""
+    _gemm_folder(tmp_path / "mine", "NVIDIA H200")
+    path = tmp_path / "mine" / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet"
+    table = pq.read_table(path).to_pydict()
+    table["device"] = ["NVIDIA H200", "NVIDIA H200", "NVIDIA H100 80GB HBM3"]
+    _write(table, path)
+    args = ["--source", str(tmp_path / "mine"), "-o", str(tmp_path / "p.json")]
+    if command == "check":
+        args = [str(tmp_path / "mine")]
+    result = runner.invoke(app, ["calibrate", command, *args, "--gpu", "H200"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'mine'}: the files were measured on several GPUs (NVIDIA H100 "
+        "80GB HBM3, NVIDIA H200); give the folder of one GPU's measurements"
+    ]
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_fit_into_a_folder_it_cannot_write_is_refused_before_fitting(tmp_path, monkeypatch):
+    """Found by QA: ``fit -o read-only-dir/`` fitted (4 minutes for AIConfigurator's H100
+    tree) and only then failed to write; ``-o`` is now checked before any work."""
+    import os
+
+    _gemm_folder(tmp_path / "mine", "NVIDIA H100 80GB HBM3")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # Root may write anywhere, so the read-only folder is what os.access says of it.
+    monkeypatch.setattr(
+        "simulator.io.os.access",
+        lambda path, mode: False if Path(path) == locked else real_access(path, mode),
+    )
+    for out in (locked, locked / "p.json"):
+        args = ["--source", str(tmp_path / "mine"), "--gpu", "H100", "-o", str(out)]
+        result = runner.invoke(app, ["calibrate", "fit", *args])
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.strip().splitlines() == [
+            f"error: {locked / 'h100-sxm.json' if out == locked else out}: output directory "
+            f"{locked} is not writable"
+        ]
+    assert list(locked.iterdir()) == []
+
+
+def test_fit_refuses_latencies_faster_than_the_gpu_and_notes_absurdly_slow_ones(tmp_path):
+    """Found by QA: AIConfigurator's latency column holds milliseconds; files holding
+    seconds or microseconds were fitted without a word ("fit error 0.0 %") into profiles
+    1,000 times too fast or too slow."""
+    _gemm_folder(tmp_path / "seconds", "NVIDIA H100 80GB HBM3", scale=1e-3)
+    args = ["calibrate", "fit", "--gpu", "H100", "-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, [*args, "--source", str(tmp_path / "seconds")])
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {tmp_path / 'seconds'}: the gemm_bfloat16 calls measured are a median "
+    ), lines
+    assert "times faster than H100-SXM's roofline (peak FLOP/s and memory bandwidth)" in lines[0]
+    assert not (tmp_path / "p.json").exists()
+    _gemm_folder(tmp_path / "micro", "NVIDIA H100 80GB HBM3", scale=1e3)
+    result = runner.invoke(app, [*args, "--source", str(tmp_path / "micro")])
+    assert result.exit_code == 0, result.stderr
+    assert any(
+        line.startswith("note: every gemm_bfloat16 call measured is at least ")
+        and "latency in microseconds" in line
+        for line in result.stderr.splitlines()
+    ), result.stderr
+    # The shipped profile's own predictions (scale 1) pass without a note.
+    _gemm_folder(tmp_path / "ms", "NVIDIA H100 80GB HBM3")
+    result = runner.invoke(app, [*args, "--source", str(tmp_path / "ms")])
+    assert result.exit_code == 0, result.stderr
+    assert "roofline" not in result.stderr
 
 
 def test_check_of_only_skipped_rows_says_which_and_why(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from simulator.calibration.profile import load_profile, save_profile
 from simulator.calibration.select import shipped_profile
 from simulator.calibration.validate import read_benchmark
 from simulator.cli import app
+from simulator.errors import SimreplayError
 from simulator.scenario import Scenario
 from simulator.trace.arrivals import arrival_process
 from simulator.trace.synth import parse_length_distribution, synthesize
@@ -141,7 +143,7 @@ def test_fit_recovers_the_host_overhead(bench, tmp_path):
     [
         (
             '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3}\n',
-            "missing column ttft_s or first_token_time_s",
+            "missing column(s) ttft_s or first_token_time_s, e2e_s or completion_time_s",
         ),
         (
             "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,x,0.1,0.2\n",
@@ -176,6 +178,105 @@ def test_bad_benchmark_is_one_line(tmp_path, content, fragment):
     assert len(lines) == 1 and fragment in lines[0], lines
 
 
+def test_read_benchmark_takes_a_csv_header_with_spaces_and_a_bom(tmp_path):
+    """Found by QA: a spreadsheet's CSV (BOM, spaces after the commas) was refused with
+    "missing column arrival_time_s (have:  arrival_time_s ,  input_tokens , ...)"."""
+    path = tmp_path / "b.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbf arrival_time_s , input_tokens, output_tokens ,ttft_s, e2e_s\n"
+        b"100.5, 5, 3, 0.1, 0.3\n101.0 ,6 ,2 ,0.2 ,0.5\n"
+    )
+    bench = read_benchmark(path)
+    np.testing.assert_array_equal(bench.arrival_time_s, [0.0, 0.5])
+    np.testing.assert_array_equal(bench.input_tokens, [5, 6])
+    np.testing.assert_allclose(bench.e2e_s, [0.3, 0.5])
+
+
+def test_a_truncated_or_appended_vllm_result_is_one_clear_line(tmp_path):
+    """Found by QA: a vLLM result cut short (pretty-printed) said "line 1: not JSON"
+    of its valid first line "{"; two runs saved with ``--append-result`` (one JSON object
+    per line) said "missing column arrival_time_s (have: date, backend, ...)"."""
+    result = json.dumps(_vllm_result(), indent=4)
+    path = tmp_path / "cut.json"
+    path.write_text(result[: len(result) // 2])
+    with pytest.raises(SimreplayError) as cut:
+        read_benchmark(path)
+    assert str(cut.value).startswith("cut.json: not valid JSON at line ")
+    assert str(cut.value).endswith("; the file ends inside it: cut short (truncated)?")
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(_vllm_result()) + "\n" + json.dumps(_vllm_result()) + "\n")
+    with pytest.raises(SimreplayError) as two:
+        read_benchmark(path)
+    assert str(two.value) == (
+        "two.json: 2 vLLM bench serve results, one per line (saved with --append-result?); "
+        "validate takes one run: put each line in a file of its own"
+    )
+
+
+def test_a_per_request_table_names_every_missing_column_at_once(tmp_path):
+    """Found by QA: a guidellm-style export (prompt_tokens, output_tokens, start_time,
+    first_token_time, end_time) was refused one column at a time ("missing column
+    arrival_time_s", then after a rename "missing column input_tokens", ...)."""
+    path = tmp_path / "g.jsonl"
+    path.write_text(
+        '{"prompt_tokens": 5, "output_tokens": 3, "start_time": 1.0, '
+        '"first_token_time": 1.1, "end_time": 1.3}\n'
+    )
+    with pytest.raises(SimreplayError) as missing:
+        read_benchmark(path)
+    assert str(missing.value) == (
+        "g.jsonl: missing column(s) arrival_time_s, input_tokens, ttft_s or "
+        "first_token_time_s, e2e_s or completion_time_s (a per-request table needs "
+        "arrival_time_s, input_tokens, output_tokens, ttft_s or first_token_time_s, and "
+        "e2e_s or completion_time_s, times in seconds; have: prompt_tokens, output_tokens, "
+        "start_time, first_token_time, end_time)"
+    )
+    # One request whose columns include a name of vLLM's summary is still one request.
+    path.write_text(
+        '{"arrival_time_s": 1.0, "input_tokens": 5, "output_tokens": 3, "ttft_s": 0.1, '
+        '"e2e_s": 0.3, "duration": 0.3}\n'
+    )
+    assert read_benchmark(path).input_tokens.tolist() == [5]
+
+
+def test_a_binary_file_is_named_as_not_text(tmp_path):
+    """Found by QA: a parquet or binary file said "cannot read: 'utf-8' codec can't decode
+    byte 0xb4 in position 0: invalid start byte"."""
+    path = tmp_path / "b.json"
+    path.write_bytes(b"PAR1\xb4\x00\x15" + bytes(range(256)))
+    with pytest.raises(SimreplayError) as bad:
+        read_benchmark(path)
+    assert str(bad.value) == (
+        "b.json: byte 4 is not UTF-8 text: a benchmark is a vLLM result JSON, or a "
+        "per-request JSON lines or CSV file"
+    )
+
+
+@pytest.mark.parametrize("delimiter", ["\t", ";"])
+def test_read_benchmark_takes_a_tab_or_semicolon_separated_table(tmp_path, delimiter):
+    """Found by QA: a TSV, or a CSV saved by a spreadsheet with semicolons, was refused as
+    missing every column (its header read as one name)."""
+    path = tmp_path / "b.csv"
+    names = ["arrival_time_s", "input_tokens", "output_tokens", "ttft_s", "e2e_s"]
+    lines = [names, ["3.5", "5", "3", "0.1", "0.3"], ["4.0", "6", "2", "0.2", "0.5"]]
+    path.write_text("\n".join(delimiter.join(line) for line in lines) + "\n")
+    bench = read_benchmark(path)
+    np.testing.assert_array_equal(bench.arrival_time_s, [0.0, 0.5])
+    np.testing.assert_array_equal(bench.output_tokens, [3, 2])
+
+
+def test_a_short_csv_row_names_its_field_count(tmp_path):
+    """Found by QA: a row with fewer cells than the header said "row 2: ttft_s must be a
+    number, got None"."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,3,0.1,0.3\n1,5,3\n"
+    )
+    with pytest.raises(SimreplayError) as short:
+        read_benchmark(path)
+    assert str(short.value) == "b.csv: row 2 (line 3): 3 fields, the header has 5"
+
+
 def test_read_benchmark_drops_failed_requests(tmp_path):
     path = tmp_path / "v.json"
     path.write_text(
@@ -193,6 +294,54 @@ def test_read_benchmark_drops_failed_requests(tmp_path):
     bench = read_benchmark(path)
     np.testing.assert_array_equal(bench.arrival_time_s, [0.0, 1.0])
     assert any("dropped 1" in note for note in bench.notes)
+
+
+@pytest.mark.parametrize("errors", [["", "", ""], None])
+def test_read_benchmark_drops_failed_requests_without_error_text(tmp_path, errors):
+    """Found by QA: vLLM's bench serve marks a failed request by 0 output tokens (and TTFT
+    and latency 0); its error text is the HTTP reason, which may be empty (``response.reason
+    or ""``, vllm/benchmarks/lib/endpoint_request_func.py, v0.6-v0.11). Such a file was
+    refused whole ("request 2: output tokens must be a whole number from 1")."""
+    path = tmp_path / "v.json"
+    result = {
+        "input_lens": [5, 6, 7],
+        "output_lens": [3, 0, 2],
+        "ttfts": [0.1, 0.0, 0.2],
+        "latencies": [0.3, 0.0, 0.5],
+        "start_times": [10.0, 10.5, 11.0],
+    }
+    if errors is not None:
+        result["errors"] = errors
+    path.write_text(json.dumps(result))
+    bench = read_benchmark(path)
+    np.testing.assert_array_equal(bench.arrival_time_s, [0.0, 1.0])
+    np.testing.assert_array_equal(bench.output_tokens, [3, 2])
+    assert (
+        "dropped 1 request with 0 output tokens, which vLLM's bench serve writes for a "
+        "failed request (its error text was empty)"
+    ) in bench.notes
+
+
+def test_validate_json_carries_what_reading_the_benchmark_dropped(tmp_path):
+    """Found by QA: ``--json`` left out the benchmark's own notes (requests dropped as
+    failed, E2E taken from itls), which only went to stderr; a script saw 2 requests
+    where the file had 3, without a word why."""
+    path = tmp_path / "v.json"
+    path.write_text(
+        json.dumps(
+            _vllm_result(errors=["", "timeout"], output_lens=[3, 0], latencies=None)
+        ).replace('"latencies": null', '"itls": [[0.1, 0.1], []]')
+    )
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    notes = json.loads(run.stdout)["validation"]["notes"]
+    assert notes[:2] == [
+        "no latencies field (older vLLM): E2E is TTFT plus the request's itls",
+        "dropped 1 requests that failed in the benchmark",
+    ]
+    # Each note is printed once on stderr.
+    for note in notes:
+        assert run.stderr.splitlines().count(f"note: {note}") == 1, run.stderr
 
 
 def test_read_benchmark_takes_e2e_from_itls_when_vllm_saved_no_latencies(tmp_path):
@@ -284,6 +433,187 @@ def test_a_malformed_vllm_result_is_one_line(tmp_path, fields, fragment):
     assert result.exit_code == 1, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], lines
+
+
+def test_validate_says_when_the_replay_exceeds_the_clients_max_concurrency(tmp_path):
+    """Found by QA: a ``vllm bench serve --max-concurrency`` result (a closed-loop client:
+    a request is sent when an earlier one finishes) was replayed open loop at its recorded
+    send times without a word, so when the simulated server is slower than the measured one
+    the replay keeps more requests in flight than the client ever did."""
+    num_requests = 20
+    # One request at a time, each sent when the previous one finished after 0.5 s: for
+    # 1,000 output tokens the simulated H100 is slower (about 7 ms per token).
+    result = {
+        "request_rate": "inf",
+        "max_concurrency": 1,
+        "input_lens": [500] * num_requests,
+        "output_lens": [1000] * num_requests,
+        "ttfts": [0.02] * num_requests,
+        "latencies": [0.5] * num_requests,
+        "errors": [""] * num_requests,
+        "start_times": [100.0 + 0.5 * k for k in range(num_requests)],
+    }
+    path = tmp_path / "closed.json"
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    read_note = (
+        "note: the benchmark's client kept at most 1 request in flight (max_concurrency 1) "
+        "and sent each one when a slot freed: its recorded send times are replayed as they "
+        "are (open loop), which a simulated server slower than the measured one cannot "
+        "delay"
+    )
+    assert read_note in run.stderr.splitlines()
+    notes = json.loads(run.stdout)["validation"]["notes"]
+    exceeded = [n for n in notes if "above the client's max_concurrency 1" in n]
+    assert len(exceeded) == 1, notes
+    assert exceeded[0].startswith("the replay had up to ")
+    assert f"note: {exceeded[0]}" in run.stderr.splitlines()
+    # Within the limit (requests far apart) only the first note is given.
+    result["start_times"] = [100.0 + 30.0 * k for k in range(num_requests)]
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    assert read_note in run.stderr.splitlines()
+    assert not any("above the client" in n for n in json.loads(run.stdout)["validation"]["notes"])
+
+
+def test_closed_loop_sends_free_a_slot_at_the_earliest_completion():
+    from simulator.calibration.client import closed_loop_sends
+
+    # Slots: requests 0 and 1 at 0 s; 1 finishes first (1 s), so 2 is sent then and ends
+    # at 3 s, as 0 does: 3 is sent at 3 s.
+    sends = closed_loop_sends(np.array([3.0, 1.0, 2.0, 1.0]), 2)
+    np.testing.assert_array_equal(sends, [0.0, 0.0, 1.0, 3.0])
+    np.testing.assert_array_equal(closed_loop_sends(np.array([0.5, 0.25, 1.0]), 1), [0, 0.5, 0.75])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"request_rate": 8.0, "max_concurrency": 16},
+            "no start_times (older vLLM), and at request_rate 8.0 the client drew its send "
+            "times at random (Poisson or gamma gaps), so they cannot be matched; re-run with "
+            "a vLLM that saves start_times",
+        ),
+        (
+            # vLLM requires request_rate inf with a ramp-up (vllm/benchmarks/serve.py,
+            # v0.9.2 on): this was replayed as all sent at once.
+            {
+                "request_rate": "inf",
+                "ramp_up_strategy": "linear",
+                "ramp_up_start_rps": 1,
+                "ramp_up_end_rps": 20,
+            },  # fmt: skip
+            "no start_times (older vLLM), and the client ramped its request rate (linear "
+            "from 1 to 20 req/s) with random send times, so they cannot be matched; re-run "
+            "with a vLLM that saves start_times",
+        ),
+        (
+            {"request_rate": "inf", "max_concurrency": math.inf},
+            "no start_times (older vLLM): max_concurrency must be a whole number >= 1 or "
+            "null to replay the client's sends, got inf",
+        ),
+        (
+            {"request_rate": "inf", "max_concurrency": 2.5},
+            "no start_times (older vLLM): max_concurrency must be a whole number >= 1 or "
+            "null to replay the client's sends, got 2.5",
+        ),
+    ],
+)
+def test_an_old_result_whose_sends_cannot_be_replayed_says_why(tmp_path, fields, message):
+    """Found by QA: both said "the benchmark neither sent every request at once nor kept a
+    fixed number in flight", which the first (16 in flight at most) did."""
+    result = _vllm_result(**fields)
+    del result["start_times"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 1, run.stdout
+    assert run.stderr.strip().splitlines() == [f"error: old.json: {message}"]
+
+
+def test_an_infinite_max_concurrency_beside_start_times_is_not_a_traceback(tmp_path):
+    """Found by QA: "max_concurrency": Infinity raised OverflowError (int(inf))."""
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(_vllm_result(max_concurrency=math.inf)))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    assert "max_concurrency" not in run.stderr
+
+
+def test_one_slot_closed_loop_matches_the_session_replay():
+    """Differential: with one slot each request is sent when the previous one finishes,
+    which is the engine's own closed-loop replay of one session (``closed_loop.py``)."""
+    from simulator.api import replay_resolved
+    from simulator.calibration.client import replay_closed_loop
+    from simulator.calibration.validate import resolve_for_benchmark
+    from simulator.results import build_result
+
+    rng = np.random.default_rng(4)
+    num_requests = 15
+    inputs = rng.integers(10, 3000, num_requests)
+    outputs = rng.integers(1, 300, num_requests)
+    scenario = Scenario(gpus="1xH100", model="llama-3.1-8b", tp=1)
+
+    def replay(sends_s, resolved):
+        state = replay_resolved(
+            resolved,
+            sends_s,
+            inputs,
+            outputs,
+            session_idx=np.zeros(num_requests, np.int64),
+            next_turn=np.append(np.arange(1, num_requests), -1),
+            think_s=np.zeros(num_requests),
+        )
+        requests = build_result(resolved, state, None, None).requests.to_pydict()
+        return np.array(requests["ttft_s"]), np.array(requests["e2e_s"]), {}
+
+    plain = resolve_for_benchmark(scenario, None)
+    ttft, e2e, _, sends = replay_closed_loop(
+        lambda s: replay(s, plain), num_requests, max_concurrency=1
+    )
+    sessions = resolve_for_benchmark(dataclasses.replace(scenario, closed_loop=True), None)
+    ttft_ref, e2e_ref, _ = replay(np.zeros(num_requests), sessions)
+    np.testing.assert_allclose(e2e, e2e_ref, rtol=1e-12)
+    np.testing.assert_allclose(ttft, ttft_ref, rtol=1e-12)
+    np.testing.assert_allclose(sends[1:], np.cumsum(e2e)[:-1], rtol=1e-12)
+
+
+def test_validate_replays_an_old_max_concurrency_benchmark_closed_loop(tmp_path):
+    """Found by QA: a ``vllm bench serve --max-concurrency N`` result of vLLM before
+    start_times were saved (v0.6-v0.10: itls, no latencies) was refused ("the measured
+    arrivals cannot be matched"), though its client's send times follow from the
+    completions. One request at a time, all alike: no request queues behind another, so
+    every predicted TTFT is the same, unlike all sent at once."""
+    num_requests = 12
+    result = {
+        "request_rate": "inf",
+        "max_concurrency": 1,
+        "input_lens": [2000] * num_requests,
+        "output_lens": [50] * num_requests,
+        "ttfts": [0.05] * num_requests,
+        "itls": [[0.008] * 49] * num_requests,
+        "errors": [""] * num_requests,
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    assert (
+        "note: no start_times: replayed as the benchmark's client sent them (request_rate "
+        "inf, max_concurrency 1): the first 1 at 0 s, each later one in list order when a "
+        "simulated request finishes"
+    ) in run.stderr.splitlines()
+    ttft = json.loads(run.stdout)["validation"]["predicted"]["ttft"]
+    assert ttft["p99"] == pytest.approx(ttft["p50"], rel=1e-9)
+    result["max_concurrency"] = None  # all at once: the last prompts queue behind the first
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    ttft_at_once = json.loads(run.stdout)["validation"]["predicted"]["ttft"]
+    assert ttft_at_once["p99"] > 3 * ttft["p99"]
 
 
 def test_fit_refuses_when_every_request_is_rejected(bench, tmp_path):
@@ -442,6 +772,38 @@ def test_fit_checks_an_empty_or_missing_folder_output(tmp_path, monkeypatch, out
     assert result.exit_code == 1, result.stdout
     assert result.stderr.strip().splitlines() == [f"error: {fragment}"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv"]
+
+
+def test_after_fit_step_times_name_the_grids_source_and_the_fitted_host(tmp_path):
+    """Found by QA: after --fit the step times read "calibrated profile H100-SXM from
+    host-overhead search ...; host overheads from H100-SXM (in memory) (host-overhead
+    search, H100-SXM)": the grids' source (AIConfigurator) was lost and the host constants
+    were named by an internal label."""
+    path = tmp_path / "b.csv"
+    rows = [f"{k},500,40,0.03,{0.03 + 39 * 0.012}" for k in range(6)]
+    path.write_text("arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n" + "\n".join(rows))
+    run = _validate(path, "--fit", "-o", tmp_path / "p.json")
+    assert run.exit_code == 0, run.stderr
+    step_times = json.loads(run.stdout)["fit"]["validation"]["step_times"]
+    assert step_times.startswith("calibrated profile H100-SXM (h100-sxm.json) from aiconfigurator")
+    assert step_times.endswith("; host overheads fitted to this benchmark"), step_times
+    assert "in memory" not in step_times
+
+
+def test_fit_refuses_to_write_over_the_benchmark(tmp_path, monkeypatch):
+    """Found by QA: ``validate bench.csv --fit -o bench.csv`` replaced the measured
+    benchmark with the fitted profile."""
+    path = tmp_path / "b.csv"
+    text = "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,3,0.1,0.2\n"
+    path.write_text(text)
+    monkeypatch.chdir(tmp_path)
+    for out in (str(path), "b.csv", "./b.csv"):
+        result = _validate(path, "--fit", "-o", out)
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.strip().splitlines() == [
+            f"error: -o {out} is the benchmark file {path}: give another file for the profile"
+        ]
+    assert path.read_text() == text
 
 
 def test_fit_at_zero_host_overhead_with_a_small_residual_says_so(tmp_path):

@@ -476,6 +476,45 @@ def vidur_axes(feats: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
     )
 
 
+#: Median measured / roofline latency below which a family's calls are impossible: faster
+#: than the GPU's peaks allow (the shipped profiles' smallest grid node is 0.18).
+MIN_MEDIAN_ROOFLINE_RATIO = 0.1
+#: Smallest measured / roofline latency above which every call of a family is suspect: in
+#: the shipped profiles every family's most efficient grid node is within 1.8 times it.
+MAX_MIN_ROOFLINE_RATIO = 200.0
+
+
+def _check_latency_unit(
+    grid_name: str,
+    feats: dict[str, np.ndarray],
+    latency_s: np.ndarray,
+    ref: Reference,
+    gpu: str,
+    source_dir: str,
+    progress: Callable[[str], None] | None,
+) -> None:
+    """Refuse a family measured faster than ``gpu``'s roofline allows, and note one whose
+    every call is far slower: the latency column is read in milliseconds (AIConfigurator's
+    unit), and files in seconds or microseconds would fit a profile 1,000 times off."""
+    ratio = latency_s / roofline_latency_s(grid_name, feats, ref)
+    median = float(np.median(ratio))
+    if median < MIN_MEDIAN_ROOFLINE_RATIO:
+        raise SimreplayError(
+            f"{source_dir}: the {grid_name} calls measured are a median {1 / median:,.0f} "
+            f"times faster than {gpu}'s roofline (peak FLOP/s and memory bandwidth) allows: "
+            "the latency column is read in milliseconds; is it in seconds, or were they "
+            f"measured on a faster GPU than {gpu}?"
+        )
+    lowest = float(ratio.min())
+    if lowest > MAX_MIN_ROOFLINE_RATIO and progress is not None:
+        progress(
+            f"note: every {grid_name} call measured is at least {lowest:,.0f} times slower "
+            f"than {gpu}'s roofline (median {median:,.0f} times): the latency column is read "
+            "in milliseconds; with latency in microseconds this profile is 1,000 times too "
+            f"slow (or they were measured on a far slower device than {gpu})"
+        )
+
+
 def fit_profile(
     meas: Measurements,
     gpu: str,
@@ -521,6 +560,7 @@ def fit_profile(
             axes = vidur_axes(feats)
         elif source != "aiconfigurator":
             axes = adapted_axes(grid_name, feats)
+        _check_latency_unit(grid_name, feats, latency_s, ref, gpu, source_dir, progress)
         grid, errs = fit_one(grid_name, feats, latency_s, ref, axes)
         grids[grid_name] = grid
         errors[grid_name] = errs

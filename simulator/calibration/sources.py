@@ -184,8 +184,8 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
             table = _read_parquet(path)
             _check_columns(table.column_names, _REQUIRED[family], path)
             columns = table.to_pydict()
-            if "device" in columns and columns["device"]:
-                devices.add(str(columns["device"][0]))
+            # Every row's device, not the first: one file may hold several GPUs' rows.
+            devices.update(str(d) for d in set(columns.get("device") or ()) if d is not None)
             if family != "nccl" and "framework" in columns and columns["framework"]:
                 framework = str(columns["framework"][0])
                 if framework.lower() == "vllm":

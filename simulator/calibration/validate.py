@@ -6,8 +6,10 @@ Inputs (``read_benchmark``):
   ``output_lens``, ``ttfts`` (s), ``latencies`` (s, end to end; older vLLM saved none, and
   E2E is then the TTFT plus the request's ``itls``, its inter-token gaps), ``errors`` and
   ``start_times`` (client send times, newer vLLM). Without ``start_times`` only a benchmark
-  that sent every request at once (``request_rate`` inf, no ``max_concurrency``) can be
-  replayed; failed requests are dropped and counted.
+  of ``request_rate`` inf can be replayed: every request at once, or with
+  ``max_concurrency`` as its closed-loop client sent them (``client.py``); failed
+  requests (an error text, or 0 output tokens: vLLM's mark of a failure whose HTTP reason
+  was empty) are dropped and counted.
 - A per-request JSONL or CSV with ``arrival_time_s``, ``input_tokens``, ``output_tokens``,
   ``ttft_s`` or ``first_token_time_s`` (absolute), and ``e2e_s`` or ``completion_time_s``
   (absolute). Times in seconds; the earliest arrival becomes 0.
@@ -55,6 +57,8 @@ from simulator.scenario import ResolvedScenario, Scenario, graphed, resolve
 from simulator.trace.schema import INT32_MAX, MAX_ARRIVAL_S
 
 METRICS = ("ttft", "tpot", "e2e")
+#: Run-level keys of every vLLM bench serve result (v0.6 on), kept without --save-detailed.
+VLLM_SUMMARY_KEYS = ("request_throughput", "total_input_tokens", "completed", "duration")
 STATS = ("mean", "p50", "p90", "p99")
 
 
@@ -74,6 +78,11 @@ class Benchmark:
         What was dropped or assumed.
     model_id : str or None
         The model the benchmark names (a vLLM result's ``model_id``), if any.
+    max_concurrency : int or None
+        The client's limit on requests in flight (a vLLM result's ``max_concurrency``).
+    closed_loop : bool
+        No send times were recorded: the requests are replayed as ``max_concurrency``'s
+        client sends them (``client.replay_closed_loop``), not at ``arrival_time_s``.
     """
 
     arrival_time_s: np.ndarray
@@ -84,6 +93,8 @@ class Benchmark:
     source: str
     notes: list[str]
     model_id: str | None = None
+    max_concurrency: int | None = None
+    closed_loop: bool = False
 
 
 def read_benchmark(path: Path) -> Benchmark:
@@ -98,23 +109,34 @@ def read_benchmark(path: Path) -> Benchmark:
     check_input_file(path, "a benchmark file")
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SimreplayError(f"{path}: cannot read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SimreplayError(
+            f"{path.name}: byte {exc.start} is not UTF-8 text: a benchmark is a vLLM result "
+            "JSON, or a per-request JSON lines or CSV file"
+        ) from None
+    except OSError as exc:
+        raise SimreplayError(f"{path}: cannot read: {exc.strerror or exc}") from None
     stripped = text.lstrip()
     if stripped.startswith("{"):
+        document_error = None
         try:
             data = json.loads(text)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
             data = None  # JSON lines: one object per line
+            document_error = exc
         if isinstance(data, dict) and "input_lens" in data:
             return _from_vllm(path, data)
-        if isinstance(data, dict) and "arrival_time_s" in data:
-            return _from_rows(path, [data], "line")  # JSON lines holding one request
-        if isinstance(data, dict):
+        if (
+            isinstance(data, dict)
+            and "arrival_time_s" not in data
+            and any(key in data for key in VLLM_SUMMARY_KEYS)
+        ):
             raise SimreplayError(
                 f"{path.name}: a JSON object without input_lens: not a vLLM bench result "
                 "saved with --save-result --save-detailed"
             )
+        if isinstance(data, dict):
+            return _from_rows(path, [data], "line")  # JSON lines holding one request
         rows = []
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -122,6 +144,10 @@ def read_benchmark(path: Path) -> Benchmark:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
+                if not rows and document_error is not None:
+                    # Not JSON lines either: one document (a vLLM result, perhaps
+                    # pretty-printed), damaged where json says.
+                    raise _bad_document(path, text, document_error) from None
                 raise SimreplayError(f"{path.name}: line {line_no}: not JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise SimreplayError(
@@ -129,20 +155,46 @@ def read_benchmark(path: Path) -> Benchmark:
                     f"got {type(row).__name__}"
                 )
             rows.append(row)
+        num_results = sum(1 for row in rows if "input_lens" in row)
+        if num_results:
+            raise SimreplayError(
+                f"{path.name}: {num_results:,} vLLM bench serve results, one per line (saved "
+                "with --append-result?); validate takes one run: put each line in a file of "
+                "its own"
+            )
         return _from_rows(path, rows, "line")
     if not stripped:
         raise SimreplayError(f"{path.name}: file is empty")
     rows = []
-    reader = csv.DictReader(io.StringIO(text))
+    header = stripped.splitlines()[0]
+    # Commas, else the tabs of a TSV or the semicolons of a spreadsheet in a comma-decimal
+    # locale, as the header shows.
+    delimiter = next((d for d in (",", "\t", ";") if d in header), ",")
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    if reader.fieldnames is not None:  # spreadsheets write " name" after ", "
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
     for row in reader:
-        if None in row:  # DictReader keeps a row's cells beyond the header under None
+        num_header = len(reader.fieldnames or [])
+        # DictReader keeps a row's cells beyond the header under None, and fills the
+        # cells of a short row with None.
+        num_fields = num_header + len(row.get(None) or []) - list(row.values()).count(None)
+        if num_fields != num_header:
             raise SimreplayError(
                 f"{path.name}: row {len(rows) + 1} (line {reader.line_num}): "
-                f"{len(reader.fieldnames or []) + len(row[None])} fields, the header has "
-                f"{len(reader.fieldnames or [])}"
+                f"{num_fields} fields, the header has {num_header}"
             )
         rows.append(row)
     return _from_rows(path, rows, "row")
+
+
+def _bad_document(path: Path, text: str, exc: json.JSONDecodeError) -> SimreplayError:
+    """One line for a JSON document that does not parse, saying so when the text ends
+    inside it (a copy or a save cut short)."""
+    cut = exc.pos >= len(text.rstrip())
+    return SimreplayError(
+        f"{path.name}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
+        + ("; the file ends inside it: cut short (truncated)?" if cut else "")
+    )
 
 
 def _from_vllm(path: Path, data: dict) -> Benchmark:
@@ -168,21 +220,48 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     notes: list[str] = []
     errors = data.get("errors") or [""] * count
     ok = np.array([not e for e in errors], dtype=bool)
+    output_lens = _numbers(path, "output_lens", data["output_lens"])
+    # vLLM's bench serve (v0.6 benchmark_serving.py to v0.11+) writes 0 output tokens for
+    # every failed request, whose error text is the HTTP reason and may be empty.
+    silent = ok & (output_lens == 0)
+    ok &= ~silent
     starts = data.get("start_times")
+    limit = data.get("max_concurrency")
+    closed_loop = False
     if starts is not None:
         arrival = _numbers(path, "start_times", starts)
     else:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
-        if not all_at_once or data.get("max_concurrency") not in (None, 0):
+        closed_loop = _whole_number(limit) is not None
+        ramp = data.get("ramp_up_strategy")
+        if ramp is not None:  # vLLM sets request_rate inf for a ramp-up
             raise SimreplayError(
-                f"{path.name}: no start_times (older vLLM), and the benchmark did not send "
-                "every request at once (request_rate "
-                f"{rate!r}, max_concurrency {data.get('max_concurrency')!r}): the measured "
-                "arrivals cannot be matched; re-run with a vLLM that saves start_times"
+                f"{path.name}: no start_times (older vLLM), and the client ramped its request "
+                f"rate ({ramp} from {data.get('ramp_up_start_rps')} to "
+                f"{data.get('ramp_up_end_rps')} req/s) with random send times, so they cannot "
+                "be matched; re-run with a vLLM that saves start_times"
+            )
+        if not all_at_once:
+            raise SimreplayError(
+                f"{path.name}: no start_times (older vLLM), and at request_rate {rate!r} the "
+                "client drew its send times at random (Poisson or gamma gaps), so they cannot "
+                "be matched; re-run with a vLLM that saves start_times"
+            )
+        if not (closed_loop or limit in (None, 0)):
+            raise SimreplayError(
+                f"{path.name}: no start_times (older vLLM): max_concurrency must be a whole "
+                f"number >= 1 or null to replay the client's sends, got {limit!r}"
             )
         arrival = np.zeros(count)
-        notes.append("no start_times: every request sent at 0 s (request_rate inf)")
+        if closed_loop:
+            notes.append(
+                f"no start_times: replayed as the benchmark's client sent them (request_rate "
+                f"inf, max_concurrency {limit:g}): the first {limit:,g} at 0 s, each later one "
+                "in list order when a simulated request finishes"
+            )
+        else:
+            notes.append("no start_times: every request sent at 0 s (request_rate inf)")
     ttft = _numbers(path, "ttfts", data["ttfts"])
     if e2e_field == "latencies":
         e2e = _numbers(path, "latencies", data["latencies"])
@@ -193,13 +272,21 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         ]
         e2e = ttft + np.array(after_first_s, dtype=np.float64)
         notes.append("no latencies field (older vLLM): E2E is TTFT plus the request's itls")
-    if (~ok).any():
-        notes.append(f"dropped {int((~ok).sum()):,} requests that failed in the benchmark")
+    num_failed = int((~ok).sum()) - int(silent.sum())
+    if num_failed:
+        notes.append(f"dropped {num_failed:,} requests that failed in the benchmark")
+    if silent.any():
+        num_silent = int(silent.sum())
+        notes.append(
+            f"dropped {num_silent:,} request{'' if num_silent == 1 else 's'} with 0 output "
+            "tokens, which vLLM's bench serve writes for a failed request (its error text "
+            "was empty)"
+        )
     bench = _finish(
         path,
         arrival[ok],
         _numbers(path, "input_lens", data["input_lens"])[ok],
-        _numbers(path, "output_lens", data["output_lens"])[ok],
+        output_lens[ok],
         ttft[ok],
         e2e[ok],
         "vLLM bench serve result",
@@ -207,11 +294,32 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     )
     model_id = data.get("model_id")
     bench.model_id = model_id if isinstance(model_id, str) and model_id.strip() else None
+    slots = _whole_number(limit)
+    if closed_loop:
+        bench.max_concurrency, bench.closed_loop = slots, True
+    elif starts is not None and slots is not None:
+        # vLLM's client sends a request once a semaphore of max_concurrency slots lets it:
+        # a closed loop, whose send times depend on the measured server's speed.
+        bench.max_concurrency = slots
+        bench.notes.append(
+            f"the benchmark's client kept at most {slots:,} "
+            f"request{'' if slots == 1 else 's'} in flight (max_concurrency {slots}) and "
+            "sent each one when a slot freed: its recorded send times are replayed as they "
+            "are (open loop), which a simulated server slower than the measured one cannot "
+            "delay"
+        )
     return bench
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole_number(value: object) -> int | None:
+    """``value`` as an int if it is a finite whole JSON number >= 1, else None."""
+    if not _is_number(value) or not math.isfinite(value) or value < 1:  # type: ignore[arg-type]
+        return None
+    return int(value) if value == int(value) else None  # type: ignore[arg-type]
 
 
 def _numbers(path: Path, name: str, values: list) -> np.ndarray:
@@ -265,7 +373,28 @@ def _column(
     return values
 
 
+#: Columns of a per-request table: each group needs one of its names.
+TABLE_COLUMNS = (
+    ("arrival_time_s",),
+    ("input_tokens",),
+    ("output_tokens",),
+    ("ttft_s", "first_token_time_s"),
+    ("e2e_s", "completion_time_s"),
+)
+
+
 def _from_rows(path: Path, rows: list[dict], word: str) -> Benchmark:
+    if rows:
+        missing = [
+            " or ".join(names) for names in TABLE_COLUMNS if not any(n in rows[0] for n in names)
+        ]
+        if missing:
+            raise SimreplayError(
+                f"{path.name}: missing column(s) {', '.join(missing)} (a per-request table "
+                "needs arrival_time_s, input_tokens, output_tokens, ttft_s or "
+                "first_token_time_s, and e2e_s or completion_time_s, times in seconds; have: "
+                f"{', '.join(rows[0]) or 'none'})"
+            )
     arrival = _column(rows, ("arrival_time_s",), path, word)
     inputs = _column(rows, ("input_tokens",), path, word)
     outputs = _column(rows, ("output_tokens",), path, word)
@@ -373,14 +502,20 @@ def _replay(
     count can be set directly (``--num-kv-blocks``, host search).
     """
     from simulator.api import replay_resolved
+    from simulator.calibration.client import replay_closed_loop
     from simulator.results import build_result
 
-    state = replay_resolved(resolved, bench.arrival_time_s, bench.input_tokens, bench.output_tokens)
-    result = build_result(resolved, state, None, None)
-    requests = result.requests
-    ttft = requests.column("ttft_s").to_numpy(zero_copy_only=False)
-    e2e = requests.column("e2e_s").to_numpy(zero_copy_only=False)
-    return ttft, e2e, dict(result.summary.get("rejected_by_reason", {}))
+    def replay(arrival_time_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        state = replay_resolved(resolved, arrival_time_s, bench.input_tokens, bench.output_tokens)
+        result = build_result(resolved, state, None, None)
+        requests = result.requests
+        ttft = requests.column("ttft_s").to_numpy(zero_copy_only=False)
+        e2e = requests.column("e2e_s").to_numpy(zero_copy_only=False)
+        return ttft, e2e, dict(result.summary.get("rejected_by_reason", {}))
+
+    if bench.closed_loop and bench.max_concurrency is not None:
+        return replay_closed_loop(replay, len(bench.arrival_time_s), bench.max_concurrency)[:3]
+    return replay(bench.arrival_time_s)
 
 
 def _refuse_rejections(bench: Benchmark, rejected_by_reason: dict[str, int]) -> None:
@@ -523,11 +658,17 @@ def _base_profile(resolved: ResolvedScenario) -> Profile | None:
 def _with_host(
     resolved: ResolvedScenario, base: Profile | None, host: dict[str, float]
 ) -> ResolvedScenario:
-    profile = _host_profile(resolved, base, host, provenance={"source": "host-overhead search"})
+    if base is None:
+        profile = _host_profile(resolved, None, host, provenance={"source": "host-overhead search"})
+    else:  # the base's grids, named as the base names them, with trial host constants
+        profile = dataclasses.replace(_host_profile(resolved, base, host, {}), path=base.path)
     step, info = step_model_for(resolved.model, resolved.gpu, resolved.tp, profile)
+    source = step.source.split("; host overheads from ")[0]
+    source += "; host overheads fitted to this benchmark"
+    step = dataclasses.replace(step, source=source)
     chosen = resolved.scenario
     step = graphed(step, chosen.scheduler, resolved.max_num_seqs, resolved.token_budget, chosen)
-    return dataclasses.replace(resolved, step_model=step, calibration=info)
+    return dataclasses.replace(resolved, step_model=step, calibration={**info, "source": source})
 
 
 def _host_profile(
@@ -564,7 +705,8 @@ def validate(bench: Benchmark, resolved: ResolvedScenario) -> dict[str, Any]:
     dict
         ``measured`` and ``predicted`` (``{metric: {mean, p50, p90, p99}}`` in ms),
         ``error_pct`` (signed), ``num_requests``, the step-time source, the ``deployment``
-        simulated and the scenario's ``notes``.
+        simulated and the ``notes``: the benchmark's (what reading it dropped or assumed),
+        the scenario's, and the replay's.
 
     Raises
     ------
@@ -585,12 +727,43 @@ def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, A
         "num_requests": int(len(bench.arrival_time_s)),
         "step_times": resolved.step_model.source,
         "deployment": deployment(resolved),
-        "notes": list(resolved.notes),
+        "notes": [*bench.notes, *resolved.notes, *_concurrency_notes(bench, e2e)],
         "measured": measured,
         "predicted": predicted,
         "error_pct": compare(predicted, measured),
     }
     return report, _tpot_log_ratios(bench, ttft, e2e)
+
+
+def _concurrency_notes(bench: Benchmark, e2e_s: np.ndarray) -> list[str]:
+    """A note when the replay had more requests in flight than the benchmark's client
+    allowed (``max_concurrency``); none without a limit or within it.
+
+    ``e2e_s`` is each request's predicted E2E (float64, NaN if rejected; not mutated).
+    """
+    limit = bench.max_concurrency
+    if limit is None or bench.closed_loop or len(e2e_s) == 0:
+        return []
+    arrival = bench.arrival_time_s  # sorted
+
+    def in_flight(latency_s: np.ndarray) -> np.ndarray:
+        # Requests sent at or before each arrival, less those finished by then.
+        ends = np.sort(arrival + np.nan_to_num(latency_s, nan=0.0))
+        sent = np.searchsorted(arrival, arrival, side="right")
+        return sent - np.searchsorted(ends, arrival, side="right")
+
+    predicted = in_flight(e2e_s)
+    over = predicted > limit
+    if not over.any():
+        return []
+    return [
+        f"the replay had up to {int(predicted.max()):,} requests in flight (the measured "
+        f"requests up to {int(in_flight(bench.e2e_s).max()):,}), above the client's "
+        f"max_concurrency {limit:,}, at {int(over.sum()):,} of {len(arrival):,} arrivals: "
+        "where the simulated server is slower than the measured one, the later requests' "
+        "predicted TTFT and E2E include queueing that the benchmark's client would have "
+        "avoided by sending them later"
+    ]
 
 
 def _tpot_log_ratios(bench: Benchmark, ttft_s: np.ndarray, e2e_s: np.ndarray) -> np.ndarray:

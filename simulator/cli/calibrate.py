@@ -141,6 +141,9 @@ def report(
     from simulator.calibration.select import PROFILES_DIR, shipped_profiles
 
     directory = profiles or PROFILES_DIR
+    if profiles is not None and not profiles.is_dir():
+        what = "is a file, not a folder" if profiles.exists() else "no such folder"
+        raise SimreplayError(f"--profiles {profiles}: {what} of profiles")
     found = shipped_profiles(directory)
     if not found:
         raise SimreplayError(f"{directory}: no calibration profiles (*.json)")
@@ -367,6 +370,10 @@ def validate(
         if not fit_host:
             raise SimreplayError("-o is only used with --fit")
         target = output_file(out, "-o", "a profile file")
+        if target.exists() and bench.exists() and target.samefile(bench):
+            raise SimreplayError(
+                f"-o {out} is the benchmark file {bench}: give another file for the profile"
+            )
     data = read_benchmark(bench)
     for message in data.notes:
         err.print(f"note: {message}")
@@ -388,6 +395,8 @@ def validate(
     for message in resolved.notes:
         err.print(f"note: {message}")
     report = run_validate(data, resolved)
+    for message in report["notes"][len(data.notes) + len(resolved.notes) :]:
+        err.print(f"note: {message}")
     payload: dict = {"validation": report}
     if fit_host:
         host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)

@@ -168,6 +168,11 @@ def profile(
     results, metadata = run_profile(request, out, force=force, progress=lambda m: err.print(m))
     elapsed_s = time.perf_counter() - started
     err.print(f"wrote {out} in {elapsed_s:.1f} s")
+    if str(r.dtype).removeprefix("torch.") == "float32":
+        note(
+            "float32 rows are not fitted by `calibrate fit` (it fits the 16-bit and FP8 "
+            "operators vLLM serves with); measure with --dtype bf16 to fit this profile"
+        )
     for res in results:
         if res.skipped:
             reasons = sorted({point["reason"] for point in res.skipped})

@@ -1,0 +1,75 @@
+"""The closed-loop client of ``vllm bench serve --max-concurrency``, for ``validate``.
+
+vLLM's client (``vllm/benchmarks/serve.py``, v0.6 ``benchmark_serving.py`` to v0.11+)
+creates one task per request in list order; each waits on an ``asyncio.Semaphore`` of
+``max_concurrency`` slots before it sends. With ``request_rate`` inf the first
+``max_concurrency`` requests are sent at once, and each later one when a slot frees: at the
+earliest completion among the requests in flight (the semaphore wakes its waiters first in,
+first out). A benchmark saved without ``start_times`` is replayed that way: the send times
+depend on the simulated completions, found by iterating replays to their fixed point.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+
+import numpy as np
+
+from simulator.errors import SimreplayError
+
+
+def closed_loop_sends(e2e_s: np.ndarray, max_concurrency: int) -> np.ndarray:
+    """Send time (s) of each request, in list order, of a client keeping at most
+    ``max_concurrency`` requests in flight and sending each as soon as it may.
+
+    Parameters
+    ----------
+    e2e_s : numpy.ndarray
+        float64 (n,), each request's time from send to completion; not mutated.
+    max_concurrency : int
+        Slots (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n,), non-decreasing; the first ``max_concurrency`` are 0.
+    """
+    sends_s = np.zeros(len(e2e_s))
+    in_flight: list[float] = []  # completion times of the requests holding a slot
+    for i, latency_s in enumerate(e2e_s.tolist()):
+        if i >= max_concurrency:
+            sends_s[i] = heapq.heappop(in_flight)
+        heapq.heappush(in_flight, sends_s[i] + latency_s)
+    return sends_s
+
+
+def replay_closed_loop(
+    replay: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, int]]],
+    num_requests: int,
+    max_concurrency: int,
+) -> tuple[np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
+    """Replay a closed-loop benchmark: ``replay(send_times_s)`` until the send times it
+    implies (``closed_loop_sends``) are the ones it was given.
+
+    The engine is deterministic and causal (a request's latency depends only on requests
+    sent before it finishes), so each round fixes the sends of at least one more request
+    and the fixed point is reached exactly, in at most ``num_requests`` rounds.
+
+    Returns
+    -------
+    ttft_s, e2e_s, rejected_by_reason, sends_s
+        ``replay``'s results at the fixed point, and its send times.
+    """
+    sends_s = np.zeros(num_requests)
+    for _ in range(num_requests + 1):
+        ttft_s, e2e_s, rejected = replay(sends_s)
+        if rejected:  # refused by the caller: the sends no longer matter
+            return ttft_s, e2e_s, rejected, sends_s
+        following = closed_loop_sends(e2e_s, max_concurrency)
+        if np.array_equal(following, sends_s):
+            return ttft_s, e2e_s, rejected, sends_s
+        sends_s = following
+    raise SimreplayError(
+        "the closed-loop replay (max_concurrency) did not settle: an invariant broke"
+    )
