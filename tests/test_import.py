@@ -110,6 +110,18 @@ def test_skip_invalid_drops_and_counts(tmp_path):
     )
 
 
+def test_skip_invalid_counts_a_row_bad_in_two_columns_once(tmp_path):
+    """Found by a new-user pass: a row bad in both token columns was counted in both notes
+    (2 + 2 skipped of 4 rows, while 3 were skipped and 1 kept)."""
+    text = "arrival_time_s,input_tokens,output_tokens\n0,0,5\n1,20,0\n2,0,0\n3,5,5\n"
+    table, report = import_trace(write(tmp_path, "t.csv", text), ImportOptions(skip_invalid=True))
+    assert table.num_rows == 1 and report.num_source_rows == 4
+    assert report.notes == (
+        "skipped 2 rows whose input_tokens was not an integer from 1 to 2147483647",
+        "skipped 1 more row whose output_tokens was not an integer from 1 to 2147483647",
+    )
+
+
 def test_unparseable_timestamp_names_line(tmp_path):
     text = AZURE_2023.replace("2023-11-16 18:15:50.9951690", "16/11/2023 18:15")
     with pytest.raises(TraceError, match=r"line 3: column TIMESTAMP: expected a timestamp"):

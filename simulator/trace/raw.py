@@ -188,7 +188,15 @@ def normalize(
                 f"{raw.source_file}: {raw.where(row)}: column {raw.column_label(name)}: expected "
                 f"{expected}, got {shown} ({num_bad} rows like this; --skip-invalid drops them)"
             )
-        notes.append(f"skipped {num_bad} rows whose {raw.column_label(name)} was not {expected}")
+        # A row bad in several columns is counted under the first only, so that the notes
+        # add up to the rows skipped.
+        num_new = int((bad & ~any_bad).sum())
+        label = raw.column_label(name)
+        if num_new and any_bad.any():
+            rows = "row" if num_new == 1 else "rows"
+            notes.append(f"skipped {num_new} more {rows} whose {label} was not {expected}")
+        elif num_new:
+            notes.append(f"skipped {num_new} rows whose {label} was not {expected}")
         any_bad |= bad
     if any_bad.any():
         raw.take(~any_bad)
