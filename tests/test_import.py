@@ -350,6 +350,23 @@ def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
         import_trace(path)
 
 
+@pytest.mark.parametrize("canonical", [False, True])
+def test_a_parquet_file_naming_a_column_twice_is_refused(tmp_path, canonical):
+    """Found by a new-user pass: a traceback (pyarrow's KeyError 'Field "input_tokens"
+    exists 2 times in schema') for a plain parquet file and for a simreplay trace alike."""
+    table = pa.table({"arrival_time_s": [0.0, 1.0], "input_tokens": [10, 20]})
+    table = table.append_column("output_tokens", pa.array([5, 6]))
+    if canonical:
+        source = tmp_path / "source.csv"
+        source.write_text("arrival_time_s,input_tokens,output_tokens\n0,10,5\n1,20,6\n")
+        table = import_trace(source)[0]
+    table = table.append_column("input_tokens", pa.array([7, 8], type=table["input_tokens"].type))
+    path = tmp_path / "dup.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(TraceError, match="^dup.parquet: column 'input_tokens' appears twice"):
+        import_trace(path)
+
+
 @pytest.mark.parametrize("cut_bytes", [3000, 40])
 def test_a_truncated_compressed_trace_names_its_file(tmp_path, cut_bytes):
     """Found by a new-user pass: the error was pyarrow's bare 'Truncated compressed stream'."""

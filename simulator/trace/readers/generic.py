@@ -44,6 +44,7 @@ from simulator.trace.readers.tabular import (
     read_jsonl_columns,
     timestamps_to_seconds,
 )
+from simulator.trace.schema import check_unique_names
 
 PARQUET_BATCH_ROWS = 1 << 20
 SECONDS_PER_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -77,6 +78,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     if container == "parquet":
         parquet_file = _open_parquet(path)
         names = parquet_file.schema_arrow.names
+        check_unique_names(names, f"{path.name}: ")
     elif container == "jsonl":
         parquet_file = None
         record = first_record(path)

@@ -22,6 +22,7 @@ import pyarrow.json as pa_json
 
 from simulator.errors import TraceError
 from simulator.trace.raw import FRACTION_INT, HUGE_INT, MISSING_INT
+from simulator.trace.schema import check_unique_names
 
 BLOCK_SIZE_BYTES = 4 << 20
 
@@ -63,13 +64,7 @@ def csv_header(path: Path) -> list[str]:
     if not first.strip():
         raise TraceError(f"{path.name}: file is empty")
     names = [name.strip() for name in next(csv.reader([first]))]
-    seen: set[str] = set()
-    for name in names:
-        if name and name in seen:
-            raise TraceError(
-                f"{path.name}: column {name!r} appears twice in the header; rename one"
-            )
-        seen.add(name)
+    check_unique_names(names, f"{path.name}: ", " in the header")
     return names
 
 
