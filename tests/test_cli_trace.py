@@ -249,6 +249,40 @@ def test_console_script_exit_codes():
     assert len(usage.stderr.strip().splitlines()) == 1 and "Missing argument" in usage.stderr
 
 
+#: Run the console script as installed (``from simulator.cli import entry; entry()``) with a
+#: Ctrl-C arriving while ``{module}`` is imported, or while the command line is parsed.
+_CTRL_C_SCRIPT = """
+import sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["simreplay", "trace", "info", "/nonexistent.csv"]
+from simulator.cli import entry
+import simulator.cli as cli
+
+def ctrl_c(args):
+    raise KeyboardInterrupt
+
+if {module!r} == "parse":
+    cli._app_for = ctrl_c
+entry()
+"""
+
+
+@pytest.mark.parametrize("module", ["typer", "simulator.cli.run", "parse"])
+def test_ctrl_c_while_the_command_line_starts_is_one_line(module):
+    """Found by a new-user pass: a Ctrl-C in the first second (importing numpy, pyarrow and
+    typer, or parsing the command line) printed a KeyboardInterrupt traceback; only the
+    commands themselves said 'interrupted' and exited 130."""
+    script = _CTRL_C_SCRIPT.format(module=module)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (proc.returncode, proc.stderr) == (130, "interrupted\n"), proc.stderr
+
+
 def test_shipped_example_matches_its_regeneration_command(tmp_path):
     """traces/README.md's command regenerates traces/chat-1h.parquet exactly."""
     shipped = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
