@@ -350,6 +350,21 @@ def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
         import_trace(path)
 
 
+@pytest.mark.parametrize("fmt", [None, "jsonl"])
+@pytest.mark.parametrize("text", ['[{"a": 1, "b": 2, "b": 3}]', '[\n{"a": 1}\n]\n'])
+def test_a_json_array_is_named_as_one(tmp_path, text, fmt):
+    """Found by a new-user pass: a JSON array of Mooncake records was read as a CSV whose
+    header was its first record ("column '"output_length": 10' appears twice in the
+    header"), or called an unknown format."""
+    path = write(tmp_path, "records.json", text)
+    options = ImportOptions(format=fmt, time_col="t", input_col="i", output_col="o")
+    with pytest.raises(TraceError, match=r"^records.json: a JSON array; .*jq -c '\.\[\]'"):
+        import_trace(path, options if fmt else None)
+    path.rename(tmp_path / "records.jsonl")
+    with pytest.raises(TraceError, match=r"records.jsonl > records-lines.jsonl\)$"):
+        import_trace(tmp_path / "records.jsonl", options if fmt else None)
+
+
 @pytest.mark.parametrize("canonical", [False, True])
 def test_a_parquet_file_naming_a_column_twice_is_refused(tmp_path, canonical):
     """Found by a new-user pass: a traceback (pyarrow's KeyError 'Field "input_tokens"

@@ -25,7 +25,13 @@ from simulator.trace.readers import (
     qwen,
     vllm_bench,
 )
-from simulator.trace.readers.tabular import PARQUET_MAGIC, csv_header, first_record, sniff_text
+from simulator.trace.readers.tabular import (
+    PARQUET_MAGIC,
+    csv_header,
+    first_record,
+    refuse_json_array,
+    sniff_text,
+)
 from simulator.trace.schema import TraceMetadata, validate_trace
 
 #: Format name (``--format``) -> reader module. ``csv``, ``jsonl`` and ``parquet`` are the
@@ -165,6 +171,7 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     head = sniff_text(path)
     if not head.strip():
         raise TraceError(f"{path.name}: file is empty")
+    refuse_json_array(path, head)
     if options.time_col:
         return "jsonl" if head.lstrip().startswith("{") else "csv"
     for module in _SNIFF_ORDER:

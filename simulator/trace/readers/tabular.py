@@ -606,4 +606,18 @@ def container_of(path: Path) -> str:
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
     text = head.decode("utf-8-sig", errors="replace").lstrip()
+    refuse_json_array(path, text)
     return "jsonl" if text.startswith("{") else "csv"
+
+
+def refuse_json_array(path: Path, head_text: str) -> None:
+    """One line for a JSON array of records, which would otherwise be read as a CSV whose
+    header is the first record's fields."""
+    if head_text.lstrip().startswith("["):
+        target = f"{Path(path.name).stem}.jsonl"
+        if target == path.name:  # never suggest a command that overwrites its input
+            target = f"{Path(path.name).stem}-lines.jsonl"
+        raise TraceError(
+            f"{path.name}: a JSON array; traces are read as JSON lines, one object per line "
+            f"(convert it with: jq -c '.[]' {path.name} > {target})"
+        )
