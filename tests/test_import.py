@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +240,28 @@ def test_jsonl_field_of_wrong_type(tmp_path):
     bad = dict(MOONCAKE[1], input_length="many")
     text = mooncake_lines([MOONCAKE[0], bad])
     with pytest.raises(TraceError, match=r"line 2: field input_length: expected a number"):
+        import_trace(write(tmp_path, "m.jsonl", text))
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "expected"),
+    [
+        (
+            '{"timestamp": 1, "input_length": 5, "input_length": 9, "output_length": 2}',
+            "line 3: field input_length appears twice in the object",
+        ),
+        (
+            f'{{"timestamp": 1, "input_length": 5, "output_length": 2, "hash_ids": [{2**64}]}}',
+            "line 3: field hash_ids: expected a list of integers from -2^63 to 2^63-1, got",
+        ),
+    ],
+)
+def test_jsonl_errors_pyarrow_reports_by_batch_name_the_line(tmp_path, bad_line, expected):
+    """Found by a new-user pass: a field given twice in one object, or a hash id beyond
+    int64, got pyarrow's "not a valid JSON-lines file: ... specified twice in row 0" (a row
+    of its block, not the file's line) or "couldn't parse:18446744073709551616"."""
+    text = mooncake_lines(MOONCAKE[:2]) + bad_line + "\n"
+    with pytest.raises(TraceError, match=rf"^m\.jsonl: {re.escape(expected)}"):
         import_trace(write(tmp_path, "m.jsonl", text))
 
 

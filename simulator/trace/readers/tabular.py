@@ -341,35 +341,58 @@ def _diagnose_jsonl(path: Path, types: dict[str, pa.DataType], exc: Exception) -
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_pairs_once)
             except json.JSONDecodeError as err:
                 raise TraceError(
                     f"{path.name}: line {line_no}: not valid JSON ({err.msg})"
+                ) from None
+            except _RepeatedKey as repeated:
+                raise TraceError(
+                    f"{path.name}: line {line_no}: field {repeated.args[0]} appears twice in "
+                    "the object"
                 ) from None
             if not isinstance(record, dict):
                 raise TraceError(f"{path.name}: line {line_no}: expected a JSON object") from None
             for name, arrow_type in types.items():
                 value = record.get(name)
                 if value is not None and not _json_value_fits(value, arrow_type):
+                    expected = _describe_json(arrow_type)
+                    if _json_value_fits(value, arrow_type, bound=False):
+                        expected += " from -2^63 to 2^63-1"
                     raise TraceError(
                         f"{path.name}: line {line_no}: field {name}: expected "
-                        f"{_describe_json(arrow_type)}, got {json.dumps(value)[:60]}"
+                        f"{expected}, got {json.dumps(value)[:60]}"
                     ) from None
     raise TraceError(f"{path.name}: not a valid JSON-lines file: {_first_line(exc)}") from None
 
 
-def _json_value_fits(value: object, arrow_type: pa.DataType) -> bool:
+class _RepeatedKey(Exception):
+    """A JSON object naming a field twice (pyarrow refuses it, naming a row of its block)."""
+
+
+def _pairs_once(pairs: list[tuple[str, object]]) -> dict:
+    record: dict = {}
+    for key, value in pairs:
+        if key in record:
+            raise _RepeatedKey(key)
+        record[key] = value
+    return record
+
+
+def _json_value_fits(value: object, arrow_type: pa.DataType, bound: bool = True) -> bool:
+    """Whether pyarrow reads ``value`` as ``arrow_type``; ``bound=False`` leaves out the
+    int64 range (to tell a number too large from one of the wrong kind)."""
     if isinstance(value, bool):
         return False
     if pa.types.is_integer(arrow_type):
-        return isinstance(value, int)
+        return isinstance(value, int) and (not bound or -(2**63) <= value < 2**63)
     if pa.types.is_floating(arrow_type):
         return isinstance(value, int | float)
     if pa.types.is_string(arrow_type):
         return isinstance(value, str)
     if pa.types.is_list(arrow_type):
         return isinstance(value, list) and all(
-            _json_value_fits(item, arrow_type.value_type) for item in value
+            _json_value_fits(item, arrow_type.value_type, bound) for item in value
         )
     return True
 
