@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -482,6 +483,47 @@ def test_python_api_bad_arguments_are_one_line_errors(kwargs, fragment):
     args = {"trace": _api_trace(), **kwargs}
     with pytest.raises(SimreplayError, match=fragment.replace("(", r"\(")):
         simulate(args.pop("trace"), **args)
+
+
+@pytest.mark.parametrize(
+    ("knobs", "fragment"),
+    [
+        ({"gpus": 4}, "gpus must be text like '4xA100', got 4"),
+        ({"gpus": None}, "gpus must be text like '4xA100', got None"),
+        ({"model": 5}, "model must be a catalog name or a config.json path, got 5"),
+        ({"scheduler": ["vllm"]}, "--scheduler must be one of vllm"),
+        ({"router": {}}, "--router must be one of"),
+    ],
+)
+def test_scenario_fields_of_the_wrong_type_are_one_line_errors(knobs, fragment):
+    """Found by a new-user pass: Scenario(gpus=4) raised AttributeError ('int' object has no
+    attribute 'strip'), model=5 a TypeError from os.fspath, a list as scheduler 'unhashable
+    type'."""
+    from simulator import Scenario, simulate
+
+    with pytest.raises(SimreplayError, match=re.escape(fragment)):
+        simulate(_api_trace(), Scenario(**knobs))
+
+
+def test_scenario_takes_numpy_numbers_as_python_ones():
+    """Found by a new-user pass: knobs from numpy (a grid from np.arange, a value read from a
+    parquet column) were refused: '--seed must be an integer from 0 to ..., got
+    np.int64(3)'."""
+    import numpy as np
+
+    from simulator import Scenario, simulate
+
+    plain = Scenario(gpus="2xH100", max_num_seqs=64, seed=3, gpu_memory_utilization=0.5)
+    numpy = Scenario(
+        gpus=np.str_("2xH100"),
+        max_num_seqs=np.int64(64),
+        seed=np.uint8(3),
+        gpu_memory_utilization=np.float64(0.5),
+    )
+    assert numpy == plain and type(numpy.max_num_seqs) is int
+    assert simulate(_api_trace(), numpy).summary == simulate(_api_trace(), plain).summary
+    with pytest.raises(SimreplayError, match="--max-num-seqs must be an integer .* got 2.5"):
+        simulate(_api_trace(), Scenario(max_num_seqs=np.float64(2.5)))
 
 
 def test_python_api_accepts_a_record_batch_and_a_dict_of_bounds():
