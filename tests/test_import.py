@@ -373,6 +373,26 @@ def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
         import_trace(path)
 
 
+@pytest.mark.parametrize("skip_invalid", [False, True])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (AZURE_2023.replace(",396,", ",3\xe96,"), "line 3: column ContextTokens: not UTF-8"),
+        (
+            "arrival_time_s,input_tokens,output_tokens,request_id\n0,1,1,a\n1,1,1,caf\xe9\n",
+            "line 3: column request_id: not UTF-8 text, got b'caf\\xe9'",
+        ),
+    ],
+)
+def test_a_cell_that_is_not_utf8_names_its_line(tmp_path, text, expected, skip_invalid):
+    """Found by a new-user pass: a Latin-1 byte in a column read got "not a valid CSV file:
+    In CSV column #3: CSV conversion error to string: invalid UTF8 data" (no line)."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(TraceError, match=rf"^t\.csv: {re.escape(expected)}"):
+        import_trace(path, ImportOptions(skip_invalid=skip_invalid))
+
+
 @pytest.mark.parametrize("fmt", [None, "jsonl"])
 @pytest.mark.parametrize("text", ['[{"a": 1, "b": 2, "b": 3}]', '[\n{"a": 1}\n]\n'])
 def test_a_json_array_is_named_as_one(tmp_path, text, fmt):

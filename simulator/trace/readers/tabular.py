@@ -177,6 +177,7 @@ def _read_csv_lenient(
                 parts[name].append(cast_or_null(batch.column(file_names[name]), arrow_type))
     except pa.ArrowInvalid as structural:
         _raise_ragged_row(path)
+        _raise_not_utf8(path, list(file_names.values()))
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
     return {name: _concat(parts[name], types[name]) for name in types}
 
@@ -243,6 +244,7 @@ def _diagnose_csv(
             rows_before += batch.num_rows
     except pa.ArrowInvalid as structural:
         _raise_ragged_row(path)
+        _raise_not_utf8(path, list(file_names.values()))
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
     raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(exc)}") from None
 
@@ -258,6 +260,28 @@ def _raise_ragged_row(path: Path) -> None:
                     f"{path.name}: line {reader.line_num}: expected {num_fields} fields like "
                     f"the header, found {len(row)}"
                 )
+
+
+def _raise_not_utf8(path: Path, columns: list[str]) -> None:
+    """Raise at the first line where one of ``columns`` (names as in the file) holds bytes
+    that are not UTF-8 (a Latin-1 export): pyarrow names only the column's position."""
+    stream = io.TextIOWrapper(
+        open_input(path), encoding="utf-8-sig", errors="surrogateescape", newline=""
+    )
+    with stream as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        wanted = {index: name.strip() for index, name in enumerate(header) if name in columns}
+        for row in reader:
+            for index, name in wanted.items():
+                cell = row[index] if index < len(row) else ""
+                if any("\udc80" <= char <= "\udcff" for char in cell):
+                    raw = cell.encode("utf-8", errors="surrogateescape")
+                    raise TraceError(
+                        f"{path.name}: line {reader.line_num}: column {name}: not UTF-8 text, "
+                        f"got {raw!r}; convert the file to UTF-8 (e.g. iconv -f latin1 -t "
+                        "utf-8)"
+                    )
 
 
 def first_uncastable(text: pa.Array, arrow_type: pa.DataType) -> int | None:
