@@ -347,7 +347,11 @@ BEYOND_INT64 = str(2**63)
             ["--scheduler", "sarathi", "--chunk-size", BEYOND_INT64],
             "--chunk-size must be an integer from 1 to 2,147,483,647",
         ),
-        (["--prefix-load-cap", BEYOND_INT64], "--prefix-load-cap must be an integer from 0"),
+        (
+            ["--router", "prefix-aware", "--enable-prefix-caching"]
+            + ["--prefix-load-cap", BEYOND_INT64],
+            "--prefix-load-cap must be an integer from 0",
+        ),
         (["--max-num-batched-tokens", BEYOND_INT64], "--max-num-batched-tokens must be"),
         (["--seed", str(10**20)], "--seed must be an integer from 0 to 9,223,372,036,854,775,807"),
         (["--block-size", str(10**6)], "--block-size must be an integer from 1 to 65,536"),
@@ -483,6 +487,22 @@ def test_python_api_bad_arguments_are_one_line_errors(kwargs, fragment):
     args = {"trace": _api_trace(), **kwargs}
     with pytest.raises(SimreplayError, match=fragment.replace("(", r"\(")):
         simulate(args.pop("trace"), **args)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--chunk-size", "256"], "--chunk-size is the sarathi scheduler's token budget"),
+        (["--scheduler", "vllm-v0", "--chunk-size", "256"], "--scheduler vllm-v0 never reads"),
+        (["--prefix-load-cap", "4"], "--router least-outstanding never reads it"),
+    ],
+)
+def test_a_knob_the_scheduler_or_router_never_reads_is_refused(small_trace, args, fragment):
+    """Found by a new-user pass: --chunk-size with the vllm scheduler and --prefix-load-cap
+    with any router but prefix-aware ran without a word, the value unused."""
+    assert_one_line_error(invoke("run", small_trace, "--gpus", "1xH100", *args), fragment)
+    sarathi = invoke("run", small_trace, "--scheduler", "sarathi", "--chunk-size", "256")
+    assert sarathi.exit_code == 0, sarathi.stderr
 
 
 @pytest.mark.parametrize(
