@@ -408,6 +408,31 @@ def test_generic_csv_time_units(tmp_path, unit, times):
         assert meta.start_time == "2024-05-10T00:01:40.500000000"
 
 
+@pytest.mark.parametrize("container", ["csv", "parquet"])
+@pytest.mark.parametrize(("unit", "finer"), [("s", "ms"), ("ms", "us"), ("us", "ns")])
+def test_epoch_times_in_a_finer_unit_than_given_are_refused(tmp_path, container, unit, finer):
+    """Found by a new-user pass: epoch milliseconds in an arrival_time_s column were read as
+    seconds without a word: an hour of traffic became 41 days (gaps 1,000 times too long)."""
+    start = 1_700_000_000 * generic.SECONDS_PER_UNIT[finer]
+    times = [
+        start,
+        start + generic.SECONDS_PER_UNIT[finer] // 2,
+        start + 3600 * generic.SECONDS_PER_UNIT[finer],
+    ]
+    if container == "csv":
+        rows = [f"{t},{i + 10},{i + 1}" for i, t in enumerate(times)]
+        path = write(tmp_path, "log.csv", "t,prompt,gen\n" + "\n".join(rows) + "\n")
+    else:
+        path = tmp_path / "log.parquet"
+        pq.write_table(pa.table({"t": times, "prompt": [10, 11, 12], "gen": [1, 2, 3]}), path)
+    with pytest.raises(
+        TraceError, match=rf"^log\.{container}: column t: read as {unit}, .* --time-unit {finer}$"
+    ):
+        generic.read(path, generic_options(time_unit=unit))
+    table, _ = import_table(generic, path, generic_options(time_unit=finer))
+    assert column(table, "arrival_time_s") == [0.0, 0.5, 3600.0]
+
+
 @pytest.mark.parametrize("unit", ["s", "ms", "ns", "datetime"])
 def test_generic_jsonl_time_units(tmp_path, unit):
     times = {

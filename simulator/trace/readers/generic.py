@@ -44,7 +44,7 @@ from simulator.trace.readers.tabular import (
     read_jsonl_columns,
     timestamps_to_seconds,
 )
-from simulator.trace.schema import check_unique_names
+from simulator.trace.schema import MAX_ARRIVAL_S, check_unique_names
 
 PARQUET_BATCH_ROWS = 1 << 20
 SECONDS_PER_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -330,8 +330,29 @@ def _seconds(
         ints = values.cast(pa.int64()).fill_null(0).to_numpy()
         valid = values.is_valid().to_numpy(zero_copy_only=False)
         origin = int(ints[valid].min()) if valid.any() else 0
+        _check_unit(path, column, unit, origin / scale)
         return np.where(valid, (ints - origin) / scale, np.nan), None
-    return float_values(values) / scale, None
+    seconds = float_values(values) / scale
+    with np.errstate(invalid="ignore"):
+        finite = seconds[np.isfinite(seconds)]
+    if finite.size:
+        _check_unit(path, column, unit, float(np.abs(finite).min()))
+    return seconds, None
+
+
+#: The next finer unit, for a clock that read in ``unit`` is beyond any plausible epoch.
+_FINER_UNIT = {"s": "ms", "ms": "us", "us": "ns"}
+
+
+def _check_unit(path: Path, column: str, unit: str, earliest_s: float) -> None:
+    """One line when the earliest time, read in ``unit``, is more than 3,000 years from 0:
+    epoch milliseconds read as seconds, whose gaps would all be 1,000 times too long."""
+    if abs(earliest_s) > MAX_ARRIVAL_S and unit in _FINER_UNIT:
+        finer = _FINER_UNIT[unit]
+        raise TraceError(
+            f"{path.name}: column {column}: read as {unit}, its times start {earliest_s:.3g} s "
+            f"from 0, more than 3,000 years: a clock in {finer}? give --time-unit {finer}"
+        )
 
 
 def _token_values(
