@@ -250,6 +250,17 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             max_num_seqs = V0_DEFAULT_MAX_NUM_SEQS
         if v0_default_budget:
             max_batched = 2048 if v0_settle else max(context, 2048)
+    if scenario.scheduler != "sarathi" and max_batched < max_num_seqs:
+        seqs = (
+            f"the default max_num_seqs of {max_num_seqs:,}"
+            if scenario.max_num_seqs is None
+            else f"--max-num-seqs {max_num_seqs:,}"
+        )
+        raise SimreplayError(
+            f"--max-num-batched-tokens {max_batched:,} is below {seqs}: vLLM (v0.11, "
+            "SchedulerConfig) refuses to start unless the token budget per step is at least "
+            "the number of sequences"
+        )
     knobs = {
         "gpu_memory_utilization": scenario.gpu_memory_utilization,
         "block_size": block_size,

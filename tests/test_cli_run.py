@@ -492,6 +492,27 @@ def test_python_api_bad_arguments_are_one_line_errors(kwargs, fragment):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
+        (
+            ["--max-num-batched-tokens", "1"],
+            "--max-num-batched-tokens 1 is below the default max_num_seqs of 1,024: vLLM",
+        ),
+        (
+            ["--scheduler", "vllm-v0", "--max-num-batched-tokens", "100", "--max-num-seqs", "101"],
+            "--max-num-batched-tokens 100 is below --max-num-seqs 101: vLLM",
+        ),
+    ],
+)
+def test_a_token_budget_below_the_sequence_cap_is_refused_as_vllm_does(small_trace, args, fragment):
+    """Found by a new-user pass: --max-num-batched-tokens 1 replayed (for 28 s, one token a
+    step) a configuration vLLM refuses to start with."""
+    assert_one_line_error(invoke("run", small_trace, "--gpus", "1xH100", *args), fragment)
+    ok = invoke("run", small_trace, "--max-num-batched-tokens", "64", "--max-num-seqs", "64")
+    assert ok.exit_code == 0, ok.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
         (["--chunk-size", "256"], "--chunk-size is the sarathi scheduler's token budget"),
         (["--scheduler", "vllm-v0", "--chunk-size", "256"], "--scheduler vllm-v0 never reads"),
         (["--prefix-load-cap", "4"], "--router least-outstanding never reads it"),
