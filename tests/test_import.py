@@ -373,6 +373,44 @@ def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
         import_trace(path)
 
 
+_CSV_HEAD = "arrival_time_s,input_tokens,output_tokens,request_id\n0,10,5,a\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        # Blank lines: pyarrow skips them, so data row 2 is not on line 2 + 2.
+        ("t.csv", _CSV_HEAD + "\n\n1,20,6,b\n2,x,6,c\n", "line 6: column input_tokens"),
+        ("t.csv", _CSV_HEAD + "\n\n1,20,6,b\n2,0,6,c\n", "line 6: column input_tokens"),
+        ("t.csv", _CSV_HEAD + "\r\n1,20,6,b\r\n2,0,6,c\r\n", "line 5: column input_tokens"),
+        ("t.csv", _CSV_HEAD + "\n1,20,6,a\n", "line 4: duplicate request id 'a' (first at line 2)"),
+        # A quoted cell spanning two lines.
+        ("t.csv", _CSV_HEAD + '1,20,6,"b\nb"\n2,x,6,c\n', "line 5: column input_tokens"),
+        ("t.csv", _CSV_HEAD + '1,20,6,"b\nb"\n2,0,6,c\n', "line 5: column input_tokens"),
+        (
+            "a.csv",
+            AZURE_2023.replace("\n2023-11-16 18:15:51,879", "\n\n2023-11-16 18:15:51,0"),
+            "line 5: column ContextTokens",
+        ),
+        (
+            "m.jsonl",
+            mooncake_lines(MOONCAKE[:2])
+            + "\n"
+            + mooncake_lines([dict(MOONCAKE[2], input_length=0)]),
+            "line 4: column input_length",
+        ),
+    ],
+)
+def test_errors_name_the_file_line_past_blank_lines_and_multiline_cells(
+    tmp_path, name, text, expected
+):
+    """Found by a new-user pass: lines were counted as the header plus the row's index, so
+    after a blank line (which pyarrow skips) or a quoted cell spanning lines the error
+    pointed at the wrong line (line 4 for a bad cell on line 6)."""
+    with pytest.raises(TraceError, match=rf"^{re.escape(name)}: {re.escape(expected)}"):
+        import_trace(write(tmp_path, name, text))
+
+
 @pytest.mark.parametrize("skip_invalid", [False, True])
 @pytest.mark.parametrize(
     ("text", "expected"),

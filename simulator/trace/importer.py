@@ -7,6 +7,7 @@ A canonical parquet file written by simreplay is read back directly and re-valid
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,6 +30,7 @@ from simulator.trace.readers.tabular import (
     PARQUET_MAGIC,
     csv_header,
     first_record,
+    physical_line,
     refuse_json_array,
     sniff_text,
 )
@@ -110,6 +112,8 @@ def import_trace(
         raw = READERS[name].read(path, options)
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream, read part way
         raise TraceError(f"{path.name}: cannot read as {name}: {exc}") from None
+    if raw.location_word == "line" and raw.first_line in (1, 2):
+        raw.line_resolver = functools.partial(physical_line, path, first_line=raw.first_line)
     return normalize(raw, strict=options.strict, skip_invalid=options.skip_invalid)
 
 

@@ -8,6 +8,7 @@ table built. Each problem is reported with the line of the source file it came f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,6 +86,9 @@ class RawTrace:
     start_time: str | None = None
     notes: list[str] = field(default_factory=list)
     num_source_rows: int = field(default=-1)
+    #: Counted line (``first_line`` + row) -> the file's line, where rows may span lines or
+    #: blank lines were skipped (set by ``import_trace`` for text files; messages only).
+    line_resolver: Callable[[int], int] | None = None
 
     def __post_init__(self) -> None:
         if self.num_source_rows < 0:
@@ -93,6 +97,8 @@ class RawTrace:
     def where(self, row: int) -> str:
         """Location of a 0-based row in the source file, e.g. ``"line 17"``."""
         line = self.first_line + row if self.line_of_row is None else int(self.line_of_row[row])
+        if self.line_resolver is not None:
+            line = self.line_resolver(line)
         return f"{self.location_word} {line}"
 
     def column_label(self, name: str) -> str:

@@ -40,6 +40,7 @@ from simulator.trace.readers.tabular import (
     int_lists_from_text,
     int_values,
     json_field_type,
+    physical_line,
     read_csv_columns,
     read_jsonl_columns,
     timestamps_to_seconds,
@@ -99,7 +100,9 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         first_line, location_word = 2, "line"
 
     def where(row: int) -> str:
-        return f"{location_word} {first_line + row}"
+        if location_word == "row":
+            return f"row {first_line + row}"
+        return f"line {physical_line(path, first_line + row, first_line)}"
 
     arrival_time_s, start_time = _seconds(
         path, columns["arrival_time_s"], mapping["arrival_time_s"], options.time_unit, where

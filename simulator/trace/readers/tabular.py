@@ -236,8 +236,9 @@ def _diagnose_csv(
                 text = batch.column(file_names[name])
                 bad = first_uncastable(text, arrow_type)
                 if bad is not None:
+                    line = physical_line(path, rows_before + bad + 2, first_line=2)
                     raise TraceError(
-                        f"{path.name}: line {rows_before + bad + 2}: column {name}: expected "
+                        f"{path.name}: line {line}: column {name}: expected "
                         f"{_describe(arrow_type)}, got {text[bad].as_py()!r}"
                         + (" (--skip-invalid drops such rows)" if hint else "")
                     )
@@ -247,6 +248,61 @@ def _diagnose_csv(
         _raise_not_utf8(path, list(file_names.values()))
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
     raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(exc)}") from None
+
+
+def physical_line(path: Path, line: int, first_line: int) -> int:
+    """The file's line on which the data row counted as ``line`` starts.
+
+    Readers count ``first_line`` + row index, as if each row took one line; pyarrow skips
+    blank lines and lets a quoted CSV cell span lines, and after either that count is short.
+    For messages only: reads the file up to the row, with Python's csv module (for
+    JSON lines, counting non-blank lines) only when the bytes before it hold a blank line or
+    a quote, so a plain file costs a byte scan.
+
+    Parameters
+    ----------
+    path : Path
+        A CSV (``first_line`` 2, after the header) or JSON-lines (``first_line`` 1) file.
+    line, first_line : int
+        The count to correct, and the count of the first data row.
+    """
+    row = line - first_line
+    if row < 0 or not _has_blank_lines_or_quotes(path, row + first_line):
+        return line
+    with open_text(path) as handle:
+        if first_line == 1:  # JSON lines: no header, no multi-line values
+            seen = -1
+            for number, text in enumerate(handle, start=1):
+                seen += bool(text.strip())
+                if seen == row:
+                    return number
+            return line
+        reader = csv.reader(handle)
+        next(reader, None)
+        start, seen = reader.line_num + 1, -1
+        for fields in reader:
+            seen += bool(fields)  # a blank line is no row to pyarrow
+            if seen == row and fields:
+                return start
+            start = reader.line_num + 1
+    return line
+
+
+def _has_blank_lines_or_quotes(path: Path, num_lines: int) -> bool:
+    """Whether the file's first ``num_lines`` lines (and the next) hold a blank line or a
+    double quote: the cases where a row is not one line."""
+    seen_lines, previous = 0, b"\n"
+    with open_input(path) as stream:
+        while seen_lines <= num_lines:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                return False
+            text = previous + chunk
+            if b'"' in chunk or b"\n\n" in text or b"\n\r\n" in text:
+                return True
+            seen_lines += chunk.count(b"\n")
+            previous = chunk[-1:]
+    return False
 
 
 def _raise_ragged_row(path: Path) -> None:
