@@ -431,6 +431,16 @@ def test_a_cell_that_is_not_utf8_names_its_line(tmp_path, text, expected, skip_i
         import_trace(path, ImportOptions(skip_invalid=skip_invalid))
 
 
+def test_a_column_mapping_on_a_simreplay_trace_is_an_error(tmp_path):
+    """Found by a new-user pass: --time-col and --time-unit on a canonical trace (read as
+    it is) were ignored without a word."""
+    path = tmp_path / "t.parquet"
+    pq.write_table(import_trace(write(tmp_path, "a.csv", AZURE_2023))[0], path)
+    options = ImportOptions(time_col="arrival_time_s", time_unit="ms")
+    with pytest.raises(TraceError, match=r"^t.parquet: --time-col applies to csv, jsonl and "):
+        import_trace(path, options)
+
+
 @pytest.mark.parametrize("fmt", [None, "jsonl"])
 @pytest.mark.parametrize("text", ['[{"a": 1, "b": 2, "b": 3}]', '[\n{"a": 1}\n]\n'])
 def test_a_json_array_is_named_as_one(tmp_path, text, fmt):
@@ -540,6 +550,11 @@ def test_non_integer_token_counts_in_a_parquet_trace_are_named(tmp_path, values,
             ImportOptions(arrival=ArrivalProcess(kind="poisson", rate_rps=5.0)),
             "--rate/--rate-profile applies to lengths and vllm-bench traces",
         ),
+        # Found by a later pass: the column mapping was ignored on a format of its own.
+        (ImportOptions(input_col="x"), "--input-col applies to csv, jsonl and parquet traces"),
+        (ImportOptions(time_unit="ms"), "--time-unit applies to csv, jsonl and parquet"),
+        (ImportOptions(hash_block_size=16), "--hash-block-size applies to csv, jsonl and"),
+        (ImportOptions(format="azure", time_col="TIMESTAMP"), "--time-col applies to csv, "),
     ],
 )
 def test_an_option_the_format_never_reads_is_an_error(tmp_path, options, fragment):

@@ -122,23 +122,32 @@ def load_trace(path: Path | str, options: ImportOptions | None = None) -> pa.Tab
     return import_trace(path, options)[0]
 
 
+#: The formats read through a column mapping (``--time-col`` and friends).
+_MAPPED = ("csv", "jsonl", "parquet")
+
 #: Import options that only some formats read: (field, option as typed, those formats).
 _FORMAT_OPTIONS = (
     ("jitter", "--jitter", ("mooncake",)),
     ("jitter_window_s", "--jitter-window-s", ("mooncake",)),
     ("keep_failed", "--keep-failed", ("burstgpt",)),
     ("arrival", "--rate/--rate-profile", ("lengths", "vllm-bench")),
+    *((field, f"--{field.replace('_', '-')}", _MAPPED) for field in generic.MAPPING_FIELDS),
 )
+
+_DEFAULTS = ImportOptions()
 
 
 def _check_format_options(path: Path, name: str, options: ImportOptions) -> None:
     """One line when an option given is one that ``name``'s reader never reads (it was
-    ignored without a word: --rate on an Azure trace, which has its own arrivals)."""
+    ignored without a word: --rate on an Azure trace, which has its own arrivals; a column
+    mapping on a format with columns of its own). An option at its default counts as not
+    given (``--time-unit s``)."""
     for field, option, formats in _FORMAT_OPTIONS:
-        if getattr(options, field) not in (None, False) and name not in formats:
+        if getattr(options, field) != getattr(_DEFAULTS, field) and name not in formats:
+            listed = f"{', '.join(formats[:-1])} and {formats[-1]}" if formats[1:] else formats[0]
             raise TraceError(
-                f"{path.name}: {option} applies to {' and '.join(formats)} traces; this one "
-                f"is read as {name}, which it would not change"
+                f"{path.name}: {option} applies to {listed} traces; this one is read as "
+                f"{name}, which it would not change"
             )
 
 

@@ -60,6 +60,8 @@ MAPPING = {
     "hash_ids": ("hash_col", "--hash-col"),
 }
 REQUIRED = ("arrival_time_s", "input_tokens", "output_tokens")
+#: ``ImportOptions`` fields that only this reader reads.
+MAPPING_FIELDS = (*(attr for attr, _ in MAPPING.values()), "time_unit", "hash_block_size")
 
 
 def sniff(path: Path, head_text: str) -> bool:
