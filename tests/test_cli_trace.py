@@ -233,6 +233,17 @@ def test_transform_bad_options(tmp_path, args, fragment):
     assert not out.exists()
 
 
+def test_import_refuses_to_write_over_its_source(tmp_path):
+    """Found by a new-user pass: `trace import a.csv -o a.csv` replaced the source CSV with
+    the parquet trace (the raw data gone), also through another path to the same file."""
+    src = write(tmp_path, "a.csv", AZURE)
+    (tmp_path / "link.csv").symlink_to(src)
+    for target in (src, tmp_path / "link.csv"):
+        result = invoke("trace", "import", src, "-o", target)
+        assert_one_line_error(result, "-o", "is the trace being imported")
+        assert src.read_text() == AZURE
+
+
 def test_console_script_exit_codes():
     """The installed entry point: 0 on --help, 1 on a domain error without traceback, and 1
     with one line on a command line that does not parse."""

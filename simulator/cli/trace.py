@@ -81,6 +81,11 @@ def import_(
     and any CSV/JSONL/parquet with a column mapping.
     """
     output = output_file(output, "-o", "an output parquet file")
+    if output.exists() and source.exists() and output.samefile(source):
+        raise SimreplayError(
+            f"-o {output}: is the trace being imported; give another name (the import would "
+            "replace the source with its parquet copy)"
+        )
     table, report = _read(source, import_options)
     write_parquet_atomic(table, output)
     span_s = float(table.column("arrival_time_s")[-1].as_py())
