@@ -441,6 +441,25 @@ def test_a_column_mapping_on_a_simreplay_trace_is_an_error(tmp_path):
         import_trace(path, options)
 
 
+@pytest.mark.parametrize("stage", ["detected", "read"])
+def test_a_trace_removed_while_it_is_read_is_one_line(tmp_path, monkeypatch, stage):
+    """Found by a new-user pass: a file that disappeared after its format was detected
+    raised FileNotFoundError from the Python API (the CLI caught it as a bare OSError)."""
+    from simulator.trace.readers import mooncake
+
+    path = write(tmp_path, "m.jsonl", mooncake_lines([dict(MOONCAKE[0], input_length=0)]))
+    wrapped = mooncake.sniff if stage == "detected" else mooncake.read_jsonl_columns
+
+    def then_remove(*args):
+        result = wrapped(*args)
+        path.unlink(missing_ok=True)
+        return result
+
+    monkeypatch.setattr(mooncake, wrapped.__name__, then_remove)
+    with pytest.raises(TraceError, match=r"^m\.jsonl: (cannot read|line 1: column)"):
+        import_trace(path)
+
+
 @pytest.mark.parametrize("fmt", [None, "jsonl"])
 @pytest.mark.parametrize("text", ['[{"a": 1, "b": 2, "b": 3}]', '[\n{"a": 1}\n]\n'])
 def test_a_json_array_is_named_as_one(tmp_path, text, fmt):

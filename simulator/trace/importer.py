@@ -92,6 +92,13 @@ def import_trace(
     options = options or ImportOptions()
     _check_readable(path)
     try:
+        return _import(path, options)
+    except OSError as exc:  # the file removed or cut short while it is read
+        raise TraceError(f"{path.name}: cannot read: {exc.strerror or exc}") from None
+
+
+def _import(path: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]:
+    try:
         name = options.format or detect_format(path, options)
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream
         raise TraceError(f"{path.name}: cannot read: {exc}") from None

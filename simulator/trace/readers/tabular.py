@@ -266,6 +266,13 @@ def physical_line(path: Path, line: int, first_line: int) -> int:
     line, first_line : int
         The count to correct, and the count of the first data row.
     """
+    try:
+        return _physical_line(path, line, first_line)
+    except OSError:  # the file is gone or cut short: the count is the best there is
+        return line
+
+
+def _physical_line(path: Path, line: int, first_line: int) -> int:
     row = line - first_line
     if row < 0 or not _has_blank_lines_or_quotes(path, row + first_line):
         return line
