@@ -441,6 +441,20 @@ def test_a_column_mapping_on_a_simreplay_trace_is_an_error(tmp_path):
         import_trace(path, options)
 
 
+@pytest.mark.parametrize("fmt", [None, "parquet", "simreplay"])
+@pytest.mark.parametrize("codec", ["gzip", "zstd", "bz2"])
+def test_a_compressed_parquet_file_says_to_decompress_it(tmp_path, codec, fmt):
+    """Found by a new-user pass: a gzipped parquet trace was an 'unknown trace format'
+    whose 'first line' was 80 characters of binary, or 'not a readable parquet file'."""
+    plain = tmp_path / "t.parquet"
+    pq.write_table(import_trace(write(tmp_path, "a.csv", AZURE_2023))[0], plain)
+    path = tmp_path / "t.parquet.x"
+    with pa.output_stream(path, compression=codec) as stream:
+        stream.write(plain.read_bytes())
+    with pytest.raises(TraceError, match=rf"^t.parquet.x: a {codec}-compressed parquet file;"):
+        import_trace(path, ImportOptions(format=fmt))
+
+
 @pytest.mark.parametrize("stage", ["detected", "read"])
 def test_a_trace_removed_while_it_is_read_is_one_line(tmp_path, monkeypatch, stage):
     """Found by a new-user pass: a file that disappeared after its format was detected

@@ -28,6 +28,8 @@ from simulator.trace.readers import (
 )
 from simulator.trace.readers.tabular import (
     PARQUET_MAGIC,
+    compressed_parquet,
+    compression_of,
     csv_header,
     first_record,
     physical_line,
@@ -103,6 +105,8 @@ def _import(path: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream
         raise TraceError(f"{path.name}: cannot read: {exc}") from None
     if name == "simreplay":
+        if compression_of(path) is not None:
+            raise compressed_parquet(path)
         _check_format_options(path, name, options)
         table = read_canonical(path)
         return table, ImportReport(table.num_rows, table.num_rows, ())
@@ -189,6 +193,8 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
             f"{', '.join(generic.REQUIRED)}"
         )
     head = sniff_text(path)
+    if head.startswith(PARQUET_MAGIC.decode()):
+        raise compressed_parquet(path)
     if not head.strip():
         raise TraceError(f"{path.name}: file is empty")
     refuse_json_array(path, head)

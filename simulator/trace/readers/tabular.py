@@ -714,10 +714,22 @@ def container_of(path: Path) -> str:
     with open_input(path) as stream:
         head = stream.read(4096)
     if head.startswith(PARQUET_MAGIC):
+        if compression_of(path) is not None:
+            raise compressed_parquet(path)
         return "parquet"
     text = head.decode("utf-8-sig", errors="replace").lstrip()
     refuse_json_array(path, text)
     return "jsonl" if text.startswith("{") else "csv"
+
+
+def compressed_parquet(path: Path) -> TraceError:
+    """The error for a parquet file inside gzip, zstd or bzip2: parquet is read by seeking to
+    its footer, which a compressed stream cannot do (and it compresses its own columns)."""
+    return TraceError(
+        f"{path.name}: a {compression_of(path)}-compressed parquet file; decompress it first "
+        "(parquet compresses its columns itself and is read by seeking, which a compressed "
+        "stream cannot do)"
+    )
 
 
 def refuse_json_array(path: Path, head_text: str) -> None:
