@@ -408,6 +408,18 @@ def test_generic_csv_time_units(tmp_path, unit, times):
         assert meta.start_time == "2024-05-10T00:01:40.500000000"
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_generic_parquet_duration_times_carry_their_unit(tmp_path, unit):
+    """Found by a new-user pass: a duration column (pandas' timedelta64, time since the
+    start) was refused: 'expected numbers of s, has type duration[ms]'."""
+    scale = generic.SECONDS_PER_UNIT[unit]
+    times = pa.array([2 * scale, 3 * scale, 5 * scale], type=pa.duration(unit))
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.table({"t": times, "prompt": [10, 11, 12], "gen": [1, 2, 3]}), path)
+    table, _ = import_table(generic, path, MAPPED)
+    assert column(table, "arrival_time_s") == [0.0, 1.0, 3.0]
+
+
 @pytest.mark.parametrize("container", ["csv", "parquet"])
 @pytest.mark.parametrize(("unit", "finer"), [("s", "ms"), ("ms", "us"), ("us", "ns")])
 def test_epoch_times_in_a_finer_unit_than_given_are_refused(tmp_path, container, unit, finer):

@@ -4,9 +4,10 @@
 columns (all three required); ``--id-col``, ``--session-col`` and ``--hash-col`` optionally
 name request ids, session ids and prefix-block hash lists (``--hash-block-size`` tokens per
 block). ``--time-unit`` says what the time column holds: ``s``, ``ms``, ``us`` or ``ns``
-from any origin, or ``datetime`` for ISO-8601 text (a native parquet timestamp column is
-accepted whatever the unit). The container is told by content: parquet by its ``PAR1``
-magic bytes, JSON lines when the first non-blank character is ``{``, CSV otherwise.
+from any origin, or ``datetime`` for ISO-8601 text (a native parquet timestamp or
+duration column is accepted whatever the unit). The container is told by content: parquet
+by its ``PAR1`` magic bytes, JSON lines when the first non-blank character is ``{``, CSV
+otherwise.
 
 This reader is never auto-detected (``sniff`` is always false): it is chosen with
 ``--format generic`` or as the last resort. The module also holds small helpers the other
@@ -316,7 +317,11 @@ def _seconds(
         sample = values[_first_valid(values)].as_py() if values.null_count < len(values) else None
         stamps = cast_text_located(values, datetime_type_for(sample), path.name, column, where)
         return timestamps_to_seconds(stamps)
-    if unit == "datetime":
+    if pa.types.is_duration(values.type):
+        # Times since some start with their unit in the type (pandas' timedelta64 columns).
+        unit = values.type.unit
+        values = values.cast(pa.int64())
+    elif unit == "datetime":
         raise TraceError(
             f"{path.name}: column {column}: --time-unit datetime expects ISO-8601 text or a "
             f"timestamp column, found {values.type}; give its unit instead (s, ms, us, ns)"
