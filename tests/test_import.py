@@ -123,6 +123,16 @@ def test_skip_invalid_counts_a_row_bad_in_two_columns_once(tmp_path):
     )
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01 00:00:00", "9999-12-31 23:59:59", "1600-01-01"])
+def test_a_timestamp_beyond_the_nanosecond_range_says_so(tmp_path, stamp):
+    """Found by a new-user pass: a valid date far in the past or future was refused as
+    "expected a timestamp like 2023-11-16 18:15:46.6805900, got '9999-12-31 23:59:59'",
+    which is one."""
+    text = AZURE_2023.replace("2023-11-16 18:15:50.9951690", stamp)
+    with pytest.raises(TraceError, match=r"line 3: column TIMESTAMP: .*outside 1677-09-21 to"):
+        import_trace(write(tmp_path, "t.csv", text))
+
+
 def test_unparseable_timestamp_names_line(tmp_path):
     text = AZURE_2023.replace("2023-11-16 18:15:50.9951690", "16/11/2023 18:15")
     with pytest.raises(TraceError, match=r"line 3: column TIMESTAMP: expected a timestamp"):

@@ -9,6 +9,7 @@ so the user gets one precise message (that pass runs only on the error path).
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import re
@@ -240,6 +241,7 @@ def _diagnose_csv(
                     raise TraceError(
                         f"{path.name}: line {line}: column {name}: expected "
                         f"{_describe(arrow_type)}, got {text[bad].as_py()!r}"
+                        + _out_of_range_hint(text[bad].as_py(), arrow_type)
                         + (" (--skip-invalid drops such rows)" if hint else "")
                     )
             rows_before += batch.num_rows
@@ -377,6 +379,20 @@ def _cast_text(values: pa.Array, arrow_type: pa.DataType) -> pa.Array:
     import pyarrow.compute as pc  # imported here: 0.1 s
 
     return pc.cast(pc.utf8_trim_whitespace(values), arrow_type)
+
+
+def _out_of_range_hint(text: str | None, arrow_type: pa.DataType) -> str:
+    """For a date Python reads but a nanosecond timestamp cannot hold (1677-2262)."""
+    if not pa.types.is_timestamp(arrow_type) or text is None:
+        return ""
+    try:
+        datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return ""
+    return (
+        ", a date outside 1677-09-21 to 2262-04-11, the range of nanosecond timestamps "
+        "(a placeholder or corrupt date?)"
+    )
 
 
 def _describe(arrow_type: pa.DataType) -> str:
@@ -705,7 +721,7 @@ def cast_text_located(
         bad = first_uncastable(trimmed, arrow_type)
         raise TraceError(
             f"{file_name}: {where(bad)}: column {column}: expected {_describe(arrow_type)}, "
-            f"got {text[bad].as_py()!r}"
+            f"got {text[bad].as_py()!r}{_out_of_range_hint(text[bad].as_py(), arrow_type)}"
         ) from None
 
 
