@@ -441,6 +441,16 @@ def test_a_cell_that_is_not_utf8_names_its_line(tmp_path, text, expected, skip_i
         import_trace(path, ImportOptions(skip_invalid=skip_invalid))
 
 
+def test_a_jitter_window_without_jitter_is_an_error(tmp_path):
+    """Found by a new-user pass: --jitter-window-s without --jitter was ignored without a
+    word (even a negative one) on a Mooncake trace."""
+    path = write(tmp_path, "m.jsonl", mooncake_lines(MOONCAKE))
+    for window_s in (3.0, -1.0):
+        with pytest.raises(TraceError, match=r"^--jitter-window-s is the bucket width of --jitter"):
+            import_trace(path, ImportOptions(jitter_window_s=window_s))
+    assert import_trace(path, ImportOptions(jitter=True, jitter_window_s=3.0))[0].num_rows == 4
+
+
 def test_a_column_mapping_on_a_simreplay_trace_is_an_error(tmp_path):
     """Found by a new-user pass: --time-col and --time-unit on a canonical trace (read as
     it is) were ignored without a word."""

@@ -160,6 +160,11 @@ def _check_format_options(path: Path, name: str, options: ImportOptions) -> None
                 f"{path.name}: {option} applies to {listed} traces; this one is read as "
                 f"{name}, which it would not change"
             )
+    if options.jitter_window_s is not None and not options.jitter:
+        raise TraceError(
+            "--jitter-window-s is the bucket width of --jitter; give --jitter too (without it "
+            "the window changes nothing)"
+        )
 
 
 def read_canonical(path: Path) -> pa.Table:
