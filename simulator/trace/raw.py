@@ -234,10 +234,13 @@ def normalize(
         raw.arrival_time_s = raw.arrival_time_s - origin_s
     last = len(raw.arrival_time_s) - 1
     if raw.arrival_time_s[last] > MAX_ARRIVAL_S:
+        # Only the column-mapped formats take --time-unit; the others know their unit.
+        cause = "a corrupt time"
+        if raw.source_format in ("csv", "jsonl", "parquet"):
+            cause += ", or times in another unit (--time-unit)"
         raise TraceError(
             f"{raw.source_file}: {raw.where(last)}: arrives {raw.arrival_time_s[last]:.3g} s "
-            f"after the first request, more than {MAX_ARRIVAL_S:.0e} s (3,000 years): a corrupt "
-            "time, or times in another unit (--time-unit)"
+            f"after the first request, more than {MAX_ARRIVAL_S:.0e} s (3,000 years): {cause}"
         )
     columns = {
         "arrival_time_s": raw.arrival_time_s,
