@@ -478,6 +478,8 @@ def test_a_custom_router_is_named_in_the_summary():
         ({"slo": {}}, "non-empty dict"),
         ({"slo": ["ttft_p99_ms=2000"]}, "slo must be text"),
         ({"slo": {"ttft_p99_ms": -5}}, "must be > 0"),
+        # Found by a later pass: an AttributeError ('dict' object has no attribute 'format').
+        ({"import_options": {"rate": 5}}, "import_options must be a simulator.trace.options"),
     ],
 )
 def test_python_api_bad_arguments_are_one_line_errors(kwargs, fragment):
