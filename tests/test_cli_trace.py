@@ -244,6 +244,24 @@ def test_import_refuses_to_write_over_its_source(tmp_path):
         assert src.read_text() == AZURE
 
 
+def test_transform_and_synth_refuse_to_write_over_a_trace_they_read(tmp_path):
+    """Found by a new-user pass: `trace transform a.csv -o a.csv` replaced a raw Azure log
+    with its parquet variant, and `synth --lengths-from t.parquet -o t.parquet` replaced the
+    trace it drew lengths from with 9 synthetic requests."""
+    src = write(tmp_path, "a.csv", AZURE)
+    other = invoke_import(tmp_path, write(tmp_path, "b.csv", AZURE))
+    result = invoke("trace", "transform", other, src, "-o", src, "--combine", "merge")
+    assert_one_line_error(result, "-o", "is a trace being transformed")
+    assert src.read_text() == AZURE
+    before = other.read_bytes()
+    result = invoke(
+        "trace", "synth", "-o", other, "--rate", "1", "--duration", "10",
+        "--input-len", "resample", "--output-len", "resample", "--lengths-from", other,
+    )  # fmt: skip
+    assert_one_line_error(result, "-o", "is the --lengths-from trace")
+    assert other.read_bytes() == before
+
+
 def test_console_script_exit_codes():
     """The installed entry point: 0 on --help, 1 on a domain error without traceback, and 1
     with one line on a command line that does not parse."""
