@@ -67,6 +67,23 @@ def test_azure_multimodal_says_images_are_not_imported(tmp_path):
     assert table.column("input_tokens").to_pylist() == [900]
 
 
+def test_azure_multimodal_counts_the_requests_with_images(tmp_path):
+    """Found by a new-user pass: the note said NumImages was not imported but not for how
+    many requests that changed anything."""
+    rows = [
+        "2025-01-01 00:00:00.1,2,900,50",
+        "2025-01-01 00:00:01,0,9,5",
+        "2025-01-01 00:00:02,,9,5",
+    ]
+    rows.append("2025-01-01 00:00:03,1,9,5")
+    text = "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n"
+    _, report = import_trace(write(tmp_path, "m.csv", text))
+    assert report.notes == (
+        "NumImages is not imported: 2 of 4 rows carry images (3 in all), and input_tokens "
+        "counts ContextTokens only",
+    )
+
+
 def test_out_of_order_rows_are_sorted_and_counted(tmp_path):
     text = AZURE_2023.splitlines()
     shuffled = "\n".join([text[0], text[2], text[3], text[1]]) + "\n"
