@@ -112,6 +112,11 @@ def simulate(
 def _trace_table(trace: object, import_options: ImportOptions | None) -> pa.Table:
     """The canonical table of ``trace``: a table, a record batch or any Arrow stream, or a
     trace file's path; one line for anything else."""
+    if import_options is not None and not isinstance(import_options, ImportOptions):
+        raise SimreplayError(
+            "import_options must be a simulator.trace.options.ImportOptions, e.g. "
+            f"ImportOptions(format='azure'), got {type(import_options).__name__}"
+        )
     if isinstance(trace, pa.RecordBatch):
         trace = pa.Table.from_batches([trace])
     elif not isinstance(trace, pa.Table) and hasattr(trace, "__arrow_c_stream__"):
@@ -245,7 +250,7 @@ def simulate_many(
         In the order of ``scenarios``: a ``Result``, or the ``SimreplayError`` that
         ``simulate`` would have raised for that scenario (say, weights that do not fit).
     """
-    table = _as_trace(trace) if isinstance(trace, pa.Table) else load_trace(trace, import_options)
+    table = _trace_table(trace, import_options)
     bounds = parse_slo(slo) if isinstance(slo, str) else slo
     input_tokens = table.column("input_tokens").to_numpy()
     arrival_time_s = table.column("arrival_time_s").to_numpy()

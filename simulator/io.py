@@ -80,6 +80,21 @@ def output_folder(out: str, option: str | None) -> Path:
     return path
 
 
+def refuse_overwriting_input(output: Path, inputs: list[Path], what: str) -> None:
+    """Fail when ``output`` is one of ``inputs`` (also through a link): the command would
+    replace a source it read, a raw log included, with its own output.
+
+    ``what`` says what the input is to the command (``"the trace being imported"``).
+    """
+    if not output.exists():
+        return
+    for source in inputs:
+        if Path(source).exists() and output.samefile(source):
+            raise SimreplayError(
+                f"-o {output}: is {what}; give another name (the command would replace it)"
+            )
+
+
 def check_output_path(path: Path) -> Path:
     """Fail early, before any work, when ``path`` cannot be written."""
     path = Path(path)

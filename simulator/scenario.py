@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from simulator.checks import format_number
 from simulator.engine.state import (
@@ -131,6 +133,14 @@ class Scenario:
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP
     closed_loop: bool = False
     enforce_eager: bool = False
+
+    def __post_init__(self) -> None:
+        # numpy scalars (a grid from np.arange, a value read from a table) become the Python
+        # numbers and text they hold: the checks, summary.json and a sweep's store take those.
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, np.generic):
+                object.__setattr__(self, item.name, value.item())
 
 
 @dataclass(frozen=True)
@@ -264,6 +274,17 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             max_num_seqs = V0_DEFAULT_MAX_NUM_SEQS
         if v0_default_budget:
             max_batched = 2048 if v0_settle else max(context, 2048)
+    if scenario.scheduler != "sarathi" and max_batched < max_num_seqs:
+        seqs = (
+            f"the default max_num_seqs of {max_num_seqs:,}"
+            if scenario.max_num_seqs is None
+            else f"--max-num-seqs {max_num_seqs:,}"
+        )
+        raise SimreplayError(
+            f"--max-num-batched-tokens {max_batched:,} is below {seqs}: vLLM (v0.11, "
+            "SchedulerConfig) refuses to start unless the token budget per step is at least "
+            "the number of sequences"
+        )
     knobs = {
         "gpu_memory_utilization": scenario.gpu_memory_utilization,
         "block_size": block_size,
@@ -446,11 +467,17 @@ def check_knobs(scenario: Scenario) -> None:
     SimreplayError
         One line naming the option and the range it takes.
     """
-    if scenario.scheduler not in SCHEDULERS:
+    if not isinstance(scenario.gpus, str):
+        raise SimreplayError(f"gpus must be text like '4xA100', got {scenario.gpus!r}")
+    if not isinstance(scenario.model, str | Path):
+        raise SimreplayError(
+            f"model must be a catalog name or a config.json path, got {scenario.model!r}"
+        )
+    if not isinstance(scenario.scheduler, str) or scenario.scheduler not in SCHEDULERS:
         raise SimreplayError(
             f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scenario.scheduler!r}"
         )
-    if scenario.router not in ROUTERS:
+    if not isinstance(scenario.router, str) or scenario.router not in ROUTERS:
         raise SimreplayError(
             f"--router must be one of {', '.join(ROUTERS)}, got {scenario.router!r}"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -346,7 +347,11 @@ BEYOND_INT64 = str(2**63)
             ["--scheduler", "sarathi", "--chunk-size", BEYOND_INT64],
             "--chunk-size must be an integer from 1 to 2,147,483,647",
         ),
-        (["--prefix-load-cap", BEYOND_INT64], "--prefix-load-cap must be an integer from 0"),
+        (
+            ["--router", "prefix-aware", "--enable-prefix-caching"]
+            + ["--prefix-load-cap", BEYOND_INT64],
+            "--prefix-load-cap must be an integer from 0",
+        ),
         (["--max-num-batched-tokens", BEYOND_INT64], "--max-num-batched-tokens must be"),
         (["--seed", str(10**20)], "--seed must be an integer from 0 to 9,223,372,036,854,775,807"),
         (["--block-size", str(10**6)], "--block-size must be an integer from 1 to 65,536"),
@@ -473,6 +478,8 @@ def test_a_custom_router_is_named_in_the_summary():
         ({"slo": {}}, "non-empty dict"),
         ({"slo": ["ttft_p99_ms=2000"]}, "slo must be text"),
         ({"slo": {"ttft_p99_ms": -5}}, "must be > 0"),
+        # Found by a later pass: an AttributeError ('dict' object has no attribute 'format').
+        ({"import_options": {"rate": 5}}, "import_options must be a simulator.trace.options"),
     ],
 )
 def test_python_api_bad_arguments_are_one_line_errors(kwargs, fragment):
@@ -482,6 +489,84 @@ def test_python_api_bad_arguments_are_one_line_errors(kwargs, fragment):
     args = {"trace": _api_trace(), **kwargs}
     with pytest.raises(SimreplayError, match=fragment.replace("(", r"\(")):
         simulate(args.pop("trace"), **args)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["--max-num-batched-tokens", "1"],
+            "--max-num-batched-tokens 1 is below the default max_num_seqs of 1,024: vLLM",
+        ),
+        (
+            ["--scheduler", "vllm-v0", "--max-num-batched-tokens", "100", "--max-num-seqs", "101"],
+            "--max-num-batched-tokens 100 is below --max-num-seqs 101: vLLM",
+        ),
+    ],
+)
+def test_a_token_budget_below_the_sequence_cap_is_refused_as_vllm_does(small_trace, args, fragment):
+    """Found by a new-user pass: --max-num-batched-tokens 1 replayed (for 28 s, one token a
+    step) a configuration vLLM refuses to start with."""
+    assert_one_line_error(invoke("run", small_trace, "--gpus", "1xH100", *args), fragment)
+    ok = invoke("run", small_trace, "--max-num-batched-tokens", "64", "--max-num-seqs", "64")
+    assert ok.exit_code == 0, ok.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--chunk-size", "256"], "--chunk-size is the sarathi scheduler's token budget"),
+        (["--scheduler", "vllm-v0", "--chunk-size", "256"], "--scheduler vllm-v0 never reads"),
+        (["--prefix-load-cap", "4"], "--router least-outstanding never reads it"),
+    ],
+)
+def test_a_knob_the_scheduler_or_router_never_reads_is_refused(small_trace, args, fragment):
+    """Found by a new-user pass: --chunk-size with the vllm scheduler and --prefix-load-cap
+    with any router but prefix-aware ran without a word, the value unused."""
+    assert_one_line_error(invoke("run", small_trace, "--gpus", "1xH100", *args), fragment)
+    sarathi = invoke("run", small_trace, "--scheduler", "sarathi", "--chunk-size", "256")
+    assert sarathi.exit_code == 0, sarathi.stderr
+
+
+@pytest.mark.parametrize(
+    ("knobs", "fragment"),
+    [
+        ({"gpus": 4}, "gpus must be text like '4xA100', got 4"),
+        ({"gpus": None}, "gpus must be text like '4xA100', got None"),
+        ({"model": 5}, "model must be a catalog name or a config.json path, got 5"),
+        ({"scheduler": ["vllm"]}, "--scheduler must be one of vllm"),
+        ({"router": {}}, "--router must be one of"),
+    ],
+)
+def test_scenario_fields_of_the_wrong_type_are_one_line_errors(knobs, fragment):
+    """Found by a new-user pass: Scenario(gpus=4) raised AttributeError ('int' object has no
+    attribute 'strip'), model=5 a TypeError from os.fspath, a list as scheduler 'unhashable
+    type'."""
+    from simulator import Scenario, simulate
+
+    with pytest.raises(SimreplayError, match=re.escape(fragment)):
+        simulate(_api_trace(), Scenario(**knobs))
+
+
+def test_scenario_takes_numpy_numbers_as_python_ones():
+    """Found by a new-user pass: knobs from numpy (a grid from np.arange, a value read from a
+    parquet column) were refused: '--seed must be an integer from 0 to ..., got
+    np.int64(3)'."""
+    import numpy as np
+
+    from simulator import Scenario, simulate
+
+    plain = Scenario(gpus="2xH100", max_num_seqs=64, seed=3, gpu_memory_utilization=0.5)
+    numpy = Scenario(
+        gpus=np.str_("2xH100"),
+        max_num_seqs=np.int64(64),
+        seed=np.uint8(3),
+        gpu_memory_utilization=np.float64(0.5),
+    )
+    assert numpy == plain and type(numpy.max_num_seqs) is int
+    assert simulate(_api_trace(), numpy).summary == simulate(_api_trace(), plain).summary
+    with pytest.raises(SimreplayError, match="--max-num-seqs must be an integer .* got 2.5"):
+        simulate(_api_trace(), Scenario(max_num_seqs=np.float64(2.5)))
 
 
 def test_python_api_accepts_a_record_batch_and_a_dict_of_bounds():

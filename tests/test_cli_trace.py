@@ -233,6 +233,35 @@ def test_transform_bad_options(tmp_path, args, fragment):
     assert not out.exists()
 
 
+def test_import_refuses_to_write_over_its_source(tmp_path):
+    """Found by a new-user pass: `trace import a.csv -o a.csv` replaced the source CSV with
+    the parquet trace (the raw data gone), also through another path to the same file."""
+    src = write(tmp_path, "a.csv", AZURE)
+    (tmp_path / "link.csv").symlink_to(src)
+    for target in (src, tmp_path / "link.csv"):
+        result = invoke("trace", "import", src, "-o", target)
+        assert_one_line_error(result, "-o", "is the trace being imported")
+        assert src.read_text() == AZURE
+
+
+def test_transform_and_synth_refuse_to_write_over_a_trace_they_read(tmp_path):
+    """Found by a new-user pass: `trace transform a.csv -o a.csv` replaced a raw Azure log
+    with its parquet variant, and `synth --lengths-from t.parquet -o t.parquet` replaced the
+    trace it drew lengths from with 9 synthetic requests."""
+    src = write(tmp_path, "a.csv", AZURE)
+    other = invoke_import(tmp_path, write(tmp_path, "b.csv", AZURE))
+    result = invoke("trace", "transform", other, src, "-o", src, "--combine", "merge")
+    assert_one_line_error(result, "-o", "is a trace being transformed")
+    assert src.read_text() == AZURE
+    before = other.read_bytes()
+    result = invoke(
+        "trace", "synth", "-o", other, "--rate", "1", "--duration", "10",
+        "--input-len", "resample", "--output-len", "resample", "--lengths-from", other,
+    )  # fmt: skip
+    assert_one_line_error(result, "-o", "is the --lengths-from trace")
+    assert other.read_bytes() == before
+
+
 def test_console_script_exit_codes():
     """The installed entry point: 0 on --help, 1 on a domain error without traceback, and 1
     with one line on a command line that does not parse."""
@@ -247,6 +276,40 @@ def test_console_script_exit_codes():
     usage = subprocess.run([*exe, "trace", "import"], capture_output=True, text=True)
     assert usage.returncode == 1
     assert len(usage.stderr.strip().splitlines()) == 1 and "Missing argument" in usage.stderr
+
+
+#: Run the console script as installed (``from simulator.cli import entry; entry()``) with a
+#: Ctrl-C arriving while ``{module}`` is imported, or while the command line is parsed.
+_CTRL_C_SCRIPT = """
+import sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["simreplay", "trace", "info", "/nonexistent.csv"]
+from simulator.cli import entry
+import simulator.cli as cli
+
+def ctrl_c(args):
+    raise KeyboardInterrupt
+
+if {module!r} == "parse":
+    cli._app_for = ctrl_c
+entry()
+"""
+
+
+@pytest.mark.parametrize("module", ["typer", "simulator.cli.run", "parse"])
+def test_ctrl_c_while_the_command_line_starts_is_one_line(module):
+    """Found by a new-user pass: a Ctrl-C in the first second (importing numpy, pyarrow and
+    typer, or parsing the command line) printed a KeyboardInterrupt traceback; only the
+    commands themselves said 'interrupted' and exited 130."""
+    script = _CTRL_C_SCRIPT.format(module=module)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (proc.returncode, proc.stderr) == (130, "interrupted\n"), proc.stderr
 
 
 def test_shipped_example_matches_its_regeneration_command(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,23 @@ def test_azure_multimodal_says_images_are_not_imported(tmp_path):
     assert table.column("input_tokens").to_pylist() == [900]
 
 
+def test_azure_multimodal_counts_the_requests_with_images(tmp_path):
+    """Found by a new-user pass: the note said NumImages was not imported but not for how
+    many requests that changed anything."""
+    rows = [
+        "2025-01-01 00:00:00.1,2,900,50",
+        "2025-01-01 00:00:01,0,9,5",
+        "2025-01-01 00:00:02,,9,5",
+    ]
+    rows.append("2025-01-01 00:00:03,1,9,5")
+    text = "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n"
+    _, report = import_trace(write(tmp_path, "m.csv", text))
+    assert report.notes == (
+        "NumImages is not imported: 2 of 4 rows carry images (3 in all), and input_tokens "
+        "counts ContextTokens only",
+    )
+
+
 def test_out_of_order_rows_are_sorted_and_counted(tmp_path):
     text = AZURE_2023.splitlines()
     shuffled = "\n".join([text[0], text[2], text[3], text[1]]) + "\n"
@@ -108,6 +126,28 @@ def test_skip_invalid_drops_and_counts(tmp_path):
     assert report.notes == (
         "skipped 1 rows whose ContextTokens was not an integer from 1 to 2147483647",
     )
+
+
+def test_skip_invalid_counts_a_row_bad_in_two_columns_once(tmp_path):
+    """Found by a new-user pass: a row bad in both token columns was counted in both notes
+    (2 + 2 skipped of 4 rows, while 3 were skipped and 1 kept)."""
+    text = "arrival_time_s,input_tokens,output_tokens\n0,0,5\n1,20,0\n2,0,0\n3,5,5\n"
+    table, report = import_trace(write(tmp_path, "t.csv", text), ImportOptions(skip_invalid=True))
+    assert table.num_rows == 1 and report.num_source_rows == 4
+    assert report.notes == (
+        "skipped 2 rows whose input_tokens was not an integer from 1 to 2147483647",
+        "skipped 1 more row whose output_tokens was not an integer from 1 to 2147483647",
+    )
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01 00:00:00", "9999-12-31 23:59:59", "1600-01-01"])
+def test_a_timestamp_beyond_the_nanosecond_range_says_so(tmp_path, stamp):
+    """Found by a new-user pass: a valid date far in the past or future was refused as
+    "expected a timestamp like 2023-11-16 18:15:46.6805900, got '9999-12-31 23:59:59'",
+    which is one."""
+    text = AZURE_2023.replace("2023-11-16 18:15:50.9951690", stamp)
+    with pytest.raises(TraceError, match=r"line 3: column TIMESTAMP: .*outside 1677-09-21 to"):
+        import_trace(write(tmp_path, "t.csv", text))
 
 
 def test_unparseable_timestamp_names_line(tmp_path):
@@ -230,6 +270,28 @@ def test_jsonl_field_of_wrong_type(tmp_path):
         import_trace(write(tmp_path, "m.jsonl", text))
 
 
+@pytest.mark.parametrize(
+    ("bad_line", "expected"),
+    [
+        (
+            '{"timestamp": 1, "input_length": 5, "input_length": 9, "output_length": 2}',
+            "line 3: field input_length appears twice in the object",
+        ),
+        (
+            f'{{"timestamp": 1, "input_length": 5, "output_length": 2, "hash_ids": [{2**64}]}}',
+            "line 3: field hash_ids: expected a list of integers from -2^63 to 2^63-1, got",
+        ),
+    ],
+)
+def test_jsonl_errors_pyarrow_reports_by_batch_name_the_line(tmp_path, bad_line, expected):
+    """Found by a new-user pass: a field given twice in one object, or a hash id beyond
+    int64, got pyarrow's "not a valid JSON-lines file: ... specified twice in row 0" (a row
+    of its block, not the file's line) or "couldn't parse:18446744073709551616"."""
+    text = mooncake_lines(MOONCAKE[:2]) + bad_line + "\n"
+    with pytest.raises(TraceError, match=rf"^m\.jsonl: {re.escape(expected)}"):
+        import_trace(write(tmp_path, "m.jsonl", text))
+
+
 def test_jsonl_missing_field_is_a_bad_row(tmp_path):
     bad = {k: v for k, v in MOONCAKE[1].items() if k != "output_length"}
     text = mooncake_lines([MOONCAKE[0], bad])
@@ -338,6 +400,149 @@ def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
         import_trace(path)
 
 
+_CSV_HEAD = "arrival_time_s,input_tokens,output_tokens,request_id\n0,10,5,a\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        # Blank lines: pyarrow skips them, so data row 2 is not on line 2 + 2.
+        ("t.csv", _CSV_HEAD + "\n\n1,20,6,b\n2,x,6,c\n", "line 6: column input_tokens"),
+        ("t.csv", _CSV_HEAD + "\n\n1,20,6,b\n2,0,6,c\n", "line 6: column input_tokens"),
+        ("t.csv", _CSV_HEAD + "\r\n1,20,6,b\r\n2,0,6,c\r\n", "line 5: column input_tokens"),
+        ("t.csv", _CSV_HEAD + "\n1,20,6,a\n", "line 4: duplicate request id 'a' (first at line 2)"),
+        # A quoted cell spanning two lines.
+        ("t.csv", _CSV_HEAD + '1,20,6,"b\nb"\n2,x,6,c\n', "line 5: column input_tokens"),
+        ("t.csv", _CSV_HEAD + '1,20,6,"b\nb"\n2,0,6,c\n', "line 5: column input_tokens"),
+        (
+            "a.csv",
+            AZURE_2023.replace("\n2023-11-16 18:15:51,879", "\n\n2023-11-16 18:15:51,0"),
+            "line 5: column ContextTokens",
+        ),
+        (
+            "m.jsonl",
+            mooncake_lines(MOONCAKE[:2])
+            + "\n"
+            + mooncake_lines([dict(MOONCAKE[2], input_length=0)]),
+            "line 4: column input_length",
+        ),
+    ],
+)
+def test_errors_name_the_file_line_past_blank_lines_and_multiline_cells(
+    tmp_path, name, text, expected
+):
+    """Found by a new-user pass: lines were counted as the header plus the row's index, so
+    after a blank line (which pyarrow skips) or a quoted cell spanning lines the error
+    pointed at the wrong line (line 4 for a bad cell on line 6)."""
+    with pytest.raises(TraceError, match=rf"^{re.escape(name)}: {re.escape(expected)}"):
+        import_trace(write(tmp_path, name, text))
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (AZURE_2023.replace(",396,", ",3\xe96,"), "line 3: column ContextTokens: not UTF-8"),
+        (
+            "arrival_time_s,input_tokens,output_tokens,request_id\n0,1,1,a\n1,1,1,caf\xe9\n",
+            "line 3: column request_id: not UTF-8 text, got b'caf\\xe9'",
+        ),
+    ],
+)
+def test_a_cell_that_is_not_utf8_names_its_line(tmp_path, text, expected, skip_invalid):
+    """Found by a new-user pass: a Latin-1 byte in a column read got "not a valid CSV file:
+    In CSV column #3: CSV conversion error to string: invalid UTF8 data" (no line)."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(TraceError, match=rf"^t\.csv: {re.escape(expected)}"):
+        import_trace(path, ImportOptions(skip_invalid=skip_invalid))
+
+
+def test_a_jitter_window_without_jitter_is_an_error(tmp_path):
+    """Found by a new-user pass: --jitter-window-s without --jitter was ignored without a
+    word (even a negative one) on a Mooncake trace."""
+    path = write(tmp_path, "m.jsonl", mooncake_lines(MOONCAKE))
+    for window_s in (3.0, -1.0):
+        with pytest.raises(TraceError, match=r"^--jitter-window-s is the bucket width of --jitter"):
+            import_trace(path, ImportOptions(jitter_window_s=window_s))
+    assert import_trace(path, ImportOptions(jitter=True, jitter_window_s=3.0))[0].num_rows == 4
+
+
+def test_a_column_mapping_on_a_simreplay_trace_is_an_error(tmp_path):
+    """Found by a new-user pass: --time-col and --time-unit on a canonical trace (read as
+    it is) were ignored without a word."""
+    path = tmp_path / "t.parquet"
+    pq.write_table(import_trace(write(tmp_path, "a.csv", AZURE_2023))[0], path)
+    options = ImportOptions(time_col="arrival_time_s", time_unit="ms")
+    with pytest.raises(TraceError, match=r"^t.parquet: --time-col applies to csv, jsonl and "):
+        import_trace(path, options)
+
+
+@pytest.mark.parametrize("fmt", [None, "parquet", "simreplay"])
+@pytest.mark.parametrize("codec", ["gzip", "zstd", "bz2"])
+def test_a_compressed_parquet_file_says_to_decompress_it(tmp_path, codec, fmt):
+    """Found by a new-user pass: a gzipped parquet trace was an 'unknown trace format'
+    whose 'first line' was 80 characters of binary, or 'not a readable parquet file'."""
+    plain = tmp_path / "t.parquet"
+    pq.write_table(import_trace(write(tmp_path, "a.csv", AZURE_2023))[0], plain)
+    path = tmp_path / "t.parquet.x"
+    with pa.output_stream(path, compression=codec) as stream:
+        stream.write(plain.read_bytes())
+    with pytest.raises(TraceError, match=rf"^t.parquet.x: a {codec}-compressed parquet file;"):
+        import_trace(path, ImportOptions(format=fmt))
+
+
+@pytest.mark.parametrize("stage", ["detected", "read"])
+def test_a_trace_removed_while_it_is_read_is_one_line(tmp_path, monkeypatch, stage):
+    """Found by a new-user pass: a file that disappeared after its format was detected
+    raised FileNotFoundError from the Python API (the CLI caught it as a bare OSError)."""
+    from simulator.trace.readers import mooncake
+
+    path = write(tmp_path, "m.jsonl", mooncake_lines([dict(MOONCAKE[0], input_length=0)]))
+    wrapped = mooncake.sniff if stage == "detected" else mooncake.read_jsonl_columns
+
+    def then_remove(*args):
+        result = wrapped(*args)
+        path.unlink(missing_ok=True)
+        return result
+
+    monkeypatch.setattr(mooncake, wrapped.__name__, then_remove)
+    with pytest.raises(TraceError, match=r"^m\.jsonl: (cannot read|line 1: column)"):
+        import_trace(path)
+
+
+@pytest.mark.parametrize("fmt", [None, "jsonl"])
+@pytest.mark.parametrize("text", ['[{"a": 1, "b": 2, "b": 3}]', '[\n{"a": 1}\n]\n'])
+def test_a_json_array_is_named_as_one(tmp_path, text, fmt):
+    """Found by a new-user pass: a JSON array of Mooncake records was read as a CSV whose
+    header was its first record ("column '"output_length": 10' appears twice in the
+    header"), or called an unknown format."""
+    path = write(tmp_path, "records.json", text)
+    options = ImportOptions(format=fmt, time_col="t", input_col="i", output_col="o")
+    with pytest.raises(TraceError, match=r"^records.json: a JSON array; .*jq -c '\.\[\]'"):
+        import_trace(path, options if fmt else None)
+    path.rename(tmp_path / "records.jsonl")
+    with pytest.raises(TraceError, match=r"records.jsonl > records-lines.jsonl\)$"):
+        import_trace(tmp_path / "records.jsonl", options if fmt else None)
+
+
+@pytest.mark.parametrize("canonical", [False, True])
+def test_a_parquet_file_naming_a_column_twice_is_refused(tmp_path, canonical):
+    """Found by a new-user pass: a traceback (pyarrow's KeyError 'Field "input_tokens"
+    exists 2 times in schema') for a plain parquet file and for a simreplay trace alike."""
+    table = pa.table({"arrival_time_s": [0.0, 1.0], "input_tokens": [10, 20]})
+    table = table.append_column("output_tokens", pa.array([5, 6]))
+    if canonical:
+        source = tmp_path / "source.csv"
+        source.write_text("arrival_time_s,input_tokens,output_tokens\n0,10,5\n1,20,6\n")
+        table = import_trace(source)[0]
+    table = table.append_column("input_tokens", pa.array([7, 8], type=table["input_tokens"].type))
+    path = tmp_path / "dup.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(TraceError, match="^dup.parquet: column 'input_tokens' appears twice"):
+        import_trace(path)
+
+
 @pytest.mark.parametrize("cut_bytes", [3000, 40])
 def test_a_truncated_compressed_trace_names_its_file(tmp_path, cut_bytes):
     """Found by a new-user pass: the error was pyarrow's bare 'Truncated compressed stream'."""
@@ -415,6 +620,11 @@ def test_non_integer_token_counts_in_a_parquet_trace_are_named(tmp_path, values,
             ImportOptions(arrival=ArrivalProcess(kind="poisson", rate_rps=5.0)),
             "--rate/--rate-profile applies to lengths and vllm-bench traces",
         ),
+        # Found by a later pass: the column mapping was ignored on a format of its own.
+        (ImportOptions(input_col="x"), "--input-col applies to csv, jsonl and parquet traces"),
+        (ImportOptions(time_unit="ms"), "--time-unit applies to csv, jsonl and parquet"),
+        (ImportOptions(hash_block_size=16), "--hash-block-size applies to csv, jsonl and"),
+        (ImportOptions(format="azure", time_col="TIMESTAMP"), "--time-col applies to csv, "),
     ],
 )
 def test_an_option_the_format_never_reads_is_an_error(tmp_path, options, fragment):

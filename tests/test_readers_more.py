@@ -408,6 +408,43 @@ def test_generic_csv_time_units(tmp_path, unit, times):
         assert meta.start_time == "2024-05-10T00:01:40.500000000"
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_generic_parquet_duration_times_carry_their_unit(tmp_path, unit):
+    """Found by a new-user pass: a duration column (pandas' timedelta64, time since the
+    start) was refused: 'expected numbers of s, has type duration[ms]'."""
+    scale = generic.SECONDS_PER_UNIT[unit]
+    times = pa.array([2 * scale, 3 * scale, 5 * scale], type=pa.duration(unit))
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.table({"t": times, "prompt": [10, 11, 12], "gen": [1, 2, 3]}), path)
+    table, _ = import_table(generic, path, MAPPED)
+    assert column(table, "arrival_time_s") == [0.0, 1.0, 3.0]
+
+
+@pytest.mark.parametrize("container", ["csv", "parquet"])
+@pytest.mark.parametrize(("unit", "finer"), [("s", "ms"), ("ms", "us"), ("us", "ns")])
+def test_epoch_times_in_a_finer_unit_than_given_are_refused(tmp_path, container, unit, finer):
+    """Found by a new-user pass: epoch milliseconds in an arrival_time_s column were read as
+    seconds without a word: an hour of traffic became 41 days (gaps 1,000 times too long)."""
+    start = 1_700_000_000 * generic.SECONDS_PER_UNIT[finer]
+    times = [
+        start,
+        start + generic.SECONDS_PER_UNIT[finer] // 2,
+        start + 3600 * generic.SECONDS_PER_UNIT[finer],
+    ]
+    if container == "csv":
+        rows = [f"{t},{i + 10},{i + 1}" for i, t in enumerate(times)]
+        path = write(tmp_path, "log.csv", "t,prompt,gen\n" + "\n".join(rows) + "\n")
+    else:
+        path = tmp_path / "log.parquet"
+        pq.write_table(pa.table({"t": times, "prompt": [10, 11, 12], "gen": [1, 2, 3]}), path)
+    with pytest.raises(
+        TraceError, match=rf"^log\.{container}: column t: read as {unit}, .* --time-unit {finer}$"
+    ):
+        generic.read(path, generic_options(time_unit=unit))
+    table, _ = import_table(generic, path, generic_options(time_unit=finer))
+    assert column(table, "arrival_time_s") == [0.0, 0.5, 3600.0]
+
+
 @pytest.mark.parametrize("unit", ["s", "ms", "ns", "datetime"])
 def test_generic_jsonl_time_units(tmp_path, unit):
     times = {
@@ -694,8 +731,15 @@ def test_an_arrival_thousands_of_years_after_the_first_is_one_line(tmp_path):
     path = write(tmp_path, "BurstGPT_1.csv", BURSTGPT_V1.replace("118.25,", "1e30,"))
     with pytest.raises(
         TraceError, match=r"BurstGPT_1.csv: line 5: arrives 1e\+30 s after the first request"
-    ):
+    ) as info:
         load_trace(path)
+    # Found by a later pass: the message suggested --time-unit, which only the column-mapped
+    # formats take (on BurstGPT it is an error of its own).
+    assert "--time-unit" not in str(info.value)
+    generic_path = write(tmp_path, "g.csv", "arrival_time_s,input_tokens,output_tokens\n0,1,1\n")
+    generic_path.write_text(generic_path.read_text() + "1e30,1,1\n")
+    with pytest.raises(TraceError, match=r"g.csv: line 3: .*in another unit \(--time-unit\)"):
+        load_trace(generic_path)
 
 
 def test_a_canonical_trace_with_an_absurd_arrival_is_refused(tmp_path):

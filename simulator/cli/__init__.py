@@ -8,15 +8,26 @@ import inspect
 import os
 import sys
 import threading
+from typing import NoReturn
 
-import typer
 
-from simulator import __version__
-from simulator.cli import calibrate, calibrate_profile, sweep, trace
-from simulator.cli.catalog import hardware_app, models_app
-from simulator.cli.plan import plan_command
-from simulator.cli.report import report
-from simulator.cli.run import run
+def _interrupted() -> NoReturn:
+    """Ctrl-C outside a command (which says so itself): one line and status 130."""
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130)
+
+
+try:  # numpy, pyarrow and typer take up to a second to load, long enough for a Ctrl-C
+    import typer
+
+    from simulator import __version__
+    from simulator.cli import calibrate, calibrate_profile, sweep, trace
+    from simulator.cli.catalog import hardware_app, models_app
+    from simulator.cli.plan import plan_command
+    from simulator.cli.report import report
+    from simulator.cli.run import run
+except KeyboardInterrupt:
+    _interrupted()
 
 app = typer.Typer(
     name="simreplay",
@@ -146,6 +157,9 @@ def entry() -> None:
         code: object = 0
     except SystemExit as exc:
         code = exc.code
+    except KeyboardInterrupt:  # while click parses; commands catch their own
+        sys.stderr.write("interrupted\n")
+        code = 130
     if threading.active_count() > 1:
         sys.exit(code)
     atexit._run_exitfuncs()

@@ -69,8 +69,13 @@ def run(
         _opt("--max-num-batched-tokens", help="Token budget per step (vLLM default for the GPU)."),
     ] = None,
     chunk_size: Annotated[
-        int, _opt("--chunk-size", help="Token budget per step of the sarathi scheduler.")
-    ] = DEFAULT_SARATHI_CHUNK,
+        int | None,
+        _opt(
+            "--chunk-size",
+            help="Token budget per step of the sarathi scheduler "
+            f"(default {DEFAULT_SARATHI_CHUNK}).",
+        ),
+    ] = None,
     block_size: Annotated[int, _opt("--block-size", help="Tokens per KV block.")] = 16,
     gpu_memory_utilization: Annotated[
         float, _opt("--gpu-memory-utilization", help="Fraction of GPU memory vLLM may use.")
@@ -92,9 +97,9 @@ def run(
         _opt(
             "--prefix-load-cap",
             help="Router prefix-aware: replicas within this many outstanding requests of the "
-            "least loaded compete on cached prefix length.",
+            f"least loaded compete on cached prefix length (default {DEFAULT_PREFIX_LOAD_CAP}).",
         ),
-    ] = DEFAULT_PREFIX_LOAD_CAP,
+    ] = None,
     closed_loop: Annotated[
         bool,
         _opt(
@@ -145,9 +150,10 @@ def run(
 ) -> None:
     """Replay a trace through a model of vLLM on the given GPUs and report what it would see."""
     from simulator.api import simulate  # imports numba: only the commands that need it
-    from simulator.scenario import Scenario
+    from simulator.scenario import Scenario, check_knobs
 
     bounds = parse_slo(slo) if slo is not None else None
+    _check_unread_knobs(scheduler, router, chunk_size, prefix_load_cap)
     if with_report and out is None:
         raise SimreplayError("--report needs --out DIR: the page is written beside the outputs")
     if calibration is not None:
@@ -164,17 +170,18 @@ def run(
         router=router,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
-        chunk_size=chunk_size,
+        chunk_size=DEFAULT_SARATHI_CHUNK if chunk_size is None else chunk_size,
         block_size=block_size,
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
         seed=import_options.seed,
         calibration=None if calibration is None else str(calibration),
         enable_prefix_caching=enable_prefix_caching,
-        prefix_load_cap=prefix_load_cap,
+        prefix_load_cap=DEFAULT_PREFIX_LOAD_CAP if prefix_load_cap is None else prefix_load_cap,
         closed_loop=closed_loop,
         enforce_eager=enforce_eager,
     )
+    check_knobs(scenario)  # before a long trace is read
     table, report = import_trace(trace, import_options)
     for message in report.notes:
         note(message)
@@ -401,4 +408,20 @@ def _print_human(result: Any, trace_name: str) -> None:
             f"All met: {'yes' if slo['all_met'] else 'NO'}; requests meeting every bound: "
             f"{slo['attainment_all']:.1%}; goodput "
             f"{'n/a' if goodput is None else f'{goodput:,.2f} req/s'}"
+        )
+
+
+def _check_unread_knobs(
+    scheduler: str, router: str, chunk_size: int | None, prefix_load_cap: int | None
+) -> None:
+    """One line for a knob given that the chosen scheduler or router never reads (it would
+    change nothing, without a word)."""
+    if chunk_size is not None and scheduler != "sarathi":
+        raise SimreplayError(
+            f"--chunk-size is the sarathi scheduler's token budget; --scheduler {scheduler} "
+            "never reads it (its budget per step is --max-num-batched-tokens)"
+        )
+    if prefix_load_cap is not None and router != "prefix-aware":
+        raise SimreplayError(
+            f"--prefix-load-cap applies to --router prefix-aware; --router {router} never reads it"
         )

@@ -20,7 +20,7 @@ from simulator.cli.import_options import (
     reads_trace,
 )
 from simulator.errors import SimreplayError
-from simulator.io import output_file, write_parquet_atomic
+from simulator.io import output_file, refuse_overwriting_input, write_parquet_atomic
 from simulator.trace.importer import import_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import ImportReport
@@ -81,6 +81,7 @@ def import_(
     and any CSV/JSONL/parquet with a column mapping.
     """
     output = output_file(output, "-o", "an output parquet file")
+    refuse_overwriting_input(output, [source], "the trace being imported")
     table, report = _read(source, import_options)
     write_parquet_atomic(table, output)
     span_s = float(table.column("arrival_time_s")[-1].as_py())
@@ -272,6 +273,8 @@ def synth(
         )
     elif (duration_s is None) == (num_sessions is None):
         raise SimreplayError("with --sessions give exactly one of --duration and --num-sessions")
+    if lengths_from is not None:
+        refuse_overwriting_input(output, [lengths_from], "the --lengths-from trace")
     process = arrival_from_options(arrival, rate, cv, rate_profile, period_s, peak_to_trough)
     input_lengths = parse_length_distribution(input_spec, option="--input-len")
     output_lengths = parse_length_distribution(output_spec, option="--output-len")
@@ -378,6 +381,7 @@ def transform(
         raise SimreplayError(f"--combine must be concat or merge, got {combine!r}")
     if gap_s is not None and (len(sources) < 2 or combine != "concat"):
         raise SimreplayError("--gap-s is the idle time between traces of --combine concat")
+    refuse_overwriting_input(output, list(sources), "a trace being transformed")
     tables = [_read(source, import_options)[0] for source in sources]
     table = tables[0]
     if len(tables) > 1:

@@ -7,6 +7,7 @@ A canonical parquet file written by simreplay is read back directly and re-valid
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,7 +26,16 @@ from simulator.trace.readers import (
     qwen,
     vllm_bench,
 )
-from simulator.trace.readers.tabular import PARQUET_MAGIC, csv_header, first_record, sniff_text
+from simulator.trace.readers.tabular import (
+    PARQUET_MAGIC,
+    compressed_parquet,
+    compression_of,
+    csv_header,
+    first_record,
+    physical_line,
+    refuse_json_array,
+    sniff_text,
+)
 from simulator.trace.schema import TraceMetadata, validate_trace
 
 #: Format name (``--format``) -> reader module. ``csv``, ``jsonl`` and ``parquet`` are the
@@ -84,10 +94,19 @@ def import_trace(
     options = options or ImportOptions()
     _check_readable(path)
     try:
+        return _import(path, options)
+    except OSError as exc:  # the file removed or cut short while it is read
+        raise TraceError(f"{path.name}: cannot read: {exc.strerror or exc}") from None
+
+
+def _import(path: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]:
+    try:
         name = options.format or detect_format(path, options)
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream
         raise TraceError(f"{path.name}: cannot read: {exc}") from None
     if name == "simreplay":
+        if compression_of(path) is not None:
+            raise compressed_parquet(path)
         _check_format_options(path, name, options)
         table = read_canonical(path)
         return table, ImportReport(table.num_rows, table.num_rows, ())
@@ -104,6 +123,8 @@ def import_trace(
         raw = READERS[name].read(path, options)
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream, read part way
         raise TraceError(f"{path.name}: cannot read as {name}: {exc}") from None
+    if raw.location_word == "line" and raw.first_line in (1, 2):
+        raw.line_resolver = functools.partial(physical_line, path, first_line=raw.first_line)
     return normalize(raw, strict=options.strict, skip_invalid=options.skip_invalid)
 
 
@@ -112,24 +133,38 @@ def load_trace(path: Path | str, options: ImportOptions | None = None) -> pa.Tab
     return import_trace(path, options)[0]
 
 
+#: The formats read through a column mapping (``--time-col`` and friends).
+_MAPPED = ("csv", "jsonl", "parquet")
+
 #: Import options that only some formats read: (field, option as typed, those formats).
 _FORMAT_OPTIONS = (
     ("jitter", "--jitter", ("mooncake",)),
     ("jitter_window_s", "--jitter-window-s", ("mooncake",)),
     ("keep_failed", "--keep-failed", ("burstgpt",)),
     ("arrival", "--rate/--rate-profile", ("lengths", "vllm-bench")),
+    *((field, f"--{field.replace('_', '-')}", _MAPPED) for field in generic.MAPPING_FIELDS),
 )
+
+_DEFAULTS = ImportOptions()
 
 
 def _check_format_options(path: Path, name: str, options: ImportOptions) -> None:
     """One line when an option given is one that ``name``'s reader never reads (it was
-    ignored without a word: --rate on an Azure trace, which has its own arrivals)."""
+    ignored without a word: --rate on an Azure trace, which has its own arrivals; a column
+    mapping on a format with columns of its own). An option at its default counts as not
+    given (``--time-unit s``)."""
     for field, option, formats in _FORMAT_OPTIONS:
-        if getattr(options, field) not in (None, False) and name not in formats:
+        if getattr(options, field) != getattr(_DEFAULTS, field) and name not in formats:
+            listed = f"{', '.join(formats[:-1])} and {formats[-1]}" if formats[1:] else formats[0]
             raise TraceError(
-                f"{path.name}: {option} applies to {' and '.join(formats)} traces; this one "
-                f"is read as {name}, which it would not change"
+                f"{path.name}: {option} applies to {listed} traces; this one is read as "
+                f"{name}, which it would not change"
             )
+    if options.jitter_window_s is not None and not options.jitter:
+        raise TraceError(
+            "--jitter-window-s is the bucket width of --jitter; give --jitter too (without it "
+            "the window changes nothing)"
+        )
 
 
 def read_canonical(path: Path) -> pa.Table:
@@ -163,8 +198,11 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
             f"{', '.join(generic.REQUIRED)}"
         )
     head = sniff_text(path)
+    if head.startswith(PARQUET_MAGIC.decode()):
+        raise compressed_parquet(path)
     if not head.strip():
         raise TraceError(f"{path.name}: file is empty")
+    refuse_json_array(path, head)
     if options.time_col:
         return "jsonl" if head.lstrip().startswith("{") else "csv"
     for module in _SNIFF_ORDER:

@@ -8,6 +8,7 @@ table built. Each problem is reported with the line of the source file it came f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,6 +86,9 @@ class RawTrace:
     start_time: str | None = None
     notes: list[str] = field(default_factory=list)
     num_source_rows: int = field(default=-1)
+    #: Counted line (``first_line`` + row) -> the file's line, where rows may span lines or
+    #: blank lines were skipped (set by ``import_trace`` for text files; messages only).
+    line_resolver: Callable[[int], int] | None = None
 
     def __post_init__(self) -> None:
         if self.num_source_rows < 0:
@@ -93,6 +97,8 @@ class RawTrace:
     def where(self, row: int) -> str:
         """Location of a 0-based row in the source file, e.g. ``"line 17"``."""
         line = self.first_line + row if self.line_of_row is None else int(self.line_of_row[row])
+        if self.line_resolver is not None:
+            line = self.line_resolver(line)
         return f"{self.location_word} {line}"
 
     def column_label(self, name: str) -> str:
@@ -188,7 +194,15 @@ def normalize(
                 f"{raw.source_file}: {raw.where(row)}: column {raw.column_label(name)}: expected "
                 f"{expected}, got {shown} ({num_bad} rows like this; --skip-invalid drops them)"
             )
-        notes.append(f"skipped {num_bad} rows whose {raw.column_label(name)} was not {expected}")
+        # A row bad in several columns is counted under the first only, so that the notes
+        # add up to the rows skipped.
+        num_new = int((bad & ~any_bad).sum())
+        label = raw.column_label(name)
+        if num_new and any_bad.any():
+            rows = "row" if num_new == 1 else "rows"
+            notes.append(f"skipped {num_new} more {rows} whose {label} was not {expected}")
+        elif num_new:
+            notes.append(f"skipped {num_new} rows whose {label} was not {expected}")
         any_bad |= bad
     if any_bad.any():
         raw.take(~any_bad)
@@ -220,10 +234,13 @@ def normalize(
         raw.arrival_time_s = raw.arrival_time_s - origin_s
     last = len(raw.arrival_time_s) - 1
     if raw.arrival_time_s[last] > MAX_ARRIVAL_S:
+        # Only the column-mapped formats take --time-unit; the others know their unit.
+        cause = "a corrupt time"
+        if raw.source_format in ("csv", "jsonl", "parquet"):
+            cause += ", or times in another unit (--time-unit)"
         raise TraceError(
             f"{raw.source_file}: {raw.where(last)}: arrives {raw.arrival_time_s[last]:.3g} s "
-            f"after the first request, more than {MAX_ARRIVAL_S:.0e} s (3,000 years): a corrupt "
-            "time, or times in another unit (--time-unit)"
+            f"after the first request, more than {MAX_ARRIVAL_S:.0e} s (3,000 years): {cause}"
         )
     columns = {
         "arrival_time_s": raw.arrival_time_s,

@@ -191,6 +191,16 @@ def _as_arrow(values: object, arrow_type: pa.DataType, name: str) -> pa.Array:
 MAX_ARRIVAL_S = 1e11
 
 
+def check_unique_names(names: list[str], prefix: str, where: str = "") -> None:
+    """One line naming the first column name given twice (which of the two would be read
+    is a guess; pyarrow refuses to pick one). ``prefix`` starts the message (the file)."""
+    seen: set[str] = set()
+    for name in names:
+        if name and name in seen:
+            raise TraceError(f"{prefix}column {name!r} appears twice{where}; rename one")
+        seen.add(name)
+
+
 def validate_trace(table: pa.Table, source: str) -> pa.Table:
     """Check a table against the canonical schema and return it with canonical types.
 
@@ -216,6 +226,7 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
     metadata = TraceMetadata.from_arrow(table.schema.metadata)
     if metadata is None:
         raise TraceError(f"{source}: not a simreplay trace (schema metadata missing)")
+    check_unique_names(table.column_names, f"{source}: ")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise TraceError(

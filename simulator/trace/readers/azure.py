@@ -15,6 +15,7 @@ import pyarrow as pa
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import RawTrace
 from simulator.trace.readers.tabular import (
+    cast_or_null,
     csv_header,
     datetime_type_for,
     first_data_value,
@@ -33,15 +34,18 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     require_columns(path, header, COLUMNS, "an Azure LLM inference trace")
     multimodal = "NumImages" in header
     time_type = datetime_type_for(first_data_value(path, "TIMESTAMP"))
-    columns = read_csv_columns(
-        path,
-        {"TIMESTAMP": time_type, "ContextTokens": pa.int64(), "GeneratedTokens": pa.int64()},
-        skip_invalid=options.skip_invalid,
-    )
+    types = {"TIMESTAMP": time_type, "ContextTokens": pa.int64(), "GeneratedTokens": pa.int64()}
+    if multimodal:
+        types["NumImages"] = pa.string()  # only counted for the note: never fails the import
+    columns = read_csv_columns(path, types, skip_invalid=options.skip_invalid)
     arrival_time_s, start_time = timestamps_to_seconds(columns["TIMESTAMP"])
     notes = []
     if multimodal:
-        notes.append("NumImages is not imported: input_tokens counts ContextTokens only")
+        num_with, num_images = _images(columns["NumImages"])
+        notes.append(
+            f"NumImages is not imported: {num_with:,} of {len(arrival_time_s):,} rows carry "
+            f"images ({num_images:,} in all), and input_tokens counts ContextTokens only"
+        )
     return RawTrace(
         arrival_time_s=arrival_time_s,
         input_tokens=int_values(columns["ContextTokens"]),
@@ -56,6 +60,19 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         start_time=start_time,
         notes=notes,
     )
+
+
+def _images(text: pa.ChunkedArray) -> tuple[int, int]:
+    """Requests with at least one image, and images in all, of the ``NumImages`` cells
+    (text; a cell that is not a whole number counts as none)."""
+    import pyarrow.compute as pc  # imported here: 0.1 s, and only multimodal files need it
+
+    chunks = []
+    for chunk in text.chunks:
+        trimmed = pc.utf8_trim_whitespace(chunk)
+        chunks.append(cast_or_null(pc.if_else(pc.equal(trimmed, ""), "0", trimmed), pa.int64()))
+    counts = int_values(pa.chunked_array(chunks, type=pa.int64()))
+    return int((counts > 0).sum()), int(counts[counts > 0].sum())
 
 
 def sniff(path: Path, head_text: str) -> bool:

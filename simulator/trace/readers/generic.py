@@ -4,9 +4,10 @@
 columns (all three required); ``--id-col``, ``--session-col`` and ``--hash-col`` optionally
 name request ids, session ids and prefix-block hash lists (``--hash-block-size`` tokens per
 block). ``--time-unit`` says what the time column holds: ``s``, ``ms``, ``us`` or ``ns``
-from any origin, or ``datetime`` for ISO-8601 text (a native parquet timestamp column is
-accepted whatever the unit). The container is told by content: parquet by its ``PAR1``
-magic bytes, JSON lines when the first non-blank character is ``{``, CSV otherwise.
+from any origin, or ``datetime`` for ISO-8601 text (a native parquet timestamp or
+duration column is accepted whatever the unit). The container is told by content: parquet
+by its ``PAR1`` magic bytes, JSON lines when the first non-blank character is ``{``, CSV
+otherwise.
 
 This reader is never auto-detected (``sniff`` is always false): it is chosen with
 ``--format generic`` or as the last resort. The module also holds small helpers the other
@@ -40,10 +41,12 @@ from simulator.trace.readers.tabular import (
     int_lists_from_text,
     int_values,
     json_field_type,
+    physical_line,
     read_csv_columns,
     read_jsonl_columns,
     timestamps_to_seconds,
 )
+from simulator.trace.schema import MAX_ARRIVAL_S, check_unique_names
 
 PARQUET_BATCH_ROWS = 1 << 20
 SECONDS_PER_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -58,6 +61,8 @@ MAPPING = {
     "hash_ids": ("hash_col", "--hash-col"),
 }
 REQUIRED = ("arrival_time_s", "input_tokens", "output_tokens")
+#: ``ImportOptions`` fields that only this reader reads.
+MAPPING_FIELDS = (*(attr for attr, _ in MAPPING.values()), "time_unit", "hash_block_size")
 
 
 def sniff(path: Path, head_text: str) -> bool:
@@ -77,6 +82,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     if container == "parquet":
         parquet_file = _open_parquet(path)
         names = parquet_file.schema_arrow.names
+        check_unique_names(names, f"{path.name}: ")
     elif container == "jsonl":
         parquet_file = None
         record = first_record(path)
@@ -97,7 +103,9 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         first_line, location_word = 2, "line"
 
     def where(row: int) -> str:
-        return f"{location_word} {first_line + row}"
+        if location_word == "row":
+            return f"row {first_line + row}"
+        return f"line {physical_line(path, first_line + row, first_line)}"
 
     arrival_time_s, start_time = _seconds(
         path, columns["arrival_time_s"], mapping["arrival_time_s"], options.time_unit, where
@@ -309,7 +317,11 @@ def _seconds(
         sample = values[_first_valid(values)].as_py() if values.null_count < len(values) else None
         stamps = cast_text_located(values, datetime_type_for(sample), path.name, column, where)
         return timestamps_to_seconds(stamps)
-    if unit == "datetime":
+    if pa.types.is_duration(values.type):
+        # Times since some start with their unit in the type (pandas' timedelta64 columns).
+        unit = values.type.unit
+        values = values.cast(pa.int64())
+    elif unit == "datetime":
         raise TraceError(
             f"{path.name}: column {column}: --time-unit datetime expects ISO-8601 text or a "
             f"timestamp column, found {values.type}; give its unit instead (s, ms, us, ns)"
@@ -328,8 +340,29 @@ def _seconds(
         ints = values.cast(pa.int64()).fill_null(0).to_numpy()
         valid = values.is_valid().to_numpy(zero_copy_only=False)
         origin = int(ints[valid].min()) if valid.any() else 0
+        _check_unit(path, column, unit, origin / scale)
         return np.where(valid, (ints - origin) / scale, np.nan), None
-    return float_values(values) / scale, None
+    seconds = float_values(values) / scale
+    with np.errstate(invalid="ignore"):
+        finite = seconds[np.isfinite(seconds)]
+    if finite.size:
+        _check_unit(path, column, unit, float(np.abs(finite).min()))
+    return seconds, None
+
+
+#: The next finer unit, for a clock that read in ``unit`` is beyond any plausible epoch.
+_FINER_UNIT = {"s": "ms", "ms": "us", "us": "ns"}
+
+
+def _check_unit(path: Path, column: str, unit: str, earliest_s: float) -> None:
+    """One line when the earliest time, read in ``unit``, is more than 3,000 years from 0:
+    epoch milliseconds read as seconds, whose gaps would all be 1,000 times too long."""
+    if abs(earliest_s) > MAX_ARRIVAL_S and unit in _FINER_UNIT:
+        finer = _FINER_UNIT[unit]
+        raise TraceError(
+            f"{path.name}: column {column}: read as {unit}, its times start {earliest_s:.3g} s "
+            f"from 0, more than 3,000 years: a clock in {finer}? give --time-unit {finer}"
+        )
 
 
 def _token_values(

@@ -34,6 +34,7 @@ from simulator.trace.readers.tabular import (
     int_lists_from_text,
     int_values,
     json_field_type,
+    physical_line,
     read_csv_columns,
     read_jsonl_columns,
     require_columns,
@@ -64,7 +65,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         first_line = 2
 
     def where(row: int) -> str:
-        return f"line {first_line + row}"
+        return f"line {physical_line(path, first_line + row, first_line)}"
 
     chat_id, parent = columns["chat_id"], columns["parent_chat_id"]
     root, num_orphans = session_roots(chat_id, parent, path.name, where)

@@ -9,7 +9,7 @@ so the user gets one precise message (that pass runs only on the error path).
 from __future__ import annotations
 
 import csv
-import io
+import datetime
 import json
 import re
 from collections.abc import Callable
@@ -22,6 +22,15 @@ import pyarrow.json as pa_json
 
 from simulator.errors import TraceError
 from simulator.trace.raw import FRACTION_INT, HUGE_INT, MISSING_INT
+from simulator.trace.readers.lines import (
+    compression_of,
+    open_input,
+    open_text,
+    physical_line,
+    raise_not_utf8,
+    raise_ragged_row,
+)
+from simulator.trace.schema import check_unique_names
 
 BLOCK_SIZE_BYTES = 4 << 20
 
@@ -29,29 +38,6 @@ PARQUET_MAGIC = b"PAR1"
 
 #: A column as the readers produce it: one array, or chunks of one (large files).
 Column = pa.Array | pa.ChunkedArray
-
-#: Leading bytes of compressed files -> pyarrow codec; such files are read decompressed.
-_COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bz2"}
-
-
-def compression_of(path: Path) -> str | None:
-    """Codec of a gzip, zstd or bzip2 file (by content, not name), or None."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    return next(
-        (codec for magic, codec in _COMPRESSION_MAGIC.items() if head.startswith(magic)), None
-    )
-
-
-def open_input(path: Path) -> pa.NativeFile:
-    """A binary input stream of ``path``, decompressed when the file is compressed."""
-    return pa.input_stream(path, compression=compression_of(path))
-
-
-def open_text(path: Path, encoding: str = "utf-8-sig") -> io.TextIOWrapper:
-    """``path`` as text (decompressed if needed); bad bytes become U+FFFD, newlines kept."""
-    return io.TextIOWrapper(open_input(path), encoding=encoding, errors="replace", newline="")
-
 
 _ZONE_SUFFIX = re.compile(r"(Z|[+-]\d\d:?\d\d)\s*$")
 
@@ -63,13 +49,7 @@ def csv_header(path: Path) -> list[str]:
     if not first.strip():
         raise TraceError(f"{path.name}: file is empty")
     names = [name.strip() for name in next(csv.reader([first]))]
-    seen: set[str] = set()
-    for name in names:
-        if name and name in seen:
-            raise TraceError(
-                f"{path.name}: column {name!r} appears twice in the header; rename one"
-            )
-        seen.add(name)
+    check_unique_names(names, f"{path.name}: ", " in the header")
     return names
 
 
@@ -181,7 +161,8 @@ def _read_csv_lenient(
             for name, arrow_type in types.items():
                 parts[name].append(cast_or_null(batch.column(file_names[name]), arrow_type))
     except pa.ArrowInvalid as structural:
-        _raise_ragged_row(path)
+        raise_ragged_row(path)
+        raise_not_utf8(path, list(file_names.values()))
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
     return {name: _concat(parts[name], types[name]) for name in types}
 
@@ -240,29 +221,19 @@ def _diagnose_csv(
                 text = batch.column(file_names[name])
                 bad = first_uncastable(text, arrow_type)
                 if bad is not None:
+                    line = physical_line(path, rows_before + bad + 2, first_line=2)
                     raise TraceError(
-                        f"{path.name}: line {rows_before + bad + 2}: column {name}: expected "
+                        f"{path.name}: line {line}: column {name}: expected "
                         f"{_describe(arrow_type)}, got {text[bad].as_py()!r}"
+                        + _out_of_range_hint(text[bad].as_py(), arrow_type)
                         + (" (--skip-invalid drops such rows)" if hint else "")
                     )
             rows_before += batch.num_rows
     except pa.ArrowInvalid as structural:
-        _raise_ragged_row(path)
+        raise_ragged_row(path)
+        raise_not_utf8(path, list(file_names.values()))
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
     raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(exc)}") from None
-
-
-def _raise_ragged_row(path: Path) -> None:
-    """Raise at the first line whose number of fields differs from the header's."""
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        num_fields = len(next(reader, []))
-        for row in reader:
-            if row and len(row) != num_fields:
-                raise TraceError(
-                    f"{path.name}: line {reader.line_num}: expected {num_fields} fields like "
-                    f"the header, found {len(row)}"
-                )
 
 
 def first_uncastable(text: pa.Array, arrow_type: pa.DataType) -> int | None:
@@ -295,6 +266,20 @@ def _cast_text(values: pa.Array, arrow_type: pa.DataType) -> pa.Array:
     import pyarrow.compute as pc  # imported here: 0.1 s
 
     return pc.cast(pc.utf8_trim_whitespace(values), arrow_type)
+
+
+def _out_of_range_hint(text: str | None, arrow_type: pa.DataType) -> str:
+    """For a date Python reads but a nanosecond timestamp cannot hold (1677-2262)."""
+    if not pa.types.is_timestamp(arrow_type) or text is None:
+        return ""
+    try:
+        datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return ""
+    return (
+        ", a date outside 1677-09-21 to 2262-04-11, the range of nanosecond timestamps "
+        "(a placeholder or corrupt date?)"
+    )
 
 
 def _describe(arrow_type: pa.DataType) -> str:
@@ -346,35 +331,58 @@ def _diagnose_jsonl(path: Path, types: dict[str, pa.DataType], exc: Exception) -
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_pairs_once)
             except json.JSONDecodeError as err:
                 raise TraceError(
                     f"{path.name}: line {line_no}: not valid JSON ({err.msg})"
+                ) from None
+            except _RepeatedKey as repeated:
+                raise TraceError(
+                    f"{path.name}: line {line_no}: field {repeated.args[0]} appears twice in "
+                    "the object"
                 ) from None
             if not isinstance(record, dict):
                 raise TraceError(f"{path.name}: line {line_no}: expected a JSON object") from None
             for name, arrow_type in types.items():
                 value = record.get(name)
                 if value is not None and not _json_value_fits(value, arrow_type):
+                    expected = _describe_json(arrow_type)
+                    if _json_value_fits(value, arrow_type, bound=False):
+                        expected += " from -2^63 to 2^63-1"
                     raise TraceError(
                         f"{path.name}: line {line_no}: field {name}: expected "
-                        f"{_describe_json(arrow_type)}, got {json.dumps(value)[:60]}"
+                        f"{expected}, got {json.dumps(value)[:60]}"
                     ) from None
     raise TraceError(f"{path.name}: not a valid JSON-lines file: {_first_line(exc)}") from None
 
 
-def _json_value_fits(value: object, arrow_type: pa.DataType) -> bool:
+class _RepeatedKey(Exception):
+    """A JSON object naming a field twice (pyarrow refuses it, naming a row of its block)."""
+
+
+def _pairs_once(pairs: list[tuple[str, object]]) -> dict:
+    record: dict = {}
+    for key, value in pairs:
+        if key in record:
+            raise _RepeatedKey(key)
+        record[key] = value
+    return record
+
+
+def _json_value_fits(value: object, arrow_type: pa.DataType, bound: bool = True) -> bool:
+    """Whether pyarrow reads ``value`` as ``arrow_type``; ``bound=False`` leaves out the
+    int64 range (to tell a number too large from one of the wrong kind)."""
     if isinstance(value, bool):
         return False
     if pa.types.is_integer(arrow_type):
-        return isinstance(value, int)
+        return isinstance(value, int) and (not bound or -(2**63) <= value < 2**63)
     if pa.types.is_floating(arrow_type):
         return isinstance(value, int | float)
     if pa.types.is_string(arrow_type):
         return isinstance(value, str)
     if pa.types.is_list(arrow_type):
         return isinstance(value, list) and all(
-            _json_value_fits(item, arrow_type.value_type) for item in value
+            _json_value_fits(item, arrow_type.value_type, bound) for item in value
         )
     return True
 
@@ -600,7 +608,7 @@ def cast_text_located(
         bad = first_uncastable(trimmed, arrow_type)
         raise TraceError(
             f"{file_name}: {where(bad)}: column {column}: expected {_describe(arrow_type)}, "
-            f"got {text[bad].as_py()!r}"
+            f"got {text[bad].as_py()!r}{_out_of_range_hint(text[bad].as_py(), arrow_type)}"
         ) from None
 
 
@@ -609,6 +617,32 @@ def container_of(path: Path) -> str:
     with open_input(path) as stream:
         head = stream.read(4096)
     if head.startswith(PARQUET_MAGIC):
+        if compression_of(path) is not None:
+            raise compressed_parquet(path)
         return "parquet"
     text = head.decode("utf-8-sig", errors="replace").lstrip()
+    refuse_json_array(path, text)
     return "jsonl" if text.startswith("{") else "csv"
+
+
+def compressed_parquet(path: Path) -> TraceError:
+    """The error for a parquet file inside gzip, zstd or bzip2: parquet is read by seeking to
+    its footer, which a compressed stream cannot do (and it compresses its own columns)."""
+    return TraceError(
+        f"{path.name}: a {compression_of(path)}-compressed parquet file; decompress it first "
+        "(parquet compresses its columns itself and is read by seeking, which a compressed "
+        "stream cannot do)"
+    )
+
+
+def refuse_json_array(path: Path, head_text: str) -> None:
+    """One line for a JSON array of records, which would otherwise be read as a CSV whose
+    header is the first record's fields."""
+    if head_text.lstrip().startswith("["):
+        target = f"{Path(path.name).stem}.jsonl"
+        if target == path.name:  # never suggest a command that overwrites its input
+            target = f"{Path(path.name).stem}-lines.jsonl"
+        raise TraceError(
+            f"{path.name}: a JSON array; traces are read as JSON lines, one object per line "
+            f"(convert it with: jq -c '.[]' {path.name} > {target})"
+        )
