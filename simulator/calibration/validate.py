@@ -524,7 +524,9 @@ def _with_host(
     resolved: ResolvedScenario, base: Profile | None, host: dict[str, float]
 ) -> ResolvedScenario:
     profile = _host_profile(resolved, base, host, provenance={"source": "host-overhead search"})
-    step, info = step_model_for(resolved.model, resolved.gpu, resolved.tp, profile)
+    step, info = step_model_for(
+        resolved.model, resolved.gpu, resolved.tp, profile, kv_dtype_bytes=resolved.kv_dtype_bytes
+    )
     chosen = resolved.scenario
     step = graphed(step, chosen.scheduler, resolved.max_num_seqs, resolved.token_budget, chosen)
     return dataclasses.replace(resolved, step_model=step, calibration=info)
