@@ -232,3 +232,49 @@ def test_other_quantized_checkpoints_are_still_refused(tmp_path, quantization, f
     message = str(info.value)
     assert "\n" not in message and message.startswith(str(path))
     assert "quantized checkpoint" in message and fragment in message
+
+
+@pytest.mark.parametrize("gpus", ["2xH100", "2xA100"])
+def test_fp8_experts_are_priced_below_16_bit_ones(gpus):
+    knobs = {"gpus": gpus, "model": "mixtral-8x7b", "tp": 2, "enforce_eager": True}
+    bf16 = _resolved(**knobs)
+    fp8 = _resolved(**knobs, quantization="fp8")
+    assert fp8.step_model.description["calibrated_moe"].startswith("moe (16-bit measurements")
+
+    def moe_s(resolved, tokens):
+        return resolved.step_model.predict_parts(
+            num_decode_seqs=tokens, decode_context_tokens=tokens
+        )["moe"]
+
+    assert moe_s(fp8, 1) < 0.75 * moe_s(bf16, 1)  # half the expert weights read
+    large = moe_s(fp8, 8192) / moe_s(bf16, 8192)
+    if fp8.gemm_mode == "fp8":
+        assert large < 0.75  # FP8 tensor cores
+    else:
+        assert large == pytest.approx(1.0, rel=0.05)  # weight-only: same 16-bit compute
+
+
+def test_run_prints_and_stores_the_precision(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "traces/chat-1h.parquet",
+            "--gpus",
+            "1xA100",
+            "--quantization",
+            "fp8",
+            "--kv-cache-dtype",
+            "fp8_e4m3",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "FP8 weight-only" in result.stdout and "KV cache fp8_e4m3 (1 byte)" in result.stdout
+    scenario = json.loads((out / "summary.json").read_text())["scenario"]
+    assert scenario["gemm_mode"] == "fp8-weight-only"
+    assert scenario["quantization"] == "fp8"
+    assert scenario["kv_cache_dtype"] == "fp8_e4m3"
+    assert scenario["kv_cache_bytes_per_element"] == 1.0

@@ -241,6 +241,19 @@ def calibrated_model(
         used["moe"] = "roofline" if moe is None else "moe"
         if moe is not None:
             moe = layers * moe
+            if model.weight_bytes_per_param < 2.0:
+                # The MoE grids are fitted on 16-bit experts (quantised rows are skipped):
+                # carry their efficiency over to FP8 experts through the roofline's ratio.
+                sixteen = roofline_model(
+                    replace(model, weight_bytes_per_param=2.0, embedding_bytes_per_param=None),
+                    gpu,
+                    tp,
+                    efficiencies,
+                )
+                moe = moe * (
+                    _roofline_part(base, "moe", tokens) / _roofline_part(sixteen, "moe", tokens)
+                )
+                used["moe"] = "moe (16-bit measurements x roofline FP8 / 16-bit)"
 
     tables = [
         (tokens, None, linear),
