@@ -51,8 +51,9 @@ ENGINE_VERSIONS = {
 QUANTIZATIONS = ("fp8",)
 #: Bytes per KV-cache element by vLLM's ``--kv-cache-dtype`` (v0.11 ``CacheDType``): "auto"
 #: is the model's dtype, 16-bit (float32 checkpoints are served in 16-bit, see
-#: ``models._DTYPE_BYTES``); "fp8" means fp8_e4m3 on CUDA.
-KV_CACHE_DTYPE_BYTES = {"auto": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0}
+#: ``models._DTYPE_BYTES``); "fp8" means fp8_e4m3 on CUDA. fp8_e5m2 (no FlashAttention-3
+#: kernel, no measurement) and the Intel/MLA formats are not modelled.
+KV_CACHE_DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0}
 #: Whether prefix caching is on when the scenario leaves it to the engine
 #: (``enable_prefix_caching=None``): vLLM's V1 engine turns it on by default (v0.11
 #: ``EngineArgs``: ``enable_prefix_caching`` None becomes True for generative models);
@@ -124,7 +125,7 @@ class Scenario:
         16-bit GEMMs elsewhere, as vLLM's Marlin path on Ampere).
     kv_cache_dtype : str
         vLLM's ``--kv-cache-dtype``: ``"auto"`` (the model's 16-bit dtype, 2 bytes per
-        element) or ``"fp8"`` / ``"fp8_e4m3"`` (1 byte).
+        element; ``"bfloat16"`` the same) or ``"fp8"`` / ``"fp8_e4m3"`` (1 byte).
     """
 
     gpus: str = "1xH100"

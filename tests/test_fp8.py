@@ -140,7 +140,10 @@ def test_an_fp8_kv_cache_reads_less_in_decode_attention(gpus):
     [
         ({"quantization": "awq"}, "--quantization must be fp8 (or omitted"),
         ({"quantization": "FP8"}, "--quantization must be fp8"),
-        ({"kv_cache_dtype": "fp8_e5m2"}, "--kv-cache-dtype must be one of auto, fp8, fp8_e4m3"),
+        (
+            {"kv_cache_dtype": "fp8_e5m2"},
+            "--kv-cache-dtype must be one of auto, bfloat16, fp8, fp8_e4m3",
+        ),
         ({"kv_cache_dtype": None}, "--kv-cache-dtype must be one of"),
     ],
 )

@@ -343,7 +343,9 @@ def validate(
     ] = None,
     kv_cache_dtype: Annotated[
         str,
-        typer.Option("--kv-cache-dtype", help="vLLM --kv-cache-dtype used: auto, fp8 or fp8_e4m3."),
+        typer.Option(
+            "--kv-cache-dtype", help="vLLM --kv-cache-dtype used: auto, bfloat16, fp8 or fp8_e4m3."
+        ),
     ] = "auto",
     fit_host: Annotated[
         bool,

@@ -124,8 +124,8 @@ def run(
         str,
         _opt(
             "--kv-cache-dtype",
-            help="As vLLM's --kv-cache-dtype: auto (the model's 16-bit dtype) or fp8 / "
-            "fp8_e4m3 (1 byte per element: twice the KV blocks).",
+            help="As vLLM's --kv-cache-dtype: auto (the model's 16-bit dtype), bfloat16, or "
+            "fp8 / fp8_e4m3 (1 byte per element: twice the KV blocks).",
         ),
     ] = "auto",
     calibration: Annotated[
@@ -285,7 +285,7 @@ def _graphs_text(scenario: dict[str, Any]) -> str:
 
 def _precision_text(scenario: dict[str, Any]) -> str:
     kv = scenario["kv_cache_dtype"]
-    kv_text = "16-bit (auto)" if kv == "auto" else f"{kv} (1 byte)"
+    kv_text = f"{kv} (1 byte)" if scenario["kv_cache_bytes_per_element"] == 1 else f"{kv} (16-bit)"
     return f"{scenario['gemm']}; KV cache {kv_text}"
 
 
