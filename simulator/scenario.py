@@ -519,8 +519,8 @@ def check_knobs(scenario: Scenario) -> None:
         )
     if scenario.quantization is not None and scenario.quantization not in QUANTIZATIONS:
         raise SimreplayError(
-            f"--quantization must be {' or '.join(QUANTIZATIONS)} (or omitted for the "
-            f"checkpoint's own precision), got {scenario.quantization!r}"
+            f"--quantization must be {' or '.join(QUANTIZATIONS)}, or none (omitted) for the "
+            f"checkpoint's own precision, got {scenario.quantization!r}"
         )
     if not isinstance(scenario.kv_cache_dtype, str) or (
         scenario.kv_cache_dtype not in KV_CACHE_DTYPE_BYTES

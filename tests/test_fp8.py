@@ -138,7 +138,7 @@ def test_an_fp8_kv_cache_reads_less_in_decode_attention(gpus):
 @pytest.mark.parametrize(
     ("knobs", "fragment"),
     [
-        ({"quantization": "awq"}, "--quantization must be fp8 (or omitted"),
+        ({"quantization": "awq"}, "--quantization must be fp8, or none (omitted)"),
         ({"quantization": "FP8"}, "--quantization must be fp8"),
         (
             {"kv_cache_dtype": "fp8_e5m2"},
