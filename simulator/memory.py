@@ -346,16 +346,22 @@ def stage_weight_bytes(model: ModelSpec, pp: int) -> tuple[float, ...]:
         return (weight_bytes(model),)
     counts = param_count(model)
     hidden = model.hidden_size
-    per_layer = (counts["attention"] + counts["mlp"]) // model.num_layers + 2 * hidden
+    # Linear layers at weight_bytes_per_param; embedding, LM head and norms at
+    # head_bytes_per_param (16-bit in an FP8 deployment).
+    linear_per_layer = (counts["attention"] + counts["mlp"]) // model.num_layers
+    norms_per_layer = 2 * hidden
     head = model.vocab_size * hidden + hidden  # LM head and final norm
     stages = []
     for stage_idx, layers in enumerate(pp_layer_partition(model.num_layers, pp)):
-        params = layers * per_layer
+        sixteen_bit = layers * norms_per_layer
         if stage_idx == 0:
-            params += counts["embedding"]
+            sixteen_bit += counts["embedding"]
         if stage_idx == pp - 1:
-            params += head
-        stages.append(params * model.weight_bytes_per_param)
+            sixteen_bit += head
+        stages.append(
+            layers * linear_per_layer * model.weight_bytes_per_param
+            + sixteen_bit * model.head_bytes_per_param
+        )
     return tuple(stages)
 
 

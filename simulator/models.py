@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -481,13 +482,7 @@ def _spec_from_config(
         raise unsupported("an MoE with some dense layers")
     if value("decoder_sparse_step", 1) != 1:
         raise unsupported("an MoE with decoder_sparse_step != 1")
-    quantization = value("quantization_config")
-    if quantization is not None:
-        method = quantization.get("quant_method") if isinstance(quantization, dict) else None
-        raise unsupported(
-            f"a quantized checkpoint (quantization_config, quant_method {method!r}: weights "
-            "are not 2 bytes each)"
-        )
+    fp8_note = _fp8_checkpoint(value("quantization_config"), unsupported)
 
     num_layers = positive_int("num_hidden_layers")
     hidden = positive_int("hidden_size")
@@ -537,6 +532,8 @@ def _spec_from_config(
     max_context = _max_context(config, positive_int("max_position_embeddings"), file, model_type)
     name = file.parent.name if file.name == "config.json" and file.parent.name else file.stem
     notes = _approximation_notes(config, name, max_context, encoders)
+    if fp8_note is not None:
+        notes = (f"{name}: {fp8_note}", *notes)
     spec = ModelSpec(
         name=name,
         num_layers=num_layers,
@@ -555,6 +552,8 @@ def _spec_from_config(
         source=f"{file}" + (f" ({model_type})" if model_type else ""),
         notes=notes,
     )
+    if fp8_note is not None:
+        spec = fp8_weights(spec)
     if not unchecked:
         return spec
     total = param_count(spec)["total"] / 1e9
@@ -567,6 +566,68 @@ def _spec_from_config(
             "parameters; compare with the published count",
             *notes,
         ),
+    )
+
+
+def _fp8_checkpoint(quantization: Any, unsupported: Callable[[str], SimreplayError]) -> str | None:
+    """What an FP8 ``quantization_config`` is (a note), None without one; raise for others.
+
+    vLLM (v0.11) serves ``quant_method: "fp8"`` with ``Fp8Config`` (per-tensor or block FP8
+    weights, ``vllm/model_executor/layers/quantization/fp8.py``) and ``"compressed-tensors"``
+    whose groups hold float 8-bit weights and activations with ``CompressedTensorsW8A8Fp8``
+    (``_is_fp8_w8a8`` in ``compressed_tensors.py``). Both quantize the linear and MoE layers
+    only: the embedding and LM head stay 16-bit. Anything else (AWQ, GPTQ, MXFP4, INT8,
+    FP8 weight-only W8A16 groups, ...) is refused, as its bytes or kernels are not modelled.
+    """
+    if quantization is None:
+        return None
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+
+    def refuse(detail: str = "") -> SimreplayError:
+        return unsupported(
+            f"a quantized checkpoint (quantization_config, quant_method {method!r}{detail}: "
+            "only FP8 W8A8 checkpoints, quant_method 'fp8' or 'compressed-tensors' with "
+            "float 8-bit weights and activations, are read)"
+        )
+
+    if method == "fp8":
+        return (
+            "FP8 checkpoint (quant_method 'fp8'): linear weights 1 byte each, embedding and "
+            "LM head 16-bit"
+        )
+    if method != "compressed-tensors":
+        raise refuse()
+    groups = quantization.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        raise refuse(", no config_groups")
+    for group_name, group in groups.items():
+        weights = group.get("weights") if isinstance(group, dict) else None
+        inputs = group.get("input_activations") if isinstance(group, dict) else None
+        for what, args in (("weights", weights), ("input_activations", inputs)):
+            if not (
+                isinstance(args, dict) and args.get("type") == "float" and args.get("num_bits") == 8
+            ):
+                shown = (
+                    f"{args.get('type')!r} {args.get('num_bits')!r}-bit"
+                    if isinstance(args, dict)
+                    else repr(args)
+                )
+                raise refuse(f", config_groups.{group_name}.{what} {shown}")
+    return (
+        "FP8 checkpoint (compressed-tensors, float8 W8A8): linear weights 1 byte each, "
+        "embedding and LM head 16-bit"
+    )
+
+
+def fp8_weights(model: ModelSpec) -> ModelSpec:
+    """``model`` with FP8 linear and MoE weights (1 byte each), as vLLM's ``--quantization
+    fp8`` or an FP8 checkpoint serves it: the embedding, LM head and norms keep their 16-bit
+    bytes (vLLM v0.11 ``Fp8Config.get_quant_method`` quantizes ``LinearBase`` and
+    ``FusedMoE`` layers only). An FP8 model is returned unchanged."""
+    if model.weight_bytes_per_param <= 1.0:
+        return model
+    return replace(
+        model, weight_bytes_per_param=1.0, embedding_bytes_per_param=model.head_bytes_per_param
     )
 
 
@@ -657,5 +718,11 @@ def param_count(model: ModelSpec) -> dict[str, int]:
 
 
 def weight_bytes(model: ModelSpec) -> float:
-    """Bytes of all weights at the checkpoint's precision (tied embeddings counted once)."""
-    return param_count(model)["total"] * model.weight_bytes_per_param
+    """Bytes of all weights at the checkpoint's precision (tied embeddings counted once):
+    linear and expert layers at ``weight_bytes_per_param``, the embedding, LM head and norms
+    at ``head_bytes_per_param`` (16-bit in an FP8 deployment)."""
+    counts = param_count(model)
+    head = counts["embedding"] + counts["lm_head"] + counts["norms"]
+    return (counts["total"] - head) * model.weight_bytes_per_param + (
+        head * model.head_bytes_per_param
+    )

@@ -32,7 +32,7 @@ from simulator.memory import (
     validate_pp,
     validate_tp,
 )
-from simulator.models import DEFAULT_MODEL, get_model
+from simulator.models import DEFAULT_MODEL, fp8_weights, get_model
 from simulator.specs import GPUSpec, ModelSpec
 
 if TYPE_CHECKING:  # the step-time model pulls in numba: imported when resolving only
@@ -49,6 +49,13 @@ ENGINE_VERSIONS = {
     "prefix caching on (V1 KVCacheManager)",
     ("vllm-v0", False): "vLLM v0.6 (V0 scheduler, no chunked prefill), prefix caching off",
 }
+#: vLLM's ``--quantization`` values modelled (None: the checkpoint's own precision).
+QUANTIZATIONS = ("fp8",)
+#: Bytes per KV-cache element by vLLM's ``--kv-cache-dtype`` (v0.11 ``CacheDType``): "auto"
+#: is the model's dtype, 16-bit (float32 checkpoints are served in 16-bit, see
+#: ``models._DTYPE_BYTES``); "fp8" means fp8_e4m3 on CUDA. fp8_e5m2 (no FlashAttention-3
+#: kernel, no measurement) and the Intel/MLA formats are not modelled.
+KV_CACHE_DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0}
 #: Whether prefix caching is on when the scenario leaves it to the engine
 #: (``enable_prefix_caching=None``): vLLM's V1 engine turns it on by default (v0.11
 #: ``EngineArgs``: ``enable_prefix_caching`` None becomes True for generative models);
@@ -113,6 +120,14 @@ class Scenario:
     enforce_eager : bool
         vLLM's ``--enforce-eager``: no CUDA graphs, so no step is padded to a captured
         batch size (``simulator/perf/cuda_graphs.py``).
+    quantization : str or None
+        vLLM's ``--quantization``: None (the checkpoint's own: 16-bit, or FP8 where its
+        config.json says so) or ``"fp8"`` (dynamic FP8 of a 16-bit checkpoint: linear and
+        MoE weights 1 byte; FP8 GEMMs where the GPU has FP8 tensor cores, weight-only
+        16-bit GEMMs elsewhere, as vLLM's Marlin path on Ampere).
+    kv_cache_dtype : str
+        vLLM's ``--kv-cache-dtype``: ``"auto"`` (the model's 16-bit dtype, 2 bytes per
+        element; ``"bfloat16"`` the same) or ``"fp8"`` / ``"fp8_e4m3"`` (1 byte).
     """
 
     gpus: str = "1xH100"
@@ -133,6 +148,8 @@ class Scenario:
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP
     closed_loop: bool = False
     enforce_eager: bool = False
+    quantization: str | None = None
+    kv_cache_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         # numpy scalars (a grid from np.arange, a value read from a table) become the Python
@@ -165,6 +182,18 @@ class ResolvedScenario:
     pp: int = 1
 
     @property
+    def kv_dtype_bytes(self) -> float:
+        """Bytes per KV-cache element (``KV_CACHE_DTYPE_BYTES``)."""
+        return KV_CACHE_DTYPE_BYTES[self.scenario.kv_cache_dtype]
+
+    @property
+    def gemm_mode(self) -> str:
+        """``"bf16"``, ``"fp8"`` or ``"fp8-weight-only"`` (``perf.roofline.gemm_mode``)."""
+        from simulator.perf.roofline import gemm_mode
+
+        return gemm_mode(self.model, self.gpu)
+
+    @property
     def prefix_caching(self) -> bool:
         """Whether the engine caches prefixes: the scenario's choice, else the scheduler's
         default (``PREFIX_CACHING_DEFAULT``)."""
@@ -190,6 +219,20 @@ class ResolvedScenario:
             else PIPELINE_SEMANTICS.format(pp=self.pp, transfers=self.pp - 1),
         }
 
+    def _precision_dict(self) -> dict[str, Any]:
+        from simulator.perf.roofline import GEMM_MODES
+
+        mode = self.gemm_mode
+        kv = self.scenario.kv_cache_dtype
+        return {
+            "quantization": None if mode == "bf16" else "fp8",
+            "weights_dtype": "bfloat16" if mode == "bf16" else "fp8",
+            "gemm_mode": mode,
+            "gemm": GEMM_MODES[mode],
+            "kv_cache_dtype": "fp8_e4m3" if kv in ("fp8", "fp8_e4m3") else kv,
+            "kv_cache_bytes_per_element": self.kv_dtype_bytes,
+        }
+
     def _to_dict(self) -> dict[str, Any]:
         return {
             "gpus": f"{self.num_gpus}x{self.gpu.name}",
@@ -210,6 +253,7 @@ class ResolvedScenario:
             "enable_prefix_caching": self.prefix_caching,
             "closed_loop": self.scenario.closed_loop,
             "enforce_eager": self.scenario.enforce_eager,
+            **self._precision_dict(),
             "max_num_seqs": self.max_num_seqs,
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "token_budget_per_step": self.token_budget,
@@ -243,6 +287,9 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     check_knobs(scenario)
     num_gpus, gpu = parse_gpus(scenario.gpus)
     model = get_model(scenario.model)
+    if scenario.quantization == "fp8":
+        model = fp8_weights(model)
+    kv_dtype_bytes = KV_CACHE_DTYPE_BYTES[scenario.kv_cache_dtype]
     default_tokens, default_seqs = default_batch_knobs(gpu)
     max_num_seqs = default_seqs if scenario.max_num_seqs is None else scenario.max_num_seqs
     max_batched = (
@@ -290,6 +337,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         "block_size": block_size,
         "max_num_batched_tokens": max_batched,
         "max_num_seqs": max_num_seqs,
+        "kv_dtype_bytes": kv_dtype_bytes,
     }
     pp = scenario.pp
     validate_pp(model, num_gpus, None, pp)  # pp alone; with the TP below once it is known
@@ -326,7 +374,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         )
         max_model_len = capacity_tokens
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
-    step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp)
+    step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes)
     step_model = graphed(step_model, scenario.scheduler, max_num_seqs, token_budget, scenario)
     return ResolvedScenario(
         scenario=scenario,
@@ -366,10 +414,18 @@ _STEP_MODELS: dict[tuple, tuple[StepTimeModel, dict[str, Any]]] = {}
 
 
 def _step_model(
-    model: ModelSpec, gpu: GPUSpec, tp: int, calibration: str | None, pp: int = 1
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int,
+    calibration: str | None,
+    pp: int = 1,
+    kv_dtype_bytes: float = 2.0,
 ) -> tuple[StepTimeModel, dict[str, Any]]:
     """``step_model_for``, cached by its inputs and the profile file's size and mtime."""
     from simulator.calibration.select import step_model_for
+
+    def build() -> tuple[StepTimeModel, dict[str, Any]]:
+        return step_model_for(model, gpu, tp, calibration, pp=pp, kv_dtype_bytes=kv_dtype_bytes)
 
     stamp = None
     if calibration is not None:
@@ -377,16 +433,16 @@ def _step_model(
             info = Path(calibration).stat()
             stamp = (info.st_size, info.st_mtime_ns)
         except OSError:
-            return step_model_for(model, gpu, tp, calibration, pp=pp)  # let it report the error
+            return build()  # let it report the error
     try:
-        key = (model, gpu, tp, calibration, stamp, pp)
+        key = (model, gpu, tp, calibration, stamp, pp, kv_dtype_bytes)
         hash(key)
     except TypeError:
-        return step_model_for(model, gpu, tp, calibration, pp=pp)
+        return build()
     if key not in _STEP_MODELS:
         if len(_STEP_MODELS) >= 256:
             _STEP_MODELS.clear()
-        _STEP_MODELS[key] = step_model_for(model, gpu, tp, calibration, pp=pp)
+        _STEP_MODELS[key] = build()
     step_model, description = _STEP_MODELS[key]
     return step_model, copy.deepcopy(description)
 
@@ -487,6 +543,18 @@ def check_knobs(scenario: Scenario) -> None:
         raise SimreplayError(
             "enable_prefix_caching must be true, false or none (the scheduler's default), "
             f"got {scenario.enable_prefix_caching!r}"
+        )
+    if scenario.quantization is not None and scenario.quantization not in QUANTIZATIONS:
+        raise SimreplayError(
+            f"--quantization must be {' or '.join(QUANTIZATIONS)}, or none (omitted) for the "
+            f"checkpoint's own precision, got {scenario.quantization!r}"
+        )
+    if not isinstance(scenario.kv_cache_dtype, str) or (
+        scenario.kv_cache_dtype not in KV_CACHE_DTYPE_BYTES
+    ):
+        raise SimreplayError(
+            f"--kv-cache-dtype must be one of {', '.join(KV_CACHE_DTYPE_BYTES)}, "
+            f"got {scenario.kv_cache_dtype!r}"
         )
     if not isinstance(scenario.closed_loop, bool):
         raise SimreplayError(f"closed_loop must be true or false, got {scenario.closed_loop!r}")

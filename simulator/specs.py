@@ -73,7 +73,12 @@ class ModelSpec:
     tied_embeddings : bool
         LM head shares the input embedding's weights (counted once in memory).
     weight_bytes_per_param : float
-        2 for BF16/FP16 checkpoints.
+        Bytes per parameter of the linear (and expert) layers: 2 for BF16/FP16 checkpoints,
+        1 for FP8 ones (``--quantization fp8`` or a ``quantization_config`` of FP8).
+    embedding_bytes_per_param : float or None
+        Bytes per parameter of the input embedding, the LM head and the norms; None: the
+        same as ``weight_bytes_per_param``. vLLM's FP8 methods quantize linear and MoE
+        layers only, so these stay 16-bit in an FP8 deployment.
     aliases : tuple of str
     source : str
         Where the shape comes from (the model's config.json).
@@ -97,6 +102,7 @@ class ModelSpec:
     gated_mlp: bool = True
     tied_embeddings: bool = False
     weight_bytes_per_param: float = 2.0
+    embedding_bytes_per_param: float | None = None
     aliases: tuple[str, ...] = ()
     source: str = ""
     notes: tuple[str, ...] = ()
@@ -104,3 +110,11 @@ class ModelSpec:
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
+
+    @property
+    def head_bytes_per_param(self) -> float:
+        """Bytes per parameter of the embedding, LM head and norms (``embedding_bytes_per_param``,
+        else ``weight_bytes_per_param``)."""
+        if self.embedding_bytes_per_param is None:
+            return self.weight_bytes_per_param
+        return self.embedding_bytes_per_param

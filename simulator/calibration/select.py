@@ -125,6 +125,7 @@ def step_model_for(
     directory: Path = PROFILES_DIR,
     exclude: tuple[str, ...] = (),
     pp: int = 1,
+    kv_dtype_bytes: float = 2.0,
 ) -> tuple[StepTimeModel, dict[str, object]]:
     """The step-time model of a scenario and a description of the calibration used.
 
@@ -145,6 +146,8 @@ def step_model_for(
         GPUs whose shipped profiles are ignored (the leave-one-GPU-out measurement).
     pp : int
         Pipeline-parallel stages (1: none).
+    kv_dtype_bytes : float
+        Bytes per KV-cache element (2, or 1 with ``--kv-cache-dtype fp8``).
 
     Returns
     -------
@@ -172,7 +175,8 @@ def step_model_for(
         if found is not None:
             chain.append(found)
     if not chain:
-        step = with_pipeline_stages(roofline_model(model, gpu, tp), model, gpu, pp)
+        step = roofline_model(model, gpu, tp, kv_dtype_bytes=kv_dtype_bytes)
+        step = with_pipeline_stages(step, model, gpu, pp)
         return step, {"profile": None, "source": UNCALIBRATED, "grids": {}}
 
     ref = Reference.of(gpu)
@@ -234,6 +238,7 @@ def step_model_for(
         source=source,
         host=host,
         description={"calibration_profile": _label(primary)},
+        kv_dtype_bytes=kv_dtype_bytes,
     )
     step = with_pipeline_stages(step, model, gpu, pp)
     errors = {

@@ -662,7 +662,9 @@ def _with_host(
         profile = _host_profile(resolved, None, host, provenance={"source": "host-overhead search"})
     else:  # the base's grids, named as the base names them, with trial host constants
         profile = dataclasses.replace(_host_profile(resolved, base, host, {}), path=base.path)
-    step, info = step_model_for(resolved.model, resolved.gpu, resolved.tp, profile)
+    step, info = step_model_for(
+        resolved.model, resolved.gpu, resolved.tp, profile, kv_dtype_bytes=resolved.kv_dtype_bytes
+    )
     source = step.source.split("; host overheads from ")[0]
     source += "; host overheads fitted to this benchmark"
     step = dataclasses.replace(step, source=source)

@@ -337,6 +337,19 @@ def validate(
             help="The benchmarked server ran with vLLM's --enforce-eager (no CUDA graphs).",
         ),
     ] = False,
+    quantization: Annotated[
+        str | None,
+        typer.Option(
+            "--quantization",
+            help="vLLM --quantization the benchmarked server used (fp8), if any.",
+        ),
+    ] = None,
+    kv_cache_dtype: Annotated[
+        str,
+        typer.Option(
+            "--kv-cache-dtype", help="vLLM --kv-cache-dtype used: auto, bfloat16, fp8 or fp8_e4m3."
+        ),
+    ] = "auto",
     fit_host: Annotated[
         bool,
         typer.Option(
@@ -387,6 +400,8 @@ def validate(
         max_model_len=max_model_len,
         calibration=None if calibration is None else str(calibration),
         enforce_eager=enforce_eager,
+        quantization=None if quantization in (None, "none") else quantization,
+        kv_cache_dtype=kv_cache_dtype,
     )
     resolved = resolve_for_benchmark(scenario, num_kv_blocks)
     mismatch = model_mismatch(data, model, resolved)

@@ -116,6 +116,23 @@ def run(
             "captured batch size.",
         ),
     ] = False,
+    quantization: Annotated[
+        str | None,
+        _opt(
+            "--quantization",
+            help="As vLLM's --quantization: fp8 serves a 16-bit checkpoint with FP8 weights "
+            "(FP8 GEMMs where the GPU has FP8 tensor cores, weight-only on Ampere); default: "
+            "the checkpoint's own precision.",
+        ),
+    ] = None,
+    kv_cache_dtype: Annotated[
+        str,
+        _opt(
+            "--kv-cache-dtype",
+            help="As vLLM's --kv-cache-dtype: auto (the model's 16-bit dtype), bfloat16, or "
+            "fp8 / fp8_e4m3 (1 byte per element: twice the KV blocks).",
+        ),
+    ] = "auto",
     calibration: Annotated[
         Path | None,
         _opt(
@@ -180,6 +197,8 @@ def run(
         prefix_load_cap=DEFAULT_PREFIX_LOAD_CAP if prefix_load_cap is None else prefix_load_cap,
         closed_loop=closed_loop,
         enforce_eager=enforce_eager,
+        quantization=None if quantization in (None, "none") else quantization,
+        kv_cache_dtype=kv_cache_dtype,
     )
     check_knobs(scenario)  # before a long trace is read
     table, report = import_trace(trace, import_options)
@@ -271,6 +290,12 @@ def _graphs_text(scenario: dict[str, Any]) -> str:
     return f"{steps} of up to {largest:,.0f} tokens padded to a captured size (1, 2, 4, 8k)"
 
 
+def _precision_text(scenario: dict[str, Any]) -> str:
+    kv = scenario["kv_cache_dtype"]
+    kv_text = f"{kv} (1 byte)" if scenario["kv_cache_bytes_per_element"] == 1 else f"{kv} (16-bit)"
+    return f"{scenario['gemm']}; KV cache {kv_text}"
+
+
 def _print_human(result: Any, trace_name: str) -> None:
     summary = result.summary
     scenario = summary["scenario"]
@@ -307,6 +332,7 @@ def _print_human(result: Any, trace_name: str) -> None:
                     else ""
                 ),
             ),
+            ("Precision", _precision_text(scenario)),
             ("Step times", scenario["calibration"]),
             ("CUDA graphs", _graphs_text(scenario)),
             ("Cost", f"${scenario['cost_per_hour_usd']:,.2f}/hour (indicative)"),

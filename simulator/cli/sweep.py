@@ -58,6 +58,10 @@ _KNOB_HELP = {
     "tp": "Tensor-parallel degrees, comma list; auto = chosen per scenario.",
     "pp": "Pipeline-parallel degrees, comma list (vLLM v0.6 virtual engines; default 1).",
     "seed": "Seeds, comma list (or --seeds N for 0..N-1).",
+    "quantization": "vLLM --quantization values, comma list: none (the checkpoint's own "
+    "precision) or fp8, e.g. none,fp8.",
+    "kv_cache_dtype": "vLLM --kv-cache-dtype values, comma list: auto, bfloat16, fp8, "
+    "fp8_e4m3 (default auto).",
     "rate_scale": "Arrival-rate factors, comma list; 2 replays the trace twice as fast.",
     "trace": "Trace files, comma list (or give them as TRACE arguments).",
 }

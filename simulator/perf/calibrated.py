@@ -35,11 +35,30 @@ from dataclasses import replace
 import numpy as np
 
 from simulator.perf import kernel
-from simulator.perf.roofline import DEFAULT_EFFICIENCIES, StepTimeModel, roofline_model
+from simulator.perf.roofline import (
+    DEFAULT_EFFICIENCIES,
+    StepTimeModel,
+    gemm_mode,
+    roofline_model,
+)
 from simulator.specs import GPUSpec, ModelSpec
 
 #: A predictor: grid name and features -> seconds per call (None when it has no such grid).
 Predictor = Callable[[str, dict[str, np.ndarray]], np.ndarray | None]
+
+#: Decode attention over an FP8 KV cache takes as long as the measured 16-bit kernel over
+#: this fraction of the context. Physically the read is half the bytes (0.5, what the
+#: roofline counts), but vLLM's FP8-KV kernels dequantize as they read: in NVIDIA
+#: AIConfigurator's measurements (``generation_attention_perf``, vLLM 0.24, 16-bit vs FP8
+#: KV at the same batch, context and heads, no sliding window) FP8 takes a median 0.70 of
+#: the 16-bit time where a call reads >= 256 MB of 16-bit KV (H100 FA3, 2,369 pairs, p10-p90
+#: 0.58-1.06; 0.65 at >= 1 GB), 0.62 on B200 (FlashInfer TRT-LLM decode; 0.55 at >= 1 GB)
+#: and 1.10 below 16 MB, where launch and dequantization dominate. Reading the 16-bit table
+#: at 0.7 x the context gives 0.7 where the read is bandwidth bound and about 1.0 where the
+#: table is at its latency floor: it errs slow for very large reads (B200 most, by up to
+#: ~25 %) and fast by ~10 % for small ones. A100 has no FP8-KV measurement; the same
+#: fraction is used.
+FP8_KV_CONTEXT_FRACTION = 0.70
 
 TOKEN_NODES = np.unique(np.round(np.exp2(np.arange(0, 33) / 2.0))).astype(np.float64)
 BATCH_NODES_PREFILL = np.exp2(np.arange(0, 9)).astype(np.float64)  # 1..256 prompts
@@ -57,6 +76,7 @@ def calibrated_model(
     source: str,
     host: dict[str, float] | None = None,
     description: dict[str, float | str] | None = None,
+    kv_dtype_bytes: float = 2.0,
 ) -> StepTimeModel:
     """Build a ``StepTimeModel`` whose linear, attention and all-reduce terms are measured.
 
@@ -74,6 +94,9 @@ def calibrated_model(
         ``host_overhead_s`` / ``host_overhead_per_seq_s`` replacing the defaults.
     description : dict, optional
         Extra entries for the description (profile names, errors).
+    kv_dtype_bytes : float
+        Bytes per KV-cache element: 2, or 1 with ``--kv-cache-dtype fp8`` (the measured
+        decode attention is then read at ``FP8_KV_CONTEXT_FRACTION`` of the context).
 
     Returns
     -------
@@ -81,25 +104,31 @@ def calibrated_model(
         ``params`` longer than ``kernel.NUM_PARAMS``: the roofline slots, then the tables.
     """
     efficiencies = replace(DEFAULT_EFFICIENCIES, **(host or {}))
-    base = roofline_model(model, gpu, tp, efficiencies)
+    base = roofline_model(model, gpu, tp, efficiencies, kv_dtype_bytes=kv_dtype_bytes)
     layers = float(model.num_layers)
     hidden = float(model.hidden_size)
     d = float(model.head_dim)
     heads = model.num_heads / tp
     kv_heads = max(model.num_kv_heads / tp, 1.0)
     ffn = model.intermediate_size / tp
-    use_fp8 = model.weight_bytes_per_param <= 1.0 and gpu.peak_fp8_flops is not None
+    mode = gemm_mode(model, gpu)
+    use_fp8 = mode == "fp8"
     gemm_grid = "gemm_fp8" if use_fp8 else "gemm_bfloat16"
     used: dict[str, str] = {}
 
-    def gemm(m: np.ndarray, n: float, k: float) -> np.ndarray | None:
+    def gemm(
+        m: np.ndarray, n: float, k: float, grid: str = gemm_grid, weight_only: bool = False
+    ) -> np.ndarray | None:
         m = np.asarray(m, dtype=np.float64)
-        out = predict(gemm_grid, {"m": m, "n": np.full_like(m, n), "k": np.full_like(m, k)})
-        if out is None and use_fp8:
-            out = predict(
-                "gemm_bfloat16", {"m": m, "n": np.full_like(m, n), "k": np.full_like(m, k)}
-            )
+        feats = {"m": m, "n": np.full_like(m, n), "k": np.full_like(m, k)}
+        out = predict(grid, feats)
+        if out is None and grid == "gemm_fp8":
+            out = predict("gemm_bfloat16", feats)
+        if out is not None and weight_only:
+            out = out * _weight_only_scale(feats, gpu)
         return out
+
+    weight_only = mode == "fp8-weight-only"
 
     shapes = [((heads + 2.0 * kv_heads) * d, hidden), (hidden, heads * d)]
     gated = 3.0 if model.gated_mlp else 2.0
@@ -110,7 +139,7 @@ def calibrated_model(
     tokens = TOKEN_NODES
     linear = np.zeros(len(tokens))
     for n, k in shapes:
-        part = gemm(tokens, n, k)
+        part = gemm(tokens, n, k, weight_only=weight_only)
         if part is None:
             linear = None
             break
@@ -119,9 +148,11 @@ def calibrated_model(
         linear = _roofline_part(base, "linear", tokens)
         used["linear"] = "roofline"
     else:
-        used["linear"] = gemm_grid
-    lm_head = gemm(tokens, model.vocab_size / tp, hidden)
-    used["lm_head"] = "roofline" if lm_head is None else gemm_grid
+        used["linear"] = gemm_grid + (" (weight-only: 1-byte weight reads)" if weight_only else "")
+    # vLLM's FP8 methods leave the LM head 16-bit (ModelSpec.head_bytes_per_param).
+    head_grid = gemm_grid if model.head_bytes_per_param <= 1.0 else "gemm_bfloat16"
+    lm_head = gemm(tokens, model.vocab_size / tp, hidden, head_grid)
+    used["lm_head"] = "roofline" if lm_head is None else head_grid
     if lm_head is None:
         lm_head = _roofline_part(base, "lm_head", tokens)
 
@@ -154,7 +185,10 @@ def calibrated_model(
         prefill = layers * prefill
 
     n_d, c_d = np.meshgrid(BATCH_NODES_DECODE, CONTEXT_NODES, indexing="ij")
-    ctx = np.maximum(c_d / n_d, 1.0)
+    # The shipped grids were fitted on 16-bit KV caches; an FP8 cache's read is priced as
+    # the 16-bit kernel's over the context that takes as long (FP8_KV_CONTEXT_FRACTION).
+    kv_fraction = 1.0 if kv_dtype_bytes >= 2.0 else FP8_KV_CONTEXT_FRACTION
+    ctx = np.maximum(c_d * kv_fraction / n_d, 1.0)
     decode = predict(
         "generation_attention",
         {
@@ -166,6 +200,10 @@ def calibrated_model(
         },
     )
     used["decode_attention"] = "roofline" if decode is None else "generation_attention"
+    if decode is not None and kv_fraction != 1.0:
+        used["decode_attention"] += (
+            f" (fp8 KV: 16-bit table at {kv_fraction:g} x context, measured FP8/16-bit ratio)"
+        )
     if decode is None:
         decode = np.vectorize(
             lambda n, c: base.predict_parts(
@@ -203,6 +241,19 @@ def calibrated_model(
         used["moe"] = "roofline" if moe is None else "moe"
         if moe is not None:
             moe = layers * moe
+            if model.weight_bytes_per_param < 2.0:
+                # The MoE grids are fitted on 16-bit experts (quantised rows are skipped):
+                # carry their efficiency over to FP8 experts through the roofline's ratio.
+                sixteen = roofline_model(
+                    replace(model, weight_bytes_per_param=2.0, embedding_bytes_per_param=None),
+                    gpu,
+                    tp,
+                    efficiencies,
+                )
+                moe = moe * (
+                    _roofline_part(base, "moe", tokens) / _roofline_part(sixteen, "moe", tokens)
+                )
+                used["moe"] = "moe (16-bit measurements x roofline FP8 / 16-bit)"
 
     tables = [
         (tokens, None, linear),
@@ -217,6 +268,24 @@ def calibrated_model(
     info.update({f"calibrated_{part}": grid for part, grid in used.items()})
     info.update(description or {})
     return StepTimeModel(params=params, source=source, description=info)
+
+
+def _weight_only_scale(feats: dict[str, np.ndarray], gpu: GPUSpec) -> np.ndarray:
+    """Roofline of a 16-bit GEMM over 1-byte weights divided by that of a 16-bit one.
+
+    The measured 16-bit GEMM times this is the weight-only FP8 GEMM (vLLM's Marlin kernel on
+    GPUs without FP8 tensor cores): the same compute-bound time at large ``m``, the weight
+    read's half where the GEMM is memory bound. It assumes Marlin reaches the efficiency of
+    the measured 16-bit kernels (cuBLAS); no measurement of Marlin is at hand to check it.
+    """
+    m, n, k = feats["m"], feats["n"], feats["k"]
+    compute = 2.0 * m * n * k / gpu.peak_bf16_flops
+
+    def bound(weight_bytes: float) -> np.ndarray:
+        memory = (n * k * weight_bytes + m * (n + k) * 2.0) / gpu.hbm_bytes_per_s
+        return np.maximum(compute, memory)
+
+    return bound(1.0) / bound(2.0)
 
 
 def _roofline_part(base: StepTimeModel, part: str, tokens: np.ndarray) -> np.ndarray:

@@ -9,8 +9,12 @@ step run one after another, so their times add. With
     L  = layers, H = hidden, d = head_dim
     h  = heads / tp, g = max(kv_heads / tp, 1)         (vLLM replicates KV heads, tp > kv_heads)
     F  = intermediate_size / tp, V = vocab / tp        (weights are split by tp)
-    b  = weight bytes per parameter; activations and the KV cache are 16-bit (2 bytes)
-    P  = peak dense tensor FLOP/s (FP8 for 1-byte weights where the GPU has it), B = HBM
+    b  = weight bytes per parameter (1 for FP8 weights; the LM head keeps 16-bit weights
+         and GEMM, as vLLM quantizes linear and MoE layers only); activations are 16-bit
+         (2 bytes); kv = KV-cache bytes per element (2, or 1 with ``--kv-cache-dtype fp8``)
+    P  = peak dense tensor FLOP/s (FP8 for 1-byte weights where the GPU has it; on a GPU
+         without FP8 tensor cores FP8 weights run weight-only, vLLM's Marlin kernel: 16-bit
+         GEMM FLOP/s over 1-byte weight reads, ``gemm_mode``), B = HBM
          bytes/s, N = link bytes/s per direction, and the efficiencies ``e_*`` below
 
 the step time is
@@ -33,14 +37,14 @@ the step time is
               RoPE on q and k, the KV-cache write, the MLP activation (and for MoE the
               routing kernels): 5 kernels per layer, 8 for MoE.
     prefill_attention = L * lat + L * max(4 h d W / (P * e_prefill_attn),
-                                          (2 g d C_p + 2 h d T_p) 2 / (B * e_decode_attn))
+                                          (2 g d C_p kv + 2 h d T_p 2) / (B * e_decode_attn))
               W = prefill_attn_work = sum q (c + q / 2), the query-key pairs a causal kernel
               computes for chunks of q new tokens behind c cached ones, C_p =
               prefill_context_tokens,
               T_p = num_prefill_tokens. One attention kernel per layer serves the whole
               mixed batch in vLLM V1, so its latency is counted once, here.
     decode_attention  = L * max(4 h d C_d / (P * e_prefill_attn),
-                                (2 g d C_d + 2 h d N_d) 2 / (B * e_decode_attn))
+                                (2 g d C_d kv + 2 h d N_d 2) / (B * e_decode_attn))
               C_d = decode_context_tokens, N_d = num_decode_seqs: one query row per
               sequence, so the FLOPs are 4 h d per context token and the KV read dominates.
     allreduce = L * 2 * (2 (tp - 1) / tp * T H 2 / (N * e_link) + lat_allreduce); 0 if tp = 1
@@ -326,11 +330,35 @@ def _checked_features(
     )
 
 
+#: How a model's linear layers run on a GPU (``gemm_mode``), as outputs state it.
+GEMM_MODES = {
+    "bf16": "16-bit weights and GEMMs",
+    "fp8": "FP8 W8A8: 1-byte weights, FP8 tensor-core GEMMs (vLLM Fp8LinearMethod)",
+    "fp8-weight-only": "FP8 weight-only: 1-byte weights, GEMMs in 16-bit (vLLM's FP8 Marlin "
+    "kernel; the GPU has no FP8 tensor cores)",
+}
+
+
+def gemm_mode(model: ModelSpec, gpu: GPUSpec) -> str:
+    """``"bf16"``, ``"fp8"`` or ``"fp8-weight-only"``: how ``model``'s GEMMs run on ``gpu``.
+
+    FP8 weights (``weight_bytes_per_param <= 1``) run FP8 GEMMs where the GPU has FP8 tensor
+    cores (``peak_fp8_flops``: Ada, Hopper, Blackwell), and weight-only elsewhere: vLLM v0.11
+    ``Fp8LinearMethod`` sets ``use_marlin`` when the device capability is below 8.9
+    (Ampere), dequantizing 1-byte weights inside a 16-bit GEMM.
+    """
+    if model.weight_bytes_per_param > 1.0:
+        return "bf16"
+    return "fp8" if gpu.peak_fp8_flops is not None else "fp8-weight-only"
+
+
 def roofline_model(
     model: ModelSpec,
     gpu: GPUSpec,
     tp: int,
     efficiencies: Efficiencies = DEFAULT_EFFICIENCIES,
+    *,
+    kv_dtype_bytes: float = ACTIVATION_BYTES,
 ) -> StepTimeModel:
     """Build the roofline step-time model of ``model`` on a TP group of ``tp`` ``gpu``\\ s.
 
@@ -344,6 +372,9 @@ def roofline_model(
         Tensor-parallel degree (GPUs per replica), >= 1, dividing ``model.num_heads``.
     efficiencies : Efficiencies
         Fractions of peak and fixed latencies; ``DEFAULT_EFFICIENCIES`` unless calibrated.
+    kv_dtype_bytes : float
+        Bytes per KV-cache element: 2 (``--kv-cache-dtype auto``) or 1 (``fp8``): attention
+        reads cached K and V at this size (queries and outputs stay 16-bit).
 
     Returns
     -------
@@ -368,9 +399,15 @@ def roofline_model(
     act_bytes = ACTIVATION_BYTES
     lat = eff.kernel_latency_s
 
-    # FP8 checkpoints run FP8 GEMMs where the GPU has them; attention stays 16-bit.
-    use_fp8 = weight_bytes <= 1.0 and gpu.peak_fp8_flops is not None
+    # FP8 weights run FP8 GEMMs where the GPU has them, else 16-bit GEMMs over 1-byte
+    # weights (weight-only); attention computes in 16-bit either way.
+    mode = gemm_mode(model, gpu)
+    use_fp8 = mode == "fp8"
     gemm_flops = (gpu.peak_fp8_flops if use_fp8 else gpu.peak_bf16_flops) * eff.gemm_compute
+    # The LM head is not quantized (vLLM's FP8 methods skip it): 16-bit weights and GEMM.
+    head_bytes = float(model.head_bytes_per_param)
+    head_flops = gemm_flops if head_bytes <= 1.0 else gpu.peak_bf16_flops * eff.gemm_compute
+    _check_kv_bytes(kv_dtype_bytes)
     mem_bytes_per_s = gpu.hbm_bytes_per_s * eff.gemm_memory
     attn_flops = gpu.peak_bf16_flops * eff.prefill_attention
     kv_bytes_per_s = gpu.hbm_bytes_per_s * eff.decode_attention
@@ -423,8 +460,8 @@ def roofline_model(
         set_linear(kernel.LINEAR_MLP_IN, hidden, mlp_in_out)
         set_linear(kernel.LINEAR_MLP_OUT, ffn_per_gpu, hidden)
 
-    params[kernel.LM_HEAD_COMPUTE_S_PER_ROW] = 2.0 * hidden * vocab_per_gpu / gemm_flops
-    params[kernel.LM_HEAD_MEMORY_S] = hidden * vocab_per_gpu * weight_bytes / mem_bytes_per_s + lat
+    params[kernel.LM_HEAD_COMPUTE_S_PER_ROW] = 2.0 * hidden * vocab_per_gpu / head_flops
+    params[kernel.LM_HEAD_MEMORY_S] = hidden * vocab_per_gpu * head_bytes / mem_bytes_per_s + lat
     params[kernel.LM_HEAD_MEMORY_S_PER_ROW] = (hidden + vocab_per_gpu) * act_bytes / mem_bytes_per_s
 
     # Bytes per token per layer of the element-wise kernels: 2 x (residual add + RMSNorm
@@ -445,8 +482,10 @@ def roofline_model(
     params[kernel.ATTN_COMPUTE_S_PER_WORK] = (
         num_layers * 4.0 * heads_per_gpu * head_dim / attn_flops
     )
+    # Cached K and V are read at the cache's element size (half with an FP8 cache), by
+    # decode attention and by prefill chunks behind cached context alike.
     params[kernel.ATTN_KV_S_PER_CONTEXT_TOKEN] = (
-        num_layers * 2.0 * kv_heads_per_gpu * head_dim * act_bytes / kv_bytes_per_s
+        num_layers * 2.0 * kv_heads_per_gpu * head_dim * kv_dtype_bytes / kv_bytes_per_s
     )
     # Each query row reads q and writes the attention output.
     params[kernel.ATTN_QUERY_S_PER_TOKEN] = (
@@ -468,7 +507,7 @@ def roofline_model(
         hidden * qkv_out
         + heads_per_gpu * head_dim * hidden
         + (0.0 if model.is_moe else num_mlp_matrices * hidden * ffn_per_gpu)
-    ) + (hidden * vocab_per_gpu)
+    )
     if model.is_moe:
         weight_params_per_gpu += num_layers * hidden * model.num_experts
         weight_params_per_gpu += (
@@ -479,14 +518,17 @@ def roofline_model(
         "gpu": gpu.name,
         "tp": float(tp),
         "gemm_dtype": "fp8" if use_fp8 else "bf16",
+        "gemm_mode": mode,
+        "kv_cache_bytes_per_element": float(kv_dtype_bytes),
         **{f"efficiency_{k}": float(v) for k, v in asdict(eff).items()},
         "kv_heads_per_gpu": float(kv_heads_per_gpu),
-        "weight_bytes_per_gpu": weight_params_per_gpu * weight_bytes,
+        "weight_bytes_per_gpu": weight_params_per_gpu * weight_bytes
+        + hidden * vocab_per_gpu * head_bytes,
         "kv_bytes_per_context_token_per_gpu": num_layers
         * 2.0
         * kv_heads_per_gpu
         * head_dim
-        * act_bytes,
+        * kv_dtype_bytes,
         # None: no GEMM of this model is compute bound at any batch on this GPU.
         "linear_compute_bound_above_tokens": _knee_tokens(params),
     }
@@ -620,6 +662,11 @@ def constant_step_model(step_s: float) -> StepTimeModel:
         source=f"constant {step_s!r} s per step",
         description={"step_s": float(step_s)},
     )
+
+
+def _check_kv_bytes(kv_dtype_bytes: float) -> None:
+    if not (math.isfinite(kv_dtype_bytes) and kv_dtype_bytes > 0):
+        raise SimreplayError(f"KV dtype bytes must be a number > 0, got {kv_dtype_bytes!r}")
 
 
 def _knee_tokens(params: np.ndarray) -> float | None:
