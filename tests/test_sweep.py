@@ -466,6 +466,57 @@ def test_ctrl_c_mid_sweep_says_interrupted_and_exits_130(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_sigterm_to_the_driver_stops_the_sweep_cleanly(tmp_path):
+    # What `timeout`, a batch scheduler or `docker stop` send: to the driver alone. Its
+    # default action killed the driver mid-way through handing a worker its start-up data,
+    # and that worker printed an UnpicklingError traceback.
+    big = _trace(tmp_path / "big.parquet", 1500, 5)
+    for attempt, min_rows in enumerate((0, 2)):
+        proc = _start_sweep(big, tmp_path / f"sweep{attempt}", min_rows)
+        children = _descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        text = stderr.decode()
+        assert proc.returncode == 143, text
+        assert text.splitlines()[-1] == "terminated", text
+        assert "Traceback" not in text and "Error" not in text, text
+        time.sleep(1.0)
+        assert not {pid for pid in children if _state(pid) not in (None, "Z", "X")}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_worker_killed_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path):
+    # The OOM killer ends a worker: a BrokenProcessPool traceback before.
+    big = _trace(tmp_path / "big.parquet", 1500, 5)
+    out = tmp_path / "sweep"
+    proc = _start_sweep(big, out, 1)
+    # Workers are children of the forkserver, not of the driver.
+    workers = [pid for pid in _descendants(proc.pid) if _parent(pid) != proc.pid]
+    assert workers, "the sweep had no worker processes"
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)
+    text = stderr.decode()
+    assert proc.returncode == 1, text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("error: a worker process ended abruptly (killed by SIGKILL"), text
+    assert "rerun the same command" in last
+    assert "Traceback" not in text, text
+    done = len(list((out / "rows").glob("*.parquet")))
+    args = ["--gpus", "1xL40S,1xH100,2xA100,2xH100,1xA100", "--rate-scale", "1,1.5,2,3",
+            "--model", "llama-3.1-8b,qwen2.5-7b", "--out", out, "--workers", "1"]  # fmt: skip
+    result = invoke("sweep", big, *args)
+    assert result.exit_code == 0, result.stderr
+    assert f"({done} already in the store)" in result.stderr
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_workers_exit_when_the_driver_is_killed(tmp_path):
     proc = _start_sweep(_trace(tmp_path / "big.parquet", 1500, 5), tmp_path / "sweep")
     children = _descendants(proc.pid)  # resource tracker, forkserver, workers

@@ -208,7 +208,7 @@ def run(
 
     Finished scenarios are skipped, so the same command resumes a killed sweep.
     """
-    from simulator.sweep.runner import run_sweep
+    from simulator.sweep.runner import run_sweep, stop_on_sigterm
 
     axes = knobs
     traces = traces or []
@@ -226,16 +226,17 @@ def run(
     if sweep.num_duplicates:
         note(f"{sweep.num_duplicates:,} repeated scenarios in the spec are run once")
     store = ResultStore(output_folder(out, "--out"))
-    final = run_sweep(
-        sweep.scenarios,
-        store,
-        slo=sweep.slo,
-        workers=workers,
-        backend=backend,
-        address=address,
-        progress=_ProgressLine(),
-        note=note,
-    )
+    with stop_on_sigterm():
+        final = run_sweep(
+            sweep.scenarios,
+            store,
+            slo=sweep.slo,
+            workers=workers,
+            backend=backend,
+            address=address,
+            progress=_ProgressLine(),
+            note=note,
+        )
     err.print(
         f"{out}: the sweep's {final.done + final.skipped:,} scenarios are stored "
         f"({final.skipped:,} from before; {len(store.done_keys()):,} rows in the store); "

@@ -13,6 +13,7 @@ calls ``run_sweep`` with more than one worker must guard its entry point with
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -285,12 +286,15 @@ def _local(
     # forkserver: no fork of a process that may hold numba or thread state.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    # Ctrl-C only sets a flag that this loop checks: a KeyboardInterrupt raised anywhere
-    # (inside a finalizer, or the pool's start-up) printed tracebacks.
+    # Ctrl-C and SIGTERM only set a flag that this loop checks: a KeyboardInterrupt raised
+    # anywhere (inside a finalizer, or the pool's start-up) printed tracebacks, and SIGTERM's
+    # default action killed the driver while it was sending a worker its start-up data.
     interrupted: list[int] = []
     in_main = threading.current_thread() is threading.main_thread()
     previous = (
-        signal.signal(signal.SIGINT, lambda num, _: interrupted.append(num)) if in_main else None
+        {num: signal.signal(num, lambda num, _: interrupted.append(num)) for num in _STOP_SIGNALS}
+        if in_main
+        else {}
     )
     pool = None
     try:
@@ -301,23 +305,88 @@ def _local(
             initializer=_start_worker,
             initargs=(tables, os.getpid()),
         )
-        pending = {pool.submit(evaluate_group, group) for group in groups}
-        while pending:
+        pending = set()
+        for group in groups:
+            if interrupted:
+                break
+            pending.add(pool.submit(evaluate_group, group))
+        while pending and not interrupted:
             done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 if interrupted:
                     break
                 yield from future.result()
-            if interrupted:
-                raise KeyboardInterrupt
+        if interrupted:
+            raise Stopped(interrupted[0])
         pool.shutdown()
+    except cf.process.BrokenProcessPool:
+        if interrupted:  # a signal sent to the whole group ended a worker too
+            raise Stopped(interrupted[0]) from None
+        raise SimreplayError(_worker_death(pool)) from None
     except BaseException:  # Ctrl-C, a failed scenario, or the caller closing early
         if pool is not None:
             _stop_workers(pool)
         raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for num, handler in previous.items():
+            signal.signal(num, handler)
+
+
+#: Signals that stop a sweep cleanly: workers ended, stored rows kept, exit 128 + signal.
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Within: SIGTERM raises ``Stopped`` as Ctrl-C raises KeyboardInterrupt (main thread).
+
+    Its default action ended the process at once, wherever it was; now the atomic writers
+    remove their temporary files and the command exits 143 with one line.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _: Any) -> None:
+        raise Stopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Stopped(KeyboardInterrupt):
+    """A sweep stopped by SIGINT or SIGTERM; ``exit_status`` is the shell's 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.exit_status = 128 + signum
+        self.message = "interrupted" if signum == signal.SIGINT else "terminated"
+
+
+def _worker_death(pool: cf.ProcessPoolExecutor | None) -> str:
+    """One line for a worker process that ended abruptly (the OOM killer, a kill -9)."""
+    codes = {
+        process.exitcode
+        for process in (getattr(pool, "_processes", None) or {}).values()
+        if process.exitcode not in (None, 0)
+    }
+    # The pool sends SIGTERM to the other workers once one is gone: name the first cause.
+    codes = sorted(codes - {-signal.SIGTERM} or codes)
+    how = ", ".join(
+        f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        for code in codes
+    )
+    if pool is not None:
+        _stop_workers(pool)
+    return (
+        f"a worker process ended abruptly ({how or 'no status'}; out of memory?); the rows "
+        "stored so far are kept: rerun the same command to simulate the rest"
+    )
 
 
 def _start_helpers(method: str) -> None:
