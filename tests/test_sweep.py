@@ -376,6 +376,39 @@ def test_rerun_skips_finished_scenarios_and_extends_the_store(tmp_path, small_tr
     assert len(after) == 2 and all(after[name] == data for name, data in before.items())
 
 
+@pytest.mark.skipif(importlib.util.find_spec("fcntl") is None, reason="needs fcntl")
+def test_a_second_sweep_into_a_folder_being_written_is_refused(tmp_path, small_trace):
+    # Both ran every missing scenario, and the second one's start removed the first one's
+    # temporary row files mid-write.
+    import fcntl
+
+    out = tmp_path / "sweep"
+    args = ["sweep", small_trace, "--gpus", "1xA100", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    more = [*args, "--max-num-seqs", "64"]
+    with open(out / ".sweep.lock", "w") as lock:  # a sweep running in another process
+        lock.write("4242\n")
+        lock.flush()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        half_written = out / "rows" / ".abc.parquet.4242.tmp"
+        half_written.write_bytes(b"a row being written")
+        result = invoke(*more)
+        assert_one_line_error(result, f"--out {out}: another sweep (pid 4242) is writing")
+        assert half_written.exists()
+        assert len(list((out / "rows").glob("*.parquet"))) == 1
+    result = invoke(*more)  # the lock goes with its holder
+    assert result.exit_code == 0, result.stderr
+    assert len(list((out / "rows").glob("*.parquet"))) == 2
+
+
+def test_a_lock_file_left_by_a_killed_first_run_is_not_a_foreign_file(tmp_path, small_trace):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / ".sweep.lock").write_text("123\n")
+    result = invoke("sweep", small_trace, "--gpus", "1xA100", "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+
+
 def test_another_slo_in_the_same_store_is_refused(tmp_path, small_trace):
     out = tmp_path / "sweep"
     assert invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=100").exit_code == 0

@@ -566,10 +566,10 @@ def run_sweep(
         ray_started_here = not _ray_initialized()
         check_ray(address)
     try:
-        store.create(slo, stored.unreadable)
-        return _run(
-            todo, tables, len(tasks) - len(todo), store, workers, backend, address, progress
-        )
+        with store.writing(slo, stored.unreadable):
+            return _run(
+                todo, tables, len(tasks) - len(todo), store, workers, backend, address, progress
+            )
     finally:
         if ray_started_here:
             import ray
