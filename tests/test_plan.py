@@ -249,6 +249,10 @@ def test_plan_max_rate_command(trace_file):
         (["--gpu-types", "A100,FOO"], "--gpu-types: unknown GPU 'FOO'"),
         (["--price", "H100=1", "--price", "h100=5"], "--price: 'H100' and 'h100' are the same"),
         (["--max-num-seqs", "0"], "--max-num-seqs must be an integer from 1"),
+        # A fleet's cost overflowed to inf: a traceback with --json, and no pruning.
+        (["--price", "L40S=1e308", "--json"], "at most 1,000,000 USD per GPU-hour"),
+        (["--price", "L40S=inf"], "> 0 and at most"),
+        (["--price", "L40S=nan"], "> 0 and at most"),
     ],
 )
 def test_plan_bad_input_is_one_line(trace_file, args, fragment):

@@ -20,6 +20,8 @@ from simulator.sweep.spec import check_names, cli_name, coerce, knob_defaults, s
 FINDS = ("cheapest", "max-rate")
 DEFAULT_GPU_TYPES = "A100,H100,H200,L40S"
 DEFAULT_MAX_GPUS = 64
+#: Highest --price accepted, USD per GPU-hour (catalog prices are 0.4-6).
+MAX_PRICE_USD = 1_000_000.0
 
 
 def parse_prices(items: list[str]) -> dict[str, float]:
@@ -35,8 +37,13 @@ def parse_prices(items: list[str]) -> dict[str, float]:
                 usd = float(value)
             except ValueError:
                 raise SimreplayError(f"--price {part!r}: {value!r} is not a number") from None
-            if not (math.isfinite(usd) and usd > 0):
-                raise SimreplayError(f"--price {part!r}: price must be > 0")
+            # Above the cap a fleet's cost overflowed to inf: a JSON traceback, and the search
+            # could no longer prune fleets dearer than the best found.
+            if not (0 < usd <= MAX_PRICE_USD):  # nan fails too
+                raise SimreplayError(
+                    f"--price {part!r}: price must be > 0 and at most {MAX_PRICE_USD:,.0f} USD "
+                    "per GPU-hour"
+                )
             prices[_gpu_type_once(name, "--price", given)] = usd
     return prices
 
