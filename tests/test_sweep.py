@@ -444,10 +444,12 @@ def test_a_damaged_row_file_is_redone(tmp_path, small_trace):
     assert invoke("sweep", "show", out).exit_code == 0
 
 
-def _start_sweep(big: Path, out: Path, min_rows: int = 1) -> subprocess.Popen:
+def _start_sweep(
+    big: Path, out: Path, min_rows: int = 1, backend: tuple[str, ...] = ("--workers", "2")
+) -> subprocess.Popen:
     """A two-worker sweep in its own process group, once ``min_rows`` rows are stored."""
     args = ["--gpus", "1xL40S,1xH100,2xA100,2xH100,1xA100", "--rate-scale", "1,1.5,2,3",
-            "--model", "llama-3.1-8b,qwen2.5-7b", "--out", str(out), "--workers", "2"]  # fmt: skip
+            "--model", "llama-3.1-8b,qwen2.5-7b", "--out", str(out), *backend]  # fmt: skip
     command = [sys.executable, "-m", "simulator", "sweep", str(big), *args]
     proc = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
@@ -623,6 +625,45 @@ def test_ray_local_instance_gives_the_same_table_as_local_processes(
     result = invoke("sweep", small_trace, *GRID, "--out", out, "--backend", "ray")
     assert result.exit_code == 0, result.stderr
     assert row_bytes(out) == row_bytes(reference)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize(
+    ("signum", "whole_group", "status", "last_line"),
+    [(signal.SIGTERM, False, 143, "terminated"), (signal.SIGINT, True, 130, "interrupted")],
+)
+def test_a_ray_sweep_stopped_shuts_ray_down_and_says_so(
+    tmp_path, signum, whole_group, status, last_line
+):
+    # ray.init replaced the sweep's SIGTERM handler: the driver exited 15 (or aborted with a
+    # C++ stack dump) and left Ray's dashboard and runtime-env agents running. Ctrl-C
+    # cancelled the pending tasks, and a reply arriving for one aborted the driver inside
+    # Ray ("Check failed: ... not pending", exit 1).
+    big = _trace(tmp_path / "big.parquet", 1500, 5)
+    proc = _start_sweep(big, tmp_path / "sweep", 1, ("--backend", "ray"))
+    children = _descendants(proc.pid)
+    try:
+        if whole_group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+        text = stderr.decode()
+        assert proc.returncode == status, text
+        assert text.splitlines()[-1] == last_line, text
+        assert "received at" not in text and "Check failed" not in text, text
+        assert "Traceback" not in text, text
+        deadline = time.monotonic() + 30
+        alive = children
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = {pid for pid in alive if _state(pid) not in (None, "Z", "X")}
+        assert not alive, f"Ray processes outlived the sweep: {sorted(alive)}"
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # --- sweep show ---------------------------------------------------------------------------

@@ -442,11 +442,19 @@ def check_ray(address: str | None) -> Any:
     if not ray.is_initialized():
         if address not in (None, "auto", "local"):
             _check_reachable(address)
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if in_main else None
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError, ...
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise SimreplayError(f"--address {address}: cannot reach Ray: {first}") from None
+        finally:
+            # ray.init replaces the SIGTERM handler (its core worker's C++ one prints a stack
+            # dump and aborts): the sweep's own (``stop_on_sigterm``) shuts Ray down and
+            # exits 143; Ray's left its dashboard and runtime-env agents running.
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return ray
 
 
@@ -476,14 +484,15 @@ def _ray(
     refs = {path: ray.put(table) for path, table in tables.items()}
     remote = ray.remote(num_cpus=1)(_evaluate_on_ray)
     pending = [remote.remote(group, refs[group[0].knobs["trace"]]) for group in group_tasks(tasks)]
-    try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                yield from ray.get(ref)
-    finally:
-        for ref in pending:
-            ray.cancel(ref)
+    # No ray.cancel of the pending tasks when stopped early: a cancelled task whose reply was
+    # on its way aborted the driver (Ray 2.x "Check failed: Tried to complete task that was
+    # not pending", a C++ stack dump, exit 1 after Ctrl-C). Tasks share their driver's fate:
+    # ray.shutdown, or the driver's exit on a cluster, ends them.
+    while pending:
+        # A timeout returns to Python now and then, so that a signal handler runs.
+        ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+        for ref in ready:
+            yield from ray.get(ref)
 
 
 def run_sweep(
