@@ -162,6 +162,33 @@ def test_bad_axes_are_one_line_errors(small_trace, axes, fragment):
         from_cli(axes, [small_trace], seeds=None, slo=None)
 
 
+@pytest.mark.parametrize(
+    ("axes", "scenario"),
+    [
+        (
+            {"router": "prefix-aware,least-outstanding", "enable_prefix_caching": "true,false"},
+            "(the grid's scenario --router prefix-aware, --enable-prefix-caching false; ",
+        ),
+        (
+            {"scheduler": "vllm,vllm-v0", "enable_prefix_caching": "false,true"},
+            "(the grid's scenario --scheduler vllm-v0, --enable-prefix-caching true; ",
+        ),
+    ],
+)
+def test_a_pair_of_grid_values_that_cannot_go_together_is_named(small_trace, axes, scenario):
+    # The knob's own message ("add --enable-prefix-caching") told a user who had given it.
+    with pytest.raises(SimreplayError) as caught:
+        from_cli(axes, [small_trace], seeds=None, slo=None)
+    assert scenario in str(caught.value)
+    assert "[[scenarios]]" in str(caught.value)
+
+
+def test_a_value_no_scenario_can_take_is_not_called_a_pair(small_trace):
+    with pytest.raises(SimreplayError) as caught:
+        from_cli({"gpus": "1xH100,2xH100", "tp": "0,1"}, [small_trace], seeds=None, slo=None)
+    assert str(caught.value).endswith("got 0")
+
+
 def test_too_many_scenarios(small_trace):
     with pytest.raises(SimreplayError, match="more than --max-scenarios 3"):
         from_cli({"gpus": "1xH100,2xH100"}, [small_trace], seeds=2, slo=None, max_scenarios=3)
