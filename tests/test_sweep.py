@@ -353,6 +353,23 @@ def test_rows_hold_knobs_status_metrics_slo_and_cost(reference):
     )
 
 
+def test_rows_with_rejected_requests_say_why(tmp_path, small_trace):
+    # A row whose every request was rejected showed '-' for each latency and no reason.
+    out = tmp_path / "sweep"
+    args = ["--gpus", "1xA100", "--max-model-len", "16,100000", "--workers", 1]
+    assert invoke("sweep", small_trace, *args, "--out", out).exit_code == 0
+    rows = {r["max_model_len"]: r for r in ResultStore(out).read().to_pylist()}
+    assert rows[16]["status"] == "ok" and rows[16]["num_completed"] == 0
+    assert rows[16]["reason"] == (
+        "200 of 200 requests rejected: longer than the model's context (input + output > "
+        "max model length) (200)"
+    )
+    assert rows[100000]["reason"] is None
+    shown = invoke("sweep", "show", out)
+    assert shown.exit_code == 0, shown.stderr
+    assert "no request completed max_model_len=16: 200 of 200 requests rejected" in shown.stdout
+
+
 def test_rows_carry_the_prefix_cache_hit_rate_when_caching_is_on(tmp_path):
     from test_report import conversation_trace
 

@@ -330,6 +330,15 @@ def show(
         sys.stdout.write(f"infeasible {', '.join(f'{k}={r[k]}' for k in varying)}: {r['reason']}\n")
     if len(infeasible) > 5:
         sys.stdout.write(f"... and {len(infeasible) - 5} more infeasible (see --json)\n")
+    # Rows whose latency cells are empty because no request completed: say why.
+    empty = [
+        r for r in rows if r["status"] == "ok" and not r.get("num_completed") and r.get("reason")
+    ]
+    for r in empty[:5]:
+        where = ", ".join(f"{k}={r[k]}" for k in varying)
+        sys.stdout.write(f"no request completed {where}: {r['reason']}\n")
+    if len(empty) > 5:
+        sys.stdout.write(f"... and {len(empty) - 5} more with no request completed (see --json)\n")
 
 
 def _sortable(value: Any) -> bool:

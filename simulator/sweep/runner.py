@@ -251,6 +251,12 @@ def summary_columns(summary: dict[str, Any]) -> dict[str, Any]:
     for metric in LATENCY_METRICS:
         for stat in LATENCY_STATS:
             flat[f"{metric}_{stat}_ms"] = summary[f"{metric}_ms"][stat]
+    rejected = summary.get("rejected_by_reason") or {}
+    if rejected:  # else an ok row whose percentiles are null (none completed) said nothing
+        flat["reason"] = (
+            f"{summary['num_rejected']:,} of {summary['num_requests']:,} requests rejected: "
+            + "; ".join(f"{why} ({count:,})" for why, count in rejected.items())
+        )
     flat["kv_peak_fraction"] = summary["kv_cache"]["peak_fraction"]
     flat["kv_mean_fraction"] = summary["kv_cache"]["mean_fraction"]
     cache = summary.get("prefix_cache")

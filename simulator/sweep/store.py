@@ -24,7 +24,7 @@ Row columns (``sweep show --json`` prints the same names):
 | `scenario_key` | string | the key above (hex) |
 | `trace_sha256` | string | content hash of the trace file |
 | `status` | string | `ok`, or `infeasible` (cannot be resolved: weights do not fit, ...) |
-| `reason` | string | why it is infeasible; null when ok |
+| `reason` | string | why infeasible; if ok, why requests were rejected (null: none was) |
 | `gpu_type`, `num_gpus` | string, int64 | the GPU catalog name and count |
 | `tp_used`, `num_replicas` | int64 | the TP degree used (chosen when `tp` is null) and replicas |
 | `cost_per_hour_usd` | float64 | catalog price x GPUs |
