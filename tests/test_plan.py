@@ -276,6 +276,23 @@ def test_plan_notes_what_the_import_dropped(tmp_path):
     assert "note: dropped 1 rows with 0 Response tokens" in result.stderr
 
 
+def test_an_answer_that_rejects_requests_says_so(trace_file):
+    # Percentiles cover completed requests: a fleet rejecting the longest requests could
+    # "meet" the SLO, and plan said nothing of them.
+    args = ["--slo", SLO, "--gpu-types", "A100", "--max-gpus", 2, "--max-model-len", 2048]
+    result = invoke("plan", trace_file, *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    rejected = json.loads(result.stdout)["answer"]["metrics"]["num_rejected"]
+    assert rejected > 0
+    expected = (
+        f"note: the answer 1xA100 meets the SLO over the requests it completed: {rejected} "
+        "of 400 requests rejected: longer than the model's context"
+    )
+    assert expected in result.stderr, result.stderr
+    clean = invoke("plan", trace_file, *args[:-2])
+    assert clean.exit_code == 0 and "rejected" not in clean.stderr, clean.stderr
+
+
 def test_seeds_report_a_spread_and_every_seed_must_meet(trace):
     bounds = parse_slo(SLO)
     sim = Simulator(trace, bounds, {"router": "random"}, seeds=3)

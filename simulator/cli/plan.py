@@ -217,6 +217,12 @@ def plan(
     for line in result.skipped:
         note(f"skipped {line}")
     err.print(f"simulated {result.scenarios_simulated} scenarios")
+    if result.answer is not None and result.answer.rejected:
+        # The percentiles, and so the verdict, cover completed requests only.
+        note(
+            f"the answer {result.answer.gpus} meets the SLO over the requests it completed: "
+            f"{result.answer.rejected}"
+        )
     payload = _payload(result, sim)
     if json_output:
         print_json(payload)
