@@ -327,6 +327,7 @@ def _local(
         pool.shutdown()
     except cf.process.BrokenProcessPool:
         if interrupted:  # a signal sent to the whole group ended a worker too
+            _stop_workers(pool)
             raise Stopped(interrupted[0]) from None
         raise SimreplayError(_worker_death(pool)) from None
     except BaseException:  # Ctrl-C, a failed scenario, or the caller closing early
