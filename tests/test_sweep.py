@@ -549,11 +549,16 @@ def test_sigterm_to_the_driver_stops_the_sweep_cleanly(tmp_path):
     # What `timeout`, a batch scheduler or `docker stop` send: to the driver alone. Its
     # default action killed the driver mid-way through handing a worker its start-up data,
     # and that worker printed an UnpicklingError traceback.
+    # Sent to the whole group (systemd, `kill -TERM -- -PGID`) it ends the workers as well,
+    # and the driver finds its pool broken.
     big = _trace(tmp_path / "big.parquet", 1500, 5)
-    for attempt, min_rows in enumerate((0, 2)):
+    for attempt, (min_rows, group) in enumerate(((0, False), (2, False), (2, True))):
         proc = _start_sweep(big, tmp_path / f"sweep{attempt}", min_rows)
         children = _descendants(proc.pid)
-        proc.send_signal(signal.SIGTERM)
+        if group:
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
         text = stderr.decode()
         assert proc.returncode == 143, text
