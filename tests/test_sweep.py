@@ -289,6 +289,22 @@ def test_aliases_of_one_gpu_are_one_scenario(tmp_path, small_trace):
     assert sorted(r["gpus"] for r in ResultStore(out).read().to_pylist()) == ["1xH100", "2xH100"]
 
 
+def test_a_trace_given_twice_under_two_names_is_noted(tmp_path, small_trace):
+    # Scenario keys hold the trace's content: a copy's scenarios merged into the first's
+    # without a word (2 traces x 2 fleets asked for, 2 rows stored).
+    copy = tmp_path / "copy.parquet"
+    copy.write_bytes(Path(small_trace).read_bytes())
+    out = tmp_path / "sweep"
+    result = invoke("sweep", small_trace, copy, "--gpus", "1xA100,2xA100", "--out", out,
+                    "--workers", 1)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert (
+        f"note: trace {copy} has the same content as {small_trace}: its scenarios are run "
+        f"once and stored under {small_trace}"
+    ) in result.stderr
+    assert ResultStore(out).read().num_rows == 2
+
+
 def test_import_notes_are_printed_once_per_trace(tmp_path):
     trace = tmp_path / "unsorted.csv"
     trace.write_text(

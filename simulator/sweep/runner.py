@@ -556,6 +556,15 @@ def run_sweep(
         raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
     store.prepare(slo)
     tasks, hashes = plan_tasks(scenarios, slo)
+    first_path: dict[str, str] = {}
+    for path, sha in hashes.items():
+        kept = first_path.setdefault(sha, path)
+        if kept != path and note is not None:
+            # The key holds the content, not the path: a copy's scenarios are the first's.
+            note(
+                f"trace {path} has the same content as {kept}: its scenarios are run once "
+                f"and stored under {kept}"
+            )
     stored = store.scan()
     for path, sha in hashes.items():
         other = sorted(stored.traces.get(path, set()) - {sha})
