@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -607,6 +608,27 @@ def test_a_worker_killed_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path):
     result = invoke("sweep", big, *args)
     assert result.exit_code == 0, result.stderr
     assert f"({done} already in the store)" in result.stderr
+
+
+@pytest.mark.skipif(
+    "forkserver" not in multiprocessing.get_all_start_methods(), reason="needs forkserver"
+)
+def test_a_worker_that_dies_while_it_is_started_is_one_line(tmp_path, small_trace, monkeypatch):
+    # Killed while the driver wrote it its start-up data: a BrokenPipeError, which the command
+    # line took for a closed stdout, so the sweep exited 1 without a word (seen killing
+    # workers at random moments; made certain here).
+    from multiprocessing import popen_forkserver
+
+    def died(self, process_obj):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(popen_forkserver.Popen, "_launch", died)
+    args = ["--gpus", "1xA100,2xA100", "--out", tmp_path / "sweep", "--workers", 2]
+    result = invoke("sweep", small_trace, *args)
+    assert result.exit_code == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: a worker process ended abruptly"), result.stderr
+    assert "rerun the same command" in last
 
 
 def _parent(pid: int) -> int | None:

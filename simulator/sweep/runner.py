@@ -325,7 +325,10 @@ def _local(
         if interrupted:
             raise Stopped(interrupted[0])
         pool.shutdown()
-    except cf.process.BrokenProcessPool:
+    except (cf.process.BrokenProcessPool, BrokenPipeError):
+        # BrokenPipeError: a worker died while the driver was still sending it its start-up
+        # data (the traces); the command line took it for a closed stdout and exited 1
+        # without a word.
         if interrupted:  # a signal sent to the whole group ended a worker too
             _stop_workers(pool)
             raise Stopped(interrupted[0]) from None
