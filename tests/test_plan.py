@@ -293,6 +293,18 @@ def test_an_answer_that_rejects_requests_says_so(trace_file):
     assert clean.exit_code == 0 and "rejected" not in clean.stderr, clean.stderr
 
 
+def test_a_price_for_a_gpu_the_plan_does_not_search_is_noted(trace_file):
+    # --price A100-40GB-SXM=... with --gpu-types A100 (the 80 GB card) was silently unused.
+    args = ["--slo", SLO, "--gpu-types", "A100", "--max-gpus", 1]
+    result = invoke("plan", trace_file, *args, "--price", "A100-40GB-SXM=0.5,A100=1")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: --price A100-40GB-SXM: not a GPU type this plan searches (A100-80GB-SXM); its "
+        "price is unused"
+    ) in result.stderr
+    assert "--price A100-80GB-SXM" not in result.stderr
+
+
 def test_seeds_report_a_spread_and_every_seed_must_meet(trace):
     bounds = parse_slo(SLO)
     sim = Simulator(trace, bounds, {"router": "random"}, seeds=3)

@@ -12,7 +12,7 @@ import typer
 from simulator.cli.common import domain_errors, err, note, print_json, print_table
 from simulator.cli.sweep import with_knob_options
 from simulator.errors import SimreplayError
-from simulator.hardware import get_gpu
+from simulator.hardware import get_gpu, parse_gpus
 from simulator.metrics import parse_slo
 from simulator.sweep.plan import DEFAULT_TPS, PlanResult, Simulator, describe
 from simulator.sweep.spec import check_names, cli_name, coerce, knob_defaults, split_list
@@ -185,6 +185,13 @@ def plan(
     fleets = [gpus] if find == "max-rate" else [f"1x{t}" for t in types]
     base = {**knob_defaults(), **values, "rate_scale": rate_scale, "trace": str(trace)}
     check_names([{**base, "gpus": fleet, "tp": t} for fleet in fleets for t in tps or [None]])
+    searched = {get_gpu(name).name for name in ([parse_gpus(gpus)[1].name] if gpus else types)}
+    for name in sorted(set(prices) - searched):
+        # A typo'd or other model of GPU (A100-40GB-SXM for A100) was priced and then unused.
+        note(
+            f"--price {name}: not a GPU type this plan searches "
+            f"({', '.join(sorted(searched))}); its price is unused"
+        )
     table, report = import_trace(trace)
     for message in report.notes:
         note(message)
