@@ -249,6 +249,10 @@ def test_plan_max_rate_command(trace_file):
         (["--gpu-types", "A100,FOO"], "--gpu-types: unknown GPU 'FOO'"),
         (["--price", "H100=1", "--price", "h100=5"], "--price: 'H100' and 'h100' are the same"),
         (["--max-num-seqs", "0"], "--max-num-seqs must be an integer from 1"),
+        # A fleet's cost overflowed to inf: a traceback with --json, and no pruning.
+        (["--price", "L40S=1e308", "--json"], "at most 1,000,000 USD per GPU-hour"),
+        (["--price", "L40S=inf"], "> 0 and at most"),
+        (["--price", "L40S=nan"], "> 0 and at most"),
     ],
 )
 def test_plan_bad_input_is_one_line(trace_file, args, fragment):
@@ -270,6 +274,35 @@ def test_plan_notes_what_the_import_dropped(tmp_path):
     result = invoke("plan", path, "--slo", SLO, "--gpu-types", "A100", "--max-gpus", 1)
     assert result.exit_code == 0, result.stderr
     assert "note: dropped 1 rows with 0 Response tokens" in result.stderr
+
+
+def test_an_answer_that_rejects_requests_says_so(trace_file):
+    # Percentiles cover completed requests: a fleet rejecting the longest requests could
+    # "meet" the SLO, and plan said nothing of them.
+    args = ["--slo", SLO, "--gpu-types", "A100", "--max-gpus", 2, "--max-model-len", 2048]
+    result = invoke("plan", trace_file, *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    rejected = json.loads(result.stdout)["answer"]["metrics"]["num_rejected"]
+    assert rejected > 0
+    expected = (
+        f"note: the answer 1xA100 meets the SLO over the requests it completed: {rejected} "
+        "of 400 requests rejected: longer than the model's context"
+    )
+    assert expected in result.stderr, result.stderr
+    clean = invoke("plan", trace_file, *args[:-2])
+    assert clean.exit_code == 0 and "rejected" not in clean.stderr, clean.stderr
+
+
+def test_a_price_for_a_gpu_the_plan_does_not_search_is_noted(trace_file):
+    # --price A100-40GB-SXM=... with --gpu-types A100 (the 80 GB card) was silently unused.
+    args = ["--slo", SLO, "--gpu-types", "A100", "--max-gpus", 1]
+    result = invoke("plan", trace_file, *args, "--price", "A100-40GB-SXM=0.5,A100=1")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: --price A100-40GB-SXM: not a GPU type this plan searches (A100-80GB-SXM); its "
+        "price is unused"
+    ) in result.stderr
+    assert "--price A100-80GB-SXM" not in result.stderr
 
 
 def test_seeds_report_a_spread_and_every_seed_must_meet(trace):

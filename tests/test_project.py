@@ -49,7 +49,9 @@ def test_imports_flow_one_way():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                if not module.startswith(("simulator.cli", "simulator.__main__")):
+                if not module.startswith(
+                    ("simulator.cli", "simulator.__main__", "simulator._entry")
+                ):
                     assert not name.startswith("simulator.cli"), f"{module} imports {name}"
 
 
@@ -251,3 +253,25 @@ def test_help_prose_is_reflowed_and_examples_keep_their_lines():
         env={**os.environ, "COLUMNS": "200"},
     )
     assert "(assuming more replicas never hurt)" in out.stdout
+
+
+def test_ctrl_c_while_the_command_line_is_imported_exits_130_without_a_traceback():
+    """The console script and ``python -m simulator`` start from ``simulator._entry``; a
+    Ctrl-C during the second it takes to import the command line (made certain here by an
+    import hook) printed a KeyboardInterrupt traceback."""
+    code = (
+        "import runpy, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'simulator.cli.sweep':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = ['simreplay', 'models', 'list']\n"
+        "runpy.run_module('simulator', run_name='__main__')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert (out.returncode, out.stderr, out.stdout) == (130, "interrupted\n", "")
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["simreplay"] == "simulator._entry:entry"

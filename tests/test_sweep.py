@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -162,6 +163,33 @@ def test_bad_axes_are_one_line_errors(small_trace, axes, fragment):
         from_cli(axes, [small_trace], seeds=None, slo=None)
 
 
+@pytest.mark.parametrize(
+    ("axes", "scenario"),
+    [
+        (
+            {"router": "prefix-aware,least-outstanding", "enable_prefix_caching": "true,false"},
+            "(the grid's scenario --router prefix-aware, --enable-prefix-caching false; ",
+        ),
+        (
+            {"scheduler": "vllm,vllm-v0", "enable_prefix_caching": "false,true"},
+            "(the grid's scenario --scheduler vllm-v0, --enable-prefix-caching true; ",
+        ),
+    ],
+)
+def test_a_pair_of_grid_values_that_cannot_go_together_is_named(small_trace, axes, scenario):
+    # The knob's own message ("add --enable-prefix-caching") told a user who had given it.
+    with pytest.raises(SimreplayError) as caught:
+        from_cli(axes, [small_trace], seeds=None, slo=None)
+    assert scenario in str(caught.value)
+    assert "[[scenarios]]" in str(caught.value)
+
+
+def test_a_value_no_scenario_can_take_is_not_called_a_pair(small_trace):
+    with pytest.raises(SimreplayError) as caught:
+        from_cli({"gpus": "1xH100,2xH100", "tp": "0,1"}, [small_trace], seeds=None, slo=None)
+    assert str(caught.value).endswith("got 0")
+
+
 def test_too_many_scenarios(small_trace):
     with pytest.raises(SimreplayError, match="more than --max-scenarios 3"):
         from_cli({"gpus": "1xH100,2xH100"}, [small_trace], seeds=2, slo=None, max_scenarios=3)
@@ -262,6 +290,22 @@ def test_aliases_of_one_gpu_are_one_scenario(tmp_path, small_trace):
     assert sorted(r["gpus"] for r in ResultStore(out).read().to_pylist()) == ["1xH100", "2xH100"]
 
 
+def test_a_trace_given_twice_under_two_names_is_noted(tmp_path, small_trace):
+    # Scenario keys hold the trace's content: a copy's scenarios merged into the first's
+    # without a word (2 traces x 2 fleets asked for, 2 rows stored).
+    copy = tmp_path / "copy.parquet"
+    copy.write_bytes(Path(small_trace).read_bytes())
+    out = tmp_path / "sweep"
+    result = invoke("sweep", small_trace, copy, "--gpus", "1xA100,2xA100", "--out", out,
+                    "--workers", 1)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert (
+        f"note: trace {copy} has the same content as {small_trace}: its scenarios are run "
+        f"once and stored under {small_trace}"
+    ) in result.stderr
+    assert ResultStore(out).read().num_rows == 2
+
+
 def test_import_notes_are_printed_once_per_trace(tmp_path):
     trace = tmp_path / "unsorted.csv"
     trace.write_text(
@@ -326,6 +370,23 @@ def test_rows_hold_knobs_status_metrics_slo_and_cost(reference):
     )
 
 
+def test_rows_with_rejected_requests_say_why(tmp_path, small_trace):
+    # A row whose every request was rejected showed '-' for each latency and no reason.
+    out = tmp_path / "sweep"
+    args = ["--gpus", "1xA100", "--max-model-len", "16,100000", "--workers", 1]
+    assert invoke("sweep", small_trace, *args, "--out", out).exit_code == 0
+    rows = {r["max_model_len"]: r for r in ResultStore(out).read().to_pylist()}
+    assert rows[16]["status"] == "ok" and rows[16]["num_completed"] == 0
+    assert rows[16]["reason"] == (
+        "200 of 200 requests rejected: longer than the model's context (input + output > "
+        "max model length) (200)"
+    )
+    assert rows[100000]["reason"] is None
+    shown = invoke("sweep", "show", out)
+    assert shown.exit_code == 0, shown.stderr
+    assert "no request completed max_model_len=16: 200 of 200 requests rejected" in shown.stdout
+
+
 def test_rows_carry_the_prefix_cache_hit_rate_when_caching_is_on(tmp_path):
     from test_report import conversation_trace
 
@@ -376,6 +437,39 @@ def test_rerun_skips_finished_scenarios_and_extends_the_store(tmp_path, small_tr
     assert len(after) == 2 and all(after[name] == data for name, data in before.items())
 
 
+@pytest.mark.skipif(importlib.util.find_spec("fcntl") is None, reason="needs fcntl")
+def test_a_second_sweep_into_a_folder_being_written_is_refused(tmp_path, small_trace):
+    # Both ran every missing scenario, and the second one's start removed the first one's
+    # temporary row files mid-write.
+    import fcntl
+
+    out = tmp_path / "sweep"
+    args = ["sweep", small_trace, "--gpus", "1xA100", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    more = [*args, "--max-num-seqs", "64"]
+    with open(out / ".sweep.lock", "w") as lock:  # a sweep running in another process
+        lock.write("4242\n")
+        lock.flush()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        half_written = out / "rows" / ".abc.parquet.4242.tmp"
+        half_written.write_bytes(b"a row being written")
+        result = invoke(*more)
+        assert_one_line_error(result, f"--out {out}: another sweep (pid 4242) is writing")
+        assert half_written.exists()
+        assert len(list((out / "rows").glob("*.parquet"))) == 1
+    result = invoke(*more)  # the lock goes with its holder
+    assert result.exit_code == 0, result.stderr
+    assert len(list((out / "rows").glob("*.parquet"))) == 2
+
+
+def test_a_lock_file_left_by_a_killed_first_run_is_not_a_foreign_file(tmp_path, small_trace):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / ".sweep.lock").write_text("123\n")
+    result = invoke("sweep", small_trace, "--gpus", "1xA100", "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+
+
 def test_another_slo_in_the_same_store_is_refused(tmp_path, small_trace):
     out = tmp_path / "sweep"
     assert invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=100").exit_code == 0
@@ -411,10 +505,12 @@ def test_a_damaged_row_file_is_redone(tmp_path, small_trace):
     assert invoke("sweep", "show", out).exit_code == 0
 
 
-def _start_sweep(big: Path, out: Path, min_rows: int = 1) -> subprocess.Popen:
+def _start_sweep(
+    big: Path, out: Path, min_rows: int = 1, backend: tuple[str, ...] = ("--workers", "2")
+) -> subprocess.Popen:
     """A two-worker sweep in its own process group, once ``min_rows`` rows are stored."""
     args = ["--gpus", "1xL40S,1xH100,2xA100,2xH100,1xA100", "--rate-scale", "1,1.5,2,3",
-            "--model", "llama-3.1-8b,qwen2.5-7b", "--out", str(out), "--workers", "2"]  # fmt: skip
+            "--model", "llama-3.1-8b,qwen2.5-7b", "--out", str(out), *backend]  # fmt: skip
     command = [sys.executable, "-m", "simulator", "sweep", str(big), *args]
     proc = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
@@ -463,6 +559,83 @@ def test_ctrl_c_mid_sweep_says_interrupted_and_exits_130(tmp_path):
         assert proc.returncode == 130, text
         assert text.splitlines()[-1] == "interrupted"
         assert "Traceback" not in text and "Error" not in text, text
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_sigterm_to_the_driver_stops_the_sweep_cleanly(tmp_path):
+    # What `timeout`, a batch scheduler or `docker stop` send: to the driver alone. Its
+    # default action killed the driver mid-way through handing a worker its start-up data,
+    # and that worker printed an UnpicklingError traceback.
+    # Sent to the whole group (systemd, `kill -TERM -- -PGID`) it ends the workers as well,
+    # and the driver finds its pool broken.
+    big = _trace(tmp_path / "big.parquet", 1500, 5)
+    for attempt, (min_rows, group) in enumerate(((0, False), (2, False), (2, True))):
+        proc = _start_sweep(big, tmp_path / f"sweep{attempt}", min_rows)
+        children = _descendants(proc.pid)
+        if group:
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        text = stderr.decode()
+        assert proc.returncode == 143, text
+        assert text.splitlines()[-1] == "terminated", text
+        assert "Traceback" not in text and "Error" not in text, text
+        time.sleep(1.0)
+        assert not {pid for pid in children if _state(pid) not in (None, "Z", "X")}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_worker_killed_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path):
+    # The OOM killer ends a worker: a BrokenProcessPool traceback before.
+    big = _trace(tmp_path / "big.parquet", 1500, 5)
+    out = tmp_path / "sweep"
+    proc = _start_sweep(big, out, 1)
+    # Workers are children of the forkserver, not of the driver.
+    workers = [pid for pid in _descendants(proc.pid) if _parent(pid) != proc.pid]
+    assert workers, "the sweep had no worker processes"
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)
+    text = stderr.decode()
+    assert proc.returncode == 1, text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("error: a worker process ended abruptly (killed by SIGKILL"), text
+    assert "rerun the same command" in last
+    assert "Traceback" not in text, text
+    done = len(list((out / "rows").glob("*.parquet")))
+    args = ["--gpus", "1xL40S,1xH100,2xA100,2xH100,1xA100", "--rate-scale", "1,1.5,2,3",
+            "--model", "llama-3.1-8b,qwen2.5-7b", "--out", out, "--workers", "1"]  # fmt: skip
+    result = invoke("sweep", big, *args)
+    assert result.exit_code == 0, result.stderr
+    assert f"({done} already in the store)" in result.stderr
+
+
+@pytest.mark.skipif(
+    "forkserver" not in multiprocessing.get_all_start_methods(), reason="needs forkserver"
+)
+def test_a_worker_that_dies_while_it_is_started_is_one_line(tmp_path, small_trace, monkeypatch):
+    # Killed while the driver wrote it its start-up data: a BrokenPipeError, which the command
+    # line took for a closed stdout, so the sweep exited 1 without a word (seen killing
+    # workers at random moments; made certain here).
+    from multiprocessing import popen_forkserver
+
+    def died(self, process_obj):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(popen_forkserver.Popen, "_launch", died)
+    args = ["--gpus", "1xA100,2xA100", "--out", tmp_path / "sweep", "--workers", 2]
+    result = invoke("sweep", small_trace, *args)
+    assert result.exit_code == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: a worker process ended abruptly"), result.stderr
+    assert "rerun the same command" in last
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return None
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
@@ -539,6 +712,45 @@ def test_ray_local_instance_gives_the_same_table_as_local_processes(
     result = invoke("sweep", small_trace, *GRID, "--out", out, "--backend", "ray")
     assert result.exit_code == 0, result.stderr
     assert row_bytes(out) == row_bytes(reference)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize(
+    ("signum", "whole_group", "status", "last_line"),
+    [(signal.SIGTERM, False, 143, "terminated"), (signal.SIGINT, True, 130, "interrupted")],
+)
+def test_a_ray_sweep_stopped_shuts_ray_down_and_says_so(
+    tmp_path, signum, whole_group, status, last_line
+):
+    # ray.init replaced the sweep's SIGTERM handler: the driver exited 15 (or aborted with a
+    # C++ stack dump) and left Ray's dashboard and runtime-env agents running. Ctrl-C
+    # cancelled the pending tasks, and a reply arriving for one aborted the driver inside
+    # Ray ("Check failed: ... not pending", exit 1).
+    big = _trace(tmp_path / "big.parquet", 1500, 5)
+    proc = _start_sweep(big, tmp_path / "sweep", 1, ("--backend", "ray"))
+    children = _descendants(proc.pid)
+    try:
+        if whole_group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+        text = stderr.decode()
+        assert proc.returncode == status, text
+        assert text.splitlines()[-1] == last_line, text
+        assert "received at" not in text and "Check failed" not in text, text
+        assert "Traceback" not in text, text
+        deadline = time.monotonic() + 30
+        alive = children
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = {pid for pid in alive if _state(pid) not in (None, "Z", "X")}
+        assert not alive, f"Ray processes outlived the sweep: {sorted(alive)}"
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # --- sweep show ---------------------------------------------------------------------------

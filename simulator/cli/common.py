@@ -41,7 +41,8 @@ def domain_errors(command: F) -> F:
     So too an operating-system error no check foresaw (a folder that cannot be created, a
     file that cannot be written: permissions, a full or read-only disk), named by its path,
     and running out of memory.
-    A Ctrl-C exits with 130 after the atomic writers have removed their temporary files.
+    A Ctrl-C exits with 130 after the atomic writers have removed their temporary files
+    (a sweep's SIGTERM with 143).
     """
 
     @functools.wraps(command)
@@ -62,9 +63,9 @@ def domain_errors(command: F) -> F:
             detail = str(exc).split(" for an array")[0] or "an allocation failed"
             print(f"error: not enough memory for this command ({detail})", file=sys.stderr)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:  # a sweep's SIGTERM too: ``runner.Stopped``
+            print(getattr(exc, "message", "interrupted"), file=sys.stderr)
+            raise typer.Exit(getattr(exc, "exit_status", 130)) from None
 
     return wrapper  # type: ignore[return-value]
 

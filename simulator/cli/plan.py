@@ -12,7 +12,7 @@ import typer
 from simulator.cli.common import domain_errors, err, note, print_json, print_table
 from simulator.cli.sweep import with_knob_options
 from simulator.errors import SimreplayError
-from simulator.hardware import get_gpu
+from simulator.hardware import get_gpu, parse_gpus
 from simulator.metrics import parse_slo
 from simulator.models import model_notes
 from simulator.sweep.plan import DEFAULT_TPS, PlanResult, Simulator, describe
@@ -21,6 +21,8 @@ from simulator.sweep.spec import check_names, cli_name, coerce, knob_defaults, s
 FINDS = ("cheapest", "max-rate")
 DEFAULT_GPU_TYPES = "A100,H100,H200,L40S"
 DEFAULT_MAX_GPUS = 64
+#: Highest --price accepted, USD per GPU-hour (catalog prices are 0.4-6).
+MAX_PRICE_USD = 1_000_000.0
 
 
 def parse_prices(items: list[str]) -> dict[str, float]:
@@ -36,8 +38,13 @@ def parse_prices(items: list[str]) -> dict[str, float]:
                 usd = float(value)
             except ValueError:
                 raise SimreplayError(f"--price {part!r}: {value!r} is not a number") from None
-            if not (math.isfinite(usd) and usd > 0):
-                raise SimreplayError(f"--price {part!r}: price must be > 0")
+            # Above the cap a fleet's cost overflowed to inf: a JSON traceback, and the search
+            # could no longer prune fleets dearer than the best found.
+            if not (0 < usd <= MAX_PRICE_USD):  # nan fails too
+                raise SimreplayError(
+                    f"--price {part!r}: price must be > 0 and at most {MAX_PRICE_USD:,.0f} USD "
+                    "per GPU-hour"
+                )
             prices[_gpu_type_once(name, "--price", given)] = usd
     return prices
 
@@ -181,6 +188,13 @@ def plan(
     check_names([{**base, "gpus": fleet, "tp": t} for fleet in fleets for t in tps or [None]])
     for message in model_notes([str(base["model"])]):
         note(message)
+    searched = {get_gpu(name).name for name in ([parse_gpus(gpus)[1].name] if gpus else types)}
+    for name in sorted(set(prices) - searched):
+        # A typo'd or other model of GPU (A100-40GB-SXM for A100) was priced and then unused.
+        note(
+            f"--price {name}: not a GPU type this plan searches "
+            f"({', '.join(sorted(searched))}); its price is unused"
+        )
     table, report = import_trace(trace)
     for message in report.notes:
         note(message)
@@ -213,6 +227,12 @@ def plan(
     for line in result.skipped:
         note(f"skipped {line}")
     err.print(f"simulated {result.scenarios_simulated} scenarios")
+    if result.answer is not None and result.answer.rejected:
+        # The percentiles, and so the verdict, cover completed requests only.
+        note(
+            f"the answer {result.answer.gpus} meets the SLO over the requests it completed: "
+            f"{result.answer.rejected}"
+        )
     payload = _payload(result, sim)
     if json_output:
         print_json(payload)

@@ -213,7 +213,7 @@ def run(
 
     Finished scenarios are skipped, so the same command resumes a killed sweep.
     """
-    from simulator.sweep.runner import run_sweep
+    from simulator.sweep.runner import run_sweep, stop_on_sigterm
 
     axes = knobs
     traces = traces or []
@@ -233,16 +233,17 @@ def run(
     for message in model_notes(sorted({str(s["model"]) for s in sweep.scenarios})):
         note(message)
     store = ResultStore(output_folder(out, "--out"))
-    final = run_sweep(
-        sweep.scenarios,
-        store,
-        slo=sweep.slo,
-        workers=workers,
-        backend=backend,
-        address=address,
-        progress=_ProgressLine(),
-        note=note,
-    )
+    with stop_on_sigterm():
+        final = run_sweep(
+            sweep.scenarios,
+            store,
+            slo=sweep.slo,
+            workers=workers,
+            backend=backend,
+            address=address,
+            progress=_ProgressLine(),
+            note=note,
+        )
     err.print(
         f"{out}: the sweep's {final.done + final.skipped:,} scenarios are stored "
         f"({final.skipped:,} from before; {len(store.done_keys()):,} rows in the store); "
@@ -336,6 +337,15 @@ def show(
         sys.stdout.write(f"infeasible {', '.join(f'{k}={r[k]}' for k in varying)}: {r['reason']}\n")
     if len(infeasible) > 5:
         sys.stdout.write(f"... and {len(infeasible) - 5} more infeasible (see --json)\n")
+    # Rows whose latency cells are empty because no request completed: say why.
+    empty = [
+        r for r in rows if r["status"] == "ok" and not r.get("num_completed") and r.get("reason")
+    ]
+    for r in empty[:5]:
+        where = ", ".join(f"{k}={r[k]}" for k in varying)
+        sys.stdout.write(f"no request completed {where}: {r['reason']}\n")
+    if len(empty) > 5:
+        sys.stdout.write(f"... and {len(empty) - 5} more with no request completed (see --json)\n")
 
 
 def _sortable(value: Any) -> bool:

@@ -84,6 +84,8 @@ class Evaluation:
     #: per-request latencies (s) of seed 0, for bootstrap intervals.
     latencies_s: dict[str, np.ndarray] = field(default_factory=dict)
     tp_used: int | None = None
+    #: How many requests seed 0 rejected and why; None when it rejected none.
+    rejected: str | None = None
 
 
 class Simulator:
@@ -168,6 +170,7 @@ class Simulator:
         if ev.feasible:
             flat = summary_columns(per_seed[0])
             ev.tp_used = flat["tp_used"]
+            ev.rejected = flat.get("reason")  # summary_columns: rejected requests, if any
             ev.metrics = {name: flat[name] for name in ANSWER_METRICS}
             ev.meets = all(s["slo"]["all_met"] for s in per_seed)
             for bound in self.bounds:

@@ -13,6 +13,7 @@ calls ``run_sweep`` with more than one worker must guard its entry point with
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -250,6 +251,12 @@ def summary_columns(summary: dict[str, Any]) -> dict[str, Any]:
     for metric in LATENCY_METRICS:
         for stat in LATENCY_STATS:
             flat[f"{metric}_{stat}_ms"] = summary[f"{metric}_ms"][stat]
+    rejected = summary.get("rejected_by_reason") or {}
+    if rejected:  # else an ok row whose percentiles are null (none completed) said nothing
+        flat["reason"] = (
+            f"{summary['num_rejected']:,} of {summary['num_requests']:,} requests rejected: "
+            + "; ".join(f"{why} ({count:,})" for why, count in rejected.items())
+        )
     flat["kv_peak_fraction"] = summary["kv_cache"]["peak_fraction"]
     flat["kv_mean_fraction"] = summary["kv_cache"]["mean_fraction"]
     cache = summary.get("prefix_cache")
@@ -285,12 +292,15 @@ def _local(
     # forkserver: no fork of a process that may hold numba or thread state.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    # Ctrl-C only sets a flag that this loop checks: a KeyboardInterrupt raised anywhere
-    # (inside a finalizer, or the pool's start-up) printed tracebacks.
+    # Ctrl-C and SIGTERM only set a flag that this loop checks: a KeyboardInterrupt raised
+    # anywhere (inside a finalizer, or the pool's start-up) printed tracebacks, and SIGTERM's
+    # default action killed the driver while it was sending a worker its start-up data.
     interrupted: list[int] = []
     in_main = threading.current_thread() is threading.main_thread()
     previous = (
-        signal.signal(signal.SIGINT, lambda num, _: interrupted.append(num)) if in_main else None
+        {num: signal.signal(num, lambda num, _: interrupted.append(num)) for num in _STOP_SIGNALS}
+        if in_main
+        else {}
     )
     pool = None
     try:
@@ -301,23 +311,92 @@ def _local(
             initializer=_start_worker,
             initargs=(tables, os.getpid()),
         )
-        pending = {pool.submit(evaluate_group, group) for group in groups}
-        while pending:
+        pending = set()
+        for group in groups:
+            if interrupted:
+                break
+            pending.add(pool.submit(evaluate_group, group))
+        while pending and not interrupted:
             done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 if interrupted:
                     break
                 yield from future.result()
-            if interrupted:
-                raise KeyboardInterrupt
+        if interrupted:
+            raise Stopped(interrupted[0])
         pool.shutdown()
+    except (cf.process.BrokenProcessPool, BrokenPipeError):
+        # BrokenPipeError: a worker died while the driver was still sending it its start-up
+        # data (the traces); the command line took it for a closed stdout and exited 1
+        # without a word.
+        if interrupted:  # a signal sent to the whole group ended a worker too
+            _stop_workers(pool)
+            raise Stopped(interrupted[0]) from None
+        raise SimreplayError(_worker_death(pool)) from None
     except BaseException:  # Ctrl-C, a failed scenario, or the caller closing early
         if pool is not None:
             _stop_workers(pool)
         raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for num, handler in previous.items():
+            signal.signal(num, handler)
+
+
+#: Signals that stop a sweep cleanly: workers ended, stored rows kept, exit 128 + signal.
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Within: SIGTERM raises ``Stopped`` as Ctrl-C raises KeyboardInterrupt (main thread).
+
+    Its default action ended the process at once, wherever it was; now the atomic writers
+    remove their temporary files and the command exits 143 with one line.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _: Any) -> None:
+        raise Stopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Stopped(KeyboardInterrupt):
+    """A sweep stopped by SIGINT or SIGTERM; ``exit_status`` is the shell's 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.exit_status = 128 + signum
+        self.message = "interrupted" if signum == signal.SIGINT else "terminated"
+
+
+def _worker_death(pool: cf.ProcessPoolExecutor | None) -> str:
+    """One line for a worker process that ended abruptly (the OOM killer, a kill -9)."""
+    codes = {
+        process.exitcode
+        for process in (getattr(pool, "_processes", None) or {}).values()
+        if process.exitcode not in (None, 0)
+    }
+    # The pool sends SIGTERM to the other workers once one is gone: name the first cause.
+    codes = sorted(codes - {-signal.SIGTERM} or codes)
+    how = ", ".join(
+        f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        for code in codes
+    )
+    if pool is not None:
+        _stop_workers(pool)
+    return (
+        f"a worker process ended abruptly ({how or 'no status'}; out of memory?); the rows "
+        "stored so far are kept: rerun the same command to simulate the rest"
+    )
 
 
 def _start_helpers(method: str) -> None:
@@ -373,11 +452,19 @@ def check_ray(address: str | None) -> Any:
     if not ray.is_initialized():
         if address not in (None, "auto", "local"):
             _check_reachable(address)
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if in_main else None
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError, ...
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise SimreplayError(f"--address {address}: cannot reach Ray: {first}") from None
+        finally:
+            # ray.init replaces the SIGTERM handler (its core worker's C++ one prints a stack
+            # dump and aborts): the sweep's own (``stop_on_sigterm``) shuts Ray down and
+            # exits 143; Ray's left its dashboard and runtime-env agents running.
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return ray
 
 
@@ -407,14 +494,15 @@ def _ray(
     refs = {path: ray.put(table) for path, table in tables.items()}
     remote = ray.remote(num_cpus=1)(_evaluate_on_ray)
     pending = [remote.remote(group, refs[group[0].knobs["trace"]]) for group in group_tasks(tasks)]
-    try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                yield from ray.get(ref)
-    finally:
-        for ref in pending:
-            ray.cancel(ref)
+    # No ray.cancel of the pending tasks when stopped early: a cancelled task whose reply was
+    # on its way aborted the driver (Ray 2.x "Check failed: Tried to complete task that was
+    # not pending", a C++ stack dump, exit 1 after Ctrl-C). Tasks share their driver's fate:
+    # ray.shutdown, or the driver's exit on a cluster, ends them.
+    while pending:
+        # A timeout returns to Python now and then, so that a signal handler runs.
+        ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+        for ref in ready:
+            yield from ray.get(ref)
 
 
 def run_sweep(
@@ -471,6 +559,15 @@ def run_sweep(
         raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
     store.prepare(slo)
     tasks, hashes = plan_tasks(scenarios, slo)
+    first_path: dict[str, str] = {}
+    for path, sha in hashes.items():
+        kept = first_path.setdefault(sha, path)
+        if kept != path and note is not None:
+            # The key holds the content, not the path: a copy's scenarios are the first's.
+            note(
+                f"trace {path} has the same content as {kept}: its scenarios are run once "
+                f"and stored under {kept}"
+            )
     stored = store.scan()
     for path, sha in hashes.items():
         other = sorted(stored.traces.get(path, set()) - {sha})
@@ -497,10 +594,10 @@ def run_sweep(
         ray_started_here = not _ray_initialized()
         check_ray(address)
     try:
-        store.create(slo, stored.unreadable)
-        return _run(
-            todo, tables, len(tasks) - len(todo), store, workers, backend, address, progress
-        )
+        with store.writing(slo, stored.unreadable):
+            return _run(
+                todo, tables, len(tasks) - len(todo), store, workers, backend, address, progress
+            )
     finally:
         if ray_started_here:
             import ray

@@ -397,6 +397,23 @@ def _merge_gpu_aliases(points: list[dict[str, Any]]) -> dict[str, str]:
     return merged
 
 
+def _knobs_ok(point: dict[str, Any], names: list[str]) -> bool:
+    try:
+        check_knobs(Scenario(**{name: point[name] for name in names}))
+    except SimreplayError:
+        return False
+    return True
+
+
+def _text(value: Any) -> str:
+    """A knob value as typed on the command line: auto, true/false, numbers, names."""
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return format_number(value) if isinstance(value, float) else str(value)
+
+
 def check_names(points: list[dict[str, Any]]) -> None:
     """Fail early on a name no scenario could use (a typo) or a knob value no deployment
     has (``Scenario.check_knobs``: ``--tp 0``, a seed past int64), before anything is
@@ -407,8 +424,24 @@ def check_names(points: list[dict[str, Any]]) -> None:
     for model in sorted({p["model"] for p in points}):
         get_model(model)
     names = list(scenario_knobs())
+    varying = [n for n in names if len({repr(p[n]) for p in points}) > 1]
     for p in points:
-        check_knobs(Scenario(**{name: p[name] for name in names}))
+        try:
+            check_knobs(Scenario(**{name: p[name] for name in names}))
+        except SimreplayError as exc:
+            passing = [q for q in points if _knobs_ok(q, names)] if varying else []
+            if not passing or not all(
+                any(repr(q[n]) == repr(p[n]) for q in passing) for n in varying
+            ):
+                raise  # a value no scenario can take (--tp 0), not a pair of values
+            # A pair of grid values that cannot go together (--router prefix-aware with
+            # --enable-prefix-caching false): the knob's own message told a user who had
+            # given both values to add one of them.
+            where = ", ".join(f"{cli_name(n)} {_text(p[n])}" for n in varying)
+            raise SimreplayError(
+                f"{exc} (the grid's scenario {where}; a spec's [[scenarios]] can leave such "
+                "pairs out)"
+            ) from None
     for p in points:
         if not (math.isfinite(p["rate_scale"]) and p["rate_scale"] > 0):
             raise SimreplayError(f"--rate-scale must be > 0, got {format_number(p['rate_scale'])}")

@@ -3,6 +3,7 @@
 Layout of ``--out DIR``::
 
     DIR/sweep.json                 what the rows mean: store format, SLO (written first)
+    DIR/.sweep.lock                held by the sweep writing rows (one at a time)
     DIR/rows/<key>.parquet         one row: the scenario's knobs, status, metrics
 
 Each row file is written to a temporary name and renamed into place (``simulator.io``), so
@@ -23,7 +24,7 @@ Row columns (``sweep show --json`` prints the same names):
 | `scenario_key` | string | the key above (hex) |
 | `trace_sha256` | string | content hash of the trace file |
 | `status` | string | `ok`, or `infeasible` (cannot be resolved: weights do not fit, ...) |
-| `reason` | string | why it is infeasible; null when ok |
+| `reason` | string | why infeasible; if ok, why requests were rejected (null: none was) |
 | `gpu_type`, `num_gpus` | string, int64 | the GPU catalog name and count |
 | `tp_used`, `num_replicas` | int64 | the TP degree used (chosen when `tp` is null) and replicas |
 | `cost_per_hour_usd` | float64 | catalog price x GPUs |
@@ -45,9 +46,10 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,8 @@ from simulator.io import atomic_path, output_folder, write_text_atomic
 from simulator.sweep.spec import knob_types
 
 STORE_FORMAT_VERSION = 1
+#: The lock a sweep holds on its ``--out`` while it writes rows (``ResultStore.writing``).
+LOCK_NAME = ".sweep.lock"
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2e", "queue")
 LATENCY_STATS = ("mean", "p50", "p90", "p95", "p99", "max")
 
@@ -168,7 +172,9 @@ class ResultStore:
         manifest = self.read_manifest()
         if manifest is None and self.root.is_dir():
             # A killed first run leaves nothing, or an empty rows/ (``create``'s order).
-            foreign = sorted(p.name for p in self.root.iterdir() if p.name != "rows")
+            foreign = sorted(
+                p.name for p in self.root.iterdir() if p.name not in ("rows", LOCK_NAME)
+            )
             if foreign or any(self.rows_dir.iterdir() if self.rows_dir.is_dir() else ()):
                 shown = ", ".join((foreign or ["rows/"])[:3])
                 raise SimreplayError(
@@ -181,6 +187,43 @@ class ResultStore:
                 f"{slo!r}; use another --out or the same --slo"
             )
         self.check_compatible()
+
+    @contextlib.contextmanager
+    def writing(self, slo: str | None, unreadable: Iterable[Path] = ()) -> Iterator[None]:
+        """Hold the store's lock while rows are written; ``create`` it under the lock.
+
+        Two sweeps into one folder at once each simulated every missing scenario, and the
+        second one's ``create`` removed the first one's temporary row files mid-write. The
+        lock is an ``flock`` on ``DIR/.sweep.lock``: the system releases it when its holder
+        dies, even by SIGKILL. Where there is no ``fcntl`` (Windows) nothing is locked.
+
+        Raises
+        ------
+        SimreplayError
+            When another process holds the lock.
+        """
+        self.root.mkdir(exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            self.create(slo, unreadable)
+            yield
+            return
+        with open(self.root / LOCK_NAME, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                raise SimreplayError(
+                    f"--out {self.root}: another sweep (pid {holder}) is writing to it; wait "
+                    "for it to finish, then rerun to add what it lacks, or use another --out"
+                ) from None
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            self.create(slo, unreadable)
+            yield
 
     def create(self, slo: str | None, unreadable: Iterable[Path] = ()) -> None:
         """Create the folders and manifest (after ``prepare``); remove stale temporary files
