@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_models import LLAMA_31_8B_CONFIG
 from typer.testing import CliRunner
 
 from simulator.cli import app
@@ -15,25 +16,7 @@ from simulator.perf.roofline import roofline_model
 from simulator.scenario import Scenario, check_knobs, resolve
 from simulator.sweep.spec import coerce
 
-LLAMA_8B_CONFIG = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_act": "silu",
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "max_position_embeddings": 131072,
-    "num_attention_heads": 32,
-    "num_hidden_layers": 32,
-    "num_key_value_heads": 8,
-    "rope_scaling": {
-        "factor": 8.0,
-        "rope_type": "llama3",
-        "original_max_position_embeddings": 8192,
-    },
-    "tie_word_embeddings": False,
-    "torch_dtype": "bfloat16",
-    "vocab_size": 128256,
-}
+LLAMA_8B_CONFIG = LLAMA_31_8B_CONFIG
 #: As neuralmagic's / RedHatAI's Meta-Llama-3.1-8B-Instruct-FP8 ships it (llm-compressor).
 COMPRESSED_TENSORS_FP8 = {
     "quant_method": "compressed-tensors",
