@@ -176,6 +176,7 @@ def replay_resolved(
     session_idx: np.ndarray | None = None,
     next_turn: np.ndarray | None = None,
     think_s: np.ndarray | None = None,
+    client_slots: int | None = None,
 ) -> EngineState:
     """Replay requests through an already resolved scenario; return the engine's final state.
 
@@ -186,7 +187,9 @@ def replay_resolved(
     has caching on; None runs without it, which gives the same results when no request
     carries ``hash_ids`` (the prefix-aware router gets the empty form, to read).
     ``next_turn`` and ``think_s`` (``closed_loop.session_turn_links`` and ``think_times_s``)
-    are required for a closed-loop scenario.
+    are required for a closed-loop scenario. ``client_slots`` N sends the requests as a
+    client keeping N in flight does (``calibrate validate`` of a ``--max-concurrency``
+    benchmark), whatever ``arrival_time_s`` says.
     """
     if resolved.scenario.closed_loop and next_turn is None:
         raise SimreplayError("--closed-loop needs the trace's sessions (next_turn)")
@@ -207,6 +210,7 @@ def replay_resolved(
         session_idx=session_idx,
         next_turn=next_turn if resolved.scenario.closed_loop else None,
         think_s=think_s,
+        client_slots=client_slots,
     )
 
 

@@ -85,6 +85,7 @@ def run_closed_loop(
     next_turn: np.ndarray,
     think_s: np.ndarray,
     choose: Callable[[int, float], int] | None = None,
+    client_slots: int | None = None,
 ) -> None:
     """Replay the requests in ``state`` closed-loop; mutates ``state`` (arrival times too).
 
@@ -92,6 +93,11 @@ def run_closed_loop(
     ``think_s`` (float64, n) is each turn's think time. ``choose(i, now_s)`` replaces the
     built-in router when given. The recorded arrival times are kept in
     ``state.recorded_arrival_s``.
+
+    With ``client_slots`` N the requests are instead those of a client that keeps at most N
+    in flight (``vllm bench serve --max-concurrency N``, ``calibration/client.py``): the
+    first N are sent at 0 s and each finish (or rejection) sends the next one in list order
+    at once; ``next_turn`` and ``think_s`` are then not read.
     """
     import simpy
 
@@ -101,17 +107,34 @@ def run_closed_loop(
     recorded_s = req_f[:, R_ARRIVAL_S].copy()
     state.recorded_arrival_s = recorded_s
     n = len(recorded_s)
-    is_follow_up = np.zeros(n, bool)
-    is_follow_up[next_turn[next_turn >= 0]] = True
-    heap = [(float(recorded_s[i]), i) for i in np.flatnonzero(~is_follow_up).tolist()]
+    if client_slots is not None:
+        # A pool client: every request frees a slot, which the next unsent one takes.
+        first = min(int(client_slots), n)
+        req_f[:, R_ARRIVAL_S] = 0.0
+        heap = [(0.0, i) for i in range(first)]
+        next_turn = np.zeros(n, np.int64)  # every request is watched: any finish sends
+        unsent = [first]
+    else:
+        is_follow_up = np.zeros(n, bool)
+        is_follow_up[next_turn[next_turn >= 0]] = True
+        heap = [(float(recorded_s[i]), i) for i in np.flatnonzero(~is_follow_up).tolist()]
     heapq.heapify(heap)
     watched = np.zeros(n, np.int64)  # routed turns with a follow-up, not yet finished
     finished = np.zeros(n, np.int64)
     num_watched = 0
 
     def release(i: int, done_s: float, now_s: float) -> None:
-        j = int(next_turn[i])
-        arrival_s = max(float(recorded_s[j]), done_s + float(think_s[j]), now_s)
+        if client_slots is not None:
+            # The slot goes to the next request in list order, whichever request freed it
+            # (asyncio's semaphore wakes its waiters first in, first out).
+            if unsent[0] >= n:
+                return
+            j = unsent[0]
+            unsent[0] += 1
+            arrival_s = max(done_s, now_s)
+        else:
+            j = int(next_turn[i])
+            arrival_s = max(float(recorded_s[j]), done_s + float(think_s[j]), now_s)
         req_f[j, R_ARRIVAL_S] = arrival_s
         heapq.heappush(heap, (arrival_s, j))
 

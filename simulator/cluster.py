@@ -122,6 +122,7 @@ def replay(
     pipeline_stages: int = 1,
     next_turn: np.ndarray | None = None,
     think_s: np.ndarray | None = None,
+    client_slots: int | None = None,
 ) -> EngineState:
     """Replay a trace with explicit engine knobs; return the final engine state.
 
@@ -136,7 +137,9 @@ def replay(
     ``num_kv_blocks`` are each virtual engine's; the state then has ``num_replicas x N``
     engine replicas, virtual engine ``v`` of replica ``g`` at index ``g x N + v``.
     ``next_turn`` (int64, -1 for none) turns on closed-loop replay of sessions
-    (``closed_loop.py``), with ``think_s`` each turn's think time.
+    (``closed_loop.py``), with ``think_s`` each turn's think time. ``client_slots`` N
+    replaces the arrival times by those of a client keeping N requests in flight
+    (``closed_loop.run_closed_loop``).
     """
     if (
         isinstance(pipeline_stages, bool)
@@ -177,15 +180,22 @@ def replay(
         pipeline_stages=int(pipeline_stages),
     )
     draws = np.ascontiguousarray(draws, dtype=np.float64)
-    if next_turn is not None:
+    if next_turn is not None or client_slots is not None:
         from simulator.closed_loop import run_closed_loop
 
         def choose(i: int, now_s: float) -> int:
             return _ask_router(router_fn, state, cfg, i, now_s)
 
-        think = np.zeros(len(arrival_s)) if think_s is None else think_s
+        n = len(arrival_s)
         run_closed_loop(
-            state, cfg, params, draws, next_turn, think, None if router_fn is None else choose
+            state,
+            cfg,
+            params,
+            draws,
+            np.full(n, -1, np.int64) if next_turn is None else next_turn,
+            np.zeros(n) if think_s is None else think_s,
+            None if router_fn is None else choose,
+            client_slots=client_slots,
         )
     elif orchestration == "simpy" or router_fn is not None:
         run_simpy(state, cfg, params, draws, router_fn)

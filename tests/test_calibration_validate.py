@@ -479,7 +479,7 @@ def test_validate_says_when_the_replay_exceeds_the_clients_max_concurrency(tmp_p
 
 
 def test_closed_loop_sends_free_a_slot_at_the_earliest_completion():
-    from simulator.calibration.client import closed_loop_sends
+    from closed_loop_client_reference import closed_loop_sends
 
     # Slots: requests 0 and 1 at 0 s; 1 finishes first (1 s), so 2 is sent then and ends
     # at 3 s, as 0 does: 3 is sent at 3 s.
@@ -546,8 +546,9 @@ def test_an_infinite_max_concurrency_beside_start_times_is_not_a_traceback(tmp_p
 def test_one_slot_closed_loop_matches_the_session_replay():
     """Differential: with one slot each request is sent when the previous one finishes,
     which is the engine's own closed-loop replay of one session (``closed_loop.py``)."""
+    from closed_loop_client_reference import replay_closed_loop
+
     from simulator.api import replay_resolved
-    from simulator.calibration.client import replay_closed_loop
     from simulator.calibration.validate import resolve_for_benchmark
     from simulator.results import build_result
 
@@ -878,3 +879,40 @@ def test_validate_models_the_benchmarked_servers_cuda_graphs(bench):
     assert eager_report["deployment"]["cuda_graph_max_tokens"] is None
     # Without the padding every step is at most as long: the mean E2E is predicted shorter.
     assert eager_report["predicted"]["e2e"]["mean"] < graphed_report["predicted"]["e2e"]["mean"]
+
+
+@pytest.mark.parametrize(("gpus", "slots"), [("1xH100", 1), ("1xH100", 3), ("2xA100", 8)])
+def test_client_slots_replay_equals_the_fixed_point_of_replays(gpus, slots):
+    """Differential: ``validate`` runs vLLM's --max-concurrency client inside one replay
+    (``run_closed_loop(client_slots=N)``); the slow reference iterates whole replays until
+    the send times they imply are the ones they were given. Same sends, same latencies."""
+    from closed_loop_client_reference import replay_closed_loop
+
+    from simulator.api import replay_resolved
+    from simulator.calibration.validate import resolve_for_benchmark
+    from simulator.engine.state import R_ARRIVAL_S, R_FINISH_S
+    from simulator.results import build_result
+
+    rng = np.random.default_rng(slots)
+    num_requests = 40
+    inputs = rng.integers(10, 4000, num_requests)
+    outputs = rng.integers(1, 200, num_requests)
+    resolved = resolve_for_benchmark(Scenario(gpus=gpus, model="llama-3.1-8b", tp=1), None)
+
+    def latencies(state):
+        requests = build_result(resolved, state, None, None).requests.to_pydict()
+        return np.array(requests["ttft_s"]), np.array(requests["e2e_s"])
+
+    def replay(sends_s):
+        state = replay_resolved(resolved, sends_s, inputs, outputs)
+        return (*latencies(state), {}, state.req_f[:, R_FINISH_S].copy())
+
+    ttft_ref, e2e_ref, _, sends_ref = replay_closed_loop(replay, num_requests, slots)
+    state = replay_resolved(
+        resolved, np.full(num_requests, 123.0), inputs, outputs, client_slots=slots
+    )
+    ttft, e2e = latencies(state)
+    np.testing.assert_array_equal(state.req_f[:, R_ARRIVAL_S], sends_ref)
+    np.testing.assert_array_equal(ttft, ttft_ref)
+    np.testing.assert_array_equal(e2e, e2e_ref)
+    assert (sends_ref[:slots] == 0).all() and (sends_ref[slots:] > 0).all()

@@ -82,7 +82,8 @@ class Benchmark:
         The client's limit on requests in flight (a vLLM result's ``max_concurrency``).
     closed_loop : bool
         No send times were recorded: the requests are replayed as ``max_concurrency``'s
-        client sends them (``client.replay_closed_loop``), not at ``arrival_time_s``.
+        client sends them (``closed_loop.run_closed_loop``'s ``client_slots``), not at
+        ``arrival_time_s``.
     """
 
     arrival_time_s: np.ndarray
@@ -502,20 +503,23 @@ def _replay(
     count can be set directly (``--num-kv-blocks``, host search).
     """
     from simulator.api import replay_resolved
-    from simulator.calibration.client import replay_closed_loop
     from simulator.results import build_result
 
-    def replay(arrival_time_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-        state = replay_resolved(resolved, arrival_time_s, bench.input_tokens, bench.output_tokens)
-        result = build_result(resolved, state, None, None)
-        requests = result.requests
-        ttft = requests.column("ttft_s").to_numpy(zero_copy_only=False)
-        e2e = requests.column("e2e_s").to_numpy(zero_copy_only=False)
-        return ttft, e2e, dict(result.summary.get("rejected_by_reason", {}))
-
-    if bench.closed_loop and bench.max_concurrency is not None:
-        return replay_closed_loop(replay, len(bench.arrival_time_s), bench.max_concurrency)[:3]
-    return replay(bench.arrival_time_s)
+    # vLLM's client of --max-concurrency N without recorded send times: the first N at
+    # once, then one whenever a request finishes (``closed_loop.run_closed_loop``).
+    slots = bench.max_concurrency if bench.closed_loop else None
+    state = replay_resolved(
+        resolved,
+        bench.arrival_time_s,
+        bench.input_tokens,
+        bench.output_tokens,
+        client_slots=slots,
+    )
+    result = build_result(resolved, state, None, None)
+    requests = result.requests
+    ttft = requests.column("ttft_s").to_numpy(zero_copy_only=False)
+    e2e = requests.column("e2e_s").to_numpy(zero_copy_only=False)
+    return ttft, e2e, dict(result.summary.get("rejected_by_reason", {}))
 
 
 def _refuse_rejections(bench: Benchmark, rejected_by_reason: dict[str, int]) -> None:

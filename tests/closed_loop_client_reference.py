@@ -1,4 +1,7 @@
-"""The closed-loop client of ``vllm bench serve --max-concurrency``, for ``validate``.
+"""Slow, obvious reference of the closed-loop client of ``vllm bench serve
+--max-concurrency``: replays iterated to their fixed point. ``calibrate validate`` runs the
+client inside one replay instead (``closed_loop.run_closed_loop(client_slots=N)``);
+``test_calibration_validate`` holds the two to identical results.
 
 vLLM's client (``vllm/benchmarks/serve.py``, v0.6 ``benchmark_serving.py`` to v0.11+)
 creates one task per request in list order; each waits on an ``asyncio.Semaphore`` of
@@ -19,7 +22,9 @@ import numpy as np
 from simulator.errors import SimreplayError
 
 
-def closed_loop_sends(e2e_s: np.ndarray, max_concurrency: int) -> np.ndarray:
+def closed_loop_sends(
+    e2e_s: np.ndarray, max_concurrency: int, finish_s: np.ndarray | None = None
+) -> np.ndarray:
     """Send time (s) of each request, in list order, of a client keeping at most
     ``max_concurrency`` requests in flight and sending each as soon as it may.
 
@@ -29,6 +34,9 @@ def closed_loop_sends(e2e_s: np.ndarray, max_concurrency: int) -> np.ndarray:
         float64 (n,), each request's time from send to completion; not mutated.
     max_concurrency : int
         Slots (>= 1).
+    finish_s : numpy.ndarray, optional
+        float64 (n,), each request's completion time, when known: send + e2e computed
+        again can be an ulp off it, and a request sent an ulp after a step starts misses it.
 
     Returns
     -------
@@ -40,17 +48,19 @@ def closed_loop_sends(e2e_s: np.ndarray, max_concurrency: int) -> np.ndarray:
     for i, latency_s in enumerate(e2e_s.tolist()):
         if i >= max_concurrency:
             sends_s[i] = heapq.heappop(in_flight)
-        heapq.heappush(in_flight, sends_s[i] + latency_s)
+        done_s = sends_s[i] + latency_s if finish_s is None else float(finish_s[i])
+        heapq.heappush(in_flight, done_s)
     return sends_s
 
 
 def replay_closed_loop(
-    replay: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, int]]],
+    replay: Callable[[np.ndarray], tuple],
     num_requests: int,
     max_concurrency: int,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
     """Replay a closed-loop benchmark: ``replay(send_times_s)`` until the send times it
-    implies (``closed_loop_sends``) are the ones it was given.
+    implies (``closed_loop_sends``) are the ones it was given. ``replay`` returns
+    ``(ttft_s, e2e_s, rejected_by_reason)`` and, optionally, the completion times.
 
     The engine is deterministic and causal (a request's latency depends only on requests
     sent before it finishes), so each round fixes the sends of at least one more request
@@ -63,10 +73,10 @@ def replay_closed_loop(
     """
     sends_s = np.zeros(num_requests)
     for _ in range(num_requests + 1):
-        ttft_s, e2e_s, rejected = replay(sends_s)
+        ttft_s, e2e_s, rejected, *finish_s = replay(sends_s)
         if rejected:  # refused by the caller: the sends no longer matter
             return ttft_s, e2e_s, rejected, sends_s
-        following = closed_loop_sends(e2e_s, max_concurrency)
+        following = closed_loop_sends(e2e_s, max_concurrency, *finish_s)
         if np.array_equal(following, sends_s):
             return ttft_s, e2e_s, rejected, sends_s
         sends_s = following
