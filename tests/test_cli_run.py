@@ -231,7 +231,7 @@ def test_simulate_accepts_a_hand_built_table_and_checks_it():
     unsorted = pa.table(
         {"arrival_time_s": [1.0, 0.0], "input_tokens": [100, 200], "output_tokens": [10, 20]}
     )
-    with pytest.raises(TraceError, match="row 1: arrival_time_s 0.0 is earlier"):
+    with pytest.raises(TraceError, match="row 2: arrival_time_s 0.0 is earlier"):
         simulate(unsorted)
 
 

@@ -755,5 +755,5 @@ def test_a_canonical_trace_with_an_absurd_arrival_is_refused(tmp_path):
     index = table.column_names.index("arrival_time_s")
     table = table.set_column(index, table.schema.field(index), pa.array(arrival))
     pq.write_table(table.replace_schema_metadata(shipped.schema.metadata), tmp_path / "t.parquet")
-    with pytest.raises(TraceError, match="row 2: arrival_time_s must be finite, >= 0 and at most"):
+    with pytest.raises(TraceError, match="row 3: arrival_time_s must be finite, >= 0 and at most"):
         read_canonical(tmp_path / "t.parquet")

@@ -221,7 +221,7 @@ def test_bursty_process_has_fano_far_above_one():
 
 
 def test_unsorted_arrivals_are_rejected():
-    with pytest.raises(TraceError, match="row 2"):
+    with pytest.raises(TraceError, match="row 3: "):
         trace_stats(_table([0.0, 2.0, 1.0]))
 
 

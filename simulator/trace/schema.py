@@ -209,7 +209,8 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
     table : pyarrow.Table
         A table claiming to be a canonical trace (read from parquet or built in memory).
     source : str
-        Name used in error messages (usually the file name).
+        Name used in error messages (usually the file name). Rows are numbered from 1
+        there, as the readers of other files number them.
 
     Returns
     -------
@@ -246,14 +247,14 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
         if nulls:
             row = _first_true(table.column(name).is_null())
             raise TraceError(
-                f"{source}: row {row}: column {name} is empty ({nulls} rows like this)"
+                f"{source}: row {row + 1}: column {name} is empty ({nulls} rows like this)"
             )
     arrival = table.column("arrival_time_s").to_numpy()
     bad = ~np.isfinite(arrival) | (arrival < 0) | (arrival > MAX_ARRIVAL_S)
     if bad.any():
         row = int(np.argmax(bad))
         raise TraceError(
-            f"{source}: row {row}: arrival_time_s must be finite, >= 0 and at most "
+            f"{source}: row {row + 1}: arrival_time_s must be finite, >= 0 and at most "
             f"{MAX_ARRIVAL_S:.0e} s (3,000 years: a larger one is corrupt or in the wrong "
             f"unit), got {float(arrival[row])!r}"
         )
@@ -262,7 +263,7 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
         if descents.size:
             row = int(descents[0]) + 1
             raise TraceError(
-                f"{source}: row {row}: arrival_time_s {float(arrival[row])!r} is earlier than "
+                f"{source}: row {row + 1}: arrival_time_s {float(arrival[row])!r} is earlier than "
                 f"the row before ({float(arrival[row - 1])!r}); a trace must be sorted by arrival"
             )
     for name in ("input_tokens", "output_tokens"):
@@ -270,18 +271,20 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
         bad = tokens < 1
         if bad.any():
             row = int(np.argmax(bad))
-            raise TraceError(f"{source}: row {row}: {name} must be >= 1, got {int(tokens[row])}")
+            raise TraceError(
+                f"{source}: row {row + 1}: {name} must be >= 1, got {int(tokens[row])}"
+            )
     if "think_time_s" in table.column_names:
         think = table.column("think_time_s").to_numpy(zero_copy_only=False)
         bad = ~np.isnan(think) & (~np.isfinite(think) | (think < 0))
         if bad.any():
             row = int(np.argmax(bad))
             raise TraceError(
-                f"{source}: row {row}: think_time_s must be finite and >= 0, "
+                f"{source}: row {row + 1}: think_time_s must be finite and >= 0, "
                 f"got {float(think[row])!r}"
             )
     if "request_id" in table.column_names:
-        check_unique_ids(table.column("request_id"), source, lambda i: f"row {i}")
+        check_unique_ids(table.column("request_id"), source, lambda i: f"row {i + 1}")
     if "hash_ids" in table.column_names and metadata.hash_block_size is None:
         raise TraceError(f"{source}: has hash_ids but no hash_block_size in its metadata")
     return table

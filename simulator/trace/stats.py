@@ -160,7 +160,7 @@ def _arrival_stats(arrival_s: np.ndarray) -> dict:
     gaps_s = np.diff(arrival_s)
     if gaps_s.size and gaps_s.min() < 0:
         row = int(np.argmax(gaps_s < 0)) + 1
-        raise TraceError(f"row {row}: arrival_time_s is earlier than the row before")
+        raise TraceError(f"row {row + 1}: arrival_time_s is earlier than the row before")
     span_s = float(arrival_s[-1] - arrival_s[0])
     out["span_s"] = span_s
     if span_s > 0:
