@@ -10,6 +10,7 @@ import inspect
 import math
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,6 +68,13 @@ _KNOB_HELP = {
 }
 
 
+def _null_word(kind: Any) -> str:
+    """How a knob's None default is written on the command line (``spec.coerce``): ``auto``
+    for a number chosen per scenario, ``none`` for any other optional knob."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return "auto" if args and args[0] in (int, float) else "none"
+
+
 def knob_parameters(exclude: tuple[str, ...] = ("trace",), lists: bool = True) -> list[Any]:
     """One option per sweep knob (every Scenario field, rate_scale, trace) not in ``exclude``.
 
@@ -78,7 +86,9 @@ def knob_parameters(exclude: tuple[str, ...] = ("trace",), lists: bool = True) -
         if knob in exclude:
             continue
         default = defaults.get(knob)
-        shown = "auto" if default is None else default
+        shown = default if default is not None else _null_word(knob_types()[knob])
+        if knob == "enable_prefix_caching":
+            shown = "none: the scheduler's engine default, on for vllm as in vLLM V1"
         if lists:
             help_text = _KNOB_HELP.get(
                 knob, f"Values of the {knob} knob, comma list (default {shown})."
