@@ -251,3 +251,37 @@ def test_help_prose_is_reflowed_and_examples_keep_their_lines():
         env={**os.environ, "COLUMNS": "200"},
     )
     assert "(assuming more replicas never hurt)" in out.stdout
+
+
+def _commands(command, path=()):
+    """Every (path, click command) under ``command``, groups included."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_help_shows_every_option_help_with_its_brackets():
+    """typer renders help text as rich markup, which swallows ``[word]``: ``--spec`` read
+    "TOML spec:  axes and/or []" and ``--backend`` "(needs simreplay)". Every bracketed
+    part of an option's help must reach ``--help`` as written."""
+    import re
+
+    import typer.main
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    root = typer.main.get_command(app)
+    runner = CliRunner()
+    checked = 0
+    for path, command in _commands(root):
+        shown = runner.invoke(app, [*path, "--help"], terminal_width=1000, env={"COLUMNS": "1000"})
+        assert shown.exit_code == 0, shown.output
+        text = " ".join(shown.output.split())
+        for param in command.params:
+            for part in re.findall(
+                r"\[[^\]\s]*\]+", (getattr(param, "help", None) or "").replace("\\[", "[")
+            ):
+                checked += 1
+                assert part in text, f"{' '.join(path)} {param.opts}: {part!r} missing from --help"
+    assert checked >= 3

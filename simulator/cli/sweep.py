@@ -176,7 +176,10 @@ def run(
     ] = None,
     spec: Annotated[
         Path | None,
-        typer.Option("--spec", help="TOML spec: [grid] axes and/or [[scenarios]] (see docs)."),
+        typer.Option(
+            "--spec",
+            help=r"TOML spec: \[grid] axes and/or \[\[scenarios]] (see docs).",
+        ),
     ] = None,
     seeds: Annotated[
         int | None,
@@ -190,7 +193,7 @@ def run(
         int | None, typer.Option("--workers", help="Local worker processes (default: cores).")
     ] = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="local (processes) or ray (needs simreplay[ray]).")
+        str, typer.Option("--backend", help=r"local (processes) or ray (needs simreplay\[ray]).")
     ] = "local",
     address: Annotated[
         str | None,
