@@ -261,7 +261,10 @@ def _graphs_text(scenario: dict[str, Any]) -> str:
         return "off (--enforce-eager)" if scenario.get("enforce_eager") else "off"
     which = scenario["step_time_model"].get("cuda_graph_steps")
     steps = "decode-only steps" if which == "decode-only" else "steps"
-    return f"{steps} of up to {largest:,.0f} tokens padded to a captured size (1, 2, 4, 8k)"
+    return (
+        f"{steps} of up to {largest:,.0f} tokens padded to a captured size "
+        "(1, 2, 4, then multiples of 8)"
+    )
 
 
 def _print_human(result: Any, trace_name: str) -> None:
