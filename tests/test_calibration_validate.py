@@ -516,3 +516,22 @@ def test_validate_models_the_benchmarked_servers_cuda_graphs(bench):
     assert eager_report["deployment"]["cuda_graph_max_tokens"] is None
     # Without the padding every step is at most as long: the mean E2E is predicted shorter.
     assert eager_report["predicted"]["e2e"]["mean"] < graphed_report["predicted"]["e2e"]["mean"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "graphs"),
+    [
+        ([], "CUDA graphs up to 512 tokens"),
+        (["--enforce-eager"], "no CUDA graphs (--enforce-eager)"),
+    ],
+    ids=["graphed", "eager"],
+)
+def test_validate_table_names_the_cuda_graphs_it_modelled(bench, flags, graphs):
+    """The human 'simulated:' line says what the docs say it does: the CUDA graphs modelled
+    (it stopped at max_model_len, so a graphed and an eager replay read the same)."""
+    args = ["calibrate", "validate", str(bench / "bench.jsonl"), "--gpus", "1xH100"]
+    args += ["--model", "llama-3.1-8b", "--calibration", str(bench / "truth.json"), *flags]
+    human = runner.invoke(app, args)
+    assert human.exit_code == 0, human.output
+    simulated = next(line for line in human.stdout.splitlines() if line.startswith("simulated:"))
+    assert simulated.endswith(f", {graphs}"), simulated

@@ -409,6 +409,14 @@ def validate(
         _print_validation(payload["fit"]["validation"], "after fit")
 
 
+def _graphs_text(deployment: dict) -> str:
+    """The CUDA graphs a validation modelled, in ``run``'s words."""
+    if deployment.get("enforce_eager"):
+        return "no CUDA graphs (--enforce-eager)"
+    largest = deployment.get("cuda_graph_max_tokens")
+    return "no CUDA graphs" if largest is None else f"CUDA graphs up to {largest:,.0f} tokens"
+
+
 def _print_validation(report: dict, label: str | None) -> None:
     title = f"{report['benchmark']}: {report['num_requests']:,} requests"
     print(title + (f" [{label}]" if label else ""))
@@ -418,7 +426,7 @@ def _print_validation(report: dict, label: str | None) -> None:
         f"replica(s), {d['kv_blocks_per_replica']:,} KV blocks per replica "
         f"({d['kv_capacity_tokens_per_replica']:,} tokens), max_num_seqs {d['max_num_seqs']:,}, "
         f"max_num_batched_tokens {d['max_num_batched_tokens']:,}, "
-        f"max_model_len {d['max_model_len']:,}"
+        f"max_model_len {d['max_model_len']:,}, {_graphs_text(d)}"
     )
     print(f"step times: {report['step_times']}")
     rows = []
