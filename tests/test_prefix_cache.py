@@ -679,3 +679,26 @@ def test_a_hash_ids_cell_that_is_no_list_is_one_line_error(tmp_path):
     assert lines == [
         'error: bad.jsonl: line 1: field hash_ids: expected a list of integers, got "abc"'
     ], lines
+
+
+def test_the_prefix_cache_benchmark_turns_the_cache_off_in_its_off_case():
+    """``benchmarks/prefix_cache.py``'s "caching off" case left the flag unset, which the
+    ``vllm`` scheduler reads as on (vLLM V1's default): its "off" row was a cache-on run."""
+    import importlib.util
+
+    from simulator import Scenario, simulate
+    from simulator.trace.importer import load_trace
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "bench_prefix", root / "benchmarks/prefix_cache.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    table = load_trace(root / "traces/chat-sessions.parquet").slice(0, 400)
+    summaries = {
+        name: simulate(table, Scenario(gpus="1xH100", **extra)).summary
+        for name, extra in bench.CASES.items()
+    }
+    assert "prefix_cache" not in summaries.pop("caching off")
+    assert all(s["prefix_cache"]["hit_rate"] > 0 for s in summaries.values())
