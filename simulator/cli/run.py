@@ -267,6 +267,14 @@ def _graphs_text(scenario: dict[str, Any]) -> str:
     )
 
 
+def _no_hits(summary: dict[str, Any]) -> str:
+    """What the engine line adds when the cache is on but the trace gives it nothing to find
+    (prefix caching is on by default, and most traces carry no hash_ids)."""
+    if summary["scenario"].get("enable_prefix_caching") and "prefix_cache" not in summary:
+        return "; the trace has no hash_ids: no prefix hits"
+    return ""
+
+
 def _print_human(result: Any, trace_name: str) -> None:
     summary = result.summary
     scenario = summary["scenario"]
@@ -287,7 +295,10 @@ def _print_human(result: Any, trace_name: str) -> None:
                 f"{scenario['block_size']} tokens ({memory.kv_capacity_tokens:,} tokens)"
                 + _per_virtual_engine_text(scenario),
             ),
-            ("Engine", f"{scenario['scheduler']} scheduler, {scenario['engine']}"),
+            (
+                "Engine",
+                f"{scenario['scheduler']} scheduler, {scenario['engine']}{_no_hits(summary)}",
+            ),
             (
                 "Batch knobs",
                 f"max_num_seqs={scenario['max_num_seqs']}, "
