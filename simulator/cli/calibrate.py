@@ -232,7 +232,8 @@ def check(
         str | None,
         typer.Option(
             "--model",
-            help="Accepted for symmetry with run; the operator shapes come from the files.",
+            help="Also report model_gemm: the measured GEMMs whose (n, k) is one of this "
+            "model's linear layers at TP 1, 2, 4 or 8.",
         ),
     ] = None,
     calibration: Annotated[
