@@ -166,6 +166,9 @@ def test_run_skips_the_slow_optional_imports(trace, tmp_path):
         (["run", "t.parquet", "--max-num-seqs", "abc"], "'abc' is not a valid int"),
         (["calibrate", "validate", "b.json", "--gpus", "1xH100"], "Missing option '--model'"),
         (["nosuch"], "No such command 'nosuch'"),
+        # click raises these without a context: the line named "simreplay", not the command.
+        (["run", "t.parquet", "--gpus"], "error: simreplay run: Option '--gpus' requires"),
+        (["sweep", "run", "t.parquet", "--out"], "error: simreplay sweep run: Option '--out'"),
     ],
 )
 def test_a_command_line_that_does_not_parse_gets_one_line_and_status_1(args, fragment):
