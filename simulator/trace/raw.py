@@ -188,7 +188,7 @@ def normalize(
                 f"{raw.source_file}: {raw.where(row)}: column {raw.column_label(name)}: expected "
                 f"{expected}, got {shown} ({num_bad} rows like this; --skip-invalid drops them)"
             )
-        notes.append(f"skipped {num_bad} rows whose {raw.column_label(name)} was not {expected}")
+        notes.append(f"skipped {num_bad:,} rows whose {raw.column_label(name)} was not {expected}")
         any_bad |= bad
     if any_bad.any():
         raw.take(~any_bad)
@@ -207,7 +207,7 @@ def normalize(
             )
         raw.reorder(np.argsort(arrival, kind="stable"))
         notes.append(
-            f"sorted by arrival time: {num_late} rows arrived earlier than a row before them"
+            f"sorted by arrival time: {num_late:,} rows arrived earlier than a row before them"
         )
 
     if "request_id" in raw.extra:
