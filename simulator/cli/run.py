@@ -267,6 +267,14 @@ def _graphs_text(scenario: dict[str, Any]) -> str:
     )
 
 
+def _budget_text(scenario: dict[str, Any]) -> str:
+    """Sarathi's token budget per step is --chunk-size, not max_num_batched_tokens."""
+    budget = scenario.get("token_budget_per_step")
+    if budget is None or budget == scenario["max_num_batched_tokens"]:
+        return ""
+    return f", chunk_size={budget} (token budget per step)"
+
+
 def _no_hits(summary: dict[str, Any]) -> str:
     """What the engine line adds when the cache is on but the trace gives it nothing to find
     (prefix caching is on by default, and most traces carry no hash_ids)."""
@@ -303,7 +311,7 @@ def _print_human(result: Any, trace_name: str) -> None:
                 "Batch knobs",
                 f"max_num_seqs={scenario['max_num_seqs']}, "
                 f"max_num_batched_tokens={scenario['max_num_batched_tokens']}, "
-                f"max_model_len={scenario['max_model_len']:,}",
+                f"max_model_len={scenario['max_model_len']:,}" + _budget_text(scenario),
             ),
             (
                 "Router",
