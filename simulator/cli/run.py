@@ -256,15 +256,9 @@ def _per_virtual_engine_text(scenario: dict[str, Any]) -> str:
 
 
 def _graphs_text(scenario: dict[str, Any]) -> str:
-    largest = scenario["step_time_model"].get("cuda_graph_max_tokens")
-    if largest is None:
-        return "off (--enforce-eager)" if scenario.get("enforce_eager") else "off"
-    which = scenario["step_time_model"].get("cuda_graph_steps")
-    steps = "decode-only steps" if which == "decode-only" else "steps"
-    return (
-        f"{steps} of up to {largest:,.0f} tokens padded to a captured size "
-        "(1, 2, 4, then multiples of 8)"
-    )
+    from simulator.results import cuda_graphs_text
+
+    return cuda_graphs_text(scenario)
 
 
 def _budget_text(scenario: dict[str, Any]) -> str:

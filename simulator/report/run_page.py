@@ -845,6 +845,10 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
                 ),
             )
         )
+    if "step_time_model" in s:
+        from simulator.results import cuda_graphs_text
+
+        rows.append(("CUDA graphs", esc(cuda_graphs_text(s))))
     if "router" in s:
         rows.append(("Router", esc(s["router"])))
     calibration = str(s["calibration"])
