@@ -362,6 +362,15 @@ def cuda_graphs_text(scenario: dict[str, Any]) -> str:
     )
 
 
+def token_budget_text(scenario: dict[str, Any]) -> str:
+    """What a batch-knobs line adds when the token budget per step is not
+    ``max_num_batched_tokens`` (sarathi's is ``--chunk-size``)."""
+    budget = scenario.get("token_budget_per_step")
+    if budget is None or budget == scenario.get("max_num_batched_tokens"):
+        return ""
+    return f", chunk_size={budget} (token budget per step)"
+
+
 def _kv_usage(
     state: EngineState, num_kv_blocks: int, num_replicas: int, pp: int = 1
 ) -> dict[str, Any]:

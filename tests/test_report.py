@@ -789,3 +789,17 @@ def test_scenario_table_names_the_cuda_graphs_as_run_does(page, summary):
     eager["scenario"]["enforce_eager"] = True
     del eager["scenario"]["step_time_model"]["cuda_graph_max_tokens"]
     assert dict(_scenario_rows(eager))["CUDA graphs"] == "off (--enforce-eager)"
+
+
+def test_scenario_table_names_sarathis_token_budget(summary):
+    """As ``run``'s table: sarathi's budget per step is --chunk-size, not the
+    max_num_batched_tokens the row showed alone."""
+    import copy
+
+    from simulator.report.run_page import _scenario_rows
+
+    assert "token budget" not in dict(_scenario_rows(summary))["Batch knobs"]
+    sarathi = copy.deepcopy(summary)
+    sarathi["scenario"].update(scheduler="sarathi", token_budget_per_step=512)
+    knobs = dict(_scenario_rows(sarathi))["Batch knobs"]
+    assert knobs.endswith(", chunk_size=512 (token budget per step)"), knobs

@@ -262,11 +262,9 @@ def _graphs_text(scenario: dict[str, Any]) -> str:
 
 
 def _budget_text(scenario: dict[str, Any]) -> str:
-    """Sarathi's token budget per step is --chunk-size, not max_num_batched_tokens."""
-    budget = scenario.get("token_budget_per_step")
-    if budget is None or budget == scenario["max_num_batched_tokens"]:
-        return ""
-    return f", chunk_size={budget} (token budget per step)"
+    from simulator.results import token_budget_text
+
+    return token_budget_text(scenario)
 
 
 def _no_hits(summary: dict[str, Any]) -> str:
