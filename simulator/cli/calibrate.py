@@ -393,6 +393,13 @@ def validate(
     if fit_host:
         host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)
         profile = fitted_profile(resolved, base, host, fitted, report)
+        # The search's in-memory profile has no name of its own: say what it is.
+        fitted["step_times"] = (
+            f"{report['step_times'].split('; host overheads from')[0]}; host overheads fitted "
+            f"to this benchmark: {host['host_overhead_s'] * 1e3:.3f} ms per step + "
+            f"{host['host_overhead_per_seq_s'] * 1e6:.2f} us per sequence ({target.name})"
+        )
+        fitted["deployment"]["calibration"] = fitted["step_times"]
         save_profile(profile, target)
         err.print(f"wrote {target}")
         payload["fit"] = {"host": host, "profile": str(target), "validation": fitted}
