@@ -86,6 +86,17 @@ def test_the_batch_knobs_line_shows_the_token_budget_the_engine_used(small_trace
         assert budget in knobs
 
 
+@pytest.mark.parametrize(
+    ("gpus", "tp", "replicas"), [("2xA100", "1", "2 x 1 GPU"), ("4xA100", "2", "2 x 2 GPUs")]
+)
+def test_the_replicas_line_counts_gpus_in_words(small_trace, gpus, tp, replicas):
+    """'2 x 4 GPU' read as two 4-GPU somethings; a replica of several GPUs says GPUs."""
+    result = invoke("run", small_trace, "--gpus", gpus, "--tp", tp)
+    assert result.exit_code == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if "Replicas" in line)
+    assert line.split("Replicas", 1)[1].strip() == replicas
+
+
 def test_run_json_has_the_documented_keys(small_trace):
     result = invoke(
         "run", small_trace, "--gpus", "2xA100", "--json", "--slo", "ttft_p99_ms=2000,tpot_p99_ms=80"

@@ -239,7 +239,8 @@ def _ms(value: float | None) -> str:
 def _replicas_text(scenario: dict[str, Any]) -> str:
     pp = scenario.get("pp", 1)
     if pp == 1:
-        return f"{scenario['num_replicas']} x {scenario['tp']} GPU"
+        gpus = "GPU" if scenario["tp"] == 1 else "GPUs"
+        return f"{scenario['num_replicas']} x {scenario['tp']} {gpus}"
     return f"{scenario['num_replicas']} x (tp {scenario['tp']} x pp {pp}) GPUs"
 
 
