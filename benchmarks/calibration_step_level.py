@@ -163,7 +163,8 @@ def compare_attention() -> None:
         roof_s = roof.predict_parts(**features)[part] / layers
         groups.setdefault(key, []).append((ours_s / vidur_s - 1, roof_s / vidur_s - 1))
     print()
-    print(f"attention per layer vs Vidur's A100 FlashAttention (Llama-2-70B, TP 2): {info}")
+    source = info.get("source", info) if isinstance(info, dict) else info
+    print(f"attention per layer vs Vidur's A100 FlashAttention (Llama-2-70B, TP 2): {source}")
     print("kind     group            points  ours median / p90 |err|  signed median  roofline")
     for (kind, group), errs in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))):
         ours_abs = sorted(abs(e[0]) for e in errs)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MOONCAKE = ROOT.parent / "shared" / "traces" / "mooncake" / "conversation_trace.jsonl"
 
 CASES = {
-    "caching off": {},
+    "caching off": {"enable_prefix_caching": False},
     "on, least-outstanding": {"enable_prefix_caching": True},
     "on, prefix-aware": {"enable_prefix_caching": True, "router": "prefix-aware"},
 }

@@ -1457,3 +1457,18 @@ def test_one_gpus_vidur_folder_fits_like_the_tree(tmp_path):
     assert copy.provenance["source"] == tree.provenance["source"] == "vidur"
     assert copy.provenance["engine"] == tree.provenance["engine"]
     assert copy.errors == tree.errors
+
+
+@pytest.mark.parametrize(
+    ("model", "borrowed"),
+    [("llama-3.1-8b", False), ("mixtral-8x7b", True)],
+    ids=["dense-bf16", "moe"],
+)
+def test_step_times_name_a_borrowed_family_only_when_the_model_uses_it(model, borrowed):
+    """A100's profile lacks FP8 GEMMs and MoE, which come from H100's. Every A100 run said
+    so ('families it lacks from h100-sxm.json ...'), the README's first command included,
+    though a 16-bit dense model uses neither; an MoE model does use H100's MoE grid."""
+    step, info = step_model_for(get_model(model), get_gpu("A100"), 1)
+    assert info["grids"]["moe"].startswith("h100-sxm.json")
+    assert ("families it lacks from h100-sxm.json" in step.source) == borrowed, step.source
+    assert info["source"] == step.source

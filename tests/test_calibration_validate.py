@@ -916,3 +916,44 @@ def test_client_slots_replay_equals_the_fixed_point_of_replays(gpus, slots):
     np.testing.assert_array_equal(ttft, ttft_ref)
     np.testing.assert_array_equal(e2e, e2e_ref)
     assert (sends_ref[:slots] == 0).all() and (sends_ref[slots:] > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("flags", "graphs"),
+    [
+        ([], "CUDA graphs up to 512 tokens"),
+        (["--enforce-eager"], "no CUDA graphs (--enforce-eager)"),
+    ],
+    ids=["graphed", "eager"],
+)
+def test_validate_table_names_the_cuda_graphs_it_modelled(bench, flags, graphs):
+    """The human 'simulated:' line says what the docs say it does: the CUDA graphs modelled
+    (it stopped at max_model_len, so a graphed and an eager replay read the same)."""
+    args = ["calibrate", "validate", str(bench / "bench.jsonl"), "--gpus", "1xH100"]
+    args += ["--model", "llama-3.1-8b", "--calibration", str(bench / "truth.json"), *flags]
+    human = runner.invoke(app, args)
+    assert human.exit_code == 0, human.output
+    simulated = next(line for line in human.stdout.splitlines() if line.startswith("simulated:"))
+    assert simulated.endswith(f", {graphs}"), simulated
+
+
+def test_after_fit_step_times_name_the_base_profile_and_the_fitted_host(bench, tmp_path):
+    """The after-fit line read 'calibrated profile H100-SXM from host-overhead search GEMM
+    ...; host overheads from H100-SXM (in memory) (host-overhead search, H100-SXM)'."""
+    out = tmp_path / "mine.json"
+    args = ["calibrate", "validate", str(bench / "bench.jsonl"), "--gpus", "1xH100"]
+    result = runner.invoke(app, [*args, "--model", "llama-3.1-8b", "--fit", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step times: ")]
+    before, after = lines
+    payload = runner.invoke(
+        app, [*args, "--model", "llama-3.1-8b", "--fit", "-o", str(out), "--json"]
+    )
+    fit = json.loads(payload.stdout)["fit"]
+    host = fit["host"]
+    assert after == (
+        f"{before}; host overheads fitted to this benchmark: "
+        f"{host['host_overhead_s'] * 1e3:.3f} ms per step + "
+        f"{host['host_overhead_per_seq_s'] * 1e6:.2f} us per sequence (mine.json)"
+    )
+    assert fit["validation"]["step_times"] == after.removeprefix("step times: ")

@@ -65,6 +65,39 @@ def test_run_prints_the_table_and_the_scenario(small_trace):
     assert "chose tp=1" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "budget"),
+    [
+        ([], None),
+        (["--scheduler", "sarathi"], "chunk_size=512 (token budget per step)"),
+        (
+            ["--scheduler", "sarathi", "--chunk-size", "256"],
+            "chunk_size=256 (token budget per step)",
+        ),
+    ],
+)
+def test_the_batch_knobs_line_shows_the_token_budget_the_engine_used(small_trace, args, budget):
+    """Sarathi's budget per step is --chunk-size; the line showed only max_num_batched_tokens
+    (2048 on an A100), four times the budget the run used."""
+    result = invoke("run", small_trace, "--gpus", "1xA100", *args)
+    assert result.exit_code == 0, result.stderr
+    knobs = next(line for line in result.stdout.splitlines() if "Batch knobs" in line)
+    assert ("token budget per step" in knobs) == (budget is not None), knobs
+    if budget is not None:
+        assert budget in knobs
+
+
+@pytest.mark.parametrize(
+    ("gpus", "tp", "replicas"), [("2xA100", "1", "2 x 1 GPU"), ("4xA100", "2", "2 x 2 GPUs")]
+)
+def test_the_replicas_line_counts_gpus_in_words(small_trace, gpus, tp, replicas):
+    """'2 x 4 GPU' read as two 4-GPU somethings; a replica of several GPUs says GPUs."""
+    result = invoke("run", small_trace, "--gpus", gpus, "--tp", tp)
+    assert result.exit_code == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if "Replicas" in line)
+    assert line.split("Replicas", 1)[1].strip() == replicas
+
+
 def test_run_json_has_the_documented_keys(small_trace):
     result = invoke(
         "run", small_trace, "--gpus", "2xA100", "--json", "--slo", "ttft_p99_ms=2000,tpot_p99_ms=80"

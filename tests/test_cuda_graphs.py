@@ -200,5 +200,7 @@ def test_enforce_eager_on_the_command_line(tmp_path):
     human = runner.invoke(app, ["run", str(trace), "--gpus", "1xA100"])
     assert human.exit_code == 0, human.output
     assert "steps of up to 512 tokens padded to a captured size" in human.stdout
+    # The sizes in words: "8k" read as 8,000 tokens.
+    assert "(1, 2, 4, then multiples of 8)" in human.stdout and "8k" not in human.stdout
     human = runner.invoke(app, ["run", str(trace), "--gpus", "1xA100", "--enforce-eager"])
     assert "off (--enforce-eager)" in human.stdout

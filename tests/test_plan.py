@@ -92,6 +92,29 @@ def test_plan_matches_the_brute_force_grid_with_fewer_simulations(trace):
     assert [(ev.gpus, ev.tp_used) for ev in result.runners_up] == expected
 
 
+def test_a_gpu_type_with_no_fleet_meeting_the_slo_is_named(trace, trace_file):
+    """A type searched up to --max-gpus without a fleet meeting the SLO was left out of the
+    answer and the runners-up without a word; it is named, and its largest fleets fail."""
+    sim = Simulator(trace, parse_slo(SLO))
+    result = plan_cheapest(sim, TYPES, max_gpus=MAX_GPUS, tps=TPS)
+    met = {result.answer.gpu_type, *(ev.gpu_type for ev in result.runners_up)}
+    assert result.no_fleet, "the case must have a type that meets nothing"
+    assert met.isdisjoint(result.no_fleet)
+    assert met | set(result.no_fleet) == {get_gpu(name).name for name in TYPES}
+    for name in result.no_fleet:
+        for tp in TPS:
+            largest = simulate(trace, Scenario(gpus=f"{MAX_GPUS}x{name}", tp=tp), slo=SLO)
+            assert not largest.summary["slo"]["all_met"]
+    args = ("plan", trace_file, "--slo", SLO, "--gpu-types", ",".join(TYPES), "--tp", "1,2")
+    args += ("--max-gpus", MAX_GPUS)
+    payload = json.loads(invoke(*args, "--json").stdout)
+    assert payload["no_fleet"] == result.no_fleet
+    human = invoke(*args)
+    assert human.exit_code == 0, human.stderr
+    line = f"No fleet of at most {MAX_GPUS} GPUs meets the SLO on: {', '.join(result.no_fleet)}"
+    assert line in human.stdout
+
+
 def test_plan_with_a_price_override_changes_the_answer(trace):
     sim = Simulator(trace, parse_slo(SLO), prices={"A100-80GB-SXM": 0.5})
     result = plan_cheapest(sim, TYPES, max_gpus=MAX_GPUS, tps=TPS)
@@ -175,7 +198,7 @@ def test_plan_json_shape(trace_file):
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert list(payload) == ["answer", "runners_up", "scenarios_simulated"]
+    assert list(payload) == ["answer", "runners_up", "no_fleet", "scenarios_simulated"]
     answer = payload["answer"]
     for key in ("gpus", "gpu_type", "num_gpus", "tp", "cost_per_hour_usd", "metrics"):
         assert key in answer
@@ -210,7 +233,7 @@ def test_plan_human_output_and_no_answer(trace_file):
     )  # fmt: skip
     payload = json.loads(result.stdout)
     assert payload["answer"] is None and "meets the SLO" in payload["reason"]
-    assert set(payload) == {"answer", "reason", "runners_up", "scenarios_simulated"}
+    assert set(payload) == {"answer", "reason", "runners_up", "no_fleet", "scenarios_simulated"}
 
 
 def test_plan_max_rate_command(trace_file):
@@ -334,3 +357,4 @@ def test_parallel_search_gives_the_same_plan(trace):
         (e.gpus, e.tp_used) for e in one.runners_up
     ]
     assert two.skipped == one.skipped
+    assert two.no_fleet == one.no_fleet

@@ -679,3 +679,43 @@ def test_a_hash_ids_cell_that_is_no_list_is_one_line_error(tmp_path):
     assert lines == [
         'error: bad.jsonl: line 1: field hash_ids: expected a list of integers, got "abc"'
     ], lines
+
+
+def test_the_prefix_cache_benchmark_turns_the_cache_off_in_its_off_case():
+    """``benchmarks/prefix_cache.py``'s "caching off" case left the flag unset, which the
+    ``vllm`` scheduler reads as on (vLLM V1's default): its "off" row was a cache-on run."""
+    import importlib.util
+
+    from simulator import Scenario, simulate
+    from simulator.trace.importer import load_trace
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "bench_prefix", root / "benchmarks/prefix_cache.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    table = load_trace(root / "traces/chat-sessions.parquet").slice(0, 400)
+    summaries = {
+        name: simulate(table, Scenario(gpus="1xH100", **extra)).summary
+        for name, extra in bench.CASES.items()
+    }
+    assert "prefix_cache" not in summaries.pop("caching off")
+    assert all(s["prefix_cache"]["hit_rate"] > 0 for s in summaries.values())
+
+
+def test_cli_engine_line_says_a_trace_without_hash_ids_cannot_hit(mooncake_like, tmp_path):
+    """Prefix caching is on by default, so a run of a trace without hash_ids (Azure, the
+    shipped chat-1h) printed "prefix caching on" with nothing to say no hit is modelled."""
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("arrival_time_s,input_tokens,output_tokens\n0.0,100,20\n0.5,100,20\n")
+    said = "prefix caching on (V1 KVCacheManager); the trace has no hash_ids: no prefix hits"
+    for trace, without_ids in ((plain, True), (mooncake_like, False)):
+        result = CliRunner().invoke(app, ["run", str(trace), "--gpus", "1xH100"])
+        assert result.exit_code == 0, result.stderr
+        engine = next(line for line in result.stdout.splitlines() if "Engine" in line)
+        assert (said in engine) == without_ids, engine

@@ -168,6 +168,9 @@ def test_run_skips_the_slow_optional_imports(trace, tmp_path):
         (["run", "t.parquet", "--max-num-seqs", "abc"], "'abc' is not a valid int"),
         (["calibrate", "validate", "b.json", "--gpus", "1xH100"], "Missing option '--model'"),
         (["nosuch"], "No such command 'nosuch'"),
+        # click raises these without a context: the line named "simreplay", not the command.
+        (["run", "t.parquet", "--gpus"], "error: simreplay run: Option '--gpus' requires"),
+        (["sweep", "run", "t.parquet", "--out"], "error: simreplay sweep run: Option '--out'"),
     ],
 )
 def test_a_command_line_that_does_not_parse_gets_one_line_and_status_1(args, fragment):
@@ -275,3 +278,37 @@ def test_ctrl_c_while_the_command_line_is_imported_exits_130_without_a_traceback
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["simreplay"] == "simulator._entry:entry"
+
+
+def _commands(command, path=()):
+    """Every (path, click command) under ``command``, groups included."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_help_shows_every_option_help_with_its_brackets():
+    """typer renders help text as rich markup, which swallows ``[word]``: ``--spec`` read
+    "TOML spec:  axes and/or []" and ``--backend`` "(needs simreplay)". Every bracketed
+    part of an option's help must reach ``--help`` as written."""
+    import re
+
+    import typer.main
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    root = typer.main.get_command(app)
+    runner = CliRunner()
+    checked = 0
+    for path, command in _commands(root):
+        shown = runner.invoke(app, [*path, "--help"], terminal_width=1000, env={"COLUMNS": "1000"})
+        assert shown.exit_code == 0, shown.output
+        text = " ".join(shown.output.split())
+        for param in command.params:
+            for part in re.findall(
+                r"\[[^\]\s]*\]+", (getattr(param, "help", None) or "").replace("\\[", "[")
+            ):
+                checked += 1
+                assert part in text, f"{' '.join(path)} {param.opts}: {part!r} missing from --help"
+    assert checked >= 3

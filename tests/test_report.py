@@ -771,3 +771,35 @@ def test_a_run_into_a_folder_with_an_earlier_report_redraws_it(tmp_path, run_dir
     assert "showed an earlier run's outputs: redrawing it for these" in result.stderr
     page = (out / "report.html").read_text()
     assert "4xA100-80GB-SXM" in page and "3xL40S" not in page
+
+
+def test_scenario_table_names_the_cuda_graphs_as_run_does(page, summary):
+    """``run`` prints the CUDA graphs it modelled; the page's scenario table left them out,
+    so a page of an --enforce-eager run read as one with graphs."""
+    import copy
+
+    from simulator.report.run_page import _scenario_rows
+
+    graphed = dict(_scenario_rows(summary))
+    assert graphed["CUDA graphs"] == (
+        "steps of up to 512 tokens padded to a captured size (1, 2, 4, then multiples of 8)"
+    )
+    assert graphed["CUDA graphs"] in page
+    eager = copy.deepcopy(summary)
+    eager["scenario"]["enforce_eager"] = True
+    del eager["scenario"]["step_time_model"]["cuda_graph_max_tokens"]
+    assert dict(_scenario_rows(eager))["CUDA graphs"] == "off (--enforce-eager)"
+
+
+def test_scenario_table_names_sarathis_token_budget(summary):
+    """As ``run``'s table: sarathi's budget per step is --chunk-size, not the
+    max_num_batched_tokens the row showed alone."""
+    import copy
+
+    from simulator.report.run_page import _scenario_rows
+
+    assert "token budget" not in dict(_scenario_rows(summary))["Batch knobs"]
+    sarathi = copy.deepcopy(summary)
+    sarathi["scenario"].update(scheduler="sarathi", token_budget_per_step=512)
+    knobs = dict(_scenario_rows(sarathi))["Batch knobs"]
+    assert knobs.endswith(", chunk_size=512 (token budget per step)"), knobs

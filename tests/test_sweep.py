@@ -971,3 +971,46 @@ def test_sweep_rows_of_a_capacity_grid_equal_scenario_by_scenario_rows(tmp_path,
     grouped = sweep_runner.evaluate_group(groups[0])
     one_by_one = [sweep_runner.evaluate(task) for task in tasks]
     assert grouped == one_by_one
+
+
+@pytest.mark.parametrize("lists", [True, False], ids=["sweep", "plan"])
+def test_the_default_a_knob_help_shows_is_accepted_and_means_that_default(lists):
+    """``--help`` says "(default auto)" for every knob defaulting to None, but
+    ``--enable-prefix-caching auto`` was refused ("not true or false") and
+    ``--calibration auto`` read as a profile file named auto."""
+    import re
+
+    from simulator.cli.sweep import knob_parameters
+    from simulator.sweep.spec import coerce, knob_defaults
+
+    defaults = knob_defaults()
+    checked = []
+    for param in knob_parameters(lists=lists):
+        if defaults.get(param.name, 0) is not None:
+            continue
+        option = param.annotation.__metadata__[0]
+        shown = re.search(r"\(default (\S+)\)", option.help)
+        if shown is None:  # a knob with its own help text (tp: "auto = chosen per scenario")
+            continue
+        assert coerce(param.name, shown.group(1), "--x") is None, (param.name, option.help)
+        checked.append(param.name)
+    assert {"enable_prefix_caching", "calibration", "max_num_seqs"} <= set(checked)
+
+
+def test_show_writes_knob_values_as_they_are_given(small_trace, tmp_path):
+    """Knob columns showed false as "NO" (the SLO column's alarm) and auto as "-"; they read
+    as typed: true, false, auto. The SLO verdict keeps yes / NO."""
+    out = tmp_path / "sweep"
+    result = invoke(
+        "sweep", small_trace, "--gpus", "1xA100", "--enforce-eager", "false,true",
+        "--max-num-seqs", "auto,64", "--slo", "ttft_p99_ms=1", "--out", out, "--workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    lines = invoke("sweep", "show", out, "--sort", "enforce_eager").stdout.splitlines()
+    header = lines[0].split()
+    assert header[:2] == ["max_num_seqs", "enforce_eager"], header
+    cells = [line.split() for line in lines[1:]]
+    assert sorted((c[0], c[1]) for c in cells) == sorted(
+        [("auto", "false"), ("auto", "true"), ("64", "false"), ("64", "true")]
+    )
+    assert all(c[header.index("slo_met")] == "NO" for c in cells)

@@ -361,3 +361,16 @@ def test_a_transform_that_would_outlast_a_trace_span_is_refused():
         concat([table, table], gap_s=1e12)
     assert _times(scale_rate(table, 1e-9))[-1] == pytest.approx(8.4e10)
     assert _times(concat([table, table], gap_s=1e10))[-1] == pytest.approx(1e10 + 168.0)
+
+
+def test_transform_notes_group_thousands_as_every_other_count():
+    """The CLI writes counts as 19,366; the transform notes wrote 'kept 3118 of 19366'."""
+    out, notes = apply_transforms(
+        _table(np.arange(20_000, dtype=np.float64)),
+        window=(0.0, 12_000.0),
+        sample_fraction=1.0,
+        max_input_tokens=1,
+    )
+    assert notes[0].startswith("kept 12,000 of 20,000 requests")
+    assert notes[1].startswith("sampled 12,000 of 12,000 requests")
+    assert notes[2] == f"capped input_tokens on {out.num_rows:,} rows to 1"

@@ -14,6 +14,7 @@ A GPU with no measured relative (AMD MI300X) keeps the uncalibrated roofline.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -202,12 +203,7 @@ def step_model_for(
                 f"; measured on {primary.gpu}, applied to {gpu.name} as efficiencies over "
                 f"its roofline"
             )
-        borrowed = sorted({_label(p) for p in grid_owner.values()} - {_label(primary)})
-        if borrowed:
-            source += (
-                f"; families it lacks from {', '.join(borrowed)} (nearest measured "
-                f"architecture), scaled to {gpu.name} peaks"
-            )
+        source += _BORROWED  # filled in once the step model says which grids it reads
     else:
         source = (
             f"roofline scaled by efficiencies learned on {primary.gpu} (nearest measured "
@@ -240,6 +236,21 @@ def step_model_for(
         description={"calibration_profile": _label(primary)},
         kv_dtype_bytes=kv_dtype_bytes,
     )
+    if _BORROWED in source:
+        # Only the families this model's steps read: an FP8 GEMM or MoE grid borrowed for a
+        # 16-bit dense model changes nothing it predicts.
+        used = {grid for key, grid in step.description.items() if key.startswith("calibrated_")}
+        borrowed = sorted(
+            {_label(p) for g, p in grid_owner.items() if g in used} - {_label(primary)}
+        )
+        text = (
+            f"; families it lacks from {', '.join(borrowed)} (nearest measured "
+            f"architecture), scaled to {gpu.name} peaks"
+            if borrowed
+            else ""
+        )
+        source = source.replace(_BORROWED, text)
+        step = dataclasses.replace(step, source=source)
     step = with_pipeline_stages(step, model, gpu, pp)
     errors = {
         name: _headline(held_out_stats(owner.errors.get(name, {})))
@@ -260,6 +271,10 @@ def step_model_for(
             name: _headline(loo) for name, loo in primary.errors_leave_one_out.items()
         }
     return step, info
+
+
+#: Placeholder in a step model's source for the families borrowed from other profiles.
+_BORROWED = "\x00borrowed\x00"
 
 
 def held_out_stats(errors: dict) -> dict | None:

@@ -117,6 +117,22 @@ def _app_for(args: list[str]) -> typer.Typer:
     return only
 
 
+def _command_path(args: list[str]) -> str:
+    """The command ``args`` name ("simreplay sweep run"), for the errors click raises without
+    a context (an option missing its value)."""
+    path, group = ["simreplay"], app
+    for arg in args:
+        groups = {g.name: g.typer_instance for g in group.registered_groups}
+        if arg in groups and groups[arg] is not None:
+            path.append(arg)
+            group = groups[arg]
+            continue
+        if any(c.name == arg for c in group.registered_commands):
+            path.append(arg)
+        break
+    return " ".join(path)
+
+
 def main() -> None:
     """Console-script entry point.
 
@@ -135,7 +151,7 @@ def main() -> None:
             sys.stdout.write(exc.format_message() + "\n")
             sys.exit(0)
         ctx = getattr(exc, "ctx", None)
-        command = ctx.command_path if ctx is not None else "simreplay"
+        command = ctx.command_path if ctx is not None else _command_path(sys.argv[1:])
         message = " ".join(exc.format_message().split())
         sys.stderr.write(f"error: {command}: {message} (see: {command} --help)\n")
         sys.exit(1)

@@ -235,7 +235,8 @@ def check(
         str | None,
         typer.Option(
             "--model",
-            help="Accepted for symmetry with run; the operator shapes come from the files.",
+            help="Also report model_gemm: the measured GEMMs whose (n, k) is one of this "
+            "model's linear layers at TP 1, 2, 4 or 8.",
         ),
     ] = None,
     calibration: Annotated[
@@ -416,6 +417,13 @@ def validate(
     if fit_host:
         host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)
         profile = fitted_profile(resolved, base, host, fitted, report)
+        # The search's in-memory profile has no name of its own: say what it is.
+        fitted["step_times"] = (
+            f"{report['step_times'].split('; host overheads from')[0]}; host overheads fitted "
+            f"to this benchmark: {host['host_overhead_s'] * 1e3:.3f} ms per step + "
+            f"{host['host_overhead_per_seq_s'] * 1e6:.2f} us per sequence ({target.name})"
+        )
+        fitted["deployment"]["calibration"] = fitted["step_times"]
         save_profile(profile, target)
         err.print(f"wrote {target}")
         payload["fit"] = {"host": host, "profile": str(target), "validation": fitted}
@@ -433,6 +441,14 @@ def validate(
         _print_validation(payload["fit"]["validation"], "after fit")
 
 
+def _graphs_text(deployment: dict) -> str:
+    """The CUDA graphs a validation modelled, in ``run``'s words."""
+    if deployment.get("enforce_eager"):
+        return "no CUDA graphs (--enforce-eager)"
+    largest = deployment.get("cuda_graph_max_tokens")
+    return "no CUDA graphs" if largest is None else f"CUDA graphs up to {largest:,.0f} tokens"
+
+
 def _print_validation(report: dict, label: str | None) -> None:
     title = f"{report['benchmark']}: {report['num_requests']:,} requests"
     print(title + (f" [{label}]" if label else ""))
@@ -442,7 +458,7 @@ def _print_validation(report: dict, label: str | None) -> None:
         f"replica(s), {d['kv_blocks_per_replica']:,} KV blocks per replica "
         f"({d['kv_capacity_tokens_per_replica']:,} tokens), max_num_seqs {d['max_num_seqs']:,}, "
         f"max_num_batched_tokens {d['max_num_batched_tokens']:,}, "
-        f"max_model_len {d['max_model_len']:,}"
+        f"max_model_len {d['max_model_len']:,}, {_graphs_text(d)}"
     )
     print(f"step times: {report['step_times']}")
     rows = []

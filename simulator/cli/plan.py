@@ -144,7 +144,8 @@ def plan(
         typer.Option("--workers", help="Processes searching GPU types in parallel (default 1)."),
     ] = 1,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object: answer, runners_up, count.")
+        bool,
+        typer.Option("--json", help="Print one JSON object: answer, runners_up, no_fleet, count."),
     ] = False,
     *,
     knobs: dict[str, str],
@@ -237,7 +238,7 @@ def plan(
     if json_output:
         print_json(payload)
     else:
-        _print_human(payload, find)
+        _print_human(payload, find, max_gpus)
 
 
 def _payload(result: PlanResult, sim: Simulator) -> dict[str, Any]:
@@ -251,6 +252,7 @@ def _payload(result: PlanResult, sim: Simulator) -> dict[str, Any]:
         payload["answer"]["fails_at_rate_scale"] = None if math.isinf(fails) else fails
         payload["answer"]["tolerance"] = result.tolerance
     payload["runners_up"] = [describe(ev, sim, bootstrap=False) for ev in result.runners_up]
+    payload["no_fleet"] = list(result.no_fleet)
     payload["scenarios_simulated"] = result.scenarios_simulated
     return payload
 
@@ -259,7 +261,7 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f}"
 
 
-def _print_human(payload: dict[str, Any], find: str) -> None:
+def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
     answer = payload["answer"]
     if answer is None:
         sys.stdout.write(f"No answer: {payload['reason']}\n")
@@ -309,6 +311,11 @@ def _print_human(payload: dict[str, Any], find: str) -> None:
             )
             rows.append([ev["gpus"], str(ev["tp"]), f"${ev['cost_per_hour_usd']:,.2f}", margins])
         print_table(["fleet", "tp", "$/hour", "margin to SLO"], rows, numeric_from=1)
+    if payload["no_fleet"]:
+        sys.stdout.write(
+            f"\nNo fleet of at most {max_gpus} GPUs meets the SLO on: "
+            f"{', '.join(payload['no_fleet'])}\n"
+        )
     sys.stdout.write(f"\nScenarios simulated: {payload['scenarios_simulated']}\n")
 
 

@@ -265,7 +265,8 @@ def _ms(value: float | None) -> str:
 def _replicas_text(scenario: dict[str, Any]) -> str:
     pp = scenario.get("pp", 1)
     if pp == 1:
-        return f"{scenario['num_replicas']} x {scenario['tp']} GPU"
+        gpus = "GPU" if scenario["tp"] == 1 else "GPUs"
+        return f"{scenario['num_replicas']} x {scenario['tp']} {gpus}"
     return f"{scenario['num_replicas']} x (tp {scenario['tp']} x pp {pp}) GPUs"
 
 
@@ -282,12 +283,23 @@ def _per_virtual_engine_text(scenario: dict[str, Any]) -> str:
 
 
 def _graphs_text(scenario: dict[str, Any]) -> str:
-    largest = scenario["step_time_model"].get("cuda_graph_max_tokens")
-    if largest is None:
-        return "off (--enforce-eager)" if scenario.get("enforce_eager") else "off"
-    which = scenario["step_time_model"].get("cuda_graph_steps")
-    steps = "decode-only steps" if which == "decode-only" else "steps"
-    return f"{steps} of up to {largest:,.0f} tokens padded to a captured size (1, 2, 4, 8k)"
+    from simulator.results import cuda_graphs_text
+
+    return cuda_graphs_text(scenario)
+
+
+def _budget_text(scenario: dict[str, Any]) -> str:
+    from simulator.results import token_budget_text
+
+    return token_budget_text(scenario)
+
+
+def _no_hits(summary: dict[str, Any]) -> str:
+    """What the engine line adds when the cache is on but the trace gives it nothing to find
+    (prefix caching is on by default, and most traces carry no hash_ids)."""
+    if summary["scenario"].get("enable_prefix_caching") and "prefix_cache" not in summary:
+        return "; the trace has no hash_ids: no prefix hits"
+    return ""
 
 
 def _precision_text(scenario: dict[str, Any]) -> str:
@@ -316,12 +328,15 @@ def _print_human(result: Any, trace_name: str) -> None:
                 f"{scenario['block_size']} tokens ({memory.kv_capacity_tokens:,} tokens)"
                 + _per_virtual_engine_text(scenario),
             ),
-            ("Engine", f"{scenario['scheduler']} scheduler, {scenario['engine']}"),
+            (
+                "Engine",
+                f"{scenario['scheduler']} scheduler, {scenario['engine']}{_no_hits(summary)}",
+            ),
             (
                 "Batch knobs",
                 f"max_num_seqs={scenario['max_num_seqs']}, "
                 f"max_num_batched_tokens={scenario['max_num_batched_tokens']}, "
-                f"max_model_len={scenario['max_model_len']:,}",
+                f"max_model_len={scenario['max_model_len']:,}" + _budget_text(scenario),
             ),
             (
                 "Router",

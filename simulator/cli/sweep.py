@@ -190,7 +190,10 @@ def run(
     ] = None,
     spec: Annotated[
         Path | None,
-        typer.Option("--spec", help="TOML spec: [grid] axes and/or [[scenarios]] (see docs)."),
+        typer.Option(
+            "--spec",
+            help=r"TOML spec: \[grid] axes and/or \[\[scenarios]] (see docs).",
+        ),
     ] = None,
     seeds: Annotated[
         int | None,
@@ -204,7 +207,7 @@ def run(
         int | None, typer.Option("--workers", help="Local worker processes (default: cores).")
     ] = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="local (processes) or ray (needs simreplay[ray]).")
+        str, typer.Option("--backend", help=r"local (processes) or ray (needs simreplay\[ray]).")
     ] = "local",
     address: Annotated[
         str | None,
@@ -338,7 +341,7 @@ def show(
         metrics = [m for m in SHOW_METRICS if m != "slo_met" or any(r["slo"] for r in rows)]
     headers = [*varying, "status", *metrics]
     body = [
-        [_cell(r.get(c)) for c in varying] + [r["status"]] + [_cell(r[m]) for m in metrics]
+        [_knob_cell(r.get(c)) for c in varying] + [r["status"]] + [_cell(r[m]) for m in metrics]
         for r in rows
     ]
     print_table(headers, body, numeric_from=len(varying) + 1)
@@ -374,6 +377,15 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _knob_cell(value: Any) -> str:
+    """A knob as it is given on the command line: auto (the default), true, false."""
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _cell(value)
 
 
 def _cell(value: Any) -> str:

@@ -19,6 +19,7 @@ from simulator.errors import SimreplayError
 from simulator.io import read_parquet
 from simulator.report import figures as F
 from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
+from simulator.results import token_budget_text
 
 SUMMARY_FILE = "summary.json"
 REQUESTS_FILE = "requests.parquet"
@@ -841,10 +842,14 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
                 esc(
                     f"max_num_seqs={s['max_num_seqs']}, "
                     f"max_num_batched_tokens={s.get('max_num_batched_tokens')}, "
-                    f"max_model_len={s.get('max_model_len', 0):,}"
+                    f"max_model_len={s.get('max_model_len', 0):,}" + token_budget_text(s)
                 ),
             )
         )
+    if "step_time_model" in s:
+        from simulator.results import cuda_graphs_text
+
+        rows.append(("CUDA graphs", esc(cuda_graphs_text(s))))
     if "router" in s:
         rows.append(("Router", esc(s["router"])))
     calibration = str(s["calibration"])

@@ -202,6 +202,9 @@ class PlanResult:
     bracket: tuple[float, float] | None = None
     tolerance: float | None = None
     skipped: list[str] = field(default_factory=list)
+    #: GPU types (canonical names) simulated up to ``max_gpus`` without a fleet meeting the
+    #: SLO (types that could not run the model at any TP are in ``skipped`` instead).
+    no_fleet: list[str] = field(default_factory=list)
 
 
 def plan_cheapest(
@@ -234,7 +237,7 @@ def plan_cheapest(
     PlanResult
         ``answer`` None (with ``reason``) when no fleet within ``max_gpus`` meets the SLO;
         ``runners_up``: the cheapest fleet of each other GPU type that has one, cheapest
-        first.
+        first; ``no_fleet``: the types simulated without any fleet meeting the SLO.
     """
     if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or not 1 <= max_gpus <= MAX_GPUS:
         raise SimreplayError(
@@ -256,10 +259,15 @@ def plan_cheapest(
     else:
         outcomes = [_search_type(sim, *job) for job in jobs]
     skipped: list[str] = []
+    no_fleet: list[str] = []
     found: list[tuple[tuple[Any, ...], Evaluation]] = []
-    for type_found, type_skipped, num_simulated in outcomes:
+    for name, (type_found, type_skipped, num_simulated, searched) in zip(
+        names, outcomes, strict=True
+    ):
         found.extend(type_found)
         skipped.extend(type_skipped)
+        if searched and not type_found:
+            no_fleet.append(get_gpu(name).name)
         if workers > 1 and len(jobs) > 1:
             sim.num_simulated += num_simulated
     found.sort(key=lambda item: item[0])
@@ -273,6 +281,7 @@ def plan_cheapest(
                 f"{max_gpus} GPUs meets the SLO"
             ),
             skipped=skipped,
+            no_fleet=no_fleet,
         )
     answer = found[0][1]
     runners_up: list[Evaluation] = []
@@ -281,7 +290,7 @@ def plan_cheapest(
         if ev.gpu_type not in seen_types:
             seen_types.add(ev.gpu_type)
             runners_up.append(ev)
-    return PlanResult(answer, runners_up, sim.num_simulated, skipped=skipped)
+    return PlanResult(answer, runners_up, sim.num_simulated, skipped=skipped, no_fleet=no_fleet)
 
 
 def _search_type(
@@ -291,14 +300,16 @@ def _search_type(
     tps: list[int],
     max_gpus: int,
     rate_scale: float,
-) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int]:
+) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool]:
     """The fleets of one GPU type meeting the SLO, each cheaper than the type's previous.
 
-    Returns ``(found, skipped, scenarios simulated here)``; ``found`` holds
-    ``(sort key, evaluation)`` with the key ``(cost, num_gpus, type_rank, tp)``.
+    Returns ``(found, skipped, scenarios simulated here, searched)``; ``found`` holds
+    ``(sort key, evaluation)`` with the key ``(cost, num_gpus, type_rank, tp)``;
+    ``searched`` is True when some TP could run the model (was simulated, not skipped).
     """
     before = sim.num_simulated
     skipped: list[str] = []
+    searched = False
     found: list[tuple[tuple[Any, ...], Evaluation]] = []
     best_cost = math.inf
     price = sim.price(get_gpu(name).name)
@@ -309,12 +320,14 @@ def _search_type(
             limit = min(limit, math.ceil(best_cost / (tp * price) - 1e-9) - 1)
         if limit < 1:
             continue
+        num_skipped = len(skipped)
         hit = _fewest_replicas(sim, name, tp, limit, rate_scale, skipped)
+        searched = searched or len(skipped) == num_skipped
         if hit is not None:
             best_cost = min(best_cost, hit.cost_per_hour_usd)
             key = (round(hit.cost_per_hour_usd, 6), hit.num_gpus, type_rank, tp)
             found.append((key, hit))
-    return found, skipped, sim.num_simulated - before
+    return found, skipped, sim.num_simulated - before, searched
 
 
 _WORKER_SIM: list[Simulator] = []
@@ -326,13 +339,13 @@ def _install_simulator(sim: Simulator) -> None:
 
 def _search_type_in_worker(
     job: tuple[int, str, list[int], int, float],
-) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int]:
+) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool]:
     return _search_type(_WORKER_SIM[0], *job)
 
 
 def _search_in_processes(
     sim: Simulator, jobs: list[tuple[int, str, list[int], int, float]], workers: int
-) -> list[tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int]]:
+) -> list[tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool]]:
     """Search GPU types in parallel processes (forkserver), one type per task, in order."""
     import concurrent.futures as cf
     import multiprocessing

@@ -22,8 +22,9 @@ TOML file (Python's ``tomllib``)::
     tp = 4
 
 Explicit scenarios are added to the grid product; a knob they leave out takes the value of a
-one-value grid axis when there is one, else the ``Scenario`` default. Optional knobs take
-``none`` for None; numeric ones (``tp: int | None``) also ``auto``.
+one-value grid axis when there is one, else the ``Scenario`` default. Optional knobs
+(``tp: int | None``, ``enable_prefix_caching: bool | None``, ``calibration: str | None``)
+take ``auto`` or ``none`` for None, the default.
 """
 
 from __future__ import annotations
@@ -125,9 +126,9 @@ def coerce(knob: str, value: Any, where: str) -> Any:
         optional = len(args) < len(typing.get_args(kind))
         kind = args[0] if len(args) == 1 else str
     text = value.strip() if isinstance(value, str) else None
-    # "none" means None for any optional knob; "auto" only where it cannot be a real value.
-    nulls = ("none", "auto") if kind in (int, float) else ("none",)
-    if optional and text is not None and text.lower() in nulls:
+    # "auto" (what --help shows as the default) and "none" mean None for any optional knob;
+    # a calibration file named auto is given as ./auto.
+    if optional and text is not None and text.lower() in ("none", "auto"):
         return None
 
     def fail(expected: str) -> SimreplayError:

@@ -200,9 +200,9 @@ def normalize(
         label = raw.column_label(name)
         if num_new and any_bad.any():
             rows = "row" if num_new == 1 else "rows"
-            notes.append(f"skipped {num_new} more {rows} whose {label} was not {expected}")
+            notes.append(f"skipped {num_new:,} more {rows} whose {label} was not {expected}")
         elif num_new:
-            notes.append(f"skipped {num_new} rows whose {label} was not {expected}")
+            notes.append(f"skipped {num_new:,} rows whose {label} was not {expected}")
         any_bad |= bad
     if any_bad.any():
         raw.take(~any_bad)
@@ -221,7 +221,7 @@ def normalize(
             )
         raw.reorder(np.argsort(arrival, kind="stable"))
         notes.append(
-            f"sorted by arrival time: {num_late} rows arrived earlier than a row before them"
+            f"sorted by arrival time: {num_late:,} rows arrived earlier than a row before them"
         )
 
     if "request_id" in raw.extra:

@@ -317,7 +317,7 @@ def apply_transforms(
         if table.num_rows == 0:
             raise SimreplayError(f"--window {shown} contains no requests")
         notes.append(
-            f"kept {table.num_rows} of {num_before} requests in the window {shown}, "
+            f"kept {table.num_rows:,} of {num_before:,} requests in the window {shown}, "
             "shifted to start at 0 s"
         )
     if sample_fraction is not None:
@@ -325,11 +325,11 @@ def apply_transforms(
         table = sample(table, sample_fraction, seed)
         if table.num_rows == 0:
             raise SimreplayError(
-                f"--sample {_num(sample_fraction)} kept none of the {num_before} requests; "
+                f"--sample {_num(sample_fraction)} kept none of the {num_before:,} requests; "
                 "use a larger fraction"
             )
         notes.append(
-            f"sampled {table.num_rows} of {num_before} requests "
+            f"sampled {table.num_rows:,} of {num_before:,} requests "
             f"(fraction {_num(sample_fraction)}, seed {seed})"
         )
     if rate_scale is not None:
@@ -342,7 +342,7 @@ def apply_transforms(
         table, num_changed = cap_lengths(table, max_input_tokens, max_output_tokens)
         for name, cap in (("input_tokens", max_input_tokens), ("output_tokens", max_output_tokens)):
             if cap is not None:
-                notes.append(f"capped {name} on {num_changed[name]} rows to {int(cap)}")
+                notes.append(f"capped {name} on {num_changed[name]:,} rows to {int(cap):,}")
     return table, notes
 
 
