@@ -787,7 +787,8 @@ def test_after_fit_step_times_name_the_grids_source_and_the_fitted_host(tmp_path
     assert run.exit_code == 0, run.stderr
     step_times = json.loads(run.stdout)["fit"]["validation"]["step_times"]
     assert step_times.startswith("calibrated profile H100-SXM (h100-sxm.json) from aiconfigurator")
-    assert step_times.endswith("; host overheads fitted to this benchmark"), step_times
+    assert "; host overheads fitted to this benchmark: " in step_times, step_times
+    assert step_times.endswith(" per sequence (p.json)"), step_times
     assert "in memory" not in step_times
 
 

@@ -989,7 +989,7 @@ def test_the_default_a_knob_help_shows_is_accepted_and_means_that_default(lists)
         if defaults.get(param.name, 0) is not None:
             continue
         option = param.annotation.__metadata__[0]
-        shown = re.search(r"\(default (\S+)\)", option.help)
+        shown = re.search(r"\(default ([^\s:)]+)[:)]", option.help)
         if shown is None:  # a knob with its own help text (tp: "auto = chosen per scenario")
             continue
         assert coerce(param.name, shown.group(1), "--x") is None, (param.name, option.help)
