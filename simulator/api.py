@@ -224,7 +224,7 @@ def _engine_knobs(resolved: ResolvedScenario) -> dict[str, Any]:
         "max_num_seqs": resolved.max_num_seqs,
         "token_budget": resolved.token_budget,
         "block_size": resolved.memory.block_size,
-        "num_kv_blocks": resolved.memory.num_kv_blocks // resolved.pp,  # per virtual engine
+        "num_kv_blocks": resolved.engine_kv_blocks,  # per virtual engine, V1 null block out
         "max_model_len": resolved.max_model_len,
         "params": resolved.step_model.params,
         "prefix_load_cap": chosen.prefix_load_cap,

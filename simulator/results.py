@@ -314,9 +314,7 @@ def _summary(
         "itl_ms": itl_summary_ms(state.itl_histogram, itl_sum_s),
         "e2e_ms": describe_ms(latencies_s["e2e"]),
         "queue_ms": describe_ms(latencies_s["queue"]),
-        "kv_cache": _kv_usage(
-            state, resolved.memory.num_kv_blocks // resolved.pp, resolved.num_replicas, resolved.pp
-        ),
+        "kv_cache": _kv_usage(state, resolved.engine_kv_blocks, resolved.num_replicas, resolved.pp),
         # Requests not yet started when the last request arrived: a backlog that grows with
         # the trace means the deployment does not keep up and tail latency has no ceiling.
         "backlog_at_last_arrival": int(

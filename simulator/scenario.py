@@ -200,6 +200,20 @@ class ResolvedScenario:
         return prefix_caching_on(self.scenario)
 
     @property
+    def engine_kv_blocks(self) -> int:
+        """KV blocks each engine replica's scheduler can allocate.
+
+        vLLM v0.11's V1 ``BlockPool`` takes one of the ``num_gpu_blocks`` for its null
+        block (a placeholder in block tables) before any request runs, so the V1 schedulers
+        (``vllm``, ``sarathi``) allocate from one block fewer than the KV cache holds;
+        vLLM v0.6 (``vllm-v0`` and the virtual engines of ``--pp``) has no null block.
+        """
+        blocks = self.memory.num_kv_blocks // self.pp
+        if self.scenario.scheduler == "vllm-v0" or self.pp > 1:
+            return blocks
+        return max(blocks - 1, 1)
+
+    @property
     def num_engine_replicas(self) -> int:
         """Schedulers the engine runs: ``pp`` virtual engines per replica."""
         return self.num_replicas * self.pp

@@ -169,6 +169,13 @@ def reject_reason(prompt_tokens: int, output_tokens: int, cfg: _Config) -> int:
     needed = _ceil_div(prompt_tokens + output_tokens - 1, cfg.block_size)
     if needed > cfg.num_kv_blocks - watermark:
         return REJECT_MORE_KV_THAN_REPLICA
+    # v0's last decode holds the KV of P + O - 2 tokens and needs one more free block.
+    if (
+        cfg.scheduler == "vllm-v0"
+        and output_tokens >= 2
+        and _ceil_div(prompt_tokens + output_tokens - 2, cfg.block_size) + 1 > cfg.num_kv_blocks
+    ):
+        return REJECT_MORE_KV_THAN_REPLICA
     if (
         cfg.scheduler == "vllm-v0"
         and prompt_tokens + output_tokens - 1 > cfg.max_num_batched_tokens
@@ -400,7 +407,8 @@ def _schedule_v0(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
             break
         need = _blocks_needed(req, 1, cfg.block_size)
         scheduled_itself_out = False
-        while need > rep.free_blocks:
+        # v0.6 can_append_slots: one free block per sequence, even if its last has room.
+        while max(need, 1) > rep.free_blocks:
             victim = _preempt_last(rep)
             preempted = True
             if victim is req:

@@ -284,6 +284,33 @@ def test_numba_engine_matches_reference_on_a_mid_sized_trace(scheduler):
     assert_matches_reference(state, ref)
 
 
+@pytest.mark.parametrize("num_requests", [2, 6])
+def test_v0_decode_with_no_free_block_preempts_as_v0_6_does(num_requests):
+    """vLLM v0.6's ``can_append_slots`` wants one free block per decoding sequence even when
+    its last block has room: with none free the last request is preempted. Steady decodes
+    (materialised before such a step) and decode-only runs must stop there too."""
+    arrival = np.zeros(num_requests)
+    prompts = np.full(num_requests, 4)
+    outputs = np.full(num_requests, 6 + 8 * (num_requests > 2))
+    knobs = dict(
+        num_replicas=1,
+        scheduler="vllm-v0",
+        router="round-robin",
+        max_num_seqs=256,
+        max_num_batched_tokens=64,
+        chunk_size=64,
+        block_size=4,
+        num_kv_blocks=2 * num_requests,
+        max_model_len=64,
+    )
+    ref = simulate_reference(arrival, prompts, outputs, step_time_fn=dyadic_step_time, **knobs)
+    state = replay_case(arrival, prompts, outputs, knobs)
+    assert_matches_reference(state, ref)
+    if num_requests == 2:  # test_reference_engine's hand-checked case
+        assert state.req_i[:, R_PREEMPTIONS].tolist() == [0, 4]
+    assert state.req_i[:, R_PREEMPTIONS].sum() > 0
+
+
 @pytest.mark.parametrize("graphs", ["eager", "v1", "v0"])
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_numba_engine_matches_reference_on_long_decode_runs(scheduler, graphs):

@@ -429,3 +429,33 @@ def test_an_fp8_checkpoint_still_computes_activations_in_16_bit():
     assert activation_reserve_bytes(fp8, 1, 8192, 256) == activation_reserve_bytes(
         LLAMA_8B, 1, 8192, 256
     )
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "usable_blocks"), [("vllm", 3), ("sarathi", 3), ("vllm-v0", 4)]
+)
+def test_v1_null_block_is_not_allocatable(scheduler, usable_blocks):
+    """vLLM v0.11's V1 ``BlockPool`` keeps one of its ``num_gpu_blocks`` as the null block,
+    so with 4 blocks a request needing all 4 never fits; v0.6 (``vllm-v0``) has no null
+    block and runs it. The block count is vLLM's logged one (``--num-kv-blocks``)."""
+    import numpy as np
+
+    from simulator.api import replay_resolved
+    from simulator.calibration.validate import resolve_for_benchmark
+    from simulator.engine.state import R_FINISH_S, R_REJECT, REJECT_KV
+    from simulator.scenario import Scenario
+
+    scenario = Scenario(
+        gpus="1xH100", model="llama-3.1-8b", tp=1, scheduler=scheduler, max_model_len=4096
+    )
+    resolved = resolve_for_benchmark(scenario, 4)
+    assert resolved.engine_kv_blocks == usable_blocks
+    block = resolved.memory.block_size
+    # Each needs (input + output - 1) / block_size blocks: 3 and exactly 4.
+    inputs = np.array([3 * block - 4, 4 * block - 4], np.int64)
+    outputs = np.array([5, 5], np.int64)
+    state = replay_resolved(resolved, np.array([0.0, 10.0]), inputs, outputs)
+    assert np.isfinite(state.req_f[0, R_FINISH_S])
+    fits = usable_blocks >= 4
+    assert np.isfinite(state.req_f[1, R_FINISH_S]) == fits
+    assert (state.req_i[1, R_REJECT] == REJECT_KV) == (not fits)

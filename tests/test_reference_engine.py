@@ -183,7 +183,7 @@ def test_max_num_seqs_caps_the_running_batch():
 # Preemption by recompute
 
 
-@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi"])
 def test_preemption_in_a_tiny_kv_cache_evicts_the_last_admitted_and_recomputes_it(scheduler):
     # Blocks of 4 tokens, 4 blocks. A and B (P=4, O=6) each end at 9 tokens of KV = 3 blocks.
     # At the step starting at 5.0 A (c=8) needs a third block with none free: B, the last
@@ -210,6 +210,32 @@ def test_preemption_in_a_tiny_kv_cache_evicts_the_last_admitted_and_recomputes_i
     assert steps[5]["scheduled"] == [(0, 1, True)]
     assert steps[6]["scheduled"] == [(1, 9, False)]  # recompute: a prefill of P + g tokens
     assert column(steps, "kv_blocks_used") == [2, 4, 4, 4, 4, 0, 0]
+
+
+def test_v0_decode_preempts_when_no_block_is_free_even_if_its_last_block_has_room():
+    # The tiny-cache case under vllm-v0. vLLM v0.6's can_append_slots counts one touched block
+    # per running sequence (BlockTable.get_num_blocks_touched_by_append_slots is 1 for one new
+    # token), so a decode needs a free block even when its last block has room. At 2.0 no
+    # block is free and A (c=5, 2 blocks, room for 3 more tokens) preempts B; B's recompute
+    # (a prefill step of P + g tokens) fills the cache again, and so on every other step
+    # until A takes its third block at 8.0 and finishes at 9.0. V1 preempts B once, at 5.0.
+    out = run(
+        [0.0, 0.0],
+        [4, 4],
+        [6, 6],
+        scheduler="vllm-v0",
+        block_size=4,
+        num_kv_blocks=4,
+        max_num_batched_tokens=64,
+    )
+    assert out["num_preemptions"].tolist() == [0, 4]
+    assert out["first_token_s"].tolist() == [1.0, 1.0]
+    assert out["finish_s"].tolist() == [9.0, 10.0]
+    steps = out["steps"]
+    assert column(steps, "preempted") == [[], [], [1], [], [1], [], [1], [], [1], []]
+    assert steps[2]["scheduled"] == [(0, 1, True)]
+    assert [step["scheduled"] for step in steps[3::2]] == [[(1, n, False)] for n in (6, 7, 8, 9)]
+    assert column(steps, "kv_blocks_used") == [2, 4, 2, 4, 2, 4, 2, 4, 0, 0]
 
 
 def test_last_token_of_a_chunked_recompute_counts_as_a_decode():
@@ -372,6 +398,11 @@ def test_sarathi_schedules_decodes_before_partial_prefills():
             REJECT_MORE_KV_THAN_REPLICA,
         ),
         (99, 1, dict(scheduler="vllm-v0", block_size=1, num_kv_blocks=100), REJECT_NONE),
+        # v0's last decode needs a free block beside the ceil((P + O - 2) / 16) it holds
+        (46, 5, dict(scheduler="vllm-v0", num_kv_blocks=4), REJECT_MORE_KV_THAN_REPLICA),
+        (45, 5, dict(scheduler="vllm-v0", num_kv_blocks=4), REJECT_NONE),
+        (64, 1, dict(scheduler="vllm-v0", num_kv_blocks=4), REJECT_NONE),  # no decode
+        (46, 5, dict(scheduler="vllm", num_kv_blocks=4), REJECT_NONE),
         (65, 1, dict(scheduler="vllm", max_num_batched_tokens=64), REJECT_NONE),  # chunked
         (65, 1, dict(scheduler="sarathi", max_num_batched_tokens=64), REJECT_NONE),
         # several checks fail: the first in README order wins
@@ -526,6 +557,12 @@ def test_invariants_on_small_random_traces(scenario):
             int(0.01 * num_kv_blocks) if knobs["scheduler"] == "vllm-v0" else 0
         ):
             expected = REJECT_MORE_KV_THAN_REPLICA
+        elif (
+            knobs["scheduler"] == "vllm-v0"
+            and outputs[i] >= 2
+            and -(-(prompts[i] + outputs[i] - 2) // block_size) + 1 > num_kv_blocks
+        ):
+            expected = REJECT_MORE_KV_THAN_REPLICA  # v0's last decode wants a free block
         elif (
             knobs["scheduler"] == "vllm-v0"
             and prompts[i] + outputs[i] - 1 > knobs["max_num_batched_tokens"]

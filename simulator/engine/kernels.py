@@ -140,6 +140,15 @@ def _blocks_for(num_tokens, cfg):
 
 
 @njit(cache=True, inline="always", _nrt=False)
+def _decode_reserve(cfg):
+    """Free blocks a decode pass must find beyond the new blocks it takes: 1 for vLLM v0.6,
+    whose ``can_append_slots`` counts one touched block per running sequence, whether or not
+    its last block has room (``BlockTable.get_num_blocks_touched_by_append_slots``); 0 for
+    V1, which asks only for the new blocks."""
+    return 1 if cfg[CFG_SCHEDULER] == SCHED_V0 else 0
+
+
+@njit(cache=True, inline="always", _nrt=False)
 def _ceil_div(a, b):
     return (a + b - 1) // b
 
@@ -184,6 +193,11 @@ def admission_reject_reason(req_i, cfg, i):
     blocks = _ceil_div(prompt + output - 1, cfg[CFG_BLOCK_SIZE])
     if blocks > cfg[CFG_NUM_KV_BLOCKS] - cfg[CFG_WATERMARK_BLOCKS]:
         return REJECT_KV
+    # v0's last decode (KV of P + O - 2 tokens held) must still find one free block, else
+    # the request, alone, would preempt itself for ever.
+    if cfg[CFG_SCHEDULER] == SCHED_V0 and output >= 2:
+        if _ceil_div(prompt + output - 2, cfg[CFG_BLOCK_SIZE]) + 1 > cfg[CFG_NUM_KV_BLOCKS]:
+            return REJECT_KV
     if cfg[CFG_SCHEDULER] == SCHED_V0 and prompt + output - 1 > cfg[CFG_TOKEN_BUDGET]:
         return REJECT_V0_PROMPT
     return 0
@@ -657,7 +671,8 @@ def _schedule_v0(
         i = running[r, k]
         need = _blocks_for(req_i[i, R_COMPUTED] + 1, cfg) - req_i[i, R_BLOCKS]
         scheduled = True
-        while need > rep_i[P_FREE_BLOCKS, r]:
+        # can_append_slots: one free block per sequence even when its last block has room.
+        while max(need, 1) > rep_i[P_FREE_BLOCKS, r]:
             victim, _ = _preempt_last(
                 req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r
             )
@@ -713,7 +728,7 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, pr
         steady_blocks = _steady_new_blocks(rep_i, cfg, rep_tables, r, 0)
         if (
             (scheduler != SCHED_V0 and num_steady > budget)
-            or steady_blocks > rep_i[P_FREE_BLOCKS, r]
+            or steady_blocks + _decode_reserve(cfg) > rep_i[P_FREE_BLOCKS, r]
             or (scheduler == SCHED_V0 and _v0_head(req_i, rep_i, cfg, r) == ADMIT)
         ):
             _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r)
@@ -1050,7 +1065,8 @@ def _fast_forward_decodes(
         return 0  # let the step-by-step path report a full log
     free = rep_i[P_FREE_BLOCKS, r]
     first_step_blocks = _steady_new_blocks(rep_i, cfg, rep_tables, r, 0)
-    if first_step_blocks > free:
+    reserve = _decode_reserve(cfg)
+    if first_step_blocks + reserve > free:
         return 0
     held = _admission_held(
         req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, free - first_step_blocks
@@ -1081,7 +1097,7 @@ def _fast_forward_decodes(
     straddle_blocks = 0
     while num_steps < steps_to_finish:
         need = rep_tables[r, residue]
-        if new_blocks + need > free:
+        if new_blocks + need + reserve > free:
             break
         y = max(float(context), float(num_decodes))
         if cell_lo < y < cell_hi:  # still in the table cell of an earlier step
@@ -1361,7 +1377,7 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r):
     # Over the steps_to_finish - 1 steps after the in-flight one, a request takes at most one
     # block per block_size steps, plus one: when even that fits, no step can preempt.
     worst_blocks = num_decodes * ((steps_to_finish - 1) // cfg[CFG_BLOCK_SIZE] + 1)
-    if worst_blocks > free:
+    if worst_blocks + _decode_reserve(cfg) > free:
         return end_s
     step_s = end_s - rep_f[P_CLOCK_S, r]
     bound_s = end_s + (steps_to_finish - 1) * step_s * _QUIET_SLACK
