@@ -275,6 +275,11 @@ class ResolvedScenario:
             "gpu_memory_utilization": self.scenario.gpu_memory_utilization,
             "max_model_len": self.max_model_len,
             "kv_blocks_per_replica": self.memory.num_kv_blocks,
+            # What the scheduler allocates from (vLLM V1 keeps a null block): KV use
+            # fractions are of this.
+            "kv_blocks_usable_per_replica": self.engine_kv_blocks
+            if self.pp == 1
+            else self.memory.num_kv_blocks,
             "kv_capacity_tokens_per_replica": self.memory.kv_capacity_tokens,
             "kv_bytes_per_token_per_gpu": self.memory.kv_bytes_per_token,
             "weights_bytes_per_gpu": self.memory.weights_bytes_per_gpu,

@@ -431,13 +431,12 @@ def test_an_fp8_checkpoint_still_computes_activations_in_16_bit():
     )
 
 
-@pytest.mark.parametrize(
-    ("scheduler", "usable_blocks"), [("vllm", 3), ("sarathi", 3), ("vllm-v0", 4)]
-)
+@pytest.mark.parametrize(("scheduler", "usable_blocks"), [("vllm", 3), ("sarathi", 3)])
 def test_v1_null_block_is_not_allocatable(scheduler, usable_blocks):
     """vLLM v0.11's V1 ``BlockPool`` keeps one of its ``num_gpu_blocks`` as the null block,
-    so with 4 blocks a request needing all 4 never fits; v0.6 (``vllm-v0``) has no null
-    block and runs it. The block count is vLLM's logged one (``--num-kv-blocks``)."""
+    so with 4 blocks a request needing all 4 never fits. The block count is vLLM's logged
+    one (``--num-kv-blocks``). v0.6 (``vllm-v0``) has no null block (below), but a request
+    filling every block is refused there by its own rule (a decode needs a free block)."""
     import numpy as np
 
     from simulator.api import replay_resolved
@@ -459,3 +458,13 @@ def test_v1_null_block_is_not_allocatable(scheduler, usable_blocks):
     fits = usable_blocks >= 4
     assert np.isfinite(state.req_f[1, R_FINISH_S]) == fits
     assert (state.req_i[1, R_REJECT] == REJECT_KV) == (not fits)
+
+
+def test_vllm_v0_has_no_null_block():
+    from simulator.calibration.validate import resolve_for_benchmark
+    from simulator.scenario import Scenario
+
+    scenario = Scenario(
+        gpus="1xH100", model="llama-3.1-8b", tp=1, scheduler="vllm-v0", max_model_len=4096
+    )
+    assert resolve_for_benchmark(scenario, 4).engine_kv_blocks == 4

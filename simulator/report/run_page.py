@@ -72,6 +72,15 @@ SUMMARY_KEYS = (
     "kv_cache",
     "scenario",
 )
+
+
+def _usable_kv_blocks(scenario: dict) -> float:
+    """The KV blocks a replica's scheduler allocates from, which the summary's KV use
+    fractions are of (one fewer than the cache holds under vLLM V1, whose block pool keeps a
+    null block); outputs written before this key existed give the cache's count."""
+    return float(scenario.get("kv_blocks_usable_per_replica", scenario["kv_blocks_per_replica"]))
+
+
 SCENARIO_KEYS = ("gpus", "model", "tp", "num_replicas", "kv_blocks_per_replica", "calibration")
 #: (label, summary key, per-request column) of each latency; ITL has no per-request column.
 LATENCIES = (
@@ -500,7 +509,7 @@ def _timeline_figures(
 
     kv_bins = max(50, min(F.MAX_BINS, F.MAX_REPLICA_POINTS // max(num_replicas, 1)))
     kv_edges = F.time_bins(start_s, end_s, kv_bins)
-    kv_blocks = float(scenario["kv_blocks_per_replica"])
+    kv_blocks = _usable_kv_blocks(scenario)
     engines = _virtual_engines(scenario, steps)
     if engines is not None:  # pipeline parallel: the blocks a virtual engine holds
         kv_blocks = float(scenario["kv_blocks_per_virtual_engine"])
@@ -719,7 +728,7 @@ def replica_table(
     """
     num_replicas = int(summary["scenario"]["num_replicas"])
     makespan_s = float(summary["makespan_s"])
-    kv_blocks = float(summary["scenario"]["kv_blocks_per_replica"])
+    kv_blocks = _usable_kv_blocks(summary["scenario"])
     num_engines = 1
     if _virtual_engines(summary["scenario"], steps) is not None:
         num_engines = int(summary["scenario"]["pp"])
