@@ -40,8 +40,34 @@ def _time_unit(span_s: float) -> tuple[float, str]:
     return (3600.0, "h") if span_s > 7200 else (60.0, "min") if span_s > 180 else (1.0, "s")
 
 
+def tick_label(value: float) -> str:
+    """A tick's number as the page's script writes it (``report.js``, ``fmt``): ``250``,
+    ``2.5``, ``10k``, ``4M``, never ``1e+06`` or a ``1e6`` multiplier above the axis."""
+    if not np.isfinite(value):
+        return "n/a"
+    size = abs(value)
+    if size >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if size >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    if size >= 100:
+        return f"{round(value)}"
+    if size >= 1:
+        return f"{value:.3g}"
+    if size == 0:
+        return "0"
+    return f"{value:.2g}"
+
+
 def draw_png(spec: dict[str, Any], path: Path) -> None:
     """Draw one figure spec to ``path`` (atomically)."""
+    fig = figure_for(spec)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+
+
+def figure_for(spec: dict[str, Any]) -> Any:
+    """One figure spec as a matplotlib ``Figure`` (not yet drawn to a file)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -68,8 +94,7 @@ def draw_png(spec: dict[str, Any], path: Path) -> None:
             fontsize=8, ncols=min(len(spec["series"]), 8 if wide else 4), frameon=False,
             loc="outside lower center",
         )  # fmt: skip
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
+    return fig
 
 
 def _lines(ax: Any, spec: dict[str, Any]) -> None:
@@ -126,12 +151,13 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
         )  # fmt: skip
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    plain = FuncFormatter(lambda v, _: tick_label(v))
     if spec["x"]["scale"] == "log":
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(plain)
     if spec["y"]["scale"] == "log":
         ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(plain)
+    if not tail:
         ax.yaxis.set_major_formatter(plain)
     if spec["x"].get("integer"):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
