@@ -59,3 +59,32 @@ def test_hours_of_latency_have_no_exponent_on_either_axis():
     labels = _drawn_labels(figure_for(timeline), "y")
     assert [t for t in labels if t.endswith("M")]
     assert not [t for t in labels if "e+" in t or "e6" in t or "1e" in t]
+
+
+@pytest.mark.parametrize("time_axis", [False, True])
+def test_a_legend_of_long_names_stays_inside_the_picture(time_axis):
+    """A sweep's lines are named by GPU type and every knob that varies
+    ('A100-80GB-SXM rate_scale=2.0 model=llama-3.1-70b'): ten of them in four columns ran
+    off both sides of the PNG, cutting the names."""
+    names = [
+        f"{gpu} rate_scale={rate} model=llama-3.1-{size}"
+        for gpu in ("A100-80GB-SXM", "H100-SXM", "L40S")
+        for rate in ("1.0", "2.0")
+        for size in ("8b", "70b")
+    ][:10]
+    x = np.arange(1.0, 5.0)
+    spec = F.line_figure(
+        "sweep_ttft_p99", "p99 TTFT against GPU count", "GPUs", "p99 TTFT (ms)",
+        [F.series(name, x * (i + 1), x, points=True) for i, name in enumerate(names)],
+        x_values=x if time_axis else None, y_scale="log", time_axis=time_axis,
+    )  # fmt: skip
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figure_for(spec)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    legend = fig.legends[0].get_window_extent(canvas.get_renderer())
+    width_px = fig.bbox.width
+    assert legend.x0 >= 0 and legend.x1 <= width_px, (legend, width_px)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts == names

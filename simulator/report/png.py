@@ -74,7 +74,8 @@ def figure_for(spec: dict[str, Any]) -> Any:
     from matplotlib.figure import Figure
 
     wide = spec["x"].get("time", False)
-    fig = Figure(figsize=(11, 3.4) if wide else (7, 4.2), dpi=110, layout="constrained")
+    width_in = 11.0 if wide else 7.0
+    fig = Figure(figsize=(width_in, 3.4 if wide else 4.2), dpi=110, layout="constrained")
     ax = fig.add_subplot()
     if spec["kind"] == "bar":
         _bars(ax, spec)
@@ -91,10 +92,24 @@ def figure_for(spec: dict[str, Any]) -> Any:
         ax.spines[side].set_visible(False)
     if len(spec["series"]) > 1:
         fig.legend(
-            fontsize=8, ncols=min(len(spec["series"]), 8 if wide else 4), frameon=False,
-            loc="outside lower center",
+            fontsize=8, ncols=_legend_columns(spec["series"], width_in, 8 if wide else 4),
+            frameon=False, loc="outside lower center",
         )  # fmt: skip
     return fig
+
+
+#: Inches one legend entry takes besides its text (line sample, gaps), and per character
+#: of its text at the legend's 8 pt (a generous mean for DejaVu Sans).
+LEGEND_ENTRY_IN = 0.55
+LEGEND_CHAR_IN = 0.065
+
+
+def _legend_columns(series: list[dict[str, Any]], width_in: float, most: int) -> int:
+    """As many legend columns as the longest name lets fit across the picture: a sweep's
+    lines carry every knob that varies in their names, and four such columns overflow."""
+    longest = max((len(s["name"]) for s in series), default=1)
+    fit = int((width_in - 0.3) // (LEGEND_ENTRY_IN + LEGEND_CHAR_IN * longest))
+    return max(1, min(len(series), most, fit))
 
 
 def _lines(ax: Any, spec: dict[str, Any]) -> None:
