@@ -280,3 +280,38 @@ def test_knob_cells_are_empty_where_a_knob_is_unset_or_unused():
     sarathi = {"scheduler": "sarathi", "chunk_size": 512}
     assert _knob_text(vllm, "chunk_size") == "" and _knob_text(vllm, "max_num_seqs") == ""
     assert _knob_text(vllm, "tp") == "2" and _knob_text(sarathi, "chunk_size") == "512"
+
+
+def test_tp_left_to_auto_shows_the_tp_used():
+    """Found by a new-user pass: a sweep without --tp has tp None in every row and the
+    chosen degree in tp_used; the table's tp column was blank on every row."""
+    from simulator.report.sweep_page import _knob_text
+
+    assert _knob_text({"tp": None, "tp_used": 4}, "tp") == "4 (auto)"
+    assert _knob_text({"tp": 2, "tp_used": 2}, "tp") == "2"
+    assert _knob_text({"tp": None}, "tp") == ""
+
+
+def test_the_answer_names_the_knobs_that_vary(tmp_path):
+    """Found by a new-user pass: a sweep over two models said 'Cheapest scenario meeting the
+    SLO: 2xA100, $3.58/hour' without saying which model (or rate) met it."""
+    target = tmp_path / "models"
+    target.mkdir()
+    rows = {
+        "gpus": ["2xA100", "2xA100", "4xH100", "4xH100"],
+        "model": ["llama-3.1-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-8b"],
+        "tp": [None, None, None, None],
+        "tp_used": [2, 1, 4, 1],
+        "ttft_p99_ms": [9e6, 465.0, 1810.0, 98.0],
+        "cost_per_hour_usd": [3.58, 3.58, 11.96, 11.96],
+        "slo_met": [False, True, True, True],
+        "status": ["ok"] * 4,
+    }
+    write_parquet_atomic(pa.table(rows), target / "rows.parquet")
+    result = invoke("report", target, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    page = (target / "report.html").read_text()
+    assert "\u2605 2xA100 model=llama-3.1-8b, $3.58/hour" in page
+    figures = {f["id"]: f for f in sweep_figures(load_sweep(target))}
+    (marker,) = figures["sweep_cost_front"]["markers"]
+    assert "model=llama-3.1-8b" in marker["name"]

@@ -383,9 +383,10 @@ def _cost_front(
         p, bound = sweep.slo["ttft"]
         figure["vlines"] = [{"x": bound, "label": f"SLO p{p} \u2264 {bound:,.0f} ms"}]
     if answer is not None:
+        cost = _number(answer.get("cost_per_hour_usd"))
         figure["markers"] = [
             {
-                "name": f"{answer['gpus']} ${_number(answer.get('cost_per_hour_usd')):,.2f}/h",
+                "name": f"{_label(answer, knobs)} ${cost:,.2f}/h",
                 "x": _number(answer.get("ttft_p99_ms")),
                 "y": _number(answer.get("cost_per_hour_usd")),
                 "highlight": True,
@@ -482,6 +483,9 @@ def _knob_text(row: dict[str, Any], knob: str) -> str:
     """A knob's cell: empty where it was left to its default (None) or where the row's
     scheduler never reads it (``chunk_size`` outside ``sarathi``)."""
     value = row.get(knob)
+    if knob == "tp" and value is None and row.get("tp_used") is not None:
+        # Left to the sweep: the degree it chose for this row (the run's "tp=N (chosen)").
+        return f"{row['tp_used']} (auto)"
     if value is None or (knob == "chunk_size" and row.get("scheduler") != "sarathi"):
         return ""
     return str(value)
@@ -560,8 +564,10 @@ def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
     ]
     if answer is not None:
         cost = _number(answer.get("cost_per_hour_usd"))
-        text = f"{answer['gpus']}" + (
-            f", tp={answer['tp']}" if answer.get("tp") is not None else ""
+        # The knobs that vary say which scenario it is (e.g. which model met the SLO).
+        knobs = varying_knobs(sweep)
+        text = _label(answer, knobs) + (
+            f", tp={answer['tp']}" if answer.get("tp") is not None and "tp" not in knobs else ""
         )
         if math.isfinite(cost):
             text += f", ${cost:,.2f}/hour"
