@@ -771,3 +771,23 @@ def test_a_run_into_a_folder_with_an_earlier_report_redraws_it(tmp_path, run_dir
     assert "showed an earlier run's outputs: redrawing it for these" in result.stderr
     page = (out / "report.html").read_text()
     assert "4xA100-80GB-SXM" in page and "3xL40S" not in page
+
+
+def test_a_one_request_run_reads_in_the_singular(run_dir, tmp_path):
+    """Found by a new-user pass: a one-request trace's page said '1 requests replayed' and
+    '1 completed requests; curve through 244 quantiles' (of one value)."""
+    one = tmp_path / "one"
+    one.mkdir()
+    for name in ("summary.json", "requests.parquet", "steps.parquet"):
+        (one / name).write_bytes((run_dir / name).read_bytes())
+    table = pq.read_table(one / "requests.parquet")
+    first = table.slice(0, 1)
+    write_parquet_atomic(first, one / "requests.parquet")
+    summary = json.loads((one / "summary.json").read_text())
+    summary["num_requests"] = 1
+    (one / "summary.json").write_text(json.dumps(summary))
+    result = invoke("report", one, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    text = (one / "report.html").read_text()
+    assert "1 request replayed" in text and "1 requests" not in text
+    assert "1 completed request; curve through 1 quantile." in text

@@ -333,6 +333,11 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs: np.ndarra
     return v[np.minimum(np.searchsorted(cumulative, ranks), v.size - 1)]
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 request``, ``18,075 requests``."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def tail_top(num_values: int) -> float:
     """Top of a tail-scaled CDF axis: 99.9% up to 99.999%, as far as the sample supports."""
     digits = min(max(math.floor(math.log10(max(num_values, 1))), 3), 5)
@@ -351,8 +356,11 @@ def _distribution_figures(
         if column is not None:
             values_ms, probs = F.cdf_points(req[column][completed] * 1e3)
             num_values = int(np.isfinite(req[column][completed]).sum())
+            # Fewer values than quantiles: the curve has as many distinct points as values.
+            num_points = min(values_ms.size, num_values)
             caption = (
-                f"{num_values:,} completed requests; curve through {values_ms.size} quantiles."
+                f"{_count(num_values, 'completed request')}; curve through "
+                f"{_count(num_points, 'quantile')}."
             )
         else:
             gaps_s, weights = itl_from_steps(steps)
@@ -1069,7 +1077,7 @@ def render_run_page(outputs: RunOutputs, figures: list[dict[str, Any]]) -> str:
         )
     parts = [
         f"<header><h1>{esc(title)}</h1>",
-        f'<p class="sub">{summary["num_requests"]:,} requests replayed; outputs in '
+        f'<p class="sub">{_count(summary["num_requests"], "request")} replayed; outputs in '
         f"<code>{esc(outputs.directory.name or outputs.directory)}</code>. Step times: "
         f"<strong>{esc(scenario['calibration'])}</strong>.</p></header>",
         overloaded,
