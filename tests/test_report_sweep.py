@@ -315,3 +315,19 @@ def test_the_answer_names_the_knobs_that_vary(tmp_path):
     figures = {f["id"]: f for f in sweep_figures(load_sweep(target))}
     (marker,) = figures["sweep_cost_front"]["markers"]
     assert "model=llama-3.1-8b" in marker["name"]
+
+
+def test_a_sweep_killed_before_its_first_row_says_so(tmp_path):
+    """Found by a new-user pass: a sweep interrupted before any scenario finished leaves
+    sweep.json and an empty rows/; report said the folder was 'neither a run's outputs nor a
+    sweep's rows', as if it were not a sweep at all."""
+    store = tmp_path / "killed"
+    (store / "rows").mkdir(parents=True)
+    (store / "sweep.json").write_text(
+        json.dumps({"kind": "simreplay-sweep", "format_version": 1, "slo": None})
+    )
+    result = invoke("report", store, "--no-png")
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "sweep" in line and "no scenario has finished" in line and "sweep run" in line
+    assert not (store / "report.html").exists()

@@ -117,6 +117,12 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
 
     directory = Path(directory)
     files = sweep_files(directory)
+    if not files and (directory / "sweep.json").is_file():
+        # ``sweep run`` writes sweep.json first and a row as each scenario finishes.
+        raise SimreplayError(
+            f"{directory}: a sweep store where no scenario has finished yet (sweep.json, no "
+            "rows); run the same `simreplay sweep run` command again to fill it, then report"
+        )
     if not files:
         raise SimreplayError(
             f"{directory}: neither a run's outputs (summary.json, requests.parquet, "
