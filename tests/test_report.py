@@ -791,3 +791,62 @@ def test_a_one_request_run_reads_in_the_singular(run_dir, tmp_path):
     text = (one / "report.html").read_text()
     assert "1 request replayed" in text and "1 requests" not in text
     assert "1 completed request; curve through 1 quantile." in text
+
+
+@pytest.mark.skipif(not matplotlib_available(), reason="needs matplotlib")
+def test_redrawing_removes_an_earlier_reports_pngs_only(run_dir, tmp_path):
+    """Found by a new-user pass: `run --out X --report` over a prefix-cache run's folder left
+    that run's prefix_cache_*.png beside the new run's PNGs; files of the user's own stay."""
+    import shutil
+
+    out = tmp_path / "results"
+    shutil.copytree(run_dir, out)
+    stale = out / "plots" / "prefix_cache_hit_rate.png"
+    stale.write_bytes(b"an earlier run's picture")
+    mine = out / "plots" / "my-notes.png"
+    mine.write_bytes(b"mine")
+    result = invoke("report", out)
+    assert result.exit_code == 0, result.stderr
+    assert not stale.exists() and mine.read_bytes() == b"mine"
+    assert sorted(p.stem for p in (out / "plots").glob("*.png")) == sorted(
+        [p.stem for p in (run_dir / "plots").glob("*.png")] + ["my-notes"]
+    )
+
+
+@pytest.mark.skipif(not matplotlib_available(), reason="needs matplotlib")
+def test_ctrl_c_while_drawing_leaves_the_earlier_report_whole(run_dir, tmp_path, monkeypatch):
+    """Found by a new-user pass: Ctrl-C while the PNGs were drawn left the new page with some
+    new PNGs and the rest from the earlier report (or none)."""
+    import shutil
+
+    import simulator.report.png as png
+
+    out = tmp_path / "results"
+    shutil.copytree(run_dir, out)
+    (out / "report.html").write_text("earlier page")
+    for p in (out / "plots").iterdir():
+        p.write_bytes(b"earlier " + p.name.encode())
+    before = {p.name: p.read_bytes() for p in (out / "plots").iterdir()}
+    drawn = []
+    real = png.draw_png
+
+    def draw_then_interrupt(spec, path):
+        if len(drawn) == 3:
+            raise KeyboardInterrupt
+        drawn.append(spec["id"])
+        real(spec, path)
+
+    monkeypatch.setattr(png, "draw_png", draw_then_interrupt)
+    from simulator.report import write_run_report
+
+    with pytest.raises(KeyboardInterrupt):
+        write_run_report(out)
+    assert (out / "report.html").read_text() == "earlier page"
+    assert {p.name: p.read_bytes() for p in (out / "plots").iterdir()} == before
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_every_figure_id_is_known_to_the_png_writer(figures, cache_figures):
+    from simulator.report.png import FIGURE_IDS
+
+    assert {f for f in figures} | {f for f in cache_figures} <= FIGURE_IDS

@@ -331,3 +331,10 @@ def test_a_sweep_killed_before_its_first_row_says_so(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert "sweep" in line and "no scenario has finished" in line and "sweep run" in line
     assert not (store / "report.html").exists()
+
+
+def test_every_sweep_figure_id_is_known_to_the_png_writer(sweep_dir):
+    from simulator.report.png import FIGURE_IDS
+
+    ids = {f["id"] for f in sweep_figures(load_sweep(sweep_dir))}
+    assert "sweep_slo_heatmap" in ids and ids <= FIGURE_IDS

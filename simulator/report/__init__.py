@@ -113,13 +113,17 @@ def write_report(directory: Path, **options: object) -> ReportFiles:
 
 def _write(directory: Path, text: str, figures: list[dict], pngs: bool) -> ReportFiles:
     page_path = directory / REPORT_FILE
-    write_text_atomic(text, page_path)
     files = ReportFiles(page_path)
+    if pngs and matplotlib_available():
+        # The page is written once every PNG is drawn, just before they are moved in: an
+        # interrupted report leaves the earlier page and PNGs, not a mix.
+        files.pngs = write_pngs(
+            figures, directory / PLOTS_DIR, lambda: write_text_atomic(text, page_path)
+        )
+        return files
     if pngs:
-        if matplotlib_available():
-            files.pngs = write_pngs(figures, directory / PLOTS_DIR)
-        else:
-            files.png_skipped = MISSING
+        files.png_skipped = MISSING
+    write_text_atomic(text, page_path)
     return files
 
 

@@ -7,6 +7,9 @@ bytes with the same matplotlib.
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,18 @@ import numpy as np
 from simulator.errors import SimreplayError
 from simulator.io import atomic_path
 from simulator.report.assets import PALETTE
+
+#: Every figure id the run and sweep pages draw (``run_page.py``, ``sweep_page.py``; a test
+#: checks both against it). A PNG in ``plots/`` named after one of them that this report
+#: does not draw is an earlier report's and is removed; other files there are left alone.
+FIGURE_IDS = frozenset(
+    {
+        "ttft_cdf", "tpot_cdf", "itl_cdf", "e2e_cdf", "arrival_rate", "queue_depth",
+        "batch_tokens", "kv_cache", "prefix_cache_hit_rate", "preemptions", "rolling_ttft",
+        "replica_balance", "prefix_cached_fraction",
+        "sweep_ttft_p99", "sweep_tpot_p99", "sweep_cost_front", "sweep_slo_heatmap",
+    }
+)  # fmt: skip
 
 MISSING = (
     "PNG figures need matplotlib: pip install 'simreplay[report]' "
@@ -226,20 +241,52 @@ def _heatmap(fig: Any, ax: Any, spec: dict[str, Any]) -> None:
     fig.colorbar(image, ax=ax, label="SLO attainment", format=lambda v, _: f"{v:.0%}")
 
 
-def write_pngs(figures: list[dict[str, Any]], plots_dir: Path) -> list[Path]:
+def write_pngs(
+    figures: list[dict[str, Any]],
+    plots_dir: Path,
+    before_replacing: Callable[[], None] | None = None,
+) -> list[Path]:
     """Draw every figure into ``plots_dir/<id>.png``; returns the paths written.
+
+    The PNGs are drawn into a hidden folder beside ``plots_dir`` first, so an error or
+    Ctrl-C while drawing leaves ``plots_dir`` (and, with ``before_replacing`` writing the
+    page, the page) as they were: never some PNGs of this report and some of an earlier one.
+    Then ``before_replacing`` runs, the PNGs are moved in, and an earlier report's PNGs of
+    figures this one does not draw are removed.
 
     Raises
     ------
     SimreplayError
-        When matplotlib is not installed (``MISSING``).
+        When matplotlib is not installed (``MISSING``) or ``plots_dir`` cannot be written.
     """
     if not matplotlib_available():
         raise SimreplayError(MISSING)
-    plots_dir.mkdir(exist_ok=True)
-    paths = []
-    for spec in figures:
-        path = plots_dir / f"{spec['id']}.png"
-        draw_png(spec, path)
-        paths.append(path)
+    staging = plots_dir.with_name(f".{plots_dir.name}.{os.getpid()}.tmp")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            staging.mkdir()
+        except OSError as exc:
+            raise SimreplayError(f"{plots_dir}: cannot write it: {exc.strerror}") from None
+        for spec in figures:
+            draw_png(spec, staging / f"{spec['id']}.png")
+        if before_replacing is not None:
+            before_replacing()
+        return _replace_pngs(staging, plots_dir, [spec["id"] for spec in figures])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_pngs(staging: Path, plots_dir: Path, figure_ids: list[str]) -> list[Path]:
+    try:
+        plots_dir.mkdir(exist_ok=True)
+        paths = []
+        for fig_id in figure_ids:
+            path = plots_dir / f"{fig_id}.png"
+            os.replace(staging / path.name, path)
+            paths.append(path)
+        for stale in FIGURE_IDS.difference(figure_ids):
+            (plots_dir / f"{stale}.png").unlink(missing_ok=True)
+    except OSError as exc:
+        raise SimreplayError(f"{plots_dir}: cannot write it: {exc.strerror}") from None
     return paths
