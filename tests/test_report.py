@@ -850,3 +850,28 @@ def test_every_figure_id_is_known_to_the_png_writer(figures, cache_figures):
     from simulator.report.png import FIGURE_IDS
 
     assert {f for f in figures} | {f for f in cache_figures} <= FIGURE_IDS
+
+
+def test_a_run_with_no_completed_request_says_why_its_distributions_are_empty(tmp_path):
+    """Found by a new-user pass: every request rejected (--max-model-len 64) drew empty CDF
+    frames with 1 and 10 ms ticks, captioned '0 completed requests; curve through 0
+    quantiles', in the page and the PNGs."""
+    trace = conversation_trace(tmp_path / "chats.jsonl", 30, seed=3)
+    out = tmp_path / "rejected"
+    result = invoke("run", trace, "--gpus", "1xA100", "--max-model-len", "64", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    figures = {f["id"]: f for f in run_figures(load_run_outputs(out))}
+    for fig_id in ("ttft_cdf", "tpot_cdf", "itl_cdf", "e2e_cdf"):
+        fig = figures[fig_id]
+        assert fig["series"] == [] and fig["empty"].startswith("Nothing to draw"), fig_id
+        assert "0 quantiles" not in fig["caption"]
+    assert "no request completed" in figures["ttft_cdf"]["empty"]
+    assert "empty" not in figures["arrival_rate"]
+    result = invoke("report", out, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    assert figures["ttft_cdf"]["empty"] in (out / "report.html").read_text()
+    if matplotlib_available():
+        from simulator.report.png import figure_for
+
+        fig = figure_for(figures["ttft_cdf"])
+        assert any(t.get_text() == figures["ttft_cdf"]["empty"] for t in fig.axes[0].texts)

@@ -202,6 +202,11 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
             ax.set_ylim(bottom=spec["y"]["min"])
         if "max" in spec["y"]:
             ax.set_ylim(top=spec["y"]["max"])
+    if spec.get("empty"):
+        ax.text(
+            0.5, 0.5, spec["empty"], transform=ax.transAxes, ha="center", va="center",
+            color="#57606a", fontsize=10,
+        )  # fmt: skip
     if x_shared is not None and x_shared.size and spec["x"].get("time"):
         ax.set_xlim(np.nanmin(x_shared) / unit, np.nanmax(x_shared) / unit)
 

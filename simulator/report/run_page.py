@@ -384,8 +384,15 @@ def _distribution_figures(
             y_scale="tail",
             y_min=0.0,
             y_max=tail_top(num_values),
-            caption=caption,
+            caption=caption if values_ms.size else "",
         )
+        if not values_ms.size:
+            # Drawn in the empty frame by the page and the PNG (figures.py, "empty").
+            figure["empty"] = (
+                "Nothing to draw: no request completed (see Rejected in the summary)."
+                if column is not None and not completed.any()
+                else f"Nothing to draw: no {label} value in this run."
+            )
         figure["markers"] = [
             {"name": f"p{p} {stats[f'p{p}']:,.1f} ms", "x": stats[f"p{p}"], "y": p / 100}
             for p in F.SUMMARY_PERCENTILES
