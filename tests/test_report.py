@@ -458,7 +458,7 @@ def _truncate(path: Path) -> None:
         (
             True,
             lambda d: _truncate(d / "requests.parquet"),
-            ("requests.parquet", "not a readable parquet file"),
+            ("outputs/requests.parquet", "not a readable parquet file"),
         ),
         (True, lambda d: (d / "steps.parquet").unlink(), ("missing steps.parquet",)),
         (

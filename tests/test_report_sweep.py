@@ -338,3 +338,16 @@ def test_every_sweep_figure_id_is_known_to_the_png_writer(sweep_dir):
 
     ids = {f["id"] for f in sweep_figures(load_sweep(sweep_dir))}
     assert "sweep_slo_heatmap" in ids and ids <= FIGURE_IDS
+
+
+def test_an_unreadable_row_file_is_named_with_its_folder(tmp_path):
+    """Found by a new-user pass: a truncated rows/<hash>.parquet was reported as
+    '<hash>.parquet: not a readable parquet file', without the folder it is in."""
+    target = tmp_path / "store"
+    (target / "rows").mkdir(parents=True)
+    write_parquet_atomic(pa.table({"gpus": ["4xA100"], "ttft_p99_ms": [3.0]}), target / "a.parquet")
+    (target / "rows" / "b.parquet").write_bytes(b"PAR1 truncated")
+    result = invoke("report", target, "--no-png")
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "store/rows/b.parquet: not a readable parquet file" in line

@@ -262,10 +262,21 @@ _SCENARIO_NUMBERS = (
 )
 
 
+def read_table(path: Path) -> pa.Table:
+    """A whole parquet file; unreadable, one line naming its path (``simulator.io``'s
+    message names the file alone, which is enough for a trace given on the command line but
+    not for one of a folder's files)."""
+    try:
+        return read_parquet(path)
+    except SimreplayError as exc:
+        _, _, reason = str(exc).partition(": ")
+        raise SimreplayError(f"{path}: {reason}") from None
+
+
 def _columns(
     path: Path, names: tuple[str, ...], optional: tuple[str, ...] = ()
 ) -> dict[str, np.ndarray]:
-    table = read_parquet(path)
+    table = read_table(path)
     missing = [name for name in names if name not in table.column_names]
     if missing:
         raise SimreplayError(

@@ -30,9 +30,9 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.errors import SimreplayError
-from simulator.io import read_parquet
 from simulator.report import figures as F
 from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
+from simulator.report.run_page import read_table
 
 PLAN_FILE = "plan.json"
 #: Scenario knobs, in the order heat-map axes and series are chosen from.
@@ -128,7 +128,7 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
             f"{directory}: neither a run's outputs (summary.json, requests.parquet, "
             "steps.parquet) nor a sweep's rows (*.parquet)"
         )
-    tables = [read_parquet(path) for path in files]
+    tables = [read_table(path) for path in files]
     try:
         combined = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowException, TypeError) as exc:
