@@ -875,3 +875,23 @@ def test_a_run_with_no_completed_request_says_why_its_distributions_are_empty(tm
 
         fig = figure_for(figures["ttft_cdf"])
         assert any(t.get_text() == figures["ttft_cdf"]["empty"] for t in fig.axes[0].texts)
+
+
+def test_scenario_rows_read_as_english_and_print_no_placeholder():
+    """Found by a new-user pass: '2 × 4 GPU' and, for a summary written before block_size
+    was recorded, 'KV cache per replica: 28,067 blocks of ? tokens'."""
+    from simulator.report.run_page import _scenario_rows
+
+    scenario = {
+        "gpus": "8xH100-SXM", "model": "llama-3.1-70b", "tp": 4, "num_replicas": 2,
+        "kv_blocks_per_replica": 27155, "calibration": "roofline",
+    }  # fmt: skip
+    rows = dict(_scenario_rows({"scenario": scenario}))
+    assert rows["Replicas"] == "2 \u00d7 4 GPUs"
+    assert rows["KV cache per replica"] == "27,155 blocks"
+    scenario.update(tp=1, block_size=16, pp=2, pipeline_parallel="two stages")
+    rows = dict(_scenario_rows({"scenario": scenario}))
+    assert rows["Replicas"].startswith("2 \u00d7 (tp 1 \u00d7 pp 2) GPUs;")
+    assert rows["KV cache per replica"] == "27,155 blocks of 16 tokens"
+    scenario.update(pp=1)
+    assert dict(_scenario_rows({"scenario": scenario}))["Replicas"] == "2 \u00d7 1 GPU"

@@ -831,17 +831,18 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("Model", esc(f"{s['model']}, tp={s['tp']}{tp_note}")),
         (
             "Replicas",
-            esc(f"{s['num_replicas']} \u00d7 {s['tp']} GPU")
+            esc(f"{s['num_replicas']} \u00d7 {_count(s['tp'], 'GPU')}")
             if s.get("pp", 1) <= 1
             else esc(
-                f"{s['num_replicas']} \u00d7 (tp {s['tp']} \u00d7 pp {s['pp']}) GPU; "
+                f"{s['num_replicas']} \u00d7 (tp {s['tp']} \u00d7 pp {s['pp']}) GPUs; "
                 f"{s['pipeline_parallel']}"
             ),
         ),
         (
             "KV cache per replica",
             esc(
-                f"{s['kv_blocks_per_replica']:,} blocks of {s.get('block_size', '?')} tokens"
+                f"{s['kv_blocks_per_replica']:,} blocks"
+                + (f" of {s['block_size']} tokens" if "block_size" in s else "")
                 + (
                     f" ({s['kv_capacity_tokens_per_replica']:,} tokens)"
                     if "kv_capacity_tokens_per_replica" in s
