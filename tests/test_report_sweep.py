@@ -351,3 +351,30 @@ def test_an_unreadable_row_file_is_named_with_its_folder(tmp_path):
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
     assert "store/rows/b.parquet: not a readable parquet file" in line
+
+
+def test_report_slo_other_than_the_sweeps_judges_the_rows_by_it(sweep_dir, rows):
+    """Found by a new-user pass: `report sweep/ --slo ttft_p99_ms=300` on a sweep judged at
+    2000 ms printed 'SLO: ttft p99 <= 300 ms' and ringed as 'cheapest meeting the SLO' a
+    scenario at 465 ms: the answer, the met column and the heat map were the rows' own
+    verdicts against the sweep's SLO."""
+    from simulator.metrics import parse_slo
+
+    ok = sorted(r["ttft_p99_ms"] for r in rows if r["ok"])
+    bound = ok[len(ok) // 4]
+    sweep = load_sweep(sweep_dir, parse_slo(f"ttft_p99_ms={bound}"))
+    for row in sweep.rows:
+        if row["ok"]:
+            assert row["slo_met"] is (row["ttft_p99_ms"] <= bound)
+    met = [r for r in sweep.rows if r["ok"] and r["ttft_p99_ms"] <= bound]
+    best = min(met, key=lambda r: (r["cost_per_hour_usd"], r["gpus"]))
+    figures = {f["id"]: f for f in sweep_figures(sweep)}
+    (marker,) = figures["sweep_cost_front"]["markers"]
+    assert marker["x"] == best["ttft_p99_ms"] and marker["y"] == best["cost_per_hour_usd"]
+    heat = figures["sweep_slo_heatmap"]
+    assert "slo_met" in heat["caption"] and "--slo" in heat["caption"]
+    cells = [v for line in heat["z"] for v in line if v is not None]
+    assert cells and all(v in (0.0, 0.5, 1.0) or 0 <= v <= 1 for v in cells)
+    # The sweep's own SLO given again: the rows' verdicts and attainment stand.
+    same = load_sweep(sweep_dir, parse_slo(SLO))
+    assert [r.get("slo_met") for r in same.rows] == [r.get("slo_met") for r in rows]

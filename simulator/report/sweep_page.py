@@ -80,6 +80,10 @@ class SweepRows:
         ``{"ttft": (percentile, bound_ms), ...}`` when known, else empty.
     answer : dict or None
         The ``plan`` answer (``plan.json``) when present.
+    rejudged : bool
+        ``slo_met`` was recomputed for the ``--slo`` given to ``report`` (the rows were
+        judged against another SLO, or one not recorded), and the attainment columns,
+        measured against the sweep's SLO, are dropped.
     """
 
     directory: Path
@@ -87,6 +91,7 @@ class SweepRows:
     columns: list[str]
     slo: dict[str, tuple[int, float]]
     answer: dict[str, Any] | None
+    rejudged: bool = False
 
 
 def sweep_files(directory: Path) -> list[Path]:
@@ -149,12 +154,31 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
             f"found {', '.join(columns)}"
         )
     rows = [_normalise(row, directory) for row in combined.to_pylist()]
-    if slo is None and "slo" in columns:
-        values = {row.get("slo") for row in rows} - {None, ""}
-        if len(values) == 1:
-            slo = parse_slo(values.pop())
+    stored = {row.get("slo") for row in rows} - {None, ""} if "slo" in columns else set()
+    rejudged = slo is not None and [parse_slo(text) for text in stored] != [slo]
+    if rejudged:
+        _judge(rows, slo)
+        columns = [name for name in columns if name not in ATTAINMENT_COLUMNS]
+    if slo is None and len(stored) == 1:
+        slo = parse_slo(stored.pop())
     bounds = {metric: (p, bound) for _, (metric, p, bound) in (slo or {}).items()}
-    return SweepRows(directory, rows, columns, bounds, _read_plan(directory))
+    return SweepRows(directory, rows, columns, bounds, _read_plan(directory), rejudged)
+
+
+def _judge(rows: list[dict[str, Any]], slo: dict[str, tuple[str, int, float]]) -> None:
+    """Set each row's ``slo_met`` from its percentile columns (``ttft_p99_ms`` ...) against
+    ``slo``, as ``metrics.slo_report`` judges a run (value <= bound); None where a column
+    is missing. Mutates ``rows``."""
+    for row in rows:
+        for name in ATTAINMENT_COLUMNS:
+            row.pop(name, None)
+        values = [_number(row.get(key)) for key in slo]
+        if not row["ok"] or not all(math.isfinite(v) for v in values):
+            row["slo_met"] = None
+            continue
+        row["slo_met"] = all(
+            value <= bound for value, (_, _, bound) in zip(values, slo.values(), strict=True)
+        )
 
 
 def _normalise(row: dict[str, Any], directory: Path) -> dict[str, Any]:
@@ -467,6 +491,10 @@ def _heatmap(
         "caption": (
             f"Mean of {uses} over the scenarios in each cell"
             if uses
+            else "Share of the scenarios in each cell whose percentiles meet every --slo bound "
+            "(slo_met; the rows' per-request attainment was measured against the sweep's own "
+            "SLO)"
+            if sweep.rejudged
             else "Share of the scenarios in each cell that meet every SLO bound (slo_met)"
         )
         + "; infeasible scenarios count as 0; grey: no scenario.",
