@@ -895,3 +895,28 @@ def test_scenario_rows_read_as_english_and_print_no_placeholder():
     assert rows["KV cache per replica"] == "27,155 blocks of 16 tokens"
     scenario.update(pp=1)
     assert dict(_scenario_rows({"scenario": scenario}))["Replicas"] == "2 \u00d7 1 GPU"
+
+
+def test_the_page_names_the_precision_and_cuda_graphs_as_the_run_printed_them(tmp_path):
+    """Found by a new-user pass: `run --quantization fp8 --report` printed 'Precision: FP8
+    W8A8 ...' and 'CUDA graphs: ...' but the page had neither, so an FP8 run's page could
+    not be told from a 16-bit one's."""
+    from simulator.report.run_page import _scenario_rows
+    from simulator.scenario_text import graphs_text, precision_text
+
+    trace = conversation_trace(tmp_path / "chats.jsonl", 20, seed=4)
+    out = tmp_path / "fp8"
+    result = invoke(
+        "run", trace, "--gpus", "1xH100", "--quantization", "fp8", "--kv-cache-dtype", "fp8",
+        "--out", out, "--enforce-eager",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    rows = dict(_scenario_rows(summary))
+    assert rows["Precision"] == precision_text(summary["scenario"])
+    assert "FP8" in rows["Precision"] and "(1 byte)" in rows["Precision"]
+    assert rows["CUDA graphs"] == graphs_text(summary["scenario"]) == "off (--enforce-eager)"
+    assert f"Precision             {rows['Precision']}" in result.stdout
+    # A summary written before these keys existed has neither row, and no error.
+    old = {k: v for k, v in summary["scenario"].items() if k not in ("gemm", "step_time_model")}
+    assert "Precision" not in dict(_scenario_rows({"scenario": old}))

@@ -21,6 +21,7 @@ from simulator.errors import SimreplayError
 from simulator.io import output_folder
 from simulator.metrics import parse_slo
 from simulator.models import DEFAULT_MODEL
+from simulator.scenario_text import graphs_text, precision_text
 from simulator.trace.importer import import_trace
 from simulator.trace.options import ImportOptions
 
@@ -281,21 +282,6 @@ def _per_virtual_engine_text(scenario: dict[str, Any]) -> str:
     return f"; {scenario['kv_blocks_per_virtual_engine']:,} per virtual engine"
 
 
-def _graphs_text(scenario: dict[str, Any]) -> str:
-    largest = scenario["step_time_model"].get("cuda_graph_max_tokens")
-    if largest is None:
-        return "off (--enforce-eager)" if scenario.get("enforce_eager") else "off"
-    which = scenario["step_time_model"].get("cuda_graph_steps")
-    steps = "decode-only steps" if which == "decode-only" else "steps"
-    return f"{steps} of up to {largest:,.0f} tokens padded to a captured size (1, 2, 4, 8k)"
-
-
-def _precision_text(scenario: dict[str, Any]) -> str:
-    kv = scenario["kv_cache_dtype"]
-    kv_text = f"{kv} (1 byte)" if scenario["kv_cache_bytes_per_element"] == 1 else f"{kv} (16-bit)"
-    return f"{scenario['gemm']}; KV cache {kv_text}"
-
-
 def _print_human(result: Any, trace_name: str) -> None:
     summary = result.summary
     scenario = summary["scenario"]
@@ -332,9 +318,9 @@ def _print_human(result: Any, trace_name: str) -> None:
                     else ""
                 ),
             ),
-            ("Precision", _precision_text(scenario)),
+            ("Precision", precision_text(scenario)),
             ("Step times", scenario["calibration"]),
-            ("CUDA graphs", _graphs_text(scenario)),
+            ("CUDA graphs", graphs_text(scenario)),
             ("Cost", f"${scenario['cost_per_hour_usd']:,.2f}/hour (indicative)"),
         ],
     )

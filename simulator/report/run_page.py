@@ -19,6 +19,7 @@ from simulator.errors import SimreplayError
 from simulator.io import read_parquet
 from simulator.report import figures as F
 from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
+from simulator.scenario_text import graphs_text, precision_text
 
 SUMMARY_FILE = "summary.json"
 REQUESTS_FILE = "requests.parquet"
@@ -874,9 +875,13 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         )
     if "router" in s:
         rows.append(("Router", esc(s["router"])))
+    if {"gemm", "kv_cache_dtype", "kv_cache_bytes_per_element"} <= s.keys():
+        rows.append(("Precision", esc(precision_text(s))))
     calibration = str(s["calibration"])
     badge = "warn" if "uncalibrated" in calibration or "roofline" in calibration else ""
     rows.append(("Step times", f'<span class="badge {badge}">{esc(calibration)}</span>'))
+    if isinstance(s.get("step_time_model"), dict):
+        rows.append(("CUDA graphs", esc(graphs_text(s))))
     if "cost_per_hour_usd" in s:
         rows.append(("Cost", esc(f"${s['cost_per_hour_usd']:,.2f}/hour (indicative)")))
     if "seed" in s:

@@ -1,0 +1,26 @@
+"""Scenario facts as one line of words, the same in `simreplay run`'s table and the report.
+
+Both read ``summary.json``'s ``scenario`` object (``Scenario.describe``), so a page redrawn
+from saved outputs says what the run printed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def graphs_text(scenario: dict[str, Any]) -> str:
+    """Whether steps are padded to a captured CUDA-graph size, and up to which size."""
+    largest = scenario["step_time_model"].get("cuda_graph_max_tokens")
+    if largest is None:
+        return "off (--enforce-eager)" if scenario.get("enforce_eager") else "off"
+    which = scenario["step_time_model"].get("cuda_graph_steps")
+    steps = "decode-only steps" if which == "decode-only" else "steps"
+    return f"{steps} of up to {largest:,.0f} tokens padded to a captured size (1, 2, 4, 8k)"
+
+
+def precision_text(scenario: dict[str, Any]) -> str:
+    """Weights and GEMM precision, and the KV cache's element size."""
+    kv = scenario["kv_cache_dtype"]
+    kv_text = f"{kv} (1 byte)" if scenario["kv_cache_bytes_per_element"] == 1 else f"{kv} (16-bit)"
+    return f"{scenario['gemm']}; KV cache {kv_text}"
