@@ -378,3 +378,41 @@ def test_report_slo_other_than_the_sweeps_judges_the_rows_by_it(sweep_dir, rows)
     # The sweep's own SLO given again: the rows' verdicts and attainment stand.
     same = load_sweep(sweep_dir, parse_slo(SLO))
     assert [r.get("slo_met") for r in same.rows] == [r.get("slo_met") for r in rows]
+
+
+def test_every_scenario_knob_is_a_sweep_page_knob():
+    """Found by a new-user pass: a sweep over --quantization none,fp8 and --pp 1,2 said
+    'Knobs varied: gpus', drew one line per GPU type through a single point per count, and
+    its table had no quantization or pp column (rows looked like duplicates)."""
+    import dataclasses
+
+    from simulator.report.sweep_page import KNOBS
+    from simulator.scenario import Scenario
+
+    assert {f.name for f in dataclasses.fields(Scenario)} <= set(KNOBS)
+
+
+def test_a_sweep_over_quantization_and_pp_shows_them(tmp_path):
+    target = tmp_path / "q"
+    target.mkdir()
+    rows = {
+        "gpus": ["1xH100", "1xH100", "2xH100", "2xH100", "2xH100", "2xH100"],
+        "quantization": [None, "fp8", None, "fp8", None, "fp8"],
+        "pp": [1, 1, 1, 1, 2, 2],
+        "ttft_p99_ms": [146.3, 109.1, 108.5, 90.2, 149.6, 147.8],
+        "cost_per_hour_usd": [2.99, 2.99, 5.98, 5.98, 5.98, 5.98],
+        "status": ["ok"] * 6,
+    }
+    write_parquet_atomic(pa.table(rows), target / "rows.parquet")
+    sweep = load_sweep(target)
+    figures = {f["id"]: f for f in sweep_figures(sweep)}
+    names = [s["name"] for s in figures["sweep_ttft_p99"]["series"]]
+    assert len(names) == 4 and all("pp=" in n and "quantization=" in n for n in names)
+    result = invoke("report", target, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    page = (target / "report.html").read_text()
+    assert "<th>quantization</th>" in page and "<th>pp</th>" in page
+    # Knobs that did not vary stay out of the table.
+    write_parquet_atomic(pa.table({**rows, "closed_loop": [False] * 6}), target / "rows.parquet")
+    assert invoke("report", target, "--no-png").exit_code == 0
+    assert "<th>closed_loop</th>" not in (target / "report.html").read_text()

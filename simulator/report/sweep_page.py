@@ -35,24 +35,45 @@ from simulator.report.html import esc, figure_div, key_value_table, number_cell,
 from simulator.report.run_page import read_table
 
 PLAN_FILE = "plan.json"
-#: Scenario knobs, in the order heat-map axes and series are chosen from.
+#: Scenario knobs, in the order heat-map axes and series are chosen from: every ``Scenario``
+#: field (a test checks), so any knob a sweep varies is named in the lines and the table.
 KNOBS = (
     "rate_scale",
     "num_gpus",
     "gpu",
     "gpus",
     "tp",
+    "pp",
     "model",
+    "quantization",
+    "kv_cache_dtype",
     "max_num_seqs",
     "max_num_batched_tokens",
     "scheduler",
     "router",
+    "enable_prefix_caching",
+    "prefix_load_cap",
+    "closed_loop",
+    "enforce_eager",
     "block_size",
     "gpu_memory_utilization",
+    "max_model_len",
     "chunk_size",
     "calibration",
     "trace",
     "seed",
+)
+#: Knobs the table lists only when they vary (a store has every knob as a column; these
+#: rarely change and would widen every table with a constant column).
+SHOWN_WHEN_VARIED = (
+    "pp",
+    "quantization",
+    "kv_cache_dtype",
+    "enable_prefix_caching",
+    "prefix_load_cap",
+    "closed_loop",
+    "enforce_eager",
+    "max_model_len",
 )
 ATTAINMENT_COLUMNS = ("slo_attainment_all", "attainment_all", "slo_attainment")
 LATENCY_COLUMNS = ("ttft_p99_ms", "tpot_p99_ms")
@@ -526,7 +547,14 @@ def _knob_text(row: dict[str, Any], knob: str) -> str:
 
 
 def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
-    knobs = [k for k in KNOBS if k in sweep.columns and k not in ("gpu", "num_gpus")]
+    varying = set(varying_knobs(sweep))
+    knobs = [
+        k
+        for k in KNOBS
+        if k in sweep.columns
+        and k not in ("gpu", "num_gpus")
+        and (k in varying or k not in SHOWN_WHEN_VARIED)
+    ]
     metrics = [m for m in TABLE_METRICS if m in sweep.columns]
     ordered = sorted(
         sweep.rows,
