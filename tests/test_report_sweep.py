@@ -416,3 +416,25 @@ def test_a_sweep_over_quantization_and_pp_shows_them(tmp_path):
     write_parquet_atomic(pa.table({**rows, "closed_loop": [False] * 6}), target / "rows.parquet")
     assert invoke("report", target, "--no-png").exit_code == 0
     assert "<th>closed_loop</th>" not in (target / "report.html").read_text()
+
+
+def test_heatmap_caption_names_the_knobs_its_cells_mix(tmp_path):
+    """Found by a new-user pass: a sweep over two models drew 2xA100 at rate 1 as '50%',
+    the mean of the 8B model's 100% and the 70B model's 0%, without saying cells mix them."""
+    target = tmp_path / "mix"
+    target.mkdir()
+    rows = {
+        "gpus": ["2xA100"] * 4 + ["4xH100"] * 4,
+        "model": ["llama-3.1-8b", "llama-3.1-70b"] * 4,
+        "rate_scale": [1.0, 1.0, 2.0, 2.0] * 2,
+        "ttft_p99_ms": [465.0, 9e6, 1022.0, 9e6, 98.0, 1810.0, 111.0, 3e5],
+        "slo_attainment": [1.0, 0.0, 0.98, 0.0, 1.0, 0.9, 1.0, 0.0],
+        "status": ["ok"] * 8,
+    }
+    write_parquet_atomic(pa.table(rows), target / "rows.parquet")
+    heat = {f["id"]: f for f in sweep_figures(load_sweep(target))}["sweep_slo_heatmap"]
+    assert "model (2 values)" in heat["caption"]
+    heat = {f["id"]: f for f in sweep_figures(load_sweep(target), ("rate_scale", "model"))}[
+        "sweep_slo_heatmap"
+    ]
+    assert "gpus (2 values)" in heat["caption"] and "model (" not in heat["caption"]

@@ -462,6 +462,20 @@ def _sort_key(value: Any) -> tuple[int, float, str]:
     return (0, number, "") if math.isfinite(number) else (1, 0.0, str(value))
 
 
+def _mixed_note(sweep: SweepRows, knobs: list[str], axes: tuple[str, str]) -> str:
+    """Which other knobs a heat-map cell averages over, when any varies."""
+    on_axes = set(axes)
+    if "gpus" in on_axes or {"gpu", "num_gpus"} <= on_axes:
+        on_axes |= {"gpus", "gpu", "num_gpus"}
+    others = [k for k in _shown_knobs(knobs) if k not in on_axes]
+    if not others:
+        return ""
+    counts = ", ".join(
+        f"{k} ({len({str(row.get(k)) for row in sweep.rows})} values)" for k in others
+    )
+    return f"; each cell mixes the scenarios of every {counts} (--heatmap picks other axes)"
+
+
 def _heatmap(
     sweep: SweepRows, knobs: list[str], axes: tuple[str, str] | None
 ) -> dict[str, Any] | None:
@@ -518,6 +532,7 @@ def _heatmap(
             if sweep.rejudged
             else "Share of the scenarios in each cell that meet every SLO bound (slo_met)"
         )
+        + _mixed_note(sweep, knobs, (x_name, y_name))
         + "; infeasible scenarios count as 0; grey: no scenario.",
     }
 
