@@ -920,3 +920,21 @@ def test_the_page_names_the_precision_and_cuda_graphs_as_the_run_printed_them(tm
     # A summary written before these keys existed has neither row, and no error.
     old = {k: v for k, v in summary["scenario"].items() if k not in ("gemm", "step_time_model")}
     assert "Precision" not in dict(_scenario_rows({"scenario": old}))
+
+
+def test_rejected_requests_are_flagged_at_the_top(tmp_path):
+    """Found by a new-user pass: a run that rejected every request (--max-model-len 64)
+    showed n/a for every latency and no word at the top of the page about why; rejections
+    were one row at the end of the totals table."""
+    trace = conversation_trace(tmp_path / "chats.jsonl", 30, seed=3)
+    out = tmp_path / "rejected"
+    result = invoke(
+        "run", trace, "--gpus", "1xA100", "--max-model-len", "64", "--out", out, "--report"
+    )
+    assert result.exit_code == 0, result.stderr
+    page = (out / "report.html").read_text()
+    import html
+
+    header = html.unescape(page[: page.index("<h2>")])
+    assert 'badge bad">rejected</span> 30 of 30 requests (100.0%)' in header
+    assert "30 longer than the model's context" in header

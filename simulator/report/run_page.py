@@ -1099,12 +1099,25 @@ def render_run_page(outputs: RunOutputs, figures: list[dict[str, Any]]) -> str:
             "started when the last one arrived: the queue grows, so latencies grow with the "
             "trace's length.</p>"
         )
+    rejected = ""
+    num_rejected = summary["num_rejected"]
+    if num_rejected:
+        reasons = sorted(summary.get("rejected_by_reason", {}).items(), key=lambda item: -item[1])
+        why = "; ".join(f"{count:,} {reason}" for reason, count in reasons)
+        rejected = (
+            f'<p><span class="badge bad">rejected</span> {num_rejected:,} of '
+            f"{_count(summary['num_requests'], 'request')} "
+            f"({num_rejected / summary['num_requests']:.1%}) were never served"
+            + (f": {esc(why)}" if why else "")
+            + "; latencies are those of the completed requests.</p>"
+        )
     parts = [
         f"<header><h1>{esc(title)}</h1>",
         f'<p class="sub">{_count(summary["num_requests"], "request")} replayed; outputs in '
         f"<code>{esc(outputs.directory.name or outputs.directory)}</code>. Step times: "
         f"<strong>{esc(scenario['calibration'])}</strong>.</p></header>",
         overloaded,
+        rejected,
         "<h2>Scenario</h2>",
         key_value_table(_scenario_rows(summary)),
         "<h2>Summary</h2>",
