@@ -438,3 +438,28 @@ def test_heatmap_caption_names_the_knobs_its_cells_mix(tmp_path):
         "sweep_slo_heatmap"
     ]
     assert "gpus (2 values)" in heat["caption"] and "model (" not in heat["caption"]
+
+
+def test_a_sweep_still_running_is_said_to_be_partial(sweep_dir, tmp_path):
+    """Found by a new-user pass: `report` on a store while its sweep was still writing rows
+    drew '2 scenarios (2 ran, 0 infeasible)' as if the sweep were whole."""
+    import fcntl
+
+    from simulator.report.sweep_page import STORE_LOCK
+    from simulator.sweep.store import LOCK_NAME
+
+    assert STORE_LOCK == LOCK_NAME
+    target = tmp_path / "running"
+    target.mkdir()
+    for path in (sweep_dir / "rows").glob("*.parquet"):
+        (target / path.name).write_bytes(path.read_bytes())
+    with open(target / ".sweep.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.write("12345\n")
+        handle.flush()
+        result = invoke("report", target, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    assert "still writing rows" in (target / "report.html").read_text()
+    assert "still writing rows" in result.stderr
+    result = invoke("report", target, "--no-png")
+    assert "still writing rows" not in (target / "report.html").read_text()

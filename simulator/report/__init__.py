@@ -28,7 +28,12 @@ from simulator.report.run_page import (
     render_run_page,
     run_figures,
 )
-from simulator.report.sweep_page import load_sweep, render_sweep_page, sweep_figures
+from simulator.report.sweep_page import (
+    load_sweep,
+    render_sweep_page,
+    still_writing_note,
+    sweep_figures,
+)
 
 
 @dataclass
@@ -38,6 +43,7 @@ class ReportFiles:
     page: Path
     pngs: list[Path] = field(default_factory=list)
     png_skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def write_run_report(directory: Path, *, pngs: bool = True) -> ReportFiles:
@@ -94,7 +100,10 @@ def write_sweep_report(
     directory = Path(directory)
     sweep = load_sweep(directory, slo)
     figures = sweep_figures(sweep, heatmap_axes)
-    return _write(directory, render_sweep_page(sweep, figures), figures, pngs)
+    files = _write(directory, render_sweep_page(sweep, figures), figures, pngs)
+    if sweep.still_writing:
+        files.notes.append(still_writing_note(sweep))
+    return files
 
 
 def write_report(directory: Path, **options: object) -> ReportFiles:

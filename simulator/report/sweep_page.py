@@ -35,6 +35,8 @@ from simulator.report.html import esc, figure_div, key_value_table, number_cell,
 from simulator.report.run_page import read_table
 
 PLAN_FILE = "plan.json"
+#: The lock a running ``sweep run`` holds (``simulator/sweep/store.py``, ``LOCK_NAME``).
+STORE_LOCK = ".sweep.lock"
 #: Scenario knobs, in the order heat-map axes and series are chosen from: every ``Scenario``
 #: field (a test checks), so any knob a sweep varies is named in the lines and the table.
 KNOBS = (
@@ -101,6 +103,8 @@ class SweepRows:
         ``{"ttft": (percentile, bound_ms), ...}`` when known, else empty.
     answer : dict or None
         The ``plan`` answer (``plan.json``) when present.
+    still_writing : bool
+        A ``sweep run`` holds the store's lock: more rows are coming.
     rejudged : bool
         ``slo_met`` was recomputed for the ``--slo`` given to ``report`` (the rows were
         judged against another SLO, or one not recorded), and the attainment columns,
@@ -113,6 +117,7 @@ class SweepRows:
     slo: dict[str, tuple[int, float]]
     answer: dict[str, Any] | None
     rejudged: bool = False
+    still_writing: bool = False
 
 
 def sweep_files(directory: Path) -> list[Path]:
@@ -183,7 +188,31 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
     if slo is None and len(stored) == 1:
         slo = parse_slo(stored.pop())
     bounds = {metric: (p, bound) for _, (metric, p, bound) in (slo or {}).items()}
-    return SweepRows(directory, rows, columns, bounds, _read_plan(directory), rejudged)
+    return SweepRows(
+        directory, rows, columns, bounds, _read_plan(directory), rejudged, _still_writing(directory)
+    )
+
+
+def _still_writing(directory: Path) -> bool:
+    """Whether a ``sweep run`` holds the store's lock (``sweep/store.py``: an ``flock`` on
+    ``.sweep.lock``, released by the system when its holder ends, however it ends)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: nothing is locked there
+        return False
+    try:
+        handle = open(directory / STORE_LOCK, encoding="utf-8")  # noqa: SIM115
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def _judge(rows: list[dict[str, Any]], slo: dict[str, tuple[str, int, float]]) -> None:
@@ -619,6 +648,14 @@ def _shown_knobs(knobs: list[str]) -> list[str]:
     return [k for k in knobs if "gpus" not in knobs or k not in ("gpu", "num_gpus")]
 
 
+def still_writing_note(sweep: SweepRows) -> str:
+    """What to say of a store a sweep is still writing."""
+    return (
+        f"a sweep is still writing rows into {sweep.directory}: this shows the "
+        f"{len(sweep.rows):,} scenarios finished so far; report again when it ends"
+    )
+
+
 def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
     """The sweep page as HTML text."""
     answer, answer_kind = answer_row(sweep)
@@ -639,6 +676,8 @@ def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
             ),
         ),
     ]
+    if sweep.still_writing:
+        facts.append(("Store", f'<span class="badge warn">{esc(still_writing_note(sweep))}</span>'))
     if answer is not None:
         cost = _number(answer.get("cost_per_hour_usd"))
         # The knobs that vary say which scenario it is (e.g. which model met the SLO).
