@@ -938,3 +938,19 @@ def test_rejected_requests_are_flagged_at_the_top(tmp_path):
     header = html.unescape(page[: page.index("<h2>")])
     assert 'badge bad">rejected</span> 30 of 30 requests (100.0%)' in header
     assert "30 longer than the model's context" in header
+
+
+def test_no_png_says_the_earlier_pngs_were_left_as_they_were(run_dir, tmp_path):
+    """Found by a new-user pass: `report DIR --no-png` over outputs redrawn by another run
+    rewrote the page and silently left plots/*.png of the earlier report beside it."""
+    import shutil
+
+    out = tmp_path / "results"
+    shutil.copytree(run_dir, out)
+    result = invoke("report", out, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "not redrawn (--no-png)" in notes[0] and "plots" in notes[0]
+    shutil.rmtree(out / "plots")
+    result = invoke("report", out, "--no-png")
+    assert not [line for line in result.stderr.splitlines() if line.startswith("note:")]

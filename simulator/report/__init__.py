@@ -17,7 +17,7 @@ from pathlib import Path
 
 from simulator.errors import SimreplayError
 from simulator.io import write_text_atomic
-from simulator.report.png import MISSING, matplotlib_available, write_pngs
+from simulator.report.png import FIGURE_IDS, MISSING, matplotlib_available, write_pngs
 from simulator.report.run_page import (
     PLOTS_DIR,
     REPORT_FILE,
@@ -133,6 +133,12 @@ def _write(directory: Path, text: str, figures: list[dict], pngs: bool) -> Repor
     if pngs:
         files.png_skipped = MISSING
     write_text_atomic(text, page_path)
+    earlier = [p for p in sorted((directory / PLOTS_DIR).glob("*.png")) if p.stem in FIGURE_IDS]
+    if earlier and not pngs:
+        files.notes.append(
+            f"{directory / PLOTS_DIR}: {len(earlier)} PNGs of an earlier report were not "
+            "redrawn (--no-png); they may not match this page"
+        )
     return files
 
 
