@@ -345,30 +345,6 @@ def _summary(
     return summary
 
 
-def cuda_graphs_text(scenario: dict[str, Any]) -> str:
-    """The CUDA graphs a run modelled, in words, from its summary's ``scenario`` (``run``'s
-    table and the run page)."""
-    step_time_model = scenario.get("step_time_model", {})
-    largest = step_time_model.get("cuda_graph_max_tokens")
-    if largest is None:
-        return "off (--enforce-eager)" if scenario.get("enforce_eager") else "off"
-    decode_only = step_time_model.get("cuda_graph_steps") == "decode-only"
-    steps = "decode-only steps" if decode_only else "steps"
-    return (
-        f"{steps} of up to {largest:,.0f} tokens padded to a captured size "
-        "(1, 2, 4, then multiples of 8)"
-    )
-
-
-def token_budget_text(scenario: dict[str, Any]) -> str:
-    """What a batch-knobs line adds when the token budget per step is not
-    ``max_num_batched_tokens`` (sarathi's is ``--chunk-size``)."""
-    budget = scenario.get("token_budget_per_step")
-    if budget is None or budget == scenario.get("max_num_batched_tokens"):
-        return ""
-    return f", chunk_size={budget} (token budget per step)"
-
-
 def _kv_usage(
     state: EngineState, num_kv_blocks: int, num_replicas: int, pp: int = 1
 ) -> dict[str, Any]:

@@ -458,7 +458,7 @@ def _truncate(path: Path) -> None:
         (
             True,
             lambda d: _truncate(d / "requests.parquet"),
-            ("requests.parquet", "not a readable parquet file"),
+            ("outputs/requests.parquet", "not a readable parquet file"),
         ),
         (True, lambda d: (d / "steps.parquet").unlink(), ("missing steps.parquet",)),
         (
@@ -803,3 +803,186 @@ def test_scenario_table_names_sarathis_token_budget(summary):
     sarathi["scenario"].update(scheduler="sarathi", token_budget_per_step=512)
     knobs = dict(_scenario_rows(sarathi))["Batch knobs"]
     assert knobs.endswith(", chunk_size=512 (token budget per step)"), knobs
+
+
+def test_a_one_request_run_reads_in_the_singular(run_dir, tmp_path):
+    """Found by a new-user pass: a one-request trace's page said '1 requests replayed' and
+    '1 completed requests; curve through 244 quantiles' (of one value)."""
+    one = tmp_path / "one"
+    one.mkdir()
+    for name in ("summary.json", "requests.parquet", "steps.parquet"):
+        (one / name).write_bytes((run_dir / name).read_bytes())
+    table = pq.read_table(one / "requests.parquet")
+    first = table.slice(0, 1)
+    write_parquet_atomic(first, one / "requests.parquet")
+    summary = json.loads((one / "summary.json").read_text())
+    summary["num_requests"] = 1
+    (one / "summary.json").write_text(json.dumps(summary))
+    result = invoke("report", one, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    text = (one / "report.html").read_text()
+    assert "1 request replayed" in text and "1 requests" not in text
+    assert "1 completed request; curve through 1 quantile." in text
+
+
+@pytest.mark.skipif(not matplotlib_available(), reason="needs matplotlib")
+def test_redrawing_removes_an_earlier_reports_pngs_only(run_dir, tmp_path):
+    """Found by a new-user pass: `run --out X --report` over a prefix-cache run's folder left
+    that run's prefix_cache_*.png beside the new run's PNGs; files of the user's own stay."""
+    import shutil
+
+    out = tmp_path / "results"
+    shutil.copytree(run_dir, out)
+    stale = out / "plots" / "prefix_cache_hit_rate.png"
+    stale.write_bytes(b"an earlier run's picture")
+    mine = out / "plots" / "my-notes.png"
+    mine.write_bytes(b"mine")
+    result = invoke("report", out)
+    assert result.exit_code == 0, result.stderr
+    assert not stale.exists() and mine.read_bytes() == b"mine"
+    assert sorted(p.stem for p in (out / "plots").glob("*.png")) == sorted(
+        [p.stem for p in (run_dir / "plots").glob("*.png")] + ["my-notes"]
+    )
+
+
+@pytest.mark.skipif(not matplotlib_available(), reason="needs matplotlib")
+def test_ctrl_c_while_drawing_leaves_the_earlier_report_whole(run_dir, tmp_path, monkeypatch):
+    """Found by a new-user pass: Ctrl-C while the PNGs were drawn left the new page with some
+    new PNGs and the rest from the earlier report (or none)."""
+    import shutil
+
+    import simulator.report.png as png
+
+    out = tmp_path / "results"
+    shutil.copytree(run_dir, out)
+    (out / "report.html").write_text("earlier page")
+    for p in (out / "plots").iterdir():
+        p.write_bytes(b"earlier " + p.name.encode())
+    before = {p.name: p.read_bytes() for p in (out / "plots").iterdir()}
+    drawn = []
+    real = png.draw_png
+
+    def draw_then_interrupt(spec, path):
+        if len(drawn) == 3:
+            raise KeyboardInterrupt
+        drawn.append(spec["id"])
+        real(spec, path)
+
+    monkeypatch.setattr(png, "draw_png", draw_then_interrupt)
+    from simulator.report import write_run_report
+
+    with pytest.raises(KeyboardInterrupt):
+        write_run_report(out)
+    assert (out / "report.html").read_text() == "earlier page"
+    assert {p.name: p.read_bytes() for p in (out / "plots").iterdir()} == before
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_every_figure_id_is_known_to_the_png_writer(figures, cache_figures):
+    from simulator.report.png import FIGURE_IDS
+
+    assert {f for f in figures} | {f for f in cache_figures} <= FIGURE_IDS
+
+
+def test_a_run_with_no_completed_request_says_why_its_distributions_are_empty(tmp_path):
+    """Found by a new-user pass: every request rejected (--max-model-len 64) drew empty CDF
+    frames with 1 and 10 ms ticks, captioned '0 completed requests; curve through 0
+    quantiles', in the page and the PNGs."""
+    trace = conversation_trace(tmp_path / "chats.jsonl", 30, seed=3)
+    out = tmp_path / "rejected"
+    result = invoke("run", trace, "--gpus", "1xA100", "--max-model-len", "64", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    figures = {f["id"]: f for f in run_figures(load_run_outputs(out))}
+    for fig_id in ("ttft_cdf", "tpot_cdf", "itl_cdf", "e2e_cdf"):
+        fig = figures[fig_id]
+        assert fig["series"] == [] and fig["empty"].startswith("Nothing to draw"), fig_id
+        assert "0 quantiles" not in fig["caption"]
+    assert "no request completed" in figures["ttft_cdf"]["empty"]
+    assert "empty" not in figures["arrival_rate"]
+    result = invoke("report", out, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    assert figures["ttft_cdf"]["empty"] in (out / "report.html").read_text()
+    if matplotlib_available():
+        from simulator.report.png import figure_for
+
+        fig = figure_for(figures["ttft_cdf"])
+        assert any(t.get_text() == figures["ttft_cdf"]["empty"] for t in fig.axes[0].texts)
+
+
+def test_scenario_rows_read_as_english_and_print_no_placeholder():
+    """Found by a new-user pass: '2 × 4 GPU' and, for a summary written before block_size
+    was recorded, 'KV cache per replica: 28,067 blocks of ? tokens'."""
+    from simulator.report.run_page import _scenario_rows
+
+    scenario = {
+        "gpus": "8xH100-SXM", "model": "llama-3.1-70b", "tp": 4, "num_replicas": 2,
+        "kv_blocks_per_replica": 27155, "calibration": "roofline",
+    }  # fmt: skip
+    rows = dict(_scenario_rows({"scenario": scenario}))
+    assert rows["Replicas"] == "2 \u00d7 4 GPUs"
+    assert rows["KV cache per replica"] == "27,155 blocks"
+    scenario.update(tp=1, block_size=16, pp=2, pipeline_parallel="two stages")
+    rows = dict(_scenario_rows({"scenario": scenario}))
+    assert rows["Replicas"].startswith("2 \u00d7 (tp 1 \u00d7 pp 2) GPUs;")
+    assert rows["KV cache per replica"] == "27,155 blocks of 16 tokens"
+    scenario.update(pp=1)
+    assert dict(_scenario_rows({"scenario": scenario}))["Replicas"] == "2 \u00d7 1 GPU"
+
+
+def test_the_page_names_the_precision_and_cuda_graphs_as_the_run_printed_them(tmp_path):
+    """Found by a new-user pass: `run --quantization fp8 --report` printed 'Precision: FP8
+    W8A8 ...' and 'CUDA graphs: ...' but the page had neither, so an FP8 run's page could
+    not be told from a 16-bit one's."""
+    from simulator.report.run_page import _scenario_rows
+    from simulator.scenario_text import graphs_text, precision_text
+
+    trace = conversation_trace(tmp_path / "chats.jsonl", 20, seed=4)
+    out = tmp_path / "fp8"
+    result = invoke(
+        "run", trace, "--gpus", "1xH100", "--quantization", "fp8", "--kv-cache-dtype", "fp8",
+        "--out", out, "--enforce-eager",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    rows = dict(_scenario_rows(summary))
+    assert rows["Precision"] == precision_text(summary["scenario"])
+    assert "FP8" in rows["Precision"] and "(1 byte)" in rows["Precision"]
+    assert rows["CUDA graphs"] == graphs_text(summary["scenario"]) == "off (--enforce-eager)"
+    assert f"Precision             {rows['Precision']}" in result.stdout
+    # A summary written before these keys existed has neither row, and no error.
+    old = {k: v for k, v in summary["scenario"].items() if k not in ("gemm", "step_time_model")}
+    assert "Precision" not in dict(_scenario_rows({"scenario": old}))
+
+
+def test_rejected_requests_are_flagged_at_the_top(tmp_path):
+    """Found by a new-user pass: a run that rejected every request (--max-model-len 64)
+    showed n/a for every latency and no word at the top of the page about why; rejections
+    were one row at the end of the totals table."""
+    trace = conversation_trace(tmp_path / "chats.jsonl", 30, seed=3)
+    out = tmp_path / "rejected"
+    result = invoke(
+        "run", trace, "--gpus", "1xA100", "--max-model-len", "64", "--out", out, "--report"
+    )
+    assert result.exit_code == 0, result.stderr
+    page = (out / "report.html").read_text()
+    import html
+
+    header = html.unescape(page[: page.index("<h2>")])
+    assert 'badge bad">rejected</span> 30 of 30 requests (100.0%)' in header
+    assert "30 longer than the model's context" in header
+
+
+def test_no_png_says_the_earlier_pngs_were_left_as_they_were(run_dir, tmp_path):
+    """Found by a new-user pass: `report DIR --no-png` over outputs redrawn by another run
+    rewrote the page and silently left plots/*.png of the earlier report beside it."""
+    import shutil
+
+    out = tmp_path / "results"
+    shutil.copytree(run_dir, out)
+    result = invoke("report", out, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "not redrawn (--no-png)" in notes[0] and "plots" in notes[0]
+    shutil.rmtree(out / "plots")
+    result = invoke("report", out, "--no-png")
+    assert not [line for line in result.stderr.splitlines() if line.startswith("note:")]

@@ -223,3 +223,11 @@ def test_the_sweep_page_draws_every_figure(sweep_page, tmp_path):
     cost = re.search(r'id="fig-sweep_cost_front".*?</svg>', dom, re.S).group(0)
     assert cost.count('class="point"') == 16  # every scenario; the frontier is a line
     assert 'class="marker highlight"' in cost
+
+
+def test_the_zoom_readout_uses_the_axis_unit(page, tmp_path):
+    """Found by a new-user pass: an hour-long zoom read 'showing 3.6k s to 7.2k s of the
+    trace' above axes in minutes."""
+    dom, log = _open(page, tmp_path, "--dump-dom", fragment="#t=3600-7200")
+    assert _console_messages(log) == []
+    assert "showing 60 min to 120 min of the trace" in dom

@@ -280,3 +280,186 @@ def test_knob_cells_are_empty_where_a_knob_is_unset_or_unused():
     sarathi = {"scheduler": "sarathi", "chunk_size": 512}
     assert _knob_text(vllm, "chunk_size") == "" and _knob_text(vllm, "max_num_seqs") == ""
     assert _knob_text(vllm, "tp") == "2" and _knob_text(sarathi, "chunk_size") == "512"
+
+
+def test_tp_left_to_auto_shows_the_tp_used():
+    """Found by a new-user pass: a sweep without --tp has tp None in every row and the
+    chosen degree in tp_used; the table's tp column was blank on every row."""
+    from simulator.report.sweep_page import _knob_text
+
+    assert _knob_text({"tp": None, "tp_used": 4}, "tp") == "4 (auto)"
+    assert _knob_text({"tp": 2, "tp_used": 2}, "tp") == "2"
+    assert _knob_text({"tp": None}, "tp") == ""
+
+
+def test_the_answer_names_the_knobs_that_vary(tmp_path):
+    """Found by a new-user pass: a sweep over two models said 'Cheapest scenario meeting the
+    SLO: 2xA100, $3.58/hour' without saying which model (or rate) met it."""
+    target = tmp_path / "models"
+    target.mkdir()
+    rows = {
+        "gpus": ["2xA100", "2xA100", "4xH100", "4xH100"],
+        "model": ["llama-3.1-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-8b"],
+        "tp": [None, None, None, None],
+        "tp_used": [2, 1, 4, 1],
+        "ttft_p99_ms": [9e6, 465.0, 1810.0, 98.0],
+        "cost_per_hour_usd": [3.58, 3.58, 11.96, 11.96],
+        "slo_met": [False, True, True, True],
+        "status": ["ok"] * 4,
+    }
+    write_parquet_atomic(pa.table(rows), target / "rows.parquet")
+    result = invoke("report", target, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    page = (target / "report.html").read_text()
+    assert "\u2605 2xA100 model=llama-3.1-8b, $3.58/hour" in page
+    figures = {f["id"]: f for f in sweep_figures(load_sweep(target))}
+    (marker,) = figures["sweep_cost_front"]["markers"]
+    assert "model=llama-3.1-8b" in marker["name"]
+
+
+def test_a_sweep_killed_before_its_first_row_says_so(tmp_path):
+    """Found by a new-user pass: a sweep interrupted before any scenario finished leaves
+    sweep.json and an empty rows/; report said the folder was 'neither a run's outputs nor a
+    sweep's rows', as if it were not a sweep at all."""
+    store = tmp_path / "killed"
+    (store / "rows").mkdir(parents=True)
+    (store / "sweep.json").write_text(
+        json.dumps({"kind": "simreplay-sweep", "format_version": 1, "slo": None})
+    )
+    result = invoke("report", store, "--no-png")
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "sweep" in line and "no scenario has finished" in line and "sweep run" in line
+    assert not (store / "report.html").exists()
+
+
+def test_every_sweep_figure_id_is_known_to_the_png_writer(sweep_dir):
+    from simulator.report.png import FIGURE_IDS
+
+    ids = {f["id"] for f in sweep_figures(load_sweep(sweep_dir))}
+    assert "sweep_slo_heatmap" in ids and ids <= FIGURE_IDS
+
+
+def test_an_unreadable_row_file_is_named_with_its_folder(tmp_path):
+    """Found by a new-user pass: a truncated rows/<hash>.parquet was reported as
+    '<hash>.parquet: not a readable parquet file', without the folder it is in."""
+    target = tmp_path / "store"
+    (target / "rows").mkdir(parents=True)
+    write_parquet_atomic(pa.table({"gpus": ["4xA100"], "ttft_p99_ms": [3.0]}), target / "a.parquet")
+    (target / "rows" / "b.parquet").write_bytes(b"PAR1 truncated")
+    result = invoke("report", target, "--no-png")
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "store/rows/b.parquet: not a readable parquet file" in line
+
+
+def test_report_slo_other_than_the_sweeps_judges_the_rows_by_it(sweep_dir, rows):
+    """Found by a new-user pass: `report sweep/ --slo ttft_p99_ms=300` on a sweep judged at
+    2000 ms printed 'SLO: ttft p99 <= 300 ms' and ringed as 'cheapest meeting the SLO' a
+    scenario at 465 ms: the answer, the met column and the heat map were the rows' own
+    verdicts against the sweep's SLO."""
+    from simulator.metrics import parse_slo
+
+    ok = sorted(r["ttft_p99_ms"] for r in rows if r["ok"])
+    bound = ok[len(ok) // 4]
+    sweep = load_sweep(sweep_dir, parse_slo(f"ttft_p99_ms={bound}"))
+    for row in sweep.rows:
+        if row["ok"]:
+            assert row["slo_met"] is (row["ttft_p99_ms"] <= bound)
+    met = [r for r in sweep.rows if r["ok"] and r["ttft_p99_ms"] <= bound]
+    best = min(met, key=lambda r: (r["cost_per_hour_usd"], r["gpus"]))
+    figures = {f["id"]: f for f in sweep_figures(sweep)}
+    (marker,) = figures["sweep_cost_front"]["markers"]
+    assert marker["x"] == best["ttft_p99_ms"] and marker["y"] == best["cost_per_hour_usd"]
+    heat = figures["sweep_slo_heatmap"]
+    assert "slo_met" in heat["caption"] and "--slo" in heat["caption"]
+    cells = [v for line in heat["z"] for v in line if v is not None]
+    assert cells and all(v in (0.0, 0.5, 1.0) or 0 <= v <= 1 for v in cells)
+    # The sweep's own SLO given again: the rows' verdicts and attainment stand.
+    same = load_sweep(sweep_dir, parse_slo(SLO))
+    assert [r.get("slo_met") for r in same.rows] == [r.get("slo_met") for r in rows]
+
+
+def test_every_scenario_knob_is_a_sweep_page_knob():
+    """Found by a new-user pass: a sweep over --quantization none,fp8 and --pp 1,2 said
+    'Knobs varied: gpus', drew one line per GPU type through a single point per count, and
+    its table had no quantization or pp column (rows looked like duplicates)."""
+    import dataclasses
+
+    from simulator.report.sweep_page import KNOBS
+    from simulator.scenario import Scenario
+
+    assert {f.name for f in dataclasses.fields(Scenario)} <= set(KNOBS)
+
+
+def test_a_sweep_over_quantization_and_pp_shows_them(tmp_path):
+    target = tmp_path / "q"
+    target.mkdir()
+    rows = {
+        "gpus": ["1xH100", "1xH100", "2xH100", "2xH100", "2xH100", "2xH100"],
+        "quantization": [None, "fp8", None, "fp8", None, "fp8"],
+        "pp": [1, 1, 1, 1, 2, 2],
+        "ttft_p99_ms": [146.3, 109.1, 108.5, 90.2, 149.6, 147.8],
+        "cost_per_hour_usd": [2.99, 2.99, 5.98, 5.98, 5.98, 5.98],
+        "status": ["ok"] * 6,
+    }
+    write_parquet_atomic(pa.table(rows), target / "rows.parquet")
+    sweep = load_sweep(target)
+    figures = {f["id"]: f for f in sweep_figures(sweep)}
+    names = [s["name"] for s in figures["sweep_ttft_p99"]["series"]]
+    assert len(names) == 4 and all("pp=" in n and "quantization=" in n for n in names)
+    result = invoke("report", target, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    page = (target / "report.html").read_text()
+    assert "<th>quantization</th>" in page and "<th>pp</th>" in page
+    # Knobs that did not vary stay out of the table.
+    write_parquet_atomic(pa.table({**rows, "closed_loop": [False] * 6}), target / "rows.parquet")
+    assert invoke("report", target, "--no-png").exit_code == 0
+    assert "<th>closed_loop</th>" not in (target / "report.html").read_text()
+
+
+def test_heatmap_caption_names_the_knobs_its_cells_mix(tmp_path):
+    """Found by a new-user pass: a sweep over two models drew 2xA100 at rate 1 as '50%',
+    the mean of the 8B model's 100% and the 70B model's 0%, without saying cells mix them."""
+    target = tmp_path / "mix"
+    target.mkdir()
+    rows = {
+        "gpus": ["2xA100"] * 4 + ["4xH100"] * 4,
+        "model": ["llama-3.1-8b", "llama-3.1-70b"] * 4,
+        "rate_scale": [1.0, 1.0, 2.0, 2.0] * 2,
+        "ttft_p99_ms": [465.0, 9e6, 1022.0, 9e6, 98.0, 1810.0, 111.0, 3e5],
+        "slo_attainment": [1.0, 0.0, 0.98, 0.0, 1.0, 0.9, 1.0, 0.0],
+        "status": ["ok"] * 8,
+    }
+    write_parquet_atomic(pa.table(rows), target / "rows.parquet")
+    heat = {f["id"]: f for f in sweep_figures(load_sweep(target))}["sweep_slo_heatmap"]
+    assert "model (2 values)" in heat["caption"]
+    heat = {f["id"]: f for f in sweep_figures(load_sweep(target), ("rate_scale", "model"))}[
+        "sweep_slo_heatmap"
+    ]
+    assert "gpus (2 values)" in heat["caption"] and "model (" not in heat["caption"]
+
+
+def test_a_sweep_still_running_is_said_to_be_partial(sweep_dir, tmp_path):
+    """Found by a new-user pass: `report` on a store while its sweep was still writing rows
+    drew '2 scenarios (2 ran, 0 infeasible)' as if the sweep were whole."""
+    import fcntl
+
+    from simulator.report.sweep_page import STORE_LOCK
+    from simulator.sweep.store import LOCK_NAME
+
+    assert STORE_LOCK == LOCK_NAME
+    target = tmp_path / "running"
+    target.mkdir()
+    for path in (sweep_dir / "rows").glob("*.parquet"):
+        (target / path.name).write_bytes(path.read_bytes())
+    with open(target / ".sweep.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.write("12345\n")
+        handle.flush()
+        result = invoke("report", target, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    assert "still writing rows" in (target / "report.html").read_text()
+    assert "still writing rows" in result.stderr
+    result = invoke("report", target, "--no-png")
+    assert "still writing rows" not in (target / "report.html").read_text()

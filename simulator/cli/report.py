@@ -20,6 +20,8 @@ def announce(files: ReportFiles) -> None:
     err.print(f"wrote {files.page} ({size_kb:,.0f} kB){where}")
     if files.png_skipped:
         note(files.png_skipped)
+    for text in files.notes:
+        note(text)
 
 
 @domain_errors

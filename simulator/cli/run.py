@@ -21,6 +21,7 @@ from simulator.errors import SimreplayError
 from simulator.io import output_folder
 from simulator.metrics import parse_slo
 from simulator.models import DEFAULT_MODEL
+from simulator.scenario_text import graphs_text, precision_text, token_budget_text
 from simulator.trace.importer import import_trace
 from simulator.trace.options import ImportOptions
 
@@ -282,30 +283,12 @@ def _per_virtual_engine_text(scenario: dict[str, Any]) -> str:
     return f"; {scenario['kv_blocks_per_virtual_engine']:,} per virtual engine"
 
 
-def _graphs_text(scenario: dict[str, Any]) -> str:
-    from simulator.results import cuda_graphs_text
-
-    return cuda_graphs_text(scenario)
-
-
-def _budget_text(scenario: dict[str, Any]) -> str:
-    from simulator.results import token_budget_text
-
-    return token_budget_text(scenario)
-
-
 def _no_hits(summary: dict[str, Any]) -> str:
     """What the engine line adds when the cache is on but the trace gives it nothing to find
     (prefix caching is on by default, and most traces carry no hash_ids)."""
     if summary["scenario"].get("enable_prefix_caching") and "prefix_cache" not in summary:
         return "; the trace has no hash_ids: no prefix hits"
     return ""
-
-
-def _precision_text(scenario: dict[str, Any]) -> str:
-    kv = scenario["kv_cache_dtype"]
-    kv_text = f"{kv} (1 byte)" if scenario["kv_cache_bytes_per_element"] == 1 else f"{kv} (16-bit)"
-    return f"{scenario['gemm']}; KV cache {kv_text}"
 
 
 def _print_human(result: Any, trace_name: str) -> None:
@@ -336,7 +319,7 @@ def _print_human(result: Any, trace_name: str) -> None:
                 "Batch knobs",
                 f"max_num_seqs={scenario['max_num_seqs']}, "
                 f"max_num_batched_tokens={scenario['max_num_batched_tokens']}, "
-                f"max_model_len={scenario['max_model_len']:,}" + _budget_text(scenario),
+                f"max_model_len={scenario['max_model_len']:,}" + token_budget_text(scenario),
             ),
             (
                 "Router",
@@ -347,9 +330,9 @@ def _print_human(result: Any, trace_name: str) -> None:
                     else ""
                 ),
             ),
-            ("Precision", _precision_text(scenario)),
+            ("Precision", precision_text(scenario)),
             ("Step times", scenario["calibration"]),
-            ("CUDA graphs", _graphs_text(scenario)),
+            ("CUDA graphs", graphs_text(scenario)),
             ("Cost", f"${scenario['cost_per_hour_usd']:,.2f}/hour (indicative)"),
         ],
     )

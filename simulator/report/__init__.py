@@ -17,7 +17,7 @@ from pathlib import Path
 
 from simulator.errors import SimreplayError
 from simulator.io import write_text_atomic
-from simulator.report.png import MISSING, matplotlib_available, write_pngs
+from simulator.report.png import FIGURE_IDS, MISSING, matplotlib_available, write_pngs
 from simulator.report.run_page import (
     PLOTS_DIR,
     REPORT_FILE,
@@ -28,7 +28,12 @@ from simulator.report.run_page import (
     render_run_page,
     run_figures,
 )
-from simulator.report.sweep_page import load_sweep, render_sweep_page, sweep_figures
+from simulator.report.sweep_page import (
+    load_sweep,
+    render_sweep_page,
+    still_writing_note,
+    sweep_figures,
+)
 
 
 @dataclass
@@ -38,6 +43,7 @@ class ReportFiles:
     page: Path
     pngs: list[Path] = field(default_factory=list)
     png_skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def write_run_report(directory: Path, *, pngs: bool = True) -> ReportFiles:
@@ -94,7 +100,10 @@ def write_sweep_report(
     directory = Path(directory)
     sweep = load_sweep(directory, slo)
     figures = sweep_figures(sweep, heatmap_axes)
-    return _write(directory, render_sweep_page(sweep, figures), figures, pngs)
+    files = _write(directory, render_sweep_page(sweep, figures), figures, pngs)
+    if sweep.still_writing:
+        files.notes.append(still_writing_note(sweep))
+    return files
 
 
 def write_report(directory: Path, **options: object) -> ReportFiles:
@@ -113,13 +122,23 @@ def write_report(directory: Path, **options: object) -> ReportFiles:
 
 def _write(directory: Path, text: str, figures: list[dict], pngs: bool) -> ReportFiles:
     page_path = directory / REPORT_FILE
-    write_text_atomic(text, page_path)
     files = ReportFiles(page_path)
+    if pngs and matplotlib_available():
+        # The page is written once every PNG is drawn, just before they are moved in: an
+        # interrupted report leaves the earlier page and PNGs, not a mix.
+        files.pngs = write_pngs(
+            figures, directory / PLOTS_DIR, lambda: write_text_atomic(text, page_path)
+        )
+        return files
     if pngs:
-        if matplotlib_available():
-            files.pngs = write_pngs(figures, directory / PLOTS_DIR)
-        else:
-            files.png_skipped = MISSING
+        files.png_skipped = MISSING
+    write_text_atomic(text, page_path)
+    earlier = [p for p in sorted((directory / PLOTS_DIR).glob("*.png")) if p.stem in FIGURE_IDS]
+    if earlier and not pngs:
+        files.notes.append(
+            f"{directory / PLOTS_DIR}: {len(earlier)} PNGs of an earlier report were not "
+            "redrawn (--no-png); they may not match this page"
+        )
     return files
 
 

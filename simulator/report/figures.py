@@ -8,9 +8,10 @@ SVG by the page's script (``html.py``) and as PNG by matplotlib (``png.py``). A 
      "y": {"label": ..., "scale": ..., "min": ...?, "max": ...?},
      "series": [{"name": ..., "x": [...]?, "y": [...], "step": bool?, "dash": bool?}],
      "markers": [{"name": ..., "x": ..., "y": ...}], "vlines": [...], "hlines": [...],
-     "zoom": bool, "caption": ...}
+     "zoom": bool, "caption": ..., "empty": ...?}
 
-A series without ``x`` uses the figure's ``x.values``; ``None`` in ``y`` is a gap.
+A series without ``x`` uses the figure's ``x.values``; ``None`` in ``y`` is a gap. ``empty``,
+present only when there is nothing to draw, is the sentence both drawings show in the frame.
 
 Size is bounded whatever the trace's length: time series are reduced to at most
 ``MAX_BINS`` bins (fewer when there are many replicas, so that the per-replica KV lines

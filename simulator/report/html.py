@@ -54,8 +54,10 @@ def key_value_table(rows: Iterable[tuple[str, str]]) -> str:
 
 
 def figure_div(spec: dict[str, Any]) -> str:
-    """The box a figure is drawn into, with its title and caption."""
-    caption = f'<p class="caption">{esc(spec["caption"])}</p>' if spec.get("caption") else ""
+    """The box a figure is drawn into, with its title and caption (or, with nothing to draw,
+    the reason, where the caption goes)."""
+    text = spec.get("empty") or spec.get("caption")
+    caption = f'<p class="caption">{esc(text)}</p>' if text else ""
     return (
         f'<div class="fig" id="fig-{esc(spec["id"])}"><h3>{esc(spec["title"])}</h3>'
         f'<div class="legend"></div><div class="plot"></div><div class="tip"></div>{caption}'

@@ -7,6 +7,9 @@ bytes with the same matplotlib.
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,18 @@ import numpy as np
 from simulator.errors import SimreplayError
 from simulator.io import atomic_path
 from simulator.report.assets import PALETTE
+
+#: Every figure id the run and sweep pages draw (``run_page.py``, ``sweep_page.py``; a test
+#: checks both against it). A PNG in ``plots/`` named after one of them that this report
+#: does not draw is an earlier report's and is removed; other files there are left alone.
+FIGURE_IDS = frozenset(
+    {
+        "ttft_cdf", "tpot_cdf", "itl_cdf", "e2e_cdf", "arrival_rate", "queue_depth",
+        "batch_tokens", "kv_cache", "prefix_cache_hit_rate", "preemptions", "rolling_ttft",
+        "replica_balance", "prefix_cached_fraction",
+        "sweep_ttft_p99", "sweep_tpot_p99", "sweep_cost_front", "sweep_slo_heatmap",
+    }
+)  # fmt: skip
 
 MISSING = (
     "PNG figures need matplotlib: pip install 'simreplay[report]' "
@@ -40,15 +55,42 @@ def _time_unit(span_s: float) -> tuple[float, str]:
     return (3600.0, "h") if span_s > 7200 else (60.0, "min") if span_s > 180 else (1.0, "s")
 
 
+def tick_label(value: float) -> str:
+    """A tick's number as the page's script writes it (``report.js``, ``fmt``): ``250``,
+    ``2.5``, ``10k``, ``4M``, never ``1e+06`` or a ``1e6`` multiplier above the axis."""
+    if not np.isfinite(value):
+        return "n/a"
+    size = abs(value)
+    if size >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if size >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    if size >= 100:
+        return f"{round(value)}"
+    if size >= 1:
+        return f"{value:.3g}"
+    if size == 0:
+        return "0"
+    return f"{value:.2g}"
+
+
 def draw_png(spec: dict[str, Any], path: Path) -> None:
     """Draw one figure spec to ``path`` (atomically)."""
+    fig = figure_for(spec)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+
+
+def figure_for(spec: dict[str, Any]) -> Any:
+    """One figure spec as a matplotlib ``Figure`` (not yet drawn to a file)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
 
     wide = spec["x"].get("time", False)
-    fig = Figure(figsize=(11, 3.4) if wide else (7, 4.2), dpi=110, layout="constrained")
+    width_in = 11.0 if wide else 7.0
+    fig = Figure(figsize=(width_in, 3.4 if wide else 4.2), dpi=110, layout="constrained")
     ax = fig.add_subplot()
     if spec["kind"] == "bar":
         _bars(ax, spec)
@@ -65,11 +107,24 @@ def draw_png(spec: dict[str, Any], path: Path) -> None:
         ax.spines[side].set_visible(False)
     if len(spec["series"]) > 1:
         fig.legend(
-            fontsize=8, ncols=min(len(spec["series"]), 8 if wide else 4), frameon=False,
-            loc="outside lower center",
+            fontsize=8, ncols=_legend_columns(spec["series"], width_in, 8 if wide else 4),
+            frameon=False, loc="outside lower center",
         )  # fmt: skip
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
+    return fig
+
+
+#: Inches one legend entry takes besides its text (line sample, gaps), and per character
+#: of its text at the legend's 8 pt (a generous mean for DejaVu Sans).
+LEGEND_ENTRY_IN = 0.55
+LEGEND_CHAR_IN = 0.065
+
+
+def _legend_columns(series: list[dict[str, Any]], width_in: float, most: int) -> int:
+    """As many legend columns as the longest name lets fit across the picture: a sweep's
+    lines carry every knob that varies in their names, and four such columns overflow."""
+    longest = max((len(s["name"]) for s in series), default=1)
+    fit = int((width_in - 0.3) // (LEGEND_ENTRY_IN + LEGEND_CHAR_IN * longest))
+    return max(1, min(len(series), most, fit))
 
 
 def _lines(ax: Any, spec: dict[str, Any]) -> None:
@@ -126,12 +181,13 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
         )  # fmt: skip
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    plain = FuncFormatter(lambda v, _: tick_label(v))
     if spec["x"]["scale"] == "log":
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(plain)
     if spec["y"]["scale"] == "log":
         ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(plain)
+    if not tail:
         ax.yaxis.set_major_formatter(plain)
     if spec["x"].get("integer"):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -146,6 +202,11 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
             ax.set_ylim(bottom=spec["y"]["min"])
         if "max" in spec["y"]:
             ax.set_ylim(top=spec["y"]["max"])
+    if spec.get("empty"):
+        ax.text(
+            0.5, 0.5, spec["empty"], transform=ax.transAxes, ha="center", va="center",
+            color="#57606a", fontsize=10,
+        )  # fmt: skip
     if x_shared is not None and x_shared.size and spec["x"].get("time"):
         ax.set_xlim(np.nanmin(x_shared) / unit, np.nanmax(x_shared) / unit)
 
@@ -185,20 +246,52 @@ def _heatmap(fig: Any, ax: Any, spec: dict[str, Any]) -> None:
     fig.colorbar(image, ax=ax, label="SLO attainment", format=lambda v, _: f"{v:.0%}")
 
 
-def write_pngs(figures: list[dict[str, Any]], plots_dir: Path) -> list[Path]:
+def write_pngs(
+    figures: list[dict[str, Any]],
+    plots_dir: Path,
+    before_replacing: Callable[[], None] | None = None,
+) -> list[Path]:
     """Draw every figure into ``plots_dir/<id>.png``; returns the paths written.
+
+    The PNGs are drawn into a hidden folder beside ``plots_dir`` first, so an error or
+    Ctrl-C while drawing leaves ``plots_dir`` (and, with ``before_replacing`` writing the
+    page, the page) as they were: never some PNGs of this report and some of an earlier one.
+    Then ``before_replacing`` runs, the PNGs are moved in, and an earlier report's PNGs of
+    figures this one does not draw are removed.
 
     Raises
     ------
     SimreplayError
-        When matplotlib is not installed (``MISSING``).
+        When matplotlib is not installed (``MISSING``) or ``plots_dir`` cannot be written.
     """
     if not matplotlib_available():
         raise SimreplayError(MISSING)
-    plots_dir.mkdir(exist_ok=True)
-    paths = []
-    for spec in figures:
-        path = plots_dir / f"{spec['id']}.png"
-        draw_png(spec, path)
-        paths.append(path)
+    staging = plots_dir.with_name(f".{plots_dir.name}.{os.getpid()}.tmp")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            staging.mkdir()
+        except OSError as exc:
+            raise SimreplayError(f"{plots_dir}: cannot write it: {exc.strerror}") from None
+        for spec in figures:
+            draw_png(spec, staging / f"{spec['id']}.png")
+        if before_replacing is not None:
+            before_replacing()
+        return _replace_pngs(staging, plots_dir, [spec["id"] for spec in figures])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_pngs(staging: Path, plots_dir: Path, figure_ids: list[str]) -> list[Path]:
+    try:
+        plots_dir.mkdir(exist_ok=True)
+        paths = []
+        for fig_id in figure_ids:
+            path = plots_dir / f"{fig_id}.png"
+            os.replace(staging / path.name, path)
+            paths.append(path)
+        for stale in FIGURE_IDS.difference(figure_ids):
+            (plots_dir / f"{stale}.png").unlink(missing_ok=True)
+    except OSError as exc:
+        raise SimreplayError(f"{plots_dir}: cannot write it: {exc.strerror}") from None
     return paths

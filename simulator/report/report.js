@@ -336,7 +336,9 @@ function setZoom(z, keepUrl) {
   zoom = z;
   specs.forEach(function (s) { if (s.zoom) draw(s); });
   var r = document.getElementById("zoom-state");
-  if (r) r.textContent = z ? "showing " + fmt(z[0]) + " s to " + fmt(z[1]) + " s of the trace" : "";
+  // In the unit of the zoomed axes (timeUnit of the span), not always seconds.
+  var u = z ? timeUnit(z[1] - z[0]) : null;
+  if (r) r.textContent = z ? "showing " + fmt(z[0] / u[0]) + " " + u[1] + " to " + fmt(z[1] / u[0]) + " " + u[1] + " of the trace" : "";
   // The span is kept in the address (#t=START-END, trace seconds) so a zoomed view can be shared.
   if (!keepUrl) {
     try {

@@ -19,7 +19,7 @@ from simulator.errors import SimreplayError
 from simulator.io import read_parquet
 from simulator.report import figures as F
 from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
-from simulator.results import token_budget_text
+from simulator.scenario_text import graphs_text, precision_text, token_budget_text
 
 SUMMARY_FILE = "summary.json"
 REQUESTS_FILE = "requests.parquet"
@@ -272,10 +272,21 @@ _SCENARIO_NUMBERS = (
 )
 
 
+def read_table(path: Path) -> pa.Table:
+    """A whole parquet file; unreadable, one line naming its path (``simulator.io``'s
+    message names the file alone, which is enough for a trace given on the command line but
+    not for one of a folder's files)."""
+    try:
+        return read_parquet(path)
+    except SimreplayError as exc:
+        _, _, reason = str(exc).partition(": ")
+        raise SimreplayError(f"{path}: {reason}") from None
+
+
 def _columns(
     path: Path, names: tuple[str, ...], optional: tuple[str, ...] = ()
 ) -> dict[str, np.ndarray]:
-    table = read_parquet(path)
+    table = read_table(path)
     missing = [name for name in names if name not in table.column_names]
     if missing:
         raise SimreplayError(
@@ -343,6 +354,11 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs: np.ndarra
     return v[np.minimum(np.searchsorted(cumulative, ranks), v.size - 1)]
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 request``, ``18,075 requests``."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def tail_top(num_values: int) -> float:
     """Top of a tail-scaled CDF axis: 99.9% up to 99.999%, as far as the sample supports."""
     digits = min(max(math.floor(math.log10(max(num_values, 1))), 3), 5)
@@ -361,8 +377,11 @@ def _distribution_figures(
         if column is not None:
             values_ms, probs = F.cdf_points(req[column][completed] * 1e3)
             num_values = int(np.isfinite(req[column][completed]).sum())
+            # Fewer values than quantiles: the curve has as many distinct points as values.
+            num_points = min(values_ms.size, num_values)
             caption = (
-                f"{num_values:,} completed requests; curve through {values_ms.size} quantiles."
+                f"{_count(num_values, 'completed request')}; curve through "
+                f"{_count(num_points, 'quantile')}."
             )
         else:
             gaps_s, weights = itl_from_steps(steps)
@@ -386,8 +405,15 @@ def _distribution_figures(
             y_scale="tail",
             y_min=0.0,
             y_max=tail_top(num_values),
-            caption=caption,
+            caption=caption if values_ms.size else "",
         )
+        if not values_ms.size:
+            # Drawn in the empty frame by the page and the PNG (figures.py, "empty").
+            figure["empty"] = (
+                "Nothing to draw: no request completed (see Rejected in the summary)."
+                if column is not None and not completed.any()
+                else f"Nothing to draw: no {label} value in this run."
+            )
         figure["markers"] = [
             {"name": f"p{p} {stats[f'p{p}']:,.1f} ms", "x": stats[f"p{p}"], "y": p / 100}
             for p in F.SUMMARY_PERCENTILES
@@ -815,17 +841,18 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("Model", esc(f"{s['model']}, tp={s['tp']}{tp_note}")),
         (
             "Replicas",
-            esc(f"{s['num_replicas']} \u00d7 {s['tp']} GPU")
+            esc(f"{s['num_replicas']} \u00d7 {_count(s['tp'], 'GPU')}")
             if s.get("pp", 1) <= 1
             else esc(
-                f"{s['num_replicas']} \u00d7 (tp {s['tp']} \u00d7 pp {s['pp']}) GPU; "
+                f"{s['num_replicas']} \u00d7 (tp {s['tp']} \u00d7 pp {s['pp']}) GPUs; "
                 f"{s['pipeline_parallel']}"
             ),
         ),
         (
             "KV cache per replica",
             esc(
-                f"{s['kv_blocks_per_replica']:,} blocks of {s.get('block_size', '?')} tokens"
+                f"{s['kv_blocks_per_replica']:,} blocks"
+                + (f" of {s['block_size']} tokens" if "block_size" in s else "")
                 + (
                     f" ({s['kv_capacity_tokens_per_replica']:,} tokens)"
                     if "kv_capacity_tokens_per_replica" in s
@@ -855,15 +882,15 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
                 ),
             )
         )
-    if "step_time_model" in s:
-        from simulator.results import cuda_graphs_text
-
-        rows.append(("CUDA graphs", esc(cuda_graphs_text(s))))
     if "router" in s:
         rows.append(("Router", esc(s["router"])))
+    if {"gemm", "kv_cache_dtype", "kv_cache_bytes_per_element"} <= s.keys():
+        rows.append(("Precision", esc(precision_text(s))))
     calibration = str(s["calibration"])
     badge = "warn" if "uncalibrated" in calibration or "roofline" in calibration else ""
     rows.append(("Step times", f'<span class="badge {badge}">{esc(calibration)}</span>'))
+    if isinstance(s.get("step_time_model"), dict):
+        rows.append(("CUDA graphs", esc(graphs_text(s))))
     if "cost_per_hour_usd" in s:
         rows.append(("Cost", esc(f"${s['cost_per_hour_usd']:,.2f}/hour (indicative)")))
     if "seed" in s:
@@ -1081,12 +1108,25 @@ def render_run_page(outputs: RunOutputs, figures: list[dict[str, Any]]) -> str:
             "started when the last one arrived: the queue grows, so latencies grow with the "
             "trace's length.</p>"
         )
+    rejected = ""
+    num_rejected = summary["num_rejected"]
+    if num_rejected:
+        reasons = sorted(summary.get("rejected_by_reason", {}).items(), key=lambda item: -item[1])
+        why = "; ".join(f"{count:,} {reason}" for reason, count in reasons)
+        rejected = (
+            f'<p><span class="badge bad">rejected</span> {num_rejected:,} of '
+            f"{_count(summary['num_requests'], 'request')} "
+            f"({num_rejected / summary['num_requests']:.1%}) were never served"
+            + (f": {esc(why)}" if why else "")
+            + "; latencies are those of the completed requests.</p>"
+        )
     parts = [
         f"<header><h1>{esc(title)}</h1>",
-        f'<p class="sub">{summary["num_requests"]:,} requests replayed; outputs in '
+        f'<p class="sub">{_count(summary["num_requests"], "request")} replayed; outputs in '
         f"<code>{esc(outputs.directory.name or outputs.directory)}</code>. Step times: "
         f"<strong>{esc(scenario['calibration'])}</strong>.</p></header>",
         overloaded,
+        rejected,
         "<h2>Scenario</h2>",
         key_value_table(_scenario_rows(summary)),
         "<h2>Summary</h2>",

@@ -30,29 +30,52 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.errors import SimreplayError
-from simulator.io import read_parquet
 from simulator.report import figures as F
 from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
+from simulator.report.run_page import read_table
 
 PLAN_FILE = "plan.json"
-#: Scenario knobs, in the order heat-map axes and series are chosen from.
+#: The lock a running ``sweep run`` holds (``simulator/sweep/store.py``, ``LOCK_NAME``).
+STORE_LOCK = ".sweep.lock"
+#: Scenario knobs, in the order heat-map axes and series are chosen from: every ``Scenario``
+#: field (a test checks), so any knob a sweep varies is named in the lines and the table.
 KNOBS = (
     "rate_scale",
     "num_gpus",
     "gpu",
     "gpus",
     "tp",
+    "pp",
     "model",
+    "quantization",
+    "kv_cache_dtype",
     "max_num_seqs",
     "max_num_batched_tokens",
     "scheduler",
     "router",
+    "enable_prefix_caching",
+    "prefix_load_cap",
+    "closed_loop",
+    "enforce_eager",
     "block_size",
     "gpu_memory_utilization",
+    "max_model_len",
     "chunk_size",
     "calibration",
     "trace",
     "seed",
+)
+#: Knobs the table lists only when they vary (a store has every knob as a column; these
+#: rarely change and would widen every table with a constant column).
+SHOWN_WHEN_VARIED = (
+    "pp",
+    "quantization",
+    "kv_cache_dtype",
+    "enable_prefix_caching",
+    "prefix_load_cap",
+    "closed_loop",
+    "enforce_eager",
+    "max_model_len",
 )
 ATTAINMENT_COLUMNS = ("slo_attainment_all", "attainment_all", "slo_attainment")
 LATENCY_COLUMNS = ("ttft_p99_ms", "tpot_p99_ms")
@@ -80,6 +103,12 @@ class SweepRows:
         ``{"ttft": (percentile, bound_ms), ...}`` when known, else empty.
     answer : dict or None
         The ``plan`` answer (``plan.json``) when present.
+    still_writing : bool
+        A ``sweep run`` holds the store's lock: more rows are coming.
+    rejudged : bool
+        ``slo_met`` was recomputed for the ``--slo`` given to ``report`` (the rows were
+        judged against another SLO, or one not recorded), and the attainment columns,
+        measured against the sweep's SLO, are dropped.
     """
 
     directory: Path
@@ -87,6 +116,8 @@ class SweepRows:
     columns: list[str]
     slo: dict[str, tuple[int, float]]
     answer: dict[str, Any] | None
+    rejudged: bool = False
+    still_writing: bool = False
 
 
 def sweep_files(directory: Path) -> list[Path]:
@@ -117,12 +148,18 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
 
     directory = Path(directory)
     files = sweep_files(directory)
+    if not files and (directory / "sweep.json").is_file():
+        # ``sweep run`` writes sweep.json first and a row as each scenario finishes.
+        raise SimreplayError(
+            f"{directory}: a sweep store where no scenario has finished yet (sweep.json, no "
+            "rows); run the same `simreplay sweep run` command again to fill it, then report"
+        )
     if not files:
         raise SimreplayError(
             f"{directory}: neither a run's outputs (summary.json, requests.parquet, "
             "steps.parquet) nor a sweep's rows (*.parquet)"
         )
-    tables = [read_parquet(path) for path in files]
+    tables = [read_table(path) for path in files]
     try:
         combined = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowException, TypeError) as exc:
@@ -143,12 +180,55 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
             f"found {', '.join(columns)}"
         )
     rows = [_normalise(row, directory) for row in combined.to_pylist()]
-    if slo is None and "slo" in columns:
-        values = {row.get("slo") for row in rows} - {None, ""}
-        if len(values) == 1:
-            slo = parse_slo(values.pop())
+    stored = {row.get("slo") for row in rows} - {None, ""} if "slo" in columns else set()
+    rejudged = slo is not None and [parse_slo(text) for text in stored] != [slo]
+    if rejudged:
+        _judge(rows, slo)
+        columns = [name for name in columns if name not in ATTAINMENT_COLUMNS]
+    if slo is None and len(stored) == 1:
+        slo = parse_slo(stored.pop())
     bounds = {metric: (p, bound) for _, (metric, p, bound) in (slo or {}).items()}
-    return SweepRows(directory, rows, columns, bounds, _read_plan(directory))
+    return SweepRows(
+        directory, rows, columns, bounds, _read_plan(directory), rejudged, _still_writing(directory)
+    )
+
+
+def _still_writing(directory: Path) -> bool:
+    """Whether a ``sweep run`` holds the store's lock (``sweep/store.py``: an ``flock`` on
+    ``.sweep.lock``, released by the system when its holder ends, however it ends)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: nothing is locked there
+        return False
+    try:
+        handle = open(directory / STORE_LOCK, encoding="utf-8")  # noqa: SIM115
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def _judge(rows: list[dict[str, Any]], slo: dict[str, tuple[str, int, float]]) -> None:
+    """Set each row's ``slo_met`` from its percentile columns (``ttft_p99_ms`` ...) against
+    ``slo``, as ``metrics.slo_report`` judges a run (value <= bound); None where a column
+    is missing. Mutates ``rows``."""
+    for row in rows:
+        for name in ATTAINMENT_COLUMNS:
+            row.pop(name, None)
+        values = [_number(row.get(key)) for key in slo]
+        if not row["ok"] or not all(math.isfinite(v) for v in values):
+            row["slo_met"] = None
+            continue
+        row["slo_met"] = all(
+            value <= bound for value, (_, _, bound) in zip(values, slo.values(), strict=True)
+        )
 
 
 def _normalise(row: dict[str, Any], directory: Path) -> dict[str, Any]:
@@ -383,9 +463,10 @@ def _cost_front(
         p, bound = sweep.slo["ttft"]
         figure["vlines"] = [{"x": bound, "label": f"SLO p{p} \u2264 {bound:,.0f} ms"}]
     if answer is not None:
+        cost = _number(answer.get("cost_per_hour_usd"))
         figure["markers"] = [
             {
-                "name": f"{answer['gpus']} ${_number(answer.get('cost_per_hour_usd')):,.2f}/h",
+                "name": f"{_label(answer, knobs)} ${cost:,.2f}/h",
                 "x": _number(answer.get("ttft_p99_ms")),
                 "y": _number(answer.get("cost_per_hour_usd")),
                 "highlight": True,
@@ -408,6 +489,20 @@ def _heatmap_value(row: dict[str, Any]) -> float:
 def _sort_key(value: Any) -> tuple[int, float, str]:
     number = _number(value)
     return (0, number, "") if math.isfinite(number) else (1, 0.0, str(value))
+
+
+def _mixed_note(sweep: SweepRows, knobs: list[str], axes: tuple[str, str]) -> str:
+    """Which other knobs a heat-map cell averages over, when any varies."""
+    on_axes = set(axes)
+    if "gpus" in on_axes or {"gpu", "num_gpus"} <= on_axes:
+        on_axes |= {"gpus", "gpu", "num_gpus"}
+    others = [k for k in _shown_knobs(knobs) if k not in on_axes]
+    if not others:
+        return ""
+    counts = ", ".join(
+        f"{k} ({len({str(row.get(k)) for row in sweep.rows})} values)" for k in others
+    )
+    return f"; each cell mixes the scenarios of every {counts} (--heatmap picks other axes)"
 
 
 def _heatmap(
@@ -460,8 +555,13 @@ def _heatmap(
         "caption": (
             f"Mean of {uses} over the scenarios in each cell"
             if uses
+            else "Share of the scenarios in each cell whose percentiles meet every --slo bound "
+            "(slo_met; the rows' per-request attainment was measured against the sweep's own "
+            "SLO)"
+            if sweep.rejudged
             else "Share of the scenarios in each cell that meet every SLO bound (slo_met)"
         )
+        + _mixed_note(sweep, knobs, (x_name, y_name))
         + "; infeasible scenarios count as 0; grey: no scenario.",
     }
 
@@ -482,13 +582,23 @@ def _knob_text(row: dict[str, Any], knob: str) -> str:
     """A knob's cell: empty where it was left to its default (None) or where the row's
     scheduler never reads it (``chunk_size`` outside ``sarathi``)."""
     value = row.get(knob)
+    if knob == "tp" and value is None and row.get("tp_used") is not None:
+        # Left to the sweep: the degree it chose for this row (the run's "tp=N (chosen)").
+        return f"{row['tp_used']} (auto)"
     if value is None or (knob == "chunk_size" and row.get("scheduler") != "sarathi"):
         return ""
     return str(value)
 
 
 def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
-    knobs = [k for k in KNOBS if k in sweep.columns and k not in ("gpu", "num_gpus")]
+    varying = set(varying_knobs(sweep))
+    knobs = [
+        k
+        for k in KNOBS
+        if k in sweep.columns
+        and k not in ("gpu", "num_gpus")
+        and (k in varying or k not in SHOWN_WHEN_VARIED)
+    ]
     metrics = [m for m in TABLE_METRICS if m in sweep.columns]
     ordered = sorted(
         sweep.rows,
@@ -538,6 +648,14 @@ def _shown_knobs(knobs: list[str]) -> list[str]:
     return [k for k in knobs if "gpus" not in knobs or k not in ("gpu", "num_gpus")]
 
 
+def still_writing_note(sweep: SweepRows) -> str:
+    """What to say of a store a sweep is still writing."""
+    return (
+        f"a sweep is still writing rows into {sweep.directory}: this shows the "
+        f"{len(sweep.rows):,} scenarios finished so far; report again when it ends"
+    )
+
+
 def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
     """The sweep page as HTML text."""
     answer, answer_kind = answer_row(sweep)
@@ -558,10 +676,14 @@ def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
             ),
         ),
     ]
+    if sweep.still_writing:
+        facts.append(("Store", f'<span class="badge warn">{esc(still_writing_note(sweep))}</span>'))
     if answer is not None:
         cost = _number(answer.get("cost_per_hour_usd"))
-        text = f"{answer['gpus']}" + (
-            f", tp={answer['tp']}" if answer.get("tp") is not None else ""
+        # The knobs that vary say which scenario it is (e.g. which model met the SLO).
+        knobs = varying_knobs(sweep)
+        text = _label(answer, knobs) + (
+            f", tp={answer['tp']}" if answer.get("tp") is not None and "tp" not in knobs else ""
         )
         if math.isfinite(cost):
             text += f", ${cost:,.2f}/hour"

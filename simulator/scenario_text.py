@@ -1,0 +1,38 @@
+"""Scenario facts as one line of words, the same in `simreplay run`'s table and the report.
+
+Both read ``summary.json``'s ``scenario`` object (``Scenario.describe``), so a page redrawn
+from saved outputs says what the run printed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def graphs_text(scenario: dict[str, Any]) -> str:
+    """Whether steps are padded to a captured CUDA-graph size, and up to which size."""
+    largest = scenario.get("step_time_model", {}).get("cuda_graph_max_tokens")
+    if largest is None:
+        return "off (--enforce-eager)" if scenario.get("enforce_eager") else "off"
+    which = scenario.get("step_time_model", {}).get("cuda_graph_steps")
+    steps = "decode-only steps" if which == "decode-only" else "steps"
+    return (
+        f"{steps} of up to {largest:,.0f} tokens padded to a captured size "
+        "(1, 2, 4, then multiples of 8)"
+    )
+
+
+def precision_text(scenario: dict[str, Any]) -> str:
+    """Weights and GEMM precision, and the KV cache's element size."""
+    kv = scenario["kv_cache_dtype"]
+    kv_text = f"{kv} (1 byte)" if scenario["kv_cache_bytes_per_element"] == 1 else f"{kv} (16-bit)"
+    return f"{scenario['gemm']}; KV cache {kv_text}"
+
+
+def token_budget_text(scenario: dict[str, Any]) -> str:
+    """What a batch-knobs line adds when the token budget per step is not
+    ``max_num_batched_tokens`` (sarathi's is ``--chunk-size``)."""
+    budget = scenario.get("token_budget_per_step")
+    if budget is None or budget == scenario.get("max_num_batched_tokens"):
+        return ""
+    return f", chunk_size={budget} (token budget per step)"

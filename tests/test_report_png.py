@@ -1,0 +1,90 @@
+"""``report``'s PNGs: tick labels read as the page's do (``report.js``, ``fmt``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.report import figures as F
+from simulator.report.png import figure_for, matplotlib_available, tick_label
+
+pytestmark = pytest.mark.skipif(not matplotlib_available(), reason="needs matplotlib")
+
+
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [
+        (0.0, "0"),
+        (0.05, "0.05"),
+        (2.5, "2.5"),
+        (150.0, "150"),
+        (1000.0, "1000"),
+        (10_000.0, "10k"),
+        (250_000.0, "250k"),
+        (1_000_000.0, "1M"),
+        (4_000_000.0, "4M"),
+        (-20_000.0, "-20k"),
+    ],
+)
+def test_tick_label_is_the_pages_number_format(value, label):
+    assert tick_label(value) == label
+
+
+def _drawn_labels(fig, axis) -> list[str]:
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    ticks = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
+    return [t.get_text() for t in ticks if t.get_text()] + [
+        (ax.xaxis if axis == "x" else ax.yaxis).get_offset_text().get_text()
+    ]
+
+
+def test_hours_of_latency_have_no_exponent_on_either_axis():
+    """An overloaded run's TTFT reaches millions of ms: the CDF's log x axis and a timeline's
+    linear y axis read 1M and 4M, not 1e+06 or a '1e6' multiplier above the axis."""
+    ttft_ms = np.geomspace(500.0, 4.1e6, 50)
+    cdf = F.line_figure(
+        "ttft_cdf", "TTFT", "TTFT (ms)", "fraction of requests",
+        [F.series("TTFT", np.linspace(0, 0.999, 50), ttft_ms, cdf=True)],
+        x_scale="log", y_scale="tail", y_max=0.999,
+    )  # fmt: skip
+    labels = _drawn_labels(figure_for(cdf), "x")
+    assert "1M" in labels
+    assert not [t for t in labels if "e+" in t or "e6" in t]
+    clock_s = np.arange(50.0) * 100
+    timeline = F.line_figure(
+        "rolling_ttft", "TTFT over time", "trace time", "TTFT (ms)",
+        [F.series("p99", ttft_ms)], x_values=clock_s, time_axis=True,
+    )  # fmt: skip
+    labels = _drawn_labels(figure_for(timeline), "y")
+    assert [t for t in labels if t.endswith("M")]
+    assert not [t for t in labels if "e+" in t or "e6" in t or "1e" in t]
+
+
+@pytest.mark.parametrize("time_axis", [False, True])
+def test_a_legend_of_long_names_stays_inside_the_picture(time_axis):
+    """A sweep's lines are named by GPU type and every knob that varies
+    ('A100-80GB-SXM rate_scale=2.0 model=llama-3.1-70b'): ten of them in four columns ran
+    off both sides of the PNG, cutting the names."""
+    names = [
+        f"{gpu} rate_scale={rate} model=llama-3.1-{size}"
+        for gpu in ("A100-80GB-SXM", "H100-SXM", "L40S")
+        for rate in ("1.0", "2.0")
+        for size in ("8b", "70b")
+    ][:10]
+    x = np.arange(1.0, 5.0)
+    spec = F.line_figure(
+        "sweep_ttft_p99", "p99 TTFT against GPU count", "GPUs", "p99 TTFT (ms)",
+        [F.series(name, x * (i + 1), x, points=True) for i, name in enumerate(names)],
+        x_values=x if time_axis else None, y_scale="log", time_axis=time_axis,
+    )  # fmt: skip
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figure_for(spec)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    legend = fig.legends[0].get_window_extent(canvas.get_renderer())
+    width_px = fig.bbox.width
+    assert legend.x0 >= 0 and legend.x1 <= width_px, (legend, width_px)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts == names
