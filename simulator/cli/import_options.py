@@ -144,7 +144,17 @@ IMPORT_PARAMETERS: dict[str, tuple[Any, Any]] = {
         Annotated[float, _opt("--peak-to-trough", help="Length-only files: diurnal max/min rate.")],
         3.0,
     ),
-    "seed": (Annotated[int, _opt("--seed", help="Seed for jitter and synthetic arrivals.")], 0),
+    "seed": (
+        Annotated[
+            int,
+            _opt(
+                "--seed",
+                help="Seed for every random choice: jitter, synthetic arrivals and, in run, "
+                "the random router.",
+            ),
+        ],
+        0,
+    ),
     "time_col": (
         Annotated[str | None, _opt("--time-col", help="Generic files: arrival time column.")],
         None,
