@@ -394,7 +394,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         max_model_len = capacity_tokens
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
     step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes)
-    step_model = graphed(step_model, scenario.scheduler, max_num_seqs, token_budget, scenario)
+    step_model = graphed(step_model, scenario, max_num_seqs, token_budget)
     return ResolvedScenario(
         scenario=scenario,
         gpu=gpu,
@@ -416,14 +416,15 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
 
 
 def graphed(
-    step: StepTimeModel, scheduler: str, max_num_seqs: int, token_budget: int, scenario: Scenario
+    step: StepTimeModel, scenario: Scenario, max_num_seqs: int, token_budget: int
 ) -> StepTimeModel:
-    """``step`` with the CUDA-graph padding of vLLM for this scheduler and batch knobs."""
+    """``step`` with vLLM's CUDA-graph padding for the scenario's scheduler, its
+    ``--enforce-eager`` and the resolved batch knobs."""
     from simulator.perf.cuda_graphs import max_graph_tokens
     from simulator.perf.roofline import with_cuda_graphs
 
     max_tokens, decode_only = max_graph_tokens(
-        scheduler, max_num_seqs, token_budget, enforce_eager=scenario.enforce_eager
+        scenario.scheduler, max_num_seqs, token_budget, enforce_eager=scenario.enforce_eager
     )
     return with_cuda_graphs(step, max_tokens, decode_only=decode_only)
 

@@ -673,7 +673,7 @@ def _with_host(
     source += "; host overheads fitted to this benchmark"
     step = dataclasses.replace(step, source=source)
     chosen = resolved.scenario
-    step = graphed(step, chosen.scheduler, resolved.max_num_seqs, resolved.token_budget, chosen)
+    step = graphed(step, chosen, resolved.max_num_seqs, resolved.token_budget)
     return dataclasses.replace(resolved, step_model=step, calibration={**info, "source": source})
 
 
