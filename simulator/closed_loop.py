@@ -95,9 +95,10 @@ def run_closed_loop(
     ``state.recorded_arrival_s``.
 
     With ``client_slots`` N the requests are instead those of a client that keeps at most N
-    in flight (``vllm bench serve --max-concurrency N``, ``calibration/client.py``): the
+    in flight (``vllm bench serve --max-concurrency N``, for ``calibrate validate``): the
     first N are sent at 0 s and each finish (or rejection) sends the next one in list order
-    at once; ``next_turn`` and ``think_s`` are then not read.
+    at once; ``next_turn`` and ``think_s`` are then not read. Its slow reference, replays
+    iterated to a fixed point, is ``tests/closed_loop_client_reference.py``.
     """
     import simpy
 
