@@ -28,7 +28,7 @@ from simulator.engine.prefix_keys import (
     prefix_inputs,
     session_indices,
 )
-from simulator.engine.state import EngineState
+from simulator.engine.state import R_PREEMPTIONS, EngineState
 from simulator.errors import SimreplayError, TraceError
 from simulator.metrics import parse_slo
 from simulator.results import Result, build_result
@@ -198,19 +198,37 @@ def replay_resolved(
         prefix = prefix_inputs(
             None, input_tokens, hash_block_tokens=None, block_size=resolved.memory.block_size
         )
-    return replay(
-        arrival_time_s,
-        input_tokens,
-        output_tokens,
-        **_engine_knobs(resolved),
-        draws=np.random.default_rng(resolved.scenario.seed).random(len(arrival_time_s)),
-        orchestration=orchestration,
-        router_fn=router,
-        prefix=prefix if resolved.prefix_caching else None,
-        session_idx=session_idx,
-        next_turn=next_turn if resolved.scenario.closed_loop else None,
-        think_s=think_s,
-        client_slots=client_slots,
+
+    def run(prefix_used: PrefixInputs | None) -> EngineState:
+        return replay(
+            arrival_time_s,
+            input_tokens,
+            output_tokens,
+            **_engine_knobs(resolved),
+            draws=np.random.default_rng(resolved.scenario.seed).random(len(arrival_time_s)),
+            orchestration=orchestration,
+            router_fn=router,
+            prefix=prefix_used,
+            session_idx=session_idx,
+            next_turn=next_turn if resolved.scenario.closed_loop else None,
+            think_s=think_s,
+            client_slots=client_slots,
+        )
+
+    if not resolved.prefix_caching:
+        return run(None)
+    if prefix is not None:
+        return run(prefix)
+    # Caching on, no hash_ids: no request can find another's blocks, only a preempted
+    # request its own. Without a preemption the cache changes nothing (tested) and the
+    # engine runs faster without it; with one, the run is made again with the cache.
+    state = run(None)
+    if int(state.req_i[:, R_PREEMPTIONS].sum()) == 0:
+        return state
+    return run(
+        prefix_inputs(
+            None, input_tokens, hash_block_tokens=None, block_size=resolved.memory.block_size
+        )
     )
 
 
@@ -305,7 +323,8 @@ def _share_key(resolved: ResolvedScenario, *, cache_runs: bool) -> tuple | None:
     """What must be equal for two scenarios to share a run; None when they never may.
 
     ``cache_runs``: whether the engine runs its prefix cache (caching on and a trace with
-    ``hash_ids``, or the prefix-aware router); caching on without them runs as off.
+    ``hash_ids``, or the prefix-aware router). Caching on without them runs as off until a
+    request is preempted, so on and off never share a run.
     """
     chosen = resolved.scenario
     if cache_runs or chosen.closed_loop or resolved.pp > 1:
@@ -313,6 +332,7 @@ def _share_key(resolved: ResolvedScenario, *, cache_runs: bool) -> tuple | None:
     knobs = _engine_knobs(resolved)
     del knobs["num_kv_blocks"], knobs["max_num_seqs"]
     knobs["params"] = knobs["params"].tobytes()
+    knobs["prefix_caching"] = resolved.prefix_caching
     return (*sorted(knobs.items()), ("seed", chosen.seed))
 
 

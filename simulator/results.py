@@ -327,8 +327,9 @@ def _summary(
         },
     }
     if resolved.prefix_caching and len(state.prefix_ids):
-        # Only where requests carried prefix hashes: without them the cache cannot hit and
-        # the engine ran without it (``api._trace_inputs``).
+        # Only where requests carried prefix hashes: without them only a preempted
+        # request's readmission can hit (and without a preemption the engine ran without
+        # the cache, ``api.replay_resolved``).
         summary["prefix_cache"] = _prefix_cache_usage(state, completed)
     if state.recorded_arrival_s is not None:
         delay_s = arrival - state.recorded_arrival_s

@@ -77,6 +77,16 @@ class _Request:
     num_registered: int = 0
     cached_tokens: int = -1
 
+    def key(self, m: int) -> tuple:
+        """Block ``m``'s cache key. Past the hashed prompt and the answer the next turn
+        resends, a block's key is the request's own: vLLM hashes every full block of a
+        request's tokens, and no other request holds the same tokens before them."""
+        if m < len(self.keys):
+            return self.keys[m]
+        if m < len(self.keys) + len(self.out_keys):
+            return self.out_keys[m - len(self.keys)]
+        return ("private", self.idx, m)
+
     def num_known(self) -> int:
         """P + g: the tokens the request knows (prompt plus generated output)."""
         return self.prompt_tokens + self.num_generated
@@ -216,12 +226,11 @@ def _allocate(rep: _Replica, req: _Request, need: int, num_tokens: int, cfg: _Co
 def _register(rep: _Replica, req: _Request, full: int) -> None:
     """Put ``req``'s blocks up to position ``full`` in the cache (sharing any already there)."""
     cache = rep.cache
-    all_keys = req.keys + req.out_keys
     for m in range(req.num_registered, full):
         own = req.block_table[m]
-        other = cache.cached.get(all_keys[m])
+        other = cache.cached.get(req.key(m))
         if other is None:
-            own.key = all_keys[m]
+            own.key = req.key(m)
             cache.cached[own.key] = own
         else:
             # Someone computed the same block meanwhile: share theirs, give ours back.
@@ -251,16 +260,21 @@ def _take_ref(rep: _Replica, block: _Block) -> None:
     block.ref += 1
 
 
-def _release(rep: _Replica, req: _Request) -> None:
+def _release(rep: _Replica, req: _Request, preempted: bool = False) -> None:
     """Drop every block of ``req``; vLLM frees them last first, to the back of the queue."""
     if rep.cache is None:
         rep.free_blocks += req.blocks
     else:
-        # The answer's blocks the next turn starts with: nobody else could ask for them
-        # before now, so they enter the cache here (vLLM caches them as they fill).
-        if req.out_keys and req.num_registered >= len(req.keys):
-            limit = len(req.keys) + len(req.out_keys)
-            _register(rep, req, min(limit, req.num_computed // rep.cache.block_size))
+        # vLLM caches every full block as it fills; nobody else could ask for these before
+        # now, so they enter the cache here: on a finish, the answer's blocks the next turn
+        # starts with; on a preemption, every full block computed (the request's own
+        # readmission looks for them).
+        full = req.num_computed // rep.cache.block_size
+        if req.num_registered >= len(req.keys):
+            if preempted:
+                _register(rep, req, full)
+            elif req.out_keys:
+                _register(rep, req, min(len(req.keys) + len(req.out_keys), full))
         for block in reversed(req.block_table):
             block.ref -= 1
             if block.ref == 0:
@@ -274,11 +288,10 @@ def _cache_hit(rep: _Replica, req: _Request, cfg: _Config) -> list:
     """The cached blocks of ``req``'s longest cached prefix (the last token is never hit)."""
     if rep.cache is None:
         return []
-    all_keys = req.keys + req.out_keys
-    limit = min(len(all_keys), (req.num_known() - 1) // cfg.block_size)
+    limit = (req.num_known() - 1) // cfg.block_size
     hit = []
     for m in range(limit):
-        block = rep.cache.cached.get(all_keys[m])
+        block = rep.cache.cached.get(req.key(m))
         if block is None:
             break
         hit.append(block)
@@ -288,7 +301,7 @@ def _cache_hit(rep: _Replica, req: _Request, cfg: _Config) -> list:
 def _preempt_last(rep: _Replica) -> _Request:
     """Preempt the last request of the running list by recompute; return it."""
     victim = rep.running.pop()
-    _release(rep, victim)
+    _release(rep, victim, preempted=True)
     victim.num_computed = 0  # recompute; g is kept
     victim.num_preemptions += 1
     rep.waiting.appendleft(victim)

@@ -4,7 +4,8 @@
   and by ``tests/reference_engine.py`` (which keeps an explicit block table per request and
   checks reference counts, the free queue and capacity after every step);
 - fused and simpy orchestrations agree with the cache-aware routers;
-- caching on without ``hash_ids`` equals caching off;
+- caching on without ``hash_ids`` equals caching off unless a request is preempted, when
+  its readmission finds its own blocks;
 - the chained ids and the hash table against plain Python dicts;
 - one replica with room for everything hits exactly the trace's own repeats (Mooncake).
 """
@@ -295,9 +296,7 @@ def test_session_affinity_matches_reference():
     check_against_reference(arrival, prompts, outputs, knobs, hash_ids, 16, sessions=sessions)
 
 
-@pytest.mark.parametrize("scheduler", ["vllm", "sarathi"])
-def test_cache_without_hash_ids_equals_cache_off(scheduler):
-    """Nothing can be shared, so every block is private: the same run as without a cache."""
+def _no_hash_case(num_kv_blocks: int, scheduler: str):
     rng = np.random.default_rng(1)
     n = 300
     arrival = np.cumsum(rng.exponential(0.05, n))
@@ -311,15 +310,75 @@ def test_cache_without_hash_ids_equals_cache_off(scheduler):
         max_num_batched_tokens=1024,
         chunk_size=256,
         block_size=16,
-        num_kv_blocks=500,
+        num_kv_blocks=num_kv_blocks,
         max_model_len=1600,
     )
+    return arrival, prompts, outputs, knobs
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi"])
+def test_cache_without_hash_ids_hits_only_a_preempted_requests_own_blocks(scheduler):
+    """Without hash_ids nothing is shared, but vLLM hashes every full block of a request's
+    tokens, so a preempted request's readmission finds its own blocks (prompt and output)
+    that were not evicted meanwhile: as the reference, and only on readmissions."""
+    arrival, prompts, outputs, knobs = _no_hash_case(500, scheduler)
+    ref, on = check_against_reference(arrival, prompts, outputs, knobs, None, None)
+    off = replay_case(arrival, prompts, outputs, knobs)
+    assert off.req_i[:, R_PREEMPTIONS].sum() > 0, "the case should preempt"
+    hits = sum(s["cache_hit_tokens"] for s in ref["steps"])
+    assert hits > 0, "readmissions should find their own blocks"
+    # No first admission hits anything: every hit is a readmission's.
+    assert (np.maximum(on.req_i[:, R_CACHED_TOKENS], 0) == 0).all()
+    # Until the first preemption both runs are the same run.
+    first = min(s["start_s"] for s in ref["steps"] if s["preempted"])
+    done = off.req_f[:, R_FINISH_S] < first
+    np.testing.assert_array_equal(off.req_f[done], on.req_f[done])
+    assert not np.array_equal(off.req_f, on.req_f)
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi"])
+def test_cache_without_hash_ids_and_without_preemption_equals_cache_off(scheduler):
+    """No preemption, no readmission: nothing can hit, the same run as without a cache."""
+    arrival, prompts, outputs, knobs = _no_hash_case(5000, scheduler)
     off = replay_case(arrival, prompts, outputs, knobs)
     on = replay_cached(arrival, prompts, outputs, knobs, None, None)
-    assert off.req_i[:, R_PREEMPTIONS].sum() > 0, "the case should preempt"
+    assert off.req_i[:, R_PREEMPTIONS].sum() == 0
     np.testing.assert_array_equal(off.req_f, on.req_f)
     np.testing.assert_array_equal(off.itl_histogram, on.itl_histogram)
     np.testing.assert_array_equal(off.req_i[:, :12], on.req_i[:, :12])
+
+
+def test_simulate_runs_the_cache_for_a_trace_without_hash_ids_only_when_it_preempts():
+    """``simulate`` skips the cache over a trace without hash_ids (faster, same results)
+    unless the run preempts; then its results are those of the engine with the cache."""
+    from simulator import Scenario, simulate
+    from simulator.api import _engine_knobs, replay
+    from simulator.scenario import resolve
+
+    rng = np.random.default_rng(4)
+    n = 400
+    table = pa.table(
+        {
+            "arrival_time_s": np.cumsum(rng.exponential(0.02, n)),
+            "input_tokens": rng.integers(200, 3000, n),
+            "output_tokens": rng.integers(50, 800, n),
+        }
+    )
+    for utilization, preempts in ((0.23, True), (0.9, False)):
+        scenario = Scenario(gpus="1xA100", gpu_memory_utilization=utilization, max_num_seqs=32)
+        resolved = resolve(scenario)
+        assert resolved.prefix_caching  # vLLM V1's default
+        result = simulate(table, scenario)
+        columns = [table.column(c).to_numpy() for c in table.column_names]
+        draws = np.random.default_rng(scenario.seed).random(n)
+        empty = prefix_inputs(None, columns[1], hash_block_tokens=None, block_size=16)
+        cached = replay(*columns, **_engine_knobs(resolved), draws=draws, prefix=empty)
+        uncached = replay(*columns, **_engine_knobs(resolved), draws=draws, prefix=None)
+        assert (result.summary["num_preemptions"] > 0) == preempts
+        expected = cached if preempts else uncached
+        finish = result.requests.column("completion_s").to_numpy()
+        np.testing.assert_array_equal(finish, expected.req_f[:, R_FINISH_S])
+        assert np.array_equal(cached.req_f, uncached.req_f) != preempts
 
 
 def test_chained_ids_equal_exactly_when_prefixes_are_equal():
@@ -713,7 +772,10 @@ def test_cli_engine_line_says_a_trace_without_hash_ids_cannot_hit(mooncake_like,
 
     plain = tmp_path / "plain.csv"
     plain.write_text("arrival_time_s,input_tokens,output_tokens\n0.0,100,20\n0.5,100,20\n")
-    said = "prefix caching on (V1 KVCacheManager); the trace has no hash_ids: no prefix hits"
+    said = (
+        "prefix caching on (V1 KVCacheManager); the trace has no hash_ids: hits only on "
+        "readmission after a preemption"
+    )
     for trace, without_ids in ((plain, True), (mooncake_like, False)):
         result = CliRunner().invoke(app, ["run", str(trace), "--gpus", "1xH100"])
         assert result.exit_code == 0, result.stderr

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -920,6 +922,35 @@ def test_simulate_many_equals_simulate_scenario_by_scenario_with_fewer_runs(
     assert len(latencies) <= len(runs) < len(scenarios)
 
 
+def test_simulate_many_keeps_caching_on_and_off_apart_where_requests_are_preempted():
+    """Over a trace without hash_ids, caching on runs as off until a preemption, and then
+    differs (a readmission finds its own blocks): a run of one never answers the other."""
+    import simulator.api as api
+
+    rng = np.random.default_rng(4)
+    n = 400
+    table = pa.table(
+        {
+            "arrival_time_s": np.cumsum(rng.exponential(0.02, n)),
+            "input_tokens": rng.integers(200, 3000, n),
+            "output_tokens": rng.integers(50, 800, n),
+        }
+    )
+    scenarios = [
+        Scenario(
+            gpus="1xA100", gpu_memory_utilization=gmu, max_num_seqs=32, enable_prefix_caching=on
+        )
+        for gmu in (0.23, 0.25, 0.9)
+        for on in (None, False)
+    ]
+    alone = [api.simulate(table, s).summary for s in scenarios]
+    together = [r.summary for r in api.simulate_many(table, scenarios)]
+    assert together == alone
+    assert [s["num_preemptions"] > 0 for s in alone] == [True] * 4 + [False] * 2
+    assert alone[0]["e2e_ms"] != alone[1]["e2e_ms"]  # on and off differ under preemption
+    assert alone[4]["e2e_ms"] == alone[5]["e2e_ms"]  # and are the same run without
+
+
 def test_prefix_caching_and_pipeline_runs_are_never_shared(busy_table, engine_runs):
     import simulator.api as api
     from simulator.trace.importer import load_trace
@@ -938,8 +969,9 @@ def test_prefix_caching_and_pipeline_runs_are_never_shared(busy_table, engine_ru
 
 
 def test_prefix_caching_over_a_trace_without_hashes_runs_without_the_cache(busy_table, engine_runs):
-    """No request can hit: the engine runs without its cache (vLLM V1's default is on), so
-    the results equal caching off, and capacity runs are shared as without it."""
+    """No request can hit another's blocks: without a preemption the engine runs without
+    its cache (vLLM V1's default is on), so the results equal caching off, and capacity
+    runs are shared as without it (on with on, off with off)."""
     import simulator.api as api
 
     scenarios = [
@@ -949,6 +981,7 @@ def test_prefix_caching_over_a_trace_without_hashes_runs_without_the_cache(busy_
     ]
     results = api.simulate_many(busy_table, scenarios)
     assert len(engine_runs) < 4
+    assert all(r.summary["num_preemptions"] == 0 for r in results)
     for on, off in zip(results[:2], results[2:], strict=True):
         assert on.scenario.prefix_caching and not off.scenario.prefix_caching
         assert "prefix_cache" not in on.summary

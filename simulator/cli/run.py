@@ -287,7 +287,7 @@ def _no_hits(summary: dict[str, Any]) -> str:
     """What the engine line adds when the cache is on but the trace gives it nothing to find
     (prefix caching is on by default, and most traces carry no hash_ids)."""
     if summary["scenario"].get("enable_prefix_caching") and "prefix_cache" not in summary:
-        return "; the trace has no hash_ids: no prefix hits"
+        return "; the trace has no hash_ids: hits only on readmission after a preemption"
     return ""
 
 

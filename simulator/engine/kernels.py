@@ -17,6 +17,7 @@ from numba import njit
 
 from simulator import _numba_cache
 from simulator.engine.prefix_cache import (
+    ALL_BLOCKS,
     prefix_hit,
     register_full_blocks,
     release_blocks,
@@ -86,6 +87,7 @@ from simulator.engine.state import (
     R_LAST_TOKEN_S,
     R_NEXT_WAIT,
     R_NUM_KEYS,
+    R_NUM_OUT_KEYS,
     R_OUTPUT,
     R_PREEMPTIONS,
     R_PREV_WAIT,
@@ -173,13 +175,14 @@ def _take_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, need, num_toke
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i):
-    """Request ``i`` drops every block it holds."""
+def _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, preempted):
+    """Request ``i`` drops every block it holds (finished, or ``preempted``)."""
     if cfg[CFG_PREFIX_CACHING] == 0:
         rep_i[P_FREE_BLOCKS, r] += req_i[i, R_BLOCKS]
         req_i[i, R_BLOCKS] = 0
         return
-    release_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i)
+    num_keys = ALL_BLOCKS if preempted else req_i[i, R_NUM_OUT_KEYS]
+    release_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, num_keys)
 
 
 @njit(cache=True, _nrt=False)
@@ -370,7 +373,7 @@ def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_
             rep_i[P_STEADY_CONTEXT, r] -= req_i[i, R_COMPUTED] + 1
             req_f[i, R_FINISH_S] = end_s
             req_i[i, R_STATUS] = FINISHED
-            _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i)
+            _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, False)
             rep_i[P_OUTSTANDING, r] -= 1
             continue
         if finish < next_finish:
@@ -411,7 +414,7 @@ def _preempt_last(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_i
     unscheduled = req_i[victim, R_SCHEDULED]
     running[r, k] = -1
     rep_i[P_NUM_RUNNING, r] = k
-    _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, victim)
+    _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, victim, True)
     req_i[victim, R_COMPUTED] = 0
     req_i[victim, R_SCHEDULED] = 0
     req_i[victim, R_STATUS] = WAITING
@@ -895,7 +898,7 @@ def _complete_step(
                 if req_i[i, R_GENERATED] == req_i[i, R_OUTPUT]:
                     req_f[i, R_FINISH_S] = end_s
                     req_i[i, R_STATUS] = FINISHED
-                    _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i)
+                    _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, False)
                     rep_i[P_OUTSTANDING, r] -= 1
                     continue
         running[r, kept] = i

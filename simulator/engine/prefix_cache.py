@@ -10,7 +10,8 @@ Follows vLLM v0.11's V1 ``KVCacheManager`` / ``BlockPool`` (``vllm/v1/core/``), 
   equal prefixes (``engine/prefix_keys.py`` derives them from the trace's ``hash_ids``). A
   block is registered under its key as soon as it is allocated for tokens that fill it
   (vLLM caches a block when scheduled, before its step runs). Blocks of unhashed prompt and
-  of generated tokens are private: no other request could ever match them.
+  of generated tokens have private keys: no other request could ever match them, but a
+  preempted request finds its own again (they are registered when it is preempted).
 - Admission finds the longest run of leading keys resident in the cache (at most
   ``(P + g - 1) // block_size`` blocks: the last token is always computed), takes a
   reference on each, and computes only the rest. Blocks with no user that it takes leave
@@ -55,6 +56,7 @@ from simulator.engine.state import (
     PC_PREV,
     PC_REF,
     PC_TABLE,
+    PRIVATE_KEY,
     R_BLOCKS,
     R_COMPUTED,
     R_GENERATED,
@@ -63,8 +65,12 @@ from simulator.engine.state import (
     R_NUM_KEYS,
     R_NUM_OUT_KEYS,
     R_OUT_ID_START,
+    R_PREEMPTIONS,
     R_PROMPT,
 )
+
+#: ``release_blocks``'s ``num_keys`` for a preempted request: every full block it computed.
+ALL_BLOCKS = 1 << 62
 
 #: Fibonacci hashing: 2**64 / golden ratio, as a signed int64 (the product wraps).
 _GOLDEN = -7046029254386353131
@@ -72,9 +78,13 @@ _GOLDEN = -7046029254386353131
 
 @njit(cache=True, inline="always", _nrt=False)
 def block_key(req_i, cfg, prefix_ids, i, m):
-    """Key of request ``i``'s KV block ``m`` (m < R_NUM_OUT_KEYS): the chained id of the trace
-    block holding the block's last token, and the position. Blocks past the request's own
-    hashed prompt (m >= R_NUM_KEYS) take their ids from its next turn's."""
+    """Key of request ``i``'s KV block ``m``: the chained id of the trace block holding the
+    block's last token, and the position. Blocks past the request's own hashed prompt
+    (m >= R_NUM_KEYS) take their ids from its next turn's; blocks past those
+    (m >= R_NUM_OUT_KEYS) have a key of their own, ``PRIVATE_KEY | i | m``, that only this
+    request can ever look up (after a preemption)."""
+    if m >= req_i[i, R_NUM_OUT_KEYS]:
+        return PRIVATE_KEY | (i << KEY_POSITION_BITS) | m
     last_token = (m + 1) * cfg[CFG_BLOCK_SIZE] - 1
     start = req_i[i, R_ID_START] if m < req_i[i, R_NUM_KEYS] else req_i[i, R_OUT_ID_START]
     chained = prefix_ids[start + last_token // cfg[CFG_HASH_BLOCK_TOKENS]]
@@ -256,27 +266,21 @@ def register_full_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i, num_tokens
 
 
 @njit(cache=True, _nrt=False)
-def release_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i):
+def release_blocks(req_i, rep_i, cfg, tables, prefix_ids, r, i, num_keys):
     """Drop every block request ``i`` holds, last first (vLLM frees a request in reverse).
 
-    First its blocks of answer that its next turn starts with enter the cache: no other
-    request can ask for them before (their content is this request's own output), so
-    registering them now rather than as each fills changes nothing anyone sees.
+    First its full blocks up to ``num_keys`` that are not in the cache yet enter it: those
+    of answer that its next turn starts with (``num_keys`` = R_NUM_OUT_KEYS, when it
+    finishes), or every full block it computed (``ALL_BLOCKS``, when it is preempted: vLLM
+    hashes a request's output blocks as well as its prompt's, so a readmission finds its
+    own blocks that were not evicted meanwhile). No other request can ask for those blocks
+    before (their content is this request's own output, or private), so registering them
+    now rather than as each fills changes nothing anyone sees. A finished request's private
+    blocks are not registered: nobody could ever look them up.
     """
-    if (
-        req_i[i, R_NUM_OUT_KEYS] > req_i[i, R_NUM_KEYS]
-        and req_i[i, R_KEYED_HELD] >= req_i[i, R_NUM_KEYS]
-    ):
+    if num_keys > req_i[i, R_KEYED_HELD] and req_i[i, R_KEYED_HELD] >= req_i[i, R_NUM_KEYS]:
         register_full_blocks(
-            req_i,
-            rep_i,
-            cfg,
-            tables,
-            prefix_ids,
-            r,
-            i,
-            req_i[i, R_COMPUTED],
-            req_i[i, R_NUM_OUT_KEYS],
+            req_i, rep_i, cfg, tables, prefix_ids, r, i, req_i[i, R_COMPUTED], num_keys
         )
     blocks = cfg[CFG_NUM_KV_BLOCKS]
     base = cfg[CFG_PCACHE_BASE]
@@ -298,7 +302,10 @@ def prefix_hit(req_i, cfg, tables, prefix_ids, r, i):
     blocks = cfg[CFG_NUM_KV_BLOCKS]
     base = cfg[CFG_PCACHE_BASE]
     known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
-    limit = min(req_i[i, R_NUM_OUT_KEYS], (known - 1) // cfg[CFG_BLOCK_SIZE])
+    # Private keys past R_NUM_OUT_KEYS are in the cache only after a preemption of ``i``.
+    limit = (known - 1) // cfg[CFG_BLOCK_SIZE]
+    if req_i[i, R_PREEMPTIONS] == 0:
+        limit = min(limit, req_i[i, R_NUM_OUT_KEYS])
     hit = 0
     free = 0
     while hit < limit:

@@ -186,6 +186,11 @@ PC_KEY, PC_REF, PC_PREV, PC_NEXT, PC_ANON, PC_TABLE = range(6)
 NOT_QUEUED = -2
 #: Engine-block key = chained trace-block id << KEY_POSITION_BITS | block position.
 KEY_POSITION_BITS = 20
+#: A block without a shared key (past the hashed prompt and any answer the next turn
+#: resends) is keyed PRIVATE_KEY | request index << KEY_POSITION_BITS | position: no other
+#: request has that key, so only the request itself finds it again, after a preemption.
+#: Chained ids stay below 2**42, so shared keys stay below this bit.
+PRIVATE_KEY = 1 << 62
 
 #: Inter-token latencies are counted in bins found from the float's binary exponent and
 #: mantissa (no logarithm per token): octaves 2**ITL_MIN_EXP .. 2**ITL_MAX_EXP seconds
