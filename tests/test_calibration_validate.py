@@ -958,3 +958,44 @@ def test_after_fit_step_times_name_the_base_profile_and_the_fitted_host(bench, t
         f"{host['host_overhead_per_seq_s'] * 1e6:.2f} us per sequence (mine.json)"
     )
     assert fit["validation"]["step_times"] == after.removeprefix("step times: ")
+
+
+def test_validate_models_the_benchmarked_engine_and_its_prefix_cache(bench):
+    """--scheduler, --block-size and --(no-)enable-prefix-caching say how the benchmarked
+    server ran; the deployment names the engine. Under KV pressure (few blocks) a preempted
+    request finds its own blocks again only with the cache on, so predictions move."""
+    base = ["--calibration", bench / "truth.json", "--num-kv-blocks", 600]
+    reports = {}
+    for flag in ("--enable-prefix-caching", "--no-enable-prefix-caching"):
+        result = _validate(bench / "bench.jsonl", *base, flag)
+        assert result.exit_code == 0, result.stderr
+        reports[flag] = json.loads(result.stdout)["validation"]
+    on, off = reports.values()
+    assert on["deployment"]["enable_prefix_caching"] is True
+    assert off["deployment"]["enable_prefix_caching"] is False
+    assert on["deployment"]["engine"].startswith("vLLM v0.11 (V1 engine), prefix caching on")
+    assert on["predicted"]["e2e"]["p99"] != off["predicted"]["e2e"]["p99"]
+    v0 = _validate(bench / "bench.jsonl", *base, "--scheduler", "vllm-v0", "--block-size", 32)
+    assert v0.exit_code == 0, v0.stderr
+    deployment = json.loads(v0.stdout)["validation"]["deployment"]
+    assert deployment["scheduler"] == "vllm-v0" and deployment["block_size"] == 32
+    assert deployment["engine"].startswith("vLLM v0.6")
+    assert deployment["enable_prefix_caching"] is False
+    human = runner.invoke(
+        app,
+        [
+            "calibrate",
+            "validate",
+            str(bench / "bench.jsonl"),
+            "--gpus",
+            "1xH100",
+            "--model",
+            "llama-3.1-8b",
+            "--scheduler",
+            "vllm-v0",
+        ],
+    )
+    assert human.exit_code == 0, human.stderr
+    assert "engine: vLLM v0.6 (V0 scheduler, no chunked prefill)" in human.stdout
+    bad = _validate(bench / "bench.jsonl", "--scheduler", "tgi")
+    assert bad.exit_code == 1 and "--scheduler" in bad.stderr and "Traceback" not in bad.stderr

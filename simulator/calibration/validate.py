@@ -53,7 +53,7 @@ from simulator.calibration.select import borrow_order, shipped_profile, step_mod
 from simulator.errors import SimreplayError
 from simulator.io import check_input_file
 from simulator.perf.roofline import DEFAULT_EFFICIENCIES
-from simulator.scenario import ResolvedScenario, Scenario, graphed, resolve
+from simulator.scenario import ENGINE_VERSIONS, ResolvedScenario, Scenario, graphed, resolve
 from simulator.trace.schema import INT32_MAX, MAX_ARRIVAL_S
 
 METRICS = ("ttft", "tpot", "e2e")
@@ -609,6 +609,10 @@ def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
         "max_model_len": resolved.max_model_len,
         "enforce_eager": resolved.scenario.enforce_eager,
         "cuda_graph_max_tokens": resolved.step_model.description.get("cuda_graph_max_tokens"),
+        "scheduler": resolved.scenario.scheduler,
+        "block_size": resolved.memory.block_size,
+        "enable_prefix_caching": resolved.prefix_caching,
+        "engine": ENGINE_VERSIONS[(resolved.scenario.scheduler, resolved.prefix_caching)],
         "calibration": resolved.step_model.source,
     }
 

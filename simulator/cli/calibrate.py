@@ -338,6 +338,25 @@ def validate(
             help="The benchmarked server ran with vLLM's --enforce-eager (no CUDA graphs).",
         ),
     ] = False,
+    scheduler: Annotated[
+        str,
+        typer.Option(
+            "--scheduler",
+            help="The benchmarked engine: vllm (V1 engine, vLLM 0.8 and later by default) or "
+            "vllm-v0 (the V0 engine without chunked prefill, e.g. vLLM 0.6); sarathi too.",
+        ),
+    ] = "vllm",
+    block_size: Annotated[int, typer.Option("--block-size", help="vLLM --block-size used.")] = 16,
+    enable_prefix_caching: Annotated[
+        bool | None,
+        typer.Option(
+            "--enable-prefix-caching/--no-enable-prefix-caching",
+            help="Whether the server cached prefixes (default: the engine's default, on for "
+            "vllm as in V1). A benchmark's requests carry no prefix hashes, so this only "
+            "decides whether a preempted request finds its own blocks again.",
+            show_default=False,
+        ),
+    ] = None,
     quantization: Annotated[
         str | None,
         typer.Option(
@@ -403,6 +422,9 @@ def validate(
         enforce_eager=enforce_eager,
         quantization=None if quantization in (None, "none") else quantization,
         kv_cache_dtype=kv_cache_dtype,
+        scheduler=scheduler,
+        block_size=block_size,
+        enable_prefix_caching=enable_prefix_caching,
     )
     resolved = resolve_for_benchmark(scenario, num_kv_blocks)
     mismatch = model_mismatch(data, model, resolved)
@@ -460,6 +482,8 @@ def _print_validation(report: dict, label: str | None) -> None:
         f"max_num_batched_tokens {d['max_num_batched_tokens']:,}, "
         f"max_model_len {d['max_model_len']:,}, {_graphs_text(d)}"
     )
+    if d.get("engine"):
+        print(f"engine: {d['engine']}")
     print(f"step times: {report['step_times']}")
     rows = []
     for metric in ("ttft", "tpot", "e2e"):

@@ -89,8 +89,9 @@ def run(
         _opt(
             "--enable-prefix-caching/--no-enable-prefix-caching",
             help="vLLM's automatic prefix caching over the trace's hash_ids (V1 cache "
-            "manager: shared blocks, LRU eviction of unused ones). Default: the scheduler's "
-            "engine default, on for vllm (as vLLM V1), off for vllm-v0 and sarathi.",
+            "manager: shared blocks, LRU eviction of unused ones; a preempted request finds "
+            "its own blocks again). Default: the scheduler's engine default, on for vllm (as "
+            "vLLM V1), off for vllm-v0 and sarathi.",
         ),
     ] = None,
     prefix_load_cap: Annotated[
@@ -208,7 +209,7 @@ def run(
     if enable_prefix_caching and "hash_ids" not in table.column_names:
         note(
             "the trace has no prefix hashes (hash_ids): no request can find another's blocks "
-            "in the cache, so --enable-prefix-caching changes nothing here"
+            "in the cache, only a preempted request its own on readmission"
         )
     if _numba_cache.is_cold():
         note(
