@@ -25,6 +25,10 @@ Conventions
 - Memory capacity is binary: an "80 GB" HBM part carries 80 x 2**30 bytes, which is what
   the driver reports (to within about 1 %) and what vLLM multiplies by
   ``gpu_memory_utilization``. GDDR parts with ECC enabled report a few percent less.
+- Nodes: every GPU here comes in servers of 8 (``gpus_per_node``) joined by a network of
+  ``network_bytes_per_s`` per GPU and direction, the figures of NVIDIA AIConfigurator's
+  system files (``../shared/calibration-data/aiconfigurator/systems/*.yaml``,
+  ``num_gpus_per_node`` and ``inter_node_bw``) where it has one, else as each entry says.
 - Bandwidths are decimal (1 TB/s = 1e12 bytes/s). ``link_bytes_per_s`` is per direction:
   NVLink's and Infinity Fabric's advertised totals are bidirectional and are halved here;
   GPUs without a switched fabric use PCIe x16 (Gen4: 32 GB/s, Gen5: 64 GB/s per direction),
@@ -58,6 +62,8 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=40 * GIB,
             hbm_bytes_per_s=1555 * GIGA,
             link_bytes_per_s=300 * GIGA,  # NVLink 3: 600 GB/s bidirectional
+            # AIConfigurator a100_sxm.yaml: one 200 Gb/s ConnectX-6 per GPU
+            network_bytes_per_s=25 * GIGA,
             usd_per_hour=1.29,
             aliases=("A100-40GB", "A100-SXM-40GB", "A100-SXM4-40GB"),
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
@@ -71,6 +77,8 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=80 * GIB,
             hbm_bytes_per_s=2039 * GIGA,
             link_bytes_per_s=300 * GIGA,
+            # AIConfigurator a100_sxm.yaml: one 200 Gb/s ConnectX-6 per GPU
+            network_bytes_per_s=25 * GIGA,
             usd_per_hour=1.79,
             aliases=("A100", "A100-80GB", "A100-SXM", "A100-SXM-80GB", "A100-SXM4-80GB"),
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
@@ -84,6 +92,7 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=40 * GIB,
             hbm_bytes_per_s=1555 * GIGA,
             link_bytes_per_s=32 * GIGA,  # PCIe Gen4 x16: 64 GB/s bidirectional
+            network_bytes_per_s=25 * GIGA,  # AIConfigurator a100_pcie.yaml: 1:1 200 Gb/s fabric
             usd_per_hour=1.29,
             aliases=("A100-PCIe-40GB",),
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
@@ -97,6 +106,7 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=80 * GIB,
             hbm_bytes_per_s=1935 * GIGA,
             link_bytes_per_s=32 * GIGA,
+            network_bytes_per_s=25 * GIGA,  # AIConfigurator a100_pcie.yaml: 1:1 200 Gb/s fabric
             usd_per_hour=1.64,
             aliases=("A100-PCIe", "A100-PCIe-80GB"),
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
@@ -110,6 +120,8 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=80 * GIB,
             hbm_bytes_per_s=3350 * GIGA,
             link_bytes_per_s=450 * GIGA,  # NVLink 4: 900 GB/s bidirectional
+            # AIConfigurator h100_sxm.yaml: one 400 Gb/s ConnectX-7 NDR per GPU
+            network_bytes_per_s=50 * GIGA,
             usd_per_hour=2.99,
             aliases=("H100", "H100-80GB", "H100-SXM5", "H100-SXM-80GB"),
             source="NVIDIA H100 Tensor Core GPU datasheet: BF16 1,979 / FP8 3,958 TFLOPS with "
@@ -123,6 +135,7 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=80 * GIB,
             hbm_bytes_per_s=2000 * GIGA,
             link_bytes_per_s=64 * GIGA,  # PCIe Gen5 x16: 128 GB/s bidirectional
+            network_bytes_per_s=50 * GIGA,  # AIConfigurator h100_pcie.yaml: 1:1 400 Gb/s fabric
             usd_per_hour=2.49,
             aliases=("H100-PCIe-80GB",),
             source="NVIDIA H100 Tensor Core GPU datasheet (H100 PCIe): BF16 1,513 / FP8 3,026 "
@@ -136,6 +149,8 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=141 * GIB,
             hbm_bytes_per_s=4800 * GIGA,
             link_bytes_per_s=450 * GIGA,
+            # AIConfigurator h200_sxm.yaml: one 400 Gb/s ConnectX-7 NDR per GPU
+            network_bytes_per_s=50 * GIGA,
             usd_per_hour=3.79,
             aliases=("H200-SXM", "H200-141GB"),
             source="NVIDIA H200 Tensor Core GPU datasheet (H200 SXM): same compute as H100 SXM "
@@ -149,6 +164,8 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=180 * GIB,
             hbm_bytes_per_s=8000 * GIGA,
             link_bytes_per_s=900 * GIGA,  # NVLink 5: 1.8 TB/s bidirectional
+            # AIConfigurator b200_sxm.yaml: one 800 Gb/s ConnectX-8 XDR per GPU
+            network_bytes_per_s=100 * GIGA,
             usd_per_hour=4.99,
             aliases=("B200-SXM", "B200-180GB", "HGX-B200"),
             source="NVIDIA DGX B200 datasheet / HGX B200 specifications: 8 GPUs give 36 PFLOPS "
@@ -163,6 +180,8 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=48 * GIB,
             hbm_bytes_per_s=864 * GIGA,
             link_bytes_per_s=32 * GIGA,
+            # AIConfigurator l40s.yaml: one 400 Gb/s ConnectX-7 per GPU
+            network_bytes_per_s=50 * GIGA,
             usd_per_hour=0.86,
             aliases=("L40S-48GB",),
             source="NVIDIA L40S datasheet (2023): BF16 362.05 / FP8 733 TFLOPS dense (733 / "
@@ -176,6 +195,7 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=24 * GIB,
             hbm_bytes_per_s=300 * GIGA,
             link_bytes_per_s=32 * GIGA,
+            network_bytes_per_s=25 * GIGA,  # AIConfigurator l4.yaml: 1:1 200 Gb/s fabric
             usd_per_hour=0.55,
             aliases=("L4-24GB",),
             source="NVIDIA L4 Tensor Core GPU datasheet (2023): BF16 242 / FP8 485 TFLOPS with "
@@ -189,6 +209,7 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=24 * GIB,
             hbm_bytes_per_s=600 * GIGA,
             link_bytes_per_s=32 * GIGA,
+            network_bytes_per_s=1.5625 * GIGA,  # Amazon EC2 g5.48xlarge: 100 Gb/s for its 8 GPUs
             usd_per_hour=1.01,
             aliases=("A10G-24GB",),
             source="AWS-only GA102 part, no NVIDIA datasheet: Amazon EC2 G5 documentation and "
@@ -203,6 +224,8 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=48 * GIB,
             hbm_bytes_per_s=696 * GIGA,
             link_bytes_per_s=32 * GIGA,
+            # assumed: a 1:1 200 Gb/s fabric, as AIConfigurator's PCIe systems
+            network_bytes_per_s=25 * GIGA,
             usd_per_hour=0.40,
             aliases=("A40-48GB",),
             source="NVIDIA A40 datasheet (2021): BF16 149.7 TFLOPS dense (299.4 with sparsity), "
@@ -216,6 +239,8 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=24 * GIB,
             hbm_bytes_per_s=1008 * GIGA,
             link_bytes_per_s=32 * GIGA,
+            # assumed: a 1:1 200 Gb/s fabric, as AIConfigurator's PCIe systems
+            network_bytes_per_s=25 * GIGA,
             usd_per_hour=0.69,
             aliases=("4090", "RTX4090", "GeForce-RTX-4090"),
             source="NVIDIA Ada Lovelace GPU architecture whitepaper (RTX 4090): BF16 165.2 / "
@@ -229,6 +254,8 @@ GPUS: dict[str, GPUSpec] = {
             hbm_bytes=96 * GIB,
             hbm_bytes_per_s=1597 * GIGA,
             link_bytes_per_s=64 * GIGA,
+            # AIConfigurator rtx_pro_6000_server.yaml: 400 Gb/s per GPU
+            network_bytes_per_s=50 * GIGA,
             usd_per_hour=1.79,
             aliases=("RTXPRO6000", "RTX-PRO-6000-Blackwell", "RTX-PRO-6000-BSE", "PRO6000"),
             source="NVIDIA RTX PRO 6000 Blackwell Server Edition product page and datasheet: "
@@ -245,6 +272,8 @@ GPUS: dict[str, GPUSpec] = {
             # 7 Infinity Fabric links x 64 GB/s per direction, all used by an 8-GPU ring;
             # a single pair of GPUs shares one link (64 GB/s).
             link_bytes_per_s=448 * GIGA,
+            # assumed: one 400 Gb/s NIC per GPU, as AIConfigurator's H100 systems
+            network_bytes_per_s=50 * GIGA,
             usd_per_hour=2.49,
             vendor="AMD",
             aliases=("Instinct-MI300X", "AMD-MI300X"),

@@ -293,6 +293,29 @@ class ResolvedScenario:
         }
 
 
+def _multi_node_notes(gpu: GPUSpec, tp: int, pp: int) -> list[str]:
+    """What a replica spanning servers adds to the step times (``perf.roofline``)."""
+    from simulator.perf.roofline import nodes_spanned, stage_transfers_across_nodes
+
+    notes = []
+    per_node = gpu.gpus_per_node
+    network = f"{gpu.network_bytes_per_s / 1e9:g} GB/s per GPU"
+    if nodes_spanned(gpu, tp) > 1:
+        notes.append(
+            f"tp={tp} spans {nodes_spanned(gpu, tp)} servers of {per_node} {gpu.name}: every "
+            f"all-reduce also crosses the network between them ({network}), modelled as "
+            "NCCL's hierarchical all-reduce (vLLM's custom all-reduce works within one "
+            f"server); tp={per_node} with --pp across servers is vLLM's advice"
+        )
+    across = stage_transfers_across_nodes(gpu, tp, pp) if pp > 1 else 0
+    if across:
+        notes.append(
+            f"{across} of the {pp - 1} stage-to-stage transfers cross the network between "
+            f"servers of {per_node} {gpu.name} ({network})"
+        )
+    return notes
+
+
 def resolve(scenario: Scenario) -> ResolvedScenario:
     """Fill in defaults and derive replicas, KV blocks and step times.
 
@@ -395,6 +418,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
     step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes)
     step_model = graphed(step_model, scenario, max_num_seqs, token_budget)
+    notes.extend(_multi_node_notes(gpu, tp, pp))
     return ResolvedScenario(
         scenario=scenario,
         gpu=gpu,

@@ -30,6 +30,12 @@ class GPUSpec:
         or PCIe where there is no bridge).
     usd_per_hour : float
         Indicative on-demand cloud price of one GPU-hour, for cost comparisons.
+    network_bytes_per_s : float
+        Inter-node network bandwidth per GPU and direction, bytes/s (its share of the
+        server's NICs): what a collective or a pipeline send between servers runs at.
+    gpus_per_node : int
+        GPUs per server joined by ``link_bytes_per_s``; tensor parallelism above it spans
+        servers.
     vendor : str
     aliases : tuple of str
         Extra names accepted on the command line (case-insensitive).
@@ -44,6 +50,8 @@ class GPUSpec:
     hbm_bytes_per_s: float
     link_bytes_per_s: float
     usd_per_hour: float
+    network_bytes_per_s: float = 25e9
+    gpus_per_node: int = 8
     vendor: str = "NVIDIA"
     aliases: tuple[str, ...] = ()
     source: str = ""

@@ -23,7 +23,12 @@ import numpy as np
 from simulator.calibration.profile import GRID_FEATURES, Profile, Reference, load_profile
 from simulator.errors import SimreplayError
 from simulator.perf.calibrated import calibrated_model
-from simulator.perf.roofline import StepTimeModel, roofline_model, with_pipeline_stages
+from simulator.perf.roofline import (
+    StepTimeModel,
+    roofline_model,
+    with_cross_node_allreduce,
+    with_pipeline_stages,
+)
 from simulator.specs import GPUSpec, ModelSpec
 
 
@@ -177,7 +182,8 @@ def step_model_for(
             chain.append(found)
     if not chain:
         step = roofline_model(model, gpu, tp, kv_dtype_bytes=kv_dtype_bytes)
-        step = with_pipeline_stages(step, model, gpu, pp)
+        step = with_cross_node_allreduce(step, model, gpu, tp)
+        step = with_pipeline_stages(step, model, gpu, pp, tp)
         return step, {"profile": None, "source": UNCALIBRATED, "grids": {}}
 
     ref = Reference.of(gpu)
@@ -251,7 +257,8 @@ def step_model_for(
         )
         source = source.replace(_BORROWED, text)
         step = dataclasses.replace(step, source=source)
-    step = with_pipeline_stages(step, model, gpu, pp)
+    step = with_cross_node_allreduce(step, model, gpu, tp)
+    step = with_pipeline_stages(step, model, gpu, pp, tp)
     errors = {
         name: _headline(held_out_stats(owner.errors.get(name, {})))
         for name, owner in grid_owner.items()

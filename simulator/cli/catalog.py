@@ -39,6 +39,8 @@ def _gpu_record(gpu: GPUSpec) -> dict[str, Any]:
         "hbm_bytes": gpu.hbm_bytes,
         "hbm_tb_per_s": gpu.hbm_bytes_per_s / 1e12,
         "link_gb_per_s": gpu.link_bytes_per_s / 1e9,
+        "gpus_per_node": gpu.gpus_per_node,
+        "network_gb_per_s": gpu.network_bytes_per_s / 1e9,
         "usd_per_hour": gpu.usd_per_hour,
         "source": gpu.source,
     }
@@ -49,15 +51,16 @@ def _gpu_record(gpu: GPUSpec) -> dict[str, Any]:
 def list_hardware(json_output: JsonOpt = False) -> None:
     """List the GPUs --gpus accepts: peak dense FLOP/s, memory, bandwidths, indicative $/h.
 
-    Link bandwidth is GPU-to-GPU within a node, per direction. Sources are cited in
-    --json output.
+    Link bandwidth is GPU-to-GPU within a server of 8, network bandwidth each GPU's share
+    between servers (what TP or pipeline stages across servers run at), both per
+    direction. Sources are cited in --json output.
     """
     records = [_gpu_record(gpu) for gpu in GPUS.values()]
     if json_output:
         print_json({"gpus": records})
         return
     headers = ["name", "aliases", "bf16 TFLOP/s", "fp8 TFLOP/s", "mem GiB", "TB/s", "link GB/s"]
-    headers.append("$/h")
+    headers += ["net GB/s", "$/h"]
     rows = [
         [
             r["name"],
@@ -67,6 +70,7 @@ def list_hardware(json_output: JsonOpt = False) -> None:
             f"{r['memory_gib']:.0f}",
             f"{r['hbm_tb_per_s']:.2f}",
             f"{r['link_gb_per_s']:.0f}",
+            f"{r['network_gb_per_s']:.3g}",
             f"{r['usd_per_hour']:.2f}",
         ]
         for r in records

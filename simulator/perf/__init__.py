@@ -14,6 +14,7 @@ from simulator.perf.roofline import (
     StepTimeModel,
     constant_step_model,
     roofline_model,
+    with_cross_node_allreduce,
     with_cuda_graphs,
     with_pipeline_stages,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "roofline_model",
     "step_time_parts_s",
     "step_time_s",
+    "with_cross_node_allreduce",
     "with_cuda_graphs",
     "with_pipeline_stages",
 ]

@@ -550,8 +550,28 @@ PP_P2P_LATENCY_S = 10e-6
 PP_TENSORS_PER_TOKEN = 2
 
 
+def nodes_spanned(gpu: GPUSpec, num_gpus: int) -> int:
+    """Servers that ``num_gpus`` GPUs of one replica (or one TP group) occupy."""
+    return -(-int(num_gpus) // gpu.gpus_per_node)
+
+
+def stage_transfers_across_nodes(gpu: GPUSpec, tp: int, pp: int) -> int:
+    """How many of a replica's ``pp - 1`` stage boundaries lie between two servers.
+
+    Stage ``s`` holds the replica's GPUs ``s x tp .. (s + 1) x tp - 1``, filled server by
+    server, and each of its TP ranks sends to the same rank of the next stage (GPU ``i`` to
+    ``i + tp``): the boundary is between servers when any such pair is.
+    """
+    per_node = gpu.gpus_per_node
+    return sum(
+        1
+        for s in range(pp - 1)
+        if any(i // per_node != (i + tp) // per_node for i in range(s * tp, (s + 1) * tp))
+    )
+
+
 def with_pipeline_stages(
-    step: StepTimeModel, model: ModelSpec, gpu: GPUSpec, pp: int
+    step: StepTimeModel, model: ModelSpec, gpu: GPUSpec, pp: int, tp: int = 1
 ) -> StepTimeModel:
     """``step`` with the stage-to-stage activation transfers of ``pp`` pipeline stages added.
 
@@ -561,12 +581,13 @@ def with_pipeline_stages(
     the whole pipeline's latency: the full model's step time (``step``, all layers at this
     TP) plus ``pp - 1`` transfers, each
 
-        PP_P2P_LATENCY_S + T x PP_TENSORS_PER_TOKEN x hidden x 2 bytes / link_bytes_per_s
+        PP_P2P_LATENCY_S + T x PP_TENSORS_PER_TOKEN x hidden x 2 bytes / bandwidth
 
-    for the step's ``T`` tokens over the GPU's intra-node link (per direction, as
-    AIConfigurator models a p2p send). With TP each rank sends 1/TP of the tensors and the
-    next stage all-gathers them, which together move about the same bytes per link. Stages
-    on different nodes (``tp x pp`` above a node) would be slower; they are not modelled.
+    for the step's ``T`` tokens (per direction, as AIConfigurator models a p2p send): the
+    GPU's intra-node link between stages in one server, its network share
+    (``network_bytes_per_s``) between stages on two servers
+    (``stage_transfers_across_nodes``). With TP each rank sends 1/TP of the tensors and the
+    next stage all-gathers them, which together move about the same bytes per link.
 
     Parameters
     ----------
@@ -576,6 +597,8 @@ def with_pipeline_stages(
     gpu : GPUSpec
     pp : int
         Pipeline stages, >= 1; 1 returns ``step`` itself.
+    tp : int
+        Tensor-parallel GPUs per stage (where the stage boundaries fall).
 
     Returns
     -------
@@ -588,14 +611,86 @@ def with_pipeline_stages(
         return step
     params = step.params.copy()
     bytes_per_token = PP_TENSORS_PER_TOKEN * model.hidden_size * ACTIVATION_BYTES
+    across = stage_transfers_across_nodes(gpu, tp, pp)
     params[kernel.PP_TRANSFER_S] = (pp - 1) * PP_P2P_LATENCY_S
-    params[kernel.PP_TRANSFER_S_PER_TOKEN] = (pp - 1) * bytes_per_token / gpu.link_bytes_per_s
+    params[kernel.PP_TRANSFER_S_PER_TOKEN] = (pp - 1 - across) * bytes_per_token / (
+        gpu.link_bytes_per_s
+    ) + across * bytes_per_token / gpu.network_bytes_per_s
     description: dict[str, float | str] = dict(step.description)
     description.update(
         {
             "pp": float(pp),
             "pp_transfer_s_per_step": float(params[kernel.PP_TRANSFER_S]),
             "pp_transfer_s_per_token": float(params[kernel.PP_TRANSFER_S_PER_TOKEN]),
+            "pp_transfers_across_nodes": float(across),
+        }
+    )
+    return StepTimeModel(params=params, source=step.source, description=description)
+
+
+def with_cross_node_allreduce(
+    step: StepTimeModel, model: ModelSpec, gpu: GPUSpec, tp: int
+) -> StepTimeModel:
+    """``step`` with the network part of all-reduces whose ``tp`` GPUs span servers.
+
+    Up to ``gpus_per_node`` the step model's all-reduce (a calibrated table, or the ring
+    formula over the intra-node link) is the whole cost. Above it, each of the ``2 L``
+    all-reduces of a step is modelled as NCCL's hierarchical all-reduce over ``k`` servers
+    of ``g`` GPUs: the server-local part as before, plus an all-reduce between servers of
+    each GPU's ``1/g`` share over its own network share,
+
+        2 (k - 1) x PP_P2P_LATENCY_S + 2 (k - 1) / k x T x hidden x 2 bytes / g / network
+
+    (``network_bytes_per_s``; the 10 us per inter-node step is AIConfigurator's
+    ``p2p_latency``). vLLM's custom all-reduce works within one server only, so the
+    server-local part, measured with it, is if anything optimistic there.
+
+    Parameters
+    ----------
+    step : StepTimeModel
+        The step model at this TP (roofline or calibrated); not mutated.
+    model : ModelSpec
+    gpu : GPUSpec
+    tp : int
+
+    Returns
+    -------
+    StepTimeModel
+        ``step`` itself when ``tp`` fits one server, else a copy with the network term
+        added to the all-reduce (to each node of a calibrated all-reduce table, which is
+        linear in the tokens between nodes, so the sum interpolates exactly).
+    """
+    k = nodes_spanned(gpu, tp)
+    if k == 1:
+        return step
+    g = gpu.gpus_per_node
+    calls = 2.0 * model.num_layers
+    per_call_s = calls * 2.0 * (k - 1) * PP_P2P_LATENCY_S
+    per_token_s = (
+        calls * 2.0 * (k - 1) / k * model.hidden_size * ACTIVATION_BYTES / g
+    ) / gpu.network_bytes_per_s
+    params = step.params.copy()
+    offset = (
+        int(params[kernel.CAL_HEADER + kernel.CAL_ALLREDUCE])
+        if params.shape[0] > kernel.NUM_PARAMS
+        else 0
+    )
+    if offset > 0:
+        if int(params[offset + 1]) != 1:
+            raise ValueError("the calibrated all-reduce table has one feature (tokens)")
+        num_nodes = int(params[offset])
+        tokens = params[offset + 2 : offset + 2 + num_nodes]
+        values = offset + 2 + num_nodes + int(params[offset + 1])
+        params[values : values + num_nodes] += per_call_s + per_token_s * tokens
+    else:
+        params[kernel.ALLREDUCE_S] += per_call_s
+        params[kernel.ALLREDUCE_S_PER_TOKEN] += per_token_s
+    description: dict[str, float | str] = dict(step.description)
+    description.update(
+        {
+            "tp_nodes": float(k),
+            "allreduce_network_s_per_step": per_call_s,
+            "allreduce_network_s_per_token": per_token_s,
         }
     )
     return StepTimeModel(params=params, source=step.source, description=description)
