@@ -269,7 +269,8 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
         return
     head = (
         f"{answer['gpus']} ({answer['gpu_type']}, tp={answer['tp']}, "
-        f"{answer['num_replicas']} replicas), ${answer['cost_per_hour_usd']:,.2f}/hour"
+        f"{answer['num_replicas']} replica{'' if answer['num_replicas'] == 1 else 's'}), "
+        f"${answer['cost_per_hour_usd']:,.2f}/hour"
     )
     if find == "max-rate":
         fails = answer["fails_at_rate_scale"]
