@@ -221,15 +221,17 @@ def replay_resolved(
         return run(prefix)
     # Caching on, no hash_ids: no request can find another's blocks, only a preempted
     # request its own. Without a preemption the cache changes nothing (tested) and the
-    # engine runs faster without it; with one, the run is made again with the cache.
+    # engine runs faster without it; with one, the run is made again with the cache. Not
+    # with a user's router, which would be asked twice per request (it may keep state).
+    empty = prefix_inputs(
+        None, input_tokens, hash_block_tokens=None, block_size=resolved.memory.block_size
+    )
+    if router is not None:
+        return run(empty)
     state = run(None)
     if int(state.req_i[:, R_PREEMPTIONS].sum()) == 0:
         return state
-    return run(
-        prefix_inputs(
-            None, input_tokens, hash_block_tokens=None, block_size=resolved.memory.block_size
-        )
-    )
+    return run(empty)
 
 
 def _engine_knobs(resolved: ResolvedScenario) -> dict[str, Any]:

@@ -781,3 +781,35 @@ def test_cli_engine_line_says_a_trace_without_hash_ids_cannot_hit(mooncake_like,
         assert result.exit_code == 0, result.stderr
         engine = next(line for line in result.stdout.splitlines() if "Engine" in line)
         assert (said in engine) == without_ids, engine
+
+
+def test_a_python_router_is_asked_once_per_request_with_the_cache_on_and_no_hash_ids():
+    """``simulate`` runs a trace without hash_ids again with the cache when the first run
+    preempted; a user's router (which may keep state) must not be asked twice, and routing
+    as round-robin it gives the built-in round-robin's results."""
+    from simulator import Scenario, simulate
+
+    rng = np.random.default_rng(4)
+    n = 400
+    table = pa.table(
+        {
+            "arrival_time_s": np.cumsum(rng.exponential(0.01, n)),
+            "input_tokens": rng.integers(200, 3000, n),
+            "output_tokens": rng.integers(50, 800, n),
+        }
+    )
+    asked = []
+
+    def rotate(request, replicas):
+        asked.append(request)
+        return (len(asked) - 1) % len(replicas)
+
+    scenario = Scenario(
+        gpus="2xA100", tp=1, gpu_memory_utilization=0.23, max_num_seqs=32, router="round-robin"
+    )
+    mine = simulate(table, scenario, router=rotate)
+    builtin = simulate(table, scenario)
+    assert mine.summary["num_preemptions"] > 0
+    assert len(asked) == n
+    for column in ("replica", "first_token_s", "completion_s"):
+        assert mine.requests.column(column).equals(builtin.requests.column(column)), column
