@@ -254,6 +254,26 @@ class ResultStore:
             self.create(slo, unreadable, planned)
             yield
 
+    def being_written(self) -> bool:
+        """Whether a sweep holds the store's lock (``writing``) now: more rows are coming."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: nothing is locked there
+            return False
+        try:
+            handle = open(self.root / LOCK_NAME, encoding="utf-8")  # noqa: SIM115
+        except OSError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
     def create(
         self, slo: str | None, unreadable: Iterable[Path] = (), planned: Iterable[str] = ()
     ) -> None:
