@@ -29,7 +29,7 @@ from simulator.sweep.spec import (
     knob_defaults,
     knob_types,
 )
-from simulator.sweep.store import ResultStore
+from simulator.sweep.store import Planned, ResultStore
 from simulator.sweep.uncertainty import group_seeds
 
 
@@ -299,11 +299,23 @@ def show(
         ),
     ] = False,
     json_output: Annotated[
-        bool, typer.Option("--json", help='Print {"rows": [...]} with every column.')
+        bool,
+        typer.Option(
+            "--json",
+            help='Print {"rows": [...], "planned": {...}}: every column, and how many of the '
+            "scenarios sweeps were asked for are stored (null: not recorded).",
+        ),
     ] = False,
 ) -> None:
-    """Print the rows of a sweep: knobs that vary, status, key metrics, SLO, cost."""
-    table = ResultStore(directory).read()
+    """Print the rows of a sweep: knobs that vary, status, key metrics, SLO, cost.
+
+    When the store records scenarios that sweeps were asked for and have no row yet (the
+    sweep was stopped, or is still running), one line on stderr says how many.
+    """
+    store = ResultStore(directory)
+    table = store.read()
+    planned = store.planned(table.column("scenario_key").to_pylist())
+    running = planned is not None and store.being_written()
     rows = table.to_pylist()
     columns = table.column_names
     if seed_spread:
@@ -320,11 +332,21 @@ def show(
         knobs = [k for k in knob_types() if not seed_spread or k != "seed"]
         rows.sort(key=lambda r: tuple(_order_key(r[k]) for k in knobs))
     if json_output:
-        print_json({"rows": [{k: _json_value(v) for k, v in r.items()} for r in rows]})
-        return
-    if not rows:
+        payload: dict[str, Any] = {
+            "rows": [{k: _json_value(v) for k, v in r.items()} for r in rows]
+        }
+        payload["planned"] = None if planned is None else _planned_json(planned, running)
+        print_json(payload)
+    elif rows:
+        _print_rows(rows, seed_spread)
+    else:
         sys.stdout.write("no rows yet\n")
-        return
+    if planned is not None and planned.num_missing:  # after the rows: seen last
+        err.print(_missing_line(directory, planned, running))
+
+
+def _print_rows(rows: list[dict[str, Any]], seed_spread: bool) -> None:
+    """``sweep show``'s table, and lines on infeasible rows and rows with no request done."""
     varying = [k for k in knob_types() if k in rows[0] and len({repr(r[k]) for r in rows}) > 1]
     varying = varying or ["gpus"]
     if seed_spread:
@@ -359,6 +381,27 @@ def show(
         sys.stdout.write(f"no request completed {where}: {r['reason']}\n")
     if len(empty) > 5:
         sys.stdout.write(f"... and {len(empty) - 5} more with no request completed (see --json)\n")
+
+
+def _missing_line(directory: Path, planned: Planned, running: bool) -> str:
+    """One line on the planned scenarios that have no row yet (``ResultStore.planned``)."""
+    head = (
+        f"{directory}: {planned.num_stored:,} of {planned.num_planned:,} planned scenarios "
+        f"stored; {planned.num_missing:,} not simulated yet"
+    )
+    if running:
+        return f"{head} (a sweep is still writing rows into {directory})"
+    return f"{head} (the sweep was stopped): run the same sweep command again to finish"
+
+
+def _planned_json(planned: Planned, running: bool) -> dict[str, Any]:
+    """``sweep show --json``'s ``planned`` object (``simulator/sweep/README.md``)."""
+    return {
+        "num_planned": planned.num_planned,
+        "num_stored": planned.num_stored,
+        "num_missing": planned.num_missing,
+        "still_writing": running,
+    }
 
 
 def _sortable(value: Any) -> bool:

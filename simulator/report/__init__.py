@@ -30,8 +30,8 @@ from simulator.report.run_page import (
 )
 from simulator.report.sweep_page import (
     load_sweep,
+    partial_note,
     render_sweep_page,
-    still_writing_note,
     sweep_figures,
 )
 
@@ -101,8 +101,9 @@ def write_sweep_report(
     sweep = load_sweep(directory, slo)
     figures = sweep_figures(sweep, heatmap_axes)
     files = _write(directory, render_sweep_page(sweep, figures), figures, pngs)
-    if sweep.still_writing:
-        files.notes.append(still_writing_note(sweep))
+    partial = partial_note(sweep)
+    if partial is not None:
+        files.notes.append(partial)
     return files
 
 

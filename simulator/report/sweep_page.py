@@ -37,6 +37,10 @@ from simulator.report.run_page import read_table
 PLAN_FILE = "plan.json"
 #: The lock a running ``sweep run`` holds (``simulator/sweep/store.py``, ``LOCK_NAME``).
 STORE_LOCK = ".sweep.lock"
+#: The store's manifest, and its record of the scenarios sweeps were asked for: simreplay
+#: version -> scenario keys (``simulator/sweep/store.py``, ``PLANNED_FIELD``).
+STORE_MANIFEST = "sweep.json"
+PLANNED_FIELD = "planned_scenario_keys"
 #: Scenario knobs, in the order heat-map axes and series are chosen from: every ``Scenario``
 #: field (a test checks), so any knob a sweep varies is named in the lines and the table.
 KNOBS = (
@@ -105,6 +109,12 @@ class SweepRows:
         The ``plan`` answer (``plan.json``) when present.
     still_writing : bool
         A ``sweep run`` holds the store's lock: more rows are coming.
+    num_planned : int or None
+        Scenarios the sweeps into this store were asked for (its ``sweep.json`` record for
+        this simreplay version); None when it records none, or rows carry no
+        ``scenario_key``.
+    num_planned_stored : int or None
+        How many of those have a row here.
     rejudged : bool
         ``slo_met`` was recomputed for the ``--slo`` given to ``report`` (the rows were
         judged against another SLO, or one not recorded), and the attainment columns,
@@ -118,6 +128,15 @@ class SweepRows:
     answer: dict[str, Any] | None
     rejudged: bool = False
     still_writing: bool = False
+    num_planned: int | None = None
+    num_planned_stored: int | None = None
+
+    @property
+    def num_missing(self) -> int:
+        """Planned scenarios with no row yet (0 when nothing is planned on record)."""
+        if self.num_planned is None or self.num_planned_stored is None:
+            return 0
+        return self.num_planned - self.num_planned_stored
 
 
 def sweep_files(directory: Path) -> list[Path]:
@@ -148,11 +167,13 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
 
     directory = Path(directory)
     files = sweep_files(directory)
-    if not files and (directory / "sweep.json").is_file():
+    planned = _planned_keys(directory)
+    if not files and (directory / STORE_MANIFEST).is_file():
         # ``sweep run`` writes sweep.json first and a row as each scenario finishes.
+        of = f" of {len(planned):,} planned" if planned else ""
         raise SimreplayError(
-            f"{directory}: a sweep store where no scenario has finished yet (sweep.json, no "
-            "rows); run the same `simreplay sweep run` command again to fill it, then report"
+            f"{directory}: a sweep store where no scenario{of} has finished yet (sweep.json, "
+            "no rows); run the same `simreplay sweep run` command again to fill it, then report"
         )
     if not files:
         raise SimreplayError(
@@ -188,9 +209,35 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
     if slo is None and len(stored) == 1:
         slo = parse_slo(stored.pop())
     bounds = {metric: (p, bound) for _, (metric, p, bound) in (slo or {}).items()}
-    return SweepRows(
+    sweep = SweepRows(
         directory, rows, columns, bounds, _read_plan(directory), rejudged, _still_writing(directory)
     )
+    if planned is not None and "scenario_key" in columns:
+        sweep.num_planned = len(planned)
+        sweep.num_planned_stored = len(planned & {row.get("scenario_key") for row in rows})
+    return sweep
+
+
+def _planned_keys(directory: Path) -> set[str] | None:
+    """The scenario keys the store's ``sweep.json`` records as asked for by sweeps of this
+    simreplay version; None without that record (a store written before it existed, one of
+    another version, or no store)."""
+    from simulator import __version__
+
+    path = directory / STORE_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SimreplayError(f"{path}: not a readable sweep manifest: {exc}") from None
+    record = manifest.get(PLANNED_FIELD) if isinstance(manifest, dict) else None
+    keys = record.get(__version__) if isinstance(record, dict) else None
+    if keys is None:
+        return None
+    if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+        raise SimreplayError(f"{path}: {PLANNED_FIELD} is not a list of scenario keys")
+    return set(keys)
 
 
 def _still_writing(directory: Path) -> bool:
@@ -650,9 +697,27 @@ def _shown_knobs(knobs: list[str]) -> list[str]:
 
 def still_writing_note(sweep: SweepRows) -> str:
     """What to say of a store a sweep is still writing."""
+    if sweep.num_missing:
+        shown = f"{sweep.num_planned_stored:,} of the {sweep.num_planned:,} scenarios planned"
+    else:
+        shown = f"the {len(sweep.rows):,} scenarios finished so far"
     return (
-        f"a sweep is still writing rows into {sweep.directory}: this shows the "
-        f"{len(sweep.rows):,} scenarios finished so far; report again when it ends"
+        f"a sweep is still writing rows into {sweep.directory}: this shows {shown}; report "
+        "again when it ends"
+    )
+
+
+def partial_note(sweep: SweepRows) -> str | None:
+    """What to say of a store that lacks planned scenarios (a sweep still writing it, or
+    one stopped); None when it lacks none, or records none."""
+    if sweep.still_writing:
+        return still_writing_note(sweep)
+    if not sweep.num_missing:
+        return None
+    return (
+        f"{sweep.num_planned_stored:,} of {sweep.num_planned:,} planned scenarios stored; "
+        f"{sweep.num_missing:,} not simulated yet (the sweep was stopped): run the same sweep "
+        "command again, then report"
     )
 
 
@@ -661,10 +726,17 @@ def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
     answer, answer_kind = answer_row(sweep)
     num_ok = sum(row["ok"] for row in sweep.rows)
     types = sorted({row["gpu"] for row in sweep.rows})
+    # A store lacking planned scenarios: "k of N" (and the rows of no plan on record apart).
+    count = f"{len(sweep.rows):,}"
+    others = ""
+    if sweep.num_missing:
+        count = f"{sweep.num_planned_stored:,} of {sweep.num_planned:,}"
+        num_others = len(sweep.rows) - (sweep.num_planned_stored or 0)
+        others = f" planned, and {num_others:,} others" if num_others else ""
     facts = [
         (
             "Scenarios",
-            esc(f"{len(sweep.rows):,} ({num_ok:,} ran, {len(sweep.rows) - num_ok:,} infeasible)"),
+            esc(f"{count}{others} ({num_ok:,} ran, {len(sweep.rows) - num_ok:,} infeasible)"),
         ),
         ("GPU types", esc(", ".join(types))),
         ("Knobs varied", esc(", ".join(_shown_knobs(varying_knobs(sweep))) or "none")),
@@ -676,8 +748,9 @@ def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
             ),
         ),
     ]
-    if sweep.still_writing:
-        facts.append(("Store", f'<span class="badge warn">{esc(still_writing_note(sweep))}</span>'))
+    partial = partial_note(sweep)
+    if partial is not None:
+        facts.append(("Store", f'<span class="badge warn">{esc(partial)}</span>'))
     if answer is not None:
         cost = _number(answer.get("cost_per_hour_usd"))
         # The knobs that vary say which scenario it is (e.g. which model met the SLO).
@@ -691,8 +764,9 @@ def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
         facts.append((label, f'<span class="badge">{STAR} {esc(text)}</span>'))
     elif answer_kind:
         facts.append(("Answer", f'<span class="badge bad">{esc(answer_kind)}</span>'))
+    title = f"simreplay sweep: {count} scenarios"
     parts = [
-        f"<header><h1>simreplay sweep: {len(sweep.rows):,} scenarios</h1>",
+        f"<header><h1>{esc(title)}</h1>",
         f'<p class="sub">Rows from <code>{esc(sweep.directory.name or sweep.directory)}</code>.</p>'
         "</header>",
         key_value_table(facts),
@@ -716,7 +790,7 @@ def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
         if answer is None
         else {k: answer.get(k) for k in ("gpus", "tp", "cost_per_hour_usd")},
         "answer_kind": answer_kind,
+        "num_planned": sweep.num_planned,
+        "num_planned_stored": sweep.num_planned_stored,
     }
-    return page(
-        f"simreplay sweep: {len(sweep.rows):,} scenarios", "\n".join(parts), summary, figures
-    )
+    return page(title, "\n".join(parts), summary, figures)

@@ -332,7 +332,7 @@ def _local(
         if interrupted:  # a signal sent to the whole group ended a worker too
             _stop_workers(pool)
             raise Stopped(interrupted[0]) from None
-        raise SimreplayError(_worker_death(pool)) from None
+        raise WorkerDied(_worker_death(pool)) from None
     except BaseException:  # Ctrl-C, a failed scenario, or the caller closing early
         if pool is not None:
             _stop_workers(pool)
@@ -370,7 +370,11 @@ def stop_on_sigterm() -> Iterator[None]:
 
 
 class Stopped(KeyboardInterrupt):
-    """A sweep stopped by SIGINT or SIGTERM; ``exit_status`` is the shell's 128 + signal."""
+    """A sweep stopped by SIGINT or SIGTERM; ``exit_status`` is the shell's 128 + signal.
+
+    ``message`` is the line to print: ``interrupted`` or ``terminated``, and once
+    ``run_sweep`` has seen it, how far the sweep got (``stopped_line``).
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -378,8 +382,33 @@ class Stopped(KeyboardInterrupt):
         self.message = "interrupted" if signum == signal.SIGINT else "terminated"
 
 
+class WorkerDied(SimreplayError):
+    """A local worker process ended abruptly; ``cause`` says how (``_worker_death``)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(
+            f"{cause}; the rows stored so far are kept: rerun the same command to simulate the rest"
+        )
+        self.cause = cause
+
+
+def stopped_line(head: str, num_stored: int, num_scenarios: int, root: Any) -> str:
+    """``head`` (what stopped the sweep) and how far it got, as one line.
+
+    ``num_stored`` of the sweep's ``num_scenarios`` scenarios have a row in the store at
+    ``root``.
+    """
+    left = num_scenarios - num_stored
+    if left == 0:
+        return f"{head}: all {num_scenarios:,} scenarios of the sweep are stored in {root}"
+    return (
+        f"{head}: {num_stored:,} of {num_scenarios:,} scenarios stored in {root}; run the same "
+        f"command again to simulate the other {left:,}"
+    )
+
+
 def _worker_death(pool: cf.ProcessPoolExecutor | None) -> str:
-    """One line for a worker process that ended abruptly (the OOM killer, a kill -9)."""
+    """What ended a worker process abruptly (the OOM killer, a kill -9), for a line."""
     codes = {
         process.exitcode
         for process in (getattr(pool, "_processes", None) or {}).values()
@@ -393,10 +422,7 @@ def _worker_death(pool: cf.ProcessPoolExecutor | None) -> str:
     )
     if pool is not None:
         _stop_workers(pool)
-    return (
-        f"a worker process ended abruptly ({how or 'no status'}; out of memory?); the rows "
-        "stored so far are kept: rerun the same command to simulate the rest"
-    )
+    return f"a worker process ended abruptly ({how or 'no status'}; out of memory?)"
 
 
 def _start_helpers(method: str) -> None:
@@ -550,7 +576,11 @@ def run_sweep(
     ------
     SimreplayError
         For bad options, an unreadable trace, a ``store`` that cannot hold the sweep, or a
-        trace whose content changed since the store's rows were simulated from it.
+        trace whose content changed since the store's rows were simulated from it; or when
+        a worker process died, with how many of the sweep's scenarios are stored.
+    Stopped
+        On Ctrl-C (a KeyboardInterrupt becomes one) or a ``Stopped`` SIGTERM: its
+        ``message`` says how many of the sweep's scenarios are stored (``stopped_line``).
     """
     if backend not in BACKENDS:
         raise SimreplayError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -559,6 +589,35 @@ def run_sweep(
         raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
     store.prepare(slo)
     tasks, hashes = plan_tasks(scenarios, slo)
+    try:
+        return _checked_run(tasks, hashes, store, slo, workers, backend, address, progress, note)
+    except WorkerDied as exc:
+        raise SimreplayError(_how_far(exc.cause, tasks, store)) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM within ``stop_on_sigterm``
+        stopped = exc if isinstance(exc, Stopped) else Stopped(signal.SIGINT)
+        stopped.message = _how_far(stopped.message, tasks, store)
+        raise stopped from None
+
+
+def _how_far(head: str, tasks: list[Task], store: ResultStore) -> str:
+    # Counted from the row files: a row renamed into place just before the stop counts.
+    stored = store.done_keys() & {task.key for task in tasks}
+    return stopped_line(head, len(stored), len(tasks), store.root)
+
+
+def _checked_run(
+    tasks: list[Task],
+    hashes: dict[str, str],
+    store: ResultStore,
+    slo: str | None,
+    workers: int,
+    backend: str,
+    address: str | None,
+    progress: Callable[[Progress], None] | None,
+    note: Callable[[str], None] | None,
+) -> Progress:
+    """``run_sweep`` once the scenarios are keyed: check the traces against the store, read
+    them, record the scenarios asked for, and simulate what is missing."""
     first_path: dict[str, str] = {}
     for path, sha in hashes.items():
         kept = first_path.setdefault(sha, path)
@@ -594,7 +653,7 @@ def run_sweep(
         ray_started_here = not _ray_initialized()
         check_ray(address)
     try:
-        with store.writing(slo, stored.unreadable):
+        with store.writing(slo, stored.unreadable, planned=[t.key for t in tasks]):
             return _run(
                 todo, tables, len(tasks) - len(todo), store, workers, backend, address, progress
             )

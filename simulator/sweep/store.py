@@ -2,7 +2,8 @@
 
 Layout of ``--out DIR``::
 
-    DIR/sweep.json                 what the rows mean: store format, SLO (written first)
+    DIR/sweep.json                 what the rows mean: store format, SLO (written first);
+                                   the scenarios sweeps were asked for (below)
     DIR/.sweep.lock                held by the sweep writing rows (one at a time)
     DIR/rows/<key>.parquet         one row: the scenario's knobs, status, metrics
 
@@ -15,6 +16,17 @@ the scenario's key.
 The key is the SHA-256 of the scenario's knobs (as coerced to their types), the trace's
 *content* hash (SHA-256 of the file's bytes: a trace moved or touched keeps its results, a
 trace rewritten with other requests does not), and the simreplay version.
+
+``sweep.json`` is ``{"kind": "simreplay-sweep", "format_version": 1, "slo": TEXT or null,
+"planned_scenario_keys": {VERSION: [KEY, ...]}}``. ``planned_scenario_keys`` records, per
+simreplay version (a key holds the version, so another version's keys are never its rows),
+the keys of every scenario a sweep into ``DIR`` was asked for, sorted. A sweep adds its
+keys once its inputs are checked, before it simulates anything (under the lock), so several
+sweeps into one folder (a grid extended later) leave the union. A planned key without a row
+file is a scenario not simulated yet: its sweep was stopped or is still running
+(``ResultStore.planned``). A store written before this field existed has none, and then
+nothing is said about scenarios it lacks; simreplay versions that do not know the field
+read the store as before.
 
 Row columns (``sweep show --json`` prints the same names):
 
@@ -63,6 +75,8 @@ from simulator.io import atomic_path, output_folder, write_text_atomic
 from simulator.sweep.spec import knob_types
 
 STORE_FORMAT_VERSION = 1
+#: ``sweep.json``'s record of the scenarios asked for: simreplay version -> sorted keys.
+PLANNED_FIELD = "planned_scenario_keys"
 #: The lock a sweep holds on its ``--out`` while it writes rows (``ResultStore.writing``).
 LOCK_NAME = ".sweep.lock"
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2e", "queue")
@@ -142,6 +156,19 @@ def scenario_key(knobs: dict[str, Any], trace_sha256: str) -> str:
 
 
 @dataclass(frozen=True)
+class Planned:
+    """How much of what sweeps into a store were asked for is stored (``ResultStore.planned``)."""
+
+    num_planned: int
+    num_stored: int
+
+    @property
+    def num_missing(self) -> int:
+        """Planned scenarios with no row yet."""
+        return self.num_planned - self.num_stored
+
+
+@dataclass(frozen=True)
 class StoredRows:
     """What ``ResultStore.scan`` found: keys of readable rows, trace path -> content hashes
     of their rows, and the row files that cannot be read."""
@@ -189,7 +216,9 @@ class ResultStore:
         self.check_compatible()
 
     @contextlib.contextmanager
-    def writing(self, slo: str | None, unreadable: Iterable[Path] = ()) -> Iterator[None]:
+    def writing(
+        self, slo: str | None, unreadable: Iterable[Path] = (), planned: Iterable[str] = ()
+    ) -> Iterator[None]:
         """Hold the store's lock while rows are written; ``create`` it under the lock.
 
         Two sweeps into one folder at once each simulated every missing scenario, and the
@@ -206,7 +235,7 @@ class ResultStore:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
-            self.create(slo, unreadable)
+            self.create(slo, unreadable, planned)
             yield
             return
         with open(self.root / LOCK_NAME, "a+", encoding="utf-8") as handle:
@@ -222,22 +251,52 @@ class ResultStore:
             handle.truncate(0)
             handle.write(f"{os.getpid()}\n")
             handle.flush()
-            self.create(slo, unreadable)
+            self.create(slo, unreadable, planned)
             yield
 
-    def create(self, slo: str | None, unreadable: Iterable[Path] = ()) -> None:
-        """Create the folders and manifest (after ``prepare``); remove stale temporary files
-        and the ``unreadable`` row files of ``scan`` (their scenarios are to be redone)."""
+    def being_written(self) -> bool:
+        """Whether a sweep holds the store's lock (``writing``) now: more rows are coming."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: nothing is locked there
+            return False
+        try:
+            handle = open(self.root / LOCK_NAME, encoding="utf-8")  # noqa: SIM115
+        except OSError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+    def create(
+        self, slo: str | None, unreadable: Iterable[Path] = (), planned: Iterable[str] = ()
+    ) -> None:
+        """Create the folders and manifest (after ``prepare``); add the ``planned`` scenario
+        keys to the manifest's record; remove stale temporary files and the ``unreadable``
+        row files of ``scan`` (their scenarios are to be redone)."""
         self.root.mkdir(exist_ok=True)
-        if self.read_manifest() is None:
-            write_text_atomic(
-                json.dumps(
-                    {"kind": "simreplay-sweep", "format_version": STORE_FORMAT_VERSION, "slo": slo},
-                    indent=2,
-                )
-                + "\n",
-                self.root / "sweep.json",
-            )
+        manifest = self.read_manifest()
+        new = manifest is None
+        if manifest is None:
+            manifest = {
+                "kind": "simreplay-sweep",
+                "format_version": STORE_FORMAT_VERSION,
+                "slo": slo,
+            }
+        before = self._planned_record(manifest).get(__version__, set())
+        keys = before | set(planned)
+        if keys != before:
+            # Other versions' keys stay as they were; one atomic write of the whole file.
+            record = {**manifest.get(PLANNED_FIELD, {}), __version__: sorted(keys)}
+            manifest = {**manifest, PLANNED_FIELD: record}
+        if new or keys != before:
+            write_text_atomic(json.dumps(manifest, indent=2) + "\n", self.root / "sweep.json")
         self.rows_dir.mkdir(exist_ok=True)
         for stale in [*self.rows_dir.glob(".*.tmp"), *unreadable]:
             with contextlib.suppress(FileNotFoundError):
@@ -255,6 +314,41 @@ class ResultStore:
         if not isinstance(manifest, dict) or manifest.get("kind") != "simreplay-sweep":
             raise SimreplayError(f"{path}: not a simreplay sweep manifest")
         return manifest
+
+    def _planned_record(self, manifest: dict[str, Any]) -> dict[str, set[str]]:
+        """The manifest's ``PLANNED_FIELD`` as version -> keys; empty when it has none."""
+        record = manifest.get(PLANNED_FIELD)
+        if record is None:
+            return {}
+        if not isinstance(record, dict) or not all(
+            isinstance(keys, list) and all(isinstance(k, str) for k in keys)
+            for keys in record.values()
+        ):
+            raise SimreplayError(
+                f"{self.root / 'sweep.json'}: {PLANNED_FIELD} is not a map of simreplay "
+                "version to a list of scenario keys"
+            )
+        return {version: set(keys) for version, keys in record.items()}
+
+    def planned_keys(self) -> set[str] | None:
+        """Keys of the scenarios sweeps of this simreplay version asked for; None when the
+        store records none (no sweep.json, one written before the record existed, or only
+        another version's sweeps)."""
+        manifest = self.read_manifest()
+        if manifest is None:
+            return None
+        return self._planned_record(manifest).get(__version__)
+
+    def planned(self, stored_keys: Iterable[str] | None = None) -> Planned | None:
+        """How many planned scenarios (``planned_keys``) have a row; None without a record.
+
+        ``stored_keys`` are the keys of the rows (``done_keys`` when None).
+        """
+        keys = self.planned_keys()
+        if keys is None:
+            return None
+        stored = self.done_keys() if stored_keys is None else set(stored_keys)
+        return Planned(len(keys), len(keys & stored))
 
     def check_compatible(self) -> None:
         """Fail when the manifest's format version is not this one."""
