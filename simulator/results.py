@@ -59,6 +59,8 @@ them all.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,7 @@ from simulator.engine.state import (
     L_REPLICA,
     L_START_S,
     L_WAITING,
+    NUM_R_FLOAT,
     P_EVICTIONS,
     R_ARRIVAL_S,
     R_CACHED_TOKENS,
@@ -182,30 +185,73 @@ def build_result(
     slo: dict[str, tuple[str, int, float]] | None,
 ) -> Result:
     """The summary of the engine's final state; its tables are built when first asked for."""
-    latencies_s, completed = _latencies_s(state)
-    summary = _summary(resolved, state, latencies_s, completed, slo)
+    outcomes = _Outcomes.of(state)
+    summary = _summary(resolved, state, outcomes, slo)
     return Result(resolved, summary, state, request_ids)
 
 
-def _latencies_s(state: EngineState) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per-request TTFT, TPOT, E2E and queueing delay (s, NaN where undefined), completed."""
-    req_i, req_f = state.req_i, state.req_f
-    arrival = req_f[:, R_ARRIVAL_S]
-    output = req_i[:, R_OUTPUT]
-    ttft = req_f[:, R_FIRST_TOKEN_S] - arrival
-    e2e = req_f[:, R_FINISH_S] - arrival
+#: Request rows ``_fields`` reads at a time: 4096 rows of ``req_i`` (~690 kB) stay in a
+#: core's L2 cache while each of their fields is copied out.
+_READ_ROWS = 4096
+
+
+def _fields(rows: np.ndarray, fields: Sequence[int]) -> np.ndarray:
+    """``rows[:, fields]`` transposed into contiguous arrays, one row per field.
+
+    The engine's request tables are row-major: a field read alone brings every request's
+    cache line in from memory once per field, while a block of rows at a time brings each
+    line in once for all its fields (four fields of ``req_i`` over 1M requests: 30 -> 19 ms).
+    """
+    out = np.empty((len(fields), rows.shape[0]), rows.dtype)
+    for start in range(0, rows.shape[0], _READ_ROWS):
+        block = rows[start : start + _READ_ROWS]
+        for row, field in zip(out, fields, strict=True):
+            row[start : start + _READ_ROWS] = block[:, field]
+    return out
+
+
+@dataclass(frozen=True)
+class _Outcomes:
+    """The per-request fields the summary reads, each a contiguous array over requests."""
+
+    times_s: np.ndarray  # every field of ``req_f``: row R_ARRIVAL_S the arrivals, and so on
+    output_tokens: np.ndarray
+    preemptions: np.ndarray
+    reject_codes: np.ndarray
+    completed: np.ndarray
+
+    @classmethod
+    def of(cls, state: EngineState) -> _Outcomes:
+        output, status, preemptions, reject = _fields(
+            state.req_i, (R_OUTPUT, R_STATUS, R_PREEMPTIONS, R_REJECT)
+        )
+        times_s = _fields(state.req_f, range(NUM_R_FLOAT))
+        return cls(times_s, output, preemptions, reject, completed=status == FINISHED)
+
+    def of_completed(self, values: np.ndarray) -> np.ndarray:
+        """``values[completed]``; ``values`` itself (no copy) when every request completed."""
+        return values if self.completed.all() else values[self.completed]
+
+
+def _latencies_s(times_s: np.ndarray, output_tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-request TTFT, TPOT, E2E and queueing delay (s, NaN where undefined) from the
+    request times (``req_f``'s fields as rows, ``_fields``) and output tokens."""
+    arrival = times_s[R_ARRIVAL_S]
+    ttft = times_s[R_FIRST_TOKEN_S] - arrival
+    e2e = times_s[R_FINISH_S] - arrival
     with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(output > 1, (e2e - ttft) / (output - 1), np.nan)
-    queue = req_f[:, R_FIRST_SCHEDULED_S] - arrival
-    completed = req_i[:, R_STATUS] == FINISHED
-    return {"ttft": ttft, "tpot": tpot, "e2e": e2e, "queue": queue}, completed
+        tpot = np.where(output_tokens > 1, (e2e - ttft) / (output_tokens - 1), np.nan)
+    queue = times_s[R_FIRST_SCHEDULED_S] - arrival
+    return {"ttft": ttft, "tpot": tpot, "e2e": e2e, "queue": queue}
 
 
 def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1) -> pa.Table:
-    req_i, req_f = state.req_i, state.req_f
-    latencies_s, completed = _latencies_s(state)
-    arrival = req_f[:, R_ARRIVAL_S]
+    req_i = state.req_i
+    times_s = _fields(state.req_f, range(NUM_R_FLOAT))
     output = req_i[:, R_OUTPUT]
+    latencies_s = _latencies_s(times_s, output)
+    completed = req_i[:, R_STATUS] == FINISHED
+    arrival = times_s[R_ARRIVAL_S]
     # Texts looked up by code in Arrow (a take from a tiny array), not per row in Python.
     reason_text = pa.array(
         [REJECT_REASONS.get(code) or None for code in range(max(REJECT_REASONS) + 1)],
@@ -222,9 +268,9 @@ def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1
         input_tokens=req_i[:, R_PROMPT].astype(np.int32),
         output_tokens=output.astype(np.int32),
         arrival_time_s=arrival,
-        first_scheduled_s=req_f[:, R_FIRST_SCHEDULED_S],
-        first_token_s=req_f[:, R_FIRST_TOKEN_S],
-        completion_s=req_f[:, R_FINISH_S],
+        first_scheduled_s=times_s[R_FIRST_SCHEDULED_S],
+        first_token_s=times_s[R_FIRST_TOKEN_S],
+        completion_s=times_s[R_FINISH_S],
         ttft_s=latencies_s["ttft"],
         tpot_s=latencies_s["tpot"],
         e2e_s=latencies_s["e2e"],
@@ -284,28 +330,30 @@ def _step_table(state: EngineState, pp: int = 1) -> pa.Table:
 def _summary(
     resolved: ResolvedScenario,
     state: EngineState,
-    latencies_s: dict[str, np.ndarray],
-    completed: np.ndarray,
+    outcomes: _Outcomes,
     slo: dict[str, tuple[str, int, float]] | None,
 ) -> dict[str, Any]:
-    req_i, req_f = state.req_i, state.req_f
-    arrival = req_f[:, R_ARRIVAL_S]
-    finish = req_f[:, R_FINISH_S]
+    times_s, completed = outcomes.times_s, outcomes.completed
+    latencies_s = _latencies_s(times_s, outcomes.output_tokens)
+    arrival = times_s[R_ARRIVAL_S]
     num_requests = len(arrival)
-    last_s = float(np.nanmax(finish)) if completed.any() else float(arrival.max(initial=0.0))
+    last_arrival_s = float(arrival.max(initial=0.0))
+    last_s = float(np.nanmax(times_s[R_FINISH_S])) if completed.any() else last_arrival_s
     makespan_s = max(last_s - float(arrival.min(initial=0.0)), 0.0)
-    # A column first, then the mask: req_i[completed, col] takes numpy's slow mixed-index path.
-    output_done = int(req_i[:, R_OUTPUT][completed].sum())
+    output_done = int(outcomes.of_completed(outcomes.output_tokens).sum())
     itl_sum_s = float(
-        np.nansum(req_f[:, R_LAST_TOKEN_S][completed] - req_f[:, R_FIRST_TOKEN_S][completed])
+        np.nansum(
+            outcomes.of_completed(times_s[R_LAST_TOKEN_S])
+            - outcomes.of_completed(times_s[R_FIRST_TOKEN_S])
+        )
     )
     # Reject reason codes are small integers: counted in one pass (np.unique would sort).
-    reason_counts = np.bincount(req_i[:, R_REJECT], minlength=1)
+    reason_counts = np.bincount(outcomes.reject_codes, minlength=1)
     summary: dict[str, Any] = {
         "num_requests": num_requests,
         "num_completed": int(completed.sum()),
         "num_rejected": int(reason_counts[1:].sum()),
-        "num_preemptions": int(req_i[:, R_PREEMPTIONS].sum()),
+        "num_preemptions": int(outcomes.preemptions.sum()),
         "makespan_s": makespan_s,
         "throughput_rps": completed.sum() / makespan_s if makespan_s > 0 else None,
         "output_tokens_per_s": output_done / makespan_s if makespan_s > 0 else None,
@@ -318,7 +366,7 @@ def _summary(
         # Requests not yet started when the last request arrived: a backlog that grows with
         # the trace means the deployment does not keep up and tail latency has no ceiling.
         "backlog_at_last_arrival": int(
-            (req_f[:, R_FIRST_SCHEDULED_S][completed] > float(arrival.max(initial=0.0))).sum()
+            (outcomes.of_completed(times_s[R_FIRST_SCHEDULED_S]) > last_arrival_s).sum()
         ),
         "rejected_by_reason": {
             REJECT_REASONS[code]: int(count)
