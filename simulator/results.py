@@ -402,6 +402,10 @@ def _nansum(values: np.ndarray) -> float:
     return float(values.sum())
 
 
+#: Step-log rows ``_kv_usage`` reads at a time (64K rows: a few 512 kB arrays, in cache).
+_LOG_ROWS = 1 << 16
+
+
 def _kv_usage(
     state: EngineState, num_kv_blocks: int, num_replicas: int, pp: int = 1
 ) -> dict[str, Any]:
@@ -419,21 +423,29 @@ def _kv_usage(
         if pp > 1:
             empty["per_virtual_engine_peak_fraction"] = []
         return empty
-    log_i, log_f = state.log_i[:, :n], state.log_f[:, :n]
-    used = log_i[L_KV_BLOCKS] / num_kv_blocks
-    duration = log_f[L_END_S] - log_f[L_START_S]
-    per_engine = np.zeros(num_replicas * pp)
-    np.maximum.at(per_engine, log_i[L_REPLICA], used)
-    per_replica = per_engine.reshape(num_replicas, pp).max(axis=1)
-    # Summed per engine replica in its own step order, then across replicas: the same floats
+    num_engines = num_replicas * pp
+    per_engine = np.zeros(num_engines)
+    peak = 0.0
+    # Per engine replica, summed in its own step order (then across replicas): the same floats
     # whatever order the replicas' rows were logged in (runs may be brought up in any order).
-    replica = log_i[L_REPLICA]
-    busy_s = np.bincount(replica, weights=duration, minlength=len(per_engine)).sum()
-    used_s = np.multiply(used, duration, out=duration)  # durations no longer needed
-    weighted = np.bincount(replica, weights=used_s, minlength=len(per_engine)).sum()
-    mean = float(weighted / busy_s) if busy_s > 0 else 0.0
+    # ufunc.at adds in row order as np.bincount does, so a block of rows at a time gives
+    # bincount's sums, with no fresh arrays as long as the log (2M rows: 16 MB each).
+    busy_s = np.zeros(num_engines)
+    weighted_s = np.zeros(num_engines)
+    for start in range(0, n, _LOG_ROWS):
+        stop = min(start + _LOG_ROWS, n)
+        replica = state.log_i[L_REPLICA, start:stop]
+        used = state.log_i[L_KV_BLOCKS, start:stop] / num_kv_blocks
+        duration = state.log_f[L_END_S, start:stop] - state.log_f[L_START_S, start:stop]
+        peak = max(peak, float(used.max()))
+        np.maximum.at(per_engine, replica, used)
+        np.add.at(busy_s, replica, duration)
+        np.add.at(weighted_s, replica, np.multiply(used, duration, out=duration))
+    per_replica = per_engine.reshape(num_replicas, pp).max(axis=1)
+    busy = busy_s.sum()
+    mean = float(weighted_s.sum() / busy) if busy > 0 else 0.0
     usage: dict[str, Any] = {
-        "peak_fraction": float(used.max()),
+        "peak_fraction": peak,
         "mean_fraction": mean,
         "per_replica_peak_fraction": [float(x) for x in per_replica],
     }
