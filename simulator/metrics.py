@@ -28,9 +28,15 @@ PERCENTILES = (50, 90, 95, 99)
 SLO_METRICS = ("ttft", "tpot", "e2e", "queue")
 
 
-def describe_ms(values_s: np.ndarray) -> dict[str, float | None]:
-    """``{mean, p50, p90, p95, p99, max}`` in ms of the finite values (None if there are none)."""
-    values = values_s[np.isfinite(values_s)]  # a copy: percentiles_of may reorder it
+def describe_ms(values_s: np.ndarray, *, reorder: bool = False) -> dict[str, float | None]:
+    """``{mean, p50, p90, p95, p99, max}`` in ms of the finite values (None if there are none).
+
+    ``reorder``: ``values_s`` may be reordered in place, which spares a copy (8 MB for 1M
+    values) when they are all finite.
+    """
+    finite = np.isfinite(values_s)
+    # percentiles_of reorders what it is given: a copy unless the caller allows it.
+    values = values_s if reorder and finite.all() else values_s[finite]
     if values.size == 0:
         return {"mean": None, **{f"p{p}": None for p in PERCENTILES}, "max": None}
     # The mean first: its float depends on the order of the values, which the percentiles change.

@@ -351,6 +351,8 @@ def _summary(
     )
     # Reject reason codes are small integers: counted in one pass (np.unique would sort).
     reason_counts = np.bincount(outcomes.reject_codes, minlength=1)
+    # Before the latencies are described: that reorders them (reorder=True, no copies).
+    slo_summary = slo_report(latencies_s, completed, slo, makespan_s) if slo else None
     summary: dict[str, Any] = {
         "num_requests": num_requests,
         "num_completed": int(completed.sum()),
@@ -359,11 +361,11 @@ def _summary(
         "makespan_s": makespan_s,
         "throughput_rps": completed.sum() / makespan_s if makespan_s > 0 else None,
         "output_tokens_per_s": output_done / makespan_s if makespan_s > 0 else None,
-        "ttft_ms": describe_ms(latencies_s["ttft"]),
-        "tpot_ms": describe_ms(latencies_s["tpot"]),
+        "ttft_ms": describe_ms(latencies_s["ttft"], reorder=True),
+        "tpot_ms": describe_ms(latencies_s["tpot"], reorder=True),
         "itl_ms": itl_summary_ms(state.itl_histogram, itl_sum_s),
-        "e2e_ms": describe_ms(latencies_s["e2e"]),
-        "queue_ms": describe_ms(latencies_s["queue"]),
+        "e2e_ms": describe_ms(latencies_s["e2e"], reorder=True),
+        "queue_ms": describe_ms(latencies_s["queue"], reorder=True),
         "kv_cache": _kv_usage(state, resolved.engine_kv_blocks, resolved.num_replicas, resolved.pp),
         # Requests not yet started when the last request arrived: a backlog that grows with
         # the trace means the deployment does not keep up and tail latency has no ceiling.
@@ -389,8 +391,8 @@ def _summary(
         }
     if summary["throughput_rps"] is not None:
         summary["throughput_rps"] = float(summary["throughput_rps"])
-    if slo:
-        summary["slo"] = slo_report(latencies_s, completed, slo, makespan_s)
+    if slo_summary is not None:
+        summary["slo"] = slo_summary
     summary["scenario"] = resolved.to_dict()
     return summary
 
