@@ -239,23 +239,23 @@ class _Outcomes:
         num_preemptions, reject_codes = 0, [np.zeros(0, np.int64)]
         for start in range(0, n, _READ_ROWS):
             rows = slice(start, start + _READ_ROWS)
-            req_i, req_f = state.req_i[rows], state.req_f[rows]
-            output[rows] = req_i[:, R_OUTPUT]
-            np.equal(req_i[:, R_STATUS], FINISHED, out=completed[rows])
-            num_preemptions += int(req_i[:, R_PREEMPTIONS].sum())
-            codes = req_i[:, R_REJECT]
+            block_i, block_f = state.req_i[rows], state.req_f[rows]
+            output[rows] = block_i[:, R_OUTPUT]
+            np.equal(block_i[:, R_STATUS], FINISHED, out=completed[rows])
+            num_preemptions += int(block_i[:, R_PREEMPTIONS].sum())
+            codes = block_i[:, R_REJECT]
             if codes.any():
                 reject_codes.append(codes[codes != 0])
-            arrival = req_f[:, R_ARRIVAL_S]
-            np.subtract(req_f[:, R_FIRST_TOKEN_S], arrival, out=ttft[rows])
-            np.subtract(req_f[:, R_FINISH_S], arrival, out=e2e[rows])
-            np.subtract(req_f[:, R_FIRST_SCHEDULED_S], arrival, out=queue[rows])
-            np.subtract(req_f[:, R_LAST_TOKEN_S], req_f[:, R_FIRST_TOKEN_S], out=span[rows])
-            scheduled[rows] = req_f[:, R_FIRST_SCHEDULED_S]
+            arrival = block_f[:, R_ARRIVAL_S]
+            np.subtract(block_f[:, R_FIRST_TOKEN_S], arrival, out=ttft[rows])
+            np.subtract(block_f[:, R_FINISH_S], arrival, out=e2e[rows])
+            np.subtract(block_f[:, R_FIRST_SCHEDULED_S], arrival, out=queue[rows])
+            np.subtract(block_f[:, R_LAST_TOKEN_S], block_f[:, R_FIRST_TOKEN_S], out=span[rows])
+            scheduled[rows] = block_f[:, R_FIRST_SCHEDULED_S]
             first_arrival_s = min(first_arrival_s, float(arrival.min()))
             last_arrival_s = max(last_arrival_s, float(arrival.max()))
             # fmax skips NaN as np.nanmax does (which is fmax.reduce), and warns of nothing.
-            last_finish_s = float(np.fmax(last_finish_s, np.fmax.reduce(req_f[:, R_FINISH_S])))
+            last_finish_s = float(np.fmax(last_finish_s, np.fmax.reduce(block_f[:, R_FINISH_S])))
         return cls(
             output,
             completed,
