@@ -171,7 +171,9 @@ def slo_report(
         # TPOT is undefined for single-token outputs: they cannot miss a TPOT bound.
         ok = completed & ((values_ms <= bound_ms) | (np.isnan(values_ms) & (metric == "tpot")))
         meets_all &= ok
-        finite = values_ms[completed & np.isfinite(values_ms)]
+        kept = completed & np.isfinite(values_ms)
+        # values_ms is this loop's own array: no copy to reorder when every value is kept.
+        finite = values_ms if kept.all() else values_ms[kept]
         value = float(percentiles_of(finite, [percentile])[0]) if finite.size else None
         report["bounds"][key] = {
             "bound_ms": bound_ms,
