@@ -353,29 +353,48 @@ def _pipeline_columns(table: pa.Table, engine_replica: np.ndarray, pp: int) -> p
 def _step_table(state: EngineState, pp: int = 1) -> pa.Table:
     n = state.num_log_rows
     log_i, log_f = state.log_i[:, :n], state.log_f[:, :n]
-    # Rows were logged as steps completed, each replica's in time order but the replicas'
-    # interleaved: a stable sort by replica orders them by replica then time.
-    # (numpy's stable sort is a linear-time radix sort on 16-bit keys.)
-    key_type = np.int16 if state.rep_i.shape[1] <= np.iinfo(np.int16).max else np.int32
-    order = np.argsort(log_i[L_REPLICA].astype(key_type), kind="stable")
+    position = _replica_major_positions(log_i[L_REPLICA], state.rep_i.shape[1])
+
+    def in_order(values: np.ndarray) -> np.ndarray:
+        ordered = np.empty_like(values)
+        ordered[position] = values
+        return ordered
+
+    replica = in_order(log_i[L_REPLICA])
     table = pa.table(
         {
-            "replica": log_i[L_REPLICA][order].astype(np.int32),
-            "start_s": log_f[L_START_S][order],
-            "duration_s": (log_f[L_END_S] - log_f[L_START_S])[order],
-            "num_steps": log_i[L_NUM_STEPS][order],
-            "prefill_tokens": log_i[L_PREFILL_TOKENS][order],
-            "decode_seqs": log_i[L_DECODE_SEQS][order].astype(np.int32),
-            "kv_blocks_used": log_i[L_KV_BLOCKS][order],
-            "num_waiting": log_i[L_WAITING][order].astype(np.int32),
-            "cache_hit_tokens": log_i[L_HIT_TOKENS][order],
-            "cache_query_tokens": log_i[L_QUERY_TOKENS][order],
+            "replica": replica.astype(np.int32),
+            "start_s": in_order(log_f[L_START_S]),
+            "duration_s": in_order(log_f[L_END_S] - log_f[L_START_S]),
+            "num_steps": in_order(log_i[L_NUM_STEPS]),
+            "prefill_tokens": in_order(log_i[L_PREFILL_TOKENS]),
+            "decode_seqs": in_order(log_i[L_DECODE_SEQS]).astype(np.int32),
+            "kv_blocks_used": in_order(log_i[L_KV_BLOCKS]),
+            "num_waiting": in_order(log_i[L_WAITING]).astype(np.int32),
+            "cache_hit_tokens": in_order(log_i[L_HIT_TOKENS]),
+            "cache_query_tokens": in_order(log_i[L_QUERY_TOKENS]),
         },
         metadata=_table_metadata("steps"),
     )
     if pp > 1:
-        table = _pipeline_columns(table, log_i[L_REPLICA][order], pp)
+        table = _pipeline_columns(table, replica, pp)
     return table
+
+
+def _replica_major_positions(replica: np.ndarray, num_engines: int) -> np.ndarray:
+    """Where each step-log row goes when the rows are ordered by replica, then time.
+
+    Rows were logged as steps completed, each replica's in time order but the replicas'
+    interleaved: a stable sort by replica orders them by replica then time (numpy's stable
+    sort is a linear-time radix sort on 16-bit keys). The sort's order inverted: putting a
+    column's values at their positions writes one sequential stream per replica, 4-7x
+    faster than taking them in sorted order, which reads the column again for each replica.
+    """
+    key_type = np.int16 if num_engines <= np.iinfo(np.int16).max else np.int32
+    order = np.argsort(replica.astype(key_type), kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return position
 
 
 def _summary(
