@@ -297,17 +297,19 @@ def _tpot_s(ttft_s: np.ndarray, e2e_s: np.ndarray, output_tokens: np.ndarray) ->
 
 
 def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1) -> pa.Table:
-    req_i = state.req_i
     times_s = _fields(state.req_f, range(NUM_R_FLOAT))
-    output = req_i[:, R_OUTPUT]
+    prompt, output, status, replica, preemptions, reject, cached = _fields(
+        state.req_i,
+        (R_PROMPT, R_OUTPUT, R_STATUS, R_REPLICA, R_PREEMPTIONS, R_REJECT, R_CACHED_TOKENS),
+    )
     latencies_s = _latencies_s(times_s, output)
-    completed = req_i[:, R_STATUS] == FINISHED
+    completed = status == FINISHED
     arrival = times_s[R_ARRIVAL_S]
     # Texts looked up by code in Arrow (a take from a tiny array), not per row in Python.
     reason_text = pa.array(
         [REJECT_REASONS.get(code) or None for code in range(max(REJECT_REASONS) + 1)],
         pa.string(),
-    ).take(pa.array(req_i[:, R_REJECT]))
+    ).take(pa.array(reject))
     status_text = pa.array(["rejected", "completed"], pa.string()).take(
         pa.array(completed.view(np.int8))
     )
@@ -315,8 +317,8 @@ def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1
     if request_ids is not None:
         columns["request_id"] = request_ids
     columns.update(
-        replica=req_i[:, R_REPLICA].astype(np.int32),
-        input_tokens=req_i[:, R_PROMPT].astype(np.int32),
+        replica=replica.astype(np.int32),
+        input_tokens=prompt.astype(np.int32),
         output_tokens=output.astype(np.int32),
         arrival_time_s=arrival,
         first_scheduled_s=times_s[R_FIRST_SCHEDULED_S],
@@ -326,8 +328,8 @@ def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1
         tpot_s=latencies_s["tpot"],
         e2e_s=latencies_s["e2e"],
         queue_s=latencies_s["queue"],
-        num_preemptions=req_i[:, R_PREEMPTIONS].astype(np.int32),
-        cached_tokens=np.maximum(req_i[:, R_CACHED_TOKENS], 0).astype(np.int32),
+        num_preemptions=preemptions.astype(np.int32),
+        cached_tokens=np.maximum(cached, 0).astype(np.int32),
         status=status_text,
         reject_reason=reason_text,
     )
@@ -335,7 +337,7 @@ def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1
         columns["recorded_arrival_time_s"] = state.recorded_arrival_s
     table = pa.table(columns, metadata=_table_metadata("requests"))
     if pp > 1:
-        table = _pipeline_columns(table, req_i[:, R_REPLICA], pp)
+        table = _pipeline_columns(table, replica, pp)
     return table
 
 
