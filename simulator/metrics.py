@@ -15,6 +15,7 @@ have no latencies; they count against SLO attainment.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,17 +28,66 @@ PERCENTILES = (50, 90, 95, 99)
 SLO_METRICS = ("ttft", "tpot", "e2e", "queue")
 
 
-def describe_ms(values_s: np.ndarray) -> dict[str, float | None]:
-    """``{mean, p50, p90, p95, p99, max}`` in ms of the finite values (None if there are none)."""
-    values = values_s[np.isfinite(values_s)]
+def describe_ms(values_s: np.ndarray, *, reorder: bool = False) -> dict[str, float | None]:
+    """``{mean, p50, p90, p95, p99, max}`` in ms of the finite values (None if there are none).
+
+    ``reorder``: ``values_s`` may be reordered in place, which spares a copy (8 MB for 1M
+    values) when they are all finite.
+    """
+    finite = np.isfinite(values_s)
+    # percentiles_of reorders what it is given: a copy unless the caller allows it.
+    values = values_s if reorder and finite.all() else values_s[finite]
     if values.size == 0:
         return {"mean": None, **{f"p{p}": None for p in PERCENTILES}, "max": None}
-    quantiles = np.percentile(values, PERCENTILES)
+    # The mean first: its float depends on the order of the values, which the percentiles change.
+    mean_s = float(values.mean())
+    quantiles = percentiles_of(values, PERCENTILES)
     return {
-        "mean": float(values.mean()) * 1e3,
+        "mean": mean_s * 1e3,
         **{f"p{p}": float(q) * 1e3 for p, q in zip(PERCENTILES, quantiles, strict=True)},
         "max": float(values.max()) * 1e3,
     }
+
+
+def percentiles_of(values: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
+    """``np.percentile(values, percentiles)`` (its default linear method) of values without
+    NaN, the same floats; reorders ``values`` in place (pass a copy that may change).
+
+    numpy partitions for all the ranks it needs at once with a scalar introselect (19 ms for
+    the summary's four percentiles of 1M values); one rank at a time, each over what lies
+    above the one before, it uses its SIMD partition (about 5 ms). The interpolation is
+    numpy's (``numpy.lib._function_base_impl._quantile`` and ``_lerp``), step for step.
+    """
+    count = values.size
+    virtual = (count - 1) * np.true_divide(np.asarray(percentiles), 100)
+    # The neighbouring ranks; -1 (the largest) for both at or past the last, as numpy has it.
+    previous = np.floor(virtual)
+    following = previous + 1
+    at_last = virtual >= count - 1
+    previous[at_last] = -1
+    following[at_last] = -1
+    previous, following = previous.astype(np.intp), following.astype(np.intp)
+    _partition_at(values, np.unique(np.concatenate([previous, following]) % count))
+    lower, upper = values[previous], values[following]
+    gamma = np.asarray(virtual - previous, dtype=virtual.dtype)
+    step = upper - lower
+    result = np.add(lower, step * gamma)
+    np.subtract(upper, step * (1 - gamma), out=result, where=gamma >= 0.5)
+    return result
+
+
+def _partition_at(values: np.ndarray, ranks: np.ndarray) -> None:
+    """Reorder ``values`` so that ``values[r]`` is its ``r``-th smallest for each of
+    ``ranks`` (ascending, distinct), partitioning only what lies above the previous rank."""
+    start = 0
+    for rank in ranks.tolist():
+        rest = values[start:]
+        if rank == start:  # the smallest of the rest: one pass, no partition
+            smallest = int(rest.argmin())
+            rest[0], rest[smallest] = rest[smallest], rest[0]
+        else:
+            rest.partition(rank - start)
+        start = rank + 1
 
 
 def itl_summary_ms(histogram: np.ndarray, itl_sum_s: float) -> dict[str, float | None]:
@@ -121,8 +171,10 @@ def slo_report(
         # TPOT is undefined for single-token outputs: they cannot miss a TPOT bound.
         ok = completed & ((values_ms <= bound_ms) | (np.isnan(values_ms) & (metric == "tpot")))
         meets_all &= ok
-        finite = values_ms[completed & np.isfinite(values_ms)]
-        value = float(np.percentile(finite, percentile)) if finite.size else None
+        kept = completed & np.isfinite(values_ms)
+        # values_ms is this loop's own array: no copy to reorder when every value is kept.
+        finite = values_ms if kept.all() else values_ms[kept]
+        value = float(percentiles_of(finite, [percentile])[0]) if finite.size else None
         report["bounds"][key] = {
             "bound_ms": bound_ms,
             "value_ms": value,

@@ -59,6 +59,8 @@ them all.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,7 @@ from simulator.engine.state import (
     L_REPLICA,
     L_START_S,
     L_WAITING,
+    NUM_R_FLOAT,
     P_EVICTIONS,
     R_ARRIVAL_S,
     R_CACHED_TOKENS,
@@ -182,35 +185,131 @@ def build_result(
     slo: dict[str, tuple[str, int, float]] | None,
 ) -> Result:
     """The summary of the engine's final state; its tables are built when first asked for."""
-    latencies_s, completed = _latencies_s(state)
-    summary = _summary(resolved, state, latencies_s, completed, slo)
+    outcomes = _Outcomes.of(state)
+    summary = _summary(resolved, state, outcomes, slo)
     return Result(resolved, summary, state, request_ids)
 
 
-def _latencies_s(state: EngineState) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per-request TTFT, TPOT, E2E and queueing delay (s, NaN where undefined), completed."""
-    req_i, req_f = state.req_i, state.req_f
-    arrival = req_f[:, R_ARRIVAL_S]
-    output = req_i[:, R_OUTPUT]
-    ttft = req_f[:, R_FIRST_TOKEN_S] - arrival
-    e2e = req_f[:, R_FINISH_S] - arrival
+#: Request rows read at a time (``_fields``, ``_Outcomes.of``): 16K rows of ``req_i`` and
+#: ``req_f`` (3.4 MB) stay in the CPU's cache while each of their fields is read; smaller
+#: blocks measured no faster and spend more time in Python per row.
+_READ_ROWS = 1 << 14
+
+
+def _fields(rows: np.ndarray, fields: Sequence[int]) -> np.ndarray:
+    """``rows[:, fields]`` transposed into contiguous arrays, one row per field.
+
+    The engine's request tables are row-major: a field read alone brings every request's
+    cache line in from memory once per field, while a block of rows at a time brings each
+    line in once for all its fields (four fields of ``req_i`` over 1M requests: 30 -> 19 ms).
+    """
+    out = np.empty((len(fields), rows.shape[0]), rows.dtype)
+    for start in range(0, rows.shape[0], _READ_ROWS):
+        block = rows[start : start + _READ_ROWS]
+        for row, field in zip(out, fields, strict=True):
+            row[start : start + _READ_ROWS] = block[:, field]
+    return out
+
+
+@dataclass(frozen=True)
+class _Outcomes:
+    """What the summary reads of every request, gathered by ``of`` in one pass."""
+
+    output_tokens: np.ndarray  # int64
+    completed: np.ndarray  # bool
+    ttft_s: np.ndarray
+    e2e_s: np.ndarray
+    queue_s: np.ndarray
+    token_span_s: np.ndarray  # first to last token: the sum of the request's ITLs
+    first_scheduled_s: np.ndarray
+    first_arrival_s: float  # the earliest arrival, 0 if later (as arrival.min(initial=0))
+    last_arrival_s: float  # the latest arrival, 0 if earlier
+    last_finish_s: float  # the latest completion; NaN when none
+    num_preemptions: int
+    reject_codes: np.ndarray  # the reject reason code of each rejected request
+
+    @classmethod
+    def of(cls, state: EngineState) -> _Outcomes:
+        """Read a block of requests at a time from both request tables, each block while it
+        is in the CPU's cache; only the per-request arrays the summary needs are written."""
+        n = len(state.req_i)
+        output, completed = np.empty(n, np.int64), np.empty(n, np.bool_)
+        ttft, e2e, queue, span, scheduled = (np.empty(n) for _ in range(5))
+        first_arrival_s, last_arrival_s, last_finish_s = 0.0, 0.0, np.nan
+        num_preemptions, reject_codes = 0, [np.zeros(0, np.int64)]
+        for start in range(0, n, _READ_ROWS):
+            rows = slice(start, start + _READ_ROWS)
+            block_i, block_f = state.req_i[rows], state.req_f[rows]
+            output[rows] = block_i[:, R_OUTPUT]
+            np.equal(block_i[:, R_STATUS], FINISHED, out=completed[rows])
+            num_preemptions += int(block_i[:, R_PREEMPTIONS].sum())
+            codes = block_i[:, R_REJECT]
+            if codes.any():
+                reject_codes.append(codes[codes != 0])
+            arrival = block_f[:, R_ARRIVAL_S]
+            np.subtract(block_f[:, R_FIRST_TOKEN_S], arrival, out=ttft[rows])
+            np.subtract(block_f[:, R_FINISH_S], arrival, out=e2e[rows])
+            np.subtract(block_f[:, R_FIRST_SCHEDULED_S], arrival, out=queue[rows])
+            np.subtract(block_f[:, R_LAST_TOKEN_S], block_f[:, R_FIRST_TOKEN_S], out=span[rows])
+            scheduled[rows] = block_f[:, R_FIRST_SCHEDULED_S]
+            first_arrival_s = min(first_arrival_s, float(arrival.min()))
+            last_arrival_s = max(last_arrival_s, float(arrival.max()))
+            # fmax skips NaN as np.nanmax does (which is fmax.reduce), and warns of nothing.
+            last_finish_s = float(np.fmax(last_finish_s, np.fmax.reduce(block_f[:, R_FINISH_S])))
+        return cls(
+            output,
+            completed,
+            ttft,
+            e2e,
+            queue,
+            span,
+            scheduled,
+            first_arrival_s,
+            last_arrival_s,
+            last_finish_s,
+            num_preemptions,
+            np.concatenate(reject_codes),
+        )
+
+    def of_completed(self, values: np.ndarray) -> np.ndarray:
+        """``values[completed]``; ``values`` itself (no copy) when every request completed."""
+        return values if self.completed.all() else values[self.completed]
+
+
+def _latencies_s(times_s: np.ndarray, output_tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-request TTFT, TPOT, E2E and queueing delay (s, NaN where undefined) from the
+    request times (``req_f``'s fields as rows, ``_fields``) and output tokens."""
+    arrival = times_s[R_ARRIVAL_S]
+    ttft = times_s[R_FIRST_TOKEN_S] - arrival
+    e2e = times_s[R_FINISH_S] - arrival
+    queue = times_s[R_FIRST_SCHEDULED_S] - arrival
+    return {"ttft": ttft, "tpot": _tpot_s(ttft, e2e, output_tokens), "e2e": e2e, "queue": queue}
+
+
+def _tpot_s(ttft_s: np.ndarray, e2e_s: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+    """(e2e - ttft) / (output - 1) where output > 1, else NaN; divided in place (each fresh
+    1M-value array costs a few ms of page faults)."""
+    tpot = e2e_s - ttft_s
     with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(output > 1, (e2e - ttft) / (output - 1), np.nan)
-    queue = req_f[:, R_FIRST_SCHEDULED_S] - arrival
-    completed = req_i[:, R_STATUS] == FINISHED
-    return {"ttft": ttft, "tpot": tpot, "e2e": e2e, "queue": queue}, completed
+        np.divide(tpot, output_tokens - 1, out=tpot)
+    tpot[output_tokens <= 1] = np.nan
+    return tpot
 
 
 def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1) -> pa.Table:
-    req_i, req_f = state.req_i, state.req_f
-    latencies_s, completed = _latencies_s(state)
-    arrival = req_f[:, R_ARRIVAL_S]
-    output = req_i[:, R_OUTPUT]
+    times_s = _fields(state.req_f, range(NUM_R_FLOAT))
+    prompt, output, status, replica, preemptions, reject, cached = _fields(
+        state.req_i,
+        (R_PROMPT, R_OUTPUT, R_STATUS, R_REPLICA, R_PREEMPTIONS, R_REJECT, R_CACHED_TOKENS),
+    )
+    latencies_s = _latencies_s(times_s, output)
+    completed = status == FINISHED
+    arrival = times_s[R_ARRIVAL_S]
     # Texts looked up by code in Arrow (a take from a tiny array), not per row in Python.
     reason_text = pa.array(
         [REJECT_REASONS.get(code) or None for code in range(max(REJECT_REASONS) + 1)],
         pa.string(),
-    ).take(pa.array(req_i[:, R_REJECT]))
+    ).take(pa.array(reject))
     status_text = pa.array(["rejected", "completed"], pa.string()).take(
         pa.array(completed.view(np.int8))
     )
@@ -218,19 +317,19 @@ def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1
     if request_ids is not None:
         columns["request_id"] = request_ids
     columns.update(
-        replica=req_i[:, R_REPLICA].astype(np.int32),
-        input_tokens=req_i[:, R_PROMPT].astype(np.int32),
+        replica=replica.astype(np.int32),
+        input_tokens=prompt.astype(np.int32),
         output_tokens=output.astype(np.int32),
         arrival_time_s=arrival,
-        first_scheduled_s=req_f[:, R_FIRST_SCHEDULED_S],
-        first_token_s=req_f[:, R_FIRST_TOKEN_S],
-        completion_s=req_f[:, R_FINISH_S],
+        first_scheduled_s=times_s[R_FIRST_SCHEDULED_S],
+        first_token_s=times_s[R_FIRST_TOKEN_S],
+        completion_s=times_s[R_FINISH_S],
         ttft_s=latencies_s["ttft"],
         tpot_s=latencies_s["tpot"],
         e2e_s=latencies_s["e2e"],
         queue_s=latencies_s["queue"],
-        num_preemptions=req_i[:, R_PREEMPTIONS].astype(np.int32),
-        cached_tokens=np.maximum(req_i[:, R_CACHED_TOKENS], 0).astype(np.int32),
+        num_preemptions=preemptions.astype(np.int32),
+        cached_tokens=np.maximum(cached, 0).astype(np.int32),
         status=status_text,
         reject_reason=reason_text,
     )
@@ -238,7 +337,7 @@ def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1
         columns["recorded_arrival_time_s"] = state.recorded_arrival_s
     table = pa.table(columns, metadata=_table_metadata("requests"))
     if pp > 1:
-        table = _pipeline_columns(table, req_i[:, R_REPLICA], pp)
+        table = _pipeline_columns(table, replica, pp)
     return table
 
 
@@ -256,69 +355,91 @@ def _pipeline_columns(table: pa.Table, engine_replica: np.ndarray, pp: int) -> p
 def _step_table(state: EngineState, pp: int = 1) -> pa.Table:
     n = state.num_log_rows
     log_i, log_f = state.log_i[:, :n], state.log_f[:, :n]
-    # Rows were logged as steps completed, each replica's in time order but the replicas'
-    # interleaved: a stable sort by replica orders them by replica then time.
-    # (numpy's stable sort is a linear-time radix sort on 16-bit keys.)
-    key_type = np.int16 if state.rep_i.shape[1] <= np.iinfo(np.int16).max else np.int32
-    order = np.argsort(log_i[L_REPLICA].astype(key_type), kind="stable")
+    position = _replica_major_positions(log_i[L_REPLICA], state.rep_i.shape[1])
+
+    def in_order(values: np.ndarray) -> np.ndarray:
+        ordered = np.empty_like(values)
+        ordered[position] = values
+        return ordered
+
+    replica = in_order(log_i[L_REPLICA])
     table = pa.table(
         {
-            "replica": log_i[L_REPLICA][order].astype(np.int32),
-            "start_s": log_f[L_START_S][order],
-            "duration_s": (log_f[L_END_S] - log_f[L_START_S])[order],
-            "num_steps": log_i[L_NUM_STEPS][order],
-            "prefill_tokens": log_i[L_PREFILL_TOKENS][order],
-            "decode_seqs": log_i[L_DECODE_SEQS][order].astype(np.int32),
-            "kv_blocks_used": log_i[L_KV_BLOCKS][order],
-            "num_waiting": log_i[L_WAITING][order].astype(np.int32),
-            "cache_hit_tokens": log_i[L_HIT_TOKENS][order],
-            "cache_query_tokens": log_i[L_QUERY_TOKENS][order],
+            "replica": replica.astype(np.int32),
+            "start_s": in_order(log_f[L_START_S]),
+            "duration_s": in_order(log_f[L_END_S] - log_f[L_START_S]),
+            "num_steps": in_order(log_i[L_NUM_STEPS]),
+            "prefill_tokens": in_order(log_i[L_PREFILL_TOKENS]),
+            "decode_seqs": in_order(log_i[L_DECODE_SEQS]).astype(np.int32),
+            "kv_blocks_used": in_order(log_i[L_KV_BLOCKS]),
+            "num_waiting": in_order(log_i[L_WAITING]).astype(np.int32),
+            "cache_hit_tokens": in_order(log_i[L_HIT_TOKENS]),
+            "cache_query_tokens": in_order(log_i[L_QUERY_TOKENS]),
         },
         metadata=_table_metadata("steps"),
     )
     if pp > 1:
-        table = _pipeline_columns(table, log_i[L_REPLICA][order], pp)
+        table = _pipeline_columns(table, replica, pp)
     return table
+
+
+def _replica_major_positions(replica: np.ndarray, num_engines: int) -> np.ndarray:
+    """Where each step-log row goes when the rows are ordered by replica, then time.
+
+    Rows were logged as steps completed, each replica's in time order but the replicas'
+    interleaved: a stable sort by replica orders them by replica then time (numpy's stable
+    sort is a linear-time radix sort on 16-bit keys). The sort's order inverted: putting a
+    column's values at their positions writes one sequential stream per replica, 4-7x
+    faster than taking them in sorted order, which reads the column again for each replica.
+    """
+    key_type = np.int16 if num_engines <= np.iinfo(np.int16).max else np.int32
+    order = np.argsort(replica.astype(key_type), kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return position
 
 
 def _summary(
     resolved: ResolvedScenario,
     state: EngineState,
-    latencies_s: dict[str, np.ndarray],
-    completed: np.ndarray,
+    outcomes: _Outcomes,
     slo: dict[str, tuple[str, int, float]] | None,
 ) -> dict[str, Any]:
-    req_i, req_f = state.req_i, state.req_f
-    arrival = req_f[:, R_ARRIVAL_S]
-    finish = req_f[:, R_FINISH_S]
-    num_requests = len(arrival)
-    last_s = float(np.nanmax(finish)) if completed.any() else float(arrival.max(initial=0.0))
-    makespan_s = max(last_s - float(arrival.min(initial=0.0)), 0.0)
-    # A column first, then the mask: req_i[completed, col] takes numpy's slow mixed-index path.
-    output_done = int(req_i[:, R_OUTPUT][completed].sum())
-    itl_sum_s = float(
-        np.nansum(req_f[:, R_LAST_TOKEN_S][completed] - req_f[:, R_FIRST_TOKEN_S][completed])
-    )
+    completed = outcomes.completed
+    latencies_s = {
+        "ttft": outcomes.ttft_s,
+        "tpot": _tpot_s(outcomes.ttft_s, outcomes.e2e_s, outcomes.output_tokens),
+        "e2e": outcomes.e2e_s,
+        "queue": outcomes.queue_s,
+    }
+    num_requests = len(completed)
+    last_arrival_s = outcomes.last_arrival_s
+    last_s = outcomes.last_finish_s if completed.any() else last_arrival_s
+    makespan_s = max(last_s - outcomes.first_arrival_s, 0.0)
+    output_done = int(outcomes.of_completed(outcomes.output_tokens).sum())
+    itl_sum_s = _nansum(outcomes.of_completed(outcomes.token_span_s))
     # Reject reason codes are small integers: counted in one pass (np.unique would sort).
-    reason_counts = np.bincount(req_i[:, R_REJECT], minlength=1)
+    reason_counts = np.bincount(outcomes.reject_codes, minlength=1)
+    # Before the latencies are described: that reorders them (reorder=True, no copies).
+    slo_summary = slo_report(latencies_s, completed, slo, makespan_s) if slo else None
     summary: dict[str, Any] = {
         "num_requests": num_requests,
         "num_completed": int(completed.sum()),
         "num_rejected": int(reason_counts[1:].sum()),
-        "num_preemptions": int(req_i[:, R_PREEMPTIONS].sum()),
+        "num_preemptions": outcomes.num_preemptions,
         "makespan_s": makespan_s,
         "throughput_rps": completed.sum() / makespan_s if makespan_s > 0 else None,
         "output_tokens_per_s": output_done / makespan_s if makespan_s > 0 else None,
-        "ttft_ms": describe_ms(latencies_s["ttft"]),
-        "tpot_ms": describe_ms(latencies_s["tpot"]),
+        "ttft_ms": describe_ms(latencies_s["ttft"], reorder=True),
+        "tpot_ms": describe_ms(latencies_s["tpot"], reorder=True),
         "itl_ms": itl_summary_ms(state.itl_histogram, itl_sum_s),
-        "e2e_ms": describe_ms(latencies_s["e2e"]),
-        "queue_ms": describe_ms(latencies_s["queue"]),
+        "e2e_ms": describe_ms(latencies_s["e2e"], reorder=True),
+        "queue_ms": describe_ms(latencies_s["queue"], reorder=True),
         "kv_cache": _kv_usage(state, resolved.engine_kv_blocks, resolved.num_replicas, resolved.pp),
         # Requests not yet started when the last request arrived: a backlog that grows with
         # the trace means the deployment does not keep up and tail latency has no ceiling.
         "backlog_at_last_arrival": int(
-            (req_f[:, R_FIRST_SCHEDULED_S][completed] > float(arrival.max(initial=0.0))).sum()
+            (outcomes.of_completed(outcomes.first_scheduled_s) > last_arrival_s).sum()
         ),
         "rejected_by_reason": {
             REJECT_REASONS[code]: int(count)
@@ -332,7 +453,7 @@ def _summary(
         # the cache, ``api.replay_resolved``).
         summary["prefix_cache"] = _prefix_cache_usage(state, completed)
     if state.recorded_arrival_s is not None:
-        delay_s = arrival - state.recorded_arrival_s
+        delay_s = state.req_f[:, R_ARRIVAL_S] - state.recorded_arrival_s
         summary["closed_loop"] = {
             "turns_delayed": int((delay_s > 0).sum()),
             "mean_delay_s": float(delay_s.mean()) if num_requests else 0.0,
@@ -340,10 +461,21 @@ def _summary(
         }
     if summary["throughput_rps"] is not None:
         summary["throughput_rps"] = float(summary["throughput_rps"])
-    if slo:
-        summary["slo"] = slo_report(latencies_s, completed, slo, makespan_s)
+    if slo_summary is not None:
+        summary["slo"] = slo_summary
     summary["scenario"] = resolved.to_dict()
     return summary
+
+
+def _nansum(values: np.ndarray) -> float:
+    """``np.nansum(values)``, the same float, with NaNs zeroed in ``values`` itself (nansum
+    copies the whole array first)."""
+    values[np.isnan(values)] = 0.0
+    return float(values.sum())
+
+
+#: Step-log rows ``_kv_usage`` reads at a time (64K rows: a few 512 kB arrays, in cache).
+_LOG_ROWS = 1 << 16
 
 
 def _kv_usage(
@@ -363,20 +495,29 @@ def _kv_usage(
         if pp > 1:
             empty["per_virtual_engine_peak_fraction"] = []
         return empty
-    log_i, log_f = state.log_i[:, :n], state.log_f[:, :n]
-    used = log_i[L_KV_BLOCKS] / num_kv_blocks
-    duration = log_f[L_END_S] - log_f[L_START_S]
-    per_engine = np.zeros(num_replicas * pp)
-    np.maximum.at(per_engine, log_i[L_REPLICA], used)
-    per_replica = per_engine.reshape(num_replicas, pp).max(axis=1)
-    # Summed per engine replica in its own step order, then across replicas: the same floats
+    num_engines = num_replicas * pp
+    per_engine = np.zeros(num_engines)
+    peak = 0.0
+    # Per engine replica, summed in its own step order (then across replicas): the same floats
     # whatever order the replicas' rows were logged in (runs may be brought up in any order).
-    replica = log_i[L_REPLICA]
-    weighted = np.bincount(replica, weights=used * duration, minlength=len(per_engine)).sum()
-    busy_s = np.bincount(replica, weights=duration, minlength=len(per_engine)).sum()
-    mean = float(weighted / busy_s) if busy_s > 0 else 0.0
+    # ufunc.at adds in row order as np.bincount does, so a block of rows at a time gives
+    # bincount's sums, with no fresh arrays as long as the log (2M rows: 16 MB each).
+    busy_s = np.zeros(num_engines)
+    weighted_s = np.zeros(num_engines)
+    for start in range(0, n, _LOG_ROWS):
+        stop = min(start + _LOG_ROWS, n)
+        replica = state.log_i[L_REPLICA, start:stop]
+        used = state.log_i[L_KV_BLOCKS, start:stop] / num_kv_blocks
+        duration = state.log_f[L_END_S, start:stop] - state.log_f[L_START_S, start:stop]
+        peak = max(peak, float(used.max()))
+        np.maximum.at(per_engine, replica, used)
+        np.add.at(busy_s, replica, duration)
+        np.add.at(weighted_s, replica, np.multiply(used, duration, out=duration))
+    per_replica = per_engine.reshape(num_replicas, pp).max(axis=1)
+    busy = busy_s.sum()
+    mean = float(weighted_s.sum() / busy) if busy > 0 else 0.0
     usage: dict[str, Any] = {
-        "peak_fraction": float(used.max()),
+        "peak_fraction": peak,
         "mean_fraction": mean,
         "per_replica_peak_fraction": [float(x) for x in per_replica],
     }

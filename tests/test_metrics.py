@@ -10,7 +10,7 @@ import pytest
 from simulator.engine.kernels import _itl_bin
 from simulator.engine.state import ITL_NUM_BINS
 from simulator.errors import SimreplayError
-from simulator.metrics import describe_ms, itl_summary_ms, parse_slo, slo_report
+from simulator.metrics import describe_ms, itl_summary_ms, parse_slo, percentiles_of, slo_report
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -68,3 +68,22 @@ def test_slo_attainment_counts_rejected_requests_as_misses():
     assert bound["met"] is True
     assert bound["attainment"] == pytest.approx(0.5)  # 2 of 4: one too slow, one rejected
     assert report["goodput_rps"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 100, 1001, 100_000])
+def test_percentiles_of_gives_numpys_floats(size):
+    rng = np.random.default_rng(size)
+    samples = [
+        rng.lognormal(0.0, 1.0, size),
+        rng.integers(0, 5, size).astype(np.float64),  # ties at the ranks read
+        np.sort(rng.random(size)),
+        np.sort(rng.random(size))[::-1].copy(),
+        np.full(size, 0.25),
+    ]
+    percentiles = (0, 1, 50, 90, 95, 99, 99.9, 100)
+    for values in samples:
+        expected = np.percentile(values, percentiles)
+        got = percentiles_of(values.copy(), percentiles)
+        assert got.tobytes() == expected.tobytes()
+        for p in (50, 99):
+            assert float(percentiles_of(values.copy(), [p])[0]) == float(np.percentile(values, p))

@@ -1,0 +1,96 @@
+"""The summary equals the plain numpy formulas over the engine's request and step arrays, float
+for float: results.py reads them in blocks and in place for speed, which must not change a
+value (same inputs, same bytes out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator import Scenario, simulate
+from simulator.engine.state import (
+    FINISHED,
+    L_END_S,
+    L_KV_BLOCKS,
+    L_REPLICA,
+    L_START_S,
+    R_ARRIVAL_S,
+    R_FINISH_S,
+    R_FIRST_SCHEDULED_S,
+    R_FIRST_TOKEN_S,
+    R_LAST_TOKEN_S,
+    R_OUTPUT,
+    R_PREEMPTIONS,
+    R_REJECT,
+    R_STATUS,
+)
+from simulator.trace.importer import load_trace
+
+TRACES = Path(__file__).resolve().parents[1] / "traces"
+
+
+def _described_ms(values_s: np.ndarray) -> dict[str, float | None]:
+    values = values_s[np.isfinite(values_s)]
+    if values.size == 0:
+        return {"mean": None, "p50": None, "p90": None, "p95": None, "p99": None, "max": None}
+    quantiles = np.percentile(values, (50, 90, 95, 99))
+    return {
+        "mean": float(values.mean()) * 1e3,
+        **{f"p{p}": float(q) * 1e3 for p, q in zip((50, 90, 95, 99), quantiles, strict=True)},
+        "max": float(values.max()) * 1e3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("trace", "scenario"),
+    [
+        # Rejections (prompt + output past the context) and single-token outputs.
+        ("chat-1h.parquet", Scenario(gpus="1xA100", max_model_len=2048)),
+        # Preemptions (391) and the prefix cache.
+        ("chat-sessions.parquet", Scenario(gpus="1xA100", gpu_memory_utilization=0.55)),
+    ],
+)
+def test_summary_equals_the_plain_formulas(trace, scenario):
+    table = load_trace(TRACES / trace).slice(0, 4000)
+    result = simulate(table, scenario, slo="ttft_p99_ms=2000,tpot_p90_ms=80")
+    state, summary = result._state, result.summary
+    req_i, req_f = state.req_i, state.req_f
+    arrival = req_f[:, R_ARRIVAL_S]
+    output = req_i[:, R_OUTPUT]
+    completed = req_i[:, R_STATUS] == FINISHED
+    ttft = req_f[:, R_FIRST_TOKEN_S] - arrival
+    e2e = req_f[:, R_FINISH_S] - arrival
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(output > 1, (e2e - ttft) / (output - 1), np.nan)
+    queue = req_f[:, R_FIRST_SCHEDULED_S] - arrival
+    for name, values in (("ttft", ttft), ("tpot", tpot), ("e2e", e2e), ("queue", queue)):
+        assert summary[f"{name}_ms"] == _described_ms(values)
+
+    last_s = float(np.nanmax(req_f[:, R_FINISH_S]))
+    makespan_s = max(last_s - float(arrival.min(initial=0.0)), 0.0)
+    assert summary["makespan_s"] == makespan_s
+    assert summary["num_completed"] == int(completed.sum())
+    assert summary["num_preemptions"] == int(req_i[:, R_PREEMPTIONS].sum())
+    assert summary["num_rejected"] == int((req_i[:, R_REJECT] != 0).sum())
+    itl_sum_s = float(
+        np.nansum(req_f[:, R_LAST_TOKEN_S][completed] - req_f[:, R_FIRST_TOKEN_S][completed])
+    )
+    count = int(state.itl_histogram.sum())
+    assert summary["itl_ms"]["mean"] == itl_sum_s / count * 1e3
+    backlog = (req_f[:, R_FIRST_SCHEDULED_S][completed] > float(arrival.max())).sum()
+    assert summary["backlog_at_last_arrival"] == int(backlog)
+
+    n = state.num_log_rows
+    used = state.log_i[L_KV_BLOCKS, :n] / result.scenario.engine_kv_blocks
+    duration = state.log_f[L_END_S, :n] - state.log_f[L_START_S, :n]
+    replica = state.log_i[L_REPLICA, :n]
+    engines = result.scenario.num_replicas * result.scenario.pp
+    weighted = np.bincount(replica, weights=used * duration, minlength=engines).sum()
+    busy_s = np.bincount(replica, weights=duration, minlength=engines).sum()
+    assert summary["kv_cache"]["mean_fraction"] == float(weighted / busy_s)
+    assert summary["kv_cache"]["peak_fraction"] == float(used.max())
+
+    p99_ms = float(np.percentile(ttft[completed & np.isfinite(ttft)] * 1e3, 99))
+    assert summary["slo"]["bounds"]["ttft_p99_ms"]["value_ms"] == p99_ms
