@@ -625,3 +625,13 @@ def test_result_write_names_the_folder_not_a_cli_option(tmp_path):
         "steps.parquet",
         "summary.json",
     ]
+
+
+def test_one_request_is_counted_in_the_singular(tmp_path):
+    """Found by QA: a one-request trace said 'simulated 1 requests in ...'."""
+    path = tmp_path / "one.csv"
+    path.write_text("arrival_time_s,input_tokens,output_tokens\n0,800,10\n")
+    result = invoke("run", path, "--gpus", "1xA100")
+    assert result.exit_code == 0, result.stderr
+    assert "simulated 1 request in " in result.stderr, result.stderr
+    assert "1 requests" not in result.stderr
