@@ -64,9 +64,14 @@ PREFIX_CACHING_DEFAULT = {"vllm": True, "vllm-v0": False, "sarathi": False}
 #: What ``--pp N`` means (named in outputs when N > 1).
 PIPELINE_SEMANTICS = (
     "vLLM v0.6 virtual engines: {pp} schedulers per replica, each with 1/{pp} of the KV "
-    "blocks and its own max_num_seqs; a step takes the full model's time plus {transfers} "
-    "stage-to-stage transfer(s); contention between unequal micro-batches not modelled"
+    "blocks and its own max_num_seqs; a step takes the full model's time plus {transfers}; "
+    "contention between unequal micro-batches not modelled"
 )
+
+
+def _transfers_text(num_transfers: int) -> str:
+    """``"1 stage-to-stage transfer"``, ``"3 stage-to-stage transfers"``."""
+    return f"{num_transfers} stage-to-stage transfer" + ("" if num_transfers == 1 else "s")
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,7 @@ class ResolvedScenario:
             "kv_blocks_per_virtual_engine": self.memory.num_kv_blocks // self.pp,
             "pipeline_parallel": None
             if self.pp == 1
-            else PIPELINE_SEMANTICS.format(pp=self.pp, transfers=self.pp - 1),
+            else PIPELINE_SEMANTICS.format(pp=self.pp, transfers=_transfers_text(self.pp - 1)),
         }
 
     def _precision_dict(self) -> dict[str, Any]:
@@ -309,10 +314,13 @@ def _multi_node_notes(gpu: GPUSpec, tp: int, pp: int) -> list[str]:
         )
     across = stage_transfers_across_nodes(gpu, tp, pp) if pp > 1 else 0
     if across:
-        notes.append(
-            f"{across} of the {pp - 1} stage-to-stage transfers cross the network between "
-            f"servers of {per_node} {gpu.name} ({network})"
-        )
+        if pp == 2:
+            which = "the stage-to-stage transfer crosses"
+        else:
+            which = f"{across} of the {_transfers_text(pp - 1)} cross" + (
+                "es" if across == 1 else ""
+            )
+        notes.append(f"{which} the network between servers of {per_node} {gpu.name} ({network})")
     return notes
 
 

@@ -9,6 +9,7 @@ server-local all-reduce; a pipeline boundary between servers sends over the netw
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 from typer.testing import CliRunner
@@ -135,4 +136,21 @@ def test_a_run_spanning_servers_says_so_and_pays_the_network_per_step():
         ],
     )
     assert result.exit_code == 0, result.stderr
-    assert "1 of the 1 stage-to-stage transfers cross the network" in result.stderr
+    # Found by QA: it said '1 of the 1 stage-to-stage transfers cross the network'.
+    assert "note: the stage-to-stage transfer crosses the network between servers" in result.stderr
+    assert (
+        "plus 1 stage-to-stage transfer; "
+        in json.loads(result.stdout)["scenario"]["pipeline_parallel"]
+    )
+
+
+def test_the_stage_transfer_notes_count_in_words_that_agree():
+    """Found by QA: '1 of the 3 stage-to-stage transfers cross' and 'transfer(s)'."""
+    four = resolve(Scenario(gpus="16xH100", model="llama-3.1-70b", tp=4, pp=4))
+    assert (
+        "1 of the 3 stage-to-stage transfers crosses the network between servers of 8 H100-SXM"
+        in " ".join(four.notes)
+    )
+    assert "plus 3 stage-to-stage transfers; " in four.to_dict()["pipeline_parallel"]
+    eight = resolve(Scenario(gpus="32xH100", model="llama-3.1-70b", tp=2, pp=16))
+    assert "3 of the 15 stage-to-stage transfers cross the network" in " ".join(eight.notes)
