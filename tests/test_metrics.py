@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simulator.engine.kernels import _itl_bin
-from simulator.engine.state import ITL_NUM_BINS
+from simulator.engine.state import ITL_NUM_BINS, itl_bin_bounds_s
 from simulator.errors import SimreplayError
 from simulator.metrics import describe_ms, itl_summary_ms, parse_slo, slo_report
 
@@ -26,6 +26,21 @@ def test_itl_percentiles_from_histogram_are_within_half_a_percent(seed):
         exact_ms = np.percentile(gaps_s, p, method="inverted_cdf") * 1e3
         assert summary[f"p{p}"] == pytest.approx(exact_ms, rel=0.005)
     assert summary["max"] == pytest.approx(gaps_s.max() * 1e3, rel=0.005)
+
+
+def test_itl_max_is_never_below_the_mean():
+    """Found by QA: a steady decode (every gap 7.86 ms, in one bin above its centre) printed
+    ITL mean 7.9 ms and max 7.8 ms."""
+    lower_s, upper_s = itl_bin_bounds_s()
+    i = _itl_bin.py_func(0.00786)
+    gap_s = lower_s[i] + 0.95 * (upper_s[i] - lower_s[i])
+    assert _itl_bin.py_func(gap_s) == i
+    histogram = np.zeros(ITL_NUM_BINS, np.int64)
+    histogram[i] = 9
+    summary = itl_summary_ms(histogram, 9 * gap_s)
+    assert summary["mean"] == pytest.approx(gap_s * 1e3, rel=1e-12)
+    assert summary["max"] >= summary["mean"] >= summary["p99"], summary
+    assert summary["max"] == pytest.approx(gap_s * 1e3, rel=0.005)
 
 
 def test_empty_inputs_give_none_not_nan():
