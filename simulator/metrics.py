@@ -123,8 +123,10 @@ def slo_report(
         # TPOT is undefined for single-token outputs: they cannot miss a TPOT bound.
         ok = completed & ((values_ms <= bound_ms) | (np.isnan(values_ms) & (metric == "tpot")))
         meets_all &= ok
-        finite = values_ms[completed & np.isfinite(values_ms)]
-        value = float(np.percentile(finite, percentile)) if finite.size else None
+        # The percentile of the seconds, then in ms, as describe_ms takes it: the summary's
+        # p99 and the bound's value are the same float.
+        finite_s = latencies_s[metric][completed & np.isfinite(values_ms)]
+        value = float(np.percentile(finite_s, percentile)) * 1e3 if finite_s.size else None
         report["bounds"][key] = {
             "bound_ms": bound_ms,
             "value_ms": value,

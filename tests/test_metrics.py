@@ -83,3 +83,16 @@ def test_slo_attainment_counts_rejected_requests_as_misses():
     assert bound["met"] is True
     assert bound["attainment"] == pytest.approx(0.5)  # 2 of 4: one too slow, one rejected
     assert report["goodput_rps"] == pytest.approx(0.2)
+
+
+def test_slo_value_is_the_summary_percentile_to_the_last_bit():
+    """Found by QA: summary.json had ttft_ms p99 3262.2036431227907 and the ttft_p99_ms
+    bound's value_ms 3262.2036431227903 (percentile taken in ms instead of seconds)."""
+    rng = np.random.default_rng(0)
+    ttft_s = rng.lognormal(-1.0, 1.0, 19_366)  # its p90 in ms differs in the last bit
+    completed = np.ones(ttft_s.size, bool)
+    latencies = {"ttft": ttft_s, "tpot": ttft_s / 50, "e2e": ttft_s * 9, "queue": ttft_s / 3}
+    report = slo_report(latencies, completed, parse_slo("ttft_p99_ms=2000,ttft_p90_ms=900"), 3500)
+    summary = describe_ms(ttft_s)
+    assert report["bounds"]["ttft_p99_ms"]["value_ms"] == summary["p99"]
+    assert report["bounds"]["ttft_p90_ms"]["value_ms"] == summary["p90"]
