@@ -635,3 +635,12 @@ def test_one_request_is_counted_in_the_singular(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "simulated 1 request in " in result.stderr, result.stderr
     assert "1 requests" not in result.stderr
+
+
+def test_batch_knobs_group_digits_as_max_model_len_does(small_trace):
+    """Found by QA: vllm-v0's line read 'max_num_batched_tokens=131072, max_model_len=131,072'."""
+    result = invoke("run", small_trace, "--gpus", "1xH100", "--scheduler", "vllm-v0")
+    assert result.exit_code == 0, result.stderr
+    assert "max_num_batched_tokens=131,072, max_model_len=131,072" in result.stdout
+    result = invoke("run", small_trace, "--gpus", "1xH100")
+    assert "max_num_seqs=1,024, max_num_batched_tokens=8,192, " in result.stdout

@@ -319,8 +319,8 @@ def _print_human(result: Any, trace_name: str) -> None:
             ),
             (
                 "Batch knobs",
-                f"max_num_seqs={scenario['max_num_seqs']}, "
-                f"max_num_batched_tokens={scenario['max_num_batched_tokens']}, "
+                f"max_num_seqs={scenario['max_num_seqs']:,}, "
+                f"max_num_batched_tokens={scenario['max_num_batched_tokens']:,}, "
                 f"max_model_len={scenario['max_model_len']:,}" + token_budget_text(scenario),
             ),
             (
