@@ -127,10 +127,17 @@ def slo_report(
         # p99 and the bound's value are the same float.
         finite_s = latencies_s[metric][completed & np.isfinite(values_ms)]
         value = float(np.percentile(finite_s, percentile)) * 1e3 if finite_s.size else None
+        if value is None:
+            # No value: met only where every request met the bound, as completed requests of
+            # single output tokens all meet a TPOT bound (none has a TPOT); with no completed
+            # request there is nothing that met it.
+            met = bool(num_requests and ok.all())
+        else:
+            met = value <= bound_ms
         report["bounds"][key] = {
             "bound_ms": bound_ms,
             "value_ms": value,
-            "met": value is not None and value <= bound_ms,
+            "met": met,
             "attainment": float(ok.sum() / num_requests) if num_requests else None,
         }
     report["all_met"] = all(b["met"] for b in report["bounds"].values())

@@ -96,3 +96,19 @@ def test_slo_value_is_the_summary_percentile_to_the_last_bit():
     summary = describe_ms(ttft_s)
     assert report["bounds"]["ttft_p99_ms"]["value_ms"] == summary["p99"]
     assert report["bounds"]["ttft_p90_ms"]["value_ms"] == summary["p90"]
+
+
+def test_a_tpot_bound_with_no_tpot_is_met_where_every_request_meets_it():
+    """Found by QA: a trace of 1-token outputs printed tpot_p99_ms value n/a, met NO,
+    attainment 100.0%, and 'All met: NO; requests meeting every bound: 100.0%'."""
+    ttft_s = np.array([0.05, 0.06])
+    latencies = {"ttft": ttft_s, "tpot": np.full(2, np.nan), "e2e": ttft_s, "queue": ttft_s * 0}
+    report = slo_report(latencies, np.ones(2, bool), parse_slo("tpot_p99_ms=10"), 1.0)
+    bound = report["bounds"]["tpot_p99_ms"]
+    assert bound["value_ms"] is None and bound["attainment"] == 1.0
+    assert bound["met"] and report["all_met"] and report["attainment_all"] == 1.0
+    # Every request rejected: nothing met any bound.
+    none_done = slo_report(latencies, np.zeros(2, bool), parse_slo("tpot_p99_ms=10"), 1.0)
+    assert not none_done["bounds"]["tpot_p99_ms"]["met"] and not none_done["all_met"]
+    rejected = {k: np.full(2, np.nan) for k in latencies}
+    assert not slo_report(rejected, np.zeros(2, bool), parse_slo("ttft_p99_ms=10"), 1.0)["all_met"]
