@@ -430,10 +430,19 @@ def _print_human(result: Any, trace_name: str) -> None:
         ]
         print_table(["SLO", "bound", "value", "met", "attainment"], rows, numeric_from=1)
         goodput = slo["goodput_rps"]
+        rejected = summary["num_rejected"]
         print(
             f"All met: {'yes' if slo['all_met'] else 'NO'}; requests meeting every bound: "
             f"{slo['attainment_all']:.1%}; goodput "
             f"{'n/a' if goodput is None else f'{goodput:,.2f} req/s'}"
+            # A percentile is over completed requests: say so where the rejected ones,
+            # counted only as misses in the attainment, would make 'met' read as all served.
+            + (
+                f" (percentiles over completed requests; the {rejected:,} rejected count "
+                "only in attainment)"
+                if rejected
+                else ""
+            )
         )
 
 
