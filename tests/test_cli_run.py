@@ -662,3 +662,22 @@ def test_slo_met_beside_rejected_requests_says_what_the_percentile_covers(small_
     ), last
     plain = invoke(*args)
     assert plain.stdout.strip().splitlines()[-1].endswith(" req/s"), plain.stdout
+
+
+def test_prefix_aware_routing_over_a_trace_without_hashes_says_it_has_nothing_to_follow(
+    small_trace,
+):
+    """Found by QA: --router prefix-aware over the Azure trace (no hash_ids) ran silently,
+    giving exactly least-outstanding's numbers."""
+    aware = invoke("run", small_trace, "--gpus", "2xA100", "--router", "prefix-aware", "--json")
+    assert aware.exit_code == 0, aware.stderr
+    assert (
+        "note: --router prefix-aware: the trace has no prefix hashes (hash_ids), so no replica "
+        "holds a request's prefix before it arrives: it routes as least-outstanding"
+    ) in aware.stderr.splitlines()
+    plain = invoke("run", small_trace, "--gpus", "2xA100", "--json")
+    keys = ("ttft_ms", "e2e_ms", "num_preemptions")
+    assert {k: json.loads(aware.stdout)[k] for k in keys} == {
+        k: json.loads(plain.stdout)[k] for k in keys
+    }
+    assert "prefix-aware" not in plain.stderr

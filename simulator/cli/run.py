@@ -211,6 +211,11 @@ def run(
             "the trace has no prefix hashes (hash_ids): no request can find another's blocks "
             "in the cache, only a preempted request its own on readmission"
         )
+    if router == "prefix-aware" and "hash_ids" not in table.column_names:
+        note(
+            "--router prefix-aware: the trace has no prefix hashes (hash_ids), so no replica "
+            "holds a request's prefix before it arrives: it routes as least-outstanding"
+        )
     if _numba_cache.is_cold():
         note(
             "first run with this version: compiling the simulation kernels (up to a minute, "
