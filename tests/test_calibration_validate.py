@@ -1014,3 +1014,18 @@ def test_validate_models_the_benchmarked_engine_and_its_prefix_cache(bench):
     assert "engine: vLLM v0.6 (V0 scheduler, no chunked prefill)" in human.stdout
     bad = _validate(bench / "bench.jsonl", "--scheduler", "tgi")
     assert bad.exit_code == 1 and "--scheduler" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_bad_token_count_is_shown_as_the_file_wrote_it(tmp_path):
+    """Found by QA: a CSV cell -100 was reported as 'got -100.0'."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,3,0.1,0.2\n1,-100,3,0.1,0.2\n"
+    )
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().endswith(
+        "input tokens must be a whole number from 1 to 2,147,483,647, got -100"
+    ), result.stderr
+    path.write_text("arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,2.5,0.1,0.2\n")
+    assert _validate(path).stderr.strip().endswith(", got 2.5")
