@@ -64,9 +64,14 @@ PREFIX_CACHING_DEFAULT = {"vllm": True, "vllm-v0": False, "sarathi": False}
 #: What ``--pp N`` means (named in outputs when N > 1).
 PIPELINE_SEMANTICS = (
     "vLLM v0.6 virtual engines: {pp} schedulers per replica, each with 1/{pp} of the KV "
-    "blocks and its own max_num_seqs; a step takes the full model's time plus {transfers} "
-    "stage-to-stage transfer(s); contention between unequal micro-batches not modelled"
+    "blocks and its own max_num_seqs; a step takes the full model's time plus {transfers}; "
+    "contention between unequal micro-batches not modelled"
 )
+
+
+def _transfers_text(num_transfers: int) -> str:
+    """``"1 stage-to-stage transfer"``, ``"3 stage-to-stage transfers"``."""
+    return f"{num_transfers} stage-to-stage transfer" + ("" if num_transfers == 1 else "s")
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,7 @@ class ResolvedScenario:
             "kv_blocks_per_virtual_engine": self.memory.num_kv_blocks // self.pp,
             "pipeline_parallel": None
             if self.pp == 1
-            else PIPELINE_SEMANTICS.format(pp=self.pp, transfers=self.pp - 1),
+            else PIPELINE_SEMANTICS.format(pp=self.pp, transfers=_transfers_text(self.pp - 1)),
         }
 
     def _precision_dict(self) -> dict[str, Any]:
@@ -293,8 +298,26 @@ class ResolvedScenario:
         }
 
 
-def _multi_node_notes(gpu: GPUSpec, tp: int, pp: int) -> list[str]:
-    """What a replica spanning servers adds to the step times (``perf.roofline``)."""
+def _server_crossings(per_node: int, first: int, tp: int, pp: int) -> tuple[int, int]:
+    """(TP groups split between servers, stage transfers between servers) of a replica whose
+    GPUs are ``first .. first + tp x pp - 1``, stage by stage (``perf.roofline``'s layout)."""
+    split_groups = sum(
+        (first + s * tp) // per_node != (first + (s + 1) * tp - 1) // per_node for s in range(pp)
+    )
+    transfers = sum(
+        any(
+            i // per_node != (i + tp) // per_node
+            for i in range(first + s * tp, first + (s + 1) * tp)
+        )
+        for s in range(pp - 1)
+    )
+    return split_groups, transfers
+
+
+def _multi_node_notes(gpu: GPUSpec, tp: int, pp: int, num_replicas: int = 1) -> list[str]:
+    """What a replica spanning servers adds to the step times (``perf.roofline``), and which
+    replicas the model does not fit: every replica is given replica 0's step times, laid out
+    from GPU 0, while replicas of a size that does not tile a server land across two."""
     from simulator.perf.roofline import nodes_spanned, stage_transfers_across_nodes
 
     notes = []
@@ -309,9 +332,25 @@ def _multi_node_notes(gpu: GPUSpec, tp: int, pp: int) -> list[str]:
         )
     across = stage_transfers_across_nodes(gpu, tp, pp) if pp > 1 else 0
     if across:
+        if pp == 2:
+            which = "the stage-to-stage transfer crosses"
+        else:
+            which = f"{across} of the {_transfers_text(pp - 1)} cross" + (
+                "es" if across == 1 else ""
+            )
+        notes.append(f"{which} the network between servers of {per_node} {gpu.name} ({network})")
+    size = tp * pp
+    first = _server_crossings(per_node, 0, tp, pp)
+    num_unlike = sum(
+        _server_crossings(per_node, r * size, tp, pp) != first for r in range(1, num_replicas)
+    )
+    if num_unlike:
         notes.append(
-            f"{across} of the {pp - 1} stage-to-stage transfers cross the network between "
-            f"servers of {per_node} {gpu.name} ({network})"
+            f"replicas of {size} GPUs do not tile servers of {per_node} {gpu.name}: laid out "
+            f"in order, {num_unlike} of the {num_replicas} "
+            + ("splits" if num_unlike == 1 else "split")
+            + " TP groups or stage transfers between servers unlike replica 0, yet every "
+            "replica is modelled with replica 0's step times"
         )
     return notes
 
@@ -418,7 +457,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
     step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes)
     step_model = graphed(step_model, scenario, max_num_seqs, token_budget)
-    notes.extend(_multi_node_notes(gpu, tp, pp))
+    notes.extend(_multi_node_notes(gpu, tp, pp, num_gpus // (tp * pp)))
     return ResolvedScenario(
         scenario=scenario,
         gpu=gpu,

@@ -671,7 +671,22 @@ def test_validate_reports_the_deployment_it_simulated(bench):
     human = runner.invoke(app, ["calibrate", "validate", str(bench / "bench.jsonl"), *args])
     assert human.exit_code == 0, human.stderr
     assert "replicas" not in human.stderr
-    assert "simulated: 2xH100-SXM, llama-3.1-8b, tp=2 x 1 replica(s), " in human.stdout
+    assert "simulated: 2xH100-SXM, llama-3.1-8b, tp=2 x 1 replica, " in human.stdout
+
+
+def test_validate_counts_in_words_that_agree(tmp_path):
+    """Found by QA: a one-request benchmark printed '1 requests' and every deployment
+    'x 1 replica(s)'."""
+    path = tmp_path / "one.csv"
+    path.write_text("arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,500,20,0.05,0.3\n")
+    args = ["calibrate", "validate", str(path), "--model", "llama-3.1-8b"]
+    one = runner.invoke(app, [*args, "--gpus", "1xH100"])
+    assert one.exit_code == 0, one.stderr
+    assert one.stdout.startswith("one.csv (per-request table): 1 request\n"), one.stdout
+    assert ", tp=1 x 1 replica, " in one.stdout
+    two = runner.invoke(app, [*args, "--gpus", "2xH100", "--tp", "1"])
+    assert two.exit_code == 0, two.stderr
+    assert ", tp=1 x 2 replicas, " in two.stdout
 
 
 def test_validate_refuses_a_named_pipe(named_pipe):
@@ -999,3 +1014,18 @@ def test_validate_models_the_benchmarked_engine_and_its_prefix_cache(bench):
     assert "engine: vLLM v0.6 (V0 scheduler, no chunked prefill)" in human.stdout
     bad = _validate(bench / "bench.jsonl", "--scheduler", "tgi")
     assert bad.exit_code == 1 and "--scheduler" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_bad_token_count_is_shown_as_the_file_wrote_it(tmp_path):
+    """Found by QA: a CSV cell -100 was reported as 'got -100.0'."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,3,0.1,0.2\n1,-100,3,0.1,0.2\n"
+    )
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().endswith(
+        "input tokens must be a whole number from 1 to 2,147,483,647, got -100"
+    ), result.stderr
+    path.write_text("arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,2.5,0.1,0.2\n")
+    assert _validate(path).stderr.strip().endswith(", got 2.5")

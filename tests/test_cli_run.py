@@ -625,3 +625,59 @@ def test_result_write_names_the_folder_not_a_cli_option(tmp_path):
         "steps.parquet",
         "summary.json",
     ]
+
+
+def test_one_request_is_counted_in_the_singular(tmp_path):
+    """Found by QA: a one-request trace said 'simulated 1 requests in ...'."""
+    path = tmp_path / "one.csv"
+    path.write_text("arrival_time_s,input_tokens,output_tokens\n0,800,10\n")
+    result = invoke("run", path, "--gpus", "1xA100")
+    assert result.exit_code == 0, result.stderr
+    assert "simulated 1 request in " in result.stderr, result.stderr
+    assert "1 requests" not in result.stderr
+
+
+def test_batch_knobs_group_digits_as_max_model_len_does(small_trace):
+    """Found by QA: vllm-v0's line read 'max_num_batched_tokens=131072, max_model_len=131,072'."""
+    result = invoke("run", small_trace, "--gpus", "1xH100", "--scheduler", "vllm-v0")
+    assert result.exit_code == 0, result.stderr
+    assert "max_num_batched_tokens=131,072, max_model_len=131,072" in result.stdout
+    result = invoke("run", small_trace, "--gpus", "1xH100")
+    assert "max_num_seqs=1,024, max_num_batched_tokens=8,192, " in result.stdout
+
+
+def test_slo_met_beside_rejected_requests_says_what_the_percentile_covers(small_trace):
+    """Found by QA: with 15% of requests rejected (longer than --max-model-len) the SLO table
+    said ttft_p99_ms met, attainment 85.3%, 'All met: yes', without a word on why."""
+    args = ["run", small_trace, "--gpus", "1xA100", "--slo", "ttft_p99_ms=60000"]
+    result = invoke(*args, "--max-model-len", 1024)
+    assert result.exit_code == 0, result.stderr
+    rejected = json.loads(invoke(*args, "--max-model-len", 1024, "--json").stdout)["num_rejected"]
+    assert rejected > 0
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("All met: yes; "), last
+    assert last.endswith(
+        f" (percentiles over completed requests; the {rejected:,} rejected count only in "
+        "attainment)"
+    ), last
+    plain = invoke(*args)
+    assert plain.stdout.strip().splitlines()[-1].endswith(" req/s"), plain.stdout
+
+
+def test_prefix_aware_routing_over_a_trace_without_hashes_says_it_has_nothing_to_follow(
+    small_trace,
+):
+    """Found by QA: --router prefix-aware over the Azure trace (no hash_ids) ran silently,
+    giving exactly least-outstanding's numbers."""
+    aware = invoke("run", small_trace, "--gpus", "2xA100", "--router", "prefix-aware", "--json")
+    assert aware.exit_code == 0, aware.stderr
+    assert (
+        "note: --router prefix-aware: the trace has no prefix hashes (hash_ids), so no replica "
+        "holds a request's prefix before it arrives: it routes as least-outstanding"
+    ) in aware.stderr.splitlines()
+    plain = invoke("run", small_trace, "--gpus", "2xA100", "--json")
+    keys = ("ttft_ms", "e2e_ms", "num_preemptions")
+    assert {k: json.loads(aware.stdout)[k] for k in keys} == {
+        k: json.loads(plain.stdout)[k] for k in keys
+    }
+    assert "prefix-aware" not in plain.stderr

@@ -89,9 +89,7 @@ def test_out_of_order_rows_are_sorted_and_counted(tmp_path):
     shuffled = "\n".join([text[0], text[2], text[3], text[1]]) + "\n"
     table, report = import_trace(write(tmp_path, "o.csv", shuffled))
     assert table.column("input_tokens").to_pylist() == [374, 396, 879]
-    assert report.notes == (
-        "sorted by arrival time: 1 rows arrived earlier than a row before them",
-    )
+    assert report.notes == ("sorted by arrival time: 1 row arrived earlier than a row before them",)
 
 
 def test_strict_fails_on_out_of_order_rows_naming_the_line(tmp_path):
@@ -124,7 +122,7 @@ def test_skip_invalid_drops_and_counts(tmp_path):
     assert table.num_rows == 2
     assert report.num_source_rows == 3
     assert report.notes == (
-        "skipped 1 rows whose ContextTokens was not an integer from 1 to 2147483647",
+        "skipped 1 row whose ContextTokens was not an integer from 1 to 2147483647",
     )
 
 
@@ -159,8 +157,8 @@ def test_unparseable_timestamp_names_line(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "note"),
     [
-        (",396,", ",abc,", "skipped 1 rows whose ContextTokens was not an integer from 1"),
-        ("2023-11-16 18:15:50.9951690", "bad", "skipped 1 rows whose TIMESTAMP was not a finite"),
+        (",396,", ",abc,", "skipped 1 row whose ContextTokens was not an integer from 1"),
+        ("2023-11-16 18:15:50.9951690", "bad", "skipped 1 row whose TIMESTAMP was not a finite"),
     ],
 )
 def test_skip_invalid_drops_cells_that_do_not_parse(tmp_path, old, new, note):
@@ -633,3 +631,21 @@ def test_an_option_the_format_never_reads_is_an_error(tmp_path, options, fragmen
     with pytest.raises(TraceError, match="azure.csv: " + fragment.replace("/", ".")):
         import_trace(path, options)
     import_trace(path, ImportOptions(seed=3, strict=True))  # format-free options still apply
+
+
+def test_one_bad_row_is_counted_in_the_singular(tmp_path):
+    """Found by QA: one bad cell said '(1 rows like this; ...)'."""
+    text = AZURE_2023.replace(",396,", ",-5,")
+    with pytest.raises(TraceError, match=r"got -5 \(1 row like this; --skip-invalid") as info:
+        import_trace(write(tmp_path, "t.csv", text))
+    assert "1 rows" not in str(info.value)
+    text = "\n".join(AZURE_2023.splitlines()[i] for i in (0, 2, 1, 3)) + "\n"
+    _, report = import_trace(write(tmp_path, "o.csv", text))
+    assert "sorted by arrival time: 1 row arrived earlier than a row before them" in report.notes
+
+
+def test_an_infinite_arrival_time_is_not_called_empty(tmp_path):
+    """Found by QA: an ``inf`` arrival time was reported as 'an empty or NaN value'."""
+    path = write(tmp_path, "t.csv", "arrival_time_s,input_tokens,output_tokens\ninf,100,10\n")
+    with pytest.raises(TraceError, match=r"line 2: column arrival_time_s: .*got an infinite value"):
+        import_trace(path)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simulator.engine.kernels import _itl_bin
-from simulator.engine.state import ITL_NUM_BINS
+from simulator.engine.state import ITL_NUM_BINS, itl_bin_bounds_s
 from simulator.errors import SimreplayError
 from simulator.metrics import describe_ms, itl_summary_ms, parse_slo, percentiles_of, slo_report
 
@@ -26,6 +26,21 @@ def test_itl_percentiles_from_histogram_are_within_half_a_percent(seed):
         exact_ms = np.percentile(gaps_s, p, method="inverted_cdf") * 1e3
         assert summary[f"p{p}"] == pytest.approx(exact_ms, rel=0.005)
     assert summary["max"] == pytest.approx(gaps_s.max() * 1e3, rel=0.005)
+
+
+def test_itl_max_is_never_below_the_mean():
+    """Found by QA: a steady decode (every gap 7.86 ms, in one bin above its centre) printed
+    ITL mean 7.9 ms and max 7.8 ms."""
+    lower_s, upper_s = itl_bin_bounds_s()
+    i = _itl_bin.py_func(0.00786)
+    gap_s = lower_s[i] + 0.95 * (upper_s[i] - lower_s[i])
+    assert _itl_bin.py_func(gap_s) == i
+    histogram = np.zeros(ITL_NUM_BINS, np.int64)
+    histogram[i] = 9
+    summary = itl_summary_ms(histogram, 9 * gap_s)
+    assert summary["mean"] == pytest.approx(gap_s * 1e3, rel=1e-12)
+    assert summary["max"] >= summary["mean"] >= summary["p99"], summary
+    assert summary["max"] == pytest.approx(gap_s * 1e3, rel=0.005)
 
 
 def test_empty_inputs_give_none_not_nan():
@@ -87,3 +102,32 @@ def test_percentiles_of_gives_numpys_floats(size):
         assert got.tobytes() == expected.tobytes()
         for p in (50, 99):
             assert float(percentiles_of(values.copy(), [p])[0]) == float(np.percentile(values, p))
+
+
+def test_slo_value_is_the_summary_percentile_to_the_last_bit():
+    """Found by QA: summary.json had ttft_ms p99 3262.2036431227907 and the ttft_p99_ms
+    bound's value_ms 3262.2036431227903 (percentile taken in ms instead of seconds)."""
+    rng = np.random.default_rng(0)
+    ttft_s = rng.lognormal(-1.0, 1.0, 19_366)  # its p90 in ms differs in the last bit
+    completed = np.ones(ttft_s.size, bool)
+    latencies = {"ttft": ttft_s, "tpot": ttft_s / 50, "e2e": ttft_s * 9, "queue": ttft_s / 3}
+    report = slo_report(latencies, completed, parse_slo("ttft_p99_ms=2000,ttft_p90_ms=900"), 3500)
+    summary = describe_ms(ttft_s)
+    assert report["bounds"]["ttft_p99_ms"]["value_ms"] == summary["p99"]
+    assert report["bounds"]["ttft_p90_ms"]["value_ms"] == summary["p90"]
+
+
+def test_a_tpot_bound_with_no_tpot_is_met_where_every_request_meets_it():
+    """Found by QA: a trace of 1-token outputs printed tpot_p99_ms value n/a, met NO,
+    attainment 100.0%, and 'All met: NO; requests meeting every bound: 100.0%'."""
+    ttft_s = np.array([0.05, 0.06])
+    latencies = {"ttft": ttft_s, "tpot": np.full(2, np.nan), "e2e": ttft_s, "queue": ttft_s * 0}
+    report = slo_report(latencies, np.ones(2, bool), parse_slo("tpot_p99_ms=10"), 1.0)
+    bound = report["bounds"]["tpot_p99_ms"]
+    assert bound["value_ms"] is None and bound["attainment"] == 1.0
+    assert bound["met"] and report["all_met"] and report["attainment_all"] == 1.0
+    # Every request rejected: nothing met any bound.
+    none_done = slo_report(latencies, np.zeros(2, bool), parse_slo("tpot_p99_ms=10"), 1.0)
+    assert not none_done["bounds"]["tpot_p99_ms"]["met"] and not none_done["all_met"]
+    rejected = {k: np.full(2, np.nan) for k in latencies}
+    assert not slo_report(rejected, np.zeros(2, bool), parse_slo("ttft_p99_ms=10"), 1.0)["all_met"]

@@ -9,6 +9,7 @@ server-local all-reduce; a pipeline boundary between servers sends over the netw
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 from typer.testing import CliRunner
@@ -135,4 +136,53 @@ def test_a_run_spanning_servers_says_so_and_pays_the_network_per_step():
         ],
     )
     assert result.exit_code == 0, result.stderr
-    assert "1 of the 1 stage-to-stage transfers cross the network" in result.stderr
+    # Found by QA: it said '1 of the 1 stage-to-stage transfers cross the network'.
+    assert "note: the stage-to-stage transfer crosses the network between servers" in result.stderr
+    assert (
+        "plus 1 stage-to-stage transfer; "
+        in json.loads(result.stdout)["scenario"]["pipeline_parallel"]
+    )
+
+
+def test_the_stage_transfer_notes_count_in_words_that_agree():
+    """Found by QA: '1 of the 3 stage-to-stage transfers cross' and 'transfer(s)'."""
+    four = resolve(Scenario(gpus="16xH100", model="llama-3.1-70b", tp=4, pp=4))
+    assert (
+        "1 of the 3 stage-to-stage transfers crosses the network between servers of 8 H100-SXM"
+        in " ".join(four.notes)
+    )
+    assert "plus 3 stage-to-stage transfers; " in four.to_dict()["pipeline_parallel"]
+    eight = resolve(Scenario(gpus="32xH100", model="llama-3.1-70b", tp=2, pp=16))
+    assert "3 of the 15 stage-to-stage transfers cross the network" in " ".join(eight.notes)
+
+
+@pytest.mark.parametrize(
+    ("gpus", "tp", "pp", "model", "unlike"),
+    [
+        ("12xH100", 2, 3, "llama-3.1-70b", "1 of the 2 splits"),
+        ("24xH100", 2, 3, "llama-3.1-70b", "2 of the 4 split"),
+        ("10xH100", 5, 1, "llama-2-13b", "1 of the 2 splits"),
+    ],
+)
+def test_replicas_that_do_not_tile_servers_say_some_are_modelled_as_replica_0(
+    gpus, tp, pp, model, unlike
+):
+    """Found by QA: 12xH100 --tp 2 --pp 3 puts replica 1 on GPUs 6-11, whose stage transfer
+    from GPU 7 to GPU 8 crosses servers, but every replica got replica 0's step times (no
+    network) without a word."""
+    notes = resolve(Scenario(gpus=gpus, model=model, tp=tp, pp=pp)).notes
+    size = tp * pp
+    assert (
+        f"replicas of {size} GPUs do not tile servers of 8 H100-SXM: laid out in order, "
+        f"{unlike} TP groups or stage transfers between servers unlike replica 0, yet every "
+        "replica is modelled with replica 0's step times"
+    ) in notes, notes
+
+
+@pytest.mark.parametrize(
+    ("gpus", "tp", "pp"),
+    [("16xH100", 8, 1), ("24xH100", 4, 3), ("16xH100", 16, 1), ("6xH100", 2, 3)],
+)
+def test_replicas_alike_across_servers_need_no_tiling_note(gpus, tp, pp):
+    notes = resolve(Scenario(gpus=gpus, model="llama-3.1-70b", tp=tp, pp=pp)).notes
+    assert not any("do not tile servers" in note for note in notes), notes

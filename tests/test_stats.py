@@ -306,3 +306,21 @@ def test_chunked_table_gives_the_same_statistics():
     chunked = pa.concat_tables([table.slice(0, 100), table.slice(100, 150), table.slice(250)])
     assert chunked.column("hash_ids").num_chunks == 3
     assert trace_stats(chunked) == trace_stats(table)
+
+
+def test_a_synthetic_source_is_named_once():
+    """Found by QA: `trace info traces/chat-sessions.parquet` said 'Source  synthetic
+    (synthetic)'."""
+    for metadata, shown in (
+        (TraceMetadata("synthetic", "synthetic"), "synthetic"),
+        (TraceMetadata("azure", "conv.csv"), "azure (conv.csv)"),
+    ):
+        table = build_trace_table(
+            {
+                "arrival_time_s": np.array([0.0, 1.0]),
+                "input_tokens": np.array([5, 6], np.int32),
+                "output_tokens": np.array([3, 4], np.int32),
+            },
+            metadata,
+        )
+        assert dict(format_stats(trace_stats(table)))["Source"] == shown

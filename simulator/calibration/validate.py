@@ -50,6 +50,7 @@ import numpy as np
 
 from simulator.calibration.profile import HOST_RANGES, Profile, load_profile
 from simulator.calibration.select import borrow_order, shipped_profile, step_model_for
+from simulator.checks import format_number
 from simulator.errors import SimreplayError
 from simulator.io import check_input_file
 from simulator.perf.roofline import DEFAULT_EFFICIENCIES
@@ -434,7 +435,7 @@ def _finish(
         if bad.any():
             raise SimreplayError(
                 f"{path.name}: request {int(np.argmax(bad)) + 1}: {name} must be a whole "
-                f"number from 1 to {INT32_MAX:,}, got {float(values[bad][0])!r}"
+                f"number from 1 to {INT32_MAX:,}, got {format_number(values[bad][0])}"
             )
     if not np.isfinite(arrival).all():
         bad_at = int(np.argmax(~np.isfinite(arrival)))

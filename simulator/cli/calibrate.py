@@ -472,12 +472,14 @@ def _graphs_text(deployment: dict) -> str:
 
 
 def _print_validation(report: dict, label: str | None) -> None:
-    title = f"{report['benchmark']}: {report['num_requests']:,} requests"
+    num_requests = report["num_requests"]
+    title = f"{report['benchmark']}: {num_requests:,} request{'' if num_requests == 1 else 's'}"
     print(title + (f" [{label}]" if label else ""))
     d = report["deployment"]
     print(
         f"simulated: {d['gpus']}, {d['model']}, tp={d['tp']} x {d['num_replicas']} "
-        f"replica(s), {d['kv_blocks_per_replica']:,} KV blocks per replica "
+        f"replica{'' if d['num_replicas'] == 1 else 's'}, "
+        f"{d['kv_blocks_per_replica']:,} KV blocks per replica "
         f"({d['kv_capacity_tokens_per_replica']:,} tokens), max_num_seqs {d['max_num_seqs']:,}, "
         f"max_num_batched_tokens {d['max_num_batched_tokens']:,}, "
         f"max_model_len {d['max_model_len']:,}, {_graphs_text(d)}"

@@ -211,6 +211,11 @@ def run(
             "the trace has no prefix hashes (hash_ids): no request can find another's blocks "
             "in the cache, only a preempted request its own on readmission"
         )
+    if router == "prefix-aware" and "hash_ids" not in table.column_names:
+        note(
+            "--router prefix-aware: the trace has no prefix hashes (hash_ids), so no replica "
+            "holds a request's prefix before it arrives: it routes as least-outstanding"
+        )
     if _numba_cache.is_cold():
         note(
             "first run with this version: compiling the simulation kernels (up to a minute, "
@@ -227,7 +232,8 @@ def run(
     for message in result.scenario.notes:
         note(message)
     err.print(
-        f"simulated {table.num_rows:,} requests in {elapsed_s:.2f} s "
+        f"simulated {table.num_rows:,} request{'' if table.num_rows == 1 else 's'} in "
+        f"{elapsed_s:.2f} s "
         f"({table.num_rows / max(elapsed_s, 1e-9):,.0f} requests/s, including loading or "
         "compiling the numba kernels)",
     )
@@ -318,8 +324,8 @@ def _print_human(result: Any, trace_name: str) -> None:
             ),
             (
                 "Batch knobs",
-                f"max_num_seqs={scenario['max_num_seqs']}, "
-                f"max_num_batched_tokens={scenario['max_num_batched_tokens']}, "
+                f"max_num_seqs={scenario['max_num_seqs']:,}, "
+                f"max_num_batched_tokens={scenario['max_num_batched_tokens']:,}, "
                 f"max_model_len={scenario['max_model_len']:,}" + token_budget_text(scenario),
             ),
             (
@@ -429,10 +435,19 @@ def _print_human(result: Any, trace_name: str) -> None:
         ]
         print_table(["SLO", "bound", "value", "met", "attainment"], rows, numeric_from=1)
         goodput = slo["goodput_rps"]
+        rejected = summary["num_rejected"]
         print(
             f"All met: {'yes' if slo['all_met'] else 'NO'}; requests meeting every bound: "
             f"{slo['attainment_all']:.1%}; goodput "
             f"{'n/a' if goodput is None else f'{goodput:,.2f} req/s'}"
+            # A percentile is over completed requests: say so where the rejected ones,
+            # counted only as misses in the attainment, would make 'met' read as all served.
+            + (
+                f" (percentiles over completed requests; the {rejected:,} rejected count "
+                "only in attainment)"
+                if rejected
+                else ""
+            )
         )
 
 

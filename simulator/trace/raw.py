@@ -21,6 +21,7 @@ from simulator.trace.schema import (
     TraceMetadata,
     build_trace_table,
     check_unique_ids,
+    num_rows_text,
 )
 
 #: Stands for a missing (empty, null, NaN) integer cell in ``RawTrace`` token columns.
@@ -187,12 +188,13 @@ def normalize(
             row = int(np.argmax(bad))
             value = getattr(raw, name)[row]
             if name == "arrival_time_s":
-                shown = "an empty or NaN value"
+                shown = "an infinite value" if np.isinf(value) else "an empty or NaN value"
             else:
                 shown = _STAND_INS.get(int(value), repr(int(value)))
             raise TraceError(
                 f"{raw.source_file}: {raw.where(row)}: column {raw.column_label(name)}: expected "
-                f"{expected}, got {shown} ({num_bad} rows like this; --skip-invalid drops them)"
+                f"{expected}, got {shown} ({num_rows_text(num_bad)} like this; "
+                "--skip-invalid drops them)"
             )
         # A row bad in several columns is counted under the first only, so that the notes
         # add up to the rows skipped.
@@ -202,7 +204,7 @@ def normalize(
             rows = "row" if num_new == 1 else "rows"
             notes.append(f"skipped {num_new:,} more {rows} whose {label} was not {expected}")
         elif num_new:
-            notes.append(f"skipped {num_new:,} rows whose {label} was not {expected}")
+            notes.append(f"skipped {num_rows_text(num_new)} whose {label} was not {expected}")
         any_bad |= bad
     if any_bad.any():
         raw.take(~any_bad)
@@ -217,11 +219,12 @@ def normalize(
             row = int(np.argmax(late))
             raise TraceError(
                 f"{raw.source_file}: {raw.where(row)}: arrival time is earlier than a preceding "
-                f"row's ({num_late} rows out of order; drop --strict to sort them)"
+                f"row's ({num_rows_text(num_late)} out of order; drop --strict to sort them)"
             )
         raw.reorder(np.argsort(arrival, kind="stable"))
         notes.append(
-            f"sorted by arrival time: {num_late:,} rows arrived earlier than a row before them"
+            f"sorted by arrival time: {num_rows_text(num_late)} arrived earlier than a row "
+            "before them"
         )
 
     if "request_id" in raw.extra:

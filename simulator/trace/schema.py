@@ -192,6 +192,11 @@ def _as_arrow(values: object, arrow_type: pa.DataType, name: str) -> pa.Array:
 MAX_ARRIVAL_S = 1e11
 
 
+def num_rows_text(num_rows: int) -> str:
+    """``"1 row"``, ``"2 rows"``: a count of rows as a message says it."""
+    return f"{num_rows:,} row" + ("" if num_rows == 1 else "s")
+
+
 def check_unique_names(names: list[str], prefix: str, where: str = "") -> None:
     """One line naming the first column name given twice (which of the two would be read
     is a guess; pyarrow refuses to pick one). ``prefix`` starts the message (the file)."""
@@ -248,7 +253,8 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
         if nulls:
             row = _first_true(table.column(name).is_null())
             raise TraceError(
-                f"{source}: row {row + 1}: column {name} is empty ({nulls} rows like this)"
+                f"{source}: row {row + 1}: column {name} is empty "
+                f"({num_rows_text(nulls)} like this)"
             )
     arrival = table.column("arrival_time_s").to_numpy()
     # Two reductions pass a good trace (NaN fails both comparisons); the rows only on failure.
@@ -303,7 +309,7 @@ def check_unique_ids(
     if ids.null_count:
         row = _first_true(ids.is_null())
         raise TraceError(
-            f"{source}: {where(row)}: empty request id ({ids.null_count} rows like this)"
+            f"{source}: {where(row)}: empty request id ({num_rows_text(ids.null_count)} like this)"
         )
     encoded = ids.dictionary_encode()
     if len(encoded.dictionary) == len(ids):

@@ -286,7 +286,8 @@ def format_stats(stats: dict) -> list[tuple[str, str]]:
     source = stats.get("source_format")
     if source:
         file = stats.get("source_file")
-        rows.append(("Source", f"{source} ({file})" if file else source))
+        # A synthetic trace has no file: its source names both ("synthetic").
+        rows.append(("Source", f"{source} ({file})" if file and file != source else source))
     if stats.get("start_time"):
         rows.append(("Start time", stats["start_time"]))
     rows.append(("Requests", f"{stats['num_requests']:,}"))
