@@ -43,8 +43,11 @@ requests; every step with prefill tokens is its own row):
 | `cache_hit_tokens` | int64 | tokens of requests admitted in the run found in the cache |
 | `cache_query_tokens` | int64 | tokens those requests asked for (prompt + output to redo) |
 
-The three prefix-cache columns are 0 with prefix caching off. Hit rate over time is
-``cache_hit_tokens / cache_query_tokens`` over any window of rows.
+The two prefix-cache columns are 0 with prefix caching off. Hit rate over time is
+``cache_hit_tokens / cache_query_tokens`` over any window of rows. Readmissions after a
+preemption count too (with caching on, a preempted request finds its own blocks again while
+they are not evicted, hashed prompt or not); the summary's `readmission_cached_tokens`
+(with caching on and at least one preemption) is their share of `cache_hit_tokens`.
 
 With pipeline parallelism (``--pp N``, vLLM v0.6 virtual engines) each replica runs N
 schedulers; the `virtual_engine` columns exist only then (without ``--pp`` the files are as
@@ -452,6 +455,12 @@ def _summary(
         # request's readmission can hit (and without a preemption the engine ran without
         # the cache, ``api.replay_resolved``).
         summary["prefix_cache"] = _prefix_cache_usage(state, completed)
+    if resolved.prefix_caching and outcomes.num_preemptions:
+        # What preempted requests found again of their own blocks (or others') when
+        # readmitted: every hit but those of first admissions.
+        first_tokens = int(np.maximum(state.req_i[:, R_CACHED_TOKENS], 0).sum())
+        hits = int(state.log_i[L_HIT_TOKENS, : state.num_log_rows].sum())
+        summary["readmission_cached_tokens"] = hits - first_tokens
     if state.recorded_arrival_s is not None:
         delay_s = state.req_f[:, R_ARRIVAL_S] - state.recorded_arrival_s
         summary["closed_loop"] = {

@@ -379,6 +379,10 @@ def test_simulate_runs_the_cache_for_a_trace_without_hash_ids_only_when_it_preem
         finish = result.requests.column("completion_s").to_numpy()
         np.testing.assert_array_equal(finish, expected.req_f[:, R_FINISH_S])
         assert np.array_equal(cached.req_f, uncached.req_f) != preempts
+        # Every hit is a readmission's; the summary counts them where there were any.
+        hits = int(np.sum(result.steps.column("cache_hit_tokens").to_numpy()))
+        assert (hits > 0) == preempts
+        assert result.summary.get("readmission_cached_tokens") == (hits if preempts else None)
 
 
 def test_chained_ids_equal_exactly_when_prefixes_are_equal():

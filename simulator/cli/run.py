@@ -290,6 +290,16 @@ def _per_virtual_engine_text(scenario: dict[str, Any]) -> str:
     return f"; {scenario['kv_blocks_per_virtual_engine']:,} per virtual engine"
 
 
+def _preemptions_text(summary: dict[str, Any]) -> str:
+    """The count, and what readmissions found in the prefix cache (vLLM V1 keeps a preempted
+    request's blocks cached until they are evicted)."""
+    text = f"{summary['num_preemptions']:,}"
+    found = summary.get("readmission_cached_tokens")
+    if found is not None:
+        text += f" (their readmissions found {found:,} tokens in the prefix cache)"
+    return text
+
+
 def _no_hits(summary: dict[str, Any]) -> str:
     """What the engine line adds when the cache is on but the trace gives it nothing to find
     (prefix caching is on by default, and most traces carry no hash_ids)."""
@@ -372,7 +382,7 @@ def _print_human(result: Any, trace_name: str) -> None:
             if throughput is None
             else f"{throughput:,.2f} req/s, {tokens_per_s:,.0f} output tokens/s",
         ),
-        ("Preemptions", f"{summary['num_preemptions']:,}"),
+        ("Preemptions", _preemptions_text(summary)),
         ("KV cache use", f"peak {kv['peak_fraction']:.1%}, mean {kv['mean_fraction']:.1%}"),
     ]
     if "closed_loop" in summary:
