@@ -9,6 +9,8 @@ Sources (vendor documents; every figure below is a published peak, not a measure
 - NVIDIA H200 Tensor Core GPU datasheet (2024): H200 SXM.
 - NVIDIA DGX B200 datasheet and HGX B200 specifications (2024/2025): B200 as shipped in
   8-GPU HGX/DGX boards (1,440 GB and 64 TB/s per 8 GPUs, 1,000 W).
+- NVIDIA GB200 NVL72 datasheet (2024/2025): the Blackwell GPUs of GB200 superchips, 72 to
+  a rack on one NVLink domain (1,200 W).
 - NVIDIA L40S datasheet (2023), NVIDIA L4 datasheet (2023), NVIDIA A40 datasheet (2021).
 - NVIDIA Ada Lovelace GPU architecture whitepaper (v1.1): GeForce RTX 4090.
 - NVIDIA RTX PRO 6000 Blackwell Server Edition product page and datasheet (2025).
@@ -25,7 +27,8 @@ Conventions
 - Memory capacity is binary: an "80 GB" HBM part carries 80 x 2**30 bytes, which is what
   the driver reports (to within about 1 %) and what vLLM multiplies by
   ``gpu_memory_utilization``. GDDR parts with ECC enabled report a few percent less.
-- Nodes: every GPU here comes in servers of 8 (``gpus_per_node``) joined by a network of
+- Nodes: every GPU here but the GB200 (an NVL72 rack: 72 GPUs on one NVLink fabric) comes
+  in servers of 8 (``gpus_per_node``) joined by a network of
   ``network_bytes_per_s`` per GPU and direction, the figures of NVIDIA AIConfigurator's
   system files (``../shared/calibration-data/aiconfigurator/systems/*.yaml``,
   ``num_gpus_per_node`` and ``inter_node_bw``) where it has one, else as each entry says.
@@ -172,6 +175,25 @@ GPUS: dict[str, GPUSpec] = {
             "BF16 and 72 PFLOPS FP8 with sparsity (2.25 / 4.5 PFLOPS dense per GPU), 1,440 GB "
             "HBM3e at 64 TB/s (180 GB at 8 TB/s per GPU), NVLink 5 1.8 TB/s per GPU; "
             f"{_PRICE} (Lambda, RunPod)",
+        ),
+        GPUSpec(
+            name="GB200",
+            peak_bf16_flops=2500 * TERA,
+            peak_fp8_flops=5000 * TERA,
+            hbm_bytes=186 * GIB,
+            hbm_bytes_per_s=8000 * GIGA,
+            link_bytes_per_s=900 * GIGA,  # NVLink 5: 1.8 TB/s bidirectional
+            # AIConfigurator gb200.yaml inter_rack_bw: one 800 Gb/s ConnectX-8 XDR per GPU
+            network_bytes_per_s=100 * GIGA,
+            # An NVL72 rack: 72 GPUs on one NVLink switch fabric (the "server" TP may span).
+            gpus_per_node=72,
+            usd_per_hour=10.50,
+            aliases=("GB200-NVL72", "GB200-186GB"),
+            source="NVIDIA GB200 NVL72 datasheet: per Blackwell GPU of a GB200 superchip, "
+            "BF16 2.5 / FP8 5 PFLOPS dense, 186 GB HBM3e (13.4 TB per 72 GPUs) at 8 TB/s, "
+            "NVLink 5 1.8 TB/s, 72 GPUs in one NVLink domain (AIConfigurator gb200.yaml: the "
+            "same peaks, 189,471 MiB seen by nvidia-smi); price indicative: CoreWeave's "
+            "GB200 NVL72 list price, $42.00/hour per 4-GPU instance (2025)",
         ),
         GPUSpec(
             name="L40S",

@@ -57,7 +57,9 @@ TP_CHOICES = (1, 2, 4, 8)
 #: #12126; "(39.38GiB)" on A100-40GB in issue #16570; "Free memory on device
 #: (43.93/44.42 GiB)" on an L40S with v0.11) and PyTorch's out-of-memory message "GPU 0 has
 #: a total capacity of X GiB" (A100-80GB with nvidia-smi 81,920 MiB: 79.15; 8xH200: 139.80;
-#: 8xB200: 178.36; L4: 22.04; A10G: 22.06; RTX 3090: "total_gpu_memory=23.58GiB", issue
+#: 8xB200: 178.36; L4: 22.04; A10G: 22.06; GB200: the 189,471 MiB nvidia-smi reports in
+#: AIConfigurator's gb200.yaml, which CUDA's total may undercut slightly; RTX 3090:
+#: "total_gpu_memory=23.58GiB", issue
 #: #10517, for a user-defined GPU of that name). PCIe parts carry the SXM parts' memory; the
 #: A40 has the L40S's 46,068 MiB. Other GPUs: ``FALLBACK_CUDA_TOTAL_FRACTION`` of
 #: ``hbm_bytes``.
@@ -70,6 +72,7 @@ CUDA_TOTAL_MEMORY_GIB = {
     "H100-PCIe": 79.22,
     "H200": 139.80,
     "B200": 178.36,
+    "GB200": 185.03,
     "L40S": 44.42,
     "A40": 44.42,
     "L4": 22.04,

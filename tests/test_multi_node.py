@@ -50,7 +50,8 @@ def _allreduce_s(step, tokens: int) -> float:
 
 def test_every_catalog_gpu_has_a_server_and_a_network():
     for gpu in GPUS.values():
-        assert gpu.gpus_per_node == 8
+        # Servers of 8, but the GB200: an NVL72 rack is one NVLink domain of 72.
+        assert gpu.gpus_per_node == (72 if gpu.name == "GB200" else 8)
         # Slower than the GPUs' own link, except PCIe parts on a 400 Gb/s NIC per GPU.
         assert 1e9 <= gpu.network_bytes_per_s <= 100e9
     assert get_gpu("H100").network_bytes_per_s == 50e9  # AIConfigurator h100_sxm.yaml
@@ -186,3 +187,12 @@ def test_replicas_that_do_not_tile_servers_say_some_are_modelled_as_replica_0(
 def test_replicas_alike_across_servers_need_no_tiling_note(gpus, tp, pp):
     notes = resolve(Scenario(gpus=gpus, model="llama-3.1-70b", tp=tp, pp=pp)).notes
     assert not any("do not tile servers" in note for note in notes), notes
+
+
+def test_tp_16_on_gb200_stays_on_nvlink():
+    """An NVL72 rack joins 72 GPUs by NVLink: TP 16 pays no network, TP 144 does."""
+    gb200 = get_gpu("GB200")
+    assert nodes_spanned(gb200, 16) == 1 and nodes_spanned(gb200, 144) == 2
+    step = roofline_model(LLAMA_70B, gb200, 16)
+    assert with_cross_node_allreduce(step, LLAMA_70B, gb200, 16) is step
+    assert not any("servers" in n for n in resolve(Scenario(gpus="16xGB200", tp=16)).notes)

@@ -65,9 +65,8 @@ AICONFIGURATOR_SYSTEMS = {
 }
 VIDUR_SYSTEMS = {"a100": "A100-80GB-SXM", "h100": "H100-SXM", "a40": "A40"}
 
-#: GB200 is not in the GPU catalog (a Grace-Blackwell superchip): its profile keeps these
-#: peaks from NVIDIA's GB200 NVL72 datasheet, per GPU: BF16 2.5 / FP8 5 PFLOPS dense,
-#: HBM3e 8 TB/s, NVLink 5 1.8 TB/s bidirectional.
+#: The GB200's peaks from NVIDIA's GB200 NVL72 datasheet, per GPU: BF16 2.5 / FP8 5 PFLOPS
+#: dense, HBM3e 8 TB/s, NVLink 5 1.8 TB/s bidirectional (the catalog's GB200 has the same).
 GB200_REFERENCE = Reference(2500e12, 5000e12, 8000e9, 900e9)
 
 #: GPU -> measured GPUs to borrow from, nearest first (its own first when measured).
