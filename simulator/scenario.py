@@ -387,6 +387,12 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, and the model was not trained for it)"
         )
     notes: list[str] = list(model.notes)
+    if block_size not in VLLM_BLOCK_SIZES:
+        notes.append(
+            f"--block-size {block_size}: vLLM v0.11 accepts only "
+            f"{', '.join(map(str, VLLM_BLOCK_SIZES))} (CacheConfig.BlockSize); simulated as a "
+            "what-if"
+        )
     context = scenario.max_model_len or model.max_context_tokens
     # vLLM v0.6's defaults, whatever the GPU: 256 sequences, and without chunked prefill a
     # token budget of max(max_model_len, 2048) so that any prompt fits one step. vLLM sizes
@@ -582,6 +588,9 @@ MAX_TOKENS = 2**31 - 1
 #: Most tokens per KV block (vLLM's CUDA kernels take 8 to 256; the engine keeps a column
 #: per residue, so a block size is bounded there too).
 MAX_BLOCK_SIZE = 1 << 16
+#: The block sizes vLLM v0.11 accepts (``vllm/config/cache.py`` ``BlockSize``); others are
+#: simulated with a note.
+VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
 #: Seeds are stored as int64 (a sweep's store, ``summary.json`` readers).
 MAX_SEED = 2**63 - 1
 

@@ -681,3 +681,13 @@ def test_prefix_aware_routing_over_a_trace_without_hashes_says_it_has_nothing_to
         k: json.loads(plain.stdout)[k] for k in keys
     }
     assert "prefix-aware" not in plain.stderr
+
+
+def test_a_block_size_vllm_refuses_is_simulated_with_a_note():
+    """vLLM v0.11's CacheConfig takes block sizes 1, 8, 16, 32, 64, 128 and 256 only."""
+    from simulator.scenario import Scenario, resolve
+
+    odd = resolve(Scenario(block_size=7))
+    assert any("--block-size 7: vLLM v0.11 accepts only 1, 8, 16" in n for n in odd.notes)
+    for size in (8, 16, 256):
+        assert not any("--block-size" in n for n in resolve(Scenario(block_size=size)).notes)
