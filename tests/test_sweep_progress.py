@@ -259,6 +259,5 @@ def test_the_report_of_a_sweep_still_writing_says_k_of_n(tmp_path, monkeypatch, 
     )
 
 
-def test_the_report_reads_the_stores_record_by_its_names():
-    assert sweep_page.PLANNED_FIELD == store.PLANNED_FIELD
+def test_the_report_reads_the_stores_manifest_by_its_name():
     assert sweep_page.STORE_MANIFEST == "sweep.json"

@@ -35,12 +35,8 @@ from simulator.report.html import esc, figure_div, key_value_table, number_cell,
 from simulator.report.run_page import read_table
 
 PLAN_FILE = "plan.json"
-#: The lock a running ``sweep run`` holds (``simulator/sweep/store.py``, ``LOCK_NAME``).
-STORE_LOCK = ".sweep.lock"
-#: The store's manifest, and its record of the scenarios sweeps were asked for: simreplay
-#: version -> scenario keys (``simulator/sweep/store.py``, ``PLANNED_FIELD``).
+#: The store's manifest (``simulator/sweep/store.py``).
 STORE_MANIFEST = "sweep.json"
-PLANNED_FIELD = "planned_scenario_keys"
 #: Scenario knobs, in the order heat-map axes and series are chosen from: every ``Scenario``
 #: field (a test checks), so any knob a sweep varies is named in the lines and the table.
 KNOBS = (
@@ -222,44 +218,17 @@ def _planned_keys(directory: Path) -> set[str] | None:
     """The scenario keys the store's ``sweep.json`` records as asked for by sweeps of this
     simreplay version; None without that record (a store written before it existed, one of
     another version, or no store)."""
-    from simulator import __version__
+    from simulator.sweep.store import ResultStore
 
-    path = directory / STORE_MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SimreplayError(f"{path}: not a readable sweep manifest: {exc}") from None
-    record = manifest.get(PLANNED_FIELD) if isinstance(manifest, dict) else None
-    keys = record.get(__version__) if isinstance(record, dict) else None
-    if keys is None:
-        return None
-    if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
-        raise SimreplayError(f"{path}: {PLANNED_FIELD} is not a list of scenario keys")
-    return set(keys)
+    return ResultStore(directory).planned_keys()
 
 
 def _still_writing(directory: Path) -> bool:
-    """Whether a ``sweep run`` holds the store's lock (``sweep/store.py``: an ``flock`` on
-    ``.sweep.lock``, released by the system when its holder ends, however it ends)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: nothing is locked there
-        return False
-    try:
-        handle = open(directory / STORE_LOCK, encoding="utf-8")  # noqa: SIM115
-    except OSError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
+    """Whether a ``sweep run`` holds the store's lock (an ``flock`` on ``.sweep.lock``,
+    released by the system when its holder ends, however it ends)."""
+    from simulator.sweep.store import ResultStore
+
+    return ResultStore(directory).being_written()
 
 
 def _judge(rows: list[dict[str, Any]], slo: dict[str, tuple[str, int, float]]) -> None:
