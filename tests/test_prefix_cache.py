@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from engine_cases import scenarios
+from engine_cases import kv_pressure_table, scenarios
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_engine import simulate_reference
@@ -355,15 +355,8 @@ def test_simulate_runs_the_cache_for_a_trace_without_hash_ids_only_when_it_preem
     from simulator.api import _engine_knobs, replay
     from simulator.scenario import resolve
 
-    rng = np.random.default_rng(4)
     n = 400
-    table = pa.table(
-        {
-            "arrival_time_s": np.cumsum(rng.exponential(0.02, n)),
-            "input_tokens": rng.integers(200, 3000, n),
-            "output_tokens": rng.integers(50, 800, n),
-        }
-    )
+    table = kv_pressure_table(0.02, n)
     for utilization, preempts in ((0.23, True), (0.9, False)):
         scenario = Scenario(gpus="1xA100", gpu_memory_utilization=utilization, max_num_seqs=32)
         resolved = resolve(scenario)
@@ -793,15 +786,8 @@ def test_a_python_router_is_asked_once_per_request_with_the_cache_on_and_no_hash
     as round-robin it gives the built-in round-robin's results."""
     from simulator import Scenario, simulate
 
-    rng = np.random.default_rng(4)
     n = 400
-    table = pa.table(
-        {
-            "arrival_time_s": np.cumsum(rng.exponential(0.01, n)),
-            "input_tokens": rng.integers(200, 3000, n),
-            "output_tokens": rng.integers(50, 800, n),
-        }
-    )
+    table = kv_pressure_table(0.01, n)
     asked = []
 
     def rotate(request, replicas):

@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from engine_cases import kv_pressure_table
 from typer.testing import CliRunner
 
 from simulator.cli import app
@@ -854,7 +854,6 @@ def test_a_knob_added_to_scenario_becomes_an_axis_and_a_column(monkeypatch, smal
 
 def test_show_names_a_foreign_file_in_the_rows_folder(tmp_path):
     """A parquet file that is not a sweep row (other columns, other rows) is one clear line."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from simulator.sweep.store import ResultStore
@@ -947,15 +946,8 @@ def test_simulate_many_keeps_caching_on_and_off_apart_where_requests_are_preempt
     differs (a readmission finds its own blocks): a run of one never answers the other."""
     import simulator.api as api
 
-    rng = np.random.default_rng(4)
     n = 400
-    table = pa.table(
-        {
-            "arrival_time_s": np.cumsum(rng.exponential(0.02, n)),
-            "input_tokens": rng.integers(200, 3000, n),
-            "output_tokens": rng.integers(50, 800, n),
-        }
-    )
+    table = kv_pressure_table(0.02, n)
     scenarios = [
         Scenario(
             gpus="1xA100", gpu_memory_utilization=gmu, max_num_seqs=32, enable_prefix_caching=on
