@@ -51,9 +51,9 @@ def _gpu_record(gpu: GPUSpec) -> dict[str, Any]:
 def list_hardware(json_output: JsonOpt = False) -> None:
     """List the GPUs --gpus accepts: peak dense FLOP/s, memory, bandwidths, indicative $/h.
 
-    Link bandwidth is GPU-to-GPU within a server of 8, network bandwidth each GPU's share
-    between servers (what TP or pipeline stages across servers run at), both per
-    direction. Sources are cited in --json output.
+    Link bandwidth is GPU-to-GPU within a server (8 GPUs; a GB200 NVL72 rack: 72), network
+    bandwidth each GPU's share between servers (what TP or pipeline stages across servers
+    run at), both per direction. Sources are cited in --json output.
     """
     records = [_gpu_record(gpu) for gpu in GPUS.values()]
     if json_output:
