@@ -1263,6 +1263,31 @@ def _gemm_folder(path: Path, device: str | None, scale: float = 1.0) -> None:
     _write(table, path / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet")
 
 
+def test_check_json_has_every_family_the_issue_names_even_unmeasured(tmp_path):
+    """Found by QA: ``check`` of a Vidur folder (GEMMs only) printed ``families`` with
+    ``gemm`` alone, so a script reading ``families["allreduce"]`` got a KeyError; a family
+    without rows is now a key with n 0 and null statistics, and a row in the table."""
+    _gemm_folder(tmp_path, "NVIDIA H100 80GB HBM3")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100", "--json"])
+    assert result.exit_code == 0, result.stderr
+    families = json.loads(result.stdout)["families"]
+    assert families["gemm"]["n"] == 3
+    for family in ("context_attention", "generation_attention", "allreduce", "moe"):
+        assert families[family] == {
+            "n": 0,
+            "median_abs_pct": None,
+            "p90_abs_pct": None,
+            "median_signed_pct": None,
+            "p90_signed_pct": None,
+            "predicted_by": {},
+        }
+    table = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
+    assert table.exit_code == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if line.startswith("allreduce"))
+    assert row.split()[1:6] == ["0", "n/a", "n/a", "n/a", "n/a"], row
+    assert row.endswith("(no rows in these files)"), row
+
+
 def test_check_of_a_tree_reads_only_the_gpus_own_folder(tmp_path):
     """Found by QA: ``check .../aiconfigurator --gpu H100`` mixed every GPU's rows (n =
     366,566, median 33.8 %) where ``h100_sxm`` alone is n = 71,484 at 0.0 %; ``fit`` already

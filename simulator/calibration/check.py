@@ -61,7 +61,8 @@ def check_measurements(
     dict
         ``{"gpu", "profile", "source", "system", "source_kind", "files", "rows_skipped",
         "families": {family: error_stats + grids}}`` with signed and absolute % error
-        (predicted / measured - 1); ``system`` is the tree's folder read (None: all of
+        (predicted / measured - 1), every family a key (``n`` 0 and null statistics where
+        the files have no rows of it); ``system`` is the tree's folder read (None: all of
         ``directory``).
 
     Raises
@@ -136,6 +137,14 @@ def check_measurements(
             and (family == "model_gemm" or GRID_FEATURES[g][0] == family)
         }
         result_families[family] = {**stats, "predicted_by": grids}
+    # Every family is a key, measured or not (n 0, statistics null), so a script can read
+    # ``families["allreduce"]`` of a folder without all-reduce rows (Vidur's: GEMMs only).
+    order = list(dict.fromkeys(family for family, _ in GRID_FEATURES.values()))
+    empty = {**error_stats(np.zeros(0), np.zeros(0)), "predicted_by": {}}
+    result_families = {
+        **{family: result_families.get(family, dict(empty)) for family in order},
+        **{f: v for f, v in result_families.items() if f not in order},
+    }
     primary = chain[0] if chain else None
     return {
         "gpu": gpu.name,

@@ -269,7 +269,7 @@ def check(
             _fmt(s["p90_signed_pct"]),
             _fmt(s["median_abs_pct"]),
             _fmt(s["p90_abs_pct"]),
-            "; ".join(sorted(set(s["predicted_by"].values()))),
+            "; ".join(sorted(set(s["predicted_by"].values()))) or "(no rows in these files)",
         ]
         for family, s in result["families"].items()
     ]
