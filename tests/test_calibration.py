@@ -1136,6 +1136,27 @@ def test_a_list_typed_shape_column_is_one_line(tmp_path, command, column, values
     assert not (tmp_path / "p.json").exists()
 
 
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_a_word_in_a_latency_column_names_its_row(tmp_path, command):
+    """Found by QA: a string column with "abc" in row 2 said only "column 'latency' must be
+    numeric, one number per row", leaving the user to search the file."""
+    columns = {"m": [1.0, 2.0, 4.0], "n": [8.0, 8.0, 8.0], "k": [8.0, 8.0, 8.0]}
+    _write({**columns, "latency": ["0.01", "0.02", "abc"]}, tmp_path / "ops" / "gemm_perf.parquet")
+    args = {
+        "check": ["calibrate", "check", str(tmp_path / "ops"), "--gpu", "H100"],
+        "fit": ["calibrate", "fit", "--source", str(tmp_path / "ops"), "--gpu", "H100"],
+    }[command]
+    if command == "fit":
+        args += ["-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'ops' / 'gemm_perf.parquet'}: row 2: column 'latency' must be a "
+        "number, got 'abc'"
+    ]
+    assert not (tmp_path / "p.json").exists()
+
+
 def test_nccl_rows_left_out_beside_custom_all_reduce_are_counted(tmp_path):
     """NCCL all-reduce rows were dropped without a count when a custom all-reduce file was
     measured too, and so were rows of other collectives."""
