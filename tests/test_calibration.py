@@ -1090,6 +1090,30 @@ def test_blank_vidur_medians_are_counted_not_silently_skipped(tmp_path):
     assert meas.skipped == {"gemm: Vidur cells without a time (blank median)": 3}
 
 
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_a_negative_vidur_time_is_refused_as_aiconfigurators_is(tmp_path, command):
+    """Found by QA: a Vidur median of -1.5 ms was skipped as a row "without a positive time"
+    and the check went on (exit 0), where the same value in an AIConfigurator file is an
+    error naming its row."""
+    (tmp_path / "mlp.csv").write_text(
+        _VIDUR_HEADER
+        + "\n32,32,4096,11008,true,16,1,0.1,0.2\n32,32,4096,11008,true,32,1,-1.5,0.2\n"
+    )
+    args = {
+        "check": ["calibrate", "check", str(tmp_path), "--gpu", "A40"],
+        "fit": ["calibrate", "fit", "--source", str(tmp_path), "--gpu", "A40"],
+    }[command]
+    if command == "fit":
+        args += ["-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {tmp_path / 'mlp.csv'}: row 2: time_stats."), lines
+    assert lines[0].endswith("must be a time in ms of at least 0, got -1.5"), lines
+    assert not (tmp_path / "p.json").exists()
+
+
 def test_check_says_how_many_rows_it_left_out_and_why(tmp_path):
     """Skipped rows were listed only in ``--json``; the table now ends with a note."""
     _write(

@@ -584,6 +584,13 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> None:
                     f"{path}: row {row_idx + 1}: num_tokens and the model shape columns must "
                     f"give a GEMM of 1 to 2**40 per side, got m={m:g}, n={n:g}, k={k:g}"
                 )
+            if latency_ms < 0:
+                # A negative time is corrupt data, refused as AIConfigurator's latency is;
+                # a zero or NaN median is an operator Vidur did not time, skipped and counted.
+                raise SimreplayError(
+                    f"{path}: row {row_idx + 1}: {column} must be a time in ms of at least 0, "
+                    f"got {row[column].strip()}"
+                )
             if not (math.isfinite(latency_ms) and latency_ms > 0):
                 _skip(result, "gemm: Vidur rows without a positive time", 1)
                 continue
