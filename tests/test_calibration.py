@@ -1130,7 +1130,7 @@ def test_check_says_how_many_rows_it_left_out_and_why(tmp_path):
     )
     result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
     assert result.exit_code == 0, result.stderr
-    assert "note: 1 measured rows not used: 1 context_attention: sliding-window rows" in (
+    assert "note: 1 measured row not used: 1 context_attention: sliding-window rows" in (
         result.stderr
     )
 

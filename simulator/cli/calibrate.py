@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from simulator.cli.common import domain_errors, err, print_json, print_table
+from simulator.cli.common import count, domain_errors, err, print_json, print_table
 from simulator.errors import SimreplayError
 
 app = typer.Typer(
@@ -287,7 +287,7 @@ def _print_skipped(skipped: dict[str, int]) -> None:
 
     total = sum(skipped.values())
     if total:
-        err.print(f"note: {total:,} measured rows not used: {describe_skipped(skipped)}")
+        err.print(f"note: {count(total, 'measured row')} not used: {describe_skipped(skipped)}")
 
 
 @app.command("validate")

@@ -9,7 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from simulator import _numba_cache
-from simulator.cli.common import domain_errors, err, note, print_json, print_rows, print_table
+from simulator.cli.common import (
+    count,
+    domain_errors,
+    err,
+    note,
+    print_json,
+    print_rows,
+    print_table,
+)
 from simulator.cli.import_options import reads_trace
 from simulator.engine.state import (
     DEFAULT_PREFIX_LOAD_CAP,
@@ -390,7 +398,7 @@ def _print_human(result: Any, trace_name: str) -> None:
         lines.append(
             (
                 "Closed loop",
-                f"{loop['turns_delayed']:,} turns sent later than recorded (mean delay "
+                f"{count(loop['turns_delayed'], 'turn')} sent later than recorded (mean delay "
                 f"{loop['mean_delay_s']:,.1f} s, max {loop['max_delay_s']:,.1f} s)",
             )
         )
@@ -404,8 +412,8 @@ def _print_human(result: Any, trace_name: str) -> None:
                 f"cached on first admission; {cache['evicted_blocks']:,} blocks evicted",
             )
         )
-    for reason, count in summary["rejected_by_reason"].items():
-        lines.append(("Rejected", f"{count:,}: {reason}"))
+    for reason, num in summary["rejected_by_reason"].items():
+        lines.append(("Rejected", f"{num:,}: {reason}"))
     backlog = summary["backlog_at_last_arrival"]
     if backlog > max(10, 0.01 * summary["num_requests"]):
         arrival_s = result.requests.column("arrival_time_s").to_numpy()
