@@ -308,6 +308,17 @@ def _preemptions_text(summary: dict[str, Any]) -> str:
     return text
 
 
+def _profile_file_text(scenario: dict) -> str:
+    """The profile's path when ``--calibration`` named one outside the shipped profiles: the
+    one line names the file only (``h100-sxm.json``), the same as the shipped profile's."""
+    from simulator.calibration.select import PROFILES_DIR
+
+    path = (scenario.get("calibration_profile") or {}).get("path")
+    if not path or Path(path).resolve().parent == PROFILES_DIR.resolve():
+        return ""
+    return f" (file {path})"
+
+
 def _no_hits(summary: dict[str, Any]) -> str:
     """What the engine line adds when the cache is on but the trace gives it nothing to find
     (prefix caching is on by default, and most traces carry no hash_ids)."""
@@ -356,7 +367,7 @@ def _print_human(result: Any, trace_name: str) -> None:
                 ),
             ),
             ("Precision", precision_text(scenario)),
-            ("Step times", scenario["calibration"]),
+            ("Step times", scenario["calibration"] + _profile_file_text(scenario)),
             ("CUDA graphs", graphs_text(scenario)),
             ("Cost", f"${scenario['cost_per_hour_usd']:,.2f}/hour (indicative)"),
         ],
