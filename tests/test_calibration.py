@@ -1333,6 +1333,24 @@ def test_check_json_has_every_family_the_issue_names_even_unmeasured(tmp_path):
     assert row.endswith("(no rows in these files)"), row
 
 
+def test_check_on_an_unmeasured_gpu_names_the_fallback_as_run_does(tmp_path):
+    """Found by QA: ``check my-ops/ --gpu H200`` said "step times from calibrated profile
+    H100-SXM ... held-out model shapes median |err| 2.8%", H100's own accuracy, where ``run
+    --gpus 1xH200`` says "roofline scaled by efficiencies learned on H100-SXM ... expect
+    errors like ... GEMM median 17% (leave-one-GPU-out)"."""
+    from simulator.calibration.select import step_model_for
+    from simulator.hardware import get_gpu
+    from simulator.models import get_model
+
+    _gemm_folder(tmp_path, None)
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H200", "--json"])
+    assert result.exit_code == 0, result.stderr
+    source = json.loads(result.stdout)["source"]
+    assert source.startswith("roofline scaled by efficiencies learned on H100-SXM"), source
+    _, info = step_model_for(get_model("llama-3.1-8b"), get_gpu("H200"), 1)
+    assert source == info["source"]
+
+
 def test_check_of_a_tree_reads_only_the_gpus_own_folder(tmp_path):
     """Found by QA: ``check .../aiconfigurator --gpu H100`` mixed every GPU's rows (n =
     366,566, median 33.8 %) where ``h100_sxm`` alone is n = 71,484 at 0.0 %; ``fit`` already

@@ -20,7 +20,13 @@ from simulator.calibration.profile import (
     load_profile,
     roofline_latency_s,
 )
-from simulator.calibration.select import PROFILES_DIR, UNCALIBRATED, borrow_order, shipped_profile
+from simulator.calibration.select import (
+    PROFILES_DIR,
+    UNCALIBRATED,
+    borrow_order,
+    profile_source,
+    shipped_profile,
+)
 from simulator.calibration.sources import describe_skipped
 from simulator.errors import SimreplayError
 from simulator.specs import GPUSpec, ModelSpec
@@ -149,7 +155,13 @@ def check_measurements(
     return {
         "gpu": gpu.name,
         "profile": None if primary is None else _name(primary),
-        "source": UNCALIBRATED if primary is None else primary.summary(),
+        "source": (
+            UNCALIBRATED
+            if primary is None
+            else profile_source(
+                primary, gpu.name, calibration is not None or primary.gpu == gpu.name
+            )
+        ),
         "system": system,
         "source_kind": kind,
         "files": sorted(meas.files),
