@@ -1069,7 +1069,7 @@ _VIDUR_HEADER = (
                 "window_size": ["x"],
                 "latency": [0.01],
             },
-            "column 'window_size' must be numeric",
+            "row 0: column 'window_size' must be a number, got 'x'",
         ),
     ],
 )
