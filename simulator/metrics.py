@@ -90,11 +90,15 @@ def _partition_at(values: np.ndarray, ranks: np.ndarray) -> None:
         start = rank + 1
 
 
-def itl_summary_ms(histogram: np.ndarray, itl_sum_s: float) -> dict[str, float | None]:
+def itl_summary_ms(
+    histogram: np.ndarray, itl_sum_s: float, tpot_max_ms: float | None = None
+) -> dict[str, float | None]:
     """ITL ``{mean, p50, ..., max}`` in ms from the engine's binned histogram.
 
     A percentile or the max is read at its bin's geometric centre (within 0.4%);
-    ``itl_sum_s`` (exact) gives the mean, and the max is never below it.
+    ``itl_sum_s`` (exact) gives the mean, and the max is never below it, nor below
+    ``tpot_max_ms`` (the largest request's mean gap, when given): the last bin is open-ended
+    (gaps of 1,024 s and more), so its centre would cap the max there.
     """
     count = int(histogram.sum())
     if count == 0:
@@ -108,7 +112,13 @@ def itl_summary_ms(histogram: np.ndarray, itl_sum_s: float) -> dict[str, float |
         out[f"p{p}"] = float(centres_s[np.searchsorted(cumulative, rank)]) * 1e3
     # The largest gap is at least the mean: where they share a bin (a steady decode) the bin's
     # centre can fall below the exact mean, and a max below the mean contradicts itself.
-    out["max"] = max(float(centres_s[np.flatnonzero(histogram)[-1]]) * 1e3, out["mean"])
+    # Likewise each request's TPOT is the mean of its gaps, so the largest gap is at least the
+    # largest TPOT (a gap past the last bin's edge would otherwise print as 1,024,000 ms).
+    out["max"] = max(
+        float(centres_s[np.flatnonzero(histogram)[-1]]) * 1e3,
+        out["mean"],
+        tpot_max_ms if tpot_max_ms is not None else 0.0,
+    )
     return out
 
 

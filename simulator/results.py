@@ -425,6 +425,7 @@ def _summary(
     reason_counts = np.bincount(outcomes.reject_codes, minlength=1)
     # Before the latencies are described: that reorders them (reorder=True, no copies).
     slo_summary = slo_report(latencies_s, completed, slo, makespan_s) if slo else None
+    tpot_ms = describe_ms(latencies_s["tpot"], reorder=True)
     summary: dict[str, Any] = {
         "num_requests": num_requests,
         "num_completed": int(completed.sum()),
@@ -434,8 +435,8 @@ def _summary(
         "throughput_rps": completed.sum() / makespan_s if makespan_s > 0 else None,
         "output_tokens_per_s": output_done / makespan_s if makespan_s > 0 else None,
         "ttft_ms": describe_ms(latencies_s["ttft"], reorder=True),
-        "tpot_ms": describe_ms(latencies_s["tpot"], reorder=True),
-        "itl_ms": itl_summary_ms(state.itl_histogram, itl_sum_s),
+        "tpot_ms": tpot_ms,
+        "itl_ms": itl_summary_ms(state.itl_histogram, itl_sum_s, tpot_ms["max"]),
         "e2e_ms": describe_ms(latencies_s["e2e"], reorder=True),
         "queue_ms": describe_ms(latencies_s["queue"], reorder=True),
         "kv_cache": _kv_usage(state, resolved.engine_kv_blocks, resolved.num_replicas, resolved.pp),

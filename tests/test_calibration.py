@@ -622,6 +622,10 @@ def test_report_lists_every_shipped_profile_with_errors():
         and "leave-GPU-out" in table.stdout
         and "h100-sxm.json" in (table.stdout)
     )
+    # Found by QA: an error never measured (no off-grid points) printed as "n/a/n/a".
+    assert "n/a/n/a" not in table.stdout
+    row = next(line for line in table.stdout.splitlines() if " allreduce " in line)
+    assert " n/a " in row, row
 
 
 def test_report_of_a_missing_folder_or_a_file_says_which(tmp_path):
@@ -1065,7 +1069,7 @@ _VIDUR_HEADER = (
                 "window_size": ["x"],
                 "latency": [0.01],
             },
-            "column 'window_size' must be numeric",
+            "row 0: column 'window_size' must be a number, got 'x'",
         ),
     ],
 )
@@ -1090,6 +1094,30 @@ def test_blank_vidur_medians_are_counted_not_silently_skipped(tmp_path):
     assert meas.skipped == {"gemm: Vidur cells without a time (blank median)": 3}
 
 
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_a_negative_vidur_time_is_refused_as_aiconfigurators_is(tmp_path, command):
+    """Found by QA: a Vidur median of -1.5 ms was skipped as a row "without a positive time"
+    and the check went on (exit 0), where the same value in an AIConfigurator file is an
+    error naming its row."""
+    (tmp_path / "mlp.csv").write_text(
+        _VIDUR_HEADER
+        + "\n32,32,4096,11008,true,16,1,0.1,0.2\n32,32,4096,11008,true,32,1,-1.5,0.2\n"
+    )
+    args = {
+        "check": ["calibrate", "check", str(tmp_path), "--gpu", "A40"],
+        "fit": ["calibrate", "fit", "--source", str(tmp_path), "--gpu", "A40"],
+    }[command]
+    if command == "fit":
+        args += ["-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {tmp_path / 'mlp.csv'}: row 2: time_stats."), lines
+    assert lines[0].endswith("must be a time in ms of at least 0, got -1.5"), lines
+    assert not (tmp_path / "p.json").exists()
+
+
 def test_check_says_how_many_rows_it_left_out_and_why(tmp_path):
     """Skipped rows were listed only in ``--json``; the table now ends with a note."""
     _write(
@@ -1106,7 +1134,7 @@ def test_check_says_how_many_rows_it_left_out_and_why(tmp_path):
     )
     result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
     assert result.exit_code == 0, result.stderr
-    assert "note: 1 measured rows not used: 1 context_attention: sliding-window rows" in (
+    assert "note: 1 measured row not used: 1 context_attention: sliding-window rows" in (
         result.stderr
     )
 
@@ -1133,6 +1161,27 @@ def test_a_list_typed_shape_column_is_one_line(tmp_path, command, column, values
     assert len(lines) == 1, lines
     assert "gemm_perf.parquet: column " + repr(column) in lines[0], lines
     assert "one number per row, not lists" in lines[0], lines
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_a_word_in_a_latency_column_names_its_row(tmp_path, command):
+    """Found by QA: a string column with "abc" in row 2 said only "column 'latency' must be
+    numeric, one number per row", leaving the user to search the file."""
+    columns = {"m": [1.0, 2.0, 4.0], "n": [8.0, 8.0, 8.0], "k": [8.0, 8.0, 8.0]}
+    _write({**columns, "latency": ["0.01", "0.02", "abc"]}, tmp_path / "ops" / "gemm_perf.parquet")
+    args = {
+        "check": ["calibrate", "check", str(tmp_path / "ops"), "--gpu", "H100"],
+        "fit": ["calibrate", "fit", "--source", str(tmp_path / "ops"), "--gpu", "H100"],
+    }[command]
+    if command == "fit":
+        args += ["-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'ops' / 'gemm_perf.parquet'}: row 2: column 'latency' must be a "
+        "number, got 'abc'"
+    ]
     assert not (tmp_path / "p.json").exists()
 
 
@@ -1261,6 +1310,49 @@ def _gemm_folder(path: Path, device: str | None, scale: float = 1.0) -> None:
     if device is not None:
         table["device"] = [device] * 3
     _write(table, path / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet")
+
+
+def test_check_json_has_every_family_the_issue_names_even_unmeasured(tmp_path):
+    """Found by QA: ``check`` of a Vidur folder (GEMMs only) printed ``families`` with
+    ``gemm`` alone, so a script reading ``families["allreduce"]`` got a KeyError; a family
+    without rows is now a key with n 0 and null statistics, and a row in the table."""
+    _gemm_folder(tmp_path, "NVIDIA H100 80GB HBM3")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100", "--json"])
+    assert result.exit_code == 0, result.stderr
+    families = json.loads(result.stdout)["families"]
+    assert families["gemm"]["n"] == 3
+    for family in ("context_attention", "generation_attention", "allreduce", "moe"):
+        assert families[family] == {
+            "n": 0,
+            "median_abs_pct": None,
+            "p90_abs_pct": None,
+            "median_signed_pct": None,
+            "p90_signed_pct": None,
+            "predicted_by": {},
+        }
+    table = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
+    assert table.exit_code == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if line.startswith("allreduce"))
+    assert row.split()[1:6] == ["0", "n/a", "n/a", "n/a", "n/a"], row
+    assert row.endswith("(no rows in these files)"), row
+
+
+def test_check_on_an_unmeasured_gpu_names_the_fallback_as_run_does(tmp_path):
+    """Found by QA: ``check my-ops/ --gpu H200`` said "step times from calibrated profile
+    H100-SXM ... held-out model shapes median |err| 2.8%", H100's own accuracy, where ``run
+    --gpus 1xH200`` says "roofline scaled by efficiencies learned on H100-SXM ... expect
+    errors like ... GEMM median 17% (leave-one-GPU-out)"."""
+    from simulator.calibration.select import step_model_for
+    from simulator.hardware import get_gpu
+    from simulator.models import get_model
+
+    _gemm_folder(tmp_path, None)
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H200", "--json"])
+    assert result.exit_code == 0, result.stderr
+    source = json.loads(result.stdout)["source"]
+    assert source.startswith("roofline scaled by efficiencies learned on H100-SXM"), source
+    _, info = step_model_for(get_model("llama-3.1-8b"), get_gpu("H200"), 1)
+    assert source == info["source"]
 
 
 def test_check_of_a_tree_reads_only_the_gpus_own_folder(tmp_path):

@@ -337,7 +337,7 @@ def test_validate_json_carries_what_reading_the_benchmark_dropped(tmp_path):
     notes = json.loads(run.stdout)["validation"]["notes"]
     assert notes[:2] == [
         "no latencies field (older vLLM): E2E is TTFT plus the request's itls",
-        "dropped 1 requests that failed in the benchmark",
+        "dropped 1 request that failed in the benchmark",
     ]
     # Each note is printed once on stderr.
     for note in notes:

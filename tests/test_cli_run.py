@@ -65,6 +65,24 @@ def test_run_prints_the_table_and_the_scenario(small_trace):
     assert "chose tp=1" in result.stderr
 
 
+def test_a_profile_of_the_shipped_name_elsewhere_is_named_by_its_path(small_trace, tmp_path):
+    """Found by QA: ``fit -o /tmp/prof/`` writes ``h100-sxm.json``, and ``run --calibration
+    /tmp/prof/h100-sxm.json`` printed "calibrated profile H100-SXM (h100-sxm.json)", the very
+    line of the shipped profile: the table did not say which file the step times came from."""
+    from simulator.calibration.select import PROFILES_DIR
+
+    mine = tmp_path / "h100-sxm.json"
+    mine.write_bytes((PROFILES_DIR / "h100-sxm.json").read_bytes())
+    result = invoke("run", small_trace, "--gpus", "1xH100", "--calibration", mine)
+    assert result.exit_code == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "Step times" in line)
+    assert row.endswith(f" (file {mine})"), row
+    shipped = invoke("run", small_trace, "--gpus", "1xH100")
+    assert shipped.exit_code == 0, shipped.stderr
+    row = next(line for line in shipped.stdout.splitlines() if "Step times" in line)
+    assert "(file " not in row, row
+
+
 @pytest.mark.parametrize(
     ("args", "budget"),
     [

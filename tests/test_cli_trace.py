@@ -405,3 +405,18 @@ def test_gap_s_without_a_concat_of_several_traces_is_an_error(tmp_path):
             "error: --gap-s is the idle time between traces of --combine concat"
         )
         assert not (tmp_path / "b.parquet").exists()
+
+
+def test_one_request_is_said_in_the_singular(tmp_path):
+    """A synth, import or transform that writes one request says "1 request", not "1 requests"."""
+    one = tmp_path / "one.parquet"
+    result = invoke("trace", "synth", "-o", one, "--rate", "2", "--duration", "0.1", "--seed", "3")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == f"wrote {one}: 1 synthetic request"
+    src = write(tmp_path, "a.csv", "\n".join(AZURE.splitlines()[:2]) + "\n")
+    result = invoke("trace", "import", src, "-o", tmp_path / "a.parquet")
+    assert result.exit_code == 0, result.stderr
+    assert ": 1 request over 0.0 s (from 1 source row)" in result.stdout
+    result = invoke("trace", "transform", one, "-o", tmp_path / "t.parquet")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip().endswith(": 1 request")

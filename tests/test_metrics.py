@@ -131,3 +131,16 @@ def test_a_tpot_bound_with_no_tpot_is_met_where_every_request_meets_it():
     assert not none_done["bounds"]["tpot_p99_ms"]["met"] and not none_done["all_met"]
     rejected = {k: np.full(2, np.nan) for k in latencies}
     assert not slo_report(rejected, np.zeros(2, bool), parse_slo("ttft_p99_ms=10"), 1.0)["all_met"]
+
+
+def test_itl_max_is_never_below_the_largest_tpot():
+    """Found by QA: with a slow profile, gaps past the last bin (1,024 s and more) printed
+    ITL max 1,024,000 ms below TPOT max 1,191,314 ms: a request's mean gap above every gap."""
+    histogram = np.zeros(ITL_NUM_BINS, np.int64)
+    assert _itl_bin.py_func(3678.0) == ITL_NUM_BINS - 1
+    histogram[ITL_NUM_BINS - 1] = 2
+    histogram[_itl_bin.py_func(150.0)] = 20
+    summary = itl_summary_ms(histogram, 2 * 3678.0 + 20 * 150.0, tpot_max_ms=1_191_314.8)
+    assert summary["mean"] < 1_024_000.0
+    assert summary["max"] >= 1_191_314.8
+    assert summary["max"] >= summary["p99"]

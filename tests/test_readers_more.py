@@ -291,7 +291,7 @@ def test_vllm_bench_with_recorded_start_times(tmp_path):
     assert column(table, "input_tokens") == [100, 140, 200]
     assert column(table, "output_tokens") == [10, 20, 30]
     assert column(table, "model") == ["meta-llama/Llama-3.1-8B-Instruct"] * 3
-    assert report.notes == ("dropped 1 requests that failed in the benchmark (non-empty errors)",)
+    assert report.notes == ("dropped 1 request that failed in the benchmark (non-empty errors)",)
     assert trace_metadata(table).source_format == "vllm-bench"
 
 

@@ -702,6 +702,23 @@ def test_kv_caption_names_the_bin_width_and_the_peak(figures, summary):
     assert f"(peak over the run: {summary['kv_cache']['peak_fraction']:.1%})." in caption
 
 
+def test_kv_caption_and_knobs_agree_with_the_scenario_table(figures, summary):
+    """Found by QA: the scenario table said 26,243 KV blocks per replica and the KV caption
+    "the replica's 26,242 KV blocks" with no word on the null block between them; and the
+    page's knobs read max_num_seqs=1024, max_num_batched_tokens=8192 where ``run`` prints
+    1,024 and 8,192."""
+    from simulator.report.run_page import _scenario_rows
+
+    scenario = summary["scenario"]
+    total = scenario["kv_blocks_per_replica"]
+    assert scenario["kv_blocks_usable_per_replica"] == total - 1
+    caption = figures["kv_cache"]["caption"]
+    assert f"{total - 1:,} KV blocks in use (of its {total:,}, less the null block" in caption
+    knobs = dict(_scenario_rows(summary))["Batch knobs"]
+    assert f"max_num_seqs={scenario['max_num_seqs']:,}, " in knobs
+    assert f"max_num_batched_tokens={scenario['max_num_batched_tokens']:,}, " in knobs
+
+
 def _edit_summary(directory: Path, edit) -> None:
     summary = json.loads((directory / "summary.json").read_text())
     edit(summary)

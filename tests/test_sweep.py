@@ -1059,3 +1059,14 @@ def test_show_writes_knob_values_as_they_are_given(small_trace, tmp_path):
         [("auto", "false"), ("auto", "true"), ("64", "false"), ("64", "true")]
     )
     assert all(c[header.index("slo_met")] == "NO" for c in cells)
+
+
+def test_a_one_scenario_sweep_reads_in_the_singular(tmp_path, small_trace):
+    """Found by QA: "the sweep's 1 scenarios are stored (0 from before; 1 rows in the store)"."""
+    out = tmp_path / "sweep"
+    result = invoke("sweep", small_trace, "--gpus", "1xH100", "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        f"{out}: the sweep's 1 scenario is stored (0 from before; 1 row in the store); "
+        in result.stderr
+    ), result.stderr

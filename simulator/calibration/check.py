@@ -20,7 +20,13 @@ from simulator.calibration.profile import (
     load_profile,
     roofline_latency_s,
 )
-from simulator.calibration.select import PROFILES_DIR, UNCALIBRATED, borrow_order, shipped_profile
+from simulator.calibration.select import (
+    PROFILES_DIR,
+    UNCALIBRATED,
+    borrow_order,
+    profile_source,
+    shipped_profile,
+)
 from simulator.calibration.sources import describe_skipped
 from simulator.errors import SimreplayError
 from simulator.specs import GPUSpec, ModelSpec
@@ -61,7 +67,8 @@ def check_measurements(
     dict
         ``{"gpu", "profile", "source", "system", "source_kind", "files", "rows_skipped",
         "families": {family: error_stats + grids}}`` with signed and absolute % error
-        (predicted / measured - 1); ``system`` is the tree's folder read (None: all of
+        (predicted / measured - 1), every family a key (``n`` 0 and null statistics where
+        the files have no rows of it); ``system`` is the tree's folder read (None: all of
         ``directory``).
 
     Raises
@@ -136,11 +143,25 @@ def check_measurements(
             and (family == "model_gemm" or GRID_FEATURES[g][0] == family)
         }
         result_families[family] = {**stats, "predicted_by": grids}
+    # Every family is a key, measured or not (n 0, statistics null), so a script can read
+    # ``families["allreduce"]`` of a folder without all-reduce rows (Vidur's: GEMMs only).
+    order = list(dict.fromkeys(family for family, _ in GRID_FEATURES.values()))
+    empty = {**error_stats(np.zeros(0), np.zeros(0)), "predicted_by": {}}
+    result_families = {
+        **{family: result_families.get(family, dict(empty)) for family in order},
+        **{f: v for f, v in result_families.items() if f not in order},
+    }
     primary = chain[0] if chain else None
     return {
         "gpu": gpu.name,
         "profile": None if primary is None else _name(primary),
-        "source": UNCALIBRATED if primary is None else primary.summary(),
+        "source": (
+            UNCALIBRATED
+            if primary is None
+            else profile_source(
+                primary, gpu.name, calibration is not None or primary.gpu == gpu.name
+            )
+        ),
         "system": system,
         "source_kind": kind,
         "files": sorted(meas.files),

@@ -201,25 +201,9 @@ def step_model_for(
     own = calibration is not None or primary.gpu == gpu.name
     host = next((p.host for p in chain if p.host), {})
     owners = {g: _label(p) for g, p in grid_owner.items()}
+    source = profile_source(primary, gpu.name, own)
     if own:
-        source = primary.summary()
-        if primary.gpu != gpu.name:
-            source += (
-                f"; measured on {primary.gpu}, applied to {gpu.name} as efficiencies over "
-                f"its roofline"
-            )
         source += _BORROWED  # filled in once the step model says which grids it reads
-    else:
-        source = (
-            f"roofline scaled by efficiencies learned on {primary.gpu} (nearest measured "
-            f"architecture; {_label(primary)}); no measurements of {gpu.name}"
-        )
-        loo = primary.errors_leave_one_out.get("gemm_bfloat16")
-        if loo and loo.get("n"):
-            source += (
-                f"; expect errors like a measured GPU predicted from its relative: GEMM "
-                f"median {loo['median_abs_pct']:.0f}% (leave-one-GPU-out)"
-            )
     if host:
         host_owner = next(p for p in chain if p.host)
         source += f"; host overheads from {_label(host_owner)}"
@@ -277,6 +261,33 @@ def step_model_for(
             name: _headline(loo) for name, loo in primary.errors_leave_one_out.items()
         }
     return step, info
+
+
+def profile_source(primary: Profile, gpu_name: str, own: bool) -> str:
+    """The one line naming where ``gpu_name``'s step times come from, ``primary`` first.
+
+    ``own``: ``primary`` was given (``--calibration``) or is ``gpu_name``'s own profile;
+    otherwise it is the nearest measured relative's, borrowed ("roofline scaled by ...").
+    """
+    if own:
+        source = primary.summary()
+        if primary.gpu != gpu_name:
+            source += (
+                f"; measured on {primary.gpu}, applied to {gpu_name} as efficiencies over "
+                f"its roofline"
+            )
+        return source
+    source = (
+        f"roofline scaled by efficiencies learned on {primary.gpu} (nearest measured "
+        f"architecture; {_label(primary)}); no measurements of {gpu_name}"
+    )
+    loo = primary.errors_leave_one_out.get("gemm_bfloat16")
+    if loo and loo.get("n"):
+        source += (
+            f"; expect errors like a measured GPU predicted from its relative: GEMM "
+            f"median {loo['median_abs_pct']:.0f}% (leave-one-GPU-out)"
+        )
+    return source
 
 
 #: Placeholder in a step model's source for the families borrowed from other profiles.

@@ -255,10 +255,25 @@ def _numeric(values: list, path: Path, column: str, hint: str = "") -> np.ndarra
     if array is None or array.ndim != 1:
         nested = next((v for v in values if isinstance(v, list | tuple | dict)), None)
         got = f", not {type(nested).__name__}s" if nested is not None else ""
+        row = None if nested is not None else _first_non_number(values)
+        if row is not None:
+            raise SimreplayError(
+                f"{path}: row {row}: column {column!r} must be a number, got {values[row]!r}{hint}"
+            )
         raise SimreplayError(
             f"{path}: column {column!r} must be numeric, one number per row{got}{hint}"
         )
     return array
+
+
+def _first_non_number(values: list) -> int | None:
+    """The index of the first value ``float`` cannot read (a string such as "abc"), if any."""
+    for row, value in enumerate(values):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return row
+    return None
 
 
 def _floats(values: list, path: Path, column: str, lowest: float = 1.0) -> np.ndarray:
@@ -568,6 +583,13 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> None:
                 raise SimreplayError(
                     f"{path}: row {row_idx + 1}: num_tokens and the model shape columns must "
                     f"give a GEMM of 1 to 2**40 per side, got m={m:g}, n={n:g}, k={k:g}"
+                )
+            if latency_ms < 0:
+                # A negative time is corrupt data, refused as AIConfigurator's latency is;
+                # a zero or NaN median is an operator Vidur did not time, skipped and counted.
+                raise SimreplayError(
+                    f"{path}: row {row_idx + 1}: {column} must be a time in ms of at least 0, "
+                    f"got {row[column].strip()}"
                 )
             if not (math.isfinite(latency_ms) and latency_ms > 0):
                 _skip(result, "gemm: Vidur rows without a positive time", 1)

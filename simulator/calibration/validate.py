@@ -276,7 +276,10 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         notes.append("no latencies field (older vLLM): E2E is TTFT plus the request's itls")
     num_failed = int((~ok).sum()) - int(silent.sum())
     if num_failed:
-        notes.append(f"dropped {num_failed:,} requests that failed in the benchmark")
+        notes.append(
+            f"dropped {num_failed:,} request{'' if num_failed == 1 else 's'} that failed in "
+            "the benchmark"
+        )
     if silent.any():
         num_silent = int(silent.sum())
         notes.append(

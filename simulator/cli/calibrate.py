@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from simulator.cli.common import domain_errors, err, print_json, print_table
+from simulator.cli.common import count, domain_errors, err, print_json, print_table
 from simulator.errors import SimreplayError
 
 app = typer.Typer(
@@ -82,6 +82,12 @@ def _gpu_name(name: str) -> str:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
+
+
+def _pair(stats: dict) -> str:
+    """``median/p90`` of |error| %, or one ``n/a`` where neither was measured (not n/a/n/a)."""
+    median, p90 = stats.get("median_abs_pct"), stats.get("p90_abs_pct")
+    return "n/a" if median is None and p90 is None else f"{_fmt(median)}/{_fmt(p90)}"
 
 
 def _print_errors(errors_by_gpu: dict[str, dict]) -> None:
@@ -183,16 +189,11 @@ def report(
                     f"{p['source']} ({p['engine']})",
                     grid_name,
                     f"{fit_e.get('n', 0):,}",
-                    f"{_fmt(fit_e.get('median_abs_pct'))}/{_fmt(fit_e.get('p90_abs_pct'))}",
-                    f"{_fmt(rnd.get('median_abs_pct'))}/{_fmt(rnd.get('p90_abs_pct'))}",
-                    f"{_fmt(off.get('median_abs_pct'))}/{_fmt(off.get('p90_abs_pct'))}",
-                    f"{_fmt(mod.get('median_abs_pct'))}/{_fmt(mod.get('p90_abs_pct'))}",
-                    (
-                        f"{_fmt(loo.get('median_abs_pct'))}/{_fmt(loo.get('p90_abs_pct'))} "
-                        f"from {loo['borrowed_from']}"
-                    )
-                    if loo
-                    else "n/a",
+                    _pair(fit_e),
+                    _pair(rnd),
+                    _pair(off),
+                    _pair(mod),
+                    (f"{_pair(loo)} from {loo['borrowed_from']}") if loo else "n/a",
                 ]
             )
     print_table(
@@ -269,7 +270,7 @@ def check(
             _fmt(s["p90_signed_pct"]),
             _fmt(s["median_abs_pct"]),
             _fmt(s["p90_abs_pct"]),
-            "; ".join(sorted(set(s["predicted_by"].values()))),
+            "; ".join(sorted(set(s["predicted_by"].values()))) or "(no rows in these files)",
         ]
         for family, s in result["families"].items()
     ]
@@ -287,7 +288,7 @@ def _print_skipped(skipped: dict[str, int]) -> None:
 
     total = sum(skipped.values())
     if total:
-        err.print(f"note: {total:,} measured rows not used: {describe_skipped(skipped)}")
+        err.print(f"note: {count(total, 'measured row')} not used: {describe_skipped(skipped)}")
 
 
 @app.command("validate")

@@ -70,6 +70,11 @@ def domain_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def count(num: int, noun: str) -> str:
+    """``num`` and ``noun`` for an output line: "1 request", "18,075 requests"."""
+    return f"{num:,} {noun}" if num == 1 else f"{num:,} {noun}s"
+
+
 def note(message: str) -> None:
     """Tell the user about a change made to their data (stderr)."""
     err.print(f"note: {message}")

@@ -9,7 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from simulator import _numba_cache
-from simulator.cli.common import domain_errors, err, note, print_json, print_rows, print_table
+from simulator.cli.common import (
+    count,
+    domain_errors,
+    err,
+    note,
+    print_json,
+    print_rows,
+    print_table,
+)
 from simulator.cli.import_options import reads_trace
 from simulator.engine.state import (
     DEFAULT_PREFIX_LOAD_CAP,
@@ -300,6 +308,17 @@ def _preemptions_text(summary: dict[str, Any]) -> str:
     return text
 
 
+def _profile_file_text(scenario: dict) -> str:
+    """The profile's path when ``--calibration`` named one outside the shipped profiles: the
+    one line names the file only (``h100-sxm.json``), the same as the shipped profile's."""
+    from simulator.calibration.select import PROFILES_DIR
+
+    path = (scenario.get("calibration_profile") or {}).get("path")
+    if not path or Path(path).resolve().parent == PROFILES_DIR.resolve():
+        return ""
+    return f" (file {path})"
+
+
 def _no_hits(summary: dict[str, Any]) -> str:
     """What the engine line adds when the cache is on but the trace gives it nothing to find
     (prefix caching is on by default, and most traces carry no hash_ids)."""
@@ -348,7 +367,7 @@ def _print_human(result: Any, trace_name: str) -> None:
                 ),
             ),
             ("Precision", precision_text(scenario)),
-            ("Step times", scenario["calibration"]),
+            ("Step times", scenario["calibration"] + _profile_file_text(scenario)),
             ("CUDA graphs", graphs_text(scenario)),
             ("Cost", f"${scenario['cost_per_hour_usd']:,.2f}/hour (indicative)"),
         ],
@@ -390,7 +409,7 @@ def _print_human(result: Any, trace_name: str) -> None:
         lines.append(
             (
                 "Closed loop",
-                f"{loop['turns_delayed']:,} turns sent later than recorded (mean delay "
+                f"{count(loop['turns_delayed'], 'turn')} sent later than recorded (mean delay "
                 f"{loop['mean_delay_s']:,.1f} s, max {loop['max_delay_s']:,.1f} s)",
             )
         )
@@ -404,8 +423,8 @@ def _print_human(result: Any, trace_name: str) -> None:
                 f"cached on first admission; {cache['evicted_blocks']:,} blocks evicted",
             )
         )
-    for reason, count in summary["rejected_by_reason"].items():
-        lines.append(("Rejected", f"{count:,}: {reason}"))
+    for reason, num in summary["rejected_by_reason"].items():
+        lines.append(("Rejected", f"{num:,}: {reason}"))
     backlog = summary["backlog_at_last_arrival"]
     if backlog > max(10, 0.01 * summary["num_requests"]):
         arrival_s = result.requests.column("arrival_time_s").to_numpy()

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from simulator.cli.common import domain_errors, err, note, print_json, print_table
+from simulator.cli.common import count, domain_errors, err, note, print_json, print_table
 from simulator.errors import SimreplayError
 from simulator.io import output_folder
 from simulator.models import model_notes
@@ -257,9 +257,11 @@ def run(
             progress=_ProgressLine(),
             note=note,
         )
+    num_stored = final.done + final.skipped
     err.print(
-        f"{out}: the sweep's {final.done + final.skipped:,} scenarios are stored "
-        f"({final.skipped:,} from before; {len(store.done_keys()):,} rows in the store); "
+        f"{out}: the sweep's {count(num_stored, 'scenario')} "
+        f"{'is' if num_stored == 1 else 'are'} stored "
+        f"({final.skipped:,} from before; {count(len(store.done_keys()), 'row')} in the store); "
         f"simulated {final.done:,} in {final.elapsed_s:.1f} s "
         f"({final.num_infeasible:,} infeasible). See: simreplay sweep show {out}",
     )

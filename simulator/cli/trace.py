@@ -8,7 +8,7 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-from simulator.cli.common import domain_errors, note, out, print_json, print_rows
+from simulator.cli.common import count, domain_errors, note, out, print_json, print_rows
 from simulator.cli.import_options import (
     ArrivalOpt,
     CvOpt,
@@ -97,8 +97,8 @@ def import_(
         )
         return
     out.print(
-        f"wrote {output}: {table.num_rows:,} requests over {span_s:,.1f} s "
-        f"(from {report.num_source_rows:,} source rows)",
+        f"wrote {output}: {count(table.num_rows, 'request')} over {span_s:,.1f} s "
+        f"(from {count(report.num_source_rows, 'source row')})",
     )
 
 
@@ -290,7 +290,7 @@ def synth(
             resample_from=resample_from,
         )
         write_parquet_atomic(table, output)
-        out.print(f"wrote {output}: {table.num_rows:,} synthetic requests")
+        out.print(f"wrote {output}: {count(table.num_rows, 'synthetic request')}")
         return
 
     turns = parse_turns_distribution(turns_spec) if turns_spec else DEFAULT_TURNS
@@ -322,8 +322,8 @@ def synth(
     write_parquet_atomic(table, output)
     num_sessions_written = pc.count_distinct(table.column("session_id")).as_py()
     out.print(
-        f"wrote {output}: {table.num_rows:,} synthetic requests in "
-        f"{num_sessions_written:,} sessions",
+        f"wrote {output}: {count(table.num_rows, 'synthetic request')} in "
+        f"{count(num_sessions_written, 'session')}",
     )
 
 
@@ -398,4 +398,4 @@ def transform(
     for message in notes:
         note(message)
     write_parquet_atomic(table, output)
-    out.print(f"wrote {output}: {table.num_rows:,} requests")
+    out.print(f"wrote {output}: {count(table.num_rows, 'request')}")

@@ -81,6 +81,19 @@ def _usable_kv_blocks(scenario: dict) -> float:
     return float(scenario.get("kv_blocks_usable_per_replica", scenario["kv_blocks_per_replica"]))
 
 
+def _null_block_text(scenario: dict, usable_blocks: float) -> str:
+    """Why the KV caption's block count is one below the scenario table's, when it is."""
+    total = scenario.get("kv_blocks_per_replica")
+    if not isinstance(total, int) or total == int(usable_blocks):
+        return ""
+    return f" (of its {total:,}, less the null block vLLM V1's block pool keeps)"
+
+
+def _thousands(value: object) -> str:
+    """An integer knob as ``run``'s table prints it (8,192); anything else as it is."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
 SCENARIO_KEYS = ("gpus", "model", "tp", "num_replicas", "kv_blocks_per_replica", "calibration")
 #: (label, summary key, per-request column) of each latency; ITL has no per-request column.
 LATENCIES = (
@@ -564,6 +577,7 @@ def _timeline_figures(
             caption=(
                 (
                     f"Largest share of the replica's {int(kv_blocks):,} KV blocks in use"
+                    + _null_block_text(scenario, kv_blocks)
                     if engines is None
                     else f"Largest share of the {int(kv_blocks):,} KV blocks of one of the "
                     f"replica's {scenario['pp']} virtual engines in use"
@@ -876,8 +890,8 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             (
                 "Batch knobs",
                 esc(
-                    f"max_num_seqs={s['max_num_seqs']}, "
-                    f"max_num_batched_tokens={s.get('max_num_batched_tokens')}, "
+                    f"max_num_seqs={_thousands(s['max_num_seqs'])}, "
+                    f"max_num_batched_tokens={_thousands(s.get('max_num_batched_tokens'))}, "
                     f"max_model_len={s.get('max_model_len', 0):,}" + token_budget_text(s)
                 ),
             )

@@ -88,7 +88,8 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     if num_failed:
         raw.take(~failed)
         notes.append(
-            f"dropped {num_failed:,} requests that failed in the benchmark (non-empty errors)"
+            f"dropped {num_failed:,} request{'' if num_failed == 1 else 's'} that failed in "
+            "the benchmark (non-empty errors)"
         )
     return raw
 
