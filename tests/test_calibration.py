@@ -936,7 +936,7 @@ def test_a_profile_with_malformed_error_tables_is_one_line(tmp_path, edit, fragm
     ("columns", "fragment"),
     [
         ({"m": [1, 1e308], "n": [2, 2], "k": [3, 3]}, "column 'm' must be from 1 to 2**40"),
-        ({"m": [1, 0], "n": [2, 2], "k": [3, 3]}, "row 1: column 'm' must be from 1"),
+        ({"m": [1, 0], "n": [2, 2], "k": [3, 3]}, "row 2: column 'm' must be from 1"),
         ({"m": [1, 2], "n": [2, -2], "k": [3, 3]}, "column 'n' must be from 1"),
     ],
 )
@@ -1051,12 +1051,12 @@ _VIDUR_HEADER = (
         (
             "custom_allreduce_perf.parquet",
             {"num_gpus": [1, 2], "message_size": [1024, 1024], "latency": [0.01, 0.02]},
-            "row 0: column 'num_gpus' must be from 2",
+            "row 1: column 'num_gpus' must be from 2",
         ),
         (
             "gemm_perf.parquet",
             {"m": [1, 2], "n": [8, 8], "k": [8, 8], "latency": [0.01, 1e-300]},
-            "row 1: latency must be at least 1e-6 ms",
+            "row 2: latency must be at least 1e-6 ms",
         ),
         (
             "context_attention_perf.parquet",
@@ -1069,7 +1069,7 @@ _VIDUR_HEADER = (
                 "window_size": ["x"],
                 "latency": [0.01],
             },
-            "row 0: column 'window_size' must be a number, got 'x'",
+            "row 1: column 'window_size' must be a number, got 'x'",
         ),
     ],
 )
@@ -1166,7 +1166,7 @@ def test_a_list_typed_shape_column_is_one_line(tmp_path, command, column, values
 
 @pytest.mark.parametrize("command", ["check", "fit"])
 def test_a_word_in_a_latency_column_names_its_row(tmp_path, command):
-    """Found by QA: a string column with "abc" in row 2 said only "column 'latency' must be
+    """Found by QA: a string column with "abc" in its third row said only "column 'latency' must be
     numeric, one number per row", leaving the user to search the file."""
     columns = {"m": [1.0, 2.0, 4.0], "n": [8.0, 8.0, 8.0], "k": [8.0, 8.0, 8.0]}
     _write({**columns, "latency": ["0.01", "0.02", "abc"]}, tmp_path / "ops" / "gemm_perf.parquet")
@@ -1179,7 +1179,7 @@ def test_a_word_in_a_latency_column_names_its_row(tmp_path, command):
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
     assert result.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'ops' / 'gemm_perf.parquet'}: row 2: column 'latency' must be a "
+        f"error: {tmp_path / 'ops' / 'gemm_perf.parquet'}: row 3: column 'latency' must be a "
         "number, got 'abc'"
     ]
     assert not (tmp_path / "p.json").exists()

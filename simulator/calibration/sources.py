@@ -237,6 +237,9 @@ def _check_columns(names: list[str], required: tuple[str, ...], path: Path) -> N
         )
 
 
+# Errors name a file's rows from 1 (its first row of data), as trace checks and the Vidur
+# CSV reader do.
+
 #: Largest value a measured column may hold (sizes, counts, milliseconds): 2 ** 40. Larger
 #: ones are corrupt data and would overflow the rooflines.
 MAX_COLUMN_VALUE = float(2**40)
@@ -258,7 +261,8 @@ def _numeric(values: list, path: Path, column: str, hint: str = "") -> np.ndarra
         row = None if nested is not None else _first_non_number(values)
         if row is not None:
             raise SimreplayError(
-                f"{path}: row {row}: column {column!r} must be a number, got {values[row]!r}{hint}"
+                f"{path}: row {row + 1}: column {column!r} must be a number, got "
+                f"{values[row]!r}{hint}"
             )
         raise SimreplayError(
             f"{path}: column {column!r} must be numeric, one number per row{got}{hint}"
@@ -283,12 +287,12 @@ def _floats(values: list, path: Path, column: str, lowest: float = 1.0) -> np.nd
     bad = ~np.isfinite(array)
     if bad.any():
         row = int(np.argmax(bad))
-        raise SimreplayError(f"{path}: row {row}: column {column!r} is not a finite number")
+        raise SimreplayError(f"{path}: row {row + 1}: column {column!r} is not a finite number")
     out = (array < lowest) | (array > MAX_COLUMN_VALUE)
     if out.any():
         row = int(np.argmax(out))
         raise SimreplayError(
-            f"{path}: row {row}: column {column!r} must be from {lowest:g} to 2**40, "
+            f"{path}: row {row + 1}: column {column!r} must be from {lowest:g} to 2**40, "
             f"got {array[row]:g}"
         )
     return array
@@ -300,7 +304,8 @@ def _latency_s(columns: dict, path: Path) -> np.ndarray:
     if (latency_ms < 1e-6).any():
         row = int(np.argmax(latency_ms < 1e-6))
         raise SimreplayError(
-            f"{path}: row {row}: latency must be at least 1e-6 ms (1 ns), got {latency_ms[row]:g}"
+            f"{path}: row {row + 1}: latency must be at least 1e-6 ms (1 ns), got "
+            f"{latency_ms[row]:g}"
         )
     return latency_ms * MS
 
