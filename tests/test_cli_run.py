@@ -709,3 +709,14 @@ def test_a_block_size_vllm_refuses_is_simulated_with_a_note():
     assert any("--block-size 7: vLLM v0.11 accepts only 1, 8, 16" in n for n in odd.notes)
     for size in (8, 16, 256):
         assert not any("--block-size" in n for n in resolve(Scenario(block_size=size)).notes)
+
+
+def test_a_tiny_throughput_is_not_printed_as_zero():
+    """Found by QA: 116 requests over 108,460 s printed '0.00 req/s, 0 output tokens/s'."""
+    from simulator.cli.run import _rate_text
+
+    assert _rate_text(116 / 108_460) == "0.00107"
+    assert _rate_text(0.4, 0) == "0.4"
+    assert _rate_text(0.0) == "0.00"
+    assert _rate_text(1234.567) == "1,234.57"
+    assert _rate_text(1234.567, 0) == "1,235"

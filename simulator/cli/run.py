@@ -298,6 +298,14 @@ def _per_virtual_engine_text(scenario: dict[str, Any]) -> str:
     return f"; {scenario['kv_blocks_per_virtual_engine']:,} per virtual engine"
 
 
+def _rate_text(per_s: float, decimals: int = 2) -> str:
+    """A rate with ``decimals`` places, or three significant digits where those would show
+    a rate that is not zero as 0 (a deployment that barely serves its trace)."""
+    if 0 < per_s < 10.0**-decimals:
+        return f"{per_s:.3g}"
+    return f"{per_s:,.{decimals}f}"
+
+
 def _preemptions_text(summary: dict[str, Any]) -> str:
     """The count, and what readmissions found in the prefix cache (vLLM V1 keeps a preempted
     request's blocks cached until they are evicted)."""
@@ -399,7 +407,7 @@ def _print_human(result: Any, trace_name: str) -> None:
             "Throughput",
             "n/a"
             if throughput is None
-            else f"{throughput:,.2f} req/s, {tokens_per_s:,.0f} output tokens/s",
+            else f"{_rate_text(throughput)} req/s, {_rate_text(tokens_per_s, 0)} output tokens/s",
         ),
         ("Preemptions", _preemptions_text(summary)),
         ("KV cache use", f"peak {kv['peak_fraction']:.1%}, mean {kv['mean_fraction']:.1%}"),
