@@ -38,12 +38,15 @@ requests; every step with prefill tokens is its own row):
 | `num_steps` | int64 | engine steps in the run |
 | `prefill_tokens` | int64 | prompt tokens computed in the run |
 | `decode_seqs` | int32 | sequences decoding one token per step |
-| `kv_blocks_used` | int64 | KV blocks held after the run's last step |
+| `kv_blocks_used` | int64 | KV blocks in use during the run's last step (see below) |
 | `num_waiting` | int32 | requests waiting when each step started |
 | `cache_hit_tokens` | int64 | tokens of requests admitted in the run found in the cache |
 | `cache_query_tokens` | int64 | tokens those requests asked for (prompt + output to redo) |
 
-The two prefix-cache columns are 0 with prefix caching off. Hit rate over time is
+`kv_blocks_used` counts a step's blocks after its allocation and before the requests it
+finishes free theirs, as vLLM reads its KV-cache usage after scheduling (the summary's
+`kv_cache` fractions are of these). The two prefix-cache columns are 0 with prefix caching
+off. Hit rate over time is
 ``cache_hit_tokens / cache_query_tokens`` over any window of rows. Readmissions after a
 preemption count too (with caching on, a preempted request finds its own blocks again while
 they are not evicted, hashed prompt or not); the summary's `readmission_cached_tokens`

@@ -532,7 +532,8 @@ def _start_step(rep: _Replica, cfg: _Config) -> None:
         "num_prefill_tokens": num_prefill_tokens,
         "num_prefill_seqs": num_prefill_seqs,
         "num_decode_seqs": num_decode_seqs,
-        "kv_blocks_used": -1,  # after the step; filled in by _end_step
+        # During the step: its blocks are taken, those of requests it finishes not yet freed.
+        "kv_blocks_used": rep.kv_blocks_used(),
         "num_waiting": num_waiting,  # at the start of the scheduling pass that formed it
         "cache_hit_tokens": rep.step_hit_tokens,
         "cache_query_tokens": rep.step_query_tokens,
@@ -568,7 +569,6 @@ def _end_step(rep: _Replica, cfg: _Config, itl_s: list[float]) -> None:
                 rep.num_outstanding -= 1
     rep.clock_s = end_s
     rep.in_flight = None
-    step.record["kv_blocks_used"] = rep.kv_blocks_used()
     _check_blocks(rep, cfg)
 
 

@@ -93,8 +93,9 @@ def test_single_request_on_idle_replica_takes_one_prefill_and_o_minus_1_decodes(
         (0, 0, 0, 0, 1, 103),
         (0, 0, 0, 0, 1, 104),
     ]
-    # 100 prompt tokens + 4 decoded = 104 tokens of KV = 7 blocks of 16, all freed at the end.
-    assert column(out["steps"], "kv_blocks_used") == [7, 7, 7, 7, 0]
+    # 100 prompt tokens + 4 decoded = 104 tokens of KV = 7 blocks of 16, in use during every
+    # step (logged as vLLM reads its usage, after scheduling), the last one included.
+    assert column(out["steps"], "kv_blocks_used") == [7, 7, 7, 7, 7]
 
 
 def test_single_output_token_finishes_with_its_first_token():
@@ -209,7 +210,8 @@ def test_preemption_in_a_tiny_kv_cache_evicts_the_last_admitted_and_recomputes_i
     assert column(steps, "preempted") == [[], [], [], [], [], [1], []]
     assert steps[5]["scheduled"] == [(0, 1, True)]
     assert steps[6]["scheduled"] == [(1, 9, False)]  # recompute: a prefill of P + g tokens
-    assert column(steps, "kv_blocks_used") == [2, 4, 4, 4, 4, 0, 0]
+    # In use during each step: at 5.0 A's three blocks (B's two were freed), at 6.0 B's three.
+    assert column(steps, "kv_blocks_used") == [2, 4, 4, 4, 4, 3, 3]
 
 
 def test_v0_decode_preempts_when_no_block_is_free_even_if_its_last_block_has_room():
@@ -235,7 +237,7 @@ def test_v0_decode_preempts_when_no_block_is_free_even_if_its_last_block_has_roo
     assert column(steps, "preempted") == [[], [], [1], [], [1], [], [1], [], [1], []]
     assert steps[2]["scheduled"] == [(0, 1, True)]
     assert [step["scheduled"] for step in steps[3::2]] == [[(1, n, False)] for n in (6, 7, 8, 9)]
-    assert column(steps, "kv_blocks_used") == [2, 4, 2, 4, 2, 4, 2, 4, 0, 0]
+    assert column(steps, "kv_blocks_used") == [2, 4, 2, 4, 2, 4, 2, 4, 3, 3]
 
 
 def test_last_token_of_a_chunked_recompute_counts_as_a_decode():

@@ -95,3 +95,18 @@ def test_summary_equals_the_plain_formulas(trace, scenario):
     # The bound's value is the summary's p99: the percentile of the seconds, then in ms.
     p99_ms = float(np.percentile(ttft[completed & np.isfinite(ttft)], 99)) * 1e3
     assert summary["slo"]["bounds"]["ttft_p99_ms"]["value_ms"] == p99_ms
+
+
+def test_kv_use_counts_a_step_that_finishes_its_requests():
+    """Found by QA: KV use was logged after each step, so a one-request trace of an
+    800-token prompt and one output token printed 'peak 0.0%'. Now the blocks in use during
+    the step count (vLLM reads its usage after scheduling): 50 blocks of 16 tokens."""
+    import pyarrow as pa
+
+    from simulator import Scenario, simulate
+
+    table = pa.table({"arrival_time_s": [0.0], "input_tokens": [800], "output_tokens": [1]})
+    result = simulate(table, Scenario(gpus="1xH100"))
+    usable = result.summary["scenario"]["kv_blocks_usable_per_replica"]
+    assert result.steps.column("kv_blocks_used").to_pylist() == [50]
+    assert result.summary["kv_cache"]["peak_fraction"] == 50 / usable

@@ -870,6 +870,8 @@ def _complete_step(
     """Apply the in-flight step of replica ``r`` at its end time; log it."""
     end_s = rep_f[P_STEP_END_S, r]
     start_s = rep_f[P_CLOCK_S, r]
+    # Its blocks were taken when it was scheduled; those it finishes are freed below.
+    used = cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]
     num_steady = rep_i[P_STEP_STEADY, r]
     kept = 0
     if num_steady > 0:
@@ -910,7 +912,19 @@ def _complete_step(
     rep_i[P_NUM_RUNNING, r] = kept
     _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r, end_s)
     _log_step(
-        rep_i, rep_f, running, cfg, log_i, log_f, itl_histogram, counters, rep_tables, r, end_s, 1
+        rep_i,
+        rep_f,
+        running,
+        cfg,
+        log_i,
+        log_f,
+        itl_histogram,
+        counters,
+        rep_tables,
+        r,
+        end_s,
+        1,
+        used,
     )
     rep_f[P_CLOCK_S, r] = end_s
     rep_i[P_IN_FLIGHT, r] = 0
@@ -931,10 +945,12 @@ def _log_step(
     r,
     end_s,
     num_steps,
+    used,
 ):
-    """Log ``num_steps`` identical-composition steps ending at ``end_s`` (P_STEP_* fields)."""
+    """Log ``num_steps`` identical-composition steps ending at ``end_s`` (P_STEP_* fields);
+    ``used``: KV blocks in use during the last of them (taken at its start, before the
+    requests it finishes free theirs), what vLLM's KV-cache usage reads after scheduling."""
     start_s = rep_f[P_CLOCK_S, r]  # the clock stays at the step's start while it is in flight
-    used = cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]
     last = rep_i[P_LAST_RUN, r]
     if (
         last >= 0
@@ -1194,6 +1210,7 @@ def _apply_decode_run(
     """Record ``num_steps`` decode-only steps of the steady decodes, the last ending at
     ``end_s``, that took ``new_blocks`` KV blocks; finish the requests due; log the run."""
     _take_steady_blocks(rep_i, cfg, rep_tables, r, new_blocks)
+    used = cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]  # in the last step, before finishes
     rep_i[P_STEP_HIT_TOKENS, r] = 0
     rep_i[P_STEP_QUERY_TOKENS, r] = 0
     rep_i[P_STEP_PREFILL_TOKENS, r] = 0
@@ -1217,6 +1234,7 @@ def _apply_decode_run(
         r,
         end_s,
         num_steps,
+        used,
     )
     rep_f[P_CLOCK_S, r] = end_s
     rep_f[P_STEP_END_S, r] = end_s  # as after a step-by-step run: the latest step's end
