@@ -1139,6 +1139,17 @@ def test_check_says_how_many_rows_it_left_out_and_why(tmp_path):
     )
 
 
+def _check_or_fit(tmp_path, command: str):
+    """``calibrate check`` (or ``fit -o p.json``) of the operator files in tmp_path/ops."""
+    args = {
+        "check": ["calibrate", "check", str(tmp_path / "ops"), "--gpu", "H100"],
+        "fit": ["calibrate", "fit", "--source", str(tmp_path / "ops"), "--gpu", "H100"],
+    }[command]
+    if command == "fit":
+        args += ["-o", str(tmp_path / "p.json")]
+    return runner.invoke(app, args)
+
+
 @pytest.mark.parametrize("command", ["check", "fit"])
 @pytest.mark.parametrize(
     ("column", "values"),
@@ -1149,13 +1160,7 @@ def test_a_list_typed_shape_column_is_one_line(tmp_path, command, column, values
     array: a traceback, or a check that ran on broadcast nonsense."""
     columns = {"m": [1.0, 2.0], "n": [8.0, 8.0], "k": [8.0, 8.0], "latency": [0.01, 0.02]}
     _write({**columns, column: values}, tmp_path / "ops" / "gemm_perf.parquet")
-    args = {
-        "check": ["calibrate", "check", str(tmp_path / "ops"), "--gpu", "H100"],
-        "fit": ["calibrate", "fit", "--source", str(tmp_path / "ops"), "--gpu", "H100"],
-    }[command]
-    if command == "fit":
-        args += ["-o", str(tmp_path / "p.json")]
-    result = runner.invoke(app, args)
+    result = _check_or_fit(tmp_path, command)
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
@@ -1166,17 +1171,11 @@ def test_a_list_typed_shape_column_is_one_line(tmp_path, command, column, values
 
 @pytest.mark.parametrize("command", ["check", "fit"])
 def test_a_word_in_a_latency_column_names_its_row(tmp_path, command):
-    """Found by QA: a string column with "abc" in its third row said only "column 'latency' must be
-    numeric, one number per row", leaving the user to search the file."""
+    """Found by QA: a string column with "abc" in its third row said only "column 'latency'
+    must be numeric, one number per row", leaving the user to search the file."""
     columns = {"m": [1.0, 2.0, 4.0], "n": [8.0, 8.0, 8.0], "k": [8.0, 8.0, 8.0]}
     _write({**columns, "latency": ["0.01", "0.02", "abc"]}, tmp_path / "ops" / "gemm_perf.parquet")
-    args = {
-        "check": ["calibrate", "check", str(tmp_path / "ops"), "--gpu", "H100"],
-        "fit": ["calibrate", "fit", "--source", str(tmp_path / "ops"), "--gpu", "H100"],
-    }[command]
-    if command == "fit":
-        args += ["-o", str(tmp_path / "p.json")]
-    result = runner.invoke(app, args)
+    result = _check_or_fit(tmp_path, command)
     assert result.exit_code == 1, result.output
     assert result.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'ops' / 'gemm_perf.parquet'}: row 3: column 'latency' must be a "
