@@ -298,20 +298,16 @@ class ResolvedScenario:
         }
 
 
-def _server_crossings(per_node: int, first: int, tp: int, pp: int) -> tuple[int, int]:
+def _server_crossings(gpu: GPUSpec, first: int, tp: int, pp: int) -> tuple[int, int]:
     """(TP groups split between servers, stage transfers between servers) of a replica whose
     GPUs are ``first .. first + tp x pp - 1``, stage by stage (``perf.roofline``'s layout)."""
+    from simulator.perf.roofline import stage_transfers_across_nodes
+
+    per_node = gpu.gpus_per_node
     split_groups = sum(
         (first + s * tp) // per_node != (first + (s + 1) * tp - 1) // per_node for s in range(pp)
     )
-    transfers = sum(
-        any(
-            i // per_node != (i + tp) // per_node
-            for i in range(first + s * tp, first + (s + 1) * tp)
-        )
-        for s in range(pp - 1)
-    )
-    return split_groups, transfers
+    return split_groups, stage_transfers_across_nodes(gpu, tp, pp, first)
 
 
 def _multi_node_notes(gpu: GPUSpec, tp: int, pp: int, num_replicas: int = 1) -> list[str]:
@@ -340,9 +336,9 @@ def _multi_node_notes(gpu: GPUSpec, tp: int, pp: int, num_replicas: int = 1) -> 
             )
         notes.append(f"{which} the network between servers of {per_node} {gpu.name} ({network})")
     size = tp * pp
-    first = _server_crossings(per_node, 0, tp, pp)
+    first = _server_crossings(gpu, 0, tp, pp)
     num_unlike = sum(
-        _server_crossings(per_node, r * size, tp, pp) != first for r in range(1, num_replicas)
+        _server_crossings(gpu, r * size, tp, pp) != first for r in range(1, num_replicas)
     )
     if num_unlike:
         notes.append(

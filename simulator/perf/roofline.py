@@ -555,10 +555,11 @@ def nodes_spanned(gpu: GPUSpec, num_gpus: int) -> int:
     return -(-int(num_gpus) // gpu.gpus_per_node)
 
 
-def stage_transfers_across_nodes(gpu: GPUSpec, tp: int, pp: int) -> int:
+def stage_transfers_across_nodes(gpu: GPUSpec, tp: int, pp: int, first: int = 0) -> int:
     """How many of a replica's ``pp - 1`` stage boundaries lie between two servers.
 
-    Stage ``s`` holds the replica's GPUs ``s x tp .. (s + 1) x tp - 1``, filled server by
+    Stage ``s`` holds GPUs ``first + s x tp .. first + (s + 1) x tp - 1`` (``first``: the
+    replica's first GPU, 0 for the replica the step times are modelled on), filled server by
     server, and each of its TP ranks sends to the same rank of the next stage (GPU ``i`` to
     ``i + tp``): the boundary is between servers when any such pair is.
     """
@@ -566,7 +567,10 @@ def stage_transfers_across_nodes(gpu: GPUSpec, tp: int, pp: int) -> int:
     return sum(
         1
         for s in range(pp - 1)
-        if any(i // per_node != (i + tp) // per_node for i in range(s * tp, (s + 1) * tp))
+        if any(
+            i // per_node != (i + tp) // per_node
+            for i in range(first + s * tp, first + (s + 1) * tp)
+        )
     )
 
 
