@@ -474,12 +474,12 @@ def _graphs_text(deployment: dict) -> str:
 
 def _print_validation(report: dict, label: str | None) -> None:
     num_requests = report["num_requests"]
-    title = f"{report['benchmark']}: {num_requests:,} request{'' if num_requests == 1 else 's'}"
+    title = f"{report['benchmark']}: {count(num_requests, 'request')}"
     print(title + (f" [{label}]" if label else ""))
     d = report["deployment"]
     print(
-        f"simulated: {d['gpus']}, {d['model']}, tp={d['tp']} x {d['num_replicas']} "
-        f"replica{'' if d['num_replicas'] == 1 else 's'}, "
+        f"simulated: {d['gpus']}, {d['model']}, tp={d['tp']} x "
+        f"{count(d['num_replicas'], 'replica')}, "
         f"{d['kv_blocks_per_replica']:,} KV blocks per replica "
         f"({d['kv_capacity_tokens_per_replica']:,} tokens), max_num_seqs {d['max_num_seqs']:,}, "
         f"max_num_batched_tokens {d['max_num_batched_tokens']:,}, "

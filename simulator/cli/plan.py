@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from simulator.cli.common import domain_errors, err, note, print_json, print_table
+from simulator.cli.common import count, domain_errors, err, note, print_json, print_table
 from simulator.cli.sweep import with_knob_options
 from simulator.errors import SimreplayError
 from simulator.hardware import get_gpu, parse_gpus
@@ -269,7 +269,7 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
         return
     head = (
         f"{answer['gpus']} ({answer['gpu_type']}, tp={answer['tp']}, "
-        f"{answer['num_replicas']} replica{'' if answer['num_replicas'] == 1 else 's'}), "
+        f"{count(answer['num_replicas'], 'replica')}), "
         f"${answer['cost_per_hour_usd']:,.2f}/hour"
     )
     if find == "max-rate":

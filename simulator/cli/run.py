@@ -240,7 +240,7 @@ def run(
     for message in result.scenario.notes:
         note(message)
     err.print(
-        f"simulated {table.num_rows:,} request{'' if table.num_rows == 1 else 's'} in "
+        f"simulated {count(table.num_rows, 'request')} in "
         f"{elapsed_s:.2f} s "
         f"({table.num_rows / max(elapsed_s, 1e-9):,.0f} requests/s, including loading or "
         "compiling the numba kernels)",
