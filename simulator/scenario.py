@@ -8,14 +8,12 @@ default batch knobs for the GPU, and the step-time model with its source.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simulator.checks import format_number
 from simulator.engine.state import (
     DEFAULT_PREFIX_LOAD_CAP,
     DEFAULT_SARATHI_CHUNK,
@@ -698,9 +696,8 @@ def check_knobs(scenario: Scenario) -> None:
 def _int_knob(value: object, option: str, low: int, high: int, what: str = "") -> None:
     """One line naming ``option`` unless ``value`` is an integer in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        if isinstance(value, float) and math.isfinite(value):
-            shown = format_number(value)
-        elif isinstance(value, int) and not isinstance(value, bool):
+        # A float shows as one (2.0, not 2): the option asks for an integer.
+        if isinstance(value, int) and not isinstance(value, bool):
             shown = f"{value:,}"
         else:
             shown = repr(value)

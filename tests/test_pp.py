@@ -611,3 +611,9 @@ def test_preemptions_and_kv_use_are_per_virtual_engine():
     assert halves.req_i[:, R_PREEMPTIONS].sum() > whole.req_i[:, R_PREEMPTIONS].sum()
     rows = log_rows(halves)["log_i"]
     assert rows[engine_state.L_KV_BLOCKS].max() <= 60
+
+
+def test_integral_float_knob_is_shown_as_a_float():
+    # "must be an integer ..., got 2" for tp=2.0 read as if 2 were refused.
+    with pytest.raises(SimreplayError, match=r"--tp must be an integer .*, got 2\.0$"):
+        resolve(Scenario(gpus="4xA100", tp=2.0))
