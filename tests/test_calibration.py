@@ -1563,3 +1563,49 @@ def test_step_times_name_a_borrowed_family_only_when_the_model_uses_it(model, bo
     assert info["grids"]["moe"].startswith("h100-sxm.json")
     assert ("families it lacks from h100-sxm.json" in step.source) == borrowed, step.source
     assert info["source"] == step.source
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_a_users_own_gpu_folder_in_a_vidur_or_aiconfigurator_tree_is_read(tmp_path, command):
+    """Found by QA: a user's A10G data laid out as Vidur's (``profiling/compute/a10g/...``)
+    was refused with "no Vidur profiling data for A10G (it has )", and an AIConfigurator
+    tree holding ``h100_sxm`` beside the user's ``h200_sxm`` with "no AIConfigurator
+    measurements for H200 (it has H100-SXM)": only the published systems' folders counted."""
+    rows = [f"32,32,4096,11008,true,{t},1,{0.01 * t + 0.02},{0.01 * t + 0.03}" for t in (1, 8, 64)]
+    vidur = tmp_path / "vidur"
+    own = vidur / "profiling" / "compute" / "a10g" / "meta-llama" / "Llama-2-7b-hf"
+    own.mkdir(parents=True)
+    (own / "mlp.csv").write_text(_VIDUR_HEADER + "\n" + "\n".join(rows) + "\n")
+    aic = tmp_path / "aic"
+    _gemm_folder(aic / "h100_sxm", "NVIDIA H100 80GB HBM3")
+    _gemm_folder(aic / "h200_sxm", "NVIDIA H200")
+    for tree, gpu, system, num_points in ((vidur, "A10G", "a10g", 6), (aic, "H200", "h200_sxm", 3)):
+        out = tmp_path / f"{gpu}.json"
+        args = {
+            "check": ["calibrate", "check", str(tree), "--gpu", gpu, "--json"],
+            "fit": [
+                "calibrate",
+                "fit",
+                "--source",
+                str(tree),
+                "--gpu",
+                gpu,
+                "-o",
+                str(out),
+                "--json",
+            ],
+        }[command]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+        payload = json.loads(result.stdout)
+        if command == "check":
+            assert payload["system"] == system
+            assert payload["families"]["gemm"]["n"] == num_points
+        else:
+            assert payload["provenance"]["system"] == system and out.exists()
+    # A tree without a folder for the GPU names the folders it has.
+    refused = runner.invoke(app, ["calibrate", "check", str(vidur), "--gpu", "L4"])
+    assert refused.exit_code == 1, refused.stdout
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {vidur}: no Vidur profiling data for L4 (it has a10g/)"
+    ]

@@ -629,41 +629,74 @@ def find_system(source: Path, gpu: str) -> tuple[str | None, str]:
     parquet files. Found only through the tree, ``h100_sxm`` copied elsewhere was fitted
     on other nodes (1,539 of H100's 2,565 MoE points off the grid).
 
+    Beside the published systems' folders, a tree's folder whose name names ``gpu``
+    (``h200_sxm``, ``a10g``: a user's own measurements laid out as AIConfigurator or Vidur
+    lay theirs) is ``gpu``'s, its kind again told by its files.
+
     Raises
     ------
     SimreplayError
-        If the tree has system folders but none for ``gpu``.
+        If the tree has system folders but none for ``gpu``, or several.
     """
     from simulator.calibration.select import AICONFIGURATOR_SYSTEMS, VIDUR_SYSTEMS
 
     source = Path(source)
     if not source.is_dir():
         return None, "measured operator files"
-    folders = {p.name for p in source.iterdir() if p.is_dir()}
+    folders = sorted(p.name for p in source.iterdir() if p.is_dir())
     aic = [s for s in AICONFIGURATOR_SYSTEMS if s in folders]
     if aic:
         match = [s for s in aic if AICONFIGURATOR_SYSTEMS[s] == gpu]
+        match += _own_folders(folders, AICONFIGURATOR_SYSTEMS, gpu)
         if not match:
             have = ", ".join(AICONFIGURATOR_SYSTEMS[s] for s in aic)
             raise SimreplayError(
                 f"{source}: no AIConfigurator measurements for {gpu} (it has {have})"
             )
-        return match[0], "aiconfigurator"
+        system = _one_folder(source, match, gpu)
+        return system, "aiconfigurator" if system in aic else _kind_of_files(source / system)
     candidates = (source / "profiling" / "compute", source / "compute", source)
     base = next((c for c in candidates if c.name == "compute" and c.is_dir()), None)
     if base is not None:
-        found = [s for s in VIDUR_SYSTEMS if (base / s).is_dir()]
+        subfolders = sorted(p.name for p in base.iterdir() if p.is_dir())
+        found = [s for s in VIDUR_SYSTEMS if s in subfolders]
         match = [s for s in found if VIDUR_SYSTEMS[s] == gpu]
+        match += _own_folders(subfolders, VIDUR_SYSTEMS, gpu)
         if not match:
-            have = ", ".join(VIDUR_SYSTEMS[s] for s in found)
-            raise SimreplayError(f"{source}: no Vidur profiling data for {gpu} (it has {have})")
-        return match[0], "vidur"
-    names = {p.name for p in source.rglob("*") if p.is_file()}
+            have = [VIDUR_SYSTEMS[s] for s in found]
+            have += [f"{s}/" for s in subfolders if s not in VIDUR_SYSTEMS]
+            raise SimreplayError(
+                f"{source}: no Vidur profiling data for {gpu} (it has "
+                f"{', '.join(have) or f'no folders under {base}'})"
+            )
+        system = _one_folder(source, match, gpu)
+        return system, "vidur" if system in found else _kind_of_files(base / system)
+    return None, _kind_of_files(source)
+
+
+def _own_folders(folders: list[str], known: dict[str, str], gpu: str) -> list[str]:
+    """Folders of a tree that are not a published system's but name ``gpu`` (``h200_sxm``,
+    ``a10g``): a user's own measurements laid out as AIConfigurator or Vidur lay theirs."""
+    return [name for name in folders if name not in known and gpu in _named_gpus(name)]
+
+
+def _one_folder(source: Path, match: list[str], gpu: str) -> str:
+    if len(match) > 1:
+        raise SimreplayError(
+            f"{source}: several folders hold {gpu}'s measurements ({', '.join(match)}); "
+            "give one of them"
+        )
+    return match[0]
+
+
+def _kind_of_files(folder: Path) -> str:
+    """``find_system``'s source kind of one GPU's folder, told by its files."""
+    names = {p.name for p in folder.rglob("*") if p.is_file()}
     if "collection_meta.yaml" in names and names & set(AICONFIGURATOR_FILES):
-        return None, "aiconfigurator"
+        return "aiconfigurator"
     if "mlp.csv" in names and not names & set(AICONFIGURATOR_FILES):
-        return None, "vidur"
-    return None, "measured operator files"
+        return "vidur"
+    return "measured operator files"
 
 
 def read_gpu_measurements(source: Path, gpu: str) -> tuple[Measurements, str | None, str]:
