@@ -1609,3 +1609,19 @@ def test_a_users_own_gpu_folder_in_a_vidur_or_aiconfigurator_tree_is_read(tmp_pa
     assert refused.stderr.strip().splitlines() == [
         f"error: {vidur}: no Vidur profiling data for L4 (it has a10g/)"
     ]
+
+
+def test_a_vidur_csv_missing_a_column_names_vidurs_columns_not_aiconfigurators(tmp_path):
+    """Found by QA: an ``mlp.csv`` without ``num_tokens`` (or saved with semicolons) was
+    refused with "expected AIConfigurator's n_head, ..., num_tensor_parallel_workers; latency
+    in ms": those are Vidur's columns, and Vidur's files have no latency column."""
+    (tmp_path / "mlp.csv").write_text(
+        _VIDUR_HEADER.replace("num_tokens", "tokens") + "\n32,32,4096,11008,true,16,1,0.1,0.2\n"
+    )
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "A40"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'mlp.csv'}: missing column(s) num_tokens (expected Vidur's "
+        "n_head, n_kv_head, n_embd, n_expanded_embd, use_gated_mlp, num_tokens, "
+        "num_tensor_parallel_workers and time_stats.<op>.median in ms, comma-separated)"
+    ]

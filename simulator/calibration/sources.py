@@ -228,13 +228,16 @@ def _read_parquet(path: Path) -> pa.Table:
         raise SimreplayError(f"{path}: not a readable parquet file: {reason}") from None
 
 
-def _check_columns(names: list[str], required: tuple[str, ...], path: Path) -> None:
+def _check_columns(
+    names: list[str],
+    required: tuple[str, ...],
+    path: Path,
+    expected: str = "AIConfigurator's {columns}; latency in ms",
+) -> None:
     missing = [name for name in required if name not in names]
     if missing:
-        raise SimreplayError(
-            f"{path}: missing column(s) {', '.join(missing)} (expected AIConfigurator's "
-            f"{', '.join(required)}; latency in ms)"
-        )
+        what = expected.format(columns=", ".join(required))
+        raise SimreplayError(f"{path}: missing column(s) {', '.join(missing)} (expected {what})")
 
 
 # Errors name a file's rows from 1 (its first row of data), as trace checks and the Vidur
@@ -556,7 +559,12 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> None:
     if not rows:
         raise SimreplayError(f"{path}: no rows")
     header = list(rows[0])
-    _check_columns(header, _VIDUR_REQUIRED, path)
+    _check_columns(
+        header,
+        _VIDUR_REQUIRED,
+        path,
+        "Vidur's {columns} and time_stats.<op>.median in ms, comma-separated",
+    )
     points: dict[str, list[float]] = {"m": [], "n": [], "k": [], "latency_s": []}
     for row_idx, row in enumerate(rows):
         if None in row or None in row.values():
