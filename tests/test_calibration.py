@@ -1625,3 +1625,24 @@ def test_a_vidur_csv_missing_a_column_names_vidurs_columns_not_aiconfigurators(t
         "n_head, n_kv_head, n_embd, n_expanded_embd, use_gated_mlp, num_tokens, "
         "num_tensor_parallel_workers and time_stats.<op>.median in ms, comma-separated)"
     ]
+
+
+def test_check_notes_latencies_that_look_like_seconds_or_microseconds(tmp_path):
+    """Found by QA: ``fit`` refuses GEMMs a median 10 times faster than the roofline allows
+    (seconds read as milliseconds) and notes ones over 200 times slower (microseconds), but
+    ``check`` of the same files printed a median |error| of 93,124 % (or 99.9 %) without a
+    word on the unit."""
+    for name, scale, fragment in (
+        ("seconds", 1e-3, "times faster than H100-SXM's roofline"),
+        ("micro", 1e3, "with latency in microseconds"),
+    ):
+        _gemm_folder(tmp_path / name, "NVIDIA H100 80GB HBM3", scale=scale)
+        result = runner.invoke(app, ["calibrate", "check", str(tmp_path / name), "--gpu", "H100"])
+        assert result.exit_code == 0, result.stderr
+        notes = [line for line in result.stderr.splitlines() if fragment in line]
+        assert len(notes) == 1 and notes[0].startswith("note: "), result.stderr
+        assert "gemm_bfloat16" in notes[0], notes
+    _gemm_folder(tmp_path / "ms", "NVIDIA H100 80GB HBM3")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path / "ms"), "--gpu", "H100"])
+    assert result.exit_code == 0, result.stderr
+    assert "roofline" not in result.stderr

@@ -484,7 +484,7 @@ MIN_MEDIAN_ROOFLINE_RATIO = 0.1
 MAX_MIN_ROOFLINE_RATIO = 200.0
 
 
-def _check_latency_unit(
+def check_latency_unit(
     grid_name: str,
     feats: dict[str, np.ndarray],
     latency_s: np.ndarray,
@@ -492,26 +492,38 @@ def _check_latency_unit(
     gpu: str,
     source_dir: str,
     progress: Callable[[str], None] | None,
+    *,
+    refuse: bool = True,
 ) -> None:
     """Refuse a family measured faster than ``gpu``'s roofline allows, and note one whose
     every call is far slower: the latency column is read in milliseconds (AIConfigurator's
-    unit), and files in seconds or microseconds would fit a profile 1,000 times off."""
+    unit), and files in seconds or microseconds would fit a profile 1,000 times off.
+    ``refuse=False`` (``calibrate check``, which fits nothing) notes the faster case too."""
     ratio = latency_s / roofline_latency_s(grid_name, feats, ref)
     median = float(np.median(ratio))
     if median < MIN_MEDIAN_ROOFLINE_RATIO:
-        raise SimreplayError(
-            f"{source_dir}: the {grid_name} calls measured are a median {1 / median:,.0f} "
+        text = (
+            f"the {grid_name} calls measured are a median {1 / median:,.0f} "
             f"times faster than {gpu}'s roofline (peak FLOP/s and memory bandwidth) allows: "
             "the latency column is read in milliseconds; is it in seconds, or were they "
             f"measured on a faster GPU than {gpu}?"
         )
+        if refuse:
+            raise SimreplayError(f"{source_dir}: {text}")
+        if progress is not None:
+            progress(f"note: {source_dir}: {text}")
     lowest = float(ratio.min())
     if lowest > MAX_MIN_ROOFLINE_RATIO and progress is not None:
+        consequence = (
+            "this profile is 1,000 times too slow"
+            if refuse
+            else "every call is read as 1,000 times its true time"
+        )
         progress(
             f"note: every {grid_name} call measured is at least {lowest:,.0f} times slower "
             f"than {gpu}'s roofline (median {median:,.0f} times): the latency column is read "
-            "in milliseconds; with latency in microseconds this profile is 1,000 times too "
-            f"slow (or they were measured on a far slower device than {gpu})"
+            f"in milliseconds; with latency in microseconds {consequence} "
+            f"(or they were measured on a far slower device than {gpu})"
         )
 
 
@@ -560,7 +572,7 @@ def fit_profile(
             axes = vidur_axes(feats)
         elif source != "aiconfigurator":
             axes = adapted_axes(grid_name, feats)
-        _check_latency_unit(grid_name, feats, latency_s, ref, gpu, source_dir, progress)
+        check_latency_unit(grid_name, feats, latency_s, ref, gpu, source_dir, progress)
         grid, errs = fit_one(grid_name, feats, latency_s, ref, axes)
         grids[grid_name] = grid
         errors[grid_name] = errs

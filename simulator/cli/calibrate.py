@@ -252,7 +252,9 @@ def check(
     from simulator.models import get_model
 
     spec = None if model is None else get_model(model)
-    result = check_measurements(directory, get_gpu(gpu), calibration=calibration, model=spec)
+    result = check_measurements(
+        directory, get_gpu(gpu), calibration=calibration, model=spec, note=_progress
+    )
     if result["system"] is not None:
         err.print(
             f"note: read {result['gpu']}'s folder {result['system']}/ of the "
