@@ -1646,3 +1646,22 @@ def test_check_notes_latencies_that_look_like_seconds_or_microseconds(tmp_path):
     result = runner.invoke(app, ["calibrate", "check", str(tmp_path / "ms"), "--gpu", "H100"])
     assert result.exit_code == 0, result.stderr
     assert "roofline" not in result.stderr
+
+
+def test_every_engine_version_a_file_names_is_in_the_provenance(tmp_path):
+    """Found by QA: a gemm_perf.parquet holding rows of vLLM 0.11.0 and 0.10.1 (a user's two
+    collection runs in one file) was recorded as ``vLLM 0.11.0`` alone: only a file's first
+    row's framework and version were read."""
+    _write(
+        {
+            "framework": ["VLLM", "VLLM", "vllm"],
+            "version": ["0.11.0", "0.11.0", "0.10.1"],
+            "gemm_dtype": ["bfloat16"] * 3,
+            "m": [1, 8, 64],
+            "n": [4096] * 3,
+            "k": [4096] * 3,
+            "latency": [0.02, 0.03, 0.05],
+        },
+        tmp_path / "gemm_perf.parquet",
+    )
+    assert read_measurements(tmp_path).engine == "vLLM 0.10.1, vLLM 0.11.0"

@@ -186,11 +186,14 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
             columns = table.to_pydict()
             # Every row's device, not the first: one file may hold several GPUs' rows.
             devices.update(str(d) for d in set(columns.get("device") or ()) if d is not None)
-            if family != "nccl" and "framework" in columns and columns["framework"]:
-                framework = str(columns["framework"][0])
-                if framework.lower() == "vllm":
-                    framework = "vLLM"
-                engines.add(f"{framework} {columns.get('version', ['?'])[0]}")
+            if family != "nccl" and "framework" in columns:
+                # Every row's engine, not the first: one file may hold several versions' rows.
+                versions = columns.get("version") or ["?"] * len(columns["framework"])
+                for framework, version in set(zip(columns["framework"], versions, strict=True)):
+                    if framework is None:
+                        continue
+                    name = "vLLM" if str(framework).lower() == "vllm" else str(framework)
+                    engines.add(f"{name} {'?' if version is None else version}")
             _ADD[family](result, columns, path)
             result.files.append(str(_rel(path, root)))
         elif path.name == "mlp.csv":
