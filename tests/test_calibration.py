@@ -1665,3 +1665,28 @@ def test_every_engine_version_a_file_names_is_in_the_provenance(tmp_path):
         tmp_path / "gemm_perf.parquet",
     )
     assert read_measurements(tmp_path).engine == "vLLM 0.10.1, vLLM 0.11.0"
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_a_vidur_csvs_device_column_is_checked_as_aiconfigurators_is(tmp_path, command):
+    """Found by QA: an ``mlp.csv`` with a ``device`` column of ``NVIDIA H100 80GB HBM3``
+    was checked (and would have been fitted) as ``--gpu A100``: only parquet files' device
+    column was read, where the README says files naming another GPU are refused."""
+    (tmp_path / "mlp.csv").write_text(
+        _VIDUR_HEADER
+        + ",device\n32,32,4096,11008,true,16,1,0.1,0.2,NVIDIA H100 80GB HBM3\n"
+        + "32,32,4096,11008,true,32,1,0.2,0.3,NVIDIA H100 80GB HBM3\n"
+    )
+    out = tmp_path / "p.json"
+    args = {
+        "check": ["calibrate", "check", str(tmp_path), "--gpu", "A100"],
+        "fit": ["calibrate", "fit", "--source", str(tmp_path), "--gpu", "A100", "-o", str(out)],
+    }[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"error: {tmp_path}: the files were measured on NVIDIA H100 80GB HBM3, not A100-80GB-SXM"
+    ), lines
+    assert not out.exists()

@@ -22,7 +22,8 @@ profile`` writes): files are found by name anywhere under the directory, recursi
                                        moe_ep_size, moe_dtype, distribution (16-bit,
                                        balanced routing, no expert parallelism are used)
 
-Vidur layout (``profiling/compute/<gpu>/<org>/<model>/mlp.csv``): the linear layers of one
+Vidur layout (``profiling/compute/<gpu>/<org>/<model>/mlp.csv``; an optional ``device`` column is
+checked as the parquet files' is): the linear layers of one
 transformer layer (``attn_pre_proj``, ``attn_post_proj``, ``mlp_up_proj``,
 ``mlp_down_proj``) become GEMM points with the shapes the file's model columns give.
 """
@@ -197,7 +198,7 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
             _ADD[family](result, columns, path)
             result.files.append(str(_rel(path, root)))
         elif path.name == "mlp.csv":
-            _add_vidur_mlp(result, path)
+            devices.update(_add_vidur_mlp(result, path))
             result.files.append(str(_rel(path, root)))
     _prefer_custom_allreduce(result)
     if not result.files:
@@ -553,7 +554,9 @@ def vidur_gemm_shape(op: str, row: dict[str, str]) -> tuple[float, float]:
     return hidden, ffn / tp
 
 
-def _add_vidur_mlp(result: Measurements, path: Path) -> None:
+def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
+    """Add a Vidur ``mlp.csv``'s linear layers to ``result.gemm``; return the device names
+    of its optional ``device`` column (Vidur's own files have none)."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -619,3 +622,4 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> None:
     new = {key: np.asarray(values, dtype=np.float64) for key, values in points.items()}
     new["dtype"] = np.asarray(["bfloat16"] * len(points["m"]), dtype=object)
     _append(result.gemm, new)
+    return {row["device"].strip() for row in rows if row.get("device", "").strip()}
