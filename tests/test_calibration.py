@@ -1690,3 +1690,16 @@ def test_a_vidur_csvs_device_column_is_checked_as_aiconfigurators_is(tmp_path, c
         f"error: {tmp_path}: the files were measured on NVIDIA H100 80GB HBM3, not A100-80GB-SXM"
     ), lines
     assert not out.exists()
+
+
+def test_files_of_another_gpu_checked_as_mi300x_do_not_promise_a_borrowed_profile(tmp_path):
+    """Found by QA: ``check`` of H200 files with ``--gpu MI300X`` said "runs on MI300X
+    borrow measured GPUs' profiles scaled to MI300X's peaks"; MI300X has no measured
+    relative and runs on the uncalibrated roofline (README, select.NEAREST)."""
+    _gemm_folder(tmp_path, "NVIDIA H200")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "MI300X"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: the files were measured on NVIDIA H200, not MI300X: fit them as "
+        "--gpu H200; runs on MI300X use the roofline with default efficiencies (uncalibrated)"
+    ]

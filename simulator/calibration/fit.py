@@ -778,10 +778,17 @@ def check_device(meas: Measurements, gpu: str, source: Path) -> None:
         )
     for device, gpus in named.items():
         if gpus and gpu not in gpus:
+            from simulator.calibration.select import UNCALIBRATED, borrow_order
+
+            runs = (
+                f"runs on {gpu} borrow measured GPUs' profiles scaled to {gpu}'s peaks"
+                if borrow_order(gpu)
+                # No measured relative (MI300X): nothing is borrowed, whatever is fitted.
+                else f"runs on {gpu} use the {UNCALIBRATED}"
+            )
             raise SimreplayError(
                 f"{source}: the files were measured on {device}, not {gpu}: fit them as "
-                f"--gpu {_closest_name(device, gpus)}; runs on {gpu} borrow measured GPUs' "
-                f"profiles scaled to {gpu}'s peaks"
+                f"--gpu {_closest_name(device, gpus)}; {runs}"
             )
 
 
