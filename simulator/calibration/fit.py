@@ -234,6 +234,24 @@ def _on_grid(
     return mask
 
 
+def _random_holdout(feats: dict[str, np.ndarray]) -> np.ndarray:
+    """The seeded random ``HOLDOUT_FRACTION`` of points to hold out, bool, one per point.
+
+    Every point of one shape (equal in every feature: a duplicated row, or a shape measured
+    twice) takes the draw of its first point, so a held-out shape is never predicted from
+    its own copy left in the fit (a file given twice scored 0.0 % held out, against 8.8 %).
+    Where each shape is measured once, as in AIConfigurator's data, the draw is the per-point
+    one.
+    """
+    num_points = len(next(iter(feats.values())))
+    draws = np.random.default_rng(HOLDOUT_SEED).random(num_points)
+    if num_points == 0:
+        return np.zeros(0, dtype=bool)
+    stacked = np.column_stack([np.asarray(feats[name], dtype=np.float64) for name in sorted(feats)])
+    _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+    return draws[first[inverse.ravel()]] < HOLDOUT_FRACTION
+
+
 def fit_one(
     grid_name: str,
     feats: dict[str, np.ndarray],
@@ -273,8 +291,7 @@ def fit_one(
 
     grid = dataclasses.replace(grid, floor_s=latency_floor_s(latency_s))
     on = _on_grid(axes, names, _clamp(grid_name, axes, feats))
-    rng = np.random.default_rng(HOLDOUT_SEED)
-    held = on & (rng.random(len(latency_s)) < HOLDOUT_FRACTION)
+    held = on & _random_holdout(feats)
     train = on & ~held
     grid_80 = fit_family_grid(
         grid_name, axes, {k: v[train] for k, v in feats.items()}, log_ratio[train]
