@@ -1726,3 +1726,16 @@ def test_a_duplicated_row_is_held_out_with_its_copy(tmp_path):
     assert held_twice["n"] == 2 * held_once["n"]
     assert held_twice["median_abs_pct"] == held_once["median_abs_pct"]
     assert held_twice["median_signed_pct"] == held_once["median_signed_pct"]
+
+
+def test_fit_of_one_point_says_point(tmp_path):
+    """Found by QA: a CPU profile's one prefill-attention row was reported as
+    "context_attention: 1 points"."""
+    _write(
+        {"gemm_dtype": ["bfloat16"], "m": [16], "n": [4096], "k": [4096], "latency": [0.05]},
+        tmp_path / "gemm_perf.parquet",
+    )
+    args = ["--source", str(tmp_path), "--gpu", "H100", "-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, ["calibrate", "fit", *args])
+    assert result.exit_code == 0, result.stderr
+    assert any(line.startswith("gemm_bfloat16: 1 point; ") for line in result.stderr.splitlines())

@@ -596,7 +596,8 @@ def fit_profile(
         if progress is not None:
             rnd = errs["holdout_random_20pct"]
             line = (
-                f"{grid_name}: {len(latency_s):,} points; held-out random 20% median "
+                f"{grid_name}: {len(latency_s):,} point{'' if len(latency_s) == 1 else 's'}; "
+                "held-out random 20% median "
                 f"{_pct(rnd['median_abs_pct'])} p90 {_pct(rnd['p90_abs_pct'])}"
             )
             for kind, label in (
