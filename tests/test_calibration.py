@@ -1739,3 +1739,14 @@ def test_fit_of_one_point_says_point(tmp_path):
     result = runner.invoke(app, ["calibrate", "fit", *args])
     assert result.exit_code == 0, result.stderr
     assert any(line.startswith("gemm_bfloat16: 1 point; ") for line in result.stderr.splitlines())
+
+
+def test_a_vidur_csv_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Found by QA: an ``mlp.csv`` saved by a spreadsheet as "CSV UTF-8" starts with a byte
+    order mark, which became part of the first column's name: with ``n_head`` first, the
+    file was refused as "missing column(s) n_head"."""
+    (tmp_path / "mlp.csv").write_text(
+        "\ufeff" + _VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,0.1,0.2\n", encoding="utf-8"
+    )
+    meas = read_measurements(tmp_path)
+    assert len(meas.gemm["m"]) == 2

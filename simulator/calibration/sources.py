@@ -558,7 +558,7 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
     """Add a Vidur ``mlp.csv``'s linear layers to ``result.gemm``; return the device names
     of its optional ``device`` column (Vidur's own files have none)."""
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SimreplayError(f"{path}: cannot read CSV: {exc}") from None
