@@ -1750,3 +1750,13 @@ def test_a_vidur_csv_saved_with_a_byte_order_mark_is_read(tmp_path):
     )
     meas = read_measurements(tmp_path)
     assert len(meas.gemm["m"]) == 2
+
+
+def test_a_vidur_csv_with_spaces_after_its_commas_is_read(tmp_path):
+    """Found by QA: ``n_head, n_kv_head, ...`` (a space after each comma, as some tools and
+    hand edits write) was refused as missing n_head, n_kv_head, ... though every column is
+    there."""
+    text = _VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,0.1,0.2\n"
+    (tmp_path / "mlp.csv").write_text(text.replace(",", ", "))
+    meas = read_measurements(tmp_path)
+    assert len(meas.gemm["m"]) == 2

@@ -559,7 +559,11 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
     of its optional ``device`` column (Vidur's own files have none)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            # " n_head" (a space after each comma) names n_head; values are stripped where read.
+            if reader.fieldnames is not None:
+                reader.fieldnames = [name.strip() for name in reader.fieldnames]
+            rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SimreplayError(f"{path}: cannot read CSV: {exc}") from None
     if not rows:
