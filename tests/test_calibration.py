@@ -1760,3 +1760,50 @@ def test_a_vidur_csv_with_spaces_after_its_commas_is_read(tmp_path):
     (tmp_path / "mlp.csv").write_text(text.replace(",", ", "))
     meas = read_measurements(tmp_path)
     assert len(meas.gemm["m"]) == 2
+
+
+def test_sixteen_bit_rows_are_kept_whatever_their_dtype_spelling(tmp_path):
+    """Found by QA: a user's files spelling 16-bit types as ``BF16``, ``torch.bfloat16``
+    (``str`` of a torch dtype) or ``bf16`` had every row skipped as another type: GEMMs as
+    "gemm: BF16 rows (16-bit and FP8 GEMMs are fitted)", NCCL ones as "not in a 16-bit
+    dtype", MoE ones as "quantised rows"."""
+    _write(
+        {
+            "gemm_dtype": ["BF16", "torch.bfloat16", "float32"],
+            "m": [1, 8, 8],
+            "n": [4096] * 3,
+            "k": [4096] * 3,
+            "latency": [0.02, 0.03, 0.3],
+        },
+        tmp_path / "gemm_perf.parquet",
+    )
+    _write(
+        {
+            "op_name": ["all_reduce"] * 2,
+            "nccl_dtype": ["bf16", "FP16"],
+            "num_gpus": [2, 2],
+            "message_size": [4096, 8192],
+            "latency": [0.01, 0.012],
+        },
+        tmp_path / "nccl_perf.parquet",
+    )
+    _write(
+        {
+            "moe_dtype": ["bf16", "fp8_block"],
+            "num_tokens": [16, 16],
+            "hidden_size": [4096] * 2,
+            "inter_size": [14336] * 2,
+            "topk": [2, 2],
+            "num_experts": [8, 8],
+            "latency": [0.3, 0.2],
+        },
+        tmp_path / "moe_perf.parquet",
+    )
+    meas = read_measurements(tmp_path)
+    assert meas.count("gemm") == 3 and meas.count("allreduce") == 2 and meas.count("moe") == 1
+    feats, _ = grid_points(meas, "gemm_bfloat16")
+    assert feats["m"].tolist() == [1.0, 8.0]
+    assert meas.skipped == {
+        "gemm: float32 rows (16-bit and FP8 GEMMs are fitted)": 1,
+        "moe: quantised rows": 1,
+    }

@@ -336,18 +336,27 @@ def _skip(result: Measurements, reason: str, count: int) -> None:
 #: GEMM data types of the 16-bit grid, and of every grid (16-bit and FP8; ``fit.grid_points``).
 GEMM_16BIT_DTYPES = ("bfloat16", "float16", "bf16", "fp16")
 FITTED_GEMM_DTYPES = (*GEMM_16BIT_DTYPES, "fp8")
+#: Every spelling of a 16-bit type the files' dtype columns use (after ``_dtype_name``).
+SIXTEEN_BIT_DTYPES = (*GEMM_16BIT_DTYPES, "half")
+
+
+def _dtype_name(value: object) -> str:
+    """A dtype column's value as one spelling: ``BF16`` -> ``bf16``, ``torch.bfloat16`` ->
+    ``bfloat16`` (what ``str`` of a torch dtype gives), so a 16-bit row is not skipped as
+    another type for its case or prefix."""
+    return str(value).strip().lower().removeprefix("torch.")
 
 
 def _add_gemm(result: Measurements, columns: dict, path: Path) -> None:
     num_rows = len(columns["latency"])
-    dtype = columns.get("gemm_dtype") or ["bfloat16"] * num_rows
-    for other in sorted({str(d) for d in dtype} - set(FITTED_GEMM_DTYPES)):
-        count = sum(1 for d in dtype if str(d) == other)
+    dtype = [_dtype_name(d) for d in columns.get("gemm_dtype") or ["bfloat16"] * num_rows]
+    for other in sorted(set(dtype) - set(FITTED_GEMM_DTYPES)):
+        count = sum(1 for d in dtype if d == other)
         _skip(result, f"gemm: {other} rows (16-bit and FP8 GEMMs are fitted)", count)
     _append(
         result.gemm,
         {
-            "dtype": np.asarray([str(d) for d in dtype], dtype=object),
+            "dtype": np.asarray(dtype, dtype=object),
             "m": _floats(columns["m"], path, "m"),
             "n": _floats(columns["n"], path, "n"),
             "k": _floats(columns["k"], path, "k"),
@@ -364,8 +373,8 @@ def _attention_keep(result: Measurements, columns: dict, family: str, path: Path
         _skip(result, f"{family}: sliding-window rows", int(((window != 0) & keep).sum()))
         keep &= window == 0
     if "kv_cache_dtype" in columns:
-        kv_dtypes = np.asarray([str(d) for d in columns["kv_cache_dtype"]], dtype=object)
-        kv16 = np.isin(kv_dtypes, ("bfloat16", "float16", "fp16", "bf16", "auto"))
+        kv_dtypes = np.asarray([_dtype_name(d) for d in columns["kv_cache_dtype"]], dtype=object)
+        kv16 = np.isin(kv_dtypes, (*SIXTEEN_BIT_DTYPES, "auto"))
         for other in sorted(set(kv_dtypes[~kv16 & keep].tolist())):
             label = "FP8" if "8" in other else other
             count = int(((kv_dtypes == other) & keep).sum())
@@ -417,7 +426,7 @@ def _collective(
 ) -> None:
     dtypes = columns.get(dtype_column) or ["bfloat16"] * len(columns["latency"])
     try:
-        elem_bytes = np.asarray([_DTYPE_BYTES[str(d).lower()] for d in dtypes], dtype=np.float64)
+        elem_bytes = np.asarray([_DTYPE_BYTES[_dtype_name(d)] for d in dtypes], dtype=np.float64)
     except KeyError as exc:
         raise SimreplayError(
             f"{path}: column {dtype_column!r}: unknown dtype {exc.args[0]!r} "
@@ -454,7 +463,7 @@ def _add_nccl(result: Measurements, columns: dict, path: Path) -> None:
     _skip(result, "nccl: rows of other collectives (all_reduce is used)", int((~keep).sum()))
     if "nccl_dtype" in columns:
         is16 = np.asarray(
-            [str(d) in ("half", "bfloat16", "float16") for d in columns["nccl_dtype"]], dtype=bool
+            [_dtype_name(d) in SIXTEEN_BIT_DTYPES for d in columns["nccl_dtype"]], dtype=bool
         )
         _skip(result, "nccl: all-reduce rows not in a 16-bit dtype", int((keep & ~is16).sum()))
         keep &= is16
@@ -484,7 +493,7 @@ def _add_moe(result: Measurements, columns: dict, path: Path) -> None:
     keep = np.ones(num_rows, dtype=bool)
     if "moe_dtype" in columns:
         is16 = np.asarray(
-            [str(d) in ("bfloat16", "float16") for d in columns["moe_dtype"]], dtype=bool
+            [_dtype_name(d) in SIXTEEN_BIT_DTYPES for d in columns["moe_dtype"]], dtype=bool
         )
         _skip(result, "moe: quantised rows", int((~is16).sum()))
         keep &= is16
