@@ -1807,3 +1807,27 @@ def test_sixteen_bit_rows_are_kept_whatever_their_dtype_spelling(tmp_path):
         "gemm: float32 rows (16-bit and FP8 GEMMs are fitted)": 1,
         "moe: quantised rows": 1,
     }
+
+
+def test_a_profile_fitted_for_an_unmeasured_gpu_in_the_profiles_folder_is_used(tmp_path):
+    """Found by QA: ``calibrate fit --gpu H200 -o calibration/profiles/`` wrote ``h200.json``,
+    which no H200 run or check then read: the lookup order (select.NEAREST) of a GPU
+    without published measurements did not start with the GPU itself, so its runs went on
+    borrowing H100's grids, the README's "a shipped profile you overwrite is what every run
+    on that GPU then uses" notwithstanding."""
+    from simulator.calibration.check import check_measurements
+    from simulator.calibration.profile import save_profile
+    from simulator.calibration.select import PROFILES_DIR, profile_path, step_model_for
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "h100-sxm.json").write_bytes((PROFILES_DIR / "h100-sxm.json").read_bytes())
+    _gemm_folder(tmp_path / "mine", "NVIDIA H200", scale=1.3)
+    save_profile(fit_from_source(tmp_path / "mine", "H200"), profile_path("H200", profiles))
+    _, info = step_model_for(get_model("llama-3.1-8b"), get_gpu("H200"), 1, directory=profiles)
+    assert info["source"].startswith("calibrated profile H200 (h200.json)"), info["source"]
+    assert info["grids"]["gemm_bfloat16"].startswith("h200.json")
+    assert info["grids"]["context_attention"].startswith("h100-sxm.json")
+    checked = check_measurements(tmp_path / "mine", get_gpu("H200"), profiles_dir=profiles)
+    assert checked["profile"] == str(profiles / "h200.json")
+    assert checked["families"]["gemm"]["p90_abs_pct"] < 1.0

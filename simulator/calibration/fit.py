@@ -796,11 +796,11 @@ def check_device(meas: Measurements, gpu: str, source: Path) -> None:
         )
     for device, gpus in named.items():
         if gpus and gpu not in gpus:
-            from simulator.calibration.select import UNCALIBRATED, borrow_order
+            from simulator.calibration.select import NEAREST, UNCALIBRATED
 
             runs = (
                 f"runs on {gpu} borrow measured GPUs' profiles scaled to {gpu}'s peaks"
-                if borrow_order(gpu)
+                if NEAREST.get(gpu)
                 # No measured relative (MI300X): nothing is borrowed, whatever is fitted.
                 else f"runs on {gpu} use the {UNCALIBRATED}"
             )
