@@ -1831,3 +1831,16 @@ def test_a_profile_fitted_for_an_unmeasured_gpu_in_the_profiles_folder_is_used(t
     checked = check_measurements(tmp_path / "mine", get_gpu("H200"), profiles_dir=profiles)
     assert checked["profile"] == str(profiles / "h200.json")
     assert checked["families"]["gemm"]["p90_abs_pct"] < 1.0
+
+
+def test_a_vidur_row_of_zero_heads_or_tp_says_so(tmp_path):
+    """Found by QA: ``num_tensor_parallel_workers`` 0 (or ``n_head`` 0) was refused as
+    "time_stats.mlp_up_proj.median or the shape columns are not numbers": they are numbers,
+    and the divide by zero was the reason."""
+    (tmp_path / "mlp.csv").write_text(_VIDUR_HEADER + "\n32,32,4096,11008,true,16,0,0.1,0.2\n")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "A40"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'mlp.csv'}: row 1: n_head and num_tensor_parallel_workers must be "
+        "at least 1, got 32 and 0"
+    ]

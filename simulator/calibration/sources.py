@@ -607,9 +607,15 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
                 latency_ms = float(row[column])
                 m = float(row["num_tokens"])
                 n, k = vidur_gemm_shape(op, row)
-            except (ValueError, ZeroDivisionError):
+            except ValueError:
                 raise SimreplayError(
                     f"{path}: row {row_idx + 1}: {column} or the shape columns are not numbers"
+                ) from None
+            except ZeroDivisionError:
+                raise SimreplayError(
+                    f"{path}: row {row_idx + 1}: n_head and num_tensor_parallel_workers must be "
+                    f"at least 1, got {row['n_head'].strip()} and "
+                    f"{row['num_tensor_parallel_workers'].strip()}"
                 ) from None
             if not all(math.isfinite(v) and 1 <= v <= MAX_COLUMN_VALUE for v in (m, n, k)):
                 raise SimreplayError(
