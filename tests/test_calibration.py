@@ -1844,3 +1844,27 @@ def test_a_vidur_row_of_zero_heads_or_tp_says_so(tmp_path):
         f"error: {tmp_path / 'mlp.csv'}: row 1: n_head and num_tensor_parallel_workers must be "
         "at least 1, got 32 and 0"
     ]
+
+
+def test_attention_window_of_minus_one_is_full_attention_and_nan_is_refused(tmp_path):
+    """Found by QA: a user's attention file writing flash-attn's ``window_size`` -1 (no
+    window) had every row skipped as "sliding-window rows", and a NaN window was counted as
+    one too; AIConfigurator writes 0 for full attention."""
+    table = {
+        "batch_size": [1, 1, 1],
+        "isl": [1024, 2048, 4096],
+        "num_heads": [32] * 3,
+        "num_key_value_heads": [8] * 3,
+        "head_dim": [128] * 3,
+        "window_size": [-1, 0, 1024],
+        "latency": [0.1, 0.3, 0.5],
+    }
+    _write(table, tmp_path / "context_attention_perf.parquet")
+    meas = read_measurements(tmp_path)
+    assert meas.count("context_attention") == 2
+    assert meas.skipped == {"context_attention: sliding-window rows": 1}
+    _write(
+        {**table, "window_size": [0.0, math.nan, 0.0]}, tmp_path / "context_attention_perf.parquet"
+    )
+    with pytest.raises(SimreplayError, match=r"row 2: column 'window_size' is not a finite number"):
+        read_measurements(tmp_path)

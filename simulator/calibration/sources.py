@@ -10,7 +10,7 @@ profile`` writes): files are found by name anywhere under the directory, recursi
     gemm_perf.parquet                  gemm_dtype, m, n, k, latency (ms)
     context_attention_perf.parquet     batch_size, isl, num_heads, num_key_value_heads,
                                        head_dim, kv_cache_dtype, latency (ms); optional
-                                       window_size (0 = full attention)
+                                       window_size (0 or -1 = full attention)
     generation_attention_perf.parquet  the same columns plus step; the cached context of
                                        each decoded token is isl + step
     custom_allreduce_perf.parquet      num_gpus, message_size (elements), latency (ms);
@@ -370,8 +370,16 @@ def _attention_keep(result: Measurements, columns: dict, family: str, path: Path
     keep = np.ones(num_rows, dtype=bool)
     if "window_size" in columns:
         window = _numeric(columns["window_size"], path, "window_size", " (0 = full attention)")
-        _skip(result, f"{family}: sliding-window rows", int(((window != 0) & keep).sum()))
-        keep &= window == 0
+        if not np.isfinite(window).all():
+            row = int(np.argmax(~np.isfinite(window)))
+            raise SimreplayError(
+                f"{path}: row {row + 1}: column 'window_size' is not a finite number "
+                "(0 = full attention)"
+            )
+        # AIConfigurator writes 0 for full attention; flash-attn and vLLM's kernels take -1.
+        sliding = window > 0
+        _skip(result, f"{family}: sliding-window rows", int((sliding & keep).sum()))
+        keep &= ~sliding
     if "kv_cache_dtype" in columns:
         kv_dtypes = np.asarray([_dtype_name(d) for d in columns["kv_cache_dtype"]], dtype=object)
         kv16 = np.isin(kv_dtypes, (*SIXTEEN_BIT_DTYPES, "auto"))
