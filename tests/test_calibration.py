@@ -1868,3 +1868,31 @@ def test_attention_window_of_minus_one_is_full_attention_and_nan_is_refused(tmp_
     )
     with pytest.raises(SimreplayError, match=r"row 2: column 'window_size' is not a finite number"):
         read_measurements(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("device", "gpu", "closest"),
+    [
+        ("NVIDIA H100 PCIe", "H100", "H100-PCIe"),
+        ("NVIDIA H100 80GB HBM3", "H100-PCIe", "H100-SXM"),
+        ("NVIDIA A100-SXM4-40GB", "A100", "A100-40GB-SXM"),
+    ],
+)
+def test_files_of_another_variant_of_the_gpu_are_refused(tmp_path, device, gpu, closest):
+    """Found by QA: ``check``/``fit`` compared device and GPU without memory size or form
+    factor, so H100 PCIe files (2.0 TB/s) fitted as ``--gpu H100`` made an H100-SXM
+    (3.35 TB/s) profile that every H100-SXM run would take as its own."""
+    _gemm_folder(tmp_path / "mine", device)
+    out = tmp_path / "p.json"
+    args = ["calibrate", "fit", "--source", str(tmp_path / "mine"), "--gpu", gpu, "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"error: {tmp_path / 'mine'}: the files were measured on {device}, not "
+    ), lines
+    assert f": fit them as --gpu {closest}; " in lines[0], lines
+    assert not out.exists()
+    checked = runner.invoke(app, ["calibrate", "check", str(tmp_path / "mine"), "--gpu", closest])
+    assert checked.exit_code == 0, checked.stderr

@@ -795,7 +795,12 @@ def check_device(meas: Measurements, gpu: str, source: Path) -> None:
             "give the folder of one GPU's measurements"
         )
     for device, gpus in named.items():
-        if gpus and gpu not in gpus:
+        # Of a family the catalog holds in several variants (H100 SXM and PCIe; A100 40 and
+        # 80 GB), the device's memory size and form factor pick one: H100 PCIe files fitted
+        # as H100-SXM would give every H100-SXM run a PCIe part's speed.
+        closest = _closest_name(device, gpus) if gpus else gpu
+        other_variant = _shared_words(closest, device) > _shared_words(gpu, device)
+        if gpus and (gpu not in gpus or other_variant):
             from simulator.calibration.select import NEAREST, UNCALIBRATED
 
             runs = (
@@ -806,8 +811,23 @@ def check_device(meas: Measurements, gpu: str, source: Path) -> None:
             )
             raise SimreplayError(
                 f"{source}: the files were measured on {device}, not {gpu}: fit them as "
-                f"--gpu {_closest_name(device, gpus)}; {runs}"
+                f"--gpu {closest}; {runs}"
             )
+
+
+def _variant_words(text: str) -> set[str]:
+    """Lower-case words of a GPU or device name, ``sxm4`` as ``sxm``."""
+    return {re.sub(r"^sxm\d*$", "sxm", w) for w in re.split(r"[^0-9a-z]+", text.lower()) if w}
+
+
+def _shared_words(name: str, device: str) -> int:
+    """Words a catalog GPU name shares with a device string. An nvidia-smi name (one with
+    a memory size) without ``pcie`` is an SXM part: ``NVIDIA H100 80GB HBM3`` is H100 SXM's
+    own name, the PCIe card's ``NVIDIA H100 PCIe``."""
+    device_words = _variant_words(device)
+    if "pcie" not in device_words and any(re.fullmatch(r"\d+gb", w) for w in device_words):
+        device_words.add("sxm")
+    return len(_variant_words(name) & device_words)
 
 
 def _closest_name(device: str, gpus: set[str]) -> str:
@@ -816,11 +836,8 @@ def _closest_name(device: str, gpus: set[str]) -> str:
     catalog order."""
     from simulator.hardware import GPUS
 
-    def words(text: str) -> set[str]:
-        return {re.sub(r"^sxm\d*$", "sxm", w) for w in re.split(r"[^0-9a-z]+", text.lower())}
-
     order = [*GPUS, "GB200"]
-    return max(sorted(gpus, key=order.index), key=lambda g: len(words(g) & words(device)))
+    return max(sorted(gpus, key=order.index), key=lambda g: _shared_words(g, device))
 
 
 def fit_from_source(
