@@ -1896,3 +1896,20 @@ def test_files_of_another_variant_of_the_gpu_are_refused(tmp_path, device, gpu, 
     assert not out.exists()
     checked = runner.invoke(app, ["calibrate", "check", str(tmp_path / "mine"), "--gpu", closest])
     assert checked.exit_code == 0, checked.stderr
+
+
+def test_fit_refuses_to_write_its_profile_over_a_measured_file(tmp_path):
+    """Found by QA: ``fit --source mine/ -o mine/gemm_perf.parquet`` replaced the user's
+    measurements with the profile JSON (exit 0)."""
+    _gemm_folder(tmp_path / "mine", "NVIDIA H100 80GB HBM3")
+    measured = tmp_path / "mine" / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet"
+    before = measured.read_bytes()
+    for source in (tmp_path / "mine", measured):
+        args = ["--source", str(source), "--gpu", "H100", "-o", str(measured)]
+        result = runner.invoke(app, ["calibrate", "fit", *args])
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.strip().splitlines() == [
+            f"error: -o {measured}: is a measured operator file under --source; give another "
+            "name (the command would replace it)"
+        ]
+        assert measured.read_bytes() == before
