@@ -1913,3 +1913,17 @@ def test_fit_refuses_to_write_its_profile_over_a_measured_file(tmp_path):
             "name (the command would replace it)"
         ]
         assert measured.read_bytes() == before
+
+
+def test_check_with_a_model_whose_shapes_were_not_measured_says_n_0(tmp_path):
+    """Found by QA: ``check --model llama-3.1-70b`` of files without its GEMM shapes left
+    ``model_gemm`` out of the JSON and the table, so a script got a KeyError and a reader
+    could not tell that --model was applied."""
+    _gemm_folder(tmp_path, "NVIDIA H100 80GB HBM3")  # n = k = 4096: not Llama-3.1-70B's
+    args = ["calibrate", "check", str(tmp_path), "--gpu", "H100", "--model", "llama-3.1-70b"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["families"]["model_gemm"]["n"] == 0
+    table = runner.invoke(app, args)
+    row = next(line for line in table.stdout.splitlines() if line.startswith("model_gemm"))
+    assert row.split()[1] == "0", row

@@ -156,6 +156,9 @@ def check_measurements(
     # Every family is a key, measured or not (n 0, statistics null), so a script can read
     # ``families["allreduce"]`` of a folder without all-reduce rows (Vidur's: GEMMs only).
     order = list(dict.fromkeys(family for family, _ in GRID_FEATURES.values()))
+    if model is not None:
+        # Asked for, so always a key: n 0 says no measured GEMM has the model's shapes.
+        order.append("model_gemm")
     empty = {**error_stats(np.zeros(0), np.zeros(0)), "predicted_by": {}}
     result_families = {
         **{family: result_families.get(family, dict(empty)) for family in order},
