@@ -1927,3 +1927,28 @@ def test_check_with_a_model_whose_shapes_were_not_measured_says_n_0(tmp_path):
     table = runner.invoke(app, args)
     row = next(line for line in table.stdout.splitlines() if line.startswith("model_gemm"))
     assert row.split()[1] == "0", row
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_parquet_and_csv_files_of_unknown_names_are_named_not_silently_skipped(tmp_path, command):
+    """Found by QA: ``moe_perf (1).parquet`` (a browser's second download) or Vidur's
+    ``attention.csv`` beside the operator files were passed over without a word: the check
+    or fit went on without their rows."""
+    _gemm_folder(tmp_path / "mine", "NVIDIA H100 80GB HBM3")
+    (tmp_path / "mine" / "moe_perf (1).parquet").write_bytes(b"PAR1")
+    (tmp_path / "mine" / "attention.csv").write_text("a,b\n1,2\n")
+    args = {
+        "check": ["calibrate", "check", str(tmp_path / "mine")],
+        "fit": ["calibrate", "fit", "--source", str(tmp_path / "mine")],
+    }[command] + ["--gpu", "H100"]
+    if command == "fit":
+        args += ["-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "not read" in line]
+    assert notes == [
+        f"note: 2 files under {tmp_path / 'mine'} not read (not an operator table's name: "
+        "gemm_perf.parquet, context_attention_perf.parquet, generation_attention_perf.parquet, "
+        "custom_allreduce_perf.parquet, nccl_perf.parquet, moe_perf.parquet or mlp.csv): "
+        "attention.csv, moe_perf (1).parquet"
+    ], result.stderr

@@ -67,7 +67,8 @@ def check_measurements(
     note : callable, optional
         Receives one ``note: ...`` line per family whose latencies look like another unit
         than milliseconds (a median 10 times faster than ``gpu``'s roofline, or every call
-        over 200 times slower), as ``calibrate fit`` checks them.
+        over 200 times slower), as ``calibrate fit`` checks them, and one naming the parquet
+        and CSV files under ``directory`` left unread.
 
     Returns
     -------
@@ -84,7 +85,7 @@ def check_measurements(
         For unreadable measurements or profile, a tree without ``gpu``'s folder, files
         measured on another GPU or on several, or no row to check (the skipped rows and why).
     """
-    meas, system, kind = read_gpu_measurements(Path(directory), gpu.name)
+    meas, system, kind = read_gpu_measurements(Path(directory), gpu.name, note)
     chain: list[Profile] = []
     if calibration is not None:
         chain.append(load_profile(Path(calibration)))

@@ -729,9 +729,12 @@ def _kind_of_files(folder: Path) -> str:
     return "measured operator files"
 
 
-def read_gpu_measurements(source: Path, gpu: str) -> tuple[Measurements, str | None, str]:
+def read_gpu_measurements(
+    source: Path, gpu: str, note: Callable[[str], None] | None = None
+) -> tuple[Measurements, str | None, str]:
     """The measurements of ``gpu`` under ``source``: ``find_system``'s folder of a tree, or
     the whole folder, checked against the device the files name (``check_device``).
+    ``note`` receives one line naming the parquet and CSV files left unread, if any.
 
     Returns
     -------
@@ -756,6 +759,13 @@ def read_gpu_measurements(source: Path, gpu: str) -> tuple[Measurements, str | N
         # its network and history files are not operator tables of this reader.
         meas.engine = "Vidur profiling (vLLM V0-era torch kernels, no CUDA graphs)"
     check_device(meas, gpu, Path(source) / system if system else Path(source))
+    if meas.unread_files and note is not None:
+        shown = ", ".join(meas.unread_files[:3]) + (", ..." if len(meas.unread_files) > 3 else "")
+        count = len(meas.unread_files)
+        note(
+            f"note: {count:,} file{'' if count == 1 else 's'} under {source} not read (not an "
+            f"operator table's name: {', '.join(AICONFIGURATOR_FILES)} or mlp.csv): {shown}"
+        )
     return meas, system, kind
 
 
@@ -861,7 +871,7 @@ def fit_from_source(
     from simulator.calibration.select import reference_for
 
     gpu = canonical_gpu(gpu_name)
-    meas, system, kind = read_gpu_measurements(Path(source), gpu)
+    meas, system, kind = read_gpu_measurements(Path(source), gpu, progress)
     ref = reference_for(gpu)
     profile = fit_profile(
         meas,

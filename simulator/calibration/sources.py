@@ -125,6 +125,9 @@ class Measurements:
         The device string of the files (e.g. ``NVIDIA H100 80GB HBM3``), or ``unknown``.
     skipped : dict of str to int
         Rows left out per reason (e.g. sliding-window or FP8-KV attention rows).
+    unread_files : list of str
+        Parquet and CSV files under the directory that are not operator tables of a known
+        name (``gemm_perf (1).parquet``, Vidur's ``attention.csv``), relative to it.
     """
 
     gemm: dict[str, np.ndarray] = field(default_factory=dict)
@@ -137,6 +140,7 @@ class Measurements:
     device: str = "unknown"
     num_moe_rows: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    unread_files: list[str] = field(default_factory=list)
 
     def count(self, family: str) -> int:
         """Measured points of ``family`` (0 when absent)."""
@@ -200,6 +204,8 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
         elif path.name == "mlp.csv":
             devices.update(_add_vidur_mlp(result, path))
             result.files.append(str(_rel(path, root)))
+        elif path.suffix.lower() in (".parquet", ".csv"):
+            result.unread_files.append(str(_rel(path, root)))
     _prefer_custom_allreduce(result)
     if not result.files:
         raise SimreplayError(
