@@ -397,15 +397,31 @@ def _attention_keep(result: Measurements, columns: dict, family: str, path: Path
     return keep
 
 
+def _attention_heads(columns: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Query and KV heads per row; a row of more KV heads than query heads (none can have
+    them: each KV head serves one or more query heads) is refused, as swapped columns."""
+    heads = _floats(columns["num_heads"], path, "num_heads")
+    kv_heads = _floats(columns["num_key_value_heads"], path, "num_key_value_heads")
+    if (kv_heads > heads).any():
+        row = int(np.argmax(kv_heads > heads))
+        raise SimreplayError(
+            f"{path}: row {row + 1}: num_key_value_heads {kv_heads[row]:g} is more than "
+            f"num_heads {heads[row]:g} (each KV head serves one or more query heads; are the "
+            "two columns swapped?)"
+        )
+    return heads, kv_heads
+
+
 def _add_context_attention(result: Measurements, columns: dict, path: Path) -> None:
     keep = _attention_keep(result, columns, "context_attention", path)
+    heads, kv_heads = _attention_heads(columns, path)
     _append(
         result.context_attention,
         {
             "batch": _floats(columns["batch_size"], path, "batch_size")[keep],
             "isl": _floats(columns["isl"], path, "isl")[keep],
-            "heads": _floats(columns["num_heads"], path, "num_heads")[keep],
-            "kv_heads": _floats(columns["num_key_value_heads"], path, "num_key_value_heads")[keep],
+            "heads": heads[keep],
+            "kv_heads": kv_heads[keep],
             "head_dim": _floats(columns["head_dim"], path, "head_dim")[keep],
             "latency_s": _latency_s(columns, path)[keep],
         },
@@ -414,6 +430,7 @@ def _add_context_attention(result: Measurements, columns: dict, path: Path) -> N
 
 def _add_generation_attention(result: Measurements, columns: dict, path: Path) -> None:
     keep = _attention_keep(result, columns, "generation_attention", path)
+    heads, kv_heads = _attention_heads(columns, path)
     context = _floats(columns["isl"], path, "isl") + _floats(
         columns["step"], path, "step", lowest=0.0
     )
@@ -422,8 +439,8 @@ def _add_generation_attention(result: Measurements, columns: dict, path: Path) -
         {
             "batch": _floats(columns["batch_size"], path, "batch_size")[keep],
             "context": context[keep],
-            "heads": _floats(columns["num_heads"], path, "num_heads")[keep],
-            "kv_heads": _floats(columns["num_key_value_heads"], path, "num_key_value_heads")[keep],
+            "heads": heads[keep],
+            "kv_heads": kv_heads[keep],
             "head_dim": _floats(columns["head_dim"], path, "head_dim")[keep],
             "latency_s": _latency_s(columns, path)[keep],
         },
