@@ -1977,3 +1977,24 @@ def test_attention_rows_of_more_kv_heads_than_query_heads_are_refused(tmp_path, 
         "num_heads 8 (each KV head serves one or more query heads; are the two columns "
         "swapped?)"
     ]
+
+
+def test_a_profile_grid_missing_an_axis_names_the_axis(tmp_path):
+    """Found by QA: a profile whose gemm_bfloat16 grid lost its ``m`` axis (a hand edit, a
+    truncated merge) was refused as "log_ratio must hold 4 finite numbers, got 8"."""
+    grid = Grid(
+        ("m", "n", "k"),
+        (np.array([1.0, 2]), np.array([64.0, 128]), np.array([64.0, 128])),
+        np.zeros((2, 2, 2)),
+        np.ones((2, 2, 2), np.int64),
+    )
+    save_profile(Profile("H100-SXM", REF, {"gemm_bfloat16": grid}), tmp_path / "p.json")
+    data = json.loads((tmp_path / "p.json").read_text())
+    del data["grids"]["gemm_bfloat16"]["axes"]["m"]
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    with pytest.raises(SimreplayError) as raised:
+        load_profile(tmp_path / "p.json")
+    assert str(raised.value) == (
+        f"{tmp_path / 'p.json'}: not a valid calibration profile: grids.gemm_bfloat16.axes "
+        "must be m, n, k, got n, k"
+    )
