@@ -1998,3 +1998,16 @@ def test_a_profile_grid_missing_an_axis_names_the_axis(tmp_path):
         f"{tmp_path / 'p.json'}: not a valid calibration profile: grids.gemm_bfloat16.axes "
         "must be m, n, k, got n, k"
     )
+
+
+def test_a_profile_without_a_gemm_grid_claims_no_gemm_error(tmp_path):
+    """Found by QA: a profile whose grids were emptied (its errors left in place) was run as
+    "calibrated profile H200 ... GEMM held-out model shapes median |err| 7.2%", though every
+    GEMM came from H100's profile."""
+    stats = {"n": 10, "median_abs_pct": 7.2, "p90_abs_pct": 19.0}
+    profile = Profile(
+        "H200", REF, {}, provenance={"source": "mine"}, errors={"gemm_bfloat16": {
+            "holdout_model_shapes": stats, "holdout_random_20pct": stats}},
+    )  # fmt: skip
+    assert "7.2%" not in profile.summary()
+    assert profile.summary().endswith("(no held-out GEMM error measured)")

@@ -199,7 +199,9 @@ class Profile:
             parts.append(f"[{prov['engine']}]")
         # The headline: GEMMs of catalog models held out of the fit; a profile with nothing
         # to hold them out of (one model's shapes) gives its random-20 % error instead.
-        gemm = self.errors.get("gemm_bfloat16", {})
+        # Only a grid the profile holds: errors left behind by a removed grid describe
+        # nothing this profile predicts.
+        gemm = self.errors.get("gemm_bfloat16", {}) if "gemm_bfloat16" in self.grids else {}
         for kind, label in (
             ("holdout_model_shapes", "held-out model shapes"),
             ("holdout_random_20pct", "random 20% held out"),
