@@ -1612,7 +1612,7 @@ def test_a_users_own_gpu_folder_in_a_vidur_or_aiconfigurator_tree_is_read(tmp_pa
 
 
 def test_a_vidur_csv_missing_a_column_names_vidurs_columns_not_aiconfigurators(tmp_path):
-    """Found by QA: an ``mlp.csv`` without ``num_tokens`` (or saved with semicolons) was
+    """Found by QA: an ``mlp.csv`` without ``num_tokens`` was
     refused with "expected AIConfigurator's n_head, ..., num_tensor_parallel_workers; latency
     in ms": those are Vidur's columns, and Vidur's files have no latency column."""
     (tmp_path / "mlp.csv").write_text(
@@ -1623,7 +1623,7 @@ def test_a_vidur_csv_missing_a_column_names_vidurs_columns_not_aiconfigurators(t
     assert result.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'mlp.csv'}: missing column(s) num_tokens (expected Vidur's "
         "n_head, n_kv_head, n_embd, n_expanded_embd, use_gated_mlp, num_tokens, "
-        "num_tensor_parallel_workers and time_stats.<op>.median in ms, comma-separated)"
+        "num_tensor_parallel_workers and time_stats.<op>.median in ms)"
     ]
 
 
@@ -2011,3 +2011,14 @@ def test_a_profile_without_a_gemm_grid_claims_no_gemm_error(tmp_path):
     )  # fmt: skip
     assert "7.2%" not in profile.summary()
     assert profile.summary().endswith("(no held-out GEMM error measured)")
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_vidur_csv_separated_by_semicolons_or_tabs_is_read(tmp_path, delimiter):
+    """Found by QA: an ``mlp.csv`` saved with semicolons (a spreadsheet in a comma-decimal
+    locale) or tabs was refused as missing every column; ``calibrate validate`` reads the
+    same separators in its CSV."""
+    text = _VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,0.1,0.2\n"
+    (tmp_path / "mlp.csv").write_text("\ufeff" + text.replace(",", delimiter), encoding="utf-8")
+    meas = read_measurements(tmp_path)
+    assert sorted(meas.gemm["latency_s"].tolist()) == [0.1e-3, 0.2e-3]

@@ -599,7 +599,13 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
     of its optional ``device`` column (Vidur's own files have none)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
+            # Comma, tab or semicolon separated, as the header shows (a spreadsheet saving
+            # in a locale with decimal commas writes semicolons), as ``calibrate validate``
+            # reads its CSV.
+            header = handle.readline()
+            handle.seek(0)
+            delimiter = next((d for d in (",", "\t", ";") if d in header), ",")
+            reader = csv.DictReader(handle, delimiter=delimiter)
             # " n_head" (a space after each comma) names n_head; values are stripped where read.
             if reader.fieldnames is not None:
                 reader.fieldnames = [name.strip() for name in reader.fieldnames]
@@ -613,7 +619,7 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
         header,
         _VIDUR_REQUIRED,
         path,
-        "Vidur's {columns} and time_stats.<op>.median in ms, comma-separated",
+        "Vidur's {columns} and time_stats.<op>.median in ms",
     )
     points: dict[str, list[float]] = {"m": [], "n": [], "k": [], "latency_s": []}
     for row_idx, row in enumerate(rows):
