@@ -1563,3 +1563,462 @@ def test_step_times_name_a_borrowed_family_only_when_the_model_uses_it(model, bo
     assert info["grids"]["moe"].startswith("h100-sxm.json")
     assert ("families it lacks from h100-sxm.json" in step.source) == borrowed, step.source
     assert info["source"] == step.source
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_a_users_own_gpu_folder_in_a_vidur_or_aiconfigurator_tree_is_read(tmp_path, command):
+    """Found by QA: a user's A10G data laid out as Vidur's (``profiling/compute/a10g/...``)
+    was refused with "no Vidur profiling data for A10G (it has )", and an AIConfigurator
+    tree holding ``h100_sxm`` beside the user's ``h200_sxm`` with "no AIConfigurator
+    measurements for H200 (it has H100-SXM)": only the published systems' folders counted."""
+    rows = [f"32,32,4096,11008,true,{t},1,{0.01 * t + 0.02},{0.01 * t + 0.03}" for t in (1, 8, 64)]
+    vidur = tmp_path / "vidur"
+    own = vidur / "profiling" / "compute" / "a10g" / "meta-llama" / "Llama-2-7b-hf"
+    own.mkdir(parents=True)
+    (own / "mlp.csv").write_text(_VIDUR_HEADER + "\n" + "\n".join(rows) + "\n")
+    aic = tmp_path / "aic"
+    _gemm_folder(aic / "h100_sxm", "NVIDIA H100 80GB HBM3")
+    _gemm_folder(aic / "h200_sxm", "NVIDIA H200")
+    for tree, gpu, system, num_points in ((vidur, "A10G", "a10g", 6), (aic, "H200", "h200_sxm", 3)):
+        out = tmp_path / f"{gpu}.json"
+        args = {
+            "check": ["calibrate", "check", str(tree), "--gpu", gpu, "--json"],
+            "fit": [
+                "calibrate",
+                "fit",
+                "--source",
+                str(tree),
+                "--gpu",
+                gpu,
+                "-o",
+                str(out),
+                "--json",
+            ],
+        }[command]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+        payload = json.loads(result.stdout)
+        if command == "check":
+            assert payload["system"] == system
+            assert payload["families"]["gemm"]["n"] == num_points
+        else:
+            assert payload["provenance"]["system"] == system and out.exists()
+    # A tree without a folder for the GPU names the folders it has.
+    refused = runner.invoke(app, ["calibrate", "check", str(vidur), "--gpu", "L4"])
+    assert refused.exit_code == 1, refused.stdout
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {vidur}: no Vidur profiling data for L4 (it has a10g/)"
+    ]
+
+
+def test_a_vidur_csv_missing_a_column_names_vidurs_columns_not_aiconfigurators(tmp_path):
+    """Found by QA: an ``mlp.csv`` without ``num_tokens`` was
+    refused with "expected AIConfigurator's n_head, ..., num_tensor_parallel_workers; latency
+    in ms": those are Vidur's columns, and Vidur's files have no latency column."""
+    (tmp_path / "mlp.csv").write_text(
+        _VIDUR_HEADER.replace("num_tokens", "tokens") + "\n32,32,4096,11008,true,16,1,0.1,0.2\n"
+    )
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "A40"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'mlp.csv'}: missing column(s) num_tokens (expected Vidur's "
+        "n_head, n_kv_head, n_embd, n_expanded_embd, use_gated_mlp, num_tokens, "
+        "num_tensor_parallel_workers and time_stats.<op>.median in ms)"
+    ]
+
+
+def test_check_notes_latencies_that_look_like_seconds_or_microseconds(tmp_path):
+    """Found by QA: ``fit`` refuses GEMMs a median 10 times faster than the roofline allows
+    (seconds read as milliseconds) and notes ones over 200 times slower (microseconds), but
+    ``check`` of the same files printed a median |error| of 93,124 % (or 99.9 %) without a
+    word on the unit."""
+    for name, scale, fragment in (
+        ("seconds", 1e-3, "times faster than H100-SXM's roofline"),
+        ("micro", 1e3, "with latency in microseconds"),
+    ):
+        _gemm_folder(tmp_path / name, "NVIDIA H100 80GB HBM3", scale=scale)
+        result = runner.invoke(app, ["calibrate", "check", str(tmp_path / name), "--gpu", "H100"])
+        assert result.exit_code == 0, result.stderr
+        notes = [line for line in result.stderr.splitlines() if fragment in line]
+        assert len(notes) == 1 and notes[0].startswith("note: "), result.stderr
+        assert "gemm_bfloat16" in notes[0], notes
+    _gemm_folder(tmp_path / "ms", "NVIDIA H100 80GB HBM3")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path / "ms"), "--gpu", "H100"])
+    assert result.exit_code == 0, result.stderr
+    assert "roofline" not in result.stderr
+
+
+def test_every_engine_version_a_file_names_is_in_the_provenance(tmp_path):
+    """Found by QA: a gemm_perf.parquet holding rows of vLLM 0.11.0 and 0.10.1 (a user's two
+    collection runs in one file) was recorded as ``vLLM 0.11.0`` alone: only a file's first
+    row's framework and version were read."""
+    _write(
+        {
+            "framework": ["VLLM", "VLLM", "vllm"],
+            "version": ["0.11.0", "0.11.0", "0.10.1"],
+            "gemm_dtype": ["bfloat16"] * 3,
+            "m": [1, 8, 64],
+            "n": [4096] * 3,
+            "k": [4096] * 3,
+            "latency": [0.02, 0.03, 0.05],
+        },
+        tmp_path / "gemm_perf.parquet",
+    )
+    assert read_measurements(tmp_path).engine == "vLLM 0.10.1, vLLM 0.11.0"
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_a_vidur_csvs_device_column_is_checked_as_aiconfigurators_is(tmp_path, command):
+    """Found by QA: an ``mlp.csv`` with a ``device`` column of ``NVIDIA H100 80GB HBM3``
+    was checked (and would have been fitted) as ``--gpu A100``: only parquet files' device
+    column was read, where the README says files naming another GPU are refused."""
+    (tmp_path / "mlp.csv").write_text(
+        _VIDUR_HEADER
+        + ",device\n32,32,4096,11008,true,16,1,0.1,0.2,NVIDIA H100 80GB HBM3\n"
+        + "32,32,4096,11008,true,32,1,0.2,0.3,NVIDIA H100 80GB HBM3\n"
+    )
+    out = tmp_path / "p.json"
+    args = {
+        "check": ["calibrate", "check", str(tmp_path), "--gpu", "A100"],
+        "fit": ["calibrate", "fit", "--source", str(tmp_path), "--gpu", "A100", "-o", str(out)],
+    }[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"error: {tmp_path}: the files were measured on NVIDIA H100 80GB HBM3, not A100-80GB-SXM"
+    ), lines
+    assert not out.exists()
+
+
+def test_files_of_another_gpu_checked_as_mi300x_do_not_promise_a_borrowed_profile(tmp_path):
+    """Found by QA: ``check`` of H200 files with ``--gpu MI300X`` said "runs on MI300X
+    borrow measured GPUs' profiles scaled to MI300X's peaks"; MI300X has no measured
+    relative and runs on the uncalibrated roofline (README, select.NEAREST)."""
+    _gemm_folder(tmp_path, "NVIDIA H200")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "MI300X"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: the files were measured on NVIDIA H200, not MI300X: fit them as "
+        "--gpu H200; runs on MI300X use the roofline with default efficiencies (uncalibrated)"
+    ]
+
+
+def test_a_duplicated_row_is_held_out_with_its_copy(tmp_path):
+    """Found by QA: a user's gemm_perf.parquet holding its rows twice fitted with a random
+    20 % held-out error of median 0.0 %, p90 7.7 % (the same rows once: 8.8 % / 31.3 %):
+    each held-out row was predicted from its own copy left in the fit."""
+    rng = np.random.default_rng(1)
+    m, n, k = np.meshgrid([1.0, 2, 4, 8, 16, 32, 64, 128], [1024.0, 2048], [1024.0, 4096])
+    feats = {"m": m.ravel(), "n": n.ravel(), "k": k.ravel()}
+    # A ratio that no interpolation recovers: each shape's own noise.
+    latency_s = roofline_latency_s("gemm_bfloat16", feats, REF) * np.exp(
+        rng.normal(0.3, 0.3, len(feats["m"]))
+    )
+    _, once = fit_one("gemm_bfloat16", feats, latency_s, REF)
+    twice_feats = {key: np.concatenate([v, v]) for key, v in feats.items()}
+    _, twice = fit_one("gemm_bfloat16", twice_feats, np.concatenate([latency_s, latency_s]), REF)
+    held_once, held_twice = once["holdout_random_20pct"], twice["holdout_random_20pct"]
+    assert held_once["n"] > 0 and held_once["median_abs_pct"] > 5.0
+    # The same shapes held out (each twice), predicted alike: the same median (the p90
+    # interpolates between other neighbours in a list of twice the length).
+    assert held_twice["n"] == 2 * held_once["n"]
+    assert held_twice["median_abs_pct"] == held_once["median_abs_pct"]
+    assert held_twice["median_signed_pct"] == held_once["median_signed_pct"]
+
+
+def test_fit_of_one_point_says_point(tmp_path):
+    """Found by QA: a CPU profile's one prefill-attention row was reported as
+    "context_attention: 1 points"."""
+    _write(
+        {"gemm_dtype": ["bfloat16"], "m": [16], "n": [4096], "k": [4096], "latency": [0.05]},
+        tmp_path / "gemm_perf.parquet",
+    )
+    args = ["--source", str(tmp_path), "--gpu", "H100", "-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, ["calibrate", "fit", *args])
+    assert result.exit_code == 0, result.stderr
+    assert any(line.startswith("gemm_bfloat16: 1 point; ") for line in result.stderr.splitlines())
+
+
+def test_a_vidur_csv_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Found by QA: an ``mlp.csv`` saved by a spreadsheet as "CSV UTF-8" starts with a byte
+    order mark, which became part of the first column's name: with ``n_head`` first, the
+    file was refused as "missing column(s) n_head"."""
+    (tmp_path / "mlp.csv").write_text(
+        "\ufeff" + _VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,0.1,0.2\n", encoding="utf-8"
+    )
+    meas = read_measurements(tmp_path)
+    assert len(meas.gemm["m"]) == 2
+
+
+def test_a_vidur_csv_with_spaces_after_its_commas_is_read(tmp_path):
+    """Found by QA: ``n_head, n_kv_head, ...`` (a space after each comma, as some tools and
+    hand edits write) was refused as missing n_head, n_kv_head, ... though every column is
+    there."""
+    text = _VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,0.1,0.2\n"
+    (tmp_path / "mlp.csv").write_text(text.replace(",", ", "))
+    meas = read_measurements(tmp_path)
+    assert len(meas.gemm["m"]) == 2
+
+
+def test_sixteen_bit_rows_are_kept_whatever_their_dtype_spelling(tmp_path):
+    """Found by QA: a user's files spelling 16-bit types as ``BF16``, ``torch.bfloat16``
+    (``str`` of a torch dtype) or ``bf16`` had every row skipped as another type: GEMMs as
+    "gemm: BF16 rows (16-bit and FP8 GEMMs are fitted)", NCCL ones as "not in a 16-bit
+    dtype", MoE ones as "quantised rows"."""
+    _write(
+        {
+            "gemm_dtype": ["BF16", "torch.bfloat16", "float32"],
+            "m": [1, 8, 8],
+            "n": [4096] * 3,
+            "k": [4096] * 3,
+            "latency": [0.02, 0.03, 0.3],
+        },
+        tmp_path / "gemm_perf.parquet",
+    )
+    _write(
+        {
+            "op_name": ["all_reduce"] * 2,
+            "nccl_dtype": ["bf16", "FP16"],
+            "num_gpus": [2, 2],
+            "message_size": [4096, 8192],
+            "latency": [0.01, 0.012],
+        },
+        tmp_path / "nccl_perf.parquet",
+    )
+    _write(
+        {
+            "moe_dtype": ["bf16", "fp8_block"],
+            "num_tokens": [16, 16],
+            "hidden_size": [4096] * 2,
+            "inter_size": [14336] * 2,
+            "topk": [2, 2],
+            "num_experts": [8, 8],
+            "latency": [0.3, 0.2],
+        },
+        tmp_path / "moe_perf.parquet",
+    )
+    meas = read_measurements(tmp_path)
+    assert meas.count("gemm") == 3 and meas.count("allreduce") == 2 and meas.count("moe") == 1
+    feats, _ = grid_points(meas, "gemm_bfloat16")
+    assert feats["m"].tolist() == [1.0, 8.0]
+    assert meas.skipped == {
+        "gemm: float32 rows (16-bit and FP8 GEMMs are fitted)": 1,
+        "moe: quantised rows": 1,
+    }
+
+
+def test_a_profile_fitted_for_an_unmeasured_gpu_in_the_profiles_folder_is_used(tmp_path):
+    """Found by QA: ``calibrate fit --gpu H200 -o calibration/profiles/`` wrote ``h200.json``,
+    which no H200 run or check then read: the lookup order (select.NEAREST) of a GPU
+    without published measurements did not start with the GPU itself, so its runs went on
+    borrowing H100's grids, the README's "a shipped profile you overwrite is what every run
+    on that GPU then uses" notwithstanding."""
+    from simulator.calibration.check import check_measurements
+    from simulator.calibration.profile import save_profile
+    from simulator.calibration.select import PROFILES_DIR, profile_path, step_model_for
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "h100-sxm.json").write_bytes((PROFILES_DIR / "h100-sxm.json").read_bytes())
+    _gemm_folder(tmp_path / "mine", "NVIDIA H200", scale=1.3)
+    save_profile(fit_from_source(tmp_path / "mine", "H200"), profile_path("H200", profiles))
+    _, info = step_model_for(get_model("llama-3.1-8b"), get_gpu("H200"), 1, directory=profiles)
+    assert info["source"].startswith("calibrated profile H200 (h200.json)"), info["source"]
+    assert info["grids"]["gemm_bfloat16"].startswith("h200.json")
+    assert info["grids"]["context_attention"].startswith("h100-sxm.json")
+    checked = check_measurements(tmp_path / "mine", get_gpu("H200"), profiles_dir=profiles)
+    assert checked["profile"] == str(profiles / "h200.json")
+    assert checked["families"]["gemm"]["p90_abs_pct"] < 1.0
+
+
+def test_a_vidur_row_of_zero_heads_or_tp_says_so(tmp_path):
+    """Found by QA: ``num_tensor_parallel_workers`` 0 (or ``n_head`` 0) was refused as
+    "time_stats.mlp_up_proj.median or the shape columns are not numbers": they are numbers,
+    and the divide by zero was the reason."""
+    (tmp_path / "mlp.csv").write_text(_VIDUR_HEADER + "\n32,32,4096,11008,true,16,0,0.1,0.2\n")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "A40"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'mlp.csv'}: row 1: n_head and num_tensor_parallel_workers must be "
+        "at least 1, got 32 and 0"
+    ]
+
+
+def test_attention_window_of_minus_one_is_full_attention_and_nan_is_refused(tmp_path):
+    """Found by QA: a user's attention file writing flash-attn's ``window_size`` -1 (no
+    window) had every row skipped as "sliding-window rows", and a NaN window was counted as
+    one too; AIConfigurator writes 0 for full attention."""
+    table = {
+        "batch_size": [1, 1, 1],
+        "isl": [1024, 2048, 4096],
+        "num_heads": [32] * 3,
+        "num_key_value_heads": [8] * 3,
+        "head_dim": [128] * 3,
+        "window_size": [-1, 0, 1024],
+        "latency": [0.1, 0.3, 0.5],
+    }
+    _write(table, tmp_path / "context_attention_perf.parquet")
+    meas = read_measurements(tmp_path)
+    assert meas.count("context_attention") == 2
+    assert meas.skipped == {"context_attention: sliding-window rows": 1}
+    _write(
+        {**table, "window_size": [0.0, math.nan, 0.0]}, tmp_path / "context_attention_perf.parquet"
+    )
+    with pytest.raises(SimreplayError, match=r"row 2: column 'window_size' is not a finite number"):
+        read_measurements(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("device", "gpu", "closest"),
+    [
+        ("NVIDIA H100 PCIe", "H100", "H100-PCIe"),
+        ("NVIDIA H100 80GB HBM3", "H100-PCIe", "H100-SXM"),
+        ("NVIDIA A100-SXM4-40GB", "A100", "A100-40GB-SXM"),
+    ],
+)
+def test_files_of_another_variant_of_the_gpu_are_refused(tmp_path, device, gpu, closest):
+    """Found by QA: ``check``/``fit`` compared device and GPU without memory size or form
+    factor, so H100 PCIe files (2.0 TB/s) fitted as ``--gpu H100`` made an H100-SXM
+    (3.35 TB/s) profile that every H100-SXM run would take as its own."""
+    _gemm_folder(tmp_path / "mine", device)
+    out = tmp_path / "p.json"
+    args = ["calibrate", "fit", "--source", str(tmp_path / "mine"), "--gpu", gpu, "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"error: {tmp_path / 'mine'}: the files were measured on {device}, not "
+    ), lines
+    assert f": fit them as --gpu {closest}; " in lines[0], lines
+    assert not out.exists()
+    checked = runner.invoke(app, ["calibrate", "check", str(tmp_path / "mine"), "--gpu", closest])
+    assert checked.exit_code == 0, checked.stderr
+
+
+def test_fit_refuses_to_write_its_profile_over_a_measured_file(tmp_path):
+    """Found by QA: ``fit --source mine/ -o mine/gemm_perf.parquet`` replaced the user's
+    measurements with the profile JSON (exit 0)."""
+    _gemm_folder(tmp_path / "mine", "NVIDIA H100 80GB HBM3")
+    measured = tmp_path / "mine" / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet"
+    before = measured.read_bytes()
+    for source in (tmp_path / "mine", measured):
+        args = ["--source", str(source), "--gpu", "H100", "-o", str(measured)]
+        result = runner.invoke(app, ["calibrate", "fit", *args])
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.strip().splitlines() == [
+            f"error: -o {measured}: is a measured operator file under --source; give another "
+            "name (the command would replace it)"
+        ]
+        assert measured.read_bytes() == before
+
+
+def test_check_with_a_model_whose_shapes_were_not_measured_says_n_0(tmp_path):
+    """Found by QA: ``check --model llama-3.1-70b`` of files without its GEMM shapes left
+    ``model_gemm`` out of the JSON and the table, so a script got a KeyError and a reader
+    could not tell that --model was applied."""
+    _gemm_folder(tmp_path, "NVIDIA H100 80GB HBM3")  # n = k = 4096: not Llama-3.1-70B's
+    args = ["calibrate", "check", str(tmp_path), "--gpu", "H100", "--model", "llama-3.1-70b"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["families"]["model_gemm"]["n"] == 0
+    table = runner.invoke(app, args)
+    row = next(line for line in table.stdout.splitlines() if line.startswith("model_gemm"))
+    assert row.split()[1] == "0", row
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_parquet_and_csv_files_of_unknown_names_are_named_not_silently_skipped(tmp_path, command):
+    """Found by QA: ``moe_perf (1).parquet`` (a browser's second download) or Vidur's
+    ``attention.csv`` beside the operator files were passed over without a word: the check
+    or fit went on without their rows."""
+    _gemm_folder(tmp_path / "mine", "NVIDIA H100 80GB HBM3")
+    (tmp_path / "mine" / "moe_perf (1).parquet").write_bytes(b"PAR1")
+    (tmp_path / "mine" / "attention.csv").write_text("a,b\n1,2\n")
+    args = {
+        "check": ["calibrate", "check", str(tmp_path / "mine")],
+        "fit": ["calibrate", "fit", "--source", str(tmp_path / "mine")],
+    }[command] + ["--gpu", "H100"]
+    if command == "fit":
+        args += ["-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "not read" in line]
+    assert notes == [
+        f"note: 2 files under {tmp_path / 'mine'} not read (not an operator table's name: "
+        "gemm_perf.parquet, context_attention_perf.parquet, generation_attention_perf.parquet, "
+        "custom_allreduce_perf.parquet, nccl_perf.parquet, moe_perf.parquet or mlp.csv): "
+        "attention.csv, moe_perf (1).parquet"
+    ], result.stderr
+
+
+@pytest.mark.parametrize("name", ["context_attention_perf", "generation_attention_perf"])
+def test_attention_rows_of_more_kv_heads_than_query_heads_are_refused(tmp_path, name):
+    """Found by QA: an attention file with num_heads and num_key_value_heads swapped (64 KV
+    heads for 8 query heads) was checked and fitted without a word (median error 117 %)."""
+    _write(
+        {
+            "batch_size": [1, 1],
+            "isl": [1024, 2048],
+            "num_heads": [32, 8],
+            "num_key_value_heads": [8, 32],
+            "head_dim": [128, 128],
+            "step": [0, 0],
+            "latency": [0.1, 0.3],
+        },
+        tmp_path / f"{name}.parquet",
+    )
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / f'{name}.parquet'}: row 2: num_key_value_heads 32 is more than "
+        "num_heads 8 (each KV head serves one or more query heads; are the two columns "
+        "swapped?)"
+    ]
+
+
+def test_a_profile_grid_missing_an_axis_names_the_axis(tmp_path):
+    """Found by QA: a profile whose gemm_bfloat16 grid lost its ``m`` axis (a hand edit, a
+    truncated merge) was refused as "log_ratio must hold 4 finite numbers, got 8"."""
+    grid = Grid(
+        ("m", "n", "k"),
+        (np.array([1.0, 2]), np.array([64.0, 128]), np.array([64.0, 128])),
+        np.zeros((2, 2, 2)),
+        np.ones((2, 2, 2), np.int64),
+    )
+    save_profile(Profile("H100-SXM", REF, {"gemm_bfloat16": grid}), tmp_path / "p.json")
+    data = json.loads((tmp_path / "p.json").read_text())
+    del data["grids"]["gemm_bfloat16"]["axes"]["m"]
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    with pytest.raises(SimreplayError) as raised:
+        load_profile(tmp_path / "p.json")
+    assert str(raised.value) == (
+        f"{tmp_path / 'p.json'}: not a valid calibration profile: grids.gemm_bfloat16.axes "
+        "must be m, n, k, got n, k"
+    )
+
+
+def test_a_profile_without_a_gemm_grid_claims_no_gemm_error(tmp_path):
+    """Found by QA: a profile whose grids were emptied (its errors left in place) was run as
+    "calibrated profile H200 ... GEMM held-out model shapes median |err| 7.2%", though every
+    GEMM came from H100's profile."""
+    stats = {"n": 10, "median_abs_pct": 7.2, "p90_abs_pct": 19.0}
+    profile = Profile(
+        "H200", REF, {}, provenance={"source": "mine"}, errors={"gemm_bfloat16": {
+            "holdout_model_shapes": stats, "holdout_random_20pct": stats}},
+    )  # fmt: skip
+    assert "7.2%" not in profile.summary()
+    assert profile.summary().endswith("(no held-out GEMM error measured)")
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_vidur_csv_separated_by_semicolons_or_tabs_is_read(tmp_path, delimiter):
+    """Found by QA: an ``mlp.csv`` saved with semicolons (a spreadsheet in a comma-decimal
+    locale) or tabs was refused as missing every column; ``calibrate validate`` reads the
+    same separators in its CSV."""
+    text = _VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,0.1,0.2\n"
+    (tmp_path / "mlp.csv").write_text("\ufeff" + text.replace(",", delimiter), encoding="utf-8")
+    meas = read_measurements(tmp_path)
+    assert sorted(meas.gemm["latency_s"].tolist()) == [0.1e-3, 0.2e-3]

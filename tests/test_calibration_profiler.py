@@ -596,3 +596,19 @@ def test_flash_attn_calls_follow_its_documented_layouts(monkeypatch, torch):
     assert profiler.attention_backend(cpu, f32, "auto") == "sdpa"  # flash-attn is CUDA-only
     with pytest.raises(SimreplayError, match="needs --device cuda"):
         profiler.attention_backend(cpu, f32, "flash-attn")
+
+
+def test_force_replaces_only_a_previous_profiles_folder(tmp_path):
+    """Found by QA: ``--force`` deleted any non-empty ``-o`` folder once the profile was
+    measured (``-o ~ --force`` would have removed a home directory); it now replaces only a
+    folder a profile run wrote (its collection_meta.json), as the option's help says."""
+    from simulator.calibration.profiler import check_out_dir
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(SimreplayError, match="--force replaces only a previous profile's"):
+        check_out_dir(mine, force=True)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    (mine / META_FILE).write_text("{}")
+    assert check_out_dir(mine, force=True) == mine

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from simulator.calibration.fit import (
+    check_latency_unit,
     error_stats,
     grid_points,
     model_gemm_shapes,
@@ -39,6 +41,7 @@ def check_measurements(
     calibration: Path | None = None,
     profiles_dir: Path = PROFILES_DIR,
     model: ModelSpec | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Compare every measured operator under ``directory`` with the simulator's prediction.
 
@@ -61,6 +64,11 @@ def check_measurements(
     model : ModelSpec, optional
         Also report ``model_gemm``: the GEMM points whose (n, k) is one of this model's
         linear layers at TP 1, 2, 4 or 8 (what its steps are made of).
+    note : callable, optional
+        Receives one ``note: ...`` line per family whose latencies look like another unit
+        than milliseconds (a median 10 times faster than ``gpu``'s roofline, or every call
+        over 200 times slower), as ``calibrate fit`` checks them, and one naming the parquet
+        and CSV files under ``directory`` left unread.
 
     Returns
     -------
@@ -77,7 +85,7 @@ def check_measurements(
         For unreadable measurements or profile, a tree without ``gpu``'s folder, files
         measured on another GPU or on several, or no row to check (the skipped rows and why).
     """
-    meas, system, kind = read_gpu_measurements(Path(directory), gpu.name)
+    meas, system, kind = read_gpu_measurements(Path(directory), gpu.name, note)
     chain: list[Profile] = []
     if calibration is not None:
         chain.append(load_profile(Path(calibration)))
@@ -92,6 +100,9 @@ def check_measurements(
         feats, latency_s = grid_points(meas, grid_name)
         if len(latency_s) == 0:
             continue
+        check_latency_unit(
+            grid_name, feats, latency_s, ref, gpu.name, str(directory), note, refuse=False
+        )
         owner = next((p for p in chain if grid_name in p.grids), None)
         if owner is None:
             predicted = roofline_latency_s(grid_name, feats, ref)
@@ -146,6 +157,9 @@ def check_measurements(
     # Every family is a key, measured or not (n 0, statistics null), so a script can read
     # ``families["allreduce"]`` of a folder without all-reduce rows (Vidur's: GEMMs only).
     order = list(dict.fromkeys(family for family, _ in GRID_FEATURES.values()))
+    if model is not None:
+        # Asked for, so always a key: n 0 says no measured GEMM has the model's shapes.
+        order.append("model_gemm")
     empty = {**error_stats(np.zeros(0), np.zeros(0)), "predicted_by": {}}
     result_families = {
         **{family: result_families.get(family, dict(empty)) for family in order},

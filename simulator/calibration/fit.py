@@ -234,6 +234,24 @@ def _on_grid(
     return mask
 
 
+def _random_holdout(feats: dict[str, np.ndarray]) -> np.ndarray:
+    """The seeded random ``HOLDOUT_FRACTION`` of points to hold out, bool, one per point.
+
+    Every point of one shape (equal in every feature: a duplicated row, or a shape measured
+    twice) takes the draw of its first point, so a held-out shape is never predicted from
+    its own copy left in the fit (a file given twice scored 0.0 % held out, against 8.8 %).
+    Where each shape is measured once, as in AIConfigurator's data, the draw is the per-point
+    one.
+    """
+    num_points = len(next(iter(feats.values())))
+    draws = np.random.default_rng(HOLDOUT_SEED).random(num_points)
+    if num_points == 0:
+        return np.zeros(0, dtype=bool)
+    stacked = np.column_stack([np.asarray(feats[name], dtype=np.float64) for name in sorted(feats)])
+    _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+    return draws[first[inverse.ravel()]] < HOLDOUT_FRACTION
+
+
 def fit_one(
     grid_name: str,
     feats: dict[str, np.ndarray],
@@ -273,8 +291,7 @@ def fit_one(
 
     grid = dataclasses.replace(grid, floor_s=latency_floor_s(latency_s))
     on = _on_grid(axes, names, _clamp(grid_name, axes, feats))
-    rng = np.random.default_rng(HOLDOUT_SEED)
-    held = on & (rng.random(len(latency_s)) < HOLDOUT_FRACTION)
+    held = on & _random_holdout(feats)
     train = on & ~held
     grid_80 = fit_family_grid(
         grid_name, axes, {k: v[train] for k, v in feats.items()}, log_ratio[train]
@@ -484,7 +501,7 @@ MIN_MEDIAN_ROOFLINE_RATIO = 0.1
 MAX_MIN_ROOFLINE_RATIO = 200.0
 
 
-def _check_latency_unit(
+def check_latency_unit(
     grid_name: str,
     feats: dict[str, np.ndarray],
     latency_s: np.ndarray,
@@ -492,26 +509,38 @@ def _check_latency_unit(
     gpu: str,
     source_dir: str,
     progress: Callable[[str], None] | None,
+    *,
+    refuse: bool = True,
 ) -> None:
     """Refuse a family measured faster than ``gpu``'s roofline allows, and note one whose
     every call is far slower: the latency column is read in milliseconds (AIConfigurator's
-    unit), and files in seconds or microseconds would fit a profile 1,000 times off."""
+    unit), and files in seconds or microseconds would fit a profile 1,000 times off.
+    ``refuse=False`` (``calibrate check``, which fits nothing) notes the faster case too."""
     ratio = latency_s / roofline_latency_s(grid_name, feats, ref)
     median = float(np.median(ratio))
     if median < MIN_MEDIAN_ROOFLINE_RATIO:
-        raise SimreplayError(
-            f"{source_dir}: the {grid_name} calls measured are a median {1 / median:,.0f} "
+        text = (
+            f"the {grid_name} calls measured are a median {1 / median:,.0f} "
             f"times faster than {gpu}'s roofline (peak FLOP/s and memory bandwidth) allows: "
             "the latency column is read in milliseconds; is it in seconds, or were they "
             f"measured on a faster GPU than {gpu}?"
         )
+        if refuse:
+            raise SimreplayError(f"{source_dir}: {text}")
+        if progress is not None:
+            progress(f"note: {source_dir}: {text}")
     lowest = float(ratio.min())
     if lowest > MAX_MIN_ROOFLINE_RATIO and progress is not None:
+        consequence = (
+            "this profile is 1,000 times too slow"
+            if refuse
+            else "every call is read as 1,000 times its true time"
+        )
         progress(
             f"note: every {grid_name} call measured is at least {lowest:,.0f} times slower "
             f"than {gpu}'s roofline (median {median:,.0f} times): the latency column is read "
-            "in milliseconds; with latency in microseconds this profile is 1,000 times too "
-            f"slow (or they were measured on a far slower device than {gpu})"
+            f"in milliseconds; with latency in microseconds {consequence} "
+            f"(or they were measured on a far slower device than {gpu})"
         )
 
 
@@ -560,14 +589,15 @@ def fit_profile(
             axes = vidur_axes(feats)
         elif source != "aiconfigurator":
             axes = adapted_axes(grid_name, feats)
-        _check_latency_unit(grid_name, feats, latency_s, ref, gpu, source_dir, progress)
+        check_latency_unit(grid_name, feats, latency_s, ref, gpu, source_dir, progress)
         grid, errs = fit_one(grid_name, feats, latency_s, ref, axes)
         grids[grid_name] = grid
         errors[grid_name] = errs
         if progress is not None:
             rnd = errs["holdout_random_20pct"]
             line = (
-                f"{grid_name}: {len(latency_s):,} points; held-out random 20% median "
+                f"{grid_name}: {len(latency_s):,} point{'' if len(latency_s) == 1 else 's'}; "
+                "held-out random 20% median "
                 f"{_pct(rnd['median_abs_pct'])} p90 {_pct(rnd['p90_abs_pct'])}"
             )
             for kind, label in (
@@ -629,46 +659,82 @@ def find_system(source: Path, gpu: str) -> tuple[str | None, str]:
     parquet files. Found only through the tree, ``h100_sxm`` copied elsewhere was fitted
     on other nodes (1,539 of H100's 2,565 MoE points off the grid).
 
+    Beside the published systems' folders, a tree's folder whose name names ``gpu``
+    (``h200_sxm``, ``a10g``: a user's own measurements laid out as AIConfigurator or Vidur
+    lay theirs) is ``gpu``'s, its kind again told by its files.
+
     Raises
     ------
     SimreplayError
-        If the tree has system folders but none for ``gpu``.
+        If the tree has system folders but none for ``gpu``, or several.
     """
     from simulator.calibration.select import AICONFIGURATOR_SYSTEMS, VIDUR_SYSTEMS
 
     source = Path(source)
     if not source.is_dir():
         return None, "measured operator files"
-    folders = {p.name for p in source.iterdir() if p.is_dir()}
+    folders = sorted(p.name for p in source.iterdir() if p.is_dir())
     aic = [s for s in AICONFIGURATOR_SYSTEMS if s in folders]
     if aic:
         match = [s for s in aic if AICONFIGURATOR_SYSTEMS[s] == gpu]
+        match += _own_folders(folders, AICONFIGURATOR_SYSTEMS, gpu)
         if not match:
             have = ", ".join(AICONFIGURATOR_SYSTEMS[s] for s in aic)
             raise SimreplayError(
                 f"{source}: no AIConfigurator measurements for {gpu} (it has {have})"
             )
-        return match[0], "aiconfigurator"
+        system = _one_folder(source, match, gpu)
+        return system, "aiconfigurator" if system in aic else _kind_of_files(source / system)
     candidates = (source / "profiling" / "compute", source / "compute", source)
     base = next((c for c in candidates if c.name == "compute" and c.is_dir()), None)
     if base is not None:
-        found = [s for s in VIDUR_SYSTEMS if (base / s).is_dir()]
+        subfolders = sorted(p.name for p in base.iterdir() if p.is_dir())
+        found = [s for s in VIDUR_SYSTEMS if s in subfolders]
         match = [s for s in found if VIDUR_SYSTEMS[s] == gpu]
+        match += _own_folders(subfolders, VIDUR_SYSTEMS, gpu)
         if not match:
-            have = ", ".join(VIDUR_SYSTEMS[s] for s in found)
-            raise SimreplayError(f"{source}: no Vidur profiling data for {gpu} (it has {have})")
-        return match[0], "vidur"
-    names = {p.name for p in source.rglob("*") if p.is_file()}
+            have = [VIDUR_SYSTEMS[s] for s in found]
+            have += [f"{s}/" for s in subfolders if s not in VIDUR_SYSTEMS]
+            raise SimreplayError(
+                f"{source}: no Vidur profiling data for {gpu} (it has "
+                f"{', '.join(have) or f'no folders under {base}'})"
+            )
+        system = _one_folder(source, match, gpu)
+        return system, "vidur" if system in found else _kind_of_files(base / system)
+    return None, _kind_of_files(source)
+
+
+def _own_folders(folders: list[str], known: dict[str, str], gpu: str) -> list[str]:
+    """Folders of a tree that are not a published system's but name ``gpu`` (``h200_sxm``,
+    ``a10g``): a user's own measurements laid out as AIConfigurator or Vidur lay theirs."""
+    return [name for name in folders if name not in known and gpu in _named_gpus(name)]
+
+
+def _one_folder(source: Path, match: list[str], gpu: str) -> str:
+    if len(match) > 1:
+        raise SimreplayError(
+            f"{source}: several folders hold {gpu}'s measurements ({', '.join(match)}); "
+            "give one of them"
+        )
+    return match[0]
+
+
+def _kind_of_files(folder: Path) -> str:
+    """``find_system``'s source kind of one GPU's folder, told by its files."""
+    names = {p.name for p in folder.rglob("*") if p.is_file()}
     if "collection_meta.yaml" in names and names & set(AICONFIGURATOR_FILES):
-        return None, "aiconfigurator"
+        return "aiconfigurator"
     if "mlp.csv" in names and not names & set(AICONFIGURATOR_FILES):
-        return None, "vidur"
-    return None, "measured operator files"
+        return "vidur"
+    return "measured operator files"
 
 
-def read_gpu_measurements(source: Path, gpu: str) -> tuple[Measurements, str | None, str]:
+def read_gpu_measurements(
+    source: Path, gpu: str, note: Callable[[str], None] | None = None
+) -> tuple[Measurements, str | None, str]:
     """The measurements of ``gpu`` under ``source``: ``find_system``'s folder of a tree, or
     the whole folder, checked against the device the files name (``check_device``).
+    ``note`` receives one line naming the parquet and CSV files left unread, if any.
 
     Returns
     -------
@@ -693,6 +759,13 @@ def read_gpu_measurements(source: Path, gpu: str) -> tuple[Measurements, str | N
         # its network and history files are not operator tables of this reader.
         meas.engine = "Vidur profiling (vLLM V0-era torch kernels, no CUDA graphs)"
     check_device(meas, gpu, Path(source) / system if system else Path(source))
+    if meas.unread_files and note is not None:
+        shown = ", ".join(meas.unread_files[:3]) + (", ..." if len(meas.unread_files) > 3 else "")
+        count = len(meas.unread_files)
+        note(
+            f"note: {count:,} file{'' if count == 1 else 's'} under {source} not read (not an "
+            f"operator table's name: {', '.join(AICONFIGURATOR_FILES)} or mlp.csv): {shown}"
+        )
     return meas, system, kind
 
 
@@ -732,12 +805,39 @@ def check_device(meas: Measurements, gpu: str, source: Path) -> None:
             "give the folder of one GPU's measurements"
         )
     for device, gpus in named.items():
-        if gpus and gpu not in gpus:
+        # Of a family the catalog holds in several variants (H100 SXM and PCIe; A100 40 and
+        # 80 GB), the device's memory size and form factor pick one: H100 PCIe files fitted
+        # as H100-SXM would give every H100-SXM run a PCIe part's speed.
+        closest = _closest_name(device, gpus) if gpus else gpu
+        other_variant = _shared_words(closest, device) > _shared_words(gpu, device)
+        if gpus and (gpu not in gpus or other_variant):
+            from simulator.calibration.select import NEAREST, UNCALIBRATED
+
+            runs = (
+                f"runs on {gpu} borrow measured GPUs' profiles scaled to {gpu}'s peaks"
+                if NEAREST.get(gpu)
+                # No measured relative (MI300X): nothing is borrowed, whatever is fitted.
+                else f"runs on {gpu} use the {UNCALIBRATED}"
+            )
             raise SimreplayError(
                 f"{source}: the files were measured on {device}, not {gpu}: fit them as "
-                f"--gpu {_closest_name(device, gpus)}; runs on {gpu} borrow measured GPUs' "
-                f"profiles scaled to {gpu}'s peaks"
+                f"--gpu {closest}; {runs}"
             )
+
+
+def _variant_words(text: str) -> set[str]:
+    """Lower-case words of a GPU or device name, ``sxm4`` as ``sxm``."""
+    return {re.sub(r"^sxm\d*$", "sxm", w) for w in re.split(r"[^0-9a-z]+", text.lower()) if w}
+
+
+def _shared_words(name: str, device: str) -> int:
+    """Words a catalog GPU name shares with a device string. An nvidia-smi name (one with
+    a memory size) without ``pcie`` is an SXM part: ``NVIDIA H100 80GB HBM3`` is H100 SXM's
+    own name, the PCIe card's ``NVIDIA H100 PCIe``."""
+    device_words = _variant_words(device)
+    if "pcie" not in device_words and any(re.fullmatch(r"\d+gb", w) for w in device_words):
+        device_words.add("sxm")
+    return len(_variant_words(name) & device_words)
 
 
 def _closest_name(device: str, gpus: set[str]) -> str:
@@ -746,11 +846,8 @@ def _closest_name(device: str, gpus: set[str]) -> str:
     catalog order."""
     from simulator.hardware import GPUS
 
-    def words(text: str) -> set[str]:
-        return {re.sub(r"^sxm\d*$", "sxm", w) for w in re.split(r"[^0-9a-z]+", text.lower())}
-
     order = [*GPUS, "GB200"]
-    return max(sorted(gpus, key=order.index), key=lambda g: len(words(g) & words(device)))
+    return max(sorted(gpus, key=order.index), key=lambda g: _shared_words(g, device))
 
 
 def fit_from_source(
@@ -774,7 +871,7 @@ def fit_from_source(
     from simulator.calibration.select import reference_for
 
     gpu = canonical_gpu(gpu_name)
-    meas, system, kind = read_gpu_measurements(Path(source), gpu)
+    meas, system, kind = read_gpu_measurements(Path(source), gpu, progress)
     ref = reference_for(gpu)
     profile = fit_profile(
         meas,

@@ -199,7 +199,9 @@ class Profile:
             parts.append(f"[{prov['engine']}]")
         # The headline: GEMMs of catalog models held out of the fit; a profile with nothing
         # to hold them out of (one model's shapes) gives its random-20 % error instead.
-        gemm = self.errors.get("gemm_bfloat16", {})
+        # Only a grid the profile holds: errors left behind by a removed grid describe
+        # nothing this profile predicts.
+        gemm = self.errors.get("gemm_bfloat16", {}) if "gemm_bfloat16" in self.grids else {}
         for kind, label in (
             ("holdout_model_shapes", "held-out model shapes"),
             ("holdout_random_20pct", "random 20% held out"),
@@ -377,6 +379,17 @@ def _from_json(data: Any, path: Path) -> Profile:
     for name, grid_data in grids_data.items():
         if name not in GRID_FEATURES:
             raise ValueError(f"grids.{name}: unknown grid (known: {', '.join(GRID_FEATURES)})")
+        legacy = LEGACY_GRID_FEATURES.get(name, ())
+        axes_data = grid_data.get("axes") if isinstance(grid_data, dict) else None
+        # Named before the grid is read: a missing axis would otherwise be reported as a
+        # log_ratio of the wrong length.
+        if isinstance(axes_data, dict) and axes_data:
+            got = tuple(axes_data)
+            if got != GRID_FEATURES[name][1] and got not in legacy:
+                raise ValueError(
+                    f"grids.{name}.axes must be {', '.join(GRID_FEATURES[name][1])}, "
+                    f"got {', '.join(got)}"
+                )
         grid = Grid.from_json(grid_data, f"grids.{name}")
         for j, term in enumerate(grid.terms):
             unknown = [n for n in term.names if n not in GRID_FEATURES[name][1]]
@@ -385,7 +398,6 @@ def _from_json(data: Any, path: Path) -> Profile:
                     f"grids.{name}.terms[{j}].axes.{unknown[0]}: not a feature of {name} "
                     f"({', '.join(GRID_FEATURES[name][1])})"
                 )
-        legacy = LEGACY_GRID_FEATURES.get(name, ())
         if grid.names != GRID_FEATURES[name][1] and grid.names not in legacy:
             raise ValueError(f"grids.{name}.axes must be {', '.join(GRID_FEATURES[name][1])}")
         grids[name] = grid

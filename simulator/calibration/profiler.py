@@ -1341,8 +1341,9 @@ def plan_profile(
 def check_out_dir(out: Path, force: bool) -> Path:
     """Fail before measuring when ``out`` cannot take the profile.
 
-    ``out`` may be missing or an empty directory; a non-empty one only with ``force`` (it is
-    then replaced as a whole once the new profile is complete).
+    ``out`` may be missing or an empty directory; a non-empty one only with ``force`` and
+    only when it holds a previous profile (``META_FILE``): it is then replaced as a whole
+    once the new profile is complete.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -1350,6 +1351,13 @@ def check_out_dir(out: Path, force: bool) -> Path:
     if out.is_dir() and any(out.iterdir()) and not force:
         raise SimreplayError(
             f"-o {out}: directory exists and is not empty (use --force to replace it)"
+        )
+    if out.is_dir() and any(out.iterdir()) and not (out / META_FILE).is_file():
+        # --force deletes the folder as a whole: only one a profile run wrote, never a
+        # folder of other files (``-o ~ --force`` or ``-o . --force``).
+        raise SimreplayError(
+            f"-o {out}: --force replaces only a previous profile's folder (one holding "
+            f"{META_FILE}); this one holds other files: give a new or empty directory"
         )
     parent = out.absolute().parent
     if not parent.is_dir():

@@ -117,8 +117,11 @@ def shipped_profiles(directory: Path = PROFILES_DIR) -> list[Profile]:
 
 
 def borrow_order(gpu_name: str) -> tuple[str, ...]:
-    """Measured GPUs whose grids ``gpu_name`` may use, nearest first."""
-    return NEAREST.get(gpu_name, ())
+    """GPUs whose profiles ``gpu_name`` may use, nearest first: its own always first, so a
+    profile fitted for a GPU without published measurements (``calibrate fit --gpu H200 -o
+    calibration/profiles/``) is what its runs use, then its measured relatives."""
+    order = NEAREST.get(gpu_name, ())
+    return order if gpu_name in order else (gpu_name, *order)
 
 
 def step_model_for(

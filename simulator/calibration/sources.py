@@ -10,7 +10,7 @@ profile`` writes): files are found by name anywhere under the directory, recursi
     gemm_perf.parquet                  gemm_dtype, m, n, k, latency (ms)
     context_attention_perf.parquet     batch_size, isl, num_heads, num_key_value_heads,
                                        head_dim, kv_cache_dtype, latency (ms); optional
-                                       window_size (0 = full attention)
+                                       window_size (0 or -1 = full attention)
     generation_attention_perf.parquet  the same columns plus step; the cached context of
                                        each decoded token is isl + step
     custom_allreduce_perf.parquet      num_gpus, message_size (elements), latency (ms);
@@ -22,7 +22,8 @@ profile`` writes): files are found by name anywhere under the directory, recursi
                                        moe_ep_size, moe_dtype, distribution (16-bit,
                                        balanced routing, no expert parallelism are used)
 
-Vidur layout (``profiling/compute/<gpu>/<org>/<model>/mlp.csv``): the linear layers of one
+Vidur layout (``profiling/compute/<gpu>/<org>/<model>/mlp.csv``; an optional ``device`` column is
+checked as the parquet files' is): the linear layers of one
 transformer layer (``attn_pre_proj``, ``attn_post_proj``, ``mlp_up_proj``,
 ``mlp_down_proj``) become GEMM points with the shapes the file's model columns give.
 """
@@ -124,6 +125,9 @@ class Measurements:
         The device string of the files (e.g. ``NVIDIA H100 80GB HBM3``), or ``unknown``.
     skipped : dict of str to int
         Rows left out per reason (e.g. sliding-window or FP8-KV attention rows).
+    unread_files : list of str
+        Parquet and CSV files under the directory that are not operator tables of a known
+        name (``gemm_perf (1).parquet``, Vidur's ``attention.csv``), relative to it.
     """
 
     gemm: dict[str, np.ndarray] = field(default_factory=dict)
@@ -136,6 +140,7 @@ class Measurements:
     device: str = "unknown"
     num_moe_rows: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    unread_files: list[str] = field(default_factory=list)
 
     def count(self, family: str) -> int:
         """Measured points of ``family`` (0 when absent)."""
@@ -186,16 +191,21 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
             columns = table.to_pydict()
             # Every row's device, not the first: one file may hold several GPUs' rows.
             devices.update(str(d) for d in set(columns.get("device") or ()) if d is not None)
-            if family != "nccl" and "framework" in columns and columns["framework"]:
-                framework = str(columns["framework"][0])
-                if framework.lower() == "vllm":
-                    framework = "vLLM"
-                engines.add(f"{framework} {columns.get('version', ['?'])[0]}")
+            if family != "nccl" and "framework" in columns:
+                # Every row's engine, not the first: one file may hold several versions' rows.
+                versions = columns.get("version") or ["?"] * len(columns["framework"])
+                for framework, version in set(zip(columns["framework"], versions, strict=True)):
+                    if framework is None:
+                        continue
+                    name = "vLLM" if str(framework).lower() == "vllm" else str(framework)
+                    engines.add(f"{name} {'?' if version is None else version}")
             _ADD[family](result, columns, path)
             result.files.append(str(_rel(path, root)))
         elif path.name == "mlp.csv":
-            _add_vidur_mlp(result, path)
+            devices.update(_add_vidur_mlp(result, path))
             result.files.append(str(_rel(path, root)))
+        elif path.suffix.lower() in (".parquet", ".csv"):
+            result.unread_files.append(str(_rel(path, root)))
     _prefer_custom_allreduce(result)
     if not result.files:
         raise SimreplayError(
@@ -228,13 +238,16 @@ def _read_parquet(path: Path) -> pa.Table:
         raise SimreplayError(f"{path}: not a readable parquet file: {reason}") from None
 
 
-def _check_columns(names: list[str], required: tuple[str, ...], path: Path) -> None:
+def _check_columns(
+    names: list[str],
+    required: tuple[str, ...],
+    path: Path,
+    expected: str = "AIConfigurator's {columns}; latency in ms",
+) -> None:
     missing = [name for name in required if name not in names]
     if missing:
-        raise SimreplayError(
-            f"{path}: missing column(s) {', '.join(missing)} (expected AIConfigurator's "
-            f"{', '.join(required)}; latency in ms)"
-        )
+        what = expected.format(columns=", ".join(required))
+        raise SimreplayError(f"{path}: missing column(s) {', '.join(missing)} (expected {what})")
 
 
 # Errors name a file's rows from 1 (its first row of data), as trace checks and the Vidur
@@ -329,18 +342,27 @@ def _skip(result: Measurements, reason: str, count: int) -> None:
 #: GEMM data types of the 16-bit grid, and of every grid (16-bit and FP8; ``fit.grid_points``).
 GEMM_16BIT_DTYPES = ("bfloat16", "float16", "bf16", "fp16")
 FITTED_GEMM_DTYPES = (*GEMM_16BIT_DTYPES, "fp8")
+#: Every spelling of a 16-bit type the files' dtype columns use (after ``_dtype_name``).
+SIXTEEN_BIT_DTYPES = (*GEMM_16BIT_DTYPES, "half")
+
+
+def _dtype_name(value: object) -> str:
+    """A dtype column's value as one spelling: ``BF16`` -> ``bf16``, ``torch.bfloat16`` ->
+    ``bfloat16`` (what ``str`` of a torch dtype gives), so a 16-bit row is not skipped as
+    another type for its case or prefix."""
+    return str(value).strip().lower().removeprefix("torch.")
 
 
 def _add_gemm(result: Measurements, columns: dict, path: Path) -> None:
     num_rows = len(columns["latency"])
-    dtype = columns.get("gemm_dtype") or ["bfloat16"] * num_rows
-    for other in sorted({str(d) for d in dtype} - set(FITTED_GEMM_DTYPES)):
-        count = sum(1 for d in dtype if str(d) == other)
+    dtype = [_dtype_name(d) for d in columns.get("gemm_dtype") or ["bfloat16"] * num_rows]
+    for other in sorted(set(dtype) - set(FITTED_GEMM_DTYPES)):
+        count = sum(1 for d in dtype if d == other)
         _skip(result, f"gemm: {other} rows (16-bit and FP8 GEMMs are fitted)", count)
     _append(
         result.gemm,
         {
-            "dtype": np.asarray([str(d) for d in dtype], dtype=object),
+            "dtype": np.asarray(dtype, dtype=object),
             "m": _floats(columns["m"], path, "m"),
             "n": _floats(columns["n"], path, "n"),
             "k": _floats(columns["k"], path, "k"),
@@ -354,11 +376,19 @@ def _attention_keep(result: Measurements, columns: dict, family: str, path: Path
     keep = np.ones(num_rows, dtype=bool)
     if "window_size" in columns:
         window = _numeric(columns["window_size"], path, "window_size", " (0 = full attention)")
-        _skip(result, f"{family}: sliding-window rows", int(((window != 0) & keep).sum()))
-        keep &= window == 0
+        if not np.isfinite(window).all():
+            row = int(np.argmax(~np.isfinite(window)))
+            raise SimreplayError(
+                f"{path}: row {row + 1}: column 'window_size' is not a finite number "
+                "(0 = full attention)"
+            )
+        # AIConfigurator writes 0 for full attention; flash-attn and vLLM's kernels take -1.
+        sliding = window > 0
+        _skip(result, f"{family}: sliding-window rows", int((sliding & keep).sum()))
+        keep &= ~sliding
     if "kv_cache_dtype" in columns:
-        kv_dtypes = np.asarray([str(d) for d in columns["kv_cache_dtype"]], dtype=object)
-        kv16 = np.isin(kv_dtypes, ("bfloat16", "float16", "fp16", "bf16", "auto"))
+        kv_dtypes = np.asarray([_dtype_name(d) for d in columns["kv_cache_dtype"]], dtype=object)
+        kv16 = np.isin(kv_dtypes, (*SIXTEEN_BIT_DTYPES, "auto"))
         for other in sorted(set(kv_dtypes[~kv16 & keep].tolist())):
             label = "FP8" if "8" in other else other
             count = int(((kv_dtypes == other) & keep).sum())
@@ -367,15 +397,31 @@ def _attention_keep(result: Measurements, columns: dict, family: str, path: Path
     return keep
 
 
+def _attention_heads(columns: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Query and KV heads per row; a row of more KV heads than query heads (none can have
+    them: each KV head serves one or more query heads) is refused, as swapped columns."""
+    heads = _floats(columns["num_heads"], path, "num_heads")
+    kv_heads = _floats(columns["num_key_value_heads"], path, "num_key_value_heads")
+    if (kv_heads > heads).any():
+        row = int(np.argmax(kv_heads > heads))
+        raise SimreplayError(
+            f"{path}: row {row + 1}: num_key_value_heads {kv_heads[row]:g} is more than "
+            f"num_heads {heads[row]:g} (each KV head serves one or more query heads; are the "
+            "two columns swapped?)"
+        )
+    return heads, kv_heads
+
+
 def _add_context_attention(result: Measurements, columns: dict, path: Path) -> None:
     keep = _attention_keep(result, columns, "context_attention", path)
+    heads, kv_heads = _attention_heads(columns, path)
     _append(
         result.context_attention,
         {
             "batch": _floats(columns["batch_size"], path, "batch_size")[keep],
             "isl": _floats(columns["isl"], path, "isl")[keep],
-            "heads": _floats(columns["num_heads"], path, "num_heads")[keep],
-            "kv_heads": _floats(columns["num_key_value_heads"], path, "num_key_value_heads")[keep],
+            "heads": heads[keep],
+            "kv_heads": kv_heads[keep],
             "head_dim": _floats(columns["head_dim"], path, "head_dim")[keep],
             "latency_s": _latency_s(columns, path)[keep],
         },
@@ -384,6 +430,7 @@ def _add_context_attention(result: Measurements, columns: dict, path: Path) -> N
 
 def _add_generation_attention(result: Measurements, columns: dict, path: Path) -> None:
     keep = _attention_keep(result, columns, "generation_attention", path)
+    heads, kv_heads = _attention_heads(columns, path)
     context = _floats(columns["isl"], path, "isl") + _floats(
         columns["step"], path, "step", lowest=0.0
     )
@@ -392,8 +439,8 @@ def _add_generation_attention(result: Measurements, columns: dict, path: Path) -
         {
             "batch": _floats(columns["batch_size"], path, "batch_size")[keep],
             "context": context[keep],
-            "heads": _floats(columns["num_heads"], path, "num_heads")[keep],
-            "kv_heads": _floats(columns["num_key_value_heads"], path, "num_key_value_heads")[keep],
+            "heads": heads[keep],
+            "kv_heads": kv_heads[keep],
             "head_dim": _floats(columns["head_dim"], path, "head_dim")[keep],
             "latency_s": _latency_s(columns, path)[keep],
         },
@@ -410,7 +457,7 @@ def _collective(
 ) -> None:
     dtypes = columns.get(dtype_column) or ["bfloat16"] * len(columns["latency"])
     try:
-        elem_bytes = np.asarray([_DTYPE_BYTES[str(d).lower()] for d in dtypes], dtype=np.float64)
+        elem_bytes = np.asarray([_DTYPE_BYTES[_dtype_name(d)] for d in dtypes], dtype=np.float64)
     except KeyError as exc:
         raise SimreplayError(
             f"{path}: column {dtype_column!r}: unknown dtype {exc.args[0]!r} "
@@ -447,7 +494,7 @@ def _add_nccl(result: Measurements, columns: dict, path: Path) -> None:
     _skip(result, "nccl: rows of other collectives (all_reduce is used)", int((~keep).sum()))
     if "nccl_dtype" in columns:
         is16 = np.asarray(
-            [str(d) in ("half", "bfloat16", "float16") for d in columns["nccl_dtype"]], dtype=bool
+            [_dtype_name(d) in SIXTEEN_BIT_DTYPES for d in columns["nccl_dtype"]], dtype=bool
         )
         _skip(result, "nccl: all-reduce rows not in a 16-bit dtype", int((keep & ~is16).sum()))
         keep &= is16
@@ -477,7 +524,7 @@ def _add_moe(result: Measurements, columns: dict, path: Path) -> None:
     keep = np.ones(num_rows, dtype=bool)
     if "moe_dtype" in columns:
         is16 = np.asarray(
-            [str(d) in ("bfloat16", "float16") for d in columns["moe_dtype"]], dtype=bool
+            [_dtype_name(d) in SIXTEEN_BIT_DTYPES for d in columns["moe_dtype"]], dtype=bool
         )
         _skip(result, "moe: quantised rows", int((~is16).sum()))
         keep &= is16
@@ -547,16 +594,33 @@ def vidur_gemm_shape(op: str, row: dict[str, str]) -> tuple[float, float]:
     return hidden, ffn / tp
 
 
-def _add_vidur_mlp(result: Measurements, path: Path) -> None:
+def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
+    """Add a Vidur ``mlp.csv``'s linear layers to ``result.gemm``; return the device names
+    of its optional ``device`` column (Vidur's own files have none)."""
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            # Comma, tab or semicolon separated, as the header shows (a spreadsheet saving
+            # in a locale with decimal commas writes semicolons), as ``calibrate validate``
+            # reads its CSV.
+            header = handle.readline()
+            handle.seek(0)
+            delimiter = next((d for d in (",", "\t", ";") if d in header), ",")
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            # " n_head" (a space after each comma) names n_head; values are stripped where read.
+            if reader.fieldnames is not None:
+                reader.fieldnames = [name.strip() for name in reader.fieldnames]
+            rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SimreplayError(f"{path}: cannot read CSV: {exc}") from None
     if not rows:
         raise SimreplayError(f"{path}: no rows")
     header = list(rows[0])
-    _check_columns(header, _VIDUR_REQUIRED, path)
+    _check_columns(
+        header,
+        _VIDUR_REQUIRED,
+        path,
+        "Vidur's {columns} and time_stats.<op>.median in ms",
+    )
     points: dict[str, list[float]] = {"m": [], "n": [], "k": [], "latency_s": []}
     for row_idx, row in enumerate(rows):
         if None in row or None in row.values():
@@ -580,9 +644,15 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> None:
                 latency_ms = float(row[column])
                 m = float(row["num_tokens"])
                 n, k = vidur_gemm_shape(op, row)
-            except (ValueError, ZeroDivisionError):
+            except ValueError:
                 raise SimreplayError(
                     f"{path}: row {row_idx + 1}: {column} or the shape columns are not numbers"
+                ) from None
+            except ZeroDivisionError:
+                raise SimreplayError(
+                    f"{path}: row {row_idx + 1}: n_head and num_tensor_parallel_workers must be "
+                    f"at least 1, got {row['n_head'].strip()} and "
+                    f"{row['num_tensor_parallel_workers'].strip()}"
                 ) from None
             if not all(math.isfinite(v) and 1 <= v <= MAX_COLUMN_VALUE for v in (m, n, k)):
                 raise SimreplayError(
@@ -608,3 +678,4 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> None:
     new = {key: np.asarray(values, dtype=np.float64) for key, values in points.items()}
     new["dtype"] = np.asarray(["bfloat16"] * len(points["m"]), dtype=object)
     _append(result.gemm, new)
+    return {row["device"].strip() for row in rows if row.get("device", "").strip()}

@@ -57,6 +57,7 @@ def fit(
     from simulator.calibration.profile import save_profile
 
     target = _fit_target(out, _gpu_name(gpu))
+    _refuse_overwriting_measurements(target, source)
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
     save_profile(profile, target)
     _print_skipped(profile.provenance.get("rows_skipped") or {})
@@ -72,6 +73,23 @@ def fit(
         )
     else:
         _print_errors({profile.gpu: profile.errors})
+
+
+def _refuse_overwriting_measurements(target: Path, source: Path) -> None:
+    """Fail before fitting when ``-o`` names one of the files ``--source`` holds: the
+    profile would replace the measurements it was fitted from."""
+    from simulator.calibration.sources import AICONFIGURATOR_FILES
+    from simulator.io import refuse_overwriting_input
+
+    names = {*AICONFIGURATOR_FILES, "mlp.csv", "collection_meta.yaml", "collection_meta.json"}
+    inputs = (
+        [source]
+        if source.is_file()
+        else [p for p in source.rglob("*") if p.name in names]
+        if source.is_dir()
+        else []
+    )
+    refuse_overwriting_input(target, inputs, "a measured operator file under --source")
 
 
 def _gpu_name(name: str) -> str:
@@ -252,7 +270,9 @@ def check(
     from simulator.models import get_model
 
     spec = None if model is None else get_model(model)
-    result = check_measurements(directory, get_gpu(gpu), calibration=calibration, model=spec)
+    result = check_measurements(
+        directory, get_gpu(gpu), calibration=calibration, model=spec, note=_progress
+    )
     if result["system"] is not None:
         err.print(
             f"note: read {result['gpu']}'s folder {result['system']}/ of the "

@@ -118,7 +118,10 @@ def profile(
         ),
     ] = True,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace a non-empty output directory.")
+        bool,
+        typer.Option(
+            "--force", help="Replace a previous profile's output directory (and all it holds)."
+        ),
     ] = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
