@@ -1029,3 +1029,37 @@ def test_a_bad_token_count_is_shown_as_the_file_wrote_it(tmp_path):
     ), result.stderr
     path.write_text("arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,2.5,0.1,0.2\n")
     assert _validate(path).stderr.strip().endswith(", got 2.5")
+
+
+def test_a_bad_request_after_failed_ones_is_named_by_its_place_in_the_file(tmp_path):
+    """Found by QA: the failed requests were dropped before the checks, so the 3rd request
+    of a result whose first was a failure was called "request 2"."""
+    path = tmp_path / "v.json"
+    path.write_text(
+        json.dumps(
+            _vllm_result(
+                input_lens=[5, 6, 7],
+                output_lens=[0, 3, 2],
+                ttfts=[0.0, 0.1, -0.2],
+                latencies=[0.0, 0.3, 0.5],
+                start_times=[10.0, 10.5, 11.0],
+                errors=["Internal Server Error", "", ""],
+            )
+        )
+    )
+    with pytest.raises(SimreplayError, match=r"^v.json: request 3: needs 0 <= TTFT"):
+        read_benchmark(path)
+
+
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [('"x"', "line 5: ttft_s must be a number"), ("-1", "line 5: needs 0 <= TTFT")],
+)
+def test_a_bad_json_line_is_named_by_its_line_number_past_blank_lines(tmp_path, bad, fragment):
+    """Found by QA: blank lines were skipped and then the requests counted, so the 4th
+    request on line 5 was called "line 4"."""
+    row = '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3, "ttft_s": %s, "e2e_s": 2}'
+    path = tmp_path / "b.jsonl"
+    path.write_text("\n".join([row % "0.1", "", row % "0.1", row % "0.1", row % bad]) + "\n")
+    with pytest.raises(SimreplayError, match=f"^b.jsonl: {fragment}"):
+        read_benchmark(path)

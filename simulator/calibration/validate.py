@@ -139,7 +139,7 @@ def read_benchmark(path: Path) -> Benchmark:
             )
         if isinstance(data, dict):
             return _from_rows(path, [data], "line")  # JSON lines holding one request
-        rows = []
+        rows, line_nos = [], []
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -157,6 +157,7 @@ def read_benchmark(path: Path) -> Benchmark:
                     f"got {type(row).__name__}"
                 )
             rows.append(row)
+            line_nos.append(line_no)
         num_results = sum(1 for row in rows if "input_lens" in row)
         if num_results:
             raise SimreplayError(
@@ -164,7 +165,7 @@ def read_benchmark(path: Path) -> Benchmark:
                 "with --append-result?); validate takes one run: put each line in a file of "
                 "its own"
             )
-        return _from_rows(path, rows, "line")
+        return _from_rows(path, rows, "line", line_nos)
     if not stripped:
         raise SimreplayError(f"{path.name}: file is empty")
     rows = []
@@ -296,6 +297,8 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         e2e[ok],
         "vLLM bench serve result",
         notes,
+        # Failed requests are gone: name the others by their place in the file.
+        [f"request {k + 1}" for k in np.flatnonzero(ok)],
     )
     model_id = data.get("model_id")
     bench.model_id = model_id if isinstance(model_id, str) and model_id.strip() else None
@@ -356,7 +359,12 @@ def _sum_of_gaps(path: Path, k: int, gaps: object) -> float:
 
 
 def _column(
-    rows: list[dict], names: tuple[str, ...], path: Path, word: str, required: bool = True
+    rows: list[dict],
+    names: tuple[str, ...],
+    path: Path,
+    word: str,
+    required: bool = True,
+    positions: list[int] | None = None,
 ) -> np.ndarray | None:
     if not rows:
         raise SimreplayError(f"{path.name}: no requests")
@@ -372,8 +380,9 @@ def _column(
         try:
             values[idx] = float(row[name])
         except (KeyError, TypeError, ValueError):
+            where = idx + 1 if positions is None else positions[idx]
             raise SimreplayError(
-                f"{path.name}: {word} {idx + 1}: {name} must be a number, got {row.get(name)!r}"
+                f"{path.name}: {word} {where}: {name} must be a number, got {row.get(name)!r}"
             ) from None
     return values
 
@@ -388,7 +397,11 @@ TABLE_COLUMNS = (
 )
 
 
-def _from_rows(path: Path, rows: list[dict], word: str) -> Benchmark:
+def _from_rows(
+    path: Path, rows: list[dict], word: str, positions: list[int] | None = None
+) -> Benchmark:
+    """A per-request table; ``positions`` are the rows' numbers as ``word`` counts them
+    (JSON lines: the line numbers, blank lines included), else 1, 2, ..."""
     if rows:
         missing = [
             " or ".join(names) for names in TABLE_COLUMNS if not any(n in rows[0] for n in names)
@@ -400,35 +413,54 @@ def _from_rows(path: Path, rows: list[dict], word: str) -> Benchmark:
                 "first_token_time_s, and e2e_s or completion_time_s, times in seconds; have: "
                 f"{', '.join(rows[0]) or 'none'})"
             )
-    arrival = _column(rows, ("arrival_time_s",), path, word)
-    inputs = _column(rows, ("input_tokens",), path, word)
-    outputs = _column(rows, ("output_tokens",), path, word)
-    ttft = _column(rows, ("ttft_s",), path, word, required=False)
+
+    def column(names: tuple[str, ...], required: bool = True) -> np.ndarray | None:
+        return _column(rows, names, path, word, required, positions)
+
+    arrival = column(("arrival_time_s",))
+    inputs = column(("input_tokens",))
+    outputs = column(("output_tokens",))
+    ttft = column(("ttft_s",), required=False)
     if ttft is None:
-        first = _column(rows, ("first_token_time_s",), path, word, required=False)
+        first = column(("first_token_time_s",), required=False)
         if first is None:
             raise SimreplayError(f"{path.name}: missing column ttft_s or first_token_time_s")
         with np.errstate(over="ignore", invalid="ignore"):  # +-1e308: ``_finish`` says so
             ttft = first - arrival
-    e2e = _column(rows, ("e2e_s",), path, word, required=False)
+    e2e = column(("e2e_s",), required=False)
     if e2e is None:
-        done = _column(rows, ("completion_time_s",), path, word, required=False)
+        done = column(("completion_time_s",), required=False)
         if done is None:
             raise SimreplayError(f"{path.name}: missing column e2e_s or completion_time_s")
         with np.errstate(over="ignore", invalid="ignore"):
             e2e = done - arrival
-    return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", [])
+    where = None if positions is None else [f"{word} {n}" for n in positions]
+    return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", [], where)
 
 
 def _finish(
-    path: Path, arrival, inputs, outputs, ttft, e2e, kind: str, notes: list[str]
+    path: Path,
+    arrival,
+    inputs,
+    outputs,
+    ttft,
+    e2e,
+    kind: str,
+    notes: list[str],
+    where: list[str] | None = None,
 ) -> Benchmark:
+    """Check and sort the requests; an error names the request as ``where`` does (its
+    place in the file), else as "request N" in the order given."""
+
+    def name(idx: int) -> str:
+        return f"request {idx + 1}" if where is None else where[idx]
+
     arrival = np.asarray(arrival, dtype=np.float64)
     if len(arrival) == 0:
         raise SimreplayError(f"{path.name}: no successful requests to replay")
     inputs = np.asarray(inputs, dtype=np.float64)
     outputs = np.asarray(outputs, dtype=np.float64)
-    for name, values in (("input tokens", inputs), ("output tokens", outputs)):
+    for what, values in (("input tokens", inputs), ("output tokens", outputs)):
         bad = ~(
             np.isfinite(values)
             & (values >= 1)
@@ -437,13 +469,13 @@ def _finish(
         )
         if bad.any():
             raise SimreplayError(
-                f"{path.name}: request {int(np.argmax(bad)) + 1}: {name} must be a whole "
+                f"{path.name}: {name(int(np.argmax(bad)))}: {what} must be a whole "
                 f"number from 1 to {INT32_MAX:,}, got {format_number(values[bad][0])}"
             )
     if not np.isfinite(arrival).all():
         bad_at = int(np.argmax(~np.isfinite(arrival)))
         raise SimreplayError(
-            f"{path.name}: request {bad_at + 1}: its start time must be a finite number of "
+            f"{path.name}: {name(bad_at)}: its start time must be a finite number of "
             f"seconds, got {float(arrival[bad_at])!r}"
         )
     # Clock readings (perf_counter, Unix time) are far inside +-MAX_ARRIVAL_S, and a replay
@@ -454,14 +486,14 @@ def _finish(
     if absurd.any():
         bad_at = int(np.argmax(absurd))
         raise SimreplayError(
-            f"{path.name}: request {bad_at + 1}: start time {float(arrival[bad_at])!r} s is "
+            f"{path.name}: {name(bad_at)}: start time {float(arrival[bad_at])!r} s is "
             f"not a clock reading: start times must be within {MAX_ARRIVAL_S:.0e} s (3,000 "
             "years) of 0 and of each other (a corrupt time, or a unit other than seconds?)"
         )
     bad = ~((ttft >= 0) & (e2e >= ttft) & (e2e <= MAX_ARRIVAL_S))  # False for NaN
     if bad.any():
         raise SimreplayError(
-            f"{path.name}: request {int(np.argmax(bad)) + 1}: needs 0 <= TTFT <= E2E <= "
+            f"{path.name}: {name(int(np.argmax(bad)))}: needs 0 <= TTFT <= E2E <= "
             f"{MAX_ARRIVAL_S:.0e} s, got "
             f"TTFT {float(ttft[bad][0])!r} s, E2E {float(e2e[bad][0])!r} s"
         )
