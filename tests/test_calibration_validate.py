@@ -1063,3 +1063,31 @@ def test_a_bad_json_line_is_named_by_its_line_number_past_blank_lines(tmp_path, 
     path.write_text("\n".join([row % "0.1", "", row % "0.1", row % "0.1", row % bad]) + "\n")
     with pytest.raises(SimreplayError, match=f"^b.jsonl: {fragment}"):
         read_benchmark(path)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        (
+            {"errors": ["Traceback (most recent call last):\n  ...\nClientError: refused", ""]},
+            "all 2 requests failed in the benchmark (1 with an error text, the first "
+            "'ClientError: refused'; 1 with 0 output tokens and no error text)",
+        ),
+        (
+            {k: [] for k in ("input_lens", "output_lens", "ttfts", "latencies", "start_times")}
+            | {"errors": []},
+            "input_lens is empty: the result holds no requests",
+        ),
+    ],
+)
+def test_a_vllm_result_without_a_successful_request_says_how_they_failed(
+    tmp_path, fields, fragment
+):
+    """Found by QA: a benchmark whose every request failed (server down, bad endpoint) said
+    only "no successful requests to replay", dropping the counts and the error vLLM saved."""
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(_vllm_result(**({"output_lens": [0, 0]} | fields))))
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines

@@ -228,6 +228,8 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     # every failed request, whose error text is the HTTP reason and may be empty.
     silent = ok & (output_lens == 0)
     ok &= ~silent
+    if not ok.any():
+        raise _nothing_succeeded(path, count, errors, int(silent.sum()))
     starts = data.get("start_times")
     limit = data.get("max_concurrency")
     closed_loop = False
@@ -317,6 +319,24 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             "delay"
         )
     return bench
+
+
+def _nothing_succeeded(path: Path, count: int, errors: list, num_silent: int) -> SimreplayError:
+    """One line for a vLLM result with no request to replay: how many failed, and how."""
+    if not count:
+        return SimreplayError(f"{path.name}: input_lens is empty: the result holds no requests")
+    texts = [str(e).strip() for e in errors if e]
+    how = []
+    if texts:
+        # vLLM saves the client's traceback as the error text: its last line says what.
+        last = texts[0].splitlines()[-1] if texts[0] else ""
+        how.append(f"{len(texts):,} with an error text, the first {last[:120]!r}")
+    if num_silent:
+        how.append(f"{num_silent:,} with 0 output tokens and no error text")
+    return SimreplayError(
+        f"{path.name}: all {count:,} requests failed in the benchmark ({'; '.join(how)}): "
+        "nothing to replay"
+    )
 
 
 def _is_number(value: object) -> bool:
