@@ -1091,3 +1091,28 @@ def test_a_vllm_result_without_a_successful_request_says_how_they_failed(
     assert result.exit_code == 1, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("second", "fragment"),
+    [
+        (
+            '"output_tokens": true, "ttft_s": 0.1',
+            "line 2: output_tokens must be a number, got True",
+        ),
+        ('"output_tokens": 3', "line 2: ttft_s must be a number, got no ttft_s key"),
+    ],
+)
+def test_a_json_line_of_true_or_without_a_key_is_named(tmp_path, second, fragment):
+    """Found by QA: JSON true was read as 1 (a request of one output token replayed, exit
+    0), and a line without a key said "got None"."""
+    first = '"output_tokens": 3, "ttft_s": 0.1'
+    path = tmp_path / "b.jsonl"
+    path.write_text(
+        "".join(
+            f'{{"arrival_time_s": 0, "input_tokens": 5, {cells}, "e2e_s": 0.5}}\n'
+            for cells in (first, second)
+        )
+    )
+    with pytest.raises(SimreplayError, match=f"^b.jsonl: {fragment}$"):
+        read_benchmark(path)

@@ -397,12 +397,16 @@ def _column(
         )
     values = np.empty(len(rows))
     for idx, row in enumerate(rows):
+        value = row.get(name)
         try:
-            values[idx] = float(row[name])
-        except (KeyError, TypeError, ValueError):
+            if isinstance(value, bool):  # JSON true/false: float() would take it as 1 or 0
+                raise TypeError
+            values[idx] = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
             where = idx + 1 if positions is None else positions[idx]
+            got = f"no {name} key" if name not in row else repr(value)
             raise SimreplayError(
-                f"{path.name}: {word} {where}: {name} must be a number, got {row.get(name)!r}"
+                f"{path.name}: {word} {where}: {name} must be a number, got {got}"
             ) from None
     return values
 
