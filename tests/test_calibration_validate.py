@@ -1116,3 +1116,17 @@ def test_a_json_line_of_true_or_without_a_key_is_named(tmp_path, second, fragmen
     )
     with pytest.raises(SimreplayError, match=f"^b.jsonl: {fragment}$"):
         read_benchmark(path)
+
+
+@pytest.mark.parametrize(("name", "indent"), [("b.json", None), ("b.json", 2), ("b.jsonl", None)])
+def test_a_json_array_of_requests_is_named_as_one(tmp_path, name, indent):
+    """Found by QA: a JSON array was read as a CSV whose header was the array: "no
+    requests", or "row 2 (line 3): 2 fields, the header has 1" when pretty-printed."""
+    row = {"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3, "ttft_s": 0.1, "e2e_s": 1}
+    path = tmp_path / name
+    path.write_text(json.dumps([row, row], indent=indent))
+    target = "b.jsonl" if name == "b.json" else "b-lines.jsonl"
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    assert str(raised.value).startswith(f"{name}: a JSON array; ")
+    assert str(raised.value).endswith(f"(convert it with: jq -c '.[]' {name} > {target})")

@@ -168,6 +168,13 @@ def read_benchmark(path: Path) -> Benchmark:
         return _from_rows(path, rows, "line", line_nos)
     if not stripped:
         raise SimreplayError(f"{path.name}: file is empty")
+    if stripped.startswith("["):  # else read as a CSV whose header is the whole array
+        target = f"{path.stem}.jsonl" if path.suffix != ".jsonl" else f"{path.stem}-lines.jsonl"
+        raise SimreplayError(
+            f"{path.name}: a JSON array; a benchmark is a vLLM bench serve result (one JSON "
+            "object) or a per-request table in JSON lines, one object per line (convert it "
+            f"with: jq -c '.[]' {path.name} > {target})"
+        )
     rows = []
     header = stripped.splitlines()[0]
     # Commas, else the tabs of a TSV or the semicolons of a spreadsheet in a comma-decimal
