@@ -1130,3 +1130,56 @@ def test_a_json_array_of_requests_is_named_as_one(tmp_path, name, indent):
         read_benchmark(path)
     assert str(raised.value).startswith(f"{name}: a JSON array; ")
     assert str(raised.value).endswith(f"(convert it with: jq -c '.[]' {name} > {target})")
+
+
+HUGE = "1" + "0" * 400  # a JSON integer beyond float's range: float() raises OverflowError
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        (
+            "v.json",
+            json.dumps(_vllm_result()).replace(
+                '"input_lens": [5, 6]', f'"input_lens": [5, {HUGE}]'
+            ),
+            "request 2: input tokens must be a whole number from 1 to 2,147,483,647, got inf",
+        ),
+        (
+            "v.json",
+            json.dumps(_vllm_result()).replace('"start_times": [10.0', f'"start_times": [{HUGE}'),
+            "request 1: its start time must be a finite number of seconds, got inf",
+        ),
+        (
+            "v.json",
+            json.dumps(_vllm_result(itls=[[0.1], [0.1, 1]], start_times=None))
+            .replace(', "latencies": [0.3, 0.5]', "")
+            .replace("[0.1, 1]", f"[0.1, {HUGE}]"),
+            "request 2: needs 0 <= TTFT <= E2E <= 1e+11 s, got TTFT 0.2 s, E2E inf s",
+        ),
+        (
+            "v.json",
+            json.dumps(
+                _vllm_result(start_times=None, request_rate="inf", max_concurrency=7)
+            ).replace('"max_concurrency": 7', f'"max_concurrency": {HUGE}'),
+            "max_concurrency must be a whole number >= 1 or null to replay the client's sends, "
+            f"got {HUGE[:40]}",
+        ),
+        (
+            "b.jsonl",
+            '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3, "ttft_s": 0.1, '
+            f'"e2e_s": 0.2}}\n{{"arrival_time_s": 0, "input_tokens": {HUGE}, "output_tokens": '
+            '3, "ttft_s": 0.1, "e2e_s": 0.2}\n',
+            "line 2: input tokens must be a whole number from 1 to 2,147,483,647, got inf",
+        ),
+    ],
+)
+def test_an_integer_beyond_float_range_is_one_line(tmp_path, name, text, fragment):
+    """Found by QA: these were OverflowError tracebacks (JSON integers have no size limit;
+    a CSV cell of the same digits already said "got inf")."""
+    path = tmp_path / name
+    path.write_text(text)
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(fragment), lines

@@ -263,7 +263,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         if not (closed_loop or limit in (None, 0)):
             raise SimreplayError(
                 f"{path.name}: no start_times (older vLLM): max_concurrency must be a whole "
-                f"number >= 1 or null to replay the client's sends, got {limit!r}"
+                f"number >= 1 or null to replay the client's sends, got {limit!r:.40}"
             )
         arrival = np.zeros(count)
         if closed_loop:
@@ -350,9 +350,18 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _as_float(value: Any) -> float:
+    """``float(value)``, with an integer beyond float's range (JSON allows any number of
+    digits) as +-inf, which the range checks then name, instead of an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _whole_number(value: object) -> int | None:
     """``value`` as an int if it is a finite whole JSON number >= 1, else None."""
-    if not _is_number(value) or not math.isfinite(value) or value < 1:  # type: ignore[arg-type]
+    if not _is_number(value) or not math.isfinite(_as_float(value)) or value < 1:  # type: ignore[operator]
         return None
     return int(value) if value == int(value) else None  # type: ignore[arg-type]
 
@@ -366,7 +375,7 @@ def _numbers(path: Path, name: str, values: list) -> np.ndarray:
         if value is None:
             out[k] = math.nan
         elif _is_number(value):
-            out[k] = float(value)
+            out[k] = _as_float(value)
         else:
             raise SimreplayError(
                 f"{path.name}: request {k + 1}: field {name} must hold numbers, got {value!r:.40}"
@@ -382,7 +391,7 @@ def _sum_of_gaps(path: Path, k: int, gaps: object) -> float:
         raise SimreplayError(
             f"{path.name}: request {k + 1}: itls must be a list of seconds, got {gaps!r:.60}"
         )
-    return float(sum(gaps))
+    return math.fsum(_as_float(g) for g in gaps)
 
 
 def _column(
@@ -408,7 +417,7 @@ def _column(
         try:
             if isinstance(value, bool):  # JSON true/false: float() would take it as 1 or 0
                 raise TypeError
-            values[idx] = float(value)  # type: ignore[arg-type]
+            values[idx] = _as_float(value)
         except (TypeError, ValueError):
             where = idx + 1 if positions is None else positions[idx]
             got = f"no {name} key" if name not in row else repr(value)
