@@ -1183,3 +1183,30 @@ def test_an_integer_beyond_float_range_is_one_line(tmp_path, name, text, fragmen
     assert result.exit_code == 1, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith(fragment), lines
+
+
+LONG = list(range(1, 500))
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        (
+            {"arrival_time_s": LONG, "input_tokens": LONG, "output_tokens": LONG}
+            | {"ttft_s": LONG, "e2e_s": LONG},
+            f"line 1: arrival_time_s must be a number, got {repr(LONG)[:40]}",
+        ),
+        (
+            _vllm_result(start_times=None, request_rate=LONG),
+            f"at request_rate {repr(LONG)[:40]} the client",
+        ),
+    ],
+)
+def test_a_long_bad_value_is_cut_short_in_the_error(tmp_path, fields, fragment):
+    """Found by QA: a column-oriented JSON table ({"arrival_time_s": [...], ...}) put the
+    whole column, thousands of characters, in the error line."""
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(fields))
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    assert fragment in str(raised.value) and len(str(raised.value)) < 400, str(raised.value)

@@ -256,7 +256,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             )
         if not all_at_once:
             raise SimreplayError(
-                f"{path.name}: no start_times (older vLLM), and at request_rate {rate!r} the "
+                f"{path.name}: no start_times (older vLLM), and at request_rate {rate!r:.40} the "
                 "client drew its send times at random (Poisson or gamma gaps), so they cannot "
                 "be matched; re-run with a vLLM that saves start_times"
             )
@@ -420,7 +420,7 @@ def _column(
             values[idx] = _as_float(value)
         except (TypeError, ValueError):
             where = idx + 1 if positions is None else positions[idx]
-            got = f"no {name} key" if name not in row else repr(value)
+            got = f"no {name} key" if name not in row else f"{value!r:.40}"
             raise SimreplayError(
                 f"{path.name}: {word} {where}: {name} must be a number, got {got}"
             ) from None
