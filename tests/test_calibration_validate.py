@@ -604,7 +604,7 @@ def test_validate_replays_an_old_max_concurrency_benchmark_closed_loop(tmp_path)
     assert run.exit_code == 0, run.stderr
     assert (
         "note: no start_times: replayed as the benchmark's client sent them (request_rate "
-        "inf, max_concurrency 1): the first 1 at 0 s, each later one in list order when a "
+        "inf, max_concurrency 1): the first at 0 s, each later one in list order when a "
         "simulated request finishes"
     ) in run.stderr.splitlines()
     ttft = json.loads(run.stdout)["validation"]["predicted"]["ttft"]
@@ -615,6 +615,16 @@ def test_validate_replays_an_old_max_concurrency_benchmark_closed_loop(tmp_path)
     assert run.exit_code == 0, run.stderr
     ttft_at_once = json.loads(run.stdout)["validation"]["predicted"]["ttft"]
     assert ttft_at_once["p99"] > 3 * ttft["p99"]
+    # Found by QA: a limit of 50 over 12 requests was said as "the first 50 at 0 s".
+    result["max_concurrency"] = 50
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    assert (
+        "note: no start_times: every request sent at 0 s (request_rate inf, max_concurrency "
+        "50, not below the 12 requests)"
+    ) in run.stderr.splitlines()
+    assert json.loads(run.stdout)["validation"]["predicted"]["ttft"] == ttft_at_once
 
 
 def test_fit_refuses_when_every_request_is_rejected(bench, tmp_path):

@@ -266,10 +266,17 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
                 f"number >= 1 or null to replay the client's sends, got {limit!r:.40}"
             )
         arrival = np.zeros(count)
-        if closed_loop:
+        num_sent = int(ok.sum())
+        if closed_loop and limit >= num_sent:
+            notes.append(
+                f"no start_times: every request sent at 0 s (request_rate inf, max_concurrency "
+                f"{limit:g}, not below the {num_sent:,} requests)"
+            )
+        elif closed_loop:
+            first = "the first" if limit == 1 else f"the first {limit:,g}"
             notes.append(
                 f"no start_times: replayed as the benchmark's client sent them (request_rate "
-                f"inf, max_concurrency {limit:g}): the first {limit:,g} at 0 s, each later one "
+                f"inf, max_concurrency {limit:g}): {first} at 0 s, each later one "
                 "in list order when a simulated request finishes"
             )
         else:
