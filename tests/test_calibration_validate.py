@@ -1220,3 +1220,28 @@ def test_a_long_bad_value_is_cut_short_in_the_error(tmp_path, fields, fragment):
     with pytest.raises(SimreplayError) as raised:
         read_benchmark(path)
     assert fragment in str(raised.value) and len(str(raised.value)) < 400, str(raised.value)
+
+
+def test_more_kv_blocks_than_the_gpu_holds_are_refused(bench):
+    """Found by QA: --num-kv-blocks was taken at any size, so vLLM V1's logged KV token
+    count ("GPU KV cache size: 419,888 tokens") given as blocks simulated a 16 times larger
+    cache than any H100 holds, exit 0. The bound is the GPU's memory less the weights."""
+    from simulator.memory import GIB, cuda_total_memory_bytes
+    from simulator.scenario import resolve
+
+    resolved = resolve(Scenario(gpus="1xH100", model="llama-3.1-8b", tp=1))
+    per_block = 16 * 2 * 32 * 8 * 128 * 2  # tokens x (K, V) x layers x KV heads x dim x bf16
+    room = cuda_total_memory_bytes(resolved.gpu) - resolved.memory.weights_bytes_per_gpu
+    most = int(room // per_block)
+    ok = _validate(bench / "bench.jsonl", "--num-kv-blocks", most)
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["validation"]["deployment"]["kv_blocks_per_replica"] == most
+    refused = _validate(bench / "bench.jsonl", "--num-kv-blocks", 16 * most)
+    assert refused.exit_code == 1, refused.stdout
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"error: --num-kv-blocks {16 * most:,} of 16 tokens is "
+        f"{16 * most * per_block / GIB:,.1f} GiB of KV cache per GPU, more than the "
+        f"{room / GIB:,.1f} GiB left on each H100-SXM beside llama-3.1-8b's weights at tp=1"
+    )

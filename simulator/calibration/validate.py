@@ -641,14 +641,30 @@ def compare(predicted: dict[str, dict], measured: dict[str, dict]) -> dict[str, 
 def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> ResolvedScenario:
     """Resolve ``scenario``; with ``num_kv_blocks``, use that many KV blocks per replica.
 
-    vLLM logs its block count at start-up ("# GPU blocks: N"); giving it replaces the
-    memory plan's estimate, the way ``--num-gpu-blocks-override`` does in vLLM.
+    vLLM logs its block count at start-up (v0.x: "# GPU blocks: N"; the V1 engine: "GPU KV
+    cache size: T tokens", T / block size blocks); giving it replaces the memory plan's
+    estimate, the way ``--num-gpu-blocks-override`` does in vLLM. A count whose bytes
+    exceed the GPU's memory less the weights is refused: vLLM could not have allocated it
+    (it is most likely V1's token count).
     """
+    from simulator.memory import GIB, cuda_total_memory_bytes
+
     resolved = _with_replica_note(resolve(scenario))
     if num_kv_blocks is None:
         return resolved
     if isinstance(num_kv_blocks, bool) or not isinstance(num_kv_blocks, int) or (num_kv_blocks < 1):
         raise SimreplayError(f"--num-kv-blocks must be an integer >= 1, got {num_kv_blocks!r}")
+    plan = resolved.memory
+    kv_bytes = num_kv_blocks * plan.block_size * plan.kv_bytes_per_token
+    room_bytes = cuda_total_memory_bytes(resolved.gpu) - plan.weights_bytes_per_gpu
+    if kv_bytes > room_bytes:
+        raise SimreplayError(
+            f"--num-kv-blocks {num_kv_blocks:,} of {plan.block_size} tokens is "
+            f"{kv_bytes / GIB:,.1f} GiB of KV cache per GPU, more than the "
+            f"{room_bytes / GIB:,.1f} GiB left on each {resolved.gpu.name} beside "
+            f"{resolved.model.name}'s weights at tp={resolved.tp}: no server held it (vLLM's V1 "
+            f'engine logs "GPU KV cache size: T tokens": give T / {plan.block_size})'
+        )
     memory = dataclasses.replace(
         resolved.memory,
         num_kv_blocks=num_kv_blocks,
