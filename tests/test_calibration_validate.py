@@ -1245,3 +1245,31 @@ def test_more_kv_blocks_than_the_gpu_holds_are_refused(bench):
         f"{16 * most * per_block / GIB:,.1f} GiB of KV cache per GPU, more than the "
         f"{room / GIB:,.1f} GiB left on each H100-SXM beside llama-3.1-8b's weights at tp=1"
     )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message"),
+    [
+        (
+            "utf-16",  # with a byte-order mark
+            "b.jsonl: UTF-16 text (it starts with a UTF-16 byte-order mark, as files Windows "
+            "PowerShell's > writes do): save it as UTF-8",
+        ),
+        (
+            "utf-16-le",  # without one: ASCII with NUL bytes between, valid UTF-8
+            "b.jsonl: character 2 is NUL: UTF-16 text without a byte-order mark, or not text; "
+            "a benchmark is UTF-8 text (a vLLM result JSON, or a per-request JSON lines or CSV "
+            "file)",
+        ),
+    ],
+)
+def test_utf16_text_is_named_as_such(tmp_path, encoding, message):
+    """Found by QA: UTF-16 without a byte-order mark decodes as UTF-8 (NUL between the
+    ASCII letters) and was reported as "not valid JSON at line 1 column 2"; with one, as
+    "byte 0 is not UTF-8 text"."""
+    row = '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3, "ttft_s": 0.1, "e2e_s": 1}'
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(f"{row}\n{row}\n".encode(encoding))
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    assert str(raised.value) == message

@@ -38,6 +38,7 @@ fixes their sum at that batch size, not each one.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import io
@@ -112,12 +113,23 @@ def read_benchmark(path: Path) -> Benchmark:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
+        if exc.object[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            raise SimreplayError(
+                f"{path.name}: UTF-16 text (it starts with a UTF-16 byte-order mark, as files "
+                "Windows PowerShell's > writes do): save it as UTF-8"
+            ) from None
         raise SimreplayError(
             f"{path.name}: byte {exc.start} is not UTF-8 text: a benchmark is a vLLM result "
             "JSON, or a per-request JSON lines or CSV file"
         ) from None
     except OSError as exc:
         raise SimreplayError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if "\0" in text:  # valid UTF-8, but no JSON or CSV holds NUL: UTF-16 without a BOM
+        raise SimreplayError(
+            f"{path.name}: character {text.index(chr(0)) + 1} is NUL: UTF-16 text without a "
+            "byte-order mark, or not text; a benchmark is UTF-8 text (a vLLM result JSON, or "
+            "a per-request JSON lines or CSV file)"
+        )
     stripped = text.lstrip()
     if stripped.startswith("{"):
         document_error = None
