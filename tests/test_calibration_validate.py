@@ -1273,3 +1273,30 @@ def test_utf16_text_is_named_as_such(tmp_path, encoding, message):
     with pytest.raises(SimreplayError) as raised:
         read_benchmark(path)
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "got"),
+    [
+        # A spreadsheet in a comma-decimal locale: semicolons between cells (read as such)
+        # and decimal commas in them.
+        ("arrival_time_s;input_tokens;output_tokens;ttft_s;e2e_s\n0;5;3;0,1;0,5\n", "'0,1'"),
+        (
+            'arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,"1,024",3,0.1,0.5\n',
+            "'1,024'",
+        ),
+    ],
+)
+def test_a_number_with_commas_says_to_write_plain_numbers(tmp_path, text, got):
+    """Found by QA: the reader takes semicolon-separated tables, as spreadsheets in
+    comma-decimal locales save them, but their decimal commas were refused without a word
+    on why ("must be a number, got '0,1'")."""
+    path = tmp_path / "b.csv"
+    path.write_text(text)
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    name = "ttft_s" if "0,1" in got else "input_tokens"
+    assert str(raised.value) == (
+        f"b.csv: row 1: {name} must be a number, got {got}: write numbers with a decimal point "
+        "and no thousands separator"
+    )

@@ -440,10 +440,22 @@ def _column(
         except (TypeError, ValueError):
             where = idx + 1 if positions is None else positions[idx]
             got = f"no {name} key" if name not in row else f"{value!r:.40}"
+            if isinstance(value, str) and _comma_number(value):  # a spreadsheet's locale
+                got += ": write numbers with a decimal point and no thousands separator"
             raise SimreplayError(
                 f"{path.name}: {word} {where}: {name} must be a number, got {got}"
             ) from None
     return values
+
+
+def _comma_number(text: str) -> bool:
+    """Whether ``text`` is a number but for its commas: a decimal comma ("0,25") or
+    thousands separators ("1,024")."""
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return "," in text
 
 
 #: Columns of a per-request table: each group needs one of its names.
