@@ -336,7 +336,8 @@ def test_validate_json_carries_what_reading_the_benchmark_dropped(tmp_path):
     assert run.exit_code == 0, run.stderr
     notes = json.loads(run.stdout)["validation"]["notes"]
     assert notes[:2] == [
-        "no latencies field (older vLLM): E2E is TTFT plus the request's itls",
+        # Found by QA: said "(older vLLM)" of vLLM v0.11's own shape (start_times, itls).
+        "no latencies field: E2E is TTFT plus the sum of the request's itls (its inter-token gaps)",
         "dropped 1 request that failed in the benchmark",
     ]
     # Each note is printed once on stderr.

@@ -3,11 +3,12 @@
 Inputs (``read_benchmark``):
 
 - ``vllm bench serve --save-result --save-detailed`` JSON: per-request ``input_lens``,
-  ``output_lens``, ``ttfts`` (s), ``latencies`` (s, end to end; older vLLM saved none, and
-  E2E is then the TTFT plus the request's ``itls``, its inter-token gaps), ``errors`` and
-  ``start_times`` (client send times, newer vLLM). Without ``start_times`` only a benchmark
-  of ``request_rate`` inf can be replayed: every request at once, or with
-  ``max_concurrency`` as its closed-loop client sent them (``client.py``); failed
+  ``output_lens``, ``ttfts`` (s), ``latencies`` (s, end to end, where saved; vLLM v0.6 to
+  v0.11 save none, and E2E is then the TTFT plus the request's ``itls``, its inter-token
+  gaps), ``errors`` and ``start_times`` (client send times, newer vLLM). Without
+  ``start_times`` only a benchmark of ``request_rate`` inf can be replayed: every request at
+  once, or with ``max_concurrency`` as its closed-loop client sent them
+  (``closed_loop.py``'s ``client_slots``); failed
   requests (an error text, or 0 output tokens: vLLM's mark of a failure whose HTTP reason
   was empty) are dropped and counted.
 - A per-request JSONL or CSV with ``arrival_time_s``, ``input_tokens``, ``output_tokens``,
@@ -302,7 +303,11 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             for k, gaps in enumerate(data["itls"])
         ]
         e2e = ttft + np.array(after_first_s, dtype=np.float64)
-        notes.append("no latencies field (older vLLM): E2E is TTFT plus the request's itls")
+        # Not "older vLLM": v0.11's bench serve saves start_times and itls, no latencies.
+        notes.append(
+            "no latencies field: E2E is TTFT plus the sum of the request's itls (its "
+            "inter-token gaps)"
+        )
     num_failed = int((~ok).sum()) - int(silent.sum())
     if num_failed:
         notes.append(
