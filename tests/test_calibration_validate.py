@@ -1301,3 +1301,32 @@ def test_a_number_with_commas_says_to_write_plain_numbers(tmp_path, text, got):
         f"b.csv: row 1: {name} must be a number, got {got}: write numbers with a decimal point "
         "and no thousands separator"
     )
+
+
+def test_a_fitted_profile_without_grids_is_named_roofline_where_it_is_used(tmp_path):
+    """Found by QA: --fit on a GPU with no measured relative (MI300X) writes host constants
+    alone; validate said "roofline with default efficiencies" while fitting, but a run or
+    validate given the profile called the same step times "calibrated profile MI300X ...
+    (no held-out GEMM error measured)"."""
+    from simulator.calibration.select import UNCALIBRATED, borrow_order, step_model_for
+    from simulator.hardware import get_gpu
+    from simulator.models import get_model
+
+    assert borrow_order("MI300X") == ()  # nothing measured to borrow kernels from
+    rows = [(0.0, 100, 20, 0.02, 0.3), (0.0, 200, 30, 0.03, 0.5), (0.5, 150, 25, 0.03, 0.8)]
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        + "".join(",".join(map(str, row)) + "\n" for row in rows)
+    )
+    out = tmp_path / "mine.json"
+    fitted = _validate(path, "--gpus", "1xMI300X", "--fit", "-o", out)
+    assert fitted.exit_code == 0, fitted.stderr
+    assert load_profile(out).grids == {}
+    step, _ = step_model_for(get_model("llama-3.1-8b"), get_gpu("MI300X"), 1, out)
+    assert step.source.startswith(f"{UNCALIBRATED}; host overheads from mine.json"), step.source
+    again = _validate(path, "--gpus", "1xMI300X", "--calibration", out)
+    assert again.exit_code == 0, again.stderr
+    report = json.loads(again.stdout)["validation"]
+    assert report["step_times"] == step.source
+    assert report["predicted"] == json.loads(fitted.stdout)["fit"]["validation"]["predicted"]

@@ -201,9 +201,12 @@ def step_model_for(
     own = calibration is not None or primary.gpu == gpu.name
     host = next((p.host for p in chain if p.host), {})
     owners = {g: _label(p) for g, p in grid_owner.items()}
-    source = profile_source(primary, gpu.name, own)
-    if own:
-        source += _BORROWED  # filled in once the step model says which grids it reads
+    if grid_owner:
+        source = profile_source(primary, gpu.name, own)
+        if own:
+            source += _BORROWED  # filled in once the step model says which grids it reads
+    else:  # host constants alone (``validate --fit`` on a GPU nothing was measured like)
+        source = UNCALIBRATED
     if host:
         host_owner = next(p for p in chain if p.host)
         source += f"; host overheads from {_label(host_owner)}"
