@@ -1330,3 +1330,35 @@ def test_a_fitted_profile_without_grids_is_named_roofline_where_it_is_used(tmp_p
     report = json.loads(again.stdout)["validation"]
     assert report["step_times"] == step.source
     assert report["predicted"] == json.loads(fitted.stdout)["fit"]["validation"]["predicted"]
+
+
+def test_a_profile_fitted_over_a_borrowed_one_names_the_gpu_its_grids_were_measured_on(
+    tmp_path,
+):
+    """Found by QA: --fit on an L4 (no measurements; L40S's grids borrowed, "expect errors
+    like ... 19 %") wrote L40S's grids under the name L4, and a run given the profile then
+    called them "calibrated profile L4 ... GEMM held-out ... 5.4 %", L40S's own error."""
+    from simulator.calibration.select import borrow_order
+
+    assert borrow_order("L4")[0] == "L40S"
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        + "".join(f"{k * 0.5},200,30,0.2,{0.2 + 29 * 0.09 + k * 0.01}\n" for k in range(6))
+    )
+    out = tmp_path / "l4.json"
+    fitted = _validate(path, "--gpus", "1xL4", "--fit", "-o", out)
+    assert fitted.exit_code == 0, fitted.stderr
+    assert "on L40S" in json.loads(fitted.stdout)["fit"]["validation"]["step_times"]
+    profile = load_profile(out)
+    assert profile.gpu == "L40S" and profile.provenance["benchmark_gpu"] == "L4"
+    again = _validate(path, "--gpus", "1xL4", "--calibration", out)
+    assert again.exit_code == 0, again.stderr
+    report = json.loads(again.stdout)["validation"]
+    assert report["step_times"].startswith("calibrated profile L40S (l4.json)")
+    assert (
+        "measured on L40S, applied to L4 as efficiencies over its roofline"
+        in (report["step_times"])
+    )
+    assert report["step_times"].endswith("(fitted to a benchmark on L4)")
+    assert report["predicted"] == json.loads(fitted.stdout)["fit"]["validation"]["predicted"]

@@ -210,6 +210,9 @@ def step_model_for(
     if host:
         host_owner = next(p for p in chain if p.host)
         source += f"; host overheads from {_label(host_owner)}"
+        benchmark_gpu = host_owner.provenance.get("benchmark_gpu")
+        if benchmark_gpu is not None:  # ``validate --fit`` on a GPU its grids' relative
+            source += f" (fitted to a benchmark on {benchmark_gpu})"
         if host_owner.model is not None and (host_owner.model, host_owner.tp) != (
             model.name,
             tp,

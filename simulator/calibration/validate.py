@@ -1092,8 +1092,12 @@ def fitted_profile(
         "error_pct_before": before["error_pct"],
         "error_pct_after": report["error_pct"],
     }
+    if base is not None and base.gpu != resolved.gpu.name:
+        provenance["benchmark_gpu"] = resolved.gpu.name
     profile = _host_profile(resolved, base, host, provenance)
-    profile.gpu = resolved.gpu.name
+    # The GPU its grids were measured on: a base borrowed from a relative (L40S's for an
+    # L4) stays that relative's, so a run says "measured on L40S, applied to L4".
+    profile.gpu = resolved.gpu.name if base is None else base.gpu
     profile.model = resolved.model.name
     profile.tp = resolved.tp
     return profile
