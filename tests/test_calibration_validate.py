@@ -1362,3 +1362,19 @@ def test_a_profile_fitted_over_a_borrowed_one_names_the_gpu_its_grids_were_measu
     )
     assert report["step_times"].endswith("(fitted to a benchmark on L4)")
     assert report["predicted"] == json.loads(fitted.stdout)["fit"]["validation"]["predicted"]
+
+
+@pytest.mark.parametrize(
+    ("tail", "cut"),
+    [('{"arrival_time_s": 1, "input_tok', True), ('{"arrival_time_s": 1 x}\n', False)],
+)
+def test_json_lines_cut_short_say_so(tmp_path, tail, cut):
+    """Found by QA: a per-request JSON lines file whose write was cut short said only
+    "line 3: not JSON", where a cut-short vLLM result says it is truncated."""
+    row = '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3, "ttft_s": 0.1, "e2e_s": 1}'
+    path = tmp_path / "b.jsonl"
+    path.write_text(f"{row}\n{row}\n{tail}")
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    assert str(raised.value).startswith("b.jsonl: line 3: not JSON (")
+    assert str(raised.value).endswith("; the file ends inside it: cut short (truncated)?") == cut

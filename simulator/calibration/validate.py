@@ -153,7 +153,8 @@ def read_benchmark(path: Path) -> Benchmark:
         if isinstance(data, dict):
             return _from_rows(path, [data], "line")  # JSON lines holding one request
         rows, line_nos = [], []
-        for line_no, line in enumerate(text.splitlines(), start=1):
+        lines = text.splitlines()
+        for line_no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
@@ -163,7 +164,17 @@ def read_benchmark(path: Path) -> Benchmark:
                     # Not JSON lines either: one document (a vLLM result, perhaps
                     # pretty-printed), damaged where json says.
                     raise _bad_document(path, text, document_error) from None
-                raise SimreplayError(f"{path.name}: line {line_no}: not JSON ({exc.msg})") from None
+                # The last line, without its newline or closing brace: a write or a copy cut
+                # short, as ``_bad_document`` says of one JSON document.
+                cut = (
+                    line_no == len(lines)
+                    and not text.endswith(("\n", "\r"))
+                    and not line.rstrip().endswith("}")
+                )
+                raise SimreplayError(
+                    f"{path.name}: line {line_no}: not JSON ({exc.msg})"
+                    + ("; the file ends inside it: cut short (truncated)?" if cut else "")
+                ) from None
             if not isinstance(row, dict):
                 raise SimreplayError(
                     f"{path.name}: line {line_no}: expected a JSON object (one request), "
