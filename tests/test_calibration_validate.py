@@ -1378,3 +1378,32 @@ def test_json_lines_cut_short_say_so(tmp_path, tail, cut):
         read_benchmark(path)
     assert str(raised.value).startswith("b.jsonl: line 3: not JSON (")
     assert str(raised.value).endswith("; the file ends inside it: cut short (truncated)?") == cut
+
+
+@pytest.mark.parametrize(("limit", "noted"), [(2, True), (50, False)])
+def test_a_closed_loop_replay_says_its_dropped_requests_held_slots(tmp_path, limit, noted):
+    """Found by QA: a failed request of an old max_concurrency benchmark held one of the
+    client's slots until it failed (vLLM records no latency for it); the replay dropped it
+    and sent the next request sooner, with only "dropped 1 request" said."""
+    num_requests = 6
+    path = tmp_path / "old.json"
+    path.write_text(
+        json.dumps(
+            {
+                "request_rate": "inf",
+                "max_concurrency": limit,
+                "input_lens": [500] * num_requests,
+                "output_lens": [20, 0, 20, 20, 20, 20],
+                "ttfts": [0.05, 0.0, 0.05, 0.05, 0.05, 0.05],
+                "itls": [[0.01] * 19, [], *[[0.01] * 19] * 4],
+                "errors": ["", "timeout", "", "", "", ""],
+            }
+        )
+    )
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    note = (
+        "the 1 dropped request held client slots in the benchmark for times vLLM did not "
+        "record; the replay's client sends each later request without waiting for them"
+    )
+    assert (note in json.loads(run.stdout)["validation"]["notes"]) == noted

@@ -349,6 +349,13 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     slots = _whole_number(limit)
     if closed_loop:
         bench.max_concurrency, bench.closed_loop = slots, True
+        num_dropped = int((~ok).sum())
+        if num_dropped and slots < int(ok.sum()):
+            bench.notes.append(
+                f"the {num_dropped:,} dropped request{'' if num_dropped == 1 else 's'} held "
+                "client slots in the benchmark for times vLLM did not record; the replay's "
+                "client sends each later request without waiting for them"
+            )
     elif starts is not None and slots is not None:
         # vLLM's client sends a request once a semaphore of max_concurrency slots lets it:
         # a closed loop, whose send times depend on the measured server's speed.
