@@ -336,7 +336,8 @@ def test_validate_json_carries_what_reading_the_benchmark_dropped(tmp_path):
     assert run.exit_code == 0, run.stderr
     notes = json.loads(run.stdout)["validation"]["notes"]
     assert notes[:2] == [
-        "no latencies field (older vLLM): E2E is TTFT plus the request's itls",
+        # Found by QA: said "(older vLLM)" of vLLM v0.11's own shape (start_times, itls).
+        "no latencies field: E2E is TTFT plus the sum of the request's itls (its inter-token gaps)",
         "dropped 1 request that failed in the benchmark",
     ]
     # Each note is printed once on stderr.
@@ -604,7 +605,7 @@ def test_validate_replays_an_old_max_concurrency_benchmark_closed_loop(tmp_path)
     assert run.exit_code == 0, run.stderr
     assert (
         "note: no start_times: replayed as the benchmark's client sent them (request_rate "
-        "inf, max_concurrency 1): the first 1 at 0 s, each later one in list order when a "
+        "inf, max_concurrency 1): the first at 0 s, each later one in list order when a "
         "simulated request finishes"
     ) in run.stderr.splitlines()
     ttft = json.loads(run.stdout)["validation"]["predicted"]["ttft"]
@@ -615,6 +616,16 @@ def test_validate_replays_an_old_max_concurrency_benchmark_closed_loop(tmp_path)
     assert run.exit_code == 0, run.stderr
     ttft_at_once = json.loads(run.stdout)["validation"]["predicted"]["ttft"]
     assert ttft_at_once["p99"] > 3 * ttft["p99"]
+    # Found by QA: a limit of 50 over 12 requests was said as "the first 50 at 0 s".
+    result["max_concurrency"] = 50
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    assert (
+        "note: no start_times: every request sent at 0 s (request_rate inf, max_concurrency "
+        "50, not below the 12 requests)"
+    ) in run.stderr.splitlines()
+    assert json.loads(run.stdout)["validation"]["predicted"]["ttft"] == ttft_at_once
 
 
 def test_fit_refuses_when_every_request_is_rejected(bench, tmp_path):
@@ -1029,3 +1040,370 @@ def test_a_bad_token_count_is_shown_as_the_file_wrote_it(tmp_path):
     ), result.stderr
     path.write_text("arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,2.5,0.1,0.2\n")
     assert _validate(path).stderr.strip().endswith(", got 2.5")
+
+
+def test_a_bad_request_after_failed_ones_is_named_by_its_place_in_the_file(tmp_path):
+    """Found by QA: the failed requests were dropped before the checks, so the 3rd request
+    of a result whose first was a failure was called "request 2"."""
+    path = tmp_path / "v.json"
+    path.write_text(
+        json.dumps(
+            _vllm_result(
+                input_lens=[5, 6, 7],
+                output_lens=[0, 3, 2],
+                ttfts=[0.0, 0.1, -0.2],
+                latencies=[0.0, 0.3, 0.5],
+                start_times=[10.0, 10.5, 11.0],
+                errors=["Internal Server Error", "", ""],
+            )
+        )
+    )
+    with pytest.raises(SimreplayError, match=r"^v.json: request 3: needs 0 <= TTFT"):
+        read_benchmark(path)
+
+
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [('"x"', "line 5: ttft_s must be a number"), ("-1", "line 5: needs 0 <= TTFT")],
+)
+def test_a_bad_json_line_is_named_by_its_line_number_past_blank_lines(tmp_path, bad, fragment):
+    """Found by QA: blank lines were skipped and then the requests counted, so the 4th
+    request on line 5 was called "line 4"."""
+    row = '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3, "ttft_s": %s, "e2e_s": 2}'
+    path = tmp_path / "b.jsonl"
+    path.write_text("\n".join([row % "0.1", "", row % "0.1", row % "0.1", row % bad]) + "\n")
+    with pytest.raises(SimreplayError, match=f"^b.jsonl: {fragment}"):
+        read_benchmark(path)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        (
+            {"errors": ["Traceback (most recent call last):\n  ...\nClientError: refused", ""]},
+            "all 2 requests failed in the benchmark (1 with an error text, the first "
+            "'ClientError: refused'; 1 with 0 output tokens and no error text)",
+        ),
+        (
+            {k: [] for k in ("input_lens", "output_lens", "ttfts", "latencies", "start_times")}
+            | {"errors": []},
+            "input_lens is empty: the result holds no requests",
+        ),
+    ],
+)
+def test_a_vllm_result_without_a_successful_request_says_how_they_failed(
+    tmp_path, fields, fragment
+):
+    """Found by QA: a benchmark whose every request failed (server down, bad endpoint) said
+    only "no successful requests to replay", dropping the counts and the error vLLM saved."""
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(_vllm_result(**({"output_lens": [0, 0]} | fields))))
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("second", "fragment"),
+    [
+        (
+            '"output_tokens": true, "ttft_s": 0.1',
+            "line 2: output_tokens must be a number, got True",
+        ),
+        ('"output_tokens": 3', "line 2: ttft_s must be a number, got no ttft_s key"),
+    ],
+)
+def test_a_json_line_of_true_or_without_a_key_is_named(tmp_path, second, fragment):
+    """Found by QA: JSON true was read as 1 (a request of one output token replayed, exit
+    0), and a line without a key said "got None"."""
+    first = '"output_tokens": 3, "ttft_s": 0.1'
+    path = tmp_path / "b.jsonl"
+    path.write_text(
+        "".join(
+            f'{{"arrival_time_s": 0, "input_tokens": 5, {cells}, "e2e_s": 0.5}}\n'
+            for cells in (first, second)
+        )
+    )
+    with pytest.raises(SimreplayError, match=f"^b.jsonl: {fragment}$"):
+        read_benchmark(path)
+
+
+@pytest.mark.parametrize(("name", "indent"), [("b.json", None), ("b.json", 2), ("b.jsonl", None)])
+def test_a_json_array_of_requests_is_named_as_one(tmp_path, name, indent):
+    """Found by QA: a JSON array was read as a CSV whose header was the array: "no
+    requests", or "row 2 (line 3): 2 fields, the header has 1" when pretty-printed."""
+    row = {"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3, "ttft_s": 0.1, "e2e_s": 1}
+    path = tmp_path / name
+    path.write_text(json.dumps([row, row], indent=indent))
+    target = "b.jsonl" if name == "b.json" else "b-lines.jsonl"
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    assert str(raised.value).startswith(f"{name}: a JSON array; ")
+    assert str(raised.value).endswith(f"(convert it with: jq -c '.[]' {name} > {target})")
+
+
+HUGE = "1" + "0" * 400  # a JSON integer beyond float's range: float() raises OverflowError
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        (
+            "v.json",
+            json.dumps(_vllm_result()).replace(
+                '"input_lens": [5, 6]', f'"input_lens": [5, {HUGE}]'
+            ),
+            "request 2: input tokens must be a whole number from 1 to 2,147,483,647, got inf",
+        ),
+        (
+            "v.json",
+            json.dumps(_vllm_result()).replace('"start_times": [10.0', f'"start_times": [{HUGE}'),
+            "request 1: its start time must be a finite number of seconds, got inf",
+        ),
+        (
+            "v.json",
+            json.dumps(_vllm_result(itls=[[0.1], [0.1, 1]], start_times=None))
+            .replace(', "latencies": [0.3, 0.5]', "")
+            .replace("[0.1, 1]", f"[0.1, {HUGE}]"),
+            "request 2: needs 0 <= TTFT <= E2E <= 1e+11 s, got TTFT 0.2 s, E2E inf s",
+        ),
+        (
+            "v.json",
+            json.dumps(
+                _vllm_result(start_times=None, request_rate="inf", max_concurrency=7)
+            ).replace('"max_concurrency": 7', f'"max_concurrency": {HUGE}'),
+            "max_concurrency must be a whole number >= 1 or null to replay the client's sends, "
+            f"got {HUGE[:40]}",
+        ),
+        (
+            "b.jsonl",
+            '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3, "ttft_s": 0.1, '
+            f'"e2e_s": 0.2}}\n{{"arrival_time_s": 0, "input_tokens": {HUGE}, "output_tokens": '
+            '3, "ttft_s": 0.1, "e2e_s": 0.2}\n',
+            "line 2: input tokens must be a whole number from 1 to 2,147,483,647, got inf",
+        ),
+    ],
+)
+def test_an_integer_beyond_float_range_is_one_line(tmp_path, name, text, fragment):
+    """Found by QA: these were OverflowError tracebacks (JSON integers have no size limit;
+    a CSV cell of the same digits already said "got inf")."""
+    path = tmp_path / name
+    path.write_text(text)
+    result = _validate(path)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(fragment), lines
+
+
+LONG = list(range(1, 500))
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        (
+            {"arrival_time_s": LONG, "input_tokens": LONG, "output_tokens": LONG}
+            | {"ttft_s": LONG, "e2e_s": LONG},
+            f"line 1: arrival_time_s must be a number, got {repr(LONG)[:40]}",
+        ),
+        (
+            _vllm_result(start_times=None, request_rate=LONG),
+            f"at request_rate {repr(LONG)[:40]} the client",
+        ),
+    ],
+)
+def test_a_long_bad_value_is_cut_short_in_the_error(tmp_path, fields, fragment):
+    """Found by QA: a column-oriented JSON table ({"arrival_time_s": [...], ...}) put the
+    whole column, thousands of characters, in the error line."""
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(fields))
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    assert fragment in str(raised.value) and len(str(raised.value)) < 400, str(raised.value)
+
+
+def test_more_kv_blocks_than_the_gpu_holds_are_refused(bench):
+    """Found by QA: --num-kv-blocks was taken at any size, so vLLM V1's logged KV token
+    count ("GPU KV cache size: 419,888 tokens") given as blocks simulated a 16 times larger
+    cache than any H100 holds, exit 0. The bound is the GPU's memory less the weights."""
+    from simulator.memory import GIB, cuda_total_memory_bytes
+    from simulator.scenario import resolve
+
+    resolved = resolve(Scenario(gpus="1xH100", model="llama-3.1-8b", tp=1))
+    per_block = 16 * 2 * 32 * 8 * 128 * 2  # tokens x (K, V) x layers x KV heads x dim x bf16
+    room = cuda_total_memory_bytes(resolved.gpu) - resolved.memory.weights_bytes_per_gpu
+    most = int(room // per_block)
+    ok = _validate(bench / "bench.jsonl", "--num-kv-blocks", most)
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["validation"]["deployment"]["kv_blocks_per_replica"] == most
+    refused = _validate(bench / "bench.jsonl", "--num-kv-blocks", 16 * most)
+    assert refused.exit_code == 1, refused.stdout
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"error: --num-kv-blocks {16 * most:,} of 16 tokens is "
+        f"{16 * most * per_block / GIB:,.1f} GiB of KV cache per GPU, more than the "
+        f"{room / GIB:,.1f} GiB left on each H100-SXM beside llama-3.1-8b's weights at tp=1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message"),
+    [
+        (
+            "utf-16",  # with a byte-order mark
+            "b.jsonl: UTF-16 text (it starts with a UTF-16 byte-order mark, as files Windows "
+            "PowerShell's > writes do): save it as UTF-8",
+        ),
+        (
+            "utf-16-le",  # without one: ASCII with NUL bytes between, valid UTF-8
+            "b.jsonl: character 2 is NUL: UTF-16 text without a byte-order mark, or not text; "
+            "a benchmark is UTF-8 text (a vLLM result JSON, or a per-request JSON lines or CSV "
+            "file)",
+        ),
+    ],
+)
+def test_utf16_text_is_named_as_such(tmp_path, encoding, message):
+    """Found by QA: UTF-16 without a byte-order mark decodes as UTF-8 (NUL between the
+    ASCII letters) and was reported as "not valid JSON at line 1 column 2"; with one, as
+    "byte 0 is not UTF-8 text"."""
+    row = '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3, "ttft_s": 0.1, "e2e_s": 1}'
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(f"{row}\n{row}\n".encode(encoding))
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "got"),
+    [
+        # A spreadsheet in a comma-decimal locale: semicolons between cells (read as such)
+        # and decimal commas in them.
+        ("arrival_time_s;input_tokens;output_tokens;ttft_s;e2e_s\n0;5;3;0,1;0,5\n", "'0,1'"),
+        (
+            'arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,"1,024",3,0.1,0.5\n',
+            "'1,024'",
+        ),
+    ],
+)
+def test_a_number_with_commas_says_to_write_plain_numbers(tmp_path, text, got):
+    """Found by QA: the reader takes semicolon-separated tables, as spreadsheets in
+    comma-decimal locales save them, but their decimal commas were refused without a word
+    on why ("must be a number, got '0,1'")."""
+    path = tmp_path / "b.csv"
+    path.write_text(text)
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    name = "ttft_s" if "0,1" in got else "input_tokens"
+    assert str(raised.value) == (
+        f"b.csv: row 1: {name} must be a number, got {got}: write numbers with a decimal point "
+        "and no thousands separator"
+    )
+
+
+def test_a_fitted_profile_without_grids_is_named_roofline_where_it_is_used(tmp_path):
+    """Found by QA: --fit on a GPU with no measured relative (MI300X) writes host constants
+    alone; validate said "roofline with default efficiencies" while fitting, but a run or
+    validate given the profile called the same step times "calibrated profile MI300X ...
+    (no held-out GEMM error measured)"."""
+    from simulator.calibration.select import UNCALIBRATED, borrow_order, step_model_for
+    from simulator.hardware import get_gpu
+    from simulator.models import get_model
+
+    assert borrow_order("MI300X") == ()  # nothing measured to borrow kernels from
+    rows = [(0.0, 100, 20, 0.02, 0.3), (0.0, 200, 30, 0.03, 0.5), (0.5, 150, 25, 0.03, 0.8)]
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        + "".join(",".join(map(str, row)) + "\n" for row in rows)
+    )
+    out = tmp_path / "mine.json"
+    fitted = _validate(path, "--gpus", "1xMI300X", "--fit", "-o", out)
+    assert fitted.exit_code == 0, fitted.stderr
+    assert load_profile(out).grids == {}
+    step, _ = step_model_for(get_model("llama-3.1-8b"), get_gpu("MI300X"), 1, out)
+    assert step.source.startswith(f"{UNCALIBRATED}; host overheads from mine.json"), step.source
+    again = _validate(path, "--gpus", "1xMI300X", "--calibration", out)
+    assert again.exit_code == 0, again.stderr
+    report = json.loads(again.stdout)["validation"]
+    assert report["step_times"] == step.source
+    assert report["predicted"] == json.loads(fitted.stdout)["fit"]["validation"]["predicted"]
+
+
+def test_a_profile_fitted_over_a_borrowed_one_names_the_gpu_its_grids_were_measured_on(
+    tmp_path,
+):
+    """Found by QA: --fit on an L4 (no measurements; L40S's grids borrowed, "expect errors
+    like ... 19 %") wrote L40S's grids under the name L4, and a run given the profile then
+    called them "calibrated profile L4 ... GEMM held-out ... 5.4 %", L40S's own error."""
+    from simulator.calibration.select import borrow_order
+
+    assert borrow_order("L4")[0] == "L40S"
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        + "".join(f"{k * 0.5},200,30,0.2,{0.2 + 29 * 0.09 + k * 0.01}\n" for k in range(6))
+    )
+    out = tmp_path / "l4.json"
+    fitted = _validate(path, "--gpus", "1xL4", "--fit", "-o", out)
+    assert fitted.exit_code == 0, fitted.stderr
+    assert "on L40S" in json.loads(fitted.stdout)["fit"]["validation"]["step_times"]
+    profile = load_profile(out)
+    assert profile.gpu == "L40S" and profile.provenance["benchmark_gpu"] == "L4"
+    again = _validate(path, "--gpus", "1xL4", "--calibration", out)
+    assert again.exit_code == 0, again.stderr
+    report = json.loads(again.stdout)["validation"]
+    assert report["step_times"].startswith("calibrated profile L40S (l4.json)")
+    assert (
+        "measured on L40S, applied to L4 as efficiencies over its roofline"
+        in (report["step_times"])
+    )
+    assert report["step_times"].endswith("(fitted to a benchmark on L4)")
+    assert report["predicted"] == json.loads(fitted.stdout)["fit"]["validation"]["predicted"]
+
+
+@pytest.mark.parametrize(
+    ("tail", "cut"),
+    [('{"arrival_time_s": 1, "input_tok', True), ('{"arrival_time_s": 1 x}\n', False)],
+)
+def test_json_lines_cut_short_say_so(tmp_path, tail, cut):
+    """Found by QA: a per-request JSON lines file whose write was cut short said only
+    "line 3: not JSON", where a cut-short vLLM result says it is truncated."""
+    row = '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3, "ttft_s": 0.1, "e2e_s": 1}'
+    path = tmp_path / "b.jsonl"
+    path.write_text(f"{row}\n{row}\n{tail}")
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    assert str(raised.value).startswith("b.jsonl: line 3: not JSON (")
+    assert str(raised.value).endswith("; the file ends inside it: cut short (truncated)?") == cut
+
+
+@pytest.mark.parametrize(("limit", "noted"), [(2, True), (50, False)])
+def test_a_closed_loop_replay_says_its_dropped_requests_held_slots(tmp_path, limit, noted):
+    """Found by QA: a failed request of an old max_concurrency benchmark held one of the
+    client's slots until it failed (vLLM records no latency for it); the replay dropped it
+    and sent the next request sooner, with only "dropped 1 request" said."""
+    num_requests = 6
+    path = tmp_path / "old.json"
+    path.write_text(
+        json.dumps(
+            {
+                "request_rate": "inf",
+                "max_concurrency": limit,
+                "input_lens": [500] * num_requests,
+                "output_lens": [20, 0, 20, 20, 20, 20],
+                "ttfts": [0.05, 0.0, 0.05, 0.05, 0.05, 0.05],
+                "itls": [[0.01] * 19, [], *[[0.01] * 19] * 4],
+                "errors": ["", "timeout", "", "", "", ""],
+            }
+        )
+    )
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    note = (
+        "the 1 dropped request held client slots in the benchmark for times vLLM did not "
+        "record; the replay's client sends each later request without waiting for them"
+    )
+    assert (note in json.loads(run.stdout)["validation"]["notes"]) == noted

@@ -204,12 +204,18 @@ def step_model_for(
     own = calibration is not None or primary.gpu == gpu.name
     host = next((p.host for p in chain if p.host), {})
     owners = {g: _label(p) for g, p in grid_owner.items()}
-    source = profile_source(primary, gpu.name, own)
-    if own:
-        source += _BORROWED  # filled in once the step model says which grids it reads
+    if grid_owner:
+        source = profile_source(primary, gpu.name, own)
+        if own:
+            source += _BORROWED  # filled in once the step model says which grids it reads
+    else:  # host constants alone (``validate --fit`` on a GPU nothing was measured like)
+        source = UNCALIBRATED
     if host:
         host_owner = next(p for p in chain if p.host)
         source += f"; host overheads from {_label(host_owner)}"
+        benchmark_gpu = host_owner.provenance.get("benchmark_gpu")
+        if benchmark_gpu is not None:  # ``validate --fit`` on a GPU its grids' relative
+            source += f" (fitted to a benchmark on {benchmark_gpu})"
         if host_owner.model is not None and (host_owner.model, host_owner.tp) != (
             model.name,
             tp,

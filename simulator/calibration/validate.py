@@ -3,11 +3,12 @@
 Inputs (``read_benchmark``):
 
 - ``vllm bench serve --save-result --save-detailed`` JSON: per-request ``input_lens``,
-  ``output_lens``, ``ttfts`` (s), ``latencies`` (s, end to end; older vLLM saved none, and
-  E2E is then the TTFT plus the request's ``itls``, its inter-token gaps), ``errors`` and
-  ``start_times`` (client send times, newer vLLM). Without ``start_times`` only a benchmark
-  of ``request_rate`` inf can be replayed: every request at once, or with
-  ``max_concurrency`` as its closed-loop client sent them (``client.py``); failed
+  ``output_lens``, ``ttfts`` (s), ``latencies`` (s, end to end, where saved; vLLM v0.6 to
+  v0.11 save none, and E2E is then the TTFT plus the request's ``itls``, its inter-token
+  gaps), ``errors`` and ``start_times`` (client send times, newer vLLM). Without
+  ``start_times`` only a benchmark of ``request_rate`` inf can be replayed: every request at
+  once, or with ``max_concurrency`` as its closed-loop client sent them
+  (``closed_loop.py``'s ``client_slots``); failed
   requests (an error text, or 0 output tokens: vLLM's mark of a failure whose HTTP reason
   was empty) are dropped and counted.
 - A per-request JSONL or CSV with ``arrival_time_s``, ``input_tokens``, ``output_tokens``,
@@ -38,6 +39,7 @@ fixes their sum at that batch size, not each one.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import io
@@ -112,12 +114,23 @@ def read_benchmark(path: Path) -> Benchmark:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
+        if exc.object[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            raise SimreplayError(
+                f"{path.name}: UTF-16 text (it starts with a UTF-16 byte-order mark, as files "
+                "Windows PowerShell's > writes do): save it as UTF-8"
+            ) from None
         raise SimreplayError(
             f"{path.name}: byte {exc.start} is not UTF-8 text: a benchmark is a vLLM result "
             "JSON, or a per-request JSON lines or CSV file"
         ) from None
     except OSError as exc:
         raise SimreplayError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if "\0" in text:  # valid UTF-8, but no JSON or CSV holds NUL: UTF-16 without a BOM
+        raise SimreplayError(
+            f"{path.name}: character {text.index(chr(0)) + 1} is NUL: UTF-16 text without a "
+            "byte-order mark, or not text; a benchmark is UTF-8 text (a vLLM result JSON, or "
+            "a per-request JSON lines or CSV file)"
+        )
     stripped = text.lstrip()
     if stripped.startswith("{"):
         document_error = None
@@ -139,8 +152,9 @@ def read_benchmark(path: Path) -> Benchmark:
             )
         if isinstance(data, dict):
             return _from_rows(path, [data], "line")  # JSON lines holding one request
-        rows = []
-        for line_no, line in enumerate(text.splitlines(), start=1):
+        rows, line_nos = [], []
+        lines = text.splitlines()
+        for line_no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
@@ -150,13 +164,24 @@ def read_benchmark(path: Path) -> Benchmark:
                     # Not JSON lines either: one document (a vLLM result, perhaps
                     # pretty-printed), damaged where json says.
                     raise _bad_document(path, text, document_error) from None
-                raise SimreplayError(f"{path.name}: line {line_no}: not JSON ({exc.msg})") from None
+                # The last line, without its newline or closing brace: a write or a copy cut
+                # short, as ``_bad_document`` says of one JSON document.
+                cut = (
+                    line_no == len(lines)
+                    and not text.endswith(("\n", "\r"))
+                    and not line.rstrip().endswith("}")
+                )
+                raise SimreplayError(
+                    f"{path.name}: line {line_no}: not JSON ({exc.msg})"
+                    + ("; the file ends inside it: cut short (truncated)?" if cut else "")
+                ) from None
             if not isinstance(row, dict):
                 raise SimreplayError(
                     f"{path.name}: line {line_no}: expected a JSON object (one request), "
                     f"got {type(row).__name__}"
                 )
             rows.append(row)
+            line_nos.append(line_no)
         num_results = sum(1 for row in rows if "input_lens" in row)
         if num_results:
             raise SimreplayError(
@@ -164,9 +189,16 @@ def read_benchmark(path: Path) -> Benchmark:
                 "with --append-result?); validate takes one run: put each line in a file of "
                 "its own"
             )
-        return _from_rows(path, rows, "line")
+        return _from_rows(path, rows, "line", line_nos)
     if not stripped:
         raise SimreplayError(f"{path.name}: file is empty")
+    if stripped.startswith("["):  # else read as a CSV whose header is the whole array
+        target = f"{path.stem}.jsonl" if path.suffix != ".jsonl" else f"{path.stem}-lines.jsonl"
+        raise SimreplayError(
+            f"{path.name}: a JSON array; a benchmark is a vLLM bench serve result (one JSON "
+            "object) or a per-request table in JSON lines, one object per line (convert it "
+            f"with: jq -c '.[]' {path.name} > {target})"
+        )
     rows = []
     header = stripped.splitlines()[0]
     # Commas, else the tabs of a TSV or the semicolons of a spreadsheet in a comma-decimal
@@ -227,6 +259,8 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     # every failed request, whose error text is the HTTP reason and may be empty.
     silent = ok & (output_lens == 0)
     ok &= ~silent
+    if not ok.any():
+        raise _nothing_succeeded(path, count, errors, int(silent.sum()))
     starts = data.get("start_times")
     limit = data.get("max_concurrency")
     closed_loop = False
@@ -246,20 +280,27 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             )
         if not all_at_once:
             raise SimreplayError(
-                f"{path.name}: no start_times (older vLLM), and at request_rate {rate!r} the "
+                f"{path.name}: no start_times (older vLLM), and at request_rate {rate!r:.40} the "
                 "client drew its send times at random (Poisson or gamma gaps), so they cannot "
                 "be matched; re-run with a vLLM that saves start_times"
             )
         if not (closed_loop or limit in (None, 0)):
             raise SimreplayError(
                 f"{path.name}: no start_times (older vLLM): max_concurrency must be a whole "
-                f"number >= 1 or null to replay the client's sends, got {limit!r}"
+                f"number >= 1 or null to replay the client's sends, got {limit!r:.40}"
             )
         arrival = np.zeros(count)
-        if closed_loop:
+        num_sent = int(ok.sum())
+        if closed_loop and limit >= num_sent:
+            notes.append(
+                f"no start_times: every request sent at 0 s (request_rate inf, max_concurrency "
+                f"{limit:g}, not below the {num_sent:,} requests)"
+            )
+        elif closed_loop:
+            first = "the first" if limit == 1 else f"the first {limit:,g}"
             notes.append(
                 f"no start_times: replayed as the benchmark's client sent them (request_rate "
-                f"inf, max_concurrency {limit:g}): the first {limit:,g} at 0 s, each later one "
+                f"inf, max_concurrency {limit:g}): {first} at 0 s, each later one "
                 "in list order when a simulated request finishes"
             )
         else:
@@ -273,7 +314,11 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             for k, gaps in enumerate(data["itls"])
         ]
         e2e = ttft + np.array(after_first_s, dtype=np.float64)
-        notes.append("no latencies field (older vLLM): E2E is TTFT plus the request's itls")
+        # Not "older vLLM": v0.11's bench serve saves start_times and itls, no latencies.
+        notes.append(
+            "no latencies field: E2E is TTFT plus the sum of the request's itls (its "
+            "inter-token gaps)"
+        )
     num_failed = int((~ok).sum()) - int(silent.sum())
     if num_failed:
         notes.append(
@@ -296,12 +341,21 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         e2e[ok],
         "vLLM bench serve result",
         notes,
+        # Failed requests are gone: name the others by their place in the file.
+        [f"request {k + 1}" for k in np.flatnonzero(ok)],
     )
     model_id = data.get("model_id")
     bench.model_id = model_id if isinstance(model_id, str) and model_id.strip() else None
     slots = _whole_number(limit)
     if closed_loop:
         bench.max_concurrency, bench.closed_loop = slots, True
+        num_dropped = int((~ok).sum())
+        if num_dropped and slots < int(ok.sum()):
+            bench.notes.append(
+                f"the {num_dropped:,} dropped request{'' if num_dropped == 1 else 's'} held "
+                "client slots in the benchmark for times vLLM did not record; the replay's "
+                "client sends each later request without waiting for them"
+            )
     elif starts is not None and slots is not None:
         # vLLM's client sends a request once a semaphore of max_concurrency slots lets it:
         # a closed loop, whose send times depend on the measured server's speed.
@@ -316,13 +370,40 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     return bench
 
 
+def _nothing_succeeded(path: Path, count: int, errors: list, num_silent: int) -> SimreplayError:
+    """One line for a vLLM result with no request to replay: how many failed, and how."""
+    if not count:
+        return SimreplayError(f"{path.name}: input_lens is empty: the result holds no requests")
+    texts = [str(e).strip() for e in errors if e]
+    how = []
+    if texts:
+        # vLLM saves the client's traceback as the error text: its last line says what.
+        last = texts[0].splitlines()[-1] if texts[0] else ""
+        how.append(f"{len(texts):,} with an error text, the first {last[:120]!r}")
+    if num_silent:
+        how.append(f"{num_silent:,} with 0 output tokens and no error text")
+    return SimreplayError(
+        f"{path.name}: all {count:,} requests failed in the benchmark ({'; '.join(how)}): "
+        "nothing to replay"
+    )
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _as_float(value: Any) -> float:
+    """``float(value)``, with an integer beyond float's range (JSON allows any number of
+    digits) as +-inf, which the range checks then name, instead of an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _whole_number(value: object) -> int | None:
     """``value`` as an int if it is a finite whole JSON number >= 1, else None."""
-    if not _is_number(value) or not math.isfinite(value) or value < 1:  # type: ignore[arg-type]
+    if not _is_number(value) or not math.isfinite(_as_float(value)) or value < 1:  # type: ignore[operator]
         return None
     return int(value) if value == int(value) else None  # type: ignore[arg-type]
 
@@ -336,7 +417,7 @@ def _numbers(path: Path, name: str, values: list) -> np.ndarray:
         if value is None:
             out[k] = math.nan
         elif _is_number(value):
-            out[k] = float(value)
+            out[k] = _as_float(value)
         else:
             raise SimreplayError(
                 f"{path.name}: request {k + 1}: field {name} must hold numbers, got {value!r:.40}"
@@ -352,11 +433,16 @@ def _sum_of_gaps(path: Path, k: int, gaps: object) -> float:
         raise SimreplayError(
             f"{path.name}: request {k + 1}: itls must be a list of seconds, got {gaps!r:.60}"
         )
-    return float(sum(gaps))
+    return math.fsum(_as_float(g) for g in gaps)
 
 
 def _column(
-    rows: list[dict], names: tuple[str, ...], path: Path, word: str, required: bool = True
+    rows: list[dict],
+    names: tuple[str, ...],
+    path: Path,
+    word: str,
+    required: bool = True,
+    positions: list[int] | None = None,
 ) -> np.ndarray | None:
     if not rows:
         raise SimreplayError(f"{path.name}: no requests")
@@ -369,13 +455,30 @@ def _column(
         )
     values = np.empty(len(rows))
     for idx, row in enumerate(rows):
+        value = row.get(name)
         try:
-            values[idx] = float(row[name])
-        except (KeyError, TypeError, ValueError):
+            if isinstance(value, bool):  # JSON true/false: float() would take it as 1 or 0
+                raise TypeError
+            values[idx] = _as_float(value)
+        except (TypeError, ValueError):
+            where = idx + 1 if positions is None else positions[idx]
+            got = f"no {name} key" if name not in row else f"{value!r:.40}"
+            if isinstance(value, str) and _comma_number(value):  # a spreadsheet's locale
+                got += ": write numbers with a decimal point and no thousands separator"
             raise SimreplayError(
-                f"{path.name}: {word} {idx + 1}: {name} must be a number, got {row.get(name)!r}"
+                f"{path.name}: {word} {where}: {name} must be a number, got {got}"
             ) from None
     return values
+
+
+def _comma_number(text: str) -> bool:
+    """Whether ``text`` is a number but for its commas: a decimal comma ("0,25") or
+    thousands separators ("1,024")."""
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return "," in text
 
 
 #: Columns of a per-request table: each group needs one of its names.
@@ -388,7 +491,11 @@ TABLE_COLUMNS = (
 )
 
 
-def _from_rows(path: Path, rows: list[dict], word: str) -> Benchmark:
+def _from_rows(
+    path: Path, rows: list[dict], word: str, positions: list[int] | None = None
+) -> Benchmark:
+    """A per-request table; ``positions`` are the rows' numbers as ``word`` counts them
+    (JSON lines: the line numbers, blank lines included), else 1, 2, ..."""
     if rows:
         missing = [
             " or ".join(names) for names in TABLE_COLUMNS if not any(n in rows[0] for n in names)
@@ -400,35 +507,54 @@ def _from_rows(path: Path, rows: list[dict], word: str) -> Benchmark:
                 "first_token_time_s, and e2e_s or completion_time_s, times in seconds; have: "
                 f"{', '.join(rows[0]) or 'none'})"
             )
-    arrival = _column(rows, ("arrival_time_s",), path, word)
-    inputs = _column(rows, ("input_tokens",), path, word)
-    outputs = _column(rows, ("output_tokens",), path, word)
-    ttft = _column(rows, ("ttft_s",), path, word, required=False)
+
+    def column(names: tuple[str, ...], required: bool = True) -> np.ndarray | None:
+        return _column(rows, names, path, word, required, positions)
+
+    arrival = column(("arrival_time_s",))
+    inputs = column(("input_tokens",))
+    outputs = column(("output_tokens",))
+    ttft = column(("ttft_s",), required=False)
     if ttft is None:
-        first = _column(rows, ("first_token_time_s",), path, word, required=False)
+        first = column(("first_token_time_s",), required=False)
         if first is None:
             raise SimreplayError(f"{path.name}: missing column ttft_s or first_token_time_s")
         with np.errstate(over="ignore", invalid="ignore"):  # +-1e308: ``_finish`` says so
             ttft = first - arrival
-    e2e = _column(rows, ("e2e_s",), path, word, required=False)
+    e2e = column(("e2e_s",), required=False)
     if e2e is None:
-        done = _column(rows, ("completion_time_s",), path, word, required=False)
+        done = column(("completion_time_s",), required=False)
         if done is None:
             raise SimreplayError(f"{path.name}: missing column e2e_s or completion_time_s")
         with np.errstate(over="ignore", invalid="ignore"):
             e2e = done - arrival
-    return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", [])
+    where = None if positions is None else [f"{word} {n}" for n in positions]
+    return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", [], where)
 
 
 def _finish(
-    path: Path, arrival, inputs, outputs, ttft, e2e, kind: str, notes: list[str]
+    path: Path,
+    arrival,
+    inputs,
+    outputs,
+    ttft,
+    e2e,
+    kind: str,
+    notes: list[str],
+    where: list[str] | None = None,
 ) -> Benchmark:
+    """Check and sort the requests; an error names the request as ``where`` does (its
+    place in the file), else as "request N" in the order given."""
+
+    def name(idx: int) -> str:
+        return f"request {idx + 1}" if where is None else where[idx]
+
     arrival = np.asarray(arrival, dtype=np.float64)
     if len(arrival) == 0:
         raise SimreplayError(f"{path.name}: no successful requests to replay")
     inputs = np.asarray(inputs, dtype=np.float64)
     outputs = np.asarray(outputs, dtype=np.float64)
-    for name, values in (("input tokens", inputs), ("output tokens", outputs)):
+    for what, values in (("input tokens", inputs), ("output tokens", outputs)):
         bad = ~(
             np.isfinite(values)
             & (values >= 1)
@@ -437,13 +563,13 @@ def _finish(
         )
         if bad.any():
             raise SimreplayError(
-                f"{path.name}: request {int(np.argmax(bad)) + 1}: {name} must be a whole "
+                f"{path.name}: {name(int(np.argmax(bad)))}: {what} must be a whole "
                 f"number from 1 to {INT32_MAX:,}, got {format_number(values[bad][0])}"
             )
     if not np.isfinite(arrival).all():
         bad_at = int(np.argmax(~np.isfinite(arrival)))
         raise SimreplayError(
-            f"{path.name}: request {bad_at + 1}: its start time must be a finite number of "
+            f"{path.name}: {name(bad_at)}: its start time must be a finite number of "
             f"seconds, got {float(arrival[bad_at])!r}"
         )
     # Clock readings (perf_counter, Unix time) are far inside +-MAX_ARRIVAL_S, and a replay
@@ -454,14 +580,14 @@ def _finish(
     if absurd.any():
         bad_at = int(np.argmax(absurd))
         raise SimreplayError(
-            f"{path.name}: request {bad_at + 1}: start time {float(arrival[bad_at])!r} s is "
+            f"{path.name}: {name(bad_at)}: start time {float(arrival[bad_at])!r} s is "
             f"not a clock reading: start times must be within {MAX_ARRIVAL_S:.0e} s (3,000 "
             "years) of 0 and of each other (a corrupt time, or a unit other than seconds?)"
         )
     bad = ~((ttft >= 0) & (e2e >= ttft) & (e2e <= MAX_ARRIVAL_S))  # False for NaN
     if bad.any():
         raise SimreplayError(
-            f"{path.name}: request {int(np.argmax(bad)) + 1}: needs 0 <= TTFT <= E2E <= "
+            f"{path.name}: {name(int(np.argmax(bad)))}: needs 0 <= TTFT <= E2E <= "
             f"{MAX_ARRIVAL_S:.0e} s, got "
             f"TTFT {float(ttft[bad][0])!r} s, E2E {float(e2e[bad][0])!r} s"
         )
@@ -562,14 +688,30 @@ def compare(predicted: dict[str, dict], measured: dict[str, dict]) -> dict[str, 
 def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> ResolvedScenario:
     """Resolve ``scenario``; with ``num_kv_blocks``, use that many KV blocks per replica.
 
-    vLLM logs its block count at start-up ("# GPU blocks: N"); giving it replaces the
-    memory plan's estimate, the way ``--num-gpu-blocks-override`` does in vLLM.
+    vLLM logs its block count at start-up (v0.x: "# GPU blocks: N"; the V1 engine: "GPU KV
+    cache size: T tokens", T / block size blocks); giving it replaces the memory plan's
+    estimate, the way ``--num-gpu-blocks-override`` does in vLLM. A count whose bytes
+    exceed the GPU's memory less the weights is refused: vLLM could not have allocated it
+    (it is most likely V1's token count).
     """
+    from simulator.memory import GIB, cuda_total_memory_bytes
+
     resolved = _with_replica_note(resolve(scenario))
     if num_kv_blocks is None:
         return resolved
     if isinstance(num_kv_blocks, bool) or not isinstance(num_kv_blocks, int) or (num_kv_blocks < 1):
         raise SimreplayError(f"--num-kv-blocks must be an integer >= 1, got {num_kv_blocks!r}")
+    plan = resolved.memory
+    kv_bytes = num_kv_blocks * plan.block_size * plan.kv_bytes_per_token
+    room_bytes = cuda_total_memory_bytes(resolved.gpu) - plan.weights_bytes_per_gpu
+    if kv_bytes > room_bytes:
+        raise SimreplayError(
+            f"--num-kv-blocks {num_kv_blocks:,} of {plan.block_size} tokens is "
+            f"{kv_bytes / GIB:,.1f} GiB of KV cache per GPU, more than the "
+            f"{room_bytes / GIB:,.1f} GiB left on each {resolved.gpu.name} beside "
+            f"{resolved.model.name}'s weights at tp={resolved.tp}: no server held it (vLLM's V1 "
+            f'engine logs "GPU KV cache size: T tokens": give T / {plan.block_size})'
+        )
     memory = dataclasses.replace(
         resolved.memory,
         num_kv_blocks=num_kv_blocks,
@@ -968,8 +1110,12 @@ def fitted_profile(
         "error_pct_before": before["error_pct"],
         "error_pct_after": report["error_pct"],
     }
+    if base is not None and base.gpu != resolved.gpu.name:
+        provenance["benchmark_gpu"] = resolved.gpu.name
     profile = _host_profile(resolved, base, host, provenance)
-    profile.gpu = resolved.gpu.name
+    # The GPU its grids were measured on: a base borrowed from a relative (L40S's for an
+    # L4) stays that relative's, so a run says "measured on L40S, applied to L4".
+    profile.gpu = resolved.gpu.name if base is None else base.gpu
     profile.model = resolved.model.name
     profile.tp = resolved.tp
     return profile

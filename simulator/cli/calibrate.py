@@ -339,8 +339,9 @@ def validate(
         int | None,
         typer.Option(
             "--num-kv-blocks",
-            help="KV blocks per replica vLLM reported "
-            '("# GPU blocks"); overrides the memory estimate.',
+            help="KV blocks per replica vLLM reported: "
+            '"# GPU blocks: N" (v0.x), or "GPU KV cache size: T tokens" / --block-size (V1); '
+            "overrides the memory estimate.",
         ),
     ] = None,
     max_model_len: Annotated[
