@@ -2022,3 +2022,25 @@ def test_a_vidur_csv_separated_by_semicolons_or_tabs_is_read(tmp_path, delimiter
     (tmp_path / "mlp.csv").write_text("\ufeff" + text.replace(",", delimiter), encoding="utf-8")
     meas = read_measurements(tmp_path)
     assert sorted(meas.gemm["latency_s"].tolist()) == [0.1e-3, 0.2e-3]
+
+
+def test_measured_gpu_only_when_this_gpus_own_grids_step_the_times():
+    """``scenario.calibration.measured_gpu`` was true for any ``--calibration`` file: a
+    profile of host constants alone (``validate --fit`` on a GPU nothing was measured
+    like), or a profile fitted on another GPU."""
+    model = get_model("llama-3.1-8b")
+    h100 = load_profile(PROFILES_DIR / "h100-sxm.json")
+    _, own = step_model_for(model, get_gpu("H100"), 1)
+    _, borrowed = step_model_for(model, get_gpu("H200"), 1)
+    _, other_gpus = step_model_for(model, get_gpu("H200"), 1, calibration=h100)
+    host_only = Profile(
+        gpu="MI300X",
+        reference=Reference.of(get_gpu("MI300X")),
+        grids={},
+        host={"host_overhead_s": 1e-3, "host_overhead_per_seq_s": 1e-5},
+    )
+    _, hosts = step_model_for(model, get_gpu("MI300X"), 1, calibration=host_only)
+    assert own["measured_gpu"] is True
+    assert borrowed["measured_gpu"] is False
+    assert other_gpus["measured_gpu"] is False
+    assert hosts.get("measured_gpu", False) is False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -652,7 +653,12 @@ def test_validate_refuses_a_configuration_that_rejects_some_requests(bench, tmp_
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: bench.jsonl (per-request table): the simulator rejected ")
     assert " requests, which all completed in the benchmark (" in lines[-1]
-    assert "longer than the model's context (input + output > max model length))" in lines[-1]
+    # "(111: longer than ...)", as run prints a reason's count; it read "(111 longer than".
+    assert re.search(
+        r"benchmark \([0-9,]+: longer than the model's context \(input \+ output > max model "
+        r"length\)\)",
+        lines[-1],
+    ), lines[-1]
     assert "nothing was compared or written" in lines[-1]
     assert all(line.startswith("note: ") for line in lines[:-1]), lines
     assert not out.exists()

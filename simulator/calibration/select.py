@@ -260,7 +260,10 @@ def step_model_for(
         "source": source,
         "grids": owners,
         "path": None if primary.path is None else str(primary.path),
-        "measured_gpu": own,
+        # Grids measured on this very GPU step its times: not a grid-less profile (host
+        # constants alone), nor one whose grids were measured on a relative.
+        "measured_gpu": primary.gpu == gpu.name
+        and any(owner is primary for owner in grid_owner.values()),
         "held_out_error_pct": errors,
     }
     if not own:

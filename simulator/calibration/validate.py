@@ -665,7 +665,8 @@ def _refuse_rejections(bench: Benchmark, rejected_by_reason: dict[str, int]) -> 
         return
     total = len(bench.arrival_time_s)
     how_many = f"all {rejected:,}" if rejected >= total else f"{rejected:,} of {total:,}"
-    reasons = "; ".join(f"{n:,} {why}" for why, n in sorted(rejected_by_reason.items()))
+    # As run prints them: "2: needs more KV cache than a replica has".
+    reasons = "; ".join(f"{n:,}: {why}" for why, n in sorted(rejected_by_reason.items()))
     raise SimreplayError(
         f"{bench.source}: the simulator rejected {how_many} requests, which all completed in "
         f"the benchmark ({reasons}), so this is not the configuration that ran; nothing was "
