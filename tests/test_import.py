@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from simulator.errors import TraceError
-from simulator.trace.arrivals import ArrivalProcess
+from simulator.trace.arrivals import ArrivalProcess, arrival_process
 from simulator.trace.importer import detect_format, import_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.schema import trace_metadata
@@ -307,6 +307,27 @@ def test_lengths_file_needs_an_arrival_process(tmp_path):
     assert np.all(np.diff(table.column("arrival_time_s").to_numpy()) >= 0)
     assert "poisson at 2 req/s" in report.notes[0]
     assert table.equals(import_trace(path, options)[0])
+
+
+@pytest.mark.parametrize(
+    ("process", "expected"),
+    [
+        (
+            arrival_process("piecewise", 1.0, rate_profile="0:2,100:5"),
+            "piecewise at rates 0:2,100:5, CV 1, seed 0",
+        ),
+        (
+            arrival_process("diurnal", 3.0, cv=2.0, period_s=600.0),
+            "diurnal at 3 req/s, CV 2, period 600 s, peak-to-trough 3, seed 0",
+        ),
+    ],
+)
+def test_lengths_note_names_the_arrival_process_it_used(tmp_path, process, expected):
+    """Found by QA: `trace import lengths.csv --rate-profile 0:2,100:5` said 'piecewise at
+    1 req/s' (a placeholder rate the profile never reads), and dropped a diurnal CV."""
+    path = write(tmp_path, "l.csv", "num_prefill_tokens,num_decode_tokens\n10,2\n20,4\n")
+    _, report = import_trace(path, ImportOptions(arrival=process))
+    assert report.notes[0] == f"arrivals are synthetic: {expected}"
 
 
 def test_unknown_format_names_first_line(tmp_path):

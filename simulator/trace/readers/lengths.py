@@ -49,11 +49,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         source_file=path.name,
         source_format="lengths",
         source_columns={"input_tokens": "num_prefill_tokens", "output_tokens": "num_decode_tokens"},
-        notes=[
-            f"arrivals are synthetic: {process.kind} at {process.rate_rps:g} req/s"
-            + (f", CV {process.cv:g}" if process.kind == "gamma" else "")
-            + f", seed {options.seed}"
-        ],
+        notes=[f"arrivals are synthetic: {process.summary()}, seed {options.seed}"],
     )
 
 
