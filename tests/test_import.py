@@ -670,3 +670,16 @@ def test_an_infinite_arrival_time_is_not_called_empty(tmp_path):
     path = write(tmp_path, "t.csv", "arrival_time_s,input_tokens,output_tokens\ninf,100,10\n")
     with pytest.raises(TraceError, match=r"line 2: column arrival_time_s: .*got an infinite value"):
         import_trace(path)
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"), [("a,b,a", "1 duplicate in all"), ("a,b,a,a", "2 duplicates in all")]
+)
+def test_duplicate_request_ids_are_counted_in_words(tmp_path, ids, expected):
+    """Found by QA: a duplicate id said '1 duplicate(s) in all'."""
+    rows = "".join(f"{i},20,6,{rid}\n" for i, rid in enumerate(ids.split(",")))
+    text = "arrival_time_s,input_tokens,output_tokens,request_id\n" + rows
+    with pytest.raises(
+        TraceError, match=rf"duplicate request id 'a' \(first at line 2\); {expected}"
+    ):
+        import_trace(write(tmp_path, "t.csv", text))

@@ -182,7 +182,7 @@ def test_burstgpt_v2_sessions_and_turns(tmp_path):
     assert column(table, "input_tokens") == [600, 200, 500, 100, 300]
     assert column(table, "session_id") == ["s1", "s2", None, "s1", "s1"]
     assert column(table, "turn") == [1, 1, None, 2, 3]
-    assert any("dropped 1 rows" in note for note in report.notes)
+    assert any("dropped 1 row with" in note for note in report.notes)
 
 
 def test_burstgpt_turns_break_time_ties_by_file_order():
@@ -224,7 +224,7 @@ def test_qwen_sessions_resolve_to_roots_through_a_chain_and_an_orphan(tmp_path):
     assert trace_metadata(table).hash_block_size == 16
     assert "type" not in table.column_names
     assert report.notes == (
-        "1 rows name a parent_chat_id that is not in the file; each was made the first "
+        "1 row names a parent_chat_id that is not in the file; each was made the first "
         "request of its own session",
     )
 

@@ -39,6 +39,7 @@ from simulator.trace.readers.tabular import (
     read_jsonl_columns,
     require_columns,
 )
+from simulator.trace.schema import num_rows_text
 
 HASH_BLOCK_SIZE = 16
 FIELDS = ("chat_id", "parent_chat_id", "timestamp", "input_length", "output_length")
@@ -82,7 +83,8 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     notes = []
     if num_orphans:
         notes.append(
-            f"{num_orphans:,} rows name a parent_chat_id that is not in the file; each was "
+            f"{num_rows_text(num_orphans)} name{'s' if num_orphans == 1 else ''} a parent_chat_id "
+            "that is not in the file; each was "
             "made the first request of its own session"
         )
     return RawTrace(
