@@ -148,6 +148,38 @@ def test_a_timestamp_beyond_the_nanosecond_range_says_so(tmp_path, stamp):
         import_trace(write(tmp_path, "t.csv", text))
 
 
+@pytest.mark.parametrize(
+    ("first", "later", "expected"),
+    [
+        (
+            "2023-11-16 18:15:46.6805900",
+            "2023-11-16 18:15:50.9951690+00:00",
+            "without a time zone, got '2023-11-16 18:15:50.9951690+00:00', which has a time "
+            "zone where the column's first time has none",
+        ),
+        (
+            "2023-11-16 18:15:46.6805900Z",
+            "2023-11-16 18:15:50.9951690",
+            "with a time zone, got '2023-11-16 18:15:50.9951690', which has no time zone "
+            "where the column's first time has one",
+        ),
+    ],
+)
+def test_a_time_zone_on_some_times_only_is_not_called_out_of_range(
+    tmp_path, first, later, expected
+):
+    """Found by QA: a 2023 time with a zone after a first time without one (or the reverse)
+    was refused as 'a date outside 1677-09-21 to 2262-04-11 (a placeholder or corrupt
+    date?)'."""
+    text = AZURE_2023.replace("2023-11-16 18:15:46.6805900", first).replace(
+        "2023-11-16 18:15:50.9951690", later
+    )
+    with pytest.raises(TraceError, match=r"line 3: column TIMESTAMP: expected a timestamp") as info:
+        import_trace(write(tmp_path, "t.csv", text))
+    assert str(info.value).endswith(expected + " (--skip-invalid drops such rows)")
+    assert "1677" not in str(info.value)
+
+
 def test_unparseable_timestamp_names_line(tmp_path):
     text = AZURE_2023.replace("2023-11-16 18:15:50.9951690", "16/11/2023 18:15")
     with pytest.raises(TraceError, match=r"line 3: column TIMESTAMP: expected a timestamp"):

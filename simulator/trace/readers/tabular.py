@@ -268,13 +268,28 @@ def _cast_text(values: pa.Array, arrow_type: pa.DataType) -> pa.Array:
     return pc.cast(pc.utf8_trim_whitespace(values), arrow_type)
 
 
+#: The range of nanosecond timestamps (int64 nanoseconds from 1970), whole seconds inside it.
+_NS_TIMESTAMP_RANGE = (
+    datetime.datetime(1677, 9, 21, 0, 12, 44),
+    datetime.datetime(2262, 4, 11, 23, 47, 16),
+)
+
+
 def _out_of_range_hint(text: str | None, arrow_type: pa.DataType) -> str:
-    """For a date Python reads but a nanosecond timestamp cannot hold (1677-2262)."""
+    """Why a date Python reads did not parse: a time zone where the column's first time
+    has none (or none where it has one), or a date a nanosecond timestamp cannot hold."""
     if not pa.types.is_timestamp(arrow_type) or text is None:
         return ""
     try:
-        datetime.datetime.fromisoformat(text.strip())
+        parsed = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
+        return ""
+    if parsed.tzinfo is None and arrow_type.tz is not None:
+        return ", which has no time zone where the column's first time has one"
+    if parsed.tzinfo is not None and arrow_type.tz is None:
+        return ", which has a time zone where the column's first time has none"
+    low, high = _NS_TIMESTAMP_RANGE
+    if low <= parsed.replace(tzinfo=None) <= high:
         return ""
     return (
         ", a date outside 1677-09-21 to 2262-04-11, the range of nanosecond timestamps "
