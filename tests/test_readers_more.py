@@ -266,6 +266,15 @@ def test_qwen_parent_cycle_is_an_error(tmp_path):
         qwen.read(path, ImportOptions())
 
 
+def test_qwen_row_that_is_its_own_parent_is_a_cycle(tmp_path):
+    """Found by QA: a row whose parent_chat_id is its own chat_id (a cycle of one) was
+    taken, without a word, as the first turn of a session, while longer cycles fail."""
+    records = [QWEN_RECORDS[0], dict(QWEN_RECORDS[1], chat_id=7, parent_chat_id=7)]
+    path = write_jsonl(tmp_path, "q.jsonl", records)
+    with pytest.raises(TraceError, match=r"q.jsonl: line 2: chat_id 7: .*loops back"):
+        qwen.read(path, ImportOptions())
+
+
 def test_qwen_long_chain_needs_no_row_loop():
     num_rows = 1000
     chat_id = pa.array(np.arange(num_rows) + 100)

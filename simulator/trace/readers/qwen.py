@@ -194,11 +194,12 @@ def session_roots(
     found = parent_row.is_valid().to_numpy(zero_copy_only=False)
     is_root = marks_root.to_numpy(zero_copy_only=False)
     orphan = ~is_root & ~found
-    pointer = np.where(is_root | ~found, rows, parent_row.fill_null(0).to_numpy())
-    is_start = pointer == rows
+    is_start = is_root | ~found
+    pointer = np.where(is_start, rows, parent_row.fill_null(0).to_numpy())
     # Each pass doubles how far a pointer has climbed, so ceil(log2(n)) + 1 passes reach
     # every root. Rows on a cycle never reach a row that started as a root (a cycle whose
-    # length is a power of two can settle on itself, so "stopped moving" is not enough).
+    # length is a power of two can settle on itself, so "stopped moving" is not enough; a
+    # row that is its own parent is such a cycle from the start).
     for _ in range(int(np.ceil(np.log2(num_rows + 1))) + 1):
         jumped = pointer[pointer]
         if np.array_equal(jumped, pointer):
