@@ -766,3 +766,40 @@ def test_a_canonical_trace_with_an_absurd_arrival_is_refused(tmp_path):
     pq.write_table(table.replace_schema_metadata(shipped.schema.metadata), tmp_path / "t.parquet")
     with pytest.raises(TraceError, match="row 3: arrival_time_s must be finite, >= 0 and at most"):
         read_canonical(tmp_path / "t.parquet")
+
+
+@pytest.mark.parametrize("container", ["csv", "jsonl", "parquet"])
+def test_canonical_columns_a_generic_file_does_not_read_are_named(tmp_path, container):
+    """Found by QA: a CSV (or JSONL, or plain parquet) with the canonical think_time_s and
+    turn columns lost them without a word, so `run --closed-loop` sent every follow-up
+    with no think time."""
+    from simulator.trace.importer import import_trace
+
+    rows = {
+        "arrival_time_s": [0.0, 0.5],
+        "input_tokens": [100, 300],
+        "output_tokens": [10, 10],
+        "session_id": ["a", "a"],
+        "turn": [1, 2],
+        "think_time_s": [None, 30.0],
+    }
+    path = tmp_path / f"t.{container}"
+    if container == "parquet":
+        pq.write_table(pa.table(rows), path)
+    elif container == "jsonl":
+        columns = zip(*rows.values(), strict=True)
+        records = [dict(zip(rows, values, strict=True)) for values in columns]
+        write_jsonl(tmp_path, path.name, records)
+    else:
+        lines = [
+            ",".join("" if v is None else str(v) for v in values)
+            for values in zip(*rows.values(), strict=True)
+        ]
+        write(tmp_path, path.name, ",".join(rows) + "\n" + "\n".join(lines) + "\n")
+    table, report = import_trace(path)
+    assert column(table, "session_id") == ["a", "a"]
+    assert report.notes == (
+        f"columns turn, think_time_s not read: a generic {container} file gives only arrival "
+        "times, token counts, request_id, session_id and hash_ids (--closed-loop then takes a "
+        "session's turns in arrival order with no think time)",
+    )

@@ -61,6 +61,9 @@ MAPPING = {
     "hash_ids": ("hash_col", "--hash-col"),
 }
 REQUIRED = ("arrival_time_s", "input_tokens", "output_tokens")
+#: Canonical columns this reader never reads (a simreplay parquet trace keeps them); a file
+#: that has one by name gets a note instead of losing it silently.
+NOT_READ = ("turn", "think_time_s", "model", "priority", "tenant")
 #: ``ImportOptions`` fields that only this reader reads.
 MAPPING_FIELDS = (*(attr for attr, _ in MAPPING.values()), "time_unit", "hash_block_size")
 
@@ -159,6 +162,14 @@ def _mapping(
             )
             continue
         chosen[attr] = name
+    not_read = [name for name in NOT_READ if name in names and name not in chosen.values()]
+    if not_read:
+        notes.append(
+            f"column{'s' if len(not_read) > 1 else ''} {', '.join(not_read)} not read: a "
+            f"generic {container} file gives only arrival times, token counts, request_id, "
+            "session_id and hash_ids (--closed-loop then takes a session's turns in arrival "
+            "order with no think time)"
+        )
     unset = [
         flag for name, (attr, flag) in MAPPING.items() if name in REQUIRED and not chosen[attr]
     ]
