@@ -715,3 +715,26 @@ def test_duplicate_request_ids_are_counted_in_words(tmp_path, ids, expected):
         TraceError, match=rf"duplicate request id 'a' \(first at line 2\); {expected}"
     ):
         import_trace(write(tmp_path, "t.csv", text))
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "expected"),
+    [
+        (
+            '"TIMESTAMP","ContextTokens","GeneratedTokens"',
+            "2023-11-16 18:15:46.6805900,374,44",
+            "azure",
+        ),
+        ('"num_prefill_tokens","num_decode_tokens"', "374,44", "lengths"),
+    ],
+)
+def test_a_quoted_csv_header_is_detected(tmp_path, header, row, expected):
+    """Found by QA: an Azure or length-only CSV written with every field quoted (pandas'
+    QUOTE_ALL) was 'unknown trace format', while quoted BurstGPT and Qwen headers were read."""
+    path = write(tmp_path, "t.csv", f"{header}\n{row}\n")
+    assert detect_format(path) == expected
+    options = (
+        ImportOptions(arrival=ArrivalProcess("poisson", 2.0)) if expected == "lengths" else None
+    )
+    table, _ = import_trace(path, options)
+    assert table.column("input_tokens").to_pylist() == [374]

@@ -18,6 +18,7 @@ from simulator.trace.options import ImportOptions
 from simulator.trace.raw import RawTrace
 from simulator.trace.readers.tabular import (
     csv_header,
+    head_csv_header,
     int_values,
     read_csv_columns,
     require_columns,
@@ -55,6 +56,5 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
 
 def sniff(path: Path, head_text: str) -> bool:
     """True when the header has the two length columns and no timestamp."""
-    header = head_text.split("\n", 1)[0]
-    names = [name.strip() for name in header.split(",")]
+    names = head_csv_header(head_text)  # a CSV header: names may be quoted
     return all(name in names for name in COLUMNS)
