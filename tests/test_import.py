@@ -738,3 +738,17 @@ def test_a_quoted_csv_header_is_detected(tmp_path, header, row, expected):
     )
     table, _ = import_trace(path, options)
     assert table.column("input_tokens").to_pylist() == [374]
+
+
+def test_a_csv_with_carriage_return_line_ends_is_read(tmp_path):
+    """Found by QA: a CSV whose lines end in a bare CR (classic Mac, some Excel exports)
+    crashed format detection with a traceback (_csv.Error: new-line character seen in
+    unquoted field), as did a binary file with a CR before its first LF."""
+    lf, _ = import_trace(write(tmp_path, "u.csv", AZURE_2023))
+    cr, _ = import_trace(write(tmp_path, "t.csv", AZURE_2023.replace("\n", "\r")))
+    for name in ("arrival_time_s", "input_tokens", "output_tokens"):
+        assert cr.column(name).equals(lf.column(name))
+    bad = tmp_path / "b.bin"
+    bad.write_bytes(b"\x8a\x01\rz\x00\x93,\xff\n\x02")
+    with pytest.raises(TraceError, match=r"^b\.bin: unknown trace format"):
+        import_trace(bad)

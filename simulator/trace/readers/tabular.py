@@ -501,11 +501,18 @@ def sniff_text(path: Path, num_bytes: int = 1 << 16) -> str:
 
 
 def head_csv_header(head_text: str) -> list[str]:
-    """Column names on the first line of ``head_text`` (spaces around names stripped)."""
-    first = head_text.split("\n", 1)[0].rstrip("\r")
+    """Column names on the first line of ``head_text`` (spaces around names stripped).
+
+    The line ends at the first ``\n`` or ``\r`` (a CR-only file ends its lines with
+    ``\r``); text that is no CSV line (binary bytes) has no names.
+    """
+    first = re.split(r"[\r\n]", head_text, maxsplit=1)[0]
     if not first.strip():
         return []
-    return [name.strip() for name in next(csv.reader([first]))]
+    try:
+        return [name.strip() for name in next(csv.reader([first]))]
+    except csv.Error:
+        return []
 
 
 def first_record(path: Path) -> dict | None:
