@@ -752,3 +752,20 @@ def test_a_csv_with_carriage_return_line_ends_is_read(tmp_path):
     bad.write_bytes(b"\x8a\x01\rz\x00\x93,\xff\n\x02")
     with pytest.raises(TraceError, match=r"^b\.bin: unknown trace format"):
         import_trace(bad)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "fmt"), [("utf-16", None), ("utf-16-le", None), ("utf-16", "azure")]
+)
+def test_utf16_text_is_named_as_such(tmp_path, encoding, fmt):
+    """Found by QA: a UTF-16 export (Excel's 'Unicode text') was an 'unknown trace format'
+    whose first line was shown as a run of NULs, or with --format azure a 'missing column
+    TIMESTAMP' listing the NUL-spaced header."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(AZURE_2023.encode(encoding))
+    with pytest.raises(TraceError, match=r"^t\.csv: UTF-16 text; traces are read as UTF-8 .*iconv"):
+        import_trace(path, ImportOptions(format=fmt))
+    zeros = tmp_path / "z.csv"
+    zeros.write_bytes(bytes(100))  # NULs only: not UTF-16 text
+    with pytest.raises(TraceError, match=r"^z\.csv: unknown trace format"):
+        import_trace(zeros)

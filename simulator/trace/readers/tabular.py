@@ -657,6 +657,28 @@ def compressed_parquet(path: Path) -> TraceError:
     )
 
 
+def refuse_utf16(path: Path) -> None:
+    """One line for UTF-16 text (a byte-order mark, or every other byte NUL), which would
+    otherwise be shown as an unknown format whose first line is a run of NULs."""
+    with open_input(path) as stream:
+        head = stream.read(64)
+    bom = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+    even, odd = head[0::2], head[1::2]
+    # ASCII in UTF-16: one byte of each pair NUL, the other not (a file of NULs is no text).
+    interleaved = len(head) >= 8 and any(
+        nuls.count(0) == len(nuls) and text.count(0) == 0
+        for nuls, text in ((even, odd), (odd, even))
+    )
+    if bom or interleaved:
+        name = Path(path.name)
+        how = (
+            f"with: iconv -f utf-16 -t utf-8 {name} > {name.stem}-utf8{name.suffix}"
+            if compression_of(path) is None
+            else "decompressed, e.g. with iconv -f utf-16 -t utf-8"
+        )
+        raise TraceError(f"{name}: UTF-16 text; traces are read as UTF-8 (convert it {how})")
+
+
 def refuse_json_array(path: Path, head_text: str) -> None:
     """One line for a JSON array of records, which would otherwise be read as a CSV whose
     header is the first record's fields."""
