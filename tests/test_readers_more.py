@@ -803,3 +803,24 @@ def test_canonical_columns_a_generic_file_does_not_read_are_named(tmp_path, cont
         "times, token counts, request_id, session_id and hash_ids (--closed-loop then takes a "
         "session's turns in arrival order with no think time)",
     )
+
+
+@pytest.mark.parametrize("container", ["csv", "jsonl"])
+def test_iso_times_without_time_unit_datetime_say_which_flag_reads_them(tmp_path, container):
+    """Found by QA: a CSV whose time column holds ISO-8601 times, read without
+    --time-unit datetime, said "expected a number, got '2024-01-01T00:00:00'
+    (--skip-invalid drops such rows)", advice that drops every row; a JSON-lines file
+    already named --time-unit datetime."""
+    from simulator.trace.importer import import_trace
+
+    if container == "csv":
+        path = write(tmp_path, "t.csv", "t,i,o\n2024-01-01T00:00:00,100,10\n")
+        where = "line 2: column t"
+    else:
+        path = write_jsonl(tmp_path, "t.jsonl", [{"t": "2024-01-01T00:00:00", "i": 100, "o": 10}])
+        where = "line 1: field t"
+    mapping = {"time_col": "t", "input_col": "i", "output_col": "o"}
+    with pytest.raises(TraceError, match=rf"{where}: holds text .*give --time-unit datetime"):
+        import_trace(path, ImportOptions(**mapping))
+    table, _ = import_trace(path, ImportOptions(**mapping, time_unit="datetime"))
+    assert table.num_rows == 1

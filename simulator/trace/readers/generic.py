@@ -16,6 +16,7 @@ readers share: header and first-record peeks, and parsing of ``[1, 2, 3]`` list 
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -205,6 +206,11 @@ def _mapping(
 def _read_csv(path: Path, mapping: dict[str, str], options: ImportOptions) -> dict[str, Column]:
     time_col = mapping["arrival_time_s"]
     sample = first_data_value(path, time_col)
+    if options.time_unit != "datetime" and _is_datetime_text(sample):
+        raise TraceError(
+            f"{path.name}: line 2: column {time_col}: holds text {sample[:40]!r}; give "
+            "--time-unit datetime for ISO-8601 times, or a number of s, ms, us or ns"
+        )
     if options.time_unit == "datetime":
         time_type = datetime_type_for(sample)
     else:
@@ -229,6 +235,22 @@ def _read_csv(path: Path, mapping: dict[str, str], options: ImportOptions) -> di
         if name in columns:
             columns[name] = empty_to_null(columns[name])
     return columns
+
+
+def _is_datetime_text(text: str | None) -> bool:
+    """Whether a cell is an ISO-8601 date or time (and no number)."""
+    if not text:
+        return False
+    try:
+        float(text)
+        return False
+    except ValueError:
+        pass
+    try:
+        datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def _is_int_text(text: str | None) -> bool:
