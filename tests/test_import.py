@@ -769,3 +769,12 @@ def test_utf16_text_is_named_as_such(tmp_path, encoding, fmt):
     zeros.write_bytes(bytes(100))  # NULs only: not UTF-16 text
     with pytest.raises(TraceError, match=r"^z\.csv: unknown trace format"):
         import_trace(zeros)
+
+
+@pytest.mark.parametrize("window_s", [0.0, -1.0, math.inf, math.nan])
+def test_a_jitter_window_that_is_not_a_positive_finite_number_says_so(tmp_path, window_s):
+    """Found by QA: --jitter-window-s inf was refused as 'must be > 0, got inf'."""
+    path = write(tmp_path, "m.jsonl", mooncake_lines(MOONCAKE))
+    options = ImportOptions(jitter=True, jitter_window_s=window_s)
+    with pytest.raises(TraceError, match=r"--jitter-window-s must be a finite number > 0, got"):
+        import_trace(path, options)
