@@ -778,3 +778,11 @@ def test_a_jitter_window_that_is_not_a_positive_finite_number_says_so(tmp_path, 
     options = ImportOptions(jitter=True, jitter_window_s=window_s)
     with pytest.raises(TraceError, match=r"--jitter-window-s must be a finite number > 0, got"):
         import_trace(path, options)
+
+
+def test_format_lengths_on_another_file_names_the_missing_columns_first(tmp_path):
+    """Found by QA: `--format lengths` on an Azure CSV said 'a length-only file has no
+    arrival times; give --rate', and only with --rate that the length columns are missing."""
+    path = write(tmp_path, "a.csv", AZURE_2023)
+    with pytest.raises(TraceError, match=r"a.csv: missing column 'num_prefill_tokens'"):
+        import_trace(path, ImportOptions(format="lengths"))

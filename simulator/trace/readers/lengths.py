@@ -29,13 +29,13 @@ COLUMNS = ["num_prefill_tokens", "num_decode_tokens"]
 
 def read(path: Path, options: ImportOptions) -> RawTrace:
     """Read a length-only CSV and give it arrivals from ``options.arrival``."""
+    header = csv_header(path)  # before asking for --rate: is it a length-only file at all?
+    require_columns(path, header, COLUMNS, "a length-only trace")
     if options.arrival is None:
         raise TraceError(
             f"{path.name}: a length-only file has no arrival times; give --rate "
             "(and optionally --arrival, --cv, --seed)"
         )
-    header = csv_header(path)
-    require_columns(path, header, COLUMNS, "a length-only trace")
     columns = read_csv_columns(
         path, {name: pa.int64() for name in COLUMNS}, skip_invalid=options.skip_invalid
     )
