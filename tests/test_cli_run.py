@@ -655,6 +655,22 @@ def test_one_request_is_counted_in_the_singular(tmp_path):
     assert "1 requests" not in result.stderr
 
 
+def test_a_replay_rate_of_one_request_a_second_is_not_1_requests(tmp_path, monkeypatch):
+    """Found by QA: the run's speed was printed as '(1 requests/s, ...)' when one request
+    took 0.7-2 s, which also made the test above fail at random on a busy machine."""
+    import sys
+    import types
+
+    ticks = iter([100.0, 101.0])  # the replay takes 1 s
+    clock = types.SimpleNamespace(perf_counter=lambda: next(ticks))
+    monkeypatch.setattr(sys.modules["simulator.cli.run"], "time", clock)
+    path = tmp_path / "one.csv"
+    path.write_text("arrival_time_s,input_tokens,output_tokens\n0,800,10\n")
+    result = invoke("run", path, "--gpus", "1xA100")
+    assert result.exit_code == 0, result.stderr
+    assert "simulated 1 request in 1.00 s (1 req/s, including" in result.stderr, result.stderr
+
+
 def test_batch_knobs_group_digits_as_max_model_len_does(small_trace):
     """Found by QA: vllm-v0's line read 'max_num_batched_tokens=131072, max_model_len=131,072'."""
     result = invoke("run", small_trace, "--gpus", "1xH100", "--scheduler", "vllm-v0")

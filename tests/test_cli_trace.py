@@ -220,6 +220,62 @@ def test_synth_bad_options(tmp_path, args, fragment):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
+        (["--arrival", "gamma", "--cv", "3"], "--arrival shapes the synthetic arrivals of --rate"),
+        (["--cv", "3"], "--cv shapes the synthetic arrivals"),
+        (["--period-s", "600"], "--period-s shapes the synthetic arrivals"),
+        (["--peak-to-trough", "5"], "--peak-to-trough shapes the synthetic arrivals"),
+    ],
+)
+def test_arrival_shape_flags_on_a_trace_with_its_own_times_are_errors(tmp_path, args, fragment):
+    """Found by QA: `trace import azure.csv --arrival gamma --cv 3` (or `run`) ignored the
+    flags without a word, though the README says an option the format never reads is an
+    error."""
+    src = write(tmp_path, "a.csv", AZURE)
+    out = tmp_path / "a.parquet"
+    assert_one_line_error(invoke("trace", "import", src, "-o", out, *args), fragment)
+    assert not out.exists()
+    result = invoke("trace", "import", src, "-o", out, "--cv", "1", "--seed", "2")
+    assert result.exit_code == 0, result.stderr  # at their defaults they count as not given
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["--rate", "100", "--arrival", "piecewise", "--rate-profile", "0:2"],
+            "--rate is not used with --arrival piecewise",
+        ),
+        (["--rate", "100", "--rate-profile", "0:2"], "--rate is not used with --arrival piecewise"),
+        (["--period-s", "600"], "--period-s is only used with --arrival diurnal, not poisson"),
+        (
+            ["--arrival", "gamma", "--cv", "2", "--peak-to-trough", "2"],
+            "--peak-to-trough is only used with --arrival diurnal, not gamma",
+        ),
+    ],
+)
+def test_synth_refuses_arrival_flags_its_process_never_reads(tmp_path, args, fragment):
+    """Found by QA: `trace synth --rate 100 --arrival piecewise --rate-profile 0:2` wrote a
+    2 req/s trace, and --period-s off diurnal changed nothing, both without a word."""
+    out = tmp_path / "s.parquet"
+    assert_one_line_error(invoke("trace", "synth", "-o", out, "--duration", "10", *args), fragment)
+    assert not out.exists()
+
+
+def test_synth_rate_defaults_to_5_and_a_profile_needs_no_rate(tmp_path):
+    default, given = tmp_path / "d.parquet", tmp_path / "g.parquet"
+    assert invoke("trace", "synth", "-o", default, "--duration", "60").exit_code == 0
+    assert invoke("trace", "synth", "-o", given, "--duration", "60", "--rate", "5").exit_code == 0
+    assert default.read_bytes() == given.read_bytes()
+    profile = tmp_path / "p.parquet"
+    result = invoke("trace", "synth", "-o", profile, "--duration", "60", "--rate-profile", "0:2")
+    assert result.exit_code == 0, result.stderr
+    meta = read_canonical(profile).schema.metadata
+    assert meta[b"simreplay.extra.synth.arrival"] == b"piecewise"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
         (["--rate-scale", "0"], "rate"),
         (["--window", "abc"], "--window"),
         (["--sample", "1.5"], "sample"),

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from simulator.errors import TraceError
-from simulator.trace.arrivals import ArrivalProcess
+from simulator.trace.arrivals import ArrivalProcess, arrival_process
 from simulator.trace.importer import detect_format, import_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.schema import trace_metadata
@@ -146,6 +146,38 @@ def test_a_timestamp_beyond_the_nanosecond_range_says_so(tmp_path, stamp):
     text = AZURE_2023.replace("2023-11-16 18:15:50.9951690", stamp)
     with pytest.raises(TraceError, match=r"line 3: column TIMESTAMP: .*outside 1677-09-21 to"):
         import_trace(write(tmp_path, "t.csv", text))
+
+
+@pytest.mark.parametrize(
+    ("first", "later", "expected"),
+    [
+        (
+            "2023-11-16 18:15:46.6805900",
+            "2023-11-16 18:15:50.9951690+00:00",
+            "without a time zone, got '2023-11-16 18:15:50.9951690+00:00', which has a time "
+            "zone where the column's first time has none",
+        ),
+        (
+            "2023-11-16 18:15:46.6805900Z",
+            "2023-11-16 18:15:50.9951690",
+            "with a time zone, got '2023-11-16 18:15:50.9951690', which has no time zone "
+            "where the column's first time has one",
+        ),
+    ],
+)
+def test_a_time_zone_on_some_times_only_is_not_called_out_of_range(
+    tmp_path, first, later, expected
+):
+    """Found by QA: a 2023 time with a zone after a first time without one (or the reverse)
+    was refused as 'a date outside 1677-09-21 to 2262-04-11 (a placeholder or corrupt
+    date?)'."""
+    text = AZURE_2023.replace("2023-11-16 18:15:46.6805900", first).replace(
+        "2023-11-16 18:15:50.9951690", later
+    )
+    with pytest.raises(TraceError, match=r"line 3: column TIMESTAMP: expected a timestamp") as info:
+        import_trace(write(tmp_path, "t.csv", text))
+    assert str(info.value).endswith(expected + " (--skip-invalid drops such rows)")
+    assert "1677" not in str(info.value)
 
 
 def test_unparseable_timestamp_names_line(tmp_path):
@@ -307,6 +339,27 @@ def test_lengths_file_needs_an_arrival_process(tmp_path):
     assert np.all(np.diff(table.column("arrival_time_s").to_numpy()) >= 0)
     assert "poisson at 2 req/s" in report.notes[0]
     assert table.equals(import_trace(path, options)[0])
+
+
+@pytest.mark.parametrize(
+    ("process", "expected"),
+    [
+        (
+            arrival_process("piecewise", 1.0, rate_profile="0:2,100:5"),
+            "piecewise at rates 0:2,100:5, CV 1, seed 0",
+        ),
+        (
+            arrival_process("diurnal", 3.0, cv=2.0, period_s=600.0),
+            "diurnal at 3 req/s, CV 2, period 600 s, peak-to-trough 3, seed 0",
+        ),
+    ],
+)
+def test_lengths_note_names_the_arrival_process_it_used(tmp_path, process, expected):
+    """Found by QA: `trace import lengths.csv --rate-profile 0:2,100:5` said 'piecewise at
+    1 req/s' (a placeholder rate the profile never reads), and dropped a diurnal CV."""
+    path = write(tmp_path, "l.csv", "num_prefill_tokens,num_decode_tokens\n10,2\n20,4\n")
+    _, report = import_trace(path, ImportOptions(arrival=process))
+    assert report.notes[0] == f"arrivals are synthetic: {expected}"
 
 
 def test_unknown_format_names_first_line(tmp_path):
@@ -649,3 +702,87 @@ def test_an_infinite_arrival_time_is_not_called_empty(tmp_path):
     path = write(tmp_path, "t.csv", "arrival_time_s,input_tokens,output_tokens\ninf,100,10\n")
     with pytest.raises(TraceError, match=r"line 2: column arrival_time_s: .*got an infinite value"):
         import_trace(path)
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"), [("a,b,a", "1 duplicate in all"), ("a,b,a,a", "2 duplicates in all")]
+)
+def test_duplicate_request_ids_are_counted_in_words(tmp_path, ids, expected):
+    """Found by QA: a duplicate id said '1 duplicate(s) in all'."""
+    rows = "".join(f"{i},20,6,{rid}\n" for i, rid in enumerate(ids.split(",")))
+    text = "arrival_time_s,input_tokens,output_tokens,request_id\n" + rows
+    with pytest.raises(
+        TraceError, match=rf"duplicate request id 'a' \(first at line 2\); {expected}"
+    ):
+        import_trace(write(tmp_path, "t.csv", text))
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "expected"),
+    [
+        (
+            '"TIMESTAMP","ContextTokens","GeneratedTokens"',
+            "2023-11-16 18:15:46.6805900,374,44",
+            "azure",
+        ),
+        ('"num_prefill_tokens","num_decode_tokens"', "374,44", "lengths"),
+    ],
+)
+def test_a_quoted_csv_header_is_detected(tmp_path, header, row, expected):
+    """Found by QA: an Azure or length-only CSV written with every field quoted (pandas'
+    QUOTE_ALL) was 'unknown trace format', while quoted BurstGPT and Qwen headers were read."""
+    path = write(tmp_path, "t.csv", f"{header}\n{row}\n")
+    assert detect_format(path) == expected
+    options = (
+        ImportOptions(arrival=ArrivalProcess("poisson", 2.0)) if expected == "lengths" else None
+    )
+    table, _ = import_trace(path, options)
+    assert table.column("input_tokens").to_pylist() == [374]
+
+
+def test_a_csv_with_carriage_return_line_ends_is_read(tmp_path):
+    """Found by QA: a CSV whose lines end in a bare CR (classic Mac, some Excel exports)
+    crashed format detection with a traceback (_csv.Error: new-line character seen in
+    unquoted field), as did a binary file with a CR before its first LF."""
+    lf, _ = import_trace(write(tmp_path, "u.csv", AZURE_2023))
+    cr, _ = import_trace(write(tmp_path, "t.csv", AZURE_2023.replace("\n", "\r")))
+    for name in ("arrival_time_s", "input_tokens", "output_tokens"):
+        assert cr.column(name).equals(lf.column(name))
+    bad = tmp_path / "b.bin"
+    bad.write_bytes(b"\x8a\x01\rz\x00\x93,\xff\n\x02")
+    with pytest.raises(TraceError, match=r"^b\.bin: unknown trace format"):
+        import_trace(bad)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "fmt"), [("utf-16", None), ("utf-16-le", None), ("utf-16", "azure")]
+)
+def test_utf16_text_is_named_as_such(tmp_path, encoding, fmt):
+    """Found by QA: a UTF-16 export (Excel's 'Unicode text') was an 'unknown trace format'
+    whose first line was shown as a run of NULs, or with --format azure a 'missing column
+    TIMESTAMP' listing the NUL-spaced header."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(AZURE_2023.encode(encoding))
+    with pytest.raises(TraceError, match=r"^t\.csv: UTF-16 text; traces are read as UTF-8 .*iconv"):
+        import_trace(path, ImportOptions(format=fmt))
+    zeros = tmp_path / "z.csv"
+    zeros.write_bytes(bytes(100))  # NULs only: not UTF-16 text
+    with pytest.raises(TraceError, match=r"^z\.csv: unknown trace format"):
+        import_trace(zeros)
+
+
+@pytest.mark.parametrize("window_s", [0.0, -1.0, math.inf, math.nan])
+def test_a_jitter_window_that_is_not_a_positive_finite_number_says_so(tmp_path, window_s):
+    """Found by QA: --jitter-window-s inf was refused as 'must be > 0, got inf'."""
+    path = write(tmp_path, "m.jsonl", mooncake_lines(MOONCAKE))
+    options = ImportOptions(jitter=True, jitter_window_s=window_s)
+    with pytest.raises(TraceError, match=r"--jitter-window-s must be a finite number > 0, got"):
+        import_trace(path, options)
+
+
+def test_format_lengths_on_another_file_names_the_missing_columns_first(tmp_path):
+    """Found by QA: `--format lengths` on an Azure CSV said 'a length-only file has no
+    arrival times; give --rate', and only with --rate that the length columns are missing."""
+    path = write(tmp_path, "a.csv", AZURE_2023)
+    with pytest.raises(TraceError, match=r"a.csv: missing column 'num_prefill_tokens'"):
+        import_trace(path, ImportOptions(format="lengths"))

@@ -296,7 +296,7 @@ def test_plan_notes_what_the_import_dropped(tmp_path):
     )
     result = invoke("plan", path, "--slo", SLO, "--gpu-types", "A100", "--max-gpus", 1)
     assert result.exit_code == 0, result.stderr
-    assert "note: dropped 1 rows with 0 Response tokens" in result.stderr
+    assert "note: dropped 1 row with 0 Response tokens" in result.stderr
 
 
 def test_an_answer_that_rejects_requests_says_so(trace_file):

@@ -182,7 +182,7 @@ def test_burstgpt_v2_sessions_and_turns(tmp_path):
     assert column(table, "input_tokens") == [600, 200, 500, 100, 300]
     assert column(table, "session_id") == ["s1", "s2", None, "s1", "s1"]
     assert column(table, "turn") == [1, 1, None, 2, 3]
-    assert any("dropped 1 rows" in note for note in report.notes)
+    assert any("dropped 1 row with" in note for note in report.notes)
 
 
 def test_burstgpt_turns_break_time_ties_by_file_order():
@@ -224,7 +224,7 @@ def test_qwen_sessions_resolve_to_roots_through_a_chain_and_an_orphan(tmp_path):
     assert trace_metadata(table).hash_block_size == 16
     assert "type" not in table.column_names
     assert report.notes == (
-        "1 rows name a parent_chat_id that is not in the file; each was made the first "
+        "1 row names a parent_chat_id that is not in the file; each was made the first "
         "request of its own session",
     )
 
@@ -263,6 +263,15 @@ def test_qwen_parent_cycle_is_an_error(tmp_path):
     ]
     path = write_jsonl(tmp_path, "q.jsonl", records)
     with pytest.raises(TraceError, match=r"q.jsonl: line 1: chat_id 1: .*loops back"):
+        qwen.read(path, ImportOptions())
+
+
+def test_qwen_row_that_is_its_own_parent_is_a_cycle(tmp_path):
+    """Found by QA: a row whose parent_chat_id is its own chat_id (a cycle of one) was
+    taken, without a word, as the first turn of a session, while longer cycles fail."""
+    records = [QWEN_RECORDS[0], dict(QWEN_RECORDS[1], chat_id=7, parent_chat_id=7)]
+    path = write_jsonl(tmp_path, "q.jsonl", records)
+    with pytest.raises(TraceError, match=r"q.jsonl: line 2: chat_id 7: .*loops back"):
         qwen.read(path, ImportOptions())
 
 
@@ -757,3 +766,61 @@ def test_a_canonical_trace_with_an_absurd_arrival_is_refused(tmp_path):
     pq.write_table(table.replace_schema_metadata(shipped.schema.metadata), tmp_path / "t.parquet")
     with pytest.raises(TraceError, match="row 3: arrival_time_s must be finite, >= 0 and at most"):
         read_canonical(tmp_path / "t.parquet")
+
+
+@pytest.mark.parametrize("container", ["csv", "jsonl", "parquet"])
+def test_canonical_columns_a_generic_file_does_not_read_are_named(tmp_path, container):
+    """Found by QA: a CSV (or JSONL, or plain parquet) with the canonical think_time_s and
+    turn columns lost them without a word, so `run --closed-loop` sent every follow-up
+    with no think time."""
+    from simulator.trace.importer import import_trace
+
+    rows = {
+        "arrival_time_s": [0.0, 0.5],
+        "input_tokens": [100, 300],
+        "output_tokens": [10, 10],
+        "session_id": ["a", "a"],
+        "turn": [1, 2],
+        "think_time_s": [None, 30.0],
+    }
+    path = tmp_path / f"t.{container}"
+    if container == "parquet":
+        pq.write_table(pa.table(rows), path)
+    elif container == "jsonl":
+        columns = zip(*rows.values(), strict=True)
+        records = [dict(zip(rows, values, strict=True)) for values in columns]
+        write_jsonl(tmp_path, path.name, records)
+    else:
+        lines = [
+            ",".join("" if v is None else str(v) for v in values)
+            for values in zip(*rows.values(), strict=True)
+        ]
+        write(tmp_path, path.name, ",".join(rows) + "\n" + "\n".join(lines) + "\n")
+    table, report = import_trace(path)
+    assert column(table, "session_id") == ["a", "a"]
+    assert report.notes == (
+        f"columns turn, think_time_s not read: a generic {container} file gives only arrival "
+        "times, token counts, request_id, session_id and hash_ids (--closed-loop then takes a "
+        "session's turns in arrival order with no think time)",
+    )
+
+
+@pytest.mark.parametrize("container", ["csv", "jsonl"])
+def test_iso_times_without_time_unit_datetime_say_which_flag_reads_them(tmp_path, container):
+    """Found by QA: a CSV whose time column holds ISO-8601 times, read without
+    --time-unit datetime, said "expected a number, got '2024-01-01T00:00:00'
+    (--skip-invalid drops such rows)", advice that drops every row; a JSON-lines file
+    already named --time-unit datetime."""
+    from simulator.trace.importer import import_trace
+
+    if container == "csv":
+        path = write(tmp_path, "t.csv", "t,i,o\n2024-01-01T00:00:00,100,10\n")
+        where = "line 2: column t"
+    else:
+        path = write_jsonl(tmp_path, "t.jsonl", [{"t": "2024-01-01T00:00:00", "i": 100, "o": 10}])
+        where = "line 1: field t"
+    mapping = {"time_col": "t", "input_col": "i", "output_col": "o"}
+    with pytest.raises(TraceError, match=rf"{where}: holds text .*give --time-unit datetime"):
+        import_trace(path, ImportOptions(**mapping))
+    table, _ = import_trace(path, ImportOptions(**mapping, time_unit="datetime"))
+    assert table.num_rows == 1

@@ -374,3 +374,11 @@ def test_transform_notes_group_thousands_as_every_other_count():
     assert notes[0].startswith("kept 12,000 of 20,000 requests")
     assert notes[1].startswith("sampled 12,000 of 12,000 requests")
     assert notes[2] == f"capped input_tokens on {out.num_rows:,} rows to 1"
+
+
+def test_a_count_of_one_row_is_singular():
+    """Found by QA: capping one request said 'capped input_tokens on 1 rows to 8'."""
+    table = _table([0.0, 1.0, 2.0])
+    table = table.set_column(1, "input_tokens", pa.array([10, 5, 3], pa.int32()))
+    _, notes = apply_transforms(table, max_input_tokens=8, max_output_tokens=2)
+    assert notes == ["capped input_tokens on 1 row to 8", "capped output_tokens on 3 rows to 2"]

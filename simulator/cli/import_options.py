@@ -46,6 +46,10 @@ PeriodOpt = Annotated[float, typer.Option("--period-s", help="Diurnal period in 
 PeakOpt = Annotated[
     float, typer.Option("--peak-to-trough", help="Diurnal ratio of the highest to the lowest rate.")
 ]
+#: Defaults of --period-s and --peak-to-trough (``arrival_process``'s); a flag at its default
+#: counts as not given.
+DEFAULT_PERIOD_S = 86400.0
+DEFAULT_PEAK_TO_TROUGH = 3.0
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
 
 #: name -> (annotation, default). Order is the order shown in --help.
@@ -138,11 +142,11 @@ IMPORT_PARAMETERS: dict[str, tuple[Any, Any]] = {
     ),
     "period_s": (
         Annotated[float, _opt("--period-s", help="Length-only files: diurnal period, seconds.")],
-        86400.0,
+        DEFAULT_PERIOD_S,
     ),
     "peak_to_trough": (
         Annotated[float, _opt("--peak-to-trough", help="Length-only files: diurnal max/min rate.")],
-        3.0,
+        DEFAULT_PEAK_TO_TROUGH,
     ),
     "seed": (
         Annotated[
@@ -208,11 +212,41 @@ def arrival_from_options(
     period_s: float,
     peak_to_trough: float,
 ) -> ArrivalProcess | None:
-    """The arrival process the flags describe, or None when no rate or profile was given."""
-    if rate is None and rate_profile is None:
+    """The arrival process the flags describe, or None when no rate or profile was given.
+
+    A shape flag the process never reads is an error, not ignored (at its default it counts
+    as not given): ``--arrival``/``--cv``/``--period-s``/``--peak-to-trough`` without
+    ``--rate`` or ``--rate-profile`` (a trace with arrival times of its own), ``--period-s``
+    or ``--peak-to-trough`` off ``diurnal``, and ``--rate`` with ``piecewise``, whose
+    ``--rate-profile`` gives every rate.
+    """
+    shape_given = [
+        option
+        for option, given in (
+            ("--arrival", arrival != "poisson"),
+            ("--cv", cv != 1.0),
+            ("--period-s", period_s != DEFAULT_PERIOD_S),
+            ("--peak-to-trough", peak_to_trough != DEFAULT_PEAK_TO_TROUGH),
+        )
+        if given
+    ]
+    if rate is None and rate_profile is None and arrival != "piecewise":
+        if shape_given:
+            raise SimreplayError(
+                f"{shape_given[0]} shapes the synthetic arrivals of --rate or --rate-profile "
+                "(length-only files); give one of them, or leave it out"
+            )
         return None
     if rate_profile and arrival == "poisson":
         arrival = "piecewise"
+    if arrival != "diurnal":
+        for option in ("--period-s", "--peak-to-trough"):
+            if option in shape_given:
+                raise SimreplayError(f"{option} is only used with --arrival diurnal, not {arrival}")
+    if arrival == "piecewise" and rate is not None:
+        raise SimreplayError(
+            "--rate is not used with --arrival piecewise: --rate-profile gives every rate"
+        )
     return arrival_process(
         arrival,
         rate_rps=rate if rate is not None else 1.0,

@@ -242,7 +242,7 @@ def run(
     err.print(
         f"simulated {count(table.num_rows, 'request')} in "
         f"{elapsed_s:.2f} s "
-        f"({table.num_rows / max(elapsed_s, 1e-9):,.0f} requests/s, including loading or "
+        f"({table.num_rows / max(elapsed_s, 1e-9):,.0f} req/s, including loading or "
         "compiling the numba kernels)",
     )
     if out_dir is not None:

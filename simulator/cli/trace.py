@@ -10,6 +10,8 @@ import typer
 
 from simulator.cli.common import count, domain_errors, note, out, print_json, print_rows
 from simulator.cli.import_options import (
+    DEFAULT_PEAK_TO_TROUGH,
+    DEFAULT_PERIOD_S,
     ArrivalOpt,
     CvOpt,
     PeakOpt,
@@ -122,18 +124,22 @@ def _session_opt(*names: str, help: str) -> typer.models.OptionInfo:
     return typer.Option(*names, help=help, rich_help_panel=SESSIONS_PANEL, show_default=False)
 
 
+#: ``trace synth``'s --rate when neither it nor --rate-profile is given.
+DEFAULT_SYNTH_RATE_RPS = 5.0
+
+
 @app.command("synth")
 @domain_errors
 def synth(
     output: OutputOpt,
     rate: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--rate",
             help="Mean arrival rate, requests per second (session starts per second with "
-            "--sessions).",
+            f"--sessions); default {DEFAULT_SYNTH_RATE_RPS:g}, not used with --rate-profile.",
         ),
-    ] = 5.0,
+    ] = None,
     duration_s: Annotated[
         float | None,
         typer.Option(
@@ -148,8 +154,8 @@ def synth(
     arrival: ArrivalOpt = "poisson",
     cv: CvOpt = 1.0,
     rate_profile: RateProfileOpt = None,
-    period_s: PeriodOpt = 86400.0,
-    peak_to_trough: PeakOpt = 3.0,
+    period_s: PeriodOpt = DEFAULT_PERIOD_S,
+    peak_to_trough: PeakOpt = DEFAULT_PEAK_TO_TROUGH,
     input_spec: Annotated[
         str,
         typer.Option(
@@ -275,6 +281,8 @@ def synth(
         raise SimreplayError("with --sessions give exactly one of --duration and --num-sessions")
     if lengths_from is not None:
         refuse_overwriting_input(output, [lengths_from], "the --lengths-from trace")
+    if rate is None and rate_profile is None and arrival != "piecewise":
+        rate = DEFAULT_SYNTH_RATE_RPS
     process = arrival_from_options(arrival, rate, cv, rate_profile, period_s, peak_to_trough)
     input_lengths = parse_length_distribution(input_spec, option="--input-len")
     output_lengths = parse_length_distribution(output_spec, option="--output-len")

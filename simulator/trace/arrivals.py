@@ -68,6 +68,18 @@ class ArrivalProcess:
     period_s: float = 86400.0
     peak_to_trough: float = 3.0
 
+    def summary(self) -> str:
+        """One phrase for a note: ``gamma at 5 req/s, CV 3`` or ``piecewise at rates 0:2,...``."""
+        if self.kind == "piecewise":
+            text = f"piecewise at rates {format_rate_profile(self.rate_profile)}"
+        else:
+            text = f"{self.kind} at {self.rate_rps:g} req/s"
+        if self.kind != "poisson":
+            text += f", CV {self.cv:g}"
+        if self.kind == "diurnal":
+            text += f", period {self.period_s:g} s, peak-to-trough {self.peak_to_trough:g}"
+        return text
+
     def describe(self) -> dict[str, str]:
         """Return the parameters that matter for this kind, as strings for trace metadata."""
         params = {"arrival": self.kind}

@@ -34,6 +34,7 @@ from simulator.trace.readers.tabular import (
     first_record,
     physical_line,
     refuse_json_array,
+    refuse_utf16,
     sniff_text,
 )
 from simulator.trace.schema import TraceMetadata, validate_trace
@@ -119,6 +120,8 @@ def _import(path: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]
             "--format parquet --time-col ... --input-col ... --output-col ..."
         )
     _check_format_options(path, name, options)
+    if not _is_parquet(path):
+        refuse_utf16(path)
     try:
         raw = READERS[name].read(path, options)
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream, read part way
@@ -200,6 +203,7 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     head = sniff_text(path)
     if head.startswith(PARQUET_MAGIC.decode()):
         raise compressed_parquet(path)
+    refuse_utf16(path)
     if not head.strip():
         raise TraceError(f"{path.name}: file is empty")
     refuse_json_array(path, head)

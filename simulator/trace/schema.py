@@ -323,7 +323,8 @@ def check_unique_ids(
     first_row = int(np.argmax(codes == codes[dup_row]))
     raise TraceError(
         f"{source}: {where(dup_row)}: duplicate request id {ids[dup_row].as_py()!r} "
-        f"(first at {where(first_row)}); {num_dups} duplicate(s) in all"
+        f"(first at {where(first_row)}); {num_dups:,} "
+        f"duplicate{'' if num_dups == 1 else 's'} in all"
     )
 
 

@@ -41,6 +41,7 @@ from simulator.trace.schema import (
     MAX_ARRIVAL_S,
     TraceMetadata,
     build_trace_table,
+    num_rows_text,
     trace_metadata,
 )
 
@@ -342,7 +343,7 @@ def apply_transforms(
         table, num_changed = cap_lengths(table, max_input_tokens, max_output_tokens)
         for name, cap in (("input_tokens", max_input_tokens), ("output_tokens", max_output_tokens)):
             if cap is not None:
-                notes.append(f"capped {name} on {num_changed[name]:,} rows to {int(cap):,}")
+                notes.append(f"capped {name} on {num_rows_text(num_changed[name])} to {int(cap):,}")
     return table, notes
 
 

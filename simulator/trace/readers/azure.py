@@ -19,6 +19,7 @@ from simulator.trace.readers.tabular import (
     csv_header,
     datetime_type_for,
     first_data_value,
+    head_csv_header,
     int_values,
     read_csv_columns,
     require_columns,
@@ -77,6 +78,5 @@ def _images(text: pa.ChunkedArray) -> tuple[int, int]:
 
 def sniff(path: Path, head_text: str) -> bool:
     """True when the header has Azure's three columns."""
-    header = head_text.split("\n", 1)[0]
-    names = [name.strip() for name in header.split(",")]
+    names = head_csv_header(head_text)  # a CSV header: names may be quoted
     return all(name in names for name in COLUMNS)

@@ -31,6 +31,7 @@ from simulator.trace.readers.tabular import (
     read_csv_columns,
     require_columns,
 )
+from simulator.trace.schema import num_rows_text
 
 HEADER_V1 = ("Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type")
 COLUMNS = ["Timestamp", "Model", "Request tokens", "Response tokens"]
@@ -77,13 +78,13 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     if num_failed and options.keep_failed:
         raw.output_tokens = np.where(failed, 1, raw.output_tokens)
         raw.notes.append(
-            f"kept {num_failed:,} rows with 0 Response tokens (failed requests) as requests "
-            "of 1 output token: their prompts still load the prefill (--keep-failed)"
+            f"kept {num_rows_text(num_failed)} with 0 Response tokens (failed requests) as "
+            "requests of 1 output token: their prompts still load the prefill (--keep-failed)"
         )
     elif num_failed:
         raw.take(~failed)
         raw.notes.append(
-            f"dropped {num_failed:,} rows with 0 Response tokens "
+            f"dropped {num_rows_text(num_failed)} with 0 Response tokens "
             "(failed requests; --keep-failed keeps them as 1-token requests)"
         )
     if has_sessions:

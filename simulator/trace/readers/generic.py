@@ -16,6 +16,7 @@ readers share: header and first-record peeks, and parsing of ``[1, 2, 3]`` list 
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,9 @@ MAPPING = {
     "hash_ids": ("hash_col", "--hash-col"),
 }
 REQUIRED = ("arrival_time_s", "input_tokens", "output_tokens")
+#: Canonical columns this reader never reads (a simreplay parquet trace keeps them); a file
+#: that has one by name gets a note instead of losing it silently.
+NOT_READ = ("turn", "think_time_s", "model", "priority", "tenant")
 #: ``ImportOptions`` fields that only this reader reads.
 MAPPING_FIELDS = (*(attr for attr, _ in MAPPING.values()), "time_unit", "hash_block_size")
 
@@ -159,6 +163,14 @@ def _mapping(
             )
             continue
         chosen[attr] = name
+    not_read = [name for name in NOT_READ if name in names and name not in chosen.values()]
+    if not_read:
+        notes.append(
+            f"column{'s' if len(not_read) > 1 else ''} {', '.join(not_read)} not read: a "
+            f"generic {container} file gives only arrival times, token counts, request_id, "
+            "session_id and hash_ids (--closed-loop then takes a session's turns in arrival "
+            "order with no think time)"
+        )
     unset = [
         flag for name, (attr, flag) in MAPPING.items() if name in REQUIRED and not chosen[attr]
     ]
@@ -194,6 +206,11 @@ def _mapping(
 def _read_csv(path: Path, mapping: dict[str, str], options: ImportOptions) -> dict[str, Column]:
     time_col = mapping["arrival_time_s"]
     sample = first_data_value(path, time_col)
+    if options.time_unit != "datetime" and _is_datetime_text(sample):
+        raise TraceError(
+            f"{path.name}: line 2: column {time_col}: holds text {sample[:40]!r}; give "
+            "--time-unit datetime for ISO-8601 times, or a number of s, ms, us or ns"
+        )
     if options.time_unit == "datetime":
         time_type = datetime_type_for(sample)
     else:
@@ -218,6 +235,22 @@ def _read_csv(path: Path, mapping: dict[str, str], options: ImportOptions) -> di
         if name in columns:
             columns[name] = empty_to_null(columns[name])
     return columns
+
+
+def _is_datetime_text(text: str | None) -> bool:
+    """Whether a cell is an ISO-8601 date or time (and no number)."""
+    if not text:
+        return False
+    try:
+        float(text)
+        return False
+    except ValueError:
+        pass
+    try:
+        datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def _is_int_text(text: str | None) -> bool:

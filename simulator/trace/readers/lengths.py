@@ -18,6 +18,7 @@ from simulator.trace.options import ImportOptions
 from simulator.trace.raw import RawTrace
 from simulator.trace.readers.tabular import (
     csv_header,
+    head_csv_header,
     int_values,
     read_csv_columns,
     require_columns,
@@ -28,13 +29,13 @@ COLUMNS = ["num_prefill_tokens", "num_decode_tokens"]
 
 def read(path: Path, options: ImportOptions) -> RawTrace:
     """Read a length-only CSV and give it arrivals from ``options.arrival``."""
+    header = csv_header(path)  # before asking for --rate: is it a length-only file at all?
+    require_columns(path, header, COLUMNS, "a length-only trace")
     if options.arrival is None:
         raise TraceError(
             f"{path.name}: a length-only file has no arrival times; give --rate "
             "(and optionally --arrival, --cv, --seed)"
         )
-    header = csv_header(path)
-    require_columns(path, header, COLUMNS, "a length-only trace")
     columns = read_csv_columns(
         path, {name: pa.int64() for name in COLUMNS}, skip_invalid=options.skip_invalid
     )
@@ -49,16 +50,11 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         source_file=path.name,
         source_format="lengths",
         source_columns={"input_tokens": "num_prefill_tokens", "output_tokens": "num_decode_tokens"},
-        notes=[
-            f"arrivals are synthetic: {process.kind} at {process.rate_rps:g} req/s"
-            + (f", CV {process.cv:g}" if process.kind == "gamma" else "")
-            + f", seed {options.seed}"
-        ],
+        notes=[f"arrivals are synthetic: {process.summary()}, seed {options.seed}"],
     )
 
 
 def sniff(path: Path, head_text: str) -> bool:
     """True when the header has the two length columns and no timestamp."""
-    header = head_text.split("\n", 1)[0]
-    names = [name.strip() for name in header.split(",")]
+    names = head_csv_header(head_text)  # a CSV header: names may be quoted
     return all(name in names for name in COLUMNS)

@@ -90,7 +90,7 @@ def _jitter(
             )
         window_s = float(np.median(gaps))
     if not (window_s > 0 and np.isfinite(window_s)):
-        raise TraceError(f"--jitter-window-s must be > 0, got {window_s}")
+        raise TraceError(f"--jitter-window-s must be a finite number > 0, got {window_s}")
     rng = np.random.default_rng(seed)
     return arrival_time_s + rng.uniform(0.0, window_s, size=arrival_time_s.size), window_s
 

@@ -39,6 +39,7 @@ from simulator.trace.readers.tabular import (
     read_jsonl_columns,
     require_columns,
 )
+from simulator.trace.schema import num_rows_text
 
 HASH_BLOCK_SIZE = 16
 FIELDS = ("chat_id", "parent_chat_id", "timestamp", "input_length", "output_length")
@@ -82,7 +83,8 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     notes = []
     if num_orphans:
         notes.append(
-            f"{num_orphans:,} rows name a parent_chat_id that is not in the file; each was "
+            f"{num_rows_text(num_orphans)} name{'s' if num_orphans == 1 else ''} a parent_chat_id "
+            "that is not in the file; each was "
             "made the first request of its own session"
         )
     return RawTrace(
@@ -192,11 +194,12 @@ def session_roots(
     found = parent_row.is_valid().to_numpy(zero_copy_only=False)
     is_root = marks_root.to_numpy(zero_copy_only=False)
     orphan = ~is_root & ~found
-    pointer = np.where(is_root | ~found, rows, parent_row.fill_null(0).to_numpy())
-    is_start = pointer == rows
+    is_start = is_root | ~found
+    pointer = np.where(is_start, rows, parent_row.fill_null(0).to_numpy())
     # Each pass doubles how far a pointer has climbed, so ceil(log2(n)) + 1 passes reach
     # every root. Rows on a cycle never reach a row that started as a root (a cycle whose
-    # length is a power of two can settle on itself, so "stopped moving" is not enough).
+    # length is a power of two can settle on itself, so "stopped moving" is not enough; a
+    # row that is its own parent is such a cycle from the start).
     for _ in range(int(np.ceil(np.log2(num_rows + 1))) + 1):
         jumped = pointer[pointer]
         if np.array_equal(jumped, pointer):

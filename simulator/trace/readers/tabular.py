@@ -268,13 +268,28 @@ def _cast_text(values: pa.Array, arrow_type: pa.DataType) -> pa.Array:
     return pc.cast(pc.utf8_trim_whitespace(values), arrow_type)
 
 
+#: The range of nanosecond timestamps (int64 nanoseconds from 1970), whole seconds inside it.
+_NS_TIMESTAMP_RANGE = (
+    datetime.datetime(1677, 9, 21, 0, 12, 44),
+    datetime.datetime(2262, 4, 11, 23, 47, 16),
+)
+
+
 def _out_of_range_hint(text: str | None, arrow_type: pa.DataType) -> str:
-    """For a date Python reads but a nanosecond timestamp cannot hold (1677-2262)."""
+    """Why a date Python reads did not parse: a time zone where the column's first time
+    has none (or none where it has one), or a date a nanosecond timestamp cannot hold."""
     if not pa.types.is_timestamp(arrow_type) or text is None:
         return ""
     try:
-        datetime.datetime.fromisoformat(text.strip())
+        parsed = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
+        return ""
+    if parsed.tzinfo is None and arrow_type.tz is not None:
+        return ", which has no time zone where the column's first time has one"
+    if parsed.tzinfo is not None and arrow_type.tz is None:
+        return ", which has a time zone where the column's first time has none"
+    low, high = _NS_TIMESTAMP_RANGE
+    if low <= parsed.replace(tzinfo=None) <= high:
         return ""
     return (
         ", a date outside 1677-09-21 to 2262-04-11, the range of nanosecond timestamps "
@@ -486,11 +501,18 @@ def sniff_text(path: Path, num_bytes: int = 1 << 16) -> str:
 
 
 def head_csv_header(head_text: str) -> list[str]:
-    """Column names on the first line of ``head_text`` (spaces around names stripped)."""
-    first = head_text.split("\n", 1)[0].rstrip("\r")
+    """Column names on the first line of ``head_text`` (spaces around names stripped).
+
+    The line ends at the first ``\n`` or ``\r`` (a CR-only file ends its lines with
+    ``\r``); text that is no CSV line (binary bytes) has no names.
+    """
+    first = re.split(r"[\r\n]", head_text, maxsplit=1)[0]
     if not first.strip():
         return []
-    return [name.strip() for name in next(csv.reader([first]))]
+    try:
+        return [name.strip() for name in next(csv.reader([first]))]
+    except csv.Error:
+        return []
 
 
 def first_record(path: Path) -> dict | None:
@@ -633,6 +655,28 @@ def compressed_parquet(path: Path) -> TraceError:
         "(parquet compresses its columns itself and is read by seeking, which a compressed "
         "stream cannot do)"
     )
+
+
+def refuse_utf16(path: Path) -> None:
+    """One line for UTF-16 text (a byte-order mark, or every other byte NUL), which would
+    otherwise be shown as an unknown format whose first line is a run of NULs."""
+    with open_input(path) as stream:
+        head = stream.read(64)
+    bom = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+    even, odd = head[0::2], head[1::2]
+    # ASCII in UTF-16: one byte of each pair NUL, the other not (a file of NULs is no text).
+    interleaved = len(head) >= 8 and any(
+        nuls.count(0) == len(nuls) and text.count(0) == 0
+        for nuls, text in ((even, odd), (odd, even))
+    )
+    if bom or interleaved:
+        name = Path(path.name)
+        how = (
+            f"with: iconv -f utf-16 -t utf-8 {name} > {name.stem}-utf8{name.suffix}"
+            if compression_of(path) is None
+            else "decompressed, e.g. with iconv -f utf-16 -t utf-8"
+        )
+        raise TraceError(f"{name}: UTF-16 text; traces are read as UTF-8 (convert it {how})")
 
 
 def refuse_json_array(path: Path, head_text: str) -> None:
