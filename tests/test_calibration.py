@@ -513,6 +513,11 @@ def test_run_names_the_profile_and_a_given_calibration_wins(tmp_path):
     resolved = resolve(Scenario(gpus="1xH200", calibration=str(path)))
     assert "mine.json" in resolved.to_dict()["calibration"]
     assert resolved.to_dict()["calibration_profile"]["profile"].startswith("mine.json")
+    assert resolved.to_dict()["calibration_profile"]["path"] == str(path)
+    # A shipped profile is named the same wherever simreplay is installed (QA: an absolute
+    # path made summary.json differ between two checkouts).
+    shipped = resolve(Scenario(gpus="1xH100")).to_dict()["calibration_profile"]["path"]
+    assert shipped == "calibration/profiles/h100-sxm.json"
     with pytest.raises(SimreplayError, match="no such file"):
         resolve(Scenario(gpus="1xH100", calibration=str(tmp_path / "nope.json")))
 

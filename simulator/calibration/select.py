@@ -54,6 +54,20 @@ PROFILES_DIR = _profiles_dir()
 
 UNCALIBRATED = "roofline with default efficiencies (uncalibrated)"
 
+#: How outputs name a shipped profile's file: the same bytes whichever folder simreplay is
+#: installed in (an absolute path made two identical runs' summary.json differ).
+SHIPPED_PREFIX = "calibration/profiles/"
+
+
+def profile_file_text(path: Path | None) -> str | None:
+    """A profile file as outputs name it: ``calibration/profiles/NAME`` for a shipped one,
+    else the path as given; None for a profile built in memory."""
+    if path is None:
+        return None
+    if Path(path).resolve().parent == PROFILES_DIR.resolve():
+        return SHIPPED_PREFIX + Path(path).name
+    return str(path)
+
 #: AIConfigurator system folder -> GPU; Vidur compute folder -> GPU.
 AICONFIGURATOR_SYSTEMS = {
     "a100_sxm": "A100-80GB-SXM",
@@ -259,7 +273,7 @@ def step_model_for(
         "profile": _label(primary),
         "source": source,
         "grids": owners,
-        "path": None if primary.path is None else str(primary.path),
+        "path": profile_file_text(primary.path),
         # Grids measured on this very GPU step its times: not a grid-less profile (host
         # constants alone), nor one whose grids were measured on a relative.
         "measured_gpu": primary.gpu == gpu.name

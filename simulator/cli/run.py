@@ -319,10 +319,10 @@ def _preemptions_text(summary: dict[str, Any]) -> str:
 def _profile_file_text(scenario: dict) -> str:
     """The profile's path when ``--calibration`` named one outside the shipped profiles: the
     one line names the file only (``h100-sxm.json``), the same as the shipped profile's."""
-    from simulator.calibration.select import PROFILES_DIR
+    from simulator.calibration.select import SHIPPED_PREFIX
 
     path = (scenario.get("calibration_profile") or {}).get("path")
-    if not path or Path(path).resolve().parent == PROFILES_DIR.resolve():
+    if not path or path.startswith(SHIPPED_PREFIX):
         return ""
     return f" (file {path})"
 
