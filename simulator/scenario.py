@@ -413,6 +413,16 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             "SchedulerConfig) refuses to start unless the token budget per step is at least "
             "the number of sequences"
         )
+    if scenario.scheduler == "vllm-v0" and scenario.max_num_batched_tokens is not None:
+        if max_batched < context:
+            # vLLM v0.6, SchedulerConfig._verify_args: without chunked prefill, a token
+            # budget below max_model_len is refused at start-up.
+            raise SimreplayError(
+                f"--max-num-batched-tokens {max_batched:,} is below max_model_len "
+                f"{context:,}: vLLM v0.6 without chunked prefill (--scheduler vllm-v0) "
+                "refuses to start with it (SchedulerConfig); give --max-model-len "
+                f"{max_batched:,} or less, or a budget of at least {context:,}"
+            )
     knobs = {
         "gpu_memory_utilization": scenario.gpu_memory_utilization,
         "block_size": block_size,

@@ -736,3 +736,19 @@ def test_a_tiny_throughput_is_not_printed_as_zero():
     assert _rate_text(0.0) == "0.00"
     assert _rate_text(1234.567) == "1,234.57"
     assert _rate_text(1234.567, 0) == "1,235"
+
+
+def test_vllm_v0_budget_below_max_model_len_is_refused_as_vllm_06_does(small_trace):
+    """Found by QA: `--scheduler vllm-v0 --max-num-batched-tokens 2048` rejected thousands of
+    requests; vLLM v0.6 without chunked prefill refuses to start when the budget is below
+    max_model_len (SchedulerConfig._verify_args)."""
+    args = ["--gpus", "1xA100", "--scheduler", "vllm-v0", "--max-num-batched-tokens", "2048"]
+    result = runner.invoke(app, ["run", str(small_trace), *args])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --max-num-batched-tokens 2,048 is below max_model_len 131,072: vLLM v0.6 "
+        "without chunked prefill (--scheduler vllm-v0) refuses to start with it "
+        "(SchedulerConfig); give --max-model-len 2,048 or less, or a budget of at least 131,072"
+    ]
+    fits = runner.invoke(app, ["run", str(small_trace), *args, "--max-model-len", "2048"])
+    assert fits.exit_code == 0, fits.stderr

@@ -68,6 +68,7 @@ def profile_file_text(path: Path | None) -> str | None:
         return SHIPPED_PREFIX + Path(path).name
     return str(path)
 
+
 #: AIConfigurator system folder -> GPU; Vidur compute folder -> GPU.
 AICONFIGURATOR_SYSTEMS = {
     "a100_sxm": "A100-80GB-SXM",
