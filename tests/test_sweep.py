@@ -507,6 +507,37 @@ def test_a_damaged_row_file_is_redone(tmp_path, small_trace):
     assert invoke("sweep", "show", out).exit_code == 0
 
 
+def _garble_column(path: Path, column: str) -> None:
+    """Overwrite the page header of ``column``'s chunk in ``path`` with garbage bytes."""
+    metadata = pq.ParquetFile(path).metadata
+    names = [metadata.schema.column(i).name for i in range(metadata.num_columns)]
+    chunk = metadata.row_group(0).column(names.index(column))
+    data = bytearray(path.read_bytes())
+    start = chunk.data_page_offset
+    data[start : start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+
+
+def test_a_row_file_damaged_in_a_metric_column_is_named(tmp_path, small_trace):
+    # The line named only the rows/ folder, with arrow's text ("Couldn't deserialize
+    # thrift"), and said a rerun redoes it: the rerun's scan reads the key columns only,
+    # so it kept the file and `sweep show` went on failing.
+    out = tmp_path / "sweep"
+    args = ["sweep", small_trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    before = row_bytes(out)
+    damaged = sorted((out / "rows").glob("*.parquet"))[0]
+    _garble_column(damaged, "ttft_p99_ms")
+    assert_one_line_error(
+        invoke("sweep", "show", out), f"{damaged}: unreadable sweep row", "remove it and rerun"
+    )
+    damaged.unlink()  # as the line says
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    assert row_bytes(out) == before
+    assert invoke("sweep", "show", out).exit_code == 0
+
+
 def _start_sweep(
     big: Path, out: Path, min_rows: int = 1, backend: tuple[str, ...] = ("--workers", "2")
 ) -> subprocess.Popen:

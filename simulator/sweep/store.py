@@ -436,6 +436,15 @@ class ResultStore:
             # One multi-threaded scan; columns a row file lacks (older build) read as null.
             table = ds.dataset(files, schema=schema, format="parquet").to_table()
         except (pa.ArrowException, OSError) as exc:
+            # Name the file: arrow's text may not (a damaged page header), and a rerun's
+            # ``scan`` reads only the key columns, so it may not find the damage itself.
+            damaged = _damaged_files(files)
+            if damaged:
+                more = f" (and {len(damaged) - 1:,} more)" if len(damaged) > 1 else ""
+                raise SimreplayError(
+                    f"{damaged[0]}{more}: unreadable sweep row (truncated or corrupt); remove "
+                    "it and rerun the sweep's command to redo it"
+                ) from None
             reason = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise SimreplayError(
                 f"{self.rows_dir}: unreadable sweep row: {reason}; rerun the sweep's command "
@@ -459,3 +468,15 @@ class ResultStore:
                     "the file named after its key); remove it"
                 )
         return table.sort_by("scenario_key")
+
+
+def _damaged_files(paths: list[str]) -> list[str]:
+    """The row files of ``paths`` that cannot be read whole."""
+    damaged = []
+    for path in paths:
+        try:
+            with pq.ParquetFile(path) as parquet_file:
+                parquet_file.read()
+        except (pa.ArrowException, OSError):
+            damaged.append(path)
+    return damaged
