@@ -276,6 +276,14 @@ def test_plan_max_rate_command(trace_file):
         (["--price", "L40S=1e308", "--json"], "at most 1,000,000 USD per GPU-hour"),
         (["--price", "L40S=inf"], "> 0 and at most"),
         (["--price", "L40S=nan"], "> 0 and at most"),
+        # A QA pass: a list of fleets was read as the GPU "A100,4xA100"; a repeated --tp
+        # was dropped without a word while a repeated --gpu-types is refused.
+        (
+            ["--find", "max-rate", "--gpus", "2xA100,4xA100"],
+            "--gpus '2xA100,4xA100': --find max-rate takes one fleet",
+        ),
+        (["--tp", "1,2,1"], "--tp '1,2,1': a degree is given twice"),
+        (["--find", "max-rate", "--gpus", "2xA100", "--tp", "1,1"], "a degree is given twice"),
     ],
 )
 def test_plan_bad_input_is_one_line(trace_file, args, fragment):

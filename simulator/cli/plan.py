@@ -165,9 +165,16 @@ def plan(
     prices = parse_prices(price or [])
     values = {k: coerce(k, v, cli_name(k)) for k, v in knobs.items()}
     tps = [coerce("tp", t, "--tp") for t in split_list(tp, "--tp")] if tp else None
+    if tps is not None and len(set(tps)) != len(tps):  # as --gpu-types names each once
+        raise SimreplayError(f"--tp {tp!r}: a degree is given twice; give each degree once")
     if find == "max-rate":
         if gpus is None:
             raise SimreplayError("--find max-rate needs the fleet: --gpus NxNAME")
+        if "," in gpus:  # else parse_gpus read "2xA100,4xA100" as the GPU "A100,4xA100"
+            raise SimreplayError(
+                f"--gpus {gpus!r}: --find max-rate takes one fleet (NxNAME, e.g. 8xH100); "
+                "compare fleets with simreplay sweep"
+            )
         if tps is not None and len(tps) != 1:
             raise SimreplayError("--find max-rate takes one --tp degree")
         given = {"--gpu-types": gpu_types, "--max-gpus": max_gpus, "--rate-scale": rate_scale}
