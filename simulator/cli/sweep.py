@@ -155,7 +155,7 @@ class _ProgressLine:
         text = (
             f"sweep: {state.done:,}/{state.total:,} scenarios"
             + (f" ({state.skipped:,} already in the store)" if state.skipped else "")
-            + f", {state.rate_per_s:,.1f}/s"
+            + f", {_rate(state.rate_per_s)}/s"
             + ("" if final or eta is None else f", ETA {_duration(eta)}")
         )
         if self.tty:
@@ -163,6 +163,14 @@ class _ProgressLine:
         else:
             sys.stderr.write(text + "\n")
         sys.stderr.flush()
+
+
+def _rate(per_s: float) -> str:
+    """Scenarios a second: two significant digits below 1 (0.036, where one decimal printed
+    0.0 next to an ETA of minutes), else one decimal."""
+    if 0 < per_s < 1:
+        return f"{per_s:.2g}"
+    return f"{per_s:,.1f}"
 
 
 def _duration(seconds: float) -> str:
