@@ -206,6 +206,10 @@ def test_too_many_scenarios(small_trace):
         ("scenarios = []\n", "zero scenarios"),
         ("[grid]\ntp = ['x']\n", "not a whole number"),
         ("colour = 1\n", "unknown top-level key"),
+        # A QA pass: these named the options --seeds and --slo, which were not given.
+        ("seeds = 0\n[grid]\ngpus = ['1xH100']\n", "bad.toml: seeds must be an integer >= 1"),
+        ("slo = 'ttft_p99=5'\n[grid]\ngpus = ['1xH100']\n", "bad.toml: slo 'ttft_p99=5': cannot"),
+        ("seeds = 2\n[grid]\ngpus = ['1xH100']\nseed = [1]\n", "bad.toml: give seeds = N or"),
     ],
 )
 def test_bad_toml_is_one_line_and_writes_nothing(tmp_path, small_trace, text, fragment):

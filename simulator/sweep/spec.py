@@ -275,14 +275,22 @@ def from_toml(
                 f"--{key}: --spec {path} sets {key} too; give it in the spec or on the "
                 "command line, not both"
             )
+    # Checked here, naming the file: ``expand``'s lines name the options --seeds and --slo.
     if "seeds" in doc:
         seeds = doc["seeds"]
-        if isinstance(seeds, bool) or not isinstance(seeds, int):
-            raise SimreplayError(f"--spec {path}: seeds must be a whole number, got {seeds!r}")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise SimreplayError(f"--spec {path}: seeds must be an integer >= 1, got {seeds!r}")
+        if "seed" in values or any("seed" in knobs for knobs in explicit):
+            raise SimreplayError(f"--spec {path}: give seeds = N or a seed knob, not both")
     if "slo" in doc:
         slo = doc["slo"]
         if not isinstance(slo, str):
             raise SimreplayError(f"--spec {path}: slo must be a string like 'ttft_p99_ms=2000'")
+        try:
+            parse_slo(slo)
+        except SimreplayError as exc:
+            reason = str(exc).removeprefix(f"--slo {slo!r}: ").removeprefix("--slo: ")
+            raise SimreplayError(f"--spec {path}: slo {slo!r}: {reason}") from None
     return expand(values, explicit, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
 
 
