@@ -366,3 +366,45 @@ def test_parallel_search_gives_the_same_plan(trace):
     ]
     assert two.skipped == one.skipped
     assert two.no_fleet == one.no_fleet
+
+
+def test_plan_workers_exit_when_the_driver_is_killed():
+    # A QA pass: after SIGTERM or SIGKILL of `plan --workers 2` its workers (and so the
+    # forkserver and resource tracker) stayed idle for good, holding the driver's stderr.
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from test_sweep import _descendants, _state
+
+    trace = Path(__file__).parent.parent / "traces" / "chat-1h.parquet"
+    command = [sys.executable, "-m", "simulator", "plan", str(trace), "--slo",
+               "ttft_p99_ms=300,tpot_p99_ms=20", "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            children = _descendants(proc.pid)  # resource tracker, forkserver, workers
+            if len(children) >= 4:
+                break
+            time.sleep(0.05)
+        assert len(children) >= 4, "the plan had no worker processes"
+        proc.kill()  # the driver only
+        proc.wait()
+        deadline = time.monotonic() + 30
+        alive = children
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = {pid for pid in alive if _state(pid) not in (None, "Z", "X")}
+        assert not alive, f"processes outlived the driver: {sorted(alive)}"
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

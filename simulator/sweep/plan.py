@@ -27,6 +27,7 @@ flagged ``near_boundary`` when a bound lies inside that interval or the seeds' s
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -333,8 +334,16 @@ def _search_type(
 _WORKER_SIM: list[Simulator] = []
 
 
-def _install_simulator(sim: Simulator) -> None:
+def _install_simulator(sim: Simulator, driver_pid: int) -> None:
+    """Worker initializer: keep ``sim``, and exit when the driver is gone (as a sweep's
+    workers do: a SIGTERM or SIGKILL of the driver left them idle forever, holding its
+    stdout and stderr open)."""
+    import threading
+
+    from simulator.sweep.runner import _exit_after
+
     _WORKER_SIM[:] = [sim]
+    threading.Thread(target=_exit_after, args=(driver_pid,), daemon=True).start()
 
 
 def _search_type_in_worker(
@@ -356,7 +365,7 @@ def _search_in_processes(
         max_workers=min(workers, len(jobs)),
         mp_context=multiprocessing.get_context(method),
         initializer=_install_simulator,
-        initargs=(fresh,),
+        initargs=(fresh, os.getpid()),
     ) as pool:
         return list(pool.map(_search_type_in_worker, jobs))
 
