@@ -481,6 +481,13 @@ def test_another_slo_in_the_same_store_is_refused(tmp_path, small_trace):
     assert invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=100").exit_code == 0
     result = invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=200")
     assert_one_line_error(result, "another --out")
+    # A QA pass: a sweep without --slo was named "--slo None", which nobody typed.
+    result = invoke("sweep", small_trace, "--out", out)
+    assert_one_line_error(result, "run with --slo 'ttft_p99_ms=100'; this one has no --slo:")
+    bare = tmp_path / "bare"
+    assert invoke("sweep", small_trace, "--out", bare).exit_code == 0
+    result = invoke("sweep", small_trace, "--out", bare, "--slo", "ttft_p99_ms=100")
+    assert_one_line_error(result, "run with no --slo; this one has --slo 'ttft_p99_ms=100':")
 
 
 def test_a_changed_trace_is_refused_in_the_same_store(tmp_path):

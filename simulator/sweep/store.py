@@ -210,8 +210,8 @@ class ResultStore:
                 )
         if manifest is not None and manifest.get("slo") != slo:
             raise SimreplayError(
-                f"--out {self.root} holds a sweep with --slo {manifest.get('slo')!r}, not "
-                f"{slo!r}; use another --out or the same --slo"
+                f"--out {self.root} holds a sweep run with {_slo_words(manifest.get('slo'))}; "
+                f"this one has {_slo_words(slo)}: use another --out or the same --slo"
             )
         self.check_compatible()
 
@@ -480,3 +480,8 @@ def _damaged_files(paths: list[str]) -> list[str]:
         except (pa.ArrowException, OSError):
             damaged.append(path)
     return damaged
+
+
+def _slo_words(slo: str | None) -> str:
+    """An SLO as the command line gives it: ``--slo 'TEXT'``, or ``no --slo`` (not None)."""
+    return "no --slo" if slo is None else f"--slo {slo!r}"
