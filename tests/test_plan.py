@@ -283,6 +283,8 @@ def test_plan_max_rate_command(trace_file):
             "--gpus '2xA100,4xA100': --find max-rate takes one fleet",
         ),
         (["--tp", "1,2,1"], "--tp '1,2,1': a degree is given twice"),
+        (["--chunk-size", "256"], "--chunk-size is read only with --scheduler sarathi"),
+        (["--prefix-load-cap", "2"], "--prefix-load-cap is read only with --router prefix"),
         (["--find", "max-rate", "--gpus", "2xA100", "--tp", "1,1"], "a degree is given twice"),
     ],
 )

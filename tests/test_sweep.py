@@ -137,6 +137,13 @@ tp = 2
     assert spec.slo == "ttft_p99_ms=1000"
 
 
+def test_a_knob_one_scheduler_reads_may_go_with_a_grid_that_has_it(small_trace):
+    axes = {"scheduler": "vllm,sarathi", "chunk_size": "256"}
+    assert len(from_cli(axes, [small_trace], seeds=None, slo=None).scenarios) == 2
+    with pytest.raises(SimreplayError, match="--chunk-size is read only"):
+        expand({"trace": [str(small_trace)]}, [{"chunk_size": 256}], seeds=None, slo=None)
+
+
 def test_repeated_scenarios_run_once(small_trace):
     spec = expand(
         {"gpus": ["1xH100", "2xH100"], "trace": [str(small_trace)]},
@@ -158,6 +165,9 @@ def test_repeated_scenarios_run_once(small_trace):
         ({"gpus": "4xB300"}, "unknown GPU"),
         ({"scheduler": "fifo"}, "--scheduler"),
         ({"model": "no-such-model"}, "no-such-model"),
+        # A QA pass: knobs no scenario reads gave identical rows (`run` refuses them).
+        ({"chunk_size": "128,256"}, "--chunk-size is read only with --scheduler sarathi"),
+        ({"prefix_load_cap": "4"}, "--prefix-load-cap is read only with --router prefix-aware"),
     ],
 )
 def test_bad_axes_are_one_line_errors(small_trace, axes, fragment):

@@ -16,7 +16,14 @@ from simulator.hardware import get_gpu, parse_gpus
 from simulator.metrics import parse_slo
 from simulator.models import model_notes
 from simulator.sweep.plan import DEFAULT_TPS, PlanResult, Simulator, describe
-from simulator.sweep.spec import check_names, cli_name, coerce, knob_defaults, split_list
+from simulator.sweep.spec import (
+    check_names,
+    check_unread_knobs,
+    cli_name,
+    coerce,
+    knob_defaults,
+    split_list,
+)
 
 FINDS = ("cheapest", "max-rate")
 DEFAULT_GPU_TYPES = "A100,H100,H200,L40S"
@@ -193,7 +200,9 @@ def plan(
     rate_scale = 1.0 if rate_scale is None else rate_scale
     fleets = [gpus] if find == "max-rate" else [f"1x{t}" for t in types]
     base = {**knob_defaults(), **values, "rate_scale": rate_scale, "trace": str(trace)}
-    check_names([{**base, "gpus": fleet, "tp": t} for fleet in fleets for t in tps or [None]])
+    points = [{**base, "gpus": fleet, "tp": t} for fleet in fleets for t in tps or [None]]
+    check_names(points)
+    check_unread_knobs(set(values), points)
     for message in model_notes([str(base["model"])]):
         note(message)
     searched = {get_gpu(name).name for name in ([parse_gpus(gpus)[1].name] if gpus else types)}

@@ -380,6 +380,7 @@ def expand(
             seen.add(marker)
             unique.append(p)
     check_names(unique)
+    check_unread_knobs(set(grid) | {k for s in explicit for k in s}, unique)
     axes = [k for k in order if len({repr(p[k]) for p in unique}) > 1]
     return SweepSpec(unique, axes, slo, len(points) - len(unique), merged)
 
@@ -421,6 +422,25 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return format_number(value) if isinstance(value, float) else str(value)
+
+
+#: Knobs that one scheduler or router alone reads: knob -> (the knob choosing it, its value).
+READ_ONLY_WITH = {
+    "chunk_size": ("scheduler", "sarathi"),
+    "prefix_load_cap": ("router", "prefix-aware"),
+}
+
+
+def check_unread_knobs(given: set[str], points: list[dict[str, Any]]) -> None:
+    """Fail on a knob in ``given`` that none of ``points`` reads (``--chunk-size`` with no
+    sarathi scenario): each of its values gave the same rows without a word, where
+    ``simreplay run`` refuses such a knob. A grid mixing schedulers may give it."""
+    for knob, (owner, value) in READ_ONLY_WITH.items():
+        if knob in given and not any(p[owner] == value for p in points):
+            raise SimreplayError(
+                f"{cli_name(knob)} is read only with {cli_name(owner)} {value}, and no "
+                "scenario has it: every value would give the same results"
+            )
 
 
 def check_names(points: list[dict[str, Any]]) -> None:
