@@ -486,6 +486,28 @@ def test_a_lock_file_left_by_a_killed_first_run_is_not_a_foreign_file(tmp_path, 
     assert result.exit_code == 0, result.stderr
 
 
+def test_a_manifest_left_half_written_by_a_kill_does_not_block_the_rerun(tmp_path, small_trace):
+    # A QA pass: SIGKILL between sweep.json's write and its rename left
+    # .sweep.json.PID.tmp, and the same command then refused the folder as "holds other
+    # files ... give a new or empty folder".
+    args = ["sweep", small_trace, "--gpus", "1xA100", "--workers", 1, "--out"]
+    fresh = tmp_path / "fresh"
+    assert invoke(*args, fresh).exit_code == 0
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / ".sweep.lock").write_text("123\n")
+    (out / ".sweep.json.123.tmp").write_text('{"kind": "simreplay-sw')
+    result = invoke(*args, out)
+    assert result.exit_code == 0, result.stderr
+    assert row_bytes(out) == row_bytes(fresh)
+    assert (out / "sweep.json").read_bytes() == (fresh / "sweep.json").read_bytes()
+    assert not list(out.glob("*.tmp")), "the stale temporary file stayed"
+    # One left beside a manifest (a later sweep's rewrite) goes with the next run too.
+    (out / ".sweep.json.456.tmp").write_text("{")
+    assert invoke(*args, out).exit_code == 0
+    assert not list(out.glob("*.tmp"))
+
+
 def test_another_slo_in_the_same_store_is_refused(tmp_path, small_trace):
     out = tmp_path / "sweep"
     assert invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=100").exit_code == 0

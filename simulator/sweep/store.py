@@ -79,6 +79,9 @@ STORE_FORMAT_VERSION = 1
 PLANNED_FIELD = "planned_scenario_keys"
 #: The lock a sweep holds on its ``--out`` while it writes rows (``ResultStore.writing``).
 LOCK_NAME = ".sweep.lock"
+#: Temporary files of ``sweep.json``'s atomic writes (``simulator.io.atomic_path``): a kill
+#: between the write and the rename leaves one (all such writes hold the lock).
+MANIFEST_TMP_GLOB = ".sweep.json.*.tmp"
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2e", "queue")
 LATENCY_STATS = ("mean", "p50", "p90", "p95", "p99", "max")
 
@@ -198,9 +201,12 @@ class ResultStore:
         output_folder(str(self.root), "--out")
         manifest = self.read_manifest()
         if manifest is None and self.root.is_dir():
-            # A killed first run leaves nothing, or an empty rows/ (``create``'s order).
+            # A killed first run leaves nothing, an empty rows/, or the manifest's temporary
+            # file (a SIGKILL before its rename): resumable, not another program's files.
             foreign = sorted(
-                p.name for p in self.root.iterdir() if p.name not in ("rows", LOCK_NAME)
+                p.name
+                for p in self.root.iterdir()
+                if p.name not in ("rows", LOCK_NAME) and not p.match(MANIFEST_TMP_GLOB)
             )
             if foreign or any(self.rows_dir.iterdir() if self.rows_dir.is_dir() else ()):
                 shown = ", ".join((foreign or ["rows/"])[:3])
@@ -298,7 +304,8 @@ class ResultStore:
         if new or keys != before:
             write_text_atomic(json.dumps(manifest, indent=2) + "\n", self.root / "sweep.json")
         self.rows_dir.mkdir(exist_ok=True)
-        for stale in [*self.rows_dir.glob(".*.tmp"), *unreadable]:
+        stale_manifests = self.root.glob(MANIFEST_TMP_GLOB)  # under the lock: none is live
+        for stale in [*self.rows_dir.glob(".*.tmp"), *stale_manifests, *unreadable]:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
 
