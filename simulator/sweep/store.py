@@ -430,10 +430,12 @@ class ResultStore:
         SimreplayError
             When ``root`` is not a sweep folder or a row file is unreadable.
         """
-        if not (self.root / "sweep.json").is_file() or not self.rows_dir.is_dir():
+        if not (self.root / "sweep.json").is_file():
             raise SimreplayError(f"{self.root}: not a sweep folder (no sweep.json and rows/)")
         self.check_compatible()
         schema = row_schema()
+        # No rows/ beside sweep.json: a first run killed between the two (``create``), which
+        # ``sweep show`` called "not a sweep folder"; it has no rows yet.
         files = [str(p) for p in self._row_files()]
         if not files:
             return schema.empty_table()
