@@ -410,3 +410,49 @@ def test_plan_workers_exit_when_the_driver_is_killed():
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "line"), [(2, 130, "interrupted"), (15, 143, "terminated")]
+)
+def test_a_signal_to_the_plan_driver_alone_ends_it_and_its_workers_promptly(signum, status, line):
+    # A QA pass: SIGINT to the driver of `plan --workers 2` exited only once every worker
+    # had finished its GPU type's search (14 s), and SIGTERM killed it without a line.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from test_sweep import _descendants
+
+    trace = Path(__file__).parent.parent / "traces" / "chat-1h.parquet"
+    command = [sys.executable, "-m", "simulator", "plan", str(trace), "--slo",
+               "ttft_p99_ms=60", "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(_descendants(proc.pid)) >= 4:  # resource tracker, forkserver, workers
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # the workers are searching
+        assert proc.poll() is None, "the plan ended before the signal"
+        sent = time.monotonic()
+        os.kill(proc.pid, signum)
+        _, stderr = proc.communicate(timeout=60)
+        took_s = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == status, stderr
+    assert stderr.strip().splitlines()[-1] == line, stderr
+    assert took_s < 5.0, f"the driver took {took_s:.1f} s to stop"

@@ -164,6 +164,7 @@ def plan(
     fixed fleet (--gpus) sustains.
     """
     from simulator.sweep.plan import find_max_rate, plan_cheapest
+    from simulator.sweep.runner import stop_on_sigterm
     from simulator.trace.importer import import_trace
 
     if find not in FINDS:
@@ -216,17 +217,19 @@ def plan(
     for message in report.notes:
         note(message)
     sim = Simulator(table, bounds, values, seeds=seeds, prices=prices)
-    if find == "max-rate":
-        result = find_max_rate(sim, gpus, tp=tps[0] if tps else None, tolerance=tolerance)
-    else:
-        result = plan_cheapest(
-            sim,
-            types,
-            max_gpus=max_gpus,
-            tps=tps or DEFAULT_TPS,
-            rate_scale=rate_scale,
-            workers=workers,
-        )
+    # SIGTERM (timeout, a batch scheduler) ends the plan as Ctrl-C does: one line, 143.
+    with stop_on_sigterm():
+        if find == "max-rate":
+            result = find_max_rate(sim, gpus, tp=tps[0] if tps else None, tolerance=tolerance)
+        else:
+            result = plan_cheapest(
+                sim,
+                types,
+                max_gpus=max_gpus,
+                tps=tps or DEFAULT_TPS,
+                rate_scale=rate_scale,
+                workers=workers,
+            )
     if result.answer is None and result.scenarios_simulated == 0:
         # Nothing could be simulated: the fleet, or every GPU type and TP asked for, fails
         # to resolve (a TP that does not split the model, weights that do not fit).
