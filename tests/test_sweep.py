@@ -908,6 +908,31 @@ def test_show_seed_spread_folds_replicates(tmp_path, small_trace):
     assert table.exit_code == 0 and "num_seeds" in table.stdout
 
 
+def test_show_seed_spread_of_an_infeasible_scenario_names_its_reason(tmp_path, small_trace):
+    # A QA pass: `sweep show --seed-spread` over an infeasible scenario (70B on one L40S)
+    # ended in a KeyError traceback: the folded rows had no `reason`.
+    out = tmp_path / "sweep"
+    result = invoke(
+        "sweep", small_trace, "--gpus", "1xL40S", "--model", "llama-3.1-70b,llama-3.1-8b",
+        "--seeds", 2, "--out", out, "--workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    table = invoke("sweep", "show", out, "--seed-spread")
+    assert table.exit_code == 0, table.stderr
+    reason = next(
+        r["reason"]
+        for r in json.loads(invoke("sweep", "show", out, "--json").stdout)["rows"]
+        if r["status"] == "infeasible"
+    )
+    assert f"infeasible model=llama-3.1-70b: {reason}" in table.stdout
+    assert "no request completed" not in table.stdout
+    folded = json.loads(invoke("sweep", "show", out, "--json", "--seed-spread").stdout)["rows"]
+    assert [(r["model"], r["reason"] is None) for r in folded] == [
+        ("llama-3.1-70b", False),
+        ("llama-3.1-8b", True),
+    ]
+
+
 def test_a_knob_added_to_scenario_becomes_an_axis_and_a_column(monkeypatch, small_trace):
     import simulator.sweep.spec as spec_module
     from simulator.sweep.store import row_schema
