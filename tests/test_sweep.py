@@ -275,6 +275,23 @@ def test_a_bad_trace_writes_nothing_and_blocks_no_corrected_rerun(tmp_path, smal
     assert result.exit_code == 0, result.stderr
 
 
+@pytest.mark.parametrize("command", ["sweep", "plan"])
+def test_a_trace_needing_import_options_says_where_to_give_them(tmp_path, command):
+    # A QA pass: the reader's advice "(--skip-invalid drops such rows)" or "give --rate"
+    # named options that sweep and plan do not take ("No such option" when tried).
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arrival_time_s,input_tokens,output_tokens\n1,10,10\n2,x,4\n")
+    args = ["--gpus", "1xH100", "--out", tmp_path / "out"] if command == "sweep" else []
+    result = invoke(command, bad, *args, "--slo", "ttft_p99_ms=100")
+    assert_one_line_error(
+        result,
+        "(--skip-invalid drops such rows)",
+        f"simreplay {command} reads traces with default options: convert it with "
+        "`simreplay trace import",
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_folder_of_other_files_is_refused(tmp_path, small_trace):
     out = tmp_path / "run"
     out.mkdir()

@@ -164,8 +164,7 @@ def plan(
     fixed fleet (--gpus) sustains.
     """
     from simulator.sweep.plan import find_max_rate, plan_cheapest
-    from simulator.sweep.runner import stop_on_sigterm
-    from simulator.trace.importer import import_trace
+    from simulator.sweep.runner import import_with_defaults, stop_on_sigterm
 
     if find not in FINDS:
         raise SimreplayError(f"--find must be one of {', '.join(FINDS)}, got {find!r}")
@@ -213,7 +212,7 @@ def plan(
             f"--price {name}: not a GPU type this plan searches "
             f"({', '.join(sorted(searched))}); its price is unused"
         )
-    table, report = import_trace(trace)
+    table, report = import_with_defaults(trace, "plan")
     for message in report.notes:
         note(message)
     sim = Simulator(table, bounds, values, seeds=seeds, prices=prices)
