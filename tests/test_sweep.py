@@ -902,6 +902,15 @@ def test_show_bad_input(tmp_path, reference):
     assert_one_line_error(invoke("sweep", "show", tmp_path), "not a sweep folder")
 
 
+def test_show_orders_fleets_by_gpu_count(tmp_path, small_trace):
+    # A QA pass: knobs sorted as text put 16xH100 before 8xH100 (and 10x before 2x).
+    out = tmp_path / "sweep"
+    args = ["--gpus", "10xH100,2xH100", "--out", out, "--workers", 1]
+    assert invoke("sweep", small_trace, *args).exit_code == 0
+    table = invoke("sweep", "show", out).stdout.splitlines()
+    assert [line.split()[0] for line in table[1:]] == ["2xH100", "10xH100"]
+
+
 def test_show_seed_spread_folds_replicates(tmp_path, small_trace):
     out = tmp_path / "sweep"
     result = invoke(
@@ -944,10 +953,10 @@ def test_show_seed_spread_of_an_infeasible_scenario_names_its_reason(tmp_path, s
     assert f"infeasible model=llama-3.1-70b: {reason}" in table.stdout
     assert "no request completed" not in table.stdout
     folded = json.loads(invoke("sweep", "show", out, "--json", "--seed-spread").stdout)["rows"]
-    assert [(r["model"], r["reason"] is None) for r in folded] == [
-        ("llama-3.1-70b", False),
-        ("llama-3.1-8b", True),
-    ]
+    assert {r["model"]: r["reason"] is None for r in folded} == {
+        "llama-3.1-70b": False,
+        "llama-3.1-8b": True,
+    }
 
 
 def test_a_knob_added_to_scenario_becomes_an_axis_and_a_column(monkeypatch, small_trace):

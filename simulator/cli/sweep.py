@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import sys
 import time
 import typing
@@ -423,7 +424,9 @@ def _order_key(value: Any) -> tuple[int, Any]:
         return (0, 0)
     if isinstance(value, (int, float)):
         return (1, value)
-    return (2, str(value))
+    # Numbers inside text by value: 8xH100 before 16xH100 (as text, 16x came first).
+    parts = re.split(r"(\d+)", str(value))
+    return (2, tuple(int(p) if i % 2 else p for i, p in enumerate(parts)))
 
 
 def _json_value(value: Any) -> Any:
