@@ -909,6 +909,8 @@ def test_show_orders_fleets_by_gpu_count(tmp_path, small_trace):
     assert invoke("sweep", small_trace, *args).exit_code == 0
     table = invoke("sweep", "show", out).stdout.splitlines()
     assert [line.split()[0] for line in table[1:]] == ["2xH100", "10xH100"]
+    table = invoke("sweep", "show", out, "--sort", "gpus", "--desc").stdout.splitlines()
+    assert [line.split()[0] for line in table[1:]] == ["10xH100", "2xH100"]
 
 
 def test_show_seed_spread_folds_replicates(tmp_path, small_trace):

@@ -337,7 +337,7 @@ def show(
             raise SimreplayError(f"--sort {sort!r}: no such column; columns: {', '.join(columns)}")
         present = [r for r in rows if _sortable(r[sort])]
         missing = [r for r in rows if not _sortable(r[sort])]
-        present.sort(key=lambda r: r[sort], reverse=descending)
+        present.sort(key=lambda r: _order_key(r[sort]), reverse=descending)
         rows = present + missing  # nulls (infeasible rows) last either way
     else:
         knobs = [k for k in knob_types() if not seed_spread or k != "seed"]
