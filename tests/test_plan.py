@@ -276,6 +276,16 @@ def test_plan_max_rate_command(trace_file):
         (["--price", "L40S=1e308", "--json"], "at most 1,000,000 USD per GPU-hour"),
         (["--price", "L40S=inf"], "> 0 and at most"),
         (["--price", "L40S=nan"], "> 0 and at most"),
+        # A QA pass: a list of fleets was read as the GPU "A100,4xA100"; a repeated --tp
+        # was dropped without a word while a repeated --gpu-types is refused.
+        (
+            ["--find", "max-rate", "--gpus", "2xA100,4xA100"],
+            "--gpus '2xA100,4xA100': --find max-rate takes one fleet",
+        ),
+        (["--tp", "1,2,1"], "--tp '1,2,1': a degree is given twice"),
+        (["--chunk-size", "256"], "--chunk-size is read only with --scheduler sarathi"),
+        (["--prefix-load-cap", "2"], "--prefix-load-cap is read only with --router prefix"),
+        (["--find", "max-rate", "--gpus", "2xA100", "--tp", "1,1"], "a degree is given twice"),
     ],
 )
 def test_plan_bad_input_is_one_line(trace_file, args, fragment):
@@ -358,3 +368,91 @@ def test_parallel_search_gives_the_same_plan(trace):
     ]
     assert two.skipped == one.skipped
     assert two.no_fleet == one.no_fleet
+
+
+def test_plan_workers_exit_when_the_driver_is_killed():
+    # A QA pass: after SIGTERM or SIGKILL of `plan --workers 2` its workers (and so the
+    # forkserver and resource tracker) stayed idle for good, holding the driver's stderr.
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from test_sweep import _descendants, _state
+
+    trace = Path(__file__).parent.parent / "traces" / "chat-1h.parquet"
+    command = [sys.executable, "-m", "simulator", "plan", str(trace), "--slo",
+               "ttft_p99_ms=300,tpot_p99_ms=20", "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            children = _descendants(proc.pid)  # resource tracker, forkserver, workers
+            if len(children) >= 4:
+                break
+            time.sleep(0.05)
+        assert len(children) >= 4, "the plan had no worker processes"
+        proc.kill()  # the driver only
+        proc.wait()
+        deadline = time.monotonic() + 30
+        alive = children
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = {pid for pid in alive if _state(pid) not in (None, "Z", "X")}
+        assert not alive, f"processes outlived the driver: {sorted(alive)}"
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "line"), [(2, 130, "interrupted"), (15, 143, "terminated")]
+)
+def test_a_signal_to_the_plan_driver_alone_ends_it_and_its_workers_promptly(signum, status, line):
+    # A QA pass: SIGINT to the driver of `plan --workers 2` exited only once every worker
+    # had finished its GPU type's search (14 s), and SIGTERM killed it without a line.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from test_sweep import _descendants
+
+    trace = Path(__file__).parent.parent / "traces" / "chat-1h.parquet"
+    command = [sys.executable, "-m", "simulator", "plan", str(trace), "--slo",
+               "ttft_p99_ms=60", "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(_descendants(proc.pid)) >= 4:  # resource tracker, forkserver, workers
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # the workers are searching
+        assert proc.poll() is None, "the plan ended before the signal"
+        sent = time.monotonic()
+        os.kill(proc.pid, signum)
+        _, stderr = proc.communicate(timeout=60)
+        took_s = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == status, stderr
+    assert stderr.strip().splitlines()[-1] == line, stderr
+    assert took_s < 5.0, f"the driver took {took_s:.1f} s to stop"

@@ -459,3 +459,11 @@ def test_a_sweep_still_running_is_said_to_be_partial(sweep_dir, tmp_path):
     assert "still writing rows" in result.stderr
     result = invoke("report", target, "--no-png")
     assert "still writing rows" not in (target / "report.html").read_text()
+
+
+def test_heatmap_axis_values_holding_numbers_are_ordered_by_them():
+    # A QA pass: the heat map's gpus axis read 16xH100, 16xH200, 8xH100, 8xH200.
+    from simulator.report.sweep_page import _sort_key
+
+    values = ["16xH100", "8xH200", "8xH100", None, "2", "0.5"]
+    assert sorted(values, key=_sort_key) == ["0.5", "2", "8xH100", "8xH200", "16xH100", None]

@@ -137,6 +137,13 @@ tp = 2
     assert spec.slo == "ttft_p99_ms=1000"
 
 
+def test_a_knob_one_scheduler_reads_may_go_with_a_grid_that_has_it(small_trace):
+    axes = {"scheduler": "vllm,sarathi", "chunk_size": "256"}
+    assert len(from_cli(axes, [small_trace], seeds=None, slo=None).scenarios) == 2
+    with pytest.raises(SimreplayError, match="--chunk-size is read only"):
+        expand({"trace": [str(small_trace)]}, [{"chunk_size": 256}], seeds=None, slo=None)
+
+
 def test_repeated_scenarios_run_once(small_trace):
     spec = expand(
         {"gpus": ["1xH100", "2xH100"], "trace": [str(small_trace)]},
@@ -158,6 +165,9 @@ def test_repeated_scenarios_run_once(small_trace):
         ({"gpus": "4xB300"}, "unknown GPU"),
         ({"scheduler": "fifo"}, "--scheduler"),
         ({"model": "no-such-model"}, "no-such-model"),
+        # A QA pass: knobs no scenario reads gave identical rows (`run` refuses them).
+        ({"chunk_size": "128,256"}, "--chunk-size is read only with --scheduler sarathi"),
+        ({"prefix_load_cap": "4"}, "--prefix-load-cap is read only with --router prefix-aware"),
     ],
 )
 def test_bad_axes_are_one_line_errors(small_trace, axes, fragment):
@@ -206,6 +216,10 @@ def test_too_many_scenarios(small_trace):
         ("scenarios = []\n", "zero scenarios"),
         ("[grid]\ntp = ['x']\n", "not a whole number"),
         ("colour = 1\n", "unknown top-level key"),
+        # A QA pass: these named the options --seeds and --slo, which were not given.
+        ("seeds = 0\n[grid]\ngpus = ['1xH100']\n", "bad.toml: seeds must be an integer >= 1"),
+        ("slo = 'ttft_p99=5'\n[grid]\ngpus = ['1xH100']\n", "bad.toml: slo 'ttft_p99=5': cannot"),
+        ("seeds = 2\n[grid]\ngpus = ['1xH100']\nseed = [1]\n", "bad.toml: give seeds = N or"),
     ],
 )
 def test_bad_toml_is_one_line_and_writes_nothing(tmp_path, small_trace, text, fragment):
@@ -259,6 +273,23 @@ def test_a_bad_trace_writes_nothing_and_blocks_no_corrected_rerun(tmp_path, smal
     assert not out.exists()
     result = invoke("sweep", small_trace, "--gpus", "1xH100", "--out", out, "--workers", 1)
     assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", ["sweep", "plan"])
+def test_a_trace_needing_import_options_says_where_to_give_them(tmp_path, command):
+    # A QA pass: the reader's advice "(--skip-invalid drops such rows)" or "give --rate"
+    # named options that sweep and plan do not take ("No such option" when tried).
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arrival_time_s,input_tokens,output_tokens\n1,10,10\n2,x,4\n")
+    args = ["--gpus", "1xH100", "--out", tmp_path / "out"] if command == "sweep" else []
+    result = invoke(command, bad, *args, "--slo", "ttft_p99_ms=100")
+    assert_one_line_error(
+        result,
+        "(--skip-invalid drops such rows)",
+        f"simreplay {command} reads traces with default options: convert it with "
+        "`simreplay trace import",
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_folder_of_other_files_is_refused(tmp_path, small_trace):
@@ -472,11 +503,40 @@ def test_a_lock_file_left_by_a_killed_first_run_is_not_a_foreign_file(tmp_path, 
     assert result.exit_code == 0, result.stderr
 
 
+def test_a_manifest_left_half_written_by_a_kill_does_not_block_the_rerun(tmp_path, small_trace):
+    # A QA pass: SIGKILL between sweep.json's write and its rename left
+    # .sweep.json.PID.tmp, and the same command then refused the folder as "holds other
+    # files ... give a new or empty folder".
+    args = ["sweep", small_trace, "--gpus", "1xA100", "--workers", 1, "--out"]
+    fresh = tmp_path / "fresh"
+    assert invoke(*args, fresh).exit_code == 0
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / ".sweep.lock").write_text("123\n")
+    (out / ".sweep.json.123.tmp").write_text('{"kind": "simreplay-sw')
+    result = invoke(*args, out)
+    assert result.exit_code == 0, result.stderr
+    assert row_bytes(out) == row_bytes(fresh)
+    assert (out / "sweep.json").read_bytes() == (fresh / "sweep.json").read_bytes()
+    assert not list(out.glob("*.tmp")), "the stale temporary file stayed"
+    # One left beside a manifest (a later sweep's rewrite) goes with the next run too.
+    (out / ".sweep.json.456.tmp").write_text("{")
+    assert invoke(*args, out).exit_code == 0
+    assert not list(out.glob("*.tmp"))
+
+
 def test_another_slo_in_the_same_store_is_refused(tmp_path, small_trace):
     out = tmp_path / "sweep"
     assert invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=100").exit_code == 0
     result = invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=200")
     assert_one_line_error(result, "another --out")
+    # A QA pass: a sweep without --slo was named "--slo None", which nobody typed.
+    result = invoke("sweep", small_trace, "--out", out)
+    assert_one_line_error(result, "run with --slo 'ttft_p99_ms=100'; this one has no --slo:")
+    bare = tmp_path / "bare"
+    assert invoke("sweep", small_trace, "--out", bare).exit_code == 0
+    result = invoke("sweep", small_trace, "--out", bare, "--slo", "ttft_p99_ms=100")
+    assert_one_line_error(result, "run with no --slo; this one has --slo 'ttft_p99_ms=100':")
 
 
 def test_a_changed_trace_is_refused_in_the_same_store(tmp_path):
@@ -503,6 +563,37 @@ def test_a_damaged_row_file_is_redone(tmp_path, small_trace):
     assert "note: 1 row files" in result.stderr, result.stderr
     assert "1 of them are scenarios of this sweep, simulated again" in result.stderr
     assert "1/1 scenarios (1 already in the store)" in result.stderr
+    assert row_bytes(out) == before
+    assert invoke("sweep", "show", out).exit_code == 0
+
+
+def _garble_column(path: Path, column: str) -> None:
+    """Overwrite the page header of ``column``'s chunk in ``path`` with garbage bytes."""
+    metadata = pq.ParquetFile(path).metadata
+    names = [metadata.schema.column(i).name for i in range(metadata.num_columns)]
+    chunk = metadata.row_group(0).column(names.index(column))
+    data = bytearray(path.read_bytes())
+    start = chunk.data_page_offset
+    data[start : start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+
+
+def test_a_row_file_damaged_in_a_metric_column_is_named(tmp_path, small_trace):
+    # The line named only the rows/ folder, with arrow's text ("Couldn't deserialize
+    # thrift"), and said a rerun redoes it: the rerun's scan reads the key columns only,
+    # so it kept the file and `sweep show` went on failing.
+    out = tmp_path / "sweep"
+    args = ["sweep", small_trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    before = row_bytes(out)
+    damaged = sorted((out / "rows").glob("*.parquet"))[0]
+    _garble_column(damaged, "ttft_p99_ms")
+    assert_one_line_error(
+        invoke("sweep", "show", out), f"{damaged}: unreadable sweep row", "remove it and rerun"
+    )
+    damaged.unlink()  # as the line says
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
     assert row_bytes(out) == before
     assert invoke("sweep", "show", out).exit_code == 0
 
@@ -811,6 +902,17 @@ def test_show_bad_input(tmp_path, reference):
     assert_one_line_error(invoke("sweep", "show", tmp_path), "not a sweep folder")
 
 
+def test_show_orders_fleets_by_gpu_count(tmp_path, small_trace):
+    # A QA pass: knobs sorted as text put 16xH100 before 8xH100 (and 10x before 2x).
+    out = tmp_path / "sweep"
+    args = ["--gpus", "10xH100,2xH100", "--out", out, "--workers", 1]
+    assert invoke("sweep", small_trace, *args).exit_code == 0
+    table = invoke("sweep", "show", out).stdout.splitlines()
+    assert [line.split()[0] for line in table[1:]] == ["2xH100", "10xH100"]
+    table = invoke("sweep", "show", out, "--sort", "gpus", "--desc").stdout.splitlines()
+    assert [line.split()[0] for line in table[1:]] == ["10xH100", "2xH100"]
+
+
 def test_show_seed_spread_folds_replicates(tmp_path, small_trace):
     out = tmp_path / "sweep"
     result = invoke(
@@ -832,6 +934,31 @@ def test_show_seed_spread_folds_replicates(tmp_path, small_trace):
     assert two["ttft_p99_ms_min"] < two["ttft_p99_ms_max"]  # the random router's seeds differ
     table = invoke("sweep", "show", out, "--seed-spread")
     assert table.exit_code == 0 and "num_seeds" in table.stdout
+
+
+def test_show_seed_spread_of_an_infeasible_scenario_names_its_reason(tmp_path, small_trace):
+    # A QA pass: `sweep show --seed-spread` over an infeasible scenario (70B on one L40S)
+    # ended in a KeyError traceback: the folded rows had no `reason`.
+    out = tmp_path / "sweep"
+    result = invoke(
+        "sweep", small_trace, "--gpus", "1xL40S", "--model", "llama-3.1-70b,llama-3.1-8b",
+        "--seeds", 2, "--out", out, "--workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    table = invoke("sweep", "show", out, "--seed-spread")
+    assert table.exit_code == 0, table.stderr
+    reason = next(
+        r["reason"]
+        for r in json.loads(invoke("sweep", "show", out, "--json").stdout)["rows"]
+        if r["status"] == "infeasible"
+    )
+    assert f"infeasible model=llama-3.1-70b: {reason}" in table.stdout
+    assert "no request completed" not in table.stdout
+    folded = json.loads(invoke("sweep", "show", out, "--json", "--seed-spread").stdout)["rows"]
+    assert {r["model"]: r["reason"] is None for r in folded} == {
+        "llama-3.1-70b": False,
+        "llama-3.1-8b": True,
+    }
 
 
 def test_a_knob_added_to_scenario_becomes_an_axis_and_a_column(monkeypatch, small_trace):

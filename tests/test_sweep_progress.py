@@ -261,3 +261,29 @@ def test_the_report_of_a_sweep_still_writing_says_k_of_n(tmp_path, monkeypatch, 
 
 def test_the_report_reads_the_stores_manifest_by_its_name():
     assert sweep_page.STORE_MANIFEST == "sweep.json"
+
+
+def test_a_slow_sweep_progress_line_shows_its_rate(capsys):
+    # A QA pass: scenarios of ~28 s each printed "1/8 scenarios, 0.0/s, ETA 3 min 15 s".
+    from simulator.cli.sweep import _ProgressLine
+
+    line = _ProgressLine()
+    line(runner.Progress(done=1, total=8, skipped=0, elapsed_s=28.0))
+    assert capsys.readouterr().err == "sweep: 1/8 scenarios, 0.036/s, ETA 3 min 16 s\n"
+    line(runner.Progress(done=8, total=8, skipped=0, elapsed_s=4.0))
+    assert capsys.readouterr().err == "sweep: 8/8 scenarios, 2.0/s\n"
+
+
+def test_a_store_killed_before_its_rows_folder_shows_no_rows_and_what_is_missing(
+    tmp_path, monkeypatch, trace
+):
+    # A QA pass: sweep.json written, rows/ not yet (a kill between the two): `sweep show`
+    # said "not a sweep folder (no sweep.json and rows/)", where `report` said what it was.
+    out = tmp_path / "sw"
+    stop_at_call(monkeypatch, 1, KeyboardInterrupt())
+    assert invoke("sweep", trace, *GRID, "--out", out).exit_code == 130
+    (out / "rows").rmdir()
+    shown = show(out)
+    assert shown.stdout == "no rows yet\n"
+    assert "0 of 6 planned scenarios stored; 6 not simulated yet" in shown.stderr
+    assert json.loads(show(out, "--json").stdout)["planned"]["num_missing"] == 6

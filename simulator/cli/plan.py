@@ -16,7 +16,14 @@ from simulator.hardware import get_gpu, parse_gpus
 from simulator.metrics import parse_slo
 from simulator.models import model_notes
 from simulator.sweep.plan import DEFAULT_TPS, PlanResult, Simulator, describe
-from simulator.sweep.spec import check_names, cli_name, coerce, knob_defaults, split_list
+from simulator.sweep.spec import (
+    check_names,
+    check_unread_knobs,
+    cli_name,
+    coerce,
+    knob_defaults,
+    split_list,
+)
 
 FINDS = ("cheapest", "max-rate")
 DEFAULT_GPU_TYPES = "A100,H100,H200,L40S"
@@ -157,7 +164,7 @@ def plan(
     fixed fleet (--gpus) sustains.
     """
     from simulator.sweep.plan import find_max_rate, plan_cheapest
-    from simulator.trace.importer import import_trace
+    from simulator.sweep.runner import import_with_defaults, stop_on_sigterm
 
     if find not in FINDS:
         raise SimreplayError(f"--find must be one of {', '.join(FINDS)}, got {find!r}")
@@ -165,9 +172,16 @@ def plan(
     prices = parse_prices(price or [])
     values = {k: coerce(k, v, cli_name(k)) for k, v in knobs.items()}
     tps = [coerce("tp", t, "--tp") for t in split_list(tp, "--tp")] if tp else None
+    if tps is not None and len(set(tps)) != len(tps):  # as --gpu-types names each once
+        raise SimreplayError(f"--tp {tp!r}: a degree is given twice; give each degree once")
     if find == "max-rate":
         if gpus is None:
             raise SimreplayError("--find max-rate needs the fleet: --gpus NxNAME")
+        if "," in gpus:  # else parse_gpus read "2xA100,4xA100" as the GPU "A100,4xA100"
+            raise SimreplayError(
+                f"--gpus {gpus!r}: --find max-rate takes one fleet (NxNAME, e.g. 8xH100); "
+                "compare fleets with simreplay sweep"
+            )
         if tps is not None and len(tps) != 1:
             raise SimreplayError("--find max-rate takes one --tp degree")
         given = {"--gpu-types": gpu_types, "--max-gpus": max_gpus, "--rate-scale": rate_scale}
@@ -186,7 +200,9 @@ def plan(
     rate_scale = 1.0 if rate_scale is None else rate_scale
     fleets = [gpus] if find == "max-rate" else [f"1x{t}" for t in types]
     base = {**knob_defaults(), **values, "rate_scale": rate_scale, "trace": str(trace)}
-    check_names([{**base, "gpus": fleet, "tp": t} for fleet in fleets for t in tps or [None]])
+    points = [{**base, "gpus": fleet, "tp": t} for fleet in fleets for t in tps or [None]]
+    check_names(points)
+    check_unread_knobs(set(values), points)
     for message in model_notes([str(base["model"])]):
         note(message)
     searched = {get_gpu(name).name for name in ([parse_gpus(gpus)[1].name] if gpus else types)}
@@ -196,21 +212,23 @@ def plan(
             f"--price {name}: not a GPU type this plan searches "
             f"({', '.join(sorted(searched))}); its price is unused"
         )
-    table, report = import_trace(trace)
+    table, report = import_with_defaults(trace, "plan")
     for message in report.notes:
         note(message)
     sim = Simulator(table, bounds, values, seeds=seeds, prices=prices)
-    if find == "max-rate":
-        result = find_max_rate(sim, gpus, tp=tps[0] if tps else None, tolerance=tolerance)
-    else:
-        result = plan_cheapest(
-            sim,
-            types,
-            max_gpus=max_gpus,
-            tps=tps or DEFAULT_TPS,
-            rate_scale=rate_scale,
-            workers=workers,
-        )
+    # SIGTERM (timeout, a batch scheduler) ends the plan as Ctrl-C does: one line, 143.
+    with stop_on_sigterm():
+        if find == "max-rate":
+            result = find_max_rate(sim, gpus, tp=tps[0] if tps else None, tolerance=tolerance)
+        else:
+            result = plan_cheapest(
+                sim,
+                types,
+                max_gpus=max_gpus,
+                tps=tps or DEFAULT_TPS,
+                rate_scale=rate_scale,
+                workers=workers,
+            )
     if result.answer is None and result.scenarios_simulated == 0:
         # Nothing could be simulated: the fleet, or every GPU type and TP asked for, fails
         # to resolve (a TP that does not split the model, weights that do not fit).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import sys
 import time
 import typing
@@ -155,7 +156,7 @@ class _ProgressLine:
         text = (
             f"sweep: {state.done:,}/{state.total:,} scenarios"
             + (f" ({state.skipped:,} already in the store)" if state.skipped else "")
-            + f", {state.rate_per_s:,.1f}/s"
+            + f", {_rate(state.rate_per_s)}/s"
             + ("" if final or eta is None else f", ETA {_duration(eta)}")
         )
         if self.tty:
@@ -163,6 +164,14 @@ class _ProgressLine:
         else:
             sys.stderr.write(text + "\n")
         sys.stderr.flush()
+
+
+def _rate(per_s: float) -> str:
+    """Scenarios a second: two significant digits below 1 (0.036, where one decimal printed
+    0.0 next to an ETA of minutes), else one decimal."""
+    if 0 < per_s < 1:
+        return f"{per_s:.2g}"
+    return f"{per_s:,.1f}"
 
 
 def _duration(seconds: float) -> str:
@@ -328,7 +337,7 @@ def show(
             raise SimreplayError(f"--sort {sort!r}: no such column; columns: {', '.join(columns)}")
         present = [r for r in rows if _sortable(r[sort])]
         missing = [r for r in rows if not _sortable(r[sort])]
-        present.sort(key=lambda r: r[sort], reverse=descending)
+        present.sort(key=lambda r: _order_key(r[sort]), reverse=descending)
         rows = present + missing  # nulls (infeasible rows) last either way
     else:
         knobs = [k for k in knob_types() if not seed_spread or k != "seed"]
@@ -415,7 +424,9 @@ def _order_key(value: Any) -> tuple[int, Any]:
         return (0, 0)
     if isinstance(value, (int, float)):
         return (1, value)
-    return (2, str(value))
+    # Numbers inside text by value: 8xH100 before 16xH100 (as text, 16x came first).
+    parts = re.split(r"(\d+)", str(value))
+    return (2, tuple(int(p) if i % 2 else p for i, p in enumerate(parts)))
 
 
 def _json_value(value: Any) -> Any:

@@ -502,9 +502,13 @@ def _heatmap_value(row: dict[str, Any]) -> float:
     return math.nan if met is None else float(bool(met))
 
 
-def _sort_key(value: Any) -> tuple[int, float, str]:
+def _sort_key(value: Any) -> tuple[int, float, tuple[Any, ...]]:
     number = _number(value)
-    return (0, number, "") if math.isfinite(number) else (1, 0.0, str(value))
+    if math.isfinite(number):
+        return (0, number, ())
+    # Numbers inside text by value: 8xH100 before 16xH100 (as text, 16x came first).
+    parts = re.split(r"(\d+)", str(value))
+    return (1, 0.0, tuple(int(p) if i % 2 else p for i, p in enumerate(parts)))
 
 
 def _mixed_note(sweep: SweepRows, knobs: list[str], axes: tuple[str, str]) -> str:

@@ -27,6 +27,7 @@ flagged ``near_boundary`` when a bound lies inside that interval or the seeds' s
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -333,8 +334,16 @@ def _search_type(
 _WORKER_SIM: list[Simulator] = []
 
 
-def _install_simulator(sim: Simulator) -> None:
+def _install_simulator(sim: Simulator, driver_pid: int) -> None:
+    """Worker initializer: keep ``sim``, and exit when the driver is gone (as a sweep's
+    workers do: a SIGTERM or SIGKILL of the driver left them idle forever, holding its
+    stdout and stderr open)."""
+    import threading
+
+    from simulator.sweep.runner import _exit_after
+
     _WORKER_SIM[:] = [sim]
+    threading.Thread(target=_exit_after, args=(driver_pid,), daemon=True).start()
 
 
 def _search_type_in_worker(
@@ -346,19 +355,73 @@ def _search_type_in_worker(
 def _search_in_processes(
     sim: Simulator, jobs: list[tuple[int, str, list[int], int, float]], workers: int
 ) -> list[tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool]]:
-    """Search GPU types in parallel processes (forkserver), one type per task, in order."""
+    """Search GPU types in parallel processes (forkserver), one type per task, in order.
+
+    As a sweep's workers (``runner._local``): the helpers and workers start with SIGINT
+    ignored, and Ctrl-C or SIGTERM only sets a flag this loop checks, then ends the workers.
+    A KeyboardInterrupt raised while a worker's start-up data was being sent left it
+    unpickling truncated data (an ``UnpicklingError`` traceback), and leaving the pool
+    waited for every worker to finish its GPU type's search (14 s on the Azure trace).
+    """
     import concurrent.futures as cf
     import multiprocessing
+    import signal
+    import threading
+
+    from simulator.sweep.runner import (
+        _STOP_SIGNALS,
+        Stopped,
+        _start_helpers,
+        _stop_workers,
+        _worker_death,
+    )
 
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     fresh = Simulator(sim.table, sim.bounds, sim.knobs, seeds=sim.seeds, prices=sim.prices)
-    with cf.ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)),
-        mp_context=multiprocessing.get_context(method),
-        initializer=_install_simulator,
-        initargs=(fresh,),
-    ) as pool:
-        return list(pool.map(_search_type_in_worker, jobs))
+    stopped: list[int] = []
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = (
+        {num: signal.signal(num, lambda num, _: stopped.append(num)) for num in _STOP_SIGNALS}
+        if in_main
+        else {}
+    )
+    pool = None
+    try:
+        _start_helpers(method)
+        pool = cf.ProcessPoolExecutor(
+            max_workers=min(workers, len(jobs)),
+            mp_context=multiprocessing.get_context(method),
+            initializer=_install_simulator,
+            initargs=(fresh, os.getpid()),
+        )
+        futures = []
+        for job in jobs:
+            if stopped:
+                break
+            futures.append(pool.submit(_search_type_in_worker, job))
+        pending = set(futures)
+        while pending and not stopped:
+            _, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_EXCEPTION)
+            if any(f.exception() is not None for f in futures if f.done()):
+                break
+        if stopped:
+            raise Stopped(stopped[0])
+        outcomes = [future.result() for future in futures]
+        pool.shutdown()
+        return outcomes
+    except (cf.process.BrokenProcessPool, BrokenPipeError):
+        # BrokenPipeError: a worker died while its start-up data was being sent.
+        if stopped:  # a signal sent to the whole group ended a worker too
+            _stop_workers(pool)
+            raise Stopped(stopped[0]) from None
+        raise SimreplayError(_worker_death(pool)) from None
+    except BaseException:
+        if pool is not None:
+            _stop_workers(pool)
+        raise
+    finally:
+        for num, handler in previous.items():
+            signal.signal(num, handler)
 
 
 def _fewest_replicas(

@@ -114,14 +114,31 @@ def load_traces(
     ``note`` is told, once per trace read, each change the import made (rows dropped or
     reordered: ``ImportReport.notes``), prefixed with the trace's path.
     """
-    from simulator.trace.importer import import_trace
-
     for path in paths:
         if path not in _TRACES:
-            _TRACES[path], report = import_trace(path)
+            _TRACES[path], report = import_with_defaults(path, "sweep")
             for message in report.notes if note is not None else ():
                 note(f"{path}: {message}")
     return _TRACES
+
+
+def import_with_defaults(path: Any, command: str) -> tuple[pa.Table, Any]:
+    """``import_trace(path)`` with default options, for ``simreplay COMMAND``.
+
+    A reader's advice names ``trace import``'s options (``--rate``, ``--skip-invalid``),
+    which ``sweep`` and ``plan`` do not take: the line then says where to give them.
+    """
+    from simulator.trace.importer import import_trace
+
+    try:
+        return import_trace(path)
+    except SimreplayError as exc:
+        if "--" not in str(exc):
+            raise
+        raise SimreplayError(
+            f"{exc}; simreplay {command} reads traces with default options: convert it with "
+            "`simreplay trace import TRACE -o OUT.parquet` and those options first"
+        ) from None
 
 
 def _start_worker(tables: dict[str, pa.Table], driver_pid: int) -> None:

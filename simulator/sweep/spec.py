@@ -275,14 +275,22 @@ def from_toml(
                 f"--{key}: --spec {path} sets {key} too; give it in the spec or on the "
                 "command line, not both"
             )
+    # Checked here, naming the file: ``expand``'s lines name the options --seeds and --slo.
     if "seeds" in doc:
         seeds = doc["seeds"]
-        if isinstance(seeds, bool) or not isinstance(seeds, int):
-            raise SimreplayError(f"--spec {path}: seeds must be a whole number, got {seeds!r}")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise SimreplayError(f"--spec {path}: seeds must be an integer >= 1, got {seeds!r}")
+        if "seed" in values or any("seed" in knobs for knobs in explicit):
+            raise SimreplayError(f"--spec {path}: give seeds = N or a seed knob, not both")
     if "slo" in doc:
         slo = doc["slo"]
         if not isinstance(slo, str):
             raise SimreplayError(f"--spec {path}: slo must be a string like 'ttft_p99_ms=2000'")
+        try:
+            parse_slo(slo)
+        except SimreplayError as exc:
+            reason = str(exc).removeprefix(f"--slo {slo!r}: ").removeprefix("--slo: ")
+            raise SimreplayError(f"--spec {path}: slo {slo!r}: {reason}") from None
     return expand(values, explicit, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
 
 
@@ -372,6 +380,7 @@ def expand(
             seen.add(marker)
             unique.append(p)
     check_names(unique)
+    check_unread_knobs(set(grid) | {k for s in explicit for k in s}, unique)
     axes = [k for k in order if len({repr(p[k]) for p in unique}) > 1]
     return SweepSpec(unique, axes, slo, len(points) - len(unique), merged)
 
@@ -413,6 +422,25 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return format_number(value) if isinstance(value, float) else str(value)
+
+
+#: Knobs that one scheduler or router alone reads: knob -> (the knob choosing it, its value).
+READ_ONLY_WITH = {
+    "chunk_size": ("scheduler", "sarathi"),
+    "prefix_load_cap": ("router", "prefix-aware"),
+}
+
+
+def check_unread_knobs(given: set[str], points: list[dict[str, Any]]) -> None:
+    """Fail on a knob in ``given`` that none of ``points`` reads (``--chunk-size`` with no
+    sarathi scenario): each of its values gave the same rows without a word, where
+    ``simreplay run`` refuses such a knob. A grid mixing schedulers may give it."""
+    for knob, (owner, value) in READ_ONLY_WITH.items():
+        if knob in given and not any(p[owner] == value for p in points):
+            raise SimreplayError(
+                f"{cli_name(knob)} is read only with {cli_name(owner)} {value}, and no "
+                "scenario has it: every value would give the same results"
+            )
 
 
 def check_names(points: list[dict[str, Any]]) -> None:

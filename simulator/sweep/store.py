@@ -79,6 +79,9 @@ STORE_FORMAT_VERSION = 1
 PLANNED_FIELD = "planned_scenario_keys"
 #: The lock a sweep holds on its ``--out`` while it writes rows (``ResultStore.writing``).
 LOCK_NAME = ".sweep.lock"
+#: Temporary files of ``sweep.json``'s atomic writes (``simulator.io.atomic_path``): a kill
+#: between the write and the rename leaves one (all such writes hold the lock).
+MANIFEST_TMP_GLOB = ".sweep.json.*.tmp"
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2e", "queue")
 LATENCY_STATS = ("mean", "p50", "p90", "p95", "p99", "max")
 
@@ -198,9 +201,12 @@ class ResultStore:
         output_folder(str(self.root), "--out")
         manifest = self.read_manifest()
         if manifest is None and self.root.is_dir():
-            # A killed first run leaves nothing, or an empty rows/ (``create``'s order).
+            # A killed first run leaves nothing, an empty rows/, or the manifest's temporary
+            # file (a SIGKILL before its rename): resumable, not another program's files.
             foreign = sorted(
-                p.name for p in self.root.iterdir() if p.name not in ("rows", LOCK_NAME)
+                p.name
+                for p in self.root.iterdir()
+                if p.name not in ("rows", LOCK_NAME) and not p.match(MANIFEST_TMP_GLOB)
             )
             if foreign or any(self.rows_dir.iterdir() if self.rows_dir.is_dir() else ()):
                 shown = ", ".join((foreign or ["rows/"])[:3])
@@ -210,8 +216,8 @@ class ResultStore:
                 )
         if manifest is not None and manifest.get("slo") != slo:
             raise SimreplayError(
-                f"--out {self.root} holds a sweep with --slo {manifest.get('slo')!r}, not "
-                f"{slo!r}; use another --out or the same --slo"
+                f"--out {self.root} holds a sweep run with {_slo_words(manifest.get('slo'))}; "
+                f"this one has {_slo_words(slo)}: use another --out or the same --slo"
             )
         self.check_compatible()
 
@@ -298,7 +304,8 @@ class ResultStore:
         if new or keys != before:
             write_text_atomic(json.dumps(manifest, indent=2) + "\n", self.root / "sweep.json")
         self.rows_dir.mkdir(exist_ok=True)
-        for stale in [*self.rows_dir.glob(".*.tmp"), *unreadable]:
+        stale_manifests = self.root.glob(MANIFEST_TMP_GLOB)  # under the lock: none is live
+        for stale in [*self.rows_dir.glob(".*.tmp"), *stale_manifests, *unreadable]:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
 
@@ -423,10 +430,12 @@ class ResultStore:
         SimreplayError
             When ``root`` is not a sweep folder or a row file is unreadable.
         """
-        if not (self.root / "sweep.json").is_file() or not self.rows_dir.is_dir():
+        if not (self.root / "sweep.json").is_file():
             raise SimreplayError(f"{self.root}: not a sweep folder (no sweep.json and rows/)")
         self.check_compatible()
         schema = row_schema()
+        # No rows/ beside sweep.json: a first run killed between the two (``create``), which
+        # ``sweep show`` called "not a sweep folder"; it has no rows yet.
         files = [str(p) for p in self._row_files()]
         if not files:
             return schema.empty_table()
@@ -436,6 +445,15 @@ class ResultStore:
             # One multi-threaded scan; columns a row file lacks (older build) read as null.
             table = ds.dataset(files, schema=schema, format="parquet").to_table()
         except (pa.ArrowException, OSError) as exc:
+            # Name the file: arrow's text may not (a damaged page header), and a rerun's
+            # ``scan`` reads only the key columns, so it may not find the damage itself.
+            damaged = _damaged_files(files)
+            if damaged:
+                more = f" (and {len(damaged) - 1:,} more)" if len(damaged) > 1 else ""
+                raise SimreplayError(
+                    f"{damaged[0]}{more}: unreadable sweep row (truncated or corrupt); remove "
+                    "it and rerun the sweep's command to redo it"
+                ) from None
             reason = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise SimreplayError(
                 f"{self.rows_dir}: unreadable sweep row: {reason}; rerun the sweep's command "
@@ -459,3 +477,20 @@ class ResultStore:
                     "the file named after its key); remove it"
                 )
         return table.sort_by("scenario_key")
+
+
+def _damaged_files(paths: list[str]) -> list[str]:
+    """The row files of ``paths`` that cannot be read whole."""
+    damaged = []
+    for path in paths:
+        try:
+            with pq.ParquetFile(path) as parquet_file:
+                parquet_file.read()
+        except (pa.ArrowException, OSError):
+            damaged.append(path)
+    return damaged
+
+
+def _slo_words(slo: str | None) -> str:
+    """An SLO as the command line gives it: ``--slo 'TEXT'``, or ``no --slo`` (not None)."""
+    return "no --slo" if slo is None else f"--slo {slo!r}"

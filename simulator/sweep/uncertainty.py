@@ -100,7 +100,9 @@ def group_seeds(rows: list[dict[str, Any]], knobs: list[str]) -> list[dict[str, 
         The knobs (``seed`` left out), ``num_seeds``, ``seeds``, ``status`` (``ok`` when
         every replicate is), ``{metric}_min`` / ``{metric}_max`` for ``SPREAD_METRICS``
         over the ok replicates, ``slo_met`` (every replicate met the SLO; None without
-        one), ``slo_met_fraction`` and ``cost_per_hour_usd``.
+        one), ``slo_met_fraction``, ``cost_per_hour_usd``, ``reason`` (an infeasible
+        replicate's, else the first ok one's: why requests were rejected; None) and
+        ``num_completed`` (fewest over the ok replicates; None when none is ok).
     """
     identity = [k for k in knobs if k != "seed"]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -121,5 +123,12 @@ def group_seeds(rows: list[dict[str, Any]], knobs: list[str]) -> list[dict[str, 
         folded["slo_met"] = all(verdicts) if len(verdicts) == len(members) else None
         folded["slo_met_fraction"] = sum(verdicts) / len(members) if verdicts else None
         folded["cost_per_hour_usd"] = members[0]["cost_per_hour_usd"]
+        # Why a replicate is infeasible, else why requests were rejected: `sweep show`
+        # prints it (it raised KeyError on an infeasible scenario with --seed-spread).
+        reasons = [m.get("reason") for m in members if m["status"] != "ok"]
+        reasons += [m.get("reason") for m in ok]
+        folded["reason"] = next((r for r in reasons if r is not None), None)
+        completed = [m.get("num_completed") for m in ok if m.get("num_completed") is not None]
+        folded["num_completed"] = min(completed) if completed else None
         out.append(folded)
     return out
