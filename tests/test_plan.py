@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -318,8 +320,9 @@ def test_an_answer_that_rejects_requests_says_so(trace_file):
     rejected = json.loads(result.stdout)["answer"]["metrics"]["num_rejected"]
     assert rejected > 0
     expected = (
-        f"note: the answer 1xA100 meets the SLO over the requests it completed: {rejected} "
-        "of 400 requests rejected: longer than the model's context"
+        "note: the answer 1xA100 meets the SLO over the requests it completed; the others "
+        "are longer than the model's context, which every fleet rejects: "
+        f"{rejected} of 400 requests rejected: longer than the model's context"
     )
     assert expected in result.stderr, result.stderr
     clean = invoke("plan", trace_file, *args[:-2])
@@ -456,3 +459,28 @@ def test_a_signal_to_the_plan_driver_alone_ends_it_and_its_workers_promptly(sign
     assert proc.returncode == status, stderr
     assert stderr.strip().splitlines()[-1] == line, stderr
     assert took_s < 5.0, f"the driver took {took_s:.1f} s to stop"
+
+
+def test_a_fleet_whose_replicas_cannot_hold_the_requests_never_meets_the_slo(trace_file):
+    """Found by QA: plan answered 16xH100 at tp=2 for Llama-3.1-70B on Mooncake: a replica's
+    KV cache held 1,920 tokens, so max_model_len was capped to it and 9,780 of 12,031
+    requests were rejected, yet the SLO held over the 2,251 it completed. Here a replica of
+    one A10G holds a few thousand tokens of Llama-3.1-8B's KV cache: requests beyond that
+    are rejected at tp=1, however many replicas, and tp=2 serves them all."""
+    table = pq.read_table(trace_file)
+    long = table.slice(0, 4).set_column(
+        table.schema.get_field_index("input_tokens"),
+        "input_tokens",
+        pa.array([30_000, 100, 100, 100], table.schema.field("input_tokens").type),
+    )
+    sim = Simulator(long, parse_slo("ttft_p99_ms=600000"), {"model": "llama-3.1-8b"})
+    narrow = sim.evaluate("1xA10G", 1)
+    assert narrow.feasible and narrow.capacity_rejections == 1 and not narrow.meets
+    assert narrow.metrics["num_rejected"] == 1
+    wide = sim.evaluate("2xA10G", 2)
+    assert wide.capacity_rejections == 0 and wide.meets
+    result = plan_cheapest(sim, ["A10G"], max_gpus=8, tps=[1, 2])
+    assert result.answer is not None and (result.answer.gpus, result.answer.tp) == ("2xA10G", 2)
+    assert any("A10G tp=1: a replica cannot serve 1 request " in line for line in result.skipped)
+    rate = find_max_rate(sim, "1xA10G", tp=1)
+    assert rate.answer is None and "cannot serve 1 request that" in rate.reason

@@ -247,9 +247,11 @@ def plan(
         note(f"skipped {line}")
     err.print(f"simulated {result.scenarios_simulated} scenarios")
     if result.answer is not None and result.answer.rejected:
-        # The percentiles, and so the verdict, cover completed requests only.
+        # The percentiles cover completed requests; a fleet meets the SLO only when the
+        # requests it rejects are those every fleet rejects (beyond the model's context).
         note(
-            f"the answer {result.answer.gpus} meets the SLO over the requests it completed: "
+            f"the answer {result.answer.gpus} meets the SLO over the requests it completed; "
+            f"the others are longer than the model's context, which every fleet rejects: "
             f"{result.answer.rejected}"
         )
     payload = _payload(result, sim)

@@ -87,6 +87,10 @@ class Evaluation:
     tp_used: int | None = None
     #: How many requests seed 0 rejected and why; None when it rejected none.
     rejected: str | None = None
+    #: Rejections beyond the model's context (most over the seeds): requests this fleet's
+    #: replicas cannot hold (KV cache, max_model_len capped to it) that a larger replica
+    #: would serve. A fleet with any never meets the SLO.
+    capacity_rejections: int = 0
 
 
 class Simulator:
@@ -128,6 +132,7 @@ class Simulator:
         self.num_simulated = 0
         self._cache: dict[tuple[str, int | None, float], Evaluation] = {}
         self._scaled: dict[float, pa.Table] = {}
+        self._context_rejections: int | None = None
 
     def price(self, gpu_name: str) -> float:
         """$/GPU-hour of a canonical GPU name."""
@@ -173,7 +178,10 @@ class Simulator:
             ev.tp_used = flat["tp_used"]
             ev.rejected = flat.get("reason")  # summary_columns: rejected requests, if any
             ev.metrics = {name: flat[name] for name in ANSWER_METRICS}
-            ev.meets = all(s["slo"]["all_met"] for s in per_seed)
+            ev.capacity_rejections = max(
+                max(s["num_rejected"] for s in per_seed) - self.context_rejections(), 0
+            )
+            ev.meets = ev.capacity_rejections == 0 and all(s["slo"]["all_met"] for s in per_seed)
             for bound in self.bounds:
                 values = [s["slo"]["bounds"][bound]["value_ms"] for s in per_seed]
                 finite = [v for v in values if v is not None]
@@ -181,6 +189,20 @@ class Simulator:
                 ev.bound_spread[bound] = seed_spread(values)
         self._cache[key] = ev
         return ev
+
+    def context_rejections(self) -> int:
+        """Requests every fleet rejects: input + output beyond the context asked for
+        (``max_model_len``, else the model's). A fleet that rejects more cannot serve the
+        trace, whatever its latencies over the requests it completes."""
+        if self._context_rejections is None:
+            from simulator.models import get_model
+
+            scenario = Scenario(**self.knobs)
+            limit = scenario.max_model_len or get_model(scenario.model).max_context_tokens
+            tokens = self.table.column("input_tokens").to_numpy().astype(np.int64)
+            tokens = tokens + self.table.column("output_tokens").to_numpy()
+            self._context_rejections = int(np.count_nonzero(tokens > limit))
+        return self._context_rejections
 
     def _table(self, rate_scale: float) -> pa.Table:
         if rate_scale == 1.0:
@@ -424,6 +446,10 @@ def _search_in_processes(
             signal.signal(num, handler)
 
 
+def _requests(num: int) -> str:
+    return f"{num:,} request" + ("" if num == 1 else "s")
+
+
 def _fewest_replicas(
     sim: Simulator, name: str, tp: int, limit: int, rate_scale: float, skipped: list[str]
 ) -> Evaluation | None:
@@ -435,6 +461,13 @@ def _fewest_replicas(
     first = probe(1)
     if not first.feasible:
         skipped.append(f"{name} tp={tp}: {first.reason}")
+        return None
+    if first.capacity_rejections:
+        # What a replica can hold does not depend on how many there are.
+        skipped.append(
+            f"{name} tp={tp}: a replica cannot serve {_requests(first.capacity_rejections)} "
+            f"that fit the model's context ({first.rejected})"
+        )
         return None
     if first.meets:
         return first
@@ -489,6 +522,17 @@ def find_max_rate(
     start = sim.evaluate(gpus, tp, 1.0)
     if not start.feasible:
         return PlanResult(None, [], sim.num_simulated, reason=start.reason)
+    if start.capacity_rejections:
+        # Scaling the rate keeps every request, so these rejections stay at any rate.
+        return PlanResult(
+            None,
+            [],
+            sim.num_simulated,
+            reason=(
+                f"{gpus}: a replica cannot serve {_requests(start.capacity_rejections)} that "
+                f"fit the model's context ({start.rejected}), at any rate"
+            ),
+        )
     if start.meets:
         meets, fails = 1.0, None
         while fails is None:
