@@ -1197,3 +1197,18 @@ def test_a_one_scenario_sweep_reads_in_the_singular(tmp_path, small_trace):
         f"{out}: the sweep's 1 scenario is stored (0 from before; 1 row in the store); "
         in result.stderr
     ), result.stderr
+
+
+def test_the_same_slo_in_other_words_resumes_the_store(tmp_path, small_trace):
+    """Found by QA: `--slo ttft_p99_ms=2000.0` (or the bounds in another order) on a store
+    made with `ttft_p99_ms=2000` was refused as another SLO."""
+    out = tmp_path / "sweep"
+    first = ("--slo", "ttft_p99_ms=2000,tpot_p99_ms=80")
+    assert invoke("sweep", small_trace, "--out", out, *first).exit_code == 0
+    before = row_bytes(out)
+    again = ("--slo", "tpot_p99_ms=80.0, ttft_p99_ms=2e3")
+    result = invoke("sweep", small_trace, "--out", out, *again)
+    assert result.exit_code == 0, result.stderr
+    assert row_bytes(out) == before  # nothing re-simulated, the rows keep their SLO text
+    other = invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=2000")
+    assert_one_line_error(other, "another --out")

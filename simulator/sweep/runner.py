@@ -604,7 +604,7 @@ def run_sweep(
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
-    store.prepare(slo)
+    slo = store.prepare(slo)
     tasks, hashes = plan_tasks(scenarios, slo)
     try:
         return _checked_run(tasks, hashes, store, slo, workers, backend, address, progress, note)

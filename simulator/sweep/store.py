@@ -188,8 +188,11 @@ class ResultStore:
         self.root = Path(root)
         self.rows_dir = self.root / "rows"
 
-    def prepare(self, slo: str | None) -> None:
+    def prepare(self, slo: str | None) -> str | None:
         """Check ``root`` can hold this sweep; writes nothing (``create`` does).
+
+        Returns the SLO text the sweep's rows carry: the store's own when ``slo`` says the
+        same in other words (``2000.0`` for ``2000``, bounds in another order), else ``slo``.
 
         Raises
         ------
@@ -214,12 +217,15 @@ class ResultStore:
                     f"--out {self.root}: holds other files ({shown}) and no sweep.json; "
                     "give a new or empty folder"
                 )
+        if manifest is not None and _same_slo(manifest.get("slo"), slo):
+            slo = manifest.get("slo")
         if manifest is not None and manifest.get("slo") != slo:
             raise SimreplayError(
                 f"--out {self.root} holds a sweep run with {_slo_words(manifest.get('slo'))}; "
                 f"this one has {_slo_words(slo)}: use another --out or the same --slo"
             )
         self.check_compatible()
+        return slo
 
     @contextlib.contextmanager
     def writing(
@@ -489,6 +495,18 @@ def _damaged_files(paths: list[str]) -> list[str]:
         except (pa.ArrowException, OSError):
             damaged.append(path)
     return damaged
+
+
+def _same_slo(stored: object, slo: str | None) -> bool:
+    """Whether two SLO texts set the same bounds (a stored text that does not parse: no)."""
+    if stored is None or slo is None or not isinstance(stored, str):
+        return stored is None and slo is None
+    from simulator.metrics import parse_slo
+
+    try:
+        return parse_slo(stored) == parse_slo(slo)
+    except SimreplayError:
+        return False
 
 
 def _slo_words(slo: str | None) -> str:
