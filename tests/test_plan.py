@@ -484,3 +484,14 @@ def test_a_fleet_whose_replicas_cannot_hold_the_requests_never_meets_the_slo(tra
     assert any("A10G tp=1: a replica cannot serve 1 request " in line for line in result.skipped)
     rate = find_max_rate(sim, "1xA10G", tp=1)
     assert rate.answer is None and "cannot serve 1 request that" in rate.reason
+
+
+def test_a_plan_no_request_fits_is_refused(trace_file):
+    """Found by QA: `plan --max-model-len 10` ran 22 simulations and answered "no fleet
+    meets the SLO", without a word that every request was rejected."""
+    result = invoke("plan", trace_file, "--slo", SLO, "--gpu-types", "A100", "--max-model-len", 10)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: every request of the trace (input + output tokens) is longer than "
+        "--max-model-len 10: every fleet would reject them all"
+    ]

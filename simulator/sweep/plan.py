@@ -204,6 +204,20 @@ class Simulator:
             self._context_rejections = int(np.count_nonzero(tokens > limit))
         return self._context_rejections
 
+    def check_some_request_fits(self) -> None:
+        """Refuse a search no fleet can answer: every request beyond the model's context."""
+        if self.table.num_rows and self.context_rejections() == self.table.num_rows:
+            scenario = Scenario(**self.knobs)
+            what = (
+                f"--max-model-len {scenario.max_model_len:,}"
+                if scenario.max_model_len
+                else f"{scenario.model}'s context"
+            )
+            raise SimreplayError(
+                f"every request of the trace (input + output tokens) is longer than {what}: "
+                "every fleet would reject them all"
+            )
+
     def _table(self, rate_scale: float) -> pa.Table:
         if rate_scale == 1.0:
             return self.table
@@ -275,6 +289,7 @@ def plan_cheapest(
     names = [str(name).strip() for name in gpu_types]
     for name in names:
         get_gpu(name)
+    sim.check_some_request_fits()
     tp_list = sorted(set(tps))
     jobs = [(rank, name, tp_list, max_gpus, rate_scale) for rank, name in enumerate(names)]
     if workers > 1 and len(jobs) > 1:
@@ -519,6 +534,7 @@ def find_max_rate(
     if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 1):
         raise SimreplayError(f"--tolerance must be in (0, 1), got {tolerance!r}")
     low_limit, high_limit = RATE_SCALE_LIMITS
+    sim.check_some_request_fits()
     start = sim.evaluate(gpus, tp, 1.0)
     if not start.feasible:
         return PlanResult(None, [], sim.num_simulated, reason=start.reason)
