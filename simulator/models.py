@@ -212,6 +212,10 @@ _LOOKUP = _build_lookup(MODELS)
 _VARIANT_SUFFIX = re.compile(r"([-_ ](instruct|chat|hf|base|it))+$", re.IGNORECASE)
 
 
+#: A fine-tune's name before a version suffix, e.g. ``Mixtral-8x7B-Instruct-v0.1``.
+_VARIANT_BEFORE_VERSION = re.compile(r"[-_ ](instruct|chat|it)(?=[-_ ]v\d)", re.IGNORECASE)
+
+
 def known_model_names() -> str:
     """The canonical names, comma-separated, for error messages."""
     return ", ".join(MODELS)
@@ -223,6 +227,8 @@ def _catalog_lookup(name: str) -> ModelSpec | None:
         candidates.append(name.strip().rsplit("/", 1)[1])
     for candidate in list(candidates):
         candidates.append(_VARIANT_SUFFIX.sub("", candidate))
+        # Mistral's ids put the version after the fine-tune: Mistral-7B-Instruct-v0.3.
+        candidates.append(_VARIANT_BEFORE_VERSION.sub("", candidate))
     for candidate in candidates:
         canonical = _LOOKUP.get(_key(candidate))
         if canonical is not None:
@@ -238,7 +244,8 @@ def get_model(name_or_path: str) -> ModelSpec:
     name_or_path : str
         A catalog name (``"llama-3.1-8b"``; case, ``-``, ``_`` and spaces are ignored, a
         Hugging Face organisation prefix and ``-Instruct``/``-chat``/``-hf`` suffixes are
-        dropped), or the path of a ``config.json`` or of a directory that holds one. An
+        dropped, as is ``-Instruct`` before a version: ``Mistral-7B-Instruct-v0.3``), or the
+        path of a ``config.json`` or of a directory that holds one. An
         existing config wins over a catalog name.
 
     Returns
