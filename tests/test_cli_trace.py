@@ -476,3 +476,23 @@ def test_one_request_is_said_in_the_singular(tmp_path):
     result = invoke("trace", "transform", one, "-o", tmp_path / "t.parquet")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip().endswith(": 1 request")
+
+
+@pytest.mark.parametrize("command", ["synth", "import", "transform"])
+def test_an_output_named_as_a_text_format_is_refused(tmp_path, command):
+    """Found by QA: `trace synth -o x.csv` wrote parquet under a .csv name, which a later
+    command or tool would read as CSV."""
+    source = tmp_path / "in.parquet"
+    assert (
+        runner.invoke(app, ["trace", "synth", "-o", str(source), "--num-requests", "5"]).exit_code
+        == 0
+    )
+    out = tmp_path / "out.csv"
+    args = {"synth": ["--num-requests", "5"], "import": [str(source)], "transform": [str(source)]}
+    result = runner.invoke(app, ["trace", command, *args[command], "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: -o {out}: trace commands write the canonical parquet format, not .csv; "
+        "name it out.parquet"
+    ]
+    assert not out.exists()

@@ -60,6 +60,24 @@ OutputOpt = Annotated[
 ]
 
 
+#: Suffixes of the text formats traces come in: an output so named would hold parquet.
+_NOT_PARQUET_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".gz", ".bz2", ".xz", ".zst")
+
+
+def _parquet_output(output: str, inputs: list[Path], what: str) -> Path:
+    """``-o``'s path, checked: not one of ``inputs`` (``what`` names them), and not named as
+    a text format (``trace.csv``): trace commands write parquet, and would fill that name
+    with it."""
+    path = output_file(output, "-o", "an output parquet file")
+    refuse_overwriting_input(path, inputs, what)
+    if path.suffix.lower() in _NOT_PARQUET_SUFFIXES:
+        raise SimreplayError(
+            f"-o {output}: trace commands write the canonical parquet format, not "
+            f"{path.suffix}; name it {path.with_suffix('.parquet').name}"
+        )
+    return path
+
+
 def _read(source: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]:
     table, report = import_trace(source, options)
     for message in report.notes:
@@ -82,8 +100,7 @@ def import_(
     Formats: Azure, Mooncake, BurstGPT, Qwen/Bailian, vLLM bench results, length-only CSVs,
     and any CSV/JSONL/parquet with a column mapping.
     """
-    output = output_file(output, "-o", "an output parquet file")
-    refuse_overwriting_input(output, [source], "the trace being imported")
+    output = _parquet_output(output, [source], "the trace being imported")
     table, report = _read(source, import_options)
     write_parquet_atomic(table, output)
     span_s = float(table.column("arrival_time_s")[-1].as_py())
@@ -256,7 +273,8 @@ def synth(
     """
     import pyarrow.compute as pc  # imported here: 0.1 s
 
-    output = output_file(output, "-o", "an output parquet file")
+    inputs = [] if lengths_from is None else [lengths_from]
+    output = _parquet_output(output, inputs, "the --lengths-from trace")
     session_options = {
         "--num-sessions": num_sessions,
         "--turns": turns_spec,
@@ -279,8 +297,6 @@ def synth(
         )
     elif (duration_s is None) == (num_sessions is None):
         raise SimreplayError("with --sessions give exactly one of --duration and --num-sessions")
-    if lengths_from is not None:
-        refuse_overwriting_input(output, [lengths_from], "the --lengths-from trace")
     if rate is None and rate_profile is None and arrival != "piecewise":
         rate = DEFAULT_SYNTH_RATE_RPS
     process = arrival_from_options(arrival, rate, cv, rate_profile, period_s, peak_to_trough)
@@ -384,12 +400,11 @@ def transform(
     import_options: ImportOptions,
 ) -> None:
     """Make a what-if variant: rescale the rate, slice a window, sample, cap lengths, combine."""
-    output = output_file(output, "-o", "an output parquet file")
+    output = _parquet_output(output, list(sources), "a trace being transformed")
     if combine not in ("concat", "merge"):
         raise SimreplayError(f"--combine must be concat or merge, got {combine!r}")
     if gap_s is not None and (len(sources) < 2 or combine != "concat"):
         raise SimreplayError("--gap-s is the idle time between traces of --combine concat")
-    refuse_overwriting_input(output, list(sources), "a trace being transformed")
     tables = [_read(source, import_options)[0] for source in sources]
     table = tables[0]
     if len(tables) > 1:
