@@ -452,13 +452,21 @@ def _cost_front(
                 "labels": [_label(ok[i], knobs) for i in mine],
             }
         )
-    front = pareto_front(cost, p99)
-    if front.size:
+    # One frontier per traffic level: a scenario at half the rate is not a cheaper way to
+    # serve the trace (QA: the frontier joined rate scales).
+    scales = sorted({_number(r.get("rate_scale", 1.0)) for r in ok})
+    for k, scale in enumerate(scales):
+        mine = np.array(
+            [i for i, r in enumerate(ok) if _number(r.get("rate_scale", 1.0)) == scale],
+            dtype=np.int64,
+        )
+        front = mine[pareto_front(cost[mine], p99[mine])] if mine.size else mine
+        if not front.size:
+            continue
+        name = "Pareto frontier" + (f", rate_scale={scale:g}" if len(scales) > 1 else "")
         series.append(
             {
-                **F.series(
-                    "Pareto frontier", cost[front], x=p99[front], dash=True, color=len(types)
-                ),
+                **F.series(name, cost[front], x=p99[front], dash=True, color=len(types) + k),
                 "labels": [_label(ok[i], knobs) for i in front],
             }
         )
@@ -472,7 +480,8 @@ def _cost_front(
         y_min=0.0,
         caption=(
             "Each point is a scenario; the dashed line joins the Pareto frontier (no scenario is "
-            "both cheaper and faster)." + (f" Ringed: {answer_kind}." if answer is not None else "")
+            "both cheaper and faster), one per rate scale when the sweep varies it."
+            + (f" Ringed: {answer_kind}." if answer is not None else "")
         ),
     )
     if "ttft" in sweep.slo:
