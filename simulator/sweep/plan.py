@@ -401,36 +401,15 @@ def _search_in_processes(
     waited for every worker to finish its GPU type's search (14 s on the Azure trace).
     """
     import concurrent.futures as cf
-    import multiprocessing
-    import signal
-    import threading
 
-    from simulator.sweep.runner import (
-        _STOP_SIGNALS,
-        Stopped,
-        _start_helpers,
-        _stop_workers,
-        _worker_death,
-    )
+    from simulator.sweep.runner import worker_pool
 
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     fresh = Simulator(sim.table, sim.bounds, sim.knobs, seeds=sim.seeds, prices=sim.prices)
-    stopped: list[int] = []
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = (
-        {num: signal.signal(num, lambda num, _: stopped.append(num)) for num in _STOP_SIGNALS}
-        if in_main
-        else {}
-    )
-    pool = None
-    try:
-        _start_helpers(method)
-        pool = cf.ProcessPoolExecutor(
-            max_workers=min(workers, len(jobs)),
-            mp_context=multiprocessing.get_context(method),
-            initializer=_install_simulator,
-            initargs=(fresh, os.getpid()),
-        )
+    workers = min(workers, len(jobs))
+    with worker_pool(workers, _install_simulator, (fresh, os.getpid()), SimreplayError) as (
+        pool,
+        stopped,
+    ):
         futures = []
         for job in jobs:
             if stopped:
@@ -441,24 +420,9 @@ def _search_in_processes(
             _, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_EXCEPTION)
             if any(f.exception() is not None for f in futures if f.done()):
                 break
-        if stopped:
-            raise Stopped(stopped[0])
-        outcomes = [future.result() for future in futures]
-        pool.shutdown()
-        return outcomes
-    except (cf.process.BrokenProcessPool, BrokenPipeError):
-        # BrokenPipeError: a worker died while its start-up data was being sent.
-        if stopped:  # a signal sent to the whole group ended a worker too
-            _stop_workers(pool)
-            raise Stopped(stopped[0]) from None
-        raise SimreplayError(_worker_death(pool)) from None
-    except BaseException:
-        if pool is not None:
-            _stop_workers(pool)
-        raise
-    finally:
-        for num, handler in previous.items():
-            signal.signal(num, handler)
+        if not stopped:
+            outcomes = [future.result() for future in futures]
+    return outcomes
 
 
 def _requests(num: int) -> str:

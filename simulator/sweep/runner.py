@@ -306,28 +306,10 @@ def _local(
         for group in groups:
             yield from evaluate_group(group)
         return
-    # forkserver: no fork of a process that may hold numba or thread state.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    # Ctrl-C and SIGTERM only set a flag that this loop checks: a KeyboardInterrupt raised
-    # anywhere (inside a finalizer, or the pool's start-up) printed tracebacks, and SIGTERM's
-    # default action killed the driver while it was sending a worker its start-up data.
-    interrupted: list[int] = []
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = (
-        {num: signal.signal(num, lambda num, _: interrupted.append(num)) for num in _STOP_SIGNALS}
-        if in_main
-        else {}
-    )
-    pool = None
-    try:
-        _start_helpers(method)
-        pool = cf.ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=_start_worker,
-            initargs=(tables, os.getpid()),
-        )
+    with worker_pool(workers, _start_worker, (tables, os.getpid()), WorkerDied) as (
+        pool,
+        interrupted,
+    ):
         pending = set()
         for group in groups:
             if interrupted:
@@ -339,17 +321,55 @@ def _local(
                 if interrupted:
                     break
                 yield from future.result()
-        if interrupted:
-            raise Stopped(interrupted[0])
+
+
+@contextlib.contextmanager
+def worker_pool(
+    workers: int,
+    initializer: Callable[..., None],
+    initargs: tuple[Any, ...],
+    death: Callable[[str], BaseException],
+) -> Iterator[tuple[cf.ProcessPoolExecutor, list[int]]]:
+    """A forkserver process pool whose Ctrl-C and SIGTERM only set a flag (the list).
+
+    The body submits work and checks the flag; leaving it with the flag set raises
+    ``Stopped``, otherwise the pool is shut down. A KeyboardInterrupt raised anywhere (in a
+    finalizer, or the pool's start-up) printed tracebacks, and SIGTERM's default action
+    killed the driver while it was sending a worker its start-up data. The helpers and
+    workers start with SIGINT ignored (``_start_helpers``). A dead worker raises
+    ``death(text)``; any other exit ends the workers at once. Used by sweeps (``_local``)
+    and by ``plan --workers``.
+    """
+    # forkserver: no fork of a process that may hold numba or thread state.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    stopped: list[int] = []
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = (
+        {num: signal.signal(num, lambda num, _: stopped.append(num)) for num in _STOP_SIGNALS}
+        if in_main
+        else {}
+    )
+    pool = None
+    try:
+        _start_helpers(method)
+        pool = cf.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=initializer,
+            initargs=initargs,
+        )
+        yield pool, stopped
+        if stopped:
+            raise Stopped(stopped[0])
         pool.shutdown()
     except (cf.process.BrokenProcessPool, BrokenPipeError):
         # BrokenPipeError: a worker died while the driver was still sending it its start-up
         # data (the traces); the command line took it for a closed stdout and exited 1
         # without a word.
-        if interrupted:  # a signal sent to the whole group ended a worker too
+        if stopped:  # a signal sent to the whole group ended a worker too
             _stop_workers(pool)
-            raise Stopped(interrupted[0]) from None
-        raise WorkerDied(_worker_death(pool)) from None
+            raise Stopped(stopped[0]) from None
+        raise death(_worker_death(pool)) from None
     except BaseException:  # Ctrl-C, a failed scenario, or the caller closing early
         if pool is not None:
             _stop_workers(pool)
