@@ -376,15 +376,12 @@ def test_parallel_search_gives_the_same_plan(trace):
 def test_plan_workers_exit_when_the_driver_is_killed():
     # A QA pass: after SIGTERM or SIGKILL of `plan --workers 2` its workers (and so the
     # forkserver and resource tracker) stayed idle for good, holding the driver's stderr.
-    import contextlib
-    import os
-    import signal
     import subprocess
     import sys
     import time
     from pathlib import Path
 
-    from test_sweep import _descendants, _state
+    from test_sweep import _descendants, kill_driver_and_wait_for
 
     trace = Path(__file__).parent.parent / "traces" / "chat-1h.parquet"
     command = [sys.executable, "-m", "simulator", "plan", str(trace), "--slo",
@@ -401,18 +398,8 @@ def test_plan_workers_exit_when_the_driver_is_killed():
                 break
             time.sleep(0.05)
         assert len(children) >= 4, "the plan had no worker processes"
-        proc.kill()  # the driver only
-        proc.wait()
-        deadline = time.monotonic() + 30
-        alive = children
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-            alive = {pid for pid in alive if _state(pid) not in (None, "Z", "X")}
-        assert not alive, f"processes outlived the driver: {sorted(alive)}"
     finally:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_driver_and_wait_for(proc, children)
 
 
 @pytest.mark.parametrize(
