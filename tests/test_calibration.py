@@ -1501,9 +1501,7 @@ def test_check_of_only_skipped_rows_says_which_and_why(tmp_path):
         },
         tmp_path / "gemm_perf.parquet",
     )
-    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.strip().splitlines() == [
+    assert _check_fails(tmp_path, "H100") == [
         f"error: {tmp_path}: no GEMM, attention, all-reduce or MoE rows to check; skipped: "
         "2 gemm: float32 rows (16-bit and FP8 GEMMs are fitted)"
     ]
@@ -1623,9 +1621,7 @@ def test_a_vidur_csv_missing_a_column_names_vidurs_columns_not_aiconfigurators(t
     (tmp_path / "mlp.csv").write_text(
         _VIDUR_HEADER.replace("num_tokens", "tokens") + "\n32,32,4096,11008,true,16,1,0.1,0.2\n"
     )
-    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "A40"])
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.strip().splitlines() == [
+    assert _check_fails(tmp_path, "A40") == [
         f"error: {tmp_path / 'mlp.csv'}: missing column(s) num_tokens (expected Vidur's "
         "n_head, n_kv_head, n_embd, n_expanded_embd, use_gated_mlp, num_tokens, "
         "num_tensor_parallel_workers and time_stats.<op>.median in ms)"
@@ -1702,9 +1698,7 @@ def test_files_of_another_gpu_checked_as_mi300x_do_not_promise_a_borrowed_profil
     borrow measured GPUs' profiles scaled to MI300X's peaks"; MI300X has no measured
     relative and runs on the uncalibrated roofline (README, select.NEAREST)."""
     _gemm_folder(tmp_path, "NVIDIA H200")
-    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "MI300X"])
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.strip().splitlines() == [
+    assert _check_fails(tmp_path, "MI300X") == [
         f"error: {tmp_path}: the files were measured on NVIDIA H200, not MI300X: fit them as "
         "--gpu H200; runs on MI300X use the roofline with default efficiencies (uncalibrated)"
     ]
@@ -1843,9 +1837,7 @@ def test_a_vidur_row_of_zero_heads_or_tp_says_so(tmp_path):
     "time_stats.mlp_up_proj.median or the shape columns are not numbers": they are numbers,
     and the divide by zero was the reason."""
     (tmp_path / "mlp.csv").write_text(_VIDUR_HEADER + "\n32,32,4096,11008,true,16,0,0.1,0.2\n")
-    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "A40"])
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.strip().splitlines() == [
+    assert _check_fails(tmp_path, "A40") == [
         f"error: {tmp_path / 'mlp.csv'}: row 1: n_head and num_tensor_parallel_workers must be "
         "at least 1, got 32 and 0"
     ]
@@ -1975,9 +1967,7 @@ def test_attention_rows_of_more_kv_heads_than_query_heads_are_refused(tmp_path, 
         },
         tmp_path / f"{name}.parquet",
     )
-    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100"])
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.strip().splitlines() == [
+    assert _check_fails(tmp_path, "H100") == [
         f"error: {tmp_path / f'{name}.parquet'}: row 2: num_key_value_heads 32 is more than "
         "num_heads 8 (each KV head serves one or more query heads; are the two columns "
         "swapped?)"
@@ -2049,3 +2039,10 @@ def test_measured_gpu_only_when_this_gpus_own_grids_step_the_times():
     assert borrowed["measured_gpu"] is False
     assert other_gpus["measured_gpu"] is False
     assert hosts.get("measured_gpu", False) is False
+
+
+def _check_fails(folder: Path, gpu: str) -> list[str]:
+    """``calibrate check FOLDER --gpu GPU``'s stderr lines, once it has exited 1."""
+    result = runner.invoke(app, ["calibrate", "check", str(folder), "--gpu", gpu])
+    assert result.exit_code == 1, result.stdout
+    return result.stderr.strip().splitlines()
