@@ -464,6 +464,8 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             "otherwise; pass --max-model-len to choose)"
         )
         max_model_len = capacity_tokens
+    elif memory.kv_capacity_tokens < max_model_len:
+        notes.append(kv_too_small_note(max_model_len, memory.kv_capacity_tokens))
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
     step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes)
     step_model = graphed(step_model, scenario, max_num_seqs, token_budget)
@@ -485,6 +487,19 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         notes=tuple(notes),
         calibration=calibration,
         pp=pp,
+    )
+
+
+def kv_too_small_note(max_model_len: int, kv_capacity_tokens: int) -> str:
+    """The note for a ``--max-model-len`` longer than the KV cache holds.
+
+    vLLM refuses to start with it (v0.11: ``kv_cache_utils.check_enough_kv_cache_memory``;
+    v0.6: ``worker.raise_if_cache_size_invalid``); the simulator runs it as a what-if.
+    """
+    return (
+        f"--max-model-len {max_model_len:,} is above the {kv_capacity_tokens:,} tokens the KV "
+        f"cache holds: {KV_TOO_SMALL_MARK}; simulated as a what-if in which requests longer "
+        "than the cache are rejected"
     )
 
 
@@ -582,6 +597,8 @@ def _v0_settled_len(
 
 #: vLLM v0.6's default --max-num-seqs (the same for every GPU; v0.11 raised it on large ones).
 V0_DEFAULT_MAX_NUM_SEQS = 256
+#: Part of ``kv_too_small_note``'s text, to find the note again.
+KV_TOO_SMALL_MARK = "vLLM refuses to start with it"
 
 #: Most running requests per replica: the engine's per-replica arrays are this long, and
 #: vLLM's defaults are 256-1,024 (10**15 asked numpy for 7 PiB).

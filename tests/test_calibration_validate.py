@@ -1414,3 +1414,20 @@ def test_a_closed_loop_replay_says_its_dropped_requests_held_slots(tmp_path, lim
         "record; the replay's client sends each later request without waiting for them"
     )
     assert (note in json.loads(run.stdout)["validation"]["notes"]) == noted
+
+
+def test_measured_kv_cache_replaces_the_too_small_note():
+    """The note that --max-model-len is above the KV cache compares with the cache in use:
+    with --num-kv-blocks, the measured one, not the planned one."""
+    from simulator.calibration.validate import resolve_for_benchmark
+    from simulator.scenario import KV_TOO_SMALL_MARK
+
+    scenario = Scenario(gpus="1xH100", gpu_memory_utilization=0.3, max_model_len=131_072)
+    planned = resolve_for_benchmark(scenario, None)
+    assert planned.memory.kv_capacity_tokens < 131_072
+    assert any(KV_TOO_SMALL_MARK in note for note in planned.notes)
+    measured = resolve_for_benchmark(scenario, 8_200)
+    assert not any(KV_TOO_SMALL_MARK in note for note in measured.notes)
+    small = resolve_for_benchmark(scenario, 8_000)
+    assert [KV_TOO_SMALL_MARK in note for note in small.notes].count(True) == 1
+    assert any("128,000 tokens" in note for note in small.notes)

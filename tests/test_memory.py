@@ -468,3 +468,16 @@ def test_vllm_v0_has_no_null_block():
         gpus="1xH100", model="llama-3.1-8b", tp=1, scheduler="vllm-v0", max_model_len=4096
     )
     assert resolve_for_benchmark(scenario, 4).engine_kv_blocks == 4
+
+
+def test_explicit_max_model_len_above_the_kv_cache_is_noted():
+    """Found by a fidelity pass: --max-model-len 131,072 on one L4 (a KV cache of about
+    28,000 tokens) ran without a word, while vLLM v0.11 refuses to start with it
+    (``check_enough_kv_cache_memory``)."""
+    from simulator.scenario import Scenario, resolve
+
+    long = resolve(Scenario(gpus="1xL4", tp=1, max_model_len=131_072))
+    assert long.memory.kv_capacity_tokens < 131_072
+    assert any("refuses to start" in note for note in long.notes)
+    fits = resolve(Scenario(gpus="1xL4", tp=1, max_model_len=long.memory.kv_capacity_tokens))
+    assert not any("refuses to start" in note for note in fits.notes)

@@ -56,7 +56,15 @@ from simulator.checks import format_number
 from simulator.errors import SimreplayError
 from simulator.io import check_input_file
 from simulator.perf.roofline import DEFAULT_EFFICIENCIES
-from simulator.scenario import ENGINE_VERSIONS, ResolvedScenario, Scenario, graphed, resolve
+from simulator.scenario import (
+    ENGINE_VERSIONS,
+    KV_TOO_SMALL_MARK,
+    ResolvedScenario,
+    Scenario,
+    graphed,
+    kv_too_small_note,
+    resolve,
+)
 from simulator.trace.schema import INT32_MAX, MAX_ARRIVAL_S
 
 METRICS = ("ttft", "tpot", "e2e")
@@ -719,7 +727,10 @@ def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> Reso
         kv_capacity_tokens=num_kv_blocks * resolved.memory.block_size,
     )
     max_model_len = resolved.max_model_len
-    notes = list(resolved.notes)
+    # The measured cache replaces the planned one that resolve's note compared with.
+    notes = [note for note in resolved.notes if KV_TOO_SMALL_MARK not in note]
+    if scenario.max_model_len is not None and memory.kv_capacity_tokens < max_model_len:
+        notes.append(kv_too_small_note(max_model_len, memory.kv_capacity_tokens))
     if scenario.max_model_len is None and memory.kv_capacity_tokens < max_model_len:
         max_model_len = memory.kv_capacity_tokens
         notes.append(f"max_model_len capped to the {max_model_len:,} tokens of --num-kv-blocks")
