@@ -466,6 +466,14 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         max_model_len = capacity_tokens
     elif memory.kv_capacity_tokens < max_model_len:
         notes.append(kv_too_small_note(max_model_len, memory.kv_capacity_tokens))
+    if scenario.scheduler == "vllm-v0" and max_model_len > V0_LONG_CONTEXT_TOKENS:
+        notes.append(
+            f"max_model_len {max_model_len:,} is above {V0_LONG_CONTEXT_TOKENS:,}: vLLM "
+            "v0.6 turns chunked prefill on by default there (EngineArgs."
+            "create_engine_config, budget 512 tokens); vllm-v0 models a server started "
+            "with --enable-chunked-prefill=False (--scheduler sarathi is nearer v0.6's "
+            "default)"
+        )
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
     step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes)
     step_model = graphed(step_model, scenario, max_num_seqs, token_budget)
@@ -597,6 +605,9 @@ def _v0_settled_len(
 
 #: vLLM v0.6's default --max-num-seqs (the same for every GPU; v0.11 raised it on large ones).
 V0_DEFAULT_MAX_NUM_SEQS = 256
+#: vLLM v0.6 enables chunked prefill unless told not to when max_model_len is above this
+#: (``EngineArgs.create_engine_config``: ``use_long_context = max_model_len > 32000``).
+V0_LONG_CONTEXT_TOKENS = 32_000
 #: Part of ``kv_too_small_note``'s text, to find the note again.
 KV_TOO_SMALL_MARK = "vLLM refuses to start with it"
 

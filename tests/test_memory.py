@@ -481,3 +481,18 @@ def test_explicit_max_model_len_above_the_kv_cache_is_noted():
     assert any("refuses to start" in note for note in long.notes)
     fits = resolve(Scenario(gpus="1xL4", tp=1, max_model_len=long.memory.kv_capacity_tokens))
     assert not any("refuses to start" in note for note in fits.notes)
+
+
+def test_vllm_v0_long_context_notes_v0_6_chunked_prefill_default():
+    """vLLM v0.6 turns chunked prefill on by default for max_model_len > 32,000
+    (``EngineArgs.create_engine_config``), so vllm-v0 at 131,072 is not v0.6's default."""
+    from simulator.scenario import Scenario, resolve
+
+    def noted(**knobs):
+        notes = resolve(Scenario(gpus="1xH100", **knobs)).notes
+        return any("chunked prefill on by default" in note for note in notes)
+
+    assert noted(scheduler="vllm-v0")
+    assert noted(scheduler="vllm-v0", max_model_len=32_001)
+    assert not noted(scheduler="vllm-v0", max_model_len=32_000)
+    assert not noted(scheduler="vllm")
