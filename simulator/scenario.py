@@ -88,7 +88,8 @@ class Scenario:
         Pipeline-parallel stages per replica (default 1: none); replicas = GPUs / (TP x PP).
         Each replica runs ``pp`` vLLM v0.6 virtual engines (``simulator/engine/README.md``).
     scheduler : str
-        ``vllm`` (V1: chunked prefill, decodes first), ``vllm-v0`` or ``sarathi``.
+        ``vllm`` (vLLM v0.11 V1: chunked prefill, running requests in admission order, then
+        waiting ones), ``vllm-v0`` or ``sarathi``.
     router : str
         ``least-outstanding``, ``round-robin``, ``least-kv``, ``random``, ``prefix-aware``
         (longest cached prefix within a load cap; needs the prefix cache) or
