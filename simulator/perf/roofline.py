@@ -136,6 +136,11 @@ Default efficiencies (``DEFAULT_EFFICIENCIES``) and where they come from. Figure
       smaller; we take about 2/3 of V0's fixed cost and 40 % of its per-sequence cost.
       This is the least certain default: fit it to a measured benchmark
       (``simreplay calibrate validate --fit``) before trusting small-model TPOT.
+      ``--scheduler vllm-v0`` uses the same default. Vidur's figures predate vLLM v0.6,
+      whose async output processing (on by default) and other CPU work cut the overhead
+      by an amount no file here measures, so v0.6 lies somewhere between the two; its
+      decode steps at hundreds of sequences may be predicted a few ms too fast. Fit a
+      v0.6 benchmark (``validate --scheduler vllm-v0 --fit``) to settle it.
 """
 
 from __future__ import annotations
