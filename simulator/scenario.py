@@ -403,14 +403,31 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             max_num_seqs = V0_DEFAULT_MAX_NUM_SEQS
         if v0_default_budget:
             max_batched = 2048 if v0_settle else max(context, 2048)
-    if scenario.scheduler != "sarathi" and max_batched < max_num_seqs:
+    if scenario.scheduler == "sarathi":
+        # Stall-free batching run on vLLM V1: a server whose max_num_batched_tokens is the
+        # chunk size. It profiles activations for that budget, and vLLM needs the budget to
+        # cover max_num_seqs (the GPU's default is capped to it).
+        if scenario.max_num_batched_tokens is not None:
+            raise SimreplayError(
+                "--max-num-batched-tokens is not used with --scheduler sarathi: its token "
+                "budget per step is --chunk-size"
+            )
+        max_batched = chunk_size
+        if scenario.max_num_seqs is None:
+            max_num_seqs = min(max_num_seqs, chunk_size)
+    if max_batched < max_num_seqs:
         seqs = (
             f"the default max_num_seqs of {max_num_seqs:,}"
             if scenario.max_num_seqs is None
             else f"--max-num-seqs {max_num_seqs:,}"
         )
+        budget = (
+            f"--chunk-size {max_batched:,} (sarathi's max_num_batched_tokens)"
+            if scenario.scheduler == "sarathi"
+            else f"--max-num-batched-tokens {max_batched:,}"
+        )
         raise SimreplayError(
-            f"--max-num-batched-tokens {max_batched:,} is below {seqs}: vLLM (v0.11, "
+            f"{budget} is below {seqs}: vLLM (v0.11, "
             "SchedulerConfig) refuses to start unless the token budget per step is at least "
             "the number of sequences"
         )

@@ -30,9 +30,12 @@ def precision_text(scenario: dict[str, Any]) -> str:
 
 
 def token_budget_text(scenario: dict[str, Any]) -> str:
-    """What a batch-knobs line adds when the token budget per step is not
-    ``max_num_batched_tokens`` (sarathi's is ``--chunk-size``)."""
+    """What a batch-knobs line adds for ``sarathi``, whose token budget per step (and so
+    its ``max_num_batched_tokens``) is ``--chunk-size``, or when the budget is not
+    ``max_num_batched_tokens``."""
     budget = scenario.get("token_budget_per_step")
-    if budget is None or budget == scenario.get("max_num_batched_tokens"):
+    if budget is None or (
+        budget == scenario.get("max_num_batched_tokens") and scenario.get("scheduler") != "sarathi"
+    ):
         return ""
     return f", chunk_size={budget} (token budget per step)"

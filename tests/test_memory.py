@@ -496,3 +496,20 @@ def test_vllm_v0_long_context_notes_v0_6_chunked_prefill_default():
     assert noted(scheduler="vllm-v0", max_model_len=32_001)
     assert not noted(scheduler="vllm-v0", max_model_len=32_000)
     assert not noted(scheduler="vllm")
+
+
+def test_sarathi_plans_memory_as_a_v1_server_whose_budget_is_the_chunk():
+    """Found by QA: sarathi is modelled as vLLM V1 with max_num_batched_tokens = --chunk-size,
+    yet its KV cache was planned with the GPU's default budget (8,192 on an H100, and 1,024
+    sequences, which such a server refuses): 26,243 blocks instead of 27,495."""
+    from simulator.scenario import Scenario, resolve
+
+    sarathi = resolve(Scenario(gpus="1xH100", scheduler="sarathi"))
+    v1 = resolve(Scenario(gpus="1xH100", max_num_batched_tokens=512, max_num_seqs=512))
+    assert sarathi.memory.num_kv_blocks == v1.memory.num_kv_blocks
+    assert sarathi.max_num_seqs == 512 and sarathi.token_budget == 512
+    assert sarathi.to_dict()["max_num_batched_tokens"] == 512
+    with pytest.raises(SimreplayError, match="not used with --scheduler sarathi"):
+        resolve(Scenario(gpus="1xH100", scheduler="sarathi", max_num_batched_tokens=4096))
+    with pytest.raises(SimreplayError, match=r"--chunk-size 256 \(sarathi's"):
+        resolve(Scenario(gpus="1xH100", scheduler="sarathi", chunk_size=256, max_num_seqs=300))
