@@ -88,3 +88,21 @@ def test_a_legend_of_long_names_stays_inside_the_picture(time_axis):
     assert legend.x0 >= 0 and legend.x1 <= width_px, (legend, width_px)
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert texts == names
+
+
+def test_a_log_axis_within_a_decade_labels_its_minor_ticks_as_the_major_ones():
+    """A short run's ITL spans 12 to 190 ms: matplotlib labels some minor ticks of such a log
+    axis, and wrote them '2x10^1', '3x10^1' beside a major '100'."""
+    itl_ms = np.geomspace(12.5, 190.0, 50)
+    cdf = F.line_figure(
+        "itl_cdf", "ITL", "ITL (ms)", "fraction of token gaps",
+        [F.series("ITL", np.linspace(0, 0.999, 50), itl_ms, cdf=True)],
+        x_scale="log", y_scale="tail", y_max=0.999,
+    )  # fmt: skip
+    fig = figure_for(cdf)
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    minor = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    assert minor, "matplotlib labels no minor tick over this span any more"
+    assert not [t for t in minor if "$" in t or "times" in t], minor
+    assert "20" in minor

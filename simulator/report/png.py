@@ -127,6 +127,20 @@ def _legend_columns(series: list[dict[str, Any]], width_in: float, most: int) ->
     return max(1, min(len(series), most, fit))
 
 
+def _plain_log_minor_formatter() -> Any:
+    """Matplotlib's choice of which minor ticks of a log axis to label (it labels some when
+    the axis spans little more than a decade), written as the major ticks are: ``20``, not
+    ``2x10^1`` beside a major ``100``."""
+
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogMinor(LogFormatter):
+        def __call__(self, x: float, pos: Any = None) -> str:
+            return tick_label(x) if super().__call__(x, pos) else ""
+
+    return PlainLogMinor(labelOnlyBase=False)
+
+
 def _lines(ax: Any, spec: dict[str, Any]) -> None:
     x_shared = _values(spec["x"]["values"]) if "values" in spec["x"] else None
     unit, unit_name = 1.0, ""
@@ -184,8 +198,10 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
     plain = FuncFormatter(lambda v, _: tick_label(v))
     if spec["x"]["scale"] == "log":
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(_plain_log_minor_formatter())
     if spec["y"]["scale"] == "log":
         ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(_plain_log_minor_formatter())
     ax.xaxis.set_major_formatter(plain)
     if not tail:
         ax.yaxis.set_major_formatter(plain)
