@@ -500,13 +500,14 @@ def _kv_usage(
     """
     n = state.num_log_rows
     if n == 0:
+        # No step ran (every request rejected): still one entry per replica, as below.
         empty: dict[str, Any] = {
             "peak_fraction": 0.0,
             "mean_fraction": 0.0,
-            "per_replica_peak_fraction": [],
+            "per_replica_peak_fraction": [0.0] * num_replicas,
         }
         if pp > 1:
-            empty["per_virtual_engine_peak_fraction"] = []
+            empty["per_virtual_engine_peak_fraction"] = [[0.0] * pp for _ in range(num_replicas)]
         return empty
     num_engines = num_replicas * pp
     per_engine = np.zeros(num_engines)

@@ -1003,3 +1003,24 @@ def test_no_png_says_the_earlier_pngs_were_left_as_they_were(run_dir, tmp_path):
     shutil.rmtree(out / "plots")
     result = invoke("report", out, "--no-png")
     assert not [line for line in result.stderr.splitlines() if line.startswith("note:")]
+
+
+def test_a_run_with_no_step_keys_every_replica_cell_to_summary_json(tmp_path):
+    """Every request rejected, so no engine step ran: summary.json listed no replica's peak
+    KV share ('per_replica_peak_fraction': []) while the page's replica table showed 0.0%
+    for each replica keyed to 'kv_cache.per_replica_peak_fraction.0', a key summary.json
+    did not have."""
+    trace = conversation_trace(tmp_path / "chats.jsonl", 30, seed=3)
+    out = tmp_path / "rejected"
+    result = invoke("run", trace, "--gpus", "2xA100", "--tp", "1", "--max-model-len", "64",
+                    "--out", out, "--report")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_completed"] == 0
+    assert summary["kv_cache"]["per_replica_peak_fraction"] == [0.0, 0.0]
+    parsed = _Collect()
+    parsed.feed((out / "report.html").read_text())
+    keys = [key for key, _, _ in parsed.cells]
+    assert "kv_cache.per_replica_peak_fraction.1" in keys
+    for key, value, _ in parsed.cells:
+        assert json.loads(value) == _lookup(summary, key), key
