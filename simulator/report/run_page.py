@@ -19,7 +19,12 @@ from simulator.errors import SimreplayError
 from simulator.io import read_parquet
 from simulator.report import figures as F
 from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
-from simulator.scenario_text import graphs_text, precision_text, token_budget_text
+from simulator.scenario_text import (
+    delay_s_text,
+    graphs_text,
+    precision_text,
+    token_budget_text,
+)
 
 SUMMARY_FILE = "summary.json"
 REQUESTS_FILE = "requests.parquet"
@@ -1069,15 +1074,15 @@ def _closed_loop_table(summary: dict[str, Any]) -> str:
             ),
         ],
         [
-            "<td>Mean delay (s)</td>",
+            f"<td>Mean delay over all {summary['num_requests']:,} turns (s)</td>",
             number_cell(
-                loop["mean_delay_s"], f"{loop['mean_delay_s']:,.2f}", "closed_loop.mean_delay_s"
+                loop["mean_delay_s"], delay_s_text(loop["mean_delay_s"]), "closed_loop.mean_delay_s"
             ),
         ],
         [
             "<td>Max delay (s)</td>",
             number_cell(
-                loop["max_delay_s"], f"{loop['max_delay_s']:,.2f}", "closed_loop.max_delay_s"
+                loop["max_delay_s"], delay_s_text(loop["max_delay_s"]), "closed_loop.max_delay_s"
             ),
         ],
     ]
