@@ -486,6 +486,24 @@ def test_outputs_of_two_runs_mixed_are_refused(run_dir, tmp_path):
     assert_one_line_error(invoke("report", target), "requests.parquet", "different runs")
 
 
+def test_requests_whose_statuses_disagree_with_the_summary_are_refused(run_dir, tmp_path):
+    """Found by a QA pass: a requests.parquet whose status column said no request completed
+    drew a page of empty distributions ('no request completed') under a summary table of
+    thousands completed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target = _copy_outputs(run_dir, tmp_path / "statuses")
+    table = pq.read_table(target / "requests.parquet")
+    status = pa.array(["rejected"] * table.num_rows, table.schema.field("status").type)
+    table = table.set_column(table.column_names.index("status"), "status", status)
+    pq.write_table(table, target / "requests.parquet")
+    assert_one_line_error(
+        invoke("report", target), "requests.parquet", "status 'completed'", "different runs"
+    )
+    assert not (target / "report.html").exists()
+
+
 def test_a_file_instead_of_a_directory_is_refused(tmp_path):
     path = tmp_path / "summary.json"
     path.write_text("{}")
@@ -834,6 +852,7 @@ def test_a_one_request_run_reads_in_the_singular(run_dir, tmp_path):
     write_parquet_atomic(first, one / "requests.parquet")
     summary = json.loads((one / "summary.json").read_text())
     summary["num_requests"] = 1
+    summary["num_completed"] = first.column("status").to_pylist().count("completed")
     (one / "summary.json").write_text(json.dumps(summary))
     result = invoke("report", one, "--no-png")
     assert result.exit_code == 0, result.stderr

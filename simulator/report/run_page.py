@@ -170,6 +170,12 @@ def load_run_outputs(directory: Path) -> RunOutputs:
             f"{directory / REQUESTS_FILE}: {num_rows:,} rows but {SUMMARY_FILE} says "
             f"{summary['num_requests']:,} requests: are they from different runs?"
         )
+    num_completed = int((requests["status"] == "completed").sum())
+    if num_completed != summary["num_completed"]:
+        raise SimreplayError(
+            f"{directory / REQUESTS_FILE}: {num_completed:,} rows with status 'completed' but "
+            f"{SUMMARY_FILE} says {summary['num_completed']:,}: are they from different runs?"
+        )
     num_replicas = summary["scenario"]["num_replicas"]
     for name, columns in ((REQUESTS_FILE, requests), (STEPS_FILE, steps)):
         replica = columns["replica"]
