@@ -504,6 +504,18 @@ def test_requests_whose_statuses_disagree_with_the_summary_are_refused(run_dir, 
     assert not (target / "report.html").exists()
 
 
+@pytest.mark.skipif(not matplotlib_available(), reason="needs matplotlib")
+def test_a_file_named_plots_is_refused_before_the_page_is_written(run_dir, tmp_path):
+    """Found by a QA pass: with a file where the plots folder goes, `report` failed with
+    'plots: cannot write it: File exists' after writing report.html, which points readers
+    to plots/*.png."""
+    target = _copy_outputs(run_dir, tmp_path / "outputs")
+    (target / "plots").write_text("my notes")
+    assert_one_line_error(invoke("report", target), "plots", "not a directory")
+    assert not (target / "report.html").exists()
+    assert (target / "plots").read_text() == "my notes"
+
+
 def test_a_file_instead_of_a_directory_is_refused(tmp_path):
     path = tmp_path / "summary.json"
     path.write_text("{}")

@@ -331,6 +331,11 @@ def write_pngs(
     """
     if not matplotlib_available():
         raise SimreplayError(MISSING)
+    if plots_dir.exists() and not plots_dir.is_dir():
+        # Found before anything is drawn or written: the page is not left without its PNGs.
+        raise SimreplayError(
+            f"{plots_dir}: not a directory (the report's PNGs go in a folder of that name)"
+        )
     staging = plots_dir.with_name(f".{plots_dir.name}.{os.getpid()}.tmp")
     try:
         shutil.rmtree(staging, ignore_errors=True)
