@@ -389,6 +389,20 @@ def test_cache_columns_missing_with_the_cache_on_is_one_line(cache_run_dir, tmp_
     assert not (target / "report.html").exists()
 
 
+def test_the_itl_caption_says_the_curve_leaves_out_preempted_waits(
+    cache_figures, cache_summary, figures, summary
+):
+    """Found by a QA pass: with preemptions the engine's longest token gap (a preempted
+    request's wait for readmission, 6,453 ms on 1xA10G) is not in the step log, so the ITL
+    curve stopped at 968 ms under a caption that said nothing of it."""
+    assert cache_summary["num_preemptions"] > 0
+    caption = cache_figures["itl_cdf"]["caption"]
+    assert "preempted" in caption, caption
+    assert f"{cache_summary['itl_ms']['max']:,.1f} ms" in caption, caption
+    if summary["num_preemptions"] == 0:
+        assert "preempted" not in figures["itl_cdf"]["caption"]
+
+
 def test_itl_from_the_step_log_agrees_with_the_engine_histogram(run_dir, summary):
     """Two independent routes to ITL: per-run mean step times vs the engine's gap histogram."""
     outputs = load_run_outputs(run_dir)

@@ -417,6 +417,12 @@ def _distribution_figures(
                 f"{int(weights.sum()):,} gaps); dots: the summary's percentiles, from the "
                 "engine's histogram of every gap (within 0.4%)."
             )
+            if summary["num_preemptions"] and stats.get("max") is not None:
+                caption += (
+                    " The step log has no gap a preempted request spends waiting to be "
+                    "readmitted: the curve leaves those out, so its tail can fall short of the "
+                    f"engine's longest gap, {stats['max']:,.1f} ms."
+                )
         if key == "tpot_ms":
             caption += " Requests with one output token have no TPOT."
         figure = F.line_figure(
