@@ -174,6 +174,13 @@ class Result:
         except OSError as exc:
             name = out_dir if option is None else f"{option} {out_dir}"
             raise SimreplayError(f"{name}: cannot create it ({exc.strerror})") from None
+        for file_name in ("requests.parquet", "steps.parquet", "summary.json"):
+            # Checked before the first file is written: never one run's requests beside
+            # another's summary.
+            if (out_dir / file_name).is_dir():
+                raise SimreplayError(
+                    f"{out_dir / file_name}: is a directory; nothing was written to {out_dir}"
+                )
         write_parquet_atomic(self.requests, out_dir / "requests.parquet")
         write_parquet_atomic(self.steps, out_dir / "steps.parquet")
         write_text_atomic(summary_json(self.summary), out_dir / "summary.json")
