@@ -174,6 +174,13 @@ class Result:
         except OSError as exc:
             name = out_dir if option is None else f"{option} {out_dir}"
             raise SimreplayError(f"{name}: cannot create it ({exc.strerror})") from None
+        for file_name in ("requests.parquet", "steps.parquet", "summary.json"):
+            # Checked before the first file is written: never one run's requests beside
+            # another's summary.
+            if (out_dir / file_name).is_dir():
+                raise SimreplayError(
+                    f"{out_dir / file_name}: is a directory; nothing was written to {out_dir}"
+                )
         write_parquet_atomic(self.requests, out_dir / "requests.parquet")
         write_parquet_atomic(self.steps, out_dir / "steps.parquet")
         write_text_atomic(summary_json(self.summary), out_dir / "summary.json")
@@ -500,13 +507,14 @@ def _kv_usage(
     """
     n = state.num_log_rows
     if n == 0:
+        # No step ran (every request rejected): still one entry per replica, as below.
         empty: dict[str, Any] = {
             "peak_fraction": 0.0,
             "mean_fraction": 0.0,
-            "per_replica_peak_fraction": [],
+            "per_replica_peak_fraction": [0.0] * num_replicas,
         }
         if pp > 1:
-            empty["per_virtual_engine_peak_fraction"] = []
+            empty["per_virtual_engine_peak_fraction"] = [[0.0] * pp for _ in range(num_replicas)]
         return empty
     num_engines = num_replicas * pp
     per_engine = np.zeros(num_engines)

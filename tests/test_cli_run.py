@@ -645,6 +645,19 @@ def test_result_write_names_the_folder_not_a_cli_option(tmp_path):
     ]
 
 
+def test_result_write_writes_nothing_when_one_output_cannot_be_written(tmp_path):
+    """Found by a QA pass: with a folder named steps.parquet in the way, write() failed after
+    writing requests.parquet, leaving this run's requests beside no (or another run's)
+    summary."""
+    from simulator import simulate
+
+    result = simulate(_api_trace())
+    (tmp_path / "out" / "steps.parquet").mkdir(parents=True)
+    with pytest.raises(SimreplayError, match=r"steps\.parquet: is a directory; nothing was"):
+        result.write(tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["steps.parquet"]
+
+
 def test_one_request_is_counted_in_the_singular(tmp_path):
     """Found by QA: a one-request trace said 'simulated 1 requests in ...'."""
     path = tmp_path / "one.csv"

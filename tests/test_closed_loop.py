@@ -239,3 +239,31 @@ def test_the_report_page_shows_the_closed_loop_numbers(session_file, tmp_path):
     for key in ("turns_delayed", "mean_delay_s", "max_delay_s"):
         value = json.dumps(loop[key])
         assert f'data-value="{value}" data-key="closed_loop.{key}"' in page, key
+
+
+def test_the_mean_delay_says_what_it_is_over_and_keeps_its_digits(session_file, tmp_path):
+    """Found by a QA pass: '33 turns sent later than recorded (mean delay 0.0 s, max 0.4 s)'
+    read as a mean over the 33 delayed turns, and rounded away the real 0.3 ms mean over all
+    12,553 turns (the page showed 0.00)."""
+    import re
+
+    out = tmp_path / "out"
+    args = ["run", str(session_file), "--gpus", "1xL4", "--closed-loop", "--out", str(out)]
+    human = CliRunner().invoke(app, [*args, "--report"])
+    assert human.exit_code == 0, human.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    loop = summary["closed_loop"]
+    assert loop["turns_delayed"] > 0 and 0 < loop["mean_delay_s"]
+    said = re.search(r"([\d.]+) s on average over all ([\d,]+) turns", human.stdout)
+    assert said, human.stdout
+    assert float(said.group(1)) == pytest.approx(loop["mean_delay_s"], rel=0.05)
+    assert int(said.group(2).replace(",", "")) == summary["num_requests"]
+    page = (out / "report.html").read_text()
+    shown = re.search(
+        r'Mean delay over all ([\d,]+) turns \(s\)</td><td[^>]*data-key="closed_loop.mean_delay_s"'
+        r">([^<]+)<",
+        page,
+    )
+    assert shown, "no mean delay row"
+    assert int(shown.group(1).replace(",", "")) == summary["num_requests"]
+    assert float(shown.group(2)) == pytest.approx(loop["mean_delay_s"], rel=0.05)

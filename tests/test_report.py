@@ -389,6 +389,20 @@ def test_cache_columns_missing_with_the_cache_on_is_one_line(cache_run_dir, tmp_
     assert not (target / "report.html").exists()
 
 
+def test_the_itl_caption_says_the_curve_leaves_out_preempted_waits(
+    cache_figures, cache_summary, figures, summary
+):
+    """Found by a QA pass: with preemptions the engine's longest token gap (a preempted
+    request's wait for readmission, 6,453 ms on 1xA10G) is not in the step log, so the ITL
+    curve stopped at 968 ms under a caption that said nothing of it."""
+    assert cache_summary["num_preemptions"] > 0
+    caption = cache_figures["itl_cdf"]["caption"]
+    assert "preempted" in caption, caption
+    assert f"{cache_summary['itl_ms']['max']:,.1f} ms" in caption, caption
+    if summary["num_preemptions"] == 0:
+        assert "preempted" not in figures["itl_cdf"]["caption"]
+
+
 def test_itl_from_the_step_log_agrees_with_the_engine_histogram(run_dir, summary):
     """Two independent routes to ITL: per-run mean step times vs the engine's gap histogram."""
     outputs = load_run_outputs(run_dir)
@@ -484,6 +498,36 @@ def test_outputs_of_two_runs_mixed_are_refused(run_dir, tmp_path):
     summary["num_requests"] += 1
     (target / "summary.json").write_text(json.dumps(summary))
     assert_one_line_error(invoke("report", target), "requests.parquet", "different runs")
+
+
+def test_requests_whose_statuses_disagree_with_the_summary_are_refused(run_dir, tmp_path):
+    """Found by a QA pass: a requests.parquet whose status column said no request completed
+    drew a page of empty distributions ('no request completed') under a summary table of
+    thousands completed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target = _copy_outputs(run_dir, tmp_path / "statuses")
+    table = pq.read_table(target / "requests.parquet")
+    status = pa.array(["rejected"] * table.num_rows, table.schema.field("status").type)
+    table = table.set_column(table.column_names.index("status"), "status", status)
+    pq.write_table(table, target / "requests.parquet")
+    assert_one_line_error(
+        invoke("report", target), "requests.parquet", "status 'completed'", "different runs"
+    )
+    assert not (target / "report.html").exists()
+
+
+@pytest.mark.skipif(not matplotlib_available(), reason="needs matplotlib")
+def test_a_file_named_plots_is_refused_before_the_page_is_written(run_dir, tmp_path):
+    """Found by a QA pass: with a file where the plots folder goes, `report` failed with
+    'plots: cannot write it: File exists' after writing report.html, which points readers
+    to plots/*.png."""
+    target = _copy_outputs(run_dir, tmp_path / "outputs")
+    (target / "plots").write_text("my notes")
+    assert_one_line_error(invoke("report", target), "plots", "not a directory")
+    assert not (target / "report.html").exists()
+    assert (target / "plots").read_text() == "my notes"
 
 
 def test_a_file_instead_of_a_directory_is_refused(tmp_path):
@@ -834,6 +878,7 @@ def test_a_one_request_run_reads_in_the_singular(run_dir, tmp_path):
     write_parquet_atomic(first, one / "requests.parquet")
     summary = json.loads((one / "summary.json").read_text())
     summary["num_requests"] = 1
+    summary["num_completed"] = first.column("status").to_pylist().count("completed")
     (one / "summary.json").write_text(json.dumps(summary))
     result = invoke("report", one, "--no-png")
     assert result.exit_code == 0, result.stderr
@@ -1003,3 +1048,24 @@ def test_no_png_says_the_earlier_pngs_were_left_as_they_were(run_dir, tmp_path):
     shutil.rmtree(out / "plots")
     result = invoke("report", out, "--no-png")
     assert not [line for line in result.stderr.splitlines() if line.startswith("note:")]
+
+
+def test_a_run_with_no_step_keys_every_replica_cell_to_summary_json(tmp_path):
+    """Every request rejected, so no engine step ran: summary.json listed no replica's peak
+    KV share ('per_replica_peak_fraction': []) while the page's replica table showed 0.0%
+    for each replica keyed to 'kv_cache.per_replica_peak_fraction.0', a key summary.json
+    did not have."""
+    trace = conversation_trace(tmp_path / "chats.jsonl", 30, seed=3)
+    out = tmp_path / "rejected"
+    result = invoke("run", trace, "--gpus", "2xA100", "--tp", "1", "--max-model-len", "64",
+                    "--out", out, "--report")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_completed"] == 0
+    assert summary["kv_cache"]["per_replica_peak_fraction"] == [0.0, 0.0]
+    parsed = _Collect()
+    parsed.feed((out / "report.html").read_text())
+    keys = [key for key, _, _ in parsed.cells]
+    assert "kv_cache.per_replica_peak_fraction.1" in keys
+    for key, value, _ in parsed.cells:
+        assert json.loads(value) == _lookup(summary, key), key

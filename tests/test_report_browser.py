@@ -231,3 +231,42 @@ def test_the_zoom_readout_uses_the_axis_unit(page, tmp_path):
     dom, log = _open(page, tmp_path, "--dump-dom", fragment="#t=3600-7200")
     assert _console_messages(log) == []
     assert "showing 60 min to 120 min of the trace" in dom
+
+
+def _reference_labels(dom: str, figure_id: str) -> dict[str, float]:
+    """The drawn y of each reference-line label of one figure, by its text."""
+    svg = re.search(rf'id="fig-{figure_id}".*?</svg>', dom, re.S).group(0)
+    labels = {}
+    for attrs, text in re.findall(r"<text ([^>]*)>([^<]*)</text>", svg):
+        if 'class="ref-label"' in attrs:
+            labels[text] = float(re.search(r'\by="([^"]+)"', attrs).group(1))
+    return labels
+
+
+def test_close_slo_bounds_get_labels_that_do_not_overlap(tmp_path):
+    """TTFT SLOs p50 <= 99 ms and p99 <= 100 ms: their labels were drawn on the same spot,
+    over each other, on the TTFT-over-time figure (horizontal lines) and on the TTFT CDF
+    (vertical lines)."""
+    from simulator.api import simulate
+    from simulator.scenario import Scenario
+
+    table = synthesize(
+        arrival_process("poisson", 4.0),
+        duration_s=60.0,
+        input_lengths=parse_length_distribution("fixed:500"),
+        output_lengths=parse_length_distribution("fixed:50"),
+        seed=1,
+    )
+    result = simulate(table, Scenario(gpus="1xA100"), slo="ttft_p99_ms=100,ttft_p50_ms=99")
+    out = tmp_path / "slo"
+    result.write(out)
+    write_run_report(out, pngs=False)
+    dom, log = _open(out / "report.html", tmp_path, "--dump-dom")
+    assert _console_messages(log) == []
+    for figure_id in ("rolling_ttft", "ttft_cdf"):
+        labels = _reference_labels(dom, figure_id)
+        p50, p99 = labels["SLO p50 \u2264 99 ms"], labels["SLO p99 \u2264 100 ms"]
+        assert abs(p50 - p99) >= 12, (figure_id, labels)
+        frame = re.search(rf'id="fig-{figure_id}".*?<clipPath[^>]*><rect ([^>]*)>', dom, re.S)
+        top = float(re.search(r'\by="([^"]+)"', frame.group(1)).group(1))
+        assert min(p50, p99) >= top + 8, ("a label left the frame", figure_id, top, labels)

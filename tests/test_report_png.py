@@ -88,3 +88,77 @@ def test_a_legend_of_long_names_stays_inside_the_picture(time_axis):
     assert legend.x0 >= 0 and legend.x1 <= width_px, (legend, width_px)
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert texts == names
+
+
+def test_a_log_axis_within_a_decade_labels_its_minor_ticks_as_the_major_ones():
+    """A short run's ITL spans 12 to 190 ms: matplotlib labels some minor ticks of such a log
+    axis, and wrote them '2x10^1', '3x10^1' beside a major '100'."""
+    itl_ms = np.geomspace(12.5, 190.0, 50)
+    cdf = F.line_figure(
+        "itl_cdf", "ITL", "ITL (ms)", "fraction of token gaps",
+        [F.series("ITL", np.linspace(0, 0.999, 50), itl_ms, cdf=True)],
+        x_scale="log", y_scale="tail", y_max=0.999,
+    )  # fmt: skip
+    fig = figure_for(cdf)
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    minor = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    assert minor, "matplotlib labels no minor tick over this span any more"
+    assert not [t for t in minor if "$" in t or "times" in t], minor
+    assert "20" in minor
+
+
+def _overlapping_reference_labels(fig) -> list[tuple[str, str]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_text().startswith("SLO")]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in labels]
+    return [
+        (a, b)
+        for i, (a, box_a) in enumerate(boxes)
+        for b, box_b in boxes[i + 1 :]
+        if box_a.overlaps(box_b)
+    ]
+
+
+def test_close_slo_bounds_get_labels_that_do_not_overlap():
+    """TTFT SLOs p50 <= 60 ms and p99 <= 100 ms: on the TTFT-over-time figure (0 to 1,200 ms)
+    their two labels were printed over each other, and on the CDF (log axis) the p99 label
+    ran into the p50 one."""
+    clock_s = np.arange(60.0) * 60
+    rng = np.random.default_rng(0)
+    timeline = F.line_figure(
+        "rolling_ttft", "TTFT over time", "trace time", "TTFT (ms)",
+        [F.series("p99", rng.uniform(300, 1200, 60)), F.series("p50", rng.uniform(60, 90, 60))],
+        x_values=clock_s, time_axis=True, y_min=0.0,
+    )  # fmt: skip
+    timeline["hlines"] = [
+        {"y": 100.0, "label": "SLO p99 ≤ 100 ms"},
+        {"y": 60.0, "label": "SLO p50 ≤ 60 ms"},
+    ]
+    assert _overlapping_reference_labels(figure_for(timeline)) == []
+    # Two bounds at the top of the frame: the labels make room downwards, inside the frame.
+    timeline["hlines"] = [
+        {"y": 1200.0, "label": "SLO p99 ≤ 1,200 ms"},
+        {"y": 1190.0, "label": "SLO p90 ≤ 1,190 ms"},
+    ]
+    fig = figure_for(timeline)
+    assert _overlapping_reference_labels(fig) == []
+    frame = fig.axes[0].get_window_extent()
+    tops = [t.get_window_extent().y1 for t in fig.axes[0].texts if t.get_text().startswith("SLO")]
+    assert max(tops) <= frame.y1 + 1, (tops, frame)
+    ttft_ms = np.geomspace(10.0, 2000.0, 50)
+    cdf = F.line_figure(
+        "ttft_cdf", "TTFT", "TTFT (ms)", "fraction of requests",
+        [F.series("TTFT", np.linspace(0, 0.999, 50), ttft_ms, cdf=True)],
+        x_scale="log", y_scale="tail", y_max=0.999,
+    )  # fmt: skip
+    cdf["vlines"] = [
+        {"x": 60.0, "label": "SLO p50 ≤ 60 ms"},
+        {"x": 100.0, "label": "SLO p99 ≤ 100 ms"},
+    ]
+    assert _overlapping_reference_labels(figure_for(cdf)) == []

@@ -29,7 +29,12 @@ from simulator.errors import SimreplayError
 from simulator.io import output_folder
 from simulator.metrics import parse_slo
 from simulator.models import DEFAULT_MODEL
-from simulator.scenario_text import graphs_text, precision_text, token_budget_text
+from simulator.scenario_text import (
+    delay_s_text,
+    graphs_text,
+    precision_text,
+    token_budget_text,
+)
 from simulator.trace.importer import import_trace
 from simulator.trace.options import ImportOptions
 
@@ -417,8 +422,10 @@ def _print_human(result: Any, trace_name: str) -> None:
         lines.append(
             (
                 "Closed loop",
-                f"{count(loop['turns_delayed'], 'turn')} sent later than recorded (mean delay "
-                f"{loop['mean_delay_s']:,.1f} s, max {loop['max_delay_s']:,.1f} s)",
+                f"{count(loop['turns_delayed'], 'turn')} sent later than recorded (by "
+                f"{delay_s_text(loop['max_delay_s'])} s at most; "
+                f"{delay_s_text(loop['mean_delay_s'])} s on average over all "
+                f"{count(summary['num_requests'], 'turn')})",
             )
         )
     if "prefix_cache" in summary:

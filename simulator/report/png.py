@@ -92,12 +92,13 @@ def figure_for(spec: dict[str, Any]) -> Any:
     width_in = 11.0 if wide else 7.0
     fig = Figure(figsize=(width_in, 3.4 if wide else 4.2), dpi=110, layout="constrained")
     ax = fig.add_subplot()
+    label_reference_lines = None
     if spec["kind"] == "bar":
         _bars(ax, spec)
     elif spec["kind"] == "heatmap":
         _heatmap(fig, ax, spec)
     else:
-        _lines(ax, spec)
+        label_reference_lines = _lines(ax, spec)
     ax.set_title(spec["title"], fontsize=11, loc="left")
     ax.set_ylabel(spec["y"]["label"])
     if spec["kind"] != "heatmap":
@@ -110,6 +111,9 @@ def figure_for(spec: dict[str, Any]) -> Any:
             fontsize=8, ncols=_legend_columns(spec["series"], width_in, 8 if wide else 4),
             frameon=False, loc="outside lower center",
         )  # fmt: skip
+    if label_reference_lines is not None:
+        fig.draw_without_rendering()  # the constrained layout sizes the axes
+        label_reference_lines()
     return fig
 
 
@@ -127,7 +131,22 @@ def _legend_columns(series: list[dict[str, Any]], width_in: float, most: int) ->
     return max(1, min(len(series), most, fit))
 
 
-def _lines(ax: Any, spec: dict[str, Any]) -> None:
+def _plain_log_minor_formatter() -> Any:
+    """Matplotlib's choice of which minor ticks of a log axis to label (it labels some when
+    the axis spans little more than a decade), written as the major ticks are: ``20``, not
+    ``2x10^1`` beside a major ``100``."""
+
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogMinor(LogFormatter):
+        def __call__(self, x: float, pos: Any = None) -> str:
+            return tick_label(x) if super().__call__(x, pos) else ""
+
+    return PlainLogMinor(labelOnlyBase=False)
+
+
+def _lines(ax: Any, spec: dict[str, Any]) -> Any:
+    """Draw a line figure; return what labels its reference lines once the layout is done."""
     x_shared = _values(spec["x"]["values"]) if "values" in spec["x"] else None
     unit, unit_name = 1.0, ""
     if spec["x"].get("time") and x_shared is not None and x_shared.size:
@@ -159,16 +178,8 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
             ax.plot(x / unit, y, marker="o" if s.get("points") else None, ms=4, **style)
     for v in spec["vlines"]:
         ax.axvline(v["x"] / unit, color="#cf222e", linestyle="--", linewidth=1)
-        ax.annotate(
-            v["label"], (v["x"] / unit, 1), xycoords=("data", "axes fraction"),
-            xytext=(-4, -12), textcoords="offset points", ha="right", color="#cf222e", fontsize=8,
-        )  # fmt: skip
     for h in spec["hlines"]:
         ax.axhline(ty(h["y"]), color="#cf222e", linestyle="--", linewidth=1)
-        ax.annotate(
-            h["label"], (1, ty(h["y"])), xycoords=("axes fraction", "data"),
-            xytext=(-4, 3), textcoords="offset points", ha="right", color="#cf222e", fontsize=8,
-        )  # fmt: skip
     for m in spec["markers"]:
         if m.get("highlight"):
             ax.plot([m["x"] / unit], [ty(m["y"])], "o", mfc="none", mec="#cf222e", ms=14, mew=2)
@@ -184,8 +195,10 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
     plain = FuncFormatter(lambda v, _: tick_label(v))
     if spec["x"]["scale"] == "log":
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(_plain_log_minor_formatter())
     if spec["y"]["scale"] == "log":
         ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(_plain_log_minor_formatter())
     ax.xaxis.set_major_formatter(plain)
     if not tail:
         ax.yaxis.set_major_formatter(plain)
@@ -202,13 +215,65 @@ def _lines(ax: Any, spec: dict[str, Any]) -> None:
             ax.set_ylim(bottom=spec["y"]["min"])
         if "max" in spec["y"]:
             ax.set_ylim(top=spec["y"]["max"])
+    if x_shared is not None and x_shared.size and spec["x"].get("time"):
+        ax.set_xlim(np.nanmin(x_shared) / unit, np.nanmax(x_shared) / unit)
     if spec.get("empty"):
         ax.text(
             0.5, 0.5, spec["empty"], transform=ax.transAxes, ha="center", va="center",
             color="#57606a", fontsize=10,
         )  # fmt: skip
-    if x_shared is not None and x_shared.size and spec["x"].get("time"):
-        ax.set_xlim(np.nanmin(x_shared) / unit, np.nanmax(x_shared) / unit)
+    return lambda: _reference_labels(ax, spec, unit, ty)
+
+
+#: Points between two rows of reference-line labels (8 pt text), and the width one character
+#: of such a label takes (a generous mean for DejaVu Sans).
+REF_ROW_PT = 11.0
+REF_CHAR_PT = 5.0
+
+
+def _reference_labels(ax: Any, spec: dict[str, Any], unit: float, ty: Any) -> None:
+    """Label the reference lines (SLO bounds) as the page's script does (``report.js``): a
+    vertical line's label drops a row when it would run into one to its left, a horizontal
+    line's rises when it would sit on the one below, so that close bounds (TTFT p50 and p99
+    SLOs) stay readable. Call once the layout and the axis limits are final; the labels are
+    kept out of the layout so that it stays so."""
+    points_per_px = 72 / ax.get_figure().dpi
+    width_pt, height_pt = ax.bbox.width * points_per_px, ax.bbox.height * points_per_px
+    to_axes = ax.transScale + ax.transLimits
+    x0, y0 = ax.get_xlim()[0], ax.get_ylim()[0]
+    style = {"textcoords": "offset points", "ha": "right", "color": "#cf222e", "fontsize": 8}
+    row_ends_pt: list[float] = []
+    for v in sorted(spec["vlines"], key=lambda v: v["x"]):
+        x_pt = float(to_axes.transform((v["x"] / unit, y0))[0]) * width_pt
+        if not np.isfinite(x_pt):
+            continue
+        left_pt = x_pt - 4 - REF_CHAR_PT * len(v["label"])
+        row = 0
+        while row < len(row_ends_pt) and left_pt < row_ends_pt[row] + 4:
+            row += 1
+        row_ends_pt[row:row + 1] = [x_pt - 4]  # fmt: skip
+        ax.annotate(
+            v["label"], (v["x"] / unit, 1), xycoords=("data", "axes fraction"),
+            xytext=(-4, -12 - REF_ROW_PT * row), **style,
+        ).set_in_layout(False)  # fmt: skip
+    heights_pt = [float(to_axes.transform((x0, ty(h["y"])))[1]) * height_pt for h in spec["hlines"]]
+    hlines = sorted(
+        (p for p in zip(heights_pt, spec["hlines"], strict=True) if np.isfinite(p[0])),
+        key=lambda p: p[0],
+    )
+    baselines_pt, below_pt, above_pt = [], -np.inf, np.inf
+    for y_pt, _ in hlines:
+        below_pt = max(y_pt + 3, below_pt + REF_ROW_PT)
+        baselines_pt.append(below_pt)
+    # Labels pushed above the frame come back into it, and those under them make room.
+    for i in reversed(range(len(baselines_pt))):
+        above_pt = min(baselines_pt[i], above_pt - REF_ROW_PT, height_pt - REF_ROW_PT)
+        baselines_pt[i] = above_pt
+    for (y_pt, h), baseline_pt in zip(hlines, baselines_pt, strict=True):
+        ax.annotate(
+            h["label"], (1, ty(h["y"])), xycoords=("axes fraction", "data"),
+            xytext=(-4, baseline_pt - y_pt), **style,
+        ).set_in_layout(False)  # fmt: skip
 
 
 def _bars(ax: Any, spec: dict[str, Any]) -> None:
@@ -266,6 +331,11 @@ def write_pngs(
     """
     if not matplotlib_available():
         raise SimreplayError(MISSING)
+    if plots_dir.exists() and not plots_dir.is_dir():
+        # Found before anything is drawn or written: the page is not left without its PNGs.
+        raise SimreplayError(
+            f"{plots_dir}: not a directory (the report's PNGs go in a folder of that name)"
+        )
     staging = plots_dir.with_name(f".{plots_dir.name}.{os.getpid()}.tmp")
     try:
         shutil.rmtree(staging, ignore_errors=True)

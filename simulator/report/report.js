@@ -18,6 +18,13 @@ function el(tag, attrs, parent) {
   if (parent) parent.appendChild(e);
   return e;
 }
+// Pixels between two rows of reference-line labels (11 px text) and, where the text cannot be
+// measured (a figure not displayed), a generous width per character of it.
+var REF_ROW_PX = 13, REF_CHAR_PX = 6.5;
+function labelWidth(text) {
+  var w = text.getComputedTextLength ? text.getComputedTextLength() : 0;
+  return w > 0 ? w : REF_CHAR_PX * text.textContent.length;
+}
 function finite(v) { return v !== null && v !== undefined && isFinite(v); }
 function niceStep(span, n) {
   var raw = span / Math.max(n, 1), mag = Math.pow(10, Math.floor(Math.log10(raw)));
@@ -188,14 +195,29 @@ function drawLine(spec, box) {
       }
     }
   });
-  spec.vlines.forEach(function (v) {
-    if (logx && v.x <= 0) return;
-    el("line", {x1: X(v.x), x2: X(v.x), y1: m.t, y2: H - m.b, "class": "ref"}, plot);
-    el("text", {x: X(v.x) - 4, y: m.t + 12, "text-anchor": "end", "class": "ref-label"}, plot).textContent = v.label;
-  });
-  spec.hlines.forEach(function (h) {
+  // Reference lines' labels step aside so that two close bounds (ttft p50 and p99 SLOs) stay
+  // readable: a vertical line's label drops a row when it would run into one to its left, a
+  // horizontal line's rises when it would sit on the one below it (png.py does the same).
+  var rowEnds = [];
+  spec.vlines.filter(function (v) { return !logx || v.x > 0; })
+    .sort(function (a, b) { return a.x - b.x; }).forEach(function (v) {
+      el("line", {x1: X(v.x), x2: X(v.x), y1: m.t, y2: H - m.b, "class": "ref"}, plot);
+      var t = el("text", {x: X(v.x) - 4, y: m.t + 12, "text-anchor": "end", "class": "ref-label"}, plot);
+      t.textContent = v.label;
+      var row = 0, left = X(v.x) - 4 - labelWidth(t);
+      while (row < rowEnds.length && left < rowEnds[row] + 6) row++;
+      rowEnds[row] = X(v.x) - 4;
+      t.setAttribute("y", m.t + 12 + REF_ROW_PX * row);
+    });
+  var hlines = spec.hlines.filter(function (h) { return !logy || h.y > 0; })
+    .sort(function (a, b) { return Y(b.y) - Y(a.y); });
+  var ys = [], below = Infinity, above = -Infinity;
+  hlines.forEach(function (h) { below = Math.min(Y(h.y) - 4, below - REF_ROW_PX); ys.push(below); });
+  // Labels pushed above the frame come back into it, and those under them make room.
+  for (var i = ys.length - 1; i >= 0; i--) { above = Math.max(ys[i], above + REF_ROW_PX, m.t + 11); ys[i] = above; }
+  hlines.forEach(function (h, i) {
     el("line", {x1: m.l, x2: W - m.r, y1: Y(h.y), y2: Y(h.y), "class": "ref"}, plot);
-    el("text", {x: W - m.r - 4, y: Y(h.y) - 4, "text-anchor": "end", "class": "ref-label"}, plot).textContent = h.label;
+    el("text", {x: W - m.r - 4, y: ys[i], "text-anchor": "end", "class": "ref-label"}, plot).textContent = h.label;
   });
   spec.markers.forEach(function (mk) {
     if (logx && mk.x <= 0) return;

@@ -19,7 +19,12 @@ from simulator.errors import SimreplayError
 from simulator.io import read_parquet
 from simulator.report import figures as F
 from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
-from simulator.scenario_text import graphs_text, precision_text, token_budget_text
+from simulator.scenario_text import (
+    delay_s_text,
+    graphs_text,
+    precision_text,
+    token_budget_text,
+)
 
 SUMMARY_FILE = "summary.json"
 REQUESTS_FILE = "requests.parquet"
@@ -164,6 +169,12 @@ def load_run_outputs(directory: Path) -> RunOutputs:
         raise SimreplayError(
             f"{directory / REQUESTS_FILE}: {num_rows:,} rows but {SUMMARY_FILE} says "
             f"{summary['num_requests']:,} requests: are they from different runs?"
+        )
+    num_completed = int((requests["status"] == "completed").sum())
+    if num_completed != summary["num_completed"]:
+        raise SimreplayError(
+            f"{directory / REQUESTS_FILE}: {num_completed:,} rows with status 'completed' but "
+            f"{SUMMARY_FILE} says {summary['num_completed']:,}: are they from different runs?"
         )
     num_replicas = summary["scenario"]["num_replicas"]
     for name, columns in ((REQUESTS_FILE, requests), (STEPS_FILE, steps)):
@@ -406,6 +417,12 @@ def _distribution_figures(
                 f"{int(weights.sum()):,} gaps); dots: the summary's percentiles, from the "
                 "engine's histogram of every gap (within 0.4%)."
             )
+            if summary["num_preemptions"] and stats.get("max") is not None:
+                caption += (
+                    " The step log has no gap a preempted request spends waiting to be "
+                    "readmitted: the curve leaves those out, so its tail can fall short of the "
+                    f"engine's longest gap, {stats['max']:,.1f} ms."
+                )
         if key == "tpot_ms":
             caption += " Requests with one output token have no TPOT."
         figure = F.line_figure(
@@ -1069,15 +1086,15 @@ def _closed_loop_table(summary: dict[str, Any]) -> str:
             ),
         ],
         [
-            "<td>Mean delay (s)</td>",
+            f"<td>Mean delay over all {summary['num_requests']:,} turns (s)</td>",
             number_cell(
-                loop["mean_delay_s"], f"{loop['mean_delay_s']:,.2f}", "closed_loop.mean_delay_s"
+                loop["mean_delay_s"], delay_s_text(loop["mean_delay_s"]), "closed_loop.mean_delay_s"
             ),
         ],
         [
             "<td>Max delay (s)</td>",
             number_cell(
-                loop["max_delay_s"], f"{loop['max_delay_s']:,.2f}", "closed_loop.max_delay_s"
+                loop["max_delay_s"], delay_s_text(loop["max_delay_s"]), "closed_loop.max_delay_s"
             ),
         ],
     ]
