@@ -711,7 +711,9 @@ def test_a_worker_killed_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path):
     text = stderr.decode()
     assert proc.returncode == 1, text
     last = text.strip().splitlines()[-1]
-    head = "error: a worker process ended abruptly (killed by SIGKILL; out of memory?)"
+    # Under load the forkserver may not have reported the SIGKILL when the pool broke.
+    how = "exit status unknown" if "exit status unknown" in last else "killed by SIGKILL"
+    head = f"error: a worker process ended abruptly ({how}; out of memory?)"
     assert_stopped_line(last, head, out)
     assert "Traceback" not in text, text
     done = len(list((out / "rows").glob("*.parquet")))

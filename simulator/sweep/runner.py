@@ -453,13 +453,25 @@ def _worker_death(pool: cf.ProcessPoolExecutor | None) -> str:
     }
     # The pool sends SIGTERM to the other workers once one is gone: name the first cause.
     codes = sorted(codes - {-signal.SIGTERM} or codes)
-    how = ", ".join(
-        f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-        for code in codes
-    )
+    how = ", ".join(_exit_text(code) for code in codes)
     if pool is not None:
         _stop_workers(pool)
     return f"a worker process ended abruptly ({how or 'no status'}; out of memory?)"
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    if code == _FORKSERVER_NO_STATUS:
+        # A forkserver worker whose status the forkserver had not reported yet when the pool
+        # broke (popen_forkserver.Popen.poll); under load a kill -9 reads so.
+        return "exit status unknown"
+    return f"exit status {code}"
+
+
+#: What multiprocessing's forkserver popen reports for a worker whose exit status it could
+#: not read (``Popen.poll``: "perhaps the forkserver process itself got killed").
+_FORKSERVER_NO_STATUS = 255
 
 
 def _start_helpers(method: str) -> None:
