@@ -88,6 +88,14 @@ def bench(tmp_path_factory):
     return root
 
 
+def _validate_result(path, result: dict):
+    """Write ``result`` (a vLLM bench JSON object) to ``path``; validate it, which succeeds."""
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    return run
+
+
 def _validate(*args):
     return runner.invoke(
         app,
@@ -456,9 +464,7 @@ def test_validate_says_when_the_replay_exceeds_the_clients_max_concurrency(tmp_p
         "start_times": [100.0 + 0.5 * k for k in range(num_requests)],
     }
     path = tmp_path / "closed.json"
-    path.write_text(json.dumps(result))
-    run = _validate(path)
-    assert run.exit_code == 0, run.stderr
+    run = _validate_result(path, result)
     read_note = (
         "note: the benchmark's client kept at most 1 request in flight (max_concurrency 1) "
         "and sent each one when a slot freed: its recorded send times are replayed as they "
@@ -473,9 +479,7 @@ def test_validate_says_when_the_replay_exceeds_the_clients_max_concurrency(tmp_p
     assert f"note: {exceeded[0]}" in run.stderr.splitlines()
     # Within the limit (requests far apart) only the first note is given.
     result["start_times"] = [100.0 + 30.0 * k for k in range(num_requests)]
-    path.write_text(json.dumps(result))
-    run = _validate(path)
-    assert run.exit_code == 0, run.stderr
+    run = _validate_result(path, result)
     assert read_note in run.stderr.splitlines()
     assert not any("above the client" in n for n in json.loads(run.stdout)["validation"]["notes"])
 
@@ -601,9 +605,7 @@ def test_validate_replays_an_old_max_concurrency_benchmark_closed_loop(tmp_path)
         "errors": [""] * num_requests,
     }
     path = tmp_path / "old.json"
-    path.write_text(json.dumps(result))
-    run = _validate(path)
-    assert run.exit_code == 0, run.stderr
+    run = _validate_result(path, result)
     assert (
         "note: no start_times: replayed as the benchmark's client sent them (request_rate "
         "inf, max_concurrency 1): the first at 0 s, each later one in list order when a "
@@ -612,16 +614,12 @@ def test_validate_replays_an_old_max_concurrency_benchmark_closed_loop(tmp_path)
     ttft = json.loads(run.stdout)["validation"]["predicted"]["ttft"]
     assert ttft["p99"] == pytest.approx(ttft["p50"], rel=1e-9)
     result["max_concurrency"] = None  # all at once: the last prompts queue behind the first
-    path.write_text(json.dumps(result))
-    run = _validate(path)
-    assert run.exit_code == 0, run.stderr
+    run = _validate_result(path, result)
     ttft_at_once = json.loads(run.stdout)["validation"]["predicted"]["ttft"]
     assert ttft_at_once["p99"] > 3 * ttft["p99"]
     # Found by QA: a limit of 50 over 12 requests was said as "the first 50 at 0 s".
     result["max_concurrency"] = 50
-    path.write_text(json.dumps(result))
-    run = _validate(path)
-    assert run.exit_code == 0, run.stderr
+    run = _validate_result(path, result)
     assert (
         "note: no start_times: every request sent at 0 s (request_rate inf, max_concurrency "
         "50, not below the 12 requests)"

@@ -43,11 +43,7 @@ def test_hours_of_latency_have_no_exponent_on_either_axis():
     """An overloaded run's TTFT reaches millions of ms: the CDF's log x axis and a timeline's
     linear y axis read 1M and 4M, not 1e+06 or a '1e6' multiplier above the axis."""
     ttft_ms = np.geomspace(500.0, 4.1e6, 50)
-    cdf = F.line_figure(
-        "ttft_cdf", "TTFT", "TTFT (ms)", "fraction of requests",
-        [F.series("TTFT", np.linspace(0, 0.999, 50), ttft_ms, cdf=True)],
-        x_scale="log", y_scale="tail", y_max=0.999,
-    )  # fmt: skip
+    cdf = _log_cdf("ttft_cdf", "TTFT", "TTFT (ms)", "fraction of requests", ttft_ms)
     labels = _drawn_labels(figure_for(cdf), "x")
     assert "1M" in labels
     assert not [t for t in labels if "e+" in t or "e6" in t]
@@ -94,11 +90,7 @@ def test_a_log_axis_within_a_decade_labels_its_minor_ticks_as_the_major_ones():
     """A short run's ITL spans 12 to 190 ms: matplotlib labels some minor ticks of such a log
     axis, and wrote them '2x10^1', '3x10^1' beside a major '100'."""
     itl_ms = np.geomspace(12.5, 190.0, 50)
-    cdf = F.line_figure(
-        "itl_cdf", "ITL", "ITL (ms)", "fraction of token gaps",
-        [F.series("ITL", np.linspace(0, 0.999, 50), itl_ms, cdf=True)],
-        x_scale="log", y_scale="tail", y_max=0.999,
-    )  # fmt: skip
+    cdf = _log_cdf("itl_cdf", "ITL", "ITL (ms)", "fraction of token gaps", itl_ms)
     fig = figure_for(cdf)
     fig.draw_without_rendering()
     ax = fig.axes[0]
@@ -152,13 +144,18 @@ def test_close_slo_bounds_get_labels_that_do_not_overlap():
     tops = [t.get_window_extent().y1 for t in fig.axes[0].texts if t.get_text().startswith("SLO")]
     assert max(tops) <= frame.y1 + 1, (tops, frame)
     ttft_ms = np.geomspace(10.0, 2000.0, 50)
-    cdf = F.line_figure(
-        "ttft_cdf", "TTFT", "TTFT (ms)", "fraction of requests",
-        [F.series("TTFT", np.linspace(0, 0.999, 50), ttft_ms, cdf=True)],
-        x_scale="log", y_scale="tail", y_max=0.999,
-    )  # fmt: skip
+    cdf = _log_cdf("ttft_cdf", "TTFT", "TTFT (ms)", "fraction of requests", ttft_ms)
     cdf["vlines"] = [
         {"x": 60.0, "label": "SLO p50 ≤ 60 ms"},
         {"x": 100.0, "label": "SLO p99 ≤ 100 ms"},
     ]
     assert _overlapping_reference_labels(figure_for(cdf)) == []
+
+
+def _log_cdf(figure_id: str, name: str, x_label: str, y_label: str, values_ms: np.ndarray):
+    """A CDF figure of ``values_ms`` on a log x axis and the tail y axis, as the page draws."""
+    return F.line_figure(
+        figure_id, name, x_label, y_label,
+        [F.series(name, np.linspace(0, 0.999, 50), values_ms, cdf=True)],
+        x_scale="log", y_scale="tail", y_max=0.999,
+    )  # fmt: skip

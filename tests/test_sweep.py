@@ -550,12 +550,16 @@ def test_a_changed_trace_is_refused_in_the_same_store(tmp_path):
     assert row_bytes(out) == before
 
 
-def test_a_damaged_row_file_is_redone(tmp_path, small_trace):
+def _two_row_store(tmp_path: Path, small_trace: Path) -> tuple[Path, list, dict[str, bytes], Path]:
+    """A sweep of two scenarios: its folder, its command, its rows' bytes and one row file."""
     out = tmp_path / "sweep"
     args = ["sweep", small_trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1]
     assert invoke(*args).exit_code == 0
-    before = row_bytes(out)
-    damaged = sorted((out / "rows").glob("*.parquet"))[0]
+    return out, args, row_bytes(out), sorted((out / "rows").glob("*.parquet"))[0]
+
+
+def test_a_damaged_row_file_is_redone(tmp_path, small_trace):
+    out, args, before, damaged = _two_row_store(tmp_path, small_trace)
     damaged.write_bytes(damaged.read_bytes()[:100])
     assert_one_line_error(invoke("sweep", "show", out), "unreadable sweep row", "rerun")
     result = invoke(*args)
@@ -582,11 +586,7 @@ def test_a_row_file_damaged_in_a_metric_column_is_named(tmp_path, small_trace):
     # The line named only the rows/ folder, with arrow's text ("Couldn't deserialize
     # thrift"), and said a rerun redoes it: the rerun's scan reads the key columns only,
     # so it kept the file and `sweep show` went on failing.
-    out = tmp_path / "sweep"
-    args = ["sweep", small_trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1]
-    assert invoke(*args).exit_code == 0
-    before = row_bytes(out)
-    damaged = sorted((out / "rows").glob("*.parquet"))[0]
+    out, args, before, damaged = _two_row_store(tmp_path, small_trace)
     _garble_column(damaged, "ttft_p99_ms")
     assert_one_line_error(
         invoke("sweep", "show", out), f"{damaged}: unreadable sweep row", "remove it and rerun"
