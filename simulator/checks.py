@@ -18,6 +18,11 @@ def positive_finite(value: object, option: str) -> float:
     return number
 
 
+def count(num: int, noun: str) -> str:
+    """``num`` and ``noun`` for an output line: "1 request", "18,075 requests"."""
+    return f"{num:,} {noun}" if num == 1 else f"{num:,} {noun}s"
+
+
 def format_number(value: float) -> str:
     """Shortest text for a number: 2 rather than 2.0, otherwise Python's repr."""
     value = float(value)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from simulator.checks import count  # noqa: F401  (re-exported: commands import it from here)
 from simulator.errors import SimreplayError
 
 
@@ -68,11 +69,6 @@ def domain_errors(command: F) -> F:
             raise typer.Exit(getattr(exc, "exit_status", 130)) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def count(num: int, noun: str) -> str:
-    """``num`` and ``noun`` for an output line: "1 request", "18,075 requests"."""
-    return f"{num:,} {noun}" if num == 1 else f"{num:,} {noun}s"
 
 
 def note(message: str) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from simulator.checks import count
 from simulator.errors import SimreplayError
 from simulator.hardware import MAX_GPUS, get_gpu, parse_gpus
 from simulator.scenario import Scenario
@@ -425,10 +426,6 @@ def _search_in_processes(
     return outcomes
 
 
-def _requests(num: int) -> str:
-    return f"{num:,} request" + ("" if num == 1 else "s")
-
-
 def _fewest_replicas(
     sim: Simulator, name: str, tp: int, limit: int, rate_scale: float, skipped: list[str]
 ) -> Evaluation | None:
@@ -444,8 +441,9 @@ def _fewest_replicas(
     if first.capacity_rejections:
         # What a replica can hold does not depend on how many there are.
         skipped.append(
-            f"{name} tp={tp}: a replica cannot serve {_requests(first.capacity_rejections)} "
-            f"that fit the model's context ({first.rejected})"
+            f"{name} tp={tp}: a replica cannot serve "
+            f"{count(first.capacity_rejections, 'request')} that fit the model's context "
+            f"({first.rejected})"
         )
         return None
     if first.meets:
@@ -509,8 +507,8 @@ def find_max_rate(
             [],
             sim.num_simulated,
             reason=(
-                f"{gpus}: a replica cannot serve {_requests(start.capacity_rejections)} that "
-                f"fit the model's context ({start.rejected}), at any rate"
+                f"{gpus}: a replica cannot serve {count(start.capacity_rejections, 'request')} "
+                f"that fit the model's context ({start.rejected}), at any rate"
             ),
         )
     if start.meets:
