@@ -131,6 +131,12 @@ _ALL_PHASES, _PREFILL_PHASE, _DECODE_PHASE = np.int64(-1), np.int64(0), np.int64
 #: A replica that schedules nothing this many times in a row at one instant is broken.
 _MAX_EMPTY_RESCHEDULES = 1_000_000
 
+#: Index type of the hot paths: numba checks every signed index for a negative value
+#: (Python's wraparound); an unsigned one skips that check. A replica index ``r`` is cast
+#: once per function (``ru = _U(r)``) and used only as an index: numba makes a float of
+#: uint64 mixed with int64, so an unsigned value takes no part in arithmetic.
+_U = np.uint64
+
 
 @njit(cache=True, inline="always", _nrt=False)
 def _blocks_for(num_tokens, cfg):
@@ -162,8 +168,9 @@ def _take_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, need, num_toke
     With the prefix cache on, the blocks come from the front of the free queue (evicting
     what they cached) and the keyed blocks those tokens fill are put in the cache.
     """
+    ru = _U(r)
     if cfg[CFG_PREFIX_CACHING] == 0:
-        rep_i[P_FREE_BLOCKS, r] -= need
+        rep_i[P_FREE_BLOCKS, ru] -= need
         req_i[i, R_BLOCKS] += need
         return
     if need > 0:
@@ -177,8 +184,9 @@ def _take_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, need, num_toke
 @njit(cache=True, inline="always", _nrt=False)
 def _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, preempted):
     """Request ``i`` drops every block it holds (finished, or ``preempted``)."""
+    ru = _U(r)
     if cfg[CFG_PREFIX_CACHING] == 0:
-        rep_i[P_FREE_BLOCKS, r] += req_i[i, R_BLOCKS]
+        rep_i[P_FREE_BLOCKS, ru] += req_i[i, R_BLOCKS]
         req_i[i, R_BLOCKS] = 0
         return
     num_keys = ALL_BLOCKS if preempted else req_i[i, R_NUM_OUT_KEYS]
@@ -218,51 +226,55 @@ def reject(req_i, i, reason):
 
 @njit(cache=True, inline="always", _nrt=False)
 def _push_back(req_i, req_f, rep_i, rep_f, running, r, i):
+    ru = _U(r)
     req_i[i, R_NEXT_WAIT] = -1
-    req_i[i, R_PREV_WAIT] = rep_i[P_WAIT_TAIL, r]
-    if rep_i[P_WAIT_TAIL, r] >= 0:
-        req_i[rep_i[P_WAIT_TAIL, r], R_NEXT_WAIT] = i
+    req_i[i, R_PREV_WAIT] = rep_i[P_WAIT_TAIL, ru]
+    if rep_i[P_WAIT_TAIL, ru] >= 0:
+        req_i[rep_i[P_WAIT_TAIL, ru], R_NEXT_WAIT] = i
     else:
-        rep_i[P_WAIT_HEAD, r] = i
-    rep_i[P_WAIT_TAIL, r] = i
-    rep_i[P_NUM_WAITING, r] += 1
+        rep_i[P_WAIT_HEAD, ru] = i
+    rep_i[P_WAIT_TAIL, ru] = i
+    rep_i[P_NUM_WAITING, ru] += 1
 
 
 @njit(cache=True, inline="always", _nrt=False)
 def _push_front(req_i, req_f, rep_i, rep_f, running, r, i):
+    ru = _U(r)
     req_i[i, R_PREV_WAIT] = -1
-    req_i[i, R_NEXT_WAIT] = rep_i[P_WAIT_HEAD, r]
-    if rep_i[P_WAIT_HEAD, r] >= 0:
-        req_i[rep_i[P_WAIT_HEAD, r], R_PREV_WAIT] = i
+    req_i[i, R_NEXT_WAIT] = rep_i[P_WAIT_HEAD, ru]
+    if rep_i[P_WAIT_HEAD, ru] >= 0:
+        req_i[rep_i[P_WAIT_HEAD, ru], R_PREV_WAIT] = i
     else:
-        rep_i[P_WAIT_TAIL, r] = i
-    rep_i[P_WAIT_HEAD, r] = i
-    rep_i[P_NUM_WAITING, r] += 1
+        rep_i[P_WAIT_TAIL, ru] = i
+    rep_i[P_WAIT_HEAD, ru] = i
+    rep_i[P_NUM_WAITING, ru] += 1
 
 
 @njit(cache=True, inline="always", _nrt=False)
 def _pop_front(req_i, req_f, rep_i, rep_f, running, r):
-    i = rep_i[P_WAIT_HEAD, r]
+    ru = _U(r)
+    i = rep_i[P_WAIT_HEAD, ru]
     nxt = req_i[i, R_NEXT_WAIT]
-    rep_i[P_WAIT_HEAD, r] = nxt
+    rep_i[P_WAIT_HEAD, ru] = nxt
     if nxt >= 0:
         req_i[nxt, R_PREV_WAIT] = -1
     else:
-        rep_i[P_WAIT_TAIL, r] = -1
+        rep_i[P_WAIT_TAIL, ru] = -1
     req_i[i, R_NEXT_WAIT] = -1
-    rep_i[P_NUM_WAITING, r] -= 1
+    rep_i[P_NUM_WAITING, ru] -= 1
     return i
 
 
 @njit(cache=True, _nrt=False)
 def enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
     """Route request ``i`` (arriving at ``now_s``) to the back of replica ``r``'s queue."""
+    ru = _U(r)
     req_i[i, R_STATUS] = WAITING
     req_i[i, R_REPLICA] = r
     _push_back(req_i, req_f, rep_i, rep_f, running, r, i)
-    rep_i[P_OUTSTANDING, r] += 1
-    if rep_i[P_IN_FLIGHT, r] == 0 and rep_f[P_CLOCK_S, r] < now_s:
-        rep_f[P_CLOCK_S, r] = now_s  # an idle replica starts its next step at the arrival
+    rep_i[P_OUTSTANDING, ru] += 1
+    if rep_i[P_IN_FLIGHT, ru] == 0 and rep_f[P_CLOCK_S, ru] < now_s:
+        rep_f[P_CLOCK_S, ru] = now_s  # an idle replica starts its next step at the arrival
 
 
 # ---- steady decodes: running requests advanced implicitly, one token per step ----
@@ -289,11 +301,12 @@ def enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
 @njit(cache=True, inline="always", _nrt=False)
 def _steady_new_blocks(rep_i, cfg, rep_tables, r, steps_ahead):
     """Steady decodes that take a new KV block ``steps_ahead`` steps from now."""
+    ru = _U(r)
     block_size = cfg[CFG_BLOCK_SIZE]
-    t = rep_i[P_STEADY_STEPS, r] + steps_ahead
+    t = rep_i[P_STEADY_STEPS, ru] + steps_ahead
     # A steady decode's computed count is (its residue + t) mod block_size: it takes a block
     # in the step that starts with a computed count that is a multiple of block_size.
-    return rep_tables[r, (block_size - t % block_size) % block_size]
+    return rep_tables[ru, (block_size - t % block_size) % block_size]
 
 
 @njit(cache=True, _nrt=False)
@@ -305,50 +318,53 @@ def _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r, end_s)
     next gap is the steady decodes' gap). Only a contiguous prefix of the running list can
     be steady, so the first request that does not qualify stops the scan.
     """
+    ru = _U(r)
     block_size = cfg[CFG_BLOCK_SIZE]
-    num_running = rep_i[P_NUM_RUNNING, r]
-    k = rep_i[P_NUM_STEADY, r]
+    num_running = rep_i[P_NUM_RUNNING, ru]
+    k = rep_i[P_NUM_STEADY, ru]
     while k < num_running:
-        i = running[r, k]
+        i = running[ru, k]
         if req_f[i, R_LAST_TOKEN_S] != end_s or not _in_decode_phase(req_i, req_f, i):
             break
         if k == 0:
-            rep_f[P_STEADY_LAST_S, r] = end_s
-        t = rep_i[P_STEADY_STEPS, r]
+            rep_f[P_STEADY_LAST_S, ru] = end_s
+        t = rep_i[P_STEADY_STEPS, ru]
         computed = req_i[i, R_COMPUTED]
         req_i[i, R_ANCHOR] = t
-        rep_tables[r, (computed - t) % block_size] += 1
-        rep_i[P_STEADY_CONTEXT, r] += computed + 1
+        rep_tables[ru, (computed - t) % block_size] += 1
+        rep_i[P_STEADY_CONTEXT, ru] += computed + 1
         finish = t + req_i[i, R_OUTPUT] - req_i[i, R_GENERATED]
-        rep_tables[r, block_size + k] = finish
-        if finish < rep_i[P_STEADY_NEXT_FINISH, r]:
-            rep_i[P_STEADY_NEXT_FINISH, r] = finish
+        rep_tables[ru, block_size + k] = finish
+        if finish < rep_i[P_STEADY_NEXT_FINISH, ru]:
+            rep_i[P_STEADY_NEXT_FINISH, ru] = finish
         k += 1
-    rep_i[P_NUM_STEADY, r] = k
+    rep_i[P_NUM_STEADY, ru] = k
 
 
 @njit(cache=True, inline="always", _nrt=False)
 def _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, i):
     """Write steady decode ``i``'s implicit progress into its fields."""
-    behind = rep_i[P_STEADY_STEPS, r] - req_i[i, R_ANCHOR]
+    ru = _U(r)
+    behind = rep_i[P_STEADY_STEPS, ru] - req_i[i, R_ANCHOR]
     if behind > 0:
         req_i[i, R_COMPUTED] += behind
         req_i[i, R_GENERATED] += behind
         req_i[i, R_BLOCKS] = _blocks_for(req_i[i, R_COMPUTED], cfg)
-        req_f[i, R_LAST_TOKEN_S] = rep_f[P_STEADY_LAST_S, r]
-        req_i[i, R_ANCHOR] = rep_i[P_STEADY_STEPS, r]
+        req_f[i, R_LAST_TOKEN_S] = rep_f[P_STEADY_LAST_S, ru]
+        req_i[i, R_ANCHOR] = rep_i[P_STEADY_STEPS, ru]
 
 
 @njit(cache=True, _nrt=False)
 def _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r):
     """Turn every steady decode of replica ``r`` back into an explicit running request."""
-    for k in range(rep_i[P_NUM_STEADY, r]):
-        _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, running[r, k])
+    ru = _U(r)
+    for k in range(rep_i[P_NUM_STEADY, ru]):
+        _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, running[ru, k])
     for b in range(cfg[CFG_BLOCK_SIZE]):
-        rep_tables[r, b] = 0  # the finish steps beyond are dead until requests join again
-    rep_i[P_NUM_STEADY, r] = 0
-    rep_i[P_STEADY_CONTEXT, r] = 0
-    rep_i[P_STEADY_NEXT_FINISH, r] = NO_FINISH
+        rep_tables[ru, b] = 0  # the finish steps beyond are dead until requests join again
+    rep_i[P_NUM_STEADY, ru] = 0
+    rep_i[P_STEADY_CONTEXT, ru] = 0
+    rep_i[P_STEADY_NEXT_FINISH, ru] = NO_FINISH
 
 
 @njit(cache=True, _nrt=False)
@@ -359,45 +375,50 @@ def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_
     the explicit requests after the steady prefix are left where they are (the caller
     closes the gap). Returns how many finished.
     """
+    ru = _U(r)
     block_size = cfg[CFG_BLOCK_SIZE]
-    t = rep_i[P_STEADY_STEPS, r]
-    num_steady = rep_i[P_NUM_STEADY, r]
+    t = rep_i[P_STEADY_STEPS, ru]
+    num_steady = rep_i[P_NUM_STEADY, ru]
     next_finish = NO_FINISH
-    kept = 0
-    for k in range(num_steady):
-        finish = rep_tables[r, block_size + k]
-        i = running[r, k]
+    # This scan runs over every steady decode at each finish: unsigned indices spare numba's
+    # negative-index check on each of its array accesses (about half its instructions).
+    base = _U(block_size)
+    kept = _U(0)
+    for k in range(_U(num_steady)):
+        finish = rep_tables[ru, base + k]
+        i = running[ru, k]
         if finish == t:
             _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, i)
-            rep_tables[r, (req_i[i, R_COMPUTED] - t) % block_size] -= 1
-            rep_i[P_STEADY_CONTEXT, r] -= req_i[i, R_COMPUTED] + 1
+            rep_tables[ru, (req_i[i, R_COMPUTED] - t) % block_size] -= 1
+            rep_i[P_STEADY_CONTEXT, ru] -= req_i[i, R_COMPUTED] + 1
             req_f[i, R_FINISH_S] = end_s
             req_i[i, R_STATUS] = FINISHED
             _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, False)
-            rep_i[P_OUTSTANDING, r] -= 1
+            rep_i[P_OUTSTANDING, ru] -= 1
             continue
         if finish < next_finish:
             next_finish = finish
-        running[r, kept] = i
-        rep_tables[r, block_size + kept] = finish
-        kept += 1
-    rep_i[P_NUM_STEADY, r] = kept
-    rep_i[P_STEADY_NEXT_FINISH, r] = next_finish
-    return num_steady - kept
+        running[ru, kept] = i
+        rep_tables[ru, base + kept] = finish
+        kept += _U(1)
+    rep_i[P_NUM_STEADY, ru] = np.int64(kept)
+    rep_i[P_STEADY_NEXT_FINISH, ru] = next_finish
+    return num_steady - np.int64(kept)
 
 
 @njit(cache=True, _nrt=False)
 def _close_running_gap(rep_i, running, r, gap_start, gap_end):
     """Move running[r, gap_end:] down to gap_start (order kept); clear the freed tail."""
-    num_running = rep_i[P_NUM_RUNNING, r]
+    ru = _U(r)
+    num_running = rep_i[P_NUM_RUNNING, ru]
     shift = gap_end - gap_start
     if shift == 0:
         return
     for k in range(gap_end, num_running):
-        running[r, k - shift] = running[r, k]
+        running[ru, k - shift] = running[ru, k]
     for k in range(num_running - shift, num_running):
-        running[r, k] = -1
-    rep_i[P_NUM_RUNNING, r] = num_running - shift
+        running[ru, k] = -1
+    rep_i[P_NUM_RUNNING, ru] = num_running - shift
 
 
 # ---- scheduling one step ----
@@ -409,17 +430,18 @@ def _preempt_last(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_i
 
     Returns (victim, tokens it had scheduled in this step, which go back to the budget).
     """
-    k = rep_i[P_NUM_RUNNING, r] - 1
-    victim = running[r, k]
+    ru = _U(r)
+    k = rep_i[P_NUM_RUNNING, ru] - 1
+    victim = running[ru, k]
     unscheduled = req_i[victim, R_SCHEDULED]
-    running[r, k] = -1
-    rep_i[P_NUM_RUNNING, r] = k
+    running[ru, k] = -1
+    rep_i[P_NUM_RUNNING, ru] = k
     _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, victim, True)
     req_i[victim, R_COMPUTED] = 0
     req_i[victim, R_SCHEDULED] = 0
     req_i[victim, R_STATUS] = WAITING
     req_i[victim, R_PREEMPTIONS] += 1
-    rep_i[P_PREEMPTIONS, r] += 1
+    rep_i[P_PREEMPTIONS, ru] += 1
     _push_front(req_i, req_f, rep_i, rep_f, running, r, victim)
     return victim, unscheduled
 
@@ -453,10 +475,11 @@ def _schedule_running(
     list and the scan stops at the request being scheduled, so requests before ``start_k``
     (the steady decodes, already scheduled) are never preempted here.
     """
+    ru = _U(r)
     preempted = 0
     k = start_k
-    while k < rep_i[P_NUM_RUNNING, r] and budget > 0:
-        i = running[r, k]
+    while k < rep_i[P_NUM_RUNNING, ru] and budget > 0:
+        i = running[ru, k]
         if decode_phase >= 0 and (1 if _in_decode_phase(req_i, req_f, i) else 0) != decode_phase:
             k += 1
             continue
@@ -469,7 +492,7 @@ def _schedule_running(
             continue
         need = _blocks_for(req_i[i, R_COMPUTED] + n, cfg) - req_i[i, R_BLOCKS]
         scheduled = True
-        while need > rep_i[P_FREE_BLOCKS, r]:
+        while need > rep_i[P_FREE_BLOCKS, ru]:
             victim, unscheduled = _preempt_last(
                 req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r
             )
@@ -499,14 +522,15 @@ def _admit_waiting(
     cached blocks it takes that have no user leave the free queue, so they count against
     the free blocks as new ones do (vLLM's ``get_num_blocks_to_allocate``).
     """
+    ru = _U(r)
     max_num_seqs = cfg[CFG_MAX_NUM_SEQS]
     caching = cfg[CFG_PREFIX_CACHING] != 0
     block_size = cfg[CFG_BLOCK_SIZE]
-    while rep_i[P_WAIT_HEAD, r] >= 0 and budget > 0:
-        if rep_i[P_NUM_RUNNING, r] >= max_num_seqs:
-            rep_i[P_SEQS_LIMITED, r] = 1
+    while rep_i[P_WAIT_HEAD, ru] >= 0 and budget > 0:
+        if rep_i[P_NUM_RUNNING, ru] >= max_num_seqs:
+            rep_i[P_SEQS_LIMITED, ru] = 1
             break
-        i = rep_i[P_WAIT_HEAD, r]
+        i = rep_i[P_WAIT_HEAD, ru]
         hit = 0
         hit_free = 0
         if caching:
@@ -515,8 +539,8 @@ def _admit_waiting(
         known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
         n = min(known - computed, budget)
         need = _blocks_for(computed + n, cfg) - hit
-        if need + hit_free > rep_i[P_FREE_BLOCKS, r]:
-            rep_i[P_KV_LIMITED, r] = 1
+        if need + hit_free > rep_i[P_FREE_BLOCKS, ru]:
+            rep_i[P_KV_LIMITED, ru] = 1
             break
         _pop_front(req_i, req_f, rep_i, rep_f, running, r)
         _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
@@ -525,8 +549,8 @@ def _admit_waiting(
             req_i[i, R_COMPUTED] = computed
             if req_i[i, R_CACHED_TOKENS] < 0:
                 req_i[i, R_CACHED_TOKENS] = computed
-            rep_i[P_STEP_HIT_TOKENS, r] += computed
-            rep_i[P_STEP_QUERY_TOKENS, r] += known
+            rep_i[P_STEP_HIT_TOKENS, ru] += computed
+            rep_i[P_STEP_QUERY_TOKENS, ru] += known
         _take_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, need, computed + n)
         req_i[i, R_SCHEDULED] = n
         budget -= n
@@ -535,8 +559,9 @@ def _admit_waiting(
 
 @njit(cache=True, inline="always", _nrt=False)
 def _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
-    running[r, rep_i[P_NUM_RUNNING, r]] = i
-    rep_i[P_NUM_RUNNING, r] += 1
+    ru = _U(r)
+    running[ru, rep_i[P_NUM_RUNNING, ru]] = i
+    rep_i[P_NUM_RUNNING, ru] += 1
     req_i[i, R_STATUS] = RUNNING
     if math.isnan(req_f[i, R_FIRST_SCHEDULED_S]):
         req_f[i, R_FIRST_SCHEDULED_S] = now_s
@@ -615,16 +640,17 @@ def _schedule_v1(
 def _v0_head(req_i, rep_i, cfg, r):
     """What vLLM v0's scheduler would do with the queue's head now: ADMIT it, or why not
     (HELD_EMPTY, HELD_BUDGET, HELD_SEATS, HELD_KV)."""
-    i = rep_i[P_WAIT_HEAD, r]
+    ru = _U(r)
+    i = rep_i[P_WAIT_HEAD, ru]
     if i < 0:
         return HELD_EMPTY
-    if rep_i[P_NUM_RUNNING, r] >= cfg[CFG_MAX_NUM_SEQS]:
+    if rep_i[P_NUM_RUNNING, ru] >= cfg[CFG_MAX_NUM_SEQS]:
         return HELD_SEATS
     n = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
     if n > cfg[CFG_TOKEN_BUDGET]:
         return HELD_BUDGET
     need = _ceil_div(n, cfg[CFG_BLOCK_SIZE])
-    if rep_i[P_FREE_BLOCKS, r] - need >= cfg[CFG_WATERMARK_BLOCKS]:
+    if rep_i[P_FREE_BLOCKS, ru] - need >= cfg[CFG_WATERMARK_BLOCKS]:
         return ADMIT
     return HELD_KV
 
@@ -632,10 +658,11 @@ def _v0_head(req_i, rep_i, cfg, r):
 @njit(cache=True, inline="always", _nrt=False)
 def _flag_limit(rep_i, r, held):
     """Flag a decision in which a capacity held the queue's head back."""
+    ru = _U(r)
     if held == HELD_SEATS:
-        rep_i[P_SEQS_LIMITED, r] = 1
+        rep_i[P_SEQS_LIMITED, ru] = 1
     elif held == HELD_KV:
-        rep_i[P_KV_LIMITED, r] = 1
+        rep_i[P_KV_LIMITED, ru] = 1
 
 
 @njit(cache=True, _nrt=False)
@@ -647,6 +674,7 @@ def _schedule_v0(
     The first ``start_k`` running requests are already scheduled for a decode step (the
     caller made sure no prefill step happens then).
     """
+    ru = _U(r)
     block_size = cfg[CFG_BLOCK_SIZE]
     batched = 0
     admitted = 0
@@ -655,14 +683,14 @@ def _schedule_v0(
         if held != ADMIT:
             _flag_limit(rep_i, r, held)
             break
-        i = rep_i[P_WAIT_HEAD, r]
+        i = rep_i[P_WAIT_HEAD, ru]
         n = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
         if batched + n > cfg[CFG_TOKEN_BUDGET]:
             break
         need = _ceil_div(n, block_size)
         _pop_front(req_i, req_f, rep_i, rep_f, running, r)
         _start_running(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
-        rep_i[P_FREE_BLOCKS, r] -= need
+        rep_i[P_FREE_BLOCKS, ru] -= need
         req_i[i, R_BLOCKS] = need
         req_i[i, R_SCHEDULED] = n
         batched += n
@@ -670,12 +698,12 @@ def _schedule_v0(
     if admitted > 0:
         return
     k = start_k
-    while k < rep_i[P_NUM_RUNNING, r]:
-        i = running[r, k]
+    while k < rep_i[P_NUM_RUNNING, ru]:
+        i = running[ru, k]
         need = _blocks_for(req_i[i, R_COMPUTED] + 1, cfg) - req_i[i, R_BLOCKS]
         scheduled = True
         # can_append_slots: one free block per sequence even when its last block has room.
-        while max(need, 1) > rep_i[P_FREE_BLOCKS, r]:
+        while max(need, 1) > rep_i[P_FREE_BLOCKS, ru]:
             victim, _ = _preempt_last(
                 req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r
             )
@@ -685,7 +713,7 @@ def _schedule_v0(
         if not scheduled:
             return
         if need > 0:
-            rep_i[P_FREE_BLOCKS, r] -= need
+            rep_i[P_FREE_BLOCKS, ru] -= need
             req_i[i, R_BLOCKS] += need
         req_i[i, R_SCHEDULED] = 1
         k += 1
@@ -695,8 +723,9 @@ def _schedule_v0(
 def _take_steady_blocks(rep_i, cfg, rep_tables, r, blocks):
     """Take the ``blocks`` new KV blocks the steady decodes need (private blocks: with the
     prefix cache on, from its free queue, evicting cached ones)."""
+    ru = _U(r)
     if cfg[CFG_PREFIX_CACHING] == 0:
-        rep_i[P_FREE_BLOCKS, r] -= blocks
+        rep_i[P_FREE_BLOCKS, ru] -= blocks
     else:
         take_private_blocks(rep_tables, rep_i, cfg, r, blocks)
 
@@ -705,23 +734,25 @@ def _take_steady_blocks(rep_i, cfg, rep_tables, r, blocks):
 def _put_in_flight(rep_i, rep_f, r, end_s, prefill_tokens, decode_seqs, waiting, num_steady):
     """Record the step just scheduled as in flight until ``end_s`` (the P_STEP_* fields
     ``_complete_step`` and ``_log_step`` read)."""
-    rep_i[P_IN_FLIGHT, r] = 1
-    rep_f[P_STEP_END_S, r] = end_s
-    rep_i[P_STEP_PREFILL_TOKENS, r] = prefill_tokens
-    rep_i[P_STEP_DECODE_SEQS, r] = decode_seqs
-    rep_i[P_STEP_WAITING, r] = waiting
-    rep_i[P_STEP_STEADY, r] = num_steady
+    ru = _U(r)
+    rep_i[P_IN_FLIGHT, ru] = 1
+    rep_f[P_STEP_END_S, ru] = end_s
+    rep_i[P_STEP_PREFILL_TOKENS, ru] = prefill_tokens
+    rep_i[P_STEP_DECODE_SEQS, ru] = decode_seqs
+    rep_i[P_STEP_WAITING, ru] = waiting
+    rep_i[P_STEP_STEADY, ru] = num_steady
 
 
 @njit(cache=True, inline="always", _nrt=False)
 def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, prefix_ids, r, now_s):
     """Schedule a step at ``now_s``; return True when it holds any request."""
-    waiting_before = rep_i[P_NUM_WAITING, r]
-    rep_i[P_STEP_HIT_TOKENS, r] = 0
-    rep_i[P_STEP_QUERY_TOKENS, r] = 0
+    ru = _U(r)
+    waiting_before = rep_i[P_NUM_WAITING, ru]
+    rep_i[P_STEP_HIT_TOKENS, ru] = 0
+    rep_i[P_STEP_QUERY_TOKENS, ru] = 0
     scheduler = cfg[CFG_SCHEDULER]
     budget = cfg[CFG_TOKEN_BUDGET]
-    num_steady = rep_i[P_NUM_STEADY, r]
+    num_steady = rep_i[P_NUM_STEADY, ru]
     if num_steady > 0:
         # The steady decodes come first in the running list, so a step-by-step pass would
         # give each of them one token and one block where its context fills one, before any
@@ -731,7 +762,7 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, pr
         steady_blocks = _steady_new_blocks(rep_i, cfg, rep_tables, r, 0)
         if (
             (scheduler != SCHED_V0 and num_steady > budget)
-            or steady_blocks + _decode_reserve(cfg) > rep_i[P_FREE_BLOCKS, r]
+            or steady_blocks + _decode_reserve(cfg) > rep_i[P_FREE_BLOCKS, ru]
             or (scheduler == SCHED_V0 and _v0_head(req_i, rep_i, cfg, r) == ADMIT)
         ):
             _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r)
@@ -765,9 +796,9 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, pr
     prefill_work = 0.0
     prefill_context = 0
     decode_seqs = num_steady
-    decode_context = rep_i[P_STEADY_CONTEXT, r] if num_steady > 0 else 0
-    for k in range(num_steady, rep_i[P_NUM_RUNNING, r]):
-        i = running[r, k]
+    decode_context = rep_i[P_STEADY_CONTEXT, ru] if num_steady > 0 else 0
+    for k in range(num_steady, rep_i[P_NUM_RUNNING, ru]):
+        i = running[ru, k]
         n = req_i[i, R_SCHEDULED]
         if n == 0:
             continue
@@ -841,10 +872,11 @@ def _advance_steady(
 
     Returns how many steady decodes finished (they leave a gap before the explicit requests).
     """
-    rep_i[P_STEADY_STEPS, r] += num_steps
-    rep_i[P_STEADY_CONTEXT, r] += num_steps * rep_i[P_NUM_STEADY, r]
-    rep_f[P_STEADY_LAST_S, r] = end_s
-    if rep_i[P_STEADY_STEPS, r] == rep_i[P_STEADY_NEXT_FINISH, r]:
+    ru = _U(r)
+    rep_i[P_STEADY_STEPS, ru] += num_steps
+    rep_i[P_STEADY_CONTEXT, ru] += num_steps * rep_i[P_NUM_STEADY, ru]
+    rep_f[P_STEADY_LAST_S, ru] = end_s
+    if rep_i[P_STEADY_STEPS, ru] == rep_i[P_STEADY_NEXT_FINISH, ru]:
         return _finish_steady(
             req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, end_s
         )
@@ -868,22 +900,23 @@ def _complete_step(
     r,
 ):
     """Apply the in-flight step of replica ``r`` at its end time; log it."""
-    end_s = rep_f[P_STEP_END_S, r]
-    start_s = rep_f[P_CLOCK_S, r]
+    ru = _U(r)
+    end_s = rep_f[P_STEP_END_S, ru]
+    start_s = rep_f[P_CLOCK_S, ru]
     # Its blocks were taken when it was scheduled; those it finishes are freed below.
-    used = cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]
-    num_steady = rep_i[P_STEP_STEADY, r]
+    used = cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, ru]
+    num_steady = rep_i[P_STEP_STEADY, ru]
     kept = 0
     if num_steady > 0:
-        itl_histogram[_itl_bin(end_s - rep_f[P_STEADY_LAST_S, r])] += num_steady
+        itl_histogram[_itl_bin(end_s - rep_f[P_STEADY_LAST_S, ru])] += num_steady
         finished = _advance_steady(
             req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, 1, end_s
         )
         kept = num_steady - finished
     # Requests whose previous token came at this step's start share one gap: bin it once.
     gaps_from_start = 0
-    for k in range(num_steady, rep_i[P_NUM_RUNNING, r]):
-        i = running[r, k]
+    for k in range(num_steady, rep_i[P_NUM_RUNNING, ru]):
+        i = running[ru, k]
         n = req_i[i, R_SCHEDULED]
         if n > 0:
             req_i[i, R_SCHEDULED] = 0
@@ -901,15 +934,15 @@ def _complete_step(
                     req_f[i, R_FINISH_S] = end_s
                     req_i[i, R_STATUS] = FINISHED
                     _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, False)
-                    rep_i[P_OUTSTANDING, r] -= 1
+                    rep_i[P_OUTSTANDING, ru] -= 1
                     continue
-        running[r, kept] = i
+        running[ru, kept] = i
         kept += 1
     if gaps_from_start > 0:
         itl_histogram[_itl_bin(end_s - start_s)] += gaps_from_start
-    for k in range(kept, rep_i[P_NUM_RUNNING, r]):
-        running[r, k] = -1
-    rep_i[P_NUM_RUNNING, r] = kept
+    for k in range(kept, rep_i[P_NUM_RUNNING, ru]):
+        running[ru, k] = -1
+    rep_i[P_NUM_RUNNING, ru] = kept
     _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r, end_s)
     _log_step(
         rep_i,
@@ -926,9 +959,9 @@ def _complete_step(
         1,
         used,
     )
-    rep_f[P_CLOCK_S, r] = end_s
-    rep_i[P_IN_FLIGHT, r] = 0
-    rep_i[P_STEP_STEADY, r] = 0
+    rep_f[P_CLOCK_S, ru] = end_s
+    rep_i[P_IN_FLIGHT, ru] = 0
+    rep_i[P_STEP_STEADY, ru] = 0
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -950,14 +983,15 @@ def _log_step(
     """Log ``num_steps`` identical-composition steps ending at ``end_s`` (P_STEP_* fields);
     ``used``: KV blocks in use during the last of them (taken at its start, before the
     requests it finishes free theirs), what vLLM's KV-cache usage reads after scheduling."""
-    start_s = rep_f[P_CLOCK_S, r]  # the clock stays at the step's start while it is in flight
-    last = rep_i[P_LAST_RUN, r]
+    ru = _U(r)
+    start_s = rep_f[P_CLOCK_S, ru]  # the clock stays at the step's start while it is in flight
+    last = rep_i[P_LAST_RUN, ru]
     if (
         last >= 0
-        and rep_i[P_STEP_PREFILL_TOKENS, r] == 0
+        and rep_i[P_STEP_PREFILL_TOKENS, ru] == 0
         and log_i[L_PREFILL_TOKENS, last] == 0
-        and log_i[L_DECODE_SEQS, last] == rep_i[P_STEP_DECODE_SEQS, r]
-        and log_i[L_WAITING, last] == rep_i[P_STEP_WAITING, r]
+        and log_i[L_DECODE_SEQS, last] == rep_i[P_STEP_DECODE_SEQS, ru]
+        and log_i[L_WAITING, last] == rep_i[P_STEP_WAITING, ru]
         and log_f[L_END_S, last] == start_s
     ):
         log_f[L_END_S, last] = end_s
@@ -965,8 +999,8 @@ def _log_step(
         log_i[L_KV_BLOCKS, last] = used
         # A readmitted request with all but its last token cached decodes in its first step:
         # its cache hit joins the run.
-        log_i[L_HIT_TOKENS, last] += rep_i[P_STEP_HIT_TOKENS, r]
-        log_i[L_QUERY_TOKENS, last] += rep_i[P_STEP_QUERY_TOKENS, r]
+        log_i[L_HIT_TOKENS, last] += rep_i[P_STEP_HIT_TOKENS, ru]
+        log_i[L_QUERY_TOKENS, last] += rep_i[P_STEP_QUERY_TOKENS, ru]
         return
     row = counters[C_LOG_SIZE]
     counters[C_LOG_SIZE] = row + 1
@@ -974,13 +1008,13 @@ def _log_step(
     log_f[L_START_S, row] = start_s
     log_f[L_END_S, row] = end_s
     log_i[L_NUM_STEPS, row] = num_steps
-    log_i[L_PREFILL_TOKENS, row] = rep_i[P_STEP_PREFILL_TOKENS, r]
-    log_i[L_DECODE_SEQS, row] = rep_i[P_STEP_DECODE_SEQS, r]
+    log_i[L_PREFILL_TOKENS, row] = rep_i[P_STEP_PREFILL_TOKENS, ru]
+    log_i[L_DECODE_SEQS, row] = rep_i[P_STEP_DECODE_SEQS, ru]
     log_i[L_KV_BLOCKS, row] = used
-    log_i[L_WAITING, row] = rep_i[P_STEP_WAITING, r]
-    log_i[L_HIT_TOKENS, row] = rep_i[P_STEP_HIT_TOKENS, r]
-    log_i[L_QUERY_TOKENS, row] = rep_i[P_STEP_QUERY_TOKENS, r]
-    rep_i[P_LAST_RUN, r] = row
+    log_i[L_WAITING, row] = rep_i[P_STEP_WAITING, ru]
+    log_i[L_HIT_TOKENS, row] = rep_i[P_STEP_HIT_TOKENS, ru]
+    log_i[L_QUERY_TOKENS, row] = rep_i[P_STEP_QUERY_TOKENS, ru]
+    rep_i[P_LAST_RUN, ru] = row
 
 
 # ---- decode-only runs in one go ----
@@ -997,7 +1031,8 @@ def _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, f
     raise the new blocks it needs, so the check leaves out the cached free blocks it would
     take (which eviction can lower) and asks whether the new blocks alone do not fit.
     """
-    head = rep_i[P_WAIT_HEAD, r]
+    ru = _U(r)
+    head = rep_i[P_WAIT_HEAD, ru]
     if head < 0:
         return HELD_EMPTY
     if cfg[CFG_SCHEDULER] == SCHED_V0:
@@ -1006,7 +1041,7 @@ def _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, f
     budget = cfg[CFG_TOKEN_BUDGET] - num_decodes
     if budget <= 0:
         return HELD_BUDGET
-    if rep_i[P_NUM_RUNNING, r] >= cfg[CFG_MAX_NUM_SEQS]:
+    if rep_i[P_NUM_RUNNING, ru] >= cfg[CFG_MAX_NUM_SEQS]:
         return HELD_SEATS
     block_size = cfg[CFG_BLOCK_SIZE]
     hit = 0
@@ -1075,14 +1110,15 @@ def _fast_forward_decodes(
     ``_start_step`` would start next, with the same time and blocks: it is started here
     and left in flight (``_start_steady_step``), which spares the scheduler's pass.
     """
-    num_decodes = rep_i[P_NUM_STEADY, r]
-    if num_decodes == 0 or num_decodes != rep_i[P_NUM_RUNNING, r]:
+    ru = _U(r)
+    num_decodes = rep_i[P_NUM_STEADY, ru]
+    if num_decodes == 0 or num_decodes != rep_i[P_NUM_RUNNING, ru]:
         return 0
     if cfg[CFG_SCHEDULER] != SCHED_V0 and num_decodes > cfg[CFG_TOKEN_BUDGET]:
         return 0
     if counters[C_LOG_SIZE] >= log_i.shape[1]:
         return 0  # let the step-by-step path report a full log
-    free = rep_i[P_FREE_BLOCKS, r]
+    free = rep_i[P_FREE_BLOCKS, ru]
     first_step_blocks = _steady_new_blocks(rep_i, cfg, rep_tables, r, 0)
     reserve = _decode_reserve(cfg)
     if first_step_blocks + reserve > free:
@@ -1094,28 +1130,28 @@ def _fast_forward_decodes(
         return 0
     _flag_limit(rep_i, r, held)  # as each step of the run would in _admit_waiting
 
-    steps_to_finish = rep_i[P_STEADY_NEXT_FINISH, r] - rep_i[P_STEADY_STEPS, r]
-    last_token_s = rep_f[P_STEADY_LAST_S, r]
-    end_s = rep_f[P_CLOCK_S, r]
+    steps_to_finish = rep_i[P_STEADY_NEXT_FINISH, ru] - rep_i[P_STEADY_STEPS, ru]
+    last_token_s = rep_f[P_STEADY_LAST_S, ru]
+    end_s = rep_f[P_CLOCK_S, ru]
     num_steps = 0
     new_blocks = 0
-    context = rep_i[P_STEADY_CONTEXT, r]
+    context = rep_i[P_STEADY_CONTEXT, ru]
     before_s, allreduce_s, host_s, batch_i, batch_frac, transfer_s = _run_terms(
         params, run_terms, num_decodes
     )
     context_lo = 0
     cell_lo, cell_hi, v00, v01, v10, v11 = math.inf, -math.inf, 0.0, 0.0, 0.0, 0.0
     # The residue of the steady decodes that take a block falls by one (mod block size) a
-    # step: index rep_tables[r, :] by a rotating counter instead of two modulos a step.
+    # step: index rep_tables[ru, :] by a rotating counter instead of two modulos a step.
     block_size = cfg[CFG_BLOCK_SIZE]
-    residue = (block_size - rep_i[P_STEADY_STEPS, r] % block_size) % block_size
+    residue = (block_size - rep_i[P_STEADY_STEPS, ru] % block_size) % block_size
     # Consecutive gaps mostly share an ITL bin: test the last bin's bounds before binning.
     bin_idx, bin_lo_s, bin_hi_s = 0, 1.0, 0.0
     straddles = False  # the loop stopped at a step that ends after until_s
     straddle_end_s = 0.0
     straddle_blocks = 0
     while num_steps < steps_to_finish:
-        need = rep_tables[r, residue]
+        need = rep_tables[ru, residue]
         if new_blocks + need + reserve > free:
             break
         y = max(float(context), float(num_decodes))
@@ -1209,13 +1245,14 @@ def _apply_decode_run(
 ):
     """Record ``num_steps`` decode-only steps of the steady decodes, the last ending at
     ``end_s``, that took ``new_blocks`` KV blocks; finish the requests due; log the run."""
+    ru = _U(r)
     _take_steady_blocks(rep_i, cfg, rep_tables, r, new_blocks)
-    used = cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]  # in the last step, before finishes
-    rep_i[P_STEP_HIT_TOKENS, r] = 0
-    rep_i[P_STEP_QUERY_TOKENS, r] = 0
-    rep_i[P_STEP_PREFILL_TOKENS, r] = 0
-    rep_i[P_STEP_DECODE_SEQS, r] = num_decodes
-    rep_i[P_STEP_WAITING, r] = rep_i[P_NUM_WAITING, r]
+    used = cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, ru]  # in the last step, before finishes
+    rep_i[P_STEP_HIT_TOKENS, ru] = 0
+    rep_i[P_STEP_QUERY_TOKENS, ru] = 0
+    rep_i[P_STEP_PREFILL_TOKENS, ru] = 0
+    rep_i[P_STEP_DECODE_SEQS, ru] = num_decodes
+    rep_i[P_STEP_WAITING, ru] = rep_i[P_NUM_WAITING, ru]
     finished = _advance_steady(
         req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, num_steps, end_s
     )
@@ -1236,8 +1273,8 @@ def _apply_decode_run(
         num_steps,
         used,
     )
-    rep_f[P_CLOCK_S, r] = end_s
-    rep_f[P_STEP_END_S, r] = end_s  # as after a step-by-step run: the latest step's end
+    rep_f[P_CLOCK_S, ru] = end_s
+    rep_f[P_STEP_END_S, ru] = end_s  # as after a step-by-step run: the latest step's end
     counters[C_FAST_STEPS] += num_steps
 
 
@@ -1248,10 +1285,11 @@ def _start_steady_step(rep_i, rep_f, cfg, rep_tables, r, num_decodes, blocks, en
     waiting request admitted (the caller checked), ``blocks`` new KV blocks. It sets what
     ``_start_step`` sets; its scheduler pass would change nothing else (its capacity flag
     is set once per run)."""
+    ru = _U(r)
     _take_steady_blocks(rep_i, cfg, rep_tables, r, blocks)
-    rep_i[P_STEP_HIT_TOKENS, r] = 0
-    rep_i[P_STEP_QUERY_TOKENS, r] = 0
-    _put_in_flight(rep_i, rep_f, r, end_s, 0, num_decodes, rep_i[P_NUM_WAITING, r], num_decodes)
+    rep_i[P_STEP_HIT_TOKENS, ru] = 0
+    rep_i[P_STEP_QUERY_TOKENS, ru] = 0
+    _put_in_flight(rep_i, rep_f, r, end_s, 0, num_decodes, rep_i[P_NUM_WAITING, ru], num_decodes)
 
 
 # ---- moving a replica forward in time ----
@@ -1282,11 +1320,12 @@ def advance(
     at ``until_s`` see only what has happened by then. Returns ``ADVANCE_LOG_FULL`` (with
     the state consistent, ready to resume) when the step log has no room for another row.
     """
+    ru = _U(r)
     capacity = log_i.shape[1]
     empty = 0
     while True:
-        if rep_i[P_IN_FLIGHT, r] == 1:
-            if rep_f[P_STEP_END_S, r] > until_s:
+        if rep_i[P_IN_FLIGHT, ru] == 1:
+            if rep_f[P_STEP_END_S, ru] > until_s:
                 return ADVANCE_OK
             if counters[C_LOG_SIZE] >= capacity:
                 return ADVANCE_LOG_FULL
@@ -1307,9 +1346,9 @@ def advance(
             )
             empty = 0
             continue
-        if rep_i[P_NUM_RUNNING, r] == 0 and rep_i[P_NUM_WAITING, r] == 0:
+        if rep_i[P_NUM_RUNNING, ru] == 0 and rep_i[P_NUM_WAITING, ru] == 0:
             return ADVANCE_OK
-        if rep_f[P_CLOCK_S, r] >= until_s:
+        if rep_f[P_CLOCK_S, ru] >= until_s:
             return ADVANCE_OK
         if _fast_forward_decodes(
             req_i,
@@ -1341,7 +1380,7 @@ def advance(
             rep_tables,
             prefix_ids,
             r,
-            rep_f[P_CLOCK_S, r],
+            rep_f[P_CLOCK_S, ru],
         ):
             empty += 1
             if empty > _MAX_EMPTY_RESCHEDULES:
@@ -1351,7 +1390,8 @@ def advance(
 @njit(cache=True, _nrt=False)
 def kv_blocks_used(rep_i, cfg, r):
     """KV blocks held by requests on replica ``r``."""
-    return cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, r]
+    ru = _U(r)
+    return cfg[CFG_NUM_KV_BLOCKS] - rep_i[P_FREE_BLOCKS, ru]
 
 
 #: Slack on the lower bound of ``quiet_until_s`` against float rounding of summed step times:
@@ -1372,23 +1412,24 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r):
     sooner than ``steps_to_finish - 1`` such steps after the in-flight step's end. O(1);
     nothing is mutated. Lets the least-outstanding router leave a replica alone until then.
     """
-    if rep_i[P_IN_FLIGHT, r] == 0:
-        if rep_i[P_NUM_RUNNING, r] == 0 and rep_i[P_NUM_WAITING, r] == 0:
+    ru = _U(r)
+    if rep_i[P_IN_FLIGHT, ru] == 0:
+        if rep_i[P_NUM_RUNNING, ru] == 0 and rep_i[P_NUM_WAITING, ru] == 0:
             return math.inf
-        return rep_f[P_CLOCK_S, r]
-    end_s = rep_f[P_STEP_END_S, r]
-    num_decodes = rep_i[P_STEP_STEADY, r]
+        return rep_f[P_CLOCK_S, ru]
+    end_s = rep_f[P_STEP_END_S, ru]
+    num_decodes = rep_i[P_STEP_STEADY, ru]
     if (
         num_decodes == 0
-        or num_decodes != rep_i[P_NUM_RUNNING, r]
-        or rep_i[P_STEP_PREFILL_TOKENS, r] != 0
+        or num_decodes != rep_i[P_NUM_RUNNING, ru]
+        or rep_i[P_STEP_PREFILL_TOKENS, ru] != 0
         or (cfg[CFG_SCHEDULER] != SCHED_V0 and num_decodes > cfg[CFG_TOKEN_BUDGET])
     ):
         return end_s
-    steps_to_finish = rep_i[P_STEADY_NEXT_FINISH, r] - rep_i[P_STEADY_STEPS, r]
+    steps_to_finish = rep_i[P_STEADY_NEXT_FINISH, ru] - rep_i[P_STEADY_STEPS, ru]
     if steps_to_finish <= 1:
         return end_s  # a request finishes at the in-flight step's end
-    free = rep_i[P_FREE_BLOCKS, r]  # the in-flight step's blocks are taken already
+    free = rep_i[P_FREE_BLOCKS, ru]  # the in-flight step's blocks are taken already
     after_next = free - _steady_new_blocks(rep_i, cfg, rep_tables, r, 1)
     if (
         _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, after_next)
@@ -1400,7 +1441,7 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r):
     worst_blocks = num_decodes * ((steps_to_finish - 1) // cfg[CFG_BLOCK_SIZE] + 1)
     if worst_blocks + _decode_reserve(cfg) > free:
         return end_s
-    step_s = end_s - rep_f[P_CLOCK_S, r]
+    step_s = end_s - rep_f[P_CLOCK_S, ru]
     bound_s = end_s + (steps_to_finish - 1) * step_s * _QUIET_SLACK
     # The engine sums step times one by one: each addition may round by half an ulp of the
     # running end time, and step_s above by one. Stay below by that much too.

@@ -53,6 +53,12 @@ import math
 import numpy as np
 from numba import njit
 
+#: Index type of the table lookups: numba checks every signed index for a negative value
+#: (Python's wraparound); an unsigned one skips that check. Indices are computed as int64
+#: and cast at the access (``params[_U(k)]``), never mixed with signed ints after the cast
+#: (numba would make a float of it).
+_U = np.uint64
+
 # --- params layout -------------------------------------------------------------------------
 # Linear (GEMM) operations run over all T = prefill tokens + decoding sequences. Each has
 # three coefficients; its time is max(compute, memory), taken per operation so that the
@@ -249,19 +255,20 @@ def _attention_s(params, num_query_tokens, work, context_tokens):
 @njit(cache=True, _nrt=False)
 def _locate(params, start, n, value):
     """Segment index and fraction of ``value`` on the ``n`` sorted nodes at ``start``."""
-    if n == 1 or value <= params[start]:
+    if n == 1 or value <= params[_U(start)]:
         return 0, 0.0
-    if value >= params[start + n - 1]:
+    if value >= params[_U(start + n - 1)]:
         return n - 2, 1.0
     lo = 0
     hi = n - 1
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if params[start + mid] <= value:
+        if params[_U(start + mid)] <= value:
             lo = mid
         else:
             hi = mid
-    frac = (value - params[start + lo]) / (params[start + lo + 1] - params[start + lo])
+    lo_value = params[_U(start + lo)]
+    frac = (value - lo_value) / (params[_U(start + lo + 1)] - lo_value)
     return lo, frac
 
 
@@ -271,27 +278,27 @@ def table_s(params, table_idx, x, y):
 
     For a one-feature table ``x`` is ignored and ``y`` is the feature. ``y <= 0`` gives 0.
     """
-    offset = int(params[CAL_HEADER + table_idx])
+    offset = int(params[_U(CAL_HEADER + table_idx)])
     if offset <= 0 or y <= 0.0:
         return 0.0
-    nx = int(params[offset])
-    ny = int(params[offset + 1])
+    nx = int(params[_U(offset)])
+    ny = int(params[_U(offset + 1)])
     xs = offset + 2
     ys = xs + nx
     values = ys + ny
     if ny == 1:  # one feature: it lies on the x nodes
         i, t = _locate(params, xs, nx, y)
         if nx == 1:
-            seconds = params[values]
+            seconds = params[_U(values)]
         else:
-            seconds = (1.0 - t) * params[values + i] + t * params[values + i + 1]
-        last = params[xs + nx - 1]
+            seconds = (1.0 - t) * params[_U(values + i)] + t * params[_U(values + i + 1)]
+        last = params[_U(xs + nx - 1)]
         if y > last:
             seconds *= y / last
         return seconds
     i, tx = _locate(params, xs, nx, max(x, 1.0))
     j, ty = _locate(params, ys, ny, y)
-    return _bilinear(params, values, nx, ny, i, tx, j, ty, y, params[ys + ny - 1])
+    return _bilinear(params, values, nx, ny, i, tx, j, ty, y, params[_U(ys + ny - 1)])
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -314,10 +321,10 @@ def _bilinear(params, values, nx, ny, i, tx, j, ty, y, last_y):
     seconds = _blend(
         tx,
         ty,
-        params[values + i * ny + j],
-        params[values + i * ny + j1],
-        params[values + i1 * ny + j],
-        params[values + i1 * ny + j1],
+        params[_U(values + i * ny + j)],
+        params[_U(values + i * ny + j1)],
+        params[_U(values + i1 * ny + j)],
+        params[_U(values + i1 * ny + j1)],
     )
     if y > last_y:
         seconds *= y / last_y
@@ -615,15 +622,16 @@ def decode_run_terms_s(params, num_decode_seqs):
 @njit(cache=True, inline="always", _nrt=False)
 def _walk(params, start, n, value, lo):
     """``_locate`` for a value no smaller than the one that gave segment ``lo``."""
-    if n == 1 or value <= params[start]:
+    if n == 1 or value <= params[_U(start)]:
         return 0, 0.0
-    if value >= params[start + n - 1]:
+    if value >= params[_U(start + n - 1)]:
         return n - 2, 1.0
-    if params[start + lo] > value:
+    if params[_U(start + lo)] > value:
         lo = 0  # not called in increasing order after all: start over
-    while params[start + lo + 1] <= value:
+    while params[_U(start + lo + 1)] <= value:
         lo += 1
-    frac = (value - params[start + lo]) / (params[start + lo + 1] - params[start + lo])
+    lo_value = params[_U(start + lo)]
+    frac = (value - lo_value) / (params[_U(start + lo + 1)] - lo_value)
     return lo, frac
 
 
