@@ -5,6 +5,8 @@ Definitions (times in seconds in the records, milliseconds in summaries):
 - TTFT = first token time - arrival; E2E = completion - arrival;
   queueing delay = first scheduled - arrival;
 - TPOT = (E2E - TTFT) / (output tokens - 1), for requests with more than one output token;
+- makespan = last completion (last arrival when none completed) - first arrival;
+  throughput = completed requests / makespan; goodput = requests meeting every bound / makespan;
 - ITL = every gap between consecutive tokens of a request (counted in the engine in
   bins at most 0.8% wide, so ITL percentiles and max are within 0.4%; the mean is exact).
 

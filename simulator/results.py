@@ -65,6 +65,7 @@ them all.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,7 +236,7 @@ class _Outcomes:
     queue_s: np.ndarray
     token_span_s: np.ndarray  # first to last token: the sum of the request's ITLs
     first_scheduled_s: np.ndarray
-    first_arrival_s: float  # the earliest arrival, 0 if later (as arrival.min(initial=0))
+    first_arrival_s: float  # the earliest arrival; 0 when there are no requests
     last_arrival_s: float  # the latest arrival, 0 if earlier
     last_finish_s: float  # the latest completion; NaN when none
     num_preemptions: int
@@ -248,7 +249,7 @@ class _Outcomes:
         n = len(state.req_i)
         output, completed = np.empty(n, np.int64), np.empty(n, np.bool_)
         ttft, e2e, queue, span, scheduled = (np.empty(n) for _ in range(5))
-        first_arrival_s, last_arrival_s, last_finish_s = 0.0, 0.0, np.nan
+        first_arrival_s, last_arrival_s, last_finish_s = math.inf, 0.0, np.nan
         num_preemptions, reject_codes = 0, [np.zeros(0, np.int64)]
         for start in range(0, n, _READ_ROWS):
             rows = slice(start, start + _READ_ROWS)
@@ -277,7 +278,7 @@ class _Outcomes:
             queue,
             span,
             scheduled,
-            first_arrival_s,
+            first_arrival_s if n else 0.0,
             last_arrival_s,
             last_finish_s,
             num_preemptions,
@@ -428,6 +429,8 @@ def _summary(
     num_requests = len(completed)
     last_arrival_s = outcomes.last_arrival_s
     last_s = outcomes.last_finish_s if completed.any() else last_arrival_s
+    # From the first arrival, not time 0: a trace that is a slice of a longer log (first
+    # arrival at 10,000 s) has the throughput of the same requests shifted to start at 0.
     makespan_s = max(last_s - outcomes.first_arrival_s, 0.0)
     output_done = int(outcomes.of_completed(outcomes.output_tokens).sum())
     itl_sum_s = _nansum(outcomes.of_completed(outcomes.token_span_s))
