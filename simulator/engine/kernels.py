@@ -148,6 +148,17 @@ def _blocks_for(num_tokens, cfg):
 
 
 @njit(cache=True, inline="always", _nrt=False)
+def _block_residue(num_tokens, cfg):
+    """``num_tokens % block_size`` as Python computes it (>= 0, negative counts included):
+    a mask when the size is 2**k, sparing an integer division (tens of cycles) on the
+    steady decodes' paths, which take one or two per engine step."""
+    shift = cfg[CFG_BLOCK_SHIFT]
+    if shift >= 0:
+        return num_tokens & ((1 << shift) - 1)
+    return num_tokens % cfg[CFG_BLOCK_SIZE]
+
+
+@njit(cache=True, inline="always", _nrt=False)
 def _decode_reserve(cfg):
     """Free blocks a decode pass must find beyond the new blocks it takes: 1 for vLLM v0.6,
     whose ``can_append_slots`` counts one touched block per running sequence, whether or not
@@ -302,11 +313,10 @@ def enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s):
 def _steady_new_blocks(rep_i, cfg, rep_tables, r, steps_ahead):
     """Steady decodes that take a new KV block ``steps_ahead`` steps from now."""
     ru = _U(r)
-    block_size = cfg[CFG_BLOCK_SIZE]
     t = rep_i[P_STEADY_STEPS, ru] + steps_ahead
     # A steady decode's computed count is (its residue + t) mod block_size: it takes a block
     # in the step that starts with a computed count that is a multiple of block_size.
-    return rep_tables[ru, (block_size - t % block_size) % block_size]
+    return rep_tables[ru, _block_residue(-t, cfg)]
 
 
 @njit(cache=True, _nrt=False)
@@ -331,7 +341,7 @@ def _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r, end_s)
         t = rep_i[P_STEADY_STEPS, ru]
         computed = req_i[i, R_COMPUTED]
         req_i[i, R_ANCHOR] = t
-        rep_tables[ru, (computed - t) % block_size] += 1
+        rep_tables[ru, _block_residue(computed - t, cfg)] += 1
         rep_i[P_STEADY_CONTEXT, ru] += computed + 1
         finish = t + req_i[i, R_OUTPUT] - req_i[i, R_GENERATED]
         rep_tables[ru, block_size + k] = finish
@@ -389,7 +399,7 @@ def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_
         i = running[ru, k]
         if finish == t:
             _sync_steady_request(req_i, req_f, rep_i, rep_f, cfg, r, i)
-            rep_tables[ru, (req_i[i, R_COMPUTED] - t) % block_size] -= 1
+            rep_tables[ru, _block_residue(req_i[i, R_COMPUTED] - t, cfg)] -= 1
             rep_i[P_STEADY_CONTEXT, ru] -= req_i[i, R_COMPUTED] + 1
             req_f[i, R_FINISH_S] = end_s
             req_i[i, R_STATUS] = FINISHED
@@ -1144,7 +1154,7 @@ def _fast_forward_decodes(
     # The residue of the steady decodes that take a block falls by one (mod block size) a
     # step: index rep_tables[ru, :] by a rotating counter instead of two modulos a step.
     block_size = cfg[CFG_BLOCK_SIZE]
-    residue = (block_size - rep_i[P_STEADY_STEPS, ru] % block_size) % block_size
+    residue = _block_residue(-rep_i[P_STEADY_STEPS, ru], cfg)
     # Consecutive gaps mostly share an ITL bin: test the last bin's bounds before binning.
     bin_idx, bin_lo_s, bin_hi_s = 0, 1.0, 0.0
     straddles = False  # the loop stopped at a step that ends after until_s
