@@ -170,7 +170,9 @@ def run(
     slo: Annotated[
         str | None,
         typer.Option(
-            "--slo", help="Latency bounds, e.g. ttft_p99_ms=2000,tpot_p99_ms=80,e2e_p99_ms=30000."
+            "--slo",
+            help="Latency bounds in ms, METRIC_pNN_ms=BOUND with METRIC ttft, tpot, e2e or "
+            "queue, e.g. ttft_p99_ms=2000,tpot_p99_ms=80,e2e_p99_ms=30000.",
         ),
     ] = None,
     out: Annotated[
