@@ -1196,6 +1196,23 @@ def test_show_writes_knob_values_as_they_are_given(small_trace, tmp_path):
     assert all(c[header.index("slo_met")] == "NO" for c in cells)
 
 
+def test_show_writes_an_unset_knob_with_the_word_its_help_gives(small_trace, tmp_path):
+    """Found by QA: `--quantization none,fp8` showed its none rows as "auto", a value the
+    option's help never lists ("none (the checkpoint's own precision) or fp8"); an unset
+    knob reads as its --help's default word: auto for counts, none for the others."""
+    out = tmp_path / "sweep"
+    result = invoke(
+        "sweep", small_trace, "--gpus", "1xA100", "--quantization", "none,fp8",
+        "--max-num-seqs", "auto,64", "--out", out, "--workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    lines = invoke("sweep", "show", out).stdout.splitlines()
+    header = lines[0].split()
+    columns = [header.index("max_num_seqs"), header.index("quantization")]
+    cells = sorted(tuple(line.split()[i] for i in columns) for line in lines[1:])
+    assert cells == [("64", "fp8"), ("64", "none"), ("auto", "fp8"), ("auto", "none")]
+
+
 def test_a_one_scenario_sweep_reads_in_the_singular(tmp_path, small_trace):
     """Found by QA: "the sweep's 1 scenarios are stored (0 from before; 1 rows in the store)"."""
     out = tmp_path / "sweep"

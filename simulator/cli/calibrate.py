@@ -324,16 +324,28 @@ def validate(
     ],
     gpus: Annotated[str, typer.Option("--gpus", help="GPUs as NxNAME, e.g. 1xH100.")],
     model: Annotated[str, typer.Option("--model", help="Model served in the benchmark.")],
-    tp: Annotated[int | None, typer.Option("--tp", help="Tensor-parallel degree.")] = None,
+    tp: Annotated[
+        int | None,
+        typer.Option(
+            "--tp", help="Tensor-parallel degree used; chosen as `run` does when omitted."
+        ),
+    ] = None,
     max_num_seqs: Annotated[
-        int | None, typer.Option("--max-num-seqs", help="vLLM --max-num-seqs used.")
+        int | None,
+        typer.Option(
+            "--max-num-seqs",
+            help="vLLM --max-num-seqs used (default: vLLM's default, as in `run`).",
+        ),
     ] = None,
     max_num_batched_tokens: Annotated[
         int | None,
-        typer.Option("--max-num-batched-tokens", help="vLLM --max-num-batched-tokens used."),
+        typer.Option(
+            "--max-num-batched-tokens",
+            help="vLLM --max-num-batched-tokens used (default: vLLM's default, as in `run`).",
+        ),
     ] = None,
     gpu_memory_utilization: Annotated[
-        float, typer.Option("--gpu-memory-utilization", help="vLLM's value (default 0.9).")
+        float, typer.Option("--gpu-memory-utilization", help="vLLM --gpu-memory-utilization used.")
     ] = 0.9,
     num_kv_blocks: Annotated[
         int | None,

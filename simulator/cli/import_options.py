@@ -115,7 +115,10 @@ IMPORT_PARAMETERS: dict[str, tuple[Any, Any]] = {
     "rate": (
         Annotated[
             float | None,
-            _opt("--rate", help="Length-only files: mean arrival rate, requests per second."),
+            _opt(
+                "--rate",
+                help="Length-only and vllm-bench files: mean arrival rate, requests per second.",
+            ),
         ],
         None,
     ),
@@ -124,28 +127,42 @@ IMPORT_PARAMETERS: dict[str, tuple[Any, Any]] = {
             str,
             _opt(
                 "--arrival",
-                help=f"Length-only files: arrival process ({', '.join(ARRIVAL_KINDS)}).",
+                help="Length-only and vllm-bench files: arrival process "
+                f"({', '.join(ARRIVAL_KINDS)}).",
             ),
         ],
         "poisson",
     ),
     "cv": (
-        Annotated[float, _opt("--cv", help="Length-only files: inter-arrival CV (gamma).")],
+        Annotated[
+            float, _opt("--cv", help="Length-only and vllm-bench files: inter-arrival CV (gamma).")
+        ],
         1.0,
     ),
     "rate_profile": (
         Annotated[
             str | None,
-            _opt("--rate-profile", help="Length-only files: piecewise rates START_S:RATE_RPS,..."),
+            _opt(
+                "--rate-profile",
+                help="Length-only and vllm-bench files: piecewise rates START_S:RATE_RPS,...",
+            ),
         ],
         None,
     ),
     "period_s": (
-        Annotated[float, _opt("--period-s", help="Length-only files: diurnal period, seconds.")],
+        Annotated[
+            float,
+            _opt("--period-s", help="Length-only and vllm-bench files: diurnal period, seconds."),
+        ],
         DEFAULT_PERIOD_S,
     ),
     "peak_to_trough": (
-        Annotated[float, _opt("--peak-to-trough", help="Length-only files: diurnal max/min rate.")],
+        Annotated[
+            float,
+            _opt(
+                "--peak-to-trough", help="Length-only and vllm-bench files: diurnal max/min rate."
+            ),
+        ],
         DEFAULT_PEAK_TO_TROUGH,
     ),
     "seed": (

@@ -148,11 +148,14 @@ def plan(
     ] = 1,
     workers: Annotated[
         int,
-        typer.Option("--workers", help="Processes searching GPU types in parallel (default 1)."),
+        typer.Option("--workers", help="Processes searching GPU types in parallel."),
     ] = 1,
     json_output: Annotated[
         bool,
-        typer.Option("--json", help="Print one JSON object: answer, runners_up, no_fleet, count."),
+        typer.Option(
+            "--json",
+            help="Print one JSON object: answer, runners_up, no_fleet, scenarios_simulated.",
+        ),
     ] = False,
     *,
     knobs: dict[str, str],

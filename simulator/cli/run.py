@@ -75,12 +75,18 @@ def run(
     max_num_seqs: Annotated[
         int | None,
         _opt(
-            "--max-num-seqs", help="Most running requests per replica (vLLM default for the GPU)."
+            "--max-num-seqs",
+            help="Most running requests per replica (default: vLLM v0.11's for the GPU, at "
+            "most --chunk-size with sarathi; 256 with vllm-v0).",
         ),
     ] = None,
     max_num_batched_tokens: Annotated[
         int | None,
-        _opt("--max-num-batched-tokens", help="Token budget per step (vLLM default for the GPU)."),
+        _opt(
+            "--max-num-batched-tokens",
+            help="Token budget per step (default: vLLM v0.11's for the GPU; "
+            "max(max_model_len, 2048) with vllm-v0).",
+        ),
     ] = None,
     chunk_size: Annotated[
         int | None,
@@ -95,7 +101,12 @@ def run(
         float, _opt("--gpu-memory-utilization", help="Fraction of GPU memory vLLM may use.")
     ] = 0.9,
     max_model_len: Annotated[
-        int | None, _opt("--max-model-len", help="Longest request served (input + output).")
+        int | None,
+        _opt(
+            "--max-model-len",
+            help="Longest request served, input + output tokens (default: the model's "
+            "context, capped to what the KV cache holds).",
+        ),
     ] = None,
     enable_prefix_caching: Annotated[
         bool | None,
@@ -159,7 +170,9 @@ def run(
     slo: Annotated[
         str | None,
         typer.Option(
-            "--slo", help="Latency bounds, e.g. ttft_p99_ms=2000,tpot_p99_ms=80,e2e_p99_ms=30000."
+            "--slo",
+            help="Latency bounds in ms, METRIC_pNN_ms=BOUND with METRIC ttft, tpot, e2e or "
+            "queue, e.g. ttft_p99_ms=2000,tpot_p99_ms=80,e2e_p99_ms=30000.",
         ),
     ] = None,
     out: Annotated[

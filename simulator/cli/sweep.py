@@ -374,7 +374,7 @@ def _print_rows(rows: list[dict[str, Any]], seed_spread: bool) -> None:
         metrics = [m for m in SHOW_METRICS if m != "slo_met" or any(r["slo"] for r in rows)]
     headers = [*varying, "status", *metrics]
     body = [
-        [_knob_cell(r.get(c)) for c in varying] + [r["status"]] + [_cell(r[m]) for m in metrics]
+        [_knob_cell(r.get(c), c) for c in varying] + [r["status"]] + [_cell(r[m]) for m in metrics]
         for r in rows
     ]
     print_table(headers, body, numeric_from=len(varying) + 1)
@@ -435,10 +435,11 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _knob_cell(value: Any) -> str:
-    """A knob as it is given on the command line: auto (the default), true, false."""
+def _knob_cell(value: Any, knob: str) -> str:
+    """A knob as it is given on the command line: true, false, and for the default the word
+    its --help gives (auto for counts, none for the others)."""
     if value is None:
-        return "auto"
+        return _null_word(knob_types()[knob])
     if isinstance(value, bool):
         return "true" if value else "false"
     return _cell(value)
