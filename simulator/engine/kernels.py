@@ -134,8 +134,9 @@ _MAX_EMPTY_RESCHEDULES = 1_000_000
 #: Index type of the hot paths: numba checks every signed index for a negative value
 #: (Python's wraparound); an unsigned one skips that check. A replica index ``r`` is cast
 #: once per function (``ru = _U(r)``) and used only as an index: numba makes a float of
-#: uint64 mixed with int64, so an unsigned value takes no part in arithmetic.
+#: uint64 mixed with int64, so an unsigned value takes no part in arithmetic (``_I`` first).
 _U = np.uint64
+_I = np.int64  # back to signed, for arithmetic
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -411,9 +412,9 @@ def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_
         running[ru, kept] = i
         rep_tables[ru, base + kept] = finish
         kept += _U(1)
-    rep_i[P_NUM_STEADY, ru] = np.int64(kept)
+    rep_i[P_NUM_STEADY, ru] = _I(kept)
     rep_i[P_STEADY_NEXT_FINISH, ru] = next_finish
-    return num_steady - np.int64(kept)
+    return num_steady - _I(kept)
 
 
 @njit(cache=True, _nrt=False)
