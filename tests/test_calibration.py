@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 
 from simulator.calibration.fit import (
     GRID_AXES,
+    decode_read_bytes,
+    dram_read_fraction,
     error_stats,
     fit_from_source,
     fit_one,
@@ -50,7 +52,11 @@ from simulator.errors import SimreplayError
 from simulator.hardware import get_gpu
 from simulator.models import get_model
 from simulator.perf import kernel
-from simulator.perf.calibrated import calibrated_model, monotone_batch_work
+from simulator.perf.calibrated import (
+    calibrated_model,
+    decode_dram_floor_s,
+    monotone_batch_work,
+)
 from simulator.perf.roofline import roofline_model
 from simulator.scenario import Scenario, resolve
 
@@ -345,11 +351,13 @@ def test_roofline_path_is_unchanged_without_a_profile(tmp_path):
 
 def test_profile_round_trips(tmp_path):
     profile = _toy_profile()
+    profile.dram_read_fraction = 0.8722
     profile.errors = {"gemm_bfloat16": {"fit": error_stats(np.ones(3), np.ones(3))}}
     path = tmp_path / "p.json"
     save_profile(profile, path)
     again = load_profile(path)
     assert again.to_json() == json.loads(path.read_text())
+    assert again.dram_read_fraction == 0.8722
     save_profile(again, tmp_path / "q.json")
     assert (tmp_path / "q.json").read_bytes() == path.read_bytes()
     feats = {"m": np.array([3.0, 700]), "n": np.array([5000.0, 4096]), "k": np.array([4096.0, 100])}
@@ -1259,6 +1267,14 @@ def test_nccl_rows_left_out_beside_custom_all_reduce_are_counted(tmp_path):
             lambda d: d["grids"]["allreduce"].update(points="many"),
             "grids.allreduce.points must be a whole number >= 0, got 'many'",
         ),
+        (
+            lambda d: d.update(dram_read_fraction=940.0),
+            "dram_read_fraction must be from 0.05 to 1.5 of reference.hbm_bytes_per_s, got 940",
+        ),
+        (
+            lambda d: d.update(dram_read_fraction="0.9"),
+            "dram_read_fraction must be a number (of reference.hbm_bytes_per_s), got '0.9'",
+        ),
     ],
 )
 def test_absurd_or_mistyped_profile_numbers_are_one_line(tmp_path, edit, fragment):
@@ -2046,3 +2062,87 @@ def _check_fails(folder: Path, gpu: str) -> list[str]:
     result = runner.invoke(app, ["calibrate", "check", str(folder), "--gpu", gpu])
     assert result.exit_code == 1, result.stdout
     return result.stderr.strip().splitlines()
+
+
+def _decode_points(rate_bytes_per_s, l2_bytes=None, l2_rate_bytes_per_s=None):
+    """Decode-attention points reading at ``rate``, those reading under ``l2_bytes`` at
+    ``l2_rate`` instead (a benchmark whose small KV caches stay in L2)."""
+    b, c, g = np.meshgrid(2.0 ** np.arange(0, 9), 2.0 ** np.arange(4, 17), [1.0, 8.0])
+    feats = {
+        "batch": b.ravel(),
+        "context": c.ravel(),
+        "kv_heads": g.ravel(),
+        "head_dim": np.full(b.size, 128.0),
+    }
+    read = decode_read_bytes(feats)
+    latency_s = read / rate_bytes_per_s + 5e-6
+    if l2_bytes is not None:
+        cached = read < l2_bytes
+        latency_s[cached] = read[cached] / l2_rate_bytes_per_s + 5e-6
+    return feats, latency_s
+
+
+def test_fit_measures_the_dram_read_rate_from_the_largest_reads_not_the_l2_resident_ones():
+    """Points read at 0.8 of the published bandwidth, those under 96 MB at 2.5 times it
+    (an L2 as big as L40S's): the measured rate is the DRAM's, not the L2's."""
+    feats, latency_s = _decode_points(0.8 * REF.hbm_bytes_per_s, 96e6, 2.5 * REF.hbm_bytes_per_s)
+    fraction = dram_read_fraction(feats, latency_s, REF)
+    assert fraction == pytest.approx(0.8, rel=0.01)
+    # The same reads twice as slow: half the fraction (the rate is measured, not assumed).
+    assert dram_read_fraction(feats, 2.0 * latency_s, REF) == pytest.approx(0.4, rel=0.01)
+    few = {k: v[:100] for k, v in feats.items()}
+    assert dram_read_fraction(few, latency_s[:100], REF) is None
+
+
+def test_decode_attention_in_a_step_reads_kv_no_faster_than_the_measured_dram_rate():
+    """The shipped L40S grid holds L2-resident benchmark times: Llama-3.1-8B, 16 sequences
+    of 1,024 tokens (67 MB of KV a layer) measured at 1.8 TB/s on a 0.864 TB/s GPU. The
+    step's decode attention is floored at the KV bytes over the measured DRAM rate; where
+    the measured kernel is slower than that (long contexts) the grid's time stands."""
+    model = get_model("llama-3.1-8b")
+    profile = load_profile(PROFILES_DIR / "l40s.json")
+    assert profile.dram_read_fraction is not None and 0.5 < profile.dram_read_fraction < 1.0
+    spec = get_gpu("L40S")
+    rate = profile.dram_read_fraction * spec.hbm_bytes_per_s
+    scenario = resolve(Scenario(gpus="1xL40S", model=model.name))
+    step = scenario.step_model
+    kv_heads, d = model.num_kv_heads, model.head_dim
+    # The grid's own time at that point: well under the DRAM floor (L2-resident).
+    feats = {
+        "batch": np.array([16.0]),
+        "context": np.array([1024.0]),
+        "kv_heads": np.array([float(kv_heads)]),
+        "head_dim": np.array([float(d)]),
+        "gqa": np.array([model.num_heads / kv_heads]),
+    }
+    grid_s = profile.predict("generation_attention", feats)[0] * model.num_layers
+    for seqs, context in ((16, 16 * 1024), (4, 4 * 4096), (64, 64 * 256), (32, 32 * 8192)):
+        seconds = step.predict_parts(num_decode_seqs=seqs, decode_context_tokens=context)[
+            "decode_attention"
+        ]
+        floor = (
+            decode_dram_floor_s(np.array(seqs), np.array(context), kv_heads, d, 2.0, rate)
+            * model.num_layers
+        )
+        assert seconds >= float(floor) * (1 - 1e-9), (seqs, context)
+        if (seqs, context) == (16, 16 * 1024):
+            assert seconds > 2.0 * grid_s
+            assert seconds == pytest.approx(float(floor), rel=1e-6)
+    assert scenario.step_model.description["decode_nodes_raised_to_dram_read"] > 0
+
+
+def test_the_dram_floor_leaves_a_gpu_whose_decode_kernels_never_beat_dram_alone():
+    """H100's measured decode attention never reads faster than its DRAM: the floor raises
+    nothing a serving step of Llama-3.1-8B reaches below 1 GB of KV a layer."""
+    model = get_model("llama-3.1-8b")
+    step = resolve(Scenario(gpus="1xH100", model=model.name)).step_model
+    profile = load_profile(PROFILES_DIR / "h100-sxm.json")
+    rate = profile.dram_read_fraction * get_gpu("H100").hbm_bytes_per_s
+    for seqs, context in ((1, 512), (16, 16 * 1024), (64, 64 * 1024), (256, 256 * 512)):
+        seconds = step.predict_parts(num_decode_seqs=seqs, decode_context_tokens=context)[
+            "decode_attention"
+        ]
+        floor = decode_dram_floor_s(
+            np.array(seqs), np.array(context), model.num_kv_heads, model.head_dim, 2.0, rate
+        )
+        assert seconds > 1.05 * float(floor) * model.num_layers, (seqs, context)

@@ -203,6 +203,48 @@ def latency_floor_s(latency_s: np.ndarray) -> float:
     return float(np.quantile(np.asarray(latency_s, dtype=np.float64), FLOOR_QUANTILE))
 
 
+#: Share of a family's points, by bytes read, whose read rate measures the GPU's DRAM rate.
+DRAM_RATE_TOP_SHARE = 0.1
+#: Quantile of those points' read rates taken as the fastest sustained DRAM read.
+DRAM_RATE_QUANTILE = 0.99
+#: Fewest such points for a rate to be measured.
+DRAM_RATE_MIN_POINTS = 20
+
+
+def decode_read_bytes(feats: dict[str, np.ndarray]) -> np.ndarray:
+    """Bytes one decode-attention call reads: the batch's 16-bit K and V over its context,
+    and its queries (as ``roofline_latency_s`` counts them)."""
+    b, c, g, d = feats["batch"], feats["context"], feats["kv_heads"], feats["head_dim"]
+    return (2.0 * g * d * b * c + 2.0 * g * d * b) * 2.0
+
+
+def dram_read_fraction(
+    feats: dict[str, np.ndarray], latency_s: np.ndarray, ref: Reference
+) -> float | None:
+    """The fastest sustained DRAM read of a GPU's decode-attention calls, as a fraction of
+    its published DRAM bandwidth (``ref.hbm_bytes_per_s``); None with too few points.
+
+    Operator benchmarks time one layer's kernel over and over on the same tensors, so a KV
+    cache that fits in the GPU's L2 (96 MB on L40S, 128 MB on RTX PRO 6000) is read from L2
+    after the first call: NVIDIA AIConfigurator's L40S decode attention reads 32-128 MB
+    batches at a median 1.1-1.6 TB/s, on a GPU whose GDDR6 gives 0.864. In serving each
+    layer's KV is read once per step, after the whole model's weights and the other layers'
+    KV have passed through L2, so those reads come from DRAM. The calls reading the most
+    bytes (top ``DRAM_RATE_TOP_SHARE``: far beyond any L2) measure the DRAM's rate; its
+    ``DRAM_RATE_QUANTILE`` over the published bandwidth is what the step model may not
+    exceed (``perf.calibrated``): 0.89 on L40S, 0.95 on H100 in AIConfigurator's data.
+    """
+    read_bytes = decode_read_bytes(feats)
+    latency_s = np.asarray(latency_s, dtype=np.float64)
+    ok = np.isfinite(read_bytes) & (latency_s > 0)
+    if ok.sum() < DRAM_RATE_MIN_POINTS / DRAM_RATE_TOP_SHARE:
+        return None
+    read_bytes, latency_s = read_bytes[ok], latency_s[ok]
+    largest = read_bytes >= np.quantile(read_bytes, 1.0 - DRAM_RATE_TOP_SHARE)
+    rate = np.quantile(read_bytes[largest] / latency_s[largest], DRAM_RATE_QUANTILE)
+    return round(float(rate / ref.hbm_bytes_per_s), 4)
+
+
 def error_stats(predicted_s: np.ndarray, measured_s: np.ndarray) -> dict[str, float | int]:
     """Count, median and p90 of signed and absolute % error of predicted vs measured."""
     if len(measured_s) == 0:
@@ -580,10 +622,13 @@ def fit_profile(
     """
     grids: dict[str, Grid] = {}
     errors: dict[str, dict] = {}
+    dram_fraction = None
     for grid_name in GRID_FEATURES:
         feats, latency_s = grid_points(meas, grid_name)
         if len(latency_s) == 0:
             continue
+        if grid_name == "generation_attention":
+            dram_fraction = dram_read_fraction(feats, latency_s, ref)
         axes = None
         if grid_name.startswith("gemm") and source == "vidur":
             axes = vidur_axes(feats)
@@ -629,7 +674,14 @@ def fit_profile(
         "rows_skipped": dict(sorted(meas.skipped.items())),
         "moe_rows_not_fitted": meas.num_moe_rows,
     }
-    return Profile(gpu=gpu, reference=ref, grids=grids, provenance=provenance, errors=errors)
+    return Profile(
+        gpu=gpu,
+        reference=ref,
+        grids=grids,
+        provenance=provenance,
+        errors=errors,
+        dram_read_fraction=dram_fraction,
+    )
 
 
 def _pct(value: float | None) -> str:

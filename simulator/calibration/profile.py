@@ -143,6 +143,11 @@ class Profile:
         relatives' profiles, and which (``fallback.leave_one_out``).
     path : Path or None
         Where it was loaded from.
+    dram_read_fraction : float or None
+        The fastest sustained DRAM read measured on this GPU (decode attention over the
+        largest KV caches) over ``reference.hbm_bytes_per_s`` (``fit.dram_read_fraction``);
+        None when not measured. The step model reads weights and KV no faster than this
+        fraction of the run GPU's bandwidth.
     """
 
     gpu: str
@@ -155,6 +160,7 @@ class Profile:
     tp: int | None = None
     path: Path | None = None
     errors_leave_one_out: dict[str, Any] = field(default_factory=dict)
+    dram_read_fraction: float | None = None
 
     def predict(
         self, grid_name: str, features: dict[str, np.ndarray], ref: Reference | None = None
@@ -232,6 +238,7 @@ class Profile:
                 "hbm_bytes_per_s": self.reference.hbm_bytes_per_s,
                 "link_bytes_per_s": self.reference.link_bytes_per_s,
             },
+            "dram_read_fraction": self.dram_read_fraction,
             "host": self.host,
             "errors": self.errors,
             "leave_one_out": self.errors_leave_one_out,
@@ -329,6 +336,11 @@ def _number(value: Any, where: str, ranges: dict[str, tuple[float, float, str]])
     return float(value)
 
 
+#: A measured DRAM read rate over the published one: a device reads no faster than its
+#: DRAM's peak, give or take a datasheet's rounding; far below it is a wrong unit.
+DRAM_FRACTION_RANGE = {"dram_read_fraction": (0.05, 1.5, "of reference.hbm_bytes_per_s")}
+
+
 #: The numbers of one ``fit.error_stats`` record (each may be null: no points).
 _STAT_FIELDS = ("n", "median_abs_pct", "p90_abs_pct", "median_signed_pct", "p90_signed_pct")
 
@@ -409,6 +421,9 @@ def _from_json(data: Any, path: Path) -> Profile:
         if key not in HOST_RANGES:
             raise ValueError(f"host.{key}: unknown constant")
         host[key] = _number(value, f"host.{key}", HOST_RANGES)
+    dram_fraction = data.get("dram_read_fraction")
+    if dram_fraction is not None:
+        dram_fraction = _number(dram_fraction, "dram_read_fraction", DRAM_FRACTION_RANGE)
     tp = data.get("tp")
     if tp is not None and (not isinstance(tp, int) or tp < 1):
         raise ValueError("tp must be null or an integer >= 1")
@@ -428,4 +443,5 @@ def _from_json(data: Any, path: Path) -> Profile:
         model=data.get("model"),
         tp=tp,
         path=path,
+        dram_read_fraction=dram_fraction,
     )

@@ -239,6 +239,10 @@ def step_model_for(
                 f" (fitted on {host_owner.model} tp={host_owner.tp}; this run is "
                 f"{model.name} tp={tp})"
             )
+    # The decode grid's owner measured its GPU's DRAM read rate; a GPU borrowing the grid
+    # reads at the same fraction of its own bandwidth.
+    decode_owner = grid_owner.get("generation_attention")
+    fraction = None if decode_owner is None else decode_owner.dram_read_fraction
     step = calibrated_model(
         model,
         gpu,
@@ -248,6 +252,7 @@ def step_model_for(
         host=host,
         description={"calibration_profile": _label(primary)},
         kv_dtype_bytes=kv_dtype_bytes,
+        dram_bytes_per_s=None if fraction is None else fraction * gpu.hbm_bytes_per_s,
     )
     if _BORROWED in source:
         # Only the families this model's steps read: an FP8 GEMM or MoE grid borrowed for a
