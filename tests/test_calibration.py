@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 
 from simulator.calibration.fit import (
     GRID_AXES,
-    decode_read_bytes,
     dram_read_fraction,
     error_stats,
     fit_from_source,
@@ -30,6 +29,7 @@ from simulator.calibration.fit import (
     grid_points,
     measured_axes,
     model_gemm_shapes,
+    read_bytes,
 )
 from simulator.calibration.grid import Grid, fit_additive, fit_grid
 from simulator.calibration.profile import (
@@ -55,6 +55,7 @@ from simulator.perf import kernel
 from simulator.perf.calibrated import (
     calibrated_model,
     decode_dram_floor_s,
+    moe_dram_floor_s,
     monotone_batch_work,
 )
 from simulator.perf.roofline import roofline_model
@@ -2074,7 +2075,7 @@ def _decode_points(rate_bytes_per_s, l2_bytes=None, l2_rate_bytes_per_s=None):
         "kv_heads": g.ravel(),
         "head_dim": np.full(b.size, 128.0),
     }
-    read = decode_read_bytes(feats)
+    read = read_bytes("generation_attention", feats)
     latency_s = read / rate_bytes_per_s + 5e-6
     if l2_bytes is not None:
         cached = read < l2_bytes
@@ -2086,12 +2087,14 @@ def test_fit_measures_the_dram_read_rate_from_the_largest_reads_not_the_l2_resid
     """Points read at 0.8 of the published bandwidth, those under 96 MB at 2.5 times it
     (an L2 as big as L40S's): the measured rate is the DRAM's, not the L2's."""
     feats, latency_s = _decode_points(0.8 * REF.hbm_bytes_per_s, 96e6, 2.5 * REF.hbm_bytes_per_s)
-    fraction = dram_read_fraction(feats, latency_s, REF)
+    name = "generation_attention"
+    fraction = dram_read_fraction(name, feats, latency_s, REF)
     assert fraction == pytest.approx(0.8, rel=0.01)
     # The same reads twice as slow: half the fraction (the rate is measured, not assumed).
-    assert dram_read_fraction(feats, 2.0 * latency_s, REF) == pytest.approx(0.4, rel=0.01)
+    assert dram_read_fraction(name, feats, 2.0 * latency_s, REF) == pytest.approx(0.4, rel=0.01)
     few = {k: v[:100] for k, v in feats.items()}
-    assert dram_read_fraction(few, latency_s[:100], REF) is None
+    assert dram_read_fraction(name, few, latency_s[:100], REF) is None
+    assert dram_read_fraction("allreduce", feats, latency_s, REF) is None
 
 
 def test_decode_attention_in_a_step_reads_kv_no_faster_than_the_measured_dram_rate():
@@ -2146,3 +2149,34 @@ def test_the_dram_floor_leaves_a_gpu_whose_decode_kernels_never_beat_dram_alone(
             np.array(seqs), np.array(context), model.num_kv_heads, model.head_dim, 2.0, rate
         )
         assert seconds > 1.05 * float(floor) * model.num_layers, (seqs, context)
+
+
+def test_moe_experts_in_a_step_are_read_no_faster_than_the_measured_dram_rate():
+    """The L40S MoE grid holds an L2-resident benchmark time for Qwen3-30B-A3B's layer at
+    one token (8 of 128 experts, 38 MB a GPU at TP 2, read faster than the GPU's DRAM); the step's
+    MoE part is floored at the touched experts' bytes over the measured DRAM rate, and on
+    H100, whose measured MoE layers never beat its DRAM, nothing is raised."""
+    model = get_model("qwen3-30b-a3b")
+    scenario = resolve(Scenario(gpus="2xL40S", model=model.name))
+    profile = load_profile(PROFILES_DIR / "l40s.json")
+    rate = profile.dram_read_fraction * get_gpu("L40S").hbm_bytes_per_s
+    ffn = model.intermediate_size / scenario.tp
+    for tokens in (1, 2, 8, 64, 512):
+        seconds = scenario.step_model.predict_parts(
+            num_decode_seqs=tokens, decode_context_tokens=tokens * 512
+        )["moe"]
+        floor = model.num_layers * moe_dram_floor_s(
+            np.array(float(tokens)),
+            float(model.num_experts),
+            float(model.num_experts_per_token),
+            float(model.hidden_size),
+            ffn,
+            model.weight_bytes_per_param,
+            rate,
+        )
+        assert seconds >= float(floor) * (1 - 1e-9), tokens
+        if tokens == 1:  # the grid's own time is well under the floor there
+            assert seconds == pytest.approx(float(floor), rel=1e-6)
+    assert scenario.step_model.description["moe_nodes_raised_to_dram_read"] > 0
+    h100 = resolve(Scenario(gpus="1xH100", model=model.name)).step_model
+    assert h100.description["moe_nodes_raised_to_dram_read"] == 0

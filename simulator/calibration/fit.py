@@ -211,37 +211,51 @@ DRAM_RATE_QUANTILE = 0.99
 DRAM_RATE_MIN_POINTS = 20
 
 
-def decode_read_bytes(feats: dict[str, np.ndarray]) -> np.ndarray:
-    """Bytes one decode-attention call reads: the batch's 16-bit K and V over its context,
-    and its queries (as ``roofline_latency_s`` counts them)."""
-    b, c, g, d = feats["batch"], feats["context"], feats["kv_heads"], feats["head_dim"]
-    return (2.0 * g * d * b * c + 2.0 * g * d * b) * 2.0
+def read_bytes(grid_name: str, feats: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Bytes one call reads from memory, as ``roofline_latency_s`` counts them: a decode
+    attention's 16-bit K and V over its context and its queries; a 16-bit GEMM's weights
+    and activations. None for the other families."""
+    if grid_name == "generation_attention":
+        b, c, g, d = feats["batch"], feats["context"], feats["kv_heads"], feats["head_dim"]
+        return (2.0 * g * d * b * c + 2.0 * g * d * b) * 2.0
+    if grid_name == "gemm_bfloat16":
+        m, n, k = feats["m"], feats["n"], feats["k"]
+        return (n * k + m * (n + k)) * 2.0
+    return None
+
+
+#: Families whose largest reads measure a GPU's DRAM rate (``dram_read_fraction``).
+DRAM_RATE_GRIDS = ("generation_attention", "gemm_bfloat16")
 
 
 def dram_read_fraction(
-    feats: dict[str, np.ndarray], latency_s: np.ndarray, ref: Reference
+    grid_name: str, feats: dict[str, np.ndarray], latency_s: np.ndarray, ref: Reference
 ) -> float | None:
-    """The fastest sustained DRAM read of a GPU's decode-attention calls, as a fraction of
-    its published DRAM bandwidth (``ref.hbm_bytes_per_s``); None with too few points.
+    """The fastest sustained DRAM read of one family's calls, as a fraction of the GPU's
+    published DRAM bandwidth (``ref.hbm_bytes_per_s``); None with too few points.
 
     Operator benchmarks time one layer's kernel over and over on the same tensors, so a KV
     cache that fits in the GPU's L2 (96 MB on L40S, 128 MB on RTX PRO 6000) is read from L2
     after the first call: NVIDIA AIConfigurator's L40S decode attention reads 32-128 MB
     batches at a median 1.1-1.6 TB/s, on a GPU whose GDDR6 gives 0.864. In serving each
-    layer's KV is read once per step, after the whole model's weights and the other layers'
-    KV have passed through L2, so those reads come from DRAM. The calls reading the most
-    bytes (top ``DRAM_RATE_TOP_SHARE``: far beyond any L2) measure the DRAM's rate; its
-    ``DRAM_RATE_QUANTILE`` over the published bandwidth is what the step model may not
-    exceed (``perf.calibrated``): 0.89 on L40S, 0.95 on H100 in AIConfigurator's data.
+    layer's KV and weights are read once per step, after the rest of the model has passed
+    through L2, so those reads come from DRAM. The calls reading the most bytes (top
+    ``DRAM_RATE_TOP_SHARE``: beyond any L2) measure the DRAM's rate, and their
+    ``DRAM_RATE_QUANTILE`` over the published bandwidth is the family's fraction.
+    ``fit_profile`` keeps the larger of decode attention's and 16-bit GEMMs' (0.85 on A100,
+    0.87 on L40S, 0.94 on H100 in AIConfigurator's data): what the step model may not exceed
+    (``perf.calibrated``).
     """
-    read_bytes = decode_read_bytes(feats)
+    read = read_bytes(grid_name, feats)
+    if read is None:
+        return None
     latency_s = np.asarray(latency_s, dtype=np.float64)
-    ok = np.isfinite(read_bytes) & (latency_s > 0)
+    ok = np.isfinite(read) & (latency_s > 0)
     if ok.sum() < DRAM_RATE_MIN_POINTS / DRAM_RATE_TOP_SHARE:
         return None
-    read_bytes, latency_s = read_bytes[ok], latency_s[ok]
-    largest = read_bytes >= np.quantile(read_bytes, 1.0 - DRAM_RATE_TOP_SHARE)
-    rate = np.quantile(read_bytes[largest] / latency_s[largest], DRAM_RATE_QUANTILE)
+    read, latency_s = read[ok], latency_s[ok]
+    largest = read >= np.quantile(read, 1.0 - DRAM_RATE_TOP_SHARE)
+    rate = np.quantile(read[largest] / latency_s[largest], DRAM_RATE_QUANTILE)
     return round(float(rate / ref.hbm_bytes_per_s), 4)
 
 
@@ -627,8 +641,10 @@ def fit_profile(
         feats, latency_s = grid_points(meas, grid_name)
         if len(latency_s) == 0:
             continue
-        if grid_name == "generation_attention":
-            dram_fraction = dram_read_fraction(feats, latency_s, ref)
+        if grid_name in DRAM_RATE_GRIDS:
+            fraction = dram_read_fraction(grid_name, feats, latency_s, ref)
+            if fraction is not None:
+                dram_fraction = max(fraction, dram_fraction or 0.0)
         axes = None
         if grid_name.startswith("gemm") and source == "vidur":
             axes = vidur_axes(feats)

@@ -145,9 +145,10 @@ class Profile:
         Where it was loaded from.
     dram_read_fraction : float or None
         The fastest sustained DRAM read measured on this GPU (decode attention over the
-        largest KV caches) over ``reference.hbm_bytes_per_s`` (``fit.dram_read_fraction``);
-        None when not measured. The step model reads weights and KV no faster than this
-        fraction of the run GPU's bandwidth.
+        largest KV caches, or 16-bit GEMMs over the largest weights, whichever is faster)
+        over ``reference.hbm_bytes_per_s`` (``fit.dram_read_fraction``); None when not
+        measured. The step model reads KV and experts no faster than this fraction of the
+        run GPU's bandwidth.
     """
 
     gpu: str
