@@ -31,7 +31,7 @@ from simulator.calibration.fit import (
     model_gemm_shapes,
     read_bytes,
 )
-from simulator.calibration.grid import Grid, fit_additive, fit_grid
+from simulator.calibration.grid import Grid, _product_line_estimates, fit_additive, fit_grid
 from simulator.calibration.profile import (
     GRID_FEATURES,
     Profile,
@@ -2180,3 +2180,43 @@ def test_moe_experts_in_a_step_are_read_no_faster_than_the_measured_dram_rate():
     assert scenario.step_model.description["moe_nodes_raised_to_dram_read"] > 0
     h100 = resolve(Scenario(gpus="1xH100", model=model.name)).step_model
     assert h100.description["moe_nodes_raised_to_dram_read"] == 0
+
+
+def test_an_empty_node_is_filled_along_the_line_of_constant_batch_times_heads():
+    """Attention tiles (sequence, head) pairs: 2b sequences of h/2 heads run as b of h.
+    When the efficiency follows the tile count b h, every estimate the batch x heads line
+    gives an empty node is exact; a corner node (the largest batch, one head: no axis line
+    brackets it) left without points is then filled exactly, and off without the line."""
+    batch = 2.0 ** np.arange(0, 9)
+    isl = 2.0 ** np.arange(4, 10)
+    heads = 2.0 ** np.arange(0, 7)
+    b, s, h = (a.ravel() for a in np.meshgrid(batch, isl, heads, indexing="ij"))
+
+    def truth(b, s, h):  # waves of tiles: efficiency swings with the tile count b h
+        return 0.5 * np.sin(1.3 * np.log2(b * h)) + 0.05 * np.log2(s)
+
+    names = ("batch", "isl", "heads")
+    axes = (batch, isl, heads)
+    # The line's own estimates, on a grid with a random third of its nodes empty.
+    values = truth(*np.meshgrid(batch, isl, heads, indexing="ij"))
+    empty = np.random.default_rng(3).random(values.shape) < 0.33
+    values[empty] = np.nan
+    estimates = _product_line_estimates(values, [np.log2(a) for a in axes], 0, 2)
+    exact = truth(*np.meshgrid(batch, isl, heads, indexing="ij"))
+    for estimate in estimates:
+        assert np.all(np.isnan(estimate[~empty]))
+        known = ~np.isnan(estimate)
+        np.testing.assert_allclose(estimate[known], exact[known], atol=1e-12)
+    assert (~np.isnan(estimates[1]))[empty].mean() > 0.5  # most empty nodes have one
+    # A corner node without points, fitted.
+    held = (b == 256) & (h == 1)
+    feats = {"batch": b[~held], "isl": s[~held], "heads": h[~held]}
+    ratio = truth(b, s, h)[~held]
+    with_line = fit_grid(names, axes, feats, ratio, product_lines=(("batch", "heads"),))
+    without = fit_grid(names, axes, feats, ratio)
+    at = {"batch": np.full(len(isl), 256.0), "isl": isl, "heads": np.ones(len(isl))}
+    expected = truth(at["batch"], at["isl"], at["heads"])
+    np.testing.assert_allclose(with_line.log_ratio(at), expected, atol=1e-12)
+    assert np.max(np.abs(without.log_ratio(at) - expected)) > 0.05
+    # Nodes that had points keep their own median.
+    np.testing.assert_allclose(with_line.log_ratio(feats), ratio, atol=1e-12)

@@ -115,6 +115,13 @@ ADDITIVE_TERMS = {
 #: Main-grid features clamped into their axis' range when fitting (class axes).
 CLAMPED_FEATURES = {"context_attention": ("gqa",), "generation_attention": ("gqa",)}
 
+#: Feature pairs whose product an empty node is also interpolated along (``grid.fit_grid``):
+#: attention kernels tile (sequence, head) pairs, so sequences trade for heads.
+PRODUCT_LINES = {
+    "context_attention": (("batch", "heads"),),
+    "generation_attention": (("batch", "kv_heads"),),
+}
+
 #: Features whose measured values join the grid's nodes (``measured_axes``). Left out:
 #: the class axes (``CLAMPED_FEATURES``) and nothing else.
 MEASURED_NODE_FEATURES = {
@@ -383,6 +390,7 @@ def fit_family_grid(
         log_ratio,
         tuple((t, term_axes(grid_name, t, axes, feats)) for t in terms),
         clamped=CLAMPED_FEATURES.get(grid_name, ()),
+        product_lines=PRODUCT_LINES.get(grid_name, ()),
     )
 
 
