@@ -29,7 +29,6 @@ from simulator.calibration.fit import (
     grid_points,
     measured_axes,
     model_gemm_shapes,
-    read_bytes,
 )
 from simulator.calibration.grid import Grid, _product_line_estimates, fit_additive, fit_grid
 from simulator.calibration.profile import (
@@ -37,6 +36,7 @@ from simulator.calibration.profile import (
     Profile,
     Reference,
     load_profile,
+    read_bytes,
     roofline_latency_s,
     save_profile,
 )
@@ -413,6 +413,71 @@ def test_a_borrowed_grid_keeps_its_latency_floor_and_scales_the_rest(tmp_path):
     bad = dict(grid.to_json(), floor_s=-1)
     with pytest.raises(ValueError, match="floor_s must be a positive number"):
         Grid.from_json(bad, "g")
+
+
+def test_a_gpu_with_the_same_sms_and_slower_dram_keeps_each_call_until_dram_limits_it():
+    """A100 40GB borrowing A100 80GB's grids: the same peaks but the bandwidth. A call
+    keeps its measured time until the slower DRAM, at the measured DRAM fraction, makes it
+    longer: compute-bound calls are unchanged, calls at the DRAM rate scale with the
+    bandwidth, and calls between (requests in flight the limit) take the larger."""
+    axes = (np.array([1.0, 64.0, 4096.0]), np.array([4096.0]), np.array([4096.0]))
+    # Inverse efficiencies: 1.25 (reads at 0.8 of the bandwidth) at m = 1, 3 at m = 64
+    # (memory bound by the roofline, but at 1/3: not saturating DRAM), 1.1 at m = 4096.
+    values = np.log(np.array([1.25, 3.0, 1.1])).reshape(3, 1, 1)
+    grid = Grid(("m", "n", "k"), axes, values, np.ones((3, 1, 1), np.int64))
+    ref = Reference(312e12, None, 2.039e12, 3e11)
+    profile = Profile("A", ref, {"gemm_bfloat16": grid}, dram_read_fraction=0.8)
+    slower = Reference(312e12, None, 2.039e12 * 0.6, 3e11)
+    feats = {"m": np.array([1.0, 64.0, 4096.0]), "n": np.full(3, 4096.0), "k": np.full(3, 4096.0)}
+    own = profile.predict("gemm_bfloat16", feats)
+    borrowed = profile.predict("gemm_bfloat16", feats, slower)
+    dram_s = read_bytes("gemm_bfloat16", feats) / (slower.hbm_bytes_per_s * 0.8)
+    np.testing.assert_allclose(borrowed, np.maximum(own, dram_s), rtol=1e-12)
+    np.testing.assert_allclose(borrowed[0], own[0] / 0.6, rtol=1e-12)  # at the DRAM rate
+    assert borrowed[1] == pytest.approx(own[1])  # 1/3 of the old DRAM is 0.56 of the new
+    assert borrowed[2] == pytest.approx(own[2])  # compute bound
+    # Other peaks (or no measured DRAM rate): the roofline scaling of other relatives.
+    for other in (Reference(400e12, None, 2.039e12 * 0.6, 3e11),):
+        scale = roofline_latency_s("gemm_bfloat16", feats, other) / roofline_latency_s(
+            "gemm_bfloat16", feats, ref
+        )
+        np.testing.assert_allclose(profile.predict("gemm_bfloat16", feats, other), own * scale)
+    unmeasured = Profile("A", ref, {"gemm_bfloat16": grid})
+    scale = roofline_latency_s("gemm_bfloat16", feats, slower) / roofline_latency_s(
+        "gemm_bfloat16", feats, ref
+    )
+    np.testing.assert_allclose(unmeasured.predict("gemm_bfloat16", feats, slower), own * scale)
+
+
+def test_a100_40gb_steps_are_never_faster_than_a100_80gb_steps():
+    """Whichever rule borrows the grids, a GPU with the same SMs and slower DRAM never
+    runs a step faster, and its one-request decode reads the weights at most at its DRAM."""
+    model = get_model("llama-3.1-8b")
+    small = resolve(Scenario(gpus="1xA100-40GB", model=model.name)).step_model
+    large = resolve(Scenario(gpus="1xA100", model=model.name)).step_model
+    for seqs, context, prefill in ((1, 1024, 0), (8, 8 * 2048, 0), (64, 64 * 512, 0), (0, 0, 2048)):
+        kwargs = {"num_decode_seqs": seqs, "decode_context_tokens": context}
+        if prefill:
+            kwargs = {
+                "num_prefill_tokens": prefill,
+                "num_prefill_seqs": 1,
+                "prefill_attn_work": prefill * prefill / 2.0,
+                "prefill_context_tokens": prefill,
+            }
+        a = sum(small.predict_parts(**kwargs).values())
+        b = sum(large.predict_parts(**kwargs).values())
+        assert a >= b * (1 - 1e-9), kwargs
+    linear = small.predict_parts(num_decode_seqs=1, decode_context_tokens=1024)["linear"]
+    weights = (
+        model.num_layers
+        * (
+            (model.num_heads + 2 * model.num_kv_heads) * model.head_dim * model.hidden_size
+            + model.num_heads * model.head_dim * model.hidden_size
+            + 3 * model.hidden_size * model.intermediate_size
+        )
+        * 2.0
+    )
+    assert linear >= weights / get_gpu("A100-40GB").hbm_bytes_per_s
 
 
 def test_an_empty_node_takes_the_median_of_its_axes_interpolations():

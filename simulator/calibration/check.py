@@ -173,7 +173,10 @@ def check_measurements(
             UNCALIBRATED
             if primary is None
             else profile_source(
-                primary, gpu.name, calibration is not None or primary.gpu == gpu.name
+                primary,
+                gpu.name,
+                calibration is not None or primary.gpu == gpu.name,
+                Reference.of(gpu),
             )
         ),
         "system": system,

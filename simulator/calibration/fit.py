@@ -38,6 +38,7 @@ from simulator.calibration.profile import (
     GRID_FEATURES,
     Profile,
     Reference,
+    read_bytes,
     roofline_latency_s,
 )
 from simulator.calibration.sources import (
@@ -218,19 +219,6 @@ DRAM_RATE_QUANTILE = 0.99
 DRAM_RATE_MIN_POINTS = 20
 
 
-def read_bytes(grid_name: str, feats: dict[str, np.ndarray]) -> np.ndarray | None:
-    """Bytes one call reads from memory, as ``roofline_latency_s`` counts them: a decode
-    attention's 16-bit K and V over its context and its queries; a 16-bit GEMM's weights
-    and activations. None for the other families."""
-    if grid_name == "generation_attention":
-        b, c, g, d = feats["batch"], feats["context"], feats["kv_heads"], feats["head_dim"]
-        return (2.0 * g * d * b * c + 2.0 * g * d * b) * 2.0
-    if grid_name == "gemm_bfloat16":
-        m, n, k = feats["m"], feats["n"], feats["k"]
-        return (n * k + m * (n + k)) * 2.0
-    return None
-
-
 #: Families whose largest reads measure a GPU's DRAM rate (``dram_read_fraction``).
 DRAM_RATE_GRIDS = ("generation_attention", "gemm_bfloat16")
 
@@ -253,9 +241,9 @@ def dram_read_fraction(
     0.87 on L40S, 0.94 on H100 in AIConfigurator's data): what the step model may not exceed
     (``perf.calibrated``).
     """
-    read = read_bytes(grid_name, feats)
-    if read is None:
+    if grid_name not in DRAM_RATE_GRIDS:
         return None
+    read = read_bytes(grid_name, feats)
     latency_s = np.asarray(latency_s, dtype=np.float64)
     ok = np.isfinite(read) & (latency_s > 0)
     if ok.sum() < DRAM_RATE_MIN_POINTS / DRAM_RATE_TOP_SHARE:
@@ -382,7 +370,9 @@ def fit_family_grid(
     names = GRID_FEATURES[grid_name][1]
     terms = ADDITIVE_TERMS.get(grid_name)
     if terms is None:
-        return fit_grid(names, axes, feats, log_ratio)
+        return fit_grid(
+            names, axes, feats, log_ratio, product_lines=PRODUCT_LINES.get(grid_name, ())
+        )
     return fit_additive(
         names,
         axes,

@@ -79,40 +79,51 @@ def roofline_latency_s(grid_name: str, f: dict[str, np.ndarray], ref: Reference)
     ring, 2 (g - 1) / g bytes / link. MoE layer (gated experts, 16-bit): max(6 T k H I / P,
     (D(T) 3 H I 2 + T k (2 H + 3 I) 2) / B), D(T) = E (1 - (1 - k/E)^T) experts touched.
     """
-    if grid_name.startswith("gemm"):
-        fp8 = grid_name.endswith("fp8")
-        flops = (ref.peak_fp8_flops or 2.0 * ref.peak_bf16_flops) if fp8 else ref.peak_bf16_flops
-        wbytes = 1.0 if fp8 else 2.0
-        m, n, k = f["m"], f["n"], f["k"]
-        return np.maximum(
-            2.0 * m * n * k / flops,
-            (n * k * wbytes + m * (n + k) * ACT_BYTES) / ref.hbm_bytes_per_s,
-        )
-    if grid_name == "context_attention":
-        b, s, h, d = f["batch"], f["isl"], f["heads"], f["head_dim"]
-        return np.maximum(
-            2.0 * h * d * b * s * s / ref.peak_bf16_flops,
-            4.0 * 2.0 * h * d * b * s * ACT_BYTES / ref.hbm_bytes_per_s,
-        )
-    if grid_name == "generation_attention":
-        b, c, g, d = f["batch"], f["context"], f["kv_heads"], f["head_dim"]
-        return np.maximum(
-            4.0 * g * d * b * c / ref.peak_bf16_flops,
-            (2.0 * g * d * b * c + 2.0 * g * d * b) * ACT_BYTES / ref.hbm_bytes_per_s,
-        )
     if grid_name == "allreduce":
         g, size = f["num_gpus"], f["message_bytes"]
         return 2.0 * (g - 1.0) / g * size / ref.link_bytes_per_s
+    flop = roofline_flop(grid_name, f)
+    if grid_name == "gemm_fp8":
+        peak = ref.peak_fp8_flops or 2.0 * ref.peak_bf16_flops
+    else:
+        peak = ref.peak_bf16_flops
+    return np.maximum(flop / peak, read_bytes(grid_name, f) / ref.hbm_bytes_per_s)
+
+
+def roofline_flop(grid_name: str, f: dict[str, np.ndarray]) -> np.ndarray:
+    """Floating-point operations of one call, as ``roofline_latency_s`` counts them."""
+    if grid_name.startswith("gemm"):
+        return 2.0 * f["m"] * f["n"] * f["k"]
+    if grid_name == "context_attention":
+        b, s, h, d = f["batch"], f["isl"], f["heads"], f["head_dim"]
+        return 2.0 * h * d * b * s * s
+    if grid_name == "generation_attention":
+        return 4.0 * f["kv_heads"] * f["head_dim"] * f["batch"] * f["context"]
+    if grid_name == "moe":
+        expert_params = 3.0 * f["hidden"] * f["inter_per_gpu"]  # gate, up and down
+        return 2.0 * f["num_tokens"] * f["topk"] * expert_params
+    raise KeyError(grid_name)
+
+
+def read_bytes(grid_name: str, f: dict[str, np.ndarray]) -> np.ndarray:
+    """Bytes one call reads and writes in device memory, as ``roofline_latency_s`` counts
+    them (``KeyError`` for all-reduce, which moves bytes over the link)."""
+    if grid_name.startswith("gemm"):
+        wbytes = 1.0 if grid_name.endswith("fp8") else 2.0
+        m, n, k = f["m"], f["n"], f["k"]
+        return n * k * wbytes + m * (n + k) * ACT_BYTES
+    if grid_name == "context_attention":
+        b, s, h, d = f["batch"], f["isl"], f["heads"], f["head_dim"]
+        return 4.0 * 2.0 * h * d * b * s * ACT_BYTES
+    if grid_name == "generation_attention":
+        b, c, g, d = f["batch"], f["context"], f["kv_heads"], f["head_dim"]
+        return (2.0 * g * d * b * c + 2.0 * g * d * b) * ACT_BYTES
     if grid_name == "moe":
         t, e, k = f["num_tokens"], f["num_experts"], f["topk"]
         h, i = f["hidden"], f["inter_per_gpu"]
         touched = e * (1.0 - (1.0 - np.minimum(k / e, 1.0)) ** t)
         expert_params = 3.0 * h * i  # gate, up and down
-        return np.maximum(
-            2.0 * t * k * expert_params / ref.peak_bf16_flops,
-            (touched * expert_params * 2.0 + t * k * (2.0 * h + 3.0 * i) * ACT_BYTES)
-            / ref.hbm_bytes_per_s,
-        )
+        return touched * expert_params * 2.0 + t * k * (2.0 * h + 3.0 * i) * ACT_BYTES
     raise KeyError(grid_name)
 
 
@@ -189,6 +200,11 @@ class Profile:
         measured_like = own * np.exp(grid.log_ratio(_fold_heads(grid, feats)))
         if ref is None or ref == self.reference:
             return measured_like
+        if slower_memory_only(self, ref) and grid_name != "allreduce":
+            # The same SMs and clocks with slower DRAM: no call runs faster than it did on
+            # the measured GPU, nor reads faster than the DRAM rate measured there allows.
+            rate = ref.hbm_bytes_per_s * self.dram_read_fraction
+            return np.maximum(measured_like, read_bytes(grid_name, feats) / rate)
         # Borrowed by another GPU: the first floor_s of a call (launch, synchronisation,
         # tail) stays; the rest scales with the roofline, i.e. the efficiency carries over.
         scale = roofline_latency_s(grid_name, feats, ref) / own
@@ -245,6 +261,29 @@ class Profile:
             "leave_one_out": self.errors_leave_one_out,
             "grids": {name: grid.to_json() for name, grid in sorted(self.grids.items())},
         }
+
+
+def slower_memory_only(profile: Profile, ref: Reference) -> bool:
+    """Whether ``ref`` is the profile's GPU with slower DRAM and nothing else changed: the
+    same peak FLOP/s (one die, same SMs and clocks), less bandwidth, and a measured DRAM
+    rate to apply (A100 40GB and the PCIe A100s borrowing A100-80GB-SXM's grids).
+
+    Such a GPU issues memory requests as fast as the measured one. A call that did not
+    saturate the measured GPU's DRAM (small-batch GEMMs on A100 80GB read at 65-75 % of
+    its 2.039 TB/s, limited by the requests in flight) keeps its time until the slower
+    DRAM becomes the limit; scaling every memory-bound call by the bandwidth ratio (the
+    rule for other relatives) predicted a one-request Llama-3.1-8B decode on A100 40GB at
+    15.4 ms a token, where a published vLLM 0.23 run measured about 13.3 (75 tokens/s;
+    calibration/README.md). The two rules agree where the measured call was compute bound
+    or already at the DRAM rate.
+    """
+    own = profile.reference
+    return (
+        profile.dram_read_fraction is not None
+        and ref.peak_bf16_flops == own.peak_bf16_flops
+        and ref.peak_fp8_flops == own.peak_fp8_flops
+        and ref.hbm_bytes_per_s < own.hbm_bytes_per_s
+    )
 
 
 #: Attention kernels parallelise over (sequence, head) pairs: heads beyond the grid's last

@@ -20,7 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.calibration.profile import GRID_FEATURES, Profile, Reference, load_profile
+from simulator.calibration.profile import (
+    GRID_FEATURES,
+    Profile,
+    Reference,
+    load_profile,
+    slower_memory_only,
+)
 from simulator.errors import SimreplayError
 from simulator.perf.calibrated import calibrated_model
 from simulator.perf.roofline import (
@@ -220,7 +226,7 @@ def step_model_for(
     host = next((p.host for p in chain if p.host), {})
     owners = {g: _label(p) for g, p in grid_owner.items()}
     if grid_owner:
-        source = profile_source(primary, gpu.name, own)
+        source = profile_source(primary, gpu.name, own, ref)
         if own:
             source += _BORROWED  # filled in once the step model says which grids it reads
     else:  # host constants alone (``validate --fit`` on a GPU nothing was measured like)
@@ -295,11 +301,13 @@ def step_model_for(
     return step, info
 
 
-def profile_source(primary: Profile, gpu_name: str, own: bool) -> str:
+def profile_source(primary: Profile, gpu_name: str, own: bool, ref: Reference | None = None) -> str:
     """The one line naming where ``gpu_name``'s step times come from, ``primary`` first.
 
     ``own``: ``primary`` was given (``--calibration``) or is ``gpu_name``'s own profile;
-    otherwise it is the nearest measured relative's, borrowed ("roofline scaled by ...").
+    otherwise it is the nearest measured relative's, borrowed ("roofline scaled by ...",
+    or, for a GPU with ``primary``'s peaks but slower DRAM (``ref``), its measured times
+    slowed where that DRAM limits them).
     """
     if own:
         source = primary.summary()
@@ -309,6 +317,12 @@ def profile_source(primary: Profile, gpu_name: str, own: bool) -> str:
                 f"its roofline"
             )
         return source
+    if ref is not None and slower_memory_only(primary, ref):
+        return (
+            f"{primary.gpu}'s measured times ({_label(primary)}), each made longer where "
+            f"{gpu_name}'s slower DRAM limits it (same peak FLOP/s); no measurements of "
+            f"{gpu_name}"
+        )
     source = (
         f"roofline scaled by efficiencies learned on {primary.gpu} (nearest measured "
         f"architecture; {_label(primary)}); no measurements of {gpu_name}"
