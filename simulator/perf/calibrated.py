@@ -18,10 +18,13 @@ roofline ``params`` as the tables ``kernel.table_s`` interpolates (layout in
     moe(T)             = L x fused MoE layer(T tokens, experts, top-k, intermediate / tp)
 
 with T the step's tokens, R its sequences, W its prefill attention work and C its decode
-context tokens. Each table is made non-decreasing along every axis (one-feature tables by a
-running maximum over nodes, since measured latencies are noisy by a few percent; two-feature
-tables as ``monotone_batch_work`` says), so the step time never decreases when a feature
-grows. Element-wise kernels and host overhead keep the roofline terms (the data has no
+context tokens. Decode-attention and MoE nodes take at least their KV or touched experts'
+bytes over the GPU's measured DRAM rate (``decode_dram_floor_s``, ``moe_dram_floor_s``):
+the benchmarks behind the grids re-read small operands from L2. Each table is made
+non-decreasing along every axis (one-feature tables by a running maximum over nodes, since
+measured latencies are noisy by a few percent; two-feature tables as
+``monotone_batch_work`` says), so the step time never decreases when a feature grows.
+Element-wise kernels and host overhead keep the roofline terms (the data has no
 element-wise kernels).
 Operator families the profile lacks are tabulated from the roofline terms themselves.
 """
@@ -101,7 +104,8 @@ def calibrated_model(
     dram_bytes_per_s : float, optional
         The fastest DRAM read of this GPU (``Profile.dram_read_fraction`` times its
         bandwidth): each layer's decode attention takes at least its KV bytes over it
-        (``decode_dram_floor_s``). None: the GPU's published bandwidth.
+        (``decode_dram_floor_s``), and each MoE layer its touched experts' weights
+        (``moe_dram_floor_s``). None: the GPU's published bandwidth.
 
     Returns
     -------
