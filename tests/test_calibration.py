@@ -455,6 +455,7 @@ def test_a100_40gb_steps_are_never_faster_than_a100_80gb_steps():
     model = get_model("llama-3.1-8b")
     small = resolve(Scenario(gpus="1xA100-40GB", model=model.name)).step_model
     large = resolve(Scenario(gpus="1xA100", model=model.name)).step_model
+    assert "made longer where A100-40GB-SXM's slower DRAM limits it" in small.source
     for seqs, context, prefill in ((1, 1024, 0), (8, 8 * 2048, 0), (64, 64 * 512, 0), (0, 0, 2048)):
         kwargs = {"num_decode_seqs": seqs, "decode_context_tokens": context}
         if prefill:

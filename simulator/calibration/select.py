@@ -309,15 +309,21 @@ def profile_source(primary: Profile, gpu_name: str, own: bool, ref: Reference | 
     or, for a GPU with ``primary``'s peaks but slower DRAM (``ref``), its measured times
     slowed where that DRAM limits them).
     """
+    slower_memory = ref is not None and slower_memory_only(primary, ref)
     if own:
         source = primary.summary()
-        if primary.gpu != gpu_name:
+        if primary.gpu != gpu_name and slower_memory:
+            source += (
+                f"; measured on {primary.gpu}, applied to {gpu_name} as those times, each "
+                f"made longer where its slower DRAM limits it (same peak FLOP/s)"
+            )
+        elif primary.gpu != gpu_name:
             source += (
                 f"; measured on {primary.gpu}, applied to {gpu_name} as efficiencies over "
                 f"its roofline"
             )
         return source
-    if ref is not None and slower_memory_only(primary, ref):
+    if slower_memory:
         return (
             f"{primary.gpu}'s measured times ({_label(primary)}), each made longer where "
             f"{gpu_name}'s slower DRAM limits it (same peak FLOP/s); no measurements of "
