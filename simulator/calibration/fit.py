@@ -639,10 +639,9 @@ def fit_profile(
         feats, latency_s = grid_points(meas, grid_name)
         if len(latency_s) == 0:
             continue
-        if grid_name in DRAM_RATE_GRIDS:
-            fraction = dram_read_fraction(grid_name, feats, latency_s, ref)
-            if fraction is not None:
-                dram_fraction = max(fraction, dram_fraction or 0.0)
+        fraction = dram_read_fraction(grid_name, feats, latency_s, ref)
+        if fraction is not None:  # the faster family's: no kernel beat that rate
+            dram_fraction = max(fraction, dram_fraction or 0.0)
         axes = None
         if grid_name.startswith("gemm") and source == "vidur":
             axes = vidur_axes(feats)

@@ -435,35 +435,36 @@ def _product_line_estimates(
     extrapolation); with both sides, also the linear interpolation between them in log2 of
     ``axis_a``'s feature. NaN where there is no such estimate, and at filled nodes.
     """
-    shape = values.shape
-    between, below, above = (np.full(shape, np.nan) for _ in range(3))
     log_a, log_b = log_axes[axis_a], log_axes[axis_b]
     n_a, n_b = len(log_a), len(log_b)
     if n_a < 2 or n_b < 2:
-        return between, below, above
+        return tuple(np.full(values.shape, np.nan) for _ in range(3))
     moved = np.moveaxis(values, (axis_a, axis_b), (0, 1))
     node_of_b = {round(float(v), 9): k for k, v in enumerate(log_b)}
-    rows = np.arange(n_a)[:, None]
     sides = []
     for step in (-1, 1):
         value = np.full(moved.shape, np.nan)
         at = np.full(moved.shape, np.nan)
         for distance in range(1, n_a):
-            other_a = rows + step * distance  # (n_a, 1)
-            other_b = np.full((n_a, n_b), -1)
+            # Node (i, j) looks at (t, k): t = i + step x distance along a, k the b node
+            # whose log2 value moves by the opposite amount.
+            ia, jb, ta, kb = [], [], [], []
             for i in range(n_a):
                 t = i + step * distance
                 if not 0 <= t < n_a:
                     continue
                 shift = log_a[t] - log_a[i]
                 for j in range(n_b):
-                    other_b[i, j] = node_of_b.get(round(float(log_b[j] - shift), 9), -1)
-            valid = (other_b >= 0) & (other_a >= 0) & (other_a < n_a)
-            if not valid.any():
+                    k = node_of_b.get(round(float(log_b[j] - shift), 9))
+                    if k is not None:
+                        ia.append(i)
+                        jb.append(j)
+                        ta.append(t)
+                        kb.append(k)
+            if not ia:
                 continue
-            ia, jb = np.nonzero(valid)
-            ta = other_a[ia, 0]
-            candidate = moved[ta, other_b[ia, jb]]
+            ia, jb, ta, kb = (np.array(column) for column in (ia, jb, ta, kb))
+            candidate = moved[ta, kb]
             current = value[ia, jb]
             take = np.isnan(current) & ~np.isnan(candidate)
             value[ia, jb] = np.where(take, candidate, current)

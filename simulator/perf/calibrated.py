@@ -291,7 +291,7 @@ def calibrated_model(
     params = pack_tables(base.params, tables)
     info: dict[str, float | str] = dict(base.description)
     info.update({f"calibrated_{part}": grid for part, grid in used.items()})
-    info["decode_dram_read_bytes_per_s"] = float(rate)
+    info["dram_read_bytes_per_s"] = float(rate)
     info["decode_nodes_raised_to_dram_read"] = raised
     if info_moe_raised is not None:
         info["moe_nodes_raised_to_dram_read"] = info_moe_raised
