@@ -12,10 +12,12 @@ Cases (from the replay issue):
 
 For each: the replay alone (``simulate`` on an in-memory table, JIT already compiled;
 median of repeats), and the whole command in a fresh process: cold as a new user runs it
-(empty user cache, no numba settings: the shipped compiled kernels are copied in and
-loaded), cold compiling (an empty ``NUMBA_CACHE_DIR``, which skips the shipped kernels, so
-JIT compilation is included: what a machine the shipped kernels do not fit sees), and warm
-(cache filled); plus the command's peak RSS.
+(empty user cache, no numba settings: the shipped ahead-of-time engine runs, see
+``simulator/engine/compiled.py``), warm (same, cache filled), warm through numba's build
+(``SIMREPLAY_AOT=0``: the shipped cached kernels are loaded by numba), and cold compiling
+(``SIMREPLAY_AOT=0`` and an empty ``NUMBA_CACHE_DIR``, which skips every shipped build, so
+JIT compilation is included: what a machine the shipped builds do not fit sees); plus the
+command's peak RSS.
 """
 
 from __future__ import annotations
@@ -54,22 +56,27 @@ def replay_alone_s(trace: Path, gpus: str, extra: dict, repeats: int) -> tuple[f
     return statistics.median(times), summary
 
 
-def command_s(args: list[str], cache_dir: str, *, user_cache: bool = False) -> tuple[float, int]:
+def command_s(
+    args: list[str], cache_dir: str, *, user_cache: bool = False, aot: bool = True
+) -> tuple[float, int]:
     """Wall time and peak RSS (bytes) of ``simreplay ARGS`` in a fresh process.
 
     ``cache_dir`` is ``NUMBA_CACHE_DIR``, or with ``user_cache`` the ``XDG_CACHE_HOME`` of a
     user who set no numba variable. The peak is read by GNU time around the command: a
     child's ``ru_maxrss`` seen from this process would count the pages it shared with this
-    (large) process between fork and exec.
+    (large) process between fork and exec. ``aot=False`` sets ``SIMREPLAY_AOT=0`` (numba's
+    build of the engine instead of the shipped ahead-of-time one).
     """
     # As a user runs it: no numba settings, and Python caching bytecode (some CI images
     # set PYTHONDONTWRITEBYTECODE, which recompiles every module of the package each run).
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("NUMBA_") and k != "PYTHONDONTWRITEBYTECODE"
+        if not k.startswith(("NUMBA_", "SIMREPLAY_")) and k != "PYTHONDONTWRITEBYTECODE"
     }
     env.update({"XDG_CACHE_HOME": cache_dir} if user_cache else {"NUMBA_CACHE_DIR": cache_dir})
+    if not aot:
+        env["SIMREPLAY_AOT"] = "0"
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
         command = [sys.executable, "-m", "simulator", *args]
         if Path("/usr/bin/time").exists():
@@ -92,17 +99,24 @@ def bench_case(name: str, trace: Path, gpus: str, extra: dict, repeats: int) -> 
         args += [f"--{key.replace('_', '-')}", str(value)]
     with tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as cache:
         shipped_s, shipped_rss = command_s(args, home, user_cache=True)
-        cold_s, cold_rss = command_s(args, cache)
+        cold_s, cold_rss = command_s(args, cache, aot=False)
         warm = [command_s(args, home, user_cache=True) for _ in range(repeats)]
+        warm_numba = [command_s(args, home, user_cache=True, aot=False) for _ in range(repeats)]
     warm_s = statistics.median(w[0] for w in warm)
-    peak = max([shipped_rss, cold_rss, *(w[1] for w in warm)])
+    warm_numba_s = statistics.median(w[0] for w in warm_numba)
     print(f"{name}: {n:,} requests, {gpus} {extra or ''}")
     print(f"  replay alone (median of {repeats}): {alone_s:.3f} s  ({n / alone_s:,.0f} requests/s)")
     print(
-        f"  whole command: cold {shipped_s:.2f} s (shipped kernels), cold {cold_s:.2f} s "
-        f"(JIT compile included), warm {warm_s:.2f} s (median of {repeats})"
+        f"  whole command: cold {shipped_s:.2f} s (new user, shipped builds), warm {warm_s:.2f} s"
+        f" (median of {repeats}); through numba: warm {warm_numba_s:.2f} s, cold "
+        f"{cold_s:.2f} s (JIT compile included)"
     )
-    print(f"  peak RSS of the command: {peak / 2**20:,.0f} MiB")
+    peak = max([shipped_rss, *(w[1] for w in warm)])
+    peak_numba = max([cold_rss, *(w[1] for w in warm_numba)])
+    print(
+        f"  peak RSS of the command: {peak / 2**20:,.0f} MiB "
+        f"({peak_numba / 2**20:,.0f} MiB through numba)"
+    )
     print(
         f"  p99 TTFT {summary['ttft_ms']['p99']:,.1f} ms, "
         f"p99 TPOT {summary['tpot_ms']['p99']:,.1f} ms, "

@@ -7,6 +7,10 @@ shipped kernels match the sources) and commit the result. The kernels are compil
 LLVM's portable ``generic`` CPU in a child process with an empty cache, running every
 scheduler, router, orchestration and engine feature once on slices of the example traces;
 ``_numba_cache.configure`` copies them into a user's empty cache (see that module).
+
+The fused engine is also compiled ahead of time into a CPython extension module (see
+``engine/compiled.py``), in another child process with numba's ``pycc``; that step needs a
+C compiler and CPython's headers (users of the shipped build need neither).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from simulator._numba_cache import (
     cache_subfolder,
     kernel_hash,
 )
+from simulator.engine import compiled
 
 #: What the shipped kernels were built with (numba checks the same when loading them).
 MANIFEST = "BUILD.json"
@@ -78,6 +83,43 @@ def _uncompiled_kernels() -> list[str]:
     return missing
 
 
+def _compile_ahead_of_time(output_dir: str) -> None:
+    """Compile ``fused.run_fused`` into ``output_dir`` with numba's ``pycc`` (run in the
+    build's second child process)."""
+    import warnings
+
+    from numba.pycc import CC
+
+    from simulator.engine import compiled, fused
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pycc's own deprecation notice
+        cc = CC(compiled.MODULE_NAME, source_module=fused)
+    cc.output_dir = output_dir
+    cc.target_cpu = PORTABLE_CPU
+    cc.export("run_fused", compiled.RUN_FUSED_SIGNATURE)(fused.run_fused.py_func)
+    cc.compile()
+
+
+def _build_ahead_of_time(staging: Path) -> int:
+    """Compile the fused engine's extension module into ``staging``; return its size."""
+    with tempfile.TemporaryDirectory(prefix="simreplay-aot-") as scratch:
+        env = dict(os.environ, NUMBA_CACHE_DIR=scratch)
+        code = (
+            "from simulator.build_kernels import _compile_ahead_of_time; "
+            f"_compile_ahead_of_time({scratch!r})"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        )
+        name = compiled.shipped_path(staging.parent).name
+        built = Path(scratch) / name
+        if not built.is_file():
+            raise RuntimeError(f"numba.pycc wrote no {name} in {scratch}")
+        shutil.copyfile(built, staging / name)
+        return built.stat().st_size
+
+
 def build(shipped: Path = SHIPPED_DIR) -> dict[str, int]:
     """Compile the kernels for the portable CPU into ``shipped/<hash>/`` (the only hash
     kept), from a child process with an empty cache. Returns files and bytes written."""
@@ -104,6 +146,8 @@ def build(shipped: Path = SHIPPED_DIR) -> dict[str, int]:
                 shutil.copyfile(path, target / path.name)
                 files += 1
                 size += path.stat().st_size
+        size += _build_ahead_of_time(staging)
+        files += 1
         import numba
 
         manifest = {
@@ -114,6 +158,7 @@ def build(shipped: Path = SHIPPED_DIR) -> dict[str, int]:
             "cpu": PORTABLE_CPU,
             "files": files,
             "not_compiled": not_compiled,
+            "ahead_of_time": compiled.shipped_path(staging.parent).name,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     for old in shipped.iterdir():

@@ -32,13 +32,6 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-from simulator.engine.fused import (
-    advance_all,
-    choose_replica,
-    earliest_finish_bound_s,
-    take_finished,
-)
-from simulator.engine.kernels import admission_reject_reason, enqueue, reject
 from simulator.engine.state import C_ROUTED, R_ARRIVAL_S, R_FINISH_S, EngineState
 from simulator.errors import SimreplayError
 
@@ -103,6 +96,13 @@ def run_closed_loop(
     import simpy
 
     from simulator.cluster import call_until_done  # the shared resumable-kernel loop
+    from simulator.engine.fused import (
+        advance_all,
+        choose_replica,
+        earliest_finish_bound_s,
+        take_finished,
+    )
+    from simulator.engine.kernels import admission_reject_reason, enqueue, reject
 
     req_i, req_f = state.req_i, state.req_f
     recorded_s = req_f[:, R_ARRIVAL_S].copy()

@@ -25,17 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.engine.fused import advance_all, choose_replica, choose_virtual_engine, run_fused
-from simulator.engine.kernels import (
-    ADVANCE_LOG_FULL,
-    ADVANCE_OK,
-    admission_reject_reason,
-    enqueue,
-    reject,
-)
-from simulator.engine.prefix_cache import prefix_hit
+from simulator.engine import compiled
 from simulator.engine.prefix_keys import PrefixInputs
 from simulator.engine.state import (
+    ADVANCE_LOG_FULL,
+    ADVANCE_OK,
     C_ROUTED,
     CFG_BLOCK_SIZE,
     CFG_NUM_KV_BLOCKS,
@@ -235,13 +229,19 @@ def run_simpy(
 
 
 def run_all_numba(state: EngineState, cfg: np.ndarray, params: object, draws: np.ndarray) -> None:
-    """Replay the trace in ``state`` in one numba kernel (built-in policies only)."""
+    """Replay the trace in ``state`` in one numba kernel (built-in policies only): the
+    shipped ahead-of-time build of ``run_fused`` when it matches (``engine/compiled.py``),
+    which needs no numba import, else numba's."""
+    run_fused = compiled.run_fused()
     call_until_done(
         state, lambda: run_fused(*state.kernel_args(cfg, params), draws, state.session_replica)
     )
 
 
 def _arrivals(env, state, cfg, params, draws, router):
+    from simulator.engine.fused import choose_replica
+    from simulator.engine.kernels import admission_reject_reason, enqueue, reject
+
     arrival_s = state.req_f[:, R_ARRIVAL_S]
     for i in range(len(arrival_s)):
         delay_s = arrival_s[i] - env.now
@@ -272,6 +272,8 @@ def _arrivals(env, state, cfg, params, draws, router):
 
 
 def _advance_all(state: EngineState, cfg: np.ndarray, params: object, until_s: float) -> int:
+    from simulator.engine.fused import advance_all
+
     return advance_all(*state.kernel_args(cfg, params), until_s)
 
 
@@ -288,6 +290,8 @@ def call_until_done(state: EngineState, call: Callable[[], int]) -> None:
 
 def _ask_router(router: Router, state: EngineState, cfg: np.ndarray, i: int, now_s: float) -> int:
     if int(cfg[CFG_PIPELINE_STAGES]) > 1:
+        from simulator.engine.fused import choose_virtual_engine
+
         group = _ask_router_groups(router, state, cfg, i, now_s)
         return int(choose_virtual_engine(state.rep_i, cfg, np.int64(group)))
     rep_i = state.rep_i
@@ -312,6 +316,8 @@ def _cached_prefix_tokens(state: EngineState, cfg: np.ndarray, r: int, i: int) -
     """Prompt tokens of request ``i`` that engine replica ``r`` holds in its prefix cache."""
     if not cfg[CFG_PREFIX_CACHING]:
         return 0
+    from simulator.engine.prefix_cache import prefix_hit
+
     hit, _ = prefix_hit(state.req_i, cfg, state.rep_tables, state.prefix_ids, r, i)
     return int(cfg[CFG_BLOCK_SIZE]) * int(hit)
 

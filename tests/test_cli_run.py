@@ -674,14 +674,22 @@ def test_a_replay_rate_of_one_request_a_second_is_not_1_requests(tmp_path, monke
     import sys
     import types
 
-    ticks = iter([100.0, 101.0])  # the replay takes 1 s
+    from simulator.engine import compiled
+
+    ticks = iter([100.0, 101.0, 200.0, 201.0])  # each replay takes 1 s
     clock = types.SimpleNamespace(perf_counter=lambda: next(ticks))
     monkeypatch.setattr(sys.modules["simulator.cli.run"], "time", clock)
     path = tmp_path / "one.csv"
     path.write_text("arrival_time_s,input_tokens,output_tokens\n0,800,10\n")
     result = invoke("run", path, "--gpus", "1xA100")
     assert result.exit_code == 0, result.stderr
-    assert "simulated 1 request in 1.00 s (1 req/s, including" in result.stderr, result.stderr
+    assert "simulated 1 request in 1.00 s (1 req/s" in result.stderr, result.stderr
+    # The ahead-of-time engine loads nothing; numba's build may have loaded or compiled.
+    loading = "including loading or compiling the numba kernels"
+    assert (loading in result.stderr) is not compiled.available()
+    monkeypatch.setenv("SIMREPLAY_AOT", "0")
+    result = invoke("run", path, "--gpus", "1xA100")
+    assert f"simulated 1 request in 1.00 s (1 req/s, {loading})" in result.stderr, result.stderr
 
 
 def test_batch_knobs_group_digits_as_max_model_len_does(small_trace):

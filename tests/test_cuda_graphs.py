@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from simulator.cli import app
 from simulator.cluster import replay
 from simulator.engine.state import R_FINISH_S, R_FIRST_TOKEN_S
-from simulator.perf import kernel, roofline_model, with_cuda_graphs
+from simulator.perf import kernel, layout, roofline_model, with_cuda_graphs
 from simulator.perf.cuda_graphs import max_graph_tokens, v0_max_capture, v1_capture_sizes
 from simulator.scenario import Scenario, resolve
 
@@ -33,7 +33,7 @@ def slow_padded(num_tokens: int, largest: int) -> int:
 
 
 def graph_params(largest: float, decode_only: bool = False) -> np.ndarray:
-    params = kernel.new_params()
+    params = layout.new_params()
     params[kernel.CUDA_GRAPH_MAX_TOKENS] = largest
     params[kernel.CUDA_GRAPH_DECODE_ONLY] = 1.0 if decode_only else 0.0
     return params

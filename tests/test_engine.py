@@ -58,7 +58,7 @@ from simulator.engine.state import (
 from simulator.errors import SimreplayError
 from simulator.hardware import get_gpu
 from simulator.models import get_model
-from simulator.perf import kernel
+from simulator.perf import kernel, layout
 from simulator.perf.roofline import constant_step_model, roofline_model
 
 SCHEDULERS = ["vllm", "sarathi", "vllm-v0"]
@@ -74,7 +74,7 @@ def dyadic_params() -> np.ndarray:
     LM-head and all-reduce terms are ``max(0, 0)`` or 0), so every step time and every
     clock sum is exact in float64 and ``==`` between two implementations is fair.
     """
-    params = kernel.new_params()
+    params = layout.new_params()
     params[kernel.HOST_S] = 2.0**-6
     params[kernel.HOST_S_PER_SEQ] = 2.0**-11
     params[kernel.ELEMENTWISE_S_PER_TOKEN] = 2.0**-12
@@ -96,7 +96,7 @@ def dyadic_params_variants(draw) -> np.ndarray:
     The first choice of every slot is ``DYADIC``'s value (what hypothesis shrinks to); zero
     step times (every slot 0) are allowed: the README's rules still apply.
     """
-    params = kernel.new_params()
+    params = layout.new_params()
     for slot in (
         kernel.HOST_S,
         kernel.HOST_S_PER_SEQ,

@@ -429,19 +429,32 @@ def test_bad_configurations_are_domain_errors():
         roofline_model(LLAMA31_8B, H100, 1).predict(num_decode_seqs=-1)
 
 
-def test_kernel_imports_only_numpy_numba_math():
-    tree = ast.parse((ROOT / "simulator" / "perf" / "kernel.py").read_text())
-    allowed = {"numpy", "numba", "math", "__future__"}
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        (
+            "kernel.py",
+            {"numpy", "numba", "math", "__future__", "simulator.perf.layout", "simulator"},
+        ),
+        # The layout is read by every step-time builder: numba stays out of it.
+        ("layout.py", {"numpy", "__future__"}),
+    ],
+)
+def test_step_time_kernel_and_layout_import_only_what_they_state(module, allowed):
+    tree = ast.parse((ROOT / "simulator" / "perf" / module).read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             names = [node.module or ""]
-            assert node.level == 0, "relative import in kernel.py"
+            assert node.level == 0, f"relative import in {module}"
+            if names == ["simulator"]:  # only the cache helper every kernel module uses
+                assert [alias.name for alias in node.names] == ["_numba_cache"], module
         else:
             continue
         for name in names:
-            assert name.split(".")[0] in allowed, f"kernel.py imports {name}"
+            top = name if name.startswith("simulator") else name.split(".")[0]
+            assert top in allowed, f"{module} imports {name}"
 
 
 @pytest.mark.parametrize(

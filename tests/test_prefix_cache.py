@@ -46,7 +46,7 @@ from simulator.engine.state import (
     make_prefix_cache,
     pcache_base,
 )
-from simulator.perf import kernel
+from simulator.perf import kernel, layout
 
 MOONCAKE = Path(__file__).resolve().parents[2] / "shared/traces/mooncake/conversation_trace.jsonl"
 
@@ -714,7 +714,7 @@ def test_a_readmission_that_decodes_at_once_keeps_its_cache_hit_in_the_step_log(
         prefix_load_cap=0,
     )
     hash_ids = [[], [], [], [], [0, 1040, 1041, 1042], [], [], [], [], [], []]
-    params = kernel.new_params()
+    params = layout.new_params()
     params[kernel.HOST_S] = params[kernel.HOST_S_PER_SEQ] = 0.125
     params[kernel.ELEMENTWISE_S_PER_TOKEN] = 2.0**-12
     params[kernel.ATTN_KV_S_PER_CONTEXT_TOKEN] = 2.0**-16

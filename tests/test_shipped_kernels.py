@@ -111,6 +111,8 @@ def test_a_first_run_with_an_empty_cache_loads_the_shipped_kernels(tmp_path):
         pytest.skip("the shipped kernels are for another numba, CPython or machine")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env["XDG_CACHE_HOME"] = str(tmp_path / "home-cache")
+    # numba's build of the fused path, not the ahead-of-time one (test_compiled_engine.py).
+    env["SIMREPLAY_AOT"] = "0"
     code = """
 import json
 from simulator import Scenario, simulate

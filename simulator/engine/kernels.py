@@ -25,6 +25,9 @@ from simulator.engine.prefix_cache import (
     take_private_blocks,
 )
 from simulator.engine.state import (
+    ADVANCE_LOG_FULL,
+    ADVANCE_OK,
+    ADVANCE_STUCK,
     C_FAST_STEPS,
     C_LOG_SIZE,
     CFG_BLOCK_SHIFT,
@@ -121,9 +124,6 @@ HELD_EMPTY = 1  # nothing is waiting
 HELD_BUDGET = 2  # the step's token budget
 HELD_SEATS = 3  # --max-num-seqs
 HELD_KV = 4  # free KV blocks
-
-#: ``advance`` return codes.
-ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
 
 # Which running requests a pass of step 1 takes (typed for the same reason).
 _ALL_PHASES, _PREFILL_PHASE, _DECODE_PHASE = np.int64(-1), np.int64(0), np.int64(1)

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Return codes of the resumable engine kernels (``kernels.advance``, ``fused.run_fused``):
+#: done; the step log is full (grow it and call again); an invariant broke.
+ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
+
 # Request status codes.
 NOT_ARRIVED, WAITING, RUNNING, FINISHED, REJECTED = 0, 1, 2, 3, 4
 

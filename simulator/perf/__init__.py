@@ -5,9 +5,8 @@
 fills the same ``params`` slots with measured constants without touching the engine.
 """
 
-from simulator import _numba_cache
-from simulator.perf import kernel
-from simulator.perf.kernel import step_time_parts_s, step_time_s
+from typing import Any
+
 from simulator.perf.roofline import (
     DEFAULT_EFFICIENCIES,
     Efficiencies,
@@ -19,8 +18,15 @@ from simulator.perf.roofline import (
     with_pipeline_stages,
 )
 
-# kernel.py imports only numpy, numba and math; its cache loads are made lean here.
-_numba_cache.lean_loads(vars(kernel))
+
+def __getattr__(name: str) -> Any:
+    """``step_time_s`` and ``step_time_parts_s`` import numba: only when asked for."""
+    if name in ("step_time_s", "step_time_parts_s"):
+        from simulator.perf import kernel
+
+        return getattr(kernel, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_EFFICIENCIES",

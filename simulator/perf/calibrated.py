@@ -37,7 +37,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from simulator.perf import kernel
+from simulator.perf import layout
 from simulator.perf.roofline import (
     DEFAULT_EFFICIENCIES,
     StepTimeModel,
@@ -412,9 +412,9 @@ def pack_tables(
     Parameters
     ----------
     base_params : numpy.ndarray
-        float64, shape ``(kernel.NUM_PARAMS,)``; not mutated.
+        float64, shape ``(layout.NUM_PARAMS,)``; not mutated.
     tables : list
-        ``kernel.NUM_CAL_TABLES`` entries in ``CAL_*`` order: ``(x_nodes, None, seconds)``
+        ``layout.NUM_CAL_TABLES`` entries in ``CAL_*`` order: ``(x_nodes, None, seconds)``
         for one feature, ``(x_nodes, y_nodes, seconds[len(x), len(y)])`` for two, or None
         for an absent table. Node values > 0 and increasing; seconds > 0.
 
@@ -423,10 +423,10 @@ def pack_tables(
     numpy.ndarray
         float64, writeable, ``NUM_PARAMS + header + tables`` long.
     """
-    if len(tables) != kernel.NUM_CAL_TABLES:
-        raise ValueError(f"expected {kernel.NUM_CAL_TABLES} tables, got {len(tables)}")
-    chunks = [np.asarray(base_params, dtype=np.float64), np.zeros(kernel.NUM_CAL_TABLES)]
-    offset = kernel.CAL_TABLES_START
+    if len(tables) != layout.NUM_CAL_TABLES:
+        raise ValueError(f"expected {layout.NUM_CAL_TABLES} tables, got {len(tables)}")
+    chunks = [np.asarray(base_params, dtype=np.float64), np.zeros(layout.NUM_CAL_TABLES)]
+    offset = layout.CAL_TABLES_START
     for table_idx, table in enumerate(tables):
         if table is None:
             continue

@@ -151,7 +151,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from simulator.errors import SimreplayError
-from simulator.perf import kernel
+from simulator.perf import layout
 from simulator.specs import GPUSpec, ModelSpec
 
 #: Bytes of one activation or KV-cache element (BF16/FP16).
@@ -241,7 +241,7 @@ class StepTimeModel:
     Attributes
     ----------
     params : numpy.ndarray
-        float64, shape ``(kernel.NUM_PARAMS,)``: the coefficients passed to
+        float64, shape ``(layout.NUM_PARAMS,)``: the coefficients passed to
         ``kernel.step_time_s``. Treat it as read-only; it is left writeable on purpose,
         because numba types a read-only array differently and every engine kernel would
         then compile twice when callers mix the two.
@@ -278,6 +278,8 @@ class StepTimeModel:
             num_decode_seqs,
             decode_context_tokens,
         )
+        from simulator.perf import kernel  # numba: only for callers that want a step time
+
         return float(kernel.step_time_s(self.params, *features))
 
     def predict_parts(
@@ -290,7 +292,7 @@ class StepTimeModel:
         num_decode_seqs: int = 0,
         decode_context_tokens: int = 0,
     ) -> dict[str, float]:
-        """Seconds per part of one step (``kernel.PART_NAMES``); they sum to ``predict``."""
+        """Seconds per part of one step (``layout.PART_NAMES``); they sum to ``predict``."""
         features = _checked_features(
             num_prefill_tokens,
             num_prefill_seqs,
@@ -299,9 +301,11 @@ class StepTimeModel:
             num_decode_seqs,
             decode_context_tokens,
         )
-        parts_s = np.zeros(kernel.NUM_PARTS, dtype=np.float64)
+        parts_s = np.zeros(layout.NUM_PARTS, dtype=np.float64)
+        from simulator.perf import kernel
+
         kernel.step_time_parts_s(self.params, *features, parts_s)
-        return {name: float(parts_s[idx]) for idx, name in enumerate(kernel.PART_NAMES)}
+        return {name: float(parts_s[idx]) for idx, name in enumerate(layout.PART_NAMES)}
 
 
 def _checked_features(
@@ -417,23 +421,23 @@ def roofline_model(
     attn_flops = gpu.peak_bf16_flops * eff.prefill_attention
     kv_bytes_per_s = gpu.hbm_bytes_per_s * eff.decode_attention
 
-    params = kernel.new_params()
+    params = layout.new_params()
 
     def set_linear(op_idx: int, n_in: float, n_out: float) -> None:
-        base = op_idx * kernel.LINEAR_STRIDE
-        params[base + kernel.LINEAR_COMPUTE_S_PER_TOKEN] = (
+        base = op_idx * layout.LINEAR_STRIDE
+        params[base + layout.LINEAR_COMPUTE_S_PER_TOKEN] = (
             num_layers * 2.0 * n_in * n_out / gemm_flops
         )
-        params[base + kernel.LINEAR_MEMORY_S] = num_layers * (
+        params[base + layout.LINEAR_MEMORY_S] = num_layers * (
             n_in * n_out * weight_bytes / mem_bytes_per_s + lat
         )
-        params[base + kernel.LINEAR_MEMORY_S_PER_TOKEN] = (
+        params[base + layout.LINEAR_MEMORY_S_PER_TOKEN] = (
             num_layers * (n_in + n_out) * act_bytes / mem_bytes_per_s
         )
 
     qkv_out = (heads_per_gpu + 2.0 * kv_heads_per_gpu) * head_dim
-    set_linear(kernel.LINEAR_QKV, hidden, qkv_out)
-    set_linear(kernel.LINEAR_O, heads_per_gpu * head_dim, hidden)
+    set_linear(layout.LINEAR_QKV, hidden, qkv_out)
+    set_linear(layout.LINEAR_O, heads_per_gpu * head_dim, hidden)
     num_mlp_matrices = 3.0 if model.gated_mlp else 2.0
     mlp_in_out = (num_mlp_matrices - 1.0) * ffn_per_gpu  # gate+up merged, or up alone
     # Elements the MLP activation kernel reads and writes per token: gated, it reads gate
@@ -443,31 +447,31 @@ def roofline_model(
     if model.is_moe:
         num_experts = float(model.num_experts)
         top_k = float(model.num_experts_per_token)
-        set_linear(kernel.LINEAR_ROUTER, hidden, num_experts)  # replicated, not split by tp
+        set_linear(layout.LINEAR_ROUTER, hidden, num_experts)  # replicated, not split by tp
         expert_params = num_mlp_matrices * hidden * ffn_per_gpu
-        params[kernel.MOE_COMPUTE_S_PER_TOKEN] = (
+        params[layout.MOE_COMPUTE_S_PER_TOKEN] = (
             num_layers * top_k * 2.0 * expert_params / gemm_flops
         )
-        params[kernel.MOE_MEMORY_S] = num_layers * MOE_GEMM_KERNELS_PER_LAYER * lat
-        params[kernel.MOE_MEMORY_S_PER_EXPERT] = (
+        params[layout.MOE_MEMORY_S] = num_layers * MOE_GEMM_KERNELS_PER_LAYER * lat
+        params[layout.MOE_MEMORY_S_PER_EXPERT] = (
             num_layers * expert_params * weight_bytes / mem_bytes_per_s
         )
         # Each expert visit reads and writes both GEMMs' inputs and outputs.
         expert_io_elements = 2.0 * hidden + mlp_in_out + ffn_per_gpu
-        params[kernel.MOE_MEMORY_S_PER_TOKEN] = (
+        params[layout.MOE_MEMORY_S_PER_TOKEN] = (
             num_layers * top_k * expert_io_elements * act_bytes / mem_bytes_per_s
         )
-        params[kernel.MOE_NUM_EXPERTS] = num_experts
-        params[kernel.MOE_TOP_K] = top_k
+        params[layout.MOE_NUM_EXPERTS] = num_experts
+        params[layout.MOE_TOP_K] = top_k
         act_elements *= top_k
         elementwise_kernels += MOE_EXTRA_KERNELS_PER_LAYER
     else:
-        set_linear(kernel.LINEAR_MLP_IN, hidden, mlp_in_out)
-        set_linear(kernel.LINEAR_MLP_OUT, ffn_per_gpu, hidden)
+        set_linear(layout.LINEAR_MLP_IN, hidden, mlp_in_out)
+        set_linear(layout.LINEAR_MLP_OUT, ffn_per_gpu, hidden)
 
-    params[kernel.LM_HEAD_COMPUTE_S_PER_ROW] = 2.0 * hidden * vocab_per_gpu / head_flops
-    params[kernel.LM_HEAD_MEMORY_S] = hidden * vocab_per_gpu * head_bytes / mem_bytes_per_s + lat
-    params[kernel.LM_HEAD_MEMORY_S_PER_ROW] = (hidden + vocab_per_gpu) * act_bytes / mem_bytes_per_s
+    params[layout.LM_HEAD_COMPUTE_S_PER_ROW] = 2.0 * hidden * vocab_per_gpu / head_flops
+    params[layout.LM_HEAD_MEMORY_S] = hidden * vocab_per_gpu * head_bytes / mem_bytes_per_s + lat
+    params[layout.LM_HEAD_MEMORY_S_PER_ROW] = (hidden + vocab_per_gpu) * act_bytes / mem_bytes_per_s
 
     # Bytes per token per layer of the element-wise kernels: 2 x (residual add + RMSNorm
     # reading and writing hidden and residual), RoPE reading and writing q and k, the
@@ -478,35 +482,35 @@ def roofline_model(
         + 4.0 * kv_heads_per_gpu * head_dim
         + act_elements
     )
-    params[kernel.ELEMENTWISE_S] = num_layers * elementwise_kernels * lat
-    params[kernel.ELEMENTWISE_S_PER_TOKEN] = (
+    params[layout.ELEMENTWISE_S] = num_layers * elementwise_kernels * lat
+    params[layout.ELEMENTWISE_S_PER_TOKEN] = (
         num_layers * elementwise_elements * act_bytes / mem_bytes_per_s
     )
 
-    params[kernel.ATTN_LATENCY_S] = num_layers * lat
-    params[kernel.ATTN_COMPUTE_S_PER_WORK] = (
+    params[layout.ATTN_LATENCY_S] = num_layers * lat
+    params[layout.ATTN_COMPUTE_S_PER_WORK] = (
         num_layers * 4.0 * heads_per_gpu * head_dim / attn_flops
     )
     # Cached K and V are read at the cache's element size (half with an FP8 cache), by
     # decode attention and by prefill chunks behind cached context alike.
-    params[kernel.ATTN_KV_S_PER_CONTEXT_TOKEN] = (
+    params[layout.ATTN_KV_S_PER_CONTEXT_TOKEN] = (
         num_layers * 2.0 * kv_heads_per_gpu * head_dim * kv_dtype_bytes / kv_bytes_per_s
     )
     # Each query row reads q and writes the attention output.
-    params[kernel.ATTN_QUERY_S_PER_TOKEN] = (
+    params[layout.ATTN_QUERY_S_PER_TOKEN] = (
         num_layers * 2.0 * heads_per_gpu * head_dim * act_bytes / kv_bytes_per_s
     )
 
     if tp > 1:
         ring_bytes_per_token = 2.0 * (tp - 1) / tp * hidden * act_bytes
         link_bytes_per_s = gpu.link_bytes_per_s * eff.allreduce_link
-        params[kernel.ALLREDUCE_S] = num_layers * 2.0 * eff.allreduce_latency_s
-        params[kernel.ALLREDUCE_S_PER_TOKEN] = (
+        params[layout.ALLREDUCE_S] = num_layers * 2.0 * eff.allreduce_latency_s
+        params[layout.ALLREDUCE_S_PER_TOKEN] = (
             num_layers * 2.0 * ring_bytes_per_token / link_bytes_per_s
         )
 
-    params[kernel.HOST_S] = eff.host_overhead_s
-    params[kernel.HOST_S_PER_SEQ] = eff.host_overhead_per_seq_s
+    params[layout.HOST_S] = eff.host_overhead_s
+    params[layout.HOST_S_PER_SEQ] = eff.host_overhead_per_seq_s
 
     weight_params_per_gpu = num_layers * (
         hidden * qkv_out
@@ -621,16 +625,16 @@ def with_pipeline_stages(
     params = step.params.copy()
     bytes_per_token = PP_TENSORS_PER_TOKEN * model.hidden_size * ACTIVATION_BYTES
     across = stage_transfers_across_nodes(gpu, tp, pp)
-    params[kernel.PP_TRANSFER_S] = (pp - 1) * PP_P2P_LATENCY_S
-    params[kernel.PP_TRANSFER_S_PER_TOKEN] = (pp - 1 - across) * bytes_per_token / (
+    params[layout.PP_TRANSFER_S] = (pp - 1) * PP_P2P_LATENCY_S
+    params[layout.PP_TRANSFER_S_PER_TOKEN] = (pp - 1 - across) * bytes_per_token / (
         gpu.link_bytes_per_s
     ) + across * bytes_per_token / gpu.network_bytes_per_s
     description: dict[str, float | str] = dict(step.description)
     description.update(
         {
             "pp": float(pp),
-            "pp_transfer_s_per_step": float(params[kernel.PP_TRANSFER_S]),
-            "pp_transfer_s_per_token": float(params[kernel.PP_TRANSFER_S_PER_TOKEN]),
+            "pp_transfer_s_per_step": float(params[layout.PP_TRANSFER_S]),
+            "pp_transfer_s_per_token": float(params[layout.PP_TRANSFER_S_PER_TOKEN]),
             "pp_transfers_across_nodes": float(across),
         }
     )
@@ -680,8 +684,8 @@ def with_cross_node_allreduce(
     ) / gpu.network_bytes_per_s
     params = step.params.copy()
     offset = (
-        int(params[kernel.CAL_HEADER + kernel.CAL_ALLREDUCE])
-        if params.shape[0] > kernel.NUM_PARAMS
+        int(params[layout.CAL_HEADER + layout.CAL_ALLREDUCE])
+        if params.shape[0] > layout.NUM_PARAMS
         else 0
     )
     if offset > 0:
@@ -692,8 +696,8 @@ def with_cross_node_allreduce(
         values = offset + 2 + num_nodes + int(params[offset + 1])
         params[values : values + num_nodes] += per_call_s + per_token_s * tokens
     else:
-        params[kernel.ALLREDUCE_S] += per_call_s
-        params[kernel.ALLREDUCE_S_PER_TOKEN] += per_token_s
+        params[layout.ALLREDUCE_S] += per_call_s
+        params[layout.ALLREDUCE_S_PER_TOKEN] += per_token_s
     description: dict[str, float | str] = dict(step.description)
     description.update(
         {
@@ -734,8 +738,8 @@ def with_cuda_graphs(
     if max_graph_tokens == 0:
         return step
     params = step.params.copy()
-    params[kernel.CUDA_GRAPH_MAX_TOKENS] = float(max_graph_tokens)
-    params[kernel.CUDA_GRAPH_DECODE_ONLY] = 1.0 if decode_only else 0.0
+    params[layout.CUDA_GRAPH_MAX_TOKENS] = float(max_graph_tokens)
+    params[layout.CUDA_GRAPH_DECODE_ONLY] = 1.0 if decode_only else 0.0
     description: dict[str, float | str] = dict(step.description)
     description["cuda_graph_max_tokens"] = float(max_graph_tokens)
     description["cuda_graph_steps"] = "decode-only" if decode_only else "all"
@@ -759,8 +763,8 @@ def constant_step_model(step_s: float) -> StepTimeModel:
     """
     if not (math.isfinite(step_s) and step_s > 0.0):
         raise SimreplayError(f"constant step time must be > 0 seconds, got {step_s!r}")
-    params = kernel.new_params()
-    params[kernel.HOST_S] = step_s
+    params = layout.new_params()
+    params[layout.HOST_S] = step_s
     return StepTimeModel(
         params=params,
         source=f"constant {step_s!r} s per step",
@@ -778,11 +782,11 @@ def _knee_tokens(params: np.ndarray) -> float | None:
     when none ever is)."""
     best_tokens = None
     largest_weight_s = -1.0
-    for op_idx in range(kernel.NUM_LINEAR_OPS):
-        base = op_idx * kernel.LINEAR_STRIDE
-        compute = params[base + kernel.LINEAR_COMPUTE_S_PER_TOKEN]
-        fixed = params[base + kernel.LINEAR_MEMORY_S]
-        per_token = params[base + kernel.LINEAR_MEMORY_S_PER_TOKEN]
+    for op_idx in range(layout.NUM_LINEAR_OPS):
+        base = op_idx * layout.LINEAR_STRIDE
+        compute = params[base + layout.LINEAR_COMPUTE_S_PER_TOKEN]
+        fixed = params[base + layout.LINEAR_MEMORY_S]
+        per_token = params[base + layout.LINEAR_MEMORY_S_PER_TOKEN]
         if fixed > largest_weight_s and compute > per_token:
             largest_weight_s = fixed
             best_tokens = float(fixed / (compute - per_token))

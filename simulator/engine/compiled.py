@@ -1,0 +1,107 @@
+"""The fused engine compiled ahead of time: a replay with built-in policies without numba.
+
+``fused.run_fused`` replays a whole trace when every policy of the run is built in (what
+``simreplay run`` does unless a closed loop or a Python router is asked for). Through numba
+it costs every command an import of numba (about 0.37 s on a 2-core machine) and the load
+of its cached machine code (0.1-0.15 s) before the replay starts, about as long as the rest
+of a one-hour trace's whole command. ``python -m simulator.build_kernels`` therefore also
+compiles ``run_fused`` (with every kernel it calls) into a CPython extension module with
+numba's ahead-of-time compiler (``numba.pycc``), shipped beside the cached kernels:
+``simulator/_jitcache/<kernel hash>/_fused_aot<extension suffix>``. Importing it takes about
+a millisecond and needs numpy only.
+
+It is the same source through the same LLVM for the same portable CPU (``generic``), with
+no fast-math, so it computes the same floats: a test replays scenarios covering every
+scheduler, router and engine feature through both and requires identical state, bit for
+bit. It is used only when all of these hold, and numba's path runs otherwise:
+
+- its folder is named by the hash of the current kernel sources (``_numba_cache``), so an
+  edited kernel is never served by a stale build;
+- the build's manifest names this CPython and machine, and the module imports (another C
+  library, numpy ABI or platform raises ``ImportError``);
+- ``NUMBA_DISABLE_JIT`` is not set (debugging and coverage run the Python source) and
+  ``SIMREPLAY_AOT`` is not ``0`` (tests and benchmarks compare the two builds).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.machinery
+import importlib.util
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+from simulator import _numba_cache
+
+#: The extension's module name (its file is this plus the interpreter's extension suffix).
+MODULE_NAME = "_fused_aot"
+
+#: numba type signature of ``run_fused`` as ``state.EngineState.kernel_args`` passes it,
+#: plus the router's draws and each session's replica (all C-contiguous).
+RUN_FUSED_SIGNATURE = (
+    "i8(i8[:, ::1], f8[:, ::1], i8[:, ::1], f8[:, ::1], i8[:, ::1], i8[::1], f8[::1], "
+    "f8[:, ::1], i8[:, ::1], f8[:, ::1], i8[::1], i8[::1], i8[:, ::1], i8[::1], f8[::1], "
+    "i8[::1])"
+)
+
+
+def shipped_path(shipped: Path = _numba_cache.SHIPPED_DIR) -> Path:
+    """Where the extension for the current kernel sources and interpreter would be."""
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    return shipped / _numba_cache.kernel_hash() / f"{MODULE_NAME}{suffix}"
+
+
+def enabled() -> bool:
+    """False when the environment asks for numba's path (see the module docstring)."""
+    return os.environ.get("SIMREPLAY_AOT", "1") != "0" and os.environ.get(
+        "NUMBA_DISABLE_JIT", "0"
+    ) in ("", "0")
+
+
+@functools.cache
+def shipped_module() -> ModuleType | None:
+    """The shipped extension when it matches this installation and imports, else None."""
+    return load(shipped_path())
+
+
+def load(path: Path) -> ModuleType | None:
+    """The extension module at ``path`` if its folder's ``BUILD.json`` names this CPython
+    and machine and it imports; None otherwise (nothing is raised)."""
+    if not path.is_file():
+        return None
+    try:
+        built = json.loads((path.parent / "BUILD.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if built.get("python") != sys.implementation.cache_tag or built.get("machine") != (
+        platform.machine()
+    ):
+        return None
+    spec = importlib.util.spec_from_file_location(f"simulator.engine.{MODULE_NAME}", path)
+    if spec is None or spec.loader is None:
+        return None
+    try:
+        module = importlib.util.module_from_spec(spec)  # loads the shared library
+        spec.loader.exec_module(module)
+    except ImportError:
+        return None
+    return module
+
+
+def available() -> bool:
+    """Whether a fused replay runs the shipped extension (no numba import, no compiling)."""
+    return enabled() and shipped_module() is not None
+
+
+def run_fused() -> Callable[..., int]:
+    """``fused.run_fused``: the shipped extension's when ``available()``, else numba's."""
+    if available():
+        return shipped_module().run_fused
+    from simulator.engine import fused
+
+    return fused.run_fused

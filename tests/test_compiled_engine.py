@@ -1,0 +1,185 @@
+"""The fused engine's ahead-of-time build (``simulator/engine/compiled.py``).
+
+- it is shipped for the current kernel sources, and used wherever its manifest says it can
+  be (so the differential tests below never skip on the machine that built it);
+- it replays exactly as numba's build of the same source: engine states bit for bit on
+  random small scenarios (hypothesis) and on a realistic trace through ``simulate`` with
+  every scheduler, router and engine feature;
+- a replay with built-in policies imports no numba;
+- a stale, foreign or broken build is refused, and numba's path runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+from engine_cases import scenarios
+from hypothesis import HealthCheck, given, settings
+from test_engine import assert_same_state, replay_case
+
+from simulator import Scenario, simulate
+from simulator._numba_cache import SHIPPED_DIR, kernel_hash
+from simulator.engine import compiled, fused
+from simulator.trace.importer import load_trace
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACES = ROOT / "traces"
+
+
+def _manifest() -> dict:
+    return json.loads((SHIPPED_DIR / kernel_hash() / "BUILD.json").read_text())
+
+
+def _same_toolchain() -> bool:
+    manifest = _manifest()
+    return (
+        manifest["numba"] == numba.__version__
+        and manifest["python"] == sys.implementation.cache_tag
+        and manifest["machine"] == platform.machine()
+    )
+
+
+needs_build = pytest.mark.skipif(
+    not compiled.available(), reason="no ahead-of-time build for this interpreter or machine"
+)
+
+
+def test_the_extension_is_shipped_for_the_kernel_sources_and_used_where_it_can_be():
+    manifest = _manifest()  # a missing folder: run python -m simulator.build_kernels
+    assert manifest["ahead_of_time"] == compiled.shipped_path().name
+    assert compiled.shipped_path().is_file()
+    if _same_toolchain():
+        assert compiled.available(), "built for this interpreter and machine, yet not loaded"
+        assert compiled.run_fused() is compiled.shipped_module().run_fused
+
+
+def test_the_environment_can_ask_for_numbas_build(monkeypatch):
+    monkeypatch.setenv("SIMREPLAY_AOT", "0")
+    assert not compiled.available()
+    assert compiled.run_fused() is fused.run_fused
+    monkeypatch.setenv("SIMREPLAY_AOT", "1")
+    monkeypatch.setenv("NUMBA_DISABLE_JIT", "1")
+    assert not compiled.available()
+
+
+def _replay_both(monkeypatch, run):
+    """``run()`` through numba's build, then through the shipped extension."""
+    monkeypatch.setenv("SIMREPLAY_AOT", "0")
+    by_numba = run()
+    monkeypatch.delenv("SIMREPLAY_AOT")
+    assert compiled.available()
+    return by_numba, run()
+
+
+@needs_build
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(scenarios(max_requests=16))
+def test_both_builds_replay_random_scenarios_identically(monkeypatch, case):
+    arrival, prompts, outputs, knobs = case
+    by_numba, ahead = _replay_both(
+        monkeypatch, lambda: replay_case(arrival, prompts, outputs, knobs, orchestration="fused")
+    )
+    assert_same_state(by_numba, ahead)
+    np.testing.assert_array_equal(by_numba.rep_i, ahead.rep_i)  # P_LAST_RUN too: same path
+
+
+@pytest.fixture(scope="module")
+def chat():
+    return load_trace(TRACES / "chat-1h.parquet").slice(0, 1500)
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    return load_trace(TRACES / "chat-sessions.parquet").slice(0, 800)
+
+
+SCENARIOS = {
+    "default": dict(gpus="4xA100"),
+    "vllm-v0": dict(gpus="2xA100", scheduler="vllm-v0"),
+    "sarathi": dict(gpus="2xA100", scheduler="sarathi"),
+    "round-robin": dict(gpus="3xA100", router="round-robin"),
+    "least-kv": dict(gpus="3xA100", router="least-kv"),
+    "random": dict(gpus="3xA100", router="random", seed=7),
+    "preempting": dict(gpus="1xL40S", max_num_seqs=512, gpu_memory_utilization=0.6),
+    "pipeline": dict(gpus="4xA100", model="llama-3.1-70b", tp=2, pp=2),
+    "moe": dict(gpus="2xH100", model="mixtral-8x7b", tp=2),
+    "eager": dict(gpus="1xH100", enforce_eager=True),
+}
+
+
+@needs_build
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_both_builds_simulate_a_trace_identically(monkeypatch, chat, name):
+    scenario = Scenario(**SCENARIOS[name])
+    by_numba, ahead = _replay_both(monkeypatch, lambda: simulate(chat, scenario))
+    assert by_numba.requests.equals(ahead.requests)
+    assert by_numba.steps.equals(ahead.steps)
+    assert json.dumps(by_numba.summary, sort_keys=True) == json.dumps(ahead.summary, sort_keys=True)
+
+
+@needs_build
+@pytest.mark.parametrize("router", ["prefix-aware", "session-affinity", "least-outstanding"])
+def test_both_builds_replay_prefix_caching_identically(monkeypatch, sessions, router):
+    scenario = Scenario(gpus="2xA100", enable_prefix_caching=True, router=router)
+    by_numba, ahead = _replay_both(monkeypatch, lambda: simulate(sessions, scenario))
+    assert by_numba.requests.equals(ahead.requests)
+    assert by_numba.steps.equals(ahead.steps)
+
+
+@needs_build
+def test_a_replay_with_built_in_policies_imports_no_numba(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "SIMREPLAY_"))}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    code = """
+import json, sys
+from simulator import Scenario, simulate
+from simulator.trace.importer import load_trace
+result = simulate(load_trace("traces/chat-1h.parquet").slice(0, 300), Scenario(gpus="2xA100"))
+print(json.dumps([result.summary["num_completed"], "numba" in sys.modules]))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == [300, False]
+
+
+def _folder_for_this_platform(tmp_path: Path) -> Path:
+    folder = tmp_path / "build"
+    folder.mkdir()
+    manifest = {"python": sys.implementation.cache_tag, "machine": platform.machine()}
+    (folder / "BUILD.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_broken_or_foreign_build_is_refused(tmp_path):
+    folder = _folder_for_this_platform(tmp_path)
+    path = folder / compiled.shipped_path().name
+    assert compiled.load(path) is None  # missing
+    path.write_bytes(b"\x7fELF not really a shared library")
+    assert compiled.load(path) is None  # the loader's ImportError
+    if compiled.available():
+        path.write_bytes(compiled.shipped_path().read_bytes())
+        assert compiled.load(path) is not None
+        for manifest in ({"python": "cpython-399", "machine": platform.machine()}, {}):
+            (folder / "BUILD.json").write_text(json.dumps(manifest))
+            assert compiled.load(path) is None
+        (folder / "BUILD.json").write_text("not json")
+        assert compiled.load(path) is None
+
+
+def test_an_edited_kernel_source_is_not_served_by_the_shipped_build(monkeypatch, tmp_path):
+    """The extension is found through the kernel hash: another hash finds nothing."""
+    monkeypatch.setattr(compiled._numba_cache, "kernel_hash", lambda: "0123456789abcdef")
+    assert not compiled.shipped_path().exists()
+    assert compiled.load(compiled.shipped_path()) is None
