@@ -550,6 +550,56 @@ def test_a_changed_trace_is_refused_in_the_same_store(tmp_path):
     assert row_bytes(out) == before
 
 
+@pytest.mark.parametrize("stored_build", ["0.1.0+000000000000", None])
+def test_rows_of_another_build_are_refused_in_the_same_store(tmp_path, stored_build):
+    """After an upgrade that changed results the old rows would be served (same knobs) or
+    shown beside new ones; a store's rows name the build that simulated them."""
+    from simulator.fingerprint import build_id
+
+    trace = _trace(tmp_path / "t.parquet", 50, 1)
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xH100", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    (row_file,) = (out / "rows").glob("*.parquet")
+    assert pq.read_table(row_file).column("simreplay_build").to_pylist() == [build_id()]
+    assert invoke(*args).exit_code == 0  # the same build: nothing to redo
+    table = pq.read_table(row_file)
+    if stored_build is None:  # a row written before builds were recorded has no column
+        table = table.drop_columns(["simreplay_build"])
+    else:
+        where = table.schema.get_field_index("simreplay_build")
+        table = table.set_column(where, "simreplay_build", pa.array([stored_build]))
+    pq.write_table(table, row_file)
+    before = row_bytes(out)
+    result = invoke("sweep", trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1)
+    which = f"simreplay {stored_build}" if stored_build else "a simreplay from before builds"
+    assert_one_line_error(result, f"holds rows simulated by {which}", "(1 of them)", "new --out")
+    assert row_bytes(out) == before
+
+
+def test_the_build_id_follows_the_sources_and_profiles(tmp_path):
+    from simulator.fingerprint import sources_digest
+
+    package, profiles = tmp_path / "pkg", tmp_path / "profiles"
+    (package / "sub").mkdir(parents=True)
+    profiles.mkdir()
+    (package / "a.py").write_text("x = 1\n")
+    (package / "sub" / "b.py").write_text("y = 2\n")
+    (profiles / "gpu.json").write_text("{}")
+    (package / "notes.txt").write_text("not a source")
+    first = sources_digest(package, profiles)
+    (package / "notes.txt").write_text("still not a source")
+    assert sources_digest(package, profiles) == first
+    for path, text in [(package / "sub" / "b.py", "y = 3\n"), (profiles / "gpu.json", "{ }")]:
+        old = path.read_text()
+        path.write_text(text)
+        assert sources_digest(package, profiles) != first
+        path.write_text(old)
+        assert sources_digest(package, profiles) == first
+    (package / "sub" / "b.py").rename(package / "b.py")  # same bytes, another module
+    assert sources_digest(package, profiles) != first
+
+
 def _two_row_store(tmp_path: Path, small_trace: Path) -> tuple[Path, list, dict[str, bytes], Path]:
     """A sweep of two scenarios: its folder, its command, its rows' bytes and one row file."""
     out = tmp_path / "sweep"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_sweep import _trace, invoke
 
-from simulator import __version__
+from simulator.fingerprint import build_id
 from simulator.report import sweep_page
 from simulator.sweep import runner, store
 from simulator.sweep.store import PLANNED_FIELD, ResultStore
@@ -120,7 +120,7 @@ def test_the_plan_is_recorded_before_the_first_scenario(tmp_path, monkeypatch, t
         f"interrupted: 0 of 6 scenarios stored in {out}; run the same command again to "
         "simulate the other 6"
     )
-    assert len(planned_record(out)[__version__]) == 6
+    assert len(planned_record(out)[build_id()]) == 6
     shown = show(out)
     assert shown.stdout == "no rows yet\n"
     assert shown.stderr.startswith(f"{out}: 0 of 6 planned scenarios stored; 6 not simulated")
@@ -142,7 +142,7 @@ def test_an_extended_grid_plans_the_union(tmp_path, monkeypatch, trace):
     out = tmp_path / "sw"
     first = ["--gpus", "1xH100", "--rate-scale", "1,2", "--workers", "1"]
     assert invoke("sweep", trace, *first, "--out", out).exit_code == 0
-    assert len(planned_record(out)[__version__]) == 2
+    assert len(planned_record(out)[build_id()]) == 2
     # The wider grid holds the first one: its first two scenarios are found stored.
     stop_at_call(monkeypatch, 2, KeyboardInterrupt())
     wider = ["--gpus", "1xH100,2xH100", "--rate-scale", "1,2", "--workers", "1"]
@@ -155,13 +155,13 @@ def test_an_extended_grid_plans_the_union(tmp_path, monkeypatch, trace):
     monkeypatch.undo()
     other = ["--gpus", "4xH100", "--rate-scale", "1", "--workers", "1"]
     assert invoke("sweep", trace, *other, "--out", out).exit_code == 0
-    assert len(planned_record(out)[__version__]) == 5
+    assert len(planned_record(out)[build_id()]) == 5
     assert show(out).stderr.startswith(
         f"{out}: 4 of 5 planned scenarios stored; 1 not simulated yet (the sweep was stopped)"
     )
     assert invoke("sweep", trace, *wider, "--out", out).exit_code == 0
     record = planned_record(out)
-    assert record == {__version__: sorted(ResultStore(out).done_keys())}
+    assert record == {build_id(): sorted(ResultStore(out).done_keys())}
     assert show(out).stderr == ""
 
 
@@ -190,7 +190,7 @@ def test_a_store_without_the_record_is_read_and_nothing_is_claimed(tmp_path, tra
     # Rerunning the grid into it records its plan from then on.
     result = invoke("sweep", trace, *GRID, "--out", out)
     assert result.exit_code == 0, result.stderr
-    assert len(planned_record(out)[__version__]) == 6
+    assert len(planned_record(out)[build_id()]) == 6
     assert json.loads(show(out, "--json").stdout)["planned"]["num_missing"] == 0
 
 
@@ -205,7 +205,7 @@ def test_another_versions_plan_is_kept_and_not_claimed(tmp_path, trace):
     assert json.loads(show(out, "--json").stdout)["planned"] is None
     assert invoke("sweep", trace, *GRID, "--out", out).exit_code == 0
     record = planned_record(out)
-    assert record["0.0.1"] == ["0" * 32] and len(record[__version__]) == 6
+    assert record["0.0.1"] == ["0" * 32] and len(record[build_id()]) == 6
     assert show(out).stderr == ""
 
 
@@ -213,7 +213,7 @@ def test_a_damaged_record_is_one_line(tmp_path, trace):
     out = tmp_path / "sw"
     assert invoke("sweep", trace, *GRID, "--out", out).exit_code == 0
     manifest = json.loads((out / "sweep.json").read_text())
-    manifest[PLANNED_FIELD] = {__version__: "not a list"}
+    manifest[PLANNED_FIELD] = {build_id(): "not a list"}
     (out / "sweep.json").write_text(json.dumps(manifest))
     result = invoke("sweep", "show", out)
     assert result.exit_code == 1

@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from simulator.errors import SimreplayError
+from simulator.fingerprint import build_id
 from simulator.hardware import parse_gpus
 from simulator.metrics import parse_slo
 from simulator.scenario import Scenario
@@ -233,6 +234,7 @@ def _row_start(task: Task) -> dict[str, Any]:
     row: dict[str, Any] = dict(knobs)
     row.update(dict.fromkeys(RESULT_COLUMNS))
     row.update(scenario_key=task.key, trace_sha256=task.trace_sha256, slo=task.slo)
+    row.update(simreplay_build=build_id())
     num_gpus, gpu = parse_gpus(knobs["gpus"])
     row.update(gpu_type=gpu.name, num_gpus=num_gpus, cost_per_hour_usd=num_gpus * gpu.usd_per_hour)
     return row
@@ -677,6 +679,16 @@ def _checked_run(
                 f"and stored under {kept}"
             )
     stored = store.scan()
+    other_builds = {b: n for b, n in stored.builds.items() if b != build_id()}
+    if other_builds:
+        num_rows = sum(other_builds.values())
+        named = sorted(b for b in other_builds if b is not None)
+        which = f"simreplay {named[0]}" if named else "a simreplay from before builds were recorded"
+        raise SimreplayError(
+            f"{store.root}: holds rows simulated by {which} ({num_rows:,} of them), not by "
+            f"this build ({build_id()}), whose results may differ; use a new --out, or remove "
+            f"{store.rows_dir} to simulate them again with this one"
+        )
     for path, sha in hashes.items():
         other = sorted(stored.traces.get(path, set()) - {sha})
         if other:

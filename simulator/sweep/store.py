@@ -15,11 +15,16 @@ the scenario's key.
 
 The key is the SHA-256 of the scenario's knobs (as coerced to their types), the trace's
 *content* hash (SHA-256 of the file's bytes: a trace moved or touched keeps its results, a
-trace rewritten with other requests does not), and the simreplay version.
+trace rewritten with other requests does not), and the simreplay build
+(``simulator.fingerprint.build_id``: the version and a hash of the package's sources and
+shipped calibration profiles, so an upgrade that changes results never serves old rows).
+Each row records its build; a sweep into a store holding rows of another build (or of one
+from before builds were recorded) is refused, as a changed trace is: the old and new rows
+of one scenario would show as duplicates.
 
 ``sweep.json`` is ``{"kind": "simreplay-sweep", "format_version": 1, "slo": TEXT or null,
-"planned_scenario_keys": {VERSION: [KEY, ...]}}``. ``planned_scenario_keys`` records, per
-simreplay version (a key holds the version, so another version's keys are never its rows),
+"planned_scenario_keys": {BUILD: [KEY, ...]}}``. ``planned_scenario_keys`` records, per
+simreplay build (a key holds the build, so another build's keys are never its rows),
 the keys of every scenario a sweep into ``DIR`` was asked for, sorted. A sweep adds its
 keys once its inputs are checked, before it simulates anything (under the lock), so several
 sweeps into one folder (a grid extended later) leave the union. A planned key without a row
@@ -50,6 +55,7 @@ Row columns (``sweep show --json`` prints the same names):
 | `slo` | string | the SLO the row was judged against; null without one |
 | `slo_met` | bool | every bound met; null without an SLO or when infeasible |
 | `slo_attainment`, `goodput_rps` | float64 | share of requests meeting every bound; their rate |
+| `simreplay_build` | string | the build that simulated the row (null: before builds were kept) |
 """
 
 from __future__ import annotations
@@ -69,13 +75,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator import __version__
 from simulator.errors import SimreplayError
+from simulator.fingerprint import build_id
 from simulator.io import atomic_path, output_folder, write_text_atomic
 from simulator.sweep.spec import knob_types
 
 STORE_FORMAT_VERSION = 1
-#: ``sweep.json``'s record of the scenarios asked for: simreplay version -> sorted keys.
+#: ``sweep.json``'s record of the scenarios asked for: simreplay build -> sorted keys.
 PLANNED_FIELD = "planned_scenario_keys"
 #: The lock a sweep holds on its ``--out`` while it writes rows (``ResultStore.writing``).
 LOCK_NAME = ".sweep.lock"
@@ -113,6 +119,7 @@ RESULT_COLUMNS: dict[str, pa.DataType] = {
     "slo_met": pa.bool_(),
     "slo_attainment": pa.float64(),
     "goodput_rps": pa.float64(),
+    "simreplay_build": pa.string(),
 }
 
 
@@ -150,10 +157,10 @@ def file_sha256(path: Path | str) -> str:
 
 
 def scenario_key(knobs: dict[str, Any], trace_sha256: str) -> str:
-    """The stable key of a scenario: knobs (trace path excluded) + trace content + version."""
+    """The stable key of a scenario: knobs (trace path excluded) + trace content + build."""
     payload = {k: v for k, v in sorted(knobs.items()) if k != "trace"}
     payload["trace_sha256"] = trace_sha256
-    payload["simreplay_version"] = __version__
+    payload["simreplay_version"] = build_id()
     text = json.dumps(payload, sort_keys=True, allow_nan=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -174,11 +181,13 @@ class Planned:
 @dataclass(frozen=True)
 class StoredRows:
     """What ``ResultStore.scan`` found: keys of readable rows, trace path -> content hashes
-    of their rows, and the row files that cannot be read."""
+    of their rows, the row files that cannot be read, and build -> number of rows (None:
+    rows from before builds were recorded)."""
 
     keys: set[str]
     traces: dict[str, set[str]]
     unreadable: list[Path]
+    builds: dict[str | None, int]
 
 
 class ResultStore:
@@ -301,11 +310,11 @@ class ResultStore:
                 "format_version": STORE_FORMAT_VERSION,
                 "slo": slo,
             }
-        before = self._planned_record(manifest).get(__version__, set())
+        before = self._planned_record(manifest).get(build_id(), set())
         keys = before | set(planned)
         if keys != before:
-            # Other versions' keys stay as they were; one atomic write of the whole file.
-            record = {**manifest.get(PLANNED_FIELD, {}), __version__: sorted(keys)}
+            # Other builds' keys stay as they were; one atomic write of the whole file.
+            record = {**manifest.get(PLANNED_FIELD, {}), build_id(): sorted(keys)}
             manifest = {**manifest, PLANNED_FIELD: record}
         if new or keys != before:
             write_text_atomic(json.dumps(manifest, indent=2) + "\n", self.root / "sweep.json")
@@ -329,7 +338,7 @@ class ResultStore:
         return manifest
 
     def _planned_record(self, manifest: dict[str, Any]) -> dict[str, set[str]]:
-        """The manifest's ``PLANNED_FIELD`` as version -> keys; empty when it has none."""
+        """The manifest's ``PLANNED_FIELD`` as build -> keys; empty when it has none."""
         record = manifest.get(PLANNED_FIELD)
         if record is None:
             return {}
@@ -339,18 +348,18 @@ class ResultStore:
         ):
             raise SimreplayError(
                 f"{self.root / 'sweep.json'}: {PLANNED_FIELD} is not a map of simreplay "
-                "version to a list of scenario keys"
+                "build to a list of scenario keys"
             )
         return {version: set(keys) for version, keys in record.items()}
 
     def planned_keys(self) -> set[str] | None:
-        """Keys of the scenarios sweeps of this simreplay version asked for; None when the
+        """Keys of the scenarios sweeps of this simreplay build asked for; None when the
         store records none (no sweep.json, one written before the record existed, or only
-        another version's sweeps)."""
+        another build's sweeps)."""
         manifest = self.read_manifest()
         if manifest is None:
             return None
-        return self._planned_record(manifest).get(__version__)
+        return self._planned_record(manifest).get(build_id())
 
     def planned(self, stored_keys: Iterable[str] | None = None) -> Planned | None:
         """How many planned scenarios (``planned_keys``) have a row; None without a record.
@@ -392,9 +401,9 @@ class ResultStore:
         corrupt) was damaged afterwards: its scenario counts as not done.
         """
         files = self._row_files()
-        columns = ["scenario_key", "trace", "trace_sha256"]
+        columns = ["scenario_key", "trace", "trace_sha256", "simreplay_build"]
         if not files:
-            return StoredRows(set(), {}, [])
+            return StoredRows(set(), {}, [], {})
         import pyarrow.dataset as ds  # ~80 ms to import: only when a store has rows
 
         try:  # one multi-threaded scan; file by file only when a file is damaged
@@ -411,14 +420,17 @@ class ResultStore:
                 except (pa.ArrowException, OSError):
                     unreadable.append(path)
         traces: dict[str, set[str]] = {}
+        builds: dict[str | None, int] = {}
         for table in tables:
+            for build in table.column("simreplay_build").to_pylist():
+                builds[build] = builds.get(build, 0) + 1
             for trace, sha in zip(
                 table.column("trace").to_pylist(),
                 table.column("trace_sha256").to_pylist(),
                 strict=True,
             ):
                 traces.setdefault(trace, set()).add(sha)
-        return StoredRows({p.stem for p in readable}, traces, unreadable)
+        return StoredRows({p.stem for p in readable}, traces, unreadable, builds)
 
     def write_row(self, row: dict[str, Any]) -> None:
         """Write one scenario's row atomically."""
