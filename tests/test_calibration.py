@@ -53,6 +53,7 @@ from simulator.hardware import get_gpu
 from simulator.models import get_model
 from simulator.perf import kernel
 from simulator.perf.calibrated import (
+    allreduce_with_switches,
     calibrated_model,
     decode_dram_floor_s,
     moe_dram_floor_s,
@@ -2286,3 +2287,67 @@ def test_an_empty_node_is_filled_along_the_line_of_constant_batch_times_heads():
     assert np.max(np.abs(without.log_ratio(at) - expected)) > 0.05
     # Nodes that had points keep their own median.
     np.testing.assert_allclose(with_line.log_ratio(feats), ratio, atol=1e-12)
+
+
+def _switching_allreduce(switch_bytes: float | None):
+    """A predictor of one all-reduce: 5 us + bytes at 100 GB/s, and from ``switch_bytes`` on
+    (if any) 60 us + bytes at 60 GB/s: two algorithms, the second slower at the switch."""
+
+    def predict(name, feats):
+        assert name == "allreduce"
+        size = np.asarray(feats["message_bytes"], dtype=np.float64)
+        fast = 5e-6 + size / 100e9
+        if switch_bytes is None:
+            return fast
+        return np.where(size < switch_bytes, fast, 60e-6 + size / 60e9)
+
+    return predict
+
+
+def test_an_allreduce_algorithm_switch_stays_a_step_in_the_table():
+    """vLLM's custom all-reduce hands over to NCCL at its max size (8 MiB): between the
+    measured 4 and 8 MiB the table follows the custom algorithm, then steps up at 8 MiB,
+    instead of blending the two."""
+    bytes_per_token = 8192 * 2.0  # hidden 8192 in 16 bits: 8 MiB at 512 tokens
+    tokens = np.array([1.0, 64.0, 256.0, 362.0, 512.0, 1024.0])
+    nodes, seconds, switches = allreduce_with_switches(
+        _switching_allreduce(8 * 2**20), 4.0, bytes_per_token, tokens
+    )
+    assert switches == [8 * 2**20]
+    assert {511.0, 512.0} <= set(nodes.tolist()) and set(tokens) <= set(nodes.tolist())
+    truth = _switching_allreduce(8 * 2**20)("allreduce", {"message_bytes": nodes * 16384.0})
+    # Below the switch: in proportion from 4 MiB (256 tokens), never faster than the truth
+    # (one algorithm grows at most in proportion) and within its fixed latency of it.
+    below = (nodes > 256) & (nodes < 512)
+    assert np.all(seconds[below] >= truth[below])
+    assert np.all(seconds[below] <= truth[below] + 5e-6)
+    at_or_above = nodes >= 512
+    np.testing.assert_allclose(seconds[at_or_above], truth[at_or_above], rtol=1e-12)
+    assert seconds[nodes == 512][0] > 2.0 * seconds[nodes == 511][0]  # the step
+    # A smooth all-reduce: the token nodes and times as the grid gives them.
+    nodes, seconds, switches = allreduce_with_switches(
+        _switching_allreduce(None), 4.0, bytes_per_token, tokens
+    )
+    assert switches == [] and nodes.tolist() == tokens.tolist()
+    np.testing.assert_allclose(seconds, 5e-6 + tokens * bytes_per_token / 100e9)
+
+
+def test_a100_tensor_parallel_steps_keep_custom_allreduce_below_8_mib():
+    """On the shipped A100 profile (vLLM 0.14: NCCL from 8 MiB), Llama-3.1-70B at tp 4
+    (16 KiB a token): a step of 384 tokens (6 MiB) all-reduces at 4 MiB's rate, and the
+    all-reduce part steps up at 512 tokens."""
+    model = resolve(Scenario(gpus="4xA100", model="llama-3.1-70b", tp=4)).step_model
+    assert model.description["allreduce_switch_bytes"] == str(8 * 2**20)
+
+    def allreduce_s(tokens: int) -> float:
+        return model.predict_parts(
+            num_prefill_tokens=tokens,
+            num_prefill_seqs=1,
+            prefill_attn_work=tokens * (tokens + 1) / 2,
+        )["allreduce"]
+
+    assert allreduce_s(384) == pytest.approx(allreduce_s(256) * 384 / 256, rel=1e-9)
+    assert allreduce_s(512) > 1.3 * allreduce_s(504)  # 511 runs as a 512-row CUDA graph
+    # H100's all-reduce (vLLM 0.24) has no switch in the measured sizes: no step.
+    h100 = resolve(Scenario(gpus="4xH100", model="llama-3.1-70b", tp=4)).step_model
+    assert "allreduce_switch_bytes" not in h100.description

@@ -228,15 +228,15 @@ def calibrated_model(
     decode = np.maximum(decode, floor)
 
     allreduce = None
+    allreduce_tokens = tokens
+    switches: list[float] = []
     if tp > 1:
-        allreduce = predict(
-            "allreduce",
-            {"num_gpus": np.full_like(tokens, float(tp)), "message_bytes": tokens * hidden * 2.0},
-        )
-        used["allreduce"] = "roofline" if allreduce is None else "allreduce"
-        if allreduce is None:
+        measured = allreduce_with_switches(predict, float(tp), hidden * 2.0, tokens)
+        used["allreduce"] = "roofline" if measured is None else "allreduce"
+        if measured is None:
             allreduce = _roofline_part(base, "allreduce", tokens)
         else:
+            allreduce_tokens, allreduce, switches = measured
             allreduce = 2.0 * layers * allreduce
 
     moe = None
@@ -285,7 +285,7 @@ def calibrated_model(
         (tokens, None, lm_head),
         (BATCH_NODES_PREFILL, WORK_NODES, prefill),
         (BATCH_NODES_DECODE, CONTEXT_NODES, decode),
-        (tokens, None, allreduce) if allreduce is not None else None,
+        (allreduce_tokens, None, allreduce) if allreduce is not None else None,
         (tokens, None, moe) if moe is not None else None,
     ]
     params = pack_tables(base.params, tables)
@@ -295,8 +295,68 @@ def calibrated_model(
     info["decode_nodes_raised_to_dram_read"] = raised
     if info_moe_raised is not None:
         info["moe_nodes_raised_to_dram_read"] = info_moe_raised
+    if switches:
+        info["allreduce_switch_bytes"] = ", ".join(f"{b:.0f}" for b in switches)
     info.update(description or {})
     return StepTimeModel(params=params, source=source, description=info)
+
+
+#: Message sizes at which all-reduce is measured (NVIDIA AIConfigurator: 256 B to 1 GiB in
+#: powers of two; the fitted grid's nodes stop at 256 MiB).
+ALLREDUCE_MESSAGE_NODES = np.exp2(np.arange(8, 29)).astype(np.float64)
+
+#: Growth of all-reduce time, relative to the growth of the message, over one measured
+#: segment (one doubling) beyond which the segment holds a change of algorithm rather than
+#: a smooth curve. One algorithm's time is a latency plus bytes over a bandwidth, so it
+#: grows at most in proportion to the message; in the data, A100 (vLLM 0.14) takes 1.42-1.78x
+#: that from 4 to 8 MiB on 2-8 GPUs, where vLLM's custom all-reduce hands over to NCCL
+#: (``CustomAllreduce``'s ``max_size``, 8 MiB: custom below it, NCCL from it), GB200 on 2
+#: GPUs 1.26x; smooth segments stay at or below about 1.15x.
+ALLREDUCE_SWITCH_GROWTH = 1.25
+
+
+def allreduce_with_switches(
+    predict: Callable[[str, dict[str, np.ndarray]], np.ndarray | None],
+    num_gpus: float,
+    bytes_per_token: float,
+    tokens: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, list[float]] | None:
+    """One all-reduce's seconds over token counts, an algorithm switch kept as a step.
+
+    The grid interpolates between measured message sizes, which across a switch of
+    algorithm (see ``ALLREDUCE_SWITCH_GROWTH``) blends the two: on A100 with 4 GPUs a
+    6 MiB message came out 76 us, between custom all-reduce's 41.5 us at 4 MiB and NCCL's
+    118 us at 8 MiB, while custom all-reduce, still in use there, takes at most 62 us
+    (41.5 us x 6/4). Below a switch the time grows in proportion to the bytes from the last
+    measured size (the fastest one algorithm can grow), and two token nodes, the last count
+    below the switch's size and the first at it, put the step into the table.
+
+    Returns ``(token_nodes, seconds, switch_bytes)``, or None when ``predict`` has no
+    all-reduce grid.
+    """
+    gpus = np.full_like(ALLREDUCE_MESSAGE_NODES, num_gpus)
+    at_nodes = predict("allreduce", {"num_gpus": gpus, "message_bytes": ALLREDUCE_MESSAGE_NODES})
+    if at_nodes is None:
+        return None
+    growth = (at_nodes[1:] / at_nodes[:-1]) / (
+        ALLREDUCE_MESSAGE_NODES[1:] / ALLREDUCE_MESSAGE_NODES[:-1]
+    )
+    switches = np.flatnonzero(growth > ALLREDUCE_SWITCH_GROWTH).tolist()
+    nodes = [np.asarray(tokens, dtype=np.float64)]
+    for i in switches:
+        first = math.ceil(ALLREDUCE_MESSAGE_NODES[i + 1] / bytes_per_token)  # at the switch
+        nodes.append(np.array([first - 1.0, float(first)]))
+    token_nodes = np.unique(np.concatenate(nodes))
+    token_nodes = token_nodes[token_nodes >= 1.0]
+    message = token_nodes * bytes_per_token
+    seconds = predict(
+        "allreduce", {"num_gpus": np.full_like(message, num_gpus), "message_bytes": message}
+    )
+    for i in switches:
+        low, high = ALLREDUCE_MESSAGE_NODES[i], ALLREDUCE_MESSAGE_NODES[i + 1]
+        below = (message > low) & (message < high)
+        seconds[below] = at_nodes[i] * message[below] / low
+    return token_nodes, seconds, [float(ALLREDUCE_MESSAGE_NODES[i + 1]) for i in switches]
 
 
 def decode_dram_floor_s(
