@@ -61,6 +61,17 @@ def kernel_hash() -> str:
     return digest.hexdigest()[:16]
 
 
+def sources_hash() -> str:
+    """16 hex digits of a hash of every kernel source file alone: what identifies the
+    ahead-of-time engine (``engine/compiled.py``), which runs without numba, so another
+    installed numba does not make it stale."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in KERNEL_SOURCES:
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def configure() -> None:
     """Point numba's cache at ``<user cache>/simreplay/numba-<hash>`` unless the user chose.
 

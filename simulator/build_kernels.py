@@ -30,6 +30,7 @@ from simulator._numba_cache import (
     SHIPPED_DIR,
     cache_subfolder,
     kernel_hash,
+    sources_hash,
 )
 from simulator.engine import compiled
 
@@ -112,7 +113,7 @@ def _build_ahead_of_time(staging: Path) -> int:
         subprocess.run(
             [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
         )
-        name = compiled.shipped_path(staging.parent).name
+        name = compiled.file_name()
         built = Path(scratch) / name
         if not built.is_file():
             raise RuntimeError(f"numba.pycc wrote no {name} in {scratch}")
@@ -158,7 +159,8 @@ def build(shipped: Path = SHIPPED_DIR) -> dict[str, int]:
             "cpu": PORTABLE_CPU,
             "files": files,
             "not_compiled": not_compiled,
-            "ahead_of_time": compiled.shipped_path(staging.parent).name,
+            "sources_hash": sources_hash(),
+            "ahead_of_time": compiled.file_name(),
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     for old in shipped.iterdir():

@@ -25,8 +25,8 @@ from engine_cases import scenarios
 from hypothesis import HealthCheck, given, settings
 from test_engine import assert_same_state, replay_case
 
-from simulator import Scenario, simulate
-from simulator._numba_cache import SHIPPED_DIR, kernel_hash
+from simulator import Scenario, _numba_cache, simulate
+from simulator._numba_cache import SHIPPED_DIR, kernel_hash, sources_hash
 from simulator.engine import compiled, fused
 from simulator.trace.importer import load_trace
 
@@ -54,7 +54,9 @@ needs_build = pytest.mark.skipif(
 
 def test_the_extension_is_shipped_for_the_kernel_sources_and_used_where_it_can_be():
     manifest = _manifest()  # a missing folder: run python -m simulator.build_kernels
-    assert manifest["ahead_of_time"] == compiled.shipped_path().name
+    assert manifest["sources_hash"] == sources_hash()
+    assert manifest["ahead_of_time"] == compiled.file_name()
+    assert compiled.shipped_path() == SHIPPED_DIR / kernel_hash() / compiled.file_name()
     assert compiled.shipped_path().is_file()
     if _same_toolchain():
         assert compiled.available(), "built for this interpreter and machine, yet not loaded"
@@ -164,8 +166,9 @@ def _folder_for_this_platform(tmp_path: Path) -> Path:
 
 def test_a_broken_or_foreign_build_is_refused(tmp_path):
     folder = _folder_for_this_platform(tmp_path)
-    path = folder / compiled.shipped_path().name
+    path = folder / compiled.file_name()
     assert compiled.load(path) is None  # missing
+    assert compiled.load(None) is None
     path.write_bytes(b"\x7fELF not really a shared library")
     assert compiled.load(path) is None  # the loader's ImportError
     if compiled.available():
@@ -178,8 +181,25 @@ def test_a_broken_or_foreign_build_is_refused(tmp_path):
         assert compiled.load(path) is None
 
 
-def test_an_edited_kernel_source_is_not_served_by_the_shipped_build(monkeypatch, tmp_path):
-    """The extension is found through the kernel hash: another hash finds nothing."""
-    monkeypatch.setattr(compiled._numba_cache, "kernel_hash", lambda: "0123456789abcdef")
-    assert not compiled.shipped_path().exists()
+def test_an_edited_kernel_source_is_not_served_by_the_shipped_build(monkeypatch):
+    """The extension is found through the kernel sources' hash: another finds nothing."""
+    monkeypatch.setattr(_numba_cache, "sources_hash", lambda: "0123456789abcdef")
+    assert compiled.shipped_path() is None
     assert compiled.load(compiled.shipped_path()) is None
+
+
+def test_another_numba_keeps_the_shipped_extension(monkeypatch):
+    """numba's cached kernels are for one numba version; the extension runs without numba,
+    so a user with another numba still gets it."""
+    found = compiled.shipped_path()
+    monkeypatch.setattr(_numba_cache, "_numba_version_stamp", lambda: b"numba 9.99")
+    assert kernel_hash() not in str(found)  # numba's cache would miss
+    assert compiled.shipped_path() == found
+
+
+def test_a_manifest_that_names_no_extension_finds_none(tmp_path):
+    for manifest in ({"sources_hash": sources_hash()}, {"ahead_of_time": "x.so"}, "[1]", "{"):
+        (tmp_path / "abc").mkdir(exist_ok=True)
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        (tmp_path / "abc" / "BUILD.json").write_text(text)
+        assert compiled.shipped_path(tmp_path) is None

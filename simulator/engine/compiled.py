@@ -7,16 +7,17 @@ of its cached machine code (0.1-0.15 s) before the replay starts, about as long 
 of a one-hour trace's whole command. ``python -m simulator.build_kernels`` therefore also
 compiles ``run_fused`` (with every kernel it calls) into a CPython extension module with
 numba's ahead-of-time compiler (``numba.pycc``), shipped beside the cached kernels:
-``simulator/_jitcache/<kernel hash>/_fused_aot<extension suffix>``. Importing it takes about
-a millisecond and needs numpy only.
+``simulator/_jitcache/<kernel hash>/_fused_aot<extension suffix>``, named in that folder's
+``BUILD.json``. Importing it takes about a millisecond and needs numpy only.
 
 It is the same source through the same LLVM for the same portable CPU (``generic``), with
 no fast-math, so it computes the same floats: a test replays scenarios covering every
 scheduler, router and engine feature through both and requires identical state, bit for
 bit. It is used only when all of these hold, and numba's path runs otherwise:
 
-- its folder is named by the hash of the current kernel sources (``_numba_cache``), so an
-  edited kernel is never served by a stale build;
+- its manifest's ``sources_hash`` is the hash of the current kernel sources
+  (``_numba_cache.sources_hash``), so an edited kernel is never served by a stale build
+  (another numba version is no reason to refuse it: it does not use numba);
 - the build's manifest names this CPython and machine, and the module imports (another C
   library, numpy ABI or platform raises ``ImportError``);
 - ``NUMBA_DISABLE_JIT`` is not set (debugging and coverage run the Python source) and
@@ -50,10 +51,30 @@ RUN_FUSED_SIGNATURE = (
 )
 
 
-def shipped_path(shipped: Path = _numba_cache.SHIPPED_DIR) -> Path:
-    """Where the extension for the current kernel sources and interpreter would be."""
-    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    return shipped / _numba_cache.kernel_hash() / f"{MODULE_NAME}{suffix}"
+def file_name() -> str:
+    """The extension's file name for this interpreter."""
+    return MODULE_NAME + importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def shipped_path(shipped: Path = _numba_cache.SHIPPED_DIR) -> Path | None:
+    """The shipped extension built from the current kernel sources, or None.
+
+    Found through the build manifests (``BUILD.json``) in ``shipped``: the one whose
+    ``sources_hash`` is that of the kernel sources now (``_numba_cache.sources_hash``). The
+    numba version is not part of it: the extension does not use numba.
+    """
+    want = _numba_cache.sources_hash()
+    for manifest in sorted(shipped.glob("*/BUILD.json")):
+        try:
+            built = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(built, dict):
+            continue
+        name = built.get("ahead_of_time")
+        if built.get("sources_hash") == want and isinstance(name, str) and name:
+            return manifest.parent / name
+    return None
 
 
 def enabled() -> bool:
@@ -69,14 +90,18 @@ def shipped_module() -> ModuleType | None:
     return load(shipped_path())
 
 
-def load(path: Path) -> ModuleType | None:
+def load(path: Path | None) -> ModuleType | None:
     """The extension module at ``path`` if its folder's ``BUILD.json`` names this CPython
     and machine and it imports; None otherwise (nothing is raised)."""
-    if not path.is_file():
+    if path is None or not path.is_file():
+        return None
+    if not path.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
         return None
     try:
         built = json.loads((path.parent / "BUILD.json").read_text())
     except (OSError, ValueError):
+        return None
+    if not isinstance(built, dict):
         return None
     if built.get("python") != sys.implementation.cache_tag or built.get("machine") != (
         platform.machine()
