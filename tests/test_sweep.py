@@ -25,7 +25,7 @@ from simulator.errors import SimreplayError
 from simulator.io import write_parquet_atomic
 from simulator.scenario import Scenario
 from simulator.sweep.spec import expand, from_cli, from_toml, knob_types
-from simulator.sweep.store import ResultStore
+from simulator.sweep.store import ResultStore, file_sha256
 from simulator.trace.arrivals import arrival_process
 from simulator.trace.synth import parse_length_distribution, synthesize
 
@@ -575,6 +575,51 @@ def test_rows_of_another_build_are_refused_in_the_same_store(tmp_path, stored_bu
     which = f"simreplay {stored_build}" if stored_build else "a simreplay from before builds"
     assert_one_line_error(result, f"holds rows simulated by {which}", "(1 of them)", "new --out")
     assert row_bytes(out) == before
+
+
+def test_a_changed_calibration_or_model_file_is_refused_in_the_same_store(tmp_path):
+    """A re-fitted profile (or an edited config.json) under the same path must not be served
+    by the rows simulated from the old one, nor shown beside new ones."""
+    root = Path(__file__).resolve().parents[1]
+    trace = _trace(tmp_path / "t.parquet", 50, 1)
+    profile = tmp_path / "my-h100.json"
+    profile.write_text((root / "calibration" / "profiles" / "h100-sxm.json").read_text())
+    config = tmp_path / "model" / "config.json"
+    config.parent.mkdir()
+    config.write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "hidden_size": 4096,
+                "intermediate_size": 14336,
+                "num_attention_heads": 32,
+                "num_key_value_heads": 8,
+                "num_hidden_layers": 32,
+                "vocab_size": 128256,
+                "max_position_embeddings": 131072,
+            }
+        )
+    )
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xH100", "--calibration", profile, "--out", out]
+    args += ["--model", config.parent, "--workers", 1]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    (row_file,) = (out / "rows").glob("*.parquet")
+    row = pq.read_table(row_file).to_pylist()[0]
+    assert row["calibration_sha256"] == file_sha256(profile)
+    assert row["model_sha256"] == file_sha256(config)
+    before = row_bytes(out)
+    again = invoke(*args)  # the same files: the row is reused
+    assert again.exit_code == 0 and "(1 from before;" in again.stderr, again.stderr
+    for path, knob in ((profile, "--calibration"), (config, "--model")):
+        original = path.read_text()
+        path.write_text(original + "\n")
+        result = invoke(*args)
+        assert_one_line_error(result, f"{knob} ", "its content changed", "new --out")
+        assert row_bytes(out) == before
+        path.write_text(original)
+    assert invoke(*args).exit_code == 0 and row_bytes(out) == before
 
 
 def test_the_build_id_follows_the_sources_and_profiles(tmp_path):

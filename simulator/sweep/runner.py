@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -33,11 +33,13 @@ from simulator.metrics import parse_slo
 from simulator.scenario import Scenario
 from simulator.sweep.spec import scenario_knobs
 from simulator.sweep.store import (
+    FILE_KNOBS,
     LATENCY_METRICS,
     LATENCY_STATS,
     RESULT_COLUMNS,
     ResultStore,
     file_sha256,
+    knob_file,
     scenario_key,
 )
 
@@ -46,12 +48,14 @@ BACKENDS = ("local", "ray")
 
 @dataclass(frozen=True)
 class Task:
-    """One scenario to simulate: its key, knobs and the SLO text (or None)."""
+    """One scenario to simulate: its key, knobs, the SLO text (or None), and the content
+    hash of each knob that names a file (``store.FILE_KNOBS``)."""
 
     key: str
     knobs: dict[str, Any]
     trace_sha256: str
     slo: str | None
+    file_sha256: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,11 +98,23 @@ def plan_tasks(
             hashes[path] = file_sha256(path)
         except OSError as exc:
             raise SimreplayError(f"trace {path}: cannot read: {exc}") from None
+    knob_hashes: dict[tuple[str, str], str] = {}
     tasks: dict[str, Task] = {}
     for knobs in scenarios:
         sha = hashes[knobs["trace"]]
-        key = scenario_key(knobs, sha)
-        tasks.setdefault(key, Task(key, knobs, sha, slo))
+        files = {}
+        for knob in FILE_KNOBS:
+            path = knob_file(knob, knobs.get(knob))
+            if path is None:
+                continue
+            if (knob, knobs[knob]) not in knob_hashes:
+                try:
+                    knob_hashes[knob, knobs[knob]] = file_sha256(path)
+                except OSError as exc:
+                    raise SimreplayError(f"--{knob} {path}: cannot read: {exc}") from None
+            files[knob] = knob_hashes[knob, knobs[knob]]
+        key = scenario_key(knobs, sha, files)
+        tasks.setdefault(key, Task(key, knobs, sha, slo, files))
     return list(tasks.values()), hashes
 
 
@@ -235,6 +251,7 @@ def _row_start(task: Task) -> dict[str, Any]:
     row.update(dict.fromkeys(RESULT_COLUMNS))
     row.update(scenario_key=task.key, trace_sha256=task.trace_sha256, slo=task.slo)
     row.update(simreplay_build=build_id())
+    row.update({f"{knob}_sha256": sha for knob, sha in task.file_sha256.items()})
     num_gpus, gpu = parse_gpus(knobs["gpus"])
     row.update(gpu_type=gpu.name, num_gpus=num_gpus, cost_per_hour_usd=num_gpus * gpu.usd_per_hour)
     return row
@@ -689,6 +706,15 @@ def _checked_run(
             f"this build ({build_id()}), whose results may differ; use a new --out, or remove "
             f"{store.rows_dir} to simulate them again with this one"
         )
+    for task in tasks:
+        for knob, sha in task.file_sha256.items():
+            other = sorted(stored.knob_files.get((knob, task.knobs[knob]), set()) - {sha})
+            if other:
+                raise SimreplayError(
+                    f"--{knob} {task.knobs[knob]}: its content changed since the rows in "
+                    f"{store.root} were simulated from it (SHA-256 {sha[:12]} now, "
+                    f"{other[0][:12]} then); use a new --out, or the file as it was"
+                )
     for path, sha in hashes.items():
         other = sorted(stored.traces.get(path, set()) - {sha})
         if other:

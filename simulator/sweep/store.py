@@ -20,7 +20,10 @@ trace rewritten with other requests does not), and the simreplay build
 shipped calibration profiles, so an upgrade that changes results never serves old rows).
 Each row records its build; a sweep into a store holding rows of another build (or of one
 from before builds were recorded) is refused, as a changed trace is: the old and new rows
-of one scenario would show as duplicates.
+of one scenario would show as duplicates. A ``--model`` that names a ``config.json`` and a
+``--calibration`` profile count by content too (their SHA-256 joins the key and the row),
+and a sweep whose file of that name changed since the store's rows were simulated from it
+is refused the same way.
 
 ``sweep.json`` is ``{"kind": "simreplay-sweep", "format_version": 1, "slo": TEXT or null,
 "planned_scenario_keys": {BUILD: [KEY, ...]}}``. ``planned_scenario_keys`` records, per
@@ -56,6 +59,8 @@ Row columns (``sweep show --json`` prints the same names):
 | `slo_met` | bool | every bound met; null without an SLO or when infeasible |
 | `slo_attainment`, `goodput_rps` | float64 | share of requests meeting every bound; their rate |
 | `simreplay_build` | string | the build that simulated the row (null: before builds were kept) |
+| `model_sha256` | string | content hash of the `model`'s config.json (null: a catalog model) |
+| `calibration_sha256` | string | content hash of the `calibration` file (null: none given) |
 """
 
 from __future__ import annotations
@@ -120,7 +125,13 @@ RESULT_COLUMNS: dict[str, pa.DataType] = {
     "slo_attainment": pa.float64(),
     "goodput_rps": pa.float64(),
     "simreplay_build": pa.string(),
+    "model_sha256": pa.string(),
+    "calibration_sha256": pa.string(),
 }
+
+#: Knobs that may name a file whose content decides a scenario's results (besides the
+#: trace): the row column holding its SHA-256 is ``<knob>_sha256``.
+FILE_KNOBS = ("model", "calibration")
 
 
 def _arrow_type(kind: Any) -> pa.DataType:
@@ -156,10 +167,29 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def scenario_key(knobs: dict[str, Any], trace_sha256: str) -> str:
-    """The stable key of a scenario: knobs (trace path excluded) + trace content + build."""
+def knob_file(knob: str, value: Any) -> Path | None:
+    """The file a ``FILE_KNOBS`` value names, None when it names none (a catalog model, no
+    ``--calibration``): a model's ``config.json`` (the path, or one in the folder), as
+    ``models.get_model`` reads it; a calibration profile's path."""
+    if knob not in FILE_KNOBS or not isinstance(value, str) or not value:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    if knob == "model" and (path / "config.json").is_file():
+        return path / "config.json"
+    return None
+
+
+def scenario_key(
+    knobs: dict[str, Any], trace_sha256: str, file_sha256: dict[str, str] | None = None
+) -> str:
+    """The stable key of a scenario: knobs (trace path excluded) + trace content + build,
+    and the content of each knob's file (``file_sha256``: knob -> SHA-256), if any."""
     payload = {k: v for k, v in sorted(knobs.items()) if k != "trace"}
     payload["trace_sha256"] = trace_sha256
+    if file_sha256:
+        payload["knob_files_sha256"] = dict(sorted(file_sha256.items()))
     payload["simreplay_version"] = build_id()
     text = json.dumps(payload, sort_keys=True, allow_nan=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -181,13 +211,15 @@ class Planned:
 @dataclass(frozen=True)
 class StoredRows:
     """What ``ResultStore.scan`` found: keys of readable rows, trace path -> content hashes
-    of their rows, the row files that cannot be read, and build -> number of rows (None:
-    rows from before builds were recorded)."""
+    of their rows, the row files that cannot be read, build -> number of rows (None: rows
+    from before builds were recorded), and (knob, file) -> content hashes of their rows
+    (``FILE_KNOBS``)."""
 
     keys: set[str]
     traces: dict[str, set[str]]
     unreadable: list[Path]
     builds: dict[str | None, int]
+    knob_files: dict[tuple[str, str], set[str]]
 
 
 class ResultStore:
@@ -402,8 +434,9 @@ class ResultStore:
         """
         files = self._row_files()
         columns = ["scenario_key", "trace", "trace_sha256", "simreplay_build"]
+        columns += [c for knob in FILE_KNOBS for c in (knob, f"{knob}_sha256")]
         if not files:
-            return StoredRows(set(), {}, [], {})
+            return StoredRows(set(), {}, [], {}, {})
         import pyarrow.dataset as ds  # ~80 ms to import: only when a store has rows
 
         try:  # one multi-threaded scan; file by file only when a file is damaged
@@ -421,16 +454,25 @@ class ResultStore:
                     unreadable.append(path)
         traces: dict[str, set[str]] = {}
         builds: dict[str | None, int] = {}
+        knob_files: dict[tuple[str, str], set[str]] = {}
         for table in tables:
             for build in table.column("simreplay_build").to_pylist():
                 builds[build] = builds.get(build, 0) + 1
+            for knob in FILE_KNOBS:
+                for value, sha in zip(
+                    table.column(knob).to_pylist(),
+                    table.column(f"{knob}_sha256").to_pylist(),
+                    strict=True,
+                ):
+                    if value is not None and sha is not None:
+                        knob_files.setdefault((knob, value), set()).add(sha)
             for trace, sha in zip(
                 table.column("trace").to_pylist(),
                 table.column("trace_sha256").to_pylist(),
                 strict=True,
             ):
                 traces.setdefault(trace, set()).add(sha)
-        return StoredRows({p.stem for p in readable}, traces, unreadable, builds)
+        return StoredRows({p.stem for p in readable}, traces, unreadable, builds, knob_files)
 
     def write_row(self, row: dict[str, Any]) -> None:
         """Write one scenario's row atomically."""
