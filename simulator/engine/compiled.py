@@ -19,7 +19,8 @@ bit. It is used only when all of these hold, and numba's path runs otherwise:
   (``_numba_cache.sources_hash``), so an edited kernel is never served by a stale build
   (another numba version is no reason to refuse it: it does not use numba);
 - the build's manifest names this CPython and machine, and the module imports (another C
-  library, numpy ABI or platform raises ``ImportError``);
+  library, numpy ABI or platform raises ``ImportError``; the shipped build links only the
+  C and math libraries and needs glibc 2.29 or later);
 - ``NUMBA_DISABLE_JIT`` is not set (debugging and coverage run the Python source) and
   ``SIMREPLAY_AOT`` is not ``0`` (tests and benchmarks compare the two builds).
 """
