@@ -289,14 +289,14 @@ def calibrated_model(
         (tokens, None, moe) if moe is not None else None,
     ]
     params = pack_tables(base.params, tables)
-    info: dict[str, float | str] = dict(base.description)
+    info: dict[str, float | str | list[int]] = dict(base.description)
     info.update({f"calibrated_{part}": grid for part, grid in used.items()})
     info["dram_read_bytes_per_s"] = float(rate)
     info["decode_nodes_raised_to_dram_read"] = raised
     if info_moe_raised is not None:
         info["moe_nodes_raised_to_dram_read"] = info_moe_raised
     if switches:
-        info["allreduce_switch_bytes"] = ", ".join(f"{b:.0f}" for b in switches)
+        info["allreduce_switch_bytes"] = [int(b) for b in switches]
     info.update(description or {})
     return StepTimeModel(params=params, source=source, description=info)
 

@@ -247,13 +247,13 @@ class StepTimeModel:
         then compile twice when callers mix the two.
     source : str
         Where the step times come from, for every output (e.g. uncalibrated roofline).
-    description : dict of str to float or str
+    description : dict of str to float, str or list of int
         Efficiencies and derived per-GPU quantities, for outputs.
     """
 
     params: np.ndarray
     source: str
-    description: dict[str, float | str] = field(default_factory=dict)
+    description: dict[str, float | str | list[int]] = field(default_factory=dict)
 
     def predict(
         self,
