@@ -56,6 +56,9 @@ class Task:
     trace_sha256: str
     slo: str | None
     file_sha256: dict[str, str] = field(default_factory=dict)
+    #: The build that keyed it (``fingerprint.build_id`` of the process that planned the
+    #: sweep): its row records the same build as its key, whichever worker simulates it.
+    build: str = field(default_factory=build_id)
 
 
 @dataclass
@@ -250,7 +253,7 @@ def _row_start(task: Task) -> dict[str, Any]:
     row: dict[str, Any] = dict(knobs)
     row.update(dict.fromkeys(RESULT_COLUMNS))
     row.update(scenario_key=task.key, trace_sha256=task.trace_sha256, slo=task.slo)
-    row.update(simreplay_build=build_id())
+    row.update(simreplay_build=task.build)
     row.update({f"{knob}_sha256": sha for knob, sha in task.file_sha256.items()})
     num_gpus, gpu = parse_gpus(knobs["gpus"])
     row.update(gpu_type=gpu.name, num_gpus=num_gpus, cost_per_hour_usd=num_gpus * gpu.usd_per_hour)

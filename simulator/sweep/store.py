@@ -190,7 +190,7 @@ def scenario_key(
     payload["trace_sha256"] = trace_sha256
     if file_sha256:
         payload["knob_files_sha256"] = dict(sorted(file_sha256.items()))
-    payload["simreplay_version"] = build_id()
+    payload["simreplay_build"] = build_id()
     text = json.dumps(payload, sort_keys=True, allow_nan=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
