@@ -221,6 +221,18 @@ def test_only_the_named_command_is_built_and_everything_else_gets_the_whole_app(
         assert _app_for(args) is app
 
 
+def test_version_names_the_build_a_sweep_store_records():
+    from simulator import __version__
+    from simulator.fingerprint import build_id
+
+    out = subprocess.run(
+        [sys.executable, "-m", "simulator", "--version"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"simreplay {__version__} (build {build_id()})\n"
+    assert build_id().startswith(f"{__version__}+")
+
+
 def test_simreplay_alone_prints_the_help():
     out = subprocess.run(
         [sys.executable, "-m", "simulator"], cwd=ROOT, capture_output=True, text=True

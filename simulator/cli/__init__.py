@@ -75,7 +75,10 @@ _reflow_help(app)
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"simreplay {__version__}")
+        from simulator.fingerprint import build_id
+
+        # The build names the sources and profiles too: what a sweep store's rows record.
+        typer.echo(f"simreplay {__version__} (build {build_id()})")
         raise typer.Exit()
 
 
