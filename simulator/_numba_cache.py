@@ -54,19 +54,19 @@ PORTABLE_CPU = "generic"
 
 def kernel_hash() -> str:
     """16 hex digits of a hash of the numba version and every kernel source file."""
-    package = Path(__file__).resolve().parent
-    digest = hashlib.sha256(_numba_version_stamp())
-    for name in KERNEL_SOURCES:
-        digest.update((package / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return _sources_digest(_numba_version_stamp())
 
 
 def sources_hash() -> str:
     """16 hex digits of a hash of every kernel source file alone: what identifies the
     ahead-of-time engine (``engine/compiled.py``), which runs without numba, so another
     installed numba does not make it stale."""
+    return _sources_digest(b"")
+
+
+def _sources_digest(prefix: bytes) -> str:
     package = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(prefix)
     for name in KERNEL_SOURCES:
         digest.update((package / name).read_bytes())
     return digest.hexdigest()[:16]
@@ -124,7 +124,7 @@ def seed_from_shipped(folder: Path, key: str, shipped: Path = SHIPPED_DIR) -> in
     folder cannot be written).
     """
     source = shipped / key
-    if not source.is_dir() or not _built_for_this_platform(source / "BUILD.json"):
+    if not source.is_dir() or not built_for_this_platform(source / "BUILD.json"):
         return 0
     copied = 0
     try:
@@ -144,10 +144,11 @@ def seed_from_shipped(folder: Path, key: str, shipped: Path = SHIPPED_DIR) -> in
     return copied
 
 
-def _built_for_this_platform(manifest: Path) -> bool:
+def built_for_this_platform(manifest: Path) -> bool:
     """Whether the shipped build's CPython and machine are this process's (the numba version
     is part of the hash that named the folder). On another platform nothing is copied, so
-    the cache stays empty and ``run`` says that it compiles."""
+    the cache stays empty and ``run`` says that it compiles; nor is the ahead-of-time engine
+    loaded (``engine/compiled.py``). False for a missing or malformed manifest."""
     import json
     import platform
 
@@ -156,7 +157,8 @@ def _built_for_this_platform(manifest: Path) -> bool:
     except (OSError, ValueError):
         return False
     return (
-        built.get("python") == sys.implementation.cache_tag
+        isinstance(built, dict)
+        and built.get("python") == sys.implementation.cache_tag
         and built.get("machine") == platform.machine()
     )
 

@@ -91,7 +91,7 @@ def _compile_ahead_of_time(output_dir: str) -> None:
 
     from numba.pycc import CC
 
-    from simulator.engine import compiled, fused
+    from simulator.engine import fused
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pycc's own deprecation notice

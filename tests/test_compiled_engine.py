@@ -177,8 +177,9 @@ def test_a_broken_or_foreign_build_is_refused(tmp_path):
         for manifest in ({"python": "cpython-399", "machine": platform.machine()}, {}):
             (folder / "BUILD.json").write_text(json.dumps(manifest))
             assert compiled.load(path) is None
-        (folder / "BUILD.json").write_text("not json")
-        assert compiled.load(path) is None
+        for text in ("not json", "[1]"):
+            (folder / "BUILD.json").write_text(text)
+            assert compiled.load(path) is None
 
 
 def test_an_edited_kernel_source_is_not_served_by_the_shipped_build(monkeypatch):

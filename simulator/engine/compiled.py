@@ -32,8 +32,6 @@ import importlib.machinery
 import importlib.util
 import json
 import os
-import platform
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -98,15 +96,7 @@ def load(path: Path | None) -> ModuleType | None:
         return None
     if not path.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
         return None
-    try:
-        built = json.loads((path.parent / "BUILD.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(built, dict):
-        return None
-    if built.get("python") != sys.implementation.cache_tag or built.get("machine") != (
-        platform.machine()
-    ):
+    if not _numba_cache.built_for_this_platform(path.parent / "BUILD.json"):
         return None
     spec = importlib.util.spec_from_file_location(f"simulator.engine.{MODULE_NAME}", path)
     if spec is None or spec.loader is None:
