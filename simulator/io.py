@@ -73,11 +73,26 @@ def output_folder(out: str, option: str | None) -> Path:
     if path.exists() and not path.is_dir():
         raise SimreplayError(f"{name}: exists and is not a directory")
     if not path.parent.is_dir():
-        raise SimreplayError(f"{name}: parent directory {path.parent} is missing")
+        raise SimreplayError(f"{name}: parent {_missing_folder_text(path.parent)}")
     writable = path if path.exists() else path.parent
     if not os.access(writable, os.W_OK):
         raise SimreplayError(f"{name}: {writable} is not writable")
+    if not path.exists():
+        # Permissions alone do not say (root, /proc, a read-only mount): make it and take
+        # it away again, so that a run fails here and not after its work.
+        try:
+            path.mkdir()
+            path.rmdir()
+        except OSError as exc:
+            raise SimreplayError(f"{name}: cannot create it ({exc.strerror})") from None
     return path
+
+
+def _missing_folder_text(folder: Path) -> str:
+    """Why ``folder`` cannot hold a file: it is missing, or it is something else."""
+    if folder.exists():
+        return f"{folder} is not a directory"
+    return f"directory {folder} is missing"
 
 
 def refuse_overwriting_input(output: Path, inputs: list[Path], what: str) -> None:
@@ -100,6 +115,8 @@ def check_output_path(path: Path) -> Path:
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
+        if parent.exists():
+            raise SimreplayError(f"{path}: {parent} is not a directory")
         raise SimreplayError(f"{path}: output directory {parent} does not exist")
     if path.is_dir():
         raise SimreplayError(f"{path}: is a directory; give a file name")

@@ -530,7 +530,7 @@ def plan_memory(
     weights = weight_bytes(model) / tp
     if weights > budget:
         raise SimreplayError(
-            f"{where}: weights need {weights / GIB:.1f} GiB per GPU, {budget / GIB:.1f} GiB "
+            f"{where}: weights need {weights / GIB:,.1f} GiB per GPU, {budget / GIB:.1f} GiB "
             f"usable at {setting}; {advice}"
         )
     activations = activation_reserve_bytes(model, tp, tokens, seqs)
@@ -586,7 +586,7 @@ def _plan_pipeline(
     weights = [w / tp for w in stage_weight_bytes(model, pp)]
     if max(weights) > budget:
         raise SimreplayError(
-            f"{where}: the largest stage's weights need {max(weights) / GIB:.1f} GiB per GPU, "
+            f"{where}: the largest stage's weights need {max(weights) / GIB:,.1f} GiB per GPU, "
             f"{budget / GIB:.1f} GiB usable at {setting}; {advice}"
         )
     full = activation_reserve_bytes(model, tp, tokens, seqs)

@@ -160,7 +160,7 @@ def test_fit_recovers_the_host_overhead(bench, tmp_path):
         ),
         (
             "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,3,0.3,0.2\n",
-            "needs 0 <= TTFT <= E2E",
+            "needs 0 < TTFT <= E2E",
         ),
         (
             '{"request_throughput": 1, "total_input_tokens": 1, "input_lens": [5], '
@@ -427,11 +427,15 @@ def _vllm_result(**fields):
         ({"start_times": 7}, "field start_times must be a list"),
         ({"output_lens": [3, 1e308]}, "output tokens must be a whole number from 1 to"),
         ({"start_times": [10.0, None]}, "request 2: its start time must be a finite number"),
+        ({"start_times": [10.0, None]}, "seconds, got null (or NaN)"),
+        ({"ttfts": [0.1, None], "errors": ["", ""]}, "got TTFT null (or NaN), E2E "),
         # Found by a new-user pass: +-1e308 start times were replayed (exit 0) after their
         # difference overflowed to inf.
         ({"start_times": [1e308, -1e308]}, "request 1: start time 1e+308 s is not a clock reading"),
         ({"start_times": [10.0, 2e11]}, "request 2: start time 200000000000.0 s is not a clock"),
-        ({"latencies": [0.3, 1e308]}, "request 2: needs 0 <= TTFT <= E2E <= 1e+11 s"),
+        # Found by a new-user pass: an absurdly early time was blamed on request 1.
+        ({"start_times": [10.0, -1e12]}, "request 2: start time -1000000000000.0 s is not a"),
+        ({"latencies": [0.3, 1e308]}, "request 2: needs 0 < TTFT <= E2E <= 1e+11 s"),
     ],
 )
 def test_a_malformed_vllm_result_is_one_line(tmp_path, fields, fragment):
@@ -1062,13 +1066,13 @@ def test_a_bad_request_after_failed_ones_is_named_by_its_place_in_the_file(tmp_p
             )
         )
     )
-    with pytest.raises(SimreplayError, match=r"^v.json: request 3: needs 0 <= TTFT"):
+    with pytest.raises(SimreplayError, match=r"^v.json: request 3: needs 0 < TTFT"):
         read_benchmark(path)
 
 
 @pytest.mark.parametrize(
     ("bad", "fragment"),
-    [('"x"', "line 5: ttft_s must be a number"), ("-1", "line 5: needs 0 <= TTFT")],
+    [('"x"', "line 5: ttft_s must be a number"), ("-1", "line 5: needs 0 < TTFT")],
 )
 def test_a_bad_json_line_is_named_by_its_line_number_past_blank_lines(tmp_path, bad, fragment):
     """Found by QA: blank lines were skipped and then the requests counted, so the 4th
@@ -1170,7 +1174,7 @@ HUGE = "1" + "0" * 400  # a JSON integer beyond float's range: float() raises Ov
             json.dumps(_vllm_result(itls=[[0.1], [0.1, 1]], start_times=None))
             .replace(', "latencies": [0.3, 0.5]', "")
             .replace("[0.1, 1]", f"[0.1, {HUGE}]"),
-            "request 2: needs 0 <= TTFT <= E2E <= 1e+11 s, got TTFT 0.2 s, E2E inf s",
+            "request 2: needs 0 < TTFT <= E2E <= 1e+11 s, got TTFT 0.2 s, E2E inf s",
         ),
         (
             "v.json",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -303,6 +304,25 @@ def test_an_overloaded_deployment_is_called_out(tmp_path):
     assert "Overloaded" in result.stdout
     summary = json.loads(invoke("run", path, "--gpus", "1xL4", "--json").stdout)
     assert summary["backlog_at_last_arrival"] > 1000
+
+
+def test_a_queue_that_drains_before_the_end_is_called_out(tmp_path, small_trace):
+    """Found by a new-user pass: the Azure trace on 1xL40S had a p99 TTFT of two minutes, from
+    a queue that built in its busy periods and drained before the last arrival, and the
+    output said nothing about queueing."""
+    path = tmp_path / "busy-then-quiet.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens\n" + "0,1500,200\n" * 300 + "600,100,10\n"
+    )
+    summary = json.loads(invoke("run", path, "--gpus", "1xL4", "--json").stdout)
+    assert summary["backlog_at_last_arrival"] == 0 and summary["queue_ms"]["p99"] > 1000
+    result = invoke("run", path, "--gpus", "1xL4")
+    assert result.exit_code == 0, result.stderr
+    waited_s = summary["queue_ms"]["p99"] / 1000
+    assert f"Queueing      1% of requests waited {waited_s:,.1f} s or more" in result.stdout
+    assert "Overloaded" not in result.stdout and "Backlog" not in result.stdout
+    light = invoke("run", small_trace)
+    assert light.exit_code == 0 and "Queueing      1% of" not in light.stdout
 
 
 def test_an_out_folder_that_cannot_be_created_is_one_line(small_trace, tmp_path):
@@ -773,3 +793,22 @@ def test_vllm_v0_budget_below_max_model_len_is_refused_as_vllm_06_does(small_tra
     ]
     fits = runner.invoke(app, ["run", str(small_trace), *args, "--max-model-len", "2048"])
     assert fits.exit_code == 0, fits.stderr
+
+
+def test_an_out_folder_that_cannot_be_made_fails_before_the_run(tmp_path):
+    """Found by a new-user pass: ``--out /proc/x`` (writable by permissions, as root) was
+    refused only after the simulation; a file as the parent was called missing."""
+    from simulator.io import check_output_path, output_folder
+
+    if Path("/proc").is_dir():
+        with pytest.raises(SimreplayError, match=r"^--out /proc/\S+: cannot create it"):
+            output_folder("/proc/simreplay-nope", "--out")
+    assert not Path("/proc/simreplay-nope").exists()
+    made = output_folder(str(tmp_path / "new"), "--out")
+    assert not made.exists()  # the probe leaves nothing behind
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    with pytest.raises(SimreplayError, match=r"parent \S+/f is not a directory$"):
+        output_folder(str(a_file / "sub"), "--out")
+    with pytest.raises(SimreplayError, match=r"\S+/f is not a directory$"):
+        check_output_path(a_file / "x.parquet")

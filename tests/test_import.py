@@ -126,6 +126,18 @@ def test_skip_invalid_drops_and_counts(tmp_path):
     )
 
 
+def test_skip_invalid_that_leaves_nothing_says_what_it_skipped(tmp_path):
+    """Found by a new-user pass: the error gave neither the count nor the reason."""
+    text = "arrival_time_s,input_tokens,output_tokens\n0,abc,10\n1,,10\nx,5,0\n"
+    with pytest.raises(TraceError) as info:
+        import_trace(write(tmp_path, "t.csv", text), ImportOptions(skip_invalid=True))
+    assert str(info.value) == (
+        "t.csv: no valid requests left: --skip-invalid skipped 1 row whose arrival_time_s "
+        "was not a finite time; skipped 2 more rows whose input_tokens was not an integer "
+        "from 1 to 2147483647"
+    )
+
+
 def test_skip_invalid_counts_a_row_bad_in_two_columns_once(tmp_path):
     """Found by a new-user pass: a row bad in both token columns was counted in both notes
     (2 + 2 skipped of 4 rows, while 3 were skipped and 1 kept)."""
@@ -293,6 +305,35 @@ def test_jsonl_line_that_is_not_json(tmp_path):
         import_trace(write(tmp_path, "m.jsonl", text), ImportOptions(format="mooncake"))
 
 
+def test_skip_invalid_reads_broken_jsonl_lines_as_skipped_requests(tmp_path):
+    """Found by a new-user pass: --skip-invalid did not skip a JSON-lines line that does not
+    parse (a cut-off last line, say), though it is documented to drop unparseable rows."""
+    wrong_hashes = dict(MOONCAKE[1], hash_ids="x")
+    wrong_length = dict(MOONCAKE[2], input_length="many")
+    text = (
+        mooncake_lines([MOONCAKE[0], wrong_hashes])
+        + "{not json\n\n"
+        + mooncake_lines([wrong_length, *MOONCAKE[3:]])
+        + '{"timestamp": 9'
+    )
+    path = write(tmp_path, "m.jsonl", text)
+    with pytest.raises(TraceError, match=r"line 2: field hash_ids: .*--skip-invalid skips such"):
+        import_trace(path)
+    table, report = import_trace(path, ImportOptions(skip_invalid=True))
+    # The broken lines and the one with a wordy length are skipped, and counted; the one
+    # with a bad hash list is kept without hashes (and counted).
+    assert report.num_source_rows == len(MOONCAKE) + 2
+    assert table.num_rows == len(MOONCAKE) - 1
+    notes = "\n".join(report.notes)
+    assert "read 2 lines that were not JSON objects as requests with no values" in notes
+    assert "(first: line 3)" in notes
+    assert "read 1 value of field input_length that was not a number as missing" in notes
+    assert "(first: line 5)" in notes
+    assert "read 1 value of field hash_ids that was not a list of integers" in notes
+    hashes = table.column("hash_ids").to_pylist()
+    assert hashes[0] == MOONCAKE[0]["hash_ids"] and hashes[1] in (None, [])
+
+
 def test_jsonl_field_of_wrong_type(tmp_path):
     bad = dict(MOONCAKE[1], input_length="many")
     text = mooncake_lines([MOONCAKE[0], bad])
@@ -366,6 +407,11 @@ def test_unknown_format_names_first_line(tmp_path):
     path = write(tmp_path, "x.csv", "a,b,c\n1,2,3\n")
     with pytest.raises(TraceError, match=r"unknown trace format \(first line: 'a,b,c'\)"):
         detect_format(path)
+    # Found by a new-user pass: a binary file's first "line" was echoed, ~100 raw bytes.
+    noise = bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8))
+    (tmp_path / "g.bin").write_bytes(noise)
+    with pytest.raises(TraceError, match=r"^g.bin: unknown trace format \(binary data\); give"):
+        detect_format(tmp_path / "g.bin")
 
 
 def test_truncated_parquet(tmp_path):
@@ -552,8 +598,8 @@ def test_a_trace_removed_while_it_is_read_is_one_line(tmp_path, monkeypatch, sta
     path = write(tmp_path, "m.jsonl", mooncake_lines([dict(MOONCAKE[0], input_length=0)]))
     wrapped = mooncake.sniff if stage == "detected" else mooncake.read_jsonl_columns
 
-    def then_remove(*args):
-        result = wrapped(*args)
+    def then_remove(*args, **kwargs):
+        result = wrapped(*args, **kwargs)
         path.unlink(missing_ok=True)
         return result
 

@@ -286,8 +286,12 @@ def test_qwen_long_chain_needs_no_row_loop():
 def test_qwen_bad_json_line_names_the_line(tmp_path):
     text = json.dumps(QWEN_RECORDS[0]) + "\n" + '{"chat_id": 11, "timestamp": \n'
     path = write(tmp_path, "q.jsonl", text)
-    with pytest.raises(TraceError, match=r"q.jsonl: line 2: not valid JSON"):
+    with pytest.raises(TraceError, match=r"q.jsonl: line 2: not valid JSON \([^)]*\)$"):
         qwen.read(path, ImportOptions())
+    # Qwen traces stay strict under --skip-invalid (a null id means "not known"), and the
+    # error does not offer it.
+    with pytest.raises(TraceError, match=r"q.jsonl: line 2: not valid JSON \([^)]*\)$"):
+        qwen.read(path, ImportOptions(skip_invalid=True))
 
 
 # ---- vLLM bench serve results -------------------------------------------------------------
@@ -730,6 +734,26 @@ def test_qwen_sniff_survives_a_first_line_longer_than_the_window():
     record = dict(QWEN_RECORDS[0], hash_ids=list(range(20000)))
     head = (json.dumps(record) + "\n")[: 1 << 16]
     assert qwen.sniff(Path("x"), head)
+
+
+@pytest.mark.parametrize(
+    ("times", "fragment"),
+    [
+        ("0 1 -1e20 3", "line 4: arrives 1e+20 s before the last request"),
+        ("0 1 1e20 3", "line 4: arrives 1e+20 s after the first request"),
+        ("0 1e20", "line 3: arrives 1e+20 s after the first request"),
+    ],
+)
+def test_an_absurd_arrival_time_is_blamed_on_its_own_row(tmp_path, times, fragment):
+    """Found by a new-user pass: an absurdly early time (-1e20) was blamed on the last row,
+    whose distance from it was what looked absurd."""
+    from simulator.trace.importer import load_trace
+
+    rows = "".join(f"{t},10,10\n" for t in times.split())
+    path = write(tmp_path, "t.csv", "arrival_time_s,input_tokens,output_tokens\n" + rows)
+    with pytest.raises(TraceError) as info:
+        load_trace(path)
+    assert fragment in str(info.value)
 
 
 def test_an_arrival_thousands_of_years_after_the_first_is_one_line(tmp_path):

@@ -65,7 +65,7 @@ from simulator.scenario import (
     kv_too_small_note,
     resolve,
 )
-from simulator.trace.schema import INT32_MAX, MAX_ARRIVAL_S
+from simulator.trace.schema import INT32_MAX, MAX_ARRIVAL_S, farthest_time_row
 
 METRICS = ("ttft", "tpot", "e2e")
 #: Run-level keys of every vLLM bench serve result (v0.6 on), kept without --save-detailed.
@@ -578,26 +578,31 @@ def _finish(
         bad_at = int(np.argmax(~np.isfinite(arrival)))
         raise SimreplayError(
             f"{path.name}: {name(bad_at)}: its start time must be a finite number of "
-            f"seconds, got {float(arrival[bad_at])!r}"
+            f"seconds, got {_time_text(arrival[bad_at], unit='')}"
         )
     # Clock readings (perf_counter, Unix time) are far inside +-MAX_ARRIVAL_S, and a replay
     # spans at most that; +-1e308 overflowed the rebased times to inf.
     with np.errstate(over="ignore"):
         since_first_s = arrival - arrival.min()
-    absurd = (np.abs(arrival) > MAX_ARRIVAL_S) | (since_first_s > MAX_ARRIVAL_S)
-    if absurd.any():
-        bad_at = int(np.argmax(absurd))
+    far_from_zero = np.abs(arrival) > MAX_ARRIVAL_S
+    if far_from_zero.any() or (since_first_s > MAX_ARRIVAL_S).any():
+        # A time far from 0 is the culprit; else the one farthest from the rest (not the
+        # row whose distance from an absurdly early time is what looks absurd).
+        bad_at = (
+            int(np.argmax(far_from_zero)) if far_from_zero.any() else farthest_time_row(arrival)
+        )
         raise SimreplayError(
             f"{path.name}: {name(bad_at)}: start time {float(arrival[bad_at])!r} s is "
             f"not a clock reading: start times must be within {MAX_ARRIVAL_S:.0e} s (3,000 "
             "years) of 0 and of each other (a corrupt time, or a unit other than seconds?)"
         )
-    bad = ~((ttft >= 0) & (e2e >= ttft) & (e2e <= MAX_ARRIVAL_S))  # False for NaN
+    # A served request's first token takes time: a TTFT of 0 is a failed or unfilled entry.
+    bad = ~((ttft > 0) & (e2e >= ttft) & (e2e <= MAX_ARRIVAL_S))  # False for NaN
     if bad.any():
         raise SimreplayError(
-            f"{path.name}: {name(int(np.argmax(bad)))}: needs 0 <= TTFT <= E2E <= "
+            f"{path.name}: {name(int(np.argmax(bad)))}: needs 0 < TTFT <= E2E <= "
             f"{MAX_ARRIVAL_S:.0e} s, got "
-            f"TTFT {float(ttft[bad][0])!r} s, E2E {float(e2e[bad][0])!r} s"
+            f"TTFT {_time_text(ttft[bad][0])}, E2E {_time_text(e2e[bad][0])}"
         )
     order = np.argsort(arrival, kind="stable")
     arrival = arrival[order] - arrival.min()
@@ -1131,3 +1136,10 @@ def fitted_profile(
     profile.model = resolved.model.name
     profile.tp = resolved.tp
     return profile
+
+
+def _time_text(value: float, unit: str = " s") -> str:
+    """A time from a benchmark file for a message: ``0.25 s``, or ``null (or NaN)`` where
+    the file had either (both read as NaN)."""
+    value = float(value)
+    return "null (or NaN)" if math.isnan(value) else f"{value!r}{unit}"

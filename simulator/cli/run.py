@@ -41,6 +41,9 @@ from simulator.trace.options import ImportOptions
 
 PANEL = "Deployment"
 
+#: p99 queueing delay from which a run that keeps up overall says it falls behind at times.
+_QUEUEING_NOTE_MS = 1000.0
+
 
 def _opt(*names: str, help: str) -> Any:
     return typer.Option(*names, help=help, rich_help_panel=PANEL)
@@ -479,6 +482,18 @@ def _print_human(result: Any, trace_name: str) -> None:
                     "arrived: the queue grows, so latencies grow with the trace's length",
                 )
             )
+    elif (summary["queue_ms"]["p99"] or 0.0) >= _QUEUEING_NOTE_MS:
+        # Found by a new-user pass: a queue that builds in a busy hour and drains before the
+        # trace ends gave minutes of p99 TTFT and no word about why.
+        queue = summary["queue_ms"]
+        lines.append(
+            (
+                "Queueing",
+                f"1% of requests waited {queue['p99'] / 1000:,.1f} s or more before their "
+                f"first step (p90 {queue['p90'] / 1000:,.1f} s): the replicas fall behind "
+                "in the trace's busiest periods and catch up later",
+            )
+        )
     print_rows("Totals", lines)
     if "slo" in summary:
         print()

@@ -219,8 +219,10 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     elif generic.has_canonical_columns(csv_header(path)):
         return "csv"
     first = head.splitlines()[0][:80] if head.splitlines() else ""
+    printable = sum((ch.isprintable() and ch != "\ufffd") or ch == "\t" for ch in first)
+    shown = f"first line: {first!r}" if printable >= 0.9 * len(first) else "binary data"
     raise TraceError(
-        f"{path.name}: unknown trace format (first line: {first!r}); give --format "
+        f"{path.name}: unknown trace format ({shown}); give --format "
         f"({', '.join(FORMATS)}), map columns with --time-col, --input-col, --output-col, "
         f"or name them {', '.join(generic.REQUIRED)}"
     )

@@ -21,6 +21,7 @@ from simulator.trace.schema import (
     TraceMetadata,
     build_trace_table,
     check_unique_ids,
+    farthest_time_row,
     num_rows_text,
 )
 
@@ -209,7 +210,8 @@ def normalize(
     if any_bad.any():
         raw.take(~any_bad)
         if len(raw.arrival_time_s) == 0:
-            raise TraceError(f"{raw.source_file}: no valid requests left after skipping")
+            skipped = "; ".join(note for note in notes if note.startswith("skipped "))
+            raise TraceError(f"{raw.source_file}: no valid requests left: --skip-invalid {skipped}")
 
     arrival = raw.arrival_time_s
     if np.any(arrival[1:] < arrival[:-1]):
@@ -241,9 +243,15 @@ def normalize(
         cause = "a corrupt time"
         if raw.source_format in ("csv", "jsonl", "parquet"):
             cause += ", or times in another unit (--time-unit)"
+        # Blame the end farther from the rest: an absurdly early time is the first row.
+        row = farthest_time_row(raw.arrival_time_s)
+        if row == 0:
+            what = f"arrives {raw.arrival_time_s[last]:.3g} s before the last request"
+        else:
+            what = f"arrives {raw.arrival_time_s[row]:.3g} s after the first request"
         raise TraceError(
-            f"{raw.source_file}: {raw.where(last)}: arrives {raw.arrival_time_s[last]:.3g} s "
-            f"after the first request, more than {MAX_ARRIVAL_S:.0e} s (3,000 years): {cause}"
+            f"{raw.source_file}: {raw.where(row)}: {what}, more than {MAX_ARRIVAL_S:.0e} s "
+            f"(3,000 years): {cause}"
         )
     columns = {
         "arrival_time_s": raw.arrival_time_s,

@@ -192,6 +192,18 @@ def _as_arrow(values: object, arrow_type: pa.DataType, name: str) -> pa.Array:
 MAX_ARRIVAL_S = 1e11
 
 
+def farthest_time_row(times_s: np.ndarray) -> int:
+    """Row of the finite time farthest from the median: the one to blame when the times
+    span more than ``MAX_ARRIVAL_S`` (the first or the last alone would blame a sound row
+    when the outlier is at the other end)."""
+    median_s = float(np.median(times_s))
+    with np.errstate(over="ignore", invalid="ignore"):
+        distance_s = np.abs(times_s - median_s)
+    # A tie (two rows) goes to the time farther from 0: 1e20 rather than 0.
+    tied = distance_s == distance_s.max()
+    return int(np.argmax(np.where(tied, np.abs(times_s), -1.0)))
+
+
 def num_rows_text(num_rows: int) -> str:
     """``"1 row"``, ``"2 rows"``: a count of rows as a message says it."""
     return f"{num_rows:,} row" + ("" if num_rows == 1 else "s")

@@ -100,7 +100,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         columns = _read_parquet(path, parquet_file, mapping)
         first_line, location_word = 1, "row"
     elif container == "jsonl":
-        columns = _read_jsonl(path, mapping, options)
+        columns = _read_jsonl(path, mapping, options, notes)
         first_line, location_word = 1, "line"
     else:
         columns = _read_csv(path, mapping, options)
@@ -260,7 +260,9 @@ def _is_int_text(text: str | None) -> bool:
     return body.isdigit()
 
 
-def _read_jsonl(path: Path, mapping: dict[str, str], options: ImportOptions) -> dict[str, Column]:
+def _read_jsonl(
+    path: Path, mapping: dict[str, str], options: ImportOptions, notes: list[str]
+) -> dict[str, Column]:
     record = first_record(path) or {}
     time_col = mapping["arrival_time_s"]
     if options.time_unit == "datetime":
@@ -286,7 +288,7 @@ def _read_jsonl(path: Path, mapping: dict[str, str], options: ImportOptions) -> 
             types.setdefault(column, json_field_type(record.get(column), default=pa.string()))
     if "hash_ids" in mapping:
         types.setdefault(mapping["hash_ids"], pa.list_(pa.int64()))
-    by_source = read_jsonl_columns(path, types)
+    by_source = read_jsonl_columns(path, types, skip_invalid=options.skip_invalid, notes=notes)
     return {name: by_source[column] for name, column in mapping.items()}
 
 

@@ -29,6 +29,7 @@ FIELDS = ("timestamp", "input_length", "output_length")
 
 def read(path: Path, options: ImportOptions) -> RawTrace:
     """Read a Mooncake JSON-lines trace into a ``RawTrace``."""
+    notes: list[str] = []
     columns = read_jsonl_columns(
         path,
         {
@@ -37,13 +38,14 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
             "output_length": pa.float64(),
             "hash_ids": pa.list_(pa.int64()),
         },
+        skip_invalid=options.skip_invalid,
+        notes=notes,
     )
     for name in FIELDS:
         array = columns[name]
         if len(array) and array.null_count == len(array):
             raise TraceError(f"{path.name}: missing field {name!r} expected in a Mooncake trace")
     arrival_time_s = float_values(columns["timestamp"]) / 1000.0
-    notes = []
     if options.jitter:
         arrival_time_s, window_s = _jitter(arrival_time_s, options.jitter_window_s, options.seed)
         notes.append(

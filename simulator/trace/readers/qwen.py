@@ -121,6 +121,8 @@ def _read_jsonl(path: Path) -> dict[str, Column]:
             "turn": pa.int64(),
             "hash_ids": pa.list_(pa.int64()),
         },
+        # Strict as its CSV form is: a null id or turn means "not known", not "invalid".
+        skip_invalid=None,
     )
     for name in ("chat_id", "timestamp", "input_length", "output_length"):
         array = columns[name]

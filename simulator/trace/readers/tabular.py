@@ -312,16 +312,28 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
-def read_jsonl_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, pa.ChunkedArray]:
+def read_jsonl_columns(
+    path: Path,
+    types: dict[str, pa.DataType],
+    *,
+    skip_invalid: bool | None = False,
+    notes: list[str] | None = None,
+) -> dict[str, pa.ChunkedArray]:
     """Read fields of a JSON-lines file with the given Arrow types, streaming.
 
-    Fields not in ``types`` are ignored. A missing field is null in that row.
+    Fields not in ``types`` are ignored. A missing field is null in that row. Blank lines
+    hold no row.
+
+    ``skip_invalid`` (``--skip-invalid``): a line that is not a JSON object becomes a row
+    of nulls, and a field of the wrong JSON type a null, for ``raw.normalize`` to skip the
+    row and count it (a null ``hash_ids`` is a request without hashes); what was read so is
+    counted in ``notes``. None: never lenient, and the error does not suggest it.
 
     Raises
     ------
     TraceError
         Naming the line of the first line that is not a JSON object or whose field has the
-        wrong type.
+        wrong type (unless ``skip_invalid``).
     """
     schema = pa.schema([pa.field(name, arrow_type) for name, arrow_type in types.items()])
     parse = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
@@ -336,39 +348,98 @@ def read_jsonl_columns(path: Path, types: dict[str, pa.DataType]) -> dict[str, p
             for name in types:
                 chunks[name].append(batch.column(name))
     except pa.ArrowInvalid as exc:
-        _diagnose_jsonl(path, types, exc)
+        if not skip_invalid:
+            _diagnose_jsonl(path, types, exc, hint=skip_invalid is not None)
+        return _read_jsonl_lenient(path, types, notes if notes is not None else [])
     return {name: _concat(parts, types[name]) for name, parts in chunks.items()}
 
 
-def _diagnose_jsonl(path: Path, types: dict[str, pa.DataType], exc: Exception) -> None:
+def _parse_json_line(line: str) -> tuple[dict | None, str]:
+    """(the object on ``line``, "") or (None, why it is not one)."""
+    try:
+        record = json.loads(line, object_pairs_hook=_pairs_once)
+    except json.JSONDecodeError as err:
+        return None, f"not valid JSON ({err.msg})"
+    except _RepeatedKey as repeated:
+        return None, f"field {repeated.args[0]} appears twice in the object"
+    if not isinstance(record, dict):
+        return None, "expected a JSON object"
+    return record, ""
+
+
+def _wrong_json_field(record: dict, types: dict[str, pa.DataType]) -> tuple[str, str] | None:
+    """(field, what it should hold) of the first field pyarrow would not read, or None."""
+    for name, arrow_type in types.items():
+        value = record.get(name)
+        if value is not None and not _json_value_fits(value, arrow_type):
+            expected = _describe_json(arrow_type)
+            if _json_value_fits(value, arrow_type, bound=False):
+                expected += " from -2^63 to 2^63-1"
+            return name, expected
+    return None
+
+
+def _diagnose_jsonl(
+    path: Path, types: dict[str, pa.DataType], exc: Exception, *, hint: bool
+) -> None:
+    skip = "; --skip-invalid skips such lines" if hint else ""
     with open_text(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line, object_pairs_hook=_pairs_once)
-            except json.JSONDecodeError as err:
+            record, why = _parse_json_line(line)
+            if record is None:
+                raise TraceError(f"{path.name}: line {line_no}: {why}{skip}") from None
+            wrong = _wrong_json_field(record, types)
+            if wrong is not None:
+                name, expected = wrong
                 raise TraceError(
-                    f"{path.name}: line {line_no}: not valid JSON ({err.msg})"
+                    f"{path.name}: line {line_no}: field {name}: expected {expected}, got "
+                    f"{json.dumps(record[name])[:60]}{skip}"
                 ) from None
-            except _RepeatedKey as repeated:
-                raise TraceError(
-                    f"{path.name}: line {line_no}: field {repeated.args[0]} appears twice in "
-                    "the object"
-                ) from None
-            if not isinstance(record, dict):
-                raise TraceError(f"{path.name}: line {line_no}: expected a JSON object") from None
+    raise TraceError(f"{path.name}: not a valid JSON-lines file: {_first_line(exc)}") from None
+
+
+def _read_jsonl_lenient(
+    path: Path, types: dict[str, pa.DataType], notes: list[str]
+) -> dict[str, pa.ChunkedArray]:
+    """``read_jsonl_columns`` with a line that is not a JSON object as a row of nulls and a
+    field of the wrong type as a null (``--skip-invalid``); counts both in ``notes``."""
+    values: dict[str, list] = {name: [] for name in types}
+    broken: list[int] = []
+    wrong: dict[str, list[int]] = {name: [] for name in types}
+    with open_text(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            record, _ = _parse_json_line(line)
+            if record is None:
+                broken.append(line_no)
+                record = {}
             for name, arrow_type in types.items():
                 value = record.get(name)
                 if value is not None and not _json_value_fits(value, arrow_type):
-                    expected = _describe_json(arrow_type)
-                    if _json_value_fits(value, arrow_type, bound=False):
-                        expected += " from -2^63 to 2^63-1"
-                    raise TraceError(
-                        f"{path.name}: line {line_no}: field {name}: expected "
-                        f"{expected}, got {json.dumps(value)[:60]}"
-                    ) from None
-    raise TraceError(f"{path.name}: not a valid JSON-lines file: {_first_line(exc)}") from None
+                    wrong[name].append(line_no)
+                    value = None
+                values[name].append(value)
+    if broken:
+        what = "line that was not a JSON object as a request"
+        if len(broken) > 1:
+            what = "lines that were not JSON objects as requests"
+        notes.append(f"read {len(broken):,} {what} with no values (first: line {broken[0]})")
+    for name, lines_wrong in wrong.items():
+        if lines_wrong:
+            what = f"value of field {name} that was"
+            if len(lines_wrong) > 1:
+                what = f"values of field {name} that were"
+            notes.append(
+                f"read {len(lines_wrong):,} {what} not {_describe_json(types[name])} as "
+                f"missing (first: line {lines_wrong[0]})"
+            )
+    return {
+        name: pa.chunked_array([pa.array(column, type=types[name])], type=types[name])
+        for name, column in values.items()
+    }
 
 
 class _RepeatedKey(Exception):
