@@ -188,9 +188,12 @@ def replay_resolved(
     carries ``hash_ids`` (the prefix-aware router gets the empty form, to read).
     ``next_turn`` and ``think_s`` (``closed_loop.session_turn_links`` and ``think_times_s``)
     are required for a closed-loop scenario. ``client_slots`` N sends the requests as a
-    client keeping N in flight does (``calibrate validate`` of a ``--max-concurrency``
-    benchmark), whatever ``arrival_time_s`` says.
+    client keeping N in flight does (``vllm bench serve --max-concurrency N``): each at its
+    arrival time or, while N are in flight, when one finishes; None takes the scenario's
+    ``max_concurrency``.
     """
+    if client_slots is None:
+        client_slots = resolved.scenario.max_concurrency
     if resolved.scenario.closed_loop and next_turn is None:
         raise SimreplayError("--closed-loop needs the trace's sessions (next_turn)")
     if prefix is None and resolved.prefix_caching and resolved.scenario.router == "prefix-aware":
@@ -329,7 +332,7 @@ def _share_key(resolved: ResolvedScenario, *, cache_runs: bool) -> tuple | None:
     request is preempted, so on and off never share a run.
     """
     chosen = resolved.scenario
-    if cache_runs or chosen.closed_loop or resolved.pp > 1:
+    if cache_runs or chosen.closed_loop or chosen.max_concurrency is not None or resolved.pp > 1:
         return None
     knobs = _engine_knobs(resolved)
     del knobs["num_kv_blocks"], knobs["max_num_seqs"]

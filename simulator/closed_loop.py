@@ -88,10 +88,13 @@ def run_closed_loop(
     ``state.recorded_arrival_s``.
 
     With ``client_slots`` N the requests are instead those of a client that keeps at most N
-    in flight (``vllm bench serve --max-concurrency N``, for ``calibrate validate``): the
-    first N are sent at 0 s and each finish (or rejection) sends the next one in list order
-    at once; ``next_turn`` and ``think_s`` are then not read. Its slow reference, replays
-    iterated to a fixed point, is ``tests/closed_loop_client_reference.py``.
+    in flight (``vllm bench serve --max-concurrency N``, whose requests wait on an asyncio
+    semaphore): the first N are sent at their arrival times, and each finish (or
+    rejection) frees a slot for the next unsent request in list order, sent at once or at
+    its arrival time if that is later (the slot idles until then); ``next_turn`` and
+    ``think_s`` are then not read. With every arrival at 0 (``--request-rate inf``) each
+    finish sends the next request at once. Its slow reference, replays iterated to a fixed
+    point, is ``tests/closed_loop_client_reference.py``.
     """
     import simpy
 
@@ -111,8 +114,7 @@ def run_closed_loop(
     if client_slots is not None:
         # A pool client: every request frees a slot, which the next unsent one takes.
         first = min(int(client_slots), n)
-        req_f[:, R_ARRIVAL_S] = 0.0
-        heap = [(0.0, i) for i in range(first)]
+        heap = [(float(recorded_s[i]), i) for i in range(first)]
         next_turn = np.zeros(n, np.int64)  # every request is watched: any finish sends
         unsent = [first]
     else:
@@ -132,7 +134,7 @@ def run_closed_loop(
                 return
             j = unsent[0]
             unsent[0] += 1
-            arrival_s = max(done_s, now_s)
+            arrival_s = max(float(recorded_s[j]), done_s, now_s)
         else:
             j = int(next_turn[i])
             arrival_s = max(float(recorded_s[j]), done_s + float(think_s[j]), now_s)

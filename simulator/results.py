@@ -477,11 +477,19 @@ def _summary(
         summary["readmission_cached_tokens"] = hits - first_tokens
     if state.recorded_arrival_s is not None:
         delay_s = state.req_f[:, R_ARRIVAL_S] - state.recorded_arrival_s
-        summary["closed_loop"] = {
-            "turns_delayed": int((delay_s > 0).sum()),
+        delays = {
             "mean_delay_s": float(delay_s.mean()) if num_requests else 0.0,
             "max_delay_s": float(delay_s.max(initial=0.0)),
         }
+        if resolved.scenario.max_concurrency is not None:
+            # Requests the client held back until one of its slots was free.
+            summary["max_concurrency"] = {
+                "slots": resolved.scenario.max_concurrency,
+                "requests_delayed": int((delay_s > 0).sum()),
+                **delays,
+            }
+        else:
+            summary["closed_loop"] = {"turns_delayed": int((delay_s > 0).sum()), **delays}
     if summary["throughput_rps"] is not None:
         summary["throughput_rps"] = float(summary["throughput_rps"])
     if slo_summary is not None:

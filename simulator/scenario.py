@@ -121,6 +121,11 @@ class Scenario:
     closed_loop : bool
         Send a session's turn only after the previous turn's answer plus its think time
         (``closed_loop.py``); needs session ids in the trace.
+    max_concurrency : int or None
+        Send the trace's requests as ``vllm bench serve --max-concurrency N`` does: at most
+        N in flight, each sent at its arrival time or, when N are in flight then, as soon
+        as one of them finishes (first come, first served; ``closed_loop.py``). None sends
+        every request at its arrival time.
     enforce_eager : bool
         vLLM's ``--enforce-eager``: no CUDA graphs, so no step is padded to a captured
         batch size (``simulator/perf/cuda_graphs.py``).
@@ -151,6 +156,7 @@ class Scenario:
     enable_prefix_caching: bool | None = None
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP
     closed_loop: bool = False
+    max_concurrency: int | None = None
     enforce_eager: bool = False
     quantization: str | None = None
     kv_cache_dtype: str = "auto"
@@ -270,6 +276,7 @@ class ResolvedScenario:
             "engine": ENGINE_VERSIONS[(self.scenario.scheduler, self.prefix_caching)],
             "enable_prefix_caching": self.prefix_caching,
             "closed_loop": self.scenario.closed_loop,
+            "max_concurrency": self.scenario.max_concurrency,
             "enforce_eager": self.scenario.enforce_eager,
             **self._precision_dict(),
             "max_num_seqs": self.max_num_seqs,
@@ -700,6 +707,13 @@ def check_knobs(scenario: Scenario) -> None:
         )
     if not isinstance(scenario.closed_loop, bool):
         raise SimreplayError(f"closed_loop must be true or false, got {scenario.closed_loop!r}")
+    limit = scenario.max_concurrency
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise SimreplayError(f"--max-concurrency must be a whole number >= 1, got {limit!r}")
+    if limit is not None and scenario.closed_loop:
+        raise SimreplayError(
+            "--max-concurrency and --closed-loop both decide when a request is sent: give one"
+        )
     if not isinstance(scenario.enforce_eager, bool):
         raise SimreplayError(f"enforce_eager must be true or false, got {scenario.enforce_eager!r}")
     if scenario.router == "prefix-aware" and not prefix_caching_on(scenario):

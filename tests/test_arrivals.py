@@ -237,6 +237,8 @@ def test_parse_rate_profile_rejects_bad_text(text, message):
         ({"kind": "gamma", "rate_rps": 1.0, "rate_profile": "0:1"}, "only used with"),
         ({"kind": "diurnal", "rate_rps": 1.0, "period_s": 0}, "--period-s must be > 0"),
         ({"kind": "diurnal", "rate_rps": 1.0, "peak_to_trough": 0.5}, "--peak-to-trough"),
+        ({"kind": "gamma", "rate_rps": math.inf}, "--rate inf .* has no --arrival gamma"),
+        ({"kind": "poisson", "rate_rps": -math.inf}, "--rate must be > 0"),
     ],
 )
 def test_arrival_process_rejects_bad_options(kwargs, message):
@@ -271,3 +273,14 @@ def test_describe_names_the_parameters_of_each_kind():
         "period_s",
         "peak_to_trough",
     }
+
+
+def test_rate_inf_sends_every_request_at_once():
+    """``--rate inf``, as ``vllm bench serve --request-rate inf``: every arrival at 0 s; a
+    duration makes no sense then."""
+    process = arrival_process("poisson", "inf")
+    assert process.rate_rps == math.inf and process.summary().startswith("every request")
+    rng = np.random.default_rng(0)
+    assert arrival_times_s(process, rng, num_requests=5).tolist() == [0.0] * 5
+    with pytest.raises(SimreplayError, match="give --num-requests, not --duration"):
+        arrival_times_s(process, rng, duration_s=10.0)

@@ -943,14 +943,51 @@ def test_client_slots_replay_equals_the_fixed_point_of_replays(gpus, slots):
         return (*latencies(state), {}, state.req_f[:, R_FINISH_S].copy())
 
     ttft_ref, e2e_ref, _, sends_ref = replay_closed_loop(replay, num_requests, slots)
-    state = replay_resolved(
-        resolved, np.full(num_requests, 123.0), inputs, outputs, client_slots=slots
-    )
+    state = replay_resolved(resolved, np.zeros(num_requests), inputs, outputs, client_slots=slots)
     ttft, e2e = latencies(state)
     np.testing.assert_array_equal(state.req_f[:, R_ARRIVAL_S], sends_ref)
     np.testing.assert_array_equal(ttft, ttft_ref)
     np.testing.assert_array_equal(e2e, e2e_ref)
     assert (sends_ref[:slots] == 0).all() and (sends_ref[slots:] > 0).all()
+
+
+@pytest.mark.parametrize(("rate_rps", "slots"), [(2.0, 1), (20.0, 4), (200.0, 8)])
+def test_max_concurrency_with_arrivals_equals_the_fixed_point_of_replays(rate_rps, slots):
+    """Differential: ``--max-concurrency N`` on a trace with arrival times (vLLM's client at
+    a finite request rate: each request waits at its arrival for a free slot) against the
+    slow reference given the same arrivals. Same sends, same latencies; some requests wait
+    for a slot and some find one free at their arrival."""
+    from closed_loop_client_reference import replay_closed_loop
+
+    from simulator.api import replay_resolved
+    from simulator.engine.state import R_ARRIVAL_S, R_FINISH_S
+    from simulator.results import build_result
+    from simulator.scenario import resolve
+
+    rng = np.random.default_rng(slots)
+    num_requests = 40
+    arrival_s = np.cumsum(rng.exponential(1.0 / rate_rps, num_requests))
+    inputs = rng.integers(10, 4000, num_requests)
+    outputs = rng.integers(1, 200, num_requests)
+    plain = resolve(Scenario(gpus="1xH100", model="llama-3.1-8b"))
+    limited = resolve(Scenario(gpus="1xH100", model="llama-3.1-8b", max_concurrency=slots))
+
+    def latencies(state):
+        requests = build_result(plain, state, None, None).requests.to_pydict()
+        return np.array(requests["ttft_s"]), np.array(requests["e2e_s"])
+
+    def replay(sends_s):
+        state = replay_resolved(plain, sends_s, inputs, outputs)
+        return (*latencies(state), {}, state.req_f[:, R_FINISH_S].copy())
+
+    ttft_ref, e2e_ref, _, sends_ref = replay_closed_loop(replay, num_requests, slots, arrival_s)
+    state = replay_resolved(limited, arrival_s, inputs, outputs)
+    ttft, e2e = latencies(state)
+    np.testing.assert_array_equal(state.req_f[:, R_ARRIVAL_S], sends_ref)
+    np.testing.assert_array_equal(ttft, ttft_ref)
+    np.testing.assert_array_equal(e2e, e2e_ref)
+    waited = sends_ref > arrival_s
+    assert waited.any() and (~waited).any() and (sends_ref >= arrival_s).all()
 
 
 @pytest.mark.parametrize(

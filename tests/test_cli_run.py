@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -812,3 +813,43 @@ def test_an_out_folder_that_cannot_be_made_fails_before_the_run(tmp_path):
         output_folder(str(a_file / "sub"), "--out")
     with pytest.raises(SimreplayError, match=r"\S+/f is not a directory$"):
         check_output_path(a_file / "x.parquet")
+
+
+def test_max_concurrency_holds_requests_as_vllm_bench_serve_does(tmp_path):
+    """``--max-concurrency N``: never more than N requests in flight, requests sent at their
+    arrival or when a slot frees, TTFT counted from the send (as the benchmark client
+    measures it); the summary says how many waited and the scenario names the limit."""
+    path = tmp_path / "burst.csv"
+    path.write_text("arrival_time_s,input_tokens,output_tokens\n" + "0,500,50\n" * 40)
+    out = tmp_path / "out"
+    result = invoke("run", path, "--gpus", "1xH100", "--max-concurrency", 4, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert "Concurrency   at most 4 in flight: 36 requests waited for a slot" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenario"]["max_concurrency"] == 4
+    assert summary["max_concurrency"]["slots"] == 4
+    assert summary["max_concurrency"]["requests_delayed"] == 36
+    requests = pq.read_table(out / "requests.parquet").to_pydict()
+    sends = np.array(requests["arrival_time_s"])
+    completions = np.array(requests["completion_s"])
+    assert (sends[:4] == 0).all() and (np.diff(sends) >= 0).all()
+    for send_s in sends:  # in flight at each send, itself included: at most 4
+        assert ((sends <= send_s) & (completions > send_s)).sum() <= 4
+    # Each later request is sent when a slot frees: at some request's completion.
+    assert set(sends[4:].tolist()) <= set(completions.tolist())
+    ttft = np.array(requests["ttft_s"])
+    np.testing.assert_allclose(ttft, np.array(requests["first_token_s"]) - sends)
+    unlimited = json.loads(invoke("run", path, "--gpus", "1xH100", "--json").stdout)
+    assert summary["ttft_ms"]["p99"] < unlimited["ttft_ms"]["p99"]
+    assert "max_concurrency" not in unlimited and unlimited["scenario"]["max_concurrency"] is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--max-concurrency", "0"], "--max-concurrency must be a whole number >= 1, got 0"),
+        (["--max-concurrency", "2", "--closed-loop"], "--max-concurrency and --closed-loop"),
+    ],
+)
+def test_a_bad_max_concurrency_is_one_line(small_trace, extra, fragment):
+    assert_one_line_error(invoke("run", small_trace, *extra), fragment)

@@ -317,7 +317,9 @@ def test_skip_invalid_reads_broken_jsonl_lines_as_skipped_requests(tmp_path):
         + '{"timestamp": 9'
     )
     path = write(tmp_path, "m.jsonl", text)
-    with pytest.raises(TraceError, match=r"line 2: field hash_ids: .*--skip-invalid skips such"):
+    with pytest.raises(
+        TraceError, match=r"line 2: field hash_ids: .*--skip-invalid reads such values"
+    ):
         import_trace(path)
     table, report = import_trace(path, ImportOptions(skip_invalid=True))
     # The broken lines and the one with a wordy length are skipped, and counted; the one

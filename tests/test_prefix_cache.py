@@ -733,7 +733,8 @@ def test_a_hash_ids_cell_that_is_no_list_is_one_line_error(tmp_path):
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        'error: bad.jsonl: line 1: field hash_ids: expected a list of integers, got "abc"'
+        'error: bad.jsonl: line 1: field hash_ids: expected a list of integers, got "abc"; '
+        "--skip-invalid reads such values as missing"
     ], lines
 
 

@@ -138,6 +138,14 @@ def run(
             "think_time_s (needs session ids in the trace).",
         ),
     ] = False,
+    max_concurrency: Annotated[
+        int,
+        _opt(
+            "--max-concurrency",
+            help="Send the requests as `vllm bench serve --max-concurrency N` does: at most N "
+            "in flight; a request arriving while N are waits for the first to finish.",
+        ),
+    ] = None,
     enforce_eager: Annotated[
         bool,
         _opt(
@@ -228,6 +236,7 @@ def run(
         enable_prefix_caching=enable_prefix_caching,
         prefix_load_cap=DEFAULT_PREFIX_LOAD_CAP if prefix_load_cap is None else prefix_load_cap,
         closed_loop=closed_loop,
+        max_concurrency=max_concurrency,
         enforce_eager=enforce_eager,
         quantization=None if quantization in (None, "none") else quantization,
         kv_cache_dtype=kv_cache_dtype,
@@ -247,7 +256,7 @@ def run(
             "holds a request's prefix before it arrives: it routes as least-outstanding"
         )
     # A fused replay runs the shipped ahead-of-time engine when it matches: nothing compiles.
-    ahead_of_time = not closed_loop and compiled.available()
+    ahead_of_time = not closed_loop and max_concurrency is None and compiled.available()
     if not ahead_of_time and _numba_cache.is_cold():
         note(
             "first run with this version: compiling the simulation kernels (up to a minute, "
@@ -445,6 +454,18 @@ def _print_human(result: Any, trace_name: str) -> None:
                 f"{delay_s_text(loop['max_delay_s'])} s at most; "
                 f"{delay_s_text(loop['mean_delay_s'])} s on average over all "
                 f"{count(summary['num_requests'], 'turn')})",
+            )
+        )
+    if "max_concurrency" in summary:
+        client = summary["max_concurrency"]
+        lines.append(
+            (
+                "Concurrency",
+                f"at most {client['slots']:,} in flight: "
+                f"{count(client['requests_delayed'], 'request')} waited for a slot (by "
+                f"{delay_s_text(client['max_delay_s'])} s at most; "
+                f"{delay_s_text(client['mean_delay_s'])} s on average over all "
+                f"{count(summary['num_requests'], 'request')})",
             )
         )
     if "prefix_cache" in summary:

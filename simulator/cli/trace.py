@@ -154,7 +154,8 @@ def synth(
         typer.Option(
             "--rate",
             help="Mean arrival rate, requests per second (session starts per second with "
-            f"--sessions); default {DEFAULT_SYNTH_RATE_RPS:g}, not used with --rate-profile.",
+            f"--sessions); default {DEFAULT_SYNTH_RATE_RPS:g}, not used with --rate-profile; "
+            "inf sends every request at 0 s (vllm bench serve --request-rate inf).",
         ),
     ] = None,
     duration_s: Annotated[

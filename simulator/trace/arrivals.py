@@ -72,6 +72,8 @@ class ArrivalProcess:
         """One phrase for a note: ``gamma at 5 req/s, CV 3`` or ``piecewise at rates 0:2,...``."""
         if self.kind == "piecewise":
             text = f"piecewise at rates {format_rate_profile(self.rate_profile)}"
+        elif math.isinf(self.rate_rps):
+            return "every request at 0 s (rate inf)"
         else:
             text = f"{self.kind} at {self.rate_rps:g} req/s"
         if self.kind != "poisson":
@@ -178,7 +180,13 @@ def arrival_process(
     """
     if kind not in ARRIVAL_KINDS:
         raise SimreplayError(f"--arrival must be one of {', '.join(ARRIVAL_KINDS)}; got {kind!r}")
-    rate_rps = positive_finite(rate_rps, "--rate")
+    if _is_inf(rate_rps) and kind != "poisson":
+        raise SimreplayError(f"--rate inf (every request at 0 s) has no --arrival {kind}")
+    if _is_inf(rate_rps):
+        # As `vllm bench serve --request-rate inf`: every request at once.
+        rate_rps = math.inf
+    else:
+        rate_rps = positive_finite(rate_rps, "--rate")
     cv = positive_finite(cv, "--cv")
     if kind == "poisson" and cv != 1.0:
         raise SimreplayError(f"--cv {_num(cv)} needs --arrival gamma (a Poisson process has cv 1)")
@@ -255,6 +263,10 @@ def arrival_times_s(
     )
     if (num_requests is None) == (duration_s is None):
         raise SimreplayError("give exactly one of --num-requests and --duration")
+    if math.isinf(process.rate_rps) and num_requests is None:
+        raise SimreplayError(
+            "--rate inf sends every request at 0 s: give --num-requests, not --duration"
+        )
     cv = 1.0 if process.kind == "poisson" else process.cv
 
     if num_requests is not None:
@@ -270,6 +282,8 @@ def arrival_times_s(
                 "--rate-profile ends with rate 0, so --num-requests may never be reached; end "
                 "it with a positive rate or give --duration instead"
             )
+        if math.isinf(process.rate_rps):
+            return np.zeros(num_requests)
         operational_s = np.cumsum(_unit_gaps(rng, cv, num_requests))
         return _invert_intensity(process, operational_s)
 
@@ -407,3 +421,11 @@ def _check_rate_profile(pairs: list[tuple[float, float]]) -> tuple[tuple[float, 
     if all(rate_rps == 0 for _, rate_rps in pairs):
         raise SimreplayError("--rate-profile: every rate is 0; at least one must be > 0")
     return tuple(pairs)
+
+
+def _is_inf(value: object) -> bool:
+    """Whether ``value`` reads as +infinity (``--rate inf``)."""
+    try:
+        return float(value) == math.inf  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False

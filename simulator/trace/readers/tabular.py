@@ -382,20 +382,21 @@ def _wrong_json_field(record: dict, types: dict[str, pa.DataType]) -> tuple[str,
 def _diagnose_jsonl(
     path: Path, types: dict[str, pa.DataType], exc: Exception, *, hint: bool
 ) -> None:
-    skip = "; --skip-invalid skips such lines" if hint else ""
+    skip_line = "; --skip-invalid skips such lines" if hint else ""
+    skip_value = "; --skip-invalid reads such values as missing" if hint else ""
     with open_text(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             record, why = _parse_json_line(line)
             if record is None:
-                raise TraceError(f"{path.name}: line {line_no}: {why}{skip}") from None
+                raise TraceError(f"{path.name}: line {line_no}: {why}{skip_line}") from None
             wrong = _wrong_json_field(record, types)
             if wrong is not None:
                 name, expected = wrong
                 raise TraceError(
                     f"{path.name}: line {line_no}: field {name}: expected {expected}, got "
-                    f"{json.dumps(record[name])[:60]}{skip}"
+                    f"{json.dumps(record[name])[:60]}{skip_value}"
                 ) from None
     raise TraceError(f"{path.name}: not a valid JSON-lines file: {_first_line(exc)}") from None
 
