@@ -921,34 +921,43 @@ def test_client_slots_replay_equals_the_fixed_point_of_replays(gpus, slots):
     """Differential: ``validate`` runs vLLM's --max-concurrency client inside one replay
     (``run_closed_loop(client_slots=N)``); the slow reference iterates whole replays until
     the send times they imply are the ones they were given. Same sends, same latencies."""
-    from closed_loop_client_reference import replay_closed_loop
-
     from simulator.api import replay_resolved
     from simulator.calibration.validate import resolve_for_benchmark
-    from simulator.engine.state import R_ARRIVAL_S, R_FINISH_S
-    from simulator.results import build_result
 
     rng = np.random.default_rng(slots)
     num_requests = 40
     inputs = rng.integers(10, 4000, num_requests)
     outputs = rng.integers(1, 200, num_requests)
     resolved = resolve_for_benchmark(Scenario(gpus=gpus, model="llama-3.1-8b", tp=1), None)
+    state = replay_resolved(resolved, np.zeros(num_requests), inputs, outputs, client_slots=slots)
+    sends_ref = _assert_client_matches_its_reference(resolved, state, inputs, outputs, slots)
+    assert (sends_ref[:slots] == 0).all() and (sends_ref[slots:] > 0).all()
 
-    def latencies(state):
-        requests = build_result(resolved, state, None, None).requests.to_pydict()
+
+def _assert_client_matches_its_reference(plain, state, inputs, outputs, slots, arrival_s=None):
+    """``state`` (a replay with a client of ``slots`` slots) against the slow reference of
+    replays of ``plain`` (its scenario without the client) iterated to their fixed point:
+    identical send times and latencies. Returns the reference's send times."""
+    from closed_loop_client_reference import replay_closed_loop
+
+    from simulator.api import replay_resolved
+    from simulator.engine.state import R_ARRIVAL_S, R_FINISH_S
+    from simulator.results import build_result
+
+    def latencies(replayed):
+        requests = build_result(plain, replayed, None, None).requests.to_pydict()
         return np.array(requests["ttft_s"]), np.array(requests["e2e_s"])
 
     def replay(sends_s):
-        state = replay_resolved(resolved, sends_s, inputs, outputs)
-        return (*latencies(state), {}, state.req_f[:, R_FINISH_S].copy())
+        replayed = replay_resolved(plain, sends_s, inputs, outputs)
+        return (*latencies(replayed), {}, replayed.req_f[:, R_FINISH_S].copy())
 
-    ttft_ref, e2e_ref, _, sends_ref = replay_closed_loop(replay, num_requests, slots)
-    state = replay_resolved(resolved, np.zeros(num_requests), inputs, outputs, client_slots=slots)
+    ttft_ref, e2e_ref, _, sends_ref = replay_closed_loop(replay, len(inputs), slots, arrival_s)
     ttft, e2e = latencies(state)
     np.testing.assert_array_equal(state.req_f[:, R_ARRIVAL_S], sends_ref)
     np.testing.assert_array_equal(ttft, ttft_ref)
     np.testing.assert_array_equal(e2e, e2e_ref)
-    assert (sends_ref[:slots] == 0).all() and (sends_ref[slots:] > 0).all()
+    return sends_ref
 
 
 @pytest.mark.parametrize(("rate_rps", "slots"), [(2.0, 1), (20.0, 4), (200.0, 8)])
@@ -957,11 +966,7 @@ def test_max_concurrency_with_arrivals_equals_the_fixed_point_of_replays(rate_rp
     a finite request rate: each request waits at its arrival for a free slot) against the
     slow reference given the same arrivals. Same sends, same latencies; some requests wait
     for a slot and some find one free at their arrival."""
-    from closed_loop_client_reference import replay_closed_loop
-
     from simulator.api import replay_resolved
-    from simulator.engine.state import R_ARRIVAL_S, R_FINISH_S
-    from simulator.results import build_result
     from simulator.scenario import resolve
 
     rng = np.random.default_rng(slots)
@@ -971,21 +976,10 @@ def test_max_concurrency_with_arrivals_equals_the_fixed_point_of_replays(rate_rp
     outputs = rng.integers(1, 200, num_requests)
     plain = resolve(Scenario(gpus="1xH100", model="llama-3.1-8b"))
     limited = resolve(Scenario(gpus="1xH100", model="llama-3.1-8b", max_concurrency=slots))
-
-    def latencies(state):
-        requests = build_result(plain, state, None, None).requests.to_pydict()
-        return np.array(requests["ttft_s"]), np.array(requests["e2e_s"])
-
-    def replay(sends_s):
-        state = replay_resolved(plain, sends_s, inputs, outputs)
-        return (*latencies(state), {}, state.req_f[:, R_FINISH_S].copy())
-
-    ttft_ref, e2e_ref, _, sends_ref = replay_closed_loop(replay, num_requests, slots, arrival_s)
     state = replay_resolved(limited, arrival_s, inputs, outputs)
-    ttft, e2e = latencies(state)
-    np.testing.assert_array_equal(state.req_f[:, R_ARRIVAL_S], sends_ref)
-    np.testing.assert_array_equal(ttft, ttft_ref)
-    np.testing.assert_array_equal(e2e, e2e_ref)
+    sends_ref = _assert_client_matches_its_reference(
+        plain, state, inputs, outputs, slots, arrival_s
+    )
     waited = sends_ref > arrival_s
     assert waited.any() and (~waited).any() and (sends_ref >= arrival_s).all()
 

@@ -12,7 +12,7 @@ import csv
 import datetime
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -354,6 +354,14 @@ def read_jsonl_columns(
     return {name: _concat(parts, types[name]) for name, parts in chunks.items()}
 
 
+def _json_lines(path: Path) -> Iterator[tuple[int, dict | None, str]]:
+    """(line number, the object on it or None, why not) for each non-blank line."""
+    with open_text(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if line.strip():
+                yield (line_no, *_parse_json_line(line))
+
+
 def _parse_json_line(line: str) -> tuple[dict | None, str]:
     """(the object on ``line``, "") or (None, why it is not one)."""
     try:
@@ -384,20 +392,16 @@ def _diagnose_jsonl(
 ) -> None:
     skip_line = "; --skip-invalid skips such lines" if hint else ""
     skip_value = "; --skip-invalid reads such values as missing" if hint else ""
-    with open_text(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            record, why = _parse_json_line(line)
-            if record is None:
-                raise TraceError(f"{path.name}: line {line_no}: {why}{skip_line}") from None
-            wrong = _wrong_json_field(record, types)
-            if wrong is not None:
-                name, expected = wrong
-                raise TraceError(
-                    f"{path.name}: line {line_no}: field {name}: expected {expected}, got "
-                    f"{json.dumps(record[name])[:60]}{skip_value}"
-                ) from None
+    for line_no, record, why in _json_lines(path):
+        if record is None:
+            raise TraceError(f"{path.name}: line {line_no}: {why}{skip_line}") from None
+        wrong = _wrong_json_field(record, types)
+        if wrong is not None:
+            name, expected = wrong
+            raise TraceError(
+                f"{path.name}: line {line_no}: field {name}: expected {expected}, got "
+                f"{json.dumps(record[name])[:60]}{skip_value}"
+            ) from None
     raise TraceError(f"{path.name}: not a valid JSON-lines file: {_first_line(exc)}") from None
 
 
@@ -409,20 +413,16 @@ def _read_jsonl_lenient(
     values: dict[str, list] = {name: [] for name in types}
     broken: list[int] = []
     wrong: dict[str, list[int]] = {name: [] for name in types}
-    with open_text(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            record, _ = _parse_json_line(line)
-            if record is None:
-                broken.append(line_no)
-                record = {}
-            for name, arrow_type in types.items():
-                value = record.get(name)
-                if value is not None and not _json_value_fits(value, arrow_type):
-                    wrong[name].append(line_no)
-                    value = None
-                values[name].append(value)
+    for line_no, record, _ in _json_lines(path):
+        if record is None:
+            broken.append(line_no)
+            record = {}
+        for name, arrow_type in types.items():
+            value = record.get(name)
+            if value is not None and not _json_value_fits(value, arrow_type):
+                wrong[name].append(line_no)
+                value = None
+            values[name].append(value)
     if broken:
         what = "line that was not a JSON object as a request"
         if len(broken) > 1:
