@@ -21,9 +21,11 @@ requests.parquet, one row per request of the trace, in trace order:
 | `cached_tokens` | int32 | prompt tokens found in the prefix cache when first admitted |
 | `status` | string | `completed` or `rejected` |
 | `reject_reason` | string | why it was rejected; null otherwise |
-| `recorded_arrival_time_s` | float64 | `--closed-loop` only: the trace's arrival time |
+| `recorded_arrival_time_s` | float64 | the trace's arrival time (closed loop, concurrency limit) |
 
-With ``--closed-loop``, `arrival_time_s` is when the turn was sent (``closed_loop.py``).
+With ``--closed-loop``, `arrival_time_s` is when the turn was sent (``closed_loop.py``);
+with ``--max-concurrency``, when the client sent the request (at its recorded arrival, or
+later when every slot was taken).
 
 steps.parquet, one row per run of consecutive engine steps of one replica (a decode-only
 step joins the previous run when its batch has the same decoding sequences and waiting
