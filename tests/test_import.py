@@ -336,6 +336,19 @@ def test_skip_invalid_reads_broken_jsonl_lines_as_skipped_requests(tmp_path):
     assert hashes[0] == MOONCAKE[0]["hash_ids"] and hashes[1] in (None, [])
 
 
+@pytest.mark.parametrize("number", ["1e400", "1" + "0" * 400])
+def test_a_jsonl_number_no_double_holds_names_its_line_and_field(tmp_path, number):
+    """Found by a new-user pass: pyarrow's "Number too big to be stored in double. in row 2"
+    came through, with a 0-based row that also left out blank lines."""
+    text = mooncake_lines(MOONCAKE[:2]) + "\n\n" + mooncake_lines(MOONCAKE[2:])
+    text = text.replace('"input_length": 10,', f'"input_length": {number},')
+    path = write(tmp_path, "m.jsonl", text)
+    with pytest.raises(TraceError, match=r"^m\.jsonl: line 5: (field|column) input_length: expec"):
+        import_trace(path)
+    table, _ = import_trace(path, ImportOptions(skip_invalid=True))
+    assert table.num_rows == len(MOONCAKE) - 1
+
+
 def test_jsonl_field_of_wrong_type(tmp_path):
     bad = dict(MOONCAKE[1], input_length="many")
     text = mooncake_lines([MOONCAKE[0], bad])

@@ -1069,3 +1069,20 @@ def test_a_run_with_no_step_keys_every_replica_cell_to_summary_json(tmp_path):
     assert "kv_cache.per_replica_peak_fraction.1" in keys
     for key, value, _ in parsed.cells:
         assert json.loads(value) == _lookup(summary, key), key
+
+
+def test_a_concurrency_limited_run_says_so_on_its_page(tmp_path):
+    """Found by a new-user pass: the page of a --max-concurrency run never named the limit
+    nor the requests that waited for a slot, and plotted send times as arrivals."""
+    trace = tmp_path / "burst.csv"
+    trace.write_text("arrival_time_s,input_tokens,output_tokens\n" + "0,300,20\n" * 30)
+    out = tmp_path / "run"
+    result = invoke("run", trace, "--gpus", "1xH100", "--max-concurrency", 3, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert invoke("report", out, "--no-png").exit_code == 0
+    page = (out / "report.html").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert "at most 3 requests in flight" in page and "arrival times below are send" in page
+    assert "Requests that waited for a slot" in page
+    assert summary["max_concurrency"]["requests_delayed"] == 27
+    assert 'data-key="max_concurrency.requests_delayed"' in page

@@ -259,7 +259,7 @@ def _check_summary_types(path: Path, summary: dict[str, Any]) -> None:
     reasons = summary.get("rejected_by_reason", {})
     if not isinstance(reasons, dict) or not all(_is_number(v) for v in reasons.values()):
         raise fail("rejected_by_reason", "an object of counts")
-    for key in ("slo", "prefix_cache", "closed_loop"):
+    for key in ("slo", "prefix_cache", "closed_loop", "max_concurrency"):
         if key in summary and not isinstance(summary[key], dict):
             raise fail(key, "an object")
     scenario = summary["scenario"]
@@ -902,6 +902,14 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
                 "plus its think time",
             )
         )
+    if s.get("max_concurrency"):
+        rows.append(
+            (
+                "Concurrency limit",
+                f"at most {int(s['max_concurrency']):,} requests in flight, as vllm bench "
+                "serve --max-concurrency sends them: arrival times below are send times",
+            )
+        )
     if "max_num_seqs" in s:
         rows.append(
             (
@@ -1074,31 +1082,41 @@ def _replica_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def _closed_loop_table(summary: dict[str, Any]) -> str:
-    """``summary.json``'s ``closed_loop`` section: turns sent later than recorded."""
-    loop = summary.get("closed_loop")
-    if loop is None:
+    """``summary.json``'s ``closed_loop`` section (turns sent later than recorded), or its
+    ``max_concurrency`` section (requests that waited for a client slot)."""
+    if "closed_loop" in summary:
+        key, count_key, unit, title = "closed_loop", "turns_delayed", "turns", "closed loop"
+        counted = "Turns sent later than recorded"
+    elif "max_concurrency" in summary:
+        key, count_key, unit, title = (
+            "max_concurrency",
+            "requests_delayed",
+            "requests",
+            (f"at most {summary['max_concurrency']['slots']:,} in flight"),
+        )
+        counted = "Requests that waited for a slot"
+    else:
         return ""
+    loop = summary[key]
     rows = [
         [
-            "<td>Turns sent later than recorded</td>",
-            number_cell(
-                loop["turns_delayed"], f"{loop['turns_delayed']:,}", "closed_loop.turns_delayed"
-            ),
+            f"<td>{counted}</td>",
+            number_cell(loop[count_key], f"{loop[count_key]:,}", f"{key}.{count_key}"),
         ],
         [
-            f"<td>Mean delay over all {summary['num_requests']:,} turns (s)</td>",
+            f"<td>Mean delay over all {summary['num_requests']:,} {unit} (s)</td>",
             number_cell(
-                loop["mean_delay_s"], delay_s_text(loop["mean_delay_s"]), "closed_loop.mean_delay_s"
+                loop["mean_delay_s"], delay_s_text(loop["mean_delay_s"]), f"{key}.mean_delay_s"
             ),
         ],
         [
             "<td>Max delay (s)</td>",
             number_cell(
-                loop["max_delay_s"], delay_s_text(loop["max_delay_s"]), "closed_loop.max_delay_s"
+                loop["max_delay_s"], delay_s_text(loop["max_delay_s"]), f"{key}.max_delay_s"
             ),
         ],
     ]
-    return table(["closed loop", "value"], rows, "closed-loop")
+    return table([esc(title), "value"], rows, "closed-loop")
 
 
 def _prefix_cache_table(summary: dict[str, Any]) -> str:

@@ -56,6 +56,7 @@ KNOBS = (
     "enable_prefix_caching",
     "prefix_load_cap",
     "closed_loop",
+    "max_concurrency",
     "enforce_eager",
     "block_size",
     "gpu_memory_utilization",

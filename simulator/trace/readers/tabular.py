@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -382,7 +383,11 @@ def _wrong_json_field(record: dict, types: dict[str, pa.DataType]) -> tuple[str,
         if value is not None and not _json_value_fits(value, arrow_type):
             expected = _describe_json(arrow_type)
             if _json_value_fits(value, arrow_type, bound=False):
-                expected += " from -2^63 to 2^63-1"
+                expected += (
+                    " that a double holds (below 1.8e308)"
+                    if pa.types.is_floating(arrow_type)
+                    else " from -2^63 to 2^63-1"
+                )
             return name, expected
     return None
 
@@ -464,7 +469,14 @@ def _json_value_fits(value: object, arrow_type: pa.DataType, bound: bool = True)
     if pa.types.is_integer(arrow_type):
         return isinstance(value, int) and (not bound or -(2**63) <= value < 2**63)
     if pa.types.is_floating(arrow_type):
-        return isinstance(value, int | float)
+        # Python reads 1e400 as inf, and 10**400 as an int no double holds: pyarrow refuses
+        # both ("Number too big to be stored in double").
+        if not isinstance(value, int | float):
+            return False
+        try:
+            return not bound or math.isfinite(float(value))
+        except OverflowError:
+            return False
     if pa.types.is_string(arrow_type):
         return isinstance(value, str)
     if pa.types.is_list(arrow_type):
