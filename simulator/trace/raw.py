@@ -199,13 +199,17 @@ def normalize(
             )
         # A row bad in several columns is counted under the first only, so that the notes
         # add up to the rows skipped.
-        num_new = int((bad & ~any_bad).sum())
+        new = bad & ~any_bad
+        num_new = int(new.sum())
         label = raw.column_label(name)
+        first = f" (first: {raw.where(int(np.argmax(new)))})" if num_new else ""
         if num_new and any_bad.any():
             rows = "row" if num_new == 1 else "rows"
-            notes.append(f"skipped {num_new:,} more {rows} whose {label} was not {expected}")
+            notes.append(f"skipped {num_new:,} more {rows} whose {label} was not {expected}{first}")
         elif num_new:
-            notes.append(f"skipped {num_rows_text(num_new)} whose {label} was not {expected}")
+            notes.append(
+                f"skipped {num_rows_text(num_new)} whose {label} was not {expected}{first}"
+            )
         any_bad |= bad
     if any_bad.any():
         raw.take(~any_bad)
