@@ -496,3 +496,32 @@ def test_an_output_named_as_a_text_format_is_refused(tmp_path, command):
         "name it out.parquet"
     ]
     assert not out.exists()
+
+
+def test_synth_prefix_len_is_vllm_bench_random_prefix_and_its_cache_hits(tmp_path):
+    """``trace synth --rate inf --prefix-len P`` as ``vllm bench serve --dataset-name random
+    --random-prefix-len P --request-rate inf``: a run finds the shared prefix's full blocks
+    in the cache for every request but the first."""
+    out = str(tmp_path / "p.parquet")
+    made = invoke(
+        "trace", "synth", "-o", out, "--num-requests", "50", "--rate", "inf",
+        "--input-len", "fixed:1000", "--output-len", "fixed:20", "--prefix-len", "512",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    table = pq.read_table(out)
+    assert set(table.column("arrival_time_s").to_pylist()) == {0.0}
+    assert set(table.column("input_tokens").to_pylist()) == {1512}
+    from simulator import Scenario, simulate
+
+    summary = simulate(out, Scenario(gpus="1xH100")).summary
+    cache = summary["prefix_cache"]
+    # 32 shared blocks of 16 tokens: every request after the first finds all of them, also
+    # those admitted in the first request's step (vLLM V1 caches a block when it allocates
+    # it), and nothing else.
+    assert cache["hit_tokens"] == 49 * 512 and cache["query_tokens"] == 50 * 1512
+    for args, fragment in [
+        (["--prefix-len", "64", "--sessions", "--num-sessions", "3"], "not used with --sessions"),
+        (["--hash-block-size", "32", "--num-requests", "3"], "with --sessions or --prefix-len"),
+        (["--prefix-len", "-1", "--num-requests", "3"], "--prefix-len must be an integer >= 0"),
+    ]:
+        assert_one_line_error(invoke("trace", "synth", "-o", out, *args), fragment)

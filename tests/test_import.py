@@ -122,8 +122,7 @@ def test_skip_invalid_drops_and_counts(tmp_path):
     assert table.num_rows == 2
     assert report.num_source_rows == 3
     assert report.notes == (
-        "skipped 1 row whose ContextTokens was not an integer from 1 to 2147483647 "
-        "(first: line 3)",
+        "skipped 1 row whose ContextTokens was not an integer from 1 to 2147483647 (first: line 3)",
     )
 
 
@@ -146,8 +145,7 @@ def test_skip_invalid_counts_a_row_bad_in_two_columns_once(tmp_path):
     table, report = import_trace(write(tmp_path, "t.csv", text), ImportOptions(skip_invalid=True))
     assert table.num_rows == 1 and report.num_source_rows == 4
     assert report.notes == (
-        "skipped 2 rows whose input_tokens was not an integer from 1 to 2147483647 "
-        "(first: line 2)",
+        "skipped 2 rows whose input_tokens was not an integer from 1 to 2147483647 (first: line 2)",
         "skipped 1 more row whose output_tokens was not an integer from 1 to 2147483647 "
         "(first: line 3)",
     )

@@ -210,3 +210,51 @@ def test_bad_synthesize_arguments():
         synthesize(arrival_process("poisson", 1e-6), duration_s=1.0, seed=0)
     with pytest.raises(SimreplayError, match="--output-len"):
         synthesize(POISSON, num_requests=5, output_lengths=LengthDistribution("lognormal"), seed=0)
+
+
+def _reference_hash_ids(input_tokens, prefix_len, block):
+    """Obvious per-row version of ``shared_prefix_hash_ids``."""
+    shared = prefix_len // block
+    rows, next_own = [], shared
+    for tokens in input_tokens.tolist():
+        num_blocks = -(-tokens // block)
+        rows.append(list(range(shared)) + list(range(next_own, next_own + num_blocks - shared)))
+        next_own += num_blocks - shared
+    return rows
+
+
+@pytest.mark.parametrize(("prefix_len", "block"), [(512, 16), (20, 16), (15, 16), (64, 32)])
+def test_a_shared_prefix_adds_its_tokens_and_shares_only_its_full_blocks(prefix_len, block):
+    """``--prefix-len`` (vllm bench serve's --random-prefix-len): every prompt is the prefix
+    plus its drawn input length; the prefix's full blocks are shared by every request, and
+    every other block (the one the prefix ends in included) belongs to one request only."""
+    dist = parse_length_distribution("uniform:1-300")
+    plain = synthesize(POISSON, num_requests=300, input_lengths=dist, seed=3)
+    table = synthesize(
+        POISSON,
+        num_requests=300,
+        input_lengths=dist,
+        seed=3,
+        prefix_len=prefix_len,
+        hash_block_size=block,
+    )
+    inputs = table.column("input_tokens").to_numpy()
+    np.testing.assert_array_equal(inputs, plain.column("input_tokens").to_numpy() + prefix_len)
+    assert table.column("arrival_time_s").equals(plain.column("arrival_time_s"))
+    hashes = table.column("hash_ids").to_pylist()
+    assert hashes == _reference_hash_ids(inputs, prefix_len, block)
+    meta = metadata_of(table)
+    assert meta.hash_block_size == block and meta.extra["synth.prefix_len"] == str(prefix_len)
+    assert validate_trace(table, "synthetic").equals(table, check_metadata=True)
+    ids, counts = np.unique(np.concatenate([np.array(h) for h in hashes]), return_counts=True)
+    shared = prefix_len // block
+    assert (counts[ids < shared] == 300).all() and (counts[ids >= shared] == 1).all()
+
+
+def test_no_prefix_means_no_hash_ids():
+    table = synthesize(POISSON, num_requests=10)
+    assert "hash_ids" not in table.column_names and metadata_of(table).hash_block_size is None
+    with pytest.raises(SimreplayError, match="--prefix-len must be an integer >= 0"):
+        synthesize(POISSON, num_requests=10, prefix_len=-1)
+    with pytest.raises(SimreplayError, match="--hash-block-size must be an integer >= 1"):
+        synthesize(POISSON, num_requests=10, prefix_len=16, hash_block_size=0)

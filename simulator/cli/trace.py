@@ -196,6 +196,15 @@ def synth(
         ),
     ] = None,
     seed: SeedOpt = 0,
+    prefix_len: Annotated[
+        int | None,
+        typer.Option(
+            "--prefix-len",
+            help="Tokens of one prefix every prompt starts with, before its --input-len "
+            "tokens, with prefix block ids (hash_ids), as vllm bench serve's "
+            "--random-prefix-len (not with --sessions, whose prompts share system prompts).",
+        ),
+    ] = None,
     sessions: Annotated[
         bool,
         typer.Option(
@@ -246,7 +255,8 @@ def synth(
         int | None,
         _session_opt(
             "--hash-block-size",
-            help=f"Tokens per hash_ids block (default {DEFAULT_HASH_BLOCK_SIZE}).",
+            help=f"Tokens per hash_ids block (default {DEFAULT_HASH_BLOCK_SIZE}); also with "
+            "--prefix-len.",
         ),
     ] = None,
     nominal_ttft_s: Annotated[
@@ -286,8 +296,17 @@ def synth(
         "--nominal-ttft-s": nominal_ttft_s,
         "--nominal-tpot-s": nominal_tpot_s,
     }
+    if prefix_len is not None and prefix_len > 0:
+        if sessions:
+            raise SimreplayError(
+                "--prefix-len is not used with --sessions: their prompts share system prompts "
+                "(--system-prompts, --system-prompt-len)"
+            )
+        del session_options["--hash-block-size"]  # the prefix's blocks
     if not sessions:
         given = [name for name, value in session_options.items() if value is not None]
+        if given == ["--hash-block-size"]:
+            raise SimreplayError("--hash-block-size is only used with --sessions or --prefix-len")
         if given:
             raise SimreplayError(f"{given[0]} is only used with --sessions")
         if (duration_s is None) == (num_requests is None):
@@ -313,6 +332,8 @@ def synth(
             output_lengths=output_lengths,
             seed=seed,
             resample_from=resample_from,
+            prefix_len=0 if prefix_len is None else prefix_len,
+            hash_block_size=DEFAULT_HASH_BLOCK_SIZE if hash_block_size is None else hash_block_size,
         )
         write_parquet_atomic(table, output)
         out.print(f"wrote {output}: {count(table.num_rows, 'synthetic request')}")

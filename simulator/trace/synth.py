@@ -163,6 +163,8 @@ def synthesize(
     output_lengths: LengthDistribution = DEFAULT_OUTPUT_LENGTHS,
     seed: int = 0,
     resample_from: pa.Table | None = None,
+    prefix_len: int = 0,
+    hash_block_size: int = 16,
 ) -> pa.Table:
     """Generate a canonical trace from an arrival process and two length distributions.
 
@@ -184,12 +186,21 @@ def synthesize(
         Seed, >= 0.
     resample_from : pyarrow.Table, optional
         Canonical trace to draw from when a distribution is ``resample``; not mutated.
+    prefix_len : int
+        Tokens of one prefix every prompt starts with, before its drawn input length
+        (``vllm bench serve --dataset-name random --random-prefix-len N``: a request has
+        N + its input length tokens). Above 0 the trace gets ``hash_ids``: the prefix's full
+        blocks of ``hash_block_size`` tokens are shared by every request, and the rest of
+        each prompt (from the block the prefix ends in) is its own.
+    hash_block_size : int
+        Tokens per ``hash_ids`` block (vLLM's KV block size, 16, by default).
 
     Returns
     -------
     pyarrow.Table
         Canonical trace with ``arrival_time_s`` (float64, non-decreasing, first arrival one
-        gap after 0), ``input_tokens`` and ``output_tokens`` (int32, >= 1). Metadata:
+        gap after 0), ``input_tokens`` and ``output_tokens`` (int32, >= 1), and with a
+        prefix ``hash_ids`` (list of int64). Metadata:
         ``source_format`` and ``source_file`` are ``"synthetic"`` and ``extra`` holds
         ``synth.*`` entries with every parameter.
 
@@ -211,6 +222,13 @@ def synthesize(
         isinstance(num_requests, bool) or int(num_requests) != num_requests or num_requests < 1
     ):
         raise SimreplayError(f"--num-requests must be an integer >= 1, got {num_requests!r}")
+
+    for option, value, low in (
+        ("--prefix-len", prefix_len, 0),
+        ("--hash-block-size", hash_block_size, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise SimreplayError(f"{option} must be an integer >= {low}, got {value!r}")
 
     rng = np.random.default_rng(int(seed))
     arrival_s = arrival_times_s(process, rng, num_requests=num_requests, duration_s=duration_s)
@@ -236,15 +254,55 @@ def synthesize(
         source = trace_metadata(resample_from)  # type: ignore[arg-type]
         extra["synth.resample_from"] = source.source_file
         extra["synth.resample_rows"] = str(len(source_input))
-    metadata = TraceMetadata(source_format="synthetic", source_file="synthetic", extra=extra)
-    return build_trace_table(
-        {
-            "arrival_time_s": arrival_s,
-            "input_tokens": np.asarray(input_tokens, dtype=np.int32),
-            "output_tokens": np.asarray(output_tokens, dtype=np.int32),
-        },
-        metadata,
+    columns = {"arrival_time_s": arrival_s}
+    if prefix_len:
+        input_tokens = np.asarray(input_tokens, dtype=np.int64) + int(prefix_len)
+        if int(input_tokens.max()) > INT32_MAX:
+            raise SimreplayError(
+                f"--prefix-len {int(prefix_len):,} plus an input length exceeds "
+                f"{INT32_MAX:,} tokens"
+            )
+        columns["hash_ids"] = shared_prefix_hash_ids(
+            input_tokens, int(prefix_len), int(hash_block_size)
+        )
+        extra["synth.prefix_len"] = str(int(prefix_len))
+        extra["synth.hash_block_size"] = str(int(hash_block_size))
+    columns["input_tokens"] = np.asarray(input_tokens, dtype=np.int32)
+    columns["output_tokens"] = np.asarray(output_tokens, dtype=np.int32)
+    metadata = TraceMetadata(
+        source_format="synthetic",
+        source_file="synthetic",
+        hash_block_size=int(hash_block_size) if prefix_len else None,
+        extra=extra,
     )
+    return build_trace_table(columns, metadata)
+
+
+def shared_prefix_hash_ids(input_tokens: np.ndarray, prefix_len: int, block: int) -> pa.ListArray:
+    """``hash_ids`` of prompts that start with one shared ``prefix_len``-token prefix.
+
+    Row i has ``ceil(input_tokens[i] / block)`` ids: the prefix's ``prefix_len // block``
+    full blocks are ids ``0 ..`` for every row (a cached block is found by every request),
+    and its other blocks, from the one the prefix ends in (its tokens differ after the
+    prefix), are numbered after those, row by row, so no two rows share them.
+    """
+    shared = prefix_len // block
+    lengths = -(-np.asarray(input_tokens, dtype=np.int64) // block)
+    own = lengths - shared  # >= 0: every prompt holds the whole prefix
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] > INT32_MAX:
+        raise SimreplayError(
+            f"the trace would hold {int(offsets[-1]):,} prefix block ids, more than "
+            f"{INT32_MAX:,}; give fewer requests or a larger --hash-block-size"
+        )
+    own_base = np.zeros(len(lengths), np.int64)
+    np.cumsum(own[:-1], out=own_base[1:])
+    own_base += shared
+    # Position of each id within its row; below ``shared`` it is the shared id itself.
+    position = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+    ids = np.where(position < shared, position, np.repeat(own_base, lengths) + position - shared)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(ids))
 
 
 def draw_length_pairs(
