@@ -521,7 +521,19 @@ def test_synth_prefix_len_is_vllm_bench_random_prefix_and_its_cache_hits(tmp_pat
     assert cache["hit_tokens"] == 49 * 512 and cache["query_tokens"] == 50 * 1512
     for args, fragment in [
         (["--prefix-len", "64", "--sessions", "--num-sessions", "3"], "not used with --sessions"),
-        (["--hash-block-size", "32", "--num-requests", "3"], "with --sessions or --prefix-len"),
-        (["--prefix-len", "-1", "--num-requests", "3"], "--prefix-len must be an integer >= 0"),
+        (["--hash-block-size", "32", "--num-requests", "3"], "or a --prefix-len above 0"),
+        (["--prefix-len", "-1", "--num-requests", "3"], "--prefix-len must be an integer from 0"),
+        # Found by a new-user pass: these were tracebacks (int64 overflow) or accepted.
+        (["--prefix-len", str(2**63 - 1), "--num-requests", "3"], "to 2,147,483,647, got 92"),
+        (["--prefix-len", "9" * 23, "--num-requests", "3"], "--prefix-len must be an integer"),
+        (["--prefix-len", "-1", "--sessions", "--num-sessions", "3"], "--prefix-len must be"),
+        (
+            ["--prefix-len", "16", "--hash-block-size", "3000000000", "--num-requests", "3"],
+            "--hash-block-size must be",
+        ),
+        (
+            ["--prefix-len", "-1", "--hash-block-size", "32", "--num-requests", "3"],
+            "--prefix-len must be",
+        ),
     ]:
         assert_one_line_error(invoke("trace", "synth", "-o", out, *args), fragment)

@@ -254,7 +254,11 @@ def test_a_shared_prefix_adds_its_tokens_and_shares_only_its_full_blocks(prefix_
 def test_no_prefix_means_no_hash_ids():
     table = synthesize(POISSON, num_requests=10)
     assert "hash_ids" not in table.column_names and metadata_of(table).hash_block_size is None
-    with pytest.raises(SimreplayError, match="--prefix-len must be an integer >= 0"):
+    with pytest.raises(
+        SimreplayError, match="--prefix-len must be an integer from 0 to 2,147,483,647"
+    ):
         synthesize(POISSON, num_requests=10, prefix_len=-1)
-    with pytest.raises(SimreplayError, match="--hash-block-size must be an integer >= 1"):
+    with pytest.raises(
+        SimreplayError, match="--hash-block-size must be an integer from 1 to 2,147,483,647"
+    ):
         synthesize(POISSON, num_requests=10, prefix_len=16, hash_block_size=0)

@@ -382,3 +382,39 @@ def test_a_count_of_one_row_is_singular():
     table = table.set_column(1, "input_tokens", pa.array([10, 5, 3], pa.int32()))
     _, notes = apply_transforms(table, max_input_tokens=8, max_output_tokens=2)
     assert notes == ["capped input_tokens on 1 row to 8", "capped output_tokens on 3 rows to 2"]
+
+
+def test_combined_synthetic_traces_never_share_blocks_by_accident():
+    """Found by a new-user pass: two `trace synth --prefix-len` traces merged numbered their
+    own blocks alike, so request i of one "found" request i's private blocks of the other
+    (a 66% hit rate where 33% was right). Synthetic inputs' ids move past all others';
+    a real trace's ids stay as they are."""
+    from simulator.trace.arrivals import arrival_process
+    from simulator.trace.synth import parse_length_distribution, synthesize
+
+    fixed = parse_length_distribution("fixed:40")
+
+    def synth(seed):
+        process = arrival_process("poisson", 1.0)
+        return synthesize(process, num_requests=3, input_lengths=fixed, seed=seed, prefix_len=32)
+
+    real = _table([0.0, 1.0], hash_ids=[[0, 1, 7], [0, 9]])
+    first, second = synth(1), synth(2)
+    assert first.column("hash_ids").to_pylist() == [[0, 1, 2, 3, 4], [0, 1, 5, 6, 7]] + [
+        [0, 1, 8, 9, 10]
+    ]
+    for combined in (merge([real, first, second]), concat([real, first, second], gap_s=0.0)):
+        ids = combined.column("hash_ids").to_pylist()
+        inputs = combined.column("arrival_time_s").to_pylist()
+        assert len(ids) == 8 and len(inputs) == 8
+        by_input = {"real": [], "first": [], "second": []}
+        for row in ids:
+            by_input["real" if max(row) <= 9 else "first" if max(row) <= 20 else "second"].append(
+                row
+            )
+        assert sorted(by_input["real"]) == [[0, 1, 7], [0, 9]]
+        # The first synthetic input starts past the real one's largest id (9), the second
+        # past the first's: its shared prefix blocks are 10, 11 and then 21, 22.
+        assert all(row[:2] == [10, 11] for row in by_input["first"])
+        assert all(row[:2] == [21, 22] for row in by_input["second"])
+        assert max(max(row) for row in by_input["second"]) == 31

@@ -42,6 +42,7 @@ from simulator.trace.stats import format_stats, trace_stats
 from simulator.trace.synth import (
     DEFAULT_INPUT_LENGTHS,
     DEFAULT_OUTPUT_LENGTHS,
+    check_prefix_options,
     parse_length_distribution,
     synthesize,
 )
@@ -296,7 +297,12 @@ def synth(
         "--nominal-ttft-s": nominal_ttft_s,
         "--nominal-tpot-s": nominal_tpot_s,
     }
-    if prefix_len is not None and prefix_len > 0:
+    if prefix_len is not None or (hash_block_size is not None and not sessions):
+        check_prefix_options(
+            0 if prefix_len is None else prefix_len,
+            DEFAULT_HASH_BLOCK_SIZE if hash_block_size is None else hash_block_size,
+        )
+    if prefix_len:
         if sessions:
             raise SimreplayError(
                 "--prefix-len is not used with --sessions: their prompts share system prompts "
@@ -306,7 +312,9 @@ def synth(
     if not sessions:
         given = [name for name, value in session_options.items() if value is not None]
         if given == ["--hash-block-size"]:
-            raise SimreplayError("--hash-block-size is only used with --sessions or --prefix-len")
+            raise SimreplayError(
+                "--hash-block-size is only used with --sessions or a --prefix-len above 0"
+            )
         if given:
             raise SimreplayError(f"{given[0]} is only used with --sessions")
         if (duration_s is None) == (num_requests is None):

@@ -223,12 +223,7 @@ def synthesize(
     ):
         raise SimreplayError(f"--num-requests must be an integer >= 1, got {num_requests!r}")
 
-    for option, value, low in (
-        ("--prefix-len", prefix_len, 0),
-        ("--hash-block-size", hash_block_size, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise SimreplayError(f"{option} must be an integer >= {low}, got {value!r}")
+    check_prefix_options(prefix_len, hash_block_size)
 
     rng = np.random.default_rng(int(seed))
     arrival_s = arrival_times_s(process, rng, num_requests=num_requests, duration_s=duration_s)
@@ -276,6 +271,23 @@ def synthesize(
         extra=extra,
     )
     return build_trace_table(columns, metadata)
+
+
+def check_prefix_options(prefix_len: object, hash_block_size: object) -> None:
+    """``--prefix-len`` from 0 and ``--hash-block-size`` from 1, both at most INT32_MAX (a
+    token count), or a ``SimreplayError`` naming the option."""
+    for option, value, low in (
+        ("--prefix-len", prefix_len, 0),
+        ("--hash-block-size", hash_block_size, 1),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or not low <= value <= INT32_MAX
+        ):
+            raise SimreplayError(
+                f"{option} must be an integer from {low} to {INT32_MAX:,}, got {value!r}"
+            )
 
 
 def shared_prefix_hash_ids(input_tokens: np.ndarray, prefix_len: int, block: int) -> pa.ListArray:

@@ -15,8 +15,10 @@ Combining traces (``concat``, ``merge``):
 - ``session_id`` values are prefixed the same way when two inputs share a session id, so
   sessions of different traces never merge into one.
 - ``hash_ids`` are kept as they are: equal ids in two inputs mean shared prefix blocks,
-  which holds for pieces of one source trace but not for unrelated ones. Inputs whose
-  ``hash_ids`` have different block sizes cannot be combined.
+  which holds for pieces of one source trace but not for unrelated ones. The exception is a
+  synthetic input (``trace synth``): its ids number blocks of its own random prompts from 0,
+  so each synthetic input's ids are moved past every other input's (no block is shared
+  across inputs). Inputs whose ``hash_ids`` have different block sizes cannot be combined.
 - ``model`` and ``tenant`` dictionaries are merged.
 - Metadata entries on which all inputs agree are kept; the others are kept per input as
   ``input<i>.<name>``.
@@ -392,6 +394,8 @@ def _combine(tables: list[pa.Table]) -> tuple[dict[str, pa.ChunkedArray], TraceM
             else:
                 chunks.append(pa.nulls(t.num_rows, part_type))
         columns[name] = pa.chunked_array(chunks, part_type)
+    if "hash_ids" in columns:
+        columns["hash_ids"] = _combined_hash_ids(tables, metas)
     if "request_id" in columns:
         columns["request_id"] = _combined_request_ids(tables)
     if "session_id" in columns and _sessions_overlap(tables):
@@ -405,6 +409,47 @@ def _combine(tables: list[pa.Table]) -> tuple[dict[str, pa.ChunkedArray], TraceM
             pa.string(),
         )
     return columns, _combined_metadata(metas, block_sizes[0] if block_sizes else None)
+
+
+def _combined_hash_ids(tables: list[pa.Table], metas: list[TraceMetadata]) -> pa.ChunkedArray:
+    """The inputs' ``hash_ids`` in input order, each synthetic input's moved past every id
+    before it and every non-synthetic input's (see the module docstring)."""
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
+    list_type = COLUMNS["hash_ids"][0]
+
+    def top(column: pa.ChunkedArray) -> int:
+        largest = pc.max(pc.list_flatten(column)).as_py()
+        return -1 if largest is None else int(largest)
+
+    kept = [
+        top(t.column("hash_ids"))
+        for t, m in zip(tables, metas, strict=True)
+        if "hash_ids" in t.column_names and m.source_format != "synthetic"
+    ]
+    next_id = max(kept, default=-1) + 1
+    chunks: list[pa.Array] = []
+    for t, m in zip(tables, metas, strict=True):
+        if "hash_ids" not in t.column_names:
+            chunks.append(pa.nulls(t.num_rows, list_type))
+            continue
+        column = pc.cast(t.column("hash_ids"), list_type)
+        if m.source_format == "synthetic":
+            highest = top(column)
+            column = pa.chunked_array(
+                [
+                    pa.ListArray.from_arrays(
+                        chunk.offsets, pc.add(chunk.values, pa.scalar(next_id, pa.int64()))
+                    )
+                    if next_id
+                    else chunk
+                    for chunk in column.chunks
+                ],
+                list_type,
+            )
+            next_id += highest + 1
+        chunks.extend(column.chunks)
+    return pa.chunked_array(chunks, list_type)
 
 
 def _combined_request_ids(tables: list[pa.Table]) -> pa.ChunkedArray:
