@@ -418,3 +418,20 @@ def test_combined_synthetic_traces_never_share_blocks_by_accident():
         assert all(row[:2] == [10, 11] for row in by_input["first"])
         assert all(row[:2] == [21, 22] for row in by_input["second"])
         assert max(max(row) for row in by_input["second"]) == 31
+
+
+def test_capping_input_tokens_cuts_the_prefix_block_ids_to_match():
+    """Found by a new-user pass: --max-input-tokens left each prompt's full list of block
+    ids, longer than the capped prompt's ceil(tokens / block) blocks."""
+    table = _table([0.0, 1.0, 2.0], hash_ids=[[1, 2, 3, 4], [5], [6, 7]])
+    table = build_trace_table(
+        {
+            **{name: table.column(name) for name in table.column_names},
+            "input_tokens": np.array([64, 10, 20], np.int32),
+        },
+        trace_metadata(table),
+    )
+    capped, changed = cap_lengths(table, max_input_tokens=20)
+    assert changed["input_tokens"] == 1
+    assert capped.column("input_tokens").to_pylist() == [20, 10, 20]
+    assert capped.column("hash_ids").to_pylist() == [[1, 2], [5], [6, 7]]
