@@ -18,7 +18,8 @@ Combining traces (``concat``, ``merge``):
   which holds for pieces of one source trace but not for unrelated ones. The exception is a
   synthetic input (``trace synth``): its ids number blocks of its own random prompts from 0,
   so each synthetic input's ids are moved past every other input's (no block is shared
-  across inputs). Inputs whose ``hash_ids`` have different block sizes cannot be combined.
+  across inputs; where int64 has no room for that, they are kept). Inputs whose
+  ``hash_ids`` have different block sizes cannot be combined.
 - ``model`` and ``tenant`` dictionaries are merged.
 - Metadata entries on which all inputs agree are kept; the others are kept per input as
   ``input<i>.<name>``.
@@ -418,6 +419,10 @@ def _combine(tables: list[pa.Table]) -> tuple[dict[str, pa.ChunkedArray], TraceM
     return columns, _combined_metadata(metas, block_sizes[0] if block_sizes else None)
 
 
+#: Largest hash id (int64).
+_INT64_MAX = 2**63 - 1
+
+
 def _combined_hash_ids(tables: list[pa.Table], metas: list[TraceMetadata]) -> pa.ChunkedArray:
     """The inputs' ``hash_ids`` in input order, each synthetic input's moved past every id
     before it and every non-synthetic input's (see the module docstring)."""
@@ -425,14 +430,16 @@ def _combined_hash_ids(tables: list[pa.Table], metas: list[TraceMetadata]) -> pa
 
     list_type = COLUMNS["hash_ids"][0]
 
-    def top(column: pa.ChunkedArray) -> int:
-        largest = pc.max(pc.list_flatten(column)).as_py()
-        return -1 if largest is None else int(largest)
+    def bounds(column: pa.ChunkedArray) -> tuple[int, int] | None:
+        found = pc.min_max(pc.list_flatten(column)).as_py()
+        return None if found["min"] is None else (int(found["min"]), int(found["max"]))
 
     kept = [
-        top(t.column("hash_ids"))
+        found[1]
         for t, m in zip(tables, metas, strict=True)
-        if "hash_ids" in t.column_names and m.source_format != "synthetic"
+        if "hash_ids" in t.column_names
+        and m.source_format != "synthetic"
+        and (found := bounds(t.column("hash_ids"))) is not None
     ]
     next_id = max(kept, default=-1) + 1
     chunks: list[pa.Array] = []
@@ -441,20 +448,23 @@ def _combined_hash_ids(tables: list[pa.Table], metas: list[TraceMetadata]) -> pa
             chunks.append(pa.nulls(t.num_rows, list_type))
             continue
         column = pc.cast(t.column("hash_ids"), list_type)
-        if m.source_format == "synthetic":
-            highest = top(column)
-            column = pa.chunked_array(
-                [
-                    pa.ListArray.from_arrays(
-                        chunk.offsets, pc.add(chunk.values, pa.scalar(next_id, pa.int64()))
-                    )
-                    if next_id
-                    else chunk
-                    for chunk in column.chunks
-                ],
-                list_type,
-            )
-            next_id += highest + 1
+        found = bounds(column)
+        if m.source_format == "synthetic" and found is not None:
+            shift = next_id - found[0]
+            if found[1] + shift > _INT64_MAX:
+                shift = 0  # no room past the others (ids no generator here makes): kept
+            if shift:
+                column = pa.chunked_array(
+                    [
+                        pa.ListArray.from_arrays(
+                            chunk.offsets,
+                            pc.add_checked(chunk.values, pa.scalar(shift, pa.int64())),
+                        )
+                        for chunk in column.chunks
+                    ],
+                    list_type,
+                )
+            next_id = max(next_id, found[1] + shift + 1)
         chunks.extend(column.chunks)
     return pa.chunked_array(chunks, list_type)
 
