@@ -302,19 +302,21 @@ def synth(
             0 if prefix_len is None else prefix_len,
             DEFAULT_HASH_BLOCK_SIZE if hash_block_size is None else hash_block_size,
         )
-    if prefix_len:
-        if sessions:
-            raise SimreplayError(
-                "--prefix-len is not used with --sessions: their prompts share system prompts "
-                "(--system-prompts, --system-prompt-len)"
-            )
-        del session_options["--hash-block-size"]  # the prefix's blocks
+    if prefix_len and sessions:
+        raise SimreplayError(
+            "--prefix-len is not used with --sessions: their prompts share system prompts "
+            "(--system-prompts, --system-prompt-len)"
+        )
     if not sessions:
-        given = [name for name, value in session_options.items() if value is not None]
-        if given == ["--hash-block-size"]:
+        if hash_block_size is not None and not prefix_len:
             raise SimreplayError(
                 "--hash-block-size is only used with --sessions or a --prefix-len above 0"
             )
+        given = [
+            name
+            for name, value in session_options.items()
+            if value is not None and name != "--hash-block-size"  # the prefix's blocks
+        ]
         if given:
             raise SimreplayError(f"{given[0]} is only used with --sessions")
         if (duration_s is None) == (num_requests is None):

@@ -1088,12 +1088,8 @@ def _closed_loop_table(summary: dict[str, Any]) -> str:
         key, count_key, unit, title = "closed_loop", "turns_delayed", "turns", "closed loop"
         counted = "Turns sent later than recorded"
     elif "max_concurrency" in summary:
-        key, count_key, unit, title = (
-            "max_concurrency",
-            "requests_delayed",
-            "requests",
-            (f"at most {summary['max_concurrency']['slots']:,} in flight"),
-        )
+        key, count_key, unit = "max_concurrency", "requests_delayed", "requests"
+        title = f"at most {summary['max_concurrency']['slots']:,} in flight"
         counted = "Requests that waited for a slot"
     else:
         return ""

@@ -180,10 +180,10 @@ def arrival_process(
     """
     if kind not in ARRIVAL_KINDS:
         raise SimreplayError(f"--arrival must be one of {', '.join(ARRIVAL_KINDS)}; got {kind!r}")
-    if _is_inf(rate_rps) and kind != "poisson":
-        raise SimreplayError(f"--rate inf (every request at 0 s) has no --arrival {kind}")
     if _is_inf(rate_rps):
         # As `vllm bench serve --request-rate inf`: every request at once.
+        if kind != "poisson":
+            raise SimreplayError(f"--rate inf (every request at 0 s) has no --arrival {kind}")
         rate_rps = math.inf
     else:
         rate_rps = positive_finite(rate_rps, "--rate")

@@ -389,7 +389,7 @@ def _combine(tables: list[pa.Table]) -> tuple[dict[str, pa.ChunkedArray], TraceM
     present = [name for name in COLUMNS if any(name in t.column_names for t in tables)]
     columns = {}
     for name in present:
-        if name == "arrival_time_s":
+        if name in ("arrival_time_s", "hash_ids"):  # hash_ids: _combined_hash_ids
             continue
         arrow_type = COLUMNS[name][0]
         # Dictionaries differ between inputs; combine as plain strings and let
@@ -402,7 +402,7 @@ def _combine(tables: list[pa.Table]) -> tuple[dict[str, pa.ChunkedArray], TraceM
             else:
                 chunks.append(pa.nulls(t.num_rows, part_type))
         columns[name] = pa.chunked_array(chunks, part_type)
-    if "hash_ids" in columns:
+    if "hash_ids" in present:
         columns["hash_ids"] = _combined_hash_ids(tables, metas)
     if "request_id" in columns:
         columns["request_id"] = _combined_request_ids(tables)
@@ -459,6 +459,7 @@ def _combined_hash_ids(tables: list[pa.Table], metas: list[TraceMetadata]) -> pa
                         pa.ListArray.from_arrays(
                             chunk.offsets,
                             pc.add_checked(chunk.values, pa.scalar(shift, pa.int64())),
+                            mask=chunk.is_null() if chunk.null_count else None,
                         )
                         for chunk in column.chunks
                     ],
