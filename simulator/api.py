@@ -216,6 +216,7 @@ def replay_resolved(
             next_turn=next_turn if resolved.scenario.closed_loop else None,
             think_s=think_s,
             client_slots=client_slots,
+            client_latency_s=resolved.scenario.api_server_latency_ms / 1000.0,
         )
 
     if not resolved.prefix_caching:
@@ -338,6 +339,7 @@ def _share_key(resolved: ResolvedScenario, *, cache_runs: bool) -> tuple | None:
     del knobs["num_kv_blocks"], knobs["max_num_seqs"]
     knobs["params"] = knobs["params"].tobytes()
     knobs["prefix_caching"] = resolved.prefix_caching
+    knobs["api_server_latency_ms"] = chosen.api_server_latency_ms  # moves every arrival
     return (*sorted(knobs.items()), ("seed", chosen.seed))
 
 

@@ -79,6 +79,7 @@ def run_closed_loop(
     think_s: np.ndarray,
     choose: Callable[[int, float], int] | None = None,
     client_slots: int | None = None,
+    client_latency_s: float = 0.0,
 ) -> None:
     """Replay the requests in ``state`` closed-loop; mutates ``state`` (arrival times too).
 
@@ -95,6 +96,12 @@ def run_closed_loop(
     ``think_s`` are then not read. With every arrival at 0 (``--request-rate inf``) each
     finish sends the next request at once. Its slow reference, replays iterated to a fixed
     point, is ``tests/closed_loop_client_reference.py``.
+
+    ``client_latency_s`` is the time from a send to the engine's receipt of the request
+    (the API server's latency, ``Scenario.api_server_latency_ms``): ``state.sent_s`` holds
+    the send times and ``req_f``'s arrivals are those plus it. A client learns of a finish
+    when the engine produces the last token, so a follow-up or the next request is sent
+    then, and reaches the engine that latency later.
     """
     import simpy
 
@@ -108,19 +115,23 @@ def run_closed_loop(
     from simulator.engine.kernels import admission_reject_reason, enqueue, reject
 
     req_i, req_f = state.req_i, state.req_f
-    recorded_s = req_f[:, R_ARRIVAL_S].copy()
+    latency_s = float(client_latency_s)
+    sent_s = state.sent_s if state.sent_s is not None else req_f[:, R_ARRIVAL_S].copy()
+    if latency_s > 0.0:
+        state.sent_s = sent_s
+    recorded_s = sent_s.copy()  # the trace's send times
     state.recorded_arrival_s = recorded_s
     n = len(recorded_s)
     if client_slots is not None:
         # A pool client: every request frees a slot, which the next unsent one takes.
         first = min(int(client_slots), n)
-        heap = [(float(recorded_s[i]), i) for i in range(first)]
+        heap = [(float(req_f[i, R_ARRIVAL_S]), i) for i in range(first)]
         next_turn = np.zeros(n, np.int64)  # every request is watched: any finish sends
         unsent = [first]
     else:
         is_follow_up = np.zeros(n, bool)
         is_follow_up[next_turn[next_turn >= 0]] = True
-        heap = [(float(recorded_s[i]), i) for i in np.flatnonzero(~is_follow_up).tolist()]
+        heap = [(float(req_f[i, R_ARRIVAL_S]), i) for i in np.flatnonzero(~is_follow_up).tolist()]
     heapq.heapify(heap)
     watched = np.zeros(n, np.int64)  # routed turns with a follow-up, not yet finished
     finished = np.zeros(n, np.int64)
@@ -134,10 +145,15 @@ def run_closed_loop(
                 return
             j = unsent[0]
             unsent[0] += 1
-            arrival_s = max(float(recorded_s[j]), done_s, now_s)
+            send_s = max(float(recorded_s[j]), done_s)
         else:
             j = int(next_turn[i])
-            arrival_s = max(float(recorded_s[j]), done_s + float(think_s[j]), now_s)
+            send_s = max(float(recorded_s[j]), done_s + float(think_s[j]))
+        if latency_s > 0.0:
+            arrival_s = max(send_s + latency_s, now_s)
+            sent_s[j] = arrival_s - latency_s if arrival_s > send_s + latency_s else send_s
+        else:
+            arrival_s = max(send_s, now_s)
         req_f[j, R_ARRIVAL_S] = arrival_s
         heapq.heappush(heap, (arrival_s, j))
 

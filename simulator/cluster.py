@@ -117,6 +117,7 @@ def replay(
     next_turn: np.ndarray | None = None,
     think_s: np.ndarray | None = None,
     client_slots: int | None = None,
+    client_latency_s: float = 0.0,
 ) -> EngineState:
     """Replay a trace with explicit engine knobs; return the final engine state.
 
@@ -133,7 +134,10 @@ def replay(
     ``next_turn`` (int64, -1 for none) turns on closed-loop replay of sessions
     (``closed_loop.py``), with ``think_s`` each turn's think time. ``client_slots`` N
     replaces the arrival times by those of a client keeping N requests in flight
-    (``closed_loop.run_closed_loop``).
+    (``closed_loop.run_closed_loop``). ``client_latency_s`` (>= 0) is the time from a
+    client's send to the engine's receipt of the request (the API server's share of a
+    client-measured TTFT): the engine receives request ``i`` at ``arrival_s[i]`` plus it,
+    and ``state.sent_s`` keeps the send times.
     """
     if (
         isinstance(pipeline_stages, bool)
@@ -141,8 +145,12 @@ def replay(
         or pipeline_stages < 1
     ):
         raise SimreplayError(f"--pp must be an integer >= 1, got {pipeline_stages!r}")
+    latency_s = float(client_latency_s)
+    if not (math.isfinite(latency_s) and latency_s >= 0.0):
+        raise SimreplayError(f"client latency must be a number of seconds >= 0, got {latency_s!r}")
+    sent_s = np.asarray(arrival_s, dtype=np.float64)
     state = make_state(
-        arrival_s,
+        sent_s + latency_s if latency_s > 0.0 else sent_s,
         input_tokens,
         output_tokens,
         num_replicas=num_replicas * int(pipeline_stages),
@@ -174,6 +182,8 @@ def replay(
         pipeline_stages=int(pipeline_stages),
     )
     draws = np.ascontiguousarray(draws, dtype=np.float64)
+    if latency_s > 0.0:
+        state.sent_s = sent_s.copy()
     if next_turn is not None or client_slots is not None:
         from simulator.closed_loop import run_closed_loop
 
@@ -190,6 +200,7 @@ def replay(
             np.zeros(n) if think_s is None else think_s,
             None if router_fn is None else choose,
             client_slots=client_slots,
+            client_latency_s=latency_s,
         )
     elif orchestration == "simpy" or router_fn is not None:
         run_simpy(state, cfg, params, draws, router_fn)

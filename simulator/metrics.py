@@ -2,10 +2,13 @@
 
 Definitions (times in seconds in the records, milliseconds in summaries):
 
-- TTFT = first token time - arrival; E2E = completion - arrival;
-  queueing delay = first scheduled - arrival;
+- TTFT = first token time - arrival; E2E = completion - arrival, where arrival is the
+  client's send: the engine receives the request the scenario's ``api_server_latency_ms``
+  later (default 8 ms; ``scenario.DEFAULT_API_SERVER_LATENCY_MS``), so both include it, as
+  a client such as ``vllm bench serve`` measures them;
+  queueing delay = first scheduled - the engine's receipt;
 - TPOT = (E2E - TTFT) / (output tokens - 1), for requests with more than one output token;
-- makespan = last completion (last arrival when none completed) - first arrival;
+- makespan = last completion (last arrival when none completed) - first send;
   throughput = completed requests / makespan; goodput = requests meeting every bound / makespan;
 - ITL = every gap between consecutive tokens of a request (counted in the engine in
   bins at most 0.8% wide, so ITL percentiles and max are within 0.4%; the mean is exact).

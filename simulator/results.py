@@ -12,7 +12,8 @@ requests.parquet, one row per request of the trace, in trace order:
 | `replica` | int32 | replica that served it; -1 if rejected |
 | `virtual_engine` | int32 | `--pp N > 1` only: its virtual engine, 0..N-1; -1 if rejected |
 | `input_tokens`, `output_tokens` | int32 | from the trace |
-| `arrival_time_s` | float64 | arrival |
+| `arrival_time_s` | float64 | when the client sent it (the trace's arrival) |
+| `engine_arrival_s` | float64 | when the engine received it: `arrival_time_s` + latency |
 | `first_scheduled_s` | float64 | start of the first step that computed any of its tokens |
 | `first_token_s` | float64 | end of the step that produced its first output token |
 | `completion_s` | float64 | end of the step that produced its last token |
@@ -22,6 +23,10 @@ requests.parquet, one row per request of the trace, in trace order:
 | `status` | string | `completed` or `rejected` |
 | `reject_reason` | string | why it was rejected; null otherwise |
 | `recorded_arrival_time_s` | float64 | the trace's arrival time (closed loop, concurrency limit) |
+
+The latency is the scenario's ``api_server_latency_ms`` (``--api-server-latency-ms``): TTFT
+and E2E count from `arrival_time_s`, as a client measures them; queueing from
+`engine_arrival_s`.
 
 With ``--closed-loop``, `arrival_time_s` is when the turn was sent (``closed_loop.py``);
 with ``--max-concurrency``, when the client sent the request (at its recorded arrival, or
@@ -238,8 +243,8 @@ class _Outcomes:
     queue_s: np.ndarray
     token_span_s: np.ndarray  # first to last token: the sum of the request's ITLs
     first_scheduled_s: np.ndarray
-    first_arrival_s: float  # the earliest arrival; 0 when there are no requests
-    last_arrival_s: float  # the latest arrival, 0 if earlier
+    first_arrival_s: float  # the earliest send; 0 when there are no requests
+    last_arrival_s: float  # the latest arrival at the engine, 0 if earlier
     last_finish_s: float  # the latest completion; NaN when none
     num_preemptions: int
     reject_codes: np.ndarray  # the reject reason code of each rejected request
@@ -247,7 +252,10 @@ class _Outcomes:
     @classmethod
     def of(cls, state: EngineState) -> _Outcomes:
         """Read a block of requests at a time from both request tables, each block while it
-        is in the CPU's cache; only the per-request arrays the summary needs are written."""
+        is in the CPU's cache; only the per-request arrays the summary needs are written.
+
+        TTFT and E2E count from the client's send (``state.sent_s``, where an API-server
+        latency separates it from the engine's receipt), queueing from the receipt."""
         n = len(state.req_i)
         output, completed = np.empty(n, np.int64), np.empty(n, np.bool_)
         ttft, e2e, queue, span, scheduled = (np.empty(n) for _ in range(5))
@@ -263,12 +271,13 @@ class _Outcomes:
             if codes.any():
                 reject_codes.append(codes[codes != 0])
             arrival = block_f[:, R_ARRIVAL_S]
-            np.subtract(block_f[:, R_FIRST_TOKEN_S], arrival, out=ttft[rows])
-            np.subtract(block_f[:, R_FINISH_S], arrival, out=e2e[rows])
+            sent = arrival if state.sent_s is None else state.sent_s[rows]
+            np.subtract(block_f[:, R_FIRST_TOKEN_S], sent, out=ttft[rows])
+            np.subtract(block_f[:, R_FINISH_S], sent, out=e2e[rows])
             np.subtract(block_f[:, R_FIRST_SCHEDULED_S], arrival, out=queue[rows])
             np.subtract(block_f[:, R_LAST_TOKEN_S], block_f[:, R_FIRST_TOKEN_S], out=span[rows])
             scheduled[rows] = block_f[:, R_FIRST_SCHEDULED_S]
-            first_arrival_s = min(first_arrival_s, float(arrival.min()))
+            first_arrival_s = min(first_arrival_s, float(sent.min()))
             last_arrival_s = max(last_arrival_s, float(arrival.max()))
             # fmax skips NaN as np.nanmax does (which is fmax.reduce), and warns of nothing.
             last_finish_s = float(np.fmax(last_finish_s, np.fmax.reduce(block_f[:, R_FINISH_S])))
@@ -292,12 +301,16 @@ class _Outcomes:
         return values if self.completed.all() else values[self.completed]
 
 
-def _latencies_s(times_s: np.ndarray, output_tokens: np.ndarray) -> dict[str, np.ndarray]:
+def _latencies_s(
+    times_s: np.ndarray, output_tokens: np.ndarray, sent_s: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Per-request TTFT, TPOT, E2E and queueing delay (s, NaN where undefined) from the
-    request times (``req_f``'s fields as rows, ``_fields``) and output tokens."""
+    request times (``req_f``'s fields as rows, ``_fields``) and output tokens; TTFT and E2E
+    from ``sent_s`` (the client's sends) when given, queueing from the engine's receipt."""
     arrival = times_s[R_ARRIVAL_S]
-    ttft = times_s[R_FIRST_TOKEN_S] - arrival
-    e2e = times_s[R_FINISH_S] - arrival
+    sent = arrival if sent_s is None else sent_s
+    ttft = times_s[R_FIRST_TOKEN_S] - sent
+    e2e = times_s[R_FINISH_S] - sent
     queue = times_s[R_FIRST_SCHEDULED_S] - arrival
     return {"ttft": ttft, "tpot": _tpot_s(ttft, e2e, output_tokens), "e2e": e2e, "queue": queue}
 
@@ -318,9 +331,9 @@ def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1
         state.req_i,
         (R_PROMPT, R_OUTPUT, R_STATUS, R_REPLICA, R_PREEMPTIONS, R_REJECT, R_CACHED_TOKENS),
     )
-    latencies_s = _latencies_s(times_s, output)
+    latencies_s = _latencies_s(times_s, output, state.sent_s)
     completed = status == FINISHED
-    arrival = times_s[R_ARRIVAL_S]
+    arrival = times_s[R_ARRIVAL_S] if state.sent_s is None else state.sent_s
     # Texts looked up by code in Arrow (a take from a tiny array), not per row in Python.
     reason_text = pa.array(
         [REJECT_REASONS.get(code) or None for code in range(max(REJECT_REASONS) + 1)],
@@ -337,6 +350,7 @@ def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1
         input_tokens=prompt.astype(np.int32),
         output_tokens=output.astype(np.int32),
         arrival_time_s=arrival,
+        engine_arrival_s=times_s[R_ARRIVAL_S],
         first_scheduled_s=times_s[R_FIRST_SCHEDULED_S],
         first_token_s=times_s[R_FIRST_TOKEN_S],
         completion_s=times_s[R_FINISH_S],
@@ -478,7 +492,8 @@ def _summary(
         hits = int(state.log_i[L_HIT_TOKENS, : state.num_log_rows].sum())
         summary["readmission_cached_tokens"] = hits - first_tokens
     if state.recorded_arrival_s is not None:
-        delay_s = state.req_f[:, R_ARRIVAL_S] - state.recorded_arrival_s
+        sent_s = state.req_f[:, R_ARRIVAL_S] if state.sent_s is None else state.sent_s
+        delay_s = sent_s - state.recorded_arrival_s
         delays = {
             "mean_delay_s": float(delay_s.mean()) if num_requests else 0.0,
             "max_delay_s": float(delay_s.max(initial=0.0)),

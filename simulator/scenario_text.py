@@ -29,6 +29,17 @@ def precision_text(scenario: dict[str, Any]) -> str:
     return f"{scenario['gemm']}; KV cache {kv_text}"
 
 
+def api_server_text(scenario: dict[str, Any]) -> str:
+    """The API server's latency, and that TTFT and E2E include it (``0``: they do not)."""
+    latency_ms = scenario.get("api_server_latency_ms", 0.0)
+    if not latency_ms:
+        return "not modelled (--api-server-latency-ms 0): TTFT and E2E are the engine's own"
+    return (
+        f"{latency_ms:g} ms from send to the engine, in TTFT and E2E "
+        "(--api-server-latency-ms; 0 for the engine's own)"
+    )
+
+
 def token_budget_text(scenario: dict[str, Any]) -> str:
     """What a batch-knobs line adds for ``sarathi``, whose token budget per step (and so
     its ``max_num_batched_tokens``) is ``--chunk-size``, or when the budget is not

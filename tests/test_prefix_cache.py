@@ -365,8 +365,10 @@ def test_simulate_runs_the_cache_for_a_trace_without_hash_ids_only_when_it_preem
         columns = [table.column(c).to_numpy() for c in table.column_names]
         draws = np.random.default_rng(scenario.seed).random(n)
         empty = prefix_inputs(None, columns[1], hash_block_tokens=None, block_size=16)
-        cached = replay(*columns, **_engine_knobs(resolved), draws=draws, prefix=empty)
-        uncached = replay(*columns, **_engine_knobs(resolved), draws=draws, prefix=None)
+        knobs = {**_engine_knobs(resolved), "draws": draws}
+        knobs["client_latency_s"] = scenario.api_server_latency_ms / 1000.0
+        cached = replay(*columns, **knobs, prefix=empty)
+        uncached = replay(*columns, **knobs, prefix=None)
         assert (result.summary["num_preemptions"] > 0) == preempts
         expected = cached if preempts else uncached
         finish = result.requests.column("completion_s").to_numpy()

@@ -776,6 +776,7 @@ def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
         "block_size": resolved.memory.block_size,
         "enable_prefix_caching": resolved.prefix_caching,
         "engine": ENGINE_VERSIONS[(resolved.scenario.scheduler, resolved.prefix_caching)],
+        "api_server_latency_ms": resolved.scenario.api_server_latency_ms,
         "calibration": resolved.step_model.source,
     }
 

@@ -10,6 +10,8 @@ import typer
 
 from simulator.cli.common import count, domain_errors, err, print_json, print_table
 from simulator.errors import SimreplayError
+from simulator.scenario import DEFAULT_API_SERVER_LATENCY_MS
+from simulator.scenario_text import api_server_text
 
 app = typer.Typer(
     help="Fit step-time profiles to measured GPU data and measure their error.",
@@ -405,6 +407,15 @@ def validate(
             "--kv-cache-dtype", help="vLLM --kv-cache-dtype used: auto, bfloat16, fp8 or fp8_e4m3."
         ),
     ] = "auto",
+    api_server_latency_ms: Annotated[
+        float,
+        typer.Option(
+            "--api-server-latency-ms",
+            help="Milliseconds from the client's send to the engine's receipt of a request, "
+            "which the measured TTFT and E2E include (default "
+            f"{DEFAULT_API_SERVER_LATENCY_MS:g}; 0 compares the engine's own latencies).",
+        ),
+    ] = DEFAULT_API_SERVER_LATENCY_MS,
     fit_host: Annotated[
         bool,
         typer.Option(
@@ -460,6 +471,7 @@ def validate(
         scheduler=scheduler,
         block_size=block_size,
         enable_prefix_caching=enable_prefix_caching,
+        api_server_latency_ms=api_server_latency_ms,
     )
     resolved = resolve_for_benchmark(scenario, num_kv_blocks)
     mismatch = model_mismatch(data, model, resolved)
@@ -521,6 +533,8 @@ def _print_validation(report: dict, label: str | None) -> None:
     )
     if d.get("engine"):
         print(f"engine: {d['engine']}")
+    if "api_server_latency_ms" in d:
+        print(f"API server: {api_server_text(d)}")
     print(f"step times: {report['step_times']}")
     rows = []
     for metric in ("ttft", "tpot", "e2e"):

@@ -30,7 +30,9 @@ from simulator.errors import SimreplayError
 from simulator.io import output_folder
 from simulator.metrics import parse_slo
 from simulator.models import DEFAULT_MODEL
+from simulator.scenario import DEFAULT_API_SERVER_LATENCY_MS
 from simulator.scenario_text import (
+    api_server_text,
     delay_s_text,
     graphs_text,
     precision_text,
@@ -146,6 +148,16 @@ def run(
             "in flight; a request arriving while N are waits for the first to finish.",
         ),
     ] = None,
+    api_server_latency_ms: Annotated[
+        float,
+        _opt(
+            "--api-server-latency-ms",
+            help="Milliseconds from a client's send to the engine's receipt (HTTP, "
+            "tokenization, hand-off to the engine process): TTFT and E2E include it, as a "
+            f"client measures them (default {DEFAULT_API_SERVER_LATENCY_MS:g}; 0: the "
+            "engine's own latencies).",
+        ),
+    ] = DEFAULT_API_SERVER_LATENCY_MS,
     enforce_eager: Annotated[
         bool,
         _opt(
@@ -238,6 +250,7 @@ def run(
         closed_loop=closed_loop,
         max_concurrency=max_concurrency,
         enforce_eager=enforce_eager,
+        api_server_latency_ms=api_server_latency_ms,
         quantization=None if quantization in (None, "none") else quantization,
         kv_cache_dtype=kv_cache_dtype,
     )
@@ -407,6 +420,7 @@ def _print_human(result: Any, trace_name: str) -> None:
                     else ""
                 ),
             ),
+            ("API server", api_server_text(scenario)),
             ("Precision", precision_text(scenario)),
             ("Step times", scenario["calibration"] + _profile_file_text(scenario)),
             ("CUDA graphs", graphs_text(scenario)),

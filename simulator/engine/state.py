@@ -237,6 +237,11 @@ class EngineState:
     run_terms: np.ndarray
     #: Closed-loop replay only: the trace's arrival times (``req_f``'s are those replayed).
     recorded_arrival_s: np.ndarray | None = None
+    #: When the client sent each request, where that is not its arrival at the engine
+    #: (``req_f``'s ``R_ARRIVAL_S``): with an API-server latency, the engine receives each
+    #: request that long after it was sent (``cluster.replay``'s ``client_latency_s``).
+    #: None: sent when it arrived.
+    sent_s: np.ndarray | None = None
 
     def kernel_args(self, cfg: np.ndarray, params: object) -> tuple:
         """The leading arguments every engine kernel takes, in their order.

@@ -20,6 +20,7 @@ from simulator.io import read_parquet
 from simulator.report import figures as F
 from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
 from simulator.scenario_text import (
+    api_server_text,
     delay_s_text,
     graphs_text,
     precision_text,
@@ -923,6 +924,8 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         )
     if "router" in s:
         rows.append(("Router", esc(s["router"])))
+    if "api_server_latency_ms" in s:
+        rows.append(("API server", esc(api_server_text(s))))
     if {"gemm", "kv_cache_dtype", "kv_cache_bytes_per_element"} <= s.keys():
         rows.append(("Precision", esc(precision_text(s))))
     calibration = str(s["calibration"])

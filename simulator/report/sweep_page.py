@@ -58,6 +58,7 @@ KNOBS = (
     "closed_loop",
     "max_concurrency",
     "enforce_eager",
+    "api_server_latency_ms",
     "block_size",
     "gpu_memory_utilization",
     "max_model_len",
@@ -76,6 +77,7 @@ SHOWN_WHEN_VARIED = (
     "prefix_load_cap",
     "closed_loop",
     "enforce_eager",
+    "api_server_latency_ms",
     "max_model_len",
 )
 ATTAINMENT_COLUMNS = ("slo_attainment_all", "attainment_all", "slo_attainment")

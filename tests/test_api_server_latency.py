@@ -1,0 +1,196 @@
+"""The API server's latency (``Scenario.api_server_latency_ms``): a request reaches the
+engine that long after the client sent it, and client-measured TTFT and E2E include it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from simulator import Scenario, simulate
+from simulator.api import replay_resolved
+from simulator.cli import app
+from simulator.engine.state import R_ARRIVAL_S, R_FINISH_S
+from simulator.errors import SimreplayError
+from simulator.results import build_result
+from simulator.scenario import DEFAULT_API_SERVER_LATENCY_MS, check_knobs, resolve
+from simulator.trace.arrivals import arrival_process
+from simulator.trace.synth import parse_length_distribution, synthesize
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trace():
+    return synthesize(
+        arrival_process("poisson", 6.0),
+        duration_s=40.0,
+        input_lengths=parse_length_distribution("lognormal:mean=900,cv=1,max=6000"),
+        output_lengths=parse_length_distribution("lognormal:mean=120,cv=1,max=800"),
+        seed=11,
+    )
+
+
+def _columns(result, *names):
+    table = result.requests
+    return [table.column(n).to_numpy(zero_copy_only=False) for n in names]
+
+
+@pytest.mark.parametrize("latency_ms", [3.0, 250.0])
+def test_the_engine_run_is_the_same_run_later_and_ttft_e2e_grow_by_the_latency(trace, latency_ms):
+    """Open loop, every request is received the same time later: the engine's run is the
+    one without the latency, shifted by it (same batches, preemptions, queueing), and each
+    TTFT and E2E is that run's plus the latency, measured from the trace's arrival."""
+    base = Scenario(gpus="2xA100", api_server_latency_ms=0.0)
+    later = dataclasses.replace(base, api_server_latency_ms=latency_ms)
+    a, b = simulate(trace, base), simulate(trace, later)
+    shift_s = latency_ms / 1000.0
+    arrival = trace.column("arrival_time_s").to_numpy()
+    (a_arrival, a_engine, a_first, a_done, a_ttft, a_e2e, a_queue) = _columns(
+        a,
+        "arrival_time_s",
+        "engine_arrival_s",
+        "first_token_s",
+        "completion_s",
+        "ttft_s",
+        "e2e_s",
+        "queue_s",
+    )
+    (b_arrival, b_engine, b_first, b_done, b_ttft, b_e2e, b_queue) = _columns(
+        b,
+        "arrival_time_s",
+        "engine_arrival_s",
+        "first_token_s",
+        "completion_s",
+        "ttft_s",
+        "e2e_s",
+        "queue_s",
+    )
+    np.testing.assert_array_equal(a_arrival, arrival)
+    np.testing.assert_array_equal(b_arrival, arrival)  # the trace's, not recomputed
+    np.testing.assert_array_equal(a_engine, arrival)
+    np.testing.assert_array_equal(b_engine, arrival + shift_s)
+    np.testing.assert_allclose(b_first, a_first + shift_s, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b_done, a_done + shift_s, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b_ttft, a_ttft + shift_s, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b_e2e, a_e2e + shift_s, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b_queue, a_queue, rtol=0, atol=1e-9)
+    assert (b_ttft > b_queue + shift_s).all()
+    assert b.summary["num_preemptions"] == a.summary["num_preemptions"]
+    assert b.summary["ttft_ms"]["p50"] == pytest.approx(a.summary["ttft_ms"]["p50"] + latency_ms)
+    assert b.summary["tpot_ms"]["mean"] == pytest.approx(a.summary["tpot_ms"]["mean"])
+    assert b.summary["makespan_s"] == pytest.approx(a.summary["makespan_s"] + shift_s)
+    assert b.summary["scenario"]["api_server_latency_ms"] == latency_ms
+
+
+def test_a_lone_request_takes_the_latency_plus_its_prefill_step():
+    """Hand-computed: one request on an idle replica; its TTFT is the default latency plus
+    the step model's prefill step, as the engine-only run gives it."""
+    table = synthesize(
+        arrival_process("poisson", 1.0),
+        num_requests=1,
+        input_lengths=parse_length_distribution("fixed:1000"),
+        output_lengths=parse_length_distribution("fixed:20"),
+        seed=0,
+    )
+    alone = simulate(table, Scenario(gpus="1xH100", api_server_latency_ms=0.0))
+    default = simulate(table, Scenario(gpus="1xH100"))
+    (engine_ttft,) = _columns(alone, "ttft_s")
+    (ttft,) = _columns(default, "ttft_s")
+    assert ttft[0] == pytest.approx(engine_ttft[0] + DEFAULT_API_SERVER_LATENCY_MS / 1000.0)
+
+
+def _in_flight_max(send_s, done_s):
+    events = sorted([(t, 1) for t in send_s] + [(t, -1) for t in done_s], key=lambda e: e)
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_a_concurrency_slot_is_held_from_the_send_to_the_last_token(slots):
+    """``--max-concurrency N`` with the latency: a slot is taken at the send and freed at
+    the completion, so the requests between send and completion never exceed N; every later
+    send is at a completion, and reaches the engine the latency after it."""
+    rng = np.random.default_rng(slots)
+    n = 30
+    arrival_s = np.cumsum(rng.exponential(0.05, n))
+    inputs = rng.integers(50, 3000, n)
+    outputs = rng.integers(2, 120, n)
+    latency_ms = 40.0
+    resolved = resolve(
+        Scenario(gpus="1xH100", max_concurrency=slots, api_server_latency_ms=latency_ms)
+    )
+    state = replay_resolved(resolved, arrival_s, inputs, outputs)
+    sent = state.sent_s
+    engine = state.req_f[:, R_ARRIVAL_S]
+    done = state.req_f[:, R_FINISH_S]
+    np.testing.assert_allclose(engine - sent, latency_ms / 1000.0, rtol=0, atol=1e-12)
+    assert (sent >= arrival_s).all()
+    assert _in_flight_max(sent.tolist(), done.tolist()) <= slots
+    late = sent > arrival_s
+    assert late.any()
+    for s in sent[late]:
+        assert np.isclose(done, s, rtol=0, atol=1e-12).any()
+    result = build_result(resolved, state, None, None)
+    assert result.summary["max_concurrency"]["requests_delayed"] == int(late.sum())
+
+
+def test_follow_up_turns_are_sent_at_the_answer_and_received_the_latency_later():
+    """Closed loop: the next turn is sent when the answer's last token is produced (plus
+    the think time) and reaches the engine the latency after that."""
+    n = 6
+    inputs = np.full(n, 500)
+    outputs = np.full(n, 30)
+    think_s = np.full(n, 0.5)
+    resolved = resolve(Scenario(gpus="1xH100", closed_loop=True, api_server_latency_ms=20.0))
+    state = replay_resolved(
+        resolved,
+        np.zeros(n),
+        inputs,
+        outputs,
+        session_idx=np.zeros(n, np.int64),
+        next_turn=np.append(np.arange(1, n), -1),
+        think_s=think_s,
+    )
+    done = state.req_f[:, R_FINISH_S]
+    np.testing.assert_allclose(state.sent_s[1:], done[:-1] + 0.5, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(state.req_f[:, R_ARRIVAL_S] - state.sent_s, 0.02, atol=1e-12)
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf"), 1e9, True, "8"])
+def test_a_latency_out_of_range_is_one_clear_error(value):
+    with pytest.raises(SimreplayError, match="--api-server-latency-ms must be a number"):
+        check_knobs(Scenario(api_server_latency_ms=value))
+
+
+def test_cli_names_the_latency_and_zero_reports_the_engine_alone(tmp_path, trace):
+    path = tmp_path / "t.parquet"
+    pq.write_table(trace, path)
+    shown = runner.invoke(app, ["run", str(path), "--gpus", "2xA100"])
+    assert shown.exit_code == 0, shown.stderr
+    assert "API server" in shown.stdout and "8 ms from send to the engine" in shown.stdout
+    runs = {}
+    for latency in ("0", "8", "100"):
+        out = runner.invoke(
+            app,
+            ["run", str(path), "--gpus", "2xA100", "--api-server-latency-ms", latency, "--json"],
+        )
+        assert out.exit_code == 0, out.stderr
+        runs[latency] = json.loads(out.stdout)
+    for latency in ("8", "100"):
+        assert runs[latency]["ttft_ms"]["mean"] == pytest.approx(
+            runs["0"]["ttft_ms"]["mean"] + float(latency)
+        )
+        assert runs[latency]["queue_ms"]["p99"] == pytest.approx(runs["0"]["queue_ms"]["p99"])
+    bad = runner.invoke(app, ["run", str(path), "--api-server-latency-ms", "-5"])
+    assert bad.exit_code == 1
+    assert bad.stderr.strip().splitlines() == [
+        "error: --api-server-latency-ms must be a number of milliseconds from 0 to 60,000, got -5.0"
+    ]
