@@ -1466,3 +1466,39 @@ def test_measured_kv_cache_replaces_the_too_small_note():
     small = resolve_for_benchmark(scenario, 8_000)
     assert [KV_TOO_SMALL_MARK in note for note in small.notes].count(True) == 1
     assert any("128,000 tokens" in note for note in small.notes)
+
+
+@pytest.mark.parametrize(
+    ("start_times", "expected"),
+    [
+        # One request 200 s early (-100 in a benchmark at 100 s): it alone is out of order.
+        (
+            [100.0, 100.1, -100.0, 100.3],
+            "1 request starts before one listed ahead of them "
+            "(the first: request 3, 200 s before request 2)",
+        ),
+        # One far late: every later request is out of order, the first after it named.
+        (
+            [1.0, 1e5, 1.2, 1.3],
+            "2 requests start before one listed ahead of them (the "
+            "first: request 3, 1e+05 s before request 2)",
+        ),
+    ],
+)
+def test_start_times_out_of_list_order_are_named_in_a_note(tmp_path, start_times, expected):
+    """Found by QA: a start time far out of order (-100 s, or 1e5 s in a 40 s benchmark)
+    was replayed without a word. vLLM's client sends in list order, so the note names the
+    first request that starts before one listed ahead of it; the replay sorts by time."""
+    n = len(start_times)
+    result = _vllm_result(
+        input_lens=[50] * n,
+        output_lens=[4] * n,
+        ttfts=[0.05] * n,
+        latencies=[0.1] * n,
+        start_times=start_times,
+        errors=[""] * n,
+    )
+    run = _validate_result(tmp_path / "b.json", result)
+    assert f"note: {expected}; replayed in order of start time" in run.stderr
+    in_order = _validate_result(tmp_path / "c.json", _vllm_result())
+    assert "listed ahead" not in in_order.stderr

@@ -1332,3 +1332,18 @@ def test_the_same_slo_in_other_words_resumes_the_store(tmp_path, small_trace):
     assert row_bytes(out) == before  # nothing re-simulated, the rows keep their SLO text
     other = invoke("sweep", small_trace, "--out", out, "--slo", "ttft_p99_ms=2000")
     assert_one_line_error(other, "another --out")
+
+
+@pytest.mark.parametrize("content", [None, '{"format": "simreplay-calibration-profile"}'])
+def test_a_profile_that_cannot_be_read_is_refused_before_anything_is_stored(tmp_path, content):
+    """Found by QA: a missing or invalid --calibration file was stored as an infeasible row
+    (exit 0), and once the file was fixed the store held two rows for the one scenario; run
+    and plan refuse it with one line."""
+    trace = _trace(tmp_path / "t.parquet", 50, 1)
+    profile = tmp_path / "mine.json"
+    if content is not None:
+        profile.write_text(content)
+    out = tmp_path / "sweep"
+    result = invoke("sweep", trace, "--gpus", "1xH100", "--calibration", profile, "--out", out)
+    assert_one_line_error(result, f"{profile}")
+    assert not out.exists()

@@ -45,6 +45,7 @@ import dataclasses
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -605,6 +606,7 @@ def _finish(
             f"TTFT {_time_text(ttft[bad][0])}, E2E {_time_text(e2e[bad][0])}"
         )
     order = np.argsort(arrival, kind="stable")
+    notes = [*notes, *_order_note(arrival, name)]
     arrival = arrival[order] - arrival.min()
     return Benchmark(
         arrival,
@@ -615,6 +617,25 @@ def _finish(
         f"{path.name} ({kind})",
         notes,
     )
+
+
+def _order_note(arrival: np.ndarray, name: Callable[[int], str]) -> list[str]:
+    """A note when some requests start before one listed ahead of them (a client sends in
+    list order: a time far out of order is worth a look), none otherwise; the replay takes
+    the requests in order of start time either way."""
+    running_max = np.maximum.accumulate(arrival)
+    early = arrival < running_max
+    if not early.any():
+        return []
+    first = int(np.argmax(early))
+    ahead = int(np.argmax(arrival[:first] == running_max[first]))
+    num_early = int(early.sum())
+    verb = "request starts" if num_early == 1 else "requests start"
+    return [
+        f"{num_early:,} {verb} before one listed ahead of them (the first: "
+        f"{name(first)}, {running_max[first] - arrival[first]:.3g} s before "
+        f"{name(ahead)}); replayed in order of start time"
+    ]
 
 
 def _describe_ms(values_s: np.ndarray) -> dict[str, float | None]:

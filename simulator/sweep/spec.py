@@ -452,6 +452,13 @@ def check_names(points: list[dict[str, Any]]) -> None:
         parse_gpus(gpus)
     for model in sorted({p["model"] for p in points}):
         get_model(model)
+    # A profile that cannot be read is a typo too, not an infeasible deployment: refused
+    # before anything is stored, as run and plan refuse it (a row of it, stored as
+    # infeasible, stayed beside the scenario's row once the file was fixed).
+    from simulator.calibration.profile import load_profile
+
+    for calibration in sorted({str(p["calibration"]) for p in points if p["calibration"]}):
+        load_profile(Path(calibration))
     names = list(scenario_knobs())
     varying = [n for n in names if len({repr(p[n]) for p in points}) > 1]
     for p in points:
