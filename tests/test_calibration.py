@@ -1139,6 +1139,29 @@ _VIDUR_HEADER = (
             {"m": [1, 2], "n": [8, 8], "k": [8, 8], "latency": [0.01, 1e-300]},
             "row 2: latency must be at least 1e-6 ms",
         ),
+        # Found by QA: -3 was "from 0 to 2**40", 0 "at least 1e-6 ms": one rule, one text.
+        (
+            "gemm_perf.parquet",
+            {"m": [1, 2], "n": [8, 8], "k": [8, 8], "latency": [0.01, -3.0]},
+            "row 2: latency must be at least 1e-6 ms (1 ns), got -3",
+        ),
+        # Found by QA: a GEMM of 8.5 rows was fitted as a shape between grid nodes.
+        (
+            "gemm_perf.parquet",
+            {"m": [1, 8.5], "n": [8, 8], "k": [8, 8], "latency": [0.01, 0.02]},
+            "row 2: column 'm' must be a whole number (a size or count), got 8.5",
+        ),
+        (
+            "mlp.csv",
+            _VIDUR_HEADER + "\n32,32,4096,11008,true,4.5,1,0.1,0.05\n",
+            "row 1: num_tokens must be a whole number, got 4.5",
+        ),
+        # An infinite median is corrupt, not an operator Vidur left untimed (0 or NaN).
+        (
+            "mlp.csv",
+            _VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,inf,0.05\n",
+            "row 1: time_stats.mlp_up_proj.median is not a finite number of ms, got inf",
+        ),
         (
             "context_attention_perf.parquet",
             {

@@ -293,9 +293,13 @@ def _first_non_number(values: list) -> int | None:
     return None
 
 
-def _floats(values: list, path: Path, column: str, lowest: float = 1.0) -> np.ndarray:
+def _floats(
+    values: list, path: Path, column: str, lowest: float = 1.0, *, whole: bool = True
+) -> np.ndarray:
     """A numeric column as float64; every value finite and in [lowest, MAX_COLUMN_VALUE]
-    (shapes and counts are >= 1 unless ``lowest`` says otherwise)."""
+    (shapes and counts are >= 1 unless ``lowest`` says otherwise), and a whole number unless
+    ``whole`` is False (a time): a GEMM of 8.5 rows is corrupt data, which the fit would
+    otherwise take as a shape between grid nodes."""
     array = _numeric(values, path, column)
     bad = ~np.isfinite(array)
     if bad.any():
@@ -308,11 +312,20 @@ def _floats(values: list, path: Path, column: str, lowest: float = 1.0) -> np.nd
             f"{path}: row {row + 1}: column {column!r} must be from {lowest:g} to 2**40, "
             f"got {array[row]:g}"
         )
+    if whole:
+        fractional = array != np.floor(array)
+        if fractional.any():
+            row = int(np.argmax(fractional))
+            raise SimreplayError(
+                f"{path}: row {row + 1}: column {column!r} must be a whole number (a size or "
+                f"count), got {array[row]:g}"
+            )
     return array
 
 
 def _latency_s(columns: dict, path: Path) -> np.ndarray:
-    latency_ms = _floats(columns["latency"], path, "latency", lowest=0.0)
+    # Any value below 1 ns, negative ones too, gets the one message that names the rule.
+    latency_ms = _floats(columns["latency"], path, "latency", lowest=-math.inf, whole=False)
     # No GPU operator call takes under a nanosecond: smaller values are a unit mix-up.
     if (latency_ms < 1e-6).any():
         row = int(np.argmax(latency_ms < 1e-6))
@@ -659,6 +672,15 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
                     f"{path}: row {row_idx + 1}: num_tokens and the model shape columns must "
                     f"give a GEMM of 1 to 2**40 per side, got m={m:g}, n={n:g}, k={k:g}"
                 )
+            if m != math.floor(m):
+                raise SimreplayError(
+                    f"{path}: row {row_idx + 1}: num_tokens must be a whole number, got {m:g}"
+                )
+            if math.isinf(latency_ms):
+                raise SimreplayError(
+                    f"{path}: row {row_idx + 1}: {column} is not a finite number of ms, got "
+                    f"{row[column].strip()}"
+                )
             if latency_ms < 0:
                 # A negative time is corrupt data, refused as AIConfigurator's latency is;
                 # a zero or NaN median is an operator Vidur did not time, skipped and counted.
@@ -667,7 +689,7 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
                     f"got {row[column].strip()}"
                 )
             if not (math.isfinite(latency_ms) and latency_ms > 0):
-                _skip(result, "gemm: Vidur rows without a positive time", 1)
+                _skip(result, "gemm: Vidur rows without a time (median 0 or NaN)", 1)
                 continue
             points["m"].append(m)
             points["n"].append(n)
