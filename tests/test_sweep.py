@@ -215,6 +215,10 @@ def test_too_many_scenarios(small_trace):
         ("[grid]\ngpus = []\n", "empty axis"),
         ("scenarios = []\n", "zero scenarios"),
         ("[grid]\ntp = ['x']\n", "not a whole number"),
+        # Found by QA: quoted numbers were read as numbers, where 128.0 is refused.
+        ("[grid]\nmax_num_seqs = ['128']\n", "'128' is not a whole number (TOML: write it"),
+        ("[grid]\ngpu_memory_utilization = ['0.8']\n", "'0.8' is not a number (TOML: write"),
+        ("[grid]\nenforce_eager = ['true']\n", "'true' is not true or false (TOML: write"),
         ("colour = 1\n", "unknown top-level key"),
         # A QA pass: these named the options --seeds and --slo, which were not given.
         ("seeds = 0\n[grid]\ngpus = ['1xH100']\n", "bad.toml: seeds must be an integer >= 1"),
@@ -1076,8 +1080,10 @@ def test_a_knob_added_to_scenario_becomes_an_axis_and_a_column(monkeypatch, smal
     )
     monkeypatch.setattr(spec_module, "Scenario", extended)
     assert "calibration" in knob_types()
-    spec = from_cli({"calibration": "none,a100-vidur"}, [small_trace], seeds=None, slo=None)
-    assert [s["calibration"] for s in spec.scenarios] == [None, "a100-vidur"]
+    # A profile that exists: a sweep reads every --calibration file before it starts.
+    profile = str(Path(__file__).resolve().parents[1] / "calibration/profiles/a40.json")
+    spec = from_cli({"calibration": f"none,{profile}"}, [small_trace], seeds=None, slo=None)
+    assert [s["calibration"] for s in spec.scenarios] == [None, profile]
     assert spec.axes == ["calibration"]
     assert row_schema().field("calibration").type == "string"
 

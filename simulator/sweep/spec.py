@@ -111,8 +111,12 @@ class SweepSpec:
     merged_gpus: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def coerce(knob: str, value: Any, where: str) -> Any:
+def coerce(knob: str, value: Any, where: str, *, typed: bool = False) -> Any:
     """Coerce one value given for ``knob`` (text from the CLI, or a TOML value) to its type.
+
+    ``typed`` (a TOML value): a number or true/false must be one, not a quoted string
+    (``max_num_seqs = ["128"]`` is refused as ``[128.0]`` is); ``"auto"`` / ``"none"`` still
+    mean the default of an optional knob.
 
     Raises
     ------
@@ -133,6 +137,10 @@ def coerce(knob: str, value: Any, where: str) -> Any:
 
     def fail(expected: str) -> SimreplayError:
         return SimreplayError(f"{where}: {value!r} is not {expected}")
+
+    if typed and text is not None and kind in (bool, int, float):
+        unquoted = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+        raise fail(f"{unquoted} (TOML: write it without quotes)")
 
     if kind is bool:
         if isinstance(value, bool):
@@ -300,7 +308,7 @@ def _check_knob(knob: str, where: str) -> None:
 
 
 def _toml_value(knob: str, value: Any, where: str, spec_path: Path) -> Any:
-    value = coerce(knob, value, where)
+    value = coerce(knob, value, where, typed=True)
     if knob == "trace":
         trace = Path(value)
         value = str(trace if trace.is_absolute() else spec_path.parent / trace)
