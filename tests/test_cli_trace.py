@@ -537,3 +537,35 @@ def test_synth_prefix_len_is_vllm_bench_random_prefix_and_its_cache_hits(tmp_pat
         ),
     ]:
         assert_one_line_error(invoke("trace", "synth", "-o", out, *args), fragment)
+
+
+def test_synth_lengths_from_a_bad_trace_points_to_trace_import(tmp_path):
+    """Found by QA: synth said "--skip-invalid drops such rows", a flag synth does not
+    have; it now gives the trace import command that has it."""
+    bad = tmp_path / "az.csv"
+    bad.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,374,44\nnot-a-date,396,109\n"
+    )
+    out = tmp_path / "s.parquet"
+    result = runner.invoke(
+        app,
+        [
+            "trace",
+            "synth",
+            "-o",
+            str(out),
+            "--rate",
+            "5",
+            "--duration",
+            "10",
+            "--input-len",
+            "resample",
+            "--lengths-from",
+            str(bad),
+        ],
+    )
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert f"`simreplay trace import {bad} --skip-invalid -o FILE` drops such rows" in line
+    assert line.endswith(", then --lengths-from FILE") and not out.exists()

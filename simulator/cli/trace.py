@@ -86,6 +86,24 @@ def _read(source: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]
     return table, report
 
 
+def _lengths_source(path: Path | None) -> pa.Table | None:
+    """The ``--lengths-from`` trace, read with the default import options. synth has no
+    reading flags: an error that suggests one (``--skip-invalid``) says to import the file
+    with it first (synth pointed to a flag it does not have)."""
+    if path is None:
+        return None
+    try:
+        return _read(path, ImportOptions())[0]
+    except SimreplayError as exc:
+        text = str(exc)
+        if "--skip-invalid" not in text:
+            raise
+        fixed = text.replace(
+            "--skip-invalid", f"`simreplay trace import {path} --skip-invalid -o FILE`"
+        )
+        raise type(exc)(f"{fixed}, then --lengths-from FILE") from None
+
+
 @app.command("import")
 @domain_errors
 @reads_trace
@@ -333,7 +351,7 @@ def synth(
     input_lengths = parse_length_distribution(input_spec, option="--input-len")
     output_lengths = parse_length_distribution(output_spec, option="--output-len")
     if not sessions:
-        resample_from = _read(lengths_from, ImportOptions())[0] if lengths_from else None
+        resample_from = _lengths_source(lengths_from)
         table = synthesize(
             process,
             duration_s=duration_s,
@@ -356,7 +374,7 @@ def synth(
         if system_prompt_spec
         else DEFAULT_SYSTEM_PROMPT_LENGTHS
     )
-    resample_from = _read(lengths_from, ImportOptions())[0] if lengths_from else None
+    resample_from = _lengths_source(lengths_from)
     table = synthesize_sessions(
         process,
         duration_s=duration_s,
