@@ -14,7 +14,7 @@ def positive_finite(value: object, option: str) -> float:
     except (TypeError, ValueError):
         raise SimreplayError(f"{option} must be a number, got {value!r}") from None
     if not (math.isfinite(number) and number > 0):
-        raise SimreplayError(f"{option} must be > 0, got {format_number(number)}")
+        raise SimreplayError(f"{option} must be a finite number > 0, got {format_number(number)}")
     return number
 
 

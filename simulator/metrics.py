@@ -159,7 +159,9 @@ def parse_slo(text: str) -> dict[str, tuple[str, int, float]]:
         except ValueError:
             raise SimreplayError(f"--slo: bound of {key} must be a number, got {value!r}") from None
         if not (math.isfinite(bound_ms) and bound_ms > 0):
-            raise SimreplayError(f"--slo: bound of {key} must be > 0, got {value!r}")
+            raise SimreplayError(
+                f"--slo: bound of {key} must be a finite number of ms > 0, got {value!r}"
+            )
         if key.strip() in bounds:
             raise SimreplayError(f"--slo: {key.strip()} is given twice; give each bound once")
         bounds[key.strip()] = (parts[0], percentile, bound_ms)

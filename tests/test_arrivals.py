@@ -228,17 +228,20 @@ def test_parse_rate_profile_rejects_bad_text(text, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"kind": "gamma", "rate_rps": 1.0, "cv": -1}, "--cv must be > 0, got -1"),
-        ({"kind": "poisson", "rate_rps": 0.0}, "--rate must be > 0, got 0"),
-        ({"kind": "poisson", "rate_rps": math.nan}, "--rate must be > 0"),
+        ({"kind": "gamma", "rate_rps": 1.0, "cv": -1}, "--cv must be a finite number > 0, got -1"),
+        ({"kind": "poisson", "rate_rps": 0.0}, "--rate must be a finite number > 0, got 0"),
+        ({"kind": "poisson", "rate_rps": math.nan}, "--rate must be a finite number > 0"),
         ({"kind": "bursty", "rate_rps": 1.0}, "--arrival must be one of"),
         ({"kind": "poisson", "rate_rps": 1.0, "cv": 2.0}, "needs --arrival gamma"),
         ({"kind": "piecewise", "rate_rps": 1.0}, "needs --rate-profile"),
         ({"kind": "gamma", "rate_rps": 1.0, "rate_profile": "0:1"}, "only used with"),
-        ({"kind": "diurnal", "rate_rps": 1.0, "period_s": 0}, "--period-s must be > 0"),
+        (
+            {"kind": "diurnal", "rate_rps": 1.0, "period_s": 0},
+            "--period-s must be a finite number > 0",
+        ),
         ({"kind": "diurnal", "rate_rps": 1.0, "peak_to_trough": 0.5}, "--peak-to-trough"),
         ({"kind": "gamma", "rate_rps": math.inf}, "--rate inf .* has no --arrival gamma"),
-        ({"kind": "poisson", "rate_rps": -math.inf}, "--rate must be > 0"),
+        ({"kind": "poisson", "rate_rps": -math.inf}, "--rate must be a finite number > 0"),
     ],
 )
 def test_arrival_process_rejects_bad_options(kwargs, message):
@@ -252,7 +255,7 @@ def test_arrival_times_checks_its_arguments():
         arrival_times_s(PROCESSES["poisson"], rng)
     with pytest.raises(SimreplayError, match="exactly one"):
         arrival_times_s(PROCESSES["poisson"], rng, num_requests=1, duration_s=1.0)
-    with pytest.raises(SimreplayError, match="--duration must be > 0"):
+    with pytest.raises(SimreplayError, match="--duration must be a finite number > 0"):
         arrival_times_s(PROCESSES["poisson"], rng, duration_s=-1.0)
     with pytest.raises(SimreplayError, match="--num-requests"):
         arrival_times_s(PROCESSES["poisson"], rng, num_requests=2.5)

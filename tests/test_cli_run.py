@@ -549,7 +549,7 @@ def test_a_custom_router_is_named_in_the_summary():
         ({"slo": {"x": ("ttft", 150, 5.0)}}, "does not name its bound"),
         ({"slo": {}}, "non-empty dict"),
         ({"slo": ["ttft_p99_ms=2000"]}, "slo must be text"),
-        ({"slo": {"ttft_p99_ms": -5}}, "must be > 0"),
+        ({"slo": {"ttft_p99_ms": -5}}, "must be a finite number of ms > 0"),
         # Found by a later pass: an AttributeError ('dict' object has no attribute 'format').
         ({"import_options": {"rate": 5}}, "import_options must be a simulator.trace.options"),
     ],

@@ -848,3 +848,15 @@ def test_format_lengths_on_another_file_names_the_missing_columns_first(tmp_path
     path = write(tmp_path, "a.csv", AZURE_2023)
     with pytest.raises(TraceError, match=r"a.csv: missing column 'num_prefill_tokens'"):
         import_trace(path, ImportOptions(format="lengths"))
+
+
+def test_an_integer_past_the_column_range_is_called_so(tmp_path):
+    """Found by QA: 99999999999999999999 tokens was "expected an integer", which it is."""
+    path = write(
+        tmp_path,
+        "az.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,99999999999999999999,44\n",
+    )
+    with pytest.raises(TraceError, match="beyond the 64-bit range of the column"):
+        import_trace(path, ImportOptions())

@@ -482,3 +482,13 @@ def test_a_plan_no_request_fits_is_refused(trace_file):
         "error: every request of the trace (input + output tokens) is longer than "
         "--max-model-len 10: every fleet would reject them all"
     ]
+
+
+def test_a_folder_given_as_the_trace_is_called_a_folder(tmp_path):
+    """Found by QA: plan said "no such file" of a folder that exists (trace info says it
+    is a directory)."""
+    result = invoke("plan", tmp_path, "--slo", "ttft_p99_ms=1000")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: trace {tmp_path}: is a directory, not a trace file"
+    ]

@@ -161,7 +161,7 @@ def test_repeated_scenarios_run_once(small_trace):
         ({"gpus": ""}, "empty value"),
         ({"tp": "two"}, "not a whole number"),
         ({"rate_scale": "fast"}, "not a number"),
-        ({"rate_scale": "0"}, "--rate-scale must be > 0"),
+        ({"rate_scale": "0"}, "--rate-scale must be a finite number > 0"),
         ({"gpus": "4xB300"}, "unknown GPU"),
         ({"scheduler": "fifo"}, "--scheduler"),
         ({"model": "no-such-model"}, "no-such-model"),

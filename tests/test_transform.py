@@ -329,8 +329,8 @@ def test_window_moves_the_wall_clock_origin():
 def test_bad_parameters_are_one_line_errors():
     table = _table([0.0, 1.0])
     cases = [
-        (lambda: scale_rate(table, 0), "--rate-scale must be > 0"),
-        (lambda: scale_rate(table, math.inf), "--rate-scale must be > 0"),
+        (lambda: scale_rate(table, 0), "--rate-scale must be a finite number > 0"),
+        (lambda: scale_rate(table, math.inf), "--rate-scale must be a finite number > 0"),
         (lambda: time_window(table, -1, 5), "--window start"),
         (lambda: sample(table, 0.0, 0), "--sample must be in"),
         (lambda: sample(table, 1.5, 0), "--sample must be in"),

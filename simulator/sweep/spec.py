@@ -488,7 +488,10 @@ def check_names(points: list[dict[str, Any]]) -> None:
             ) from None
     for p in points:
         if not (math.isfinite(p["rate_scale"]) and p["rate_scale"] > 0):
-            raise SimreplayError(f"--rate-scale must be > 0, got {format_number(p['rate_scale'])}")
+            raise SimreplayError(
+                f"--rate-scale must be a finite number > 0, got {format_number(p['rate_scale'])}"
+            )
     for trace in sorted({p["trace"] for p in points}):
         if not Path(trace).is_file():
-            raise SimreplayError(f"trace {trace}: no such file")
+            what = "is a directory, not a trace file" if Path(trace).is_dir() else "no such file"
+            raise SimreplayError(f"trace {trace}: {what}")

@@ -278,7 +278,16 @@ _NS_TIMESTAMP_RANGE = (
 
 def _out_of_range_hint(text: str | None, arrow_type: pa.DataType) -> str:
     """Why a date Python reads did not parse: a time zone where the column's first time
-    has none (or none where it has one), or a date a nanosecond timestamp cannot hold."""
+    has none (or none where it has one), or a date a nanosecond timestamp cannot hold; or
+    why an integer did not: one past the column type's range (which "expected an integer"
+    alone denied it was)."""
+    if pa.types.is_integer(arrow_type) and text is not None:
+        try:
+            int(text.strip())
+        except ValueError:
+            return ""
+        bits = arrow_type.bit_width
+        return f", which is beyond the {bits}-bit range of the column (a corrupt count?)"
     if not pa.types.is_timestamp(arrow_type) or text is None:
         return ""
     try:
