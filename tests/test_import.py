@@ -860,3 +860,30 @@ def test_an_integer_past_the_column_range_is_called_so(tmp_path):
     )
     with pytest.raises(TraceError, match="beyond the 64-bit range of the column"):
         import_trace(path, ImportOptions())
+
+
+@pytest.mark.parametrize("where", ["last", "middle"])
+def test_skip_invalid_skips_a_csv_line_with_another_number_of_fields(tmp_path, where):
+    """Found by QA: --skip-invalid skipped a cut-off JSON line but not a cut-off CSV line
+    ("line 5: expected 3 fields like the header, found 2"). It is skipped and counted."""
+    lines = AZURE_2023.strip().splitlines()
+    cut = "2023-11-16 18:15:52.0000000,55"
+    if where == "last":
+        lines.append(cut)
+        line_no = len(lines)
+    else:
+        lines.insert(2, cut + ",4,9")
+        line_no = 3
+    path = write(tmp_path, "t.csv", "\n".join(lines) + "\n")
+    with pytest.raises(
+        TraceError,
+        match=f"line {line_no}: expected 3 fields like the header, "
+        r"found \d \(--skip-invalid skips such lines\)",
+    ):
+        import_trace(path, ImportOptions())
+    table, report = import_trace(path, ImportOptions(skip_invalid=True))
+    assert table.num_rows == len(AZURE_2023.strip().splitlines()) - 1
+    assert report.notes == (
+        "skipped 1 line with another number of fields than the header (a cut-off or "
+        f"malformed line; first: line {line_no})",
+    )

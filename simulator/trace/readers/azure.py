@@ -38,9 +38,9 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     types = {"TIMESTAMP": time_type, "ContextTokens": pa.int64(), "GeneratedTokens": pa.int64()}
     if multimodal:
         types["NumImages"] = pa.string()  # only counted for the note: never fails the import
-    columns = read_csv_columns(path, types, skip_invalid=options.skip_invalid)
+    notes: list[str] = []
+    columns = read_csv_columns(path, types, skip_invalid=options.skip_invalid, notes=notes)
     arrival_time_s, start_time = timestamps_to_seconds(columns["TIMESTAMP"])
-    notes = []
     if multimodal:
         num_with, num_images = _images(columns["NumImages"])
         notes.append(

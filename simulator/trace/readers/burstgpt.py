@@ -56,7 +56,8 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     }
     if has_sessions:
         types[SESSION_COLUMN] = pa.string()
-    columns = read_csv_columns(path, types, skip_invalid=options.skip_invalid)
+    read_notes: list[str] = []
+    columns = read_csv_columns(path, types, skip_invalid=options.skip_invalid, notes=read_notes)
     extra = {"model": empty_to_null(columns["Model"])}
     if has_sessions:
         extra["session_id"] = empty_to_null(columns[SESSION_COLUMN])
@@ -72,6 +73,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
             "output_tokens": "Response tokens",
         },
         extra=extra,
+        notes=read_notes,
     )
     failed = raw.output_tokens == 0
     num_failed = int(failed.sum())

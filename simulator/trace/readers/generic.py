@@ -103,7 +103,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         columns = _read_jsonl(path, mapping, options, notes)
         first_line, location_word = 1, "line"
     else:
-        columns = _read_csv(path, mapping, options)
+        columns = _read_csv(path, mapping, options, notes)
         first_line, location_word = 2, "line"
 
     def where(row: int) -> str:
@@ -203,7 +203,9 @@ def _mapping(
     return mapping, notes
 
 
-def _read_csv(path: Path, mapping: dict[str, str], options: ImportOptions) -> dict[str, Column]:
+def _read_csv(
+    path: Path, mapping: dict[str, str], options: ImportOptions, notes: list[str]
+) -> dict[str, Column]:
     time_col = mapping["arrival_time_s"]
     sample = first_data_value(path, time_col)
     if options.time_unit != "datetime" and _is_datetime_text(sample):
@@ -229,7 +231,7 @@ def _read_csv(path: Path, mapping: dict[str, str], options: ImportOptions) -> di
     for name, arrow_type in wanted.items():
         if name in mapping:
             types.setdefault(mapping[name], arrow_type)
-    by_source = read_csv_columns(path, types, skip_invalid=options.skip_invalid)
+    by_source = read_csv_columns(path, types, skip_invalid=options.skip_invalid, notes=notes)
     columns = {name: by_source[column] for name, column in mapping.items()}
     for name in ("request_id", "session_id", "hash_ids"):
         if name in columns:

@@ -36,8 +36,12 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
             f"{path.name}: a length-only file has no arrival times; give --rate "
             "(and optionally --arrival, --cv, --seed)"
         )
+    read_notes: list[str] = []
     columns = read_csv_columns(
-        path, {name: pa.int64() for name in COLUMNS}, skip_invalid=options.skip_invalid
+        path,
+        {name: pa.int64() for name in COLUMNS},
+        skip_invalid=options.skip_invalid,
+        notes=read_notes,
     )
     num_rows = len(columns[COLUMNS[0]])
     rng = np.random.default_rng(options.seed)
@@ -50,7 +54,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         source_file=path.name,
         source_format="lengths",
         source_columns={"input_tokens": "num_prefill_tokens", "output_tokens": "num_decode_tokens"},
-        notes=[f"arrivals are synthetic: {process.summary()}, seed {options.seed}"],
+        notes=[*read_notes, f"arrivals are synthetic: {process.summary()}, seed {options.seed}"],
     )
 
 

@@ -101,17 +101,28 @@ def _has_blank_lines_or_quotes(path: Path, num_lines: int) -> bool:
     return False
 
 
-def raise_ragged_row(path: Path) -> None:
-    """Raise at the first line whose number of fields differs from the header's."""
+def ragged_row(path: Path) -> tuple[int, int, int] | None:
+    """The first line whose number of fields differs from the header's, as (line number,
+    the header's fields, the line's), or None."""
     with open_text(path) as handle:
         reader = csv.reader(handle)
         num_fields = len(next(reader, []))
         for row in reader:
             if row and len(row) != num_fields:
-                raise TraceError(
-                    f"{path.name}: line {reader.line_num}: expected {num_fields} fields like "
-                    f"the header, found {len(row)}"
-                )
+                return reader.line_num, num_fields, len(row)
+    return None
+
+
+def raise_ragged_row(path: Path, hint: bool = False) -> None:
+    """Raise at the first line whose number of fields differs from the header's; ``hint``:
+    say that ``--skip-invalid`` skips such lines."""
+    found = ragged_row(path)
+    if found is not None:
+        line, expected, got = found
+        raise TraceError(
+            f"{path.name}: line {line}: expected {expected} fields like the header, found {got}"
+            + (" (--skip-invalid skips such lines)" if hint else "")
+        )
 
 
 def raise_not_utf8(path: Path, columns: list[str]) -> None:

@@ -28,6 +28,7 @@ from simulator.trace.readers.lines import (
     open_input,
     open_text,
     physical_line,
+    ragged_row,
     raise_not_utf8,
     raise_ragged_row,
 )
@@ -82,7 +83,11 @@ def require_columns(path: Path, header: list[str], names: list[str], what: str) 
 
 
 def read_csv_columns(
-    path: Path, types: dict[str, pa.DataType], *, skip_invalid: bool | None = False
+    path: Path,
+    types: dict[str, pa.DataType],
+    *,
+    skip_invalid: bool | None = False,
+    notes: list[str] | None = None,
 ) -> dict[str, pa.ChunkedArray]:
     """Read the named columns of a CSV file with the given Arrow types.
 
@@ -101,8 +106,11 @@ def read_csv_columns(
     skip_invalid : bool or None
         ``--skip-invalid``: a cell that does not parse (``abc`` in a token column, ``bad``
         as a timestamp) becomes null, for ``raw.normalize`` to skip its row and count it,
-        instead of failing. None: the reader never skips such cells (and the error does
-        not suggest it).
+        instead of failing; a line with another number of fields than the header (a cut-off
+        last line) is skipped and counted in ``notes``. None: the reader never skips such
+        cells (and the error does not suggest it).
+    notes : list of str, optional
+        Receives the note on skipped lines (``skip_invalid`` only).
 
     Returns
     -------
@@ -134,12 +142,19 @@ def read_csv_columns(
     except pa.ArrowInvalid as exc:
         if not skip_invalid:
             _diagnose_csv(path, types, file_names, exc, hint=skip_invalid is not None)
-        return _read_csv_lenient(path, types, file_names)
+        return _read_csv_lenient(path, types, file_names, notes if notes is not None else [])
     return {name: table.column(file_names[name]) for name in types}
 
 
-def _text_columns(path: Path, types: dict[str, pa.DataType], file_names: dict[str, str]):
-    """The columns of ``types`` as text, one record batch at a time (a streaming reader)."""
+def _text_columns(
+    path: Path,
+    types: dict[str, pa.DataType],
+    file_names: dict[str, str],
+    on_ragged_row: Callable[[object], str] | None = None,
+):
+    """The columns of ``types`` as text, one record batch at a time (a streaming reader);
+    ``on_ragged_row`` (pyarrow's ``invalid_row_handler``) decides a line with another number
+    of fields than the header (default: an error)."""
     convert = pa_csv.ConvertOptions(
         column_types={file_names[n]: pa.string() for n in types},
         include_columns=[file_names[n] for n in types],
@@ -148,23 +163,42 @@ def _text_columns(path: Path, types: dict[str, pa.DataType], file_names: dict[st
     return pa_csv.open_csv(
         open_input(path),
         read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE_BYTES),
+        parse_options=pa_csv.ParseOptions(invalid_row_handler=on_ragged_row),
         convert_options=convert,
     )
 
 
+def _first_ragged_line(path: Path) -> int | str:
+    found = ragged_row(path)
+    return "unknown" if found is None else found[0]
+
+
 def _read_csv_lenient(
-    path: Path, types: dict[str, pa.DataType], file_names: dict[str, str]
+    path: Path, types: dict[str, pa.DataType], file_names: dict[str, str], notes: list[str]
 ) -> dict[str, pa.ChunkedArray]:
-    """``read_csv_columns`` with every cell that does not parse as null (``--skip-invalid``)."""
+    """``read_csv_columns`` with every cell that does not parse as null and every line with
+    another number of fields than the header skipped (``--skip-invalid``; a download cut
+    off mid-line), counted in ``notes`` with the first one's line."""
     parts: dict[str, list[pa.Array]] = {name: [] for name in types}
+    num_ragged = [0]
+
+    def skip_ragged(row: object) -> str:
+        num_ragged[0] += 1
+        return "skip"
+
     try:
-        for batch in _text_columns(path, types, file_names):
+        for batch in _text_columns(path, types, file_names, skip_ragged):
             for name, arrow_type in types.items():
                 parts[name].append(cast_or_null(batch.column(file_names[name]), arrow_type))
     except pa.ArrowInvalid as structural:
-        raise_ragged_row(path)
         raise_not_utf8(path, list(file_names.values()))
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
+    if num_ragged[0]:
+        what = "line" if num_ragged[0] == 1 else "lines"
+        notes.append(
+            f"skipped {num_ragged[0]:,} {what} with another number of fields than the header "
+            f"(a cut-off or malformed line; first: line {_first_ragged_line(path)})"
+        )
     return {name: _concat(parts[name], types[name]) for name in types}
 
 
@@ -231,7 +265,7 @@ def _diagnose_csv(
                     )
             rows_before += batch.num_rows
     except pa.ArrowInvalid as structural:
-        raise_ragged_row(path)
+        raise_ragged_row(path, hint)
         raise_not_utf8(path, list(file_names.values()))
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
     raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(exc)}") from None
