@@ -245,6 +245,12 @@ class PlanResult:
     no_fleet: list[str] = field(default_factory=list)
 
 
+
+#: Why a replica rejects requests the model's context admits: its KV cache holds fewer
+#: tokens, which caps max_model_len below the context (the engine's reason then still
+#: reads "longer than the model's context": longer than that capped length).
+_CAPPED = "(a replica's KV cache holds less, which caps max_model_len below it)"
+
 def plan_cheapest(
     sim: Simulator,
     gpu_types: Sequence[str],
@@ -442,8 +448,8 @@ def _fewest_replicas(
         # What a replica can hold does not depend on how many there are.
         skipped.append(
             f"{name} tp={tp}: a replica cannot serve "
-            f"{count(first.capacity_rejections, 'request')} that fit the model's context "
-            f"({first.rejected})"
+            f"{count(first.capacity_rejections, 'request')} within the model's full context "
+            f"{_CAPPED} ({first.rejected})"
         )
         return None
     if first.meets:
@@ -508,7 +514,7 @@ def find_max_rate(
             sim.num_simulated,
             reason=(
                 f"{gpus}: a replica cannot serve {count(start.capacity_rejections, 'request')} "
-                f"that fit the model's context ({start.rejected}), at any rate"
+                f"within the model's full context {_CAPPED} ({start.rejected}), at any rate"
             ),
         )
     if start.meets:
