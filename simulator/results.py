@@ -71,6 +71,7 @@ them all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Sequence
@@ -177,6 +178,7 @@ class Result:
         (created if missing; its parent must exist). ``option`` names it in errors as the
         CLI does (``--out``); the folder's path alone by default."""
         out_dir = output_folder(str(out_dir), option)
+        created = not out_dir.exists()
         try:
             out_dir.mkdir(exist_ok=True)
         except OSError as exc:
@@ -189,9 +191,24 @@ class Result:
                 raise SimreplayError(
                     f"{out_dir / file_name}: is a directory; nothing was written to {out_dir}"
                 )
-        write_parquet_atomic(self.requests, out_dir / "requests.parquet")
-        write_parquet_atomic(self.steps, out_dir / "steps.parquet")
-        write_text_atomic(summary_json(self.summary), out_dir / "summary.json")
+        written: list[Path] = []
+        try:
+            for file_name, write in (
+                ("requests.parquet", lambda path: write_parquet_atomic(self.requests, path)),
+                ("steps.parquet", lambda path: write_parquet_atomic(self.steps, path)),
+                ("summary.json", lambda path: write_text_atomic(summary_json(self.summary), path)),
+            ):
+                write(out_dir / file_name)
+                written.append(out_dir / file_name)
+        except BaseException:
+            # A disk that fills (or an interrupt) part way: no run's files without the rest,
+            # and no empty folder this call made.
+            for path in written:
+                path.unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()
+            raise
 
 
 def summary_json(summary: dict[str, Any]) -> str:

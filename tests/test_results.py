@@ -133,3 +133,30 @@ def test_makespan_starts_at_the_first_arrival():
     for key in ("makespan_s", "throughput_rps", "output_tokens_per_s"):
         assert late[key] == pytest.approx(early[key], rel=1e-9), key
     assert late["slo"]["goodput_rps"] == pytest.approx(early["slo"]["goodput_rps"], rel=1e-9)
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_write_that_fails_part_way_leaves_no_files_of_the_run(tmp_path, monkeypatch, existed):
+    """Found by QA on a full disk: --out kept an empty folder (or the first files of a run
+    without its summary). The files this write made go, and the folder if it made it."""
+    import errno
+
+    import simulator.results as results_module
+
+    table = load_trace(TRACES / "chat-1h.parquet").slice(0, 50)
+    result = simulate(table, Scenario(gpus="1xH100"))
+    out = tmp_path / "out"
+    if existed:
+        out.mkdir()
+        (out / "mine.txt").write_text("kept")
+
+    def full_disk(text, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results_module, "write_text_atomic", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        result.write(out)
+    if existed:
+        assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    else:
+        assert not out.exists()
