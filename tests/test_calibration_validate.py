@@ -24,6 +24,8 @@ from simulator.trace.synth import parse_length_distribution, synthesize
 
 runner = CliRunner()
 TRUE_HOST = {"host_overhead_s": 1.3e-3, "host_overhead_per_seq_s": 17e-6}
+#: The API server's latency the benchmark was made with (not the default 8 ms).
+TRUE_LATENCY_MS = 23.0
 
 
 def _benchmark_rows(requests: dict) -> zip:
@@ -54,7 +56,13 @@ def bench(tmp_path_factory):
     truth = dataclasses.replace(shipped_profile("H100-SXM"), host=dict(TRUE_HOST), path=None)
     save_profile(truth, root / "truth.json")
     result = simulate(
-        table, Scenario(gpus="1xH100", model="llama-3.1-8b", calibration=str(root / "truth.json"))
+        table,
+        Scenario(
+            gpus="1xH100",
+            model="llama-3.1-8b",
+            calibration=str(root / "truth.json"),
+            api_server_latency_ms=TRUE_LATENCY_MS,
+        ),
     )
     r = result.requests.to_pydict()
     rows = _benchmark_rows(r)
@@ -114,7 +122,13 @@ def _validate(*args):
 
 @pytest.mark.parametrize("name", ["bench.jsonl", "vllm.json"])
 def test_validate_reproduces_its_own_benchmark(bench, name):
-    result = _validate(bench / name, "--calibration", bench / "truth.json")
+    result = _validate(
+        bench / name,
+        "--calibration",
+        bench / "truth.json",
+        "--api-server-latency-ms",
+        TRUE_LATENCY_MS,
+    )
     assert result.exit_code == 0, result.stderr
     errors = json.loads(result.stdout)["validation"]["error_pct"]
     for metric in ("ttft", "tpot", "e2e"):
@@ -132,6 +146,9 @@ def test_fit_recovers_the_host_overhead(bench, tmp_path):
     assert result.exit_code == 0, result.stderr
     fit = json.loads(result.stdout)["fit"]
     assert fit["host"]["host_overhead_s"] == pytest.approx(TRUE_HOST["host_overhead_s"], rel=0.1)
+    # The API server's latency too: the median of measured minus engine TTFT.
+    assert fit["api_server_latency_ms"] == pytest.approx(TRUE_LATENCY_MS, abs=0.5)
+    assert fit["validation"]["deployment"]["api_server_latency_ms"] == fit["api_server_latency_ms"]
     assert fit["host"]["host_overhead_per_seq_s"] == pytest.approx(
         TRUE_HOST["host_overhead_per_seq_s"], rel=0.25
     )
@@ -142,9 +159,10 @@ def test_fit_recovers_the_host_overhead(bench, tmp_path):
     # run accepts the written profile.
     trace_result = runner.invoke(app, ["run", "--help"])
     assert "--calibration" in trace_result.stdout
-    again = _validate(bench / "bench.jsonl", "--calibration", out)
+    latency = ["--api-server-latency-ms", fit["api_server_latency_ms"]]
+    again = _validate(bench / "bench.jsonl", "--calibration", out, *latency)
     errs = json.loads(again.stdout)["validation"]["error_pct"]
-    assert abs(errs["tpot"]["mean"]) < 2.0
+    assert abs(errs["tpot"]["mean"]) < 2.0 and abs(errs["ttft"]["p50"]) < 2.0
 
 
 @pytest.mark.parametrize(
@@ -1367,7 +1385,11 @@ def test_a_fitted_profile_without_grids_is_named_roofline_where_it_is_used(tmp_p
     assert load_profile(out).grids == {}
     step, _ = step_model_for(get_model("llama-3.1-8b"), get_gpu("MI300X"), 1, out)
     assert step.source.startswith(f"{UNCALIBRATED}; host overheads from mine.json"), step.source
-    again = _validate(path, "--gpus", "1xMI300X", "--calibration", out)
+    # With the fitted API-server latency, which a profile does not carry.
+    latency_ms = json.loads(fitted.stdout)["fit"]["api_server_latency_ms"]
+    again = _validate(
+        path, "--gpus", "1xMI300X", "--calibration", out, "--api-server-latency-ms", latency_ms
+    )
     assert again.exit_code == 0, again.stderr
     report = json.loads(again.stdout)["validation"]
     assert report["step_times"] == step.source
@@ -1394,7 +1416,10 @@ def test_a_profile_fitted_over_a_borrowed_one_names_the_gpu_its_grids_were_measu
     assert "on L40S" in json.loads(fitted.stdout)["fit"]["validation"]["step_times"]
     profile = load_profile(out)
     assert profile.gpu == "L40S" and profile.provenance["benchmark_gpu"] == "L4"
-    again = _validate(path, "--gpus", "1xL4", "--calibration", out)
+    latency_ms = json.loads(fitted.stdout)["fit"]["api_server_latency_ms"]
+    again = _validate(
+        path, "--gpus", "1xL4", "--calibration", out, "--api-server-latency-ms", latency_ms
+    )
     assert again.exit_code == 0, again.stderr
     report = json.loads(again.stdout)["validation"]
     assert report["step_times"].startswith("calibrated profile L40S (l4.json)")

@@ -1078,6 +1078,38 @@ def fit_host_overhead(
     return host, report, base
 
 
+def fit_api_server_latency(
+    bench: Benchmark, resolved: ResolvedScenario, base: Profile | None, host: dict[str, float]
+) -> tuple[float, dict[str, Any]]:
+    """The API server's latency (ms) that ``--fit`` finds after the host overheads, and
+    ``validate``'s report at both.
+
+    The median over requests of measured TTFT minus the engine's (the replay at latency 0),
+    at least 0 and at most ``MAX_API_SERVER_LATENCY_MS``, to 0.1 ms. A constant latency
+    moves every open-loop arrival by the same time, so the engine's TTFTs do not depend on
+    it; what is left is the time the engine does not see (HTTP, tokenization, streaming).
+    Queueing that the replay gets wrong lands in it too: fit it to a benchmark at low
+    load (one request at a time).
+    """
+    from simulator.scenario import MAX_API_SERVER_LATENCY_MS
+
+    fitted = _with_host(resolved, base, host)
+    engine_only = _with_latency(fitted, 0.0)
+    ttft_s, _, _ = _replay(bench, engine_only)
+    gap_ms = (bench.ttft_s - ttft_s)[np.isfinite(ttft_s)] * 1e3
+    median_ms = float(np.median(gap_ms)) if gap_ms.size else 0.0
+    latency_ms = round(min(max(median_ms, 0.0), MAX_API_SERVER_LATENCY_MS), 1)
+    report, log_ratios = _validate(bench, _with_latency(fitted, latency_ms))
+    report["loss"] = round(_request_loss(log_ratios), 6)
+    return latency_ms, report
+
+
+def _with_latency(resolved: ResolvedScenario, latency_ms: float) -> ResolvedScenario:
+    """``resolved`` with another API-server latency (nothing else depends on it)."""
+    scenario = dataclasses.replace(resolved.scenario, api_server_latency_ms=latency_ms)
+    return dataclasses.replace(resolved, scenario=scenario)
+
+
 #: Largest |median log ratio| of the requests' TPOT (predicted / measured) a fit may leave
 #: when it ends at zero host overhead: 10 %, above the shipped GEMM and decode-attention
 #: grids' held-out p90 error (5-11 %), so a larger one is not the kernel model's error.

@@ -432,6 +432,7 @@ def validate(
     """Replay a measured benchmark; print predicted vs measured TTFT, TPOT and E2E."""
     from simulator.calibration.profile import save_profile
     from simulator.calibration.validate import (
+        fit_api_server_latency,
         fit_host_overhead,
         fitted_profile,
         model_mismatch,
@@ -485,7 +486,9 @@ def validate(
     payload: dict = {"validation": report}
     if fit_host:
         host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)
+        latency_ms, fitted = fit_api_server_latency(data, resolved, base, host)
         profile = fitted_profile(resolved, base, host, fitted, report)
+        profile.provenance["api_server_latency_ms_fitted"] = latency_ms
         # The search's in-memory profile has no name of its own: say what it is.
         fitted["step_times"] = (
             f"{report['step_times'].split('; host overheads from')[0]}; host overheads fitted "
@@ -495,7 +498,12 @@ def validate(
         fitted["deployment"]["calibration"] = fitted["step_times"]
         save_profile(profile, target)
         err.print(f"wrote {target}")
-        payload["fit"] = {"host": host, "profile": str(target), "validation": fitted}
+        payload["fit"] = {
+            "host": host,
+            "api_server_latency_ms": latency_ms,
+            "profile": str(target),
+            "validation": fitted,
+        }
     if json_output:
         print_json(payload)
         return
@@ -506,6 +514,12 @@ def validate(
         print(
             f"fitted host overhead: {host['host_overhead_s'] * 1e3:.3f} ms per step + "
             f"{host['host_overhead_per_seq_s'] * 1e6:.2f} us per sequence -> {target}"
+        )
+        latency_ms = payload["fit"]["api_server_latency_ms"]
+        print(
+            f"fitted API server latency: {latency_ms:g} ms (the median of measured TTFT minus "
+            f"the engine's; a server property, not in the profile: give "
+            f"--api-server-latency-ms {latency_ms:g} to run and validate)"
         )
         _print_validation(payload["fit"]["validation"], "after fit")
 
