@@ -245,11 +245,11 @@ class PlanResult:
     no_fleet: list[str] = field(default_factory=list)
 
 
-
 #: Why a replica rejects requests the model's context admits: its KV cache holds fewer
 #: tokens, which caps max_model_len below the context (the engine's reason then still
 #: reads "longer than the model's context": longer than that capped length).
 _CAPPED = "(a replica's KV cache holds less, which caps max_model_len below it)"
+
 
 def plan_cheapest(
     sim: Simulator,
