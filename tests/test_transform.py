@@ -435,3 +435,24 @@ def test_capping_input_tokens_cuts_the_prefix_block_ids_to_match():
     assert changed["input_tokens"] == 1
     assert capped.column("input_tokens").to_pylist() == [20, 10, 20]
     assert capped.column("hash_ids").to_pylist() == [[1, 2], [5], [6, 7]]
+
+
+def test_synthetic_ids_near_the_int64_floor_are_kept_not_overflowed():
+    """Found by the concat property test: a synthetic input whose ids start at -2**63
+    needed a move of 2**63, which int64 cannot hold (OverflowError); such ids, which no
+    generator here makes, are kept as they are."""
+    from simulator.trace.arrivals import arrival_process
+    from simulator.trace.synth import synthesize
+
+    synthetic = synthesize(arrival_process("poisson", 1.0), num_requests=2, seed=0, prefix_len=32)
+    lowest = -(2**63)
+    synthetic = build_trace_table(
+        {
+            **{name: synthetic.column(name) for name in synthetic.column_names},
+            "hash_ids": pa.array([[lowest], [lowest]], pa.list_(pa.int64())),
+        },
+        trace_metadata(synthetic),
+    )
+    # No other ids: the move would be to 0, by 2**63.
+    combined = concat([_table([0.0]), synthetic], gap_s=0.0)
+    assert combined.column("hash_ids").to_pylist() == [None, [lowest], [lowest]]

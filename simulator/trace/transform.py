@@ -451,8 +451,10 @@ def _combined_hash_ids(tables: list[pa.Table], metas: list[TraceMetadata]) -> pa
         found = bounds(column)
         if m.source_format == "synthetic" and found is not None:
             shift = next_id - found[0]
-            if found[1] + shift > _INT64_MAX:
-                shift = 0  # no room past the others (ids no generator here makes): kept
+            if shift > _INT64_MAX or found[1] + shift > _INT64_MAX:
+                # No room past the others, or a move int64 cannot hold (from ids near
+                # -2**63): ids no generator here makes, kept as they are.
+                shift = 0
             if shift:
                 column = pa.chunked_array(
                     [
