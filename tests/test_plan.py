@@ -470,7 +470,10 @@ def test_a_fleet_whose_replicas_cannot_hold_the_requests_never_meets_the_slo(tra
     assert result.answer is not None and (result.answer.gpus, result.answer.tp) == ("2xA10G", 2)
     assert any("A10G tp=1: a replica cannot serve 1 request " in line for line in result.skipped)
     rate = find_max_rate(sim, "1xA10G", tp=1)
-    assert rate.answer is None and "cannot serve 1 request within the model's full context" in rate.reason
+    assert (
+        rate.answer is None
+        and "cannot serve 1 request within the model's full context" in rate.reason
+    )
 
 
 def test_a_plan_no_request_fits_is_refused(trace_file):
