@@ -190,6 +190,10 @@ class Scenario:
             value = getattr(self, item.name)
             if isinstance(value, np.generic):
                 object.__setattr__(self, item.name, value.item())
+        # -0 is 0: one scenario, stored and shown as 0 (a sweep kept -0 and 0 apart).
+        latency = self.api_server_latency_ms
+        if isinstance(latency, float) and latency == 0.0:
+            object.__setattr__(self, "api_server_latency_ms", 0.0)
 
 
 @dataclass(frozen=True)

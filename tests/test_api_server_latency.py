@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -194,3 +195,56 @@ def test_cli_names_the_latency_and_zero_reports_the_engine_alone(tmp_path, trace
     assert bad.stderr.strip().splitlines() == [
         "error: --api-server-latency-ms must be a number of milliseconds from 0 to 60,000, got -5.0"
     ]
+
+
+def test_minus_zero_is_zero():
+    """Found by QA: -0 was kept, and a sweep stored -0 and 0 as two scenarios."""
+    latency = Scenario(api_server_latency_ms=-0.0).api_server_latency_ms
+    assert latency == 0.0 and math.copysign(1.0, latency) == 1.0
+
+
+def test_plan_refuses_a_ttft_bound_the_latency_alone_exceeds(tmp_path, trace):
+    """Found by QA: plan simulated every fleet and answered "no fleet meets the SLO"."""
+    path = tmp_path / "t.parquet"
+    pq.write_table(trace, path)
+    args = ["plan", str(path), "--gpu-types", "A100", "--api-server-latency-ms", "500"]
+    result = runner.invoke(app, [*args, "--slo", "ttft_p99_ms=400"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --slo ttft_p99_ms=400: every TTFT includes the API server's latency (500 ms, "
+        "--api-server-latency-ms), so no fleet meets it"
+    ]
+
+
+def test_fit_says_when_the_latency_it_finds_is_past_what_the_flag_takes(tmp_path):
+    """Found by QA: a benchmark whose TTFTs were 70 s above the engine's fitted 60,000 ms
+    (the flag's largest) without a word."""
+    table = synthesize(
+        arrival_process("poisson", 0.5),
+        num_requests=12,
+        input_lengths=parse_length_distribution("fixed:300"),
+        output_lengths=parse_length_distribution("fixed:40"),
+        seed=1,
+    )
+    requests = simulate(table, Scenario(gpus="1xH100", api_server_latency_ms=0.0)).requests
+    r = requests.to_pydict()
+    bench = tmp_path / "b.csv"
+    lines = ["arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s"]
+    for a, i, o, t, e in zip(
+        r["arrival_time_s"],
+        r["input_tokens"],
+        r["output_tokens"],
+        r["ttft_s"],
+        r["e2e_s"],
+        strict=True,
+    ):
+        lines.append(f"{a!r},{i},{o},{t + 70.0!r},{e + 70.0!r}")
+    bench.write_text("\n".join(lines) + "\n")
+    args = ["calibrate", "validate", str(bench), "--gpus", "1xH100", "--model", "llama-3.1-8b"]
+    result = runner.invoke(app, [*args, "--fit", "-o", str(tmp_path / "p.json"), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["fit"]["api_server_latency_ms"] == 60000.0
+    assert (
+        "note: measured TTFT exceeds the engine's by 70,000 ms (median), more than the "
+        "60,000 ms --api-server-latency-ms takes" in result.stderr
+    )

@@ -1086,3 +1086,28 @@ def test_a_concurrency_limited_run_says_so_on_its_page(tmp_path):
     assert "Requests that waited for a slot" in page
     assert summary["max_concurrency"]["requests_delayed"] == 27
     assert 'data-key="max_concurrency.requests_delayed"' in page
+
+
+def test_waiting_counts_from_the_engines_receipt_not_the_send(tmp_path):
+    """Found by QA: the waiting series counted from the send, so the API server's latency
+    (60 s there) showed as hundreds of requests waiting in the engines, beside a queueing
+    delay of a few ms. The engine's run is the same at any latency, and so is the series."""
+    trace = tmp_path / "trace.parquet"
+    table = synthesize(
+        arrival_process("poisson", 8.0),
+        duration_s=30.0,
+        input_lengths=parse_length_distribution("fixed:500"),
+        output_lengths=parse_length_distribution("fixed:50"),
+        seed=2,
+    )
+    write_parquet_atomic(table, trace)
+    waiting = {}
+    for latency in ("0", "3000"):
+        out = tmp_path / f"out{latency}"
+        args = ["run", trace, "--gpus", "1xH100", "--out", out, "--api-server-latency-ms"]
+        assert invoke(*args, latency).exit_code == 0
+        figures = {f["id"]: f for f in run_figures(load_run_outputs(out))}
+        series = {s["name"]: s["y"] for s in figures["queue_depth"]["series"]}
+        waiting[latency] = float(np.mean(series["waiting"]))
+    assert waiting["3000"] == pytest.approx(waiting["0"], rel=0.2, abs=0.02)
+    assert waiting["3000"] < 1.0  # 3 s x 8 requests/s would be 24 counted from the send

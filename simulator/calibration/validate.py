@@ -1079,7 +1079,11 @@ def fit_host_overhead(
 
 
 def fit_api_server_latency(
-    bench: Benchmark, resolved: ResolvedScenario, base: Profile | None, host: dict[str, float]
+    bench: Benchmark,
+    resolved: ResolvedScenario,
+    base: Profile | None,
+    host: dict[str, float],
+    progress: Any = None,
 ) -> tuple[float, dict[str, Any]]:
     """The API server's latency (ms) that ``--fit`` finds after the host overheads, and
     ``validate``'s report at both.
@@ -1099,6 +1103,12 @@ def fit_api_server_latency(
     gap_ms = (bench.ttft_s - ttft_s)[np.isfinite(ttft_s)] * 1e3
     median_ms = float(np.median(gap_ms)) if gap_ms.size else 0.0
     latency_ms = round(min(max(median_ms, 0.0), MAX_API_SERVER_LATENCY_MS), 1)
+    if median_ms > MAX_API_SERVER_LATENCY_MS and progress is not None:
+        progress(
+            f"note: measured TTFT exceeds the engine's by {median_ms:,.0f} ms (median), more "
+            f"than the {MAX_API_SERVER_LATENCY_MS:,.0f} ms --api-server-latency-ms takes: the "
+            "fit stops there; are the benchmark's times in seconds?"
+        )
     report, log_ratios = _validate(bench, _with_latency(fitted, latency_ms))
     report["loss"] = round(_request_loss(log_ratios), 6)
     return latency_ms, report

@@ -486,7 +486,7 @@ def validate(
     payload: dict = {"validation": report}
     if fit_host:
         host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)
-        latency_ms, fitted = fit_api_server_latency(data, resolved, base, host)
+        latency_ms, fitted = fit_api_server_latency(data, resolved, base, host, _progress)
         profile = fitted_profile(resolved, base, host, fitted, report)
         profile.provenance["api_server_latency_ms_fitted"] = latency_ms
         # The search's in-memory profile has no name of its own: say what it is.

@@ -82,6 +82,18 @@ def parse_gpu_types(text: str) -> list[str]:
 
 
 @domain_errors
+def _check_bounds_above_latency(bounds: dict, latency_ms: float) -> None:
+    """Refuse a TTFT or E2E bound no fleet can meet: every request's TTFT and E2E include
+    the API server's latency (a search would simulate every fleet and answer "no fleet
+    meets the SLO", as if more GPUs could help)."""
+    for key, (metric, _, bound_ms) in bounds.items():
+        if metric in ("ttft", "e2e") and bound_ms <= latency_ms:
+            raise SimreplayError(
+                f"--slo {key}={bound_ms:g}: every {metric.upper()} includes the API server's "
+                f"latency ({latency_ms:g} ms, --api-server-latency-ms), so no fleet meets it"
+            )
+
+
 def plan(
     trace: Annotated[
         Path,
@@ -206,6 +218,7 @@ def plan(
     points = [{**base, "gpus": fleet, "tp": t} for fleet in fleets for t in tps or [None]]
     check_names(points)
     check_unread_knobs(set(values), points)
+    _check_bounds_above_latency(bounds, float(base["api_server_latency_ms"]))
     for message in model_notes([str(base["model"])]):
         note(message)
     searched = {get_gpu(name).name for name in ([parse_gpus(gpus)[1].name] if gpus else types)}

@@ -158,7 +158,9 @@ def load_run_outputs(directory: Path) -> RunOutputs:
     summary = read_summary(directory / SUMMARY_FILE)
     cached = "prefix_cache" in summary
     requests = _columns(
-        directory / REQUESTS_FILE, REQUEST_COLUMNS + (CACHE_REQUEST_COLUMNS if cached else ())
+        directory / REQUESTS_FILE,
+        REQUEST_COLUMNS + (CACHE_REQUEST_COLUMNS if cached else ()),
+        optional=("engine_arrival_s",),  # runs before the API server's latency lack it
     )
     steps = _columns(
         directory / STEPS_FILE,
@@ -500,8 +502,10 @@ def _timeline_figures(
     )
 
     sched, done = req["first_scheduled_s"][completed], req["completion_s"][completed]
+    # Waiting in an engine's queue: from its receipt, the API server's latency after the send.
+    received = req.get("engine_arrival_s", arrival)
     waiting, _ = F.binned_level(
-        np.concatenate((arrival[completed], sched)),
+        np.concatenate((received[completed], sched)),
         np.concatenate((np.ones(sched.size), -np.ones(sched.size))),
         edges,
     )
@@ -521,8 +525,9 @@ def _timeline_figures(
             time_axis=True,
             y_min=0.0,
             caption=(
-                f"Mean over bins of {bin_text}. Waiting: arrived, not yet scheduled; running: "
-                "scheduled, not finished (a preempted request stays counted as running)."
+                f"Mean over bins of {bin_text}. Waiting: received by the engine (the API "
+                "server's latency after the send), not yet scheduled; running: scheduled, not "
+                "finished (a preempted request stays counted as running)."
             ),
         )
     )
