@@ -81,7 +81,6 @@ def parse_gpu_types(text: str) -> list[str]:
     return names
 
 
-@domain_errors
 def _check_bounds_above_latency(bounds: dict, latency_ms: float) -> None:
     """Refuse a TTFT or E2E bound no fleet can meet: every request's TTFT and E2E include
     the API server's latency (a search would simulate every fleet and answer "no fleet
@@ -94,6 +93,7 @@ def _check_bounds_above_latency(bounds: dict, latency_ms: float) -> None:
             )
 
 
+@domain_errors
 def plan(
     trace: Annotated[
         Path,
