@@ -51,8 +51,7 @@ def test_the_engine_run_is_the_same_run_later_and_ttft_e2e_grow_by_the_latency(t
     a, b = simulate(trace, base), simulate(trace, later)
     shift_s = latency_ms / 1000.0
     arrival = trace.column("arrival_time_s").to_numpy()
-    (a_arrival, a_engine, a_first, a_done, a_ttft, a_e2e, a_queue) = _columns(
-        a,
+    names = (
         "arrival_time_s",
         "engine_arrival_s",
         "first_token_s",
@@ -61,16 +60,8 @@ def test_the_engine_run_is_the_same_run_later_and_ttft_e2e_grow_by_the_latency(t
         "e2e_s",
         "queue_s",
     )
-    (b_arrival, b_engine, b_first, b_done, b_ttft, b_e2e, b_queue) = _columns(
-        b,
-        "arrival_time_s",
-        "engine_arrival_s",
-        "first_token_s",
-        "completion_s",
-        "ttft_s",
-        "e2e_s",
-        "queue_s",
-    )
+    (a_arrival, a_engine, a_first, a_done, a_ttft, a_e2e, a_queue) = _columns(a, *names)
+    (b_arrival, b_engine, b_first, b_done, b_ttft, b_e2e, b_queue) = _columns(b, *names)
     np.testing.assert_array_equal(a_arrival, arrival)
     np.testing.assert_array_equal(b_arrival, arrival)  # the trace's, not recomputed
     np.testing.assert_array_equal(a_engine, arrival)
