@@ -416,12 +416,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, and the model was not trained for it)"
         )
     notes: list[str] = list(model.notes)
-    if block_size not in VLLM_BLOCK_SIZES:
-        notes.append(
-            f"--block-size {block_size}: vLLM v0.11 accepts only "
-            f"{', '.join(map(str, VLLM_BLOCK_SIZES))} (CacheConfig.BlockSize); simulated as a "
-            "what-if"
-        )
+    notes.extend(block_size_notes([block_size]))
     context = scenario.max_model_len or model.max_context_tokens
     # vLLM v0.6's defaults, whatever the GPU: 256 sequences, and without chunked prefill a
     # token budget of max(max_model_len, 2048) so that any prompt fits one step. vLLM sizes
@@ -677,6 +672,18 @@ MAX_BLOCK_SIZE = 1 << 16
 VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
 #: Seeds are stored as int64 (a sweep's store, ``summary.json`` readers).
 MAX_SEED = 2**63 - 1
+
+
+def block_size_notes(block_sizes: list[int]) -> list[str]:
+    """A note for each of ``block_sizes`` vLLM does not accept (``VLLM_BLOCK_SIZES``):
+    ``run`` prints it with the scenario's notes, ``sweep`` and ``plan`` once up front."""
+    return [
+        f"--block-size {block_size}: vLLM v0.11 accepts only "
+        f"{', '.join(map(str, VLLM_BLOCK_SIZES))} (CacheConfig.BlockSize); simulated as a "
+        "what-if"
+        for block_size in sorted(set(block_sizes))
+        if block_size not in VLLM_BLOCK_SIZES
+    ]
 
 
 def prefix_caching_on(scenario: Scenario) -> bool:

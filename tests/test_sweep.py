@@ -1353,3 +1353,14 @@ def test_a_profile_that_cannot_be_read_is_refused_before_anything_is_stored(tmp_
     result = invoke("sweep", trace, "--gpus", "1xH100", "--calibration", profile, "--out", out)
     assert_one_line_error(result, f"{profile}")
     assert not out.exists()
+
+
+def test_a_block_size_vllm_does_not_accept_gets_runs_note_up_front(tmp_path):
+    """Found by QA: run notes --block-size 7 (not a size vLLM accepts); a sweep stored it
+    without a word."""
+    trace = _trace(tmp_path / "t.parquet", 30, 1)
+    out = tmp_path / "sweep"
+    result = invoke("sweep", trace, "--gpus", "1xH100", "--block-size", "7,16", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert "note: --block-size 7: vLLM v0.11 accepts only 1, 8, 16" in result.stderr
+    assert "--block-size 16:" not in result.stderr

@@ -15,6 +15,7 @@ from simulator.errors import SimreplayError
 from simulator.hardware import get_gpu, parse_gpus
 from simulator.metrics import parse_slo
 from simulator.models import model_notes
+from simulator.scenario import block_size_notes
 from simulator.sweep.plan import DEFAULT_TPS, PlanResult, Simulator, describe
 from simulator.sweep.spec import (
     check_names,
@@ -219,7 +220,7 @@ def plan(
     check_names(points)
     check_unread_knobs(set(values), points)
     _check_bounds_above_latency(bounds, float(base["api_server_latency_ms"]))
-    for message in model_notes([str(base["model"])]):
+    for message in [*model_notes([str(base["model"])]), *block_size_notes([base["block_size"]])]:
         note(message)
     searched = {get_gpu(name).name for name in ([parse_gpus(gpus)[1].name] if gpus else types)}
     for name in sorted(set(prices) - searched):

@@ -22,6 +22,7 @@ from simulator.cli.common import count, domain_errors, err, note, print_json, pr
 from simulator.errors import SimreplayError
 from simulator.io import output_folder
 from simulator.models import model_notes
+from simulator.scenario import block_size_notes
 from simulator.sweep.spec import (
     DEFAULT_MAX_SCENARIOS,
     cli_name,
@@ -254,6 +255,8 @@ def run(
         note(f"{sweep.num_duplicates:,} repeated scenarios in the spec are run once")
     for message in model_notes(sorted({str(s["model"]) for s in sweep.scenarios})):
         note(message)
+    for message in block_size_notes([s["block_size"] for s in sweep.scenarios]):
+        note(message)  # run prints it per run; a sweep's rows would not say
     store = ResultStore(output_folder(out, "--out"))
     with stop_on_sigterm():
         final = run_sweep(
