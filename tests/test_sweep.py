@@ -946,7 +946,9 @@ def test_a_ray_sweep_stopped_shuts_ray_down_and_says_so(
     # C++ stack dump) and left Ray's dashboard and runtime-env agents running. Ctrl-C
     # cancelled the pending tasks, and a reply arriving for one aborted the driver inside
     # Ray ("Check failed: ... not pending", exit 1).
-    big = _trace(tmp_path / "big.parquet", 1500, 5)
+    # 10,000 requests a scenario: at 1,500 the 40 finished (at 39 a second) before a SIGINT
+    # sent at the first stored row took effect, and the sweep exited 0.
+    big = _trace(tmp_path / "big.parquet", 10_000, 5)
     out = tmp_path / "sweep"
     proc = _start_sweep(big, out, 1, ("--backend", "ray"))
     children = _descendants(proc.pid)
