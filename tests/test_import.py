@@ -728,7 +728,10 @@ def test_non_integer_token_counts_in_a_parquet_trace_are_named(tmp_path, values,
     [
         (ImportOptions(jitter=True), "--jitter applies to mooncake traces"),
         (ImportOptions(jitter_window_s=2.0), "--jitter-window-s applies to mooncake"),
-        (ImportOptions(keep_failed=True), "--keep-failed applies to burstgpt traces"),
+        (
+            ImportOptions(keep_failed=True),
+            "--keep-failed applies to burstgpt, csv, jsonl and parquet",
+        ),
         (
             ImportOptions(arrival=ArrivalProcess(kind="poisson", rate_rps=5.0)),
             "--rate/--rate-profile applies to lengths and vllm-bench traces",
@@ -886,4 +889,25 @@ def test_skip_invalid_skips_a_csv_line_with_another_number_of_fields(tmp_path, w
     assert report.notes == (
         "skipped 1 line with another number of fields than the header (a cut-off or "
         f"malformed line; first: line {line_no})",
+    )
+
+
+def test_keep_failed_keeps_zero_output_rows_of_a_mapped_csv(tmp_path):
+    """Found by a fidelity pass: a CSV of a vLLM benchmark's requests, 17 of 320 with 0
+    output tokens, could only be refused or have those rows dropped; --keep-failed keeps
+    them as 1-token requests (their prompts still load the prefill), as for BurstGPT."""
+    path = write(tmp_path, "b.csv", "t,inp,out\n0,13,120\n0,25,0\n1,40,0\n2,7,9\n")
+    mapping = {"format": "csv", "time_col": "t", "input_col": "inp", "output_col": "out"}
+    with pytest.raises(
+        TraceError,
+        match=r"line 3: column out: expected an integer from 1 .* "
+        r"\(2 rows like this; --skip-invalid drops them, --keep-failed keeps "
+        r"them as 1-token requests\)",
+    ):
+        import_trace(path, ImportOptions(**mapping))
+    table, report = import_trace(path, ImportOptions(**mapping, keep_failed=True))
+    assert table.column("output_tokens").to_pylist() == [120, 1, 1, 9]
+    assert report.notes == (
+        "kept 2 rows with 0 output tokens as requests of 1 output token (--keep-failed; "
+        "first: line 3)",
     )

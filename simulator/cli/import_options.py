@@ -86,8 +86,9 @@ IMPORT_PARAMETERS: dict[str, tuple[Any, Any]] = {
             bool,
             _opt(
                 "--keep-failed",
-                help="BurstGPT: keep rows with 0 response tokens (failed requests) as "
-                "requests of 1 output token (their prompts still load the prefill).",
+                help="BurstGPT, and CSV/JSONL/parquet read with a column mapping: keep rows "
+                "with 0 output tokens (failed requests) as requests of 1 output token (their "
+                "prompts still load the prefill).",
             ),
         ],
         False,

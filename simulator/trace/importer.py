@@ -143,7 +143,7 @@ _MAPPED = ("csv", "jsonl", "parquet")
 _FORMAT_OPTIONS = (
     ("jitter", "--jitter", ("mooncake",)),
     ("jitter_window_s", "--jitter-window-s", ("mooncake",)),
-    ("keep_failed", "--keep-failed", ("burstgpt",)),
+    ("keep_failed", "--keep-failed", ("burstgpt", *_MAPPED)),
     ("arrival", "--rate/--rate-profile", ("lengths", "vllm-bench")),
     *((field, f"--{field.replace('_', '-')}", _MAPPED) for field in generic.MAPPING_FIELDS),
 )

@@ -23,8 +23,10 @@ class ImportOptions:
         Drop rows with missing or out-of-range values (counted and reported) instead of
         failing on the first.
     keep_failed : bool
-        BurstGPT: keep rows with 0 response tokens (failed requests) as requests of 1 output
-        token, counted (their prompts still load the prefill). Default drops and counts them.
+        BurstGPT, and the formats read with a column mapping (CSV, JSONL, parquet): keep
+        rows with 0 output tokens (failed requests) as requests of 1 output token, counted
+        (their prompts still load the prefill). Default: BurstGPT drops and counts them;
+        the others refuse them (``skip_invalid`` drops and counts them).
     jitter : bool
         Mooncake: spread requests uniformly inside their timestamp bucket.
     jitter_window_s : float or None

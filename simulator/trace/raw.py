@@ -143,6 +143,11 @@ class ImportReport:
     notes: tuple[str, ...]
 
 
+#: Formats whose reader reads ``--keep-failed`` and finds 0 output tokens here (BurstGPT's
+#: reader handles its own before this check).
+_KEEP_FAILED_FORMATS = ("csv", "jsonl", "parquet")
+
+
 def normalize(
     raw: RawTrace, *, strict: bool = False, skip_invalid: bool = False
 ) -> tuple[pa.Table, ImportReport]:
@@ -192,10 +197,14 @@ def normalize(
                 shown = "an infinite value" if np.isinf(value) else "an empty or NaN value"
             else:
                 shown = _STAND_INS.get(int(value), repr(int(value)))
+            keep = ""
+            if name == "output_tokens" and raw.source_format in _KEEP_FAILED_FORMATS:
+                if bool((getattr(raw, name)[bad] == 0).all()):
+                    keep = ", --keep-failed keeps them as 1-token requests"
             raise TraceError(
                 f"{raw.source_file}: {raw.where(row)}: column {raw.column_label(name)}: expected "
                 f"{expected}, got {shown} ({num_rows_text(num_bad)} like this; "
-                "--skip-invalid drops them)"
+                f"--skip-invalid drops them{keep})"
             )
         # A row bad in several columns is counted under the first only, so that the notes
         # add up to the rows skipped.

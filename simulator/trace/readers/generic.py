@@ -123,12 +123,23 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         if pa.types.is_string(hashes.type) or pa.types.is_large_string(hashes.type):
             hashes = int_lists_from_text(hashes, path.name, mapping["hash_ids"], where)
         extra["hash_ids"] = hashes
+    output_tokens = _token_values(path, columns["output_tokens"], mapping["output_tokens"], where)
+    if options.keep_failed:
+        # A request log's failed or empty answers (0 output tokens): still a prompt that
+        # loaded the prefill, kept as a request of 1 output token instead of dropped.
+        failed = output_tokens == 0
+        if failed.any():
+            output_tokens = np.where(failed, 1, output_tokens)
+            count = int(failed.sum())
+            notes.append(
+                f"kept {count:,} row{'' if count == 1 else 's'} with 0 output tokens as "
+                f"request{'' if count == 1 else 's'} of 1 output token (--keep-failed; first: "
+                f"{where(int(np.argmax(failed)))})"
+            )
     return RawTrace(
         arrival_time_s=arrival_time_s,
         input_tokens=_token_values(path, columns["input_tokens"], mapping["input_tokens"], where),
-        output_tokens=_token_values(
-            path, columns["output_tokens"], mapping["output_tokens"], where
-        ),
+        output_tokens=output_tokens,
         source_file=path.name,
         source_format=container,
         source_columns=dict(mapping),
