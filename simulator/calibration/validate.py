@@ -926,8 +926,21 @@ def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, A
         "measured": measured,
         "predicted": predicted,
         "error_pct": compare(predicted, measured),
+        "ttft_gap_ms": _ttft_gap_ms(bench.ttft_s, ttft),
     }
     return report, _tpot_log_ratios(bench, ttft, e2e)
+
+
+def _ttft_gap_ms(measured_s: np.ndarray, predicted_s: np.ndarray) -> dict[str, float | None]:
+    """Measured minus predicted TTFT per request, in ms: its median, p10 and p90. A gap
+    that is about the same for every request is time the simulation leaves out at every
+    request (the API server's, ``--api-server-latency-ms``); one that grows with load is
+    queueing or step time."""
+    gap_ms = (measured_s - predicted_s)[np.isfinite(predicted_s)] * 1e3
+    if gap_ms.size == 0:
+        return {"median": None, "p10": None, "p90": None}
+    p10, median, p90 = np.percentile(gap_ms, [10, 50, 90])
+    return {"median": float(median), "p10": float(p10), "p90": float(p90)}
 
 
 def _concurrency_notes(bench: Benchmark, e2e_s: np.ndarray) -> list[str]:

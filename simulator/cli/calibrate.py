@@ -565,3 +565,11 @@ def _print_validation(report: dict, label: str | None) -> None:
                 ]
             )
     print_table(["ms", "measured", "predicted", "error"], rows, numeric_from=1)
+    gap = report.get("ttft_gap_ms") or {}
+    if gap.get("median") is not None and abs(gap["median"]) >= 1.0:
+        # A constant gap at every request is time the simulation leaves out of each one.
+        print(
+            f"TTFT measured minus predicted, per request: median {gap['median']:+,.1f} ms "
+            f"(p10 {gap['p10']:+,.1f}, p90 {gap['p90']:+,.1f}); a gap about the same for "
+            "every request is the API server's (--api-server-latency-ms; --fit takes it)"
+        )
