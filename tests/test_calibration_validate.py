@@ -1499,7 +1499,7 @@ def test_measured_kv_cache_replaces_the_too_small_note():
         # One request 200 s early (-100 in a benchmark at 100 s): it alone is out of order.
         (
             [100.0, 100.1, -100.0, 100.3],
-            "1 request starts before one listed ahead of them "
+            "1 request starts before one listed ahead of it "
             "(the first: request 3, 200 s before request 2)",
         ),
         # One far late: every later request is out of order, the first after it named.

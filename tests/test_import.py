@@ -886,9 +886,10 @@ def test_skip_invalid_skips_a_csv_line_with_another_number_of_fields(tmp_path, w
         import_trace(path, ImportOptions())
     table, report = import_trace(path, ImportOptions(skip_invalid=True))
     assert table.num_rows == len(AZURE_2023.strip().splitlines()) - 1
+    found = 2 if where == "last" else 4
     assert report.notes == (
-        "skipped 1 line with another number of fields than the header (a cut-off or "
-        f"malformed line; first: line {line_no})",
+        f"skipped 1 line with another number of fields than the header (first: line {line_no}: "
+        f"expected 3 fields like the header, found {found})",
     )
 
 
@@ -911,3 +912,28 @@ def test_keep_failed_keeps_zero_output_rows_of_a_mapped_csv(tmp_path):
         "kept 2 rows with 0 output tokens as requests of 1 output token (--keep-failed; "
         "first: line 3)",
     )
+
+
+def test_skip_invalid_counts_every_line_an_unclosed_quote_swallows(tmp_path):
+    """Found by QA: a quote opened on line 3 and never closed took the rest of the file
+    into one record; the note said 1 line, at the file's last line."""
+    lines = AZURE_2023.strip().splitlines()
+    lines.insert(2, '"' + lines[2])  # line 3 opens a quote; lines 3 to the end are one record
+    path = write(tmp_path, "t.csv", "\n".join(lines) + "\n")
+    with pytest.raises(
+        TraceError,
+        match=r"line 3: expected 3 fields like the header, found 1 "
+        rf"\(a quote opened on line 3 runs to line {len(lines)}\)",
+    ):
+        import_trace(path, ImportOptions())
+    table, report = import_trace(path, ImportOptions(skip_invalid=True))
+    swallowed = len(lines) - 2
+    assert table.num_rows == 1
+    assert report.notes[0].startswith(f"skipped {swallowed} lines (1 record) with another")
+
+
+def test_skip_invalid_that_skips_every_line_says_so(tmp_path):
+    """Found by QA: every line ragged gave "no requests in the file (only a header?)"."""
+    path = write(tmp_path, "t.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n1,2\n3,4,5,6\n")
+    with pytest.raises(TraceError, match="no valid requests left: --skip-invalid skipped 2 lines"):
+        import_trace(path, ImportOptions(skip_invalid=True))

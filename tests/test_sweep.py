@@ -1366,3 +1366,31 @@ def test_a_block_size_vllm_does_not_accept_gets_runs_note_up_front(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "note: --block-size 7: vLLM v0.11 accepts only 1, 8, 16" in result.stderr
     assert "--block-size 16:" not in result.stderr
+
+
+def test_a_spec_names_profiles_relative_to_itself_and_show_says_auto(tmp_path, monkeypatch):
+    """Found by QA: a profile beside the spec was looked for in the current folder, and
+    `sweep show` called the default (the GPU's shipped profile) "none"."""
+    from simulator.cli.sweep import _knob_cell
+
+    root = Path(__file__).resolve().parents[1]
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    trace = _trace(folder / "t.parquet", 30, 1)
+    (folder / "mine.json").write_text(
+        (root / "calibration" / "profiles" / "h100-sxm.json").read_text()
+    )
+    spec_file = folder / "s.toml"
+    spec_file.write_text(
+        f'traces = ["{trace.name}"]\n[grid]\ngpus = ["1xH100"]\n'
+        'calibration = ["auto", "mine.json"]\n'
+    )
+    monkeypatch.chdir(tmp_path)  # not the spec's folder
+    spec = from_toml(spec_file, [], seeds=None, slo=None)
+    assert [s["calibration"] for s in spec.scenarios] == [None, str(folder / "mine.json")]
+    assert _knob_cell(None, "calibration") == "auto" and _knob_cell(None, "tp") == "auto"
+    assert _knob_cell(None, "quantization") == "none"
+    float_spec = folder / "f.toml"
+    float_spec.write_text('[grid]\ngpus = ["1xH100"]\nmax_num_seqs = [128.0]\n')
+    with pytest.raises(SimreplayError, match=r"128\.0 is not a TOML integer: write it without"):
+        from_toml(float_spec, [trace], seeds=None, slo=None)

@@ -631,8 +631,9 @@ def _order_note(arrival: np.ndarray, name: Callable[[int], str]) -> list[str]:
     ahead = int(np.argmax(arrival[:first] == running_max[first]))
     num_early = int(early.sum())
     verb = "request starts" if num_early == 1 else "requests start"
+    pronoun = "it" if num_early == 1 else "them"
     return [
-        f"{num_early:,} {verb} before one listed ahead of them (the first: "
+        f"{num_early:,} {verb} before one listed ahead of {pronoun} (the first: "
         f"{name(first)}, {running_max[first] - arrival[first]:.3g} s before "
         f"{name(ahead)}); replayed in order of start time"
     ]

@@ -70,11 +70,18 @@ _KNOB_HELP = {
 }
 
 
-def _null_word(kind: Any) -> str:
+#: Knobs whose None is a choice made per scenario (``auto``), not "none", besides numbers:
+#: ``calibration`` None uses the GPU's shipped profile (a sweep showed "none" beside a row
+#: whose step times came from h100-sxm.json).
+_AUTO_KNOBS = ("calibration",)
+
+
+def _null_word(kind: Any, knob: str = "") -> str:
     """How a knob's None default is written on the command line (``spec.coerce``): ``auto``
-    for a number chosen per scenario, ``none`` for any other optional knob."""
+    for a number chosen per scenario or a profile picked for the GPU, ``none`` for any
+    other optional knob."""
     args = [a for a in typing.get_args(kind) if a is not type(None)]
-    return "auto" if args and args[0] in (int, float) else "none"
+    return "auto" if (args and args[0] in (int, float)) or knob in _AUTO_KNOBS else "none"
 
 
 def knob_parameters(exclude: tuple[str, ...] = ("trace",), lists: bool = True) -> list[Any]:
@@ -88,7 +95,7 @@ def knob_parameters(exclude: tuple[str, ...] = ("trace",), lists: bool = True) -
         if knob in exclude:
             continue
         default = defaults.get(knob)
-        shown = default if default is not None else _null_word(knob_types()[knob])
+        shown = default if default is not None else _null_word(knob_types()[knob], knob)
         if knob == "enable_prefix_caching":
             shown = "none: the scheduler's engine default, on for vllm as in vLLM V1"
         if lists:
@@ -442,7 +449,7 @@ def _knob_cell(value: Any, knob: str) -> str:
     """A knob as it is given on the command line: true, false, and for the default the word
     its --help gives (auto for counts, none for the others)."""
     if value is None:
-        return _null_word(knob_types()[knob])
+        return _null_word(knob_types()[knob], knob)
     if isinstance(value, bool):
         return "true" if value else "false"
     return _cell(value)

@@ -138,6 +138,8 @@ def coerce(knob: str, value: Any, where: str, *, typed: bool = False) -> Any:
     def fail(expected: str) -> SimreplayError:
         return SimreplayError(f"{where}: {value!r} is not {expected}")
 
+    if typed and kind is int and isinstance(value, float):
+        raise fail("a TOML integer: write it without a decimal point")
     if typed and text is not None and kind in (bool, int, float):
         unquoted = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
         raise fail(f"{unquoted} (TOML: write it without quotes)")
@@ -309,9 +311,10 @@ def _check_knob(knob: str, where: str) -> None:
 
 def _toml_value(knob: str, value: Any, where: str, spec_path: Path) -> Any:
     value = coerce(knob, value, where, typed=True)
-    if knob == "trace":
-        trace = Path(value)
-        value = str(trace if trace.is_absolute() else spec_path.parent / trace)
+    if knob in ("trace", "calibration") and value is not None:
+        # Files named in a spec are relative to it, wherever the sweep is run from.
+        path = Path(value)
+        value = str(path if path.is_absolute() else spec_path.parent / path)
     return value
 
 

@@ -199,8 +199,11 @@ def normalize(
                 shown = _STAND_INS.get(int(value), repr(int(value)))
             keep = ""
             if name == "output_tokens" and raw.source_format in _KEEP_FAILED_FORMATS:
-                if bool((getattr(raw, name)[bad] == 0).all()):
+                zeros = int((getattr(raw, name)[bad] == 0).sum())
+                if zeros == num_bad:
                     keep = ", --keep-failed keeps them as 1-token requests"
+                elif zeros:
+                    keep = f", --keep-failed keeps the {zeros:,} with 0 as 1-token requests"
             raise TraceError(
                 f"{raw.source_file}: {raw.where(row)}: column {raw.column_label(name)}: expected "
                 f"{expected}, got {shown} ({num_rows_text(num_bad)} like this; "

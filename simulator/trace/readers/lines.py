@@ -101,26 +101,37 @@ def _has_blank_lines_or_quotes(path: Path, num_lines: int) -> bool:
     return False
 
 
-def ragged_row(path: Path) -> tuple[int, int, int] | None:
-    """The first line whose number of fields differs from the header's, as (line number,
-    the header's fields, the line's), or None."""
+def ragged_row(path: Path) -> tuple[int, int, int, int] | None:
+    """The first record whose number of fields differs from the header's, as (its first
+    line, its last line, the header's fields, the record's), or None. A record spans lines
+    where a quoted field holds a line break, or where a quote is never closed."""
     with open_text(path) as handle:
         reader = csv.reader(handle)
         num_fields = len(next(reader, []))
+        last_line = reader.line_num
         for row in reader:
+            first_line, last_line = last_line + 1, reader.line_num
             if row and len(row) != num_fields:
-                return reader.line_num, num_fields, len(row)
+                return first_line, last_line, num_fields, len(row)
     return None
 
 
+def ragged_text(found: tuple[int, int, int, int]) -> str:
+    """Where ``ragged_row``'s record is, and what it holds: ``line 5: expected 3 fields
+    like the header, found 2``, and for a record over several lines that a quote opened on
+    its first line runs to its last."""
+    first, last, expected, got = found
+    spans = f" (a quote opened on line {first} runs to line {last})" if last > first else ""
+    return f"line {first}: expected {expected} fields like the header, found {got}{spans}"
+
+
 def raise_ragged_row(path: Path, hint: bool = False) -> None:
-    """Raise at the first line whose number of fields differs from the header's; ``hint``:
+    """Raise at the first record whose number of fields differs from the header's; ``hint``:
     say that ``--skip-invalid`` skips such lines."""
     found = ragged_row(path)
     if found is not None:
-        line, expected, got = found
         raise TraceError(
-            f"{path.name}: line {line}: expected {expected} fields like the header, found {got}"
+            f"{path.name}: {ragged_text(found)}"
             + (" (--skip-invalid skips such lines)" if hint else "")
         )
 

@@ -29,6 +29,7 @@ from simulator.trace.readers.lines import (
     open_text,
     physical_line,
     ragged_row,
+    ragged_text,
     raise_not_utf8,
     raise_ragged_row,
 )
@@ -168,22 +169,19 @@ def _text_columns(
     )
 
 
-def _first_ragged_line(path: Path) -> int | str:
-    found = ragged_row(path)
-    return "unknown" if found is None else found[0]
-
-
 def _read_csv_lenient(
     path: Path, types: dict[str, pa.DataType], file_names: dict[str, str], notes: list[str]
 ) -> dict[str, pa.ChunkedArray]:
-    """``read_csv_columns`` with every cell that does not parse as null and every line with
-    another number of fields than the header skipped (``--skip-invalid``; a download cut
-    off mid-line), counted in ``notes`` with the first one's line."""
+    """``read_csv_columns`` with every cell that does not parse as null and every record
+    with another number of fields than the header skipped (``--skip-invalid``; a download
+    cut off mid-line), counted in ``notes`` by the lines they held, with the first one's."""
     parts: dict[str, list[pa.Array]] = {name: [] for name in types}
-    num_ragged = [0]
+    skipped = {"records": 0, "lines": 0}
 
     def skip_ragged(row: object) -> str:
-        num_ragged[0] += 1
+        skipped["records"] += 1
+        # A record can span lines (an unclosed quote runs to the end of the file).
+        skipped["lines"] += str(getattr(row, "text", "")).count("\n") + 1
         return "skip"
 
     try:
@@ -193,12 +191,18 @@ def _read_csv_lenient(
     except pa.ArrowInvalid as structural:
         raise_not_utf8(path, list(file_names.values()))
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
-    if num_ragged[0]:
-        what = "line" if num_ragged[0] == 1 else "lines"
-        notes.append(
-            f"skipped {num_ragged[0]:,} {what} with another number of fields than the header "
-            f"(a cut-off or malformed line; first: line {_first_ragged_line(path)})"
-        )
+    if skipped["records"]:
+        found = ragged_row(path)
+        where = "unknown" if found is None else ragged_text(found)
+        lines = skipped["lines"]
+        what = f"{lines:,} line{'' if lines == 1 else 's'}"
+        if skipped["records"] != lines:
+            records = skipped["records"]
+            what += f" ({records:,} record{'' if records == 1 else 's'})"
+        text = f"skipped {what} with another number of fields than the header (first: {where})"
+        if not any(len(chunk) for chunk in parts[next(iter(types))]):
+            raise TraceError(f"{path.name}: no valid requests left: --skip-invalid {text}")
+        notes.append(text)
     return {name: _concat(parts[name], types[name]) for name in types}
 
 
