@@ -697,6 +697,11 @@ def test_a_row_file_damaged_in_a_metric_column_is_named(tmp_path, small_trace):
     assert invoke("sweep", "show", out).exit_code == 0
 
 
+def _default_sigint() -> None:
+    """In a test's child process: SIGINT's default action, as in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_sweep(
     big: Path, out: Path, min_rows: int = 1, backend: tuple[str, ...] = ("--workers", "2")
 ) -> subprocess.Popen:
@@ -705,7 +710,14 @@ def _start_sweep(
             "--model", "llama-3.1-8b,qwen2.5-7b", "--out", str(out), *backend]  # fmt: skip
     command = [sys.executable, "-m", "simulator", "sweep", str(big), *args]
     proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        # Ctrl-C as a terminal delivers it, whatever the test runner inherited: a runner
+        # started in the background of a shell without job control ignores SIGINT, and so
+        # would the sweep (and Ray's processes), which then ran to the end (exit 0).
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 120
     rows_dir = out / "rows"
@@ -888,7 +900,11 @@ def test_sigkill_mid_sweep_then_restart_loses_and_duplicates_nothing(
     total = 5 * 4 * 2
     command = [sys.executable, "-m", "simulator", "sweep", str(big), *args]
     proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 120
     rows_dir = out / "rows"
@@ -946,8 +962,7 @@ def test_a_ray_sweep_stopped_shuts_ray_down_and_says_so(
     # C++ stack dump) and left Ray's dashboard and runtime-env agents running. Ctrl-C
     # cancelled the pending tasks, and a reply arriving for one aborted the driver inside
     # Ray ("Check failed: ... not pending", exit 1).
-    # 10,000 requests a scenario: at 1,500 the 40 finished (at 39 a second) before a SIGINT
-    # sent at the first stored row took effect, and the sweep exited 0.
+    # 10,000 requests a scenario (about 3 s for the 40): the signal lands mid-sweep.
     big = _trace(tmp_path / "big.parquet", 10_000, 5)
     out = tmp_path / "sweep"
     proc = _start_sweep(big, out, 1, ("--backend", "ray"))
