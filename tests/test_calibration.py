@@ -707,6 +707,21 @@ def test_report_lists_every_shipped_profile_with_errors():
     assert "n/a/n/a" not in table.stdout
     row = next(line for line in table.stdout.splitlines() if " allreduce " in line)
     assert " n/a " in row, row
+    # The calibration issue's targets, counted over every grid of every profile.
+    grids = [(p, g) for p in payload["profiles"] for g in p["grids"]]
+    p90s = [p["errors"][g]["holdout_random_20pct"]["p90_abs_pct"] for p, g in grids]
+    logo = [p["leave_one_out"][g]["median_abs_pct"] for p, g in grids if g in p["leave_one_out"]]
+    rand20_p90, leave_out = payload["targets"][1], payload["targets"][2]
+    assert rand20_p90 == {
+        "error": "rand20",
+        "statistic": "p90",
+        "bound_pct": 12.0,
+        "met": sum(v <= 12.0 for v in p90s),
+        "grids": len(grids),
+    }
+    assert (leave_out["met"], leave_out["grids"]) == (sum(v <= 12.0 for v in logo), len(logo))
+    line = f"target rand20 p90 <= 12%: met by {rand20_p90['met']} of {len(grids)} grids"
+    assert line in table.stdout
 
 
 def test_report_of_a_missing_folder_or_a_file_says_which(tmp_path):
