@@ -1114,8 +1114,7 @@ def fit_api_server_latency(
     fitted = _with_host(resolved, base, host)
     engine_only = _with_latency(fitted, 0.0)
     ttft_s, _, _ = _replay(bench, engine_only)
-    gap_ms = (bench.ttft_s - ttft_s)[np.isfinite(ttft_s)] * 1e3
-    median_ms = float(np.median(gap_ms)) if gap_ms.size else 0.0
+    median_ms = _ttft_gap_ms(bench.ttft_s, ttft_s)["median"] or 0.0
     latency_ms = round(min(max(median_ms, 0.0), MAX_API_SERVER_LATENCY_MS), 1)
     if median_ms > MAX_API_SERVER_LATENCY_MS and progress is not None:
         progress(

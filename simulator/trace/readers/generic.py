@@ -47,7 +47,7 @@ from simulator.trace.readers.tabular import (
     read_jsonl_columns,
     timestamps_to_seconds,
 )
-from simulator.trace.schema import MAX_ARRIVAL_S, check_unique_names
+from simulator.trace.schema import MAX_ARRIVAL_S, check_unique_names, num_rows_text
 
 PARQUET_BATCH_ROWS = 1 << 20
 SECONDS_PER_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -130,11 +130,11 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         failed = output_tokens == 0
         if failed.any():
             output_tokens = np.where(failed, 1, output_tokens)
-            count = int(failed.sum())
+            num_failed = int(failed.sum())
             notes.append(
-                f"kept {count:,} row{'' if count == 1 else 's'} with 0 output tokens as "
-                f"request{'' if count == 1 else 's'} of 1 output token (--keep-failed; first: "
-                f"{where(int(np.argmax(failed)))})"
+                f"kept {num_rows_text(num_failed)} with 0 output tokens as "
+                f"request{'' if num_failed == 1 else 's'} of 1 output token (--keep-failed; "
+                f"first: {where(int(np.argmax(failed)))})"
             )
     return RawTrace(
         arrival_time_s=arrival_time_s,

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
+from simulator.checks import count
 from simulator.errors import TraceError
 from simulator.trace.raw import FRACTION_INT, HUGE_INT, MISSING_INT
 from simulator.trace.readers.lines import (
@@ -194,11 +195,9 @@ def _read_csv_lenient(
     if skipped["records"]:
         found = ragged_row(path)
         where = "unknown" if found is None else ragged_text(found)
-        lines = skipped["lines"]
-        what = f"{lines:,} line{'' if lines == 1 else 's'}"
-        if skipped["records"] != lines:
-            records = skipped["records"]
-            what += f" ({records:,} record{'' if records == 1 else 's'})"
+        what = count(skipped["lines"], "line")
+        if skipped["records"] != skipped["lines"]:
+            what += f" ({count(skipped['records'], 'record')})"
         text = f"skipped {what} with another number of fields than the header (first: {where})"
         if not any(len(chunk) for chunk in parts[next(iter(types))]):
             raise TraceError(f"{path.name}: no valid requests left: --skip-invalid {text}")
