@@ -158,6 +158,12 @@ class Scenario:
         hand-off to the engine process, streaming back), which a client-measured TTFT and
         E2E include and the engine's steps do not. Default ``DEFAULT_API_SERVER_LATENCY_MS``
         (the evidence is in its comment); 0 reports the engine's own latencies.
+    async_scheduling : bool
+        vLLM's ``--async-scheduling``: the engine's host work for the next step runs while
+        the GPU executes this one, so a step takes the larger of the two instead of their
+        sum (``perf.roofline.with_async_scheduling``). Off by default, as in vLLM v0.11;
+        later vLLM releases turn it on by default. ``vllm`` and ``sarathi`` schedulers
+        only, without ``pp`` (vLLM v0.6 has no async scheduler).
     """
 
     gpus: str = "1xH100"
@@ -182,6 +188,7 @@ class Scenario:
     quantization: str | None = None
     kv_cache_dtype: str = "auto"
     api_server_latency_ms: float = DEFAULT_API_SERVER_LATENCY_MS
+    async_scheduling: bool = False
 
     def __post_init__(self) -> None:
         # numpy scalars (a grid from np.arange, a value read from a table) become the Python
@@ -304,6 +311,7 @@ class ResolvedScenario:
             "closed_loop": self.scenario.closed_loop,
             "max_concurrency": self.scenario.max_concurrency,
             "enforce_eager": self.scenario.enforce_eager,
+            "async_scheduling": self.scenario.async_scheduling,
             "api_server_latency_ms": self.scenario.api_server_latency_ms,
             **self._precision_dict(),
             "max_num_seqs": self.max_num_seqs,
@@ -523,7 +531,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         )
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
     step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes)
-    step_model = graphed(step_model, scenario, max_num_seqs, token_budget)
+    step_model = served_step_model(step_model, scenario, max_num_seqs, token_budget)
     notes.extend(_multi_node_notes(gpu, tp, pp, num_gpus // (tp * pp)))
     return ResolvedScenario(
         scenario=scenario,
@@ -558,18 +566,19 @@ def kv_too_small_note(max_model_len: int, kv_capacity_tokens: int) -> str:
     )
 
 
-def graphed(
+def served_step_model(
     step: StepTimeModel, scenario: Scenario, max_num_seqs: int, token_budget: int
 ) -> StepTimeModel:
-    """``step`` with vLLM's CUDA-graph padding for the scenario's scheduler, its
-    ``--enforce-eager`` and the resolved batch knobs."""
+    """``step`` as the scenario's engine runs it: vLLM's CUDA-graph padding for its
+    scheduler, ``--enforce-eager`` and the resolved batch knobs, and ``--async-scheduling``."""
     from simulator.perf.cuda_graphs import max_graph_tokens
-    from simulator.perf.roofline import with_cuda_graphs
+    from simulator.perf.roofline import with_async_scheduling, with_cuda_graphs
 
     max_tokens, decode_only = max_graph_tokens(
         scenario.scheduler, max_num_seqs, token_budget, enforce_eager=scenario.enforce_eager
     )
-    return with_cuda_graphs(step, max_tokens, decode_only=decode_only)
+    step = with_cuda_graphs(step, max_tokens, decode_only=decode_only)
+    return with_async_scheduling(step, scenario.async_scheduling)
 
 
 #: Step models already built in this process (sweeps resolve the same pairs many times).
@@ -750,6 +759,20 @@ def check_knobs(scenario: Scenario) -> None:
         )
     if not isinstance(scenario.enforce_eager, bool):
         raise SimreplayError(f"enforce_eager must be true or false, got {scenario.enforce_eager!r}")
+    if not isinstance(scenario.async_scheduling, bool):
+        raise SimreplayError(
+            f"async_scheduling must be true or false, got {scenario.async_scheduling!r}"
+        )
+    if scenario.async_scheduling and scenario.scheduler == "vllm-v0":
+        raise SimreplayError(
+            "--async-scheduling is vLLM V1's (schedulers vllm and sarathi); vLLM v0.6 "
+            "(--scheduler vllm-v0) has no async scheduler"
+        )
+    if scenario.async_scheduling and isinstance(scenario.pp, int) and scenario.pp > 1:
+        raise SimreplayError(
+            "--async-scheduling cannot be combined with --pp: pipeline stages follow vLLM "
+            "v0.6's virtual engines, which have no async scheduler"
+        )
     if scenario.router == "prefix-aware" and not prefix_caching_on(scenario):
         raise SimreplayError(
             "--router prefix-aware routes by cached prefixes, which are off"

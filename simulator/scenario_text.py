@@ -40,6 +40,22 @@ def api_server_text(scenario: dict[str, Any]) -> str:
     )
 
 
+def host_text(scenario: dict[str, Any]) -> str:
+    """The engine's CPU time per step, and whether it adds to the GPU's (vLLM v0.11) or
+    overlaps it (``--async-scheduling``)."""
+    model = scenario.get("step_time_model", {})
+    fixed_s = model.get("efficiency_host_overhead_s")
+    per_seq_s = model.get("efficiency_host_overhead_per_seq_s")
+    amount = (
+        f"{fixed_s * 1e3:.3g} ms + {per_seq_s * 1e6:.3g} us per scheduled request a step"
+        if isinstance(fixed_s, int | float) and isinstance(per_seq_s, int | float)
+        else "the step model's"
+    )
+    if scenario.get("async_scheduling"):
+        return f"{amount}, overlapping the GPU's work (--async-scheduling): a step takes the larger"
+    return f"{amount}, added to the GPU's (no --async-scheduling, as vLLM v0.11)"
+
+
 def token_budget_text(scenario: dict[str, Any]) -> str:
     """What a batch-knobs line adds for ``sarathi``, whose token budget per step (and so
     its ``max_num_batched_tokens``) is ``--chunk-size``, or when the budget is not

@@ -109,6 +109,8 @@ def dyadic_params_variants(draw) -> np.ndarray:
     # few enough tokens) and v0.6 (decode-only steps) with small and large captures.
     params[kernel.CUDA_GRAPH_MAX_TOKENS] = draw(st.sampled_from([0.0, 8.0, 16.0, 512.0]))
     params[kernel.CUDA_GRAPH_DECODE_ONLY] = draw(st.sampled_from([0.0, 1.0]))
+    # Async scheduling: a step takes max(GPU terms, host) instead of their sum.
+    params[kernel.ASYNC_SCHEDULING] = draw(st.sampled_from([0.0, 1.0]))
     return params
 
 
@@ -312,19 +314,25 @@ def test_v0_decode_with_no_free_block_preempts_as_v0_6_does(num_requests):
     assert state.req_i[:, R_PREEMPTIONS].sum() > 0
 
 
-@pytest.mark.parametrize("graphs", ["eager", "v1", "v0"])
+@pytest.mark.parametrize("graphs", ["eager", "v1", "v0", "v1-async"])
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_numba_engine_matches_reference_on_long_decode_runs(scheduler, graphs):
     """Long runs of decode-only steps, which the engine may apply as a run, not step by step.
 
     Short prompts, long outputs, small blocks and a cache that fills now and then; with and
     without CUDA-graph padding of the step's token rows (V1: every step up to 16 tokens;
-    v0.6: decode-only steps).
+    v0.6: decode-only steps), and with async scheduling (steps of few sequences take the
+    host time, of long contexts the GPU's: both sides of the max).
     """
     params = DYADIC.copy()
     if graphs != "eager":
         params[kernel.CUDA_GRAPH_MAX_TOKENS] = 16.0
         params[kernel.CUDA_GRAPH_DECODE_ONLY] = 1.0 if graphs == "v0" else 0.0
+    if graphs == "v1-async":
+        params[kernel.ASYNC_SCHEDULING] = 1.0
+        # KV reads slow enough that long contexts outlast the host's 2**-6 s.
+        params[kernel.ATTN_KV_S_PER_CONTEXT_TOKEN] = 2.0**-14
+        host_bound = gpu_bound = 0
     rng = np.random.default_rng(1)
     n = 80
     arrival = np.cumsum(rng.integers(0, 40, n)) / 64.0
@@ -353,6 +361,18 @@ def test_numba_engine_matches_reference_on_long_decode_runs(scheduler, graphs):
     assert_matches_reference(state, ref)
     # The engine counts the steps it applied as decode runs: this case must exercise them.
     assert state.counters[engine_state.C_FAST_STEPS] > len(ref["steps"]) // 2
+    if graphs == "v1-async":
+        # Every step takes at least its host time; some exactly that (host-bound), some
+        # more (GPU-bound). Exact: every term and clock is dyadic.
+        for step in ref["steps"]:
+            host_s = params[kernel.HOST_S] + params[kernel.HOST_S_PER_SEQ] * (
+                step["num_prefill_seqs"] + step["num_decode_seqs"]
+            )
+            duration_s = step["end_s"] - step["start_s"]
+            assert duration_s >= host_s
+            host_bound += duration_s == host_s
+            gpu_bound += duration_s > host_s
+        assert host_bound > 0 and gpu_bound > 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -458,21 +458,26 @@ def test_step_time_kernel_and_layout_import_only_what_they_state(module, allowed
 
 
 @pytest.mark.parametrize(
-    ("gpus", "model", "tp", "pp"),
+    ("gpus", "model", "tp", "pp", "overlap"),
     [
-        ("1xH100", "llama-3.1-8b", 1, 1),  # shipped calibration profile
-        ("4xA100", "llama-2-70b", 4, 1),  # shipped profile, TP all-reduce
-        ("2xMI300X", "mixtral-8x7b", 2, 1),  # no profile: roofline, MoE
-        ("1xL4", "qwen2.5-7b", 1, 1),  # fallback from a measured relative
-        ("8xA100", "llama-2-70b", 4, 2),  # pipeline stages: the transfer term, calibrated
-        ("8xMI300X", "mixtral-8x7b", 2, 4),  # pipeline stages, roofline
+        ("1xH100", "llama-3.1-8b", 1, 1, False),  # shipped calibration profile
+        ("1xH100", "llama-3.1-8b", 1, 1, True),  # async scheduling: max(GPU, host)
+        ("4xA100", "llama-2-70b", 4, 1, False),  # shipped profile, TP all-reduce
+        ("4xA100", "llama-2-70b", 4, 1, True),
+        ("2xMI300X", "mixtral-8x7b", 2, 1, False),  # no profile: roofline, MoE
+        ("2xMI300X", "mixtral-8x7b", 2, 1, True),
+        ("1xL4", "qwen2.5-7b", 1, 1, False),  # fallback from a measured relative
+        ("8xA100", "llama-2-70b", 4, 2, False),  # pipeline stages: the transfer term, calibrated
+        ("8xMI300X", "mixtral-8x7b", 2, 4, False),  # pipeline stages, roofline
     ],
 )
-def test_decode_run_split_equals_step_time_bit_for_bit(gpus, model, tp, pp):
+def test_decode_run_split_equals_step_time_bit_for_bit(gpus, model, tp, pp, overlap):
     """The engine's decode runs add the same terms in the same order as step_time_s."""
     from simulator.scenario import Scenario, resolve
 
-    params = resolve(Scenario(gpus=gpus, model=model, tp=tp, pp=pp)).step_model.params
+    scenario = Scenario(gpus=gpus, model=model, tp=tp, pp=pp, async_scheduling=overlap)
+    params = resolve(scenario).step_model.params
+    assert params[kernel.ASYNC_SCHEDULING] == float(overlap)
     assert (params[kernel.PP_TRANSFER_S] > 0.0) == (pp > 1)
     rng = np.random.default_rng(11)
     zero = np.int64(0)
@@ -498,6 +503,7 @@ def test_decode_run_split_equals_step_time_bit_for_bit(gpus, model, tp, pp):
             assert split == whole and split > 0.0
 
 
+@pytest.mark.parametrize("overlap", [False, True], ids=["serial-host", "async-scheduling"])
 @pytest.mark.parametrize(
     ("gpus", "model", "tp"),
     [
@@ -506,12 +512,13 @@ def test_decode_run_split_equals_step_time_bit_for_bit(gpus, model, tp, pp):
         ("2xMI300X", "mixtral-8x7b", 2),  # roofline: no cell, always the slow path
     ],
 )
-def test_decode_run_table_cell_reuse_equals_step_time_bit_for_bit(gpus, model, tp):
+def test_decode_run_table_cell_reuse_equals_step_time_bit_for_bit(gpus, model, tp, overlap):
     """A run reuses the decode table's cell while its context stays inside it (as the
     engine's decode-run loop does); every step still equals step_time_s exactly."""
     from simulator.scenario import Scenario, resolve
 
-    params = resolve(Scenario(gpus=gpus, model=model, tp=tp)).step_model.params
+    scenario = Scenario(gpus=gpus, model=model, tp=tp, async_scheduling=overlap)
+    params = resolve(scenario).step_model.params
     zero = np.int64(0)
     calibrated = params.shape[0] > kernel.NUM_PARAMS
     for num_decodes in [1, 3, 64, 255]:
@@ -528,7 +535,7 @@ def test_decode_run_table_cell_reuse_equals_step_time_bit_for_bit(gpus, model, t
                 table = kernel.table_s(params, kernel.CAL_DECODE_ATTENTION, float(num_decodes), y)
                 assert attention_s == table
                 split = kernel.decode_run_total_s.py_func(
-                    before_s, attention_s, allreduce_s, host_s, transfer_s
+                    before_s, attention_s, allreduce_s, host_s, transfer_s, overlap
                 )
                 reused += 1
             else:

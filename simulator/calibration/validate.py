@@ -62,9 +62,9 @@ from simulator.scenario import (
     KV_TOO_SMALL_MARK,
     ResolvedScenario,
     Scenario,
-    graphed,
     kv_too_small_note,
     resolve,
+    served_step_model,
 )
 from simulator.trace.schema import INT32_MAX, MAX_ARRIVAL_S, farthest_time_row
 
@@ -793,6 +793,12 @@ def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
         "max_num_batched_tokens": resolved.max_num_batched_tokens,
         "max_model_len": resolved.max_model_len,
         "enforce_eager": resolved.scenario.enforce_eager,
+        "async_scheduling": resolved.scenario.async_scheduling,
+        "step_time_model": {
+            key: resolved.step_model.description[key]
+            for key in ("efficiency_host_overhead_s", "efficiency_host_overhead_per_seq_s")
+            if key in resolved.step_model.description
+        },
         "cuda_graph_max_tokens": resolved.step_model.description.get("cuda_graph_max_tokens"),
         "scheduler": resolved.scenario.scheduler,
         "block_size": resolved.memory.block_size,
@@ -863,7 +869,7 @@ def _with_host(
     source += "; host overheads fitted to this benchmark"
     step = dataclasses.replace(step, source=source)
     chosen = resolved.scenario
-    step = graphed(step, chosen, resolved.max_num_seqs, resolved.token_budget)
+    step = served_step_model(step, chosen, resolved.max_num_seqs, resolved.token_budget)
     return dataclasses.replace(resolved, step_model=step, calibration={**info, "source": source})
 
 

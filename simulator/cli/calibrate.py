@@ -11,7 +11,7 @@ import typer
 from simulator.cli.common import count, domain_errors, err, print_json, print_table
 from simulator.errors import SimreplayError
 from simulator.scenario import DEFAULT_API_SERVER_LATENCY_MS
-from simulator.scenario_text import api_server_text
+from simulator.scenario_text import api_server_text, host_text
 
 app = typer.Typer(
     help="Fit step-time profiles to measured GPU data and measure their error.",
@@ -414,6 +414,14 @@ def validate(
             help="The benchmarked server ran with vLLM's --enforce-eager (no CUDA graphs).",
         ),
     ] = False,
+    async_scheduling: Annotated[
+        bool,
+        typer.Option(
+            "--async-scheduling",
+            help="The benchmarked server ran with vLLM's async scheduling (on by default in "
+            "vLLM releases after v0.11; off with --no-async-scheduling there).",
+        ),
+    ] = False,
     scheduler: Annotated[
         str,
         typer.Option(
@@ -506,6 +514,7 @@ def validate(
         max_model_len=max_model_len,
         calibration=None if calibration is None else str(calibration),
         enforce_eager=enforce_eager,
+        async_scheduling=async_scheduling,
         quantization=None if quantization in (None, "none") else quantization,
         kv_cache_dtype=kv_cache_dtype,
         scheduler=scheduler,
@@ -588,6 +597,8 @@ def _print_validation(report: dict, label: str | None) -> None:
         print(f"engine: {d['engine']}")
     if "api_server_latency_ms" in d:
         print(f"API server: {api_server_text(d)}")
+    if "async_scheduling" in d:
+        print(f"host overhead: {host_text(d)}")
     print(f"step times: {report['step_times']}")
     rows = []
     for metric in ("ttft", "tpot", "e2e"):

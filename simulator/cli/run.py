@@ -35,6 +35,7 @@ from simulator.scenario_text import (
     api_server_text,
     delay_s_text,
     graphs_text,
+    host_text,
     precision_text,
     token_budget_text,
 )
@@ -166,6 +167,15 @@ def run(
             "captured batch size.",
         ),
     ] = False,
+    async_scheduling: Annotated[
+        bool,
+        _opt(
+            "--async-scheduling",
+            help="As vLLM's --async-scheduling (on by default in vLLM releases after v0.11): "
+            "the engine's host work overlaps the GPU's, so a step takes the larger of the two "
+            "instead of their sum.",
+        ),
+    ] = False,
     quantization: Annotated[
         str | None,
         _opt(
@@ -250,6 +260,7 @@ def run(
         closed_loop=closed_loop,
         max_concurrency=max_concurrency,
         enforce_eager=enforce_eager,
+        async_scheduling=async_scheduling,
         api_server_latency_ms=api_server_latency_ms,
         quantization=None if quantization in (None, "none") else quantization,
         kv_cache_dtype=kv_cache_dtype,
@@ -421,6 +432,7 @@ def _print_human(result: Any, trace_name: str) -> None:
                 ),
             ),
             ("API server", api_server_text(scenario)),
+            ("Host overhead", host_text(scenario)),
             ("Precision", precision_text(scenario)),
             ("Step times", scenario["calibration"] + _profile_file_text(scenario)),
             ("CUDA graphs", graphs_text(scenario)),

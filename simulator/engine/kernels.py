@@ -117,6 +117,7 @@ from simulator.perf.kernel import (
     segment_attention_s,
     step_time_s,
 )
+from simulator.perf.layout import ASYNC_SCHEDULING
 
 # Whether the head of a replica's queue can be admitted now, or what holds it back.
 ADMIT = 0
@@ -1150,6 +1151,7 @@ def _fast_forward_decodes(
     before_s, allreduce_s, host_s, batch_i, batch_frac, transfer_s = _run_terms(
         params, run_terms, num_decodes
     )
+    overlap = params[ASYNC_SCHEDULING] != 0.0
     context_lo = 0
     cell_lo, cell_hi, v00, v01, v10, v11 = math.inf, -math.inf, 0.0, 0.0, 0.0, 0.0
     # The residue of the steady decodes that take a block falls by one (mod block size) a
@@ -1173,6 +1175,7 @@ def _fast_forward_decodes(
                 allreduce_s,
                 host_s,
                 transfer_s,
+                overlap,
             )
         else:
             step_s, context_lo = decode_run_step_s(

@@ -60,6 +60,7 @@ from simulator import _numba_cache
 from simulator.perf.layout import (
     ALLREDUCE_S,
     ALLREDUCE_S_PER_TOKEN,
+    ASYNC_SCHEDULING,
     ATTN_COMPUTE_S_PER_WORK,
     ATTN_KV_S_PER_CONTEXT_TOKEN,
     ATTN_LATENCY_S,
@@ -371,10 +372,7 @@ def step_time_parts_s(
             decode_context_tokens,
             parts_s,
         )
-        total_s = 0.0
-        for part_idx in range(NUM_PARTS):
-            total_s += parts_s[part_idx]
-        return total_s
+        return _sum_parts(params, parts_s)
 
     num_tokens = graph_rows(params, num_tokens, num_decode_seqs)
     parts_s[PART_LINEAR] = _linear_s(params, num_tokens)
@@ -400,7 +398,25 @@ def step_time_parts_s(
     parts_s[PART_ALLREDUCE] = params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
     parts_s[PART_HOST] = params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
     parts_s[PART_PP_TRANSFER] = _pp_transfer_s(params, num_tokens)
+    return _sum_parts(params, parts_s)
 
+
+@njit(cache=True, inline="always", _nrt=False)
+def _sum_parts(params, parts_s):
+    """The step time from its parts, in PART_* order (as ``step_time_s`` adds them).
+
+    With async scheduling the host part overlaps the GPU's: the step takes the larger of the
+    two, and the host part is rewritten as the host time left exposed (0 when the GPU's work
+    is longer), so the parts still add up to the step.
+    """
+    if params[ASYNC_SCHEDULING] != 0.0:
+        gpu_s = 0.0
+        for part_idx in range(NUM_PARTS):
+            if part_idx != PART_HOST:
+                gpu_s += parts_s[part_idx]
+        total_s = max(gpu_s, parts_s[PART_HOST])
+        parts_s[PART_HOST] = total_s - gpu_s
+        return total_s
     total_s = 0.0
     for part_idx in range(NUM_PARTS):
         total_s += parts_s[part_idx]
@@ -475,9 +491,25 @@ def step_time_s(
         float(decode_context_tokens),
     )
     total_s += params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * num_tokens
-    total_s += params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
-    # Added last: + 0.0 without pipeline parallelism leaves the sum as it was, bit for bit.
-    total_s += _pp_transfer_s(params, num_tokens)
+    return _add_host_s(
+        params,
+        total_s,
+        params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs,
+        _pp_transfer_s(params, num_tokens),
+    )
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _add_host_s(params, gpu_s, host_s, transfer_s):
+    """A step's seconds from its GPU terms summed up to the all-reduce, its host time and
+    its stage transfers: ``gpu_s + host_s + transfer_s`` in that order (the transfer last:
+    + 0.0 without pipeline parallelism leaves the sum as it was, bit for bit), or with async
+    scheduling ``max(gpu_s + transfer_s, host_s)``: the host work of the next step runs
+    while the GPU executes this one."""
+    if params[ASYNC_SCHEDULING] != 0.0:
+        return max(gpu_s + transfer_s, host_s)
+    total_s = gpu_s + host_s
+    total_s += transfer_s
     return total_s
 
 
@@ -516,9 +548,12 @@ def _calibrated_step_s(
         max(float(decode_context_tokens), float(num_decode_seqs)),
     )
     total_s += table_s(params, CAL_ALLREDUCE, 0.0, num_tokens)
-    total_s += params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs
-    total_s += _pp_transfer_s(params, num_tokens)
-    return total_s
+    return _add_host_s(
+        params,
+        total_s,
+        params[HOST_S] + params[HOST_S_PER_SEQ] * num_seqs,
+        _pp_transfer_s(params, num_tokens),
+    )
 
 
 # --- decode-only runs ------------------------------------------------------------------------
@@ -639,15 +674,21 @@ def decode_run_step_s(
         attention_s = _attention_s(
             params, float(num_decode_seqs), float(context_tokens), float(context_tokens)
         )
-    return decode_run_total_s(before_s, attention_s, allreduce_s, host_s, transfer_s), context_lo
+    total_s = decode_run_total_s(
+        before_s, attention_s, allreduce_s, host_s, transfer_s, params[ASYNC_SCHEDULING] != 0.0
+    )
+    return total_s, context_lo
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def decode_run_total_s(before_s, attention_s, allreduce_s, host_s, transfer_s):
-    """A decode-only step's seconds from its terms, added in ``step_time_s``'s order."""
+def decode_run_total_s(before_s, attention_s, allreduce_s, host_s, transfer_s, overlap):
+    """A decode-only step's seconds from its terms, added in ``step_time_s``'s order;
+    ``overlap``: async scheduling (``_add_host_s``)."""
     total_s = before_s
     total_s += attention_s
     total_s += allreduce_s
+    if overlap:
+        return max(total_s + transfer_s, host_s)
     total_s += host_s
     if transfer_s != 0.0:  # adding 0.0 would leave the sum as it is: skip the work
         total_s += transfer_s

@@ -70,7 +70,11 @@ PP_TRANSFER_S_PER_TOKEN = _AFTER_LINEAR + 20
 # FULL_AND_PIECEWISE default). See ``graph_rows``.
 CUDA_GRAPH_MAX_TOKENS = _AFTER_LINEAR + 21
 CUDA_GRAPH_DECODE_ONLY = _AFTER_LINEAR + 22
-NUM_PARAMS = _AFTER_LINEAR + 23
+# vLLM V1's async scheduling (``--async-scheduling``): 1.0 when the host work of a step runs
+# while the GPU executes the previous one, so a step takes max(GPU time, host time) instead
+# of their sum; 0.0 (the default, vLLM v0.11) when it is serial. See ``with_async_scheduling``.
+ASYNC_SCHEDULING = _AFTER_LINEAR + 23
+NUM_PARAMS = _AFTER_LINEAR + 24
 
 # --- calibrated tables (present only when len(params) > NUM_PARAMS) ------------------------
 CAL_HEADER = NUM_PARAMS

@@ -84,7 +84,11 @@ Approximations to know about:
     20-40 % slower. Calibrated tables (issue 4) are meant to remove this.
   * Per-operation latencies stand for launch, ramp and tail effects of small kernels under
     CUDA graphs; they matter only for small batches.
-  * Host overhead is serial with the GPU (vLLM V1 without async scheduling).
+  * Host overhead is serial with the GPU, as in vLLM v0.11's V1 engine, where async
+    scheduling is off unless asked for. With ``with_async_scheduling`` (``--async-scheduling``;
+    on by default in later vLLM releases, from vLLM PR #27614 of late 2025, whenever no
+    incompatible option is set) the host work of the next step runs while the GPU executes
+    this one, and a step takes ``max(GPU terms, host)`` instead of their sum.
 
 Default efficiencies (``DEFAULT_EFFICIENCIES``) and where they come from. Figures quoted as
 "AIConfigurator" are NVIDIA AIConfigurator's measurements of vLLM's own kernels in
@@ -743,6 +747,38 @@ def with_cuda_graphs(
     description: dict[str, float | str] = dict(step.description)
     description["cuda_graph_max_tokens"] = float(max_graph_tokens)
     description["cuda_graph_steps"] = "decode-only" if decode_only else "all"
+    return StepTimeModel(params=params, source=step.source, description=description)
+
+
+def with_async_scheduling(step: StepTimeModel, enabled: bool = True) -> StepTimeModel:
+    """``step`` with vLLM V1's async scheduling: each step takes the larger of its GPU time
+    and its host time instead of their sum (slot ``ASYNC_SCHEDULING``).
+
+    vLLM's ``AsyncScheduler`` (``--async-scheduling``, vLLM PR #19970; on by default since
+    PR #27614 whenever no incompatible option is set) schedules step N + 1 and prepares its
+    inputs while the GPU executes step N, and processes step N's output while N + 1 runs,
+    so the engine's CPU work is hidden unless it takes longer than the GPU's. What it also
+    changes and is not modelled: a request that arrives while a step runs can join only the
+    step after the one already scheduled (about one step more of TTFT under load).
+
+    Parameters
+    ----------
+    step : StepTimeModel
+        Roofline or calibrated; not mutated.
+    enabled : bool
+        False returns ``step`` itself.
+
+    Returns
+    -------
+    StepTimeModel
+        A copy with the slot set and ``async_scheduling`` in its description.
+    """
+    if not enabled:
+        return step
+    params = step.params.copy()
+    params[layout.ASYNC_SCHEDULING] = 1.0
+    description: dict[str, float | str] = dict(step.description)
+    description["async_scheduling"] = "host work overlaps the GPU's: step = max(GPU, host)"
     return StepTimeModel(params=params, source=step.source, description=description)
 
 

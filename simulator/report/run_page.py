@@ -23,6 +23,7 @@ from simulator.scenario_text import (
     api_server_text,
     delay_s_text,
     graphs_text,
+    host_text,
     precision_text,
     token_budget_text,
 )
@@ -931,6 +932,8 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("Router", esc(s["router"])))
     if "api_server_latency_ms" in s:
         rows.append(("API server", esc(api_server_text(s))))
+    if "async_scheduling" in s:
+        rows.append(("Host overhead", esc(host_text(s))))
     if {"gemm", "kv_cache_dtype", "kv_cache_bytes_per_element"} <= s.keys():
         rows.append(("Precision", esc(precision_text(s))))
     calibration = str(s["calibration"])

@@ -58,6 +58,7 @@ KNOBS = (
     "closed_loop",
     "max_concurrency",
     "enforce_eager",
+    "async_scheduling",
     "api_server_latency_ms",
     "block_size",
     "gpu_memory_utilization",
@@ -77,6 +78,7 @@ SHOWN_WHEN_VARIED = (
     "prefix_load_cap",
     "closed_loop",
     "enforce_eager",
+    "async_scheduling",
     "api_server_latency_ms",
     "max_model_len",
 )
