@@ -111,8 +111,24 @@ def refuse_overwriting_input(output: Path, inputs: list[Path], what: str) -> Non
 
 
 def check_output_path(path: Path) -> Path:
-    """Fail early, before any work, when ``path`` cannot be written."""
+    """Fail early, before any work, when ``path`` cannot be written; return where to write.
+
+    A symbolic link is followed: its target is written (the writers rename a temporary
+    file onto the path they are given, which would otherwise replace the link itself). A
+    device, named pipe or socket is refused: renaming a file onto it would replace it
+    (``-o /dev/null`` run as root removed the device).
+    """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is not None:
+        kind = next((name for test, name in _SPECIAL_FILES if test(mode)), None)
+        if kind is not None:
+            raise SimreplayError(f"{path}: is {kind}, not a file to write; give a file name")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         if parent.exists():

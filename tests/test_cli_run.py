@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -853,3 +855,30 @@ def test_max_concurrency_holds_requests_as_vllm_bench_serve_does(tmp_path):
 )
 def test_a_bad_max_concurrency_is_one_line(small_trace, extra, fragment):
     assert_one_line_error(invoke("run", small_trace, *extra), fragment)
+
+
+def test_an_output_path_that_is_a_device_pipe_or_link_is_not_replaced(tmp_path, named_pipe):
+    """Found by a QA pass: ``calibrate fit -o /dev/null``, run as root, renamed its file onto
+    /dev/null (the device became a 274-byte file); ``-o LINK`` replaced the link, not its
+    target. Special files are refused; a link's target is written."""
+    from simulator.io import check_output_path, write_text_atomic
+
+    with pytest.raises(
+        SimreplayError, match=r"pipe: is a named pipe \(FIFO\), not a file to write"
+    ):
+        write_text_atomic("x", named_pipe)
+    assert stat.S_ISFIFO(os.stat(named_pipe).st_mode)
+    if Path("/dev/null").exists():
+        with pytest.raises(SimreplayError, match="^/dev/null: is a device, not a file to write"):
+            check_output_path(Path("/dev/null"))
+    target = tmp_path / "target.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(target.name)
+    write_text_atomic("first", link)
+    assert link.is_symlink() and target.read_text() == "first"
+    write_text_atomic("second", link)
+    assert link.is_symlink() and target.read_text() == "second"
+    result = invoke(
+        "calibrate", "fit", "--source", tmp_path / "none", "--gpu", "A40", "-o", named_pipe
+    )
+    assert result.exit_code == 1 and "named pipe" in result.stderr
