@@ -2389,3 +2389,90 @@ def test_a100_tensor_parallel_steps_keep_custom_allreduce_below_8_mib():
     # H100's all-reduce (vLLM 0.24) has no switch in the measured sizes: no step.
     h100 = resolve(Scenario(gpus="4xH100", model="llama-3.1-70b", tp=4)).step_model
     assert "allreduce_switch_bytes" not in h100.description
+
+
+def test_a_latency_no_profile_can_store_is_one_line_naming_the_point(tmp_path):
+    """Found by a QA pass: one GEMM row at 1e12 ms (within the reader's range) ended in a
+    traceback from the profile writer (log-ratio beyond the int16 store)."""
+    source = _synthetic_gemm(tmp_path / "src", [1, 16, 256, 4096], [1024, 4096])
+    path = source / "mygpu" / "gemm" / "x" / "gemm_perf.parquet"
+    table = pq.read_table(path).to_pydict()
+    table["latency"][0] = 1e12
+    _write(table, path)
+    result = runner.invoke(
+        app,
+        [
+            "calibrate",
+            "fit",
+            "--source",
+            str(source / "mygpu"),
+            "--gpu",
+            "H100",
+            "-o",
+            str(tmp_path / "p.json"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert "gemm_bfloat16 point (k=1024, m=1, n=1024) measured 1e+09 s" in line
+    assert "times slower than H100-SXM's roofline" in line and "nothing was written" in line
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize(("scale", "words"), [(1.0, "faster memory"), (1e3, "too large a unit")])
+def test_fit_refuses_a_dram_rate_a_profile_cannot_hold(tmp_path, scale, words):
+    """Found by a QA pass: H100 GEMMs fitted as A100 (no device column) and times 1,000x off
+    wrote profiles (exit 0) that every run then refused (dram_read_fraction out of range).
+    Here: weight reads at 5 TB/s, 2.5 times A100's DRAM (and 1,000 times slower)."""
+    from simulator.calibration.fit import DRAM_RATE_MIN_POINTS, DRAM_RATE_TOP_SHARE
+    from simulator.calibration.profile import read_bytes
+
+    count = int(DRAM_RATE_MIN_POINTS / DRAM_RATE_TOP_SHARE) + 40
+    feats = {
+        "m": np.resize([1.0, 2.0, 4.0, 8.0, 16.0], count),
+        "n": np.resize([4096.0, 8192.0, 16384.0], count),
+        "k": np.full(count, 16384.0),
+    }
+    latency_s = read_bytes("gemm_bfloat16", feats) / 5e12 * scale
+    _write(
+        {"gemm_dtype": ["bfloat16"] * count, **feats, "latency": latency_s * 1e3},
+        tmp_path / "src" / "gemm_perf.parquet",
+    )
+    result = runner.invoke(
+        app,
+        [
+            "calibrate",
+            "fit",
+            "--source",
+            str(tmp_path / "src"),
+            "--gpu",
+            "A100",
+            "-o",
+            str(tmp_path / "p.json"),
+        ],
+    )
+    assert result.exit_code == 1, result.stdout
+    line = result.stderr.strip().splitlines()[-1]
+    assert "A100-80GB-SXM's 2,039 GB/s (a profile takes 0.05 to 1.5)" in line
+    assert words in line and "nothing was written" in line
+    assert not (tmp_path / "p.json").exists()
+
+
+@needs_shared
+def test_a_vidur_folder_named_for_another_gpu_is_refused(tmp_path):
+    """Found by a QA pass: Vidur's files name no device, so its a100 folder checked (or
+    fitted) as --gpu A40 gave +98 % errors and no word; the folder's name is the device."""
+    folder = SHARED / "vidur" / "profiling" / "compute" / "a100"
+    for command in (
+        ["check", str(folder)],
+        ["fit", "--source", str(folder), "-o", str(tmp_path / "p.json")],
+    ):
+        result = runner.invoke(app, ["calibrate", *command, "--gpu", "A40"])
+        assert result.exit_code == 1
+        assert result.stderr.strip().endswith(
+            "the files were measured on A100-80GB-SXM, not A40: fit them as --gpu "
+            "A100-80GB-SXM; runs on A40 borrow measured GPUs' profiles scaled to A40's peaks"
+        )
+    own = runner.invoke(app, ["calibrate", "check", str(folder), "--gpu", "A100", "--json"])
+    assert own.exit_code == 0, own.stderr

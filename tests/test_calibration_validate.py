@@ -1548,3 +1548,35 @@ def test_the_per_request_ttft_gap_shows_a_latency_left_out(bench):
         "--api-server-latency-ms", TRUE_LATENCY_MS,
     )  # fmt: skip
     assert abs(json.loads(exact.stdout)["validation"]["ttft_gap_ms"]["median"]) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("field", "fragment"),
+    [
+        ("ttfts", "v.json: ttfts reach 250 s, longer than the whole benchmark (duration 12 s)"),
+        ("latencies", "v.json: latencies (E2E) reach 600 s, longer than the whole benchmark"),
+        ("start_times", "v.json: start_times span 1,000 s, longer than the whole benchmark"),
+    ],
+)
+def test_times_longer_than_the_benchmark_itself_are_refused(tmp_path, field, fragment):
+    """Found by a QA pass: ttfts and latencies (or start_times) converted to milliseconds
+    were replayed as seconds (measured TPOT 8,497 ms, and --fit wrote 8.5 s a step). vLLM's
+    ``duration`` spans the whole benchmark: nothing in seconds can be longer."""
+    data = {
+        "duration": 12.0,
+        "input_lens": [5, 6, 7],
+        "output_lens": [3, 4, 2],
+        "ttfts": [0.1, 0.25, 0.2],
+        "latencies": [0.3, 0.6, 0.5],
+        "start_times": [10.0, 10.5, 11.0],
+    }
+    data[field] = [value * 1000.0 for value in data[field]]
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SimreplayError) as refused:
+        read_benchmark(path)
+    assert str(refused.value).startswith(fragment)
+    assert str(refused.value).endswith("are they in milliseconds? vLLM writes seconds")
+    data[field] = [value / 1000.0 for value in data[field]]
+    path.write_text(json.dumps(data))
+    assert len(read_benchmark(path).ttft_s) == 3

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,7 @@ from simulator.calibration.sources import (
     Measurements,
     describe_skipped,
 )
+from simulator.checks import format_number
 from simulator.errors import SimreplayError
 from simulator.specs import ModelSpec
 
@@ -574,7 +576,7 @@ def check_latency_unit(
     median = float(np.median(ratio))
     if median < MIN_MEDIAN_ROOFLINE_RATIO:
         text = (
-            f"the {grid_name} calls measured are a median {1 / median:,.0f} "
+            f"the {grid_name} calls measured are a median {_times_text(1 / median)} "
             f"times faster than {gpu}'s roofline (peak FLOP/s and memory bandwidth) allows: "
             "the latency column is read in milliseconds; is it in seconds, or were they "
             f"measured on a faster GPU than {gpu}?"
@@ -591,11 +593,68 @@ def check_latency_unit(
             else "every call is read as 1,000 times its true time"
         )
         progress(
-            f"note: every {grid_name} call measured is at least {lowest:,.0f} times slower "
-            f"than {gpu}'s roofline (median {median:,.0f} times): the latency column is read "
-            f"in milliseconds; with latency in microseconds {consequence} "
+            f"note: every {grid_name} call measured is at least {_times_text(lowest)} times "
+            f"slower than {gpu}'s roofline (median {_times_text(median)} times): the latency "
+            f"column is read in milliseconds; with latency in microseconds {consequence} "
             f"(or they were measured on a far slower device than {gpu})"
         )
+
+
+def _check_dram_fraction(fraction: float | None, gpu: str, ref: Reference, source_dir: str) -> None:
+    """Refuse to fit a profile whose largest reads ran faster than ``gpu``'s memory allows,
+    or implausibly slower: a profile loader refuses it (``DRAM_FRACTION_RANGE``), so a fit
+    that wrote it would break every run on the GPU."""
+    from simulator.calibration.profile import DRAM_FRACTION_RANGE
+
+    low, high, _ = DRAM_FRACTION_RANGE["dram_read_fraction"]
+    if fraction is None or low <= fraction <= high:
+        return
+    rate = f"{fraction * ref.hbm_bytes_per_s / 1e9:,.0f} GB/s"
+    published = f"{ref.hbm_bytes_per_s / 1e9:,.0f} GB/s"
+    why = (
+        f"measured on a GPU with faster memory than {gpu}, or latencies in too small a unit?"
+        if fraction > high
+        else "latencies in too large a unit (microseconds read as milliseconds?)"
+    )
+    raise SimreplayError(
+        f"{source_dir}: the largest GEMM or decode-attention reads ran at {rate}, "
+        f"{fraction:.3g} times {gpu}'s {published} (a profile takes {low} to {high}): {why}; "
+        "nothing was written"
+    )
+
+
+def _times_text(factor: float) -> str:
+    """A ratio for a message: ``1,234`` below a million, ``2.03e+300`` above (a corrupt file
+    printed a 300-digit number)."""
+    return f"{factor:,.0f}" if factor < 1e6 else f"{factor:.3g}"
+
+
+#: Largest |log(measured / roofline)| a profile stores (int16 thousandths, ``Grid.to_json``).
+MAX_STORED_LOG_RATIO = np.iinfo(np.int16).max / 1000.0
+
+
+def check_storable(
+    grid_name: str,
+    feats: dict[str, np.ndarray],
+    latency_s: np.ndarray,
+    ref: Reference,
+    gpu: str,
+    source_dir: str,
+) -> None:
+    """Refuse a point whose latency is more than e**32.7 (1.6e14) times the roofline's, or
+    less than its inverse: no kernel runs so, and a profile cannot store it (shipped
+    profiles stay within e**12). One line names the point, before anything is written."""
+    log_ratio = np.log(latency_s / roofline_latency_s(grid_name, feats, ref))
+    worst = int(np.argmax(np.abs(log_ratio)))
+    if abs(log_ratio[worst]) <= MAX_STORED_LOG_RATIO:
+        return
+    where = ", ".join(f"{k}={format_number(float(v[worst]))}" for k, v in sorted(feats.items()))
+    side = "slower" if log_ratio[worst] > 0 else "faster"
+    raise SimreplayError(
+        f"{source_dir}: {grid_name} point ({where}) measured {float(latency_s[worst]):.3g} s, "
+        f"about 1e{abs(log_ratio[worst]) / math.log(10):.0f} times {side} than {gpu}'s "
+        "roofline: no kernel runs so (a unit error or a corrupt row?); nothing was written"
+    )
 
 
 def fit_profile(
@@ -647,6 +706,7 @@ def fit_profile(
             axes = vidur_axes(feats)
         elif source != "aiconfigurator":
             axes = adapted_axes(grid_name, feats)
+        check_storable(grid_name, feats, latency_s, ref, gpu, source_dir)
         check_latency_unit(grid_name, feats, latency_s, ref, gpu, source_dir, progress)
         grid, errs = fit_one(grid_name, feats, latency_s, ref, axes)
         grids[grid_name] = grid
@@ -669,6 +729,7 @@ def fit_profile(
                         f"p90 {_pct(held['p90_abs_pct'])}"
                     )
             progress(line)
+    _check_dram_fraction(dram_fraction, gpu, ref, source_dir)
     if not grids:
         skipped = describe_skipped(meas.skipped)
         raise SimreplayError(
@@ -823,6 +884,11 @@ def read_gpu_measurements(
         # Vidur's tree holds only compute CSVs for this GPU under profiling/compute/<gpu>;
         # its network and history files are not operator tables of this reader.
         meas.engine = "Vidur profiling (vLLM V0-era torch kernels, no CUDA graphs)"
+        # Its files name no device; its folders do (profiling/compute/a100): a folder that
+        # names a GPU is checked as a device would be (A100 files fitted as A40 were not).
+        folder = system or Path(source).resolve().name
+        if meas.device in ("", "unknown") and _named_gpus(folder):
+            meas.device = _folder_gpu(folder)
     check_device(meas, gpu, Path(source) / system if system else Path(source))
     if meas.unread_files and note is not None:
         shown = ", ".join(meas.unread_files[:3]) + (", ..." if len(meas.unread_files) > 3 else "")
@@ -888,6 +954,17 @@ def check_device(meas: Measurements, gpu: str, source: Path) -> None:
                 f"{source}: the files were measured on {device}, not {gpu}: fit them as "
                 f"--gpu {closest}; {runs}"
             )
+
+
+def _folder_gpu(folder: str) -> str:
+    """The catalog GPU a folder's name is an alias of (``a100``: A100-80GB-SXM, as
+    ``--gpus 1xA100``), else the name itself."""
+    from simulator.hardware import get_gpu
+
+    try:
+        return get_gpu(folder).name
+    except SimreplayError:
+        return folder
 
 
 def _variant_words(text: str) -> set[str]:

@@ -230,6 +230,41 @@ def read_benchmark(path: Path) -> Benchmark:
     return _from_rows(path, rows, "row")
 
 
+def _check_within_duration(
+    path: Path,
+    duration_s: Any,
+    arrival_s: np.ndarray,
+    ttft_s: np.ndarray,
+    e2e_s: np.ndarray,
+    starts: Any,
+) -> None:
+    """Refuse times that do not fit in the benchmark's own ``duration`` (seconds, from its
+    first send to its last answer): no request's TTFT or E2E is longer, nor do its send
+    times span more. Times in milliseconds (a hand-converted file) are 1,000 times too
+    long and would be replayed as such. A tolerance of 5 % and 1 s covers rounding."""
+    if isinstance(duration_s, bool) or not isinstance(duration_s, int | float):
+        return
+    if not (math.isfinite(duration_s) and duration_s > 0):
+        return
+    bound_s = duration_s * 1.05 + 1.0
+    for name, values in (("ttfts", ttft_s), ("latencies (E2E)", e2e_s)):
+        finite = values[np.isfinite(values)]
+        if finite.size and finite.max() > bound_s:
+            raise SimreplayError(
+                f"{path.name}: {name} reach {finite.max():,.6g} s, longer than the whole "
+                f"benchmark (duration {duration_s:,.6g} s): are they in milliseconds? vLLM "
+                "writes seconds"
+            )
+    if starts is not None and arrival_s.size:
+        span_s = float(arrival_s.max() - arrival_s.min())
+        if span_s > bound_s:
+            raise SimreplayError(
+                f"{path.name}: start_times span {span_s:,.6g} s, longer than the whole "
+                f"benchmark (duration {duration_s:,.6g} s): are they in milliseconds? vLLM "
+                "writes seconds"
+            )
+
+
 def _bad_document(path: Path, text: str, exc: json.JSONDecodeError) -> SimreplayError:
     """One line for a JSON document that does not parse, saying so when the text ends
     inside it (a copy or a save cut short)."""
@@ -328,6 +363,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             "no latencies field: E2E is TTFT plus the sum of the request's itls (its "
             "inter-token gaps)"
         )
+    _check_within_duration(path, data.get("duration"), arrival[ok], ttft[ok], e2e[ok], starts)
     num_failed = int((~ok).sum()) - int(silent.sum())
     if num_failed:
         notes.append(
