@@ -2476,3 +2476,52 @@ def test_a_vidur_folder_named_for_another_gpu_is_refused(tmp_path):
         )
     own = runner.invoke(app, ["calibrate", "check", str(folder), "--gpu", "A100", "--json"])
     assert own.exit_code == 0, own.stderr
+
+
+def test_operator_folders_behind_links_are_read_and_odd_entries_named(tmp_path):
+    """Found by a QA pass: a tree whose gemm folder was a symbolic link lost every GEMM
+    (Path.rglob follows no folder links before Python 3.13); a folder or a dangling link
+    named gemm_perf.parquet was passed over; a table without rows went unsaid."""
+    source = _synthetic_gemm(tmp_path / "data", [1, 16, 256], [1024, 4096])
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "gemm").symlink_to(source / "mygpu" / "gemm", target_is_directory=True)
+    (tree / "gemm" / "x" / "loop").symlink_to(tree, target_is_directory=True)  # walked once
+    assert read_measurements(tree).count("gemm") == 12  # 3 m x 2 n x 2 k
+    odd = tmp_path / "odd"
+    (odd / "a" / "gemm_perf.parquet").mkdir(parents=True)
+    with pytest.raises(
+        SimreplayError, match=r"a/gemm_perf.parquet: is a folder; expected an operator table"
+    ):
+        read_measurements(odd)
+    dangling = tmp_path / "dangling"
+    dangling.mkdir()
+    (dangling / "gemm_perf.parquet").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(SimreplayError, match="is a link to nothing, or not a regular file"):
+        read_measurements(dangling)
+    empty = tmp_path / "empty"
+    table = pq.read_table(source / "mygpu" / "gemm" / "x" / "gemm_perf.parquet")
+    _write(table.slice(0, 0).to_pydict(), empty / "gemm_perf.parquet")
+    _write(table.to_pydict(), empty / "more" / "gemm_perf.parquet")
+    result = runner.invoke(app, ["calibrate", "check", str(empty), "--gpu", "H100"])
+    assert result.exit_code == 0, result.stderr
+    assert f"note: 1 operator table under {empty} holds no rows: gemm_perf.parquet" in result.stderr
+
+
+def test_a_vidur_file_without_a_layers_column_says_so(tmp_path):
+    """Found by a QA pass: a Vidur mlp.csv without mlp_up_proj's columns lost that layer's
+    points without a word."""
+    (tmp_path / "mlp.csv").write_text(_VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,0.1,0.05\n")
+    meas = read_measurements(tmp_path)
+    assert meas.notes == [
+        f"{tmp_path / 'mlp.csv'}: no time_stats.<op>.median column for attn_pre_proj, "
+        "attn_post_proj: those layers are not read"
+    ]
+    nan = tmp_path / "nan"
+    nan.mkdir()
+    (nan / "mlp.csv").write_text(_VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,nan,0\n")
+    with pytest.raises(
+        SimreplayError,
+        match=r"median cell is blank, 0 or NaN \(mlp_up_proj, mlp_down_proj\)",
+    ):
+        read_measurements(nan)

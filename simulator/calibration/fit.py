@@ -890,6 +890,16 @@ def read_gpu_measurements(
         if meas.device in ("", "unknown") and _named_gpus(folder):
             meas.device = _folder_gpu(folder)
     check_device(meas, gpu, Path(source) / system if system else Path(source))
+    if note is not None:
+        for text in meas.notes:
+            note(f"note: {text}")
+    if meas.empty_files and note is not None:
+        count = len(meas.empty_files)
+        note(
+            f"note: {count:,} operator table{'' if count == 1 else 's'} under {source} "
+            f"{'holds' if count == 1 else 'hold'} no rows: {', '.join(meas.empty_files[:3])}"
+            + (", ..." if count > 3 else "")
+        )
     if meas.unread_files and note is not None:
         shown = ", ".join(meas.unread_files[:3]) + (", ..." if len(meas.unread_files) > 3 else "")
         count = len(meas.unread_files)

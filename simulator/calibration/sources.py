@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +129,10 @@ class Measurements:
     unread_files : list of str
         Parquet and CSV files under the directory that are not operator tables of a known
         name (``gemm_perf (1).parquet``, Vidur's ``attention.csv``), relative to it.
+    empty_files : list of str
+        Operator tables read that hold no row, relative to the directory.
+    notes : list of str
+        Other things a reader should be told (a Vidur file without some layer's column).
     """
 
     gemm: dict[str, np.ndarray] = field(default_factory=dict)
@@ -141,6 +146,8 @@ class Measurements:
     num_moe_rows: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     unread_files: list[str] = field(default_factory=list)
+    empty_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def count(self, family: str) -> int:
         """Measured points of ``family`` (0 when absent)."""
@@ -177,7 +184,7 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
     root = Path(directory)
     if not root.exists():
         raise SimreplayError(f"{root}: no such file or directory")
-    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    paths = [root] if root.is_file() else _listed_files(root)
     if system is not None:
         paths = [p for p in paths if system in _rel(p, root).parts[:-1] or root.name == system]
     result = Measurements()
@@ -185,8 +192,13 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
     devices: set[str] = set()
     for path in paths:
         family = AICONFIGURATOR_FILES.get(path.name)
+        if (family is not None or path.name == "mlp.csv") and not path.is_file():
+            kind = "a folder" if path.is_dir() else "a link to nothing, or not a regular file"
+            raise SimreplayError(f"{path}: is {kind}; expected an operator table of that name")
         if family is not None:
             table = _read_parquet(path)
+            if table.num_rows == 0:
+                result.empty_files.append(str(_rel(path, root)))
             _check_columns(table.column_names, _REQUIRED[family], path)
             columns = table.to_pydict()
             # Every row's device, not the first: one file may hold several GPUs' rows.
@@ -221,6 +233,28 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
     )
     result.device = ", ".join(sorted(devices)) or "unknown"
     return result
+
+
+def _listed_files(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted, following links to folders (each real folder
+    once, so a link back up is not walked again), plus any non-file entry named as an
+    operator table (a folder ``gemm_perf.parquet``, a dangling link), so that it is named
+    rather than skipped. ``Path.rglob`` follows no folder links before Python 3.13: a tree
+    whose ``gemm`` folder was a link lost every GEMM without a word."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for folder, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        base = Path(folder)
+        found.extend(base / name for name in filenames)
+        found.extend(
+            base / name for name in dirnames if name in AICONFIGURATOR_FILES or name == "mlp.csv"
+        )
+    return sorted(found)
 
 
 def _rel(path: Path, root: Path) -> Path:
@@ -635,6 +669,14 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
         "Vidur's {columns} and time_stats.<op>.median in ms",
     )
     points: dict[str, list[float]] = {"m": [], "n": [], "k": [], "latency_s": []}
+    present = [op for op in _VIDUR_OPS if f"time_stats.{op}.median" in header]
+    absent = [op for op in _VIDUR_OPS if op not in present]
+    if present and absent:
+        # Vidur's own files time every one of these: one missing is said, not passed over.
+        result.notes.append(
+            f"{path}: no time_stats.<op>.median column for {', '.join(absent)}: "
+            f"{'that layer is' if len(absent) == 1 else 'those layers are'} not read"
+        )
     for row_idx, row in enumerate(rows):
         if None in row or None in row.values():
             raise SimreplayError(
@@ -695,6 +737,11 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
             points["n"].append(n)
             points["k"].append(k)
             points["latency_s"].append(latency_ms * MS)
+    if not points["m"] and present:
+        raise SimreplayError(
+            f"{path}: every time_stats.<op>.median cell is blank, 0 or NaN "
+            f"({', '.join(present)}): no operator has a time"
+        )
     if not points["m"]:
         raise SimreplayError(f"{path}: no time_stats.<op>.median column for {_VIDUR_OPS}")
     new = {key: np.asarray(values, dtype=np.float64) for key, values in points.items()}
