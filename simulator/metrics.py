@@ -127,6 +127,11 @@ def itl_summary_ms(
     return out
 
 
+#: Largest SLO bound taken, ms (11.6 days): a larger one is a typo, and printed it filled a
+#: table header with 300 digits.
+MAX_SLO_BOUND_MS = 1e9
+
+
 def parse_slo(text: str) -> dict[str, tuple[str, int, float]]:
     """Parse ``ttft_p99_ms=2000,tpot_p99_ms=80`` into ``{key: (metric, percentile, bound_ms)}``."""
     grammar = "expected METRIC_pNN_ms=BOUND pairs, e.g. ttft_p99_ms=2000,tpot_p99_ms=80"
@@ -161,6 +166,11 @@ def parse_slo(text: str) -> dict[str, tuple[str, int, float]]:
         if not (math.isfinite(bound_ms) and bound_ms > 0):
             raise SimreplayError(
                 f"--slo: bound of {key} must be a finite number of ms > 0, got {value!r}"
+            )
+        if bound_ms > MAX_SLO_BOUND_MS:
+            raise SimreplayError(
+                f"--slo: bound of {key} must be at most {MAX_SLO_BOUND_MS:,.0f} ms (11.6 days), "
+                f"got {value.strip()!r:.40}"
             )
         if key.strip() in bounds:
             raise SimreplayError(f"--slo: {key.strip()} is given twice; give each bound once")

@@ -1381,6 +1381,8 @@ def test_nccl_rows_left_out_beside_custom_all_reduce_are_counted(tmp_path):
             lambda d: d.update(dram_read_fraction="0.9"),
             "dram_read_fraction must be a number (of reference.hbm_bytes_per_s), got '0.9'",
         ),
+        (lambda d: d.update(gpu=42), "gpu must be the measured GPU's name, got 42"),
+        (lambda d: d.update(gpu=" "), "gpu must be the measured GPU's name, got ' '"),
     ],
 )
 def test_absurd_or_mistyped_profile_numbers_are_one_line(tmp_path, edit, fragment):

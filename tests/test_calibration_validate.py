@@ -1580,3 +1580,27 @@ def test_times_longer_than_the_benchmark_itself_are_refused(tmp_path, field, fra
     data[field] = [value / 1000.0 for value in data[field]]
     path.write_text(json.dumps(data))
     assert len(read_benchmark(path).ttft_s) == 3
+
+
+@pytest.mark.parametrize("limit", [2.5, 0, -3, "4", True])
+def test_a_malformed_max_concurrency_is_refused_with_start_times_too(tmp_path, limit):
+    """Found by a QA pass: with start_times present, max_concurrency 2.5, 0, -3 or "4" was
+    passed over without a word (without them it was refused)."""
+    data = {
+        "input_lens": [5, 6],
+        "output_lens": [3, 4],
+        "ttfts": [0.1, 0.25],
+        "latencies": [0.3, 0.6],
+        "start_times": [10.0, 10.5],
+        "max_concurrency": limit,
+    }
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SimreplayError) as refused:
+        read_benchmark(path)
+    assert str(refused.value).startswith(
+        "v.json: max_concurrency must be a whole number >= 1 or null (no limit), got "
+    )
+    data["max_concurrency"] = None
+    path.write_text(json.dumps(data))
+    assert read_benchmark(path).max_concurrency is None

@@ -71,6 +71,10 @@ def test_parse_slo_grammar_and_errors():
     for text in ("ttft_p99_ms=300,", ",ttft_p99_ms=300", "ttft_p99_ms=300,,tpot_p99_ms=80"):
         with pytest.raises(SimreplayError, match=r"an empty item \(a stray comma\?\)"):
             parse_slo(text)
+    # Found by a QA pass: 1e300 was taken, and plan printed it with 300 digits.
+    with pytest.raises(SimreplayError, match=r"must be at most 1,000,000,000 ms .*'1e300'"):
+        parse_slo("ttft_p99_ms=1e300")
+    assert parse_slo("e2e_p50_ms=1e9")["e2e_p50_ms"][2] == 1e9
 
 
 def test_slo_attainment_counts_rejected_requests_as_misses():

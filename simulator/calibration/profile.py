@@ -472,6 +472,8 @@ def _from_json(data: Any, path: Path) -> Profile:
         raise ValueError("provenance must be an object")
     errors = _error_tables(data.get("errors"), "errors", nested=True)
     leave_one_out = _error_tables(data.get("leave_one_out"), "leave_one_out", nested=False)
+    if not isinstance(data["gpu"], str) or not data["gpu"].strip():
+        raise ValueError(f"gpu must be the measured GPU's name, got {data['gpu']!r:.40}")
     return Profile(
         gpu=str(data["gpu"]),
         reference=reference,

@@ -310,6 +310,11 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     closed_loop = False
     if starts is not None:
         arrival = _numbers(path, "start_times", starts)
+        if limit is not None and _whole_number(limit) is None:
+            raise SimreplayError(
+                f"{path.name}: max_concurrency must be a whole number >= 1 or null (no "
+                f"limit), got {limit!r:.40}"
+            )
     else:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))

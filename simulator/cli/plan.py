@@ -311,10 +311,15 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
     )
     if find == "max-rate":
         fails = answer["fails_at_rate_scale"]
+        meets = answer["rate_scale"]
+        # Enough digits that the two ends of a tight bracket read differently.
+        digits = 4
+        while fails is not None and digits < 17 and f"{meets:.{digits}g}" == f"{fails:.{digits}g}":
+            digits += 1
         sys.stdout.write(
-            f"Highest rate scale meeting the SLO: {answer['rate_scale']:.4g} on {head}\n"
+            f"Highest rate scale meeting the SLO: {meets:.{digits}g} on {head}\n"
             + (
-                f"  fails at {fails:.4g} (bracket within {answer['tolerance']:.0%})\n"
+                f"  fails at {fails:.{digits}g} (bracket within {answer['tolerance'] * 100:.2g}%)\n"
                 if fails is not None
                 else "  still meets the SLO at the search limit\n"
             )
