@@ -52,7 +52,10 @@ def host_text(scenario: dict[str, Any]) -> str:
         else "the step model's"
     )
     if scenario.get("async_scheduling"):
-        return f"{amount}, overlapping the GPU's work (--async-scheduling): a step takes the larger"
+        return (
+            f"{amount}, overlapping the GPU's work (--async-scheduling): a step takes the "
+            "larger of the two, and a request arriving mid-step joins the step after next"
+        )
     return f"{amount}, added to the GPU's (no --async-scheduling, as vLLM v0.11)"
 
 

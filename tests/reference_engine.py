@@ -136,6 +136,8 @@ class _Replica:
     num_kv_blocks: int
     free_blocks: int
     clock_s: float = -math.inf  # when the next step may start; meaningful while not in flight
+    last_start_s: float = -math.inf  # start of the latest step
+    last_end_s: float = -math.inf  # end of the latest step
     waiting: deque = field(default_factory=deque)
     running: list = field(default_factory=list)  # admission order
     in_flight: _Step | None = None
@@ -164,6 +166,7 @@ class _Config:
     num_kv_blocks: int
     max_model_len: int
     step_time_fn: Callable
+    async_scheduling: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,8 +317,9 @@ def _preempt_last(rep: _Replica) -> _Request:
 # A batch maps request -> tokens scheduled, in scheduling order.
 
 
-def _schedule_chunked(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
-    """``vllm`` (one pass over the running list) and ``sarathi`` (decodes, then prefills)."""
+def _schedule_chunked(rep: _Replica, cfg: _Config, visible_s: float) -> tuple[dict, bool]:
+    """``vllm`` (one pass over the running list) and ``sarathi`` (decodes, then prefills);
+    waiting requests that arrived after ``visible_s`` are not seen."""
     sarathi = cfg.scheduler == "sarathi"
     budget = cfg.chunk_size if sarathi else cfg.max_num_batched_tokens
     batch: dict[_Request, int] = {}
@@ -361,6 +365,8 @@ def _schedule_chunked(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
     if not preempted:
         while budget > 0 and rep.waiting and len(rep.running) < cfg.max_num_seqs:
             req = rep.waiting[0]
+            if req.arrival_s > visible_s:
+                break  # async scheduling: arrived after this step was scheduled
             # c is 0 here, but for the longest cached prefix, which counts as computed.
             hit = _cache_hit(rep, req, cfg)
             computed = len(hit) * cfg.block_size
@@ -389,7 +395,7 @@ def _schedule_chunked(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
     return batch, preempted
 
 
-def _schedule_v0(rep: _Replica, cfg: _Config) -> tuple[dict, bool]:
+def _schedule_v0(rep: _Replica, cfg: _Config, visible_s: float) -> tuple[dict, bool]:
     """``vllm-v0``: a whole-prompt prefill step if any waiting request fits, else decodes."""
     batch: dict[_Request, int] = {}
     # vLLM: int(0.01 * num_gpu_blocks); equals num_kv_blocks // 100 for every count < 2e6.
@@ -469,16 +475,30 @@ def _check_blocks(rep: _Replica, cfg: _Config) -> None:
 
 
 def _start_step(rep: _Replica, cfg: _Config) -> None:
-    """Form a batch at the replica's clock and put it in flight."""
+    """Form a batch at the replica's clock and put it in flight.
+
+    With async scheduling (``vllm`` and ``sarathi``), a step that starts as the previous
+    one ends was scheduled when that one started: it sees the waiting requests that had
+    arrived by then. If that leaves it empty, it is scheduled again with those that have
+    arrived by its start (the engine schedules again when the previous step ends).
+    """
     start_s = rep.clock_s
     _check_blocks(rep, cfg)
     rep.step_hit_tokens = rep.step_query_tokens = 0
+    first_visible_s = start_s
+    if cfg.async_scheduling and cfg.scheduler != "vllm-v0" and rep.last_end_s == start_s:
+        first_visible_s = min(rep.last_start_s, start_s)
     while True:
-        num_waiting = len(rep.waiting)
-        # Phases are read before scheduling: c before the step decides decode vs prefill.
-        was_decode = {r: r.in_decode_phase() for r in list(rep.running) + list(rep.waiting)}
-        rep.admitted_with_hit.clear()
-        batch, preempted = _SCHEDULE[cfg.scheduler](rep, cfg)
+        preempted = False
+        for visible_s in dict.fromkeys((first_visible_s, start_s)):
+            num_waiting = len(rep.waiting)
+            # Phases are read before scheduling: c before the step decides decode vs prefill.
+            was_decode = {r: r.in_decode_phase() for r in list(rep.running) + list(rep.waiting)}
+            rep.admitted_with_hit.clear()
+            batch, preempted_now = _SCHEDULE[cfg.scheduler](rep, cfg, visible_s)
+            preempted = preempted or preempted_now
+            if batch:
+                break
         # A cache hit counts as computed before the request's tokens are scheduled: its
         # phase is read with c after the hit (a readmitted request whose prompt and output
         # are all cached but the last token is a decode).
@@ -495,6 +515,7 @@ def _start_step(rep: _Replica, cfg: _Config) -> None:
         # Rule 3: nothing scheduled but something preempted; schedule again at the same time.
         # (Unreachable from a trace: the first running request is never its own victim, as
         # check 2 makes a lone request fit, and no scheduler skips it; kept as the README says.)
+    rep.last_start_s = start_s
 
     num_prefill_tokens = num_prefill_seqs = prefill_attn_work = prefill_context_tokens = 0
     num_decode_seqs = decode_context_tokens = 0
@@ -568,6 +589,7 @@ def _end_step(rep: _Replica, cfg: _Config, itl_s: list[float]) -> None:
                 rep.running.remove(req)
                 rep.num_outstanding -= 1
     rep.clock_s = end_s
+    rep.last_end_s = end_s
     rep.in_flight = None
     _check_blocks(rep, cfg)
 
@@ -710,6 +732,7 @@ def simulate_reference(
     prefix_load_cap: int = 8,
     session_ids: Sequence | None = None,
     next_turn: Sequence[int] | None = None,
+    async_scheduling: bool = False,
 ) -> dict:
     """Replay requests through ``num_replicas`` replicas by the rules of the engine README.
 
@@ -739,6 +762,10 @@ def simulate_reference(
         Per request, ids of its prompt's blocks of ``hash_block_size`` tokens.
     prefix_load_cap : int
         ``prefix-aware``'s load cap.
+    async_scheduling : bool
+        vLLM's async scheduler (``vllm`` and ``sarathi``): a step that starts as the previous
+        one ends sees only the requests that arrived by that one's start (``_start_step``).
+        The step times are ``step_time_fn``'s.
     session_ids : sequence, optional
         Per request, its session (None for none), for ``session-affinity``.
 
@@ -789,6 +816,7 @@ def simulate_reference(
         num_kv_blocks=_positive_int("num_kv_blocks", num_kv_blocks),
         max_model_len=_positive_int("max_model_len", max_model_len),
         step_time_fn=step_time_fn,
+        async_scheduling=bool(async_scheduling),
     )
     num_replicas = _positive_int("num_replicas", num_replicas)
 

@@ -1599,7 +1599,7 @@ def test_a_malformed_max_concurrency_is_refused_with_start_times_too(tmp_path, l
     with pytest.raises(SimreplayError) as refused:
         read_benchmark(path)
     assert str(refused.value).startswith(
-        "v.json: max_concurrency must be a whole number >= 1 or null (no limit), got "
+        "v.json: max_concurrency must be a whole number >= 1, or null or Infinity (no limit), got "
     )
     data["max_concurrency"] = None
     path.write_text(json.dumps(data))

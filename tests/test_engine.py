@@ -227,6 +227,7 @@ def test_numba_engine_matches_reference(case, params):
         prompts,
         outputs,
         step_time_fn=lambda *features: kernel.step_time_s.py_func(params, *features),
+        async_scheduling=params[kernel.ASYNC_SCHEDULING] != 0.0,
         **knobs,
     )
     state = replay_case(arrival, prompts, outputs, knobs, params=params, orchestration="fused")
@@ -354,6 +355,7 @@ def test_numba_engine_matches_reference_on_long_decode_runs(scheduler, graphs):
         prompts,
         outputs,
         step_time_fn=lambda *features: kernel.step_time_s.py_func(params, *features),
+        async_scheduling=params[kernel.ASYNC_SCHEDULING] != 0.0,
         **knobs,
     )
     state = replay_case(arrival, prompts, outputs, knobs, params=params)

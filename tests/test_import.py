@@ -937,3 +937,37 @@ def test_skip_invalid_that_skips_every_line_says_so(tmp_path):
     path = write(tmp_path, "t.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n1,2\n3,4,5,6\n")
     with pytest.raises(TraceError, match="no valid requests left: --skip-invalid skipped 2 lines"):
         import_trace(path, ImportOptions(skip_invalid=True))
+
+
+@pytest.mark.parametrize("fmt", ["azure", "csv", "lengths", "burstgpt"])
+def test_lines_named_after_skipped_ragged_lines_are_the_files(tmp_path, fmt):
+    """Found by a QA pass: after --skip-invalid skipped lines 3 and 4 (an extra field), the
+    note on a bad value of line 8 named line 6: rows were counted as if the skipped lines
+    were not in the file. A record that spans lines (a quoted line break) still counts as
+    the line it starts on."""
+    rows = {
+        "azure": ("TIMESTAMP,ContextTokens,GeneratedTokens", "2023-11-16 18:15:{:02d}.0,{},{}"),
+        "csv": ("t,inp,out", "{},{},{}"),
+        "lengths": ("num_prefill_tokens,num_decode_tokens", "{1},{2}"),
+        "burstgpt": ("Timestamp,Model,Request tokens,Response tokens", '{},"Chat\nGPT",{},{}'),
+    }
+    header, row = rows[fmt]
+    body = [row.format(k, 10 + k, 5) for k in range(7)]
+    body[1] += ",9"  # line 3 (and burstgpt's record starting there)
+    body[2] += ",9"
+    body[5] = row.format(5, 10, 0 if fmt in ("azure", "csv") else "x")  # the bad value
+    path = write(tmp_path, "t.csv", header + "\n" + "\n".join(body) + "\n")
+    options = {
+        "azure": ImportOptions(skip_invalid=True),
+        "csv": ImportOptions(
+            skip_invalid=True, format="csv", time_col="t", input_col="inp", output_col="out"
+        ),
+        "lengths": ImportOptions(skip_invalid=True, arrival=ArrivalProcess("poisson", 1.0)),
+        "burstgpt": ImportOptions(skip_invalid=True, format="burstgpt"),
+    }[fmt]
+    table, report = import_trace(path, options)
+    assert table.num_rows == 4
+    spans = 2 if fmt == "burstgpt" else 1  # each BurstGPT record holds a line break
+    bad_line = 2 + 5 * spans
+    assert f"(first: line {bad_line})" in report.notes[-1], report.notes
+    assert f"(first: line {2 + spans}: expected" in report.notes[0], report.notes

@@ -126,6 +126,7 @@ def check_against_reference(
         prompts,
         outputs,
         step_time_fn=lambda *features: kernel.step_time_s.py_func(params, *features),
+        async_scheduling=params[kernel.ASYNC_SCHEDULING] != 0.0,
         enable_prefix_caching=True,
         hash_ids=hash_ids,
         hash_block_size=hash_block,

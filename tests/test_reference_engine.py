@@ -368,12 +368,12 @@ def _scheduler_state(scheduler, budget):
 
 def test_sarathi_schedules_decodes_before_partial_prefills():
     cfg, replica, x, y = _scheduler_state("sarathi", budget=4)
-    batch, preempted = _schedule_chunked(replica, cfg)
+    batch, preempted = _schedule_chunked(replica, cfg, visible_s=0.0)
     assert list(batch.items()) == [(y, 1), (x, 3)]
     assert not preempted
 
     cfg, replica, x, y = _scheduler_state("vllm", budget=4)
-    batch, preempted = _schedule_chunked(replica, cfg)
+    batch, preempted = _schedule_chunked(replica, cfg, visible_s=0.0)
     assert list(batch.items()) == [(x, 4)]  # list order: X's chunk eats the whole budget
 
 

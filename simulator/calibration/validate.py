@@ -310,10 +310,11 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     closed_loop = False
     if starts is not None:
         arrival = _numbers(path, "start_times", starts)
-        if limit is not None and _whole_number(limit) is None:
+        no_limit = limit is None or (isinstance(limit, float) and limit == math.inf)
+        if not no_limit and _whole_number(limit) is None:
             raise SimreplayError(
-                f"{path.name}: max_concurrency must be a whole number >= 1 or null (no "
-                f"limit), got {limit!r:.40}"
+                f"{path.name}: max_concurrency must be a whole number >= 1, or null or "
+                f"Infinity (no limit), got {limit!r:.40}"
             )
     else:
         rate = data.get("request_rate")

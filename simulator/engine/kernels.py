@@ -60,6 +60,7 @@ from simulator.engine.state import (
     P_IN_FLIGHT,
     P_KV_LIMITED,
     P_LAST_RUN,
+    P_LAST_START_S,
     P_NUM_RUNNING,
     P_NUM_STEADY,
     P_NUM_WAITING,
@@ -80,6 +81,7 @@ from simulator.engine.state import (
     P_WAIT_HEAD,
     P_WAIT_TAIL,
     R_ANCHOR,
+    R_ARRIVAL_S,
     R_BLOCKS,
     R_CACHED_TOKENS,
     R_COMPUTED,
@@ -526,10 +528,12 @@ def _schedule_running(
 
 @njit(cache=True, _nrt=False)
 def _admit_waiting(
-    req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, now_s, budget
+    req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, now_s, budget, visible_s
 ):
     """Step 2 of a V1-style step: admit from the front of the queue under the budget.
 
+    Only requests that reached the engine by ``visible_s`` are seen (``now_s``, or with
+    async scheduling the start of the step this one was scheduled during).
     With the prefix cache on, the head's longest cached prefix counts as computed; the
     cached blocks it takes that have no user leave the free queue, so they count against
     the free blocks as new ones do (vLLM's ``get_num_blocks_to_allocate``).
@@ -539,10 +543,12 @@ def _admit_waiting(
     caching = cfg[CFG_PREFIX_CACHING] != 0
     block_size = cfg[CFG_BLOCK_SIZE]
     while rep_i[P_WAIT_HEAD, ru] >= 0 and budget > 0:
+        i = rep_i[P_WAIT_HEAD, ru]
+        if req_f[i, R_ARRIVAL_S] > visible_s:
+            break  # the queue is in arrival order after its preempted head: so are the rest
         if rep_i[P_NUM_RUNNING, ru] >= max_num_seqs:
             rep_i[P_SEQS_LIMITED, ru] = 1
             break
-        i = rep_i[P_WAIT_HEAD, ru]
         hit = 0
         hit_free = 0
         if caching:
@@ -594,8 +600,10 @@ def _schedule_v1(
     sarathi,
     start_k,
     budget,
+    visible_s,
 ):
-    """A V1-style step after the first ``start_k`` running requests took ``budget``'s share."""
+    """A V1-style step after the first ``start_k`` running requests took ``budget``'s share;
+    waiting requests that reached the engine after ``visible_s`` are not seen."""
     if sarathi:
         budget, preempted, stop = _schedule_running(
             req_i,
@@ -644,7 +652,18 @@ def _schedule_v1(
         )
     if preempted == 0:
         _admit_waiting(
-            req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, now_s, budget
+            req_i,
+            req_f,
+            rep_i,
+            rep_f,
+            running,
+            cfg,
+            rep_tables,
+            prefix_ids,
+            r,
+            now_s,
+            budget,
+            visible_s,
         )
 
 
@@ -748,6 +767,7 @@ def _put_in_flight(rep_i, rep_f, r, end_s, prefill_tokens, decode_seqs, waiting,
     ``_complete_step`` and ``_log_step`` read)."""
     ru = _U(r)
     rep_i[P_IN_FLIGHT, ru] = 1
+    rep_f[P_LAST_START_S, ru] = rep_f[P_CLOCK_S, ru]  # every step starts at the clock
     rep_f[P_STEP_END_S, ru] = end_s
     rep_i[P_STEP_PREFILL_TOKENS, ru] = prefill_tokens
     rep_i[P_STEP_DECODE_SEQS, ru] = decode_seqs
@@ -782,49 +802,76 @@ def _start_step(req_i, req_f, rep_i, rep_f, running, cfg, params, rep_tables, pr
         else:
             _take_steady_blocks(rep_i, cfg, rep_tables, r, steady_blocks)
             budget -= num_steady
-    if scheduler == SCHED_V0:
-        _schedule_v0(
-            req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, now_s, num_steady
-        )
-    else:
-        _schedule_v1(
-            req_i,
-            req_f,
-            rep_i,
-            rep_f,
-            running,
-            cfg,
-            rep_tables,
-            prefix_ids,
-            r,
-            now_s,
-            scheduler == SCHED_SARATHI,
-            num_steady,
-            budget,
-        )
-
-    prefill_tokens = 0
-    prefill_seqs = 0
-    prefill_work = 0.0
-    prefill_context = 0
-    decode_seqs = num_steady
-    decode_context = rep_i[P_STEADY_CONTEXT, ru] if num_steady > 0 else 0
-    for k in range(num_steady, rep_i[P_NUM_RUNNING, ru]):
-        i = running[ru, k]
-        n = req_i[i, R_SCHEDULED]
-        if n == 0:
-            continue
-        c = req_i[i, R_COMPUTED]
-        if _in_decode_phase(req_i, req_f, i):
-            decode_seqs += 1
-            decode_context += c + 1
+    # vLLM's async scheduler (``--async-scheduling``) scheduled this step while the previous
+    # one ran, when that one started: a request that reached the engine since is not seen,
+    # unless that left the step empty (the engine then schedules again when the previous
+    # step ends, at ``now_s``). V1-style schedulers only.
+    visible_s = now_s
+    if (
+        params[ASYNC_SCHEDULING] != 0.0
+        and scheduler != SCHED_V0
+        and rep_f[P_STEP_END_S, ru] == now_s
+        and rep_f[P_LAST_START_S, ru] < now_s
+    ):
+        visible_s = rep_f[P_LAST_START_S, ru]
+    while True:
+        if scheduler == SCHED_V0:
+            _schedule_v0(
+                req_i,
+                req_f,
+                rep_i,
+                rep_f,
+                running,
+                cfg,
+                rep_tables,
+                prefix_ids,
+                r,
+                now_s,
+                num_steady,
+            )
         else:
-            prefill_tokens += n
-            prefill_seqs += 1
-            # Causal (query, key) pairs: each of the n new tokens attends to the c cached
-            # ones and to the new ones up to itself (n c + n^2 / 2; see perf/roofline.py).
-            prefill_work += float(n) * (float(c) + 0.5 * float(n))
-            prefill_context += c + n
+            _schedule_v1(
+                req_i,
+                req_f,
+                rep_i,
+                rep_f,
+                running,
+                cfg,
+                rep_tables,
+                prefix_ids,
+                r,
+                now_s,
+                scheduler == SCHED_SARATHI,
+                num_steady,
+                budget,
+                visible_s,
+            )
+
+        prefill_tokens = 0
+        prefill_seqs = 0
+        prefill_work = 0.0
+        prefill_context = 0
+        decode_seqs = num_steady
+        decode_context = rep_i[P_STEADY_CONTEXT, ru] if num_steady > 0 else 0
+        for k in range(num_steady, rep_i[P_NUM_RUNNING, ru]):
+            i = running[ru, k]
+            n = req_i[i, R_SCHEDULED]
+            if n == 0:
+                continue
+            c = req_i[i, R_COMPUTED]
+            if _in_decode_phase(req_i, req_f, i):
+                decode_seqs += 1
+                decode_context += c + 1
+            else:
+                prefill_tokens += n
+                prefill_seqs += 1
+                # Causal (query, key) pairs: each of the n new tokens attends to the c cached
+                # ones and to the new ones up to itself (n c + n^2 / 2; see perf/roofline.py).
+                prefill_work += float(n) * (float(c) + 0.5 * float(n))
+                prefill_context += c + n
+        if prefill_seqs + decode_seqs > 0 or visible_s == now_s:
+            break
+        visible_s = now_s  # async: nothing was scheduled during the previous step
     if prefill_seqs + decode_seqs == 0:
         return False
     duration_s = step_time_s(
@@ -1160,6 +1207,7 @@ def _fast_forward_decodes(
     residue = _block_residue(-rep_i[P_STEADY_STEPS, ru], cfg)
     # Consecutive gaps mostly share an ITL bin: test the last bin's bounds before binning.
     bin_idx, bin_lo_s, bin_hi_s = 0, 1.0, 0.0
+    last_start_s = end_s  # start of the run's latest step
     straddles = False  # the loop stopped at a step that ends after until_s
     straddle_end_s = 0.0
     straddle_blocks = 0
@@ -1204,6 +1252,7 @@ def _fast_forward_decodes(
             bin_idx, bin_lo_s, bin_hi_s = _itl_bin_bounds(gap_s)
         itl_histogram[bin_idx] += num_decodes
         last_token_s = step_end_s
+        last_start_s = end_s
         end_s = step_end_s
         new_blocks += need
         context += num_decodes
@@ -1229,6 +1278,7 @@ def _fast_forward_decodes(
             new_blocks,
             end_s,
         )
+        rep_f[P_LAST_START_S, ru] = last_start_s
     if straddles:
         _start_steady_step(
             rep_i, rep_f, cfg, rep_tables, r, num_decodes, straddle_blocks, straddle_end_s

@@ -156,7 +156,8 @@ P_CLOCK_S = 0  # start of the in-flight or next step; end of the last one
 P_STEP_END_S = 1
 P_STEADY_LAST_S = 2  # when every steady decode produced its latest token
 P_QUIET_UNTIL_S = 3  # fused least-outstanding path: outstanding is unchanged before this
-NUM_P_FLOAT = 4
+P_LAST_START_S = 4  # start of the latest step (async scheduling: when the next was scheduled)
+NUM_P_FLOAT = 5
 
 # Rows of ``log_i`` / ``log_f``: runs of consecutive steps of one replica. A decode-only step
 # joins the previous run when it has the same number of decoding sequences and of waiting

@@ -758,8 +758,8 @@ def with_async_scheduling(step: StepTimeModel, enabled: bool = True) -> StepTime
     PR #27614 whenever no incompatible option is set) schedules step N + 1 and prepares its
     inputs while the GPU executes step N, and processes step N's output while N + 1 runs,
     so the engine's CPU work is hidden unless it takes longer than the GPU's. What it also
-    changes and is not modelled: a request that arrives while a step runs can join only the
-    step after the one already scheduled (about one step more of TTFT under load).
+    changes, a request that arrives while a step runs joining only the step after the one
+    already scheduled, is the engine's (``engine/README.md``); it reads this slot too.
 
     Parameters
     ----------

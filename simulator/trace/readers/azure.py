@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import RawTrace
+from simulator.trace.readers.lines import kept_record_lines
 from simulator.trace.readers.tabular import (
     cast_or_null,
     csv_header,
@@ -39,7 +40,10 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     if multimodal:
         types["NumImages"] = pa.string()  # only counted for the note: never fails the import
     notes: list[str] = []
-    columns = read_csv_columns(path, types, skip_invalid=options.skip_invalid, notes=notes)
+    skipped: list[int] = []
+    columns = read_csv_columns(
+        path, types, skip_invalid=options.skip_invalid, notes=notes, skipped_records=skipped
+    )
     arrival_time_s, start_time = timestamps_to_seconds(columns["TIMESTAMP"])
     if multimodal:
         num_with, num_images = _images(columns["NumImages"])
@@ -60,6 +64,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         },
         start_time=start_time,
         notes=notes,
+        line_of_row=kept_record_lines(len(arrival_time_s), skipped),
     )
 
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import RawTrace
+from simulator.trace.readers.lines import kept_record_lines
 from simulator.trace.readers.tabular import (
     csv_header,
     empty_to_null,
@@ -57,7 +58,10 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     if has_sessions:
         types[SESSION_COLUMN] = pa.string()
     read_notes: list[str] = []
-    columns = read_csv_columns(path, types, skip_invalid=options.skip_invalid, notes=read_notes)
+    skipped: list[int] = []
+    columns = read_csv_columns(
+        path, types, skip_invalid=options.skip_invalid, notes=read_notes, skipped_records=skipped
+    )
     extra = {"model": empty_to_null(columns["Model"])}
     if has_sessions:
         extra["session_id"] = empty_to_null(columns[SESSION_COLUMN])
@@ -74,6 +78,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         },
         extra=extra,
         notes=read_notes,
+        line_of_row=kept_record_lines(len(columns["Timestamp"]), skipped),
     )
     failed = raw.output_tokens == 0
     num_failed = int(failed.sum())

@@ -29,6 +29,7 @@ from simulator.errors import TraceError
 from simulator.io import unreadable_parquet
 from simulator.trace.options import TIME_UNITS, ImportOptions
 from simulator.trace.raw import RawTrace
+from simulator.trace.readers.lines import kept_record_lines
 from simulator.trace.readers.tabular import (
     Column,
     cast_text_located,
@@ -50,6 +51,8 @@ from simulator.trace.readers.tabular import (
 from simulator.trace.schema import MAX_ARRIVAL_S, check_unique_names, num_rows_text
 
 PARQUET_BATCH_ROWS = 1 << 20
+#: Key under which ``_read_csv`` passes the records it skipped (``--skip-invalid``) on.
+SKIPPED_RECORDS = "\0skipped_records"
 SECONDS_PER_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 #: canonical column -> (ImportOptions attribute, command-line flag), in message order.
@@ -105,11 +108,18 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     else:
         columns = _read_csv(path, mapping, options, notes)
         first_line, location_word = 2, "line"
+    skipped = columns.pop(SKIPPED_RECORDS, None)
+    lines = kept_record_lines(
+        len(columns["arrival_time_s"]),
+        None if skipped is None else skipped.to_numpy().tolist(),
+        first_line,
+    )
 
     def where(row: int) -> str:
+        counted = first_line + row if lines is None else int(lines[row])
         if location_word == "row":
-            return f"row {first_line + row}"
-        return f"line {physical_line(path, first_line + row, first_line)}"
+            return f"row {counted}"
+        return f"line {physical_line(path, counted, first_line)}"
 
     arrival_time_s, start_time = _seconds(
         path, columns["arrival_time_s"], mapping["arrival_time_s"], options.time_unit, where
@@ -146,6 +156,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         extra=extra,
         first_line=first_line,
         location_word=location_word,
+        line_of_row=lines,
         hash_block_size=options.hash_block_size if "hash_ids" in extra else None,
         start_time=start_time,
         notes=notes,
@@ -242,8 +253,13 @@ def _read_csv(
     for name, arrow_type in wanted.items():
         if name in mapping:
             types.setdefault(mapping[name], arrow_type)
-    by_source = read_csv_columns(path, types, skip_invalid=options.skip_invalid, notes=notes)
+    skipped: list[int] = []
+    by_source = read_csv_columns(
+        path, types, skip_invalid=options.skip_invalid, notes=notes, skipped_records=skipped
+    )
     columns = {name: by_source[column] for name, column in mapping.items()}
+    if skipped:
+        columns[SKIPPED_RECORDS] = pa.chunked_array([pa.array(skipped, pa.int64())])
     for name in ("request_id", "session_id", "hash_ids"):
         if name in columns:
             columns[name] = empty_to_null(columns[name])

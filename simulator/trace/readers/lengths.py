@@ -16,6 +16,7 @@ from simulator.errors import TraceError
 from simulator.trace.arrivals import arrival_times_s
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import RawTrace
+from simulator.trace.readers.lines import kept_record_lines
 from simulator.trace.readers.tabular import (
     csv_header,
     head_csv_header,
@@ -37,11 +38,13 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
             "(and optionally --arrival, --cv, --seed)"
         )
     read_notes: list[str] = []
+    skipped: list[int] = []
     columns = read_csv_columns(
         path,
         {name: pa.int64() for name in COLUMNS},
         skip_invalid=options.skip_invalid,
         notes=read_notes,
+        skipped_records=skipped,
     )
     num_rows = len(columns[COLUMNS[0]])
     rng = np.random.default_rng(options.seed)
@@ -55,6 +58,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         source_format="lengths",
         source_columns={"input_tokens": "num_prefill_tokens", "output_tokens": "num_decode_tokens"},
         notes=[*read_notes, f"arrivals are synthetic: {process.summary()}, seed {options.seed}"],
+        line_of_row=kept_record_lines(num_rows, skipped),
     )
 
 

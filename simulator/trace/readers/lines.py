@@ -12,6 +12,7 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from simulator.errors import TraceError
@@ -114,6 +115,35 @@ def ragged_row(path: Path) -> tuple[int, int, int, int] | None:
             if row and len(row) != num_fields:
                 return first_line, last_line, num_fields, len(row)
     return None
+
+
+def ragged_records(path: Path) -> list[int]:
+    """Indices (0-based, among the non-blank data records, as ``physical_line`` counts them)
+    of every record whose number of fields differs from the header's."""
+    found = []
+    with open_text(path) as handle:
+        reader = csv.reader(handle)
+        num_fields = len(next(reader, []))
+        seen = -1
+        for row in reader:
+            if not row:
+                continue  # a blank line is no record to pyarrow
+            seen += 1
+            if len(row) != num_fields:
+                found.append(seen)
+    return found
+
+
+def kept_record_lines(
+    num_kept: int, skipped: list[int] | None, first_line: int = 2
+) -> np.ndarray | None:
+    """The counted line (``first_line`` + record index) of each of the ``num_kept`` records
+    read when the records ``skipped`` were left out, for ``RawTrace.line_of_row``; None when
+    none was (row ``i`` is then on ``first_line + i``)."""
+    if not skipped:
+        return None
+    records = np.delete(np.arange(num_kept + len(skipped), dtype=np.int64), skipped)
+    return records + first_line
 
 
 def ragged_text(found: tuple[int, int, int, int]) -> str:

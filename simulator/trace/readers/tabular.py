@@ -29,6 +29,7 @@ from simulator.trace.readers.lines import (
     open_input,
     open_text,
     physical_line,
+    ragged_records,
     ragged_row,
     ragged_text,
     raise_not_utf8,
@@ -90,6 +91,7 @@ def read_csv_columns(
     *,
     skip_invalid: bool | None = False,
     notes: list[str] | None = None,
+    skipped_records: list[int] | None = None,
 ) -> dict[str, pa.ChunkedArray]:
     """Read the named columns of a CSV file with the given Arrow types.
 
@@ -113,6 +115,10 @@ def read_csv_columns(
         cells (and the error does not suggest it).
     notes : list of str, optional
         Receives the note on skipped lines (``skip_invalid`` only).
+    skipped_records : list of int, optional
+        Receives the index of each record skipped for its number of fields (among the
+        non-blank records; ``lines.kept_record_lines`` turns them into the kept rows' lines,
+        so that later notes name the right line).
 
     Returns
     -------
@@ -144,7 +150,9 @@ def read_csv_columns(
     except pa.ArrowInvalid as exc:
         if not skip_invalid:
             _diagnose_csv(path, types, file_names, exc, hint=skip_invalid is not None)
-        return _read_csv_lenient(path, types, file_names, notes if notes is not None else [])
+        return _read_csv_lenient(
+            path, types, file_names, notes if notes is not None else [], skipped_records
+        )
     return {name: table.column(file_names[name]) for name in types}
 
 
@@ -171,7 +179,11 @@ def _text_columns(
 
 
 def _read_csv_lenient(
-    path: Path, types: dict[str, pa.DataType], file_names: dict[str, str], notes: list[str]
+    path: Path,
+    types: dict[str, pa.DataType],
+    file_names: dict[str, str],
+    notes: list[str],
+    skipped_records: list[int] | None = None,
 ) -> dict[str, pa.ChunkedArray]:
     """``read_csv_columns`` with every cell that does not parse as null and every record
     with another number of fields than the header skipped (``--skip-invalid``; a download
@@ -202,6 +214,8 @@ def _read_csv_lenient(
         if not any(len(chunk) for chunk in parts[next(iter(types))]):
             raise TraceError(f"{path.name}: no valid requests left: --skip-invalid {text}")
         notes.append(text)
+        if skipped_records is not None:
+            skipped_records.extend(ragged_records(path))
     return {name: _concat(parts[name], types[name]) for name in types}
 
 
