@@ -82,6 +82,16 @@ def test_azure_multimodal_counts_the_requests_with_images(tmp_path):
         "NumImages is not imported: 2 of 4 rows carry images (3 in all), and input_tokens "
         "counts ContextTokens only",
     )
+    # Found by a QA pass: cells that are not counts were passed over as "no images".
+    rows[1] = "2025-01-01 00:00:01,x,9,5"
+    rows[3] = "2025-01-01 00:00:03,1.5,9,5"
+    text = "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n"
+    _, report = import_trace(write(tmp_path, "m2.csv", text))
+    assert report.notes == (
+        "NumImages is not imported: 1 of 4 rows carry images (2 in all), and input_tokens "
+        "counts ContextTokens only; 2 NumImages cells that are not a whole number counted as "
+        "none",
+    )
 
 
 def test_out_of_order_rows_are_sorted_and_counted(tmp_path):
@@ -579,6 +589,9 @@ def test_a_jitter_window_without_jitter_is_an_error(tmp_path):
         with pytest.raises(TraceError, match=r"^--jitter-window-s is the bucket width of --jitter"):
             import_trace(path, ImportOptions(jitter_window_s=window_s))
     assert import_trace(path, ImportOptions(jitter=True, jitter_window_s=3.0))[0].num_rows == 4
+    # Found by a QA pass: 1e308 s was blamed on the file ("arrives 9.9e+307 s before ...").
+    with pytest.raises(TraceError, match=r"^--jitter-window-s must be at most 86,400 s .*1e\+308"):
+        import_trace(path, ImportOptions(jitter=True, jitter_window_s=1e308))
 
 
 def test_a_column_mapping_on_a_simreplay_trace_is_an_error(tmp_path):
@@ -971,3 +984,64 @@ def test_lines_named_after_skipped_ragged_lines_are_the_files(tmp_path, fmt):
     bad_line = 2 + 5 * spans
     assert f"(first: line {bad_line})" in report.notes[-1], report.notes
     assert f"(first: line {2 + spans}: expected" in report.notes[0], report.notes
+
+
+def test_messages_quote_a_long_cell_in_part_and_say_where_json_breaks(tmp_path):
+    """Found by a QA pass: a 200,000-character cell was echoed whole, and JSON errors ended
+    with a dangling "at" ("Unterminated string starting at")."""
+    long_cell = "1" * 200_000
+    path = write(tmp_path, "a.csv", AZURE_2023.strip() + f"\n2023-11-16 18:16:00.0,5,{long_cell}\n")
+    with pytest.raises(TraceError) as long:
+        import_trace(path, ImportOptions())
+    message = str(long.value)
+    assert len(message) < 400
+    assert "got '111111" in message and "...' (200,000 characters)" in message
+    path = write(tmp_path, "m.jsonl", '{"timestamp": 0, "input_length": 5, "output_length": "7')
+    with pytest.raises(
+        TraceError, match=r"line 1: not valid JSON \(Unterminated string starting at column 54\)"
+    ):
+        import_trace(path, ImportOptions(format="mooncake"))
+
+
+def test_one_gap_of_years_is_noted_as_a_likely_corrupt_time(tmp_path):
+    """Found by a QA pass: one row dated 1900 among rows of 2023 made a trace of 124 years
+    (a replay then reported 5e-9 requests per second), with only "sorted 1 row" said."""
+    lines = AZURE_2023.strip().splitlines()
+    lines.insert(3, "1900-01-01 00:00:00.0000000,100,10")
+    path = write(tmp_path, "a.csv", "\n".join(lines) + "\n")
+    _, report = import_trace(path, ImportOptions())
+    assert report.notes[-1].startswith("one gap of 123.9 years, between line 4 and line 2, is ")
+    assert report.notes[-1].endswith(
+        "of the trace's span (1 request before it, 3 requests after): a corrupt time? "
+        "`simreplay trace transform --window START_S:END_S` keeps one side"
+    )
+    _, plain = import_trace(write(tmp_path, "b.csv", AZURE_2023), ImportOptions())
+    assert not any("gap" in note for note in plain.notes)
+
+
+def test_hash_ids_past_the_prompt_are_noted(tmp_path):
+    """Found by a QA pass: 50 hash_ids (512-token blocks) for a 100-token prompt passed
+    without a word."""
+    records = [dict(r) for r in MOONCAKE]
+    records[2]["hash_ids"] = [3, 5, 6]  # a 10-token prompt has one block
+    _, report = import_trace(write(tmp_path, "m.jsonl", mooncake_lines(records)), ImportOptions())
+    assert report.notes[-1] == (
+        "1 row carries more hash_ids than its prompt has 512-token blocks (first: line 3, "
+        "3 for 10 tokens): the ones past the prompt are not used"
+    )
+    _, plain = import_trace(write(tmp_path, "n.jsonl", mooncake_lines(MOONCAKE)), ImportOptions())
+    assert not any("hash_ids" in note for note in plain.notes)
+
+
+def test_a_time_column_named_in_another_unit_is_noted(tmp_path):
+    """Found by a QA pass: --time-col ts_ms read in seconds (the default) made a 9.5 s trace
+    one of 9,500 s without a word."""
+    path = write(tmp_path, "g.csv", "ts_ms,p,o\n0,100,10\n500,101,11\n9500,90,9\n")
+    mapping = {"format": "csv", "time_col": "ts_ms", "input_col": "p", "output_col": "o"}
+    table, report = import_trace(path, ImportOptions(**mapping))
+    assert report.notes == (
+        "column ts_ms was read in s (--time-unit s), though its name says ms: give "
+        "--time-unit ms if it holds those",
+    )
+    table, report = import_trace(path, ImportOptions(**mapping, time_unit="ms"))
+    assert report.notes == () and table.column("arrival_time_s").to_pylist()[-1] == 9.5

@@ -612,7 +612,7 @@ def test_a_file_with_the_canonical_column_names_needs_no_flags(tmp_path, contain
     assert column(table, "request_id") == ["a", "b"]
     assert "hash_ids" not in table.column_names
     assert any("hash_ids not read: give --hash-block-size" in n for n in report.notes)
-    table, report = import_trace(path, ImportOptions(output_col="gen", hash_block_size=16))
+    table, report = import_trace(path, ImportOptions(output_col="gen", hash_block_size=8))
     assert column(table, "output_tokens") == [7, 8]
     assert column(table, "hash_ids") == [[1, 2], [1]] and report.notes == ()
 

@@ -46,10 +46,16 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     )
     arrival_time_s, start_time = timestamps_to_seconds(columns["TIMESTAMP"])
     if multimodal:
-        num_with, num_images = _images(columns["NumImages"])
+        num_with, num_images, num_unread = _images(columns["NumImages"])
         notes.append(
             f"NumImages is not imported: {num_with:,} of {len(arrival_time_s):,} rows carry "
             f"images ({num_images:,} in all), and input_tokens counts ContextTokens only"
+            + (
+                f"; {num_unread:,} NumImages cell{'' if num_unread == 1 else 's'} that "
+                f"{'is' if num_unread == 1 else 'are'} not a whole number counted as none"
+                if num_unread
+                else ""
+            )
         )
     return RawTrace(
         arrival_time_s=arrival_time_s,
@@ -68,17 +74,19 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     )
 
 
-def _images(text: pa.ChunkedArray) -> tuple[int, int]:
-    """Requests with at least one image, and images in all, of the ``NumImages`` cells
-    (text; a cell that is not a whole number counts as none)."""
+def _images(text: pa.ChunkedArray) -> tuple[int, int, int]:
+    """Requests with at least one image, images in all, and cells that are not a whole
+    number (counted as none), of the ``NumImages`` cells (text)."""
     import pyarrow.compute as pc  # imported here: 0.1 s, and only multimodal files need it
 
     chunks = []
     for chunk in text.chunks:
         trimmed = pc.utf8_trim_whitespace(chunk)
         chunks.append(cast_or_null(pc.if_else(pc.equal(trimmed, ""), "0", trimmed), pa.int64()))
-    counts = int_values(pa.chunked_array(chunks, type=pa.int64()))
-    return int((counts > 0).sum()), int(counts[counts > 0].sum())
+    parsed = pa.chunked_array(chunks, type=pa.int64())
+    num_unread = parsed.null_count - text.null_count
+    counts = int_values(parsed)
+    return int((counts > 0).sum()), int(counts[counts > 0].sum()), int(num_unread)
 
 
 def sniff(path: Path, head_text: str) -> bool:

@@ -124,6 +124,13 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     arrival_time_s, start_time = _seconds(
         path, columns["arrival_time_s"], mapping["arrival_time_s"], options.time_unit, where
     )
+    named = _unit_in_name(mapping["arrival_time_s"])
+    if named is not None and named != options.time_unit and options.time_unit != "datetime":
+        notes.append(
+            f"column {mapping['arrival_time_s']} was read in {options.time_unit} (--time-unit "
+            f"{options.time_unit}), though its name says {named}: give --time-unit {named} "
+            "if it holds those"
+        )
     extra: dict[str, Column] = {}
     for name in ("request_id", "session_id"):
         if name in columns:
@@ -461,3 +468,14 @@ def _decoded(values: Column) -> Column:
 def _first_valid(values: Column) -> int | None:
     valid = values.is_valid().to_numpy(zero_copy_only=False)
     return int(np.argmax(valid)) if valid.any() else None
+
+
+def _unit_in_name(column: str) -> str | None:
+    """The time unit a column's name ends in (``ts_ms``, ``time_us``, ``t-ns``), if any."""
+    lowered = column.strip().lower()
+    for unit in ("ms", "us", "ns"):
+        if lowered.endswith((f"_{unit}", f"-{unit}", f" {unit}", f"({unit})", f"[{unit}]")):
+            return unit
+    if lowered.endswith(("_s", "-s", " s", "(s)", "[s]")):
+        return "s"
+    return None

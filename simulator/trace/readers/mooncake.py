@@ -27,6 +27,10 @@ HASH_BLOCK_SIZE = 512
 FIELDS = ("timestamp", "input_length", "output_length")
 
 
+#: Widest --jitter-window-s taken: a bucket of a day (Mooncake's are about 3 s).
+MAX_JITTER_WINDOW_S = 86_400.0
+
+
 def read(path: Path, options: ImportOptions) -> RawTrace:
     """Read a Mooncake JSON-lines trace into a ``RawTrace``."""
     notes: list[str] = []
@@ -93,6 +97,11 @@ def _jitter(
         window_s = float(np.median(gaps))
     if not (window_s > 0 and np.isfinite(window_s)):
         raise TraceError(f"--jitter-window-s must be a finite number > 0, got {window_s}")
+    if window_s > MAX_JITTER_WINDOW_S:
+        raise TraceError(
+            f"--jitter-window-s must be at most {MAX_JITTER_WINDOW_S:,.0f} s (a day): it "
+            f"spreads requests within one timestamp bucket, got {window_s:g}"
+        )
     rng = np.random.default_rng(seed)
     return arrival_time_s + rng.uniform(0.0, window_s, size=arrival_time_s.size), window_s
 

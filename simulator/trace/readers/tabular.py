@@ -223,6 +223,15 @@ def _read_csv_lenient(
 _LENIENT_BLOCK = 4096
 
 
+def _shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to about ``limit`` characters (a 200,000-character
+    cell was echoed whole)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 5]}...{text[-1]} ({len(str(value)):,} characters)"
+
+
 def cast_or_null(text: pa.Array, arrow_type: pa.DataType) -> pa.Array:
     """``text`` (strings) cast to ``arrow_type``, each value that does not parse as null.
 
@@ -276,7 +285,7 @@ def _diagnose_csv(
                     line = physical_line(path, rows_before + bad + 2, first_line=2)
                     raise TraceError(
                         f"{path.name}: line {line}: column {name}: expected "
-                        f"{_describe(arrow_type)}, got {text[bad].as_py()!r}"
+                        f"{_describe(arrow_type)}, got {_shown(text[bad].as_py())}"
                         + _out_of_range_hint(text[bad].as_py(), arrow_type)
                         + (" (--skip-invalid drops such rows)" if hint else "")
                     )
@@ -428,7 +437,9 @@ def _parse_json_line(line: str) -> tuple[dict | None, str]:
     try:
         record = json.loads(line, object_pairs_hook=_pairs_once)
     except json.JSONDecodeError as err:
-        return None, f"not valid JSON ({err.msg})"
+        # Python's messages end "... at" before the position it appends: say the column.
+        what = err.msg[:-3] if err.msg.endswith(" at") else err.msg
+        return None, f"not valid JSON ({what} at column {err.colno})"
     except _RepeatedKey as repeated:
         return None, f"field {repeated.args[0]} appears twice in the object"
     if not isinstance(record, dict):
@@ -774,7 +785,7 @@ def cast_text_located(
         bad = first_uncastable(trimmed, arrow_type)
         raise TraceError(
             f"{file_name}: {where(bad)}: column {column}: expected {_describe(arrow_type)}, "
-            f"got {text[bad].as_py()!r}{_out_of_range_hint(text[bad].as_py(), arrow_type)}"
+            f"got {_shown(text[bad].as_py())}{_out_of_range_hint(text[bad].as_py(), arrow_type)}"
         ) from None
 
 

@@ -111,7 +111,8 @@ def _load(path: Path) -> dict:
                 "(several runs saved with --append-result?); split it into one file per run"
             ) from None
         raise TraceError(
-            f"{path.name}: line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})"
+            f"{path.name}: line {exc.lineno} column {exc.colno}: not valid JSON "
+            f"({exc.msg[:-3] if exc.msg.endswith(' at') else exc.msg})"
         ) from None
     if not isinstance(result, dict):
         raise TraceError(
