@@ -65,6 +65,9 @@ _KNOB_HELP = {
     "precision) or fp8, e.g. none,fp8.",
     "kv_cache_dtype": "vLLM --kv-cache-dtype values, comma list: auto, bfloat16, fp8, "
     "fp8_e4m3 (default auto).",
+    "async_scheduling": "vLLM --async-scheduling values, comma list: false (vLLM v0.11's "
+    "default: host time adds to each step), true (it overlaps the GPU's; later vLLM's "
+    "default), e.g. false,true.",
     "rate_scale": "Arrival-rate factors, comma list; 2 replays the trace twice as fast.",
     "trace": "Trace files, comma list (or give them as TRACE arguments).",
 }
