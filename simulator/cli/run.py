@@ -173,7 +173,7 @@ def run(
             "--async-scheduling",
             help="As vLLM's --async-scheduling (on by default in vLLM releases after v0.11): "
             "the engine's host work overlaps the GPU's, so a step takes the larger of the two "
-            "instead of their sum.",
+            "instead of their sum, and a request arriving mid-step joins the step after next.",
         ),
     ] = False,
     quantization: Annotated[
