@@ -533,6 +533,9 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes)
     step_model = served_step_model(step_model, scenario, max_num_seqs, token_budget)
     notes.extend(_multi_node_notes(gpu, tp, pp, num_gpus // (tp * pp)))
+    fitted_async = calibration.get("host_fitted_with_async_scheduling")
+    if isinstance(fitted_async, bool) and fitted_async != scenario.async_scheduling:
+        notes.append(async_mismatch_note(fitted_async))
     return ResolvedScenario(
         scenario=scenario,
         gpu=gpu,
@@ -550,6 +553,21 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         notes=tuple(notes),
         calibration=calibration,
         pp=pp,
+    )
+
+
+def async_mismatch_note(fitted_async: bool) -> str:
+    """The note for a profile whose host constants were fitted in the other async mode."""
+    if fitted_async:
+        return (
+            "the profile's host overheads were fitted with --async-scheduling (host work "
+            "hidden behind the GPU's); this run adds them to every step: give "
+            "--async-scheduling to run as the benchmark's server did"
+        )
+    return (
+        "the profile's host overheads were fitted without --async-scheduling (added to "
+        "every step); this run hides them behind the GPU's work: drop --async-scheduling "
+        "to run as the benchmark's server did"
     )
 
 

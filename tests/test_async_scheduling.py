@@ -294,3 +294,67 @@ def test_without_a_busy_engine_async_scheduling_changes_no_admission():
     a = _one_replica(arrival, [4] * 4, [5] * 4, False)
     b = _one_replica(arrival, [4] * 4, [5] * 4, True)
     np.testing.assert_array_equal(a.req_f, b.req_f)
+
+
+def test_a_profile_fitted_with_async_scheduling_says_so_and_a_run_without_notes_it(tmp_path):
+    """Found by a QA pass: validate --fit with --async-scheduling put the host time into
+    constants a serial run then added to every step (TPOT nearly doubled), with no word."""
+    import pyarrow.parquet as pq
+
+    from simulator.calibration.profile import load_profile
+
+    table = synthesize(
+        arrival_process("poisson", 4.0),
+        duration_s=20.0,
+        input_lengths=parse_length_distribution("lognormal:mean=500,cv=1,max=3000"),
+        output_lengths=parse_length_distribution("lognormal:mean=100,cv=1,max=400"),
+        seed=3,
+    )
+    measured = simulate(table, Scenario(gpus="1xH100", async_scheduling=True)).requests
+    r = measured.to_pydict()
+    rows = [
+        {
+            "arrival_time_s": a,
+            "input_tokens": i,
+            "output_tokens": o,
+            "ttft_s": t * 1.1,
+            "e2e_s": e * 1.1,
+        }
+        for a, i, o, t, e in zip(
+            r["arrival_time_s"],
+            r["input_tokens"],
+            r["output_tokens"],
+            r["ttft_s"],
+            r["e2e_s"],
+            strict=True,
+        )
+    ]
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    fit = runner.invoke(
+        app,
+        [
+            "calibrate",
+            "validate",
+            str(bench),
+            "--gpus",
+            "1xH100",
+            "--model",
+            "llama-3.1-8b",
+            "--async-scheduling",
+            "--fit",
+            "-o",
+            str(tmp_path / "p.json"),
+        ],
+    )
+    assert fit.exit_code == 0, fit.stderr
+    assert load_profile(tmp_path / "p.json").provenance["async_scheduling"] is True
+    trace = tmp_path / "t.parquet"
+    pq.write_table(table, trace)
+    serial = runner.invoke(app, ["run", str(trace), "--calibration", str(tmp_path / "p.json")])
+    assert serial.exit_code == 0, serial.stderr
+    assert "the profile's host overheads were fitted with --async-scheduling" in serial.stderr
+    same = runner.invoke(
+        app, ["run", str(trace), "--calibration", str(tmp_path / "p.json"), "--async-scheduling"]
+    )
+    assert same.exit_code == 0 and "fitted with --async-scheduling" not in same.stderr

@@ -231,9 +231,11 @@ def step_model_for(
             source += _BORROWED  # filled in once the step model says which grids it reads
     else:  # host constants alone (``validate --fit`` on a GPU nothing was measured like)
         source = UNCALIBRATED
+    host_async = None
     if host:
         host_owner = next(p for p in chain if p.host)
         source += f"; host overheads from {_label(host_owner)}"
+        host_async = host_owner.provenance.get("async_scheduling")
         benchmark_gpu = host_owner.provenance.get("benchmark_gpu")
         if benchmark_gpu is not None:  # ``validate --fit`` on a GPU its grids' relative
             source += f" (fitted to a benchmark on {benchmark_gpu})"
@@ -292,6 +294,9 @@ def step_model_for(
         and any(owner is primary for owner in grid_owner.values()),
         "held_out_error_pct": errors,
     }
+    if isinstance(host_async, bool):
+        # ``validate --fit`` records how the benchmark's server counted host time.
+        info["host_fitted_with_async_scheduling"] = host_async
     if not own:
         # How well a measured GPU is predicted from its relative: the best available
         # estimate of this fallback's error.

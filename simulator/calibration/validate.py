@@ -1243,6 +1243,9 @@ def fitted_profile(
         "engine": None if base is None else base.provenance.get("engine"),
         "model": resolved.model.name,
         "tp": resolved.tp,
+        # Host constants fitted with the server's host work overlapping its GPU's are not
+        # the ones a serial step adds: a run says so when its mode differs.
+        "async_scheduling": resolved.scenario.async_scheduling,
         "fitted_on": _dt.date.today().isoformat(),
         "fitted_by": f"simreplay {__version__} calibrate validate --fit",
         "default_host": {
