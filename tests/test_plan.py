@@ -200,7 +200,12 @@ def test_plan_json_shape(trace_file):
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert list(payload) == ["answer", "runners_up", "no_fleet", "scenarios_simulated"]
+    assert list(payload) == ["answer", "runners_up", "no_fleet", "scenarios_simulated", "assumed"]
+    # What every fleet was simulated with (a planner must know it assumed, e.g., no async
+    # scheduling): every deployment knob but those the plan chooses.
+    assumed = payload["assumed"]
+    assert assumed["model"] == "llama-3.1-8b" and assumed["async_scheduling"] is False
+    assert assumed["api_server_latency_ms"] == 8.0 and "gpus" not in assumed
     answer = payload["answer"]
     for key in ("gpus", "gpu_type", "num_gpus", "tp", "cost_per_hour_usd", "metrics"):
         assert key in answer
@@ -229,6 +234,10 @@ def test_plan_human_output_and_no_answer(trace_file):
     assert "Runner-up per GPU type" in result.stdout
     for runner_up in payload["runners_up"]:
         assert runner_up["gpus"] in result.stdout
+    assert (
+        "Assumed for every fleet: --model llama-3.1-8b, --scheduler vllm, no "
+        "--async-scheduling, --api-server-latency-ms 8"
+    ) in result.stdout
     result = invoke(
         # Above the API server's 8 ms (a bound below it is refused), below any prefill.
         "plan", trace_file, "--slo", "ttft_p99_ms=9", "--gpu-types", "L40S", "--max-gpus", 2,
@@ -236,7 +245,14 @@ def test_plan_human_output_and_no_answer(trace_file):
     )  # fmt: skip
     payload = json.loads(result.stdout)
     assert payload["answer"] is None and "meets the SLO" in payload["reason"]
-    assert set(payload) == {"answer", "reason", "runners_up", "no_fleet", "scenarios_simulated"}
+    assert set(payload) == {
+        "answer",
+        "reason",
+        "runners_up",
+        "no_fleet",
+        "scenarios_simulated",
+        "assumed",
+    }
 
 
 def test_plan_max_rate_command(trace_file):

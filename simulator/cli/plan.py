@@ -23,6 +23,7 @@ from simulator.sweep.spec import (
     cli_name,
     coerce,
     knob_defaults,
+    scenario_knobs,
     split_list,
 )
 
@@ -272,6 +273,9 @@ def plan(
             f"{result.answer.rejected}"
         )
     payload = _payload(result, sim)
+    payload["assumed"] = {
+        k: base[k] for k in scenario_knobs() if k not in _FLEET_KNOBS and k in base
+    } | {"rate_scale": base["rate_scale"]}
     if json_output:
         print_json(payload)
     else:
@@ -298,10 +302,35 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f}"
 
 
+#: Knobs a plan chooses or varies itself, left out of what it says it assumed.
+_FLEET_KNOBS = ("gpus", "tp", "seed")
+
+
+def _assumed_text(assumed: dict[str, Any]) -> str:
+    """What every fleet was simulated with, in option words: the model, the engine and how
+    its clients' times are counted, then every other knob not at its default."""
+    defaults = knob_defaults()
+    parts = [
+        f"--model {assumed['model']}",
+        f"--scheduler {assumed['scheduler']}",
+        "--async-scheduling" if assumed["async_scheduling"] else "no --async-scheduling",
+        f"--api-server-latency-ms {assumed['api_server_latency_ms']:g}",
+    ]
+    shown = {"model", "scheduler", "async_scheduling", "api_server_latency_ms"}
+    for knob, value in assumed.items():
+        if knob in shown or value == defaults.get(knob) or value is None:
+            continue
+        flag = "--" + knob.replace("_", "-")
+        parts.append(flag if value is True else f"{flag} {value}")
+    return "Assumed for every fleet: " + ", ".join(parts)
+
+
 def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
     answer = payload["answer"]
+    assumed = _assumed_text(payload["assumed"]) + "\n" if "assumed" in payload else ""
     if answer is None:
         sys.stdout.write(f"No answer: {payload['reason']}\n")
+        sys.stdout.write(assumed)
         sys.stdout.write(f"Scenarios simulated: {payload['scenarios_simulated']}\n")
         return
     head = (
@@ -326,6 +355,7 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
         )
     else:
         sys.stdout.write(f"Cheapest fleet meeting the SLO: {head}\n")
+    sys.stdout.write(assumed)
     rows = []
     for key, b in answer["slo"].items():
         ci = b.get("ci95_ms")
