@@ -46,7 +46,7 @@ requests; every step with prefill tokens is its own row):
 | `prefill_tokens` | int64 | prompt tokens computed in the run |
 | `decode_seqs` | int32 | sequences decoding one token per step |
 | `kv_blocks_used` | int64 | KV blocks in use during the run's last step (see below) |
-| `num_waiting` | int32 | requests in the waiting queue when each step was formed (those it admitted included) |
+| `num_waiting` | int32 | requests queued when each step was formed (its admissions included) |
 | `cache_hit_tokens` | int64 | tokens of requests admitted in the run found in the cache |
 | `cache_query_tokens` | int64 | tokens those requests asked for (prompt + output to redo) |
 

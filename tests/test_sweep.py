@@ -180,11 +180,11 @@ def test_bad_axes_are_one_line_errors(small_trace, axes, fragment):
     [
         (
             {"router": "prefix-aware,least-outstanding", "enable_prefix_caching": "true,false"},
-            "(the grid's scenario --router prefix-aware, --enable-prefix-caching false; ",
+            "(scenario --router prefix-aware, --enable-prefix-caching false; ",
         ),
         (
             {"scheduler": "vllm,vllm-v0", "enable_prefix_caching": "false,true"},
-            "(the grid's scenario --scheduler vllm-v0, --enable-prefix-caching true; ",
+            "(scenario --scheduler vllm-v0, --enable-prefix-caching true; ",
         ),
     ],
 )

@@ -486,8 +486,8 @@ def check_names(points: list[dict[str, Any]]) -> None:
             # given both values to add one of them.
             where = ", ".join(f"{cli_name(n)} {_text(p[n])}" for n in varying)
             raise SimreplayError(
-                f"{exc} (the grid's scenario {where}; a spec's [[scenarios]] can leave such "
-                "pairs out)"
+                f"{exc} (scenario {where}; a grid makes every combination of its axes' "
+                "values: a spec's [[scenarios]] lists only the wanted ones)"
             ) from None
     for p in points:
         if not (math.isfinite(p["rate_scale"]) and p["rate_scale"] > 0):
