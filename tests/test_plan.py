@@ -512,3 +512,20 @@ def test_a_folder_given_as_the_trace_is_called_a_folder(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: trace {tmp_path}: is a directory, not a trace file"
     ]
+
+
+def test_a_tight_max_rate_bracket_prints_ends_that_differ(capsys):
+    """Found by a QA pass: --tolerance 1e-12 printed "67.04" and "fails at 67.04 (bracket
+    within 0%)": the two ends looked the same."""
+    from simulator.cli.plan import _print_human
+
+    answer = {
+        "gpus": "1xH100", "gpu_type": "H100-SXM", "tp": 1, "num_replicas": 1,
+        "cost_per_hour_usd": 2.99, "rate_scale": 4.0345781, "fails_at_rate_scale": 4.0345812,
+        "tolerance": 1e-6, "slo": {},
+    }  # fmt: skip
+    payload = {"answer": answer, "runners_up": [], "no_fleet": [], "scenarios_simulated": 9}
+    _print_human(payload, "max-rate", 8)
+    out = capsys.readouterr().out
+    assert "Highest rate scale meeting the SLO: 4.034578 on 1xH100" in out
+    assert "fails at 4.034581 (bracket within 0.0001%)" in out
