@@ -512,6 +512,17 @@ def _spec_from_config(
         if value(key):
             num_experts = positive_int(key)
             break
+    if not num_experts and value("num_experts_per_tok"):
+        # A Mixtral config with num_local_experts 0 ran as a dense model without a word.
+        named = next(
+            (k for k in ("num_local_experts", "num_experts", "n_routed_experts") if k in config),
+            "num_local_experts",
+        )
+        raise SimreplayError(
+            f"{file}: {where}num_experts_per_tok is {value('num_experts_per_tok')!r} but "
+            f"{where + named} is {value(named)!r}: an MoE model needs its number of experts "
+            "(a dense model has neither)"
+        )
     experts_per_token = positive_int("num_experts_per_tok") if num_experts else 0
     if experts_per_token > num_experts:
         raise SimreplayError(

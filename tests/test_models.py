@@ -334,6 +334,13 @@ def test_mixtral_style_moe(tmp_path):
     assert spec.intermediate_size == 14336
     assert spec.is_moe
     assert param_count(spec) == param_count(MODELS["mixtral-8x7b"])
+    # Found by a QA pass: num_local_experts 0 beside num_experts_per_tok 2 ran as dense.
+    with pytest.raises(
+        SimreplayError,
+        match=r"num_experts_per_tok is 2 but num_local_experts is 0: an MoE model needs its "
+        r"number of experts",
+    ):
+        load_hf_config(write_config(tmp_path / "zero", {**MIXTRAL_CONFIG, "num_local_experts": 0}))
 
 
 def test_qwen3_moe_uses_moe_intermediate_size(tmp_path):
