@@ -571,8 +571,11 @@ def check_latency_unit(
     """Refuse a family measured faster than ``gpu``'s roofline allows, and note one whose
     every call is far slower: the latency column is read in milliseconds (AIConfigurator's
     unit), and files in seconds or microseconds would fit a profile 1,000 times off.
-    ``refuse=False`` (``calibrate check``, which fits nothing) notes the faster case too."""
+    ``refuse=False`` (``calibrate check``, which fits nothing) notes the faster case too;
+    otherwise a point no profile can store is refused first (``_refuse_unstorable``)."""
     ratio = latency_s / roofline_latency_s(grid_name, feats, ref)
+    if refuse:
+        _refuse_unstorable(grid_name, feats, latency_s, ratio, gpu, source_dir)
     median = float(np.median(ratio))
     if median < MIN_MEDIAN_ROOFLINE_RATIO:
         text = (
@@ -633,18 +636,19 @@ def _times_text(factor: float) -> str:
 MAX_STORED_LOG_RATIO = np.iinfo(np.int16).max / 1000.0
 
 
-def check_storable(
+def _refuse_unstorable(
     grid_name: str,
     feats: dict[str, np.ndarray],
     latency_s: np.ndarray,
-    ref: Reference,
+    ratio: np.ndarray,
     gpu: str,
     source_dir: str,
 ) -> None:
-    """Refuse a point whose latency is more than e**32.7 (1.6e14) times the roofline's, or
-    less than its inverse: no kernel runs so, and a profile cannot store it (shipped
-    profiles stay within e**12). One line names the point, before anything is written."""
-    log_ratio = np.log(latency_s / roofline_latency_s(grid_name, feats, ref))
+    """Refuse a point whose latency is more than e**32.7 (1.6e14) times the roofline's
+    (``ratio``), or less than its inverse: no kernel runs so, and a profile cannot store it
+    (shipped profiles stay within e**12). One line names the point, before anything is
+    written."""
+    log_ratio = np.log(ratio)
     worst = int(np.argmax(np.abs(log_ratio)))
     if abs(log_ratio[worst]) <= MAX_STORED_LOG_RATIO:
         return
@@ -706,7 +710,6 @@ def fit_profile(
             axes = vidur_axes(feats)
         elif source != "aiconfigurator":
             axes = adapted_axes(grid_name, feats)
-        check_storable(grid_name, feats, latency_s, ref, gpu, source_dir)
         check_latency_unit(grid_name, feats, latency_s, ref, gpu, source_dir, progress)
         grid, errs = fit_one(grid_name, feats, latency_s, ref, axes)
         grids[grid_name] = grid

@@ -51,8 +51,6 @@ from simulator.trace.readers.tabular import (
 from simulator.trace.schema import MAX_ARRIVAL_S, check_unique_names, num_rows_text
 
 PARQUET_BATCH_ROWS = 1 << 20
-#: Key under which ``_read_csv`` passes the records it skipped (``--skip-invalid``) on.
-SKIPPED_RECORDS = "\0skipped_records"
 SECONDS_PER_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 #: canonical column -> (ImportOptions attribute, command-line flag), in message order.
@@ -98,7 +96,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         parquet_file = None
         names = csv_header(path)
     mapping, notes = _mapping(path, container, names, options)
-
+    skipped: list[int] = []  # CSV records --skip-invalid left out for their field count
     if container == "parquet":
         columns = _read_parquet(path, parquet_file, mapping)
         first_line, location_word = 1, "row"
@@ -106,14 +104,9 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         columns = _read_jsonl(path, mapping, options, notes)
         first_line, location_word = 1, "line"
     else:
-        columns = _read_csv(path, mapping, options, notes)
+        columns = _read_csv(path, mapping, options, notes, skipped)
         first_line, location_word = 2, "line"
-    skipped = columns.pop(SKIPPED_RECORDS, None)
-    lines = kept_record_lines(
-        len(columns["arrival_time_s"]),
-        None if skipped is None else skipped.to_numpy().tolist(),
-        first_line,
-    )
+    lines = kept_record_lines(len(columns["arrival_time_s"]), skipped, first_line)
 
     def where(row: int) -> str:
         counted = first_line + row if lines is None else int(lines[row])
@@ -233,7 +226,11 @@ def _mapping(
 
 
 def _read_csv(
-    path: Path, mapping: dict[str, str], options: ImportOptions, notes: list[str]
+    path: Path,
+    mapping: dict[str, str],
+    options: ImportOptions,
+    notes: list[str],
+    skipped: list[int],
 ) -> dict[str, Column]:
     time_col = mapping["arrival_time_s"]
     sample = first_data_value(path, time_col)
@@ -260,13 +257,10 @@ def _read_csv(
     for name, arrow_type in wanted.items():
         if name in mapping:
             types.setdefault(mapping[name], arrow_type)
-    skipped: list[int] = []
     by_source = read_csv_columns(
         path, types, skip_invalid=options.skip_invalid, notes=notes, skipped_records=skipped
     )
     columns = {name: by_source[column] for name, column in mapping.items()}
-    if skipped:
-        columns[SKIPPED_RECORDS] = pa.chunked_array([pa.array(skipped, pa.int64())])
     for name in ("request_id", "session_id", "hash_ids"):
         if name in columns:
             columns[name] = empty_to_null(columns[name])
