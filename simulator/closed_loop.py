@@ -113,8 +113,10 @@ def run_closed_loop(
         take_finished,
     )
     from simulator.engine.kernels import admission_reject_reason, enqueue, reject
+    from simulator.perf.kernel import step_floor_s
 
     req_i, req_f = state.req_i, state.req_f
+    floor_s = step_floor_s(params)  # no step is shorter (bounds when a request can finish)
     latency_s = float(client_latency_s)
     sent_s = state.sent_s if state.sent_s is not None else req_f[:, R_ARRIVAL_S].copy()
     if latency_s > 0.0:
@@ -166,7 +168,14 @@ def run_closed_loop(
         while True:
             next_s = heap[0][0] if heap else math.inf
             bound_s = earliest_finish_bound_s(
-                req_i, state.rep_i, state.rep_f, cfg, state.rep_tables, state.prefix_ids
+                req_i,
+                state.rep_i,
+                state.rep_f,
+                state.running,
+                cfg,
+                state.rep_tables,
+                state.prefix_ids,
+                floor_s,
             )
             if next_s < bound_s or (heap and next_s <= now_s):
                 # No request can finish before this arrival: route it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
@@ -548,3 +549,78 @@ def test_decode_run_table_cell_reuse_equals_step_time_bit_for_bit(gpus, model, t
             )
             assert split == whole
         assert (reused > 0) == calibrated
+
+
+#: Resolved step models the floor is checked on: shipped calibration profiles (1-D token
+#: tables, TP all-reduce tables), a fallback from a measured relative, roofline MoE, pipeline
+#: transfers, CUDA graphs off, and async scheduling (a step is max(GPU, host)).
+FLOOR_SCENARIOS = [
+    dict(gpus="1xH100", model="llama-3.1-8b"),
+    dict(gpus="1xH100", model="llama-3.1-8b", async_scheduling=True),
+    dict(gpus="4xA100", model="llama-2-70b", tp=4),
+    dict(gpus="2xMI300X", model="mixtral-8x7b", tp=2),
+    dict(gpus="1xL4", model="qwen2.5-7b"),
+    dict(gpus="8xA100", model="llama-2-70b", tp=4, pp=2),
+    dict(gpus="1xB200", model="llama-3.1-8b", quantization="fp8"),
+    dict(gpus="2xH100", model="qwen3-30b-a3b", tp=2, enforce_eager=True),
+]
+
+
+@functools.cache
+def _floor_params(index):
+    from simulator.scenario import Scenario, resolve
+
+    return resolve(Scenario(**FLOOR_SCENARIOS[index])).step_model.params
+
+
+#: The smallest steps, where the floor is nearest.
+small_feature_values = st.fixed_dictionaries(
+    {
+        "num_prefill_tokens": st.integers(0, 8),
+        "num_prefill_seqs": st.integers(0, 2),
+        "prefill_attn_work": st.floats(0.0, 64.0, allow_nan=False),
+        "prefill_context_tokens": st.integers(0, 16),
+        "num_decode_seqs": st.integers(0, 4),
+        "decode_context_tokens": st.integers(0, 64),
+    }
+)
+
+
+@settings(deadline=None, max_examples=400)
+@given(
+    index=st.integers(0, len(FLOOR_SCENARIOS) - 1),
+    features=st.one_of(feature_values, small_feature_values),
+)
+def test_no_step_is_shorter_than_the_step_floor(index, features):
+    """``step_floor_s`` bounds every step that processes a token from below (the engine's
+    least-outstanding routing and closed loops leave a replica alone on that bound)."""
+    params = _floor_params(index)
+    values = [features[name] for name in FEATURES]
+    if values[0] + values[4] == 0:
+        return  # no token: not a step
+    if values[0] > 0 and values[1] == 0:
+        values[1] = 1  # prefill tokens come in at least one sequence
+    floor_s = kernel.step_floor_s(params)
+    step_s = kernel.step_time_s(
+        params, *(np.int64(v) if not isinstance(v, float) else v for v in values)
+    )
+    assert 0.0 < floor_s <= step_s
+
+
+@pytest.mark.parametrize("index", range(len(FLOOR_SCENARIOS)))
+def test_step_floor_is_close_to_the_least_step(index):
+    """The floor is tight enough to be of use: within 10 % of a one-sequence decode step
+    (the weight read it leaves in; attention and more rows are what it leaves out)."""
+    params = _floor_params(index)
+    zero, one = np.int64(0), np.int64(1)
+    least_s = min(
+        kernel.step_time_s(params, zero, zero, 0.0, zero, one, one),
+        kernel.step_time_s(params, one, one, 0.5, one, zero, zero),
+    )
+    assert 0.9 * least_s <= kernel.step_floor_s(params) <= least_s
+
+
+def test_step_floor_is_zero_when_a_coefficient_is_negative():
+    params = _floor_params(0).copy()
+    params[kernel.HOST_S] = -1e-3
+    assert kernel.step_floor_s(params) == 0.0

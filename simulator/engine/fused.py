@@ -51,6 +51,7 @@ from simulator.engine.state import (
     ROUTE_ROUND_ROBIN,
     ROUTE_SESSION_AFFINITY,
 )
+from simulator.perf.kernel import step_floor_s
 
 #: Typed, so that ``kv_blocks_used`` is not compiled again for a literal 0.
 _FIRST_REPLICA = np.int64(0)
@@ -272,6 +273,7 @@ def _advance_quiet(
     rep_tables,
     prefix_ids,
     until_s,
+    floor_s,
 ):
     """Bring up to ``until_s`` the replicas whose outstanding count may have changed by then.
 
@@ -307,7 +309,7 @@ def _advance_quiet(
         if code != ADVANCE_OK:
             return code, -math.inf
         rep_f[P_QUIET_UNTIL_S, r] = quiet_until_s(
-            req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r
+            req_i, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, floor_s
         )
         earliest_s = min(earliest_s, rep_f[P_QUIET_UNTIL_S, r])
     return ADVANCE_OK, earliest_s
@@ -351,6 +353,7 @@ def run_fused(
     # pipeline stages a group's sum changes only when one of its virtual engines' counts
     # does, so the same per-engine-replica times hold.
     quiet_s = -math.inf
+    floor_s = step_floor_s(params)
     while i < num_requests:
         now_s = req_f[i, R_ARRIVAL_S]
         reason = admission_reject_reason(req_i, cfg, i)
@@ -443,6 +446,7 @@ def run_fused(
                         rep_tables,
                         prefix_ids,
                         now_s,
+                        floor_s,
                     )
                 r = choose_replica(
                     req_i,
@@ -455,7 +459,9 @@ def run_fused(
                     counters[C_ROUTED],
                     draws[i],
                 )
-                if code == ADVANCE_OK:
+                if code == ADVANCE_OK and not (
+                    rep_i[P_IN_FLIGHT, r] == 1 and rep_f[P_STEP_END_S, r] > now_s
+                ):
                     # The chosen replica may have been left behind: bring it up to now.
                     code = advance(
                         req_i,
@@ -510,7 +516,9 @@ def run_fused(
             enqueue(req_i, req_f, rep_i, rep_f, running, r, i, now_s)
             if cfg[CFG_ROUTER] == ROUTE_LEAST_OUTSTANDING:
                 # The new request can change the chosen replica's next steps: look again.
-                quiet_r_s = quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r)
+                quiet_r_s = quiet_until_s(
+                    req_i, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, floor_s
+                )
                 rep_f[P_QUIET_UNTIL_S, r] = quiet_r_s
                 quiet_s = min(quiet_s, quiet_r_s)
         i += 1
@@ -535,11 +543,15 @@ def run_fused(
 
 
 @njit(cache=True, _nrt=False)
-def earliest_finish_bound_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids):
-    """A time before which no request can finish on any replica (``quiet_until_s``'s min)."""
+def earliest_finish_bound_s(req_i, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, floor_s):
+    """A time before which no request can finish on any replica (``quiet_until_s``'s min);
+    ``floor_s`` as ``perf.kernel.step_floor_s`` gives it."""
     bound_s = math.inf
     for r in range(rep_i.shape[1]):
-        bound_s = min(bound_s, quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r))
+        bound_s = min(
+            bound_s,
+            quiet_until_s(req_i, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, floor_s),
+        )
     return bound_s
 
 

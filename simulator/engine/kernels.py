@@ -323,7 +323,7 @@ def _steady_new_blocks(rep_i, cfg, rep_tables, r, steps_ahead):
     return rep_tables[ru, _block_residue(-t, cfg)]
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def _join_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r, end_s):
     """Make the running requests after the steady prefix steady while they qualify.
 
@@ -381,7 +381,7 @@ def _materialize_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, r)
     rep_i[P_STEADY_NEXT_FINISH, ru] = NO_FINISH
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, end_s):
     """Finish the steady decodes that produced their last token at ``end_s``.
 
@@ -393,12 +393,21 @@ def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_
     block_size = cfg[CFG_BLOCK_SIZE]
     t = rep_i[P_STEADY_STEPS, ru]
     num_steady = rep_i[P_NUM_STEADY, ru]
-    next_finish = NO_FINISH
-    # This scan runs over every steady decode at each finish: unsigned indices spare numba's
-    # negative-index check on each of its array accesses (about half its instructions).
+    # This runs over every steady decode at each finish: unsigned indices spare numba's
+    # negative-index check on each array access, and the decodes before the first that
+    # finishes are only read (for the next finish), not moved.
     base = _U(block_size)
-    kept = _U(0)
-    for k in range(_U(num_steady)):
+    n = _U(num_steady)
+    next_finish = NO_FINISH
+    first = _U(0)
+    while first < n:
+        finish = rep_tables[ru, base + first]
+        if finish == t:
+            break
+        next_finish = min(next_finish, finish)
+        first += _U(1)
+    kept = first
+    for k in range(first, n):
         finish = rep_tables[ru, base + k]
         i = running[ru, k]
         if finish == t:
@@ -410,8 +419,7 @@ def _finish_steady(req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_
             _free_blocks(req_i, rep_i, cfg, rep_tables, prefix_ids, r, i, False)
             rep_i[P_OUTSTANDING, ru] -= 1
             continue
-        if finish < next_finish:
-            next_finish = finish
+        next_finish = min(next_finish, finish)
         running[ru, kept] = i
         rep_tables[ru, base + kept] = finish
         kept += _U(1)
@@ -923,7 +931,7 @@ def _itl_bin_bounds(gap_s):
     return bin_idx, lo_s, hi_s
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def _advance_steady(
     req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, num_steps, end_s
 ):
@@ -1464,8 +1472,13 @@ _QUIET_SLACK = 1.0 - 1e-9
 _ULP_SLACK = 4e-16
 
 
-@njit(cache=True, _nrt=False)
-def quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r):
+#: Most requests ``_floor_bound_s`` reads in each of a replica's explicit running requests
+#: and its waiting queue; beyond that it assumes the worst of the rest (O(1) a call).
+_QUIET_SCAN = 16
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def quiet_until_s(req_i, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, floor_s):
     """A time before which replica ``r``'s outstanding count cannot change, new arrivals aside.
 
     The count falls only when a request finishes, at the end of a step. When the in-flight
@@ -1473,8 +1486,10 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r):
     blocks cannot run out before the first of them finishes, the steps after it are the
     same decode-only run with contexts that only grow, so none is shorter than the in-flight
     one (the step time never decreases when a feature grows): the first finish comes no
-    sooner than ``steps_to_finish - 1`` such steps after the in-flight step's end. O(1);
-    nothing is mutated. Lets the least-outstanding router leave a replica alone until then.
+    sooner than ``steps_to_finish - 1`` such steps after the in-flight step's end. Otherwise
+    (a prefill in flight, a request about to be admitted) ``_floor_bound_s``: no step is
+    shorter than ``floor_s`` (``perf.kernel.step_floor_s``). O(1); nothing is mutated. Lets
+    the least-outstanding router leave a replica alone until then.
     """
     ru = _U(r)
     if rep_i[P_IN_FLIGHT, ru] == 0:
@@ -1489,7 +1504,7 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r):
         or rep_i[P_STEP_PREFILL_TOKENS, ru] != 0
         or (cfg[CFG_SCHEDULER] != SCHED_V0 and num_decodes > cfg[CFG_TOKEN_BUDGET])
     ):
-        return end_s
+        return _floor_bound_s(req_i, rep_i, running, r, end_s, floor_s)
     steps_to_finish = rep_i[P_STEADY_NEXT_FINISH, ru] - rep_i[P_STEADY_STEPS, ru]
     if steps_to_finish <= 1:
         return end_s  # a request finishes at the in-flight step's end
@@ -1499,17 +1514,59 @@ def quiet_until_s(req_i, rep_i, rep_f, cfg, rep_tables, prefix_ids, r):
         _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, after_next)
         == ADMIT
     ):
-        return end_s
+        return _floor_bound_s(req_i, rep_i, running, r, end_s, floor_s)
     # Over the steps_to_finish - 1 steps after the in-flight one, a request takes at most one
     # block per block_size steps, plus one: when even that fits, no step can preempt.
     worst_blocks = num_decodes * ((steps_to_finish - 1) // cfg[CFG_BLOCK_SIZE] + 1)
     if worst_blocks + _decode_reserve(cfg) > free:
-        return end_s
+        return _floor_bound_s(req_i, rep_i, running, r, end_s, floor_s)
     step_s = end_s - rep_f[P_CLOCK_S, ru]
-    bound_s = end_s + (steps_to_finish - 1) * step_s * _QUIET_SLACK
+    return _steps_after_s(end_s, steps_to_finish, step_s)
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _steps_after_s(end_s, num_steps, step_s):
+    """A time below the end of the ``num_steps - 1`` steps of at least ``step_s`` each that
+    follow a step ending at ``end_s``."""
+    bound_s = end_s + (num_steps - 1) * step_s * _QUIET_SLACK
     # The engine sums step times one by one: each addition may round by half an ulp of the
     # running end time, and step_s above by one. Stay below by that much too.
-    return bound_s - (steps_to_finish + 1) * _ULP_SLACK * abs(bound_s)
+    return bound_s - (num_steps + 1) * _ULP_SLACK * abs(bound_s)
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _floor_bound_s(req_i, rep_i, running, r, end_s, floor_s):
+    """``quiet_until_s`` when the steps ahead are not a decode-only run: a step gives each
+    request at most one token, so no request finishes before the end of step k, k the
+    fewest tokens any request of the replica still has to produce (the in-flight step is
+    step 1; a waiting request is in none before step 2), and each step after the in-flight
+    one lasts at least ``floor_s``. Reads at most ``_QUIET_SCAN`` explicit running and
+    waiting requests (beyond: the in-flight step's end, or k <= 2)."""
+    ru = _U(r)
+    if floor_s <= 0.0:
+        return end_s
+    num_steady = rep_i[P_NUM_STEADY, ru]
+    num_running = rep_i[P_NUM_RUNNING, ru]
+    if num_running - num_steady > _QUIET_SCAN:
+        return end_s
+    k = NO_FINISH
+    if num_steady > 0:
+        k = rep_i[P_STEADY_NEXT_FINISH, ru] - rep_i[P_STEADY_STEPS, ru]
+    for slot in range(num_steady, num_running):
+        i = running[ru, slot]
+        k = min(k, req_i[i, R_OUTPUT] - req_i[i, R_GENERATED])
+    i = rep_i[P_WAIT_HEAD, ru]
+    seen = 0
+    while i >= 0:
+        if seen == _QUIET_SCAN:
+            k = min(k, 2)
+            break
+        k = min(k, req_i[i, R_OUTPUT] - req_i[i, R_GENERATED] + 1)
+        i = req_i[i, R_NEXT_WAIT]
+        seen += 1
+    if k <= 1:
+        return end_s
+    return _steps_after_s(end_s, k, floor_s)
 
 
 _numba_cache.lean_loads(globals())  # skip numba's context refresh on cache loads

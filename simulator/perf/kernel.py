@@ -556,6 +556,61 @@ def _calibrated_step_s(
     )
 
 
+@njit(cache=True, _nrt=False)
+def _table_floor_s(params, table_idx):
+    """The least seconds calibrated table ``table_idx`` gives at any feature >= 1: its
+    least node value (between nodes it blends neighbours, past the last it scales up; before
+    the first it holds the first). 0.0 when absent; -inf when a node is negative."""
+    offset = int(params[_U(CAL_HEADER + table_idx)])
+    if offset <= 0:
+        return 0.0
+    nx = int(params[_U(offset)])
+    ny = int(params[_U(offset + 1)])
+    values = offset + 2 + nx + ny
+    least = math.inf
+    for k in range(nx * ny):
+        least = min(least, params[_U(values + k)])
+    return least if least >= 0.0 else -math.inf
+
+
+@njit(cache=True, _nrt=False)
+def step_floor_s(params):
+    """A time no engine step that processes a token is shorter than, in seconds; 0.0 when
+    the parameters give none (a negative coefficient or table value).
+
+    Each term of ``step_time_s`` but attention is smallest at one token row and one
+    sequence (the roofline terms grow with both; a calibrated table is read at rows >= 1
+    and is bounded by its least node, ``_table_floor_s``); the attention terms are >= 0 and
+    left out. Used to bound when a replica's next request can finish
+    (``engine.kernels.quiet_until_s``).
+    """
+    for k in range(NUM_PARAMS):
+        if not params[k] >= 0.0:
+            return 0.0
+    one = 1.0
+    if params.shape[0] > NUM_PARAMS:
+        gpu_s = _table_floor_s(params, CAL_LINEAR)
+        if params[CAL_HEADER + CAL_MOE] > 0.0:
+            gpu_s += _table_floor_s(params, CAL_MOE)
+        else:
+            gpu_s += _moe_s(params, one)
+        gpu_s += _table_floor_s(params, CAL_LM_HEAD)
+        gpu_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * one
+        gpu_s += _table_floor_s(params, CAL_ALLREDUCE)
+    else:
+        gpu_s = _linear_s(params, one)
+        gpu_s += _moe_s(params, one)
+        gpu_s += _lm_head_s(params, one)
+        gpu_s += params[ELEMENTWISE_S] + params[ELEMENTWISE_S_PER_TOKEN] * one
+        gpu_s += params[ATTN_LATENCY_S]
+        gpu_s += params[ALLREDUCE_S] + params[ALLREDUCE_S_PER_TOKEN] * one
+    if not gpu_s >= 0.0:
+        return 0.0
+    return _add_host_s(
+        params, gpu_s, params[HOST_S] + params[HOST_S_PER_SEQ] * one, _pp_transfer_s(params, one)
+    )
+
+
 # --- decode-only runs ------------------------------------------------------------------------
 # In a run of decode-only steps only the decode context changes from step to step, so the
 # engine splits ``step_time_s`` of such a step into the terms that do not depend on the
