@@ -248,27 +248,31 @@ def run(
     """
     from simulator.sweep.runner import run_sweep, stop_on_sigterm
 
-    axes = knobs
-    traces = traces or []
-    if address is not None and backend != "ray":
-        raise SimreplayError("--address is only used with --backend ray")
-    if spec is not None:
-        if axes:
-            first = cli_name(next(iter(axes)))
-            raise SimreplayError(f"{first}: give axes in --spec or on the command line, not both")
-        sweep = from_toml(spec, traces, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
-    else:
-        sweep = from_cli(axes, traces, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
-    for alias, kept in sweep.merged_gpus.items():
-        note(f"--gpus {alias} is the same deployment as {kept}: run once, stored as {kept}")
-    if sweep.num_duplicates:
-        note(f"{sweep.num_duplicates:,} repeated scenarios in the spec are run once")
-    for message in model_notes(sorted({str(s["model"]) for s in sweep.scenarios})):
-        note(message)
-    for message in block_size_notes([s["block_size"] for s in sweep.scenarios]):
-        note(message)  # run prints it per run; a sweep's rows would not say
-    store = ResultStore(output_folder(out, "--out"))
+    # SIGTERM stops it with one line from the first step (reading the spec and traces can
+    # take seconds) to the last (the summary): it ended the process silently with 143.
     with stop_on_sigterm():
+        axes = knobs
+        traces = traces or []
+        if address is not None and backend != "ray":
+            raise SimreplayError("--address is only used with --backend ray")
+        if spec is not None:
+            if axes:
+                first = cli_name(next(iter(axes)))
+                raise SimreplayError(
+                    f"{first}: give axes in --spec or on the command line, not both"
+                )
+            sweep = from_toml(spec, traces, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
+        else:
+            sweep = from_cli(axes, traces, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
+        for alias, kept in sweep.merged_gpus.items():
+            note(f"--gpus {alias} is the same deployment as {kept}: run once, stored as {kept}")
+        if sweep.num_duplicates:
+            note(f"{sweep.num_duplicates:,} repeated scenarios in the spec are run once")
+        for message in model_notes(sorted({str(s["model"]) for s in sweep.scenarios})):
+            note(message)
+        for message in block_size_notes([s["block_size"] for s in sweep.scenarios]):
+            note(message)  # run prints it per run; a sweep's rows would not say
+        store = ResultStore(output_folder(out, "--out"))
         final = run_sweep(
             sweep.scenarios,
             store,
@@ -279,14 +283,15 @@ def run(
             progress=_ProgressLine(),
             note=note,
         )
-    num_stored = final.done + final.skipped
-    err.print(
-        f"{out}: the sweep's {count(num_stored, 'scenario')} "
-        f"{'is' if num_stored == 1 else 'are'} stored "
-        f"({final.skipped:,} from before; {count(len(store.done_keys()), 'row')} in the store); "
-        f"simulated {final.done:,} in {final.elapsed_s:.1f} s "
-        f"({final.num_infeasible:,} infeasible). See: simreplay sweep show {out}",
-    )
+        num_stored = final.done + final.skipped
+        err.print(
+            f"{out}: the sweep's {count(num_stored, 'scenario')} "
+            f"{'is' if num_stored == 1 else 'are'} stored "
+            f"({final.skipped:,} from before; "
+            f"{count(len(store.done_keys()), 'row')} in the store); "
+            f"simulated {final.done:,} in {final.elapsed_s:.1f} s "
+            f"({final.num_infeasible:,} infeasible). See: simreplay sweep show {out}",
+        )
 
 
 app.command("run")(with_knob_options(run))

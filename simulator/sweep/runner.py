@@ -733,11 +733,18 @@ def _checked_run(
     if stored.unreadable and note is not None:
         keys = {t.key for t in tasks}
         redo = sum(path.stem in keys for path in stored.unreadable)
-        note(
-            f"{len(stored.unreadable):,} row files in {store.rows_dir} are unreadable "
-            f"(truncated or corrupt): removed; {redo:,} of them are scenarios of this sweep, "
-            "simulated again"
-        )
+        many = len(stored.unreadable) > 1
+        why = "(truncated or corrupt, or not its scenario's row): removed"
+        if many:
+            text = (
+                f"{len(stored.unreadable):,} row files in {store.rows_dir} are unreadable {why}; "
+                f"{redo:,} of them are scenarios of this sweep, simulated again"
+            )
+        else:
+            text = f"1 row file in {store.rows_dir} is unreadable {why}" + (
+                "; it is one of this sweep's scenarios, simulated again" if redo else ""
+            )
+        note(text)
     ray_started_here = False
     if backend == "ray" and todo:
         ray_started_here = not _ray_initialized()

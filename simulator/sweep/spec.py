@@ -50,6 +50,10 @@ from simulator.scenario import Scenario, check_knobs
 
 #: Sweeps at most this many scenarios unless ``--max-scenarios`` says otherwise.
 DEFAULT_MAX_SCENARIOS = 10_000
+#: The most ``--max-scenarios`` may allow. Expanding a grid holds every scenario in memory
+#: (about 2 KB each: 10^6 took 1.7 GB before a process ran out of memory at 24 GB), and at
+#: tens of milliseconds a scenario 100,000 are already hours of replay.
+MAX_SCENARIOS_LIMIT = 100_000
 
 #: Knobs that transform the trace rather than the deployment.
 TRACE_KNOBS = ("rate_scale", "trace")
@@ -337,6 +341,12 @@ def expand(
     """
     if isinstance(max_scenarios, bool) or not isinstance(max_scenarios, int) or max_scenarios < 1:
         raise SimreplayError(f"--max-scenarios must be an integer >= 1, got {max_scenarios!r}")
+    if max_scenarios > MAX_SCENARIOS_LIMIT:
+        raise SimreplayError(
+            f"--max-scenarios must be at most {MAX_SCENARIOS_LIMIT:,} (a grid is expanded in "
+            f"memory, about 2 KB a scenario), got {max_scenarios:,}; split the sweep into "
+            "several runs into the same --out"
+        )
     for knob, items in grid.items():
         if not items:
             raise SimreplayError(f"{cli_name(knob)}: empty axis; give at least one value")
