@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -529,3 +530,38 @@ def test_a_tight_max_rate_bracket_prints_ends_that_differ(capsys):
     out = capsys.readouterr().out
     assert "Highest rate scale meeting the SLO: 4.034578 on 1xH100" in out
     assert "fails at 4.034581 (bracket within 0.0001%)" in out
+
+
+class _NonMonotoneFleet:
+    """A stand-in ``Simulator`` whose SLO is met below rate scale 2 and again between 2.1
+    and 2.2 (as a tail percentile near saturation can be)."""
+
+    num_simulated = 0
+
+    def check_some_request_fits(self):
+        return None
+
+    def evaluate(self, gpus, tp, rate_scale=1.0):
+        self.num_simulated += 1
+        meets = rate_scale < 2.0 or 2.1 <= rate_scale < 2.2
+        return SimpleNamespace(
+            feasible=True, capacity_rejections=0, meets=meets, reason=None, rate=rate_scale
+        )
+
+
+def test_max_rate_says_when_the_slo_is_met_again_above_its_bracket():
+    # Bisection took the first edge it found as the maximum (a +25 % margin at the answer,
+    # while a rate 0.5 % above the failing end met the SLO), and said nothing.
+    result = find_max_rate(_NonMonotoneFleet(), "2xH100", tolerance=0.01)
+    meets, fails = result.bracket
+    assert meets < 2.0 <= fails <= meets * 1.01
+    assert result.meets_again_at == pytest.approx(fails * 1.06)
+    assert 2.1 <= result.meets_again_at < 2.2
+
+
+def test_max_rate_probes_find_nothing_on_a_monotone_response():
+    fleet = _NonMonotoneFleet()
+    fleet.evaluate = lambda gpus, tp, rate_scale=1.0: SimpleNamespace(
+        feasible=True, capacity_rejections=0, meets=rate_scale < 3.0, reason=None
+    )
+    assert find_max_rate(fleet, "2xH100").meets_again_at is None

@@ -292,6 +292,7 @@ def _payload(result: PlanResult, sim: Simulator) -> dict[str, Any]:
         fails = result.bracket[1]
         payload["answer"]["fails_at_rate_scale"] = None if math.isinf(fails) else fails
         payload["answer"]["tolerance"] = result.tolerance
+        payload["answer"]["meets_again_at_rate_scale"] = result.meets_again_at
     payload["runners_up"] = [describe(ev, sim, bootstrap=False) for ev in result.runners_up]
     payload["no_fleet"] = list(result.no_fleet)
     payload["scenarios_simulated"] = result.scenarios_simulated
@@ -353,6 +354,13 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
                 else "  still meets the SLO at the search limit\n"
             )
         )
+        again = answer.get("meets_again_at_rate_scale")
+        if again is not None:
+            sys.stdout.write(
+                f"  but meets it again at {again:.{digits}g}: near saturation the tail does "
+                "not grow steadily with the rate, so this is the first edge the search found, "
+                "not a sure maximum; use a lower rate or more --seeds\n"
+            )
     else:
         sys.stdout.write(f"Cheapest fleet meeting the SLO: {head}\n")
     sys.stdout.write(assumed)

@@ -243,6 +243,9 @@ class PlanResult:
     #: GPU types (canonical names) simulated up to ``max_gpus`` without a fleet meeting the
     #: SLO (types that could not run the model at any TP are in ``skipped`` instead).
     no_fleet: list[str] = field(default_factory=list)
+    #: max-rate: a rate scale above the bracket at which the SLO is met again (the response
+    #: is not monotone there), None when the probes above it all fail.
+    meets_again_at: float | None = None
 
 
 #: Why a replica rejects requests the model's context admits: its KV cache holds fewer
@@ -555,7 +558,25 @@ def find_max_rate(
         sim.num_simulated,
         bracket=(meets, fails),
         tolerance=tolerance,
+        meets_again_at=_meets_above(sim, gpus, tp, fails),
     )
+
+
+#: Rate scales above a max-rate bracket's failing end that are simulated too, as factors of
+#: it: near saturation a tail percentile need not grow with the rate (one arrival more or
+#: less in a burst moves it), and bisection finds one edge of possibly several.
+MAX_RATE_PROBES = (1.01, 1.03, 1.06, 1.1)
+
+
+def _meets_above(sim: Simulator, gpus: str, tp: int | None, fails: float) -> float | None:
+    """The lowest probe above ``fails`` (``MAX_RATE_PROBES``) that meets the SLO, or None."""
+    for factor in MAX_RATE_PROBES:
+        rate = fails * factor
+        if rate > RATE_SCALE_LIMITS[1]:
+            break
+        if sim.evaluate(gpus, tp, rate).meets:
+            return rate
+    return None
 
 
 def describe(ev: Evaluation, sim: Simulator, *, bootstrap: bool) -> dict[str, Any]:
