@@ -552,7 +552,12 @@ def test_a_changed_trace_is_refused_in_the_same_store(tmp_path):
     before = row_bytes(out)
     _trace(trace, 60, 2)
     result = invoke("sweep", trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1)
-    assert_one_line_error(result, f"trace {trace}: its content changed", "new --out")
+    assert_one_line_error(
+        result,
+        f"trace {trace}: its content is not that of the trace",
+        "it changed, or it is another file",
+        "new --out",
+    )
     assert row_bytes(out) == before
 
 

@@ -721,10 +721,13 @@ def _checked_run(
     for path, sha in hashes.items():
         other = sorted(stored.traces.get(path, set()) - {sha})
         if other:
+            # Rows name a trace as it was typed: "changed" may be another file of the same
+            # relative name, given from another folder.
             raise SimreplayError(
-                f"trace {path}: its content changed since the rows in {store.root} were "
-                f"simulated from it (SHA-256 {sha[:12]} now, {other[0][:12]} then); use a new "
-                "--out, or the trace as it was"
+                f"trace {path}: the rows in {store.root} were simulated from a trace of this "
+                f"name with other content (SHA-256 {other[0][:12]} then, {sha[:12]} now): it "
+                "changed, or it is another file of that name (a relative path given from another "
+                "folder); use a new --out, the trace as it was, or its full path"
             )
     todo = [t for t in tasks if t.key not in stored.keys]
     traces = list(dict.fromkeys(t.knobs["trace"] for t in todo))
