@@ -554,7 +554,8 @@ def test_a_changed_trace_is_refused_in_the_same_store(tmp_path):
     result = invoke("sweep", trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1)
     assert_one_line_error(
         result,
-        f"trace {trace}: its content is not that of the trace",
+        f"trace {trace}: the rows in",
+        "other content",
         "it changed, or it is another file",
         "new --out",
     )
