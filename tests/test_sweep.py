@@ -769,6 +769,40 @@ def test_a_row_file_this_user_cannot_read_is_not_removed(tmp_path, small_trace, 
     assert private.is_file() and row_bytes(out) == before
 
 
+def test_a_lost_sweep_json_is_written_again_from_its_rows(tmp_path, small_trace):
+    # Without it every row was stranded: "holds other files (rows/) and no sweep.json;
+    # give a new or empty folder", though the manifest holds only the SLO and planned keys.
+    out = tmp_path / "sweep"
+    args = ["sweep", small_trace, "--gpus", "1xH100,2xH100", "--out", out, "--workers", 1]
+    args += ["--slo", "ttft_p99_ms=2000"]
+    assert invoke(*args).exit_code == 0
+    before = row_bytes(out)
+    (out / "sweep.json").unlink()
+    result = invoke(*args[:-1], "ttft_p99_ms=2000.0")  # the same bound in other words
+    assert result.exit_code == 0, result.stderr
+    assert "no sweep.json beside its rows/: written again" in result.stderr
+    assert "2 from before" in result.stderr
+    assert row_bytes(out) == before
+    assert invoke("sweep", "show", out).exit_code == 0
+    # Rows judged against other bounds cannot be kept under this command's.
+    (out / "sweep.json").unlink()
+    assert_one_line_error(
+        invoke(*args[:-1], "ttft_p99_ms=10"), "no sweep.json", "with its own --slo"
+    )
+    assert row_bytes(out) == before and not (out / "sweep.json").exists()
+
+
+def test_a_damaged_sweep_json_says_how_to_recover(tmp_path, small_trace):
+    out, args, before, _ = _two_row_store(tmp_path, small_trace)
+    manifest = out / "sweep.json"
+    manifest.write_text(manifest.read_text()[:20])
+    for result in (invoke(*args), invoke("sweep", "show", out)):
+        assert_one_line_error(result, "not a readable sweep manifest", "remove it and rerun")
+    manifest.unlink()  # as the line says
+    assert invoke(*args).exit_code == 0
+    assert row_bytes(out) == before
+
+
 def _default_sigint() -> None:
     """In a test's child process: SIGINT's default action, as in a terminal."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -659,6 +659,11 @@ def run_sweep(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
     slo = store.prepare(slo)
+    if store.rebuilt_manifest and note is not None:
+        note(
+            f"{store.root}: no sweep.json beside its rows/: written again from this command "
+            "(what earlier commands asked for and did not finish is not counted as planned)"
+        )
     tasks, hashes = plan_tasks(scenarios, slo)
     try:
         return _checked_run(tasks, hashes, store, slo, workers, backend, address, progress, note)

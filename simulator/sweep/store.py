@@ -249,6 +249,29 @@ class ResultStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.rows_dir = self.root / "rows"
+        #: Set by ``prepare`` when ``sweep.json`` was missing beside rows this sweep can
+        #: keep: ``create`` writes it again.
+        self.rebuilt_manifest = False
+        self._rows_slo: str | None = None
+
+    def _rows_judged_with(self, slo: str | None) -> bool:
+        """Whether every file in ``rows/`` is a row file judged against ``slo`` (the same
+        bounds), so that a lost ``sweep.json`` can be written again from this command."""
+        files = self._row_files()
+        others = [p for p in self.rows_dir.iterdir() if not p.name.startswith(".")]
+        if not files or len(files) != len(others):
+            return False
+        import pyarrow.dataset as ds
+
+        try:
+            stored = ds.dataset(files, schema=row_schema(), format=_row_format()).to_table(["slo"])
+        except (pa.ArrowException, OSError):
+            return False
+        texts = set(stored.column("slo").to_pylist())
+        if stored.num_rows != len(files) or not all(_same_slo(t, slo) for t in texts):
+            return False
+        self._rows_slo = texts.pop() if len(texts) == 1 else slo
+        return True
 
     def prepare(self, slo: str | None) -> str | None:
         """Check ``root`` can hold this sweep; writes nothing (``create`` does).
@@ -273,11 +296,24 @@ class ResultStore:
                 for p in self.root.iterdir()
                 if p.name not in ("rows", LOCK_NAME) and not p.match(MANIFEST_TMP_GLOB)
             )
-            if foreign or any(self.rows_dir.iterdir() if self.rows_dir.is_dir() else ()):
+            rows = any(self.rows_dir.iterdir() if self.rows_dir.is_dir() else ())
+            if not foreign and rows and self._rows_judged_with(slo):
+                # sweep.json lost (deleted, or removed as the damaged-manifest line says):
+                # it holds only the SLO and the planned keys, so this run writes it again.
+                self.rebuilt_manifest = True
+                slo = self._rows_slo  # the rows' own words for the same bounds
+            elif foreign or rows:
                 shown = ", ".join((foreign or ["rows/"])[:3])
                 raise SimreplayError(
                     f"--out {self.root}: holds other files ({shown}) and no sweep.json; "
                     "give a new or empty folder"
+                    + (
+                        " (rows/ holds files that are not rows judged against this --slo; if "
+                        "sweep.json was lost, rerun the sweep's command with its own --slo to "
+                        "write it again)"
+                        if not foreign
+                        else ""
+                    )
                 )
         if manifest is not None and _same_slo(manifest.get("slo"), slo):
             slo = manifest.get("slo")
@@ -385,7 +421,12 @@ class ResultStore:
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise SimreplayError(f"{path}: not a readable sweep manifest: {exc}") from None
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise SimreplayError(
+                f"{path}: not a readable sweep manifest ({reason}); it holds only the SLO and "
+                "the scenarios asked for: remove it and rerun the sweep's command to write it "
+                "again from the rows"
+            ) from None
         if not isinstance(manifest, dict) or manifest.get("kind") != "simreplay-sweep":
             raise SimreplayError(f"{path}: not a simreplay sweep manifest")
         return manifest
