@@ -306,6 +306,8 @@ def test_plan_max_rate_command(trace_file):
         (["--chunk-size", "256"], "--chunk-size is read only with --scheduler sarathi"),
         (["--prefix-load-cap", "2"], "--prefix-load-cap is read only with --router prefix"),
         (["--find", "max-rate", "--gpus", "2xA100", "--tp", "1,1"], "a degree is given twice"),
+        # A QA pass: accepted and ignored by --find cheapest.
+        (["--tolerance", "0.5"], "--tolerance is for --find max-rate"),
     ],
 )
 def test_plan_bad_input_is_one_line(trace_file, args, fragment):

@@ -803,6 +803,37 @@ def test_a_damaged_sweep_json_says_how_to_recover(tmp_path, small_trace):
     assert row_bytes(out) == before
 
 
+@pytest.mark.parametrize("name", ["rows", "sweep.json"])
+def test_a_store_part_of_the_wrong_kind_is_named(tmp_path, small_trace, name):
+    # A file named rows: `show` said "no rows yet", the rerun "File exists"; a folder named
+    # sweep.json: "holds other files (sweep.json) and no sweep.json".
+    out, args, _, _ = _two_row_store(tmp_path, small_trace)
+    part = out / name
+    if part.is_dir():
+        for row in part.iterdir():
+            row.unlink()
+        part.rmdir()
+        part.write_text("")
+    else:
+        part.unlink()
+        part.mkdir()
+    what = "folder" if name == "rows" else "file"
+    for result in (invoke(*args), invoke("sweep", "show", out)):
+        assert_one_line_error(result, f"{part}: not a {what}")
+
+
+def test_a_folder_named_like_a_row_file_is_left_alone(tmp_path, small_trace):
+    out, args, before, _ = _two_row_store(tmp_path, small_trace)
+    folder = out / "rows" / "sub.parquet"
+    folder.mkdir()
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    assert "unreadable" not in result.stderr
+    assert folder.is_dir()
+    folder.rmdir()
+    assert row_bytes(out) == before
+
+
 def _default_sigint() -> None:
     """In a test's child process: SIGINT's default action, as in a terminal."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -151,8 +151,11 @@ def plan(
         ),
     ] = None,
     tolerance: Annotated[
-        float, typer.Option("--tolerance", help="Relative bracket width for --find max-rate.")
-    ] = 0.02,
+        float | None,
+        typer.Option(
+            "--tolerance", help="Relative bracket width for --find max-rate.  [default: 0.02]"
+        ),
+    ] = None,
     price: Annotated[
         list[str] | None,
         typer.Option("--price", help="$/GPU-hour overriding the catalog: NAME=USD (repeatable)."),
@@ -210,6 +213,9 @@ def plan(
                 )
     elif gpus is not None:
         raise SimreplayError("--gpus is the fleet of --find max-rate; use --gpu-types here")
+    elif tolerance is not None:  # it was accepted and ignored
+        raise SimreplayError("--tolerance is for --find max-rate (the rate bracket's width)")
+    tolerance = 0.02 if tolerance is None else tolerance
     if tps is not None and any(t is None for t in tps):
         raise SimreplayError("--tp: give whole numbers (auto is only for max-rate's default)")
     types = parse_gpu_types(DEFAULT_GPU_TYPES if gpu_types is None else gpu_types)

@@ -254,6 +254,13 @@ class ResultStore:
         self.rebuilt_manifest = False
         self._rows_slo: str | None = None
 
+    def _check_kinds(self) -> None:
+        """Refuse a ``sweep.json`` that is not a file or a ``rows`` that is not a folder
+        (``show`` said "no rows yet" of a file named rows, the rerun "File exists")."""
+        for path, what in ((self.root / "sweep.json", "file"), (self.rows_dir, "folder")):
+            if path.exists() and not (path.is_file() if what == "file" else path.is_dir()):
+                raise SimreplayError(f"{path}: not a {what}; remove it or use another --out")
+
     def _rows_judged_with(self, slo: str | None) -> bool:
         """Whether every file in ``rows/`` is a row file judged against ``slo`` (the same
         bounds), so that a lost ``sweep.json`` can be written again from this command."""
@@ -287,6 +294,7 @@ class ResultStore:
             (their ``slo_met`` would mean something else).
         """
         output_folder(str(self.root), "--out")
+        self._check_kinds()
         manifest = self.read_manifest()
         if manifest is None and self.root.is_dir():
             # A killed first run leaves nothing, an empty rows/, or the manifest's temporary
@@ -486,7 +494,11 @@ class ResultStore:
     def _row_files(self) -> list[Path]:
         if not self.rows_dir.is_dir():
             return []
-        return sorted(p for p in self.rows_dir.glob("*.parquet") if not p.name.startswith("."))
+        # A folder named like a row file is not one (it was "removed" as unreadable, then
+        # failed the rerun with "Is a directory").
+        return sorted(
+            p for p in self.rows_dir.glob("*.parquet") if not p.name.startswith(".") and p.is_file()
+        )
 
     def scan(self) -> StoredRows:
         """What the store holds: readable rows' keys and traces, and unreadable row files.
@@ -559,6 +571,7 @@ class ResultStore:
         SimreplayError
             When ``root`` is not a sweep folder or a row file is unreadable.
         """
+        self._check_kinds()
         if not (self.root / "sweep.json").is_file():
             raise SimreplayError(f"{self.root}: not a sweep folder (no sweep.json and rows/)")
         self.check_compatible()
