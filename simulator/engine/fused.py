@@ -448,17 +448,20 @@ def run_fused(
                         now_s,
                         floor_s,
                     )
-                r = choose_replica(
-                    req_i,
-                    rep_i,
-                    cfg,
-                    rep_tables,
-                    prefix_ids,
-                    session_replica,
-                    i,
-                    counters[C_ROUTED],
-                    draws[i],
-                )
+                if stages == 1:  # choose_replica's answer, without its arguments' cost
+                    r = _least_outstanding(rep_i)
+                else:
+                    r = choose_replica(
+                        req_i,
+                        rep_i,
+                        cfg,
+                        rep_tables,
+                        prefix_ids,
+                        session_replica,
+                        i,
+                        counters[C_ROUTED],
+                        draws[i],
+                    )
                 if code == ADVANCE_OK and not (
                     rep_i[P_IN_FLIGHT, r] == 1 and rep_f[P_STEP_END_S, r] > now_s
                 ):

@@ -534,7 +534,7 @@ def _schedule_running(
     return budget, preempted, False
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def _admit_waiting(
     req_i, req_f, rep_i, rep_f, running, cfg, rep_tables, prefix_ids, r, now_s, budget, visible_s
 ):
