@@ -279,7 +279,7 @@ def simulate_many(
         ``simulate`` would have raised for that scenario (say, weights that do not fit).
     """
     table = _trace_table(trace, import_options)
-    bounds = parse_slo(slo) if isinstance(slo, str) else slo
+    bounds = slo_bounds(slo)  # as simulate reads it: a dict of bound texts too
     input_tokens = table.column("input_tokens").to_numpy()
     arrival_time_s = table.column("arrival_time_s").to_numpy()
     output_tokens = table.column("output_tokens").to_numpy()

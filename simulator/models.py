@@ -259,7 +259,20 @@ def get_model(name_or_path: str) -> ModelSpec:
     """
     path = Path(name_or_path).expanduser()
     if path.is_file() or (path / "config.json").is_file():
-        return load_hf_config(path)
+        spec = load_hf_config(path)
+        if _catalog_lookup(name_or_path) is not None and not any(c in name_or_path for c in "/\\"):
+            # The output named the catalog model while it ran the file's.
+            read = path if path.is_file() else path / "config.json"
+            spec = replace(
+                spec,
+                notes=(
+                    *spec.notes,
+                    f"--model {name_or_path}: read {read} (a file here of that name), not "
+                    f"the catalog's {name_or_path}; give ./{name_or_path} to say you mean the "
+                    "file, or run from another folder for the catalog's",
+                ),
+            )
+        return spec
     spec = _catalog_lookup(name_or_path)
     if spec is not None:
         return spec
@@ -676,14 +689,24 @@ def _max_context(config: dict[str, Any], max_positions: int, file: Path, model_t
     """``max_position_embeddings`` extended by a rope-scaling factor, as vLLM v0.11 does
     (not for Gemma-3, whose ``max_position_embeddings`` is already the scaled length)."""
     scaling = config.get("rope_scaling")
-    if not isinstance(scaling, dict) or "gemma3" in model_type:
+    if scaling is not None and not isinstance(scaling, dict):
+        # "yarn" or [1, 2] ran with the unextended context, without a word.
+        raise SimreplayError(
+            f"{file}: rope_scaling must be an object (rope_type, factor, ...) or null, got "
+            f"{scaling!r:.60}"
+        )
+    if scaling is None or "gemma3" in model_type:
         return max_positions
     rope_type = str(scaling.get("rope_type", scaling.get("type", "default"))).lower()
     factor = scaling.get("factor")
-    if rope_type in _ROPE_TYPES_NOT_EXTENDING or not isinstance(factor, int | float):
+    if rope_type in _ROPE_TYPES_NOT_EXTENDING:
         return max_positions
-    if not math.isfinite(factor) or factor <= 0:
-        raise SimreplayError(f"{file}: rope_scaling factor must be a number > 0, got {factor!r}")
+    if factor is None:
+        return max_positions
+    if isinstance(factor, bool) or not isinstance(factor, int | float):
+        raise SimreplayError(
+            f"{file}: rope_scaling factor must be a number > 0, got {factor!r:.40}"
+        )
     base = max_positions
     if rope_type == "yarn":
         base = scaling.get("original_max_position_embeddings", max_positions)
@@ -692,6 +715,14 @@ def _max_context(config: dict[str, Any], max_positions: int, file: Path, model_t
                 f"{file}: rope_scaling original_max_position_embeddings must be a positive "
                 f"integer, got {base!r}"
             )
+    # vLLM takes factors that extend or keep the context; one that leaves under a token
+    # (1e-6: max_model_len 0, every request rejected) or overflows (1e306) is a typo.
+    if not math.isfinite(factor) or factor <= 0 or not 1 <= base * factor <= 2**40:
+        raise SimreplayError(
+            f"{file}: rope_scaling factor must be a number > 0 that gives a context of 1 to "
+            f"2**40 tokens ({base:,} positions x factor), got "
+            f"{factor!r:.40}"
+        )
     return int(base * factor)
 
 

@@ -485,7 +485,13 @@ def _summary(
         "itl_ms": itl_summary_ms(state.itl_histogram, itl_sum_s, tpot_ms["max"]),
         "e2e_ms": describe_ms(latencies_s["e2e"], reorder=True),
         "queue_ms": describe_ms(latencies_s["queue"], reorder=True),
-        "kv_cache": _kv_usage(state, resolved.engine_kv_blocks, resolved.num_replicas, resolved.pp),
+        "kv_cache": _kv_usage(
+            state,
+            resolved.engine_kv_blocks,
+            resolved.num_replicas,
+            resolved.pp,
+            resolved.memory.block_size,
+        ),
         # Requests not yet started when the last request arrived: a backlog that grows with
         # the trace means the deployment does not keep up and tail latency has no ceiling.
         "backlog_at_last_arrival": int(
@@ -544,11 +550,15 @@ _LOG_ROWS = 1 << 16
 
 
 def _kv_usage(
-    state: EngineState, num_kv_blocks: int, num_replicas: int, pp: int = 1
+    state: EngineState, num_kv_blocks: int, num_replicas: int, pp: int = 1, block_size: int = 16
 ) -> dict[str, Any]:
     """Peak and time-weighted mean fraction of KV blocks in use, over the replicas' steps.
 
-    ``num_kv_blocks`` is each engine replica's (a virtual engine's when ``pp > 1``).
+    ``num_kv_blocks`` is each engine replica's (a virtual engine's when ``pp > 1``). A log
+    row of a decode run holds the blocks in use in its last step, its peak; over the run its
+    ``decode_seqs`` sequences each took a block every ``block_size`` steps, so its mean is
+    taken as the last less half that growth (a 99,999-step decode of one request read 23.8 %
+    for a mean of about 12 %).
     """
     n = state.num_log_rows
     if n == 0:
@@ -578,7 +588,11 @@ def _kv_usage(
         peak = max(peak, float(used.max()))
         np.maximum.at(per_engine, replica, used)
         np.add.at(busy_s, replica, duration)
-        np.add.at(weighted_s, replica, np.multiply(used, duration, out=duration))
+        growth = state.log_i[L_DECODE_SEQS, start:stop] * (
+            (state.log_i[L_NUM_STEPS, start:stop] - 1) / (2.0 * max(block_size, 1) * num_kv_blocks)
+        )
+        mean_used = np.maximum(used - growth, 0.0)
+        np.add.at(weighted_s, replica, np.multiply(mean_used, duration, out=duration))
     per_replica = per_engine.reshape(num_replicas, pp).max(axis=1)
     busy = busy_s.sum()
     mean = float(weighted_s.sum() / busy) if busy > 0 else 0.0

@@ -533,6 +533,13 @@ GEMMA3_27B_IT_CONFIG = {
         ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": None}, "None"),
         ({"rope_type": "yarn", "factor": float("nan")}, "nan"),
         ({"rope_type": "dynamic", "factor": float("inf")}, "inf"),
+        # A QA pass: 1e306 overflowed int() (a traceback), 1e-6 gave max_model_len 0 and
+        # rejected every request, and the wrong types ran unextended without a word.
+        ({"type": "linear", "factor": 1e306}, "1e+306"),
+        ({"type": "linear", "factor": 1e-6}, "1e-06"),
+        ({"type": "linear", "factor": "2.0"}, "'2.0'"),
+        ("yarn", "must be an object"),
+        ([1, 2], "must be an object"),
     ],
 )
 def test_bad_rope_scaling_is_one_line_not_a_traceback(tmp_path, rope_scaling, fragment):
@@ -757,3 +764,16 @@ def test_an_unchecked_llama_shaped_family_is_read_with_a_note(tmp_path):
     assert not spec.gated_mlp and "plain MLP" in spec.notes[0]
     with pytest.raises(SimreplayError, match="model_type 'falcon_h1' is not a family"):
         load_hf_config(write_config(tmp_path / "f", {**granite, "model_type": "falcon_h1"}))
+
+
+def test_a_config_folder_named_like_a_catalog_model_says_it_is_read(tmp_path, monkeypatch):
+    # A QA pass: ./llama-3.1-70b/config.json (a Qwen 7B) ran, and the output said
+    # "Model llama-3.1-70b" with nothing to tell it was not the catalog's 70B.
+    folder = tmp_path / "llama-3.1-70b"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(LLAMA_31_8B_CONFIG))
+    monkeypatch.chdir(tmp_path)
+    spec = get_model("llama-3.1-70b")
+    assert spec.num_layers == LLAMA_31_8B_CONFIG["num_hidden_layers"]
+    assert any("not the catalog's llama-3.1-70b" in note for note in spec.notes)
+    assert not any("catalog" in note for note in get_model("./llama-3.1-70b").notes)

@@ -1546,3 +1546,14 @@ def test_a_spec_names_profiles_relative_to_itself_and_show_says_auto(tmp_path, m
     float_spec.write_text('[grid]\ngpus = ["1xH100"]\nmax_num_seqs = [128.0]\n')
     with pytest.raises(SimreplayError, match=r"128\.0 is not a TOML integer: write it without"):
         from_toml(float_spec, [trace], seeds=None, slo=None)
+
+
+def test_simulate_many_takes_a_dict_slo_as_simulate_does(busy_table):
+    # A QA pass: simulate read {"ttft_p99_ms": 2000}, simulate_many crashed on it
+    # ("cannot unpack non-iterable int object").
+    import simulator.api as api
+
+    scenario = Scenario(gpus="1xH100")
+    many = api.simulate_many(busy_table, [scenario], slo={"ttft_p99_ms": 500})[0]
+    one = api.simulate(busy_table, scenario, slo="ttft_p99_ms=500")
+    assert many.summary == one.summary
