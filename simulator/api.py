@@ -148,10 +148,14 @@ def slo_bounds(slo: object) -> dict[str, tuple[str, int, float]] | None:
     for key, value in slo.items():
         if isinstance(value, tuple) and len(value) == 3:
             metric, percentile, bound_ms = value
-            if key != f"{metric}_p{percentile}_ms":
+            try:
+                named = parse_slo(f"{key}=1") if isinstance(key, str) else {}
+            except SimreplayError:
+                named = {}
+            if [bound[:2] for bound in named.values()] != [(metric, percentile)]:
                 raise SimreplayError(
-                    f"slo: {key!r} does not name its bound {value!r} "
-                    f"(expected {metric}_p{percentile}_ms)"
+                    f"slo: {key!r} names another bound than its value, {metric} "
+                    f"p{percentile} (expected {metric}_p{percentile}_ms)"
                 )
             value = bound_ms
         if (

@@ -144,7 +144,8 @@ def parse_slo(text: str) -> dict[str, tuple[str, int, float]]:
         if not item:
             continue
         key, sep, value = item.partition("=")
-        parts = key.strip().split("_")
+        key = key.strip().lower()  # as --gpus and --model names: TTFT_P99_MS was refused
+        parts = key.split("_")
         if (
             not sep
             or len(parts) != 3
@@ -172,9 +173,10 @@ def parse_slo(text: str) -> dict[str, tuple[str, int, float]]:
                 f"--slo: bound of {key} must be at most {MAX_SLO_BOUND_MS:,.0f} ms (11.6 days), "
                 f"got {value.strip()!r:.40}"
             )
-        if key.strip() in bounds:
-            raise SimreplayError(f"--slo: {key.strip()} is given twice; give each bound once")
-        bounds[key.strip()] = (parts[0], percentile, bound_ms)
+        key = f"{parts[0]}_p{percentile}_ms"  # one name a bound: p099 is p99
+        if key in bounds:
+            raise SimreplayError(f"--slo: {key} is given twice; give each bound once")
+        bounds[key] = (parts[0], percentile, bound_ms)
     if not bounds:
         raise SimreplayError(f"--slo is empty; {grammar}")
     return bounds

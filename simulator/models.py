@@ -493,9 +493,13 @@ def _spec_from_config(
         )
     unchecked = model_type not in _KNOWN_MODEL_TYPES
     layer_types = value("layer_types", [])
+    if not isinstance(layer_types, list):  # a string listed its letters as layer kinds
+        raise SimreplayError(
+            f"{file}: layer_types must be a list of layer kinds, got {layer_types!r:.60}"
+        )
     other_layers = sorted({str(kind) for kind in layer_types} - _ATTENTION_LAYER_TYPES)
-    if not isinstance(layer_types, list) or other_layers:
-        raise unsupported(f"layer_types {', '.join(other_layers) or repr(layer_types)}")
+    if other_layers:
+        raise unsupported(f"layer_types {', '.join(other_layers)}")
     if value("shared_expert_intermediate_size", 0) or value("n_shared_experts", 0):
         raise unsupported("an MoE with shared experts")
     if value("first_k_dense_replace", 0) or value("mlp_only_layers", []):
@@ -613,6 +617,8 @@ def _fp8_checkpoint(quantization: Any, unsupported: Callable[[str], SimreplayErr
     if quantization is None:
         return None
     method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    if isinstance(method, str):
+        method = method.lower()  # as vLLM reads it ("FP8" is fp8)
 
     def refuse(detail: str = "") -> SimreplayError:
         return unsupported(

@@ -548,7 +548,9 @@ def test_a_custom_router_is_named_in_the_summary():
         ({"scenario": "2xH100"}, "scenario must be a simulator.Scenario"),
         ({"router": 5}, "router must be a callable"),
         ({"slo": {"ttft_p99_ms": "2000"}}, "must map to a bound in ms"),
-        ({"slo": {"x": ("ttft", 150, 5.0)}}, "does not name its bound"),
+        ({"slo": {"x": ("ttft", 150, 5.0)}}, "names another bound than its value"),
+        # A QA pass: p01 is p1 (it printed the tuple and "does not name its bound").
+        ({"slo": {"ttft_p02_ms": ("ttft", 1, 5.0)}}, "names another bound than its value"),
         ({"slo": {}}, "non-empty dict"),
         ({"slo": ["ttft_p99_ms=2000"]}, "slo must be text"),
         ({"slo": {"ttft_p99_ms": -5}}, "must be a finite number of ms > 0"),

@@ -148,3 +148,14 @@ def test_itl_max_is_never_below_the_largest_tpot():
     assert summary["mean"] < 1_024_000.0
     assert summary["max"] >= 1_191_314.8
     assert summary["max"] >= summary["p99"]
+
+
+def test_slo_names_are_read_as_gpu_and_model_names_are():
+    # A QA pass: TTFT_P99_MS was refused while --gpus and --model ignore case; p099 and p99
+    # named two bounds.
+    assert parse_slo("TTFT_P99_MS=2000,tpot_p090_ms=50") == {
+        "ttft_p99_ms": ("ttft", 99, 2000.0),
+        "tpot_p90_ms": ("tpot", 90, 50.0),
+    }
+    with pytest.raises(SimreplayError, match="ttft_p99_ms is given twice"):
+        parse_slo("ttft_p99_ms=1,TTFT_p099_ms=2")

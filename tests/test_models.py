@@ -777,3 +777,25 @@ def test_a_config_folder_named_like_a_catalog_model_says_it_is_read(tmp_path, mo
     assert spec.num_layers == LLAMA_31_8B_CONFIG["num_hidden_layers"]
     assert any("not the catalog's llama-3.1-70b" in note for note in spec.notes)
     assert not any("catalog" in note for note in get_model("./llama-3.1-70b").notes)
+
+
+def test_layer_types_given_as_text_is_named_not_spelled_out(tmp_path):
+    # A QA pass: "full_attention" was read letter by letter ("layer_types _, a, e, f, ...
+    # is not modelled").
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**LLAMA_31_8B_CONFIG, "layer_types": "full_attention"}))
+    with pytest.raises(SimreplayError, match="layer_types must be a list of layer kinds"):
+        load_hf_config(path)
+
+
+def test_quant_method_is_read_in_any_case_as_vllm_does(tmp_path):
+    path = tmp_path / "config.json"
+    fp8 = {"quant_method": "FP8", "activation_scheme": "dynamic"}
+    path.write_text(json.dumps({**LLAMA_31_8B_CONFIG, "quantization_config": fp8}))
+    lower = tmp_path / "lower.json"
+    lower.write_text(
+        json.dumps({**LLAMA_31_8B_CONFIG, "quantization_config": {**fp8, "quant_method": "fp8"}})
+    )
+    assert (
+        load_hf_config(path).weight_bytes_per_param == load_hf_config(lower).weight_bytes_per_param
+    )
