@@ -7,7 +7,7 @@ requests.parquet, one row per request of the trace, in trace order:
 
 | column | type | meaning |
 |---|---|---|
-| `request_index` | int64 | row of the request in the trace |
+| `request_index` | int64 | row of the request in the trace as replayed: sorted by arrival (a raw file with rows out of order is sorted on import, stably, and its note says so: join on `request_id` then) |
 | `request_id` | string | the trace's id, when it has one |
 | `replica` | int32 | replica that served it; -1 if rejected |
 | `virtual_engine` | int32 | `--pp N > 1` only: its virtual engine, 0..N-1; -1 if rejected |
