@@ -3,11 +3,13 @@
 ``--out DIR`` writes ``requests.parquet``, ``steps.parquet`` and ``summary.json`` (each
 atomically). Columns (seconds in files, NaN where a time does not exist):
 
-requests.parquet, one row per request of the trace, in trace order:
+requests.parquet, one row per request of the trace, in trace order. A trace is replayed
+sorted by arrival: a raw file with rows out of order is sorted on import (stably, and its
+note says so), so ``request_index`` is then not the file's row: join on ``request_id``.
 
 | column | type | meaning |
 |---|---|---|
-| `request_index` | int64 | row of the request in the trace as replayed: sorted by arrival (a raw file with rows out of order is sorted on import, stably, and its note says so: join on `request_id` then) |
+| `request_index` | int64 | row of the request in the trace as replayed (by arrival: below) |
 | `request_id` | string | the trace's id, when it has one |
 | `replica` | int32 | replica that served it; -1 if rejected |
 | `virtual_engine` | int32 | `--pp N > 1` only: its virtual engine, 0..N-1; -1 if rejected |

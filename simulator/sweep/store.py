@@ -631,11 +631,7 @@ def _read_row_file(path: Path) -> pa.Table | None:
         When the file cannot be opened for reading (permissions): it may be intact and
         another user's, so it is neither called damaged nor removed.
     """
-    if not os.access(path, os.R_OK):
-        raise SimreplayError(
-            f"{path}: permission denied (not readable by this user); fix its permissions or "
-            "use another --out"
-        )
+    _check_readable(path)
     try:
         with _open_row(path) as parquet_file:
             table = parquet_file.read()
@@ -663,15 +659,21 @@ def _read_row_file(path: Path) -> pa.Table | None:
         return None
 
 
+def _check_readable(path: Path | str) -> None:
+    """Refuse a row file this user may not read: it may be intact (and another user's), so
+    it is neither called damaged nor removed."""
+    if not os.access(path, os.R_OK):
+        raise SimreplayError(
+            f"{path}: permission denied (not readable by this user); fix its permissions or "
+            "use another --out"
+        )
+
+
 def _damaged_files(paths: list[str]) -> list[str]:
     """The row files of ``paths`` that cannot be read whole."""
     damaged = []
     for path in paths:
-        if not os.access(path, os.R_OK):
-            raise SimreplayError(
-                f"{path}: permission denied (not readable by this user); fix its permissions "
-                "or use another --out"
-            )
+        _check_readable(path)
         try:
             with _open_row(path) as parquet_file:
                 parquet_file.read()
