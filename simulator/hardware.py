@@ -392,6 +392,8 @@ def parse_gpus(text: str) -> tuple[int, GPUSpec]:
 
     if not text.strip():
         raise fail("empty value")
+    if "," in text:  # "4xA100,2xH100" was read as the unknown GPU "A100,2xH100"
+        raise fail("one fleet here; compare fleets with simreplay sweep --gpus A,B")
     match = _GPUS_PATTERN.fullmatch(text)
     if match is None:
         if _MISSING_COUNT.fullmatch(text):

@@ -463,8 +463,10 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             if scenario.scheduler == "sarathi"
             else f"--max-num-batched-tokens {max_batched:,}"
         )
+        # Both versions check it in SchedulerConfig (v0.6 _verify_args, v0.11 likewise).
+        version = "v0.6" if scenario.scheduler == "vllm-v0" else "v0.11"
         raise SimreplayError(
-            f"{budget} is below {seqs}: vLLM (v0.11, "
+            f"{budget} is below {seqs}: vLLM ({version}, "
             "SchedulerConfig) refuses to start unless the token budget per step is at least "
             "the number of sequences"
         )

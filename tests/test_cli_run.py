@@ -210,6 +210,13 @@ def test_run_reads_raw_traces(tmp_path):
     [
         (["--gpus", "4xV100"], ["unknown GPU", "V100"]),
         (["--gpus", "0xA100"], ["--gpus"]),
+        # A QA pass: a list of fleets was read as the unknown GPU "A100,2xH100".
+        (["--gpus", "4xA100,2xH100"], ["--gpus", "one fleet here", "simreplay sweep"]),
+        # ... and vllm-v0's budget refusal cited vLLM v0.11.
+        (
+            ["--scheduler", "vllm-v0", "--max-num-batched-tokens", "100", "--max-model-len", "64"],
+            ["vLLM (v0.6, SchedulerConfig)"],
+        ),
         (["--gpus", "-2xA100"], ["--gpus"]),
         (["--gpus", "A100x4"], ["--gpus"]),
         (["--model", "gpt-5"], ["unknown model", "gpt-5"]),
