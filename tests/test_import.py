@@ -1045,3 +1045,17 @@ def test_a_time_column_named_in_another_unit_is_noted(tmp_path):
     )
     table, report = import_trace(path, ImportOptions(**mapping, time_unit="ms"))
     assert report.notes == () and table.column("arrival_time_s").to_pylist()[-1] == 9.5
+
+
+@pytest.mark.parametrize("cells", [[True, False], ["100", "20"]])
+def test_api_token_counts_must_be_numbers(cells):
+    # A QA pass: simulate() took True as a 1-token request and "100" as 100 tokens, which
+    # the CLI's readers refuse.
+    import pyarrow as pa
+
+    from simulator import simulate
+    from simulator.trace.schema import TraceError
+
+    table = pa.table({"arrival_time_s": [0.0, 1.0], "input_tokens": cells, "output_tokens": [5, 5]})
+    with pytest.raises(TraceError, match="column input_tokens: expected numbers"):
+        simulate(table)

@@ -176,6 +176,13 @@ def _as_arrow(values: object, arrow_type: pa.DataType, name: str) -> pa.Array:
         values = pa.array(values)
     if values.type == arrow_type:
         return values
+    numeric = pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
+    kind = values.type
+    if numeric and not (
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
+    ):
+        # True was a 1-token request and "100" 100 tokens (the CLI's readers refuse both).
+        raise TraceError(f"column {name}: expected numbers, got {values.type} values")
     import pyarrow.compute as pc  # only when casting: 0.1 s to import
 
     if pa.types.is_dictionary(arrow_type):
