@@ -252,7 +252,6 @@ class ResultStore:
         #: Set by ``prepare`` when ``sweep.json`` was missing beside rows this sweep can
         #: keep: ``create`` writes it again.
         self.rebuilt_manifest = False
-        self._rows_slo: str | None = None
 
     def _check_kinds(self) -> None:
         """Refuse a ``sweep.json`` that is not a file or a ``rows`` that is not a folder
@@ -261,24 +260,24 @@ class ResultStore:
             if path.exists() and not (path.is_file() if what == "file" else path.is_dir()):
                 raise SimreplayError(f"{path}: not a {what}; remove it or use another --out")
 
-    def _rows_judged_with(self, slo: str | None) -> bool:
+    def _rows_slo(self, slo: str | None) -> tuple[bool, str | None]:
         """Whether every file in ``rows/`` is a row file judged against ``slo`` (the same
-        bounds), so that a lost ``sweep.json`` can be written again from this command."""
+        bounds), so that a lost ``sweep.json`` can be written again from this command; and
+        the rows' own words for those bounds (``slo`` when they differ among the rows)."""
         files = self._row_files()
         others = [p for p in self.rows_dir.iterdir() if not p.name.startswith(".")]
         if not files or len(files) != len(others):
-            return False
+            return False, slo
         import pyarrow.dataset as ds
 
         try:
             stored = ds.dataset(files, schema=row_schema(), format=_row_format()).to_table(["slo"])
         except (pa.ArrowException, OSError):
-            return False
+            return False, slo
         texts = set(stored.column("slo").to_pylist())
         if stored.num_rows != len(files) or not all(_same_slo(t, slo) for t in texts):
-            return False
-        self._rows_slo = texts.pop() if len(texts) == 1 else slo
-        return True
+            return False, slo
+        return True, texts.pop() if len(texts) == 1 else slo
 
     def prepare(self, slo: str | None) -> str | None:
         """Check ``root`` can hold this sweep; writes nothing (``create`` does).
@@ -305,11 +304,12 @@ class ResultStore:
                 if p.name not in ("rows", LOCK_NAME) and not p.match(MANIFEST_TMP_GLOB)
             )
             rows = any(self.rows_dir.iterdir() if self.rows_dir.is_dir() else ())
-            if not foreign and rows and self._rows_judged_with(slo):
+            keep, rows_slo = self._rows_slo(slo) if rows and not foreign else (False, slo)
+            if keep:
                 # sweep.json lost (deleted, or removed as the damaged-manifest line says):
                 # it holds only the SLO and the planned keys, so this run writes it again.
                 self.rebuilt_manifest = True
-                slo = self._rows_slo  # the rows' own words for the same bounds
+                slo = rows_slo
             elif foreign or rows:
                 shown = ", ".join((foreign or ["rows/"])[:3])
                 raise SimreplayError(
