@@ -329,6 +329,29 @@ def test_aliases_of_one_gpu_are_one_scenario(tmp_path, small_trace):
     assert sorted(r["gpus"] for r in ResultStore(out).read().to_pylist()) == ["1xH100", "2xH100"]
 
 
+def test_spellings_of_one_kv_cache_dtype_or_model_are_one_scenario(tmp_path, small_trace):
+    # fp8 is fp8_e4m3 and meta-llama-3.1-8b is llama-3.1-8b: each pair ran twice, same rows.
+    sweep = from_cli(
+        {"kv_cache_dtype": "fp8,fp8_e4m3,auto", "model": "llama-3.1-8b,meta-llama-3.1-8b"},
+        [Path(small_trace)],
+        seeds=None,
+        slo=None,
+    )
+    assert sorted(s["kv_cache_dtype"] for s in sweep.scenarios) == ["auto", "fp8"]
+    assert {s["model"] for s in sweep.scenarios} == {"llama-3.1-8b"}
+    assert sweep.merged == {
+        "model": {"meta-llama-3.1-8b": "llama-3.1-8b"},
+        "kv_cache_dtype": {"fp8_e4m3": "fp8"},
+    }
+    result = invoke(
+        "sweep", small_trace, "--gpus", "1xH100", "--kv-cache-dtype", "fp8_e4m3,fp8",
+        "--out", tmp_path / "out", "--workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "note: --kv-cache-dtype fp8 is the same KV-cache dtype as fp8_e4m3" in result.stderr
+    assert len(ResultStore(tmp_path / "out").read()) == 1
+
+
 def test_a_trace_given_twice_under_two_names_is_noted(tmp_path, small_trace):
     # Scenario keys hold the trace's content: a copy's scenarios merged into the first's
     # without a word (2 traces x 2 fleets asked for, 2 rows stored).

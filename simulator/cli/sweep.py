@@ -264,8 +264,13 @@ def run(
             sweep = from_toml(spec, traces, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
         else:
             sweep = from_cli(axes, traces, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
-        for alias, kept in sweep.merged_gpus.items():
-            note(f"--gpus {alias} is the same deployment as {kept}: run once, stored as {kept}")
+        for knob, renamed in sweep.merged.items():
+            what = {"gpus": "deployment", "kv_cache_dtype": "KV-cache dtype"}.get(knob, knob)
+            for alias, kept in renamed.items():
+                note(
+                    f"{cli_name(knob)} {alias} is the same {what} as {kept}: run once, "
+                    f"stored as {kept}"
+                )
         if sweep.num_duplicates:
             note(f"{sweep.num_duplicates:,} repeated scenarios in the spec are run once")
         for message in model_notes(sorted({str(s["model"]) for s in sweep.scenarios})):

@@ -102,17 +102,18 @@ class SweepSpec:
         The SLO text, parsed once to check it.
     num_duplicates : int
         Scenarios dropped because an identical one came earlier.
-    merged_gpus : dict
-        ``--gpus`` text -> the text of an earlier value naming the same GPUs (an alias or
-        another spelling: ``1xa100`` -> ``1xA100``); their scenarios were run once, under
-        the earlier text.
+    merged : dict
+        Knob (``gpus``, ``model``, ``kv_cache_dtype``) -> {text -> the text of an earlier
+        value naming the same thing (an alias or another spelling: ``1xa100`` -> ``1xA100``,
+        ``meta-llama-3.1-8b`` -> ``llama-3.1-8b``, ``fp8_e4m3`` -> ``fp8``)}; their
+        scenarios were run once, under the earlier text.
     """
 
     scenarios: list[dict[str, Any]]
     axes: list[str]
     slo: str | None
     num_duplicates: int
-    merged_gpus: dict[str, str] = dataclasses.field(default_factory=dict)
+    merged: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def coerce(knob: str, value: Any, where: str, *, typed: bool = False) -> Any:
@@ -391,7 +392,7 @@ def expand(
     if seeds is not None:
         points = [{**p, "seed": s} for p in points for s in range(seeds)]
     points = [{k: p[k] for k in order} for p in points]
-    merged = _merge_gpu_aliases(points)
+    merged = _merge_spellings(points)
 
     unique: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -406,25 +407,55 @@ def expand(
     return SweepSpec(unique, axes, slo, len(points) - len(unique), merged)
 
 
-def _merge_gpu_aliases(points: list[dict[str, Any]]) -> dict[str, str]:
-    """Rewrite each ``gpus`` value to the first text naming the same count and GPU.
+def _gpus_key(text: str) -> Any:
+    num_gpus, gpu = parse_gpus(text)
+    return num_gpus, gpu.name
 
-    ``1xA100``, ``1xa100`` and ``1xA100-80GB-SXM`` are one deployment; without this they
-    would be three scenarios with identical rows. Mutates ``points``; returns text -> the
-    text kept. An unknown GPU is left for ``check_names`` to report.
+
+def _model_key(text: str) -> Any:
+    path = Path(text).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        path = path / "config.json"
+    if path.is_file():  # an existing config wins over a catalog name, as in get_model
+        return ("file", str(path.resolve()))
+    return ("catalog", get_model(text).name)
+
+
+def _kv_cache_dtype_key(text: str) -> Any:
+    # vLLM's "fp8" is fp8_e4m3 on CUDA (v0.11 CacheDType); "auto" is the model's dtype,
+    # which a float16 checkpoint makes other than bfloat16, so it stays its own value.
+    return "fp8_e4m3" if text == "fp8" else text
+
+
+#: Knobs whose values have several spellings: knob -> text -> what it names (raises
+#: SimreplayError for a value ``check_names`` will refuse).
+_SPELLINGS = {"gpus": _gpus_key, "model": _model_key, "kv_cache_dtype": _kv_cache_dtype_key}
+
+
+def _merge_spellings(points: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Rewrite each value of a knob in ``_SPELLINGS`` to the first text naming the same thing.
+
+    ``1xA100``, ``1xa100`` and ``1xA100-80GB-SXM`` are one deployment, ``fp8`` and
+    ``fp8_e4m3`` one KV-cache dtype; without this they would be several scenarios with
+    identical rows. Mutates ``points``; returns knob -> {text -> the text kept} for the
+    knobs that had any. An unknown value is left for ``check_names`` to report.
     """
-    first: dict[tuple[int, str], str] = {}
-    merged: dict[str, str] = {}
-    for text in dict.fromkeys(p["gpus"] for p in points):
-        try:
-            num_gpus, gpu = parse_gpus(text)
-        except SimreplayError:
-            continue
-        kept = first.setdefault((num_gpus, gpu.name), text)
-        if kept != text:
-            merged[text] = kept
-    for p in points:
-        p["gpus"] = merged.get(p["gpus"], p["gpus"])
+    merged: dict[str, dict[str, str]] = {}
+    for knob, key_of in _SPELLINGS.items():
+        first: dict[Any, str] = {}
+        renamed: dict[str, str] = {}
+        for text in dict.fromkeys(p[knob] for p in points):
+            try:
+                key = key_of(text)
+            except SimreplayError:
+                continue
+            kept = first.setdefault(key, text)
+            if kept != text:
+                renamed[text] = kept
+        for p in points:
+            p[knob] = renamed.get(p[knob], p[knob])
+        if renamed:
+            merged[knob] = renamed
     return merged
 
 
