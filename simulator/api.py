@@ -441,4 +441,7 @@ def _as_trace(table: pa.Table) -> pa.Table:
             table = build_trace_table(columns, TraceMetadata("python", "in-memory table"))
         except TraceError as exc:
             raise TraceError(f"trace table: {exc}") from None
-    return validate_trace(table, "trace table")
+    table = validate_trace(table, "trace table")
+    if table.num_rows == 0:  # as a trace file with no rows is refused (read_canonical)
+        raise TraceError("trace table: no requests in the table (a trace with no rows)")
+    return table

@@ -511,6 +511,29 @@ def test_an_empty_trace_is_one_line_whatever_its_format(small_trace, tmp_path):
     assert_one_line_error(invoke("trace", "info", empty), "empty.parquet: no requests")
 
 
+def test_simulate_refuses_an_empty_table_as_the_cli_refuses_an_empty_file(small_trace):
+    """A QA pass: simulate() on a zero-row table returned a result (0 requests, NaN
+    latencies) where ``simreplay run`` on the same rows in a file is an error."""
+    import pyarrow as pa
+
+    from simulator import Scenario, simulate
+    from simulator.api import simulate_many
+    from simulator.errors import TraceError
+
+    hand_built = pa.table(
+        {
+            "arrival_time_s": pa.array([], pa.float64()),
+            "input_tokens": pa.array([], pa.int64()),
+            "output_tokens": pa.array([], pa.int64()),
+        }
+    )
+    for table in (pq.read_table(small_trace).slice(0, 0), hand_built):
+        with pytest.raises(TraceError, match="^trace table: no requests in the table"):
+            simulate(table, Scenario(gpus="1xA100"))
+        with pytest.raises(TraceError, match="^trace table: no requests in the table"):
+            simulate_many(table, [Scenario(gpus="1xA100")])
+
+
 def test_a_burst_is_a_backlog_not_an_overload(tmp_path):
     """Found by a new-user pass: a benchmark sending every request at once (request rate
     inf) was told its latencies grow with the trace's length."""
