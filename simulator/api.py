@@ -11,7 +11,10 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +74,65 @@ def simulate(
     Returns
     -------
     Result
+
+    Raises
+    ------
+    SimreplayError
+        For bad input, in one line; a bad ``Scenario`` value is named by its field
+        (``Scenario.max_num_seqs``), where ``simreplay run`` names its option.
+    TraceError
+        For a trace that cannot be read or has no rows.
     """
+    try:
+        return _simulate(
+            trace,
+            scenario,
+            router=router,
+            slo=slo,
+            orchestration=orchestration,
+            import_options=import_options,
+        )
+    except SimreplayError as exc:
+        message = scenario_field_names(str(exc))
+        if message == str(exc):
+            raise
+        raise type(exc)(message) from exc.__cause__
+
+
+@functools.cache
+def _option_pattern() -> re.Pattern[str]:
+    fields = [f.name.replace("_", "-") for f in dataclasses.fields(Scenario)]
+    options = sorted([*fields, "slo"], key=len, reverse=True)
+    # Not vLLM's or its benchmark's own flag, which a message may cite beside ours.
+    return re.compile(r"(?<!'s )(?<!serve )--(" + "|".join(options) + r")(?![\w-])")
+
+
+def scenario_field_names(message: str) -> str:
+    """``message`` with each ``--option`` of a ``Scenario`` field named as the field.
+
+    The resolver's messages name ``simreplay run``'s options; an API caller set fields:
+    ``--max-num-seqs must be ...`` -> ``Scenario.max_num_seqs must be ...``, and ``--slo``
+    is ``simulate``'s ``slo``. vLLM's own flags cited in a message (``vLLM's
+    --max-model-len``) are kept.
+    """
+
+    def field(match: re.Match[str]) -> str:
+        name = match.group(1).replace("-", "_")
+        return name if name == "slo" else f"Scenario.{name}"
+
+    return _option_pattern().sub(field, message)
+
+
+def _simulate(
+    trace: pa.Table | str | Path,
+    scenario: Scenario | None = None,
+    *,
+    router: Router | None = None,
+    slo: str | dict | None = None,
+    orchestration: str = "auto",
+    import_options: ImportOptions | None = None,
+) -> Result:
+    """``simulate`` with the CLI's wording: messages name ``simreplay run``'s options."""
     if orchestration not in ORCHESTRATIONS:
         raise SimreplayError(
             f"orchestration must be one of {ORCHESTRATIONS}, got {orchestration!r}"
@@ -280,7 +341,9 @@ def simulate_many(
     -------
     list
         In the order of ``scenarios``: a ``Result``, or the ``SimreplayError`` that
-        ``simulate`` would have raised for that scenario (say, weights that do not fit).
+        ``simulate`` would have raised for that scenario (say, weights that do not fit),
+        worded as ``simreplay sweep`` stores it: naming the options (``--tp``), not the
+        ``Scenario`` fields (``scenario_field_names`` rewrites one).
     """
     table = _trace_table(trace, import_options)
     bounds = slo_bounds(slo)  # as simulate reads it: a dict of bound texts too

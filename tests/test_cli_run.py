@@ -640,8 +640,8 @@ def test_a_knob_the_scheduler_or_router_never_reads_is_refused(small_trace, args
         ({"gpus": 4}, "gpus must be text like '4xA100', got 4"),
         ({"gpus": None}, "gpus must be text like '4xA100', got None"),
         ({"model": 5}, "model must be a catalog name or a config.json path, got 5"),
-        ({"scheduler": ["vllm"]}, "--scheduler must be one of vllm"),
-        ({"router": {}}, "--router must be one of"),
+        ({"scheduler": ["vllm"]}, "Scenario.scheduler must be one of vllm"),
+        ({"router": {}}, "Scenario.router must be one of"),
     ],
 )
 def test_scenario_fields_of_the_wrong_type_are_one_line_errors(knobs, fragment):
@@ -652,6 +652,53 @@ def test_scenario_fields_of_the_wrong_type_are_one_line_errors(knobs, fragment):
 
     with pytest.raises(SimreplayError, match=re.escape(fragment)):
         simulate(_api_trace(), Scenario(**knobs))
+
+
+@pytest.mark.parametrize(
+    ("knobs", "api_message", "cli_args"),
+    [
+        (
+            {"max_num_seqs": 0},
+            "^Scenario.max_num_seqs must be an integer from 1 to 1,048,576",
+            ["--max-num-seqs", "0"],
+        ),
+        (
+            {"tp": 3},
+            "^Scenario.tp 3 does not divide the 1 GPUs of Scenario.gpus ",
+            ["--tp", "3"],
+        ),
+        (
+            {"scheduler": "vllm-v0", "async_scheduling": True},
+            r"^Scenario.async_scheduling is vLLM V1's .*\(Scenario.scheduler vllm-v0\)",
+            ["--scheduler", "vllm-v0", "--async-scheduling"],
+        ),
+    ],
+)
+def test_api_errors_name_the_scenario_field_and_the_cli_its_option(
+    small_trace, knobs, api_message, cli_args
+):
+    """A QA pass: simulate(trace, Scenario(max_num_seqs=0)) said '--max-num-seqs must be
+    ...', an option the caller never typed."""
+    from simulator import Scenario, simulate
+
+    with pytest.raises(SimreplayError, match=api_message) as caught:
+        simulate(_api_trace(), Scenario(gpus="1xH100", **knobs))
+    assert "--" not in str(caught.value)
+    cli_message = api_message.replace("Scenario.", "--").replace("_", "-")
+    result = invoke("run", small_trace, "--gpus", "1xH100", *cli_args)
+    assert_one_line_error(result, "")
+    assert re.search(cli_message.replace("^", "^error: "), result.stderr), result.stderr
+
+
+def test_api_errors_keep_vllm_s_own_flags():
+    from simulator.api import scenario_field_names
+
+    assert scenario_field_names("pass --max-model-len or vLLM's --max-model-len, --slo") == (
+        "pass Scenario.max_model_len or vLLM's --max-model-len, slo"
+    )
+    assert scenario_field_names("--no-enable-prefix-caching --tp-x") == (
+        "--no-enable-prefix-caching --tp-x"
+    )
 
 
 def test_scenario_takes_numpy_numbers_as_python_ones():
@@ -671,7 +718,7 @@ def test_scenario_takes_numpy_numbers_as_python_ones():
     )
     assert numpy == plain and type(numpy.max_num_seqs) is int
     assert simulate(_api_trace(), numpy).summary == simulate(_api_trace(), plain).summary
-    with pytest.raises(SimreplayError, match="--max-num-seqs must be an integer .* got 2.5"):
+    with pytest.raises(SimreplayError, match="Scenario.max_num_seqs must be an integer .* got 2.5"):
         simulate(_api_trace(), Scenario(max_num_seqs=np.float64(2.5)))
 
 

@@ -228,7 +228,8 @@ def run(
     import_options: ImportOptions,
 ) -> None:
     """Replay a trace through a model of vLLM on the given GPUs and report what it would see."""
-    from simulator.api import simulate  # imports numba: only the commands that need it
+    # imports numba: only the commands that need it; messages name the options, not fields
+    from simulator.api import _simulate as simulate
     from simulator.scenario import Scenario, check_knobs
 
     bounds = parse_slo(slo) if slo is not None else None

@@ -144,7 +144,7 @@ class Simulator:
         key = (gpus, tp, float(rate_scale))
         if key in self._cache:
             return self._cache[key]
-        from simulator.api import simulate
+        from simulator.api import _simulate as simulate  # messages name the CLI options
 
         num_gpus, gpu = parse_gpus(gpus)
         ev = Evaluation(
