@@ -379,6 +379,24 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 #: text_config has its own (vLLM reads ``quantization_config`` from the top level, where it
 #: wins; transformers' nested layouts keep ``tie_word_embeddings`` there).
 _TOP_LEVEL_KEYS_FOR_TEXT = ("torch_dtype", "dtype", "quantization_config", "tie_word_embeddings")
+#: Shape keys read from the config: one given both at the top level and in ``text_config``
+#: with different values leaves which model the file describes open (transformers'
+#: ``get_text_config`` reads text_config; a top level with ``num_hidden_layers`` was read
+#: here), so it is refused rather than one silently read.
+_SHAPE_KEYS = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "moe_intermediate_size",
+    "num_experts",
+    "num_local_experts",
+    "num_experts_per_tok",
+    "vocab_size",
+    "max_position_embeddings",
+)
 #: Keys naming a non-text encoder whose weights are not counted.
 _ENCODER_KEYS = ("vision_config", "audio_config")
 #: Attention kinds of ``layer_types`` that the KV accounting covers (sliding as full).
@@ -441,11 +459,19 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     config: dict[str, Any] = raw
     where = ""  # prefix naming where a shape key was looked for
     text_config = raw.get("text_config")
-    if "num_hidden_layers" not in raw and text_config is not None:
-        if not isinstance(text_config, dict):
+    if text_config is not None and not isinstance(text_config, dict):
+        raise SimreplayError(
+            f"{file}: 'text_config' must be a JSON object, got {type(text_config).__name__}"
+        )
+    for key in _SHAPE_KEYS if text_config is not None else ():
+        ours, theirs = raw.get(key), text_config.get(key)
+        if ours is not None and theirs is not None and ours != theirs:
             raise SimreplayError(
-                f"{file}: 'text_config' must be a JSON object, got {type(text_config).__name__}"
+                f"{file}: {key} {ours!r} at the top level and text_config.{key} {theirs!r} "
+                "differ; simreplay cannot tell which is the language model's (keep the one "
+                "that is)"
             )
+    if "num_hidden_layers" not in raw and text_config is not None:
         top = {key: raw[key] for key in _TOP_LEVEL_KEYS_FOR_TEXT if raw.get(key) is not None}
         config = {**top, **text_config}
         if "quantization_config" in top:
@@ -475,6 +501,13 @@ def _spec_from_config(
             )
         return found
 
+    def count(key: str) -> int:
+        # "0" or true read as shared experts or dense layers the file does not have.
+        found = value(key, 0)
+        if isinstance(found, bool) or not isinstance(found, int) or found < 0:
+            raise SimreplayError(f"{file}: {where + key!r} must be an integer >= 0, got {found!r}")
+        return found
+
     def unsupported(what: str) -> SimreplayError:
         return SimreplayError(f"{file}: {what} is not modelled by simreplay yet")
 
@@ -500,11 +533,11 @@ def _spec_from_config(
     other_layers = sorted({str(kind) for kind in layer_types} - _ATTENTION_LAYER_TYPES)
     if other_layers:
         raise unsupported(f"layer_types {', '.join(other_layers)}")
-    if value("shared_expert_intermediate_size", 0) or value("n_shared_experts", 0):
+    if count("shared_expert_intermediate_size") or count("n_shared_experts"):
         raise unsupported("an MoE with shared experts")
-    if value("first_k_dense_replace", 0) or value("mlp_only_layers", []):
+    if count("first_k_dense_replace") or value("mlp_only_layers", []):
         raise unsupported("an MoE with some dense layers")
-    if value("decoder_sparse_step", 1) != 1:
+    if positive_int("decoder_sparse_step", 1) != 1:
         raise unsupported("an MoE with decoder_sparse_step != 1")
     fp8_note = _fp8_checkpoint(value("quantization_config"), unsupported)
 

@@ -749,6 +749,50 @@ def test_a_key_missing_from_text_config_is_named_there(tmp_path):
     assert str(info.value) == f"{path}: 'text_config' must be a JSON object, got list"
 
 
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        # A QA pass: "1" (and true, 0, [1]) was "an MoE with decoder_sparse_step != 1 is not
+        # modelled", a string read as a sparse step; true read as 1.
+        ({"decoder_sparse_step": "1"}, "'decoder_sparse_step' must be a positive integer, got '1'"),
+        ({"decoder_sparse_step": True}, "'decoder_sparse_step' must be a positive integer"),
+        ({"decoder_sparse_step": 0}, "'decoder_sparse_step' must be a positive integer, got 0"),
+        ({"decoder_sparse_step": 2}, "decoder_sparse_step != 1 is not modelled"),
+        ({"n_shared_experts": "0"}, "'n_shared_experts' must be an integer >= 0, got '0'"),
+        ({"first_k_dense_replace": -1}, "'first_k_dense_replace' must be an integer >= 0"),
+    ],
+)
+def test_moe_layout_keys_of_the_wrong_type_name_the_key(tmp_path, change, fragment):
+    path = write_config(tmp_path, {**QWEN3_MOE_CONFIG, **change})
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    assert str(info.value).startswith(f"{path}: ") and fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("top_has_layers", [True, False])
+def test_a_shape_key_that_differs_from_text_config_is_refused(tmp_path, top_has_layers):
+    """A QA pass: a config with a full top-level shape and a text_config of another was read
+    from the top level without a word, and one without top-level layers from text_config
+    (its top-level hidden_size dropped); which the language model is, is not knowable."""
+    top = (
+        dict(LLAMA_31_8B_CONFIG) if top_has_layers else {"model_type": "llava", "hidden_size": 4096}
+    )
+    text = {**LLAMA_31_8B_CONFIG, "num_hidden_layers": 40, "hidden_size": 5120}
+    path = write_config(tmp_path, {**top, "text_config": text})
+    with pytest.raises(SimreplayError) as info:
+        load_hf_config(path)
+    key, ours, theirs = (
+        ("num_hidden_layers", 32, 40) if top_has_layers else ("hidden_size", 4096, 5120)
+    )
+    assert str(info.value).startswith(
+        f"{path}: {key} {ours} at the top level and text_config.{key} {theirs} differ"
+    )
+    # The same values in both (Qwen2.5-VL's files, written by newer transformers) are read.
+    same = {**LLAMA_31_8B_CONFIG, "text_config": dict(LLAMA_31_8B_CONFIG)}
+    assert load_hf_config(write_config(tmp_path / "same", same)).num_layers == 32
+
+
 def test_an_unchecked_llama_shaped_family_is_read_with_a_note(tmp_path):
     """Granite, OLMo2, InternLM3 and the like carry Llama's keys: they are read as Llama,
     judged by their activation, with a note saying the family was not checked; a hybrid
