@@ -461,6 +461,33 @@ def test_real_azure_conversation_trace(shared_traces):
     assert report.notes == ()
 
 
+def test_a_hash_ids_list_with_an_empty_item_is_refused_or_read_as_missing(tmp_path):
+    """A QA pass: [1, null] was imported as is and replayed with the null cast to a made-up
+    block id (numpy's 'invalid value encountered in cast' on stderr)."""
+    holed = dict(MOONCAKE[1], hash_ids=[0, None])
+    path = write(tmp_path, "m.jsonl", mooncake_lines([MOONCAKE[0], holed, *MOONCAKE[2:]]))
+    with pytest.raises(TraceError) as info:
+        import_trace(path)
+    assert str(info.value) == (
+        "m.jsonl: line 2: column hash_ids: expected a list of integers, got one with an empty "
+        "item (1 row like this; --skip-invalid reads such lists as missing)"
+    )
+    table, report = import_trace(path, ImportOptions(skip_invalid=True))
+    assert table.column("hash_ids").to_pylist()[1] is None and table.num_rows == len(MOONCAKE)
+    assert "read the hash_ids of 1 row as missing: a list held an empty item (first: line 2)" in (
+        report.notes
+    )
+    # A canonical file (or an API table) carrying one is refused by the same check.
+    good, _ = import_trace(write(tmp_path, "g.jsonl", mooncake_lines(MOONCAKE)))
+    hashes = good.column("hash_ids").to_pylist()
+    hashes[2] = [3, None]
+    index = good.column_names.index("hash_ids")
+    holed_table = good.set_column(index, "hash_ids", pa.array(hashes, pa.list_(pa.int64())))
+    pq.write_table(holed_table, tmp_path / "holed.parquet")
+    with pytest.raises(TraceError, match=r"^holed.parquet: row 3: column hash_ids: expected a "):
+        import_trace(tmp_path / "holed.parquet")
+
+
 def test_real_mooncake_conversation_trace(shared_traces):
     table, _ = import_trace(shared_traces / "mooncake" / "conversation_trace.jsonl")
     assert table.num_rows == 12_031

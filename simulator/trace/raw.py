@@ -24,6 +24,7 @@ from simulator.trace.schema import (
     check_unique_ids,
     farthest_time_row,
     num_rows_text,
+    rows_with_null_items,
 )
 
 #: Stands for a missing (empty, null, NaN) integer cell in ``RawTrace`` token columns.
@@ -248,6 +249,24 @@ def normalize(
 
     if "request_id" in raw.extra:
         check_unique_ids(raw.extra["request_id"], raw.source_file, raw.where)
+    holes = rows_with_null_items(raw.extra["hash_ids"]) if "hash_ids" in raw.extra else None
+    if holes is not None:
+        # A null block hash is no block: the engine would read it as a made-up id.
+        row, num_holes = int(np.argmax(holes)), int(holes.sum())
+        label = raw.column_label("hash_ids")
+        if not skip_invalid:
+            raise TraceError(
+                f"{raw.source_file}: {raw.where(row)}: column {label}: expected a list of "
+                f"integers, got one with an empty item ({num_rows_text(num_holes)} like this; "
+                "--skip-invalid reads such lists as missing)"
+            )
+        hashes = raw.extra["hash_ids"]
+        kept = [None if hole else ids for hole, ids in zip(holes, hashes.to_pylist(), strict=True)]
+        raw.extra["hash_ids"] = pa.array(kept, type=hashes.type)
+        notes.append(
+            f"read the {label} of {num_rows_text(num_holes)} as missing: a list held an "
+            f"empty item (first: {raw.where(row)})"
+        )
 
     origin_s = float(raw.arrival_time_s[0])
     extra_meta = {}
