@@ -63,6 +63,15 @@ def test_the_extension_is_shipped_for_the_kernel_sources_and_used_where_it_can_b
         assert compiled.run_fused() is compiled.shipped_module().run_fused
 
 
+def test_the_extension_counts_no_references():
+    """Built without numba's runtime, as the kernels are jitted (``_nrt=False``): with it,
+    pycc wrapped every call between kernels in atomic increments and decrements of each
+    array argument's reference count."""
+    shipped = compiled.shipped_path()
+    assert shipped is not None
+    assert b"NRT_incref" not in shipped.read_bytes()
+
+
 def test_the_environment_can_ask_for_numbas_build(monkeypatch):
     monkeypatch.setenv("SIMREPLAY_AOT", "0")
     assert not compiled.available()

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from engine_cases import check_work_conserving, scenarios
@@ -802,6 +804,44 @@ def test_throughput_is_bounded_by_budget_over_fastest_step(llama_8b_h100, schedu
         assert starts[0] == 0.0
         np.testing.assert_array_equal(starts[1:], ends[:-1])
         assert ends[-1] == np.nanmax(req_f[req_i[:, R_REPLICA] == r, R_FINISH_S])
+
+
+def _itl_bin_by_frexp(gap_s: float) -> int:
+    """The ITL bin as ``state.itl_bin_bounds_s`` defines it, through math.frexp."""
+    mantissa, exponent = math.frexp(gap_s)
+    if gap_s <= 0.0 or exponent < engine_state.ITL_MIN_EXP:
+        return 0
+    if exponent >= engine_state.ITL_MAX_EXP:
+        return engine_state.ITL_NUM_BINS - 1
+    per_octave = engine_state.ITL_BINS_PER_OCTAVE
+    slice_ = int((mantissa - 0.5) * (2 * per_octave))
+    return 1 + (exponent - engine_state.ITL_MIN_EXP) * per_octave + slice_
+
+
+def test_itl_bin_from_the_bits_is_frexps_bin():
+    """The kernel reads the bin from the double's bits; it must be frexp's slicing for every
+    double: random bit patterns over every exponent, each bin's edges and their neighbours,
+    the ends of the range, zero, subnormals, infinity and NaN."""
+    from simulator.engine.kernels import _itl_bin
+
+    rng = np.random.default_rng(29)
+    bits = rng.integers(1, 0x7FF0_0000_0000_0000, 20_000, dtype=np.int64)
+    lower_s, upper_s = engine_state.itl_bin_bounds_s()
+    edges = np.concatenate([lower_s[1:-1], upper_s[1:-1]])
+    gaps = np.concatenate(
+        [
+            bits.view(np.float64),
+            edges,
+            np.nextafter(edges, 0.0),
+            np.nextafter(edges, np.inf),
+            [0.0, 5e-324, 2.2e-308, 1e-300, 1e300, np.finfo(np.float64).max],
+        ]
+    )
+    for gap in gaps:
+        assert _itl_bin(gap) == _itl_bin_by_frexp(float(gap)), gap
+        assert _itl_bin.py_func(gap) == _itl_bin_by_frexp(float(gap)), gap
+    assert _itl_bin(np.inf) == _itl_bin(np.nan) == engine_state.ITL_NUM_BINS - 1
+    assert _itl_bin(-1.0) == 0
 
 
 def test_itl_bin_bounds_are_exactly_the_gaps_of_that_bin():
