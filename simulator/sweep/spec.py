@@ -101,7 +101,9 @@ class SweepSpec:
     slo : str or None
         The SLO text, parsed once to check it.
     num_duplicates : int
-        Scenarios dropped because an identical one came earlier.
+        Scenarios dropped because an identical one came earlier as written (those that
+        differed only in a spelling ``merged`` collapsed are not counted: the merge's
+        own note names them).
     merged : dict
         Knob (``gpus``, ``model``, ``kv_cache_dtype``) -> {text -> the text of an earlier
         value naming the same thing (an alias or another spelling: ``1xa100`` -> ``1xA100``,
@@ -392,19 +394,25 @@ def expand(
     if seeds is not None:
         points = [{**p, "seed": s} for p in points for s in range(seeds)]
     points = [{k: p[k] for k in order} for p in points]
+    repeats = len(points) - len({_marker(p) for p in points})
     merged = _merge_spellings(points)
 
     unique: list[dict[str, Any]] = []
     seen: set[str] = set()
     for p in points:
-        marker = repr(sorted(p.items()))
+        marker = _marker(p)
         if marker not in seen:
             seen.add(marker)
             unique.append(p)
     check_names(unique)
     check_unread_knobs(set(grid) | {k for s in explicit for k in s}, unique)
     axes = [k for k in order if len({repr(p[k]) for p in unique}) > 1]
-    return SweepSpec(unique, axes, slo, len(points) - len(unique), merged)
+    return SweepSpec(unique, axes, slo, repeats, merged)
+
+
+def _marker(point: dict[str, Any]) -> str:
+    """One scenario's knobs as a text equal for equal scenarios."""
+    return repr(sorted(point.items()))
 
 
 def _gpus_key(text: str) -> Any:
