@@ -379,9 +379,9 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 #: text_config has its own (vLLM reads ``quantization_config`` from the top level, where it
 #: wins; transformers' nested layouts keep ``tie_word_embeddings`` there).
 _TOP_LEVEL_KEYS_FOR_TEXT = ("torch_dtype", "dtype", "quantization_config", "tie_word_embeddings")
-#: Shape keys read from the config: one given both at the top level and in ``text_config``
-#: with different values leaves which model the file describes open (transformers'
-#: ``get_text_config`` reads text_config; a top level with ``num_hidden_layers`` was read
+#: Shape keys read from the config: one given both in a top level that has its own layers
+#: and in ``text_config``, with different values, leaves which model the file describes
+#: open (transformers' ``get_text_config`` reads text_config; such a top level was read
 #: here), so it is refused rather than one silently read.
 _SHAPE_KEYS = (
     "num_hidden_layers",
@@ -463,7 +463,11 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         raise SimreplayError(
             f"{file}: 'text_config' must be a JSON object, got {type(text_config).__name__}"
         )
-    for key in _SHAPE_KEYS if text_config is not None else ():
+    # Only a top level that describes a model itself (it has its layers) competes with
+    # text_config: a wrapper's own keys (LLaVA's top-level vocab_size, counting its image
+    # tokens) are not the language model's, and text_config is read instead.
+    competing = text_config is not None and "num_hidden_layers" in raw
+    for key in _SHAPE_KEYS if competing else ():
         ours, theirs = raw.get(key), text_config.get(key)
         if ours is not None and theirs is not None and ours != theirs:
             raise SimreplayError(
