@@ -337,13 +337,15 @@ def rows_with_null_items(lists: pa.ChunkedArray | pa.Array) -> np.ndarray | None
     numpy.ndarray or None
         bool, shape (n,); None (nothing computed past one count) when no item is null.
     """
-    import pyarrow.compute as pc  # imported here: 0.1 s
+    chunks = lists.chunks if isinstance(lists, pa.ChunkedArray) else [lists]
+    # The common case, no null item, without pyarrow.compute (0.1 s to import) or a copy.
+    if not any(chunk.flatten().null_count for chunk in chunks):
+        return None
+    import pyarrow.compute as pc
 
     if isinstance(lists, pa.ChunkedArray):
         lists = lists.combine_chunks()
     items = pc.list_flatten(lists)
-    if not items.null_count:
-        return None
     parents = pc.list_parent_indices(lists).to_numpy()
     holes = np.zeros(len(lists), dtype=bool)
     holes[parents[items.is_null().to_numpy(zero_copy_only=False)]] = True
