@@ -6,9 +6,10 @@ import atexit
 import copy
 import inspect
 import os
+import signal
 import sys
 import threading
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 def _interrupted() -> NoReturn:
@@ -161,6 +162,14 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def _terminated(signum: int, _: Any) -> NoReturn:
+    """SIGTERM's handler: ``errors.Stopped``, the KeyboardInterrupt that every command turns
+    into its one line (``terminated``) and status 143 (``common.domain_errors``)."""
+    from simulator.errors import Stopped
+
+    raise Stopped(signum)
+
+
 def entry() -> None:
     """The ``simreplay`` executable and ``python -m simulator``: ``main``, then a quick exit.
 
@@ -171,14 +180,20 @@ def entry() -> None:
     command's status, skipping that teardown. With another thread still alive (a library
     that started one), it exits the normal way.
     """
+    # SIGTERM (``kill``, ``timeout``, a job scheduler) as Ctrl-C: its default action ended
+    # the process wherever it was, leaving a half-written ``.NAME.<pid>.tmp`` beside an
+    # output; now the atomic writers remove it and the command exits 143 with one line.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    except KeyboardInterrupt:  # while click parses; commands catch their own
-        sys.stderr.write("interrupted\n")
-        code = 130
+    except KeyboardInterrupt as exc:  # while click parses; commands catch their own
+        sys.stderr.write(getattr(exc, "message", "interrupted") + "\n")
+        code = getattr(exc, "exit_status", 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if threading.active_count() > 1:
         sys.exit(code)
     atexit._run_exitfuncs()

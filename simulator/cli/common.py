@@ -43,7 +43,7 @@ def domain_errors(command: F) -> F:
     file that cannot be written: permissions, a full or read-only disk), named by its path,
     and running out of memory.
     A Ctrl-C exits with 130 after the atomic writers have removed their temporary files
-    (a sweep's SIGTERM with 143).
+    (SIGTERM with 143: ``cli.entry``).
     """
 
     @functools.wraps(command)
@@ -64,7 +64,7 @@ def domain_errors(command: F) -> F:
             detail = str(exc).split(" for an array")[0] or "an allocation failed"
             print(f"error: not enough memory for this command ({detail})", file=sys.stderr)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt as exc:  # a sweep's SIGTERM too: ``runner.Stopped``
+        except KeyboardInterrupt as exc:  # SIGTERM too: ``errors.Stopped``
             print(getattr(exc, "message", "interrupted"), file=sys.stderr)
             raise typer.Exit(getattr(exc, "exit_status", 130)) from None
 

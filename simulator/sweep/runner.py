@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from simulator.errors import SimreplayError
+from simulator.errors import SimreplayError, Stopped
 from simulator.fingerprint import build_id
 from simulator.hardware import parse_gpus
 from simulator.metrics import parse_slo
@@ -426,19 +426,6 @@ def stop_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-class Stopped(KeyboardInterrupt):
-    """A sweep stopped by SIGINT or SIGTERM; ``exit_status`` is the shell's 128 + signal.
-
-    ``message`` is the line to print: ``interrupted`` or ``terminated``, and once
-    ``run_sweep`` has seen it, how far the sweep got (``stopped_line``).
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.exit_status = 128 + signum
-        self.message = "interrupted" if signum == signal.SIGINT else "terminated"
 
 
 class WorkerDied(SimreplayError):
