@@ -15,6 +15,8 @@ from simulator.trace.arrivals import (
     arrival_times_s,
     format_rate_profile,
     parse_rate_profile,
+    startup_excess,
+    startup_note,
 )
 
 PROFILE = "0:20,100:80,300:0,400:40"
@@ -64,6 +66,31 @@ def test_count_over_a_duration_matches_the_cumulative_rate(kind):
         # Whole periods for diurnal, so the mean rate is exactly rate_rps.
         expected = process.rate_rps * duration_s
     assert abs(len(arrival_s) / expected - 1) < 0.03
+
+
+@pytest.mark.parametrize("cv", [0.5, 4.0, 10.0])
+def test_short_bursty_windows_hold_the_mean_count_plus_the_startup_excess(cv):
+    # 10 s at 5 req/s: 50 from the mean rate plus (cv**2 - 1) / 2 from the whole gap the
+    # process starts with (57.5 at CV 4, 99.5 at CV 10; 500,000 at CV 1000, now refused).
+    process = arrival_process("gamma", 5.0, cv=cv)
+    rng = np.random.default_rng(11)
+    counts = [len(arrival_times_s(process, rng, duration_s=10.0)) for _ in range(4000)]
+    expected = 50.0 + startup_excess(process)
+    # The renewal theorem's two terms are asymptotic: within 10 % here.
+    assert abs(np.mean(counts) / expected - 1) < 0.1
+    note = startup_note(process, 10.0)
+    assert (note is None) == (cv == 0.5)
+    if note:
+        assert f"about {expected:,.0f} requests are expected, not the 50" in note
+    assert startup_note(arrival_process("poisson", 5.0), 10.0) is None
+    assert startup_note(process, 1e6) is None
+
+
+def test_cv_at_the_limit_stays_bounded():
+    process = arrival_process("gamma", 5.0, cv=100.0)
+    rng = np.random.default_rng(0)
+    counts = [len(arrival_times_s(process, rng, duration_s=10.0)) for _ in range(200)]
+    assert max(counts) < 1_000_000
 
 
 @pytest.mark.parametrize("kind", ["poisson", "gamma", "diurnal"])
@@ -242,6 +269,8 @@ def test_parse_rate_profile_rejects_bad_text(text, message):
         ({"kind": "diurnal", "rate_rps": 1.0, "peak_to_trough": 0.5}, "--peak-to-trough"),
         ({"kind": "gamma", "rate_rps": math.inf}, "--rate inf .* has no --arrival gamma"),
         ({"kind": "poisson", "rate_rps": -math.inf}, "--rate must be a finite number > 0"),
+        ({"kind": "gamma", "rate_rps": 5.0, "cv": 1e6}, "--cv must be at most 100, got 1000000"),
+        ({"kind": "gamma", "rate_rps": 5.0, "cv": 101}, "--cv must be at most 100, got 101"),
     ],
 )
 def test_arrival_process_rejects_bad_options(kwargs, message):

@@ -262,3 +262,41 @@ def test_no_prefix_means_no_hash_ids():
         SimreplayError, match="--hash-block-size must be an integer from 1 to 2,147,483,647"
     ):
         synthesize(POISSON, num_requests=10, prefix_len=16, hash_block_size=0)
+
+
+def test_cli_refuses_a_cv_past_the_limit_and_notes_a_startup_excess(tmp_path):
+    """--cv 1e6 grew to 24 GB and --cv 1000 wrote 254,486 requests for 10 s at 5 req/s."""
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "g.parquet"
+    for cv, shown in (("1000", "1000"), ("1e6", "1000000")):
+        result = runner.invoke(
+            app,
+            [
+                "trace",
+                "synth",
+                "-o",
+                str(out),
+                "--duration",
+                "10",
+                "--arrival",
+                "gamma",
+                "--cv",
+                cv,
+            ],
+        )
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip().splitlines() == [
+            f"error: --cv must be at most 100, got {shown}: beyond it the gaps are nearly "
+            "all 0 and the arrivals come in a few huge bursts at one instant"
+        ]
+        assert not out.exists()
+    result = runner.invoke(
+        app,
+        ["trace", "synth", "-o", str(out), "--duration", "10", "--arrival", "gamma", "--cv", "10"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "about 100 requests are expected, not the 50 of the mean rate" in result.stderr

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
 import pyarrow as pa
 import typer
 
+from simulator.checks import positive_finite
 from simulator.cli.common import count, domain_errors, note, out, print_json, print_rows
 from simulator.cli.import_options import (
     DEFAULT_PEAK_TO_TROUGH,
@@ -23,6 +25,7 @@ from simulator.cli.import_options import (
 )
 from simulator.errors import SimreplayError
 from simulator.io import output_file, refuse_overwriting_input, write_parquet_atomic
+from simulator.trace.arrivals import startup_note
 from simulator.trace.importer import import_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import ImportReport
@@ -347,7 +350,12 @@ def synth(
         raise SimreplayError("with --sessions give exactly one of --duration and --num-sessions")
     if rate is None and rate_profile is None and arrival != "piecewise":
         rate = DEFAULT_SYNTH_RATE_RPS
+    what = "sessions" if sessions else "requests"
     process = arrival_from_options(arrival, rate, cv, rate_profile, period_s, peak_to_trough)
+    if duration_s is not None and math.isfinite(process.rate_rps):
+        message = startup_note(process, positive_finite(duration_s, "--duration"), what)
+        if message:
+            note(message)
     input_lengths = parse_length_distribution(input_spec, option="--input-len")
     output_lengths = parse_length_distribution(output_spec, option="--output-len")
     if not sessions:

@@ -29,6 +29,12 @@ ARRIVAL_KINDS = ("poisson", "gamma", "piecewise", "diurnal")
 #: Refuse to draw more arrivals than this in one call (about 8 GB of float64 at the limit).
 MAX_NUM_REQUESTS = 1_000_000_000
 
+#: Largest ``--cv`` accepted (gamma shape ``1 / cv**2`` down to 1e-4). Past it a gamma
+#: renewal process is a few clusters of about ``cv**2`` arrivals at one instant, spaced
+#: about ``cv**2`` mean gaps apart: a window of ordinary length holds none or one whole
+#: cluster, which is no trace to plan capacity with.
+MAX_CV = 100.0
+
 #: Points per period in the table that seeds the Newton inversion of the diurnal ``Λ``.
 _DIURNAL_TABLE_POINTS = 4096
 _NEWTON_STEPS = 2
@@ -158,9 +164,9 @@ def arrival_process(
         Mean rate in requests per second, finite and > 0 (``--rate``). Ignored by
         ``piecewise``.
     cv : float
-        Coefficient of variation of the gaps, finite and > 0 (``--cv``). ``poisson`` requires
-        1; ``gamma`` uses gamma-distributed gaps with shape ``1 / cv**2``; ``piecewise`` and
-        ``diurnal`` apply it in operational time.
+        Coefficient of variation of the gaps, finite, > 0 and at most ``MAX_CV`` (``--cv``).
+        ``poisson`` requires 1; ``gamma`` uses gamma-distributed gaps with shape
+        ``1 / cv**2``; ``piecewise`` and ``diurnal`` apply it in operational time.
     rate_profile : str or sequence of (start_s, rate_rps) or None
         Required by ``piecewise`` and refused by the other kinds (``--rate-profile``). A
         string is parsed with ``parse_rate_profile``.
@@ -188,6 +194,11 @@ def arrival_process(
     else:
         rate_rps = positive_finite(rate_rps, "--rate")
     cv = positive_finite(cv, "--cv")
+    if cv > MAX_CV:
+        raise SimreplayError(
+            f"--cv must be at most {_num(MAX_CV)}, got {_num(cv)}: beyond it the gaps are "
+            "nearly all 0 and the arrivals come in a few huge bursts at one instant"
+        )
     if kind == "poisson" and cv != 1.0:
         raise SimreplayError(f"--cv {_num(cv)} needs --arrival gamma (a Poisson process has cv 1)")
     period_s = positive_finite(period_s, "--period-s")
@@ -227,7 +238,9 @@ def arrival_times_s(
     """Draw arrival times from *process*, either a fixed count or over a fixed duration.
 
     The clock starts at 0 and the first arrival comes one gap after it (an ordinary renewal
-    process, so a window of any length has the process's mean rate).
+    process). Over a duration its expected count is ``Λ(duration_s)`` plus about
+    ``(cv**2 - 1) / 2`` (``startup_excess``): exact for Poisson gaps, and for bursty gaps an
+    excess that only a long trace makes small.
 
     Parameters
     ----------
@@ -301,6 +314,34 @@ def arrival_times_s(
     return arrival_s[: np.searchsorted(arrival_s, duration_s, side="left")]
 
 
+def startup_excess(process: ArrivalProcess) -> float:
+    """Requests a ``duration_s`` draw holds on average beyond ``Λ(duration_s)``.
+
+    A renewal process started with a whole gap at 0 has ``E N(t) ≈ t + (cv**2 - 1) / 2``
+    in operational time once t is a few gaps long (the renewal theorem's second term): 0
+    for Poisson, above 0 for bursty gaps (a cluster of short gaps is under way at 0), below
+    0 for regular ones.
+    """
+    cv = 1.0 if process.kind == "poisson" else process.cv
+    return (cv * cv - 1.0) / 2.0
+
+
+def startup_note(process: ArrivalProcess, duration_s: float, what: str = "requests") -> str | None:
+    """A note when ``startup_excess`` is 10 % or more of the count expected over *duration_s*
+    (a short trace with bursty gaps), else None; *what* names the arrivals (``"sessions"``)."""
+    excess = startup_excess(process)
+    expected = float(_intensity(process, np.array([float(duration_s)]))[0])
+    if excess < 1.0 or excess < 0.1 * expected:
+        return None
+    return (
+        f"--cv {_num(process.cv)} over --duration {_num(float(duration_s))} s: the process "
+        f"starts with a whole gap at 0 s, so a cluster of short gaps is under way and about "
+        f"{expected + excess:,.0f} {what} are expected, not the {expected:,.0f} of the mean "
+        f"rate alone (the excess, (cv² - 1) / 2 = {excess:,.0f}, is the same for any "
+        "duration; a longer one makes it small)"
+    )
+
+
 def _unit_gaps(rng: np.random.Generator, cv: float, num: int) -> np.ndarray:
     """float64 (num,) gaps with mean 1 and coefficient of variation *cv*."""
     if cv == 1.0:
@@ -311,9 +352,14 @@ def _unit_gaps(rng: np.random.Generator, cv: float, num: int) -> np.ndarray:
 
 
 def _renewal_until(rng: np.random.Generator, cv: float, target: float) -> np.ndarray:
-    """float64 points of a unit-rate renewal process that are < *target*, sorted."""
+    """float64 points of a unit-rate renewal process that are < *target*, sorted.
+
+    Raises ``SimreplayError`` when more than ``MAX_NUM_REQUESTS`` points fall below
+    *target* (a burst far above the mean count), before holding more than one chunk past it.
+    """
     parts = []
     last = 0.0
+    num_points = 0
     while True:
         remaining = max(target - last, 0.0)
         # Enough for the remaining span with high probability (count variance ≈ n cv²), so
@@ -322,9 +368,19 @@ def _renewal_until(rng: np.random.Generator, cv: float, target: float) -> np.nda
         points = last + np.cumsum(_unit_gaps(rng, cv, num))
         if points[-1] >= target:
             parts.append(points[: np.searchsorted(points, target, side="left")])
+            num_points += len(parts[-1])
             break
         parts.append(points)
+        num_points += num
+        if num_points > MAX_NUM_REQUESTS:
+            break
         last = float(points[-1])
+    if num_points > MAX_NUM_REQUESTS:
+        raise SimreplayError(
+            f"the draw gave more than the limit of {MAX_NUM_REQUESTS} requests in a span "
+            f"expecting about {target:.3g} (a burst of CV {_num(cv)}); lower --cv or shorten "
+            "the trace"
+        )
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 

@@ -232,6 +232,12 @@ def synthesize(
         raise SimreplayError(
             f"no requests arrived in --duration {_num(float(duration_s))} s; "  # type: ignore[arg-type]
             "give a longer duration or a higher rate"
+            + (
+                f", or a lower --cv (at CV {_num(process.cv)} arrivals come in bursts about "
+                f"{_num(round(process.cv**2))} mean gaps apart)"
+                if process.kind != "poisson" and process.cv > 1.0
+                else ""
+            )
         )
     input_tokens, output_tokens = draw_length_pairs(
         input_lengths, output_lengths, rng, num, resample_from if uses_resample else None
