@@ -1604,3 +1604,51 @@ def test_a_malformed_max_concurrency_is_refused_with_start_times_too(tmp_path, l
     data["max_concurrency"] = None
     path.write_text(json.dumps(data))
     assert read_benchmark(path).max_concurrency is None
+
+
+HEADER = "arrival_time_s,input_tokens,output_tokens"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "twice.csv",
+            f"{HEADER},ttft_s,e2e_s,ttft_s\n0,100,20,0.05,0.3,99\n",
+            "twice.csv: the header names column 'ttft_s' twice: keep one",
+        ),
+        (
+            "twice.jsonl",
+            '{"arrival_time_s": 0, "input_tokens": 100, "output_tokens": 20, "ttft_s": 0.05,'
+            ' "e2e_s": 0.3}\n{"arrival_time_s": 1, "input_tokens": 100, "output_tokens": 20,'
+            ' "ttft_s": 0.05, "e2e_s": 0.3, "e2e_s": 1}\n',
+            "twice.jsonl: line 2: key 'e2e_s' appears twice in one request: keep one",
+        ),
+        (
+            "both.csv",
+            f"{HEADER},ttft_s,first_token_time_s,e2e_s\n0,100,20,0.05,0.0504,0.3\n"
+            "1,100,20,0.05,6.05,0.3\n2,100,20,0.05,7.05,0.3\n",
+            "both.csv: row 2: ttft_s 0.05 s but first_token_time_s - arrival_time_s 5.05 s "
+            "(2 rows differ by more than 1 ms): keep the column that was measured",
+        ),
+        (
+            "done.csv",
+            f"{HEADER},ttft_s,e2e_s,completion_time_s\n10,100,20,0.05,0.3,10.9\n",
+            "done.csv: row 1: e2e_s 0.3 s but completion_time_s - arrival_time_s 0.9 s",
+        ),
+    ],
+)
+def test_a_column_given_twice_or_two_ways_that_disagree_is_refused(
+    tmp_path, name, content, message
+):
+    """A QA pass: a CSV header naming ttft_s twice read the last cell silently (and blamed
+    the data: "needs 0 < TTFT <= E2E"); ttft_s beside a first_token_time_s 5 s later was
+    read without a word. Both columns agreeing within a millisecond are read."""
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(SimreplayError) as info:
+        read_benchmark(path)
+    assert str(info.value).startswith(message)
+    agree = tmp_path / "agree.csv"
+    agree.write_text(f"{HEADER},ttft_s,first_token_time_s,e2e_s\n5,100,20,0.05,5.0504,0.3\n")
+    np.testing.assert_allclose(read_benchmark(agree).ttft_s, [0.05])

@@ -144,7 +144,11 @@ def read_benchmark(path: Path) -> Benchmark:
     if stripped.startswith("{"):
         document_error = None
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_object_once)
+        except _RepeatedKey as exc:
+            raise SimreplayError(
+                f"{path.name}: key {exc.key!r} appears twice in one JSON object: keep one"
+            ) from None
         except json.JSONDecodeError as exc:
             data = None  # JSON lines: one object per line
             document_error = exc
@@ -167,7 +171,12 @@ def read_benchmark(path: Path) -> Benchmark:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=_object_once)
+            except _RepeatedKey as exc:
+                raise SimreplayError(
+                    f"{path.name}: line {line_no}: key {exc.key!r} appears twice in one "
+                    "request: keep one"
+                ) from None
             except json.JSONDecodeError as exc:
                 if not rows and document_error is not None:
                     # Not JSON lines either: one document (a vLLM result, perhaps
@@ -216,6 +225,11 @@ def read_benchmark(path: Path) -> Benchmark:
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     if reader.fieldnames is not None:  # spreadsheets write " name" after ", "
         reader.fieldnames = [name.strip() for name in reader.fieldnames]
+        twice = sorted({n for n in reader.fieldnames if reader.fieldnames.count(n) > 1})
+        if twice:  # DictReader keeps the last cell under a repeated name, silently
+            raise SimreplayError(
+                f"{path.name}: the header names column {twice[0]!r} twice: keep one"
+            )
     for row in reader:
         num_header = len(reader.fieldnames or [])
         # DictReader keeps a row's cells beyond the header under None, and fills the
@@ -522,6 +536,50 @@ def _column(
     return values
 
 
+#: Most a latency column and its absolute-time twin may differ by (s): rounding to the
+#: millisecond, or a Unix-epoch time's float resolution (0.2 us), is not a conflict.
+_AGREE_S = 1e-3
+
+
+def _check_agree(
+    path: Path,
+    span: str,
+    given: np.ndarray,
+    absolute: str,
+    since: np.ndarray,
+    where: list[str] | str,
+) -> None:
+    """Refuse a table whose ``span`` column (``ttft_s``) and ``absolute`` one less the
+    arrival (``first_token_time_s``) disagree: which one is the measurement is not known."""
+    with np.errstate(invalid="ignore"):
+        off = np.flatnonzero(np.abs(given - since) > _AGREE_S)
+    if len(off):
+        k = int(off[0])
+        row = where[k] if isinstance(where, list) else f"{where} {k + 1}"
+        raise SimreplayError(
+            f"{path.name}: {row}: {span} {given[k]:.6g} s but {absolute} - arrival_time_s "
+            f"{since[k]:.6g} s ({len(off):,} rows differ by more than {_AGREE_S * 1e3:g} ms): "
+            "keep the column that was measured"
+        )
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s object hook: a dict, refusing a key given twice (json keeps the
+    last, silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
+    return out
+
+
 def _comma_number(text: str) -> bool:
     """Whether ``text`` is a number but for its commas: a decimal comma ("0,25") or
     thousands separators ("1,024")."""
@@ -565,21 +623,19 @@ def _from_rows(
     arrival = column(("arrival_time_s",))
     inputs = column(("input_tokens",))
     outputs = column(("output_tokens",))
-    ttft = column(("ttft_s",), required=False)
-    if ttft is None:
-        first = column(("first_token_time_s",), required=False)
-        if first is None:
-            raise SimreplayError(f"{path.name}: missing column ttft_s or first_token_time_s")
-        with np.errstate(over="ignore", invalid="ignore"):  # +-1e308: ``_finish`` says so
-            ttft = first - arrival
-    e2e = column(("e2e_s",), required=False)
-    if e2e is None:
-        done = column(("completion_time_s",), required=False)
-        if done is None:
-            raise SimreplayError(f"{path.name}: missing column e2e_s or completion_time_s")
-        with np.errstate(over="ignore", invalid="ignore"):
-            e2e = done - arrival
     where = None if positions is None else [f"{word} {n}" for n in positions]
+    latency = {}
+    for span, absolute in (("ttft_s", "first_token_time_s"), ("e2e_s", "completion_time_s")):
+        given = column((span,), required=False)
+        at = column((absolute,), required=False)
+        if at is not None:
+            with np.errstate(over="ignore", invalid="ignore"):  # +-1e308: ``_finish`` says so
+                since = at - arrival
+            if given is not None:
+                _check_agree(path, span, given, absolute, since, where or word)
+            given = since if given is None else given
+        latency[span] = given
+    ttft, e2e = latency["ttft_s"], latency["e2e_s"]
     return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", [], where)
 
 
