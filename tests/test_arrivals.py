@@ -289,7 +289,11 @@ def test_arrival_times_checks_its_arguments():
     with pytest.raises(SimreplayError, match="--num-requests"):
         arrival_times_s(PROCESSES["poisson"], rng, num_requests=2.5)
     with pytest.raises(SimreplayError, match="limit"):
+        arrival_times_s(PROCESSES["poisson"], rng, duration_s=1e10)
+    with pytest.raises(SimreplayError, match="--duration must be at most 1e\\+11 s"):
         arrival_times_s(PROCESSES["poisson"], rng, duration_s=1e12)
+    with pytest.raises(SimreplayError, match="would span 2e\\+11 s, past the 1e\\+11 s"):
+        arrival_times_s(arrival_process("poisson", 1e-10), rng, num_requests=20)
     # A process built directly is held to the same rules.
     with pytest.raises(SimreplayError, match="--cv"):
         arrival_times_s(ArrivalProcess("gamma", 1.0, cv=0.0), rng, num_requests=1)

@@ -300,3 +300,36 @@ def test_cli_refuses_a_cv_past_the_limit_and_notes_a_startup_excess(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "about 100 requests are expected, not the 50 of the mean rate" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--num-requests", "10", "--rate", "1e-12"],
+            "10 arrivals at poisson at 1e-12 req/s would span 1e+13 s, past the 1e+11 s a "
+            "trace may hold; raise --rate or ask for fewer",
+        ),
+        (
+            ["--duration", "1e12", "--rate", "1e-10"],
+            "--duration must be at most 1e+11 s (3,000 years, the longest span a trace may "
+            "hold), got 1000000000000",
+        ),
+        (
+            ["--num-requests", "10", "--arrival", "piecewise", "--rate-profile", "0:1e-13"],
+            "raise the --rate-profile rates or ask for fewer",
+        ),
+    ],
+)
+def test_cli_refuses_arrivals_past_the_readers_span_limit(tmp_path, args, message):
+    """synth wrote these traces and `trace info` refused them (arrival_time_s > 1e11 s)."""
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    out = tmp_path / "x.parquet"
+    result = CliRunner().invoke(app, ["trace", "synth", "-o", str(out), *args])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not out.exists()

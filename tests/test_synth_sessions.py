@@ -514,3 +514,18 @@ def test_shipped_example_matches_its_regeneration_command(tmp_path):
     command = "simreplay trace synth -o traces/chat-sessions.parquet"
     assert " ".join([command, *CHAT_SESSIONS_COMMAND[2:]]) in readme
     assert SHIPPED.stat().st_size < 3_000_000
+
+
+def test_turns_past_the_readers_span_limit_are_refused_before_writing(tmp_path):
+    """--think-time fixed:1e12 wrote a file that `trace info` then refused (arrivals > 1e11 s)."""
+    out = tmp_path / "x.parquet"
+    result = invoke("-o", out, "--sessions", "--num-sessions", "5", "--think-time", "fixed:1e12")
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: turns would arrive as late as ")
+    assert "past the 1e+11 s a trace may hold: --think-time fixed:1000000000000" in lines[0]
+    assert not out.exists()
+    result = invoke("-o", out, "--sessions", "--num-sessions", "5", "--rate", "1e-12")
+    assert result.exit_code == 1, result.output
+    assert "raise --rate or ask for fewer" in result.stderr
+    assert not out.exists()

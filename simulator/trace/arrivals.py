@@ -23,6 +23,7 @@ import numpy as np
 from simulator.checks import format_number as _num
 from simulator.checks import positive_finite
 from simulator.errors import SimreplayError
+from simulator.trace.schema import MAX_ARRIVAL_S
 
 ARRIVAL_KINDS = ("poisson", "gamma", "piecewise", "diurnal")
 
@@ -263,8 +264,9 @@ def arrival_times_s(
     Raises
     ------
     SimreplayError
-        On bad options, on a count that a schedule ending in rate 0 can never reach, or on
-        more than ``MAX_NUM_REQUESTS`` expected arrivals.
+        On bad options, on a count that a schedule ending in rate 0 can never reach, on
+        more than ``MAX_NUM_REQUESTS`` expected arrivals, or on an arrival past
+        ``MAX_ARRIVAL_S`` (a ``duration_s`` above it, or a count that lasts longer).
     """
     process = arrival_process(
         process.kind,
@@ -297,10 +299,21 @@ def arrival_times_s(
             )
         if math.isinf(process.rate_rps):
             return np.zeros(num_requests)
+        # The mean span first, so a hopeless one is refused before the draw; then the drawn
+        # one, which a burst can carry past the mean.
+        _check_span(process, num_requests, float(num_requests))
         operational_s = np.cumsum(_unit_gaps(rng, cv, num_requests))
-        return _invert_intensity(process, operational_s)
+        arrival_s = _invert_intensity(process, operational_s)
+        if num_requests:
+            _check_span(process, num_requests, float(operational_s[-1]))
+        return arrival_s
 
     duration_s = positive_finite(duration_s, "--duration")
+    if duration_s > MAX_ARRIVAL_S:
+        raise SimreplayError(
+            f"--duration must be at most {MAX_ARRIVAL_S:.0e} s (3,000 years, the longest span "
+            f"a trace may hold), got {_num(duration_s)}"
+        )
     target = float(_intensity(process, np.array([duration_s]))[0])
     if target > MAX_NUM_REQUESTS:
         raise SimreplayError(
@@ -312,6 +325,19 @@ def arrival_times_s(
     # Rounding in the inverse can land an arrival exactly on the boundary; the contract is
     # a half-open window.
     return arrival_s[: np.searchsorted(arrival_s, duration_s, side="left")]
+
+
+def _check_span(process: ArrivalProcess, num_requests: int, operational_s: float) -> None:
+    """Refuse *num_requests* whose last arrival, at operational time *operational_s*, falls
+    past ``MAX_ARRIVAL_S``: the trace reader would refuse the file."""
+    last_s = float(_invert_intensity(process, np.array([operational_s]))[-1])
+    if last_s <= MAX_ARRIVAL_S:
+        return
+    rate = "the --rate-profile rates" if process.kind == "piecewise" else "--rate"
+    raise SimreplayError(
+        f"{num_requests:,} arrivals at {process.summary()} would span {last_s:.3g} s, past "
+        f"the {MAX_ARRIVAL_S:.0e} s a trace may hold; raise {rate} or ask for fewer"
+    )
 
 
 def startup_excess(process: ArrivalProcess) -> float:

@@ -61,7 +61,13 @@ import pyarrow as pa
 from simulator.checks import format_number as _num
 from simulator.errors import SimreplayError
 from simulator.trace.arrivals import ArrivalProcess, arrival_times_s
-from simulator.trace.schema import INT32_MAX, TraceMetadata, build_trace_table, trace_metadata
+from simulator.trace.schema import (
+    INT32_MAX,
+    MAX_ARRIVAL_S,
+    TraceMetadata,
+    build_trace_table,
+    trace_metadata,
+)
 
 # The session generator shares the length machinery of the single-request generator.
 from simulator.trace.synth import (
@@ -398,6 +404,16 @@ def synthesize_sessions(
         resample_from=resample_from if uses_resample else None,
     )
 
+    arrival_s = np.asarray(columns["arrival_time_s"])
+    if arrival_s.size and float(arrival_s.max()) > MAX_ARRIVAL_S:
+        # The starts are within the limit (arrival_times_s checks them): the turns after
+        # them are what reach past it.
+        raise SimreplayError(
+            f"turns would arrive as late as {float(arrival_s.max()):.3g} s, past the "
+            f"{MAX_ARRIVAL_S:.0e} s a trace may hold: --think-time {think_time.spec()} "
+            f"over --turns {turns.spec()} (with the nominal answer times) reaches past it; "
+            "shorten the think times or give --duration to cut the sessions off"
+        )
     extra = {"synth.sessions": "true"}
     extra.update({f"synth.{key}": value for key, value in process.describe().items()})
     if duration_s is not None:
