@@ -140,6 +140,8 @@ _MAX_EMPTY_RESCHEDULES = 1_000_000
 #: uint64 mixed with int64, so an unsigned value takes no part in arithmetic (``_I`` first).
 _U = np.uint64
 _I = np.int64  # back to signed, for arithmetic
+#: A scalar cast (no array: nothing allocated), to read a double's bits (``_itl_bin``).
+_F = np.float64
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -919,7 +921,7 @@ def _itl_bin(gap_s):
     of a lightly loaded replay). A gap of zero or less, or subnormal, is in the first bin,
     an infinite or NaN one in the last (no engine step takes no time: neither occurs).
     """
-    bits = np.float64(gap_s).view(np.int64)
+    bits = _F(gap_s).view(_I)
     field = bits >> 52  # sign and biased exponent
     if field <= 0:  # negative, zero or subnormal
         return 0
@@ -947,9 +949,9 @@ def _itl_bin_bounds(gap_s):
     bin_idx = _itl_bin(gap_s)
     if bin_idx == 0 or bin_idx == ITL_NUM_BINS - 1:
         return bin_idx, 1.0, 0.0
-    bits = np.float64(gap_s).view(np.int64)
-    lo_s = np.int64(bits & ~_ITL_BELOW_SLICE).view(np.float64)
-    hi_s = np.int64((bits | _ITL_BELOW_SLICE) + 1).view(np.float64)
+    bits = _F(gap_s).view(_I)
+    lo_s = _I(bits & ~_ITL_BELOW_SLICE).view(_F)
+    hi_s = _I((bits | _ITL_BELOW_SLICE) + 1).view(_F)
     return bin_idx, float(lo_s), float(hi_s)
 
 
