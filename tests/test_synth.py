@@ -333,3 +333,30 @@ def test_cli_refuses_arrivals_past_the_readers_span_limit(tmp_path, args, messag
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not out.exists()
+
+
+def test_cli_resamples_pairs_from_a_length_only_file(tmp_path):
+    """--lengths-from a length-only CSV failed with 'a length-only file has no arrival
+    times; give --rate' (and with --rate too): resample needs only the pairs."""
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    source = tmp_path / "lengths.csv"
+    rows = "".join(f"{i},{1000 + i}\n" for i in range(1, 51))
+    source.write_text("num_prefill_tokens,num_decode_tokens\n" + rows)
+    for extra in ([], ["--rate", "5"]):
+        out = tmp_path / "r.parquet"
+        result = CliRunner().invoke(
+            app,
+            ["trace", "synth", "-o", str(out), "--num-requests", "100", "--input-len", "resample",
+             "--output-len", "resample", "--lengths-from", str(source), *extra],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "arrivals are synthetic" not in result.stderr
+        table = pq.read_table(out)
+        input_tokens = table.column("input_tokens").to_numpy()
+        assert set(input_tokens) <= set(range(1, 51))
+        assert (table.column("output_tokens").to_numpy() == input_tokens + 1000).all()
+        assert metadata_of(table).extra["synth.resample_from"] == "lengths.csv"
+        assert metadata_of(table).extra["synth.resample_rows"] == "50"

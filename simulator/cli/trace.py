@@ -25,10 +25,11 @@ from simulator.cli.import_options import (
 )
 from simulator.errors import SimreplayError
 from simulator.io import output_file, refuse_overwriting_input, write_parquet_atomic
-from simulator.trace.arrivals import startup_note
-from simulator.trace.importer import import_trace
+from simulator.trace.arrivals import ArrivalProcess, startup_note
+from simulator.trace.importer import detect_format, import_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import ImportReport
+from simulator.trace.readers import lengths as lengths_reader
 from simulator.trace.sessions import (
     DEFAULT_HASH_BLOCK_SIZE,
     DEFAULT_NOMINAL_TPOT_S,
@@ -96,7 +97,19 @@ def _lengths_source(path: Path | None) -> pa.Table | None:
     if path is None:
         return None
     try:
-        return _read(path, ImportOptions())[0]
+        is_lengths = detect_format(path) == "lengths"
+    except (OSError, SimreplayError):
+        is_lengths = False  # the read below says what is wrong with the file
+    try:
+        if not is_lengths:
+            return _read(path, ImportOptions())[0]
+        # A length-only file has no arrival times and resample needs none: the reader's
+        # placeholder arrivals are dropped with the table's arrival column, unmentioned.
+        table, report = import_trace(path, ImportOptions(arrival=ArrivalProcess()))
+        for message in report.notes:
+            if not message.startswith(lengths_reader.ARRIVALS_NOTE):
+                note(message)
+        return table
     except SimreplayError as exc:
         text = str(exc)
         if "--skip-invalid" not in text:

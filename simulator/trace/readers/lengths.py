@@ -27,6 +27,10 @@ from simulator.trace.readers.tabular import (
 
 COLUMNS = ["num_prefill_tokens", "num_decode_tokens"]
 
+#: How the note on this reader's synthetic arrivals starts; a caller that uses only the
+#: lengths (``trace synth --lengths-from``) leaves it out.
+ARRIVALS_NOTE = "arrivals are synthetic: "
+
 
 def read(path: Path, options: ImportOptions) -> RawTrace:
     """Read a length-only CSV and give it arrivals from ``options.arrival``."""
@@ -57,7 +61,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         source_file=path.name,
         source_format="lengths",
         source_columns={"input_tokens": "num_prefill_tokens", "output_tokens": "num_decode_tokens"},
-        notes=[*read_notes, f"arrivals are synthetic: {process.summary()}, seed {options.seed}"],
+        notes=[*read_notes, f"{ARRIVALS_NOTE}{process.summary()}, seed {options.seed}"],
         line_of_row=kept_record_lines(num_rows, skipped),
     )
 
