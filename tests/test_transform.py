@@ -456,3 +456,58 @@ def test_synthetic_ids_near_the_int64_floor_are_kept_not_overflowed():
     # No other ids: the move would be to 0, by 2**63.
     combined = concat([_table([0.0]), synthetic], gap_s=0.0)
     assert combined.column("hash_ids").to_pylist() == [None, [lowest], [lowest]]
+
+
+def _sessions_table() -> pa.Table:
+    """40 sessions of 1..4 turns, interleaved in time, plus 5 rows without a session."""
+    rows = []
+    for idx in range(40):
+        rows += [(idx * 2.0 + turn * 7.0, f"s{idx}", turn) for turn in range(1, idx % 4 + 2)]
+    rows.sort()
+    sessions = [sid for _, sid, _ in rows] + [None] * 5
+    return _table(
+        [t for t, _, _ in rows] + [200.0 + i for i in range(5)],
+        session_id=sessions,
+        turn=pa.array([turn for _, _, turn in rows] + [None] * 5, pa.int32()),
+    )
+
+
+def test_sample_of_a_sessions_trace_keeps_whole_sessions():
+    """--sample 0.5 on a sessions trace dropped single turns: 1,275 of 2,354 sessions came
+    out with gaps and 842 without turn 1."""
+    table = _sessions_table()
+    out, notes = apply_transforms(table, sample_fraction=0.5, seed=1)
+    kept = out.to_pydict()
+    turns: dict[str, list[int]] = {}
+    for sid, turn in zip(kept["session_id"], kept["turn"], strict=True):
+        if sid is not None:
+            turns.setdefault(sid, []).append(turn)
+    assert 5 < len(turns) < 35
+    for sid, got in turns.items():
+        assert got == list(range(1, int(sid[1:]) % 4 + 2)), sid
+    num_lone = kept["session_id"].count(None)
+    assert notes == [
+        f"sampled {len(turns) + num_lone} of 45 sessions whole, with all their turns "
+        f"({out.num_rows} of {table.num_rows} requests; fraction 0.5, seed 1; a request "
+        "without a session_id counts as a session of its own)"
+    ]
+    assert trace_metadata(out).extra["transforms"] == "sample(fraction=0.5,seed=1,by=session)"
+    assert sample(table, 0.5, 1).equals(out, check_metadata=True)
+
+
+def test_window_notes_the_sessions_it_cuts():
+    table = _sessions_table()
+    _, notes = apply_transforms(table, window=(20.0, 40.0))
+    arrival = table.column("arrival_time_s").to_numpy()
+    sid = np.array(table.column("session_id").to_pylist(), dtype=object)
+    inside = (arrival >= 20.0) & (arrival < 40.0)
+    in_sessions = {s for s in sid[inside] if s is not None}
+    cut = {s for s in in_sessions if s in set(sid[~inside])}
+    assert cut
+    assert notes[1] == (
+        f"the window cuts {len(cut)} of the {len(in_sessions)} sessions in it: their turns "
+        "before or after it are gone, so they start mid-conversation or end early (a "
+        "closed-loop replay runs them as they are)"
+    )
+    _, notes = apply_transforms(_table(np.arange(100.0)), window=(10.0, 60.0))
+    assert len(notes) == 1

@@ -441,12 +441,18 @@ def transform(
     window: Annotated[
         str | None,
         typer.Option(
-            "--window", help="Keep arrivals in START_S:END_S and restart the clock at START_S."
+            "--window",
+            help="Keep arrivals in START_S:END_S and restart the clock at START_S (a note "
+            "counts the sessions it cuts).",
         ),
     ] = None,
     sample: Annotated[
         float | None,
-        typer.Option("--sample", help="Keep each request with this probability (0 < p <= 1)."),
+        typer.Option(
+            "--sample",
+            help="Keep each request with this probability (0 < p <= 1); a trace with "
+            "session ids keeps or drops whole sessions.",
+        ),
     ] = None,
     max_input_tokens: Annotated[
         int | None, typer.Option("--max-input-tokens", help="Cap prompt lengths.")
