@@ -360,3 +360,51 @@ def test_cli_resamples_pairs_from_a_length_only_file(tmp_path):
         assert (table.column("output_tokens").to_numpy() == input_tokens + 1000).all()
         assert metadata_of(table).extra["synth.resample_from"] == "lengths.csv"
         assert metadata_of(table).extra["synth.resample_rows"] == "50"
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        (
+            "lognormal:mean=1e12,cv=1",
+            "the median, 7.07e+11 tokens, is above 2147483647, so most lengths would be "
+            "clamped to it (give a smaller mean)",
+        ),
+        (
+            "lognormal:mean=100,cv=1e9",
+            "the median, 1e-07 tokens, rounds to 0, so most lengths would be raised to 1 "
+            "(give a smaller cv or a larger mean)",
+        ),
+    ],
+)
+def test_lognormal_mostly_past_a_default_bound_is_refused(spec, reason):
+    """These wrote every input_tokens as 2147483647, or every one as 1, without a word."""
+    with pytest.raises(SimreplayError) as info:
+        parse_length_distribution(spec, "--input-len")
+    assert str(info.value).startswith(f"--input-len: {reason} in {spec!r}")
+    # Bounds the spec names are the user's own: clamping to them is asked for.
+    parse_length_distribution(spec + ",min=1,max=100")
+
+
+def test_lengths_clamped_to_a_default_bound_are_noted():
+    notes: list[str] = []
+    dist = parse_length_distribution("lognormal:mean=2,cv=1")
+    table = synthesize(
+        POISSON, num_requests=10_000, input_lengths=dist, output_lengths=dist, notes=notes
+    )
+    num_ones = int((table.column("input_tokens").to_numpy() == 1).sum())
+    assert (
+        len(notes) == 2
+        and notes[0].startswith("--input-len lognormal:mean=2,cv=1: ")
+        and notes[1].startswith("--output-len lognormal:mean=2,cv=1: ")
+    )
+    num_raised = int(notes[0].split(": ")[1].split(" of ")[0].replace(",", ""))
+    assert 0 < num_raised <= num_ones
+    assert notes[0].endswith(f"({num_raised / 10_000:.2%}) rounded to 0, raised to 1")
+    quiet: list[str] = []
+    synthesize(POISSON, num_requests=10_000, notes=quiet)  # the chat-like defaults
+    assert quiet == []
+    named: list[str] = []
+    dist = parse_length_distribution("lognormal:mean=2,cv=1,min=2")
+    synthesize(POISSON, num_requests=1000, input_lengths=dist, output_lengths=dist, notes=named)
+    assert named == []

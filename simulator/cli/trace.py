@@ -364,6 +364,7 @@ def synth(
     if rate is None and rate_profile is None and arrival != "piecewise":
         rate = DEFAULT_SYNTH_RATE_RPS
     what = "sessions" if sessions else "requests"
+    synth_notes: list[str] = []
     process = arrival_from_options(arrival, rate, cv, rate_profile, period_s, peak_to_trough)
     if duration_s is not None and math.isfinite(process.rate_rps):
         message = startup_note(process, positive_finite(duration_s, "--duration"), what)
@@ -383,7 +384,10 @@ def synth(
             resample_from=resample_from,
             prefix_len=0 if prefix_len is None else prefix_len,
             hash_block_size=DEFAULT_HASH_BLOCK_SIZE if hash_block_size is None else hash_block_size,
+            notes=synth_notes,
         )
+        for message in synth_notes:
+            note(message)
         write_parquet_atomic(table, output)
         out.print(f"wrote {output}: {count(table.num_rows, 'synthetic request')}")
         return
@@ -413,7 +417,10 @@ def synth(
         nominal_tpot_s=DEFAULT_NOMINAL_TPOT_S if nominal_tpot_s is None else nominal_tpot_s,
         seed=seed,
         resample_from=resample_from,
+        notes=synth_notes,
     )
+    for message in synth_notes:
+        note(message)
     write_parquet_atomic(table, output)
     num_sessions_written = pc.count_distinct(table.column("session_id")).as_py()
     out.print(

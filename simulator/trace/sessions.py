@@ -301,6 +301,7 @@ def synthesize_sessions(
     nominal_tpot_s: float = DEFAULT_NOMINAL_TPOT_S,
     seed: int = 0,
     resample_from: pa.Table | None = None,
+    notes: list[str] | None = None,
 ) -> pa.Table:
     """Generate a canonical trace of multi-turn conversations (the model is in the module doc).
 
@@ -334,6 +335,8 @@ def synthesize_sessions(
         Seed, >= 0.
     resample_from : pyarrow.Table, optional
         Canonical trace to draw lengths from when a length distribution is ``resample``.
+    notes : list of str, optional
+        Appended to: lognormal lengths clamped to a bound their spec does not name.
 
     Returns
     -------
@@ -402,6 +405,7 @@ def synthesize_sessions(
         nominal_tpot_s=float(nominal_tpot_s),
         end_s=math.inf if duration_s is None else float(duration_s),
         resample_from=resample_from if uses_resample else None,
+        notes=notes,
     )
 
     arrival_s = np.asarray(columns["arrival_time_s"])
@@ -458,6 +462,7 @@ def _session_columns(
     nominal_tpot_s: float,
     end_s: float,
     resample_from: pa.Table | None,
+    notes: list[str] | None = None,
 ) -> dict[str, object]:
     """The canonical columns of the sessions starting at *start_s* (float64, (num_sessions,)).
 
@@ -468,7 +473,9 @@ def _session_columns(
 
     num_sessions = len(start_s)
     system_len = (
-        _draw_lengths(system_prompt_lengths, rng, num_system_prompts).astype(np.int64)
+        _draw_lengths(
+            system_prompt_lengths, rng, num_system_prompts, notes, "--system-prompt-len"
+        ).astype(np.int64)
         if num_system_prompts
         else np.zeros(1, np.int64)
     )
@@ -479,7 +486,9 @@ def _session_columns(
         else np.zeros(num_sessions, np.int64)
     )
     num = int(num_turns.sum())
-    message, answer = draw_length_pairs(input_lengths, output_lengths, rng, num, resample_from)
+    message, answer = draw_length_pairs(
+        input_lengths, output_lengths, rng, num, resample_from, notes
+    )
     message, answer = message.astype(np.int64), answer.astype(np.int64)
     think_s = _draw_think_times(think_time, rng, num)
 

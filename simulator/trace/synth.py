@@ -14,7 +14,9 @@ Length distributions (the text the CLI's ``--input-len`` / ``--output-len`` take
     A lognormal with mean ``M`` and coefficient of variation ``C`` (of the continuous
     lognormal itself, before rounding and clamping), rounded to the nearest integer and
     clamped to ``[A, B]`` (default ``[1, 2**31 - 1]``). Clamping moves the realised mean
-    below ``M`` when ``B`` cuts the tail.
+    below ``M`` when ``B`` cuts the tail. A default bound that clamps any draw is noted
+    with the share of rows it changed, and one that would clamp most of them (the median
+    ``M / sqrt(1 + C**2)`` rounding to 0 or above ``2**31 - 1``) is refused.
 ``resample``
     Draw from the ``input_tokens`` / ``output_tokens`` of an existing canonical trace, with
     replacement. When both lengths are ``resample``, whole (input, output) pairs are drawn,
@@ -144,6 +146,19 @@ def parse_length_distribution(text: str, option: str = "length distribution") ->
         high = _token_count(params.get("max", str(INT32_MAX)), fail, "max")
         if high < low:
             raise fail(f"max ({high}) is below min ({low})")
+        # Half the draws fall on each side of the median, mean / sqrt(1 + cv^2): past a
+        # bound nobody asked for, most lengths would be that bound, not the distribution.
+        median = mean_tokens / math.sqrt(1.0 + cv * cv)
+        if "min" not in params and median < 0.5:
+            raise fail(
+                f"the median, {median:.3g} tokens, rounds to 0, so most lengths would be "
+                "raised to 1 (give a smaller cv or a larger mean)"
+            )
+        if "max" not in params and median > INT32_MAX:
+            raise fail(
+                f"the median, {median:.3g} tokens, is above {INT32_MAX}, so most lengths "
+                "would be clamped to it (give a smaller mean)"
+            )
         return LengthDistribution("lognormal", low, high, mean_tokens, cv)
     raise fail(f"unknown kind {kind!r}")
 
@@ -165,6 +180,7 @@ def synthesize(
     resample_from: pa.Table | None = None,
     prefix_len: int = 0,
     hash_block_size: int = 16,
+    notes: list[str] | None = None,
 ) -> pa.Table:
     """Generate a canonical trace from an arrival process and two length distributions.
 
@@ -194,6 +210,9 @@ def synthesize(
         each prompt (from the block the prefix ends in) is its own.
     hash_block_size : int
         Tokens per ``hash_ids`` block (vLLM's KV block size, 16, by default).
+    notes : list of str, optional
+        Appended to: what the draw changed, for the user (lognormal lengths clamped to a
+        bound their spec does not name).
 
     Returns
     -------
@@ -240,7 +259,7 @@ def synthesize(
             )
         )
     input_tokens, output_tokens = draw_length_pairs(
-        input_lengths, output_lengths, rng, num, resample_from if uses_resample else None
+        input_lengths, output_lengths, rng, num, resample_from if uses_resample else None, notes
     )
 
     extra = {f"synth.{key}": value for key, value in process.describe().items()}
@@ -329,6 +348,7 @@ def draw_length_pairs(
     rng: np.random.Generator,
     num: int,
     resample_from: pa.Table | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw *num* (input, output) token counts: input first, then output.
 
@@ -345,6 +365,9 @@ def draw_length_pairs(
         Number of pairs, >= 0.
     resample_from : pyarrow.Table, optional
         Canonical trace for ``resample``; required when either side is ``resample``.
+    notes : list of str, optional
+        Appended to: a sentence per side whose lognormal draws were clamped to a bound its
+        spec does not name (``_draw_lengths``).
 
     Returns
     -------
@@ -359,18 +382,29 @@ def draw_length_pairs(
     input_tokens = (
         source_input[rng.integers(0, len(source_input), num)]
         if input_lengths.kind == "resample"
-        else _draw_lengths(input_lengths, rng, num)
+        else _draw_lengths(input_lengths, rng, num, notes, "--input-len")
     )
     output_tokens = (
         source_output[rng.integers(0, len(source_output), num)]
         if output_lengths.kind == "resample"
-        else _draw_lengths(output_lengths, rng, num)
+        else _draw_lengths(output_lengths, rng, num, notes, "--output-len")
     )
     return input_tokens, output_tokens
 
 
-def _draw_lengths(dist: LengthDistribution, rng: np.random.Generator, num: int) -> np.ndarray:
-    """int32 (num,) token counts from a non-resample distribution."""
+def _draw_lengths(
+    dist: LengthDistribution,
+    rng: np.random.Generator,
+    num: int,
+    notes: list[str] | None = None,
+    option: str = "length distribution",
+) -> np.ndarray:
+    """int32 (num,) token counts from a non-resample distribution.
+
+    A lognormal draw that rounds below 1 or lies above ``INT32_MAX`` is clamped to that
+    bound; when the spec does not name the bound (``min=`` / ``max=``), a sentence counting
+    those rows is appended to *notes* (named by *option*).
+    """
     if dist.kind == "fixed":
         return np.full(num, dist.min_tokens, dtype=np.int32)
     if dist.kind == "uniform":
@@ -378,9 +412,23 @@ def _draw_lengths(dist: LengthDistribution, rng: np.random.Generator, num: int) 
     # A lognormal with mean m and CV c has sigma^2 = ln(1 + c^2) and mu = ln(m) - sigma^2 / 2.
     sigma2 = math.log1p(dist.cv * dist.cv)
     mu = math.log(dist.mean_tokens) - sigma2 / 2.0
-    values = rng.lognormal(mu, math.sqrt(sigma2), num)
+    values = np.rint(rng.lognormal(mu, math.sqrt(sigma2), num))
+    if notes is not None and num:
+        for implicit, num_clamped, what in (
+            (dist.min_tokens == 1, int(np.count_nonzero(values < 1)), "rounded to 0, raised to 1"),
+            (
+                dist.max_tokens == INT32_MAX,
+                int(np.count_nonzero(values > INT32_MAX)),
+                f"above {INT32_MAX:,}, clamped to it",
+            ),
+        ):
+            if implicit and num_clamped:
+                notes.append(
+                    f"{option} {dist.spec()}: {num_clamped:,} of {num:,} drawn lengths "
+                    f"({num_clamped / num:.2%}) {what}"
+                )
     # Clamp before the cast so a far tail cannot overflow int32.
-    return np.clip(np.rint(values), dist.min_tokens, dist.max_tokens).astype(np.int32)
+    return np.clip(values, dist.min_tokens, dist.max_tokens).astype(np.int32)
 
 
 def _resample_source(table: pa.Table | None) -> tuple[np.ndarray, np.ndarray]:
