@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -478,3 +479,60 @@ def test_heatmap_axis_values_holding_numbers_are_ordered_by_them():
 
     values = ["16xH100", "8xH200", "8xH100", None, "2", "0.5"]
     assert sorted(values, key=_sort_key) == ["0.5", "2", "8xH100", "8xH200", "16xH100", None]
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    """A sweep store as `simreplay sweep` writes it (sweep.json, rows/<key>.parquet)."""
+    root = tmp_path_factory.mktemp("store")
+    trace = synthesize(
+        arrival_process("poisson", 4.0),
+        duration_s=20.0,
+        input_lengths=parse_length_distribution("lognormal:mean=500,cv=1,max=4000"),
+        output_lengths=parse_length_distribution("lognormal:mean=100,cv=1,max=400"),
+        seed=3,
+    )
+    path = root / "t.parquet"
+    write_parquet_atomic(trace, path)
+    out = root / "sw"
+    result = invoke("sweep", path, "--gpus", "1xA100,2xA100", "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("copy", "not a row of this sweep"),
+        ({"ttft_p99_ms": -5.0}, "ttft_p99_ms is -5.0; expected a number >= 0 or empty"),
+        ({"ttft_p99_ms": float("nan")}, "ttft_p99_ms is nan; expected a number >= 0 or empty"),
+        ({"ttft_p50_ms": 1e9}, "ttft_p50_ms 1e+09 is above ttft_p90_ms"),
+        ({"cost_per_hour_usd": -1.0}, "cost_per_hour_usd is -1.0"),
+        ({"status": "weird"}, "status is 'weird'; a sweep row's is ok or infeasible"),
+        ({"gpus": "axA100"}, "gpus is 'axA100'; expected NxNAME"),
+    ],
+)
+def test_a_damaged_store_row_is_refused_naming_its_file(store_dir, tmp_path, damage, message):
+    """A QA pass: `report` drew a copied row as another scenario ('5 scenarios' of 4; `sweep
+    show` refused it), and a row with a p99 TTFT of -5 ms, p50 above p99, a status 'weird'
+    (counted as infeasible) or a negative cost without a word."""
+    import shutil
+
+    store = tmp_path / "sw"
+    shutil.copytree(store_dir, store)
+    first = sorted((store / "rows").glob("*.parquet"))[0]
+    if damage == "copy":
+        shutil.copyfile(first, store / "rows" / "copy.parquet")
+        at = store / "rows" / "copy.parquet"
+    else:
+        table = pq.read_table(first)
+        for name, value in damage.items():
+            column = pa.array([value], table.schema.field(name).type)
+            table = table.set_column(table.column_names.index(name), name, column)
+        pq.write_table(table, first)
+        at = first
+    result = invoke("report", store)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {at}: ") and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (store / "report.html").exists()

@@ -19,6 +19,7 @@ marked, and the page says which it is.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -37,6 +38,8 @@ from simulator.report.run_page import read_table
 PLAN_FILE = "plan.json"
 #: The store's manifest (``simulator/sweep/store.py``).
 STORE_MANIFEST = "sweep.json"
+#: What a sweep store row's status may be (``sweep.runner``).
+STORE_STATUSES = ("ok", "infeasible")
 #: Scenario knobs, in the order heat-map axes and series are chosen from: every ``Scenario``
 #: field (a test checks), so any knob a sweep varies is named in the lines and the table.
 KNOBS = (
@@ -181,12 +184,29 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
             f"{directory}: neither a run's outputs (summary.json, requests.parquet, "
             "steps.parquet) nor a sweep's rows (*.parquet)"
         )
-    tables = [read_table(path) for path in files]
-    try:
-        combined = pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowException, TypeError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise SimreplayError(f"{directory}: sweep rows do not share one schema: {reason}") from None
+    if (directory / STORE_MANIFEST).is_file():
+        # A simreplay sweep store: read as ``sweep show`` reads it, every row checked (a
+        # copy of a row under another name was drawn as a sixth scenario of five).
+        from simulator.sweep.store import ResultStore
+
+        store = ResultStore(directory)
+        combined = store.read()
+        where = [store.path_of(key) for key in combined.column("scenario_key").to_pylist()]
+        for path, status in zip(where, combined.column("status").to_pylist(), strict=True):
+            if status not in STORE_STATUSES:
+                raise SimreplayError(
+                    f"{path}: status is {status!r}; a sweep row's is {' or '.join(STORE_STATUSES)}"
+                )
+    else:
+        tables = [read_table(path) for path in files]
+        try:
+            combined = pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowException, TypeError) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise SimreplayError(
+                f"{directory}: sweep rows do not share one schema: {reason}"
+            ) from None
+        where = [path for path, table in zip(files, tables, strict=True) for _ in range(len(table))]
     columns = combined.column_names
     has_gpus = "gpus" in columns or (
         ("gpu" in columns or "gpu_type" in columns) and "num_gpus" in columns
@@ -201,7 +221,7 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
             f"{directory}: sweep rows need {' or '.join(LATENCY_COLUMNS)}; "
             f"found {', '.join(columns)}"
         )
-    rows = [_normalise(row, directory) for row in combined.to_pylist()]
+    rows = [_normalise(row, path) for row, path in zip(combined.to_pylist(), where, strict=True)]
     stored = {row.get("slo") for row in rows} - {None, ""} if "slo" in columns else set()
     rejudged = slo is not None and [parse_slo(text) for text in stored] != [slo]
     if rejudged:
@@ -252,7 +272,37 @@ def _judge(rows: list[dict[str, Any]], slo: dict[str, tuple[str, int, float]]) -
         )
 
 
-def _normalise(row: dict[str, Any], directory: Path) -> dict[str, Any]:
+#: A row's latency columns: ``<metric>_<stat>_ms``, stats in the order they must not fall.
+_LATENCY_COLUMN = re.compile(r"^(ttft|tpot|itl|e2e|queue)_(mean|p\d+|max)_ms$")
+
+
+def _check_values(row: dict[str, Any], path: Path) -> None:
+    """Refuse a row whose numbers no run can produce (a hand-edited or damaged row was drawn
+    as is: a p99 TTFT of -5 ms, p50 above p99): latencies and costs finite and >= 0 (or
+    empty), each metric's percentiles in order."""
+    by_metric: dict[str, list[tuple[float, str, float]]] = {}
+    for name, value in row.items():
+        match = _LATENCY_COLUMN.match(name)
+        if match is None and name != "cost_per_hour_usd" or value is None:
+            continue
+        number = _number(value)
+        if not (math.isfinite(number) and number >= 0):
+            raise SimreplayError(f"{path}: {name} is {value!r}; expected a number >= 0 or empty")
+        if match is not None and match.group(2).startswith("p"):
+            metric, stat = match.groups()
+            by_metric.setdefault(metric, []).append((float(stat[1:]), name, number))
+    for points in by_metric.values():
+        points.sort()
+        for (_, low_name, low), (_, high_name, high) in itertools.pairwise(points):
+            if low > high:
+                raise SimreplayError(
+                    f"{path}: {low_name} {low:g} is above {high_name} {high:g}; a row's "
+                    "percentiles never fall"
+                )
+
+
+def _normalise(row: dict[str, Any], path: Path) -> dict[str, Any]:
+    _check_values(row, path)
     row = dict(row)
     gpu = row.get("gpu") or row.get("gpu_type")
     num_gpus = row.get("num_gpus")
@@ -260,10 +310,8 @@ def _normalise(row: dict[str, Any], directory: Path) -> dict[str, Any]:
     if match:
         num_gpus = num_gpus if num_gpus is not None else int(match.group(1))
         gpu = gpu or match.group(2)
-    if gpu is None or num_gpus is None:
-        raise SimreplayError(
-            f"{directory}: a row has gpus={row.get('gpus')!r}; expected NxNAME, e.g. 4xA100"
-        )
+    if gpu is None or num_gpus is None or (row.get("gpus") and match is None):
+        raise SimreplayError(f"{path}: gpus is {row.get('gpus')!r}; expected NxNAME, e.g. 4xA100")
     row["gpu"], row["num_gpus"] = str(gpu), int(num_gpus)
     if not row.get("gpus"):
         row["gpus"] = f"{row['num_gpus']}x{row['gpu']}"
