@@ -17,6 +17,7 @@ from simulator.trace.arrivals import (
     parse_rate_profile,
     startup_excess,
     startup_note,
+    unused_profile_note,
 )
 
 PROFILE = "0:20,100:80,300:0,400:40"
@@ -320,3 +321,15 @@ def test_rate_inf_sends_every_request_at_once():
     assert arrival_times_s(process, rng, num_requests=5).tolist() == [0.0] * 5
     with pytest.raises(SimreplayError, match="give --num-requests, not --duration"):
         arrival_times_s(process, rng, duration_s=10.0)
+
+
+def test_profile_steps_after_the_duration_are_noted():
+    process = arrival_process("piecewise", 1.0, rate_profile="0:2,50:4,150:8,200:1")
+    assert unused_profile_note(process, 100.0) == (
+        "--rate-profile: 2 steps start at or after --duration 100 s and are not used (150:8,200:1)"
+    )
+    assert unused_profile_note(process, 200.0) == (
+        "--rate-profile: 1 step starts at or after --duration 200 s and is not used (200:1)"
+    )
+    assert unused_profile_note(process, 200.5) is None
+    assert unused_profile_note(PROCESSES["poisson"], 1.0) is None

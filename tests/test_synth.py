@@ -408,3 +408,21 @@ def test_lengths_clamped_to_a_default_bound_are_noted():
     dist = parse_length_distribution("lognormal:mean=2,cv=1,min=2")
     synthesize(POISSON, num_requests=1000, input_lengths=dist, output_lengths=dist, notes=named)
     assert named == []
+
+
+def test_cli_notes_profile_steps_after_the_duration(tmp_path):
+    """A --rate-profile step after --duration was dropped without a word."""
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    out = tmp_path / "p.parquet"
+    args = ["--duration", "100", "--arrival", "piecewise", "--rate-profile", "0:2,50:4,150:8"]
+    result = CliRunner().invoke(app, ["trace", "synth", "-o", str(out), *args])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines() == [
+        "note: --rate-profile: 1 step starts at or after --duration 100 s and is not used (150:8)"
+    ]
+    result = CliRunner().invoke(app, ["trace", "synth", "-o", str(out), "--sessions", *args])
+    assert result.exit_code == 0, result.output
+    assert "1 step starts at or after --duration 100 s" in result.stderr

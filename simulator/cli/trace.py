@@ -25,7 +25,7 @@ from simulator.cli.import_options import (
 )
 from simulator.errors import SimreplayError
 from simulator.io import output_file, refuse_overwriting_input, write_parquet_atomic
-from simulator.trace.arrivals import ArrivalProcess, startup_note
+from simulator.trace.arrivals import ArrivalProcess, startup_note, unused_profile_note
 from simulator.trace.importer import detect_format, import_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import ImportReport
@@ -367,9 +367,13 @@ def synth(
     synth_notes: list[str] = []
     process = arrival_from_options(arrival, rate, cv, rate_profile, period_s, peak_to_trough)
     if duration_s is not None and math.isfinite(process.rate_rps):
-        message = startup_note(process, positive_finite(duration_s, "--duration"), what)
-        if message:
-            note(message)
+        duration_s = positive_finite(duration_s, "--duration")
+        for message in (
+            unused_profile_note(process, duration_s),
+            startup_note(process, duration_s, what),
+        ):
+            if message:
+                synth_notes.append(message)
     input_lengths = parse_length_distribution(input_spec, option="--input-len")
     output_lengths = parse_length_distribution(output_spec, option="--output-len")
     if not sessions:

@@ -340,6 +340,19 @@ def _check_span(process: ArrivalProcess, num_requests: int, operational_s: float
     )
 
 
+def unused_profile_note(process: ArrivalProcess, duration_s: float) -> str | None:
+    """A note naming the ``--rate-profile`` steps that start at or after *duration_s* (they
+    shape nothing in ``[0, duration_s)``), or None when every step is used."""
+    unused = [(start_s, rate) for start_s, rate in process.rate_profile if start_s >= duration_s]
+    if process.kind != "piecewise" or not unused:
+        return None
+    steps = "1 step starts" if len(unused) == 1 else f"{len(unused)} steps start"
+    return (
+        f"--rate-profile: {steps} at or after --duration {_num(float(duration_s))} s and "
+        f"{'is' if len(unused) == 1 else 'are'} not used ({format_rate_profile(unused)})"
+    )
+
+
 def startup_excess(process: ArrivalProcess) -> float:
     """Requests a ``duration_s`` draw holds on average beyond ``Λ(duration_s)``.
 
