@@ -776,12 +776,41 @@ def _text_column(path: Path, name: str) -> None:
     pq.write_table(table.set_column(index, name, strings), path)
 
 
+def _edit_column(path: Path, name: str, change) -> None:
+    table = pq.read_table(path)
+    values = change(table.column(name).to_numpy(zero_copy_only=False).astype(float))
+    pq.write_table(table.set_column(table.column_names.index(name), name, pa.array(values)), path)
+
+
 @pytest.mark.parametrize(
     ("damage", "fragment"),
     [
         (
             lambda d: _edit_summary(d, lambda s: s["ttft_ms"].update(p50="fast")),
-            "ttft_ms.p50 must be a number or null",
+            "ttft_ms.p50 must be a number >= 0 or null",
+        ),
+        # A QA pass: negated TTFTs were drawn as "TTFT -104.2 -84.3 ..." (and out of order).
+        (
+            lambda d: _edit_summary(
+                d, lambda s: s["ttft_ms"].update({k: -v for k, v in s["ttft_ms"].items()})
+            ),
+            "ttft_ms.mean must be a number >= 0 or null",
+        ),
+        (
+            lambda d: _edit_summary(d, lambda s: s["e2e_ms"].update(p50=s["e2e_ms"]["max"] * 2)),
+            "e2e_ms.p50",
+        ),
+        (
+            lambda d: _edit_summary(d, lambda s: s["kv_cache"].update(peak_fraction=1.5)),
+            "kv_cache.peak_fraction must be a number from 0 to 1",
+        ),
+        (
+            lambda d: _edit_column(d / "requests.parquet", "ttft_s", lambda v: -v),
+            "ttft_s is -",
+        ),
+        (
+            lambda d: _edit_column(d / "requests.parquet", "e2e_s", lambda v: v * np.nan),
+            "e2e_s is nan",
         ),
         (
             lambda d: _edit_summary(d, lambda s: s["kv_cache"].pop("peak_fraction")),

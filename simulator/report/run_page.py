@@ -6,6 +6,7 @@ summary.json + requests.parquet + steps.parquet -> figures (figures.py)
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -180,6 +181,21 @@ def load_run_outputs(directory: Path) -> RunOutputs:
             f"{directory / REQUESTS_FILE}: {num_completed:,} rows with status 'completed' but "
             f"{SUMMARY_FILE} says {summary['num_completed']:,}: are they from different runs?"
         )
+    done = requests["status"] == "completed"
+    for column in ("ttft_s", "e2e_s", "queue_s", "tpot_s"):
+        values = requests[column].astype(np.float64, copy=False)
+        # NaN where undefined (a rejected request's TTFT, a one-token answer's TPOT).
+        with np.errstate(invalid="ignore"):
+            bad = (values < 0) | (done & np.isinf(values))
+        if column in ("ttft_s", "e2e_s"):
+            bad |= done & np.isnan(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise SimreplayError(
+                f"{directory / REQUESTS_FILE}: row {row + 1}: {column} is {float(values[row]):g}"
+                f" ({int(bad.sum()):,} rows like this); a run writes a time >= 0 for every "
+                "completed request: not the outputs of a run?"
+            )
     num_replicas = summary["scenario"]["num_replicas"]
     for name, columns in ((REQUESTS_FILE, requests), (STEPS_FILE, steps)):
         replica = columns["replica"]
@@ -249,17 +265,24 @@ def _check_summary_types(path: Path, summary: dict[str, Any]) -> None:
         if not isinstance(stats, dict):
             raise fail(key, "an object")
         for stat, value in stats.items():
-            if value is not None and not _is_number(value):
-                raise fail(f"{key}.{stat}", "a number or null")
+            if value is not None and not (_is_number(value) and value >= 0):
+                raise fail(f"{key}.{stat}", "a number >= 0 or null")
+        ordered = [(stat, stats[stat]) for stat in _ORDERED_STATS if stats.get(stat) is not None]
+        for (low_stat, low), (high_stat, high) in itertools.pairwise(ordered):
+            if low > high:
+                raise SimreplayError(
+                    f"{path}: {key}.{low_stat} {low:g} is above {key}.{high_stat} {high:g}; "
+                    "a run's percentiles never fall: not the summary of a run?"
+                )
     kv = summary["kv_cache"]
     if not isinstance(kv, dict):
         raise fail("kv_cache", "an object")
     for key in ("peak_fraction", "mean_fraction"):
-        if not _is_number(kv.get(key)):
-            raise fail(f"kv_cache.{key}", "a number")
+        if not (_is_number(kv.get(key)) and 0 <= kv[key] <= 1):
+            raise fail(f"kv_cache.{key}", "a number from 0 to 1")
     peaks = kv.get("per_replica_peak_fraction", [])
-    if not isinstance(peaks, list) or not all(_is_number(x) for x in peaks):
-        raise fail("kv_cache.per_replica_peak_fraction", "a list of numbers")
+    if not isinstance(peaks, list) or not all(_is_number(x) and 0 <= x <= 1 for x in peaks):
+        raise fail("kv_cache.per_replica_peak_fraction", "a list of numbers from 0 to 1")
     reasons = summary.get("rejected_by_reason", {})
     if not isinstance(reasons, dict) or not all(_is_number(v) for v in reasons.values()):
         raise fail("rejected_by_reason", "an object of counts")
@@ -284,6 +307,9 @@ def _check_summary_types(path: Path, summary: dict[str, Any]) -> None:
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         raise fail("scenario.notes", "a list of text")
 
+
+#: A latency object's statistics in the order no run's can fall.
+_ORDERED_STATS = ("p50", "p90", "p95", "p99", "max")
 
 #: Optional scenario fields the page prints as numbers.
 _SCENARIO_NUMBERS = (
