@@ -59,6 +59,23 @@ def test_azure_2024_with_time_zone_and_rows_without_fraction(tmp_path):
     assert trace_metadata(table).start_time.endswith("+00:00")
 
 
+def test_azure_timestamps_with_spaces_around_them_read_as_numbers_do(tmp_path):
+    # pyarrow took ' 374 ' as a number but refused '... 18:15:50.9951690 ' with a raw
+    # message and no line, while --skip-invalid read it whole: both now trim.
+    row = "2023-11-16 18:15:50.9951690,396"
+    text = AZURE_2023.replace(row, " " + row.replace(",", " , ") + " ")
+    strict, report = import_trace(write(tmp_path, "a.csv", text))
+    lenient, _ = import_trace(write(tmp_path, "b.csv", text), ImportOptions(skip_invalid=True))
+    expected, _ = import_trace(write(tmp_path, "c.csv", AZURE_2023))
+    assert strict.equals(lenient)
+    assert strict.column("arrival_time_s").equals(expected.column("arrival_time_s"))
+    assert strict.column("input_tokens").to_pylist() == [374, 396, 879]
+    assert report.notes == ()
+    bad = text.replace("2023-11-16 18:15:51,", "bad,")
+    with pytest.raises(TraceError, match=r"d.csv: line 4: column TIMESTAMP: expected"):
+        import_trace(write(tmp_path, "d.csv", bad))
+
+
 def test_azure_multimodal_says_images_are_not_imported(tmp_path):
     text = "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n2025-01-01 00:00:00.1,2,900,50\n"
     table, report = import_trace(write(tmp_path, "m.csv", text))

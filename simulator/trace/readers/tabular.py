@@ -147,9 +147,13 @@ def read_csv_columns(
             read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE_BYTES, use_threads=True),
             convert_options=convert,
         )
-    except pa.ArrowInvalid as exc:
+    except pa.ArrowInvalid:
         if not skip_invalid:
-            _diagnose_csv(path, types, file_names, exc, hint=skip_invalid is not None)
+            # Raises at the first cell that does not parse. It returns when every cell
+            # parses once trimmed: pyarrow's reader takes ' 374 ' as a number but not
+            # '2023-11-16 18:15:52 ' as a timestamp, and the trimming read below (the one
+            # --skip-invalid uses) reads such a file whole, so both paths agree.
+            _diagnose_csv(path, types, file_names, hint=skip_invalid is not None)
         return _read_csv_lenient(
             path, types, file_names, notes if notes is not None else [], skipped_records
         )
@@ -271,10 +275,10 @@ def _diagnose_csv(
     path: Path,
     types: dict[str, pa.DataType],
     file_names: dict[str, str],
-    exc: Exception,
     hint: bool = True,
 ) -> None:
-    """Re-read the columns as text and raise a TraceError at the first unparseable cell."""
+    """Re-read the columns as text and raise a TraceError at the first cell that does not
+    parse (spaces around it trimmed); return when every cell parses."""
     try:
         rows_before = 0
         for batch in _text_columns(path, types, file_names):
@@ -294,7 +298,6 @@ def _diagnose_csv(
         raise_ragged_row(path, hint)
         raise_not_utf8(path, list(file_names.values()))
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
-    raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(exc)}") from None
 
 
 def first_uncastable(text: pa.Array, arrow_type: pa.DataType) -> int | None:
