@@ -1190,6 +1190,35 @@ _VIDUR_HEADER = (
             },
             "row 1: column 'window_size' must be a number, got 'x'",
         ),
+        # Found by QA: "row 4: time_stats.attn_pre_proj.median or the shape columns are not
+        # numbers" named neither the column nor the value.
+        (
+            "mlp.csv",
+            _VIDUR_HEADER + "\n32,32,abc,11008,true,16,1,0.1,0.05\n",
+            "row 1: column 'n_embd' must be a number, got 'abc'",
+        ),
+        (
+            "mlp.csv",
+            _VIDUR_HEADER + "\n32,32,4096,11008,true,16,1,0.1,fast\n",
+            "row 1: column 'time_stats.mlp_down_proj.median' must be a number, got 'fast'",
+        ),
+        # Found by QA: generation-attention rows copied as context_attention_perf.parquet
+        # were checked as prefill (p90 |err| 77 %) without a word; their op_name says so.
+        (
+            "context_attention_perf.parquet",
+            {
+                "op_name": ["generation_attention", "generation_attention", "context_attention"],
+                "batch_size": [1, 2, 1],
+                "isl": [16, 16, 16],
+                "num_heads": [8, 8, 8],
+                "num_key_value_heads": [8, 8, 8],
+                "head_dim": [128, 128, 128],
+                "latency": [0.01, 0.01, 0.01],
+            },
+            "context_attention_perf.parquet: 2 of 3 rows have op_name 'generation_attention'; "
+            "context_attention_perf.parquet must hold context_attention rows "
+            "(op_name 'context_attention')",
+        ),
     ],
 )
 def test_malformed_operator_rows_are_one_line(tmp_path, name, content, fragment):
@@ -1519,8 +1548,8 @@ def test_files_measured_on_another_gpu_are_refused(tmp_path, command):
     assert result.exit_code == 1, result.stdout
     assert result.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'mine'}: the files were measured on NVIDIA H100 80GB HBM3, not "
-        "H200: fit them as --gpu H100-SXM; runs on H200 borrow measured GPUs' profiles "
-        "scaled to H200's peaks"
+        f"H200: {command} them as --gpu H100-SXM; runs on H200 borrow measured GPUs' "
+        "profiles scaled to H200's peaks"
     ]
     assert not (tmp_path / "p.json").exists()
     # The same files under their own GPU pass; one more GPU's files in the folder do not.
@@ -1823,8 +1852,8 @@ def test_files_of_another_gpu_checked_as_mi300x_do_not_promise_a_borrowed_profil
     relative and runs on the uncalibrated roofline (README, select.NEAREST)."""
     _gemm_folder(tmp_path, "NVIDIA H200")
     assert _check_fails(tmp_path, "MI300X") == [
-        f"error: {tmp_path}: the files were measured on NVIDIA H200, not MI300X: fit them as "
-        "--gpu H200; runs on MI300X use the roofline with default efficiencies (uncalibrated)"
+        f"error: {tmp_path}: the files were measured on NVIDIA H200, not MI300X: check them "
+        "as --gpu H200; runs on MI300X use the roofline with default efficiencies (uncalibrated)"
     ]
 
 
@@ -2473,7 +2502,7 @@ def test_a_vidur_folder_named_for_another_gpu_is_refused(tmp_path):
         result = runner.invoke(app, ["calibrate", *command, "--gpu", "A40"])
         assert result.exit_code == 1
         assert result.stderr.strip().endswith(
-            "the files were measured on A100-80GB-SXM, not A40: fit them as --gpu "
+            f"the files were measured on A100-80GB-SXM, not A40: {command[0]} them as --gpu "
             "A100-80GB-SXM; runs on A40 borrow measured GPUs' profiles scaled to A40's peaks"
         )
     own = runner.invoke(app, ["calibrate", "check", str(folder), "--gpu", "A100", "--json"])

@@ -85,7 +85,7 @@ def check_measurements(
         For unreadable measurements or profile, a tree without ``gpu``'s folder, files
         measured on another GPU or on several, or no row to check (the skipped rows and why).
     """
-    meas, system, kind = read_gpu_measurements(Path(directory), gpu.name, note)
+    meas, system, kind = read_gpu_measurements(Path(directory), gpu.name, note, command="check")
     chain: list[Profile] = []
     if calibration is not None:
         chain.append(load_profile(Path(calibration)))

@@ -859,11 +859,12 @@ def _kind_of_files(folder: Path) -> str:
 
 
 def read_gpu_measurements(
-    source: Path, gpu: str, note: Callable[[str], None] | None = None
+    source: Path, gpu: str, note: Callable[[str], None] | None = None, *, command: str = "fit"
 ) -> tuple[Measurements, str | None, str]:
     """The measurements of ``gpu`` under ``source``: ``find_system``'s folder of a tree, or
     the whole folder, checked against the device the files name (``check_device``).
-    ``note`` receives one line naming the parquet and CSV files left unread, if any.
+    ``note`` receives one line naming the parquet and CSV files left unread, if any;
+    ``command`` (``fit`` or ``check``) is the one the error about another GPU advises.
 
     Returns
     -------
@@ -892,7 +893,7 @@ def read_gpu_measurements(
         folder = system or Path(source).resolve().name
         if meas.device in ("", "unknown") and _named_gpus(folder):
             meas.device = _folder_gpu(folder)
-    check_device(meas, gpu, Path(source) / system if system else Path(source))
+    check_device(meas, gpu, Path(source) / system if system else Path(source), command)
     if note is not None:
         for text in meas.notes:
             note(f"note: {text}")
@@ -931,14 +932,16 @@ def _named_gpus(device: str) -> set[str]:
     return {name for name in names if _gpu_family(name) <= words}
 
 
-def check_device(meas: Measurements, gpu: str, source: Path) -> None:
+def check_device(meas: Measurements, gpu: str, source: Path, command: str = "fit") -> None:
     """Refuse measurements whose files name a GPU other than ``gpu``, or several GPUs.
 
     A profile fitted from another GPU's files under this GPU's name would be taken as this
     GPU's own measurements by every later run; the calibrated way to use another GPU's data
     is to fit it under that GPU's name, which a run on ``gpu`` then borrows scaled to its
     peaks (``select.NEAREST``). Device strings that name no known GPU (``cpu``, none) are
-    not checked.
+    not checked. ``command`` is the one the error advises to run under the files' GPU:
+    ``fit``, or ``check`` (which compares the files with that GPU's profile, the one a run on
+    ``gpu`` borrows).
     """
     devices = [d for d in meas.device.split(", ") if d and d != "unknown"]
     named = {d: _named_gpus(d) for d in devices}
@@ -964,8 +967,8 @@ def check_device(meas: Measurements, gpu: str, source: Path) -> None:
                 else f"runs on {gpu} use the {UNCALIBRATED}"
             )
             raise SimreplayError(
-                f"{source}: the files were measured on {device}, not {gpu}: fit them as "
-                f"--gpu {closest}; {runs}"
+                f"{source}: the files were measured on {device}, not {gpu}: "
+                f"{'check' if command == 'check' else 'fit'} them as --gpu {closest}; {runs}"
             )
 
 

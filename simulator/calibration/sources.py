@@ -33,6 +33,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,6 +202,7 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
                 result.empty_files.append(str(_rel(path, root)))
             _check_columns(table.column_names, _REQUIRED[family], path)
             columns = table.to_pydict()
+            _check_op_name(columns, family, path)
             # Every row's device, not the first: one file may hold several GPUs' rows.
             devices.update(str(d) for d in set(columns.get("device") or ()) if d is not None)
             if family != "nccl" and "framework" in columns:
@@ -282,6 +284,34 @@ def _check_columns(
     if missing:
         what = expected.format(columns=", ".join(required))
         raise SimreplayError(f"{path}: missing column(s) {', '.join(missing)} (expected {what})")
+
+
+#: The ``op_name`` each family's rows carry, as AIConfigurator and ``calibrate profile``
+#: write it (nccl_perf.parquet holds several collectives and is sorted by it instead).
+_OP_NAMES = {
+    "gemm": "gemm",
+    "context_attention": "context_attention",
+    "generation_attention": "generation_attention",
+    "allreduce": "all_reduce",
+    "moe": "moe",
+}
+
+
+def _check_op_name(columns: dict, family: str, path: Path) -> None:
+    """Refuse a file whose rows say, in ``op_name``, that they measure another operator
+    (generation-attention rows copied as ``context_attention_perf.parquet`` were fitted and
+    checked as prefill without a word)."""
+    expected = _OP_NAMES.get(family)
+    if expected is None or "op_name" not in columns:
+        return
+    names = Counter(str(v) for v in columns["op_name"] if v is not None)
+    other = {name: n for name, n in names.items() if name.lower() != expected}
+    if other:
+        name, n = min(other.items(), key=lambda item: (-item[1], item[0]))
+        raise SimreplayError(
+            f"{path}: {n:,} of {len(columns['op_name']):,} rows have op_name {name!r}; "
+            f"{path.name} must hold {expected} rows (op_name {expected!r})"
+        )
 
 
 # Errors name a file's rows from 1 (its first row of data), as trace checks and the Vidur
@@ -623,6 +653,20 @@ _VIDUR_REQUIRED = (
 _VIDUR_OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
 
 
+#: The model-shape columns ``vidur_gemm_shape`` reads as numbers.
+_VIDUR_SHAPE = ("n_head", "n_kv_head", "n_embd", "n_expanded_embd", "num_tensor_parallel_workers")
+
+
+def _first_not_float(row: dict[str, str], names: tuple[str, ...]) -> str:
+    """The first of ``names`` whose cell in ``row`` is not a number (for an error)."""
+    for name in names:
+        try:
+            float(row[name])
+        except ValueError:
+            return name
+    return names[0]
+
+
 def vidur_gemm_shape(op: str, row: dict[str, str]) -> tuple[float, float]:
     """``(n, k)`` of a Vidur linear operator for one ``mlp.csv`` row (per TP rank)."""
     heads = float(row["n_head"])
@@ -700,8 +744,10 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
                 m = float(row["num_tokens"])
                 n, k = vidur_gemm_shape(op, row)
             except ValueError:
+                name = _first_not_float(row, (column, "num_tokens", *_VIDUR_SHAPE))
                 raise SimreplayError(
-                    f"{path}: row {row_idx + 1}: {column} or the shape columns are not numbers"
+                    f"{path}: row {row_idx + 1}: column {name!r} must be a number, "
+                    f"got {row[name].strip()!r}"
                 ) from None
             except ZeroDivisionError:
                 raise SimreplayError(
