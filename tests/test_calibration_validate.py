@@ -174,7 +174,7 @@ def test_fit_recovers_the_host_overhead(bench, tmp_path):
         ),
         (
             "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,x,0.1,0.2\n",
-            "row 1: output_tokens must be a number",
+            "line 2: output_tokens must be a number",
         ),
         (
             "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,5,3,0.3,0.2\n",
@@ -190,7 +190,7 @@ def test_fit_recovers_the_host_overhead(bench, tmp_path):
             '{"arrival_time_s": 0, "input_tokens": 5, "output_tokens": 3}\n[1, 2]\n',
             "line 2: expected a JSON object (one request), got list",
         ),
-        ("arrival_time_s,input_tokens\n0,5,3\n", "row 1 (line 2): 3 fields, the header has 2"),
+        ("arrival_time_s,input_tokens\n0,5,3\n", "line 2: 3 fields, the header has 2"),
         ("\n  \n", "file is empty"),
     ],
 )
@@ -301,7 +301,7 @@ def test_a_short_csv_row_names_its_field_count(tmp_path):
     )
     with pytest.raises(SimreplayError) as short:
         read_benchmark(path)
-    assert str(short.value) == "b.csv: row 2 (line 3): 3 fields, the header has 5"
+    assert str(short.value) == "b.csv: line 3: 3 fields, the header has 5"
 
 
 def test_read_benchmark_drops_failed_requests(tmp_path):
@@ -748,7 +748,7 @@ def test_absurd_absolute_times_in_a_table_are_one_line_without_warnings(tmp_path
     assert result.exit_code == 1, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines  # no RuntimeWarning lines
-    assert "b.csv: request 1: start time 1e+308 s is not a clock reading" in lines[0]
+    assert "b.csv: line 2: start time 1e+308 s is not a clock reading" in lines[0]
 
 
 @pytest.mark.parametrize(
@@ -1268,7 +1268,8 @@ LONG = list(range(1, 500))
         ),
         (
             _vllm_result(start_times=None, request_rate=LONG),
-            f"at request_rate {repr(LONG)[:40]} the client",
+            f'request_rate must be a number of requests per second or "inf" (as vLLM\'s '
+            f"bench serve writes it), got {repr(LONG)[:40]}",
         ),
     ],
 )
@@ -1357,7 +1358,7 @@ def test_a_number_with_commas_says_to_write_plain_numbers(tmp_path, text, got):
         read_benchmark(path)
     name = "ttft_s" if "0,1" in got else "input_tokens"
     assert str(raised.value) == (
-        f"b.csv: row 1: {name} must be a number, got {got}: write numbers with a decimal point "
+        f"b.csv: line 2: {name} must be a number, got {got}: write numbers with a decimal point "
         "and no thousands separator"
     )
 
@@ -1628,13 +1629,13 @@ HEADER = "arrival_time_s,input_tokens,output_tokens"
             "both.csv",
             f"{HEADER},ttft_s,first_token_time_s,e2e_s\n0,100,20,0.05,0.0504,0.3\n"
             "1,100,20,0.05,6.05,0.3\n2,100,20,0.05,7.05,0.3\n",
-            "both.csv: row 2: ttft_s 0.05 s but first_token_time_s - arrival_time_s 5.05 s "
+            "both.csv: line 3: ttft_s 0.05 s but first_token_time_s - arrival_time_s 5.05 s "
             "(2 rows differ by more than 1 ms): keep the column that was measured",
         ),
         (
             "done.csv",
             f"{HEADER},ttft_s,e2e_s,completion_time_s\n10,100,20,0.05,0.3,10.9\n",
-            "done.csv: row 1: e2e_s 0.3 s but completion_time_s - arrival_time_s 0.9 s",
+            "done.csv: line 2: e2e_s 0.3 s but completion_time_s - arrival_time_s 0.9 s",
         ),
     ],
 )
@@ -1652,3 +1653,38 @@ def test_a_column_given_twice_or_two_ways_that_disagree_is_refused(
     agree = tmp_path / "agree.csv"
     agree.write_text(f"{HEADER},ttft_s,first_token_time_s,e2e_s\n5,100,20,0.05,5.0504,0.3\n")
     np.testing.assert_allclose(read_benchmark(agree).ttft_s, [0.05])
+
+
+def test_a_csvs_rows_are_named_by_their_line_one_way(tmp_path):
+    """Found by QA: one bad row of a CSV was "row 6", another "request 6" (both line 7, as
+    ``trace import`` would say); a first_token_time_s before the arrival read "TTFT
+    -0.03739999999999999 s"."""
+    header = "arrival_time_s,input_tokens,output_tokens,first_token_time_s,e2e_s\n"
+    good = [f"{k * 0.1:g},100,10,{k * 0.1 + 0.05:g},0.3\n" for k in range(8)]
+    cases = {
+        "0.5,100,abc,0.55,0.3\n": "line 8: output_tokens must be a number, got 'abc'",
+        "0.5,100,0,0.55,0.3\n": "line 8: output tokens must be a whole number from 1",
+        # A blank line is counted: the line is the file's, not the row's.
+        "\n0.5,100,10,0.4626,0.3\n": (
+            "line 9: needs 0 < TTFT <= E2E <= 1e+11 s, got TTFT -0.0374 s, E2E 0.3 s"
+        ),
+    }
+    for bad, message in cases.items():
+        path = tmp_path / "b.csv"
+        path.write_text(header + "".join(good[:6]) + bad + "".join(good[6:]))
+        with pytest.raises(SimreplayError) as raised:
+            read_benchmark(path)
+        assert str(raised.value).startswith(f"b.csv: {message}"), str(raised.value)
+
+
+@pytest.mark.parametrize("rate", ["fast", [4.0], True])
+def test_a_request_rate_that_is_not_a_number_is_named(tmp_path, rate):
+    """Found by QA: request_rate "fast" said the client drew its send times at random."""
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(_vllm_result(start_times=None, request_rate=rate)))
+    with pytest.raises(SimreplayError) as raised:
+        read_benchmark(path)
+    assert str(raised.value) == (
+        f'b.json: request_rate must be a number of requests per second or "inf" (as '
+        f"vLLM's bench serve writes it), got {rate!r}"
+    )

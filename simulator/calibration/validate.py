@@ -230,6 +230,9 @@ def read_benchmark(path: Path) -> Benchmark:
             raise SimreplayError(
                 f"{path.name}: the header names column {twice[0]!r} twice: keep one"
             )
+    # A CSV's rows are named by their line in the file ("line 7"), as JSON lines and
+    # ``trace import`` name them: blank lines and quoted line breaks keep the count true.
+    line_nos: list[int] = []
     for row in reader:
         num_header = len(reader.fieldnames or [])
         # DictReader keeps a row's cells beyond the header under None, and fills the
@@ -237,11 +240,12 @@ def read_benchmark(path: Path) -> Benchmark:
         num_fields = num_header + len(row.get(None) or []) - list(row.values()).count(None)
         if num_fields != num_header:
             raise SimreplayError(
-                f"{path.name}: row {len(rows) + 1} (line {reader.line_num}): "
+                f"{path.name}: line {reader.line_num}: "
                 f"{num_fields} fields, the header has {num_header}"
             )
         rows.append(row)
-    return _from_rows(path, rows, "row")
+        line_nos.append(reader.line_num)
+    return _from_rows(path, rows, "line", line_nos)
 
 
 def _check_within_duration(
@@ -333,6 +337,11 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     else:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
+        if not (all_at_once or _is_number(rate)):
+            raise SimreplayError(
+                f"{path.name}: request_rate must be a number of requests per second or "
+                f'"inf" (as vLLM\'s bench serve writes it), got {rate!r:.40}'
+            )
         closed_loop = _whole_number(limit) is not None
         ramp = data.get("ramp_up_strategy")
         if ramp is not None:  # vLLM sets request_rate inf for a ramp-up
@@ -1323,7 +1332,8 @@ def fitted_profile(
 
 
 def _time_text(value: float, unit: str = " s") -> str:
-    """A time from a benchmark file for a message: ``0.25 s``, or ``null (or NaN)`` where
-    the file had either (both read as NaN)."""
+    """A time from a benchmark file for a message: ``0.25 s`` to 6 significant digits (a
+    difference of two times read ``-0.03739999999999999``), or ``null (or NaN)`` where the
+    file had either (both read as NaN)."""
     value = float(value)
-    return "null (or NaN)" if math.isnan(value) else f"{value!r}{unit}"
+    return "null (or NaN)" if math.isnan(value) else f"{value:.6g}{unit}"
