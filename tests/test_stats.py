@@ -261,6 +261,18 @@ def test_format_stats_rows():
     assert "Tenants" not in rows
 
 
+def test_format_stats_says_when_every_arrival_is_at_one_instant():
+    """Found by QA: 3 requests at one instant read "Peak rate n/a", as if data were missing."""
+    rows = dict(format_stats(trace_stats(_table([2.0, 2.0, 2.0]))))
+    assert rows["Mean rate"] == "n/a: all 3 requests arrive at one instant"
+    assert rows["Peak rate (1 s / 60 s windows)"] == "n/a: all at one instant"
+    single = dict(format_stats(trace_stats(_table([5.0]))))
+    assert single["Mean rate"] == single["Peak rate (1 s / 60 s windows)"] == "n/a"
+    normal = dict(format_stats(trace_stats(_table([0.0, 0.5, 1.0, 3.0]))))
+    assert normal["Mean rate"] == "1.00 req/s"
+    assert normal["Peak rate (1 s / 60 s windows)"] == "2.00 / n/a req/s"
+
+
 def test_format_stats_spans_in_minutes_and_hours():
     minutes = dict(format_stats(trace_stats(_table([0.0, 3502.1]))))
     assert minutes["Span"] == "3,502.1 s (58.4 min)"

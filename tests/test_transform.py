@@ -284,6 +284,30 @@ def test_hash_ids_with_different_block_sizes_cannot_combine():
     assert trace_metadata(merged).hash_block_size == 16
 
 
+def test_different_block_sizes_are_refused_naming_the_files(tmp_path):
+    """Found by QA: the refusal said "(16 and 32 tokens)" but not which input had which."""
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    paths = [tmp_path / name for name in ("a.parquet", "b.parquet", "c.parquet")]
+    for path, block in zip(paths, (16, 32, 16), strict=True):
+        write_parquet_atomic(_table([0.0], hash_ids=[[1, 2]], block=block), path)
+    message = (
+        "cannot combine traces whose hash_ids use different block sizes (16-token blocks in "
+        f"{paths[0]}, {paths[2]}; 32-token blocks in {paths[1]})"
+    )
+    for combine in ("concat", "merge"):
+        args = ["trace", "transform", *map(str, paths), "--combine", combine]
+        result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "out.parquet")])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip().splitlines() == [f"error: {message}"]
+        assert not (tmp_path / "out.parquet").exists()
+    tables = [_table([0.0], hash_ids=[[1]], block=b) for b in (16, 32)]
+    with pytest.raises(SimreplayError, match=r"16-token blocks in input 1; 32-token .* input 2"):
+        concat(tables)
+
+
 def test_concat_shifts_each_input_to_the_previous_end_plus_gap():
     first = _table([0.0, 3.0])
     second = _table([0.5, 1.0])

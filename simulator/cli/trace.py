@@ -496,7 +496,12 @@ def transform(
     tables = [_read(source, import_options)[0] for source in sources]
     table = tables[0]
     if len(tables) > 1:
-        table = concat(tables, gap_s=gap_s or 0.0) if combine == "concat" else merge(tables)
+        names = [str(source) for source in sources]
+        table = (
+            concat(tables, gap_s=gap_s or 0.0, names=names)
+            if combine == "concat"
+            else merge(tables, names=names)
+        )
     table, notes = apply_transforms(
         table,
         window=parse_window(window) if window else None,

@@ -292,13 +292,15 @@ def format_stats(stats: dict) -> list[tuple[str, str]]:
         rows.append(("Start time", stats["start_time"]))
     rows.append(("Requests", f"{stats['num_requests']:,}"))
     rows.append(("Span", _format_duration(stats["span_s"])))
-    rows.append(("Mean rate", _with_unit(stats["mean_rate_rps"], "req/s")))
-    rows.append(
-        (
-            "Peak rate (1 s / 60 s windows)",
-            _with_unit(_pair(stats["peak_rate_1s_rps"], stats["peak_rate_60s_rps"]), "req/s"),
-        )
-    )
+    mean_rate = _with_unit(stats["mean_rate_rps"], "req/s")
+    peak_rate = _with_unit(_pair(stats["peak_rate_1s_rps"], stats["peak_rate_60s_rps"]), "req/s")
+    if stats["num_requests"] > 1 and stats["span_s"] == 0:
+        # No rate is defined when every arrival is at one instant (a rate-inf synth, a
+        # burst); "n/a" read as missing data.
+        mean_rate = f"n/a: all {stats['num_requests']:,} requests arrive at one instant"
+        peak_rate = "n/a: all at one instant"
+    rows.append(("Mean rate", mean_rate))
+    rows.append(("Peak rate (1 s / 60 s windows)", peak_rate))
     rows.append(("Inter-arrival CV", _number(stats["interarrival_cv"])))
     rows.append(
         (

@@ -236,7 +236,9 @@ def cap_lengths(
     return _rebuild(table, columns, _append_transform(trace_metadata(table), entry)), num_changed
 
 
-def concat(tables: Sequence[pa.Table], gap_s: float = 0.0) -> pa.Table:
+def concat(
+    tables: Sequence[pa.Table], gap_s: float = 0.0, names: Sequence[str] | None = None
+) -> pa.Table:
     """Play traces one after another on one clock.
 
     Input ``i + 1`` is shifted so that its time 0 falls ``gap_s`` after the last arrival of
@@ -248,6 +250,8 @@ def concat(tables: Sequence[pa.Table], gap_s: float = 0.0) -> pa.Table:
         At least one canonical trace; none mutated.
     gap_s : float
         Finite and >= 0.
+    names : sequence of str, optional
+        The inputs' file names, for errors (default: "input 1", "input 2", ...).
 
     Returns
     -------
@@ -270,7 +274,7 @@ def concat(tables: Sequence[pa.Table], gap_s: float = 0.0) -> pa.Table:
         shifted_s = table.column("arrival_time_s").to_numpy() + offset_s
         parts_s.append(shifted_s)
         end_s = float(shifted_s[-1]) if len(shifted_s) else offset_s
-    columns, meta = _combine(tables)
+    columns, meta = _combine(tables, names)
     columns["arrival_time_s"] = np.concatenate(parts_s)
     _check_span(columns["arrival_time_s"], f"--gap-s {_num(gap_s)}")
     meta = dataclasses.replace(meta, start_time=trace_metadata(tables[0]).start_time)
@@ -278,13 +282,15 @@ def concat(tables: Sequence[pa.Table], gap_s: float = 0.0) -> pa.Table:
     return build_trace_table(columns, _append_transform(meta, entry))
 
 
-def merge(tables: Sequence[pa.Table]) -> pa.Table:
+def merge(tables: Sequence[pa.Table], names: Sequence[str] | None = None) -> pa.Table:
     """Superpose traces on one clock (each input's time 0 is the same instant).
 
     Parameters
     ----------
     tables : sequence of pyarrow.Table
         At least one canonical trace; none mutated.
+    names : sequence of str, optional
+        The inputs' file names, for errors (default: "input 1", "input 2", ...).
 
     Returns
     -------
@@ -294,7 +300,7 @@ def merge(tables: Sequence[pa.Table]) -> pa.Table:
         Column and id rules are in the module docstring.
     """
     tables = _check_tables(tables)
-    columns, meta = _combine(tables)
+    columns, meta = _combine(tables, names)
     arrival_s = np.concatenate([t.column("arrival_time_s").to_numpy() for t in tables])
     order = np.argsort(arrival_s, kind="stable")
     indices = pa.array(order)
@@ -443,22 +449,28 @@ def _append_transform(meta: TraceMetadata, entry: str) -> TraceMetadata:
     return meta.with_extra(transforms=f"{previous};{entry}" if previous else entry)
 
 
-def _combine(tables: list[pa.Table]) -> tuple[dict[str, pa.ChunkedArray], TraceMetadata]:
-    """Columns other than arrival_time_s concatenated in input order, and merged metadata."""
+def _combine(
+    tables: list[pa.Table], names: Sequence[str] | None = None
+) -> tuple[dict[str, pa.ChunkedArray], TraceMetadata]:
+    """Columns other than arrival_time_s concatenated in input order, and merged metadata;
+    ``names`` name the inputs in errors."""
     import pyarrow.compute as pc  # imported here: 0.1 s
 
     metas = [trace_metadata(t) for t in tables]
-    block_sizes = sorted(
-        {
-            m.hash_block_size
-            for t, m in zip(tables, metas, strict=True)
-            if "hash_ids" in t.column_names
-        }
-    )
+    names = list(names) if names is not None else [f"input {k + 1}" for k in range(len(tables))]
+    inputs_by_size: dict[int | None, list[str]] = {}
+    for table, meta, name in zip(tables, metas, names, strict=True):
+        if "hash_ids" in table.column_names:
+            inputs_by_size.setdefault(meta.hash_block_size, []).append(name)
+    block_sizes = sorted(inputs_by_size, key=lambda size: (size is None, size or 0))
     if len(block_sizes) > 1:
+        sizes = "; ".join(
+            f"{'unknown' if size is None else f'{size:,}-token'} blocks in "
+            f"{', '.join(inputs_by_size[size])}"
+            for size in block_sizes
+        )
         raise SimreplayError(
-            "cannot combine traces whose hash_ids use different block sizes "
-            f"({' and '.join(str(b) for b in block_sizes)} tokens)"
+            f"cannot combine traces whose hash_ids use different block sizes ({sizes})"
         )
     present = [name for name in COLUMNS if any(name in t.column_names for t in tables)]
     columns = {}
