@@ -35,25 +35,41 @@ ROOT = Path(__file__).resolve().parents[1]
 AZURE = ROOT.parent / "shared" / "traces" / "azure2023" / "AzureLLMInferenceTrace_conv.csv"
 
 
-def replay_alone_s(trace: Path, gpus: str, extra: dict, repeats: int) -> tuple[float, dict]:
-    """Median wall time of ``simulate`` on a table already in memory (kernels compiled)."""
-    from simulator import Scenario, simulate
+def replay_alone_s(trace: Path, gpus: str, extra: dict, repeats: int) -> tuple[float, float, dict]:
+    """Median wall times of ``simulate`` on a table already in memory (kernels compiled),
+    and of the engine alone within it (``cluster.run_all_numba``: the fused replay, without
+    building its state or reading the results)."""
+    from simulator import Scenario, cluster, simulate
     from simulator.trace.importer import load_trace
+
+    engine_s: list[float] = []
+    engine = cluster.run_all_numba
+
+    def timed_engine(*args: object) -> object:
+        started = time.perf_counter()
+        try:
+            return engine(*args)
+        finally:
+            engine_s.append(time.perf_counter() - started)
 
     table = load_trace(trace)
     scenario = Scenario(gpus=gpus, **extra)
     result = simulate(table, scenario)  # compile or load the kernels
     summary = result.summary
     times = []
-    for _ in range(repeats):
-        # Free the previous run's state first: its ~0.4 GB (1M requests) would otherwise be
-        # released inside the timed call, which a single run never pays.
-        del result
-        started = time.perf_counter()
-        result = simulate(table, scenario)
-        times.append(time.perf_counter() - started)
-        summary = result.summary
-    return statistics.median(times), summary
+    cluster.run_all_numba = timed_engine
+    try:
+        for _ in range(repeats):
+            # Free the previous run's state first: its ~0.4 GB (1M requests) would otherwise
+            # be released inside the timed call, which a single run never pays.
+            del result
+            started = time.perf_counter()
+            result = simulate(table, scenario)
+            times.append(time.perf_counter() - started)
+            summary = result.summary
+    finally:
+        cluster.run_all_numba = engine
+    return statistics.median(times), statistics.median(engine_s), summary
 
 
 def command_s(
@@ -92,7 +108,7 @@ def command_s(
 
 
 def bench_case(name: str, trace: Path, gpus: str, extra: dict, repeats: int) -> None:
-    alone_s, summary = replay_alone_s(trace, gpus, extra, repeats)
+    alone_s, engine_s, summary = replay_alone_s(trace, gpus, extra, repeats)
     n = summary["num_requests"]
     args = ["run", str(trace), "--gpus", gpus, "--json"]
     for key, value in extra.items():
@@ -106,6 +122,10 @@ def bench_case(name: str, trace: Path, gpus: str, extra: dict, repeats: int) -> 
     warm_numba_s = statistics.median(w[0] for w in warm_numba)
     print(f"{name}: {n:,} requests, {gpus} {extra or ''}")
     print(f"  replay alone (median of {repeats}): {alone_s:.3f} s  ({n / alone_s:,.0f} requests/s)")
+    print(
+        f"  of which the engine (median): {engine_s:.3f} s  ({n / engine_s:,.0f} requests/s); "
+        "the rest builds its state and reads the results"
+    )
     print(
         f"  whole command: cold {shipped_s:.2f} s (new user, shipped builds), warm {warm_s:.2f} s"
         f" (median of {repeats}); through numba: warm {warm_numba_s:.2f} s, cold "
