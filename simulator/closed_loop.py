@@ -62,6 +62,33 @@ def session_turn_links(
     return next_turn
 
 
+def incomplete_sessions(session_idx: np.ndarray, turn: np.ndarray) -> tuple[int, int, int]:
+    """(sessions, of which without turn 1, of which with a gap or a repeat in their turn
+    numbers): a sampled or windowed trace's sessions that a closed loop replays in part.
+
+    Parameters
+    ----------
+    session_idx : numpy.ndarray
+        int64 (n,), dense session index, -1 for a request without a session.
+    turn : numpy.ndarray
+        int64 (n,), the trace's 1-based turn numbers.
+    """
+    has = session_idx >= 0
+    if not has.any():
+        return 0, 0, 0
+    sessions, turns = session_idx[has], turn[has]
+    order = np.lexsort((turns, sessions))
+    sessions, turns = sessions[order], turns[order]
+    starts = np.flatnonzero(np.r_[True, sessions[1:] != sessions[:-1]])
+    first = turns[starts]
+    last = np.r_[turns[starts[1:] - 1], turns[-1]]
+    count = np.diff(np.r_[starts, len(turns)])
+    without_first = first != 1
+    # Turns first..last exactly once each: as many turns as the span they cover.
+    gapped = ~without_first & (last - first + 1 != count)
+    return len(starts), int(without_first.sum()), int(gapped.sum())
+
+
 def think_times_s(table: pa.Table) -> np.ndarray:
     """The trace's ``think_time_s`` as float64 (n,), 0 where null or absent."""
     if "think_time_s" not in table.column_names:

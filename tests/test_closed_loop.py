@@ -18,7 +18,7 @@ from test_engine import DYADIC
 from typer.testing import CliRunner
 
 from simulator.cli import app
-from simulator.closed_loop import session_turn_links
+from simulator.closed_loop import incomplete_sessions, session_turn_links
 from simulator.cluster import replay
 from simulator.engine.state import (
     R_ARRIVAL_S,
@@ -267,3 +267,29 @@ def test_the_mean_delay_says_what_it_is_over_and_keeps_its_digits(session_file, 
     assert shown, "no mean delay row"
     assert int(shown.group(1).replace(",", "")) == summary["num_requests"]
     assert float(shown.group(2)) == pytest.approx(loop["mean_delay_s"], rel=0.05)
+
+
+def test_incomplete_sessions_counts_missing_starts_and_gaps():
+    session = np.array([0, 0, 0, 1, 1, 2, 2, 3, -1, 4, 4])
+    turn = np.array([1, 2, 3, 2, 3, 1, 3, 1, 7, 1, 1])
+    # 0: 1-2-3 whole; 1: no turn 1; 2: 1, 3 (gap); 3: 1 alone; 4: turn 1 twice.
+    assert incomplete_sessions(session, turn) == (5, 1, 2)
+    assert incomplete_sessions(np.full(3, -1), np.ones(3, np.int64)) == (0, 0, 0)
+
+
+def test_cli_closed_loop_notes_sessions_a_sample_cut(session_file, tmp_path):
+    """A QA pass: a windowed or row-sampled sessions trace (842 of 2,354 sessions without
+    turn 1) was replayed as a closed loop without a word."""
+    import pyarrow.parquet as pq
+
+    whole = CliRunner().invoke(app, ["run", str(session_file), "--gpus", "1xL4", "--closed-loop"])
+    assert whole.exit_code == 0 and "sessions lack turn 1" not in whole.stderr
+    table = pq.read_table(session_file)
+    turn = table.column("turn").to_numpy()
+    cut = tmp_path / "cut.parquet"
+    kept = table.filter(pa.array(turn != 1))
+    pq.write_table(kept, cut)
+    result = CliRunner().invoke(app, ["run", str(cut), "--gpus", "1xL4", "--closed-loop"])
+    assert result.exit_code == 0, result.stderr
+    sessions = len(set(kept.column("session_id").to_pylist()))
+    assert f"{sessions:,} of the trace's {sessions:,} sessions lack turn 1" in result.stderr

@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
+import pyarrow as pa
 import typer
 
 from simulator import _numba_cache
@@ -270,6 +272,10 @@ def run(
     table, report = import_trace(trace, import_options)
     for message in report.notes:
         note(message)
+    if closed_loop:
+        partial = _incomplete_sessions_note(table)
+        if partial is not None:
+            note(partial)
     if enable_prefix_caching and "hash_ids" not in table.column_names:
         note(
             "the trace has no prefix hashes (hash_ids): no request can find another's blocks "
@@ -317,6 +323,29 @@ def run(
         print_json(result.summary)
     else:
         _print_human(result, trace.name)
+
+
+def _incomplete_sessions_note(table: pa.Table) -> str | None:
+    """A closed loop's note on sessions it replays in part (a sampled or windowed trace's:
+    turns missing from their start or middle), or None."""
+    if "session_id" not in table.column_names or "turn" not in table.column_names:
+        return None
+    from simulator.closed_loop import incomplete_sessions
+    from simulator.engine.prefix_keys import session_indices
+
+    turn = table.column("turn").to_numpy(zero_copy_only=False)
+    turn = np.nan_to_num(turn.astype(np.float64), nan=0.0).astype(np.int64)
+    sessions, without_first, gapped = incomplete_sessions(
+        session_indices(table.column("session_id"), table.num_rows), turn
+    )
+    if not (without_first or gapped):
+        return None
+    return (
+        f"{without_first:,} of the trace's {sessions:,} sessions lack turn 1 and {gapped:,} "
+        "more miss turns between their first and last (a sampled or windowed trace?): the "
+        "closed loop replays the turns each has, in turn order, its first sent at its "
+        "recorded arrival"
+    )
 
 
 def _redraw_stale_report(out_dir: Path) -> None:
