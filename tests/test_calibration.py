@@ -2556,3 +2556,54 @@ def test_a_vidur_file_without_a_layers_column_says_so(tmp_path):
         match=r"median cell is blank, 0 or NaN \(mlp_up_proj, mlp_down_proj\)",
     ):
         read_measurements(nan)
+
+
+def _edited_profile(tmp_path: Path, edit) -> Path:
+    """A copy of the shipped H100 profile with ``edit`` applied to its JSON object."""
+    import base64
+
+    from simulator.calibration.select import PROFILES_DIR
+
+    data = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
+
+    def constant(grid: dict, milli: int) -> None:
+        count = len(base64.b64decode(grid["log_ratio"])) // 2
+        grid["log_ratio"] = base64.b64encode(np.full(count, milli, "<i2").tobytes()).decode()
+        for term in grid.get("terms", []):
+            constant(term, 0)
+
+    edit(data, constant)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (
+            lambda d, constant: [constant(g, -3000) for g in d["grids"].values()],
+            "its calls take a median 0.0498 times their roofline time",
+        ),
+        (
+            lambda d, constant: [constant(g, 32000) for g in d["grids"].values()],
+            "times their roofline time; a measured GPU's lie from 0.1 to 1e+06 times",
+        ),
+        (
+            lambda d, constant: d.update(gpu="A100-80GB-SXM"),
+            "reference.peak_bf16_flops 9.89e+14 is not A100-80GB-SXM's",
+        ),
+    ],
+)
+def test_an_edited_profile_with_impossible_numbers_is_refused(tmp_path, edit, fragment):
+    """A QA pass: a profile whose grids were set to 20 times faster than the roofline gave an
+    H100 a 1.4 ms decode step for an 8B model (reading its 16 GB of weights takes 4.8 ms),
+    +32 in the log ratio a TTFT of 2.3e19 ms, and an A100 name on an H100's peaks was used
+    as the A100's, each without a word; ``calibrate fit`` refuses such data."""
+    with pytest.raises(SimreplayError, match=re.escape(fragment)):
+        load_profile(_edited_profile(tmp_path, edit))
+    # The shipped profiles all load.
+    from simulator.calibration.select import PROFILES_DIR
+
+    for path in sorted(PROFILES_DIR.glob("*.json")):
+        load_profile(path)

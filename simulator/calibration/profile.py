@@ -408,6 +408,48 @@ def _error_tables(data: Any, where: str, *, nested: bool) -> dict[str, Any]:
     return dict(data)
 
 
+#: The range a grid's typical (median) measured / roofline ratio may take. ``calibrate fit``
+#: refuses data measured a median 10 times faster than the roofline
+#: (``fit.MIN_MEDIAN_ROOFLINE_RATIO``); the shipped profiles' medians are 1.3-20 (their
+#: smallest, launch-bound calls reach 10^5 times their roofline; the top leaves room for a
+#: slow device measured as a GPU). A grid outside was edited or damaged: a profile set to 20 times
+#: faster than the roofline gave an H100 a 1.4 ms decode step of an 8B model whose weights
+#: alone take 4.8 ms to read.
+TYPICAL_RATIO_RANGE = (0.1, 1e6)
+
+
+def _check_typical_ratio(name: str, grid: Grid) -> None:
+    """Refuse a grid whose median node (plus its terms' medians) lies outside
+    ``TYPICAL_RATIO_RANGE``."""
+    typical = float(np.median(grid.values)) + sum(float(np.median(t.values)) for t in grid.terms)
+    low, high = TYPICAL_RATIO_RANGE
+    if not math.log(low) <= typical <= math.log(high):
+        raise ValueError(
+            f"grids.{name}: its calls take a median {math.exp(typical):.3g} times their "
+            f"roofline time; a measured GPU's lie from {low:g} to {high:g} times (an edited "
+            "or damaged profile? refit it with simreplay calibrate fit)"
+        )
+
+
+def _check_reference_is_the_gpus(gpu: str, reference: Reference) -> None:
+    """Refuse a profile of a catalog GPU whose reference peaks are another GPU's (its name
+    edited: an A100 profile with an H100's peaks was used as the A100's)."""
+    from simulator.hardware import GPUS
+
+    if gpu not in GPUS and gpu != "GB200":
+        return  # a device the catalog does not know: its peaks are what the file says
+    from simulator.calibration.select import reference_for
+
+    catalog = reference_for(gpu)
+    for peak in ("peak_bf16_flops", "hbm_bytes_per_s"):
+        ours, theirs = getattr(reference, peak), getattr(catalog, peak)
+        if not 0.5 <= ours / theirs <= 2.0:
+            raise ValueError(
+                f"reference.{peak} {ours:.4g} is not {gpu}'s ({theirs:.4g} in the "
+                "catalog): the profile was measured on another GPU, or edited"
+            )
+
+
 def _from_json(data: Any, path: Path) -> Profile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f'expected an object with "format": "{FORMAT}"')
@@ -452,6 +494,7 @@ def _from_json(data: Any, path: Path) -> Profile:
                 )
         if grid.names != GRID_FEATURES[name][1] and grid.names not in legacy:
             raise ValueError(f"grids.{name}.axes must be {', '.join(GRID_FEATURES[name][1])}")
+        _check_typical_ratio(name, grid)
         grids[name] = grid
     host = {}
     host_data = data.get("host") or {}
@@ -474,6 +517,7 @@ def _from_json(data: Any, path: Path) -> Profile:
     leave_one_out = _error_tables(data.get("leave_one_out"), "leave_one_out", nested=False)
     if not isinstance(data["gpu"], str) or not data["gpu"].strip():
         raise ValueError(f"gpu must be the measured GPU's name, got {data['gpu']!r:.40}")
+    _check_reference_is_the_gpus(str(data["gpu"]), reference)
     return Profile(
         gpu=str(data["gpu"]),
         reference=reference,
