@@ -26,6 +26,7 @@ from simulator.memory import (
     MemoryPlan,
     choose_tp,
     default_batch_knobs,
+    has_useful_kv,
     plan_memory,
     validate_pp,
     validate_tp,
@@ -493,7 +494,20 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     tp_chosen = scenario.tp is None
     if tp_chosen:
         tp = choose_tp(model, gpu, num_gpus, max_context_tokens=context, **knobs, **pp_knobs)
-        notes.append(f"--tp not given: chose tp={tp} (smallest with a useful KV cache)")
+        chosen = plan_memory(model, gpu, tp, **knobs, **pp_knobs)
+        if has_useful_kv(chosen, context):
+            notes.append(f"--tp not given: chose tp={tp} (smallest with a useful KV cache)")
+        else:
+            # choose_tp's fallback: no TP these GPUs allow holds a full-context sequence with
+            # KV at least half the weights (vLLM would not start without a smaller
+            # --max-model-len); say so rather than call it useful.
+            notes.append(
+                f"--tp not given: no TP on {num_gpus} {gpu.name} leaves a useful KV cache "
+                f"(one {context:,}-token sequence a replica, and KV at least half the weights); "
+                f"chose tp={tp}, the largest that fits, whose replicas hold "
+                f"{chosen.kv_capacity_tokens:,} tokens of KV: more or larger GPUs serve "
+                "this model better"
+            )
     else:
         tp = scenario.tp
         validate_tp(model, num_gpus, tp)

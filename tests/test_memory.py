@@ -513,3 +513,17 @@ def test_sarathi_plans_memory_as_a_v1_server_whose_budget_is_the_chunk():
         resolve(Scenario(gpus="1xH100", scheduler="sarathi", max_num_batched_tokens=4096))
     with pytest.raises(SimreplayError, match=r"--chunk-size 256 \(sarathi's"):
         resolve(Scenario(gpus="1xH100", scheduler="sarathi", chunk_size=256, max_num_seqs=300))
+
+
+def test_a_tp_chosen_without_a_useful_kv_cache_is_not_called_useful():
+    """A QA pass: 70B on 2xH100 chose tp=2 'smallest with a useful KV cache' for replicas
+    holding 1,920 tokens (vLLM refuses to start at the model's context); 9,780 of the
+    Mooncake trace's 12,031 requests were then rejected."""
+    from simulator.scenario import Scenario, resolve
+
+    cramped = resolve(Scenario(gpus="2xH100", model="llama-3.1-70b"))
+    (note,) = [n for n in cramped.notes if n.startswith("--tp not given")]
+    assert note.startswith("--tp not given: no TP on 2 H100-SXM leaves a useful KV cache")
+    assert f"chose tp=2, the largest that fits, whose replicas hold {1_920:,} tokens" in note
+    roomy = resolve(Scenario(gpus="8xH100", model="llama-3.1-70b"))
+    assert "--tp not given: chose tp=4 (smallest with a useful KV cache)" in roomy.notes
