@@ -606,6 +606,13 @@ def _spec_from_config(
     notes = _approximation_notes(config, name, max_context, encoders)
     if fp8_note is not None:
         notes = (f"{name}: {fp8_note}", *notes)
+    if dtype_name in ("float32", "float"):
+        # As vLLM warns when it downcasts: the file's own dtype is not what is served.
+        notes = (
+            f"{name}: a float32 checkpoint, served with 16-bit weights as vLLM v0.11's "
+            "--dtype auto serves it (downcast, with a warning)",
+            *notes,
+        )
     spec = ModelSpec(
         name=name,
         num_layers=num_layers,

@@ -367,6 +367,10 @@ def test_float32_checkpoint_is_served_in_16_bit(tmp_path):
     spec = load_hf_config(write_config(tmp_path, {**PHI2_CONFIG, "torch_dtype": "float32"}))
     assert spec.weight_bytes_per_param == 2
     assert weight_bytes(spec) == 2 * param_count(spec)["total"]
+    # A QA pass: results identical to bfloat16's without a word; vLLM warns as it downcasts.
+    assert any("a float32 checkpoint, served with 16-bit weights" in n for n in spec.notes)
+    bf16 = load_hf_config(write_config(tmp_path / "b", {**PHI2_CONFIG, "torch_dtype": "bfloat16"}))
+    assert not any("float32" in n for n in bf16.notes)
 
 
 GEMMA2_9B_CONFIG = {
