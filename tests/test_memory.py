@@ -527,3 +527,14 @@ def test_a_tp_chosen_without_a_useful_kv_cache_is_not_called_useful():
     assert f"chose tp=2, the largest that fits, whose replicas hold {1_920:,} tokens" in note
     roomy = resolve(Scenario(gpus="8xH100", model="llama-3.1-70b"))
     assert "--tp not given: chose tp=4 (smallest with a useful KV cache)" in roomy.notes
+
+
+def test_an_uncalibrated_gpu_is_said_to_be_optimistic():
+    """A QA pass: Mixtral on 1xMI300X (roofline at default efficiencies) answered TTFT p99
+    312 ms against a measured B200's 574 ms, the source named only in a table line."""
+    from simulator.scenario import Scenario, resolve
+
+    mi300x = resolve(Scenario(gpus="1xMI300X", model="mixtral-8x7b"))
+    assert any(n.startswith("MI300X has no measured profile") for n in mi300x.notes)
+    h100 = resolve(Scenario(gpus="1xH100"))
+    assert not any("no measured profile" in n for n in h100.notes)
