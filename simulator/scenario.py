@@ -549,6 +549,13 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes)
     step_model = served_step_model(step_model, scenario, max_num_seqs, token_budget)
     notes.extend(_multi_node_notes(gpu, tp, pp, num_gpus // (tp * pp)))
+    if scenario.enforce_eager:
+        # README's limitation, said where the run is (a QA pass read TPOT 9.18 -> 9.09 ms).
+        notes.append(
+            "--enforce-eager is modelled as steps without CUDA graphs' padding only, not the "
+            "kernel-launch time eager steps add (the measured kernels ran as graphs): it "
+            "reads no slower here, where vLLM decodes slower without graphs at small batches"
+        )
     from simulator.calibration.select import UNCALIBRATED
 
     if calibration.get("source") == UNCALIBRATED:
