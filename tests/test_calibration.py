@@ -2607,3 +2607,16 @@ def test_an_edited_profile_with_impossible_numbers_is_refused(tmp_path, edit, fr
 
     for path in sorted(PROFILES_DIR.glob("*.json")):
         load_profile(path)
+
+
+def test_a_binary_file_given_as_a_profile_is_named_as_not_a_profile(tmp_path):
+    """A QA pass: --calibration x.parquet said "cannot read: 'utf-8' codec can't decode
+    byte 0xb5 ..."."""
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"a": [1.5]}), path)
+    with pytest.raises(SimreplayError) as info:
+        load_profile(path)
+    assert str(info.value) == (
+        f"{path}: not a calibration profile: not UTF-8 text (a profile is the JSON file "
+        "simreplay calibrate fit writes)"
+    )

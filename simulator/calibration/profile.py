@@ -334,7 +334,12 @@ def load_profile(path: Path) -> Profile:
     check_input_file(path, "a calibration profile", label=f"--calibration {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise SimreplayError(
+            f"{path}: not a calibration profile: not UTF-8 text (a profile is the JSON file "
+            "simreplay calibrate fit writes)"
+        ) from None
+    except OSError as exc:
         raise SimreplayError(f"--calibration {path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise SimreplayError(
