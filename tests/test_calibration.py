@@ -2620,3 +2620,30 @@ def test_a_binary_file_given_as_a_profile_is_named_as_not_a_profile(tmp_path):
         f"{path}: not a calibration profile: not UTF-8 text (a profile is the JSON file "
         "simreplay calibrate fit writes)"
     )
+
+
+def test_fit_replaces_only_a_profile_of_the_same_gpu(tmp_path):
+    """A QA pass: `calibrate fit -o victim.py` replaced a Python script with a profile, and
+    `-o` another GPU's profile replaced it, without a word; `-o results/fit` (a folder
+    meant, not made) wrote a file named fit."""
+    from simulator.calibration.select import PROFILES_DIR
+
+    source = tmp_path / "source"
+    source.mkdir()
+    script = tmp_path / "victim.py"
+    script.write_text("print('hello')\n")
+    a100 = tmp_path / "a100.json"
+    a100.write_bytes((PROFILES_DIR / "a100-80gb-sxm.json").read_bytes())
+    cases = [
+        (script, "exists and is not a calibration profile"),
+        (a100, "is A100-80GB-SXM's profile, not H100-SXM's"),
+        (tmp_path / "fit", "neither an existing folder nor a .json file name"),
+    ]
+    for out, fragment in cases:
+        before = out.read_bytes() if out.exists() else None
+        result = CliRunner().invoke(
+            app, ["calibrate", "fit", "--source", str(source), "--gpu", "H100", "-o", str(out)]
+        )
+        assert result.exit_code == 1 and fragment in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert (out.read_bytes() if out.exists() else None) == before

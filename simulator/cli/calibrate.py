@@ -60,6 +60,7 @@ def fit(
 
     target = _fit_target(out, _gpu_name(gpu))
     _refuse_overwriting_measurements(target, source)
+    _refuse_replacing_another_file(out, target, _gpu_name(gpu))
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
     save_profile(profile, target)
     _print_skipped(profile.provenance.get("rows_skipped") or {})
@@ -75,6 +76,34 @@ def fit(
         )
     else:
         _print_errors({profile.gpu: profile.errors})
+
+
+def _refuse_replacing_another_file(out: str, target: Path, gpu: str) -> None:
+    """Fail before fitting when ``-o`` would replace a file that is not this GPU's profile (a
+    QA pass replaced a Python script, and another GPU's profile, without a word), or would
+    write a new file whose name is not ``.json`` (``-o results/fit`` meant a folder and
+    wrote a file ``fit``, which ``--calibration results/fit/h100-sxm.json`` then missed)."""
+    from simulator.calibration.profile import load_profile
+
+    if not target.exists():
+        if target.suffix.lower() != ".json":
+            raise SimreplayError(
+                f"-o {out}: neither an existing folder nor a .json file name: a profile is "
+                "written to NAME.json, or as <gpu>.json into a folder that exists"
+            )
+        return
+    try:
+        existing = load_profile(target)
+    except SimreplayError:
+        raise SimreplayError(
+            f"-o {out}: {target} exists and is not a calibration profile: fit replaces only "
+            "a profile of the same GPU; choose another name"
+        ) from None
+    if existing.gpu != gpu:
+        raise SimreplayError(
+            f"-o {out}: {target} is {existing.gpu}'s profile, not {gpu}'s: fit replaces only "
+            "a profile of the same GPU; choose another name"
+        )
 
 
 def _refuse_overwriting_measurements(target: Path, source: Path) -> None:
