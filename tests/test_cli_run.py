@@ -1004,3 +1004,20 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert (proc.returncode, stderr) == (143, "terminated\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_into_a_folder_with_an_earlier_runs_outputs_says_it_replaces_them(tmp_path):
+    """A QA pass: `run --out DIR` over an earlier run's outputs replaced them without a
+    word (the earlier summary.json was gone)."""
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    out = tmp_path / "results"
+    args = ["run", str(trace), "--gpus", "4xA100", "--out", str(out)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "earlier run" not in first.stderr, first.stderr
+    again = runner.invoke(app, [*args[:3], "8xA100", *args[4:]])
+    assert again.exit_code == 0, again.stderr
+    assert (
+        f"note: {out} held an earlier run's requests.parquet, steps.parquet, summary.json: "
+        "replaced by this run's" in again.stderr
+    )
+    assert json.loads((out / "summary.json").read_text())["scenario"]["gpus"].startswith("8x")

@@ -310,7 +310,10 @@ def run(
         + (")" if ahead_of_time else ", including loading or compiling the numba kernels)"),
     )
     if out_dir is not None:
+        earlier = [n for n in _RUN_FILES if (out_dir / n).is_file()]
         result.write(out_dir, option="--out")
+        if earlier:
+            note(f"{out_dir} held an earlier run's {', '.join(earlier)}: replaced by this run's")
         err.print(f"wrote {out_dir}/requests.parquet, steps.parquet, summary.json")
         if with_report:
             from simulator.cli.report import announce
@@ -323,6 +326,10 @@ def run(
         print_json(result.summary)
     else:
         _print_human(result, trace.name)
+
+
+#: What ``run --out DIR`` writes (``results.Result.write``).
+_RUN_FILES = ("requests.parquet", "steps.parquet", "summary.json")
 
 
 def _incomplete_sessions_note(table: pa.Table) -> str | None:
