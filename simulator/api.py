@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from simulator.closed_loop import session_turn_links, think_times_s
+from simulator.closed_loop import session_turn_links, think_times_s, turn_numbers
 from simulator.cluster import Router, replay
 from simulator.engine.capacity import CapacityBounds, capacity_bounds
 from simulator.engine.prefix_keys import (
@@ -471,11 +471,7 @@ def _trace_inputs(
     has_sessions = session_idx is not None and bool((session_idx >= 0).any())
     next_turn = None
     if has_sessions:
-        turn = None
-        if "turn" in table.column_names:
-            turn = table.column("turn").to_numpy(zero_copy_only=False)
-            turn = np.nan_to_num(turn.astype(np.float64), nan=0.0).astype(np.int64)
-        next_turn = session_turn_links(session_idx, turn, arrival_time_s)
+        next_turn = session_turn_links(session_idx, turn_numbers(table), arrival_time_s)
         if prefix is not None and len(prefix.chained_ids):
             prefix = link_answers_to_next_turns(
                 prefix,

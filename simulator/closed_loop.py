@@ -62,6 +62,14 @@ def session_turn_links(
     return next_turn
 
 
+def turn_numbers(table: pa.Table) -> np.ndarray | None:
+    """The trace's ``turn`` column as int64 (n,), 0 where null; None without the column."""
+    if "turn" not in table.column_names:
+        return None
+    turn = table.column("turn").to_numpy(zero_copy_only=False)
+    return np.nan_to_num(turn.astype(np.float64), nan=0.0).astype(np.int64)
+
+
 def incomplete_sessions(session_idx: np.ndarray, turn: np.ndarray) -> tuple[int, int, int]:
     """(sessions, of which without turn 1, of which with a gap or a repeat in their turn
     numbers): a sampled or windowed trace's sessions that a closed loop replays in part.

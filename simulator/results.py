@@ -186,7 +186,7 @@ class Result:
         except OSError as exc:
             name = out_dir if option is None else f"{option} {out_dir}"
             raise SimreplayError(f"{name}: cannot create it ({exc.strerror})") from None
-        for file_name in ("requests.parquet", "steps.parquet", "summary.json"):
+        for file_name in RUN_FILES:
             # Checked before the first file is written: never one run's requests beside
             # another's summary.
             if (out_dir / file_name).is_dir():
@@ -211,6 +211,10 @@ class Result:
                 with contextlib.suppress(OSError):
                     out_dir.rmdir()
             raise
+
+
+#: What ``Result.write`` (``run --out DIR``) writes into its folder.
+RUN_FILES = ("requests.parquet", "steps.parquet", "summary.json")
 
 
 def summary_json(summary: dict[str, Any]) -> str:

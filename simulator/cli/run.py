@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import pyarrow as pa
 import typer
 
@@ -310,7 +309,9 @@ def run(
         + (")" if ahead_of_time else ", including loading or compiling the numba kernels)"),
     )
     if out_dir is not None:
-        earlier = [n for n in _RUN_FILES if (out_dir / n).is_file()]
+        from simulator.results import RUN_FILES
+
+        earlier = [n for n in RUN_FILES if (out_dir / n).is_file()]
         result.write(out_dir, option="--out")
         if earlier:
             note(f"{out_dir} held an earlier run's {', '.join(earlier)}: replaced by this run's")
@@ -328,22 +329,16 @@ def run(
         _print_human(result, trace.name)
 
 
-#: What ``run --out DIR`` writes (``results.Result.write``).
-_RUN_FILES = ("requests.parquet", "steps.parquet", "summary.json")
-
-
 def _incomplete_sessions_note(table: pa.Table) -> str | None:
     """A closed loop's note on sessions it replays in part (a sampled or windowed trace's:
     turns missing from their start or middle), or None."""
     if "session_id" not in table.column_names or "turn" not in table.column_names:
         return None
-    from simulator.closed_loop import incomplete_sessions
+    from simulator.closed_loop import incomplete_sessions, turn_numbers
     from simulator.engine.prefix_keys import session_indices
 
-    turn = table.column("turn").to_numpy(zero_copy_only=False)
-    turn = np.nan_to_num(turn.astype(np.float64), nan=0.0).astype(np.int64)
     sessions, without_first, gapped = incomplete_sessions(
-        session_indices(table.column("session_id"), table.num_rows), turn
+        session_indices(table.column("session_id"), table.num_rows), turn_numbers(table)
     )
     if not (without_first or gapped):
         return None
