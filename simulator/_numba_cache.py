@@ -36,6 +36,7 @@ KERNEL_SOURCES = (
     "engine/prefix_cache.py",
     "engine/kernels.py",
     "engine/fused.py",
+    "engine/outcomes.py",
     "perf/layout.py",
     "perf/kernel.py",
 )

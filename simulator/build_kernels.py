@@ -91,7 +91,7 @@ def _compile_ahead_of_time(output_dir: str) -> None:
 
     from numba.pycc import CC
 
-    from simulator.engine import fused
+    from simulator.engine import fused, outcomes
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pycc's own deprecation notice
@@ -103,6 +103,8 @@ def _compile_ahead_of_time(output_dir: str) -> None:
     # its array arguments (3 % of a lightly loaded replay's time).
     cc.use_nrt = False
     cc.export("run_fused", compiled.RUN_FUSED_SIGNATURE)(fused.run_fused.py_func)
+    cc.export("read_outcomes", compiled.READ_OUTCOMES_SIGNATURE)(outcomes.read_outcomes.py_func)
+    cc.export("read_kv_usage", compiled.READ_KV_USAGE_SIGNATURE)(outcomes.read_kv_usage.py_func)
     cc.compile()
 
 

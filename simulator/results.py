@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,14 +95,22 @@ from simulator.engine.state import (
     L_REPLICA,
     L_START_S,
     L_WAITING,
+    NUM_O_FLOAT,
+    NUM_O_INT,
     NUM_R_FLOAT,
+    O_BACKLOG,
+    O_COMPLETED,
+    O_FIRST_SENT_S,
+    O_LAST_ARRIVAL_S,
+    O_LAST_FINISH_S,
+    O_OUTPUT_DONE,
+    O_PREEMPTIONS,
     P_EVICTIONS,
     R_ARRIVAL_S,
     R_CACHED_TOKENS,
     R_FINISH_S,
     R_FIRST_SCHEDULED_S,
     R_FIRST_TOKEN_S,
-    R_LAST_TOKEN_S,
     R_OUTPUT,
     R_PREEMPTIONS,
     R_PROMPT,
@@ -234,7 +241,7 @@ def build_result(
     return Result(resolved, summary, state, request_ids)
 
 
-#: Request rows read at a time (``_fields``, ``_Outcomes.of``): 16K rows of ``req_i`` and
+#: Request rows read at a time (``_fields``): 16K rows of ``req_i`` and
 #: ``req_f`` (3.4 MB) stay in the CPU's cache while each of their fields is read; smaller
 #: blocks measured no faster and spend more time in Python per row.
 _READ_ROWS = 1 << 14
@@ -257,71 +264,73 @@ def _fields(rows: np.ndarray, fields: Sequence[int]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Outcomes:
-    """What the summary reads of every request, gathered by ``of`` in one pass."""
+    """What the summary reads of every request (``engine/outcomes.py``, one compiled pass)."""
 
-    output_tokens: np.ndarray  # int64
     completed: np.ndarray  # bool
-    ttft_s: np.ndarray
+    ttft_s: np.ndarray  # TTFT and E2E from the client's send, queueing from the receipt
+    tpot_s: np.ndarray  # NaN for one output token or fewer
     e2e_s: np.ndarray
     queue_s: np.ndarray
     token_span_s: np.ndarray  # first to last token: the sum of the request's ITLs
-    first_scheduled_s: np.ndarray
+    num_completed: int
+    output_done: int  # output tokens of the completed requests
+    num_preemptions: int
+    backlog: int  # completed requests first scheduled after the latest arrival
     first_arrival_s: float  # the earliest send; 0 when there are no requests
     last_arrival_s: float  # the latest arrival at the engine, 0 if earlier
     last_finish_s: float  # the latest completion; NaN when none
-    num_preemptions: int
-    reject_codes: np.ndarray  # the reject reason code of each rejected request
+    reject_counts: np.ndarray  # requests rejected for each reason code (0: not rejected)
 
     @classmethod
     def of(cls, state: EngineState) -> _Outcomes:
-        """Read a block of requests at a time from both request tables, each block while it
-        is in the CPU's cache; only the per-request arrays the summary needs are written.
+        """Read both request tables once, each request's rows while they are in cache.
 
         TTFT and E2E count from the client's send (``state.sent_s``, where an API-server
         latency separates it from the engine's receipt), queueing from the receipt."""
+        from simulator.engine import compiled
+
         n = len(state.req_i)
-        output, completed = np.empty(n, np.int64), np.empty(n, np.bool_)
-        ttft, e2e, queue, span, scheduled = (np.empty(n) for _ in range(5))
-        first_arrival_s, last_arrival_s, last_finish_s = math.inf, 0.0, np.nan
-        num_preemptions, reject_codes = 0, [np.zeros(0, np.int64)]
-        for start in range(0, n, _READ_ROWS):
-            rows = slice(start, start + _READ_ROWS)
-            block_i, block_f = state.req_i[rows], state.req_f[rows]
-            output[rows] = block_i[:, R_OUTPUT]
-            np.equal(block_i[:, R_STATUS], FINISHED, out=completed[rows])
-            num_preemptions += int(block_i[:, R_PREEMPTIONS].sum())
-            codes = block_i[:, R_REJECT]
-            if codes.any():
-                reject_codes.append(codes[codes != 0])
-            arrival = block_f[:, R_ARRIVAL_S]
-            sent = arrival if state.sent_s is None else state.sent_s[rows]
-            np.subtract(block_f[:, R_FIRST_TOKEN_S], sent, out=ttft[rows])
-            np.subtract(block_f[:, R_FINISH_S], sent, out=e2e[rows])
-            np.subtract(block_f[:, R_FIRST_SCHEDULED_S], arrival, out=queue[rows])
-            np.subtract(block_f[:, R_LAST_TOKEN_S], block_f[:, R_FIRST_TOKEN_S], out=span[rows])
-            scheduled[rows] = block_f[:, R_FIRST_SCHEDULED_S]
-            first_arrival_s = min(first_arrival_s, float(sent.min()))
-            last_arrival_s = max(last_arrival_s, float(arrival.max()))
-            # fmax skips NaN as np.nanmax does (which is fmax.reduce), and warns of nothing.
-            last_finish_s = float(np.fmax(last_finish_s, np.fmax.reduce(block_f[:, R_FINISH_S])))
-        return cls(
-            output,
+        completed = np.empty(n, np.bool_)
+        ttft, tpot, e2e, queue, span = (np.empty(n) for _ in range(5))
+        reject_counts = np.zeros(max(REJECT_REASONS) + 1, np.int64)
+        totals_i = np.zeros(NUM_O_INT, np.int64)
+        totals_f = np.zeros(NUM_O_FLOAT, np.float64)
+        # Empty: every request was sent when it arrived at the engine.
+        sent_s = np.zeros(0) if state.sent_s is None else state.sent_s
+        compiled.read_outcomes()(
+            state.req_i,
+            state.req_f,
+            np.ascontiguousarray(sent_s, dtype=np.float64),
             completed,
             ttft,
+            tpot,
             e2e,
             queue,
             span,
-            scheduled,
-            first_arrival_s if n else 0.0,
-            last_arrival_s,
-            last_finish_s,
-            num_preemptions,
-            np.concatenate(reject_codes),
+            reject_counts,
+            totals_i,
+            totals_f,
+        )
+        return cls(
+            completed,
+            ttft,
+            tpot,
+            e2e,
+            queue,
+            span,
+            num_completed=int(totals_i[O_COMPLETED]),
+            output_done=int(totals_i[O_OUTPUT_DONE]),
+            num_preemptions=int(totals_i[O_PREEMPTIONS]),
+            backlog=int(totals_i[O_BACKLOG]),
+            first_arrival_s=float(totals_f[O_FIRST_SENT_S]) if n else 0.0,
+            last_arrival_s=float(totals_f[O_LAST_ARRIVAL_S]),
+            last_finish_s=float(totals_f[O_LAST_FINISH_S]),
+            reject_counts=reject_counts,
         )
 
     def of_completed(self, values: np.ndarray) -> np.ndarray:
         """``values[completed]``; ``values`` itself (no copy) when every request completed."""
-        return values if self.completed.all() else values[self.completed]
+        return values if self.num_completed == len(values) else values[self.completed]
 
 
 def _latencies_s(
@@ -461,31 +470,29 @@ def _summary(
     completed = outcomes.completed
     latencies_s = {
         "ttft": outcomes.ttft_s,
-        "tpot": _tpot_s(outcomes.ttft_s, outcomes.e2e_s, outcomes.output_tokens),
+        "tpot": outcomes.tpot_s,
         "e2e": outcomes.e2e_s,
         "queue": outcomes.queue_s,
     }
     num_requests = len(completed)
     last_arrival_s = outcomes.last_arrival_s
-    last_s = outcomes.last_finish_s if completed.any() else last_arrival_s
+    last_s = outcomes.last_finish_s if outcomes.num_completed else last_arrival_s
     # From the first arrival, not time 0: a trace that is a slice of a longer log (first
     # arrival at 10,000 s) has the throughput of the same requests shifted to start at 0.
     makespan_s = max(last_s - outcomes.first_arrival_s, 0.0)
-    output_done = int(outcomes.of_completed(outcomes.output_tokens).sum())
     itl_sum_s = _nansum(outcomes.of_completed(outcomes.token_span_s))
-    # Reject reason codes are small integers: counted in one pass (np.unique would sort).
-    reason_counts = np.bincount(outcomes.reject_codes, minlength=1)
+    reason_counts = outcomes.reject_counts
     # Before the latencies are described: that reorders them (reorder=True, no copies).
     slo_summary = slo_report(latencies_s, completed, slo, makespan_s) if slo else None
     tpot_ms = describe_ms(latencies_s["tpot"], reorder=True)
     summary: dict[str, Any] = {
         "num_requests": num_requests,
-        "num_completed": int(completed.sum()),
+        "num_completed": outcomes.num_completed,
         "num_rejected": int(reason_counts[1:].sum()),
         "num_preemptions": outcomes.num_preemptions,
         "makespan_s": makespan_s,
-        "throughput_rps": completed.sum() / makespan_s if makespan_s > 0 else None,
-        "output_tokens_per_s": output_done / makespan_s if makespan_s > 0 else None,
+        "throughput_rps": outcomes.num_completed / makespan_s if makespan_s > 0 else None,
+        "output_tokens_per_s": outcomes.output_done / makespan_s if makespan_s > 0 else None,
         "ttft_ms": describe_ms(latencies_s["ttft"], reorder=True),
         "tpot_ms": tpot_ms,
         "itl_ms": itl_summary_ms(state.itl_histogram, itl_sum_s, tpot_ms["max"]),
@@ -500,9 +507,7 @@ def _summary(
         ),
         # Requests not yet started when the last request arrived: a backlog that grows with
         # the trace means the deployment does not keep up and tail latency has no ceiling.
-        "backlog_at_last_arrival": int(
-            (outcomes.of_completed(outcomes.first_scheduled_s) > last_arrival_s).sum()
-        ),
+        "backlog_at_last_arrival": outcomes.backlog,
         "rejected_by_reason": {
             REJECT_REASONS[code]: int(count)
             for code, count in enumerate(reason_counts)
@@ -551,10 +556,6 @@ def _nansum(values: np.ndarray) -> float:
     return float(values.sum())
 
 
-#: Step-log rows ``_kv_usage`` reads at a time (64K rows: a few 512 kB arrays, in cache).
-_LOG_ROWS = 1 << 16
-
-
 def _kv_usage(
     state: EngineState, num_kv_blocks: int, num_replicas: int, pp: int = 1, block_size: int = 16
 ) -> dict[str, Any]:
@@ -577,28 +578,24 @@ def _kv_usage(
         if pp > 1:
             empty["per_virtual_engine_peak_fraction"] = [[0.0] * pp for _ in range(num_replicas)]
         return empty
+    from simulator.engine import compiled
+
     num_engines = num_replicas * pp
-    per_engine = np.zeros(num_engines)
-    peak = 0.0
     # Per engine replica, summed in its own step order (then across replicas): the same floats
     # whatever order the replicas' rows were logged in (runs may be brought up in any order).
-    # ufunc.at adds in row order as np.bincount does, so a block of rows at a time gives
-    # bincount's sums, with no fresh arrays as long as the log (2M rows: 16 MB each).
+    per_engine = np.zeros(num_engines)
     busy_s = np.zeros(num_engines)
     weighted_s = np.zeros(num_engines)
-    for start in range(0, n, _LOG_ROWS):
-        stop = min(start + _LOG_ROWS, n)
-        replica = state.log_i[L_REPLICA, start:stop]
-        used = state.log_i[L_KV_BLOCKS, start:stop] / num_kv_blocks
-        duration = state.log_f[L_END_S, start:stop] - state.log_f[L_START_S, start:stop]
-        peak = max(peak, float(used.max()))
-        np.maximum.at(per_engine, replica, used)
-        np.add.at(busy_s, replica, duration)
-        growth = state.log_i[L_DECODE_SEQS, start:stop] * (
-            (state.log_i[L_NUM_STEPS, start:stop] - 1) / (2.0 * max(block_size, 1) * num_kv_blocks)
-        )
-        mean_used = np.maximum(used - growth, 0.0)
-        np.add.at(weighted_s, replica, np.multiply(mean_used, duration, out=duration))
+    peak = compiled.read_kv_usage()(
+        state.log_i,
+        state.log_f,
+        n,
+        num_kv_blocks,
+        2.0 * max(block_size, 1) * num_kv_blocks,
+        per_engine,
+        busy_s,
+        weighted_s,
+    )
     per_replica = per_engine.reshape(num_replicas, pp).max(axis=1)
     busy = busy_s.sum()
     mean = float(weighted_s.sum() / busy) if busy > 0 else 0.0

@@ -8,7 +8,9 @@ of a one-hour trace's whole command. ``python -m simulator.build_kernels`` there
 compiles ``run_fused`` (with every kernel it calls) into a CPython extension module with
 numba's ahead-of-time compiler (``numba.pycc``), shipped beside the cached kernels:
 ``simulator/_jitcache/<kernel hash>/_fused_aot<extension suffix>``, named in that folder's
-``BUILD.json``. Importing it takes about a millisecond and needs numpy only.
+``BUILD.json``, with the passes that read the summary's per-request outcomes and KV use
+from the final state (``outcomes.py``). Importing it takes about a millisecond and needs
+numpy only.
 
 It is the same source through the same LLVM for the same portable CPU (``generic``), with
 no fast-math, so it computes the same floats: a test replays scenarios covering every
@@ -48,6 +50,15 @@ RUN_FUSED_SIGNATURE = (
     "f8[:, ::1], i8[:, ::1], f8[:, ::1], i8[::1], i8[::1], i8[:, ::1], i8[::1], f8[::1], "
     "i8[::1])"
 )
+
+#: numba type signature of ``outcomes.read_outcomes``, also in the extension: with it a
+#: replay's summary reads the request tables without numba too.
+READ_OUTCOMES_SIGNATURE = (
+    "void(i8[:, ::1], f8[:, ::1], f8[::1], b1[::1], f8[::1], f8[::1], f8[::1], f8[::1], "
+    "f8[::1], i8[::1], i8[::1], f8[::1])"
+)
+#: And of ``outcomes.read_kv_usage``.
+READ_KV_USAGE_SIGNATURE = "f8(i8[:, ::1], f8[:, ::1], i8, i8, f8, f8[::1], f8[::1], f8[::1])"
 
 
 def file_name() -> str:
@@ -121,3 +132,23 @@ def run_fused() -> Callable[..., int]:
     from simulator.engine import fused
 
     return fused.run_fused
+
+
+def read_outcomes() -> Callable[..., None]:
+    """``outcomes.read_outcomes``: the shipped extension's when ``available()``, else
+    numba's."""
+    if available():
+        return shipped_module().read_outcomes
+    from simulator.engine import outcomes
+
+    return outcomes.read_outcomes
+
+
+def read_kv_usage() -> Callable[..., float]:
+    """``outcomes.read_kv_usage``: the shipped extension's when ``available()``, else
+    numba's."""
+    if available():
+        return shipped_module().read_kv_usage
+    from simulator.engine import outcomes
+
+    return outcomes.read_kv_usage

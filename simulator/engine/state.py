@@ -178,6 +178,14 @@ C_ROUTED = 2  # requests routed so far (round-robin position)
 C_FAST_STEPS = 3  # engine steps applied by the decode-run fast path (for benchmarks)
 NUM_COUNTERS = 4
 
+# What ``outcomes.read_outcomes`` totals over the requests: integers (int64)...
+O_COMPLETED, O_OUTPUT_DONE, O_PREEMPTIONS, O_BACKLOG = range(4)
+NUM_O_INT = 4
+# ... and floats: earliest send (inf without requests), latest engine arrival (0.0 if none
+# is later), latest completion (NaN when none completed).
+O_FIRST_SENT_S, O_LAST_ARRIVAL_S, O_LAST_FINISH_S = range(3)
+NUM_O_FLOAT = 3
+
 # Columns of EngineState.run_terms: decode_run_terms_s's six values, then a filled flag.
 RUN_TERMS_FILLED = 6
 NUM_RUN_TERMS = 7
