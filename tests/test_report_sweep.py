@@ -515,7 +515,7 @@ def store_dir(tmp_path_factory):
 def test_a_damaged_store_row_is_refused_naming_its_file(store_dir, tmp_path, damage, message):
     """A QA pass: `report` drew a copied row as another scenario ('5 scenarios' of 4; `sweep
     show` refused it), and a row with a p99 TTFT of -5 ms, p50 above p99, a status 'weird'
-    (counted as infeasible) or a negative cost without a word."""
+    (counted as infeasible) or a negative cost without a word; `sweep show` printed them."""
     import shutil
 
     store = tmp_path / "sw"
@@ -536,3 +536,9 @@ def test_a_damaged_store_row_is_refused_naming_its_file(store_dir, tmp_path, dam
     assert result.stderr.startswith(f"error: {at}: ") and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (store / "report.html").exists()
+    if "gpus" not in damage:  # `sweep show` prints the knob as stored
+        # It printed the impossible numbers as they were.
+        for args in ((), ("--json",)):
+            shown = invoke("sweep", "show", store, *args)
+            assert shown.exit_code == 1 and shown.stdout == "", shown.stdout
+            assert shown.stderr.startswith(f"error: {at}: ") and message in shown.stderr

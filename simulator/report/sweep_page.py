@@ -19,7 +19,6 @@ marked, and the page says which it is.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -34,12 +33,11 @@ from simulator.errors import SimreplayError
 from simulator.report import figures as F
 from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
 from simulator.report.run_page import read_table
+from simulator.sweep.store import check_row_values
 
 PLAN_FILE = "plan.json"
 #: The store's manifest (``simulator/sweep/store.py``).
 STORE_MANIFEST = "sweep.json"
-#: What a sweep store row's status may be (``sweep.runner``).
-STORE_STATUSES = ("ok", "infeasible")
 #: Scenario knobs, in the order heat-map axes and series are chosen from: every ``Scenario``
 #: field (a test checks), so any knob a sweep varies is named in the lines and the table.
 KNOBS = (
@@ -190,13 +188,8 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
         from simulator.sweep.store import ResultStore
 
         store = ResultStore(directory)
-        combined = store.read()
+        combined = store.read()  # every row's status and numbers checked
         where = [store.path_of(key) for key in combined.column("scenario_key").to_pylist()]
-        for path, status in zip(where, combined.column("status").to_pylist(), strict=True):
-            if status not in STORE_STATUSES:
-                raise SimreplayError(
-                    f"{path}: status is {status!r}; a sweep row's is {' or '.join(STORE_STATUSES)}"
-                )
     else:
         tables = [read_table(path) for path in files]
         try:
@@ -272,37 +265,8 @@ def _judge(rows: list[dict[str, Any]], slo: dict[str, tuple[str, int, float]]) -
         )
 
 
-#: A row's latency columns: ``<metric>_<stat>_ms``, stats in the order they must not fall.
-_LATENCY_COLUMN = re.compile(r"^(ttft|tpot|itl|e2e|queue)_(mean|p\d+|max)_ms$")
-
-
-def _check_values(row: dict[str, Any], path: Path) -> None:
-    """Refuse a row whose numbers no run can produce (a hand-edited or damaged row was drawn
-    as is: a p99 TTFT of -5 ms, p50 above p99): latencies and costs finite and >= 0 (or
-    empty), each metric's percentiles in order."""
-    by_metric: dict[str, list[tuple[float, str, float]]] = {}
-    for name, value in row.items():
-        match = _LATENCY_COLUMN.match(name)
-        if match is None and name != "cost_per_hour_usd" or value is None:
-            continue
-        number = _number(value)
-        if not (math.isfinite(number) and number >= 0):
-            raise SimreplayError(f"{path}: {name} is {value!r}; expected a number >= 0 or empty")
-        if match is not None and match.group(2).startswith("p"):
-            metric, stat = match.groups()
-            by_metric.setdefault(metric, []).append((float(stat[1:]), name, number))
-    for points in by_metric.values():
-        points.sort()
-        for (_, low_name, low), (_, high_name, high) in itertools.pairwise(points):
-            if low > high:
-                raise SimreplayError(
-                    f"{path}: {low_name} {low:g} is above {high_name} {high:g}; a row's "
-                    "percentiles never fall"
-                )
-
-
 def _normalise(row: dict[str, Any], path: Path) -> dict[str, Any]:
-    _check_values(row, path)
+    check_row_values(row, path)
     row = dict(row)
     gpu = row.get("gpu") or row.get("gpu_type")
     num_gpus = row.get("num_gpus")

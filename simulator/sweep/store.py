@@ -68,8 +68,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
+import math
 import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -618,7 +621,62 @@ class ResultStore:
                     f"{path}: not a row of this sweep (scenario_key and status expected, and "
                     "the file named after its key); remove it"
                 )
+            if status not in ROW_STATUSES:
+                raise SimreplayError(
+                    f"{path}: status is {status!r}; a sweep row's is {' or '.join(ROW_STATUSES)}"
+                )
+        # A hand-edited or damaged row (a p99 TTFT of -5 ms) was shown as it was.
+        for path, row in zip(files, table.to_pylist(), strict=True):
+            check_row_values(row, path)
         return table.sort_by("scenario_key")
+
+
+#: What a row's status may be (``sweep.runner``).
+ROW_STATUSES = ("ok", "infeasible")
+
+#: A row's latency columns: ``<metric>_<stat>_ms``, stats in the order they must not fall.
+_LATENCY_COLUMN = re.compile(r"^(ttft|tpot|itl|e2e|queue)_(mean|p\d+|max)_ms$")
+
+
+def check_row_values(row: dict[str, Any], path: Path | str) -> None:
+    """Refuse a row whose numbers no run can produce (a hand-edited or damaged row was shown
+    and drawn as is: a p99 TTFT of -5 ms, p50 above p99): latencies and costs finite and
+    >= 0 (or empty), each metric's percentiles in order.
+
+    Raises
+    ------
+    SimreplayError
+        Naming ``path``, the column and its value.
+    """
+    by_metric: dict[str, list[tuple[float, str, float]]] = {}
+    for name, value in row.items():
+        match = _LATENCY_COLUMN.match(name)
+        if match is None and name != "cost_per_hour_usd" or value is None:
+            continue
+        number = _row_number(value)
+        if not (math.isfinite(number) and number >= 0):
+            raise SimreplayError(f"{path}: {name} is {value!r}; expected a number >= 0 or empty")
+        if match is not None and match.group(2).startswith("p"):
+            metric, stat = match.groups()
+            by_metric.setdefault(metric, []).append((float(stat[1:]), name, number))
+    for points in by_metric.values():
+        points.sort()
+        for (_, low_name, low), (_, high_name, high) in itertools.pairwise(points):
+            if low > high:
+                raise SimreplayError(
+                    f"{path}: {low_name} {low:g} is above {high_name} {high:g}; a row's "
+                    "percentiles never fall"
+                )
+
+
+def _row_number(value: Any) -> float:
+    """``value`` as a float; NaN for what is not a number (text, a bool)."""
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _read_row_file(path: Path) -> pa.Table | None:
