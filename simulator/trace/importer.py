@@ -26,6 +26,7 @@ from simulator.trace.readers import (
     qwen,
     vllm_bench,
 )
+from simulator.trace.readers.lines import csv_delimiter, separator_note
 from simulator.trace.readers.tabular import (
     PARQUET_MAGIC,
     compressed_parquet,
@@ -126,9 +127,22 @@ def _import(path: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]
         raw = READERS[name].read(path, options)
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream, read part way
         raise TraceError(f"{path.name}: cannot read as {name}: {exc}") from None
+    if name not in _NOT_CSV and _is_csv_text(path):
+        said = separator_note(path, csv_delimiter(path))
+        if said is not None:
+            raw.notes.insert(0, said)
     if raw.location_word == "line" and raw.first_line in (1, 2):
         raw.line_resolver = functools.partial(physical_line, path, first_line=raw.first_line)
     return normalize(raw, strict=options.strict, skip_invalid=options.skip_invalid)
+
+
+#: Formats never read as CSV; the others read a CSV file when the file is one.
+_NOT_CSV = ("mooncake", "vllm-bench")
+
+
+def _is_csv_text(path: Path) -> bool:
+    """Whether the readers took ``path`` for CSV: text that opens with no ``{`` or ``[``."""
+    return not _is_parquet(path) and not sniff_text(path, 4096).lstrip().startswith(("{", "["))
 
 
 def load_trace(path: Path | str, options: ImportOptions | None = None) -> pa.Table:

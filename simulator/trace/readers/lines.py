@@ -40,6 +40,43 @@ def open_text(path: Path, encoding: str = "utf-8-sig") -> io.TextIOWrapper:
     return io.TextIOWrapper(open_input(path), encoding=encoding, errors="replace", newline="")
 
 
+#: Field separators read besides the comma, in the order tried: a tab (a ``.tsv`` file, a
+#: spreadsheet's "tab-delimited text") and a semicolon (spreadsheets where ``,`` is the
+#: decimal mark write it).
+OTHER_SEPARATORS = ("\t", ";")
+
+
+def csv_delimiter(path: Path) -> str:
+    """The field separator of a CSV file, judged from its header line alone.
+
+    ``,`` unless the header line holds no comma but a tab or a semicolon (tried in that
+    order), or the file is named ``.tsv`` and its header holds a tab. A header without a
+    comma names one column, which no reader can use, so the comma files read before
+    are read as before.
+    """
+    with open_text(path) as handle:
+        first = handle.readline()
+    tsv = Path(path.name.removesuffix(_compressed_suffix(path.name))).suffix.lower() == ".tsv"
+    if tsv and "\t" in first:
+        return "\t"
+    if "," in first:
+        return ","
+    return next((sep for sep in OTHER_SEPARATORS if sep in first), ",")
+
+
+def _compressed_suffix(name: str) -> str:
+    lowered = name.lower()
+    return next((s for s in (".gz", ".zst", ".bz2") if lowered.endswith(s)), "")
+
+
+def separator_note(path: Path, delimiter: str) -> str | None:
+    """The note that a file is read with ``delimiter`` between its fields, or None for ``,``."""
+    if delimiter == ",":
+        return None
+    shown = "tabs" if delimiter == "\t" else repr(delimiter)
+    return f"{path.name}: fields separated by {shown}, not ','"
+
+
 def physical_line(path: Path, line: int, first_line: int) -> int:
     """The file's line on which the data row counted as ``line`` starts.
 
@@ -74,7 +111,7 @@ def _physical_line(path: Path, line: int, first_line: int) -> int:
                 if seen == row:
                     return number
             return line
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, delimiter=csv_delimiter(path))
         next(reader, None)
         start, seen = reader.line_num + 1, -1
         for fields in reader:
@@ -107,7 +144,7 @@ def ragged_row(path: Path) -> tuple[int, int, int, int] | None:
     line, its last line, the header's fields, the record's), or None. A record spans lines
     where a quoted field holds a line break, or where a quote is never closed."""
     with open_text(path) as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, delimiter=csv_delimiter(path))
         num_fields = len(next(reader, []))
         last_line = reader.line_num
         for row in reader:
@@ -122,7 +159,7 @@ def ragged_records(path: Path) -> list[int]:
     of every record whose number of fields differs from the header's."""
     found = []
     with open_text(path) as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, delimiter=csv_delimiter(path))
         num_fields = len(next(reader, []))
         seen = -1
         for row in reader:
@@ -173,7 +210,7 @@ def raise_not_utf8(path: Path, columns: list[str]) -> None:
         open_input(path), encoding="utf-8-sig", errors="surrogateescape", newline=""
     )
     with stream as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, delimiter=csv_delimiter(path))
         header = next(reader, [])
         wanted = {index: name.strip() for index, name in enumerate(header) if name in columns}
         for row in reader:

@@ -26,6 +26,7 @@ from simulator.errors import TraceError
 from simulator.trace.raw import FRACTION_INT, HUGE_INT, MISSING_INT
 from simulator.trace.readers.lines import (
     compression_of,
+    csv_delimiter,
     open_input,
     open_text,
     physical_line,
@@ -48,12 +49,13 @@ _ZONE_SUFFIX = re.compile(r"(Z|[+-]\d\d:?\d\d)\s*$")
 
 
 def csv_header(path: Path) -> list[str]:
-    """Column names of a CSV file's first line (BOM and surrounding spaces stripped)."""
+    """Column names of a CSV file's first line (BOM and surrounding spaces stripped), split
+    at the file's separator (``lines.csv_delimiter``)."""
     with open_text(path) as handle:
         first = handle.readline()
     if not first.strip():
         raise TraceError(f"{path.name}: file is empty")
-    names = [name.strip() for name in next(csv.reader([first]))]
+    names = [name.strip() for name in next(csv.reader([first], delimiter=csv_delimiter(path)))]
     check_unique_names(names, f"{path.name}: ", " in the header")
     return names
 
@@ -61,7 +63,7 @@ def csv_header(path: Path) -> list[str]:
 def first_data_value(path: Path, column: str) -> str | None:
     """The raw text of ``column`` on the first data line, or None if there is none."""
     with open_text(path) as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, delimiter=csv_delimiter(path))
         header = [name.strip() for name in next(reader, [])]
         row = next(reader, None)
     if row is None or column not in header or header.index(column) >= len(row):
@@ -145,6 +147,7 @@ def read_csv_columns(
         table = pa_csv.read_csv(
             open_input(path),
             read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE_BYTES, use_threads=True),
+            parse_options=pa_csv.ParseOptions(delimiter=csv_delimiter(path)),
             convert_options=convert,
         )
     except pa.ArrowInvalid:
@@ -177,7 +180,9 @@ def _text_columns(
     return pa_csv.open_csv(
         open_input(path),
         read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE_BYTES),
-        parse_options=pa_csv.ParseOptions(invalid_row_handler=on_ragged_row),
+        parse_options=pa_csv.ParseOptions(
+            delimiter=csv_delimiter(path), invalid_row_handler=on_ragged_row
+        ),
         convert_options=convert,
     )
 
@@ -264,7 +269,7 @@ def cast_or_null(text: pa.Array, arrow_type: pa.DataType) -> pa.Array:
 
 def _raw_header(path: Path) -> list[str]:
     with open_text(path) as handle:
-        return next(csv.reader([handle.readline()]))
+        return next(csv.reader([handle.readline()], delimiter=csv_delimiter(path)))
 
 
 def _concat(parts: list[pa.Array], arrow_type: pa.DataType) -> pa.ChunkedArray:

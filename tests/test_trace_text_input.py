@@ -1,0 +1,92 @@
+"""Trace files as spreadsheets and dataframes write them: other field separators, whole
+numbers written as floats, text and unsigned columns in parquet, and what ``-o`` replaces."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from simulator.errors import TraceError
+from simulator.trace.importer import detect_format, import_trace
+from simulator.trace.options import ImportOptions
+
+runner = CliRunner()
+
+COMMA = "arrival_time_s,input_tokens,output_tokens\n0,100,10\n1.5,200,20\n3,300,30\n"
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# -- 1. field separators ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "separator", "shown"),
+    [
+        ("semi.csv", ";", "';'"),
+        ("tabs.csv", "\t", "tabs"),
+        ("tabs.tsv", "\t", "tabs"),
+    ],
+)
+def test_semicolon_and_tab_separated_files_read_like_comma_ones(tmp_path, name, separator, shown):
+    expected, _ = import_trace(write(tmp_path, "comma.csv", COMMA))
+    path = write(tmp_path, name, COMMA.replace(",", separator))
+    assert detect_format(path) == "csv"
+    table, report = import_trace(path)
+    assert table.equals(expected)
+    assert f"{name}: fields separated by {shown}, not ','" in report.notes
+
+    result = invoke("trace", "info", path, "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("fields separated by") == 1, result.stderr
+
+
+def test_a_compressed_tsv_is_read_too(tmp_path):
+    path = tmp_path / "t.tsv.gz"
+    path.write_bytes(gzip.compress(COMMA.replace(",", "\t").encode()))
+    table, report = import_trace(path)
+    assert table.num_rows == 3
+    assert any("separated by tabs" in message for message in report.notes)
+
+
+def test_a_comma_file_gets_no_separator_note(tmp_path):
+    _, report = import_trace(write(tmp_path, "comma.csv", COMMA))
+    assert not any("separated" in message for message in report.notes)
+
+
+def test_errors_in_a_semicolon_file_name_the_line_and_column(tmp_path):
+    path = write(tmp_path, "semi.csv", "arrival_time_s;input_tokens;output_tokens\n1;x;3\n")
+    with pytest.raises(TraceError, match=r"semi.csv: line 2: column input_tokens: .*'x'"):
+        import_trace(path)
+    path = write(tmp_path, "short.csv", "arrival_time_s;input_tokens;output_tokens\n1;2;3\n1;2\n")
+    with pytest.raises(TraceError, match="short.csv: line 3: expected 3 fields like the header"):
+        import_trace(path)
+
+
+def test_a_mapped_semicolon_file_lists_its_columns_split(tmp_path):
+    path = write(tmp_path, "semi.csv", "t;in;out\n1;2;3\n")
+    result = invoke("trace", "info", path, "--format", "csv")
+    assert_one_line_error(result, "its columns: t, in, out")
+    options = ImportOptions(time_col="t", input_col="in", output_col="out")
+    assert import_trace(path, options)[0].num_rows == 1
