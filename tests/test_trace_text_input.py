@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from simulator.cli import app
 from simulator.errors import TraceError
+from simulator.trace.arrivals import ArrivalProcess
 from simulator.trace.importer import detect_format, import_trace
 from simulator.trace.options import ImportOptions
 
@@ -90,3 +91,32 @@ def test_a_mapped_semicolon_file_lists_its_columns_split(tmp_path):
     assert_one_line_error(result, "its columns: t, in, out")
     options = ImportOptions(time_col="t", input_col="in", output_col="out")
     assert import_trace(path, options)[0].num_rows == 1
+
+
+# -- 2. whole numbers written as floats ---------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["807.0", "8.070e+02", " 807.00 "])
+def test_csv_token_counts_written_as_whole_floats_are_read(tmp_path, cell):
+    path = write(
+        tmp_path, "f.csv", f"arrival_time_s,input_tokens,output_tokens\n1,{cell},10\n2,5,6.0\n"
+    )
+    table, _ = import_trace(path)
+    assert table.column("input_tokens").to_pylist() == [807, 5]
+    assert table.column("output_tokens").to_pylist() == [10, 6]
+
+
+def test_a_length_only_csv_with_whole_floats_is_read(tmp_path):
+    path = write(tmp_path, "l.csv", "num_prefill_tokens,num_decode_tokens\n5.0,6\n7,8.0\n")
+    table, _ = import_trace(path, ImportOptions(arrival=ArrivalProcess()))
+    assert table.column("input_tokens").to_pylist() == [5, 7]
+
+
+def test_a_fractional_token_count_is_still_refused_with_its_line(tmp_path):
+    text = "arrival_time_s,input_tokens,output_tokens\n1,807.0,10\n2,807.5,3\n"
+    path = write(tmp_path, "h.csv", text)
+    with pytest.raises(TraceError, match=r"h.csv: line 3: column input_tokens: .*'807.5'"):
+        import_trace(path)
+    table, report = import_trace(path, ImportOptions(skip_invalid=True))
+    assert table.column("input_tokens").to_pylist() == [807]
+    assert any("skipped 1 row" in message and "line 3" in message for message in report.notes)

@@ -242,7 +242,8 @@ def _shown(value: object, limit: int = 80) -> str:
 
 
 def cast_or_null(text: pa.Array, arrow_type: pa.DataType) -> pa.Array:
-    """``text`` (strings) cast to ``arrow_type``, each value that does not parse as null.
+    """``text`` (strings) cast to ``arrow_type``, each value that does not parse as null (an
+    integer type takes whole numbers written as floats, as ``_cast_text`` says).
 
     Casts blocks of values at once and only a failing block value by value, so a file with a
     few bad cells costs about one cast.
@@ -251,14 +252,15 @@ def cast_or_null(text: pa.Array, arrow_type: pa.DataType) -> pa.Array:
     for start in range(0, len(text), _LENIENT_BLOCK):
         block = text.slice(start, _LENIENT_BLOCK)
         try:
-            pieces.append(_cast_text(block, arrow_type))
+            pieces.append(_cast_text(block, arrow_type, whole_floats=True))
             continue
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
         values = []
         for k in range(len(block)):
             try:
-                values.append(_cast_text(block.slice(k, 1), arrow_type)[0].as_py())
+                one = _cast_text(block.slice(k, 1), arrow_type, whole_floats=True)
+                values.append(one[0].as_py())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 values.append(None)
         pieces.append(pa.array(values, type=arrow_type))
@@ -289,7 +291,7 @@ def _diagnose_csv(
         for batch in _text_columns(path, types, file_names):
             for name, arrow_type in types.items():
                 text = batch.column(file_names[name])
-                bad = first_uncastable(text, arrow_type)
+                bad = first_uncastable(text, arrow_type, whole_floats=True)
                 if bad is not None:
                     line = physical_line(path, rows_before + bad + 2, first_line=2)
                     raise TraceError(
@@ -305,15 +307,18 @@ def _diagnose_csv(
         raise TraceError(f"{path.name}: not a valid CSV file: {_first_line(structural)}") from None
 
 
-def first_uncastable(text: pa.Array, arrow_type: pa.DataType) -> int | None:
-    """Index of the first value that does not cast to ``arrow_type``, or None (bisection).
+def first_uncastable(
+    text: pa.Array, arrow_type: pa.DataType, *, whole_floats: bool = False
+) -> int | None:
+    """Index of the first value that does not cast to ``arrow_type``, or None (bisection);
+    ``whole_floats`` as in ``_cast_text``.
 
     For error paths only: about log2(n) casts of shrinking slices.
     """
 
     def casts(values: pa.Array) -> bool:
         try:
-            _cast_text(values, arrow_type)
+            _cast_text(values, arrow_type, whole_floats=whole_floats)
             return True
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return False
@@ -330,11 +335,23 @@ def first_uncastable(text: pa.Array, arrow_type: pa.DataType) -> int | None:
     return lo
 
 
-def _cast_text(values: pa.Array, arrow_type: pa.DataType) -> pa.Array:
+def _cast_text(
+    values: pa.Array, arrow_type: pa.DataType, *, whole_floats: bool = False
+) -> pa.Array:
+    """``values`` (text) trimmed and cast to ``arrow_type``. ``whole_floats``: an integer
+    type also takes numbers written as floats whose value is whole (``807.0``, ``8.07e+02``:
+    pandas writes an integer column with a missing value so), as the JSON-lines and parquet
+    readers do; ``807.5`` still fails (a safe cast refuses the truncation)."""
     # pyarrow's cast parses ISO-8601 timestamps like the CSV reader's ISO8601 parser does.
     import pyarrow.compute as pc  # imported here: 0.1 s
 
-    return pc.cast(pc.utf8_trim_whitespace(values), arrow_type)
+    trimmed = pc.utf8_trim_whitespace(values)
+    try:
+        return pc.cast(trimmed, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if not (whole_floats and pa.types.is_integer(arrow_type)):
+            raise
+    return pc.cast(pc.cast(trimmed, pa.float64()), arrow_type)
 
 
 #: The range of nanosecond timestamps (int64 nanoseconds from 1970), whole seconds inside it.
@@ -788,9 +805,9 @@ def cast_text_located(
 
     trimmed = pc.utf8_trim_whitespace(text)
     try:
-        return pc.cast(trimmed, arrow_type)
+        return _cast_text(trimmed, arrow_type, whole_floats=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        bad = first_uncastable(trimmed, arrow_type)
+        bad = first_uncastable(trimmed, arrow_type, whole_floats=True)
         raise TraceError(
             f"{file_name}: {where(bad)}: column {column}: expected {_describe(arrow_type)}, "
             f"got {_shown(text[bad].as_py())}{_out_of_range_hint(text[bad].as_py(), arrow_type)}"
