@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -120,3 +122,40 @@ def test_a_fractional_token_count_is_still_refused_with_its_line(tmp_path):
     table, report = import_trace(path, ImportOptions(skip_invalid=True))
     assert table.column("input_tokens").to_pylist() == [807]
     assert any("skipped 1 row" in message and "line 3" in message for message in report.notes)
+
+
+# -- 3. parquet times stored as text --------------------------------------------------------
+
+
+def write_parquet(tmp_path: Path, name: str, columns: dict) -> Path:
+    path = tmp_path / name
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def test_parquet_times_stored_as_numeric_text_are_read_as_numbers(tmp_path):
+    tokens = {"input_tokens": [100, 100], "output_tokens": [10, 10]}
+    path = write_parquet(tmp_path, "ts.parquet", {"arrival_time_s": ["0.0", " 1.5"], **tokens})
+    table, _ = import_trace(path)
+    assert table.column("arrival_time_s").to_pylist() == [0.0, 1.5]
+    mapped = ImportOptions(time_col="arrival_time_s", time_unit="ms")
+    assert import_trace(path, mapped)[0].column("arrival_time_s").to_pylist() == [0.0, 0.0015]
+
+
+def test_parquet_epoch_nanoseconds_as_text_keep_their_precision(tmp_path):
+    stamps = ["1700000000000000001", "1700000000000000003"]
+    path = write_parquet(
+        tmp_path, "ns.parquet", {"t": stamps, "input_tokens": [1, 1], "output_tokens": [1, 1]}
+    )
+    options = ImportOptions(time_col="t", time_unit="ns")
+    assert import_trace(path, options)[0].column("arrival_time_s").to_pylist() == [0.0, 2e-9]
+
+
+def test_parquet_text_times_that_are_no_numbers_name_the_row(tmp_path):
+    tokens = {"input_tokens": [100, 100], "output_tokens": [10, 10]}
+    path = write_parquet(tmp_path, "x.parquet", {"arrival_time_s": ["0.0", "soon"], **tokens})
+    with pytest.raises(TraceError, match=r"x.parquet: row 2: column arrival_time_s: .*'soon'"):
+        import_trace(path)
+    path = write_parquet(tmp_path, "d.parquet", {"arrival_time_s": ["2024-01-01", "x"], **tokens})
+    with pytest.raises(TraceError, match="give --time-unit datetime"):
+        import_trace(path)

@@ -283,6 +283,15 @@ def _is_datetime_text(text: str | None) -> bool:
     return True
 
 
+def _is_number_text(text: str | None) -> bool:
+    """Whether a cell reads as a number (``1.5``, `` 2 ``, ``1e3``)."""
+    try:
+        float(text or "")
+    except ValueError:
+        return False
+    return True
+
+
 def _is_int_text(text: str | None) -> bool:
     if not text:
         return False
@@ -371,14 +380,23 @@ def _seconds(
     values = _decoded(values)
     if pa.types.is_timestamp(values.type):
         return timestamps_to_seconds(values.cast(pa.timestamp("ns", tz=values.type.tz)))
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        if unit != "datetime":
-            row = _first_valid(values)
-            shown = values[row].as_py() if row is not None else ""
+    if (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)) and (
+        unit != "datetime"
+    ):
+        values = empty_to_null(values)
+        row = _first_valid(values)
+        shown = values[row].as_py() if row is not None else ""
+        if not _is_number_text(shown):
             raise TraceError(
-                f"{path.name}: column {column}: holds text like {shown!r}; give --time-unit "
-                "datetime for ISO-8601 times, or a number of s, ms, us or ns"
+                f"{path.name}: {where(row or 0)}: column {column}: holds text like {shown!r}; "
+                "give --time-unit datetime for ISO-8601 times, or a number of s, ms, us or ns"
             )
+        # Numbers stored as text (a parquet column of strings) read as a CSV's cells are:
+        # int64 only where float64 would round epoch values before they are rebased.
+        integer = unit in ("us", "ns") and _is_int_text(shown.strip())
+        time_type = pa.int64() if integer else pa.float64()
+        values = cast_text_located(values, time_type, path.name, column, where)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         sample = values[_first_valid(values)].as_py() if values.null_count < len(values) else None
         stamps = cast_text_located(values, datetime_type_for(sample), path.name, column, where)
         return timestamps_to_seconds(stamps)
