@@ -159,3 +159,33 @@ def test_parquet_text_times_that_are_no_numbers_name_the_row(tmp_path):
     path = write_parquet(tmp_path, "d.parquet", {"arrival_time_s": ["2024-01-01", "x"], **tokens})
     with pytest.raises(TraceError, match="give --time-unit datetime"):
         import_trace(path)
+
+
+# -- 4. unsigned 64-bit token columns ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [2**64 - 1, 2**63, 2**62 + 5, 2**31])
+def test_a_uint64_count_out_of_range_is_shown_as_it_is(tmp_path, value):
+    columns = {
+        "arrival_time_s": [0.0, 1.0, 2.0],
+        "input_tokens": pa.array([100, value, 2**64 - 2], pa.uint64()),
+        "output_tokens": pa.array([10, 10, 10], pa.uint64()),
+    }
+    path = write_parquet(tmp_path, "u.parquet", columns)
+    with pytest.raises(TraceError, match=rf"u.parquet: row 2: column input_tokens: .*got {value} "):
+        import_trace(path)
+
+
+def test_uint64_counts_in_range_and_nulls_read_as_before(tmp_path):
+    columns = {
+        "arrival_time_s": [0.0, 1.0, 2.0],
+        "input_tokens": pa.array([100, None, 2**64 - 1], pa.uint64()),
+        "output_tokens": pa.array([10, 11, 12], pa.uint64()),
+    }
+    path = write_parquet(tmp_path, "u.parquet", columns)
+    with pytest.raises(TraceError, match="row 2: column input_tokens: .*got an empty or NaN"):
+        import_trace(path)
+    table, report = import_trace(path, ImportOptions(skip_invalid=True))
+    assert table.column("input_tokens").to_pylist() == [100]
+    assert table.column("output_tokens").to_pylist() == [10]
+    assert any("skipped 2 rows" in message for message in report.notes), report.notes

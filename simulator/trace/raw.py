@@ -74,6 +74,10 @@ class RawTrace:
     num_source_rows : int
         Requests in the source file before anything was dropped (set on construction;
         ``take`` keeps it).
+    huge_values : dict of str to (int, int)
+        Token column -> (row, value) of its first count beyond int64 that the token column
+        holds as ``HUGE_INT``, where the reader knows the value (an unsigned 64-bit parquet
+        column), so that the message shows it.
     """
 
     arrival_time_s: np.ndarray
@@ -90,6 +94,7 @@ class RawTrace:
     start_time: str | None = None
     notes: list[str] = field(default_factory=list)
     num_source_rows: int = field(default=-1)
+    huge_values: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: Counted line (``first_line`` + row) -> the file's line, where rows may span lines or
     #: blank lines were skipped (set by ``import_trace`` for text files; messages only).
     line_resolver: Callable[[int], int] | None = None
@@ -199,6 +204,8 @@ def normalize(
                 shown = "an infinite value" if np.isinf(value) else "an empty or NaN value"
             else:
                 shown = _STAND_INS.get(int(value), repr(int(value)))
+                if raw.huge_values.get(name, (None,))[0] == row and value == HUGE_INT:
+                    shown = repr(raw.huge_values[name][1])
             keep = ""
             if name == "output_tokens" and raw.source_format in _KEEP_FAILED_FORMATS:
                 zeros = int((getattr(raw, name)[bad] == 0).sum())

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from simulator.errors import TraceError
 from simulator.io import unreadable_parquet
 from simulator.trace.options import TIME_UNITS, ImportOptions
-from simulator.trace.raw import RawTrace
+from simulator.trace.raw import HUGE_INT, RawTrace
 from simulator.trace.readers.lines import kept_record_lines
 from simulator.trace.readers.tabular import (
     Column,
@@ -133,7 +133,8 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         if pa.types.is_string(hashes.type) or pa.types.is_large_string(hashes.type):
             hashes = int_lists_from_text(hashes, path.name, mapping["hash_ids"], where)
         extra["hash_ids"] = hashes
-    output_tokens = _token_values(path, columns["output_tokens"], mapping["output_tokens"], where)
+    huge_values: dict[str, tuple[int, int]] = {}
+    output_tokens = _token_values(path, columns, mapping, "output_tokens", where, huge_values)
     if options.keep_failed:
         # A request log's failed or empty answers (0 output tokens): still a prompt that
         # loaded the prefill, kept as a request of 1 output token instead of dropped.
@@ -148,7 +149,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
             )
     return RawTrace(
         arrival_time_s=arrival_time_s,
-        input_tokens=_token_values(path, columns["input_tokens"], mapping["input_tokens"], where),
+        input_tokens=_token_values(path, columns, mapping, "input_tokens", where, huge_values),
         output_tokens=output_tokens,
         source_file=path.name,
         source_format=container,
@@ -160,6 +161,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         hash_block_size=options.hash_block_size if "hash_ids" in extra else None,
         start_time=start_time,
         notes=notes,
+        huge_values=huge_values,
     )
 
 
@@ -449,9 +451,17 @@ def _check_unit(path: Path, column: str, unit: str, earliest_s: float) -> None:
 
 
 def _token_values(
-    path: Path, values: Column, column: str, where: Callable[[int], str]
+    path: Path,
+    columns: dict[str, Column],
+    mapping: dict[str, str],
+    name: str,
+    where: Callable[[int], str],
+    huge_values: dict[str, tuple[int, int]],
 ) -> np.ndarray:
-    values = _decoded(values)
+    """int64 counts of the canonical column ``name`` (``int_values``' stand-ins for bad
+    ones); its first count beyond int64, in an unsigned column, goes into ``huge_values``
+    as (row, value), which the stand-in would hide."""
+    values, column = _decoded(columns[name]), mapping[name]
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         values = cast_text_located(values, pa.int64(), path.name, column, where)
     if not (
@@ -462,7 +472,13 @@ def _token_values(
         raise TraceError(
             f"{path.name}: column {column}: expected token counts, has type {values.type}"
         )
-    return int_values(values)
+    counts = int_values(values)
+    if pa.types.is_unsigned_integer(values.type):
+        huge = counts == HUGE_INT
+        if huge.any():
+            row = int(np.argmax(huge))
+            huge_values[name] = (row, int(values[row].as_py()))
+    return counts
 
 
 def _as_text_ids(values: Column) -> Column:

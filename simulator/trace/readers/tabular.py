@@ -591,7 +591,8 @@ def _describe_json(arrow_type: pa.DataType) -> str:
 
 def int_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """int64 numpy copy of integer or float values; null and NaN -> MISSING_INT, fractions
-    -> FRACTION_INT, infinite or beyond +-2**62 -> HUGE_INT.
+    -> FRACTION_INT, infinite or beyond +-2**62 (an unsigned integer: beyond int64) ->
+    HUGE_INT.
 
     None of these is a token count; the stand-ins let ``normalize`` report each for what it
     is (JSON readers parse numbers as float when a file mixes 3 and 3.5).
@@ -602,6 +603,15 @@ def int_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     for chunk in _chunks(array):
         part = out[start : start + len(chunk)]
         start += len(chunk)
+        if pa.types.is_unsigned_integer(chunk.type) and chunk.type.bit_width == 64:
+            # Beyond int64, a uint64 would wrap to a negative count (or to MISSING_INT).
+            unsigned = chunk.fill_null(0).to_numpy()
+            huge = unsigned > np.uint64(np.iinfo(np.int64).max)
+            part[:] = np.where(huge, 0, unsigned).astype(np.int64)
+            part[huge] = HUGE_INT
+            if chunk.null_count:
+                part[~chunk.is_valid().to_numpy(zero_copy_only=False)] = MISSING_INT
+            continue
         if pa.types.is_integer(chunk.type):
             if chunk.null_count:
                 chunk = chunk.cast(pa.int64()).fill_null(MISSING_INT)
