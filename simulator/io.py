@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -192,35 +192,115 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
     On any exception (or KeyboardInterrupt) the temporary file is removed and ``path`` is
-    left as it was.
+    left as it was. Temporaries a killed process left beside ``path`` are removed first
+    (``remove_orphaned_temporaries``).
     """
     path = check_output_path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
+    remove_orphaned_temporaries(path)
     try:
-        try:
+        with _named_errors(path, tmp):
             yield tmp
             os.replace(tmp, path)
-        except (OSError, pa.ArrowException) as exc:
-            # Permissions, a full or read-only disk, a folder that takes no new files: say
-            # so for the file asked for, not the temporary one.
-            reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or ["?"])[0]
-            reason = reason.replace(str(tmp), str(path))
-            raise SimreplayError(f"{path}: cannot write it: {reason}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
 
 
+def write_together(writers: Sequence[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Write several files as one: each ``write(temporary)`` beside its path, then every
+    temporary renamed onto its path only once all are written.
+
+    An error or interrupt while writing (a disk that fills on the last file) leaves every
+    path as it was: an earlier run's files are never replaced in part.
+    """
+    paths = [check_output_path(path) for path, _ in writers]
+    temporaries = [temporary_path(path) for path in paths]
+    for path in paths:
+        remove_orphaned_temporaries(path)
+    try:
+        for (_, write), tmp, path in zip(writers, temporaries, paths, strict=True):
+            with _named_errors(path, tmp):
+                write(tmp)
+        for tmp, path in zip(temporaries, paths, strict=True):
+            with _named_errors(path, tmp):
+                os.replace(tmp, path)
+    finally:
+        for tmp in temporaries:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+@contextlib.contextmanager
+def _named_errors(path: Path, tmp: Path) -> Iterator[None]:
+    """Permissions, a full or read-only disk, a folder that takes no new files: one line
+    for the file asked for, not its temporary."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as exc:
+        reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or ["?"])[0]
+        reason = reason.replace(str(tmp), str(path))
+        raise SimreplayError(f"{path}: cannot write it: {reason}") from None
+
+
+def temporary_path(path: Path) -> Path:
+    """The hidden temporary this process writes ``path`` through: ``.NAME.PID.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def remove_orphaned_temporaries(path: Path) -> None:
+    """Remove ``.NAME.PID.tmp`` files or folders beside ``path`` whose process has ended (a
+    write killed part way: SIGKILL runs no cleanup). Others' are left alone."""
+    import shutil
+
+    try:
+        candidates = list(path.parent.glob(f".{path.name}.*.tmp"))
+    except OSError:
+        return
+    for candidate in candidates:
+        pid_text = candidate.name[len(path.name) + 2 : -len(".tmp")]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _running(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (on this machine: a folder on a shared disk may hold
+    another machine's temporaries, which are then kept while a local pid matches)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` as parquet, atomically and deterministically."""
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, **PARQUET_OPTIONS, **_encodings(table.schema))
+        write_parquet_to(table, tmp)
+
+
+def write_parquet_to(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` as parquet, deterministically (not atomically: for the
+    temporary of ``atomic_path`` or ``write_together``)."""
+    pq.write_table(table, path, **PARQUET_OPTIONS, **_encodings(table.schema))
 
 
 def write_text_atomic(text: str, path: Path) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        write_text_to(text, tmp)
+
+
+def write_text_to(text: str, path: Path) -> None:
+    """Write ``text`` (UTF-8) to ``path`` (not atomically: see ``write_parquet_to``)."""
+    path.write_text(text, encoding="utf-8")
 
 
 def read_parquet(path: Path) -> pa.Table:

@@ -77,6 +77,7 @@ import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ from simulator.engine.state import (
     EngineState,
 )
 from simulator.errors import SimreplayError
-from simulator.io import output_folder, write_parquet_atomic, write_text_atomic
+from simulator.io import output_folder, write_parquet_to, write_text_to, write_together
 from simulator.metrics import describe_ms, itl_summary_ms, slo_report
 from simulator.scenario import ResolvedScenario
 
@@ -200,21 +201,18 @@ class Result:
                 raise SimreplayError(
                     f"{out_dir / file_name}: is a directory; nothing was written to {out_dir}"
                 )
-        written: list[Path] = []
         try:
-            for file_name, write in (
-                ("requests.parquet", lambda path: write_parquet_atomic(self.requests, path)),
-                ("steps.parquet", lambda path: write_parquet_atomic(self.steps, path)),
-                ("summary.json", lambda path: write_text_atomic(summary_json(self.summary), path)),
-            ):
-                write(out_dir / file_name)
-                written.append(out_dir / file_name)
+            # All or none: a disk that fills (or an interrupt) part way leaves an earlier
+            # run's files as they were, never one run's requests beside another's summary.
+            write_together(
+                [
+                    (out_dir / "requests.parquet", partial(write_parquet_to, self.requests)),
+                    (out_dir / "steps.parquet", partial(write_parquet_to, self.steps)),
+                    (out_dir / "summary.json", partial(write_text_to, summary_json(self.summary))),
+                ]
+            )
         except BaseException:
-            # A disk that fills (or an interrupt) part way: no run's files without the rest,
-            # and no empty folder this call made.
-            for path in written:
-                path.unlink(missing_ok=True)
-            if created:
+            if created:  # no empty folder this call made
                 with contextlib.suppress(OSError):
                     out_dir.rmdir()
             raise

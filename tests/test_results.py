@@ -28,6 +28,7 @@ from simulator.engine.state import (
     R_REJECT,
     R_STATUS,
 )
+from simulator.errors import SimreplayError
 from simulator.trace.importer import load_trace
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
@@ -161,8 +162,8 @@ def test_a_write_that_fails_part_way_leaves_no_files_of_the_run(tmp_path, monkey
     def full_disk(text, path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(results_module, "write_text_atomic", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(results_module, "write_text_to", full_disk)
+    with pytest.raises(SimreplayError, match="summary.json: cannot write it: No space left"):
         result.write(out)
     if existed:
         assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -242,6 +244,8 @@ def run(
 
         load_profile(calibration)  # a bad profile fails before the trace is read
     out_dir = None if out is None else output_folder(out, "--out")
+    if out_dir is not None:
+        _check_out_folder(out_dir, trace)
     scenario = Scenario(
         gpus=gpus,
         model=model,
@@ -316,13 +320,21 @@ def run(
         if earlier:
             note(f"{out_dir} held an earlier run's {', '.join(earlier)}: replaced by this run's")
         err.print(f"wrote {out_dir}/requests.parquet, steps.parquet, summary.json")
-        if with_report:
+        # An earlier run's page beside these outputs would contradict them, and so would a
+        # stopped redraw's: it goes before anything is drawn.
+        had_report = _remove_report(out_dir)
+        if with_report or had_report:
             from simulator.cli.report import announce
             from simulator.report import write_run_report
+            from simulator.report.run_page import PLOTS_DIR, REPORT_FILE
 
-            announce(write_run_report(out_dir))
-        else:
-            _redraw_stale_report(out_dir)
+            if not with_report:
+                note(
+                    f"{out_dir / REPORT_FILE} showed an earlier run's outputs: redrawing it "
+                    "for these"
+                )
+            pngs = with_report or (out_dir / PLOTS_DIR).is_dir()
+            announce(write_run_report(out_dir, pngs=pngs))
     if json_output:
         print_json(result.summary)
     else:
@@ -350,17 +362,41 @@ def _incomplete_sessions_note(table: pa.Table) -> str | None:
     )
 
 
-def _redraw_stale_report(out_dir: Path) -> None:
-    """Redraw the report an earlier ``run --report`` left in ``out_dir``: it showed the
-    outputs just replaced (another run's page beside these files misleads)."""
-    from simulator.cli.report import announce
-    from simulator.report import write_run_report
+def _check_out_folder(out_dir: Path, trace: Path) -> None:
+    """Refuse an ``--out`` whose writes would replace the trace being replayed (named like
+    an output file in it), or that holds a sweep's store (``report`` would then draw this
+    run and not the sweep)."""
+    from simulator.report.run_page import REPORT_FILE
+    from simulator.results import RUN_FILES
+
+    for name in (*RUN_FILES, REPORT_FILE):
+        with contextlib.suppress(OSError):
+            if (out_dir / name).exists() and os.path.samefile(out_dir / name, trace):
+                raise SimreplayError(
+                    f"--out {out_dir}: its {name} is the trace being replayed, which this "
+                    "run's outputs would replace; give another folder"
+                )
+    if (out_dir / "sweep.json").is_file():
+        raise SimreplayError(
+            f"--out {out_dir}: holds a sweep's store (sweep.json); give a folder of its own "
+            "to this run's outputs"
+        )
+
+
+def _remove_report(out_dir: Path) -> bool:
+    """Remove the page and PNGs an earlier ``run --report`` (or ``report``) drew in
+    ``out_dir``; whether there was a page. Only files the report writes are removed."""
+    from simulator.report.png import FIGURE_IDS
     from simulator.report.run_page import PLOTS_DIR, REPORT_FILE
 
-    if not (out_dir / REPORT_FILE).is_file():
-        return
-    note(f"{out_dir / REPORT_FILE} showed an earlier run's outputs: redrawing it for these")
-    announce(write_run_report(out_dir, pngs=(out_dir / PLOTS_DIR).is_dir()))
+    page = out_dir / REPORT_FILE
+    had_page = page.is_file()
+    with contextlib.suppress(FileNotFoundError):
+        page.unlink()
+    if (out_dir / PLOTS_DIR).is_dir():
+        for figure_id in FIGURE_IDS:
+            (out_dir / PLOTS_DIR / f"{figure_id}.png").unlink(missing_ok=True)
+    return had_page
 
 
 def _ms(value: float | None) -> str:

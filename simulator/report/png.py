@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from simulator.errors import SimreplayError
-from simulator.io import atomic_path
+from simulator.io import atomic_path, remove_orphaned_temporaries, temporary_path
 from simulator.report.assets import PALETTE
 
 #: Every figure id the run and sweep pages draw (``run_page.py``, ``sweep_page.py``; a test
@@ -336,7 +336,8 @@ def write_pngs(
         raise SimreplayError(
             f"{plots_dir}: not a directory (the report's PNGs go in a folder of that name)"
         )
-    staging = plots_dir.with_name(f".{plots_dir.name}.{os.getpid()}.tmp")
+    staging = temporary_path(plots_dir)
+    remove_orphaned_temporaries(plots_dir)  # a killed report's staging folder
     try:
         shutil.rmtree(staging, ignore_errors=True)
         try:
