@@ -1021,3 +1021,126 @@ def test_run_into_a_folder_with_an_earlier_runs_outputs_says_it_replaces_them(tm
         "replaced by this run's" in again.stderr
     )
     assert json.loads((out / "summary.json").read_text())["scenario"]["gpus"].startswith("8x")
+
+
+_LOST_SIGNAL_SCRIPT = """
+import signal, sys
+import simulator.cli as cli
+from simulator.errors import Stopped
+
+
+class Finalised:
+    def __del__(self):
+        raise Stopped(signal.SIGTERM)  # where Python prints it and carries on
+
+
+def command():
+    Finalised()
+    print("done")
+
+
+cli.main = command
+cli.entry()
+"""
+
+
+def test_a_sigterm_raised_in_a_finaliser_still_ends_the_command_as_terminated():
+    """A QA pass: SIGTERM during `run --report` once landed in a weak reference's callback:
+    Python printed "Exception ignored in ..." with a traceback, the command carried on and
+    exited 0."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOST_SIGNAL_SCRIPT], capture_output=True, text=True
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (143, "done\n", "terminated\n")
+
+
+def test_a_failed_write_leaves_the_earlier_runs_outputs_as_they_were(tmp_path, monkeypatch):
+    """A QA pass: a disk that filled while `run --out` wrote steps.parquet left the folder
+    with the earlier run's steps and summary and no requests.parquet (its new one removed,
+    the old one replaced)."""
+    from simulator import results
+
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    out = tmp_path / "results"
+    args = ["run", str(trace), "--gpus", "4xA100", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = results.write_parquet_to
+
+    def full_disk(table, path):
+        if "steps" in path.name:
+            raise OSError(28, "No space left on device")
+        real(table, path)
+
+    monkeypatch.setattr(results, "write_parquet_to", full_disk)
+    failed = runner.invoke(app, [*args[:3], "8xA100", *args[4:]])
+    assert failed.exit_code == 1
+    assert failed.stderr.endswith(
+        f"{out}/steps.parquet: cannot write it: No space left on device\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporaries either
+
+
+@pytest.mark.parametrize("name", ["requests.parquet", "summary.json", "report.html"])
+def test_run_refuses_an_out_folder_whose_outputs_would_replace_its_trace(tmp_path, name):
+    """A QA pass: `run DIR/requests.parquet --out DIR` replaced the trace it replayed with
+    its outputs, calling it "an earlier run's requests.parquet"."""
+    import shutil
+
+    trace = tmp_path / name
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet", trace)
+    kept = trace.read_bytes()
+    result = runner.invoke(app, ["run", str(trace), "--gpus", "1xA100", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: --out {tmp_path}: its {name} is the trace being replayed, which this run's "
+        "outputs would replace; give another folder\n"
+    )
+    assert trace.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_run_refuses_an_out_folder_holding_a_sweep(tmp_path):
+    """A QA pass: `run --out` into a sweep's store wrote its files beside sweep.json, and
+    `report` then drew the run, not the sweep."""
+    (tmp_path / "sweep.json").write_text("{}")
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    result = runner.invoke(app, ["run", str(trace), "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "holds a sweep's store (sweep.json)" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.json"]
+
+
+def test_a_report_killed_while_drawing_leaves_no_page_of_the_earlier_run(tmp_path):
+    """A QA pass: `run --out DIR --report` killed (SIGKILL) while drawing left the earlier
+    run's report.html and PNGs beside the new summary.json, and its staging folder
+    ``.plots.<pid>.tmp`` for good. The earlier page goes before anything is drawn, and the
+    next run removes a dead process's staging folder."""
+    from simulator.report.run_page import REPORT_FILE
+
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    out = tmp_path / "results"
+    args = ["run", str(trace), "--gpus", "4xA100", "--out", str(out), "--report"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert (out / REPORT_FILE).is_file()
+    # As a kill after the outputs are written and before the page: the drawing fails.
+    orphan = out / ".plots.999999999.tmp"
+    orphan.mkdir()
+    (orphan / "ttft_cdf.png").write_bytes(b"half")
+    import simulator.report as report
+
+    real = report.write_run_report
+    report.write_run_report = lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt())
+    try:
+        stopped = runner.invoke(app, [*args[:3], "8xA100", *args[4:]])
+    finally:
+        report.write_run_report = real
+    assert stopped.exit_code == 130
+    assert not (out / REPORT_FILE).exists()
+    assert not any((out / "plots").glob("*.png"))
+    assert json.loads((out / "summary.json").read_text())["scenario"]["gpus"].startswith("8x")
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and (out / REPORT_FILE).is_file()
+    assert not orphan.exists()
