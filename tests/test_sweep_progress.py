@@ -9,6 +9,7 @@ lines under real signals and worker processes are checked in ``test_sweep.py``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -287,3 +288,40 @@ def test_a_store_killed_before_its_rows_folder_shows_no_rows_and_what_is_missing
     assert shown.stdout == "no rows yet\n"
     assert "0 of 6 planned scenarios stored; 6 not simulated yet" in shown.stderr
     assert json.loads(show(out, "--json").stdout)["planned"]["num_missing"] == 6
+
+
+_POOL_SCRIPT = """
+import os, sys
+from multiprocessing import forkserver, resource_tracker
+from simulator.sweep.runner import serve_driver, worker_pool
+
+def work(x):
+    os.write(2, b"a worker writes here\\n")
+    return x + 1
+
+if __name__ == "__main__":
+    with worker_pool(1, serve_driver, (os.getpid(),), RuntimeError) as (pool, stopped):
+        assert pool.submit(work, 1).result() == 2
+        helpers = [resource_tracker._resource_tracker._pid, forkserver._forkserver._forkserver_pid]
+        print([os.readlink(f"/proc/{pid}/fd/2") for pid in helpers])
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd/2").exists(), reason="needs Linux's /proc")
+def test_pool_helpers_write_nowhere_and_workers_to_the_drivers_stderr(tmp_path):
+    """A QA pass: a sweep killed with SIGKILL left the resource tracker's "leaked semaphore"
+    warning and a half-started worker's traceback on the terminal after the command ended.
+    The helpers now start with stderr on the null device; the workers take the driver's."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "pool.py"
+    script.write_text(_POOL_SCRIPT)
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as handle:
+        proc = subprocess.run(
+            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=handle, text=True
+        )
+    assert proc.returncode == 0, err.read_text()
+    assert json.loads(proc.stdout.replace("'", '"')) == [os.devnull, os.devnull]
+    assert "a worker writes here" in err.read_text()

@@ -385,12 +385,10 @@ def _install_simulator(sim: Simulator, driver_pid: int) -> None:
     """Worker initializer: keep ``sim``, and exit when the driver is gone (as a sweep's
     workers do: a SIGTERM or SIGKILL of the driver left them idle forever, holding its
     stdout and stderr open)."""
-    import threading
-
-    from simulator.sweep.runner import _exit_after
+    from simulator.sweep.runner import serve_driver
 
     _WORKER_SIM[:] = [sim]
-    threading.Thread(target=_exit_after, args=(driver_pid,), daemon=True).start()
+    serve_driver(driver_pid)
 
 
 def _search_type_in_worker(

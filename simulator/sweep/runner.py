@@ -165,6 +165,21 @@ def _start_worker(tables: dict[str, pa.Table], driver_pid: int) -> None:
     """Worker initializer: keep the driver's parsed traces (no re-parsing per worker), and
     exit when the driver is gone (a SIGKILL of it once left the workers idle forever)."""
     _TRACES.update(tables)
+    serve_driver(driver_pid)
+
+
+def serve_driver(driver_pid: int) -> None:
+    """In a worker (its pool's initializer): write to the driver's stderr, and exit when the
+    driver is gone.
+
+    The pool's helpers start with stderr on the null device (``_start_helpers``), so a
+    worker inherits that; once started it takes the driver's again, through
+    ``/proc/PID/fd/2`` (appending; where that cannot be opened it stays quiet).
+    """
+    with contextlib.suppress(OSError):
+        fd = os.open(f"/proc/{driver_pid}/fd/2", os.O_WRONLY | os.O_APPEND)
+        os.dup2(fd, 2)
+        os.close(fd)
     threading.Thread(target=_exit_after, args=(driver_pid,), daemon=True).start()
 
 
@@ -498,13 +513,41 @@ def _start_helpers(method: str) -> None:
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        resource_tracker.ensure_running()
-        if method == "forkserver":
-            from multiprocessing import forkserver
+        with _quiet_children():
+            resource_tracker.ensure_running()
+            if method == "forkserver":
+                from multiprocessing import forkserver
 
-            forkserver.ensure_running()
+                forkserver.ensure_running()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _quiet_children() -> Iterator[None]:
+    """Processes started in the block get the null device as stderr.
+
+    When the driver is killed (SIGKILL runs nothing of it), the resource tracker warned of
+    "leaked semaphore objects", and a worker the forkserver was starting printed the
+    traceback of its truncated start-up data: lines on the user's terminal after the
+    command had ended. Workers take the driver's stderr back once started
+    (``serve_driver``). Only the file descriptor is swapped, for the block's duration.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
