@@ -8,6 +8,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -1186,6 +1187,24 @@ def test_show_sorts_and_puts_missing_values_last(reference):
 def test_show_bad_input(tmp_path, reference):
     assert_one_line_error(invoke("sweep", "show", reference, "--sort", "nope"), "no such column")
     assert_one_line_error(invoke("sweep", "show", tmp_path), "not a sweep folder")
+    # A QA pass: both said "not a sweep folder (no sweep.json and rows/)".
+    missing = tmp_path / "nowhere"
+    assert_one_line_error(invoke("sweep", "show", missing), f"{missing}: no such folder")
+    lost = tmp_path / "lost"
+    shutil.copytree(reference, lost)
+    (lost / "sweep.json").unlink()
+    assert_one_line_error(
+        invoke("sweep", "show", lost),
+        f"{lost}: no sweep.json beside its rows/; rerun the `simreplay sweep run` command",
+    )
+
+
+def test_the_closing_line_quotes_a_folder_with_spaces(tmp_path, small_trace):
+    # A QA pass: "See: simreplay sweep show o ut é" broke when pasted.
+    out = tmp_path / "o ut é"
+    result = invoke("sweep", small_trace, "--gpus", "1xH100", "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.rstrip().endswith(f"See: simreplay sweep show '{out}'")
 
 
 def test_show_orders_fleets_by_gpu_count(tmp_path, small_trace):

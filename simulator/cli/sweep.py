@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import shlex
 import sys
 import time
 import typing
@@ -295,7 +296,8 @@ def run(
             f"({final.skipped:,} from before; "
             f"{count(len(store.done_keys()), 'row')} in the store); "
             f"simulated {final.done:,} in {final.elapsed_s:.1f} s "
-            f"({final.num_infeasible:,} infeasible). See: simreplay sweep show {out}",
+            f"({final.num_infeasible:,} infeasible). See: simreplay sweep show "
+            f"{shlex.quote(str(out))}",
         )
 
 

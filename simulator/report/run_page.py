@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ def load_run_outputs(directory: Path) -> RunOutputs:
     if missing:
         raise SimreplayError(
             f"{directory}: missing {', '.join(missing)}; expected the outputs of "
-            f"`simreplay run TRACE --out {directory}`"
+            f"`simreplay run TRACE --out {shlex.quote(str(directory))}`"
         )
     summary = read_summary(directory / SUMMARY_FILE)
     cached = "prefix_cache" in summary

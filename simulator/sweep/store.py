@@ -576,6 +576,14 @@ class ResultStore:
         """
         self._check_kinds()
         if not (self.root / "sweep.json").is_file():
+            if not self.root.exists():
+                raise SimreplayError(f"{self.root}: no such folder")
+            if self.rows_dir.is_dir():
+                # Lost (deleted, or removed as a damaged one): said "not a sweep folder".
+                raise SimreplayError(
+                    f"{self.root}: no sweep.json beside its rows/; rerun the `simreplay sweep "
+                    "run` command that made it to write it again"
+                )
             raise SimreplayError(f"{self.root}: not a sweep folder (no sweep.json and rows/)")
         self.check_compatible()
         schema = row_schema()
