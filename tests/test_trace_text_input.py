@@ -189,3 +189,55 @@ def test_uint64_counts_in_range_and_nulls_read_as_before(tmp_path):
     assert table.column("input_tokens").to_pylist() == [100]
     assert table.column("output_tokens").to_pylist() == [10]
     assert any("skipped 2 rows" in message for message in report.notes), report.notes
+
+
+# -- 5. what -o replaces -----------------------------------------------------------------------
+
+
+def _writers(tmp_path: Path) -> dict[str, list[object]]:
+    source = write(tmp_path, "src.csv", COMMA)
+    trace = tmp_path / "src.parquet"
+    assert invoke("trace", "import", source, "-o", trace).exit_code == 0
+    return {
+        "import": ["trace", "import", source],
+        "synth": ["trace", "synth", "--rate", 1, "--duration", 10],
+        "sessions": ["trace", "synth", "--sessions", "--rate", 1, "--duration", 10],
+        "transform": ["trace", "transform", trace, "--rate-scale", 2],
+    }
+
+
+@pytest.mark.parametrize("command", ["import", "synth", "sessions", "transform"])
+def test_o_refuses_to_replace_a_file_that_is_not_a_trace(tmp_path, command):
+    args = _writers(tmp_path)[command]
+    script = write(tmp_path, "x.parquet", "print(1)\n")
+    result = invoke(*args, "-o", script)
+    assert_one_line_error(result, "-o ", "x.parquet: exists and is not a trace (not a parquet")
+    assert script.read_text() == "print(1)\n"
+
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"a": [1]}), other)
+    before = other.read_bytes()
+    result = invoke(*args, "-o", other)
+    assert_one_line_error(result, "without column arrival_time_s, input_tokens, output_tokens")
+    assert other.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("command", ["import", "synth", "sessions", "transform"])
+def test_o_replacing_a_trace_says_so(tmp_path, command):
+    args = _writers(tmp_path)[command]
+    out = tmp_path / "out.parquet"
+    first = invoke(*args, "-o", out)
+    assert first.exit_code == 0, first.stderr
+    assert "replaced" not in first.stderr
+    again = invoke(*args, "-o", out)
+    assert again.exit_code == 0, again.stderr
+    assert again.stderr.count("replaced") == 1, again.stderr
+    assert f"note: {out} held a trace of " in again.stderr
+    assert pq.read_table(out).num_rows > 0
+
+    empty = tmp_path / "empty.parquet"
+    empty.touch()  # mktemp's file: nothing to lose
+    result = invoke(*args, "-o", empty)
+    assert result.exit_code == 0, result.stderr
+    assert f"note: {empty} held an empty file: replaced" in result.stderr

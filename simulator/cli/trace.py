@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import typer
 
 from simulator.checks import positive_finite
@@ -30,6 +31,7 @@ from simulator.trace.importer import detect_format, import_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.raw import ImportReport
 from simulator.trace.readers import lengths as lengths_reader
+from simulator.trace.readers.generic import REQUIRED as REQUIRED_COLUMNS
 from simulator.trace.sessions import (
     DEFAULT_HASH_BLOCK_SIZE,
     DEFAULT_NOMINAL_TPOT_S,
@@ -69,10 +71,11 @@ OutputOpt = Annotated[
 _NOT_PARQUET_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".gz", ".bz2", ".xz", ".zst")
 
 
-def _parquet_output(output: str, inputs: list[Path], what: str) -> Path:
-    """``-o``'s path, checked: not one of ``inputs`` (``what`` names them), and not named as
-    a text format (``trace.csv``): trace commands write parquet, and would fill that name
-    with it."""
+def _parquet_output(output: str, inputs: list[Path], what: str) -> tuple[Path, str | None]:
+    """``-o``'s path, checked before any work: not one of ``inputs`` (``what`` names them),
+    not named as a text format (``trace.csv``: trace commands write parquet, and would fill
+    that name with it), and not an existing file other than a trace (``_replaced``, whose
+    description of what the path holds now comes second)."""
     path = output_file(output, "-o", "an output parquet file")
     refuse_overwriting_input(path, inputs, what)
     if path.suffix.lower() in _NOT_PARQUET_SUFFIXES:
@@ -80,7 +83,38 @@ def _parquet_output(output: str, inputs: list[Path], what: str) -> Path:
             f"-o {output}: trace commands write the canonical parquet format, not "
             f"{path.suffix}; name it {path.with_suffix('.parquet').name}"
         )
-    return path
+    return path, _replaced(output, path)
+
+
+def _replaced(output: str, path: Path) -> str | None:
+    """What the file at ``-o`` holds, for the note that it was replaced (None: no file);
+    refuse a file that is not a trace (a script named x.parquet was replaced without a word,
+    where ``calibrate fit -o`` refuses to replace a file that is not a profile)."""
+    if not path.is_file():
+        return None
+    if path.stat().st_size == 0:
+        return "an empty file"
+    refuse = (
+        f"-o {output}: exists and is not a trace ({{why}}): trace commands replace "
+        "only a trace; choose another name, or remove the file first"
+    )
+    try:
+        metadata = pq.read_metadata(path)
+        names = metadata.schema.to_arrow_schema().names
+    except (pa.ArrowException, OSError):
+        raise SimreplayError(refuse.format(why="not a parquet file")) from None
+    missing = [name for name in REQUIRED_COLUMNS if name not in names]
+    if missing:
+        why = f"a parquet file without column {', '.join(missing)}"
+        raise SimreplayError(refuse.format(why=why))
+    return f"a trace of {count(metadata.num_rows, 'request')}"
+
+
+def _write_trace(table: pa.Table, output: Path, replaced: str | None) -> None:
+    """Write ``table`` to ``output``, saying what it replaced (``_parquet_output``)."""
+    write_parquet_atomic(table, output)
+    if replaced is not None:
+        note(f"{output} held {replaced}: replaced")
 
 
 def _read(source: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]:
@@ -135,9 +169,9 @@ def import_(
     Formats: Azure, Mooncake, BurstGPT, Qwen/Bailian, vLLM bench results, length-only CSVs,
     and any CSV/JSONL/parquet with a column mapping.
     """
-    output = _parquet_output(output, [source], "the trace being imported")
+    output, replaced = _parquet_output(output, [source], "the trace being imported")
     table, report = _read(source, import_options)
-    write_parquet_atomic(table, output)
+    _write_trace(table, output, replaced)
     span_s = float(table.column("arrival_time_s")[-1].as_py())
     if json_output:
         print_json(
@@ -320,7 +354,7 @@ def synth(
     import pyarrow.compute as pc  # imported here: 0.1 s
 
     inputs = [] if lengths_from is None else [lengths_from]
-    output = _parquet_output(output, inputs, "the --lengths-from trace")
+    output, replaced = _parquet_output(output, inputs, "the --lengths-from trace")
     session_options = {
         "--num-sessions": num_sessions,
         "--turns": turns_spec,
@@ -392,7 +426,7 @@ def synth(
         )
         for message in synth_notes:
             note(message)
-        write_parquet_atomic(table, output)
+        _write_trace(table, output, replaced)
         out.print(f"wrote {output}: {count(table.num_rows, 'synthetic request')}")
         return
 
@@ -425,7 +459,7 @@ def synth(
     )
     for message in synth_notes:
         note(message)
-    write_parquet_atomic(table, output)
+    _write_trace(table, output, replaced)
     num_sessions_written = pc.count_distinct(table.column("session_id")).as_py()
     out.print(
         f"wrote {output}: {count(table.num_rows, 'synthetic request')} in "
@@ -488,7 +522,7 @@ def transform(
     import_options: ImportOptions,
 ) -> None:
     """Make a what-if variant: rescale the rate, slice a window, sample, cap lengths, combine."""
-    output = _parquet_output(output, list(sources), "a trace being transformed")
+    output, replaced = _parquet_output(output, list(sources), "a trace being transformed")
     if combine not in ("concat", "merge"):
         raise SimreplayError(f"--combine must be concat or merge, got {combine!r}")
     if gap_s is not None and (len(sources) < 2 or combine != "concat"):
@@ -513,5 +547,5 @@ def transform(
     )
     for message in notes:
         note(message)
-    write_parquet_atomic(table, output)
+    _write_trace(table, output, replaced)
     out.print(f"wrote {output}: {count(table.num_rows, 'request')}")
