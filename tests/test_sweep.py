@@ -1239,6 +1239,22 @@ def test_show_seed_spread_folds_replicates(tmp_path, small_trace):
     assert two["ttft_p99_ms_min"] < two["ttft_p99_ms_max"]  # the random router's seeds differ
     table = invoke("sweep", "show", out, "--seed-spread")
     assert table.exit_code == 0 and "num_seeds" in table.stdout
+    assert "identical results" not in result.stderr
+
+
+def test_seeds_that_cannot_differ_are_noted(tmp_path, small_trace):
+    """A QA pass: --seeds 3 without the random router ran three identical replays of each
+    scenario and showed a spread of 0, as if it had measured robustness."""
+    out = tmp_path / "sweep"
+    args = ["--gpus", "1xL40S", "--seeds", 2, "--out", out, "--workers", 1]
+    result = invoke("sweep", small_trace, *args)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: --seeds: no scenario routes at random (--router random), the only random part "
+        "of a replay here, so its 2 seeds give identical results" in result.stderr
+    )
+    rows = json.loads(invoke("sweep", "show", out, "--json").stdout)["rows"]
+    assert len(rows) == 2 and rows[0]["ttft_p99_ms"] == rows[1]["ttft_p99_ms"]
 
 
 def test_show_seed_spread_of_an_infeasible_scenario_names_its_reason(tmp_path, small_trace):

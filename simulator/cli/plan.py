@@ -26,6 +26,7 @@ from simulator.sweep.spec import (
     scenario_knobs,
     split_list,
 )
+from simulator.sweep.uncertainty import identical_seeds_note
 
 FINDS = ("cheapest", "max-rate")
 DEFAULT_GPU_TYPES = "A100,H100,H200,L40S"
@@ -240,6 +241,8 @@ def plan(
     for message in report.notes:
         note(message)
     sim = Simulator(table, bounds, values, seeds=seeds, prices=prices)
+    if (message := identical_seeds_note("--seeds", seeds, {str(base["router"])})) is not None:
+        note(message)
     # SIGTERM (timeout, a batch scheduler) ends the plan as Ctrl-C does: one line, 143.
     with stop_on_sigterm():
         if find == "max-rate":

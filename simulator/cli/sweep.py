@@ -33,7 +33,7 @@ from simulator.sweep.spec import (
     knob_types,
 )
 from simulator.sweep.store import Planned, ResultStore
-from simulator.sweep.uncertainty import group_seeds
+from simulator.sweep.uncertainty import group_seeds, identical_seeds_note
 
 
 class _DefaultRun(TyperGroup):
@@ -278,6 +278,11 @@ def run(
             note(message)
         for message in block_size_notes([s["block_size"] for s in sweep.scenarios]):
             note(message)  # run prints it per run; a sweep's rows would not say
+        num_seeds = len({s["seed"] for s in sweep.scenarios})
+        routers = {str(s["router"]) for s in sweep.scenarios}
+        option = "--seeds" if seeds is not None else "--seed"
+        if (message := identical_seeds_note(option, num_seeds, routers)) is not None:
+            note(message)
         store = ResultStore(output_folder(out, "--out"))
         final = run_sweep(
             sweep.scenarios,

@@ -132,3 +132,21 @@ def group_seeds(rows: list[dict[str, Any]], knobs: list[str]) -> list[dict[str, 
         folded["num_completed"] = min(completed) if completed else None
         out.append(folded)
     return out
+
+
+def identical_seeds_note(option: str, num_seeds: int, routers: set[str]) -> str | None:
+    """The note for seed replicates that cannot differ, or None.
+
+    A replay's only random draws are the ``random`` router's (``api``: the seed seeds
+    them); sweeps and plans read their traces as they are. Without that router every seed
+    gives the same results: ``num_seeds`` times the work, and a spread of zero that says
+    nothing about robustness.
+    """
+    if num_seeds <= 1 or "random" in routers:
+        return None
+    return (
+        f"{option}: no scenario routes at random (--router random), the only random part of "
+        f"a replay here, so its {num_seeds:,} seeds give identical results ({num_seeds:,} "
+        "times the work, a spread of 0); for a spread that means something, vary the trace "
+        "(`simreplay trace transform --sample 0.9 --seed N`, or `trace synth --seed N`)"
+    )
