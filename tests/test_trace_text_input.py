@@ -65,6 +65,25 @@ def test_semicolon_and_tab_separated_files_read_like_comma_ones(tmp_path, name, 
     assert result.stderr.count("fields separated by") == 1, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("header", "row", "expected"),
+    [
+        ("TIMESTAMP,ContextTokens,GeneratedTokens", "2023-11-16 18:15:46.68,374,44", "azure"),
+        ("num_prefill_tokens,num_decode_tokens", "5,6", "lengths"),
+    ],
+)
+@pytest.mark.parametrize("separator", ["\t", ";"])
+def test_known_formats_with_other_separators_are_detected(
+    tmp_path, header, row, expected, separator
+):
+    text = f"{header}\n{row}\n".replace(",", separator)
+    path = write(tmp_path, "t.csv", text)
+    assert detect_format(path) == expected
+    options = ImportOptions(arrival=ArrivalProcess()) if expected == "lengths" else None
+    table, report = import_trace(path, options)
+    assert table.num_rows == 1 and any("fields separated" in m for m in report.notes)
+
+
 def test_a_compressed_tsv_is_read_too(tmp_path):
     path = tmp_path / "t.tsv.gz"
     path.write_bytes(gzip.compress(COMMA.replace(",", "\t").encode()))

@@ -57,11 +57,16 @@ def csv_delimiter(path: Path) -> str:
     with open_text(path) as handle:
         first = handle.readline()
     tsv = Path(path.name.removesuffix(_compressed_suffix(path.name))).suffix.lower() == ".tsv"
-    if tsv and "\t" in first:
+    return header_delimiter(first, tsv=tsv)
+
+
+def header_delimiter(first_line: str, *, tsv: bool = False) -> str:
+    """``csv_delimiter``'s rule for a header line; ``tsv``: the file is named ``.tsv``."""
+    if tsv and "\t" in first_line:
         return "\t"
-    if "," in first:
+    if "," in first_line:
         return ","
-    return next((sep for sep in OTHER_SEPARATORS if sep in first), ",")
+    return next((sep for sep in OTHER_SEPARATORS if sep in first_line), ",")
 
 
 def _compressed_suffix(name: str) -> str:

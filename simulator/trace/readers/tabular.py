@@ -27,6 +27,7 @@ from simulator.trace.raw import FRACTION_INT, HUGE_INT, MISSING_INT
 from simulator.trace.readers.lines import (
     compression_of,
     csv_delimiter,
+    header_delimiter,
     open_input,
     open_text,
     physical_line,
@@ -694,13 +695,16 @@ def head_csv_header(head_text: str) -> list[str]:
     """Column names on the first line of ``head_text`` (spaces around names stripped).
 
     The line ends at the first ``\n`` or ``\r`` (a CR-only file ends its lines with
-    ``\r``); text that is no CSV line (binary bytes) has no names.
+    ``\r``); its fields are split as ``lines.header_delimiter`` says (a tab or ``;`` where
+    it holds no comma); text that is no CSV line (binary bytes) has no names.
     """
     first = re.split(r"[\r\n]", head_text, maxsplit=1)[0]
     if not first.strip():
         return []
     try:
-        return [name.strip() for name in next(csv.reader([first]))]
+        return [
+            name.strip() for name in next(csv.reader([first], delimiter=header_delimiter(first)))
+        ]
     except csv.Error:
         return []
 
