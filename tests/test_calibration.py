@@ -30,7 +30,13 @@ from simulator.calibration.fit import (
     measured_axes,
     model_gemm_shapes,
 )
-from simulator.calibration.grid import Grid, _product_line_estimates, fit_additive, fit_grid
+from simulator.calibration.grid import (
+    Grid,
+    _parallel_line_estimates,
+    _product_line_estimates,
+    fit_additive,
+    fit_grid,
+)
 from simulator.calibration.profile import (
     GRID_FEATURES,
     Profile,
@@ -518,6 +524,34 @@ def test_one_outlying_neighbour_does_not_decide_an_empty_node():
     grid = fit_grid(("a", "b"), axes, feats, ratios)
     assert grid.counts[1, 1] == 0
     assert grid.values[1, 1] == pytest.approx(0.0)
+
+
+def test_an_empty_node_at_a_step_takes_the_step_from_its_parallel_line():
+    """A kernel switch at the same m for every n: an empty node on the step and at n's edge
+    (no n line brackets it). Along m its estimates straddle the step (0.1, 0.7, 1.3); the
+    filled neighbour on the next n line, plus the difference between the two lines, gives
+    the node exactly (1.2), and the median takes it."""
+    axes = (2.0 ** np.arange(5), 2.0 ** np.arange(5))
+
+    def truth(i, j):  # a step of 1 from the third m node on, smooth along both
+        return 0.1 * i + (1.0 if i >= 2 else 0.0) + 0.05 * j
+
+    points = [(i, j) for i, j in np.ndindex(5, 5) if (i, j) != (2, 0)]
+    feats = {
+        "m": np.array([2.0**i for i, _ in points]),
+        "n": np.array([2.0**j for _, j in points]),
+    }
+    ratios = np.array([truth(i, j) for i, j in points])
+    grid = fit_grid(("m", "n"), axes, feats, ratios, parallel_lines=True)
+    assert grid.counts[2, 0] == 0
+    assert grid.values[2, 0] == pytest.approx(truth(2, 0))
+    without = fit_grid(("m", "n"), axes, feats, ratios)
+    assert without.values[2, 0] == pytest.approx(0.7)  # the median of 0.1, 0.7 and 1.3
+    # A GPU-count axis of three nodes (all-reduce: 2, 4, 8) lends no line: the message size
+    # at which the algorithm switches differs with the GPU count.
+    values = np.zeros((3, 6))
+    values[1, 2] = np.nan
+    assert _parallel_line_estimates(values, [np.log2([2.0, 4.0, 8.0]), np.arange(6.0)]) == []
 
 
 @pytest.mark.parametrize(

@@ -206,6 +206,7 @@ def fit_grid(
     log_ratio: np.ndarray,
     *,
     product_lines: tuple[tuple[str, str], ...] = (),
+    parallel_lines: bool = False,
 ) -> Grid:
     """Fit a grid: each node takes the median log-ratio of the points that sit on it.
 
@@ -214,9 +215,11 @@ def fit_grid(
     in a feature the grid does not have (e.g. the number of query heads of a
     decode-attention grid) are pooled into one node. A node without points lying between
     filled nodes on some axis takes the median, over such axes, of the linear
-    interpolation (in log2 of the feature) between them and of their two values
-    (``_interpolate_missing``); the rest (outside the measured range) take the mean of
-    their filled neighbours, repeatedly, and finally the median of all points.
+    interpolation (in log2 of the feature) between them and of their two values (with
+    ``parallel_lines``, also of what its filled neighbours plus the difference between
+    their parallel lines give; ``_interpolate_missing``); the rest (outside the measured
+    range) take the mean of their filled neighbours, repeatedly, and finally the median of
+    all points.
 
     Parameters
     ----------
@@ -231,6 +234,9 @@ def fit_grid(
         Pairs of features whose product a kernel's efficiency follows: each is one more
         line through an empty node, along which the two features change in opposite
         directions by the same factor (``_product_line_estimates``).
+    parallel_lines : bool
+        Also estimate an empty node from each filled neighbour's parallel lines
+        (``_parallel_line_estimates``).
 
     Returns
     -------
@@ -261,7 +267,7 @@ def fit_grid(
         sums[node] = float(np.median(ratios_sorted[starts[node] : ends[node]]))
     values = sums.reshape(shape)
     lines = tuple((names.index(a), names.index(b)) for a, b in product_lines)
-    _interpolate_missing(values, [np.log2(a) for a in axes], lines)
+    _interpolate_missing(values, [np.log2(a) for a in axes], lines, parallel_lines)
     _fill_missing(values, fallback=float(np.median(ratios)) if ratios.size else 0.0)
     return Grid(tuple(names), tuple(axes), values, counts.reshape(shape))
 
@@ -276,6 +282,7 @@ def fit_additive(
     clamped: tuple[str, ...] = (),
     iterations: int = 4,
     product_lines: tuple[tuple[str, str], ...] = (),
+    parallel_lines: bool = False,
 ) -> Grid:
     """A grid plus additive terms, fitted by backfitting.
 
@@ -307,6 +314,8 @@ def fit_additive(
         8.2 %; no held-out error grew.
     product_lines : tuple of (str, str)
         As ``fit_grid`` takes them, for the main grid.
+    parallel_lines : bool
+        As ``fit_grid`` takes it, for the main grid and the terms.
 
     Returns
     -------
@@ -314,7 +323,14 @@ def fit_additive(
         The main grid with the term grids in ``terms``, in the order given.
     """
     main_features = clamp_features(names, axes, features, clamped)
-    grid = fit_grid(names, axes, main_features, log_ratio, product_lines=product_lines)
+    grid = fit_grid(
+        names,
+        axes,
+        main_features,
+        log_ratio,
+        product_lines=product_lines,
+        parallel_lines=parallel_lines,
+    )
     fitted: list[Grid] = []
     # Each term's log-ratio at every point, kept from its latest fit (not re-interpolated
     # for every other term's fit); None until the term's first fit.
@@ -331,11 +347,22 @@ def fit_additive(
         main_part = grid.log_ratio(main_features)
         fitted = []
         for j, (term_names, term_axes) in enumerate(terms):
-            term = fit_grid(term_names, term_axes, features, log_ratio - main_part - others(j))
+            term = fit_grid(
+                term_names,
+                term_axes,
+                features,
+                log_ratio - main_part - others(j),
+                parallel_lines=parallel_lines,
+            )
             fitted.append(term)
             parts[j] = term.log_ratio(features)
         grid = fit_grid(
-            names, axes, main_features, log_ratio - others(-1), product_lines=product_lines
+            names,
+            axes,
+            main_features,
+            log_ratio - others(-1),
+            product_lines=product_lines,
+            parallel_lines=parallel_lines,
         )
     return Grid(grid.names, grid.axes, grid.values, grid.counts, terms=tuple(fitted))
 
@@ -358,6 +385,7 @@ def _interpolate_missing(
     values: np.ndarray,
     log_axes: list[np.ndarray],
     product_lines: tuple[tuple[int, int], ...] = (),
+    parallel_lines: bool = False,
 ) -> None:
     """Fill empty nodes that lie between filled ones on some axis line (in place).
 
@@ -384,6 +412,12 @@ def _interpolate_missing(
     instead of 12.9 on RTX PRO 6000; decode attention's (batch-KV-heads line) moved 0.1-0.9
     point lower on every GPU. Counted twice, the line changed nothing measurable; without
     its one-sided estimates it gained half as much.
+
+    With ``parallel_lines``, each filled neighbour along an axis of at least
+    ``MIN_PARALLEL_LINE_NODES`` nodes also lends its parallel lines' shape
+    (``_parallel_line_estimates``): a tile boundary or a kernel switch sits at the same m
+    for every GEMM n and k, so the step between two parallel lines varies less than either
+    line. Which grids use it, and why not the others: ``fit.PARALLEL_LINE_GRIDS``.
     """
     for _ in range(values.ndim + 1):
         missing = np.isnan(values)
@@ -413,6 +447,8 @@ def _interpolate_missing(
                 estimates.append(np.moveaxis(estimate.reshape(moved.shape), -1, axis))
         for axis_a, axis_b in product_lines:
             estimates.extend(_product_line_estimates(values, log_axes, axis_a, axis_b))
+        if parallel_lines:
+            estimates.extend(_parallel_line_estimates(values, log_axes, product_lines))
         if not estimates:
             return
         stacked = np.stack(estimates)
@@ -484,6 +520,95 @@ def _product_line_estimates(
         np.moveaxis(moved_below, *back),
         np.moveaxis(moved_above, *back),
     )
+
+
+#: Fewest nodes of both axes of a parallel-line estimate (``_parallel_line_estimates``).
+#: All-reduce's GPU-count axis (2, 4, 8) is left out: the message size at which the
+#: algorithm switches differs with the GPU count, so one count's step is not another's
+#: (with that axis, B200's all-reduce held out at random: p90 15.4 -> 32.8 %).
+MIN_PARALLEL_LINE_NODES = 4
+
+
+def _parallel_line_estimates(
+    values: np.ndarray,
+    log_axes: list[np.ndarray],
+    product_lines: tuple[tuple[int, int], ...] = (),
+) -> list[np.ndarray]:
+    """Estimates of each empty node from a filled neighbour plus the difference between
+    their two parallel lines.
+
+    For an empty node x, a filled neighbour y = x + s along axis b, and another axis a:
+    along a, the differences v(z) - v(z + s) of the line through x and the line through y,
+    taken at the nearest nodes on either side where both are filled, are interpolated (in
+    log2 of a's feature) to x's position and added to v(y); where only one side has such a
+    difference, that difference is added (at a grid edge, or past the last filled pair).
+    Both a and b need ``MIN_PARALLEL_LINE_NODES`` nodes, and are not a pair of
+    ``product_lines``: there the efficiency follows the features' product, not a sum of
+    their effects. NaN where there is no estimate and at filled nodes. Returns a list of
+    float64 arrays of ``values.shape``.
+    """
+    planes = {frozenset(pair) for pair in product_lines}
+    estimates = []
+    missing = np.isnan(values)
+    if not missing.any():
+        return estimates
+    long_axes = [i for i, c in enumerate(log_axes) if len(c) >= MIN_PARALLEL_LINE_NODES]
+    for axis_b in long_axes:
+        for step in (-1, 1):
+            neighbour = _shifted(values, axis_b, step)
+            difference = values - neighbour
+            for axis_a in long_axes:
+                if axis_a == axis_b or frozenset((axis_a, axis_b)) in planes:
+                    continue
+                coords = log_axes[axis_a]
+                low, low_at, high, high_at = _nearest_filled(difference, coords, axis_a)
+                here = np.expand_dims(coords, tuple(i for i in range(values.ndim) if i != axis_a))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    between = low + (here - low_at) / (high_at - low_at) * (high - low)
+                one_side = np.where(np.isnan(low), high, np.where(np.isnan(high), low, np.nan))
+                for diff in (between, one_side):
+                    estimates.append(np.where(missing, neighbour + diff, np.nan))
+    return estimates
+
+
+def _shifted(values: np.ndarray, axis: int, step: int) -> np.ndarray:
+    """``out[i] = values[i + step]`` along ``axis``, NaN past the edge (float64 copy)."""
+    out = np.full(values.shape, np.nan)
+    src = [slice(None)] * values.ndim
+    dst = [slice(None)] * values.ndim
+    src[axis], dst[axis] = (
+        (slice(1, None), slice(None, -1))
+        if step > 0
+        else (
+            slice(None, -1),
+            slice(1, None),
+        )
+    )
+    out[tuple(dst)] = values[tuple(src)]
+    return out
+
+
+def _nearest_filled(
+    values: np.ndarray, coords: np.ndarray, axis: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The nearest non-NaN value strictly below and strictly above each node along
+    ``axis``, and their coordinates: ``(low, low_at, high, high_at)``, NaN where none."""
+    moved = np.moveaxis(values, axis, -1)
+    n = moved.shape[-1]
+    position = np.arange(n)
+    ok = ~np.isnan(moved)
+    edge = np.full(moved.shape[:-1] + (1,), -1)
+    last = np.maximum.accumulate(np.where(ok, position, -1), axis=-1)
+    below = np.concatenate([edge, last[..., :-1]], axis=-1)
+    after = np.minimum.accumulate(np.where(ok, position, n)[..., ::-1], axis=-1)[..., ::-1]
+    above = np.concatenate([after[..., 1:], edge * 0 + n], axis=-1)
+    out = []
+    for index, valid in ((below, below >= 0), (above, above < n)):
+        clipped = np.clip(index, 0, n - 1)
+        value = np.where(valid, np.take_along_axis(moved, clipped, -1), np.nan)
+        at = np.where(valid, coords[clipped], np.nan)
+        out.extend(np.moveaxis(x, -1, axis) for x in (value, at))
+    return out[0], out[1], out[2], out[3]
 
 
 def _fill_missing(values: np.ndarray, fallback: float) -> None:
