@@ -1144,6 +1144,25 @@ def fit_host_overhead(
             f"requests with 1 output token do not have: fitted to the other {with_tpot:,}"
         )
     base = _base_profile(resolved)
+    spread = decode_batch_spread(bench)
+    per_seq_fixed = None
+    if spread is not None and spread[1] <= NARROW_BATCH_RATIO * spread[0]:
+        # Only fixed + batch x per-sequence is measured: the split would be arbitrary (a
+        # one-at-a-time benchmark fitted 6.7 ms + 1,310 us per sequence, which made a
+        # loaded run 50 times slower).
+        per_seq_fixed = DEFAULT_EFFICIENCIES.host_overhead_per_seq_s
+        if progress is not None:
+            low, high = spread
+            batches = f"{low:g} sequence" if high == 1 else f"{low:g}-{high:g} sequences"
+            if low == high and high != 1:
+                batches = f"{high:g} sequences"
+            progress(
+                f"note: --fit: the benchmark's decode steps ran {batches} at a time "
+                "(10th-90th percentile of time): a per-step and a per-sequence overhead "
+                "cannot be told apart, so only the per-step one is fitted, with "
+                f"{per_seq_fixed * 1e6:g} us per sequence kept (benchmark a range of loads "
+                "to fit both)"
+            )
     # The grid's first evaluation refuses a configuration that rejects requests (admission
     # does not depend on host overhead), before anything is written.
     cache: dict[tuple[float, float], float] = {}
@@ -1156,8 +1175,12 @@ def fit_host_overhead(
         return cache[key]
 
     fixed_grid = [0.0, *np.geomspace(5e-5, 1e-2, 12)]
-    per_seq_grid = [0.0, *np.geomspace(1e-6, 1e-4, 9)]
-    nodes = sorted((loss(f, p), (f, p)) for f in fixed_grid for p in per_seq_grid)
+    per_seq_grid = [0.0, *np.geomspace(1e-6, 1e-4, 9)] if per_seq_fixed is None else [0.0]
+    nodes = sorted(
+        (loss(f, p), (f, p))
+        for f in fixed_grid
+        for p in (per_seq_grid if per_seq_fixed is None else [per_seq_fixed])
+    )
     # Pattern search from each of the three best nodes, in u = log(x + eps): move to the
     # best of the eight neighbours (diagonals follow the valley where fixed and
     # per-sequence costs trade off) while that improves, halve the step when it does not;
@@ -1169,10 +1192,10 @@ def fit_host_overhead(
     highest = (HOST_RANGES["host_overhead_s"][1], HOST_RANGES["host_overhead_per_seq_s"][1])
 
     def point(uu: tuple[float, float]) -> tuple[float, float]:
-        return (
-            min(max(math.exp(uu[0]) - eps[0], 0.0), highest[0]),
-            min(max(math.exp(uu[1]) - eps[1], 0.0), highest[1]),
-        )
+        fixed = min(max(math.exp(uu[0]) - eps[0], 0.0), highest[0])
+        if per_seq_fixed is not None:
+            return fixed, per_seq_fixed
+        return fixed, min(max(math.exp(uu[1]) - eps[1], 0.0), highest[1])
 
     best_loss, best = math.inf, nodes[0][1]
     for start_idx, (_, start) in enumerate(nodes[:3]):
@@ -1180,8 +1203,9 @@ def fit_host_overhead(
         current = loss(*point(u))
         step = 0.4
         for _ in range(60):
+            moves = (-1, 0, 1) if per_seq_fixed is None else (0,)
             trials = [
-                (u[0] + i * step, u[1] + j * step) for i in (-1, 0, 1) for j in (-1, 0, 1) if i or j
+                (u[0] + i * step, u[1] + j * step) for i in (-1, 0, 1) for j in moves if i or j
             ]
             trial_loss, trial = min((loss(*point(t)), t) for t in trials)
             if trial_loss < current:
@@ -1201,8 +1225,96 @@ def fit_host_overhead(
     host = {"host_overhead_s": round(best[0], 9), "host_overhead_per_seq_s": round(best[1], 10)}
     report, log_ratios = _validate(bench, _with_host(resolved, base, host))
     report["loss"] = round(_request_loss(log_ratios), 6)
-    _check_lower_bound(host, log_ratios, (fixed_grid[1], per_seq_grid[1]), progress)
+    smallest_per_seq = per_seq_grid[1] if per_seq_fixed is None else math.inf
+    _check_lower_bound(host, log_ratios, (fixed_grid[1], smallest_per_seq), progress)
+    if progress is not None and (
+        host["host_overhead_s"] > PLAUSIBLE_HOST_S
+        or host["host_overhead_per_seq_s"] > PLAUSIBLE_PER_SEQ_S
+    ):
+        progress(
+            f"note: --fit: {host['host_overhead_s'] * 1e3:.3f} ms per step + "
+            f"{host['host_overhead_per_seq_s'] * 1e6:.1f} us per sequence is above what vLLM's "
+            f"host work measures ({PLAUSIBLE_HOST_S * 1e3:g} ms and "
+            f"{PLAUSIBLE_PER_SEQ_S * 1e6:g} us at most here; Vidur's V0 data: 0.82 ms + 42 us): "
+            "check that --gpus, --model, --tp and the engine flags are what ran"
+        )
     return host, report, base
+
+
+#: ``--fit`` fits only the per-step overhead when the benchmark's decode batch varies less
+#: than this factor (10th to 90th percentile of time, ``decode_batch_spread``).
+NARROW_BATCH_RATIO = 1.5
+
+#: Fitted host overheads above these get a note (Vidur's measured vLLM V0 host work on
+#: A100, ``history/a100_cpu_overheads.csv``: about 0.82 ms + 42 us per sequence a step).
+PLAUSIBLE_HOST_S = 3e-3
+PLAUSIBLE_PER_SEQ_S = 100e-6
+
+#: ``check_tpot_ratio`` refuses ``--fit`` when the measured TPOT (median) is more than
+#: this many times the simulated one before the fit: no host overhead explains that.
+MAX_TPOT_RATIO = 4.0
+
+
+def decode_batch_spread(bench: Benchmark) -> tuple[float, float] | None:
+    """The 10th and 90th percentiles, over time, of how many requests were decoding at once
+    (between first token and completion) in the benchmark; None without send times.
+
+    A closed-loop client (no send times) keeps its ``max_concurrency`` requests in flight:
+    its decode batch is that, (k, k).
+    """
+    if bench.closed_loop:
+        k = float(bench.max_concurrency or 1)
+        return k, k
+    start = bench.arrival_time_s + bench.ttft_s
+    end = bench.arrival_time_s + bench.e2e_s
+    decoding = end > start
+    if not decoding.any():
+        return None
+    times = np.concatenate([start[decoding], end[decoding]])
+    steps = np.concatenate([np.ones(decoding.sum()), -np.ones(decoding.sum())])
+    order = np.lexsort((steps, times))  # ends before starts at the same time
+    times, level = times[order], np.cumsum(steps[order])
+    durations = np.diff(times)
+    busy = level[:-1] > 0
+    if not busy.any() or durations[busy].sum() <= 0:
+        return None
+    levels, weights = level[:-1][busy], durations[busy]
+    by_level = np.argsort(levels, kind="stable")
+    cumulative = np.cumsum(weights[by_level]) / weights.sum()
+    low = float(levels[by_level][np.searchsorted(cumulative, 0.1)])
+    high = float(levels[by_level][min(np.searchsorted(cumulative, 0.9), len(cumulative) - 1)])
+    return low, high
+
+
+def check_tpot_ratio(report: dict[str, Any], *, fitting: bool) -> str | None:
+    """With ``fitting``, refuse (``SimreplayError``) when the measured TPOT is more than
+    ``MAX_TPOT_RATIO`` times the simulated (medians, before any fit); return a note when it
+    is more than half that (or more, without ``fitting``), else None.
+
+    Host overhead is a fraction of a millisecond a step: a benchmark several times slower
+    than this GPU's measured kernels ran on another GPU, model or TP, or its times are not in
+    seconds (milliseconds read as seconds fitted 7,184 ms per step).
+    """
+    measured = (report.get("measured") or {}).get("tpot", {}).get("p50")
+    predicted = (report.get("predicted") or {}).get("tpot", {}).get("p50")
+    if not measured or not predicted or predicted <= 0:
+        return None
+    ratio = measured / predicted
+    what = (
+        f"measured TPOT p50 {measured:,.1f} ms is {ratio:,.1f} times the simulated "
+        f"{predicted:,.2f} ms"
+    )
+    hint = (
+        "the benchmark may be of another GPU, model, TP or precision than --gpus, --model, "
+        "--tp and --quantization say, or its times not in seconds"
+    )
+    if ratio > MAX_TPOT_RATIO and fitting:
+        raise SimreplayError(
+            f"--fit: {what}, more than any host overhead explains: {hint}; nothing was written"
+        )
+    if ratio > MAX_TPOT_RATIO / 2:
+        return f"{what}: {hint}"
+    return None
 
 
 def fit_api_server_latency(

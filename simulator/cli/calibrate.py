@@ -78,9 +78,10 @@ def fit(
         _print_errors({profile.gpu: profile.errors})
 
 
-def _refuse_replacing_another_file(out: str, target: Path, gpu: str) -> None:
-    """Fail before fitting when ``-o`` would replace a file that is not this GPU's profile (a
-    QA pass replaced a Python script, and another GPU's profile, without a word), or would
+def _refuse_replacing_another_file(out: str, target: Path, gpu: str | None) -> None:
+    """Fail before fitting when ``-o`` would replace a file that is not this GPU's profile
+    (any profile when ``gpu`` is None: ``validate --fit``) (a QA pass replaced a Python
+    script, and another GPU's profile, without a word), or would
     write a new file whose name is not ``.json`` (``-o results/fit`` meant a folder and
     wrote a file ``fit``, which ``--calibration results/fit/h100-sxm.json`` then missed)."""
     from simulator.calibration.profile import load_profile
@@ -95,11 +96,12 @@ def _refuse_replacing_another_file(out: str, target: Path, gpu: str) -> None:
     try:
         existing = load_profile(target)
     except SimreplayError:
+        what = "a profile of the same GPU" if gpu is not None else "a calibration profile"
         raise SimreplayError(
             f"-o {out}: {target} exists and is not a calibration profile: fit replaces only "
-            "a profile of the same GPU; choose another name"
+            f"{what}; choose another name"
         ) from None
-    if existing.gpu != gpu:
+    if gpu is not None and existing.gpu != gpu:
         raise SimreplayError(
             f"-o {out}: {target} is {existing.gpu}'s profile, not {gpu}'s: fit replaces only "
             "a profile of the same GPU; choose another name"
@@ -508,6 +510,7 @@ def validate(
     """Replay a measured benchmark; print predicted vs measured TTFT, TPOT and E2E."""
     from simulator.calibration.profile import save_profile
     from simulator.calibration.validate import (
+        check_tpot_ratio,
         fit_api_server_latency,
         fit_host_overhead,
         fitted_profile,
@@ -530,6 +533,9 @@ def validate(
             raise SimreplayError(
                 f"-o {out} is the benchmark file {bench}: give another file for the profile"
             )
+        # A QA pass: --fit -o replaced a Python script without a word.
+        _refuse_replacing_another_file(out, target, None)
+        replaced = target.exists()
     data = read_benchmark(bench)
     for message in data.notes:
         err.print(f"note: {message}")
@@ -560,6 +566,9 @@ def validate(
     report = run_validate(data, resolved)
     for message in report["notes"][len(data.notes) + len(resolved.notes) :]:
         err.print(f"note: {message}")
+    # Before any fit: a benchmark of another GPU or model, or in ms, is refused here.
+    if (message := check_tpot_ratio(report, fitting=fit_host)) is not None:
+        err.print(f"note: {message}")
     payload: dict = {"validation": report}
     if fit_host:
         host, fitted, base = fit_host_overhead(data, resolved, progress=_progress)
@@ -574,6 +583,8 @@ def validate(
         )
         fitted["deployment"]["calibration"] = fitted["step_times"]
         save_profile(profile, target)
+        if replaced:
+            err.print(f"note: -o {out}: replaced the profile it held")
         err.print(f"wrote {target}")
         payload["fit"] = {
             "host": host,
