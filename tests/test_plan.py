@@ -567,3 +567,27 @@ def test_max_rate_probes_find_nothing_on_a_monotone_response():
         feasible=True, capacity_rejections=0, meets=rate_scale < 3.0, reason=None
     )
     assert find_max_rate(fleet, "2xH100").meets_again_at is None
+
+
+def test_a_calibration_profile_is_used_for_its_own_gpus_fleets_only(trace, trace_file):
+    """A QA pass: `plan --calibration my-h100.json --gpu-types A100,H100,L40S` gave the
+    L40S and A100 fleets the H100 profile's grids scaled to their rooflines instead of
+    their own measured profiles (2xL40S TTFT p99 669.3 -> 508.9 ms), saying only
+    "--calibration my-h100.json" under "Assumed for every fleet"."""
+    from pathlib import Path
+
+    h100 = str(Path(__file__).resolve().parents[1] / "calibration" / "profiles" / "h100-sxm.json")
+    bounds = parse_slo("ttft_p99_ms=2000")
+    with_profile = Simulator(trace, bounds, {"calibration": h100})
+    without = Simulator(trace, bounds, {})
+    assert with_profile.calibration_applies("H100-SXM")
+    assert not with_profile.calibration_applies("L40S")
+    assert with_profile.evaluate("1xL40S", 1).metrics == without.evaluate("1xL40S", 1).metrics
+    args = ["plan", str(trace_file), "--slo", "ttft_p99_ms=2000", "--gpu-types", "A100,H100"]
+    result = runner.invoke(app, [*args, "--max-gpus", "2", "--calibration", h100])
+    assert result.exit_code == 0, result.stderr
+    assert (
+        f"note: --calibration {h100}: a profile of H100-SXM, used for those fleets only; "
+        "A100-80GB-SXM keep their own step times" in result.stderr
+    )
+    assert f"--calibration {h100} (H100-SXM fleets only)" in result.stdout

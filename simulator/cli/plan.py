@@ -241,6 +241,15 @@ def plan(
     for message in report.notes:
         note(message)
     sim = Simulator(table, bounds, values, seeds=seeds, prices=prices)
+    others = sorted(
+        name for name in searched if sim.calibration_gpus() and not sim.calibration_applies(name)
+    )
+    if others:
+        note(
+            f"--calibration {values['calibration']}: a profile of "
+            f"{', '.join(sorted(sim.calibration_gpus() or ()))}, used for those fleets only; "
+            f"{', '.join(others)} keep their own step times (as `run --gpus` chooses them)"
+        )
     if (message := identical_seeds_note("--seeds", seeds, {str(base["router"])})) is not None:
         note(message)
     # SIGTERM (timeout, a batch scheduler) ends the plan as Ctrl-C does: one line, 143.
@@ -272,7 +281,7 @@ def plan(
         )
     for line in result.skipped:
         note(f"skipped {line}")
-    err.print(f"simulated {result.scenarios_simulated} scenarios")
+    err.print(f"simulated {count(result.scenarios_simulated, 'scenario')}")
     if result.answer is not None and result.answer.rejected:
         # The percentiles cover completed requests; a fleet meets the SLO only when the
         # requests it rejects are those every fleet rejects (beyond the model's context).
@@ -285,6 +294,9 @@ def plan(
     payload["assumed"] = {
         k: base[k] for k in scenario_knobs() if k not in _FLEET_KNOBS and k in base
     } | {"rate_scale": base["rate_scale"]}
+    if sim.calibration_gpus():
+        # Only fleets of its own GPU use it (``Simulator.calibration_applies``).
+        payload["calibration_gpus"] = sorted(sim.calibration_gpus() or ())
     if json_output:
         print_json(payload)
     else:
@@ -316,9 +328,10 @@ def _ms(value: float | None) -> str:
 _FLEET_KNOBS = ("gpus", "tp", "seed")
 
 
-def _assumed_text(assumed: dict[str, Any]) -> str:
+def _assumed_text(assumed: dict[str, Any], calibration_gpus: list[str] | None = None) -> str:
     """What every fleet was simulated with, in option words: the model, the engine and how
-    its clients' times are counted, then every other knob not at its default."""
+    its clients' times are counted, then every other knob not at its default
+    (``--calibration`` with the GPUs whose fleets used it)."""
     defaults = knob_defaults()
     parts = [
         f"--model {assumed['model']}",
@@ -331,13 +344,19 @@ def _assumed_text(assumed: dict[str, Any]) -> str:
         if knob in shown or value == defaults.get(knob) or value is None:
             continue
         flag = "--" + knob.replace("_", "-")
+        if knob == "calibration" and calibration_gpus:
+            value = f"{value} ({', '.join(calibration_gpus)} fleets only)"
         parts.append(flag if value is True else f"{flag} {value}")
     return "Assumed for every fleet: " + ", ".join(parts)
 
 
 def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
     answer = payload["answer"]
-    assumed = _assumed_text(payload["assumed"]) + "\n" if "assumed" in payload else ""
+    assumed = (
+        _assumed_text(payload["assumed"], payload.get("calibration_gpus")) + "\n"
+        if "assumed" in payload
+        else ""
+    )
     if answer is None:
         sys.stdout.write(f"No answer: {payload['reason']}\n")
         sys.stdout.write(assumed)

@@ -30,6 +30,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -158,8 +159,11 @@ class Simulator:
         )
         table = self._table(float(rate_scale))
         per_seed: list[dict[str, Any]] = []
+        knobs = self.knobs
+        if not self.calibration_applies(gpu.name):
+            knobs = {**knobs, "calibration": None}  # this type's own profile
         for seed in range(self.seeds):
-            scenario = Scenario(**{**self.knobs, "gpus": gpus, "tp": tp, "seed": seed})
+            scenario = Scenario(**{**knobs, "gpus": gpus, "tp": tp, "seed": seed})
             try:
                 result = simulate(table, scenario, slo=self.bounds)
             except SimreplayError as exc:
@@ -190,6 +194,32 @@ class Simulator:
                 ev.bound_spread[bound] = seed_spread(values)
         self._cache[key] = ev
         return ev
+
+    def calibration_gpus(self) -> set[str] | None:
+        """The GPUs ``--calibration``'s profile was measured or fitted on (its ``gpu``, and
+        ``provenance.benchmark_gpu`` for a ``validate --fit`` over a relative's grids); None
+        without ``--calibration``."""
+        path = self.knobs.get("calibration")
+        if not path:
+            return None
+        if not hasattr(self, "_calibration_gpus"):
+            from simulator.calibration.profile import load_profile
+
+            profile = load_profile(Path(path))
+            benchmark_gpu = profile.provenance.get("benchmark_gpu")
+            self._calibration_gpus = {profile.gpu} | ({benchmark_gpu} if benchmark_gpu else set())
+        return self._calibration_gpus
+
+    def calibration_applies(self, gpu_name: str) -> bool:
+        """Whether fleets of ``gpu_name`` use ``--calibration``: only its own GPU's do.
+
+        A plan over several types gave every other type the profile's grids scaled to its
+        roofline in place of that type's own measured profile (2xL40S's TTFT p99 from an
+        H100 profile 508.9 ms, from L40S's own 669.3 ms): a profile describes the hardware
+        it was measured on.
+        """
+        gpus = self.calibration_gpus()
+        return gpus is None or gpu_name in gpus
 
     def context_rejections(self) -> int:
         """Requests every fleet rejects: input + output beyond the context asked for
