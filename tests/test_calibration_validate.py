@@ -1750,3 +1750,23 @@ def test_fit_refuses_to_replace_a_file_that_is_not_a_profile(tmp_path):
     assert again.exit_code == 0 and f"note: -o {profile}: replaced the profile it held" in (
         again.stderr
     )
+
+
+def test_a_request_of_several_tokens_without_gaps_is_dropped_and_counted(tmp_path):
+    """A QA pass: a successful request of 2+ output tokens whose itls list was empty read as
+    E2E = TTFT, a TPOT of 0 that lowered the measured mean without a word."""
+    path = tmp_path / "v.json"
+    result = _vllm_result(output_lens=[3, 2, 3], latencies=None, input_lens=[5, 6, 7])
+    result.update(ttfts=[0.1, 0.2, 0.1], start_times=[10.0, 11.0, 12.0], errors=["", "", ""])
+    path.write_text(
+        json.dumps(result).replace('"latencies": null', '"itls": [[0.1, 0.1], [], [0.1, 0.1]]')
+    )
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    validation = json.loads(run.stdout)["validation"]
+    assert validation["num_requests"] == 2
+    assert (
+        "dropped 1 request of 2 or more output tokens with an empty itls list (no inter-token "
+        "gap recorded): its E2E and TPOT are unknown" in validation["notes"]
+    )
+    assert validation["measured"]["tpot"]["p50"] == pytest.approx(100.0)

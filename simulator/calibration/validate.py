@@ -321,6 +321,12 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     # every failed request, whose error text is the HTTP reason and may be empty.
     silent = ok & (output_lens == 0)
     ok &= ~silent
+    # More than one output token and not one inter-token gap: the E2E (TTFT + the gaps) and
+    # so the TPOT are unknown. Read as TPOT 0, such a request lowered the measured mean.
+    gapless = np.zeros(count, dtype=bool)
+    if e2e_field == "itls":
+        gapless = ok & (output_lens > 1) & np.array([g == [] for g in data["itls"]], dtype=bool)
+        ok &= ~gapless
     if not ok.any():
         raise _nothing_succeeded(path, count, errors, int(silent.sum()))
     starts = data.get("start_times")
@@ -393,7 +399,14 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             "inter-token gaps)"
         )
     _check_within_duration(path, data.get("duration"), arrival[ok], ttft[ok], e2e[ok], starts)
-    num_failed = int((~ok).sum()) - int(silent.sum())
+    num_failed = int((~ok).sum()) - int(silent.sum()) - int(gapless.sum())
+    if gapless.any():
+        num_gapless = int(gapless.sum())
+        notes.append(
+            f"dropped {num_gapless:,} request{'' if num_gapless == 1 else 's'} of 2 or more "
+            "output tokens with an empty itls list (no inter-token gap recorded): "
+            f"{'its' if num_gapless == 1 else 'their'} E2E and TPOT are unknown"
+        )
     if num_failed:
         notes.append(
             f"dropped {num_failed:,} request{'' if num_failed == 1 else 's'} that failed in "
