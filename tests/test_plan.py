@@ -591,3 +591,15 @@ def test_a_calibration_profile_is_used_for_its_own_gpus_fleets_only(trace, trace
         "A100-80GB-SXM keep their own step times" in result.stderr
     )
     assert f"--calibration {h100} (H100-SXM fleets only)" in result.stdout
+
+
+def test_a_model_no_fleet_can_hold_names_every_reason_and_the_gpu_limit(trace_file):
+    """A QA pass: the error gave tp=1's "try --tp 2 or more" only, though tp=2 had been
+    tried and failed too, and --max-gpus was what kept --tp 4 out."""
+    args = ["plan", str(trace_file), "--slo", "ttft_p99_ms=2000", "--model", "llama-3.1-70b"]
+    result = runner.invoke(app, [*args, "--max-gpus", "2", "--gpu-types", "L40S"])
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith("error: no GPU type and --tp asked for can run the model: L40S tp=1:")
+    assert "; L40S tp=2: llama-3.1-70b does not fit on 2xL40S" in line
+    assert line.endswith("; --tp 4, 8 not tried: above --max-gpus 2")

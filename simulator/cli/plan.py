@@ -276,8 +276,16 @@ def plan(
                 f"--max-gpus {max_gpus}: no fleet to simulate (the smallest --tp tried, "
                 f"{smallest}, needs {smallest} GPUs a replica)"
             )
+        beyond = sorted(t for t in (tps or DEFAULT_TPS) if t > max_gpus)
+        limit = (
+            f"; --tp {', '.join(map(str, beyond))} not tried: above --max-gpus {max_gpus}"
+            if beyond
+            else ""
+        )
+        # Every reason (a QA pass saw only tp=1's "try --tp 2 or more", though tp=2 had
+        # been tried and failed too, and --max-gpus was what kept tp 4 out).
         raise SimreplayError(
-            f"no GPU type and --tp asked for can run the model: {result.skipped[0]}"
+            "no GPU type and --tp asked for can run the model: " + "; ".join(result.skipped) + limit
         )
     for line in result.skipped:
         note(f"skipped {line}")
