@@ -249,6 +249,7 @@ def test_plan_human_output_and_no_answer(trace_file):
     assert set(payload) == {
         "answer",
         "reason",
+        "closest",
         "runners_up",
         "no_fleet",
         "scenarios_simulated",
@@ -603,3 +604,28 @@ def test_a_model_no_fleet_can_hold_names_every_reason_and_the_gpu_limit(trace_fi
     assert line.startswith("error: no GPU type and --tp asked for can run the model: L40S tp=1:")
     assert "; L40S tp=2: llama-3.1-70b does not fit on 2xL40S" in line
     assert line.endswith("; --tp 4, 8 not tried: above --max-gpus 2")
+
+
+def test_a_plan_without_an_answer_names_the_nearest_fleet(trace, trace_file):
+    """A QA pass: "No answer" with `answer: null` and no runners-up gave nothing to act on:
+    not how far the SLO was from what the GPUs reached."""
+    args = ["plan", str(trace_file), "--slo", "ttft_p99_ms=9,tpot_p99_ms=1000"]
+    result = runner.invoke(app, [*args, "--gpu-types", "L40S,A100", "--max-gpus", "2", "--json"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["answer"] is None
+    closest = payload["closest"]
+    # The nearest of the largest fleets tried: its TTFT p99 is every other's or below.
+    bounds = parse_slo("ttft_p99_ms=9,tpot_p99_ms=1000")
+    sim = Simulator(trace, bounds)
+    others = [
+        sim.evaluate(f"2x{t}", tp).bound_values_ms["ttft_p99_ms"]
+        for t in ("L40S", "A100")
+        for tp in (1, 2)
+    ]
+    assert closest["slo"]["ttft_p99_ms"]["value_ms"] == min(others)
+    assert closest["num_gpus"] == 2
+    human = runner.invoke(app, [*args, "--gpu-types", "L40S,A100", "--max-gpus", "2"])
+    assert f"Nearest: {closest['gpus']} (tp={closest['tp']}), the largest fleet tried at " in (
+        human.stdout
+    )

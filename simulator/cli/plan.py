@@ -317,6 +317,8 @@ def _payload(result: PlanResult, sim: Simulator) -> dict[str, Any]:
     }
     if result.answer is None:
         payload["reason"] = result.reason
+        if result.closest is not None:
+            payload["closest"] = describe(result.closest, sim, bootstrap=False)
     elif result.bracket is not None:
         fails = result.bracket[1]
         payload["answer"]["fails_at_rate_scale"] = None if math.isinf(fails) else fails
@@ -367,6 +369,16 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
     )
     if answer is None:
         sys.stdout.write(f"No answer: {payload['reason']}\n")
+        closest = payload.get("closest")
+        if closest is not None:
+            values = ", ".join(
+                f"{key} {_ms(entry['value_ms'])} against {_ms(entry['bound_ms'])}"
+                for key, entry in closest["slo"].items()
+            )
+            sys.stdout.write(
+                f"Nearest: {closest['gpus']} (tp={closest['tp']}), the largest fleet tried at "
+                f"that TP: {values}\n"
+            )
         sys.stdout.write(assumed)
         sys.stdout.write(f"Scenarios simulated: {payload['scenarios_simulated']}\n")
         return

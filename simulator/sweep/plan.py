@@ -276,6 +276,9 @@ class PlanResult:
     #: max-rate: a rate scale above the bracket at which the SLO is met again (the response
     #: is not monotone there), None when the probes above it all fail.
     meets_again_at: float | None = None
+    #: Without an answer: the largest fleet simulated that came nearest the SLO (its worst
+    #: bound's value over the bound the smallest), None when none was simulated.
+    closest: Evaluation | None = None
 
 
 #: Why a replica rejects requests the model's context admits: its KV cache holds fewer
@@ -339,10 +342,12 @@ def plan_cheapest(
     skipped: list[str] = []
     no_fleet: list[str] = []
     found: list[tuple[tuple[Any, ...], Evaluation]] = []
-    for name, (type_found, type_skipped, num_simulated, searched) in zip(
+    largest: list[Evaluation] = []
+    for name, (type_found, type_skipped, num_simulated, searched, type_largest) in zip(
         names, outcomes, strict=True
     ):
         found.extend(type_found)
+        largest.extend(type_largest)
         skipped.extend(type_skipped)
         if searched and not type_found:
             no_fleet.append(get_gpu(name).name)
@@ -360,6 +365,7 @@ def plan_cheapest(
             ),
             skipped=skipped,
             no_fleet=no_fleet,
+            closest=_closest(largest, sim.bounds),
         )
     answer = found[0][1]
     runners_up: list[Evaluation] = []
@@ -371,6 +377,30 @@ def plan_cheapest(
     return PlanResult(answer, runners_up, sim.num_simulated, skipped=skipped, no_fleet=no_fleet)
 
 
+def _closest(
+    evaluations: list[Evaluation], bounds: dict[str, tuple[str, int, float]]
+) -> Evaluation | None:
+    """The evaluation whose worst bound is nearest its SLO (value / bound smallest), the
+    cheaper first on a tie; None when none has every bound's value (or rejects requests).
+
+    A plan without an answer said only that none met the SLO (a QA pass): the nearest fleet
+    and its values say how far the SLO is from what these GPUs reach.
+    """
+
+    def worst(ev: Evaluation) -> float:
+        values = [ev.bound_values_ms.get(key) for key in bounds]
+        if ev.capacity_rejections or any(v is None for v in values):
+            return math.inf
+        return max(v / bound for v, (_, _, bound) in zip(values, bounds.values(), strict=True))
+
+    ranked = sorted(
+        (worst(ev), ev.cost_per_hour_usd, ev.gpus, ev) for ev in evaluations if ev.feasible
+    )
+    if not ranked or math.isinf(ranked[0][0]):
+        return None
+    return ranked[0][3]
+
+
 def _search_type(
     sim: Simulator,
     type_rank: int,
@@ -378,17 +408,19 @@ def _search_type(
     tps: list[int],
     max_gpus: int,
     rate_scale: float,
-) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool]:
+) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool, list[Evaluation]]:
     """The fleets of one GPU type meeting the SLO, each cheaper than the type's previous.
 
-    Returns ``(found, skipped, scenarios simulated here, searched)``; ``found`` holds
-    ``(sort key, evaluation)`` with the key ``(cost, num_gpus, type_rank, tp)``;
-    ``searched`` is True when some TP could run the model (was simulated, not skipped).
+    Returns ``(found, skipped, scenarios simulated here, searched, largest)``; ``found``
+    holds ``(sort key, evaluation)`` with the key ``(cost, num_gpus, type_rank, tp)``;
+    ``searched`` is True when some TP could run the model (was simulated, not skipped);
+    ``largest``: each TP's largest fleet simulated when none of its fleets met the SLO.
     """
     before = sim.num_simulated
     skipped: list[str] = []
     searched = False
     found: list[tuple[tuple[Any, ...], Evaluation]] = []
+    largest: list[Evaluation] = []
     best_cost = math.inf
     price = sim.price(get_gpu(name).name)
     for tp in tps:
@@ -399,13 +431,13 @@ def _search_type(
         if limit < 1:
             continue
         num_skipped = len(skipped)
-        hit = _fewest_replicas(sim, name, tp, limit, rate_scale, skipped)
+        hit = _fewest_replicas(sim, name, tp, limit, rate_scale, skipped, largest)
         searched = searched or len(skipped) == num_skipped
         if hit is not None:
             best_cost = min(best_cost, hit.cost_per_hour_usd)
             key = (round(hit.cost_per_hour_usd, 6), hit.num_gpus, type_rank, tp)
             found.append((key, hit))
-    return found, skipped, sim.num_simulated - before, searched
+    return found, skipped, sim.num_simulated - before, searched, largest
 
 
 _WORKER_SIM: list[Simulator] = []
@@ -423,13 +455,13 @@ def _install_simulator(sim: Simulator, driver_pid: int) -> None:
 
 def _search_type_in_worker(
     job: tuple[int, str, list[int], int, float],
-) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool]:
+) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool, list[Evaluation]]:
     return _search_type(_WORKER_SIM[0], *job)
 
 
 def _search_in_processes(
     sim: Simulator, jobs: list[tuple[int, str, list[int], int, float]], workers: int
-) -> list[tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool]]:
+) -> list[tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool, list[Evaluation]]]:
     """Search GPU types in parallel processes (forkserver), one type per task, in order.
 
     As a sweep's workers (``runner._local``): the helpers and workers start with SIGINT
@@ -464,9 +496,16 @@ def _search_in_processes(
 
 
 def _fewest_replicas(
-    sim: Simulator, name: str, tp: int, limit: int, rate_scale: float, skipped: list[str]
+    sim: Simulator,
+    name: str,
+    tp: int,
+    limit: int,
+    rate_scale: float,
+    skipped: list[str],
+    largest: list[Evaluation] | None = None,
 ) -> Evaluation | None:
-    """Fewest replicas in 1..limit meeting the SLO (monotone in replicas), or None."""
+    """Fewest replicas in 1..limit meeting the SLO (monotone in replicas), or None; then the
+    largest fleet simulated is appended to ``largest``."""
 
     def probe(replicas: int) -> Evaluation:
         return sim.evaluate(f"{replicas * tp}x{name}", tp, rate_scale)
@@ -487,9 +526,10 @@ def _fewest_replicas(
         return first
     fails, meets = 1, None
     replicas = 1
+    last = first
     while meets is None and replicas < limit:
         replicas = min(replicas * 2, limit)
-        ev = probe(replicas)
+        ev = last = probe(replicas)
         if not ev.feasible:  # pragma: no cover - resolution does not depend on replicas
             skipped.append(f"{name} tp={tp}: {ev.reason}")
             return None
@@ -498,6 +538,8 @@ def _fewest_replicas(
         else:
             fails = replicas
     if meets is None:
+        if largest is not None:
+            largest.append(last)
         return None
     while meets - fails > 1:
         mid = (fails + meets) // 2
