@@ -120,7 +120,13 @@ def scenario_field_names(message: str) -> str:
         name = match.group(1).replace("-", "_")
         return name if name == "slo" else f"Scenario.{name}"
 
-    return _option_pattern().sub(field, message)
+    message = _option_pattern().sub(field, message)
+    # The type checks name the field bare ("closed_loop must be true or false"): the CLI's
+    # parser never lets such a value through, so only an API caller reads them.
+    first = message.split(" ", 1)[0]
+    if first in {f.name for f in dataclasses.fields(Scenario)}:
+        message = f"Scenario.{message}"
+    return message
 
 
 def _simulate(
@@ -345,6 +351,14 @@ def simulate_many(
         worded as ``simreplay sweep`` stores it: naming the options (``--tp``), not the
         ``Scenario`` fields (``scenario_field_names`` rewrites one).
     """
+    if isinstance(scenarios, (str, Scenario)) or not all(
+        isinstance(scenario, Scenario) for scenario in scenarios
+    ):
+        # A list of "2xA100" strings raised AttributeError: 'str' object has no attribute...
+        raise SimreplayError(
+            "simulate_many: scenarios must be a list of Scenario objects, e.g. "
+            "[Scenario(gpus='2xA100'), Scenario(gpus='4xA100')]"
+        )
     table = _trace_table(trace, import_options)
     bounds = slo_bounds(slo)  # as simulate reads it: a dict of bound texts too
     input_tokens = table.column("input_tokens").to_numpy()

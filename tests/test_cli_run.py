@@ -690,6 +690,19 @@ def test_api_errors_name_the_scenario_field_and_the_cli_its_option(
     assert re.search(cli_message.replace("^", "^error: "), result.stderr), result.stderr
 
 
+def test_api_type_errors_name_the_scenario_field():
+    """A QA pass: "gpus must be text like '4xA100', got 4" and "closed_loop must be true or
+    false" named the field bare, where the other messages say Scenario.<field>."""
+    from simulator import Scenario, simulate
+
+    for knobs, message in (
+        ({"gpus": 4}, "^Scenario.gpus must be text like '4xA100', got 4$"),
+        ({"closed_loop": "yes"}, "^Scenario.closed_loop must be true or false, got 'yes'$"),
+    ):
+        with pytest.raises(SimreplayError, match=message):
+            simulate(_api_trace(), Scenario(**knobs))
+
+
 def test_api_errors_keep_vllm_s_own_flags():
     from simulator.api import scenario_field_names
 

@@ -1618,3 +1618,13 @@ def test_simulate_many_takes_a_dict_slo_as_simulate_does(busy_table):
     many = api.simulate_many(busy_table, [scenario], slo={"ttft_p99_ms": 500})[0]
     one = api.simulate(busy_table, scenario, slo="ttft_p99_ms=500")
     assert many.summary == one.summary
+
+
+@pytest.mark.parametrize("scenarios", [["2xA100"], "2xA100", [Scenario(gpus="1xH100"), None]])
+def test_simulate_many_names_what_scenarios_must_be(busy_table, scenarios):
+    # A QA pass: a list of strings raised AttributeError ('str' object has no attribute
+    # 'gpu_memory_utilization'), where simulate gives a SimreplayError.
+    import simulator.api as api
+
+    with pytest.raises(SimreplayError, match="scenarios must be a list of Scenario objects"):
+        api.simulate_many(busy_table, scenarios)
