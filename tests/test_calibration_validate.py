@@ -1770,3 +1770,17 @@ def test_a_request_of_several_tokens_without_gaps_is_dropped_and_counted(tmp_pat
         "gap recorded): its E2E and TPOT are unknown" in validation["notes"]
     )
     assert validation["measured"]["tpot"]["p50"] == pytest.approx(100.0)
+
+
+def test_an_fp8_checkpoint_replayed_with_16_bit_weights_is_noted(tmp_path):
+    """A QA pass: model_id neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8 was replayed with
+    16-bit weights without a word."""
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(_vllm_result(model_id="neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8")))
+    note = "an FP8 checkpoint by its name, and the replay has 16-bit weights"
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    assert any(note in n for n in json.loads(run.stdout)["validation"]["notes"])
+    fp8 = _validate(path, "--quantization", "fp8")
+    assert fp8.exit_code == 0, fp8.stderr
+    assert not any(note in n for n in json.loads(fp8.stdout)["validation"]["notes"])

@@ -45,6 +45,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -958,11 +959,24 @@ def model_mismatch(bench: Benchmark, model: str, resolved: ResolvedScenario) -> 
 
         differs = compact(resolved.model.name) not in compact(bench.model_id)
     if not differs:
-        return None
+        return _precision_mismatch(bench.model_id, resolved)
     return (
         f"the benchmark served {bench.model_id!r} (its model_id), which does not look like "
         f"--model {resolved.model.name}: the simulated model may not be the one benchmarked"
     )
+
+
+def _precision_mismatch(model_id: str, resolved: ResolvedScenario) -> str | None:
+    """A note when the checkpoint's name says FP8 weights and the replay has 16-bit ones
+    (``neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8`` with no ``--quantization fp8``: a QA
+    pass saw it simulated as 16-bit without a word)."""
+    words = re.split(r"[^a-z0-9]+", model_id.lower())
+    if "fp8" in words and resolved.scenario.quantization != "fp8":
+        return (
+            f"the benchmark served {model_id!r}, an FP8 checkpoint by its name, and the replay "
+            "has 16-bit weights: give --quantization fp8 if vLLM served FP8 weights"
+        )
+    return None
 
 
 def _base_profile(resolved: ResolvedScenario) -> Profile | None:
