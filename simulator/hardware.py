@@ -335,6 +335,16 @@ def known_gpu_names() -> str:
     return ", ".join(GPUS)
 
 
+def canonical_spelling(name: str) -> str:
+    """``name`` as the catalog writes it (``l40s`` -> ``L40S``, ``h100-sxm`` -> ``H100-SXM``):
+    the canonical name or alias it matches; ``SimreplayError`` for an unknown name."""
+    gpu = get_gpu(name)
+    for written in (gpu.name, *gpu.aliases):
+        if _key(written) == _key(name):
+            return written
+    return gpu.name
+
+
 def get_gpu(name: str) -> GPUSpec:
     """Look up a GPU by canonical name or alias, ignoring case, ``-``, ``_`` and spaces.
 

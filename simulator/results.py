@@ -165,6 +165,21 @@ class Result:
         self._requests: pa.Table | None = None
         self._steps: pa.Table | None = None
 
+    def __repr__(self) -> str:
+        """One line a notebook shows: the deployment, the requests and the p99 latencies."""
+        s = self.summary
+
+        def p99(metric: str) -> str:
+            value = (s.get(f"{metric}_ms") or {}).get("p99")
+            return "n/a" if value is None else f"{value:,.1f} ms"
+
+        scenario = s["scenario"]
+        return (
+            f"<Result {scenario['gpus']} {scenario['model']} tp={scenario['tp']}: "
+            f"{s['num_completed']:,} of {s['num_requests']:,} requests completed, "
+            f"TTFT p99 {p99('ttft')}, TPOT p99 {p99('tpot')}, E2E p99 {p99('e2e')}>"
+        )
+
     @property
     def requests(self) -> pa.Table:
         if self._requests is None:

@@ -629,3 +629,13 @@ def test_a_plan_without_an_answer_names_the_nearest_fleet(trace, trace_file):
     assert f"Nearest: {closest['gpus']} (tp={closest['tp']}), the largest fleet tried at " in (
         human.stdout
     )
+
+
+def test_fleets_are_named_as_the_catalog_spells_the_gpu(trace_file):
+    # A QA pass: --gpu-types a100,l40s printed the answer as "2xl40s".
+    args = ["plan", str(trace_file), "--slo", "ttft_p99_ms=2000", "--max-gpus", "2"]
+    result = runner.invoke(app, [*args, "--gpu-types", "a100,l40s", "--json"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    fleets = [payload["answer"], *payload["runners_up"]]
+    assert {f["gpus"].split("x", 1)[1] for f in fleets} <= {"A100", "L40S"}

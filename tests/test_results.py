@@ -185,3 +185,14 @@ def test_mean_kv_use_of_a_long_decode_run_is_its_average_not_its_peak():
     capacity = blocks[-1] / kv["peak_fraction"]
     assert kv["mean_fraction"] == pytest.approx(blocks.mean() / capacity, rel=0.02)
     assert kv["mean_fraction"] < 0.55 * kv["peak_fraction"]
+
+
+def test_a_result_shows_its_deployment_and_p99s_in_one_line():
+    # A QA pass: a notebook showed <simulator.results.Result object at 0x...>.
+    result = simulate(load_trace(TRACES / "chat-1h.parquet").slice(0, 50), Scenario(gpus="1xH100"))
+    s = result.summary
+    assert repr(result) == (
+        f"<Result 1xH100-SXM llama-3.1-8b tp=1: {s['num_completed']} of 50 requests completed, "
+        f"TTFT p99 {s['ttft_ms']['p99']:,.1f} ms, TPOT p99 {s['tpot_ms']['p99']:,.1f} ms, "
+        f"E2E p99 {s['e2e_ms']['p99']:,.1f} ms>"
+    )
