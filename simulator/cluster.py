@@ -30,6 +30,7 @@ from simulator.engine.prefix_keys import PrefixInputs
 from simulator.engine.state import (
     ADVANCE_LOG_FULL,
     ADVANCE_OK,
+    ADVANCE_PREEMPTED,
     C_ROUTED,
     CFG_BLOCK_SIZE,
     CFG_NUM_KV_BLOCKS,
@@ -118,6 +119,7 @@ def replay(
     think_s: np.ndarray | None = None,
     client_slots: int | None = None,
     client_latency_s: float = 0.0,
+    stop_on_preemption: bool = False,
 ) -> EngineState:
     """Replay a trace with explicit engine knobs; return the final engine state.
 
@@ -137,7 +139,8 @@ def replay(
     (``closed_loop.run_closed_loop``). ``client_latency_s`` (>= 0) is the time from a
     client's send to the engine's receipt of the request (the API server's share of a
     client-measured TTFT): the engine receives request ``i`` at ``arrival_s[i]`` plus it,
-    and ``state.sent_s`` keeps the send times.
+    and ``state.sent_s`` keeps the send times. ``stop_on_preemption`` (the fused path)
+    gives up the replay soon after the first preemption (``state.stopped_at_preemption``).
     """
     if (
         isinstance(pipeline_stages, bool)
@@ -180,6 +183,7 @@ def replay(
         hash_block_tokens=0 if prefix is None else prefix.hash_block_tokens,
         prefix_load_cap=prefix_load_cap,
         pipeline_stages=int(pipeline_stages),
+        stop_on_preemption=stop_on_preemption,
     )
     draws = np.ascontiguousarray(draws, dtype=np.float64)
     if latency_s > 0.0:
@@ -289,10 +293,14 @@ def _advance_all(state: EngineState, cfg: np.ndarray, params: object, until_s: f
 
 
 def call_until_done(state: EngineState, call: Callable[[], int]) -> None:
-    """Call a resumable kernel, growing the step log whenever it fills."""
+    """Call a resumable kernel, growing the step log whenever it fills; stop where it stops
+    at a preemption, as asked (``state.stopped_at_preemption``)."""
     while True:
         code = call()
         if code == ADVANCE_OK:
+            return
+        if code == ADVANCE_PREEMPTED:
+            state.stopped_at_preemption = True
             return
         if code != ADVANCE_LOG_FULL:
             raise RuntimeError(f"engine kernel stopped with code {code}: an invariant broke")

@@ -381,6 +381,38 @@ def test_simulate_runs_the_cache_for_a_trace_without_hash_ids_only_when_it_preem
         assert result.summary.get("readmission_cached_tokens") == (hits if preempts else None)
 
 
+@pytest.mark.parametrize("build", ["shipped", "numba"])
+def test_the_run_without_the_cache_stops_soon_after_a_first_preemption(monkeypatch, build):
+    """What that run would replay after a preemption is thrown away (``simulate`` runs again
+    with the cache): an overloaded 1M-request replay ran twice in full. Asked to, the fused
+    engine stops within ``PREEMPTION_CHECK_EVERY`` arrivals of the first preemption."""
+    from simulator.api import _engine_knobs, replay
+    from simulator.engine import compiled, fused
+    from simulator.engine.state import C_NEXT_REQUEST, PREEMPTION_CHECK_EVERY
+    from simulator.scenario import Scenario, resolve
+
+    if build == "numba":
+        monkeypatch.setattr(compiled, "run_fused", lambda: fused.run_fused)
+    n = 400
+    table = kv_pressure_table(0.02, n)
+    columns = [table.column(c).to_numpy() for c in table.column_names]
+    for utilization, preempts in ((0.23, True), (0.9, False)):
+        resolved = resolve(
+            Scenario(gpus="1xA100", gpu_memory_utilization=utilization, max_num_seqs=32)
+        )
+        knobs = {**_engine_knobs(resolved), "draws": np.zeros(n)}
+        full = replay(*columns, **knobs, prefix=None)
+        stopped = replay(*columns, **knobs, prefix=None, stop_on_preemption=True)
+        assert stopped.stopped_at_preemption == preempts
+        if not preempts:  # the same run
+            np.testing.assert_array_equal(stopped.req_f, full.req_f)
+            continue
+        first = int(np.argmax(full.req_i[:, R_PREEMPTIONS].cumsum() > 0))
+        routed = int(stopped.counters[C_NEXT_REQUEST])
+        assert routed < n and (stopped.req_i[:, R_PREEMPTIONS] > 0).any()
+        assert routed <= first + 2 * PREEMPTION_CHECK_EVERY + int(stopped.rep_i.shape[1])
+
+
 def test_chained_ids_equal_exactly_when_prefixes_are_equal():
     rng = np.random.default_rng(0)
     lists = [list(rng.integers(0, 3, rng.integers(0, 7))) for _ in range(300)]

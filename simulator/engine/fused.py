@@ -31,16 +31,20 @@ from simulator.engine.kernels import (
 )
 from simulator.engine.prefix_cache import prefix_hit
 from simulator.engine.state import (
+    ADVANCE_PREEMPTED,
     C_NEXT_REQUEST,
     C_ROUTED,
     CFG_PIPELINE_STAGES,
     CFG_PREFIX_LOAD_CAP,
     CFG_ROUTER,
+    CFG_STOP_ON_PREEMPTION,
     FINISHED,
     P_IN_FLIGHT,
     P_OUTSTANDING,
+    P_PREEMPTIONS,
     P_QUIET_UNTIL_S,
     P_STEP_END_S,
+    PREEMPTION_CHECK_EVERY,
     R_ARRIVAL_S,
     R_SESSION,
     R_STATUS,
@@ -339,7 +343,9 @@ def run_fused(
     Arrays are those of ``state.EngineState`` (mutated in place) plus ``draws``, float64
     (n,), one uniform draw per request for the ``random`` router. Returns ``ADVANCE_OK`` when
     every request has finished or been rejected; on ``ADVANCE_LOG_FULL`` grow the log and
-    call again with the same state (``counters`` remembers where it stopped).
+    call again with the same state (``counters`` remembers where it stopped). With
+    ``CFG_STOP_ON_PREEMPTION``, ``ADVANCE_PREEMPTED`` once a request has been preempted
+    (seen at most ``PREEMPTION_CHECK_EVERY`` arrivals later; the state is then abandoned).
     """
     num_requests = req_i.shape[0]
     # Round-robin and random choices read no replica state, so only the chosen replica has
@@ -354,7 +360,12 @@ def run_fused(
     # does, so the same per-engine-replica times hold.
     quiet_s = -math.inf
     floor_s = step_floor_s(params)
+    stop_on_preemption = cfg[CFG_STOP_ON_PREEMPTION] != 0
     while i < num_requests:
+        if stop_on_preemption and i % PREEMPTION_CHECK_EVERY == 0:
+            for k in range(rep_i.shape[1]):
+                if rep_i[P_PREEMPTIONS, k] != 0:
+                    return ADVANCE_PREEMPTED
         now_s = req_f[i, R_ARRIVAL_S]
         reason = admission_reject_reason(req_i, cfg, i)
         if reason != 0:

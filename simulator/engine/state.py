@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Return codes of the resumable engine kernels (``kernels.advance``, ``fused.run_fused``):
-#: done; the step log is full (grow it and call again); an invariant broke.
-ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK = 0, 1, 2
+#: done; the step log is full (grow it and call again); an invariant broke; a request was
+#: preempted and ``CFG_STOP_ON_PREEMPTION`` asked to stop then (``fused.run_fused`` only).
+ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK, ADVANCE_PREEMPTED = 0, 1, 2, 3
 
 # Request status codes.
 NOT_ARRIVED, WAITING, RUNNING, FINISHED, REJECTED = 0, 1, 2, 3, 4
@@ -70,7 +71,12 @@ CFG_PREFIX_LOAD_CAP = 12  # prefix-aware router's load cap
 # the N vLLM v0.6 virtual engines of one replica (see ``fused.choose_replica``).
 CFG_PIPELINE_STAGES = 13
 CFG_PCACHE_BASE = 14  # first column of the prefix cache in each row of ``rep_tables``
-CFG_SIZE = 15
+#: 1: ``fused.run_fused`` stops (``ADVANCE_PREEMPTED``) once a request has been preempted,
+#: checked every ``PREEMPTION_CHECK_EVERY`` arrivals: a run without the prefix cache is made
+#: again with it from the start then (``api.replay_resolved``), so the rest would be wasted.
+CFG_STOP_ON_PREEMPTION = 15
+CFG_SIZE = 16
+PREEMPTION_CHECK_EVERY = 64
 
 # Columns of ``req_i`` (int64, one row per request).
 R_PROMPT = 0  # prompt tokens P
@@ -251,6 +257,9 @@ class EngineState:
     #: request that long after it was sent (``cluster.replay``'s ``client_latency_s``).
     #: None: sent when it arrived.
     sent_s: np.ndarray | None = None
+    #: The replay stopped at a preemption, as asked (``CFG_STOP_ON_PREEMPTION``): the state
+    #: is not a finished replay.
+    stopped_at_preemption: bool = False
 
     def kernel_args(self, cfg: np.ndarray, params: object) -> tuple:
         """The leading arguments every engine kernel takes, in their order.
@@ -429,6 +438,7 @@ def make_config(
     hash_block_tokens: int = 0,
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP,
     pipeline_stages: int = 1,
+    stop_on_preemption: bool = False,
 ) -> np.ndarray:
     """The int64 knob array the kernels read (rows ``CFG_*``).
 
@@ -453,4 +463,5 @@ def make_config(
     config[CFG_PREFIX_LOAD_CAP] = prefix_load_cap
     config[CFG_PCACHE_BASE] = pcache_base(block_size, max_num_seqs)
     config[CFG_PIPELINE_STAGES] = pipeline_stages
+    config[CFG_STOP_ON_PREEMPTION] = 1 if stop_on_preemption else 0
     return config
