@@ -9,36 +9,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
+from test_cli_trace import assert_one_line_error, invoke, write
 
-from simulator.cli import app
 from simulator.errors import TraceError
 from simulator.trace.arrivals import ArrivalProcess
 from simulator.trace.importer import detect_format, import_trace
 from simulator.trace.options import ImportOptions
 
-runner = CliRunner()
-
 COMMA = "arrival_time_s,input_tokens,output_tokens\n0,100,10\n1.5,200,20\n3,300,30\n"
-
-
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # -- 1. field separators ----------------------------------------------------------------
