@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from simulator.checks import count
 from simulator.errors import SimreplayError
-from simulator.hardware import MAX_GPUS, get_gpu, parse_gpus
+from simulator.hardware import MAX_GPUS, canonical_spelling, get_gpu, parse_gpus
 from simulator.scenario import Scenario
 from simulator.sweep.runner import summary_columns
 from simulator.sweep.uncertainty import bootstrap_percentile_ci_ms, seed_spread
@@ -331,7 +331,7 @@ def plan_cheapest(
         raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
     # Each as the catalog spells it (a100 -> A100, h100-sxm -> H100-SXM): fleets are named
     # with it ("2xl40s" was printed as the user typed it).
-    names = [_catalog_spelling(str(name).strip()) for name in gpu_types]
+    names = [canonical_spelling(str(name).strip()) for name in gpu_types]
     sim.check_some_request_fits()
     tp_list = sorted(set(tps))
     jobs = [(rank, name, tp_list, max_gpus, rate_scale) for rank, name in enumerate(names)]
@@ -375,14 +375,6 @@ def plan_cheapest(
             seen_types.add(ev.gpu_type)
             runners_up.append(ev)
     return PlanResult(answer, runners_up, sim.num_simulated, skipped=skipped, no_fleet=no_fleet)
-
-
-def _catalog_spelling(name: str) -> str:
-    """``name`` as the catalog spells it: its canonical name or the alias it matches, in the
-    catalog's case (the lookup ignores case, ``-``, ``_`` and spaces)."""
-    from simulator.hardware import canonical_spelling
-
-    return canonical_spelling(name)
 
 
 def _closest(
