@@ -639,3 +639,22 @@ def test_fleets_are_named_as_the_catalog_spells_the_gpu(trace_file):
     payload = json.loads(result.stdout)
     fleets = [payload["answer"], *payload["runners_up"]]
     assert {f["gpus"].split("x", 1)[1] for f in fleets} <= {"A100", "L40S"}
+
+
+def test_the_search_stops_doubling_once_more_replicas_lower_no_bound(trace, trace_file):
+    """A QA pass: an SLO below what any fleet reaches had the search double replicas up to
+    --max-gpus 100,000 until memory ran out. Where twice the replicas lower no bound, the
+    rest is a latency floor: the search stops there."""
+    args = ["plan", str(trace_file), "--slo", "ttft_p99_ms=9,tpot_p99_ms=1", "--json"]
+    result = runner.invoke(app, [*args, "--gpu-types", "L40S", "--max-gpus", "100000"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["answer"] is None and payload["scenarios_simulated"] < 40
+    nearest = payload["closest"]
+    assert nearest["num_gpus"] < 1000
+    # The stop is where doubling stopped helping: half the fleet reached the same values.
+    sim = Simulator(trace, parse_slo("ttft_p99_ms=9,tpot_p99_ms=1"))
+    tp = nearest["tp"]
+    half = sim.evaluate(f"{nearest['num_gpus'] // 2}xL40S", tp).bound_values_ms
+    full = sim.evaluate(nearest["gpus"], tp).bound_values_ms
+    assert all(full[k] >= half[k] * (1 - 1e-3) for k in half)

@@ -377,6 +377,22 @@ def plan_cheapest(
     return PlanResult(answer, runners_up, sim.num_simulated, skipped=skipped, no_fleet=no_fleet)
 
 
+#: ``_saturated``: a bound counts as lowered when it fell by more than this fraction.
+SATURATION_TOLERANCE = 1e-3
+
+
+def _saturated(fewer: Evaluation, more: Evaluation) -> bool:
+    """Whether the fleet with more replicas lowered none of the SLO's bounds (by more than
+    ``SATURATION_TOLERANCE``), every value known in both."""
+    if not fewer.bound_values_ms or fewer.capacity_rejections or more.capacity_rejections:
+        return False
+    for key, before in fewer.bound_values_ms.items():
+        after = more.bound_values_ms.get(key)
+        if before is None or after is None or after < before * (1 - SATURATION_TOLERANCE):
+            return False
+    return True
+
+
 def _closest(
     evaluations: list[Evaluation], bounds: dict[str, tuple[str, int, float]]
 ) -> Evaluation | None:
@@ -529,14 +545,21 @@ def _fewest_replicas(
     last = first
     while meets is None and replicas < limit:
         replicas = min(replicas * 2, limit)
-        ev = last = probe(replicas)
+        ev = probe(replicas)
         if not ev.feasible:  # pragma: no cover - resolution does not depend on replicas
             skipped.append(f"{name} tp={tp}: {ev.reason}")
             return None
         if ev.meets:
             meets = replicas
+        elif _saturated(last, ev):
+            # Twice the replicas helped no bound: the rest is a latency floor more replicas
+            # cannot lower (an SLO below it had the search simulate fleets up to --max-gpus,
+            # 100,000 GPUs, until memory ran out).
+            last = ev
+            break
         else:
             fails = replicas
+        last = ev
     if meets is None:
         if largest is not None:
             largest.append(last)
