@@ -45,6 +45,7 @@ from simulator.calibration.profile import (
     read_bytes,
     roofline_latency_s,
     save_profile,
+    transfer_scale,
 )
 from simulator.calibration.select import (
     PROFILES_DIR,
@@ -443,16 +444,12 @@ def test_a_gpu_with_the_same_sms_and_slower_dram_keeps_each_call_until_dram_limi
     np.testing.assert_allclose(borrowed[0], own[0] / 0.6, rtol=1e-12)  # at the DRAM rate
     assert borrowed[1] == pytest.approx(own[1])  # 1/3 of the old DRAM is 0.56 of the new
     assert borrowed[2] == pytest.approx(own[2])  # compute bound
-    # Other peaks (or no measured DRAM rate): the roofline scaling of other relatives.
+    # Other peaks (or no measured DRAM rate): the scaling of other relatives.
     for other in (Reference(400e12, None, 2.039e12 * 0.6, 3e11),):
-        scale = roofline_latency_s("gemm_bfloat16", feats, other) / roofline_latency_s(
-            "gemm_bfloat16", feats, ref
-        )
+        scale = transfer_scale("gemm_bfloat16", feats, ref, other)
         np.testing.assert_allclose(profile.predict("gemm_bfloat16", feats, other), own * scale)
     unmeasured = Profile("A", ref, {"gemm_bfloat16": grid})
-    scale = roofline_latency_s("gemm_bfloat16", feats, slower) / roofline_latency_s(
-        "gemm_bfloat16", feats, ref
-    )
+    scale = transfer_scale("gemm_bfloat16", feats, ref, slower)
     np.testing.assert_allclose(unmeasured.predict("gemm_bfloat16", feats, slower), own * scale)
 
 

@@ -3,12 +3,14 @@
 Shipped profiles live in ``calibration/profiles/<gpu>.json`` beside the package. For a GPU
 with its own profile, its grids give the measured latencies; a family that profile lacks
 (the A40's Vidur data has no attention) comes from the nearest measured GPU's grid, scaled
-to this GPU's peaks. A GPU without measurements uses the nearest measured architecture's
-grids the same way ("roofline scaled by efficiencies learned on ..."); the order of
-preference below is by architecture and memory type (HBM or GDDR), checked against the
-leave-one-GPU-out errors: H100 and A100 predict each other best (GEMM median 14 %), much
-better than B200 does (33 %), whose tensor cores reach a lower fraction of their peak; B200
-and GB200 predict each other within 4-7 % (all-reduce 24-33 %).
+to this GPU's peaks (``profile.transfer_scale``). A GPU without measurements uses the
+nearest measured architecture's grids the same way ("roofline scaled by efficiencies
+learned on ..."); the order of preference below is by architecture and memory type (HBM or
+GDDR), fixed by that rule rather than by the errors, which it was checked against (leave
+one GPU out, ``fallback.leave_one_out``): A100 and H100 predict each other's 16-bit GEMMs
+within a median 15-16 % (B200 predicts them within 17-18 %), and every other family within
+12-24 %; B200 and GB200 predict each other within 3-4 % (all-reduce 24-33 %); L40S and RTX
+PRO 6000 each other within 11-34 % (all-reduce 27-51 %).
 A GPU with no measured relative (AMD MI300X) keeps the uncalibrated roofline.
 """
 

@@ -1,0 +1,152 @@
+"""The fallback for GPUs without measurements, and its leave-one-GPU-out measurement."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator.calibration.fallback import leave_one_out, recompute_leave_one_out
+from simulator.calibration.grid import Grid
+from simulator.calibration.profile import (
+    Profile,
+    Reference,
+    load_profile,
+    read_bytes,
+    roofline_flop,
+    roofline_latency_s,
+    save_profile,
+    transfer_scale,
+)
+from simulator.calibration.select import PROFILES_DIR, reference_for
+from simulator.calibration.sources import Measurements
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "calibration-data"
+
+#: One GEMM per regime: memory bound (m = 1), near the ridge point (m = 160 on an A100,
+#: where 2 m n k / P and the weight read take about as long), compute bound (m = 8192).
+M_NODES = np.array([1.0, 160.0, 8192.0])
+FEATS = {"m": M_NODES, "n": np.full(3, 4096.0), "k": np.full(3, 4096.0)}
+#: Per shape: how much slower than its compute plus memory time a call runs.
+SLOWDOWN = np.array([1.3, 2.0, 1.1])
+FLOOR_S = 4e-6
+
+
+def _true_latency_s(ref: Reference) -> np.ndarray:
+    """A GPU family whose calls take a fixed floor plus SLOWDOWN x (FLOP / P + bytes / B)."""
+    flop = roofline_flop("gemm_bfloat16", FEATS)
+    nbytes = read_bytes("gemm_bfloat16", FEATS)
+    return FLOOR_S + SLOWDOWN * (flop / ref.peak_bf16_flops + nbytes / ref.hbm_bytes_per_s)
+
+
+def _profile_measured_on(gpu: str, ref: Reference) -> Profile:
+    """The profile ``calibrate fit`` would make of ``_true_latency_s`` on ``ref``: one node
+    per measured shape, log(measured / roofline), the floor kept."""
+    values = np.log(_true_latency_s(ref) / roofline_latency_s("gemm_bfloat16", FEATS, ref))
+    axes = (M_NODES, np.array([4096.0]), np.array([4096.0]))
+    grid = Grid(("m", "n", "k"), axes, values.reshape(3, 1, 1), np.ones((3, 1, 1), np.int64))
+    return Profile(gpu, ref, {"gemm_bfloat16": replace(grid, floor_s=FLOOR_S)})
+
+
+def test_transfer_scale_is_compute_plus_memory_time_on_each_gpu():
+    """Closed form on one GEMM: m = n = k = 1000 in 16 bits is 2e9 FLOP and 6e6 bytes; on
+    100 TFLOP/s and 1 TB/s that is 20 + 6 us, on twice the FLOP/s 10 + 6 us: 16 / 26."""
+    one = {"m": np.array([1000.0]), "n": np.array([1000.0]), "k": np.array([1000.0])}
+    measured = Reference(100e12, None, 1e12, 1e11)
+    target = Reference(200e12, None, 1e12, 1e11)
+    scale = transfer_scale("gemm_bfloat16", one, measured, target)
+    assert scale[0] == pytest.approx(16.0 / 26.0, rel=1e-12)
+    # The roofline's max(compute, memory) would scale it by 10 / 20: the memory time was
+    # not free on the measured GPU, nor is it on the target.
+    roofline_ratio = roofline_latency_s("gemm_bfloat16", one, target) / roofline_latency_s(
+        "gemm_bfloat16", one, measured
+    )
+    assert roofline_ratio[0] == pytest.approx(0.5)
+    # Far from the ridge point: the FLOP/s ratio (compute bound), the bandwidth ratio
+    # (memory bound), as before.
+    big = {"m": np.array([1e6]), "n": np.array([1e5]), "k": np.array([1e5])}
+    faster_dram = Reference(100e12, None, 4e12, 1e11)
+    assert transfer_scale("gemm_bfloat16", big, measured, target)[0] == pytest.approx(0.5, 1e-2)
+    tiny = {"m": np.array([1.0]), "n": np.array([8192.0]), "k": np.array([8192.0])}
+    # (its compute time is 1 % of its memory time: 0.257)
+    assert transfer_scale("gemm_bfloat16", tiny, measured, faster_dram)[0] == pytest.approx(
+        0.25, 0.05
+    )
+    # FP8 GEMMs scale with the FP8 peaks (twice the 16-bit one where none is published).
+    fp8 = transfer_scale("gemm_fp8", big, Reference(100e12, 400e12, 1e12, 1e11), measured)
+    assert fp8[0] == pytest.approx(2.0, 1e-2)
+
+
+def test_a_borrowed_grid_recovers_a_known_scaling_exactly():
+    """Calls that take a floor plus a per-shape multiple of (compute + memory time), as the
+    fallback assumes, are predicted exactly on another GPU, in every regime; the
+    roofline's max(compute, memory) missed the call near the ridge point."""
+    a100, h100 = reference_for("A100-80GB-SXM"), reference_for("H100-SXM")
+    profile = _profile_measured_on("A100-80GB-SXM", a100)
+    np.testing.assert_allclose(
+        profile.predict("gemm_bfloat16", FEATS), _true_latency_s(a100), rtol=1e-9
+    )
+    predicted = profile.predict("gemm_bfloat16", FEATS, h100)
+    np.testing.assert_allclose(predicted, _true_latency_s(h100), rtol=1e-9)
+    own = profile.predict("gemm_bfloat16", FEATS)
+    max_rule = FLOOR_S + (own - FLOOR_S) * (
+        roofline_latency_s("gemm_bfloat16", FEATS, h100)
+        / roofline_latency_s("gemm_bfloat16", FEATS, a100)
+    )
+    assert max_rule[1] / _true_latency_s(h100)[1] - 1 > 0.25  # 27.7 % too slow
+
+
+def test_leave_one_out_never_reads_the_left_out_gpus_profile(tmp_path):
+    """The left-out GPU's own file is unreadable here: the measurement reads only the
+    relatives' profiles, and recovers the known scaling through them."""
+    h100 = reference_for("H100-SXM")
+    save_profile(
+        _profile_measured_on("A100-80GB-SXM", reference_for("A100-80GB-SXM")),
+        tmp_path / "a100-80gb-sxm.json",
+    )
+    (tmp_path / "h100-sxm.json").write_text("not a profile")
+    meas = Measurements(
+        gemm={
+            "dtype": np.array(["bfloat16"] * 3, dtype=object),
+            **{k: v.copy() for k, v in FEATS.items()},
+            "latency_s": _true_latency_s(h100),
+        }
+    )
+    result = leave_one_out(meas, "H100-SXM", h100, tmp_path)
+    assert set(result) == {"gemm_bfloat16"}
+    stats = result["gemm_bfloat16"]
+    assert stats["borrowed_from"] == "A100-80GB-SXM"
+    assert stats["n"] == 3
+    assert stats["median_abs_pct"] < 0.1  # log-ratios stored to 1e-3
+    assert stats["p90_abs_pct"] < 0.1
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/calibration-data")
+def test_recompute_changes_only_the_leave_one_out_tables_and_ignores_own_grids(tmp_path):
+    """Recomputing in place rewrites each profile's leave_one_out and nothing else; a GPU's
+    result does not move when its own grids are replaced by nonsense."""
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    for name in ("b200.json", "gb200.json"):
+        shutil.copy(PROFILES_DIR / name, folder / name)
+    before = {p.name: load_profile(p) for p in folder.glob("*.json")}
+    first = recompute_leave_one_out(folder, DATA / "aiconfigurator")
+    assert set(first) == {"B200", "GB200"}
+    assert {stats["borrowed_from"] for stats in first["B200"].values()} == {"GB200"}
+    for path in folder.glob("*.json"):
+        after, old = load_profile(path), before[path.name]
+        assert after.errors_leave_one_out == first[after.gpu]
+        assert after.errors == old.errors and after.provenance == old.provenance
+        assert after.to_json()["grids"] == old.to_json()["grids"]
+    # B200's grids 5 times slower: GB200 is predicted from them, B200 is not.
+    b200 = load_profile(folder / "b200.json")
+    b200.grids = {
+        name: replace(grid, values=grid.values + np.log(5.0)) for name, grid in b200.grids.items()
+    }
+    save_profile(b200, folder / "b200.json")
+    second = recompute_leave_one_out(folder, DATA / "aiconfigurator")
+    assert second["B200"] == first["B200"]
+    assert second["GB200"]["gemm_bfloat16"]["median_abs_pct"] > 100
