@@ -99,6 +99,32 @@ def test_a_borrowed_grid_recovers_a_known_scaling_exactly():
     assert max_rule[1] / _true_latency_s(h100)[1] - 1 > 0.25  # 27.7 % too slow
 
 
+def test_a_borrowed_all_reduce_keeps_the_latency_of_its_gpu_count():
+    """All-reduce on 2 and 8 GPUs: a latency that grows with the GPU count plus the ring
+    time at some efficiency. On a GPU with twice the link bandwidth only the part above
+    each count's latency halves (one family-wide floor would halve most of the 8-GPU
+    latency too)."""
+    ref = Reference(300e12, None, 2e12, 50e9)
+    fast_link = Reference(300e12, None, 2e12, 100e9)
+    gpus, sizes = np.array([2.0, 8.0]), np.array([256.0, 2.0**20, 2.0**28])
+    g, size = np.meshgrid(gpus, sizes, indexing="ij")
+    feats = {"num_gpus": g.ravel(), "message_bytes": size.ravel()}
+    latency_s = np.where(feats["num_gpus"] == 2.0, 5e-6, 25e-6)
+    ring_s = roofline_latency_s("allreduce", feats, ref)
+    measured_s = latency_s + 1.5 * ring_s
+    values = np.log(measured_s / ring_s).reshape(2, 3)
+    grid = Grid(("num_gpus", "message_bytes"), (gpus, sizes), values, np.ones((2, 3), np.int64))
+    profile = Profile("X", ref, {"allreduce": replace(grid, floor_s=5e-6)})
+    borrowed = profile.predict("allreduce", feats, fast_link)
+    # Each count's latency is its time for 256 B (which moves 256 B as well).
+    first_s = np.repeat(measured_s.reshape(2, 3)[:, 0], 3)
+    np.testing.assert_allclose(borrowed, first_s + (measured_s - first_s) / 2, rtol=1e-9)
+    np.testing.assert_allclose(borrowed, latency_s + 1.5 * ring_s / 2, rtol=1e-3)
+    # One GPU count and many sizes broadcast as the step model passes them.
+    one = profile.predict("allreduce", {"num_gpus": 8.0, "message_bytes": sizes}, fast_link)
+    np.testing.assert_allclose(one, borrowed[3:], rtol=1e-9)
+
+
 def test_leave_one_out_never_reads_the_left_out_gpus_profile(tmp_path):
     """The left-out GPU's own file is unreadable here: the measurement reads only the
     relatives' profiles, and recovers the known scaling through them."""

@@ -9,8 +9,8 @@ learned on ..."); the order of preference below is by architecture and memory ty
 GDDR), fixed by that rule rather than by the errors, which it was checked against (leave
 one GPU out, ``fallback.leave_one_out``): A100 and H100 predict each other's 16-bit GEMMs
 within a median 15-16 % (B200 predicts them within 17-18 %), and every other family within
-12-24 %; B200 and GB200 predict each other within 3-4 % (all-reduce 24-33 %); L40S and RTX
-PRO 6000 each other within 11-34 % (all-reduce 27-51 %).
+14-24 %; B200 and GB200 predict each other within 3-4 % (all-reduce 24-33 %); L40S and RTX
+PRO 6000 each other within 11-34 % (all-reduce 20-23 %).
 A GPU with no measured relative (AMD MI300X) keeps the uncalibrated roofline.
 """
 
