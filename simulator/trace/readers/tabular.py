@@ -47,6 +47,8 @@ PARQUET_MAGIC = b"PAR1"
 Column = pa.Array | pa.ChunkedArray
 
 _ZONE_SUFFIX = re.compile(r"(Z|[+-]\d\d:?\d\d)\s*$")
+#: An integer as pyarrow parses one (spaces around it trimmed): a sign and ASCII digits.
+_PLAIN_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
 
 
 def csv_header(path: Path) -> list[str]:
@@ -368,9 +370,9 @@ def _out_of_range_hint(text: str | None, arrow_type: pa.DataType) -> str:
     why an integer did not: one past the column type's range (which "expected an integer"
     alone denied it was)."""
     if pa.types.is_integer(arrow_type) and text is not None:
-        try:
-            int(text.strip())
-        except ValueError:
+        # Plain ASCII digits only: Python's int() also takes 1_000 and other scripts'
+        # digits, which pyarrow refuses as not an integer at all.
+        if _PLAIN_INTEGER.fullmatch(text) is None:
             return ""
         bits = arrow_type.bit_width
         return f", which is beyond the {bits}-bit range of the column (a corrupt count?)"
