@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from test_cli_trace import assert_one_line_error, invoke, write
+
+from simulator.trace.schema import validate_trace
 
 
 @pytest.mark.parametrize("cell", ["1_000", "\u0661\u0660"])
@@ -20,3 +26,48 @@ def test_an_integer_past_int64_is_still_called_out_of_range(tmp_path):
     header = "arrival_time_s,input_tokens,output_tokens\n"
     path = write(tmp_path, "big.csv", header + "0,99999999999999999999,10\n")
     assert_one_line_error(invoke("run", path), "beyond the 64-bit range of the column")
+
+
+SESSIONS = Path(__file__).resolve().parents[1] / "traces" / "chat-sessions.parquet"
+
+
+def _with_value(tmp_path: Path, column: str, row: int, value: float) -> Path:
+    """chat-sessions.parquet with one cell of a float64 column set, metadata kept."""
+    table = pq.read_table(SESSIONS)
+    values = table.column(column).to_pylist()
+    values[row] = value
+    index = table.schema.get_field_index(column)
+    table = table.set_column(index, table.schema.field(column), pa.array(values, pa.float64()))
+    path = tmp_path / "x.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+def _first_think_row() -> int:
+    think = pq.read_table(SESSIONS, columns=["think_time_s"]).column("think_time_s")
+    return next(row for row, value in enumerate(think.to_pylist()) if value is not None)
+
+
+@pytest.mark.parametrize("value", [float("nan"), -5.0, float("inf")])
+def test_a_canonical_think_time_that_is_nan_is_refused_like_a_negative_one(tmp_path, value):
+    """NaN passed: the check skipped NaN to let nulls (first turns) through."""
+    row = _first_think_row()
+    path = _with_value(tmp_path, "think_time_s", row, value)
+    assert_one_line_error(
+        invoke("trace", "info", path),
+        f"x.parquet: row {row + 1}: think_time_s must be finite and >= 0, got {value!r}",
+    )
+
+
+def test_a_canonical_trace_with_null_think_times_still_reads():
+    """Nulls (first turns) are no NaN: the shipped trace has them and reads."""
+    think = pq.read_table(SESSIONS, columns=["think_time_s"]).column("think_time_s")
+    assert think.null_count > 0
+    assert validate_trace(pq.read_table(SESSIONS), "chat-sessions.parquet").num_rows == len(think)
+
+
+def test_a_canonical_arrival_time_that_is_nan_is_refused(tmp_path):
+    path = _with_value(tmp_path, "arrival_time_s", 3, float("nan"))
+    assert_one_line_error(
+        invoke("trace", "info", path), "x.parquet: row 4: arrival_time_s must be finite", "nan"
+    )

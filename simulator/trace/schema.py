@@ -301,8 +301,11 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
                 f"{source}: row {row + 1}: {name} must be >= 1, got {int(tokens[row])}"
             )
     if "think_time_s" in table.column_names:
-        think = table.column("think_time_s").to_numpy(zero_copy_only=False)
-        bad = ~np.isnan(think) & (~np.isfinite(think) | (think < 0))
+        column = table.column("think_time_s")
+        think = column.to_numpy(zero_copy_only=False)
+        # A null (a first turn) reads as NaN here too; only a NaN stored as a value is bad.
+        stored = column.is_valid().to_numpy(zero_copy_only=False)
+        bad = stored & ~(np.isfinite(think) & (think >= 0))
         if bad.any():
             row = int(np.argmax(bad))
             raise TraceError(
