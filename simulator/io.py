@@ -207,12 +207,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_together(writers: Sequence[tuple[Path, Callable[[Path], None]]]) -> None:
-    """Write several files as one: each ``write(temporary)`` beside its path, then every
-    temporary renamed onto its path only once all are written.
+def write_together(
+    writers: Sequence[tuple[Path, Callable[[Path], None]]], stale: Sequence[Path] = ()
+) -> None:
+    """Write several files as one: each ``write(temporary)`` beside its path, then all of
+    them put in place together, and the ``stale`` files (an earlier run's that would
+    contradict the new ones) removed in the same step.
 
-    An error or interrupt while writing (a disk that fills on the last file) leaves every
-    path as it was: an earlier run's files are never replaced in part.
+    All or none: an error or interrupt while writing (a disk that fills on the last file),
+    or a rename refused part way (an immutable or foreign-owned file), leaves every path as
+    it was, never one run's requests beside another's summary. Ctrl-C and SIGTERM arriving
+    while the files are put in place take effect once that is done.
     """
     paths = [check_output_path(path) for path, _ in writers]
     temporaries = [temporary_path(path) for path in paths]
@@ -222,13 +227,75 @@ def write_together(writers: Sequence[tuple[Path, Callable[[Path], None]]]) -> No
         for (_, write), tmp, path in zip(writers, temporaries, paths, strict=True):
             with _named_errors(path, tmp):
                 write(tmp)
-        for tmp, path in zip(temporaries, paths, strict=True):
-            with _named_errors(path, tmp):
-                os.replace(tmp, path)
+        with _signals_deferred():
+            _put_in_place(list(zip(temporaries, paths, strict=True)), list(stale))
     finally:
         for tmp in temporaries:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def _put_in_place(moves: list[tuple[Path, Path]], stale: list[Path]) -> None:
+    """Rename each temporary onto its path and remove ``stale``, or change nothing.
+
+    Every existing target and stale file is first moved aside (``.NAME.PID.old``); a
+    rename that fails puts back what was moved and removes what was placed, then raises
+    the one-line error for that file. The files moved aside are removed at the end."""
+    targets = [path for _, path in moves]
+    targets += [path for path in stale if path not in targets]
+    aside: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for path in targets:
+            if os.path.lexists(path):
+                backup = path.with_name(f".{path.name}.{os.getpid()}.old")
+                with _named_errors(path, backup):
+                    os.replace(path, backup)
+                aside.append((path, backup))
+        for tmp, path in moves:
+            with _named_errors(path, tmp):
+                os.replace(tmp, path)
+            placed.append(path)
+    except BaseException:
+        for path in placed:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        for path, backup in reversed(aside):
+            with contextlib.suppress(OSError):
+                os.replace(backup, path)
+        raise
+    for _, backup in aside:
+        with contextlib.suppress(OSError):
+            backup.unlink()
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM for the block (a few renames): their handlers run after it,
+    so an interrupt never lands between two renames. Only in the main thread, the one
+    Python runs signal handlers in; elsewhere the block runs as is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, _frame: received.append(signum))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    for signum in received[:1]:
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
 
 @contextlib.contextmanager
@@ -249,16 +316,20 @@ def temporary_path(path: Path) -> Path:
 
 
 def remove_orphaned_temporaries(path: Path) -> None:
-    """Remove ``.NAME.PID.tmp`` files or folders beside ``path`` whose process has ended (a
-    write killed part way: SIGKILL runs no cleanup). Others' are left alone."""
+    """Remove ``.NAME.PID.tmp`` files or folders beside ``path``, and ``.NAME.PID.old``
+    files (``write_together``'s), whose process has ended (a write killed part way: SIGKILL
+    runs no cleanup). Others' are left alone."""
     import shutil
 
     try:
-        candidates = list(path.parent.glob(f".{path.name}.*.tmp"))
+        candidates = [
+            *path.parent.glob(f".{path.name}.*.tmp"),
+            *path.parent.glob(f".{path.name}.*.old"),
+        ]
     except OSError:
         return
     for candidate in candidates:
-        pid_text = candidate.name[len(path.name) + 2 : -len(".tmp")]
+        pid_text = candidate.name[len(path.name) + 2 : -len(candidate.suffix)]
         if not pid_text.isdigit() or int(pid_text) == os.getpid() or _running(int(pid_text)):
             continue
         with contextlib.suppress(OSError):

@@ -198,10 +198,14 @@ class Result:
         if self._requests is not None and self._steps is not None:
             self._state = None  # both tables exist: the engine's arrays can go
 
-    def write(self, out_dir: Path | str, option: str | None = None) -> None:
+    def write(
+        self, out_dir: Path | str, option: str | None = None, stale: Sequence[Path] = ()
+    ) -> None:
         """Write ``requests.parquet``, ``steps.parquet`` and ``summary.json`` into ``out_dir``
         (created if missing; its parent must exist). ``option`` names it in errors as the
-        CLI does (``--out``); the folder's path alone by default."""
+        CLI does (``--out``); the folder's path alone by default. ``stale`` files (an
+        earlier run's report) are removed together with the three put in place, or kept if
+        they are not."""
         out_dir = output_folder(str(out_dir), option)
         created = not out_dir.exists()
         try:
@@ -224,7 +228,8 @@ class Result:
                     (out_dir / "requests.parquet", partial(write_parquet_to, self.requests)),
                     (out_dir / "steps.parquet", partial(write_parquet_to, self.steps)),
                     (out_dir / "summary.json", partial(write_text_to, summary_json(self.summary))),
-                ]
+                ],
+                stale,
             )
         except BaseException:
             if created:  # no empty folder this call made

@@ -1097,6 +1097,74 @@ def test_a_failed_write_leaves_the_earlier_runs_outputs_as_they_were(tmp_path, m
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporaries either
 
 
+@pytest.mark.parametrize("failing_rename", [1, 2, 3, 4])
+def test_a_rename_refused_part_way_leaves_the_earlier_outputs_and_page(
+    tmp_path, monkeypatch, failing_rename
+):
+    """A QA pass: files were renamed into place one at a time, so a rename refused part way
+    (an immutable summary.json, EIO) left this run's requests and steps beside the earlier
+    run's summary and report. Renames 1-4 here are the moves aside of the earlier files."""
+    from simulator import io
+
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    out = tmp_path / "results"
+    args = ["run", str(trace), "--gpus", "4xA100", "--out", str(out)]
+    assert runner.invoke(app, [*args, "--report"]).exit_code == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert Path("report.html") in before
+    real = os.replace
+    calls = []
+
+    def refusing(src, dst):
+        calls.append(dst)
+        if len(calls) == failing_rename + 3:  # after the three moves of the outputs aside
+            raise OSError(1, "Operation not permitted")
+        real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", refusing)
+    failed = runner.invoke(app, [*args[:3], "8xA100", *args[4:]])
+    assert failed.exit_code == 1 and "cannot write it: Operation not permitted" in failed.stderr
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # nothing replaced, nothing left aside
+
+
+def test_an_interrupt_while_the_outputs_are_put_in_place_waits_for_all_of_them(
+    tmp_path, monkeypatch
+):
+    """A QA pass: Ctrl-C between two renames left this run's requests.parquet beside the
+    earlier run's steps and summary. Now the interrupt takes effect once every file is in
+    place: the folder holds one run, the new one, and the command says it was interrupted."""
+    import signal
+
+    from simulator import io
+
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    out = tmp_path / "results"
+    args = ["run", str(trace), "--gpus", "4xA100", "--out", str(out)]
+    assert runner.invoke(app, [*args, "--report"]).exit_code == 0
+    real = os.replace
+    calls = []
+
+    def interrupted(src, dst):
+        calls.append(dst)
+        if len(calls) == 5:  # after the earlier outputs and page are moved aside
+            signal.raise_signal(signal.SIGINT)
+        real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", interrupted)
+    stopped = runner.invoke(app, [*args[:3], "8xA100", *args[4:]])
+    assert stopped.exit_code == 130 and stopped.stderr.endswith("interrupted\n")
+    assert len(calls) >= 7  # every rename ran
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenario"]["gpus"].startswith("8x")
+    replicas = pq.read_table(out / "requests.parquet", columns=["replica"]).column(0)
+    assert max(replicas.to_pylist()) == 7
+    assert sorted(p.name for p in out.iterdir()) == ["plots", *RUN_FILE_NAMES]  # no page
+
+
+RUN_FILE_NAMES = ["requests.parquet", "steps.parquet", "summary.json"]
+
+
 @pytest.mark.parametrize("name", ["requests.parquet", "summary.json", "report.html"])
 def test_run_refuses_an_out_folder_whose_outputs_would_replace_its_trace(tmp_path, name):
     """A QA pass: `run DIR/requests.parquet --out DIR` replaced the trace it replayed with

@@ -316,13 +316,15 @@ def run(
         from simulator.results import RUN_FILES
 
         earlier = [n for n in RUN_FILES if (out_dir / n).is_file()]
-        result.write(out_dir, option="--out")
+        # An earlier run's page beside these outputs would contradict them, and so would a
+        # stopped redraw's: it goes in the same step as the new files are put in place
+        # (kept if they are not), before anything is drawn.
+        report_files = _report_files(out_dir)
+        had_report = any(path.parent == out_dir for path in report_files)  # the page
+        result.write(out_dir, option="--out", stale=report_files)
         if earlier:
             note(f"{out_dir} held an earlier run's {', '.join(earlier)}: replaced by this run's")
         err.print(f"wrote {out_dir}/requests.parquet, steps.parquet, summary.json")
-        # An earlier run's page beside these outputs would contradict them, and so would a
-        # stopped redraw's: it goes before anything is drawn.
-        had_report = _remove_report(out_dir)
         if with_report or had_report:
             from simulator.cli.report import announce
             from simulator.report import write_run_report
@@ -383,20 +385,15 @@ def _check_out_folder(out_dir: Path, trace: Path) -> None:
         )
 
 
-def _remove_report(out_dir: Path) -> bool:
-    """Remove the page and PNGs an earlier ``run --report`` (or ``report``) drew in
-    ``out_dir``; whether there was a page. Only files the report writes are removed."""
+def _report_files(out_dir: Path) -> list[Path]:
+    """The page and PNGs an earlier ``run --report`` (or ``report``) drew in ``out_dir``,
+    those that exist: the page first. Only files the report writes."""
     from simulator.report.png import FIGURE_IDS
     from simulator.report.run_page import PLOTS_DIR, REPORT_FILE
 
-    page = out_dir / REPORT_FILE
-    had_page = page.is_file()
-    with contextlib.suppress(FileNotFoundError):
-        page.unlink()
-    if (out_dir / PLOTS_DIR).is_dir():
-        for figure_id in FIGURE_IDS:
-            (out_dir / PLOTS_DIR / f"{figure_id}.png").unlink(missing_ok=True)
-    return had_page
+    candidates = [out_dir / REPORT_FILE]
+    candidates += [out_dir / PLOTS_DIR / f"{figure_id}.png" for figure_id in sorted(FIGURE_IDS)]
+    return [path for path in candidates if path.is_file()]
 
 
 def _ms(value: float | None) -> str:
