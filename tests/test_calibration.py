@@ -23,15 +23,18 @@ from simulator.calibration.fit import (
     GRID_AXES,
     dram_read_fraction,
     error_stats,
+    fit_family_grid,
     fit_from_source,
     fit_one,
     fit_profile,
     grid_points,
     measured_axes,
     model_gemm_shapes,
+    vidur_axes,
 )
 from simulator.calibration.grid import (
     Grid,
+    _gated_line_estimates,
     _parallel_line_estimates,
     _product_line_estimates,
     fit_additive,
@@ -549,6 +552,150 @@ def test_an_empty_node_at_a_step_takes_the_step_from_its_parallel_line():
     values = np.zeros((3, 6))
     values[1, 2] = np.nan
     assert _parallel_line_estimates(values, [np.log2([2.0, 4.0, 8.0]), np.arange(6.0)]) == []
+
+
+def _allreduce_points(latency_s, counts=(2.0, 4.0, 8.0), sizes=None):
+    """Features and latencies of an all-reduce grid: every (GPU count, message size)."""
+    sizes = 2.0 ** np.arange(8, 31) if sizes is None else sizes
+    g, x = (a.ravel() for a in np.meshgrid(counts, sizes, indexing="ij"))
+    feats = {"num_gpus": g, "message_bytes": x}
+    return feats, latency_s(g, x)
+
+
+def test_an_empty_all_reduce_node_is_interpolated_in_latency_not_log_ratio():
+    """A fixed latency plus bytes over a bandwidth: between a latency-bound and a
+    bandwidth-bound neighbour the affine interpolation gives the node's latency exactly,
+    where the log-ratio's line (a geometric mean of the two latencies) is 6 % off."""
+    latency_us, bytes_per_us = 5.0, 100e3  # 100 GB/s
+
+    def truth(g, x):
+        return (latency_us + x / bytes_per_us) * 1e-6
+
+    feats, lat = _allreduce_points(truth)
+    roof = roofline_latency_s("allreduce", feats, REF)
+    empty = feats["message_bytes"] == 2.0**19  # 512 KiB: 5 us + 5.2 us
+    axes = (np.array([2.0, 4.0, 8.0]), 2.0 ** np.arange(8, 31))
+    names = ("num_gpus", "message_bytes")
+    sub = {k: v[~empty] for k, v in feats.items()}
+    log_ratio = np.log(lat / roof)[~empty]
+    affine = fit_grid(names, axes, sub, log_ratio, affine_axis="message_bytes")
+    plain = fit_grid(names, axes, sub, log_ratio)
+    held = {k: v[empty] for k, v in feats.items()}
+    predicted = roof[empty] * np.exp(affine.log_ratio(held))
+    np.testing.assert_allclose(predicted, lat[empty], rtol=1e-9)
+    geometric = roof[empty] * np.exp(plain.log_ratio(held))
+    assert np.all(np.abs(geometric / lat[empty] - 1) > 0.05)
+
+
+def test_an_empty_node_on_a_step_takes_it_from_lines_parallel_around_it():
+    """An algorithm switch at 8 MiB for every GPU count (vLLM 0.14 hands such messages to
+    NCCL): a count's 8 MiB node held out is its neighbour lines' step, lent by every other
+    count whose difference from it is the same on both sides; a count whose difference
+    changes across the step (a switch elsewhere) lends nothing."""
+
+    def truth(g, x):
+        nccl = x >= 8 * 2**20
+        latency_us = np.where(nccl, 40.0, 5.0) + g
+        per_byte_us = np.where(nccl, 1 / 150e3, 1 / 100e3)
+        return (latency_us + x * per_byte_us) * 1e-6
+
+    feats, lat = _allreduce_points(truth)
+    roof = roofline_latency_s("allreduce", feats, REF)
+    log_ratio = np.log(lat / roof)
+    axes = (np.array([2.0, 4.0, 8.0]), 2.0 ** np.arange(8, 31))
+    names = ("num_gpus", "message_bytes")
+    empty = (feats["num_gpus"] == 2) & (feats["message_bytes"] == 8 * 2**20)
+    sub = {k: v[~empty] for k, v in feats.items()}
+    kwargs = {"affine_axis": "message_bytes"}
+    gated = fit_grid(
+        names, axes, sub, log_ratio[~empty], gated_lines=(("message_bytes", "num_gpus"),), **kwargs
+    )
+    alone = fit_grid(names, axes, sub, log_ratio[~empty], **kwargs)
+    assert gated.counts[0, 15] == 0 and gated.values[0, 15] == pytest.approx(
+        log_ratio[empty][0], abs=0.02
+    )
+    assert alone.values[0, 15] < log_ratio[empty][0] - 0.1  # the chord misses the step
+    # The 4-GPU line switches at 4 MiB instead: its difference from the 2-GPU line
+    # changes between 4 and 16 MiB, so only the 8-GPU line lends its step.
+    values = gated.values.copy()
+    values[0, 15] = np.nan
+    values[1, 14] += 1.0
+    estimates = [e[0, 15] for e in _gated_line_estimates(values, [np.log2(a) for a in axes], 1, 0)]
+    lent = [e for e in estimates if not np.isnan(e)]
+    assert len(lent) == 1 and lent[0] == pytest.approx(log_ratio[empty][0], abs=0.02)
+
+
+def test_an_isolated_slow_shape_on_one_parallel_line_is_outvoted():
+    """A tile step at the same m for every n, and one n line slow at the empty node's m
+    alone (an isolated shape, as in B200's FP8 GEMMs): every other n line lends the step,
+    and their median gives the node exactly; the ungated neighbour line (the slow one)
+    would lend its spike."""
+    axes = (2.0 ** np.arange(6), 2.0 ** np.arange(6))
+
+    def truth(i, j):
+        return 0.1 * i + (1.0 if i >= 3 else 0.0) + 0.05 * j + (2.0 if (i, j) == (3, 1) else 0.0)
+
+    points = [(i, j) for i, j in np.ndindex(6, 6) if (i, j) != (3, 0)]
+    feats = {
+        "m": np.array([2.0**i for i, _ in points]),
+        "n": np.array([2.0**j for _, j in points]),
+    }
+    ratios = np.array([truth(i, j) for i, j in points])
+    gated = fit_grid(("m", "n"), axes, feats, ratios, gated_lines=(("m", "n"), ("n", "m")))
+    assert gated.counts[3, 0] == 0
+    assert gated.values[3, 0] == pytest.approx(truth(3, 0))
+    parallel = fit_grid(("m", "n"), axes, feats, ratios, parallel_lines=True)
+    assert parallel.values[3, 0] != pytest.approx(truth(3, 0), abs=0.05)
+
+
+def test_all_reduce_fit_recovers_latency_and_bandwidth_per_algorithm():
+    """All-reduce made as latency + bytes / bandwidth, one pair per algorithm (switching at
+    8 MiB), each GPU count a multiple of the same curve: of a random 20 % held out, every
+    node within one algorithm's range is reproduced exactly (before the affine
+    interpolation: median 1.5 %, up to 6 %), and the two on the switch (2 and 8 GPUs at
+    8 MiB; 8 GPUs' 16 MiB is held out too) are halfway to it: the 4-GPU line lends its
+    step, the chord of each line's own neighbours misses it (p90 8.2 % -> 3.9 %)."""
+
+    def truth(g, x):
+        nccl = x >= 8 * 2**20
+        return (1 + 0.1 * g) * np.where(nccl, 30.0 + x / 180e3, 4.0 + x / 120e3) * 1e-6
+
+    feats, lat = _allreduce_points(truth)
+    grid, errors = fit_one("allreduce", feats, lat, REF)
+    held = errors["holdout_random_20pct"]
+    assert held["n"] == 15 and held["median_abs_pct"] == 0.0 and held["p90_abs_pct"] < 4.0
+
+
+def test_vidur_gemm_grid_keeps_each_measured_shape_its_own_efficiency():
+    """Vidur times a few model shapes at many token counts. Each measured n and k is a
+    node, so two shapes of different efficiency keep theirs (pooled, each was predicted as
+    the median of both), and a shape's node held out is predicted from its own line."""
+    m = 2.0 ** np.arange(0, 13)
+    shapes = {(4096.0, 4096.0): 0.8, (12288.0, 4096.0): 0.4, (4096.0, 11008.0): 0.6}
+    feats = {"m": [], "n": [], "k": []}
+    for n, k in shapes:
+        feats["m"].extend(m)
+        feats["n"].extend([n] * len(m))
+        feats["k"].extend([k] * len(m))
+    feats = {key: np.array(v) for key, v in feats.items()}
+    eff = np.array([shapes[(n, k)] for n, k in zip(feats["n"], feats["k"], strict=True)])
+    lat = roofline_latency_s("gemm_bfloat16", feats, REF) / eff
+    axes = vidur_axes(feats)
+    assert axes[1].tolist() == [4096.0, 12288.0] and axes[2].tolist() == [4096.0, 11008.0]
+    grid, errors = fit_one("gemm_bfloat16", feats, lat, REF, axes)
+    assert errors["fit"]["p90_abs_pct"] < 1e-6
+    held = (feats["n"] == 12288.0) & (feats["m"] == 64.0)
+    log_ratio = np.log(lat / roofline_latency_s("gemm_bfloat16", feats, REF))
+    train = {key: v[~held] for key, v in feats.items()}
+    without = fit_family_grid("gemm_bfloat16", axes, train, log_ratio[~held])
+    sub = {key: v[held] for key, v in feats.items()}
+    pred = roofline_latency_s("gemm_bfloat16", sub, REF) * np.exp(without.log_ratio(sub))
+    np.testing.assert_allclose(pred, lat[held], rtol=1e-9)
+    pooled, _ = fit_one(
+        "gemm_bfloat16", feats, lat, REF, (axes[0], np.array([4096.0]), np.array([4096.0]))
+    )
+    pred = roofline_latency_s("gemm_bfloat16", feats, REF) * np.exp(pooled.log_ratio(feats))
+    assert np.max(np.abs(pred / lat - 1)) > 0.3
 
 
 @pytest.mark.parametrize(
