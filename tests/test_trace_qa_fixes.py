@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from test_cli_trace import assert_one_line_error, invoke, write
 
-from simulator.trace.schema import validate_trace
+from simulator.trace.importer import import_trace
+from simulator.trace.schema import FORMAT_VERSION, validate_trace
 
 
 @pytest.mark.parametrize("cell", ["1_000", "\u0661\u0660"])
@@ -71,3 +72,42 @@ def test_a_canonical_arrival_time_that_is_nan_is_refused(tmp_path):
     assert_one_line_error(
         invoke("trace", "info", path), "x.parquet: row 4: arrival_time_s must be finite", "nan"
     )
+
+
+def _with_metadata(tmp_path: Path, **items: bytes | None) -> Path:
+    """chat-sessions.parquet with ``simreplay.*`` metadata keys set (None: removed)."""
+    table = pq.read_table(SESSIONS)
+    metadata = dict(table.schema.metadata)
+    for key, value in items.items():
+        metadata.pop(f"simreplay.{key}".encode(), None)
+        if value is not None:
+            metadata[f"simreplay.{key}".encode()] = value
+    path = tmp_path / "v.parquet"
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    return path
+
+
+@pytest.mark.parametrize("command", [("trace", "info"), ("run",)])
+def test_a_trace_of_a_newer_format_version_is_refused(tmp_path, command):
+    """Version 99 was replayed as if it were 1, whatever its columns now mean."""
+    path = _with_metadata(tmp_path, format_version=b"99")
+    assert_one_line_error(
+        invoke(*command, path),
+        "v.parquet: written in trace format version 99, newer than the version 1 this "
+        "simreplay reads",
+    )
+
+
+def test_a_format_version_that_is_no_number_is_refused(tmp_path):
+    path = _with_metadata(tmp_path, format_version=b"one")
+    assert_one_line_error(
+        invoke("trace", "info", path), "simreplay.format_version in its metadata is 'one'"
+    )
+
+
+@pytest.mark.parametrize("version", [b"1", None])
+def test_this_format_version_and_none_read(tmp_path, version):
+    path = _with_metadata(tmp_path, format_version=version)
+    table = import_trace(path)[0]
+    assert table.num_rows == pq.read_metadata(SESSIONS).num_rows
+    assert table.schema.metadata[b"simreplay.format_version"] == str(FORMAT_VERSION).encode()

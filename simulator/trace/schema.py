@@ -245,13 +245,15 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
     Raises
     ------
     TraceError
-        On a missing required column, an unexpected column, a null in a required column,
-        a token count < 1, an arrival time that is not finite or negative, arrivals out of
-        order, a duplicate ``request_id``, or ``hash_ids`` without a block size.
+        On a format version newer than ``FORMAT_VERSION``, a missing required column, an
+        unexpected column, a null in a required column, a token count < 1, an arrival time
+        that is not finite or negative, arrivals out of order, a duplicate ``request_id``,
+        or ``hash_ids`` without a block size.
     """
     metadata = TraceMetadata.from_arrow(table.schema.metadata)
     if metadata is None:
         raise TraceError(f"{source}: not a simreplay trace (schema metadata missing)")
+    check_format_version(table.schema.metadata, source)
     check_unique_names(table.column_names, f"{source}: ")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
@@ -325,6 +327,30 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
                 f"one with an empty item ({num_rows_text(int(holes.sum()))} like this)"
             )
     return table
+
+
+def check_format_version(metadata: dict[bytes, bytes] | None, source: str) -> None:
+    """Refuse a trace whose ``simreplay.format_version`` this simreplay cannot read.
+
+    Every version up to ``FORMAT_VERSION`` is read (1 is the only one so far); a newer one
+    was written by a newer simreplay, whose columns or rules this one would misread. A file
+    without the key (only a table made by hand has none) reads as this version.
+    """
+    raw = (metadata or {}).get((_META_PREFIX + "format_version").encode())
+    if raw is None:
+        return
+    text = raw.decode(errors="replace").strip()
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise TraceError(
+            f"{source}: simreplay.format_version in its metadata is {text!r}, not a format "
+            f"version (this simreplay reads versions 1 to {FORMAT_VERSION})"
+        )
+    if int(text) > FORMAT_VERSION:
+        raise TraceError(
+            f"{source}: written in trace format version {int(text)}, newer than the version "
+            f"{FORMAT_VERSION} this simreplay reads; read it with the newer simreplay that "
+            "wrote it"
+        )
 
 
 def rows_with_null_items(lists: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
