@@ -10,6 +10,7 @@ import pytest
 from test_cli_trace import assert_one_line_error, invoke, write
 
 from simulator.trace.importer import import_trace
+from simulator.trace.options import ImportOptions
 from simulator.trace.schema import FORMAT_VERSION, validate_trace
 
 
@@ -111,3 +112,43 @@ def test_this_format_version_and_none_read(tmp_path, version):
     table = import_trace(path)[0]
     assert table.num_rows == pq.read_metadata(SESSIONS).num_rows
     assert table.schema.metadata[b"simreplay.format_version"] == str(FORMAT_VERSION).encode()
+
+
+IDS = "request_id,arrival_time_s,input_tokens,output_tokens\n"
+
+
+def test_skip_invalid_drops_a_row_with_an_empty_request_id_and_counts_it(tmp_path):
+    """The empty id failed the import even with --skip-invalid, which drops rows with
+    missing values."""
+    path = write(tmp_path, "idmix.csv", IDS + "a,0,100,10\n,1,100,10\nb,2,100,10\n")
+    table, report = import_trace(path, ImportOptions(skip_invalid=True))
+    assert table.column("request_id").to_pylist() == ["a", "b"]
+    assert report.num_source_rows == 3
+    assert "skipped 1 row whose request_id was empty or missing (first: line 3)" in report.notes
+    result = invoke("run", path, "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 row whose request_id was empty or missing" in result.stderr
+
+
+def test_an_empty_request_id_without_skip_invalid_says_the_flag_drops_it(tmp_path):
+    path = write(tmp_path, "idmix.csv", IDS + "a,0,100,10\n,1,100,10\n")
+    assert_one_line_error(
+        invoke("run", path),
+        "idmix.csv: line 3: column request_id: expected a request id, got an empty or "
+        "missing value (1 row like this; --skip-invalid drops them)",
+    )
+
+
+def test_skipped_rows_are_counted_once_whatever_else_is_wrong_with_them(tmp_path):
+    """A row with no id and no time counts under its time only: the notes add up."""
+    text = IDS + "a,0,100,10\n,1,100,10\n,x,100,10\nb,2,100,0\n"
+    path = write(tmp_path, "idmix.csv", text)
+    table, report = import_trace(path, ImportOptions(skip_invalid=True))
+    assert table.num_rows == 1
+    skipped = [note for note in report.notes if note.startswith("skipped ")]
+    assert skipped == [
+        "skipped 1 row whose arrival_time_s was not a finite time (first: line 4)",
+        "skipped 1 more row whose output_tokens was not an integer from 1 to 2147483647 "
+        "(first: line 5)",
+        "skipped 1 more row whose request_id was empty or missing (first: line 3)",
+    ]

@@ -192,6 +192,11 @@ def normalize(
             f"an integer from 1 to {INT32_MAX}",
         ),
     )
+    ids = raw.extra.get("request_id")
+    if ids is not None and ids.null_count:
+        # An empty id is a missing value like an empty count: --skip-invalid drops its row.
+        empty = ~np.asarray(ids.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        checks += (("request_id", empty, "a request id"),)
     any_bad = np.zeros(len(raw.arrival_time_s), dtype=bool)
     for name, bad, expected in checks:
         num_bad = int(bad.sum())
@@ -199,8 +204,10 @@ def normalize(
             continue
         if not skip_invalid:
             row = int(np.argmax(bad))
-            value = getattr(raw, name)[row]
-            if name == "arrival_time_s":
+            value = raw.extra[name][row] if name in raw.extra else getattr(raw, name)[row]
+            if name == "request_id":
+                shown = "an empty or missing value"
+            elif name == "arrival_time_s":
                 shown = "an infinite value" if np.isinf(value) else "an empty or NaN value"
             else:
                 shown = _STAND_INS.get(int(value), repr(int(value)))
@@ -224,13 +231,12 @@ def normalize(
         num_new = int(new.sum())
         label = raw.column_label(name)
         first = f" (first: {raw.where(int(np.argmax(new)))})" if num_new else ""
+        why = "was empty or missing" if name == "request_id" else f"was not {expected}"
         if num_new and any_bad.any():
             rows = "row" if num_new == 1 else "rows"
-            notes.append(f"skipped {num_new:,} more {rows} whose {label} was not {expected}{first}")
+            notes.append(f"skipped {num_new:,} more {rows} whose {label} {why}{first}")
         elif num_new:
-            notes.append(
-                f"skipped {num_rows_text(num_new)} whose {label} was not {expected}{first}"
-            )
+            notes.append(f"skipped {num_rows_text(num_new)} whose {label} {why}{first}")
         any_bad |= bad
     if any_bad.any():
         raw.take(~any_bad)
