@@ -479,6 +479,15 @@ def _replica_major_positions(replica: np.ndarray, num_engines: int) -> np.ndarra
     return position
 
 
+def _beyond_context(resolved: ResolvedScenario, state: EngineState) -> np.ndarray:
+    """Requests longer (input + output) than the context asked for: ``--max-model-len``,
+    else the model's. Every deployment rejects them, unlike those beyond a max_model_len a
+    small KV cache capped."""
+    limit = resolved.scenario.max_model_len or resolved.model.max_context_tokens
+    tokens = state.req_i[:, R_PROMPT].astype(np.int64) + state.req_i[:, R_OUTPUT]
+    return tokens > limit
+
+
 def _summary(
     resolved: ResolvedScenario,
     state: EngineState,
@@ -501,7 +510,17 @@ def _summary(
     itl_sum_s = _nansum(outcomes.of_completed(outcomes.token_span_s))
     reason_counts = outcomes.reject_counts
     # Before the latencies are described: that reorders them (reorder=True, no copies).
-    slo_summary = slo_report(latencies_s, completed, slo, makespan_s) if slo else None
+    slo_summary = (
+        slo_report(
+            latencies_s,
+            completed,
+            slo,
+            makespan_s,
+            _beyond_context(resolved, state) if outcomes.num_completed < num_requests else None,
+        )
+        if slo
+        else None
+    )
     tpot_ms = describe_ms(latencies_s["tpot"], reorder=True)
     summary: dict[str, Any] = {
         "num_requests": num_requests,

@@ -816,22 +816,54 @@ def test_batch_knobs_group_digits_as_max_model_len_does(small_trace):
     assert "max_num_seqs=1,024, max_num_batched_tokens=8,192, " in result.stdout
 
 
-def test_slo_met_beside_rejected_requests_says_what_the_percentile_covers(small_trace):
+def test_slo_beside_requests_beyond_the_context_asked_for_says_what_the_value_covers(
+    small_trace,
+):
     """Found by QA: with 15% of requests rejected (longer than --max-model-len) the SLO table
-    said ttft_p99_ms met, attainment 85.3%, 'All met: yes', without a word on why."""
+    said ttft_p99_ms met, 'All met: yes', without a word on why. Those requests any
+    deployment rejects (as `plan` has it): they count only in attainment, and the line says
+    so."""
     args = ["run", small_trace, "--gpus", "1xA100", "--slo", "ttft_p99_ms=60000"]
     result = invoke(*args, "--max-model-len", 1024)
     assert result.exit_code == 0, result.stderr
-    rejected = json.loads(invoke(*args, "--max-model-len", 1024, "--json").stdout)["num_rejected"]
-    assert rejected > 0
+    summary = json.loads(invoke(*args, "--max-model-len", 1024, "--json").stdout)
+    rejected = summary["num_rejected"]
+    assert rejected > 0.01 * summary["num_requests"]
+    assert summary["slo"]["beyond_context"] == rejected
+    assert summary["slo"]["misses_not_completed"] == 0 and summary["slo"]["all_met"]
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("All met: yes; "), last
     assert last.endswith(
-        f" (percentiles over completed requests; the {rejected:,} rejected count only in "
-        "attainment)"
+        f" (value: over completed requests; the {rejected:,} requests longer than the context "
+        "asked for, which any deployment rejects, count only in attainment)"
     ), last
     plain = invoke(*args)
     assert plain.stdout.strip().splitlines()[-1].endswith(" req/s"), plain.stdout
+
+
+def test_slo_beside_requests_a_small_kv_cache_rejects_counts_them_as_misses(tmp_path):
+    """Found by QA: 5% of requests rejected by this deployment alone (max_model_len capped
+    to its KV cache) and 'All met: yes' on p99 bounds, while `plan` refused the same fleet.
+    A p99 target is missed when more than 1% of the requests it could serve never complete;
+    the reject reason names the capped length."""
+    trace = tmp_path / "longmix.csv"
+    rows = [f"{i * 0.5},{20000 if i % 20 == 0 else 1000},20" for i in range(200)]
+    trace.write_text("arrival_time_s,input_tokens,output_tokens\n" + "\n".join(rows) + "\n")
+    args = ["run", trace, "--gpus", "4xA100-40GB", "--model", "llama-3.1-70b"]
+    args += ["--slo", "ttft_p99_ms=5000,e2e_p99_ms=60000"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(invoke(*args, "--json").stdout)
+    assert summary["num_rejected"] == 10 and summary["scenario"]["max_model_len"] < 20020
+    slo = summary["slo"]
+    assert all(b["value_ms"] < b["bound_ms"] and not b["met"] for b in slo["bounds"].values())
+    assert (slo["misses_not_completed"], slo["beyond_context"], slo["all_met"]) == (10, 0, False)
+    assert result.stdout.strip().splitlines()[-1].startswith("All met: NO; ")
+    length = summary["scenario"]["max_model_len"]
+    assert (
+        "Rejected      10: longer than the model's context (input + output > max model "
+        f"length = {length:,} tokens)"
+    ) in result.stdout
 
 
 def test_prefix_aware_routing_over_a_trace_without_hashes_says_it_has_nothing_to_follow(

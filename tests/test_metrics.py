@@ -159,3 +159,54 @@ def test_slo_names_are_read_as_gpu_and_model_names_are():
     }
     with pytest.raises(SimreplayError, match="ttft_p99_ms is given twice"):
         parse_slo("ttft_p99_ms=1,TTFT_p099_ms=2")
+
+
+@pytest.mark.parametrize("num_rejected", [0, 5, 9, 10, 50])
+@pytest.mark.parametrize("bound_ms", [50.0, 99.5])
+def test_a_percentile_target_counts_requests_not_completed_as_never_done(num_rejected, bound_ms):
+    """A p99 bound over 1,000 requests: met by the completed ones' p99, and missed as soon as
+    the percentile over all 1,000, the rejected ones taken as never done, passes the bound:
+    numpy's percentile of the same array with +inf for them (its linear interpolation puts
+    p99 at rank 989.01 of 0-999, between the 990th and 991st smallest: 9 rejected still
+    meet a bound above the 991st value, 10 do not)."""
+    n = 1000
+    latencies_s = np.linspace(0.001, 0.1, n)  # 1 to 100 ms
+    completed = np.ones(n, bool)
+    completed[n - num_rejected :] = False
+    latencies_s[~completed] = np.nan
+    report = slo_report(
+        {"ttft": latencies_s}, completed, parse_slo(f"ttft_p99_ms={bound_ms}"), 10.0
+    )
+    everything_ms = np.where(completed, latencies_s * 1e3, np.inf)
+    with np.errstate(invalid="ignore"):
+        reference = np.percentile(everything_ms, 99)
+    expected = bool(np.nan_to_num(reference, nan=np.inf) <= bound_ms)
+    bound = report["bounds"]["ttft_p99_ms"]
+    assert bound["met"] == expected == report["all_met"]
+    assert expected == (bound_ms > 99 and num_rejected < 10)
+    assert bound["value_ms"] == float(np.percentile(latencies_s[completed], 99)) * 1e3
+    assert report["misses_not_completed"] == num_rejected
+
+
+def test_requests_beyond_the_context_asked_for_are_left_out_of_the_target():
+    """Requests every deployment rejects (longer than the context asked for) do not make a
+    p99 target missed; the same number rejected for another reason does."""
+    n = 1000
+    latencies_s = np.full(n, 0.01)
+    completed = np.ones(n, bool)
+    completed[:50] = False
+    latencies_s[:50] = np.nan
+    slo = parse_slo("ttft_p99_ms=20")
+    beyond = np.zeros(n, bool)
+    beyond[:50] = True
+    excused = slo_report({"ttft": latencies_s}, completed, slo, 10.0, beyond)
+    assert excused["all_met"] and excused["beyond_context"] == 50
+    assert excused["misses_not_completed"] == 0
+    beyond[:45] = False  # 45 rejected for capacity: 4.5% > 1%
+    counted = slo_report({"ttft": latencies_s}, completed, slo, 10.0, beyond)
+    assert not counted["all_met"] and counted["misses_not_completed"] == 45
+    assert (
+        counted["bounds"]["ttft_p99_ms"]["attainment"]
+        == excused["bounds"]["ttft_p99_ms"]["attainment"]
+        == 0.95
+    )
