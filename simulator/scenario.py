@@ -451,8 +451,13 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
                 "budget per step is --chunk-size"
             )
         max_batched = chunk_size
-        if scenario.max_num_seqs is None:
-            max_num_seqs = min(max_num_seqs, chunk_size)
+        if scenario.max_num_seqs is None and chunk_size < max_num_seqs:
+            notes.append(
+                f"max_num_seqs lowered from the default {max_num_seqs:,} to --chunk-size "
+                f"{chunk_size:,}: vLLM (v0.11, SchedulerConfig) refuses a token budget per "
+                "step below it; pass --max-num-seqs to choose"
+            )
+            max_num_seqs = chunk_size
     if max_batched < max_num_seqs:
         seqs = (
             f"the default max_num_seqs of {max_num_seqs:,}"
@@ -492,6 +497,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     validate_pp(model, num_gpus, None, pp)  # pp alone; with the TP below once it is known
     pp_knobs = {"pp": pp} if pp != 1 else {}
     tp_chosen = scenario.tp is None
+    no_useful_tp = False
     if tp_chosen:
         tp = choose_tp(model, gpu, num_gpus, max_context_tokens=context, **knobs, **pp_knobs)
         chosen = plan_memory(model, gpu, tp, **knobs, **pp_knobs)
@@ -501,13 +507,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             # choose_tp's fallback: no TP these GPUs allow holds a full-context sequence with
             # KV at least half the weights (vLLM would not start without a smaller
             # --max-model-len); say so rather than call it useful.
-            notes.append(
-                f"--tp not given: no TP on {num_gpus} {gpu.name} leaves a useful KV cache "
-                f"(one {context:,}-token sequence a replica, and KV at least half the weights); "
-                f"chose tp={tp}, the largest that fits, whose replicas hold "
-                f"{chosen.kv_capacity_tokens:,} tokens of KV: more or larger GPUs serve "
-                "this model better"
-            )
+            no_useful_tp = True
     else:
         tp = scenario.tp
         validate_tp(model, num_gpus, tp)
@@ -516,6 +516,16 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         v0_len = _v0_settled_len(model, gpu, tp, context, knobs, pp_knobs)
         max_batched = knobs["max_num_batched_tokens"] = max(v0_len, 2048)
     memory = plan_memory(model, gpu, tp, **knobs, **pp_knobs)
+    if no_useful_tp:
+        # The KV the run has: vllm-v0's settled budget above changes the activation reserve
+        # and so the cache from the one TP was chosen with.
+        notes.append(
+            f"--tp not given: no TP on {num_gpus} {gpu.name} leaves a useful KV cache "
+            f"(one {context:,}-token sequence a replica, and KV at least half the weights); "
+            f"chose tp={tp}, the largest that fits, whose replicas hold "
+            f"{memory.kv_capacity_tokens:,} tokens of KV: more or larger GPUs serve "
+            "this model better"
+        )
 
     max_model_len = scenario.max_model_len or model.max_context_tokens
     # A request lives in one virtual engine: with pipeline stages it holds 1/pp of the blocks.

@@ -548,3 +548,36 @@ def test_enforce_eager_says_what_it_leaves_out():
     eager = resolve(Scenario(gpus="1xH100", enforce_eager=True))
     assert any(n.startswith("--enforce-eager is modelled as") for n in eager.notes)
     assert not any("enforce-eager" in n for n in resolve(Scenario(gpus="1xH100")).notes)
+
+
+def test_the_chosen_tp_note_states_the_kv_cache_the_run_has():
+    """A QA pass: with vllm-v0 (its budget settled after TP is chosen, which changes the
+    activation reserve) the note said replicas hold 60,208 tokens of KV and the run's table
+    38,032."""
+    from simulator.scenario import Scenario, resolve
+
+    for scenario in [
+        Scenario(gpus="1xH100", gpu_memory_utilization=0.3, scheduler="vllm-v0"),
+        Scenario(gpus="1xL4", scheduler="vllm-v0"),
+        Scenario(gpus="2xH100", model="llama-3.1-70b"),
+    ]:
+        resolved = resolve(scenario)
+        (note,) = [n for n in resolved.notes if n.startswith("--tp not given")]
+        held = resolved.memory.kv_capacity_tokens
+        assert f"whose replicas hold {held:,} tokens of KV" in note, (scenario, note)
+
+
+def test_sarathi_says_when_its_chunk_size_lowers_the_default_max_num_seqs():
+    """A QA pass: --scheduler sarathi --chunk-size 100 ran with max_num_seqs=100 without a
+    word (the vllm scheduler refuses such a budget with one line)."""
+    from simulator.scenario import Scenario, resolve
+
+    lowered = resolve(Scenario(gpus="1xH100", scheduler="sarathi", chunk_size=100))
+    assert lowered.max_num_seqs == 100
+    assert (
+        "max_num_seqs lowered from the default 1,024 to --chunk-size 100: vLLM (v0.11, "
+        "SchedulerConfig) refuses a token budget per step below it; pass --max-num-seqs to "
+        "choose"
+    ) in lowered.notes
+    kept = resolve(Scenario(gpus="1xH100", scheduler="sarathi", chunk_size=100, max_num_seqs=64))
+    assert kept.max_num_seqs == 64 and not any("lowered" in n for n in kept.notes)
