@@ -146,7 +146,10 @@ def _simulate(
     if router is not None and orchestration == "fused":
         raise SimreplayError("a custom router needs the simpy orchestration")
     if router is not None and not callable(router):
-        raise SimreplayError(f"router must be a callable, got {type(router).__name__}")
+        raise SimreplayError(
+            f"simulate's router must be a callable, got {type(router).__name__} (a built-in "
+            "router by name is Scenario.router)"
+        )
     if scenario is not None and not isinstance(scenario, Scenario):
         raise SimreplayError(
             f"scenario must be a simulator.Scenario, e.g. Scenario(gpus='2xH100'), got "

@@ -355,11 +355,12 @@ def _consult(
     choice = router(request, replicas)
     if isinstance(choice, bool) or not isinstance(choice, int | np.integer):
         raise SimreplayError(
-            f"router returned {choice!r} for request {i}; expected a replica index"
+            f"the router function returned {choice!r} for request {i}; expected a replica index"
         )
     if not 0 <= int(choice) < len(replicas):
         raise SimreplayError(
-            f"router returned replica {choice} for request {i}; there are {len(replicas)}"
+            f"the router function returned replica {choice} for request {i}; there are "
+            f"{len(replicas)}"
         )
     return int(choice)
 

@@ -576,7 +576,9 @@ def test_a_custom_router_is_named_in_the_summary():
         ({"trace": {"arrival_time_s": [0.0]}}, "trace must be a pyarrow Table"),
         ({"trace": None}, "trace must be a pyarrow Table"),
         ({"scenario": "2xH100"}, "scenario must be a simulator.Scenario"),
-        ({"router": 5}, "router must be a callable"),
+        # A QA pass: it read "Scenario.router must be a callable" (Scenario.router takes names).
+        ({"router": 5}, "^simulate's router must be a callable, got int"),
+        ({"router": "round-robin"}, "^simulate's router must be a callable, got str"),
         ({"slo": {"ttft_p99_ms": "2000"}}, "must map to a bound in ms"),
         ({"slo": {"x": ("ttft", 150, 5.0)}}, "names another bound than its value"),
         # A QA pass: p01 is p1 (it printed the tuple and "does not name its bound").

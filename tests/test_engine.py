@@ -517,7 +517,7 @@ def test_router_sending_everything_to_one_replica_equals_a_one_replica_run(case,
 )
 def test_router_returning_no_valid_replica_index_is_an_error(answer):
     arrival = np.array([0.0, 0.5])
-    with pytest.raises(SimreplayError, match="router returned"):
+    with pytest.raises(SimreplayError, match="^the router function returned"):
         replay(
             arrival,
             np.array([10, 10]),
