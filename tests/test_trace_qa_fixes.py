@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -9,8 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from test_cli_trace import assert_one_line_error, invoke, write
 
-from simulator.trace.importer import import_trace
+from simulator.trace.importer import detect_format, import_trace
 from simulator.trace.options import ImportOptions
+from simulator.trace.readers import tabular
+from simulator.trace.readers.tabular import jsonl_fields
 from simulator.trace.schema import FORMAT_VERSION, validate_trace
 
 
@@ -152,3 +155,160 @@ def test_skipped_rows_are_counted_once_whatever_else_is_wrong_with_them(tmp_path
         "(first: line 5)",
         "skipped 1 more row whose request_id was empty or missing (first: line 3)",
     ]
+
+
+def _jsonl(tmp_path: Path, name: str, records: list[dict]) -> Path:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def _late_fields(num: int = 50) -> list[dict]:
+    """Line 1 has only the three required fields; the others are on every later line."""
+    first = {"arrival_time_s": 0, "input_tokens": 100, "output_tokens": 10}
+    return [first] + [
+        {
+            "arrival_time_s": i,
+            "input_tokens": 1600,
+            "output_tokens": 10,
+            "request_id": f"r{i}",
+            "session_id": "s1",
+            "hash_ids": list(range(100)),
+        }
+        for i in range(1, num)
+    ]
+
+
+def test_a_jsonl_field_missing_from_line_1_is_still_a_column(tmp_path):
+    """QA's repro: the columns came from line 1 only, so request_id, session_id and hash_ids
+    on every other line were dropped without a word ("the trace has no hash_ids")."""
+    path = _jsonl(tmp_path, "late.jsonl", _late_fields())
+    # Line 1 has no request id, which is an empty one, as in a CSV.
+    assert_one_line_error(
+        invoke("run", path, "--hash-block-size", "16"),
+        "late.jsonl: line 1: column request_id: expected a request id, got an empty or "
+        "missing value (1 row like this; --skip-invalid drops them)",
+    )
+    table, report = import_trace(path, ImportOptions(hash_block_size=16, skip_invalid=True))
+    assert table.column_names == [
+        "arrival_time_s",
+        "input_tokens",
+        "output_tokens",
+        "request_id",
+        "session_id",
+        "hash_ids",
+    ]
+    assert table.column("request_id").to_pylist() == [f"r{i}" for i in range(1, 50)]
+    assert set(table.column("session_id").to_pylist()) == {"s1"}
+    assert "skipped 1 row whose request_id was empty or missing (first: line 1)" in report.notes
+    out = tmp_path / "L"
+    result = invoke("run", path, "--hash-block-size", "16", "--skip-invalid", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "the trace has no hash_ids" not in result.output
+    requests = pq.read_table(out / "requests.parquet")
+    assert requests.column("request_id").to_pylist()[:2] == ["r1", "r2"]
+    assert sum(requests.column("cached_tokens").to_pylist()) > 0
+
+
+def test_a_jsonl_row_without_session_or_hash_ids_reads_as_a_missing_value(tmp_path):
+    """As an empty CSV cell: no session for that row, and no prefix to share (noted)."""
+    records = _late_fields(5)
+    records[0]["request_id"] = "r0"
+    records[3].pop("hash_ids")
+    for record in records[1:]:
+        record.update(turn=1, think_time_s=1.5)
+    path = _jsonl(tmp_path, "late.jsonl", records)
+    table, report = import_trace(path, ImportOptions(hash_block_size=16))
+    assert table.column("request_id").to_pylist() == ["r0", "r1", "r2", "r3", "r4"]
+    assert table.column("session_id").to_pylist() == [None, "s1", "s1", "s1", "s1"]
+    assert [ids is None for ids in table.column("hash_ids").to_pylist()] == [
+        True,
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert (
+        "2 rows of 5 had no hash_ids (first: line 1): read as prompts that share no prefix "
+        "block" in report.notes
+    )
+    # The note on the columns a generic file never reads names those of later lines too.
+    assert any(note.startswith("columns turn, think_time_s not read") for note in report.notes)
+    without = import_trace(path)[1]
+    assert any(note.startswith("column hash_ids not read") for note in without.notes)
+
+
+def test_a_csv_row_with_an_empty_hash_ids_cell_gets_the_same_note(tmp_path):
+    text = "arrival_time_s,input_tokens,output_tokens,hash_ids\n0,20,5,\n1,20,5,[1 2]\n"
+    path = write(tmp_path, "h.csv", text)
+    table, report = import_trace(path, ImportOptions(hash_block_size=16))
+    assert table.column("hash_ids").to_pylist() == [None, [1, 2]]
+    assert (
+        "1 row of 2 had no hash_ids (first: line 2): read as a prompt that shares no prefix "
+        "block" in report.notes
+    )
+
+
+def test_a_jsonl_empty_request_id_is_a_missing_one_as_in_a_csv(tmp_path):
+    records = [
+        {"arrival_time_s": 0, "input_tokens": 10, "output_tokens": 5, "request_id": "a"},
+        {"arrival_time_s": 1, "input_tokens": 10, "output_tokens": 5, "request_id": " "},
+    ]
+    path = _jsonl(tmp_path, "e.jsonl", records)
+    assert_one_line_error(
+        invoke("trace", "info", path), "e.jsonl: line 2: column request_id: expected a request id"
+    )
+
+
+def test_text_like_a_field_name_in_a_value_or_a_nested_key_is_no_column(tmp_path):
+    base = {"arrival_time_s": 0, "input_tokens": 10, "output_tokens": 5}
+    records = [
+        base,
+        {**base, "note": "session_id", "meta": {"request_id": "x"}},
+        {**base, "turn": 2},
+    ]
+    fields = jsonl_fields(
+        _jsonl(tmp_path, "n.jsonl", records), ("session_id", "request_id", "turn")
+    )
+    assert fields == {**base, "turn": 2}
+
+
+def test_a_field_first_seen_past_a_scan_block_is_found_with_its_first_value(tmp_path, monkeypatch):
+    """Blocks end on whole lines: a line cut by the block size is searched whole."""
+    monkeypatch.setattr(tabular, "_FIELD_SCAN_BYTES", 37)
+    base = {"arrival_time_s": 0, "input_tokens": 10, "output_tokens": 5}
+    records = [base] * 20 + [{**base, "session_id": 7}, {**base, "session_id": "b"}]
+    path = _jsonl(tmp_path, "b.jsonl", records)
+    assert jsonl_fields(path, ("session_id", "tenant"))["session_id"] == 7
+    records[-2].pop("session_id")
+    path = _jsonl(tmp_path, "c.jsonl", records)
+    path.write_text(path.read_text().rstrip("\n"))  # no newline after the last line
+    assert jsonl_fields(path, ("session_id",))["session_id"] == "b"
+
+
+def test_a_mapped_jsonl_field_missing_from_line_1_is_found(tmp_path):
+    """--id-col named a field that line 1 lacks: 'no column' before."""
+    records = [
+        {"t": 0, "n": 10, "m": 5, "rid": "a"},
+        {"t": 1, "n": 10, "m": 5, "rid": "b", "sid": "s"},
+    ]
+    path = _jsonl(tmp_path, "m.jsonl", records)
+    options = ImportOptions(
+        format="jsonl", time_col="t", input_col="n", output_col="m", session_col="sid"
+    )
+    table = import_trace(path, options)[0]
+    assert table.column("session_id").to_pylist() == [None, "s"]
+
+
+def test_a_jsonl_file_missing_a_required_field_on_line_1_only_is_detected(tmp_path):
+    """Detection read line 1 alone and called the file an unknown format."""
+    records = [{"arrival_time_s": 0, "input_tokens": 10}] + [
+        {"arrival_time_s": i, "input_tokens": 10, "output_tokens": 5} for i in range(1, 4)
+    ]
+    path = _jsonl(tmp_path, "d.jsonl", records)
+    assert detect_format(path) == "jsonl"
+    assert_one_line_error(
+        invoke("trace", "info", path),
+        "d.jsonl: line 1: column output_tokens: expected an integer from 1 to 2147483647, got "
+        "an empty or NaN value",
+    )

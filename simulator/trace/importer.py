@@ -33,6 +33,7 @@ from simulator.trace.readers.tabular import (
     compression_of,
     csv_header,
     first_record,
+    jsonl_fields,
     physical_line,
     refuse_json_array,
     refuse_utf16,
@@ -227,8 +228,9 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
         if module.sniff(path, head):
             return module.__name__.rsplit(".", 1)[1].replace("_", "-")
     if head.lstrip().startswith("{"):
-        record = first_record(path)
-        if record is not None and generic.has_canonical_columns(list(record)):
+        if first_record(path) is not None and generic.has_canonical_columns(
+            list(jsonl_fields(path, generic.REQUIRED))
+        ):
             return "jsonl"
     elif generic.has_canonical_columns(csv_header(path)):
         return "csv"

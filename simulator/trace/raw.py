@@ -262,6 +262,9 @@ def normalize(
 
     if "request_id" in raw.extra:
         check_unique_ids(raw.extra["request_id"], raw.source_file, raw.where)
+    unhashed = _unhashed_rows_note(raw)
+    if unhashed:
+        notes.append(unhashed)
     holes = rows_with_null_items(raw.extra["hash_ids"]) if "hash_ids" in raw.extra else None
     if holes is not None:
         # A null block hash is no block: the engine would read it as a made-up id.
@@ -350,6 +353,23 @@ def _lonely_gap_note(raw: RawTrace) -> str | None:
         f"{gaps[k] / span:.2%} of the trace's span ({count(before, 'request')} before it, "
         f"{count(after, 'request')} after): a corrupt time? `simreplay trace transform "
         "--window START_S:END_S` keeps one side"
+    )
+
+
+def _unhashed_rows_note(raw: RawTrace) -> str | None:
+    """A note when some rows have no ``hash_ids`` (an empty cell, a JSON line without the
+    field): each is replayed as a prompt that shares no block with any other, which the
+    user of a trace with hashes may not expect (an empty list ``[]`` is said by the
+    source, and not noted)."""
+    hashes = raw.extra.get("hash_ids")
+    if hashes is None or not hashes.null_count:
+        return None
+    missing = ~np.asarray(hashes.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    label, num = raw.column_label("hash_ids"), int(missing.sum())
+    what = "a prompt that shares" if num == 1 else "prompts that share"
+    return (
+        f"{num_rows_text(num)} of {len(missing):,} had no {label} (first: "
+        f"{raw.where(int(np.argmax(missing)))}): read as {what} no prefix block"
     )
 
 

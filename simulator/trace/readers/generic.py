@@ -38,11 +38,11 @@ from simulator.trace.readers.tabular import (
     datetime_type_for,
     empty_to_null,
     first_data_value,
-    first_record,
     float_values,
     int_lists_from_text,
     int_values,
     json_field_type,
+    jsonl_fields,
     physical_line,
     read_csv_columns,
     read_jsonl_columns,
@@ -90,8 +90,15 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         check_unique_names(names, f"{path.name}: ")
     elif container == "jsonl":
         parquet_file = None
-        record = first_record(path)
-        names = list(record) if record is not None else []
+        # Lines need not share their keys: a column is a field of any line (the lines
+        # without it hold a missing value there), not only of the first.
+        wanted = (
+            *MAPPING,
+            *NOT_READ,
+            *(getattr(options, attr) or "" for attr, _ in MAPPING.values()),
+        )
+        fields = jsonl_fields(path, [name for name in wanted if name])
+        names = list(fields)
     else:
         parquet_file = None
         names = csv_header(path)
@@ -101,7 +108,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         columns = _read_parquet(path, parquet_file, mapping)
         first_line, location_word = 1, "row"
     elif container == "jsonl":
-        columns = _read_jsonl(path, mapping, options, notes)
+        columns = _read_jsonl(path, mapping, options, notes, fields)
         first_line, location_word = 1, "line"
     else:
         columns = _read_csv(path, mapping, options, notes, skipped)
@@ -127,7 +134,8 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     extra: dict[str, Column] = {}
     for name in ("request_id", "session_id"):
         if name in columns:
-            extra[name] = _as_text_ids(columns[name])
+            # An empty id is a missing one, as in a CSV cell (a JSON "" or a parquet "").
+            extra[name] = empty_to_null(_as_text_ids(columns[name]))
     if "hash_ids" in columns:
         hashes = columns["hash_ids"]
         if pa.types.is_string(hashes.type) or pa.types.is_large_string(hashes.type):
@@ -302,9 +310,14 @@ def _is_int_text(text: str | None) -> bool:
 
 
 def _read_jsonl(
-    path: Path, mapping: dict[str, str], options: ImportOptions, notes: list[str]
+    path: Path,
+    mapping: dict[str, str],
+    options: ImportOptions,
+    notes: list[str],
+    record: dict[str, object],
 ) -> dict[str, Column]:
-    record = first_record(path) or {}
+    """The mapped fields of a JSON-lines file; ``record`` holds each field's first value
+    (``jsonl_fields``), which chooses the type it is read as."""
     time_col = mapping["arrival_time_s"]
     if options.time_unit == "datetime":
         time_type = pa.string()

@@ -13,7 +13,7 @@ import datetime
 import json
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -726,6 +726,79 @@ def first_record(path: Path) -> dict | None:
                     return None
                 return record if isinstance(record, dict) else None
     return None
+
+
+#: Bytes of a JSON-lines file ``jsonl_fields`` searches at once (whole lines).
+_FIELD_SCAN_BYTES = 4 << 20
+
+
+def jsonl_fields(path: Path, candidates: Iterable[str]) -> dict[str, object]:
+    """The fields of a JSON-lines file: each key of its first record, and each of
+    ``candidates`` that is a key of any later record, with its value on the first record
+    that has it (to choose the type to read it as).
+
+    A file's records need not share their keys: a field that a later line has and the first
+    does not is still a column, null on the lines without it. The file's bytes are searched
+    for ``"name"`` (0.35 s for 150 MB) only when some candidate is not on the first line,
+    and only a line where one occurs is parsed, to tell a key from the same text in a value.
+
+    Parameters
+    ----------
+    path : Path
+        JSON-lines file, compressed or not.
+    candidates : iterable of str
+        Field names wanted; other keys of later lines are not looked for.
+
+    Returns
+    -------
+    dict of str to object
+        Field name -> its first value (as ``json.loads`` gives it); the first record's keys
+        first, in its order.
+    """
+    fields = dict(first_record(path) or {})
+    wanted = [name for name in dict.fromkeys(candidates) if name not in fields]
+    carry = b""
+    with open_input(path) as stream:
+        while wanted:
+            data = stream.read(_FIELD_SCAN_BYTES)
+            block = carry + data
+            if data:
+                end = block.rfind(b"\n") + 1
+                block, carry = block[:end], block[end:]
+            _keys_in_block(block, wanted, fields)
+            if not data:
+                break
+    return fields
+
+
+def _keys_in_block(block: bytes, wanted: list[str], fields: dict[str, object]) -> None:
+    """Move each name of ``wanted`` that is a top-level key of a record in ``block`` (whole
+    lines) into ``fields``, with its value on the first such record. One regular expression
+    finds any of them (three times faster than a search per name); a line where one occurs
+    is parsed, since the same text in a value or a nested object's key is no field."""
+    pattern = _any_key(wanted)
+    found = pattern.search(block)
+    while found is not None:
+        line_start = block.rfind(b"\n", 0, found.start()) + 1
+        line_end = block.find(b"\n", found.end())
+        line_end = len(block) if line_end < 0 else line_end
+        try:
+            record = json.loads(block[line_start:line_end].decode("utf-8-sig", errors="replace"))
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict) and any(name in record for name in wanted):
+            for name in [name for name in wanted if name in record]:
+                fields[name] = record[name]
+                wanted.remove(name)
+            if not wanted:
+                return
+            pattern = _any_key(wanted)
+        found = pattern.search(block, line_end)
+
+
+def _any_key(names: list[str]) -> re.Pattern[bytes]:
+    """A pattern matching any of ``names`` as a JSON string (``"name"``)."""
+    return re.compile(b"|".join(re.escape(json.dumps(name).encode()) for name in names))
 
 
 def json_field_type(value: object, default: pa.DataType) -> pa.DataType:
