@@ -1427,6 +1427,13 @@ def _check_lower_bound(
         )
 
 
+def fitted_profile_gpu(resolved: ResolvedScenario) -> str:
+    """The GPU a ``--fit`` profile is named for: the one its grids were measured on (the
+    base profile's, a relative's for a GPU without measurements), else the run's GPU."""
+    base = _base_profile(resolved)
+    return resolved.gpu.name if base is None else base.gpu
+
+
 def fitted_profile(
     resolved: ResolvedScenario,
     base: Profile | None,

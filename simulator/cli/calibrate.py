@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,9 @@ from simulator.cli.common import count, domain_errors, err, print_json, print_ta
 from simulator.errors import SimreplayError
 from simulator.scenario import DEFAULT_API_SERVER_LATENCY_MS
 from simulator.scenario_text import api_server_text, host_text
+
+if TYPE_CHECKING:
+    from simulator.calibration.profile import Profile
 
 app = typer.Typer(
     help="Fit step-time profiles to measured GPU data and measure their error.",
@@ -52,6 +55,14 @@ def fit(
         str,
         typer.Option("-o", "--out", help="Profile file, or a folder to write <gpu>.json into."),
     ],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace an existing profile of the same GPU even where it has grids the "
+            "new fit lacks (without it, fit refuses and writes nothing).",
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Fit a GPU's profile (correction grids over roofline) and print its errors."""
@@ -60,8 +71,10 @@ def fit(
 
     target = _fit_target(out, _gpu_name(gpu))
     _refuse_overwriting_measurements(target, source)
-    _refuse_replacing_another_file(out, target, _gpu_name(gpu))
+    existing = _refuse_replacing_another_file(out, target, _gpu_name(gpu))
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
+    if existing is not None:
+        _replace_note(out, target, existing, profile, replace)
     save_profile(profile, target)
     _print_skipped(profile.provenance.get("rows_skipped") or {})
     err.print(f"wrote {target}")
@@ -78,21 +91,27 @@ def fit(
         _print_errors({profile.gpu: profile.errors})
 
 
-def _refuse_replacing_another_file(out: str, target: Path, gpu: str | None) -> None:
+def _refuse_replacing_another_file(
+    out: str, target: Path, gpu: str | None, *, into_folder: bool = True
+) -> Profile | None:
     """Fail before fitting when ``-o`` would replace a file that is not this GPU's profile
-    (any profile when ``gpu`` is None: ``validate --fit``) (a QA pass replaced a Python
-    script, and another GPU's profile, without a word), or would
+    (any profile when ``gpu`` is None: ``validate --fit`` before it knows the GPU) (a QA
+    pass replaced a Python script, and another GPU's profile, without a word), or would
     write a new file whose name is not ``.json`` (``-o results/fit`` meant a folder and
-    wrote a file ``fit``, which ``--calibration results/fit/h100-sxm.json`` then missed)."""
+    wrote a file ``fit``, which ``--calibration results/fit/h100-sxm.json`` then missed).
+    Returns the profile ``target`` holds (None: no file yet)."""
     from simulator.calibration.profile import load_profile
 
     if not target.exists():
         if target.suffix.lower() != ".json":
+            # validate --fit writes a file, never into a folder (-o DIR/ is refused).
             raise SimreplayError(
                 f"-o {out}: neither an existing folder nor a .json file name: a profile is "
                 "written to NAME.json, or as <gpu>.json into a folder that exists"
+                if into_folder
+                else f"-o {out}: not a .json file name: a profile is written to NAME.json"
             )
-        return
+        return None
     try:
         existing = load_profile(target)
     except SimreplayError:
@@ -106,6 +125,26 @@ def _refuse_replacing_another_file(out: str, target: Path, gpu: str | None) -> N
             f"-o {out}: {target} is {existing.gpu}'s profile, not {gpu}'s: fit replaces only "
             "a profile of the same GPU; choose another name"
         )
+    return existing
+
+
+def _replace_note(out: str, target: Path, old: Profile, new: Profile, replace: bool) -> None:
+    """Say what ``fit -o`` replaces; refuse (nothing written) when the old profile has grids
+    the new one lacks, unless ``replace`` (a QA pass: a Vidur A100 fit over the
+    AIConfigurator A100 profile left only gemm_bfloat16, without a word)."""
+    lost = sorted(set(old.grids) - set(new.grids))
+    source = old.provenance.get("source") or "unknown source"
+    what = f"{old.gpu}'s profile from {source} ({', '.join(sorted(old.grids)) or 'no grids'})"
+    if lost and not replace:
+        raise SimreplayError(
+            f"-o {out}: {target} holds {what}; the new fit has no {', '.join(lost)} "
+            f"grid{'' if len(lost) == 1 else 's'}, which runs on {old.gpu} would lose: "
+            "give --replace to replace it anyway, or another -o; nothing was written"
+        )
+    err.print(
+        f"note: -o {out}: replaced {what}"
+        + (f"; the new profile has no {', '.join(lost)}" if lost else "")
+    )
 
 
 def _refuse_overwriting_measurements(target: Path, source: Path) -> None:
@@ -514,6 +553,7 @@ def validate(
         fit_api_server_latency,
         fit_host_overhead,
         fitted_profile,
+        fitted_profile_gpu,
         model_mismatch,
         read_benchmark,
         resolve_for_benchmark,
@@ -534,7 +574,7 @@ def validate(
                 f"-o {out} is the benchmark file {bench}: give another file for the profile"
             )
         # A QA pass: --fit -o replaced a Python script without a word.
-        _refuse_replacing_another_file(out, target, None)
+        _refuse_replacing_another_file(out, target, None, into_folder=False)
         replaced = target.exists()
     data = read_benchmark(bench)
     for message in data.notes:
@@ -558,6 +598,10 @@ def validate(
         api_server_latency_ms=api_server_latency_ms,
     )
     resolved = resolve_for_benchmark(scenario, num_kv_blocks)
+    if target is not None:
+        # Another GPU's profile is never replaced, as `fit` refuses it (a QA pass: an H100
+        # fit over a100-80gb-sxm.json, which every later A100 run then used).
+        _refuse_replacing_another_file(out, target, fitted_profile_gpu(resolved))
     mismatch = model_mismatch(data, model, resolved)
     if mismatch is not None:
         resolved = dataclasses.replace(resolved, notes=(*resolved.notes, mismatch))

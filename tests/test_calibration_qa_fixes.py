@@ -1,0 +1,116 @@
+"""``simreplay calibrate``: defects found by a QA pass (device checks, what ``-o`` replaces,
+which folder is read, how ``check`` predicts, what a profile may hold), one test each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from simulator.calibration.profile import load_profile
+from simulator.calibration.select import PROFILES_DIR, shipped_profile
+from simulator.cli import app
+
+runner = CliRunner()
+
+
+def _write(table: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(table), path)
+
+
+def _gemm_folder(path: Path, device: str | None, scale: float = 1.0) -> Path:
+    """Three bf16 GEMMs at H100's shipped-profile prediction x ``scale``, in ``path``."""
+    feats = {"m": np.array([16.0, 256, 2048]), "n": np.full(3, 4096.0), "k": np.full(3, 4096.0)}
+    latency_s = shipped_profile("H100-SXM").predict("gemm_bfloat16", feats) * scale
+    table = {"gemm_dtype": ["bfloat16"] * 3, **feats, "latency": latency_s * 1e3}
+    if device is not None:
+        table["device"] = [device] * 3
+    _write(table, path / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet")
+    return path
+
+
+def _invoke(*args):
+    return runner.invoke(app, ["calibrate", *map(str, args)])
+
+
+def _one_at_a_time(path: Path, tpot_s: float = 0.012) -> Path:
+    """A per-request benchmark of six requests sent 10 s apart."""
+    rows = [f"{10 * i},{500 + 100 * i},101,0.05,{0.05 + 100 * tpot_s}" for i in range(6)]
+    path.write_text("arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n" + "\n".join(rows))
+    return path
+
+
+# --- 2. validate --fit -o another GPU's profile -------------------------------------------
+
+
+def test_validate_fit_refuses_to_replace_another_gpus_profile(tmp_path):
+    """QA: ``validate --gpus 1xH100 --fit -o a100-80gb-sxm.json`` replaced the A100 profile
+    with an H100 one ("replaced the profile it held"), which later A100 runs used; ``fit``
+    refuses the same."""
+    a100 = tmp_path / "a100-80gb-sxm.json"
+    a100.write_bytes((PROFILES_DIR / "a100-80gb-sxm.json").read_bytes())
+    before = a100.read_bytes()
+    bench = _one_at_a_time(tmp_path / "b.csv")
+    args = ["validate", bench, "--gpus", "1xH100", "--model", "llama-3.1-8b", "--fit"]
+    result = _invoke(*args, "-o", a100)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip() == (
+        f"error: -o {a100}: {a100} is A100-80GB-SXM's profile, not H100-SXM's: fit replaces "
+        "only a profile of the same GPU; choose another name"
+    )
+    assert a100.read_bytes() == before
+    # Its own GPU's profile is still replaced, with a note.
+    mine = tmp_path / "mine.json"
+    assert _invoke(*args, "-o", mine).exit_code == 0
+    again = _invoke(*args, "-o", mine)
+    assert again.exit_code == 0, again.stderr
+    assert f"note: -o {mine}: replaced the profile it held" in again.stderr
+
+
+# --- 3. fit -o over a profile with more grids ----------------------------------------------
+
+
+def test_fit_over_a_profile_with_more_grids_is_refused_without_replace(tmp_path):
+    """QA: a Vidur A100 fit over the AIConfigurator A100 profile left only gemm_bfloat16,
+    with no word of what it replaced."""
+    source = _gemm_folder(tmp_path / "mine", "NVIDIA H100 80GB HBM3")
+    out = tmp_path / "profiles" / "h100-sxm.json"
+    out.parent.mkdir()
+    out.write_bytes((PROFILES_DIR / "h100-sxm.json").read_bytes())
+    before = out.read_bytes()
+    lost = sorted(set(load_profile(out).grids) - {"gemm_bfloat16"})
+    result = _invoke("fit", "--source", source, "--gpu", "H100", "-o", out)
+    assert result.exit_code == 1, result.stdout
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: -o {out}: {out} holds H100-SXM's profile from aiconfigurator")
+    assert f"the new fit has no {', '.join(lost)} grids" in line
+    assert "give --replace to replace it anyway" in line and "nothing was written" in line
+    assert out.read_bytes() == before
+    result = _invoke("fit", "--source", source, "--gpu", "H100", "-o", out, "--replace")
+    assert result.exit_code == 0, result.stderr
+    assert f"; the new profile has no {', '.join(lost)}" in result.stderr
+    assert set(load_profile(out).grids) == {"gemm_bfloat16"}
+    # Replacing a profile of the same grids needs no --replace, and says so.
+    again = _invoke("fit", "--source", source, "--gpu", "H100", "-o", out)
+    assert again.exit_code == 0, again.stderr
+    assert (
+        f"note: -o {out}: replaced H100-SXM's profile from measured operator files "
+        "(gemm_bfloat16)" in again.stderr
+    )
+
+
+def test_validate_fit_into_a_name_without_json_gives_advice_it_takes(tmp_path):
+    """QA: ``validate --fit -o NAME`` advised "as <gpu>.json into a folder that exists",
+    but ``-o existing_dir/`` is refused there ("is a directory; give a file name")."""
+    bench = _one_at_a_time(tmp_path / "b.csv")
+    args = ["validate", bench, "--gpus", "1xH100", "--model", "llama-3.1-8b", "--fit"]
+    result = _invoke(*args, "-o", tmp_path / "fit")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: -o {tmp_path / 'fit'}: not a .json file name: a profile is written to NAME.json"
+    )
+    assert "folder" not in result.stderr
