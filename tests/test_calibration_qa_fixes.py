@@ -3,11 +3,13 @@ which folder is read, how ``check`` predicts, what a profile may hold), one test
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from simulator.calibration.profile import load_profile
@@ -114,3 +116,61 @@ def test_validate_fit_into_a_name_without_json_gives_advice_it_takes(tmp_path):
         f"error: -o {tmp_path / 'fit'}: not a .json file name: a profile is written to NAME.json"
     )
     assert "folder" not in result.stderr
+
+
+# --- 5. check on a GPU without a profile predicts as a run does ----------------------------
+
+
+def test_uncalibrated_check_prices_calls_as_the_runs_step_model():
+    """QA: ``check DIR --gpu MI300X`` (no profile, no relative) predicted with the bare
+    roofline bound, where a run applies DEFAULT_EFFICIENCIES and kernel latencies.
+    Differential: per-call times against the run's step parts for one layer's calls."""
+    import dataclasses
+
+    from simulator.calibration.check import uncalibrated_latency_s
+    from simulator.hardware import get_gpu
+    from simulator.models import get_model
+    from simulator.perf.roofline import roofline_model
+
+    gpu = get_gpu("MI300X")
+    model = dataclasses.replace(get_model("llama-3.1-8b"), num_layers=1)
+    h, g, d = model.num_heads, model.num_kv_heads, model.head_dim
+    step = roofline_model(model, gpu, 1)
+    # Decode of b sequences of context c: attention (its latency counted with the prefill
+    # part) and the LM head, a GEMM of m = b, n = vocab, k = hidden.
+    b, c = 16, 3000
+    parts = step.predict_parts(num_decode_seqs=b, decode_context_tokens=b * c)
+    attention = {"batch": b, "context": c, "kv_heads": g, "head_dim": d, "gqa": h / g}
+    got = uncalibrated_latency_s("generation_attention", attention, gpu)
+    assert got == pytest.approx(parts["prefill_attention"] + parts["decode_attention"])
+    head = {"m": b, "n": model.vocab_size, "k": model.hidden_size}
+    assert uncalibrated_latency_s("gemm_bfloat16", head, gpu) == pytest.approx(parts["lm_head"])
+    # A fresh prompt of s tokens for each of b sequences.
+    s = 2048
+    parts = step.predict_parts(
+        num_prefill_tokens=b * s,
+        num_prefill_seqs=b,
+        prefill_attn_work=b * s * s / 2.0,
+        prefill_context_tokens=b * s,
+    )
+    prefill = {"batch": b, "isl": s, "heads": h, "head_dim": d, "gqa": h / g}
+    got = uncalibrated_latency_s("context_attention", prefill, gpu)
+    assert got == pytest.approx(parts["prefill_attention"])
+    # Two all-reduces per layer of T x hidden 16-bit elements at TP 2.
+    t = 512
+    parts = roofline_model(model, gpu, 2).predict_parts(num_decode_seqs=t, decode_context_tokens=t)
+    message = {"num_gpus": 2, "message_bytes": t * model.hidden_size * 2}
+    got = 2 * uncalibrated_latency_s("allreduce", message, gpu)
+    assert got == pytest.approx(parts["allreduce"])
+
+
+def test_check_on_a_gpu_without_profile_or_relative_names_the_default_efficiencies(tmp_path):
+    _gemm_folder(tmp_path, None)
+    result = _invoke("check", tmp_path, "--gpu", "MI300X", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["profile"] is None
+    gemm = out["families"]["gemm"]
+    assert gemm["predicted_by"] == {
+        "gemm_bfloat16": "roofline with default efficiencies (uncalibrated)"
+    }

@@ -20,7 +20,7 @@ from simulator.calibration.profile import (
     Profile,
     Reference,
     load_profile,
-    roofline_latency_s,
+    roofline_flop,
 )
 from simulator.calibration.select import (
     PROFILES_DIR,
@@ -31,6 +31,12 @@ from simulator.calibration.select import (
 )
 from simulator.calibration.sources import describe_skipped
 from simulator.errors import SimreplayError
+from simulator.perf.roofline import (
+    ACTIVATION_BYTES,
+    DEFAULT_EFFICIENCIES,
+    MOE_GEMM_KERNELS_PER_LAYER,
+    Efficiencies,
+)
 from simulator.specs import GPUSpec, ModelSpec
 
 
@@ -47,7 +53,7 @@ def check_measurements(
 
     The prediction is what a run on ``gpu`` would use: ``calibration`` when given, else the
     GPU's shipped profile, else its nearest measured relative's grids scaled to its peaks,
-    else the roofline bound with the default efficiencies (grid ratio 1).
+    else the roofline with the default efficiencies (``uncalibrated_latency_s``).
 
     Parameters
     ----------
@@ -105,8 +111,8 @@ def check_measurements(
         )
         owner = next((p for p in chain if grid_name in p.grids), None)
         if owner is None:
-            predicted = roofline_latency_s(grid_name, feats, ref)
-            used[grid_name] = "roofline bound (no calibrated grid)"
+            predicted = uncalibrated_latency_s(grid_name, feats, gpu)
+            used[grid_name] = UNCALIBRATED
         else:
             predicted = owner.predict(grid_name, feats, ref)
             used[grid_name] = _name(owner)
@@ -136,7 +142,7 @@ def check_measurements(
             owner = next((p for p in chain if grid_name in p.grids), None)
             sub = {k: v[mine] for k, v in feats.items()}
             predicted = (
-                roofline_latency_s(grid_name, sub, ref)
+                uncalibrated_latency_s(grid_name, sub, gpu)
                 if owner is None
                 else owner.predict(grid_name, sub, ref)
             )
@@ -189,3 +195,63 @@ def check_measurements(
 
 def _name(profile: Profile) -> str:
     return str(profile.path) if profile.path is not None else f"{profile.gpu} (in memory)"
+
+
+def uncalibrated_latency_s(
+    grid_name: str,
+    f: dict[str, np.ndarray],
+    gpu: GPUSpec,
+    eff: Efficiencies = DEFAULT_EFFICIENCIES,
+) -> np.ndarray:
+    """One operator call's time as an uncalibrated run prices it (float64 seconds per point).
+
+    The terms of ``perf.roofline.roofline_model`` for one call, with its efficiencies and
+    fixed latencies: GEMM max(2 m n k / (P e_gemm), (n k b + m (n + k) 2) / (B e_mem) + lat);
+    attention lat + max(4 h d W / (P e_prefill), KV and query bytes / (B e_decode)), W the
+    causal query-key pairs (b s^2 / 2 for fresh prompts, b c for a decode); all-reduce the
+    ring time over N e_link plus its latency; MoE max(compute, expert weights touched and
+    activations over B e_mem + 2 lat). Not ``profile.roofline_latency_s``, the bare bound
+    a grid's ratios are taken over: a GPU without a profile or relative (MI300X) runs on
+    these, so ``check`` compares them (it compared the bare bound, 1.3-2.5 times faster).
+    """
+    f = {k: np.asarray(v, dtype=np.float64) for k, v in f.items()}
+    lat = eff.kernel_latency_s
+    mem = gpu.hbm_bytes_per_s * eff.gemm_memory
+    act = ACTIVATION_BYTES
+    if grid_name.startswith("gemm"):
+        fp8 = grid_name == "gemm_fp8"
+        # FP8 GEMMs on a GPU without FP8 tensor cores run weight-only (16-bit FLOP/s).
+        peak = (gpu.peak_fp8_flops if fp8 else None) or gpu.peak_bf16_flops
+        m, n, k = f["m"], f["n"], f["k"]
+        weight = 1.0 if fp8 else 2.0
+        memory_s = (n * k * weight + m * (n + k) * act) / mem + lat
+        return np.maximum(roofline_flop(grid_name, f) / (peak * eff.gemm_compute), memory_s)
+    attn_flops = gpu.peak_bf16_flops * eff.prefill_attention
+    kv_rate = gpu.hbm_bytes_per_s * eff.decode_attention
+    if grid_name == "context_attention":
+        b, s, h, d = f["batch"], f["isl"], f["heads"], f["head_dim"]
+        g = h / f["gqa"]
+        work = b * s * s / 2.0
+        memory_s = (2.0 * g * d * b * s * act + 2.0 * h * d * b * s * act) / kv_rate
+        return lat + np.maximum(4.0 * h * d * work / attn_flops, memory_s)
+    if grid_name == "generation_attention":
+        b, c, g, d = f["batch"], f["context"], f["kv_heads"], f["head_dim"]
+        h = g * f["gqa"]
+        memory_s = (2.0 * g * d * b * c * act + 2.0 * h * d * b * act) / kv_rate
+        return lat + np.maximum(4.0 * h * d * b * c / attn_flops, memory_s)
+    if grid_name == "allreduce":
+        g, size = f["num_gpus"], f["message_bytes"]
+        ring_s = 2.0 * (g - 1.0) / g * size / (gpu.link_bytes_per_s * eff.allreduce_link)
+        return ring_s + eff.allreduce_latency_s
+    if grid_name == "moe":
+        t, e, k = f["num_tokens"], f["num_experts"], f["topk"]
+        h, i = f["hidden"], f["inter_per_gpu"]
+        touched = e * (1.0 - (1.0 - np.minimum(k / e, 1.0)) ** t)
+        memory_s = (
+            MOE_GEMM_KERNELS_PER_LAYER * lat
+            + touched * 3.0 * h * i * 2.0 / mem
+            + t * k * (2.0 * h + 3.0 * i) * act / mem
+        )
+        compute_s = roofline_flop(grid_name, f) / (gpu.peak_bf16_flops * eff.gemm_compute)
+        return np.maximum(compute_s, memory_s)
+    raise KeyError(grid_name)
