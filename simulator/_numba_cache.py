@@ -186,9 +186,29 @@ def _is_empty(folder: Path) -> bool:
 
 
 def is_cold() -> bool:
-    """True when no compiled kernel is cached yet: the next run compiles them (40-50 s, 2 cores)."""
+    """True when some kernel is not cached yet: the next run compiles it (all of them:
+    40-50 s, 2 cores). Where a build is shipped for this numba and platform, every kernel it
+    indexes must be indexed in the cache too: a first compile stopped part way (Ctrl-C) left
+    some folders with some kernels, and the next run compiled the rest for ~40 s unannounced."""
     folder = os.environ.get("NUMBA_CACHE_DIR")
-    return not folder or _is_empty(Path(folder))
+    if not folder or _is_empty(Path(folder)):
+        return True
+    return _lacks_a_shipped_kernel(Path(folder), SHIPPED_DIR / kernel_hash())
+
+
+def _lacks_a_shipped_kernel(folder: Path, shipped: Path) -> bool:
+    """Whether ``folder`` lacks an index (``.nbi``) that the shipped build ``shipped`` has
+    (False when no build is shipped for this numba and platform: nothing to compare)."""
+    if not shipped.is_dir() or not built_for_this_platform(shipped / "BUILD.json"):
+        return False
+    try:
+        for kernel_dir in (p for p in shipped.iterdir() if p.is_dir()):
+            target = folder / cache_subfolder(kernel_dir.name)
+            if any(not (target / nbi.name).is_file() for nbi in kernel_dir.glob("*.nbi")):
+                return True
+    except OSError:
+        return True
+    return False
 
 
 def lean_loads(namespace: dict) -> None:

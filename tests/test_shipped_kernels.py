@@ -214,3 +214,26 @@ def test_lean_loads_leaves_kernels_that_use_the_runtime_to_numba():
     _numba_cache.lean_loads(namespace)
     assert "load_overload" not in vars(with_runtime._cache)
     assert isinstance(vars(without_runtime._cache)["load_overload"], functools.partial)
+
+
+def test_a_cache_missing_some_shipped_kernels_reads_as_cold(tmp_path):
+    """A QA pass: a first compile stopped part way (Ctrl-C) left some kernels indexed; the
+    next run compiled the rest for ~40 s without the 'compiling' note, as if it hung."""
+    shipped = tmp_path / "shipped"
+    for name in _numba_cache.KERNEL_FOLDERS:
+        for kernel in ("a", "b"):
+            (shipped / name).mkdir(parents=True, exist_ok=True)
+            (shipped / name / f"k.{kernel}-1.py311.nbi").write_bytes(b"index")
+    here = {"python": sys.implementation.cache_tag, "machine": platform.machine()}
+    (shipped / "BUILD.json").write_text(json.dumps(here))
+    cache = tmp_path / "cache"
+    for name in _numba_cache.KERNEL_FOLDERS:
+        target = cache / _numba_cache.cache_subfolder(name)
+        target.mkdir(parents=True)
+        (target / "k.a-1.py311.nbi").write_bytes(b"index")
+    assert not _numba_cache._is_empty(cache)
+    assert _numba_cache._lacks_a_shipped_kernel(cache, shipped)
+    for name in _numba_cache.KERNEL_FOLDERS:
+        (cache / _numba_cache.cache_subfolder(name) / "k.b-1.py311.nbi").write_bytes(b"index")
+    assert not _numba_cache._lacks_a_shipped_kernel(cache, shipped)
+    assert not _numba_cache._lacks_a_shipped_kernel(cache, tmp_path / "nothing shipped")
