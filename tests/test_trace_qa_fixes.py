@@ -337,3 +337,21 @@ def test_the_figures_traces_readme_quotes_are_what_the_commands_report(knobs, tt
     assert ttft.format(summary["ttft_ms"]["p99"]) in readme
     if hit is not None:
         assert hit.format(summary["prefix_cache"]["hit_rate"]) in readme
+
+
+def test_request_index_of_a_file_without_ids_is_its_kept_rows_in_stable_arrival_order(
+    tmp_path,
+):
+    """What traces/README.md now says a run's request_index is for a file with no ids (the
+    docs said only 'join on request_id', which such a file has not)."""
+    header = "arrival_time_s,input_tokens,output_tokens\n"
+    rows = [(5, 11), (1, 12), (5, 13), (0, 14), (3, 15), (1, 16)]
+    text = header + "".join(f"{t},{n},4\n" for t, n in rows) + "2,-1,4\n"
+    path = write(tmp_path, "noid.csv", text)
+    out = tmp_path / "out"
+    result = invoke("run", path, "--skip-invalid", "--out", out)
+    assert result.exit_code == 0, result.output
+    requests = pq.read_table(out / "requests.parquet").sort_by("request_index")
+    expected = [n for _, n in sorted(rows, key=lambda row: row[0])]  # sorted() is stable
+    assert requests.column("input_tokens").to_pylist() == expected
+    assert "request_id" not in requests.column_names
