@@ -409,7 +409,7 @@ def test_a_borrowed_grid_keeps_its_latency_floor_and_scales_the_rest(tmp_path):
     fast = Reference(2e15, 4e15, 4e12, 8e11)
     feats = {"m": np.array([1.0, 4096.0]), "n": np.array([4096.0] * 2), "k": np.array([4096.0] * 2)}
     for floor_s in (None, 5e-6):
-        profile = Profile("X", ref, {"gemm_bfloat16": replace(grid, floor_s=floor_s)})
+        profile = Profile("H100-SXM", ref, {"gemm_bfloat16": replace(grid, floor_s=floor_s)})
         own = profile.predict("gemm_bfloat16", feats)
         np.testing.assert_array_equal(own, roofline_latency_s("gemm_bfloat16", feats, ref))
         np.testing.assert_array_equal(profile.predict("gemm_bfloat16", feats, ref), own)
@@ -1040,7 +1040,7 @@ def test_decode_attention_fit_recovers_a_query_head_effect(tmp_path):
     pooled = fit_grid(GRID_FEATURES["generation_attention"][1][:4], axes[:4], feats, log_ratio)
     assert np.abs(pooled.log_ratio(feats) - truth).max() > 0.1
 
-    profile = Profile("X", REF, {"generation_attention": grid})
+    profile = Profile("H100-SXM", REF, {"generation_attention": grid})
     save_profile(profile, tmp_path / "p.json")
     again = load_profile(tmp_path / "p.json")
     np.testing.assert_allclose(again.predict("generation_attention", feats), latency_s, rtol=2e-3)
@@ -1079,7 +1079,7 @@ def test_prefill_attention_fit_recovers_grouping_that_depends_on_query_heads(tmp
     )
     assert np.abs(one_term.log_ratio(feats) - truth).max() > 0.1
 
-    save_profile(Profile("X", REF, {"context_attention": grid}), tmp_path / "p.json")
+    save_profile(Profile("H100-SXM", REF, {"context_attention": grid}), tmp_path / "p.json")
     again = load_profile(tmp_path / "p.json")
     assert len(again.grids["context_attention"].terms) == 3
     np.testing.assert_allclose(again.predict("context_attention", feats), latency_s, rtol=0.015)
@@ -1092,7 +1092,7 @@ def test_profiles_with_a_pooled_decode_attention_grid_still_load(tmp_path):
     names = ("batch", "context", "kv_heads", "head_dim")
     axes = (np.array([1.0, 8.0]), np.array([64.0, 4096.0]), np.array([8.0]), np.array([128.0]))
     grid = Grid(names, axes, np.full((2, 2, 1, 1), 0.5), np.ones((2, 2, 1, 1), np.int64))
-    save_profile(Profile("X", REF, {"generation_attention": grid}), tmp_path / "old.json")
+    save_profile(Profile("H100-SXM", REF, {"generation_attention": grid}), tmp_path / "old.json")
     old = load_profile(tmp_path / "old.json")
     feats = {
         "batch": np.array([4.0]),
@@ -1107,7 +1107,7 @@ def test_profiles_with_a_pooled_decode_attention_grid_still_load(tmp_path):
         rtol=2e-3,
     )
     odd = Grid(("batch", "context"), axes[:2], np.zeros((2, 2)), np.ones((2, 2), np.int64))
-    save_profile(Profile("X", REF, {"generation_attention": odd}), tmp_path / "odd.json")
+    save_profile(Profile("H100-SXM", REF, {"generation_attention": odd}), tmp_path / "odd.json")
     with pytest.raises(SimreplayError, match="generation_attention.axes must be batch, context"):
         load_profile(tmp_path / "odd.json")
 

@@ -174,3 +174,57 @@ def test_check_on_a_gpu_without_profile_or_relative_names_the_default_efficienci
     assert gemm["predicted_by"] == {
         "gemm_bfloat16": "roofline with default efficiencies (uncalibrated)"
     }
+
+
+# --- 8. the profile loader's type and range checks -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (
+            lambda d: d.update(gpu="Z100"),
+            "gpu 'Z100' is not a GPU of the catalog (simreplay hardware list)",
+        ),
+        (
+            lambda d: d["grids"]["gemm_bfloat16"].update(floor_s=100),
+            "grids.gemm_bfloat16.floor_s must be a time in seconds above 0 and at most 1 "
+            "(the 1st percentile of the measured calls), got 100",
+        ),
+        (lambda d: d.update(model=5), "model must be null or a model's name, got 5"),
+        (
+            lambda d: d.update(provenance=None),
+            "provenance must be an object (source, files, ...), got null",
+        ),
+        (
+            lambda d: d["grids"].update(gemm_bfloat16=None),
+            "grids.gemm_bfloat16 must be an object (axes, log_ratio, ...), got null",
+        ),
+        (
+            lambda d: d["grids"]["context_attention"].update(terms=[{}]),
+            "grids.context_attention.terms[0]: missing field 'axes'",
+        ),
+    ],
+)
+def test_a_profile_field_of_the_wrong_type_or_range_is_one_line_naming_it(tmp_path, edit, fragment):
+    """QA: gpu "Z100" ran; floor_s 100 (seconds), model 5 and provenance null were
+    accepted; a null grid gave "'NoneType' object is not subscriptable" and terms [{}]
+    "missing field 'axes'" without the field's path."""
+    data = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
+    edit(data)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    result = runner.invoke(app, ["run", str(trace), "--calibration", str(path)])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {path}: not a valid calibration profile: {fragment}")
+
+
+def test_a_profile_naming_its_gpu_by_an_alias_loads_as_the_catalog_names_it(tmp_path):
+    data = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
+    data["gpu"] = "H100"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    assert load_profile(path).gpu == "H100-SXM"

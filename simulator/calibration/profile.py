@@ -43,6 +43,12 @@ GRID_FEATURES = {
 }
 
 
+#: Features a grid's additive terms may use beside its own axes: the MoE grid pools the
+#: hidden size, which its term over (hidden, tokens, intermediate, experts) brings back
+#: (``fit.ADDITIVE_TERMS``).
+TERM_FEATURES = {"moe": ("hidden",)}
+
+
 #: Feature lists of earlier files still read: decode attention grids fitted before the
 #: ``gqa`` axis pooled query heads (such a grid ignores the ``gqa`` feature).
 LEGACY_GRID_FEATURES = {
@@ -506,6 +512,57 @@ def _check_reference_is_the_gpus(gpu: str, reference: Reference) -> None:
             )
 
 
+def _json_text(value: Any) -> str:
+    """A JSON value as the file wrote it, cut short (``null``, ``5``, ``"x"``)."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _catalog_gpu(name: str) -> str:
+    """The catalog's name of the GPU a profile names (an alias, ``H100``, is taken as
+    ``H100-SXM``); a ValueError for a GPU the catalog lacks (``Z100`` ran with its own
+    peaks, on every run that passed the file)."""
+    from simulator.hardware import get_gpu
+
+    try:
+        return get_gpu(name).name
+    except SimreplayError:
+        raise ValueError(
+            f"gpu {name!r:.40} is not a GPU of the catalog (simreplay hardware list): a "
+            "profile is fitted for one of them"
+        ) from None
+
+
+#: The largest latency floor a grid may keep: the 1st percentile of a family's measured
+#: calls, launch and synchronisation (microseconds on a GPU, milliseconds on a CPU).
+MAX_FLOOR_S = 1.0
+
+
+def _check_grid_fields(data: Any, where: str) -> None:
+    """Refuse, naming the field's path, a grid (or one of its terms) that is not an object,
+    lacks ``axes`` or ``log_ratio``, or keeps a ``floor_s`` that is not 0 to
+    ``MAX_FLOOR_S`` seconds (100 s was accepted)."""
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{where} must be an object (axes, log_ratio, ...), got {_json_text(data)}"
+        )
+    for key in ("axes", "log_ratio"):
+        if key not in data:
+            raise ValueError(f"{where}: missing field {key!r}")
+    floor_s = data.get("floor_s")
+    if floor_s is not None:
+        number = isinstance(floor_s, int | float) and not isinstance(floor_s, bool)
+        if not (number and math.isfinite(floor_s) and 0 < floor_s <= MAX_FLOOR_S):
+            raise ValueError(
+                f"{where}.floor_s must be a time in seconds above 0 and at most {MAX_FLOOR_S:g} "
+                f"(the 1st percentile of the measured calls), got {_json_text(floor_s)}"
+            )
+    terms = data.get("terms", [])
+    if isinstance(terms, list):
+        for i, term in enumerate(terms):
+            _check_grid_fields(term, f"{where}.terms[{i}]")
+
+
 def _from_json(data: Any, path: Path) -> Profile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f'expected an object with "format": "{FORMAT}"')
@@ -529,6 +586,7 @@ def _from_json(data: Any, path: Path) -> Profile:
     for name, grid_data in grids_data.items():
         if name not in GRID_FEATURES:
             raise ValueError(f"grids.{name}: unknown grid (known: {', '.join(GRID_FEATURES)})")
+        _check_grid_fields(grid_data, f"grids.{name}")
         legacy = LEGACY_GRID_FEATURES.get(name, ())
         axes_data = grid_data.get("axes") if isinstance(grid_data, dict) else None
         # Named before the grid is read: a missing axis would otherwise be reported as a
@@ -542,11 +600,12 @@ def _from_json(data: Any, path: Path) -> Profile:
                 )
         grid = Grid.from_json(grid_data, f"grids.{name}")
         for j, term in enumerate(grid.terms):
-            unknown = [n for n in term.names if n not in GRID_FEATURES[name][1]]
+            allowed = GRID_FEATURES[name][1] + TERM_FEATURES.get(name, ())
+            unknown = [n for n in term.names if n not in allowed]
             if unknown:
                 raise ValueError(
                     f"grids.{name}.terms[{j}].axes.{unknown[0]}: not a feature of {name} "
-                    f"({', '.join(GRID_FEATURES[name][1])})"
+                    f"({', '.join(allowed)})"
                 )
         if grid.names != GRID_FEATURES[name][1] and grid.names not in legacy:
             raise ValueError(f"grids.{name}.axes must be {', '.join(GRID_FEATURES[name][1])}")
@@ -566,23 +625,29 @@ def _from_json(data: Any, path: Path) -> Profile:
     tp = data.get("tp")
     if tp is not None and (not isinstance(tp, int) or tp < 1):
         raise ValueError("tp must be null or an integer >= 1")
-    provenance = data.get("provenance") or {}
+    provenance = data["provenance"]
     if not isinstance(provenance, dict):
-        raise ValueError("provenance must be an object")
+        raise ValueError(
+            f"provenance must be an object (source, files, ...), got {_json_text(provenance)}"
+        )
+    model = data.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise ValueError(f"model must be null or a model's name, got {_json_text(model)}")
     errors = _error_tables(data.get("errors"), "errors", nested=True)
     leave_one_out = _error_tables(data.get("leave_one_out"), "leave_one_out", nested=False)
     if not isinstance(data["gpu"], str) or not data["gpu"].strip():
         raise ValueError(f"gpu must be the measured GPU's name, got {data['gpu']!r:.40}")
-    _check_reference_is_the_gpus(str(data["gpu"]), reference)
+    gpu = _catalog_gpu(data["gpu"])
+    _check_reference_is_the_gpus(gpu, reference)
     return Profile(
-        gpu=str(data["gpu"]),
+        gpu=gpu,
         reference=reference,
         grids=grids,
         provenance=dict(provenance),
         errors=errors,
         errors_leave_one_out=leave_one_out,
         host=host,
-        model=data.get("model"),
+        model=model,
         tp=tp,
         path=path,
         dram_read_fraction=dram_fraction,
