@@ -228,3 +228,77 @@ def test_a_profile_naming_its_gpu_by_an_alias_loads_as_the_catalog_names_it(tmp_
     path = tmp_path / "p.json"
     path.write_text(json.dumps(data))
     assert load_profile(path).gpu == "H100-SXM"
+
+
+# --- 10. failed or cut-short requests in a benchmark -------------------------------------
+
+
+def _validate_json(path: Path):
+    return _invoke("validate", path, "--gpus", "1xH100", "--model", "llama-3.1-8b", "--json")
+
+
+def test_per_request_rows_with_an_error_are_dropped_and_counted(tmp_path):
+    """QA: rows whose "error" column said "timeout" were replayed as served requests."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s,error\n"
+        "0,100,11,0.05,0.2,\n"
+        "1,100,11,0.05,0.2,timeout\n"
+        "2,100,11,0.05,0.2,None\n"
+    )
+    result = _validate_json(path)
+    assert result.exit_code == 0, result.stderr
+    validation = json.loads(result.stdout)["validation"]
+    assert validation["num_requests"] == 2
+    assert (
+        "dropped 1 request whose error column is set (failed in the benchmark; the first, "
+        "line 3: 'timeout')" in validation["notes"]
+    )
+    lines = tmp_path / "b.jsonl"
+    lines.write_text(
+        '{"arrival_time_s": 0, "input_tokens": 9, "output_tokens": 5, "ttft_s": 0.1, '
+        '"e2e_s": 0.3, "error": "timeout"}\n'
+    )
+    result = _validate_json(lines)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "error: b.jsonl: no successful requests to replay: every line's error column is set "
+        "(the first, line 1: 'timeout')"
+    )
+
+
+def test_a_vllm_request_with_far_fewer_gaps_than_tokens_is_dropped_and_counted(tmp_path):
+    """QA: a result without latencies whose request had 200 output tokens and 3 itls was
+    replayed with E2E = TTFT + 3 gaps."""
+    result = {
+        "input_lens": [5, 6, 7],
+        "output_lens": [200, 3, 3],
+        "ttfts": [0.1, 0.1, 0.1],
+        "itls": [[0.01, 0.01, 0.01], [0.1, 0.1], [0.1, 0.1]],
+        "start_times": [10.0, 11.0, 12.0],
+        "errors": ["", "", ""],
+    }
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(result))
+    run = _validate_json(path)
+    assert run.exit_code == 0, run.stderr
+    validation = json.loads(run.stdout)["validation"]
+    assert validation["num_requests"] == 2
+    assert (
+        "dropped 1 request with fewer than one itls gap per 16 output tokens (the first, "
+        "request 1: 3 gaps for 200 tokens): a list cut short, so its E2E and TPOT are "
+        "unknown" in validation["notes"]
+    )
+    # Speculative decoding's chunks of a few tokens are kept.
+    result.update(output_lens=[40, 3, 3])
+    path.write_text(json.dumps(result))
+    run = _validate_json(path)
+    assert run.exit_code == 0 and json.loads(run.stdout)["validation"]["num_requests"] == 3
+    result.update(output_lens=[200, 200, 200])
+    path.write_text(json.dumps(result))
+    run = _validate_json(path)
+    assert run.exit_code == 1
+    assert run.stderr.strip() == (
+        "error: v.json: none of the 3 requests can be replayed (3 with fewer than one itls "
+        "gap per 16 output tokens (cut short)): their E2E is unknown without latencies"
+    )

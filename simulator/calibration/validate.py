@@ -294,6 +294,11 @@ def _bad_document(path: Path, text: str, exc: json.JSONDecodeError) -> Simreplay
     )
 
 
+#: Most output tokens one gap of a vLLM result's ``itls`` may stand for: a streamed chunk
+#: holds one token, or a few with speculative decoding (up to k + 1 for k draft tokens).
+MAX_TOKENS_PER_GAP = 16
+
+
 def _from_vllm(path: Path, data: dict) -> Benchmark:
     # vLLM saves per-request "latencies" since late 2025; before that a detailed result has
     # the inter-token gaps ("itls") of each request, whose sum after the TTFT is its E2E.
@@ -325,11 +330,22 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     # More than one output token and not one inter-token gap: the E2E (TTFT + the gaps) and
     # so the TPOT are unknown. Read as TPOT 0, such a request lowered the measured mean.
     gapless = np.zeros(count, dtype=bool)
+    few_gaps = np.zeros(count, dtype=bool)
     if e2e_field == "itls":
         gapless = ok & (output_lens > 1) & np.array([g == [] for g in data["itls"]], dtype=bool)
         ok &= ~gapless
+        # vLLM records one gap per streamed chunk, which holds one token, or a few with
+        # speculative decoding; far fewer gaps than tokens is a list cut short, whose sum
+        # would read as the E2E (200 tokens and 3 gaps were replayed as such).
+        num_gaps = np.array(
+            [len(g) if isinstance(g, list) else math.inf for g in data["itls"]], dtype=np.float64
+        )
+        few_gaps = ok & (num_gaps * MAX_TOKENS_PER_GAP < output_lens - 1)
+        ok &= ~few_gaps
     if not ok.any():
-        raise _nothing_succeeded(path, count, errors, int(silent.sum()))
+        raise _nothing_succeeded(
+            path, count, errors, int(silent.sum()), int(gapless.sum()), int(few_gaps.sum())
+        )
     starts = data.get("start_times")
     limit = data.get("max_concurrency")
     closed_loop = False
@@ -400,7 +416,16 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             "inter-token gaps)"
         )
     _check_within_duration(path, data.get("duration"), arrival[ok], ttft[ok], e2e[ok], starts)
-    num_failed = int((~ok).sum()) - int(silent.sum()) - int(gapless.sum())
+    num_failed = int((~ok).sum()) - int(silent.sum()) - int(gapless.sum()) - int(few_gaps.sum())
+    if few_gaps.any():
+        num_few = int(few_gaps.sum())
+        k = int(np.argmax(few_gaps))
+        notes.append(
+            f"dropped {num_few:,} request{'' if num_few == 1 else 's'} with fewer than one "
+            f"itls gap per {MAX_TOKENS_PER_GAP} output tokens (the first, request {k + 1}: "
+            f"{len(data['itls'][k])} gaps for {int(output_lens[k]):,} tokens): a list cut "
+            f"short, so {'its' if num_few == 1 else 'their'} E2E and TPOT are unknown"
+        )
     if gapless.any():
         num_gapless = int(gapless.sum())
         notes.append(
@@ -458,8 +483,16 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     return bench
 
 
-def _nothing_succeeded(path: Path, count: int, errors: list, num_silent: int) -> SimreplayError:
-    """One line for a vLLM result with no request to replay: how many failed, and how."""
+def _nothing_succeeded(
+    path: Path,
+    count: int,
+    errors: list,
+    num_silent: int,
+    num_gapless: int = 0,
+    num_few_gaps: int = 0,
+) -> SimreplayError:
+    """One line for a vLLM result with no request to replay: how many failed or were left
+    out, and how."""
     if not count:
         return SimreplayError(f"{path.name}: input_lens is empty: the result holds no requests")
     texts = [str(e).strip() for e in errors if e]
@@ -470,6 +503,18 @@ def _nothing_succeeded(path: Path, count: int, errors: list, num_silent: int) ->
         how.append(f"{len(texts):,} with an error text, the first {last[:120]!r}")
     if num_silent:
         how.append(f"{num_silent:,} with 0 output tokens and no error text")
+    if num_gapless:
+        how.append(f"{num_gapless:,} of 2 or more output tokens with an empty itls list")
+    if num_few_gaps:
+        how.append(
+            f"{num_few_gaps:,} with fewer than one itls gap per {MAX_TOKENS_PER_GAP} output "
+            "tokens (cut short)"
+        )
+    if num_gapless or num_few_gaps:
+        return SimreplayError(
+            f"{path.name}: none of the {count:,} requests can be replayed ({'; '.join(how)}): "
+            "their E2E is unknown without latencies"
+        )
     return SimreplayError(
         f"{path.name}: all {count:,} requests failed in the benchmark ({'; '.join(how)}): "
         "nothing to replay"
@@ -640,6 +685,9 @@ def _from_rows(
                 f"{', '.join(rows[0]) or 'none'})"
             )
 
+    notes: list[str] = []
+    rows, positions = _without_failed_rows(path, rows, word, positions, notes)
+
     def column(names: tuple[str, ...], required: bool = True) -> np.ndarray | None:
         return _column(rows, names, path, word, required, positions)
 
@@ -659,7 +707,50 @@ def _from_rows(
             given = since if given is None else given
         latency[span] = given
     ttft, e2e = latency["ttft_s"], latency["e2e_s"]
-    return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", [], where)
+    return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", notes, where)
+
+
+#: Columns of a per-request table that mark a failed request when set, and the values that
+#: mean it succeeded (an empty CSV cell, JSON null or false, a spreadsheet's "None").
+ERROR_COLUMNS = ("error", "errors")
+_NO_ERROR = ("", "none", "null", "nan", "false", "0")
+
+
+def _failed(value: Any) -> bool:
+    if value is None or value is False:
+        return False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return not (value == 0 or math.isnan(value))
+    return str(value).strip().lower() not in _NO_ERROR
+
+
+def _without_failed_rows(
+    path: Path, rows: list[dict], word: str, positions: list[int] | None, notes: list[str]
+) -> tuple[list[dict], list[int] | None]:
+    """The rows whose ``error`` column is empty (a QA pass: rows with error "timeout" were
+    replayed as served requests), with a note counting the others, as vLLM results' failed
+    requests are; every row failed is one error line."""
+    name = next((n for n in ERROR_COLUMNS if rows and n in rows[0]), None)
+    if name is None:
+        return rows, positions
+    failed = [_failed(row.get(name)) for row in rows]
+    num_failed = sum(failed)
+    if not num_failed:
+        return rows, positions
+    first = next(k for k, bad in enumerate(failed) if bad)
+    where = first + 1 if positions is None else positions[first]
+    text = f"{str(rows[first][name]).strip()!r:.60}"
+    if num_failed == len(rows):
+        raise SimreplayError(
+            f"{path.name}: no successful requests to replay: every {word}'s {name} column is "
+            f"set (the first, {word} {where}: {text})"
+        )
+    notes.append(
+        f"dropped {num_failed:,} request{'' if num_failed == 1 else 's'} whose {name} column "
+        f"is set (failed in the benchmark; the first, {word} {where}: {text})"
+    )
+    keep = [k for k, bad in enumerate(failed) if not bad]
+    return [rows[k] for k in keep], None if positions is None else [positions[k] for k in keep]
 
 
 def _finish(
