@@ -5,7 +5,9 @@ atomically). Columns (seconds in files, NaN where a time does not exist):
 
 requests.parquet, one row per request of the trace, in trace order. A trace is replayed
 sorted by arrival: a raw file with rows out of order is sorted on import (stably, and its
-note says so), so ``request_index`` is then not the file's row: join on ``request_id``.
+note says so), so ``request_index`` is then not the file's row: join on ``request_id``; a
+file without ids has ``request_index`` k for the k-th of its kept rows in arrival order (ties
+in file order; traces/README.md).
 
 | column | type | meaning |
 |---|---|---|
