@@ -302,3 +302,74 @@ def test_a_vllm_request_with_far_fewer_gaps_than_tokens_is_dropped_and_counted(t
         "error: v.json: none of the 3 requests can be replayed (3 with fewer than one itls "
         "gap per 16 output tokens (cut short)): their E2E is unknown without latencies"
     )
+
+
+# --- 6. Vidur's network collectives ----------------------------------------------------------
+
+_VIDUR_MLP = (
+    "n_head,n_kv_head,n_embd,n_expanded_embd,use_gated_mlp,num_tokens,"
+    "num_tensor_parallel_workers,time_stats.mlp_up_proj.median,time_stats.mlp_down_proj.median\n"
+    "32,32,4096,11008,true,16,1,0.1,0.2\n"
+)
+_VIDUR_ALLREDUCE = (
+    ",time_stats.all_reduce.median,rank,num_workers,size,collective,devices_per_node,"
+    "max_devices_per_node\n"
+)
+
+
+def _vidur_tree(root: Path) -> Path:
+    """A Vidur tree: one H100 mlp.csv; all-reduce of the DGX node (2 rows on one node, 1
+    across two) and of an NVLink-bridged node, and a send_recv file."""
+    compute = root / "profiling" / "compute" / "h100" / "meta-llama" / "Llama-2-7b-hf"
+    compute.mkdir(parents=True)
+    (compute / "mlp.csv").write_text(_VIDUR_MLP)
+    dgx = root / "profiling" / "network" / "h100_dgx"
+    dgx.mkdir(parents=True)
+    (dgx / "all_reduce.csv").write_text(
+        _VIDUR_ALLREDUCE
+        + "0,0.030,0,2,2048,all_reduce,2,8\n"
+        + "1,0.300,0,8,67108864,all_reduce,8,8\n"
+        + "2,1.500,0,16,67108864,all_reduce,8,8\n"
+    )
+    (dgx / "send_recv.csv").write_text(_VIDUR_ALLREDUCE.replace("all_reduce", "send_recv"))
+    pairs = root / "profiling" / "network" / "h100_pairwise_nvlink"
+    pairs.mkdir(parents=True)
+    (pairs / "all_reduce.csv").write_text(_VIDUR_ALLREDUCE + "0,0.03,0,2,2048,all_reduce,2,4\n")
+    return root
+
+
+def test_check_reads_vidurs_all_reduce_of_the_gpus_node_and_names_the_rest(tmp_path):
+    """QA: Vidur's profiling/network/*/all_reduce.csv were neither read nor counted
+    (``check vidur --gpu H100``: allreduce 0 rows, rows_skipped {})."""
+    tree = _vidur_tree(tmp_path / "vidur")
+    result = _invoke("check", tree, "--gpu", "H100", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["families"]["allreduce"]["n"] == 2
+    assert "profiling/network/h100_dgx/all_reduce.csv" in out["files"]
+    assert out["rows_skipped"] == {"allreduce: Vidur rows across nodes (InfiniBand)": 1}
+    assert set(out["files_not_read"]) == {
+        "profiling/network/h100_dgx/send_recv.csv",
+        "profiling/network/h100_pairwise_nvlink/all_reduce.csv",
+    }
+    assert "note: 2 Vidur network files of H100-SXM not read: " in result.stderr
+    # The 8-GPU, 64 MiB row against the ring over H100's NVLink.
+    from simulator.calibration.sources import Measurements, add_vidur_allreduce
+
+    meas = Measurements()
+    add_vidur_allreduce(tree, "H100-SXM", meas)
+    np.testing.assert_array_equal(meas.allreduce["message_bytes"], [2048.0, 67108864.0])
+    np.testing.assert_allclose(meas.allreduce["latency_s"], [30e-6, 300e-6])
+
+
+def test_check_of_a_tree_says_which_folders_it_left_out_only_when_there_are_some(tmp_path):
+    """QA: "the other GPUs' folders are left out" was printed with no other folder."""
+    _gemm_folder(tmp_path / "h100_sxm", "NVIDIA H100 80GB HBM3")
+    (tmp_path / "systems").mkdir()
+    (tmp_path / "systems" / "h100_sxm.yaml").write_text("gpu: {}\n")
+    result = _invoke("check", tmp_path, "--gpu", "H100")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        f"note: read H100-SXM's folder h100_sxm/ of the aiconfigurator tree {tmp_path}"
+        in result.stderr.splitlines()
+    )

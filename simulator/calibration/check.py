@@ -29,7 +29,7 @@ from simulator.calibration.select import (
     profile_source,
     shipped_profile,
 )
-from simulator.calibration.sources import describe_skipped
+from simulator.calibration.sources import add_vidur_allreduce, describe_skipped
 from simulator.errors import SimreplayError
 from simulator.perf.roofline import (
     ACTIVATION_BYTES,
@@ -92,6 +92,16 @@ def check_measurements(
         measured on another GPU or on several, or no row to check (the skipped rows and why).
     """
     meas, system, kind = read_gpu_measurements(Path(directory), gpu.name, note, command="check")
+    not_read: dict[str, str] = {}
+    if kind == "vidur":
+        # Vidur's all-reduce timings sit beside its compute folders, under profiling/network.
+        not_read = add_vidur_allreduce(Path(directory), gpu.name, meas)
+        if not_read and note is not None:
+            note(
+                f"note: {len(not_read):,} Vidur network file{'' if len(not_read) == 1 else 's'} "
+                f"of {gpu.name} not read: "
+                + "; ".join(f"{path} ({why})" for path, why in not_read.items())
+            )
     chain: list[Profile] = []
     if calibration is not None:
         chain.append(load_profile(Path(calibration)))
@@ -186,8 +196,10 @@ def check_measurements(
             )
         ),
         "system": system,
+        "other_folders": [] if system is None else other_folders(Path(directory), system),
         "source_kind": kind,
         "files": sorted(meas.files),
+        "files_not_read": not_read,
         "rows_skipped": dict(sorted(meas.skipped.items())),
         "families": result_families,
     }
@@ -255,3 +267,18 @@ def uncalibrated_latency_s(
         compute_s = roofline_flop(grid_name, f) / (gpu.peak_bf16_flops * eff.gemm_compute)
         return np.maximum(compute_s, memory_s)
     raise KeyError(grid_name)
+
+
+def other_folders(directory: Path, system: str) -> list[str]:
+    """The folders beside a tree's ``system`` folder that hold measured files (other GPUs'
+    systems), which ``check`` and ``fit`` leave out; sorted."""
+    for parent in (directory, directory / "profiling" / "compute", directory / "compute"):
+        if (parent / system).is_dir():
+            return sorted(
+                p.name
+                for p in parent.iterdir()
+                if p.is_dir()
+                and p.name != system
+                and any(f.suffix in (".parquet", ".csv") for f in p.rglob("*"))
+            )
+    return []

@@ -26,6 +26,8 @@ Vidur layout (``profiling/compute/<gpu>/<org>/<model>/mlp.csv``; an optional ``d
 checked as the parquet files' is): the linear layers of one
 transformer layer (``attn_pre_proj``, ``attn_post_proj``, ``mlp_up_proj``,
 ``mlp_down_proj``) become GEMM points with the shapes the file's model columns give.
+Its ``profiling/network/<node>/all_reduce.csv`` (NCCL all-reduce by GPU count and bytes)
+is read by ``add_vidur_allreduce`` for ``calibrate check``.
 """
 
 from __future__ import annotations
@@ -794,3 +796,124 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
     new["dtype"] = np.asarray(["bfloat16"] * len(points["m"]), dtype=object)
     _append(result.gemm, new)
     return {row["device"].strip() for row in rows if row.get("device", "").strip()}
+
+
+# --- Vidur's network collectives -----------------------------------------------------------
+
+#: Vidur's ``profiling/network/<node>/`` folders whose all-reduce is a catalog GPU's: DGX
+#: nodes, eight SXM GPUs on NVSwitch. Its ``*_pairwise_nvlink`` nodes (GPUs bridged in
+#: pairs, PCIe between the pairs) are no catalog GPU's interconnect and are not read.
+VIDUR_NETWORK_SYSTEMS = {"a100_dgx": "A100-80GB-SXM", "h100_dgx": "H100-SXM"}
+
+_VIDUR_ALLREDUCE = (
+    "time_stats.all_reduce.median",
+    "num_workers",
+    "size",
+    "devices_per_node",
+)
+
+
+def vidur_network_folder(root: Path) -> Path | None:
+    """The ``network`` folder of a Vidur tree given as its root, ``profiling/`` or itself."""
+    root = Path(root)
+    for candidate in (root / "profiling" / "network", root / "network", root):
+        if candidate.name == "network" and candidate.is_dir():
+            return candidate
+    return None
+
+
+def add_vidur_allreduce(root: Path, gpu: str, result: Measurements) -> dict[str, str]:
+    """Add the all-reduce timings of ``gpu``'s Vidur node (``VIDUR_NETWORK_SYSTEMS``) to
+    ``result.allreduce``; return the other network files under ``root``, each with why it
+    was not read.
+
+    Vidur's ``all_reduce.csv`` (``vidur/profiling/collectives``): NCCL all-reduce of
+    ``size`` bytes (fp16 elements x 2) over ``num_workers`` GPUs, ``devices_per_node`` of
+    them in one node, eager (no CUDA graph), the NCCL kernels' time in ms
+    (``time_stats.all_reduce.median``). Rows spanning nodes (``devices_per_node`` below
+    ``num_workers``: InfiniBand, which a TP group never crosses) are skipped and counted.
+    """
+    network = vidur_network_folder(root)
+    if network is None:
+        return {}
+    base = Path(root)
+    not_read: dict[str, str] = {}
+    for path in sorted(network.rglob("*.csv")):
+        rel = str(_rel(path, base))
+        node = path.parent.name
+        if _node_gpu(node) != gpu:
+            continue  # another GPU's node, left out as its compute folder is
+        if path.name != "all_reduce.csv":
+            not_read[rel] = "not an all-reduce (point-to-point sends: no grid uses them)"
+            continue
+        owner = VIDUR_NETWORK_SYSTEMS.get(node)
+        if owner != gpu:
+            not_read[rel] = (
+                f"{owner}'s node, not {gpu}'s"
+                if owner is not None
+                else "GPUs bridged in pairs, PCIe between pairs: no catalog GPU's interconnect"
+                if node.endswith("_pairwise_nvlink")
+                else "a node of no catalog GPU"
+            )
+            continue
+        _add_vidur_allreduce_file(result, path)
+        result.files.append(rel)
+    return not_read
+
+
+def _node_gpu(node: str) -> str | None:
+    """The catalog GPU of a Vidur network node's folder (``a100_pairwise_nvlink``: the
+    A100 its name starts with), or None."""
+    from simulator.hardware import get_gpu
+
+    if node in VIDUR_NETWORK_SYSTEMS:
+        return VIDUR_NETWORK_SYSTEMS[node]
+    try:
+        return get_gpu(node.split("_")[0]).name
+    except SimreplayError:
+        return None
+
+
+def _add_vidur_allreduce_file(result: Measurements, path: Path) -> None:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SimreplayError(f"{path}: cannot read CSV: {exc}") from None
+    if not rows:
+        raise SimreplayError(f"{path}: no rows")
+    _check_columns(
+        list(rows[0]),
+        _VIDUR_ALLREDUCE,
+        path,
+        "Vidur's {columns}: time in ms, size in bytes",
+    )
+    if "collective" in rows[0]:
+        other = [r for r in rows if str(r["collective"]).strip() != "all_reduce"]
+        _skip(result, "allreduce: Vidur rows of other collectives", len(other))
+        rows = [r for r in rows if str(r["collective"]).strip() == "all_reduce"]
+    columns = {name: [r[name] for r in rows] for name in _VIDUR_ALLREDUCE}
+    gpus = _floats(columns["num_workers"], path, "num_workers")
+    per_node = _floats(columns["devices_per_node"], path, "devices_per_node")
+    size = _floats(columns["size"], path, "size")
+    latency_ms = _floats(
+        columns["time_stats.all_reduce.median"],
+        path,
+        "time_stats.all_reduce.median",
+        lowest=1e-6,
+        whole=False,
+    )
+    one_node = per_node >= gpus
+    _skip(result, "allreduce: Vidur rows across nodes (InfiniBand)", int((~one_node).sum()))
+    too_few = one_node & (gpus < 2)
+    _skip(result, "allreduce: Vidur rows of 1 GPU", int(too_few.sum()))
+    keep = one_node & ~too_few
+    _append(
+        result.allreduce,
+        {
+            "num_gpus": gpus[keep],
+            "message_bytes": size[keep],
+            "latency_s": latency_ms[keep] * MS,
+            "backend": np.asarray(["nccl_eager"] * int(keep.sum()), dtype=object),
+        },
+    )

@@ -386,9 +386,11 @@ def check(
         directory, get_gpu(gpu), calibration=calibration, model=spec, note=_progress
     )
     if result["system"] is not None:
+        others = result["other_folders"]
         err.print(
             f"note: read {result['gpu']}'s folder {result['system']}/ of the "
-            f"{result['source_kind']} tree {directory}; the other GPUs' folders are left out"
+            f"{result['source_kind']} tree {directory}"
+            + (f"; left out: {', '.join(f'{o}/' for o in others)}" if others else "")
         )
     if json_output:
         print_json(result)
