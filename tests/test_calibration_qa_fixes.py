@@ -373,3 +373,99 @@ def test_check_of_a_tree_says_which_folders_it_left_out_only_when_there_are_some
         f"note: read H100-SXM's folder h100_sxm/ of the aiconfigurator tree {tmp_path}"
         in result.stderr.splitlines()
     )
+
+
+# --- 1. a device string must be the --gpu's own ------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["fit", "check"])
+@pytest.mark.parametrize(
+    ("device", "gpu", "why"),
+    [
+        ("NVIDIA H20", "H200", "that device is no catalog GPU"),
+        ("NVIDIA H800", "H100", "that device is no catalog GPU"),
+        ("NVIDIA GH200 480GB", "H100", "that device is no catalog GPU"),
+        ("NVIDIA H100 NVL", "H100", "that device is no catalog GPU"),
+        (
+            "NVIDIA A100-SXM4-80GB MIG 3g.40gb",
+            "A100",
+            "a MIG slice of NVIDIA A100-SXM4-80GB has a fraction of the GPU's compute",
+        ),
+        ("NVIDIA A800-SXM4-80GB", "A100", "that device is no catalog GPU"),
+        ("NVIDIA L40", "L40S", "that device is no catalog GPU"),
+        ("NVIDIA RTX 6000 Ada Generation", "RTX-PRO-6000", "that device is no catalog GPU"),
+    ],
+)
+def test_files_of_a_device_not_in_the_catalog_are_refused(tmp_path, command, device, gpu, why):
+    """QA: only devices naming a catalog GPU were checked, so NVIDIA H20 files fitted with
+    --gpu H200 wrote an H200 profile (provenance.device "NVIDIA H20", no note); H800, GH200,
+    H100 NVL passed as H100, a MIG slice and A800 as A100, L40 as L40S, RTX 6000 Ada as
+    RTX PRO 6000."""
+    from simulator.hardware import get_gpu
+
+    folder = _gemm_folder(tmp_path / "mine", device)
+    out = tmp_path / "p.json"
+    args = ["fit", "--source", folder, "-o", out] if command == "fit" else ["check", folder]
+    result = _invoke(*args, "--gpu", gpu)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    name = get_gpu(gpu).name
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {folder}: the files were measured on {device}, not {name} (whose files say "
+    ), lines
+    assert f"): {why}" in lines[0] and f"{command} reads only files of the --gpu itself" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("device", "gpu"),
+    [
+        ("NVIDIA H200", "H200"),
+        ("H200", "H200"),
+        ("NVIDIA H100 80GB HBM3", "H100"),
+        ("cpu", "H200"),
+        ("AMD EPYC 7763 64-Core Processor", "H200"),
+        ("Intel(R) Xeon(R) Platinum 8480C", "H100"),
+    ],
+)
+def test_the_gpus_own_device_names_and_processors_are_taken(tmp_path, device, gpu):
+    folder = _gemm_folder(tmp_path / "mine", device)
+    result = _invoke("check", folder, "--gpu", gpu, "--json")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_every_device_name_of_the_catalog_is_its_gpus_alone():
+    from simulator.calibration.sources import DEVICE_NAMES, device_gpu, is_unchecked_device
+    from simulator.hardware import GPUS
+
+    assert set(DEVICE_NAMES) <= set(GPUS)
+    for gpu, names in DEVICE_NAMES.items():
+        for name in names:
+            assert device_gpu(name) == gpu and not is_unchecked_device(name), name
+        for name in (gpu, *GPUS[gpu].aliases):
+            assert device_gpu(name) == gpu, name
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "calibration-data"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared calibration data absent")
+def test_every_device_in_the_shared_data_is_its_own_gpu():
+    """Each published system folder's device strings (and Vidur's folder names) pass the
+    device check under the GPU the folder is, and no other."""
+    from simulator.calibration.fit import read_gpu_measurements
+    from simulator.calibration.select import AICONFIGURATOR_SYSTEMS, VIDUR_SYSTEMS
+    from simulator.calibration.sources import check_devices, device_gpu, is_unchecked_device
+
+    for tree, systems in (("aiconfigurator", AICONFIGURATOR_SYSTEMS), ("vidur", VIDUR_SYSTEMS)):
+        for system, gpu in systems.items():
+            folder = SHARED / tree / system
+            if tree == "vidur":
+                folder = SHARED / tree / "profiling" / "compute" / system
+            if not folder.is_dir():
+                continue
+            meas, _, _ = read_gpu_measurements(SHARED / tree, gpu)
+            devices = meas.device.split(", ")
+            assert devices and not any(is_unchecked_device(d) for d in devices), devices
+            assert {device_gpu(d) for d in devices} == {gpu}, (system, devices)
+            check_devices(meas.device, gpu, folder)

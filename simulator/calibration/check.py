@@ -29,7 +29,7 @@ from simulator.calibration.select import (
     profile_source,
     shipped_profile,
 )
-from simulator.calibration.sources import add_vidur_allreduce, describe_skipped
+from simulator.calibration.sources import add_vidur_allreduce, check_devices, describe_skipped
 from simulator.errors import SimreplayError
 from simulator.perf.roofline import (
     ACTIVATION_BYTES,
@@ -92,6 +92,7 @@ def check_measurements(
         measured on another GPU or on several, or no row to check (the skipped rows and why).
     """
     meas, system, kind = read_gpu_measurements(Path(directory), gpu.name, note, command="check")
+    check_devices(meas.device, gpu.name, Path(directory) / (system or ""), "check")
     not_read: dict[str, str] = {}
     if kind == "vidur":
         # Vidur's all-reduce timings sit beside its compute folders, under profiling/network.

@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -796,6 +797,151 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
     new["dtype"] = np.asarray(["bfloat16"] * len(points["m"]), dtype=object)
     _append(result.gemm, new)
     return {row["device"].strip() for row in rows if row.get("device", "").strip()}
+
+
+# --- device strings -------------------------------------------------------------------------
+
+#: The device names each catalog GPU reports (``nvidia-smi``, ``torch.cuda.get_device_name``,
+#: ``rocm-smi``) beside its catalog name and aliases. A device string is that GPU only if its
+#: words are exactly one of these names' (``device_gpu``): extra words name another part
+#: (``NVIDIA H100 NVL``, ``NVIDIA H800``) or a slice of one (``MIG 3g.40gb``).
+DEVICE_NAMES = {
+    "A100-40GB-SXM": ("NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM-40GB"),
+    "A100-80GB-SXM": ("NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM-80GB"),
+    "A100-40GB-PCIe": ("NVIDIA A100-PCIE-40GB", "NVIDIA A100 40GB PCIe"),
+    "A100-80GB-PCIe": ("NVIDIA A100 80GB PCIe", "NVIDIA A100-PCIE-80GB"),
+    "H100-SXM": ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB"),
+    "H100-PCIe": ("NVIDIA H100 PCIe", "NVIDIA H100 80GB PCIe"),
+    "H200": ("NVIDIA H200", "NVIDIA H200 141GB HBM3e"),
+    "B200": ("NVIDIA B200",),
+    "GB200": ("NVIDIA GB200",),
+    "L40S": ("NVIDIA L40S",),
+    "L4": ("NVIDIA L4",),
+    "A10G": ("NVIDIA A10G",),
+    "A40": ("NVIDIA A40",),
+    "RTX-4090": ("NVIDIA GeForce RTX 4090",),
+    "RTX-PRO-6000": (
+        "NVIDIA RTX PRO 6000 Blackwell Server Edition",
+        "NVIDIA RTX PRO 6000 Blackwell Workstation Edition",
+    ),
+    "MI300X": ("AMD Instinct MI300X", "AMD Instinct MI300X OAM"),
+}
+
+#: Vendor words a device string may carry or not (``NVIDIA H200`` and ``H200`` are one GPU).
+_VENDOR_WORDS = frozenset({"nvidia", "amd"})
+#: Words of a processor's name (``AMD EPYC 7763 64-Core Processor``, ``Intel(R) Xeon(R)
+#: ...``: what ``calibrate profile --device cpu`` writes), and of a GPU's.
+_CPU_WORDS = frozenset(
+    {"cpu", "xeon", "epyc", "ryzen", "threadripper", "opteron", "core", "intel", "apple"}
+    | {"processor", "x86", "x86_64", "aarch64", "arm64", "neoverse", "graviton", "power9"}
+)
+_GPU_WORDS = frozenset({"nvidia", "geforce", "tesla", "quadro", "rtx", "radeon", "instinct"})
+
+
+def _device_words(text: str) -> frozenset[str]:
+    words = re.split(r"[^0-9a-z]+", text.lower())
+    return frozenset(w for w in words if w and w not in _VENDOR_WORDS)
+
+
+def _build_device_lookup() -> dict[frozenset[str], str]:
+    from simulator.hardware import GPUS
+
+    lookup: dict[frozenset[str], str] = {}
+    for name, spec in GPUS.items():
+        for written in (name, *spec.aliases, *DEVICE_NAMES.get(name, ())):
+            words = _device_words(written)
+            if lookup.setdefault(words, name) != name:
+                raise ValueError(f"device name {written!r} names {lookup[words]} and {name}")
+    return lookup
+
+
+_DEVICE_LOOKUP: dict[frozenset[str], str] = {}
+
+
+def is_unchecked_device(device: str) -> bool:
+    """Whether a ``device`` value names no GPU: empty, ``unknown``, or a processor
+    (``cpu``, ``AMD EPYC 7763 64-Core Processor``), whose files are not checked against
+    ``--gpu``."""
+    words = set(re.split(r"[^0-9a-z]+", device.lower())) - {""}
+    if not words or words == {"unknown"}:
+        return True
+    return bool(words & _CPU_WORDS) and not words & _GPU_WORDS
+
+
+def device_gpu(device: str) -> str | None:
+    """The catalog GPU a ``device`` value is, or None when it is no catalog GPU.
+
+    The value's words, less ``NVIDIA`` / ``AMD`` and case and punctuation, must be exactly
+    those of the GPU's catalog name, an alias, or a name the GPU reports (``DEVICE_NAMES``):
+    ``NVIDIA H100 80GB HBM3`` is H100-SXM, ``NVIDIA H100 PCIe`` H100-PCIe, ``H200`` H200;
+    ``NVIDIA H20``, ``NVIDIA H100 NVL``, ``NVIDIA A800-SXM4-80GB`` and a MIG slice
+    (``NVIDIA A100-SXM4-80GB MIG 3g.40gb``) are none.
+    """
+    if not _DEVICE_LOOKUP:
+        _DEVICE_LOOKUP.update(_build_device_lookup())
+    return _DEVICE_LOOKUP.get(_device_words(device))
+
+
+def device_mismatch(device: str, gpu: str) -> str | None:
+    """Why files whose ``device`` column says ``device`` are not ``gpu``'s measurements
+    (None: they are, or the value names no GPU, ``is_unchecked_device``)."""
+    if is_unchecked_device(device):
+        return None
+    found = device_gpu(device)
+    if found == gpu:
+        return None
+    if found is not None:
+        return f"they are {found}'s"
+    words = re.split(r"[^0-9a-z.]+", device.lower())
+    if "mig" in words:
+        whole = re.split(r"(?i)\s*\bMIG\b", device)[0].strip()
+        return (
+            f"a MIG slice of {whole or 'a GPU'} has a fraction of the GPU's compute and "
+            "memory, and is no catalog GPU"
+        )
+    return "that device is no catalog GPU (simreplay hardware list)"
+
+
+def check_devices(devices: str, gpu: str, source: Path, command: str = "fit") -> None:
+    """Refuse measurements whose ``device`` values (``Measurements.device``: comma-joined)
+    are not ``gpu``, or are several GPUs; values that name no GPU (``is_unchecked_device``)
+    are not checked.
+
+    A device is ``gpu`` only if it is one of the names ``gpu`` goes by (``device_gpu``):
+    ``NVIDIA H20`` is not H200, ``NVIDIA H100 NVL`` not H100-SXM, a MIG slice not its
+    GPU. A profile fitted from another device's files under ``gpu``'s name would be taken
+    by every run on ``gpu`` as its own measurements. ``command`` (``fit`` or ``check``) is
+    the one the error advises to run under the files' GPU, where the catalog has it.
+    """
+    from simulator.calibration.select import NEAREST, UNCALIBRATED
+
+    checked = [d for d in devices.split(", ") if d and not is_unchecked_device(d)]
+    found = {d: device_gpu(d) for d in checked}
+    if len({g or d for d, g in found.items()}) > 1:
+        raise SimreplayError(
+            f"{source}: the files were measured on several GPUs ({', '.join(checked)}); "
+            "give the folder of one GPU's measurements"
+        )
+    for device, owner in found.items():
+        if owner == gpu:
+            continue
+        if owner is not None:
+            runs = (
+                f"runs on {gpu} borrow measured GPUs' profiles scaled to {gpu}'s peaks"
+                if NEAREST.get(gpu)
+                # No measured relative (MI300X): nothing is borrowed, whatever is fitted.
+                else f"runs on {gpu} use the {UNCALIBRATED}"
+            )
+            raise SimreplayError(
+                f"{source}: the files were measured on {device}, not {gpu}: "
+                f"{'check' if command == 'check' else 'fit'} them as --gpu {owner}; {runs}"
+            )
+        own = DEVICE_NAMES.get(gpu, ())
+        names = f" (whose files say {' or '.join(own)})" if own else ""
+        raise SimreplayError(
+            f"{source}: the files were measured on {device}, not {gpu}{names}: "
+            f"{device_mismatch(device, gpu)}; {command} reads only files of the --gpu itself"
+        )
 
 
 # --- Vidur's network collectives -----------------------------------------------------------

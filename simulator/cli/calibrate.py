@@ -72,6 +72,7 @@ def fit(
     target = _fit_target(out, _gpu_name(gpu))
     _refuse_overwriting_measurements(target, source)
     existing = _refuse_replacing_another_file(out, target, _gpu_name(gpu))
+    _refuse_another_device(source, _gpu_name(gpu))
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
     if existing is not None:
         _replace_note(out, target, existing, profile, replace)
@@ -145,6 +146,16 @@ def _replace_note(out: str, target: Path, old: Profile, new: Profile, replace: b
         f"note: -o {out}: replaced {what}"
         + (f"; the new profile has no {', '.join(lost)}" if lost else "")
     )
+
+
+def _refuse_another_device(source: Path, gpu: str) -> None:
+    """Fail before fitting when the files' ``device`` is not ``gpu`` by any name it goes
+    by (``sources.check_devices``; a QA pass fitted NVIDIA H20 files as an H200 profile)."""
+    from simulator.calibration.fit import read_gpu_measurements
+    from simulator.calibration.sources import check_devices
+
+    meas, system, _ = read_gpu_measurements(source, gpu)
+    check_devices(meas.device, gpu, source / system if system else source)
 
 
 def _refuse_overwriting_measurements(target: Path, source: Path) -> None:
