@@ -469,3 +469,52 @@ def test_every_device_in_the_shared_data_is_its_own_gpu():
             assert devices and not any(is_unchecked_device(d) for d in devices), devices
             assert {device_gpu(d) for d in devices} == {gpu}, (system, devices)
             check_devices(meas.device, gpu, folder)
+
+
+# --- 9. plain words ------------------------------------------------------------------------
+
+
+def test_an_absurd_latency_is_said_in_plain_words(tmp_path):
+    """QA: "column 'latency' must be from -inf to 2**40, got 1e+30"."""
+    _write(
+        {"m": [1.0, 2.0], "n": [8.0, 8.0], "k": [8.0, 8.0], "latency": [0.01, 1e30]},
+        tmp_path / "gemm_perf.parquet",
+    )
+    result = _invoke("check", tmp_path, "--gpu", "H100")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: {tmp_path / 'gemm_perf.parquet'}: row 2: column 'latency' must be at most "
+        "2**40 (1.1e+12) ms, got 1e+30 ms"
+    )
+
+
+def test_fit_names_the_one_request_of_one_output_token_in_the_singular(tmp_path):
+    """QA: "1 requests with 1 output token"."""
+    path = _one_at_a_time(tmp_path / "b.csv")
+    path.write_text(path.read_text() + "\n70,100,1,0.05,0.05")
+    args = ["validate", path, "--gpus", "1xH100", "--model", "llama-3.1-8b", "--fit"]
+    result = _invoke(*args, "-o", tmp_path / "p.json")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: --fit matches TPOT, which 1 request with 1 output token do not have: fitted "
+        "to the other 6 requests"
+    ) in result.stderr
+
+
+def test_fit_checks_the_relatives_it_reads_in_the_output_folder_before_fitting(tmp_path):
+    """QA: ``fit -o DIR`` with a damaged relative's profile in DIR failed only after the
+    whole fit, without saying it was read for the leave-one-GPU-out measurement."""
+    source = _gemm_folder(tmp_path / "mine", "NVIDIA H200")
+    out = tmp_path / "profiles"
+    out.mkdir()
+    (out / "h100-sxm.json").write_text("{not json")
+    result = _invoke("fit", "--source", source, "--gpu", "H200", "-o", f"{out}/")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: {out / 'h100-sxm.json'}: not a calibration profile: invalid JSON at line 1, "
+        "column 2: Expecting property name enclosed in double quotes (fit reads H100-SXM's "
+        f"profile in the output's folder {out} to measure H200's leave-one-GPU-out error; "
+        "repair or move it, or write the profile elsewhere)"
+    ], lines
+    assert not (out / "h200.json").exists()

@@ -375,9 +375,16 @@ def _floats(
     out = (array < lowest) | (array > MAX_COLUMN_VALUE)
     if out.any():
         row = int(np.argmax(out))
+        # A latency has no lower bound here (``_latency_s`` says what its least is).
+        bounds = (
+            f"at most 2**40 ({MAX_COLUMN_VALUE:.4g})"
+            if lowest == -math.inf
+            else f"from {lowest:g} to 2**40 ({MAX_COLUMN_VALUE:.4g})"
+        )
+        unit = " ms" if column == "latency" else ""
         raise SimreplayError(
-            f"{path}: row {row + 1}: column {column!r} must be from {lowest:g} to 2**40, "
-            f"got {array[row]:g}"
+            f"{path}: row {row + 1}: column {column!r} must be {bounds}{unit}, "
+            f"got {array[row]:g}{unit}"
         )
     if whole:
         fractional = array != np.floor(array)

@@ -1258,8 +1258,8 @@ def fit_host_overhead(
         )
     if with_tpot < len(bench.output_tokens) and progress is not None:
         progress(
-            f"note: --fit matches TPOT, which {len(bench.output_tokens) - with_tpot:,} "
-            f"requests with 1 output token do not have: fitted to the other {with_tpot:,}"
+            f"note: --fit matches TPOT, which {_requests(len(bench.output_tokens) - with_tpot)} "
+            f"with 1 output token do not have: fitted to the other {_requests(with_tpot)}"
         )
     base = _base_profile(resolved)
     spread = decode_batch_spread(bench)
@@ -1566,6 +1566,11 @@ def fitted_profile(
     profile.model = resolved.model.name
     profile.tp = resolved.tp
     return profile
+
+
+def _requests(count: int) -> str:
+    """``1 request``, ``2 requests``."""
+    return f"{count:,} request{'' if count == 1 else 's'}"
 
 
 def _time_text(value: float, unit: str = " s") -> str:

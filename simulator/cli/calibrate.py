@@ -73,6 +73,7 @@ def fit(
     _refuse_overwriting_measurements(target, source)
     existing = _refuse_replacing_another_file(out, target, _gpu_name(gpu))
     _refuse_another_device(source, _gpu_name(gpu))
+    _check_relatives(target.parent, _gpu_name(gpu))
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
     if existing is not None:
         _replace_note(out, target, existing, profile, replace)
@@ -146,6 +147,25 @@ def _replace_note(out: str, target: Path, old: Profile, new: Profile, replace: b
         f"note: -o {out}: replaced {what}"
         + (f"; the new profile has no {', '.join(lost)}" if lost else "")
     )
+
+
+def _check_relatives(folder: Path, gpu: str) -> None:
+    """Load, before fitting, the other GPUs' profiles in the output's folder that the
+    leave-one-GPU-out measurement reads (``fallback.leave_one_out``): a damaged one failed
+    only after the whole fit, with no word of why it was read."""
+    from simulator.calibration.select import borrow_order, shipped_profile
+
+    for name in borrow_order(gpu):
+        if name == gpu:
+            continue
+        try:
+            shipped_profile(name, folder)
+        except SimreplayError as exc:
+            raise SimreplayError(
+                f"{exc} (fit reads {name}'s profile in the output's folder {folder} to "
+                f"measure {gpu}'s leave-one-GPU-out error; repair or move it, or write the "
+                "profile elsewhere)"
+            ) from None
 
 
 def _refuse_another_device(source: Path, gpu: str) -> None:
