@@ -518,3 +518,41 @@ def test_fit_checks_the_relatives_it_reads_in_the_output_folder_before_fitting(t
         "repair or move it, or write the profile elsewhere)"
     ], lines
     assert not (out / "h200.json").exists()
+
+
+# --- 4. a folder of one's own per-GPU subfolders ------------------------------------------
+
+
+def test_a_folder_of_per_gpu_subfolders_reads_the_gpus_own(tmp_path):
+    """QA: mine/h200_sxm/ and mine/l4/ (no device columns) were read whole: ``check mine
+    --gpu H200`` took both GPUs' files; fit merged a100_40gb/ and a100_80gb_pcie/ too."""
+    mine = tmp_path / "mine"
+    _gemm_folder(mine / "h200_sxm", None)
+    _gemm_folder(mine / "l4", None, scale=5.0)
+    result = _invoke("check", mine, "--gpu", "H200", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["families"]["gemm"]["n"] == 3
+    assert out["system"] == "h200_sxm" and out["other_folders"] == ["l4"]
+    assert (
+        f"note: read H200's folder h200_sxm/ of the measured operator files tree {mine}; "
+        "left out: l4/"
+    ) in result.stderr
+    profile = tmp_path / "l4.json"
+    fit = _invoke("fit", "--source", mine, "--gpu", "L4", "-o", profile)
+    assert fit.exit_code == 0, fit.stderr
+    assert f"note: read L4's folder l4/ of {mine}; left out: h200_sxm/" in fit.stderr
+    provenance = load_profile(profile).provenance
+    assert provenance["files"] == ["gemm/vllm/0.24.0/gemm_perf.parquet"]
+    assert provenance["source_dir"] == str(mine / "l4")
+    a100 = tmp_path / "a100"
+    _gemm_folder(a100 / "a100_40gb", None)
+    _gemm_folder(a100 / "a100_80gb_pcie", None)
+    refused = _invoke("fit", "--source", a100, "--gpu", "A100", "-o", tmp_path / "a.json")
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == (
+        f"error: {a100}: its folders hold other GPUs' measurements (a100_40gb/ "
+        "(A100-40GB-SXM), a100_80gb_pcie/ (A100-80GB-PCIe)), none of A100-80GB-SXM: give the "
+        "folder of A100-80GB-SXM's measurements, or read each under its own --gpu"
+    )
+    assert not (tmp_path / "a.json").exists()

@@ -29,7 +29,12 @@ from simulator.calibration.select import (
     profile_source,
     shipped_profile,
 )
-from simulator.calibration.sources import add_vidur_allreduce, check_devices, describe_skipped
+from simulator.calibration.sources import (
+    add_vidur_allreduce,
+    check_devices,
+    describe_skipped,
+    gpu_subfolder,
+)
 from simulator.errors import SimreplayError
 from simulator.perf.roofline import (
     ACTIVATION_BYTES,
@@ -91,8 +96,10 @@ def check_measurements(
         For unreadable measurements or profile, a tree without ``gpu``'s folder, files
         measured on another GPU or on several, or no row to check (the skipped rows and why).
     """
-    meas, system, kind = read_gpu_measurements(Path(directory), gpu.name, note, command="check")
-    check_devices(meas.device, gpu.name, Path(directory) / (system or ""), "check")
+    own, left_out = gpu_subfolder(Path(directory), gpu.name)
+    root = Path(directory) / own if own is not None else Path(directory)
+    meas, system, kind = read_gpu_measurements(root, gpu.name, note, command="check")
+    check_devices(meas.device, gpu.name, root / (system or ""), "check")
     not_read: dict[str, str] = {}
     if kind == "vidur":
         # Vidur's all-reduce timings sit beside its compute folders, under profiling/network.
@@ -196,8 +203,14 @@ def check_measurements(
                 Reference.of(gpu),
             )
         ),
-        "system": system,
-        "other_folders": [] if system is None else other_folders(Path(directory), system),
+        "system": own if own is not None else system,
+        "other_folders": (
+            left_out
+            if own is not None
+            else []
+            if system is None
+            else other_folders(Path(directory), system)
+        ),
         "source_kind": kind,
         "files": sorted(meas.files),
         "files_not_read": not_read,

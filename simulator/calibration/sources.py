@@ -1070,3 +1070,47 @@ def _add_vidur_allreduce_file(result: Measurements, path: Path) -> None:
             "backend": np.asarray(["nccl_eager"] * int(keep.sum()), dtype=object),
         },
     )
+
+
+# --- folders of one's own, one per GPU ----------------------------------------------------
+
+
+def gpu_subfolder(source: Path, gpu: str) -> tuple[str | None, list[str]]:
+    """Of a folder whose subfolders are named for different GPUs (``mine/h200_sxm/``,
+    ``mine/l4/``: one's own measurements, not a published tree's system folders), the one
+    of ``gpu`` and the others, which are left out; ``(None, [])`` when the subfolders name
+    fewer than two GPUs or the folder is a published tree (``fit.find_system`` reads those).
+
+    A subfolder names a GPU when its name is one of the names the GPU goes by, case,
+    ``_`` and ``-`` aside (``device_gpu``: ``h200_sxm``, ``a100_40gb``, ``l4``). Read whole,
+    such a folder merged every GPU's files (``check mine --gpu H200`` took the L4's too).
+
+    Raises
+    ------
+    SimreplayError
+        When no subfolder, or several, are ``gpu``'s.
+    """
+    from simulator.calibration.select import AICONFIGURATOR_SYSTEMS, VIDUR_SYSTEMS
+
+    source = Path(source)
+    if not source.is_dir():
+        return None, []
+    folders = sorted(p.name for p in source.iterdir() if p.is_dir())
+    if any(f in AICONFIGURATOR_SYSTEMS or f in VIDUR_SYSTEMS for f in folders):
+        return None, []
+    named = {f: g for f in folders if (g := device_gpu(f)) is not None}
+    if len(set(named.values())) < 2:
+        return None, []
+    match = [f for f, g in named.items() if g == gpu]
+    if not match:
+        have = ", ".join(f"{f}/ ({g})" for f, g in named.items())
+        raise SimreplayError(
+            f"{source}: its folders hold other GPUs' measurements ({have}), none of {gpu}: "
+            f"give the folder of {gpu}'s measurements, or read each under its own --gpu"
+        )
+    if len(match) > 1:
+        raise SimreplayError(
+            f"{source}: several folders hold {gpu}'s measurements ({', '.join(match)}); "
+            "give one of them"
+        )
+    return match[0], [f for f in named if f != match[0]]

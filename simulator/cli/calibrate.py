@@ -72,6 +72,7 @@ def fit(
     target = _fit_target(out, _gpu_name(gpu))
     _refuse_overwriting_measurements(target, source)
     existing = _refuse_replacing_another_file(out, target, _gpu_name(gpu))
+    source = _gpu_folder(source, _gpu_name(gpu))
     _refuse_another_device(source, _gpu_name(gpu))
     _check_relatives(target.parent, _gpu_name(gpu))
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
@@ -147,6 +148,21 @@ def _replace_note(out: str, target: Path, old: Profile, new: Profile, replace: b
         f"note: -o {out}: replaced {what}"
         + (f"; the new profile has no {', '.join(lost)}" if lost else "")
     )
+
+
+def _gpu_folder(source: Path, gpu: str) -> Path:
+    """``source``, or its subfolder of ``gpu`` where its subfolders are named for several
+    GPUs (``sources.gpu_subfolder``), saying which it read and what it left out."""
+    from simulator.calibration.sources import gpu_subfolder
+
+    own, left_out = gpu_subfolder(source, gpu)
+    if own is None:
+        return source
+    err.print(
+        f"note: read {gpu}'s folder {own}/ of {source}; left out: "
+        + ", ".join(f"{name}/" for name in left_out)
+    )
+    return source / own
 
 
 def _check_relatives(folder: Path, gpu: str) -> None:
