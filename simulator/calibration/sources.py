@@ -813,13 +813,13 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
 #: words are exactly one of these names' (``device_gpu``): extra words name another part
 #: (``NVIDIA H100 NVL``, ``NVIDIA H800``) or a slice of one (``MIG 3g.40gb``).
 DEVICE_NAMES = {
-    "A100-40GB-SXM": ("NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM-40GB"),
-    "A100-80GB-SXM": ("NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM-80GB"),
-    "A100-40GB-PCIe": ("NVIDIA A100-PCIE-40GB", "NVIDIA A100 40GB PCIe"),
-    "A100-80GB-PCIe": ("NVIDIA A100 80GB PCIe", "NVIDIA A100-PCIE-80GB"),
-    "H100-SXM": ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB"),
-    "H100-PCIe": ("NVIDIA H100 PCIe", "NVIDIA H100 80GB PCIe"),
-    "H200": ("NVIDIA H200", "NVIDIA H200 141GB HBM3e"),
+    "A100-40GB-SXM": ("NVIDIA A100-SXM4-40GB",),
+    "A100-80GB-SXM": ("NVIDIA A100-SXM4-80GB",),
+    "A100-40GB-PCIe": ("NVIDIA A100-PCIE-40GB",),
+    "A100-80GB-PCIe": ("NVIDIA A100 80GB PCIe",),
+    "H100-SXM": ("NVIDIA H100 80GB HBM3",),
+    "H100-PCIe": ("NVIDIA H100 PCIe",),
+    "H200": ("NVIDIA H200",),
     "B200": ("NVIDIA B200",),
     "GB200": ("NVIDIA GB200",),
     "L40S": ("NVIDIA L40S",),
@@ -831,7 +831,7 @@ DEVICE_NAMES = {
         "NVIDIA RTX PRO 6000 Blackwell Server Edition",
         "NVIDIA RTX PRO 6000 Blackwell Workstation Edition",
     ),
-    "MI300X": ("AMD Instinct MI300X", "AMD Instinct MI300X OAM"),
+    "MI300X": ("AMD Instinct MI300X",),
 }
 
 #: Vendor words a device string may carry or not (``NVIDIA H200`` and ``H200`` are one GPU).
