@@ -556,3 +556,19 @@ def test_a_folder_of_per_gpu_subfolders_reads_the_gpus_own(tmp_path):
         "folder of A100-80GB-SXM's measurements, or read each under its own --gpu"
     )
     assert not (tmp_path / "a.json").exists()
+
+
+# --- 7. very slow (microsecond or CPU) files ----------------------------------------------
+
+
+def test_fit_refuses_before_writing_a_profile_the_loader_would_refuse(tmp_path):
+    """Calls 4.6 million times their roofline (a CPU's, read in ms from microseconds) were
+    fitted and written into a profile that every run then refused to load."""
+    source = _gemm_folder(tmp_path / "slow", None, scale=3e6)
+    out = tmp_path / "slow.json"
+    result = _invoke("fit", "--source", source, "--gpu", "H100", "-o", out)
+    assert result.exit_code == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {source}: the fitted profile would not load: grids.")
+    assert line.endswith("; nothing was written")
+    assert not out.exists()

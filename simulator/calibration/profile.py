@@ -359,6 +359,20 @@ def _fold_heads(grid: Grid, feats: dict[str, np.ndarray]) -> dict[str, np.ndarra
     return out
 
 
+def check_profile(profile: Profile, where: str) -> None:
+    """Refuse a profile that ``load_profile`` would refuse (a grid whose calls take a median
+    over 1e6 times their roofline, a field out of range), before it is written: ``where``
+    (the data it was fitted from) starts the one line, which ends "nothing was written".
+    """
+    try:
+        _from_json(json.loads(dumps(profile.to_json())), Path(where))
+    except (KeyError, TypeError, ValueError) as exc:
+        what = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+        raise SimreplayError(
+            f"{where}: the fitted profile would not load: {what}; nothing was written"
+        ) from None
+
+
 def save_profile(profile: Profile, path: Path) -> None:
     """Write ``profile`` to ``path`` atomically (write, then rename), deterministically."""
     write_text_atomic(dumps(profile.to_json()) + "\n", Path(path))

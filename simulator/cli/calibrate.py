@@ -67,7 +67,7 @@ def fit(
 ) -> None:
     """Fit a GPU's profile (correction grids over roofline) and print its errors."""
     from simulator.calibration.fit import fit_from_source
-    from simulator.calibration.profile import save_profile
+    from simulator.calibration.profile import check_profile, save_profile
 
     target = _fit_target(out, _gpu_name(gpu))
     _refuse_overwriting_measurements(target, source)
@@ -76,6 +76,7 @@ def fit(
     _refuse_another_device(source, _gpu_name(gpu))
     _check_relatives(target.parent, _gpu_name(gpu))
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
+    check_profile(profile, str(source))
     if existing is not None:
         _replace_note(out, target, existing, profile, replace)
     save_profile(profile, target)
