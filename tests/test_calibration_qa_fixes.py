@@ -394,6 +394,7 @@ def test_check_of_a_tree_says_which_folders_it_left_out_only_when_there_are_some
         ("NVIDIA A800-SXM4-80GB", "A100", "that device is no catalog GPU"),
         ("NVIDIA L40", "L40S", "that device is no catalog GPU"),
         ("NVIDIA RTX 6000 Ada Generation", "RTX-PRO-6000", "that device is no catalog GPU"),
+        ("Intel(R) Data Center GPU Max 1550", "H100", "that device is no catalog GPU"),
     ],
 )
 def test_files_of_a_device_not_in_the_catalog_are_refused(tmp_path, command, device, gpu, why):

@@ -842,7 +842,7 @@ _CPU_WORDS = frozenset(
     {"cpu", "xeon", "epyc", "ryzen", "threadripper", "opteron", "core", "intel", "apple"}
     | {"processor", "x86", "x86_64", "aarch64", "arm64", "neoverse", "graviton", "power9"}
 )
-_GPU_WORDS = frozenset({"nvidia", "geforce", "tesla", "quadro", "rtx", "radeon", "instinct"})
+_GPU_WORDS = frozenset({"nvidia", "geforce", "tesla", "quadro", "rtx", "radeon", "instinct", "gpu"})
 
 
 def _device_words(text: str) -> frozenset[str]:
