@@ -259,6 +259,18 @@ def test_per_request_rows_with_an_error_are_dropped_and_counted(tmp_path):
         '{"arrival_time_s": 0, "input_tokens": 9, "output_tokens": 5, "ttft_s": 0.1, '
         '"e2e_s": 0.3, "error": "timeout"}\n'
     )
+    lines.write_text(
+        '{"arrival_time_s": 0, "input_tokens": 9, "output_tokens": 5, "ttft_s": 0.1, '
+        '"e2e_s": 0.3, "error": []}\n'
+        '{"arrival_time_s": 1, "input_tokens": 9, "output_tokens": 5, "ttft_s": 0.1, '
+        '"e2e_s": 0.3, "error": null}\n'
+    )
+    result = _validate_json(lines)
+    assert result.exit_code == 0 and json.loads(result.stdout)["validation"]["num_requests"] == 2
+    lines.write_text(
+        '{"arrival_time_s": 0, "input_tokens": 9, "output_tokens": 5, "ttft_s": 0.1, '
+        '"e2e_s": 0.3, "error": "timeout"}\n'
+    )
     result = _validate_json(lines)
     assert result.exit_code == 1
     assert result.stderr.strip() == (

@@ -719,6 +719,8 @@ _NO_ERROR = ("", "none", "null", "nan", "false", "0")
 def _failed(value: Any) -> bool:
     if value is None or value is False:
         return False
+    if isinstance(value, list | tuple | dict):  # a JSON line's list of errors: [] is none
+        return any(_failed(v) for v in (value.values() if isinstance(value, dict) else value))
     if isinstance(value, int | float) and not isinstance(value, bool):
         return not (value == 0 or math.isnan(value))
     return str(value).strip().lower() not in _NO_ERROR
