@@ -292,6 +292,24 @@ def test_ctrl_c_while_the_command_line_is_imported_exits_130_without_a_traceback
     assert scripts["simreplay"] == "simulator._entry:entry"
 
 
+def test_sigterm_while_the_command_line_is_imported_exits_143_saying_so():
+    """A QA pass: SIGTERM in the first ~0.3 s of `sweep` or `plan` (while the command line
+    is imported, before its handler is set) ended the process with 143 and no line, where
+    Ctrl-C then printed 'interrupted'. The import hook sends it at a fixed point."""
+    code = (
+        "import os, runpy, signal, sys\n"
+        "class Terminate:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'simulator.cli.sweep':\n"
+        "            os.kill(os.getpid(), signal.SIGTERM)\n"
+        "sys.meta_path.insert(0, Terminate())\n"
+        "sys.argv = ['simreplay', 'models', 'list']\n"
+        "runpy.run_module('simulator', run_name='__main__')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert (out.returncode, out.stderr, out.stdout) == (143, "terminated\n", "")
+
+
 def _commands(command, path=()):
     """Every (path, click command) under ``command``, groups included."""
     yield path, command
