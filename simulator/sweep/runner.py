@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -22,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -38,6 +40,7 @@ from simulator.sweep.store import (
     LATENCY_STATS,
     RESULT_COLUMNS,
     ResultStore,
+    StoredRows,
     file_sha256,
     knob_file,
     scenario_key,
@@ -688,12 +691,9 @@ def run_sweep(
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SimreplayError(f"--workers must be an integer >= 1, got {workers!r}")
+    # Checked here before anything is written, and again under the store's lock
+    # (``_checked_run``): another sweep may have made the store in between.
     slo = store.prepare(slo)
-    if store.rebuilt_manifest and note is not None:
-        note(
-            f"{store.root}: no sweep.json beside its rows/: written again from this command "
-            "(what earlier commands asked for and did not finish is not counted as planned)"
-        )
     tasks, hashes = plan_tasks(scenarios, slo)
     try:
         return _checked_run(tasks, hashes, store, slo, workers, backend, address, progress, note)
@@ -734,6 +734,51 @@ def _checked_run(
                 f"and stored under {kept}"
             )
     stored = store.scan()
+    _check_stored(stored, tasks, hashes, store)
+    # Read before the lock is taken (and the store made): a bad trace leaves nothing behind.
+    todo = [t for t in tasks if t.key not in stored.keys]
+    load_traces(dict.fromkeys(t.knobs["trace"] for t in todo), note)
+    ray_started_here = False
+    if backend == "ray" and todo:
+        ray_started_here = not _ray_initialized()
+        check_ray(address)
+    try:
+        with store.locked():
+            # Under the lock, as it stands now: a sweep started at the same time may have
+            # made the store with another SLO, or stored some of these scenarios.
+            locked_slo = store.prepare(slo)
+            if locked_slo != slo:  # the store's words for the same bounds
+                tasks = [dataclasses.replace(t, slo=locked_slo) for t in tasks]
+            if store.rebuilt_manifest and note is not None:
+                note(
+                    f"{store.root}: no sweep.json beside its rows/: written again from this "
+                    "command (what earlier commands asked for and did not finish is not "
+                    "counted as planned)"
+                )
+            stored = store.scan()
+            _check_stored(stored, tasks, hashes, store)
+            todo = [t for t in tasks if t.key not in stored.keys]
+            traces = list(dict.fromkeys(t.knobs["trace"] for t in todo))
+            tables = load_traces(traces, note)
+            tables = {path: tables[path] for path in traces}
+            if stored.unreadable and note is not None:
+                note(_unreadable_note(stored.unreadable, tasks, store))
+            store.create(locked_slo, stored.unreadable, planned=[t.key for t in tasks])
+            return _run(
+                todo, tables, len(tasks) - len(todo), store, workers, backend, address, progress
+            )
+    finally:
+        if ray_started_here:
+            import ray
+
+            ray.shutdown()
+
+
+def _check_stored(
+    stored: StoredRows, tasks: list[Task], hashes: dict[str, str], store: ResultStore
+) -> None:
+    """Refuse a store whose rows another build simulated, or from other content of one of
+    the sweep's files (trace, model config, calibration) under the same name."""
     other_builds = {b: n for b, n in stored.builds.items() if b != build_id()}
     if other_builds:
         num_rows = sum(other_builds.values())
@@ -764,39 +809,21 @@ def _checked_run(
                 "changed, or it is another file of that name (a relative path given from another "
                 "folder); use a new --out, the trace as it was, or its full path"
             )
-    todo = [t for t in tasks if t.key not in stored.keys]
-    traces = list(dict.fromkeys(t.knobs["trace"] for t in todo))
-    tables = load_traces(traces, note)
-    tables = {path: tables[path] for path in traces}
-    if stored.unreadable and note is not None:
-        keys = {t.key for t in tasks}
-        redo = sum(path.stem in keys for path in stored.unreadable)
-        many = len(stored.unreadable) > 1
-        why = "(truncated or corrupt, or not its scenario's row): removed"
-        if many:
-            text = (
-                f"{len(stored.unreadable):,} row files in {store.rows_dir} are unreadable {why}; "
-                f"{redo:,} of them are scenarios of this sweep, simulated again"
-            )
-        else:
-            text = f"1 row file in {store.rows_dir} is unreadable {why}" + (
-                "; it is one of this sweep's scenarios, simulated again" if redo else ""
-            )
-        note(text)
-    ray_started_here = False
-    if backend == "ray" and todo:
-        ray_started_here = not _ray_initialized()
-        check_ray(address)
-    try:
-        with store.writing(slo, stored.unreadable, planned=[t.key for t in tasks]):
-            return _run(
-                todo, tables, len(tasks) - len(todo), store, workers, backend, address, progress
-            )
-    finally:
-        if ray_started_here:
-            import ray
 
-            ray.shutdown()
+
+def _unreadable_note(unreadable: list[Path], tasks: list[Task], store: ResultStore) -> str:
+    """What the sweep says of the damaged row files it removes."""
+    keys = {t.key for t in tasks}
+    redo = sum(path.stem in keys for path in unreadable)
+    why = "(truncated or corrupt, or not its scenario's row): removed"
+    if len(unreadable) > 1:
+        return (
+            f"{len(unreadable):,} row files in {store.rows_dir} are unreadable {why}; "
+            f"{redo:,} of them are scenarios of this sweep, simulated again"
+        )
+    return f"1 row file in {store.rows_dir} is unreadable {why}" + (
+        "; it is one of this sweep's scenarios, simulated again" if redo else ""
+    )
 
 
 def _ray_initialized() -> bool:

@@ -295,6 +295,7 @@ class ResultStore:
             output of ``simreplay run``, say), or it holds rows judged against another SLO
             (their ``slo_met`` would mean something else).
         """
+        self.rebuilt_manifest = False
         output_folder(str(self.root), "--out")
         self._check_kinds()
         manifest = self.read_manifest()
@@ -352,11 +353,27 @@ class ResultStore:
         SimreplayError
             When another process holds the lock.
         """
+        with self.locked():
+            self.create(slo, unreadable, planned)
+            yield
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock (``writing``) without creating anything else.
+
+        A sweep checks the store (``prepare``, ``scan``) again under it: checked before, two
+        sweeps with other SLOs started together on a new folder both passed, and the first
+        ``create`` kept its SLO for the other's rows too.
+
+        Raises
+        ------
+        SimreplayError
+            When another process holds the lock.
+        """
         self.root.mkdir(exist_ok=True)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
-            self.create(slo, unreadable, planned)
             yield
             return
         with open(self.root / LOCK_NAME, "a+", encoding="utf-8") as handle:
@@ -372,7 +389,6 @@ class ResultStore:
             handle.truncate(0)
             handle.write(f"{os.getpid()}\n")
             handle.flush()
-            self.create(slo, unreadable, planned)
             yield
 
     def being_written(self) -> bool:

@@ -1,0 +1,96 @@
+"""Defects a QA pass found in ``sweep``, ``plan`` and ``report`` (2026-12-02), one test each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from simulator.errors import SimreplayError
+from simulator.io import write_parquet_atomic
+from simulator.sweep import runner as sweep_runner
+from simulator.sweep.spec import from_cli
+from simulator.sweep.store import ResultStore
+from simulator.trace.arrivals import arrival_process
+from simulator.trace.synth import parse_length_distribution, synthesize
+
+cli = CliRunner()
+
+
+def invoke(*args):
+    return cli.invoke(app, [str(a) for a in args])
+
+
+def _trace(path: Path, num_requests: int = 60, seed: int = 3) -> Path:
+    table = synthesize(
+        arrival_process("poisson", 5.0),
+        num_requests=num_requests,
+        input_lengths=parse_length_distribution("lognormal:mean=600,cv=1,max=6000"),
+        output_lengths=parse_length_distribution("lognormal:mean=120,cv=1,max=800"),
+        seed=seed,
+    )
+    write_parquet_atomic(table, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory):
+    return _trace(tmp_path_factory.mktemp("trace") / "small.parquet")
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def _rows(out: Path) -> list[dict]:
+    return [pq.read_table(p).to_pylist()[0] for p in sorted((out / "rows").glob("*.parquet"))]
+
+
+def test_a_sweep_with_another_slo_started_at_the_same_time_is_refused(tmp_path, trace, monkeypatch):
+    # QA: two sweeps with other --slo started together on a new --out both passed the SLO
+    # check (made before the lock), and the store held rows judged against two SLOs.
+    out = tmp_path / "mix"
+    real_load = sweep_runner.load_traces
+    other_ran = []
+
+    def load_then_let_the_other_sweep_run(paths, note=None):
+        if not other_ran:  # the window between the checks and the lock
+            other_ran.append(True)
+            spec = from_cli({"gpus": "1xH100"}, [trace], seeds=None, slo="ttft_p99_ms=2000")
+            sweep_runner.run_sweep(spec.scenarios, ResultStore(out), slo=spec.slo, workers=1)
+        return real_load(paths, note)
+
+    monkeypatch.setattr(sweep_runner, "load_traces", load_then_let_the_other_sweep_run)
+    spec = from_cli({"gpus": "1xA100"}, [trace], seeds=None, slo="ttft_p99_ms=100")
+    with pytest.raises(SimreplayError, match="holds a sweep run with --slo 'ttft_p99_ms=2000'"):
+        sweep_runner.run_sweep(spec.scenarios, ResultStore(out), slo=spec.slo, workers=1)
+    assert json.loads((out / "sweep.json").read_text())["slo"] == "ttft_p99_ms=2000"
+    assert [row["slo"] for row in _rows(out)] == ["ttft_p99_ms=2000"]
+
+
+def test_a_sweep_does_not_redo_what_one_started_at_the_same_time_stored(
+    tmp_path, trace, monkeypatch
+):
+    out = tmp_path / "same"
+    real_load = sweep_runner.load_traces
+    other_ran = []
+    spec = from_cli({"gpus": "1xA100,1xH100"}, [trace], seeds=None, slo=None)
+
+    def load_then_let_the_other_sweep_run(paths, note=None):
+        if not other_ran:
+            other_ran.append(True)
+            sweep_runner.run_sweep(spec.scenarios, ResultStore(out), slo=None, workers=1)
+        return real_load(paths, note)
+
+    monkeypatch.setattr(sweep_runner, "load_traces", load_then_let_the_other_sweep_run)
+    state = sweep_runner.run_sweep(spec.scenarios, ResultStore(out), slo=None, workers=1)
+    assert (state.done, state.skipped) == (0, 2)
