@@ -94,3 +94,36 @@ def test_a_sweep_does_not_redo_what_one_started_at_the_same_time_stored(
     monkeypatch.setattr(sweep_runner, "load_traces", load_then_let_the_other_sweep_run)
     state = sweep_runner.run_sweep(spec.scenarios, ResultStore(out), slo=None, workers=1)
     assert (state.done, state.skipped) == (0, 2)
+
+
+def test_report_rings_the_row_the_plan_answered(tmp_path, trace):
+    # QA: the answer's resolved tp (1) was compared with the rows' tp knob as given (null:
+    # chosen automatically), so the answer was "not among these rows"; and with the tp
+    # given, the answer planned at rate scale 1 was ringed on a rate_scale=3 row.
+    from simulator.report.sweep_page import answer_row, load_sweep
+
+    slo = "ttft_p99_ms=5000"
+    plan = invoke("plan", trace, "--slo", slo, "--gpu-types", "A100", "--json")
+    assert plan.exit_code == 0, plan.stderr
+    answer = json.loads(plan.stdout)["answer"]
+    assert (answer["gpus"], answer["tp"], answer["rate_scale"]) == ("1xA100", 1, 1.0)
+    auto = tmp_path / "auto"
+    assert (
+        invoke("sweep", trace, "--gpus", "1xA100,1xH100", "--slo", slo, "--out", auto).exit_code
+        == 0
+    )
+    (auto / "plan.json").write_text(plan.stdout)
+    row, kind = answer_row(load_sweep(auto))
+    assert kind == "plan answer" and row["gpus"] == "1xA100"
+    rates = tmp_path / "rates"
+    args = ["--gpus", "1xA100", "--tp", "1", "--rate-scale", "3,2,1,0.5", "--slo", slo]
+    assert invoke("sweep", trace, *args, "--out", rates).exit_code == 0
+    (rates / "plan.json").write_text(plan.stdout)
+    row, kind = answer_row(load_sweep(rates))
+    assert kind == "plan answer" and row["rate_scale"] == 1.0
+    # Planned for another model: none of these rows is its answer.
+    other = json.loads(plan.stdout)
+    other["assumed"]["model"] = "qwen2.5-7b"
+    (rates / "plan.json").write_text(json.dumps(other))
+    row, kind = answer_row(load_sweep(rates))
+    assert row is None and "matches none of these rows exactly" in kind

@@ -13,8 +13,9 @@ when present (``simreplay sweep``'s row format):
 | knobs: `model`, `tp`, `rate_scale`, `max_num_seqs`, ... | series, heat-map axes, table |
 
 The `plan` answer is read from ``plan.json`` in the directory when present (the object
-``simreplay plan --json`` prints); otherwise the cheapest scenario meeting the SLO is
-marked, and the page says which it is.
+``simreplay plan --json`` prints) and marked on the row of its fleet, the TP degree it used
+(`tp_used`), its rate scale and every knob the plan assumed, or said to match none;
+otherwise the cheapest scenario meeting the SLO is marked, and the page says which it is.
 """
 
 from __future__ import annotations
@@ -296,7 +297,13 @@ def _read_plan(directory: Path) -> dict[str, Any] | None:
     answer = plan["answer"]
     if answer is not None and not isinstance(answer, dict):
         raise SimreplayError(f"{path}: answer must be an object or null")
-    return answer if answer is not None else {"none": plan.get("reason", "no answer")}
+    if answer is None:
+        return {"none": plan.get("reason", "no answer")}
+    assumed = plan.get("assumed")
+    if assumed is not None and not isinstance(assumed, dict):
+        raise SimreplayError(f"{path}: assumed must be an object (knob -> value)")
+    # The knobs the plan fixed besides the fleet: the answer holds for them only.
+    return {**answer, "assumed": assumed or {}}
 
 
 def _number(value: Any) -> float:
@@ -322,16 +329,18 @@ def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
     """The scenario to highlight and what it is: the plan answer, or the cheapest meeting
     the SLO among these rows."""
     if sweep.answer is not None and "none" not in sweep.answer:
-        want_gpus = sweep.answer.get("gpus")
-        want_tp = sweep.answer.get("tp")
         for row in sweep.rows:
-            if (
-                row["ok"]
-                and row["gpus"] == want_gpus
-                and (want_tp is None or row.get("tp") == want_tp)
-            ):
+            if row["ok"] and _is_plan_answer(row, sweep.answer):
                 return row, "plan answer"
-        return None, f"plan answer {want_gpus} is not among these rows"
+        want = sweep.answer
+        where = ", ".join(
+            f"{name}={want[name]}" for name in ("tp", "rate_scale") if want.get(name) is not None
+        )
+        return None, (
+            f"plan answer {want.get('gpus')}"
+            + (f" ({where}, and the plan's other knobs)" if where else "")
+            + " matches none of these rows exactly"
+        )
     if sweep.answer is not None:
         return None, f"plan found no answer: {sweep.answer['none']}"
     met = [
@@ -345,6 +354,34 @@ def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
         return None, ""
     best = min(met, key=lambda r: (_number(r["cost_per_hour_usd"]), r["gpus"]))
     return best, "cheapest scenario meeting the SLO"
+
+
+def _is_plan_answer(row: dict[str, Any], answer: dict[str, Any]) -> bool:
+    """Whether ``row`` is the scenario ``plan`` answered: its fleet, the TP degree it used
+    (a row's ``tp`` knob is null when chosen automatically; ``tp_used`` is the one chosen),
+    the answer's rate scale, and every other knob the plan fixed (``assumed``). Knobs the
+    rows do not have (rows of another program) are not compared."""
+    if row.get("gpu_type") is not None and answer.get("gpu_type") is not None:
+        if (row["gpu_type"], row["num_gpus"]) != (answer["gpu_type"], answer.get("num_gpus")):
+            return False
+    elif row["gpus"] != answer.get("gpus"):
+        return False
+    if answer.get("tp") is not None:
+        tp = row.get("tp_used") if row.get("tp_used") is not None else row.get("tp")
+        if not _same_value(tp, answer["tp"]):
+            return False
+    fixed = dict(answer.get("assumed") or {})
+    if answer.get("rate_scale") is not None:
+        fixed["rate_scale"] = answer["rate_scale"]
+    return all(_same_value(row[k], v) for k, v in fixed.items() if k in row)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal values; numbers (not bools) equal within float rounding."""
+    numbers = [isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b)]
+    if all(numbers):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a == b
 
 
 def pareto_front(cost: np.ndarray, latency: np.ndarray) -> np.ndarray:
