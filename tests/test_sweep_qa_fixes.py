@@ -127,3 +127,29 @@ def test_report_rings_the_row_the_plan_answered(tmp_path, trace):
     (rates / "plan.json").write_text(json.dumps(other))
     row, kind = answer_row(load_sweep(rates))
     assert row is None and "matches none of these rows exactly" in kind
+
+
+def test_a_lost_sweep_json_is_written_again_beside_the_report_and_a_plan(tmp_path, trace):
+    # QA: once `simreplay report` had drawn the store (report.html, plots/) or a plan.json
+    # was put there (README's workflow), a lost sweep.json could not be written again:
+    # "holds other files (plots, report.html) and no sweep.json".
+    from simulator.report.run_page import PLOTS_DIR, REPORT_FILE
+    from simulator.report.sweep_page import PLAN_FILE
+
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xA100,1xH100", "--slo", "ttft_p99_ms=2000", "--out", out]
+    assert invoke(*args).exit_code == 0
+    manifest = (out / "sweep.json").read_bytes()
+    assert invoke("report", out, "--no-png").exit_code == 0
+    (out / PLOTS_DIR).mkdir(exist_ok=True)
+    (out / PLOTS_DIR / "sweep_cost_front.png").write_bytes(b"png")
+    (out / PLAN_FILE).write_text(json.dumps({"answer": None, "reason": "none"}))
+    assert (out / REPORT_FILE).is_file()
+    (out / "sweep.json").unlink()
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    assert (out / "sweep.json").read_bytes() == manifest
+    # Another program's file still makes it a folder of other files.
+    (out / "sweep.json").unlink()
+    (out / "notes.txt").write_text("mine")
+    assert_one_line_error(invoke(*args), "holds other files (notes.txt)")

@@ -96,6 +96,10 @@ LOCK_NAME = ".sweep.lock"
 #: Temporary files of ``sweep.json``'s atomic writes (``simulator.io.atomic_path``): a kill
 #: between the write and the rename leaves one (all such writes hold the lock).
 MANIFEST_TMP_GLOB = ".sweep.json.*.tmp"
+#: What ``simreplay report DIR`` writes into a store (``report.run_page.REPORT_FILE`` and
+#: ``PLOTS_DIR``) and the ``plan.json`` it reads there (``report.sweep_page.PLAN_FILE``):
+#: the store's own, not another program's files, when ``sweep.json`` was lost.
+REPORT_NAMES = ("report.html", "plots", "plan.json")
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2e", "queue")
 LATENCY_STATS = ("mean", "p50", "p90", "p95", "p99", "max")
 
@@ -305,7 +309,8 @@ class ResultStore:
             foreign = sorted(
                 p.name
                 for p in self.root.iterdir()
-                if p.name not in ("rows", LOCK_NAME) and not p.match(MANIFEST_TMP_GLOB)
+                if p.name not in ("rows", LOCK_NAME, *REPORT_NAMES)
+                and not p.match(MANIFEST_TMP_GLOB)
             )
             rows = any(self.rows_dir.iterdir() if self.rows_dir.is_dir() else ())
             keep, rows_slo = self._rows_slo(slo) if rows and not foreign else (False, slo)
