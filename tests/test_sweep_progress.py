@@ -19,7 +19,7 @@ from test_sweep import _trace, invoke
 from simulator.fingerprint import build_id
 from simulator.report import sweep_page
 from simulator.sweep import runner, store
-from simulator.sweep.store import PLANNED_FIELD, ResultStore
+from simulator.sweep.store import PLANNED_FIELD, PLANNED_TRACES_FIELD, ResultStore
 
 #: 2 x 3 = 6 scenarios, one group each (no capacity knob varies), so one row per call.
 GRID = ["--gpus", "1xH100,2xH100", "--rate-scale", "1,2,4", "--workers", "1"]
@@ -171,7 +171,7 @@ def test_a_store_without_the_record_is_read_and_nothing_is_claimed(tmp_path, tra
     out = tmp_path / "sw"
     assert invoke("sweep", trace, *GRID, "--out", out).exit_code == 0
     manifest = json.loads((out / "sweep.json").read_text())
-    del manifest[PLANNED_FIELD]
+    del manifest[PLANNED_FIELD], manifest[PLANNED_TRACES_FIELD]
     assert list(manifest) == ["kind", "format_version", "slo"]
     (out / "sweep.json").write_text(json.dumps(manifest))
     sorted((out / "rows").glob("*.parquet"))[0].unlink()  # a scenario it lacks

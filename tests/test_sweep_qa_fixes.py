@@ -153,3 +153,37 @@ def test_a_lost_sweep_json_is_written_again_beside_the_report_and_a_plan(tmp_pat
     (out / "sweep.json").unlink()
     (out / "notes.txt").write_text("mine")
     assert_one_line_error(invoke(*args), "holds other files (notes.txt)")
+
+
+def test_scenarios_of_a_trace_content_changed_before_they_ran_leave_the_plan(tmp_path, monkeypatch):
+    # QA: a sweep stopped before its first row, then its trace rewritten and the sweep
+    # rerun, left "2 of 4 planned scenarios stored; 2 not simulated yet" for good.
+    from simulator.errors import Stopped
+
+    path = _trace(tmp_path / "u.parquet", seed=1)
+    out = tmp_path / "sweep"
+    spec = from_cli({"gpus": "1xA100,2xA100"}, [path], seeds=None, slo=None)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep_runner, "_run", stopped)
+        with pytest.raises(Stopped):
+            sweep_runner.run_sweep(spec.scenarios, ResultStore(out), slo=None, workers=1)
+    assert ResultStore(out).planned().num_missing == 2
+    other = tmp_path / "other.parquet"
+    _trace(other, seed=2)
+    spec_other = from_cli({"gpus": "4xA100"}, [other], seeds=None, slo=None)
+    with monkeypatch.context() as patch:  # another trace's stopped sweep: still planned
+        patch.setattr(sweep_runner, "_run", stopped)
+        with pytest.raises(Stopped):
+            sweep_runner.run_sweep(spec_other.scenarios, ResultStore(out), slo=None, workers=1)
+    _trace(path, seed=5)  # the trace rewritten with other requests
+    result = invoke("sweep", path, "--gpus", "1xA100,2xA100", "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    assert "changed before 2 scenarios planned with the earlier content" in result.stderr
+    shown = invoke("sweep", "show", out, "--json")
+    assert shown.exit_code == 0, shown.stderr
+    planned = json.loads(shown.stdout)["planned"]
+    assert (planned["num_planned"], planned["num_missing"]) == (3, 1), planned

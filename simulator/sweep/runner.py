@@ -763,7 +763,18 @@ def _checked_run(
             tables = {path: tables[path] for path in traces}
             if stored.unreadable and note is not None:
                 note(_unreadable_note(stored.unreadable, tasks, store))
-            store.create(locked_slo, stored.unreadable, planned=[t.key for t in tasks])
+            dropped = store.create(
+                locked_slo,
+                stored.unreadable,
+                planned=[t.key for t in tasks],
+                planned_traces={t.key: (t.knobs["trace"], t.trace_sha256) for t in tasks},
+            )
+            for path, num_dropped in dropped.items() if note is not None else ():
+                note(
+                    f"trace {path}: its content changed before {num_dropped:,} scenarios "
+                    f"planned with the earlier content were simulated; they are no longer "
+                    f"counted as planned in {store.root}"
+                )
             return _run(
                 todo, tables, len(tasks) - len(todo), store, workers, backend, address, progress
             )

@@ -34,7 +34,10 @@ sweeps into one folder (a grid extended later) leave the union. A planned key wi
 file is a scenario not simulated yet: its sweep was stopped or is still running
 (``ResultStore.planned``). A store written before this field existed has none, and then
 nothing is said about scenarios it lacks; simreplay versions that do not know the field
-read the store as before.
+read the store as before. ``"planned_scenario_traces": {BUILD: {TRACE: {SHA256: [KEY, ...]}}}``
+records the trace (as typed) and its content each key was planned with: a sweep of a trace
+whose content changed before the earlier content's scenarios were simulated drops those
+keys from the record (they can never be finished), and says so.
 
 Row columns (``sweep show --json`` prints the same names):
 
@@ -91,6 +94,9 @@ from simulator.sweep.spec import knob_types
 STORE_FORMAT_VERSION = 1
 #: ``sweep.json``'s record of the scenarios asked for: simreplay build -> sorted keys.
 PLANNED_FIELD = "planned_scenario_keys"
+#: ``sweep.json``'s record of the trace each planned key was asked for with: simreplay
+#: build -> trace path -> trace content SHA-256 -> sorted keys.
+PLANNED_TRACES_FIELD = "planned_scenario_traces"
 #: The lock a sweep holds on its ``--out`` while it writes rows (``ResultStore.writing``).
 LOCK_NAME = ".sweep.lock"
 #: Temporary files of ``sweep.json``'s atomic writes (``simulator.io.atomic_path``): a kill
@@ -417,11 +423,21 @@ class ResultStore:
         return False
 
     def create(
-        self, slo: str | None, unreadable: Iterable[Path] = (), planned: Iterable[str] = ()
-    ) -> None:
+        self,
+        slo: str | None,
+        unreadable: Iterable[Path] = (),
+        planned: Iterable[str] = (),
+        planned_traces: dict[str, tuple[str, str]] | None = None,
+    ) -> dict[str, int]:
         """Create the folders and manifest (after ``prepare``); add the ``planned`` scenario
         keys to the manifest's record; remove stale temporary files and the ``unreadable``
-        row files of ``scan`` (their scenarios are to be redone)."""
+        row files of ``scan`` (their scenarios are to be redone).
+
+        ``planned_traces`` maps each planned key to its trace's (path, content SHA-256). The
+        keys planned before with another content of one of those paths and still without a
+        row can never be simulated (the trace changed before they were): they leave the
+        record. Returns trace path -> how many keys left it so.
+        """
         self.root.mkdir(exist_ok=True)
         manifest = self.read_manifest()
         new = manifest is None
@@ -432,18 +448,45 @@ class ResultStore:
                 "slo": slo,
             }
         before = self._planned_record(manifest).get(build_id(), set())
-        keys = before | set(planned)
-        if keys != before:
-            # Other builds' keys stay as they were; one atomic write of the whole file.
+        traces_before = self._planned_traces(manifest).get(build_id(), {})
+        traces = {path: dict(by_sha) for path, by_sha in traces_before.items()}
+        stale: dict[str, set[str]] = {}
+        current = dict((planned_traces or {}).values())
+        for path, sha in current.items():
+            for old_sha in [old for old in traces.get(path, {}) if old != sha]:
+                stale.setdefault(path, set()).update(traces[path].pop(old_sha))
+        for key, (path, sha) in (planned_traces or {}).items():
+            traces.setdefault(path, {}).setdefault(sha, set()).add(key)
+        traces = {path: by_sha for path, by_sha in traces.items() if by_sha}
+        # A key planned with another trace too (a copy's content) stays; a stored one always.
+        still = {key for by_sha in traces.values() for keys in by_sha.values() for key in keys}
+        still |= self.done_keys()
+        dropped = {path: keys - still for path, keys in stale.items()}
+        dropped = {path: keys for path, keys in dropped.items() if keys}
+        keys = (before - set().union(*dropped.values())) | set(planned)
+        if keys != before or traces != traces_before:
+            # Other builds' records stay as they were; one atomic write of the whole file.
             record = {**manifest.get(PLANNED_FIELD, {}), build_id(): sorted(keys)}
-            manifest = {**manifest, PLANNED_FIELD: record}
-        if new or keys != before:
+            trace_record = {
+                path: {sha: sorted(by_sha[sha]) for sha in sorted(by_sha)}
+                for path, by_sha in sorted(traces.items())
+            }
+            manifest = {
+                **manifest,
+                PLANNED_FIELD: record,
+                PLANNED_TRACES_FIELD: {
+                    **manifest.get(PLANNED_TRACES_FIELD, {}),
+                    build_id(): trace_record,
+                },
+            }
+        if new or keys != before or traces != traces_before:
             write_text_atomic(json.dumps(manifest, indent=2) + "\n", self.root / "sweep.json")
         self.rows_dir.mkdir(exist_ok=True)
         stale_manifests = self.root.glob(MANIFEST_TMP_GLOB)  # under the lock: none is live
         for stale in [*self.rows_dir.glob(".*.tmp"), *stale_manifests, *unreadable]:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
+        return {path: len(keys) for path, keys in sorted(dropped.items())}
 
     def read_manifest(self) -> dict[str, Any] | None:
         """``sweep.json`` as a dict, or None when there is none yet."""
@@ -477,6 +520,25 @@ class ResultStore:
                 "build to a list of scenario keys"
             )
         return {version: set(keys) for version, keys in record.items()}
+
+    def _planned_traces(self, manifest: dict[str, Any]) -> dict[str, dict[str, dict]]:
+        """The manifest's ``PLANNED_TRACES_FIELD`` as build -> path -> SHA-256 -> keys."""
+        record = manifest.get(PLANNED_TRACES_FIELD)
+        if record is None:
+            return {}
+        try:
+            return {
+                build: {
+                    path: {sha: set(_strings(keys)) for sha, keys in by_sha.items()}
+                    for path, by_sha in by_path.items()
+                }
+                for build, by_path in record.items()
+            }
+        except (AttributeError, TypeError):
+            raise SimreplayError(
+                f"{self.root / 'sweep.json'}: {PLANNED_TRACES_FIELD} is not a map of simreplay "
+                "build to trace path to trace SHA-256 to a list of scenario keys"
+            ) from None
 
     def planned_keys(self) -> set[str] | None:
         """Keys of the scenarios sweeps of this simreplay build asked for; None when the
@@ -751,6 +813,13 @@ def _damaged_files(paths: list[str]) -> list[str]:
         except (pa.ArrowException, OSError):
             damaged.append(path)
     return damaged
+
+
+def _strings(values: Any) -> list[str]:
+    """``values`` when it is a list of strings; TypeError otherwise."""
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise TypeError("not a list of strings")
+    return values
 
 
 def _same_slo(stored: object, slo: str | None) -> bool:
