@@ -607,6 +607,9 @@ class ResultStore:
                 p.stem for p in files
             ]:
                 raise OSError("a file that is not its scenario's row")
+            builds_read = whole.column("simreplay_build").to_pylist()
+            if any(map(_names_damaged, files, builds_read)):
+                raise OSError("a file whose column names are damaged")
             tables = [whole.select(columns)]
             readable = files
             unreadable: list[Path] = []
@@ -716,6 +719,13 @@ class ResultStore:
                 raise SimreplayError(
                     f"{path}: status is {status!r}; a sweep row's is {' or '.join(ROW_STATUSES)}"
                 )
+        builds = table.column("simreplay_build").to_pylist()
+        for path, build in zip(files, builds, strict=True):
+            if _names_damaged(path, build):
+                raise SimreplayError(
+                    f"{path}: unreadable sweep row (its column names are not a row's: "
+                    "corrupt); rerun the sweep's command to redo it"
+                )
         # A hand-edited or damaged row (a p99 TTFT of -5 ms) was shown as it was.
         for path, row in zip(files, table.to_pylist(), strict=True):
             check_row_values(row, path)
@@ -789,7 +799,27 @@ def _read_row_file(path: Path) -> pa.Table | None:
         return None
     if table.num_rows != 1 or table.column("scenario_key")[0].as_py() != path.stem:
         return None
+    if _names_damaged(path, table.column("simreplay_build")[0].as_py()):
+        return None
     return table
+
+
+def _names_damaged(path: Path | str, build: str | None) -> bool:
+    """Whether a row file's column names were damaged: a flipped bit in its footer renames
+    a column, whose value then read as null, silently. Damaged: a name twice, a name no row
+    has, or, in a row of this build, a name missing (rows of earlier builds lack the columns
+    added since; no column was ever removed or renamed, so none has a name unknown here:
+    should one be, this must say which old names are rows' too)."""
+    expected = row_schema().names
+    try:
+        names = pq.read_metadata(path).schema.names
+    except (pa.ArrowException, OSError):
+        return True
+    if names == expected:
+        return False
+    if len(set(names)) != len(names) or not set(names) <= set(expected):
+        return True
+    return build == build_id()
 
 
 def _check_readable(path: Path | str) -> None:
