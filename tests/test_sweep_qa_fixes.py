@@ -211,3 +211,17 @@ def test_a_column_renamed_by_a_flipped_bit_in_a_row_footer_is_damage(tmp_path, t
     assert {p.name: p.read_bytes() for p in (out / "rows").glob("*.parquet")} == {
         p.name: p.read_bytes() for p in (fresh / "rows").glob("*.parquet")
     }
+
+
+def test_a_foreign_parquet_file_in_rows_is_refused_not_removed(tmp_path, trace):
+    # QA: a rerun called a trace copied into rows/ "unreadable ... removed", and deleted it.
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xA100,1xH100", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    mine = out / "rows" / "mytrace.parquet"
+    mine.write_bytes(trace.read_bytes())
+    assert_one_line_error(invoke("sweep", "show", out), str(mine), "not a row of this sweep")
+    assert_one_line_error(invoke(*args), str(mine), "not a row of this sweep")
+    assert mine.read_bytes() == trace.read_bytes()
+    mine.unlink()
+    assert invoke(*args).exit_code == 0

@@ -593,6 +593,14 @@ class ResultStore:
         corrupt) was damaged afterwards: its scenario counts as not done.
         """
         files = self._row_files()
+        for path in files:
+            if not _KEY_NAME.fullmatch(path.stem):
+                # Only a file named like a scenario key can be a damaged row to remove: this
+                # one is someone's (a trace copied in), and a rerun deleted it.
+                raise SimreplayError(
+                    f"{path}: not a row of this sweep (a row file is named after its "
+                    "scenario key); move it out of the store's rows/"
+                )
         columns = ["scenario_key", "trace", "trace_sha256", "simreplay_build"]
         columns += [c for knob in FILE_KNOBS for c in (knob, f"{knob}_sha256")]
         if not files:
@@ -731,6 +739,9 @@ class ResultStore:
             check_row_values(row, path)
         return table.sort_by("scenario_key")
 
+
+#: A row file's name (``path_of``): the scenario key, 32 hex digits (``scenario_key``).
+_KEY_NAME = re.compile(r"[0-9a-f]{32}")
 
 #: What a row's status may be (``sweep.runner``).
 ROW_STATUSES = ("ok", "infeasible")
