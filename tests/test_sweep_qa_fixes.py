@@ -225,3 +225,16 @@ def test_a_foreign_parquet_file_in_rows_is_refused_not_removed(tmp_path, trace):
     assert mine.read_bytes() == trace.read_bytes()
     mine.unlink()
     assert invoke(*args).exit_code == 0
+
+
+def test_a_full_disk_when_taking_the_lock_names_the_lock_file(tmp_path, trace):
+    # QA: "No space left on device", naming no file (a full tmpfs). /dev/full fails every
+    # write so.
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / ".sweep.lock").symlink_to("/dev/full")
+    result = invoke("sweep", trace, "--gpus", "1xA100", "--out", out, "--workers", 1)
+    assert_one_line_error(
+        result, f"{out / '.sweep.lock'}: cannot write the sweep's lock: No space left on device"
+    )
+    assert not (out / "rows").exists() and not (out / "sweep.json").exists()

@@ -381,26 +381,43 @@ class ResultStore:
         SimreplayError
             When another process holds the lock.
         """
-        self.root.mkdir(exist_ok=True)
+        try:
+            self.root.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise SimreplayError(f"--out {self.root}: cannot create: {_os_reason(exc)}") from None
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
             yield
             return
-        with open(self.root / LOCK_NAME, "a+", encoding="utf-8") as handle:
+        lock = self.root / LOCK_NAME
+        try:
+            # Unbuffered: a full disk fails the write here, not again in a close (an error
+            # naming no file).
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            reason = _os_reason(exc)
+            raise SimreplayError(f"{lock}: cannot open the sweep's lock: {reason}") from None
+        try:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "?"
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
                 raise SimreplayError(
                     f"--out {self.root}: another sweep (pid {holder}) is writing to it; wait "
                     "for it to finish, then rerun to add what it lacks, or use another --out"
                 ) from None
-            handle.truncate(0)
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+            try:
+                pid = f"{os.getpid()}\n".encode()
+                os.pwrite(fd, pid, 0)
+                os.ftruncate(fd, len(pid))
+            except OSError as exc:
+                raise SimreplayError(
+                    f"{lock}: cannot write the sweep's lock: {_os_reason(exc)}"
+                ) from None
             yield
+        finally:
+            os.close(fd)
 
     def being_written(self) -> bool:
         """Whether a sweep holds the store's lock (``writing``) now: more rows are coming."""
@@ -854,6 +871,11 @@ def _damaged_files(paths: list[str]) -> list[str]:
         except (pa.ArrowException, OSError):
             damaged.append(path)
     return damaged
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OSError's words without its errno and file name ("No space left on device")."""
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _strings(values: Any) -> list[str]:
