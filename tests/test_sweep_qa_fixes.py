@@ -238,3 +238,19 @@ def test_a_full_disk_when_taking_the_lock_names_the_lock_file(tmp_path, trace):
         result, f"{out / '.sweep.lock'}: cannot write the sweep's lock: No space left on device"
     )
     assert not (out / "rows").exists() and not (out / "sweep.json").exists()
+
+
+def test_show_gives_small_numbers_enough_digits():
+    # QA: a rate scale of 0.0009765625 showed as 0.00, and its throughput too.
+    from simulator.cli.sweep import _cell, _knob_cell
+
+    assert _knob_cell(0.0009765625, "rate_scale") == "0.0009765625"
+    assert _knob_cell(1.5, "rate_scale") == "1.50"
+    assert _knob_cell(1.0, "rate_scale") == "1.00"
+    assert _cell(0.00488) == "0.00488"
+    assert (_cell(7.4321), _cell(0.5), _cell(0.0), _cell(12345.6)) == (
+        "7.43",
+        "0.50",
+        "0.00",
+        "12,346",
+    )

@@ -472,6 +472,10 @@ def _knob_cell(value: Any, knob: str) -> str:
         return _null_word(knob_types()[knob], knob)
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        # As given when two decimals would change it (a rate scale of 0.0009765625 read 0.00).
+        two = f"{value:,.2f}"
+        return two if float(two.replace(",", "")) == value else f"{value:,}"
     return _cell(value)
 
 
@@ -481,5 +485,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "NO"
     if isinstance(value, float):
+        if value != 0 and abs(value) < 0.1:
+            return f"{value:.3g}"  # 0.00 said nothing of a throughput of 0.0049 rps
         return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)
