@@ -254,3 +254,11 @@ def test_show_gives_small_numbers_enough_digits():
         "0.00",
         "12,346",
     )
+
+
+def test_report_refuses_the_same_heatmap_axis_twice(tmp_path, trace):
+    out = tmp_path / "sweep"
+    assert invoke("sweep", trace, "--gpus", "1xA100,1xH100", "--out", out).exit_code == 0
+    result = invoke("report", out, "--no-png", "--heatmap", "gpus,gpus")
+    assert_one_line_error(result, "--heatmap: expected two different columns", "'gpus' twice")
+    assert not (out / "report.html").exists()

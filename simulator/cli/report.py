@@ -63,6 +63,10 @@ def report(
         parts = [p.strip() for p in heatmap.split(",")]
         if len(parts) != 2 or not all(parts):
             raise SimreplayError(f"--heatmap: expected two columns as X,Y, got {heatmap!r}")
+        if parts[0] == parts[1]:
+            raise SimreplayError(
+                f"--heatmap: expected two different columns as X,Y, got {parts[0]!r} twice"
+            )
         axes = (parts[0], parts[1])
     bounds = parse_slo(slo) if slo is not None else None
     announce(write_report(directory, pngs=png, slo=bounds, heatmap_axes=axes))
