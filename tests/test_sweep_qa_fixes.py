@@ -262,3 +262,19 @@ def test_report_refuses_the_same_heatmap_axis_twice(tmp_path, trace):
     result = invoke("report", out, "--no-png", "--heatmap", "gpus,gpus")
     assert_one_line_error(result, "--heatmap: expected two different columns", "'gpus' twice")
     assert not (out / "report.html").exists()
+
+
+def test_a_knob_only_another_scheduler_reads_is_noted_when_it_multiplies_rows(tmp_path, trace):
+    # QA: --scheduler vllm,sarathi --chunk-size 256,512 stored two identical vllm rows (one
+    # per chunk size, which vllm does not read) without a word.
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xA100", "--scheduler", "vllm,sarathi"]
+    result = invoke(*args, "--chunk-size", "256,512", "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: --chunk-size is read only with --scheduler sarathi: the scenarios with "
+        "--scheduler vllm get a row for each of its 2 values (256, 512), identical but for it"
+    ) in result.stderr
+    result = invoke(*args, "--chunk-size", "256", "--out", tmp_path / "one", "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    assert "--chunk-size is read only" not in result.stderr

@@ -31,6 +31,7 @@ from simulator.sweep.spec import (
     from_toml,
     knob_defaults,
     knob_types,
+    unread_knob_notes,
 )
 from simulator.sweep.store import Planned, ResultStore
 from simulator.sweep.uncertainty import group_seeds, identical_seeds_note
@@ -275,6 +276,8 @@ def run(
         if sweep.num_duplicates:
             note(f"{sweep.num_duplicates:,} repeated scenarios in the spec are run once")
         for message in model_notes(sorted({str(s["model"]) for s in sweep.scenarios})):
+            note(message)
+        for message in unread_knob_notes(sweep.scenarios):
             note(message)
         for message in block_size_notes([s["block_size"] for s in sweep.scenarios]):
             note(message)  # run prints it per run; a sweep's rows would not say

@@ -503,6 +503,25 @@ def check_unread_knobs(given: set[str], points: list[dict[str, Any]]) -> None:
             )
 
 
+def unread_knob_notes(points: list[dict[str, Any]]) -> list[str]:
+    """Notes on a ``READ_ONLY_WITH`` knob that takes several values in scenarios that do not
+    read it (``--scheduler vllm,sarathi --chunk-size 256,512``): those scenarios get one
+    row per value, identical but for it, which nothing said."""
+    notes = []
+    for knob, (owner, value) in READ_ONLY_WITH.items():
+        unread = [p for p in points if p[owner] != value]
+        values = sorted({p[knob] for p in unread}, key=repr)
+        if len(values) < 2:
+            continue
+        others = ", ".join(sorted({str(p[owner]) for p in unread}))
+        notes.append(
+            f"{cli_name(knob)} is read only with {cli_name(owner)} {value}: the scenarios with "
+            f"{cli_name(owner)} {others} get a row for each of its {len(values)} values "
+            f"({', '.join(_text(v) for v in values)}), identical but for it"
+        )
+    return notes
+
+
 def check_names(points: list[dict[str, Any]]) -> None:
     """Fail early on a name no scenario could use (a typo) or a knob value no deployment
     has (``Scenario.check_knobs``: ``--tp 0``, a seed past int64), before anything is
