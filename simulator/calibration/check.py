@@ -31,7 +31,6 @@ from simulator.calibration.select import (
 )
 from simulator.calibration.sources import (
     add_vidur_allreduce,
-    check_devices,
     describe_skipped,
     gpu_subfolder,
 )
@@ -99,7 +98,6 @@ def check_measurements(
     own, left_out = gpu_subfolder(Path(directory), gpu.name)
     root = Path(directory) / own if own is not None else Path(directory)
     meas, system, kind = read_gpu_measurements(root, gpu.name, note, command="check")
-    check_devices(meas.device, gpu.name, root / (system or ""), "check")
     not_read: dict[str, str] = {}
     if kind == "vidur":
         # Vidur's all-reduce timings sit beside its compute folders, under profiling/network.

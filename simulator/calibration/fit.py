@@ -1022,43 +1022,21 @@ def _named_gpus(device: str) -> set[str]:
 
 
 def check_device(meas: Measurements, gpu: str, source: Path, command: str = "fit") -> None:
-    """Refuse measurements whose files name a GPU other than ``gpu``, or several GPUs.
+    """Refuse measurements whose files' ``device`` is not ``gpu``, or several GPUs
+    (``sources.check_devices``: a device is ``gpu`` only by a name it goes by, so NVIDIA
+    H20, H100 NVL or a MIG slice is no catalog GPU's).
 
     A profile fitted from another GPU's files under this GPU's name would be taken as this
     GPU's own measurements by every later run; the calibrated way to use another GPU's data
     is to fit it under that GPU's name, which a run on ``gpu`` then borrows scaled to its
-    peaks (``select.NEAREST``). Device strings that name no known GPU (``cpu``, none) are
+    peaks (``select.NEAREST``). Values that name no GPU (``cpu``, a processor, none) are
     not checked. ``command`` is the one the error advises to run under the files' GPU:
     ``fit``, or ``check`` (which compares the files with that GPU's profile, the one a run on
     ``gpu`` borrows).
     """
-    devices = [d for d in meas.device.split(", ") if d and d != "unknown"]
-    named = {d: _named_gpus(d) for d in devices}
-    families = {frozenset(n) for n in named.values() if n}
-    if len(families) > 1:
-        raise SimreplayError(
-            f"{source}: the files were measured on several GPUs ({', '.join(devices)}); "
-            "give the folder of one GPU's measurements"
-        )
-    for device, gpus in named.items():
-        # Of a family the catalog holds in several variants (H100 SXM and PCIe; A100 40 and
-        # 80 GB), the device's memory size and form factor pick one: H100 PCIe files fitted
-        # as H100-SXM would give every H100-SXM run a PCIe part's speed.
-        closest = _closest_name(device, gpus) if gpus else gpu
-        other_variant = _shared_words(closest, device) > _shared_words(gpu, device)
-        if gpus and (gpu not in gpus or other_variant):
-            from simulator.calibration.select import NEAREST, UNCALIBRATED
+    from simulator.calibration.sources import check_devices
 
-            runs = (
-                f"runs on {gpu} borrow measured GPUs' profiles scaled to {gpu}'s peaks"
-                if NEAREST.get(gpu)
-                # No measured relative (MI300X): nothing is borrowed, whatever is fitted.
-                else f"runs on {gpu} use the {UNCALIBRATED}"
-            )
-            raise SimreplayError(
-                f"{source}: the files were measured on {device}, not {gpu}: "
-                f"{'check' if command == 'check' else 'fit'} them as --gpu {closest}; {runs}"
-            )
+    check_devices(meas.device, gpu, source, command)
 
 
 def _folder_gpu(folder: str) -> str:
@@ -1070,31 +1048,6 @@ def _folder_gpu(folder: str) -> str:
         return get_gpu(folder).name
     except SimreplayError:
         return folder
-
-
-def _variant_words(text: str) -> set[str]:
-    """Lower-case words of a GPU or device name, ``sxm4`` as ``sxm``."""
-    return {re.sub(r"^sxm\d*$", "sxm", w) for w in re.split(r"[^0-9a-z]+", text.lower()) if w}
-
-
-def _shared_words(name: str, device: str) -> int:
-    """Words a catalog GPU name shares with a device string. An nvidia-smi name (one with
-    a memory size) without ``pcie`` is an SXM part: ``NVIDIA H100 80GB HBM3`` is H100 SXM's
-    own name, the PCIe card's ``NVIDIA H100 PCIe``."""
-    device_words = _variant_words(device)
-    if "pcie" not in device_words and any(re.fullmatch(r"\d+gb", w) for w in device_words):
-        device_words.add("sxm")
-    return len(_variant_words(name) & device_words)
-
-
-def _closest_name(device: str, gpus: set[str]) -> str:
-    """Of the GPUs a device string names, the one sharing most of its words, memory size
-    and form factor included (``NVIDIA A100-SXM4-80GB`` -> ``A100-80GB-SXM``); ties in
-    catalog order."""
-    from simulator.hardware import GPUS
-
-    order = [*GPUS, "GB200"]
-    return max(sorted(gpus, key=order.index), key=lambda g: _shared_words(g, device))
 
 
 def fit_from_source(

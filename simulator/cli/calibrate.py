@@ -73,7 +73,6 @@ def fit(
     _refuse_overwriting_measurements(target, source)
     existing = _refuse_replacing_another_file(out, target, _gpu_name(gpu))
     source = _gpu_folder(source, _gpu_name(gpu))
-    _refuse_another_device(source, _gpu_name(gpu))
     _check_relatives(target.parent, _gpu_name(gpu))
     profile = fit_from_source(source, gpu, progress=_progress, relatives_dir=target.parent)
     check_profile(profile, str(source))
@@ -183,16 +182,6 @@ def _check_relatives(folder: Path, gpu: str) -> None:
                 f"measure {gpu}'s leave-one-GPU-out error; repair or move it, or write the "
                 "profile elsewhere)"
             ) from None
-
-
-def _refuse_another_device(source: Path, gpu: str) -> None:
-    """Fail before fitting when the files' ``device`` is not ``gpu`` by any name it goes
-    by (``sources.check_devices``; a QA pass fitted NVIDIA H20 files as an H200 profile)."""
-    from simulator.calibration.fit import read_gpu_measurements
-    from simulator.calibration.sources import check_devices
-
-    meas, system, _ = read_gpu_measurements(source, gpu)
-    check_devices(meas.device, gpu, source / system if system else source)
 
 
 def _refuse_overwriting_measurements(target: Path, source: Path) -> None:
