@@ -585,3 +585,33 @@ def test_fit_refuses_before_writing_a_profile_the_loader_would_refuse(tmp_path):
     assert line.startswith(f"error: {source}: the fitted profile would not load: grids.")
     assert line.endswith("; nothing was written")
     assert not out.exists()
+
+
+def test_fit_of_far_slow_reads_keeps_no_dram_rate_and_says_why(tmp_path):
+    """QA: microsecond-scale (or CPU) files were fitted with a note when few, but refused
+    once a family had the 200 points that measure a DRAM rate ("microseconds read as
+    milliseconds?"); now both are fitted, the rate left out with a note that names a slower
+    device too."""
+    from simulator.calibration.fit import DRAM_RATE_MIN_POINTS, DRAM_RATE_TOP_SHARE
+    from simulator.calibration.profile import read_bytes
+
+    count = int(DRAM_RATE_MIN_POINTS / DRAM_RATE_TOP_SHARE) + 40
+    feats = {
+        "m": np.resize([1.0, 2.0, 4.0, 8.0, 16.0], count),
+        "n": np.resize([4096.0, 8192.0, 16384.0], count),
+        "k": np.full(count, 16384.0),
+    }
+    latency_s = read_bytes("gemm_bfloat16", feats) / 2e9  # 2 GB/s: a thousandth of A100's
+    _write(
+        {"gemm_dtype": ["bfloat16"] * count, **feats, "latency": latency_s * 1e3},
+        tmp_path / "src" / "gemm_perf.parquet",
+    )
+    out = tmp_path / "p.json"
+    result = _invoke("fit", "--source", tmp_path / "src", "--gpu", "A100", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "(a profile takes 0.05 to 1.5): the profile keeps no DRAM read rate (runs read at "
+        "the published bandwidth); the latencies are far slower than the GPU's: in "
+        "microseconds (read as milliseconds), or measured on a far slower device such as a CPU"
+    ) in result.stderr
+    assert load_profile(out).dram_read_fraction is None

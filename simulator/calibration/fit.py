@@ -692,27 +692,45 @@ def check_latency_unit(
         )
 
 
-def _check_dram_fraction(fraction: float | None, gpu: str, ref: Reference, source_dir: str) -> None:
-    """Refuse to fit a profile whose largest reads ran faster than ``gpu``'s memory allows,
-    or implausibly slower: a profile loader refuses it (``DRAM_FRACTION_RANGE``), so a fit
-    that wrote it would break every run on the GPU."""
+def _checked_dram_fraction(
+    fraction: float | None,
+    gpu: str,
+    ref: Reference,
+    source_dir: str,
+    progress: Callable[[str], None] | None,
+) -> float | None:
+    """The measured DRAM read fraction a profile may keep (``DRAM_FRACTION_RANGE``).
+
+    Reads faster than ``gpu``'s memory allows are refused: another GPU's files, or
+    latencies in too small a unit. Far slower ones (below the range: latencies in
+    microseconds read as milliseconds, or a CPU's) are left out with a note, so that the
+    profile keeps no rate (runs read at the published bandwidth) and is fitted as the
+    README says of such data; it was refused once a family had enough points to measure a
+    rate (200), and fitted with fewer.
+    """
     from simulator.calibration.profile import DRAM_FRACTION_RANGE
 
     low, high, _ = DRAM_FRACTION_RANGE["dram_read_fraction"]
     if fraction is None or low <= fraction <= high:
-        return
-    rate = f"{fraction * ref.hbm_bytes_per_s / 1e9:,.0f} GB/s"
+        return fraction
+    rate = f"{fraction * ref.hbm_bytes_per_s / 1e9:,.3g} GB/s"
     published = f"{ref.hbm_bytes_per_s / 1e9:,.0f} GB/s"
-    why = (
-        f"measured on a GPU with faster memory than {gpu}, or latencies in too small a unit?"
-        if fraction > high
-        else "latencies in too large a unit (microseconds read as milliseconds?)"
-    )
-    raise SimreplayError(
+    said = (
         f"{source_dir}: the largest GEMM or decode-attention reads ran at {rate}, "
-        f"{fraction:.3g} times {gpu}'s {published} (a profile takes {low} to {high}): {why}; "
-        "nothing was written"
+        f"{fraction:.3g} times {gpu}'s {published} (a profile takes {low} to {high})"
     )
+    if fraction > high:
+        raise SimreplayError(
+            f"{said}: measured on a GPU with faster memory than {gpu}, or latencies in too "
+            "small a unit (seconds read as milliseconds?); nothing was written"
+        )
+    if progress is not None:
+        progress(
+            f"note: {said}: the profile keeps no DRAM read rate (runs read at the published "
+            "bandwidth); the latencies are far slower than the GPU's: in microseconds (read "
+            "as milliseconds), or measured on a far slower device such as a CPU"
+        )
+    return None
 
 
 def _times_text(factor: float) -> str:
@@ -821,7 +839,7 @@ def fit_profile(
                         f"p90 {_pct(held['p90_abs_pct'])}"
                     )
             progress(line)
-    _check_dram_fraction(dram_fraction, gpu, ref, source_dir)
+    dram_fraction = _checked_dram_fraction(dram_fraction, gpu, ref, source_dir, progress)
     if not grids:
         skipped = describe_skipped(meas.skipped)
         raise SimreplayError(
