@@ -1663,7 +1663,7 @@ def test_prefill_attention_never_beats_the_gpus_peak(gpu):
         assert flops_per_pair * pairs / seconds <= spec.peak_bf16_flops, (cached, chunk)
 
 
-def _gemm_folder(path: Path, device: str | None, scale: float = 1.0) -> None:
+def _gemm_folder(path: Path, device: str | None, scale: float = 1.0) -> Path:
     """Three bf16 GEMMs at H100's shipped-profile prediction x ``scale``, in ``path``."""
     from simulator.calibration.select import shipped_profile
 
@@ -1673,6 +1673,7 @@ def _gemm_folder(path: Path, device: str | None, scale: float = 1.0) -> None:
     if device is not None:
         table["device"] = [device] * 3
     _write(table, path / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet")
+    return path
 
 
 def test_check_json_has_every_family_the_issue_names_even_unmeasured(tmp_path):

@@ -7,32 +7,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from test_calibration import _gemm_folder, _write
 from typer.testing import CliRunner
 
 from simulator.calibration.profile import load_profile
-from simulator.calibration.select import PROFILES_DIR, shipped_profile
+from simulator.calibration.select import PROFILES_DIR
 from simulator.cli import app
 
 runner = CliRunner()
-
-
-def _write(table: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(table), path)
-
-
-def _gemm_folder(path: Path, device: str | None, scale: float = 1.0) -> Path:
-    """Three bf16 GEMMs at H100's shipped-profile prediction x ``scale``, in ``path``."""
-    feats = {"m": np.array([16.0, 256, 2048]), "n": np.full(3, 4096.0), "k": np.full(3, 4096.0)}
-    latency_s = shipped_profile("H100-SXM").predict("gemm_bfloat16", feats) * scale
-    table = {"gemm_dtype": ["bfloat16"] * 3, **feats, "latency": latency_s * 1e3}
-    if device is not None:
-        table["device"] = [device] * 3
-    _write(table, path / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet")
-    return path
 
 
 def _invoke(*args):

@@ -45,7 +45,7 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def _trace(path: Path, num_requests: int, seed: int) -> Path:
+def _trace(path: Path, num_requests: int = 60, seed: int = 3) -> Path:
     table = synthesize(
         arrival_process("poisson", 5.0),
         num_requests=num_requests,

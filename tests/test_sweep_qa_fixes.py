@@ -7,34 +7,20 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from test_sweep import _trace
 from typer.testing import CliRunner
 
 from simulator.cli import app
 from simulator.errors import SimreplayError
-from simulator.io import write_parquet_atomic
 from simulator.sweep import runner as sweep_runner
 from simulator.sweep.spec import from_cli
 from simulator.sweep.store import ResultStore
-from simulator.trace.arrivals import arrival_process
-from simulator.trace.synth import parse_length_distribution, synthesize
 
 cli = CliRunner()
 
 
 def invoke(*args):
     return cli.invoke(app, [str(a) for a in args])
-
-
-def _trace(path: Path, num_requests: int = 60, seed: int = 3) -> Path:
-    table = synthesize(
-        arrival_process("poisson", 5.0),
-        num_requests=num_requests,
-        input_lengths=parse_length_distribution("lognormal:mean=600,cv=1,max=6000"),
-        output_lengths=parse_length_distribution("lognormal:mean=120,cv=1,max=800"),
-        seed=seed,
-    )
-    write_parquet_atomic(table, path)
-    return path
 
 
 @pytest.fixture(scope="module")
