@@ -1624,6 +1624,14 @@ def test_absurd_or_mistyped_profile_numbers_are_one_line(tmp_path, edit, fragmen
     """A 1e-300 bytes/s reference was a traceback in ``run --calibration``, a 1e300 s host
     overhead was accepted, and a string where a number belongs gave Python's own text
     ("could not convert string to float: 'fast'") without the key."""
+    path, lines = run_with_edited_profile(tmp_path, edit)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), lines
+    assert fragment in lines[0], lines
+
+
+def run_with_edited_profile(tmp_path: Path, edit) -> tuple[Path, list[str]]:
+    """``run --calibration`` with the shipped H100 profile changed by ``edit`` (a function
+    of its JSON data): the file written and the run's stderr lines; the run must fail."""
     data = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
     edit(data)
     path = tmp_path / "p.json"
@@ -1631,9 +1639,7 @@ def test_absurd_or_mistyped_profile_numbers_are_one_line(tmp_path, edit, fragmen
     trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
     result = runner.invoke(app, ["run", str(trace), "--calibration", str(path)])
     assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), lines
-    assert fragment in lines[0], lines
+    return path, result.stderr.strip().splitlines()
 
 
 def test_a_named_pipe_given_as_a_profile_is_one_line(named_pipe):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_calibration import _gemm_folder, _write
+from test_calibration import _gemm_folder, _write, run_with_edited_profile
 from typer.testing import CliRunner
 
 from simulator.calibration.profile import load_profile
@@ -193,14 +193,7 @@ def test_a_profile_field_of_the_wrong_type_or_range_is_one_line_naming_it(tmp_pa
     """QA: gpu "Z100" ran; floor_s 100 (seconds), model 5 and provenance null were
     accepted; a null grid gave "'NoneType' object is not subscriptable" and terms [{}]
     "missing field 'axes'" without the field's path."""
-    data = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
-    edit(data)
-    path = tmp_path / "p.json"
-    path.write_text(json.dumps(data))
-    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
-    result = runner.invoke(app, ["run", str(trace), "--calibration", str(path)])
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
+    path, lines = run_with_edited_profile(tmp_path, edit)
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"error: {path}: not a valid calibration profile: {fragment}")
 
