@@ -889,7 +889,8 @@ def test_report_lists_every_shipped_profile_with_errors():
     grids = [(p, g) for p in payload["profiles"] for g in p["grids"]]
     p90s = [p["errors"][g]["holdout_random_20pct"]["p90_abs_pct"] for p, g in grids]
     logo = [p["leave_one_out"][g]["median_abs_pct"] for p, g in grids if g in p["leave_one_out"]]
-    rand20_p90, leave_out = payload["targets"][1], payload["targets"][2]
+    by_label = {(t["error"], t["statistic"]): t for t in payload["targets"]}
+    rand20_p90, leave_out = by_label["rand20", "p90"], by_label["leave-GPU-out", "median"]
     assert rand20_p90 == {
         "error": "rand20",
         "statistic": "p90",
@@ -898,6 +899,17 @@ def test_report_lists_every_shipped_profile_with_errors():
         "grids": len(grids),
     }
     assert (leave_out["met"], leave_out["grids"]) == (sum(v <= 12.0 for v in logo), len(logo))
+    # The second held-out set: each catalog model's shapes (grids without them not counted).
+    shapes = [
+        p["errors"][g]["holdout_model_shapes"]
+        for p, g in grids
+        if p["errors"][g].get("holdout_model_shapes", {}).get("median_abs_pct") is not None
+    ]
+    for statistic, bound in (("median", 5.0), ("p90", 12.0)):
+        counted = by_label["model-shapes", statistic]
+        values = [s[f"{statistic}_abs_pct"] for s in shapes]
+        assert (counted["met"], counted["grids"]) == (sum(v <= bound for v in values), len(values))
+        assert 0 < len(values) < len(grids)
     line = f"target rand20 p90 <= 12%: met by {rand20_p90['met']} of {len(grids)} grids"
     assert line in table.stdout
 
