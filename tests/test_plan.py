@@ -456,7 +456,8 @@ def test_a_signal_to_the_plan_driver_alone_ends_it_and_its_workers_promptly(sign
                 break
             time.sleep(0.05)
         time.sleep(1.0)  # the workers are searching
-        assert proc.poll() is None, "the plan ended before the signal"
+        if proc.poll() is not None:
+            pytest.fail(f"the plan ended before the signal: {proc.stderr.read()}")
         sent = time.monotonic()
         os.kill(proc.pid, signum)
         _, stderr = proc.communicate(timeout=60)
@@ -466,7 +467,8 @@ def test_a_signal_to_the_plan_driver_alone_ends_it_and_its_workers_promptly(sign
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == status, stderr
     assert stderr.strip().splitlines()[-1] == line, stderr
-    assert took_s < 5.0, f"the driver took {took_s:.1f} s to stop"
+    # The whole stderr on failure: this test failed once in a full run, unexplained.
+    assert took_s < 5.0, f"the driver took {took_s:.1f} s to stop; stderr: {stderr}"
 
 
 def test_a_fleet_whose_replicas_cannot_hold_the_requests_never_meets_the_slo(trace_file):
