@@ -182,6 +182,10 @@ class Profile:
         ``{"n", "median_abs_pct", "p90_abs_pct"}``.
     host : dict
         Optional ``host_overhead_s`` and ``host_overhead_per_seq_s`` replacing the defaults.
+    host_vllm_v0 : dict
+        The same two constants for ``--scheduler vllm-v0`` runs only: vLLM V0's host time
+        (before v0.6's async output processing), fitted from Vidur's measurements of that
+        engine (``fit.fit_vidur_host``). Runs of the default (V1) schedulers never use it.
     model, tp : optional
         The model and TP degree a profile was fitted for (None: any).
     errors_leave_one_out : dict
@@ -203,6 +207,7 @@ class Profile:
     provenance: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, Any] = field(default_factory=dict)
     host: dict[str, float] = field(default_factory=dict)
+    host_vllm_v0: dict[str, float] = field(default_factory=dict)
     model: str | None = None
     tp: int | None = None
     path: Path | None = None
@@ -298,8 +303,9 @@ class Profile:
         return " ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        """The profile file's object (keys in a fixed order)."""
-        return {
+        """The profile file's object (keys in a fixed order; ``host_vllm_v0`` only when
+        set, so profiles without it keep their bytes)."""
+        data = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "gpu": self.gpu,
@@ -318,6 +324,14 @@ class Profile:
             "leave_one_out": self.errors_leave_one_out,
             "grids": {name: grid.to_json() for name, grid in sorted(self.grids.items())},
         }
+        if not self.host_vllm_v0:
+            return data
+        ordered = {}
+        for key, value in data.items():
+            ordered[key] = value
+            if key == "host":
+                ordered["host_vllm_v0"] = self.host_vllm_v0
+        return ordered
 
 
 def slower_memory_only(profile: Profile, ref: Reference) -> bool:
@@ -439,6 +453,24 @@ HOST_RANGES = {
     "host_overhead_s": (0.0, 10.0, "seconds per step"),
     "host_overhead_per_seq_s": (0.0, 1.0, "seconds per scheduled sequence"),
 }
+
+
+def _host_block(data: Any, where: str) -> dict[str, float]:
+    """A profile's ``host`` or ``host_vllm_v0`` object, checked against ``HOST_RANGES``
+    (null, absent or empty: the defaults)."""
+    if not data:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{where} must be an object (host_overhead_s, host_overhead_per_seq_s), "
+            f"got {_json_text(data)}"
+        )
+    host = {}
+    for key, value in data.items():
+        if key not in HOST_RANGES:
+            raise ValueError(f"{where}.{key}: unknown constant (known: {', '.join(HOST_RANGES)})")
+        host[key] = _number(value, f"{where}.{key}", HOST_RANGES)
+    return host
 
 
 def _number(value: Any, where: str, ranges: dict[str, tuple[float, float, str]]) -> float:
@@ -625,14 +657,8 @@ def _from_json(data: Any, path: Path) -> Profile:
             raise ValueError(f"grids.{name}.axes must be {', '.join(GRID_FEATURES[name][1])}")
         _check_typical_ratio(name, grid)
         grids[name] = grid
-    host = {}
-    host_data = data.get("host") or {}
-    if not isinstance(host_data, dict):
-        raise ValueError("host must be an object (host_overhead_s, host_overhead_per_seq_s)")
-    for key, value in host_data.items():
-        if key not in HOST_RANGES:
-            raise ValueError(f"host.{key}: unknown constant")
-        host[key] = _number(value, f"host.{key}", HOST_RANGES)
+    host = _host_block(data.get("host"), "host")
+    host_vllm_v0 = _host_block(data.get("host_vllm_v0"), "host_vllm_v0")
     dram_fraction = data.get("dram_read_fraction")
     if dram_fraction is not None:
         dram_fraction = _number(dram_fraction, "dram_read_fraction", DRAM_FRACTION_RANGE)
@@ -661,6 +687,7 @@ def _from_json(data: Any, path: Path) -> Profile:
         errors=errors,
         errors_leave_one_out=leave_one_out,
         host=host,
+        host_vllm_v0=host_vllm_v0,
         model=model,
         tp=tp,
         path=path,

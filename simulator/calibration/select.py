@@ -157,6 +157,7 @@ def step_model_for(
     exclude: tuple[str, ...] = (),
     pp: int = 1,
     kv_dtype_bytes: float = 2.0,
+    scheduler: str = "vllm",
 ) -> tuple[StepTimeModel, dict[str, object]]:
     """The step-time model of a scenario and a description of the calibration used.
 
@@ -179,6 +180,11 @@ def step_model_for(
         Pipeline-parallel stages (1: none).
     kv_dtype_bytes : float
         Bytes per KV-cache element (2, or 1 with ``--kv-cache-dtype fp8``).
+    scheduler : str
+        The scenario's scheduler. With ``vllm-v0`` the host constants come from the first
+        profile in the chain with a ``host_vllm_v0`` or ``host`` block, ``host_vllm_v0``
+        first (vLLM V0's host time, measured by Vidur); every other scheduler reads only
+        ``host`` blocks.
 
     Returns
     -------
@@ -225,7 +231,9 @@ def step_model_for(
 
     primary = chain[0]
     own = calibration is not None or primary.gpu == gpu.name
-    host = next((p.host for p in chain if p.host), {})
+    host_owner = next((p for p in chain if _host_of(p, scheduler)), None)
+    host = {} if host_owner is None else _host_of(host_owner, scheduler)
+    v0_host = host_owner is not None and scheduler == "vllm-v0" and bool(host_owner.host_vllm_v0)
     owners = {g: _label(p) for g, p in grid_owner.items()}
     if grid_owner:
         source = profile_source(primary, gpu.name, own, ref)
@@ -234,8 +242,11 @@ def step_model_for(
     else:  # host constants alone (``validate --fit`` on a GPU nothing was measured like)
         source = UNCALIBRATED
     host_async = None
-    if host:
-        host_owner = next(p for p in chain if p.host)
+    if v0_host:
+        record = host_owner.provenance.get("host_vllm_v0") or {}
+        engine = record.get("engine") or "vLLM V0"
+        source += f"; host overheads of {engine} from {_label(host_owner)}"
+    elif host:
         source += f"; host overheads from {_label(host_owner)}"
         host_async = host_owner.provenance.get("async_scheduling")
         benchmark_gpu = host_owner.provenance.get("benchmark_gpu")
@@ -306,6 +317,13 @@ def step_model_for(
             name: _headline(loo) for name, loo in primary.errors_leave_one_out.items()
         }
     return step, info
+
+
+def _host_of(profile: Profile, scheduler: str) -> dict[str, float]:
+    """The host constants ``profile`` gives a run of ``scheduler`` (empty: none)."""
+    if scheduler == "vllm-v0" and profile.host_vllm_v0:
+        return profile.host_vllm_v0
+    return profile.host
 
 
 def profile_source(primary: Profile, gpu_name: str, own: bool, ref: Reference | None = None) -> str:
