@@ -37,6 +37,7 @@ from simulator.calibration.grid import (
 )
 from simulator.calibration.profile import (
     GRID_FEATURES,
+    HOST_RANGES,
     Profile,
     Reference,
     read_bytes,
@@ -45,7 +46,11 @@ from simulator.calibration.profile import (
 from simulator.calibration.sources import (
     AICONFIGURATOR_FILES,
     GEMM_16BIT_DTYPES,
+    VIDUR_HOST_PHASES,
+    VIDUR_NETWORK_SYSTEMS,
     Measurements,
+    add_vidur_allreduce,
+    add_vidur_host_overheads,
     describe_skipped,
 )
 from simulator.checks import format_number
@@ -1090,6 +1095,9 @@ def fit_from_source(
 
     gpu = canonical_gpu(gpu_name)
     meas, system, kind = read_gpu_measurements(Path(source), gpu, progress)
+    not_read: dict[str, str] = {}
+    if kind == "vidur":
+        not_read = add_vidur_extras(Path(source), gpu, meas, progress)
     ref = reference_for(gpu)
     profile = fit_profile(
         meas,
@@ -1101,8 +1109,149 @@ def fit_from_source(
         fitted_on=fitted_on,
         progress=progress,
     )
+    if kind == "vidur":
+        profile.provenance["files_not_read"] = dict(sorted(not_read.items()))
+        host, record = fit_vidur_host(meas, gpu, progress)
+        if record is not None:
+            profile.provenance["host_vllm_v0"] = record
+        if host is not None:
+            profile.host_vllm_v0 = host
     if relatives_dir is not None:
         from simulator.calibration.fallback import leave_one_out
 
         profile.errors_leave_one_out = leave_one_out(meas, gpu, ref, relatives_dir)
     return profile
+
+
+# --- Vidur's collectives and host overheads ----------------------------------------------
+
+#: The engine whose host behaviour Vidur's ``history/<gpu>_cpu_overheads.csv`` measured,
+#: and so the only scheduler a profile's ``host_vllm_v0`` applies to.
+VIDUR_HOST_ENGINE = "vLLM V0 (before v0.6's async output processing)"
+
+
+def add_vidur_extras(
+    root: Path, gpu: str, meas: Measurements, note: Callable[[str], None] | None = None
+) -> dict[str, str]:
+    """Add to ``meas`` what a Vidur tree holds of ``gpu`` beside its GEMMs: the NCCL
+    all-reduce of its DGX node (``sources.add_vidur_allreduce``: backend ``nccl_eager``) and
+    vLLM V0's per-step host times (``sources.add_vidur_host_overheads``). ``note`` receives
+    one line when the tree has no all-reduce or no host overheads of ``gpu``, and one naming
+    the files of ``gpu`` left unread and why. Returns those files (relative path -> why).
+    """
+    not_read = add_vidur_allreduce(root, gpu, meas)
+    not_read.update(add_vidur_host_overheads(root, gpu, meas))
+    if note is None:
+        return not_read
+    if not meas.allreduce:
+        note(
+            f"note: Vidur has no all-reduce timings for {gpu} (an all_reduce.csv is read "
+            f"only from the DGX nodes {' and '.join(VIDUR_NETWORK_SYSTEMS)}): the profile "
+            "has no allreduce grid; runs with --tp above 1 take a relative's"
+        )
+    else:
+        note(
+            "note: allreduce is fitted from Vidur's NCCL all-reduce without CUDA graphs "
+            "(eager, backend nccl_eager): vLLM's steps run its custom all-reduce under CUDA "
+            "graphs below 8 MiB, several times faster for small messages; the shipped A100 "
+            "and H100 profiles take AIConfigurator's"
+        )
+    if not meas.host:
+        note(
+            f"note: Vidur has no host overheads for {gpu} (history/<gpu>_cpu_overheads.csv "
+            "exists for a100 and a40 only): the profile has no host_vllm_v0"
+        )
+    if not_read:
+        note(
+            f"note: {len(not_read):,} Vidur file{'' if len(not_read) == 1 else 's'} of {gpu} "
+            "not read: " + "; ".join(f"{path} ({why})" for path, why in sorted(not_read.items()))
+        )
+    return not_read
+
+
+def fit_vidur_host(
+    meas: Measurements, gpu: str, note: Callable[[str], None] | None = None
+) -> tuple[dict[str, float] | None, dict | None]:
+    """Fit vLLM V0's host time per step, ``host_s = a + b * batch_size``, to Vidur's rows.
+
+    Each row's time is the sum of the ``sources.VIDUR_HOST_PHASES`` medians; the line is a
+    least-squares fit over the rows of tensor-parallel degree 1. Rows of higher degrees are
+    left out: V0 ran its TP workers as Ray actors, whose messaging adds a cost vLLM V1's
+    multiprocessing executor does not have (and V0 without Ray neither).
+
+    Returns
+    -------
+    host : dict or None
+        ``host_overhead_s`` (a) and ``host_overhead_per_seq_s`` (b), for a profile's
+        ``host_vllm_v0``; None when there is nothing to fit or the line is unusable (said
+        through ``note``).
+    record : dict or None
+        The provenance of the fit: the files read, the constants, ``engine``, the phases
+        summed, rows fitted and left out, the batch sizes and models, and the line's error
+        against the rows (``error_stats``); None without host rows.
+    """
+    cols = meas.host
+    if not cols:
+        return None, None
+    tp1 = cols["tensor_parallel_degree"] == 1
+    batch = cols["batch_size"][tp1]
+    host_s = cols["host_s"][tp1]
+    left_out = int((~tp1).sum())
+    record: dict = {
+        "files": sorted({str(f) for f in cols["file"]}),
+        "engine": VIDUR_HOST_ENGINE,
+        "phases": list(VIDUR_HOST_PHASES),
+        "rows_fitted": int(tp1.sum()),
+        "rows_tp_above_1_left_out": left_out,
+        "models": sorted({str(m) for m in cols["model"][tp1] if str(m)}),
+    }
+    why_tp = (
+        f"{left_out:,} row{'' if left_out == 1 else 's'} of TP above 1 left out: V0 ran its "
+        "TP workers as Ray actors, a messaging cost V1 does not have"
+        if left_out
+        else "no row of TP above 1"
+    )
+    if len(np.unique(batch)) < 2:
+        if note is not None:
+            note(
+                f"note: Vidur's host overheads of {gpu} hold {len(np.unique(batch))} batch "
+                f"size{'' if len(np.unique(batch)) == 1 else 's'} at TP 1 ({why_tp}): a "
+                "line needs two; the profile has no host_vllm_v0"
+            )
+        return None, record
+    per_seq, per_step = np.polyfit(batch, host_s, 1)
+    # To the nanosecond: the fit's own scatter is microseconds.
+    per_step, per_seq = round(float(per_step), 9), round(float(per_seq), 9)
+    stats = error_stats(per_step + per_seq * batch, host_s)
+    record.update(
+        {
+            "host_overhead_s": per_step,
+            "host_overhead_per_seq_s": per_seq,
+            "batch_sizes": [float(batch.min()), float(batch.max())],
+            "error": stats,
+        }
+    )
+    fitted = {"host_overhead_s": per_step, "host_overhead_per_seq_s": per_seq}
+    bad = [
+        key
+        for key, value in fitted.items()
+        if not (HOST_RANGES[key][0] <= value <= HOST_RANGES[key][1])
+    ]
+    if bad:
+        if note is not None:
+            note(
+                f"note: Vidur's host overheads of {gpu} fit "
+                f"{per_step * 1e3:.3f} ms + {per_seq * 1e6:.1f} us per sequence, "
+                f"outside what a profile holds ({', '.join(bad)}): the profile has no "
+                "host_vllm_v0"
+            )
+        return None, record
+    if note is not None:
+        note(
+            f"note: host_vllm_v0 ({VIDUR_HOST_ENGINE}, --scheduler vllm-v0 only): "
+            f"{per_step * 1e3:.3f} ms + {per_seq * 1e6:.1f} us per sequence from "
+            f"{int(tp1.sum()):,} rows at TP 1, batch {batch.min():g}-{batch.max():g} "
+            f"(line vs rows median {_pct(stats['median_abs_pct'])} p90 "
+            f"{_pct(stats['p90_abs_pct'])}); {why_tp}"
+        )
+    return fitted, record

@@ -27,7 +27,9 @@ checked as the parquet files' is): the linear layers of one
 transformer layer (``attn_pre_proj``, ``attn_post_proj``, ``mlp_up_proj``,
 ``mlp_down_proj``) become GEMM points with the shapes the file's model columns give.
 Its ``profiling/network/<node>/all_reduce.csv`` (NCCL all-reduce by GPU count and bytes)
-is read by ``add_vidur_allreduce`` for ``calibrate check``.
+is read by ``add_vidur_allreduce`` for ``calibrate check`` and ``calibrate fit``, and its
+``history/<gpu>_cpu_overheads.csv`` (vLLM V0's per-step host times) by
+``add_vidur_host_overheads`` for ``calibrate fit``.
 """
 
 from __future__ import annotations
@@ -122,6 +124,10 @@ class Measurements:
         ``num_tokens``, ``num_experts``, ``topk``, ``hidden``, ``inter_per_gpu`` (expert
         intermediate size / moe_tp_size), ``latency_s``: one fused MoE layer, 16-bit
         weights, balanced routing, tensor-parallel experts only.
+    host : dict
+        ``batch_size``, ``tensor_parallel_degree``, ``model``, ``file`` and ``host_s``: vLLM V0's
+        per-step host time measured by Vidur (``add_vidur_host_overheads``); not an
+        operator family, fitted apart (``fit.fit_vidur_host``).
     files : list of str
         The files read, relative to the directory given.
     engine : str
@@ -144,6 +150,7 @@ class Measurements:
     generation_attention: dict[str, np.ndarray] = field(default_factory=dict)
     allreduce: dict[str, np.ndarray] = field(default_factory=dict)
     moe: dict[str, np.ndarray] = field(default_factory=dict)
+    host: dict[str, np.ndarray] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     engine: str = "unknown"
     device: str = "unknown"
@@ -1027,14 +1034,37 @@ def _node_gpu(node: str) -> str | None:
         return None
 
 
-def _add_vidur_allreduce_file(result: Measurements, path: Path) -> None:
+def _read_vidur_csv(path: Path, expected: str) -> list[dict[str, str]]:
+    """The rows of one of Vidur's network or history CSVs (comma, tab or semicolon
+    separated, as the header shows; names stripped), or one line naming the file: not
+    readable, no rows (``expected`` says what it should hold), or a row with more or fewer
+    fields than the header."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
+            header = handle.readline()
+            handle.seek(0)
+            delimiter = next((d for d in (",", "\t", ";") if d in header), ",")
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            if reader.fieldnames is not None:
+                reader.fieldnames = [name.strip() for name in reader.fieldnames]
+            rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SimreplayError(f"{path}: cannot read CSV: {exc}") from None
     if not rows:
-        raise SimreplayError(f"{path}: no rows")
+        raise SimreplayError(f"{path}: no rows (expected {expected})")
+    for row_idx, row in enumerate(rows):
+        if None in row or None in row.values():
+            raise SimreplayError(
+                f"{path}: row {row_idx + 1}: {'more' if None in row else 'fewer'} fields than "
+                "the header (a truncated or malformed line)"
+            )
+    return rows
+
+
+def _add_vidur_allreduce_file(result: Measurements, path: Path) -> None:
+    rows = _read_vidur_csv(
+        path, f"Vidur's {', '.join(_VIDUR_ALLREDUCE)}: time in ms, size in bytes"
+    )
     _check_columns(
         list(rows[0]),
         _VIDUR_ALLREDUCE,
@@ -1068,6 +1098,102 @@ def _add_vidur_allreduce_file(result: Measurements, path: Path) -> None:
             "message_bytes": size[keep],
             "latency_s": latency_ms[keep] * MS,
             "backend": np.asarray(["nccl_eager"] * int(keep.sum()), dtype=object),
+        },
+    )
+
+
+# --- Vidur's vLLM host overheads ----------------------------------------------------------
+
+#: The per-step host phases of vLLM V0 that Vidur's ``history/<gpu>_cpu_overheads.csv``
+#: times (medians, ms) and that lie on a step's critical path besides the GPU's work: the
+#: scheduler, building the model's inputs, sampling (launch to result) and processing the
+#: step's outputs (detokenisation, stop checks). ``model_execution_*`` is the GPU's step.
+VIDUR_HOST_PHASES = (
+    "schedule_median",
+    "prepare_inputs_e2e_median",
+    "sampler_e2e_median",
+    "process_model_outputs_median",
+)
+
+_VIDUR_HOST_COLUMNS = (*VIDUR_HOST_PHASES, "batch_size", "tensor_parallel_degree")
+
+#: The suffix of Vidur's host-overhead files; the prefix names the GPU (``a100``, ``a40``).
+VIDUR_HOST_SUFFIX = "_cpu_overheads.csv"
+
+
+def vidur_history_folder(root: Path) -> Path | None:
+    """The ``history`` folder of a Vidur tree given as its root or as that folder."""
+    root = Path(root)
+    for candidate in (root / "history", root):
+        if candidate.name == "history" and candidate.is_dir():
+            return candidate
+    return None
+
+
+def add_vidur_host_overheads(root: Path, gpu: str, result: Measurements) -> dict[str, str]:
+    """Add ``gpu``'s vLLM V0 host overheads from a Vidur tree's
+    ``history/<gpu>_cpu_overheads.csv`` to ``result.host``; return the tree's other history
+    files of ``gpu``, each with why it was not read.
+
+    ``result.host`` gets, per row: ``batch_size`` (sequences in the step),
+    ``tensor_parallel_degree``, ``model`` and ``file`` (object: the path relative to
+    ``root``) and ``host_s``, the sum of the ``VIDUR_HOST_PHASES`` medians in seconds.
+    The file is not added to ``result.files``, the files the grids are fitted from.
+    Vidur measured vLLM V0 (before v0.6's async output processing), so these are that
+    engine's host times, not vLLM V1's.
+
+    Raises
+    ------
+    SimreplayError
+        One line naming the file and column: unreadable, no rows, a missing column, or a
+        value that is not a number (times: finite and >= 0 ms; batch size and TP degree:
+        whole numbers >= 1).
+    """
+    history = vidur_history_folder(root)
+    if history is None:
+        return {}
+    base = Path(root)
+    not_read: dict[str, str] = {}
+    for path in sorted(history.glob("*.csv")):
+        if _node_gpu(path.name.split("_")[0]) != gpu:
+            continue  # another GPU's file, left out as its compute folder is
+        rel = str(_rel(path, base))
+        if not path.name.endswith(VIDUR_HOST_SUFFIX):
+            not_read[rel] = (
+                "an older attention profile of one model, not fitted (its kernels are "
+                "not vLLM's current ones; benchmarks/calibration_step_level.py compares "
+                "the step model with it)"
+                if "attention" in path.name
+                else f"not a host-overhead file (*{VIDUR_HOST_SUFFIX})"
+            )
+            continue
+        _add_vidur_host_file(result, path, rel)
+    return not_read
+
+
+def _add_vidur_host_file(result: Measurements, path: Path, rel: str) -> None:
+    rows = _read_vidur_csv(path, f"Vidur's {', '.join(_VIDUR_HOST_COLUMNS)}: times in ms")
+    _check_columns(
+        list(rows[0]),
+        _VIDUR_HOST_COLUMNS,
+        path,
+        "Vidur's {columns}: times in ms",
+    )
+    columns = {name: [r[name] for r in rows] for name in _VIDUR_HOST_COLUMNS}
+    host_ms = np.zeros(len(rows))
+    for name in VIDUR_HOST_PHASES:
+        host_ms += _floats(columns[name], path, name, lowest=0.0, whole=False)
+    model = [str(r.get("model_name") or "").strip() for r in rows]
+    _append(
+        result.host,
+        {
+            "batch_size": _floats(columns["batch_size"], path, "batch_size"),
+            "tensor_parallel_degree": _floats(
+                columns["tensor_parallel_degree"], path, "tensor_parallel_degree"
+            ),
+            "model": np.asarray(model, dtype=object),
+            "host_s": host_ms * MS,
+            "file": np.asarray([rel] * len(rows), dtype=object),
         },
     )
 
