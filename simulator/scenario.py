@@ -556,7 +556,9 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             "default)"
         )
     token_budget = chunk_size if scenario.scheduler == "sarathi" else max_batched
-    step_model, calibration = _step_model(model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes)
+    step_model, calibration = _step_model(
+        model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes, scenario.scheduler
+    )
     step_model = served_step_model(step_model, scenario, max_num_seqs, token_budget)
     notes.extend(_multi_node_notes(gpu, tp, pp, num_gpus // (tp * pp)))
     if scenario.enforce_eager:
@@ -654,12 +656,15 @@ def _step_model(
     calibration: str | None,
     pp: int = 1,
     kv_dtype_bytes: float = 2.0,
+    scheduler: str = "vllm",
 ) -> tuple[StepTimeModel, dict[str, Any]]:
     """``step_model_for``, cached by its inputs and the profile file's size and mtime."""
     from simulator.calibration.select import step_model_for
 
     def build() -> tuple[StepTimeModel, dict[str, Any]]:
-        return step_model_for(model, gpu, tp, calibration, pp=pp, kv_dtype_bytes=kv_dtype_bytes)
+        return step_model_for(
+            model, gpu, tp, calibration, pp=pp, kv_dtype_bytes=kv_dtype_bytes, scheduler=scheduler
+        )
 
     stamp = None
     if calibration is not None:
@@ -669,7 +674,7 @@ def _step_model(
         except OSError:
             return build()  # let it report the error
     try:
-        key = (model, gpu, tp, calibration, stamp, pp, kv_dtype_bytes)
+        key = (model, gpu, tp, calibration, stamp, pp, kv_dtype_bytes, scheduler)
         hash(key)
     except TypeError:
         return build()

@@ -56,6 +56,10 @@ def host_text(scenario: dict[str, Any]) -> str:
             f"{amount}, overlapping the GPU's work (--async-scheduling): a step takes the "
             "larger of the two, and a request arriving mid-step joins the step after next"
         )
+    if scenario.get("scheduler") == "vllm-v0":
+        # v0.6's V0 engine has no async scheduler; its output processing, overlapped with
+        # the next step, is not in a V0 host constant fitted from Vidur's phases.
+        return f"{amount}, added to the GPU's (vLLM v0.6's V0 engine schedules in step)"
     return f"{amount}, added to the GPU's (no --async-scheduling, as vLLM v0.11)"
 
 

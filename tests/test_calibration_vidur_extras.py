@@ -31,6 +31,8 @@ SHARED_VIDUR = Path(__file__).resolve().parents[2] / "shared" / "calibration-dat
 HOST_S, HOST_PER_SEQ_S = 0.9e-3, 35e-6
 #: TP > 1 rows carry a Ray messaging cost the fit must leave out.
 RAY_S = 6e-3
+#: Output processing, which vLLM v0.6 overlaps with the next step: the fit leaves it out.
+OUTPUTS_S, OUTPUTS_PER_SEQ_S = 0.07e-3, 15e-6
 LATENCY_S = {2: 8e-6, 4: 11e-6, 8: 15e-6}
 BUS_BYTES_PER_S = {2: 150e9, 4: 120e9, 8: 100e9}
 
@@ -57,14 +59,17 @@ def _allreduce_s(gpus: int, size: float) -> float:
 
 
 def _host_rows(batches=BATCHES) -> list[str]:
-    """Each row's four phases sum to HOST_S + HOST_PER_SEQ_S * batch (ms) at TP 1."""
+    """Each row's three serial phases sum to HOST_S + HOST_PER_SEQ_S * batch (ms) at TP 1;
+    its output processing takes OUTPUTS_S + OUTPUTS_PER_SEQ_S * batch more."""
     rows = []
     for tp in (1, 2):
         for model in ("meta-llama/Llama-2-7b-hf", "microsoft/phi-2"):
             for batch in batches:
                 total_ms = (HOST_S + HOST_PER_SEQ_S * batch + (RAY_S if tp > 1 else 0.0)) * 1e3
-                shares = (0.2, 0.3, 0.4, 0.1)
+                outputs_ms = (OUTPUTS_S + OUTPUTS_PER_SEQ_S * batch) * 1e3
+                shares = (0.2, 0.3, 0.5)
                 phases = ",".join(f"{total_ms * share!r}" for share in shares)
+                phases += f",{outputs_ms!r}"
                 rows.append(f"{len(rows)},{phases},{model},{batch},{tp}")
     return rows
 
@@ -154,7 +159,8 @@ def test_fit_recovers_the_v0_host_line_from_tp1_rows_only(tmp_path):
     record = profile.provenance["host_vllm_v0"]
     assert record["rows_fitted"] == 2 * len(BATCHES)
     assert record["rows_tp_above_1_left_out"] == 2 * len(BATCHES)
-    assert record["engine"].startswith("vLLM V0") and "v0.6" in record["engine"]
+    assert record["engine"].startswith("vLLM v0.6") and "less output processing" in record["engine"]
+    assert "process_model_outputs_median" not in record["phases"]
     assert record["error"]["p90_abs_pct"] < 1e-3
     # Its own file list: ``files`` stays the files the grids are fitted from.
     assert record["files"] == ["history/a100_cpu_overheads.csv"]
@@ -211,7 +217,7 @@ def test_only_vllm_v0_runs_use_host_vllm_v0(tmp_path):
     save_profile(profile, path)
     v0_s, v0_per_seq, v0_source, v0_step = _host_params(path, "vllm-v0")
     assert (v0_s, v0_per_seq) == pytest.approx((HOST_S, HOST_PER_SEQ_S), rel=1e-6)
-    assert "host overheads of vLLM V0" in v0_source and "p.json" in v0_source
+    assert "host overheads of vLLM v0.6" in v0_source and "p.json" in v0_source
     for scheduler in ("vllm", "sarathi"):
         s, per_seq, source, step = _host_params(path, scheduler)
         assert (s, per_seq) == (
@@ -261,8 +267,8 @@ def _edit_host_file(root: Path, edit) -> Path:
     ("edit", "fragment"),
     [
         (
-            lambda text: text.replace(",process_model_outputs_median", ",process_outputs"),
-            "missing column(s) process_model_outputs_median (expected Vidur's",
+            lambda text: text.replace(",sampler_e2e_median", ",sampler"),
+            "missing column(s) sampler_e2e_median (expected Vidur's",
         ),
         (
             lambda text: text.replace(text.splitlines()[2].split(",")[1], "abc", 1),
@@ -291,16 +297,14 @@ def test_a_bad_host_file_is_one_error_naming_file_and_column(tmp_path, edit, fra
 
 def test_a_bad_host_file_through_the_cli_is_exit_1_and_writes_nothing(tmp_path):
     root = _vidur_tree(tmp_path / "vidur")
-    _edit_host_file(root, lambda text: text.replace(",process_model_outputs_median", ",x"))
+    _edit_host_file(root, lambda text: text.replace(",sampler_e2e_median", ",x"))
     out = tmp_path / "out"
     out.mkdir()
     result = runner.invoke(
         app, ["calibrate", "fit", "--source", str(root), "--gpu", "A100", "-o", str(out)]
     )
     assert result.exit_code == 1, result.output
-    assert "a100_cpu_overheads.csv: missing column(s) process_model_outputs_median" in (
-        result.output
-    )
+    assert "a100_cpu_overheads.csv: missing column(s) sampler_e2e_median" in (result.output)
     assert not list(out.iterdir())
 
 
@@ -327,8 +331,8 @@ def test_one_batch_size_fits_no_line_and_says_so(tmp_path):
 @pytest.mark.skipif(not SHARED_VIDUR.is_dir(), reason="../shared calibration data absent")
 def test_vidurs_host_files_give_the_documented_v0_figures_and_a40_ships_them():
     """The roofline's documented V0 figures (A100 TP 1: 0.75 ms + 27 us a sequence before
-    outputs, 0.07 ms + 15 us for them) are this line's two parts; the shipped A40 profile
-    holds the A40 file's line, and A40's tree has no all-reduce."""
+    outputs, which v0.6 overlaps) are this line; the shipped A40 profile holds the A40
+    file's line, and A40's tree has no all-reduce."""
     fitted = {}
     for gpu in ("A100-80GB-SXM", "A40"):
         meas = Measurements()
@@ -340,9 +344,57 @@ def test_vidurs_host_files_give_the_documented_v0_figures_and_a40_ships_them():
             {"history/a100_llama2_70b_tp2_attention.csv"} if gpu != "A40" else set()
         )
     a100 = fitted["A100-80GB-SXM"]
-    assert a100["host_overhead_s"] == pytest.approx(0.75e-3 + 0.07e-3, rel=0.05)
-    assert a100["host_overhead_per_seq_s"] == pytest.approx(27e-6 + 15e-6, rel=0.05)
+    assert a100["host_overhead_s"] == pytest.approx(0.75e-3, rel=0.05)
+    assert a100["host_overhead_per_seq_s"] == pytest.approx(27e-6, rel=0.05)
     shipped = load_profile(PROFILES_DIR / "a40.json")
     assert shipped.host_vllm_v0 == fitted["A40"]
     assert shipped.host == {} and "allreduce" not in shipped.grids
     assert shipped.provenance["host_vllm_v0"]["files"] == ["history/a40_cpu_overheads.csv"]
+
+
+def test_a_scenario_passes_its_scheduler_to_the_step_model(tmp_path):
+    """The helper that added host_vllm_v0 left scenario.py calling step_model_for without
+    the scheduler, so ``run --scheduler vllm-v0`` never read it; each scheduler's resolved
+    step model now carries its own host constants, and the two are cached apart."""
+    from simulator.scenario import Scenario, resolve
+
+    profile, _ = _fit(_vidur_tree(tmp_path / "vidur"), "A100")
+    path = tmp_path / "p.json"
+    save_profile(profile, path)
+    common = {"gpus": "1xA100", "model": "llama-3.1-8b", "calibration": str(path)}
+    v0 = resolve(Scenario(scheduler="vllm-v0", **common)).step_model
+    v1 = resolve(Scenario(**common)).step_model
+    assert (v0.params[layout.HOST_S], v0.params[layout.HOST_S_PER_SEQ]) == pytest.approx(
+        (HOST_S, HOST_PER_SEQ_S), rel=1e-6
+    )
+    assert v1.params[layout.HOST_S] == DEFAULT_EFFICIENCIES.host_overhead_s
+    assert "host overheads of vLLM v0.6" in v0.source
+    assert "host overheads" not in v1.source
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "vllm-v0"])
+def test_validate_fit_trials_are_not_overridden_by_the_base_profiles_v0_host(scheduler):
+    """``validate --fit`` prices each trial host constant over the base profile's grids; a
+    base holding host_vllm_v0 (the shipped A40) would have answered every vllm-v0 trial
+    with Vidur's constants, making the search flat."""
+    from simulator.calibration.validate import _base_profile, _with_host
+    from simulator.scenario import Scenario, resolve
+
+    resolved = resolve(Scenario(gpus="1xA40", model="llama-3.1-8b", scheduler=scheduler))
+    base = _base_profile(resolved)
+    assert base is not None and base.host_vllm_v0  # the shipped A40 profile
+    trial = {"host_overhead_s": 2.5e-3, "host_overhead_per_seq_s": 7e-6}
+    step = _with_host(resolved, base, trial).step_model
+    assert (step.params[layout.HOST_S], step.params[layout.HOST_S_PER_SEQ]) == (2.5e-3, 7e-6)
+
+
+def test_the_host_line_of_a_vllm_v0_run_names_v0_6_not_v0_11():
+    """Found in review: a ``--scheduler vllm-v0`` run's Host overhead line said "as vLLM
+    v0.11" while its engine line said v0.6."""
+    from simulator.scenario_text import host_text
+
+    model = {"efficiency_host_overhead_s": 1e-3, "efficiency_host_overhead_per_seq_s": 3e-5}
+    v0 = host_text({"scheduler": "vllm-v0", "step_time_model": model})
+    v1 = host_text({"scheduler": "vllm", "step_time_model": model})
+    assert "v0.6" in v0 and "v0.11" not in v0 and v0.startswith("1 ms + 30 us")
+    assert "v0.11" in v1

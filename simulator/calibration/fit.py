@@ -1125,9 +1125,11 @@ def fit_from_source(
 
 # --- Vidur's collectives and host overheads ----------------------------------------------
 
-#: The engine whose host behaviour Vidur's ``history/<gpu>_cpu_overheads.csv`` measured,
-#: and so the only scheduler a profile's ``host_vllm_v0`` applies to.
-VIDUR_HOST_ENGINE = "vLLM V0 (before v0.6's async output processing)"
+#: The engine whose host time a profile's ``host_vllm_v0`` stands for, and so the only
+#: scheduler it applies to: Vidur's ``history/<gpu>_cpu_overheads.csv`` timed vLLM V0 before
+#: v0.6, and the phases summed (``sources.VIDUR_HOST_PHASES``) leave out the output
+#: processing that v0.6 overlaps with the next step.
+VIDUR_HOST_ENGINE = "vLLM v0.6 (V0; Vidur's pre-v0.6 timings less output processing)"
 
 
 def add_vidur_extras(

@@ -183,9 +183,10 @@ class Profile:
     host : dict
         Optional ``host_overhead_s`` and ``host_overhead_per_seq_s`` replacing the defaults.
     host_vllm_v0 : dict
-        The same two constants for ``--scheduler vllm-v0`` runs only: vLLM V0's host time
-        (before v0.6's async output processing), fitted from Vidur's measurements of that
-        engine (``fit.fit_vidur_host``). Runs of the default (V1) schedulers never use it.
+        The same two constants for ``--scheduler vllm-v0`` runs only: vLLM v0.6's serial
+        host time per step, fitted from Vidur's measurements of V0 less the output
+        processing v0.6 overlaps (``fit.fit_vidur_host``). Runs of the default (V1)
+        schedulers never use it.
     model, tp : optional
         The model and TP degree a profile was fitted for (None: any).
     errors_leave_one_out : dict

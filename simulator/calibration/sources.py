@@ -1105,14 +1105,16 @@ def _add_vidur_allreduce_file(result: Measurements, path: Path) -> None:
 # --- Vidur's vLLM host overheads ----------------------------------------------------------
 
 #: The per-step host phases of vLLM V0 that Vidur's ``history/<gpu>_cpu_overheads.csv``
-#: times (medians, ms) and that lie on a step's critical path besides the GPU's work: the
-#: scheduler, building the model's inputs, sampling (launch to result) and processing the
-#: step's outputs (detokenisation, stop checks). ``model_execution_*`` is the GPU's step.
+#: times (medians, ms) and that lie on a step's critical path in vLLM v0.6, whose V0
+#: scheduler ``--scheduler vllm-v0`` follows: the scheduler, building the model's inputs
+#: and sampling (launch to result). ``model_execution_*`` is the GPU's step. Vidur's
+#: ``process_model_outputs`` (detokenisation, stop checks: 0.07 ms + 15 us per sequence on
+#: A100) is left out: v0.6 processes a step's outputs while the next step runs (async
+#: output processing, on by default), off the critical path.
 VIDUR_HOST_PHASES = (
     "schedule_median",
     "prepare_inputs_e2e_median",
     "sampler_e2e_median",
-    "process_model_outputs_median",
 )
 
 _VIDUR_HOST_COLUMNS = (*VIDUR_HOST_PHASES, "batch_size", "tensor_parallel_degree")
@@ -1139,8 +1141,8 @@ def add_vidur_host_overheads(root: Path, gpu: str, result: Measurements) -> dict
     ``tensor_parallel_degree``, ``model`` and ``file`` (object: the path relative to
     ``root``) and ``host_s``, the sum of the ``VIDUR_HOST_PHASES`` medians in seconds.
     The file is not added to ``result.files``, the files the grids are fitted from.
-    Vidur measured vLLM V0 (before v0.6's async output processing), so these are that
-    engine's host times, not vLLM V1's.
+    Vidur measured vLLM V0 before v0.6; summed without output processing, which v0.6
+    overlaps with the next step, these are v0.6's serial host times, not vLLM V1's.
 
     Raises
     ------

@@ -1090,7 +1090,12 @@ def _with_host(
     else:  # the base's grids, named as the base names them, with trial host constants
         profile = dataclasses.replace(_host_profile(resolved, base, host, {}), path=base.path)
     step, info = step_model_for(
-        resolved.model, resolved.gpu, resolved.tp, profile, kv_dtype_bytes=resolved.kv_dtype_bytes
+        resolved.model,
+        resolved.gpu,
+        resolved.tp,
+        profile,
+        kv_dtype_bytes=resolved.kv_dtype_bytes,
+        scheduler=resolved.scenario.scheduler,
     )
     source = step.source.split("; host overheads from ")[0]
     source += "; host overheads fitted to this benchmark"
@@ -1116,9 +1121,12 @@ def _host_profile(
             provenance=provenance,
             host=dict(host),
         )
+    # The trial constants are the host time of whichever scheduler the benchmark ran:
+    # the base's vLLM V0 block (Vidur's) would stand in for them under ``vllm-v0``.
     return dataclasses.replace(
         base,
         host=dict(host),
+        host_vllm_v0={},
         provenance=provenance or base.provenance,
         path=None,
         errors=dict(base.errors),

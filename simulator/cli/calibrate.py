@@ -292,6 +292,7 @@ def report(
                 "fitted_on": p.provenance.get("fitted_on"),
                 "grids": sorted(p.grids),
                 "host": p.host,
+                "host_vllm_v0": p.host_vllm_v0,
                 "dram_read_fraction": p.dram_read_fraction,
                 "errors": p.errors,
                 "leave_one_out": p.errors_leave_one_out,

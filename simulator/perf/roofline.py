@@ -140,11 +140,12 @@ Default efficiencies (``DEFAULT_EFFICIENCIES``) and where they come from. Figure
       smaller; we take about 2/3 of V0's fixed cost and 40 % of its per-sequence cost.
       This is the least certain default: fit it to a measured benchmark
       (``simreplay calibrate validate --fit``) before trusting small-model TPOT.
-      ``--scheduler vllm-v0`` uses the same default. Vidur's figures predate vLLM v0.6,
-      whose async output processing (on by default) and other CPU work cut the overhead
-      by an amount no file here measures, so v0.6 lies somewhere between the two; its
-      decode steps at hundreds of sequences may be predicted a few ms too fast. Fit a
-      v0.6 benchmark (``validate --scheduler vllm-v0 --fit``) to settle it.
+      ``--scheduler vllm-v0`` uses the same default, except on a GPU whose profile holds
+      ``host_vllm_v0`` (``calibrate fit`` of a Vidur tree: A40 ships one, 1.08 ms + 36 us
+      per sequence): Vidur's V0 phases less output processing, which v0.6 overlaps with
+      the next step (async output processing, on by default). v0.6's other CPU work
+      changes no file here measures; fit a v0.6 benchmark (``validate --scheduler
+      vllm-v0 --fit``) to settle it.
 """
 
 from __future__ import annotations
