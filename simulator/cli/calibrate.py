@@ -80,6 +80,13 @@ def fit(
         _replace_note(out, target, existing, profile, replace)
     save_profile(profile, target)
     _print_skipped(profile.provenance.get("rows_skipped") or {})
+    if not profile.errors_leave_one_out:
+        # Found by QA: a fit into a folder without a relative left it empty without a word.
+        err.print(
+            f"note: leave-one-GPU-out not measured: {target.parent} holds no profile of a "
+            f"measured relative of {profile.gpu} (fit into the shipped profiles' folder, or "
+            "copy them beside it, to measure how well its relatives predict it)"
+        )
     err.print(f"wrote {target}")
     if json_output:
         print_json(
@@ -87,11 +94,12 @@ def fit(
                 "gpu": profile.gpu,
                 "profile": str(target),
                 "errors": profile.errors,
+                "leave_one_out": profile.errors_leave_one_out,
                 "provenance": profile.provenance,
             }
         )
     else:
-        _print_errors({profile.gpu: profile.errors})
+        _print_errors(profile.gpu, profile.errors, profile.errors_leave_one_out)
 
 
 def _refuse_replacing_another_file(
@@ -217,30 +225,36 @@ def _pair(stats: dict) -> str:
     return "n/a" if median is None and p90 is None else f"{_fmt(median)}/{_fmt(p90)}"
 
 
-def _print_errors(errors_by_gpu: dict[str, dict]) -> None:
+def _print_errors(gpu: str, errors: dict[str, dict], leave_one_out: dict[str, dict]) -> None:
+    """The fit's table: per grid, its fit and held-out errors and, where a relative's
+    profile was there to measure it, the leave-one-GPU-out error (QA: ``fit`` stored it in
+    the profile but printed nothing of it)."""
     rows = []
-    for gpu, errors in errors_by_gpu.items():
-        for grid_name, errs in errors.items():
-            fit_e = errs.get("fit", {})
-            rnd = errs.get("holdout_random_20pct", {})
-            off = errs.get("holdout_offgrid_shapes", {})
-            mod = errs.get("holdout_model_shapes", {})
-            rows.append(
-                [
-                    gpu,
-                    grid_name,
-                    f"{fit_e.get('n', 0):,}",
-                    _fmt(fit_e.get("median_abs_pct")),
-                    _fmt(fit_e.get("p90_abs_pct")),
-                    _fmt(rnd.get("median_abs_pct")),
-                    _fmt(rnd.get("p90_abs_pct")),
-                    _fmt(mod.get("median_abs_pct")),
-                    _fmt(mod.get("p90_abs_pct")),
-                    f"{off.get('n', 0):,}",
-                    _fmt(off.get("median_abs_pct")),
-                    _fmt(off.get("p90_abs_pct")),
-                ]
-            )
+    for grid_name, errs in errors.items():
+        fit_e = errs.get("fit", {})
+        rnd = errs.get("holdout_random_20pct", {})
+        off = errs.get("holdout_offgrid_shapes", {})
+        mod = errs.get("holdout_model_shapes", {})
+        loo = leave_one_out.get(grid_name, {})
+        rows.append(
+            [
+                gpu,
+                grid_name,
+                f"{fit_e.get('n', 0):,}",
+                _fmt(fit_e.get("median_abs_pct")),
+                _fmt(fit_e.get("p90_abs_pct")),
+                _fmt(rnd.get("median_abs_pct")),
+                _fmt(rnd.get("p90_abs_pct")),
+                _fmt(mod.get("median_abs_pct")),
+                _fmt(mod.get("p90_abs_pct")),
+                f"{off.get('n', 0):,}",
+                _fmt(off.get("median_abs_pct")),
+                _fmt(off.get("p90_abs_pct")),
+                _fmt(loo.get("median_abs_pct")),
+                _fmt(loo.get("p90_abs_pct")),
+                loo.get("borrowed_from", "n/a"),
+            ]
+        )
     print_table(
         [
             "gpu",
@@ -255,6 +269,9 @@ def _print_errors(errors_by_gpu: dict[str, dict]) -> None:
             "offgrid n",
             "offgrid med%",
             "offgrid p90%",
+            "GPU-out med%",
+            "GPU-out p90%",
+            "GPU-out from",
         ],
         rows,
         numeric_from=2,
@@ -271,7 +288,7 @@ def report(
     json_output: JsonOpt = False,
 ) -> None:
     """Every profile: source, fit and held-out error, and leave-one-GPU-out fallback error."""
-    from simulator.calibration.select import PROFILES_DIR, shipped_profiles
+    from simulator.calibration.select import PROFILES_DIR, profile_path, shipped_profiles
 
     directory = profiles or PROFILES_DIR
     if profiles is not None and not profiles.is_dir():
@@ -286,6 +303,11 @@ def report(
             {
                 "file": p.path.name if p.path else None,
                 "gpu": p.gpu,
+                # Runs on a GPU read <gpu>.json of the folder; another file of the same GPU
+                # (validate --fit's my-profile.json) is used only with --calibration, and
+                # counting both counted the same grids twice (QA).
+                "used_by_runs": p.path is not None
+                and p.path.name == profile_path(p.gpu, directory).name,
                 "source": p.provenance.get("source"),
                 "engine": p.provenance.get("engine"),
                 "device": p.provenance.get("device"),
@@ -306,6 +328,7 @@ def report(
         return
     rows = []
     for p in payload["profiles"]:
+        mark = "" if p["used_by_runs"] else " *"
         for grid_name in p["grids"]:
             errs = p["errors"].get(grid_name, {})
             fit_e = errs.get("fit", {})
@@ -315,7 +338,7 @@ def report(
             loo = p["leave_one_out"].get(grid_name, {})
             rows.append(
                 [
-                    p["file"],
+                    f"{p['file']}{mark}",
                     f"{p['source']} ({p['engine']})",
                     grid_name,
                     f"{fit_e.get('n', 0):,}",
@@ -347,6 +370,23 @@ def report(
         "each catalog model's GEMM or attention shapes held out of the fit in turn; "
         "leave-GPU-out: this GPU predicted from its nearest measured relative's profile"
     )
+    for p in payload["profiles"]:
+        if not p["used_by_runs"]:
+            print(
+                f"* {p['file']}: not what runs on {p['gpu']} read (they read "
+                f"{profile_path(p['gpu'], directory).name}); used with --calibration only, "
+                "and not counted in the targets"
+            )
+        for key, label in (
+            ("host", "host overheads"),
+            ("host_vllm_v0", "host overheads of --scheduler vllm-v0"),
+        ):
+            host = p[key]
+            if host:
+                print(
+                    f"{p['file']}: {label} {host['host_overhead_s'] * 1e3:.3f} ms + "
+                    f"{host['host_overhead_per_seq_s'] * 1e6:.1f} us per sequence a step"
+                )
     for target in payload["targets"]:
         print(
             f"target {target['error']} {target['statistic']} <= {target['bound_pct']:g}%: "
@@ -367,12 +407,15 @@ TARGETS = (
 
 
 def _targets(profiles: list[dict]) -> list[dict]:
-    """How many grids meet each of ``TARGETS`` (a grid without the statistic is not
-    counted): what a reader of the table would otherwise count by hand."""
+    """How many grids meet each of ``TARGETS`` (a grid without the statistic, or of a
+    profile runs do not read, is not counted): what a reader of the table would otherwise
+    count by hand."""
     out = []
     for key, label, statistic, bound in TARGETS:
         values = []
         for p in profiles:
+            if not p["used_by_runs"]:
+                continue
             for grid_name in p["grids"]:
                 source = p["leave_one_out"] if key == "leave_one_out" else p["errors"]
                 stats = source.get(grid_name, {})

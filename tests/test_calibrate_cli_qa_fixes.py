@@ -1,0 +1,84 @@
+"""`calibrate fit` and `calibrate report` fixes found by a QA pass (stop 32)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from test_calibration import _synthetic_gemm
+from typer.testing import CliRunner
+
+from simulator.calibration.select import PROFILES_DIR
+from simulator.cli import app
+
+runner = CliRunner()
+
+
+def _fit_h200(tmp_path, out, *extra):
+    source = _synthetic_gemm(tmp_path / "src", [1, 16, 256, 4096], [1024, 4096])
+    return runner.invoke(
+        app,
+        ["calibrate", "fit", "--source", str(source / "mygpu"), "--gpu", "H200", "-o", str(out)]
+        + list(extra),
+    )
+
+
+def test_fit_prints_the_leave_one_gpu_out_error_it_stores(tmp_path):
+    """QA: the profile got leave_one_out (from H100-SXM) but neither the table nor --json
+    showed it."""
+    out = tmp_path / "profiles"
+    out.mkdir()
+    shutil.copy(PROFILES_DIR / "h100-sxm.json", out)
+    table = _fit_h200(tmp_path, out)
+    assert table.exit_code == 0, table.output
+    stored = json.loads((out / "h200.json").read_text())["leave_one_out"]["gemm_bfloat16"]
+    header, row = table.stdout.strip().splitlines()[-2:]
+    assert "GPU-out med%" in header and row.split()[-1] == "H100-SXM"
+    assert row.split()[-3:-1] == [f"{stored['median_abs_pct']:.1f}", f"{stored['p90_abs_pct']:.1f}"]
+    assert "leave-one-GPU-out not measured" not in table.stderr
+    as_json = _fit_h200(tmp_path, out, "--json")
+    assert json.loads(as_json.stdout)["leave_one_out"]["gemm_bfloat16"] == stored
+
+
+def test_fit_into_a_folder_without_relatives_says_leave_one_out_was_not_measured(tmp_path):
+    out = tmp_path / "alone"
+    out.mkdir()
+    result = _fit_h200(tmp_path, out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "h200.json").read_text())["leave_one_out"] == {}
+    assert f"note: leave-one-GPU-out not measured: {out} holds no profile" in result.stderr
+    assert result.stdout.strip().splitlines()[-1].split()[-1] == "n/a"
+
+
+def test_report_counts_a_gpus_profile_once_and_marks_the_one_runs_do_not_read(tmp_path):
+    """QA: h100-sxm.json and a copy my-profile.json (validate --fit's, say) listed every grid
+    twice and counted both in the targets."""
+    shutil.copy(PROFILES_DIR / "h100-sxm.json", tmp_path)
+    shutil.copy(PROFILES_DIR / "h100-sxm.json", tmp_path / "my-profile.json")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(PROFILES_DIR / "h100-sxm.json", alone)
+
+    def report(folder, *extra):
+        result = runner.invoke(app, ["calibrate", "report", "--profiles", str(folder), *extra])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    both = json.loads(report(tmp_path, "--json"))
+    used = {p["file"]: p["used_by_runs"] for p in both["profiles"]}
+    assert used == {"h100-sxm.json": True, "my-profile.json": False}
+    assert both["targets"] == json.loads(report(alone, "--json"))["targets"]
+    text = report(tmp_path)
+    assert "my-profile.json *" in text and "h100-sxm.json *" not in text
+    assert "* my-profile.json: not what runs on H100-SXM read (they read h100-sxm.json)" in text
+
+
+def test_report_shows_host_constants(tmp_path):
+    shutil.copy(PROFILES_DIR / "a40.json", tmp_path)
+    result = runner.invoke(app, ["calibrate", "report", "--profiles", str(tmp_path)])
+    host = json.loads((PROFILES_DIR / "a40.json").read_text())["host_vllm_v0"]
+    line = (
+        f"a40.json: host overheads of --scheduler vllm-v0 {host['host_overhead_s'] * 1e3:.3f} "
+        f"ms + {host['host_overhead_per_seq_s'] * 1e6:.1f} us per sequence a step"
+    )
+    assert line in result.stdout
