@@ -576,18 +576,30 @@ def _column(
     word: str,
     required: bool = True,
     positions: list[int] | None = None,
+    absent_ok: bool = False,
 ) -> np.ndarray | None:
+    """The column of ``rows`` named by the first of ``names`` that any row has, as float64;
+    a row without it, or whose value is not a number, is one error line naming the row.
+    With ``absent_ok`` a row without the key, or with null or an empty cell, reads NaN (the
+    caller takes that row's value from another column); None when no row has the column
+    and it is not ``required``."""
     if not rows:
         raise SimreplayError(f"{path.name}: no requests")
-    name = next((n for n in names if n in rows[0]), None)
+    # Any line may name a column (a JSON line holds only the keys its request has): the
+    # union of every row's keys, not the first row's.
+    keys = _union_of_keys(rows)
+    name = next((n for n in names if n in keys), None)
     if name is None:
         if not required:
             return None
         raise SimreplayError(
-            f"{path.name}: missing column {' or '.join(names)} (have: {', '.join(rows[0])})"
+            f"{path.name}: missing column {' or '.join(names)} (have: {', '.join(keys)})"
         )
     values = np.empty(len(rows))
     for idx, row in enumerate(rows):
+        if absent_ok and _absent(row, name):
+            values[idx] = math.nan
+            continue
         value = row.get(name)
         try:
             if isinstance(value, bool):  # JSON true/false: float() would take it as 1 or 0
@@ -626,7 +638,8 @@ def _check_agree(
         row = where[k] if isinstance(where, list) else f"{where} {k + 1}"
         raise SimreplayError(
             f"{path.name}: {row}: {span} {given[k]:.6g} s but {absolute} - arrival_time_s "
-            f"{since[k]:.6g} s ({len(off):,} rows differ by more than {_AGREE_S * 1e3:g} ms): "
+            f"{since[k]:.6g} s ({len(off):,} {'row differs' if len(off) == 1 else 'rows differ'} "
+            f"by more than {_AGREE_S * 1e3:g} ms): "
             "keep the column that was measured"
         )
 
@@ -674,15 +687,16 @@ def _from_rows(
     """A per-request table; ``positions`` are the rows' numbers as ``word`` counts them
     (JSON lines: the line numbers, blank lines included), else 1, 2, ..."""
     if rows:
+        keys = _union_of_keys(rows)
         missing = [
-            " or ".join(names) for names in TABLE_COLUMNS if not any(n in rows[0] for n in names)
+            " or ".join(names) for names in TABLE_COLUMNS if not any(n in keys for n in names)
         ]
         if missing:
             raise SimreplayError(
                 f"{path.name}: missing column(s) {', '.join(missing)} (a per-request table "
                 "needs arrival_time_s, input_tokens, output_tokens, ttft_s or "
                 "first_token_time_s, and e2e_s or completion_time_s, times in seconds; have: "
-                f"{', '.join(rows[0]) or 'none'})"
+                f"{', '.join(keys) or 'none'})"
             )
 
     notes: list[str] = []
@@ -695,19 +709,57 @@ def _from_rows(
     inputs = column(("input_tokens",))
     outputs = column(("output_tokens",))
     where = None if positions is None else [f"{word} {n}" for n in positions]
+    keys = _union_of_keys(rows)
     latency = {}
     for span, absolute in (("ttft_s", "first_token_time_s"), ("e2e_s", "completion_time_s")):
-        given = column((span,), required=False)
-        at = column((absolute,), required=False)
+        # Both columns in the table: a row may give either (a JSON line only the key it
+        # has, a CSV row one cell of the two); one that gives both must agree.
+        both = span in keys and absolute in keys
+        given = _column(rows, (span,), path, word, False, positions, absent_ok=both)
+        at = _column(rows, (absolute,), path, word, False, positions, absent_ok=both)
         if at is not None:
             with np.errstate(over="ignore", invalid="ignore"):  # +-1e308: ``_finish`` says so
                 since = at - arrival
             if given is not None:
-                _check_agree(path, span, given, absolute, since, where or word)
-            given = since if given is None else given
+                neither = np.flatnonzero(np.isnan(given) & np.isnan(at))
+                if len(neither):
+                    k = int(neither[0])
+                    row = f"{word} {k + 1}" if where is None else where[k]
+                    raise SimreplayError(
+                        f"{path.name}: {row}: {span} or {absolute} must be a number, got "
+                        f"neither ({len(neither):,} row{'' if len(neither) == 1 else 's'} "
+                        "like it)"
+                    )
+                twice = ~np.isnan(given) & ~np.isnan(at)
+                _check_agree(
+                    path,
+                    span,
+                    given[twice],
+                    absolute,
+                    since[twice],
+                    [
+                        f"{word} {k + 1}" if where is None else where[k]
+                        for k in np.flatnonzero(twice)
+                    ],
+                )
+                given = np.where(np.isnan(given), since, given)
+            else:
+                given = since
         latency[span] = given
     ttft, e2e = latency["ttft_s"], latency["e2e_s"]
     return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", notes, where)
+
+
+def _union_of_keys(rows: list[dict]) -> list[str]:
+    """Every key of ``rows``, in order of first appearance (a JSON line holds only the keys
+    its request has: ``error`` may be on line 6 alone)."""
+    return list(dict.fromkeys(key for row in rows for key in row if key is not None))
+
+
+def _absent(row: dict, name: str) -> bool:
+    """Whether ``row`` leaves column ``name`` out: no key, JSON null, or an empty cell."""
+    value = row.get(name)
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 #: Columns of a per-request table that mark a failed request when set, and the values that
@@ -729,17 +781,21 @@ def _failed(value: Any) -> bool:
 def _without_failed_rows(
     path: Path, rows: list[dict], word: str, positions: list[int] | None, notes: list[str]
 ) -> tuple[list[dict], list[int] | None]:
-    """The rows whose ``error`` column is empty (a QA pass: rows with error "timeout" were
-    replayed as served requests), with a note counting the others, as vLLM results' failed
-    requests are; every row failed is one error line."""
-    name = next((n for n in ERROR_COLUMNS if rows and n in rows[0]), None)
-    if name is None:
+    """The rows whose ``error`` (or ``errors``) column is empty (a QA pass: rows with error
+    "timeout" were replayed as served requests), with a note counting the others, as vLLM
+    results' failed requests are; every row failed is one error line. The column may be on
+    any row (a QA pass: JSON lines 6 and 10 alone had ``"error": "timeout"``, and were
+    replayed as served because line 1 had no such key)."""
+    keys = _union_of_keys(rows)
+    names = [n for n in ERROR_COLUMNS if n in keys]
+    if not names:
         return rows, positions
-    failed = [_failed(row.get(name)) for row in rows]
+    failed = [any(_failed(row.get(n)) for n in names) for row in rows]
     num_failed = sum(failed)
     if not num_failed:
         return rows, positions
     first = next(k for k, bad in enumerate(failed) if bad)
+    name = next(n for n in names if _failed(rows[first].get(n)))
     where = first + 1 if positions is None else positions[first]
     text = f"{str(rows[first][name]).strip()!r:.60}"
     if num_failed == len(rows):
