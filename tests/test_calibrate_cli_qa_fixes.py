@@ -9,6 +9,7 @@ from test_calibration import _synthetic_gemm
 from typer.testing import CliRunner
 
 from simulator.calibration.select import PROFILES_DIR
+from simulator.calibration.sources import read_measurements
 from simulator.cli import app
 
 runner = CliRunner()
@@ -82,3 +83,51 @@ def test_report_shows_host_constants(tmp_path):
         f"ms + {host['host_overhead_per_seq_s'] * 1e6:.1f} us per sequence a step"
     )
     assert line in result.stdout
+
+
+def test_a_file_copied_twice_into_the_folder_is_read_once_and_named(tmp_path):
+    """QA: the same parquet in run1/ and run2/ gave check gemm n=800 for 400 rows."""
+    source = _synthetic_gemm(tmp_path / "src", [1, 16, 256, 4096], [1024, 4096])
+    folder = source / "mygpu"
+    first = folder / "gemm" / "x" / "gemm_perf.parquet"
+    second = folder / "run2" / "gemm_perf.parquet"
+    second.parent.mkdir()
+    shutil.copy(first, second)
+    once = read_measurements(folder)
+    assert once.files == ["gemm/x/gemm_perf.parquet"]
+    assert len(once.gemm["latency_s"]) == 4 * 2 * 2
+    assert once.notes == [
+        "1 file not read, byte for byte a copy of one read: run2/gemm_perf.parquet "
+        "(= gemm/x/gemm_perf.parquet)"
+    ]
+    result = runner.invoke(app, ["calibrate", "check", str(folder), "--gpu", "H100", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["families"]["gemm"]["n"] == 4 * 2 * 2
+    assert "byte for byte a copy" in result.stderr
+
+
+def test_a_folder_mixing_aiconfigurator_and_vidur_files_is_refused(tmp_path):
+    """QA: both were pooled into one GEMM grid, the Vidur rows (no device column) of
+    another GPU unchecked."""
+    source = _synthetic_gemm(tmp_path / "src", [1, 16, 256], [1024, 4096])
+    folder = source / "mygpu"
+    vidur = folder / "meta-llama" / "Llama-2-7b-hf" / "mlp.csv"
+    vidur.parent.mkdir(parents=True)
+    vidur.write_text(
+        "n_head,n_kv_head,n_embd,n_expanded_embd,use_gated_mlp,num_tokens,"
+        "num_tensor_parallel_workers,time_stats.mlp_up_proj.median\n"
+        "32,32,4096,11008,true,8,1,0.05\n"
+    )
+    for command in ("fit", "check"):
+        args = ["calibrate", command, "--gpu", "H100"]
+        args += (
+            ["--source", str(folder), "-o", str(tmp_path / "p.json")]
+            if command == "fit"
+            else [str(folder)]
+        )
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        line = result.stderr.strip().splitlines()[-1]
+        assert "holds both AIConfigurator operator files (gemm/x/gemm_perf.parquet)" in line
+        assert "Vidur's mlp.csv (meta-llama/Llama-2-7b-hf/mlp.csv)" in line
+    assert not (tmp_path / "p.json").exists()

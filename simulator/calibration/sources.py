@@ -35,6 +35,7 @@ is read by ``add_vidur_allreduce`` for ``calibrate check`` and ``calibrate fit``
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import os
 import re
@@ -201,11 +202,21 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
     result = Measurements()
     engines: set[str] = set()
     devices: set[str] = set()
+    read_by_digest: dict[str, str] = {}
+    copies: list[str] = []
     for path in paths:
         family = AICONFIGURATOR_FILES.get(path.name)
         if (family is not None or path.name == "mlp.csv") and not path.is_file():
             kind = "a folder" if path.is_dir() else "a link to nothing, or not a regular file"
             raise SimreplayError(f"{path}: is {kind}; expected an operator table of that name")
+        if family is not None or path.name == "mlp.csv":
+            # A run copied twice into one folder (run1/, run2/) counted every point twice
+            # in a fit's or check's statistics without a word (QA): read such a copy once.
+            digest = _file_digest(path)
+            if digest in read_by_digest:
+                copies.append(f"{_rel(path, root)} (= {read_by_digest[digest]})")
+                continue
+            read_by_digest[digest] = str(_rel(path, root))
         if family is not None:
             table = _read_parquet(path)
             if table.num_rows == 0:
@@ -231,6 +242,23 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
         elif path.suffix.lower() in (".parquet", ".csv"):
             result.unread_files.append(str(_rel(path, root)))
     _prefer_custom_allreduce(result)
+    if copies:
+        result.notes.append(
+            f"{len(copies):,} file{'' if len(copies) == 1 else 's'} not read, byte for byte a "
+            f"copy of one read: {'; '.join(copies)}"
+        )
+    vidur = [f for f in result.files if Path(f).name == "mlp.csv"]
+    if vidur and len(vidur) < len(result.files):
+        # Both kinds pooled into one grid (QA): Vidur's rows name no device, so another
+        # GPU's CSVs went unchecked into the profile, and the two time different kernels.
+        aic = [f for f in result.files if Path(f).name != "mlp.csv"]
+        raise SimreplayError(
+            f"{root}: holds both AIConfigurator operator files ({aic[0]}"
+            f"{f' and {len(aic) - 1:,} more' if len(aic) > 1 else ''}) and Vidur's mlp.csv "
+            f"({vidur[0]}{f' and {len(vidur) - 1:,} more' if len(vidur) > 1 else ''}): "
+            "they time different kernels and Vidur's name no device; give one source's "
+            "folder at a time"
+        )
     if not result.files:
         raise SimreplayError(
             f"{root}: no operator measurements found (expected files named "
@@ -245,6 +273,19 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
     )
     result.device = ", ".join(sorted(devices)) or "unknown"
     return result
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a measurement file's bytes (one that cannot be read is left to the
+    reader, which names it)."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return f"unreadable:{path}"
+    return digest.hexdigest()
 
 
 def _listed_files(root: Path) -> list[Path]:
