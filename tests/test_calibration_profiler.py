@@ -366,6 +366,8 @@ def test_cli_writes_the_profile_and_prints_a_summary(tiny_config, tmp_path, torc
     summary = json.loads(result.stdout)
     assert summary["tables"]["gemm_perf"]["rows"] == 3 * 4  # 4 distinct (n, k) at TP 1
     assert not (out / "stale.txt").exists()
+    # A second QA pass: what --force removes beyond a profile's own files is named.
+    assert "note: --force removed 1 file of" in result.stderr and "stale.txt" in result.stderr
     assert _leftovers(tmp_path) == []
 
 

@@ -1547,11 +1547,32 @@ def run_profile(
                 write_parquet_atomic(res.table, tmp / TABLES[res.name][0])
         metadata = _metadata(r, results, collected_at)
         write_text_atomic(json.dumps(metadata, indent=2, allow_nan=False) + "\n", tmp / META_FILE)
+        replaced = _not_written_by_a_profile(out)
         _move_into_place(tmp, out)
+        if replaced:
+            # Found by QA: --force removed such files (as its help says) without naming them.
+            shown = ", ".join(replaced[:5])
+            more = f" and {len(replaced) - 5:,} more" if len(replaced) > 5 else ""
+            progress(
+                f"note: --force removed {len(replaced):,} file{'' if len(replaced) == 1 else 's'} "
+                f"of {out} that a profile run did not write: {shown}{more}"
+            )
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return results, metadata
+
+
+def _not_written_by_a_profile(out: Path) -> list[str]:
+    """Files under ``out`` (relative paths) other than a profile run's tables and metadata."""
+    if not out.is_dir():
+        return []
+    ours = {META_FILE, *(name for name, _ in TABLES.values())}
+    return sorted(
+        str(p.relative_to(out))
+        for p in out.rglob("*")
+        if not p.is_dir() and not (p.parent == out and p.name in ours)
+    )
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
