@@ -746,23 +746,7 @@ def vidur_gemm_shape(op: str, row: dict[str, str]) -> tuple[float, float]:
 def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
     """Add a Vidur ``mlp.csv``'s linear layers to ``result.gemm``; return the device names
     of its optional ``device`` column (Vidur's own files have none)."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            # Comma, tab or semicolon separated, as the header shows (a spreadsheet saving
-            # in a locale with decimal commas writes semicolons), as ``calibrate validate``
-            # reads its CSV.
-            header = handle.readline()
-            handle.seek(0)
-            delimiter = next((d for d in (",", "\t", ";") if d in header), ",")
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            # " n_head" (a space after each comma) names n_head; values are stripped where read.
-            if reader.fieldnames is not None:
-                reader.fieldnames = [name.strip() for name in reader.fieldnames]
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise SimreplayError(f"{path}: cannot read CSV: {exc}") from None
-    if not rows:
-        raise SimreplayError(f"{path}: no rows")
+    rows = _read_vidur_csv(path, "Vidur's per-operator timings")
     header = list(rows[0])
     _check_columns(
         header,
@@ -780,11 +764,6 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
             f"{'that layer is' if len(absent) == 1 else 'those layers are'} not read"
         )
     for row_idx, row in enumerate(rows):
-        if None in row or None in row.values():
-            raise SimreplayError(
-                f"{path}: row {row_idx + 1}: {'more' if None in row else 'fewer'} fields than "
-                "the header (a truncated or malformed line)"
-            )
         if row["use_gated_mlp"].strip().lower() not in ("true", "false"):
             raise SimreplayError(
                 f"{path}: row {row_idx + 1}: use_gated_mlp must be True or False, "
@@ -1076,10 +1055,11 @@ def _node_gpu(node: str) -> str | None:
 
 
 def _read_vidur_csv(path: Path, expected: str) -> list[dict[str, str]]:
-    """The rows of one of Vidur's network or history CSVs (comma, tab or semicolon
-    separated, as the header shows; names stripped), or one line naming the file: not
-    readable, no rows (``expected`` says what it should hold), or a row with more or fewer
-    fields than the header."""
+    """The rows of one of Vidur's CSVs (comma, tab or semicolon separated, as the header
+    shows: a spreadsheet saving in a locale with decimal commas writes semicolons; names
+    stripped: " n_head" names n_head), or one line naming the file: not readable, no rows
+    (``expected`` says what it should hold), or a row with more or fewer fields than the
+    header."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             header = handle.readline()
