@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 
-from test_calibration_validate import _validate
+import pytest
+from test_calibration_validate import _validate, _validate_result, _vllm_result
 
 ROW = {
     "arrival_time_s": 0.0,
@@ -98,3 +99,76 @@ def test_a_key_missing_from_a_later_json_line_is_named(tmp_path):
     del rows[3]["e2e_s"]
     line = _one_error_line(_validate(_write_lines(tmp_path / "b.jsonl", rows)))
     assert line == "error: b.jsonl: line 4: e2e_s must be a number, got no e2e_s key"
+
+
+def test_requests_repeated_exactly_are_noted_and_kept(tmp_path):
+    """A vLLM result whose last requests repeat earlier ones exactly (a file concatenated
+    twice) was replayed with only a note on their order."""
+    result = _vllm_result(
+        input_lens=[5, 6, 7],
+        output_lens=[3, 2, 4],
+        ttfts=[0.1, 0.2, 0.15],
+        latencies=[0.3, 0.5, 0.6],
+        start_times=[10.0, 11.0, 12.0],
+        errors=["", "", ""],
+    )
+    for field in ("input_lens", "output_lens", "ttfts", "latencies", "start_times", "errors"):
+        result[field] = result[field] + result[field][:2]
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert _num_requests(run) == 5
+    assert (
+        "2 requests are exact repeats of an earlier one (same send time, tokens and times; "
+        "the first: request 4, a repeat of request 1): a file concatenated twice? they are "
+        "kept and replayed"
+    ) in _notes(run)
+
+
+def test_a_csv_row_repeated_is_noted_and_one_that_differs_is_not(tmp_path):
+    header = "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+    path = tmp_path / "b.csv"
+    path.write_text(header + "0,100,20,0.05,0.3\n1,100,20,0.06,0.3\n0,100,20,0.05,0.3\n")
+    assert (
+        "1 request is an exact repeat of an earlier one (same send time, tokens and times; "
+        "the first: line 4, a repeat of line 2): a file concatenated twice? it is kept and "
+        "replayed"
+    ) in _notes(_validate(path))
+    path.write_text(header + "0,100,20,0.05,0.3\n1,100,20,0.06,0.3\n0,100,20,0.05,0.31\n")
+    assert not any("repeat" in note for note in _notes(_validate(path)))
+
+
+def test_a_blank_vllm_error_text_is_no_error(tmp_path):
+    """``errors`` of whitespace were counted failures, "(2 with an error text, the first
+    '')"; an empty text was not."""
+    run = _validate_result(tmp_path / "v.json", _vllm_result(errors=[" ", "\t\n"]))
+    assert _num_requests(run) == 2
+    assert not any("dropped" in note for note in _notes(run))
+
+
+@pytest.mark.parametrize("text", ["None", "null", "NaN", " none "])
+def test_none_as_an_error_text_means_success_in_vllm_json_and_tables_alike(tmp_path, text):
+    """ "None" was a failure in a vLLM result's ``errors`` and success in a table's error
+    column."""
+    run = _validate_result(tmp_path / "v.json", _vllm_result(errors=[text, "timeout"]))
+    assert _num_requests(run) == 1
+    assert "dropped 1 request that failed in the benchmark" in _notes(run)
+    rows = _rows(2)
+    rows[0]["error"], rows[1]["error"] = text, "timeout"
+    run = _validate(_write_lines(tmp_path / "b.jsonl", rows))
+    assert _num_requests(run) == 1
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s,error\n"
+        f"0,100,20,0.05,0.3,{text}\n1,100,20,0.05,0.3,timeout\n"
+    )
+    assert _num_requests(_validate(path)) == 1
+
+
+def test_every_vllm_request_failing_names_the_first_real_error_text(tmp_path):
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(_vllm_result(errors=[" ", "boom"], output_lens=[0, 3])))
+    assert _one_error_line(_validate(path)) == (
+        "error: v.json: all 2 requests failed in the benchmark (1 with an error text, the "
+        "first 'boom'; 1 with 0 output tokens and no error text): nothing to replay"
+    )

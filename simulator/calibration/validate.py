@@ -10,10 +10,18 @@ Inputs (``read_benchmark``):
   once, or with ``max_concurrency`` as its closed-loop client sent them
   (``closed_loop.py``'s ``client_slots``); failed
   requests (an error text, or 0 output tokens: vLLM's mark of a failure whose HTTP reason
-  was empty) are dropped and counted.
+  was empty) are dropped and counted. An error entry counts as none when it is null, blank,
+  or "None", "null", "nan", "false" or "0" in any case (``_failed``), in a per-request
+  table's ``error`` column too.
 - A per-request JSONL or CSV with ``arrival_time_s``, ``input_tokens``, ``output_tokens``,
   ``ttft_s`` or ``first_token_time_s`` (absolute), and ``e2e_s`` or ``completion_time_s``
-  (absolute). Times in seconds; the earliest arrival becomes 0.
+  (absolute). Times in seconds; the earliest arrival becomes 0. The columns are every
+  row's keys together (a JSON line may hold a key the others lack): a row may give either
+  time of a pair, and one giving both must agree to 1 ms; a row whose ``error`` (or
+  ``errors``) column is set failed, and is dropped and counted.
+
+Requests that repeat an earlier one exactly (send time, tokens, TTFT and E2E) are noted and
+replayed.
 
 The requests are replayed through the simulator with the engine configuration given
 (``--max-num-seqs``, ``--max-num-batched-tokens``, ``--gpu-memory-utilization`` or
@@ -321,7 +329,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
                 )
     notes: list[str] = []
     errors = data.get("errors") or [""] * count
-    ok = np.array([not e for e in errors], dtype=bool)
+    ok = np.array([not _failed(e) for e in errors], dtype=bool)
     output_lens = _numbers(path, "output_lens", data["output_lens"])
     # vLLM's bench serve (v0.6 benchmark_serving.py to v0.11+) writes 0 output tokens for
     # every failed request, whose error text is the HTTP reason and may be empty.
@@ -495,7 +503,7 @@ def _nothing_succeeded(
     out, and how."""
     if not count:
         return SimreplayError(f"{path.name}: input_lens is empty: the result holds no requests")
-    texts = [str(e).strip() for e in errors if e]
+    texts = [str(e).strip() for e in errors if _failed(e)]
     how = []
     if texts:
         # vLLM saves the client's traceback as the error text: its last line says what.
@@ -762,13 +770,19 @@ def _absent(row: dict, name: str) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-#: Columns of a per-request table that mark a failed request when set, and the values that
-#: mean it succeeded (an empty CSV cell, JSON null or false, a spreadsheet's "None").
+#: Columns of a per-request table that mark a failed request when set, and the texts that
+#: mean it succeeded (an empty CSV cell, a spreadsheet's "None"), compared stripped and in
+#: lower case: the one rule of ``_failed``, for these columns and a vLLM result's ``errors``.
 ERROR_COLUMNS = ("error", "errors")
 _NO_ERROR = ("", "none", "null", "nan", "false", "0")
 
 
 def _failed(value: Any) -> bool:
+    """Whether an error entry marks its request failed (a table's ``error`` cell, a vLLM
+    result's ``errors`` entry): not when it is JSON null, false, 0 or NaN, a text that is
+    blank or (any case) "None", "null", "nan", "false" or "0", or a list or object of such
+    entries (``[]`` included); any other value is an error (a QA pass: vLLM's ``" "`` was
+    counted a failure whose text was "", and "None" a failure there but not in a table)."""
     if value is None or value is False:
         return False
     if isinstance(value, list | tuple | dict):  # a JSON line's list of errors: [] is none
@@ -876,7 +890,11 @@ def _finish(
             f"TTFT {_time_text(ttft[bad][0])}, E2E {_time_text(e2e[bad][0])}"
         )
     order = np.argsort(arrival, kind="stable")
-    notes = [*notes, *_order_note(arrival, name)]
+    notes = [
+        *notes,
+        *_order_note(arrival, name),
+        *_repeat_note(arrival, inputs, outputs, ttft, e2e, name),
+    ]
     arrival = arrival[order] - arrival.min()
     return Benchmark(
         arrival,
@@ -906,6 +924,35 @@ def _order_note(arrival: np.ndarray, name: Callable[[int], str]) -> list[str]:
         f"{num_early:,} {verb} before one listed ahead of {pronoun} (the first: "
         f"{name(first)}, {running_max[first] - arrival[first]:.3g} s before "
         f"{name(ahead)}); replayed in order of start time"
+    ]
+
+
+def _repeat_note(
+    arrival: np.ndarray,
+    inputs: np.ndarray,
+    outputs: np.ndarray,
+    ttft: np.ndarray,
+    e2e: np.ndarray,
+    name: Callable[[int], str],
+) -> list[str]:
+    """A note counting requests that repeat an earlier one exactly (send time, tokens,
+    TTFT and E2E: measured times do not coincide to the last bit, so a file concatenated
+    twice, as a QA pass's was), none otherwise. They are kept: nothing says which to drop."""
+    first_seen: dict[tuple[float, ...], int] = {}
+    repeats: list[tuple[int, int]] = []
+    for k, key in enumerate(zip(arrival, inputs, outputs, ttft, e2e, strict=True)):
+        earlier = first_seen.setdefault(tuple(float(v) for v in key), k)
+        if earlier != k:
+            repeats.append((k, earlier))
+    if not repeats:
+        return []
+    count = len(repeats)
+    k, earlier = repeats[0]
+    return [
+        f"{count:,} request{' is an exact repeat' if count == 1 else 's are exact repeats'} "
+        f"of an earlier one (same send time, tokens and times; the first: {name(k)}, a "
+        f"repeat of {name(earlier)}): a file concatenated twice? "
+        f"{'it is' if count == 1 else 'they are'} kept and replayed"
     ]
 
 
