@@ -172,3 +172,56 @@ def test_every_vllm_request_failing_names_the_first_real_error_text(tmp_path):
         "error: v.json: all 2 requests failed in the benchmark (1 with an error text, the "
         "first 'boom'; 1 with 0 output tokens and no error text): nothing to replay"
     )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"itls": [[0.1, 0.1]]},
+            "error: v.json: field itls has 1 entries, input_lens 2",
+        ),
+        (
+            {"itls": [[0.1, 0.1], [0.3]], "generated_texts": ["ab"]},
+            "error: v.json: field generated_texts has 1 entries, input_lens 2",
+        ),
+        (
+            {"itls": [[0.1, 0.1], [0.3]], "latencies": [0.3, 0.4]},
+            "error: v.json: request 2: latencies 0.4 s is shorter than its ttfts plus the sum "
+            "of its itls, 0.5 s (by more than 1 ms): vLLM measures all three from the send "
+            "time, so the fields do not belong together",
+        ),
+        (
+            {"duration": "abc"},
+            "error: v.json: field duration must be a positive number of seconds (from the "
+            "first send to the last answer), got 'abc'",
+        ),
+        (
+            {"duration": -3},
+            "error: v.json: field duration must be a positive number of seconds (from the "
+            "first send to the last answer), got -3",
+        ),
+    ],
+)
+def test_vllm_fields_that_do_not_agree_are_refused(tmp_path, fields, message):
+    """Beside latencies, itls of 199 requests for 200, a short generated_texts and
+    latencies shorter than TTFT plus the gaps were replayed; duration "abc" turned the
+    milliseconds check off without a word."""
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(_vllm_result(**fields)))
+    assert _one_error_line(_validate(path)) == message
+
+
+def test_vllm_fields_that_agree_are_taken(tmp_path):
+    """Latencies equal to TTFT plus the gaps (to the rounding of a millisecond), a full
+    generated_texts and a duration are read as before."""
+    run = _validate_result(
+        tmp_path / "v.json",
+        _vllm_result(
+            itls=[[0.1, 0.1], [0.3]],
+            latencies=[0.2995, 0.5],
+            generated_texts=["ab", "c"],
+            duration=2.0,
+        ),
+    )
+    assert _num_requests(run) == 2

@@ -12,7 +12,9 @@ Inputs (``read_benchmark``):
   requests (an error text, or 0 output tokens: vLLM's mark of a failure whose HTTP reason
   was empty) are dropped and counted. An error entry counts as none when it is null, blank,
   or "None", "null", "nan", "false" or "0" in any case (``_failed``), in a per-request
-  table's ``error`` column too.
+  table's ``error`` column too. Every per-request list (``generated_texts`` and ``itls``
+  too) must have one entry per request, a served request's ``latencies`` entry must cover
+  its TTFT plus its ``itls`` (to 1 ms), and ``duration``, where given, be seconds > 0.
 - A per-request JSONL or CSV with ``arrival_time_s``, ``input_tokens``, ``output_tokens``,
   ``ttft_s`` or ``first_token_time_s`` (absolute), and ``e2e_s`` or ``completion_time_s``
   (absolute). Times in seconds; the earliest arrival becomes 0. The columns are every
@@ -269,9 +271,7 @@ def _check_within_duration(
     first send to its last answer): no request's TTFT or E2E is longer, nor do its send
     times span more. Times in milliseconds (a hand-converted file) are 1,000 times too
     long and would be replayed as such. A tolerance of 5 % and 1 s covers rounding."""
-    if isinstance(duration_s, bool) or not isinstance(duration_s, int | float):
-        return
-    if not (math.isfinite(duration_s) and duration_s > 0):
+    if duration_s is None:  # ``_check_duration`` refused any other non-number
         return
     bound_s = duration_s * 1.05 + 1.0
     for name, values in (("ttfts", ttft_s), ("latencies (E2E)", e2e_s)):
@@ -290,6 +290,54 @@ def _check_within_duration(
                 f"benchmark (duration {duration_s:,.6g} s): are they in milliseconds? vLLM "
                 "writes seconds"
             )
+
+
+def _check_duration(path: Path, duration_s: Any) -> None:
+    """Refuse a ``duration`` that is not a positive number of seconds (a QA pass: "abc"
+    turned off ``_check_within_duration`` without a word); absent or null is taken."""
+    if duration_s is None:
+        return
+    if _is_number(duration_s) and math.isfinite(_as_float(duration_s)) and duration_s > 0:
+        return
+    raise SimreplayError(
+        f"{path.name}: field duration must be a positive number of seconds (from the first "
+        f"send to the last answer), got {duration_s!r:.40}"
+    )
+
+
+#: Most a vLLM result's ``latencies`` entry may fall short of its ``ttfts`` entry plus the sum
+#: of its ``itls`` (s): both are differences of the same clock readings.
+_LATENCY_SLACK_S = 1e-3
+
+
+def _check_latencies_cover_itls(
+    path: Path, itls: Any, ok: np.ndarray, ttft_s: np.ndarray, e2e_s: np.ndarray
+) -> None:
+    """Refuse a served request whose ``latencies`` entry is shorter than its TTFT plus its
+    inter-token gaps by more than ``_LATENCY_SLACK_S``: vLLM measures all three from the
+    same send time, so the fields were edited or come from different runs (a QA pass:
+    latencies halved were replayed as measured)."""
+    if not isinstance(itls, list):
+        return
+    short = []
+    for k in np.flatnonzero(ok):
+        gaps = itls[k]
+        if not isinstance(gaps, list) or not gaps or not all(_is_number(g) for g in gaps):
+            continue
+        covered = float(ttft_s[k]) + math.fsum(_as_float(g) for g in gaps)
+        if e2e_s[k] < covered - _LATENCY_SLACK_S:  # False for NaN: ``_finish`` names it
+            short.append((int(k), covered))
+    if short:
+        k, covered = short[0]
+        others = len(short) - 1
+        raise SimreplayError(
+            f"{path.name}: request {k + 1}: latencies {_time_text(e2e_s[k])} is shorter than "
+            f"its ttfts plus the sum of its itls, {_time_text(covered)} (by more than "
+            f"{_LATENCY_SLACK_S * 1e3:g} ms"
+            + (f"; {others:,} more request{'' if others == 1 else 's'} like it" if others else "")
+            + "): vLLM measures all three from the send time, so the fields do not belong "
+            "together"
+        )
 
 
 def _bad_document(path: Path, text: str, exc: json.JSONDecodeError) -> SimreplayError:
@@ -319,7 +367,10 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
                 "serve` with --save-result --save-detailed"
             )
     count = len(data["input_lens"])
-    for name in ("output_lens", "ttfts", e2e_field, "errors", "start_times"):
+    # Every per-request list has one entry per request, those the replay does not read
+    # too (a QA pass: itls of 199 requests, or generated_texts cut short, beside latencies
+    # of 200 were taken without a word).
+    for name in ("output_lens", "ttfts", "latencies", "itls", "errors", "start_times"):
         if name in data and data[name] is not None:
             if not isinstance(data[name], list):
                 raise SimreplayError(f"{path.name}: field {name} must be a list")
@@ -327,6 +378,12 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
                 raise SimreplayError(
                     f"{path.name}: field {name} has {len(data[name])} entries, input_lens {count}"
                 )
+    texts = data.get("generated_texts")
+    if isinstance(texts, list) and len(texts) != count:
+        raise SimreplayError(
+            f"{path.name}: field generated_texts has {len(texts)} entries, input_lens {count}"
+        )
+    _check_duration(path, data.get("duration"))
     notes: list[str] = []
     errors = data.get("errors") or [""] * count
     ok = np.array([not _failed(e) for e in errors], dtype=bool)
@@ -412,6 +469,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     ttft = _numbers(path, "ttfts", data["ttfts"])
     if e2e_field == "latencies":
         e2e = _numbers(path, "latencies", data["latencies"])
+        _check_latencies_cover_itls(path, data.get("itls"), ok, ttft, e2e)
     else:
         after_first_s = [
             _sum_of_gaps(path, k, gaps) if ok[k] else math.nan
