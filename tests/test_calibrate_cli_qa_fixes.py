@@ -131,3 +131,16 @@ def test_a_folder_mixing_aiconfigurator_and_vidur_files_is_refused(tmp_path):
         assert "holds both AIConfigurator operator files (gemm/x/gemm_perf.parquet)" in line
         assert "Vidur's mlp.csv (meta-llama/Llama-2-7b-hf/mlp.csv)" in line
     assert not (tmp_path / "p.json").exists()
+
+
+def test_validation_milliseconds_below_one_keep_three_significant_digits():
+    from simulator.cli.calibrate import _ms_text
+
+    assert [_ms_text(v) for v in (0.045, 0.5, 0.0, 1.0, 1234.56, None)] == [
+        "0.045",
+        "0.5",
+        "0.0",
+        "1.0",
+        "1,234.6",
+        "n/a",
+    ]

@@ -751,6 +751,14 @@ def _graphs_text(deployment: dict) -> str:
     return "no CUDA graphs" if largest is None else f"CUDA graphs up to {largest:,.0f} tokens"
 
 
+def _ms_text(value: float | None) -> str:
+    """A validation table's milliseconds: one decimal, or three significant digits below
+    1 ms (QA: TTFTs of 45 us printed as "0.0" beside an error of +52,673 %)."""
+    if value is None:
+        return "n/a"
+    return f"{value:,.1f}" if abs(value) >= 1.0 or value == 0 else f"{value:.3g}"
+
+
 def _print_validation(report: dict, label: str | None) -> None:
     num_requests = report["num_requests"]
     title = f"{report['benchmark']}: {count(num_requests, 'request')}"
@@ -780,8 +788,8 @@ def _print_validation(report: dict, label: str | None) -> None:
             rows.append(
                 [
                     f"{metric.upper()} {stat}",
-                    "n/a" if m is None else f"{m:,.1f}",
-                    "n/a" if p is None else f"{p:,.1f}",
+                    _ms_text(m),
+                    _ms_text(p),
                     "n/a" if e is None else f"{e:+.1f}%",
                 ]
             )
