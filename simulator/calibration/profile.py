@@ -10,6 +10,8 @@ fallback (roofline scaled by the nearest measured architecture's efficiencies) e
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -419,7 +421,11 @@ def load_profile(path: Path) -> Profile:
     path = Path(path)
     check_input_file(path, "a calibration profile", label=f"--calibration {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        repeats: list[tuple[dict, str]] = []
+        data = json.loads(
+            path.read_text(encoding="utf-8"),
+            object_pairs_hook=functools.partial(_object_once, repeats),
+        )
     except UnicodeDecodeError:
         raise SimreplayError(
             f"{path}: not a calibration profile: not UTF-8 text (a profile is the JSON file "
@@ -432,11 +438,98 @@ def load_profile(path: Path) -> Profile:
             f"{path}: not a calibration profile: invalid JSON at line {exc.lineno}, "
             f"column {exc.colno}: {exc.msg}"
         ) from None
+    if repeats:
+        obj, key = repeats[0]
+        where = _path_of(obj, data)
+        at = f"{where}.{key}" if where else key
+        raise SimreplayError(
+            f"{path}: not a valid calibration profile: field {at} is given twice (JSON "
+            "readers keep the last silently); keep one"
+        )
     try:
         return _from_json(data, path)
     except (KeyError, TypeError, ValueError) as exc:
         what = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
         raise SimreplayError(f"{path}: not a valid calibration profile: {what}") from None
+
+
+def _object_once(repeats: list[tuple[dict, str]], pairs: list[tuple[str, Any]]) -> dict:
+    """``json.loads``' object hook: a dict, with each key given twice in it appended to
+    ``repeats`` (json keeps the last silently: a profile with two ``dram_read_fraction``
+    ran with the second)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            repeats.append((out, key))
+        out[key] = value
+    return out
+
+
+def _path_of(target: dict, value: Any, where: str = "") -> str | None:
+    """The path (``grids.moe``; "" for ``value`` itself) of the object ``target`` within
+    ``value``, found by identity; None when it is not there."""
+    if value is target:
+        return where
+    children = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in children:
+        if isinstance(item, dict | list):
+            at = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else key
+            found = _path_of(target, item, at)
+            if found is not None:
+                return found
+    return None
+
+
+#: The fields a profile may hold at its top level, and in its ``reference`` and each grid
+#: (and grid term) object (``Profile.to_json``, ``Grid.to_json``). Any other key is refused:
+#: a misspelt one (``dram_read_fractoin``, a grid's ``floor``) was ignored and the run went
+#: on with the default it meant to replace.
+PROFILE_FIELDS = (
+    "format",
+    "format_version",
+    "gpu",
+    "model",
+    "tp",
+    "provenance",
+    "reference",
+    "dram_read_fraction",
+    "host",
+    "host_vllm_v0",
+    "errors",
+    "leave_one_out",
+    "grids",
+)
+GRID_FIELDS = (
+    "axes",
+    "nodes_measured",
+    "points",
+    "floor_s",
+    "log_ratio_encoding",
+    "log_ratio",
+    "terms",
+)
+#: The hold-out kinds of an ``errors`` entry (``fit.fit_grid``).
+ERROR_KINDS = ("fit", "holdout_random_20pct", "holdout_offgrid_shapes", "holdout_model_shapes")
+
+
+def _check_known_keys(data: dict, known: tuple[str, ...] | Any, where: str) -> None:
+    """Refuse a key of ``data`` that is not in ``known``, naming its path (``where``, ""
+    for the top level), the closest known key and the keys allowed."""
+    known = tuple(known)
+    for key in data:
+        if key in known:
+            continue
+        at = f"{where}.{key}" if where else str(key)
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        scope = f"{where} holds" if where else "a profile holds"
+        raise ValueError(f"{at}: unknown field ({hint}{scope} only {', '.join(known)})")
 
 
 #: Physically sane reference peaks, (lowest, highest, unit): a value outside is corrupt or
@@ -469,7 +562,11 @@ def _host_block(data: Any, where: str) -> dict[str, float]:
     host = {}
     for key, value in data.items():
         if key not in HOST_RANGES:
-            raise ValueError(f"{where}.{key}: unknown constant (known: {', '.join(HOST_RANGES)})")
+            close = difflib.get_close_matches(str(key), tuple(HOST_RANGES), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"{where}.{key}: unknown constant ({hint}known: {', '.join(HOST_RANGES)})"
+            )
         host[key] = _number(value, f"{where}.{key}", HOST_RANGES)
     return host
 
@@ -492,6 +589,8 @@ DRAM_FRACTION_RANGE = {"dram_read_fraction": (0.05, 1.5, "of reference.hbm_bytes
 
 #: The numbers of one ``fit.error_stats`` record (each may be null: no points).
 _STAT_FIELDS = ("n", "median_abs_pct", "p90_abs_pct", "median_signed_pct", "p90_signed_pct")
+#: A ``leave_one_out`` entry's fields (``fallback.leave_one_out``).
+_LOO_FIELDS = ("borrowed_from", *_STAT_FIELDS)
 
 
 def _error_tables(data: Any, where: str, *, nested: bool) -> dict[str, Any]:
@@ -502,13 +601,18 @@ def _error_tables(data: Any, where: str, *, nested: bool) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{where} must be an object")
     for grid_name, entry in data.items():
+        if grid_name not in GRID_FEATURES:
+            _check_known_keys({grid_name: entry}, GRID_FEATURES, where)
         if not isinstance(entry, dict):
             raise ValueError(f"{where}.{grid_name} must be an object")
+        if nested:
+            _check_known_keys(entry, ERROR_KINDS, f"{where}.{grid_name}")
         records = entry.items() if nested else [(None, entry)]
         for kind, stats in records:
             at = f"{where}.{grid_name}" + (f".{kind}" if kind is not None else "")
             if not isinstance(stats, dict):
                 raise ValueError(f"{at} must be an object")
+            _check_known_keys(stats, _STAT_FIELDS if nested else _LOO_FIELDS, at)
             for name in _STAT_FIELDS:
                 value = stats.get(name)
                 number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -593,6 +697,7 @@ def _check_grid_fields(data: Any, where: str) -> None:
         raise ValueError(
             f"{where} must be an object (axes, log_ratio, ...), got {_json_text(data)}"
         )
+    _check_known_keys(data, GRID_FIELDS, where)
     for key in ("axes", "log_ratio"):
         if key not in data:
             raise ValueError(f"{where}: missing field {key!r}")
@@ -616,9 +721,11 @@ def _from_json(data: Any, path: Path) -> Profile:
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+    _check_known_keys(data, PROFILE_FIELDS, "")
     ref = data["reference"]
     if not isinstance(ref, dict):
         raise ValueError(f"reference must be an object ({', '.join(REFERENCE_RANGES)})")
+    _check_known_keys(ref, REFERENCE_RANGES, "reference")
     fp8 = ref.get("peak_fp8_flops")
     reference = Reference(
         _number(ref["peak_bf16_flops"], "reference.peak_bf16_flops", REFERENCE_RANGES),
@@ -632,7 +739,11 @@ def _from_json(data: Any, path: Path) -> Profile:
     grids = {}
     for name, grid_data in grids_data.items():
         if name not in GRID_FEATURES:
-            raise ValueError(f"grids.{name}: unknown grid (known: {', '.join(GRID_FEATURES)})")
+            close = difflib.get_close_matches(str(name), tuple(GRID_FEATURES), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"grids.{name}: unknown grid ({hint}known: {', '.join(GRID_FEATURES)})"
+            )
         _check_grid_fields(grid_data, f"grids.{name}")
         legacy = LEGACY_GRID_FEATURES.get(name, ())
         axes_data = grid_data.get("axes") if isinstance(grid_data, dict) else None
