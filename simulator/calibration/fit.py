@@ -1073,6 +1073,11 @@ def _folder_gpu(folder: str) -> str:
         return folder
 
 
+#: How ``fit_from_source``'s progress lines that are notes begin (``provenance.notes``
+#: keeps them without it).
+NOTE_PREFIX = "note: "
+
+
 def fit_from_source(
     source: Path,
     gpu_name: str,
@@ -1084,7 +1089,9 @@ def fit_from_source(
     """Read the measurements of one GPU under ``source`` and fit its profile.
 
     With ``relatives_dir``, also measure the leave-one-GPU-out fallback error against the
-    other GPUs' profiles there (``fallback.leave_one_out``).
+    other GPUs' profiles there (``fallback.leave_one_out``). The notes the fit gives
+    ``progress`` (lines starting ``note: ``) are kept, in order and without that prefix, in
+    ``provenance.notes`` (absent when there are none).
 
     Raises
     ------
@@ -1094,10 +1101,20 @@ def fit_from_source(
     from simulator.calibration.select import reference_for
 
     gpu = canonical_gpu(gpu_name)
-    meas, system, kind = read_gpu_measurements(Path(source), gpu, progress)
+    notes: list[str] = []
+
+    def note(line: str) -> None:
+        # The notes are the profile's too (``provenance.notes``): a CPU's measurements
+        # fitted as a GPU's were noted "200 times slower" and then run without a word.
+        if line.startswith(NOTE_PREFIX):
+            notes.append(line[len(NOTE_PREFIX) :])
+        if progress is not None:
+            progress(line)
+
+    meas, system, kind = read_gpu_measurements(Path(source), gpu, note)
     not_read: dict[str, str] = {}
     if kind == "vidur":
-        not_read = add_vidur_extras(Path(source), gpu, meas, progress)
+        not_read = add_vidur_extras(Path(source), gpu, meas, note)
     ref = reference_for(gpu)
     profile = fit_profile(
         meas,
@@ -1107,15 +1124,17 @@ def fit_from_source(
         source_dir=str(source),
         system=system or Path(source).name,
         fitted_on=fitted_on,
-        progress=progress,
+        progress=note,
     )
     if kind == "vidur":
         profile.provenance["files_not_read"] = dict(sorted(not_read.items()))
-        host, record = fit_vidur_host(meas, gpu, progress)
+        host, record = fit_vidur_host(meas, gpu, note)
         if record is not None:
             profile.provenance["host_vllm_v0"] = record
         if host is not None:
             profile.host_vllm_v0 = host
+    if notes:
+        profile.provenance["notes"] = notes
     if relatives_dir is not None:
         from simulator.calibration.fallback import leave_one_out
 

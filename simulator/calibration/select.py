@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -290,6 +291,14 @@ def step_model_for(
         )
         source = source.replace(_BORROWED, text)
         step = dataclasses.replace(step, source=source)
+    # A grid owner other than the primary (whose warning ``profile_source`` gave) that was
+    # measured on a processor, not a GPU: say so too.
+    warned = {id(primary)} if grid_owner else set()
+    for owner in grid_owner.values():
+        if id(owner) not in warned and measured_on_cpu(owner) is not None:
+            warned.add(id(owner))
+            source += "; " + cpu_warning(owner)
+            step = dataclasses.replace(step, source=source)
     step = with_cross_node_allreduce(step, model, gpu, tp)
     step = with_pipeline_stages(step, model, gpu, pp, tp)
     errors = {
@@ -307,6 +316,10 @@ def step_model_for(
         and any(owner is primary for owner in grid_owner.values()),
         "held_out_error_pct": errors,
     }
+    warnings = [cpu_warning(p) for p in _distinct(grid_owner.values()) if measured_on_cpu(p)]
+    if warnings:
+        # For outputs that print notes (``run``'s stderr): the source line says it too.
+        info["warnings"] = warnings
     if isinstance(host_async, bool):
         # ``validate --fit`` records how the benchmark's server counted host time.
         info["host_fitted_with_async_scheduling"] = host_async
@@ -326,14 +339,57 @@ def _host_of(profile: Profile, scheduler: str) -> dict[str, float]:
     return profile.host
 
 
+def measured_on_cpu(profile: Profile) -> str | None:
+    """The processor ``profile`` was measured on (``provenance.device``, as ``calibrate
+    profile --device cpu`` records it: ``AMD EPYC 7763 64-Core Processor``, ``cpu``), or
+    None when it names a GPU, nothing, or ``unknown``."""
+    from simulator.calibration.sources import is_unchecked_device
+
+    device = profile.provenance.get("device")
+    if not isinstance(device, str):
+        return None
+    found = [
+        d.strip()
+        for d in device.split(",")
+        if d.strip() and d.strip().lower() != "unknown" and is_unchecked_device(d)
+    ]
+    return ", ".join(found) or None
+
+
+def cpu_warning(profile: Profile) -> str:
+    """The warning for a profile ``measured_on_cpu``: its step times are the processor's."""
+    return (
+        f"WARNING: {_label(profile)} was measured on a CPU ({measured_on_cpu(profile)}), not "
+        "a GPU: step times are that device's, far slower than a GPU's"
+    )
+
+
+def _distinct(profiles: Iterable[Profile]) -> list[Profile]:
+    """``profiles`` without repeats (by identity), in order."""
+    seen: dict[int, Profile] = {}
+    for p in profiles:
+        seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
 def profile_source(primary: Profile, gpu_name: str, own: bool, ref: Reference | None = None) -> str:
     """The one line naming where ``gpu_name``'s step times come from, ``primary`` first.
 
     ``own``: ``primary`` was given (``--calibration``) or is ``gpu_name``'s own profile;
     otherwise it is the nearest measured relative's, borrowed ("roofline scaled by ...",
     or, for a GPU with ``primary``'s peaks but slower DRAM (``ref``), its measured times
-    slowed where that DRAM limits them).
+    slowed where that DRAM limits them). A ``primary`` measured on a processor
+    (``measured_on_cpu``) ends it with ``cpu_warning``.
     """
+    source = _profile_source(primary, gpu_name, own, ref)
+    if measured_on_cpu(primary) is not None:
+        # A QA pass: a CPU's timings fitted as H200 ran with TTFTs of hours under
+        # "calibrated profile H200 ... [torch 2.13.0+cpu]" and no word that it was a CPU.
+        source += "; " + cpu_warning(primary)
+    return source
+
+
+def _profile_source(primary: Profile, gpu_name: str, own: bool, ref: Reference | None) -> str:
     slower_memory = ref is not None and slower_memory_only(primary, ref)
     if own:
         source = primary.summary()
