@@ -560,6 +560,8 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         model, gpu, tp, scenario.calibration, pp, kv_dtype_bytes, scenario.scheduler
     )
     step_model = served_step_model(step_model, scenario, max_num_seqs, token_budget)
+    # A profile measured on a CPU (calibrate profile --device cpu): said on stderr too.
+    notes.extend(str(w) for w in calibration.get("warnings", ()))
     notes.extend(_multi_node_notes(gpu, tp, pp, num_gpus // (tp * pp)))
     if scenario.enforce_eager:
         # README's limitation, said where the run is (a QA pass read TPOT 9.18 -> 9.09 ms).
