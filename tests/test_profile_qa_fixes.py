@@ -242,6 +242,13 @@ def test_calibrate_profile_on_the_cpu_then_fit_then_run_warns(tmp_path):
     result = runner.invoke(
         app, ["calibrate", "fit", "--source", str(measured), "--gpu", "H200", "-o", str(out)]
     )
+    if result.exit_code == 1 and "times their roofline time; a measured GPU's lie" in (
+        result.stderr
+    ):
+        # A loaded CPU times a prefill over 1e6 times H200's roofline, beyond what a profile
+        # holds: fit refuses it in one line (seen under load), and there is no run to warn.
+        assert not out.exists() and "Traceback" not in result.output
+        pytest.skip("this CPU's timings lie beyond a profile's range (refused, as they should)")
     assert result.exit_code == 0, result.output
     profile = load_profile(out)
     assert profile.provenance["notes"], profile.provenance

@@ -518,9 +518,12 @@ GRID_FIELDS = (
 ERROR_KINDS = ("fit", "holdout_random_20pct", "holdout_offgrid_shapes", "holdout_model_shapes")
 
 
-def _check_known_keys(data: dict, known: tuple[str, ...] | Any, where: str) -> None:
+def _check_known_keys(
+    data: dict, known: tuple[str, ...] | Any, where: str, noun: str = "field"
+) -> None:
     """Refuse a key of ``data`` that is not in ``known``, naming its path (``where``, ""
-    for the top level), the closest known key and the keys allowed."""
+    for the top level), what it should be (``noun``), the closest known key and the keys
+    allowed."""
     known = tuple(known)
     for key in data:
         if key in known:
@@ -529,7 +532,7 @@ def _check_known_keys(data: dict, known: tuple[str, ...] | Any, where: str) -> N
         close = difflib.get_close_matches(str(key), known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         scope = f"{where} holds" if where else "a profile holds"
-        raise ValueError(f"{at}: unknown field ({hint}{scope} only {', '.join(known)})")
+        raise ValueError(f"{at}: unknown {noun} ({hint}{scope} only {', '.join(known)})")
 
 
 #: Physically sane reference peaks, (lowest, highest, unit): a value outside is corrupt or
@@ -559,16 +562,8 @@ def _host_block(data: Any, where: str) -> dict[str, float]:
             f"{where} must be an object (host_overhead_s, host_overhead_per_seq_s), "
             f"got {_json_text(data)}"
         )
-    host = {}
-    for key, value in data.items():
-        if key not in HOST_RANGES:
-            close = difflib.get_close_matches(str(key), tuple(HOST_RANGES), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(
-                f"{where}.{key}: unknown constant ({hint}known: {', '.join(HOST_RANGES)})"
-            )
-        host[key] = _number(value, f"{where}.{key}", HOST_RANGES)
-    return host
+    _check_known_keys(data, HOST_RANGES, where, "constant")
+    return {key: _number(value, f"{where}.{key}", HOST_RANGES) for key, value in data.items()}
 
 
 def _number(value: Any, where: str, ranges: dict[str, tuple[float, float, str]]) -> float:
@@ -737,13 +732,8 @@ def _from_json(data: Any, path: Path) -> Profile:
     if not isinstance(grids_data, dict):
         raise ValueError("grids must be an object")
     grids = {}
+    _check_known_keys(grids_data, GRID_FEATURES, "grids", "grid")
     for name, grid_data in grids_data.items():
-        if name not in GRID_FEATURES:
-            close = difflib.get_close_matches(str(name), tuple(GRID_FEATURES), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(
-                f"grids.{name}: unknown grid ({hint}known: {', '.join(GRID_FEATURES)})"
-            )
         _check_grid_fields(grid_data, f"grids.{name}")
         legacy = LEGACY_GRID_FEATURES.get(name, ())
         axes_data = grid_data.get("axes") if isinstance(grid_data, dict) else None
