@@ -530,6 +530,12 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     max_model_len = scenario.max_model_len or model.max_context_tokens
     # A request lives in one virtual engine: with pipeline stages it holds 1/pp of the blocks.
     capacity_tokens = memory.kv_capacity_tokens_per_virtual_engine
+    null_block = scenario.scheduler != "vllm-v0" and pp == 1
+    if null_block and memory.num_kv_blocks_per_virtual_engine > 1:
+        # vLLM V1's block pool keeps one block as its null block (``engine_kv_blocks``): a
+        # cap of the whole cache let requests within the last block's tokens through the
+        # length check and then rejected them for KV (a QA pass, 1,906-1,920 of 1,920).
+        capacity_tokens -= memory.block_size
     if v0_settle and v0_len < max_model_len:
         notes.append(
             f"max_model_len capped from the model's {model.max_context_tokens:,} to "
@@ -541,8 +547,9 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     elif scenario.max_model_len is None and capacity_tokens < max_model_len:
         notes.append(
             f"max_model_len capped from the model's {model.max_context_tokens:,} to the "
-            f"{capacity_tokens:,} tokens the KV cache holds (vLLM refuses to start "
-            "otherwise; pass --max-model-len to choose)"
+            f"{capacity_tokens:,} tokens the KV cache holds"
+            + (" for one request (less vLLM V1's null block)" if null_block else "")
+            + " (vLLM refuses to start otherwise; pass --max-model-len to choose)"
         )
         max_model_len = capacity_tokens
     elif memory.kv_capacity_tokens < max_model_len:

@@ -581,3 +581,23 @@ def test_sarathi_says_when_its_chunk_size_lowers_the_default_max_num_seqs():
     ) in lowered.notes
     kept = resolve(Scenario(gpus="1xH100", scheduler="sarathi", chunk_size=100, max_num_seqs=64))
     assert kept.max_num_seqs == 64 and not any("lowered" in n for n in kept.notes)
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi", "vllm-v0"])
+def test_a_capped_max_model_len_is_what_one_request_can_be_given(scheduler):
+    """Found by QA: 2xH100 with Llama-3.1-70B at tp=2 capped max_model_len to the 1,920
+    tokens of its 120 blocks, then rejected every request of 1,906-1,920 tokens for KV:
+    vLLM V1 keeps one block as its null block. The cap is now the blocks a request can
+    take (all of them for vllm-v0, which has no null block)."""
+    from simulator.scenario import Scenario, resolve
+
+    resolved = resolve(Scenario(gpus="2xH100", model="llama-3.1-70b", tp=2, scheduler=scheduler))
+    assert resolved.max_model_len < resolved.model.max_context_tokens  # capped
+    block = resolved.memory.block_size
+    if scheduler == "vllm-v0":
+        # v0's cap settles with its token budget (the activation reserve), no null block.
+        assert resolved.engine_kv_blocks == resolved.memory.num_kv_blocks
+        assert resolved.max_model_len <= resolved.engine_kv_blocks * block
+    else:
+        assert resolved.engine_kv_blocks == resolved.memory.num_kv_blocks - 1
+        assert resolved.max_model_len == resolved.engine_kv_blocks * block
