@@ -542,3 +542,17 @@ def test_a_damaged_store_row_is_refused_naming_its_file(store_dir, tmp_path, dam
             shown = invoke("sweep", "show", store, *args)
             assert shown.exit_code == 1 and shown.stdout == "", shown.stdout
             assert shown.stderr.startswith(f"error: {at}: ") and message in shown.stderr
+
+
+def test_a_folder_holding_a_trace_says_it_is_a_trace_not_sweep_rows(tmp_path):
+    """Found by QA: ``report`` of a folder holding a trace parquet said "sweep rows need a
+    gpus column", as if it were a damaged sweep."""
+    target = tmp_path / "traces"
+    target.mkdir()
+    trace = pa.table({"arrival_time_s": [0.0, 1.0], "input_tokens": [10, 20]})
+    write_parquet_atomic(trace, target / "t.parquet")
+    result = invoke("report", target)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nor a sweep's rows: its parquet files hold requests" in lines[0]
+    assert f"simreplay run {target / 't.parquet'} --gpus" in lines[0]

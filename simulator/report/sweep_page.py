@@ -206,6 +206,14 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
         ("gpu" in columns or "gpu_type" in columns) and "num_gpus" in columns
     )
     if not has_gpus:
+        if "arrival_time_s" in columns and not (directory / STORE_MANIFEST).is_file():
+            # QA: a folder holding a trace read as sweep rows "need a gpus column".
+            raise SimreplayError(
+                f"{directory}: neither a run's outputs (summary.json, requests.parquet, "
+                "steps.parquet) nor a sweep's rows: its parquet files hold requests "
+                f"(arrival_time_s, ...), a trace: `simreplay run {files[0]} --gpus ...` "
+                "replays it, `simreplay run ... --out DIR` writes what report reads"
+            )
         raise SimreplayError(
             f"{directory}: sweep rows need a gpus column (e.g. 4xA100) or gpu and num_gpus; "
             f"found {', '.join(columns)}"
