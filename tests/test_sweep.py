@@ -1182,6 +1182,15 @@ def test_show_sorts_and_puts_missing_values_last(reference):
     header = table.stdout.splitlines()[0].split()
     assert header[:4] == ["gpus", "model", "rate_scale", "status"]
     assert "infeasible gpus=1xL40S, model=llama-3.1-70b" in table.stdout
+    # A QA pass: rows equal in the sort column were left in the store's key-hash order.
+    by_gpus = json.loads(invoke("sweep", "show", reference, "--json", "--sort", "gpus").stdout)
+    by_knobs = json.loads(invoke("sweep", "show", reference, "--json").stdout)
+    for gpus in ("1xL40S", "2xA100"):
+        sorted_rows, knob_rows = (
+            [(r["model"], r["rate_scale"]) for r in rows["rows"] if r["gpus"] == gpus]
+            for rows in (by_gpus, by_knobs)
+        )
+        assert sorted_rows == knob_rows and len(set(knob_rows)) > 2
 
 
 def test_show_bad_input(tmp_path, reference):

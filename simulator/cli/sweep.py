@@ -365,6 +365,10 @@ def show(
     if seed_spread:
         rows = group_seeds(rows, list(knob_types()))
         columns = list(rows[0]) if rows else columns
+    knobs = [k for k in knob_types() if not seed_spread or k != "seed"]
+    # The knobs' order first: rows equal in a --sort column keep it (QA: within one GPU
+    # count, --sort gpus left rates and seeds in the store's key-hash order).
+    rows.sort(key=lambda r: tuple(_order_key(r[k]) for k in knobs))
     if sort is not None:
         if sort not in columns:
             raise SimreplayError(f"--sort {sort!r}: no such column; columns: {', '.join(columns)}")
@@ -372,9 +376,6 @@ def show(
         missing = [r for r in rows if not _sortable(r[sort])]
         present.sort(key=lambda r: _order_key(r[sort]), reverse=descending)
         rows = present + missing  # nulls (infeasible rows) last either way
-    else:
-        knobs = [k for k in knob_types() if not seed_spread or k != "seed"]
-        rows.sort(key=lambda r: tuple(_order_key(r[k]) for k in knobs))
     if json_output:
         payload: dict[str, Any] = {
             "rows": [{k: _json_value(v) for k, v in r.items()} for r in rows]
