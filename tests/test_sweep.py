@@ -1637,3 +1637,15 @@ def test_simulate_many_names_what_scenarios_must_be(busy_table, scenarios):
 
     with pytest.raises(SimreplayError, match="scenarios must be a list of Scenario objects"):
         api.simulate_many(busy_table, scenarios)
+
+
+def test_a_rate_scale_no_trace_can_span_is_refused_before_the_store_is_made(tmp_path):
+    """Found by QA: ``sweep --rate-scale 1e-300`` stored an infeasible row and exited 0,
+    where ``plan`` refuses the same value in one line."""
+    trace = _trace(tmp_path / "t.parquet", 20)
+    out = tmp_path / "sweep"
+    result = invoke("sweep", trace, "--gpus", "1xA100", "--rate-scale", "1,1e-300", "--out", out)
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: --rate-scale 1e-300: the last arrival would come at ")
+    assert "a trace may span" in line and not out.exists()

@@ -28,6 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from simulator.checks import format_number
 from simulator.errors import SimreplayError, Stopped
 from simulator.fingerprint import build_id
 from simulator.hardware import parse_gpus
@@ -705,6 +706,17 @@ def run_sweep(
         raise stopped from None
 
 
+def _check_rate_scales(tasks: list[Task], tables: dict[str, pa.Table]) -> None:
+    """Refuse, before the store is made, a ``--rate-scale`` that stretches a trace beyond
+    what a trace may span, as ``plan`` and ``run`` refuse it (QA: the sweep stored it as an
+    infeasible row of every scenario and exited 0)."""
+    from simulator.trace.transform import check_arrival_span
+
+    for trace, rate_scale in sorted({(t.knobs["trace"], t.knobs["rate_scale"]) for t in tasks}):
+        arrival_s = tables[trace].column("arrival_time_s").to_numpy() / rate_scale
+        check_arrival_span(arrival_s, f"--rate-scale {format_number(rate_scale)}")
+
+
 def _how_far(head: str, tasks: list[Task], store: ResultStore) -> str:
     # Counted from the row files: a row renamed into place just before the stop counts.
     stored = store.done_keys() & {task.key for task in tasks}
@@ -737,7 +749,7 @@ def _checked_run(
     _check_stored(stored, tasks, hashes, store)
     # Read before the lock is taken (and the store made): a bad trace leaves nothing behind.
     todo = [t for t in tasks if t.key not in stored.keys]
-    load_traces(dict.fromkeys(t.knobs["trace"] for t in todo), note)
+    _check_rate_scales(todo, load_traces(dict.fromkeys(t.knobs["trace"] for t in todo), note))
     ray_started_here = False
     if backend == "ray" and todo:
         ray_started_here = not _ray_initialized()

@@ -69,7 +69,7 @@ def scale_rate(table: pa.Table, factor: float) -> pa.Table:
     """
     factor = positive_finite(factor, "--rate-scale")
     arrival_s = table.column("arrival_time_s").to_numpy() / factor
-    _check_span(arrival_s, f"--rate-scale {_num(factor)}")
+    check_arrival_span(arrival_s, f"--rate-scale {_num(factor)}")
     metadata = _append_transform(trace_metadata(table), f"scale_rate(factor={_num(factor)})")
     return _rebuild(table, {"arrival_time_s": arrival_s}, metadata)
 
@@ -276,7 +276,7 @@ def concat(
         end_s = float(shifted_s[-1]) if len(shifted_s) else offset_s
     columns, meta = _combine(tables, names)
     columns["arrival_time_s"] = np.concatenate(parts_s)
-    _check_span(columns["arrival_time_s"], f"--gap-s {_num(gap_s)}")
+    check_arrival_span(columns["arrival_time_s"], f"--gap-s {_num(gap_s)}")
     meta = dataclasses.replace(meta, start_time=trace_metadata(tables[0]).start_time)
     entry = f"concat(inputs={len(tables)},gap_s={_num(gap_s)})"
     return build_trace_table(columns, _append_transform(meta, entry))
@@ -632,7 +632,7 @@ def _check_tables(tables: Sequence[pa.Table]) -> list[pa.Table]:
     return tables
 
 
-def _check_span(arrival_s: np.ndarray, what: str) -> None:
+def check_arrival_span(arrival_s: np.ndarray, what: str) -> None:
     """One line naming ``what`` when the arrivals would outlast what a trace may span (the
     result would be written, then refused by every command that reads it)."""
     last_s = float(arrival_s.max(initial=0.0))
