@@ -1259,3 +1259,18 @@ def test_a_report_killed_while_drawing_leaves_no_page_of_the_earlier_run(tmp_pat
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and (out / REPORT_FILE).is_file()
     assert not orphan.exists()
+
+
+def test_a_tpot_bound_no_request_can_miss_says_why_it_is_met(tmp_path):
+    """Found by QA: every request with one output token printed tpot_p99_ms "n/a yes" and
+    "All met: yes", read as a measured pass; the line now says why it is met."""
+    trace = tmp_path / "one-token.csv"
+    trace.write_text("arrival_time_s,input_tokens,output_tokens\n0,100,1\n1,100,1\n")
+    args = ["run", str(trace), "--gpus", "1xA100", "--slo", "tpot_p99_ms=80,ttft_p99_ms=1000"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stdout.splitlines() if x.startswith("All met:"))
+    assert "tpot_p99_ms met only because no completed request has two or more" in line
+    args[-1] = "ttft_p99_ms=1000"
+    result = runner.invoke(app, args)
+    assert "met only because" not in result.stdout

@@ -641,6 +641,17 @@ def _print_human(result: Any, trace_name: str) -> None:
                 f"the {count(slo['beyond_context'], 'request')} longer than the context "
                 "asked for, which any deployment rejects, count only in attainment"
             )
+        vacuous = [
+            key
+            for key, b in slo["bounds"].items()
+            if b["value_ms"] is None and b["met"] and key.startswith("tpot")
+        ]
+        if vacuous:
+            # QA: "n/a yes" read as a measured pass; no request had a TPOT to miss it by.
+            others.append(
+                f"{', '.join(vacuous)} met only because no completed request has two or "
+                "more output tokens, so none has a TPOT"
+            )
         print(
             f"All met: {'yes' if slo['all_met'] else 'NO'}; requests meeting every bound: "
             f"{slo['attainment_all']:.1%}; goodput "
