@@ -213,6 +213,13 @@ def _validate_json(path: Path):
     return _invoke("validate", path, "--gpus", "1xH100", "--model", "llama-3.1-8b", "--json")
 
 
+def _validation(path: Path) -> dict:
+    """``validate --json``'s validation object for ``path``, which must succeed."""
+    result = _validate_json(path)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)["validation"]
+
+
 def test_per_request_rows_with_an_error_are_dropped_and_counted(tmp_path):
     """QA: rows whose "error" column said "timeout" were replayed as served requests."""
     path = tmp_path / "b.csv"
@@ -222,9 +229,7 @@ def test_per_request_rows_with_an_error_are_dropped_and_counted(tmp_path):
         "1,100,11,0.05,0.2,timeout\n"
         "2,100,11,0.05,0.2,None\n"
     )
-    result = _validate_json(path)
-    assert result.exit_code == 0, result.stderr
-    validation = json.loads(result.stdout)["validation"]
+    validation = _validation(path)
     assert validation["num_requests"] == 2
     assert (
         "dropped 1 request whose error column is set (failed in the benchmark; the first, "
@@ -241,8 +246,7 @@ def test_per_request_rows_with_an_error_are_dropped_and_counted(tmp_path):
         '{"arrival_time_s": 1, "input_tokens": 9, "output_tokens": 5, "ttft_s": 0.1, '
         '"e2e_s": 0.3, "error": null}\n'
     )
-    result = _validate_json(lines)
-    assert result.exit_code == 0 and json.loads(result.stdout)["validation"]["num_requests"] == 2
+    assert _validation(lines)["num_requests"] == 2
     lines.write_text(
         '{"arrival_time_s": 0, "input_tokens": 9, "output_tokens": 5, "ttft_s": 0.1, '
         '"e2e_s": 0.3, "error": "timeout"}\n'
@@ -268,9 +272,7 @@ def test_a_vllm_request_with_far_fewer_gaps_than_tokens_is_dropped_and_counted(t
     }
     path = tmp_path / "v.json"
     path.write_text(json.dumps(result))
-    run = _validate_json(path)
-    assert run.exit_code == 0, run.stderr
-    validation = json.loads(run.stdout)["validation"]
+    validation = _validation(path)
     assert validation["num_requests"] == 2
     assert (
         "dropped 1 request with fewer than one itls gap per 16 output tokens (the first, "
@@ -280,8 +282,7 @@ def test_a_vllm_request_with_far_fewer_gaps_than_tokens_is_dropped_and_counted(t
     # Speculative decoding's chunks of a few tokens are kept.
     result.update(output_lens=[40, 3, 3])
     path.write_text(json.dumps(result))
-    run = _validate_json(path)
-    assert run.exit_code == 0 and json.loads(run.stdout)["validation"]["num_requests"] == 3
+    assert _validation(path)["num_requests"] == 3
     result.update(output_lens=[200, 200, 200])
     path.write_text(json.dumps(result))
     run = _validate_json(path)

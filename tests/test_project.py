@@ -274,17 +274,7 @@ def test_ctrl_c_while_the_command_line_is_imported_exits_130_without_a_traceback
     """The console script and ``python -m simulator`` start from ``simulator._entry``; a
     Ctrl-C during the second it takes to import the command line (made certain here by an
     import hook) printed a KeyboardInterrupt traceback."""
-    code = (
-        "import runpy, sys\n"
-        "class Interrupt:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'simulator.cli.sweep':\n"
-        "            raise KeyboardInterrupt\n"
-        "sys.meta_path.insert(0, Interrupt())\n"
-        "sys.argv = ['simreplay', 'models', 'list']\n"
-        "runpy.run_module('simulator', run_name='__main__')\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = _signalled_while_importing("raise KeyboardInterrupt")
     assert (out.returncode, out.stderr, out.stdout) == (130, "interrupted\n", "")
     import tomllib
 
@@ -296,18 +286,24 @@ def test_sigterm_while_the_command_line_is_imported_exits_143_saying_so():
     """A QA pass: SIGTERM in the first ~0.3 s of `sweep` or `plan` (while the command line
     is imported, before its handler is set) ended the process with 143 and no line, where
     Ctrl-C then printed 'interrupted'. The import hook sends it at a fixed point."""
+    out = _signalled_while_importing("os.kill(os.getpid(), signal.SIGTERM)")
+    assert (out.returncode, out.stderr, out.stdout) == (143, "terminated\n", "")
+
+
+def _signalled_while_importing(action: str) -> subprocess.CompletedProcess:
+    """``simreplay models list`` run with an import hook doing ``action`` (one statement)
+    when ``simulator.cli.sweep`` is imported, i.e. while the command line loads."""
     code = (
         "import os, runpy, signal, sys\n"
-        "class Terminate:\n"
+        "class Hook:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'simulator.cli.sweep':\n"
-        "            os.kill(os.getpid(), signal.SIGTERM)\n"
-        "sys.meta_path.insert(0, Terminate())\n"
+        f"            {action}\n"
+        "sys.meta_path.insert(0, Hook())\n"
         "sys.argv = ['simreplay', 'models', 'list']\n"
         "runpy.run_module('simulator', run_name='__main__')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert (out.returncode, out.stderr, out.stdout) == (143, "terminated\n", "")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
 
 
 def _commands(command, path=()):
