@@ -291,14 +291,13 @@ def step_model_for(
         )
         source = source.replace(_BORROWED, text)
         step = dataclasses.replace(step, source=source)
-    # A grid owner other than the primary (whose warning ``profile_source`` gave) that was
-    # measured on a processor, not a GPU: say so too.
-    warned = {id(primary)} if grid_owner else set()
-    for owner in grid_owner.values():
-        if id(owner) not in warned and measured_on_cpu(owner) is not None:
-            warned.add(id(owner))
-            source += "; " + cpu_warning(owner)
-            step = dataclasses.replace(step, source=source)
+    # Every grid owner measured on a processor, not a GPU, is named (``profile_source``
+    # already named the primary's).
+    warnings = [cpu_warning(p) for p in _distinct(grid_owner.values()) if measured_on_cpu(p)]
+    unsaid = [w for w in warnings if w not in source]
+    if unsaid:
+        source += "; " + "; ".join(unsaid)
+        step = dataclasses.replace(step, source=source)
     step = with_cross_node_allreduce(step, model, gpu, tp)
     step = with_pipeline_stages(step, model, gpu, pp, tp)
     errors = {
@@ -316,7 +315,6 @@ def step_model_for(
         and any(owner is primary for owner in grid_owner.values()),
         "held_out_error_pct": errors,
     }
-    warnings = [cpu_warning(p) for p in _distinct(grid_owner.values()) if measured_on_cpu(p)]
     if warnings:
         # For outputs that print notes (``run``'s stderr): the source line says it too.
         info["warnings"] = warnings
