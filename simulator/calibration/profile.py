@@ -308,7 +308,7 @@ class Profile:
     def to_json(self) -> dict[str, Any]:
         """The profile file's object (keys in a fixed order; ``host_vllm_v0`` only when
         set, so profiles without it keep their bytes)."""
-        data = {
+        return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "gpu": self.gpu,
@@ -323,18 +323,11 @@ class Profile:
             },
             "dram_read_fraction": self.dram_read_fraction,
             "host": self.host,
+            **({"host_vllm_v0": self.host_vllm_v0} if self.host_vllm_v0 else {}),
             "errors": self.errors,
             "leave_one_out": self.errors_leave_one_out,
             "grids": {name: grid.to_json() for name, grid in sorted(self.grids.items())},
         }
-        if not self.host_vllm_v0:
-            return data
-        ordered = {}
-        for key, value in data.items():
-            ordered[key] = value
-            if key == "host":
-                ordered["host_vllm_v0"] = self.host_vllm_v0
-        return ordered
 
 
 def slower_memory_only(profile: Profile, ref: Reference) -> bool:
