@@ -993,11 +993,12 @@ _VIDUR_ALLREDUCE = (
 )
 
 
-def vidur_network_folder(root: Path) -> Path | None:
-    """The ``network`` folder of a Vidur tree given as its root, ``profiling/`` or itself."""
+def vidur_folder(root: Path, name: str) -> Path | None:
+    """The ``name`` folder (``network``, ``history``) of a Vidur tree given as its root,
+    its ``profiling/`` or that folder itself; None when there is none."""
     root = Path(root)
-    for candidate in (root / "profiling" / "network", root / "network", root):
-        if candidate.name == "network" and candidate.is_dir():
+    for candidate in (root / "profiling" / name, root / name, root):
+        if candidate.name == name and candidate.is_dir():
             return candidate
     return None
 
@@ -1013,7 +1014,7 @@ def add_vidur_allreduce(root: Path, gpu: str, result: Measurements) -> dict[str,
     (``time_stats.all_reduce.median``). Rows spanning nodes (``devices_per_node`` below
     ``num_workers``: InfiniBand, which a TP group never crosses) are skipped and counted.
     """
-    network = vidur_network_folder(root)
+    network = vidur_folder(root, "network")
     if network is None:
         return {}
     base = Path(root)
@@ -1144,15 +1145,6 @@ _VIDUR_HOST_COLUMNS = (*VIDUR_HOST_PHASES, "batch_size", "tensor_parallel_degree
 VIDUR_HOST_SUFFIX = "_cpu_overheads.csv"
 
 
-def vidur_history_folder(root: Path) -> Path | None:
-    """The ``history`` folder of a Vidur tree given as its root or as that folder."""
-    root = Path(root)
-    for candidate in (root / "history", root):
-        if candidate.name == "history" and candidate.is_dir():
-            return candidate
-    return None
-
-
 def add_vidur_host_overheads(root: Path, gpu: str, result: Measurements) -> dict[str, str]:
     """Add ``gpu``'s vLLM V0 host overheads from a Vidur tree's
     ``history/<gpu>_cpu_overheads.csv`` to ``result.host``; return the tree's other history
@@ -1172,7 +1164,7 @@ def add_vidur_host_overheads(root: Path, gpu: str, result: Measurements) -> dict
         value that is not a number (times: finite and >= 0 ms; batch size and TP degree:
         whole numbers >= 1).
     """
-    history = vidur_history_folder(root)
+    history = vidur_folder(root, "history")
     if history is None:
         return {}
     base = Path(root)
