@@ -1053,10 +1053,12 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_run_into_a_folder_with_an_earlier_runs_outputs_says_it_replaces_them(tmp_path):
+def test_run_into_a_folder_with_an_earlier_runs_outputs_says_it_replaces_them(
+    tmp_path, small_trace
+):
     """A QA pass: `run --out DIR` over an earlier run's outputs replaced them without a
     word (the earlier summary.json was gone)."""
-    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    trace = small_trace
     out = tmp_path / "results"
     args = ["run", str(trace), "--gpus", "4xA100", "--out", str(out)]
     first = runner.invoke(app, args)
@@ -1104,13 +1106,15 @@ def test_a_sigterm_raised_in_a_finaliser_still_ends_the_command_as_terminated():
     assert (proc.returncode, proc.stdout, proc.stderr) == (143, "done\n", "terminated\n")
 
 
-def test_a_failed_write_leaves_the_earlier_runs_outputs_as_they_were(tmp_path, monkeypatch):
+def test_a_failed_write_leaves_the_earlier_runs_outputs_as_they_were(
+    tmp_path, small_trace, monkeypatch
+):
     """A QA pass: a disk that filled while `run --out` wrote steps.parquet left the folder
     with the earlier run's steps and summary and no requests.parquet (its new one removed,
     the old one replaced)."""
     from simulator import results
 
-    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    trace = small_trace
     out = tmp_path / "results"
     args = ["run", str(trace), "--gpus", "4xA100", "--out", str(out)]
     assert runner.invoke(app, args).exit_code == 0
@@ -1133,14 +1137,14 @@ def test_a_failed_write_leaves_the_earlier_runs_outputs_as_they_were(tmp_path, m
 
 @pytest.mark.parametrize("failing_rename", [1, 2, 3, 4])
 def test_a_rename_refused_part_way_leaves_the_earlier_outputs_and_page(
-    tmp_path, monkeypatch, failing_rename
+    tmp_path, small_trace, monkeypatch, failing_rename
 ):
     """A QA pass: files were renamed into place one at a time, so a rename refused part way
     (an immutable summary.json, EIO) left this run's requests and steps beside the earlier
     run's summary and report. Renames 1-4 here are the moves aside of the earlier files."""
     from simulator import io
 
-    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    trace = small_trace
     out = tmp_path / "results"
     args = ["run", str(trace), "--gpus", "4xA100", "--out", str(out)]
     assert runner.invoke(app, [*args, "--report"]).exit_code == 0
@@ -1163,7 +1167,7 @@ def test_a_rename_refused_part_way_leaves_the_earlier_outputs_and_page(
 
 
 def test_an_interrupt_while_the_outputs_are_put_in_place_waits_for_all_of_them(
-    tmp_path, monkeypatch
+    tmp_path, small_trace, monkeypatch
 ):
     """A QA pass: Ctrl-C between two renames left this run's requests.parquet beside the
     earlier run's steps and summary. Now the interrupt takes effect once every file is in
@@ -1172,7 +1176,7 @@ def test_an_interrupt_while_the_outputs_are_put_in_place_waits_for_all_of_them(
 
     from simulator import io
 
-    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    trace = small_trace
     out = tmp_path / "results"
     args = ["run", str(trace), "--gpus", "4xA100", "--out", str(out)]
     assert runner.invoke(app, [*args, "--report"]).exit_code == 0
@@ -1228,14 +1232,14 @@ def test_run_refuses_an_out_folder_holding_a_sweep(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.json"]
 
 
-def test_a_report_killed_while_drawing_leaves_no_page_of_the_earlier_run(tmp_path):
+def test_a_report_killed_while_drawing_leaves_no_page_of_the_earlier_run(tmp_path, small_trace):
     """A QA pass: `run --out DIR --report` killed (SIGKILL) while drawing left the earlier
     run's report.html and PNGs beside the new summary.json, and its staging folder
     ``.plots.<pid>.tmp`` for good. The earlier page goes before anything is drawn, and the
     next run removes a dead process's staging folder."""
     from simulator.report.run_page import REPORT_FILE
 
-    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    trace = small_trace
     out = tmp_path / "results"
     args = ["run", str(trace), "--gpus", "4xA100", "--out", str(out), "--report"]
     assert runner.invoke(app, args).exit_code == 0
