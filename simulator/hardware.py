@@ -17,6 +17,11 @@ Sources (vendor documents; every figure below is a published peak, not a measure
 - AMD Instinct MI300X data sheet (2023) and AMD CDNA 3 architecture whitepaper.
 - A10G: an AWS-only part with no NVIDIA datasheet; figures from the Amazon EC2 G5 instance
   documentation and NVIDIA's A10 datasheet (same GA102 memory system).
+- L2 size, SM count and boost clock (``l2_bytes``, ``sm_count``, ``boost_clock_hz``; used
+  only by the calibration transfer, ``calibration.profile.transfer_scale``): the documents
+  above and NVIDIA's Ampere GA102 and Ada Lovelace whitepapers, as each entry's comment
+  says; a figure no source at hand gives is left None (B200's L2 and clock, GB200,
+  A10G's clock, MI300X), and third-party spec listings (TechPowerUp) are named where used.
 
 Conventions
 -----------
@@ -51,6 +56,8 @@ from simulator.specs import GPUSpec
 TERA = 1e12
 GIGA = 1e9
 GIB = float(2**30)
+MIB = float(2**20)
+MEGA = 1e6
 
 _PRICE = "price indicative: public cloud on-demand list prices, 2025"
 
@@ -69,6 +76,12 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,
             usd_per_hour=1.29,
             aliases=("A100-40GB", "A100-SXM-40GB", "A100-SXM4-40GB"),
+            # L2, SMs, boost clock: "NVIDIA A100 Tensor Core GPU Architecture" whitepaper
+            # (2020): 40 MB L2, 108 SMs, 1,410 MHz (also NVIDIA's ISSCC 2021 A100 paper;
+            # CUDA's deviceQuery reports 41,943,040 bytes of L2)
+            l2_bytes=40 * MIB,
+            sm_count=108,
+            boost_clock_hz=1410 * MEGA,
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
             "40 GB HBM2 at 1,555 GB/s, NVLink 600 GB/s; "
             f"{_PRICE} (Lambda, Google Cloud a2-highgpu)",
@@ -84,6 +97,12 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,
             usd_per_hour=1.79,
             aliases=("A100", "A100-80GB", "A100-SXM", "A100-SXM-80GB", "A100-SXM4-80GB"),
+            # L2, SMs, boost clock: "NVIDIA A100 Tensor Core GPU Architecture" whitepaper
+            # (2020): 40 MB L2, 108 SMs, 1,410 MHz (also NVIDIA's ISSCC 2021 A100 paper;
+            # CUDA's deviceQuery reports 41,943,040 bytes of L2)
+            l2_bytes=40 * MIB,
+            sm_count=108,
+            boost_clock_hz=1410 * MEGA,
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
             "80 GB HBM2e at 2,039 GB/s, NVLink 600 GB/s; "
             f"{_PRICE} (Lambda, RunPod; hyperscalers list about 2-3x more)",
@@ -98,6 +117,12 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,  # AIConfigurator a100_pcie.yaml: 1:1 200 Gb/s fabric
             usd_per_hour=1.29,
             aliases=("A100-PCIe-40GB",),
+            # L2, SMs, boost clock: "NVIDIA A100 Tensor Core GPU Architecture" whitepaper
+            # (2020): 40 MB L2, 108 SMs, 1,410 MHz (also NVIDIA's ISSCC 2021 A100 paper;
+            # CUDA's deviceQuery reports 41,943,040 bytes of L2)
+            l2_bytes=40 * MIB,
+            sm_count=108,
+            boost_clock_hz=1410 * MEGA,
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
             "40 GB HBM2 at 1,555 GB/s, PCIe Gen4 64 GB/s (NVLink bridge joins pairs only); "
             f"{_PRICE} (Lambda)",
@@ -112,6 +137,12 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,  # AIConfigurator a100_pcie.yaml: 1:1 200 Gb/s fabric
             usd_per_hour=1.64,
             aliases=("A100-PCIe", "A100-PCIe-80GB"),
+            # L2, SMs, boost clock: "NVIDIA A100 Tensor Core GPU Architecture" whitepaper
+            # (2020): 40 MB L2, 108 SMs, 1,410 MHz (also NVIDIA's ISSCC 2021 A100 paper;
+            # CUDA's deviceQuery reports 41,943,040 bytes of L2)
+            l2_bytes=40 * MIB,
+            sm_count=108,
+            boost_clock_hz=1410 * MEGA,
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
             "80 GB HBM2e at 1,935 GB/s, PCIe Gen4 64 GB/s (NVLink bridge joins pairs only); "
             f"{_PRICE} (RunPod, Azure NC A100 v4)",
@@ -127,6 +158,12 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=50 * GIGA,
             usd_per_hour=2.99,
             aliases=("H100", "H100-80GB", "H100-SXM5", "H100-SXM-80GB"),
+            # L2, SMs: NVIDIA H100 datasheet / Hopper whitepaper: 50 MB L2, 132 SMs (SXM5).
+            # Clock: 1,830 MHz, the one its 989 TFLOPS dense BF16 is counted at (132 SMs x
+            # 4,096 FLOP per clock; 1.98 GHz is the maximum boost for other work)
+            l2_bytes=50 * MIB,
+            sm_count=132,
+            boost_clock_hz=1830 * MEGA,
             source="NVIDIA H100 Tensor Core GPU datasheet: BF16 1,979 / FP8 3,958 TFLOPS with "
             "sparsity (989 / 1,979 dense), 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s; "
             f"{_PRICE} (Lambda, RunPod; AWS p5 and Google a3 list more)",
@@ -141,6 +178,12 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=50 * GIGA,  # AIConfigurator h100_pcie.yaml: 1:1 400 Gb/s fabric
             usd_per_hour=2.49,
             aliases=("H100-PCIe-80GB",),
+            # L2, SMs: NVIDIA H100 datasheet / Hopper whitepaper (H100 PCIe): 50 MB L2, 114 SMs.
+            # Clock: 1,620 MHz, the one its 756 TFLOPS dense BF16 is counted at (114 SMs x
+            # 4,096 FLOP per clock; Chips and Cheese saw a 1,755 MHz maximum in nvidia-smi)
+            l2_bytes=50 * MIB,
+            sm_count=114,
+            boost_clock_hz=1620 * MEGA,
             source="NVIDIA H100 Tensor Core GPU datasheet (H100 PCIe): BF16 1,513 / FP8 3,026 "
             "TFLOPS with sparsity (756 / 1,513 dense), 80 GB HBM2e at 2.0 TB/s, PCIe Gen5 "
             f"128 GB/s (NVLink bridge joins pairs only); {_PRICE} (Lambda)",
@@ -156,6 +199,11 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=50 * GIGA,
             usd_per_hour=3.79,
             aliases=("H200-SXM", "H200-141GB"),
+            # L2, SMs, clock: the H100 SXM's (one GH100 configuration with HBM3e; the H200
+            # datasheet gives the same compute peaks but no L2 or SM count)
+            l2_bytes=50 * MIB,
+            sm_count=132,
+            boost_clock_hz=1830 * MEGA,
             source="NVIDIA H200 Tensor Core GPU datasheet (H200 SXM): same compute as H100 SXM "
             "(BF16 989 / FP8 1,979 TFLOPS dense), 141 GB HBM3e at 4.8 TB/s, NVLink 900 GB/s; "
             f"{_PRICE} (RunPod, Nebius, CoreWeave)",
@@ -171,6 +219,10 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=100 * GIGA,
             usd_per_hour=4.99,
             aliases=("B200-SXM", "B200-180GB", "HGX-B200"),
+            # SMs: 148 (2 dies of 74; Chips and Cheese, "Nvidia's B200", 2025). No NVIDIA
+            # document at hand gives its L2 size or boost clock: left unknown, so transfers to
+            # and from B200 price every byte at DRAM rate.
+            sm_count=148,
             source="NVIDIA DGX B200 datasheet / HGX B200 specifications: 8 GPUs give 36 PFLOPS "
             "BF16 and 72 PFLOPS FP8 with sparsity (2.25 / 4.5 PFLOPS dense per GPU), 1,440 GB "
             "HBM3e at 64 TB/s (180 GB at 8 TB/s per GPU), NVLink 5 1.8 TB/s per GPU; "
@@ -206,6 +258,14 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=50 * GIGA,
             usd_per_hour=0.86,
             aliases=("L40S-48GB",),
+            # SMs, clock: NVIDIA L40S datasheet (18,176 CUDA cores, 142 RT cores: 142 SMs),
+            # 2,520 MHz boost (TechPowerUp listing). L2: 96 MB, AD102's full L2 (Ada Lovelace
+            # whitepaper: 98,304 KB); the datasheet omits it and a TechPowerUp listing says
+            # 48 MB, which AIConfigurator's L40S data rules out (67 MB decode-attention reads
+            # at 1.8 TB/s, twice the DRAM's 864 GB/s, are L2 reads)
+            l2_bytes=96 * MIB,
+            sm_count=142,
+            boost_clock_hz=2520 * MEGA,
             source="NVIDIA L40S datasheet (2023): BF16 362.05 / FP8 733 TFLOPS dense (733 / "
             "1,466 with sparsity), 48 GB GDDR6 at 864 GB/s, PCIe Gen4 x16, no NVLink; "
             f"{_PRICE} (RunPod, AWS g6e)",
@@ -220,6 +280,11 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,  # AIConfigurator l4.yaml: 1:1 200 Gb/s fabric
             usd_per_hour=0.55,
             aliases=("L4-24GB",),
+            # SMs: NVIDIA L4 datasheet, 7,424 CUDA cores (58 SMs of 128). L2: AD104's 48 MB
+            # (Ada Lovelace whitepaper). Clock: 2,040 MHz boost (TechPowerUp listing)
+            l2_bytes=48 * MIB,
+            sm_count=58,
+            boost_clock_hz=2040 * MEGA,
             source="NVIDIA L4 Tensor Core GPU datasheet (2023): BF16 242 / FP8 485 TFLOPS with "
             "sparsity (121 / 242.5 dense), 24 GB GDDR6 at 300 GB/s, PCIe Gen4 x16; "
             f"{_PRICE} (Google Cloud g2, AWS g6, RunPod)",
@@ -234,6 +299,11 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=1.5625 * GIGA,  # Amazon EC2 g5.48xlarge: 100 Gb/s for its 8 GPUs
             usd_per_hour=1.01,
             aliases=("A10G-24GB",),
+            # L2: GA102's 6 MB (NVIDIA Ampere GA102 whitepaper: 12 x 512 KB); SMs: 80 (above).
+            # No published boost clock for this AWS part: its L2 rate is left unknown, so
+            # transfers to A10G price every byte at DRAM rate.
+            l2_bytes=6 * MIB,
+            sm_count=80,
             source="AWS-only GA102 part, no NVIDIA datasheet: Amazon EC2 G5 documentation and "
             "public A10 vs A10G comparisons give 80 SMs, BF16 about 70 TFLOPS dense with FP32 "
             "accumulate (uncertain), 24 GB GDDR6 at 600 GB/s as on the NVIDIA A10 datasheet, "
@@ -250,6 +320,11 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,
             usd_per_hour=0.40,
             aliases=("A40-48GB",),
+            # L2: GA102's 6 MB (NVIDIA Ampere GA102 whitepaper); SMs: 84 (A40 datasheet:
+            # 10,752 CUDA cores, 84 RT cores); clock: 1,740 MHz boost (TechPowerUp listing)
+            l2_bytes=6 * MIB,
+            sm_count=84,
+            boost_clock_hz=1740 * MEGA,
             source="NVIDIA A40 datasheet (2021): BF16 149.7 TFLOPS dense (299.4 with sparsity), "
             "48 GB GDDR6 at 696 GB/s, PCIe Gen4 64 GB/s (NVLink bridge 112.5 GB/s joins pairs "
             f"only); {_PRICE} (RunPod, Paperspace)",
@@ -265,6 +340,11 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,
             usd_per_hour=0.69,
             aliases=("4090", "RTX4090", "GeForce-RTX-4090"),
+            # L2, SMs, clock: NVIDIA Ada Lovelace whitepaper (v1.1), RTX 4090: 72 MB L2 (of
+            # AD102's 96 MB), 128 SMs, 2,520 MHz boost
+            l2_bytes=72 * MIB,
+            sm_count=128,
+            boost_clock_hz=2520 * MEGA,
             source="NVIDIA Ada Lovelace GPU architecture whitepaper (RTX 4090): BF16 165.2 / "
             "FP8 330.3 TFLOPS dense with FP32 accumulate, 24 GB GDDR6X at 1,008 GB/s, "
             f"PCIe Gen4 x16, no NVLink or peer-to-peer; {_PRICE} (RunPod, Vast.ai)",
@@ -280,6 +360,12 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=50 * GIGA,
             usd_per_hour=1.79,
             aliases=("RTXPRO6000", "RTX-PRO-6000-Blackwell", "RTX-PRO-6000-BSE", "PRO6000"),
+            # L2, SMs: NVIDIA RTX PRO 6000 Blackwell launch material (GTC 2025): GB202's full
+            # 128 MB L2, 188 SMs (24,064 CUDA cores). Clock: NVIDIA publishes none; 2.6 GHz is
+            # what its 125 TFLOPS FP32 over 2 x 24,064 FLOP per clock implies
+            l2_bytes=128 * MIB,
+            sm_count=188,
+            boost_clock_hz=125 * TERA / (2 * 24064),
             source="NVIDIA RTX PRO 6000 Blackwell Server Edition product page and datasheet: "
             "FP16/BF16 1 PFLOPS and FP8 2 PFLOPS with sparsity (about 0.5 / 1.0 PFLOPS dense; "
             "NVIDIA publishes no dense BF16 figure), 96 GB GDDR7 at 1,597 GB/s, PCIe Gen5 x16; "
@@ -299,6 +385,9 @@ GPUS: dict[str, GPUSpec] = {
             usd_per_hour=2.49,
             vendor="AMD",
             aliases=("Instinct-MI300X", "AMD-MI300X"),
+            # No L2 figures: CDNA 3's caches (4 MB L2 per XCD, 256 MB Infinity Cache; AMD CDNA 3
+            # whitepaper) are not priced by the NVIDIA per-SM L2 rate the transfer uses, so
+            # transfers to MI300X price every byte at DRAM rate.
             source="AMD Instinct MI300X data sheet (2023): BF16 1,307.4 / FP8 2,614.9 TFLOPS "
             "dense, 192 GB HBM3 at 5.3 TB/s, 7 Infinity Fabric links of 128 GB/s "
             "(896 GB/s peer aggregate, bidirectional); "

@@ -41,6 +41,15 @@ class GPUSpec:
         Extra names accepted on the command line (case-insensitive).
     source : str
         Where the figures come from.
+    l2_bytes : float or None
+        Last-level on-chip cache (L2) in bytes, as the vendor states it (MB = 2**20 bytes,
+        as ``cudaGetDeviceProperties`` reports it); None where no source gives it.
+    sm_count : int or None
+        Streaming multiprocessors enabled on this part; None where not published.
+    boost_clock_hz : float or None
+        The GPU's published boost clock; None where not published. With ``sm_count`` it
+        gives the L2 bandwidth the calibration transfer assumes
+        (``calibration.profile.L2_BYTES_PER_SM_CLOCK``).
     """
 
     name: str
@@ -55,6 +64,9 @@ class GPUSpec:
     vendor: str = "NVIDIA"
     aliases: tuple[str, ...] = ()
     source: str = ""
+    l2_bytes: float | None = None
+    sm_count: int | None = None
+    boost_clock_hz: float | None = None
 
 
 @dataclass(frozen=True)
