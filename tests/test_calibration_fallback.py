@@ -80,6 +80,70 @@ def test_transfer_scale_is_compute_plus_memory_time_on_each_gpu():
     assert fp8[0] == pytest.approx(2.0, 1e-2)
 
 
+def _decode_attention_of(nbytes: float) -> dict[str, np.ndarray]:
+    """One decode-attention call reading about ``nbytes`` (a batch of 1 over 8 KV heads
+    of 128; its 1 FLOP per byte is negligible at 1 PFLOP/s)."""
+    context = nbytes / (2.0 * 8 * 128 * 2.0)
+    return {
+        "batch": np.array([1.0]),
+        "context": np.array([context]),
+        "kv_heads": np.array([8.0]),
+        "head_dim": np.array([128.0]),
+        "gqa": np.array([1.0]),
+    }
+
+
+def test_bytes_within_l2_scale_by_the_l2_rates_and_bytes_beyond_by_the_dram_rates():
+    """A repeated call that fits both GPUs' L2 reads it on both: it scales by the ratio of
+    their L2 rates (4 TB/s over 1 TB/s), not of their DRAM (1 over 0.5 TB/s); one far
+    beyond both L2s scales by the DRAM ratio; without an L2 figure on either GPU every
+    call scales by the DRAM ratio, as before."""
+    measured = Reference(1e15, None, 1e12, 1e11, l2_bytes=1e9, l2_bytes_per_s=4e12)
+    target = Reference(1e15, None, 0.5e12, 1e11, l2_bytes=1e7, l2_bytes_per_s=1e12)
+    within = _decode_attention_of(1e5)
+    beyond = _decode_attention_of(1e11)
+    scale_within = transfer_scale("generation_attention", within, measured, target)[0]
+    scale_beyond = transfer_scale("generation_attention", beyond, measured, target)[0]
+    assert scale_within == pytest.approx(4.0, rel=0.01)
+    assert scale_beyond == pytest.approx(2.0, rel=0.01)
+    # Between the two L2 sizes: L2 on the measured GPU, DRAM on the target (4 / 0.5).
+    between = transfer_scale("generation_attention", _decode_attention_of(1e8), measured, target)
+    assert between[0] == pytest.approx(8.0, rel=0.01)
+    unknown = replace(target, l2_bytes=None, l2_bytes_per_s=None)
+    for feats in (within, beyond):
+        assert transfer_scale("generation_attention", feats, measured, unknown)[0] == (
+            pytest.approx(2.0, rel=0.01)
+        )
+
+
+def test_the_l2_figures_change_no_prediction_on_the_profiles_own_gpu():
+    """A shipped profile read from its file takes its GPU's L2 from the catalog, and the
+    catalog's reference of that GPU is still its own: no transfer, the measured latency."""
+    profile = load_profile(PROFILES_DIR / "l40s.json")
+    ref = reference_for("L40S")
+    assert profile.reference.l2_bytes == ref.l2_bytes == 96 * 2**20
+    assert profile.reference == ref
+    feats = _decode_attention_of(30e6)
+    np.testing.assert_array_equal(
+        profile.predict("generation_attention", feats, ref),
+        profile.predict("generation_attention", feats),
+    )
+
+
+def test_the_l2_rate_is_the_measured_l40s_rate_per_sm_and_clock_and_never_below_dram():
+    """L40S reads its L2 at the 1.8 TB/s its decode attention was measured at; A100 and
+    H100 at their DRAM bandwidth (their kernels never read faster); GPUs without a
+    published clock or L2 (A10G, B200, MI300X) have no L2 rate."""
+    assert reference_for("L40S").l2_bytes_per_s == pytest.approx(1.8e12)
+    for gpu in ("A100-80GB-SXM", "H100-SXM", "H200"):
+        ref = reference_for(gpu)
+        assert ref.l2_bytes_per_s == ref.hbm_bytes_per_s
+    rtx = reference_for("RTX-PRO-6000")
+    assert rtx.l2_bytes_per_s == pytest.approx(1.8e12 * 188 * 2.597e9 / (142 * 2.52e9), 1e-3)
+    for gpu in ("A10G", "B200", "MI300X"):
+        assert reference_for(gpu).l2_bytes_per_s is None
+
+
 def test_a_borrowed_grid_recovers_a_known_scaling_exactly():
     """Calls that take a floor plus a per-shape multiple of (compute + memory time), as the
     fallback assumes, are predicted exactly on another GPU, in every regime; the

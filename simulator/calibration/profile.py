@@ -10,6 +10,7 @@ fallback (roofline scaled by the nearest measured architecture's efficiencies) e
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import json
@@ -58,20 +59,50 @@ LEGACY_GRID_FEATURES = {
 }
 
 
+#: L2 read rate per SM and clock that the operator benchmarks reach, bytes: L40S decode
+#: attention over 67 MB of KV (16 sequences of 1,024 Llama-3.1-8B tokens, AIConfigurator
+#: data) read its L2 at 1.8 TB/s, over 142 SMs at 2.52 GHz. NVIDIA's A100 whitepaper gives
+#: a peak of 5,120 bytes per clock over 108 SMs (47 per SM), nine times more; leaving each
+#: measured GPU out, that peak and this rate give the same medians within 0.5 point, but
+#: with the peak, a call within the measured GPU's L2 and beyond the target's scaled by up
+#: to 50x and Llama-3.1-8B one-sequence decode on L4 (from L40S's grids) took 103 ms a
+#: token, 52 % of its DRAM's peak, against 62 ms on DRAM alone (calibration/README.md).
+L2_BYTES_PER_SM_CLOCK = 1.8e12 / (142 * 2.52e9)
+
+
 @dataclass(frozen=True)
 class Reference:
-    """The GPU peaks a profile's roofline bounds use (from ``simulator.hardware``)."""
+    """The GPU peaks a profile's roofline bounds use (from ``simulator.hardware``).
+
+    ``l2_bytes`` and ``l2_bytes_per_s`` (the L2 size, and ``L2_BYTES_PER_SM_CLOCK`` x SMs x
+    boost clock or the DRAM bandwidth, whichever is more: A100's and H100's decode kernels
+    never read faster than their DRAM in AIConfigurator's data) come from the catalog,
+    never from a profile's file, and are None where the catalog lacks them; they take no
+    part in comparing two references (a profile's own GPU is the one with its peaks).
+    """
 
     peak_bf16_flops: float
     peak_fp8_flops: float | None
     hbm_bytes_per_s: float
     link_bytes_per_s: float
+    l2_bytes: float | None = field(default=None, compare=False)
+    l2_bytes_per_s: float | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, gpu: GPUSpec) -> Reference:
-        """The peaks of ``gpu``."""
+        """The peaks of ``gpu``, with its L2 size and rate where the catalog has them."""
+        l2_rate = None
+        if gpu.l2_bytes is not None and gpu.sm_count and gpu.boost_clock_hz:
+            l2_rate = max(
+                L2_BYTES_PER_SM_CLOCK * gpu.sm_count * gpu.boost_clock_hz, gpu.hbm_bytes_per_s
+            )
         return cls(
-            gpu.peak_bf16_flops, gpu.peak_fp8_flops, gpu.hbm_bytes_per_s, gpu.link_bytes_per_s
+            gpu.peak_bf16_flops,
+            gpu.peak_fp8_flops,
+            gpu.hbm_bytes_per_s,
+            gpu.link_bytes_per_s,
+            gpu.l2_bytes if l2_rate is not None else None,
+            l2_rate,
         )
 
 
@@ -140,8 +171,9 @@ def transfer_scale(
 ) -> np.ndarray:
     """How much longer a call takes on ``target`` than on ``measured``, above its latency
     floor (float64 per point): (C_t + M_t) / (C_m + M_m), C the call's FLOP over peak
-    FLOP/s and M its bytes over DRAM bytes/s on each GPU; for all-reduce, the ratio of ring
-    times over the links.
+    FLOP/s and M its bytes over each GPU's memory rate (``memory_time_s``: L2 for the part
+    that fits its L2, DRAM for the rest); for all-reduce, the ratio of ring times over the
+    links.
 
     The sum, not the roofline's max(C, M): a call far on one side of the ridge point scales
     as before (by the FLOP/s or the bandwidth ratio), but one near it, where a real kernel
@@ -159,9 +191,49 @@ def transfer_scale(
     def peak(ref: Reference) -> float:
         return (ref.peak_fp8_flops or 2.0 * ref.peak_bf16_flops) if fp8 else ref.peak_bf16_flops
 
-    on_target = flop / peak(target) + nbytes / target.hbm_bytes_per_s
-    on_measured = flop / peak(measured) + nbytes / measured.hbm_bytes_per_s
+    l2 = _has_l2(measured) and _has_l2(target)
+    on_target = flop / peak(target) + memory_time_s(nbytes, target, l2)
+    on_measured = flop / peak(measured) + memory_time_s(nbytes, measured, l2)
     return on_target / on_measured
+
+
+def l2_fraction(nbytes: np.ndarray, l2_bytes: float) -> np.ndarray:
+    """Share of a repeated call's bytes read from L2: 1 / (1 + (bytes / L2)^4), a half at
+    the L2's size, 0.94 at half of it, 0.06 at twice it.
+
+    The operator benchmarks behind every grid repeat one call on the same tensors, so a
+    call whose bytes fit the L2 reads them from it. A soft edge rather than a step at the
+    L2's size (part of the L2 holds other lines; part of a larger call still hits).
+    Leaving each measured GPU out, at ``L2_BYTES_PER_SM_CLOCK`` the edge hardly matters
+    (mean median of the 35 grids 14.2 % with this one, the step or exponent 2; mean p90
+    51.0-51.2 %); at A100's whitepaper L2 peak, where it did, the step gave the best decode
+    attention (L40S 16.2 % median, p90 39.5 %) but RTX PRO 6000 GEMM p90 55 % (35 % on
+    DRAM alone) and exponent 2 the best GEMMs but L40S decode attention p90 75 % (61.6 %);
+    exponent 4 lay between (calibration/README.md).
+    """
+    return 1.0 / (1.0 + (nbytes / l2_bytes) ** 4)
+
+
+def memory_time_s(nbytes: np.ndarray, ref: Reference, l2: bool) -> np.ndarray:
+    """Time to move ``nbytes`` on ``ref``'s GPU in a repeated call: with ``l2``, the share
+    ``l2_fraction`` at its L2 rate and the rest at its DRAM bandwidth; else all at DRAM.
+
+    A call whose bytes fit in the L2 of the measured GPU read them at its L2 rate there, so
+    scaling that time by the DRAM ratio mispredicted every such call: L40S decode attention
+    from RTX PRO 6000's grid was +30 % below 4 MB and +44 to +54 % from 4 to 96 MB (L2 on
+    both; the DRAM ratio is 2.07, the L2 rates' 1.36), -46 % from 128 to 192 MB (L2 only on
+    RTX PRO 6000), -9 to -17 % beyond (DRAM on both). Pricing each GPU's L2 share at its
+    own L2 rate took that grid's leave-one-GPU-out median from 34.4 to 16.5 % (RTX PRO
+    6000's from L40S 22.7 to 14.1 %; calibration/README.md).
+    """
+    if not l2:
+        return nbytes / ref.hbm_bytes_per_s
+    share = l2_fraction(nbytes, ref.l2_bytes)
+    return nbytes * (share / ref.l2_bytes_per_s + (1.0 - share) / ref.hbm_bytes_per_s)
+
+
+def _has_l2(ref: Reference) -> bool:
+    return ref.l2_bytes is not None and ref.l2_bytes_per_s is not None
 
 
 @dataclass
@@ -651,6 +723,17 @@ def _check_reference_is_the_gpus(gpu: str, reference: Reference) -> None:
             )
 
 
+def _with_catalog_l2(gpu: str, reference: Reference) -> Reference:
+    """``reference`` with the catalog's L2 size and rate for ``gpu`` (a profile's file holds
+    only peaks; ``transfer_scale`` needs both GPUs' L2 to price the bytes within it)."""
+    from simulator.calibration.select import reference_for
+
+    catalog = reference_for(gpu)
+    return dataclasses.replace(
+        reference, l2_bytes=catalog.l2_bytes, l2_bytes_per_s=catalog.l2_bytes_per_s
+    )
+
+
 def _json_text(value: Any) -> str:
     """A JSON value as the file wrote it, cut short (``null``, ``5``, ``"x"``)."""
     text = json.dumps(value)
@@ -774,6 +857,7 @@ def _from_json(data: Any, path: Path) -> Profile:
         raise ValueError(f"gpu must be the measured GPU's name, got {data['gpu']!r:.40}")
     gpu = _catalog_gpu(data["gpu"])
     _check_reference_is_the_gpus(gpu, reference)
+    reference = _with_catalog_l2(gpu, reference)
     return Profile(
         gpu=gpu,
         reference=reference,
