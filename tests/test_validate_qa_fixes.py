@@ -225,3 +225,85 @@ def test_vllm_fields_that_agree_are_taken(tmp_path):
         ),
     )
     assert _num_requests(run) == 2
+
+
+def test_output_lens_fewer_than_the_streamed_gaps_is_refused(tmp_path):
+    """A QA pass: output_lens of 1 beside 2-3 itls gaps each (vLLM writes 1 when the server
+    reports no count and the client skips the tokenizer) replayed with E2E -99 %, and
+    halved counts were fitted into a profile. One more gap than tokens passes."""
+    itls = [[0.1, 0.1, 0.1], [0.1, 0.1]]
+    undercounted = _vllm_result(output_lens=[1, 1], itls=itls, latencies=[0.5, 0.5])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(undercounted))
+    assert _one_error_line(_validate(path)) == (
+        "error: r.json: request 1: 3 itls gaps (streamed chunks after the first) but "
+        "output_lens 1; 1 more request like it: each chunk holds a token at least, so "
+        "output_lens undercounts the tokens (vLLM writes 1 when the server reports no count "
+        "and the tokenizer is skipped); re-run the benchmark with the server's token counts"
+    )
+    _validate_result(path, undercounted | {"output_lens": [3, 2]})
+
+
+def test_max_concurrency_0_is_no_limit_with_send_times_as_without(tmp_path):
+    """vLLM's client limits requests in flight only when --max-concurrency is set; 0 was
+    refused beside start_times ("must be a whole number >= 1") and read as no limit
+    without them."""
+    run = _validate_result(tmp_path / "r.json", _vllm_result(max_concurrency=0))
+    assert not any("max_concurrency" in n for n in _notes(run))
+
+
+@pytest.mark.parametrize("column", [["true", "false"], [True, False], [1, 0], ["yes", "no"]])
+def test_a_success_column_that_says_false_drops_the_request(tmp_path, column):
+    """A QA pass: rows with success false were replayed as served, without a note."""
+    rows = _rows()
+    for k, row in enumerate(rows):
+        row["success"] = column[1] if k == 5 else column[0]
+    run = _validate(_write_lines(tmp_path / "b.jsonl", rows))
+    assert _num_requests(run) == 9
+    assert any(
+        n.startswith("dropped 1 request whose success column says it failed (failed in the "
+                     "benchmark; the first, line 6:")
+        for n in _notes(run)
+    )  # fmt: skip
+
+
+def test_a_success_cell_that_is_neither_true_nor_false_is_refused(tmp_path):
+    rows = _rows()
+    rows[2]["success"] = "maybe"
+    line = _one_error_line(_validate(_write_lines(tmp_path / "b.jsonl", rows)))
+    assert line == (
+        "error: b.jsonl: line 3: success must be true or false (or 1 / 0, yes / no), got 'maybe'"
+    )
+
+
+def test_validate_fit_refuses_to_write_into_the_shipped_profiles(tmp_path):
+    """A QA pass: --fit -o calibration/profiles/h100-sxm.json replaced the shipped profile
+    with a note, and every later H100 run read one benchmark's host fit."""
+    from simulator.calibration.select import PROFILES_DIR
+
+    shipped = PROFILES_DIR / "h100-sxm.json"
+    before = shipped.read_bytes()
+    rows = _write_lines(tmp_path / "b.jsonl", _rows())
+    line = _one_error_line(_validate(rows, "--fit", "-o", shipped))
+    assert line == (
+        f"error: -o {shipped}: {PROFILES_DIR} holds the shipped profiles, which every run on "
+        "their GPU reads; write the fitted profile elsewhere and pass it with --calibration"
+    )
+    assert shipped.read_bytes() == before
+
+
+def test_num_kv_blocks_sets_max_model_len_over_the_memory_estimate_it_replaces(tmp_path):
+    """A QA pass: --gpu-memory-utilization 0.3 with --num-kv-blocks 5000 kept the 30,496
+    tokens of the 0.3 estimate as max_model_len, so the 80,000-token cache that served
+    40,000-token prompts rejected them all and the run was refused."""
+    result = _vllm_result(input_lens=[40000, 40000], ttfts=[3.1, 3.2], latencies=[3.3, 3.5])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    run = _validate(path, "--gpu-memory-utilization", 0.3, "--num-kv-blocks", 5000)
+    notes = _notes(run)
+    deployment = json.loads(run.stdout)["validation"]["deployment"]
+    assert deployment["max_model_len"] == 5000 * 16 - 16  # less vLLM V1's null block
+    assert "max_model_len capped to the 79,984 tokens of --num-kv-blocks one request can hold" in (
+        notes
+    )
+    assert not any(n.startswith("max_model_len capped from the model's") for n in notes)

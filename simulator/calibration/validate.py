@@ -340,6 +340,33 @@ def _check_latencies_cover_itls(
         )
 
 
+def _check_outputs_cover_itls(
+    path: Path, itls: Any, ok: np.ndarray, output_lens: np.ndarray
+) -> None:
+    """Refuse a served request with more inter-token gaps than output tokens: vLLM's client
+    records one gap per streamed chunk after the first, and every chunk holds at least one
+    token (one more is allowed, for a chunk a server may send without a token). Fewer
+    ``output_lens`` than that undercount the tokens (vLLM writes 1 when the server reports
+    no count and the client skips the tokenizer), and the TPOT and a ``--fit`` would be
+    built on them (a QA pass: output_lens of 1 beside 63-255 gaps replayed with E2E -99 %,
+    and halved ones fitted 15.4 ms of host time per step)."""
+    if not isinstance(itls, list):
+        return
+    counts = np.array([len(g) if isinstance(g, list) else 0 for g in itls], dtype=np.float64)
+    over = np.flatnonzero(ok & (counts > output_lens))
+    if len(over):
+        k = int(over[0])
+        others = len(over) - 1
+        raise SimreplayError(
+            f"{path.name}: request {k + 1}: {int(counts[k]):,} itls gaps (streamed chunks after "
+            f"the first) but output_lens {output_lens[k]:g}"
+            + (f"; {others:,} more request{'' if others == 1 else 's'} like it" if others else "")
+            + ": each chunk holds a token at least, so output_lens undercounts the tokens "
+            "(vLLM writes 1 when the server reports no count and the tokenizer is skipped); "
+            "re-run the benchmark with the server's token counts"
+        )
+
+
 def _bad_document(path: Path, text: str, exc: json.JSONDecodeError) -> SimreplayError:
     """One line for a JSON document that does not parse, saying so when the text ends
     inside it (a copy or a save cut short)."""
@@ -392,6 +419,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     # every failed request, whose error text is the HTTP reason and may be empty.
     silent = ok & (output_lens == 0)
     ok &= ~silent
+    _check_outputs_cover_itls(path, data.get("itls"), ok, output_lens)
     # More than one output token and not one inter-token gap: the E2E (TTFT + the gaps) and
     # so the TPOT are unknown. Read as TPOT 0, such a request lowered the measured mean.
     gapless = np.zeros(count, dtype=bool)
@@ -416,10 +444,16 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     closed_loop = False
     if starts is not None:
         arrival = _numbers(path, "start_times", starts)
-        no_limit = limit is None or (isinstance(limit, float) and limit == math.inf)
+        # vLLM's client applies a limit only when one is set: 0 (``--max-concurrency 0``)
+        # is none, as null and Infinity are.
+        no_limit = (
+            limit is None
+            or (isinstance(limit, float) and limit == math.inf)
+            or (_is_number(limit) and limit == 0)
+        )
         if not no_limit and _whole_number(limit) is None:
             raise SimreplayError(
-                f"{path.name}: max_concurrency must be a whole number >= 1, or null or "
+                f"{path.name}: max_concurrency must be a whole number >= 1, or null, 0 or "
                 f"Infinity (no limit), got {limit!r:.40}"
             )
     else:
@@ -850,34 +884,74 @@ def _failed(value: Any) -> bool:
     return str(value).strip().lower() not in _NO_ERROR
 
 
+#: A per-request table's ``success`` column (vLLM's own per-request record names it so):
+#: the texts, compared stripped and in lower case, that say a request failed or succeeded.
+SUCCESS_COLUMN = "success"
+_UNSUCCESSFUL = ("false", "0", "no", "failed", "failure", "error")
+_SUCCESSFUL = ("true", "1", "yes", "ok", "success", "succeeded")
+
+
+def _unsuccessful(path: Path, value: Any, row: str) -> bool:
+    """Whether a ``success`` cell says its request failed: JSON false or 0, or a text of
+    ``_UNSUCCESSFUL``; absent (no key, null, an empty cell) or true is not a failure, and
+    any other value is refused in one line naming the row."""
+    if value is None or value is True or (isinstance(value, str) and not value.strip()):
+        return False
+    if value is False:
+        return True
+    if isinstance(value, int | float) and value in (0, 1):
+        return value == 0
+    text = str(value).strip().lower()
+    if text in _UNSUCCESSFUL or text in _SUCCESSFUL:
+        return text in _UNSUCCESSFUL
+    raise SimreplayError(
+        f"{path.name}: {row}: success must be true or false (or 1 / 0, yes / no), got {value!r:.40}"
+    )
+
+
 def _without_failed_rows(
     path: Path, rows: list[dict], word: str, positions: list[int] | None, notes: list[str]
 ) -> tuple[list[dict], list[int] | None]:
-    """The rows whose ``error`` (or ``errors``) column is empty (a QA pass: rows with error
-    "timeout" were replayed as served requests), with a note counting the others, as vLLM
-    results' failed requests are; every row failed is one error line. The column may be on
-    any row (a QA pass: JSON lines 6 and 10 alone had ``"error": "timeout"``, and were
-    replayed as served because line 1 had no such key)."""
+    """The rows whose ``error`` (or ``errors``) column is empty and whose ``success`` column
+    is not false (a QA pass: rows with error "timeout", and rows with success false, were
+    replayed as served requests), with a note counting the others, as vLLM results' failed
+    requests are; every row failed is one error line. The column may be on any row (a QA
+    pass: JSON lines 6 and 10 alone had ``"error": "timeout"``, and were replayed as served
+    because line 1 had no such key)."""
     keys = _union_of_keys(rows)
     names = [n for n in ERROR_COLUMNS if n in keys]
-    if not names:
+    success = SUCCESS_COLUMN in keys
+    if not names and not success:
         return rows, positions
-    failed = [any(_failed(row.get(n)) for n in names) for row in rows]
+
+    def reason(k: int) -> str | None:
+        row = rows[k]
+        for n in names:
+            if _failed(row.get(n)):
+                return n
+        where = f"{word} {k + 1 if positions is None else positions[k]}"
+        if success and _unsuccessful(path, row.get(SUCCESS_COLUMN), where):
+            return SUCCESS_COLUMN
+        return None
+
+    why = [reason(k) for k in range(len(rows))]
+    failed = [w is not None for w in why]
     num_failed = sum(failed)
     if not num_failed:
         return rows, positions
     first = next(k for k, bad in enumerate(failed) if bad)
-    name = next(n for n in names if _failed(rows[first].get(n)))
+    name = why[first]
     where = first + 1 if positions is None else positions[first]
     text = f"{str(rows[first][name]).strip()!r:.60}"
+    marks = "says it failed" if name == SUCCESS_COLUMN else "is set"
     if num_failed == len(rows):
         raise SimreplayError(
-            f"{path.name}: no successful requests to replay: every {word}'s {name} column is "
-            f"set (the first, {word} {where}: {text})"
+            f"{path.name}: no successful requests to replay: every {word}'s {name} column "
+            f"{marks} (the first, {word} {where}: {text})"
         )
     notes.append(
         f"dropped {num_failed:,} request{'' if num_failed == 1 else 's'} whose {name} column "
-        f"is set (failed in the benchmark; the first, {word} {where}: {text})"
+        f"{marks} (failed in the benchmark; the first, {word} {where}: {text})"
     )
     keep = [k for k, bad in enumerate(failed) if not bad]
     return [rows[k] for k in keep], None if positions is None else [positions[k] for k in keep]
@@ -1096,6 +1170,10 @@ def compare(predicted: dict[str, dict], measured: dict[str, dict]) -> dict[str, 
     return out
 
 
+#: How ``scenario.resolve``'s note of a max_model_len capped to the planned KV cache begins.
+PLANNED_CAP_NOTE = "max_model_len capped from the model's"
+
+
 def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> ResolvedScenario:
     """Resolve ``scenario``; with ``num_kv_blocks``, use that many KV blocks per replica.
 
@@ -1129,13 +1207,29 @@ def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> Reso
         kv_capacity_tokens=num_kv_blocks * resolved.memory.block_size,
     )
     max_model_len = resolved.max_model_len
-    # The measured cache replaces the planned one that resolve's note compared with.
-    notes = [note for note in resolved.notes if KV_TOO_SMALL_MARK not in note]
+    # The measured cache replaces the planned one that resolve's notes compared with, and
+    # the cap resolve drew from it (a QA pass: --gpu-memory-utilization 0.3 with
+    # --num-kv-blocks 5000 kept the 30,496 tokens of the 0.3 estimate for max_model_len and
+    # rejected every 40,000-token request the 80,000-token cache held).
+    notes = [
+        note
+        for note in resolved.notes
+        if KV_TOO_SMALL_MARK not in note and not note.startswith(PLANNED_CAP_NOTE)
+    ]
+    if scenario.max_model_len is None and len(notes) < len(resolved.notes):
+        max_model_len = resolved.model.max_context_tokens
+    # vLLM V1's block pool keeps one block as its null block (as ``scenario.resolve``).
+    capacity_tokens = memory.kv_capacity_tokens_per_virtual_engine
+    if scenario.scheduler != "vllm-v0" and memory.pp == 1 and num_kv_blocks > 1:
+        capacity_tokens -= memory.block_size
     if scenario.max_model_len is not None and memory.kv_capacity_tokens < max_model_len:
         notes.append(kv_too_small_note(max_model_len, memory.kv_capacity_tokens))
-    if scenario.max_model_len is None and memory.kv_capacity_tokens < max_model_len:
-        max_model_len = memory.kv_capacity_tokens
-        notes.append(f"max_model_len capped to the {max_model_len:,} tokens of --num-kv-blocks")
+    if scenario.max_model_len is None and capacity_tokens < max_model_len:
+        max_model_len = capacity_tokens
+        notes.append(
+            f"max_model_len capped to the {max_model_len:,} tokens of --num-kv-blocks one "
+            "request can hold"
+        )
     return dataclasses.replace(
         resolved, memory=memory, max_model_len=max_model_len, notes=tuple(notes)
     )

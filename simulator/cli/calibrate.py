@@ -139,6 +139,21 @@ def _refuse_replacing_another_file(
     return existing
 
 
+def _refuse_a_shipped_profile(out: str, target: Path) -> None:
+    """Fail before fitting when ``validate --fit -o`` would write into the shipped profiles'
+    folder: a profile there is chosen for every run on its GPU, and a host fit to one
+    benchmark would replace the operator fit's (a QA pass: H100's shipped profile replaced
+    with a note, and every later H100 run took 4.5 ms of host time per step from one 8B
+    benchmark). ``calibrate fit -o`` is the command that writes that folder."""
+    from simulator.calibration.select import PROFILES_DIR
+
+    if target.parent.resolve() == PROFILES_DIR.resolve():
+        raise SimreplayError(
+            f"-o {out}: {PROFILES_DIR} holds the shipped profiles, which every run on their "
+            "GPU reads; write the fitted profile elsewhere and pass it with --calibration"
+        )
+
+
 def _replace_note(out: str, target: Path, old: Profile, new: Profile, replace: bool) -> None:
     """Say what ``fit -o`` replaces; refuse (nothing written) when the old profile has grids
     the new one lacks, unless ``replace`` (a QA pass: a Vidur A100 fit over the
@@ -662,6 +677,7 @@ def validate(
             )
         # A QA pass: --fit -o replaced a Python script without a word.
         _refuse_replacing_another_file(out, target, None, into_folder=False)
+        _refuse_a_shipped_profile(out, target)
         replaced = target.exists()
     data = read_benchmark(bench)
     for message in data.notes:
