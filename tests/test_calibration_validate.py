@@ -1786,3 +1786,18 @@ def test_an_fp8_checkpoint_replayed_with_16_bit_weights_is_noted(tmp_path):
     fp8 = _validate(path, "--quantization", "fp8")
     assert fp8.exit_code == 0, fp8.stderr
     assert not any(note in n for n in json.loads(fp8.stdout)["validation"]["notes"])
+
+
+def test_an_implausible_host_fit_is_in_the_json_notes_too(bench, tmp_path, monkeypatch):
+    """A QA pass: the note that a fitted host overhead is above what vLLM's host work
+    measures reached stderr only, not ``--json``'s fitted report."""
+    from simulator.calibration import validate
+
+    monkeypatch.setattr(validate, "PLAUSIBLE_HOST_S", 1e-6)  # TRUE_HOST's 1.3 ms is above
+    out = tmp_path / "mine.json"
+    result = _validate(bench / "bench.jsonl", "--fit", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    notes = json.loads(result.stdout)["fit"]["validation"]["notes"]
+    implausible = [n for n in notes if "is above what vLLM's host work measures" in n]
+    assert len(implausible) == 1 and implausible[0].startswith("--fit: ")
+    assert f"note: {implausible[0]}\n" in result.stderr

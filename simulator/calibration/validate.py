@@ -1610,17 +1610,22 @@ def fit_host_overhead(
     report["loss"] = round(_request_loss(log_ratios), 6)
     smallest_per_seq = per_seq_grid[1] if per_seq_fixed is None else math.inf
     _check_lower_bound(host, log_ratios, (fixed_grid[1], smallest_per_seq), progress)
-    if progress is not None and (
+    if (
         host["host_overhead_s"] > PLAUSIBLE_HOST_S
         or host["host_overhead_per_seq_s"] > PLAUSIBLE_PER_SEQ_S
     ):
-        progress(
-            f"note: --fit: {host['host_overhead_s'] * 1e3:.3f} ms per step + "
+        implausible = (
+            f"--fit: {host['host_overhead_s'] * 1e3:.3f} ms per step + "
             f"{host['host_overhead_per_seq_s'] * 1e6:.1f} us per sequence is above what vLLM's "
             f"host work measures ({PLAUSIBLE_HOST_S * 1e3:g} ms and "
             f"{PLAUSIBLE_PER_SEQ_S * 1e6:g} us at most here; Vidur's V0 data: 0.82 ms + 42 us): "
             "check that --gpus, --model, --tp and the engine flags are what ran"
         )
+        # In the fitted report's notes too, so that --json carries it (a QA pass: only
+        # stderr said it).
+        report["notes"] = [*report.get("notes", []), implausible]
+        if progress is not None:
+            progress(f"note: {implausible}")
     return host, report, base
 
 
