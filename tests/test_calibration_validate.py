@@ -1788,6 +1788,27 @@ def test_an_fp8_checkpoint_replayed_with_16_bit_weights_is_noted(tmp_path):
     assert not any(note in n for n in json.loads(fp8.stdout)["validation"]["notes"])
 
 
+@pytest.mark.parametrize(
+    ("model_id", "kind"),
+    [
+        ("hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4", "AWQ/INT4"),
+        ("neuralmagic/Meta-Llama-3.1-8B-Instruct-quantized.w4a16", "W4A16"),
+        ("TheBloke/Llama-3.1-8B-GPTQ", "GPTQ"),
+    ],
+)
+def test_an_integer_quantized_checkpoint_is_noted(tmp_path, model_id, kind):
+    """A QA pass: an AWQ INT4 checkpoint was replayed with 16-bit weights without a word."""
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(_vllm_result(model_id=model_id)))
+    run = _validate(path)
+    assert run.exit_code == 0, run.stderr
+    assert (
+        f"the benchmark served {model_id!r}, a {kind} checkpoint by its name, and the replay "
+        "reads 16-bit weights (simreplay models no integer-quantized weights): its predicted "
+        "steps read more weight bytes than the server's did"
+    ) in json.loads(run.stdout)["validation"]["notes"]
+
+
 def test_an_implausible_host_fit_is_in_the_json_notes_too(bench, tmp_path, monkeypatch):
     """A QA pass: the note that a fitted host overhead is above what vLLM's host work
     measures reached stderr only, not ``--json``'s fitted report."""

@@ -1324,7 +1324,25 @@ def _precision_mismatch(model_id: str, resolved: ResolvedScenario) -> str | None
             f"the benchmark served {model_id!r}, an FP8 checkpoint by its name, and the replay "
             "has 16-bit weights: give --quantization fp8 if vLLM served FP8 weights"
         )
+    # Integer-quantized checkpoints (a QA pass: an AWQ INT4 model was replayed as 16-bit
+    # without a word): simreplay models 16-bit and FP8 weights only.
+    named = sorted(set(words) & INTEGER_QUANTIZATION_WORDS)
+    if named:
+        return (
+            f"the benchmark served {model_id!r}, a {'/'.join(named).upper()} checkpoint by its "
+            "name, and the replay reads "
+            + ("FP8" if resolved.scenario.quantization == "fp8" else "16-bit")
+            + " weights (simreplay models no integer-quantized weights): its predicted steps "
+            "read more weight bytes than the server's did"
+        )
     return None
+
+
+#: Words of a checkpoint's name that mark integer-quantized weights (AutoAWQ, GPTQ,
+#: llm-compressor's W4A16 / W8A8 schemes, bitsandbytes).
+INTEGER_QUANTIZATION_WORDS = frozenset(
+    {"awq", "gptq", "int4", "int8", "w4a16", "w8a8", "w4a8", "w8a16", "nf4", "bnb", "4bit", "8bit"}
+)
 
 
 def _base_profile(resolved: ResolvedScenario) -> Profile | None:
