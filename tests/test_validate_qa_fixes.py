@@ -307,3 +307,18 @@ def test_num_kv_blocks_sets_max_model_len_over_the_memory_estimate_it_replaces(t
         notes
     )
     assert not any(n.startswith("max_model_len capped from the model's") for n in notes)
+
+
+def test_a_csv_that_starts_with_a_comment_says_so(tmp_path):
+    """A QA pass: a leading "# ..." line was read as the header: "line 2: 5 fields, the
+    header has 1"."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "# measured on 2026-12-01\narrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        "0,100,20,0.05,0.3\n"
+    )
+    assert _one_error_line(_validate(path)) == (
+        "error: b.csv: line 1 is a comment ('# measured on 2026-12-01'): the first line of a "
+        "per-request CSV is its header (arrival_time_s, input_tokens, ...); remove the comment "
+        "lines"
+    )

@@ -230,6 +230,14 @@ def read_benchmark(path: Path) -> Benchmark:
         )
     rows = []
     header = stripped.splitlines()[0]
+    if header.startswith("#"):
+        # A QA pass: a leading comment was read as the header ("line 2: 5 fields, the
+        # header has 1"). The file's first line is the header; comments are not read.
+        raise SimreplayError(
+            f"{path.name}: line 1 is a comment ({header[:40]!r}): the first line of a "
+            "per-request CSV is its header (arrival_time_s, input_tokens, ...); remove the "
+            "comment lines"
+        )
     # Commas, else the tabs of a TSV or the semicolons of a spreadsheet in a comma-decimal
     # locale, as the header shows.
     delimiter = next((d for d in (",", "\t", ";") if d in header), ",")
