@@ -322,3 +322,17 @@ def test_a_csv_that_starts_with_a_comment_says_so(tmp_path):
         "per-request CSV is its header (arrival_time_s, input_tokens, ...); remove the comment "
         "lines"
     )
+
+
+def test_a_pooling_benchmark_is_named_not_sent_back_for_save_detailed(tmp_path):
+    """A QA pass: an embeddings result (input_lens, latencies, errors; no output_lens or
+    ttfts) was told to re-run with --save-detailed, which cannot add them."""
+    path = tmp_path / "emb.json"
+    path.write_text(
+        json.dumps({"input_lens": [5, 6], "latencies": [0.01, 0.02], "errors": ["", ""]})
+    )
+    assert _one_error_line(_validate(path)) == (
+        "error: emb.json: per-request input_lens and latencies but no output_lens or ttfts: an "
+        "embeddings or other pooling benchmark? validate replays text generation (vllm bench "
+        "serve of a completions or chat endpoint)"
+    )

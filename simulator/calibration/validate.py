@@ -394,6 +394,19 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     # vLLM saves per-request "latencies" since late 2025; before that a detailed result has
     # the inter-token gaps ("itls") of each request, whose sum after the TTFT is its E2E.
     e2e_field = "latencies" if isinstance(data.get("latencies"), list) else "itls"
+    if (
+        isinstance(data.get("input_lens"), list)
+        and isinstance(data.get("latencies"), list)
+        and "output_lens" not in data
+        and "ttfts" not in data
+    ):
+        # A pooling (embeddings) run: per-request lengths and latencies, no tokens out. A QA
+        # pass was told to re-run with --save-detailed, which cannot help.
+        raise SimreplayError(
+            f"{path.name}: per-request input_lens and latencies but no output_lens or ttfts: "
+            "an embeddings or other pooling benchmark? validate replays text generation "
+            "(vllm bench serve of a completions or chat endpoint)"
+        )
     for name in ("input_lens", "output_lens", "ttfts", e2e_field):
         if not isinstance(data.get(name), list):
             missing = "latencies (or itls)" if name == "itls" else name
