@@ -352,6 +352,43 @@ def _server_crossings(gpu: GPUSpec, first: int, tp: int, pp: int) -> tuple[int, 
     return split_groups, stage_transfers_across_nodes(gpu, tp, pp, first)
 
 
+#: Share of a prompt step's time in all-reduce above which a run says the TP group is bound
+#: by its links (``_allreduce_bound_notes``), and that step's prompt length.
+ALLREDUCE_BOUND_SHARE = 0.5
+ALLREDUCE_PROBE_TOKENS = 2048
+
+
+def _allreduce_bound_notes(step_model: StepTimeModel, gpu: GPUSpec, tp: int) -> list[str]:
+    """A note when all-reduce is most of a 2,048-token prompt step: the TP group waits on
+    its links, so the answer depends on how this server's GPUs reach each other more than
+    on the GPUs. A QA pass read 4xL40S at tp=4 as an error (a 1,000-token prompt 3x slower
+    than on one GPU): it is the data, AIConfigurator's L40S server measured 3.8 GB/s of bus
+    bandwidth per GPU at 4 GPUs and 1.9 at 8 (18.8 at 2), where vLLM runs NCCL, since it
+    turns its custom all-reduce off beyond two PCIe-only GPUs; 8xRTX PRO 6000 at tp=8 and
+    4xL4 (L40S's rates) pass the share too; H100 and A100 at tp 2-8 do not (10-39 %)."""
+    if tp < 2:
+        return []
+    work = ALLREDUCE_PROBE_TOKENS * ALLREDUCE_PROBE_TOKENS / 2.0
+    parts = step_model.predict_parts(
+        num_prefill_tokens=ALLREDUCE_PROBE_TOKENS,
+        num_prefill_seqs=1,
+        prefill_attn_work=work,
+        prefill_context_tokens=ALLREDUCE_PROBE_TOKENS,
+    )
+    total_s = sum(parts.values())
+    share = parts["allreduce"] / total_s if total_s > 0 else 0.0
+    if share < ALLREDUCE_BOUND_SHARE:
+        return []
+    return [
+        f"tp={tp}: all-reduce is {share:.0%} of a {ALLREDUCE_PROBE_TOKENS:,}-token prompt "
+        f"step ({parts['allreduce'] * 1e3:,.1f} of {total_s * 1e3:,.1f} ms), at the "
+        f"all-reduce rates of the step times' source for {tp} {gpu.name} GPUs: the answer "
+        "depends on how this server's GPUs reach each other (a server whose GPUs share one "
+        "PCIe switch, or have NVLink, is faster); compare a smaller --tp, or measure your "
+        "server (calibrate profile, then fit)"
+    ]
+
+
 def _multi_node_notes(gpu: GPUSpec, tp: int, pp: int, num_replicas: int = 1) -> list[str]:
     """What a replica spanning servers adds to the step times (``perf.roofline``), and which
     replicas the model does not fit: every replica is given replica 0's step times, laid out
@@ -570,6 +607,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     # A profile measured on a CPU (calibrate profile --device cpu): said on stderr too.
     notes.extend(str(w) for w in calibration.get("warnings", ()))
     notes.extend(_multi_node_notes(gpu, tp, pp, num_gpus // (tp * pp)))
+    notes.extend(_allreduce_bound_notes(step_model, gpu, tp))
     if scenario.enforce_eager:
         # README's limitation, said where the run is (a QA pass read TPOT 9.18 -> 9.09 ms).
         notes.append(

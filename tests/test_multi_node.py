@@ -196,3 +196,28 @@ def test_tp_16_on_gb200_stays_on_nvlink():
     step = roofline_model(LLAMA_70B, gb200, 16)
     assert with_cross_node_allreduce(step, LLAMA_70B, gb200, 16) is step
     assert not any("servers" in n for n in resolve(Scenario(gpus="16xGB200", tp=16)).notes)
+
+
+def test_a_tp_group_bound_by_its_all_reduce_says_so():
+    """A QA pass read 4xL40S at tp=4 as an error: a 1,000-token prompt took 3x longer than
+    on one GPU. It is AIConfigurator's measured L40S all-reduce (3.8 GB/s of bus bandwidth
+    per GPU at 4 GPUs); the run now says the all-reduce share and what it depends on, and
+    says nothing where all-reduce is a minor part of the step."""
+    from simulator.scenario import ALLREDUCE_PROBE_TOKENS, Scenario, resolve
+
+    bound = resolve(Scenario(gpus="4xL40S", model="llama-3.1-8b", tp=4))
+    notes = [n for n in bound.notes if "all-reduce is" in n]
+    assert len(notes) == 1
+    parts = bound.step_model.predict_parts(
+        num_prefill_tokens=ALLREDUCE_PROBE_TOKENS,
+        num_prefill_seqs=1,
+        prefill_attn_work=ALLREDUCE_PROBE_TOKENS**2 / 2.0,
+        prefill_context_tokens=ALLREDUCE_PROBE_TOKENS,
+    )
+    share = parts["allreduce"] / sum(parts.values())
+    assert share > 0.5
+    assert notes[0].startswith(f"tp=4: all-reduce is {share:.0%} of a 2,048-token prompt step (")
+    assert "compare a smaller --tp, or measure your server" in notes[0]
+    for gpus, tp in (("2xA100", 2), ("8xH100", 8), ("1xL40S", 1)):
+        quiet = resolve(Scenario(gpus=gpus, model="llama-3.1-8b", tp=tp))
+        assert not any("all-reduce is" in n for n in quiet.notes), gpus
