@@ -569,3 +569,26 @@ def test_synth_lengths_from_a_bad_trace_points_to_trace_import(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert f"`simreplay trace import {bad} --skip-invalid -o FILE` drops such rows" in line
     assert line.endswith(", then --lengths-from FILE") and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--input-col", "prompt", "--output-col", "prompt"],
+            "--input-col and --output-col both name column 'prompt'",
+        ),
+        (
+            ["--time-col", "prompt", "--output-col", "completion", "--input-col", "prompt"],
+            "--time-col and --input-col both name column 'prompt'",
+        ),
+    ],
+)
+def test_one_column_mapped_to_two_required_columns_is_refused(tmp_path, flags, message):
+    """A QA pass: --input-col prompt --output-col prompt replayed each prompt length as the
+    output length too, without a word."""
+    src = write(tmp_path, "gen.csv", "ts,prompt,completion\n0,100,20\n1,120,30\n")
+    args = ["--time-col", "ts", "--input-col", "prompt", "--output-col", "completion", *flags]
+    result = invoke("run", src, *args)
+    assert_one_line_error(result, f"gen.csv: {message}: arrival time, input tokens and output")
+    assert not (tmp_path / "results").exists()

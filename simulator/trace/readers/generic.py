@@ -212,6 +212,16 @@ def _mapping(
             f"--output-col to name its columns, or columns named {', '.join(REQUIRED)} "
             f"(missing {', '.join(unset)}); its columns: {available}"
         )
+    # One source column for two of the required ones (a QA pass: --input-col prompt
+    # --output-col prompt replayed every request's prompt length as its output, silently).
+    required = [(MAPPING[name][1], chosen[MAPPING[name][0]]) for name in REQUIRED]
+    for k, (flag, column) in enumerate(required):
+        for other_flag, other in required[k + 1 :]:
+            if column == other:
+                raise TraceError(
+                    f"{path.name}: {flag} and {other_flag} both name column {column!r}: "
+                    "arrival time, input tokens and output tokens need a column each"
+                )
     if options.time_unit not in TIME_UNITS:
         raise TraceError(
             f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {options.time_unit!r}"
