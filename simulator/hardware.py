@@ -61,6 +61,11 @@ MEGA = 1e6
 
 _PRICE = "price indicative: public cloud on-demand list prices, 2025"
 
+#: L2, SMs and boost clock of every A100 part: "NVIDIA A100 Tensor Core GPU Architecture"
+#: whitepaper (2020): 40 MB L2, 108 SMs, 1,410 MHz (also NVIDIA's ISSCC 2021 A100 paper;
+#: CUDA's deviceQuery reports 41,943,040 bytes of L2).
+_GA100_CACHE = {"l2_bytes": 40 * MIB, "sm_count": 108, "boost_clock_hz": 1410 * MEGA}
+
 #: Canonical name -> spec. Plain dict registry; order is the order of ``hardware list``.
 GPUS: dict[str, GPUSpec] = {
     spec.name: spec
@@ -76,12 +81,7 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,
             usd_per_hour=1.29,
             aliases=("A100-40GB", "A100-SXM-40GB", "A100-SXM4-40GB"),
-            # L2, SMs, boost clock: "NVIDIA A100 Tensor Core GPU Architecture" whitepaper
-            # (2020): 40 MB L2, 108 SMs, 1,410 MHz (also NVIDIA's ISSCC 2021 A100 paper;
-            # CUDA's deviceQuery reports 41,943,040 bytes of L2)
-            l2_bytes=40 * MIB,
-            sm_count=108,
-            boost_clock_hz=1410 * MEGA,
+            **_GA100_CACHE,
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
             "40 GB HBM2 at 1,555 GB/s, NVLink 600 GB/s; "
             f"{_PRICE} (Lambda, Google Cloud a2-highgpu)",
@@ -97,12 +97,7 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,
             usd_per_hour=1.79,
             aliases=("A100", "A100-80GB", "A100-SXM", "A100-SXM-80GB", "A100-SXM4-80GB"),
-            # L2, SMs, boost clock: "NVIDIA A100 Tensor Core GPU Architecture" whitepaper
-            # (2020): 40 MB L2, 108 SMs, 1,410 MHz (also NVIDIA's ISSCC 2021 A100 paper;
-            # CUDA's deviceQuery reports 41,943,040 bytes of L2)
-            l2_bytes=40 * MIB,
-            sm_count=108,
-            boost_clock_hz=1410 * MEGA,
+            **_GA100_CACHE,
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
             "80 GB HBM2e at 2,039 GB/s, NVLink 600 GB/s; "
             f"{_PRICE} (Lambda, RunPod; hyperscalers list about 2-3x more)",
@@ -117,12 +112,7 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,  # AIConfigurator a100_pcie.yaml: 1:1 200 Gb/s fabric
             usd_per_hour=1.29,
             aliases=("A100-PCIe-40GB",),
-            # L2, SMs, boost clock: "NVIDIA A100 Tensor Core GPU Architecture" whitepaper
-            # (2020): 40 MB L2, 108 SMs, 1,410 MHz (also NVIDIA's ISSCC 2021 A100 paper;
-            # CUDA's deviceQuery reports 41,943,040 bytes of L2)
-            l2_bytes=40 * MIB,
-            sm_count=108,
-            boost_clock_hz=1410 * MEGA,
+            **_GA100_CACHE,
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
             "40 GB HBM2 at 1,555 GB/s, PCIe Gen4 64 GB/s (NVLink bridge joins pairs only); "
             f"{_PRICE} (Lambda)",
@@ -137,12 +127,7 @@ GPUS: dict[str, GPUSpec] = {
             network_bytes_per_s=25 * GIGA,  # AIConfigurator a100_pcie.yaml: 1:1 200 Gb/s fabric
             usd_per_hour=1.64,
             aliases=("A100-PCIe", "A100-PCIe-80GB"),
-            # L2, SMs, boost clock: "NVIDIA A100 Tensor Core GPU Architecture" whitepaper
-            # (2020): 40 MB L2, 108 SMs, 1,410 MHz (also NVIDIA's ISSCC 2021 A100 paper;
-            # CUDA's deviceQuery reports 41,943,040 bytes of L2)
-            l2_bytes=40 * MIB,
-            sm_count=108,
-            boost_clock_hz=1410 * MEGA,
+            **_GA100_CACHE,
             source="NVIDIA A100 Tensor Core GPU datasheet (2021): BF16 312 TFLOPS dense, "
             "80 GB HBM2e at 1,935 GB/s, PCIe Gen4 64 GB/s (NVLink bridge joins pairs only); "
             f"{_PRICE} (RunPod, Azure NC A100 v4)",

@@ -1232,12 +1232,13 @@ def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> Reso
     # the cap resolve drew from it (a QA pass: --gpu-memory-utilization 0.3 with
     # --num-kv-blocks 5000 kept the 30,496 tokens of the 0.3 estimate for max_model_len and
     # rejected every 40,000-token request the 80,000-token cache held).
+    capped = any(note.startswith(PLANNED_CAP_NOTE) for note in resolved.notes)
     notes = [
         note
         for note in resolved.notes
         if KV_TOO_SMALL_MARK not in note and not note.startswith(PLANNED_CAP_NOTE)
     ]
-    if scenario.max_model_len is None and len(notes) < len(resolved.notes):
+    if scenario.max_model_len is None and capped:
         max_model_len = resolved.model.max_context_tokens
     # vLLM V1's block pool keeps one block as its null block (as ``scenario.resolve``).
     capacity_tokens = memory.kv_capacity_tokens_per_virtual_engine
