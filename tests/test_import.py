@@ -119,6 +119,17 @@ def test_out_of_order_rows_are_sorted_and_counted(tmp_path):
     assert report.notes == ("sorted by arrival time: 1 row arrived earlier than a row before them",)
 
 
+def test_negative_arrival_times_are_rebased_with_a_note_positive_ones_quietly(tmp_path):
+    text = "arrival_time_s,input_tokens,output_tokens\n-2.5,10,5\n-1.0,20,6\n0.5,30,7\n"
+    table, report = import_trace(write(tmp_path, "neg.csv", text))
+    assert table.column("arrival_time_s").to_pylist() == [0.0, 1.5, 3.0]
+    assert any("start below 0 (-2.5 s at line 2)" in note for note in report.notes)
+    shifted = text.replace("-2.5", "7.5").replace("-1.0", "9").replace("0.5,", "10.5,")
+    table, report = import_trace(write(tmp_path, "pos.csv", shifted))
+    assert table.column("arrival_time_s").to_pylist() == [0.0, 1.5, 3.0]
+    assert not any("below 0" in note for note in report.notes)
+
+
 def test_strict_fails_on_out_of_order_rows_naming_the_line(tmp_path):
     text = AZURE_2023.splitlines()
     shuffled = "\n".join([text[0], text[2], text[1], text[3]]) + "\n"

@@ -289,6 +289,12 @@ def normalize(
     if origin_s != 0.0:
         extra_meta["time_origin_s"] = repr(origin_s)
         raw.arrival_time_s = raw.arrival_time_s - origin_s
+    if origin_s < 0.0:
+        # Any origin is rebased, but a negative time is not a clock reading: say so.
+        notes.append(
+            f"arrival times start below 0 ({origin_s:,.6g} s at {raw.where(0)}); every "
+            "time was moved so that the first request arrives at 0 s"
+        )
     last = len(raw.arrival_time_s) - 1
     if raw.arrival_time_s[last] > MAX_ARRIVAL_S:
         # Only the column-mapped formats take --time-unit; the others know their unit.
