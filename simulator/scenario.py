@@ -557,7 +557,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         # The KV the run has: vllm-v0's settled budget above changes the activation reserve
         # and so the cache from the one TP was chosen with.
         notes.append(
-            f"--tp not given: no TP on {num_gpus} {gpu.name} leaves a useful KV cache "
+            f"{NO_USEFUL_TP_NOTE} {num_gpus} {gpu.name} leaves a useful KV cache "
             f"(one {context:,}-token sequence a replica, and KV at least half the weights); "
             f"chose tp={tp}, the largest that fits, whose replicas hold "
             f"{memory.kv_capacity_tokens:,} tokens of KV: more or larger GPUs serve "
@@ -780,6 +780,8 @@ V0_DEFAULT_MAX_NUM_SEQS = 256
 V0_LONG_CONTEXT_TOKENS = 32_000
 #: Part of ``kv_too_small_note``'s text, to find the note again.
 KV_TOO_SMALL_MARK = "vLLM refuses to start with it"
+#: How the note on a chosen TP without a useful KV cache begins, to find it again.
+NO_USEFUL_TP_NOTE = "--tp not given: no TP on"
 
 #: Most running requests per replica: the engine's per-replica arrays are this long, and
 #: vLLM's defaults are 256-1,024 (10**15 asked numpy for 7 PiB).

@@ -309,6 +309,23 @@ def test_num_kv_blocks_sets_max_model_len_over_the_memory_estimate_it_replaces(t
     assert not any(n.startswith("max_model_len capped from the model's") for n in notes)
 
 
+def test_the_no_useful_tp_note_quotes_the_cache_num_kv_blocks_gives(tmp_path):
+    """Llama-3.1-8B on one L4 has no TP with a useful cache; the note quoted the memory
+    estimate's 28,016 tokens even when --num-kv-blocks replaced it."""
+    result = _vllm_result(input_lens=[500, 600], ttfts=[0.3, 0.4], latencies=[3.3, 3.5])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    planned = [n for n in _notes(_validate(path, "--gpus", "1xL4")) if "no TP on" in n]
+    given = [
+        n
+        for n in _notes(_validate(path, "--gpus", "1xL4", "--num-kv-blocks", 1000))
+        if "no TP on" in n
+    ]
+    assert len(planned) == len(given) == 1
+    assert "hold 16,000 tokens of KV (--num-kv-blocks)" in given[0]
+    assert "(--num-kv-blocks)" not in planned[0] and "16,000" not in planned[0]
+
+
 def test_a_csv_that_starts_with_a_comment_says_so(tmp_path):
     """A QA pass: a leading "# ..." line was read as the header: "line 2: 5 fields, the
     header has 1"."""

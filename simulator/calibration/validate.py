@@ -71,6 +71,7 @@ from simulator.perf.roofline import DEFAULT_EFFICIENCIES
 from simulator.scenario import (
     ENGINE_VERSIONS,
     KV_TOO_SMALL_MARK,
+    NO_USEFUL_TP_NOTE,
     ResolvedScenario,
     Scenario,
     kv_too_small_note,
@@ -1240,6 +1241,17 @@ def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> Reso
     ]
     if scenario.max_model_len is None and capped:
         max_model_len = resolved.model.max_context_tokens
+    # resolve's note on a TP without a useful cache quoted the planned cache's tokens.
+    notes = [
+        re.sub(
+            r"hold [\d,]+ tokens of KV",
+            f"hold {memory.kv_capacity_tokens:,} tokens of KV (--num-kv-blocks)",
+            note,
+        )
+        if note.startswith(NO_USEFUL_TP_NOTE)
+        else note
+        for note in notes
+    ]
     # vLLM V1's block pool keeps one block as its null block (as ``scenario.resolve``).
     capacity_tokens = memory.kv_capacity_tokens_per_virtual_engine
     if scenario.scheduler != "vllm-v0" and memory.pp == 1 and num_kv_blocks > 1:
