@@ -122,6 +122,7 @@ def test_the_l2_figures_change_no_prediction_on_the_profiles_own_gpu():
     profile = load_profile(PROFILES_DIR / "l40s.json")
     ref = reference_for("L40S")
     assert profile.reference.l2_bytes == ref.l2_bytes == 96 * 2**20
+    assert profile.reference.boost_clock_hz == ref.boost_clock_hz == 2.52e9
     assert profile.reference == ref
     feats = _decode_attention_of(30e6)
     np.testing.assert_array_equal(
@@ -147,8 +148,10 @@ def test_the_l2_rate_is_the_measured_l40s_rate_per_sm_and_clock_and_never_below_
 def test_a_borrowed_grid_recovers_a_known_scaling_exactly():
     """Calls that take a floor plus a per-shape multiple of (compute + memory time), as the
     fallback assumes, are predicted exactly on another GPU, in every regime; the
-    roofline's max(compute, memory) missed the call near the ridge point."""
-    a100, h100 = reference_for("A100-80GB-SXM"), reference_for("H100-SXM")
+    roofline's max(compute, memory) missed the call near the ridge point. (Without the
+    catalog's SM clocks, which would scale the floor as well.)"""
+    a100 = replace(reference_for("A100-80GB-SXM"), boost_clock_hz=None)
+    h100 = replace(reference_for("H100-SXM"), boost_clock_hz=None)
     profile = _profile_measured_on("A100-80GB-SXM", a100)
     np.testing.assert_allclose(
         profile.predict("gemm_bfloat16", FEATS), _true_latency_s(a100), rtol=1e-9
@@ -161,6 +164,27 @@ def test_a_borrowed_grid_recovers_a_known_scaling_exactly():
         / roofline_latency_s("gemm_bfloat16", FEATS, a100)
     )
     assert max_rule[1] / _true_latency_s(h100)[1] - 1 > 0.25  # 27.7 % too slow
+
+
+def test_a_borrowed_floor_runs_at_the_targets_sm_clock():
+    """A GPU twice as fast in every figure, its SM clock included, runs every borrowed
+    call in half the time, floor and all; without either clock the floor is kept as it
+    was, so the calls near it are predicted slower than that, and only the part above one
+    floor scales."""
+    slow = Reference(100e12, None, 1e12, 1e11, boost_clock_hz=1.5e9)
+    fast = Reference(200e12, None, 2e12, 2e11, boost_clock_hz=3e9)
+    profile = _profile_measured_on("X", slow)
+    own = profile.predict("gemm_bfloat16", FEATS)
+    np.testing.assert_allclose(profile.predict("gemm_bfloat16", FEATS, fast), own / 2, rtol=1e-9)
+    unclocked = replace(fast, boost_clock_hz=None)
+    kept = profile.predict("gemm_bfloat16", FEATS, unclocked)
+    np.testing.assert_allclose(kept, FLOOR_S + (own - FLOOR_S) / 2, rtol=1e-9)
+    np.testing.assert_allclose(kept - own / 2, FLOOR_S / 2, rtol=1e-6)  # the kept floor
+    # Either GPU's clock missing is enough to keep the floor unscaled.
+    no_measured_clock = _profile_measured_on("X", replace(slow, boost_clock_hz=None))
+    np.testing.assert_allclose(
+        no_measured_clock.predict("gemm_bfloat16", FEATS, fast), kept, rtol=1e-9
+    )
 
 
 def test_a_borrowed_all_reduce_keeps_the_latency_of_its_gpu_count():
@@ -191,18 +215,17 @@ def test_a_borrowed_all_reduce_keeps_the_latency_of_its_gpu_count():
 
 def test_leave_one_out_never_reads_the_left_out_gpus_profile(tmp_path):
     """The left-out GPU's own file is unreadable here: the measurement reads only the
-    relatives' profiles, and recovers the known scaling through them."""
+    relative's profile, saved and read again, and predicts through it what that profile
+    predicts in memory."""
     h100 = reference_for("H100-SXM")
-    save_profile(
-        _profile_measured_on("A100-80GB-SXM", reference_for("A100-80GB-SXM")),
-        tmp_path / "a100-80gb-sxm.json",
-    )
+    a100_profile = _profile_measured_on("A100-80GB-SXM", reference_for("A100-80GB-SXM"))
+    save_profile(a100_profile, tmp_path / "a100-80gb-sxm.json")
     (tmp_path / "h100-sxm.json").write_text("not a profile")
     meas = Measurements(
         gemm={
             "dtype": np.array(["bfloat16"] * 3, dtype=object),
             **{k: v.copy() for k, v in FEATS.items()},
-            "latency_s": _true_latency_s(h100),
+            "latency_s": a100_profile.predict("gemm_bfloat16", FEATS, h100),
         }
     )
     result = leave_one_out(meas, "H100-SXM", h100, tmp_path)

@@ -70,11 +70,23 @@ LEGACY_GRID_FEATURES = {
 L2_BYTES_PER_SM_CLOCK = 1.8e12 / (142 * 2.52e9)
 
 
+#: A borrowed call keeps this many times its grid's latency floor (``floor_s``, or an
+#: all-reduce's smallest-message time) as fixed work, scaled by the SM boost-clock ratio of
+#: the two GPUs, when the catalog gives both clocks; the rest scales by ``transfer_scale``.
+#: The floor is the 1st percentile of a family's measured times, so calls a little above
+#: it are still mostly launch and small-problem time, which run at the SM clock (kernel
+#: prologue, synchronisation, NCCL's flag polling), not at the peaks' ratio. Leaving each
+#: measured GPU out: 1.5 met 17 of 35 grids (mean median 13.5 %), against 15 (13.7 %) at
+#: 1, 15 (13.6 %) at 1.25, 17 (13.6 %) at 1.75 and 17 (13.9 %) at 2; the earlier
+#: rule, the floor kept unscaled, 13 (14.2 %) (calibration/README.md).
+CLOCKED_FLOOR_MULTIPLE = 1.5
+
+
 @dataclass(frozen=True)
 class Reference:
     """The GPU peaks a profile's roofline bounds use (from ``simulator.hardware``).
 
-    ``l2_bytes`` and ``l2_bytes_per_s`` (the L2 size, and ``L2_BYTES_PER_SM_CLOCK`` x SMs x
+    ``l2_bytes``, ``l2_bytes_per_s`` (the L2 size, and ``L2_BYTES_PER_SM_CLOCK`` x SMs x
     boost clock or the DRAM bandwidth, whichever is more: A100's and H100's decode kernels
     never read faster than their DRAM in AIConfigurator's data) come from the catalog,
     never from a profile's file, and are None where the catalog lacks them; they take no
@@ -87,10 +99,12 @@ class Reference:
     link_bytes_per_s: float
     l2_bytes: float | None = field(default=None, compare=False)
     l2_bytes_per_s: float | None = field(default=None, compare=False)
+    boost_clock_hz: float | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, gpu: GPUSpec) -> Reference:
-        """The peaks of ``gpu``, with its L2 size and rate where the catalog has them."""
+        """The peaks of ``gpu``, with its L2 size and rate and its SM boost clock where the
+        catalog has them."""
         l2_rate = None
         if gpu.l2_bytes is not None and gpu.sm_count and gpu.boost_clock_hz:
             l2_rate = max(
@@ -103,6 +117,7 @@ class Reference:
             gpu.link_bytes_per_s,
             gpu.l2_bytes if l2_rate is not None else None,
             l2_rate,
+            gpu.boost_clock_hz,
         )
 
 
@@ -299,7 +314,9 @@ class Profile:
         the part above the grid's ``floor_s`` scaled by ``transfer_scale`` (that GPU's
         compute time plus memory time over this one's); the floor itself (launch,
         synchronisation) is kept. An all-reduce's floor is its smallest message's time at
-        the call's GPU count.
+        the call's GPU count. When the catalog gives both GPUs' SM boost clocks, the fixed
+        part is ``CLOCKED_FLOOR_MULTIPLE`` floors, scaled by this GPU's clock over the
+        target's.
 
         Parameters
         ----------
@@ -328,7 +345,13 @@ class Profile:
             floor = self._allreduce_latency_s(grid, feats)
         else:
             floor = 0.0 if grid.floor_s is None else grid.floor_s
-        return np.minimum(measured_like, floor) + np.maximum(measured_like - floor, 0.0) * scale
+        floor_scale = 1.0
+        if self.reference.boost_clock_hz and ref.boost_clock_hz:
+            # Both clocks known: a wider fixed part, run at the target's SM clock.
+            floor = floor * CLOCKED_FLOOR_MULTIPLE
+            floor_scale = self.reference.boost_clock_hz / ref.boost_clock_hz
+        fixed = np.minimum(measured_like, floor) * floor_scale
+        return fixed + np.maximum(measured_like - floor, 0.0) * scale
 
     def _allreduce_latency_s(self, grid: Grid, feats: dict[str, np.ndarray]) -> np.ndarray:
         """An all-reduce's latency on this GPU at each call's GPU count: its time for the
@@ -724,13 +747,17 @@ def _check_reference_is_the_gpus(gpu: str, reference: Reference) -> None:
 
 
 def _with_catalog_l2(gpu: str, reference: Reference) -> Reference:
-    """``reference`` with the catalog's L2 size and rate for ``gpu`` (a profile's file holds
-    only peaks; ``transfer_scale`` needs both GPUs' L2 to price the bytes within it)."""
+    """``reference`` with the catalog's L2 size and rate and SM boost clock for ``gpu`` (a
+    profile's file holds only peaks; ``transfer_scale`` needs both GPUs' L2 to price the
+    bytes within it, ``Profile.predict`` both clocks to scale a borrowed floor)."""
     from simulator.calibration.select import reference_for
 
     catalog = reference_for(gpu)
     return dataclasses.replace(
-        reference, l2_bytes=catalog.l2_bytes, l2_bytes_per_s=catalog.l2_bytes_per_s
+        reference,
+        l2_bytes=catalog.l2_bytes,
+        l2_bytes_per_s=catalog.l2_bytes_per_s,
+        boost_clock_hz=catalog.boost_clock_hz,
     )
 
 
