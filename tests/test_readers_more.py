@@ -370,12 +370,12 @@ def test_vllm_bench_needs_detailed_results(tmp_path):
 
 def test_vllm_bench_bad_entry_names_the_request(tmp_path):
     path = write(tmp_path, "r.json", json.dumps(vllm_result(input_lens=[100, 120, "x", 200])))
-    with pytest.raises(TraceError, match=r"r.json: request 2: field input_lens: expected a number"):
+    with pytest.raises(TraceError, match=r"r.json: request 3: field input_lens: expected a number"):
         vllm_bench.read(path, ImportOptions())
     path = write(
         tmp_path, "r.json", json.dumps(vllm_result(input_lens=[100, 0, 140, 200], errors=[""] * 4))
     )
-    with pytest.raises(TraceError, match=r"r.json: request 1: column input_lens"):
+    with pytest.raises(TraceError, match=r"r.json: request 2: column input_lens"):
         import_table(vllm_bench, path)
 
 

@@ -355,3 +355,24 @@ def test_request_index_of_a_file_without_ids_is_its_kept_rows_in_stable_arrival_
     expected = [n for _, n in sorted(rows, key=lambda row: row[0])]  # sorted() is stable
     assert requests.column("input_tokens").to_pylist() == expected
     assert "request_id" not in requests.column_names
+
+
+def test_a_file_whose_every_row_the_reader_dropped_says_why(tmp_path):
+    """A QA pass: a BurstGPT file of failed requests only said "no requests in the file
+    (only a header?)", without the note that had dropped them."""
+    header = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+    rows = "5,ChatGPT,472,0,472,Conversation log\n45,ChatGPT,1087,0,1087,Conversation log\n"
+    path = write(tmp_path, "failed.csv", header + rows)
+    assert_one_line_error(
+        invoke("run", path),
+        "failed.csv: no requests left of 2 rows: dropped 2 rows with 0 Response tokens",
+    )
+    empty = write(tmp_path, "empty.csv", header)
+    only_header = "empty.csv: no requests in the file (only a header?)"
+    assert_one_line_error(invoke("run", empty), only_header)
+    table = pa.table({name: pa.array([], pa.int64()) for name in ("ts", "i", "o")})
+    pq.write_table(table, tmp_path / "empty.parquet")
+    result = invoke("run", tmp_path / "empty.parquet", "--time-col", "ts", "--input-col", "i",
+                    "--output-col", "o")  # fmt: skip
+    assert_one_line_error(result, "empty.parquet: no requests in the file")
+    assert "header" not in result.stderr

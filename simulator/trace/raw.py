@@ -177,7 +177,14 @@ def normalize(
     num_source_rows = raw.num_source_rows
     notes = list(raw.notes)
     if len(raw.arrival_time_s) == 0:
-        raise TraceError(f"{raw.source_file}: no requests in the file (only a header?)")
+        if num_source_rows > 0 and notes:
+            # The reader dropped every row (BurstGPT's failed requests, say): say why.
+            raise TraceError(
+                f"{raw.source_file}: no requests left of {num_rows_text(num_source_rows)}: "
+                + "; ".join(notes)
+            )
+        hint = " (only a header?)" if raw.location_word == "line" else ""
+        raise TraceError(f"{raw.source_file}: no requests in the file{hint}")
 
     checks = (
         ("arrival_time_s", ~np.isfinite(raw.arrival_time_s), "a finite time"),

@@ -16,7 +16,8 @@ own process at its finite ``request_rate`` (Poisson, or gamma inter-arrivals of 
 ``burstiness`` as vLLM draws them), seeded with ``--seed``; all at 0 s when the benchmark
 sent every request at once (infinite rate, no concurrency limit). Failed requests (a
 non-empty ``errors`` entry) are dropped and counted. Messages name requests by their
-0-based position in the lists ("request 17").
+position in the lists counted from 1 ("request 17" is index 16), as ``calibrate validate``
+names them.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
             "output_tokens": "output_lens",
         },
         extra=extra,
-        first_line=0,
+        first_line=1,  # request 1 is the lists' first entry, as calibrate validate counts
         location_word="request",
         notes=notes,
     )
@@ -149,7 +150,7 @@ def _numbers(path: Path, result: dict, name: str, length: int | None = None) -> 
                 isinstance(value, bool) or not isinstance(value, int | float)
             ):
                 raise TraceError(
-                    f"{path.name}: request {index}: field {name}: expected a number, "
+                    f"{path.name}: request {index + 1}: field {name}: expected a number, "
                     f"got {json.dumps(value)[:60]}"
                 )
         raise TraceError(f"{path.name}: field {name}: expected a list of numbers")
@@ -175,7 +176,7 @@ def _failed(path: Path, result: dict, num_requests: int) -> np.ndarray:
     if array is None or not (pa.types.is_string(array.type) or pa.types.is_null(array.type)):
         index = next(i for i, e in enumerate(errors) if e is not None and not isinstance(e, str))
         raise TraceError(
-            f"{path.name}: request {index}: field errors: expected text, "
+            f"{path.name}: request {index + 1}: field errors: expected text, "
             f"got {json.dumps(errors[index])[:60]}"
         )
     if pa.types.is_null(array.type):
