@@ -376,3 +376,29 @@ def test_a_file_whose_every_row_the_reader_dropped_says_why(tmp_path):
                     "--output-col", "o")  # fmt: skip
     assert_one_line_error(result, "empty.parquet: no requests in the file")
     assert "header" not in result.stderr
+
+
+def test_combining_traces_says_when_it_prefixes_their_ids(tmp_path):
+    """A QA pass: ids rewritten to "0:r0" / "1:r0" without a word broke a user's join of
+    requests.parquet to the source file on request_id."""
+    mapping = ["--time-col", "ts", "--input-col", "i", "--output-col", "o", "--id-col", "req"]
+
+    def trace(name: str, rows: str) -> Path:
+        out = tmp_path / f"{name}.parquet"
+        source = write(tmp_path, f"{name}.csv", "ts,i,o,req\n" + rows)
+        assert invoke("trace", "import", source, "-o", out, *mapping).exit_code == 0
+        return out
+
+    def combine(*sources: Path) -> tuple[list[str], list[str]]:
+        out = tmp_path / "m.parquet"
+        result = invoke("trace", "transform", *sources, "-o", out, "--combine", "merge")
+        assert result.exit_code == 0, result.stderr
+        notes = [line for line in result.stderr.splitlines() if "ids prefixed" in line]
+        return notes, pq.read_table(out).column("request_id").to_pylist()
+
+    one = trace("a", "0,10,3,r0\n1,20,4,r1\n")
+    two = trace("b", "0.5,30,5,r2\n2,40,6,r3\n")
+    assert combine(one, two) == ([], ["r0", "r2", "r1", "r3"])  # distinct ids: kept
+    notes, combined = combine(one, one)
+    assert sorted(combined) == ["0:r0", "0:r1", "1:r0", "1:r1"]
+    assert len(notes) == 1 and "ids repeat across the inputs" in notes[0]

@@ -52,7 +52,7 @@ from simulator.trace.synth import (
     parse_length_distribution,
     synthesize,
 )
-from simulator.trace.transform import apply_transforms, concat, merge, parse_window
+from simulator.trace.transform import apply_transforms, combine_notes, concat, merge, parse_window
 
 app = typer.Typer(
     help="Import, inspect, synthesize and transform request traces.", no_args_is_help=True
@@ -530,6 +530,8 @@ def transform(
     tables = [_read(source, import_options)[0] for source in sources]
     table = tables[0]
     if len(tables) > 1:
+        for message in combine_notes(tables):
+            note(message)
         names = [str(source) for source in sources]
         table = (
             concat(tables, gap_s=gap_s or 0.0, names=names)

@@ -558,6 +558,37 @@ def _combined_hash_ids(tables: list[pa.Table], metas: list[TraceMetadata]) -> pa
     return pa.chunked_array(chunks, list_type)
 
 
+def combine_notes(tables: list[pa.Table]) -> list[str]:
+    """What combining ``tables`` (``concat`` or ``merge``) does to their ids, for the user:
+    ids prefixed with the input's index are ids a join on the source's ids no longer finds
+    (a QA pass: nothing said so)."""
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
+    notes = []
+    with_ids = [t for t in tables if "request_id" in t.column_names]
+    if with_ids:
+        ids = pa.chunked_array(
+            [chunk for t in with_ids for chunk in t.column("request_id").chunks], pa.string()
+        )
+        if len(with_ids) < len(tables):
+            why = f"{len(tables) - len(with_ids):,} of the {len(tables):,} inputs have none"
+        elif pc.count_distinct(ids).as_py() < len(ids):
+            why = "ids repeat across the inputs"
+        else:
+            why = None
+        if why is not None:
+            notes.append(
+                f'request ids prefixed with their input\'s index ("0:", "1:", ...; rows '
+                f'without an id get "<input>:<row>"): {why}'
+            )
+    if _sessions_overlap(tables):
+        notes.append(
+            'session ids prefixed with their input\'s index ("0:", "1:", ...): session '
+            "ids repeat across the inputs, and sessions of different inputs stay apart"
+        )
+    return notes
+
+
 def _combined_request_ids(tables: list[pa.Table]) -> pa.ChunkedArray:
     import pyarrow.compute as pc  # imported here: 0.1 s
 
