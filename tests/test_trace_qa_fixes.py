@@ -402,3 +402,22 @@ def test_combining_traces_says_when_it_prefixes_their_ids(tmp_path):
     notes, combined = combine(one, one)
     assert sorted(combined) == ["0:r0", "0:r1", "1:r0", "1:r1"]
     assert len(notes) == 1 and "ids repeat across the inputs" in notes[0]
+
+
+def test_reading_options_for_several_sources_say_they_apply_to_every_source(tmp_path):
+    """A QA pass: combining an Azure file with a generic CSV that needs --time-col blamed
+    the Azure file without saying why; --jitter printed a note on the first, then failed."""
+    azure = write(
+        tmp_path,
+        "az.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n"
+        "2023-11-16 18:15:50.99,396,109\n",
+    )
+    generic = write(tmp_path, "g.csv", "ts,prompt,completion\n0,10,3\n1,20,4\n")
+    out = tmp_path / "o.parquet"
+    mapped = invoke("trace", "transform", azure, generic, "-o", out, "--time-col", "ts",
+                    "--input-col", "prompt", "--output-col", "completion")  # fmt: skip
+    assert_one_line_error(mapped, "az.csv: no column 'ts'", "apply to every source")
+    assert not out.exists()
+    plain = invoke("trace", "transform", azure, azure, "-o", out)
+    assert plain.exit_code == 0 and "apply to every source" not in plain.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Annotated
@@ -122,6 +123,30 @@ def _read(source: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]
     for message in report.notes:
         note(message)
     return table, report
+
+
+def _read_all(sources: list[Path], options: ImportOptions) -> list[pa.Table]:
+    """Several sources read with the same options; their notes only once all are read (a
+    QA pass: a note on the first file, then an error on the second, made two lines). An
+    error says that the reading options apply to every source: the first file of two
+    formats blamed for the second's --time-col."""
+    tables, notes = [], []
+    for source in sources:
+        try:
+            table, report = import_trace(source, options)
+        except SimreplayError as exc:
+            if dataclasses.replace(options, seed=ImportOptions().seed) == ImportOptions():
+                raise  # no reading option was given
+            raise SimreplayError(
+                f"{exc} (the reading options apply to every source: to combine files of "
+                "different formats, `simreplay trace import` each, then combine the parquet "
+                "files)"
+            ) from None
+        tables.append(table)
+        notes.extend(f"{source.name}: {message}" for message in report.notes)
+    for message in notes:
+        note(message)
+    return tables
 
 
 def _lengths_source(path: Path | None) -> pa.Table | None:
@@ -527,7 +552,10 @@ def transform(
         raise SimreplayError(f"--combine must be concat or merge, got {combine!r}")
     if gap_s is not None and (len(sources) < 2 or combine != "concat"):
         raise SimreplayError("--gap-s is the idle time between traces of --combine concat")
-    tables = [_read(source, import_options)[0] for source in sources]
+    if len(sources) == 1:
+        tables = [_read(sources[0], import_options)[0]]
+    else:
+        tables = _read_all(sources, import_options)
     table = tables[0]
     if len(tables) > 1:
         for message in combine_notes(tables):
