@@ -421,3 +421,14 @@ def test_reading_options_for_several_sources_say_they_apply_to_every_source(tmp_
     assert not out.exists()
     plain = invoke("trace", "transform", azure, azure, "-o", out)
     assert plain.exit_code == 0 and "apply to every source" not in plain.stderr
+
+
+def test_synth_lengths_from_without_resample_is_refused_before_reading_the_file(tmp_path):
+    """A QA pass: the BurstGPT file's "dropped 1 row" note came before the error."""
+    header = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+    burst = write(tmp_path, "b.csv", header + "5,ChatGPT,472,0,472,Conversation log\n"
+                  "6,ChatGPT,400,20,420,Conversation log\n")  # fmt: skip
+    for sessions in ([], ["--sessions"]):
+        result = invoke("trace", "synth", "-o", tmp_path / "s.parquet", "--duration", "20",
+                        "--input-len", "fixed:5", "--lengths-from", burst, *sessions)  # fmt: skip
+        assert_one_line_error(result, "--lengths-from is only used with a resample")

@@ -435,6 +435,9 @@ def synth(
                 synth_notes.append(message)
     input_lengths = parse_length_distribution(input_spec, option="--input-len")
     output_lengths = parse_length_distribution(output_spec, option="--output-len")
+    if lengths_from is not None and "resample" not in (input_lengths.kind, output_lengths.kind):
+        # Before reading the file: its notes, then this error, made two lines (a QA pass).
+        raise SimreplayError("--lengths-from is only used with a resample length distribution")
     if not sessions:
         resample_from = _lengths_source(lengths_from)
         table = synthesize(
