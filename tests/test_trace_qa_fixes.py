@@ -432,3 +432,25 @@ def test_synth_lengths_from_without_resample_is_refused_before_reading_the_file(
         result = invoke("trace", "synth", "-o", tmp_path / "s.parquet", "--duration", "20",
                         "--input-len", "fixed:5", "--lengths-from", burst, *sessions)  # fmt: skip
         assert_one_line_error(result, "--lengths-from is only used with a resample")
+
+
+@pytest.mark.parametrize(
+    ("header", "rows"),
+    [
+        ("arrival_time_s,input_tokens,output_tokens\n", "0,10,3\n1,20,4\n2,30"),
+        (
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n",
+            "2023-11-16 18:15:46,10,3\n2023-11-16 18:15:47,20,4\n2023-11-16 18:15:48,30",
+        ),  # fmt: skip
+        ("num_prefill_tokens,num_decode_tokens\n", "10,3\n20,4\n30"),
+    ],
+)
+def test_a_cut_line_skip_invalid_skips_counts_among_the_source_rows(tmp_path, header, rows):
+    """A QA pass: "from 2 source rows" for a file of 3 rows whose last line was cut, where a
+    row skipped for its value counted."""
+    path = write(tmp_path, "cut.csv", header + rows)
+    out = tmp_path / "c.parquet"
+    rate = ["--rate", "1"] if header.startswith("num_prefill") else []  # no arrival times
+    result = invoke("trace", "import", path, "-o", out, "--skip-invalid", *rate)
+    assert result.exit_code == 0, result.stderr
+    assert "2 requests" in result.stdout and "(from 3 source rows)" in result.stdout

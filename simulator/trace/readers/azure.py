@@ -71,6 +71,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         start_time=start_time,
         notes=notes,
         line_of_row=kept_record_lines(len(arrival_time_s), skipped),
+        num_source_rows=len(arrival_time_s) + len(skipped),  # a cut line is a source row too
     )
 
 

@@ -79,6 +79,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         extra=extra,
         notes=read_notes,
         line_of_row=kept_record_lines(len(columns["Timestamp"]), skipped),
+        num_source_rows=len(columns["Timestamp"]) + len(skipped),  # cut lines included
     )
     failed = raw.output_tokens == 0
     num_failed = int(failed.sum())

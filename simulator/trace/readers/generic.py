@@ -170,6 +170,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         start_time=start_time,
         notes=notes,
         huge_values=huge_values,
+        num_source_rows=len(arrival_time_s) + len(skipped),  # a cut CSV line is a source row
     )
 
 

@@ -63,6 +63,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         source_columns={"input_tokens": "num_prefill_tokens", "output_tokens": "num_decode_tokens"},
         notes=[*read_notes, f"{ARRIVALS_NOTE}{process.summary()}, seed {options.seed}"],
         line_of_row=kept_record_lines(num_rows, skipped),
+        num_source_rows=num_rows + len(skipped),  # a cut line is a source row too
     )
 
 
