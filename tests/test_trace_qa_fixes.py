@@ -454,3 +454,18 @@ def test_a_cut_line_skip_invalid_skips_counts_among_the_source_rows(tmp_path, he
     result = invoke("trace", "import", path, "-o", out, "--skip-invalid", *rate)
     assert result.exit_code == 0, result.stderr
     assert "2 requests" in result.stdout and "(from 3 source rows)" in result.stdout
+
+
+def test_a_forced_container_format_the_file_is_not_is_named_and_names_ignore_case(tmp_path):
+    """A QA pass: --format jsonl or parquet on a CSV said "a generic csv file needs
+    --time-col..."; --format AZURE was an unknown format."""
+    generic = write(tmp_path, "g.csv", "ts,prompt,completion\n0,10,3\n1,20,4\n")
+    out = tmp_path / "o.parquet"
+    for forced in ("jsonl", "parquet"):
+        result = invoke("trace", "import", generic, "-o", out, "--format", forced)
+        assert_one_line_error(result, f"--format {forced}, but the file is CSV text")
+    mapped = ["--time-col", "ts", "--input-col", "prompt", "--output-col", "completion"]
+    assert invoke("trace", "import", generic, "-o", out, "--format", "CSV", *mapped).exit_code == 0
+    azure = write(tmp_path, "az.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                  "2023-11-16 18:15:46.68,374,44\n")  # fmt: skip
+    assert invoke("trace", "import", azure, "-o", out, "--format", "Azure").exit_code == 0

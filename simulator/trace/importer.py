@@ -31,6 +31,7 @@ from simulator.trace.readers.tabular import (
     PARQUET_MAGIC,
     compressed_parquet,
     compression_of,
+    container_of,
     csv_header,
     first_record,
     jsonl_fields,
@@ -57,6 +58,9 @@ READERS = {
 FORMATS = ("simreplay", *READERS)
 
 #: Formats read from text (CSV, JSON lines or JSON) only; the others read parquet too.
+#: The generic reader's containers, as a message names them.
+_CONTAINERS = {"csv": "CSV text", "jsonl": "JSON lines", "parquet": "parquet"}
+
 _TEXT_FORMATS = {
     "azure": "CSV",
     "mooncake": "JSON lines",
@@ -107,6 +111,17 @@ def _import(path: Path, options: ImportOptions) -> tuple[pa.Table, ImportReport]
         name = options.format or detect_format(path, options)
     except OSError as exc:  # e.g. a truncated or corrupt .gz/.zst stream
         raise TraceError(f"{path.name}: cannot read: {exc}") from None
+    if name not in READERS and name != "simreplay" and name.lower() in (*READERS, "simreplay"):
+        name = name.lower()  # --format AZURE: the names are case-insensitive
+    if options.format is not None and name in _CONTAINERS:
+        # The generic reader reads whatever container the bytes are: a forced csv, jsonl or
+        # parquet that the file is not said "a generic csv file needs ..." (a QA pass).
+        found = container_of(path)
+        if found != name:
+            raise TraceError(
+                f"{path.name}: --format {name}, but the file is {_CONTAINERS[found]}: give "
+                f"--format {found}, or leave --format out to detect it"
+            )
     if name == "simreplay":
         if compression_of(path) is not None:
             raise compressed_parquet(path)
