@@ -535,3 +535,14 @@ def test_window_notes_the_sessions_it_cuts():
     )
     _, notes = apply_transforms(_table(np.arange(100.0)), window=(10.0, 60.0))
     assert len(notes) == 1
+
+
+def test_capping_a_session_trace_says_each_turn_was_capped_on_its_own():
+    """A QA pass: later turns' prompts still count the earlier turns' uncapped answers."""
+    sessions = _table([0.0, 1.0, 2.0], session_id=pa.array(["s", "s", "t"]))
+    plain = _table([0.0, 1.0, 2.0])
+    for table, says in ((sessions, True), (plain, False)):
+        _, notes = apply_transforms(table, max_output_tokens=3)
+        assert any("capped on its own" in n for n in notes) is says
+    _, notes = apply_transforms(sessions, max_output_tokens=50)  # nothing above the cap
+    assert not any("capped on its own" in n for n in notes)

@@ -434,6 +434,13 @@ def apply_transforms(
         for name, cap in (("input_tokens", max_input_tokens), ("output_tokens", max_output_tokens)):
             if cap is not None:
                 notes.append(f"capped {name} on {num_rows_text(num_changed[name])} to {int(cap):,}")
+        if "session_id" in table.column_names and any(num_changed.values()):
+            # A later turn's prompt holds the earlier turns and answers (a QA pass: no word).
+            notes.append(
+                "each turn was capped on its own: a later turn's prompt still counts the "
+                "earlier turns' uncapped answers, and a capped prompt no longer grows through "
+                "its session"
+            )
     return table, notes
 
 
