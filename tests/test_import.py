@@ -636,6 +636,17 @@ def test_a_cell_that_is_not_utf8_names_its_line(tmp_path, text, expected, skip_i
         import_trace(path, ImportOptions(skip_invalid=skip_invalid))
 
 
+def test_jitter_without_a_window_refuses_times_that_are_not_bucketed(tmp_path):
+    """A QA pass: distinct millisecond times were "jittered inside their 0.414 s timestamp
+    buckets", the median spacing of unbucketed times; a given window still jitters them."""
+    distinct = [{**record, "timestamp": 1000 * i + 7 * i * i} for i, record in enumerate(MOONCAKE)]
+    path = write(tmp_path, "tool.jsonl", mooncake_lines(distinct))
+    with pytest.raises(TraceError, match=r"^tool.jsonl: --jitter: only 0 of 4 requests share"):
+        import_trace(path, ImportOptions(jitter=True))
+    table, report = import_trace(path, ImportOptions(jitter=True, jitter_window_s=0.5))
+    assert table.num_rows == 4 and any("0.5 s timestamp buckets" in n for n in report.notes)
+
+
 def test_a_jitter_window_without_jitter_is_an_error(tmp_path):
     """Found by a new-user pass: --jitter-window-s without --jitter was ignored without a
     word (even a negative one) on a Mooncake trace."""

@@ -27,6 +27,9 @@ HASH_BLOCK_SIZE = 512
 FIELDS = ("timestamp", "input_length", "output_length")
 
 
+#: --jitter without --jitter-window-s needs at least this share of requests to repeat an
+#: earlier timestamp (Mooncake's conversation trace: 90 %, in 3 s buckets).
+MIN_SHARED_FRACTION = 0.2
 #: Widest --jitter-window-s taken: a bucket of a day (Mooncake's are about 3 s).
 MAX_JITTER_WINDOW_S = 86_400.0
 
@@ -51,7 +54,9 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
             raise TraceError(f"{path.name}: missing field {name!r} expected in a Mooncake trace")
     arrival_time_s = float_values(columns["timestamp"]) / 1000.0
     if options.jitter:
-        arrival_time_s, window_s = _jitter(arrival_time_s, options.jitter_window_s, options.seed)
+        arrival_time_s, window_s = _jitter(
+            arrival_time_s, options.jitter_window_s, options.seed, path.name
+        )
         notes.append(
             f"jittered arrivals uniformly inside their {window_s:g} s timestamp buckets "
             f"(seed {options.seed}) and re-sorted them"
@@ -83,7 +88,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
 
 
 def _jitter(
-    arrival_time_s: np.ndarray, window_s: float | None, seed: int
+    arrival_time_s: np.ndarray, window_s: float | None, seed: int, source: str
 ) -> tuple[np.ndarray, float]:
     """Add U[0, window) to every arrival; the window defaults to the median bucket gap."""
     if window_s is None:
@@ -93,6 +98,17 @@ def _jitter(
             raise TraceError(
                 "--jitter: cannot infer the bucket width from a single timestamp; "
                 "give --jitter-window-s"
+            )
+        finite = arrival_time_s[np.isfinite(arrival_time_s)]
+        num_shared = finite.size - distinct.size  # requests after the first of a timestamp
+        if num_shared < MIN_SHARED_FRACTION * finite.size:
+            # No buckets to spread within: the median gap is just the typical spacing (a
+            # QA pass: a trace of distinct millisecond times was "jittered in 0.414 s
+            # buckets").
+            raise TraceError(
+                f"{source}: --jitter: only {num_shared:,} of {finite.size:,} requests share their "
+                "timestamp with an earlier one, so the times are not bucketed; give "
+                "--jitter-window-s to spread each time over a window anyway"
             )
         window_s = float(np.median(gaps))
     if not (window_s > 0 and np.isfinite(window_s)):
