@@ -241,6 +241,18 @@ def test_qwen_without_hash_ids_and_with_null_parents(tmp_path):
     assert report.notes == ()
 
 
+def test_a_qwen_turn_sent_before_the_turn_it_follows_is_noted(tmp_path):
+    """A QA pass: a reply sent 3 s before its parent was imported without a word."""
+    records = [dict(r) for r in QWEN_RECORDS[:3]]
+    records[2]["timestamp"] = records[0]["timestamp"] - 3  # chat 12 follows chat 10
+    table, report = import_table(qwen, write_jsonl(tmp_path, "q.jsonl", records))
+    early = [n for n in report.notes if "before the turn it follows" in n]
+    assert len(early) == 1 and early[0].startswith("1 row arrives") and "line 3" in early[0]
+    assert table.num_rows == 3
+    _, in_order = import_table(qwen, write_jsonl(tmp_path, "ok.jsonl", QWEN_RECORDS[:3]))
+    assert not any("before the turn" in n for n in in_order.notes)
+
+
 def test_qwen_csv_with_the_same_header(tmp_path):
     lines = ["chat_id,parent_chat_id,timestamp,input_length,output_length,type,turn,hash_ids"]
     for r in QWEN_RECORDS:
