@@ -554,7 +554,7 @@ def test_a_folder_of_per_gpu_subfolders_reads_the_gpus_own(tmp_path):
 def test_fit_refuses_before_writing_a_profile_the_loader_would_refuse(tmp_path):
     """Calls 4.6 million times their roofline (a CPU's, read in ms from microseconds) were
     fitted and written into a profile that every run then refused to load."""
-    source = _gemm_folder(tmp_path / "slow", None, scale=3e6)
+    source = _gemm_folder(tmp_path / "slow", "AMD EPYC 7763 64-Core Processor", scale=3e6)
     out = tmp_path / "slow.json"
     result = _invoke("fit", "--source", source, "--gpu", "H100", "-o", out)
     assert result.exit_code == 1
@@ -580,7 +580,13 @@ def test_fit_of_far_slow_reads_keeps_no_dram_rate_and_says_why(tmp_path):
     }
     latency_s = read_bytes("gemm_bfloat16", feats) / 2e9  # 2 GB/s: a thousandth of A100's
     _write(
-        {"gemm_dtype": ["bfloat16"] * count, **feats, "latency": latency_s * 1e3},
+        {
+            "gemm_dtype": ["bfloat16"] * count,
+            **feats,
+            "latency": latency_s * 1e3,
+            # A CPU's: a GPU's calls all 1,000 times the roofline are refused (microseconds).
+            "device": ["AMD EPYC 7763 64-Core Processor"] * count,
+        },
         tmp_path / "src" / "gemm_perf.parquet",
     )
     out = tmp_path / "p.json"
@@ -592,3 +598,34 @@ def test_fit_of_far_slow_reads_keeps_no_dram_rate_and_says_why(tmp_path):
         "microseconds (read as milliseconds), or measured on a far slower device such as a CPU"
     ) in result.stderr
     assert load_profile(out).dram_read_fraction is None
+
+
+@pytest.mark.parametrize("device", ["NVIDIA H100 80GB HBM3", None])
+def test_fit_refuses_a_gpus_latencies_in_microseconds(tmp_path, device):
+    """QA: 300 L40S GEMMs with latency x1000 were fitted with a note only ("this profile is
+    1,000 times too slow"), and runs on the profile gave TTFTs of days without a word. A
+    GPU's calls (or an unnamed device's) every one over 200 times the roofline are refused;
+    a CPU's are fitted with the note, as before."""
+    source = _gemm_folder(tmp_path / "micro", device, scale=1e3)
+    out = tmp_path / "p.json"
+    result = _invoke("fit", "--source", source, "--gpu", "H100", "-o", out)
+    assert result.exit_code == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    said = (
+        "the files name no device"
+        if device is None
+        else f"the files say they were measured on {device}"
+    )
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"error: {source}: every gemm_bfloat16 call measured is at least "
+    ), lines
+    assert "times slower than H100-SXM's roofline (median " in lines[0]
+    assert f"times) and {said}: the latency column is read in milliseconds; is it in " in lines[0]
+    assert lines[0].endswith("; nothing was written")
+    assert not out.exists()
+    cpu = _gemm_folder(tmp_path / "cpu", "AMD EPYC 7763 64-Core Processor", scale=1e3)
+    result = _invoke("fit", "--source", cpu, "--gpu", "H100", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert "with latency in microseconds this profile is 1,000 times too slow" in result.stderr
+    assert out.exists()

@@ -52,6 +52,8 @@ from simulator.calibration.sources import (
     add_vidur_allreduce,
     add_vidur_host_overheads,
     describe_skipped,
+    is_cpu_device,
+    is_unchecked_device,
 )
 from simulator.checks import format_number
 from simulator.errors import SimreplayError
@@ -661,12 +663,17 @@ def check_latency_unit(
     progress: Callable[[str], None] | None,
     *,
     refuse: bool = True,
+    device: str = "unknown",
 ) -> None:
     """Refuse a family measured faster than ``gpu``'s roofline allows, and note one whose
     every call is far slower: the latency column is read in milliseconds (AIConfigurator's
     unit), and files in seconds or microseconds would fit a profile 1,000 times off.
     ``refuse=False`` (``calibrate check``, which fits nothing) notes the faster case too;
-    otherwise a point no profile can store is refused first (``_refuse_unstorable``)."""
+    otherwise a point no profile can store is refused first (``_refuse_unstorable``), and
+    the far slower case is refused too unless ``device`` (``Measurements.device``) names a
+    processor (``sources.is_cpu_device``): a GPU's (or unnamed device's) calls every one
+    over 200 times its roofline are microseconds read as milliseconds, and a profile of
+    them priced each run's steps 1,000 times too slow (TTFTs of days) without a word."""
     ratio = latency_s / roofline_latency_s(grid_name, feats, ref)
     if refuse:
         _refuse_unstorable(grid_name, feats, latency_s, ratio, gpu, source_dir)
@@ -683,6 +690,19 @@ def check_latency_unit(
         if progress is not None:
             progress(f"note: {source_dir}: {text}")
     lowest = float(ratio.min())
+    if lowest > MAX_MIN_ROOFLINE_RATIO and refuse and not is_cpu_device(device):
+        measured = (
+            "the files name no device"
+            if is_unchecked_device(device)
+            else f"the files say they were measured on {device}"
+        )
+        raise SimreplayError(
+            f"{source_dir}: every {grid_name} call measured is at least "
+            f"{_times_text(lowest)} times slower than {gpu}'s roofline (median "
+            f"{_times_text(median)} times) and {measured}: the latency column is read in "
+            "milliseconds; is it in microseconds? (a CPU's files are fitted, with a note, "
+            "when their device column names the processor); nothing was written"
+        )
     if lowest > MAX_MIN_ROOFLINE_RATIO and progress is not None:
         consequence = (
             "this profile is 1,000 times too slow"
@@ -822,7 +842,9 @@ def fit_profile(
             axes = vidur_axes(feats)
         elif source != "aiconfigurator":
             axes = adapted_axes(grid_name, feats)
-        check_latency_unit(grid_name, feats, latency_s, ref, gpu, source_dir, progress)
+        check_latency_unit(
+            grid_name, feats, latency_s, ref, gpu, source_dir, progress, device=meas.device
+        )
         grid, errs = fit_one(grid_name, feats, latency_s, ref, axes)
         grids[grid_name] = grid
         errors[grid_name] = errs

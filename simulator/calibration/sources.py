@@ -902,6 +902,15 @@ def is_unchecked_device(device: str) -> bool:
     return bool(words & _CPU_WORDS) and not words & _GPU_WORDS
 
 
+def is_cpu_device(devices: str) -> bool:
+    """Whether every value of ``devices`` (``Measurements.device``: comma-joined) names a
+    processor (``cpu``, ``AMD EPYC 7763 64-Core Processor``, what ``calibrate profile
+    --device cpu`` writes); False for ``unknown`` or any GPU."""
+    names = [d for d in devices.split(", ") if d]
+    words = [set(re.split(r"[^0-9a-z]+", d.lower())) - {""} for d in names]
+    return bool(names) and all(w & _CPU_WORDS and not w & _GPU_WORDS for w in words)
+
+
 def device_gpu(device: str) -> str | None:
     """The catalog GPU a ``device`` value is, or None when it is no catalog GPU.
 
