@@ -629,3 +629,66 @@ def test_fit_refuses_a_gpus_latencies_in_microseconds(tmp_path, device):
     assert result.exit_code == 0, result.stderr
     assert "with latency in microseconds this profile is 1,000 times too slow" in result.stderr
     assert out.exists()
+
+
+# --- folders of a measurement tree that cannot be read -----------------------------------
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_a_link_to_nothing_in_a_measurement_tree_is_named(tmp_path, command):
+    """QA: a folder link whose target was gone (``l40s/attention -> /nonexistent``) was
+    skipped without a word, and ``check`` and ``fit`` ran on the rest with rc 0."""
+    source = _gemm_folder(tmp_path / "tree", "NVIDIA H100 80GB HBM3")
+    link = source / "attention"
+    link.symlink_to(tmp_path / "gone", target_is_directory=True)
+    out = tmp_path / "p.json"
+    args = ["--source", source, "-o", out] if command == "fit" else [source]
+    result = _invoke(command, *args, "--gpu", "H100")
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {link}: is a link to nothing ({tmp_path / 'gone'}); the folder or file of "
+        "measurements it named would be left out (restore its target, or remove it)"
+    )
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch):
+    """QA: ``os.walk`` skipped a subfolder it could not list (mode 000) without a word."""
+    import os
+
+    source = _gemm_folder(tmp_path / "tree", "NVIDIA H100 80GB HBM3")
+    locked = source / "attn"
+    _gemm_folder(locked, "NVIDIA H100 80GB HBM3")
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    # Root reads every folder whatever its mode: refuse to list it as a user's walk would.
+    monkeypatch.setattr(os, "scandir", refusing)
+    result = _invoke("check", source, "--gpu", "H100")
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {locked}: cannot read folder: Permission denied; its measurements would be "
+        "left out (make it readable, or give a folder without it)"
+    )
+
+
+def test_a_folder_of_mode_000_is_named(tmp_path):
+    import os
+
+    source = _gemm_folder(tmp_path / "tree", "NVIDIA H100 80GB HBM3")
+    locked = source / "attn"
+    _gemm_folder(locked, "NVIDIA H100 80GB HBM3")
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("this user reads a folder of mode 000 (root)")
+        result = _invoke("check", source, "--gpu", "H100")
+    finally:
+        locked.chmod(0o755)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {locked}: cannot read folder")

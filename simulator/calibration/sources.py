@@ -196,19 +196,36 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
     root = Path(directory)
     if not root.exists():
         raise SimreplayError(f"{root}: no such file or directory")
-    paths = [root] if root.is_file() else _listed_files(root)
+    unreadable: dict[Path, str] = {}
+    paths = [root] if root.is_file() else _listed_files(root, unreadable)
     if system is not None:
-        paths = [p for p in paths if system in _rel(p, root).parts[:-1] or root.name == system]
+        # An unreadable folder is listed itself (``_listed_files``): the system folder may be it.
+        paths = [
+            p
+            for p in paths
+            if system in _rel(p, root).parts[: None if p in unreadable else -1]
+            or root.name == system
+        ]
     result = Measurements()
     engines: set[str] = set()
     devices: set[str] = set()
     read_by_digest: dict[str, str] = {}
     copies: list[str] = []
     for path in paths:
+        if path in unreadable:
+            raise SimreplayError(
+                f"{path}: cannot read folder: {unreadable[path]}; its measurements would be "
+                "left out (make it readable, or give a folder without it)"
+            )
         family = AICONFIGURATOR_FILES.get(path.name)
         if (family is not None or path.name == "mlp.csv") and not path.is_file():
             kind = "a folder" if path.is_dir() else "a link to nothing, or not a regular file"
             raise SimreplayError(f"{path}: is {kind}; expected an operator table of that name")
+        if path.is_symlink() and not path.exists():
+            raise SimreplayError(
+                f"{path}: is a link to nothing ({os.readlink(path)}); the folder or file of "
+                "measurements it named would be left out (restore its target, or remove it)"
+            )
         if family is not None or path.name == "mlp.csv":
             # A run copied twice into one folder (run1/, run2/) counted every point twice
             # in a fit's or check's statistics without a word (QA): read such a copy once.
@@ -288,15 +305,26 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _listed_files(root: Path) -> list[Path]:
+def _listed_files(root: Path, unreadable: dict[Path, str]) -> list[Path]:
     """Every file under ``root``, sorted, following links to folders (each real folder
     once, so a link back up is not walked again), plus any non-file entry named as an
     operator table (a folder ``gemm_perf.parquet``, a dangling link), so that it is named
     rather than skipped. ``Path.rglob`` follows no folder links before Python 3.13: a tree
-    whose ``gemm`` folder was a link lost every GEMM without a word."""
+    whose ``gemm`` folder was a link lost every GEMM without a word.
+
+    A folder that cannot be listed is listed itself, and added to ``unreadable`` (mutated:
+    folder -> the reason), so that the reader names it; ``os.walk`` skipped it without a
+    word and ``check`` and ``fit`` ran on part of the data. A link to nothing is listed
+    among the files (``os.walk`` puts it there)."""
     found: list[Path] = []
     seen: set[str] = set()
-    for folder, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def _unreadable(error: OSError) -> None:
+        folder = Path(error.filename)
+        unreadable[folder] = error.strerror or type(error).__name__
+        found.append(folder)
+
+    for folder, dirnames, filenames in os.walk(root, onerror=_unreadable, followlinks=True):
         real = os.path.realpath(folder)
         if real in seen:
             dirnames[:] = []
