@@ -692,3 +692,36 @@ def test_a_folder_of_mode_000_is_named(tmp_path):
         locked.chmod(0o755)
     assert result.exit_code == 1, result.stdout
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {locked}: cannot read folder")
+
+
+# --- a column named twice -------------------------------------------------------------------
+
+
+def test_a_column_named_twice_is_refused_naming_file_and_column(tmp_path):
+    """QA: a Vidur CSV whose header named num_tokens twice was read with the last copy's
+    values without a word; a parquet naming latency twice failed with pyarrow's text
+    ("Multiple matches for FieldRef.Name(latency) ...")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_calibration import _VIDUR_HEADER
+
+    vidur = tmp_path / "vidur" / "mlp.csv"
+    vidur.parent.mkdir()
+    vidur.write_text(_VIDUR_HEADER + ",num_tokens\n32,32,4096,11008,true,16,1,0.1,0.05,1024\n")
+    result = _invoke("check", vidur.parent, "--gpu", "A40")
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {vidur}: column 'num_tokens': expected each column once, got it 2 times"
+    )
+    table = pa.Table.from_arrays(
+        [pa.array(["bfloat16"]), *(pa.array([4096.0]) for _ in "mnk"), *(pa.array([0.1]),) * 2],
+        names=["gemm_dtype", "m", "n", "k", "latency", "latency"],
+    )
+    parquet = tmp_path / "aic" / "gemm_perf.parquet"
+    parquet.parent.mkdir()
+    pq.write_table(table, parquet)
+    result = _invoke("check", parquet.parent, "--gpu", "H100")
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip() == (
+        f"error: {parquet}: column 'latency': expected each column once, got it 2 times"
+    )

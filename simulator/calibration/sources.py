@@ -347,10 +347,24 @@ def _rel(path: Path, root: Path) -> Path:
 
 def _read_parquet(path: Path) -> pa.Table:
     try:
+        # The schema first: a column named twice made pyarrow's reader fail with its own
+        # text ("Multiple matches for FieldRef.Name(latency) in framework: string ...").
+        _check_unique_columns(pq.read_schema(path).names, path)
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise SimreplayError(f"{path}: not a readable parquet file: {reason}") from None
+
+
+def _check_unique_columns(names: list[str], path: Path) -> None:
+    """Refuse a table that names a column more than once (which copy holds the data?)."""
+    twice = [name for name, count in Counter(names).items() if count > 1 and name]
+    if twice:
+        raise SimreplayError(
+            f"{path}: column {twice[0]!r}: expected each column once, got it "
+            f"{names.count(twice[0])} times"
+            + (f" (and {', '.join(map(repr, twice[1:]))} too)" if len(twice) > 1 else "")
+        )
 
 
 def _check_columns(
@@ -1096,8 +1110,9 @@ def _read_vidur_csv(path: Path, expected: str) -> list[dict[str, str]]:
     """The rows of one of Vidur's CSVs (comma, tab or semicolon separated, as the header
     shows: a spreadsheet saving in a locale with decimal commas writes semicolons; names
     stripped: " n_head" names n_head), or one line naming the file: not readable, no rows
-    (``expected`` says what it should hold), or a row with more or fewer fields than the
-    header."""
+    (``expected`` says what it should hold), a column named twice in the header (each row
+    kept the last copy's value without a word), or a row with more or fewer fields than
+    the header."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             header = handle.readline()
@@ -1106,6 +1121,7 @@ def _read_vidur_csv(path: Path, expected: str) -> list[dict[str, str]]:
             reader = csv.DictReader(handle, delimiter=delimiter)
             if reader.fieldnames is not None:
                 reader.fieldnames = [name.strip() for name in reader.fieldnames]
+                _check_unique_columns(reader.fieldnames, path)
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SimreplayError(f"{path}: cannot read CSV: {exc}") from None
