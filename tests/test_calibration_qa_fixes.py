@@ -725,3 +725,31 @@ def test_a_column_named_twice_is_refused_naming_file_and_column(tmp_path):
     assert result.stderr.strip() == (
         f"error: {parquet}: column 'latency': expected each column once, got it 2 times"
     )
+
+
+# --- a boolean numeric column -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column", ["latency", "m"])
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_a_boolean_numeric_column_is_refused_at_read_time(tmp_path, command, column):
+    """QA: a boolean latency column was read as 1.0 ms: ``check`` gave rc 0 and a 97 % error,
+    ``fit`` ran 48 s and then refused with a misleading bandwidth message."""
+    table = {
+        "gemm_dtype": ["bfloat16"] * 3,
+        "m": [16.0, 256.0, 2048.0],
+        "n": [4096.0] * 3,
+        "k": [4096.0] * 3,
+        "latency": [0.01, 0.02, 0.1],
+    }
+    table[column] = [True, False, True]
+    source = tmp_path / "src"
+    _write(table, source / "gemm_perf.parquet")
+    out = tmp_path / "p.json"
+    args = ["--source", source, "-o", out] if command == "fit" else [source]
+    result = _invoke(command, *args, "--gpu", "H100")
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip() == (
+        f"error: {source / 'gemm_perf.parquet'}: column {column!r} must be a number, got booleans"
+    )
+    assert not out.exists()

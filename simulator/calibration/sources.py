@@ -419,8 +419,12 @@ def _numeric(values: list, path: Path, column: str, hint: str = "") -> np.ndarra
     """A column's values as a 1-D float64 array, or one line naming the file and column.
 
     A column of lists (a list-typed parquet column) is refused too: numpy would make a 2-D
-    array of equal-length lists, which broadcasts silently or fails far from the file.
+    array of equal-length lists, which broadcasts silently or fails far from the file; so
+    is one of booleans, which numpy reads as 1.0 and 0.0 (a boolean latency was checked as
+    1 ms and fitted).
     """
+    if any(isinstance(value, bool | np.bool_) for value in values):
+        raise SimreplayError(f"{path}: column {column!r} must be a number, got booleans{hint}")
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
