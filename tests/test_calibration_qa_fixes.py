@@ -753,3 +753,24 @@ def test_a_boolean_numeric_column_is_refused_at_read_time(tmp_path, command, col
         f"error: {source / 'gemm_perf.parquet'}: column {column!r} must be a number, got booleans"
     )
     assert not out.exists()
+
+
+# --- a huge Vidur time ----------------------------------------------------------------------
+
+
+def test_a_vidur_time_over_2_to_the_40_ms_is_refused_as_aiconfigurators_is(tmp_path):
+    """QA: a Vidur median cell of 1e300 was checked as a time (rc 0); AIConfigurator's
+    latency over 2**40 ms was refused."""
+    from test_calibration import _VIDUR_HEADER
+
+    vidur = tmp_path / "mlp.csv"
+    vidur.write_text(
+        _VIDUR_HEADER
+        + "\n32,32,4096,11008,true,16,1,0.1,0.05\n32,32,4096,11008,true,32,1,1e300,0.05\n"
+    )
+    result = _invoke("check", tmp_path, "--gpu", "A40")
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {vidur}: row 2: column 'time_stats.mlp_up_proj.median' must be at most 2**40 "
+        "(1.1e+12) ms, got 1e+300 ms"
+    )

@@ -859,6 +859,13 @@ def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
                     f"{path}: row {row_idx + 1}: {column} must be a time in ms of at least 0, "
                     f"got {row[column].strip()}"
                 )
+            if latency_ms > MAX_COLUMN_VALUE:
+                # The bound AIConfigurator's latency has (``_floats``): a 1e300 median was
+                # checked as a time (rc 0).
+                raise SimreplayError(
+                    f"{path}: row {row_idx + 1}: column {column!r} must be at most 2**40 "
+                    f"({MAX_COLUMN_VALUE:.4g}) ms, got {latency_ms:g} ms"
+                )
             if not (math.isfinite(latency_ms) and latency_ms > 0):
                 _skip(result, "gemm: Vidur rows without a time (median 0 or NaN)", 1)
                 continue
