@@ -774,3 +774,47 @@ def test_a_vidur_time_over_2_to_the_40_ms_is_refused_as_aiconfigurators_is(tmp_p
         f"error: {vidur}: row 2: column 'time_stats.mlp_up_proj.median' must be at most 2**40 "
         "(1.1e+12) ms, got 1e+300 ms"
     )
+
+
+# --- a profile's absolute errors and its grids ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (
+            lambda d: d["errors"]["gemm_bfloat16"]["holdout_model_shapes"].update(
+                median_abs_pct=-4.0
+            ),
+            "errors.gemm_bfloat16.holdout_model_shapes.median_abs_pct must be a number >= 0 "
+            "or null (an absolute error or a count), got -4.0",
+        ),
+        (
+            lambda d: d["leave_one_out"]["gemm_bfloat16"].update(p90_abs_pct=-1),
+            "leave_one_out.gemm_bfloat16.p90_abs_pct must be a number >= 0 or null (an "
+            "absolute error or a count), got -1",
+        ),
+        (
+            lambda d: d.update(grids={}),
+            "grids: expected at least one grid (gemm_bfloat16, gemm_fp8, context_attention, "
+            "generation_attention, allreduce, moe) or host constants (host, host_vllm_v0), "
+            "got none: the profile calibrates nothing",
+        ),
+    ],
+)
+def test_a_negative_absolute_error_or_a_profile_of_nothing_is_refused(tmp_path, edit, fragment):
+    """QA: a negative median_abs_pct was printed "median |err| -4.0%"; ``"grids": {}`` ran
+    as "calibrated profile L40S" though every grid came from elsewhere."""
+    path, lines = run_with_edited_profile(tmp_path, edit)
+    assert lines == [f"error: {path}: not a valid calibration profile: {fragment}"]
+
+
+def test_negative_signed_errors_and_host_constants_alone_still_load(tmp_path):
+    data = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
+    data["errors"]["gemm_bfloat16"]["holdout_model_shapes"]["median_signed_pct"] = -4.0
+    # What ``validate --fit`` writes for a GPU without a measured relative.
+    data.update(grids={}, host={"host_overhead_s": 1e-3, "host_overhead_per_seq_s": 1e-5})
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    profile = load_profile(path)
+    assert profile.grids == {} and profile.host["host_overhead_s"] == 1e-3

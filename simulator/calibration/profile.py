@@ -672,6 +672,8 @@ DRAM_FRACTION_RANGE = {"dram_read_fraction": (0.05, 1.5, "of reference.hbm_bytes
 
 #: The numbers of one ``fit.error_stats`` record (each may be null: no points).
 _STAT_FIELDS = ("n", "median_abs_pct", "p90_abs_pct", "median_signed_pct", "p90_signed_pct")
+#: Those of them that are never negative (the signed errors may be).
+_NONNEGATIVE_STATS = ("n", "median_abs_pct", "p90_abs_pct")
 #: A ``leave_one_out`` entry's fields (``fallback.leave_one_out``).
 _LOO_FIELDS = ("borrowed_from", *_STAT_FIELDS)
 
@@ -701,6 +703,12 @@ def _error_tables(data: Any, where: str, *, nested: bool) -> dict[str, Any]:
                 number = isinstance(value, int | float) and not isinstance(value, bool)
                 if value is not None and not (number and math.isfinite(value)):
                     raise ValueError(f"{at}.{name} must be a number or null")
+                if value is not None and name in _NONNEGATIVE_STATS and value < 0:
+                    # Printed as "median |err| -4.0%" by every run that loaded it.
+                    raise ValueError(
+                        f"{at}.{name} must be a number >= 0 or null (an absolute error or a "
+                        f"count), got {value!r}"
+                    )
     return dict(data)
 
 
@@ -864,6 +872,14 @@ def _from_json(data: Any, path: Path) -> Profile:
         grids[name] = grid
     host = _host_block(data.get("host"), "host")
     host_vllm_v0 = _host_block(data.get("host_vllm_v0"), "host_vllm_v0")
+    if not grids and not host and not host_vllm_v0:
+        # A run called such a file a calibrated profile while every grid came from
+        # elsewhere. Host constants alone (``validate --fit`` on a GPU without a measured
+        # relative) are a profile.
+        raise ValueError(
+            f"grids: expected at least one grid ({', '.join(GRID_FEATURES)}) or host "
+            "constants (host, host_vllm_v0), got none: the profile calibrates nothing"
+        )
     dram_fraction = data.get("dram_read_fraction")
     if dram_fraction is not None:
         dram_fraction = _number(dram_fraction, "dram_read_fraction", DRAM_FRACTION_RANGE)
