@@ -818,3 +818,46 @@ def test_negative_signed_errors_and_host_constants_alone_still_load(tmp_path):
     path.write_text(json.dumps(data))
     profile = load_profile(path)
     assert profile.grids == {} and profile.host["host_overhead_s"] == 1e-3
+
+
+# --- rows read twice ------------------------------------------------------------------------
+
+
+def test_rows_repeating_an_earlier_row_are_kept_and_counted_in_a_note(tmp_path):
+    """QA: the same AIConfigurator rows in two files of different compression, or a Vidur
+    CSV with every row repeated, were counted twice with no word."""
+    import pyarrow.parquet as pq
+    from test_calibration import _VIDUR_HEADER
+
+    source = _gemm_folder(tmp_path / "aic", "NVIDIA H100 80GB HBM3")
+    table = pq.read_table(source / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet")
+    (source / "run2").mkdir()
+    pq.write_table(table, source / "run2" / "gemm_perf.parquet", compression="gzip")
+    # The same shapes at other latencies are no repeats.
+    _write({**table.to_pydict(), "latency": [0.5, 0.6, 0.7]}, source / "run3" / "gemm_perf.parquet")
+    result = _invoke("check", source, "--gpu", "H100")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: 3 measured rows repeat an earlier row's exact shape and latency (gemm 3): kept, "
+        "so each counts again in the fit and its errors (the same rows in two files, or rows "
+        "repeated in one?)"
+    ) in result.stderr.splitlines()
+    assert (
+        json.loads(_invoke("check", source, "--gpu", "H100", "--json").stdout)["families"]["gemm"][
+            "n"
+        ]
+        == 9
+    )
+    vidur = tmp_path / "vidur"
+    vidur.mkdir()
+    rows = ["32,32,4096,11008,true,16,1,0.1,0.05", "32,32,4096,11008,true,32,1,0.2,0.1"]
+    (vidur / "mlp.csv").write_text("\n".join([_VIDUR_HEADER, *rows, rows[0]]) + "\n")
+    result = _invoke("check", vidur, "--gpu", "A40")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: 1 Vidur mlp.csv row repeats an earlier row's cells, every one: kept, so each "
+        "counts again in the fit and its errors (the same rows in two files, or rows repeated "
+        "in one?)"
+    ) in result.stderr.splitlines()
+    _gemm_folder(tmp_path / "once", "NVIDIA H100 80GB HBM3")
+    assert "repeat" not in _invoke("check", tmp_path / "once", "--gpu", "H100").stderr

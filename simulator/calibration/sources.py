@@ -211,6 +211,7 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
     devices: set[str] = set()
     read_by_digest: dict[str, str] = {}
     copies: list[str] = []
+    vidur_rows: Counter = Counter()
     for path in paths:
         if path in unreadable:
             raise SimreplayError(
@@ -254,7 +255,7 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
             _ADD[family](result, columns, path)
             result.files.append(str(_rel(path, root)))
         elif path.name == "mlp.csv":
-            devices.update(_add_vidur_mlp(result, path))
+            devices.update(_add_vidur_mlp(result, path, vidur_rows))
             result.files.append(str(_rel(path, root)))
         elif path.suffix.lower() in (".parquet", ".csv"):
             result.unread_files.append(str(_rel(path, root)))
@@ -264,6 +265,9 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
             f"{len(copies):,} file{'' if len(copies) == 1 else 's'} not read, byte for byte a "
             f"copy of one read: {'; '.join(copies)}"
         )
+    repeated = _repeated_rows(result, vidur_rows)
+    if repeated:
+        result.notes.append(repeated)
     vidur = [f for f in result.files if Path(f).name == "mlp.csv"]
     if vidur and len(vidur) < len(result.files):
         # Both kinds pooled into one grid (QA): Vidur's rows name no device, so another
@@ -290,6 +294,43 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
     )
     result.device = ", ".join(sorted(devices)) or "unknown"
     return result
+
+
+def _repeated_rows(result: Measurements, vidur_rows: Counter) -> str | None:
+    """A note counting the rows read that repeat an earlier row, or None: the same rows in
+    two files that are not byte-identical copies (another compression), or a file with its
+    rows repeated, counted each point twice in a fit's and ``check``'s statistics without a
+    word (QA). They are kept: the fit is not changed.
+
+    An operator table's row repeats one when its family's every column (shape, dtype and
+    latency) is equal; a Vidur ``mlp.csv`` row when every cell is (``vidur_rows``: each
+    row's cells -> how often read). Vidur's rounded times meet exactly in different models'
+    rows of one shape (376 of A40's GEMM points), which are not repeats.
+    """
+    if vidur_rows:
+        count = sum(times - 1 for times in vidur_rows.values())
+        what = "Vidur mlp.csv row" + ("" if count == 1 else "s")
+        same = "cells, every one"
+        per_family = ""
+    else:
+        counts = {}
+        for family in FAMILIES:
+            columns = getattr(result, family)
+            if columns:
+                rows = list(zip(*(columns[k].tolist() for k in sorted(columns)), strict=True))
+                counts[family] = len(rows) - len(set(rows))
+        counts = {family: n for family, n in counts.items() if n}
+        count = sum(counts.values())
+        what = "measured row" + ("" if count == 1 else "s")
+        same = "exact shape and latency"
+        per_family = " (" + ", ".join(f"{f} {n:,}" for f, n in counts.items()) + ")"
+    if not count:
+        return None
+    return (
+        f"{count:,} {what} repeat{'s' if count == 1 else ''} an earlier row's {same}"
+        f"{per_family}: kept, so each counts again in the fit and its errors (the same rows in "
+        "two files, or rows repeated in one?)"
+    )
 
 
 def _file_digest(path: Path) -> str:
@@ -789,10 +830,12 @@ def vidur_gemm_shape(op: str, row: dict[str, str]) -> tuple[float, float]:
     return hidden, ffn / tp
 
 
-def _add_vidur_mlp(result: Measurements, path: Path) -> set[str]:
+def _add_vidur_mlp(result: Measurements, path: Path, seen: Counter) -> set[str]:
     """Add a Vidur ``mlp.csv``'s linear layers to ``result.gemm``; return the device names
-    of its optional ``device`` column (Vidur's own files have none)."""
+    of its optional ``device`` column (Vidur's own files have none). ``seen`` (mutated)
+    counts each row's cells, names and values stripped, to find rows read twice."""
     rows = _read_vidur_csv(path, "Vidur's per-operator timings")
+    seen.update(tuple(sorted((k, v.strip()) for k, v in row.items())) for row in rows)
     header = list(rows[0])
     _check_columns(
         header,
