@@ -144,3 +144,22 @@ def test_validation_milliseconds_below_one_keep_three_significant_digits():
         "1,234.6",
         "n/a",
     ]
+
+
+def test_a_profile_of_another_gpu_that_replaces_the_gpus_own_grids_is_noted():
+    """A QA pass: --calibration a40.json on 4xH100 stepped H100 with A40's GEMM grid (TPOT
+    7.3 -> 13.2 ms), said only in a clause of the step-times line."""
+    from simulator.calibration.select import step_model_for
+    from simulator.hardware import get_gpu
+    from simulator.models import get_model
+
+    model, h100 = get_model("llama-3.1-8b"), get_gpu("H100")
+    _, other = step_model_for(model, h100, 1, calibration=PROFILES_DIR / "a40.json")
+    assert any(
+        "a40.json was measured on A40: its gemm_bfloat16 grid replaces H100-SXM's own" in w
+        for w in other.get("warnings", ())
+    )
+    _, own = step_model_for(model, h100, 1, calibration=PROFILES_DIR / "h100-sxm.json")
+    _, unmeasured = step_model_for(model, get_gpu("H200"), 1,
+                                   calibration=PROFILES_DIR / "h100-sxm.json")  # fmt: skip
+    assert not own.get("warnings") and not unmeasured.get("warnings")

@@ -298,6 +298,9 @@ def step_model_for(
     if unsaid:
         source += "; " + "; ".join(unsaid)
         step = dataclasses.replace(step, source=source)
+    shadowed = _shadowed_note(primary, calibration, gpu.name, grid_owner, directory, exclude)
+    if shadowed is not None:
+        warnings.append(shadowed)
     step = with_cross_node_allreduce(step, model, gpu, tp)
     step = with_pipeline_stages(step, model, gpu, pp, tp)
     errors = {
@@ -328,6 +331,35 @@ def step_model_for(
             name: _headline(loo) for name, loo in primary.errors_leave_one_out.items()
         }
     return step, info
+
+
+def _shadowed_note(
+    primary: Profile,
+    calibration: object,
+    gpu_name: str,
+    grid_owner: dict[str, Profile],
+    directory: Path,
+    exclude: tuple[str, ...],
+) -> str | None:
+    """The note for a ``--calibration`` profile of another GPU whose grids replace the
+    run's GPU's own measured ones (a QA pass: A40's grid stepped an H100 run, TPOT 7.3 ->
+    13.2 ms, said only in a clause of the step-times line); None otherwise."""
+    if calibration is None or primary.gpu == gpu_name or gpu_name in exclude:
+        return None
+    own = shipped_profile(gpu_name, directory)
+    if own is None:
+        return None
+    replaced = sorted(g for g, owner in grid_owner.items() if owner is primary and g in own.grids)
+    if not replaced:
+        return None
+    name = primary.path.name if primary.path is not None else _label(primary)
+    own_name = own.path.name if own.path is not None else _label(own)
+    return (
+        f"--calibration {name} was measured on {primary.gpu}: its "
+        f"{', '.join(replaced)} {'grid replaces' if len(replaced) == 1 else 'grids replace'} "
+        f"{gpu_name}'s own measured {'one' if len(replaced) == 1 else 'ones'} "
+        f"({own_name}), scaled to {gpu_name}'s peaks"
+    )
 
 
 def _host_of(profile: Profile, scheduler: str) -> dict[str, float]:
