@@ -163,3 +163,19 @@ def test_a_profile_of_another_gpu_that_replaces_the_gpus_own_grids_is_noted():
     _, unmeasured = step_model_for(model, get_gpu("H200"), 1,
                                    calibration=PROFILES_DIR / "h100-sxm.json")  # fmt: skip
     assert not own.get("warnings") and not unmeasured.get("warnings")
+
+
+def test_source_date_epoch_fixes_the_fitted_on_date(monkeypatch):
+    """Same inputs, same bytes: a profile's date follows SOURCE_DATE_EPOCH when set."""
+    import pytest
+
+    from simulator.calibration.profile import fitted_on_today
+    from simulator.errors import SimreplayError
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert fitted_on_today() == "2023-11-14"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(SimreplayError, match="SOURCE_DATE_EPOCH must be whole seconds"):
+        fitted_on_today()
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert len(fitted_on_today()) == 10

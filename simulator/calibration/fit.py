@@ -19,7 +19,6 @@ absolute percentage error of the predicted against the measured latency:
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import math
 import re
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from simulator.calibration.profile import (
     HOST_RANGES,
     Profile,
     Reference,
+    fitted_on_today,
     read_bytes,
     roofline_latency_s,
 )
@@ -880,7 +880,7 @@ def fit_profile(
         "files": sorted(meas.files),
         "engine": meas.engine,
         "device": meas.device,
-        "fitted_on": fitted_on or _dt.date.today().isoformat(),
+        "fitted_on": fitted_on or fitted_on_today(),
         "fitted_by": f"simreplay {__version__} calibrate fit",
         "rows_skipped": dict(sorted(meas.skipped.items())),
         "moe_rows_not_fitted": meas.num_moe_rows,

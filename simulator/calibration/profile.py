@@ -478,6 +478,25 @@ def check_profile(profile: Profile, where: str) -> None:
         ) from None
 
 
+def fitted_on_today() -> str:
+    """Today's date (UTC, ISO) for a profile's ``provenance.fitted_on``, or the date of
+    ``SOURCE_DATE_EPOCH`` when set (the reproducible-builds convention): with it, a fit of
+    the same files writes the same bytes on any day."""
+    import datetime as dt
+    import os
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        try:
+            moment = dt.datetime.fromtimestamp(int(epoch), dt.UTC)
+        except (ValueError, OverflowError, OSError):
+            raise SimreplayError(
+                f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}"
+            ) from None
+        return moment.date().isoformat()
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
 def save_profile(profile: Profile, path: Path) -> None:
     """Write ``profile`` to ``path`` atomically (write, then rename), deterministically."""
     write_text_atomic(dumps(profile.to_json()) + "\n", Path(path))

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.calibration.profile import HOST_RANGES, Profile, load_profile
+from simulator.calibration.profile import HOST_RANGES, Profile, fitted_on_today, load_profile
 from simulator.calibration.select import borrow_order, shipped_profile, step_model_for
 from simulator.checks import format_number
 from simulator.errors import SimreplayError
@@ -1855,8 +1855,6 @@ def fitted_profile(
     before: dict[str, Any],
 ) -> Profile:
     """The profile ``--fit`` writes: the base grids plus the fitted host constants."""
-    import datetime as _dt
-
     from simulator import __version__
 
     provenance = {
@@ -1870,7 +1868,7 @@ def fitted_profile(
         # Host constants fitted with the server's host work overlapping its GPU's are not
         # the ones a serial step adds: a run says so when its mode differs.
         "async_scheduling": resolved.scenario.async_scheduling,
-        "fitted_on": _dt.date.today().isoformat(),
+        "fitted_on": fitted_on_today(),
         "fitted_by": f"simreplay {__version__} calibrate validate --fit",
         "default_host": {
             "host_overhead_s": DEFAULT_EFFICIENCIES.host_overhead_s,
