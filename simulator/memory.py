@@ -419,6 +419,19 @@ def _check_tp_shards(model: ModelSpec, tp: int) -> None:
             f"--tp {tp}: {model.name}'s {model.num_kv_heads} KV heads can be neither split "
             f"evenly across nor replicated evenly over {tp} GPUs"
         )
+    if model.weight_block is not None:
+        # vLLM v0.11 ``Fp8LinearMethod`` (and its MoE method) refuses to load a block-FP8
+        # checkpoint whose per-GPU gate/up output or down input is not whole blocks
+        # (vllm-project/vllm#17569: Qwen3-30B-A3B-FP8 at TP 4).
+        share = model.intermediate_size / tp
+        for block in sorted(set(model.weight_block)):
+            if share % block:
+                what = "expert's" if model.is_moe else "MLP's"
+                raise SimreplayError(
+                    f"--tp {tp}: {model.name}'s {what} intermediate size "
+                    f"{model.intermediate_size:,} over {tp} GPUs is {share:,.6g}, not a "
+                    f"multiple of its FP8 weight block ({block}): vLLM refuses to load it"
+                )
 
 
 def validate_tp(model: ModelSpec, num_gpus: int, tp: int) -> None:

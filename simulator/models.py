@@ -19,6 +19,7 @@ weights; biases (Qwen2.5's QKV bias, phi-2's) and per-head Q/K norms are left ou
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -208,8 +209,9 @@ def _build_lookup(models: dict[str, ModelSpec]) -> dict[str, str]:
 
 _LOOKUP = _build_lookup(MODELS)
 
-#: Suffixes that name a fine-tune of the same shape, e.g. ``Llama-2-7b-chat-hf``.
-_VARIANT_SUFFIX = re.compile(r"([-_ ](instruct|chat|hf|base|it))+$", re.IGNORECASE)
+#: Suffixes that name a fine-tune of the same shape, e.g. ``Llama-2-7b-chat-hf``, or a
+#: dated release of one, ``Qwen3-30B-A3B-Instruct-2507``.
+_VARIANT_SUFFIX = re.compile(r"([-_ ](instruct|chat|hf|base|it|\d{4}))+$", re.IGNORECASE)
 
 
 #: A fine-tune's name before a version suffix, e.g. ``Mixtral-8x7B-Instruct-v0.1``.
@@ -257,6 +259,9 @@ def get_model(name_or_path: str) -> ModelSpec:
     SimreplayError
         For an unknown name (the message lists the catalog) or an unreadable config.
     """
+    if not name_or_path.strip():
+        # Path("") is the current folder: an unset $MODEL ran whatever ./config.json held.
+        raise SimreplayError("--model: empty value (expected a catalog name or a config.json path)")
     path = Path(name_or_path).expanduser()
     if path.is_file() or (path / "config.json").is_file():
         spec = load_hf_config(path)
@@ -278,10 +283,17 @@ def get_model(name_or_path: str) -> ModelSpec:
         return spec
     if path.is_dir():
         return load_hf_config(path)  # names the missing config.json
-    looks_like_path = "/" in name_or_path or name_or_path.endswith(".json")
+    if name_or_path.lower().endswith(".json"):
+        raise SimreplayError(
+            f"{name_or_path}: no such file (--model takes a catalog name or the path of a "
+            "Hugging Face config.json)"
+        )
+    looks_like_path = "/" in name_or_path
     where = " (and no config.json at that path)" if looks_like_path else ""
+    close = difflib.get_close_matches(_key(name_or_path), list(_LOOKUP), n=1, cutoff=0.8)
+    hint = f" (did you mean {_LOOKUP[close[0]]}?)" if close else ""
     raise SimreplayError(
-        f"unknown model {name_or_path!r}{where}; known: {known_model_names()}; "
+        f"unknown model {name_or_path!r}{where}{hint}; known: {known_model_names()}; "
         "or give the path of a Hugging Face config.json"
     )
 
@@ -338,6 +350,10 @@ _UNLIKE_MODEL_TYPES = {
     "bart",
     "whisper",
     "bert",
+    # Llama-3.2-Vision: cross-attention layers hold no per-token KV, and vLLM v0.11 no
+    # longer serves encoder-decoder models (vllm-project/vllm#24907).
+    "mllama",
+    "mllama_text_model",
 }
 _KNOWN_MODEL_TYPES = {
     "",
@@ -373,6 +389,32 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "head_dim": 256,
         "num_key_value_heads": 4,
         "hidden_activation": "gelu_pytorch_tanh",
+    },
+}
+#: Defaults of transformers' ``LlamaConfig`` and ``MistralConfig`` for the shape keys a
+#: multimodal wrapper's ``text_config`` leaves out when they equal them (transformers writes
+#: only keys that differ: llava-1.5-7b-hf's text_config holds no layer count). Read only
+#: inside a ``text_config``: a top-level config without them is refused as incomplete.
+_WRAPPED_TEXT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": {
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "vocab_size": 32000,
+        "max_position_embeddings": 2048,
+        "hidden_act": "silu",
+    },
+    "mistral": {
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 32000,
+        "max_position_embeddings": 4096 * 32,
+        "sliding_window": 4096,
+        "hidden_act": "silu",
     },
 }
 #: Top-level keys of a multimodal config that apply to its ``text_config`` too, unless the
@@ -458,6 +500,7 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         raise SimreplayError(f"{file}: expected a JSON object, got {type(raw).__name__}")
     config: dict[str, Any] = raw
     where = ""  # prefix naming where a shape key was looked for
+    filled_note = None
     text_config = raw.get("text_config")
     if text_config is not None and not isinstance(text_config, dict):
         raise SimreplayError(
@@ -478,11 +521,24 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     if "num_hidden_layers" not in raw and text_config is not None:
         top = {key: raw[key] for key in _TOP_LEVEL_KEYS_FOR_TEXT if raw.get(key) is not None}
         config = {**top, **text_config}
+        defaults = _WRAPPED_TEXT_DEFAULTS.get(str(text_config.get("model_type") or "").lower())
+        filled = sorted(set(defaults or {}) - {k for k, v in config.items() if v is not None})
+        if defaults and filled:
+            # transformers writes a wrapped text_config without the keys equal to its
+            # class's defaults (llava-1.5-7b-hf: no num_hidden_layers); vLLM reads them back.
+            config = {**config, **{key: defaults[key] for key in filled}}
+            filled_note = (
+                f"{file}: text_config leaves out {', '.join(filled)}; read as transformers' "
+                f"{text_config.get('model_type')} defaults, as vLLM reads them"
+            )
         if "quantization_config" in top:
             config["quantization_config"] = top["quantization_config"]
         where = "text_config."
     encoders = [key for key in _ENCODER_KEYS if raw.get(key) is not None]
-    return _spec_from_config(config, file, encoders, where)
+    spec = _spec_from_config(config, file, encoders, where)
+    if filled_note is not None:
+        spec = replace(spec, notes=(*spec.notes, filled_note))
+    return spec
 
 
 def _spec_from_config(
@@ -522,6 +578,8 @@ def _spec_from_config(
             "Llama-4's MoE (a shared expert beside the routed ones, dense layers by "
             "interleave_moe_layer_step, chunked attention)"
         )
+    if value("cross_attention_layers") is not None:
+        raise unsupported("cross-attention layers (cross_attention_layers)")
     if model_type in _UNLIKE_MODEL_TYPES or model_type.startswith(("mamba", "rwkv")):
         raise SimreplayError(
             f"{file}: model_type {model_type!r} is not a family simreplay reads: its layers "
@@ -632,7 +690,10 @@ def _spec_from_config(
         notes=notes,
     )
     if fp8_note is not None:
-        spec = fp8_weights(spec)
+        spec = replace(
+            fp8_weights(spec),
+            weight_block=_weight_block(value("quantization_config"), file, where),
+        )
     if not unchecked:
         return spec
     total = param_count(spec)["total"] / 1e9
@@ -698,6 +759,24 @@ def _fp8_checkpoint(quantization: Any, unsupported: Callable[[str], SimreplayErr
         "FP8 checkpoint (compressed-tensors, float8 W8A8): linear weights 1 byte each, "
         "embedding and LM head 16-bit"
     )
+
+
+def _weight_block(quantization: dict, file: Path, where: str) -> tuple[int, int] | None:
+    """An FP8 checkpoint's ``weight_block_size`` as (n, k), None when it has none (per-tensor
+    or per-channel scales); one line for a value that is not two positive integers."""
+    block = quantization.get("weight_block_size")
+    if block is None:
+        return None
+    if not (
+        isinstance(block, list)
+        and len(block) == 2
+        and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in block)
+    ):
+        raise SimreplayError(
+            f"{file}: {where}quantization_config.weight_block_size must be two positive "
+            f"integers [n, k], got {block!r}"
+        )
+    return block[0], block[1]
 
 
 def fp8_weights(model: ModelSpec) -> ModelSpec:

@@ -99,6 +99,10 @@ class ModelSpec:
         Bytes per parameter of the input embedding, the LM head and the norms; None: the
         same as ``weight_bytes_per_param``. vLLM's FP8 methods quantize linear and MoE
         layers only, so these stay 16-bit in an FP8 deployment.
+    weight_block : tuple of (int, int) or None
+        A block-quantized FP8 checkpoint's ``weight_block_size`` (n, k), e.g. (128, 128):
+        vLLM (v0.11 ``Fp8LinearMethod``) refuses a TP whose share of an MLP's (or
+        expert's) intermediate size is not a multiple of it. None: no weight blocks.
     aliases : tuple of str
     source : str
         Where the shape comes from (the model's config.json).
@@ -123,6 +127,7 @@ class ModelSpec:
     tied_embeddings: bool = False
     weight_bytes_per_param: float = 2.0
     embedding_bytes_per_param: float | None = None
+    weight_block: tuple[int, int] | None = None
     aliases: tuple[str, ...] = ()
     source: str = ""
     notes: tuple[str, ...] = ()

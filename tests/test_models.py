@@ -244,7 +244,20 @@ def test_a_directory_without_config_json_does_not_shadow_the_catalog(tmp_path, m
 
 def test_missing_config_path_says_so(tmp_path):
     with pytest.raises(SimreplayError, match="no config.json at that path"):
+        get_model(str(tmp_path / "nowhere"))
+    # A QA pass: a .json path that is not there got the catalog's "unknown model" list.
+    with pytest.raises(SimreplayError, match=r"nowhere/config.json: no such file \(--model"):
         get_model(str(tmp_path / "nowhere" / "config.json"))
+
+
+def test_an_empty_model_and_a_misspelt_name_get_one_clear_line():
+    """A QA pass: --model "" read ./config.json (Path("") is the current folder); a
+    misspelt name only listed the catalog."""
+    with pytest.raises(SimreplayError, match=r"^--model: empty value"):
+        get_model("  ")
+    with pytest.raises(SimreplayError, match=r"\(did you mean llama-3.1-8b\?\)"):
+        get_model("lama-3.1-8b")
+    assert get_model("Qwen/Qwen3-30B-A3B-Instruct-2507").name == "qwen3-30b-a3b"
 
 
 @pytest.mark.parametrize(
@@ -740,9 +753,10 @@ def test_a_known_family_mlp_is_gated_whatever_hidden_act_says(tmp_path):
 
 
 def test_a_key_missing_from_text_config_is_named_there(tmp_path):
-    """llava-1.5-7b-hf's text_config leaves its shape to LlamaConfig's defaults while the top
-    level has a vocab_size: "missing required key 'num_hidden_layers'" did not say where."""
-    text = {"model_type": "llama", "max_position_embeddings": 4096, "vocab_size": 32064}
+    """A text_config of a family without known defaults that leaves out its layers while
+    the top level has a vocab_size: "missing required key 'num_hidden_layers'" did not say
+    where."""
+    text = {"model_type": "granite", "max_position_embeddings": 4096, "vocab_size": 32064}
     path = write_config(tmp_path, {"model_type": "llava", "vocab_size": 32064, "text_config": text})
     with pytest.raises(SimreplayError) as info:
         load_hf_config(path)
@@ -751,6 +765,42 @@ def test_a_key_missing_from_text_config_is_named_there(tmp_path):
     with pytest.raises(SimreplayError) as info:
         load_hf_config(path)
     assert str(info.value) == f"{path}: 'text_config' must be a JSON object, got list"
+
+
+def test_llavas_text_config_reads_the_llama_and_mistral_defaults_it_leaves_out(tmp_path):
+    """A QA pass: llava-1.5-7b-hf's published config was refused (its text_config leaves
+    the shape to LlamaConfig's defaults, as transformers writes it), though the README says
+    LLaVA is read; a top-level Llama config without its layers is still refused."""
+    text = {"model_type": "llama", "max_position_embeddings": 4096, "vocab_size": 32064,
+            "rms_norm_eps": 1e-05, "torch_dtype": "float16"}  # fmt: skip
+    path = write_config(tmp_path, {"model_type": "llava", "vocab_size": 32064, "text_config": text})
+    spec = load_hf_config(path)
+    assert (spec.num_layers, spec.hidden_size, spec.num_heads, spec.num_kv_heads) == (
+        32, 4096, 32, 32
+    )  # fmt: skip
+    assert spec.intermediate_size == 11008 and spec.max_context_tokens == 4096
+    assert 6.7e9 < param_count(spec)["total"] < 7.0e9  # Vicuna-7B, as Llama-2-7B
+    assert any("text_config leaves out" in n and "num_hidden_layers" in n for n in spec.notes)
+    mistral = write_config(tmp_path, {"model_type": "llava_next",
+                                      "text_config": {"model_type": "mistral"}})  # fmt: skip
+    assert load_hf_config(mistral).num_kv_heads == 8
+    top = write_config(tmp_path, {"model_type": "llama", "vocab_size": 32000})
+    with pytest.raises(SimreplayError, match="missing required key 'num_hidden_layers'"):
+        load_hf_config(top)
+
+
+def test_cross_attention_layers_and_mllama_are_refused(tmp_path):
+    """A QA pass: Llama-3.2-Vision ran with its 8 cross-attention layers counted as
+    self-attention KV (25 % too much); vLLM v0.11 does not serve it."""
+    base = {"hidden_size": 4096, "num_hidden_layers": 40, "num_attention_heads": 32,
+            "intermediate_size": 14336, "vocab_size": 128256}  # fmt: skip
+    text = {**base, "model_type": "mllama_text_model", "cross_attention_layers": [3, 8]}
+    path = write_config(tmp_path, {"model_type": "mllama", "text_config": text})
+    with pytest.raises(SimreplayError, match="cross-attention layers"):
+        load_hf_config(path)
+    path = write_config(tmp_path, {**base, "model_type": "mllama"})
+    with pytest.raises(SimreplayError, match="model_type 'mllama' is not a family"):
+        load_hf_config(path)
 
 
 @pytest.mark.parametrize(
@@ -849,3 +899,31 @@ def test_quant_method_is_read_in_any_case_as_vllm_does(tmp_path):
     assert (
         load_hf_config(path).weight_bytes_per_param == load_hf_config(lower).weight_bytes_per_param
     )
+
+
+def test_a_block_fp8_checkpoint_refuses_a_tp_that_splits_its_weight_blocks(tmp_path):
+    """A QA pass: Qwen3-30B-A3B-FP8 (experts 768 wide, 128 x 128 weight blocks) ran at TP 4
+    and 8, which vLLM refuses to load (768 / 4 = 192 is not whole blocks)."""
+    from simulator.memory import validate_tp
+
+    config = {
+        "model_type": "qwen3_moe", "hidden_size": 2048, "moe_intermediate_size": 768,
+        "intermediate_size": 6144, "num_hidden_layers": 48, "num_attention_heads": 32,
+        "num_key_value_heads": 4, "head_dim": 128, "num_experts": 128,
+        "num_experts_per_tok": 8, "vocab_size": 151936, "max_position_embeddings": 40960,
+    }  # fmt: skip
+    block = {"quant_method": "fp8", "weight_block_size": [128, 128]}
+    spec = load_hf_config(write_config(tmp_path, {**config, "quantization_config": block}))
+    assert spec.weight_block == (128, 128)
+    for tp in (1, 2):
+        validate_tp(spec, 8, tp)
+    for tp in (4, 8):
+        with pytest.raises(SimreplayError, match=f"--tp {tp}: .* not a multiple of its FP8"):
+            validate_tp(spec, 8, tp)
+    per_tensor = {"quant_method": "fp8"}  # no blocks: every TP the heads allow
+    validate_tp(
+        load_hf_config(write_config(tmp_path, {**config, "quantization_config": per_tensor})), 8, 8
+    )
+    bad = {"quant_method": "fp8", "weight_block_size": [128]}
+    with pytest.raises(SimreplayError, match=r"weight_block_size must be two positive integers"):
+        load_hf_config(write_config(tmp_path, {**config, "quantization_config": bad}))
