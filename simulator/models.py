@@ -604,6 +604,20 @@ def _spec_from_config(
     fp8_note = _fp8_checkpoint(value("quantization_config"), unsupported)
 
     num_layers = positive_int("num_hidden_layers")
+    if layer_types and len(layer_types) != num_layers:
+        # A QA pass: 4 kinds for 32 layers passed without a word.
+        raise SimreplayError(
+            f"{file}: {where}layer_types lists {len(layer_types):,} layers, "
+            f"{where}num_hidden_layers is {num_layers:,}: expected one kind per layer"
+        )
+    window = value("sliding_window")
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, int) or window < 0
+    ):
+        # A QA pass: "4096" or -1 dropped the sliding-window note without a word.
+        raise SimreplayError(
+            f"{file}: {where + 'sliding_window'!r} must be an integer >= 0 or null, got {window!r}"
+        )
     hidden = positive_int("hidden_size")
     num_heads = positive_int("num_attention_heads")
     num_kv_heads = positive_int("num_key_value_heads", num_heads)

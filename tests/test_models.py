@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -927,3 +928,24 @@ def test_a_block_fp8_checkpoint_refuses_a_tp_that_splits_its_weight_blocks(tmp_p
     bad = {"quant_method": "fp8", "weight_block_size": [128]}
     with pytest.raises(SimreplayError, match=r"weight_block_size must be two positive integers"):
         load_hf_config(write_config(tmp_path, {**config, "quantization_config": bad}))
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            {"sliding_window": "4096"},
+            "'sliding_window' must be an integer >= 0 or null, got '4096'",
+        ),
+        ({"sliding_window": -1}, "'sliding_window' must be an integer >= 0 or null, got -1"),
+        ({"layer_types": ["full_attention"] * 4}, "layer_types lists 4 layers, num_hidden_layers"),
+    ],
+)
+def test_a_sliding_window_or_layer_list_that_cannot_be_read_is_refused(tmp_path, change, fragment):
+    """A QA pass: these were read without a word (the window's note lost)."""
+    config = {"model_type": "mistral", "hidden_size": 4096, "num_hidden_layers": 32,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
+              "vocab_size": 32000, "max_position_embeddings": 32768}  # fmt: skip
+    load_hf_config(write_config(tmp_path, config))
+    with pytest.raises(SimreplayError, match=re.escape(fragment)):
+        load_hf_config(write_config(tmp_path, {**config, **change}))
