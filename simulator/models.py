@@ -337,6 +337,7 @@ _UNLIKE_MODEL_TYPES = {
     "bamba",
     "zamba",
     "zamba2",
+    "falcon",  # parallel attention + MLP, multi-query heads: not a Llama-shaped layer
     "falcon_h1",
     "falcon_mamba",
     "nemotron_h",
