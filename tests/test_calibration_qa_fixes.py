@@ -863,3 +863,32 @@ def test_rows_repeating_an_earlier_row_are_kept_and_counted_in_a_note(tmp_path):
     )
     _gemm_folder(tmp_path / "once", "NVIDIA H100 80GB HBM3")
     assert "repeat" not in _invoke("check", tmp_path / "once", "--gpu", "H100").stderr
+
+
+def test_attention_rows_of_another_compute_dtype_are_skipped_and_counted(tmp_path):
+    """QA: rows whose attn_dtype was 'int4' were read as 16-bit attention without a word."""
+    from test_calibration import _write
+
+    from simulator.calibration.sources import read_measurements
+
+    _write(
+        {
+            "batch_size": [1, 2, 4, 8],
+            "isl": [1] * 4,
+            "step": [15] * 4,
+            "num_heads": [32] * 4,
+            "num_key_value_heads": [8] * 4,
+            "head_dim": [128] * 4,
+            "attn_dtype": ["bfloat16", "BF16", "int4", "fp8"],
+            "kv_cache_dtype": ["bfloat16"] * 4,
+            "window_size": [0] * 4,
+            "latency": [0.01, 0.02, 0.03, 0.04],
+        },
+        tmp_path / "generation_attention_perf.parquet",
+    )
+    meas = read_measurements(tmp_path)
+    assert len(meas.generation_attention["latency_s"]) == 2
+    assert meas.skipped == {
+        "generation_attention: fp8 attention rows (16-bit attention is fitted)": 1,
+        "generation_attention: int4 attention rows (16-bit attention is fitted)": 1,
+    }

@@ -616,6 +616,15 @@ def _attention_keep(result: Measurements, columns: dict, family: str, path: Path
             count = int(((kv_dtypes == other) & keep).sum())
             _skip(result, f"{family}: {label} KV-cache rows", count)
         keep &= kv16
+    if "attn_dtype" in columns:
+        # The attention's compute dtype: the step model prices 16-bit attention (a QA pass:
+        # rows of 'int4' were fitted as 16-bit without a word). Every shipped row is bf16.
+        attn_dtypes = np.asarray([_dtype_name(d) for d in columns["attn_dtype"]], dtype=object)
+        attn16 = np.isin(attn_dtypes, SIXTEEN_BIT_DTYPES)
+        for other in sorted(set(attn_dtypes[~attn16 & keep].tolist())):
+            count = int(((attn_dtypes == other) & keep).sum())
+            _skip(result, f"{family}: {other} attention rows (16-bit attention is fitted)", count)
+        keep &= attn16
     return keep
 
 
