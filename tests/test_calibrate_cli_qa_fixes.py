@@ -46,8 +46,13 @@ def test_fit_into_a_folder_without_relatives_says_leave_one_out_was_not_measured
     out.mkdir()
     result = _fit_h200(tmp_path, out)
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "h200.json").read_text())["leave_one_out"] == {}
+    written = json.loads((out / "h200.json").read_text())
+    assert written["leave_one_out"] == {}
     assert f"note: leave-one-GPU-out not measured: {out} holds no profile" in result.stderr
+    # Kept with the fit's notes too, without the folder's path (a QA pass: printed only).
+    assert written["provenance"]["notes"][-1].startswith(
+        "leave-one-GPU-out not measured: the output folder holds no profile"
+    )
     assert result.stdout.strip().splitlines()[-1].split()[-1] == "n/a"
 
 

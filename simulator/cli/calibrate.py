@@ -78,15 +78,21 @@ def fit(
     check_profile(profile, str(source))
     if existing is not None:
         _replace_note(out, target, existing, profile, replace)
-    save_profile(profile, target)
-    _print_skipped(profile.provenance.get("rows_skipped") or {})
+    unmeasured = None
     if not profile.errors_leave_one_out:
         # Found by QA: a fit into a folder without a relative left it empty without a word.
-        err.print(
-            f"note: leave-one-GPU-out not measured: {target.parent} holds no profile of a "
+        unmeasured = (
+            f"leave-one-GPU-out not measured: the output folder holds no profile of a "
             f"measured relative of {profile.gpu} (fit into the shipped profiles' folder, or "
             "copy them beside it, to measure how well its relatives predict it)"
         )
+        # Kept with the fit's other notes (a QA pass: printed, not stored).
+        notes = [*(profile.provenance.get("notes") or []), unmeasured]
+        profile = dataclasses.replace(profile, provenance={**profile.provenance, "notes": notes})
+    save_profile(profile, target)
+    _print_skipped(profile.provenance.get("rows_skipped") or {})
+    if unmeasured is not None:
+        err.print(f"note: {unmeasured.replace('the output folder', str(target.parent))}")
     err.print(f"wrote {target}")
     if json_output:
         print_json(
