@@ -184,3 +184,19 @@ def test_source_date_epoch_fixes_the_fitted_on_date(monkeypatch):
         fitted_on_today()
     monkeypatch.delenv("SOURCE_DATE_EPOCH")
     assert len(fitted_on_today()) == 10
+
+
+def test_a_profile_given_for_another_gpu_quotes_the_leave_one_out_error():
+    """A QA pass: H100's profile given for H200 quoted H100's own held-out 2.1 %, for the
+    same numbers that without the file quote the leave-one-GPU-out 14 %."""
+    from simulator.calibration.select import step_model_for
+    from simulator.hardware import get_gpu
+    from simulator.models import get_model
+
+    model, h200 = get_model("llama-3.1-8b"), get_gpu("H200")
+    _, given = step_model_for(model, h200, 1, calibration=PROFILES_DIR / "h100-sxm.json")
+    _, chosen = step_model_for(model, h200, 1)
+    clause = chosen["source"].split("; ")[-1]
+    assert clause.endswith("(leave-one-GPU-out)") and given["source"].endswith(clause)
+    _, own = step_model_for(model, get_gpu("H100"), 1)
+    assert "leave-one-GPU-out" not in own["source"]

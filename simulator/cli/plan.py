@@ -192,7 +192,8 @@ def plan(
     bounds = parse_slo(slo)
     prices = parse_prices(price or [])
     values = {k: coerce(k, v, cli_name(k)) for k, v in knobs.items()}
-    tps = [coerce("tp", t, "--tp") for t in split_list(tp, "--tp")] if tp else None
+    # "" is an empty list, refused as `sweep --tp ""` is (it read as every TP: a QA pass).
+    tps = [coerce("tp", t, "--tp") for t in split_list(tp, "--tp")] if tp is not None else None
     if tps is not None and len(set(tps)) != len(tps):  # as --gpu-types names each once
         raise SimreplayError(f"--tp {tp!r}: a degree is given twice; give each degree once")
     if find == "max-rate":
@@ -248,7 +249,9 @@ def plan(
         note(
             f"--calibration {values['calibration']}: a profile of "
             f"{', '.join(sorted(sim.calibration_gpus() or ()))}, used for those fleets only; "
-            f"{', '.join(others)} keep their own step times (as `run --gpus` chooses them)"
+            f"{', '.join(others)} keep their own step times, as `run --gpus` chooses them "
+            "without --calibration (run and sweep apply the file to whatever GPU they are "
+            "given: leave --calibration out to check these fleets with them)"
         )
     if (message := identical_seeds_note("--seeds", seeds, {str(base["router"])})) is not None:
         note(message)
