@@ -660,3 +660,22 @@ def test_the_search_stops_doubling_once_more_replicas_lower_no_bound(trace, trac
     half = sim.evaluate(f"{nearest['num_gpus'] // 2}xL40S", tp).bound_values_ms
     full = sim.evaluate(nearest["gpus"], tp).bound_values_ms
     assert all(full[k] >= half[k] * (1 - 1e-3) for k in half)
+
+
+def test_plan_names_each_types_step_time_source_and_warns_of_a_roofline_only_answer(
+    trace_file,
+):
+    """A QA pass: plan answered 1xMI300X, roofline only, without the warning run gives, and
+    its output never said where any fleet's step times came from."""
+    args = ["plan", trace_file, "--slo", "ttft_p99_ms=600000", "--tp", "1", "--max-gpus", "2"]
+    text = invoke(*args, "--gpu-types", "MI300X,H100")
+    assert text.exit_code == 0, text.stderr
+    assert "MI300X has no measured profile" in text.stderr
+    assert "Step times per GPU type:" in text.stdout
+    assert "H100-SXM: calibrated profile H100-SXM" in text.stdout
+    payload = json.loads(invoke(*args, "--gpu-types", "MI300X,H100", "--json").stdout)
+    sources = [payload["answer"], *payload["runners_up"]]
+    assert {ev["gpu_type"] for ev in sources} == {"MI300X", "H100-SXM"}
+    assert all(ev["step_time_source"] for ev in sources)
+    measured = invoke(*args, "--gpu-types", "H100")
+    assert measured.exit_code == 0 and "no measured profile" not in measured.stderr

@@ -302,6 +302,10 @@ def plan(
             f"{result.answer.rejected}"
         )
     payload = _payload(result, sim)
+    shown = [result.answer, *result.runners_up] if result.answer is not None else []
+    for message in dict.fromkeys(ev.uncalibrated_note for ev in shown if ev.uncalibrated_note):
+        # A QA pass: plan answered 1xMI300X (roofline only) without the warning run gives.
+        note(message)
     payload["assumed"] = {
         k: base[k] for k in scenario_knobs() if k not in _FLEET_KNOBS and k in base
     } | {"rate_scale": base["rate_scale"]}
@@ -448,6 +452,15 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
             f"\nNo fleet of at most {max_gpus} GPUs meets the SLO on: "
             f"{', '.join(payload['no_fleet'])}\n"
         )
+    sources = {
+        ev["gpu_type"]: ev["step_time_source"]
+        for ev in (answer, *payload["runners_up"])
+        if ev.get("step_time_source")
+    }
+    if sources:
+        sys.stdout.write("\nStep times per GPU type:\n")
+        for gpu_type, source in sources.items():
+            sys.stdout.write(f"  {gpu_type}: {source}\n")
     sys.stdout.write(f"\nScenarios simulated: {payload['scenarios_simulated']}\n")
 
 

@@ -93,6 +93,10 @@ class Evaluation:
     #: replicas cannot hold (KV cache, max_model_len capped to it) that a larger replica
     #: would serve. A fleet with any never meets the SLO.
     capacity_rejections: int = 0
+    #: Where its step times came from (``run``'s Step times line), and the scenario's note
+    #: when that is the uncalibrated roofline (expect it optimistic), else None.
+    step_time_source: str | None = None
+    uncalibrated_note: str | None = None
 
 
 class Simulator:
@@ -180,6 +184,10 @@ class Simulator:
                 }
         if ev.feasible:
             flat = summary_columns(per_seed[0])
+            ev.step_time_source = flat["step_time_source"]
+            ev.uncalibrated_note = next(
+                (n for n in per_seed[0]["scenario"]["notes"] if "no measured profile" in n), None
+            )
             ev.tp_used = flat["tp_used"]
             ev.rejected = flat.get("reason")  # summary_columns: rejected requests, if any
             ev.metrics = {name: flat[name] for name in ANSWER_METRICS}
@@ -705,6 +713,7 @@ def describe(ev: Evaluation, sim: Simulator, *, bootstrap: bool) -> dict[str, An
         "rate_scale": ev.rate_scale,
         "metrics": ev.metrics,
         "slo": slo,
+        "step_time_source": ev.step_time_source,
     }
     if bootstrap:
         out["near_boundary"] = near
