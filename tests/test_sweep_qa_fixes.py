@@ -264,3 +264,27 @@ def test_a_knob_only_another_scheduler_reads_is_noted_when_it_multiplies_rows(tm
     result = invoke(*args, "--chunk-size", "256", "--out", tmp_path / "one", "--workers", 1)
     assert result.exit_code == 0, result.stderr
     assert "--chunk-size is read only" not in result.stderr
+
+
+def test_a_changed_file_given_by_another_spelling_is_refused(tmp_path, trace, monkeypatch):
+    """A QA pass: an edited model config given as `m2/config.json`, where the rows named it
+    `m2`, added a row beside the stale one (the same for a trace given by its full path)."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m2").mkdir()
+    config = {"model_type": "llama", "hidden_size": 1024, "intermediate_size": 4096,
+              "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 8,
+              "vocab_size": 32000, "max_position_embeddings": 8192}  # fmt: skip
+    (tmp_path / "m2" / "config.json").write_text(json.dumps(config))
+    shutil.copy(trace, tmp_path / "t.parquet")
+    common = ["sweep", "run", "--gpus", "1xH100", "--workers", "1", "--out", "sw"]
+    assert invoke(*common, "t.parquet", "--model", "m2").exit_code == 0
+    again = invoke(*common, tmp_path / "t.parquet", "--model", "m2/config.json")
+    assert again.exit_code == 0, again.stderr  # same content: the same rows, no refusal
+    (tmp_path / "m2" / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 9}))
+    assert_one_line_error(
+        invoke(*common, "t.parquet", "--model", "./m2"),
+        "--model ./m2: --model m2",
+        ", the same file, names rows in sw simulated from other content",
+    )

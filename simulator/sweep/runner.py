@@ -832,6 +832,50 @@ def _check_stored(
                 "changed, or it is another file of that name (a relative path given from another "
                 "folder); use a new --out, the trace as it was, or its full path"
             )
+    _check_other_spellings(stored, tasks, hashes, store)
+
+
+def _real(path: Path | None) -> str | None:
+    """The resolved path of an existing file, None otherwise."""
+    try:
+        return os.path.realpath(path) if path is not None and path.is_file() else None
+    except OSError:
+        return None
+
+
+def _check_other_spellings(
+    stored: StoredRows, tasks: list[Task], hashes: dict[str, str], store: ResultStore
+) -> None:
+    """Refuse a file of this sweep that stored rows name by another spelling (``m2`` and
+    ``m2/config.json``, ``t.parquet`` and its full path) when their content differs from
+    the file's now: those rows were simulated from content it no longer has (a QA pass:
+    an edited model file given by its other spelling added fresh rows beside stale ones)."""
+    stored_files: dict[str, list[tuple[str, str, str]]] = {}  # real path -> (what, name, sha)
+    for (knob, value), shas in stored.knob_files.items():
+        real = _real(knob_file(knob, value))
+        if real is not None:
+            stored_files.setdefault(real, []).extend((f"--{knob}", value, sha) for sha in shas)
+    for name, shas in stored.traces.items():
+        real = _real(Path(name).expanduser())
+        if real is not None:
+            stored_files.setdefault(real, []).extend(("trace", name, sha) for sha in shas)
+    if not stored_files:
+        return
+    current = {
+        (f"--{knob}", task.knobs[knob], sha)
+        for task in tasks
+        for knob, sha in task.file_sha256.items()
+    } | {("trace", name, sha) for name, sha in hashes.items()}
+    for what, name, sha in sorted(current):
+        path = Path(name).expanduser() if what == "trace" else knob_file(what[2:], name)
+        for other_what, other_name, other_sha in stored_files.get(_real(path) or "", []):
+            if other_sha != sha and (other_what, other_name) != (what, name):
+                raise SimreplayError(
+                    f"{what} {name}: {other_what} {other_name}, the same file, names rows in "
+                    f"{store.root} simulated from other content (SHA-256 {other_sha[:12]} "
+                    f"then, {sha[:12]} now): it changed since; use a new --out, or the file as "
+                    "it was"
+                )
 
 
 def _unreadable_note(unreadable: list[Path], tasks: list[Task], store: ResultStore) -> str:
