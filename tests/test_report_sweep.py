@@ -556,3 +556,17 @@ def test_a_folder_holding_a_trace_says_it_is_a_trace_not_sweep_rows(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "nor a sweep's rows: its parquet files hold requests" in lines[0]
     assert f"simreplay run {target / 't.parquet'} --gpus" in lines[0]
+
+
+def test_rows_of_two_traces_ring_no_one_cheapest_scenario(sweep_dir):
+    """A QA pass: over rows of two traces the page ringed the cheapest fleet of the lighter
+    trace as the sweep's answer."""
+    from simulator.report.sweep_page import answer_row
+
+    sweep = load_sweep(sweep_dir)
+    best, kind = answer_row(sweep)
+    assert best is not None and kind == "cheapest scenario meeting the SLO"
+    for row in sweep.rows[::2]:
+        row["trace"] = "other.parquet"
+    best, kind = answer_row(sweep)
+    assert best is None and kind.startswith("no one cheapest scenario: the rows replay 2 traces")

@@ -360,6 +360,14 @@ def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
     ]
     if not met:
         return None, ""
+    traces = {str(row.get("trace")) for row in sweep.rows}
+    if len(traces) > 1:
+        # A QA pass: the cheapest over rows of two traces was one for the lighter trace.
+        # Fleets are compared on one trace; each has its own cheapest (the table).
+        return None, (
+            f"no one cheapest scenario: the rows replay {len(traces):,} traces, each with its "
+            "own cheapest fleet (see the table)"
+        )
     best = min(met, key=lambda r: (_number(r["cost_per_hour_usd"]), r["gpus"]))
     return best, "cheapest scenario meeting the SLO"
 
