@@ -201,7 +201,10 @@ def test_plan_json_shape(trace_file):
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert list(payload) == ["answer", "runners_up", "no_fleet", "scenarios_simulated", "assumed"]
+    assert list(payload) == [
+        "answer", "runners_up", "no_fleet", "scenarios_simulated", "assumed", "trace_sha256",
+        "slo",
+    ]  # fmt: skip
     # What every fleet was simulated with (a planner must know it assumed, e.g., no async
     # scheduling): every deployment knob but those the plan chooses.
     assumed = payload["assumed"]
@@ -254,6 +257,8 @@ def test_plan_human_output_and_no_answer(trace_file):
         "no_fleet",
         "scenarios_simulated",
         "assumed",
+        "trace_sha256",
+        "slo",
     }
 
 

@@ -570,3 +570,32 @@ def test_rows_of_two_traces_ring_no_one_cheapest_scenario(sweep_dir):
         row["trace"] = "other.parquet"
     best, kind = answer_row(sweep)
     assert best is None and kind.startswith("no one cheapest scenario: the rows replay 2 traces")
+
+
+def test_a_plan_of_another_trace_or_slo_is_not_ringed_as_the_sweeps_answer(sweep_dir, tmp_path):
+    """A QA pass: a plan.json from another trace and SLO headlined the page as its answer."""
+    from simulator.report.sweep_page import answer_row
+
+    target = tmp_path / "with-plan"
+    target.mkdir()
+    for path in (sweep_dir / "rows").glob("*.parquet"):
+        (target / path.name).write_bytes(path.read_bytes())
+    from simulator.metrics import parse_slo
+
+    sweep = load_sweep(target, parse_slo("ttft_p99_ms=2000,tpot_p99_ms=80"))
+    slo = {"ttft_p99_ms": 2000, "tpot_p99_ms": 80}
+    plan = {"answer": {"gpus": "4xH100", "tp": 1}, "runners_up": []}
+    for row in sweep.rows:
+        row["trace_sha256"] = "a" * 64
+    for extra, ringed in (
+        ({"trace_sha256": "a" * 64, "slo": slo}, True),
+        ({}, True),  # a plan written before it recorded either
+        ({"trace_sha256": "0" * 64, "slo": slo}, False),
+        ({"trace_sha256": "a" * 64, "slo": {k: v * 2 for k, v in slo.items()}}, False),
+    ):
+        (target / "plan.json").write_text(json.dumps({**plan, **extra}))
+        sweep.answer = load_sweep(target).answer
+        best, kind = answer_row(sweep)
+        assert (best is not None) is ringed, kind
+        if not ringed:
+            assert "another" in kind and kind.endswith("not ringed")

@@ -26,6 +26,7 @@ from simulator.sweep.spec import (
     scenario_knobs,
     split_list,
 )
+from simulator.sweep.store import file_sha256
 from simulator.sweep.uncertainty import identical_seeds_note
 
 FINDS = ("cheapest", "max-rate")
@@ -312,6 +313,10 @@ def plan(
     if sim.calibration_gpus():
         # Only fleets of its own GPU use it (``Simulator.calibration_applies``).
         payload["calibration_gpus"] = sorted(sim.calibration_gpus() or ())
+    # What the answer holds for, so that `report` can tell a plan of another trace or SLO
+    # from the sweep's (a QA pass: one was ringed as the sweep's answer without a word).
+    payload["trace_sha256"] = file_sha256(trace)
+    payload["slo"] = {key: bound_ms for key, (_, _, bound_ms) in bounds.items()}
     if json_output:
         print_json(payload)
     else:

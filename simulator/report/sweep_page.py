@@ -310,8 +310,14 @@ def _read_plan(directory: Path) -> dict[str, Any] | None:
     assumed = plan.get("assumed")
     if assumed is not None and not isinstance(assumed, dict):
         raise SimreplayError(f"{path}: assumed must be an object (knob -> value)")
-    # The knobs the plan fixed besides the fleet: the answer holds for them only.
-    return {**answer, "assumed": assumed or {}}
+    # The knobs the plan fixed besides the fleet: the answer holds for them only; and the
+    # trace and SLO it was searched for (plans written before they were recorded: None).
+    return {
+        **answer,
+        "assumed": assumed or {},
+        "plan_trace_sha256": plan.get("trace_sha256"),
+        "plan_slo": plan.get("slo"),
+    }
 
 
 def _number(value: Any) -> float:
@@ -337,6 +343,9 @@ def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
     """The scenario to highlight and what it is: the plan answer, or the cheapest meeting
     the SLO among these rows."""
     if sweep.answer is not None and "none" not in sweep.answer:
+        other = _plan_of_other_workload(sweep)
+        if other is not None:
+            return None, other
         for row in sweep.rows:
             if row["ok"] and _is_plan_answer(row, sweep.answer):
                 return row, "plan answer"
@@ -370,6 +379,35 @@ def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
         )
     best = min(met, key=lambda r: (_number(r["cost_per_hour_usd"]), r["gpus"]))
     return best, "cheapest scenario meeting the SLO"
+
+
+def _plan_of_other_workload(sweep: SweepRows) -> str | None:
+    """Why ``plan.json``'s answer is not an answer for these rows: the plan searched another
+    trace (none of the rows' ``trace_sha256``) or judged another SLO; None when it may be
+    (a QA pass: a plan of another trace and SLO was ringed as the sweep's answer)."""
+    answer = sweep.answer or {}
+    sha = answer.get("plan_trace_sha256")
+    row_shas = {row.get("trace_sha256") for row in sweep.rows} - {None}
+    if isinstance(sha, str) and row_shas and sha not in row_shas:
+        return (
+            f"plan.json's answer {answer.get('gpus')} is for another trace (SHA-256 "
+            f"{sha[:12]}) than these rows: not ringed"
+        )
+    plan_slo = answer.get("plan_slo")
+    if isinstance(plan_slo, dict) and plan_slo and sweep.slo:
+        from simulator.metrics import parse_slo
+
+        text = ",".join(f"{k}={v}" for k, v in sorted(plan_slo.items()))
+        try:
+            theirs = {m: (p, bound) for m, p, bound in parse_slo(text).values()}
+        except SimreplayError:
+            theirs = None  # not an SLO this build reads: nothing to compare
+        if theirs is not None and theirs != sweep.slo:
+            return (
+                f"plan.json's answer {answer.get('gpus')} was searched for another SLO "
+                f"({text}) than these rows are judged by: not ringed"
+            )
+    return None
 
 
 def _is_plan_answer(row: dict[str, Any], answer: dict[str, Any]) -> bool:
