@@ -202,8 +202,8 @@ def test_plan_json_shape(trace_file):
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert list(payload) == [
-        "answer", "runners_up", "no_fleet", "scenarios_simulated", "assumed", "trace_sha256",
-        "slo",
+        "answer", "runners_up", "no_fleet", "no_fleet_nearest", "scenarios_simulated",
+        "assumed", "trace_sha256", "slo",
     ]  # fmt: skip
     # What every fleet was simulated with (a planner must know it assumed, e.g., no async
     # scheduling): every deployment knob but those the plan chooses.
@@ -255,6 +255,7 @@ def test_plan_human_output_and_no_answer(trace_file):
         "closest",
         "runners_up",
         "no_fleet",
+        "no_fleet_nearest",
         "scenarios_simulated",
         "assumed",
         "trace_sha256",
@@ -684,3 +685,16 @@ def test_plan_names_each_types_step_time_source_and_warns_of_a_roofline_only_ans
     assert all(ev["step_time_source"] for ev in sources)
     measured = invoke(*args, "--gpu-types", "H100")
     assert measured.exit_code == 0 and "no measured profile" not in measured.stderr
+
+
+def test_plan_says_how_near_each_type_without_a_fleet_came(trace_file):
+    """A QA pass: plan named the types with no fleet meeting the SLO, not the bound each
+    missed or by how much."""
+    args = ["plan", trace_file, "--slo", "ttft_p99_ms=600000,tpot_p99_ms=1", "--tp", "1"]
+    result = invoke(*args, "--max-gpus", "2", "--gpu-types", "H100,A100")
+    assert result.exit_code == 0, result.stderr
+    assert "nearest 2xH100 (tp=1), tpot_p99_ms " in result.stdout
+    assert "ttft_p99_ms" not in result.stdout.split("nearest 2xH100")[1].splitlines()[0]
+    payload = json.loads(invoke(*args, "--max-gpus", "2", "--gpu-types", "H100", "--json").stdout)
+    nearest = payload["no_fleet_nearest"]["H100-SXM"]
+    assert nearest["gpus"] == "2xH100" and nearest["slo"]["tpot_p99_ms"]["margin_ms"] < 0

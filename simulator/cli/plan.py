@@ -338,8 +338,20 @@ def _payload(result: PlanResult, sim: Simulator) -> dict[str, Any]:
         payload["answer"]["meets_again_at_rate_scale"] = result.meets_again_at
     payload["runners_up"] = [describe(ev, sim, bootstrap=False) for ev in result.runners_up]
     payload["no_fleet"] = list(result.no_fleet)
+    payload["no_fleet_nearest"] = {
+        gpu: describe(ev, sim, bootstrap=False) for gpu, ev in result.no_fleet_closest.items()
+    }
     payload["scenarios_simulated"] = result.scenarios_simulated
     return payload
+
+
+def _misses(ev: dict[str, Any]) -> str:
+    """The bounds a fleet misses, "ttft_p99_ms 926.0 against 500.0", or its values."""
+    slo = ev["slo"].items()
+    missed = [(k, b) for k, b in slo if b["value_ms"] is not None and b["margin_ms"] < 0]
+    return ", ".join(
+        f"{key} {_ms(b['value_ms'])} against {_ms(b['bound_ms'])}" for key, b in missed or slo
+    )
 
 
 def _ms(value: float | None) -> str:
@@ -391,6 +403,8 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
                 f"Nearest: {closest['gpus']} (tp={closest['tp']}), the largest fleet tried at "
                 f"that TP: {values}\n"
             )
+        for gpu, ev in payload.get("no_fleet_nearest", {}).items():
+            sys.stdout.write(f"  {gpu}: nearest {ev['gpus']} (tp={ev['tp']}), {_misses(ev)}\n")
         sys.stdout.write(assumed)
         sys.stdout.write(f"Scenarios simulated: {payload['scenarios_simulated']}\n")
         return
@@ -457,6 +471,8 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
             f"\nNo fleet of at most {max_gpus} GPUs meets the SLO on: "
             f"{', '.join(payload['no_fleet'])}\n"
         )
+        for gpu, ev in payload.get("no_fleet_nearest", {}).items():
+            sys.stdout.write(f"  {gpu}: nearest {ev['gpus']} (tp={ev['tp']}), {_misses(ev)}\n")
     sources = {
         ev["gpu_type"]: ev["step_time_source"]
         for ev in (answer, *payload["runners_up"])

@@ -287,6 +287,9 @@ class PlanResult:
     #: Without an answer: the largest fleet simulated that came nearest the SLO (its worst
     #: bound's value over the bound the smallest), None when none was simulated.
     closest: Evaluation | None = None
+    #: For each type in ``no_fleet``: its largest fleet that came nearest the SLO (as
+    #: ``closest``), where one has every bound's value.
+    no_fleet_closest: dict[str, Evaluation] = field(default_factory=dict)
 
 
 #: Why a replica rejects requests the model's context admits: its KV cache holds fewer
@@ -351,6 +354,7 @@ def plan_cheapest(
     no_fleet: list[str] = []
     found: list[tuple[tuple[Any, ...], Evaluation]] = []
     largest: list[Evaluation] = []
+    no_fleet_closest: dict[str, Evaluation] = {}
     for name, (type_found, type_skipped, num_simulated, searched, type_largest) in zip(
         names, outcomes, strict=True
     ):
@@ -359,6 +363,10 @@ def plan_cheapest(
         skipped.extend(type_skipped)
         if searched and not type_found:
             no_fleet.append(get_gpu(name).name)
+            # Why this type failed, by how much (a QA pass: only its name was given).
+            nearest = _closest(type_largest, sim.bounds)
+            if nearest is not None:
+                no_fleet_closest[get_gpu(name).name] = nearest
         if workers > 1 and len(jobs) > 1:
             sim.num_simulated += num_simulated
     found.sort(key=lambda item: item[0])
@@ -374,6 +382,7 @@ def plan_cheapest(
             skipped=skipped,
             no_fleet=no_fleet,
             closest=_closest(largest, sim.bounds),
+            no_fleet_closest=no_fleet_closest,
         )
     answer = found[0][1]
     runners_up: list[Evaluation] = []
@@ -382,7 +391,14 @@ def plan_cheapest(
         if ev.gpu_type not in seen_types:
             seen_types.add(ev.gpu_type)
             runners_up.append(ev)
-    return PlanResult(answer, runners_up, sim.num_simulated, skipped=skipped, no_fleet=no_fleet)
+    return PlanResult(
+        answer,
+        runners_up,
+        sim.num_simulated,
+        skipped=skipped,
+        no_fleet=no_fleet,
+        no_fleet_closest=no_fleet_closest,
+    )
 
 
 #: ``_saturated``: a bound counts as lowered when it fell by more than this fraction.
