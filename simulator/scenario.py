@@ -621,7 +621,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         # A QA pass: Mixtral on 1xMI300X (uncalibrated) answered TTFT p99 312 ms against a
         # measured B200's 574 ms, with the source named only in the Step times line.
         notes.append(
-            f"{gpu.name} has no measured profile, nor a measured relative: its step times are "
+            f"{gpu.name} {NO_PROFILE_NOTE}: its step times are "
             "the roofline of its published peaks at default efficiencies, which measured GPUs' "
             "kernels mostly do not reach: expect it optimistic against calibrated GPUs "
             "(--calibration with a profile of it fixes that)"
@@ -780,6 +780,9 @@ V0_DEFAULT_MAX_NUM_SEQS = 256
 V0_LONG_CONTEXT_TOKENS = 32_000
 #: Part of ``kv_too_small_note``'s text, to find the note again.
 KV_TOO_SMALL_MARK = "vLLM refuses to start with it"
+#: Part of the note on a GPU stepped by the uncalibrated roofline, to find it again
+#: (``plan`` repeats it for an answer on such a GPU).
+NO_PROFILE_NOTE = "has no measured profile, nor a measured relative"
 #: How the note on a chosen TP without a useful KV cache begins, to find it again.
 NO_USEFUL_TP_NOTE = "--tp not given: no TP on"
 

@@ -997,14 +997,16 @@ def _build_device_lookup() -> dict[frozenset[str], str]:
 _DEVICE_LOOKUP: dict[frozenset[str], str] = {}
 
 
+def _names_processor(words: frozenset[str]) -> bool:
+    return bool(words & _CPU_WORDS) and not words & _GPU_WORDS
+
+
 def is_unchecked_device(device: str) -> bool:
     """Whether a ``device`` value names no GPU: empty, ``unknown``, or a processor
     (``cpu``, ``AMD EPYC 7763 64-Core Processor``), whose files are not checked against
     ``--gpu``."""
-    words = set(re.split(r"[^0-9a-z]+", device.lower())) - {""}
-    if not words or words == {"unknown"}:
-        return True
-    return bool(words & _CPU_WORDS) and not words & _GPU_WORDS
+    words = _device_words(device)
+    return not words or words == {"unknown"} or _names_processor(words)
 
 
 def is_cpu_device(devices: str) -> bool:
@@ -1012,8 +1014,7 @@ def is_cpu_device(devices: str) -> bool:
     processor (``cpu``, ``AMD EPYC 7763 64-Core Processor``, what ``calibrate profile
     --device cpu`` writes); False for ``unknown`` or any GPU."""
     names = [d for d in devices.split(", ") if d]
-    words = [set(re.split(r"[^0-9a-z]+", d.lower())) - {""} for d in names]
-    return bool(names) and all(w & _CPU_WORDS and not w & _GPU_WORDS for w in words)
+    return bool(names) and all(_names_processor(_device_words(d)) for d in names)
 
 
 def device_gpu(device: str) -> str | None:

@@ -39,7 +39,7 @@ import pyarrow as pa
 from simulator.checks import count
 from simulator.errors import SimreplayError
 from simulator.hardware import MAX_GPUS, canonical_spelling, get_gpu, parse_gpus
-from simulator.scenario import Scenario
+from simulator.scenario import NO_PROFILE_NOTE, Scenario
 from simulator.sweep.runner import summary_columns
 from simulator.sweep.uncertainty import bootstrap_percentile_ci_ms, seed_spread
 
@@ -186,7 +186,7 @@ class Simulator:
             flat = summary_columns(per_seed[0])
             ev.step_time_source = flat["step_time_source"]
             ev.uncalibrated_note = next(
-                (n for n in per_seed[0]["scenario"]["notes"] if "no measured profile" in n), None
+                (n for n in per_seed[0]["scenario"]["notes"] if NO_PROFILE_NOTE in n), None
             )
             ev.tp_used = flat["tp_used"]
             ev.rejected = flat.get("reason")  # summary_columns: rejected requests, if any
