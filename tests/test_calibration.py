@@ -1058,43 +1058,70 @@ def test_decode_attention_fit_recovers_a_query_head_effect(tmp_path):
     np.testing.assert_allclose(again.predict("generation_attention", feats), latency_s, rtol=2e-3)
 
 
-def test_prefill_attention_fit_recovers_grouping_that_depends_on_query_heads(tmp_path):
-    """Synthetic prefill-attention data in which sharing a KV head among more query heads
-    helps only models with few query heads (short prompts packed into one tile) is
-    reproduced by the main grid plus its three additive terms; with the (gqa, batch,
-    length) term alone it is not, and a profile file keeps every term."""
-    from simulator.calibration.fit import ADDITIVE_TERMS, fit_family_grid
-
-    b, s, h, g = (
+def test_prefill_attention_grid_predicts_a_held_out_head_layout_from_its_two_lines(tmp_path):
+    """Prefill attention's grid is over KV heads and query heads per KV head (``gqa``), both
+    full axes: a (query heads, KV heads) layout measured at no point (a catalog model's,
+    held out) is filled from the line at its KV heads (other ``gqa``) and the line at its
+    query heads (``fit.PRODUCT_LINES``: KV heads times ``gqa``). On synthetic data whose
+    log-ratio is linear in both, with grouping helping only layouts of few KV heads, the
+    held-out layout's points are predicted within rounding; and a profile file keeps it."""
+    b, s, kv, g = (
         a.ravel()
         for a in np.meshgrid(
-            [1.0, 8, 64], [16.0, 256, 4096], [8.0, 16, 32], [1.0, 2, 4, 8], indexing="ij"
+            [1.0, 8, 64], [16.0, 256, 4096], [1.0, 2, 4, 8], [1.0, 2, 4, 8, 16], indexing="ij"
         )
     )
-    feats = {"batch": b, "isl": s, "heads": h, "head_dim": np.full_like(b, 128.0), "gqa": g}
-    truth = 0.2 + 0.1 * np.log2(b) - 0.05 * np.log2(s / 16.0)
-    truth = truth - np.where(h == 8, 0.2 * np.log2(g), 0.0)
+    feats = {"batch": b, "isl": s, "kv_heads": kv, "head_dim": np.full_like(b, 128.0), "gqa": g}
+    feats["heads"] = kv * g
+    truth = 0.2 + 0.1 * np.log2(b) - 0.05 * np.log2(s / 16.0) - 0.02 * np.log2(kv)
+    truth = truth - (0.25 - 0.05 * np.log2(kv)) * np.log2(g)
     latency_s = roofline_latency_s("context_attention", feats, REF) * np.exp(truth)
-    axes = measured_axes("context_attention", feats)
+    held = (feats["heads"] == 16) & (kv == 4)  # Llama-3-8B at TP 2: 16 query heads, 4 KV
+    train = {k: v[~held] for k, v in feats.items()}
+    axes = measured_axes("context_attention", train)
     log_ratio = np.log(latency_s / roofline_latency_s("context_attention", feats, REF))
-    grid = fit_family_grid("context_attention", axes, feats, log_ratio)
-    assert [t.names for t in grid.terms] == list(ADDITIVE_TERMS["context_attention"])
-    np.testing.assert_allclose(grid.log_ratio(feats), truth, atol=0.01)
-
-    one_term = fit_additive(
-        GRID_FEATURES["context_attention"][1],
-        axes,
-        feats,
-        log_ratio,
-        ((grid.terms[0].names, grid.terms[0].axes),),
-        clamped=("gqa",),
-    )
-    assert np.abs(one_term.log_ratio(feats) - truth).max() > 0.1
+    grid = fit_family_grid("context_attention", axes, train, log_ratio[~held])
+    assert grid.terms == ()
+    assert grid.counts.reshape(-1).sum() == (~held).sum()
+    np.testing.assert_allclose(grid.log_ratio(feats), truth, atol=0.002)
 
     save_profile(Profile("H100-SXM", REF, {"context_attention": grid}), tmp_path / "p.json")
     again = load_profile(tmp_path / "p.json")
-    assert len(again.grids["context_attention"].terms) == 3
-    np.testing.assert_allclose(again.predict("context_attention", feats), latency_s, rtol=0.015)
+    asked = {k: feats[k] for k in ("batch", "isl", "heads", "head_dim", "gqa")}  # no KV heads
+    np.testing.assert_allclose(again.predict("context_attention", asked), latency_s, rtol=0.003)
+
+
+def test_a_prefill_attention_grid_over_query_heads_from_an_earlier_profile_still_loads(tmp_path):
+    """Profiles fitted before the KV-head axis hold prefill attention over (batch, isl,
+    query heads, head_dim, grouped / multi-head class) plus additive terms over query heads:
+    such a file loads (``profile.LEGACY_GRID_FEATURES``) and predicts a call given by its
+    query and KV heads the same as the grid it was written from."""
+    from simulator.calibration.profile import LEGACY_GRID_FEATURES
+
+    names = LEGACY_GRID_FEATURES["context_attention"][0]
+    b, s, h, g = (
+        a.ravel()
+        for a in np.meshgrid([1.0, 8], [16.0, 256, 4096], [8.0, 16, 32], [1.0, 2, 4], indexing="ij")
+    )
+    feats = {"batch": b, "isl": s, "heads": h, "head_dim": np.full_like(b, 128.0), "gqa": g}
+    log_ratio = 0.3 + 0.1 * np.log2(b) - 0.1 * np.log2(g) * (h == 8)
+    axes = tuple(np.unique(feats[n]) for n in names[:4]) + (np.array([1.0, 2.0]),)
+    term_names = ("gqa", "heads", "batch")
+    grid = fit_additive(
+        names,
+        axes,
+        feats,
+        log_ratio,
+        ((term_names, tuple(np.unique(feats[n]) for n in term_names)),),
+        clamped=("gqa",),
+    )
+    save_profile(Profile("H100-SXM", REF, {"context_attention": grid}), tmp_path / "old.json")
+    again = load_profile(tmp_path / "old.json")
+    assert again.grids["context_attention"].names == names
+    asked = {k: feats[k] for k in ("batch", "isl", "head_dim", "gqa")}
+    asked["kv_heads"] = h / g  # the calibrated step model's features: KV heads, no query heads
+    want = roofline_latency_s("context_attention", feats, REF) * np.exp(grid.log_ratio(feats))
+    np.testing.assert_allclose(again.predict("context_attention", asked), want, rtol=2e-3)
 
 
 def test_moe_fit_separates_hidden_sizes_that_share_a_node(tmp_path):
@@ -1224,8 +1251,8 @@ def _node_count(grid: dict) -> int:
         (lambda d: d.update(host=[1]), "host must be an object"),
         (lambda d: d.update(host="fast"), "host must be an object"),
         (
-            lambda d: d["grids"]["context_attention"]["terms"][0]["axes"].update(zzz=[1.0]),
-            "grids.context_attention.terms[0].axes.zzz: not a feature of context_attention",
+            lambda d: d["grids"]["generation_attention"]["terms"][0]["axes"].update(zzz=[1.0]),
+            "grids.generation_attention.terms[0].axes.zzz: not a feature of generation_attention",
         ),
         (
             lambda d: d["grids"]["allreduce"].update(

@@ -76,8 +76,8 @@ def _one_line_error(result, *fragments: str) -> str:
             ["reference.peak_bf16_flop: unknown field", "did you mean 'peak_bf16_flops'?"],
         ),
         (
-            lambda d: d["grids"]["context_attention"]["terms"][0].update(flor_s=1e-6),
-            ["grids.context_attention.terms[0].flor_s: unknown field", "'floor_s'"],
+            lambda d: d["grids"]["generation_attention"]["terms"][0].update(flor_s=1e-6),
+            ["grids.generation_attention.terms[0].flor_s: unknown field", "'floor_s'"],
         ),
         (
             lambda d: _rename(d["errors"]["moe"], "holdout_random_20pct", "holdout_random"),

@@ -69,13 +69,14 @@ HOLDOUT_SEED = 0
 GRID_AXES = {
     "gemm_bfloat16": (powers_of_two(1, 32768), powers_of_two(32, 65536), powers_of_two(32, 65536)),
     "gemm_fp8": (powers_of_two(1, 32768), powers_of_two(32, 65536), powers_of_two(32, 65536)),
-    # AIConfigurator measures prompts of 1 and 16-16384 tokens.
+    # AIConfigurator measures prompts of 1 and 16-16384 tokens; KV heads and gqa (query
+    # heads per KV head) are full axes (``PRODUCT_LINES`` says why).
     "context_attention": (
         powers_of_two(1, 256),
         np.concatenate([[1.0], powers_of_two(16, 16384)]),
         powers_of_two(1, 64),
         np.array([64.0, 128.0, 256.0]),
-        np.array([1.0, 2.0]),
+        powers_of_two(1, 64),
     ),
     # gqa (query heads per KV head) is a class: 1 (multi-head) or 2+ (grouped), clamped.
     "generation_attention": (
@@ -103,16 +104,7 @@ GRID_AXES = {
 #: than grouped (no split over the context). A term over (gqa, batch, context) learns that
 #: from every model's points; with it a random 20 % of points held out is predicted with
 #: p90 error 6.8-11.4 % instead of 6.4-20.9 % (``calibrate report``).
-#: Prefill attention likewise: with query heads per KV head as a full axis (1-8) each
-#: model's (heads, KV heads) pair is its own slice of the grid, and a model whose pair was
-#: not measured (hold out the catalog models' shapes in turn) was predicted with p90 error
-#: 28-58 %; as a multi-head / grouped class plus a (gqa, batch, prompt) term, 19-27 %.
-#: How much grouping helps a prefill also depends on the number of query heads: at short
-#: prompts the kernels pack a KV head's query heads into one tile, so on H100 (vLLM 0.24)
-#: 128 prompts of 128 tokens with 8 query heads take 49 us with 1 KV head and about twice
-#: that with 4. Two more terms, (gqa, heads, batch) and (gqa, heads, prompt), learn that:
-#: random 20 % held out, p90 13.1-15.8 % instead of 15.8-19.4 % on the six AIConfigurator
-#: GPUs; model shapes held out, 14.5-23.1 % instead of 18.9-26.8 %.
+#: (Prefill attention's grid has no terms since its KV-head axis: ``PRODUCT_LINES``.)
 #: The MoE grid pools the hidden size, and AIConfigurator measures some (experts, top-k,
 #: intermediate) configurations at two hidden sizes whose efficiencies differ by up to 2.3x
 #: at the same node: an operator benchmark reads the experts from L2 when they fit (L40S,
@@ -124,22 +116,32 @@ GRID_AXES = {
 #: (hidden, tokens) and (hidden, intermediate): 8.8, 15.9, 13.3, 7.7 and 8.7 %. A serving
 #: step reads each layer's experts from DRAM, which ``perf.calibrated`` imposes as a floor.
 ADDITIVE_TERMS = {
-    "context_attention": (
-        ("gqa", "batch", "isl"),
-        ("gqa", "heads", "batch"),
-        ("gqa", "heads", "isl"),
-    ),
     "generation_attention": (("gqa", "batch", "context"),),
     "moe": (("hidden", "num_tokens", "inter_per_gpu", "num_experts"),),
 }
 
 #: Main-grid features clamped into their axis' range when fitting (class axes).
-CLAMPED_FEATURES = {"context_attention": ("gqa",), "generation_attention": ("gqa",)}
+CLAMPED_FEATURES = {"generation_attention": ("gqa",)}
 
 #: Feature pairs whose product an empty node is also interpolated along (``grid.fit_grid``):
 #: attention kernels tile (sequence, head) pairs, so sequences trade for heads.
+#: Prefill attention's grid is over KV heads and query heads per KV head (gqa), both full
+#: axes, and its (KV heads, gqa) product is the query heads. FlashAttention-style prefill
+#: kernels pack a KV head's query heads into one tile's rows (at short prompts), so the
+#: time per query head falls smoothly with gqa at fixed KV heads: on H100 (vLLM 0.24), 128
+#: prompts of 512 tokens take 78, 54, 47, 40, 42, 39 and 34 us per query head at 8 KV heads
+#: and gqa 1, 2, 3, 4, 5, 6 and 8. A catalog model's layout (say 32 query and 8 KV heads,
+#: and 16 / 4, 8 / 2 and 4 / 1 at TP 2-8) held out of the fit lies between measured nodes
+#: on both its gqa line (fixed KV heads) and its product line (fixed query heads). Before,
+#: the grid was over query heads with gqa as a multi-head / grouped class and three
+#: additive terms over (gqa, batch, prompt), (gqa, heads, batch) and (gqa, heads, prompt):
+#: the held-out layout's node pooled the other layouts of its query heads, and its model
+#: shapes were predicted with p90 error 13.6-18.6 % on the six AIConfigurator GPUs (random
+#: 20 %: 9.8-11.9 %). With the two axes (and gated lines along batch, prompt and gqa), H100
+#: 18.2 -> 11.0 % (random 20 %: 11.5 -> 6.7 %); over KV heads with the three terms kept, or
+#: with a (gqa, KV heads, batch) term added to the old grid, 17.4-18.2 %.
 PRODUCT_LINES = {
-    "context_attention": (("batch", "heads"),),
+    "context_attention": (("kv_heads", "gqa"), ("batch", "kv_heads")),
     "generation_attention": (("batch", "kv_heads"),),
 }
 
@@ -192,7 +194,7 @@ GATED_LINES = {
     "allreduce": (("message_bytes", "num_gpus"),),
     "gemm_bfloat16": _every_pair("m", "n", "k"),
     "gemm_fp8": _every_pair("m", "n", "k"),
-    "context_attention": _every_pair("batch", "isl", "heads"),
+    "context_attention": _every_pair("batch", "isl", "gqa"),
     "generation_attention": _every_pair("batch", "context"),
 }
 
@@ -201,7 +203,7 @@ GATED_LINES = {
 MEASURED_NODE_FEATURES = {
     "gemm_bfloat16": ("m", "n", "k"),
     "gemm_fp8": ("m", "n", "k"),
-    "context_attention": ("batch", "isl", "heads", "head_dim"),
+    "context_attention": ("batch", "isl", "kv_heads", "head_dim", "gqa"),
     "generation_attention": ("batch", "context", "kv_heads", "head_dim"),
     "allreduce": ("num_gpus", "message_bytes"),
     "moe": ("num_tokens", "num_experts", "topk", "inter_per_gpu"),
@@ -269,6 +271,8 @@ def grid_points(meas: Measurements, grid_name: str) -> tuple[dict[str, np.ndarra
     feats = {k: cols[k] for k in names if k in cols}
     if grid_name in ("context_attention", "generation_attention"):
         feats["gqa"] = cols["heads"] / cols["kv_heads"]  # query heads per KV head
+    if grid_name == "context_attention":
+        feats["heads"] = cols["heads"]  # the roofline's and the model shapes'; not an axis
     if grid_name == "moe":
         feats["hidden"] = cols["hidden"]  # used by the roofline, pooled by the grid
     return feats, cols["latency_s"]

@@ -36,7 +36,7 @@ ACT_BYTES = 2.0
 GRID_FEATURES = {
     "gemm_bfloat16": ("gemm", ("m", "n", "k")),
     "gemm_fp8": ("gemm", ("m", "n", "k")),
-    "context_attention": ("context_attention", ("batch", "isl", "heads", "head_dim", "gqa")),
+    "context_attention": ("context_attention", ("batch", "isl", "kv_heads", "head_dim", "gqa")),
     "generation_attention": (
         "generation_attention",
         ("batch", "context", "kv_heads", "head_dim", "gqa"),
@@ -53,9 +53,12 @@ TERM_FEATURES = {"moe": ("hidden",)}
 
 
 #: Feature lists of earlier files still read: decode attention grids fitted before the
-#: ``gqa`` axis pooled query heads (such a grid ignores the ``gqa`` feature).
+#: ``gqa`` axis pooled query heads (such a grid ignores the ``gqa`` feature), and prefill
+#: attention grids over query heads with a grouped / multi-head ``gqa`` class and additive
+#: terms over query heads (fitted before the KV-head axis of 2026-12-02, ``fit.GRID_AXES``).
 LEGACY_GRID_FEATURES = {
     "generation_attention": (("batch", "context", "kv_heads", "head_dim"),),
+    "context_attention": (("batch", "isl", "heads", "head_dim", "gqa"),),
 }
 
 
@@ -328,7 +331,7 @@ class Profile:
             Peaks of the GPU to predict for; this profile's own by default.
         """
         grid = self.grids[grid_name]
-        feats = {k: np.asarray(v, dtype=np.float64) for k, v in features.items()}
+        feats = with_head_counts({k: np.asarray(v, dtype=np.float64) for k, v in features.items()})
         own = roofline_latency_s(grid_name, feats, self.reference)
         measured_like = own * np.exp(grid.log_ratio(_fold_heads(grid, feats)))
         if ref is None or ref == self.reference:
@@ -446,6 +449,23 @@ def slower_memory_only(profile: Profile, ref: Reference) -> bool:
         and ref.peak_fp8_flops == own.peak_fp8_flops
         and ref.hbm_bytes_per_s < own.hbm_bytes_per_s
     )
+
+
+def with_head_counts(feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Attention features with all three of ``heads``, ``kv_heads`` and ``gqa`` (query
+    heads per KV head) when two are given: a grid over KV heads and one over query heads
+    (``LEGACY_GRID_FEATURES``) read the same call, and the roofline counts query heads."""
+    have = {name for name in ("heads", "kv_heads", "gqa") if name in feats}
+    if len(have) != 2:
+        return feats
+    out = dict(feats)
+    if "heads" not in have:
+        out["heads"] = feats["kv_heads"] * feats["gqa"]
+    elif "kv_heads" not in have:
+        out["kv_heads"] = feats["heads"] / feats["gqa"]
+    else:
+        out["gqa"] = feats["heads"] / feats["kv_heads"]
+    return out
 
 
 #: Attention kernels parallelise over (sequence, head) pairs: heads beyond the grid's last
@@ -878,7 +898,8 @@ def _from_json(data: Any, path: Path) -> Profile:
                 )
         grid = Grid.from_json(grid_data, f"grids.{name}")
         for j, term in enumerate(grid.terms):
-            allowed = GRID_FEATURES[name][1] + TERM_FEATURES.get(name, ())
+            # A term reads the features of its grid's axes (the legacy lists' too).
+            allowed = grid.names + TERM_FEATURES.get(name, ())
             unknown = [n for n in term.names if n not in allowed]
             if unknown:
                 raise ValueError(

@@ -8,8 +8,8 @@ roofline ``params`` as the tables ``kernel.table_s`` interpolates (layout in
     linear(T)          = L x sum over QKV, O, MLP-in, MLP-out (router for MoE) of
                          GEMM(m = T, n, k) for the per-GPU n, k of each matrix
     lm_head(R)         = GEMM(m = R, n = vocab / tp, k = hidden)
-    prefill(b, W)      = L x context_attention(batch = b, isl = sqrt(2 W / b), heads / tp, d,
-                                           heads per KV head)
+    prefill(b, W)      = L x context_attention(batch = b, isl = sqrt(2 W / b), kv_heads / tp,
+                                           d, heads per KV head)
                          (b fresh prompts of equal length whose causal attention computes
                          the step's W query-key pairs: b isl^2 / 2 = W)
     decode(N, C)       = L x generation_attention(batch = N, context = C / N, kv_heads / tp, d,
@@ -176,6 +176,7 @@ def calibrated_model(
             "batch": b_p,
             "isl": isl,
             "heads": np.full_like(b_p, heads),
+            "kv_heads": np.full_like(b_p, kv_heads),
             "head_dim": np.full_like(b_p, d),
             "gqa": np.full_like(b_p, heads / kv_heads),
         },
