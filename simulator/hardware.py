@@ -400,7 +400,11 @@ def _build_lookup(gpus: dict[str, GPUSpec]) -> dict[str, str]:
 _LOOKUP = _build_lookup(GPUS)
 
 _GPUS_FORM = "expected NxNAME, e.g. 4xA100"
-_GPUS_PATTERN = re.compile(r"\s*([+-]?[0-9][0-9.]*)\s*[x×*]\s*(.*?)\s*", re.IGNORECASE)
+_GPUS_PATTERN = re.compile(
+    r"\s*([+-]?[0-9][0-9.]*(?:e[+-]?[0-9]+)?)\s*[x×*]\s*(.*?)\s*", re.IGNORECASE
+)
+#: ``H100x2``: the count after the name.
+_COUNT_LAST = re.compile(r"\s*(.*?\S)\s*[x×*]\s*([0-9]+)\s*", re.IGNORECASE)
 _MISSING_COUNT = re.compile(r"\s*[x×*]\s*\S.*", re.IGNORECASE)
 
 
@@ -447,6 +451,13 @@ def get_gpu(name: str) -> GPUSpec:
 MAX_GPUS = 100_000
 
 
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def parse_gpus(text: str) -> tuple[int, GPUSpec]:
     """Parse the ``--gpus`` value ``NxNAME`` into a GPU count and a spec.
 
@@ -486,6 +497,9 @@ def parse_gpus(text: str) -> tuple[int, GPUSpec]:
     else:
         count_text, name = match.groups()
         if not re.fullmatch(r"[+-]?\d+", count_text):
+            value = _float_or_none(count_text)
+            if value is not None and value.is_integer() and "e" in count_text.lower():
+                raise fail(f"GPU count {count_text!r}: write it in digits ({int(value)})")
             raise fail(f"GPU count {count_text!r} is not a whole number")
         count = int(count_text)
         if count < 1:
@@ -497,5 +511,10 @@ def parse_gpus(text: str) -> tuple[int, GPUSpec]:
     try:
         gpu = get_gpu(name)
     except SimreplayError as exc:
+        swapped = _COUNT_LAST.fullmatch(text) if match is None else None
+        if swapped is not None and _key(swapped.group(1)) in _LOOKUP:
+            # A user wrote the count last (H100x2): say the form, not "unknown GPU".
+            hint = f"{int(swapped.group(2))}x{swapped.group(1)}"
+            raise fail(f"the GPU count goes first: did you mean {hint!r}?") from None
         raise fail(str(exc)) from None
     return count, gpu

@@ -76,6 +76,10 @@ def test_parse_gpus_accepts_counts_aliases_and_any_case(text, count, name):
         ("   ", "empty"),
         ("4xV100", "unknown GPU 'V100'"),
         ("4 A100", "unknown GPU"),
+        # A QA pass: both were called an unknown GPU.
+        ("1e3xH100", "GPU count '1e3': write it in digits (1000)"),
+        ("H100x2", "the GPU count goes first: did you mean '2xH100'?"),
+        ("V100x2", "unknown GPU 'V100x2'"),
     ],
 )
 def test_parse_gpus_errors_are_one_line_naming_the_flag_text_and_form(text, reason):
