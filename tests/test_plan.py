@@ -398,6 +398,8 @@ def test_parallel_search_gives_the_same_plan(trace):
     ]
     assert two.skipped == one.skipped
     assert two.no_fleet == one.no_fleet
+    # The fleet one replica below the answer comes back from the worker that simulated it.
+    assert two.one_replica_fewer.bound_values_ms == one.one_replica_fewer.bound_values_ms
 
 
 def test_plan_workers_exit_when_the_driver_is_killed():
@@ -698,3 +700,40 @@ def test_plan_says_how_near_each_type_without_a_fleet_came(trace_file):
     payload = json.loads(invoke(*args, "--max-gpus", "2", "--gpu-types", "H100", "--json").stdout)
     nearest = payload["no_fleet_nearest"]["H100-SXM"]
     assert nearest["gpus"] == "2xH100" and nearest["slo"]["tpot_p99_ms"]["margin_ms"] < 0
+
+
+def test_the_answer_says_what_one_replica_fewer_misses(trace, trace_file):
+    """A planner asks why not one GPU fewer (a QA pass: only types without any fleet said
+    what they missed). The answer's type and TP at one replica fewer is named with the
+    bounds it misses; the search had simulated it already, so nothing more is run."""
+    sim = Simulator(trace, parse_slo(SLO))
+    result = plan_cheapest(sim, ["L40S"], max_gpus=MAX_GPUS, tps=TPS)
+    answer, fewer = result.answer, result.one_replica_fewer
+    assert answer.num_gpus > answer.tp  # the case needs more than one replica
+    assert (fewer.gpu_type, fewer.tp, fewer.num_gpus) == (
+        answer.gpu_type,
+        answer.tp,
+        answer.num_gpus - answer.tp,
+    )
+    assert not fewer.meets and result.scenarios_simulated == sim.num_simulated
+    # The same fleet simulated on its own misses the same bound by the same value.
+    alone = simulate(trace, Scenario(gpus=fewer.gpus, tp=fewer.tp), slo=SLO).summary["slo"]
+    missed = [k for k, b in alone["bounds"].items() if not b["met"]]
+    assert missed and all(
+        fewer.bound_values_ms[k] == pytest.approx(alone["bounds"][k]["value_ms"]) for k in missed
+    )
+
+    args = ("plan", trace_file, "--slo", SLO, "--gpu-types", "L40S", "--tp", "1,2")
+    payload = json.loads(invoke(*args, "--max-gpus", MAX_GPUS, "--json").stdout)
+    shown = payload["answer"]["one_replica_fewer"]
+    assert shown["gpus"] == fewer.gpus and min(b["margin_ms"] for b in shown["slo"].values()) < 0
+    text = invoke(*args, "--max-gpus", MAX_GPUS).stdout
+    bound = missed[0]
+    assert (
+        f"One replica fewer, {fewer.gpus} (tp={fewer.tp}, ${fewer.cost_per_hour_usd:,.2f}/hour): "
+        f"misses {bound} {fewer.bound_values_ms[bound]:,.1f} against "
+    ) in text
+
+    loose = Simulator(trace, parse_slo("ttft_p99_ms=600000,tpot_p99_ms=60000"))
+    one = plan_cheapest(loose, ["A100"], max_gpus=MAX_GPUS, tps=[1])
+    assert one.answer.gpus == "1xA100" and one.one_replica_fewer is None  # nothing fewer

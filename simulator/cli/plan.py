@@ -336,6 +336,11 @@ def _payload(result: PlanResult, sim: Simulator) -> dict[str, Any]:
         payload["answer"]["fails_at_rate_scale"] = None if math.isinf(fails) else fails
         payload["answer"]["tolerance"] = result.tolerance
         payload["answer"]["meets_again_at_rate_scale"] = result.meets_again_at
+    else:  # --find cheapest: what one replica fewer misses, why the answer is not smaller
+        fewer = result.one_replica_fewer
+        payload["answer"]["one_replica_fewer"] = (
+            None if fewer is None else describe(fewer, sim, bootstrap=False)
+        )
     payload["runners_up"] = [describe(ev, sim, bootstrap=False) for ev in result.runners_up]
     payload["no_fleet"] = list(result.no_fleet)
     payload["no_fleet_nearest"] = {
@@ -451,6 +456,14 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
             ]
         )
     print_table(["SLO", "bound", "value", "margin", "95% CI (bootstrap)"], rows, numeric_from=1)
+    fewer = answer.get("one_replica_fewer")
+    if fewer is not None:
+        margins = [b["margin_ms"] for b in fewer["slo"].values() if b["margin_ms"] is not None]
+        verb = "misses " if any(m < 0 for m in margins) else ""
+        sys.stdout.write(
+            f"One replica fewer, {fewer['gpus']} (tp={fewer['tp']}, "
+            f"${fewer['cost_per_hour_usd']:,.2f}/hour): {verb}{_misses(fewer)}\n"
+        )
     if answer.get("near_boundary"):
         sys.stdout.write(
             "Near the boundary: a bound lies inside the uncertainty of its percentile; "

@@ -290,6 +290,9 @@ class PlanResult:
     #: For each type in ``no_fleet``: its largest fleet that came nearest the SLO (as
     #: ``closest``), where one has every bound's value.
     no_fleet_closest: dict[str, Evaluation] = field(default_factory=dict)
+    #: The answer's GPU type and TP with one replica fewer (None for one replica): what it
+    #: misses says why the answer is not smaller.
+    one_replica_fewer: Evaluation | None = None
 
 
 #: Why a replica rejects requests the model's context admits: its KV cache holds fewer
@@ -355,10 +358,12 @@ def plan_cheapest(
     found: list[tuple[tuple[Any, ...], Evaluation]] = []
     largest: list[Evaluation] = []
     no_fleet_closest: dict[str, Evaluation] = {}
-    for name, (type_found, type_skipped, num_simulated, searched, type_largest) in zip(
+    one_fewer_of: dict[tuple[str, int | None], Evaluation] = {}
+    for name, (type_found, type_skipped, num_simulated, searched, type_largest, fewer) in zip(
         names, outcomes, strict=True
     ):
         found.extend(type_found)
+        one_fewer_of.update(fewer)
         largest.extend(type_largest)
         skipped.extend(type_skipped)
         if searched and not type_found:
@@ -398,6 +403,7 @@ def plan_cheapest(
         skipped=skipped,
         no_fleet=no_fleet,
         no_fleet_closest=no_fleet_closest,
+        one_replica_fewer=one_fewer_of.get((answer.gpus, answer.tp)),
     )
 
 
@@ -441,6 +447,17 @@ def _closest(
     return ranked[0][3]
 
 
+#: What ``_search_type`` returns for one GPU type (its docstring names the parts).
+_TypeOutcome = tuple[
+    list[tuple[tuple[Any, ...], Evaluation]],
+    list[str],
+    int,
+    bool,
+    list[Evaluation],
+    dict[tuple[str, int | None], Evaluation],
+]
+
+
 def _search_type(
     sim: Simulator,
     type_rank: int,
@@ -448,19 +465,23 @@ def _search_type(
     tps: list[int],
     max_gpus: int,
     rate_scale: float,
-) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool, list[Evaluation]]:
+) -> _TypeOutcome:
     """The fleets of one GPU type meeting the SLO, each cheaper than the type's previous.
 
-    Returns ``(found, skipped, scenarios simulated here, searched, largest)``; ``found``
-    holds ``(sort key, evaluation)`` with the key ``(cost, num_gpus, type_rank, tp)``;
-    ``searched`` is True when some TP could run the model (was simulated, not skipped);
-    ``largest``: each TP's largest fleet simulated when none of its fleets met the SLO.
+    Returns ``(found, skipped, scenarios simulated here, searched, largest, one_fewer)``;
+    ``found`` holds ``(sort key, evaluation)`` with the key ``(cost, num_gpus, type_rank,
+    tp)``; ``searched`` is True when some TP could run the model (was simulated, not
+    skipped); ``largest``: each TP's largest fleet simulated when none of its fleets met the
+    SLO; ``one_fewer``: for each found fleet of more than one replica, keyed by its
+    ``(gpus, tp)``, the same with one replica fewer (the bisection simulated it already;
+    returned from here since a worker's cache is not the driver's).
     """
     before = sim.num_simulated
     skipped: list[str] = []
     searched = False
     found: list[tuple[tuple[Any, ...], Evaluation]] = []
     largest: list[Evaluation] = []
+    one_fewer: dict[tuple[str, int | None], Evaluation] = {}
     best_cost = math.inf
     price = sim.price(get_gpu(name).name)
     for tp in tps:
@@ -477,7 +498,10 @@ def _search_type(
             best_cost = min(best_cost, hit.cost_per_hour_usd)
             key = (round(hit.cost_per_hour_usd, 6), hit.num_gpus, type_rank, tp)
             found.append((key, hit))
-    return found, skipped, sim.num_simulated - before, searched, largest
+            if hit.num_gpus > tp:
+                fewer = f"{hit.num_gpus - tp}x{name}"
+                one_fewer[(hit.gpus, tp)] = sim.evaluate(fewer, tp, rate_scale)
+    return found, skipped, sim.num_simulated - before, searched, largest, one_fewer
 
 
 _WORKER_SIM: list[Simulator] = []
@@ -495,13 +519,13 @@ def _install_simulator(sim: Simulator, driver_pid: int) -> None:
 
 def _search_type_in_worker(
     job: tuple[int, str, list[int], int, float],
-) -> tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool, list[Evaluation]]:
+) -> _TypeOutcome:
     return _search_type(_WORKER_SIM[0], *job)
 
 
 def _search_in_processes(
     sim: Simulator, jobs: list[tuple[int, str, list[int], int, float]], workers: int
-) -> list[tuple[list[tuple[tuple[Any, ...], Evaluation]], list[str], int, bool, list[Evaluation]]]:
+) -> list[_TypeOutcome]:
     """Search GPU types in parallel processes (forkserver), one type per task, in order.
 
     As a sweep's workers (``runner._local``): the helpers and workers start with SIGINT
