@@ -800,24 +800,25 @@ def test_fit_refuses_a_tpot_no_host_overhead_explains(tmp_path):
     """With a TPOT of minutes the pattern search walked to host overheads a profile cannot
     hold (at most 10 s per step, 1 s per sequence), and a QA pass fitted 7,184 ms per step
     to times in milliseconds read as seconds, and 118 ms to a 70B benchmark given as 8B:
-    a measured TPOT over 4 times the simulated one is refused before the fit."""
+    a measured TPOT over 4 times the simulated one is refused before the fit (over 100
+    times, without --fit too: ``test_times_in_milliseconds_are_refused_without_fit_too``)."""
     path = tmp_path / "b.csv"
     path.write_text(
         "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
-        "0,500,3,0.1,400.1\n1000,800,1,0.12,0.12\n2000,300,3,0.05,400.05\n"
+        "0,500,3,0.1,0.3\n1000,800,1,0.12,0.12\n2000,300,3,0.05,0.25\n"
     )
     out = tmp_path / "mine.json"
     result = _validate(path, "--fit", "-o", out)
     assert result.exit_code == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: --fit: measured TPOT p50 200,000.0 ms is ") and (
+    assert last.startswith("error: --fit: measured TPOT p50 100.0 ms is ") and (
         "more than any host overhead explains" in last and "nothing was written" in last
     ), last
     assert not out.exists()
     # Without --fit the same comparison is printed, with a note.
     shown = _validate(path)
     assert shown.exit_code == 0, shown.stderr
-    assert "note: measured TPOT p50 200,000.0 ms is " in shown.stderr
+    assert "note: measured TPOT p50 100.0 ms is " in shown.stderr
 
 
 @pytest.mark.parametrize(

@@ -353,3 +353,78 @@ def test_a_pooling_benchmark_is_named_not_sent_back_for_save_detailed(tmp_path):
         "embeddings or other pooling benchmark? validate replays text generation (vllm bench "
         "serve of a completions or chat endpoint)"
     )
+
+
+def test_rows_dropped_for_an_error_and_for_success_false_are_counted_by_column(tmp_path):
+    """A QA pass: a row with success false and another with an error text were counted as
+    2 requests "whose success column says it failed"."""
+    rows = _rows()
+    for k, row in enumerate(rows):
+        row["success"] = k != 3
+        row["error"] = "Timeout" if k == 5 else ""
+    notes = _notes(_validate(_write_lines(tmp_path / "b.jsonl", rows)))
+    assert (
+        "dropped 1 request whose success column says it failed (failed in the benchmark; the "
+        "first, line 4: 'False')"
+    ) in notes
+    assert (
+        "dropped 1 request whose error column is set (failed in the benchmark; the first, "
+        "line 6: 'Timeout')"
+    ) in notes
+
+
+def test_requests_whose_e2e_equals_their_ttft_are_dropped_and_counted(tmp_path):
+    """A QA pass: 2 or more output tokens with E2E equal to TTFT were compared as TPOT 0,
+    which moved the measured TPOT mean 8.5 -> 6.4 ms and a --fit with it, without a word."""
+    rows = _rows()
+    for k in (2, 7):
+        rows[k]["e2e_s"] = rows[k]["ttft_s"]
+    run = _validate(_write_lines(tmp_path / "b.jsonl", rows))
+    assert _num_requests(run) == 8
+    assert (
+        "dropped 2 requests of 2 or more output tokens whose E2E equals their TTFT (TPOT 0: "
+        "the rest of the output took no time; the first, line 3)"
+    ) in _notes(run)
+    measured = json.loads(run.stdout)["validation"]["measured"]["tpot"]["mean"]
+    kept = [r for k, r in enumerate(rows) if k not in (2, 7)]
+    expected_ms = sum((r["e2e_s"] - r["ttft_s"]) / 19 for r in kept) / len(kept) * 1e3
+    assert measured == pytest.approx(expected_ms, rel=1e-6)
+    # A one-token request has no TPOT either way: it stays.
+    rows[4] |= {"output_tokens": 1, "e2e_s": rows[4]["ttft_s"]}
+    assert _num_requests(_validate(_write_lines(tmp_path / "c.jsonl", rows))) == 8
+
+
+@pytest.mark.parametrize("unix", ["first_token_time_s", "arrival_time_s"])
+def test_unix_times_beside_times_from_the_start_are_refused(tmp_path, unix):
+    """A QA pass: first-token and completion times in Unix time beside start times from 0
+    gave TTFT p50 1.7e12 ms, and --fit wrote an API-server latency of 60 s."""
+    rows = []
+    for row in _rows():
+        first = row["arrival_time_s"] + row["ttft_s"]
+        rows.append(
+            {k: v for k, v in row.items() if k not in ("ttft_s", "e2e_s")}
+            | {"first_token_time_s": first, "completion_time_s": first + 0.25}
+        )
+    for row in rows:
+        row[unix] += 1.7e9
+    line = _one_error_line(_validate(_write_lines(tmp_path / "b.jsonl", rows)))
+    other = "arrival_time_s" if unix != "arrival_time_s" else "first_token_time_s"
+    assert line == (
+        f"error: b.jsonl: {unix} holds Unix times but {other} counts from the benchmark's "
+        "start: give both on one clock (or ttft_s, the time since the request's start, instead "
+        "of first_token_time_s)"
+    )
+
+
+def test_times_in_milliseconds_are_refused_without_fit_too(tmp_path):
+    """A QA pass: a table (or a vLLM result without ``duration``) in milliseconds was
+    compared, -99.9 %, with only a note; --fit alone refused it."""
+    rows = [r | {"ttft_s": r["ttft_s"] * 1e3, "e2e_s": r["e2e_s"] * 1e3} for r in _rows()]
+    line = _one_error_line(_validate(_write_lines(tmp_path / "b.jsonl", rows), "--tp", "1"))
+    tpot_ms = sorted((r["e2e_s"] - r["ttft_s"]) / 19 * 1e3 for r in rows)
+    median_ms = (tpot_ms[4] + tpot_ms[5]) / 2
+    assert line.startswith(f"error: b.jsonl: measured TPOT p50 {median_ms:,.1f} ms is ")
+    assert line.endswith(
+        "more than any GPU, model or TP explains: are the benchmark's times in milliseconds? "
+        "(it needs seconds); nothing was compared"
+    )

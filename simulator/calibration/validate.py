@@ -840,6 +840,7 @@ def _from_rows(
         given = _column(rows, (span,), path, word, False, positions, absent_ok=both)
         at = _column(rows, (absolute,), path, word, False, positions, absent_ok=both)
         if at is not None:
+            _check_same_clock(path, arrival, absolute, at, span)
             with np.errstate(over="ignore", invalid="ignore"):  # +-1e308: ``_finish`` says so
                 since = at - arrival
             if given is not None:
@@ -870,6 +871,33 @@ def _from_rows(
         latency[span] = given
     ttft, e2e = latency["ttft_s"], latency["e2e_s"]
     return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", notes, where)
+
+
+#: Seconds above which a time reads as Unix time (1973-03-03); a benchmark's time since its
+#: start is far below it.
+UNIX_TIME_FROM_S = 1e8
+
+
+def _check_same_clock(
+    path: Path, arrival: np.ndarray, absolute: str, at: np.ndarray, span: str
+) -> None:
+    """Refuse ``absolute`` times on another clock than the start times: Unix times against
+    times since the benchmark's start, or the reverse (a QA pass: first-token times in Unix
+    time against start times from 0 gave a TTFT p50 of 1.7e12 ms, and ``--fit`` wrote an
+    API-server latency of 60 s)."""
+    starts, ends = arrival[np.isfinite(arrival)], at[np.isfinite(at)]
+    if not len(starts) or not len(ends):
+        return
+    unix_ends = ends.min() > UNIX_TIME_FROM_S and np.abs(starts).max() < UNIX_TIME_FROM_S
+    unix_starts = starts.min() > UNIX_TIME_FROM_S and np.abs(ends).max() < UNIX_TIME_FROM_S
+    if not (unix_ends or unix_starts):
+        return
+    unix, relative = (absolute, "arrival_time_s") if unix_ends else ("arrival_time_s", absolute)
+    raise SimreplayError(
+        f"{path.name}: {unix} holds Unix times but {relative} counts from the benchmark's "
+        f"start: give both on one clock (or {span}, the time since the request's start, "
+        f"instead of {absolute})"
+    )
 
 
 def _union_of_keys(rows: list[dict]) -> list[str]:
@@ -961,20 +989,29 @@ def _without_failed_rows(
     num_failed = sum(failed)
     if not num_failed:
         return rows, positions
-    first = next(k for k, bad in enumerate(failed) if bad)
-    name = why[first]
-    where = first + 1 if positions is None else positions[first]
-    text = f"{str(rows[first][name]).strip()!r:.60}"
-    marks = "says it failed" if name == SUCCESS_COLUMN else "is set"
+
+    def marks(name: str) -> str:
+        return "says it failed" if name == SUCCESS_COLUMN else "is set"
+
+    def first_of(name: str) -> str:
+        k = why.index(name)
+        text = f"{str(rows[k][name]).strip()!r:.60}"
+        return f"{word} {k + 1 if positions is None else positions[k]}: {text}"
+
     if num_failed == len(rows):
+        name = why[0]
         raise SimreplayError(
             f"{path.name}: no successful requests to replay: every {word}'s {name} column "
-            f"{marks} (the first, {word} {where}: {text})"
+            f"{marks(name)} (the first, {first_of(name)})"
         )
-    notes.append(
-        f"dropped {num_failed:,} request{'' if num_failed == 1 else 's'} whose {name} column "
-        f"{marks} (failed in the benchmark; the first, {word} {where}: {text})"
-    )
+    # One count per column, each with its first row (a QA pass: a row dropped for its error
+    # column was counted under the success column of another).
+    for name in dict.fromkeys(w for w in why if w is not None):
+        num = why.count(name)
+        notes.append(
+            f"dropped {num:,} request{'' if num == 1 else 's'} whose {name} column "
+            f"{marks(name)} (failed in the benchmark; the first, {first_of(name)})"
+        )
     keep = [k for k, bad in enumerate(failed) if not bad]
     return [rows[k] for k in keep], None if positions is None else [positions[k] for k in keep]
 
@@ -1043,6 +1080,29 @@ def _finish(
             f"{MAX_ARRIVAL_S:.0e} s, got "
             f"TTFT {_time_text(ttft[bad][0])}, E2E {_time_text(e2e[bad][0])}"
         )
+    # E2E equal to TTFT with 2 or more tokens: no time for the rest, so TPOT 0, which
+    # lowered the measured mean and drove --fit (a QA pass); vLLM's own failed or unfilled
+    # entries look like that. Dropped and counted, as requests without inter-token gaps are.
+    instant = (outputs >= 2) & (e2e == ttft)
+    if instant.any():
+        first = name(int(np.argmax(instant)))
+        if instant.all():
+            raise SimreplayError(
+                f"{path.name}: no request to compare: every request of 2 or more output tokens "
+                f"has E2E equal to its TTFT (the first, {first}), so no TPOT"
+            )
+        num = int(instant.sum())
+        notes = [
+            *notes,
+            f"dropped {num:,} request{'' if num == 1 else 's'} of 2 or more output tokens whose "
+            f"E2E equals {'its' if num == 1 else 'their'} TTFT (TPOT 0: the rest of the output "
+            f"took no time; the first, {first})",
+        ]
+        keep = ~instant
+        where = [name(k) for k in np.flatnonzero(keep)]  # ``name`` reads the kept rows' now
+        arrival, inputs, outputs = arrival[keep], inputs[keep], outputs[keep]
+        ttft, e2e = np.asarray(ttft)[keep], np.asarray(e2e)[keep]
+
     order = np.argsort(arrival, kind="stable")
     notes = [
         *notes,
@@ -1695,6 +1755,12 @@ PLAUSIBLE_PER_SEQ_S = 100e-6
 MAX_TPOT_RATIO = 4.0
 
 
+#: ``check_tpot_ratio`` refuses any validation whose measured TPOT (median) is more than
+#: this many times the simulated: 100x is beyond a GPU off by a generation or a model off by
+#: 10x in size, and is what times in milliseconds read as seconds give (~1,000x).
+UNIT_TPOT_RATIO = 100.0
+
+
 def decode_batch_spread(bench: Benchmark) -> tuple[float, float] | None:
     """The 10th and 90th percentiles, over time, of how many requests were decoding at once
     (between first token and completion) in the benchmark; None without send times.
@@ -1727,9 +1793,10 @@ def decode_batch_spread(bench: Benchmark) -> tuple[float, float] | None:
 
 
 def check_tpot_ratio(report: dict[str, Any], *, fitting: bool) -> str | None:
-    """With ``fitting``, refuse (``SimreplayError``) when the measured TPOT is more than
-    ``MAX_TPOT_RATIO`` times the simulated (medians, before any fit); return a note when it
-    is more than half that (or more, without ``fitting``), else None.
+    """Refuse (``SimreplayError``) when the measured TPOT is more than ``UNIT_TPOT_RATIO``
+    times the simulated (medians, before any fit), and with ``fitting`` when it is more than
+    ``MAX_TPOT_RATIO`` times; return a note when it is more than half that (or more,
+    without ``fitting``), else None.
 
     Host overhead is a fraction of a millisecond a step: a benchmark several times slower
     than this GPU's measured kernels ran on another GPU, model or TP, or its times are not in
@@ -1748,6 +1815,14 @@ def check_tpot_ratio(report: dict[str, Any], *, fitting: bool) -> str | None:
         "the benchmark may be of another GPU, model, TP or precision than --gpus, --model, "
         "--tp and --quantization say, or its times not in seconds"
     )
+    if ratio > UNIT_TPOT_RATIO:
+        # Without --fit too (a QA pass: times in ms were compared, -99.9 %, with a note).
+        source = str(report.get("benchmark", "")).split(" (")[0]
+        raise SimreplayError(
+            (f"{source}: " if source else "")
+            + f"{what}, more than any GPU, model or TP explains: are the benchmark's times in "
+            "milliseconds? (it needs seconds); nothing was compared"
+        )
     if ratio > MAX_TPOT_RATIO and fitting:
         raise SimreplayError(
             f"--fit: {what}, more than any host overhead explains: {hint}; nothing was written"
