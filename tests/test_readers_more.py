@@ -320,6 +320,21 @@ def test_vllm_bench_with_recorded_start_times(tmp_path):
     assert trace_metadata(table).source_format == "vllm-bench"
 
 
+def test_vllm_bench_zero_outputs_without_error_text_are_dropped_as_failed(tmp_path):
+    """vLLM's client records a stream that ended without a token as 0 output tokens and an
+    empty error; ``calibrate validate`` dropped such a request, ``run`` refused the file
+    (a QA pass: "expected an integer from 1")."""
+    result = vllm_result(errors=["", "Bad Request", "", ""], output_lens=[10, 0, 0, 30])
+    path = write(tmp_path, "r.json", json.dumps(result))
+    table, report = import_table(vllm_bench, path)
+    assert column(table, "input_tokens") == [100, 200]
+    assert report.notes == (
+        "dropped 1 request that failed in the benchmark (non-empty errors)",
+        "dropped 1 request with 0 output tokens and no error text, which vLLM's bench serve "
+        "writes for a failed request (the first, request 3)",
+    )
+
+
 def test_vllm_bench_without_start_times_is_poisson_at_the_request_rate(tmp_path):
     num = 4000
     result = vllm_result(
@@ -385,7 +400,11 @@ def test_vllm_bench_bad_entry_names_the_request(tmp_path):
     with pytest.raises(TraceError, match=r"r.json: request 3: field input_lens: expected a number"):
         vllm_bench.read(path, ImportOptions())
     path = write(
-        tmp_path, "r.json", json.dumps(vllm_result(input_lens=[100, 0, 140, 200], errors=[""] * 4))
+        tmp_path,
+        "r.json",
+        json.dumps(
+            vllm_result(input_lens=[100, 0, 140, 200], output_lens=[10, 5, 20, 30], errors=[""] * 4)
+        ),
     )
     with pytest.raises(TraceError, match=r"r.json: request 2: column input_lens"):
         import_table(vllm_bench, path)

@@ -15,7 +15,8 @@ this order of preference: the process given with ``--rate``/``--arrival``; the b
 own process at its finite ``request_rate`` (Poisson, or gamma inter-arrivals of shape
 ``burstiness`` as vLLM draws them), seeded with ``--seed``; all at 0 s when the benchmark
 sent every request at once (infinite rate, no concurrency limit). Failed requests (a
-non-empty ``errors`` entry) are dropped and counted. Messages name requests by their
+non-empty ``errors`` entry, or 0 output tokens, as ``calibrate validate`` reads them) are
+dropped and counted. Messages name requests by their
 position in the lists counted from 1 ("request 17" is index 16), as ``calibrate validate``
 names them.
 """
@@ -86,11 +87,24 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     )
     failed = _failed(path, result, num_requests)
     num_failed = int(failed.sum())
+    # vLLM's client also records a failed request as 0 output tokens with an empty error
+    # text (the stream ended without a token); calibrate validate drops those, and `run`
+    # refused the file for them (a QA pass).
+    outputs = output_lens.to_numpy(zero_copy_only=False).astype(np.float64)
+    empty = ~failed & (outputs == 0)
+    num_empty = int(empty.sum())
+    if num_failed or num_empty:
+        raw.take(~(failed | empty))
     if num_failed:
-        raw.take(~failed)
         notes.append(
             f"dropped {num_failed:,} request{'' if num_failed == 1 else 's'} that failed in "
             "the benchmark (non-empty errors)"
+        )
+    if num_empty:
+        notes.append(
+            f"dropped {num_empty:,} request{'' if num_empty == 1 else 's'} with 0 output tokens "
+            f"and no error text, which vLLM's bench serve writes for a failed request (the "
+            f"first, request {int(np.argmax(empty)) + 1})"
         )
     return raw
 
