@@ -879,3 +879,26 @@ def test_iso_times_without_time_unit_datetime_say_which_flag_reads_them(tmp_path
         import_trace(path, ImportOptions(**mapping))
     table, _ = import_trace(path, ImportOptions(**mapping, time_unit="datetime"))
     assert table.num_rows == 1
+
+
+def test_vllm_bench_sent_as_fast_as_its_concurrency_allowed_says_how_to_replay_it(tmp_path):
+    """A QA pass: the error asked for --rate, and --max-concurrency 4 alone got it again;
+    what replays the benchmark is --rate inf with --max-concurrency. Then the note said
+    "poisson at inf req/s" for requests all sent at 0 s."""
+    result = vllm_result(request_rate="inf", max_concurrency=4)
+    del result["start_times"]
+    path = write(tmp_path, "r.json", json.dumps(result))
+    with pytest.raises(TraceError) as info:
+        vllm_bench.read(path, ImportOptions())
+    assert str(info.value).endswith(
+        "limit allowed; replay it as it ran with simreplay run --rate inf --max-concurrency 4, "
+        "or give --rate (and optionally --arrival, --cv, --seed)"
+    )
+    table, report = import_table(
+        vllm_bench, path, ImportOptions(arrival=arrivals.arrival_process("poisson", float("inf")))
+    )
+    assert column(table, "arrival_time_s") == [0.0] * 3
+    assert (
+        "arrivals are synthetic (the file records no per-request send times (start_times)): "
+        "all at 0 s (--rate inf)"
+    ) in report.notes

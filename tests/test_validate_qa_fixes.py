@@ -428,3 +428,17 @@ def test_times_in_milliseconds_are_refused_without_fit_too(tmp_path):
         "more than any GPU, model or TP explains: are the benchmark's times in milliseconds? "
         "(it needs seconds); nothing was compared"
     )
+
+
+def test_a_parquet_benchmark_is_named_as_parquet(tmp_path):
+    """A QA pass: run's own requests.parquet given to validate was "byte 7 is not UTF-8"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"arrival_time_s": [0.0], "input_tokens": [5]}), path)
+    line = _one_error_line(_validate(path))
+    assert line == (
+        "error: r.parquet: a Parquet file; a benchmark is a vLLM result JSON, or a per-request "
+        "JSON lines or CSV file (write the table as CSV, e.g. with pyarrow.csv.write_csv)"
+    )

@@ -135,6 +135,13 @@ def read_benchmark(path: Path) -> Benchmark:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
+        if exc.object[:4] == b"PAR1":
+            # A QA pass: run's own requests.parquet was called "byte 7 is not UTF-8 text".
+            raise SimreplayError(
+                f"{path.name}: a Parquet file; a benchmark is a vLLM result JSON, or a "
+                "per-request JSON lines or CSV file (write the table as CSV, e.g. with "
+                "pyarrow.csv.write_csv)"
+            ) from None
         if exc.object[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             raise SimreplayError(
                 f"{path.name}: UTF-16 text (it starts with a UTF-16 byte-order mark, as files "

@@ -229,11 +229,15 @@ def _arrivals(
             rate_text = f"rates {arrivals.format_rate_profile(process.rate_profile)}"
         else:
             rate_text = f"{process.rate_rps:g} req/s"
-        notes.append(
-            f"arrivals are synthetic ({why}): {process.kind} at {rate_text}"
-            + (f", CV {process.cv:g}" if process.kind != "poisson" else "")
-            + f", seed {options.seed}"
-        )
+        if process.kind != "piecewise" and math.isinf(process.rate_rps):
+            # Not "poisson at inf req/s" (a QA pass): every request is sent at 0 s.
+            notes.append(f"arrivals are synthetic ({why}): all at 0 s (--rate inf)")
+        else:
+            notes.append(
+                f"arrivals are synthetic ({why}): {process.kind} at {rate_text}"
+                + (f", CV {process.cv:g}" if process.kind != "poisson" else "")
+                + f", seed {options.seed}"
+            )
         return arrivals.arrival_times_s(process, rng, num_requests=num_requests)
 
     ask = "; give --rate (and optionally --arrival, --cv, --seed)"
@@ -251,7 +255,9 @@ def _arrivals(
         if max_concurrency is not None:
             raise TraceError(
                 f"{path.name}: {why}, and the benchmark sent requests as fast as its "
-                f"max_concurrency {max_concurrency} limit allowed{ask}"
+                f"max_concurrency {max_concurrency} limit allowed; replay it as it ran with "
+                f"simreplay run --rate inf --max-concurrency {max_concurrency}, or give --rate "
+                "(and optionally --arrival, --cv, --seed)"
             )
         notes.append(
             f"all requests arrive at 0 s: {why}, and the benchmark sent them all at once "
