@@ -18,6 +18,15 @@ def positive_finite(value: object, option: str) -> float:
     return number
 
 
+def plain_number(text: str) -> str:
+    """``text`` unchanged for ``float`` or ``int``; ``ValueError`` when it holds a ``_``,
+    a digit separator Python's parsers accept and no one means in an option (a QA pass:
+    ``--price H100=2_5`` cost $25 an hour, ``--slo ttft_p99_ms=2_000`` was 2,000 ms)."""
+    if "_" in text:
+        raise ValueError(f"digit separator in {text!r}")
+    return text
+
+
 def count(num: int, noun: str) -> str:
     """``num`` and ``noun`` for an output line: "1 request", "18,075 requests"."""
     return f"{num:,} {noun}" if num == 1 else f"{num:,} {noun}s"

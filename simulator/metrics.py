@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from simulator.checks import plain_number
 from simulator.engine.state import itl_bin_bounds_s
 from simulator.errors import SimreplayError
 
@@ -163,7 +164,7 @@ def parse_slo(text: str) -> dict[str, tuple[str, int, float]]:
         if not 1 <= percentile <= 100:
             raise SimreplayError(f"--slo: percentile in {key!r} must be 1 to 100")
         try:
-            bound_ms = float(value)
+            bound_ms = float(plain_number(value))
         except ValueError:
             raise SimreplayError(f"--slo: bound of {key} must be a number, got {value!r}") from None
         if not (math.isfinite(bound_ms) and bound_ms > 0):

@@ -315,6 +315,11 @@ def test_plan_max_rate_command(trace_file):
         (["--find", "max-rate", "--gpus", "2xA100", "--tp", "1,1"], "a degree is given twice"),
         # A QA pass: accepted and ignored by --find cheapest.
         (["--tolerance", "0.5"], "--tolerance is for --find max-rate"),
+        # A QA pass: Python's digit separators were read ($25 an hour, 2,000 ms), and a
+        # decimal comma split the price into a second item.
+        (["--price", "H100=2_5"], "--price 'H100=2_5': '2_5' is not a number"),
+        (["--slo", "ttft_p99_ms=2_000"], "bound of ttft_p99_ms must be a number, got '2_000'"),
+        (["--price", "H100=2,50"], "expected NAME=USD_PER_GPU_HOUR (a decimal comma? write"),
     ],
 )
 def test_plan_bad_input_is_one_line(trace_file, args, fragment):

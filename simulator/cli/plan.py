@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from simulator.checks import plain_number
 from simulator.cli.common import count, domain_errors, err, note, print_json, print_table
 from simulator.cli.sweep import with_knob_options
 from simulator.errors import SimreplayError
@@ -41,12 +42,18 @@ def parse_prices(items: list[str]) -> dict[str, float]:
     prices: dict[str, float] = {}
     given: dict[str, str] = {}  # catalog name -> the name as given
     for item in items:
+        previous = ""
         for part in split_list(item, "--price"):
             name, sep, value = part.partition("=")
             if not sep:
-                raise SimreplayError(f"--price {part!r}: expected NAME=USD_PER_GPU_HOUR")
+                hint = ""
+                if part.strip().isdigit() and previous:
+                    # "H100=2,50" splits at its decimal comma (a QA pass: "'50': expected").
+                    hint = f" (a decimal comma? write {previous}.{part.strip()})"
+                raise SimreplayError(f"--price {part!r}: expected NAME=USD_PER_GPU_HOUR{hint}")
+            previous = part.strip()
             try:
-                usd = float(value)
+                usd = float(plain_number(value))
             except ValueError:
                 raise SimreplayError(f"--price {part!r}: {value!r} is not a number") from None
             # Above the cap a fleet's cost overflowed to inf: a JSON traceback, and the search

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.checks import format_number
+from simulator.checks import format_number, plain_number
 from simulator.errors import SimreplayError
 from simulator.hardware import parse_gpus
 from simulator.io import check_input_file
@@ -162,7 +162,7 @@ def coerce(knob: str, value: Any, where: str, *, typed: bool = False) -> Any:
             return value
         if text is not None:
             try:
-                return int(text)
+                return int(plain_number(text))
             except ValueError:
                 pass
         raise fail("a whole number" + (" or auto" if optional else ""))
@@ -171,7 +171,7 @@ def coerce(knob: str, value: Any, where: str, *, typed: bool = False) -> Any:
             number = float(value)
         elif text is not None:
             try:
-                number = float(text)
+                number = float(plain_number(text))
             except ValueError:
                 raise fail("a number") from None
         else:

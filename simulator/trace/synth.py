@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.checks import format_number as _num
+from simulator.checks import plain_number
 from simulator.errors import SimreplayError
 from simulator.trace.arrivals import ArrivalProcess, arrival_times_s
 from simulator.trace.schema import INT32_MAX, TraceMetadata, build_trace_table, trace_metadata
@@ -476,7 +477,7 @@ def _token_count(text: str, fail: Callable[[str], SimreplayError], what: str) ->
 
 def _real(text: str, fail: Callable[[str], SimreplayError], what: str) -> float:
     try:
-        value = float(text)
+        value = float(plain_number(text))
     except ValueError:
         raise fail(f"{what} must be a number, got {text!r}") from None
     if not math.isfinite(value):
