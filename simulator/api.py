@@ -481,14 +481,10 @@ def _trace_inputs(
     session_idx = None
     if "session_id" in names:
         session_idx = session_indices(table.column("session_id"), table.num_rows)
-    if resolved.scenario.router == "session-affinity" and (
-        session_idx is None or not (session_idx >= 0).any()
-    ):
-        raise SimreplayError(
-            "--router session-affinity needs session ids in the trace (a session_id column); "
-            "this trace has none"
-        )
     has_sessions = session_idx is not None and bool((session_idx >= 0).any())
+    why = sessions_needed(has_sessions, resolved.scenario.closed_loop, resolved.scenario.router)
+    if why is not None:
+        raise SimreplayError(why)
     next_turn = None
     if has_sessions:
         next_turn = session_turn_links(session_idx, turn_numbers(table), arrival_time_s)
@@ -502,14 +498,34 @@ def _trace_inputs(
             )
     inputs: dict[str, Any] = {"prefix": prefix, "session_idx": session_idx}
     if resolved.scenario.closed_loop:
-        if not has_sessions:
-            raise SimreplayError(
-                "--closed-loop replays sessions turn by turn: the trace has no session ids "
-                "(a session_id column)"
-            )
         inputs["next_turn"] = next_turn
         inputs["think_s"] = think_times_s(table)
     return inputs
+
+
+def sessions_needed(has_sessions: bool, closed_loop: bool, router: str) -> str | None:
+    """Why a trace without session ids cannot be replayed with these knobs (the one line
+    run, sweep and plan refuse it with), or None."""
+    if has_sessions:
+        return None
+    if router == "session-affinity":
+        return (
+            "--router session-affinity needs session ids in the trace (a session_id column); "
+            "this trace has none"
+        )
+    if closed_loop:
+        return (
+            "--closed-loop replays sessions turn by turn: the trace has no session ids "
+            "(a session_id column)"
+        )
+    return None
+
+
+def trace_has_sessions(table: pa.Table) -> bool:
+    """Whether some request of the trace has a session id."""
+    if "session_id" not in table.column_names:
+        return False
+    return bool((session_indices(table.column("session_id"), table.num_rows) >= 0).any())
 
 
 def _as_trace(table: pa.Table) -> pa.Table:

@@ -320,6 +320,8 @@ def test_plan_max_rate_command(trace_file):
         (["--price", "H100=2_5"], "--price 'H100=2_5': '2_5' is not a number"),
         (["--slo", "ttft_p99_ms=2_000"], "bound of ttft_p99_ms must be a number, got '2_000'"),
         (["--price", "H100=2,50"], "expected NAME=USD_PER_GPU_HOUR (a decimal comma? write"),
+        # A QA pass: repeated for every GPU type and TP, as "no GPU type can run the model".
+        (["--closed-loop", "true"], "error: --closed-loop replays sessions turn by turn: the"),
     ],
 )
 def test_plan_bad_input_is_one_line(trace_file, args, fragment):

@@ -258,6 +258,9 @@ def test_bad_toml_is_one_line_and_writes_nothing(tmp_path, small_trace, text, fr
         (["--max-num-seqs", "99999999999999999999"], "--max-num-seqs must be an integer"),
         (["--router", "prefix-aware", "--scheduler", "sarathi"], "add --enable-prefix-caching"),
         (["--out", ""], "--out: give a folder"),
+        # A QA pass: stored as infeasible rows (exit 0) for a trace without session ids.
+        (["--closed-loop", "true"], "--closed-loop replays sessions turn by turn: the trace"),
+        (["--router", "session-affinity"], "--router session-affinity needs session ids"),
     ],
 )
 def test_bad_cli_input_is_one_line_and_writes_nothing(

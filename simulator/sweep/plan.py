@@ -244,7 +244,16 @@ class Simulator:
         return self._context_rejections
 
     def check_some_request_fits(self) -> None:
-        """Refuse a search no fleet can answer: every request beyond the model's context."""
+        """Refuse a search no fleet can answer: every request beyond the model's context, or
+        sessions replayed (``--closed-loop``, ``--router session-affinity``) from a trace
+        without any (a QA pass: the reason was repeated for every GPU type and TP, as if the
+        model could not run)."""
+        from simulator.api import sessions_needed, trace_has_sessions
+
+        knobs = Scenario(**self.knobs)
+        why = sessions_needed(trace_has_sessions(self.table), knobs.closed_loop, knobs.router)
+        if why is not None:
+            raise SimreplayError(why)
         if self.table.num_rows and self.context_rejections() == self.table.num_rows:
             scenario = Scenario(**self.knobs)
             what = (

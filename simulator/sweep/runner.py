@@ -717,6 +717,23 @@ def _check_rate_scales(tasks: list[Task], tables: dict[str, pa.Table]) -> None:
         check_arrival_span(arrival_s, f"--rate-scale {format_number(rate_scale)}")
 
 
+def _check_sessions(tasks: list[Task], tables: dict[str, pa.Table]) -> None:
+    """Refuse, before the store is made, scenarios that replay sessions from a trace without
+    any (a QA pass: every such scenario was stored as infeasible, exit 0)."""
+    from simulator.api import sessions_needed, trace_has_sessions
+
+    has: dict[str, bool] = {}
+    for task in tasks:
+        trace = task.knobs["trace"]
+        if trace not in has:
+            has[trace] = trace_has_sessions(tables[trace])
+        why = sessions_needed(
+            has[trace], bool(task.knobs.get("closed_loop")), str(task.knobs.get("router"))
+        )
+        if why is not None:
+            raise SimreplayError(f"trace {trace}: {why}")
+
+
 def _how_far(head: str, tasks: list[Task], store: ResultStore) -> str:
     # Counted from the row files: a row renamed into place just before the stop counts.
     stored = store.done_keys() & {task.key for task in tasks}
@@ -749,7 +766,9 @@ def _checked_run(
     _check_stored(stored, tasks, hashes, store)
     # Read before the lock is taken (and the store made): a bad trace leaves nothing behind.
     todo = [t for t in tasks if t.key not in stored.keys]
-    _check_rate_scales(todo, load_traces(dict.fromkeys(t.knobs["trace"] for t in todo), note))
+    tables = load_traces(dict.fromkeys(t.knobs["trace"] for t in todo), note)
+    _check_rate_scales(todo, tables)
+    _check_sessions(todo, tables)
     ray_started_here = False
     if backend == "ray" and todo:
         ray_started_here = not _ray_initialized()
