@@ -599,3 +599,18 @@ def test_a_plan_of_another_trace_or_slo_is_not_ringed_as_the_sweeps_answer(sweep
         assert (best is not None) is ringed, kind
         if not ringed:
             assert "another" in kind and kind.endswith("not ringed")
+
+
+def test_a_bound_on_another_percentile_is_not_drawn_on_p99_charts(sweep_dir):
+    """A QA pass: "SLO p75 <= 100 ms" was drawn on the p99 TTFT charts, above the starred
+    scenario that met it. A bound on p99 is drawn (above); one on another percentile is
+    named in the caption instead."""
+    sweep = load_sweep(sweep_dir, {"ttft_p75_ms": ("ttft", 75, 100.0)})
+    figures = {f["id"]: f for f in sweep_figures(sweep)}
+    for name in ("sweep_ttft_p99", "sweep_cost_front"):
+        figure = figures[name]
+        assert not figure.get("hlines") and not figure.get("vlines"), name
+        assert figure["caption"].endswith(
+            "The SLO bound, p75 TTFT \u2264 100 ms, is on another percentile than this "
+            "chart's, so it is not drawn."
+        )
