@@ -1328,8 +1328,10 @@ def test_show_names_a_foreign_file_in_the_rows_folder(tmp_path):
     pq.write_table(pa.table({"x": [1]}), rows_dir / "foreign.parquet")
     with pytest.raises(SimreplayError, match="foreign.parquet: not a row of this sweep"):
         store.read()
-    pq.write_table(pa.table({"x": [1, 2]}), rows_dir / "foreign.parquet")
-    with pytest.raises(SimreplayError, match="foreign.parquet: 2 rows"):
+    # Named like a row (a scenario key), it is read, and its row count named.
+    (rows_dir / "foreign.parquet").unlink()
+    pq.write_table(pa.table({"x": [1, 2]}), rows_dir / f"{'ab' * 16}.parquet")
+    with pytest.raises(SimreplayError, match=f"{'ab' * 16}.parquet: 2 rows"):
         store.read()
 
 
@@ -1652,3 +1654,44 @@ def test_a_rate_scale_no_trace_can_span_is_refused_before_the_store_is_made(tmp_
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: --rate-scale 1e-300: the last arrival would come at ")
     assert "a trace may span" in line and not out.exists()
+
+
+def test_rows_judged_against_another_slo_are_refused_by_run_show_and_report(tmp_path, small_trace):
+    """A QA pass: rows copied in from a store of another SLO were kept by a rerun and shown
+    and reported beside the store's own (their slo_met about another bound); a store without
+    sweep.json refused them. A file not named after a scenario key gets the same advice from
+    show and report as from run (they called it a damaged row to redo)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ("--gpus", "1xH100", "--workers", 1)
+    assert (
+        invoke("sweep", small_trace, *common, "--slo", "ttft_p99_ms=2000", "--out", a).exit_code
+        == 0
+    )
+    assert (
+        invoke(
+            "sweep",
+            small_trace,
+            "--gpus",
+            "2xH100",
+            "--workers",
+            1,
+            "--slo",
+            "ttft_p99_ms=50",
+            "--out",
+            b,
+        ).exit_code
+        == 0
+    )
+    (foreign,) = (b / "rows").iterdir()
+    shutil.copy(foreign, a / "rows" / foreign.name)
+    expected = (
+        f"{a / 'rows' / foreign.name}: a row judged against --slo 'ttft_p99_ms=50', but this "
+        "sweep's rows are judged against --slo 'ttft_p99_ms=2000': not a row of this sweep; "
+        "move it out of the store's rows/"
+    )
+    rerun = invoke("sweep", small_trace, *common, "--slo", "ttft_p99_ms=2000", "--out", a)
+    for result in (rerun, invoke("sweep", "show", a), invoke("report", a, "--no-png")):
+        assert_one_line_error(result, expected)
+    (a / "rows" / foreign.name).rename(a / "rows" / "mine.parquet")
+    for result in (invoke("sweep", "show", a), invoke("report", a, "--no-png")):
+        assert_one_line_error(result, "mine.parquet: not a row of this sweep (a row file is named")

@@ -610,15 +610,8 @@ class ResultStore:
         corrupt) was damaged afterwards: its scenario counts as not done.
         """
         files = self._row_files()
-        for path in files:
-            if not _KEY_NAME.fullmatch(path.stem):
-                # Only a file named like a scenario key can be a damaged row to remove: this
-                # one is someone's (a trace copied in), and a rerun deleted it.
-                raise SimreplayError(
-                    f"{path}: not a row of this sweep (a row file is named after its "
-                    "scenario key); move it out of the store's rows/"
-                )
-        columns = ["scenario_key", "trace", "trace_sha256", "simreplay_build"]
+        _check_row_names(files)
+        columns = ["scenario_key", "trace", "trace_sha256", "simreplay_build", "slo"]
         columns += [c for knob in FILE_KNOBS for c in (knob, f"{knob}_sha256")]
         if not files:
             return StoredRows(set(), {}, [], {}, {})
@@ -650,6 +643,11 @@ class ResultStore:
         traces: dict[str, set[str]] = {}
         builds: dict[str | None, int] = {}
         knob_files: dict[tuple[str, str], set[str]] = {}
+        manifest = self.read_manifest()
+        slos = [slo for table in tables for slo in table.column("slo").to_pylist()]
+        if manifest is not None and len(slos) == len(readable):  # one row a readable file
+            for path, slo in zip(readable, slos, strict=True):
+                self._check_row_slo(path, slo, manifest)
         for table in tables:
             for build in table.column("simreplay_build").to_pylist():
                 builds[build] = builds.get(build, 0) + 1
@@ -668,6 +666,18 @@ class ResultStore:
             ):
                 traces.setdefault(trace, set()).add(sha)
         return StoredRows({p.stem for p in readable}, traces, unreadable, builds, knob_files)
+
+    @staticmethod
+    def _check_row_slo(path: Path | str, slo: str | None, manifest: dict[str, Any]) -> None:
+        """Refuse a row judged against another SLO than the store's (a QA pass: rows copied
+        in from another store were shown and reported beside these, their slo_met meaning
+        another bound, while a store without sweep.json refused them)."""
+        if slo != manifest.get("slo") and not _same_slo(slo, manifest.get("slo")):
+            raise SimreplayError(
+                f"{path}: a row judged against {_slo_words(slo)}, but this sweep's rows are "
+                f"judged against {_slo_words(manifest.get('slo'))}: not a row of this sweep; "
+                "move it out of the store's rows/"
+            )
 
     def write_row(self, row: dict[str, Any]) -> None:
         """Write one scenario's row atomically."""
@@ -700,7 +710,9 @@ class ResultStore:
         schema = row_schema()
         # No rows/ beside sweep.json: a first run killed between the two (``create``), which
         # ``sweep show`` called "not a sweep folder"; it has no rows yet.
-        files = [str(p) for p in self._row_files()]
+        row_files = self._row_files()
+        _check_row_names(row_files)
+        files = [str(p) for p in row_files]
         if not files:
             return schema.empty_table()
         import pyarrow.dataset as ds  # ~80 ms to import: only when reading a store
@@ -754,11 +766,28 @@ class ResultStore:
         # A hand-edited or damaged row (a p99 TTFT of -5 ms) was shown as it was.
         for path, row in zip(files, table.to_pylist(), strict=True):
             check_row_values(row, path)
+        manifest = self.read_manifest()
+        if manifest is not None:
+            for path, slo in zip(files, table.column("slo").to_pylist(), strict=True):
+                self._check_row_slo(path, slo, manifest)
         return table.sort_by("scenario_key")
 
 
 #: A row file's name (``path_of``): the scenario key, 32 hex digits (``scenario_key``).
 _KEY_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def _check_row_names(files: list[Path]) -> None:
+    """Refuse a file in rows/ not named after a scenario key: someone's (a trace copied in).
+    Only a file named like a key can be a damaged row to remove and redo (a rerun deleted
+    this one; ``sweep show`` and ``report`` called it a damaged row to remove and redo)."""
+    for path in files:
+        if not _KEY_NAME.fullmatch(path.stem):
+            raise SimreplayError(
+                f"{path}: not a row of this sweep (a row file is named after its scenario "
+                "key); move it out of the store's rows/"
+            )
+
 
 #: What a row's status may be (``sweep.runner``).
 ROW_STATUSES = ("ok", "infeasible")
