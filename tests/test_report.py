@@ -530,6 +530,32 @@ def test_a_file_named_plots_is_refused_before_the_page_is_written(run_dir, tmp_p
     assert (target / "plots").read_text() == "my notes"
 
 
+@pytest.mark.skipif(not matplotlib_available(), reason="needs matplotlib")
+def test_a_plots_folder_that_takes_no_files_is_refused_before_the_page_is_written(
+    run_dir, tmp_path, monkeypatch
+):
+    """A QA pass: an unwritable plots/ (an immutable folder, as root) failed with "cannot
+    write it" after the new report.html was written, which then described PNGs that were
+    not. The folder is tried with a file first (mode bits do not tell, for root)."""
+    import pathlib
+
+    target = _copy_outputs(run_dir, tmp_path / "outputs")
+    (target / "plots").mkdir()
+    touch = pathlib.Path.touch
+
+    def refuse_in_plots(self, *args, **kwargs):
+        if self.parent.name == "plots":
+            raise PermissionError(1, "Operation not permitted", str(self))
+        return touch(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "touch", refuse_in_plots)
+    assert_one_line_error(
+        invoke("report", target), "plots: cannot write it: Operation not permitted"
+    )
+    assert not (target / "report.html").exists()
+    assert list((target / "plots").iterdir()) == []
+
+
 def test_a_file_instead_of_a_directory_is_refused(tmp_path):
     path = tmp_path / "summary.json"
     path.write_text("{}")

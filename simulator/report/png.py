@@ -346,11 +346,25 @@ def write_pngs(
             raise SimreplayError(f"{plots_dir}: cannot write it: {exc.strerror}") from None
         for spec in figures:
             draw_png(spec, staging / f"{spec['id']}.png")
+        _check_writable(plots_dir)  # before the page: both are written, or neither
         if before_replacing is not None:
             before_replacing()
         return _replace_pngs(staging, plots_dir, [spec["id"] for spec in figures])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_writable(plots_dir: Path) -> None:
+    """Refuse a ``plots_dir`` that cannot take files, by making and removing one (a QA pass:
+    an unwritable plots/ failed after the new page was written, which then described PNGs
+    that were not; mode bits alone do not tell, e.g. for root or an immutable folder)."""
+    probe = temporary_path(plots_dir / ".probe")
+    try:
+        plots_dir.mkdir(exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SimreplayError(f"{plots_dir}: cannot write it: {exc.strerror}") from None
 
 
 def _replace_pngs(staging: Path, plots_dir: Path, figure_ids: list[str]) -> list[Path]:
