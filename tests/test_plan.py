@@ -744,3 +744,15 @@ def test_the_answer_says_what_one_replica_fewer_misses(trace, trace_file):
     loose = Simulator(trace, parse_slo("ttft_p99_ms=600000,tpot_p99_ms=60000"))
     one = plan_cheapest(loose, ["A100"], max_gpus=MAX_GPUS, tps=[1])
     assert one.answer.gpus == "1xA100" and one.one_replica_fewer is None  # nothing fewer
+
+
+def test_small_bounds_and_prices_keep_their_digits():
+    """A QA pass: a bound of 0.001 ms read "against 0.0", a price of $0.001 "$0.00"."""
+    from simulator.cli.plan import _ms, _usd
+
+    assert [_ms(v) for v in (0.001, 0.04, 4.66, 1234.56, None)] == [
+        "0.001", "0.04", "4.7", "1,234.6", "n/a"
+    ]  # fmt: skip
+    assert [_usd(v) for v in (0.001, 0.0123, 2.5, 1234.5)] == [
+        "$0.001", "$0.01", "$2.50", "$1,234.50"
+    ]  # fmt: skip

@@ -367,7 +367,15 @@ def _misses(ev: dict[str, Any]) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.1f}"
+    if value is None:
+        return "n/a"
+    # A bound of 0.001 ms read "against 0.0" (a QA pass): small values keep their digits.
+    return f"{value:.3g}" if 0 < abs(value) < 0.05 else f"{value:,.1f}"
+
+
+def _usd(value: float) -> str:
+    """Dollars to the cent; a price below a cent keeps three digits ($0.001, not $0.00)."""
+    return f"${value:.3g}" if 0 < value < 0.01 else f"${value:,.2f}"
 
 
 #: Knobs a plan chooses or varies itself, left out of what it says it assumed.
@@ -423,7 +431,7 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
     head = (
         f"{answer['gpus']} ({answer['gpu_type']}, tp={answer['tp']}, "
         f"{count(answer['num_replicas'], 'replica')}), "
-        f"${answer['cost_per_hour_usd']:,.2f}/hour"
+        f"{_usd(answer['cost_per_hour_usd'])}/hour"
     )
     if find == "max-rate":
         fails = answer["fails_at_rate_scale"]
@@ -469,7 +477,7 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
         verb = "misses " if any(m < 0 for m in margins) else ""
         sys.stdout.write(
             f"One replica fewer, {fewer['gpus']} (tp={fewer['tp']}, "
-            f"${fewer['cost_per_hour_usd']:,.2f}/hour): {verb}{_misses(fewer)}\n"
+            f"{_usd(fewer['cost_per_hour_usd'])}/hour): {verb}{_misses(fewer)}\n"
         )
     if answer.get("near_boundary"):
         sys.stdout.write(
@@ -484,11 +492,11 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
                 f"{k} {'n/a' if b['margin_pct'] is None else format(b['margin_pct'], '+.1f')}%"
                 for k, b in ev["slo"].items()
             )
-            rows.append([ev["gpus"], str(ev["tp"]), f"${ev['cost_per_hour_usd']:,.2f}", margins])
+            rows.append([ev["gpus"], str(ev["tp"]), _usd(ev["cost_per_hour_usd"]), margins])
         print_table(["fleet", "tp", "$/hour", "margin to SLO"], rows, numeric_from=1)
     if payload["no_fleet"]:
         sys.stdout.write(
-            f"\nNo fleet of at most {max_gpus} GPUs meets the SLO on: "
+            f"\nNo fleet of at most {max_gpus:,} GPUs meets the SLO on: "
             f"{', '.join(payload['no_fleet'])}\n"
         )
         for gpu, ev in payload.get("no_fleet_nearest", {}).items():

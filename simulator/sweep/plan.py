@@ -391,7 +391,7 @@ def plan_cheapest(
             sim.num_simulated,
             reason=(
                 f"no fleet of {', '.join(names)} with tp in {sorted(set(tps))} and at most "
-                f"{max_gpus} GPUs meets the SLO"
+                f"{max_gpus:,} GPUs meets the SLO"
             ),
             skipped=skipped,
             no_fleet=no_fleet,
