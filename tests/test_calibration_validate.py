@@ -275,13 +275,17 @@ def test_a_binary_file_is_named_as_not_text(tmp_path):
     """Found by QA: a parquet or binary file said "cannot read: 'utf-8' codec can't decode
     byte 0xb4 in position 0: invalid start byte"."""
     path = tmp_path / "b.json"
-    path.write_bytes(b"PAR1\xb4\x00\x15" + bytes(range(256)))
+    path.write_bytes(b"GZ\x00\xb4\x00\x15" + bytes(range(256)))
     with pytest.raises(SimreplayError) as bad:
         read_benchmark(path)
     assert str(bad.value) == (
-        "b.json: byte 4 is not UTF-8 text: a benchmark is a vLLM result JSON, or a "
+        "b.json: byte 3 is not UTF-8 text: a benchmark is a vLLM result JSON, or a "
         "per-request JSON lines or CSV file"
     )
+    # A Parquet file is named as one (test_validate_qa_fixes).
+    path.write_bytes(b"PAR1\xb4\x00\x15" + bytes(range(256)))
+    with pytest.raises(SimreplayError, match=r"^b.json: a Parquet file; a benchmark is"):
+        read_benchmark(path)
 
 
 @pytest.mark.parametrize("delimiter", ["\t", ";"])
@@ -449,6 +453,20 @@ def _vllm_result(**fields):
         ({"errors": [""]}, "field errors has 1 entries, input_lens 2"),
         ({"start_times": 7}, "field start_times must be a list"),
         ({"output_lens": [3, 1e308]}, "output tokens must be a whole number from 1 to"),
+        # A QA pass: "got nan" for a null; "plus the sum of its itls, inf s" for an infinite
+        # TTFT; no word of milliseconds for TTFTs alone in ms.
+        (
+            {"output_lens": [3, None]},
+            "request 2: output tokens must be a whole number from 1 to 2,147,483,647, got null",
+        ),
+        (
+            {"ttfts": [0.1, float("inf")], "itls": [[0.1, 0.1], [0.1]]},
+            "request 2: ttfts must be a finite number of seconds, got inf s",
+        ),
+        (
+            {"ttfts": [100.0, 200.0], "itls": [[0.1, 0.1], [0.1]]},
+            "do not belong together; are the ttfts in milliseconds?",
+        ),
         ({"start_times": [10.0, None]}, "request 2: its start time must be a finite number"),
         ({"start_times": [10.0, None]}, "seconds, got null (or NaN)"),
         ({"ttfts": [0.1, None], "errors": ["", ""]}, "got TTFT null (or NaN), E2E "),

@@ -346,13 +346,25 @@ def _check_latencies_cover_itls(
     if short:
         k, covered = short[0]
         others = len(short) - 1
+        if not math.isfinite(float(ttft_s[k])):
+            # A QA pass: "plus the sum of its itls, inf s" hid which field was infinite.
+            raise SimreplayError(
+                f"{path.name}: request {k + 1}: ttfts must be a finite number of seconds, "
+                f"got {_time_text(ttft_s[k])}"
+            )
+        # TTFTs alone in milliseconds: each TTFT near 1,000 times its whole latency.
+        unit = (
+            "; are the ttfts in milliseconds?"
+            if float(ttft_s[k]) > 100 * max(float(e2e_s[k]), 1e-9)
+            else ""
+        )
         raise SimreplayError(
             f"{path.name}: request {k + 1}: latencies {_time_text(e2e_s[k])} is shorter than "
             f"its ttfts plus the sum of its itls, {_time_text(covered)} (by more than "
             f"{_LATENCY_SLACK_S * 1e3:g} ms"
             + (f"; {others:,} more request{'' if others == 1 else 's'} like it" if others else "")
             + "): vLLM measures all three from the send time, so the fields do not belong "
-            "together"
+            "together" + unit
         )
 
 
@@ -1053,9 +1065,12 @@ def _finish(
             & (values == np.round(values))
         )
         if bad.any():
+            got = values[bad][0]
             raise SimreplayError(
                 f"{path.name}: {name(int(np.argmax(bad)))}: {what} must be a whole "
-                f"number from 1 to {INT32_MAX:,}, got {format_number(values[bad][0])}"
+                f"number from 1 to {INT32_MAX:,}, got "
+                # Nulls read as NaN: "got nan" for a null entry (a QA pass).
+                + ("null (or NaN)" if np.isnan(got) else format_number(got))
             )
     if not np.isfinite(arrival).all():
         bad_at = int(np.argmax(~np.isfinite(arrival)))
