@@ -45,18 +45,26 @@ def _num_requests(run) -> int:
     return json.loads(run.stdout)["validation"]["num_requests"]
 
 
+def _two_dropped(tmp_path, rows: list[dict], note: str):
+    """Validate ``rows`` (10), which drops 2 of them with ``note``; the run."""
+    run = _validate(_write_lines(tmp_path / "b.jsonl", rows))
+    assert _num_requests(run) == 8
+    assert note in _notes(run)
+    return run
+
+
 def test_an_error_key_on_later_json_lines_drops_those_requests(tmp_path):
     """Lines 6 and 10 alone carry ``"error": "timeout"``; line 1 has no error key. They were
     replayed as served requests without a note."""
     rows = _rows()
     rows[5]["error"] = "timeout"
     rows[9]["error"] = "timeout"
-    run = _validate(_write_lines(tmp_path / "b.jsonl", rows))
-    assert _num_requests(run) == 8
-    assert (
+    _two_dropped(
+        tmp_path,
+        rows,
         "dropped 2 requests whose error column is set (failed in the benchmark; the first, "
-        "line 6: 'timeout')"
-    ) in _notes(run)
+        "line 6: 'timeout')",
+    )
 
 
 def test_a_failed_json_line_with_null_times_is_dropped_not_refused(tmp_path):
@@ -379,12 +387,12 @@ def test_requests_whose_e2e_equals_their_ttft_are_dropped_and_counted(tmp_path):
     rows = _rows()
     for k in (2, 7):
         rows[k]["e2e_s"] = rows[k]["ttft_s"]
-    run = _validate(_write_lines(tmp_path / "b.jsonl", rows))
-    assert _num_requests(run) == 8
-    assert (
+    run = _two_dropped(
+        tmp_path,
+        rows,
         "dropped 2 requests of 2 or more output tokens whose E2E equals their TTFT (TPOT 0: "
-        "the rest of the output took no time; the first, line 3)"
-    ) in _notes(run)
+        "the rest of the output took no time; the first, line 3)",
+    )
     measured = json.loads(run.stdout)["validation"]["measured"]["tpot"]["mean"]
     kept = [r for k, r in enumerate(rows) if k not in (2, 7)]
     expected_ms = sum((r["e2e_s"] - r["ttft_s"]) / 19 for r in kept) / len(kept) * 1e3
