@@ -250,12 +250,12 @@ class Simulator:
         model could not run)."""
         from simulator.api import sessions_needed, trace_has_sessions
 
-        knobs = Scenario(**self.knobs)
-        why = sessions_needed(trace_has_sessions(self.table), knobs.closed_loop, knobs.router)
+        scenario = Scenario(**self.knobs)
+        has = trace_has_sessions(self.table)
+        why = sessions_needed(has, scenario.closed_loop, scenario.router)
         if why is not None:
             raise SimreplayError(why)
         if self.table.num_rows and self.context_rejections() == self.table.num_rows:
-            scenario = Scenario(**self.knobs)
             what = (
                 f"--max-model-len {scenario.max_model_len:,}"
                 if scenario.max_model_len
