@@ -138,8 +138,9 @@ CLAMPED_FEATURES = {"generation_attention": ("gqa",)}
 #: the held-out layout's node pooled the other layouts of its query heads, and its model
 #: shapes were predicted with p90 error 13.6-18.6 % on the six AIConfigurator GPUs (random
 #: 20 %: 9.8-11.9 %). With the two axes (and gated lines along batch, prompt and gqa), H100
-#: 18.2 -> 11.0 % (random 20 %: 11.5 -> 6.7 %); over KV heads with the three terms kept, or
-#: with a (gqa, KV heads, batch) term added to the old grid, 17.4-18.2 %.
+#: 18.2 -> 11.0 % (random 20 %: 11.5 -> 6.7 %); the old grid with a fourth term over (KV
+#: heads, batch, prompt) or (gqa, KV heads, batch), or with KV heads in its terms instead of
+#: query heads, 17.4-18.2 %.
 PRODUCT_LINES = {
     "context_attention": (("kv_heads", "gqa"), ("batch", "kv_heads")),
     "generation_attention": (("batch", "kv_heads"),),
