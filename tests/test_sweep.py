@@ -1695,3 +1695,19 @@ def test_rows_judged_against_another_slo_are_refused_by_run_show_and_report(tmp_
     (a / "rows" / foreign.name).rename(a / "rows" / "mine.parquet")
     for result in (invoke("sweep", "show", a), invoke("report", a, "--no-png")):
         assert_one_line_error(result, "mine.parquet: not a row of this sweep (a row file is named")
+
+
+def test_a_rerun_spelling_a_stored_value_otherwise_reuses_its_row(tmp_path, small_trace):
+    """A QA pass: rerunning with --gpus 1xh100 after 1xH100 simulated the same deployment
+    again and stored a second row of the same numbers (one command's own spellings were
+    already merged). The store's spelling is kept, with a note."""
+    out = tmp_path / "sw"
+    first = invoke("sweep", small_trace, "--gpus", "1xH100", "--out", out, "--workers", 1)
+    assert first.exit_code == 0, first.stderr
+    again = invoke("sweep", small_trace, "--gpus", "1xh100", "--out", out, "--workers", 1)
+    assert again.exit_code == 0, again.stderr
+    assert (
+        "note: --gpus 1xh100 is the same deployment as 1xH100 in the store's rows: stored as 1xH100"
+    ) in again.stderr
+    assert "(1 from before; 1 row in the store)" in again.stderr
+    assert len(list((out / "rows").iterdir())) == 1

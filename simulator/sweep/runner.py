@@ -695,6 +695,7 @@ def run_sweep(
     # Checked here before anything is written, and again under the store's lock
     # (``_checked_run``): another sweep may have made the store in between.
     slo = store.prepare(slo)
+    scenarios = _stored_spellings(scenarios, store, note)
     tasks, hashes = plan_tasks(scenarios, slo)
     try:
         return _checked_run(tasks, hashes, store, slo, workers, backend, address, progress, note)
@@ -715,6 +716,29 @@ def _check_rate_scales(tasks: list[Task], tables: dict[str, pa.Table]) -> None:
     for trace, rate_scale in sorted({(t.knobs["trace"], t.knobs["rate_scale"]) for t in tasks}):
         arrival_s = tables[trace].column("arrival_time_s").to_numpy() / rate_scale
         check_arrival_span(arrival_s, f"--rate-scale {format_number(rate_scale)}")
+
+
+def _stored_spellings(
+    scenarios: list[dict[str, Any]], store: ResultStore, note: Callable[[str], None] | None
+) -> list[dict[str, Any]]:
+    """``scenarios`` with each GPU, model or KV-cache dtype spelled as the store's rows spell
+    it (``spec.merge_spellings``), and a note for each renamed value: a rerun with
+    ``--gpus 1xh100`` after ``1xH100`` stored a second row of the same numbers."""
+    from simulator.sweep.spec import SPELLED_KNOBS, cli_name, merge_spellings
+
+    earlier = store.stored_values(SPELLED_KNOBS)
+    if not earlier:
+        return scenarios
+    scenarios = [dict(s) for s in scenarios]
+    for knob, renamed in merge_spellings(scenarios, earlier).items():
+        what = {"gpus": "deployment", "kv_cache_dtype": "KV-cache dtype"}.get(knob, knob)
+        for alias, kept in renamed.items():
+            if note is not None:
+                note(
+                    f"{cli_name(knob)} {alias} is the same {what} as {kept} in the store's "
+                    f"rows: stored as {kept}"
+                )
+    return scenarios
 
 
 def _check_sessions(tasks: list[Task], tables: dict[str, pa.Table]) -> None:

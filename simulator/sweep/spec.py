@@ -395,7 +395,7 @@ def expand(
         points = [{**p, "seed": s} for p in points for s in range(seeds)]
     points = [{k: p[k] for k in order} for p in points]
     repeats = len(points) - len({_marker(p) for p in points})
-    merged = _merge_spellings(points)
+    merged = merge_spellings(points)
 
     unique: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -440,17 +440,34 @@ def _kv_cache_dtype_key(text: str) -> Any:
 _SPELLINGS = {"gpus": _gpus_key, "model": _model_key, "kv_cache_dtype": _kv_cache_dtype_key}
 
 
-def _merge_spellings(points: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+#: Knobs whose values ``merge_spellings`` rewrites (a store's rows are read for them).
+SPELLED_KNOBS = tuple(_SPELLINGS)
+
+
+def merge_spellings(
+    points: list[dict[str, Any]], earlier: dict[str, list[str]] | None = None
+) -> dict[str, dict[str, str]]:
     """Rewrite each value of a knob in ``_SPELLINGS`` to the first text naming the same thing.
 
     ``1xA100``, ``1xa100`` and ``1xA100-80GB-SXM`` are one deployment, ``fp8`` and
     ``fp8_e4m3`` one KV-cache dtype; without this they would be several scenarios with
-    identical rows. Mutates ``points``; returns knob -> {text -> the text kept} for the
-    knobs that had any. An unknown value is left for ``check_names`` to report.
+    identical rows. ``earlier``: knob -> texts a store's rows already hold, which come first
+    (a QA pass: rerunning a sweep with ``--gpus 1xh100`` after ``1xH100`` stored a second
+    row of the same numbers). Mutates ``points``; returns knob -> {text -> the text kept}
+    for the knobs that had any. An unknown value is left for ``check_names`` to report.
     """
     merged: dict[str, dict[str, str]] = {}
     for knob, key_of in _SPELLINGS.items():
         first: dict[Any, str] = {}
+        for text in (earlier or {}).get(knob, ()):
+            try:
+                key = key_of(text)
+            except SimreplayError:
+                continue
+            # A stored config file's other spellings are the content check's to judge
+            # (``runner._check_other_spellings``: refused when the file has changed).
+            if not (isinstance(key, tuple) and key[0] == "file"):
+                first.setdefault(key, text)
         renamed: dict[str, str] = {}
         for text in dict.fromkeys(p[knob] for p in points):
             try:

@@ -679,6 +679,25 @@ class ResultStore:
                 "move it out of the store's rows/"
             )
 
+    def stored_values(self, knobs: tuple[str, ...]) -> dict[str, list[str]]:
+        """The distinct values of ``knobs`` in the store's readable rows, in row-file order
+        (``spec.merge_spellings`` keeps them over other spellings of the same thing)."""
+        files = [p for p in self._row_files() if _KEY_NAME.fullmatch(p.stem)]
+        if not files:
+            return {}
+        import pyarrow.dataset as ds
+
+        try:
+            table = ds.dataset(files, schema=row_schema(), format=_row_format()).to_table(
+                list(knobs)
+            )
+        except (pa.ArrowException, OSError):
+            return {}  # a damaged row: ``scan`` names it
+        return {
+            knob: [v for v in dict.fromkeys(table.column(knob).to_pylist()) if v is not None]
+            for knob in knobs
+        }
+
     def write_row(self, row: dict[str, Any]) -> None:
         """Write one scenario's row atomically."""
         table = pa.Table.from_pylist([row], schema=row_schema())
