@@ -1814,11 +1814,12 @@ def decode_batch_spread(bench: Benchmark) -> tuple[float, float] | None:
     return low, high
 
 
-def check_tpot_ratio(report: dict[str, Any], *, fitting: bool) -> str | None:
+def check_tpot_ratio(report: dict[str, Any], *, fitting: bool, file_name: str = "") -> str | None:
     """Refuse (``SimreplayError``) when the measured TPOT is more than ``UNIT_TPOT_RATIO``
     times the simulated (medians, before any fit), and with ``fitting`` when it is more than
     ``MAX_TPOT_RATIO`` times; return a note when it is more than half that (or more,
-    without ``fitting``), else None.
+    without ``fitting``), else None. ``file_name`` (the benchmark's) starts the first
+    refusal's line.
 
     Host overhead is a fraction of a millisecond a step: a benchmark several times slower
     than this GPU's measured kernels ran on another GPU, model or TP, or its times are not in
@@ -1839,9 +1840,8 @@ def check_tpot_ratio(report: dict[str, Any], *, fitting: bool) -> str | None:
     )
     if ratio > UNIT_TPOT_RATIO:
         # Without --fit too (a QA pass: times in ms were compared, -99.9 %, with a note).
-        source = str(report.get("benchmark", "")).split(" (")[0]
         raise SimreplayError(
-            (f"{source}: " if source else "")
+            (f"{file_name}: " if file_name else "")
             + f"{what}, more than any GPU, model or TP explains: are the benchmark's times in "
             "milliseconds? (it needs seconds); nothing was compared"
         )

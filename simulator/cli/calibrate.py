@@ -720,7 +720,7 @@ def validate(
     for message in report["notes"][len(data.notes) + len(resolved.notes) :]:
         err.print(f"note: {message}")
     # Before any fit: a benchmark of another GPU or model, or in ms, is refused here.
-    if (message := check_tpot_ratio(report, fitting=fit_host)) is not None:
+    if (message := check_tpot_ratio(report, fitting=fit_host, file_name=bench.name)) is not None:
         err.print(f"note: {message}")
     payload: dict = {"validation": report}
     if fit_host:
