@@ -1711,3 +1711,29 @@ def test_a_rerun_spelling_a_stored_value_otherwise_reuses_its_row(tmp_path, smal
     ) in again.stderr
     assert "(1 from before; 1 row in the store)" in again.stderr
     assert len(list((out / "rows").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "written", "expected"),
+    [
+        ("[grid]\ngpus = ['1xH100']\nrate_scale = [-1]\n", "rate_scale", "finite number > 0"),
+        ("[[scenarios]]\ngpus = '1xH100'\nmax_num_seqs = 0\n", "max_num_seqs", "got 0"),
+        ("[grid]\ngpus = ['1xH100']\ntp = [0]\n", "tp", "got 0"),
+    ],
+)
+def test_a_spec_value_out_of_range_is_named_as_the_spec_writes_it(
+    tmp_path, small_trace, text, written, expected
+):
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text(text)
+    result = invoke("sweep", small_trace, "--spec", spec_file, "--out", tmp_path / "out")
+    assert_one_line_error(result, f"--spec {spec_file}: {written} ", expected)
+    assert "--" + written.replace("_", "-") not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_option_out_of_range_keeps_its_option_name(tmp_path, small_trace):
+    result = invoke(
+        "sweep", small_trace, "--gpus", "1xH100", "--rate-scale", "-1", "--out", tmp_path / "o"
+    )
+    assert_one_line_error(result, "--rate-scale must be a finite number > 0")

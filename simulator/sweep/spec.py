@@ -308,7 +308,23 @@ def from_toml(
         except SimreplayError as exc:
             reason = str(exc).removeprefix(f"--slo {slo!r}: ").removeprefix("--slo: ")
             raise SimreplayError(f"--spec {path}: slo {slo!r}: {reason}") from None
-    return expand(values, explicit, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
+    written = set(values) | {knob for knobs in explicit for knob in knobs}
+    try:
+        return expand(values, explicit, seeds=seeds, slo=slo, max_scenarios=max_scenarios)
+    except SimreplayError as exc:
+        raise _as_written_in(exc, path, written) from None
+
+
+def _as_written_in(exc: SimreplayError, path: Path, written: set[str]) -> SimreplayError:
+    """A knob's refusal as the spec file spells it: ``--rate-scale must be ...`` becomes
+    ``--spec FILE: rate_scale must be ...`` when the file set ``rate_scale`` (the checks
+    are shared with the command line and name its options); other errors are unchanged."""
+    text = str(exc)
+    for knob in sorted(written, key=len, reverse=True):
+        option = cli_name(knob)
+        if text.startswith(option + " ") or text.startswith(option + ":"):
+            return SimreplayError(f"--spec {path}: {knob}{text[len(option) :]}")
+    return exc
 
 
 def _check_knob(knob: str, where: str) -> None:
