@@ -469,3 +469,65 @@ def test_a_forced_container_format_the_file_is_not_is_named_and_names_ignore_cas
     azure = write(tmp_path, "az.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
                   "2023-11-16 18:15:46.68,374,44\n")  # fmt: skip
     assert invoke("trace", "import", azure, "-o", out, "--format", "Azure").exit_code == 0
+
+
+AZURE_HEAD = (
+    "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+    "2023-11-16 18:15:46.6805900,374,44\n"
+    "2023-11-16 18:15:50.9951690,396,109\n"
+)
+
+
+def test_a_date_alone_among_dates_with_times_is_refused(tmp_path):
+    """'2023-11-16' among 18:15 times read as midnight: a minute became 18 hours, with
+    only a note that one row was sorted."""
+    path = write(tmp_path, "az.csv", AZURE_HEAD + "2023-11-16,100,10\n")
+    result = invoke("trace", "import", path, "-o", tmp_path / "o.parquet")
+    assert_one_line_error(
+        result, "az.csv: line 4: column TIMESTAMP: expected a date and time", "'2023-11-16'"
+    )
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_skip_invalid_drops_a_date_alone_and_says_so(tmp_path):
+    path = write(tmp_path, "az.csv", AZURE_HEAD + "2023-11-16,100,10\n")
+    result = invoke("trace", "import", path, "-o", tmp_path / "o.parquet", "--skip-invalid")
+    assert result.exit_code == 0, result.stderr
+    assert "1 row with a date but no time of day in column TIMESTAMP (first: line 4" in (
+        result.stderr
+    )
+    table = pq.read_table(tmp_path / "o.parquet")
+    assert table.num_rows == 2
+    assert table.column("arrival_time_s").to_pylist()[-1] == pytest.approx(4.314579)
+
+
+def test_a_time_at_midnight_and_a_column_of_dates_are_read(tmp_path):
+    path = write(tmp_path, "az.csv", AZURE_HEAD + "2023-11-17 00:00:00,100,10\n")
+    result = invoke("trace", "import", path, "-o", tmp_path / "o.parquet")
+    assert result.exit_code == 0, result.stderr
+    dates = write(tmp_path, "d.csv", "t,i,o\n2023-11-16,5,3\n2023-11-17,5,3\n")
+    result = invoke(
+        "trace", "import", dates, "-o", tmp_path / "d.parquet", "--time-col", "t",
+        "--input-col", "i", "--output-col", "o", "--time-unit", "datetime",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert pq.read_table(tmp_path / "d.parquet").column("arrival_time_s").to_pylist() == [
+        0.0,
+        86400.0,
+    ]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_a_mapped_date_alone_is_refused_in_csv_and_json_lines(tmp_path, suffix):
+    rows = [("2023-11-16 18:15:46", 5, 3), ("2023-11-16", 5, 3)]
+    if suffix == "csv":
+        text = "t,i,o\n" + "".join(f"{t},{i},{o}\n" for t, i, o in rows)
+    else:
+        text = "".join(json.dumps({"t": t, "i": i, "o": o}) + "\n" for t, i, o in rows)
+    path = write(tmp_path, f"m.{suffix}", text)
+    result = invoke(
+        "trace", "import", path, "-o", tmp_path / "o.parquet", "--time-col", "t",
+        "--input-col", "i", "--output-col", "o", "--time-unit", "datetime",
+    )  # fmt: skip
+    line = 3 if suffix == "csv" else 2
+    assert_one_line_error(result, f"m.{suffix}: line {line}: column t: expected a date and time")

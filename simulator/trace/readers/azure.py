@@ -23,6 +23,7 @@ from simulator.trace.readers.tabular import (
     head_csv_header,
     int_values,
     read_csv_columns,
+    refuse_dates_without_time,
     require_columns,
     timestamps_to_seconds,
 )
@@ -35,7 +36,8 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     header = csv_header(path)
     require_columns(path, header, COLUMNS, "an Azure LLM inference trace")
     multimodal = "NumImages" in header
-    time_type = datetime_type_for(first_data_value(path, "TIMESTAMP"))
+    sample = first_data_value(path, "TIMESTAMP")
+    time_type = datetime_type_for(sample)
     types = {"TIMESTAMP": time_type, "ContextTokens": pa.int64(), "GeneratedTokens": pa.int64()}
     if multimodal:
         types["NumImages"] = pa.string()  # only counted for the note: never fails the import
@@ -44,6 +46,10 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     columns = read_csv_columns(
         path, types, skip_invalid=options.skip_invalid, notes=notes, skipped_records=skipped
     )
+    refuse_dates_without_time(
+        path, columns, "TIMESTAMP", sample, skip_invalid=options.skip_invalid,
+        skipped_records=skipped, notes=notes,
+    )  # fmt: skip
     arrival_time_s, start_time = timestamps_to_seconds(columns["TIMESTAMP"])
     if multimodal:
         num_with, num_images, num_unread = _images(columns["NumImages"])

@@ -31,6 +31,8 @@ from simulator.trace.options import TIME_UNITS, ImportOptions
 from simulator.trace.raw import HUGE_INT, RawTrace
 from simulator.trace.readers.lines import kept_record_lines
 from simulator.trace.readers.tabular import (
+    DATE_AND_TIME,
+    DATE_ONLY,
     Column,
     cast_text_located,
     container_of,
@@ -46,6 +48,7 @@ from simulator.trace.readers.tabular import (
     physical_line,
     read_csv_columns,
     read_jsonl_columns,
+    refuse_dates_without_time,
     timestamps_to_seconds,
 )
 from simulator.trace.schema import MAX_ARRIVAL_S, check_unique_names, num_rows_text
@@ -281,11 +284,37 @@ def _read_csv(
     by_source = read_csv_columns(
         path, types, skip_invalid=options.skip_invalid, notes=notes, skipped_records=skipped
     )
+    if options.time_unit == "datetime":
+        refuse_dates_without_time(
+            path, by_source, time_col, sample, skip_invalid=options.skip_invalid,
+            skipped_records=skipped, notes=notes,
+        )  # fmt: skip
     columns = {name: by_source[column] for name, column in mapping.items()}
     for name in ("request_id", "session_id", "hash_ids"):
         if name in columns:
             columns[name] = empty_to_null(columns[name])
     return columns
+
+
+def _refuse_text_dates_without_time(
+    path: Path, values: Column, sample: str | None, column: str, where: Callable[[int], str]
+) -> None:
+    """One line for a cell holding a date alone in a column of dates with times (JSON lines,
+    parquet text), which the parser would read as midnight (``refuse_dates_without_time``
+    does it for CSV columns)."""
+    if sample is None or not DATE_AND_TIME.match(sample):
+        return
+    import pyarrow.compute as pc  # imported here: 0.1 s
+
+    alone = pc.match_substring_regex(values, f"^{DATE_ONLY.pattern}$")
+    hits = np.flatnonzero(alone.fill_null(False).to_numpy(zero_copy_only=False))
+    if hits.size:
+        row = int(hits[0])
+        raise TraceError(
+            f"{path.name}: {where(row)}: column {column}: expected a date and time like "
+            f"{sample!r}, got {values[row].as_py().strip()!r}, a date alone, which would read "
+            "as midnight"
+        )
 
 
 def _is_datetime_text(text: str | None) -> bool:
@@ -424,6 +453,7 @@ def _seconds(
         values = cast_text_located(values, time_type, path.name, column, where)
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         sample = values[_first_valid(values)].as_py() if values.null_count < len(values) else None
+        _refuse_text_dates_without_time(path, values, sample, column, where)
         stamps = cast_text_located(values, datetime_type_for(sample), path.name, column, where)
         return timestamps_to_seconds(stamps)
     if pa.types.is_duration(values.type):

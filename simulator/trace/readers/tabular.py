@@ -28,6 +28,7 @@ from simulator.trace.readers.lines import (
     compression_of,
     csv_delimiter,
     header_delimiter,
+    kept_record_lines,
     open_input,
     open_text,
     physical_line,
@@ -640,6 +641,65 @@ def float_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
         out[start : start + len(chunk)] = chunk.cast(pa.float64()).fill_null(np.nan).to_numpy()
         start += len(chunk)
     return out
+
+
+#: A date alone (``2023-11-16``), which a timestamp parser reads as that day's midnight.
+DATE_ONLY = re.compile(r"\s*\d{4}-\d{2}-\d{2}\s*")
+#: A date followed by a time of day (``2023-11-16 18:15:46``, ``2023-11-16T18:15``).
+DATE_AND_TIME = re.compile(r"\s*\d{4}-\d{2}-\d{2}[T ]\d")
+
+NANOS_PER_DAY = 86_400 * 10**9
+
+
+def refuse_dates_without_time(
+    path: Path,
+    columns: dict[str, pa.ChunkedArray],
+    column: str,
+    sample: str | None,
+    *,
+    skip_invalid: bool | None,
+    skipped_records: list[int] | None,
+    notes: list[str],
+) -> None:
+    """Refuse (or with ``--skip-invalid`` null and count) the cells of a CSV timestamp
+    column that hold a date alone where its first cell, ``sample``, has a time of day.
+
+    A timestamp parser reads ``2023-11-16`` as that day's midnight, so one such cell in an
+    Azure trace of 18:15-18:16 times made a minute of traffic span 18 hours, with no more
+    than a note that one row was sorted (a QA pass). Only cells parsed to exactly midnight
+    are candidates; the column's text is read again, for them, only when there are any.
+    ``columns[column]`` (timestamps, as ``read_csv_columns`` gave it) is replaced with the
+    refused cells null when ``skip_invalid``.
+    """
+    if sample is None or not DATE_AND_TIME.match(sample):
+        return
+    nanos, valid = _int64_values(columns[column])
+    midnight = np.flatnonzero(valid & (nanos % NANOS_PER_DAY == 0))
+    if midnight.size == 0:
+        return
+    text = read_csv_columns(path, {column: pa.string()}, skip_invalid=bool(skip_invalid))[column]
+    dates = [int(i) for i in midnight if DATE_ONLY.fullmatch(text[int(i)].as_py() or "")]
+    if not dates:
+        return
+    counted = kept_record_lines(len(nanos), skipped_records)
+    lines = [int(counted[i]) if counted is not None else 2 + i for i in dates]
+    first = physical_line(path, lines[0], first_line=2)
+    got = text[dates[0]].as_py().strip()
+    if not skip_invalid:
+        raise TraceError(
+            f"{path.name}: line {first}: column {column}: expected a date and time like "
+            f"{sample!r}, got {got!r}, a date alone, which would read as midnight"
+            + (" (--skip-invalid drops such rows)" if skip_invalid is not None else "")
+        )
+    keep = np.ones(len(nanos), dtype=bool)
+    keep[dates] = False
+    columns[column] = pa.chunked_array(
+        [pa.array(nanos, type=pa.int64(), mask=~(valid & keep)).cast(columns[column].type)]
+    )
+    notes.append(
+        f"{count(len(dates), 'row')} with a date but no time of day in column {column} "
+        f"(first: line {first}, {got!r}): skipped as invalid"
+    )
 
 
 def timestamps_to_seconds(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, str | None]:
