@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 from test_calibration import _synthetic_gemm
 from typer.testing import CliRunner
@@ -200,3 +201,31 @@ def test_a_profile_given_for_another_gpu_quotes_the_leave_one_out_error():
     assert clause.endswith("(leave-one-GPU-out)") and given["source"].endswith(clause)
     _, own = step_model_for(model, get_gpu("H100"), 1)
     assert "leave-one-GPU-out" not in own["source"]
+
+
+CHAT = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+
+
+def test_a_host_block_with_one_constant_is_refused_by_report_and_run(tmp_path):
+    """QA (stop 36): half a host block was a KeyError traceback in `calibrate report`, and
+    `run --calibration` took the default for the missing half without saying so."""
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for block in ("host", "host_vllm_v0"):
+        for given in ("host_overhead_s", "host_overhead_per_seq_s"):
+            profile = json.loads((PROFILES_DIR / "a40.json").read_text())
+            profile[block] = {given: 0.001}
+            path = folder / "a40.json"
+            path.write_text(json.dumps(profile))
+            for args in (
+                ["calibrate", "report", "--profiles", str(folder)],
+                ["run", str(CHAT), "--gpus", "1xA40", "--calibration", str(path)],
+            ):
+                result = runner.invoke(app, args)
+                assert result.exit_code == 1, result.output
+                lines = result.stderr.strip().splitlines()
+                assert len(lines) == 1 and "Traceback" not in result.output, result.output
+                assert (
+                    f"{block} must give both host_overhead_s and host_overhead_per_seq_s"
+                    in (lines[0])
+                )

@@ -690,7 +690,16 @@ def _host_block(data: Any, where: str) -> dict[str, float]:
             f"got {_json_text(data)}"
         )
     _check_known_keys(data, HOST_RANGES, where, "constant")
-    return {key: _number(value, f"{where}.{key}", HOST_RANGES) for key, value in data.items()}
+    host = {key: _number(value, f"{where}.{key}", HOST_RANGES) for key, value in data.items()}
+    missing = [key for key in HOST_RANGES if key not in data]
+    if missing:
+        # Half a block read as the default for the other half, which no output named, and
+        # ``calibrate report`` printed neither (a QA pass: a traceback).
+        raise ValueError(
+            f"{where} must give both host_overhead_s and host_overhead_per_seq_s (a step's "
+            f"host time is the one plus the other per sequence); missing {missing[0]}"
+        )
+    return host
 
 
 def _number(value: Any, where: str, ranges: dict[str, tuple[float, float, str]]) -> float:
