@@ -6,9 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 from test_calibration import _synthetic_gemm
 from typer.testing import CliRunner
 
+from simulator.calibration.profile import load_profile
 from simulator.calibration.select import PROFILES_DIR
 from simulator.calibration.sources import read_measurements
 from simulator.cli import app
@@ -229,3 +232,27 @@ def test_a_host_block_with_one_constant_is_refused_by_report_and_run(tmp_path):
                     f"{block} must give both host_overhead_s and host_overhead_per_seq_s"
                     in (lines[0])
                 )
+
+
+def test_one_impossible_row_is_skipped_and_counted_not_fitted(tmp_path):
+    """QA (stop 36): one GEMM row set to 1e-6 ms (4e7 times faster than the roofline) or to
+    11.6 days passed the family's median checks and was written into a grid node."""
+    import pyarrow.parquet as pq
+
+    source = _synthetic_gemm(tmp_path / "src", [1, 16, 256, 4096], [1024, 4096])
+    path = next((source / "mygpu").rglob("gemm_perf.parquet"))
+    table = pq.read_table(path).to_pydict()
+    table["latency"][5] = 1e-6
+    table["latency"][9] = 1e9
+    pq.write_table(pa.table(table), path)
+    out = tmp_path / "h200.json"
+    args = ["calibrate", "fit", "--source", str(source / "mygpu"), "--gpu", "H200", "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "note: 2 measured rows not used:" in result.stderr
+    assert "1 gemm_bfloat16: rows over 10 times faster than H200's roofline" in result.stderr
+    assert "1 gemm_bfloat16: rows over 1e+06 times H200's roofline or 60 s long" in result.stderr
+    profile = load_profile(out)
+    assert sum(profile.provenance["rows_skipped"].values()) == 2
+    ratios = np.exp(profile.grids["gemm_bfloat16"].values)
+    assert ratios.min() > 0.5 and ratios.max() < 100

@@ -658,6 +658,58 @@ MIN_MEDIAN_ROOFLINE_RATIO = 0.1
 MAX_MIN_ROOFLINE_RATIO = 200.0
 
 
+#: Per measured row, the measured / roofline latency outside which one call is impossible
+#: on a GPU (``drop_impossible_rows``): in AIConfigurator's data for six GPUs every row lies
+#: from 0.18 (L40S prefill attention read from L2) to 1.2e5 (GB200's smallest calls).
+ROW_ROOFLINE_RATIO_RANGE = (0.1, 1e6)
+#: No operator benchmark times one kernel call for longer (seconds); the longest measured
+#: call in AIConfigurator's and Vidur's data is well under one.
+MAX_ROW_LATENCY_S = 60.0
+
+
+def drop_impossible_rows(
+    grid_name: str,
+    feats: dict[str, np.ndarray],
+    latency_s: np.ndarray,
+    ref: Reference,
+    gpu: str,
+    meas: Measurements,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The rows of one family left after skipping (and counting in ``meas.skipped``) those
+    no GPU measured: a call more than 10 times faster than ``gpu``'s roofline, or over a
+    million times it or a minute long (a damaged row; ``check_latency_unit`` has already
+    refused a family whose typical call is off, a wrong unit). A processor's rows
+    (``sources.is_cpu_device``, ``calibrate profile --device cpu``) keep their slow side.
+
+    One damaged row among thousands passed the family's median checks and was fitted into
+    its node (a QA pass: a GEMM set to 1e-6 ms, 4e7 times faster than the roofline, and
+    one of 11.6 days, both written into a profile without a word).
+    """
+    ratio = latency_s / roofline_latency_s(grid_name, feats, ref)
+    low, high = ROW_ROOFLINE_RATIO_RANGE
+    fast = ratio < low
+    slow = np.zeros_like(fast)
+    if not is_cpu_device(meas.device):
+        slow = (ratio > high) | (latency_s > MAX_ROW_LATENCY_S)
+    if not (fast.any() or slow.any()):
+        return feats, latency_s
+    if fast.any():
+        reason = f"{grid_name}: rows over {1 / low:g} times faster than {gpu}'s roofline"
+        meas.skipped[reason] = meas.skipped.get(reason, 0) + int(fast.sum())
+    if slow.any():
+        reason = (
+            f"{grid_name}: rows over {high:.0e} times {gpu}'s roofline or "
+            f"{MAX_ROW_LATENCY_S:g} s long"
+        )
+        meas.skipped[reason] = meas.skipped.get(reason, 0) + int(slow.sum())
+    keep = ~(fast | slow)
+    kept = {
+        name: values[keep] if np.ndim(values) and len(values) == len(keep) else values
+        for name, values in feats.items()
+    }
+    return kept, latency_s[keep]
+
+
 def check_latency_unit(
     grid_name: str,
     feats: dict[str, np.ndarray],
@@ -850,6 +902,9 @@ def fit_profile(
         check_latency_unit(
             grid_name, feats, latency_s, ref, gpu, source_dir, progress, device=meas.device
         )
+        feats, latency_s = drop_impossible_rows(grid_name, feats, latency_s, ref, gpu, meas)
+        if len(latency_s) == 0:
+            continue
         grid, errs = fit_one(grid_name, feats, latency_s, ref, axes)
         grids[grid_name] = grid
         errors[grid_name] = errs
