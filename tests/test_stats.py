@@ -273,6 +273,16 @@ def test_format_stats_says_when_every_arrival_is_at_one_instant():
     assert normal["Peak rate (1 s / 60 s windows)"] == "2.00 / n/a req/s"
 
 
+def test_format_stats_gives_a_tiny_span_and_a_huge_rate_their_digits():
+    """QA (stop 36): a trace rescaled by 1e300 read "Span 0.0 s" beside a mean rate of 300
+    digits."""
+    rows = dict(format_stats(trace_stats(_table([0.0, 3.6e-6, 7.2e-6]))))
+    assert rows["Span"] == "7.2e-06 s"
+    assert rows["Mean rate"] == "277,778 req/s"
+    huge = dict(format_stats(trace_stats(_table([0.0, 1e-20, 2e-20]))))
+    assert huge["Span"] == "2e-20 s" and huge["Mean rate"] == "1e+20 req/s"
+
+
 def test_format_stats_spans_in_minutes_and_hours():
     minutes = dict(format_stats(trace_stats(_table([0.0, 3502.1]))))
     assert minutes["Span"] == "3,502.1 s (58.4 min)"

@@ -233,6 +233,8 @@ def test_show_gives_small_numbers_enough_digits():
     assert _knob_cell(0.0009765625, "rate_scale") == "0.0009765625"
     assert _knob_cell(1.5, "rate_scale") == "1.50"
     assert _knob_cell(1.0, "rate_scale") == "1.00"
+    assert _knob_cell(1e300, "rate_scale") == "1e+300"  # was 400 characters of digits
+    assert _cell(5.5e300) == "5.5e+300"
     assert _cell(0.00488) == "0.00488"
     assert (_cell(7.4321), _cell(0.5), _cell(0.0), _cell(12345.6)) == (
         "7.43",

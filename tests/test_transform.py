@@ -21,6 +21,7 @@ from simulator.trace.schema import (
     validate_trace,
 )
 from simulator.trace.transform import (
+    MIN_SCALED_SPAN_S,
     apply_transforms,
     cap_lengths,
     concat,
@@ -110,6 +111,11 @@ def test_any_canonical_table_round_trips_through_parquet(tmp_path_factory, table
 @SETTINGS
 @given(canonical_tables(), st.floats(1e-3, 1e3))
 def test_scale_rate_keeps_rows_and_order_and_multiplies_the_rate(table, factor):
+    span_s = float(np.ptp(_times(table))) if table.num_rows else 0.0
+    if 0 < span_s / factor < MIN_SCALED_SPAN_S:
+        with pytest.raises(SimreplayError, match="under a microsecond"):
+            scale_rate(table, factor)
+        return
     scaled = scale_rate(table, factor)
     _assert_canonical(scaled)
     assert scaled.num_rows == table.num_rows
@@ -355,6 +361,11 @@ def test_bad_parameters_are_one_line_errors():
     cases = [
         (lambda: scale_rate(table, 0), "--rate-scale must be a finite number > 0"),
         (lambda: scale_rate(table, math.inf), "--rate-scale must be a finite number > 0"),
+        (
+            lambda: scale_rate(table, 1e300),
+            r"--rate-scale 1e\+300: the trace's 2 requests would all arrive within 1e-300 s .*"
+            r"under a microsecond: give a factor of at most 1e\+06",
+        ),
         (lambda: time_window(table, -1, 5), "--window start"),
         (lambda: sample(table, 0.0, 0), "--sample must be in"),
         (lambda: sample(table, 1.5, 0), "--sample must be in"),

@@ -477,7 +477,10 @@ def _knob_cell(value: Any, knob: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        # As given when two decimals would change it (a rate scale of 0.0009765625 read 0.00).
+        # As given when two decimals would change it (a rate scale of 0.0009765625 read 0.00),
+        # and as Python writes it when digits would run on (1e300 took 400 characters).
+        if abs(value) >= 1e15:
+            return repr(value)
         two = f"{value:,.2f}"
         return two if float(two.replace(",", "")) == value else f"{value:,}"
     return _cell(value)
@@ -491,5 +494,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         if value != 0 and abs(value) < 0.1:
             return f"{value:.3g}"  # 0.00 said nothing of a throughput of 0.0049 rps
+        if abs(value) >= 1e15:
+            return f"{value:.3g}"
         return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)

@@ -338,6 +338,8 @@ def _number(value: float | None) -> str:
     if value is None:
         return "n/a"
     magnitude = abs(value)
+    if magnitude >= 1e15:  # beyond any real rate: 300 digits of it said nothing
+        return f"{value:.3g}"
     if magnitude >= 100:
         return f"{value:,.0f}"
     if magnitude >= 10:
@@ -366,6 +368,8 @@ def _tokens(value: float | int | None) -> str:
 
 
 def _format_duration(span_s: float) -> str:
+    if 0 < span_s < 0.05:  # "0.0 s" beside a finite mean rate read as a contradiction
+        return f"{span_s:.3g} s"
     if span_s < 120:
         return f"{span_s:,.1f} s"
     if span_s < 2 * 3600:

@@ -52,6 +52,12 @@ from simulator.trace.schema import (
 TRANSFORM_ORDER = ("window", "sample", "rate_scale", "caps")
 
 
+#: The shortest span a rescaled trace may have: a factor that puts every arrival within a
+#: microsecond (1e300 did: "Span 0.0 s" beside a 300-digit mean rate) is no rate anyone
+#: serves, and is refused.
+MIN_SCALED_SPAN_S = 1e-6
+
+
 def scale_rate(table: pa.Table, factor: float) -> pa.Table:
     """Multiply the arrival rate by *factor*: every ``arrival_time_s`` is divided by it.
 
@@ -68,8 +74,17 @@ def scale_rate(table: pa.Table, factor: float) -> pa.Table:
         Same rows in the same order.
     """
     factor = positive_finite(factor, "--rate-scale")
-    arrival_s = table.column("arrival_time_s").to_numpy() / factor
+    original_s = table.column("arrival_time_s").to_numpy()
+    arrival_s = original_s / factor
     check_arrival_span(arrival_s, f"--rate-scale {_num(factor)}")
+    span_s = float(np.ptp(arrival_s)) if arrival_s.size else 0.0
+    if 0 < span_s < MIN_SCALED_SPAN_S:
+        raise SimreplayError(
+            f"--rate-scale {_num(factor)}: the trace's {len(arrival_s):,} requests would all "
+            f"arrive within {span_s:.3g} s (its {float(np.ptp(original_s)):,.6g} s over "
+            f"{_num(factor)}), under a microsecond: give a factor of at most "
+            f"{float(np.ptp(original_s)) / MIN_SCALED_SPAN_S:.3g}"
+        )
     metadata = _append_transform(trace_metadata(table), f"scale_rate(factor={_num(factor)})")
     return _rebuild(table, {"arrival_time_s": arrival_s}, metadata)
 
