@@ -47,7 +47,8 @@ def host_text(scenario: dict[str, Any]) -> str:
     fixed_s = model.get("efficiency_host_overhead_s")
     per_seq_s = model.get("efficiency_host_overhead_per_seq_s")
     amount = (
-        f"{fixed_s * 1e3:.3g} ms + {per_seq_s * 1e6:.3g} us per scheduled request a step"
+        f"{_digits(fixed_s * 1e3)} ms + {_digits(per_seq_s * 1e6)} us per scheduled request "
+        f"a step{_host_origin(model.get('host_overhead_from'))}"
         if isinstance(fixed_s, int | float) and isinstance(per_seq_s, int | float)
         else "the step model's"
     )
@@ -61,6 +62,19 @@ def host_text(scenario: dict[str, Any]) -> str:
         # the next step, is not in a V0 host constant fitted from Vidur's phases.
         return f"{amount}, added to the GPU's (vLLM v0.6's V0 engine schedules in step)"
     return f"{amount}, added to the GPU's (no --async-scheduling, as vLLM v0.11)"
+
+
+def _digits(value: float) -> str:
+    """Three significant digits without an exponent: 1,000 rather than 1e+03."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def _host_origin(owner: Any) -> str:
+    """Where a run's host constants come from: a profile's ``host`` (or ``host_vllm_v0``)
+    block, named, or simreplay's defaults (a roofline run, or a profile without one)."""
+    if isinstance(owner, str) and owner != "defaults":
+        return f" from {owner}"
+    return " (simreplay's defaults; calibrate validate --fit measures yours)"
 
 
 def token_budget_text(scenario: dict[str, Any]) -> str:

@@ -398,3 +398,21 @@ def test_the_host_line_of_a_vllm_v0_run_names_v0_6_not_v0_11():
     v1 = host_text({"scheduler": "vllm", "step_time_model": model})
     assert "v0.6" in v0 and "v0.11" not in v0 and v0.startswith("1 ms + 30 us")
     assert "v0.11" in v1
+
+
+def test_the_host_line_names_where_its_constants_come_from():
+    """QA (stop 36): the Host overhead line did not say whether its constants were the
+    defaults or a profile's, and wrote 1 ms per sequence as "1e+03 us"."""
+    from simulator.scenario import Scenario, resolve
+    from simulator.scenario_text import host_text
+
+    a40 = resolve(Scenario(gpus="1xA40", scheduler="vllm-v0")).to_dict()
+    assert host_text(a40).startswith(
+        "1.08 ms + 36.1 us per scheduled request a step from a40.json (vidur, A40), added"
+    )
+    h100 = resolve(Scenario(gpus="1xH100")).to_dict()
+    assert "a step (simreplay's defaults; calibrate validate --fit measures yours)" in (
+        host_text(h100)
+    )
+    model = {"efficiency_host_overhead_s": 12.5, "efficiency_host_overhead_per_seq_s": 1e-3}
+    assert host_text({"step_time_model": model}).startswith("12,500 ms + 1,000 us per")

@@ -272,7 +272,10 @@ def step_model_for(
         predict,
         source=source,
         host=host,
-        description={"calibration_profile": _label(primary)},
+        description={
+            "calibration_profile": _label(primary),
+            "host_overhead_from": "defaults" if not host else _label(host_owner),
+        },
         kv_dtype_bytes=kv_dtype_bytes,
         dram_bytes_per_s=None if fraction is None else fraction * gpu.hbm_bytes_per_s,
     )
