@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from test_calibration import _gemm_folder, _write, run_with_edited_profile
 from typer.testing import CliRunner
@@ -892,3 +894,86 @@ def test_attention_rows_of_another_compute_dtype_are_skipped_and_counted(tmp_pat
         "generation_attention: fp8 attention rows (16-bit attention is fitted)": 1,
         "generation_attention: int4 attention rows (16-bit attention is fitted)": 1,
     }
+
+
+def _allreduce_file(folder, labels):
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(labels)
+    pq.write_table(
+        pa.table(
+            {
+                "num_gpus": [2] * n,
+                "message_size": [4096 * (i + 1) for i in range(n)],
+                "latency": [0.01 * (i + 1) for i in range(n)],
+                "backend": labels,
+            }
+        ),
+        folder / "custom_allreduce_perf.parquet",
+    )
+    return folder
+
+
+def test_an_all_reduce_label_of_no_known_mode_is_refused(tmp_path):
+    """QA (stop 36): labels naming neither graph nor eager were all kept, mixing the eager
+    rows in (all-reduce p90 0.0 -> 87.7 %)."""
+    from simulator.calibration.sources import read_measurements
+    from simulator.errors import SimreplayError
+
+    folder = _allreduce_file(tmp_path / "w", ["weird", "weird", "vllm_eager"])
+    with pytest.raises(SimreplayError, match="column backend: expected labels naming CUDA-graph"):
+        read_measurements(folder)
+
+
+def test_all_reduce_timed_only_in_eager_mode_is_used_with_a_note(tmp_path):
+    from simulator.calibration.sources import read_measurements
+
+    meas = read_measurements(_allreduce_file(tmp_path / "e", ["vllm_eager"] * 3))
+    assert meas.count("allreduce") == 3
+    assert any("every all-reduce row was timed in eager mode" in text for text in meas.notes)
+    mixed = read_measurements(_allreduce_file(tmp_path / "m", ["vllm_graph", "vllm_eager"] * 2))
+    assert mixed.count("allreduce") == 2 and not mixed.notes
+
+
+def test_moe_routing_labels_are_read_in_any_case_and_others_are_named(tmp_path):
+    """QA (stop 36): "Balanced" and "uniform" were both counted as skewed-routing rows."""
+    from simulator.calibration.sources import read_measurements
+
+    pq.write_table(
+        pa.table(
+            {
+                "moe_dtype": ["bf16"] * 4,
+                "num_tokens": [16, 32, 64, 128],
+                "hidden_size": [4096] * 4,
+                "inter_size": [14336] * 4,
+                "topk": [2] * 4,
+                "num_experts": [8] * 4,
+                "latency": [0.3, 0.4, 0.5, 0.6],
+                "distribution": ["Balanced", " balanced", "power_law_1.2", "uniform"],
+            }
+        ),
+        tmp_path / "moe_perf.parquet",
+    )
+    meas = read_measurements(tmp_path)
+    assert meas.count("moe") == 2
+    assert meas.skipped == {
+        "moe: skewed-routing rows": 1,
+        "moe: rows of another routing than balanced or power_law (first: 'uniform')": 1,
+    }
+
+
+def test_check_says_when_every_row_of_a_family_was_skipped():
+    from simulator.cli.calibrate import _none_compared
+
+    skipped = {"moe: skewed-routing rows": 6360, "gemm: float32 rows": 3}
+    assert _none_compared("moe", skipped) == "(none used: 6,360 rows skipped, below)"
+    assert _none_compared("gemm_fp8", skipped) == "(none used: 3 rows skipped, below)"
+    assert _none_compared("allreduce", skipped) == "(no rows in these files)"
+
+
+def test_a_signed_error_that_rounds_to_nothing_is_not_negative():
+    from simulator.calibration.fit import error_stats
+    from simulator.cli.calibrate import _fmt
+
+    stats = error_stats(np.array([0.99999, 1.0, 1.0]), np.ones(3))
+    assert str(stats["median_signed_pct"]) == "0.0" and str(stats["p90_signed_pct"]) == "0.0"
+    assert _fmt(-0.04) == "0.0" and _fmt(-0.06) == "-0.1" and _fmt(None) == "n/a"

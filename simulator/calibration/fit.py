@@ -348,8 +348,9 @@ def error_stats(predicted_s: np.ndarray, measured_s: np.ndarray) -> dict[str, fl
         "n": int(len(signed)),
         "median_abs_pct": round(float(np.median(absolute)), 2),
         "p90_abs_pct": round(float(np.quantile(absolute, 0.9)), 2),
-        "median_signed_pct": round(float(np.median(signed)), 2),
-        "p90_signed_pct": round(float(np.quantile(signed, 0.9)), 2),
+        # + 0.0: a signed error that rounds to nothing is 0.0, not -0.0.
+        "median_signed_pct": round(float(np.median(signed)), 2) + 0.0,
+        "p90_signed_pct": round(float(np.quantile(signed, 0.9)), 2) + 0.0,
     }
 
 

@@ -237,7 +237,10 @@ def _gpu_name(name: str) -> str:
 
 
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}"
+    if value is None:
+        return "n/a"
+    text = f"{value:.1f}"
+    return "0.0" if text == "-0.0" else text  # a signed error that rounds to nothing
 
 
 def _pair(stats: dict) -> str:
@@ -510,7 +513,8 @@ def check(
             _fmt(s["p90_signed_pct"]),
             _fmt(s["median_abs_pct"]),
             _fmt(s["p90_abs_pct"]),
-            "; ".join(sorted(set(s["predicted_by"].values()))) or "(no rows in these files)",
+            "; ".join(sorted(set(s["predicted_by"].values())))
+            or _none_compared(family, result.get("rows_skipped") or {}),
         ]
         for family, s in result["families"].items()
     ]
@@ -520,6 +524,20 @@ def check(
         numeric_from=1,
     )
     _print_skipped(result.get("rows_skipped") or {})
+
+
+def _none_compared(family: str, skipped: dict[str, int]) -> str:
+    """The ``predicted by`` cell of a family with no row compared: none in the files, or
+    every one skipped (A100's MoE rows are all skewed-routing ones: "no rows in these
+    files" read as if the file was missing)."""
+    if family == "allreduce":
+        prefixes: tuple[str, ...] = ("allreduce:", "nccl:")
+    elif family.startswith("gemm"):
+        prefixes = ("gemm:", f"{family}:")
+    else:
+        prefixes = (f"{family}:",)
+    num = sum(n for why, n in skipped.items() if why.startswith(prefixes))
+    return f"(none used: {count(num, 'row')} skipped, below)" if num else "(no rows in these files)"
 
 
 def _print_skipped(skipped: dict[str, int]) -> None:
