@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -139,6 +140,16 @@ def check_output_path(path: Path) -> Path:
     # The atomic writers create a temporary file beside ``path``: the folder must be writable.
     if not os.access(parent, os.W_OK):
         raise SimreplayError(f"{path}: output directory {parent} is not writable")
+    # Permissions alone do not say (root, /proc, a read-only mount): create a file there
+    # and take it away again, so that a command fails here and not after its work (a fit
+    # of a minute ended with "-o /proc/x.json: cannot write it").
+    try:
+        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".simreplay-probe-")
+    except OSError as exc:
+        raise SimreplayError(
+            f"{path}: cannot create a file in {parent} ({exc.strerror or exc})"
+        ) from None
+    probe.close()
     return path
 
 
