@@ -1099,6 +1099,19 @@ def test_hash_ids_past_the_prompt_are_noted(tmp_path):
     assert not any("hash_ids" in note for note in plain.notes)
 
 
+def test_hash_ids_short_of_the_prompt_are_noted(tmp_path):
+    """QA (stop 36): 1 id for a 4,834-token prompt passed without a word, while a surplus
+    was noted; the blocks past the last id can share nothing."""
+    records = [dict(r) for r in MOONCAKE]
+    records[0]["hash_ids"] = [0]  # a 1,030-token prompt has three 512-token blocks
+    _, report = import_trace(write(tmp_path, "m.jsonl", mooncake_lines(records)), ImportOptions())
+    assert report.notes[-1] == (
+        "1 row carries fewer hash_ids than its prompt has 512-token blocks (first: line 1, "
+        "1 for 1,030 tokens): the blocks past the last hash share no prefix with any other "
+        "prompt"
+    )
+
+
 def test_a_time_column_named_in_another_unit_is_noted(tmp_path):
     """Found by a QA pass: --time-col ts_ms read in seconds (the default) made a 9.5 s trace
     one of 9,500 s without a word."""

@@ -645,7 +645,12 @@ def test_a_file_with_the_canonical_column_names_needs_no_flags(tmp_path, contain
     assert any("hash_ids not read: give --hash-block-size" in n for n in report.notes)
     table, report = import_trace(path, ImportOptions(output_col="gen", hash_block_size=8))
     assert column(table, "output_tokens") == [7, 8]
-    assert column(table, "hash_ids") == [[1, 2], [1]] and report.notes == ()
+    assert column(table, "hash_ids") == [[1, 2], [1]]
+    assert report.notes == (
+        "1 row carries fewer hash_ids than its prompt has 8-token blocks (first: "
+        f"{'line 3' if container == 'csv' else 'line 2' if container == 'jsonl' else 'row 2'}, "
+        "1 for 20 tokens): the blocks past the last hash share no prefix with any other prompt",
+    )
 
 
 def test_canonical_names_missing_one_still_lists_what_to_give(tmp_path):

@@ -321,9 +321,7 @@ def normalize(
     lonely = _lonely_gap_note(raw)
     if lonely:
         notes.append(lonely)
-    surplus = _surplus_hash_ids_note(raw)
-    if surplus:
-        notes.append(surplus)
+    notes.extend(_hash_ids_count_notes(raw))
     columns = {
         "arrival_time_s": raw.arrival_time_s,
         "input_tokens": raw.input_tokens.astype(np.int32),
@@ -386,27 +384,41 @@ def _unhashed_rows_note(raw: RawTrace) -> str | None:
     )
 
 
-def _surplus_hash_ids_note(raw: RawTrace) -> str | None:
-    """A note when rows carry more prefix-block hashes than their prompt has blocks
-    (``ceil(input_tokens / hash_block_size)``): a block past the prompt is no prefix, and
-    the engine reads no more than the prompt's (Mooncake's blocks are 512 tokens)."""
+def _hash_ids_count_notes(raw: RawTrace) -> list[str]:
+    """Notes when rows carry more, or fewer, prefix-block hashes than their prompt has
+    blocks (``ceil(input_tokens / hash_block_size)``; Mooncake's blocks are 512 tokens, and
+    every row of its published trace has exactly that many). A block past the prompt is no
+    prefix, and the engine reads no more than the prompt's; a prompt block without a hash
+    shares nothing with any other prompt, so a short row loses the prefix hits its blocks
+    would have had (a QA pass: 1 id for a 4,834-token prompt passed without a word, while
+    the surplus was noted). Rows without ``hash_ids`` (null) or with ``[]`` are left to
+    ``_unhashed_rows_note``."""
     hashes = raw.extra.get("hash_ids")
     block = raw.hash_block_size
     if hashes is None or not block or len(raw.input_tokens) == 0:
-        return None
+        return []
     import pyarrow.compute as pc
 
     lengths = pc.list_value_length(hashes).to_numpy(zero_copy_only=False)
     lengths = np.nan_to_num(lengths.astype(np.float64), nan=0.0)
     blocks = -(-raw.input_tokens // block)
-    surplus = lengths > blocks
-    if not surplus.any():
-        return None
-    row = int(np.argmax(surplus))
-    num = int(surplus.sum())
-    return (
-        f"{num_rows_text(num)} {'carries' if num == 1 else 'carry'} more hash_ids than "
-        f"{'its' if num == 1 else 'their'} prompt has "
-        f"{block}-token blocks (first: {raw.where(row)}, {int(lengths[row]):,} for "
-        f"{int(raw.input_tokens[row]):,} tokens): the ones past the prompt are not used"
-    )
+    notes = []
+    for mask, more, effect in (
+        (lengths > blocks, True, "the ones past the prompt are not used"),
+        (
+            (lengths > 0) & (lengths < blocks),
+            False,
+            "the blocks past the last hash share no prefix with any other prompt",
+        ),
+    ):
+        if not mask.any():
+            continue
+        row = int(np.argmax(mask))
+        num = int(mask.sum())
+        notes.append(
+            f"{num_rows_text(num)} {'carries' if num == 1 else 'carry'} "
+            f"{'more' if more else 'fewer'} hash_ids than {'its' if num == 1 else 'their'} "
+            f"prompt has {block}-token blocks (first: {raw.where(row)}, "
+            f"{int(lengths[row]):,} for {int(raw.input_tokens[row]):,} tokens): {effect}"
+        )
+    return notes
