@@ -531,3 +531,30 @@ def test_a_mapped_date_alone_is_refused_in_csv_and_json_lines(tmp_path, suffix):
     )  # fmt: skip
     line = 3 if suffix == "csv" else 2
     assert_one_line_error(result, f"m.{suffix}: line {line}: column t: expected a date and time")
+
+
+@pytest.mark.parametrize("fmt", ["azure", "burstgpt", "lengths"])
+def test_json_lines_read_as_a_csv_format_say_so(tmp_path, fmt):
+    """QA (stop 36): the whole first JSON object was listed as the columns found."""
+    line = json.dumps({"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": [0]})
+    path = write(tmp_path, "m.jsonl", line + "\n")
+    result = invoke("trace", "import", path, "-o", tmp_path / "o.parquet", "--format", fmt)
+    assert_one_line_error(result, "m.jsonl: holds JSON lines, not the CSV")
+    assert "found:" not in result.stderr
+
+
+def test_an_unsorted_canonical_trace_names_the_command_that_sorts_it(tmp_path):
+    table = pq.read_table(SESSIONS)
+    times = table.column("arrival_time_s").to_pylist()
+    times[3], times[4] = times[4], times[3]
+    index = table.schema.get_field_index("arrival_time_s")
+    table = table.set_column(index, table.schema.field(index), pa.array(times, pa.float64()))
+    path = tmp_path / "u.parquet"
+    pq.write_table(table, path)
+    result = invoke("trace", "info", path)
+    assert_one_line_error(
+        result, "u.parquet: row 5:", "`simreplay trace import u.parquet --format parquet -o"
+    )
+    fixed = invoke("trace", "import", path, "--format", "parquet", "-o", tmp_path / "s.parquet")
+    assert fixed.exit_code == 0, fixed.stderr
+    assert invoke("trace", "info", tmp_path / "s.parquet").exit_code == 0

@@ -293,7 +293,13 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
             row = int(descents[0]) + 1
             raise TraceError(
                 f"{source}: row {row + 1}: arrival_time_s {float(arrival[row])!r} is earlier than "
-                f"the row before ({float(arrival[row - 1])!r}); a trace must be sorted by arrival"
+                f"the row before ({float(arrival[row - 1])!r}); a trace must be sorted by "
+                "arrival"
+                + (
+                    f": `simreplay trace import {source} --format parquet -o OUT.parquet` sorts it"
+                    if source.endswith(".parquet")
+                    else ""
+                )
             )
     for name in ("input_tokens", "output_tokens"):
         tokens = table.column(name).to_numpy()

@@ -84,6 +84,12 @@ def datetime_type_for(sample: str | None) -> pa.DataType:
 
 def require_columns(path: Path, header: list[str], names: list[str], what: str) -> None:
     missing = [name for name in names if name not in header]
+    if missing and header and header[0].lstrip().startswith("{"):
+        # A JSON-lines file read as CSV: its first object is no header to list.
+        raise TraceError(
+            f"{path.name}: holds JSON lines, not the CSV {what} is read from (drop --format "
+            "to detect the format, or give --format jsonl with a column mapping)"
+        )
     if missing:
         raise TraceError(
             f"{path.name}: missing column {missing[0]!r} expected in {what} "
