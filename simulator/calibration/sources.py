@@ -47,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator.checks import count
+from simulator.checks import count, format_number
 from simulator.errors import SimreplayError
 
 MS = 1e-3
@@ -269,6 +269,9 @@ def read_measurements(directory: Path, *, system: str | None = None) -> Measurem
     repeated = _repeated_rows(result, vidur_rows)
     if repeated:
         result.notes.append(repeated)
+    conflicting = None if vidur_rows else _conflicting_shapes(result)
+    if conflicting:
+        result.notes.append(conflicting)
     vidur = [f for f in result.files if Path(f).name == "mlp.csv"]
     if vidur and len(vidur) < len(result.files):
         # Both kinds pooled into one grid (QA): Vidur's rows name no device, so another
@@ -331,6 +334,53 @@ def _repeated_rows(result: Measurements, vidur_rows: Counter) -> str | None:
         f"{count:,} {what} repeat{'s' if count == 1 else ''} an earlier row's {same}"
         f"{per_family}: kept, so each counts again in the fit and its errors (the same rows in "
         "two files, or rows repeated in one?)"
+    )
+
+
+#: Two latencies of one shape further apart than this ratio are noted (``_conflicting_shapes``).
+CONFLICTING_LATENCY_RATIO = 1.1
+
+
+def _conflicting_shapes(result: Measurements) -> str | None:
+    """A note counting the shapes measured more than once whose latencies lie more than
+    10 % apart, or None. The fit takes each node's median and ``check`` compares every
+    row, so a second run of the same shapes 1.5 times slower moved a GEMM median error to
+    -16.7 % without a word (a QA pass); exact repeats are ``_repeated_rows``'. In
+    AIConfigurator's data for six GPUs only one shape does (A100 prefill attention).
+    """
+    counts = {}
+    first = None
+    for family in FAMILIES:
+        columns = getattr(result, family)
+        if not columns:
+            continue
+        keys = [k for k in sorted(columns) if k != "latency_s"]
+        low: dict[tuple, float] = {}
+        high: dict[tuple, float] = {}
+        for *shape, latency in zip(
+            *(columns[k].tolist() for k in keys), columns["latency_s"].tolist(), strict=True
+        ):
+            shape = tuple(shape)
+            low[shape] = min(low.get(shape, latency), latency)
+            high[shape] = max(high.get(shape, latency), latency)
+        far = [k for k in low if high[k] > CONFLICTING_LATENCY_RATIO * low[k]]
+        if far:
+            counts[family] = len(far)
+            if first is None:
+                shape = dict(zip(keys, far[0], strict=True))
+                text = ", ".join(
+                    f"{k} {format_number(v) if isinstance(v, float) else v}"
+                    for k, v in shape.items()
+                )
+                first = f"{family} {text}: {low[far[0]] * 1e3:.4g} and {high[far[0]] * 1e3:.4g} ms"
+    if not counts:
+        return None
+    total = sum(counts.values())
+    per_family = ", ".join(f"{f} {n:,}" for f, n in counts.items())
+    return (
+        f"{total:,} shape{'' if total == 1 else 's'} measured more than once with latencies "
+        f"over 10 % apart ({per_family}; first: {first}): the fit takes each shape's median "
+        "and check compares every row (two runs of the same shapes in one folder?)"
     )
 
 
