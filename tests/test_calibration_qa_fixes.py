@@ -994,3 +994,14 @@ def test_a_shape_measured_twice_with_latencies_far_apart_is_noted(tmp_path):
     ), notes
     _write({**rows, "latency": [0.02, 0.021, 0.0201]}, tmp_path / "b" / "gemm_perf.parquet")
     assert not any("over 10 % apart" in note for note in read_measurements(tmp_path / "b").notes)
+
+
+def test_check_json_carries_the_notes_it_printed(tmp_path):
+    """QA (stop 36): the repeated-rows note reached stderr only; --json had no field."""
+    rows = {"gemm_dtype": ["bfloat16"] * 3, "m": [1, 2, 1], "n": [4096] * 3, "k": [4096] * 3}
+    _write({**rows, "latency": [0.02, 0.021, 0.02]}, tmp_path / "gemm_perf.parquet")
+    result = runner.invoke(app, ["calibrate", "check", str(tmp_path), "--gpu", "H100", "--json"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert any(note.startswith("1 measured row repeats an earlier row's") for note in notes)
+    assert all(f"note: {note}" in result.stderr for note in notes)

@@ -491,9 +491,16 @@ def check(
     from simulator.models import get_model
 
     spec = None if model is None else get_model(model)
+    notes: list[str] = []
+
+    def note(line: str) -> None:  # printed as they come, and kept for --json
+        _progress(line)
+        notes.append(line.removeprefix("note: "))
+
     result = check_measurements(
-        directory, get_gpu(gpu), calibration=calibration, model=spec, note=_progress
+        directory, get_gpu(gpu), calibration=calibration, model=spec, note=note
     )
+    result["notes"] = notes
     if result["system"] is not None:
         others = result["other_folders"]
         err.print(
