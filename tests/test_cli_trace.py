@@ -463,6 +463,23 @@ def test_gap_s_without_a_concat_of_several_traces_is_an_error(tmp_path):
         assert not (tmp_path / "b.parquet").exists()
 
 
+def test_combine_with_one_trace_is_an_error(tmp_path):
+    """QA (stop 36): --combine merge with one source was accepted and ignored, while
+    --gap-s was refused."""
+    source = tmp_path / "a.csv"
+    source.write_text("arrival_time_s,input_tokens,output_tokens\n0,10,5\n1,10,5\n")
+    out = tmp_path / "b.parquet"
+    result = runner.invoke(
+        app, ["trace", "transform", str(source), "-o", str(out), "--combine", "merge"]
+    )
+    assert result.exit_code == 1 and not out.exists()
+    assert result.stderr.strip() == (
+        "error: --combine says how two or more traces are combined; one was given"
+    )
+    both = runner.invoke(app, ["trace", "transform", str(source), str(source), "-o", str(out)])
+    assert both.exit_code == 0, both.stderr  # concat by default
+
+
 def test_one_request_is_said_in_the_singular(tmp_path):
     """A synth, import or transform that writes one request says "1 request", not "1 requests"."""
     one = tmp_path / "one.parquet"

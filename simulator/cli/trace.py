@@ -534,12 +534,14 @@ def transform(
         int | None, typer.Option("--max-output-tokens", help="Cap output lengths.")
     ] = None,
     combine: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--combine",
-            help="With several sources: concat (one after another) or merge (same clock).",
+            help="With several sources: concat (one after another; the default) or merge "
+            "(same clock).",
+            show_default=False,
         ),
-    ] = "concat",
+    ] = None,
     gap_s: Annotated[
         float | None,
         typer.Option(
@@ -551,8 +553,12 @@ def transform(
 ) -> None:
     """Make a what-if variant: rescale the rate, slice a window, sample, cap lengths, combine."""
     output, replaced = _parquet_output(output, list(sources), "a trace being transformed")
-    if combine not in ("concat", "merge"):
+    if combine is not None and combine not in ("concat", "merge"):
         raise SimreplayError(f"--combine must be concat or merge, got {combine!r}")
+    if combine is not None and len(sources) < 2:
+        # Accepted and ignored before (a QA pass), while --gap-s was refused.
+        raise SimreplayError("--combine says how two or more traces are combined; one was given")
+    combine = combine or "concat"
     if gap_s is not None and (len(sources) < 2 or combine != "concat"):
         raise SimreplayError("--gap-s is the idle time between traces of --combine concat")
     if len(sources) == 1:
