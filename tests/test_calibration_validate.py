@@ -1846,3 +1846,19 @@ def test_an_implausible_host_fit_is_in_the_json_notes_too(bench, tmp_path, monke
     implausible = [n for n in notes if "is above what vLLM's host work measures" in n]
     assert len(implausible) == 1 and implausible[0].startswith("--fit: ")
     assert f"note: {implausible[0]}\n" in result.stderr
+
+
+def test_validate_says_where_each_host_line_comes_from(bench, tmp_path):
+    """QA (stop 36): the host line named no source, and after --fit it would have named
+    the GPU's shipped profile for the constants fitted to the benchmark."""
+    out = tmp_path / "mine.json"
+    args = ["calibrate", "validate", str(bench / "bench.jsonl"), "--gpus", "1xH100"]
+    result = runner.invoke(app, [*args, "--model", "llama-3.1-8b", "--fit", "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    hosts = [line for line in result.stdout.splitlines() if line.startswith("host overhead:")]
+    assert len(hosts) == 2, result.stdout
+    assert "a step (simreplay's defaults; calibrate validate --fit measures yours)" in hosts[0]
+    assert "per scheduled request a step from this benchmark's fit, added" in hosts[1]
+    again = runner.invoke(app, [*args, "--model", "llama-3.1-8b", "--calibration", str(out)])
+    line = next(x for x in again.stdout.splitlines() if x.startswith("host overhead:"))
+    assert "a step from mine.json (benchmark, H100-SXM), added" in line

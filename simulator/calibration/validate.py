@@ -1381,7 +1381,11 @@ def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
         "async_scheduling": resolved.scenario.async_scheduling,
         "step_time_model": {
             key: resolved.step_model.description[key]
-            for key in ("efficiency_host_overhead_s", "efficiency_host_overhead_per_seq_s")
+            for key in (
+                "efficiency_host_overhead_s",
+                "efficiency_host_overhead_per_seq_s",
+                "host_overhead_from",
+            )
             if key in resolved.step_model.description
         },
         "cuda_graph_max_tokens": resolved.step_model.description.get("cuda_graph_max_tokens"),
@@ -1488,7 +1492,8 @@ def _with_host(
     )
     source = step.source.split("; host overheads from ")[0]
     source += "; host overheads fitted to this benchmark"
-    step = dataclasses.replace(step, source=source)
+    description = {**step.description, "host_overhead_from": "this benchmark's fit"}
+    step = dataclasses.replace(step, source=source, description=description)
     chosen = resolved.scenario
     step = served_step_model(step, chosen, resolved.max_num_seqs, resolved.token_budget)
     return dataclasses.replace(resolved, step_model=step, calibration={**info, "source": source})
