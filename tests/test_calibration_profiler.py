@@ -614,3 +614,45 @@ def test_force_replaces_only_a_previous_profiles_folder(tmp_path):
     assert (mine / "notes.txt").read_text() == "keep me"
     (mine / META_FILE).write_text("{}")
     assert check_out_dir(mine, force=True) == mine
+
+
+def test_the_cpu_allocators_refusal_counts_as_out_of_memory(torch):
+    """QA (stop 36): a GEMM weight the CPU could not hold ("DefaultCPUAllocator: can't
+    allocate memory") ended `calibrate profile --device cpu` in a traceback; CUDA's
+    out-of-memory error was already a skipped point."""
+    with pytest.raises(RuntimeError) as info:
+        torch.empty(1 << 62, dtype=torch.uint8)
+    assert profiler._is_oom(info.value)
+    assert profiler._is_oom(MemoryError())
+    assert not profiler._is_oom(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+def test_an_out_folder_that_cannot_be_made_is_refused_before_measuring(tmp_path):
+    """QA (stop 36): `-o /proc/nope` failed after the banner, naming the run's own
+    temporary folder."""
+    from simulator.calibration.profiler import check_out_dir
+
+    if Path("/proc").is_dir():
+        with pytest.raises(
+            SimreplayError, match=r"^-o /proc/nope: cannot create a folder in /proc"
+        ):
+            check_out_dir(Path("/proc/nope"), force=False)
+    assert check_out_dir(tmp_path / "new", force=False) == tmp_path / "new"
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing
+
+
+def test_temporaries_of_a_killed_run_are_removed(tmp_path):
+    """QA (stop 36): a run killed with SIGKILL left `.NAME.PID.tmp/`, which no later run
+    removed; a running process's are kept."""
+    import os
+
+    from simulator.calibration.profiler import check_out_dir
+
+    dead = tmp_path / ".k4.999999999.tmp"
+    old = tmp_path / ".k4.999999999.old"
+    alive = tmp_path / f".k4.{os.getpid()}.tmp"
+    other = tmp_path / ".k4.notes"
+    for folder in (dead, old, alive, other):
+        folder.mkdir()
+    check_out_dir(tmp_path / "k4", force=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])

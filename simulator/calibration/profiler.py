@@ -657,9 +657,21 @@ def _capture(
 
 
 def _is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device had no memory for a tensor: CUDA's out-of-memory
+    error, or the CPU allocator's "can't allocate memory" (a QA pass: ``--device cpu
+    --max-tokens 1000000000`` ended in a traceback)."""
     torch = import_torch()
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(exc, oom) or "out of memory" in str(exc).lower()
+    kinds = (
+        getattr(torch, "OutOfMemoryError", None),
+        getattr(torch.cuda, "OutOfMemoryError", None),
+        MemoryError,
+    )
+    text = str(exc).lower()
+    return (
+        isinstance(exc, tuple(kind for kind in kinds if kind is not None))
+        or "out of memory" in text
+        or "can't allocate memory" in text
+    )
 
 
 def _free_device_memory(device: Any) -> None:
@@ -1362,7 +1374,36 @@ def check_out_dir(out: Path, force: bool) -> Path:
     parent = out.absolute().parent
     if not parent.is_dir():
         raise SimreplayError(f"-o {out}: parent {parent} is not an existing directory")
+    # Permissions alone do not say (root, /proc, a read-only mount): make a folder there and
+    # take it away again, so that the run fails here, not after the banner with its own
+    # temporary folder's name (a QA pass).
+    probe = parent / f".{out.name}.{os.getpid()}.probe"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise SimreplayError(
+            f"-o {out}: cannot create a folder in {parent} ({exc.strerror or exc})"
+        ) from None
+    _remove_stale_temporaries(out)
     return out
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Remove the temporary folders (``.NAME.PID.tmp``, ``.old``) that a run killed outright
+    (SIGKILL, a lost machine) left beside ``out``: no cleanup ran, and a later run never
+    looked at them (a QA pass). Only those of processes no longer running."""
+    parent = out.absolute().parent
+    for leftover in parent.glob(f".{out.name}.*"):
+        pid, _, suffix = leftover.name.removeprefix(f".{out.name}.").partition(".")
+        if suffix not in ("tmp", "old") or not pid.isdigit() or not leftover.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            continue  # running, or another user's: leave it
 
 
 def _environment(device: Any) -> dict[str, Any]:
