@@ -755,6 +755,40 @@ def choose_tp(
     higher = "a higher --gpu-memory-utilization, " if gpu_memory_utilization < 0.9 else ""
     tried = ", ".join(str(tp) for tp in candidates)
     gpus = f"{num_gpus} GPU" + ("s" if num_gpus != 1 else "")
+
+    def fits(tp: int, stages: int) -> bool:
+        try:
+            validate_tp(model, num_gpus // stages, tp)
+            validate_pp(model, num_gpus, tp, stages)
+            plan_memory(
+                model, gpu, tp, gpu_memory_utilization=gpu_memory_utilization,
+                block_size=block_size, max_num_batched_tokens=max_num_batched_tokens,
+                max_num_seqs=max_num_seqs, kv_dtype_bytes=kv_dtype_bytes, pp=stages,
+            )  # fmt: skip
+        except SimreplayError:
+            return False
+        return True
+
+    # The automatic choice stays within a server (TP 1-8); a model larger than that takes
+    # pipeline stages across servers, as vLLM's docs advise (TP within a server, PP across
+    # them), or a TP over several servers. Said when the GPUs given allow it (a QA pass:
+    # 16 and 32 H100s were told to "use more GPUs" for a 405B model that --tp 8 --pp 2 runs).
+    widest = max(candidates)
+    # The fewest GPUs per replica that fit: more replicas of the GPUs given.
+    sizes = [n for n in range(2 * widest, num_gpus + 1, widest) if num_gpus % n == 0]
+    ways = []
+    if pp == 1:
+        stages = next((n // widest for n in sizes if fits(widest, n // widest)), None)
+        if stages is not None:
+            ways.append(f"--tp {widest} --pp {stages} (pipeline stages across servers)")
+        wide = next((n for n in sizes if fits(n, 1)), None)
+        if wide is not None:
+            ways.append(f"--tp {wide} (one TP group over servers)")
+    if ways:
+        raise SimreplayError(
+            f"{detail}; no TP that divides {gpus} fits within a server (tried --tp {tried}; "
+            f"the automatic choice stops there): give {' or '.join(ways)}"
+        )
     raise SimreplayError(
         f"{detail}; no TP that divides {gpus} fits (tried --tp {tried}): {batch}{higher}use "
         "more GPUs (a larger TP), or GPUs with more memory"

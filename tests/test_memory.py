@@ -237,6 +237,29 @@ def test_choose_tp_errors_when_nothing_fits():
     assert str(info.value).startswith("llama-2-70b does not fit on 1xL4 with --tp 1")
 
 
+def test_a_model_larger_than_a_server_is_told_the_tp_and_pp_that_fit():
+    """QA (stop 36): a 405B-shaped model on 16 and 32 H100s was told to "use more GPUs",
+    though --tp 8 --pp 2 and --tp 16 run it; the automatic choice stays within a server."""
+    big = replace(
+        LLAMA_70B, name="big-405b", num_layers=126, hidden_size=16384,
+        intermediate_size=53248, num_heads=128, num_kv_heads=8, vocab_size=128256,
+    )  # fmt: skip
+    h100 = get_gpu("H100")
+    for num_gpus, advice in (
+        (16, "give --tp 8 --pp 2 (pipeline stages across servers) or --tp 16 (one TP group"),
+        (32, "give --tp 8 --pp 2 (pipeline stages across servers) or --tp 16 (one TP group"),
+        (24, "give --tp 8 --pp 3 (pipeline stages across servers)"),
+    ):
+        with pytest.raises(SimreplayError) as info:
+            choose_tp(big, h100, num_gpus)
+        assert "fits within a server (tried --tp 1, 2, 4, 8" in str(info.value)
+        assert str(info.value).endswith(advice) or advice + " over servers)" in str(info.value)
+        stages = int(advice.split("--pp ")[1][0])
+        plan_memory(big, h100, 8, pp=stages)  # the advice fits
+    with pytest.raises(SimreplayError, match="use more GPUs"):
+        choose_tp(big, h100, 8)
+
+
 def test_choose_tp_falls_back_to_tp_1_when_no_larger_tp_splits_the_heads():
     odd = replace(LLAMA_8B, name="odd-heads", num_heads=33, num_kv_heads=11)
     assert choose_tp(odd, GPUS["L4"], 8) == 1
