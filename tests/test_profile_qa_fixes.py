@@ -199,7 +199,11 @@ def test_fit_keeps_its_notes_and_a_cpus_files_run_with_a_warning(tmp_path):
     assert result.exit_code == 0, result.output
     printed = [line.removeprefix("note: ") for line in result.stderr.splitlines()]
     notes = load_profile(out).provenance["notes"]
-    assert any("times slower than H200's roofline" in n for n in notes), notes
+    # Since stop 36 one warning says it plainly, instead of notes guessing at a unit.
+    assert any(
+        n.startswith(f"WARNING: {source}: measured on a CPU ({EPYC}), not on H200") for n in notes
+    )
+    assert not any("times slower than H200's roofline" in n for n in notes), notes
     # The CLI's own note on leave-one-GPU-out is kept without the folder's path.
     assert all(n in printed or n.startswith("leave-one-GPU-out not measured") for n in notes)
     assert load_profile(out).provenance["device"] == EPYC
@@ -258,3 +262,15 @@ def test_calibrate_profile_on_the_cpu_then_fit_then_run_warns(tmp_path):
     result = runner.invoke(app, ["run", str(TRACE), "--gpus", "1xH200", "--calibration", str(out)])
     assert result.exit_code == 0, result.output
     assert "was measured on a CPU (" in result.stdout and "not a GPU" in result.stdout
+
+
+def test_check_of_a_cpus_files_says_they_are_a_cpus(tmp_path):
+    """QA (stop 36): `check` of a CPU profile run's files only noted what a unit error
+    would look like."""
+    source = _gemm_folder(tmp_path / "cpu", EPYC, scale=1e4)
+    result = runner.invoke(app, ["calibrate", "check", str(source), "--gpu", "H200", "--json"])
+    assert result.exit_code == 0, result.output
+    warning = f"WARNING: {source}: measured on a CPU ({EPYC}), not on H200: compared with"
+    assert warning in result.stderr
+    assert any(n.startswith(warning) for n in json.loads(result.stdout)["notes"])
+    assert "latency in microseconds" not in result.stderr

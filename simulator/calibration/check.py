@@ -10,6 +10,7 @@ import numpy as np
 
 from simulator.calibration.fit import (
     check_latency_unit,
+    cpu_warning,
     error_stats,
     grid_points,
     model_gemm_shapes,
@@ -123,8 +124,9 @@ def check_measurements(
         if len(latency_s) == 0:
             continue
         check_latency_unit(
-            grid_name, feats, latency_s, ref, gpu.name, str(directory), note, refuse=False
-        )
+            grid_name, feats, latency_s, ref, gpu.name, str(directory), note, refuse=False,
+            device=meas.device,
+        )  # fmt: skip
         owner = next((p for p in chain if grid_name in p.grids), None)
         if owner is None:
             predicted = uncalibrated_latency_s(grid_name, feats, gpu)
@@ -187,6 +189,9 @@ def check_measurements(
         **{family: result_families.get(family, dict(empty)) for family in order},
         **{f: v for f, v in result_families.items() if f not in order},
     }
+    warning = cpu_warning(root, meas, gpu.name, "check")
+    if warning is not None and note is not None:
+        note(warning)
     primary = chain[0] if chain else None
     return {
         "gpu": gpu.name,

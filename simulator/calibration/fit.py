@@ -761,7 +761,8 @@ def check_latency_unit(
             "milliseconds; is it in microseconds? (a CPU's files are fitted, with a note, "
             "when their device column names the processor); nothing was written"
         )
-    if lowest > MAX_MIN_ROOFLINE_RATIO and progress is not None:
+    if lowest > MAX_MIN_ROOFLINE_RATIO and progress is not None and not is_cpu_device(device):
+        # A processor's files are slow for that reason, said once (``read_gpu_measurements``).
         consequence = (
             "this profile is 1,000 times too slow"
             if refuse
@@ -1053,6 +1054,22 @@ def _kind_of_files(folder: Path) -> str:
     return "measured operator files"
 
 
+def cpu_warning(source: Path | str, meas: Measurements, gpu: str, command: str) -> str | None:
+    """The warning ``fit`` and ``check`` print once they succeed when the files were
+    measured on a processor (``calibrate profile --device cpu``), or None: before, they said
+    only what a unit error would look like (a QA pass), and a profile fitted from such
+    files is used as the GPU's by every run on it."""
+    if not is_cpu_device(meas.device):
+        return None
+    effect = (
+        f"a profile fitted from them prices every {gpu} step at that processor's speed, "
+        "for trying the tool out, not for planning"
+        if command == "fit"
+        else f"compared with {gpu}'s predictions, they are that processor's times"
+    )
+    return f"WARNING: {source}: measured on a CPU ({meas.device}), not on {gpu}: {effect}"
+
+
 def read_gpu_measurements(
     source: Path, gpu: str, note: Callable[[str], None] | None = None, *, command: str = "fit"
 ) -> tuple[Measurements, str | None, str]:
@@ -1191,6 +1208,8 @@ def fit_from_source(
         # fitted as a GPU's were noted "200 times slower" and then run without a word.
         if line.startswith(NOTE_PREFIX):
             notes.append(line[len(NOTE_PREFIX) :])
+        elif line.startswith("WARNING: "):  # kept whole: a CPU's files fitted as a GPU
+            notes.append(line)
         if progress is not None:
             progress(line)
 
@@ -1216,6 +1235,9 @@ def fit_from_source(
             profile.provenance["host_vllm_v0"] = record
         if host is not None:
             profile.host_vllm_v0 = host
+    warning = cpu_warning(source, meas, gpu, "fit")
+    if warning is not None:
+        note(warning)
     if notes:
         profile.provenance["notes"] = notes
     if relatives_dir is not None:
