@@ -523,7 +523,10 @@ def load_hf_config(path: Path | str) -> ModelSpec:
         top = {key: raw[key] for key in _TOP_LEVEL_KEYS_FOR_TEXT if raw.get(key) is not None}
         config = {**top, **text_config}
         defaults = _WRAPPED_TEXT_DEFAULTS.get(str(text_config.get("model_type") or "").lower())
-        filled = sorted(set(defaults or {}) - {k for k, v in config.items() if v is not None})
+        # Only keys left out: an explicit null is the file's value (``"sliding_window":
+        # null`` is no window, as transformers and vLLM read it; a QA pass saw Mistral-Small
+        # 3.1's read as 4,096 tokens, with notes that the window was unmodelled).
+        filled = sorted(set(defaults or {}) - set(config))
         if defaults and filled:
             # transformers writes a wrapped text_config without the keys equal to its
             # class's defaults (llava-1.5-7b-hf: no num_hidden_layers); vLLM reads them back.

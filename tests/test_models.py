@@ -790,6 +790,24 @@ def test_llavas_text_config_reads_the_llama_and_mistral_defaults_it_leaves_out(t
         load_hf_config(top)
 
 
+def test_an_explicit_null_in_text_config_is_not_a_left_out_key(tmp_path):
+    """QA (stop 36): Mistral-Small-3.1's text_config says "sliding_window": null (no
+    window, to transformers and vLLM); it was filled with MistralConfig's 4,096, with
+    notes that a window was left unmodelled."""
+    text = {"model_type": "mistral", "head_dim": 128, "hidden_size": 5120,
+            "intermediate_size": 32768, "num_hidden_layers": 40, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "vocab_size": 131072,
+            "max_position_embeddings": 131072, "sliding_window": None}  # fmt: skip
+    path = write_config(tmp_path, {"model_type": "mistral3", "text_config": text})
+    spec = load_hf_config(path)
+    assert not any("sliding" in n for n in spec.notes), spec.notes
+    assert not any("sliding_window" in n for n in spec.notes if "leaves out" in n)
+    left_out = write_config(tmp_path, {"model_type": "mistral3", "text_config": {
+        k: v for k, v in text.items() if k != "sliding_window"}})  # fmt: skip
+    assert any("sliding-window attention (4,096 tokens)" in n for n in (
+        load_hf_config(left_out).notes))  # fmt: skip
+
+
 def test_cross_attention_layers_and_mllama_are_refused(tmp_path):
     """A QA pass: Llama-3.2-Vision ran with its 8 cross-attention layers counted as
     self-attention KV (25 % too much); vLLM v0.11 does not serve it."""
