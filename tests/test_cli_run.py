@@ -280,6 +280,33 @@ def test_hardware_and_models_lists():
     assert result.exit_code == 0 and "llama-3.1-70b" in result.stdout
 
 
+def test_models_show_says_what_a_config_json_is_read_as(tmp_path):
+    """QA (stop 36): nothing showed the shape or parameter count read from a config.json
+    (`models list` takes no path), so it could not be compared with the published size."""
+    config = {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+        "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 131072,
+    }  # fmt: skip
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = invoke("models", "show", path)
+    assert result.exit_code == 0, result.stderr
+    text = result.stdout
+    assert "parameters        8.03 B" in text and "32 / 8" in text
+    assert (
+        "KV cache          131,072 bytes per token (16-bit, TP 1)" in text
+    )  # 2 x 32 x 8 x 128 x 2
+    as_json = json.loads(invoke("models", "show", "llama-3.1-8b", "--json").stdout)
+    assert (
+        as_json["num_params"]
+        == json.loads(invoke("models", "show", path, "--json").stdout)["num_params"]
+    )
+    assert as_json["kv_bytes_per_token"] == 2 * 32 * 8 * 128 * 2
+    missing = invoke("models", "show", tmp_path / "none.json")
+    assert missing.exit_code == 1 and missing.stderr.startswith("error: ")
+
+
 def test_simulate_accepts_a_hand_built_table_and_checks_it():
     import pyarrow as pa
 

@@ -138,3 +138,58 @@ def list_models(json_output: JsonOpt = False) -> None:
             ]
         )
     print_table(headers, rows, numeric_from=1)
+
+
+@models_app.command("show")
+@domain_errors
+def show_model(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A catalog name or alias, or a Hugging Face config.json (or its folder).",
+            show_default=False,
+        ),
+    ],
+    json_output: JsonOpt = False,
+) -> None:
+    """Show what --model reads from a name or a config.json: shape, parameters, weight and
+    KV-cache bytes, and the notes a run would print (what is not modelled)."""
+    from simulator.models import get_model
+
+    spec = get_model(model)
+    precision = "FP8 checkpoint" if spec.weight_bytes_per_param == 1 else "16-bit"
+    record = {**_model_record(spec), "weights": precision, "notes": list(spec.notes)}
+    if json_output:
+        print_json(record)
+        return
+    params = f"{record['num_params'] / 1e9:,.2f} B"
+    if record["num_experts"]:
+        params += f" ({record['num_active_params'] / 1e9:,.2f} B active per token)"
+    rows = [
+        ("name", record["name"]),
+        ("layers", f"{record['num_layers']:,}"),
+        ("hidden size", f"{record['hidden_size']:,}"),
+        ("heads / KV heads", f"{record['num_heads']} / {record['num_kv_heads']}"),
+        ("head dim", str(record["head_dim"])),
+        (
+            "FFN (per expert)" if record["num_experts"] else "FFN",
+            f"{record['intermediate_size']:,}",
+        ),
+        ("vocab", f"{record['vocab_size']:,}"),
+        ("context", f"{record['max_context_tokens']:,} tokens"),
+        (
+            "experts / top-k",
+            f"{record['num_experts']} / {record['num_experts_per_token']}"
+            if record["num_experts"]
+            else "-",
+        ),
+        ("parameters", params),
+        ("weights", f"{record['weight_bytes'] / GIB:,.2f} GiB ({precision})"),
+        ("KV cache", f"{record['kv_bytes_per_token']:,.0f} bytes per token (16-bit, TP 1)"),
+        ("source", record["source"]),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    for text in record["notes"]:
+        print(f"note: {text}")
