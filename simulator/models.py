@@ -712,13 +712,20 @@ def _spec_from_config(
             fp8_weights(spec),
             weight_block=_weight_block(value("quantization_config"), file, where),
         )
-    if not unchecked:
+    if not unchecked and model_type:
         return spec
     total = param_count(spec)["total"] / 1e9
+    # Without a model_type nothing says which family's defaults apply (a QA pass: Gemma-2-9B
+    # less its model_type read as 8.0B parameters, untied, without a word).
+    what = (
+        "has no model_type"
+        if not model_type
+        else f"model_type {model_type!r} is not a family simreplay has checked"
+    )
     return replace(
         spec,
         notes=(
-            f"{name}: model_type {model_type!r} is not a family simreplay has checked: read "
+            f"{name}: {what}: read "
             f"as a Llama-shaped decoder ({'gated' if gated else 'plain'} MLP from hidden_act "
             f"{activation!r}, embeddings {'tied' if tied else 'untied'}) of {total:,.2f}B "
             "parameters; compare with the published count",

@@ -968,3 +968,23 @@ def test_a_sliding_window_or_layer_list_that_cannot_be_read_is_refused(tmp_path,
     load_hf_config(write_config(tmp_path, config))
     with pytest.raises(SimreplayError, match=re.escape(fragment)):
         load_hf_config(write_config(tmp_path, {**config, **change}))
+
+
+def test_a_config_without_a_known_family_says_how_it_was_read(tmp_path):
+    """A family simreplay has not checked, or a config with no model_type at all (a QA
+    pass, stop 36: Gemma-2-9B less its model_type read as 8.0B untied parameters without a
+    word), is read as a Llama-shaped decoder with a note giving its parameter count."""
+    base = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+            "max_position_embeddings": 8192, "hidden_act": "silu"}  # fmt: skip
+    for model_type, said in (
+        (None, "has no model_type: read as a Llama-shaped decoder (gated MLP from hidden_act "
+               "'silu', embeddings untied) of 8.03B parameters"),
+        ("starcoder9", "model_type 'starcoder9' is not a family simreplay has checked: read "
+                       "as a Llama-shaped decoder"),
+    ):  # fmt: skip
+        config = base if model_type is None else {**base, "model_type": model_type}
+        spec = load_hf_config(write_config(tmp_path / str(model_type), config))
+        assert any(said in note for note in spec.notes), spec.notes
+    known = load_hf_config(write_config(tmp_path / "llama", {**base, "model_type": "llama"}))
+    assert not any("Llama-shaped" in note for note in known.notes)
