@@ -605,7 +605,19 @@ def _spec_from_config(
         raise unsupported("an MoE with some dense layers")
     if positive_int("decoder_sparse_step", 1) != 1:
         raise unsupported("an MoE with decoder_sparse_step != 1")
-    fp8_note = _fp8_checkpoint(value("quantization_config"), unsupported)
+    quantization = value("quantization_config")
+    if quantization is not None and not isinstance(quantization, dict):
+        # "fp8" or {} read as "quant_method None" (a QA pass).
+        raise SimreplayError(
+            f"{file}: {where}quantization_config must be a JSON object with a quant_method "
+            f"(transformers writes one), got {json.dumps(quantization)[:40]}"
+        )
+    if quantization == {}:
+        raise SimreplayError(
+            f"{file}: {where}quantization_config is empty: give its quant_method, or leave it "
+            "out for a 16-bit checkpoint"
+        )
+    fp8_note = _fp8_checkpoint(quantization, unsupported)
 
     num_layers = positive_int("num_hidden_layers")
     if layer_types and len(layer_types) != num_layers:

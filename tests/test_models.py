@@ -988,3 +988,20 @@ def test_a_config_without_a_known_family_says_how_it_was_read(tmp_path):
         assert any(said in note for note in spec.notes), spec.notes
     known = load_hf_config(write_config(tmp_path / "llama", {**base, "model_type": "llama"}))
     assert not any("Llama-shaped" in note for note in known.notes)
+
+
+@pytest.mark.parametrize(
+    ("quantization", "said"),
+    [
+        ("fp8", 'quantization_config must be a JSON object with a quant_method (transformers '
+                'writes one), got "fp8"'),
+        ({}, "quantization_config is empty: give its quant_method"),
+    ],
+)  # fmt: skip
+def test_a_quantization_config_that_is_no_object_is_named(tmp_path, quantization, said):
+    """QA (stop 36): both read as "quant_method None"."""
+    config = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336,
+              "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 128256,
+              "max_position_embeddings": 8192, "quantization_config": quantization}  # fmt: skip
+    with pytest.raises(SimreplayError, match=re.escape(said)):
+        load_hf_config(write_config(tmp_path, config))
