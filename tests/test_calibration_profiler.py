@@ -656,3 +656,12 @@ def test_temporaries_of_a_killed_run_are_removed(tmp_path):
         folder.mkdir()
     check_out_dir(tmp_path / "k4", force=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+def test_dtype_is_read_in_any_case_as_device_is(tiny_config, tmp_path, torch):
+    """QA (stop 36): --device CPU was read, --dtype BF16 refused."""
+    args = ["--device", "CPU", "--dtype", "BF16", "--quick", "--model", tiny_config,
+            "--max-tokens", 4, "--warmup", 0, "--repeats", 1, "-o", tmp_path / "p"]  # fmt: skip
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "p" / META_FILE).read_text())["dtype"] == "bfloat16"

@@ -1005,3 +1005,15 @@ def test_a_quantization_config_that_is_no_object_is_named(tmp_path, quantization
               "max_position_embeddings": 8192, "quantization_config": quantization}  # fmt: skip
     with pytest.raises(SimreplayError, match=re.escape(said)):
         load_hf_config(write_config(tmp_path, config))
+
+
+def test_a_key_given_twice_in_a_config_is_refused(tmp_path):
+    """QA (stop 36): num_hidden_layers given twice was read as the second, silently."""
+    path = tmp_path / "config.json"
+    path.write_text(
+        '{"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, '
+        '"num_hidden_layers": 16, "intermediate_size": 14336, "num_attention_heads": 32, '
+        '"vocab_size": 32000, "max_position_embeddings": 4096}'
+    )
+    with pytest.raises(SimreplayError, match="key 'num_hidden_layers' is given twice"):
+        load_hf_config(path)

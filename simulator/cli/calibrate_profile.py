@@ -151,7 +151,8 @@ def profile(
         device,
         specs,
         tps,
-        dtype=dtype,
+        # Any case, as --device takes it (a QA pass: --device CPU read, --dtype BF16 refused).
+        dtype=None if dtype is None else dtype.strip().lower(),
         quick=quick,
         max_tokens=max_tokens,
         warmup=warmup,
