@@ -631,6 +631,7 @@ def test_a_changed_calibration_or_model_file_is_refused_in_the_same_store(tmp_pa
         json.dumps(
             {
                 "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",  # without it, a note says how it is read (stop 36)
                 "hidden_size": 4096,
                 "intermediate_size": 14336,
                 "num_attention_heads": 32,
