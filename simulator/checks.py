@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from simulator.errors import SimreplayError
 
@@ -36,3 +37,22 @@ def format_number(value: float) -> str:
     """Shortest text for a number: 2 rather than 2.0, otherwise Python's repr."""
     value = float(value)
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+class RepeatedKey(ValueError):
+    """A key given twice in one JSON object (``object_once``)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' ``object_pairs_hook``: a dict, refusing a key given twice with
+    ``RepeatedKey`` (Python's json keeps the last silently, other readers the first)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise RepeatedKey(key)
+        out[key] = value
+    return out

@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from simulator.checks import RepeatedKey, object_once
 from simulator.errors import SimreplayError
 from simulator.specs import ModelSpec
 
@@ -487,10 +488,10 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     path = Path(path).expanduser()
     file = path / "config.json" if path.is_dir() else path
     try:
-        raw = json.loads(file.read_text(), object_pairs_hook=_refuse_repeated_keys)
-    except _RepeatedKey as exc:
+        raw = json.loads(file.read_text(), object_pairs_hook=object_once)
+    except RepeatedKey as exc:
         raise SimreplayError(
-            f"{file}: key {exc.args[0]!r} is given twice in one object; keep the one meant "
+            f"{file}: key {exc.key!r} is given twice in one object; keep the one meant "
             "(JSON readers differ on which wins)"
         ) from None
     except FileNotFoundError:
@@ -548,21 +549,6 @@ def load_hf_config(path: Path | str) -> ModelSpec:
     if filled_note is not None:
         spec = replace(spec, notes=(*spec.notes, filled_note))
     return spec
-
-
-class _RepeatedKey(ValueError):
-    """A key given twice in one JSON object of a config.json."""
-
-
-def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads``' object hook: a key given twice is refused (Python keeps the last
-    silently; a QA pass saw ``num_hidden_layers`` twice read as the second)."""
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _RepeatedKey(key)
-        obj[key] = value
-    return obj
 
 
 def _spec_from_config(

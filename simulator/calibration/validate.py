@@ -64,7 +64,7 @@ import numpy as np
 
 from simulator.calibration.profile import HOST_RANGES, Profile, fitted_on_today, load_profile
 from simulator.calibration.select import borrow_order, shipped_profile, step_model_for
-from simulator.checks import format_number
+from simulator.checks import RepeatedKey, format_number, object_once
 from simulator.errors import SimreplayError
 from simulator.io import check_input_file
 from simulator.perf.roofline import DEFAULT_EFFICIENCIES
@@ -163,8 +163,8 @@ def read_benchmark(path: Path) -> Benchmark:
     if stripped.startswith("{"):
         document_error = None
         try:
-            data = json.loads(text, object_pairs_hook=_object_once)
-        except _RepeatedKey as exc:
+            data = json.loads(text, object_pairs_hook=object_once)
+        except RepeatedKey as exc:
             raise SimreplayError(
                 f"{path.name}: key {exc.key!r} appears twice in one JSON object: keep one"
             ) from None
@@ -190,8 +190,8 @@ def read_benchmark(path: Path) -> Benchmark:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line, object_pairs_hook=_object_once)
-            except _RepeatedKey as exc:
+                row = json.loads(line, object_pairs_hook=object_once)
+            except RepeatedKey as exc:
                 raise SimreplayError(
                     f"{path.name}: line {line_no}: key {exc.key!r} appears twice in one "
                     "request: keep one"
@@ -783,23 +783,6 @@ def _check_agree(
             f"by more than {_AGREE_S * 1e3:g} ms): "
             "keep the column that was measured"
         )
-
-
-class _RepeatedKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads``'s object hook: a dict, refusing a key given twice (json keeps the
-    last, silently)."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _RepeatedKey(key)
-        out[key] = value
-    return out
 
 
 def _comma_number(text: str) -> bool:
