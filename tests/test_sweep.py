@@ -1738,3 +1738,23 @@ def test_an_option_out_of_range_keeps_its_option_name(tmp_path, small_trace):
         "sweep", small_trace, "--gpus", "1xH100", "--rate-scale", "-1", "--out", tmp_path / "o"
     )
     assert_one_line_error(result, "--rate-scale must be a finite number > 0")
+
+
+def test_one_trace_under_another_path_spelling_keeps_the_stores_spelling(tmp_path, monkeypatch):
+    """QA (stop 36): a rerun naming the trace by its absolute path after a relative one
+    stored both spellings, and `show` and `report` split one trace's rows in two."""
+    monkeypatch.chdir(tmp_path)
+    _trace(tmp_path / "t.parquet")
+    out = tmp_path / "out"
+    first = invoke("sweep", "t.parquet", "--gpus", "1xH100", "--rate-scale", "1", "--out", out)
+    assert first.exit_code == 0, first.stderr
+    again = invoke(
+        "sweep", tmp_path / "t.parquet", "--gpus", "1xH100", "--rate-scale", "1,2", "--out", out
+    )
+    assert again.exit_code == 0, again.stderr
+    assert (
+        f"note: trace {tmp_path / 't.parquet'} is the file t.parquet of the store's rows: "
+        "stored as t.parquet"
+    ) in again.stderr
+    assert {r["trace"] for r in ResultStore(out).read().to_pylist()} == {"t.parquet"}
+    assert "(1 from before;" in again.stderr

@@ -726,7 +726,7 @@ def _stored_spellings(
     ``--gpus 1xh100`` after ``1xH100`` stored a second row of the same numbers."""
     from simulator.sweep.spec import SPELLED_KNOBS, cli_name, merge_spellings
 
-    earlier = store.stored_values(SPELLED_KNOBS)
+    earlier = store.stored_values((*SPELLED_KNOBS, "trace"))
     if not earlier:
         return scenarios
     scenarios = [dict(s) for s in scenarios]
@@ -738,7 +738,32 @@ def _stored_spellings(
                     f"{cli_name(knob)} {alias} is the same {what} as {kept} in the store's "
                     f"rows: stored as {kept}"
                 )
+    for alias, kept in _same_trace_files(scenarios, earlier.get("trace", [])).items():
+        for s in scenarios:
+            if s["trace"] == alias:
+                s["trace"] = kept
+        if note is not None:
+            note(f"trace {alias} is the file {kept} of the store's rows: stored as {kept}")
     return scenarios
+
+
+def _same_trace_files(scenarios: list[dict[str, Any]], stored: list[str]) -> dict[str, str]:
+    """Trace paths given now -> the spelling of the same file in a store's rows (one that
+    still names it from here): ``traces/a.parquet`` and ``/abs/traces/a.parquet`` were two
+    traces to ``show`` and ``report``, each with half the rows (a QA pass). A stored path
+    that names no file from here (written from another folder) is left alone."""
+    renamed: dict[str, str] = {}
+    for given in dict.fromkeys(s["trace"] for s in scenarios):
+        if given in stored:
+            continue
+        for kept in stored:
+            try:
+                if os.path.samefile(given, kept):
+                    renamed[given] = kept
+                    break
+            except OSError:
+                continue
+    return renamed
 
 
 def _check_sessions(tasks: list[Task], tables: dict[str, pa.Table]) -> None:
