@@ -724,21 +724,25 @@ def choose_tp(
         except SimreplayError:
             continue
         candidates.append(tp)
+
+    def plan_at(tp: int, stages: int) -> MemoryPlan:
+        return plan_memory(
+            model,
+            gpu,
+            tp,
+            gpu_memory_utilization=gpu_memory_utilization,
+            block_size=block_size,
+            max_num_batched_tokens=max_num_batched_tokens,
+            max_num_seqs=max_num_seqs,
+            kv_dtype_bytes=kv_dtype_bytes,
+            pp=stages,
+        )
+
     fitting: list[int] = []
     last_error: SimreplayError | None = None
     for tp in candidates:
         try:
-            plan = plan_memory(
-                model,
-                gpu,
-                tp,
-                gpu_memory_utilization=gpu_memory_utilization,
-                block_size=block_size,
-                max_num_batched_tokens=max_num_batched_tokens,
-                max_num_seqs=max_num_seqs,
-                kv_dtype_bytes=kv_dtype_bytes,
-                pp=pp,
-            )
+            plan = plan_at(tp, pp)
         except SimreplayError as exc:
             last_error = exc
             continue
@@ -760,11 +764,7 @@ def choose_tp(
         try:
             validate_tp(model, num_gpus // stages, tp)
             validate_pp(model, num_gpus, tp, stages)
-            plan_memory(
-                model, gpu, tp, gpu_memory_utilization=gpu_memory_utilization,
-                block_size=block_size, max_num_batched_tokens=max_num_batched_tokens,
-                max_num_seqs=max_num_seqs, kv_dtype_bytes=kv_dtype_bytes, pp=stages,
-            )  # fmt: skip
+            plan_at(tp, stages)
         except SimreplayError:
             return False
         return True

@@ -77,13 +77,14 @@ def scale_rate(table: pa.Table, factor: float) -> pa.Table:
     original_s = table.column("arrival_time_s").to_numpy()
     arrival_s = original_s / factor
     check_arrival_span(arrival_s, f"--rate-scale {_num(factor)}")
-    span_s = float(np.ptp(arrival_s)) if arrival_s.size else 0.0
+    original_span_s = float(np.ptp(original_s)) if original_s.size else 0.0
+    span_s = original_span_s / factor
     if 0 < span_s < MIN_SCALED_SPAN_S:
         raise SimreplayError(
             f"--rate-scale {_num(factor)}: the trace's {len(arrival_s):,} requests would all "
-            f"arrive within {span_s:.3g} s (its {float(np.ptp(original_s)):,.6g} s over "
+            f"arrive within {span_s:.3g} s (its {original_span_s:,.6g} s over "
             f"{_num(factor)}), under a microsecond: give a factor of at most "
-            f"{float(np.ptp(original_s)) / MIN_SCALED_SPAN_S:.3g}"
+            f"{original_span_s / MIN_SCALED_SPAN_S:.3g}"
         )
     metadata = _append_transform(trace_metadata(table), f"scale_rate(factor={_num(factor)})")
     return _rebuild(table, {"arrival_time_s": arrival_s}, metadata)
