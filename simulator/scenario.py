@@ -480,21 +480,29 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             max_batched = 2048 if v0_settle else max(context, 2048)
     if scenario.scheduler == "sarathi":
         # Stall-free batching run on vLLM V1: a server whose max_num_batched_tokens is the
-        # chunk size. It profiles activations for that budget, and vLLM needs the budget to
-        # cover max_num_seqs (the GPU's default is capped to it).
+        # chunk size. It profiles activations for that budget.
         if scenario.max_num_batched_tokens is not None:
             raise SimreplayError(
                 "--max-num-batched-tokens is not used with --scheduler sarathi: its token "
                 "budget per step is --chunk-size"
             )
         max_batched = chunk_size
-        if scenario.max_num_seqs is None and chunk_size < max_num_seqs:
-            notes.append(
-                f"max_num_seqs lowered from the default {max_num_seqs:,} to --chunk-size "
-                f"{chunk_size:,}: vLLM (v0.11, SchedulerConfig) refuses a token budget per "
-                "step below it; pass --max-num-seqs to choose"
+    if scenario.scheduler != "vllm-v0" and scenario.max_num_seqs is None:
+        if max_batched < max_num_seqs:
+            # vLLM v0.11, EngineArgs._set_default_args: a max_num_seqs left to its default is
+            # min(the GPU's default, max_num_batched_tokens), since SchedulerConfig refuses a
+            # token budget per step below it. (v0.6 does not lower it: vllm-v0 refuses below.)
+            budget = (
+                f"--chunk-size {max_batched:,}"
+                if scenario.scheduler == "sarathi"
+                else f"--max-num-batched-tokens {max_batched:,}"
             )
-            max_num_seqs = chunk_size
+            notes.append(
+                f"max_num_seqs lowered from the default {max_num_seqs:,} to {budget}, as "
+                "vLLM (v0.11, EngineArgs) lowers it to the token budget per step; pass "
+                "--max-num-seqs to choose"
+            )
+            max_num_seqs = max_batched
     if max_batched < max_num_seqs:
         seqs = (
             f"the default max_num_seqs of {max_num_seqs:,}"
@@ -506,7 +514,8 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             if scenario.scheduler == "sarathi"
             else f"--max-num-batched-tokens {max_batched:,}"
         )
-        # Both versions check it in SchedulerConfig (v0.6 _verify_args, v0.11 likewise).
+        # Both versions check it in SchedulerConfig (v0.6 _verify_args, v0.11 likewise);
+        # v0.11 only meets it with --max-num-seqs given (a default is lowered above).
         version = "v0.6" if scenario.scheduler == "vllm-v0" else "v0.11"
         raise SimreplayError(
             f"{budget} is below {seqs}: vLLM ({version}, "

@@ -632,8 +632,12 @@ def test_python_api_bad_arguments_are_one_line_errors(kwargs, fragment):
     ("args", "fragment"),
     [
         (
-            ["--max-num-batched-tokens", "1"],
-            "--max-num-batched-tokens 1 is below the default max_num_seqs of 1,024: vLLM",
+            ["--max-num-batched-tokens", "100", "--max-num-seqs", "101"],
+            "--max-num-batched-tokens 100 is below --max-num-seqs 101: vLLM (v0.11",
+        ),
+        (
+            ["--scheduler", "vllm-v0", "--max-num-batched-tokens", "200"],
+            "--max-num-batched-tokens 200 is below the default max_num_seqs of 256: vLLM (v0.6",
         ),
         (
             ["--scheduler", "vllm-v0", "--max-num-batched-tokens", "100", "--max-num-seqs", "101"],

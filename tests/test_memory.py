@@ -590,20 +590,30 @@ def test_the_chosen_tp_note_states_the_kv_cache_the_run_has():
         assert f"whose replicas hold {held:,} tokens of KV" in note, (scenario, note)
 
 
-def test_sarathi_says_when_its_chunk_size_lowers_the_default_max_num_seqs():
-    """A QA pass: --scheduler sarathi --chunk-size 100 ran with max_num_seqs=100 without a
-    word (the vllm scheduler refuses such a budget with one line)."""
+@pytest.mark.parametrize(
+    ("knobs", "budget"),
+    [
+        ({"scheduler": "sarathi", "chunk_size": 100}, "--chunk-size 100"),
+        ({"max_num_batched_tokens": 100}, "--max-num-batched-tokens 100"),
+    ],
+)
+def test_a_token_budget_below_the_default_max_num_seqs_lowers_it_with_a_note(knobs, budget):
+    """vLLM v0.11's EngineArgs takes min(the GPU's default, max_num_batched_tokens) for a
+    max_num_seqs left unset. A QA pass: sarathi lowered it without a word; a scheduler-fidelity
+    pass: the vllm scheduler refused --max-num-batched-tokens 512 on an H100, which vLLM
+    starts with 512 sequences."""
     from simulator.scenario import Scenario, resolve
 
-    lowered = resolve(Scenario(gpus="1xH100", scheduler="sarathi", chunk_size=100))
-    assert lowered.max_num_seqs == 100
+    lowered = resolve(Scenario(gpus="1xH100", **knobs))
+    assert lowered.max_num_seqs == 100 and lowered.max_num_batched_tokens == 100
     assert (
-        "max_num_seqs lowered from the default 1,024 to --chunk-size 100: vLLM (v0.11, "
-        "SchedulerConfig) refuses a token budget per step below it; pass --max-num-seqs to "
-        "choose"
+        f"max_num_seqs lowered from the default 1,024 to {budget}, as vLLM (v0.11, "
+        "EngineArgs) lowers it to the token budget per step; pass --max-num-seqs to choose"
     ) in lowered.notes
-    kept = resolve(Scenario(gpus="1xH100", scheduler="sarathi", chunk_size=100, max_num_seqs=64))
+    kept = resolve(Scenario(gpus="1xH100", max_num_seqs=64, **knobs))
     assert kept.max_num_seqs == 64 and not any("lowered" in n for n in kept.notes)
+    at_default = resolve(Scenario(gpus="1xA100", max_num_batched_tokens=256))
+    assert at_default.max_num_seqs == 256 and not any("lowered" in n for n in at_default.notes)
 
 
 @pytest.mark.parametrize("scheduler", ["vllm", "sarathi", "vllm-v0"])
