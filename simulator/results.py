@@ -58,10 +58,13 @@ requests; every step with prefill tokens is its own row):
 finishes free theirs, as vLLM reads its KV-cache usage after scheduling (the summary's
 `kv_cache` fractions are of these). The two prefix-cache columns are 0 with prefix caching
 off. Hit rate over time is
-``cache_hit_tokens / cache_query_tokens`` over any window of rows. Readmissions after a
-preemption count too (with caching on, a preempted request finds its own blocks again while
-they are not evicted, hashed prompt or not); the summary's `readmission_cached_tokens`
-(with caching on and at least one preemption) is their share of `cache_hit_tokens`.
+``cache_hit_tokens / cache_query_tokens`` over any window of rows. It counts a request when
+it is admitted; vLLM's counters (v0.11) also count each step's lookup for a waiting request
+that then found no free KV blocks, so where requests wait for KV they can read differently.
+Readmissions after a preemption count too (with caching on, a preempted request finds its
+own blocks again while they are not evicted, hashed prompt or not); the summary's
+`readmission_cached_tokens` (with caching on and at least one preemption) is their share of
+`cache_hit_tokens`.
 
 With pipeline parallelism (``--pp N``, vLLM v0.6 virtual engines) each replica runs N
 schedulers; the `virtual_engine` columns exist only then (without ``--pp`` the files are as
@@ -658,8 +661,10 @@ def _prefix_cache_usage(state: EngineState, completed: np.ndarray) -> dict[str, 
     cached = np.maximum(state.req_i[:, R_CACHED_TOKENS][completed], 0)
     prompts = state.req_i[:, R_PROMPT][completed]
     return {
-        # vLLM's prefix_cache_hit_rate counts every admission, re-admissions after a
-        # preemption included.
+        # Over every admission, re-admissions after a preemption included, as vLLM's
+        # prefix-cache hit rate. vLLM (v0.11, KVCacheManager.get_computed_blocks) also counts
+        # each step's lookup for a waiting request that then found no free blocks: under KV
+        # pressure its counters weigh such retries, which this rate leaves out.
         "hit_rate": hit / query if query else 0.0,
         "hit_tokens": hit,
         "query_tokens": query,
