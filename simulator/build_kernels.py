@@ -92,6 +92,7 @@ def _compile_ahead_of_time(output_dir: str) -> None:
     from numba.pycc import CC
 
     from simulator.engine import fused, outcomes
+    from simulator.perf import kernel
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pycc's own deprecation notice
@@ -105,6 +106,9 @@ def _compile_ahead_of_time(output_dir: str) -> None:
     cc.export("run_fused", compiled.RUN_FUSED_SIGNATURE)(fused.run_fused.py_func)
     cc.export("read_outcomes", compiled.READ_OUTCOMES_SIGNATURE)(outcomes.read_outcomes.py_func)
     cc.export("read_kv_usage", compiled.READ_KV_USAGE_SIGNATURE)(outcomes.read_kv_usage.py_func)
+    cc.export("step_time_parts_s", compiled.STEP_TIME_PARTS_SIGNATURE)(
+        kernel.step_time_parts_s.py_func
+    )
     cc.compile()
 
 
@@ -133,7 +137,11 @@ def build(shipped: Path = SHIPPED_DIR) -> dict[str, int]:
     key = kernel_hash()
     shipped.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="simreplay-jit-") as scratch:
-        env = dict(os.environ, NUMBA_CACHE_DIR=scratch, NUMBA_CPU_NAME=PORTABLE_CPU)
+        # SIMREPLAY_AOT=0: the warm-up must compile numba's kernels, not run a shipped
+        # extension built from the same sources (a rebuild that changed no kernel).
+        env = dict(
+            os.environ, NUMBA_CACHE_DIR=scratch, NUMBA_CPU_NAME=PORTABLE_CPU, SIMREPLAY_AOT="0"
+        )
         env.pop("NUMBA_CPU_FEATURES", None)
         code = "from simulator.build_kernels import _warm_up; _warm_up()"
         proc = subprocess.run(

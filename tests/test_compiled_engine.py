@@ -148,14 +148,18 @@ def test_both_builds_replay_prefix_caching_identically(monkeypatch, sessions, ro
 
 
 @needs_build
-def test_a_replay_with_built_in_policies_imports_no_numba(tmp_path):
+@pytest.mark.parametrize("scenario", ['gpus="2xA100"', 'gpus="2xA100", tp=2'])
+def test_a_replay_with_built_in_policies_imports_no_numba(tmp_path, scenario):
+    """At tp > 1 too: ``resolve`` times a prompt step for its all-reduce note, through the
+    extension's ``step_time_parts_s`` (a docs pass: numba was imported for it, 171 MiB
+    against the 100 the README gave)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "SIMREPLAY_"))}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    code = """
+    code = f"""
 import json, sys
 from simulator import Scenario, simulate
 from simulator.trace.importer import load_trace
-result = simulate(load_trace("traces/chat-1h.parquet").slice(0, 300), Scenario(gpus="2xA100"))
+result = simulate(load_trace("traces/chat-1h.parquet").slice(0, 300), Scenario({scenario}))
 print(json.dumps([result.summary["num_completed"], "numba" in sys.modules]))
 """
     proc = subprocess.run(
@@ -163,6 +167,39 @@ print(json.dumps([result.summary["num_completed"], "numba" in sys.modules]))
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == [300, False]
+
+
+@needs_build
+def test_the_extensions_step_time_parts_are_numbas():
+    """``StepTimeModel.predict_parts`` runs the extension's copy of the kernel: the same
+    floats as numba's, part by part, for prompt, decode and mixed steps, calibrated or not,
+    with all-reduce and MoE parts."""
+    from simulator.perf import kernel
+    from simulator.perf.layout import NUM_PARTS
+    from simulator.scenario import resolve
+
+    aot = compiled.shipped_module().step_time_parts_s
+    assert compiled.step_time_parts_s() is aot
+    steps = [
+        (2048, 1, 2048 * 2048 / 2.0, 2048, 0, 0),
+        (0, 0, 0.0, 0, 64, 64 * 3000),
+        (512, 2, 90_000.5, 700, 31, 31 * 1200),
+        (1, 1, 0.5, 1, 1, 17),
+        (0, 0, 0.0, 0, 0, 0),
+    ]
+    for scenario in (
+        Scenario(gpus="4xA100", tp=4),
+        Scenario(gpus="2xH100", model="mixtral-8x7b", tp=2),
+        Scenario(gpus="2xMI300X", tp=2),
+    ):
+        params = resolve(scenario).step_model.params
+        for features in steps:
+            typed = tuple(np.int64(v) if isinstance(v, int) else v for v in features)
+            ours, theirs = np.zeros(NUM_PARTS), np.zeros(NUM_PARTS)
+            total = aot(params, *typed, ours)
+            assert total == kernel.step_time_parts_s(params, *typed, theirs)
+            assert np.array_equal(ours, theirs)
+            assert (total > 0) == (features != (0, 0, 0.0, 0, 0, 0))
 
 
 def _folder_for_this_platform(tmp_path: Path) -> Path:

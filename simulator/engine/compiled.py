@@ -9,8 +9,8 @@ compiles ``run_fused`` (with every kernel it calls) into a CPython extension mod
 numba's ahead-of-time compiler (``numba.pycc``), shipped beside the cached kernels:
 ``simulator/_jitcache/<kernel hash>/_fused_aot<extension suffix>``, named in that folder's
 ``BUILD.json``, with the passes that read the summary's per-request outcomes and KV use
-from the final state (``outcomes.py``). Importing it takes about a millisecond and needs
-numpy only.
+from the final state (``outcomes.py``) and the step-time breakdown (``perf/kernel.py``).
+Importing it takes about a millisecond and needs numpy only.
 
 It is the same source through the same LLVM for the same portable CPU (``generic``), with
 no fast-math, so it computes the same floats: a test replays scenarios covering every
@@ -59,6 +59,9 @@ READ_OUTCOMES_SIGNATURE = (
 )
 #: And of ``outcomes.read_kv_usage``.
 READ_KV_USAGE_SIGNATURE = "f8(i8[:, ::1], f8[:, ::1], i8, i8, f8, f8[::1], f8[::1], f8[::1])"
+#: And of ``perf.kernel.step_time_parts_s``: ``resolve`` times one prompt step of a TP group
+#: (its all-reduce note), so a run with tp > 1 needs no numba either.
+STEP_TIME_PARTS_SIGNATURE = "f8(f8[::1], i8, i8, f8, i8, i8, i8, f8[::1])"
 
 
 def file_name() -> str:
@@ -152,3 +155,15 @@ def read_kv_usage() -> Callable[..., float]:
     from simulator.engine import outcomes
 
     return outcomes.read_kv_usage
+
+
+def step_time_parts_s() -> Callable[..., float]:
+    """``perf.kernel.step_time_parts_s``: the shipped extension's when ``available()`` and
+    it has it, else numba's."""
+    if available():
+        aot = getattr(shipped_module(), "step_time_parts_s", None)
+        if aot is not None:
+            return aot
+    from simulator.perf import kernel
+
+    return kernel.step_time_parts_s

@@ -307,9 +307,9 @@ class StepTimeModel:
             decode_context_tokens,
         )
         parts_s = np.zeros(layout.NUM_PARTS, dtype=np.float64)
-        from simulator.perf import kernel
+        from simulator.engine import compiled
 
-        kernel.step_time_parts_s(self.params, *features, parts_s)
+        compiled.step_time_parts_s()(self.params, *features, parts_s)
         return {name: float(parts_s[idx]) for idx, name in enumerate(layout.PART_NAMES)}
 
 
