@@ -675,14 +675,18 @@ def _route(
     if router == "prefix-aware":
         # Longest cached prefix among replicas within load_cap of the least outstanding;
         # ties to fewer outstanding, then the lowest index.
+        # A cached prefix of at most 3/10 of the prompt counts as none (the routers'
+        # cache_aware match threshold).
         least = min(rep.num_outstanding for rep in replicas)
         candidates = [
             k for k in range(len(replicas)) if replicas[k].num_outstanding <= least + load_cap
         ]
-        return min(
-            candidates,
-            key=lambda k: (-len(_cache_hit(replicas[k], req, cfg)), replicas[k].num_outstanding, k),
-        )
+
+        def weighed_hit(k: int) -> int:
+            blocks = len(_cache_hit(replicas[k], req, cfg))
+            return blocks if blocks * cfg.block_size * 10 > 3 * req.prompt_tokens else 0
+
+        return min(candidates, key=lambda k: (-weighed_hit(k), replicas[k].num_outstanding, k))
     if router == "session-affinity":
         least = min(range(len(replicas)), key=lambda k: (replicas[k].num_outstanding, k))
         if session is None:

@@ -34,6 +34,7 @@ from simulator.engine.prefix_keys import chain_block_ids, prefix_inputs, session
 from simulator.engine.state import (
     CFG_NUM_KV_BLOCKS,
     CFG_PCACHE_BASE,
+    FINISHED,
     L_HIT_TOKENS,
     L_QUERY_TOKENS,
     NUM_P_INT,
@@ -42,6 +43,7 @@ from simulator.engine.state import (
     R_FINISH_S,
     R_PREEMPTIONS,
     R_REPLICA,
+    R_STATUS,
     make_config,
     make_prefix_cache,
     pcache_base,
@@ -839,3 +841,36 @@ def test_a_python_router_is_asked_once_per_request_with_the_cache_on_and_no_hash
     assert len(asked) == n
     for column in ("replica", "first_token_s", "completion_s"):
         assert mine.requests.column(column).equals(builtin.requests.column(column)), column
+
+
+@pytest.mark.parametrize(("shared_blocks", "replica"), [(6, 1), (7, 0)])
+def test_prefix_aware_follows_a_prefix_only_above_three_tenths_of_the_prompt(
+    shared_blocks, replica
+):
+    """vllm-router's cache_aware threshold (0.3): a second request sharing 6 of its 20
+    blocks (96 of 320 tokens, 0.3) with the first goes to the idle replica; sharing 7 (0.35)
+    it joins the first. A QA pass: Mooncake's shared prefixes drew every request to the
+    first 10 of 32 replicas, and 10, 16 and 32 GPUs gave the same latencies."""
+    first = list(range(10))
+    second = first[:shared_blocks] + list(range(100, 100 + 20 - shared_blocks))
+    knobs = dict(
+        num_replicas=2,
+        scheduler="vllm",
+        router="prefix-aware",
+        max_num_seqs=8,
+        max_num_batched_tokens=512,
+        chunk_size=512,
+        block_size=16,
+        num_kv_blocks=200,
+        max_model_len=4000,
+    )
+    state = replay_cached(
+        np.array([0.0, 1.0]),
+        np.array([160, 320]),
+        np.array([2000, 5]),
+        knobs,
+        [first, second],
+        16,
+    )
+    assert state.req_i[:, R_REPLICA].tolist() == [0, replica]
+    assert state.req_i[0, R_STATUS] == FINISHED and state.req_i[1, R_STATUS] == FINISHED

@@ -34,6 +34,7 @@ from simulator.engine.state import (
     ADVANCE_PREEMPTED,
     C_NEXT_REQUEST,
     C_ROUTED,
+    CFG_BLOCK_SIZE,
     CFG_PIPELINE_STAGES,
     CFG_PREFIX_LOAD_CAP,
     CFG_ROUTER,
@@ -45,7 +46,9 @@ from simulator.engine.state import (
     P_QUIET_UNTIL_S,
     P_STEP_END_S,
     PREEMPTION_CHECK_EVERY,
+    PREFIX_MATCH_MIN_TENTHS,
     R_ARRIVAL_S,
+    R_PROMPT,
     R_SESSION,
     R_STATUS,
     ROUTE_LEAST_KV,
@@ -71,17 +74,28 @@ def _least_outstanding(rep_i):
 
 
 @njit(cache=True, _nrt=False)
+def _routing_hit(req_i, cfg, rep_tables, prefix_ids, r, i):
+    """Blocks of request ``i``'s prefix cached on ``r`` as ``prefix-aware`` weighs them: 0
+    unless they hold more than ``PREFIX_MATCH_MIN_TENTHS`` tenths of its prompt."""
+    hit, _ = prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, i)
+    if hit * cfg[CFG_BLOCK_SIZE] * 10 <= PREFIX_MATCH_MIN_TENTHS * req_i[i, R_PROMPT]:
+        return 0
+    return hit
+
+
+@njit(cache=True, _nrt=False)
 def _longest_cached_prefix(req_i, rep_i, cfg, rep_tables, prefix_ids, i):
     """``prefix-aware``: the replica holding most of request ``i``'s prefix among those whose
     outstanding requests are within the load cap of the least loaded; ties go to fewer
-    outstanding requests, then the lowest index. No hit anywhere: least outstanding."""
+    outstanding requests, then the lowest index. No hit anywhere (or none above the match
+    share, ``_routing_hit``): least outstanding."""
     cap = rep_i[P_OUTSTANDING, _least_outstanding(rep_i)] + cfg[CFG_PREFIX_LOAD_CAP]
     best = -1
     best_hit = -1
     for r in range(rep_i.shape[1]):
         if rep_i[P_OUTSTANDING, r] > cap:
             continue
-        hit, _ = prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, i)
+        hit = _routing_hit(req_i, cfg, rep_tables, prefix_ids, r, i)
         if hit > best_hit or (
             hit == best_hit and rep_i[P_OUTSTANDING, r] < rep_i[P_OUTSTANDING, best]
         ):
@@ -190,7 +204,7 @@ def choose_group(req_i, rep_i, cfg, rep_tables, prefix_ids, session_replica, i, 
                 continue
             hit = 0
             for r in range(g * stages, (g + 1) * stages):
-                hit = max(hit, prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, i)[0])
+                hit = max(hit, _routing_hit(req_i, cfg, rep_tables, prefix_ids, r, i))
             if hit > best_hit or (hit == best_hit and load < best_load):
                 best = g
                 best_hit = hit

@@ -58,6 +58,12 @@ ROUTERS = {
 #: ``prefix-aware``: a replica is a candidate while its outstanding requests are at most the
 #: fewest of any replica plus this many (``--prefix-load-cap``).
 DEFAULT_PREFIX_LOAD_CAP = 8
+#: ``prefix-aware``: a replica's cached prefix draws a request only when it is more than
+#: this many tenths of the prompt; a shorter one (a shared system prompt under a long
+#: question) counts as no hit, and the request goes to the least outstanding candidate.
+#: vllm-router's and SGLang's ``cache_aware`` policy route by prefix above a match share
+#: of 0.3 (``--cache-threshold``) and by load below it.
+PREFIX_MATCH_MIN_TENTHS = 3
 
 # Rows of ``cfg`` (int64, engine knobs).
 CFG_SCHEDULER, CFG_MAX_NUM_SEQS, CFG_TOKEN_BUDGET, CFG_BLOCK_SIZE = 0, 1, 2, 3
