@@ -675,3 +675,20 @@ def _prefix_cache_usage(state: EngineState, completed: np.ndarray) -> dict[str, 
         else 0.0,
         "evicted_blocks": int(state.rep_i[P_EVICTIONS].sum()),
     }
+
+
+#: A backlog at the last arrival counts as an overload above this share of the requests (and
+#: above ``OVERLOAD_MIN_BACKLOG`` requests): a few waiting at that moment is chance.
+OVERLOAD_MIN_SHARE = 0.01
+OVERLOAD_MIN_BACKLOG = 10
+#: Traces sent within less than this (s) are a burst: their backlog is by design.
+BURST_SPAN_S = 1.0
+
+
+def backlog_kind(backlog: int, num_requests: int, arrival_span_s: float) -> str | None:
+    """``"overloaded"`` when the requests not started at the last arrival
+    (``backlog_at_last_arrival``) say the queue grows through the trace, ``"burst"`` for
+    such a backlog from a trace sent within ``BURST_SPAN_S``, else None."""
+    if backlog <= max(OVERLOAD_MIN_BACKLOG, OVERLOAD_MIN_SHARE * num_requests):
+        return None
+    return "burst" if arrival_span_s < BURST_SPAN_S else "overloaded"

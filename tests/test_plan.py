@@ -741,8 +741,16 @@ def test_the_answer_says_what_one_replica_fewer_misses(trace, trace_file):
         f"misses {bound} {fewer.bound_values_ms[bound]:,.1f} against "
     ) in text
 
-    loose = Simulator(trace, parse_slo("ttft_p99_ms=600000,tpot_p99_ms=60000"))
-    one = plan_cheapest(loose, ["A100"], max_gpus=MAX_GPUS, tps=[1])
+    # Bounds no percentile misses: 1xA100 still fails, as its queue outgrows the trace,
+    # and the line says so.
+    loose_slo = "ttft_p99_ms=600000,tpot_p99_ms=60000"
+    loose = Simulator(trace, parse_slo(loose_slo))
+    two = plan_cheapest(loose, ["A100"], max_gpus=MAX_GPUS, tps=[1])
+    assert two.answer.gpus == "2xA100" and two.one_replica_fewer.overloaded
+    text = invoke("plan", trace_file, "--slo", loose_slo, "--gpu-types", "A100", "--tp", "1").stdout
+    backlog = two.one_replica_fewer.backlog
+    assert f"; overloaded: {backlog:,} requests had not started when the last one arrived" in text
+    one = plan_cheapest(loose, ["A100"], max_gpus=MAX_GPUS, tps=[1], rate_scale=0.25)
     assert one.answer.gpus == "1xA100" and one.one_replica_fewer is None  # nothing fewer
 
 
@@ -756,3 +764,48 @@ def test_small_bounds_and_prices_keep_their_digits():
     assert [_usd(v) for v in (0.001, 0.0123, 2.5, 1234.5)] == [
         "$0.001", "$0.01", "$2.50", "$1,234.50"
     ]  # fmt: skip
+
+
+def test_backlog_kind_reads_a_queue_that_outgrows_the_trace():
+    from simulator.results import backlog_kind
+
+    assert backlog_kind(10, 500, 60.0) is None  # at most 10 requests: chance
+    assert backlog_kind(11, 500, 60.0) == "overloaded"
+    assert backlog_kind(100, 10_000, 60.0) is None  # at most 1 %
+    assert backlog_kind(101, 10_000, 60.0) == "overloaded"
+    assert backlog_kind(101, 10_000, 0.5) == "burst"  # sent within a second: by design
+
+
+def test_max_rate_never_answers_a_rate_whose_queue_outgrows_the_trace(trace, trace_file):
+    """A QA pass: with a loose SLO, max-rate answered a scale at which the fleet left 1,369
+    requests queued when the last arrived (its trace lasted 8.3 s) and said nothing. With
+    an SLO no percentile can miss, the answer is where the overload starts."""
+    from simulator.results import backlog_kind
+    from simulator.trace.transform import scale_rate
+
+    loose = "ttft_p99_ms=100000000"
+    sim = Simulator(trace, parse_slo(loose))
+    result = find_max_rate(sim, "2xA100", tp=1, tolerance=0.05)
+    meets, fails = result.bracket
+    assert not result.answer.overloaded and result.answer.meets
+    failing = sim.evaluate("2xA100", 1, fails)
+    assert failing.overloaded and not failing.meets
+    assert failing.bound_values_ms["ttft_p99_ms"] < 1e8  # the percentile alone would pass
+
+    def kind(scale):
+        table = scale_rate(trace, scale)
+        summary = simulate(table, Scenario(gpus="2xA100", tp=1)).summary
+        arrival_s = table.column("arrival_time_s").to_numpy()
+        span_s = arrival_s.max() - arrival_s.min()
+        return backlog_kind(summary["backlog_at_last_arrival"], summary["num_requests"], span_s)
+
+    assert kind(meets) is None and kind(fails) == "overloaded"
+    args = ("plan", trace_file, "--slo", loose, "--find", "max-rate", "--gpus", "2xA100")
+    human = invoke(*args, "--tp", 1, "--tolerance", 0.05)
+    assert human.exit_code == 0, human.stderr
+    assert f"fails at {fails:.4g} (bracket within 5%), overloaded there: the queue grows" in (
+        human.stdout
+    )
+    assert "at this rate the trace lasts" in human.stdout  # 400 requests: well under 600 s
+    payload = json.loads(invoke(*args, "--tp", 1, "--tolerance", 0.05, "--json").stdout)
+    assert payload["answer"]["overloaded"] is False and payload["answer"]["fails_overloaded"]

@@ -341,6 +341,10 @@ def _payload(result: PlanResult, sim: Simulator) -> dict[str, Any]:
     elif result.bracket is not None:
         fails = result.bracket[1]
         payload["answer"]["fails_at_rate_scale"] = None if math.isinf(fails) else fails
+        failing = (
+            None if math.isinf(fails) else sim.evaluate(result.answer.gpus, result.answer.tp, fails)
+        )
+        payload["answer"]["fails_overloaded"] = failing is not None and failing.overloaded
         payload["answer"]["tolerance"] = result.tolerance
         payload["answer"]["meets_again_at_rate_scale"] = result.meets_again_at
     else:  # --find cheapest: what one replica fewer misses, why the answer is not smaller
@@ -358,11 +362,22 @@ def _payload(result: PlanResult, sim: Simulator) -> dict[str, Any]:
 
 
 def _misses(ev: dict[str, Any]) -> str:
-    """The bounds a fleet misses, "ttft_p99_ms 926.0 against 500.0", or its values."""
+    """The bounds a fleet misses, "ttft_p99_ms 926.0 against 500.0", or its values; and
+    its overload, if any."""
     slo = ev["slo"].items()
     missed = [(k, b) for k, b in slo if b["value_ms"] is not None and b["margin_ms"] < 0]
-    return ", ".join(
+    text = ", ".join(
         f"{key} {_ms(b['value_ms'])} against {_ms(b['bound_ms'])}" for key, b in missed or slo
+    )
+    if ev.get("overloaded"):
+        text += f"; {_overload_text(ev['backlog_at_last_arrival'])}"
+    return text
+
+
+def _overload_text(backlog: int) -> str:
+    return (
+        f"overloaded: {count(backlog, 'request')} had not started when the last one arrived "
+        "(the queue grows with the trace's length)"
     )
 
 
@@ -404,6 +419,10 @@ def _assumed_text(assumed: dict[str, Any], calibration_gpus: list[str] | None = 
     return "Assumed for every fleet: " + ", ".join(parts)
 
 
+#: max-rate: an answer whose scaled trace spans less than this (s) says so.
+SHORT_TRACE_S = 600.0
+
+
 def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
     answer = payload["answer"]
     assumed = (
@@ -419,6 +438,8 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
                 f"{key} {_ms(entry['value_ms'])} against {_ms(entry['bound_ms'])}"
                 for key, entry in closest["slo"].items()
             )
+            if closest.get("overloaded"):
+                values += f"; {_overload_text(closest['backlog_at_last_arrival'])}"
             sys.stdout.write(
                 f"Nearest: {closest['gpus']} (tp={closest['tp']}), the largest fleet tried at "
                 f"that TP: {values}\n"
@@ -443,11 +464,19 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
         sys.stdout.write(
             f"Highest rate scale meeting the SLO: {meets:.{digits}g} on {head}\n"
             + (
-                f"  fails at {fails:.{digits}g} (bracket within {answer['tolerance'] * 100:.2g}%)\n"
+                f"  fails at {fails:.{digits}g} (bracket within {answer['tolerance'] * 100:.2g}%)"
+                + (", overloaded there: the queue grows" if answer.get("fails_overloaded") else "")
+                + "\n"
                 if fails is not None
                 else "  still meets the SLO at the search limit\n"
             )
         )
+        span_s = answer.get("trace_span_s")
+        if span_s is not None and span_s < SHORT_TRACE_S:
+            sys.stdout.write(
+                f"  at this rate the trace lasts {span_s:,.1f} s: its tail "
+                "percentiles are of that stretch, not of a steady load held for longer\n"
+            )
         again = answer.get("meets_again_at_rate_scale")
         if again is not None:
             sys.stdout.write(

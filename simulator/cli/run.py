@@ -35,6 +35,7 @@ from simulator.errors import SimreplayError
 from simulator.io import output_folder
 from simulator.metrics import parse_slo
 from simulator.models import DEFAULT_MODEL
+from simulator.results import backlog_kind
 from simulator.scenario import DEFAULT_API_SERVER_LATENCY_MS
 from simulator.scenario_text import (
     api_server_text,
@@ -580,10 +581,11 @@ def _print_human(result: Any, trace_name: str) -> None:
             reason = reason.removesuffix(")") + f" = {length:,} tokens)"
         lines.append(("Rejected", f"{num:,}: {reason}"))
     backlog = summary["backlog_at_last_arrival"]
-    if backlog > max(10, 0.01 * summary["num_requests"]):
-        arrival_s = result.requests.column("arrival_time_s").to_numpy()
-        span_s = float(arrival_s.max() - arrival_s.min())
-        if span_s < 1.0:
+    arrival_s = result.requests.column("arrival_time_s").to_numpy()
+    span_s = float(arrival_s.max() - arrival_s.min()) if len(arrival_s) else 0.0
+    kind = backlog_kind(backlog, summary["num_requests"], span_s)
+    if kind is not None:
+        if kind == "burst":
             # A burst (e.g. a benchmark sending every request at once) queues by design:
             # nothing says the replicas fall behind a steady rate.
             lines.append(
