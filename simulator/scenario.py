@@ -596,6 +596,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             f"{capacity_tokens:,} tokens the KV cache holds"
             + (" for one request (less vLLM V1's null block)" if null_block else "")
             + " (vLLM refuses to start otherwise; pass --max-model-len to choose)"
+            + _smaller_batch_hint(scenario, model, gpu, tp, knobs, pp_knobs, memory)
         )
         max_model_len = capacity_tokens
     elif memory.kv_capacity_tokens < max_model_len:
@@ -655,6 +656,44 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         notes=tuple(notes),
         calibration=calibration,
         pp=pp,
+    )
+
+
+#: The batch knobs ``_smaller_batch_hint`` proposes: vLLM v0.11's defaults for GPUs under
+#: 70 GiB or named A100 (``memory.default_batch_knobs``).
+SMALL_BATCH_KNOBS = {"max_num_seqs": 256, "max_num_batched_tokens": 2048}
+
+
+def _smaller_batch_hint(
+    scenario: Scenario,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int,
+    knobs: dict[str, Any],
+    pp_knobs: dict[str, int],
+    memory: MemoryPlan,
+) -> str:
+    """For a KV cache capped below the model's context with the GPU's default batch knobs:
+    how many tokens vLLM v0.11's smaller defaults (``SMALL_BATCH_KNOBS``) would leave, where
+    that is at least twice as many. vLLM reserves activation memory for a step of
+    max_num_batched_tokens and the sampler's logits of max_num_seqs rows (``memory``): on
+    an H100 (8,192 and 1,024 by default) that is 4.9 GiB for Llama's 128k vocabulary, most
+    of what 70B at tp=2 leaves (a QA pass: 1,920 tokens of KV on 8xH100, 25,568 on 8xA100,
+    whose defaults are 2,048 and 256)."""
+    if scenario.scheduler != "vllm" or scenario.max_num_seqs is not None:
+        return ""
+    if scenario.max_num_batched_tokens is not None:
+        return ""
+    if all(knobs[k] <= v for k, v in SMALL_BATCH_KNOBS.items()):
+        return ""
+    smaller = plan_memory(model, gpu, tp, **{**knobs, **SMALL_BATCH_KNOBS}, **pp_knobs)
+    if smaller.kv_capacity_tokens < 2 * memory.kv_capacity_tokens:
+        return ""
+    return (
+        f"; --max-num-seqs {SMALL_BATCH_KNOBS['max_num_seqs']} --max-num-batched-tokens "
+        f"{SMALL_BATCH_KNOBS['max_num_batched_tokens']:,} would leave "
+        f"{smaller.kv_capacity_tokens:,} tokens of KV: vLLM reserves activation memory for "
+        "a step of max_num_batched_tokens and the sampler's logits of max_num_seqs rows"
     )
 
 

@@ -634,3 +634,29 @@ def test_a_capped_max_model_len_is_what_one_request_can_be_given(scheduler):
     else:
         assert resolved.engine_kv_blocks == resolved.memory.num_kv_blocks - 1
         assert resolved.max_model_len == resolved.engine_kv_blocks * block
+
+
+def test_a_kv_cache_capped_by_the_default_batch_knobs_names_smaller_ones():
+    """A QA pass: Llama-3.1-70B on 8xH100 at tp=2 held 1,920 tokens of KV (8xA100: 25,568)
+    because vLLM v0.11's H100 defaults (8,192 tokens, 1,024 sequences) reserve 4.9 GiB of
+    activations and sampler logits; only the max_model_len note hinted at it."""
+    from simulator.memory import plan_memory
+    from simulator.scenario import Scenario, resolve
+
+    resolved = resolve(Scenario(gpus="8xH100", model="llama-3.1-70b", tp=2))
+    smaller = plan_memory(
+        resolved.model, resolved.gpu, 2, max_num_seqs=256, max_num_batched_tokens=2048
+    )
+    assert smaller.kv_capacity_tokens > 10 * resolved.memory.kv_capacity_tokens
+    (note,) = [n for n in resolved.notes if n.startswith("max_model_len capped")]
+    assert note.endswith(
+        f"; --max-num-seqs 256 --max-num-batched-tokens 2,048 would leave "
+        f"{smaller.kv_capacity_tokens:,} tokens of KV: vLLM reserves activation memory for a "
+        "step of max_num_batched_tokens and the sampler's logits of max_num_seqs rows"
+    )
+    # Knobs the user chose, or defaults already that small, get no hint.
+    for scenario in (
+        Scenario(gpus="8xH100", model="llama-3.1-70b", tp=2, max_num_seqs=1024),
+        Scenario(gpus="8xA100", model="llama-3.1-70b", tp=2),
+    ):
+        assert not any("would leave" in n for n in resolve(scenario).notes)
