@@ -116,6 +116,11 @@ def test_a_gpu_type_with_no_fleet_meeting_the_slo_is_named(trace, trace_file):
     assert human.exit_code == 0, human.stderr
     line = f"No fleet of at most {MAX_GPUS} GPUs meets the SLO on: {', '.join(result.no_fleet)}"
     assert line in human.stdout
+    # Where their step times come from too (a docs pass: only fleets shown were named).
+    sources = human.stdout.split("Step times per GPU type:\n")[1].split("\n\n")[0]
+    for name in result.no_fleet:
+        source = payload["no_fleet_nearest"][name]["step_time_source"]
+        assert f"  {name}: {source}" in sources.splitlines()
 
 
 def test_plan_with_a_price_override_changes_the_answer(trace):

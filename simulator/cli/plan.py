@@ -447,6 +447,7 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
         for gpu, ev in payload.get("no_fleet_nearest", {}).items():
             sys.stdout.write(f"  {gpu}: nearest {ev['gpus']} (tp={ev['tp']}), {_misses(ev)}\n")
         sys.stdout.write(assumed)
+        _print_step_time_sources([closest] if closest is not None else [], payload)
         sys.stdout.write(f"Scenarios simulated: {payload['scenarios_simulated']}\n")
         return
     head = (
@@ -530,16 +531,22 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
         )
         for gpu, ev in payload.get("no_fleet_nearest", {}).items():
             sys.stdout.write(f"  {gpu}: nearest {ev['gpus']} (tp={ev['tp']}), {_misses(ev)}\n")
+    _print_step_time_sources([answer, *payload["runners_up"]], payload)
+    sys.stdout.write(f"\nScenarios simulated: {payload['scenarios_simulated']}\n")
+
+
+def _print_step_time_sources(fleets: list[dict[str, Any]], payload: dict[str, Any]) -> None:
+    """Where each GPU type's step times came from: the fleets shown, then the types without
+    a fleet (a docs pass: L40S, the type that met nothing, was left out, where its step
+    times' source may be why)."""
+    fleets = [*fleets, *payload.get("no_fleet_nearest", {}).values()]
     sources = {
-        ev["gpu_type"]: ev["step_time_source"]
-        for ev in (answer, *payload["runners_up"])
-        if ev.get("step_time_source")
+        ev["gpu_type"]: ev["step_time_source"] for ev in fleets if ev.get("step_time_source")
     }
     if sources:
         sys.stdout.write("\nStep times per GPU type:\n")
         for gpu_type, source in sources.items():
             sys.stdout.write(f"  {gpu_type}: {source}\n")
-    sys.stdout.write(f"\nScenarios simulated: {payload['scenarios_simulated']}\n")
 
 
 plan_command = with_knob_options(
