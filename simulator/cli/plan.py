@@ -162,7 +162,7 @@ def plan(
     tolerance: Annotated[
         float | None,
         typer.Option(
-            "--tolerance", help="Relative bracket width for --find max-rate.  [default: 0.02]"
+            "--tolerance", help="Relative bracket width for --find max-rate (default 0.02)."
         ),
     ] = None,
     price: Annotated[

@@ -90,7 +90,7 @@ def run(
         _opt(
             "--max-num-seqs",
             help="Most running requests per replica (default: vLLM v0.11's for the GPU, at "
-            "most --chunk-size with sarathi; 256 with vllm-v0).",
+            "most the token budget per step, as vLLM lowers it; 256 with vllm-v0).",
         ),
     ] = None,
     max_num_batched_tokens: Annotated[
