@@ -6,7 +6,7 @@ old callee. Keying the cache folder by a hash of every kernel source file (and t
 version) makes any change start a fresh cache. The folder is in the user's cache directory,
 so installs into read-only site-packages still cache. ``NUMBA_CACHE_DIR``, if set, wins.
 
-Compiling the kernels takes 40-50 s on a 2-core machine, so the package ships them
+Compiling the kernels takes 1-2 minutes on a 2-core machine, so the package ships them
 compiled (``simulator/_jitcache/<hash>/``, built by ``python -m simulator.build_kernels``):
 when the user's cache folder for this hash is empty and the shipped folder has the same
 hash, its files are copied in and the first run only loads them (about 1 s).
@@ -187,7 +187,7 @@ def _is_empty(folder: Path) -> bool:
 
 def is_cold() -> bool:
     """True when some kernel is not cached yet: the next run compiles it (all of them:
-    40-50 s, 2 cores). Where a build is shipped for this numba and platform, every kernel it
+    1-2 minutes, 2 cores). Where a build is shipped for this numba and platform, every kernel it
     indexes must be indexed in the cache too: a first compile stopped part way (Ctrl-C) left
     some folders with some kernels, and the next run compiled the rest for ~40 s unannounced."""
     folder = os.environ.get("NUMBA_CACHE_DIR")

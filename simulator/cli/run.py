@@ -298,7 +298,7 @@ def run(
     ahead_of_time = not closed_loop and max_concurrency is None and compiled.available()
     if not ahead_of_time and _numba_cache.is_cold():
         note(
-            "first run with this version: compiling the simulation kernels (up to a minute, "
+            "first run with this version: compiling the simulation kernels (a minute or two, "
             "once; later runs load them from the cache)"
         )
     started = time.perf_counter()
