@@ -497,9 +497,11 @@ def test_validate_says_when_the_replay_exceeds_the_clients_max_concurrency(tmp_p
     the replay keeps more requests in flight than the client ever did."""
     num_requests = 20
     # One request at a time, each sent when the previous one finished after 0.5 s: for
-    # 1,000 output tokens the simulated H100 is slower (about 7 ms per token).
+    # 1,000 output tokens the simulated H100 is slower (about 7 ms per token). At a finite
+    # rate the client's scheduled send times are not in the file, so the recorded ones are
+    # replayed (at rate inf they follow from the completions: the next test).
     result = {
-        "request_rate": "inf",
+        "request_rate": 2.0,
         "max_concurrency": 1,
         "input_lens": [500] * num_requests,
         "output_lens": [1000] * num_requests,
@@ -631,6 +633,38 @@ def test_one_slot_closed_loop_matches_the_session_replay():
     np.testing.assert_allclose(e2e, e2e_ref, rtol=1e-12)
     np.testing.assert_allclose(ttft, ttft_ref, rtol=1e-12)
     np.testing.assert_allclose(sends[1:], np.cumsum(e2e)[:-1], rtol=1e-12)
+
+
+def test_start_times_at_rate_inf_with_a_limit_are_replayed_as_the_client_sends(tmp_path):
+    """A QA pass: vLLM's client at request_rate inf sends each request when a semaphore
+    slot frees (serve.py), so its start_times are the measured server's completions;
+    replayed as recorded, a slower simulated server had 173 requests in flight against a
+    limit of 32. With start_times the replay now equals the same result's without them."""
+    num_requests = 20
+    result = {
+        "request_rate": "inf",
+        "max_concurrency": 2,
+        "input_lens": [500] * num_requests,
+        "output_lens": [1000] * num_requests,
+        "ttfts": [0.02] * num_requests,
+        "latencies": [0.5] * num_requests,
+        "errors": [""] * num_requests,
+    }
+    path = tmp_path / "closed.json"
+    without = _validate_result(path, result)
+    result["start_times"] = [100.0 + 0.25 * k for k in range(num_requests)]
+    run = _validate_result(path, result)
+    assert run.exit_code == 0, run.stderr
+    assert (
+        "note: start_times not replayed: at request_rate inf with max_concurrency 2 the "
+        "benchmark's client sent each request when one of its slots freed, so the requests "
+        "are sent as that client would have sent them to the simulated server (the first ones "
+        "at 0 s, each later one in list order when a simulated request finishes)"
+    ) in run.stderr.splitlines()
+    predicted = json.loads(run.stdout)["validation"]["predicted"]
+    assert predicted == json.loads(without.stdout)["validation"]["predicted"]
+    notes = json.loads(run.stdout)["validation"]["notes"]
+    assert not any("above the client" in n or "open loop" in n for n in notes), notes
 
 
 def test_validate_replays_an_old_max_concurrency_benchmark_closed_loop(tmp_path):

@@ -411,7 +411,7 @@ MAX_TOKENS_PER_GAP = 16
 
 
 def _from_vllm(path: Path, data: dict) -> Benchmark:
-    # vLLM saves per-request "latencies" since late 2025; before that a detailed result has
+    # Newer vLLM releases save per-request "latencies" (2026); before that a detailed result has
     # the inter-token gaps ("itls") of each request, whose sum after the TTFT is its E2E.
     e2e_field = "latencies" if isinstance(data.get("latencies"), list) else "itls"
     if (
@@ -497,6 +497,15 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
                 f"{path.name}: max_concurrency must be a whole number >= 1, or null, 0 or "
                 f"Infinity (no limit), got {limit!r:.40}"
             )
+        # At request_rate inf vLLM's client yields every request at once and each waits on
+        # the semaphore (vllm/benchmarks/serve.py: get_request, limited_request_func), and
+        # start_time is taken inside it: the recorded send times are the measured server's
+        # completions, and the client's own rule replays them for the simulated server (a
+        # QA pass: replayed as recorded, a slower simulated server had 173 requests in
+        # flight against a limit of 32, TPOT +323 % where the client's rule read +93 %).
+        rate = data.get("request_rate")
+        at_once = rate == "inf" or (isinstance(rate, float) and math.isinf(rate))
+        closed_loop = not no_limit and at_once and data.get("ramp_up_strategy") is None
     else:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
@@ -551,12 +560,21 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             for k, gaps in enumerate(data["itls"])
         ]
         e2e = ttft + np.array(after_first_s, dtype=np.float64)
-        # Not "older vLLM": v0.11's bench serve saves start_times and itls, no latencies.
+        # Not "older vLLM": releases that save start_times and itls without latencies exist.
         notes.append(
             "no latencies field: E2E is TTFT plus the sum of the request's itls (its "
             "inter-token gaps)"
         )
     _check_within_duration(path, data.get("duration"), arrival[ok], ttft[ok], e2e[ok], starts)
+    if starts is not None and closed_loop:
+        arrival = np.zeros(count)
+        notes.append(
+            f"start_times not replayed: at request_rate inf with max_concurrency {limit:g} "
+            "the benchmark's client sent each request when one of its slots freed, so the "
+            "requests are sent as that client would have sent them to the simulated server "
+            "(the first ones at 0 s, each later one in list order when a simulated request "
+            "finishes)"
+        )
     num_failed = int((~ok).sum()) - int(silent.sum()) - int(gapless.sum()) - int(few_gaps.sum())
     if few_gaps.any():
         num_few = int(few_gaps.sum())
