@@ -1332,7 +1332,7 @@ LONG = list(range(1, 500))
         ),
         (
             _vllm_result(start_times=None, request_rate=LONG),
-            f'request_rate must be a number of requests per second or "inf" (as vLLM\'s '
+            f'request_rate must be a positive number of requests per second or "inf" (as vLLM\'s '
             f"bench serve writes it), got {repr(LONG)[:40]}",
         ),
     ],
@@ -1751,8 +1751,8 @@ def test_a_request_rate_that_is_not_a_number_is_named(tmp_path, rate):
     with pytest.raises(SimreplayError) as raised:
         read_benchmark(path)
     assert str(raised.value) == (
-        f'b.json: request_rate must be a number of requests per second or "inf" (as '
-        f"vLLM's bench serve writes it), got {rate!r}"
+        f'b.json: request_rate must be a positive number of requests per second or "inf" '
+        f"(as vLLM's bench serve writes it), got {rate!r}"
     )
 
 

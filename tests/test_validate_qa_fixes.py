@@ -6,6 +6,7 @@ note."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from test_calibration_validate import _validate, _validate_result, _vllm_result
@@ -450,3 +451,47 @@ def test_a_parquet_benchmark_is_named_as_parquet(tmp_path):
         "error: r.parquet: a Parquet file; a benchmark is a vLLM result JSON, or a per-request "
         "JSON lines or CSV file (write the table as CSV, e.g. with pyarrow.csv.write_csv)"
     )
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        (
+            {"itls": [[0.01, -0.5], [0.01]], "latencies": None},
+            "request 1: itls gap 2 is -0.5 s; inter-token gaps are differences of a monotonic",
+        ),
+        ({"itls": [[0.01, 0.01], [math.nan]]}, "request 2: itls gap 1 is nan s;"),
+        (
+            {"request_rate": -3, "start_times": None},
+            "request_rate must be a positive number of requests",
+        ),
+        (
+            {"request_rate": 0, "start_times": None},
+            "request_rate must be a positive number of requests",
+        ),
+    ],
+)
+def test_impossible_gaps_and_rates_in_a_vllm_result_are_refused(tmp_path, fields, fragment):
+    """A QA pass: a negative inter-token gap was summed into E2E (exit 0), and request_rate
+    -3 or 0 was refused as "drew its send times at random"."""
+    result = {
+        "request_rate": "inf",
+        "input_lens": [5, 6],
+        "output_lens": [3, 2],
+        "ttfts": [0.1, 0.2],
+        "latencies": [0.4, 0.5],
+        "itls": [[0.01, 0.01], [0.01]],
+        "start_times": [10.0, 11.0],
+        "errors": ["", ""],
+    }
+    for key, value in fields.items():
+        if value is None:
+            del result[key]
+        else:
+            result[key] = value
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(result))
+    run = _validate(path)
+    assert run.exit_code == 1, run.stdout
+    line = _one_error_line(run)
+    assert fragment in line, line

@@ -509,10 +509,11 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     else:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
-        if not (all_at_once or _is_number(rate)):
+        positive = _is_number(rate) and math.isfinite(_as_float(rate)) and _as_float(rate) > 0
+        if not (all_at_once or positive):
             raise SimreplayError(
-                f"{path.name}: request_rate must be a number of requests per second or "
-                f'"inf" (as vLLM\'s bench serve writes it), got {rate!r:.40}'
+                f"{path.name}: request_rate must be a positive number of requests per second "
+                f'or "inf" (as vLLM\'s bench serve writes it), got {rate!r:.40}'
             )
         closed_loop = _whole_number(limit) is not None
         ramp = data.get("ramp_up_strategy")
@@ -550,6 +551,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             )
         else:
             notes.append("no start_times: every request sent at 0 s (request_rate inf)")
+    _refuse_negative_gaps(path, data.get("itls"), ok)
     ttft = _numbers(path, "ttfts", data["ttfts"])
     if e2e_field == "latencies":
         e2e = _numbers(path, "latencies", data["latencies"])
@@ -715,6 +717,25 @@ def _numbers(path: Path, name: str, values: list) -> np.ndarray:
                 f"{path.name}: request {k + 1}: field {name} must hold numbers, got {value!r:.40}"
             )
     return out
+
+
+def _refuse_negative_gaps(path: Path, itls: Any, ok: np.ndarray) -> None:
+    """Refuse a kept request's inter-token gap below 0 or NaN: vLLM takes them as
+    differences of ``time.perf_counter`` readings, a monotonic clock (a QA pass: a gap of
+    -0.5 s was summed into E2E without a word)."""
+    if not isinstance(itls, list):
+        return
+    for k in np.flatnonzero(ok):
+        gaps = itls[k] if k < len(itls) else None
+        if not isinstance(gaps, list):
+            continue
+        for n, gap in enumerate(gaps):
+            # (An infinite gap makes E2E infinite, which ``_finish`` names.)
+            if _is_number(gap) and not _as_float(gap) >= 0:
+                raise SimreplayError(
+                    f"{path.name}: request {k + 1}: itls gap {n + 1} is {gap!r:.40} s; "
+                    "inter-token gaps are differences of a monotonic clock, never below 0"
+                )
 
 
 def _sum_of_gaps(path: Path, k: int, gaps: object) -> float:
