@@ -298,7 +298,7 @@ class _Outcomes:
     num_completed: int
     output_done: int  # output tokens of the completed requests
     num_preemptions: int
-    backlog: int  # completed requests first scheduled after the latest arrival
+    backlog: int  # completed requests that arrived before the latest arrival, started after
     first_arrival_s: float  # the earliest send; 0 when there are no requests
     last_arrival_s: float  # the latest arrival at the engine, 0 if earlier
     last_finish_s: float  # the latest completion; NaN when none
@@ -547,8 +547,9 @@ def _summary(
             resolved.pp,
             resolved.memory.block_size,
         ),
-        # Requests not yet started when the last request arrived: a backlog that grows with
-        # the trace means the deployment does not keep up and tail latency has no ceiling.
+        # Requests that arrived earlier and had not started when the last one arrived (its
+        # own instant's left out): a backlog that grows with the trace means the deployment
+        # does not keep up and tail latency has no ceiling.
         "backlog_at_last_arrival": outcomes.backlog,
         "rejected_by_reason": {
             REJECT_REASONS[code]: int(count)

@@ -503,7 +503,9 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
                 "--max-num-seqs to choose"
             )
             max_num_seqs = max_batched
-    if max_batched < max_num_seqs:
+    # vllm-v0's default budget, max(max_model_len, 2048), is settled below (a review: 2,048,
+    # its provisional value, refused --max-num-seqs 4096 where v0.6 takes 131,072).
+    if max_batched < max_num_seqs and not v0_default_budget:
         seqs = (
             f"the default max_num_seqs of {max_num_seqs:,}"
             if scenario.max_num_seqs is None
@@ -561,6 +563,13 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     if v0_settle:
         v0_len = _v0_settled_len(model, gpu, tp, context, knobs, pp_knobs)
         max_batched = knobs["max_num_batched_tokens"] = max(v0_len, 2048)
+    if v0_default_budget and max_batched < max_num_seqs:
+        raise SimreplayError(
+            f"--max-num-seqs {max_num_seqs:,} is above vLLM v0.6's default "
+            f"max_num_batched_tokens here, max(max_model_len, 2048) = {max_batched:,}: vLLM "
+            "(v0.6, SchedulerConfig) refuses to start unless the token budget per step is at "
+            "least the number of sequences; give --max-num-batched-tokens"
+        )
     memory = plan_memory(model, gpu, tp, **knobs, **pp_knobs)
     if no_useful_tp:
         # The KV the run has: vllm-v0's settled budget above changes the activation reserve
@@ -691,7 +700,7 @@ def _smaller_batch_hint(
         return ""
     return (
         f"; --max-num-seqs {SMALL_BATCH_KNOBS['max_num_seqs']} --max-num-batched-tokens "
-        f"{SMALL_BATCH_KNOBS['max_num_batched_tokens']:,} would leave "
+        f"{SMALL_BATCH_KNOBS['max_num_batched_tokens']} would leave "
         f"{smaller.kv_capacity_tokens:,} tokens of KV: vLLM reserves activation memory for "
         "a step of max_num_batched_tokens and the sampler's logits of max_num_seqs rows"
     )

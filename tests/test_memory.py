@@ -650,7 +650,7 @@ def test_a_kv_cache_capped_by_the_default_batch_knobs_names_smaller_ones():
     assert smaller.kv_capacity_tokens > 10 * resolved.memory.kv_capacity_tokens
     (note,) = [n for n in resolved.notes if n.startswith("max_model_len capped")]
     assert note.endswith(
-        f"; --max-num-seqs 256 --max-num-batched-tokens 2,048 would leave "
+        f"; --max-num-seqs 256 --max-num-batched-tokens 2048 would leave "
         f"{smaller.kv_capacity_tokens:,} tokens of KV: vLLM reserves activation memory for a "
         "step of max_num_batched_tokens and the sampler's logits of max_num_seqs rows"
     )
@@ -660,3 +660,14 @@ def test_a_kv_cache_capped_by_the_default_batch_knobs_names_smaller_ones():
         Scenario(gpus="8xA100", model="llama-3.1-70b", tp=2),
     ):
         assert not any("would leave" in n for n in resolve(scenario).notes)
+
+
+def test_vllm_v0s_default_budget_is_settled_before_max_num_seqs_is_checked():
+    """A review: --scheduler vllm-v0 --max-num-seqs 4096 was refused against 2,048, the
+    budget's provisional value, where v0.6 takes max(max_model_len, 2048) = 131,072."""
+    from simulator.scenario import Scenario, resolve
+
+    wide = resolve(Scenario(gpus="1xH100", scheduler="vllm-v0", max_num_seqs=4096))
+    assert wide.max_num_seqs == 4096 and wide.max_num_batched_tokens >= 4096
+    with pytest.raises(SimreplayError, match=r"max\(max_model_len, 2048\) = 2,048: vLLM \(v0.6"):
+        resolve(Scenario(gpus="1xH100", scheduler="vllm-v0", max_num_seqs=4096, max_model_len=2048))

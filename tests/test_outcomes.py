@@ -104,7 +104,13 @@ def numpy_outcomes(state) -> dict:
         "num_completed": int(completed.sum()),
         "output_done": int(output[completed].sum()),
         "num_preemptions": int(state.req_i[:, R_PREEMPTIONS].sum()),
-        "backlog": int((state.req_f[completed, R_FIRST_SCHEDULED_S] > last_arrival).sum()),
+        # Arrived before the last arrival (not with it), first scheduled after it.
+        "backlog": int(
+            (
+                (state.req_f[completed, R_FIRST_SCHEDULED_S] > last_arrival)
+                & (arrival[completed] < last_arrival)
+            ).sum()
+        ),
         "first_arrival_s": float(sent.min()) if len(sent) else 0.0,
         "last_arrival_s": last_arrival,
         "last_finish_s": float(np.fmax.reduce(finish)) if len(finish) else math.nan,

@@ -814,3 +814,30 @@ def test_max_rate_never_answers_a_rate_whose_queue_outgrows_the_trace(trace, tra
     assert "at this rate the trace lasts" in human.stdout  # 400 requests: well under 600 s
     payload = json.loads(invoke(*args, "--tp", 1, "--tolerance", 0.05, "--json").stdout)
     assert payload["answer"]["overloaded"] is False and payload["answer"]["fails_overloaded"]
+
+
+def test_requests_of_the_last_instant_are_no_backlog(tmp_path):
+    """A review: 250 requests at 0 s and 250 at 1 s read as 250 requests of backlog (those
+    of the last instant, waiting for the step in flight), so 64xA100 was 'overloaded' and
+    plan answered no fleet at all. Requests arriving with the last one are left out."""
+    table = make_trace(num_requests=500)
+    arrival = pa.array([0.0] * 250 + [1.0] * 250)
+    table = table.set_column(table.column_names.index("arrival_time_s"), "arrival_time_s", arrival)
+    summary = simulate(table, Scenario(gpus="64xA100", tp=1)).summary
+    assert summary["backlog_at_last_arrival"] == 0
+    path = tmp_path / "two-bursts.parquet"
+    write_parquet_atomic(table, path)
+    run = invoke("run", path, "--gpus", "64xA100", "--tp", 1)
+    assert run.exit_code == 0 and "Overloaded" not in run.stdout
+    sim = Simulator(table, parse_slo("ttft_p99_ms=600000"))
+    assert plan_cheapest(sim, ["A100"], max_gpus=64, tps=[1]).answer is not None
+
+
+def test_a_burst_is_judged_on_the_trace_as_given_not_as_scaled(trace):
+    """A review: at a high rate scale every trace spans under a second, and the overload
+    rule read the scaled trace as a burst (never overloaded), so max-rate could climb on.
+    The trace as given decides; the span reported is the replayed one."""
+    sim = Simulator(trace, parse_slo("ttft_p99_ms=100000000"))
+    assert sim.unscaled_span_s > 1.0
+    ev = sim.evaluate("1xA100", 1, 200.0)
+    assert ev.trace_span_s < 1.0 and ev.overloaded and not ev.meets

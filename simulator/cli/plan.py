@@ -448,7 +448,7 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
             sys.stdout.write(f"  {gpu}: nearest {ev['gpus']} (tp={ev['tp']}), {_misses(ev)}\n")
         sys.stdout.write(assumed)
         _print_step_time_sources([closest] if closest is not None else [], payload)
-        sys.stdout.write(f"Scenarios simulated: {payload['scenarios_simulated']}\n")
+        sys.stdout.write(f"\nScenarios simulated: {payload['scenarios_simulated']}\n")
         return
     head = (
         f"{answer['gpus']} ({answer['gpu_type']}, tp={answer['tp']}, "

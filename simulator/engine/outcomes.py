@@ -71,8 +71,8 @@ def read_outcomes(
     token or fewer), queueing from the engine's arrival, and ``span_s`` from first to last
     token (NaN where a time is). ``reject_counts[code]`` counts each reject reason (codes
     past its end are counted in its last entry). ``totals_i`` and ``totals_f`` as the
-    ``O_*`` indices name them; the backlog counts completed requests first scheduled after
-    the latest arrival.
+    ``O_*`` indices name them; the backlog counts completed requests that arrived before the
+    latest arrival and were first scheduled after it.
     """
     n = req_i.shape[0]
     own_send = sent_s.shape[0] == 0
@@ -114,9 +114,16 @@ def read_outcomes(
             last_arrival = arrival
         if finish > last_finish or (math.isnan(last_finish) and not math.isnan(finish)):
             last_finish = finish
+    # Requests that arrived before the last one and had not started by then: those of its
+    # own instant are left out (a trace whose last batch of requests shares one timestamp,
+    # as coarse or rounded times do, read as a queue of that batch's size).
     backlog = 0
     for i in range(n):
-        if completed[i] and req_f[i, R_FIRST_SCHEDULED_S] > last_arrival:
+        if (
+            completed[i]
+            and req_f[i, R_ARRIVAL_S] < last_arrival
+            and req_f[i, R_FIRST_SCHEDULED_S] > last_arrival
+        ):
             backlog += 1
     totals_i[O_COMPLETED] = num_completed
     totals_i[O_OUTPUT_DONE] = output_done

@@ -61,8 +61,9 @@ DEFAULT_PREFIX_LOAD_CAP = 8
 #: ``prefix-aware``: a replica's cached prefix draws a request only when it is more than
 #: this many tenths of the prompt; a shorter one (a shared system prompt under a long
 #: question) counts as no hit, and the request goes to the least outstanding candidate.
-#: vllm-router's and SGLang's ``cache_aware`` policy route by prefix above a match share
-#: of 0.3 (``--cache-threshold``) and by load below it.
+#: vllm-router's and SGLang's ``cache_aware`` policy follow a prefix only above a match
+#: share of 0.3 (``--cache-threshold``); below it they pick the worker with the smallest
+#: cached record, for which least outstanding stands in here.
 PREFIX_MATCH_MIN_TENTHS = 3
 
 # Rows of ``cfg`` (int64, engine knobs).

@@ -309,7 +309,10 @@ class StepTimeModel:
         parts_s = np.zeros(layout.NUM_PARTS, dtype=np.float64)
         from simulator.engine import compiled
 
-        compiled.step_time_parts_s()(self.params, *features, parts_s)
+        # The extension reads params as a C-contiguous float64 array, whatever it is given
+        # (numba's dispatcher would adapt to a strided view; a review found the sum wrong).
+        params = np.ascontiguousarray(self.params, dtype=np.float64)
+        compiled.step_time_parts_s()(params, *features, parts_s)
         return {name: float(parts_s[idx]) for idx, name in enumerate(layout.PART_NAMES)}
 
 

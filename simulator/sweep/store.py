@@ -57,7 +57,7 @@ Row columns (``sweep show --json`` prints the same names):
 | `{ttft,tpot,itl,e2e,queue}_{mean,p50,p90,p95,p99,max}_ms` | float64 | latency statistics |
 | `kv_peak_fraction`, `kv_mean_fraction` | float64 | KV cache use |
 | `prefix_cache_hit_rate` | float64 | summary's `prefix_cache.hit_rate`; null with caching off |
-| `backlog_at_last_arrival` | int64 | requests not started when the last one arrived |
+| `backlog_at_last_arrival` | int64 | requests arrived before the last one, not started then |
 | `slo` | string | the SLO the row was judged against; null without one |
 | `slo_met` | bool | every bound met; null without an SLO or when infeasible |
 | `slo_attainment`, `goodput_rps` | float64 | share of requests meeting every bound; their rate |
