@@ -495,3 +495,36 @@ def test_impossible_gaps_and_rates_in_a_vllm_result_are_refused(tmp_path, fields
     assert run.exit_code == 1, run.stdout
     line = _one_error_line(run)
     assert fragment in line, line
+
+
+def test_a_few_requests_whose_output_lens_undercount_their_chunks_are_dropped(tmp_path):
+    """A QA pass: one request's output_lens a token short of its streamed chunks (older
+    clients re-tokenized the generated text) refused the whole file, with advice to re-run
+    with the server's counts, which those clients never had. Up to 5 % are dropped and
+    counted; more still refuse the file."""
+    count = 40
+    result = {
+        "request_rate": "inf",
+        "input_lens": [100] * count,
+        "output_lens": [20] * count,
+        "ttfts": [0.05] * count,
+        "itls": [[0.01] * 19 for _ in range(count)],
+        "errors": [""] * count,
+    }
+    result["output_lens"][7] = 18  # 19 gaps: 20 chunks, so 20 tokens at least
+    path = tmp_path / "short.json"
+    run = _validate_result(path, result)
+    assert (
+        "note: dropped 1 request with more itls gaps than output_lens tokens (the first, "
+        "request 8: 19 gaps for 18 tokens): each streamed chunk holds a token at least, so "
+        "its token count is short"
+    ) in run.stderr.splitlines()
+    assert json.loads(run.stdout)["validation"]["num_requests"] == count - 1
+    for k in range(3):
+        result["output_lens"][k] = 18  # 4 of 40: more than 5 %
+    path.write_text(json.dumps(result))
+    refused = _validate(path)
+    assert refused.exit_code == 1
+    assert "request 1: 19 itls gaps (streamed chunks after the first) but output_lens 18" in (
+        _one_error_line(refused)
+    )
