@@ -841,3 +841,16 @@ def test_a_burst_is_judged_on_the_trace_as_given_not_as_scaled(trace):
     assert sim.unscaled_span_s > 1.0
     ev = sim.evaluate("1xA100", 1, 200.0)
     assert ev.trace_span_s < 1.0 and ev.overloaded and not ev.meets
+
+
+def test_a_type_skipped_for_its_small_kv_cache_names_the_smaller_batch_knobs(trace):
+    """70B on H100 at tp=2 holds 1,904 tokens of KV with the GPU's default batch knobs, so
+    plan skipped it without saying that vLLM's smaller defaults leave 13 times as much."""
+    sim = Simulator(trace, parse_slo(SLO), {"model": "llama-3.1-70b"})
+    result = plan_cheapest(sim, ["H100"], max_gpus=8, tps=[2])
+    (line,) = [s for s in result.skipped if s.startswith("H100 tp=2")]
+    assert line.endswith(
+        "; --max-num-seqs 256 --max-num-batched-tokens 2048 would leave 25,984 tokens of KV: "
+        "vLLM reserves activation memory for a step of max_num_batched_tokens and the "
+        "sampler's logits of max_num_seqs rows"
+    ), line

@@ -112,6 +112,9 @@ class Evaluation:
     overloaded: bool = False
     #: The trace's arrival span at this rate scale (s).
     trace_span_s: float = 0.0
+    #: The scenario's advice on smaller batch knobs when they would leave a KV cache that
+    #: holds more (``scenario._smaller_batch_hint``), else None.
+    batch_knob_hint: str | None = None
 
 
 class Simulator:
@@ -206,6 +209,14 @@ class Simulator:
                 (n for n in per_seed[0]["scenario"]["notes"] if NO_PROFILE_NOTE in n), None
             )
             ev.tp_used = flat["tp_used"]
+            ev.batch_knob_hint = next(
+                (
+                    note.rsplit("; ", 1)[1]
+                    for note in per_seed[0]["scenario"]["notes"]
+                    if note.startswith("max_model_len capped") and " would leave " in note
+                ),
+                None,
+            )
             ev.rejected = flat.get("reason")  # summary_columns: rejected requests, if any
             ev.metrics = {name: flat[name] for name in ANSWER_METRICS}
             ev.capacity_rejections = max(
@@ -629,6 +640,7 @@ def _fewest_replicas(
             f"{name} tp={tp}: a replica cannot serve "
             f"{count(first.capacity_rejections, 'request')} within the model's full context "
             f"{_CAPPED} ({first.rejected})"
+            + (f"; {first.batch_knob_hint}" if first.batch_knob_hint else "")
         )
         return None
     if first.meets:
