@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from simulator.checks import count
 from simulator.errors import SimreplayError
 from simulator.models import param_count, weight_bytes
 from simulator.specs import GPUSpec, ModelSpec
@@ -395,7 +396,7 @@ def validate_pp(model: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Non
         )
     if tp is None and num_gpus % pp:
         raise SimreplayError(
-            f"--pp {pp} does not divide the {num_gpus} GPUs of --gpus "
+            f"--pp {pp} does not divide the {count(num_gpus, 'GPU')} of --gpus "
             "(replicas = GPUs / (TP x PP) must be a whole number)"
         )
     if tp is not None and num_gpus % (tp * pp):
@@ -458,7 +459,7 @@ def validate_tp(model: ModelSpec, num_gpus: int, tp: int) -> None:
         raise SimreplayError(f"--gpus must name at least 1 GPU, got {num_gpus}")
     if num_gpus % tp:
         raise SimreplayError(
-            f"--tp {tp} does not divide the {num_gpus} GPUs of --gpus "
+            f"--tp {tp} does not divide the {count(num_gpus, 'GPU')} of --gpus "
             "(replicas = GPUs / TP must be a whole number)"
         )
     _check_tp_shards(model, tp)

@@ -706,7 +706,7 @@ def test_scenario_fields_of_the_wrong_type_are_one_line_errors(knobs, fragment):
         ),
         (
             {"tp": 3},
-            "^Scenario.tp 3 does not divide the 1 GPUs of Scenario.gpus ",
+            "^Scenario.tp 3 does not divide the 1 GPU of Scenario.gpus ",
             ["--tp", "3"],
         ),
         (

@@ -271,6 +271,7 @@ def test_choose_tp_falls_back_to_tp_1_when_no_larger_tp_splits_the_heads():
         ("llama-3.1-8b", 4, 0, "--tp must be at least 1, got 0"),
         ("llama-3.1-8b", 4, -2, "--tp must be at least 1"),
         ("llama-3.1-8b", 4, 3, "--tp 3 does not divide the 4 GPUs of --gpus"),
+        ("llama-3.1-8b", 1, 2, "--tp 2 does not divide the 1 GPU of --gpus"),  # not "1 GPUs"
         ("qwen2.5-7b", 8, 8, "--tp 8: qwen2.5-7b's 28 attention heads"),
     ],
 )
