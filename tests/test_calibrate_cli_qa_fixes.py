@@ -75,12 +75,17 @@ def test_report_counts_a_gpus_profile_once_and_marks_the_one_runs_do_not_read(tm
         return result.stdout
 
     both = json.loads(report(tmp_path, "--json"))
-    used = {p["file"]: p["used_by_runs"] for p in both["profiles"]}
-    assert used == {"h100-sxm.json": True, "my-profile.json": False}
+    counted = {p["file"]: p["counted_in_targets"] for p in both["profiles"]}
+    assert counted == {"h100-sxm.json": True, "my-profile.json": False}
+    # Runs read the shipped folder only (a new-user pass read "used_by_runs": true here).
+    assert not any(p["used_by_runs"] for p in both["profiles"])
+    shipped = json.loads(runner.invoke(app, ["calibrate", "report", "--json"]).stdout)
+    assert all(p["used_by_runs"] for p in shipped["profiles"])
     assert both["targets"] == json.loads(report(alone, "--json"))["targets"]
     text = report(tmp_path)
     assert "my-profile.json *" in text and "h100-sxm.json *" not in text
     assert "* my-profile.json: not what runs on H100-SXM read (they read h100-sxm.json)" in text
+    assert f"profiles of {tmp_path}: runs read the shipped ones (" in text
 
 
 def test_report_shows_host_constants(tmp_path):
@@ -256,3 +261,15 @@ def test_one_impossible_row_is_skipped_and_counted_not_fitted(tmp_path):
     assert sum(profile.provenance["rows_skipped"].values()) == 2
     ratios = np.exp(profile.grids["gemm_bfloat16"].values)
     assert ratios.min() > 0.5 and ratios.max() < 100
+
+
+def test_fit_creates_the_folder_it_is_told_to_write_into(tmp_path):
+    """A new-user pass: ``calibrate fit ... -o /tmp/new-profiles/`` was refused ("output
+    folder does not exist"), where ``calibrate profile -o`` creates its folder."""
+    out = tmp_path / "new" / "profiles"
+    result = _fit_h200(tmp_path, f"{out}/")
+    assert result.exit_code == 0, result.output
+    assert load_profile(out / "h200.json").gpu == "H200"
+    file_out = tmp_path / "other" / "mine.json"
+    assert _fit_h200(tmp_path, file_out).exit_code == 0
+    assert file_out.is_file()

@@ -742,14 +742,17 @@ def test_fit_writes_nothing_when_the_source_has_no_data(tmp_path):
 @pytest.mark.parametrize(
     ("out", "fragment"),
     [
-        ("newdir/", "newdir/: output folder does not exist"),
-        ("missing/p.json", "output directory"),
+        # A folder -o names or writes into is created, and removed again on failure.
+        ("newdir/", "no operator measurements"),
+        ("missing/deeper/p.json", "no operator measurements"),
         ("", "not an empty name"),
     ],
 )
 def test_fit_checks_its_output_before_fitting(tmp_path, monkeypatch, out, fragment):
     """Found by a new-user pass: ``-o newdir/`` wrote a file named newdir, ``-o ''`` wrote
-    into the current folder, a missing parent failed only after the whole fit."""
+    into the current folder, a missing parent failed only after the whole fit. Another:
+    the issue's ``-o calibration/profiles/`` into a new folder was refused; it is created
+    (and taken away again when the fit fails)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
     result = runner.invoke(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -53,7 +56,9 @@ def fit(
     gpu: Annotated[str, typer.Option("--gpu", help="GPU the measurements are of, e.g. H100.")],
     out: Annotated[
         str,
-        typer.Option("-o", "--out", help="Profile file, or a folder to write <gpu>.json into."),
+        typer.Option(
+            "-o", "--out", help="Profile file, or a folder to write <gpu>.json into (created)."
+        ),
     ],
     replace: Annotated[
         bool,
@@ -66,6 +71,41 @@ def fit(
     json_output: JsonOpt = False,
 ) -> None:
     """Fit a GPU's profile (correction grids over roofline) and print its errors."""
+    with _made_output_folder(out):
+        _fit(source, gpu, out, replace, json_output)
+
+
+@contextlib.contextmanager
+def _made_output_folder(out: str) -> Iterator[None]:
+    """Create the folder ``-o`` names (``profiles/``) or writes into (``new/h100.json``)
+    when it does not exist yet, as ``calibrate profile -o`` creates its own (a new-user
+    pass: the issue's ``-o calibration/profiles/`` into a fresh folder was refused); the
+    folders made are removed again if the command fails with them still empty."""
+    path = Path(out)
+    folder = path if out.endswith(("/", os.sep)) else path.parent
+    missing = []
+    while str(folder) not in ("", ".") and not folder.exists() and not folder.is_symlink():
+        missing.append(folder)
+        folder = folder.parent
+    if missing and (str(folder) in ("", ".") or folder.is_dir()):
+        try:
+            missing[0].mkdir(parents=True)
+        except OSError as exc:
+            raise SimreplayError(f"-o {out}: cannot create {missing[0]}: {exc.strerror}") from None
+    else:
+        missing = []
+    try:
+        yield
+    except BaseException:
+        for made in missing:  # deepest first
+            try:
+                made.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _fit(source: Path, gpu: str, out: str, replace: bool, json_output: bool) -> None:
     from simulator.calibration.fit import fit_from_source
     from simulator.calibration.profile import check_profile, save_profile
 
@@ -321,17 +361,23 @@ def report(
     found = shipped_profiles(directory)
     if not found:
         raise SimreplayError(f"{directory}: no calibration profiles (*.json)")
+    shipped = directory.resolve() == PROFILES_DIR.resolve()
     payload = {
         "profiles_dir": str(directory),
         "profiles": [
             {
                 "file": p.path.name if p.path else None,
                 "gpu": p.gpu,
-                # Runs on a GPU read <gpu>.json of the folder; another file of the same GPU
-                # (validate --fit's my-profile.json) is used only with --calibration, and
-                # counting both counted the same grids twice (QA).
-                "used_by_runs": p.path is not None
+                # Runs on a GPU read <gpu>.json of the shipped folder; another file of the
+                # same GPU (validate --fit's my-profile.json) is used only with
+                # --calibration, and counting both counted the same grids twice (QA). A
+                # folder given with --profiles is counted as runs would read it if shipped,
+                # but runs do not read it (a new-user pass read "used_by_runs": true there).
+                "counted_in_targets": p.path is not None
                 and p.path.name == profile_path(p.gpu, directory).name,
+                "used_by_runs": p.path is not None
+                and p.path.name == profile_path(p.gpu, directory).name
+                and shipped,
                 "source": p.provenance.get("source"),
                 "engine": p.provenance.get("engine"),
                 "device": p.provenance.get("device"),
@@ -352,7 +398,7 @@ def report(
         return
     rows = []
     for p in payload["profiles"]:
-        mark = "" if p["used_by_runs"] else " *"
+        mark = "" if p["counted_in_targets"] else " *"
         for grid_name in p["grids"]:
             errs = p["errors"].get(grid_name, {})
             fit_e = errs.get("fit", {})
@@ -394,8 +440,13 @@ def report(
         "each catalog model's GEMM or attention shapes held out of the fit in turn; "
         "leave-GPU-out: this GPU predicted from its nearest measured relative's profile"
     )
+    if not shipped:
+        print(
+            f"profiles of {directory}: runs read the shipped ones ({PROFILES_DIR}) and one of "
+            "these only when given with --calibration"
+        )
     for p in payload["profiles"]:
-        if not p["used_by_runs"]:
+        if not p["counted_in_targets"]:
             print(
                 f"* {p['file']}: not what runs on {p['gpu']} read (they read "
                 f"{profile_path(p['gpu'], directory).name}); used with --calibration only, "
@@ -438,7 +489,7 @@ def _targets(profiles: list[dict]) -> list[dict]:
     for key, label, statistic, bound in TARGETS:
         values = []
         for p in profiles:
-            if not p["used_by_runs"]:
+            if not p["counted_in_targets"]:
                 continue
             for grid_name in p["grids"]:
                 source = p["leave_one_out"] if key == "leave_one_out" else p["errors"]
