@@ -1009,3 +1009,25 @@ def test_check_json_carries_the_notes_it_printed(tmp_path):
     notes = json.loads(result.stdout)["notes"]
     assert any(note.startswith("1 measured row repeats an earlier row's") for note in notes)
     assert all(f"note: {note}" in result.stderr for note in notes)
+
+
+def test_gemm_rows_without_a_dtype_column_are_read_as_bf16_with_a_note(tmp_path):
+    """A new-user pass: gemm_perf.parquet without gemm_dtype (bf16 and FP8 rows mixed) was
+    fitted as one 16-bit grid, p90 92 %, with only a note on repeated shapes for a hint."""
+    import pyarrow.parquet as pq
+    from test_calibration import _synthetic_gemm
+
+    from simulator.calibration.sources import read_measurements
+
+    root = _synthetic_gemm(tmp_path, [1, 16, 256], [1024, 4096])
+    path = next(root.rglob("gemm_perf.parquet"))
+    pq.write_table(pq.read_table(path).drop_columns(["gemm_dtype"]), path)
+    meas = read_measurements(root)
+    assert set(meas.gemm["dtype"].tolist()) == {"bfloat16"}
+    assert any(
+        note.endswith(
+            "no gemm_dtype column: its 12 GEMM rows are read as bfloat16; a file that also "
+            "holds FP8 (or other) rows needs the column to tell them apart"
+        )
+        for note in meas.notes
+    ), meas.notes

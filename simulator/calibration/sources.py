@@ -628,6 +628,13 @@ def _dtype_name(value: object) -> str:
 
 def _add_gemm(result: Measurements, columns: dict, path: Path) -> None:
     num_rows = len(columns["latency"])
+    if not columns.get("gemm_dtype"):
+        # A new-user pass: a file of bf16 and FP8 rows without the column was fitted as one
+        # 16-bit grid (p90 92 %), and the only hint was a note on repeated shapes.
+        result.notes.append(
+            f"{path}: no gemm_dtype column: its {num_rows:,} GEMM rows are read as bfloat16; "
+            "a file that also holds FP8 (or other) rows needs the column to tell them apart"
+        )
     dtype = [_dtype_name(d) for d in columns.get("gemm_dtype") or ["bfloat16"] * num_rows]
     for other in sorted(set(dtype) - set(FITTED_GEMM_DTYPES)):
         count = sum(1 for d in dtype if d == other)
