@@ -263,3 +263,21 @@ def test_recompute_changes_only_the_leave_one_out_tables_and_ignores_own_grids(t
     second = recompute_leave_one_out(folder, DATA / "aiconfigurator")
     assert second["B200"] == first["B200"]
     assert second["GB200"]["gemm_bfloat16"]["median_abs_pct"] > 100
+
+
+def test_a_profile_on_a_gpu_it_is_no_relative_of_quotes_no_transfer_error():
+    """A new-user pass: H100's profile given with --calibration on MI300X quoted H100's
+    leave-one-GPU-out error (14 %, H100 predicted from A100), which says nothing of an AMD
+    GPU; on H200, whose measured relative H100 is, the figure stays."""
+    from simulator.calibration.select import PROFILES_DIR
+    from simulator.scenario import Scenario, resolve
+
+    h100 = str(PROFILES_DIR / "h100-sxm.json")
+    amd = resolve(Scenario(gpus="1xMI300X", calibration=h100)).to_dict()["calibration"]
+    assert amd.endswith(
+        "applied to MI300X as efficiencies over its roofline; H100-SXM is no measured relative "
+        "of MI300X: the error of this transfer is unmeasured"
+    ), amd
+    assert "leave-one-GPU-out" not in amd
+    h200 = resolve(Scenario(gpus="1xH200", calibration=h100)).to_dict()["calibration"]
+    assert "expect errors like a measured GPU predicted from its relative: GEMM median" in h200

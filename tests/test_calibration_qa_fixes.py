@@ -1031,3 +1031,28 @@ def test_gemm_rows_without_a_dtype_column_are_read_as_bf16_with_a_note(tmp_path)
         )
         for note in meas.notes
     ), meas.notes
+
+
+def test_a_fit_of_float32_rows_alone_names_the_profilers_dtype_option(tmp_path):
+    """A new-user pass: calibrate profile --device cpu measures float32 by default, and the
+    fit of its output failed without saying how to measure what it fits."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_calibration import _synthetic_gemm
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    root = _synthetic_gemm(tmp_path, [1, 16, 256], [1024, 4096])
+    path = next(root.rglob("gemm_perf.parquet"))
+    table = pq.read_table(path)
+    dtype = pa.array(["float32"] * table.num_rows)
+    pq.write_table(
+        table.set_column(table.column_names.index("gemm_dtype"), "gemm_dtype", dtype), path
+    )
+    args = ["calibrate", "fit", "--source", str(root / "mygpu"), "--gpu", "H200"]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "out.json")])
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith(
+        "; measure 16-bit kernels, as vLLM runs them: calibrate profile --dtype bf16"
+    ), result.stderr

@@ -931,9 +931,17 @@ def fit_profile(
     dram_fraction = _checked_dram_fraction(dram_fraction, gpu, ref, source_dir, progress)
     if not grids:
         skipped = describe_skipped(meas.skipped)
+        # calibrate profile's CPU default is float32 (a new-user pass: the fit's error did
+        # not say how to measure what it fits).
+        fp32 = any("float32" in reason for reason in meas.skipped)
         raise SimreplayError(
             f"{source_dir}: no GEMM, attention or all-reduce rows for {gpu} ({system})"
             + (f" that can be fitted; skipped: {skipped}" if skipped else "")
+            + (
+                "; measure 16-bit kernels, as vLLM runs them: calibrate profile --dtype bf16"
+                if fp32
+                else ""
+            )
         )
     provenance = {
         "source": source,

@@ -435,9 +435,18 @@ def _profile_source(primary: Profile, gpu_name: str, own: bool, ref: Reference |
             # The held-out error summary() quotes is for primary's own GPU (a QA pass: "2.1%"
             # for H100's profile run on H200, the same numbers as without the file, which
             # quote 14 %).
+            # The leave-one-GPU-out error stands for a measured relative (NEAREST); a GPU
+            # with none, another vendor's (a new-user pass: an H100 profile on MI300X quoted
+            # H100-from-A100's 14 %), has no measured error to expect.
+            expect = (
+                _leave_one_out_clause(primary)
+                if primary.gpu in borrow_order(gpu_name)
+                else f"; {primary.gpu} is no measured relative of {gpu_name}: the error of "
+                "this transfer is unmeasured"
+            )
             source += (
                 f"; measured on {primary.gpu}, applied to {gpu_name} as efficiencies over "
-                f"its roofline{_leave_one_out_clause(primary)}"
+                f"its roofline{expect}"
             )
         return source
     if slower_memory:
