@@ -528,3 +528,28 @@ def test_a_few_requests_whose_output_lens_undercount_their_chunks_are_dropped(tm
     assert "request 1: 19 itls gaps (streamed chunks after the first) but output_lens 18" in (
         _one_error_line(refused)
     )
+
+
+def test_a_fitted_profile_names_its_grids_source_not_only_the_benchmark():
+    """A new-user pass: a run with validate --fit's profile said "from benchmark", though
+    only its host constants came from the benchmark; its grids are the base profile's."""
+    import dataclasses
+
+    from simulator.calibration.profile import load_profile
+    from simulator.calibration.select import PROFILES_DIR
+
+    base = load_profile(PROFILES_DIR / "h100-sxm.json")
+    fitted = dataclasses.replace(
+        base,
+        provenance={
+            **base.provenance,
+            "source": "benchmark",
+            "base_source": "aiconfigurator",
+            "base_profile": "h100-sxm.json",
+        },
+    )
+    assert (
+        " from aiconfigurator (host overheads fitted to a benchmark, grids of h100-sxm.json) "
+        in fitted.summary()
+    )
+    assert " from aiconfigurator [" in base.summary()

@@ -380,7 +380,15 @@ class Profile:
         parts = [f"calibrated profile {self.gpu}"]
         if self.path is not None:
             parts.append(f"({self.path.name})")
-        parts.append(f"from {prov.get('source', 'unknown source')}")
+        if prov.get("source") == "benchmark" and prov.get("base_source"):
+            # validate --fit: the grids are its base profile's, the host constants the
+            # benchmark's (a new-user pass read "from benchmark" as the grids' source).
+            parts.append(
+                f"from {prov['base_source']} (host overheads fitted to a benchmark, grids of "
+                f"{prov.get('base_profile') or 'its base profile'})"
+            )
+        else:
+            parts.append(f"from {prov.get('source', 'unknown source')}")
         if prov.get("engine"):
             parts.append(f"[{prov['engine']}]")
         # The headline: GEMMs of catalog models held out of the fit; a profile with nothing
