@@ -269,6 +269,10 @@ def test_fit_creates_the_folder_it_is_told_to_write_into(tmp_path):
     out = tmp_path / "new" / "profiles"
     result = _fit_h200(tmp_path, f"{out}/")
     assert result.exit_code == 0, result.output
+    # And it names what it read (a new-user pass: neither the data nor the engine).
+    assert f"fitted from {tmp_path / 'src' / 'mygpu'} (measured operator files)" in (
+        result.stderr.splitlines()
+    )
     assert load_profile(out / "h200.json").gpu == "H200"
     file_out = tmp_path / "other" / "mine.json"
     assert _fit_h200(tmp_path, file_out).exit_code == 0

@@ -131,6 +131,14 @@ def _fit(source: Path, gpu: str, out: str, replace: bool, json_output: bool) -> 
         profile = dataclasses.replace(profile, provenance={**profile.provenance, "notes": notes})
     save_profile(profile, target)
     _print_skipped(profile.provenance.get("rows_skipped") or {})
+    prov = profile.provenance
+    # A new-user pass: the fit's output named neither the data nor the engine it measured.
+    read = ", ".join(
+        str(v)
+        for v in (prov.get("source"), prov.get("engine"), prov.get("device"))
+        if v and v != "unknown"
+    )
+    err.print(f"fitted from {prov.get('source_dir', source)}" + (f" ({read})" if read else ""))
     if unmeasured is not None:
         err.print(f"note: {unmeasured.replace('the output folder', str(target.parent))}")
     err.print(f"wrote {target}")
