@@ -1056,3 +1056,30 @@ def test_a_fit_of_float32_rows_alone_names_the_profilers_dtype_option(tmp_path):
     assert result.stderr.strip().endswith(
         "; measure 16-bit kernels, as vLLM runs them: calibrate profile --dtype bf16"
     ), result.stderr
+
+
+def test_check_json_keeps_the_rows_not_used_note(tmp_path):
+    """A new-user pass: the "N measured rows not used" note went to stderr in text mode
+    only; --json's notes, which hold what stderr shows, lacked it."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_calibration import _synthetic_gemm
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    root = _synthetic_gemm(tmp_path, [1, 16, 256], [1024, 4096])
+    path = next(root.rglob("gemm_perf.parquet"))
+    table = pq.read_table(path)
+    dtype = pa.array(["float32"] * 3 + ["bfloat16"] * (table.num_rows - 3))
+    column = table.column_names.index("gemm_dtype")
+    pq.write_table(table.set_column(column, "gemm_dtype", dtype), path)
+    args = ["calibrate", "check", str(root / "mygpu"), "--gpu", "H100"]
+    text = CliRunner().invoke(app, args)
+    assert text.exit_code == 0, text.output
+    line = next(n for n in text.stderr.splitlines() if "measured rows not used" in n)
+    payload = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    assert line.removeprefix("note: ") in payload["notes"]
+    assert line.startswith("note: 3 measured rows not used: ")

@@ -559,14 +559,18 @@ def check(
     result = check_measurements(
         directory, get_gpu(gpu), calibration=calibration, model=spec, note=note
     )
-    result["notes"] = notes
     if result["system"] is not None:
         others = result["other_folders"]
-        err.print(
+        note(
             f"note: read {result['gpu']}'s folder {result['system']}/ of the "
             f"{result['source_kind']} tree {directory}"
             + (f"; left out: {', '.join(f'{o}/' for o in others)}" if others else "")
         )
+    # In --json's notes too, as the README says of what stderr shows (a new-user pass).
+    skipped = _skipped_note(result.get("rows_skipped") or {})
+    if skipped is not None:
+        note(f"note: {skipped}")
+    result["notes"] = notes
     if json_output:
         print_json(result)
         return
@@ -589,7 +593,6 @@ def check(
         rows,
         numeric_from=1,
     )
-    _print_skipped(result.get("rows_skipped") or {})
 
 
 def _none_compared(family: str, skipped: dict[str, int]) -> str:
@@ -608,11 +611,19 @@ def _none_compared(family: str, skipped: dict[str, int]) -> str:
 
 def _print_skipped(skipped: dict[str, int]) -> None:
     """One note on stderr with the rows left out of a check or a fit, and why."""
+    line = _skipped_note(skipped)
+    if line is not None:
+        err.print(f"note: {line}")
+
+
+def _skipped_note(skipped: dict[str, int]) -> str | None:
+    """The rows left out of a check or a fit, and why; None when none were."""
     from simulator.calibration.sources import describe_skipped
 
     total = sum(skipped.values())
-    if total:
-        err.print(f"note: {count(total, 'measured row')} not used: {describe_skipped(skipped)}")
+    if not total:
+        return None
+    return f"{count(total, 'measured row')} not used: {describe_skipped(skipped)}"
 
 
 @app.command("validate")
