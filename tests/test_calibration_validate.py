@@ -548,7 +548,8 @@ def test_closed_loop_sends_free_a_slot_at_the_earliest_completion():
             {"request_rate": 8.0, "max_concurrency": 16},
             "no start_times (older vLLM), and at request_rate 8.0 the client drew its send "
             "times at random (Poisson or gamma gaps), so they cannot be matched; re-run with "
-            "a vLLM that saves start_times",
+            "a vLLM that saves start_times, or give --draw-arrivals to compare the "
+            "distributions over send times drawn alike",
         ),
         (
             # vLLM requires request_rate inf with a ramp-up (vllm/benchmarks/serve.py,
@@ -1896,3 +1897,44 @@ def test_validate_says_where_each_host_line_comes_from(bench, tmp_path):
     again = runner.invoke(app, [*args, "--model", "llama-3.1-8b", "--calibration", str(out)])
     line = next(x for x in again.stdout.splitlines() if x.startswith("host overhead:"))
     assert "a step from mine.json (benchmark, H100-SXM), added" in line
+
+
+def test_draw_arrivals_compares_an_old_finite_rate_result_by_its_distributions(tmp_path):
+    """A QA pass: every finite-rate result of a vLLM that saved no start_times was refused,
+    which is every such result before 2026. --draw-arrivals draws the send times as vLLM's
+    client drew them (seeded: the same output twice) and compares the percentiles; the
+    TTFT gap is then percentile against percentile, not per request."""
+    count = 60
+    result = {
+        "request_rate": 4.0,
+        "burstiness": 0.5,
+        "max_concurrency": 8,
+        "input_lens": [400] * count,
+        "output_lens": [40] * count,
+        "ttfts": [0.05 + 0.001 * k for k in range(count)],
+        "itls": [[0.012] * 39 for _ in range(count)],
+        "errors": [""] * count,
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(result))
+    assert _validate(path).exit_code == 1
+    run = _validate(path, "--draw-arrivals")
+    assert run.exit_code == 0, run.stderr
+    assert (
+        "note: no start_times: send times drawn as vLLM's client draws them (gamma "
+        "inter-arrivals with burstiness 0.5 (CV 1.41) at request_rate 4 req/s, "
+        "--draw-arrivals seed 0): compare the distributions; a request's own replayed times "
+        "are not its measured ones, each sent once fewer than max_concurrency 8 are in flight"
+    ) in run.stderr.splitlines()
+    payload = json.loads(run.stdout)["validation"]
+    assert payload["ttft_gap_per_request"] is False
+    assert run.stdout == _validate(path, "--draw-arrivals").stdout
+    gap, predicted = payload["ttft_gap_ms"], payload["predicted"]["ttft"]
+    assert gap["median"] == pytest.approx(np.median(result["ttfts"]) * 1e3 - predicted["p50"])
+    args = ["calibrate", "validate", str(path), "--gpus", "1xH100", "--model", "llama-3.1-8b"]
+    args.append("--draw-arrivals")
+    text = runner.invoke(app, args)
+    assert text.exit_code == 0, text.stderr
+    assert "TTFT measured minus predicted, percentile by percentile (send times drawn)" in (
+        text.stdout
+    )

@@ -120,10 +120,17 @@ class Benchmark:
     model_id: str | None = None
     max_concurrency: int | None = None
     closed_loop: bool = False
+    #: The send times were drawn (``--draw-arrivals``), not recorded: a request's replayed
+    #: times are not comparable with its measured ones, only the distributions are.
+    drawn_arrivals: bool = False
 
 
-def read_benchmark(path: Path) -> Benchmark:
+def read_benchmark(path: Path, draw_arrivals_seed: int | None = None) -> Benchmark:
     """Read a measured benchmark (vLLM result JSON, or per-request JSONL / CSV).
+
+    ``draw_arrivals_seed``: a vLLM result of a finite request_rate without start_times gets
+    send times drawn as its client drew them, with this seed (``--draw-arrivals``); None
+    refuses such a result.
 
     Raises
     ------
@@ -172,7 +179,7 @@ def read_benchmark(path: Path) -> Benchmark:
             data = None  # JSON lines: one object per line
             document_error = exc
         if isinstance(data, dict) and "input_lens" in data:
-            return _from_vllm(path, data)
+            return _from_vllm(path, data, draw_arrivals_seed)
         if (
             isinstance(data, dict)
             and "arrival_time_s" not in data
@@ -424,7 +431,7 @@ def _bad_document(path: Path, text: str, exc: json.JSONDecodeError) -> Simreplay
 MAX_TOKENS_PER_GAP = 16
 
 
-def _from_vllm(path: Path, data: dict) -> Benchmark:
+def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) -> Benchmark:
     # Newer vLLM releases save per-request "latencies" (2026); before that a detailed result has
     # the inter-token gaps ("itls") of each request, whose sum after the TTFT is its E2E.
     e2e_field = "latencies" if isinstance(data.get("latencies"), list) else "itls"
@@ -497,7 +504,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
         )
     starts = data.get("start_times")
     limit = data.get("max_concurrency")
-    closed_loop = False
+    closed_loop = drawn = False
     if starts is not None:
         arrival = _numbers(path, "start_times", starts)
         # vLLM's client applies a limit only when one is set: 0 (``--max-concurrency 0``)
@@ -539,11 +546,12 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
                 f"{data.get('ramp_up_end_rps')} req/s) with random send times, so they cannot "
                 "be matched; re-run with a vLLM that saves start_times"
             )
-        if not all_at_once:
+        if not all_at_once and draw_arrivals_seed is None:
             raise SimreplayError(
                 f"{path.name}: no start_times (older vLLM), and at request_rate {rate!r:.40} the "
                 "client drew its send times at random (Poisson or gamma gaps), so they cannot "
-                "be matched; re-run with a vLLM that saves start_times"
+                "be matched; re-run with a vLLM that saves start_times, or give "
+                "--draw-arrivals to compare the distributions over send times drawn alike"
             )
         if not (closed_loop or limit in (None, 0)):
             raise SimreplayError(
@@ -552,7 +560,20 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             )
         arrival = np.zeros(count)
         num_sent = int(ok.sum())
-        if closed_loop and limit >= num_sent:
+        drawn = not all_at_once
+        if drawn:
+            arrival, drawn_note = _drawn_send_times(
+                path, data, _as_float(rate), count, draw_arrivals_seed
+            )
+            notes.append(
+                drawn_note
+                + (
+                    f", each sent once fewer than max_concurrency {limit:g} are in flight"
+                    if closed_loop
+                    else ""
+                )
+            )
+        elif closed_loop and limit >= num_sent:
             notes.append(
                 f"no start_times: every request sent at 0 s (request_rate inf, max_concurrency "
                 f"{limit:g}, not below the {num_sent:,} requests)"
@@ -650,6 +671,7 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
     )
     model_id = data.get("model_id")
     bench.model_id = model_id if isinstance(model_id, str) and model_id.strip() else None
+    bench.drawn_arrivals = drawn
     slots = _whole_number(limit)
     if closed_loop:
         bench.max_concurrency, bench.closed_loop = slots, True
@@ -672,6 +694,32 @@ def _from_vllm(path: Path, data: dict) -> Benchmark:
             "delay"
         )
     return bench
+
+
+def _drawn_send_times(
+    path: Path, data: dict, rate: float, count: int, seed: int
+) -> tuple[np.ndarray, str]:
+    """Send times for a result of finite ``request_rate`` without start_times, drawn as
+    vLLM's client draws them (``--draw-arrivals``), and the note that says so."""
+    from simulator.trace.readers.vllm_bench import client_send_times_s
+
+    burstiness = data.get("burstiness", 1.0)
+    if burstiness is None:
+        burstiness = 1.0
+    if not (_is_number(burstiness) and _as_float(burstiness) > 0):
+        raise SimreplayError(
+            f"{path.name}: burstiness must be a positive number (1 for Poisson), got "
+            f"{burstiness!r:.40}"
+        )
+    times_s, shape = client_send_times_s(
+        rate, _as_float(burstiness), count, np.random.default_rng(seed)
+    )
+    note = (
+        f"no start_times: send times drawn as vLLM's client draws them ({shape} at "
+        f"request_rate {rate:g} req/s, --draw-arrivals seed {seed}): compare the "
+        "distributions; a request's own replayed times are not its measured ones"
+    )
+    return times_s, note
 
 
 def _nothing_succeeded(
@@ -1614,20 +1662,29 @@ def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, A
         "measured": measured,
         "predicted": predicted,
         "error_pct": compare(predicted, measured),
-        "ttft_gap_ms": _ttft_gap_ms(bench.ttft_s, ttft),
+        "ttft_gap_ms": _ttft_gap_ms(bench.ttft_s, ttft, paired=not bench.drawn_arrivals),
+        "ttft_gap_per_request": not bench.drawn_arrivals,
     }
     return report, _tpot_log_ratios(bench, ttft, e2e)
 
 
-def _ttft_gap_ms(measured_s: np.ndarray, predicted_s: np.ndarray) -> dict[str, float | None]:
+def _ttft_gap_ms(
+    measured_s: np.ndarray, predicted_s: np.ndarray, *, paired: bool = True
+) -> dict[str, float | None]:
     """Measured minus predicted TTFT per request, in ms: its median, p10 and p90. A gap
     that is about the same for every request is time the simulation leaves out at every
     request (the API server's, ``--api-server-latency-ms``); one that grows with load is
-    queueing or step time."""
-    gap_ms = (measured_s - predicted_s)[np.isfinite(predicted_s)] * 1e3
-    if gap_ms.size == 0:
+    queueing or step time. Not ``paired`` (send times drawn): each percentile of the
+    measured TTFTs minus the same percentile of the predicted ones."""
+    served = np.isfinite(predicted_s)
+    if not served.any():
         return {"median": None, "p10": None, "p90": None}
-    p10, median, p90 = np.percentile(gap_ms, [10, 50, 90])
+    if paired:
+        gap_ms = (measured_s - predicted_s)[served] * 1e3
+        p10, median, p90 = np.percentile(gap_ms, [10, 50, 90])
+    else:
+        measured = np.percentile(measured_s[served], [10, 50, 90])
+        p10, median, p90 = (measured - np.percentile(predicted_s[served], [10, 50, 90])) * 1e3
     return {"median": float(median), "p10": float(p10), "p90": float(p90)}
 
 
@@ -1933,7 +1990,7 @@ def fit_api_server_latency(
     fitted = _with_host(resolved, base, host)
     engine_only = _with_latency(fitted, 0.0)
     ttft_s, _, _ = _replay(bench, engine_only)
-    median_ms = _ttft_gap_ms(bench.ttft_s, ttft_s)["median"] or 0.0
+    median_ms = _ttft_gap_ms(bench.ttft_s, ttft_s, paired=not bench.drawn_arrivals)["median"] or 0.0
     latency_ms = round(min(max(median_ms, 0.0), MAX_API_SERVER_LATENCY_MS), 1)
     if median_ms > MAX_API_SERVER_LATENCY_MS and progress is not None:
         progress(

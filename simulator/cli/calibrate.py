@@ -747,6 +747,15 @@ def validate(
     out: Annotated[
         str | None, typer.Option("-o", "--out", help="Profile file --fit writes.")
     ] = None,
+    draw_arrivals: Annotated[
+        bool,
+        typer.Option(
+            "--draw-arrivals",
+            help="A vLLM result of a finite request rate without start_times (older vLLM): "
+            "draw send times as its client did (Poisson or gamma, seed 0) and compare the "
+            "distributions, not each request.",
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Replay a measured benchmark; print predicted vs measured TTFT, TPOT and E2E."""
@@ -780,7 +789,7 @@ def validate(
         _refuse_replacing_another_file(out, target, None, into_folder=False)
         _refuse_a_shipped_profile(out, target)
         replaced = target.exists()
-    data = read_benchmark(bench)
+    data = read_benchmark(bench, draw_arrivals_seed=0 if draw_arrivals else None)
     for message in data.notes:
         err.print(f"note: {message}")
     scenario = Scenario(
@@ -917,8 +926,11 @@ def _print_validation(report: dict, label: str | None) -> None:
     gap = report.get("ttft_gap_ms") or {}
     if gap.get("median") is not None and abs(gap["median"]) >= 1.0:
         # A constant gap at every request is time the simulation leaves out of each one.
+        per_request = report.get("ttft_gap_per_request", True)
         print(
-            f"TTFT measured minus predicted, per request: median {gap['median']:+,.1f} ms "
+            "TTFT measured minus predicted, "
+            + ("per request" if per_request else "percentile by percentile (send times drawn)")
+            + f": median {gap['median']:+,.1f} ms "
             f"(p10 {gap['p10']:+,.1f}, p90 {gap['p90']:+,.1f}); a gap about the same for "
             "every request is the API server's (--api-server-latency-ms; --fit takes it)"
         )

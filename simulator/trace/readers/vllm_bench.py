@@ -265,24 +265,30 @@ def _arrivals(
         )
         return np.zeros(num_requests)
     burstiness = _positive_number(path, result, "burstiness") or 1.0
-    if math.isinf(burstiness):
-        shape = "evenly spaced arrivals (burstiness inf)"
-        arrival_time_s = np.arange(1, num_requests + 1) / rate
-    else:
-        # vLLM draws gamma gaps of shape `burstiness`, i.e. CV 1/sqrt(burstiness); shape 1
-        # is its Poisson process.
-        if burstiness == 1.0:
-            process = arrivals.arrival_process("poisson", rate)
-            shape = "a Poisson process"
-        else:
-            process = arrivals.arrival_process("gamma", rate, cv=1.0 / math.sqrt(burstiness))
-            shape = f"gamma inter-arrivals with burstiness {burstiness:g} (CV {process.cv:.3g})"
-        arrival_time_s = arrivals.arrival_times_s(process, rng, num_requests=num_requests)
+    arrival_time_s, shape = client_send_times_s(rate, burstiness, num_requests, rng)
     notes.append(
         f"arrivals are synthetic ({why}): {shape} at the benchmark's request_rate "
         f"{rate:g} req/s, seed {options.seed}{limit}"
     )
     return arrival_time_s
+
+
+def client_send_times_s(
+    rate: float, burstiness: float, num_requests: int, rng: np.random.Generator
+) -> tuple[np.ndarray, str]:
+    """Send times (s) as vLLM's bench serve client draws them at ``request_rate`` ``rate``
+    (finite) and ``burstiness``, and their description: gamma gaps of shape
+    ``burstiness`` (CV 1/sqrt(burstiness); shape 1 is its Poisson process), evenly spaced
+    at burstiness inf (``vllm/benchmarks/serve.py``, ``get_request``)."""
+    if math.isinf(burstiness):
+        return np.arange(1, num_requests + 1) / rate, "evenly spaced arrivals (burstiness inf)"
+    if burstiness == 1.0:
+        process = arrivals.arrival_process("poisson", rate)
+        shape = "a Poisson process"
+    else:
+        process = arrivals.arrival_process("gamma", rate, cv=1.0 / math.sqrt(burstiness))
+        shape = f"gamma inter-arrivals with burstiness {burstiness:g} (CV {process.cv:.3g})"
+    return arrivals.arrival_times_s(process, rng, num_requests=num_requests), shape
 
 
 def _positive_number(path: Path, result: dict, name: str) -> float | None:
