@@ -22,6 +22,7 @@ for, which every deployment rejects): ``slo_report``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,7 +136,11 @@ def itl_summary_ms(
 MAX_SLO_BOUND_MS = 1e9
 
 
-def parse_slo(text: str) -> dict[str, tuple[str, int, float]]:
+#: A percentile in an SLO key: digits, optionally with decimals (99, 99.9, 99.99).
+_SLO_PERCENTILE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def parse_slo(text: str) -> dict[str, tuple[str, int | float, float]]:
     """Parse ``ttft_p99_ms=2000,tpot_p99_ms=80`` into ``{key: (metric, percentile, bound_ms)}``."""
     grammar = "expected METRIC_pNN_ms=BOUND pairs, e.g. ttft_p99_ms=2000,tpot_p99_ms=80"
     bounds: dict[str, tuple[str, int, float]] = {}
@@ -154,13 +159,16 @@ def parse_slo(text: str) -> dict[str, tuple[str, int, float]]:
             or len(parts) != 3
             or parts[0] not in SLO_METRICS
             or not parts[1].startswith("p")
-            or not parts[1][1:].isdigit()
+            or _SLO_PERCENTILE.fullmatch(parts[1][1:]) is None
             or parts[2] != "ms"
         ):
             raise SimreplayError(
                 f"--slo: cannot read {item!r}; {grammar}; metrics: {', '.join(SLO_METRICS)}"
             )
-        percentile = int(parts[1][1:])
+        # A whole percentile stays an int (p99); a decimal one is a float (p99.9, a common
+        # SLO: a QA pass had it refused).
+        whole = float(parts[1][1:])
+        percentile: int | float = int(whole) if whole.is_integer() else whole
         if not 1 <= percentile <= 100:
             raise SimreplayError(f"--slo: percentile in {key!r} must be 1 to 100")
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +76,28 @@ def test_parse_slo_grammar_and_errors():
     with pytest.raises(SimreplayError, match=r"must be at most 1,000,000,000 ms .*'1e300'"):
         parse_slo("ttft_p99_ms=1e300")
     assert parse_slo("e2e_p50_ms=1e9")["e2e_p50_ms"][2] == 1e9
+    # Decimal percentiles (a QA pass: p99.9, a common SLO, was refused); a whole one written
+    # with decimals is the same bound as without.
+    assert parse_slo("ttft_p99.9_ms=500,tpot_p99.0_ms=80") == {
+        "ttft_p99.9_ms": ("ttft", 99.9, 500.0),
+        "tpot_p99_ms": ("tpot", 99, 80.0),
+    }
+    for bad in ("ttft_p99._ms=5", "ttft_p.9_ms=5", "ttft_p100.5_ms=5", "ttft_p99,9_ms=5"):
+        with pytest.raises(SimreplayError, match="--slo"):
+            parse_slo(bad)
+
+
+def test_a_decimal_percentile_bound_is_that_percentile_of_the_latencies():
+    """p99.9 is numpy's linear 99.9th percentile of the completed requests' TTFT."""
+    from simulator import Scenario, simulate
+    from simulator.trace.importer import load_trace
+
+    trace = load_trace(Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet")
+    result = simulate(trace.slice(0, 2000), Scenario(gpus="2xA100"), slo="ttft_p99.9_ms=100000")
+    ttft_s = result.requests.column("ttft_s").to_numpy()
+    bound = result.summary["slo"]["bounds"]["ttft_p99.9_ms"]
+    assert bound["value_ms"] == pytest.approx(np.percentile(ttft_s, 99.9) * 1e3, rel=1e-12)
+    assert bound["met"]
 
 
 def test_slo_attainment_counts_rejected_requests_as_misses():
