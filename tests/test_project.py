@@ -338,3 +338,20 @@ def test_help_shows_every_option_help_with_its_brackets():
                 checked += 1
                 assert part in text, f"{' '.join(path)} {param.opts}: {part!r} missing from --help"
     assert checked >= 3
+
+
+def test_the_readmes_python_api_example_runs():
+    """The README's Python API block, run as written from the repository root."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme.split("### Python API", 1)[1]
+    (code,) = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    code += "\nassert custom.summary['num_completed'] == result.summary['num_completed']\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMREPLAY_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 5  # the p99 line and the grid's four
