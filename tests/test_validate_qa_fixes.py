@@ -520,6 +520,8 @@ def test_a_few_requests_whose_output_lens_undercount_their_chunks_are_dropped(tm
         "its token count is short"
     ) in run.stderr.splitlines()
     assert json.loads(run.stdout)["validation"]["num_requests"] == count - 1
+    # Counted for scripts too (a QA pass: only the notes' prose said how many).
+    assert json.loads(run.stdout)["validation"]["num_dropped"] == 1
     for k in range(3):
         result["output_lens"][k] = 18  # 4 of 40: more than 5 %
     path.write_text(json.dumps(result))

@@ -1656,6 +1656,12 @@ def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, A
     report = {
         "benchmark": bench.source,
         "num_requests": int(len(bench.arrival_time_s)),
+        # Each reading note that dropped requests says so as "dropped N request(s) ...".
+        "num_dropped": sum(
+            int(m.group(1).replace(",", ""))
+            for m in (_DROPPED.match(note) for note in bench.notes)
+            if m is not None
+        ),
         "step_times": resolved.step_model.source,
         "deployment": deployment(resolved),
         "notes": [*bench.notes, *resolved.notes, *_concurrency_notes(bench, e2e)],
@@ -1666,6 +1672,10 @@ def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, A
         "ttft_gap_per_request": not bench.drawn_arrivals,
     }
     return report, _tpot_log_ratios(bench, ttft, e2e)
+
+
+#: The start of every reading note that drops requests (``num_dropped`` in the report).
+_DROPPED = re.compile(r"dropped ([0-9][0-9,]*) requests? ")
 
 
 def _ttft_gap_ms(
