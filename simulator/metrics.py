@@ -142,7 +142,10 @@ _SLO_PERCENTILE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 def parse_slo(text: str) -> dict[str, tuple[str, int | float, float]]:
     """Parse ``ttft_p99_ms=2000,tpot_p99_ms=80`` into ``{key: (metric, percentile, bound_ms)}``."""
-    grammar = "expected METRIC_pNN_ms=BOUND pairs, e.g. ttft_p99_ms=2000,tpot_p99_ms=80"
+    grammar = (
+        "expected METRIC_pNN_ms=BOUND pairs, NN a percentile from 1 to 100 (decimals "
+        "allowed), e.g. ttft_p99_ms=2000,tpot_p99.9_ms=80"
+    )
     bounds: dict[str, tuple[str, int, float]] = {}
     items = [part.strip() for part in text.split(",")]
     if len(items) > 1 and not all(items):

@@ -854,3 +854,11 @@ def test_a_type_skipped_for_its_small_kv_cache_names_the_smaller_batch_knobs(tra
         "vLLM reserves activation memory for a step of max_num_batched_tokens and the "
         "sampler's logits of max_num_seqs rows"
     ), line
+
+
+def test_a_short_scaled_trace_keeps_its_digits():
+    """A QA pass: 7 requests over 2 s at rate scale 1,024 read "lasts 0.0 s"."""
+    from simulator.cli.plan import _seconds
+
+    assert _seconds(9.26) == "9.3 s" and _seconds(1234.5) == "1,234.5 s"
+    assert _seconds(0.00195) == "0.00195 s"

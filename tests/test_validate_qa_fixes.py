@@ -555,3 +555,35 @@ def test_a_fitted_profile_names_its_grids_source_not_only_the_benchmark():
         in fitted.summary()
     )
     assert " from aiconfigurator [" in base.summary()
+
+
+def test_draw_arrivals_edges_from_a_new_user_pass(tmp_path):
+    """A tiny burstiness was refused as "--cv must be at most 100" (another command's flag);
+    a missing request_rate read as "(request_rate inf)"; --draw-arrivals where nothing is
+    drawn was ignored without a word."""
+    count = 30
+    base = {
+        "input_lens": [200] * count,
+        "output_lens": [20] * count,
+        "ttfts": [0.05] * count,
+        "itls": [[0.01] * 19 for _ in range(count)],
+        "errors": [""] * count,
+    }
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({**base, "request_rate": 4.0, "burstiness": 1e-5}))
+    refused = _validate(path, "--draw-arrivals")
+    assert refused.exit_code == 1
+    assert "b.json: burstiness must be a number of at least 0.0001 (1 for Poisson" in (
+        _one_error_line(refused)
+    )
+    path.write_text(json.dumps({**base, "request_rate": 4.0, "burstiness": "inf"}))
+    assert _validate(path, "--draw-arrivals").exit_code == 0  # "inf", as request_rate takes
+    path.write_text(json.dumps(base))
+    run = _validate_result(path, base)
+    assert (
+        "note: no start_times and no request_rate: every request sent at 0 s, as at vLLM's "
+        "default request_rate inf"
+    ) in run.stderr.splitlines()
+    unused = _validate(path, "--draw-arrivals")
+    assert unused.exit_code == 0
+    assert unused.stderr.splitlines()[0].startswith("note: --draw-arrivals unused: ")

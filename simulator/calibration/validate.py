@@ -585,6 +585,12 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
                 f"inf, max_concurrency {limit:g}): {first} at 0 s, each later one "
                 "in list order when a simulated request finishes"
             )
+        elif rate is None:
+            # A QA pass: the note read as if the file said "inf".
+            notes.append(
+                "no start_times and no request_rate: every request sent at 0 s, as at "
+                "vLLM's default request_rate inf"
+            )
         else:
             notes.append("no start_times: every request sent at 0 s (request_rate inf)")
     _refuse_negative_gaps(path, data.get("itls"), ok)
@@ -696,6 +702,11 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
     return bench
 
 
+#: The least ``burstiness`` ``--draw-arrivals`` draws with: gaps of CV 1/sqrt(1e-4) = 100,
+#: the most the arrival draw takes (``trace.arrivals``).
+MIN_BURSTINESS = 1e-4
+
+
 def _drawn_send_times(
     path: Path, data: dict, rate: float, count: int, seed: int
 ) -> tuple[np.ndarray, str]:
@@ -706,10 +717,13 @@ def _drawn_send_times(
     burstiness = data.get("burstiness", 1.0)
     if burstiness is None:
         burstiness = 1.0
-    if not (_is_number(burstiness) and _as_float(burstiness) > 0):
+    if burstiness == "inf":  # as request_rate may be written
+        burstiness = math.inf
+    # vLLM's gaps have CV 1/sqrt(burstiness); the draw takes a CV up to 100.
+    if not (_is_number(burstiness) and _as_float(burstiness) >= MIN_BURSTINESS):
         raise SimreplayError(
-            f"{path.name}: burstiness must be a positive number (1 for Poisson), got "
-            f"{burstiness!r:.40}"
+            f"{path.name}: burstiness must be a number of at least {MIN_BURSTINESS:g} (1 for "
+            f"Poisson, Infinity for even spacing), got {burstiness!r:.40}"
         )
     times_s, shape = client_send_times_s(
         rate, _as_float(burstiness), count, np.random.default_rng(seed)

@@ -790,6 +790,14 @@ def validate(
         _refuse_a_shipped_profile(out, target)
         replaced = target.exists()
     data = read_benchmark(bench, draw_arrivals_seed=0 if draw_arrivals else None)
+    if draw_arrivals and not data.drawn_arrivals:
+        # A QA pass: the flag was ignored without a word where the file needs no draw.
+        data.notes.insert(
+            0,
+            "--draw-arrivals unused: the benchmark's send times follow from the file (its "
+            "start_times, or request_rate inf); only a vLLM result of a finite request_rate "
+            "without start_times is drawn",
+        )
     for message in data.notes:
         err.print(f"note: {message}")
     scenario = Scenario(
@@ -926,11 +934,13 @@ def _print_validation(report: dict, label: str | None) -> None:
     gap = report.get("ttft_gap_ms") or {}
     if gap.get("median") is not None and abs(gap["median"]) >= 1.0:
         # A constant gap at every request is time the simulation leaves out of each one.
-        per_request = report.get("ttft_gap_per_request", True)
+        if report.get("ttft_gap_per_request", True):
+            spread = f"median {gap['median']:+,.1f} ms (p10 {gap['p10']:+,.1f}, p90 "
+            head = "TTFT measured minus predicted, per request: "
+        else:  # the gap at each percentile, not percentiles of a gap (a QA pass)
+            spread = f"at p50 {gap['median']:+,.1f} ms (at p10 {gap['p10']:+,.1f}, at p90 "
+            head = "TTFT measured minus predicted, percentile by percentile (send times drawn): "
         print(
-            "TTFT measured minus predicted, "
-            + ("per request" if per_request else "percentile by percentile (send times drawn)")
-            + f": median {gap['median']:+,.1f} ms "
-            f"(p10 {gap['p10']:+,.1f}, p90 {gap['p90']:+,.1f}); a gap about the same for "
-            "every request is the API server's (--api-server-latency-ms; --fit takes it)"
+            head + spread + f"{gap['p90']:+,.1f}); a gap about the same for every request is "
+            "the API server's (--api-server-latency-ms; --fit takes it)"
         )

@@ -423,6 +423,11 @@ def _assumed_text(assumed: dict[str, Any], calibration_gpus: list[str] | None = 
 SHORT_TRACE_S = 600.0
 
 
+def _seconds(value_s: float) -> str:
+    """A span for a line: 9.3 s, or three digits below a second (0.00195 s, not 0.0 s)."""
+    return f"{value_s:,.1f} s" if value_s >= 1 else f"{value_s:.3g} s"
+
+
 def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
     answer = payload["answer"]
     assumed = (
@@ -475,7 +480,7 @@ def _print_human(payload: dict[str, Any], find: str, max_gpus: int) -> None:
         span_s = answer.get("trace_span_s")
         if span_s is not None and span_s < SHORT_TRACE_S:
             sys.stdout.write(
-                f"  at this rate the trace lasts {span_s:,.1f} s: its tail "
+                f"  at this rate the trace lasts {_seconds(span_s)}: its tail "
                 "percentiles are of that stretch, not of a steady load held for longer\n"
             )
         again = answer.get("meets_again_at_rate_scale")
