@@ -180,6 +180,12 @@ class MemoryPlan:
         return self.num_kv_blocks_per_virtual_engine * self.block_size
 
 
+#: vLLM v0.11's OpenAI API server defaults, ``(max_num_batched_tokens, max_num_seqs)``, for
+#: GPUs of 70 GiB or more not named A100, and for the others (``default_batch_knobs``).
+LARGE_GPU_BATCH_KNOBS = (8192, 1024)
+SMALL_GPU_BATCH_KNOBS = (2048, 256)
+
+
 def default_batch_knobs(gpu: GPUSpec) -> tuple[int, int]:
     """``(max_num_batched_tokens, max_num_seqs)`` as vLLM v0.11's OpenAI API server sets them.
 
@@ -197,8 +203,8 @@ def default_batch_knobs(gpu: GPUSpec) -> tuple[int, int]:
     max_num_seqs : int
     """
     if gpu.hbm_bytes >= 70 * GIB and "a100" not in gpu.name.lower():
-        return 8192, 1024
-    return 2048, 256
+        return LARGE_GPU_BATCH_KNOBS
+    return SMALL_GPU_BATCH_KNOBS
 
 
 def kv_bytes_per_token(

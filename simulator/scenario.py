@@ -23,6 +23,7 @@ from simulator.engine.state import (
 from simulator.errors import SimreplayError
 from simulator.hardware import parse_gpus
 from simulator.memory import (
+    SMALL_GPU_BATCH_KNOBS,
     MemoryPlan,
     choose_tp,
     default_batch_knobs,
@@ -224,6 +225,10 @@ class ResolvedScenario:
     notes: tuple[str, ...] = field(default_factory=tuple)
     calibration: dict[str, Any] = field(default_factory=dict)
     pp: int = 1
+    #: Smaller batch knobs that would leave a KV cache holding more, when the GPU's
+    #: defaults capped max_model_len (also in ``notes``; ``plan`` names it where it skips
+    #: such a fleet), else "".
+    batch_knob_hint: str = ""
 
     @property
     def kv_dtype_bytes(self) -> float:
@@ -583,6 +588,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         )
 
     max_model_len = scenario.max_model_len or model.max_context_tokens
+    batch_knob_hint = ""
     # A request lives in one virtual engine: with pipeline stages it holds 1/pp of the blocks.
     capacity_tokens = memory.kv_capacity_tokens_per_virtual_engine
     null_block = scenario.scheduler != "vllm-v0" and pp == 1
@@ -600,12 +606,13 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         )
         max_model_len = v0_len
     elif scenario.max_model_len is None and capacity_tokens < max_model_len:
+        batch_knob_hint = _smaller_batch_hint(scenario, model, gpu, tp, knobs, pp_knobs, memory)
         notes.append(
             f"max_model_len capped from the model's {model.max_context_tokens:,} to the "
             f"{capacity_tokens:,} tokens the KV cache holds"
             + (" for one request (less vLLM V1's null block)" if null_block else "")
             + " (vLLM refuses to start otherwise; pass --max-model-len to choose)"
-            + _smaller_batch_hint(scenario, model, gpu, tp, knobs, pp_knobs, memory)
+            + (f"; {batch_knob_hint}" if batch_knob_hint else "")
         )
         max_model_len = capacity_tokens
     elif memory.kv_capacity_tokens < max_model_len:
@@ -665,12 +672,8 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         notes=tuple(notes),
         calibration=calibration,
         pp=pp,
+        batch_knob_hint=batch_knob_hint,
     )
-
-
-#: The batch knobs ``_smaller_batch_hint`` proposes: vLLM v0.11's defaults for GPUs under
-#: 70 GiB or named A100 (``memory.default_batch_knobs``).
-SMALL_BATCH_KNOBS = {"max_num_seqs": 256, "max_num_batched_tokens": 2048}
 
 
 def _smaller_batch_hint(
@@ -683,24 +686,25 @@ def _smaller_batch_hint(
     memory: MemoryPlan,
 ) -> str:
     """For a KV cache capped below the model's context with the GPU's default batch knobs:
-    how many tokens vLLM v0.11's smaller defaults (``SMALL_BATCH_KNOBS``) would leave, where
-    that is at least twice as many. vLLM reserves activation memory for a step of
-    max_num_batched_tokens and the sampler's logits of max_num_seqs rows (``memory``): on
-    an H100 (8,192 and 1,024 by default) that is 4.9 GiB for Llama's 128k vocabulary, most
-    of what 70B at tp=2 leaves (a QA pass: 1,920 tokens of KV on 8xH100, 25,568 on 8xA100,
-    whose defaults are 2,048 and 256)."""
-    if scenario.scheduler != "vllm" or scenario.max_num_seqs is not None:
+    how many tokens vLLM v0.11's smaller defaults (``memory.SMALL_GPU_BATCH_KNOBS``, those of
+    GPUs under 70 GiB or named A100) would leave, where that is at least twice as many.
+    vLLM reserves activation memory for a step of max_num_batched_tokens and the sampler's
+    logits of max_num_seqs rows (``memory``): on an H100 (8,192 and 1,024 by default) that
+    is 4.9 GiB for Llama's 128k vocabulary, most of what 70B at tp=2 leaves (a QA pass:
+    1,920 tokens of KV on 8xH100, 25,568 on 8xA100, whose defaults are 2,048 and 256). ""
+    where the knobs were given, or the scheduler is not ``vllm``."""
+    chosen = scenario.max_num_seqs is not None or scenario.max_num_batched_tokens is not None
+    if scenario.scheduler != "vllm" or chosen:
         return ""
-    if scenario.max_num_batched_tokens is not None:
+    tokens, seqs = SMALL_GPU_BATCH_KNOBS
+    if knobs["max_num_batched_tokens"] <= tokens and knobs["max_num_seqs"] <= seqs:
         return ""
-    if all(knobs[k] <= v for k, v in SMALL_BATCH_KNOBS.items()):
-        return ""
-    smaller = plan_memory(model, gpu, tp, **{**knobs, **SMALL_BATCH_KNOBS}, **pp_knobs)
+    small = {"max_num_batched_tokens": tokens, "max_num_seqs": seqs}
+    smaller = plan_memory(model, gpu, tp, **{**knobs, **small}, **pp_knobs)
     if smaller.kv_capacity_tokens < 2 * memory.kv_capacity_tokens:
         return ""
     return (
-        f"; --max-num-seqs {SMALL_BATCH_KNOBS['max_num_seqs']} --max-num-batched-tokens "
-        f"{SMALL_BATCH_KNOBS['max_num_batched_tokens']} would leave "
+        f"--max-num-seqs {seqs} --max-num-batched-tokens {tokens} would leave "
         f"{smaller.kv_capacity_tokens:,} tokens of KV: vLLM reserves activation memory for "
         "a step of max_num_batched_tokens and the sampler's logits of max_num_seqs rows"
     )

@@ -195,6 +195,7 @@ class Simulator:
             per_seed.append(result.summary)
             if seed == 0:
                 requests = result.requests
+                ev.batch_knob_hint = result.scenario.batch_knob_hint or None
                 # As replayed: with --closed-loop a session's turns wait for its answers.
                 ev.trace_span_s = _span_s(requests.column("arrival_time_s").to_numpy())
                 completed = np.asarray(requests.column("status").to_pylist()) == "completed"
@@ -209,14 +210,6 @@ class Simulator:
                 (n for n in per_seed[0]["scenario"]["notes"] if NO_PROFILE_NOTE in n), None
             )
             ev.tp_used = flat["tp_used"]
-            ev.batch_knob_hint = next(
-                (
-                    note.rsplit("; ", 1)[1]
-                    for note in per_seed[0]["scenario"]["notes"]
-                    if note.startswith("max_model_len capped") and " would leave " in note
-                ),
-                None,
-            )
             ev.rejected = flat.get("reason")  # summary_columns: rejected requests, if any
             ev.metrics = {name: flat[name] for name in ANSWER_METRICS}
             ev.capacity_rejections = max(
