@@ -123,6 +123,9 @@ class Benchmark:
     #: The send times were drawn (``--draw-arrivals``), not recorded: a request's replayed
     #: times are not comparable with its measured ones, only the distributions are.
     drawn_arrivals: bool = False
+    #: Requests of the file left out on reading (failed, or without usable times; the
+    #: notes say which and why).
+    num_dropped: int = 0
 
 
 def read_benchmark(path: Path, draw_arrivals_seed: int | None = None) -> Benchmark:
@@ -626,24 +629,21 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
         - int(few_gaps.sum())
         - int(undercounted.sum())
     )
-    if undercounted.any():
-        num_under = int(undercounted.sum())
-        k = int(np.argmax(undercounted))
-        notes.append(
-            f"dropped {num_under:,} request{'' if num_under == 1 else 's'} with more itls gaps "
-            f"than output_lens tokens (the first, request {k + 1}: {len(data['itls'][k])} "
-            f"gaps for {int(output_lens[k]):,} tokens): each streamed chunk holds a token at "
-            f"least, so {'its' if num_under == 1 else 'their'} token count is short"
-        )
-    if few_gaps.any():
-        num_few = int(few_gaps.sum())
-        k = int(np.argmax(few_gaps))
-        notes.append(
-            f"dropped {num_few:,} request{'' if num_few == 1 else 's'} with fewer than one "
-            f"itls gap per {MAX_TOKENS_PER_GAP} output tokens (the first, request {k + 1}: "
-            f"{len(data['itls'][k])} gaps for {int(output_lens[k]):,} tokens): a list cut "
-            f"short, so {'its' if num_few == 1 else 'their'} E2E and TPOT are unknown"
-        )
+    gap_counts = (
+        (undercounted, "with more itls gaps than output_lens tokens", "each streamed chunk "
+         "holds a token at least, so {their} token count is short"),
+        (few_gaps, f"with fewer than one itls gap per {MAX_TOKENS_PER_GAP} output tokens",
+         "a list cut short, so {their} E2E and TPOT are unknown"),
+    )  # fmt: skip
+    for dropped, which, why in gap_counts:
+        if dropped.any():
+            num = int(dropped.sum())
+            k = int(np.argmax(dropped))
+            notes.append(
+                f"dropped {num:,} request{'' if num == 1 else 's'} {which} (the first, "
+                f"request {k + 1}: {len(data['itls'][k])} gaps for {int(output_lens[k]):,} "
+                f"tokens): " + why.format(their="its" if num == 1 else "their")
+            )
     if gapless.any():
         num_gapless = int(gapless.sum())
         notes.append(
@@ -678,6 +678,7 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
     model_id = data.get("model_id")
     bench.model_id = model_id if isinstance(model_id, str) and model_id.strip() else None
     bench.drawn_arrivals = drawn
+    bench.num_dropped = count - len(bench.arrival_time_s)
     slots = _whole_number(limit)
     if closed_loop:
         bench.max_concurrency, bench.closed_loop = slots, True
@@ -955,6 +956,7 @@ def _from_rows(
             )
 
     notes: list[str] = []
+    num_read = len(rows)
     rows, positions = _without_failed_rows(path, rows, word, positions, notes)
 
     def column(names: tuple[str, ...], required: bool = True) -> np.ndarray | None:
@@ -1003,7 +1005,9 @@ def _from_rows(
                 given = since
         latency[span] = given
     ttft, e2e = latency["ttft_s"], latency["e2e_s"]
-    return _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", notes, where)
+    bench = _finish(path, arrival, inputs, outputs, ttft, e2e, "per-request table", notes, where)
+    bench.num_dropped = num_read - len(bench.arrival_time_s)
+    return bench
 
 
 #: Seconds above which a time reads as Unix time (1973-03-03); a benchmark's time since its
@@ -1670,40 +1674,30 @@ def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, A
     report = {
         "benchmark": bench.source,
         "num_requests": int(len(bench.arrival_time_s)),
-        # Each reading note that dropped requests says so as "dropped N request(s) ...".
-        "num_dropped": sum(
-            int(m.group(1).replace(",", ""))
-            for m in (_DROPPED.match(note) for note in bench.notes)
-            if m is not None
-        ),
+        "num_dropped": bench.num_dropped,
         "step_times": resolved.step_model.source,
         "deployment": deployment(resolved),
         "notes": [*bench.notes, *resolved.notes, *_concurrency_notes(bench, e2e)],
         "measured": measured,
         "predicted": predicted,
         "error_pct": compare(predicted, measured),
-        "ttft_gap_ms": _ttft_gap_ms(bench.ttft_s, ttft, paired=not bench.drawn_arrivals),
+        "ttft_gap_ms": _ttft_gap_ms(bench, ttft),
         "ttft_gap_per_request": not bench.drawn_arrivals,
     }
     return report, _tpot_log_ratios(bench, ttft, e2e)
 
 
-#: The start of every reading note that drops requests (``num_dropped`` in the report).
-_DROPPED = re.compile(r"dropped ([0-9][0-9,]*) requests? ")
-
-
-def _ttft_gap_ms(
-    measured_s: np.ndarray, predicted_s: np.ndarray, *, paired: bool = True
-) -> dict[str, float | None]:
+def _ttft_gap_ms(bench: Benchmark, predicted_s: np.ndarray) -> dict[str, float | None]:
     """Measured minus predicted TTFT per request, in ms: its median, p10 and p90. A gap
     that is about the same for every request is time the simulation leaves out at every
     request (the API server's, ``--api-server-latency-ms``); one that grows with load is
-    queueing or step time. Not ``paired`` (send times drawn): each percentile of the
-    measured TTFTs minus the same percentile of the predicted ones."""
+    queueing or step time. With send times drawn (``bench.drawn_arrivals``): each
+    percentile of the measured TTFTs minus the same percentile of the predicted ones."""
+    measured_s = bench.ttft_s
     served = np.isfinite(predicted_s)
     if not served.any():
         return {"median": None, "p10": None, "p90": None}
-    if paired:
+    if not bench.drawn_arrivals:
         gap_ms = (measured_s - predicted_s)[served] * 1e3
         p10, median, p90 = np.percentile(gap_ms, [10, 50, 90])
     else:
@@ -2014,7 +2008,7 @@ def fit_api_server_latency(
     fitted = _with_host(resolved, base, host)
     engine_only = _with_latency(fitted, 0.0)
     ttft_s, _, _ = _replay(bench, engine_only)
-    median_ms = _ttft_gap_ms(bench.ttft_s, ttft_s, paired=not bench.drawn_arrivals)["median"] or 0.0
+    median_ms = _ttft_gap_ms(bench, ttft_s)["median"] or 0.0
     latency_ms = round(min(max(median_ms, 0.0), MAX_API_SERVER_LATENCY_MS), 1)
     if median_ms > MAX_API_SERVER_LATENCY_MS and progress is not None:
         progress(
