@@ -381,11 +381,8 @@ def report(
                 # --calibration, and counting both counted the same grids twice (QA). A
                 # folder given with --profiles is counted as runs would read it if shipped,
                 # but runs do not read it (a new-user pass read "used_by_runs": true there).
-                "counted_in_targets": p.path is not None
-                and p.path.name == profile_path(p.gpu, directory).name,
-                "used_by_runs": p.path is not None
-                and p.path.name == profile_path(p.gpu, directory).name
-                and shipped,
+                "counted_in_targets": _read_by_runs(p, directory),
+                "used_by_runs": _read_by_runs(p, directory) and shipped,
                 "source": p.provenance.get("source"),
                 "engine": p.provenance.get("engine"),
                 "device": p.provenance.get("device"),
@@ -487,6 +484,16 @@ TARGETS = (
     ("holdout_model_shapes", "model-shapes", "p90_abs_pct", 12.0),
     ("leave_one_out", "leave-GPU-out", "median_abs_pct", 12.0),
 )
+
+
+def _read_by_runs(profile: Profile, directory: Path) -> bool:
+    """Whether runs on its GPU would read ``profile`` were ``directory`` the shipped
+    profiles' folder: it is that folder's ``<gpu>.json``."""
+    from simulator.calibration.select import profile_path
+
+    return (
+        profile.path is not None and profile.path.name == profile_path(profile.gpu, directory).name
+    )
 
 
 def _targets(profiles: list[dict]) -> list[dict]:
@@ -934,13 +941,15 @@ def _print_validation(report: dict, label: str | None) -> None:
     gap = report.get("ttft_gap_ms") or {}
     if gap.get("median") is not None and abs(gap["median"]) >= 1.0:
         # A constant gap at every request is time the simulation leaves out of each one.
-        if report.get("ttft_gap_per_request", True):
-            spread = f"median {gap['median']:+,.1f} ms (p10 {gap['p10']:+,.1f}, p90 "
-            head = "TTFT measured minus predicted, per request: "
-        else:  # the gap at each percentile, not percentiles of a gap (a QA pass)
-            spread = f"at p50 {gap['median']:+,.1f} ms (at p10 {gap['p10']:+,.1f}, at p90 "
-            head = "TTFT measured minus predicted, percentile by percentile (send times drawn): "
+        m, lo, hi = (f"{gap[k]:+,.1f}" for k in ("median", "p10", "p90"))
+        gaps = (
+            f"per request: median {m} ms (p10 {lo}, p90 {hi})"
+            if report.get("ttft_gap_per_request", True)
+            # The gap at each percentile, not percentiles of a gap (a QA pass).
+            else f"percentile by percentile (send times drawn): at p50 {m} ms (at p10 {lo}, "
+            f"at p90 {hi})"
+        )
         print(
-            head + spread + f"{gap['p90']:+,.1f}); a gap about the same for every request is "
-            "the API server's (--api-server-latency-ms; --fit takes it)"
+            f"TTFT measured minus predicted, {gaps}; a gap about the same for every request "
+            "is the API server's (--api-server-latency-ms; --fit takes it)"
         )

@@ -671,7 +671,7 @@ def _attainment_text(attainment: float | None, met: bool) -> str:
     if attainment is None:
         return "n/a"
     digits = 1
-    while not met and attainment < 1 and f"{attainment:.{digits}%}" == "100." + "0" * digits + "%":
+    while not met and attainment < 1 and round(attainment * 100, digits) >= 100:
         digits += 1
     return f"{attainment:.{digits}%}"
 
