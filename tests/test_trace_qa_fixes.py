@@ -558,3 +558,89 @@ def test_an_unsorted_canonical_trace_names_the_command_that_sorts_it(tmp_path):
     fixed = invoke("trace", "import", path, "--format", "parquet", "-o", tmp_path / "s.parquet")
     assert fixed.exit_code == 0, fixed.stderr
     assert invoke("trace", "info", tmp_path / "s.parquet").exit_code == 0
+
+
+@pytest.mark.parametrize("block", [b"0", b"-512", b"x", b"512.0", b"99999999999999999999"])
+@pytest.mark.parametrize("command", [("trace", "info"), ("run",), ("trace", "transform")])
+def test_a_hash_block_size_in_the_metadata_that_is_no_block_size_is_refused(
+    tmp_path, block, command
+):
+    """0 turned the prefix cache off without a word and -512 chained the wrong blocks;
+    'x', '512.0' and a size past int64 raised tracebacks (and transform copied them)."""
+    path = _with_metadata(tmp_path, hash_block_size=block)
+    extra = ("-o", tmp_path / "out.parquet", "--rate-scale", "2") if "transform" in command else ()
+    assert_one_line_error(
+        invoke(*command, path, *extra),
+        "v.parquet: simreplay.hash_block_size in its metadata must be an integer from 1 to "
+        f"2,147,483,647 (tokens per hash_ids block), got {block.decode()!r}",
+    )
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def _with_float_tokens(tmp_path: Path, row: int, value: float) -> Path:
+    """chat-sessions.parquet with input_tokens stored as float64, one cell set."""
+    table = pq.read_table(SESSIONS)
+    values = table.column("input_tokens").to_pylist()
+    values[row] = value
+    index = table.schema.get_field_index("input_tokens")
+    table = table.set_column(index, "input_tokens", pa.array(values, pa.float64()))
+    path = tmp_path / "x.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+def test_a_fractional_token_count_in_a_canonical_trace_names_its_row(tmp_path):
+    """It said only that pyarrow 'cannot store as int32: Float value 6758.500000 was
+    truncated', naming no row."""
+    path = _with_float_tokens(tmp_path, 6, 6758.5)
+    assert_one_line_error(
+        invoke("trace", "info", path),
+        "x.parquet: row 7: column input_tokens: expected a whole number of at most "
+        "2,147,483,647, got 6758.5",
+    )
+
+
+def test_a_whole_float_token_count_in_a_canonical_trace_still_reads(tmp_path):
+    path = _with_float_tokens(tmp_path, 6, 6758.0)
+    table = import_trace(path)[0]
+    assert table.column("input_tokens")[6].as_py() == 6758
+
+
+@pytest.mark.parametrize("turn", [0, -3])
+def test_a_canonical_turn_below_one_is_refused(tmp_path, turn):
+    """turn is 1-based; 0 was replayed without a word."""
+    table = pq.read_table(SESSIONS)
+    turns = table.column("turn").to_pylist()
+    turns[4] = turn
+    index = table.schema.get_field_index("turn")
+    table = table.set_column(index, table.schema.field("turn"), pa.array(turns, pa.int32()))
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path)
+    assert_one_line_error(
+        invoke("run", path),
+        f"t.parquet: row 5: turn is 1-based (the session's first request is turn 1), got {turn} "
+        "(1 row like this)",
+    )
+
+
+def test_an_import_hash_block_size_past_int32_is_refused(tmp_path):
+    """It wrote a trace whose block size no command could then read."""
+    path = write(
+        tmp_path, "h.csv", 'arrival_time_s,input_tokens,output_tokens,h\n0,100,10,"[1,2]"\n'
+    )
+    out = tmp_path / "h.parquet"
+    assert_one_line_error(
+        invoke(
+            "trace",
+            "import",
+            path,
+            "--hash-col",
+            "h",
+            "--hash-block-size",
+            "99999999999",
+            "-o",
+            out,
+        ),
+        "--hash-block-size must be an integer from 1 to 2,147,483,647, got 99999999999",
+    )
+    assert not out.exists()

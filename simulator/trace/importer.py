@@ -221,7 +221,7 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     options = options or ImportOptions()
     if _is_parquet(path):
         schema = _parquet_schema(path)
-        if TraceMetadata.from_arrow(schema.metadata) is not None:
+        if TraceMetadata.from_arrow(schema.metadata, path.name) is not None:
             return "simreplay"
         if options.time_col or generic.has_canonical_columns(schema.names):
             return "parquet"

@@ -101,8 +101,15 @@ class TraceMetadata:
         return {(_META_PREFIX + k).encode(): v.encode() for k, v in sorted(items.items())}
 
     @classmethod
-    def from_arrow(cls, metadata: dict[bytes, bytes] | None) -> TraceMetadata | None:
-        """Decode schema metadata; None when it is not a simreplay trace."""
+    def from_arrow(
+        cls, metadata: dict[bytes, bytes] | None, source: str = "trace"
+    ) -> TraceMetadata | None:
+        """Decode schema metadata; None when it is not a simreplay trace.
+
+        Raises ``TraceError`` (naming ``source``) when its ``hash_block_size`` is not an
+        integer from 1 to ``INT32_MAX``: 0 turned the prefix cache off without a word, and
+        a negative one chained the wrong blocks.
+        """
         meta = {
             k.decode()[len(_META_PREFIX) :]: v.decode()
             for k, v in (metadata or {}).items()
@@ -110,7 +117,12 @@ class TraceMetadata:
         }
         if meta.get("kind") != KIND:
             return None
-        block = meta.get("hash_block_size", "")
+        block = meta.get("hash_block_size", "").strip()
+        if block and not (block.isascii() and block.isdigit() and 1 <= int(block) <= INT32_MAX):
+            raise TraceError(
+                f"{source}: simreplay.hash_block_size in its metadata must be an integer from "
+                f"1 to {INT32_MAX:,} (tokens per hash_ids block), got {block!r}"
+            )
         extra = {k[len("extra.") :]: v for k, v in meta.items() if k.startswith("extra.")}
         return cls(
             source_format=meta.get("source_format", ""),
@@ -192,7 +204,28 @@ def _as_arrow(values: object, arrow_type: pa.DataType, name: str) -> pa.Array:
     try:
         return pc.cast(values, arrow_type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        row = _first_uncastable_row(values, arrow_type)
+        if row is not None:
+            info = np.iinfo(arrow_type.to_pandas_dtype())
+            raise TraceError(
+                f"row {row + 1}: column {name}: expected a whole number of at most "
+                f"{info.max:,}, got {values[row].as_py()!r}"
+            ) from None
         raise TraceError(f"column {name}: cannot store as {arrow_type}: {exc}") from None
+
+
+def _first_uncastable_row(values: pa.Array, arrow_type: pa.DataType) -> int | None:
+    """The first row of numbers an integer ``arrow_type`` cannot hold exactly (a fraction,
+    NaN, infinity, or out of its range), or None when it is not such a cast."""
+    if not (pa.types.is_integer(arrow_type) and pa.types.is_floating(values.type)):
+        return None
+    number = values.to_numpy(zero_copy_only=False)
+    info = np.iinfo(arrow_type.to_pandas_dtype())
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        bad = valid & ~(np.isfinite(number) & (number == np.round(number)))
+        bad |= valid & np.isfinite(number) & ((number < info.min) | (number > info.max))
+    return int(np.argmax(bad)) if bad.any() else None
 
 
 #: Latest arrival a trace may have, in seconds from its start (about 3,000 years).
@@ -247,10 +280,10 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
     TraceError
         On a format version newer than ``FORMAT_VERSION``, a missing required column, an
         unexpected column, a null in a required column, a token count < 1, an arrival time
-        that is not finite or negative, arrivals out of order, a duplicate ``request_id``,
-        or ``hash_ids`` without a block size.
+        that is not finite or negative, arrivals out of order, a ``turn`` below 1, a
+        duplicate ``request_id``, or ``hash_ids`` without a block size.
     """
-    metadata = TraceMetadata.from_arrow(table.schema.metadata)
+    metadata = TraceMetadata.from_arrow(table.schema.metadata, source)
     if metadata is None:
         raise TraceError(f"{source}: not a simreplay trace (schema metadata missing)")
     check_format_version(table.schema.metadata, source)
@@ -307,6 +340,17 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
             row = int(np.argmax(tokens < 1))
             raise TraceError(
                 f"{source}: row {row + 1}: {name} must be >= 1, got {int(tokens[row])}"
+            )
+    if "turn" in table.column_names:
+        column = table.column("turn")
+        turn = column.to_numpy(zero_copy_only=False)
+        # A null reads as NaN (float) here; only a stored number below 1 is bad.
+        bad = column.is_valid().to_numpy(zero_copy_only=False) & ~(turn >= 1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise TraceError(
+                f"{source}: row {row + 1}: turn is 1-based (the session's first request is "
+                f"turn 1), got {int(turn[row])} ({num_rows_text(int(bad.sum()))} like this)"
             )
     if "think_time_s" in table.column_names:
         column = table.column("think_time_s")
