@@ -644,3 +644,36 @@ def test_an_import_hash_block_size_past_int32_is_refused(tmp_path):
         "--hash-block-size must be an integer from 1 to 2,147,483,647, got 99999999999",
     )
     assert not out.exists()
+
+
+def _mooncake_lines(times: list[str], hashes: bool) -> str:
+    extra = ', "hash_ids": [1, 2]' if hashes else ""
+    return "".join(
+        f'{{"timestamp": {t}, "input_length": 700, "output_length": 20{extra}}}\n' for t in times
+    )
+
+
+@pytest.mark.parametrize(
+    ("times", "hashes", "why"),
+    [
+        (["0.930", "1.203", "2.5"], True, "3 of 3 timestamps are not whole milliseconds"),
+        (["0", "1000", "2000"], False, "no line carries hash_ids"),
+    ],
+)
+def test_a_json_lines_file_read_as_mooncake_unlike_mooncake_says_so(tmp_path, times, hashes, why):
+    """A file of seconds with Mooncake's field names was read in milliseconds without a
+    word: an hour became 3.6 s, 'overloaded'."""
+    path = write(tmp_path, "s.jsonl", _mooncake_lines(times, hashes))
+    assert detect_format(path) == "mooncake"
+    report = import_trace(path)[1]
+    assert [note for note in report.notes if why in note] == [
+        f"read as a Mooncake trace (timestamp in milliseconds), but {why}, as Mooncake's "
+        + ("are" if "whole" in why else "do")
+        + "; if the timestamps are seconds, import with --format jsonl --time-col timestamp "
+        "--time-unit s --input-col input_length --output-col output_length"
+    ]
+
+
+def test_a_mooncake_trace_like_mooncake_gets_no_unit_note(tmp_path):
+    path = write(tmp_path, "m.jsonl", _mooncake_lines(["0", "3000", "3000"], True))
+    assert not [note for note in import_trace(path)[1].notes if "Mooncake" in note]

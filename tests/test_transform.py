@@ -64,7 +64,8 @@ def canonical_tables(draw, max_rows: int = 12, optional=OPTIONAL) -> pa.Table:
     if "session_id" in chosen:
         columns["session_id"] = pa.array(column(st.one_of(st.none(), st.text(max_size=4))))
     if "turn" in chosen:
-        columns["turn"] = pa.array(column(int32s), pa.int32())
+        turns = st.one_of(st.none(), st.integers(1, INT32_MAX))  # 1-based
+        columns["turn"] = pa.array(column(turns), pa.int32())
     if "hash_ids" in chosen:
         lists = st.one_of(st.none(), st.lists(INT64, max_size=4))
         columns["hash_ids"] = pa.array(column(lists), pa.list_(pa.int64()))

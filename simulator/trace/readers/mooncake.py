@@ -52,7 +52,27 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         array = columns[name]
         if len(array) and array.null_count == len(array):
             raise TraceError(f"{path.name}: missing field {name!r} expected in a Mooncake trace")
-    arrival_time_s = float_values(columns["timestamp"]) / 1000.0
+    timestamp_ms = float_values(columns["timestamp"])
+    arrival_time_s = timestamp_ms / 1000.0
+    hash_ids = columns["hash_ids"]
+    has_hashes = bool(len(hash_ids) and hash_ids.null_count < len(hash_ids))
+    finite = timestamp_ms[np.isfinite(timestamp_ms)]
+    fractional = int(np.count_nonzero(finite != np.round(finite)))
+    if fractional or not has_hashes:
+        # Mooncake's timestamps are whole milliseconds and its lines carry hash_ids; a
+        # file of other JSON lines with these field names may keep seconds (a QA pass: an
+        # hour of 0.930-style times replayed as 3.6 s, "overloaded").
+        why = (
+            f"{fractional:,} of {finite.size:,} timestamps are not whole milliseconds, as "
+            "Mooncake's are"
+            if fractional
+            else "no line carries hash_ids, as Mooncake's do"
+        )
+        notes.append(
+            f"read as a Mooncake trace (timestamp in milliseconds), but {why}; if the "
+            "timestamps are seconds, import with --format jsonl --time-col timestamp "
+            "--time-unit s --input-col input_length --output-col output_length"
+        )
     if options.jitter:
         arrival_time_s, window_s = _jitter(
             arrival_time_s, options.jitter_window_s, options.seed, path.name
@@ -62,8 +82,7 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
             f"(seed {options.seed}) and re-sorted them"
         )
     extra = {}
-    hash_ids = columns["hash_ids"]
-    if len(hash_ids) and hash_ids.null_count < len(hash_ids):
+    if has_hashes:
         extra["hash_ids"] = hash_ids
     raw = RawTrace(
         arrival_time_s=arrival_time_s,
