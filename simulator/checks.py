@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from simulator.errors import SimreplayError
 
 
@@ -17,6 +19,29 @@ def positive_finite(value: object, option: str) -> float:
     if not (math.isfinite(number) and number > 0):
         raise SimreplayError(f"{option} must be a finite number > 0, got {format_number(number)}")
     return number
+
+
+#: Largest ``--seed``: seeds are stored as int64 (a sweep's store, ``summary.json``'s
+#: readers), and every command takes the same range.
+MAX_SEED = 2**63 - 1
+
+
+def seed_value(seed: object) -> int:
+    """``seed`` as an int from 0 to ``MAX_SEED``, or a ``SimreplayError`` naming --seed.
+
+    ``trace`` took 2**64 while ``run`` and ``sweep`` refused it (a QA pass)."""
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int | np.integer)
+        or not 0 <= int(seed) <= MAX_SEED
+    ):
+        shown = (
+            f"{int(seed):,}"
+            if isinstance(seed, int | np.integer) and not isinstance(seed, bool)
+            else repr(seed)
+        )
+        raise SimreplayError(f"--seed must be an integer from 0 to {MAX_SEED:,}, got {shown}")
+    return int(seed)
 
 
 def plain_number(text: str) -> str:

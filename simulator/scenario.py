@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from simulator.checks import MAX_SEED
 from simulator.engine.state import (
     DEFAULT_PREFIX_LOAD_CAP,
     DEFAULT_SARATHI_CHUNK,
@@ -859,8 +860,6 @@ MAX_BLOCK_SIZE = 1 << 16
 #: The block sizes vLLM v0.11 accepts (``vllm/config/cache.py`` ``BlockSize``); others are
 #: simulated with a note.
 VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
-#: Seeds are stored as int64 (a sweep's store, ``summary.json`` readers).
-MAX_SEED = 2**63 - 1
 
 
 def block_size_notes(block_sizes: list[int]) -> list[str]:

@@ -477,7 +477,8 @@ def test_knobs_beyond_their_range_are_one_line(small_trace, args, fragment):
 
 
 def test_check_knobs_takes_the_edges_of_each_range():
-    from simulator.scenario import MAX_SEED, MAX_TOKENS, Scenario, check_knobs
+    from simulator.checks import MAX_SEED
+    from simulator.scenario import MAX_TOKENS, Scenario, check_knobs
 
     check_knobs(Scenario(seed=MAX_SEED, max_model_len=MAX_TOKENS, max_num_batched_tokens=1))
     check_knobs(Scenario(gpu_memory_utilization=1.0, prefix_load_cap=0, block_size=1))

@@ -677,3 +677,27 @@ def test_a_json_lines_file_read_as_mooncake_unlike_mooncake_says_so(tmp_path, ti
 def test_a_mooncake_trace_like_mooncake_gets_no_unit_note(tmp_path):
     path = write(tmp_path, "m.jsonl", _mooncake_lines(["0", "3000", "3000"], True))
     assert not [note for note in import_trace(path)[1].notes if "Mooncake" in note]
+
+
+SEED_PAST_INT64 = str(2**64)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("trace", "synth", "--rate", "1", "--duration", "5"),
+        ("trace", "synth", "--sessions", "--rate", "1", "--duration", "5"),
+        ("trace", "transform", str(SESSIONS), "--sample", "0.5"),
+        ("trace", "import", str(SESSIONS), "--format", "simreplay", "--rate", "1"),
+        ("run", str(SESSIONS), "--gpus", "1xH100"),
+    ],
+)
+def test_every_command_takes_the_same_seed_range(tmp_path, args):
+    """trace took 2**64 while run and sweep refused it."""
+    out = () if args[0] == "run" else ("-o", tmp_path / "o.parquet")
+    assert_one_line_error(
+        invoke(*args, "--seed", SEED_PAST_INT64, *out),
+        "--seed must be an integer from 0 to 9,223,372,036,854,775,807, got "
+        "18,446,744,073,709,551,616",
+    )
+    assert not (tmp_path / "o.parquet").exists()

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from simulator.checks import seed_value
 from simulator.errors import SimreplayError
 from simulator.trace.arrivals import ARRIVAL_KINDS, ArrivalProcess, arrival_process
 from simulator.trace.importer import FORMATS
@@ -277,8 +278,7 @@ def arrival_from_options(
 
 def build_import_options(values: dict[str, Any]) -> ImportOptions:
     """``ImportOptions`` from the flag values of ``IMPORT_PARAMETERS``."""
-    if values["seed"] < 0:
-        raise SimreplayError(f"--seed must be an integer >= 0, got {values['seed']}")
+    seed_value(values["seed"])
     if values["time_unit"] not in TIME_UNITS:
         raise SimreplayError(
             f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {values['time_unit']!r}"

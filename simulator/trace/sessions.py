@@ -59,6 +59,7 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.checks import format_number as _num
+from simulator.checks import seed_value
 from simulator.errors import SimreplayError
 from simulator.trace.arrivals import ArrivalProcess, arrival_times_s
 from simulator.trace.schema import (
@@ -353,8 +354,7 @@ def synthesize_sessions(
         One line on any bad parameter, on no sessions in the window, or on a prompt longer
         than ``2**31 - 1`` tokens.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SimreplayError(f"--seed must be an integer >= 0, got {seed!r}")
+    seed_value(seed)
     for option, dist in (("--input-len", input_lengths), ("--output-len", output_lengths)):
         _check_distribution(dist, option)
     _check_distribution(system_prompt_lengths, "--system-prompt-len")

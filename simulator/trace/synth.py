@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.checks import format_number as _num
-from simulator.checks import plain_number
+from simulator.checks import plain_number, seed_value
 from simulator.errors import SimreplayError
 from simulator.trace.arrivals import ArrivalProcess, arrival_times_s
 from simulator.trace.schema import INT32_MAX, TraceMetadata, build_trace_table, trace_metadata
@@ -229,8 +229,7 @@ def synthesize(
     SimreplayError
         On bad parameters, ``resample`` without a source, or no arrivals at all.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SimreplayError(f"--seed must be an integer >= 0, got {seed!r}")
+    seed_value(seed)
     for option, dist in (("--input-len", input_lengths), ("--output-len", output_lengths)):
         _check_distribution(dist, option)
     uses_resample = "resample" in (input_lengths.kind, output_lengths.kind)

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.checks import format_number as _num
-from simulator.checks import positive_finite
+from simulator.checks import positive_finite, seed_value
 from simulator.errors import SimreplayError
 from simulator.trace.schema import (
     COLUMNS,
@@ -154,7 +154,7 @@ def sample(table: pa.Table, fraction: float, seed: int) -> pa.Table:
         raise SimreplayError(f"--sample must be a number, got {fraction!r}") from None
     if not 0.0 < fraction <= 1.0:
         raise SimreplayError(f"--sample must be in (0, 1], got {_num(fraction)}")
-    seed = _seed(seed)
+    seed = seed_value(seed)
     rng = np.random.default_rng(seed)
     unit_of_row, num_units = session_units(table)
     if unit_of_row is None:
@@ -731,12 +731,6 @@ def _cap(value: int | None, option: str) -> int | None:
     if not is_int or not 1 <= value <= INT32_MAX:
         raise SimreplayError(f"{option} must be an integer from 1 to {INT32_MAX}, got {value!r}")
     return int(value)
-
-
-def _seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SimreplayError(f"--seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
 
 
 def _num_or_none(value: int | None) -> str:
