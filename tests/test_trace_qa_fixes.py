@@ -701,3 +701,23 @@ def test_every_command_takes_the_same_seed_range(tmp_path, args):
         "18,446,744,073,709,551,616",
     )
     assert not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        pa.array([0, 2_000_000, 4_000_000], pa.timestamp("us")),
+        pa.array([0, 2_000_000, 4_000_000], pa.duration("us")),
+    ],
+)
+def test_time_unit_on_a_column_whose_type_carries_its_unit_says_it_is_not_used(tmp_path, times):
+    """It said the column 'was read in ms (--time-unit ms)'; the type's unit was read."""
+    path = tmp_path / "t.parquet"
+    columns = {"arrival_time_s": times, "input_tokens": [5, 6, 7], "output_tokens": [1, 2, 3]}
+    pq.write_table(pa.table(columns), path)
+    table, report = import_trace(path, ImportOptions(time_unit="ms"))
+    assert table.column("arrival_time_s").to_pylist() == [0.0, 2.0, 4.0]
+    assert report.notes == (
+        f"--time-unit ms is not used: column arrival_time_s is a {times.type} column, which "
+        "carries its unit",
+    )

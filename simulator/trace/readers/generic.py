@@ -124,11 +124,20 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
             return f"row {counted}"
         return f"line {physical_line(path, counted, first_line)}"
 
+    time_type = _decoded(columns["arrival_time_s"]).type
     arrival_time_s, start_time = _seconds(
         path, columns["arrival_time_s"], mapping["arrival_time_s"], options.time_unit, where
     )
     named = _unit_in_name(mapping["arrival_time_s"])
-    if named is not None and named != options.time_unit and options.time_unit != "datetime":
+    if pa.types.is_timestamp(time_type) or pa.types.is_duration(time_type):
+        # The type carries the unit: --time-unit is not read (a QA pass: "was read in ms
+        # (--time-unit ms)" for a timestamp column read correctly without it).
+        if options.time_unit not in ("s", "datetime"):
+            notes.append(
+                f"--time-unit {options.time_unit} is not used: column "
+                f"{mapping['arrival_time_s']} is a {time_type} column, which carries its unit"
+            )
+    elif named is not None and named != options.time_unit and options.time_unit != "datetime":
         notes.append(
             f"column {mapping['arrival_time_s']} was read in {options.time_unit} (--time-unit "
             f"{options.time_unit}), though its name says {named}: give --time-unit {named} "
