@@ -1366,3 +1366,27 @@ def test_a_missed_bound_never_reads_100_percent_attained():
     assert _attainment_text(0.99994, True) == "100.0%"
     assert _attainment_text(0.5, False) == "50.0%"
     assert _attainment_text(None, False) == "n/a"
+
+
+@pytest.mark.parametrize("name", ["summary.json", "report.html"])
+def test_run_refuses_an_out_folder_where_an_output_is_a_folder_before_replaying(tmp_path, name):
+    """A QA pass: with report.html a folder, `run --out DIR --report` wrote the run's three
+    files, said so, and only then failed on the page."""
+    (tmp_path / name).mkdir()
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    result = runner.invoke(app, ["run", str(trace), "--out", str(tmp_path), "--report"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: --out {tmp_path}: its {name} is a folder, where this run writes a file; "
+        "remove it or give another folder\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_run_report_refuses_a_plots_file_before_replaying(tmp_path):
+    (tmp_path / "plots").write_text("not a folder")
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    result = runner.invoke(app, ["run", str(trace), "--out", str(tmp_path), "--report"])
+    assert result.exit_code == 1
+    assert "its plots is a file, where a report writes a folder of PNGs" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plots"]

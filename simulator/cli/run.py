@@ -249,7 +249,7 @@ def run(
         load_profile(calibration)  # a bad profile fails before the trace is read
     out_dir = None if out is None else output_folder(out, "--out")
     if out_dir is not None:
-        _check_out_folder(out_dir, trace)
+        _check_out_folder(out_dir, trace, with_report)
     scenario = Scenario(
         gpus=gpus,
         model=model,
@@ -370,20 +370,31 @@ def _incomplete_sessions_note(table: pa.Table) -> str | None:
     )
 
 
-def _check_out_folder(out_dir: Path, trace: Path) -> None:
+def _check_out_folder(out_dir: Path, trace: Path, with_report: bool) -> None:
     """Refuse an ``--out`` whose writes would replace the trace being replayed (named like
     an output file in it), or that holds a sweep's store (``report`` would then draw this
     run and not the sweep)."""
-    from simulator.report.run_page import REPORT_FILE
+    from simulator.report.run_page import PLOTS_DIR, REPORT_FILE
     from simulator.results import RUN_FILES
 
     for name in (*RUN_FILES, REPORT_FILE):
+        if (out_dir / name).is_dir():
+            # Found before the replay, not after it wrote the rest (a QA pass).
+            raise SimreplayError(
+                f"--out {out_dir}: its {name} is a folder, where this run writes a file; "
+                "remove it or give another folder"
+            )
         with contextlib.suppress(OSError):
             if (out_dir / name).exists() and os.path.samefile(out_dir / name, trace):
                 raise SimreplayError(
                     f"--out {out_dir}: its {name} is the trace being replayed, which this "
                     "run's outputs would replace; give another folder"
                 )
+    if with_report and (out_dir / PLOTS_DIR).exists() and not (out_dir / PLOTS_DIR).is_dir():
+        raise SimreplayError(
+            f"--out {out_dir}: its {PLOTS_DIR} is a file, where a report writes a folder of "
+            "PNGs; remove it or give another folder"
+        )
     if (out_dir / "sweep.json").is_file():
         raise SimreplayError(
             f"--out {out_dir}: holds a sweep's store (sweep.json); give a folder of its own "
