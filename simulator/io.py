@@ -6,6 +6,7 @@ A crash, a kill or a failed check therefore never leaves a partial output behind
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -144,13 +145,33 @@ def check_output_path(path: Path) -> Path:
     # and take it away again, so that a command fails here and not after its work (a fit
     # of a minute ended with "-o /proc/x.json: cannot write it").
     try:
-        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".simreplay-probe-")
+        _probe_writable(parent)
     except OSError as exc:
         raise SimreplayError(
             f"{path}: cannot create a file in {parent} ({exc.strerror or exc})"
         ) from None
-    probe.close()
     return path
+
+
+#: Prefix of ``_probe_writable``'s named file, where an unnamed one cannot be made.
+PROBE_PREFIX = ".simreplay-probe-"
+
+
+def _probe_writable(folder: Path) -> None:
+    """Create a file in ``folder`` and take it away again; OSError when it cannot be made.
+
+    Linux's ``O_TMPFILE`` makes a file with no name, which a kill cannot leave behind (a
+    QA pass found a named probe left in a sweep's rows/ by a SIGKILL); a file system
+    without it gets a named one (``PROBE_PREFIX``), removed at once."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if flag:
+        try:
+            os.close(os.open(folder, flag | os.O_WRONLY, 0o600))
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    tempfile.NamedTemporaryFile(dir=folder, prefix=PROBE_PREFIX).close()
 
 
 #: What a path that is not a regular file is, for messages.

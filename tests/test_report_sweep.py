@@ -614,3 +614,23 @@ def test_a_bound_on_another_percentile_is_not_drawn_on_p99_charts(sweep_dir):
             "The SLO bound, p75 TTFT \u2264 100 ms, is on another percentile than this "
             "chart's, so it is not drawn."
         )
+
+
+def test_a_row_with_impossible_values_says_to_remove_it_and_rerun(store_dir, tmp_path):
+    """A QA pass: the refusal said only that percentiles never fall, and rerunning the
+    sweep (which reads such a row as a whole one) said every scenario was stored."""
+    import shutil
+
+    store = tmp_path / "sw"
+    shutil.copytree(store_dir, store)
+    first = sorted((store / "rows").glob("*.parquet"))[0]
+    table = pq.read_table(first)
+    index = table.column_names.index("ttft_p99_ms")
+    table = table.set_column(index, "ttft_p99_ms", pa.array([-1.0], pa.float64()))
+    pq.write_table(table, first)
+    for command in (("report", store), ("sweep", "show", store)):
+        result = invoke(*command)
+        assert result.exit_code == 1
+        assert result.stderr.endswith(
+            "(edited or damaged: remove it and rerun the sweep's command to redo it)\n"
+        ), result.stderr

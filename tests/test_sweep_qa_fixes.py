@@ -290,3 +290,34 @@ def test_a_changed_file_given_by_another_spelling_is_refused(tmp_path, trace, mo
         "--model ./m2: --model m2",
         ", the same file, names rows in sw simulated from other content",
     )
+
+
+def test_a_probe_a_kill_left_in_rows_is_removed_by_the_rerun(tmp_path, trace):
+    """A QA pass: a SIGKILL between the writability probe's creation and its removal left
+    .simreplay-probe-* in rows/ for good (the rerun removed only .tmp files)."""
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xA100", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    left = out / "rows" / ".simreplay-probe-30m7vi_p"
+    left.write_bytes(b"")
+    assert invoke(*args).exit_code == 0
+    assert not left.exists()
+
+
+def test_the_writability_probe_has_no_name_a_kill_could_leave(tmp_path, monkeypatch):
+    """Linux's O_TMPFILE: while the probe is open, the folder holds no file of it."""
+    import os
+
+    from simulator.io import check_output_path
+
+    seen: list[list[str]] = []
+    close = os.close
+
+    def listing_close(fd):
+        seen.append(sorted(os.listdir(tmp_path)))
+        close(fd)
+
+    monkeypatch.setattr(os, "close", listing_close)
+    check_output_path(tmp_path / "out.json")
+    assert seen == [[]]
+    assert list(tmp_path.iterdir()) == []

@@ -88,7 +88,7 @@ import pyarrow.parquet as pq
 
 from simulator.errors import SimreplayError
 from simulator.fingerprint import build_id
-from simulator.io import atomic_path, output_folder, write_text_atomic
+from simulator.io import PROBE_PREFIX, atomic_path, output_folder, write_text_atomic
 from simulator.sweep.spec import knob_types
 
 STORE_FORMAT_VERSION = 1
@@ -500,7 +500,8 @@ class ResultStore:
             write_text_atomic(json.dumps(manifest, indent=2) + "\n", self.root / "sweep.json")
         self.rows_dir.mkdir(exist_ok=True)
         stale_manifests = self.root.glob(MANIFEST_TMP_GLOB)  # under the lock: none is live
-        for stale in [*self.rows_dir.glob(".*.tmp"), *stale_manifests, *unreadable]:
+        probes = self.rows_dir.glob(f"{PROBE_PREFIX}*")  # where O_TMPFILE is not offered
+        for stale in [*self.rows_dir.glob(".*.tmp"), *stale_manifests, *probes, *unreadable]:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         return {path: len(keys) for path, keys in sorted(dropped.items())}
@@ -815,6 +816,11 @@ ROW_STATUSES = ("ok", "infeasible")
 _LATENCY_COLUMN = re.compile(r"^(ttft|tpot|itl|e2e|queue)_(mean|p\d+|max)_ms$")
 
 
+#: What ``check_row_values`` tells to do with a row it refuses: the rerun's ``scan`` reads
+#: such a row as a whole one, and said all was stored (a QA pass).
+_REDO = " (edited or damaged: remove it and rerun the sweep's command to redo it)"
+
+
 def check_row_values(row: dict[str, Any], path: Path | str) -> None:
     """Refuse a row whose numbers no run can produce (a hand-edited or damaged row was shown
     and drawn as is: a p99 TTFT of -5 ms, p50 above p99): latencies and costs finite and
@@ -832,7 +838,9 @@ def check_row_values(row: dict[str, Any], path: Path | str) -> None:
             continue
         number = _row_number(value)
         if not (math.isfinite(number) and number >= 0):
-            raise SimreplayError(f"{path}: {name} is {value!r}; expected a number >= 0 or empty")
+            raise SimreplayError(
+                f"{path}: {name} is {value!r}; expected a number >= 0 or empty{_REDO}"
+            )
         if match is not None and match.group(2).startswith("p"):
             metric, stat = match.groups()
             by_metric.setdefault(metric, []).append((float(stat[1:]), name, number))
@@ -842,7 +850,7 @@ def check_row_values(row: dict[str, Any], path: Path | str) -> None:
             if low > high:
                 raise SimreplayError(
                     f"{path}: {low_name} {low:g} is above {high_name} {high:g}; a row's "
-                    "percentiles never fall"
+                    f"percentiles never fall{_REDO}"
                 )
 
 
