@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import os
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from simulator.engine.state import R_PREEMPTIONS, EngineState
 from simulator.errors import SimreplayError, TraceError
 from simulator.metrics import parse_slo
 from simulator.results import Result, build_result
-from simulator.scenario import ResolvedScenario, Scenario, resolve
+from simulator.scenario import ResolvedScenario, Scenario, check_knobs_read, resolve
 from simulator.trace.importer import load_trace
 from simulator.trace.options import ImportOptions
 from simulator.trace.schema import TraceMetadata, build_trace_table, validate_trace
@@ -103,8 +104,16 @@ def simulate(
 def _option_pattern() -> re.Pattern[str]:
     fields = [f.name.replace("_", "-") for f in dataclasses.fields(Scenario)]
     options = sorted([*fields, "slo"], key=len, reverse=True)
-    # Not vLLM's or its benchmark's own flag, which a message may cite beside ours.
-    return re.compile(r"(?<!'s )(?<!serve )--(" + "|".join(options) + r")(?![\w-])")
+    # Not vLLM's or its benchmark's own flag, which a message may cite beside ours; a
+    # switch's --no- form is one option ("--no-enable-prefix-caching").
+    return re.compile(r"(?<!'s )(?<!serve )--(no-)?(" + "|".join(options) + r")(?![\w-])")
+
+
+@functools.cache
+def _switch_fields() -> frozenset[str]:
+    """The ``Scenario`` fields a CLI switch sets (``--enforce-eager``, ``--no-...``)."""
+    hints = typing.get_type_hints(Scenario)
+    return frozenset(name for name, hint in hints.items() if hint in (bool, bool | None))
 
 
 def scenario_field_names(message: str) -> str:
@@ -117,7 +126,11 @@ def scenario_field_names(message: str) -> str:
     """
 
     def field(match: re.Match[str]) -> str:
-        name = match.group(1).replace("-", "_")
+        negated, name = match.group(1), match.group(2).replace("-", "_")
+        if name in _switch_fields():  # "add Scenario.enable_prefix_caching" named no value
+            return f"Scenario.{name}={not negated}"
+        if negated:
+            return match.group(0)
         return name if name == "slo" else f"Scenario.{name}"
 
     message = _option_pattern().sub(field, message)
@@ -156,7 +169,9 @@ def _simulate(
             f"{type(scenario).__name__}"
         )
     table = _trace_table(trace, import_options)
-    resolved = resolve(scenario or Scenario())
+    scenario = scenario or Scenario()
+    _check_knobs_read(scenario, router)
+    resolved = resolve(scenario)
     bounds = slo_bounds(slo)
 
     input_tokens = table.column("input_tokens").to_numpy()
@@ -179,9 +194,67 @@ def _simulate(
     return result
 
 
+#: ``trace import``'s options that make ``ImportOptions.arrival`` (an ``ArrivalProcess``)
+#: -> the argument of ``arrival_process`` each is.
+_ARRIVAL_OPTIONS = {
+    "rate-profile": "rate_profile",
+    "peak-to-trough": "peak_to_trough",
+    "period-s": "period_s",
+    "arrival": "kind",
+    "rate": "rate_rps",
+    "cv": "cv",
+}
+
+
+def import_field_names(message: str) -> str:
+    """``message`` with each ``trace import`` option named as what an API caller sets.
+
+    A reader's advice names the CLI's options: ``--time-col`` is ``ImportOptions.time_col``,
+    ``--skip-invalid`` is ``ImportOptions.skip_invalid=True``, and ``--rate``, ``--arrival``
+    and ``--cv`` are ``arrival_process``'s arguments, given as ``ImportOptions.arrival``.
+    ``--seed`` there is ``ImportOptions.seed``, not ``Scenario.seed`` (a QA pass: a
+    length-only file's advice named ``Scenario.seed``, which its arrivals do not read)."""
+    fields = {f.name: f for f in dataclasses.fields(ImportOptions)}
+    names = sorted([*(n.replace("_", "-") for n in fields), *_ARRIVAL_OPTIONS], key=len)
+    pattern = re.compile(r"--(" + "|".join(reversed(names)) + r")(?![\w-])")
+    arguments: list[str] = []
+
+    def field(match: re.Match[str]) -> str:
+        option = match.group(1)
+        if option in _ARRIVAL_OPTIONS:
+            arguments.append(_ARRIVAL_OPTIONS[option])
+            return _ARRIVAL_OPTIONS[option]
+        name = option.replace("-", "_")
+        if fields[name].type in ("bool", bool):
+            return f"ImportOptions.{name}=True"
+        return f"ImportOptions.{name}"
+
+    message = pattern.sub(field, message)
+    if arguments:
+        message += (
+            f" ({', '.join(dict.fromkeys(arguments))}: arguments of "
+            "simulator.trace.arrivals.arrival_process, given as "
+            "ImportOptions(arrival=arrival_process(kind, rate_rps, ...)))"
+        )
+    return message
+
+
+def _check_knobs_read(scenario: Scenario, router: Router | None) -> None:
+    """``check_knobs_read`` for fields set away from their defaults (a QA pass: the API ran
+    the default budget without a word). ``sweep`` keeps such rows, noting them."""
+    defaults = Scenario()
+    check_knobs_read(
+        scenario.scheduler,
+        scenario.router,
+        scenario.chunk_size != defaults.chunk_size,
+        router is None and scenario.prefix_load_cap != defaults.prefix_load_cap,
+    )
+
+
 def _trace_table(trace: object, import_options: ImportOptions | None) -> pa.Table:
     """The canonical table of ``trace``: a table, a record batch or any Arrow stream, or a
-    trace file's path; one line for anything else."""
+    trace file's path; one line for anything else. A reader's message names
+    ``ImportOptions`` fields, not ``trace import``'s options (``import_field_names``)."""
     if import_options is not None and not isinstance(import_options, ImportOptions):
         raise SimreplayError(
             "import_options must be a simulator.trace.options.ImportOptions, e.g. "
@@ -192,13 +265,24 @@ def _trace_table(trace: object, import_options: ImportOptions | None) -> pa.Tabl
     elif not isinstance(trace, pa.Table) and hasattr(trace, "__arrow_c_stream__"):
         trace = pa.table(trace)
     if isinstance(trace, pa.Table):
+        if import_options is not None:  # it was ignored without a word (a QA pass)
+            raise SimreplayError(
+                "import_options say how to read a trace file; a table is taken as it is "
+                "(read a file with simulator.trace.importer.import_trace(path, options))"
+            )
         return _as_trace(trace)
     if not isinstance(trace, str | os.PathLike):
         raise SimreplayError(
             "trace must be a pyarrow Table (or record batch) or the path of a trace file, "
             f"got {type(trace).__name__}"
         )
-    return load_trace(trace, import_options)
+    try:
+        return load_trace(trace, import_options)
+    except SimreplayError as exc:
+        message = import_field_names(str(exc))
+        if message == str(exc):
+            raise
+        raise type(exc)(message) from None
 
 
 def slo_bounds(slo: object) -> dict[str, tuple[str, int, float]] | None:
@@ -228,6 +312,8 @@ def slo_bounds(slo: object) -> dict[str, tuple[str, int, float]] | None:
                     f"p{percentile} (expected {metric}_p{percentile}_ms)"
                 )
             value = bound_ms
+        if isinstance(value, np.integer | np.floating):  # a numpy scalar is a number too
+            value = value.item()
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
@@ -371,16 +457,28 @@ def simulate_many(
     arrival_time_s = table.column("arrival_time_s").to_numpy()
     output_tokens = table.column("output_tokens").to_numpy()
     ids = table.column("request_id") if "request_id" in table.column_names else None
+    results: list[Result | SimreplayError | None] = [None] * len(scenarios)
+    resolved_at: dict[int, ResolvedScenario] = {}
+    for k, scenario in enumerate(scenarios):
+        # Each checked before the order below compares their fields (a QA pass: one
+        # gpu_memory_utilization="0.9" lost the whole list to a TypeError).
+        try:
+            _check_knobs_read(scenario, None)
+            resolved_at[k] = resolve(scenario)
+        except SimreplayError as exc:
+            results[k] = exc
     # Smaller capacities first: a run that nothing held back answers every larger one.
     order = sorted(
-        range(len(scenarios)),
-        key=lambda k: (scenarios[k].gpu_memory_utilization, scenarios[k].max_num_seqs or 0),
+        resolved_at,
+        key=lambda k: (
+            resolved_at[k].scenario.gpu_memory_utilization,
+            resolved_at[k].scenario.max_num_seqs or 0,
+        ),
     )
     kept: list[_SharedRun] = []
-    results: list[Result | SimreplayError | None] = [None] * len(scenarios)
     for k in order:
+        resolved = resolved_at[k]
         try:
-            resolved = resolve(scenarios[k])
             inputs = _trace_inputs(resolved, table, input_tokens, arrival_time_s)
             key = _share_key(resolved, cache_runs=inputs["prefix"] is not None)
             knobs = _engine_knobs(resolved)

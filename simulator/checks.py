@@ -26,8 +26,8 @@ def positive_finite(value: object, option: str) -> float:
 MAX_SEED = 2**63 - 1
 
 
-def seed_value(seed: object) -> int:
-    """``seed`` as an int from 0 to ``MAX_SEED``, or a ``SimreplayError`` naming --seed.
+def seed_value(seed: object, name: str = "--seed") -> int:
+    """``seed`` as an int from 0 to ``MAX_SEED``, or a ``SimreplayError`` naming ``name``.
 
     ``trace`` took 2**64 while ``run`` and ``sweep`` refused it (a QA pass)."""
     if (
@@ -40,7 +40,7 @@ def seed_value(seed: object) -> int:
             if isinstance(seed, int | np.integer) and not isinstance(seed, bool)
             else repr(seed)
         )
-        raise SimreplayError(f"--seed must be an integer from 0 to {MAX_SEED:,}, got {shown}")
+        raise SimreplayError(f"{name} must be an integer from 0 to {MAX_SEED:,}, got {shown}")
     return int(seed)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -239,7 +240,7 @@ def _catalog_lookup(name: str) -> ModelSpec | None:
     return None
 
 
-def get_model(name_or_path: str) -> ModelSpec:
+def get_model(name_or_path: str | os.PathLike[str]) -> ModelSpec:
     """Resolve ``--model``: a catalog name or alias, or a Hugging Face ``config.json``.
 
     Parameters
@@ -260,6 +261,8 @@ def get_model(name_or_path: str) -> ModelSpec:
     SimreplayError
         For an unknown name (the message lists the catalog) or an unreadable config.
     """
+    if isinstance(name_or_path, os.PathLike):  # Scenario(model=Path(...)) in the API
+        name_or_path = os.fspath(name_or_path)
     if not name_or_path.strip():
         # Path("") is the current folder: an unset $MODEL ran whatever ./config.json held.
         raise SimreplayError("--model: empty value (expected a catalog name or a config.json path)")

@@ -125,7 +125,9 @@ class Scenario:
         Longest request (input + output) served; None takes the model's context, capped to
         what the KV cache can hold.
     seed : int
-        Seed of every random choice (the ``random`` router).
+        Seed of the engine's random choices (the ``random`` router). A trace file's own
+        draws (arrivals of a length-only file, Mooncake's ``--jitter``) take
+        ``ImportOptions.seed``; ``simreplay run --seed`` sets both.
     calibration : str or None
         Path of a calibration profile (``--calibration``); None picks the shipped profile
         of the GPU, or of its nearest measured architecture, or the uncalibrated roofline.
@@ -960,7 +962,7 @@ def check_knobs(scenario: Scenario) -> None:
                 if scenario.enable_prefix_caching is False
                 else f" by default with --scheduler {scenario.scheduler}"
             )
-            + ": add --enable-prefix-caching"
+            + ": turn them on with --enable-prefix-caching"
         )
     if scenario.enable_prefix_caching and scenario.scheduler == "vllm-v0":
         raise SimreplayError(
@@ -1007,6 +1009,23 @@ def check_knobs(scenario: Scenario) -> None:
         )
     if scenario.calibration is not None and not isinstance(scenario.calibration, str | Path):
         raise SimreplayError(f"--calibration must be a file path, got {scenario.calibration!r}")
+
+
+def check_knobs_read(
+    scheduler: str, router: str, chunk_size_given: bool, prefix_load_cap_given: bool
+) -> None:
+    """One line for a knob given that the chosen scheduler or router never reads (it would
+    change nothing, without a word): ``run`` and the Python API refuse it; ``sweep``
+    keeps such rows with a note."""
+    if chunk_size_given and scheduler != "sarathi":
+        raise SimreplayError(
+            f"--chunk-size is the sarathi scheduler's token budget; --scheduler {scheduler} "
+            "never reads it (its budget per step is --max-num-batched-tokens)"
+        )
+    if prefix_load_cap_given and router != "prefix-aware":
+        raise SimreplayError(
+            f"--prefix-load-cap applies to --router prefix-aware; --router {router} never reads it"
+        )
 
 
 def _int_knob(value: object, option: str, low: int, high: int, what: str = "") -> None:

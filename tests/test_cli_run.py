@@ -712,7 +712,7 @@ def test_scenario_fields_of_the_wrong_type_are_one_line_errors(knobs, fragment):
         ),
         (
             {"scheduler": "vllm-v0", "async_scheduling": True},
-            r"^Scenario.async_scheduling is vLLM V1's .*\(Scenario.scheduler vllm-v0\)",
+            r"^Scenario.async_scheduling=True is vLLM V1's .*\(Scenario.scheduler vllm-v0\)",
             ["--scheduler", "vllm-v0", "--async-scheduling"],
         ),
     ],
@@ -727,7 +727,7 @@ def test_api_errors_name_the_scenario_field_and_the_cli_its_option(
     with pytest.raises(SimreplayError, match=api_message) as caught:
         simulate(_api_trace(), Scenario(gpus="1xH100", **knobs))
     assert "--" not in str(caught.value)
-    cli_message = api_message.replace("Scenario.", "--").replace("_", "-")
+    cli_message = api_message.replace("=True", "").replace("Scenario.", "--").replace("_", "-")
     result = invoke("run", small_trace, "--gpus", "1xH100", *cli_args)
     assert_one_line_error(result, "")
     assert re.search(cli_message.replace("^", "^error: "), result.stderr), result.stderr
@@ -752,8 +752,9 @@ def test_api_errors_keep_vllm_s_own_flags():
     assert scenario_field_names("pass --max-model-len or vLLM's --max-model-len, --slo") == (
         "pass Scenario.max_model_len or vLLM's --max-model-len, slo"
     )
+    # A switch is named with the value to set (it said "add Scenario.enable_prefix_caching").
     assert scenario_field_names("--no-enable-prefix-caching --tp-x") == (
-        "--no-enable-prefix-caching --tp-x"
+        "Scenario.enable_prefix_caching=False --tp-x"
     )
 
 

@@ -256,7 +256,10 @@ def test_bad_toml_is_one_line_and_writes_nothing(tmp_path, small_trace, text, fr
         (["--seed", "-1"], "--seed must be an integer from 0"),
         (["--seed", "99999999999999999999"], "--seed must be an integer from 0"),
         (["--max-num-seqs", "99999999999999999999"], "--max-num-seqs must be an integer"),
-        (["--router", "prefix-aware", "--scheduler", "sarathi"], "add --enable-prefix-caching"),
+        (
+            ["--router", "prefix-aware", "--scheduler", "sarathi"],
+            "turn them on with --enable-prefix-caching",
+        ),
         (["--out", ""], "--out: give a folder"),
         # A QA pass: stored as infeasible rows (exit 0) for a trace without session ids.
         (["--closed-loop", "true"], "--closed-loop replays sessions turn by turn: the trace"),

@@ -36,7 +36,7 @@ from simulator.io import output_folder
 from simulator.metrics import parse_slo
 from simulator.models import DEFAULT_MODEL
 from simulator.results import backlog_kind
-from simulator.scenario import DEFAULT_API_SERVER_LATENCY_MS
+from simulator.scenario import DEFAULT_API_SERVER_LATENCY_MS, check_knobs_read
 from simulator.scenario_text import (
     api_server_text,
     delay_s_text,
@@ -240,7 +240,7 @@ def run(
     from simulator.scenario import Scenario, check_knobs
 
     bounds = parse_slo(slo) if slo is not None else None
-    _check_unread_knobs(scheduler, router, chunk_size, prefix_load_cap)
+    check_knobs_read(scheduler, router, chunk_size is not None, prefix_load_cap is not None)
     if with_report and out is None:
         raise SimreplayError("--report needs --out DIR: the page is written beside the outputs")
     if calibration is not None:
@@ -685,22 +685,6 @@ def _attainment_text(attainment: float | None, met: bool) -> str:
     while not met and attainment < 1 and round(attainment * 100, digits) >= 100:
         digits += 1
     return f"{attainment:.{digits}%}"
-
-
-def _check_unread_knobs(
-    scheduler: str, router: str, chunk_size: int | None, prefix_load_cap: int | None
-) -> None:
-    """One line for a knob given that the chosen scheduler or router never reads (it would
-    change nothing, without a word)."""
-    if chunk_size is not None and scheduler != "sarathi":
-        raise SimreplayError(
-            f"--chunk-size is the sarathi scheduler's token budget; --scheduler {scheduler} "
-            "never reads it (its budget per step is --max-num-batched-tokens)"
-        )
-    if prefix_load_cap is not None and router != "prefix-aware":
-        raise SimreplayError(
-            f"--prefix-load-cap applies to --router prefix-aware; --router {router} never reads it"
-        )
 
 
 #: Share of a trace's requests arriving at the instant of the one before, from which a

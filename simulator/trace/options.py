@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.checks import seed_value
+from simulator.errors import SimreplayError
 from simulator.trace.arrivals import ArrivalProcess
 
 TIME_UNITS = ("s", "ms", "us", "ns", "datetime")
@@ -60,3 +62,14 @@ class ImportOptions:
     hash_col: str | None = None
     time_unit: str = "s"
     hash_block_size: int | None = None
+
+    def __post_init__(self) -> None:
+        # An API caller builds these directly: seed=-1 raised numpy's ValueError, and
+        # arrival="poisson" an AttributeError (a QA pass).
+        seed_value(self.seed, "ImportOptions.seed")
+        if self.arrival is not None and not isinstance(self.arrival, ArrivalProcess):
+            raise SimreplayError(
+                "ImportOptions.arrival must be an ArrivalProcess, e.g. "
+                "simulator.trace.arrivals.arrival_process('poisson', rate_rps=2.0), got "
+                f"{self.arrival!r}"
+            )
