@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +15,7 @@ import typer
 from simulator.checks import plain_number
 from simulator.cli.common import count, domain_errors, err, note, print_json, print_table
 from simulator.cli.sweep import with_knob_options
-from simulator.errors import SimreplayError
+from simulator.errors import SimreplayError, Stopped
 from simulator.hardware import get_gpu, parse_gpus
 from simulator.metrics import parse_slo
 from simulator.models import model_notes
@@ -104,7 +107,26 @@ def _check_bounds_above_latency(bounds: dict, latency_ms: float) -> None:
             )
 
 
+def _nothing_kept(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A stopped ``plan`` says that nothing is kept and that the same command starts over
+    (it said only "interrupted"): its simulations live in the process (no store)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            stopped = exc if isinstance(exc, Stopped) else Stopped(signal.SIGINT)
+            stopped.message = (
+                f"{stopped.message}: plan keeps no results, so the same command starts over"
+            )
+            raise stopped from None
+
+    return wrapper
+
+
 @domain_errors
+@_nothing_kept
 def plan(
     trace: Annotated[
         Path,
