@@ -321,3 +321,18 @@ def test_the_writability_probe_has_no_name_a_kill_could_leave(tmp_path, monkeypa
     check_output_path(tmp_path / "out.json")
     assert seen == [[]]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_that_adds_rows_under_a_drawn_page_says_to_draw_it_again(tmp_path, trace):
+    """A QA pass: report.html kept showing the rows it was drawn from, without a word."""
+    out = tmp_path / "sweep"
+    assert invoke("sweep", trace, "--gpus", "1xA100", "--out", out, "--workers", 1).exit_code == 0
+    assert invoke("report", out, "--no-png").exit_code == 0
+    again = ["sweep", trace, "--gpus", "1xA100,1xH100", "--out", out, "--workers", 1]
+    result = invoke(*again)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        f"note: {out / 'report.html'} was drawn before this run's 1 new row: "
+        f"`simreplay report {out}` draws it again"
+    ) in result.stderr.replace("\n", " ")
+    assert "report.html was drawn" not in invoke(*again).stderr  # nothing new

@@ -307,6 +307,15 @@ def run(
             f"({final.num_infeasible:,} infeasible). See: simreplay sweep show "
             f"{shlex.quote(str(out))}",
         )
+        from simulator.report.run_page import REPORT_FILE
+
+        page = store.root / REPORT_FILE
+        if final.done and page.is_file():
+            # It kept showing the rows it was drawn from, without a word (a QA pass).
+            note(
+                f"{page} was drawn before this run's {count(final.done, 'new row')}: "
+                f"`simreplay report {shlex.quote(str(out))}` draws it again"
+            )
 
 
 app.command("run")(with_knob_options(run))
