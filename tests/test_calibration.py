@@ -75,7 +75,7 @@ from simulator.scenario import Scenario, resolve
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "calibration-data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared calibration data absent")
 runner = CliRunner()
-REF = Reference(1000e12, 2000e12, 3e12, 400e9)
+REF = Reference(989e12, 1979e12, 3.35e12, 450e9)  # H100-SXM's catalog peaks
 
 
 def _true_ratio(m, n, k):
@@ -405,8 +405,8 @@ def test_a_borrowed_grid_keeps_its_latency_floor_and_scales_the_rest(tmp_path):
     roofline: twice the peaks halve the part above the floor, not the floor."""
     axes = (np.array([1.0, 4096.0]), np.array([4096.0]), np.array([4096.0]))
     grid = Grid(("m", "n", "k"), axes, np.zeros((2, 1, 1)), np.ones((2, 1, 1), np.int64))
-    ref = Reference(1e15, 2e15, 2e12, 4e11)
-    fast = Reference(2e15, 4e15, 4e12, 8e11)
+    ref = REF
+    fast = Reference(2 * 989e12, 2 * 1979e12, 2 * 3.35e12, 2 * 450e9)
     feats = {"m": np.array([1.0, 4096.0]), "n": np.array([4096.0] * 2), "k": np.array([4096.0] * 2)}
     for floor_s in (None, 5e-6):
         profile = Profile("H100-SXM", ref, {"gemm_bfloat16": replace(grid, floor_s=floor_s)})

@@ -1083,3 +1083,15 @@ def test_check_json_keeps_the_rows_not_used_note(tmp_path):
     payload = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
     assert line.removeprefix("note: ") in payload["notes"]
     assert line.startswith("note: 3 measured rows not used: ")
+
+
+@pytest.mark.parametrize(
+    ("peak", "value"),
+    [("hbm_bytes_per_s", 4.8e12), ("peak_fp8_flops", 1.5e15), ("link_bytes_per_s", 64e9)],
+)
+def test_a_profile_whose_peaks_are_another_gpus_is_refused(tmp_path, peak, value):
+    """A QA pass: an H200 profile renamed H100 (HBM 1.43 times H100's) loaded as H100's
+    own, its held-out error quoted; a factor of 2 was allowed, and FP8 and link not read."""
+    _, lines = run_with_edited_profile(tmp_path, lambda d: d["reference"].update({peak: value}))
+    assert len(lines) == 1 and f"reference.{peak} {value:.4g} is not H100-SXM's" in lines[0]
+    assert "10% allowed): the profile was measured on another GPU, or edited" in lines[0]
