@@ -1095,3 +1095,66 @@ def test_a_profile_whose_peaks_are_another_gpus_is_refused(tmp_path, peak, value
     _, lines = run_with_edited_profile(tmp_path, lambda d: d["reference"].update({peak: value}))
     assert len(lines) == 1 and f"reference.{peak} {value:.4g} is not H100-SXM's" in lines[0]
     assert "10% allowed): the profile was measured on another GPU, or edited" in lines[0]
+
+
+@pytest.mark.parametrize("spelling", ["float8_e4m3fn", "torch.float8_e4m3fn", "FP8_E4M3"])
+def test_torchs_fp8_spelling_is_read_as_fp8(tmp_path, spelling):
+    """A QA pass: rows of float8_e4m3fn were skipped as "float8_e4m3fn rows (16-bit and
+    FP8 GEMMs are fitted)": no FP8 grid, for a reason that contradicted itself."""
+    import pyarrow.parquet as pq
+    from test_calibration import _synthetic_gemm
+
+    from simulator.calibration.sources import read_measurements
+
+    root = _synthetic_gemm(tmp_path, [1, 16, 256], [1024, 4096])
+    path = next(root.rglob("gemm_perf.parquet"))
+    table = pq.read_table(path)
+    dtype = pa.array([spelling] * table.num_rows)
+    pq.write_table(
+        table.set_column(table.column_names.index("gemm_dtype"), "gemm_dtype", dtype), path
+    )
+    meas = read_measurements(root)
+    assert set(meas.gemm["dtype"].tolist()) == {"fp8"} and not meas.skipped
+
+
+def test_an_empty_gemm_file_with_a_dtype_column_is_not_said_to_lack_it(tmp_path):
+    """A QA pass: 'no gemm_dtype column: its 0 GEMM rows are read as bfloat16'."""
+    import pyarrow.parquet as pq
+    from test_calibration import _synthetic_gemm
+
+    from simulator.calibration.sources import read_measurements
+
+    root = _synthetic_gemm(tmp_path, [1, 16, 256], [1024, 4096])
+    path = next(root.rglob("gemm_perf.parquet"))
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    assert not [note for note in read_measurements(root).notes if "gemm_dtype" in note]
+
+
+_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "calibration-data"
+
+
+@pytest.mark.skipif(not _SHARED_DATA.is_dir(), reason="needs ../shared/calibration-data")
+@pytest.mark.parametrize(
+    ("column", "read_as"),
+    [("kv_cache_dtype", "with a 16-bit KV cache"), ("window_size", "as full attention")],
+)
+def test_attention_rows_without_their_kv_dtype_or_window_column_get_a_note(
+    tmp_path, column, read_as
+):
+    """A QA pass: without kv_cache_dtype, FP8-KV rows were fitted as 16-bit ones with no
+    note (random-20 % p90 5.9 -> 17.3 %), where GEMMs without gemm_dtype get one."""
+    import pyarrow.parquet as pq
+
+    from simulator.calibration.sources import read_measurements
+
+    name = "generation_attention_perf.parquet"
+    source = _SHARED_DATA / "aiconfigurator/h100_sxm/attention/vllm/0.24.0" / name
+    table = pq.read_table(source).slice(0, 500)
+    path = tmp_path / "attention" / "vllm" / "0.24.0" / name
+    path.parent.mkdir(parents=True)
+    pq.write_table(table.drop_columns([column]), path)
+    notes = read_measurements(tmp_path).notes
+    assert any(
+        f"no {column} column: its 500 generation_attention rows are read {read_as}" in note
+        for note in notes
+    ), notes

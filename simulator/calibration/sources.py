@@ -626,16 +626,30 @@ def _dtype_name(value: object) -> str:
     return str(value).strip().lower().removeprefix("torch.")
 
 
+#: Other spellings of the per-tensor FP8 (E4M3) GEMM AIConfigurator calls ``fp8``: torch's
+#: dtype name and its parts (a QA pass: rows of ``float8_e4m3fn`` were skipped "16-bit and
+#: FP8 GEMMs are fitted"). Block-scaled ``fp8_block`` is another kernel and stays apart.
+_FP8_GEMM_SPELLINGS = frozenset(
+    {"float8_e4m3fn", "float8_e4m3fnuz", "float8_e4m3", "fp8_e4m3", "e4m3", "float8"}
+)
+
+
+def _gemm_dtype_name(value: object) -> str:
+    """``_dtype_name``, with ``_FP8_GEMM_SPELLINGS`` read as ``fp8``."""
+    name = _dtype_name(value)
+    return "fp8" if name in _FP8_GEMM_SPELLINGS else name
+
+
 def _add_gemm(result: Measurements, columns: dict, path: Path) -> None:
     num_rows = len(columns["latency"])
-    if not columns.get("gemm_dtype"):
+    if columns.get("gemm_dtype") is None:
         # A new-user pass: a file of bf16 and FP8 rows without the column was fitted as one
         # 16-bit grid (p90 92 %), and the only hint was a note on repeated shapes.
         result.notes.append(
             f"{path}: no gemm_dtype column: its {num_rows:,} GEMM rows are read as bfloat16; "
             "a file that also holds FP8 (or other) rows needs the column to tell them apart"
         )
-    dtype = [_dtype_name(d) for d in columns.get("gemm_dtype") or ["bfloat16"] * num_rows]
+    dtype = [_gemm_dtype_name(d) for d in columns.get("gemm_dtype") or ["bfloat16"] * num_rows]
     for other in sorted(set(dtype) - set(FITTED_GEMM_DTYPES)):
         count = sum(1 for d in dtype if d == other)
         _skip(result, f"gemm: {other} rows (16-bit and FP8 GEMMs are fitted)", count)
@@ -654,6 +668,17 @@ def _add_gemm(result: Measurements, columns: dict, path: Path) -> None:
 def _attention_keep(result: Measurements, columns: dict, family: str, path: Path) -> np.ndarray:
     num_rows = len(columns["latency"])
     keep = np.ones(num_rows, dtype=bool)
+    for column, read_as in (
+        ("kv_cache_dtype", "with a 16-bit KV cache"),
+        ("window_size", "as full attention"),
+    ):
+        if column not in columns and num_rows:
+            # As for GEMMs' gemm_dtype (a QA pass: FP8-KV rows were pooled with 16-bit ones).
+            result.notes.append(
+                f"{path}: no {column} column: its {num_rows:,} {family} rows are read "
+                f"{read_as}; a file that also holds other rows needs the column to tell "
+                "them apart"
+            )
     if "window_size" in columns:
         window = _numeric(columns["window_size"], path, "window_size", " (0 = full attention)")
         if not np.isfinite(window).all():
