@@ -1158,3 +1158,22 @@ def test_attention_rows_without_their_kv_dtype_or_window_column_get_a_note(
         f"no {column} column: its 500 generation_attention rows are read {read_as}" in note
         for note in notes
     ), notes
+
+
+def test_report_skips_other_json_beside_the_profiles_with_a_note(tmp_path):
+    """A QA pass: one benchmark result kept beside validate --fit's output failed the whole
+    report, with no table for the profile. A file claiming to be a profile still fails."""
+    import shutil
+
+    shutil.copyfile(PROFILES_DIR / "a40.json", tmp_path / "a40.json")
+    (tmp_path / "bench.json").write_text('{"date": "20261203", "ttfts": [0.1]}')
+    result = runner.invoke(app, ["calibrate", "report", "--profiles", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert [p["file"] for p in json.loads(result.stdout)["profiles"]] == ["a40.json"]
+    assert result.stderr == (
+        f'note: {tmp_path / "bench.json"}: not a calibration profile (JSON without a "format" '
+        "field): skipped\n"
+    )
+    (tmp_path / "bad.json").write_text('{"format": "simreplay-calibration-profile"}')
+    result = runner.invoke(app, ["calibrate", "report", "--profiles", str(tmp_path)])
+    assert result.exit_code == 1 and "bad.json: not a valid calibration profile" in result.stderr

@@ -131,12 +131,14 @@ def shipped_profile(gpu_name: str, directory: Path = PROFILES_DIR) -> Profile | 
     return _load_cached(str(path), path.stat().st_mtime_ns)
 
 
-def shipped_profiles(directory: Path = PROFILES_DIR) -> list[Profile]:
-    """Every profile in ``directory``, sorted by file name."""
+def shipped_profiles(directory: Path = PROFILES_DIR, skip: tuple[Path, ...] = ()) -> list[Profile]:
+    """Every profile in ``directory`` but the files ``skip`` names, sorted by file name."""
     if not Path(directory).is_dir():
         return []
     return [
-        _load_cached(str(p), p.stat().st_mtime_ns) for p in sorted(Path(directory).glob("*.json"))
+        _load_cached(str(p), p.stat().st_mtime_ns)
+        for p in sorted(Path(directory).glob("*.json"))
+        if p not in skip
     ]
 
 

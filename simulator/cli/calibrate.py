@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from simulator.cli.common import count, domain_errors, err, print_json, print_table
+from simulator.cli.common import count, domain_errors, err, note, print_json, print_table
 from simulator.errors import SimreplayError
 from simulator.scenario import DEFAULT_API_SERVER_LATENCY_MS
 from simulator.scenario_text import api_server_text, host_text
@@ -350,6 +350,24 @@ def _print_errors(gpu: str, errors: dict[str, dict], leave_one_out: dict[str, di
     )
 
 
+def _other_json_files(directory: Path) -> tuple[Path, ...]:
+    """The ``*.json`` files of ``directory`` that are JSON but no profile: a benchmark
+    result kept beside ``validate --fit``'s output failed the whole report (a QA pass).
+    A file that says it is a profile, or is no JSON at all, is still read (and refused if
+    damaged)."""
+    import json
+
+    others = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not (isinstance(data, dict) and "format" in data):
+            others.append(path)
+    return tuple(others)
+
+
 @app.command("report")
 @domain_errors
 def report(
@@ -366,10 +384,13 @@ def report(
     if profiles is not None and not profiles.is_dir():
         what = "is a file, not a folder" if profiles.exists() else "no such folder"
         raise SimreplayError(f"--profiles {profiles}: {what} of profiles")
-    found = shipped_profiles(directory)
+    shipped = directory.resolve() == PROFILES_DIR.resolve()
+    others = [] if shipped else _other_json_files(directory)
+    for other in others:
+        note(f'{other}: not a calibration profile (JSON without a "format" field): skipped')
+    found = shipped_profiles(directory, skip=others)
     if not found:
         raise SimreplayError(f"{directory}: no calibration profiles (*.json)")
-    shipped = directory.resolve() == PROFILES_DIR.resolve()
     payload = {
         "profiles_dir": str(directory),
         "profiles": [
