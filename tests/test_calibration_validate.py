@@ -1495,6 +1495,9 @@ def test_a_profile_fitted_over_a_borrowed_one_names_the_gpu_its_grids_were_measu
     )
     assert report["step_times"].endswith("(fitted to a benchmark on L4)")
     assert report["predicted"] == json.loads(fitted.stdout)["fit"]["validation"]["predicted"]
+    # A QA pass: the Host overhead line said "(benchmark, L40S)", the grids' GPU.
+    host_from = report["deployment"]["step_time_model"]["host_overhead_from"]
+    assert host_from.endswith(", L4)"), host_from
 
 
 @pytest.mark.parametrize(

@@ -276,7 +276,7 @@ def step_model_for(
         host=host,
         description={
             "calibration_profile": _label(primary),
-            "host_overhead_from": "defaults" if not host else _label(host_owner),
+            "host_overhead_from": "defaults" if not host else _host_label(host_owner),
         },
         kv_dtype_bytes=kv_dtype_bytes,
         dram_bytes_per_s=None if fraction is None else fraction * gpu.hbm_bytes_per_s,
@@ -503,6 +503,17 @@ def _label(profile: Profile) -> str:
     name = profile.path.name if profile.path is not None else f"{profile.gpu} (in memory)"
     src = profile.provenance.get("source", "unknown")
     return f"{name} ({src}, {profile.gpu})"
+
+
+def _host_label(profile: Profile) -> str:
+    """``_label`` naming the GPU the host constants were fitted on: ``validate --fit`` on
+    a GPU that borrows its grids records it as ``benchmark_gpu`` (the line said
+    "benchmark, H100-SXM" for constants fitted on an H200, a QA pass)."""
+    benchmark_gpu = profile.provenance.get("benchmark_gpu")
+    if benchmark_gpu is None:
+        return _label(profile)
+    name = profile.path.name if profile.path is not None else f"{profile.gpu} (in memory)"
+    return f"{name} ({profile.provenance.get('source', 'unknown')}, {benchmark_gpu})"
 
 
 def reference_for(gpu_name: str) -> Reference:
