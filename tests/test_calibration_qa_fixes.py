@@ -1177,3 +1177,17 @@ def test_report_skips_other_json_beside_the_profiles_with_a_note(tmp_path):
     (tmp_path / "bad.json").write_text('{"format": "simreplay-calibration-profile"}')
     result = runner.invoke(app, ["calibrate", "report", "--profiles", str(tmp_path)])
     assert result.exit_code == 1 and "bad.json: not a valid calibration profile" in result.stderr
+
+
+@pytest.mark.skipif(not _SHARED_DATA.is_dir(), reason="needs ../shared/calibration-data")
+def test_moe_rows_read_are_those_fitted_and_those_skipped(tmp_path):
+    """A QA pass: provenance's moe_rows_not_fitted held every MoE row read (49,862 on
+    H100, of which 2,565 are fitted); it is moe_rows_read now, and adds up."""
+    from simulator.calibration.sources import read_measurements
+
+    meas = read_measurements(_SHARED_DATA / "aiconfigurator" / "h100_sxm")
+    skipped = sum(n for reason, n in meas.skipped.items() if reason.startswith("moe:"))
+    assert meas.num_moe_rows_read == len(meas.moe["latency_s"]) + skipped == 49_862
+    shipped = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())["provenance"]
+    assert shipped["moe_rows_read"] == meas.num_moe_rows_read
+    assert "moe_rows_not_fitted" not in shipped

@@ -953,7 +953,7 @@ def fit_profile(
         "fitted_on": fitted_on or fitted_on_today(),
         "fitted_by": f"simreplay {__version__} calibrate fit",
         "rows_skipped": dict(sorted(meas.skipped.items())),
-        "moe_rows_not_fitted": meas.num_moe_rows,
+        "moe_rows_read": meas.num_moe_rows_read,
     }
     return Profile(
         gpu=gpu,

@@ -156,7 +156,7 @@ class Measurements:
     files: list[str] = field(default_factory=list)
     engine: str = "unknown"
     device: str = "unknown"
-    num_moe_rows: int = 0
+    num_moe_rows_read: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     unread_files: list[str] = field(default_factory=list)
     empty_files: list[str] = field(default_factory=list)
@@ -853,7 +853,7 @@ def _prefer_custom_allreduce(result: Measurements) -> None:
 
 def _add_moe(result: Measurements, columns: dict, path: Path) -> None:
     num_rows = len(columns["latency"])
-    result.num_moe_rows += num_rows
+    result.num_moe_rows_read += num_rows
     keep = np.ones(num_rows, dtype=bool)
     if "moe_dtype" in columns:
         is16 = np.asarray(
