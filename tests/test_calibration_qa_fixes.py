@@ -1191,3 +1191,38 @@ def test_moe_rows_read_are_those_fitted_and_those_skipped(tmp_path):
     shipped = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())["provenance"]
     assert shipped["moe_rows_read"] == meas.num_moe_rows_read
     assert "moe_rows_not_fitted" not in shipped
+
+
+def _mixed_unit_gemm(tmp_path: Path) -> Path:
+    """Synthetic H100 GEMMs whose rows of m <= 16 were written in microseconds."""
+    import pyarrow.parquet as pq
+    from test_calibration import _synthetic_gemm
+
+    root = _synthetic_gemm(tmp_path / "data", [1, 16, 256, 1024], [1024, 4096])
+    path = next(root.rglob("gemm_perf.parquet"))
+    table = pq.read_table(path)
+    m = table.column("m").to_numpy()
+    latency = table.column("latency").to_numpy() * np.where(m <= 16, 1000.0, 1.0)
+    column = table.column_names.index("latency")
+    pq.write_table(table.set_column(column, "latency", pa.array(latency)), path)
+    return root
+
+
+def test_a_fit_of_latencies_in_two_units_is_refused_and_check_notes_it(tmp_path):
+    """A QA pass: GEMM rows of m <= 64 in us among rows in ms passed every check, the fit
+    quoted a 2.1 % held-out error, and a run priced TPOT at 6 s."""
+    root = _mixed_unit_gemm(tmp_path)
+    out = tmp_path / "p.json"
+    fitted = runner.invoke(
+        app, ["calibrate", "fit", "--source", str(root), "--gpu", "H100", "-o", str(out)]
+    )
+    assert fitted.exit_code == 1 and not out.exists()
+    line = fitted.stderr.strip().splitlines()[-1]
+    assert (
+        "gemm_bfloat16: 4 calls take 300 times or more as long as the same shape's at the " in line
+    )
+    assert "(first: m 16 -> 256 at n 1024, k 1024:" in line
+    assert line.endswith("latencies in two units? The latency column is read in milliseconds")
+    checked = runner.invoke(app, ["calibrate", "check", str(root), "--gpu", "H100", "--json"])
+    assert checked.exit_code == 0, checked.stderr
+    assert any("latencies in two units?" in n for n in json.loads(checked.stdout)["notes"])

@@ -15,6 +15,7 @@ from simulator.calibration.fit import (
     grid_points,
     model_gemm_shapes,
     read_gpu_measurements,
+    unit_jump,
 )
 from simulator.calibration.profile import (
     GRID_FEATURES,
@@ -127,6 +128,9 @@ def check_measurements(
             grid_name, feats, latency_s, ref, gpu.name, str(directory), note, refuse=False,
             device=meas.device,
         )  # fmt: skip
+        jump = unit_jump(grid_name, feats, latency_s)
+        if jump is not None and note is not None:  # ``fit`` refuses such a family
+            note(f"note: {directory}: {grid_name}: {jump}")
         owner = next((p for p in chain if grid_name in p.grids), None)
         if owner is None:
             predicted = uncalibrated_latency_s(grid_name, feats, gpu)
