@@ -1226,3 +1226,30 @@ def test_a_fit_of_latencies_in_two_units_is_refused_and_check_notes_it(tmp_path)
     checked = runner.invoke(app, ["calibrate", "check", str(root), "--gpu", "H100", "--json"])
     assert checked.exit_code == 0, checked.stderr
     assert any("latencies in two units?" in n for n in json.loads(checked.stdout)["notes"])
+
+
+def test_a_family_in_another_unit_is_refused_before_any_family_is_fitted(tmp_path):
+    """A QA pass: decode attention in us was refused only after 50 s of fitting the
+    other families. Here FP8 GEMMs in us beside 16-bit ones in ms: no 16-bit fit first."""
+    import pyarrow.parquet as pq
+    from test_calibration import _synthetic_gemm
+
+    root = _synthetic_gemm(tmp_path / "data", [1, 16, 256, 1024], [1024, 4096])
+    path = next(root.rglob("gemm_perf.parquet"))
+    table = pq.read_table(path)
+    fp8 = table.set_column(
+        table.column_names.index("gemm_dtype"), "gemm_dtype", pa.array(["fp8"] * table.num_rows)
+    )
+    fp8 = fp8.set_column(
+        fp8.column_names.index("latency"),
+        "latency",
+        pa.array(fp8.column("latency").to_numpy() * 1000.0),
+    )
+    pq.write_table(pa.concat_tables([table, fp8]), path)
+    out = tmp_path / "p.json"
+    fitted = runner.invoke(
+        app, ["calibrate", "fit", "--source", str(root), "--gpu", "H100", "-o", str(out)]
+    )
+    assert fitted.exit_code == 1 and not out.exists()
+    assert "gemm_fp8" in fitted.stderr.strip().splitlines()[-1]
+    assert "gemm_bfloat16:" not in fitted.stderr, fitted.stderr

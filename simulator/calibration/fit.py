@@ -938,6 +938,9 @@ def fit_profile(
     grids: dict[str, Grid] = {}
     errors: dict[str, dict] = {}
     dram_fraction = None
+    # Every family's units are checked before any is fitted (a QA pass: decode attention
+    # in us was refused after 50 s of fitting the others).
+    points: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] = {}
     for grid_name in GRID_FEATURES:
         feats, latency_s = grid_points(meas, grid_name)
         if len(latency_s) == 0:
@@ -945,11 +948,6 @@ def fit_profile(
         fraction = dram_read_fraction(grid_name, feats, latency_s, ref)
         if fraction is not None:  # the faster family's: no kernel beat that rate
             dram_fraction = max(fraction, dram_fraction or 0.0)
-        axes = None
-        if grid_name.startswith("gemm") and source == "vidur":
-            axes = vidur_axes(feats)
-        elif source != "aiconfigurator":
-            axes = adapted_axes(grid_name, feats)
         check_latency_unit(
             grid_name, feats, latency_s, ref, gpu, source_dir, progress, device=meas.device
         )
@@ -957,8 +955,14 @@ def fit_profile(
         jump = unit_jump(grid_name, feats, latency_s)  # of rows a GPU could have measured
         if jump is not None:
             raise SimreplayError(f"{source_dir}: {grid_name}: {jump}")
-        if len(latency_s) == 0:
-            continue
+        if len(latency_s):
+            points[grid_name] = (feats, latency_s)
+    for grid_name, (feats, latency_s) in points.items():
+        axes = None
+        if grid_name.startswith("gemm") and source == "vidur":
+            axes = vidur_axes(feats)
+        elif source != "aiconfigurator":
+            axes = adapted_axes(grid_name, feats)
         grid, errs = fit_one(grid_name, feats, latency_s, ref, axes)
         grids[grid_name] = grid
         errors[grid_name] = errs
