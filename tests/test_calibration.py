@@ -1991,7 +1991,9 @@ def test_a_users_own_gpu_folder_in_a_vidur_or_aiconfigurator_tree_is_read(tmp_pa
     aic = tmp_path / "aic"
     _gemm_folder(aic / "h100_sxm", "NVIDIA H100 80GB HBM3")
     _gemm_folder(aic / "h200_sxm", "NVIDIA H200")
-    for tree, gpu, system, num_points in ((vidur, "A10G", "a10g", 6), (aic, "H200", "h200_sxm", 3)):
+    # One of the six Vidur rows is over 10 times faster than an A10G's roofline: check
+    # leaves it out and counts it, as fit does.
+    for tree, gpu, system, num_points in ((vidur, "A10G", "a10g", 5), (aic, "H200", "h200_sxm", 3)):
         out = tmp_path / f"{gpu}.json"
         args = {
             "check": ["calibrate", "check", str(tree), "--gpu", gpu, "--json"],

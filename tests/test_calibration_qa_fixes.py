@@ -1253,3 +1253,26 @@ def test_a_family_in_another_unit_is_refused_before_any_family_is_fitted(tmp_pat
     assert fitted.exit_code == 1 and not out.exists()
     assert "gemm_fp8" in fitted.stderr.strip().splitlines()[-1]
     assert "gemm_bfloat16:" not in fitted.stderr, fitted.stderr
+
+
+def test_check_leaves_out_and_counts_the_rows_fit_skips_as_impossible(tmp_path):
+    """A QA pass: five GEMM rows in seconds among 71,484 entered check's statistics with
+    nothing in rows_skipped or the notes, where fit skips and counts them."""
+    import pyarrow.parquet as pq
+    from test_calibration import _synthetic_gemm
+
+    root = _synthetic_gemm(tmp_path / "data", [1, 16, 256, 1024], [1024, 4096])
+    path = next(root.rglob("gemm_perf.parquet"))
+    table = pq.read_table(path)
+    latency = table.column("latency").to_numpy().copy()
+    latency[[3, 9]] /= 1000.0  # two calls in seconds
+    pq.write_table(
+        table.set_column(table.column_names.index("latency"), "latency", pa.array(latency)), path
+    )
+    checked = runner.invoke(app, ["calibrate", "check", str(root), "--gpu", "H100", "--json"])
+    assert checked.exit_code == 0, checked.stderr
+    payload = json.loads(checked.stdout)
+    assert payload["families"]["gemm"]["n"] == table.num_rows - 2
+    assert payload["rows_skipped"] == {
+        "gemm_bfloat16: rows over 10 times faster than H100-SXM's roofline": 2
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 from simulator.calibration.fit import (
     check_latency_unit,
     cpu_warning,
+    drop_impossible_rows,
     error_stats,
     grid_points,
     model_gemm_shapes,
@@ -128,6 +130,15 @@ def check_measurements(
             grid_name, feats, latency_s, ref, gpu.name, str(directory), note, refuse=False,
             device=meas.device,
         )  # fmt: skip
+        # As ``fit`` does: a few rows no GPU could have measured are counted in
+        # rows_skipped, not compared (a QA pass: rows in seconds entered the statistics
+        # without a word). Most of a family so is its unit, noted above and compared.
+        scratch = dataclasses.replace(meas, skipped={})
+        kept = drop_impossible_rows(grid_name, feats, latency_s, ref, gpu.name, scratch)
+        if 2 * len(kept[1]) >= len(latency_s):
+            feats, latency_s = kept
+            for reason, count in scratch.skipped.items():
+                meas.skipped[reason] = meas.skipped.get(reason, 0) + count
         jump = unit_jump(grid_name, feats, latency_s)
         if jump is not None and note is not None:  # ``fit`` refuses such a family
             note(f"note: {directory}: {grid_name}: {jump}")
