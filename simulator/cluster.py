@@ -81,7 +81,11 @@ class ReplicaView:
 
 @dataclass(frozen=True)
 class RequestView:
-    """The request being routed."""
+    """The request being routed.
+
+    ``arrival_time_s`` is when it reaches the engine: its send time in the trace plus the
+    API server's latency (``Scenario.api_server_latency_ms``, 8 ms by default), the moment
+    it is routed; ``Result.requests``' ``arrival_time_s`` is the send time."""
 
     index: int
     arrival_time_s: float
