@@ -1166,3 +1166,16 @@ def test_waiting_counts_from_the_engines_receipt_not_the_send(tmp_path):
         waiting[latency] = float(np.mean(series["waiting"]))
     assert waiting["3000"] == pytest.approx(waiting["0"], rel=0.2, abs=0.02)
     assert waiting["3000"] < 1.0  # 3 s x 8 requests/s would be 24 counted from the send
+
+
+def test_a_run_judged_on_a_decimal_percentile_draws_its_report(tmp_path):
+    """A QA pass: `run --slo ttft_p99.9_ms=100 --report` failed its page with "invalid
+    literal for int() with base 10: '99.9'", and --json then printed nothing."""
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    out = tmp_path / "run"
+    args = ["run", str(trace), "--gpus", "1xH100", "--slo", "ttft_p99.9_ms=100", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, ["report", str(out), "--no-png"])
+    assert result.exit_code == 0, result.stderr
+    page = (out / "report.html").read_text()
+    assert "SLO p99.9 \u2264 100 ms" in page
