@@ -170,8 +170,8 @@ def _simulate(
         )
     table = _trace_table(trace, import_options)
     scenario = scenario or Scenario()
+    resolved = resolve(scenario)  # first: a field of the wrong type is named as such
     _check_knobs_read(scenario, router)
-    resolved = resolve(scenario)
     bounds = slo_bounds(slo)
 
     input_tokens = table.column("input_tokens").to_numpy()
@@ -229,7 +229,11 @@ def import_field_names(message: str) -> str:
             return f"ImportOptions.{name}=True"
         return f"ImportOptions.{name}"
 
-    message = pattern.sub(field, message)
+    # A CLI command quoted whole (`simreplay trace import ... --format parquet`) stays one.
+    parts = message.split("`")
+    message = "`".join(
+        part if index % 2 else pattern.sub(field, part) for index, part in enumerate(parts)
+    )
     if arguments:
         message += (
             f" ({', '.join(dict.fromkeys(arguments))}: arguments of "
@@ -241,7 +245,8 @@ def import_field_names(message: str) -> str:
 
 def _check_knobs_read(scenario: Scenario, router: Router | None) -> None:
     """``check_knobs_read`` for fields set away from their defaults (a QA pass: the API ran
-    the default budget without a word). ``sweep`` keeps such rows, noting them."""
+    the default budget without a word). ``simulate_many``, which sweeps run through, keeps
+    such scenarios, as a sweep keeps their rows with a note."""
     defaults = Scenario()
     check_knobs_read(
         scenario.scheduler,
@@ -462,8 +467,7 @@ def simulate_many(
     for k, scenario in enumerate(scenarios):
         # Each checked before the order below compares their fields (a QA pass: one
         # gpu_memory_utilization="0.9" lost the whole list to a TypeError).
-        try:
-            _check_knobs_read(scenario, None)
+        try:  # knobs no policy reads are kept, as a sweep (which comes here) notes them
             resolved_at[k] = resolve(scenario)
         except SimreplayError as exc:
             results[k] = exc

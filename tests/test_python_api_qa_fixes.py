@@ -75,7 +75,11 @@ def test_a_knob_the_scheduler_or_router_never_reads_is_refused(table, scenario, 
     """They ran with the defaults without a word; `simreplay run` refuses the options."""
     with pytest.raises(SimreplayError, match=message):
         simulate(table, scenario)
-    assert isinstance(simulate_many(table, [scenario])[0], SimreplayError)
+    # simulate_many, which sweeps run through, keeps it (a sweep notes such rows).
+    assert (
+        simulate_many(table, [scenario])[0].summary
+        == simulate_many(table, [Scenario(gpus="1xA100")])[0].summary
+    )
 
 
 def test_a_prefix_load_cap_with_a_custom_router_is_not_refused(table):
@@ -134,3 +138,31 @@ def test_bad_import_options_are_one_line(options, message):
 def test_import_options_with_a_table_are_refused_not_ignored(table):
     with pytest.raises(SimreplayError, match="a table is taken as it is"):
         simulate(table, Scenario(gpus="1xA100"), import_options=ImportOptions(strict=True))
+
+
+def test_a_quoted_cli_command_in_a_readers_advice_is_left_whole(tmp_path):
+    """A reviewer: the sort advice read `simreplay trace import u.parquet
+    ImportOptions.format parquet -o OUT.parquet`, neither a command nor Python."""
+    from simulator.api import import_field_names
+
+    text = (
+        "u.parquet: not sorted: `simreplay trace import u.parquet --format parquet -o X` "
+        "sorts it; or --strict"
+    )
+    assert import_field_names(text) == (
+        "u.parquet: not sorted: `simreplay trace import u.parquet --format parquet -o X` "
+        "sorts it; or ImportOptions.strict=True"
+    )
+
+
+@pytest.mark.parametrize(
+    ("scenario", "fragment"),
+    [
+        (Scenario(gpus="1xA100", chunk_size="512"), "Scenario.chunk_size must be an integer"),
+        (Scenario(gpus="1xA100", scheduler=5, chunk_size=256), "Scenario.scheduler must be one of"),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_named_before_knobs_no_policy_reads(table, scenario, fragment):
+    """A reviewer: chunk_size='512' was "the sarathi scheduler's token budget"."""
+    with pytest.raises(SimreplayError, match=fragment):
+        simulate(table, scenario)

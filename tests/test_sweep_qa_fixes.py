@@ -336,3 +336,16 @@ def test_a_sweep_that_adds_rows_under_a_drawn_page_says_to_draw_it_again(tmp_pat
         f"`simreplay report {out}` draws it again"
     ) in result.stderr.replace("\n", " ")
     assert "report.html was drawn" not in invoke(*again).stderr  # nothing new
+
+
+def test_a_sweep_keeps_rows_of_knobs_their_scheduler_never_reads(tmp_path, trace):
+    """A reviewer: simulate_many (which sweeps run through) refused --chunk-size 256 with
+    --scheduler vllm, so that row was stored infeasible beside the note saying it is kept."""
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xH100", "--scheduler", "vllm,sarathi"]
+    args += ["--chunk-size", "256,512", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    rows = _rows(out)
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"ok"}
+    vllm = [row for row in rows if row["scheduler"] == "vllm"]
+    assert vllm[0]["ttft_p99_ms"] == vllm[1]["ttft_p99_ms"]
