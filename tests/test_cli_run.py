@@ -1391,3 +1391,12 @@ def test_run_report_refuses_a_plots_file_before_replaying(tmp_path):
     assert result.exit_code == 1
     assert "its plots is a file, where a report writes a folder of PNGs" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plots"]
+
+
+def test_run_without_report_takes_an_out_folder_whose_report_html_is_a_folder(tmp_path):
+    """A reviewer: the check for a folder named like an output refused report.html also
+    for a run that writes no page."""
+    (tmp_path / "report.html").mkdir()
+    trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    result = runner.invoke(app, ["run", str(trace), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.stderr

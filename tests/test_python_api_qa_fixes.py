@@ -127,6 +127,8 @@ def test_a_readers_advice_names_import_options_not_scenario_fields(tmp_path):
         ({"seed": -1}, "ImportOptions.seed must be an integer from 0 to"),
         ({"seed": "1"}, "ImportOptions.seed must be an integer from 0 to"),
         ({"arrival": "poisson"}, "ImportOptions.arrival must be an ArrivalProcess"),
+        ({"hash_block_size": 16.0}, "ImportOptions.hash_block_size must be an integer from 1"),
+        ({"hash_block_size": True}, "ImportOptions.hash_block_size must be an integer from 1"),
     ],
 )
 def test_bad_import_options_are_one_line(options, message):

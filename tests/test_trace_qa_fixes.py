@@ -721,3 +721,27 @@ def test_time_unit_on_a_column_whose_type_carries_its_unit_says_it_is_not_used(t
         f"--time-unit ms is not used: column arrival_time_s is a {times.type} column, which "
         "carries its unit",
     )
+
+
+def _qwen_with_turns(tmp_path: Path, turns: list[int]) -> Path:
+    from test_readers_more import QWEN_RECORDS, write_jsonl
+
+    records = [{**record, "turn": turn} for record, turn in zip(QWEN_RECORDS, turns, strict=True)]
+    return write_jsonl(tmp_path, "q.jsonl", records)
+
+
+def test_a_qwen_trace_counting_turns_from_0_is_read_1_based_with_a_note(tmp_path):
+    """A reviewer: import wrote turn 0 as it was, and every command then refused the
+    trace it had written ("row 2: turn is 1-based"), naming a row of the sorted output."""
+    table, report = import_trace(_qwen_with_turns(tmp_path, [0, 0, 1, 3, 2]))
+    assert table.column("turn").to_pylist() == [1, 1, 2, 4, 3]
+    assert "turns count from 0 in this file (first: line 1): 1 added to each" in report.notes
+    assert validate_trace(table, "q").num_rows == 5
+
+
+def test_a_qwen_trace_with_a_negative_turn_is_refused_naming_its_line(tmp_path):
+    path = _qwen_with_turns(tmp_path, [1, 1, 2, -4, 3])
+    assert_one_line_error(
+        invoke("trace", "import", path, "-o", tmp_path / "o.parquet"),
+        "q.jsonl: line 4: turn must be 1 or more (a session's first request is turn 1), got -4",
+    )

@@ -668,17 +668,19 @@ ROW_ROOFLINE_RATIO_RANGE = (0.1, 1e6)
 MAX_ROW_LATENCY_S = 60.0
 
 
-#: Each grid's size axis: the calls of one shape at neighbouring sizes along it.
+#: Each grid's size axis (the calls of one shape at neighbouring sizes along it) and the
+#: power of the size its work grows with at most (prefill attention: the square).
 SIZE_AXIS = {
-    "gemm_bfloat16": "m",
-    "gemm_fp8": "m",
-    "context_attention": "isl",
-    "generation_attention": "context",
-    "moe": "num_tokens",
+    "gemm_bfloat16": ("m", 1),
+    "gemm_fp8": ("m", 1),
+    "context_attention": ("isl", 2),
+    "generation_attention": ("context", 1),
+    "moe": ("num_tokens", 1),
 }
-#: Most a call may take over (or under) the same shape's at the next smaller measured
-#: size: in AIConfigurator's data for six GPUs the rise is at most 36 times (L40S prefill)
-#: and the fall at most 20 times; latencies in two units (ms and us) differ 1,000 times.
+#: Most a call may take over the same shape's at the next smaller measured size, times
+#: the growth of its work, and the least it may take: in AIConfigurator's data for six
+#: GPUs the rise is at most 36 times (L40S prefill) and the fall at most 20 times;
+#: latencies in two units (ms and us) differ 1,000 times.
 MAX_NEIGHBOUR_RATIO = 300.0
 
 
@@ -690,7 +692,7 @@ def unit_jump(grid_name: str, feats: dict[str, np.ndarray], latency_s: np.ndarra
     checks, which look at every call at once, and was fitted: a QA pass's profile, its
     decode GEMMs 1,000 times slow, quoted a 2.1 % held-out error and priced TPOT at 6 s.
     """
-    axis = SIZE_AXIS.get(grid_name)
+    axis, power = SIZE_AXIS.get(grid_name, (None, 1))
     if axis is None or axis not in feats or len(latency_s) < 2:
         return None
     others = [name for name, values in feats.items() if name != axis and np.ndim(values)]
@@ -703,14 +705,19 @@ def unit_jump(grid_name: str, feats: dict[str, np.ndarray], latency_s: np.ndarra
     sorted_size, sorted_latency = size[order], latency_s[order]
     same &= sorted_size[1:] > sorted_size[:-1]
     ratio = sorted_latency[1:] / sorted_latency[:-1]
-    jumps = same & ((ratio >= MAX_NEIGHBOUR_RATIO) | (ratio <= 1 / MAX_NEIGHBOUR_RATIO))
+    # A sparse sweep's step (isl 1 -> 1536) may rise with its work (a reviewer: it was
+    # refused as two units); a larger call is never 300 times faster.
+    growth = np.maximum(sorted_size[1:] / np.maximum(sorted_size[:-1], 1e-300), 1.0) ** power
+    rise = ratio >= MAX_NEIGHBOUR_RATIO * growth
+    jumps = same & (rise | (ratio <= 1 / MAX_NEIGHBOUR_RATIO))
     if not jumps.any():
         return None
     first = int(np.argmax(jumps))
     shape = ", ".join(f"{name} {np.asarray(feats[name])[order][first]:g}" for name in others)
     return (
         f"{int(jumps.sum()):,} calls take {MAX_NEIGHBOUR_RATIO:g} times or more as long as "
-        f"the same shape's at the next smaller {axis}, or under 1/{MAX_NEIGHBOUR_RATIO:g} of it "
+        f"the same shape's at the next smaller {axis} (beyond the growth of the work), or "
+        f"under 1/{MAX_NEIGHBOUR_RATIO:g} of it "
         f"(first: {axis} {sorted_size[first]:g} -> {sorted_size[first + 1]:g} at {shape}: "
         f"{sorted_latency[first] * 1e3:.4g} -> {sorted_latency[first + 1] * 1e3:.4g} ms): "
         "latencies in two units? The latency column is read in milliseconds"

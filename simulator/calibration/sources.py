@@ -668,17 +668,15 @@ def _add_gemm(result: Measurements, columns: dict, path: Path) -> None:
 def _attention_keep(result: Measurements, columns: dict, family: str, path: Path) -> np.ndarray:
     num_rows = len(columns["latency"])
     keep = np.ones(num_rows, dtype=bool)
-    for column, read_as in (
-        ("kv_cache_dtype", "with a 16-bit KV cache"),
-        ("window_size", "as full attention"),
-    ):
-        if column not in columns and num_rows:
-            # As for GEMMs' gemm_dtype (a QA pass: FP8-KV rows were pooled with 16-bit ones).
-            result.notes.append(
-                f"{path}: no {column} column: its {num_rows:,} {family} rows are read "
-                f"{read_as}; a file that also holds other rows needs the column to tell "
-                "them apart"
-            )
+    if "kv_cache_dtype" not in columns and num_rows:
+        # As for GEMMs' gemm_dtype (a QA pass: FP8-KV rows were pooled with 16-bit ones).
+        # A file without window_size gets no note: AIConfigurator's vLLM 0.14 collection
+        # (A100) has none and holds full attention only.
+        result.notes.append(
+            f"{path}: no kv_cache_dtype column: its {num_rows:,} {family} rows are read "
+            "with a 16-bit KV cache; a file that also holds FP8-cache rows needs the column "
+            "to tell them apart"
+        )
     if "window_size" in columns:
         window = _numeric(columns["window_size"], path, "window_size", " (0 = full attention)")
         if not np.isfinite(window).all():

@@ -378,7 +378,7 @@ def _check_out_folder(out_dir: Path, trace: Path, with_report: bool) -> None:
     from simulator.results import RUN_FILES
 
     for name in (*RUN_FILES, REPORT_FILE):
-        if (out_dir / name).is_dir():
+        if (out_dir / name).is_dir() and (with_report or name != REPORT_FILE):
             # Found before the replay, not after it wrote the rest (a QA pass).
             raise SimreplayError(
                 f"--out {out_dir}: its {name} is a folder, where this run writes a file; "

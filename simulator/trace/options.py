@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from simulator.checks import seed_value
 from simulator.errors import SimreplayError
 from simulator.trace.arrivals import ArrivalProcess
+from simulator.trace.schema import INT32_MAX
 
 TIME_UNITS = ("s", "ms", "us", "ns", "datetime")
 
@@ -67,6 +68,15 @@ class ImportOptions:
         # An API caller builds these directly: seed=-1 raised numpy's ValueError, and
         # arrival="poisson" an AttributeError (a QA pass).
         seed_value(self.seed, "ImportOptions.seed")
+        block = self.hash_block_size
+        if block is not None and (
+            isinstance(block, bool) or not isinstance(block, int) or not 1 <= block <= INT32_MAX
+        ):
+            # 16.0 was stored in the trace as '16.0', which every command then refused.
+            raise SimreplayError(
+                f"ImportOptions.hash_block_size must be an integer from 1 to {INT32_MAX:,} "
+                f"(tokens per hash_col block), got {block!r}"
+            )
         if self.arrival is not None and not isinstance(self.arrival, ArrivalProcess):
             raise SimreplayError(
                 "ImportOptions.arrival must be an ArrivalProcess, e.g. "

@@ -51,7 +51,7 @@ from simulator.trace.readers.tabular import (
     refuse_dates_without_time,
     timestamps_to_seconds,
 )
-from simulator.trace.schema import INT32_MAX, MAX_ARRIVAL_S, check_unique_names, num_rows_text
+from simulator.trace.schema import MAX_ARRIVAL_S, check_unique_names, num_rows_text
 
 PARQUET_BATCH_ROWS = 1 << 20
 SECONDS_PER_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -242,11 +242,6 @@ def _mapping(
     if options.hash_col and options.hash_block_size is None:
         raise TraceError(
             f"{path.name}: --hash-col needs --hash-block-size (tokens per hashed block)"
-        )
-    if options.hash_block_size is not None and not 1 <= options.hash_block_size <= INT32_MAX:
-        raise TraceError(
-            f"--hash-block-size must be an integer from 1 to {INT32_MAX:,}, "
-            f"got {options.hash_block_size!r}"
         )
     mapping = {}
     for name, (attr, flag) in MAPPING.items():

@@ -73,14 +73,29 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     request_id = chat_id if pa.types.is_string(chat_id.type) else chat_id.cast(pa.string())
     extra = {"request_id": request_id, "session_id": request_id.take(pa.array(root))}
     turn = columns.get("turn")
+    turn_note = None
     if turn is not None and turn.null_count < len(turn):
+        # A trace's turn is 1-based (``schema``); every command refused a 0 that import
+        # had written without a word (a reviewer).
+        values = turn.to_numpy(zero_copy_only=False).astype(np.float64)
+        stored = turn.is_valid().to_numpy(zero_copy_only=False)
+        if (stored & (values < 0)).any():
+            row = int(np.argmax(stored & (values < 0)))
+            raise TraceError(
+                f"{path.name}: {where(row)}: turn must be 1 or more (a session's first "
+                f"request is turn 1), got {int(values[row])}"
+            )
+        if (stored & (values == 0)).any():
+            turn = pa.array(np.where(stored, values + 1, 0).astype(np.int64), mask=~stored)
+            first = where(int(np.argmax(stored & (values == 0))))
+            turn_note = f"turns count from 0 in this file (first: {first}): 1 added to each"
         extra["turn"] = turn
     hashes = columns.get("hash_ids")
     if hashes is not None and pa.types.is_string(hashes.type):
         hashes = int_lists_from_text(hashes, path.name, "hash_ids", where)
     if hashes is not None and hashes.null_count < len(hashes):
         extra["hash_ids"] = hashes
-    notes = []
+    notes = [] if turn_note is None else [turn_note]
     if num_orphans:
         notes.append(
             f"{num_rows_text(num_orphans)} name{'s' if num_orphans == 1 else ''} a parent_chat_id "
