@@ -21,6 +21,7 @@ from simulator.calibration.profile import GRID_FEATURES, Profile, Reference, sav
 from simulator.calibration.select import (
     PROFILES_DIR,
     borrow_order,
+    non_profile_json_files,
     reference_for,
     shipped_profile,
     shipped_profiles,
@@ -109,7 +110,11 @@ def recompute_leave_one_out(
         keep their new errors.
     """
     results: dict[str, dict[str, dict]] = {}
-    for profile in shipped_profiles(directory):
+    others = non_profile_json_files(directory)
+    for path in others:
+        if progress is not None:
+            progress(f'{path.name}: skipped (JSON without a "format" field: no profile)')
+    for profile in shipped_profiles(directory, skip=others):
         if profile.provenance.get("source") == "benchmark" or not profile.grids:
             # ``validate --fit``: host constants fitted to a serving benchmark, its grids
             # (if any) another profile's; no operator measurements of its own.

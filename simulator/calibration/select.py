@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -129,6 +130,22 @@ def shipped_profile(gpu_name: str, directory: Path = PROFILES_DIR) -> Profile | 
     if not path.is_file():
         return None
     return _load_cached(str(path), path.stat().st_mtime_ns)
+
+
+def non_profile_json_files(directory: Path) -> tuple[Path, ...]:
+    """The ``*.json`` files of ``directory`` that are JSON but no profile (no ``format``
+    field): a benchmark result kept beside ``validate --fit``'s output failed a whole
+    ``calibrate report --profiles`` (a QA pass). A file that says it is a profile, or is
+    no JSON at all, is not one of them: it is read, and refused if damaged."""
+    others = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not (isinstance(data, dict) and "format" in data):
+            others.append(path)
+    return tuple(others)
 
 
 def shipped_profiles(directory: Path = PROFILES_DIR, skip: tuple[Path, ...] = ()) -> list[Profile]:

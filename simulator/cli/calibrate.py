@@ -350,24 +350,6 @@ def _print_errors(gpu: str, errors: dict[str, dict], leave_one_out: dict[str, di
     )
 
 
-def _other_json_files(directory: Path) -> tuple[Path, ...]:
-    """The ``*.json`` files of ``directory`` that are JSON but no profile: a benchmark
-    result kept beside ``validate --fit``'s output failed the whole report (a QA pass).
-    A file that says it is a profile, or is no JSON at all, is still read (and refused if
-    damaged)."""
-    import json
-
-    others = []
-    for path in sorted(directory.glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not (isinstance(data, dict) and "format" in data):
-            others.append(path)
-    return tuple(others)
-
-
 @app.command("report")
 @domain_errors
 def report(
@@ -378,14 +360,19 @@ def report(
     json_output: JsonOpt = False,
 ) -> None:
     """Every profile: source, fit and held-out error, and leave-one-GPU-out fallback error."""
-    from simulator.calibration.select import PROFILES_DIR, profile_path, shipped_profiles
+    from simulator.calibration.select import (
+        PROFILES_DIR,
+        non_profile_json_files,
+        profile_path,
+        shipped_profiles,
+    )
 
     directory = profiles or PROFILES_DIR
     if profiles is not None and not profiles.is_dir():
         what = "is a file, not a folder" if profiles.exists() else "no such folder"
         raise SimreplayError(f"--profiles {profiles}: {what} of profiles")
     shipped = directory.resolve() == PROFILES_DIR.resolve()
-    others = [] if shipped else _other_json_files(directory)
+    others = () if shipped else non_profile_json_files(directory)
     for other in others:
         note(f'{other}: not a calibration profile (JSON without a "format" field): skipped')
     found = shipped_profiles(directory, skip=others)
