@@ -634,3 +634,27 @@ def test_a_row_with_impossible_values_says_to_remove_it_and_rerun(store_dir, tmp
         assert result.stderr.endswith(
             "(edited or damaged: remove it and rerun the sweep's command to redo it)\n"
         ), result.stderr
+
+
+def test_a_fleet_meeting_the_slo_on_some_seeds_only_is_not_the_answer(sweep_dir):
+    """A QA pass: with --seeds the page named "2xH100 seed=10" the cheapest scenario
+    meeting the SLO while 3 of its 11 seeds missed; plan --seeds asks every seed."""
+    import copy
+
+    from simulator.report.sweep_page import answer_row
+
+    sweep = load_sweep(sweep_dir)
+    best, _ = answer_row(sweep)
+    assert best is not None
+    cheapest = best["gpus"]
+    # Each row becomes seed 0 of its scenario; a seed 1 of the cheapest fleet misses.
+    for row in list(sweep.rows):
+        row["seed"] = 0
+        if row["gpus"] == cheapest:
+            missed = copy.deepcopy(row)
+            missed["seed"], missed["slo_met"] = 1, False
+            sweep.rows.append(missed)
+    best, kind = answer_row(sweep)
+    assert best is None or best["gpus"] != cheapest
+    if best is not None:
+        assert kind == "cheapest scenario meeting the SLO on every one of its seeds (2)"
