@@ -603,15 +603,15 @@ def test_a_plan_of_another_trace_or_slo_is_not_ringed_as_the_sweeps_answer(sweep
 
 def test_a_bound_on_another_percentile_is_not_drawn_on_p99_charts(sweep_dir):
     """A QA pass: "SLO p75 <= 100 ms" was drawn on the p99 TTFT charts, above the starred
-    scenario that met it. A bound on p99 is drawn (above); one on another percentile is
-    named in the caption instead."""
-    sweep = load_sweep(sweep_dir, {"ttft_p75_ms": ("ttft", 75, 100.0)})
+    scenario that met it. A bound on p99 is drawn (above); one on another percentile (p50
+    here, which these rows hold) is named in the caption instead."""
+    sweep = load_sweep(sweep_dir, {"ttft_p50_ms": ("ttft", 50, 100.0)})
     figures = {f["id"]: f for f in sweep_figures(sweep)}
     for name in ("sweep_ttft_p99", "sweep_cost_front"):
         figure = figures[name]
         assert not figure.get("hlines") and not figure.get("vlines"), name
         assert figure["caption"].endswith(
-            "The SLO bound, p75 TTFT \u2264 100 ms, is on another percentile than this "
+            "The SLO bound, p50 TTFT \u2264 100 ms, is on another percentile than this "
             "chart's, so it is not drawn."
         )
 
@@ -658,3 +658,13 @@ def test_a_fleet_meeting_the_slo_on_some_seeds_only_is_not_the_answer(sweep_dir)
     assert best is None or best["gpus"] != cheapest
     if best is not None:
         assert kind == "cheapest scenario meeting the SLO on every one of its seeds (2)"
+
+
+def test_rejudging_rows_on_a_percentile_they_do_not_hold_is_one_line(sweep_dir):
+    """A QA pass: `report --slo ttft_p99.9_ms=500` left every row's verdict blank and
+    dropped the heat map without a word."""
+    result = invoke("report", sweep_dir, "--slo", "ttft_p99.9_ms=500", "--no-png")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"error: {sweep_dir}: --slo ttft_p99.9_ms: the rows hold no ttft_p99.9_ms column"
+    )

@@ -228,6 +228,14 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
     stored = {row.get("slo") for row in rows} - {None, ""} if "slo" in columns else set()
     rejudged = slo is not None and [parse_slo(text) for text in stored] != [slo]
     if rejudged:
+        missing = [key for key in slo if key not in columns]
+        if missing:
+            # A QA pass: ttft_p99.9_ms left every row's verdict blank without a word.
+            raise SimreplayError(
+                f"{directory}: --slo {missing[0]}: the rows hold no {missing[0]} column (a "
+                "sweep row keeps p50, p90, p95, p99 and max of each latency); give the bound "
+                "to `simreplay sweep --slo`, which judges each run as it ends"
+            )
         _judge(rows, slo)
         columns = [name for name in columns if name not in ATTAINMENT_COLUMNS]
     if slo is None and len(stored) == 1:
