@@ -1179,3 +1179,12 @@ def test_a_run_judged_on_a_decimal_percentile_draws_its_report(tmp_path):
     assert result.exit_code == 0, result.stderr
     page = (out / "report.html").read_text()
     assert "SLO p99.9 \u2264 100 ms" in page
+
+
+def test_a_small_rate_is_not_shown_as_zero():
+    """A QA pass: one request completed over 236 s read "Throughput (req/s) 0.00"."""
+    from simulator.report.run_page import _rate_text
+
+    assert _rate_text(0.0042, 2) == "0.0042"
+    assert _rate_text(0.4, 0) == "0.4"
+    assert _rate_text(12_345.678, 2) == "12,345.68" and _rate_text(0.0, 2) == "0.00"

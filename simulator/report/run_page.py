@@ -374,6 +374,15 @@ def run_figures(outputs: RunOutputs) -> list[dict[str, Any]]:
     return figures
 
 
+def _rate_text(value: float, decimals: int) -> str:
+    """``value`` with ``decimals`` digits, or enough significant ones that a small rate is
+    not shown as zero (a QA pass: one request over 236 s read "0.00" req/s)."""
+    text = f"{value:,.{decimals}f}"
+    if value > 0 and float(text.replace(",", "")) == 0:
+        return f"{value:.2g}"
+    return text
+
+
 def _slo_for(summary: dict[str, Any], metric: str) -> list[tuple[float, float]]:
     """``metric``'s SLO bounds as (percentile, bound in ms): ``ttft_p99.9_ms`` is 99.9 (a
     QA pass: ``int('99.9')`` failed the report of a run given such a bound)."""
@@ -1015,13 +1024,13 @@ def _totals_table(summary: dict[str, Any]) -> str:
             "Throughput (req/s)",
             "throughput_rps",
             throughput,
-            "n/a" if throughput is None else f"{throughput:,.2f}",
+            "n/a" if throughput is None else _rate_text(throughput, 2),
         ),
         row(
             "Output tokens/s",
             "output_tokens_per_s",
             tokens,
-            "n/a" if tokens is None else f"{tokens:,.0f}",
+            "n/a" if tokens is None else _rate_text(tokens, 0),
         ),
         row(
             "KV cache peak",
