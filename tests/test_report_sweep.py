@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from html.parser import HTMLParser
@@ -667,4 +668,20 @@ def test_rejudging_rows_on_a_percentile_they_do_not_hold_is_one_line(sweep_dir):
     assert result.exit_code == 1
     assert result.stderr.startswith(
         f"error: {sweep_dir}: --slo ttft_p99.9_ms: the rows hold no ttft_p99.9_ms column"
+    )
+
+
+def test_an_overloaded_row_says_so_in_the_table(sweep_dir):
+    """A QA pass: a row whose queue outgrew the trace (367 requests not started at the
+    last arrival, p99 TTFT 16 s) was shown as any other; run and plan flag it."""
+    from simulator.report.sweep_page import _scenario_table
+
+    sweep = load_sweep(sweep_dir)
+    for row in sweep.rows:
+        row["backlog_at_last_arrival"], row["num_requests"] = 0, 1000
+    sweep.rows[0]["backlog_at_last_arrival"] = 367
+    html = _scenario_table(sweep, None)
+    assert html.count("overloaded: 367 requests had not started when the last arrived") == 1
+    assert "overloaded" not in _scenario_table(
+        dataclasses.replace(sweep, rows=sweep.rows[1:]), None
     )
