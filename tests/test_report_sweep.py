@@ -685,3 +685,18 @@ def test_an_overloaded_row_says_so_in_the_table(sweep_dir):
     assert "overloaded" not in _scenario_table(
         dataclasses.replace(sweep, rows=sweep.rows[1:]), None
     )
+
+
+def test_a_sweep_with_no_answer_says_why(sweep_dir):
+    """A QA pass: with every row infeasible the page had no answer line at all."""
+    from simulator.metrics import parse_slo
+    from simulator.report.sweep_page import answer_row
+
+    sweep = load_sweep(sweep_dir, parse_slo("ttft_p99_ms=1"))
+    assert answer_row(sweep) == (None, "no scenario meets the SLO")
+    for row in sweep.rows:
+        row["ok"] = False
+    assert answer_row(sweep) == (
+        None,
+        "no scenario could run: every one is infeasible (see its status)",
+    )

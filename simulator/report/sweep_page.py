@@ -389,6 +389,11 @@ def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
         if not math.isnan(_number(row.get("cost_per_hour_usd")))
     ]
     if not met:
+        # Said, not left blank (a QA pass: a sweep of infeasible rows had no answer line).
+        if not any(row["ok"] for row in sweep.rows):
+            return None, "no scenario could run: every one is infeasible (see its status)"
+        if sweep.slo:
+            return None, "no scenario meets the SLO"
         return None, ""
     traces = {str(row.get("trace")) for row in sweep.rows}
     if len(traces) > 1:
