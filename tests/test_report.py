@@ -1188,3 +1188,19 @@ def test_a_small_rate_is_not_shown_as_zero():
     assert _rate_text(0.0042, 2) == "0.0042"
     assert _rate_text(0.4, 0) == "0.4"
     assert _rate_text(12_345.678, 2) == "12,345.68" and _rate_text(0.0, 2) == "0.00"
+
+
+def test_a_ttft_window_as_long_as_the_run_says_the_chart_is_flat(tmp_path):
+    """A QA pass: on a short run the rolling window spanned the whole trace, and two flat
+    lines at the run's p99 and p50 read as a steady TTFT."""
+    trace = tmp_path / "t.parquet"
+    chat = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    pq.write_table(pq.read_table(chat).slice(0, 100), trace)
+    out = tmp_path / "run"
+    assert (
+        runner.invoke(app, ["run", str(trace), "--gpus", "1xH100", "--out", str(out)]).exit_code
+        == 0
+    )
+    assert runner.invoke(app, ["report", str(out), "--no-png"]).exit_code == 0
+    page = (out / "report.html").read_text()
+    assert "With 100 requests completed the window spans the whole run" in page

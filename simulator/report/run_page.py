@@ -698,6 +698,15 @@ def _timeline_figures(
         caption=(
             f"Percentiles of the TTFT of requests arriving in a {F.format_duration_s(window_s)}"
             " window around each point (windows with fewer than 20 requests are left blank)."
+            + (
+                # A QA pass: two flat lines on a short run read as a steady TTFT.
+                f" With {_count(num_done, 'request')} completed the window spans the whole "
+                "run, so "
+                "each point is close to the run's own percentile: the chart says little "
+                "about change over time."
+                if window_s >= span_s
+                else ""
+            )
         ),
     )
     ttft["hlines"] = [
