@@ -700,3 +700,13 @@ def test_a_sweep_with_no_answer_says_why(sweep_dir):
         None,
         "no scenario could run: every one is infeasible (see its status)",
     )
+
+
+def test_a_sweep_over_gpus_alone_draws_no_heat_map_of_one_axis_twice(sweep_dir):
+    """A QA pass: --gpus 1xH100,2xH100,4xH100 got a num_gpus x gpus map, a grey diagonal."""
+    from simulator.report.sweep_page import _heatmap
+
+    sweep = load_sweep(sweep_dir)
+    assert _heatmap(sweep, ["num_gpus", "gpus"], None) is None
+    drawn = _heatmap(sweep, ["num_gpus", "gpus", "max_num_seqs"], None)
+    assert drawn is None or {drawn["x"]["label"], drawn["y"]["label"]} == {"gpus", "max_num_seqs"}

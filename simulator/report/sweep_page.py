@@ -696,10 +696,13 @@ def _heatmap(
             axes = ("rate_scale", second)
         elif "num_gpus" in knobs and "gpu" in knobs:
             axes = ("num_gpus", "gpu")
-        elif len(knobs) >= 2:
-            axes = (knobs[0], knobs[1])
         else:
-            return None
+            # gpu and num_gpus are read from gpus: a sweep over --gpus alone drew a
+            # num_gpus x gpus map, one axis twice (a QA pass).
+            own = [k for k in knobs if "gpus" not in knobs or k not in ("gpu", "num_gpus")]
+            if len(own) < 2:
+                return None
+            axes = (own[0], own[1])
     else:
         for name in axes:
             if name not in sweep.columns and name not in ("gpu", "num_gpus"):
