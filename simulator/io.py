@@ -57,6 +57,8 @@ def output_file(
     if in_folder is not None and path.is_dir():
         return check_output_path(in_folder(path))
     if out.endswith(("/", os.sep)) and not path.is_dir():
+        if in_folder is None:  # no folder is taken: making it would not help (a new-user pass)
+            raise SimreplayError(f"{out}: names a folder; give {what}")
         raise SimreplayError(f"{out}: output folder does not exist")
     return check_output_path(path)
 

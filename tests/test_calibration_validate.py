@@ -878,7 +878,9 @@ def test_fit_refuses_a_tpot_no_host_overhead_explains(tmp_path):
     ("out", "fragment"),
     [
         ("", "-o: give a profile file, not an empty name"),
-        ("newdir/", "newdir/: output folder does not exist"),
+        # A new-user pass: "output folder does not exist" said to make it, which would not
+        # help: -o takes a file.
+        ("newdir/", "newdir/: names a folder; give a profile file"),
     ],
 )
 def test_fit_checks_an_empty_or_missing_folder_output(tmp_path, monkeypatch, out, fragment):

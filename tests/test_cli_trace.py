@@ -416,7 +416,7 @@ def test_a_named_pipe_is_refused_like_a_folder(tmp_path, named_pipe):
     ("out", "fragment"),
     [
         ("", "-o: give an output parquet file, not an empty name"),
-        ("newdir/", "newdir/: output folder does not exist"),
+        ("newdir/", "newdir/: names a folder; give an output parquet file"),
     ],
 )
 def test_import_checks_an_empty_or_missing_folder_output(tmp_path, monkeypatch, out, fragment):

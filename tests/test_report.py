@@ -434,7 +434,7 @@ def test_report_without_matplotlib_writes_the_page_and_says_so(run_dir, monkeypa
     assert result.exit_code == 0, result.stderr
     assert (run_dir / "report.html").is_file()
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
-    assert len(notes) == 1 and "pip install 'simreplay[report]'" in notes[0]
+    assert len(notes) == 1 and "pip install matplotlib (simreplay's `report` extra" in notes[0]
 
 
 def _copy_outputs(src: Path, dst: Path) -> Path:

@@ -72,8 +72,10 @@ def domain_errors(command: F) -> F:
 
 
 def note(message: str) -> None:
-    """Tell the user about a change made to their data (stderr)."""
-    err.print(f"note: {message}")
+    """Tell the user about a change made to their data (stderr). A message that is a
+    warning already (``WARNING: ...``, a profile measured on a CPU) is printed as it is:
+    "note: WARNING: ..." said it twice (a new-user pass)."""
+    err.print(message if message.startswith("WARNING: ") else f"note: {message}")
 
 
 def print_json(payload: dict[str, Any]) -> None:

@@ -32,8 +32,8 @@ FIGURE_IDS = frozenset(
 )  # fmt: skip
 
 MISSING = (
-    "PNG figures need matplotlib: pip install 'simreplay[report]' "
-    "(report.html was written; it needs nothing)"
+    "PNG figures need matplotlib: pip install matplotlib (simreplay's `report` extra: "
+    "pip install -e '.[report]' in a clone) (report.html was written; it needs nothing)"
 )
 
 
