@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from test_sweep import LLAMA_3_1_8B_CONFIG
 
 from simulator import Scenario, simulate
 from simulator.api import simulate_many
@@ -25,19 +26,8 @@ def table():
 
 def test_a_model_config_given_as_a_path_runs_as_its_text_does(table, tmp_path):
     """Scenario(model=Path(...)) raised AttributeError: 'PosixPath' has no 'strip'."""
-    config = {
-        "model_type": "llama",
-        "hidden_size": 4096,
-        "intermediate_size": 14336,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "num_hidden_layers": 32,
-        "vocab_size": 128256,
-        "max_position_embeddings": 131072,
-        "torch_dtype": "bfloat16",
-    }
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
+    path.write_text(json.dumps(LLAMA_3_1_8B_CONFIG))
     by_path = simulate(table, Scenario(gpus="1xH100", model=path))
     by_text = simulate(table, Scenario(gpus="1xH100", model=str(path)))
     assert by_path.summary == by_text.summary

@@ -621,6 +621,20 @@ def test_rows_of_another_build_are_refused_in_the_same_store(tmp_path, stored_bu
     assert row_bytes(out) == before
 
 
+#: Llama-3.1-8B's shape as a Hugging Face config.json holds it (``--model CONFIG``).
+LLAMA_3_1_8B_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",  # without it, a note says how it is read (stop 36)
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "num_hidden_layers": 32,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+}
+
+
 def test_a_changed_calibration_or_model_file_is_refused_in_the_same_store(tmp_path):
     """A re-fitted profile (or an edited config.json) under the same path must not be served
     by the rows simulated from the old one, nor shown beside new ones."""
@@ -630,21 +644,7 @@ def test_a_changed_calibration_or_model_file_is_refused_in_the_same_store(tmp_pa
     profile.write_text((root / "calibration" / "profiles" / "h100-sxm.json").read_text())
     config = tmp_path / "model" / "config.json"
     config.parent.mkdir()
-    config.write_text(
-        json.dumps(
-            {
-                "architectures": ["LlamaForCausalLM"],
-                "model_type": "llama",  # without it, a note says how it is read (stop 36)
-                "hidden_size": 4096,
-                "intermediate_size": 14336,
-                "num_attention_heads": 32,
-                "num_key_value_heads": 8,
-                "num_hidden_layers": 32,
-                "vocab_size": 128256,
-                "max_position_embeddings": 131072,
-            }
-        )
-    )
+    config.write_text(json.dumps(LLAMA_3_1_8B_CONFIG))
     out = tmp_path / "sweep"
     args = ["sweep", trace, "--gpus", "1xH100", "--calibration", profile, "--out", out]
     args += ["--model", config.parent, "--workers", 1]
