@@ -159,3 +159,27 @@ def _log_cdf(figure_id: str, name: str, x_label: str, y_label: str, values_ms: n
         [F.series(name, np.linspace(0, 0.999, 50), values_ms, cdf=True)],
         x_scale="log", y_scale="tail", y_max=0.999,
     )  # fmt: skip
+
+
+def test_a_one_request_run_draws_its_pngs_without_a_matplotlib_warning(tmp_path):
+    """A QA pass: a run of one (rejected) request printed matplotlib's "Attempting to set
+    identical low and high xlims" UserWarning among the command's output."""
+    import warnings
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+    from simulator.report import write_run_report
+
+    trace = tmp_path / "one.parquet"
+    chat = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    pq.write_table(pq.read_table(chat).slice(0, 1), trace)
+    out = tmp_path / "run"
+    args = ["run", str(trace), "--gpus", "1xH100", "--max-model-len", "32", "--out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        files = write_run_report(out, pngs=True)
+    assert files.pngs

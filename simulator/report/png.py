@@ -216,7 +216,9 @@ def _lines(ax: Any, spec: dict[str, Any]) -> Any:
         if "max" in spec["y"]:
             ax.set_ylim(top=spec["y"]["max"])
     if x_shared is not None and x_shared.size and spec["x"].get("time"):
-        ax.set_xlim(np.nanmin(x_shared) / unit, np.nanmax(x_shared) / unit)
+        low, high = np.nanmin(x_shared) / unit, np.nanmax(x_shared) / unit
+        if high > low:  # one instant (a one-request run): matplotlib's own margins, no warning
+            ax.set_xlim(low, high)
     if spec.get("empty"):
         ax.text(
             0.5, 0.5, spec["empty"], transform=ax.transAxes, ha="center", va="center",
