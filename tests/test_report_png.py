@@ -183,3 +183,16 @@ def test_a_one_request_run_draws_its_pngs_without_a_matplotlib_warning(tmp_path)
         warnings.simplefilter("error")
         files = write_run_report(out, pngs=True)
     assert files.pngs
+
+
+def test_an_integer_axis_of_one_value_has_whole_ticks():
+    """A QA pass: a sweep of 2xH100 alone drew GPU ticks 1.9, 1.93, 1.95, ... 2.02."""
+    spec = F.line_figure(
+        "t", "t", "GPUs", "ms", [F.series("a", np.array([5.0]), x=np.array([2.0]), points=True)]
+    )
+    spec["x"]["integer"] = True
+    figure = figure_for(spec)
+    ticks = figure.axes[0].get_xticks()
+    low, high = figure.axes[0].get_xlim()
+    shown = [t for t in ticks if low <= t <= high]
+    assert shown and all(float(t).is_integer() for t in shown), shown
