@@ -196,3 +196,13 @@ def test_an_integer_axis_of_one_value_has_whole_ticks():
     low, high = figure.axes[0].get_xlim()
     shown = [t for t in ticks if low <= t <= high]
     assert shown and all(float(t).is_integer() for t in shown), shown
+
+
+def test_an_integer_axis_of_two_adjacent_counts_keeps_both_inside():
+    """A review: counts 1 and 2 were widened to (1, 3), the 1-GPU point cut at the edge."""
+    spec = F.line_figure(
+        "t", "t", "GPUs", "ms", [F.series("a", np.array([5.0, 4.0]), x=np.array([1.0, 2.0]))]
+    )
+    spec["x"]["integer"] = True
+    low, high = figure_for(spec).axes[0].get_xlim()
+    assert low < 1 and high > 2

@@ -710,3 +710,22 @@ def test_a_sweep_over_gpus_alone_draws_no_heat_map_of_one_axis_twice(sweep_dir):
     assert _heatmap(sweep, ["num_gpus", "gpus"], None) is None
     drawn = _heatmap(sweep, ["num_gpus", "gpus", "max_num_seqs"], None)
     assert drawn is None or {drawn["x"]["label"], drawn["y"]["label"]} == {"gpus", "max_num_seqs"}
+
+
+def test_an_overloaded_fleet_is_not_the_answer_and_a_seed_is_not_named(sweep_dir):
+    """A review: the page starred an overloaded fleet plan refuses, and named the answer
+    of a seeded sweep "4xH100 seed=1" while it meets the SLO on every seed."""
+    from simulator.report.sweep_page import _heatmap, answer_row
+
+    sweep = load_sweep(sweep_dir)
+    best, _ = answer_row(sweep)
+    assert best is not None
+    sweep.columns = [*sweep.columns, "backlog"]
+    for row in sweep.rows:
+        row["backlog"] = "overloaded" if row["gpus"] == best["gpus"] else None
+    after, _ = answer_row(sweep)
+    assert after is None or after["gpus"] != best["gpus"]
+    for row in sweep.rows:
+        row["backlog"] = "burst" if row["gpus"] == best["gpus"] else None
+    assert answer_row(sweep)[0]["gpus"] == best["gpus"]  # a burst is the trace's shape
+    assert _heatmap(sweep, ["gpus", "seed"], None) is None

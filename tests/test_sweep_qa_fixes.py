@@ -350,3 +350,22 @@ def test_a_sweep_keeps_rows_of_knobs_their_scheduler_never_reads(tmp_path, trace
     assert len(rows) == 4 and {row["status"] for row in rows} == {"ok"}
     vllm = [row for row in rows if row["scheduler"] == "vllm"]
     assert vllm[0]["ttft_p99_ms"] == vllm[1]["ttft_p99_ms"]
+
+
+def test_a_sweep_row_says_whether_its_queue_outgrew_the_trace_or_a_burst(tmp_path):
+    """A review: the sweep page called a burst (a trace sent within a second) overloaded;
+    rows now store the backlog's kind, judged on the trace unscaled, as plan judges."""
+    import numpy as np
+    import pyarrow as pa
+
+    chat = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    table = pq.read_table(chat).slice(0, 2000)
+    burst = table.set_column(0, "arrival_time_s", pa.array(np.linspace(0.0, 0.5, table.num_rows)))
+    pq.write_table(burst, tmp_path / "burst.parquet")
+    out = tmp_path / "sweep"
+    args = ["sweep", tmp_path / "burst.parquet", "--gpus", "1xH100", "--out", out]
+    assert invoke(*args, "--workers", 1).exit_code == 0
+    assert [row["backlog"] for row in _rows(out)] == ["burst"]
+    html = out / "report.html"
+    assert invoke("report", out, "--no-png").exit_code == 0
+    assert "ok; a burst: " in html.read_text()

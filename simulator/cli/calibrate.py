@@ -628,7 +628,7 @@ def _print_skipped(skipped: dict[str, int]) -> None:
     """One note on stderr with the rows left out of a check or a fit, and why."""
     line = _skipped_note(skipped)
     if line is not None:
-        err.print(f"note: {line}")
+        note(line)
 
 
 def _skipped_note(skipped: dict[str, int]) -> str | None:
@@ -814,7 +814,7 @@ def validate(
             "without start_times is drawn",
         )
     for message in data.notes:
-        err.print(f"note: {message}")
+        note(message)
     scenario = Scenario(
         gpus=gpus,
         model=model,
@@ -842,13 +842,13 @@ def validate(
     if mismatch is not None:
         resolved = dataclasses.replace(resolved, notes=(*resolved.notes, mismatch))
     for message in resolved.notes:
-        err.print(f"note: {message}")
+        note(message)
     report = run_validate(data, resolved)
     for message in report["notes"][len(data.notes) + len(resolved.notes) :]:
-        err.print(f"note: {message}")
+        note(message)
     # Before any fit: a benchmark of another GPU or model, or in ms, is refused here.
     if (message := check_tpot_ratio(report, fitting=fit_host, file_name=bench.name)) is not None:
-        err.print(f"note: {message}")
+        note(message)
     payload: dict = {"validation": report}
     if fit_host:
         host, host_fit, base = fit_host_overhead(data, resolved, progress=_progress)

@@ -205,7 +205,7 @@ def _lines(ax: Any, spec: dict[str, Any]) -> Any:
     if spec["x"].get("integer"):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         low, high = ax.get_xlim()
-        if high - low < 2:  # one count (a sweep of 2xH100 alone): ticks 1.9, 1.93, ... before
+        if high - low < 1:  # one count (a sweep of 2xH100 alone): ticks 1.9, 1.93, ... before
             middle = round((low + high) / 2)
             ax.set_xlim(middle - 1, middle + 1)
     label = spec["x"]["label"] + (f" ({unit_name})" if unit_name else "")

@@ -379,7 +379,9 @@ def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
         seeds.setdefault(key, []).append(row)
 
     def meets(row: dict[str, Any]) -> bool:
-        return bool(row["ok"] and row.get("slo_met") is True)
+        # An overloaded fleet never meets it, as plan judges (a review: one was starred).
+        overloaded = _backlog(row, sweep.columns) == "overloaded"
+        return bool(row["ok"] and row.get("slo_met") is True and not overloaded)
 
     met = [
         row
@@ -699,7 +701,11 @@ def _heatmap(
         else:
             # gpu and num_gpus are read from gpus: a sweep over --gpus alone drew a
             # num_gpus x gpus map, one axis twice (a QA pass).
-            own = [k for k in knobs if "gpus" not in knobs or k not in ("gpu", "num_gpus")]
+            own = [
+                k
+                for k in knobs
+                if k != "seed" and ("gpus" not in knobs or k not in ("gpu", "num_gpus"))
+            ]
             if len(own) < 2:
                 return None
             axes = (own[0], own[1])
@@ -763,6 +769,21 @@ TABLE_METRICS = (
 )
 
 
+def _backlog(row: dict[str, Any], columns: list[str]) -> str | None:
+    """``overloaded`` or ``burst`` for a row that ran with a queue that outgrew its trace
+    (the row's ``backlog``; a row of an earlier build, without the column, is judged
+    from its backlog alone), else None."""
+    if not row["ok"]:
+        return None
+    if "backlog" in columns and row.get("backlog") is not None:
+        return str(row["backlog"])
+    backlog = _number(row.get("backlog_at_last_arrival"))
+    num_requests = _number(row.get("num_requests"))
+    if "backlog" in columns or not (math.isfinite(backlog) and math.isfinite(num_requests)):
+        return None
+    return backlog_kind(int(backlog), int(num_requests), math.inf)
+
+
 def _knob_text(row: dict[str, Any], knob: str) -> str:
     """A knob's cell: empty where it was left to its default (None) or where the row's
     scheduler never reads it (``chunk_size`` outside ``sarathi``)."""
@@ -816,18 +837,18 @@ def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
             else "<td></td>"
         )
         status = "ok" if row["ok"] else f"{row.get('status')}: {row.get('reason') or ''}"
-        backlog = _number(row.get("backlog_at_last_arrival"))
-        if row["ok"] and math.isfinite(backlog):
-            # As run's Overloaded line (a QA pass: a 16 s p99 that grows with the trace's
-            # length was shown as any other): the queue outgrew the trace.
-            num_requests = _number(row.get("num_requests"))
-            if backlog_kind(
-                int(backlog), int(num_requests) if math.isfinite(num_requests) else 0, math.inf
-            ):
-                status = (
-                    f"ok; overloaded: {int(backlog):,} requests had not started when the last "
-                    "arrived, so latencies grow with the trace's length"
-                )
+        kind = _backlog(row, sweep.columns)
+        if kind is not None:
+            # As run's Overloaded and Backlog lines (a QA pass: a 16 s p99 that grows with
+            # the trace's length was shown as any other).
+            backlog = int(_number(row.get("backlog_at_last_arrival")))
+            status = (
+                f"ok; overloaded: {backlog:,} requests had not started when the last arrived, "
+                "so latencies grow with the trace's length"
+                if kind == "overloaded"
+                else f"ok; a burst: {backlog:,} requests queued when the last arrived (the "
+                "trace sends them within a second)"
+            )
         cells.append(f"<td>{esc(status)}</td>")
         mark = ' class="answer"' if row is answer else ""
         rows.append([f"<td{mark}>{STAR if row is answer else ''}</td>", *cells])
@@ -903,8 +924,9 @@ def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
         facts.append(("Store", f'<span class="badge warn">{esc(partial)}</span>'))
     if answer is not None:
         cost = _number(answer.get("cost_per_hour_usd"))
-        # The knobs that vary say which scenario it is (e.g. which model met the SLO).
-        knobs = varying_knobs(sweep)
+        # The knobs that vary say which scenario it is (e.g. which model met the SLO); not
+        # its seed: the answer meets the SLO on every one (a review: "4xH100 seed=1").
+        knobs = [k for k in varying_knobs(sweep) if k != "seed"]
         text = _label(answer, knobs) + (
             f", tp={answer['tp']}" if answer.get("tp") is not None and "tp" not in knobs else ""
         )

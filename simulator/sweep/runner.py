@@ -33,6 +33,7 @@ from simulator.errors import SimreplayError, Stopped
 from simulator.fingerprint import build_id
 from simulator.hardware import parse_gpus
 from simulator.metrics import parse_slo
+from simulator.results import backlog_kind
 from simulator.scenario import Scenario
 from simulator.sweep.spec import scenario_knobs
 from simulator.sweep.store import (
@@ -247,6 +248,9 @@ def evaluate_group(tasks: list[Task], table: pa.Table | None = None) -> list[dic
         load_traces([knobs["trace"]])
         table = _TRACES[knobs["trace"]]
     rows = [_row_start(task) for task in tasks]
+    arrival_s = table.column("arrival_time_s").to_numpy()
+    # The trace as given: a burst is its own shape, judged unscaled (as ``plan`` does).
+    unscaled_span_s = float(arrival_s.max() - arrival_s.min()) if arrival_s.size else 0.0
     scenarios = [
         Scenario(**{name: task.knobs[name] for name in scenario_knobs()}) for task in tasks
     ]
@@ -263,6 +267,9 @@ def evaluate_group(tasks: list[Task], table: pa.Table | None = None) -> list[dic
         else:
             row.update(summary_columns(result.summary))
             row.update(status="ok")
+            row["backlog"] = backlog_kind(
+                row["backlog_at_last_arrival"], row["num_requests"], unscaled_span_s
+            )
     return rows
 
 

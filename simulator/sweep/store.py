@@ -58,6 +58,7 @@ Row columns (``sweep show --json`` prints the same names):
 | `kv_peak_fraction`, `kv_mean_fraction` | float64 | KV cache use |
 | `prefix_cache_hit_rate` | float64 | summary's `prefix_cache.hit_rate`; null with caching off |
 | `backlog_at_last_arrival` | int64 | requests arrived before the last one, not started then |
+| `backlog` | string | `overloaded`, `burst` (sent within 1 s, unscaled, as `plan`), or null |
 | `slo` | string | the SLO the row was judged against; null without one |
 | `slo_met` | bool | every bound met; null without an SLO or when infeasible |
 | `slo_attainment`, `goodput_rps` | float64 | share of requests meeting every bound; their rate |
@@ -133,6 +134,7 @@ RESULT_COLUMNS: dict[str, pa.DataType] = {
     "kv_mean_fraction": pa.float64(),
     "prefix_cache_hit_rate": pa.float64(),
     "backlog_at_last_arrival": pa.int64(),
+    "backlog": pa.string(),
     "slo": pa.string(),
     "slo_met": pa.bool_(),
     "slo_attainment": pa.float64(),
