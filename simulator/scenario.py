@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simulator.checks import MAX_SEED
+from simulator.checks import seed_value
 from simulator.engine.state import (
     DEFAULT_PREFIX_LOAD_CAP,
     DEFAULT_SARATHI_CHUNK,
@@ -970,7 +970,7 @@ def check_knobs(scenario: Scenario) -> None:
             "(vLLM's V1 cache manager), not vllm-v0"
         )
     _int_knob(scenario.prefix_load_cap, "--prefix-load-cap", 0, MAX_NUM_SEQS, "requests")
-    _int_knob(scenario.seed, "--seed", 0, MAX_SEED)
+    seed_value(scenario.seed)
     if scenario.tp is not None:
         _int_knob(scenario.tp, "--tp", 1, MAX_NUM_SEQS, "GPUs per replica")
     _int_knob(scenario.pp, "--pp", 1, MAX_NUM_SEQS, "pipeline stages")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,12 +132,9 @@ def check_measurements(
         # As ``fit`` does: a few rows no GPU could have measured are counted in
         # rows_skipped, not compared (a QA pass: rows in seconds entered the statistics
         # without a word). Most of a family so is its unit, noted above and compared.
-        scratch = dataclasses.replace(meas, skipped={})
-        kept = drop_impossible_rows(grid_name, feats, latency_s, ref, gpu.name, scratch)
-        if 2 * len(kept[1]) >= len(latency_s):
-            feats, latency_s = kept
-            for reason, count in scratch.skipped.items():
-                meas.skipped[reason] = meas.skipped.get(reason, 0) + count
+        feats, latency_s = drop_impossible_rows(
+            grid_name, feats, latency_s, ref, gpu.name, meas, max_share=0.5
+        )
         jump = unit_jump(grid_name, feats, latency_s)
         if jump is not None and note is not None:  # ``fit`` refuses such a family
             note(f"note: {directory}: {grid_name}: {jump}")

@@ -731,12 +731,15 @@ def drop_impossible_rows(
     ref: Reference,
     gpu: str,
     meas: Measurements,
+    max_share: float = 1.0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The rows of one family left after skipping (and counting in ``meas.skipped``) those
     no GPU measured: a call more than 10 times faster than ``gpu``'s roofline, or over a
     million times it or a minute long (a damaged row; ``check_latency_unit`` has already
     refused a family whose typical call is off, a wrong unit). A processor's rows
     (``sources.is_cpu_device``, ``calibrate profile --device cpu``) keep their slow side.
+    When more than ``max_share`` of the rows are such, all are kept and none counted:
+    ``calibrate check`` (0.5) compares a family in another unit, which it has noted.
 
     One damaged row among thousands passed the family's median checks and was fitted into
     its node (a QA pass: a GEMM set to 1e-6 ms, 4e7 times faster than the roofline, and
@@ -748,7 +751,8 @@ def drop_impossible_rows(
     slow = np.zeros_like(fast)
     if not is_cpu_device(meas.device):
         slow = (ratio > high) | (latency_s > MAX_ROW_LATENCY_S)
-    if not (fast.any() or slow.any()):
+    dropped = int((fast | slow).sum())
+    if dropped == 0 or dropped > max_share * len(latency_s):
         return feats, latency_s
     if fast.any():
         reason = f"{grid_name}: rows over {1 / low:g} times faster than {gpu}'s roofline"

@@ -516,21 +516,18 @@ def _headline(stats: dict | None) -> dict[str, float | None] | None:
     return {"median_abs": stats.get("median_abs_pct"), "p90_abs": stats.get("p90_abs_pct")}
 
 
-def _label(profile: Profile) -> str:
+def _label(profile: Profile, gpu: str | None = None) -> str:
+    """``file (source, GPU)``: the GPU its grids were measured on, or ``gpu``."""
     name = profile.path.name if profile.path is not None else f"{profile.gpu} (in memory)"
     src = profile.provenance.get("source", "unknown")
-    return f"{name} ({src}, {profile.gpu})"
+    return f"{name} ({src}, {gpu or profile.gpu})"
 
 
 def _host_label(profile: Profile) -> str:
     """``_label`` naming the GPU the host constants were fitted on: ``validate --fit`` on
     a GPU that borrows its grids records it as ``benchmark_gpu`` (the line said
     "benchmark, H100-SXM" for constants fitted on an H200, a QA pass)."""
-    benchmark_gpu = profile.provenance.get("benchmark_gpu")
-    if benchmark_gpu is None:
-        return _label(profile)
-    name = profile.path.name if profile.path is not None else f"{profile.gpu} (in memory)"
-    return f"{name} ({profile.provenance.get('source', 'unknown')}, {benchmark_gpu})"
+    return _label(profile, profile.provenance.get("benchmark_gpu"))
 
 
 def reference_for(gpu_name: str) -> Reference:

@@ -19,8 +19,7 @@ from simulator.checks import seed_value
 from simulator.errors import SimreplayError
 from simulator.trace.arrivals import ARRIVAL_KINDS, ArrivalProcess, arrival_process
 from simulator.trace.importer import FORMATS
-from simulator.trace.options import TIME_UNITS, ImportOptions
-from simulator.trace.schema import INT32_MAX
+from simulator.trace.options import TIME_UNITS, ImportOptions, check_hash_block_size
 
 PANEL = "Reading the trace"
 
@@ -280,11 +279,7 @@ def arrival_from_options(
 def build_import_options(values: dict[str, Any]) -> ImportOptions:
     """``ImportOptions`` from the flag values of ``IMPORT_PARAMETERS``."""
     seed_value(values["seed"])
-    block = values["hash_block_size"]
-    if block is not None and not 1 <= block <= INT32_MAX:  # named as the flag, not the field
-        raise SimreplayError(
-            f"--hash-block-size must be an integer from 1 to {INT32_MAX:,}, got {block!r}"
-        )
+    check_hash_block_size(values["hash_block_size"], "--hash-block-size")  # not the field
     if values["time_unit"] not in TIME_UNITS:
         raise SimreplayError(
             f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {values['time_unit']!r}"

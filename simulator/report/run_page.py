@@ -377,10 +377,9 @@ def run_figures(outputs: RunOutputs) -> list[dict[str, Any]]:
 def _rate_text(value: float, decimals: int) -> str:
     """``value`` with ``decimals`` digits, or enough significant ones that a small rate is
     not shown as zero (a QA pass: one request over 236 s read "0.00" req/s)."""
-    text = f"{value:,.{decimals}f}"
-    if value > 0 and float(text.replace(",", "")) == 0:
+    if 0 < value < 0.5 * 10.0**-decimals:  # would round to zero
         return f"{value:.2g}"
-    return text
+    return f"{value:,.{decimals}f}"
 
 
 def _slo_for(summary: dict[str, Any], metric: str) -> list[tuple[float, float]]:
@@ -701,9 +700,8 @@ def _timeline_figures(
             + (
                 # A QA pass: two flat lines on a short run read as a steady TTFT.
                 f" With {_count(num_done, 'request')} completed the window spans the whole "
-                "run, so "
-                "each point is close to the run's own percentile: the chart says little "
-                "about change over time."
+                "run, so each point is close to the run's own percentile: the chart says "
+                "little about change over time."
                 if window_s >= span_s
                 else ""
             )

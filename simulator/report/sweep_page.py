@@ -775,11 +775,11 @@ def _backlog(row: dict[str, Any], columns: list[str]) -> str | None:
     from its backlog alone), else None."""
     if not row["ok"]:
         return None
-    if "backlog" in columns and row.get("backlog") is not None:
-        return str(row["backlog"])
+    if "backlog" in columns:
+        return row.get("backlog")
     backlog = _number(row.get("backlog_at_last_arrival"))
     num_requests = _number(row.get("num_requests"))
-    if "backlog" in columns or not (math.isfinite(backlog) and math.isfinite(num_requests)):
+    if not (math.isfinite(backlog) and math.isfinite(num_requests)):
         return None
     return backlog_kind(int(backlog), int(num_requests), math.inf)
 

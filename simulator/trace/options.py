@@ -68,18 +68,24 @@ class ImportOptions:
         # An API caller builds these directly: seed=-1 raised numpy's ValueError, and
         # arrival="poisson" an AttributeError (a QA pass).
         seed_value(self.seed, "ImportOptions.seed")
-        block = self.hash_block_size
-        if block is not None and (
-            isinstance(block, bool) or not isinstance(block, int) or not 1 <= block <= INT32_MAX
-        ):
-            # 16.0 was stored in the trace as '16.0', which every command then refused.
-            raise SimreplayError(
-                f"ImportOptions.hash_block_size must be an integer from 1 to {INT32_MAX:,} "
-                f"(tokens per hash_col block), got {block!r}"
-            )
+        # 16.0 was stored in the trace as '16.0', which every command then refused.
+        check_hash_block_size(
+            self.hash_block_size, "ImportOptions.hash_block_size", " (tokens per hash_col block)"
+        )
         if self.arrival is not None and not isinstance(self.arrival, ArrivalProcess):
             raise SimreplayError(
                 "ImportOptions.arrival must be an ArrivalProcess, e.g. "
                 "simulator.trace.arrivals.arrival_process('poisson', rate_rps=2.0), got "
                 f"{self.arrival!r}"
             )
+
+
+def check_hash_block_size(value: object, name: str, what: str = "") -> None:
+    """A ``SimreplayError`` naming ``name`` unless ``value`` is None or an integer from 1
+    to ``INT32_MAX`` (tokens per block of a trace's prefix hashes)."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT32_MAX
+    ):
+        raise SimreplayError(
+            f"{name} must be an integer from 1 to {INT32_MAX:,}{what}, got {value!r}"
+        )
