@@ -369,3 +369,32 @@ def test_a_sweep_row_says_whether_its_queue_outgrew_the_trace_or_a_burst(tmp_pat
     html = out / "report.html"
     assert invoke("report", out, "--no-png").exit_code == 0
     assert "ok; a burst: " in html.read_text()
+
+
+def test_a_fleet_rejecting_requests_its_context_admits_is_not_the_sweep_answer(tmp_path):
+    """A QA pass: the sweep page starred 1xL4, whose KV cache cannot hold two 60k-token
+    prompts Llama-3.1-8B's context admits, where ``plan`` skips such a fleet."""
+    import pyarrow as pa
+
+    from simulator.report.sweep_page import answer_row, load_sweep
+
+    chat = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    table = pq.read_table(chat).slice(0, 1000)
+    prompts = table.column("input_tokens").to_numpy().copy()
+    prompts[[10, 500]] = 60_000
+    column = table.schema.get_field_index("input_tokens")
+    table = table.set_column(column, "input_tokens", pa.array(prompts, pa.int32()))
+    pq.write_table(table, tmp_path / "long.parquet")
+    out = tmp_path / "sweep"
+    args = ["sweep", tmp_path / "long.parquet", "--gpus", "1xL4,1xH100"]
+    args += ["--model", "llama-3.1-8b", "--slo", "ttft_p99_ms=600000", "--rate-scale", "0.1"]
+    assert invoke(*args, "--out", out, "--workers", 1).exit_code == 0
+    rows = {row["gpus"]: row for row in _rows(out)}
+    assert (rows["1xL4"]["num_rejected"], rows["1xL4"]["num_rejected_capacity"]) == (2, 2)
+    assert rows["1xL4"]["slo_met"] is True  # its completed requests' p99 is within it
+    assert rows["1xH100"]["num_rejected_capacity"] == 0
+    best, kind = answer_row(load_sweep(out))
+    assert (best["gpus"], kind) == ("1xH100", "cheapest scenario meeting the SLO")
+    assert invoke("report", out, "--no-png").exit_code == 0
+    page = (out / "report.html").read_text()
+    assert "2 requests rejected that the model&#x27;s context admits" in page

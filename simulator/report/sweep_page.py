@@ -379,9 +379,12 @@ def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
         seeds.setdefault(key, []).append(row)
 
     def meets(row: dict[str, Any]) -> bool:
-        # An overloaded fleet never meets it, as plan judges (a review: one was starred).
+        # An overloaded fleet never meets it, as plan judges (a review: one was starred);
+        # nor one whose replicas reject requests the context admits (a QA pass).
         overloaded = _backlog(row, sweep.columns) == "overloaded"
-        return bool(row["ok"] and row.get("slo_met") is True and not overloaded)
+        return bool(
+            row["ok"] and row.get("slo_met") is True and not overloaded and not _capped(row)
+        )
 
     met = [
         row
@@ -784,6 +787,13 @@ def _backlog(row: dict[str, Any], columns: list[str]) -> str | None:
     return backlog_kind(int(backlog), int(num_requests), math.inf)
 
 
+def _capped(row: dict[str, Any]) -> int:
+    """How many requests the row's replicas reject that its asked context admits (its KV
+    cache holds less); 0 for a row of an earlier build, without the column."""
+    value = _number(row.get("num_rejected_capacity"))
+    return int(value) if row["ok"] and math.isfinite(value) else 0
+
+
 def _knob_text(row: dict[str, Any], knob: str) -> str:
     """A knob's cell: empty where it was left to its default (None) or where the row's
     scheduler never reads it (``chunk_size`` outside ``sarathi``)."""
@@ -830,9 +840,12 @@ def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
                 )
             )
         met = row.get("slo_met")
-        badge = "" if met else "bad"
+        # A fleet rejecting requests its context admits meets no SLO, whatever the
+        # percentiles of those it completed (as ``plan`` judges).
+        word = "rejects" if _capped(row) else "met" if met else "missed"
+        badge = "" if word == "met" else "bad"
         cells.append(
-            f'<td><span class="badge {badge}">{"met" if met else "missed"}</span></td>'
+            f'<td><span class="badge {badge}">{word}</span></td>'
             if met is not None and row["ok"]
             else "<td></td>"
         )
@@ -848,6 +861,12 @@ def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
                 if kind == "overloaded"
                 else f"ok; a burst: {backlog:,} requests queued when the last arrived (the "
                 "trace sends them within a second)"
+            )
+        capped = _capped(row)
+        if capped:
+            status += (
+                f"; {capped:,} requests rejected that the model's context admits (a "
+                "replica's KV cache holds less), so it meets no SLO"
             )
         cells.append(f"<td>{esc(status)}</td>")
         mark = ' class="answer"' if row is answer else ""

@@ -46,7 +46,7 @@ from simulator.errors import SimreplayError
 from simulator.hardware import MAX_GPUS, canonical_spelling, get_gpu, parse_gpus
 from simulator.results import backlog_kind
 from simulator.scenario import NO_PROFILE_NOTE, Scenario
-from simulator.sweep.runner import summary_columns
+from simulator.sweep.runner import context_rejections, summary_columns
 from simulator.sweep.uncertainty import bootstrap_percentile_ci_ms, seed_spread
 
 #: The most seeds a plan may replicate each fleet over.
@@ -261,17 +261,9 @@ class Simulator:
         return gpus is None or gpu_name in gpus
 
     def context_rejections(self) -> int:
-        """Requests every fleet rejects: input + output beyond the context asked for
-        (``max_model_len``, else the model's). A fleet that rejects more cannot serve the
-        trace, whatever its latencies over the requests it completes."""
+        """Requests every fleet rejects (``runner.context_rejections``)."""
         if self._context_rejections is None:
-            from simulator.models import get_model
-
-            scenario = Scenario(**self.knobs)
-            limit = scenario.max_model_len or get_model(scenario.model).max_context_tokens
-            tokens = self.table.column("input_tokens").to_numpy().astype(np.int64)
-            tokens = tokens + self.table.column("output_tokens").to_numpy()
-            self._context_rejections = int(np.count_nonzero(tokens > limit))
+            self._context_rejections = context_rejections(self.table, Scenario(**self.knobs))
         return self._context_rejections
 
     def check_some_request_fits(self) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from simulator.checks import format_number
@@ -33,6 +34,7 @@ from simulator.errors import SimreplayError, Stopped
 from simulator.fingerprint import build_id
 from simulator.hardware import parse_gpus
 from simulator.metrics import parse_slo
+from simulator.models import get_model
 from simulator.results import backlog_kind
 from simulator.scenario import Scenario
 from simulator.sweep.spec import scenario_knobs
@@ -261,7 +263,7 @@ def evaluate_group(tasks: list[Task], table: pa.Table | None = None) -> list[dic
         results = simulate_many(table, scenarios, slo=slo)
     except SimreplayError as exc:  # the trace or SLO, so every scenario of the group
         results = [exc] * len(tasks)
-    for row, result in zip(rows, results, strict=True):
+    for row, scenario, result in zip(rows, scenarios, results, strict=True):
         if isinstance(result, SimreplayError):
             row.update(status="infeasible", reason=str(result))
         else:
@@ -270,7 +272,23 @@ def evaluate_group(tasks: list[Task], table: pa.Table | None = None) -> list[dic
             row["backlog"] = backlog_kind(
                 row["backlog_at_last_arrival"], row["num_requests"], unscaled_span_s
             )
+            # As ``plan`` judges a fleet: requests the asked context admits and a replica
+            # still rejects (a QA pass: the sweep page starred such a fleet).
+            row["num_rejected_capacity"] = max(
+                row["num_rejected"] - context_rejections(table, scenario), 0
+            )
     return rows
+
+
+def context_rejections(table: pa.Table, scenario: Scenario) -> int:
+    """Requests every fleet rejects: input + output tokens beyond the context asked for
+    (``max_model_len``, else the model's). A fleet that rejects more cannot serve the
+    trace (its KV cache holds less, which caps a replica's ``max_model_len`` below it),
+    whatever its latencies over the requests it completes."""
+    limit = scenario.max_model_len or get_model(scenario.model).max_context_tokens
+    tokens = table.column("input_tokens").to_numpy().astype(np.int64)
+    tokens = tokens + table.column("output_tokens").to_numpy()
+    return int(np.count_nonzero(tokens > limit))
 
 
 def _row_start(task: Task) -> dict[str, Any]:

@@ -59,6 +59,7 @@ Row columns (``sweep show --json`` prints the same names):
 | `prefix_cache_hit_rate` | float64 | summary's `prefix_cache.hit_rate`; null with caching off |
 | `backlog_at_last_arrival` | int64 | requests arrived before the last one, not started then |
 | `backlog` | string | `overloaded`, `burst` (sent within 1 s, unscaled, as `plan`), or null |
+| `num_rejected_capacity` | int64 | rejected requests the asked context admits (KV too small) |
 | `slo` | string | the SLO the row was judged against; null without one |
 | `slo_met` | bool | every bound met; null without an SLO or when infeasible |
 | `slo_attainment`, `goodput_rps` | float64 | share of requests meeting every bound; their rate |
@@ -135,6 +136,7 @@ RESULT_COLUMNS: dict[str, pa.DataType] = {
     "prefix_cache_hit_rate": pa.float64(),
     "backlog_at_last_arrival": pa.int64(),
     "backlog": pa.string(),
+    "num_rejected_capacity": pa.int64(),
     "slo": pa.string(),
     "slo_met": pa.bool_(),
     "slo_attainment": pa.float64(),
