@@ -398,3 +398,22 @@ def test_a_fleet_rejecting_requests_its_context_admits_is_not_the_sweep_answer(t
     assert invoke("report", out, "--no-png").exit_code == 0
     page = (out / "report.html").read_text()
     assert "2 requests rejected that the model&#x27;s context admits" in page
+
+
+def test_a_sweep_over_one_knob_at_one_gpu_count_charts_p99_along_that_knob(tmp_path, trace):
+    """A QA pass: a sweep over --max-num-seqs alone drew each value as its own one-point
+    line at the one GPU count."""
+    from simulator.report.sweep_page import load_sweep, sweep_figures
+
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xH100", "--max-num-seqs", "8,32,128"]
+    assert invoke(*args, "--out", out, "--workers", 1).exit_code == 0
+    ttft = sweep_figures(load_sweep(out))[0]
+    assert ttft["title"] == "p99 TTFT against max_num_seqs"
+    assert (ttft["x"]["label"], ttft["x"]["scale"], ttft["x"]["ticks"]) == (
+        "max_num_seqs",
+        "log",
+        [8.0, 32.0, 128.0],
+    )
+    assert [len(s["y"]) for s in ttft["series"]] == [3]
+    assert invoke("report", out).exit_code == 0  # the PNGs draw those ticks too

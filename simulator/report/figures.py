@@ -4,13 +4,16 @@ Every figure is computed here once, from the run's tables, and then drawn twice:
 SVG by the page's script (``html.py``) and as PNG by matplotlib (``png.py``). A figure is::
 
     {"id": "ttft_cdf", "title": ..., "kind": "line" | "bar",
-     "x": {"label": ..., "scale": "linear" | "log", "time": bool, "values": [...]?},
+     "x": {"label": ..., "scale": "linear" | "log", "time": bool, "values": [...]?,
+           "integer": bool?, "ticks": [...]?},
      "y": {"label": ..., "scale": ..., "min": ...?, "max": ...?},
      "series": [{"name": ..., "x": [...]?, "y": [...], "step": bool?, "dash": bool?}],
      "markers": [{"name": ..., "x": ..., "y": ...}], "vlines": [...], "hlines": [...],
      "zoom": bool, "caption": ..., "empty": ...?}
 
-A series without ``x`` uses the figure's ``x.values``; ``None`` in ``y`` is a gap. ``empty``,
+A series without ``x`` uses the figure's ``x.values``; ``None`` in ``y`` is a gap. ``x.ticks``,
+where given, are the x axis's only ticks (a knob's swept values); ``x.integer`` keeps the
+ticks whole. ``empty``,
 present only when there is nothing to draw, is the sentence both drawings show in the frame.
 
 Size is bounded whatever the trace's length: time series are reduced to at most

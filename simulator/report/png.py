@@ -202,7 +202,12 @@ def _lines(ax: Any, spec: dict[str, Any]) -> Any:
     ax.xaxis.set_major_formatter(plain)
     if not tail:
         ax.yaxis.set_major_formatter(plain)
-    if spec["x"].get("integer"):
+    if spec["x"].get("ticks"):
+        from matplotlib.ticker import NullLocator
+
+        ax.set_xticks(spec["x"]["ticks"], [tick_label(v) for v in spec["x"]["ticks"]])
+        ax.xaxis.set_minor_locator(NullLocator())
+    elif spec["x"].get("integer"):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         low, high = ax.get_xlim()
         if high - low < 1:  # one count (a sweep of 2xH100 alone): ticks 1.9, 1.93, ... before

@@ -142,7 +142,8 @@ function drawLine(spec, box) {
   var Ylin = scale(ty(dom[1][0]), ty(dom[1][1]), H - m.b, m.t, false);
   var Y = function (v) { return Ylin(ty(v)); };
   var unit = spec.x.time ? timeUnit(dom[0][1] - dom[0][0]) : [1, ""];
-  var xt = logx ? logTicks(dom[0][0], dom[0][1])
+  var xt = spec.x.ticks ? spec.x.ticks.slice()
+         : logx ? logTicks(dom[0][0], dom[0][1])
                 : linTicks(dom[0][0] / unit[0], dom[0][1] / unit[0], W / 110).map(function (v) { return v * unit[0]; })
                   .filter(function (v) { return !spec.x.integer || v === Math.round(v); });
   var yt = tail ? tailTicks(top) : logy ? logTicks(dom[1][0], dom[1][1])

@@ -520,8 +520,9 @@ def _against_gpus(
     column: str,
     answer: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    others = [k for k in knobs if k not in ("gpus", "gpu", "num_gpus")]
-    groups: dict[str, dict[int, list[float]]] = {}
+    x_knob = _x_knob(ok, knobs)
+    others = [k for k in knobs if k not in ("gpus", "gpu", "num_gpus", x_knob)]
+    groups: dict[str, dict[float, list[float]]] = {}
 
     def key(row: dict[str, Any], folded: bool) -> str:
         if folded:
@@ -532,16 +533,17 @@ def _against_gpus(
     for row in ok:
         value = _number(row.get(column))
         if math.isfinite(value):
-            groups.setdefault(key(row, folded), {}).setdefault(row["num_gpus"], []).append(value)
+            point = _number(row[x_knob])
+            groups.setdefault(key(row, folded), {}).setdefault(point, []).append(value)
     series = []
     for name in sorted(groups):
-        counts = sorted(groups[name])
+        xs = sorted(groups[name])
         # Several rows per point (folded knobs, seeds): the best one, as a planner would pick.
         series.append(
             F.series(
                 name,
-                np.array([min(groups[name][n]) for n in counts]),
-                x=np.array(counts, dtype=np.float64),
+                np.array([min(groups[name][x]) for x in xs]),
+                x=np.array(xs, dtype=np.float64),
                 points=True,
                 line=True,
             )
@@ -549,17 +551,24 @@ def _against_gpus(
     label = metric.upper()
     caption = "Scenarios that ran; infeasible ones are listed in the table."
     if folded:
-        caption += f" Lines per GPU type, the lowest p99 over {', '.join(others)} at each count."
+        caption += f" Lines per GPU type, the lowest p99 over {', '.join(others)} at each point."
+    xs_all = [x for points in groups.values() for x in points]
+    # A knob over a wide range (max_num_seqs 8 to 256) is read on a log axis.
+    wide = bool(xs_all) and min(xs_all) > 0 and max(xs_all) >= 8 * min(xs_all)
     figure = F.line_figure(
         f"sweep_{metric}_p99",
-        f"p99 {label} against GPU count",
-        "GPUs",
+        f"p99 {label} against {'GPU count' if x_knob == 'num_gpus' else x_knob}",
+        "GPUs" if x_knob == "num_gpus" else x_knob,
         f"p99 {label} (ms)",
         series,
+        x_scale="log" if wide and x_knob != "num_gpus" else "linear",
         y_scale="log",
         caption=caption,
     )
-    figure["x"]["integer"] = True
+    if x_knob == "num_gpus" or all(float(x).is_integer() for x in xs_all):
+        figure["x"]["integer"] = True
+    if x_knob != "num_gpus":
+        figure["x"]["ticks"] = sorted(set(xs_all))  # the values swept, and no others
     if metric in sweep.slo:
         p, bound = sweep.slo[metric]
         if p == 99:
@@ -570,12 +579,28 @@ def _against_gpus(
         figure["markers"] = [
             {
                 "name": answer["gpus"],
-                "x": answer["num_gpus"],
+                "x": _number(answer[x_knob]),
                 "y": _number(answer[column]),
                 "highlight": True,
             }
         ]
     return figure
+
+
+def _x_knob(ok: list[dict[str, Any]], knobs: list[str]) -> str:
+    """The p99 charts' x axis: the GPU count where it varies, else the first numeric knob
+    that does (a QA pass: a sweep over ``--max-num-seqs`` alone drew its values as a stack
+    of one-point lines at one GPU count)."""
+    if len({row["num_gpus"] for row in ok}) > 1:
+        return "num_gpus"
+    for knob in knobs:
+        if knob in ("gpus", "gpu", "num_gpus", "seed"):
+            continue
+        values = {row.get(knob) for row in ok}
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if len(values) > 1 and numeric:
+            return knob
+    return "num_gpus"
 
 
 def _other_percentile_note(metric: str, percentile: int, bound_ms: float) -> str:
