@@ -940,6 +940,18 @@ def test_a_one_request_run_reads_in_the_singular(run_dir, tmp_path):
     text = (one / "report.html").read_text()
     assert "1 request replayed" in text and "1 requests" not in text
     assert "1 completed request; curve through 1 quantile." in text
+    # A QA pass: its arrival-rate chart drew a spike of 1 / bin width requests/s.
+    assert "Nothing to draw: one request, so no rate over time." in text
+    two = table.slice(0, 2)
+    at = two.schema.get_field_index("arrival_time_s")
+    two = two.set_column(at, "arrival_time_s", pa.array([1.5, 1.5]))
+    write_parquet_atomic(two, one / "requests.parquet")
+    summary["num_requests"] = 2
+    summary["num_completed"] = two.column("status").to_pylist().count("completed")
+    (one / "summary.json").write_text(json.dumps(summary))
+    assert invoke("report", one, "--no-png").exit_code == 0
+    text = (one / "report.html").read_text()
+    assert "every request arrives at the same instant, so no rate over time." in text
 
 
 @pytest.mark.skipif(not matplotlib_available(), reason="needs matplotlib")

@@ -525,19 +525,27 @@ def _timeline_figures(
     figures = []
 
     rate = F.binned_count(arrival, edges) / width_s
-    figures.append(
-        F.line_figure(
-            "arrival_rate",
-            "Arrival rate",
-            "trace time",
-            "requests/s",
-            [F.series("arrivals", rate, step=True)],
-            x_values=edges[:-1],
-            time_axis=True,
-            y_min=0.0,
-            caption=f"Requests arriving per second, in bins of {bin_text}.",
-        )
+    one_instant = arrival.size > 0 and float(arrival.max()) == float(arrival.min())
+    figure = F.line_figure(
+        "arrival_rate",
+        "Arrival rate",
+        "trace time",
+        "requests/s",
+        [] if one_instant else [F.series("arrivals", rate, step=True)],
+        x_values=edges[:-1],
+        time_axis=True,
+        y_min=0.0,
+        caption="" if one_instant else f"Requests arriving per second, in bins of {bin_text}.",
     )
+    if one_instant:
+        # A QA pass: one request drew a spike of 1 / bin width requests/s, a rate the
+        # trace never had.
+        figure["empty"] = (
+            "Nothing to draw: one request, so no rate over time."
+            if arrival.size == 1
+            else "Nothing to draw: every request arrives at the same instant, so no rate over time."
+        )
+    figures.append(figure)
 
     sched, done = req["first_scheduled_s"][completed], req["completion_s"][completed]
     # Waiting in an engine's queue: from its receipt, the API server's latency after the send.
