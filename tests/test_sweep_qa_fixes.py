@@ -417,3 +417,18 @@ def test_a_sweep_over_one_knob_at_one_gpu_count_charts_p99_along_that_knob(tmp_p
     )
     assert [len(s["y"]) for s in ttft["series"]] == [3]
     assert invoke("report", out).exit_code == 0  # the PNGs draw those ticks too
+
+
+def test_report_on_a_store_that_lost_its_sweep_json_says_it_is_unchecked(tmp_path, trace):
+    """A QA pass: `sweep show` refuses a store whose sweep.json was lost, and `report` drew
+    its rows without a word."""
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xA100,1xH100", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    assert "unchecked" not in invoke("report", out, "--no-png").stderr
+    (out / "sweep.json").unlink()
+    result = invoke("report", out, "--no-png")
+    assert result.exit_code == 0
+    assert f"note: {out}: a sweep store's rows without its sweep.json: drawn from the " in (
+        result.stderr
+    )

@@ -120,6 +120,9 @@ class SweepRows:
         ``scenario_key``.
     num_planned_stored : int or None
         How many of those have a row here.
+    unchecked_store : bool
+        The rows are a simreplay sweep store's (``scenario_key`` and ``simreplay_build``
+        columns) whose ``sweep.json`` is lost: drawn from the rows alone, unchecked.
     rejudged : bool
         ``slo_met`` was recomputed for the ``--slo`` given to ``report`` (the rows were
         judged against another SLO, or one not recorded), and the attainment columns,
@@ -135,6 +138,7 @@ class SweepRows:
     still_writing: bool = False
     num_planned: int | None = None
     num_planned_stored: int | None = None
+    unchecked_store: bool = False
 
     @property
     def num_missing(self) -> int:
@@ -245,6 +249,10 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
     sweep = SweepRows(
         directory, rows, columns, bounds, _read_plan(directory), rejudged, _still_writing(directory)
     )
+    sweep.unchecked_store = not (directory / STORE_MANIFEST).is_file() and {
+        "scenario_key",
+        "simreplay_build",
+    } <= set(columns)
     if planned is not None and "scenario_key" in columns:
         sweep.num_planned = len(planned)
         sweep.num_planned_stored = len(planned & {row.get("scenario_key") for row in rows})
@@ -927,6 +935,15 @@ def partial_note(sweep: SweepRows) -> str | None:
     one stopped); None when it lacks none, or records none."""
     if sweep.still_writing:
         return still_writing_note(sweep)
+    if sweep.unchecked_store:
+        # `sweep show` refuses such a store; the page is still drawn (rows of the user's
+        # own making have no sweep.json either), and says what it could not check.
+        return (
+            f"{sweep.directory}: a sweep store's rows without its {STORE_MANIFEST}: drawn "
+            "from the rows alone, unchecked (whether every planned scenario ran, whether a "
+            "row is a copy); rerun the `simreplay sweep` command that made it to write "
+            f"{STORE_MANIFEST} again"
+        )
     if not sweep.num_missing:
         return None
     return (
