@@ -8,7 +8,7 @@ default batch knobs for the GPU, and the step-time model with its source.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +42,9 @@ if TYPE_CHECKING:  # the step-time model pulls in numba: imported when resolving
 #: Engine behaviour each scheduler follows (named in every output as ``engine``), by
 #: scheduler, then by whether prefix caching is on.
 ENGINE_VERSIONS = {
-    ("vllm", False): "vLLM v0.11 (V1 engine), prefix caching off",
-    ("vllm", True): "vLLM v0.11 (V1 engine), prefix caching on (V1 KVCacheManager)",
+    ("vllm", False): "vLLM V1 engine (v0.11's scheduling rules), prefix caching off",
+    ("vllm", True): "vLLM V1 engine (v0.11's scheduling rules), prefix caching on (V1 "
+    "KVCacheManager)",
     ("sarathi", False): "Sarathi-Serve stall-free batching on vLLM v0.11's V1 rules, "
     "prefix caching off",
     ("sarathi", True): "Sarathi-Serve stall-free batching on vLLM v0.11's V1 rules, "
@@ -62,6 +63,13 @@ KV_CACHE_DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.
 #: ``EngineArgs``: ``enable_prefix_caching`` None becomes True for generative models);
 #: vLLM v0.6's V0 engine left it off, and Sarathi-Serve (built on vLLM V0) has none.
 PREFIX_CACHING_DEFAULT = {"vllm": True, "vllm-v0": False, "sarathi": False}
+#: Whether async scheduling is on when the scenario leaves it to the engine
+#: (``async_scheduling=None``): vLLM turns it on by default since PR #27614 (late 2025:
+#: ``SchedulerConfig.async_scheduling`` None becomes True unless an incompatible option is
+#: set; v0.21, v0.24 and v0.30 serve with it), after v0.11, which left it off. The
+#: incompatible options here: vLLM v0.6's V0 engine (``vllm-v0``) and ``--pp``, whose
+#: virtual engines follow v0.6 (neither has an async scheduler).
+ASYNC_SCHEDULING_DEFAULT = {"vllm": True, "vllm-v0": False, "sarathi": True}
 #: A client-measured TTFT exceeds the engine's prefill at one request in flight by the API
 #: server's latency (``Scenario.api_server_latency_ms``). Published `vllm bench serve`-style
 #: runs, each against this simulator's engine-only TTFT at one request in flight with short
@@ -163,12 +171,14 @@ class Scenario:
         hand-off to the engine process, streaming back), which a client-measured TTFT and
         E2E include and the engine's steps do not. Default ``DEFAULT_API_SERVER_LATENCY_MS``
         (the evidence is in its comment); 0 reports the engine's own latencies.
-    async_scheduling : bool
+    async_scheduling : bool or None
         vLLM's ``--async-scheduling``: the engine's host work for the next step runs while
         the GPU executes this one, so a step takes the larger of the two instead of their
-        sum (``perf.roofline.with_async_scheduling``). Off by default, as in vLLM v0.11;
-        later vLLM releases turn it on by default. ``vllm`` and ``sarathi`` schedulers
-        only, without ``pp`` (vLLM v0.6 has no async scheduler).
+        sum (``perf.roofline.with_async_scheduling``). None (the default): the engine's
+        default, on for ``vllm`` and ``sarathi`` without ``pp``, as in vLLM releases after
+        v0.11 (``ASYNC_SCHEDULING_DEFAULT``), off otherwise; False as vLLM v0.11, or a
+        server started with ``--no-async-scheduling``. True needs ``vllm`` or ``sarathi``
+        without ``pp`` (vLLM v0.6 has no async scheduler). ``resolve`` sets the value used.
     """
 
     gpus: str = "1xH100"
@@ -193,7 +203,7 @@ class Scenario:
     quantization: str | None = None
     kv_cache_dtype: str = "auto"
     api_server_latency_ms: float = DEFAULT_API_SERVER_LATENCY_MS
-    async_scheduling: bool = False
+    async_scheduling: bool | None = None
 
     def __post_init__(self) -> None:
         # numpy scalars (a grid from np.arange, a value read from a table) become the Python
@@ -449,6 +459,9 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         out of range.
     """
     check_knobs(scenario)
+    if scenario.async_scheduling is None:
+        # The engine's default, said in the summary as the value used.
+        scenario = replace(scenario, async_scheduling=async_scheduling_on(scenario))
     num_gpus, gpu = parse_gpus(scenario.gpus)
     model = get_model(scenario.model)
     if scenario.quantization == "fp8":
@@ -876,6 +889,17 @@ def block_size_notes(block_sizes: list[int]) -> list[str]:
     ]
 
 
+def async_scheduling_on(scenario: Scenario) -> bool:
+    """Whether ``scenario`` runs with async scheduling: its own choice, else its engine's
+    default (``ASYNC_SCHEDULING_DEFAULT``; off with ``pp`` above 1 or an unknown
+    scheduler)."""
+    if scenario.async_scheduling is not None:
+        return bool(scenario.async_scheduling)
+    if isinstance(scenario.pp, int) and scenario.pp > 1:
+        return False
+    return ASYNC_SCHEDULING_DEFAULT.get(scenario.scheduler, False)
+
+
 def prefix_caching_on(scenario: Scenario) -> bool:
     """Whether ``scenario`` runs with prefix caching: its own choice, else its scheduler's
     engine default (``PREFIX_CACHING_DEFAULT``; an unknown scheduler counts as off)."""
@@ -940,9 +964,10 @@ def check_knobs(scenario: Scenario) -> None:
         )
     if not isinstance(scenario.enforce_eager, bool):
         raise SimreplayError(f"enforce_eager must be true or false, got {scenario.enforce_eager!r}")
-    if not isinstance(scenario.async_scheduling, bool):
+    if scenario.async_scheduling is not None and not isinstance(scenario.async_scheduling, bool):
         raise SimreplayError(
-            f"async_scheduling must be true or false, got {scenario.async_scheduling!r}"
+            "async_scheduling must be true, false or none (the engine's default), got "
+            f"{scenario.async_scheduling!r}"
         )
     if scenario.async_scheduling and scenario.scheduler == "vllm-v0":
         raise SimreplayError(

@@ -41,8 +41,8 @@ def api_server_text(scenario: dict[str, Any]) -> str:
 
 
 def host_text(scenario: dict[str, Any]) -> str:
-    """The engine's CPU time per step, and whether it adds to the GPU's (vLLM v0.11) or
-    overlaps it (``--async-scheduling``)."""
+    """The engine's CPU time per step, and whether it overlaps the GPU's (async scheduling,
+    vLLM's default after v0.11) or adds to it (``--no-async-scheduling``, as v0.11)."""
     model = scenario.get("step_time_model", {})
     fixed_s = model.get("efficiency_host_overhead_s")
     per_seq_s = model.get("efficiency_host_overhead_per_seq_s")
@@ -61,7 +61,7 @@ def host_text(scenario: dict[str, Any]) -> str:
         # v0.6's V0 engine has no async scheduler; its output processing, overlapped with
         # the next step, is not in a V0 host constant fitted from Vidur's phases.
         return f"{amount}, added to the GPU's (vLLM v0.6's V0 engine schedules in step)"
-    return f"{amount}, added to the GPU's (no --async-scheduling, as vLLM v0.11)"
+    return f"{amount}, added to the GPU's (--no-async-scheduling, as vLLM v0.11)"
 
 
 def _digits(value: float) -> str:

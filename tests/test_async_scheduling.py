@@ -148,8 +148,10 @@ def test_one_request_on_an_idle_replica_takes_the_overlapped_step_times():
 
 
 def test_async_scheduling_shortens_tpot_by_at_most_the_host_time(trace):
-    serial = simulate(trace, Scenario(gpus="1xH100"))
+    serial = simulate(trace, Scenario(gpus="1xH100", async_scheduling=False))
     overlapped = simulate(trace, Scenario(gpus="1xH100", async_scheduling=True))
+    default = simulate(trace, Scenario(gpus="1xH100"))  # vLLM's after v0.11: on
+    assert default.summary == overlapped.summary
     assert serial.summary["num_completed"] == overlapped.summary["num_completed"]
     s, o = serial.summary["tpot_ms"]["mean"], overlapped.summary["tpot_ms"]["mean"]
     # Host per step: 0.5 ms + 10 us per running request (a few dozen here).
@@ -174,7 +176,7 @@ def test_the_overlap_is_kept_by_the_host_overhead_fit():
     [
         ({"scheduler": "vllm-v0"}, "vllm-v0"),
         ({"pp": 2}, "--pp"),
-        ({"async_scheduling": "yes"}, "true or false"),
+        ({"async_scheduling": "yes"}, "true, false or none"),
     ],
 )
 def test_combinations_vllm_does_not_have_are_refused(knobs, words):
@@ -188,8 +190,8 @@ def test_run_cli_says_how_host_time_is_counted(tmp_path, trace):
 
     path = tmp_path / "t.parquet"
     pq.write_table(trace, path)
-    on = runner.invoke(app, ["run", str(path), "--async-scheduling"])
-    off = runner.invoke(app, ["run", str(path)])
+    on = runner.invoke(app, ["run", str(path)])  # the default, as vLLM after v0.11
+    off = runner.invoke(app, ["run", str(path), "--no-async-scheduling"])
     assert on.exit_code == 0 and off.exit_code == 0, on.stderr
     on_line = next(line for line in on.stdout.splitlines() if "Host overhead" in line)
     off_line = next(line for line in off.stdout.splitlines() if "Host overhead" in line)
@@ -198,7 +200,9 @@ def test_run_cli_says_how_host_time_is_counted(tmp_path, trace):
         "overlapping the GPU's work (--async-scheduling): a step takes the larger of the two, "
         "and a request arriving mid-step joins the step after next"
     )
-    assert "added to the GPU's" in off_line
+    assert off_line.endswith("added to the GPU's (--no-async-scheduling, as vLLM v0.11)")
+    v0 = runner.invoke(app, ["run", str(path), "--scheduler", "vllm-v0", "--json"])
+    assert json.loads(v0.stdout)["scenario"]["async_scheduling"] is False  # v0.6 has none
     as_json = runner.invoke(app, ["run", str(path), "--async-scheduling", "--json"])
     assert json.loads(as_json.stdout)["scenario"]["async_scheduling"] is True
     refused = runner.invoke(app, ["run", str(path), "--async-scheduling", "--scheduler", "vllm-v0"])
@@ -351,10 +355,29 @@ def test_a_profile_fitted_with_async_scheduling_says_so_and_a_run_without_notes_
     assert load_profile(tmp_path / "p.json").provenance["async_scheduling"] is True
     trace = tmp_path / "t.parquet"
     pq.write_table(table, trace)
-    serial = runner.invoke(app, ["run", str(trace), "--calibration", str(tmp_path / "p.json")])
+    serial = runner.invoke(
+        app,
+        ["run", str(trace), "--calibration", str(tmp_path / "p.json"), "--no-async-scheduling"],
+    )
     assert serial.exit_code == 0, serial.stderr
     assert "the profile's host overheads were fitted with --async-scheduling" in serial.stderr
-    same = runner.invoke(
-        app, ["run", str(trace), "--calibration", str(tmp_path / "p.json"), "--async-scheduling"]
-    )
+    same = runner.invoke(app, ["run", str(trace), "--calibration", str(tmp_path / "p.json")])
     assert same.exit_code == 0 and "fitted with --async-scheduling" not in same.stderr
+
+
+@pytest.mark.parametrize(
+    ("knobs", "on"),
+    [
+        ({}, True),
+        ({"scheduler": "sarathi"}, True),
+        ({"scheduler": "vllm-v0"}, False),
+        ({"gpus": "2xH100", "tp": 1, "pp": 2}, False),
+        ({"async_scheduling": False}, False),
+    ],
+)
+def test_async_scheduling_left_to_the_engine_is_its_default(knobs, on):
+    """vLLM turns async scheduling on by default after v0.11 (PR #27614) unless an option it
+    does not support is set: here vLLM v0.6's engine and --pp's v0.6 virtual engines."""
+    resolved = resolve(Scenario(**knobs))
+    assert resolved.scenario.async_scheduling is on
+    assert resolved.step_model.params[kernel.ASYNC_SCHEDULING] == (1.0 if on else 0.0)

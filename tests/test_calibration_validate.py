@@ -62,6 +62,9 @@ def bench(tmp_path_factory):
             model="llama-3.1-8b",
             calibration=str(root / "truth.json"),
             api_server_latency_ms=TRUE_LATENCY_MS,
+            # A server whose host time adds to each step (vLLM v0.11, or a later one with
+            # --no-async-scheduling): the host overheads a fit recovers are then exposed.
+            async_scheduling=False,
         ),
     )
     r = result.requests.to_pydict()
@@ -115,6 +118,9 @@ def _validate(*args):
             "--model",
             "llama-3.1-8b",
             "--json",
+            # The fixture's server (above); tests/test_async_scheduling.py validates with
+            # vLLM's default, async scheduling on.
+            "--no-async-scheduling",
             *map(str, args),  # after the defaults: a later --gpus or --model wins
         ],
     )
@@ -1095,6 +1101,7 @@ def test_after_fit_step_times_name_the_base_profile_and_the_fitted_host(bench, t
     ...; host overheads from H100-SXM (in memory) (host-overhead search, H100-SXM)'."""
     out = tmp_path / "mine.json"
     args = ["calibrate", "validate", str(bench / "bench.jsonl"), "--gpus", "1xH100"]
+    args += ["--no-async-scheduling"]  # the fixture's server
     result = runner.invoke(app, [*args, "--model", "llama-3.1-8b", "--fit", "-o", str(out)])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line.startswith("step times: ")]
@@ -1125,7 +1132,9 @@ def test_validate_models_the_benchmarked_engine_and_its_prefix_cache(bench):
     on, off = reports.values()
     assert on["deployment"]["enable_prefix_caching"] is True
     assert off["deployment"]["enable_prefix_caching"] is False
-    assert on["deployment"]["engine"].startswith("vLLM v0.11 (V1 engine), prefix caching on")
+    assert on["deployment"]["engine"].startswith(
+        "vLLM V1 engine (v0.11's scheduling rules), prefix caching on"
+    )
     assert on["predicted"]["e2e"]["p99"] != off["predicted"]["e2e"]["p99"]
     v0 = _validate(bench / "bench.jsonl", *base, "--scheduler", "vllm-v0", "--block-size", 32)
     assert v0.exit_code == 0, v0.stderr
@@ -1612,7 +1621,7 @@ def test_the_per_request_ttft_gap_shows_a_latency_left_out(bench):
         assert gap[stat] == pytest.approx(expected, abs=0.01), gap
     args = ["calibrate", "validate", str(bench / "bench.jsonl"), "--gpus", "1xH100"]
     args += ["--model", "llama-3.1-8b", "--calibration", str(bench / "truth.json")]
-    human = runner.invoke(app, args)
+    human = runner.invoke(app, [*args, "--no-async-scheduling"])
     assert "TTFT measured minus predicted, per request: median +15.0 ms" in human.stdout
     exact = _validate(
         bench / "bench.jsonl", "--calibration", bench / "truth.json",
@@ -1893,6 +1902,7 @@ def test_validate_says_where_each_host_line_comes_from(bench, tmp_path):
     the GPU's shipped profile for the constants fitted to the benchmark."""
     out = tmp_path / "mine.json"
     args = ["calibrate", "validate", str(bench / "bench.jsonl"), "--gpus", "1xH100"]
+    args += ["--no-async-scheduling"]  # the fixture's server
     result = runner.invoke(app, [*args, "--model", "llama-3.1-8b", "--fit", "-o", str(out)])
     assert result.exit_code == 0, result.stderr
     hosts = [line for line in result.stdout.splitlines() if line.startswith("host overhead:")]

@@ -211,10 +211,10 @@ def test_plan_json_shape(trace_file):
         "answer", "runners_up", "no_fleet", "no_fleet_nearest", "scenarios_simulated",
         "assumed", "trace_sha256", "slo",
     ]  # fmt: skip
-    # What every fleet was simulated with (a planner must know it assumed, e.g., no async
-    # scheduling): every deployment knob but those the plan chooses.
+    # What every fleet was simulated with (a planner must know what it assumed, e.g. async
+    # scheduling left to the engine): every deployment knob but those the plan chooses.
     assumed = payload["assumed"]
-    assert assumed["model"] == "llama-3.1-8b" and assumed["async_scheduling"] is False
+    assert assumed["model"] == "llama-3.1-8b" and assumed["async_scheduling"] is None
     assert assumed["api_server_latency_ms"] == 8.0 and "gpus" not in assumed
     answer = payload["answer"]
     for key in ("gpus", "gpu_type", "num_gpus", "tp", "cost_per_hour_usd", "metrics"):
@@ -245,9 +245,11 @@ def test_plan_human_output_and_no_answer(trace_file):
     for runner_up in payload["runners_up"]:
         assert runner_up["gpus"] in result.stdout
     assert (
-        "Assumed for every fleet: --model llama-3.1-8b, --scheduler vllm, no "
-        "--async-scheduling, --api-server-latency-ms 8"
+        "Assumed for every fleet: --model llama-3.1-8b, --scheduler vllm, --async-scheduling "
+        "true (the engine's default), --api-server-latency-ms 8"
     ) in result.stdout
+    serial = invoke(*args, "--async-scheduling", "false")
+    assert "--scheduler vllm, --async-scheduling false, --api-server-latency-ms 8" in serial.stdout
     result = invoke(
         # Above the API server's 8 ms (a bound below it is refused), below any prefill.
         "plan", trace_file, "--slo", "ttft_p99_ms=9", "--gpu-types", "L40S", "--max-gpus", 2,

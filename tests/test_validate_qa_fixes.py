@@ -587,3 +587,35 @@ def test_draw_arrivals_edges_from_a_new_user_pass(tmp_path):
     unused = _validate(path, "--draw-arrivals")
     assert unused.exit_code == 0
     assert unused.stderr.splitlines()[0].startswith("note: --draw-arrivals unused: ")
+
+
+def test_start_times_at_rate_inf_under_a_limit_that_never_bound_are_replayed_as_sent(tmp_path):
+    """A QA pass: vLLM's timed_trace dataset sends on the trace's own clock with
+    request_rate inf and writes max_concurrency all the same; a limit of 64 that never
+    bound (one request in flight at a time) was replayed as a closed loop from 0 s."""
+    num_requests = 20
+    result = _vllm_result(
+        request_rate="inf",
+        max_concurrency=64,
+        input_lens=[500] * num_requests,
+        output_lens=[100] * num_requests,
+        ttfts=[0.02] * num_requests,
+        latencies=[0.5] * num_requests,
+        errors=[""] * num_requests,
+        start_times=[100.0 + 1.0 * k for k in range(num_requests)],
+    )
+    run = _validate_result(tmp_path / "timed.json", result)
+    notes = _notes(run)
+    assert (
+        "max_concurrency 64 never bound: at most 1 requests were in flight in the benchmark "
+        "(its start_times and latencies, failed requests counted as in flight throughout), so "
+        "the recorded send times are replayed as they are (open loop)"
+    ) in notes
+    assert not any("slot freed" in n or "start_times not replayed" in n for n in notes)
+    unlimited = _validate_result(tmp_path / "free.json", result | {"max_concurrency": None})
+    predicted = json.loads(run.stdout)["validation"]["predicted"]
+    assert predicted == json.loads(unlimited.stdout)["validation"]["predicted"]
+    # A failed request may have held a slot throughout: 1 in flight + 2 failed reach 3.
+    failing = result | {"max_concurrency": 3, "errors": ["boom", "boom"] + [""] * 18}
+    notes = _notes(_validate_result(tmp_path / "failing.json", failing))
+    assert any(n.startswith("start_times not replayed") for n in notes), notes

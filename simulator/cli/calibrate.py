@@ -703,13 +703,15 @@ def validate(
         ),
     ] = False,
     async_scheduling: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--async-scheduling",
-            help="The benchmarked server ran with vLLM's async scheduling (on by default in "
-            "vLLM releases after v0.11; off with --no-async-scheduling there).",
+            "--async-scheduling/--no-async-scheduling",
+            help="Whether the benchmarked server scheduled asynchronously. Default: on for the "
+            "vllm and sarathi schedulers, as vLLM releases after v0.11 unless the server was "
+            "started with --no-async-scheduling; give --no-async-scheduling for vLLM v0.11 "
+            "or earlier.",
         ),
-    ] = False,
+    ] = None,
     scheduler: Annotated[
         str,
         typer.Option(

@@ -419,6 +419,23 @@ def _usd(value: float) -> str:
 _FLEET_KNOBS = ("gpus", "tp", "seed")
 
 
+def _async_text(assumed: dict[str, Any]) -> str:
+    """The plan's async scheduling in option words, said as the engine's default when it
+    was not given."""
+    from simulator.scenario import Scenario, async_scheduling_on
+
+    given = assumed["async_scheduling"]
+    pp = assumed.get("pp")
+    on = async_scheduling_on(
+        Scenario(scheduler=assumed["scheduler"], pp=pp if isinstance(pp, int) else 1)
+        if given is None
+        else Scenario(async_scheduling=bool(given))
+    )
+    return f"--async-scheduling {str(on).lower()}" + (
+        " (the engine's default)" if given is None else ""
+    )
+
+
 def _assumed_text(assumed: dict[str, Any], calibration_gpus: list[str] | None = None) -> str:
     """What every fleet was simulated with, in option words: the model, the engine and how
     its clients' times are counted, then every other knob not at its default
@@ -427,7 +444,7 @@ def _assumed_text(assumed: dict[str, Any], calibration_gpus: list[str] | None = 
     parts = [
         f"--model {assumed['model']}",
         f"--scheduler {assumed['scheduler']}",
-        "--async-scheduling" if assumed["async_scheduling"] else "no --async-scheduling",
+        _async_text(assumed),
         f"--api-server-latency-ms {assumed['api_server_latency_ms']:g}",
     ]
     shown = {"model", "scheduler", "async_scheduling", "api_server_latency_ms"}

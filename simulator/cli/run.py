@@ -174,14 +174,16 @@ def run(
         ),
     ] = False,
     async_scheduling: Annotated[
-        bool,
+        bool | None,
         _opt(
-            "--async-scheduling",
-            help="As vLLM's --async-scheduling (on by default in vLLM releases after v0.11): "
-            "the engine's host work overlaps the GPU's, so a step takes the larger of the two "
-            "instead of their sum, and a request arriving mid-step joins the step after next.",
+            "--async-scheduling/--no-async-scheduling",
+            help="As vLLM's async scheduling: the engine's host work overlaps the GPU's, so a "
+            "step takes the larger of the two instead of their sum, and a request arriving "
+            "mid-step joins the step after next. Default: on for the vllm and sarathi "
+            "schedulers without --pp, as vLLM releases after v0.11 (off in v0.11: "
+            "--no-async-scheduling).",
         ),
-    ] = False,
+    ] = None,
     quantization: Annotated[
         str | None,
         _opt(

@@ -67,9 +67,9 @@ _KNOB_HELP = {
     "precision) or fp8, e.g. none,fp8.",
     "kv_cache_dtype": "vLLM --kv-cache-dtype values, comma list: auto, bfloat16, fp8, "
     "fp8_e4m3 (default auto).",
-    "async_scheduling": "vLLM --async-scheduling values, comma list: false (vLLM v0.11's "
-    "default: host time adds to each step), true (it overlaps the GPU's; later vLLM's "
-    "default), e.g. false,true.",
+    "async_scheduling": "vLLM async scheduling values, comma list: true (host time overlaps "
+    "the GPU's; vLLM's default after v0.11), false (it adds to each step, as v0.11), e.g. "
+    "false,true; default: the engine's (on for vllm and sarathi without --pp).",
     "rate_scale": "Arrival-rate factors, comma list; 2 replays the trace twice as fast.",
     "trace": "Trace files, comma list (or give them as TRACE arguments).",
 }
@@ -103,6 +103,11 @@ def knob_parameters(exclude: tuple[str, ...] = ("trace",), lists: bool = True) -
         shown = default if default is not None else _null_word(knob_types()[knob], knob)
         if knob == "enable_prefix_caching":
             shown = "none: the scheduler's engine default, on for vllm as in vLLM V1"
+        if knob == "async_scheduling":
+            shown = (
+                "none: the engine's default, on for vllm and sarathi without --pp, as in "
+                "vLLM after v0.11"
+            )
         if lists:
             help_text = _KNOB_HELP.get(
                 knob, f"Values of the {knob} knob, comma list (default {shown})."

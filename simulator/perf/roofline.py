@@ -84,11 +84,12 @@ Approximations to know about:
     20-40 % slower. Calibrated tables (issue 4) are meant to remove this.
   * Per-operation latencies stand for launch, ramp and tail effects of small kernels under
     CUDA graphs; they matter only for small batches.
-  * Host overhead is serial with the GPU, as in vLLM v0.11's V1 engine, where async
-    scheduling is off unless asked for. With ``with_async_scheduling`` (``--async-scheduling``;
-    on by default in later vLLM releases, from vLLM PR #27614 of late 2025, whenever no
-    incompatible option is set) the host work of the next step runs while the GPU executes
-    this one, and a step takes ``max(GPU terms, host)`` instead of their sum.
+  * Host overhead is serial with the GPU in the model this module builds, as in vLLM v0.11's
+    V1 engine. ``with_async_scheduling`` (async scheduling, on by default in vLLM after
+    v0.11, from PR #27614 of late 2025, whenever no incompatible option is set, and in a
+    resolved scenario likewise, ``scenario.ASYNC_SCHEDULING_DEFAULT``) runs the host work
+    of the next step while the GPU executes this one: a step takes ``max(GPU terms, host)``
+    instead of their sum.
 
 Default efficiencies (``DEFAULT_EFFICIENCIES``) and where they come from. Figures quoted as
 "AIConfigurator" are NVIDIA AIConfigurator's measurements of vLLM's own kernels in
