@@ -885,3 +885,38 @@ def test_a_stopped_plan_says_nothing_is_kept(monkeypatch, signum, head, status):
     result = invoke("plan", trace, "--slo", "ttft_p99_ms=2000")
     assert result.exit_code == status
     assert result.stderr == f"{head}: plan keeps no results, so the same command starts over\n"
+
+
+class _Verdicts:
+    """A stand-in Simulator whose fleets meet the SLO at the given replica counts only."""
+
+    def __init__(self, meeting):
+        self.meeting = set(meeting)
+        self.probed = []
+
+    def evaluate(self, gpus, tp, rate_scale):
+        from types import SimpleNamespace
+
+        replicas = parse_gpus(gpus)[0] // tp
+        self.probed.append(replicas)
+        return SimpleNamespace(
+            feasible=True,
+            capacity_rejections=0,
+            meets=replicas in self.meeting,
+            bound_values_ms={},
+            replicas=replicas,
+        )
+
+
+def test_the_bisection_tries_the_counts_it_skipped_where_p99_is_not_monotone():
+    """A QA pass: 10 replicas met p99 TTFT <= 1,700 ms, 11-13 missed, 14 and up met; the
+    gallop (1, 2, 4, 8 miss; 16 meets) and bisection (12, 14, 13) answered 14 replicas, the
+    brute force 10."""
+    from simulator.sweep.plan import _fewest_replicas
+
+    meeting = {10, *range(14, 33)}
+    sim = _Verdicts(meeting)
+    assert _fewest_replicas(sim, "A100", 2, 32, 1.0, []).replicas == 10
+    assert set(sim.probed) == {1, 2, 4, 8, 16, 12, 14, 13, 9, 10}
+    # Monotone: the answer is the bisection's, after the bracket's other counts miss.
+    assert _fewest_replicas(_Verdicts(range(11, 33)), "A100", 2, 32, 1.0, []).replicas == 11
