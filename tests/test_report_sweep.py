@@ -682,6 +682,16 @@ def test_an_overloaded_row_says_so_in_the_table(sweep_dir):
     sweep.rows[0]["backlog_at_last_arrival"] = 367
     html = _scenario_table(sweep, None)
     assert html.count("overloaded: 367 requests had not started when the last arrived") == 1
+    # Its SLO cell says so, not "met" (a QA pass), where the row was judged.
+    assert sweep.rows[0]["slo_met"] is not None
+    assert '<span class="badge bad">overloaded</span>' in html
+    # The heat map counts it as meeting nothing, as plan and the answer judge it.
+    from simulator.report.sweep_page import _heatmap_value
+
+    assert _heatmap_value(sweep.rows[0], sweep.columns) == 0.0
+    assert _heatmap_value(sweep.rows[1], sweep.columns) == _heatmap_value(
+        sweep.rows[1], [c for c in sweep.columns if c != "backlog"]
+    )
     assert "overloaded" not in _scenario_table(
         dataclasses.replace(sweep, rows=sweep.rows[1:]), None
     )

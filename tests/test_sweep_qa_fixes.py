@@ -398,6 +398,20 @@ def test_a_fleet_rejecting_requests_its_context_admits_is_not_the_sweep_answer(t
     assert invoke("report", out, "--no-png").exit_code == 0
     page = (out / "report.html").read_text()
     assert "2 requests rejected that the model&#x27;s context admits" in page
+    show = invoke("sweep", "show", out).stdout
+    assert "1xL4    rejects" in show and "\nrejects: a replica rejects requests" in show
+
+
+def test_sweep_show_names_an_overloaded_row_in_its_status():
+    """A QA pass: `sweep show` said "ok ... slo_met yes" of a fleet whose queue outgrew the
+    trace, which plan and the sweep page's answer drop."""
+    from simulator.cli.sweep import _status
+
+    row = {"status": "ok", "backlog": "overloaded", "num_rejected_capacity": 0}
+    assert _status(row) == "overloaded"
+    assert _status(row | {"backlog": "burst"}) == "ok"
+    assert _status(row | {"num_rejected_capacity": 3}) == "rejects"
+    assert _status({"status": "infeasible", "backlog": None}) == "infeasible"
 
 
 def test_a_sweep_over_one_knob_at_one_gpu_count_charts_p99_along_that_knob(tmp_path, trace):

@@ -422,10 +422,14 @@ def _print_rows(rows: list[dict[str, Any]], seed_spread: bool) -> None:
         metrics = [m for m in SHOW_METRICS if m != "slo_met" or any(r["slo"] for r in rows)]
     headers = [*varying, "status", *metrics]
     body = [
-        [_knob_cell(r.get(c), c) for c in varying] + [r["status"]] + [_cell(r[m]) for m in metrics]
+        [_knob_cell(r.get(c), c) for c in varying] + [_status(r)] + [_cell(r[m]) for m in metrics]
         for r in rows
     ]
     print_table(headers, body, numeric_from=len(varying) + 1)
+    marked = {_status(r) for r in rows} - {"ok", "infeasible"}
+    for word, meaning in _STATUS_WORDS.items():
+        if word in marked:
+            sys.stdout.write(f"{word}: {meaning}\n")
     infeasible = [r for r in rows if r["status"] != "ok"]
     for r in infeasible[:5]:
         sys.stdout.write(f"infeasible {', '.join(f'{k}={r[k]}' for k in varying)}: {r['reason']}\n")
@@ -440,6 +444,28 @@ def _print_rows(rows: list[dict[str, Any]], seed_spread: bool) -> None:
         sys.stdout.write(f"no request completed {where}: {r['reason']}\n")
     if len(empty) > 5:
         sys.stdout.write(f"... and {len(empty) - 5} more with no request completed (see --json)\n")
+
+
+#: ``sweep show``'s status words for rows that ran but meet no SLO, as ``plan`` judges
+#: them (a QA pass: "ok ... slo_met yes" for a fleet plan drops), and what each means.
+_STATUS_WORDS = {
+    "overloaded": "the queue grew through the trace (requests not started at the last "
+    "arrival), so its latencies grow with the trace's length; it meets no SLO, as plan judges",
+    "rejects": "a replica rejects requests the model's context admits (its KV cache holds "
+    "less); it meets no SLO, as plan judges",
+}
+
+
+def _status(row: dict[str, Any]) -> str:
+    """A row's status cell: ``overloaded`` or ``rejects`` for one that ran but meets no SLO
+    whatever its slo_met (``_STATUS_WORDS``), else its stored status."""
+    if row["status"] != "ok":
+        return row["status"]
+    if row.get("num_rejected_capacity"):
+        return "rejects"
+    if row.get("backlog") == "overloaded":
+        return "overloaded"
+    return "ok"
 
 
 def _missing_line(directory: Path, planned: Planned, running: bool) -> str:

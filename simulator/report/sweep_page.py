@@ -691,7 +691,11 @@ def _cost_front(
     return figure
 
 
-def _heatmap_value(row: dict[str, Any]) -> float:
+def _heatmap_value(row: dict[str, Any], columns: list[str]) -> float:
+    if _backlog(row, columns) == "overloaded":
+        # Its queue outgrows the trace: a longer one would miss more, and plan and the
+        # answer never take it (a QA pass: shown at 100 % beside the starred fleet).
+        return 0.0
     for name in ATTAINMENT_COLUMNS:
         value = _number(row.get(name))
         if math.isfinite(value):
@@ -755,7 +759,7 @@ def _heatmap(
     x_name, y_name = axes
     cells: dict[tuple[str, str], list[float]] = {}
     for row in sweep.rows:
-        value = _heatmap_value(row)
+        value = _heatmap_value(row, sweep.columns)
         if math.isfinite(value):
             cells.setdefault((str(row.get(x_name)), str(row.get(y_name))), []).append(value)
     if not cells:
@@ -789,7 +793,7 @@ def _heatmap(
             else "Share of the scenarios in each cell that meet every SLO bound (slo_met)"
         )
         + _mixed_note(sweep, knobs, (x_name, y_name))
-        + "; infeasible scenarios count as 0; grey: no scenario.",
+        + "; infeasible and overloaded scenarios count as 0; grey: no scenario.",
     }
 
 
@@ -873,9 +877,13 @@ def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
                 )
             )
         met = row.get("slo_met")
-        # A fleet rejecting requests its context admits meets no SLO, whatever the
-        # percentiles of those it completed (as ``plan`` judges).
-        word = "rejects" if _capped(row) else "met" if met else "missed"
+        # A fleet rejecting requests its context admits, or whose queue outgrows the trace,
+        # meets no SLO, whatever the percentiles of what it completed (as ``plan`` judges).
+        word = "met" if met else "missed"
+        if _backlog(row, sweep.columns) == "overloaded":
+            word = "overloaded"
+        if _capped(row):
+            word = "rejects"
         badge = "" if word == "met" else "bad"
         cells.append(
             f'<td><span class="badge {badge}">{word}</span></td>'
