@@ -209,7 +209,7 @@ def test_plan_json_shape(trace_file):
     payload = json.loads(result.stdout)
     assert list(payload) == [
         "answer", "runners_up", "no_fleet", "no_fleet_nearest", "scenarios_simulated",
-        "assumed", "trace_sha256", "slo",
+        "assumed", "trace_sha256", "slo", "prices_usd_per_hour",
     ]  # fmt: skip
     # What every fleet was simulated with (a planner must know what it assumed, e.g. async
     # scheduling left to the engine): every deployment knob but those the plan chooses.
@@ -268,6 +268,7 @@ def test_plan_human_output_and_no_answer(trace_file):
         "assumed",
         "trace_sha256",
         "slo",
+        "prices_usd_per_hour",
     }
 
 

@@ -446,3 +446,36 @@ def test_report_on_a_store_that_lost_its_sweep_json_says_it_is_unchecked(tmp_pat
     assert f"note: {out}: a sweep store's rows without its sweep.json: drawn from the " in (
         result.stderr
     )
+
+
+def test_the_sweep_page_costs_rows_at_the_prices_plan_json_used(tmp_path, trace):
+    """A QA pass: a plan priced with --price H100=10 was starred beside rows costing H100s
+    at the catalog's $2.99, with nothing on the page about other prices; and a plan.json
+    left empty by a `plan --json > plan.json` that did not finish kept the page from being
+    drawn."""
+    from simulator.report.sweep_page import load_sweep
+
+    slo = "ttft_p99_ms=5000"
+    args = ["--slo", slo, "--gpu-types", "A100,H100", "--price", "H100-SXM=10", "--json"]
+    plan = invoke("plan", trace, *args)
+    assert plan.exit_code == 0, plan.stderr
+    payload = json.loads(plan.stdout)
+    assert payload["prices_usd_per_hour"] == {"A100-80GB-SXM": 1.79, "H100-SXM": 10.0}
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xA100,2xH100", "--slo", slo, "--out", out]
+    assert invoke(*args, "--workers", 1).exit_code == 0
+    (out / "plan.json").write_text(plan.stdout)
+    sweep = load_sweep(out)
+    costs = {row["gpus"]: row["cost_per_hour_usd"] for row in sweep.rows}
+    assert costs == {"1xA100": 1.79, "2xH100": 20.0}
+    assert sweep.notes == [
+        f"{out / 'plan.json'}: the plan priced H100-SXM at $10.00/GPU-hour (--price); the "
+        "page costs those rows alike"
+    ]
+    result = invoke("report", out, "--no-png")
+    assert result.exit_code == 0 and "the plan priced H100-SXM at $10.00" in result.stderr
+    assert "as plan.json&#x27;s --price: H100-SXM $10.00" in (out / "report.html").read_text()
+    (out / "plan.json").write_text("")
+    result = invoke("report", out, "--no-png")
+    assert result.exit_code == 0, result.stderr
+    assert f"note: {out / 'plan.json'}: empty (a `simreplay plan --json > " in result.stderr

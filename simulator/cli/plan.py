@@ -346,6 +346,10 @@ def plan(
     # from the sweep's (a QA pass: one was ringed as the sweep's answer without a word).
     payload["trace_sha256"] = file_sha256(trace)
     payload["slo"] = {key: bound_ms for key, (_, _, bound_ms) in bounds.items()}
+    # The $/GPU-hour each type was costed at (--price, else the catalog): `report` costs a
+    # sweep's rows of those types alike (a QA pass: the page put a plan priced with
+    # --price H100=10 beside rows at the catalog's $2.99).
+    payload["prices_usd_per_hour"] = {name: sim.price(name) for name in sorted(searched)}
     if json_output:
         print_json(payload)
     else:

@@ -101,6 +101,7 @@ def write_sweep_report(
     sweep = load_sweep(directory, slo)
     figures = sweep_figures(sweep, heatmap_axes)
     files = _write(directory, render_sweep_page(sweep, figures), figures, pngs)
+    files.notes.extend(sweep.notes)
     partial = partial_note(sweep)
     if partial is not None:
         files.notes.append(partial)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,11 @@ class SweepRows:
     num_planned: int | None = None
     num_planned_stored: int | None = None
     unchecked_store: bool = False
+    #: Lines for stderr about what the page left out or changed (``report`` prints them).
+    notes: list[str] = field(default_factory=list)
+    #: GPU type -> $/GPU-hour from ``plan.json`` the rows' costs were set from, where the
+    #: plan priced a type otherwise than the rows (``--price``); empty otherwise.
+    plan_prices: dict[str, float] = field(default_factory=dict)
 
     @property
     def num_missing(self) -> int:
@@ -246,9 +251,18 @@ def load_sweep(directory: Path, slo: dict[str, tuple[str, int, float]] | None = 
     if slo is None and len(stored) == 1:
         slo = parse_slo(stored.pop())
     bounds = {metric: (p, bound) for _, (metric, p, bound) in (slo or {}).items()}
+    notes: list[str] = []
     sweep = SweepRows(
-        directory, rows, columns, bounds, _read_plan(directory), rejudged, _still_writing(directory)
+        directory,
+        rows,
+        columns,
+        bounds,
+        _read_plan(directory, notes),
+        rejudged,
+        _still_writing(directory),
+        notes=notes,
     )
+    _price_as_the_plan(sweep)
     sweep.unchecked_store = not (directory / STORE_MANIFEST).is_file() and {
         "scenario_key",
         "simreplay_build",
@@ -310,12 +324,21 @@ def _normalise(row: dict[str, Any], path: Path) -> dict[str, Any]:
     return row
 
 
-def _read_plan(directory: Path) -> dict[str, Any] | None:
+def _read_plan(directory: Path, notes: list[str]) -> dict[str, Any] | None:
     path = directory / PLAN_FILE
     if not path.is_file():
         return None
     try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            # `plan --json > DIR/plan.json` empties the file before the plan runs: a plan
+            # stopped or failed leaves it so (a QA pass: the page could not be drawn).
+            notes.append(
+                f"{path}: empty (a `simreplay plan --json > {path}` that did not finish?): "
+                "no plan answer drawn; run the plan again to write it"
+            )
+            return None
+        plan = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SimreplayError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(plan, dict) or "answer" not in plan:
@@ -330,12 +353,53 @@ def _read_plan(directory: Path) -> dict[str, Any] | None:
         raise SimreplayError(f"{path}: assumed must be an object (knob -> value)")
     # The knobs the plan fixed besides the fleet: the answer holds for them only; and the
     # trace and SLO it was searched for (plans written before they were recorded: None).
+    prices = plan.get("prices_usd_per_hour")
+    valid = isinstance(prices, dict) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        for v in prices.values()
+    )
+    if prices is not None and not valid:
+        raise SimreplayError(
+            f"{path}: prices_usd_per_hour must map GPU types to positive $/GPU-hour"
+        )
     return {
         **answer,
         "assumed": assumed or {},
         "plan_trace_sha256": plan.get("trace_sha256"),
         "plan_slo": plan.get("slo"),
+        "plan_prices": prices or {},
     }
+
+
+def _price_as_the_plan(sweep: SweepRows) -> None:
+    """Cost the rows of each GPU type ``plan.json`` priced otherwise (``plan --price``) at
+    the plan's price, and say so, so the answer and the rows are compared alike."""
+    prices = (sweep.answer or {}).get("plan_prices") or {}
+    if not prices:
+        return
+    from simulator.hardware import get_gpu
+
+    used: dict[str, float] = {}
+    for row in sweep.rows:
+        try:
+            name = get_gpu(row["gpu"]).name
+        except SimreplayError:
+            name = row["gpu"]
+        price = prices.get(name)
+        cost = _number(row.get("cost_per_hour_usd"))
+        if price is None or not math.isfinite(cost):
+            continue
+        repriced = round(row["num_gpus"] * float(price), 6)
+        if abs(repriced - cost) > 1e-6:
+            row["cost_per_hour_usd"] = repriced
+            used[name] = float(price)
+    if used:
+        sweep.plan_prices = used
+        sweep.notes.append(
+            f"{sweep.directory / PLAN_FILE}: the plan priced "
+            + ", ".join(f"{name} at ${price:,.2f}/GPU-hour" for name, price in sorted(used.items()))
+            + " (--price); the page costs those rows alike"
+        )
 
 
 def _number(value: Any) -> float:
@@ -991,6 +1055,9 @@ def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
     partial = partial_note(sweep)
     if partial is not None:
         facts.append(("Store", f'<span class="badge warn">{esc(partial)}</span>'))
+    if sweep.plan_prices:
+        priced = ", ".join(f"{n} ${p:,.2f}" for n, p in sorted(sweep.plan_prices.items()))
+        facts.append(("Prices", esc(f"per GPU-hour, as plan.json's --price: {priced}")))
     if answer is not None:
         cost = _number(answer.get("cost_per_hour_usd"))
         # The knobs that vary say which scenario it is (e.g. which model met the SLO); not

@@ -179,7 +179,8 @@ class Simulator:
             num_gpus=num_gpus,
             tp=tp,
             rate_scale=float(rate_scale),
-            cost_per_hour_usd=num_gpus * self.price(gpu.name),
+            # To a millionth of a dollar: 40 x 2.99 read 119.60000000000001 (a QA pass).
+            cost_per_hour_usd=round(num_gpus * self.price(gpu.name), 6),
             feasible=True,
         )
         table = self._table(float(rate_scale))
