@@ -619,3 +619,32 @@ def test_start_times_at_rate_inf_under_a_limit_that_never_bound_are_replayed_as_
     failing = result | {"max_concurrency": 3, "errors": ["boom", "boom"] + [""] * 18}
     notes = _notes(_validate_result(tmp_path / "failing.json", failing))
     assert any(n.startswith("start_times not replayed") for n in notes), notes
+
+
+def test_ttfts_in_milliseconds_beside_seconds_are_refused_without_a_duration(tmp_path):
+    """A QA pass: a per-request table whose TTFTs were in ms and everything else in s (no
+    duration to check them against) compared -100.0 %, and --fit wrote an API-server
+    latency of 41 s."""
+    rows = [
+        ROW
+        | {
+            "arrival_time_s": 2.0 * k,
+            "output_tokens": 2000,
+            "ttft_s": 30.0 + k % 7,  # milliseconds
+            "e2e_s": 60.0 + 0.01 * k,
+        }
+        for k in range(40)
+    ]
+    path = _write_lines(tmp_path / "b.jsonl", rows)
+    line = _one_error_line(_validate(path, "--tp", "1"))
+    assert line.startswith("error: b.jsonl: measured TTFT p50 33,000.0 ms is ")
+    assert line.endswith(
+        "are the TTFTs in milliseconds (they need seconds), or the first-token times on "
+        "another clock than the arrivals? nothing was compared"
+    )
+    out = tmp_path / "mine.json"
+    _one_error_line(_validate(path, "--tp", "1", "--fit", "-o", out))
+    assert not out.exists()
+    # The same requests in seconds are compared.
+    seconds = [row | {"ttft_s": row["ttft_s"] / 1000} for row in rows]
+    assert _validate(_write_lines(tmp_path / "s.jsonl", seconds)).exit_code == 0

@@ -2000,9 +2000,35 @@ def check_tpot_ratio(report: dict[str, Any], *, fitting: bool, file_name: str = 
         raise SimreplayError(
             f"--fit: {what}, more than any host overhead explains: {hint}; nothing was written"
         )
+    _check_ttft_unit(report, file_name, ratio)
     if ratio > MAX_TPOT_RATIO / 2:
         return f"{what}: {hint}"
     return None
+
+
+#: ``check_tpot_ratio`` also refuses a validation whose measured TTFT (median) is more than
+#: this many times the simulated and above ``UNIT_TTFT_MIN_S``: with TPOTs within 100x
+#: (checked first), no queue the replay of the same sends misses is that long; TTFTs in
+#: milliseconds read as seconds are ~1,000 times (a QA pass: a CSV of TTFTs in ms, without
+#: a duration to check them against, compared -100.0 % and --fit wrote an API-server
+#: latency of 41 s).
+UNIT_TTFT_RATIO = 100.0
+UNIT_TTFT_MIN_S = 1.0
+
+
+def _check_ttft_unit(report: dict[str, Any], file_name: str, tpot_ratio: float) -> None:
+    measured = (report.get("measured") or {}).get("ttft", {}).get("p50")
+    predicted = (report.get("predicted") or {}).get("ttft", {}).get("p50")
+    if not measured or not predicted or predicted <= 0:
+        return
+    if measured > UNIT_TTFT_RATIO * predicted and measured > UNIT_TTFT_MIN_S * 1e3:
+        raise SimreplayError(
+            (f"{file_name}: " if file_name else "")
+            + f"measured TTFT p50 {measured:,.1f} ms is {measured / predicted:,.0f} times the "
+            f"simulated {predicted:,.2f} ms, where TPOT p50 is {tpot_ratio:,.1f} times: are "
+            "the TTFTs in milliseconds (they need seconds), or the first-token times on "
+            "another clock than the arrivals? nothing was compared"
+        )
 
 
 def fit_api_server_latency(
