@@ -648,3 +648,40 @@ def test_ttfts_in_milliseconds_beside_seconds_are_refused_without_a_duration(tmp
     # The same requests in seconds are compared.
     seconds = [row | {"ttft_s": row["ttft_s"] / 1000} for row in rows]
     assert _validate(_write_lines(tmp_path / "s.jsonl", seconds)).exit_code == 0
+
+
+def test_fit_refuses_a_benchmark_of_another_catalog_model_and_records_the_model_id(tmp_path):
+    """A QA pass: a benchmark whose model_id is Qwen/Qwen2.5-7B-Instruct was fitted as
+    llama-3.1-8b with only a note, and the profile kept neither the model_id nor the note."""
+    from simulator.calibration.profile import load_profile
+
+    count = 30
+    result = _vllm_result(
+        model_id="Qwen/Qwen2.5-7B-Instruct",
+        request_rate="inf",
+        max_concurrency=1,
+        input_lens=[300 + k for k in range(count)],
+        output_lens=[50] * count,
+        ttfts=[0.03 + 1e-4 * k for k in range(count)],
+        latencies=[0.03 + 0.007 * 49 + 1e-4 * k for k in range(count)],
+        errors=[""] * count,
+    )
+    del result["start_times"]
+    path = tmp_path / "qwen.json"
+    path.write_text(json.dumps(result))
+    out = tmp_path / "fit.json"
+    refused = _validate(path, "--tp", "1", "--fit", "-o", out)
+    assert refused.exit_code == 1 and "Traceback" not in refused.stderr
+    # After the reading's own notes (here: how the sends are replayed).
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: --fit: the benchmark served 'Qwen/Qwen2.5-7B-Instruct' (its model_id), the "
+        "catalog's qwen2.5-7b, not --model llama-3.1-8b: give --model qwen2.5-7b to fit to "
+        "it; nothing was written"
+    )
+    assert not out.exists()
+    assert "does not look like --model llama-3.1-8b" in "".join(_notes(_validate(path)))
+    run = _validate(path, "--model", "qwen2.5-7b", "--fit", "-o", out)
+    assert run.exit_code == 0, run.stderr
+    provenance = load_profile(out).provenance
+    assert provenance["benchmark_model_id"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert provenance["notes"] == json.loads(run.stdout)["validation"]["notes"]

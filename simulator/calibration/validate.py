@@ -1541,8 +1541,13 @@ def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
     }
 
 
-def model_mismatch(bench: Benchmark, model: str, resolved: ResolvedScenario) -> str | None:
-    """A note when the benchmark's ``model_id`` clearly names another model than ``--model``.
+def model_mismatch(
+    bench: Benchmark, model: str, resolved: ResolvedScenario, *, fitting: bool = False
+) -> str | None:
+    """A note when the benchmark's ``model_id`` clearly names another model than ``--model``;
+    with ``fitting``, a ``model_id`` the catalog knows as another model is refused
+    (``SimreplayError``): host constants fitted to another model's benchmark are wrong for
+    this one (a QA pass: a Qwen2.5-7B benchmark fitted as llama-3.1-8b, with a note).
 
     The ``model_id`` is looked up in the catalog as ``--model`` would be (Hugging Face
     organisation and ``-Instruct`` suffixes do not matter); one the catalog does not know
@@ -1571,6 +1576,12 @@ def model_mismatch(bench: Benchmark, model: str, resolved: ResolvedScenario) -> 
         differs = compact(resolved.model.name) not in compact(bench.model_id)
     if not differs:
         return _precision_mismatch(bench.model_id, resolved)
+    if fitting and named is not None:
+        raise SimreplayError(
+            f"--fit: the benchmark served {bench.model_id!r} (its model_id), the catalog's "
+            f"{named}, not --model {resolved.model.name}: give --model {named} to fit to "
+            "it; nothing was written"
+        )
     return (
         f"the benchmark served {bench.model_id!r} (its model_id), which does not look like "
         f"--model {resolved.model.name}: the simulated model may not be the one benchmarked"
@@ -2127,6 +2138,7 @@ def fitted_profile(
     host: dict[str, float],
     report: dict[str, Any],
     before: dict[str, Any],
+    model_id: str | None = None,
 ) -> Profile:
     """The profile ``--fit`` writes: the base grids plus the fitted host constants."""
     from simulator import __version__
@@ -2138,6 +2150,10 @@ def fitted_profile(
         "base_source": None if base is None else base.provenance.get("source"),
         "engine": None if base is None else base.provenance.get("engine"),
         "model": resolved.model.name,
+        # The model the benchmark names (a vLLM result's model_id), and what was noted of
+        # the replay: a reader of the profile sees what it was fitted to.
+        "benchmark_model_id": model_id,
+        "notes": list(report.get("notes", [])),
         "tp": resolved.tp,
         # Host constants fitted with the server's host work overlapping its GPU's are not
         # the ones a serial step adds: a run says so when its mode differs.

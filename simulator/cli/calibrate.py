@@ -840,7 +840,7 @@ def validate(
         # Another GPU's profile is never replaced, as `fit` refuses it (a QA pass: an H100
         # fit over a100-80gb-sxm.json, which every later A100 run then used).
         _refuse_replacing_another_file(out, target, fitted_profile_gpu(resolved))
-    mismatch = model_mismatch(data, model, resolved)
+    mismatch = model_mismatch(data, model, resolved, fitting=fit_host)
     if mismatch is not None:
         resolved = dataclasses.replace(resolved, notes=(*resolved.notes, mismatch))
     for message in resolved.notes:
@@ -858,7 +858,7 @@ def validate(
         # The host fit's own notes (an implausible overhead) stay in the final report.
         later = fitted.get("notes", [])
         fitted["notes"] = [*later, *(n for n in host_fit.get("notes", []) if n not in later)]
-        profile = fitted_profile(resolved, base, host, fitted, report)
+        profile = fitted_profile(resolved, base, host, fitted, report, data.model_id)
         profile.provenance["api_server_latency_ms_fitted"] = latency_ms
         # The search's in-memory profile has no name of its own: say what it is.
         fitted["step_times"] = (
