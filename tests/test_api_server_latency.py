@@ -240,3 +240,43 @@ def test_fit_says_when_the_latency_it_finds_is_past_what_the_flag_takes(tmp_path
         "note: measured TTFT exceeds the engine's by 70,000 ms (median), more than the "
         "60,000 ms --api-server-latency-ms takes" in result.stderr
     )
+
+
+def test_a_run_with_a_fitted_profile_notes_another_api_server_latency(tmp_path):
+    """A QA pass: `validate --fit` printed a fitted API-server latency of 25.1 ms, and the
+    documented next step, `run --calibration mine.json`, used the default 8 ms silently."""
+    table = synthesize(
+        arrival_process("poisson", 1.0),
+        num_requests=40,
+        input_lengths=parse_length_distribution("lognormal:mean=500,cv=0.5,max=2000"),
+        output_lengths=parse_length_distribution("lognormal:mean=60,cv=0.5,max=200"),
+        seed=3,
+    )
+    requests = simulate(table, Scenario(gpus="1xH100", api_server_latency_ms=30.0)).requests
+    r = requests.to_pydict()
+    bench = tmp_path / "b.csv"
+    lines = ["arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s"]
+    for row in zip(
+        *(r[k] for k in ("arrival_time_s", "input_tokens", "output_tokens")), strict=True
+    ):
+        k = len(lines) - 1
+        lines.append(f"{row[0]!r},{row[1]},{row[2]},{r['ttft_s'][k]!r},{r['e2e_s'][k]!r}")
+    bench.write_text("\n".join(lines) + "\n")
+    profile = tmp_path / "mine.json"
+    args = ["calibrate", "validate", str(bench), "--gpus", "1xH100", "--model", "llama-3.1-8b"]
+    fit = runner.invoke(app, [*args, "--fit", "-o", str(profile), "--json"])
+    assert fit.exit_code == 0, fit.stderr
+    fitted_ms = json.loads(fit.stdout)["fit"]["api_server_latency_ms"]
+    assert fitted_ms == pytest.approx(30.0, abs=1.0)
+    trace = tmp_path / "t.parquet"
+    pq.write_table(table, trace)
+    run = ["run", str(trace), "--gpus", "1xH100", "--calibration", str(profile)]
+    default = runner.invoke(app, run)
+    assert default.exit_code == 0, default.stderr
+    assert (
+        f"note: the profile's benchmark was fitted with an API-server latency of {fitted_ms:g} "
+        f"ms (provenance.api_server_latency_ms_fitted); this run uses 8 ms: give "
+        f"--api-server-latency-ms {fitted_ms:g} to count TTFT and E2E"
+    ) in default.stderr
+    same = runner.invoke(app, [*run, "--api-server-latency-ms", f"{fitted_ms:g}"])
+    assert same.exit_code == 0 and "API-server latency of" not in same.stderr

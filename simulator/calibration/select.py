@@ -261,7 +261,7 @@ def step_model_for(
             source += _BORROWED  # filled in once the step model says which grids it reads
     else:  # host constants alone (``validate --fit`` on a GPU nothing was measured like)
         source = UNCALIBRATED
-    host_async = None
+    host_async = fitted_latency_ms = None
     if v0_host:
         record = host_owner.provenance.get("host_vllm_v0") or {}
         engine = record.get("engine") or "vLLM V0"
@@ -269,6 +269,7 @@ def step_model_for(
     elif host:
         source += f"; host overheads from {_label(host_owner)}"
         host_async = host_owner.provenance.get("async_scheduling")
+        fitted_latency_ms = host_owner.provenance.get("api_server_latency_ms_fitted")
         benchmark_gpu = host_owner.provenance.get("benchmark_gpu")
         if benchmark_gpu is not None:  # ``validate --fit`` on a GPU its grids' relative
             source += f" (fitted to a benchmark on {benchmark_gpu})"
@@ -346,6 +347,9 @@ def step_model_for(
     if isinstance(host_async, bool):
         # ``validate --fit`` records how the benchmark's server counted host time.
         info["host_fitted_with_async_scheduling"] = host_async
+    if isinstance(fitted_latency_ms, int | float) and not isinstance(fitted_latency_ms, bool):
+        # ... and the API-server latency fitted with it (a run says when it uses another).
+        info["api_server_latency_ms_fitted"] = fitted_latency_ms
     if not own:
         # How well a measured GPU is predicted from its relative: the best available
         # estimate of this fallback's error.
