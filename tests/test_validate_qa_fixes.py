@@ -685,3 +685,33 @@ def test_fit_refuses_a_benchmark_of_another_catalog_model_and_records_the_model_
     provenance = load_profile(out).provenance
     assert provenance["benchmark_model_id"] == "Qwen/Qwen2.5-7B-Instruct"
     assert provenance["notes"] == json.loads(run.stdout)["validation"]["notes"]
+
+
+@pytest.mark.parametrize(
+    ("field", "k", "value", "message"),
+    [
+        (
+            "output_lens",
+            1,
+            -3,
+            "request 2: output_lens must be a whole number of tokens >= 0, got -3",
+        ),
+        (
+            "output_lens",
+            1,
+            2.5,
+            "request 2: output_lens must be a whole number of tokens >= 0, got 2.5",
+        ),
+        ("itls", 1, 0.01, "request 2: itls must be a list of seconds, got 0.01"),
+    ],
+)
+def test_a_bad_output_count_or_itls_entry_is_named_beside_latencies(
+    tmp_path, field, k, value, message
+):
+    """A QA pass: output_lens -3 was dropped as "more itls gaps than output_lens tokens",
+    and an itls entry 0.01 taken without a word where latencies were given."""
+    result = _vllm_result(itls=[[0.1, 0.1], [0.1]])
+    result[field][k] = value
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    assert _one_error_line(_validate(path)) == f"error: r.json: {message}"

@@ -489,6 +489,26 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
     errors = data.get("errors") or [""] * count
     ok = np.array([not _failed(e) for e in errors], dtype=bool)
     output_lens = _numbers(path, "output_lens", data["output_lens"])
+    known = ok & ~np.isnan(output_lens)
+    bad = known & ((output_lens < 0) | (output_lens != np.floor(output_lens)))
+    if bad.any():
+        # Before the itls count is checked against it (a QA pass: -3 was dropped as "more
+        # itls gaps than output_lens tokens").
+        k = int(np.argmax(bad))
+        raise SimreplayError(
+            f"{path.name}: request {k + 1}: output_lens must be a whole number of tokens >= 0, "
+            f"got {_time_text(output_lens[k], '')}"
+        )
+    itls = data.get("itls")
+    if isinstance(itls, list):
+        # Each a list, the replay reads them or not (a QA pass: 0.01 for one was taken
+        # without a word beside latencies, and refused without them).
+        for k, gaps in enumerate(itls):
+            if ok[k] and not isinstance(gaps, list):
+                raise SimreplayError(
+                    f"{path.name}: request {k + 1}: itls must be a list of seconds, got "
+                    f"{gaps!r:.60}"
+                )
     # vLLM's bench serve (v0.6 benchmark_serving.py to v0.11+) writes 0 output tokens for
     # every failed request, whose error text is the HTTP reason and may be empty.
     silent = ok & (output_lens == 0)
