@@ -715,3 +715,46 @@ def test_a_bad_output_count_or_itls_entry_is_named_beside_latencies(
     path = tmp_path / "r.json"
     path.write_text(json.dumps(result))
     assert _one_error_line(_validate(path)) == f"error: r.json: {message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            json.dumps([{"benchmark": {"name": "vLLM"}, "model": {}, "metric": {"name": "x"}}]),
+            "vLLM's PyTorch benchmark-format summary (its .pytorch.json sidecar), which holds "
+            "no per-request times",
+        ),
+        (
+            json.dumps([{"id": "a", "conversations": [{"from": "human", "value": "hi"}]}]),
+            "a dataset of conversations (ShareGPT-style), not a benchmark result",
+        ),
+        (
+            json.dumps({"elapsed_time": 9.5, "num_requests": 10, "requests_per_second": 1.05}),
+            "an offline throughput benchmark (vllm bench throughput), not a serving benchmark",
+        ),
+        (
+            json.dumps({"avg_latency": 1.0, "latencies": [1.0], "percentiles": {"50": 1.0}}),
+            "an offline latency benchmark (vllm bench latency), not a serving benchmark",
+        ),
+        ("null", "a JSON null, not a benchmark"),
+        ("42", "a JSON number, not a benchmark"),
+    ],
+)
+def test_json_that_is_no_serving_benchmark_says_what_it_is(tmp_path, text, message):
+    """A QA pass: a .pytorch.json sidecar and a ShareGPT dataset were told to convert with
+    jq (which only led to "missing columns"), offline benchmarks read as one request with
+    missing columns, and null or 42 as "no requests"."""
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    assert _one_error_line(_validate(path)).startswith(f"error: r.json: {message}")
+
+
+def test_a_gzipped_benchmark_is_named_as_such(tmp_path):
+    import gzip
+
+    path = tmp_path / "r.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(_vllm_result()).encode()))
+    assert _one_error_line(_validate(path)) == (
+        "error: r.json.gz: gzip-compressed; decompress it first (gunzip -k r.json.gz)"
+    )

@@ -152,6 +152,10 @@ def read_benchmark(path: Path, draw_arrivals_seed: int | None = None) -> Benchma
                 "per-request JSON lines or CSV file (write the table as CSV, e.g. with "
                 "pyarrow.csv.write_csv)"
             ) from None
+        if exc.object[:2] == b"\x1f\x8b":
+            raise SimreplayError(
+                f"{path.name}: gzip-compressed; decompress it first (gunzip -k {path.name})"
+            ) from None
         if exc.object[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             raise SimreplayError(
                 f"{path.name}: UTF-16 text (it starts with a UTF-16 byte-order mark, as files "
@@ -183,6 +187,12 @@ def read_benchmark(path: Path, draw_arrivals_seed: int | None = None) -> Benchma
             document_error = exc
         if isinstance(data, dict) and "input_lens" in data:
             return _from_vllm(path, data, draw_arrivals_seed)
+        offline = _offline_benchmark(data)
+        if offline is not None:
+            raise SimreplayError(
+                f"{path.name}: {offline}, not a serving benchmark: validate replays the "
+                "requests of `vllm bench serve --save-result --save-detailed`"
+            )
         if (
             isinstance(data, dict)
             and "arrival_time_s" not in data
@@ -239,6 +249,9 @@ def read_benchmark(path: Path, draw_arrivals_seed: int | None = None) -> Benchma
         return _from_rows(path, rows, "line", line_nos)
     if not stripped:
         raise SimreplayError(f"{path.name}: file is empty")
+    kind = _other_json_document(stripped)
+    if kind is not None:
+        raise SimreplayError(f"{path.name}: {kind}")
     if stripped.startswith("["):  # else read as a CSV whose header is the whole array
         target = f"{path.stem}.jsonl" if path.suffix != ".jsonl" else f"{path.stem}-lines.jsonl"
         raise SimreplayError(
@@ -338,6 +351,57 @@ def _in_flight_at_sends(send_s: np.ndarray, latency_s: np.ndarray) -> np.ndarray
     ends = np.sort(send_s + np.nan_to_num(latency_s, nan=0.0))
     sent = np.searchsorted(sends, sends, side="right")
     return sent - np.searchsorted(ends, sends, side="right")
+
+
+def _offline_benchmark(data: object) -> str | None:
+    """What an offline vLLM benchmark's JSON is (``vllm bench throughput`` or ``latency``:
+    totals, no requests to replay), else None (a QA pass: read as one request, "missing
+    column(s) arrival_time_s, ...")."""
+    if not isinstance(data, dict):
+        return None
+    if "elapsed_time" in data and "requests_per_second" in data:
+        return "an offline throughput benchmark (vllm bench throughput)"
+    if "avg_latency" in data and "percentiles" in data:
+        return "an offline latency benchmark (vllm bench latency)"
+    return None
+
+
+def _other_json_document(text: str) -> str | None:
+    """Why a JSON document that is no benchmark and no table cannot be validated (a
+    dataset, vLLM's PyTorch-format sidecar, a bare value), else None."""
+    if not text.startswith(("[", "null", "true", "false", "-", *"0123456789", '"')):
+        return None
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(data, list):
+        what = (
+            "null"
+            if data is None
+            else "true or false"
+            if isinstance(data, bool)
+            else "string"
+            if isinstance(data, str)
+            else "number"
+        )
+        return (
+            f"a JSON {what}, not a benchmark: expected a vLLM bench serve result (a JSON "
+            "object) or a per-request table"
+        )
+    first = data[0] if data else None
+    if isinstance(first, dict) and {"benchmark", "metric"} <= first.keys():
+        return (
+            "vLLM's PyTorch benchmark-format summary (its .pytorch.json sidecar), which holds "
+            "no per-request times: give the result JSON `vllm bench serve --save-result "
+            "--save-detailed` wrote beside it"
+        )
+    if isinstance(first, dict) and ("conversations" in first or "conversation" in first):
+        return (
+            "a dataset of conversations (ShareGPT-style), not a benchmark result: serve it "
+            "with `vllm bench serve --save-result --save-detailed` and validate that result"
+        )
+    return None
 
 
 #: Most a vLLM result's ``latencies`` entry may fall short of its ``ttfts`` entry plus the sum
