@@ -488,7 +488,7 @@ def test_fit_names_the_one_request_of_one_output_token_in_the_singular(tmp_path)
     result = _invoke(*args, "-o", tmp_path / "p.json")
     assert result.exit_code == 0, result.stderr
     assert (
-        "note: --fit matches TPOT, which 1 request with 1 output token do not have: fitted "
+        "note: --fit matches TPOT, which 1 request with 1 output token does not have: fitted "
         "to the other 6 requests"
     ) in result.stderr
 

@@ -1244,7 +1244,7 @@ def test_a_vllm_result_without_a_successful_request_says_how_they_failed(
     [
         (
             '"output_tokens": true, "ttft_s": 0.1',
-            "line 2: output_tokens must be a number, got True",
+            "line 2: output_tokens must be a number, got true",  # as JSON spells it
         ),
         ('"output_tokens": 3', "line 2: ttft_s must be a number, got no ttft_s key"),
     ],
@@ -1767,7 +1767,7 @@ def test_a_request_rate_that_is_not_a_number_is_named(tmp_path, rate):
         read_benchmark(path)
     assert str(raised.value) == (
         f'b.json: request_rate must be a positive number of requests per second or "inf" '
-        f"(as vLLM's bench serve writes it), got {rate!r}"
+        f"(as vLLM's bench serve writes it), got {'true' if rate is True else repr(rate)}"
     )
 
 

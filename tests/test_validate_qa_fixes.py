@@ -758,3 +758,13 @@ def test_a_gzipped_benchmark_is_named_as_such(tmp_path):
     assert _one_error_line(_validate(path)) == (
         "error: r.json.gz: gzip-compressed; decompress it first (gunzip -k r.json.gz)"
     )
+
+
+def test_a_long_error_text_is_cut_with_its_quote_closed(tmp_path):
+    """A QA pass: the failure note cut the error text mid-word and left its quote open:
+    'aiohttp.client_exceptions.ServerDisconnectedError: Server d)."""
+    rows = _rows()
+    rows[3]["error"] = "aiohttp.client_exceptions.ServerDisconnectedError: Server disconnected"
+    notes = _notes(_validate(_write_lines(tmp_path / "b.jsonl", rows)))
+    text = next(n for n in notes if "line 4:" in n)
+    assert "line 4: 'aiohttp.client_exceptions.ServerDisconnectedError: Server...')" in text

@@ -340,7 +340,7 @@ def _check_duration(path: Path, duration_s: Any) -> None:
         return
     raise SimreplayError(
         f"{path.name}: field duration must be a positive number of seconds (from the first "
-        f"send to the last answer), got {duration_s!r:.40}"
+        f"send to the last answer), got {_shown(duration_s)}"
     )
 
 
@@ -571,7 +571,7 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
             if ok[k] and not isinstance(gaps, list):
                 raise SimreplayError(
                     f"{path.name}: request {k + 1}: itls must be a list of seconds, got "
-                    f"{gaps!r:.60}"
+                    f"{_shown(gaps, 60)}"
                 )
     # vLLM's bench serve (v0.6 benchmark_serving.py to v0.11+) writes 0 output tokens for
     # every failed request, whose error text is the HTTP reason and may be empty.
@@ -613,7 +613,7 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
         if not no_limit and _whole_number(limit) is None:
             raise SimreplayError(
                 f"{path.name}: max_concurrency must be a whole number >= 1, or null, 0 or "
-                f"Infinity (no limit), got {limit!r:.40}"
+                f"Infinity (no limit), got {_shown(limit)}"
             )
         # At request_rate inf vLLM's client yields every request at once and each waits on
         # the semaphore (vllm/benchmarks/serve.py: get_request, limited_request_func), and
@@ -631,7 +631,7 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
         if not (all_at_once or positive):
             raise SimreplayError(
                 f"{path.name}: request_rate must be a positive number of requests per second "
-                f'or "inf" (as vLLM\'s bench serve writes it), got {rate!r:.40}'
+                f'or "inf" (as vLLM\'s bench serve writes it), got {_shown(rate)}'
             )
         closed_loop = _whole_number(limit) is not None
         ramp = data.get("ramp_up_strategy")
@@ -644,7 +644,7 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
             )
         if not all_at_once and draw_arrivals_seed is None:
             raise SimreplayError(
-                f"{path.name}: no start_times (older vLLM), and at request_rate {rate!r:.40} the "
+                f"{path.name}: no start_times (older vLLM), and at request_rate {_shown(rate)} the "
                 "client drew its send times at random (Poisson or gamma gaps), so they cannot "
                 "be matched; re-run with a vLLM that saves start_times, or give "
                 "--draw-arrivals to compare the distributions over send times drawn alike"
@@ -652,7 +652,7 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
         if not (closed_loop or limit in (None, 0)):
             raise SimreplayError(
                 f"{path.name}: no start_times (older vLLM): max_concurrency must be a whole "
-                f"number >= 1 or null to replay the client's sends, got {limit!r:.40}"
+                f"number >= 1 or null to replay the client's sends, got {_shown(limit)}"
             )
         arrival = np.zeros(count)
         num_sent = int(ok.sum())
@@ -833,7 +833,7 @@ def _drawn_send_times(
     if not (_is_number(burstiness) and _as_float(burstiness) >= MIN_BURSTINESS):
         raise SimreplayError(
             f"{path.name}: burstiness must be a number of at least {MIN_BURSTINESS:g} (1 for "
-            f"Poisson, Infinity for even spacing), got {burstiness!r:.40}"
+            f"Poisson, Infinity for even spacing), got {_shown(burstiness)}"
         )
     times_s, shape = client_send_times_s(
         rate, _as_float(burstiness), count, np.random.default_rng(seed)
@@ -916,7 +916,7 @@ def _numbers(path: Path, name: str, values: list) -> np.ndarray:
             out[k] = _as_float(value)
         else:
             raise SimreplayError(
-                f"{path.name}: request {k + 1}: field {name} must hold numbers, got {value!r:.40}"
+                f"{path.name}: request {k + 1}: field {name} must hold numbers, got {_shown(value)}"
             )
     return out
 
@@ -935,7 +935,7 @@ def _refuse_negative_gaps(path: Path, itls: Any, ok: np.ndarray) -> None:
             # (An infinite gap makes E2E infinite, which ``_finish`` names.)
             if _is_number(gap) and not _as_float(gap) >= 0:
                 raise SimreplayError(
-                    f"{path.name}: request {k + 1}: itls gap {n + 1} is {gap!r:.40} s; "
+                    f"{path.name}: request {k + 1}: itls gap {n + 1} is {_shown(gap)} s; "
                     "inter-token gaps are differences of a monotonic clock, never below 0"
                 )
 
@@ -946,7 +946,7 @@ def _sum_of_gaps(path: Path, k: int, gaps: object) -> float:
         return math.nan
     if not isinstance(gaps, list) or not all(_is_number(g) for g in gaps):
         raise SimreplayError(
-            f"{path.name}: request {k + 1}: itls must be a list of seconds, got {gaps!r:.60}"
+            f"{path.name}: request {k + 1}: itls must be a list of seconds, got {_shown(gaps, 60)}"
         )
     return math.fsum(_as_float(g) for g in gaps)
 
@@ -989,7 +989,7 @@ def _column(
             values[idx] = _as_float(value)
         except (TypeError, ValueError):
             where = idx + 1 if positions is None else positions[idx]
-            got = f"no {name} key" if name not in row else f"{value!r:.40}"
+            got = f"no {name} key" if name not in row else f"{_shown(value)}"
             if isinstance(value, str) and _comma_number(value):  # a spreadsheet's locale
                 got += ": write numbers with a decimal point and no thousands separator"
             raise SimreplayError(
@@ -1201,7 +1201,8 @@ def _unsuccessful(path: Path, value: Any, row: str) -> bool:
     if text in _UNSUCCESSFUL or text in _SUCCESSFUL:
         return text in _UNSUCCESSFUL
     raise SimreplayError(
-        f"{path.name}: {row}: success must be true or false (or 1 / 0, yes / no), got {value!r:.40}"
+        f"{path.name}: {row}: success must be true or false (or 1 / 0, yes / no), got "
+        f"{_shown(value)}"
     )
 
 
@@ -1241,7 +1242,7 @@ def _without_failed_rows(
 
     def first_of(name: str) -> str:
         k = why.index(name)
-        text = f"{str(rows[k][name]).strip()!r:.60}"
+        text = f"{_shown(str(rows[k][name]).strip(), 60)}"
         return f"{word} {k + 1 if positions is None else positions[k]}: {text}"
 
     if num_failed == len(rows):
@@ -1904,7 +1905,8 @@ def fit_host_overhead(
     if with_tpot < len(bench.output_tokens) and progress is not None:
         progress(
             f"note: --fit matches TPOT, which {_requests(len(bench.output_tokens) - with_tpot)} "
-            f"with 1 output token do not have: fitted to the other {_requests(with_tpot)}"
+            f"with 1 output token {'does' if len(bench.output_tokens) - with_tpot == 1 else 'do'} "
+            f"not have: fitted to the other {_requests(with_tpot)}"
         )
     base = _base_profile(resolved)
     spread = decode_batch_spread(bench)
@@ -2260,6 +2262,20 @@ def fitted_profile(
     profile.model = resolved.model.name
     profile.tp = resolved.tp
     return profile
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """A value from a benchmark file for a message: JSON's true, false and null as JSON
+    spells them, a text quoted and cut at about ``limit`` characters with its closing quote
+    kept, anything else its repr cut at ``limit`` (a QA pass: "got True" of a JSON true; an
+    error text cut mid-word with its quote left open)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value if len(value) <= limit else value[: limit - 3] + "...")
+    return f"{value!r:.{limit}}"
 
 
 def _requests(count: int) -> str:
