@@ -126,6 +126,9 @@ class Benchmark:
     #: Requests of the file left out on reading (failed, or without usable times; the
     #: notes say which and why).
     num_dropped: int = 0
+    #: A vLLM result of a release before start_times were saved (v0.10-v0.11 and older),
+    #: whose server scheduled without async scheduling unless told to.
+    older_vllm: bool = False
 
 
 def read_benchmark(path: Path, draw_arrivals_seed: int | None = None) -> Benchmark:
@@ -787,6 +790,7 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
     bench.model_id = model_id if isinstance(model_id, str) and model_id.strip() else None
     bench.drawn_arrivals = drawn
     bench.num_dropped = count - len(bench.arrival_time_s)
+    bench.older_vllm = starts is None
     slots = _whole_number(limit)
     if closed_loop:
         bench.max_concurrency, bench.closed_loop = slots, True

@@ -815,6 +815,15 @@ def validate(
             "start_times, or request_rate inf); only a vLLM result of a finite request_rate "
             "without start_times is drawn",
         )
+    if async_scheduling is None and data.older_vllm:
+        # Async scheduling is vLLM's default only after v0.11, whose results saved no
+        # start_times; the replay takes the later default unless told.
+        data.notes.append(
+            "no start_times: a vLLM release from before they were saved (v0.11 and earlier "
+            "among them, whose servers scheduled without async scheduling unless started "
+            "with --async-scheduling); the replay schedules asynchronously, vLLM's default "
+            "after v0.11: give --no-async-scheduling if the server did not"
+        )
     for message in data.notes:
         note(message)
     scenario = Scenario(
