@@ -860,6 +860,7 @@ def validate(
     # Before any fit: a benchmark of another GPU or model, or in ms, is refused here.
     if (message := check_tpot_ratio(report, fitting=fit_host, file_name=bench.name)) is not None:
         note(message)
+        report["notes"] = [*report.get("notes", []), message]  # --json carries it too
     payload: dict = {"validation": report}
     if fit_host:
         host, host_fit, base = fit_host_overhead(data, resolved, progress=_progress)
