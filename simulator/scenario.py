@@ -670,7 +670,8 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         )
     fitted_async = calibration.get("host_fitted_with_async_scheduling")
     if isinstance(fitted_async, bool) and fitted_async != scenario.async_scheduling:
-        notes.append(async_mismatch_note(fitted_async))
+        no_async = scenario.scheduler == "vllm-v0" or pp > 1
+        notes.append(async_mismatch_note(fitted_async, no_async))
     fitted_ms = calibration.get("api_server_latency_ms_fitted")
     if isinstance(fitted_ms, int | float) and not isinstance(fitted_ms, bool):
         if abs(fitted_ms - scenario.api_server_latency_ms) > 0.05:
@@ -730,8 +731,16 @@ def _smaller_batch_hint(
     )
 
 
-def async_mismatch_note(fitted_async: bool) -> str:
-    """The note for a profile whose host constants were fitted in the other async mode."""
+def async_mismatch_note(fitted_async: bool, engine_without_async: bool = False) -> str:
+    """The note for a profile whose host constants were fitted in the other async mode;
+    ``engine_without_async``: this run's engine has none (``vllm-v0``, or ``--pp``'s v0.6
+    virtual engines)."""
+    if fitted_async and engine_without_async:
+        return (
+            "the profile's host overheads were fitted with --async-scheduling (host work "
+            "hidden behind the GPU's); this run's engine has no async scheduler (vLLM v0.6's, "
+            "or --pp's v0.6 virtual engines) and adds them to every step"
+        )
     if fitted_async:
         return (
             "the profile's host overheads were fitted with --async-scheduling (host work "

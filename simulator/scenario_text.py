@@ -57,6 +57,8 @@ def host_text(scenario: dict[str, Any]) -> str:
             f"{amount}, overlapping the GPU's work (--async-scheduling): a step takes the "
             "larger of the two, and a request arriving mid-step joins the step after next"
         )
+    if isinstance(scenario.get("pp"), int) and scenario["pp"] > 1:
+        return f"{amount}, added to the GPU's (--pp's v0.6 virtual engines have no async scheduler)"
     if scenario.get("scheduler") == "vllm-v0":
         # v0.6's V0 engine has no async scheduler; its output processing, overlapped with
         # the next step, is not in a V0 host constant fitted from Vidur's phases.

@@ -404,6 +404,31 @@ def test_validate_of_a_result_without_start_times_says_which_async_mode_it_assum
     assert words in runner.invoke(app, args).stderr
     for flag in ("--no-async-scheduling", "--async-scheduling"):
         assert words not in runner.invoke(app, [*args, flag]).stderr
+    # vLLM v0.6's engine has no async scheduler to assume (a review: the note said the
+    # replay scheduled asynchronously beside a host line that said it did not).
+    v0 = runner.invoke(app, [*args, "--scheduler", "vllm-v0"])
+    assert v0.exit_code == 0, v0.stderr
+    assert words not in v0.stderr
     result["start_times"] = [float(k) for k in range(count)]
     path.write_text(json.dumps(result))
     assert words not in runner.invoke(app, args).stderr
+
+
+def test_a_pp_run_says_its_engine_has_no_async_scheduler():
+    """A review: a --pp 2 run given no flag read "(--no-async-scheduling, as vLLM v0.11)",
+    and one with a profile fitted with async scheduling was told to run with it, which
+    --pp's v0.6 virtual engines cannot."""
+    from simulator.scenario import async_mismatch_note
+    from simulator.scenario_text import host_text
+
+    summary = simulate(
+        pa.table({"arrival_time_s": [0.0], "input_tokens": [100], "output_tokens": [4]}),
+        Scenario(gpus="8xA100", model="llama-2-70b", tp=4, pp=2),
+    ).summary
+    assert host_text(summary["scenario"]).endswith(
+        "added to the GPU's (--pp's v0.6 virtual engines have no async scheduler)"
+    )
+    assert async_mismatch_note(True, engine_without_async=True).endswith(
+        "this run's engine has no async scheduler (vLLM v0.6's, or --pp's v0.6 virtual "
+        "engines) and adds them to every step"
+    )

@@ -789,7 +789,7 @@ def validate(
     )
     from simulator.calibration.validate import validate as run_validate
     from simulator.io import output_file
-    from simulator.scenario import Scenario
+    from simulator.scenario import Scenario, async_scheduling_on
 
     if fit_host and out is None:
         raise SimreplayError("--fit needs -o PROFILE.json to write the fitted profile to")
@@ -815,14 +815,16 @@ def validate(
             "start_times, or request_rate inf); only a vLLM result of a finite request_rate "
             "without start_times is drawn",
         )
-    if async_scheduling is None and data.older_vllm:
-        # Async scheduling is vLLM's default only after v0.11, whose results saved no
-        # start_times; the replay takes the later default unless told.
+    defaults_to_async = async_scheduling_on(Scenario(scheduler=scheduler, pp=1))
+    if async_scheduling is None and data.older_vllm and defaults_to_async:
+        # vLLM saved start_times from January 2026 (PR #32667); async scheduling became its
+        # default after v0.11 (PR #27614, late 2025): a result without them may be of
+        # either kind, and the replay takes the later default unless told.
         data.notes.append(
-            "no start_times: a vLLM release from before they were saved (v0.11 and earlier "
-            "among them, whose servers scheduled without async scheduling unless started "
-            "with --async-scheduling); the replay schedules asynchronously, vLLM's default "
-            "after v0.11: give --no-async-scheduling if the server did not"
+            "no start_times: a vLLM release from before they were saved (January 2026), "
+            "so perhaps v0.11 or earlier, whose servers scheduled without async scheduling "
+            "unless started with --async-scheduling; the replay schedules asynchronously, "
+            "vLLM's default after v0.11: give --no-async-scheduling if the server did not"
         )
     for message in data.notes:
         note(message)
