@@ -206,3 +206,18 @@ def test_an_integer_axis_of_two_adjacent_counts_keeps_both_inside():
     spec["x"]["integer"] = True
     low, high = figure_for(spec).axes[0].get_xlim()
     assert low < 1 and high > 2
+
+
+def test_an_axis_with_ticks_given_draws_those_ticks_and_no_others():
+    """A sweep at one GPU count charts p99 along the knob it varies, ticked at the values
+    swept (a QA pass: a log axis of max_num_seqs labelled 15, 30, 45, ... 105120135)."""
+    xs = np.array([8.0, 16.0, 32.0, 64.0, 128.0])
+    spec = F.line_figure(
+        "t", "t", "max_num_seqs", "ms", [F.series("a", xs * 2, x=xs, points=True)], x_scale="log"
+    )
+    spec["x"]["integer"] = True
+    spec["x"]["ticks"] = xs.tolist()
+    axis = figure_for(spec).axes[0]
+    assert axis.get_xticks().tolist() == xs.tolist()
+    assert [t.get_text() for t in axis.get_xticklabels()] == ["8", "16", "32", "64", "128"]
+    assert axis.xaxis.get_minor_ticks() == []

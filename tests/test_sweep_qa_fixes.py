@@ -400,6 +400,15 @@ def test_a_fleet_rejecting_requests_its_context_admits_is_not_the_sweep_answer(t
     assert "2 requests rejected that the model&#x27;s context admits" in page
     show = invoke("sweep", "show", out).stdout
     assert "1xL4    rejects" in show and "\nrejects: a replica rejects requests" in show
+    # Folded over seeds too (a review: --seed-spread printed it "ok").
+    spread = invoke("sweep", "show", out, "--seed-spread").stdout
+    assert "1xL4    rejects" in spread
+    # And the heat map counts it as meeting nothing.
+    from simulator.report.sweep_page import _heatmap_value
+
+    sweep = load_sweep(out)
+    l4 = next(row for row in sweep.rows if row["gpus"] == "1xL4")
+    assert _heatmap_value(l4, sweep.columns) == 0.0
 
 
 def test_sweep_show_names_an_overloaded_row_in_its_status():
@@ -430,7 +439,6 @@ def test_a_sweep_over_one_knob_at_one_gpu_count_charts_p99_along_that_knob(tmp_p
         [8.0, 32.0, 128.0],
     )
     assert [len(s["y"]) for s in ttft["series"]] == [3]
-    assert invoke("report", out).exit_code == 0  # the PNGs draw those ticks too
 
 
 def test_report_on_a_store_that_lost_its_sweep_json_says_it_is_unchecked(tmp_path, trace):
@@ -469,13 +477,44 @@ def test_the_sweep_page_costs_rows_at_the_prices_plan_json_used(tmp_path, trace)
     costs = {row["gpus"]: row["cost_per_hour_usd"] for row in sweep.rows}
     assert costs == {"1xA100": 1.79, "2xH100": 20.0}
     assert sweep.notes == [
-        f"{out / 'plan.json'}: the plan priced H100-SXM at $10.00/GPU-hour (--price); the "
-        "page costs those rows alike"
+        f"{out / 'plan.json'}: the plan priced H100-SXM at $10.00/GPU-hour (its --price, or "
+        "another build's catalog); the page costs those rows alike"
     ]
     result = invoke("report", out, "--no-png")
     assert result.exit_code == 0 and "the plan priced H100-SXM at $10.00" in result.stderr
-    assert "as plan.json&#x27;s --price: H100-SXM $10.00" in (out / "report.html").read_text()
+    assert "as plan.json&#x27;s: H100-SXM $10.00" in (out / "report.html").read_text()
+    # A plan of another SLO is not this sweep's answer, nor are its prices.
+    other = json.loads(plan.stdout)
+    other["slo"] = {"ttft_p99_ms": 1234.0}
+    (out / "plan.json").write_text(json.dumps(other))
+    assert load_sweep(out).plan_prices == {}
     (out / "plan.json").write_text("")
     result = invoke("report", out, "--no-png")
     assert result.exit_code == 0, result.stderr
     assert f"note: {out / 'plan.json'}: empty (a `simreplay plan --json > " in result.stderr
+
+
+def test_a_plan_at_the_engine_default_rings_rows_that_gave_the_value_it_resolves_to(
+    tmp_path, trace
+):
+    """A review: rows of `sweep --async-scheduling true` and a plan left at the default
+    (async scheduling on, as vLLM after v0.11) ran the same engine, yet the page said the
+    plan answer "matches none of these rows"."""
+    from simulator.report.sweep_page import answer_row, load_sweep
+
+    slo = "ttft_p99_ms=5000"
+    plan = invoke("plan", trace, "--slo", slo, "--gpu-types", "A100", "--json")
+    assert plan.exit_code == 0, plan.stderr
+    assert json.loads(plan.stdout)["assumed"]["async_scheduling"] is None
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xA100,1xH100", "--slo", slo, "--out", out]
+    assert invoke(*args, "--async-scheduling", "true", "--workers", 1).exit_code == 0
+    (out / "plan.json").write_text(plan.stdout)
+    row, kind = answer_row(load_sweep(out))
+    assert kind == "plan answer" and row["gpus"] == "1xA100"
+    off = tmp_path / "off"
+    args = ["sweep", trace, "--gpus", "1xA100", "--slo", slo, "--out", off]
+    assert invoke(*args, "--async-scheduling", "false", "--workers", 1).exit_code == 0
+    (off / "plan.json").write_text(plan.stdout)
+    row, kind = answer_row(load_sweep(off))
+    assert row is None and "matches none of these rows exactly" in kind

@@ -375,7 +375,9 @@ def _price_as_the_plan(sweep: SweepRows) -> None:
     """Cost the rows of each GPU type ``plan.json`` priced otherwise (``plan --price``) at
     the plan's price, and say so, so the answer and the rows are compared alike."""
     prices = (sweep.answer or {}).get("plan_prices") or {}
-    if not prices:
+    if not prices or _plan_of_other_workload(sweep) is not None:
+        # A plan of another trace or SLO is not this page's answer: its prices are not
+        # this sweep's either (a review).
         return
     from simulator.hardware import get_gpu
 
@@ -398,7 +400,7 @@ def _price_as_the_plan(sweep: SweepRows) -> None:
         sweep.notes.append(
             f"{sweep.directory / PLAN_FILE}: the plan priced "
             + ", ".join(f"{name} at ${price:,.2f}/GPU-hour" for name, price in sorted(used.items()))
-            + " (--price); the page costs those rows alike"
+            + " (its --price, or another build's catalog); the page costs those rows alike"
         )
 
 
@@ -533,7 +535,32 @@ def _is_plan_answer(row: dict[str, Any], answer: dict[str, Any]) -> bool:
     fixed = dict(answer.get("assumed") or {})
     if answer.get("rate_scale") is not None:
         fixed["rate_scale"] = answer["rate_scale"]
-    return all(_same_value(row[k], v) for k, v in fixed.items() if k in row)
+    return all(
+        _same_value(_engine_value(k, row[k], row), _engine_value(k, v, fixed))
+        for k, v in fixed.items()
+        if k in row
+    )
+
+
+#: Knobs whose None is the engine's default, read as the value it resolves to: a sweep of
+#: `--async-scheduling true` and a plan left at the default ran the same engine (a review:
+#: "plan answer ... matches none of these rows").
+_ENGINE_DEFAULT_KNOBS = ("async_scheduling", "enable_prefix_caching")
+
+
+def _engine_value(knob: str, value: Any, knobs: dict[str, Any]) -> Any:
+    """``value`` of ``knob``, or for an engine default (None) the value it resolves to
+    with ``knobs``' scheduler and pp."""
+    if value is not None or knob not in _ENGINE_DEFAULT_KNOBS:
+        return value
+    from simulator.scenario import Scenario, async_scheduling_on, prefix_caching_on
+
+    scheduler = knobs.get("scheduler") or "vllm"
+    pp = knobs.get("pp") if isinstance(knobs.get("pp"), int) else 1
+    scenario = Scenario(scheduler=str(scheduler), pp=pp)
+    return (
+        async_scheduling_on(scenario) if knob == "async_scheduling" else prefix_caching_on(scenario)
+    )
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -756,9 +783,10 @@ def _cost_front(
 
 
 def _heatmap_value(row: dict[str, Any], columns: list[str]) -> float:
-    if _backlog(row, columns) == "overloaded":
-        # Its queue outgrows the trace: a longer one would miss more, and plan and the
-        # answer never take it (a QA pass: shown at 100 % beside the starred fleet).
+    if _backlog(row, columns) == "overloaded" or _capped(row):
+        # Its queue outgrows the trace (a longer one would miss more), or its replicas
+        # reject requests the context admits: plan and the answer never take it (a QA
+        # pass: shown at 100 % beside the starred fleet).
         return 0.0
     for name in ATTAINMENT_COLUMNS:
         value = _number(row.get(name))
@@ -857,7 +885,8 @@ def _heatmap(
             else "Share of the scenarios in each cell that meet every SLO bound (slo_met)"
         )
         + _mixed_note(sweep, knobs, (x_name, y_name))
-        + "; infeasible and overloaded scenarios count as 0; grey: no scenario.",
+        + "; infeasible and overloaded scenarios, and those rejecting requests the context "
+        "admits, count as 0; grey: no scenario.",
     }
 
 
@@ -1057,7 +1086,7 @@ def render_sweep_page(sweep: SweepRows, figures: list[dict[str, Any]]) -> str:
         facts.append(("Store", f'<span class="badge warn">{esc(partial)}</span>'))
     if sweep.plan_prices:
         priced = ", ".join(f"{n} ${p:,.2f}" for n, p in sorted(sweep.plan_prices.items()))
-        facts.append(("Prices", esc(f"per GPU-hour, as plan.json's --price: {priced}")))
+        facts.append(("Prices", esc(f"per GPU-hour, as plan.json's: {priced}")))
     if answer is not None:
         cost = _number(answer.get("cost_per_hour_usd"))
         # The knobs that vary say which scenario it is (e.g. which model met the SLO); not

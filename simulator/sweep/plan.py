@@ -5,10 +5,10 @@ Cheapest configuration (``plan_cheapest``). For each GPU type and TP degree the 
 fewer replicas met (more capacity for the same traffic; a test checks the property within
 seed noise). Under that assumption the fewest replicas meeting the SLO is found by a
 galloping search (1, 2, 4, ... replicas until one meets the SLO, capped at ``--max-gpus``)
-followed by bisection: O(log(max_gpus)) simulations per (type, TP) instead of max_gpus.
-Where p99 is not monotone (router collisions on a short trace move it by 10 % from one
-replica count to the next), the counts between the last failing doubling and the answer
-that the bisection skipped are simulated too, up to ``MAX_BRACKET_SCAN`` of them.
+followed by bisection: O(log(max_gpus)) simulations per (type, TP) instead of max_gpus,
+plus this scan: where p99 is not monotone (router collisions on a short trace move it by
+10 % from one replica count to the next), the counts between the last failing doubling
+and the answer that the bisection skipped are simulated too, up to ``MAX_BRACKET_SCAN``.
 Within a GPU type, a TP degree (or a replica count) that cannot be cheaper than the best
 fleet already found for that type is not simulated. A TP degree whose weights do not fit is
 skipped after one resolution (it fails the same way at every replica count).

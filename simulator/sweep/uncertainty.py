@@ -101,8 +101,10 @@ def group_seeds(rows: list[dict[str, Any]], knobs: list[str]) -> list[dict[str, 
         every replicate is), ``{metric}_min`` / ``{metric}_max`` for ``SPREAD_METRICS``
         over the ok replicates, ``slo_met`` (every replicate met the SLO; None without
         one), ``slo_met_fraction``, ``cost_per_hour_usd``, ``reason`` (an infeasible
-        replicate's, else the first ok one's: why requests were rejected; None) and
-        ``num_completed`` (fewest over the ok replicates; None when none is ok).
+        replicate's, else the first ok one's: why requests were rejected; None),
+        ``num_completed`` (fewest over the ok replicates; None when none is ok), ``backlog``
+        (``overloaded`` if any ok replicate is, else ``burst`` if any is, else None) and
+        ``num_rejected_capacity`` (most over the ok replicates).
     """
     identity = [k for k in knobs if k != "seed"]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -130,6 +132,12 @@ def group_seeds(rows: list[dict[str, Any]], knobs: list[str]) -> list[dict[str, 
         folded["reason"] = next((r for r in reasons if r is not None), None)
         completed = [m.get("num_completed") for m in ok if m.get("num_completed") is not None]
         folded["num_completed"] = min(completed) if completed else None
+        # A replicate overloaded or rejecting what the context admits makes the scenario so
+        # (a review: `sweep show --seed-spread` printed such rows "ok").
+        kinds = [m.get("backlog") for m in ok]
+        folded["backlog"] = next((k for k in ("overloaded", "burst") if k in kinds), None)
+        capped = [m.get("num_rejected_capacity") or 0 for m in ok]
+        folded["num_rejected_capacity"] = max(capped) if capped else None
         out.append(folded)
     return out
 
