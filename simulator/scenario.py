@@ -77,8 +77,10 @@ ASYNC_SCHEDULING_DEFAULT = {"vllm": True, "vllm-v0": False, "sarathi": True}
 #: predicted (7.7 ms; tenstorrent/tt-inference-server issue 143); Llama-3.1-8B on an H100,
 #: vLLM 0.21, TTFT p50 14.0 ms against 8.1 ms for a 128-token prompt (5.9 ms; InferenceBench);
 #: Qwen2.5-0.5B on an L4, vLLM 0.23, 256 prompt tokens, 27.0 against 7.6 ms (19.4 ms;
-#: ai.wmx.dev; the model's config.json not checked against its file). The default is 8 ms,
-#: about the two H100 figures and well below the L4 host's.
+#: ai.wmx.dev; the model's config.json not checked against its file). (Engine-only figures
+#: of 2026-12-01, without async scheduling, then the default; with it a lone 128-token
+#: request on H100 reads 7.5 ms against 8.1.) The default is 8 ms, about the two H100
+#: figures and well below the L4 host's.
 #: It does not grow with load: the API server's work per request is taken to overlap (a
 #: burst of requests, which one API server process takes in one at a time, is still
 #: predicted early: calibration/README.md).
