@@ -23,7 +23,12 @@ Semantics follow vLLM v0.11 (V1 engine, OpenAI API server defaults):
   takes its baseline snapshot in ``Worker.init_device`` after the context and the
   distributed environment exist, and captures CUDA graphs after sizing the KV cache
   (``compile_or_warm_up_model``), so all three live in the ``1 - gpu_memory_utilization``
-  headroom.
+  headroom. vLLM v0.21 and later estimate the CUDA graphs' memory while profiling and
+  take it from the KV cache instead (their start-up log: "CUDA graph memory profiling is
+  enabled (default since v0.21.0)"), which leaves a later server fewer blocks, by a few
+  MiB per captured size (tens of sizes); not modelled, for want of measurements of it per
+  model and GPU: give ``--num-kv-blocks`` to ``calibrate validate``, or a lower
+  ``--gpu-memory-utilization``, to match a server's logged block count.
 
 The activation reserve is an estimate (vLLM measures it); see ``activation_reserve_bytes``.
 
