@@ -207,6 +207,20 @@ def test_plan_refuses_a_ttft_bound_the_latency_alone_exceeds(tmp_path, trace):
     ]
 
 
+def _benchmark_csv(path, requests, later_s: float = 0.0):
+    """A per-request benchmark CSV of simulated ``requests``, each TTFT and E2E ``later_s``
+    longer; its path."""
+    r = requests.to_pydict()
+    lines = ["arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s"]
+    for a, i, o, t, e in zip(
+        *(r[k] for k in ("arrival_time_s", "input_tokens", "output_tokens", "ttft_s", "e2e_s")),
+        strict=True,
+    ):
+        lines.append(f"{a!r},{i},{o},{t + later_s!r},{e + later_s!r}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_fit_says_when_the_latency_it_finds_is_past_what_the_flag_takes(tmp_path):
     """Found by QA: a benchmark whose TTFTs were 70 s above the engine's fitted 60,000 ms
     (the flag's largest) without a word. Prompts of 32,000 tokens, whose prefill (about a
@@ -219,19 +233,7 @@ def test_fit_says_when_the_latency_it_finds_is_past_what_the_flag_takes(tmp_path
         seed=1,
     )
     requests = simulate(table, Scenario(gpus="1xH100", api_server_latency_ms=0.0)).requests
-    r = requests.to_pydict()
-    bench = tmp_path / "b.csv"
-    lines = ["arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s"]
-    for a, i, o, t, e in zip(
-        r["arrival_time_s"],
-        r["input_tokens"],
-        r["output_tokens"],
-        r["ttft_s"],
-        r["e2e_s"],
-        strict=True,
-    ):
-        lines.append(f"{a!r},{i},{o},{t + 70.0!r},{e + 70.0!r}")
-    bench.write_text("\n".join(lines) + "\n")
+    bench = _benchmark_csv(tmp_path / "b.csv", requests, later_s=70.0)
     args = ["calibrate", "validate", str(bench), "--gpus", "1xH100", "--model", "llama-3.1-8b"]
     result = runner.invoke(app, [*args, "--fit", "-o", str(tmp_path / "p.json"), "--json"])
     assert result.exit_code == 0, result.stderr
@@ -253,15 +255,7 @@ def test_a_run_with_a_fitted_profile_notes_another_api_server_latency(tmp_path):
         seed=3,
     )
     requests = simulate(table, Scenario(gpus="1xH100", api_server_latency_ms=30.0)).requests
-    r = requests.to_pydict()
-    bench = tmp_path / "b.csv"
-    lines = ["arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s"]
-    for row in zip(
-        *(r[k] for k in ("arrival_time_s", "input_tokens", "output_tokens")), strict=True
-    ):
-        k = len(lines) - 1
-        lines.append(f"{row[0]!r},{row[1]},{row[2]},{r['ttft_s'][k]!r},{r['e2e_s'][k]!r}")
-    bench.write_text("\n".join(lines) + "\n")
+    bench = _benchmark_csv(tmp_path / "b.csv", requests)
     profile = tmp_path / "mine.json"
     args = ["calibrate", "validate", str(bench), "--gpus", "1xH100", "--model", "llama-3.1-8b"]
     fit = runner.invoke(app, [*args, "--fit", "-o", str(profile), "--json"])
