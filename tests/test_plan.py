@@ -889,9 +889,13 @@ def test_a_stopped_plan_says_nothing_is_kept(monkeypatch, signum, head, status):
 
 
 class _Verdicts:
-    """A stand-in Simulator whose fleets meet the SLO at the given replica counts only."""
+    """A stand-in Simulator: the p99 TTFT of each replica count (``values``, else 50 ms
+    when ``meeting`` holds the count and 100 + 800 / count ms when not) against 100 ms."""
 
-    def __init__(self, meeting):
+    bounds = {"ttft_p99_ms": ("ttft", 99, 100.0)}
+
+    def __init__(self, meeting=(), values=None):
+        self.values = dict(values or {})
         self.meeting = set(meeting)
         self.probed = []
 
@@ -900,11 +904,15 @@ class _Verdicts:
 
         replicas = parse_gpus(gpus)[0] // tp
         self.probed.append(replicas)
+        # A miss falls with replicas, so the gallop never sees a saturated latency.
+        miss = 100.0 + 800.0 / replicas
+        value = self.values.get(replicas, 50.0 if replicas in self.meeting else miss)
         return SimpleNamespace(
             feasible=True,
             capacity_rejections=0,
-            meets=replicas in self.meeting,
-            bound_values_ms={},
+            overloaded=False,
+            meets=value <= 100.0,
+            bound_values_ms={"ttft_p99_ms": value},
             replicas=replicas,
         )
 
@@ -921,3 +929,19 @@ def test_the_bisection_tries_the_counts_it_skipped_where_p99_is_not_monotone():
     assert set(sim.probed) == {1, 2, 4, 8, 16, 12, 14, 13, 9, 10}
     # Monotone: the answer is the bisection's, after the bracket's other counts miss.
     assert _fewest_replicas(_Verdicts(range(11, 33)), "A100", 2, 32, 1.0, []).replicas == 11
+
+
+def test_a_near_miss_at_the_last_doubling_has_the_counts_below_it_tried_too():
+    """A QA pass: 16 replicas missed p99 TTFT <= 142 ms at 143.5 ms (a near miss, as noise
+    makes), 32 met it, and the scan of 17-31 answered 17; 13 replicas met it at 141.1 ms.
+    A clear miss at the last doubling (8 replicas, twice the bound) stops the scan there."""
+    from simulator.sweep.plan import _fewest_replicas
+
+    values = {16: 101.0, 15: 101.5, 14: 102.0, 13: 99.4, **{n: 99.6 for n in range(17, 33)}}
+    sim = _Verdicts(values=values)
+    assert _fewest_replicas(sim, "H100", 1, 32, 1.0, []).replicas == 13
+    assert set(range(9, 14)) <= set(sim.probed)  # scanned up from 9: 8 missed clearly
+    values[16] = 150.0  # a clear miss: no scan below it
+    sim = _Verdicts(values=values)
+    assert _fewest_replicas(sim, "H100", 1, 32, 1.0, []).replicas == 17
+    assert set(range(9, 16)).isdisjoint(sim.probed)
