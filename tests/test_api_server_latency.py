@@ -8,6 +8,7 @@ import json
 import math
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -274,3 +275,37 @@ def test_a_run_with_a_fitted_profile_notes_another_api_server_latency(tmp_path):
     ) in default.stderr
     same = runner.invoke(app, [*run, "--api-server-latency-ms", f"{fitted_ms:g}"])
     assert same.exit_code == 0 and "API-server latency of" not in same.stderr
+
+
+def test_a_ttft_gap_that_varies_is_not_fitted_as_the_api_servers_latency(tmp_path):
+    """A QA pass: TTFTs 60 times the engine's (a queue the replay does not have) fitted an
+    "API-server latency" of 3,112 ms, stored in the profile and advised to every later run,
+    though the gap ran from +2,580 to +5,090 ms across requests."""
+    table = synthesize(
+        arrival_process("poisson", 4.0),
+        num_requests=300,
+        input_lengths=parse_length_distribution("lognormal:mean=1000,cv=1,max=8000"),
+        output_lengths=parse_length_distribution("lognormal:mean=200,cv=1,max=1000"),
+        seed=4,
+    )
+    requests = simulate(table, Scenario(gpus="1xH100")).requests
+    r = requests.to_pydict()
+    ttft = np.array(r["ttft_s"])
+    queued = requests.set_column(
+        requests.schema.get_field_index("ttft_s"), "ttft_s", pa.array(ttft * 60)
+    ).set_column(
+        requests.schema.get_field_index("e2e_s"),
+        "e2e_s",
+        pa.array(np.array(r["e2e_s"]) + ttft * 59),
+    )
+    bench = _benchmark_csv(tmp_path / "b.csv", queued)
+    profile = tmp_path / "mine.json"
+    args = ["calibrate", "validate", str(bench), "--gpus", "1xH100", "--model", "llama-3.1-8b"]
+    fit = runner.invoke(app, [*args, "--tp", "1", "--fit", "-o", str(profile), "--json"])
+    assert fit.exit_code == 0, fit.stderr
+    payload = json.loads(fit.stdout)["fit"]
+    assert payload["api_server_latency_gap_varies"] is True
+    assert "not the API server's about constant latency" in fit.stderr
+    assert "api_server_latency_ms_fitted" not in json.loads(profile.read_text())["provenance"]
+    text = runner.invoke(app, [*args, "--tp", "1", "--fit", "-o", str(profile)])
+    assert "which varies across requests: queueing, not the API server's latency" in text.stdout

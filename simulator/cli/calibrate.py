@@ -871,7 +871,9 @@ def validate(
         later = fitted.get("notes", [])
         fitted["notes"] = [*later, *(n for n in host_fit.get("notes", []) if n not in later)]
         profile = fitted_profile(resolved, base, host, fitted, report, data.model_id)
-        profile.provenance["api_server_latency_ms_fitted"] = latency_ms
+        varies = bool(fitted.pop("api_server_latency_gap_varies", False))
+        if not varies:  # else queueing, not a latency a later run should be told to take
+            profile.provenance["api_server_latency_ms_fitted"] = latency_ms
         # The search's in-memory profile has no name of its own: say what it is.
         fitted["step_times"] = (
             f"{report['step_times'].split('; host overheads from')[0]}; host overheads fitted "
@@ -886,6 +888,7 @@ def validate(
         payload["fit"] = {
             "host": host,
             "api_server_latency_ms": latency_ms,
+            "api_server_latency_gap_varies": varies,
             "profile": str(target),
             "validation": fitted,
         }
@@ -901,11 +904,18 @@ def validate(
             f"{host['host_overhead_per_seq_s'] * 1e6:.2f} us per sequence -> {target}"
         )
         latency_ms = payload["fit"]["api_server_latency_ms"]
-        print(
-            f"fitted API server latency: {latency_ms:g} ms (the median of measured TTFT minus "
-            f"the engine's; a server property, not in the profile: give "
-            f"--api-server-latency-ms {latency_ms:g} to run and validate)"
-        )
+        if payload["fit"]["api_server_latency_gap_varies"]:
+            print(
+                f"fitted API server latency: {latency_ms:g} ms (the median of measured TTFT "
+                "minus the engine's), which varies across requests: queueing, not the API "
+                "server's latency (note above); not recorded in the profile"
+            )
+        else:
+            print(
+                f"fitted API server latency: {latency_ms:g} ms (the median of measured TTFT "
+                f"minus the engine's; a server property, not applied by the profile: give "
+                f"--api-server-latency-ms {latency_ms:g} to run and validate)"
+            )
         _print_validation(payload["fit"]["validation"], "after fit")
 
 
