@@ -518,3 +518,20 @@ def test_a_plan_at_the_engine_default_rings_rows_that_gave_the_value_it_resolves
     (off / "plan.json").write_text(plan.stdout)
     row, kind = answer_row(load_sweep(off))
     assert row is None and "matches none of these rows exactly" in kind
+
+
+def test_sweep_rows_say_which_async_mode_ran(tmp_path, trace):
+    """A QA pass: rows left to the engine's default stored `none` (sweep show printed it,
+    the page left the cell blank), and `--async-scheduling none,true` simulated one
+    scenario twice."""
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xH100", "--async-scheduling", "none,true,false"]
+    result = invoke(*args, "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    rows = _rows(out)
+    assert sorted(row["async_scheduling"] for row in rows) == [False, True]
+    v0 = tmp_path / "v0"
+    args = ["sweep", trace, "--gpus", "1xH100", "--scheduler", "vllm,vllm-v0"]
+    assert invoke(*args, "--out", v0, "--workers", 1).exit_code == 0
+    ran = {row["scheduler"]: row["async_scheduling"] for row in _rows(v0)}
+    assert ran == {"vllm": True, "vllm-v0": False}

@@ -410,20 +410,36 @@ def expand(
     if seeds is not None:
         points = [{**p, "seed": s} for p in points for s in range(seeds)]
     points = [{k: p[k] for k in order} for p in points]
-    repeats = len(points) - len({_marker(p) for p in points})
+    repeats = len(points) - len({_marker(_engine_defaults(p)) for p in points})
     merged = merge_spellings(points)
 
     unique: list[dict[str, Any]] = []
     seen: set[str] = set()
     for p in points:
-        marker = _marker(p)
+        marker = _marker(_engine_defaults(p))
         if marker not in seen:
             seen.add(marker)
             unique.append(p)
     check_names(unique)
     check_unread_knobs(set(grid) | {k for s in explicit for k in s}, unique)
+    # After the checks, whose messages name only the knobs given.
+    unique = [_engine_defaults(p) for p in unique]
     axes = [k for k in order if len({repr(p[k]) for p in unique}) > 1]
     return SweepSpec(unique, axes, slo, repeats, merged)
+
+
+def _engine_defaults(point: dict[str, Any]) -> dict[str, Any]:
+    """``point`` with async scheduling left to the engine (None) set to what the engine
+    does with its scheduler and pp (``scenario.async_scheduling_on``): rows then say which
+    mode ran, and `none` and the value it resolves to are one scenario (a QA pass: `sweep
+    show` printed `none`, and `--async-scheduling none,true` simulated the same twice)."""
+    from simulator.scenario import Scenario, async_scheduling_on
+
+    if point.get("async_scheduling") is not None or not isinstance(point.get("scheduler"), str):
+        return point
+    pp = point.get("pp")
+    engine = Scenario(scheduler=point["scheduler"], pp=pp if isinstance(pp, int) else 1)
+    return {**point, "async_scheduling": async_scheduling_on(engine)}
 
 
 def _marker(point: dict[str, Any]) -> str:
