@@ -309,3 +309,31 @@ def test_a_ttft_gap_that_varies_is_not_fitted_as_the_api_servers_latency(tmp_pat
     assert "api_server_latency_ms_fitted" not in json.loads(profile.read_text())["provenance"]
     text = runner.invoke(app, [*args, "--tp", "1", "--fit", "-o", str(profile)])
     assert "which varies across requests: queueing, not the API server's latency" in text.stdout
+
+
+def test_plan_with_a_fitted_profile_notes_what_run_notes(tmp_path):
+    """A QA pass: plan with a validate --fit profile, fitted at another API-server latency,
+    said nothing where run says it."""
+    from simulator.calibration.profile import save_profile
+    from simulator.calibration.select import shipped_profile
+
+    profile = dataclasses.replace(shipped_profile("H100-SXM"), path=None)
+    profile.provenance = {**profile.provenance, "source": "benchmark"}
+    profile.provenance["api_server_latency_ms_fitted"] = 21.7
+    profile.host = {"host_overhead_s": 1e-3, "host_overhead_per_seq_s": 1e-5}
+    save_profile(profile, tmp_path / "mine.json")
+    trace = tmp_path / "t.parquet"
+    pq.write_table(
+        synthesize(
+            arrival_process("poisson", 2.0),
+            num_requests=60,
+            input_lengths=parse_length_distribution("fixed:300"),
+            output_lengths=parse_length_distribution("fixed:40"),
+            seed=2,
+        ),
+        trace,
+    )
+    args = ["plan", str(trace), "--slo", "ttft_p99_ms=2000", "--gpu-types", "H100", "--tp", "1"]
+    result = runner.invoke(app, [*args, "--calibration", str(tmp_path / "mine.json")])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("fitted with an API-server latency of 21.7 ms") == 1

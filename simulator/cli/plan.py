@@ -333,6 +333,11 @@ def plan(
         )
     payload = _payload(result, sim)
     shown = [result.answer, *result.runners_up] if result.answer is not None else []
+    # A QA pass: a profile fitted at another API-server latency or async mode was used
+    # without the notes run gives.
+    looked_at = [*shown, *([result.closest] if result.closest is not None else [])]
+    for message in dict.fromkeys(n for ev in looked_at for n in ev.profile_notes):
+        note(message)
     for message in dict.fromkeys(ev.uncalibrated_note for ev in shown if ev.uncalibrated_note):
         # A QA pass: plan answered 1xMI300X (roofline only) without the warning run gives.
         note(message)

@@ -107,6 +107,8 @@ class Evaluation:
     #: when that is the uncalibrated roofline (expect it optimistic), else None.
     step_time_source: str | None = None
     uncalibrated_note: str | None = None
+    #: Notes on a ``validate --fit`` profile's fit against this run's settings.
+    profile_notes: list[str] = field(default_factory=list)
     #: Requests not started when the last one arrived (most over the seeds), and whether
     #: that says the queue grows through the trace (``results.backlog_kind``): a fleet whose
     #: queue outgrows the trace never meets the SLO, whatever its percentiles over a trace
@@ -211,6 +213,11 @@ class Simulator:
         if ev.feasible:
             flat = summary_columns(per_seed[0])
             ev.step_time_source = flat["step_time_source"]
+            # What a --calibration profile fitted by `validate --fit` says of this run's
+            # other settings (async scheduling, API-server latency), as run prints it.
+            ev.profile_notes = [
+                n for n in per_seed[0]["scenario"]["notes"] if n.startswith("the profile's ")
+            ]
             ev.uncalibrated_note = next(
                 (n for n in per_seed[0]["scenario"]["notes"] if NO_PROFILE_NOTE in n), None
             )
