@@ -412,7 +412,7 @@ def test_read_benchmark_takes_e2e_from_itls_when_vllm_saved_no_latencies(tmp_pat
 @pytest.mark.parametrize(
     ("itls", "fragment"),
     [
-        ([[0.02], ["x"]], "request 2: itls must be a list of seconds"),
+        ([[0.02], ["x"]], "request 2: itls gap 1 is 'x'; expected a number of seconds"),
         ([[0.02]], "field itls has 1 entries, input_lens 2"),
     ],
 )

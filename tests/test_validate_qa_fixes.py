@@ -734,8 +734,14 @@ def test_a_bad_output_count_or_itls_entry_is_named_beside_latencies(
         ),
         (
             json.dumps([{"id": "a", "conversations": [{"from": "human", "value": "hi"}]}]),
-            "a dataset of conversations (ShareGPT-style), not a benchmark result",
+            "a dataset of prompts or conversations, not a benchmark result",
         ),
+        (
+            json.dumps([{"prompt": "hi", "output_len": 20}]),
+            "a dataset of prompts or conversations, not a benchmark result",
+        ),
+        ("[]", "an empty JSON array: no requests"),
+        ("{}", "an empty JSON object: expected a vLLM bench serve result"),
         (
             json.dumps({"elapsed_time": 9.5, "num_requests": 10, "requests_per_second": 1.05}),
             "an offline throughput benchmark (vllm bench throughput), not a serving benchmark",
@@ -775,3 +781,23 @@ def test_a_long_error_text_is_cut_with_its_quote_closed(tmp_path):
     notes = _notes(_validate(_write_lines(tmp_path / "b.jsonl", rows)))
     text = next(n for n in notes if "line 4:" in n)
     assert "line 4: 'aiohttp.client_exceptions.ServerDisconnectedError: Server...')" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"request_rate": -1},
+            'request_rate must be a positive number of requests per second or "inf"',
+        ),
+        ({"start_times": [10.0, float("inf")]}, "request 2: its start time must be a finite"),
+        ({"itls": [[0.1, "x"], [0.1]]}, "request 1: itls gap 2 is 'x'; expected a number"),
+    ],
+)
+def test_fields_beside_recorded_sends_are_checked_too(tmp_path, change, message):
+    """A QA pass: with start_times, a request_rate of -1 was taken, an infinite start time
+    was asked about milliseconds, and a gap "x" beside latencies went unread."""
+    result = _vllm_result(itls=[[0.1, 0.1], [0.1]], duration=30.0) | change
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    assert _one_error_line(_validate(path)).startswith(f"error: r.json: {message}")

@@ -190,6 +190,11 @@ def read_benchmark(path: Path, draw_arrivals_seed: int | None = None) -> Benchma
             document_error = exc
         if isinstance(data, dict) and "input_lens" in data:
             return _from_vllm(path, data, draw_arrivals_seed)
+        if data == {}:
+            raise SimreplayError(
+                f"{path.name}: an empty JSON object: expected a vLLM bench serve result "
+                "(input_lens, output_lens, ttfts, ...) or a per-request table"
+            )
         offline = _offline_benchmark(data)
         if offline is not None:
             raise SimreplayError(
@@ -324,7 +329,8 @@ def _check_within_duration(
                 f"benchmark (duration {duration_s:,.6g} s): are they in milliseconds? vLLM "
                 "writes seconds"
             )
-    if starts is not None and arrival_s.size:
+    if starts is not None and arrival_s.size and np.isfinite(arrival_s).all():
+        # (A start time that is not finite is named by ``_finish``, not read as a span.)
         span_s = float(arrival_s.max() - arrival_s.min())
         if span_s > bound_s:
             raise SimreplayError(
@@ -345,6 +351,18 @@ def _check_duration(path: Path, duration_s: Any) -> None:
         f"{path.name}: field duration must be a positive number of seconds (from the first "
         f"send to the last answer), got {_shown(duration_s)}"
     )
+
+
+def _check_request_rate(path: Path, rate: object) -> None:
+    """Refuse a ``request_rate`` that is neither absent, ``"inf"`` (or Infinity) nor a
+    positive number of requests per second."""
+    at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
+    positive = _is_number(rate) and math.isfinite(_as_float(rate)) and _as_float(rate) > 0
+    if not (at_once or positive):
+        raise SimreplayError(
+            f"{path.name}: request_rate must be a positive number of requests per second "
+            f'or "inf" (as vLLM\'s bench serve writes it), got {_shown(rate)}'
+        )
 
 
 def _in_flight_at_sends(send_s: np.ndarray, latency_s: np.ndarray) -> np.ndarray:
@@ -392,17 +410,22 @@ def _other_json_document(text: str) -> str | None:
             f"a JSON {what}, not a benchmark: expected a vLLM bench serve result (a JSON "
             "object) or a per-request table"
         )
-    first = data[0] if data else None
+    if not data:
+        return "an empty JSON array: no requests"
+    first = data[0]
     if isinstance(first, dict) and {"benchmark", "metric"} <= first.keys():
         return (
             "vLLM's PyTorch benchmark-format summary (its .pytorch.json sidecar), which holds "
             "no per-request times: give the result JSON `vllm bench serve --save-result "
             "--save-detailed` wrote beside it"
         )
-    if isinstance(first, dict) and ("conversations" in first or "conversation" in first):
+    if isinstance(first, dict) and (
+        {"conversations", "conversation", "messages", "prompt"} & first.keys()
+        and not {"arrival_time_s", "ttft_s", "e2e_s"} & first.keys()
+    ):
         return (
-            "a dataset of conversations (ShareGPT-style), not a benchmark result: serve it "
-            "with `vllm bench serve --save-result --save-detailed` and validate that result"
+            "a dataset of prompts or conversations, not a benchmark result: serve it with "
+            "`vllm bench serve --save-result --save-detailed` and validate that result"
         )
     return None
 
@@ -625,17 +648,13 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
         # QA pass: replayed as recorded, a slower simulated server had 173 requests in
         # flight against a limit of 32, TPOT +323 % where the client's rule read +93 %).
         rate = data.get("request_rate")
+        _check_request_rate(path, rate)  # recorded sends or not (a QA pass: -1 was taken)
         at_once = rate == "inf" or (isinstance(rate, float) and math.isinf(rate))
         closed_loop = not no_limit and at_once and data.get("ramp_up_strategy") is None
     else:
         rate = data.get("request_rate")
         all_at_once = rate in ("inf", None) or (isinstance(rate, float) and math.isinf(rate))
-        positive = _is_number(rate) and math.isfinite(_as_float(rate)) and _as_float(rate) > 0
-        if not (all_at_once or positive):
-            raise SimreplayError(
-                f"{path.name}: request_rate must be a positive number of requests per second "
-                f'or "inf" (as vLLM\'s bench serve writes it), got {_shown(rate)}'
-            )
+        _check_request_rate(path, rate)
         closed_loop = _whole_number(limit) is not None
         ramp = data.get("ramp_up_strategy")
         if ramp is not None:  # vLLM sets request_rate inf for a ramp-up
@@ -936,8 +955,15 @@ def _refuse_negative_gaps(path: Path, itls: Any, ok: np.ndarray) -> None:
         if not isinstance(gaps, list):
             continue
         for n, gap in enumerate(gaps):
+            if not _is_number(gap):
+                # Read or not (beside latencies), a gap is a number of seconds (a QA pass:
+                # "x" was taken without a word where latencies were given).
+                raise SimreplayError(
+                    f"{path.name}: request {k + 1}: itls gap {n + 1} is {_shown(gap)}; "
+                    "expected a number of seconds"
+                )
             # (An infinite gap makes E2E infinite, which ``_finish`` names.)
-            if _is_number(gap) and not _as_float(gap) >= 0:
+            if not _as_float(gap) >= 0:
                 raise SimreplayError(
                     f"{path.name}: request {k + 1}: itls gap {n + 1} is {_shown(gap)} s; "
                     "inter-token gaps are differences of a monotonic clock, never below 0"
