@@ -801,3 +801,28 @@ def test_fields_beside_recorded_sends_are_checked_too(tmp_path, change, message)
     path = tmp_path / "r.json"
     path.write_text(json.dumps(result))
     assert _one_error_line(_validate(path)).startswith(f"error: r.json: {message}")
+
+
+def test_a_finite_rate_limit_that_never_bound_is_not_said_to_hold_sends(tmp_path):
+    """A QA pass: at request_rate 4 with max_concurrency 512 and 2 requests in flight at
+    most, the note said the client sent each request when a slot freed."""
+    count = 20
+    result = _vllm_result(
+        request_rate=4.0,
+        max_concurrency=512,
+        input_lens=[300] * count,
+        output_lens=[40] * count,
+        ttfts=[0.03] * count,
+        latencies=[0.3] * count,
+        errors=[""] * count,
+        start_times=[100.0 + 0.25 * k for k in range(count)],
+    )
+    notes = _notes(_validate_result(tmp_path / "r.json", result))
+    assert (
+        "max_concurrency 512 never bound: at most 2 requests were in flight in the "
+        "benchmark, so its recorded send times are replayed as they are (open loop)"
+    ) in notes
+    assert not any("slot freed" in n for n in notes)
+    result["max_concurrency"] = 2  # bound: the client held sends back
+    notes = _notes(_validate_result(tmp_path / "r.json", result))
+    assert any("sent each one when a slot freed" in n for n in notes)

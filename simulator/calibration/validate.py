@@ -825,13 +825,24 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
         # a closed loop, whose send times depend on the measured server's speed.
         bench.max_concurrency = slots
     if starts is not None and slots is not None and not (closed_loop or never_bound):
-        bench.notes.append(
-            f"the benchmark's client kept at most {slots:,} "
-            f"request{'' if slots == 1 else 's'} in flight (max_concurrency {slots}) and "
-            "sent each one when a slot freed: its recorded send times are replayed as they "
-            "are (open loop), which a simulated server slower than the measured one cannot "
-            "delay"
-        )
+        in_flight = _in_flight_at_sends(bench.arrival_time_s, bench.e2e_s)
+        most = int(in_flight.max(initial=0)) + bench.num_dropped
+        if most < slots:
+            # A QA pass: a limit of 512 with 18 in flight at most was said to have held
+            # each send until a slot freed.
+            bench.notes.append(
+                f"max_concurrency {slots:,} never bound: at most {most:,} requests were in "
+                "flight in the benchmark, so its recorded send times are replayed as they are "
+                "(open loop)"
+            )
+        else:
+            bench.notes.append(
+                f"the benchmark's client kept at most {slots:,} "
+                f"request{'' if slots == 1 else 's'} in flight (max_concurrency {slots}) and "
+                "sent each one when a slot freed: its recorded send times are replayed as "
+                "they are (open loop), which a simulated server slower than the measured one "
+                "cannot delay"
+            )
     return bench
 
 
