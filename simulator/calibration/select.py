@@ -347,8 +347,15 @@ def step_model_for(
     if isinstance(host_async, bool):
         # ``validate --fit`` records how the benchmark's server counted host time.
         info["host_fitted_with_async_scheduling"] = host_async
-    if isinstance(fitted_latency_ms, int | float) and not isinstance(fitted_latency_ms, bool):
-        # ... and the API-server latency fitted with it (a run says when it uses another).
+    from simulator.scenario import MAX_API_SERVER_LATENCY_MS
+
+    if (
+        isinstance(fitted_latency_ms, int | float)
+        and not isinstance(fitted_latency_ms, bool)
+        and 0.0 <= fitted_latency_ms <= MAX_API_SERVER_LATENCY_MS
+    ):
+        # ... and the API-server latency fitted with it (a run says when it uses another;
+        # a value the flag does not take, as a hand-edited -5, is not advised).
         info["api_server_latency_ms_fitted"] = fitted_latency_ms
     if not own:
         # How well a measured GPU is predicted from its relative: the best available
