@@ -519,10 +519,10 @@ def test_validate_says_when_the_replay_exceeds_the_clients_max_concurrency(tmp_p
     path = tmp_path / "closed.json"
     run = _validate_result(path, result)
     read_note = (
-        "note: the benchmark's client kept at most 1 request in flight (max_concurrency 1) "
-        "and sent each one when a slot freed: its recorded send times are replayed as they "
-        "are (open loop), which a simulated server slower than the measured one cannot "
-        "delay"
+        "note: the benchmark's client allowed at most 1 request in flight (max_concurrency 1) "
+        "and reached that: a send due while every slot was busy waited for one; the recorded "
+        "send times are replayed as they are (open loop), which a simulated server slower "
+        "than the measured one cannot delay"
     )
     assert read_note in run.stderr.splitlines()
     notes = json.loads(run.stdout)["validation"]["notes"]

@@ -790,6 +790,10 @@ def test_a_long_error_text_is_cut_with_its_quote_closed(tmp_path):
             {"request_rate": -1},
             'request_rate must be a positive number of requests per second or "inf"',
         ),
+        (
+            {"request_rate": -math.inf},  # a review: read as "all at once"
+            'request_rate must be a positive number of requests per second or "inf"',
+        ),
         ({"start_times": [10.0, float("inf")]}, "request 2: its start time must be a finite"),
         ({"itls": [[0.1, "x"], [0.1]]}, "request 1: itls gap 2 is 'x'; expected a number"),
     ],
@@ -823,6 +827,6 @@ def test_a_finite_rate_limit_that_never_bound_is_not_said_to_hold_sends(tmp_path
         "benchmark, so its recorded send times are replayed as they are (open loop)"
     ) in notes
     assert not any("slot freed" in n for n in notes)
-    result["max_concurrency"] = 2  # bound: the client held sends back
+    result["max_concurrency"] = 2  # reached: a send due then would have waited
     notes = _notes(_validate_result(tmp_path / "r.json", result))
-    assert any("sent each one when a slot freed" in n for n in notes)
+    assert any("reached that: a send due while every slot was busy waited" in n for n in notes)
