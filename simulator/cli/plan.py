@@ -335,6 +335,14 @@ def plan(
     shown = [result.answer, *result.runners_up] if result.answer is not None else []
     # A QA pass: a profile fitted at another API-server latency or async mode was used
     # without the notes run gives.
+    if result.answer is not None and result.answer.misses_above:
+        answer = result.answer
+        counts = ", ".join(f"{n:,}x" for n in answer.misses_above)
+        note(
+            f"p99 is not monotone in replicas here: {answer.gpus} meets the SLO while "
+            f"{counts} (tp={answer.tp_used}, the same type) miss it, so it meets by less than "
+            "noise may move; --seeds N judges every fleet on N seeds"
+        )
     looked_at = [*shown, *([result.closest] if result.closest is not None else [])]
     for message in dict.fromkeys(n for ev in looked_at for n in ev.profile_notes):
         note(message)

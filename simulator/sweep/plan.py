@@ -6,10 +6,10 @@ fewer replicas met (more capacity for the same traffic; a test checks the proper
 seed noise). Under that assumption the fewest replicas meeting the SLO is found by a
 galloping search (1, 2, 4, ... replicas until one meets the SLO, capped at ``--max-gpus``)
 followed by bisection: O(log(max_gpus)) simulations per (type, TP) instead of max_gpus,
-plus this scan: where p99 is not monotone (router collisions on a short trace move it by
-10 % from one replica count to the next), the counts between the last failing doubling
-(or the one before, where that was a near miss) and the answer that the bisection skipped
-are simulated too, up to ``MAX_BRACKET_SCAN``.
+plus, where p99 may not be monotone (router collisions on a short trace move it by 10 %
+from one replica count to the next), a scan: when a count below the answer missed the SLO
+by less than ``NEAR_MISS``, the counts skipped between the highest clear miss and the
+answer are simulated too, up to ``MAX_BRACKET_SCAN`` just below the answer.
 Within a GPU type, a TP degree (or a replica count) that cannot be cheaper than the best
 fleet already found for that type is not simulated. A TP degree whose weights do not fit is
 skipped after one resolution (it fails the same way at every replica count).
@@ -109,6 +109,9 @@ class Evaluation:
     uncalibrated_note: str | None = None
     #: Notes on a ``validate --fit`` profile's fit against this run's settings.
     profile_notes: list[str] = field(default_factory=list)
+    #: GPU counts above this fleet's (same type and TP) that missed the SLO it met: p99 is
+    #: not monotone in replicas there (``_fewest_replicas``'s scan found it).
+    misses_above: list[int] = field(default_factory=list)
     #: Requests not started when the last one arrived (most over the seeds), and whether
     #: that says the queue grows through the trace (``results.backlog_kind``): a fleet whose
     #: queue outgrows the trace never meets the SLO, whatever its percentiles over a trace
@@ -609,9 +612,9 @@ def _search_in_processes(
 
 
 #: Most replica counts below a bisection's answer ``plan`` simulates to find a cheaper one
-#: where p99 is not monotone in replicas (counts between the last failing doubling, or the
-#: one before where that was a near miss, and the answer): the ones just below the answer.
-MAX_BRACKET_SCAN = 32
+#: where p99 is not monotone in replicas (after a near miss: ``_fewest_replicas``): the
+#: ones just below the answer.
+MAX_BRACKET_SCAN = 16
 
 
 def _fewest_replicas(
@@ -625,12 +628,16 @@ def _fewest_replicas(
 ) -> Evaluation | None:
     """Fewest replicas in 1..limit meeting the SLO, or None; then the largest fleet
     simulated is appended to ``largest``. Galloping and bisection assume the verdict is
-    monotone in replicas; the counts of the last doubling's bracket the bisection skipped
-    are then simulated too (up to ``MAX_BRACKET_SCAN``), so a cheaper count that meets is
-    not missed where it is not."""
+    monotone in replicas; where a count below the answer was a near miss (``NEAR_MISS``),
+    the counts skipped between the highest clear miss and the answer are simulated too (up
+    to ``MAX_BRACKET_SCAN``), so a cheaper count that meets is not missed where p99 is
+    noisy."""
+
+    probed: dict[int, Evaluation] = {}
 
     def probe(replicas: int) -> Evaluation:
-        return sim.evaluate(f"{replicas * tp}x{name}", tp, rate_scale)
+        probed[replicas] = sim.evaluate(f"{replicas * tp}x{name}", tp, rate_scale)
+        return probed[replicas]
 
     first = probe(1)
     if not first.feasible:
@@ -671,7 +678,6 @@ def _fewest_replicas(
         if largest is not None:
             largest.append(last)
         return None
-    bracket_low = fails
     while meets - fails > 1:
         mid = (fails + meets) // 2
         if probe(mid).meets:
@@ -680,16 +686,21 @@ def _fewest_replicas(
             fails = mid
     # p99 is not always monotone in replicas (a QA pass: on 10 minutes of chat, 10 replicas
     # of 70B met p99 TTFT <= 1,700 ms, 11-13 missed, 14 met; the bisection answered 14, the
-    # sweep's brute force 10): the counts of the last doubling's bracket the bisection did
-    # not simulate are tried too, cheapest first; and where that doubling missed the SLO
-    # by less than ``NEAR_MISS``, as noise may, the bracket below it too (a QA pass: 16
-    # replicas missed p99 TTFT <= 142 ms at 143.5, 13 met it at 141.1).
-    low = bracket_low
-    while low > 1 and _near_miss(probe(low), sim.bounds):
-        low //= 2  # the doubling before: simulated already
-    for replicas in range(max(low + 1, meets - MAX_BRACKET_SCAN), meets):
-        if probe(replicas).meets:
-            return probe(replicas)
+    # sweep's brute force 10). Where a count below the answer missed the SLO by less than
+    # ``NEAR_MISS``, as noise may, the counts the search skipped from the highest clear
+    # miss below it up to the answer are tried, cheapest first, at most
+    # ``MAX_BRACKET_SCAN`` of them just below the answer; where every miss was clear, the
+    # bisection's answer stands without more simulations (a review: a scan of the whole
+    # bracket added 30 simulations of the largest fleets to a monotone search).
+    below = {r: ev for r, ev in probed.items() if r < meets}
+    clear = max((r for r, ev in below.items() if not _near_miss(ev, sim.bounds)), default=0)
+    if any(r > clear for r in below):  # a near miss above the highest clear one
+        for replicas in range(max(clear + 1, meets - MAX_BRACKET_SCAN), meets):
+            ev = probe(replicas)
+            if ev.meets:
+                # Said with the answer: it met by less than noise may move (a review).
+                ev.misses_above = sorted(r * tp for r in probed if r > replicas and r < meets)
+                return ev
     return probe(meets)
 
 
