@@ -535,3 +535,13 @@ def test_sweep_rows_say_which_async_mode_ran(tmp_path, trace):
     assert invoke(*args, "--out", v0, "--workers", 1).exit_code == 0
     ran = {row["scheduler"]: row["async_scheduling"] for row in _rows(v0)}
     assert ran == {"vllm": True, "vllm-v0": False}
+    # A review: following the scheduler, the mode is no axis of its own (no heat map over
+    # scheduler and async_scheduling, no "knobs varied: ..., async_scheduling").
+    from simulator.report.sweep_page import load_sweep, varying_knobs
+
+    assert varying_knobs(load_sweep(v0)) == ["scheduler"]
+    # The same for prefix caching: `none,true` is one scenario under vllm.
+    cache = tmp_path / "cache"
+    args = ["sweep", trace, "--gpus", "1xH100", "--enable-prefix-caching", "none,true"]
+    assert invoke(*args, "--out", cache, "--workers", 1).exit_code == 0
+    assert [row["enable_prefix_caching"] for row in _rows(cache)] == [True]

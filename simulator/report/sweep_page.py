@@ -414,9 +414,15 @@ def _number(value: Any) -> float:
 
 
 def varying_knobs(sweep: SweepRows) -> list[str]:
-    """Knob columns with more than one value over the rows, in ``KNOBS`` order."""
+    """Knob columns with more than one value over the rows, in ``KNOBS`` order; not a knob
+    that only follows the scheduler and pp as the engine's default (``derived_knobs``)."""
+    from simulator.sweep.spec import derived_knobs
+
+    derived = derived_knobs(sweep.rows)
     out = []
     for knob in KNOBS:
+        if knob in derived:
+            continue
         values = {json.dumps(row.get(knob), default=str) for row in sweep.rows}
         if len(values) > 1:
             out.append(knob)
@@ -542,25 +548,15 @@ def _is_plan_answer(row: dict[str, Any], answer: dict[str, Any]) -> bool:
     )
 
 
-#: Knobs whose None is the engine's default, read as the value it resolves to: a sweep of
-#: `--async-scheduling true` and a plan left at the default ran the same engine (a review:
-#: "plan answer ... matches none of these rows").
-_ENGINE_DEFAULT_KNOBS = ("async_scheduling", "enable_prefix_caching")
-
-
 def _engine_value(knob: str, value: Any, knobs: dict[str, Any]) -> Any:
-    """``value`` of ``knob``, or for an engine default (None) the value it resolves to
-    with ``knobs``' scheduler and pp."""
-    if value is not None or knob not in _ENGINE_DEFAULT_KNOBS:
-        return value
-    from simulator.scenario import Scenario, async_scheduling_on, prefix_caching_on
+    """``value`` of ``knob``, or for an engine default (None) the value it resolves to with
+    ``knobs``' scheduler and pp: a sweep of `--async-scheduling true` and a plan left at the
+    default ran the same engine (a review: "plan answer ... matches none of these rows")."""
+    from simulator.sweep.spec import ENGINE_DEFAULT_KNOBS, engine_default
 
-    scheduler = knobs.get("scheduler") or "vllm"
-    pp = knobs.get("pp") if isinstance(knobs.get("pp"), int) else 1
-    scenario = Scenario(scheduler=str(scheduler), pp=pp)
-    return (
-        async_scheduling_on(scenario) if knob == "async_scheduling" else prefix_caching_on(scenario)
-    )
+    if value is not None or knob not in ENGINE_DEFAULT_KNOBS:
+        return value
+    return engine_default(knob, knobs)
 
 
 def _same_value(a: Any, b: Any) -> bool:

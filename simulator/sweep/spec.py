@@ -424,22 +424,53 @@ def expand(
     check_unread_knobs(set(grid) | {k for s in explicit for k in s}, unique)
     # After the checks, whose messages name only the knobs given.
     unique = [_engine_defaults(p) for p in unique]
-    axes = [k for k in order if len({repr(p[k]) for p in unique}) > 1]
+    derived = derived_knobs(unique)
+    axes = [k for k in order if k not in derived and len({repr(p[k]) for p in unique}) > 1]
     return SweepSpec(unique, axes, slo, repeats, merged)
 
 
-def _engine_defaults(point: dict[str, Any]) -> dict[str, Any]:
-    """``point`` with async scheduling left to the engine (None) set to what the engine
-    does with its scheduler and pp (``scenario.async_scheduling_on``): rows then say which
-    mode ran, and `none` and the value it resolves to are one scenario (a QA pass: `sweep
-    show` printed `none`, and `--async-scheduling none,true` simulated the same twice)."""
-    from simulator.scenario import Scenario, async_scheduling_on
+#: Knobs whose None is the engine's choice for the scenario's scheduler and pp.
+ENGINE_DEFAULT_KNOBS = ("async_scheduling", "enable_prefix_caching")
 
-    if point.get("async_scheduling") is not None or not isinstance(point.get("scheduler"), str):
-        return point
+
+def engine_default(knob: str, point: dict[str, Any]) -> bool:
+    """What the engine does for ``knob`` (one of ``ENGINE_DEFAULT_KNOBS``) left to it, with
+    ``point``'s scheduler and pp (``scenario.async_scheduling_on``, ``prefix_caching_on``)."""
+    from simulator.scenario import Scenario, async_scheduling_on, prefix_caching_on
+
     pp = point.get("pp")
-    engine = Scenario(scheduler=point["scheduler"], pp=pp if isinstance(pp, int) else 1)
-    return {**point, "async_scheduling": async_scheduling_on(engine)}
+    engine = Scenario(
+        scheduler=str(point.get("scheduler") or "vllm"), pp=pp if isinstance(pp, int) else 1
+    )
+    return async_scheduling_on(engine) if knob == "async_scheduling" else prefix_caching_on(engine)
+
+
+def _engine_defaults(point: dict[str, Any]) -> dict[str, Any]:
+    """``point`` with async scheduling and prefix caching left to the engine (None) set to
+    what the engine does with its scheduler and pp: rows then say which mode ran, and
+    `none` and the value it resolves to are one scenario (a QA pass: `sweep show` printed
+    `none`, and `--async-scheduling none,true` simulated the same twice)."""
+    if not isinstance(point.get("scheduler"), str):
+        return point
+    return {
+        **point,
+        **{
+            knob: engine_default(knob, point)
+            for knob in ENGINE_DEFAULT_KNOBS
+            if point.get(knob) is None
+        },
+    }
+
+
+def derived_knobs(points: list[dict[str, Any]]) -> set[str]:
+    """The ``ENGINE_DEFAULT_KNOBS`` whose every value is the engine's default for its row's
+    scheduler and pp: they vary only as those do, and are no axis of their own (a review:
+    a sweep over schedulers drew a heat map over scheduler and async_scheduling)."""
+    return {
+        knob
+        for knob in ENGINE_DEFAULT_KNOBS
+        if all(p.get(knob) in (None, engine_default(knob, p)) for p in points)
+    }
 
 
 def _marker(point: dict[str, Any]) -> str:
