@@ -830,3 +830,14 @@ def test_a_finite_rate_limit_that_never_bound_is_not_said_to_hold_sends(tmp_path
     result["max_concurrency"] = 2  # reached: a send due then would have waited
     notes = _notes(_validate_result(tmp_path / "r.json", result))
     assert any("reached that: a send due while every slot was busy waited" in n for n in notes)
+
+
+def test_json_lines_of_prompts_are_named_a_dataset(tmp_path):
+    """A review: JSON lines of {"prompt": ...} (vLLM's custom dataset format) were read as a
+    table missing arrival_time_s and the rest."""
+    path = _write_lines(
+        tmp_path / "d.jsonl", [{"prompt": "hi", "output_tokens": 9}, {"prompt": "yo"}]
+    )
+    assert _one_error_line(_validate(path)).startswith(
+        "error: d.jsonl: lines of prompts or conversations (a dataset), not a benchmark result"
+    )

@@ -387,6 +387,10 @@ def _offline_benchmark(data: object) -> str | None:
     return None
 
 
+#: Keys of a prompt dataset's records (ShareGPT, chat messages, vLLM's custom JSONL).
+_DATASET_KEYS = {"conversations", "conversation", "messages", "prompt"}
+
+
 def _other_json_document(text: str) -> str | None:
     """Why a JSON document that is no benchmark and no table cannot be validated (a
     dataset, vLLM's PyTorch-format sidecar, a bare value), else None."""
@@ -420,8 +424,7 @@ def _other_json_document(text: str) -> str | None:
             "--save-detailed` wrote beside it"
         )
     if isinstance(first, dict) and (
-        {"conversations", "conversation", "messages", "prompt"} & first.keys()
-        and not {"arrival_time_s", "ttft_s", "e2e_s"} & first.keys()
+        _DATASET_KEYS & first.keys() and not {"arrival_time_s", "ttft_s", "e2e_s"} & first.keys()
     ):
         return (
             "a dataset of prompts or conversations, not a benchmark result: serve it with "
@@ -1097,6 +1100,14 @@ def _from_rows(
         missing = [
             " or ".join(names) for names in TABLE_COLUMNS if not any(n in keys for n in names)
         ]
+        if missing and _DATASET_KEYS & set(keys) and not {"ttft_s", "e2e_s"} & set(keys):
+            # A review: JSON lines of prompts (vLLM's custom dataset format) read as a table
+            # missing its columns.
+            raise SimreplayError(
+                f"{path.name}: {word}s of prompts or conversations (a dataset), not a "
+                "benchmark result: serve it with `vllm bench serve --save-result "
+                "--save-detailed` and validate that result"
+            )
         if missing:
             raise SimreplayError(
                 f"{path.name}: missing column(s) {', '.join(missing)} (a per-request table "
