@@ -545,3 +545,25 @@ def test_sweep_rows_say_which_async_mode_ran(tmp_path, trace):
     args = ["sweep", trace, "--gpus", "1xH100", "--enable-prefix-caching", "none,true"]
     assert invoke(*args, "--out", cache, "--workers", 1).exit_code == 0
     assert [row["enable_prefix_caching"] for row in _rows(cache)] == [True]
+
+
+def test_the_answer_at_one_cost_is_the_lower_p99_and_lines_sort_by_value(tmp_path, trace):
+    """A QA pass: of max_num_seqs 32 and 128 at one cost, both meeting the SLO, the page
+    starred 32 though 128's p99 TTFT was lower; and the chart's lines read 128, 32, 8."""
+    from simulator.report.sweep_page import answer_row, load_sweep, sweep_figures
+
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "1xH100,2xH100", "--max-num-seqs", "8,32,128"]
+    args += ["--slo", "ttft_p99_ms=600000", "--out", out, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    sweep = load_sweep(out)
+    best, _ = answer_row(sweep)
+    one = [r for r in sweep.rows if r["gpus"] == "1xH100"]
+    assert best["gpus"] == "1xH100"
+    assert best["ttft_p99_ms"] == min(r["ttft_p99_ms"] for r in one)
+    names = [s["name"] for s in sweep_figures(sweep)[0]["series"]]
+    assert names == [
+        "H100-SXM max_num_seqs=8",
+        "H100-SXM max_num_seqs=32",
+        "H100-SXM max_num_seqs=128",
+    ]
