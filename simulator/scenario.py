@@ -8,6 +8,8 @@ default batch knobs for the GPU, and the step-time model with its source.
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -672,8 +674,10 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         )
     fitted_async = calibration.get("host_fitted_with_async_scheduling")
     if isinstance(fitted_async, bool) and fitted_async != scenario.async_scheduling:
-        no_async = scenario.scheduler == "vllm-v0" or pp > 1
-        notes.append(async_mismatch_note(fitted_async, no_async))
+        without = not engine_default(
+            "async_scheduling", {"scheduler": scenario.scheduler, "pp": pp}
+        )
+        notes.append(async_mismatch_note(fitted_async, without))
     fitted_ms = calibration.get("api_server_latency_ms_fitted")
     if isinstance(fitted_ms, int | float) and not isinstance(fitted_ms, bool):
         if abs(fitted_ms - scenario.api_server_latency_ms) > 0.05:
@@ -934,6 +938,27 @@ def prefix_caching_on(scenario: Scenario) -> bool:
     if scenario.enable_prefix_caching is not None:
         return bool(scenario.enable_prefix_caching)
     return PREFIX_CACHING_DEFAULT.get(scenario.scheduler, False)
+
+
+#: Knobs whose None is the engine's choice for the scenario's scheduler and pp.
+ENGINE_DEFAULT_KNOBS = ("async_scheduling", "enable_prefix_caching")
+
+
+def engine_default(knob: str, knobs: Mapping[str, Any]) -> bool:
+    """What the engine does for ``knob`` (one of ``ENGINE_DEFAULT_KNOBS``) left to it, with
+    ``knobs``' scheduler and pp (a sweep row, a point, a plan's assumed knobs; an absent
+    scheduler is ``vllm``, a pp that is no whole number 1)."""
+    pp = knobs.get("pp")
+    return _engine_default(
+        knob, str(knobs.get("scheduler") or "vllm"), pp if isinstance(pp, int) else 1
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _engine_default(knob: str, scheduler: str, pp: int) -> bool:
+    # Cached: a sweep page asks it of every row, several times.
+    engine = Scenario(scheduler=scheduler, pp=pp)
+    return async_scheduling_on(engine) if knob == "async_scheduling" else prefix_caching_on(engine)
 
 
 def check_knobs(scenario: Scenario) -> None:

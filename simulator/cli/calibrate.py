@@ -789,7 +789,7 @@ def validate(
     )
     from simulator.calibration.validate import validate as run_validate
     from simulator.io import output_file
-    from simulator.scenario import Scenario, async_scheduling_on
+    from simulator.scenario import Scenario, engine_default
 
     if fit_host and out is None:
         raise SimreplayError("--fit needs -o PROFILE.json to write the fitted profile to")
@@ -815,7 +815,7 @@ def validate(
             "start_times, or request_rate inf); only a vLLM result of a finite request_rate "
             "without start_times is drawn",
         )
-    defaults_to_async = async_scheduling_on(Scenario(scheduler=scheduler, pp=1))
+    defaults_to_async = engine_default("async_scheduling", {"scheduler": scheduler})
     if async_scheduling is None and data.older_vllm and defaults_to_async:
         # vLLM saved start_times from January 2026 (PR #32667); async scheduling became its
         # default after v0.11 (PR #27614, late 2025): a result without them may be of

@@ -439,15 +439,10 @@ _FLEET_KNOBS = ("gpus", "tp", "seed")
 def _async_text(assumed: dict[str, Any]) -> str:
     """The plan's async scheduling in option words, said as the engine's default when it
     was not given."""
-    from simulator.scenario import Scenario, async_scheduling_on
+    from simulator.scenario import engine_default
 
     given = assumed["async_scheduling"]
-    pp = assumed.get("pp")
-    on = async_scheduling_on(
-        Scenario(scheduler=assumed["scheduler"], pp=pp if isinstance(pp, int) else 1)
-        if given is None
-        else Scenario(async_scheduling=bool(given))
-    )
+    on = engine_default("async_scheduling", assumed) if given is None else bool(given)
     return f"--async-scheduling {str(on).lower()}" + (
         " (the engine's default)" if given is None else ""
     )

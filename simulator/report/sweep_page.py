@@ -563,7 +563,7 @@ def _engine_value(knob: str, value: Any, knobs: dict[str, Any]) -> Any:
     """``value`` of ``knob``, or for an engine default (None) the value it resolves to with
     ``knobs``' scheduler and pp: a sweep of `--async-scheduling true` and a plan left at the
     default ran the same engine (a review: "plan answer ... matches none of these rows")."""
-    from simulator.sweep.spec import ENGINE_DEFAULT_KNOBS, engine_default
+    from simulator.scenario import ENGINE_DEFAULT_KNOBS, engine_default
 
     if value is not None or knob not in ENGINE_DEFAULT_KNOBS:
         return value

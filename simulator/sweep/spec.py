@@ -46,7 +46,7 @@ from simulator.hardware import parse_gpus
 from simulator.io import check_input_file
 from simulator.metrics import parse_slo
 from simulator.models import get_model
-from simulator.scenario import Scenario, check_knobs
+from simulator.scenario import ENGINE_DEFAULT_KNOBS, Scenario, check_knobs, engine_default
 
 #: Sweeps at most this many scenarios unless ``--max-scenarios`` says otherwise.
 DEFAULT_MAX_SCENARIOS = 10_000
@@ -427,22 +427,6 @@ def expand(
     derived = derived_knobs(unique)
     axes = [k for k in order if k not in derived and len({repr(p[k]) for p in unique}) > 1]
     return SweepSpec(unique, axes, slo, repeats, merged)
-
-
-#: Knobs whose None is the engine's choice for the scenario's scheduler and pp.
-ENGINE_DEFAULT_KNOBS = ("async_scheduling", "enable_prefix_caching")
-
-
-def engine_default(knob: str, point: dict[str, Any]) -> bool:
-    """What the engine does for ``knob`` (one of ``ENGINE_DEFAULT_KNOBS``) left to it, with
-    ``point``'s scheduler and pp (``scenario.async_scheduling_on``, ``prefix_caching_on``)."""
-    from simulator.scenario import Scenario, async_scheduling_on, prefix_caching_on
-
-    pp = point.get("pp")
-    engine = Scenario(
-        scheduler=str(point.get("scheduler") or "vllm"), pp=pp if isinstance(pp, int) else 1
-    )
-    return async_scheduling_on(engine) if knob == "async_scheduling" else prefix_caching_on(engine)
 
 
 def _engine_defaults(point: dict[str, Any]) -> dict[str, Any]:
