@@ -126,8 +126,8 @@ class Benchmark:
     #: Requests of the file left out on reading (failed, or without usable times; the
     #: notes say which and why).
     num_dropped: int = 0
-    #: A vLLM result of a release before start_times were saved (v0.10-v0.11 and older),
-    #: whose server scheduled without async scheduling unless told to.
+    #: A vLLM result without start_times: a release from before they were saved (January
+    #: 2026), perhaps v0.11 or earlier, whose server scheduled without async scheduling.
     older_vllm: bool = False
 
 
@@ -353,16 +353,17 @@ def _check_duration(path: Path, duration_s: Any) -> None:
     )
 
 
-def _check_request_rate(path: Path, rate: object) -> None:
-    """Refuse a ``request_rate`` that is neither absent, ``"inf"`` (or Infinity) nor a
-    positive number of requests per second."""
-    at_once = rate in ("inf", None) or (isinstance(rate, float) and rate == math.inf)
+def _rate_is_inf(path: Path, rate: object) -> bool:
+    """Whether ``request_rate`` is ``"inf"`` (or Infinity): every request sent at once;
+    refuse one that is neither that, absent nor a positive number of requests per second."""
+    at_once = rate == "inf" or (isinstance(rate, float) and rate == math.inf)
     positive = _is_number(rate) and math.isfinite(_as_float(rate)) and _as_float(rate) > 0
-    if not (at_once or positive):
+    if not (at_once or positive or rate is None):
         raise SimreplayError(
             f"{path.name}: request_rate must be a positive number of requests per second "
             f'or "inf" (as vLLM\'s bench serve writes it), got {_shown(rate)}'
         )
+    return at_once
 
 
 def _in_flight_at_sends(send_s: np.ndarray, latency_s: np.ndarray) -> np.ndarray:
@@ -592,16 +593,7 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
             f"{path.name}: request {k + 1}: output_lens must be a whole number of tokens >= 0, "
             f"got {_time_text(output_lens[k], '')}"
         )
-    itls = data.get("itls")
-    if isinstance(itls, list):
-        # Each a list, the replay reads them or not (a QA pass: 0.01 for one was taken
-        # without a word beside latencies, and refused without them).
-        for k, gaps in enumerate(itls):
-            if ok[k] and not isinstance(gaps, list):
-                raise SimreplayError(
-                    f"{path.name}: request {k + 1}: itls must be a list of seconds, got "
-                    f"{_shown(gaps, 60)}"
-                )
+    _check_gaps(path, data.get("itls"), ok)
     # vLLM's bench serve (v0.6 benchmark_serving.py to v0.11+) writes 0 output tokens for
     # every failed request, whose error text is the HTTP reason and may be empty.
     silent = ok & (output_lens == 0)
@@ -629,7 +621,7 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
         )
     starts = data.get("start_times")
     limit = data.get("max_concurrency")
-    closed_loop = drawn = never_bound = False
+    closed_loop = drawn = never_bound = unbound_said = False
     if starts is not None:
         arrival = _numbers(path, "start_times", starts)
         # vLLM's client applies a limit only when one is set: 0 (``--max-concurrency 0``)
@@ -650,14 +642,12 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
         # completions, and the client's own rule replays them for the simulated server (a
         # QA pass: replayed as recorded, a slower simulated server had 173 requests in
         # flight against a limit of 32, TPOT +323 % where the client's rule read +93 %).
-        rate = data.get("request_rate")
-        _check_request_rate(path, rate)  # recorded sends or not (a QA pass: -1 was taken)
-        at_once = rate == "inf" or (isinstance(rate, float) and rate == math.inf)
+        # Checked with recorded sends too (a QA pass: -1 was taken).
+        at_once = _rate_is_inf(path, data.get("request_rate"))
         closed_loop = not no_limit and at_once and data.get("ramp_up_strategy") is None
     else:
         rate = data.get("request_rate")
-        all_at_once = rate in ("inf", None) or (isinstance(rate, float) and rate == math.inf)
-        _check_request_rate(path, rate)
+        all_at_once = _rate_is_inf(path, rate) or rate is None
         closed_loop = _whole_number(limit) is not None
         ramp = data.get("ramp_up_strategy")
         if ramp is not None:  # vLLM sets request_rate inf for a ramp-up
@@ -714,14 +704,14 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
             )
         else:
             notes.append("no start_times: every request sent at 0 s (request_rate inf)")
-    _refuse_negative_gaps(path, data.get("itls"), ok)
     ttft = _numbers(path, "ttfts", data["ttfts"])
     if e2e_field == "latencies":
         e2e = _numbers(path, "latencies", data["latencies"])
         _check_latencies_cover_itls(path, data.get("itls"), ok, ttft, e2e)
     else:
+        # Each served request's gaps are a list of numbers (``_check_gaps``).
         after_first_s = [
-            _sum_of_gaps(path, k, gaps) if ok[k] else math.nan
+            math.fsum(_as_float(g) for g in gaps) if ok[k] else math.nan
             for k, gaps in enumerate(data["itls"])
         ]
         e2e = ttft + np.array(after_first_s, dtype=np.float64)
@@ -731,15 +721,18 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
             "inter-token gaps)"
         )
     _check_within_duration(path, data.get("duration"), arrival[ok], ttft[ok], e2e[ok], starts)
+    slots = _whole_number(limit)
+    if starts is not None and slots is not None:
+        # The most requests in flight in the benchmark, failed ones counted as in flight
+        # throughout: below the limit, it never held a send back.
+        most = int(_in_flight_at_sends(arrival[ok], e2e[ok]).max(initial=0)) + int((~ok).sum())
+        never_bound = most < slots
     if starts is not None and closed_loop:
-        sends = _in_flight_at_sends(arrival[ok], e2e[ok])
-        most = int(sends.max(initial=0)) + int((~ok).sum())
-        never_bound = most < limit
         if never_bound:
             # The limit never bound: a client sending on its own clock (vLLM's timed_trace
             # dataset keeps request_rate inf and writes max_concurrency all the same; a QA
             # pass: replayed closed, TTFT p99 +441 % where the recorded sends read -48 %).
-            closed_loop = False
+            closed_loop, unbound_said = False, True
             notes.append(
                 f"max_concurrency {limit:g} never bound: at most {most:,} requests were in "
                 "flight in the benchmark (its start_times and latencies, failed requests "
@@ -813,7 +806,6 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
     bench.drawn_arrivals = drawn
     bench.num_dropped = count - len(bench.arrival_time_s)
     bench.older_vllm = starts is None
-    slots = _whole_number(limit)
     if closed_loop:
         bench.max_concurrency, bench.closed_loop = slots, True
         num_dropped = int((~ok).sum())
@@ -827,10 +819,8 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
         # vLLM's client sends a request once a semaphore of max_concurrency slots lets it:
         # a closed loop, whose send times depend on the measured server's speed.
         bench.max_concurrency = slots
-    if starts is not None and slots is not None and not (closed_loop or never_bound):
-        in_flight = _in_flight_at_sends(bench.arrival_time_s, bench.e2e_s)
-        most = int(in_flight.max(initial=0)) + bench.num_dropped
-        if most < slots:
+    if starts is not None and slots is not None and not closed_loop and not unbound_said:
+        if never_bound:
             # A QA pass: a limit of 512 with 18 in flight at most was said to have held
             # each send until a slot freed.
             bench.notes.append(
@@ -958,16 +948,21 @@ def _numbers(path: Path, name: str, values: list) -> np.ndarray:
     return out
 
 
-def _refuse_negative_gaps(path: Path, itls: Any, ok: np.ndarray) -> None:
-    """Refuse a kept request's inter-token gap below 0 or NaN: vLLM takes them as
-    differences of ``time.perf_counter`` readings, a monotonic clock (a QA pass: a gap of
-    -0.5 s was summed into E2E without a word)."""
+def _check_gaps(path: Path, itls: Any, ok: np.ndarray) -> None:
+    """Refuse a served request's ``itls`` entry that is not a list of seconds, and a gap in
+    it below 0 or NaN: vLLM takes them as differences of ``time.perf_counter`` readings, a
+    monotonic clock (QA passes: a gap of -0.5 s was summed into E2E without a word; an
+    entry 0.01, or a gap "x", was taken without a word where latencies were given). Read by
+    the replay or not, each is checked."""
     if not isinstance(itls, list):
         return
     for k in np.flatnonzero(ok):
         gaps = itls[k] if k < len(itls) else None
         if not isinstance(gaps, list):
-            continue
+            raise SimreplayError(
+                f"{path.name}: request {k + 1}: itls must be a list of seconds, got "
+                f"{_shown(gaps, 60)}"
+            )
         for n, gap in enumerate(gaps):
             if not _is_number(gap):
                 # Read or not (beside latencies), a gap is a number of seconds (a QA pass:
@@ -982,17 +977,6 @@ def _refuse_negative_gaps(path: Path, itls: Any, ok: np.ndarray) -> None:
                     f"{path.name}: request {k + 1}: itls gap {n + 1} is {_shown(gap)} s; "
                     "inter-token gaps are differences of a monotonic clock, never below 0"
                 )
-
-
-def _sum_of_gaps(path: Path, k: int, gaps: object) -> float:
-    """Seconds after the first token of request ``k`` (the sum of its ``itls`` list)."""
-    if gaps is None:
-        return math.nan
-    if not isinstance(gaps, list) or not all(_is_number(g) for g in gaps):
-        raise SimreplayError(
-            f"{path.name}: request {k + 1}: itls must be a list of seconds, got {_shown(gaps, 60)}"
-        )
-    return math.fsum(_as_float(g) for g in gaps)
 
 
 def _column(
@@ -2200,9 +2184,10 @@ def fit_api_server_latency(
     base: Profile | None,
     host: dict[str, float],
     progress: Any = None,
-) -> tuple[float, dict[str, Any]]:
-    """The API server's latency (ms) that ``--fit`` finds after the host overheads, and
-    ``validate``'s report at both.
+) -> tuple[float, dict[str, Any], bool]:
+    """The API server's latency (ms) that ``--fit`` finds after the host overheads,
+    ``validate``'s report at both, and whether the TTFT gap varies across requests (then
+    it is queueing the replay lacks, not that latency, and a note says so).
 
     The median over requests of measured TTFT minus the engine's (the replay at latency 0),
     at least 0 and at most ``MAX_API_SERVER_LATENCY_MS``, to 0.1 ms. A constant latency
@@ -2245,9 +2230,7 @@ def fit_api_server_latency(
     report, log_ratios = _validate(bench, _with_latency(fitted, latency_ms))
     report["loss"] = round(_request_loss(log_ratios), 6)
     report["notes"] = [*report.get("notes", []), *notes]
-    # Whether the gap varies across requests (then not the API server's latency).
-    report["api_server_latency_gap_varies"] = varies
-    return latency_ms, report
+    return latency_ms, report, varies
 
 
 #: ``fit_api_server_latency`` notes a TTFT gap whose p10-p90 spread is above this share of

@@ -866,12 +866,11 @@ def validate(
     payload: dict = {"validation": report}
     if fit_host:
         host, host_fit, base = fit_host_overhead(data, resolved, progress=_progress)
-        latency_ms, fitted = fit_api_server_latency(data, resolved, base, host, _progress)
+        latency_ms, fitted, varies = fit_api_server_latency(data, resolved, base, host, _progress)
         # The host fit's own notes (an implausible overhead) stay in the final report.
         later = fitted.get("notes", [])
         fitted["notes"] = [*later, *(n for n in host_fit.get("notes", []) if n not in later)]
         profile = fitted_profile(resolved, base, host, fitted, report, data.model_id)
-        varies = bool(fitted.pop("api_server_latency_gap_varies", False))
         if not varies:  # else queueing, not a latency a later run should be told to take
             profile.provenance["api_server_latency_ms_fitted"] = latency_ms
         # The search's in-memory profile has no name of its own: say what it is.
