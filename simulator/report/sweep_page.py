@@ -461,10 +461,8 @@ def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
     def meets(row: dict[str, Any]) -> bool:
         # An overloaded fleet never meets it, as plan judges (a review: one was starred);
         # nor one whose replicas reject requests the context admits (a QA pass).
-        overloaded = _backlog(row, sweep.columns) == "overloaded"
-        return bool(
-            row["ok"] and row.get("slo_met") is True and not overloaded and not _capped(row)
-        )
+        no_slo = _meets_no_slo(row, sweep.columns)
+        return bool(row["ok"] and row.get("slo_met") is True and no_slo is None)
 
     met = [
         row
@@ -490,16 +488,7 @@ def answer_row(sweep: SweepRows) -> tuple[dict[str, Any] | None, str]:
         )
     # Cost first; at one cost the lower p99 TTFT (a QA pass: max_num_seqs=32 was starred
     # beside 128 at the same cost and a lower p99), then the fleet's name.
-    best = min(
-        met,
-        key=lambda r: (
-            _number(r["cost_per_hour_usd"]),
-            _number(r.get("ttft_p99_ms"))
-            if math.isfinite(_number(r.get("ttft_p99_ms")))
-            else math.inf,
-            r["gpus"],
-        ),
-    )
+    best = min(met, key=lambda r: (*_cost_and_p99(r), r["gpus"]))
     num_seeds = max(len(group) for group in seeds.values())
     if num_seeds > 1:
         return best, f"cheapest scenario meeting the SLO on every one of its seeds ({num_seeds:,})"
@@ -790,7 +779,7 @@ def _cost_front(
 
 
 def _heatmap_value(row: dict[str, Any], columns: list[str]) -> float:
-    if _backlog(row, columns) == "overloaded" or _capped(row):
+    if _meets_no_slo(row, columns) is not None:
         # Its queue outgrows the trace (a longer one would miss more), or its replicas
         # reject requests the context admits: plan and the answer never take it (a QA
         # pass: shown at 100 % beside the starred fleet).
@@ -924,6 +913,23 @@ def _backlog(row: dict[str, Any], columns: list[str]) -> str | None:
     return backlog_kind(int(backlog), int(num_requests), math.inf)
 
 
+def _meets_no_slo(row: dict[str, Any], columns: list[str]) -> str | None:
+    """``rejects`` for a fleet whose replicas reject requests its context admits,
+    ``overloaded`` for one whose queue outgrows the trace: either meets no SLO, whatever
+    the percentiles of what it completed, as ``plan`` judges; else None."""
+    if _capped(row):
+        return "rejects"
+    if _backlog(row, columns) == "overloaded":
+        return "overloaded"
+    return None
+
+
+def _cost_and_p99(row: dict[str, Any]) -> tuple[float, float]:
+    """A row's cost and p99 TTFT for ordering: cheaper first, then faster (missing: last)."""
+    cost, p99 = _number(row.get("cost_per_hour_usd")), _number(row.get("ttft_p99_ms"))
+    return (cost if math.isfinite(cost) else math.inf, p99 if math.isfinite(p99) else math.inf)
+
+
 def _capped(row: dict[str, Any]) -> int:
     """How many requests the row's replicas reject that its asked context admits (its KV
     cache holds less); 0 for a row of an earlier build, without the column."""
@@ -955,15 +961,7 @@ def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
     metrics = [m for m in TABLE_METRICS if m in sweep.columns]
     ordered = sorted(
         sweep.rows,
-        key=lambda r: (
-            not r["ok"],
-            _number(r.get("cost_per_hour_usd"))
-            if math.isfinite(_number(r.get("cost_per_hour_usd")))
-            else math.inf,
-            _number(r.get("ttft_p99_ms"))
-            if math.isfinite(_number(r.get("ttft_p99_ms")))
-            else math.inf,
-        ),
+        key=lambda r: (not r["ok"], *_cost_and_p99(r)),
     )
     rows = []
     for row in ordered[:MAX_TABLE_ROWS]:
@@ -979,11 +977,7 @@ def _scenario_table(sweep: SweepRows, answer: dict[str, Any] | None) -> str:
         met = row.get("slo_met")
         # A fleet rejecting requests its context admits, or whose queue outgrows the trace,
         # meets no SLO, whatever the percentiles of what it completed (as ``plan`` judges).
-        word = "met" if met else "missed"
-        if _backlog(row, sweep.columns) == "overloaded":
-            word = "overloaded"
-        if _capped(row):
-            word = "rejects"
+        word = _meets_no_slo(row, sweep.columns) or ("met" if met else "missed")
         badge = "" if word == "met" else "bad"
         cells.append(
             f'<td><span class="badge {badge}">{word}</span></td>'
