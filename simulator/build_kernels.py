@@ -51,7 +51,7 @@ def _warm_up() -> None:
     sessions = load_trace(traces / "chat-sessions.parquet").slice(0, 400)
     for scheduler in ("vllm", "vllm-v0", "sarathi"):
         simulate(chat, Scenario(gpus="2xA100", scheduler=scheduler))
-    for router in ("round-robin", "least-kv", "random"):
+    for router in ("round-robin", "least-kv", "random", "vllm-dp"):
         simulate(chat, Scenario(gpus="2xA100", router=router))
     simulate(chat, Scenario(gpus="2xA100"), orchestration="simpy")
     simulate(chat, Scenario(gpus="4xA100", model="llama-3.1-70b", tp=2, pp=2))

@@ -124,7 +124,9 @@ class Scenario:
         ``least-outstanding``, ``round-robin``, ``least-kv``, ``random``, ``prefix-aware``
         (longest cached prefix within a load cap; needs the prefix cache) or
         ``session-affinity`` (a session's requests go where its first went; needs session
-        ids in the trace).
+        ids in the trace) or ``vllm-dp`` (vLLM's internal data-parallel load balancer:
+        fewest requests in flight, waiting ones weighing more on an engine whose KV cache
+        is over half full).
     max_num_seqs, max_num_batched_tokens : int or None
         vLLM's batch knobs; None takes vLLM v0.11's OpenAI-server defaults for the GPU.
     chunk_size : int
@@ -660,6 +662,13 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             "--enforce-eager is modelled as steps without CUDA graphs' padding only, not the "
             "kernel-launch time eager steps add (the measured kernels ran as graphs): it "
             "reads no slower here, where vLLM decodes slower without graphs at small batches"
+        )
+    if scenario.router == "vllm-dp" and scenario.scheduler == "vllm-v0":
+        # A QA pass: accepted without a word, where v0.6 had no data parallelism.
+        notes.append(
+            "--router vllm-dp is the balancer of vLLM V1's --data-parallel-size; vLLM v0.6 "
+            "(--scheduler vllm-v0) had no data parallelism, so its replicas were separate "
+            "servers behind another router (round-robin, least-outstanding)"
         )
     from simulator.calibration.select import UNCALIBRATED
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 from hypothesis import strategies as st
 
 ENGINE_SCHEDULERS = ["vllm", "sarathi", "vllm-v0"]
-ENGINE_ROUTERS = ["round-robin", "least-outstanding", "least-kv", "random"]
+ENGINE_ROUTERS = ["round-robin", "least-outstanding", "least-kv", "random", "vllm-dp"]
 
 
 def step_time_model(

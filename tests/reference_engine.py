@@ -31,6 +31,7 @@ ROUTERS = (
     "random",
     "prefix-aware",
     "session-affinity",
+    "vllm-dp",
 )
 
 REJECT_NONE = 0
@@ -698,6 +699,20 @@ def _route(
         return min(range(len(replicas)), key=lambda k: (replicas[k].num_outstanding, k))
     if router == "least-kv":
         return min(range(len(replicas)), key=lambda k: (replicas[k].kv_blocks_used(), k))
+    if router == "vllm-dp":
+        # vLLM's DPLBAsyncMPClient (PRs #47420, #49204): requests in flight, plus waiting x
+        # 6 x (KV usage - 1/2) above half usage; the scan starts one engine on per request
+        # and keeps the first of equal scores.
+        def dp_score(rep: _Replica) -> float:
+            score = float(rep.num_outstanding)
+            if rep.waiting:
+                usage = rep.kv_blocks_used() / rep.num_kv_blocks
+                score += len(rep.waiting) * 6.0 * max(0.0, usage - 0.5)
+            return score
+
+        n = len(replicas)
+        order = [(num_routed + k) % n for k in range(n)]
+        return min(order, key=lambda k: (dp_score(replicas[k]), order.index(k)))
     if router == "random":
         return int(draw * len(replicas))
     raise ValueError(f"unknown router {router!r}")

@@ -64,7 +64,7 @@ from simulator.perf import kernel, layout
 from simulator.perf.roofline import constant_step_model, roofline_model
 
 SCHEDULERS = ["vllm", "sarathi", "vllm-v0"]
-ROUTERS = ["round-robin", "least-outstanding", "least-kv", "random"]
+ROUTERS = ["round-robin", "least-outstanding", "least-kv", "random", "vllm-dp"]
 
 
 def dyadic_params() -> np.ndarray:
@@ -436,6 +436,15 @@ def test_least_outstanding_leaves_quiet_replicas_alone_without_changing_results(
 # 3. User-supplied routers (simpy path)
 
 
+def dp_score(view) -> float:
+    """``vllm-dp``'s score of a replica from its view (vLLM's DPLBAsyncMPClient)."""
+    score = float(view.num_outstanding)
+    if view.num_waiting:
+        usage = view.kv_blocks_used / view.kv_blocks_total
+        score += view.num_waiting * 6.0 * max(0.0, usage - 0.5)
+    return score
+
+
 def python_router(name: str, draws: np.ndarray):
     """A Python copy of built-in router ``name``, reading only the views it is given."""
     routed = [0]
@@ -447,12 +456,78 @@ def python_router(name: str, draws: np.ndarray):
             choice = min(replicas, key=lambda v: (v.num_outstanding, v.index)).index
         elif name == "least-kv":
             choice = min(replicas, key=lambda v: (v.kv_blocks_used, v.index)).index
+        elif name == "vllm-dp":
+            n = len(replicas)
+            order = [replicas[(routed[0] + k) % n] for k in range(n)]
+            choice = min(order, key=lambda v: (dp_score(v), order.index(v))).index
         else:
             choice = int(draws[request.index] * len(replicas))
         routed[0] += 1
         return choice
 
     return route
+
+
+def _routing_state(waiting, running, used, stages: int = 1, blocks: int = 100):
+    """``choose_replica``'s arguments for engine replicas with these queue lengths and KV
+    blocks in use (of ``blocks`` each)."""
+    num = len(waiting)
+    rep_i = np.zeros((engine_state.NUM_P_INT, num), np.int64)
+    rep_i[engine_state.P_NUM_WAITING] = waiting
+    rep_i[engine_state.P_NUM_RUNNING] = running
+    rep_i[engine_state.P_OUTSTANDING] = np.add(waiting, running)
+    rep_i[engine_state.P_FREE_BLOCKS] = blocks - np.asarray(used)
+    cfg = np.zeros(engine_state.CFG_SIZE, np.int64)
+    cfg[engine_state.CFG_PIPELINE_STAGES] = stages
+    cfg[engine_state.CFG_NUM_KV_BLOCKS] = blocks
+    cfg[engine_state.CFG_ROUTER] = engine_state.ROUTERS["vllm-dp"]
+    req_i = np.zeros((1, engine_state.NUM_R_INT), np.int64)
+    tables = np.zeros((num, 1), np.int64)
+    return req_i, rep_i, cfg, tables, np.zeros(1, np.int64), np.full(1, -1, np.int64)
+
+
+@pytest.mark.parametrize(
+    ("waiting", "running", "used", "num_routed", "chosen"),
+    [
+        # At most half the KV cache in use, waiting and running count alike: 1 < 3.
+        ([0, 1], [3, 0], [50, 50], 0, 1),
+        # All of it in use: 1 waiting + 1 x 6 x (1 - 0.5) = 4 > 3 running.
+        ([0, 1], [3, 0], [50, 100], 0, 0),
+        # Three quarters: 1 + 1.5 = 2.5 < 3.
+        ([0, 1], [3, 0], [50, 75], 0, 1),
+        # 2 + 2 x 6 x 0.5 = 8 > 6, whatever the scan's start (a weight of 4 would tie).
+        ([0, 2], [6, 0], [50, 100], 1, 0),
+        # Running requests are never penalised, however full the cache.
+        ([0, 0], [3, 2], [0, 100], 0, 1),
+        # Equal scores: the first from the scan's start, which turns with each request.
+        ([0, 0, 0], [2, 2, 2], [10, 10, 10], 0, 0),
+        ([0, 0, 0], [2, 2, 2], [10, 10, 10], 4, 1),
+        ([0, 0, 0], [2, 1, 1], [10, 10, 10], 5, 2),
+    ],
+)
+def test_vllm_dp_router_follows_vllms_balancer(waiting, running, used, num_routed, chosen):
+    """vLLM's internal DP load balancer (``DPLBAsyncMPClient``, PRs #47420 and #49204):
+    requests in flight, waiting ones weighed more only while over half the KV cache is in
+    use, ties to the first engine from a start that moves on one per request."""
+    from simulator.engine.fused import choose_replica
+
+    req_i, rep_i, cfg, tables, prefix_ids, sessions = _routing_state(waiting, running, used)
+    assert (
+        choose_replica(req_i, rep_i, cfg, tables, prefix_ids, sessions, 0, num_routed, 0.0)
+        == chosen
+    )
+
+
+def test_vllm_dp_router_sums_a_replicas_virtual_engines():
+    """With pipeline stages a replica's score is its virtual engines' together: replica 1
+    (engines 2, 3) has 3 in flight, 1 waiting, its cache full (3 + 1 x 6 x 0.5 = 6), against
+    replica 0's 5 running; replica 0's engine with fewer unfinished requests takes it."""
+    from simulator.engine.fused import choose_replica
+
+    req_i, rep_i, cfg, tables, prefix_ids, sessions = _routing_state(
+        [0, 0, 1, 0], [3, 2, 0, 2], [10, 10, 100, 100], stages=2
+    )
+    assert choose_replica(req_i, rep_i, cfg, tables, prefix_ids, sessions, 0, 0, 0.0) == 1
 
 
 @pytest.mark.parametrize("router", ROUTERS)
@@ -949,3 +1024,15 @@ def test_a_request_held_back_once_by_a_capacity_is_flagged(scheduler, blocks, se
     roomy = replay_case(arrival, prompts, outputs, dict(knobs, num_kv_blocks=8, max_num_seqs=4))
     assert capacity_bounds(roomy) == CapacityBounds(kv=False, seqs=False)
     assert held.req_f[1, R_FIRST_SCHEDULED_S] > roomy.req_f[1, R_FIRST_SCHEDULED_S]
+
+
+def test_vllm_dp_with_the_v0_scheduler_says_v0_had_no_data_parallelism():
+    """A QA pass: --scheduler vllm-v0 --router vllm-dp ran without a word, where vLLM v0.6
+    had no --data-parallel-size."""
+    from simulator.scenario import Scenario, resolve
+
+    v0 = resolve(Scenario(gpus="2xH100", scheduler="vllm-v0", router="vllm-dp"))
+    assert any(n.startswith("--router vllm-dp is the balancer of vLLM V1") for n in v0.notes)
+    for scheduler, router in (("vllm", "vllm-dp"), ("vllm-v0", "round-robin")):
+        notes = resolve(Scenario(gpus="2xH100", scheduler=scheduler, router=router)).notes
+        assert not any("vllm-dp" in n for n in notes)

@@ -35,12 +35,14 @@ from simulator.engine.state import (
     C_NEXT_REQUEST,
     C_ROUTED,
     CFG_BLOCK_SIZE,
+    CFG_NUM_KV_BLOCKS,
     CFG_PIPELINE_STAGES,
     CFG_PREFIX_LOAD_CAP,
     CFG_ROUTER,
     CFG_STOP_ON_PREEMPTION,
     FINISHED,
     P_IN_FLIGHT,
+    P_NUM_WAITING,
     P_OUTSTANDING,
     P_PREEMPTIONS,
     P_QUIET_UNTIL_S,
@@ -57,6 +59,9 @@ from simulator.engine.state import (
     ROUTE_RANDOM,
     ROUTE_ROUND_ROBIN,
     ROUTE_SESSION_AFFINITY,
+    ROUTE_VLLM_DP,
+    VLLM_DP_KV_FREE_USAGE,
+    VLLM_DP_KV_PENALTY,
 )
 from simulator.perf.kernel import step_floor_s
 
@@ -70,6 +75,43 @@ def _least_outstanding(rep_i):
     for r in range(1, rep_i.shape[1]):
         if rep_i[P_OUTSTANDING, r] < rep_i[P_OUTSTANDING, best]:
             best = r
+    return best
+
+
+@njit(cache=True, _nrt=False)
+def _dp_score(rep_i, cfg, group):
+    """``vllm-dp``'s load of replica ``group`` (its ``cfg[CFG_PIPELINE_STAGES]`` engine
+    replicas together): requests in flight, plus, while some wait, waiting x 6 x the share
+    of its KV blocks in use above a half (vLLM's ``get_core_engine_for_request``)."""
+    stages = cfg[CFG_PIPELINE_STAGES]
+    outstanding = 0
+    waiting = 0
+    used = 0
+    for r in range(group * stages, (group + 1) * stages):
+        outstanding += rep_i[P_OUTSTANDING, r]
+        waiting += rep_i[P_NUM_WAITING, r]
+        used += kv_blocks_used(rep_i, cfg, r)
+    score = float(outstanding)
+    if waiting > 0:
+        usage = used / (cfg[CFG_NUM_KV_BLOCKS] * stages)
+        score += waiting * VLLM_DP_KV_PENALTY * max(0.0, usage - VLLM_DP_KV_FREE_USAGE)
+    return score
+
+
+@njit(cache=True, _nrt=False)
+def _least_dp_score(rep_i, cfg, num_routed):
+    """``vllm-dp``'s replica (group): the least ``_dp_score``, scanning from replica
+    ``num_routed`` mod their number on (vLLM turns its scan's start one engine on for each
+    request, so ties go round in turn)."""
+    num_groups = rep_i.shape[1] // cfg[CFG_PIPELINE_STAGES]
+    best = num_routed % num_groups
+    best_score = _dp_score(rep_i, cfg, best)
+    for k in range(1, num_groups):
+        g = (num_routed + k) % num_groups
+        score = _dp_score(rep_i, cfg, g)
+        if score < best_score:
+            best = g
+            best_score = score
     return best
 
 
@@ -111,7 +153,8 @@ def choose_replica(req_i, rep_i, cfg, rep_tables, prefix_ids, session_replica, i
     ``num_routed`` is the number of requests routed so far (round-robin position); ``draw``
     a uniform [0, 1) number pre-drawn for this request (``random``). ``session_replica``
     (int64, one per session, mutated) remembers where ``session-affinity`` sent each
-    session's first request. Ties go to the lowest index. With pipeline stages the answer
+    session's first request. Ties go to the lowest index (``vllm-dp``'s to the first from
+    its turning start, ``_least_dp_score``). With pipeline stages the answer
     is an engine replica (a virtual engine): the group ``choose_group`` picks, then its
     ``choose_virtual_engine``.
     """
@@ -141,6 +184,8 @@ def choose_replica(req_i, rep_i, cfg, rep_tables, prefix_ids, session_replica, i
             if kv_blocks_used(rep_i, cfg, r) < kv_blocks_used(rep_i, cfg, best):
                 best = r
         return best
+    if router == ROUTE_VLLM_DP:
+        return _least_dp_score(rep_i, cfg, num_routed)
     return num_routed % num_replicas
 
 
@@ -170,11 +215,12 @@ def _least_loaded_group(rep_i, cfg, kv):
 def choose_group(req_i, rep_i, cfg, rep_tables, prefix_ids, session_replica, i, num_routed, draw):
     """Replica (group of ``cfg[CFG_PIPELINE_STAGES]`` virtual engines) for request ``i``.
 
-    The built-in router over groups: ``least-outstanding`` and ``least-kv`` compare the sums
-    over each group's virtual engines, ``round-robin`` and ``random`` count groups;
-    ``prefix-aware`` takes a group's longest cached prefix as the longest in any of its
-    virtual engines (each has its own cache, as each v0 scheduler has its own block
-    manager), and ``session-affinity`` remembers groups. Ties go to the lowest index.
+    The built-in router over groups: ``least-outstanding``, ``least-kv`` and ``vllm-dp``
+    compare the sums over each group's virtual engines, ``round-robin`` and ``random``
+    count groups; ``prefix-aware`` takes a group's longest cached prefix as the longest in
+    any of its virtual engines (each has its own cache, as each v0 scheduler has its own
+    block manager), and ``session-affinity`` remembers groups. Ties go to the lowest index
+    (``vllm-dp``'s to the first from its turning start, ``_least_dp_score``).
     """
     stages = cfg[CFG_PIPELINE_STAGES]
     num_groups = rep_i.shape[1] // stages
@@ -185,6 +231,8 @@ def choose_group(req_i, rep_i, cfg, rep_tables, prefix_ids, session_replica, i, 
         return _least_loaded_group(rep_i, cfg, False)
     if router == ROUTE_LEAST_KV:
         return _least_loaded_group(rep_i, cfg, True)
+    if router == ROUTE_VLLM_DP:
+        return _least_dp_score(rep_i, cfg, num_routed)
     if router == ROUTE_SESSION_AFFINITY:
         session = req_i[i, R_SESSION]
         if session < 0:

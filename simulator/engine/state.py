@@ -46,7 +46,7 @@ DEFAULT_SARATHI_CHUNK = 512
 
 # Built-in routers.
 ROUTE_ROUND_ROBIN, ROUTE_LEAST_OUTSTANDING, ROUTE_LEAST_KV, ROUTE_RANDOM = 0, 1, 2, 3
-ROUTE_PREFIX_AWARE, ROUTE_SESSION_AFFINITY = 4, 5
+ROUTE_PREFIX_AWARE, ROUTE_SESSION_AFFINITY, ROUTE_VLLM_DP = 4, 5, 6
 ROUTERS = {
     "round-robin": ROUTE_ROUND_ROBIN,
     "least-outstanding": ROUTE_LEAST_OUTSTANDING,
@@ -54,7 +54,16 @@ ROUTERS = {
     "random": ROUTE_RANDOM,
     "prefix-aware": ROUTE_PREFIX_AWARE,
     "session-affinity": ROUTE_SESSION_AFFINITY,
+    "vllm-dp": ROUTE_VLLM_DP,
 }
+#: ``vllm-dp``: vLLM's internal data-parallel load balancer (``vllm serve
+#: --data-parallel-size N``, one API server; ``DPLBAsyncMPClient.get_core_engine_for_request``
+#: in vllm/v1/engine/core_client.py, as of vLLM PRs #47420 and #49204, July 2026): an
+#: engine's score is its requests in flight, plus, while it has waiting requests, waiting x
+#: ``VLLM_DP_KV_PENALTY`` x max(0, KV usage - ``VLLM_DP_KV_FREE_USAGE``); the least score
+#: wins, the scan starting one engine further on for each request (engine README).
+VLLM_DP_KV_PENALTY = 6.0
+VLLM_DP_KV_FREE_USAGE = 0.5
 #: ``prefix-aware``: a replica is a candidate while its outstanding requests are at most the
 #: fewest of any replica plus this many (``--prefix-load-cap``).
 DEFAULT_PREFIX_LOAD_CAP = 8
