@@ -1173,7 +1173,10 @@ def test_show_json_rows_use_cli_names_and_flat_metrics(reference):
                 "slo_met", "cost_per_hour_usd"):  # fmt: skip
         assert key in rows[0], key
     assert {r["gpus"] for r in rows} == {"1xL40S", "2xA100"}
-    assert {r["status"] for r in rows} == {"ok", "infeasible"}
+    assert {r["status"] for r in rows} == {"ok", "infeasible", "overloaded"}
+    # overloaded: the table's word for a row that ran (stored ok) with a growing queue.
+    for r in rows:
+        assert (r["status"] == "overloaded") == (r["backlog"] == "overloaded"), r
 
 
 def test_show_sorts_and_puts_missing_values_last(reference):

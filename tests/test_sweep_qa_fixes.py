@@ -403,6 +403,11 @@ def test_a_fleet_rejecting_requests_its_context_admits_is_not_the_sweep_answer(t
     # Folded over seeds too (a review: --seed-spread printed it "ok").
     spread = invoke("sweep", "show", out, "--seed-spread").stdout
     assert "1xL4    rejects" in spread
+    # And in --json (a QA pass: its rows said "ok", which a reader filtering on it kept).
+    for extra in ((), ("--seed-spread",)):
+        shown = json.loads(invoke("sweep", "show", out, "--json", *extra).stdout)["rows"]
+        assert {r["gpus"]: r["status"] for r in shown} == {"1xL4": "rejects", "1xH100": "ok"}
+    assert rows["1xL4"]["status"] == "ok"  # the stored row keeps it
     # And the heat map counts it as meeting nothing.
     from simulator.report.sweep_page import _heatmap_value
 

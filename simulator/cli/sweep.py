@@ -391,8 +391,12 @@ def show(
         present.sort(key=lambda r: _order_key(r[sort]), reverse=descending)
         rows = present + missing  # nulls (infeasible rows) last either way
     if json_output:
+        # The table's status word (``overloaded``, ``rejects``), not the stored ``ok``: a
+        # reader filtering on it kept fleets plan refuses (a QA pass).
         payload: dict[str, Any] = {
-            "rows": [{k: _json_value(v) for k, v in r.items()} for r in rows]
+            "rows": [
+                {k: _json_value(v) for k, v in r.items()} | {"status": _status(r)} for r in rows
+            ]
         }
         payload["planned"] = None if planned is None else _planned_json(planned, running)
         print_json(payload)
