@@ -93,7 +93,9 @@ MAX_API_SERVER_LATENCY_MS = 60_000.0
 PIPELINE_SEMANTICS = (
     "vLLM v0.6 virtual engines: {pp} schedulers per replica, each with 1/{pp} of the KV "
     "blocks and its own max_num_seqs; a step takes the full model's time plus {transfers}; "
-    "contention between unequal micro-batches not modelled"
+    "contention between unequal micro-batches not modelled (vLLM's V1 engine, one scheduler "
+    "whose max_num_seqs caps all micro-batches together, can be slower under load: "
+    "simulator/engine/README.md)"
 )
 
 
