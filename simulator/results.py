@@ -123,6 +123,8 @@ from simulator.engine.state import (
     R_REJECT,
     R_REPLICA,
     R_STATUS,
+    REJECT_CAPPED_CONTEXT,
+    REJECT_CONTEXT,
     REJECT_REASONS,
     EngineState,
 )
@@ -259,6 +261,12 @@ def build_result(
     slo: dict[str, tuple[str, int, float]] | None,
 ) -> Result:
     """The summary of the engine's final state; its tables are built when first asked for."""
+    if resolved.max_model_len < _asked_context(resolved):
+        # Rejected for a max_model_len the KV cache capped, within the context asked for
+        # (a QA pass: a sweep row said "longer than the model's context" of them).
+        reject = state.req_i[:, R_REJECT]
+        capped = (reject == REJECT_CONTEXT) & ~_beyond_context(resolved, state)
+        reject[capped] = REJECT_CAPPED_CONTEXT
     outcomes = _Outcomes.of(state)
     summary = _summary(resolved, state, outcomes, slo)
     return Result(resolved, summary, state, request_ids)
@@ -488,9 +496,13 @@ def _beyond_context(resolved: ResolvedScenario, state: EngineState) -> np.ndarra
     """Requests longer (input + output) than the context asked for: ``--max-model-len``,
     else the model's. Every deployment rejects them, unlike those beyond a max_model_len a
     small KV cache capped."""
-    limit = resolved.scenario.max_model_len or resolved.model.max_context_tokens
     tokens = state.req_i[:, R_PROMPT].astype(np.int64) + state.req_i[:, R_OUTPUT]
-    return tokens > limit
+    return tokens > _asked_context(resolved)
+
+
+def _asked_context(resolved: ResolvedScenario) -> int:
+    """The context asked for: ``--max-model-len``, else the model's."""
+    return resolved.scenario.max_model_len or resolved.model.max_context_tokens
 
 
 def _summary(

@@ -885,6 +885,31 @@ def test_slo_beside_requests_beyond_the_context_asked_for_says_what_the_value_co
     assert plain.stdout.strip().splitlines()[-1].endswith(" req/s"), plain.stdout
 
 
+def test_rejections_beyond_the_context_and_beyond_a_capped_max_model_len_are_told_apart(
+    tmp_path,
+):
+    """A QA pass: a sweep row whose replicas' KV cache capped max_model_len said its
+    requests were "longer than the model's context", which they were not."""
+    from simulator import Scenario, simulate
+
+    trace = tmp_path / "longmix.csv"
+    rows = [f"{i * 0.5},{20000 if i % 20 == 0 else 1000},20" for i in range(200)]
+    rows[7] = "3.5,200000,20"  # beyond Llama-3.1-70B's 131,072 tokens
+    trace.write_text("arrival_time_s,input_tokens,output_tokens\n" + "\n".join(rows) + "\n")
+    result = simulate(trace, Scenario(gpus="4xA100-40GB", model="llama-3.1-70b"))
+    beyond = "longer than the model's context (input + output > max model length)"
+    capped = (
+        "longer than the max_model_len a replica's KV cache caps below the model's context "
+        "(input + output > max model length)"
+    )
+    assert result.summary["rejected_by_reason"] == {beyond: 1, capped: 10}
+    reasons = result.requests.column("reject_reason").to_pylist()
+    assert (reasons.count(beyond), reasons.count(capped), reasons[7]) == (1, 10, beyond)
+    # Without a cap every such request is beyond the context asked for.
+    asked = simulate(trace, Scenario(gpus="4xA100-40GB", model="llama-3.1-70b", max_model_len=8192))
+    assert asked.summary["rejected_by_reason"] == {beyond: 11}
+
+
 def test_slo_beside_requests_a_small_kv_cache_rejects_counts_them_as_misses(tmp_path):
     """Found by QA: 5% of requests rejected by this deployment alone (max_model_len capped
     to its KV cache) and 'All met: yes' on p99 bounds, while `plan` refused the same fleet.
@@ -905,8 +930,8 @@ def test_slo_beside_requests_a_small_kv_cache_rejects_counts_them_as_misses(tmp_
     assert result.stdout.strip().splitlines()[-1].startswith("All met: NO; ")
     length = summary["scenario"]["max_model_len"]
     assert (
-        "Rejected      10: longer than the model's context (input + output > max model "
-        f"length = {length:,} tokens)"
+        "Rejected      10: longer than the max_model_len a replica's KV cache caps below the "
+        f"model's context (input + output > max model length = {length:,} tokens)"
     ) in result.stdout
 
 

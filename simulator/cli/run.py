@@ -26,6 +26,7 @@ from simulator.engine import compiled
 from simulator.engine.state import (
     DEFAULT_PREFIX_LOAD_CAP,
     DEFAULT_SARATHI_CHUNK,
+    REJECT_CAPPED_CONTEXT,
     REJECT_CONTEXT,
     REJECT_REASONS,
     ROUTERS,
@@ -589,9 +590,14 @@ def _print_human(result: Any, trace_name: str) -> None:
             )
         )
     for reason, num in summary["rejected_by_reason"].items():
-        if reason == REJECT_REASONS[REJECT_CONTEXT]:
-            # Which length: the model's context, or the cap a small KV cache set (noted).
+        if reason in (REJECT_REASONS[REJECT_CONTEXT], REJECT_REASONS[REJECT_CAPPED_CONTEXT]):
+            # Which length: the context asked for, or the cap a small KV cache set (noted).
             length = summary["scenario"]["max_model_len"]
+            if reason == REJECT_REASONS[REJECT_CONTEXT]:
+                length = (
+                    result.scenario.scenario.max_model_len
+                    or result.scenario.model.max_context_tokens
+                )
             reason = reason.removesuffix(")") + f" = {length:,} tokens)"
         lines.append(("Rejected", f"{num:,}: {reason}"))
     backlog = summary["backlog_at_last_arrival"]

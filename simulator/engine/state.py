@@ -28,14 +28,18 @@ ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK, ADVANCE_PREEMPTED = 0, 1, 2, 3
 # Request status codes.
 NOT_ARRIVED, WAITING, RUNNING, FINISHED, REJECTED = 0, 1, 2, 3, 4
 
-# Reject reasons (0 = not rejected).
-REJECT_CONTEXT, REJECT_KV, REJECT_V0_PROMPT = 1, 2, 3
+# Reject reasons (0 = not rejected). The engine rejects beyond max_model_len with
+# REJECT_CONTEXT; ``results.build_result`` relabels REJECT_CAPPED_CONTEXT the requests
+# within the context asked for that a max_model_len capped by the KV cache rejected.
+REJECT_CONTEXT, REJECT_KV, REJECT_V0_PROMPT, REJECT_CAPPED_CONTEXT = 1, 2, 3, 4
 REJECT_REASONS = {
     0: "",
     REJECT_CONTEXT: "longer than the model's context (input + output > max model length)",
     REJECT_KV: "needs more KV cache than a replica has",
     REJECT_V0_PROMPT: "prompt + output longer than --max-num-batched-tokens without chunked "
     "prefill (vllm-v0 could not admit or recompute it)",
+    REJECT_CAPPED_CONTEXT: "longer than the max_model_len a replica's KV cache caps below the "
+    "model's context (input + output > max model length)",
 }
 
 # Schedulers.
