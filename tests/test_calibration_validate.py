@@ -1962,3 +1962,22 @@ def test_draw_arrivals_compares_an_old_finite_rate_result_by_its_distributions(t
     assert "TTFT measured minus predicted, percentile by percentile (send times drawn)" in (
         text.stdout
     )
+
+
+@pytest.mark.parametrize(
+    "option", [("--gpus", "0xH100"), ("--api-server-latency-ms", "-3"), ("--tp", "3")]
+)
+def test_a_bad_option_is_one_line_before_any_note_on_the_file(tmp_path, option):
+    """A QA pass: --gpus 0xH100 beside a result without start_times printed the file's
+    three notes and then the error."""
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(_vllm_result(start_times=None, request_rate="inf")))
+    assert "note: " in _validate(path).stderr  # the file has notes to give
+    result = runner.invoke(
+        app,
+        ["calibrate", "validate", str(path), "--model", "llama-3.1-8b", "--gpus", "1xH100"]
+        + list(option),
+    )
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines

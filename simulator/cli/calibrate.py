@@ -826,8 +826,6 @@ def validate(
             "unless started with --async-scheduling; the replay schedules asynchronously, "
             "vLLM's default after v0.11: give --no-async-scheduling if the server did not"
         )
-    for message in data.notes:
-        note(message)
     scenario = Scenario(
         gpus=gpus,
         model=model,
@@ -847,6 +845,10 @@ def validate(
         api_server_latency_ms=api_server_latency_ms,
     )
     resolved = resolve_for_benchmark(scenario, num_kv_blocks)
+    # The file's notes once the options are known good (a QA pass: --gpus 0xH100 printed
+    # three notes on the file before its one-line error).
+    for message in data.notes:
+        note(message)
     if target is not None:
         # Another GPU's profile is never replaced, as `fit` refuses it (a QA pass: an H100
         # fit over a100-80gb-sxm.json, which every later A100 run then used).
