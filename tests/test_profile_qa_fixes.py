@@ -276,3 +276,33 @@ def test_check_of_a_cpus_files_says_they_are_a_cpus(tmp_path):
     assert warning in result.stderr
     assert any(n.startswith(warning) for n in json.loads(result.stdout)["notes"])
     assert "latency in microseconds" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--device", "tpu"], "--device tpu: expected cpu, cuda or cuda:N"),
+        (["--device", "cuda:x"], "--device cuda:x: expected cpu, cuda or cuda:N"),
+        (["--dtype", "int8"], "--dtype int8: expected one of"),
+        (["--tp", "0"], "--tp 0: expected positive integers"),
+        (["--max-tokens", "-1"], "--max-tokens -1: expected a positive integer"),
+        (["--repeats", "0"], "--repeats 0: expected 1 or more"),
+        (["--model", "nosuch"], "nosuch"),
+    ],
+)
+def test_profile_options_are_checked_before_torch_is_needed(tmp_path, monkeypatch, args, error):
+    """A QA pass: without torch, every wrong option of `calibrate profile` answered that
+    torch is not installed (several GB to install to learn a flag was wrong)."""
+    from simulator.calibration import profiler
+
+    def no_torch():
+        raise SimreplayError("torch is not installed; install the profile extra")
+
+    monkeypatch.setattr(profiler, "import_torch", no_torch)
+    base = ["calibrate", "profile", "--device", "cpu", "-o", str(tmp_path / "out")]
+    result = runner.invoke(app, [*base, *args])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and error in lines[0] and "torch" not in lines[0], lines
+    # Options that are right reach the torch check.
+    assert "torch is not installed" in runner.invoke(app, base).stderr

@@ -182,6 +182,35 @@ def import_torch() -> Any:
     return torch
 
 
+def check_options(
+    device: str,
+    dtype: str | None,
+    tps: Sequence[int],
+    max_tokens: int | None,
+    warmup: int | None,
+    repeats: int | None,
+) -> None:
+    """The checks of ``--device``'s spelling, ``--dtype``, ``--tp``, ``--max-tokens``,
+    ``--warmup`` and ``--repeats`` that need no torch, made before torch is imported (a
+    QA pass: ``--device tpu`` answered that torch is not installed, which a user would
+    install only to learn the option was wrong). ``plan_profile`` checks them all again,
+    and whether the device exists."""
+    text = device.strip().lower()
+    if not (text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())):
+        raise SimreplayError(f"--device {device}: expected cpu, cuda or cuda:N")
+    if dtype is not None and dtype not in DTYPES:
+        raise SimreplayError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
+    for tp in tps:
+        if tp < 1:
+            raise SimreplayError(f"--tp {tp}: expected a positive integer")
+    if max_tokens is not None and max_tokens < 1:
+        raise SimreplayError(f"--max-tokens {max_tokens}: expected a positive integer")
+    if warmup is not None and warmup < 0:
+        raise SimreplayError(f"--warmup {warmup}: expected 0 or more")
+    if repeats is not None and repeats < 1:
+        raise SimreplayError(f"--repeats {repeats}: expected 1 or more")
+
+
 def resolve_device(spec: str) -> Any:
     """Parse ``--device`` (``cpu``, ``cuda`` or ``cuda:N``) and check that it exists.
 

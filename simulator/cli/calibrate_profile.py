@@ -136,23 +136,26 @@ def profile(
     """
     from simulator.calibration.profiler import (
         TABLES,
+        check_options,
         check_out_dir,
         import_torch,
         plan_profile,
         run_profile,
     )
 
-    import_torch()
+    # Any case, as --device takes it (a QA pass: --device CPU read, --dtype BF16 refused).
+    dtype = None if dtype is None else dtype.strip().lower()
     check_out_dir(out, force)
     specs = [get_model(name) for name in (model or [DEFAULT_MODEL])]
     device_type = "cpu" if device.strip().lower() == "cpu" else "cuda"
     tps = _parse_tps(tp) if tp else ([1, 2, 4, 8] if device_type == "cuda" else [1])
+    check_options(device, dtype, tps, max_tokens, warmup, repeats)
+    import_torch()  # after the options: a wrong one is said without installing torch
     request = plan_profile(
         device,
         specs,
         tps,
-        # Any case, as --device takes it (a QA pass: --device CPU read, --dtype BF16 refused).
-        dtype=None if dtype is None else dtype.strip().lower(),
+        dtype=dtype,
         quick=quick,
         max_tokens=max_tokens,
         warmup=warmup,
