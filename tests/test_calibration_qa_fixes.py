@@ -505,7 +505,7 @@ def test_fit_checks_the_relatives_it_reads_in_the_output_folder_before_fitting(t
     lines = result.stderr.strip().splitlines()
     assert lines == [
         f"error: {out / 'h100-sxm.json'}: not a calibration profile: invalid JSON at line 1, "
-        "column 2: Expecting property name enclosed in double quotes (fit reads H100-SXM's "
+        "column 2 (Expecting property name enclosed in double quotes) (fit reads H100-SXM's "
         f"profile in the output's folder {out} to measure H200's leave-one-GPU-out error; "
         "repair or move it, or write the profile elsewhere)"
     ], lines

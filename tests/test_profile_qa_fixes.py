@@ -306,3 +306,23 @@ def test_profile_options_are_checked_before_torch_is_needed(tmp_path, monkeypatc
     assert len(lines) == 1 and error in lines[0] and "torch" not in lines[0], lines
     # Options that are right reach the torch check.
     assert "torch is not installed" in runner.invoke(app, base).stderr
+
+
+def test_a_profile_saved_with_a_byte_order_mark_loads_and_a_cut_one_says_so(tmp_path):
+    """A QA pass: a profile an editor saved with a UTF-8 BOM was refused with Python's
+    "Unexpected UTF-8 BOM (decode using utf-8-sig)", and a truncated one ended its line
+    "Unterminated string starting at" with no word of the file being cut short."""
+    text = (PROFILES_DIR / "l40s.json").read_text()
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_profile(bom).grids.keys() == load_profile(PROFILES_DIR / "l40s.json").grids.keys()
+    for name, cut_at in (("mid-string.json", text.index('"grids"') + 3), ("mid.json", 2000)):
+        path = tmp_path / name
+        path.write_text(text[:cut_at])
+        with pytest.raises(SimreplayError, match=r"cut short \(truncated\)\?$"):
+            load_profile(path)
+    whole_but_wrong = tmp_path / "wrong.json"
+    whole_but_wrong.write_text("{not json}")
+    with pytest.raises(SimreplayError) as raised:
+        load_profile(whole_but_wrong)
+    assert "cut short" not in str(raised.value)

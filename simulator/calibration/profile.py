@@ -555,12 +555,13 @@ def load_profile(path: Path) -> Profile:
     """
     path = Path(path)
     check_input_file(path, "a calibration profile", label=f"--calibration {path}")
+    text = ""
     try:
         repeats: list[tuple[dict, str]] = []
-        data = json.loads(
-            path.read_text(encoding="utf-8"),
-            object_pairs_hook=functools.partial(_object_once, repeats),
-        )
+        # utf-8-sig: a byte-order mark an editor saved is read past, as the benchmark
+        # readers do (a QA pass: Python's "Unexpected UTF-8 BOM" refused the profile).
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text, object_pairs_hook=functools.partial(_object_once, repeats))
     except UnicodeDecodeError:
         raise SimreplayError(
             f"{path}: not a calibration profile: not UTF-8 text (a profile is the JSON file "
@@ -569,9 +570,14 @@ def load_profile(path: Path) -> Profile:
     except OSError as exc:
         raise SimreplayError(f"--calibration {path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
+        # A copy or save cut short ends inside the document (a QA pass: "Unterminated
+        # string starting at" and no more).
+        # (json names where an unterminated string starts; it ran to the end.)
+        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
         raise SimreplayError(
             f"{path}: not a calibration profile: invalid JSON at line {exc.lineno}, "
-            f"column {exc.colno}: {exc.msg}"
+            f"column {exc.colno} ({exc.msg})"
+            + ("; the file ends inside it: cut short (truncated)?" if cut else "")
         ) from None
     if repeats:
         obj, key = repeats[0]
