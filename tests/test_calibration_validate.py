@@ -1513,7 +1513,8 @@ def test_a_profile_fitted_over_a_borrowed_one_names_the_gpu_its_grids_were_measu
         "measured on L40S, applied to L4 as efficiencies over its roofline"
         in (report["step_times"])
     )
-    assert report["step_times"].endswith("(fitted to a benchmark on L4)")
+    # The benchmark's GPU, as the Host overhead line names it.
+    assert report["step_times"].endswith("host overheads from l4.json (benchmark, L4)")
     assert report["predicted"] == json.loads(fitted.stdout)["fit"]["validation"]["predicted"]
     # A QA pass: the Host overhead line said "(benchmark, L40S)", the grids' GPU.
     host_from = report["deployment"]["step_time_model"]["host_overhead_from"]
@@ -1981,3 +1982,28 @@ def test_a_bad_option_is_one_line_before_any_note_on_the_file(tmp_path, option):
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
+
+
+def test_a_host_only_profile_on_another_gpu_says_it_lends_no_grids(tmp_path):
+    """A QA pass: a host-only profile fitted on MI300X, run on H100, was said to be
+    "measured on MI300X, applied to H100-SXM as efficiencies over its roofline", and
+    H100's own profile, which lent every grid, "the nearest measured architecture"."""
+    from simulator.calibration.select import step_model_for
+    from simulator.hardware import get_gpu
+    from simulator.models import get_model
+
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n"
+        + "".join(f"{k * 0.5},200,30,0.05,{0.05 + 29 * 0.007 + k * 0.001}\n" for k in range(6))
+    )
+    out = tmp_path / "mi300x.json"
+    assert _validate(path, "--gpus", "1xMI300X", "--fit", "-o", out).exit_code == 0
+    assert not load_profile(out).grids
+    step, _ = step_model_for(get_model("llama-3.1-8b"), get_gpu("H100"), 1, out)
+    assert "it holds host overheads only, fitted to a benchmark served on MI300X" in step.source
+    assert "efficiencies over its roofline" not in step.source
+    assert "families it lacks from h100-sxm.json (aiconfigurator, H100-SXM) (H100-SXM's own)" in (
+        step.source
+    )
+    assert "nearest measured" not in step.source

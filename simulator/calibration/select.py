@@ -267,12 +267,12 @@ def step_model_for(
         engine = record.get("engine") or "vLLM V0"
         source += f"; host overheads of {engine} from {_label(host_owner)}"
     elif host:
-        source += f"; host overheads from {_label(host_owner)}"
+        # The GPU the benchmark ran on, as the Host overhead line names it (a QA pass:
+        # "(benchmark, H100-SXM) (fitted to a benchmark on H200)" there beside "(benchmark,
+        # H200)").
+        source += f"; host overheads from {_host_label(host_owner)}"
         host_async = host_owner.provenance.get("async_scheduling")
         fitted_latency_ms = host_owner.provenance.get("api_server_latency_ms_fitted")
-        benchmark_gpu = host_owner.provenance.get("benchmark_gpu")
-        if benchmark_gpu is not None:  # ``validate --fit`` on a GPU its grids' relative
-            source += f" (fitted to a benchmark on {benchmark_gpu})"
         if host_owner.model is not None and (host_owner.model, host_owner.tp) != (
             model.name,
             tp,
@@ -303,14 +303,22 @@ def step_model_for(
         # Only the families this model's steps read: an FP8 GEMM or MoE grid borrowed for a
         # 16-bit dense model changes nothing it predicts.
         used = {grid for key, grid in step.description.items() if key.startswith("calibrated_")}
-        borrowed = sorted(
-            {_label(p) for g, p in grid_owner.items() if g in used} - {_label(primary)}
-        )
-        text = (
-            f"; families it lacks from {', '.join(borrowed)} (nearest measured "
-            f"architecture), scaled to {gpu.name} peaks"
-            if borrowed
-            else ""
+        lenders = {_label(p): p for g, p in grid_owner.items() if g in used}
+        lenders.pop(_label(primary), None)
+        # The run's GPU's own profile lends as measured (a QA pass: a host-only profile on
+        # H100 called h100-sxm.json the nearest measured architecture, scaled).
+        own_gpu = sorted(k for k, p in lenders.items() if p.gpu == gpu.name)
+        relatives = sorted(k for k, p in lenders.items() if p.gpu != gpu.name)
+        text = "".join(
+            [
+                f"; families it lacks from {', '.join(own_gpu)} ({gpu.name}'s own)"
+                if own_gpu
+                else "",
+                f"; families it lacks from {', '.join(relatives)} (nearest measured "
+                f"architecture), scaled to {gpu.name} peaks"
+                if relatives
+                else "",
+            ]
         )
         source = source.replace(_BORROWED, text)
         step = dataclasses.replace(step, source=source)
@@ -460,6 +468,13 @@ def _profile_source(primary: Profile, gpu_name: str, own: bool, ref: Reference |
             source += (
                 f"; measured on {primary.gpu}, applied to {gpu_name} as those times, each "
                 f"made longer where its slower DRAM limits it (same peak FLOP/s)"
+            )
+        elif primary.gpu != gpu_name and not primary.grids:
+            # Host overheads alone (validate --fit over no profile of its GPU): no kernel
+            # efficiencies are applied (a QA pass: an MI300X fit on H100 said they were).
+            source += (
+                f"; it holds host overheads only, fitted to a benchmark served on "
+                f"{primary.gpu}, not {gpu_name}"
             )
         elif primary.gpu != gpu_name:
             # The held-out error summary() quotes is for primary's own GPU (a QA pass: "2.1%"
