@@ -86,6 +86,12 @@ def test_report_counts_a_gpus_profile_once_and_marks_the_one_runs_do_not_read(tm
     assert "my-profile.json *" in text and "h100-sxm.json *" not in text
     assert "* my-profile.json: not what runs on H100-SXM read (they read h100-sxm.json)" in text
     assert f"profiles of {tmp_path}: runs read the shipped ones (" in text
+    # Where the folder has no profile of that GPU, it is not named as what its runs read.
+    (tmp_path / "h100-sxm.json").unlink()
+    assert (
+        f"* my-profile.json: not what runs on H100-SXM read ({tmp_path} holds no "
+        "h100-sxm.json for them)"
+    ) in report(tmp_path)
 
 
 def test_report_shows_host_constants(tmp_path):

@@ -460,10 +460,17 @@ def report(
         )
     for p in payload["profiles"]:
         if not p["counted_in_targets"]:
+            theirs = profile_path(p["gpu"], directory)
+            # A QA pass: "they read mi300x.json" where there is none (its runs then take
+            # a relative's profile, or the roofline).
+            read = (
+                f"they read {theirs.name}"
+                if theirs.exists()
+                else f"{directory} holds no {theirs.name} for them"
+            )
             print(
-                f"* {p['file']}: not what runs on {p['gpu']} read (they read "
-                f"{profile_path(p['gpu'], directory).name}); used with --calibration only, "
-                "and not counted in the targets"
+                f"* {p['file']}: not what runs on {p['gpu']} read ({read}); used with "
+                "--calibration only, and not counted in the targets"
             )
         for key, label in (
             ("host", "host overheads"),
