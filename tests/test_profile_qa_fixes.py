@@ -326,3 +326,11 @@ def test_a_profile_saved_with_a_byte_order_mark_loads_and_a_cut_one_says_so(tmp_
     with pytest.raises(SimreplayError) as raised:
         load_profile(whole_but_wrong)
     assert "cut short" not in str(raised.value)
+
+
+def test_a_profile_without_format_version_is_missing_that_field(tmp_path):
+    """A QA pass: "format_version None is not supported" for a field left out."""
+    path = _profile(tmp_path, lambda data: data.pop("format_version"))
+    with pytest.raises(SimreplayError, match="not a valid calibration profile: missing field "
+                       "'format_version'$"):  # fmt: skip
+        load_profile(path)

@@ -895,7 +895,9 @@ def _check_grid_fields(data: Any, where: str) -> None:
 def _from_json(data: Any, path: Path) -> Profile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f'expected an object with "format": "{FORMAT}"')
-    version = data.get("format_version")
+    if "format_version" not in data:
+        raise KeyError("format_version")  # "missing field", not "None is not supported"
+    version = data["format_version"]
     if version != FORMAT_VERSION:
         raise ValueError(f"format_version {version!r} is not supported (expected {FORMAT_VERSION})")
     _check_known_keys(data, PROFILE_FIELDS, "")
