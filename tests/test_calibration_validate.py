@@ -744,6 +744,11 @@ def test_validate_refuses_a_configuration_that_rejects_some_requests(bench, tmp_
         lines[-1],
     ), lines[-1]
     assert "nothing was compared or written" in lines[-1]
+    # Beyond the context asked for: no KV option helps (a QA pass: it advised them).
+    assert lines[-1].endswith(
+        "(no KV cache or budget option admits them: give the benchmark's --max-model-len if "
+        "it was longer than this run's, else its --model, whose context is longer)"
+    )
     assert all(line.startswith("note: ") for line in lines[:-1]), lines
     assert not out.exists()
 

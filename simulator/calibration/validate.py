@@ -65,6 +65,7 @@ import numpy as np
 from simulator.calibration.profile import HOST_RANGES, Profile, fitted_on_today, load_profile
 from simulator.calibration.select import borrow_order, shipped_profile, step_model_for
 from simulator.checks import RepeatedKey, format_number, object_once
+from simulator.engine.state import REJECT_CONTEXT, REJECT_REASONS
 from simulator.errors import SimreplayError
 from simulator.io import check_input_file
 from simulator.perf.roofline import DEFAULT_EFFICIENCIES
@@ -1519,11 +1520,21 @@ def _refuse_rejections(bench: Benchmark, rejected_by_reason: dict[str, int]) -> 
     how_many = f"all {rejected:,}" if rejected >= total else f"{rejected:,} of {total:,}"
     # As run prints them: "2: needs more KV cache than a replica has".
     reasons = "; ".join(f"{n:,}: {why}" for why, n in sorted(rejected_by_reason.items()))
+    advice = (
+        "give the benchmark's --max-model-len, --num-kv-blocks or --gpu-memory-utilization, "
+        "--max-num-batched-tokens"
+    )
+    if set(rejected_by_reason) == {REJECT_REASONS[REJECT_CONTEXT]}:
+        # Longer than the context asked for, which no engine option lengthens beyond the
+        # model's (a QA pass: the advice named --max-model-len, refused above the model's).
+        advice = (
+            "no KV cache or budget option admits them: give the benchmark's --max-model-len "
+            "if it was longer than this run's, else its --model, whose context is longer"
+        )
     raise SimreplayError(
         f"{bench.source}: the simulator rejected {how_many} requests, which all completed in "
         f"the benchmark ({reasons}), so this is not the configuration that ran; nothing was "
-        "compared or written (give the benchmark's --max-model-len, --num-kv-blocks or "
-        "--gpu-memory-utilization, --max-num-batched-tokens)"
+        f"compared or written ({advice})"
     )
 
 
