@@ -473,6 +473,11 @@ def _vllm_result(**fields):
             {"ttfts": [100.0, 200.0], "itls": [[0.1, 0.1], [0.1]]},
             "do not belong together; are the ttfts in milliseconds?",
         ),
+        # A QA pass: a negative latency was asked whether its ttfts were in milliseconds.
+        (
+            {"latencies": [0.3, -0.5], "itls": [[0.1, 0.1], [0.1]]},
+            "request 2: latencies must be a positive number of seconds, got -0.5 s",
+        ),
         ({"start_times": [10.0, None]}, "request 2: its start time must be a finite number"),
         ({"start_times": [10.0, None]}, "seconds, got null (or NaN)"),
         ({"ttfts": [0.1, None], "errors": ["", ""]}, "got TTFT null (or NaN), E2E "),

@@ -466,12 +466,14 @@ def _check_latencies_cover_itls(
                 f"{path.name}: request {k + 1}: ttfts must be a finite number of seconds, "
                 f"got {_time_text(ttft_s[k])}"
             )
+        if not float(e2e_s[k]) > 0:
+            # A QA pass: a negative latency was asked whether the ttfts were in ms.
+            raise SimreplayError(
+                f"{path.name}: request {k + 1}: latencies must be a positive number of "
+                f"seconds, got {_time_text(e2e_s[k])}"
+            )
         # TTFTs alone in milliseconds: each TTFT near 1,000 times its whole latency.
-        unit = (
-            "; are the ttfts in milliseconds?"
-            if float(ttft_s[k]) > 100 * max(float(e2e_s[k]), 1e-9)
-            else ""
-        )
+        unit = "; are the ttfts in milliseconds?" if float(ttft_s[k]) > 100 * e2e_s[k] else ""
         raise SimreplayError(
             f"{path.name}: request {k + 1}: latencies {_time_text(e2e_s[k])} is shorter than "
             f"its ttfts plus the sum of its itls, {_time_text(covered)} (by more than "
