@@ -525,7 +525,11 @@ def _share_key(resolved: ResolvedScenario, *, cache_runs: bool) -> tuple | None:
     if cache_runs or chosen.closed_loop or chosen.max_concurrency is not None or resolved.pp > 1:
         return None
     knobs = _engine_knobs(resolved)
-    del knobs["num_kv_blocks"], knobs["max_num_seqs"]
+    del knobs["max_num_seqs"]
+    if chosen.router != "vllm-dp":
+        # vllm-dp reads the share of KV blocks in use, which more blocks change even where
+        # they never bound (a review: a sweep's row differed from its own run).
+        del knobs["num_kv_blocks"]
     knobs["params"] = knobs["params"].tobytes()
     knobs["prefix_caching"] = resolved.prefix_caching
     knobs["api_server_latency_ms"] = chosen.api_server_latency_ms  # moves every arrival

@@ -1413,6 +1413,27 @@ def test_simulate_many_equals_simulate_scenario_by_scenario_with_fewer_runs(
     assert len(latencies) <= len(runs) < len(scenarios)
 
 
+def test_simulate_many_never_shares_a_vllm_dp_run_across_kv_cache_sizes():
+    """A review: vllm-dp weighs a queue by the share of KV blocks in use, which more
+    blocks change even where they never held a request back; a run shared across
+    --gpu-memory-utilization gave a row other than its own run's (TTFT p99 393 ms against
+    333 ms)."""
+    import simulator.api as api
+    from simulator.trace.importer import load_trace
+    from simulator.trace.transform import scale_rate
+
+    chat = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
+    table = scale_rate(load_trace(chat).slice(0, 300), 16.0)
+    scenarios = [
+        Scenario(gpus="2xH100", tp=1, max_model_len=65536, gpu_memory_utilization=g, router=router)
+        for router in ("vllm-dp", "least-outstanding")
+        for g in (0.5, 0.9)
+    ]
+    alone = [api.simulate(table, s).summary for s in scenarios]
+    assert [r.summary for r in api.simulate_many(table, scenarios)] == alone
+    assert alone[0]["ttft_ms"] != alone[1]["ttft_ms"]  # the KV share moved its routing
+
+
 def test_simulate_many_keeps_caching_on_and_off_apart_where_requests_are_preempted():
     """Over a trace without hash_ids, caching on runs as off until a preemption, and then
     differs (a readmission finds its own blocks): a run of one never answers the other."""

@@ -16,8 +16,9 @@ out the same way with more:
 
 With more KV blocks every replica has the same number more free at every moment, so a
 router reading free blocks (``least-kv``) ranks replicas the same way. The prefix cache is
-left out: its evictions depend on the block count. ``tests/test_engine.py`` checks the
-claim on random cases against runs with more capacity.
+left out: its evictions depend on the block count; so is ``vllm-dp``, which reads the share
+of blocks in use (``api._share_key`` keeps the block count in its key).
+``tests/test_engine.py`` checks the claim on random cases against runs with more capacity.
 
 ``sweep`` uses this to answer scenarios that differ only in ``--gpu-memory-utilization``
 or ``--max-num-seqs`` from one run (``sweep/README.md``).
