@@ -79,6 +79,7 @@ them all.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -190,7 +191,12 @@ class Result:
     @property
     def requests(self) -> pa.Table:
         if self._requests is None:
-            self._requests = _request_table(self._state, self._request_ids, self.scenario.pp)
+            self._requests = _request_table(
+                self._state,
+                self._request_ids,
+                self.scenario.pp,
+                _capped_context_limit(self.scenario),
+            )
             self._release_state()
         return self._requests
 
@@ -260,14 +266,20 @@ def build_result(
     request_ids: pa.Array | None,
     slo: dict[str, tuple[str, int, float]] | None,
 ) -> Result:
-    """The summary of the engine's final state; its tables are built when first asked for."""
-    if resolved.max_model_len < _asked_context(resolved):
-        # Rejected for a max_model_len the KV cache capped, within the context asked for
-        # (a QA pass: a sweep row said "longer than the model's context" of them).
-        reject = state.req_i[:, R_REJECT]
-        capped = (reject == REJECT_CONTEXT) & ~_beyond_context(resolved, state)
-        reject[capped] = REJECT_CAPPED_CONTEXT
+    """The summary of the engine's final state; its tables are built when first asked for.
+
+    The engine rejects every request beyond max_model_len alike; those within the context
+    asked for that a max_model_len capped by the KV cache rejected are counted apart (a QA
+    pass: a sweep row said "longer than the model's context" of them). The state is not
+    changed: ``simulate_many`` hands one run to scenarios that ask for other contexts."""
     outcomes = _Outcomes.of(state)
+    limit = _capped_context_limit(resolved)
+    if limit is not None:
+        capped = _capped_rejections(state.req_i[:, R_REJECT], _request_tokens(state), limit)
+        counts = outcomes.reject_counts.copy()
+        counts[REJECT_CONTEXT] -= int(capped.sum())
+        counts[REJECT_CAPPED_CONTEXT] += int(capped.sum())
+        outcomes = dataclasses.replace(outcomes, reject_counts=counts)
     summary = _summary(resolved, state, outcomes, slo)
     return Result(resolved, summary, state, request_ids)
 
@@ -388,12 +400,22 @@ def _tpot_s(ttft_s: np.ndarray, e2e_s: np.ndarray, output_tokens: np.ndarray) ->
     return tpot
 
 
-def _request_table(state: EngineState, request_ids: pa.Array | None, pp: int = 1) -> pa.Table:
+def _request_table(
+    state: EngineState,
+    request_ids: pa.Array | None,
+    pp: int = 1,
+    capped_limit: int | None = None,
+) -> pa.Table:
+    """The per-request table; ``capped_limit`` (``_capped_context_limit``) labels apart the
+    requests a capped max_model_len rejected within it, as ``build_result`` counts them."""
     times_s = _fields(state.req_f, range(NUM_R_FLOAT))
     prompt, output, status, replica, preemptions, reject, cached = _fields(
         state.req_i,
         (R_PROMPT, R_OUTPUT, R_STATUS, R_REPLICA, R_PREEMPTIONS, R_REJECT, R_CACHED_TOKENS),
     )
+    if capped_limit is not None:  # ``reject`` is a copy (``_fields``)
+        capped = _capped_rejections(reject, prompt.astype(np.int64) + output, capped_limit)
+        reject[capped] = REJECT_CAPPED_CONTEXT
     latencies_s = _latencies_s(times_s, output, state.sent_s)
     completed = status == FINISHED
     arrival = times_s[R_ARRIVAL_S] if state.sent_s is None else state.sent_s
@@ -496,13 +518,28 @@ def _beyond_context(resolved: ResolvedScenario, state: EngineState) -> np.ndarra
     """Requests longer (input + output) than the context asked for: ``--max-model-len``,
     else the model's. Every deployment rejects them, unlike those beyond a max_model_len a
     small KV cache capped."""
-    tokens = state.req_i[:, R_PROMPT].astype(np.int64) + state.req_i[:, R_OUTPUT]
-    return tokens > _asked_context(resolved)
+    return _request_tokens(state) > asked_context(resolved)
 
 
-def _asked_context(resolved: ResolvedScenario) -> int:
+def _request_tokens(state: EngineState) -> np.ndarray:
+    """Input + output tokens of each request (int64)."""
+    return state.req_i[:, R_PROMPT].astype(np.int64) + state.req_i[:, R_OUTPUT]
+
+
+def asked_context(resolved: ResolvedScenario) -> int:
     """The context asked for: ``--max-model-len``, else the model's."""
     return resolved.scenario.max_model_len or resolved.model.max_context_tokens
+
+
+def _capped_context_limit(resolved: ResolvedScenario) -> int | None:
+    """The context asked for where the KV cache capped max_model_len below it, else None."""
+    asked = asked_context(resolved)
+    return asked if resolved.max_model_len < asked else None
+
+
+def _capped_rejections(reject: np.ndarray, tokens: np.ndarray, limit: int) -> np.ndarray:
+    """Which requests were rejected for max_model_len within the context ``limit``."""
+    return (reject == REJECT_CONTEXT) & (tokens <= limit)
 
 
 def _summary(

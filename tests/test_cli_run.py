@@ -899,7 +899,7 @@ def test_rejections_beyond_the_context_and_beyond_a_capped_max_model_len_are_tol
     result = simulate(trace, Scenario(gpus="4xA100-40GB", model="llama-3.1-70b"))
     beyond = "longer than the model's context (input + output > max model length)"
     capped = (
-        "longer than the max_model_len a replica's KV cache caps below the model's context "
+        "longer than the max_model_len a replica's KV cache caps below the context asked for "
         "(input + output > max model length)"
     )
     assert result.summary["rejected_by_reason"] == {beyond: 1, capped: 10}
@@ -908,6 +908,20 @@ def test_rejections_beyond_the_context_and_beyond_a_capped_max_model_len_are_tol
     # Without a cap every such request is beyond the context asked for.
     asked = simulate(trace, Scenario(gpus="4xA100-40GB", model="llama-3.1-70b", max_model_len=8192))
     assert asked.summary["rejected_by_reason"] == {beyond: 11}
+    # One run answers a scenario asking for the capped length itself, where all 11 are
+    # beyond what it asked for (a review: the first result's labels were written into the
+    # shared run's state, and the second read them).
+    from simulator.api import simulate_many
+
+    capped_run = Scenario(gpus="4xA100-40GB", model="llama-3.1-70b")
+    length = result.summary["scenario"]["max_model_len"]
+    as_asked = Scenario(gpus="4xA100-40GB", model="llama-3.1-70b", max_model_len=length)
+    for order in ([capped_run, as_asked], [as_asked, capped_run]):
+        for scenario, shared in zip(order, simulate_many(trace, order), strict=True):
+            own = simulate(trace, scenario)
+            assert shared.summary["rejected_by_reason"] == own.summary["rejected_by_reason"]
+            labels = [r for r in shared.requests.column("reject_reason").to_pylist() if r]
+            assert {r: labels.count(r) for r in labels} == own.summary["rejected_by_reason"]
 
 
 def test_slo_beside_requests_a_small_kv_cache_rejects_counts_them_as_misses(tmp_path):
@@ -931,7 +945,7 @@ def test_slo_beside_requests_a_small_kv_cache_rejects_counts_them_as_misses(tmp_
     length = summary["scenario"]["max_model_len"]
     assert (
         "Rejected      10: longer than the max_model_len a replica's KV cache caps below the "
-        f"model's context (input + output > max model length = {length:,} tokens)"
+        f"context asked for (input + output > max model length = {length:,} tokens)"
     ) in result.stdout
 
 

@@ -36,7 +36,7 @@ from simulator.errors import SimreplayError
 from simulator.io import output_folder
 from simulator.metrics import parse_slo
 from simulator.models import DEFAULT_MODEL
-from simulator.results import backlog_kind
+from simulator.results import asked_context, backlog_kind
 from simulator.scenario import DEFAULT_API_SERVER_LATENCY_MS, check_knobs_read
 from simulator.scenario_text import (
     api_server_text,
@@ -594,10 +594,7 @@ def _print_human(result: Any, trace_name: str) -> None:
             # Which length: the context asked for, or the cap a small KV cache set (noted).
             length = summary["scenario"]["max_model_len"]
             if reason == REJECT_REASONS[REJECT_CONTEXT]:
-                length = (
-                    result.scenario.scenario.max_model_len
-                    or result.scenario.model.max_context_tokens
-                )
+                length = asked_context(result.scenario)
             reason = reason.removesuffix(")") + f" = {length:,} tokens)"
         lines.append(("Rejected", f"{num:,}: {reason}"))
     backlog = summary["backlog_at_last_arrival"]

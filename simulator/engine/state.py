@@ -39,7 +39,7 @@ REJECT_REASONS = {
     REJECT_V0_PROMPT: "prompt + output longer than --max-num-batched-tokens without chunked "
     "prefill (vllm-v0 could not admit or recompute it)",
     REJECT_CAPPED_CONTEXT: "longer than the max_model_len a replica's KV cache caps below the "
-    "model's context (input + output > max model length)",
+    "context asked for (input + output > max model length)",
 }
 
 # Schedulers.

@@ -351,12 +351,6 @@ class PlanResult:
     one_replica_fewer: Evaluation | None = None
 
 
-#: Why a replica rejects requests the model's context admits: its KV cache holds fewer
-#: tokens, which caps max_model_len below the context (the engine's reason then still
-#: reads "longer than the model's context": longer than that capped length).
-_CAPPED = "(a replica's KV cache holds less, which caps max_model_len below it)"
-
-
 def plan_cheapest(
     sim: Simulator,
     gpu_types: Sequence[str],
@@ -648,8 +642,7 @@ def _fewest_replicas(
         skipped.append(
             f"{name} tp={tp}: a replica cannot serve "
             f"{count(first.capacity_rejections, 'request')} within the model's full context "
-            f"{_CAPPED} ({first.rejected})"
-            + (f"; {first.batch_knob_hint}" if first.batch_knob_hint else "")
+            f"({first.rejected})" + (f"; {first.batch_knob_hint}" if first.batch_knob_hint else "")
         )
         return None
     if first.meets:
@@ -760,7 +753,7 @@ def find_max_rate(
             sim.num_simulated,
             reason=(
                 f"{gpus}: a replica cannot serve {count(start.capacity_rejections, 'request')} "
-                f"within the model's full context {_CAPPED} ({start.rejected}), at any rate"
+                f"within the model's full context ({start.rejected}), at any rate"
             ),
         )
     if start.meets:
