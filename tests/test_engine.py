@@ -528,6 +528,13 @@ def test_vllm_dp_router_sums_a_replicas_virtual_engines():
         [0, 0, 1, 0], [3, 2, 0, 2], [10, 10, 100, 100], stages=2
     )
     assert choose_replica(req_i, rep_i, cfg, tables, prefix_ids, sessions, 0, 0, 0.0) == 1
+    # Its usage is the blocks of both engines over both engines' blocks: 120 of 200 (0.6),
+    # so 3 + 1 x 6 x 0.1 = 3.6 < 5 and replica 1's engine 2 takes it (a review: over one
+    # engine's blocks, 1.2, it went to replica 0, and no test said so).
+    req_i, rep_i, cfg, tables, prefix_ids, sessions = _routing_state(
+        [0, 0, 1, 0], [3, 2, 0, 2], [10, 10, 60, 60], stages=2
+    )
+    assert choose_replica(req_i, rep_i, cfg, tables, prefix_ids, sessions, 0, 0, 0.0) == 2
 
 
 @pytest.mark.parametrize("router", ROUTERS)
