@@ -193,8 +193,7 @@ def check_options(
     """The checks of ``--device``'s spelling, ``--dtype``, ``--tp``, ``--max-tokens``,
     ``--warmup`` and ``--repeats`` that need no torch, made before torch is imported (a
     QA pass: ``--device tpu`` answered that torch is not installed, which a user would
-    install only to learn the option was wrong). ``plan_profile`` checks them all again,
-    and whether the device exists."""
+    install only to learn the option was wrong); ``plan_profile`` starts with them."""
     text = device.strip().lower()
     if not (text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())):
         raise SimreplayError(f"--device {device}: expected cpu, cuda or cuda:N")
@@ -1294,6 +1293,7 @@ def plan_profile(
     SimreplayError
         torch missing, no such device, a bad dtype, TP or grid option.
     """
+    check_options(device, dtype, tps, max_tokens, warmup, repeats)
     torch = import_torch()
     dev = resolve_device(device)
     dtype = dtype or ("bf16" if dev.type == "cuda" else "fp32")
@@ -1302,9 +1302,6 @@ def plan_profile(
         raise SimreplayError("--model: give at least one model")
     if not tps:
         raise SimreplayError("--tp: give at least one tensor-parallel degree")
-    for tp in tps:
-        if tp < 1:
-            raise SimreplayError(f"--tp {tp}: expected a positive integer")
     timing = Timing(
         warmup=warmup if warmup is not None else (1 if quick else 3),
         repeats=repeats
