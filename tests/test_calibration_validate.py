@@ -2017,3 +2017,19 @@ def test_a_host_only_profile_on_another_gpu_says_it_lends_no_grids(tmp_path):
         step.source
     )
     assert "nearest measured" not in step.source
+
+
+def test_requests_beyond_the_models_context_advise_the_model_not_max_model_len(tmp_path):
+    """A QA pass: requests over Llama-3.1-8B's 131,072 tokens were refused with advice to
+    give --max-model-len, which is refused above the model's context."""
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "arrival_time_s,input_tokens,output_tokens,ttft_s,e2e_s\n0,200,30,0.05,0.3\n"
+        "0.5,140000,30,9.0,9.5\n"
+    )
+    result = _validate(path)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "(they are longer than the model's context: the benchmark served another model "
+        "(--model))"
+    )

@@ -1507,7 +1507,9 @@ def _replay(
     return ttft, e2e, dict(result.summary.get("rejected_by_reason", {}))
 
 
-def _refuse_rejections(bench: Benchmark, rejected_by_reason: dict[str, int]) -> None:
+def _refuse_rejections(
+    bench: Benchmark, rejected_by_reason: dict[str, int], max_model_len_given: bool
+) -> None:
     """Refuse a configuration under which the simulator rejects requests of ``bench``.
 
     Every request left in a benchmark completed in the engine that ran it (failed ones are
@@ -1532,6 +1534,11 @@ def _refuse_rejections(bench: Benchmark, rejected_by_reason: dict[str, int]) -> 
         advice = (
             "no KV cache or budget option admits them: give the benchmark's --max-model-len "
             "if it was longer than this run's, else its --model, whose context is longer"
+            if max_model_len_given
+            # Without --max-model-len the model's whole context was asked for already (a
+            # review: the advice named an option refused above it).
+            else "they are longer than the model's context: the benchmark served another "
+            "model (--model)"
         )
     raise SimreplayError(
         f"{bench.source}: the simulator rejected {how_many} requests, which all completed in "
@@ -1839,7 +1846,7 @@ def _validate(bench: Benchmark, resolved: ResolvedScenario) -> tuple[dict[str, A
     """``validate``'s report and each request's TPOT log ratio (``_tpot_log_ratios``)."""
     measured = _metrics(bench.ttft_s, bench.e2e_s, bench.output_tokens)
     ttft, e2e, rejected_by_reason = _replay(bench, resolved)
-    _refuse_rejections(bench, rejected_by_reason)
+    _refuse_rejections(bench, rejected_by_reason, resolved.scenario.max_model_len is not None)
     predicted = _metrics(ttft, e2e, bench.output_tokens)
     report = {
         "benchmark": bench.source,
