@@ -2029,7 +2029,11 @@ def test_requests_beyond_the_models_context_advise_the_model_not_max_model_len(t
     )
     result = _validate(path)
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines()[-1].endswith(
-        "(they are longer than the model's context: the benchmark served another model "
-        "(--model))"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "(they are longer than the model's context: the benchmark served another model "
+            "(--model))"
+        )
     )

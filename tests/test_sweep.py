@@ -1177,6 +1177,10 @@ def test_show_json_rows_use_cli_names_and_flat_metrics(reference):
     # overloaded: the table's word for a row that ran (stored ok) with a growing queue.
     for r in rows:
         assert (r["status"] == "overloaded") == (r["backlog"] == "overloaded"), r
+    # --sort status orders by the word shown (a review: by the stored ok).
+    by_status = json.loads(invoke("sweep", "show", reference, "--json", "--sort", "status").stdout)
+    shown = [r["status"] for r in by_status["rows"]]
+    assert shown == sorted(shown)
 
 
 def test_show_sorts_and_puts_missing_values_last(reference):

@@ -386,9 +386,11 @@ def show(
     if sort is not None:
         if sort not in columns:
             raise SimreplayError(f"--sort {sort!r}: no such column; columns: {', '.join(columns)}")
-        present = [r for r in rows if _sortable(r[sort])]
-        missing = [r for r in rows if not _sortable(r[sort])]
-        present.sort(key=lambda r: _order_key(r[sort]), reverse=descending)
+        # The status shown (overloaded, rejects), not the stored ok (a review).
+        value = _status if sort == "status" else (lambda r: r[sort])
+        present = [r for r in rows if _sortable(value(r))]
+        missing = [r for r in rows if not _sortable(value(r))]
+        present.sort(key=lambda r: _order_key(value(r)), reverse=descending)
         rows = present + missing  # nulls (infeasible rows) last either way
     if json_output:
         # The table's status word (``overloaded``, ``rejects``), not the stored ``ok``: a
