@@ -570,9 +570,8 @@ def load_profile(path: Path) -> Profile:
     except OSError as exc:
         raise SimreplayError(f"--calibration {path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
-        # A copy or save cut short ends inside the document (a QA pass: "Unterminated
-        # string starting at" and no more).
-        # (json names where an unterminated string starts; it ran to the end.)
+        # A copy or save cut short ends inside the document, or inside a string, whose
+        # start json names (a QA pass: "Unterminated string starting at" and no more).
         cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
         raise SimreplayError(
             f"{path}: not a calibration profile: invalid JSON at line {exc.lineno}, "
