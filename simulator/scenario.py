@@ -640,7 +640,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         )
         max_model_len = capacity_tokens
     elif memory.kv_capacity_tokens < max_model_len:
-        notes.append(kv_too_small_note(max_model_len, memory.kv_capacity_tokens))
+        notes.append(kv_too_small_note(max_model_len, memory.kv_capacity_tokens, capacity_tokens))
     if scenario.scheduler == "vllm-v0" and max_model_len > V0_LONG_CONTEXT_TOKENS:
         notes.append(
             f"max_model_len {max_model_len:,} is above {V0_LONG_CONTEXT_TOKENS:,}: vLLM "
@@ -784,16 +784,25 @@ def api_latency_mismatch_note(fitted_ms: float, used_ms: float) -> str:
     )
 
 
-def kv_too_small_note(max_model_len: int, kv_capacity_tokens: int) -> str:
+def kv_too_small_note(
+    max_model_len: int, kv_capacity_tokens: int, one_request_tokens: int | None = None
+) -> str:
     """The note for a ``--max-model-len`` longer than the KV cache holds.
 
     vLLM refuses to start with it (v0.11: ``kv_cache_utils.check_enough_kv_cache_memory``;
     v0.6: ``worker.raise_if_cache_size_invalid``); the simulator runs it as a what-if.
+    ``one_request_tokens``: what one request can hold, where less (V1's null block), which
+    the cap without ``--max-model-len`` quotes (a QA pass read two numbers for one cache).
     """
+    one = (
+        f" ({one_request_tokens:,} for one request, less vLLM V1's null block)"
+        if one_request_tokens is not None and one_request_tokens < kv_capacity_tokens
+        else ""
+    )
     return (
         f"--max-model-len {max_model_len:,} is above the {kv_capacity_tokens:,} tokens the KV "
-        f"cache holds: {KV_TOO_SMALL_MARK}; simulated as a what-if in which requests longer "
-        "than the cache are rejected"
+        f"cache holds{one}: {KV_TOO_SMALL_MARK}; simulated as a what-if in which requests "
+        "longer than the cache are rejected"
     )
 
 

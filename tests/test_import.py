@@ -116,7 +116,7 @@ def test_out_of_order_rows_are_sorted_and_counted(tmp_path):
     shuffled = "\n".join([text[0], text[2], text[3], text[1]]) + "\n"
     table, report = import_trace(write(tmp_path, "o.csv", shuffled))
     assert table.column("input_tokens").to_pylist() == [374, 396, 879]
-    assert report.notes == ("sorted by arrival time: 1 row arrived earlier than a row before them",)
+    assert report.notes == ("sorted by arrival time: 1 row arrived earlier than a row before it",)
 
 
 def test_negative_arrival_times_are_rebased_with_a_note_positive_ones_quietly(tmp_path):
@@ -838,7 +838,7 @@ def test_one_bad_row_is_counted_in_the_singular(tmp_path):
     assert "1 rows" not in str(info.value)
     text = "\n".join(AZURE_2023.splitlines()[i] for i in (0, 2, 1, 3)) + "\n"
     _, report = import_trace(write(tmp_path, "o.csv", text))
-    assert "sorted by arrival time: 1 row arrived earlier than a row before them" in report.notes
+    assert "sorted by arrival time: 1 row arrived earlier than a row before it" in report.notes
 
 
 def test_an_infinite_arrival_time_is_not_called_empty(tmp_path):

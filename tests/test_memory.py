@@ -505,6 +505,15 @@ def test_explicit_max_model_len_above_the_kv_cache_is_noted():
     assert any("refuses to start" in note for note in long.notes)
     fits = resolve(Scenario(gpus="1xL4", tp=1, max_model_len=long.memory.kv_capacity_tokens))
     assert not any("refuses to start" in note for note in fits.notes)
+    # It names what one request can hold too, the number the cap without --max-model-len
+    # quotes (a QA pass read 25,504 tokens in one note and 25,488 in the other).
+    capped = resolve(Scenario(gpus="1xL4", tp=1)).max_model_len
+    assert capped == long.memory.kv_capacity_tokens - long.memory.block_size
+    assert any(
+        f"the {long.memory.kv_capacity_tokens:,} tokens the KV cache holds ({capped:,} for "
+        "one request, less vLLM V1's null block)" in note
+        for note in long.notes
+    ), long.notes
 
 
 def test_vllm_v0_long_context_notes_v0_6_chunked_prefill_default():

@@ -1623,7 +1623,7 @@ def resolve_for_benchmark(scenario: Scenario, num_kv_blocks: int | None) -> Reso
     if scenario.scheduler != "vllm-v0" and memory.pp == 1 and num_kv_blocks > 1:
         capacity_tokens -= memory.block_size
     if scenario.max_model_len is not None and memory.kv_capacity_tokens < max_model_len:
-        notes.append(kv_too_small_note(max_model_len, memory.kv_capacity_tokens))
+        notes.append(kv_too_small_note(max_model_len, memory.kv_capacity_tokens, capacity_tokens))
     if scenario.max_model_len is None and capacity_tokens < max_model_len:
         max_model_len = capacity_tokens
         notes.append(

@@ -264,7 +264,7 @@ def normalize(
         raw.reorder(np.argsort(arrival, kind="stable"))
         notes.append(
             f"sorted by arrival time: {num_rows_text(num_late)} arrived earlier than a row "
-            "before them"
+            f"before {'it' if num_late == 1 else 'them'}"
         )
 
     if "request_id" in raw.extra:
