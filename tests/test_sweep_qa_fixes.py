@@ -424,7 +424,8 @@ def test_sweep_show_names_an_overloaded_row_in_its_status():
     row = {"status": "ok", "backlog": "overloaded", "num_rejected_capacity": 0}
     assert _status(row) == "overloaded"
     assert _status(row | {"backlog": "burst"}) == "ok"
-    assert _status(row | {"num_rejected_capacity": 3}) == "rejects"
+    assert _status(row | {"num_rejected_capacity": 3}) == "rejects, overloaded"
+    assert _status(row | {"num_rejected_capacity": 3, "backlog": None}) == "rejects"
     assert _status({"status": "infeasible", "backlog": None}) == "infeasible"
 
 
@@ -572,3 +573,18 @@ def test_the_answer_at_one_cost_is_the_lower_p99_and_lines_sort_by_value(tmp_pat
         "H100-SXM max_num_seqs=32",
         "H100-SXM max_num_seqs=128",
     ]
+
+
+def test_sweep_show_names_the_tp_and_replicas_chosen_where_they_differ(tmp_path, trace):
+    """A QA pass: on 2xH100 --gpu-memory-utilization 0.3 read faster than 0.9, where tp was
+    chosen (2 and one replica, against 1 and two) and the table did not say so."""
+    out = tmp_path / "sweep"
+    args = ["sweep", trace, "--gpus", "2xH100", "--gpu-memory-utilization", "0.3,0.9"]
+    assert invoke(*args, "--max-model-len", 8192, "--out", out, "--workers", 1).exit_code == 0
+    table = invoke("sweep", "show", out).stdout.splitlines()
+    assert table[0].split()[:4] == ["gpu_memory_utilization", "status", "tp_used", "num_replicas"]
+    assert [line.split()[2:4] for line in table[1:3]] == [["2", "1"], ["1", "2"]]
+    # A sweep whose rows chose alike shows neither.
+    same = tmp_path / "same"
+    assert invoke("sweep", trace, "--gpus", "2xH100", "--out", same, "--workers", 1).exit_code == 0
+    assert "tp_used" not in invoke("sweep", "show", same).stdout

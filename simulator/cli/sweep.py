@@ -426,13 +426,23 @@ def _print_rows(rows: list[dict[str, Any]], seed_spread: bool) -> None:
         )
     else:
         metrics = [m for m in SHOW_METRICS if m != "slo_met" or any(r["slo"] for r in rows)]
-    headers = [*varying, "status", *metrics]
+    # The TP and replica count chosen where they differ between rows (a QA pass: a lower
+    # --gpu-memory-utilization read faster, where it had chosen tp 2 and one replica).
+    chosen = [
+        c
+        for c in ("tp_used", "num_replicas")
+        if c not in varying and len({r.get(c) for r in rows if r.get(c) is not None}) > 1
+    ]
+    headers = [*varying, "status", *chosen, *metrics]
     body = [
-        [_knob_cell(r.get(c), c) for c in varying] + [_status(r)] + [_cell(r[m]) for m in metrics]
+        [_knob_cell(r.get(c), c) for c in varying]
+        + [_status(r)]
+        + [_cell(r.get(c)) for c in chosen]
+        + [_cell(r[m]) for m in metrics]
         for r in rows
     ]
     print_table(headers, body, numeric_from=len(varying) + 1)
-    marked = {_status(r) for r in rows} - {"ok", "infeasible"}
+    marked = {w for r in rows for w in _status(r).split(", ")} - {"ok", "infeasible"}
     for word, meaning in _STATUS_WORDS.items():
         if word in marked:
             sys.stdout.write(f"{word}: {meaning}\n")
@@ -463,15 +473,21 @@ _STATUS_WORDS = {
 
 
 def _status(row: dict[str, Any]) -> str:
-    """A row's status cell: ``overloaded`` or ``rejects`` for one that ran but meets no SLO
-    whatever its slo_met (``_STATUS_WORDS``), else its stored status."""
+    """A row's status cell: ``rejects``, ``overloaded`` or both (``rejects, overloaded``)
+    for one that ran but meets no SLO whatever its slo_met (``_STATUS_WORDS``), else its
+    stored status."""
     if row["status"] != "ok":
         return row["status"]
-    if row.get("num_rejected_capacity"):
-        return "rejects"
-    if row.get("backlog") == "overloaded":
-        return "overloaded"
-    return "ok"
+    # Both where both hold (a QA pass: "rejects" hid a queue that grew through the trace).
+    words = [
+        word
+        for word, holds in (
+            ("rejects", bool(row.get("num_rejected_capacity"))),
+            ("overloaded", row.get("backlog") == "overloaded"),
+        )
+        if holds
+    ]
+    return ", ".join(words) or "ok"
 
 
 def _missing_line(directory: Path, planned: Planned, running: bool) -> str:
