@@ -457,6 +457,19 @@ def test_lengths_note_names_the_arrival_process_it_used(tmp_path, process, expec
     assert report.notes[0] == f"arrivals are synthetic: {expected}"
 
 
+def test_a_csv_with_some_canonical_columns_names_the_missing_ones(tmp_path):
+    """A QA pass: a CSV without output_tokens was an "unknown trace format" unless read
+    with --format csv, which named the missing column."""
+    path = write(tmp_path, "m.csv", "arrival_time_s,input_tokens,prompt\n0,10,x\n")
+    with pytest.raises(TraceError) as raised:
+        detect_format(path)
+    assert str(raised.value) == (
+        "m.csv: a CSV with columns arrival_time_s, input_tokens and no output_tokens: add it, "
+        "or map the file's columns with --time-col, --input-col and --output-col; its "
+        "columns: arrival_time_s, input_tokens, prompt"
+    )
+
+
 def test_unknown_format_names_first_line(tmp_path):
     path = write(tmp_path, "x.csv", "a,b,c\n1,2,3\n")
     with pytest.raises(TraceError, match=r"unknown trace format \(first line: 'a,b,c'\)"):

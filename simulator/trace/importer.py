@@ -247,8 +247,20 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
             list(jsonl_fields(path, generic.REQUIRED))
         ):
             return "jsonl"
-    elif generic.has_canonical_columns(csv_header(path)):
+    elif generic.has_canonical_columns(header := csv_header(path)):
         return "csv"
+    else:
+        # Some canonical columns and not all: name what is missing (a QA pass: "unknown
+        # trace format" for a CSV without output_tokens, which --format csv named).
+        found = [c for c in generic.REQUIRED if c in header]
+        missing = [c for c in generic.REQUIRED if c not in header]
+        if found and missing:
+            raise TraceError(
+                f"{path.name}: a CSV with columns {', '.join(found)} and no "
+                f"{', '.join(missing)}: add {'it' if len(missing) == 1 else 'them'}, or map "
+                "the file's columns with --time-col, --input-col and --output-col; its "
+                f"columns: {', '.join(header)}"
+            )
     first = head.splitlines()[0][:80] if head.splitlines() else ""
     printable = sum((ch.isprintable() and ch != "\ufffd") or ch == "\t" for ch in first)
     shown = f"first line: {first!r}" if printable >= 0.9 * len(first) else "binary data"
