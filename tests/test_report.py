@@ -459,7 +459,7 @@ def _truncate(path: Path) -> None:
 @pytest.mark.parametrize(
     "copy, damage, fragments",
     [
-        (False, lambda d: None, ("no such directory",)),
+        (False, lambda d: None, ("no such folder",)),
         (False, lambda d: d.mkdir(), ("neither a run's outputs",)),
         (
             True,

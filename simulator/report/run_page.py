@@ -145,7 +145,7 @@ def load_run_outputs(directory: Path) -> RunOutputs:
     """
     directory = Path(directory)
     if not directory.exists():
-        raise SimreplayError(f"{directory}: no such directory")
+        raise SimreplayError(f"{directory}: no such folder")
     if not directory.is_dir():
         raise SimreplayError(f"{directory}: not a directory")
     missing = [
