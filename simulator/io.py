@@ -123,9 +123,9 @@ def check_output_path(path: Path) -> Path:
     (``-o /dev/null`` run as root removed the device).
     """
     path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
     try:
+        # Through any link, as given: a pipe behind /dev/stdout has no path to resolve to
+        # (a QA pass: "-o /dev/stdout" named /proc/<pid>/fd/pipe:[...]).
         mode = os.stat(path).st_mode
     except OSError:
         mode = None
@@ -133,6 +133,8 @@ def check_output_path(path: Path) -> Path:
         kind = next((name for test, name in _SPECIAL_FILES if test(mode)), None)
         if kind is not None:
             raise SimreplayError(f"{path}: is {kind}, not a file to write; give a file name")
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         if parent.exists():

@@ -1439,3 +1439,25 @@ def test_run_without_report_takes_an_out_folder_whose_report_html_is_a_folder(tm
     trace = Path(__file__).resolve().parents[1] / "traces" / "chat-1h.parquet"
     result = runner.invoke(app, ["run", str(trace), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc")
+def test_an_output_file_that_is_a_pipe_behind_a_link_is_named_as_given():
+    """A QA pass: `-o /dev/stdout` into a pipe said "cannot create a file in
+    /proc/<pid>/fd" of the pipe's unresolvable link target."""
+    import os
+
+    from simulator.errors import SimreplayError
+    from simulator.io import check_output_path
+
+    read_end, write_end = os.pipe()
+    try:
+        link = Path(f"/proc/self/fd/{write_end}")
+        with pytest.raises(SimreplayError) as raised:
+            check_output_path(link)
+        assert str(raised.value) == (
+            f"{link}: is a named pipe (FIFO), not a file to write; give a file name"
+        )
+    finally:
+        os.close(read_end)
+        os.close(write_end)
