@@ -470,6 +470,16 @@ def test_a_csv_with_some_canonical_columns_names_the_missing_ones(tmp_path):
     )
 
 
+def test_token_counts_without_times_are_pointed_to_the_lengths_format(tmp_path):
+    """A review: input_tokens,output_tokens alone was told to add arrival_time_s, with no
+    word of the length-only format that takes such files."""
+    path = write(tmp_path, "l.csv", "input_tokens,output_tokens\n10,2\n")
+    with pytest.raises(TraceError, match=r"no arrival_time_s: add it, .*; a file of lengths "
+                       r"alone names them num_prefill_tokens, num_decode_tokens \(--format "
+                       r"lengths; arrivals drawn with --rate\)$"):  # fmt: skip
+        detect_format(path)
+
+
 def test_unknown_format_names_first_line(tmp_path):
     path = write(tmp_path, "x.csv", "a,b,c\n1,2,3\n")
     with pytest.raises(TraceError, match=r"unknown trace format \(first line: 'a,b,c'\)"):

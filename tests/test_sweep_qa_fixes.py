@@ -427,6 +427,15 @@ def test_sweep_show_names_an_overloaded_row_in_its_status():
     assert _status(row | {"num_rejected_capacity": 3}) == "rejects, overloaded"
     assert _status(row | {"num_rejected_capacity": 3, "backlog": None}) == "rejects"
     assert _status({"status": "infeasible", "backlog": None}) == "infeasible"
+    # The sweep page words a fleet as sweep show does (a review: its badge said "rejects"
+    # of one that was overloaded too).
+    from simulator.report.sweep_page import _meets_no_slo
+
+    page_row = {"ok": True, "backlog": "overloaded", "num_rejected_capacity": 3}
+    assert _meets_no_slo(page_row, ["backlog"]) == "rejects, overloaded"
+    assert _meets_no_slo(page_row | {"backlog": None}, ["backlog"]) == "rejects"
+    assert _meets_no_slo(page_row | {"num_rejected_capacity": 0}, ["backlog"]) == "overloaded"
+    assert _meets_no_slo(page_row | {"num_rejected_capacity": 0, "backlog": "burst"}, []) is None
 
 
 def test_a_sweep_over_one_knob_at_one_gpu_count_charts_p99_along_that_knob(tmp_path, trace):
@@ -584,6 +593,14 @@ def test_sweep_show_names_the_tp_and_replicas_chosen_where_they_differ(tmp_path,
     table = invoke("sweep", "show", out).stdout.splitlines()
     assert table[0].split()[:4] == ["gpu_memory_utilization", "status", "tp_used", "num_replicas"]
     assert [line.split()[2:4] for line in table[1:3]] == [["2", "1"], ["1", "2"]]
+    # Folded over seeds too (a review: group_seeds left them out).
+    spread = invoke("sweep", "show", out, "--seed-spread").stdout.splitlines()
+    assert spread[0].split()[:4] == ["gpu_memory_utilization", "status", "tp_used", "num_replicas"]
+    # A swept --tp is not repeated as tp_used (a review).
+    swept = tmp_path / "swept"
+    args = ["sweep", trace, "--gpus", "2xH100", "--tp", "1,2", "--out", swept, "--workers", 1]
+    assert invoke(*args).exit_code == 0
+    assert "tp_used" not in invoke("sweep", "show", swept).stdout
     # A sweep whose rows chose alike shows neither.
     same = tmp_path / "same"
     assert invoke("sweep", trace, "--gpus", "2xH100", "--out", same, "--workers", 1).exit_code == 0

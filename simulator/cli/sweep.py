@@ -431,7 +431,8 @@ def _print_rows(rows: list[dict[str, Any]], seed_spread: bool) -> None:
     chosen = [
         c
         for c in ("tp_used", "num_replicas")
-        if c not in varying and len({r.get(c) for r in rows if r.get(c) is not None}) > 1
+        if not (c == "tp_used" and "tp" in varying)  # a review: it repeated a swept --tp
+        and len({r.get(c) for r in rows if r.get(c) is not None}) > 1
     ]
     headers = [*varying, "status", *chosen, *metrics]
     body = [

@@ -915,13 +915,18 @@ def _backlog(row: dict[str, Any], columns: list[str]) -> str | None:
 
 def _meets_no_slo(row: dict[str, Any], columns: list[str]) -> str | None:
     """``rejects`` for a fleet whose replicas reject requests its context admits,
-    ``overloaded`` for one whose queue outgrows the trace: either meets no SLO, whatever
-    the percentiles of what it completed, as ``plan`` judges; else None."""
-    if _capped(row):
-        return "rejects"
-    if _backlog(row, columns) == "overloaded":
-        return "overloaded"
-    return None
+    ``overloaded`` for one whose queue outgrows the trace, ``rejects, overloaded`` for
+    both (as ``sweep show`` words them): each meets no SLO, whatever the percentiles of
+    what it completed, as ``plan`` judges; else None."""
+    words = [
+        word
+        for word, holds in (
+            ("rejects", _capped(row)),
+            ("overloaded", _backlog(row, columns) == "overloaded"),
+        )
+        if holds
+    ]
+    return ", ".join(words) or None
 
 
 def _cost_and_p99(row: dict[str, Any]) -> tuple[float, float]:

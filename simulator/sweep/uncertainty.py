@@ -104,7 +104,8 @@ def group_seeds(rows: list[dict[str, Any]], knobs: list[str]) -> list[dict[str, 
         replicate's, else the first ok one's: why requests were rejected; None),
         ``num_completed`` (fewest over the ok replicates; None when none is ok), ``backlog``
         (``overloaded`` if any ok replicate is, else ``burst`` if any is, else None) and
-        ``num_rejected_capacity`` (most over the ok replicates).
+        ``num_rejected_capacity`` (most over the ok replicates), ``tp_used`` and
+        ``num_replicas`` (the first ok replicate's; None when none is ok).
     """
     identity = [k for k in knobs if k != "seed"]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -138,6 +139,10 @@ def group_seeds(rows: list[dict[str, Any]], knobs: list[str]) -> list[dict[str, 
         folded["backlog"] = next((k for k in ("overloaded", "burst") if k in kinds), None)
         capped = [m.get("num_rejected_capacity") or 0 for m in ok]
         folded["num_rejected_capacity"] = max(capped) if capped else None
+        # The deployment chosen, the same for every seed (a review: `sweep show
+        # --seed-spread` could not say a row had chosen another TP).
+        for chosen in ("tp_used", "num_replicas"):
+            folded[chosen] = next((m.get(chosen) for m in ok), None)
         out.append(folded)
     return out
 

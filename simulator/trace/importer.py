@@ -255,11 +255,18 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
         found = [c for c in generic.REQUIRED if c in header]
         missing = [c for c in generic.REQUIRED if c not in header]
         if found and missing:
+            # Token counts without times: lengths alone have their own names (a review).
+            lengths = (
+                "; a file of lengths alone names them num_prefill_tokens, num_decode_tokens "
+                "(--format lengths; arrivals drawn with --rate)"
+                if missing == [generic.REQUIRED[0]]
+                else ""
+            )
             raise TraceError(
                 f"{path.name}: a CSV with columns {', '.join(found)} and no "
                 f"{', '.join(missing)}: add {'it' if len(missing) == 1 else 'them'}, or map "
                 "the file's columns with --time-col, --input-col and --output-col; its "
-                f"columns: {', '.join(header)}"
+                f"columns: {', '.join(header)}{lengths}"
             )
     first = head.splitlines()[0][:80] if head.splitlines() else ""
     printable = sum((ch.isprintable() and ch != "\ufffd") or ch == "\t" for ch in first)
