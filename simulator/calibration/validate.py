@@ -1900,11 +1900,10 @@ def _concurrency_notes(bench: Benchmark, e2e_s: np.ndarray) -> list[str]:
     return [
         f"the replay had up to {int(predicted.max()):,} requests in flight (the measured "
         f"requests up to {int(_in_flight_at_sends(arrival, bench.e2e_s).max()):,}), above "
-        "the client's "
-        f"max_concurrency {limit:,}, at {int(over.sum()):,} of {len(arrival):,} arrivals: "
-        "where the simulated server is slower than the measured one, the later requests' "
-        "predicted TTFT and E2E include queueing that the benchmark's client would have "
-        "avoided by sending them later"
+        f"the client's max_concurrency {limit:,}, at {int(over.sum()):,} of "
+        f"{len(arrival):,} arrivals: where the simulated server is slower than the measured "
+        "one, the later requests' predicted TTFT and E2E include queueing that the "
+        "benchmark's client would have avoided by sending them later"
     ]
 
 

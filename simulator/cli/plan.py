@@ -333,8 +333,6 @@ def plan(
         )
     payload = _payload(result, sim)
     shown = [result.answer, *result.runners_up] if result.answer is not None else []
-    # A QA pass: a profile fitted at another API-server latency or async mode was used
-    # without the notes run gives.
     if result.answer is not None and result.answer.misses_above:
         answer = result.answer
         counts = ", ".join(f"{n:,}x" for n in answer.misses_above)
@@ -343,6 +341,8 @@ def plan(
             f"{counts} (tp={answer.tp_used}, the same type) miss it, so it meets by less than "
             "noise may move; --seeds N judges every fleet on N seeds"
         )
+    # A QA pass: a profile fitted at another API-server latency or async mode was used
+    # without the notes run gives.
     looked_at = [*shown, *([result.closest] if result.closest is not None else [])]
     for message in dict.fromkeys(n for ev in looked_at for n in ev.profile_notes):
         note(message)

@@ -33,7 +33,7 @@ from simulator.sweep.spec import (
     knob_types,
     unread_knob_notes,
 )
-from simulator.sweep.store import Planned, ResultStore
+from simulator.sweep.store import Planned, ResultStore, no_slo_status
 from simulator.sweep.uncertainty import group_seeds, identical_seeds_note
 
 
@@ -480,15 +480,8 @@ def _status(row: dict[str, Any]) -> str:
     if row["status"] != "ok":
         return row["status"]
     # Both where both hold (a QA pass: "rejects" hid a queue that grew through the trace).
-    words = [
-        word
-        for word, holds in (
-            ("rejects", bool(row.get("num_rejected_capacity"))),
-            ("overloaded", row.get("backlog") == "overloaded"),
-        )
-        if holds
-    ]
-    return ", ".join(words) or "ok"
+    rejects, overloaded = bool(row.get("num_rejected_capacity")), row.get("backlog") == "overloaded"
+    return no_slo_status(rejects, overloaded) or "ok"
 
 
 def _missing_line(directory: Path, planned: Planned, running: bool) -> str:

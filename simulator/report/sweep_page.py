@@ -36,7 +36,7 @@ from simulator.report import figures as F
 from simulator.report.html import esc, figure_div, key_value_table, number_cell, page, table
 from simulator.report.run_page import read_table
 from simulator.results import backlog_kind
-from simulator.sweep.store import check_row_values
+from simulator.sweep.store import check_row_values, no_slo_status
 
 PLAN_FILE = "plan.json"
 #: The store's manifest (``simulator/sweep/store.py``).
@@ -918,15 +918,7 @@ def _meets_no_slo(row: dict[str, Any], columns: list[str]) -> str | None:
     ``overloaded`` for one whose queue outgrows the trace, ``rejects, overloaded`` for
     both (as ``sweep show`` words them): each meets no SLO, whatever the percentiles of
     what it completed, as ``plan`` judges; else None."""
-    words = [
-        word
-        for word, holds in (
-            ("rejects", _capped(row)),
-            ("overloaded", _backlog(row, columns) == "overloaded"),
-        )
-        if holds
-    ]
-    return ", ".join(words) or None
+    return no_slo_status(bool(_capped(row)), _backlog(row, columns) == "overloaded")
 
 
 def _cost_and_p99(row: dict[str, Any]) -> tuple[float, float]:

@@ -825,6 +825,16 @@ _LATENCY_COLUMN = re.compile(r"^(ttft|tpot|itl|e2e|queue)_(mean|p\d+|max)_ms$")
 _REDO = " (edited or damaged: remove it and rerun the sweep's command to redo it)"
 
 
+def no_slo_status(rejects: bool, overloaded: bool) -> str | None:
+    """The words for a row that ran but meets no SLO whatever its ``slo_met``, as ``plan``
+    judges: ``rejects`` (its replicas reject requests the asked context admits,
+    ``num_rejected_capacity``), ``overloaded`` (its queue outgrew the trace, ``backlog``),
+    or both, ``rejects, overloaded``; None for neither. ``sweep show`` and the sweep page
+    say them alike."""
+    words = [w for w, holds in (("rejects", rejects), ("overloaded", overloaded)) if holds]
+    return ", ".join(words) or None
+
+
 def check_row_values(row: dict[str, Any], path: Path | str) -> None:
     """Refuse a row whose numbers no run can produce (a hand-edited or damaged row was shown
     and drawn as is: a p99 TTFT of -5 ms, p50 above p99): latencies and costs finite and
