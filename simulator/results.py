@@ -276,9 +276,10 @@ def build_result(
     limit = _capped_context_limit(resolved)
     if limit is not None:
         capped = _capped_rejections(state.req_i[:, R_REJECT], _request_tokens(state), limit)
+        num_capped = int(capped.sum())
         counts = outcomes.reject_counts.copy()
-        counts[REJECT_CONTEXT] -= int(capped.sum())
-        counts[REJECT_CAPPED_CONTEXT] += int(capped.sum())
+        counts[REJECT_CONTEXT] -= num_capped
+        counts[REJECT_CAPPED_CONTEXT] += num_capped
         outcomes = dataclasses.replace(outcomes, reject_counts=counts)
     summary = _summary(resolved, state, outcomes, slo)
     return Result(resolved, summary, state, request_ids)

@@ -29,8 +29,9 @@ ADVANCE_OK, ADVANCE_LOG_FULL, ADVANCE_STUCK, ADVANCE_PREEMPTED = 0, 1, 2, 3
 NOT_ARRIVED, WAITING, RUNNING, FINISHED, REJECTED = 0, 1, 2, 3, 4
 
 # Reject reasons (0 = not rejected). The engine rejects beyond max_model_len with
-# REJECT_CONTEXT; ``results.build_result`` relabels REJECT_CAPPED_CONTEXT the requests
-# within the context asked for that a max_model_len capped by the KV cache rejected.
+# REJECT_CONTEXT and never sets REJECT_CAPPED_CONTEXT: a result counts and labels with it
+# the requests within the context asked for that a max_model_len capped by the KV cache
+# rejected (``results.build_result``; the state is left as it is).
 REJECT_CONTEXT, REJECT_KV, REJECT_V0_PROMPT, REJECT_CAPPED_CONTEXT = 1, 2, 3, 4
 REJECT_REASONS = {
     0: "",
