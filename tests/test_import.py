@@ -839,7 +839,7 @@ def test_non_integer_token_counts_in_a_parquet_trace_are_named(tmp_path, values,
             "--rate/--rate-profile applies to lengths and vllm-bench traces",
         ),
         # Found by a later pass: the column mapping was ignored on a format of its own.
-        (ImportOptions(input_col="x"), "--input-col applies to csv, jsonl and parquet traces"),
+        (ImportOptions(input_col="x"), "--input-col applies to csv, jsonl, parquet and lengths"),
         (ImportOptions(time_unit="ms"), "--time-unit applies to csv, jsonl and parquet"),
         (ImportOptions(hash_block_size=16), "--hash-block-size applies to csv, jsonl and"),
         (ImportOptions(format="azure", time_col="TIMESTAMP"), "--time-col applies to csv, "),
@@ -1135,18 +1135,47 @@ def test_hash_ids_short_of_the_prompt_are_noted(tmp_path):
     )
 
 
-def test_a_time_column_named_in_another_unit_is_noted(tmp_path):
+def test_a_time_column_named_in_another_unit_is_read_in_it_unless_told(tmp_path):
     """Found by a QA pass: --time-col ts_ms read in seconds (the default) made a 9.5 s trace
-    one of 9,500 s without a word."""
+    one of 9,500 s without a word; then with a note only. Without --time-unit the name's
+    unit is read; a --time-unit given that the name contradicts is followed, with a note."""
     path = write(tmp_path, "g.csv", "ts_ms,p,o\n0,100,10\n500,101,11\n9500,90,9\n")
     mapping = {"format": "csv", "time_col": "ts_ms", "input_col": "p", "output_col": "o"}
     table, report = import_trace(path, ImportOptions(**mapping))
     assert report.notes == (
+        "column ts_ms was read in ms, as its name says (--time-unit s reads it in seconds)",
+    )
+    assert table.column("arrival_time_s").to_pylist()[-1] == 9.5
+    table, report = import_trace(path, ImportOptions(**mapping, time_unit="s"))
+    assert report.notes == (
         "column ts_ms was read in s (--time-unit s), though its name says ms: give "
         "--time-unit ms if it holds those",
     )
+    assert table.column("arrival_time_s").to_pylist()[-1] == 9500.0
     table, report = import_trace(path, ImportOptions(**mapping, time_unit="ms"))
     assert report.notes == () and table.column("arrival_time_s").to_pylist()[-1] == 9.5
+
+
+@pytest.mark.parametrize("container", ["csv", "jsonl", "parquet"])
+def test_a_time_column_in_microseconds_by_name_is_read_so(tmp_path, container):
+    rows = [(1_000_000, 100, 10), (3_500_000, 90, 9)]
+    if container == "csv":
+        path = write(
+            tmp_path, "g.csv", "t_us,p,o\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows)
+        )
+    elif container == "jsonl":
+        lines = "".join(f'{{"t_us": {a}, "p": {b}, "o": {c}}}\n' for a, b, c in rows)
+        path = write(tmp_path, "g.jsonl", lines)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = tmp_path / "g.parquet"
+        columns = dict(zip(("t_us", "p", "o"), map(list, zip(*rows, strict=True)), strict=True))
+        pq.write_table(pa.table(columns), path)
+    options = ImportOptions(time_col="t_us", input_col="p", output_col="o")
+    table, _ = import_trace(path, options)
+    assert table.column("arrival_time_s").to_pylist() == [0.0, 2.5]
 
 
 @pytest.mark.parametrize("cells", [[True, False], ["100", "20"]])
@@ -1161,3 +1190,60 @@ def test_api_token_counts_must_be_numbers(cells):
     table = pa.table({"arrival_time_s": [0.0, 1.0], "input_tokens": cells, "output_tokens": [5, 5]})
     with pytest.raises(TraceError, match="column input_tokens: expected numbers"):
         simulate(table)
+
+
+def test_token_columns_named_without_a_time_column_say_what_is_missing(tmp_path):
+    """Found by a QA pass: --input-col and --output-col without --time-col went to format
+    detection, whose "unknown trace format" told the user to give the flags they gave."""
+    path = write(tmp_path, "lens.csv", "prompt_len,gen_len\n100,20\n200,30\n")
+    options = ImportOptions(input_col="prompt_len", output_col="gen_len")
+    assert detect_format(path, options) == "csv"
+    with pytest.raises(TraceError) as caught:
+        import_trace(path, options)
+    assert str(caught.value) == (
+        "lens.csv: a generic csv file needs --time-col, --input-col and --output-col to name "
+        "its columns, or columns named arrival_time_s, input_tokens, output_tokens (missing "
+        "--time-col); its columns: prompt_len, gen_len; token counts without times: --format "
+        "lengths --rate R reads a CSV's --input-col and --output-col and draws arrivals"
+    )
+    lines = write(tmp_path, "lens.jsonl", '{"prompt_len": 100, "gen_len": 20}\n')
+    with pytest.raises(
+        TraceError, match=r"\(missing --time-col\); its columns: prompt_len, gen_len$"
+    ):
+        import_trace(lines, options)
+
+
+def test_a_length_only_file_reads_mapped_token_columns(tmp_path):
+    path = write(tmp_path, "lens.csv", "prompt_len,gen_len,id\n100,20,a\n200,30,b\n300,1,c\n")
+    arrival = arrival_process("poisson", rate_rps=2.0)
+    options = ImportOptions(
+        format="lengths", arrival=arrival, input_col="prompt_len", output_col="gen_len"
+    )
+    table, report = import_trace(path, options)
+    assert table.column("input_tokens").to_pylist() == [100, 200, 300]
+    assert table.column("output_tokens").to_pylist() == [20, 30, 1]
+    assert report.notes[-1] == "arrivals are synthetic: poisson at 2 req/s, seed 0"
+    # The same lengths under the canonical names draw the same arrivals.
+    same = write(
+        tmp_path, "same.csv", "num_prefill_tokens,num_decode_tokens\n100,20\n200,30\n300,1\n"
+    )
+    twin, _ = import_trace(same, ImportOptions(arrival=arrival))
+    assert twin.column("arrival_time_s").equals(table.column("arrival_time_s"))
+    with pytest.raises(
+        TraceError, match="lens.csv: missing column 'gen' expected in a length-only"
+    ):
+        import_trace(
+            path,
+            ImportOptions(
+                format="lengths", arrival=arrival, input_col="prompt_len", output_col="gen"
+            ),
+        )
+    with pytest.raises(TraceError, match="both name column 'prompt_len'"):
+        import_trace(
+            path,
+            ImportOptions(
+                format="lengths", arrival=arrival, input_col="prompt_len", output_col="prompt_len"
+            ),
+        )
+    with pytest.raises(TraceError, match="--time-col applies to csv, jsonl and parquet traces"):
+        import_trace(path, ImportOptions(format="lengths", arrival=arrival, time_col="prompt_len"))

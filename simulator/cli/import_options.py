@@ -192,12 +192,14 @@ IMPORT_PARAMETERS: dict[str, tuple[Any, Any]] = {
     ),
     "time_unit": (
         Annotated[
-            str,
+            str | None,
             _opt(
-                "--time-unit", help=f"Generic files: unit of --time-col ({'|'.join(TIME_UNITS)})."
+                "--time-unit",
+                help=f"Generic files: unit of --time-col ({'|'.join(TIME_UNITS)}); default: "
+                "the unit its name ends in (ts_ms), else s.",
             ),
         ],
-        "s",
+        None,
     ),
     "id_col": (
         Annotated[str | None, _opt("--id-col", help="Generic files: request id column.")],
@@ -280,7 +282,7 @@ def build_import_options(values: dict[str, Any]) -> ImportOptions:
     """``ImportOptions`` from the flag values of ``IMPORT_PARAMETERS``."""
     seed_value(values["seed"])
     check_hash_block_size(values["hash_block_size"], "--hash-block-size")  # not the field
-    if values["time_unit"] not in TIME_UNITS:
+    if values["time_unit"] is not None and values["time_unit"] not in TIME_UNITS:
         raise SimreplayError(
             f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {values['time_unit']!r}"
         )

@@ -169,13 +169,20 @@ def load_trace(path: Path | str, options: ImportOptions | None = None) -> pa.Tab
 #: The formats read through a column mapping (``--time-col`` and friends).
 _MAPPED = ("csv", "jsonl", "parquet")
 
+#: Column flags that the length-only reader reads too.
+_LENGTH_MAPPED = {field: (*_MAPPED, "lengths") for field in ("input_col", "output_col")}
+
 #: Import options that only some formats read: (field, option as typed, those formats).
 _FORMAT_OPTIONS = (
     ("jitter", "--jitter", ("mooncake",)),
     ("jitter_window_s", "--jitter-window-s", ("mooncake",)),
     ("keep_failed", "--keep-failed", ("burstgpt", *_MAPPED)),
     ("arrival", "--rate/--rate-profile", ("lengths", "vllm-bench")),
-    *((field, f"--{field.replace('_', '-')}", _MAPPED) for field in generic.MAPPING_FIELDS),
+    *(
+        # A length-only file's two columns may be named with --input-col and --output-col.
+        (field, f"--{field.replace('_', '-')}", _LENGTH_MAPPED.get(field, _MAPPED))
+        for field in generic.MAPPING_FIELDS
+    ),
 )
 
 _DEFAULTS = ImportOptions()
@@ -185,7 +192,7 @@ def _check_format_options(path: Path, name: str, options: ImportOptions) -> None
     """One line when an option given is one that ``name``'s reader never reads (it was
     ignored without a word: --rate on an Azure trace, which has its own arrivals; a column
     mapping on a format with columns of its own). An option at its default counts as not
-    given (``--time-unit s``)."""
+    given (``--keep-failed`` off); ``--time-unit s`` given counts."""
     for field, option, formats in _FORMAT_OPTIONS:
         if getattr(options, field) != getattr(_DEFAULTS, field) and name not in formats:
             listed = f"{', '.join(formats[:-1])} and {formats[-1]}" if formats[1:] else formats[0]
@@ -223,7 +230,12 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
         schema = _parquet_schema(path)
         if TraceMetadata.from_arrow(schema.metadata, path.name) is not None:
             return "simreplay"
-        if options.time_col or generic.has_canonical_columns(schema.names):
+        if (
+            options.time_col
+            or options.input_col
+            or options.output_col
+            or (generic.has_canonical_columns(schema.names))
+        ):
             return "parquet"
         raise TraceError(
             f"{path.name}: a parquet file that is not a simreplay trace; map its columns "
@@ -242,6 +254,11 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     for module in _SNIFF_ORDER:
         if module.sniff(path, head):
             return module.__name__.rsplit(".", 1)[1].replace("_", "-")
+    if options.input_col or options.output_col:
+        # A column mapping names a generic file: without --time-col its reader says what
+        # is missing (an "unknown trace format" told a user who gave --input-col and
+        # --output-col to give them).
+        return "jsonl" if head.lstrip().startswith("{") else "csv"
     if head.lstrip().startswith("{"):
         if first_record(path) is not None and generic.has_canonical_columns(
             list(jsonl_fields(path, generic.REQUIRED))

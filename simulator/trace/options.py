@@ -41,8 +41,9 @@ class ImportOptions:
         Arrival process for length-only files (they have no timestamps).
     time_col, input_col, output_col, id_col, session_col, hash_col : str or None
         Column mapping for generic CSV / JSONL / parquet files.
-    time_unit : str
-        Unit of ``time_col``: one of ``TIME_UNITS``.
+    time_unit : str or None
+        Unit of ``time_col``: one of ``TIME_UNITS``; None takes the unit its name ends in
+        (``ts_ms``, ``time_us``), else seconds.
     hash_block_size : int or None
         Tokens per block of ``hash_col`` (generic files).
     """
@@ -61,7 +62,7 @@ class ImportOptions:
     id_col: str | None = None
     session_col: str | None = None
     hash_col: str | None = None
-    time_unit: str = "s"
+    time_unit: str | None = None
     hash_block_size: int | None = None
 
     def __post_init__(self) -> None:

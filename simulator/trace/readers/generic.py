@@ -16,6 +16,7 @@ readers share: header and first-record peeks, and parsing of ``[1, 2, 3]`` list 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from collections.abc import Callable
@@ -106,6 +107,12 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
         parquet_file = None
         names = csv_header(path)
     mapping, notes = _mapping(path, container, names, options)
+    named = _unit_in_name(mapping["arrival_time_s"])
+    unit_given = options.time_unit is not None
+    if not unit_given:
+        # No --time-unit: the unit the column's name ends in (ts_ms), else seconds. A
+        # column named ts_ms read as seconds made a trace 1,000 times too long, with a note.
+        options = dataclasses.replace(options, time_unit=named or "s")
     skipped: list[int] = []  # CSV records --skip-invalid left out for their field count
     if container == "parquet":
         columns = _read_parquet(path, parquet_file, mapping)
@@ -128,15 +135,19 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     arrival_time_s, start_time = _seconds(
         path, columns["arrival_time_s"], mapping["arrival_time_s"], options.time_unit, where
     )
-    named = _unit_in_name(mapping["arrival_time_s"])
     if pa.types.is_timestamp(time_type) or pa.types.is_duration(time_type):
         # The type carries the unit: --time-unit is not read (a QA pass: "was read in ms
         # (--time-unit ms)" for a timestamp column read correctly without it).
-        if options.time_unit not in ("s", "datetime"):
+        if unit_given and options.time_unit not in ("s", "datetime"):
             notes.append(
                 f"--time-unit {options.time_unit} is not used: column "
                 f"{mapping['arrival_time_s']} is a {time_type} column, which carries its unit"
             )
+    elif not unit_given and named not in (None, "s"):
+        notes.append(
+            f"column {mapping['arrival_time_s']} was read in {named}, as its name says "
+            "(--time-unit s reads it in seconds)"
+        )
     elif named is not None and named != options.time_unit and options.time_unit != "datetime":
         notes.append(
             f"column {mapping['arrival_time_s']} was read in {options.time_unit} (--time-unit "
@@ -220,10 +231,17 @@ def _mapping(
         flag for name, (attr, flag) in MAPPING.items() if name in REQUIRED and not chosen[attr]
     ]
     if unset:
+        # Token counts without times: a CSV of lengths takes arrivals drawn at a rate.
+        lengths = (
+            "; token counts without times: --format lengths --rate R reads a CSV's "
+            "--input-col and --output-col and draws arrivals"
+            if unset == [MAPPING[REQUIRED[0]][1]] and container == "csv"
+            else ""
+        )
         raise TraceError(
             f"{path.name}: a generic {container} file needs --time-col, --input-col and "
             f"--output-col to name its columns, or columns named {', '.join(REQUIRED)} "
-            f"(missing {', '.join(unset)}); its columns: {available}"
+            f"(missing {', '.join(unset)}); its columns: {available}{lengths}"
         )
     # One source column for two of the required ones (a QA pass: --input-col prompt
     # --output-col prompt replayed every request's prompt length as its output, silently).
@@ -235,7 +253,7 @@ def _mapping(
                     f"{path.name}: {flag} and {other_flag} both name column {column!r}: "
                     "arrival time, input tokens and output tokens need a column each"
                 )
-    if options.time_unit not in TIME_UNITS:
+    if options.time_unit is not None and options.time_unit not in TIME_UNITS:
         raise TraceError(
             f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {options.time_unit!r}"
         )

@@ -33,9 +33,21 @@ ARRIVALS_NOTE = "arrivals are synthetic: "
 
 
 def read(path: Path, options: ImportOptions) -> RawTrace:
-    """Read a length-only CSV and give it arrivals from ``options.arrival``."""
+    """Read a length-only CSV and give it arrivals from ``options.arrival``.
+
+    ``--input-col`` and ``--output-col`` name the two columns where they are not called
+    ``num_prefill_tokens`` and ``num_decode_tokens`` (a request log's ``prompt_len,
+    gen_len``).
+    """
+    input_col = options.input_col or COLUMNS[0]
+    output_col = options.output_col or COLUMNS[1]
+    if input_col == output_col:
+        raise TraceError(
+            f"{path.name}: --input-col and --output-col both name column {input_col!r}: "
+            "input tokens and output tokens need a column each"
+        )
     header = csv_header(path)  # before asking for --rate: is it a length-only file at all?
-    require_columns(path, header, COLUMNS, "a length-only trace")
+    require_columns(path, header, [input_col, output_col], "a length-only trace")
     if options.arrival is None:
         raise TraceError(
             f"{path.name}: a length-only file has no arrival times; give --rate "
@@ -45,22 +57,22 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     skipped: list[int] = []
     columns = read_csv_columns(
         path,
-        {name: pa.int64() for name in COLUMNS},
+        {name: pa.int64() for name in (input_col, output_col)},
         skip_invalid=options.skip_invalid,
         notes=read_notes,
         skipped_records=skipped,
     )
-    num_rows = len(columns[COLUMNS[0]])
+    num_rows = len(columns[input_col])
     rng = np.random.default_rng(options.seed)
     arrival = arrival_times_s(options.arrival, rng, num_requests=num_rows) if num_rows else None
     process = options.arrival
     return RawTrace(
         arrival_time_s=np.zeros(0) if arrival is None else arrival,
-        input_tokens=int_values(columns["num_prefill_tokens"]),
-        output_tokens=int_values(columns["num_decode_tokens"]),
+        input_tokens=int_values(columns[input_col]),
+        output_tokens=int_values(columns[output_col]),
         source_file=path.name,
         source_format="lengths",
-        source_columns={"input_tokens": "num_prefill_tokens", "output_tokens": "num_decode_tokens"},
+        source_columns={"input_tokens": input_col, "output_tokens": output_col},
         notes=[*read_notes, f"{ARRIVALS_NOTE}{process.summary()}, seed {options.seed}"],
         line_of_row=kept_record_lines(num_rows, skipped),
         num_source_rows=num_rows + len(skipped),  # a cut line is a source row too
