@@ -421,6 +421,7 @@ def _engine_knobs(resolved: ResolvedScenario) -> dict[str, Any]:
         "params": resolved.step_model.params,
         "prefix_load_cap": chosen.prefix_load_cap,
         "pipeline_stages": resolved.pp,
+        "reserve_full_isl": bool(chosen.scheduler_reserve_full_isl),
     }
 
 

@@ -124,6 +124,7 @@ def replay(
     client_slots: int | None = None,
     client_latency_s: float = 0.0,
     stop_on_preemption: bool = False,
+    reserve_full_isl: bool = True,
 ) -> EngineState:
     """Replay a trace with explicit engine knobs; return the final engine state.
 
@@ -145,6 +146,8 @@ def replay(
     client-measured TTFT): the engine receives request ``i`` at ``arrival_s[i]`` plus it,
     and ``state.sent_s`` keeps the send times. ``stop_on_preemption`` (the fused path)
     gives up the replay soon after the first preemption (``state.stopped_at_preemption``).
+    ``reserve_full_isl`` (``vllm`` only) admits a waiting request only when all its known
+    tokens fit in the free blocks (``state.CFG_RESERVE_FULL_ISL``).
     """
     if (
         isinstance(pipeline_stages, bool)
@@ -188,6 +191,7 @@ def replay(
         prefix_load_cap=prefix_load_cap,
         pipeline_stages=int(pipeline_stages),
         stop_on_preemption=stop_on_preemption,
+        reserve_full_isl=reserve_full_isl,
     )
     draws = np.ascontiguousarray(draws, dtype=np.float64)
     if latency_s > 0.0:

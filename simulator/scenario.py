@@ -187,6 +187,13 @@ class Scenario:
         v0.11 (``ASYNC_SCHEDULING_DEFAULT``), off otherwise; False as vLLM v0.11, or a
         server started with ``--no-async-scheduling``. True needs ``vllm`` or ``sarathi``
         without ``pp`` (vLLM v0.6 has no async scheduler). ``resolve`` sets the value used.
+    scheduler_reserve_full_isl : bool or None
+        vLLM's ``--scheduler-reserve-full-isl``: the ``vllm`` scheduler admits a waiting
+        request only when all its known tokens (its prompt; after a preemption, its output
+        so far too) fit in the free KV blocks, not only the first chunk it would prefill
+        this step (PR #37307, 2026). None (the default): on for ``vllm``, as in vLLM's
+        releases since; False as vLLM v0.11 (the first chunk alone). True needs ``vllm``.
+        ``resolve`` sets the value used (False for the other schedulers).
     """
 
     gpus: str = "1xH100"
@@ -212,6 +219,7 @@ class Scenario:
     kv_cache_dtype: str = "auto"
     api_server_latency_ms: float = DEFAULT_API_SERVER_LATENCY_MS
     async_scheduling: bool | None = None
+    scheduler_reserve_full_isl: bool | None = None
 
     def __post_init__(self) -> None:
         # numpy scalars (a grid from np.arange, a value read from a table) become the Python
@@ -339,6 +347,7 @@ class ResolvedScenario:
             "max_concurrency": self.scenario.max_concurrency,
             "enforce_eager": self.scenario.enforce_eager,
             "async_scheduling": self.scenario.async_scheduling,
+            "scheduler_reserve_full_isl": self.scenario.scheduler_reserve_full_isl,
             "api_server_latency_ms": self.scenario.api_server_latency_ms,
             **self._precision_dict(),
             "max_num_seqs": self.max_num_seqs,
@@ -470,6 +479,8 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
     if scenario.async_scheduling is None:
         # The engine's default, said in the summary as the value used.
         scenario = replace(scenario, async_scheduling=async_scheduling_on(scenario))
+    if scenario.scheduler_reserve_full_isl is None:
+        scenario = replace(scenario, scheduler_reserve_full_isl=scenario.scheduler == "vllm")
     num_gpus, gpu = parse_gpus(scenario.gpus)
     model = get_model(scenario.model)
     if scenario.quantization == "fp8":
@@ -1041,6 +1052,18 @@ def check_knobs(scenario: Scenario) -> None:
         raise SimreplayError(
             "async_scheduling must be true, false or none (the engine's default), got "
             f"{scenario.async_scheduling!r}"
+        )
+    if scenario.scheduler_reserve_full_isl is not None and not isinstance(
+        scenario.scheduler_reserve_full_isl, bool
+    ):
+        raise SimreplayError(
+            "scheduler_reserve_full_isl must be true, false or none (the engine's default), "
+            f"got {scenario.scheduler_reserve_full_isl!r}"
+        )
+    if scenario.scheduler_reserve_full_isl and scenario.scheduler != "vllm":
+        raise SimreplayError(
+            "--scheduler-reserve-full-isl is vLLM's V1 scheduler's (--scheduler vllm); "
+            f"--scheduler {scenario.scheduler} admits by its own rules"
         )
     if scenario.async_scheduling and scenario.scheduler == "vllm-v0":
         raise SimreplayError(

@@ -168,6 +168,7 @@ class _Config:
     max_model_len: int
     step_time_fn: Callable
     async_scheduling: bool = False
+    reserve_full_isl: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,8 +374,14 @@ def _schedule_chunked(rep: _Replica, cfg: _Config, visible_s: float) -> tuple[di
             computed = len(hit) * cfg.block_size
             n = min(req.num_known() - computed, budget)
             need = _ceil_div(computed + n, cfg.block_size) - len(hit)
+            # vLLM's scheduler_reserve_full_isl: all the known tokens must fit, not the chunk.
+            gate = (
+                _ceil_div(req.num_known(), cfg.block_size) - len(hit)
+                if cfg.reserve_full_isl
+                else need
+            )
             # Cached blocks with no user leave the free queue when taken: they count too.
-            if need + sum(1 for b in hit if b.ref == 0) > rep.free_blocks:
+            if gate + sum(1 for b in hit if b.ref == 0) > rep.free_blocks:
                 break  # stays at the front
             rep.waiting.popleft()
             rep.running.append(req)
@@ -752,6 +759,7 @@ def simulate_reference(
     session_ids: Sequence | None = None,
     next_turn: Sequence[int] | None = None,
     async_scheduling: bool = False,
+    reserve_full_isl: bool = True,
 ) -> dict:
     """Replay requests through ``num_replicas`` replicas by the rules of the engine README.
 
@@ -785,6 +793,9 @@ def simulate_reference(
         vLLM's async scheduler (``vllm`` and ``sarathi``): a step that starts as the previous
         one ends sees only the requests that arrived by that one's start (``_start_step``).
         The step times are ``step_time_fn``'s.
+    reserve_full_isl : bool
+        ``vllm`` only: admit a waiting request when all its known tokens fit in the free
+        blocks, not only its first chunk (vLLM's ``scheduler_reserve_full_isl``).
     session_ids : sequence, optional
         Per request, its session (None for none), for ``session-affinity``.
 
@@ -836,6 +847,7 @@ def simulate_reference(
         max_model_len=_positive_int("max_model_len", max_model_len),
         step_time_fn=step_time_fn,
         async_scheduling=bool(async_scheduling),
+        reserve_full_isl=bool(reserve_full_isl) and scheduler == "vllm",
     )
     num_replicas = _positive_int("num_replicas", num_replicas)
 

@@ -1047,3 +1047,43 @@ def test_vllm_dp_with_the_v0_scheduler_says_v0_had_no_data_parallelism():
     for scheduler, router in (("vllm", "vllm-dp"), ("vllm-v0", "round-robin")):
         notes = resolve(Scenario(gpus="2xH100", scheduler=scheduler, router=router)).notes
         assert not any("vllm-dp" in n for n in notes)
+
+
+@pytest.mark.parametrize("reserve_full_isl", [True, False])
+def test_vllm_admits_a_waiting_request_by_its_whole_prompt(reserve_full_isl):
+    """vLLM's ``scheduler_reserve_full_isl`` (PR #37307, on by default): a waiting request
+    is admitted only when its whole prompt fits in the free blocks. Here B's first 7-token
+    chunk fits beside A (2 of 6 free blocks) but its 28-token prompt (7 blocks) does not:
+    admitted by its chunk (as v0.11), B and A outgrow the 12 blocks and B is preempted;
+    by its prompt, B waits for A's blocks and nothing is preempted."""
+    arrival = np.zeros(2)
+    prompts = np.array([24, 28])
+    outputs = np.array([10, 2])
+    knobs = dict(
+        num_replicas=1,
+        scheduler="vllm",
+        router="round-robin",
+        max_num_seqs=8,
+        max_num_batched_tokens=8,
+        chunk_size=8,
+        block_size=4,
+        num_kv_blocks=12,
+        max_model_len=64,
+    )
+    ref = simulate_reference(
+        arrival,
+        prompts,
+        outputs,
+        step_time_fn=dyadic_step_time,
+        reserve_full_isl=reserve_full_isl,
+        **knobs,
+    )
+    state = replay_case(arrival, prompts, outputs, knobs, reserve_full_isl=reserve_full_isl)
+    assert_matches_reference(state, ref)
+    preemptions = state.req_i[:, R_PREEMPTIONS].tolist()
+    if reserve_full_isl:
+        assert preemptions == [0, 0]
+        assert state.req_f[1, R_FIRST_SCHEDULED_S] >= state.req_f[0, R_FINISH_S]
+    else:
+        assert preemptions[1] > 0
+        assert state.req_f[1, R_FIRST_SCHEDULED_S] < state.req_f[0, R_FINISH_S]

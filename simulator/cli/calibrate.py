@@ -719,6 +719,16 @@ def validate(
             "or earlier.",
         ),
     ] = None,
+    scheduler_reserve_full_isl: Annotated[
+        bool | None,
+        typer.Option(
+            "--scheduler-reserve-full-isl/--no-scheduler-reserve-full-isl",
+            help="Whether the benchmarked vLLM admitted a waiting request only when its whole "
+            "prompt fit in the free KV blocks. Default: on for --scheduler vllm, as vLLM "
+            "since PR #37307 (2026); give --no-scheduler-reserve-full-isl for v0.11 to early "
+            "2026 releases.",
+        ),
+    ] = None,
     scheduler: Annotated[
         str,
         typer.Option(
@@ -833,6 +843,14 @@ def validate(
             "unless started with --async-scheduling; the replay schedules asynchronously, "
             "vLLM's default after v0.11: give --no-async-scheduling if the server did not"
         )
+    if scheduler_reserve_full_isl is None and data.older_vllm and scheduler == "vllm":
+        # vLLM admits by the whole prompt since PR #37307 (March 2026), after start_times.
+        data.notes.append(
+            "no start_times: a vLLM release from before they were saved (January 2026), "
+            "whose scheduler admitted a waiting request when its first chunk fit in the free "
+            "KV blocks; the replay admits it when its whole prompt fits, vLLM's default since "
+            "March 2026: give --no-scheduler-reserve-full-isl for the older rule"
+        )
     scenario = Scenario(
         gpus=gpus,
         model=model,
@@ -844,6 +862,7 @@ def validate(
         calibration=None if calibration is None else str(calibration),
         enforce_eager=enforce_eager,
         async_scheduling=async_scheduling,
+        scheduler_reserve_full_isl=scheduler_reserve_full_isl,
         quantization=None if quantization in (None, "none") else quantization,
         kv_cache_dtype=kv_cache_dtype,
         scheduler=scheduler,

@@ -185,6 +185,15 @@ def run(
             "--no-async-scheduling).",
         ),
     ] = None,
+    scheduler_reserve_full_isl: Annotated[
+        bool | None,
+        _opt(
+            "--scheduler-reserve-full-isl/--no-scheduler-reserve-full-isl",
+            help="As vLLM's option of that name: the vllm scheduler admits a waiting request "
+            "only when its whole prompt fits in the free KV blocks, not only its first chunk. "
+            "Default: on for --scheduler vllm, as vLLM since PR #37307 (2026; off: as v0.11).",
+        ),
+    ] = None,
     quantization: Annotated[
         str | None,
         _opt(
@@ -274,6 +283,7 @@ def run(
         max_concurrency=max_concurrency,
         enforce_eager=enforce_eager,
         async_scheduling=async_scheduling,
+        scheduler_reserve_full_isl=scheduler_reserve_full_isl,
         api_server_latency_ms=api_server_latency_ms,
         quantization=None if quantization in (None, "none") else quantization,
         kv_cache_dtype=kv_cache_dtype,
@@ -469,6 +479,19 @@ def _profile_file_text(scenario: dict) -> str:
     return f" (file {path})"
 
 
+def _full_isl_text(scenario: dict[str, Any]) -> str:
+    """How the ``vllm`` scheduler admits a waiting request: by its whole prompt (vLLM's
+    default since PR #37307) or, as v0.11, by the chunk it would prefill first."""
+    if scenario.get("scheduler") != "vllm":
+        return ""
+    if scenario.get("scheduler_reserve_full_isl"):
+        return (
+            "; a waiting request is admitted when its whole prompt fits in the free KV "
+            "blocks (vLLM's default since PR #37307)"
+        )
+    return "; a waiting request is admitted when its first chunk fits (as v0.11)"
+
+
 def _no_hits(summary: dict[str, Any]) -> str:
     """What the engine line adds when the cache is on but the trace gives it nothing to find
     (prefix caching is on by default, and most traces carry no hash_ids)."""
@@ -499,7 +522,8 @@ def _print_human(result: Any, trace_name: str) -> None:
             ),
             (
                 "Engine",
-                f"{scenario['scheduler']} scheduler, {scenario['engine']}{_no_hits(summary)}",
+                f"{scenario['scheduler']} scheduler, {scenario['engine']}{_no_hits(summary)}"
+                + _full_isl_text(scenario),
             ),
             (
                 "Batch knobs",

@@ -70,6 +70,10 @@ _KNOB_HELP = {
     "async_scheduling": "vLLM async scheduling values, comma list: true (host time overlaps "
     "the GPU's; vLLM's default after v0.11), false (it adds to each step, as v0.11), e.g. "
     "false,true; default: the engine's (on for vllm and sarathi without --pp).",
+    "scheduler_reserve_full_isl": "vLLM --scheduler-reserve-full-isl values, comma list: "
+    "true (a waiting request is admitted when its whole prompt fits in the free KV blocks; "
+    "vLLM's default since PR #37307), false (when its first chunk fits, as v0.11); default: "
+    "on for --scheduler vllm.",
     "rate_scale": "Arrival-rate factors, comma list; 2 replays the trace twice as fast.",
     "trace": "Trace files, comma list (or give them as TRACE arguments).",
 }
@@ -103,6 +107,8 @@ def knob_parameters(exclude: tuple[str, ...] = ("trace",), lists: bool = True) -
         shown = default if default is not None else _null_word(knob_types()[knob], knob)
         if knob == "enable_prefix_caching":
             shown = "none: the scheduler's engine default, on for vllm as in vLLM V1"
+        if knob == "scheduler_reserve_full_isl":
+            shown = "none: on for --scheduler vllm, as vLLM since PR #37307"
         if knob == "async_scheduling":
             shown = (
                 "none: the engine's default, on for vllm and sarathi without --pp, as in "

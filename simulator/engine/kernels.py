@@ -36,6 +36,7 @@ from simulator.engine.state import (
     CFG_MAX_NUM_SEQS,
     CFG_NUM_KV_BLOCKS,
     CFG_PREFIX_CACHING,
+    CFG_RESERVE_FULL_ISL,
     CFG_SCHEDULER,
     CFG_TOKEN_BUDGET,
     CFG_WATERMARK_BLOCKS,
@@ -546,7 +547,10 @@ def _admit_waiting(
     async scheduling the start of the step this one was scheduled during).
     With the prefix cache on, the head's longest cached prefix counts as computed; the
     cached blocks it takes that have no user leave the free queue, so they count against
-    the free blocks as new ones do (vLLM's ``get_num_blocks_to_allocate``).
+    the free blocks as new ones do (vLLM's ``get_num_blocks_to_allocate``). With
+    ``CFG_RESERVE_FULL_ISL`` the head must fit all its known tokens (prompt, and output so
+    far after a preemption), not only this step's chunk: vLLM's ``allocate_slots`` with
+    ``full_sequence_must_fit`` (PR #37307, ``scheduler_reserve_full_isl``, on by default).
     """
     ru = _U(r)
     max_num_seqs = cfg[CFG_MAX_NUM_SEQS]
@@ -567,7 +571,10 @@ def _admit_waiting(
         known = req_i[i, R_PROMPT] + req_i[i, R_GENERATED]
         n = min(known - computed, budget)
         need = _blocks_for(computed + n, cfg) - hit
-        if need + hit_free > rep_i[P_FREE_BLOCKS, ru]:
+        gate = need
+        if cfg[CFG_RESERVE_FULL_ISL] != 0:
+            gate = _blocks_for(known, cfg) - hit
+        if gate + hit_free > rep_i[P_FREE_BLOCKS, ru]:
             rep_i[P_KV_LIMITED, ru] = 1
             break
         _pop_front(req_i, req_f, rep_i, rep_f, running, r)
@@ -1139,7 +1146,10 @@ def _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, f
     if cfg[CFG_PREFIX_CACHING] != 0:
         hit, _ = prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, head)
     computed = hit * block_size
-    n = min(req_i[head, R_PROMPT] + req_i[head, R_GENERATED] - computed, budget)
+    known = req_i[head, R_PROMPT] + req_i[head, R_GENERATED]
+    n = min(known - computed, budget)
+    if cfg[CFG_RESERVE_FULL_ISL] != 0:
+        n = known - computed  # the whole known sequence must fit (``_admit_waiting``)
     need = _ceil_div(computed + n, block_size) - hit
     return HELD_KV if need > free_after_decodes else ADMIT
 

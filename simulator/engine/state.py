@@ -96,7 +96,10 @@ CFG_PCACHE_BASE = 14  # first column of the prefix cache in each row of ``rep_ta
 #: checked every ``PREEMPTION_CHECK_EVERY`` arrivals: a run without the prefix cache is made
 #: again with it from the start then (``api.replay_resolved``), so the rest would be wasted.
 CFG_STOP_ON_PREEMPTION = 15
-CFG_SIZE = 16
+#: 1: the ``vllm`` scheduler admits a waiting request only when all its known tokens fit in
+#: the free blocks, not only this step's chunk (vLLM's ``scheduler_reserve_full_isl``).
+CFG_RESERVE_FULL_ISL = 16
+CFG_SIZE = 17
 PREEMPTION_CHECK_EVERY = 64
 
 # Columns of ``req_i`` (int64, one row per request).
@@ -460,11 +463,13 @@ def make_config(
     prefix_load_cap: int = DEFAULT_PREFIX_LOAD_CAP,
     pipeline_stages: int = 1,
     stop_on_preemption: bool = False,
+    reserve_full_isl: bool = True,
 ) -> np.ndarray:
     """The int64 knob array the kernels read (rows ``CFG_*``).
 
     With ``pipeline_stages`` N > 1, ``num_kv_blocks`` and ``max_num_seqs`` are those of one
-    virtual engine (an engine replica), N of which make a replica.
+    virtual engine (an engine replica), N of which make a replica. ``reserve_full_isl``
+    applies to the ``vllm`` scheduler only (the others never had it).
     """
     config = np.zeros(CFG_SIZE, np.int64)
     config[CFG_SCHEDULER] = scheduler
@@ -485,4 +490,5 @@ def make_config(
     config[CFG_PCACHE_BASE] = pcache_base(block_size, max_num_seqs)
     config[CFG_PIPELINE_STAGES] = pipeline_stages
     config[CFG_STOP_ON_PREEMPTION] = 1 if stop_on_preemption else 0
+    config[CFG_RESERVE_FULL_ISL] = 1 if reserve_full_isl and scheduler == SCHED_VLLM else 0
     return config

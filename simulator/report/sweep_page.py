@@ -63,6 +63,7 @@ KNOBS = (
     "max_concurrency",
     "enforce_eager",
     "async_scheduling",
+    "scheduler_reserve_full_isl",
     "api_server_latency_ms",
     "block_size",
     "gpu_memory_utilization",
@@ -83,6 +84,7 @@ SHOWN_WHEN_VARIED = (
     "closed_loop",
     "enforce_eager",
     "async_scheduling",
+    "scheduler_reserve_full_isl",
     "api_server_latency_ms",
     "max_model_len",
 )
