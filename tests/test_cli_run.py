@@ -1461,3 +1461,27 @@ def test_an_output_file_that_is_a_pipe_behind_a_link_is_named_as_given():
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_what_the_import_skipped_is_in_the_saved_summary_and_page(tmp_path):
+    """Found by a QA pass: a row --skip-invalid dropped was said on stderr only; summary.json
+    and report.html, where a run is read later, had no word of it."""
+    path = tmp_path / "n.csv"
+    path.write_text("arrival_time_s,input_tokens,output_tokens\n0,10,5\n1,nan,5\n2,30,5\n")
+    out = tmp_path / "out"
+    args = ["run", str(path), "--skip-invalid", "--gpus", "1xH100", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--report"])
+    assert result.exit_code == 0, result.stderr
+    skipped = (
+        "skipped 1 row whose input_tokens was not an integer from 1 to 2147483647 (first: line 3)"
+    )
+    assert f"note: {skipped}" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trace_notes"] == [skipped] and summary["num_requests"] == 2
+    assert (
+        "Trace note" in (out / "report.html").read_text()
+        and skipped in (out / "report.html").read_text()
+    )
+    (tmp_path / "c.csv").write_text("arrival_time_s,input_tokens,output_tokens\n0,10,5\n2,30,5\n")
+    clean = runner.invoke(app, ["run", str(tmp_path / "c.csv"), "--gpus", "1xH100", "--json"])
+    assert clean.exit_code == 0 and "trace_notes" not in json.loads(clean.stdout)

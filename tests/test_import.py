@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from simulator.errors import TraceError
+from simulator.errors import SimreplayError, TraceError
 from simulator.trace.arrivals import ArrivalProcess, arrival_process
 from simulator.trace.importer import detect_format, import_trace
 from simulator.trace.options import ImportOptions
@@ -1247,3 +1247,19 @@ def test_a_length_only_file_reads_mapped_token_columns(tmp_path):
         )
     with pytest.raises(TraceError, match="--time-col applies to csv, jsonl and parquet traces"):
         import_trace(path, ImportOptions(format="lengths", arrival=arrival, time_col="prompt_len"))
+
+
+def test_a_length_only_files_arrivals_that_cannot_all_come_name_its_rows(tmp_path):
+    """Found by a QA pass: a rate profile ending at 0 told `trace import` of a length-only
+    file to give --num-requests or --duration, which it does not take (its rows fix the
+    count)."""
+    path = write(tmp_path, "l.csv", "num_prefill_tokens,num_decode_tokens\n10,2\n20,3\n")
+    ending = arrival_process("piecewise", 2.0, rate_profile=[(0.0, 2.0), (100.0, 0.0)])
+    with pytest.raises(SimreplayError) as caught:
+        import_trace(path, ImportOptions(arrival=ending))
+    assert str(caught.value) == (
+        "--rate-profile ends with rate 0, so the 2 rows of l.csv may never all arrive; end it "
+        "with a positive rate"
+    )
+    with pytest.raises(SimreplayError, match=r"trace may hold; raise --rate$"):
+        import_trace(path, ImportOptions(arrival=arrival_process("poisson", rate_rps=1e-12)))

@@ -374,7 +374,7 @@ def test_vllm_bench_infinite_rate_without_start_times(tmp_path):
 def test_vllm_bench_arrival_option_is_used_when_times_are_unknown(tmp_path, monkeypatch):
     calls = []
 
-    def fake_arrivals(process, rng, num_requests):
+    def fake_arrivals(process, rng, num_requests, count_from=None):
         calls.append((process, num_requests))
         return np.arange(num_requests, dtype=np.float64) * 2.0
 

@@ -325,6 +325,11 @@ def run(
         )
     for message in result.scenario.notes:
         note(message)
+    if report.notes:
+        # What the import changed or drew (rows skipped or sorted, synthetic arrivals) goes
+        # with the run's saved outputs too (a QA pass: summary.json had no word of a row
+        # --skip-invalid dropped).
+        result.summary["trace_notes"] = list(report.notes)
     err.print(
         f"simulated {count(table.num_rows, 'request')} in "
         f"{elapsed_s:.2f} s "

@@ -307,6 +307,9 @@ def _check_summary_types(path: Path, summary: dict[str, Any]) -> None:
     notes = scenario.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         raise fail("scenario.notes", "a list of text")
+    trace_notes = summary.get("trace_notes", [])
+    if not isinstance(trace_notes, list) or not all(isinstance(n, str) for n in trace_notes):
+        raise fail("trace_notes", "a list of text")
 
 
 #: A latency object's statistics in the order no run's can fall.
@@ -1000,6 +1003,8 @@ def _scenario_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("Seed", esc(s["seed"])))
     for note in s.get("notes", []):
         rows.append(("Note", esc(note)))
+    for note in summary.get("trace_notes", []):
+        rows.append(("Trace note", esc(note)))
     return rows
 
 

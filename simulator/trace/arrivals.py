@@ -235,6 +235,7 @@ def arrival_times_s(
     *,
     num_requests: int | None = None,
     duration_s: float | None = None,
+    count_from: str | None = None,
 ) -> np.ndarray:
     """Draw arrival times from *process*, either a fixed count or over a fixed duration.
 
@@ -254,6 +255,9 @@ def arrival_times_s(
     duration_s : float, optional
         Draw every arrival in ``[0, duration_s)``; finite and > 0. Give exactly one of
         ``num_requests`` and ``duration_s``.
+    count_from : str, optional
+        Where ``num_requests`` comes from when the user did not choose it (``the 3 rows of
+        lens.csv``): errors then name it instead of ``--num-requests``.
 
     Returns
     -------
@@ -293,6 +297,13 @@ def arrival_times_s(
                 f"--num-requests {num_requests} is more than the limit of {MAX_NUM_REQUESTS}"
             )
         if process.kind == "piecewise" and process.rate_profile[-1][1] == 0.0:
+            if count_from is not None:
+                # A QA pass: a length-only file was told to give --duration, which its
+                # commands do not take (its rows fix the count).
+                raise SimreplayError(
+                    f"--rate-profile ends with rate 0, so {count_from} may never all arrive; "
+                    "end it with a positive rate"
+                )
             raise SimreplayError(
                 "--rate-profile ends with rate 0, so --num-requests may never be reached; end "
                 "it with a positive rate or give --duration instead"
@@ -301,11 +312,11 @@ def arrival_times_s(
             return np.zeros(num_requests)
         # The mean span first, so a hopeless one is refused before the draw; then the drawn
         # one, which a burst can carry past the mean.
-        _check_span(process, num_requests, float(num_requests))
+        _check_span(process, num_requests, float(num_requests), count_from)
         operational_s = np.cumsum(_unit_gaps(rng, cv, num_requests))
         arrival_s = _invert_intensity(process, operational_s)
         if num_requests:
-            _check_span(process, num_requests, float(operational_s[-1]))
+            _check_span(process, num_requests, float(operational_s[-1]), count_from)
         return arrival_s
 
     duration_s = positive_finite(duration_s, "--duration")
@@ -327,16 +338,20 @@ def arrival_times_s(
     return arrival_s[: np.searchsorted(arrival_s, duration_s, side="left")]
 
 
-def _check_span(process: ArrivalProcess, num_requests: int, operational_s: float) -> None:
+def _check_span(
+    process: ArrivalProcess, num_requests: int, operational_s: float, count_from: str | None
+) -> None:
     """Refuse *num_requests* whose last arrival, at operational time *operational_s*, falls
-    past ``MAX_ARRIVAL_S``: the trace reader would refuse the file."""
+    past ``MAX_ARRIVAL_S``: the trace reader would refuse the file. A count the user did
+    not choose (``count_from``) is not one to ask fewer of."""
     last_s = float(_invert_intensity(process, np.array([operational_s]))[-1])
     if last_s <= MAX_ARRIVAL_S:
         return
     rate = "the --rate-profile rates" if process.kind == "piecewise" else "--rate"
     raise SimreplayError(
         f"{num_requests:,} arrivals at {process.summary()} would span {last_s:.3g} s, past "
-        f"the {MAX_ARRIVAL_S:.0e} s a trace may hold; raise {rate} or ask for fewer"
+        f"the {MAX_ARRIVAL_S:.0e} s a trace may hold; raise {rate}"
+        + ("" if count_from is not None else " or ask for fewer")
     )
 
 

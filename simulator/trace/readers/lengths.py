@@ -64,7 +64,16 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
     )
     num_rows = len(columns[input_col])
     rng = np.random.default_rng(options.seed)
-    arrival = arrival_times_s(options.arrival, rng, num_requests=num_rows) if num_rows else None
+    arrival = (
+        arrival_times_s(
+            options.arrival,
+            rng,
+            num_requests=num_rows,
+            count_from=f"the {num_rows:,} rows of {path.name}",
+        )
+        if num_rows
+        else None
+    )
     process = options.arrival
     return RawTrace(
         arrival_time_s=np.zeros(0) if arrival is None else arrival,

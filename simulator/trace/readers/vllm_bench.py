@@ -238,7 +238,12 @@ def _arrivals(
                 + (f", CV {process.cv:g}" if process.kind != "poisson" else "")
                 + f", seed {options.seed}"
             )
-        return arrivals.arrival_times_s(process, rng, num_requests=num_requests)
+        return arrivals.arrival_times_s(
+            process,
+            rng,
+            num_requests=num_requests,
+            count_from=f"the {num_requests:,} requests of {path.name}",
+        )
 
     ask = "; give --rate (and optionally --arrival, --cv, --seed)"
     if result.get("ramp_up_strategy") is not None:
