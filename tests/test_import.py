@@ -1263,3 +1263,26 @@ def test_a_length_only_files_arrivals_that_cannot_all_come_name_its_rows(tmp_pat
     )
     with pytest.raises(SimreplayError, match=r"trace may hold; raise --rate$"):
         import_trace(path, ImportOptions(arrival=arrival_process("poisson", rate_rps=1e-12)))
+
+
+@pytest.mark.parametrize("ending", ["", "\n", "\r\n"])
+@pytest.mark.parametrize(
+    "header",
+    ["arrival_time_s,input_tokens,output_tokens", "TIMESTAMP,ContextTokens,GeneratedTokens"],
+)
+def test_a_header_without_rows_is_said_so_with_or_without_its_line_end(tmp_path, header, ending):
+    """Found by a QA pass: without a newline after the header, pyarrow's "Empty CSV file or
+    block: cannot infer number of columns" was shown instead of the project's line."""
+    path = write(tmp_path, "h.csv", header + ending)
+    with pytest.raises(TraceError, match=r"^h\.csv: no requests in the file \(only a header\?\)$"):
+        import_trace(path)
+
+
+def test_a_whole_number_past_the_range_in_exponent_form_is_said_so(tmp_path):
+    path = write(tmp_path, "e.csv", "arrival_time_s,input_tokens,output_tokens\n0,1e20,5\n")
+    with pytest.raises(TraceError, match="got '1e20', which is beyond the 64-bit range"):
+        import_trace(path)
+    table, _ = import_trace(
+        write(tmp_path, "k.csv", "arrival_time_s,input_tokens,output_tokens\n0,1e3,5\n")
+    )
+    assert table.column("input_tokens").to_pylist() == [1000]

@@ -148,6 +148,10 @@ def read_csv_columns(
     raw_names = _raw_header(path)
     # pyarrow matches names exactly; map our stripped names back to the file's spelling.
     file_names = {name: raw_names[header.index(name)] for name in types}
+    if _header_only(path):
+        # No rows, and no line end after the header: pyarrow's "Empty CSV file or block"
+        # where a header and its newline read as no rows (a QA pass).
+        return {name: pa.chunked_array([], type=arrow_type) for name, arrow_type in types.items()}
     convert = pa_csv.ConvertOptions(
         column_types={file_names[n]: t for n, t in types.items()},
         include_columns=[file_names[n] for n in types],
@@ -171,6 +175,14 @@ def read_csv_columns(
             path, types, file_names, notes if notes is not None else [], skipped_records
         )
     return {name: table.column(file_names[name]) for name in types}
+
+
+def _header_only(path: Path) -> bool:
+    """Whether the file holds one line and nothing after it (a header without rows)."""
+    limit = 1 << 16
+    with open_input(path) as stream:
+        head = stream.read(limit)
+    return len(head) < limit and b"\n" not in head.strip() and b"\r" not in head.strip()
 
 
 def _text_columns(
@@ -380,7 +392,14 @@ def _out_of_range_hint(text: str | None, arrow_type: pa.DataType) -> str:
         # Plain ASCII digits only: Python's int() also takes 1_000 and other scripts'
         # digits, which pyarrow refuses as not an integer at all.
         if _PLAIN_INTEGER.fullmatch(text) is None:
-            return ""
+            # A whole number in exponent form (1e20: 1e3 reads as 1,000) is past the range
+            # too (a QA pass: "expected an integer" for it alone).
+            try:
+                value = float(text)
+            except ValueError:
+                return ""
+            if not (math.isfinite(value) and value == math.floor(value)):
+                return ""
         bits = arrow_type.bit_width
         return f", which is beyond the {bits}-bit range of the column (a corrupt count?)"
     if not pa.types.is_timestamp(arrow_type) or text is None:
