@@ -792,7 +792,10 @@ def choose_tp(
     if pp == 1:
         stages = next((n // widest for n in sizes if fits(widest, n // widest)), None)
         if stages is not None:
-            ways.append(f"--tp {widest} --pp {stages} (pipeline stages across servers)")
+            # Within one server where the stages fit in it (a QA pass: 3 H100s were told
+            # "across servers").
+            where = "across servers" if widest * stages > gpu.gpus_per_node else "in one server"
+            ways.append(f"--tp {widest} --pp {stages} (pipeline stages {where})")
         wide = next((n for n in sizes if fits(n, 1)), None)
         if wide is not None:
             ways.append(f"--tp {wide} (one TP group over servers)")

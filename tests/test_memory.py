@@ -258,6 +258,10 @@ def test_a_model_larger_than_a_server_is_told_the_tp_and_pp_that_fit():
         plan_memory(big, h100, 8, pp=stages)  # the advice fits
     with pytest.raises(SimreplayError, match="use more GPUs"):
         choose_tp(big, h100, 8)
+    # Stages that fit in one server are not "across servers" (a QA pass: 3 H100s for a 70B).
+    with pytest.raises(SimreplayError) as info:
+        choose_tp(get_model("llama-3.1-70b"), h100, 3)
+    assert str(info.value).endswith("give --tp 1 --pp 3 (pipeline stages in one server)")
 
 
 def test_choose_tp_falls_back_to_tp_1_when_no_larger_tp_splits_the_heads():
