@@ -220,6 +220,8 @@ def test_too_many_scenarios(small_trace):
         ("[grid]\nmax_num_seqs = ['128']\n", "'128' is not a whole number (TOML: write it"),
         ("[grid]\ngpu_memory_utilization = ['0.8']\n", "'0.8' is not a number (TOML: write"),
         ("[grid]\nenforce_eager = ['true']\n", "'true' is not true or false (TOML: write"),
+        # A QA pass: a TOML true was shown as Python's True.
+        ("[grid]\nrate_scale = [true]\n", "grid.rate_scale: true is not a number"),
         ("colour = 1\n", "unknown top-level key"),
         # A QA pass: these named the options --seeds and --slo, which were not given.
         ("seeds = 0\n[grid]\ngpus = ['1xH100']\n", "bad.toml: seeds must be an integer >= 1"),

@@ -143,7 +143,9 @@ def coerce(knob: str, value: Any, where: str, *, typed: bool = False) -> Any:
         return None
 
     def fail(expected: str) -> SimreplayError:
-        return SimreplayError(f"{where}: {value!r} is not {expected}")
+        # A TOML true / false in the spec's spelling, not Python's True (a QA pass).
+        shown = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+        return SimreplayError(f"{where}: {shown} is not {expected}")
 
     if typed and kind is int and isinstance(value, float):
         raise fail("a TOML integer: write it without a decimal point")
