@@ -50,6 +50,8 @@ Column = pa.Array | pa.ChunkedArray
 _ZONE_SUFFIX = re.compile(r"(Z|[+-]\d\d:?\d\d)\s*$")
 #: An integer as pyarrow parses one (spaces around it trimmed): a sign and ASCII digits.
 _PLAIN_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+#: A number in exponent form in ASCII digits (not Python's 1_000 or other scripts' digits).
+_EXPONENT_NUMBER = re.compile(r"\s*[+-]?[0-9]+(\.[0-9]*)?[eE][+-]?[0-9]+\s*")
 
 
 def csv_header(path: Path) -> list[str]:
@@ -394,10 +396,9 @@ def _out_of_range_hint(text: str | None, arrow_type: pa.DataType) -> str:
         if _PLAIN_INTEGER.fullmatch(text) is None:
             # A whole number in exponent form (1e20: 1e3 reads as 1,000) is past the range
             # too (a QA pass: "expected an integer" for it alone).
-            try:
-                value = float(text)
-            except ValueError:
+            if _EXPONENT_NUMBER.fullmatch(text) is None:
                 return ""
+            value = float(text)
             if not (math.isfinite(value) and value == math.floor(value)):
                 return ""
         bits = arrow_type.bit_width
