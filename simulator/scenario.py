@@ -191,9 +191,10 @@ class Scenario:
         vLLM's ``--scheduler-reserve-full-isl``: the ``vllm`` scheduler admits a waiting
         request only when all its known tokens (its prompt; after a preemption, its output
         so far too) fit in the free KV blocks, not only the first chunk it would prefill
-        this step (PR #37307, 2026). None (the default): on for ``vllm``, as in vLLM's
-        releases since; False as vLLM v0.11 (the first chunk alone). True needs ``vllm``.
-        ``resolve`` sets the value used (False for the other schedulers).
+        this step (PR #37307, 2026). None (the default): on for ``vllm`` without ``pp``, as
+        in vLLM's releases since; False as vLLM v0.11 (the first chunk alone). True needs
+        ``vllm`` without ``pp`` (its v0.6 virtual engines admit by the first chunk).
+        ``resolve`` sets the value used (False for the other schedulers and with ``pp``).
     """
 
     gpus: str = "1xH100"
@@ -480,7 +481,7 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
         # The engine's default, said in the summary as the value used.
         scenario = replace(scenario, async_scheduling=async_scheduling_on(scenario))
     if scenario.scheduler_reserve_full_isl is None:
-        scenario = replace(scenario, scheduler_reserve_full_isl=scenario.scheduler == "vllm")
+        scenario = replace(scenario, scheduler_reserve_full_isl=reserve_full_isl_on(scenario))
     num_gpus, gpu = parse_gpus(scenario.gpus)
     model = get_model(scenario.model)
     if scenario.quantization == "fp8":
@@ -971,8 +972,19 @@ def prefix_caching_on(scenario: Scenario) -> bool:
     return PREFIX_CACHING_DEFAULT.get(scenario.scheduler, False)
 
 
+def reserve_full_isl_on(scenario: Scenario) -> bool:
+    """Whether ``scenario``'s scheduler admits a waiting request by its whole prompt: its
+    own choice, else on for ``vllm`` without ``pp`` (vLLM's default since PR #37307); off
+    for the other schedulers and for ``pp``'s vLLM v0.6 virtual engines."""
+    if scenario.scheduler_reserve_full_isl is not None:
+        return bool(scenario.scheduler_reserve_full_isl)
+    if isinstance(scenario.pp, int) and scenario.pp > 1:
+        return False
+    return scenario.scheduler == "vllm"
+
+
 #: Knobs whose None is the engine's choice for the scenario's scheduler and pp.
-ENGINE_DEFAULT_KNOBS = ("async_scheduling", "enable_prefix_caching")
+ENGINE_DEFAULT_KNOBS = ("async_scheduling", "enable_prefix_caching", "scheduler_reserve_full_isl")
 
 
 def engine_default(knob: str, knobs: Mapping[str, Any]) -> bool:
@@ -989,6 +1001,8 @@ def engine_default(knob: str, knobs: Mapping[str, Any]) -> bool:
 def _engine_default(knob: str, scheduler: str, pp: int) -> bool:
     # Cached: a sweep page asks it of every row, several times.
     engine = Scenario(scheduler=scheduler, pp=pp)
+    if knob == "scheduler_reserve_full_isl":
+        return reserve_full_isl_on(engine)
     return async_scheduling_on(engine) if knob == "async_scheduling" else prefix_caching_on(engine)
 
 
@@ -1064,6 +1078,11 @@ def check_knobs(scenario: Scenario) -> None:
         raise SimreplayError(
             "--scheduler-reserve-full-isl is vLLM's V1 scheduler's (--scheduler vllm); "
             f"--scheduler {scenario.scheduler} admits by its own rules"
+        )
+    if scenario.scheduler_reserve_full_isl and isinstance(scenario.pp, int) and scenario.pp > 1:
+        raise SimreplayError(
+            "--scheduler-reserve-full-isl cannot be combined with --pp: pipeline stages follow "
+            "vLLM v0.6's virtual engines, which admit a request by its first chunk"
         )
     if scenario.async_scheduling and scenario.scheduler == "vllm-v0":
         raise SimreplayError(

@@ -150,3 +150,47 @@ def test_validate_of_a_result_without_start_times_says_which_admission_it_assume
     result["start_times"] = [float(k) for k in range(count)]
     path.write_text(json.dumps(result))
     assert words not in runner.invoke(app, args).stderr
+
+
+def test_pipeline_stages_admit_by_the_first_chunk_as_v06s_virtual_engines(tmp_path):
+    """A QA pass: with --pp the whole-prompt rule (2026) was on inside vLLM v0.6's virtual
+    engines; it is off there by default, and asking for it is refused, as async scheduling."""
+    assert resolve(Scenario(gpus="2xH100", pp=2)).scenario.scheduler_reserve_full_isl is False
+    with pytest.raises(SimreplayError, match="cannot be combined with --pp: pipeline stages"):
+        check_knobs(Scenario(gpus="2xH100", pp=2, scheduler_reserve_full_isl=True))
+    path = tmp_path / "t.parquet"
+    pq.write_table(long_prompts(10), path)
+    result = runner.invoke(app, ["run", str(path), "--gpus", "2xH100", "--pp", "2"])
+    assert result.exit_code == 0, result.stderr
+    assert "admitted when its first chunk fits (v0.6's virtual engines)" in result.stdout
+
+
+def test_a_sweep_row_stores_the_admission_rule_used(tmp_path):
+    """A QA pass: the store kept None where the flag was left to the engine, unlike
+    async_scheduling and enable_prefix_caching beside it."""
+    from simulator.scenario import engine_default
+
+    assert engine_default("scheduler_reserve_full_isl", {"scheduler": "vllm"}) is True
+    assert engine_default("scheduler_reserve_full_isl", {"scheduler": "vllm", "pp": 2}) is False
+    assert engine_default("scheduler_reserve_full_isl", {"scheduler": "sarathi"}) is False
+    path = tmp_path / "t.parquet"
+    pq.write_table(long_prompts(10), path)
+    out = tmp_path / "sw"
+    args = [
+        "sweep",
+        str(path),
+        "--gpus",
+        "1xH100",
+        "--scheduler",
+        "vllm,sarathi",
+        "--out",
+        str(out),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(runner.invoke(app, ["sweep", "show", str(out), "--json"]).stdout)
+    rows = shown if isinstance(shown, list) else shown["rows"]
+    assert sorted((r["scheduler"], r["scheduler_reserve_full_isl"]) for r in rows) == [
+        ("sarathi", False),
+        ("vllm", True),
+    ]

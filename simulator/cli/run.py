@@ -494,6 +494,8 @@ def _full_isl_text(scenario: dict[str, Any]) -> str:
             "; a waiting request is admitted when its whole prompt fits in the free KV "
             "blocks (vLLM's default since PR #37307)"
         )
+    if isinstance(scenario.get("pp"), int) and scenario["pp"] > 1:
+        return "; a waiting request is admitted when its first chunk fits (v0.6's virtual engines)"
     return "; a waiting request is admitted when its first chunk fits (as v0.11)"
 
 
