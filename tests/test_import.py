@@ -1286,3 +1286,32 @@ def test_a_whole_number_past_the_range_in_exponent_form_is_said_so(tmp_path):
         write(tmp_path, "k.csv", "arrival_time_s,input_tokens,output_tokens\n0,1e3,5\n")
     )
     assert table.column("input_tokens").to_pylist() == [1000]
+
+
+def test_a_csv_without_arrival_time_s_points_to_a_time_named_column(tmp_path):
+    """A QA pass: ts_ms beside the canonical token columns was told about length-only
+    files, not to map it with --time-col."""
+    path = write(tmp_path, "t.csv", "ts_ms,input_tokens,output_tokens\n0,10,5\n")
+    with pytest.raises(
+        TraceError, match=r"; if ts_ms holds the arrival times, give --time-col ts_ms$"
+    ):
+        import_trace(path)
+    table, report = import_trace(path, ImportOptions(time_col="ts_ms"))
+    assert report.notes == (
+        "column ts_ms was read in ms, as its name says (--time-unit s reads it in seconds)",
+    )
+    other = write(tmp_path, "x.csv", "x,input_tokens,output_tokens\n0,10,5\n")
+    with pytest.raises(
+        TraceError, match=r"num_decode_tokens \(--format lengths; arrivals drawn with --rate\)$"
+    ):
+        import_trace(other)
+
+
+def test_a_length_only_file_of_other_names_is_pointed_to_the_column_flags(tmp_path):
+    path = write(tmp_path, "p.csv", "prompt_len,gen_len\n10,5\n")
+    with pytest.raises(TraceError) as caught:
+        import_trace(path, ImportOptions(format="lengths", arrival=arrival_process("poisson", 2.0)))
+    assert str(caught.value) == (
+        "p.csv: missing column 'num_prefill_tokens' expected in a length-only trace (found: "
+        "prompt_len, gen_len); name its token columns with --input-col and --output-col"
+    )

@@ -272,13 +272,17 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
         found = [c for c in generic.REQUIRED if c in header]
         missing = [c for c in generic.REQUIRED if c not in header]
         if found and missing:
-            # Token counts without times: lengths alone have their own names (a review).
-            lengths = (
-                "; a file of lengths alone names them num_prefill_tokens, num_decode_tokens "
-                "(--format lengths; arrivals drawn with --rate)"
-                if missing == [generic.REQUIRED[0]]
-                else ""
-            )
+            # Token counts without times: lengths alone have their own names (a review);
+            # a column named like a time is the one to map (a QA pass: ts_ms).
+            timed = [c for c in header if c not in found and generic.looks_like_time(c)]
+            lengths = ""
+            if missing == [generic.REQUIRED[0]] and timed:
+                lengths = f"; if {timed[0]} holds the arrival times, give --time-col {timed[0]}"
+            elif missing == [generic.REQUIRED[0]]:
+                lengths = (
+                    "; a file of lengths alone names them num_prefill_tokens, "
+                    "num_decode_tokens (--format lengths; arrivals drawn with --rate)"
+                )
             raise TraceError(
                 f"{path.name}: a CSV with columns {', '.join(found)} and no "
                 f"{', '.join(missing)}: add {'it' if len(missing) == 1 else 'them'}, or map "

@@ -577,6 +577,14 @@ def _first_valid(values: Column) -> int | None:
     return int(np.argmax(valid)) if valid.any() else None
 
 
+def looks_like_time(column: str) -> bool:
+    """Whether a column's name reads as a time (``ts_ms``, ``timestamp``, ``arrival``)."""
+    lowered = column.strip().lower()
+    if _unit_in_name(column) is not None or "time" in lowered or "arrival" in lowered:
+        return True
+    return lowered in ("ts", "t", "date", "created") or lowered.startswith(("ts_", "t_"))
+
+
 def _unit_in_name(column: str) -> str | None:
     """The time unit a column's name ends in (``ts_ms``, ``time_us``, ``t-ns``), if any."""
     lowered = column.strip().lower()

@@ -47,6 +47,15 @@ def read(path: Path, options: ImportOptions) -> RawTrace:
             "input tokens and output tokens need a column each"
         )
     header = csv_header(path)  # before asking for --rate: is it a length-only file at all?
+    missing = [c for c in (input_col, output_col) if c not in header]
+    json_lines = bool(header) and header[0].lstrip().startswith("{")  # require_columns says
+    if missing and not (options.input_col or options.output_col or json_lines):
+        # A QA pass: prompt_len,gen_len were not pointed to the flags that name them.
+        raise TraceError(
+            f"{path.name}: missing column {missing[0]!r} expected in a length-only trace "
+            f"(found: {', '.join(header)}); name its token columns with --input-col and "
+            "--output-col"
+        )
     require_columns(path, header, [input_col, output_col], "a length-only trace")
     if options.arrival is None:
         raise TraceError(
