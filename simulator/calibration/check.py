@@ -234,7 +234,11 @@ def check_measurements(
 
 
 def _name(profile: Profile) -> str:
-    return str(profile.path) if profile.path is not None else f"{profile.gpu} (in memory)"
+    """The profile as ``run`` names it (a shipped one as ``calibration/profiles/NAME``)."""
+    from simulator.calibration.select import profile_file_text
+
+    shown = profile_file_text(profile.path)
+    return shown if shown is not None else f"{profile.gpu} (in memory)"
 
 
 def uncalibrated_latency_s(
