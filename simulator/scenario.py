@@ -53,6 +53,20 @@ ENGINE_VERSIONS = {
     "prefix caching on (V1 KVCacheManager)",
     ("vllm-v0", False): "vLLM v0.6 (V0 scheduler, no chunked prefill), prefix caching off",
 }
+
+
+def engine_text(resolved: ResolvedScenario) -> str:
+    """``ENGINE_VERSIONS``' line for a resolved scenario, saying when the ``vllm``
+    scheduler admits by the whole prompt, a rule v0.11 did not have (PR #37307)."""
+    text = ENGINE_VERSIONS[(resolved.scenario.scheduler, resolved.prefix_caching)]
+    if resolved.scenario.scheduler_reserve_full_isl:
+        rules = "(v0.11's scheduling rules)"
+        text = text.replace(
+            rules, "(v0.11's scheduling rules, and whole-prompt admission from PR #37307)"
+        )
+    return text
+
+
 #: vLLM's ``--quantization`` values modelled (None: the checkpoint's own precision).
 QUANTIZATIONS = ("fp8",)
 #: Bytes per KV-cache element by vLLM's ``--kv-cache-dtype`` (v0.11 ``CacheDType``): "auto"
@@ -342,7 +356,7 @@ class ResolvedScenario:
                 if self.scenario.router == "prefix-aware"
                 else {}
             ),
-            "engine": ENGINE_VERSIONS[(self.scenario.scheduler, self.prefix_caching)],
+            "engine": engine_text(self),
             "enable_prefix_caching": self.prefix_caching,
             "closed_loop": self.scenario.closed_loop,
             "max_concurrency": self.scenario.max_concurrency,

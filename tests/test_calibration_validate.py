@@ -1152,7 +1152,8 @@ def test_validate_models_the_benchmarked_engine_and_its_prefix_cache(bench):
     assert on["deployment"]["enable_prefix_caching"] is True
     assert off["deployment"]["enable_prefix_caching"] is False
     assert on["deployment"]["engine"].startswith(
-        "vLLM V1 engine (v0.11's scheduling rules), prefix caching on"
+        "vLLM V1 engine (v0.11's scheduling rules, and whole-prompt admission from PR #37307), "
+        "prefix caching on"
     )
     assert on["predicted"]["e2e"]["p99"] != off["predicted"]["e2e"]["p99"]
     v0 = _validate(bench / "bench.jsonl", *base, "--scheduler", "vllm-v0", "--block-size", 32)

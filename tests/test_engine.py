@@ -221,8 +221,10 @@ def replay_big(scheduler, router, arrival, prompts, outputs, *, num_kv_blocks, s
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenarios(), dyadic_params_variants())
-def test_numba_engine_matches_reference(case, params):
+@given(scenarios(), dyadic_params_variants(), st.booleans())
+def test_numba_engine_matches_reference(case, params, reserve_full_isl):
+    """``reserve_full_isl``: vLLM's whole-prompt admission (the default) or v0.11's
+    first-chunk one; either way the two engines agree."""
     arrival, prompts, outputs, knobs = case
     ref = simulate_reference(
         arrival,
@@ -230,9 +232,18 @@ def test_numba_engine_matches_reference(case, params):
         outputs,
         step_time_fn=lambda *features: kernel.step_time_s.py_func(params, *features),
         async_scheduling=params[kernel.ASYNC_SCHEDULING] != 0.0,
+        reserve_full_isl=reserve_full_isl,
         **knobs,
     )
-    state = replay_case(arrival, prompts, outputs, knobs, params=params, orchestration="fused")
+    state = replay_case(
+        arrival,
+        prompts,
+        outputs,
+        knobs,
+        params=params,
+        orchestration="fused",
+        reserve_full_isl=reserve_full_isl,
+    )
     assert_matches_reference(state, ref)
 
 

@@ -109,7 +109,8 @@ def test_run_says_how_a_waiting_request_is_admitted(tmp_path):
     args = ["run", str(path), "--gpus", "1xH100"]
     default = runner.invoke(app, args)
     assert default.exit_code == 0, default.stderr
-    assert "a waiting request is admitted when its whole prompt fits" in default.stdout
+    assert "(v0.11's scheduling rules, and whole-prompt admission from PR #37307)" in default.stdout
+    assert "first chunk" not in default.stdout
     older = runner.invoke(
         app, [*args, "--no-scheduler-reserve-full-isl", "--out", str(tmp_path / "o")]
     )

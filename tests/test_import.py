@@ -1315,3 +1315,16 @@ def test_a_length_only_file_of_other_names_is_pointed_to_the_column_flags(tmp_pa
         "p.csv: missing column 'num_prefill_tokens' expected in a length-only trace (found: "
         "prompt_len, gen_len); name its token columns with --input-col and --output-col"
     )
+
+
+def test_a_rate_for_token_columns_read_as_csv_points_to_the_length_only_format(tmp_path):
+    """A review: token columns mapped with --rate and no --time-col were refused by the csv
+    reader without a word of --format lengths."""
+    path = write(tmp_path, "p.csv", "prompt_len,gen_len\n10,5\n")
+    options = ImportOptions(
+        input_col="prompt_len", output_col="gen_len", arrival=arrival_process("poisson", 2.0)
+    )
+    with pytest.raises(
+        TraceError, match=r"; a CSV of token counts without times is read with --format lengths$"
+    ):
+        import_trace(path, options)

@@ -246,10 +246,17 @@ def test_plan_human_output_and_no_answer(trace_file):
         assert runner_up["gpus"] in result.stdout
     assert (
         "Assumed for every fleet: --model llama-3.1-8b, --scheduler vllm, --async-scheduling "
-        "true (the engine's default), --api-server-latency-ms 8"
+        "true (the engine's default), --scheduler-reserve-full-isl true (the engine's "
+        "default), --api-server-latency-ms 8"
     ) in result.stdout
-    serial = invoke(*args, "--async-scheduling", "false")
-    assert "--scheduler vllm, --async-scheduling false, --api-server-latency-ms 8" in serial.stdout
+    serial = invoke(*args, "--async-scheduling", "false", "--scheduler-reserve-full-isl", "false")
+    assert (
+        "--scheduler vllm, --async-scheduling false, --scheduler-reserve-full-isl false, "
+        "--api-server-latency-ms 8"
+    ) in serial.stdout
+    # A knob given as false is written as typed (a review: "--enable-prefix-caching False").
+    cache_off = invoke(*args, "--enable-prefix-caching", "false")
+    assert "--enable-prefix-caching false" in cache_off.stdout
     result = invoke(
         # Above the API server's 8 ms (a bound below it is refused), below any prefill.
         "plan", trace_file, "--slo", "ttft_p99_ms=9", "--gpu-types", "L40S", "--max-gpus", 2,

@@ -120,9 +120,11 @@ def check_against_reference(
     sessions=None,
     next_turn=None,
     prefix=None,
+    reserve_full_isl: bool = True,
 ):
     """Replay with the cache in the reference and the numba engine; assert they agree per
-    request, per step run, in cached tokens and hit totals, and that the cache drains."""
+    request, per step run, in cached tokens and hit totals, and that the cache drains.
+    ``reserve_full_isl``: vLLM's whole-prompt admission, or v0.11's first-chunk one."""
     ref = simulate_reference(
         arrival,
         prompts,
@@ -134,9 +136,10 @@ def check_against_reference(
         hash_block_size=hash_block,
         session_ids=sessions,
         next_turn=next_turn,
+        reserve_full_isl=reserve_full_isl,
         **knobs,
     )
-    extra = {"params": params}
+    extra = {"params": params, "reserve_full_isl": reserve_full_isl}
     if sessions is not None:
         extra["session_idx"] = session_indices(pa.array(sessions), len(sessions))
     if prefix is None:
@@ -156,10 +159,19 @@ def check_against_reference(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(shared_prefix_cases(), dyadic_params_variants())
-def test_numba_prefix_cache_matches_reference(case, params):
+@given(shared_prefix_cases(), dyadic_params_variants(), st.booleans())
+def test_numba_prefix_cache_matches_reference(case, params, reserve_full_isl):
     arrival, prompts, outputs, knobs, hash_ids, hash_block = case
-    check_against_reference(arrival, prompts, outputs, knobs, hash_ids, hash_block, params=params)
+    check_against_reference(
+        arrival,
+        prompts,
+        outputs,
+        knobs,
+        hash_ids,
+        hash_block,
+        params=params,
+        reserve_full_isl=reserve_full_isl,
+    )
 
 
 def assert_cache_drained(state, knobs: dict) -> None:

@@ -70,11 +70,11 @@ from simulator.errors import SimreplayError
 from simulator.io import check_input_file
 from simulator.perf.roofline import DEFAULT_EFFICIENCIES
 from simulator.scenario import (
-    ENGINE_VERSIONS,
     KV_TOO_SMALL_MARK,
     NO_USEFUL_TP_NOTE,
     ResolvedScenario,
     Scenario,
+    engine_text,
     kv_too_small_note,
     resolve,
     served_step_model,
@@ -1676,7 +1676,7 @@ def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
         "scheduler": resolved.scenario.scheduler,
         "block_size": resolved.memory.block_size,
         "enable_prefix_caching": resolved.prefix_caching,
-        "engine": ENGINE_VERSIONS[(resolved.scenario.scheduler, resolved.prefix_caching)],
+        "engine": engine_text(resolved),
         "api_server_latency_ms": resolved.scenario.api_server_latency_ms,
         "calibration": resolved.step_model.source,
     }

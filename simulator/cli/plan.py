@@ -436,14 +436,14 @@ def _usd(value: float) -> str:
 _FLEET_KNOBS = ("gpus", "tp", "seed")
 
 
-def _async_text(assumed: dict[str, Any]) -> str:
-    """The plan's async scheduling in option words, said as the engine's default when it
-    was not given."""
+def _engine_default_text(assumed: dict[str, Any], knob: str) -> str:
+    """An engine knob the plan assumed (async scheduling, whole-prompt admission) in option
+    words, said as the engine's default when it was not given."""
     from simulator.scenario import engine_default
 
-    given = assumed["async_scheduling"]
-    on = engine_default("async_scheduling", assumed) if given is None else bool(given)
-    return f"--async-scheduling {str(on).lower()}" + (
+    given = assumed[knob]
+    on = engine_default(knob, assumed) if given is None else bool(given)
+    return f"--{knob.replace('_', '-')} {str(on).lower()}" + (
         " (the engine's default)" if given is None else ""
     )
 
@@ -456,17 +456,32 @@ def _assumed_text(assumed: dict[str, Any], calibration_gpus: list[str] | None = 
     parts = [
         f"--model {assumed['model']}",
         f"--scheduler {assumed['scheduler']}",
-        _async_text(assumed),
+        _engine_default_text(assumed, "async_scheduling"),
+        *(
+            [_engine_default_text(assumed, "scheduler_reserve_full_isl")]
+            if assumed["scheduler"] == "vllm"
+            else []
+        ),
         f"--api-server-latency-ms {assumed['api_server_latency_ms']:g}",
     ]
-    shown = {"model", "scheduler", "async_scheduling", "api_server_latency_ms"}
+    shown = {
+        "model",
+        "scheduler",
+        "async_scheduling",
+        "scheduler_reserve_full_isl",
+        "api_server_latency_ms",
+    }
     for knob, value in assumed.items():
         if knob in shown or value == defaults.get(knob) or value is None:
             continue
         flag = "--" + knob.replace("_", "-")
         if knob == "calibration" and calibration_gpus:
             value = f"{value} ({', '.join(calibration_gpus)} fleets only)"
-        parts.append(flag if value is True else f"{flag} {value}")
+        # A plan's knob options take a value: true / false as they are typed (a review:
+        # "--enable-prefix-caching False").
+        parts.append(
+            f"{flag} {str(value).lower()}" if isinstance(value, bool) else f"{flag} {value}"
+        )
     return "Assumed for every fleet: " + ", ".join(parts)
 
 

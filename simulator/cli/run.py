@@ -485,15 +485,10 @@ def _profile_file_text(scenario: dict) -> str:
 
 
 def _full_isl_text(scenario: dict[str, Any]) -> str:
-    """How the ``vllm`` scheduler admits a waiting request: by its whole prompt (vLLM's
-    default since PR #37307) or, as v0.11, by the chunk it would prefill first."""
-    if scenario.get("scheduler") != "vllm":
+    """How the ``vllm`` scheduler admits a waiting request when not by its whole prompt
+    (which the engine's line names): by the chunk it would prefill first."""
+    if scenario.get("scheduler") != "vllm" or scenario.get("scheduler_reserve_full_isl"):
         return ""
-    if scenario.get("scheduler_reserve_full_isl"):
-        return (
-            "; a waiting request is admitted when its whole prompt fits in the free KV "
-            "blocks (vLLM's default since PR #37307)"
-        )
     if isinstance(scenario.get("pp"), int) and scenario["pp"] > 1:
         return "; a waiting request is admitted when its first chunk fits (v0.6's virtual engines)"
     return "; a waiting request is admitted when its first chunk fits (as v0.11)"

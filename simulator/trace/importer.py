@@ -196,9 +196,16 @@ def _check_format_options(path: Path, name: str, options: ImportOptions) -> None
     for field, option, formats in _FORMAT_OPTIONS:
         if getattr(options, field) != getattr(_DEFAULTS, field) and name not in formats:
             listed = f"{', '.join(formats[:-1])} and {formats[-1]}" if formats[1:] else formats[0]
+            # Token columns without times and a rate: the length-only reader draws arrivals
+            # (a review: the csv reader's refusal did not say so).
+            lengths = (
+                "; a CSV of token counts without times is read with --format lengths"
+                if field == "arrival" and name == "csv" and not options.time_col
+                else ""
+            )
             raise TraceError(
                 f"{path.name}: {option} applies to {listed} traces; this one is read as "
-                f"{name}, which it would not change"
+                f"{name}, which it would not change{lengths}"
             )
     if options.jitter_window_s is not None and not options.jitter:
         raise TraceError(
