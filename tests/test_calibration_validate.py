@@ -1267,6 +1267,17 @@ def test_a_vllm_result_without_a_successful_request_says_how_they_failed(
             "line 2: output_tokens must be a number, got true",  # as JSON spells it
         ),
         ('"output_tokens": 3', "line 2: ttft_s must be a number, got no ttft_s key"),
+        # A QA pass: a JSON string was read as the number it held, which the vLLM result
+        # reader refuses.
+        (
+            '"output_tokens": "3", "ttft_s": 0.1',
+            "line 2: output_tokens must be a number, got '3' \\(a JSON string: write the "
+            "number without quotes\\)",
+        ),
+        (
+            '"output_tokens": 3, "ttft_s": "0.1"',
+            "line 2: ttft_s must be a number, got '0.1' \\(a JSON string",
+        ),
     ],
 )
 def test_a_json_line_of_true_or_without_a_key_is_named(tmp_path, second, fragment):
@@ -1280,7 +1291,7 @@ def test_a_json_line_of_true_or_without_a_key_is_named(tmp_path, second, fragmen
             for cells in (first, second)
         )
     )
-    with pytest.raises(SimreplayError, match=f"^b.jsonl: {fragment}$"):
+    with pytest.raises(SimreplayError, match=f"^b.jsonl: {fragment}"):
         read_benchmark(path)
 
 

@@ -212,7 +212,7 @@ def read_benchmark(path: Path, draw_arrivals_seed: int | None = None) -> Benchma
                 "saved with --save-result --save-detailed"
             )
         if isinstance(data, dict):
-            return _from_rows(path, [data], "line")  # JSON lines holding one request
+            return _from_rows(path, [data], "line", typed=True)  # JSON lines of one request
         rows, line_nos = [], []
         lines = text.splitlines()
         for line_no, line in enumerate(lines, start=1):
@@ -255,7 +255,7 @@ def read_benchmark(path: Path, draw_arrivals_seed: int | None = None) -> Benchma
                 "with --append-result?); validate takes one run: put each line in a file of "
                 "its own"
             )
-        return _from_rows(path, rows, "line", line_nos)
+        return _from_rows(path, rows, "line", line_nos, typed=True)
     if not stripped:
         raise SimreplayError(f"{path.name}: file is empty")
     kind = _other_json_document(stripped)
@@ -990,6 +990,7 @@ def _column(
     required: bool = True,
     positions: list[int] | None = None,
     absent_ok: bool = False,
+    typed: bool = False,
 ) -> np.ndarray | None:
     """The column of ``rows`` named by the first of ``names`` that any row has, as float64;
     a row without it, or whose value is not a number, is one error line naming the row.
@@ -1017,12 +1018,16 @@ def _column(
         try:
             if isinstance(value, bool):  # JSON true/false: float() would take it as 1 or 0
                 raise TypeError
+            if typed and isinstance(value, str):  # JSON "800": a QA pass saw it read as 800
+                raise TypeError
             values[idx] = _as_float(value)
         except (TypeError, ValueError):
             where = idx + 1 if positions is None else positions[idx]
             got = f"no {name} key" if name not in row else f"{_shown(value)}"
             if isinstance(value, str) and _comma_number(value):  # a spreadsheet's locale
                 got += ": write numbers with a decimal point and no thousands separator"
+            elif typed and isinstance(value, str):
+                got += " (a JSON string: write the number without quotes)"
             raise SimreplayError(
                 f"{path.name}: {word} {where}: {name} must be a number, got {got}"
             ) from None
@@ -1078,10 +1083,16 @@ TABLE_COLUMNS = (
 
 
 def _from_rows(
-    path: Path, rows: list[dict], word: str, positions: list[int] | None = None
+    path: Path,
+    rows: list[dict],
+    word: str,
+    positions: list[int] | None = None,
+    typed: bool = False,
 ) -> Benchmark:
     """A per-request table; ``positions`` are the rows' numbers as ``word`` counts them
-    (JSON lines: the line numbers, blank lines included), else 1, 2, ..."""
+    (JSON lines: the line numbers, blank lines included), else 1, 2, ... ``typed``: JSON
+    lines, whose numbers are JSON numbers (a string is refused, as the vLLM result reader
+    refuses it), where a CSV's cells are all text."""
     if rows:
         keys = _union_of_keys(rows)
         missing = [
@@ -1108,7 +1119,7 @@ def _from_rows(
     rows, positions = _without_failed_rows(path, rows, word, positions, notes)
 
     def column(names: tuple[str, ...], required: bool = True) -> np.ndarray | None:
-        return _column(rows, names, path, word, required, positions)
+        return _column(rows, names, path, word, required, positions, typed=typed)
 
     arrival = column(("arrival_time_s",))
     inputs = column(("input_tokens",))
@@ -1120,8 +1131,8 @@ def _from_rows(
         # Both columns in the table: a row may give either (a JSON line only the key it
         # has, a CSV row one cell of the two); one that gives both must agree.
         both = span in keys and absolute in keys
-        given = _column(rows, (span,), path, word, False, positions, absent_ok=both)
-        at = _column(rows, (absolute,), path, word, False, positions, absent_ok=both)
+        given = _column(rows, (span,), path, word, False, positions, absent_ok=both, typed=typed)
+        at = _column(rows, (absolute,), path, word, False, positions, absent_ok=both, typed=typed)
         if at is not None:
             _check_same_clock(path, arrival, absolute, at, span)
             with np.errstate(over="ignore", invalid="ignore"):  # +-1e308: ``_finish`` says so
