@@ -1688,10 +1688,35 @@ def test_times_longer_than_the_benchmark_itself_are_refused(tmp_path, field, fra
     with pytest.raises(SimreplayError) as refused:
         read_benchmark(path)
     assert str(refused.value).startswith(fragment)
-    assert str(refused.value).endswith("are they in milliseconds? vLLM writes seconds")
+    ending = (
+        "are they in milliseconds (vLLM writes seconds), or is that one wrong?"
+        if field == "start_times"
+        else "are they in milliseconds? vLLM writes seconds"
+    )
+    assert str(refused.value).endswith(ending)
     data[field] = [value / 1000.0 for value in data[field]]
     path.write_text(json.dumps(data))
     assert len(read_benchmark(path).ttft_s) == 3
+
+
+def test_one_start_time_far_from_the_rest_is_named(tmp_path):
+    """A QA pass: one start time of -10 s among seconds was answered "are they in
+    milliseconds?" without naming the request."""
+    data = {
+        "duration": 12.0,
+        "input_lens": [5, 6, 7, 8],
+        "output_lens": [3, 4, 2, 2],
+        "ttfts": [0.1, 0.25, 0.2, 0.2],
+        "latencies": [0.3, 0.6, 0.5, 0.5],
+        "start_times": [10.0, 10.5, -10.0, 11.0],
+    }
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SimreplayError) as refused:
+        read_benchmark(path)
+    assert "(duration 12 s), and request 3's -10 s lies farthest from the rest" in str(
+        refused.value
+    )
 
 
 @pytest.mark.parametrize("limit", [2.5, -3, "4", True, False])

@@ -314,6 +314,7 @@ def _check_within_duration(
     ttft_s: np.ndarray,
     e2e_s: np.ndarray,
     starts: Any,
+    positions: np.ndarray,
 ) -> None:
     """Refuse times that do not fit in the benchmark's own ``duration`` (seconds, from its
     first send to its last answer): no request's TTFT or E2E is longer, nor do its send
@@ -334,10 +335,15 @@ def _check_within_duration(
         # (A start time that is not finite is named by ``_finish``, not read as a span.)
         span_s = float(arrival_s.max() - arrival_s.min())
         if span_s > bound_s:
+            # The request farthest from the rest, named: one bad entry (a QA pass: -10 s
+            # among seconds read as "are they in milliseconds?" with no request named).
+            far = farthest_time_row(arrival_s)
             raise SimreplayError(
                 f"{path.name}: start_times span {span_s:,.6g} s, longer than the whole "
-                f"benchmark (duration {duration_s:,.6g} s): are they in milliseconds? vLLM "
-                "writes seconds"
+                f"benchmark (duration {duration_s:,.6g} s), and request "
+                f"{int(positions[far]) + 1}'s {float(arrival_s[far]):,.6g} s lies farthest "
+                "from the rest: are they in milliseconds (vLLM writes seconds), or is that "
+                "one wrong?"
             )
 
 
@@ -723,7 +729,9 @@ def _from_vllm(path: Path, data: dict, draw_arrivals_seed: int | None = None) ->
             "no latencies field: E2E is TTFT plus the sum of the request's itls (its "
             "inter-token gaps)"
         )
-    _check_within_duration(path, data.get("duration"), arrival[ok], ttft[ok], e2e[ok], starts)
+    _check_within_duration(
+        path, data.get("duration"), arrival[ok], ttft[ok], e2e[ok], starts, np.flatnonzero(ok)
+    )
     slots = _whole_number(limit)
     if starts is not None and slots is not None:
         # The most requests in flight in the benchmark, failed ones counted as in flight
