@@ -1328,3 +1328,33 @@ def test_a_rate_for_token_columns_read_as_csv_points_to_the_length_only_format(t
         TraceError, match=r"; a CSV of token counts without times is read with --format lengths$"
     ):
         import_trace(path, options)
+
+
+@pytest.mark.parametrize("cell", ["0x10", "0X1f", " -0x5 ", "+0x3"])
+def test_a_hexadecimal_token_count_is_refused_as_other_non_integers_are(tmp_path, cell):
+    """Found by a QA pass: pyarrow read 0x10 as 16, so a hex id column mapped as token
+    counts imported without a word (1_000 or 0b101 were refused)."""
+    text = f"arrival_time_s,input_tokens,output_tokens,request_id\n0,10,5,0xab\n1,{cell},5,b\n"
+    path = write(tmp_path, "v.csv", text)
+    with pytest.raises(
+        TraceError, match=r"^v\.csv: line 3: column input_tokens: expected an integer"
+    ):
+        import_trace(path)
+    table, report = import_trace(path, ImportOptions(skip_invalid=True))
+    assert table.column("input_tokens").to_pylist() == [10]
+    assert "skipped 1 row whose input_tokens was not an integer" in report.notes[0]
+    # Hex elsewhere (an id) leaves the counts as they are.
+    ids = write(
+        tmp_path, "ids.csv", "arrival_time_s,input_tokens,output_tokens,request_id\n0,10,5,0xab\n"
+    )
+    assert import_trace(ids)[0].column("input_tokens").to_pylist() == [10]
+    pq.write_table(
+        pa.table(
+            {"arrival_time_s": [0.0, 1.0], "input_tokens": ["10", cell], "output_tokens": [5, 5]}
+        ),
+        tmp_path / "v.parquet",
+    )
+    with pytest.raises(
+        TraceError, match=r"^v\.parquet: row 2: column input_tokens: expected an integer"
+    ):
+        import_trace(tmp_path / "v.parquet")
