@@ -547,15 +547,13 @@ def resolve(scenario: Scenario) -> ResolvedScenario:
             # vLLM v0.11, EngineArgs._set_default_args: a max_num_seqs left to its default is
             # min(the GPU's default, max_num_batched_tokens), since SchedulerConfig refuses a
             # token budget per step below it. (v0.6 does not lower it: vllm-v0 refuses below.)
-            budget = (
-                f"--chunk-size {max_batched:,}"
-                if scenario.scheduler == "sarathi"
-                else f"--max-num-batched-tokens {max_batched:,}"
-            )
+            # The option that sets the budget, named as such: sarathi's default chunk was
+            # read as a --chunk-size the user had given (a QA pass).
+            knob = "--chunk-size" if scenario.scheduler == "sarathi" else "--max-num-batched-tokens"
             notes.append(
-                f"max_num_seqs lowered from the default {max_num_seqs:,} to {budget}, as "
-                "vLLM (v0.11, EngineArgs) lowers it to the token budget per step; pass "
-                "--max-num-seqs to choose"
+                f"max_num_seqs lowered from the default {max_num_seqs:,} to {max_batched:,}, "
+                f"the token budget per step ({knob}), as vLLM (v0.11, EngineArgs) lowers it; "
+                "pass --max-num-seqs to choose"
             )
             max_num_seqs = max_batched
     # vllm-v0's default budget, max(max_model_len, 2048), is settled below (a review: 2,048,

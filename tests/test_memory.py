@@ -607,8 +607,8 @@ def test_the_chosen_tp_note_states_the_kv_cache_the_run_has():
 @pytest.mark.parametrize(
     ("knobs", "budget"),
     [
-        ({"scheduler": "sarathi", "chunk_size": 100}, "--chunk-size 100"),
-        ({"max_num_batched_tokens": 100}, "--max-num-batched-tokens 100"),
+        ({"scheduler": "sarathi", "chunk_size": 100}, "--chunk-size"),
+        ({"max_num_batched_tokens": 100}, "--max-num-batched-tokens"),
     ],
 )
 def test_a_token_budget_below_the_default_max_num_seqs_lowers_it_with_a_note(knobs, budget):
@@ -621,8 +621,8 @@ def test_a_token_budget_below_the_default_max_num_seqs_lowers_it_with_a_note(kno
     lowered = resolve(Scenario(gpus="1xH100", **knobs))
     assert lowered.max_num_seqs == 100 and lowered.max_num_batched_tokens == 100
     assert (
-        f"max_num_seqs lowered from the default 1,024 to {budget}, as vLLM (v0.11, "
-        "EngineArgs) lowers it to the token budget per step; pass --max-num-seqs to choose"
+        f"max_num_seqs lowered from the default 1,024 to 100, the token budget per step "
+        f"({budget}), as vLLM (v0.11, EngineArgs) lowers it; pass --max-num-seqs to choose"
     ) in lowered.notes
     kept = resolve(Scenario(gpus="1xH100", max_num_seqs=64, **knobs))
     assert kept.max_num_seqs == 64 and not any("lowered" in n for n in kept.notes)

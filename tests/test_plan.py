@@ -597,6 +597,37 @@ def test_max_rate_says_when_the_slo_is_met_again_above_its_bracket():
     assert 2.1 <= result.meets_again_at < 2.2
 
 
+def test_max_rate_does_not_answer_a_lucky_rate_above_ones_that_miss():
+    """A QA pass: bisection answered rate scale 1.75625 (printed 1.756), met there while
+    1.74-1.755 and 1.756 itself missed: rerun at the printed value, the SLO failed. Rates
+    just below the answer must meet the SLO too, and the answer printed is the one met."""
+    fleet = _NonMonotoneFleet()
+    island = (1.7555, 1.7575)
+    fleet.evaluate = lambda gpus, tp, rate_scale=1.0: SimpleNamespace(
+        feasible=True,
+        capacity_rejections=0,
+        meets=rate_scale < 1.74 or island[0] <= rate_scale < island[1],
+        reason=None,
+        rate_scale=rate_scale,
+    )
+    plain = [1.0, 2.0]
+    lucky = []
+    original = fleet.evaluate
+
+    def evaluate(gpus, tp, rate_scale=1.0):
+        if island[0] <= rate_scale < island[1]:
+            lucky.append(rate_scale)
+        return original(gpus, tp, rate_scale)
+
+    fleet.evaluate = evaluate
+    result = find_max_rate(fleet, "2xH100", tolerance=0.01)
+    meets, fails = result.bracket
+    assert lucky, "the bisection never met the lucky rates: the case tests nothing"
+    assert meets < 1.74 <= fails <= meets * 1.01, (meets, fails, lucky)
+    assert result.answer.meets and result.answer.rate_scale == meets
+    assert meets in plain or float(f"{meets:.4g}") == meets  # printed as simulated
+
+
 def test_max_rate_probes_find_nothing_on_a_monotone_response():
     fleet = _NonMonotoneFleet()
     fleet.evaluate = lambda gpus, tp, rate_scale=1.0: SimpleNamespace(

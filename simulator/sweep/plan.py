@@ -18,9 +18,10 @@ Cost is ``num_gpus x $/GPU-hour`` from the hardware catalog or ``--price NAME=US
 go to fewer GPUs, then to the order of ``--gpu-types``, then to the lower TP.
 
 Highest rate (``find_max_rate``). The trace's arrival rate is scaled (``rate_scale``):
-doubling or halving from 1 until the SLO's verdict flips, then bisecting (geometrically)
-until the rate that meets the SLO and the rate that fails are within ``tolerance``
-(relative) of each other.
+doubling or halving from 1 until the SLO's verdict flips, then bisecting (geometrically,
+on rates of 4 significant digits) until the rate that meets the SLO and the rate that fails
+are within ``tolerance`` (relative) of each other; rates just below the answer
+(``MAX_RATE_PROBES_BELOW``) must meet it too, else the search brackets again below.
 
 A configuration meets the SLO when every bound holds, it rejects no request that a larger
 replica would serve, and its queue does not outgrow the trace (``results.backlog_kind``: a
@@ -782,12 +783,44 @@ def find_max_rate(
                 meets = fails / 2
             else:
                 fails /= 2
-    while fails > meets * (1 + tolerance):
-        mid = math.sqrt(meets * fails)
-        if sim.evaluate(gpus, tp, mid).meets:
-            meets = mid
-        else:
-            fails = mid
+    # Every rate scale simulated since the bracket was found, and whether it met the SLO.
+    tested: dict[float, bool] = {meets: True, fails: False}
+
+    def met(rate: float) -> bool:
+        tested[rate] = sim.evaluate(gpus, tp, rate).meets
+        return tested[rate]
+
+    for attempt in range(MAX_RATE_REBRACKETS + 1):
+        while fails > meets * (1 + tolerance):
+            mid = _snapped(math.sqrt(meets * fails))
+            if not meets < mid < fails:
+                break
+            if met(mid):
+                meets = mid
+            else:
+                fails = mid
+        # Near saturation the verdict need not be monotone in the rate: bisection can land
+        # on a rate that meets the SLO above ones that miss it (a QA pass: 1.756 met where
+        # 1.75 and 1.755 missed). Rates a little below the answer must meet it too; the
+        # first that misses becomes the failing end of a new bracket below the answer.
+        if attempt == MAX_RATE_REBRACKETS:
+            break
+        below = next(
+            (r for r in (_snapped(meets / f) for f in MAX_RATE_PROBES_BELOW) if not met(r)),
+            None,
+        )
+        if below is None:
+            break
+        fails = below
+        passing = [r for r, ok in tested.items() if ok and r < below]
+        meets = max(passing) if passing else _lowest_meeting(sim, gpus, tp, below, low_limit)
+        if meets is None:
+            return PlanResult(
+                None,
+                [],
+                sim.num_simulated,
+                reason=f"{gpus} misses the SLO even at rate scale {low_limit:g}",
+            )
     return PlanResult(
         sim.evaluate(gpus, tp, meets),
         [],
@@ -796,6 +829,30 @@ def find_max_rate(
         tolerance=tolerance,
         meets_again_at=_meets_above(sim, gpus, tp, fails),
     )
+
+
+#: Rate scales below a max-rate answer that must meet the SLO too, as divisors of it.
+MAX_RATE_PROBES_BELOW = (1.005, 1.01, 1.02)
+#: Most times a max-rate search brackets again below an answer a probe below refuted.
+MAX_RATE_REBRACKETS = 3
+
+
+def _snapped(rate: float) -> float:
+    """A rate scale of 4 significant digits: the answer ``plan`` prints is the one it
+    simulated (a QA pass: 1.756 printed, 1.75625... simulated, and 1.756 missed)."""
+    return float(f"{rate:.4g}")
+
+
+def _lowest_meeting(
+    sim: Simulator, gpus: str, tp: int | None, below: float, low_limit: float
+) -> float | None:
+    """Halving from ``below``: the first rate scale that meets the SLO, or None."""
+    rate = below / 2
+    while rate >= low_limit:
+        if sim.evaluate(gpus, tp, rate).meets:
+            return rate
+        rate /= 2
+    return None
 
 
 #: Rate scales above a max-rate bracket's failing end that are simulated too, as factors of
