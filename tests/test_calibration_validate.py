@@ -1276,7 +1276,17 @@ def test_a_vllm_result_without_a_successful_request_says_how_they_failed(
         ),
         (
             '"output_tokens": 3, "ttft_s": "0.1"',
-            "line 2: ttft_s must be a number, got '0.1' \\(a JSON string",
+            "line 2: ttft_s must be a number, got '0.1' \\(a JSON string: write the number "
+            "without quotes\\)",
+        ),
+        # Text that is no number gets no advice to unquote it (a review).
+        (
+            '"output_tokens": "n/a", "ttft_s": 0.1',
+            "line 2: output_tokens must be a number, got 'n/a'",
+        ),
+        (
+            '"output_tokens": "1_000", "ttft_s": 0.1',
+            "line 2: output_tokens must be a number, got '1_000'",
         ),
     ],
 )
@@ -1291,7 +1301,7 @@ def test_a_json_line_of_true_or_without_a_key_is_named(tmp_path, second, fragmen
             for cells in (first, second)
         )
     )
-    with pytest.raises(SimreplayError, match=f"^b.jsonl: {fragment}"):
+    with pytest.raises(SimreplayError, match=f"^b.jsonl: {fragment}$"):
         read_benchmark(path)
 
 

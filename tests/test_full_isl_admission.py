@@ -148,6 +148,13 @@ def test_validate_of_a_result_without_start_times_says_which_admission_it_assume
         assert given.exit_code == 0, given.stderr
         assert words not in given.stderr
     assert words not in runner.invoke(app, [*args, "--scheduler", "vllm-v0"]).stderr
+    # The deployment replayed says which rule, as summary.json does (a review).
+    for flag, used in (
+        ("--no-scheduler-reserve-full-isl", False),
+        ("--scheduler-reserve-full-isl", True),
+    ):
+        shown = json.loads(runner.invoke(app, [*args, flag, "--json"]).stdout)
+        assert shown["validation"]["deployment"]["scheduler_reserve_full_isl"] is used
     result["start_times"] = [float(k) for k in range(count)]
     path.write_text(json.dumps(result))
     assert words not in runner.invoke(app, args).stderr

@@ -1293,9 +1293,20 @@ def test_a_csv_without_arrival_time_s_points_to_a_time_named_column(tmp_path):
     files, not to map it with --time-col."""
     path = write(tmp_path, "t.csv", "ts_ms,input_tokens,output_tokens\n0,10,5\n")
     with pytest.raises(
-        TraceError, match=r"; if ts_ms holds the arrival times, give --time-col ts_ms$"
+        TraceError,
+        match=r"; if ts_ms holds the arrival times, give --time-col ts_ms; a file of lengths",
     ):
         import_trace(path)
+    # A span is not offered as the arrival time (a review: latency_ms was), and a name with
+    # spaces is quoted for the shell.
+    for name, hint in (("latency_ms", False), ("time_to_first_token", False), ("t_us", True)):
+        other = write(tmp_path, "o.csv", f"{name},input_tokens,output_tokens\n0,10,5\n")
+        with pytest.raises(TraceError) as caught:
+            import_trace(other)
+        assert (f"give --time-col {name}" in str(caught.value)) is hint, name
+    spaced = write(tmp_path, "s.csv", "Arrival Time (ms),input_tokens,output_tokens\n0,10,5\n")
+    with pytest.raises(TraceError, match=r"give --time-col 'Arrival Time \(ms\)'"):
+        import_trace(spaced)
     table, report = import_trace(path, ImportOptions(time_col="ts_ms"))
     assert report.notes == (
         "column ts_ms was read in ms, as its name says (--time-unit s reads it in seconds)",
@@ -1328,6 +1339,10 @@ def test_a_rate_for_token_columns_read_as_csv_points_to_the_length_only_format(t
         TraceError, match=r"; a CSV of token counts without times is read with --format lengths$"
     ):
         import_trace(path, options)
+    # Not said to a file that has its times (a review).
+    timed = write(tmp_path, "t.csv", "input_tokens,output_tokens,arrival_time_s\n10,5,0\n")
+    with pytest.raises(TraceError, match=r"which it would not change$"):
+        import_trace(timed, ImportOptions(arrival=arrival_process("poisson", 2.0)))
 
 
 @pytest.mark.parametrize("cell", ["0x10", "0X1f", " -0x5 ", "+0x3"])

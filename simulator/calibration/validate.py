@@ -1034,7 +1034,7 @@ def _column(
             got = f"no {name} key" if name not in row else f"{_shown(value)}"
             if isinstance(value, str) and _comma_number(value):  # a spreadsheet's locale
                 got += ": write numbers with a decimal point and no thousands separator"
-            elif typed and isinstance(value, str):
+            elif typed and isinstance(value, str) and _is_number_text(value):
                 got += " (a JSON string: write the number without quotes)"
             raise SimreplayError(
                 f"{path.name}: {word} {where}: {name} must be a number, got {got}"
@@ -1068,6 +1068,16 @@ def _check_agree(
             f"by more than {_AGREE_S * 1e3:g} ms): "
             "keep the column that was measured"
         )
+
+
+#: A JSON number (as its grammar writes one), with spaces around it.
+_JSON_NUMBER = re.compile(r"\s*-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\s*")
+
+
+def _is_number_text(text: str) -> bool:
+    """Whether ``text`` is a JSON number written as text ("800", " 0.25 "): unquoted, it
+    would read (not "", "n/a", Python's "1_000")."""
+    return _JSON_NUMBER.fullmatch(text) is not None
 
 
 def _comma_number(text: str) -> bool:
@@ -1682,6 +1692,7 @@ def deployment(resolved: ResolvedScenario) -> dict[str, Any]:
         "max_model_len": resolved.max_model_len,
         "enforce_eager": resolved.scenario.enforce_eager,
         "async_scheduling": resolved.scenario.async_scheduling,
+        "scheduler_reserve_full_isl": resolved.scenario.scheduler_reserve_full_isl,
         "step_time_model": {
             key: resolved.step_model.description[key]
             for key in (

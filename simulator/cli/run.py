@@ -191,7 +191,8 @@ def run(
             "--scheduler-reserve-full-isl/--no-scheduler-reserve-full-isl",
             help="As vLLM's option of that name: the vllm scheduler admits a waiting request "
             "only when its whole prompt fits in the free KV blocks, not only its first chunk. "
-            "Default: on for --scheduler vllm, as vLLM since PR #37307 (2026; off: as v0.11).",
+            "Default: on for --scheduler vllm without --pp, as vLLM since PR #37307 (2026; off: "
+            "as v0.11 and --pp's v0.6 virtual engines).",
         ),
     ] = None,
     quantization: Annotated[

@@ -73,7 +73,7 @@ _KNOB_HELP = {
     "scheduler_reserve_full_isl": "vLLM --scheduler-reserve-full-isl values, comma list: "
     "true (a waiting request is admitted when its whole prompt fits in the free KV blocks; "
     "vLLM's default since PR #37307), false (when its first chunk fits, as v0.11); default: "
-    "on for --scheduler vllm.",
+    "on for --scheduler vllm without --pp.",
     "rate_scale": "Arrival-rate factors, comma list; 2 replays the trace twice as fast.",
     "trace": "Trace files, comma list (or give them as TRACE arguments).",
 }
@@ -108,7 +108,7 @@ def knob_parameters(exclude: tuple[str, ...] = ("trace",), lists: bool = True) -
         if knob == "enable_prefix_caching":
             shown = "none: the scheduler's engine default, on for vllm as in vLLM V1"
         if knob == "scheduler_reserve_full_isl":
-            shown = "none: on for --scheduler vllm, as vLLM since PR #37307"
+            shown = "none: on for --scheduler vllm without --pp, as vLLM since PR #37307"
         if knob == "async_scheduling":
             shown = (
                 "none: the engine's default, on for vllm and sarathi without --pp, as in "

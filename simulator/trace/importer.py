@@ -8,6 +8,7 @@ A canonical parquet file written by simreplay is read back directly and re-valid
 from __future__ import annotations
 
 import functools
+import shlex
 from pathlib import Path
 
 import pyarrow as pa
@@ -200,7 +201,10 @@ def _check_format_options(path: Path, name: str, options: ImportOptions) -> None
             # (a review: the csv reader's refusal did not say so).
             lengths = (
                 "; a CSV of token counts without times is read with --format lengths"
-                if field == "arrival" and name == "csv" and not options.time_col
+                if field == "arrival"
+                and name == "csv"
+                and not options.time_col
+                and generic.REQUIRED[0] not in csv_header(path)
                 else ""
             )
             raise TraceError(
@@ -283,10 +287,13 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
             # a column named like a time is the one to map (a QA pass: ts_ms).
             timed = [c for c in header if c not in found and generic.looks_like_time(c)]
             lengths = ""
-            if missing == [generic.REQUIRED[0]] and timed:
-                lengths = f"; if {timed[0]} holds the arrival times, give --time-col {timed[0]}"
-            elif missing == [generic.REQUIRED[0]]:
-                lengths = (
+            if missing == [generic.REQUIRED[0]]:
+                if timed:
+                    lengths = (
+                        f"; if {timed[0]} holds the arrival times, give --time-col "
+                        f"{shlex.quote(timed[0])}"
+                    )
+                lengths += (
                     "; a file of lengths alone names them num_prefill_tokens, "
                     "num_decode_tokens (--format lengths; arrivals drawn with --rate)"
                 )

@@ -577,12 +577,26 @@ def _first_valid(values: Column) -> int | None:
     return int(np.argmax(valid)) if valid.any() else None
 
 
+#: Words of a column that holds a span, not a point in time (``latency_ms``, ``ttft_s``).
+_DURATION_WORDS = (
+    "latency", "ttft", "tpot", "itl", "e2e", "duration", "timeout", "elapsed", "time_to",
+    "time-to", "wait", "delay", "len", "token",
+)  # fmt: skip
+
+
 def looks_like_time(column: str) -> bool:
-    """Whether a column's name reads as a time (``ts_ms``, ``timestamp``, ``arrival``)."""
+    """Whether a column's name reads as a point in time (``ts_ms``, ``timestamp``,
+    ``arrival``), not a span (``latency_ms``, ``time_to_first_token``)."""
     lowered = column.strip().lower()
-    if _unit_in_name(column) is not None or "time" in lowered or "arrival" in lowered:
+    if any(word in lowered for word in _DURATION_WORDS):
+        return False
+    if "time" in lowered or "arrival" in lowered or "stamp" in lowered:
         return True
-    return lowered in ("ts", "t", "date", "created") or lowered.startswith(("ts_", "t_"))
+    if lowered in ("ts", "t", "date", "created") or lowered.startswith(("ts_", "ts-")):
+        return True
+    # A unit after a short clock word: t_us, start_ms, sent_s.
+    head = lowered.replace("-", "_").split("_")[0]
+    return _unit_in_name(column) is not None and head in ("t", "start", "sent", "send")
 
 
 def _unit_in_name(column: str) -> str | None:
