@@ -43,3 +43,19 @@ def named_pipe(tmp_path) -> Iterator[Path]:
     read_end = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     writer.join(5)
     os.close(read_end)
+
+
+@pytest.fixture
+def result_without_start_times() -> dict:
+    """A vLLM bench serve result of 8 requests as releases before January 2026 saved it:
+    no start_times (request_rate inf, max_concurrency 1)."""
+    count = 8
+    return {
+        "request_rate": "inf",
+        "max_concurrency": 1,
+        "input_lens": [300 + k for k in range(count)],
+        "output_lens": [40] * count,
+        "ttfts": [0.03 + 1e-3 * k for k in range(count)],
+        "itls": [[0.008] * 39 for _ in range(count)],
+        "errors": [""] * count,
+    }

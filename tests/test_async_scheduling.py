@@ -383,20 +383,14 @@ def test_async_scheduling_left_to_the_engine_is_its_default(knobs, on):
     assert resolved.step_model.params[kernel.ASYNC_SCHEDULING] == (1.0 if on else 0.0)
 
 
-def test_validate_of_a_result_without_start_times_says_which_async_mode_it_assumed(tmp_path):
+def test_validate_of_a_result_without_start_times_says_which_async_mode_it_assumed(
+    tmp_path, result_without_start_times
+):
     """Async scheduling became vLLM's default after v0.11, whose results saved no
     start_times: such a result is replayed with vLLM's later default, and a note says to
     give --no-async-scheduling if the server had none."""
-    count = 8
-    result = {
-        "request_rate": "inf",
-        "max_concurrency": 1,
-        "input_lens": [300 + k for k in range(count)],
-        "output_lens": [40] * count,
-        "ttfts": [0.03 + 1e-3 * k for k in range(count)],
-        "itls": [[0.008] * 39 for _ in range(count)],
-        "errors": [""] * count,
-    }
+    result = result_without_start_times
+    count = len(result["input_lens"])
     path = tmp_path / "old.json"
     path.write_text(json.dumps(result))
     args = ["calibrate", "validate", str(path), "--gpus", "1xH100", "--model", "llama-3.1-8b"]

@@ -127,17 +127,11 @@ def test_run_says_how_a_waiting_request_is_admitted(tmp_path):
     )
 
 
-def test_validate_of_a_result_without_start_times_says_which_admission_it_assumed(tmp_path):
-    count = 8
-    result = {
-        "request_rate": "inf",
-        "max_concurrency": 1,
-        "input_lens": [300 + k for k in range(count)],
-        "output_lens": [40] * count,
-        "ttfts": [0.03 + 1e-3 * k for k in range(count)],
-        "itls": [[0.008] * 39 for _ in range(count)],
-        "errors": [""] * count,
-    }
+def test_validate_of_a_result_without_start_times_says_which_admission_it_assumed(
+    tmp_path, result_without_start_times
+):
+    result = result_without_start_times
+    count = len(result["input_lens"])
     path = tmp_path / "old.json"
     path.write_text(json.dumps(result))
     args = ["calibrate", "validate", str(path), "--gpus", "1xH100", "--model", "llama-3.1-8b"]
