@@ -19,7 +19,7 @@ _numba_cache.configure()  # before numba is imported anywhere
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 __version__ = "0.1.0"
-__all__ = ["Scenario", "simulate", "__version__"]
+__all__ = ["Scenario", "simulate", "simulate_many", "__version__"]
 
 
 def __getattr__(name: str):
@@ -27,6 +27,10 @@ def __getattr__(name: str):
         from simulator.api import simulate
 
         return simulate
+    if name == "simulate_many":  # a QA pass: README users imported it from here
+        from simulator.api import simulate_many
+
+        return simulate_many
     if name == "Scenario":
         from simulator.scenario import Scenario
 

@@ -16,6 +16,7 @@ import functools
 import os
 import re
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -449,7 +450,11 @@ def simulate_many(
         worded as ``simreplay sweep`` stores it: naming the options (``--tp``), not the
         ``Scenario`` fields (``scenario_field_names`` rewrites one).
     """
-    if isinstance(scenarios, (str, Scenario)) or not all(
+    # A generator is read once, into a list (a QA pass: the check consumed it, then len()
+    # raised TypeError); None and other non-iterables get the same line as a wrong list.
+    if not isinstance(scenarios, (str, Scenario)) and isinstance(scenarios, Iterable):
+        scenarios = list(scenarios)
+    if not isinstance(scenarios, list) or not all(
         isinstance(scenario, Scenario) for scenario in scenarios
     ):
         # A list of "2xA100" strings raised AttributeError: 'str' object has no attribute...

@@ -158,3 +158,22 @@ def test_a_field_of_the_wrong_type_is_named_before_knobs_no_policy_reads(table, 
     """A reviewer: chunk_size='512' was "the sarathi scheduler's token budget"."""
     with pytest.raises(SimreplayError, match=fragment):
         simulate(table, scenario)
+
+
+def test_simulate_many_is_imported_from_the_package_and_takes_a_generator():
+    """A QA pass: `from simulator import simulate_many` failed, a generator of scenarios
+    raised TypeError (the type check consumed it), and None raised TypeError too."""
+    import pyarrow as pa
+
+    from simulator import Scenario, simulate, simulate_many
+    from simulator.errors import SimreplayError
+
+    table = pa.table(
+        {"arrival_time_s": [0.0, 1.0], "input_tokens": [100, 200], "output_tokens": [5, 6]}
+    )
+    results = simulate_many(table, (Scenario(gpus=g) for g in ("1xH100", "2xH100")))
+    assert [r.summary["scenario"]["gpus"] for r in results] == ["1xH100-SXM", "2xH100-SXM"]
+    assert results[0].summary == simulate(table, Scenario(gpus="1xH100")).summary
+    for bad in (None, 5):
+        with pytest.raises(SimreplayError, match="^simulate_many: scenarios must be a list"):
+            simulate_many(table, bad)
