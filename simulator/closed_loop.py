@@ -97,6 +97,26 @@ def incomplete_sessions(session_idx: np.ndarray, turn: np.ndarray) -> tuple[int,
     return len(starts), int(without_first.sum()), int(gapped.sum())
 
 
+def disordered_sessions(session_idx: np.ndarray, turn: np.ndarray) -> tuple[int, int]:
+    """(sessions that number two turns alike, sessions whose turn numbers run against their
+    arrival order): turns a closed loop sends in an order the trace did not record.
+
+    Rows are in arrival order, so a session's turns sorted by number should keep their
+    rows increasing. Arguments as ``incomplete_sessions``'.
+    """
+    has = session_idx >= 0
+    if not has.any():
+        return 0, 0
+    rows = np.flatnonzero(has)
+    sessions, turns = session_idx[has], turn[has]
+    order = np.lexsort((rows, turns, sessions))
+    sessions, turns, rows = sessions[order], turns[order], rows[order]
+    same = sessions[1:] == sessions[:-1]
+    repeat = same & (turns[1:] == turns[:-1])
+    backwards = same & (turns[1:] > turns[:-1]) & (rows[1:] < rows[:-1])
+    return len(np.unique(sessions[1:][repeat])), len(np.unique(sessions[1:][backwards]))
+
+
 def think_times_s(table: pa.Table) -> np.ndarray:
     """The trace's ``think_time_s`` as float64 (n,), 0 where null or absent."""
     if "think_time_s" not in table.column_names:

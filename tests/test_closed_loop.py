@@ -277,6 +277,20 @@ def test_incomplete_sessions_counts_missing_starts_and_gaps():
     assert incomplete_sessions(np.full(3, -1), np.ones(3, np.int64)) == (0, 0, 0)
 
 
+def test_disordered_sessions_counts_repeated_and_backward_turn_numbers():
+    """A QA pass: turns all numbered 1, or numbered against their arrival times, were
+    told only that sessions "miss turns" or "lack turn 1"."""
+    from simulator.closed_loop import disordered_sessions
+
+    # Rows in arrival order. 0: 1-2-3 in order; 1: 2 arrives before 1 (backwards);
+    # 2: turn 1 twice (repeat); 3: 3-2-1, all backwards; -1: no session.
+    session = np.array([0, 1, 0, 1, 2, 2, 0, 3, 3, 3, -1])
+    turn = np.array([1, 2, 2, 1, 1, 1, 3, 3, 2, 1, 5])
+    assert disordered_sessions(session, turn) == (1, 2)
+    assert disordered_sessions(np.array([0, 0, 1]), np.array([1, 2, 1])) == (0, 0)
+    assert disordered_sessions(np.full(2, -1), np.ones(2, np.int64)) == (0, 0)
+
+
 def test_cli_closed_loop_notes_sessions_a_sample_cut(session_file, tmp_path):
     """A QA pass: a windowed or row-sampled sessions trace (842 of 2,354 sessions without
     turn 1) was replayed as a closed loop without a word."""
@@ -293,3 +307,13 @@ def test_cli_closed_loop_notes_sessions_a_sample_cut(session_file, tmp_path):
     assert result.exit_code == 0, result.stderr
     sessions = len(set(kept.column("session_id").to_pylist()))
     assert f"{sessions:,} of the trace's {sessions:,} sessions lack turn 1" in result.stderr
+    # Turn numbers reversed within each session: said as such, not only as missing turns.
+    first = int(turn.max()) + 1
+    flipped = tmp_path / "flipped.parquet"
+    reversed_turns = pa.array(first - turn, type=table.schema.field("turn").type)
+    pq.write_table(
+        table.set_column(table.column_names.index("turn"), "turn", reversed_turns), flipped
+    )
+    result = CliRunner().invoke(app, ["run", str(flipped), "--gpus", "1xL4", "--closed-loop"])
+    assert result.exit_code == 0, result.stderr
+    assert "sessions number their turns against their arrival times" in result.stderr

@@ -53,14 +53,15 @@ def _first_think_row() -> int:
     return next(row for row, value in enumerate(think.to_pylist()) if value is not None)
 
 
-@pytest.mark.parametrize("value", [float("nan"), -5.0, float("inf")])
+@pytest.mark.parametrize("value", [float("nan"), -5.0, float("inf"), 1e12])
 def test_a_canonical_think_time_that_is_nan_is_refused_like_a_negative_one(tmp_path, value):
     """NaN passed: the check skipped NaN to let nulls (first turns) through."""
     row = _first_think_row()
     path = _with_value(tmp_path, "think_time_s", row, value)
     assert_one_line_error(
         invoke("trace", "info", path),
-        f"x.parquet: row {row + 1}: think_time_s must be finite and >= 0, got {value!r}",
+        f"x.parquet: row {row + 1}: think_time_s must be finite, >= 0 and at most 1e+11 s "
+        f"(3,000 years), got {value!r}",
     )
 
 

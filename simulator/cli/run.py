@@ -294,9 +294,8 @@ def run(
     for message in report.notes:
         note(message)
     if closed_loop:
-        partial = _incomplete_sessions_note(table)
-        if partial is not None:
-            note(partial)
+        for message in _incomplete_sessions_notes(table):
+            note(message)
     if enable_prefix_caching and "hash_ids" not in table.column_names:
         note(
             "the trace has no prefix hashes (hash_ids): no request can find another's blocks "
@@ -368,25 +367,41 @@ def run(
         _print_human(result, trace.name)
 
 
-def _incomplete_sessions_note(table: pa.Table) -> str | None:
-    """A closed loop's note on sessions it replays in part (a sampled or windowed trace's:
-    turns missing from their start or middle), or None."""
+def _incomplete_sessions_notes(table: pa.Table) -> list[str]:
+    """A closed loop's notes on sessions it replays in part (a sampled or windowed trace's:
+    turns missing from their start or middle), or in an order the trace did not record
+    (turn numbers repeated, or running against the arrival times)."""
     if "session_id" not in table.column_names or "turn" not in table.column_names:
-        return None
-    from simulator.closed_loop import incomplete_sessions, turn_numbers
+        return []
+    from simulator.closed_loop import disordered_sessions, incomplete_sessions, turn_numbers
     from simulator.engine.prefix_keys import session_indices
 
-    sessions, without_first, gapped = incomplete_sessions(
-        session_indices(table.column("session_id"), table.num_rows), turn_numbers(table)
-    )
-    if not (without_first or gapped):
-        return None
-    return (
-        f"{without_first:,} of the trace's {sessions:,} sessions lack turn 1 and {gapped:,} "
-        "more miss turns between their first and last (a sampled or windowed trace?): the "
-        "closed loop replays the turns each has, in turn order, its first sent at its "
-        "recorded arrival"
-    )
+    session_idx = session_indices(table.column("session_id"), table.num_rows)
+    turn = turn_numbers(table)
+    sessions, without_first, gapped = incomplete_sessions(session_idx, turn)
+    repeated, backwards = disordered_sessions(session_idx, turn)
+    notes = []
+    if without_first or gapped:
+        notes.append(
+            f"{without_first:,} of the trace's {sessions:,} sessions lack turn 1 and "
+            f"{gapped:,} more miss or repeat turns between their first and last (a sampled "
+            "or windowed trace?): the closed loop replays the turns each has, in turn "
+            "order, its first sent at its recorded arrival"
+        )
+    # A QA pass: reversed turn numbers and turns all numbered 1 were told only "lack turn 1"
+    # or "miss turns", while the replay sent turns in an order the trace never had.
+    if repeated:
+        notes.append(
+            f"{repeated:,} of the trace's {sessions:,} sessions number two or more turns "
+            "alike: the closed loop sends those in arrival order"
+        )
+    if backwards:
+        notes.append(
+            f"{backwards:,} of the trace's {sessions:,} sessions number their turns against "
+            "their arrival times (a later turn recorded first): the closed loop sends turns "
+            "in turn order, each after the one numbered before it is answered"
+        )
+    return notes
 
 
 def _check_out_folder(out_dir: Path, trace: Path, with_report: bool) -> None:

@@ -357,12 +357,14 @@ def validate_trace(table: pa.Table, source: str) -> pa.Table:
         think = column.to_numpy(zero_copy_only=False)
         # A null (a first turn) reads as NaN here too; only a NaN stored as a value is bad.
         stored = column.is_valid().to_numpy(zero_copy_only=False)
-        bad = stored & ~(np.isfinite(think) & (think >= 0))
+        # At most MAX_ARRIVAL_S, as arrival times (a QA pass: 1e10 s replayed as a
+        # makespan of 317 years without a word).
+        bad = stored & ~(np.isfinite(think) & (think >= 0) & (think <= MAX_ARRIVAL_S))
         if bad.any():
             row = int(np.argmax(bad))
             raise TraceError(
-                f"{source}: row {row + 1}: think_time_s must be finite and >= 0, "
-                f"got {float(think[row])!r}"
+                f"{source}: row {row + 1}: think_time_s must be finite, >= 0 and at most "
+                f"{MAX_ARRIVAL_S:.0e} s (3,000 years), got {float(think[row])!r}"
             )
     if "request_id" in table.column_names:
         check_unique_ids(table.column("request_id"), source, lambda i: f"row {i + 1}")
