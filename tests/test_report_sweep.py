@@ -566,11 +566,35 @@ def test_rows_of_two_traces_ring_no_one_cheapest_scenario(sweep_dir):
 
     sweep = load_sweep(sweep_dir)
     best, kind = answer_row(sweep)
-    assert best is not None and kind == "cheapest scenario meeting the SLO"
+    # The fixture replays rate scales 1 and 3: the star goes to the trace as recorded.
+    assert best is not None and best["rate_scale"] == 1.0
+    assert kind == "cheapest scenario meeting the SLO at rate_scale=1, one of 2 workloads"
     for row in sweep.rows[::2]:
         row["trace"] = "other.parquet"
     best, kind = answer_row(sweep)
     assert best is None and kind.startswith("no one cheapest scenario: the rows replay 2 traces")
+
+
+def test_the_star_of_a_sweep_over_rate_scales_is_at_one_rate_scale(sweep_dir):
+    """A QA pass: the page starred 2xH100 at rate_scale=0.5 as the cheapest fleet, beside
+    fleets serving the trace at its own rate: rate scales are workloads, as traces are."""
+    from simulator.report.sweep_page import answer_row
+
+    sweep = load_sweep(sweep_dir)
+    best, _ = answer_row(sweep)
+    cheap = dict(best, rate_scale=0.5, cost_per_hour_usd=best["cost_per_hour_usd"] / 10)
+    sweep.rows.append(cheap)
+    starred, kind = answer_row(sweep)
+    assert (
+        starred["rate_scale"] == 1.0 and starred["cost_per_hour_usd"] == best["cost_per_hour_usd"]
+    )
+    assert kind.endswith("at rate_scale=1, one of 3 workloads")
+    # Without rate scale 1 among the rows met, the highest scale some fleet meets.
+    sweep.rows = [row for row in sweep.rows if row["rate_scale"] != 1.0]
+    starred, kind = answer_row(sweep)
+    assert starred is not None and starred["rate_scale"] == max(
+        row["rate_scale"] for row in sweep.rows if row["ok"] and row.get("slo_met") is True
+    )
 
 
 def test_a_plan_of_another_trace_or_slo_is_not_ringed_as_the_sweeps_answer(sweep_dir, tmp_path):
@@ -658,7 +682,10 @@ def test_a_fleet_meeting_the_slo_on_some_seeds_only_is_not_the_answer(sweep_dir)
     best, kind = answer_row(sweep)
     assert best is None or best["gpus"] != cheapest
     if best is not None:
-        assert kind == "cheapest scenario meeting the SLO on every one of its seeds (2)"
+        assert kind == (
+            "cheapest scenario meeting the SLO at rate_scale=1, one of 2 workloads on every "
+            "one of its seeds (2)"
+        )
 
 
 def test_rejudging_rows_on_a_percentile_they_do_not_hold_is_one_line(sweep_dir):
