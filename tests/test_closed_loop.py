@@ -317,3 +317,24 @@ def test_cli_closed_loop_notes_sessions_a_sample_cut(session_file, tmp_path):
     result = CliRunner().invoke(app, ["run", str(flipped), "--gpus", "1xL4", "--closed-loop"])
     assert result.exit_code == 0, result.stderr
     assert "sessions number their turns against their arrival times" in result.stderr
+
+
+def test_a_first_turns_think_time_is_said_to_be_unused(session_file, tmp_path):
+    """A QA pass: a think_time_s on turn 1 ran as if absent, without a word."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(session_file)
+    turn = table.column("turn").to_numpy()
+    think = table.column("think_time_s").to_pylist()
+    think[int(np.argmax(turn == 1))] = 3.0
+    index = table.column_names.index("think_time_s")
+    edited = table.set_column(index, table.schema.field(index), pa.array(think, pa.float64()))
+    path = tmp_path / "t1.parquet"
+    pq.write_table(edited, path)
+    result = CliRunner().invoke(app, ["run", str(path), "--gpus", "1xL4", "--closed-loop"])
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "1 first turn carries a think_time_s, which the closed loop does not use" in result.stderr
+    )
+    plain = CliRunner().invoke(app, ["run", str(session_file), "--gpus", "1xL4", "--closed-loop"])
+    assert "first turn" not in plain.stderr
