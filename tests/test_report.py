@@ -932,8 +932,17 @@ def test_a_one_request_run_reads_in_the_singular(run_dir, tmp_path):
     first = table.slice(0, 1)
     write_parquet_atomic(first, one / "requests.parquet")
     summary = json.loads((one / "summary.json").read_text())
-    summary["num_requests"] = 1
-    summary["num_completed"] = first.column("status").to_pylist().count("completed")
+
+    def describe(rows):  # the summary of these rows, which report checks against them
+        from simulator.metrics import describe_ms
+
+        done = np.array(rows.column("status").to_pylist()) == "completed"
+        summary["num_requests"] = rows.num_rows
+        summary["num_completed"] = int(done.sum())
+        for column, key in (("ttft_s", "ttft_ms"), ("e2e_s", "e2e_ms")):
+            summary[key] = describe_ms(rows.column(column).to_numpy()[done])
+
+    describe(first)
     (one / "summary.json").write_text(json.dumps(summary))
     result = invoke("report", one, "--no-png")
     assert result.exit_code == 0, result.stderr
@@ -946,8 +955,7 @@ def test_a_one_request_run_reads_in_the_singular(run_dir, tmp_path):
     at = two.schema.get_field_index("arrival_time_s")
     two = two.set_column(at, "arrival_time_s", pa.array([1.5, 1.5]))
     write_parquet_atomic(two, one / "requests.parquet")
-    summary["num_requests"] = 2
-    summary["num_completed"] = two.column("status").to_pylist().count("completed")
+    describe(two)
     (one / "summary.json").write_text(json.dumps(summary))
     assert invoke("report", one, "--no-png").exit_code == 0
     text = (one / "report.html").read_text()
@@ -1216,3 +1224,22 @@ def test_a_ttft_window_as_long_as_the_run_says_the_chart_is_flat(tmp_path):
     assert runner.invoke(app, ["report", str(out), "--no-png"]).exit_code == 0
     page = (out / "report.html").read_text()
     assert "With 100 requests completed the window spans the whole run" in page
+
+
+def test_requests_of_another_run_of_as_many_rows_are_refused(run_dir, tmp_path):
+    """A QA pass: requests.parquet copied from another run of the same trace (as many rows)
+    was drawn under this run's summary: its CDFs showed a p99 of 98 ms beside a table of
+    184 ms. Their TTFT and E2E must be the ones summary.json describes."""
+    import shutil
+
+    other = tmp_path / "other"
+    result = invoke("run", run_dir.parent / "trace.parquet", "--gpus", "2xA100", "--out", other)
+    assert result.exit_code == 0, result.stderr
+    mixed = tmp_path / "mixed"
+    shutil.copytree(run_dir, mixed)
+    shutil.copy(other / "requests.parquet", mixed / "requests.parquet")
+    refused = invoke("report", mixed, "--no-png")
+    assert refused.exit_code == 1
+    assert "are they from different runs?" in refused.stderr
+    assert "its completed requests' ttft p50 is" in refused.stderr
+    assert invoke("report", other, "--no-png").exit_code == 0

@@ -197,6 +197,7 @@ def load_run_outputs(directory: Path) -> RunOutputs:
                 f" ({int(bad.sum()):,} rows like this); a run writes a time >= 0 for every "
                 "completed request: not the outputs of a run?"
             )
+    _check_same_run(directory, summary, requests, done)
     num_replicas = summary["scenario"]["num_replicas"]
     for name, columns in ((REQUESTS_FILE, requests), (STEPS_FILE, steps)):
         replica = columns["replica"]
@@ -328,6 +329,33 @@ _SCENARIO_NUMBERS = (
     "kv_blocks_per_virtual_engine",
     "seed",
 )
+
+
+def _check_same_run(
+    directory: Path, summary: dict[str, Any], requests: dict[str, np.ndarray], done: np.ndarray
+) -> None:
+    """Refuse a ``requests.parquet`` whose completed requests' TTFT and E2E are not the
+    ones ``summary.json`` describes: another run's file of as many rows (a QA pass: a page
+    drew one run's CDFs under another's p99). Both come from the same arrays, so they agree
+    to the last digits."""
+    from simulator.metrics import describe_ms
+
+    for column, key in (("ttft_s", "ttft_ms"), ("e2e_s", "e2e_ms")):
+        values = requests[column][done].astype(np.float64, copy=False)
+        if not np.isfinite(values).all():
+            return  # named by the checks that follow
+        shown = summary.get(key) or {}
+        described = describe_ms(values)
+        for stat in ("p50", "max"):
+            want, got = shown.get(stat), described.get(stat)
+            if not (_is_number(want) and _is_number(got)):
+                continue
+            if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-6):
+                raise SimreplayError(
+                    f"{directory / REQUESTS_FILE}: its completed requests' {key.split('_')[0]} "
+                    f"{stat} is {got:,.6g} ms but {SUMMARY_FILE} says {want:,.6g} ms: are "
+                    "they from different runs?"
+                )
 
 
 def read_table(path: Path) -> pa.Table:
