@@ -81,12 +81,9 @@ def incomplete_sessions(session_idx: np.ndarray, turn: np.ndarray) -> tuple[int,
     turn : numpy.ndarray
         int64 (n,), the trace's 1-based turn numbers.
     """
-    has = session_idx >= 0
-    if not has.any():
+    sessions, turns, _ = _by_session_and_turn(session_idx, turn)
+    if not len(sessions):
         return 0, 0, 0
-    sessions, turns = session_idx[has], turn[has]
-    order = np.lexsort((turns, sessions))
-    sessions, turns = sessions[order], turns[order]
     starts = np.flatnonzero(np.r_[True, sessions[1:] != sessions[:-1]])
     first = turns[starts]
     last = np.r_[turns[starts[1:] - 1], turns[-1]]
@@ -104,17 +101,30 @@ def disordered_sessions(session_idx: np.ndarray, turn: np.ndarray) -> tuple[int,
     Rows are in arrival order, so a session's turns sorted by number should keep their
     rows increasing. Arguments as ``incomplete_sessions``'.
     """
-    has = session_idx >= 0
-    if not has.any():
-        return 0, 0
-    rows = np.flatnonzero(has)
-    sessions, turns = session_idx[has], turn[has]
-    order = np.lexsort((rows, turns, sessions))
-    sessions, turns, rows = sessions[order], turns[order], rows[order]
+    sessions, turns, rows = _by_session_and_turn(session_idx, turn)
     same = sessions[1:] == sessions[:-1]
     repeat = same & (turns[1:] == turns[:-1])
     backwards = same & (turns[1:] > turns[:-1]) & (rows[1:] < rows[:-1])
     return len(np.unique(sessions[1:][repeat])), len(np.unique(sessions[1:][backwards]))
+
+
+def _by_session_and_turn(
+    session_idx: np.ndarray, turn: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The session, turn and row of every request with a session, sorted by session, then
+    turn, then row (arrival order)."""
+    rows = np.flatnonzero(session_idx >= 0)
+    order = np.lexsort((rows, turn[rows], session_idx[rows]))
+    rows = rows[order]
+    return session_idx[rows], turn[rows], rows
+
+
+def first_turns_with_think_time(
+    session_idx: np.ndarray, turn: np.ndarray, think_s: np.ndarray
+) -> int:
+    """First turns that carry a think time (> 0), which a closed loop does not use: a
+    session's first turn is sent at its recorded arrival."""
+    return int(((turn == 1) & (session_idx >= 0) & (think_s > 0)).sum())
 
 
 def think_times_s(table: pa.Table) -> np.ndarray:

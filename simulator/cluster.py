@@ -146,8 +146,8 @@ def replay(
     client-measured TTFT): the engine receives request ``i`` at ``arrival_s[i]`` plus it,
     and ``state.sent_s`` keeps the send times. ``stop_on_preemption`` (the fused path)
     gives up the replay soon after the first preemption (``state.stopped_at_preemption``).
-    ``reserve_full_isl`` (``vllm`` only) admits a waiting request only when all its known
-    tokens fit in the free blocks (``state.CFG_RESERVE_FULL_ISL``).
+    ``reserve_full_isl`` (``vllm`` without pipeline stages) admits a waiting request only
+    when all its known tokens fit in the free blocks (``state.CFG_RESERVE_FULL_ISL``).
     """
     if (
         isinstance(pipeline_stages, bool)

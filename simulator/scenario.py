@@ -42,11 +42,12 @@ if TYPE_CHECKING:  # the step-time model pulls in numba: imported when resolving
     from simulator.perf.roofline import StepTimeModel
 
 #: Engine behaviour each scheduler follows (named in every output as ``engine``), by
-#: scheduler, then by whether prefix caching is on.
+#: scheduler, then by whether prefix caching is on; ``{admission}`` is ``ADMISSION_TEXT``
+#: where the ``vllm`` scheduler admits by the whole prompt (``engine_text``).
 ENGINE_VERSIONS = {
-    ("vllm", False): "vLLM V1 engine (v0.11's scheduling rules), prefix caching off",
-    ("vllm", True): "vLLM V1 engine (v0.11's scheduling rules), prefix caching on (V1 "
-    "KVCacheManager)",
+    ("vllm", False): "vLLM V1 engine (v0.11's scheduling rules{admission}), prefix caching off",
+    ("vllm", True): "vLLM V1 engine (v0.11's scheduling rules{admission}), prefix caching on "
+    "(V1 KVCacheManager)",
     ("sarathi", False): "Sarathi-Serve stall-free batching on vLLM v0.11's V1 rules, "
     "prefix caching off",
     ("sarathi", True): "Sarathi-Serve stall-free batching on vLLM v0.11's V1 rules, "
@@ -55,16 +56,17 @@ ENGINE_VERSIONS = {
 }
 
 
+#: What ``engine_text`` adds to the ``vllm`` scheduler's rules where it admits a waiting
+#: request by its whole prompt, a rule v0.11 did not have.
+ADMISSION_TEXT = ", and whole-prompt admission from PR #37307"
+
+
 def engine_text(resolved: ResolvedScenario) -> str:
-    """``ENGINE_VERSIONS``' line for a resolved scenario, saying when the ``vllm``
-    scheduler admits by the whole prompt, a rule v0.11 did not have (PR #37307)."""
-    text = ENGINE_VERSIONS[(resolved.scenario.scheduler, resolved.prefix_caching)]
-    if resolved.scenario.scheduler_reserve_full_isl:
-        rules = "(v0.11's scheduling rules)"
-        text = text.replace(
-            rules, "(v0.11's scheduling rules, and whole-prompt admission from PR #37307)"
-        )
-    return text
+    """``ENGINE_VERSIONS``' line for a resolved scenario."""
+    admission = ADMISSION_TEXT if resolved.scenario.scheduler_reserve_full_isl else ""
+    return ENGINE_VERSIONS[(resolved.scenario.scheduler, resolved.prefix_caching)].format(
+        admission=admission
+    )
 
 
 #: vLLM's ``--quantization`` values modelled (None: the checkpoint's own precision).

@@ -196,3 +196,21 @@ def test_a_sweep_row_stores_the_admission_rule_used(tmp_path):
         ("sarathi", False),
         ("vllm", True),
     ]
+
+
+def test_the_engine_config_keeps_whole_prompt_admission_to_the_vllm_scheduler_alone():
+    """The knob array is where the rule is decided: ``vllm`` without pipeline stages only,
+    also for a caller of ``cluster.replay`` that leaves it at its default."""
+    from simulator.engine.state import CFG_RESERVE_FULL_ISL, SCHEDULERS, make_config
+
+    def flag(scheduler, stages=1, asked=True):
+        cfg = make_config(
+            scheduler=SCHEDULERS[scheduler], max_num_seqs=8, token_budget=64, block_size=16,
+            num_kv_blocks=100, max_model_len=1024, router=0, pipeline_stages=stages,
+            reserve_full_isl=asked,
+        )  # fmt: skip
+        return int(cfg[CFG_RESERVE_FULL_ISL])
+
+    assert flag("vllm") == 1
+    assert flag("vllm", asked=False) == flag("vllm", stages=2) == 0
+    assert flag("sarathi") == flag("vllm-v0") == 0

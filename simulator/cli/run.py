@@ -373,7 +373,13 @@ def _incomplete_sessions_notes(table: pa.Table) -> list[str]:
     (turn numbers repeated, or running against the arrival times)."""
     if "session_id" not in table.column_names or "turn" not in table.column_names:
         return []
-    from simulator.closed_loop import disordered_sessions, incomplete_sessions, turn_numbers
+    from simulator.closed_loop import (
+        disordered_sessions,
+        first_turns_with_think_time,
+        incomplete_sessions,
+        think_times_s,
+        turn_numbers,
+    )
     from simulator.engine.prefix_keys import session_indices
 
     session_idx = session_indices(table.column("session_id"), table.num_rows)
@@ -395,16 +401,14 @@ def _incomplete_sessions_notes(table: pa.Table) -> list[str]:
             f"{repeated:,} of the trace's {sessions:,} sessions number two or more turns "
             "alike: the closed loop sends those in arrival order"
         )
-    if "think_time_s" in table.column_names:
-        # A QA pass: a first turn's think time was ignored without a word.
-        think = table.column("think_time_s").to_numpy(zero_copy_only=False).astype(float)
-        first_with_think = int(((turn == 1) & (session_idx >= 0) & (think > 0)).sum())
-        if first_with_think:
-            carry = "first turns carry" if first_with_think > 1 else "first turn carries"
-            notes.append(
-                f"{first_with_think:,} {carry} a think_time_s, which the closed loop does not "
-                "use: a session's first turn is sent at its recorded arrival"
-            )
+    # A QA pass: a first turn's think time was ignored without a word.
+    first_with_think = first_turns_with_think_time(session_idx, turn, think_times_s(table))
+    if first_with_think:
+        carry = "first turns carry" if first_with_think > 1 else "first turn carries"
+        notes.append(
+            f"{first_with_think:,} {carry} a think_time_s, which the closed loop does not "
+            "use: a session's first turn is sent at its recorded arrival"
+        )
     if backwards:
         notes.append(
             f"{backwards:,} of the trace's {sessions:,} sessions number their turns against "

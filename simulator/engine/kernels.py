@@ -1147,9 +1147,8 @@ def _admission_held(req_i, rep_i, cfg, rep_tables, prefix_ids, r, num_decodes, f
         hit, _ = prefix_hit(req_i, cfg, rep_tables, prefix_ids, r, head)
     computed = hit * block_size
     known = req_i[head, R_PROMPT] + req_i[head, R_GENERATED]
-    n = min(known - computed, budget)
-    if cfg[CFG_RESERVE_FULL_ISL] != 0:
-        n = known - computed  # the whole known sequence must fit (``_admit_waiting``)
+    # The whole known sequence must fit with ``CFG_RESERVE_FULL_ISL`` (``_admit_waiting``).
+    n = known - computed if cfg[CFG_RESERVE_FULL_ISL] != 0 else min(known - computed, budget)
     need = _ceil_div(computed + n, block_size) - hit
     return HELD_KV if need > free_after_decodes else ADMIT
 

@@ -469,7 +469,8 @@ def make_config(
 
     With ``pipeline_stages`` N > 1, ``num_kv_blocks`` and ``max_num_seqs`` are those of one
     virtual engine (an engine replica), N of which make a replica. ``reserve_full_isl``
-    applies to the ``vllm`` scheduler only (the others never had it).
+    applies to the ``vllm`` scheduler without pipeline stages only (the other schedulers,
+    and the v0.6 virtual engines stages follow, never had it).
     """
     config = np.zeros(CFG_SIZE, np.int64)
     config[CFG_SCHEDULER] = scheduler
@@ -490,5 +491,6 @@ def make_config(
     config[CFG_PCACHE_BASE] = pcache_base(block_size, max_num_seqs)
     config[CFG_PIPELINE_STAGES] = pipeline_stages
     config[CFG_STOP_ON_PREEMPTION] = 1 if stop_on_preemption else 0
-    config[CFG_RESERVE_FULL_ISL] = 1 if reserve_full_isl and scheduler == SCHED_VLLM else 0
+    whole_prompt = reserve_full_isl and scheduler == SCHED_VLLM and pipeline_stages == 1
+    config[CFG_RESERVE_FULL_ISL] = 1 if whole_prompt else 0
     return config
