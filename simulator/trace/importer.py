@@ -241,12 +241,8 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
         schema = _parquet_schema(path)
         if TraceMetadata.from_arrow(schema.metadata, path.name) is not None:
             return "simreplay"
-        if (
-            options.time_col
-            or options.input_col
-            or options.output_col
-            or (generic.has_canonical_columns(schema.names))
-        ):
+        mapped = options.time_col or options.input_col or options.output_col
+        if mapped or generic.has_canonical_columns(schema.names):
             return "parquet"
         raise TraceError(
             f"{path.name}: a parquet file that is not a simreplay trace; map its columns "
